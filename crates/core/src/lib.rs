@@ -1,0 +1,25 @@
+//! The Glassbox event model.
+//!
+//! Every message, request, schedule tick, function output, command and change
+//! is an [`Event`]: a CloudEvents 1.0 record with Glassbox's extensions
+//! (`correlationid`, `causationid`, `hop`, `traceparent`, `device`, `feature`,
+//! `datasubject`, `tenant`, `originid`). Ingress turns producer input into an
+//! event with [`parse_cloudevent`] and an id from [`IdMinter`]; the recorder
+//! stores it with its lifecycle [`StateRecord`]s; everything else reads them.
+//!
+//! This crate does no I/O: it is shared by the store, the bus, the gateway,
+//! the runtime and the CLI, so it must stay small and dependency-light.
+
+mod event;
+mod id;
+mod ingest;
+mod lifecycle;
+mod query;
+mod trace_context;
+
+pub use event::{Data, Event, RecordedEvent, StateRecord, format_time};
+pub use id::{EventId, IdMinter, first_id_at, last_id_at};
+pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, parse_cloudevent};
+pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
+pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
+pub use trace_context::TraceParent;

@@ -1,0 +1,81 @@
+//! W3C Trace Context `traceparent`: accepted at ingress, minted at the origin
+//! of a chain, so OpenTelemetry tools see Glassbox chains as traces.
+
+use std::fmt;
+
+use crate::EventId;
+
+/// A parsed `traceparent` (version 00): `00-<trace id>-<parent id>-<flags>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: u128,
+    pub parent_id: u64,
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` value, or says what is wrong with it.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = value.trim().split('-').collect();
+        let [version, trace, parent, flags] = parts.as_slice() else {
+            return Err("expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>".into());
+        };
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex(version, 2) || *version == "ff" {
+            return Err(format!("unsupported version {version:?}"));
+        }
+        if !hex(trace, 32) || !hex(parent, 16) || !hex(flags, 2) {
+            return Err("expected lowercase hex fields of 32, 16 and 2 digits".into());
+        }
+        let trace_id = u128::from_str_radix(trace, 16).map_err(|e| e.to_string())?;
+        let parent_id = u64::from_str_radix(parent, 16).map_err(|e| e.to_string())?;
+        if trace_id == 0 || parent_id == 0 {
+            return Err("trace id and parent id must not be all zeros".into());
+        }
+        let flags = u8::from_str_radix(flags, 16).map_err(|e| e.to_string())?;
+        Ok(Self { trace_id, parent_id, flags })
+    }
+
+    /// A new sampled trace for a chain that starts at `origin`: the trace id
+    /// is the origin's 128-bit id, so a trace id leads back to its event.
+    pub fn for_origin(origin: EventId) -> Self {
+        let parent_id = (origin.0 as u64).max(1);
+        Self { trace_id: origin.0, parent_id, flags: 1 }
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_the_w3c_example() {
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(value).unwrap();
+        assert_eq!(parsed.parent_id, 0x00f067aa0ba902b7);
+        assert_eq!(parsed.to_string(), value);
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for bad in ["", "00-abc-def-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"] {
+            assert!(TraceParent::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origin_trace_id_is_the_event_id() {
+        let id = crate::IdMinter::new().mint();
+        let tp = TraceParent::for_origin(id);
+        assert_eq!(tp.trace_id, id.0);
+        assert_eq!(TraceParent::parse(&tp.to_string()), Ok(tp));
+    }
+}

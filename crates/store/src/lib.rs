@@ -1,0 +1,155 @@
+//! The flight recorder's storage.
+//!
+//! [`EventStore`] is what the pipeline, the API and every later consumer
+//! (metrics, diagnosis, cost) talk to: append events durably, record their
+//! state transitions, and answer queries. [`sqlite::SqliteStore`] is the
+//! embedded default; a PostgreSQL store implements the same trait for
+//! clusters. SQL dialect and SQLite specifics stay inside `sqlite/`.
+//!
+//! Durability contract: [`EventStore::append`] resolves only once the
+//! events' `received` records are durable (fsync'd), so the caller may then
+//! acknowledge the producer. Many concurrent appends share one commit.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State};
+
+pub use sqlite::SqliteStore;
+
+/// An event arriving at the recorder, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    pub event: Event,
+    pub received_at: DateTime<Utc>,
+    /// The ingress, recorded as the `received` state's detail (`http`, `mqtt`, …).
+    pub via: String,
+}
+
+/// What [`EventStore::append`] did with one event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Appended {
+    /// The recorded id: the new event's, or for a duplicate the first one's.
+    pub id: String,
+    pub correlationid: String,
+    /// True when this was a retry of an event already recorded (same
+    /// `source` and `originid` within the de-duplication window).
+    pub duplicate: bool,
+}
+
+/// A state transition of an event, for one target or for the whole event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub event: EventId,
+    pub state: State,
+    pub at: DateTime<Utc>,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The events of one correlation chain, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub events: Vec<RecordedEvent>,
+    /// True when the chain has more events than were returned.
+    pub truncated: bool,
+}
+
+/// Whether the store accepts writes, and what the writer is doing.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreStatus {
+    /// False after a failed commit, until a commit succeeds again.
+    pub writable: bool,
+    /// The last write error, e.g. `database or disk is full`.
+    pub last_error: Option<String>,
+    /// Commands waiting for the writer.
+    pub queue_depth: usize,
+    pub events_appended: u64,
+    pub commits: u64,
+    /// Events removed by retention since start.
+    pub events_expired: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Writes are refused: the store cannot make them durable now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The writer's queue stayed full past the caller's patience.
+    #[error("store busy: the recorder queue is full ({0} commands waiting); retry shortly")]
+    Busy(usize),
+    /// A query the store cannot answer as asked (e.g. a foreign cursor).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("transition refers to unknown event {0}")]
+    UnknownEvent(EventId),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Bounds and windows of the recorder, shared by every implementation.
+#[derive(Debug, Clone)]
+pub struct RecorderSettings {
+    /// Events older than this are deleted in small batches. Zero keeps all.
+    pub retention: Duration,
+    /// A retry with the same `source` and `originid` within this window
+    /// returns the first event instead of recording another.
+    pub dedup_window: Duration,
+    /// Most events in one commit.
+    pub batch_events_max: usize,
+    /// Most commands waiting for the writer; appends wait when it is full.
+    pub queue_commands_max: usize,
+    /// Largest store file; writes fail with "full" beyond it. Zero: no bound.
+    pub store_bytes_max: u64,
+    /// The name recorded as `node` on every state.
+    pub node: String,
+}
+
+impl Default for RecorderSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            dedup_window: Duration::from_secs(10 * 60),
+            batch_events_max: 8192,
+            queue_commands_max: 65536,
+            store_bytes_max: 0,
+            node: "local".into(),
+        }
+    }
+}
+
+/// The recorder's storage. Implementations must be safe to share across
+/// tasks; all methods may be called concurrently.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Records events; resolves once their `received` records are durable.
+    async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Records state transitions (durably, like appends).
+    async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
+
+    /// One event with all its states.
+    async fn get(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// What a child of event `id` inherits; `None` if it is unknown.
+    async fn lineage(&self, id: &str) -> Result<Option<Lineage>, StoreError>;
+
+    /// Filtered events, newest first, one page.
+    async fn query(&self, query: &EventQuery) -> Result<Page, StoreError>;
+
+    /// Every event of a correlation chain (at most `limit`), oldest first.
+    async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError>;
+
+    /// A small persistent setting (e.g. the admin token's hash).
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    fn status(&self) -> StoreStatus;
+
+    /// Finishes queued writes and stops the writer.
+    async fn close(&self);
+}

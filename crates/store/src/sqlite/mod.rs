@@ -1,0 +1,251 @@
+//! The embedded recorder: one SQLite file in WAL mode, one writer thread
+//! doing group commits with `synchronous=FULL` (a commit is on disk when it
+//! returns), and a small pool of reader connections.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+pub use schema::SCHEMA_VERSION;
+
+use self::writer::{Command, Writer};
+use crate::{Appended, Chain, EventStore, Ingress, RecorderSettings, StoreError, StoreStatus, Transition};
+
+/// The store's file name inside the data directory.
+pub const FILE_NAME: &str = "recorder.db";
+
+/// Readers open at once; queries beyond this wait for a free connection.
+const READERS_MAX: usize = 4;
+
+/// Counters and health shared by the writer thread and callers.
+#[derive(Debug, Default)]
+struct Shared {
+    writable: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    queue_depth: AtomicUsize,
+    events_appended: AtomicU64,
+    commits: AtomicU64,
+    events_expired: AtomicU64,
+}
+
+impl Shared {
+    fn mark_writable(&self) {
+        if !self.writable.swap(true, Ordering::Relaxed) {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    fn mark_failed(&self, message: &str) {
+        self.writable.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.to_string());
+    }
+}
+
+/// The embedded SQLite event store.
+pub struct SqliteStore {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    readers: Arc<Readers>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store in `dir`.
+    pub fn open(dir: &Path, settings: RecorderSettings) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let opened = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
+        let mut conn = Connection::open(&path).map_err(opened)?;
+        configure_writer(&conn, &settings).map_err(opened)?;
+        schema::migrate(&mut conn).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let node = intern_node(&conn, &settings.node).map_err(opened)?;
+
+        let shared = Arc::new(Shared { writable: AtomicBool::new(true), ..Shared::default() });
+        let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
+        let writer = Writer::new(conn, shared.clone(), settings, node);
+        let handle = std::thread::Builder::new()
+            .name("recorder-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            commands: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            shared,
+            readers: Arc::new(Readers::new(path)),
+        })
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        let sender = self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = sender.ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        sender.send(command).await.map_err(|_| StoreError::Unavailable("the recorder writer has stopped".into()))
+    }
+
+    /// Runs a read on a pooled connection off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let _permit = readers.permits.acquire().await.map_err(|_| StoreError::Unavailable("store closed".into()))?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+    }
+}
+
+async fn answer<T>(reply: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    reply.await.map_err(|_| StoreError::Unavailable("the recorder writer stopped before answering".into()))?
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::Append { batch, reply }).await?;
+        answer(answered).await
+    }
+
+    async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::Record { transitions, reply }).await?;
+        answer(answered).await
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError> {
+        self.read(move |conn| read::get(conn, id)).await
+    }
+
+    async fn lineage(&self, id: &str) -> Result<Option<Lineage>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| read::lineage(conn, &id)).await
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<Page, StoreError> {
+        let cursor = read::parse_cursor(query.cursor.as_deref())?;
+        let query = query.clone();
+        self.read(move |conn| read::query(conn, &query, cursor)).await
+    }
+
+    async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError> {
+        let correlationid = correlationid.to_string();
+        self.read(move |conn| read::chain(conn, &correlationid, limit)).await
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| read::setting(conn, &key)).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
+        answer(answered).await
+    }
+
+    fn status(&self) -> StoreStatus {
+        let s = &self.shared;
+        StoreStatus {
+            writable: s.writable.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            queue_depth: self
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
+            events_appended: s.events_appended.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            events_expired: s.events_expired.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn close(&self) {
+        drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsync'd at every commit, which is what makes an
+    // acknowledged event durable. Group commit amortises the fsync.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
+    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+    conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
+    if settings.store_bytes_max > 0 {
+        let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))? as u64;
+        conn.pragma_update(None, "max_page_count", (settings.store_bytes_max / page_size).max(1) as i64)?;
+    }
+    Ok(())
+}
+
+fn intern_node(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?1)", [name])?;
+    conn.query_row("SELECT id FROM nodes WHERE name = ?1", [name], |r| r.get(0))
+}
+
+/// Microseconds since the Unix epoch: the recorder's time unit.
+fn micros(time: &DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// A bounded pool of read-only connections.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    fn new(path: PathBuf) -> Self {
+        Self { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS_MAX) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect().map_err(|e| StoreError::Unavailable(format!("cannot open a reader: {e}")))?,
+        };
+        let result = f(&conn).map_err(|e| StoreError::Internal(e.to_string()));
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        result
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", -32768)?;
+        Ok(conn)
+    }
+}

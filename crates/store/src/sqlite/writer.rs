@@ -1,0 +1,299 @@
+//! The single writer: drains the command queue, applies as many commands as
+//! fit in one transaction (group commit), fsyncs once, then answers them all.
+//! Between batches it deletes expired events in small chunks, so retention
+//! never holds ingest up for longer than one chunk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use glassbox_core::Data;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Shared, micros};
+use crate::{Appended, Ingress, RecorderSettings, StoreError, Transition};
+
+pub(super) enum Command {
+    Append { batch: Vec<Ingress>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
+    Record { transitions: Vec<Transition>, reply: oneshot::Sender<Result<(), StoreError>> },
+    PutSetting { key: String, value: String, reply: oneshot::Sender<Result<(), StoreError>> },
+}
+
+impl Command {
+    fn weight(&self) -> usize {
+        match self {
+            Command::Append { batch, .. } => batch.len(),
+            Command::Record { transitions, .. } => transitions.len(),
+            Command::PutSetting { .. } => 1,
+        }
+    }
+}
+
+/// The result of one command inside a transaction, answered after commit.
+enum Outcome {
+    Appended(Vec<Appended>),
+    Recorded(Result<(), StoreError>),
+    Done,
+}
+
+/// Rows deleted per retention transaction: small enough to keep the pause
+/// it causes to ingest in the low milliseconds.
+const RETENTION_CHUNK_EVENTS: i64 = 2000;
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+pub(super) struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    settings: RecorderSettings,
+    node: i64,
+    next_retention: Instant,
+    retention_backlog: bool,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, shared: Arc<Shared>, settings: RecorderSettings, node: i64) -> Self {
+        Self { conn, shared, settings, node, next_retention: Instant::now(), retention_backlog: false }
+    }
+
+    /// Runs until every sender is gone and the queue is drained.
+    pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
+        let Ok(runtime) = runtime else {
+            tracing::error!("recorder writer could not start its timer runtime");
+            return;
+        };
+        loop {
+            self.expire_some();
+            let idle = if self.retention_backlog { Duration::ZERO } else { RETENTION_CHECK_EVERY };
+            let first = runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
+            match first {
+                Ok(None) => break,
+                Ok(Some(command)) => self.commit_batch(command, &mut commands),
+                Err(_elapsed) => {}
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+    }
+
+    fn commit_batch(&mut self, first: Command, queue: &mut mpsc::Receiver<Command>) {
+        let mut weight = first.weight();
+        let mut batch = vec![first];
+        while weight < self.settings.batch_events_max {
+            match queue.try_recv() {
+                Ok(command) => {
+                    weight += command.weight();
+                    batch.push(command);
+                }
+                Err(_) => break,
+            }
+        }
+        self.shared.queue_depth.store(queue.len(), Ordering::Relaxed);
+        match self.apply(&batch) {
+            Ok(outcomes) => {
+                self.shared.mark_writable();
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                reply_all(batch, outcomes);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, commands = batch.len(), "recorder commit failed; refusing writes until a commit succeeds");
+                self.shared.mark_failed(&message);
+                fail_all(batch, &message);
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<Vec<Outcome>> {
+        let tx = self.conn.transaction()?;
+        let mut apply = Apply { tx: &tx, node: self.node, settings: &self.settings, seen: HashMap::new() };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for command in batch {
+            outcomes.push(apply.command(command)?);
+        }
+        drop(apply);
+        tx.commit()?;
+        let appended: usize = outcomes.iter().map(|o| if let Outcome::Appended(a) = o { a.len() } else { 0 }).sum();
+        self.shared.events_appended.fetch_add(appended as u64, Ordering::Relaxed);
+        Ok(outcomes)
+    }
+
+    /// Deletes one chunk of events older than the retention window.
+    fn expire_some(&mut self) {
+        if self.settings.retention.is_zero() || (!self.retention_backlog && Instant::now() < self.next_retention) {
+            return;
+        }
+        self.next_retention = Instant::now() + RETENTION_CHECK_EVERY;
+        let cutoff = Utc::now() - self.settings.retention;
+        match expire_chunk(&mut self.conn, cutoff) {
+            Ok(deleted) => {
+                self.retention_backlog = deleted > 0;
+                self.shared.events_expired.fetch_add(deleted as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.retention_backlog = false;
+                tracing::warn!(error = %e, "retention pass failed; will retry");
+            }
+        }
+    }
+}
+
+/// Deletes expired events among the oldest [`RETENTION_CHUNK_EVENTS`]. Events
+/// are stored in receive order, so once the oldest is within the window the
+/// pass is done.
+fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let cutoff = micros(&cutoff);
+    let oldest: Option<(i64, i64)> =
+        tx.query_row("SELECT seq, received_at FROM events ORDER BY seq LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let Some((oldest, _)) = oldest.filter(|(_, received_at)| *received_at < cutoff) else {
+        return Ok(0);
+    };
+    let upto = oldest + RETENTION_CHUNK_EVENTS;
+    tx.execute(
+        "DELETE FROM transitions WHERE seq IN (SELECT seq FROM events WHERE seq < ?1 AND received_at < ?2)",
+        [upto, cutoff],
+    )?;
+    let deleted = tx.execute("DELETE FROM events WHERE seq < ?1 AND received_at < ?2", [upto, cutoff])?;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
+    for (command, outcome) in batch.into_iter().zip(outcomes) {
+        match (command, outcome) {
+            (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
+            (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
+            (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
+            _ => unreachable!("outcomes are produced in command order, one per command"),
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Command>, message: &str) {
+    let error = || StoreError::Unavailable(message.to_string());
+    for command in batch {
+        match command {
+            Command::Append { reply, .. } => drop(reply.send(Err(error()))),
+            Command::Record { reply, .. } => drop(reply.send(Err(error()))),
+            Command::PutSetting { reply, .. } => drop(reply.send(Err(error()))),
+        }
+    }
+}
+
+/// One transaction's work, with the de-duplication keys it has seen.
+struct Apply<'a> {
+    tx: &'a Transaction<'a>,
+    node: i64,
+    settings: &'a RecorderSettings,
+    seen: HashMap<(String, String), Appended>,
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
+    causationid, hop, traceparent, device, feature, datasubject, tenant, originid, datacontenttype,
+    dataschema, extensions, data_kind, data, via, node)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+
+impl Apply<'_> {
+    fn command(&mut self, command: &Command) -> rusqlite::Result<Outcome> {
+        match command {
+            Command::Append { batch, .. } => {
+                batch.iter().map(|ingress| self.append(ingress)).collect::<rusqlite::Result<_>>().map(Outcome::Appended)
+            }
+            Command::Record { transitions, .. } => self.record(transitions).map(Outcome::Recorded),
+            Command::PutSetting { key, value, .. } => {
+                self.tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn append(&mut self, ingress: &Ingress) -> rusqlite::Result<Appended> {
+        let event = &ingress.event;
+        let origin_key = event.originid.as_ref().map(|origin| (event.source.clone(), origin.clone()));
+        if let Some(key) = &origin_key {
+            if let Some(first) = self.duplicate_of(key, ingress.received_at)? {
+                return Ok(first);
+            }
+        }
+        let (data_kind, data): (i64, Option<&[u8]>) = match &event.data {
+            Data::None => (0, None),
+            Data::Json(raw) => (1, Some(raw.get().as_bytes())),
+            Data::Binary(bytes) => (2, Some(bytes.as_slice())),
+        };
+        let extensions = match event.extensions.is_empty() {
+            true => None,
+            false => serde_json::to_string(&event.extensions).ok(),
+        };
+        let mut id = [0u8; ulid::ULID_LEN];
+        let id: &str = event.id.array_to_str(&mut id);
+        let mut insert = self.tx.prepare_cached(INSERT_EVENT)?;
+        insert.execute(params![
+            id,
+            micros(&ingress.received_at),
+            micros(&event.time),
+            event.source,
+            event.ty,
+            event.subject,
+            event.correlationid,
+            event.causationid,
+            event.hop,
+            event.traceparent,
+            event.device,
+            event.feature,
+            event.datasubject,
+            event.tenant,
+            event.originid,
+            event.datacontenttype,
+            event.dataschema,
+            extensions,
+            data_kind,
+            data,
+            ingress.via,
+            self.node,
+        ])?;
+        let appended = Appended { id: id.to_string(), correlationid: event.correlationid.clone(), duplicate: false };
+        if let Some(key) = origin_key {
+            self.seen.insert(key, Appended { duplicate: true, ..appended.clone() });
+        }
+        Ok(appended)
+    }
+
+    /// The first event with the same source and origin id inside the window.
+    fn duplicate_of(&self, key: &(String, String), now: DateTime<Utc>) -> rusqlite::Result<Option<Appended>> {
+        if let Some(first) = self.seen.get(key) {
+            return Ok(Some(first.clone()));
+        }
+        let window_start = micros(&(now - self.settings.dedup_window));
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, correlationid FROM events WHERE source = ?1 AND originid = ?2 AND received_at >= ?3
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        stmt.query_row(params![key.0, key.1, window_start], |row| {
+            Ok(Appended { id: row.get(0)?, correlationid: row.get(1)?, duplicate: true })
+        })
+        .optional()
+    }
+
+    fn record(&mut self, transitions: &[Transition]) -> rusqlite::Result<Result<(), StoreError>> {
+        let mut find = self.tx.prepare_cached("SELECT seq FROM events WHERE id = ?1")?;
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO transitions (seq, at, state, target, detail, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut unknown = None;
+        for t in transitions {
+            let mut id = [0u8; ulid::ULID_LEN];
+            let seq: Option<i64> = find.query_row([&*t.event.array_to_str(&mut id)], |r| r.get(0)).optional()?;
+            let Some(seq) = seq else {
+                unknown = Some(t.event);
+                continue;
+            };
+            insert.execute(params![seq, micros(&t.at), t.state.code(), t.target, t.detail, self.node])?;
+        }
+        Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))
+    }
+}
