@@ -1,1 +1,101 @@
-fn main() {}
+//! `glassbox`: the server (`serve`) and a client of its API for the
+//! operability verbs. Every read command takes `--json` for scripts and
+//! prints a table for people.
+
+mod bench;
+mod client;
+mod events;
+mod render;
+mod serve;
+mod trace;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+
+/// Events are allocated on ingress threads and freed on the recorder's:
+/// mimalloc handles such cross-thread frees without glibc's arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Glassbox: devices and functions with nothing hidden. Every event has an
+/// id, a correlation chain and a recorded life you can query and trace.
+#[derive(Parser)]
+#[command(
+    name = "glassbox",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start here:\n  glassbox serve                     run the server (data in ./glassbox-data)\n  \
+    export GLASSBOX_TOKEN=gbx_...      the admin token it prints at first start\n  \
+    glassbox events send --source demo --type hello --data '{\"n\":1}'\n  \
+    glassbox events query              newest events first\n  \
+    glassbox trace ID                  the whole chain of an event"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How to reach a running server.
+#[derive(clap::Args, Clone)]
+struct Remote {
+    /// The server's HTTP API address.
+    #[arg(long, env = "GLASSBOX_SERVER", default_value = "http://127.0.0.1:7070")]
+    server: String,
+    /// Operator bearer token (falls back to GLASSBOX_ADMIN_TOKEN).
+    #[arg(long, env = "GLASSBOX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("GLASSBOX_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        Client::new(&self.server, token)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP API, ingest pipeline and flight recorder.
+    Serve(serve::ServeArgs),
+    /// Query, inspect, follow and send events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Show the whole correlation chain of an event as a tree, with each
+    /// event's states and the time between them.
+    Trace(trace::TraceArgs),
+    /// Measure Glassbox on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async {
+            match cli.command {
+                Command::Serve(args) => serve::run(args).await,
+                Command::Events(command) => events::run(command).await,
+                Command::Trace(args) => trace::run(args).await,
+                Command::Bench(command) => bench::run(command).await,
+            }
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

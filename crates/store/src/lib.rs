@@ -12,21 +12,54 @@
 
 pub mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State};
+use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
 pub use sqlite::SqliteStore;
 
-/// An event arriving at the recorder, with where it came from.
+/// An event arriving at the recorder: the event and its `received` record.
+///
+/// Shared (`Arc`) so that the same allocation is written by the recorder and
+/// then published on the bus, without copying the data.
 #[derive(Debug, Clone)]
-pub struct Ingress {
-    pub event: Event,
-    pub received_at: DateTime<Utc>,
-    /// The ingress, recorded as the `received` state's detail (`http`, `mqtt`, …).
-    pub via: String,
+pub struct Ingress(Arc<RecordedEvent>);
+
+impl Ingress {
+    /// `via` names the ingress (`http`, `mqtt`, …) in the `received` state.
+    pub fn new(event: Event, received_at: DateTime<Utc>, via: &str, node: &str) -> Self {
+        let received = StateRecord {
+            state: State::Received,
+            at: received_at,
+            target: None,
+            detail: Some(via.to_string()),
+            node: Some(node.to_string()),
+        };
+        Self(Arc::new(RecordedEvent {
+            event,
+            states: vec![received],
+        }))
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.0.event
+    }
+
+    pub fn received_at(&self) -> DateTime<Utc> {
+        self.0.states[0].at
+    }
+
+    pub fn via(&self) -> Option<&str> {
+        self.0.states[0].detail.as_deref()
+    }
+
+    /// The event as recorded, to publish once it is durable.
+    pub fn recorded(&self) -> Arc<RecordedEvent> {
+        self.0.clone()
+    }
 }
 
 /// What [`EventStore::append`] did with one event.

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 
 const MIGRATIONS: &[&str] = &[
     // 1: events (each row is also the event's `received` record) and transitions.
+    // Secondary indexes end in the primary key, so each serves newest-first scans.
     "CREATE TABLE nodes (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE
@@ -14,9 +15,10 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
+    -- Keyed by the 16-byte ULID: ids are minted in time order, so the table
+    -- is also the time index and appends go to its right edge.
     CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL,
+        id BLOB PRIMARY KEY,
         received_at INTEGER NOT NULL,
         time INTEGER NOT NULL,
         source TEXT NOT NULL,
@@ -38,23 +40,22 @@ const MIGRATIONS: &[&str] = &[
         data BLOB,
         via TEXT,
         node INTEGER
-    );
-    CREATE UNIQUE INDEX events_id ON events(id);
-    CREATE INDEX events_correlation ON events(correlationid, seq);
-    CREATE INDEX events_device ON events(device, seq) WHERE device IS NOT NULL;
-    CREATE INDEX events_type ON events(type, seq);
-    CREATE INDEX events_source ON events(source, seq);
+    ) WITHOUT ROWID;
+    CREATE INDEX events_correlation ON events(correlationid);
+    CREATE INDEX events_device ON events(device) WHERE device IS NOT NULL;
+    CREATE INDEX events_type ON events(type);
+    CREATE INDEX events_source ON events(source);
     CREATE INDEX events_origin ON events(source, originid) WHERE originid IS NOT NULL;
     CREATE TABLE transitions (
-        seq INTEGER NOT NULL,
+        event BLOB NOT NULL,
         at INTEGER NOT NULL,
         state INTEGER NOT NULL,
         target TEXT,
         detail TEXT,
         node INTEGER
     );
-    CREATE INDEX transitions_seq ON transitions(seq);
-    CREATE INDEX transitions_state ON transitions(state, seq);",
+    CREATE INDEX transitions_event ON transitions(event);
+    CREATE INDEX transitions_state ON transitions(state, event);",
 ];
 
 /// The schema version this build writes.
@@ -72,8 +73,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
-        tx.execute_batch(sql).map_err(|e| format!("migration {}: {e}", index + 1))?;
-        tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {}: {e}", index + 1))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)
+            .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
     }
     Ok(())

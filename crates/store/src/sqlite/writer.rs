@@ -9,17 +9,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use glassbox_core::Data;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use glassbox_core::{Data, EventId, first_id_at};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Shared, micros};
+use super::{Shared, id_bytes, micros};
 use crate::{Appended, Ingress, RecorderSettings, StoreError, Transition};
 
 pub(super) enum Command {
-    Append { batch: Vec<Ingress>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
-    Record { transitions: Vec<Transition>, reply: oneshot::Sender<Result<(), StoreError>> },
-    PutSetting { key: String, value: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    Append {
+        batch: Vec<Ingress>,
+        reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+    },
+    Record {
+        transitions: Vec<Transition>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    PutSetting {
+        key: String,
+        value: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Command {
@@ -54,21 +64,40 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, shared: Arc<Shared>, settings: RecorderSettings, node: i64) -> Self {
-        Self { conn, shared, settings, node, next_retention: Instant::now(), retention_backlog: false }
+    pub(super) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        settings: RecorderSettings,
+        node: i64,
+    ) -> Self {
+        Self {
+            conn,
+            shared,
+            settings,
+            node,
+            next_retention: Instant::now(),
+            retention_backlog: false,
+        }
     }
 
     /// Runs until every sender is gone and the queue is drained.
     pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
         let Ok(runtime) = runtime else {
             tracing::error!("recorder writer could not start its timer runtime");
             return;
         };
         loop {
             self.expire_some();
-            let idle = if self.retention_backlog { Duration::ZERO } else { RETENTION_CHECK_EVERY };
-            let first = runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
+            let idle = if self.retention_backlog {
+                Duration::ZERO
+            } else {
+                RETENTION_CHECK_EVERY
+            };
+            let first =
+                runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
             match first {
                 Ok(None) => break,
                 Ok(Some(command)) => self.commit_batch(command, &mut commands),
@@ -92,7 +121,9 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        self.shared.queue_depth.store(queue.len(), Ordering::Relaxed);
+        self.shared
+            .queue_depth
+            .store(queue.len(), Ordering::Relaxed);
         match self.apply(&batch) {
             Ok(outcomes) => {
                 self.shared.mark_writable();
@@ -110,21 +141,34 @@ impl Writer {
 
     fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
-        let mut apply = Apply { tx: &tx, node: self.node, settings: &self.settings, seen: HashMap::new() };
+        let mut apply = Apply::new(&tx, self.node, &self.settings)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch {
             outcomes.push(apply.command(command)?);
         }
         drop(apply);
         tx.commit()?;
-        let appended: usize = outcomes.iter().map(|o| if let Outcome::Appended(a) = o { a.len() } else { 0 }).sum();
-        self.shared.events_appended.fetch_add(appended as u64, Ordering::Relaxed);
+        let appended: usize = outcomes
+            .iter()
+            .map(|o| {
+                if let Outcome::Appended(a) = o {
+                    a.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.shared
+            .events_appended
+            .fetch_add(appended as u64, Ordering::Relaxed);
         Ok(outcomes)
     }
 
     /// Deletes one chunk of events older than the retention window.
     fn expire_some(&mut self) {
-        if self.settings.retention.is_zero() || (!self.retention_backlog && Instant::now() < self.next_retention) {
+        if self.settings.retention.is_zero()
+            || (!self.retention_backlog && Instant::now() < self.next_retention)
+        {
             return;
         }
         self.next_retention = Instant::now() + RETENTION_CHECK_EVERY;
@@ -132,7 +176,9 @@ impl Writer {
         match expire_chunk(&mut self.conn, cutoff) {
             Ok(deleted) => {
                 self.retention_backlog = deleted > 0;
-                self.shared.events_expired.fetch_add(deleted as u64, Ordering::Relaxed);
+                self.shared
+                    .events_expired
+                    .fetch_add(deleted as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 self.retention_backlog = false;
@@ -142,23 +188,21 @@ impl Writer {
     }
 }
 
-/// Deletes expired events among the oldest [`RETENTION_CHUNK_EVENTS`]. Events
-/// are stored in receive order, so once the oldest is within the window the
-/// pass is done.
+/// Deletes up to [`RETENTION_CHUNK_EVENTS`] of the oldest events minted
+/// before `cutoff` (an event's age is its id's time: its receive time).
 fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<usize> {
     let tx = conn.transaction()?;
-    let cutoff = micros(&cutoff);
-    let oldest: Option<(i64, i64)> =
-        tx.query_row("SELECT seq, received_at FROM events ORDER BY seq LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-    let Some((oldest, _)) = oldest.filter(|(_, received_at)| *received_at < cutoff) else {
-        return Ok(0);
-    };
-    let upto = oldest + RETENTION_CHUNK_EVENTS;
-    tx.execute(
-        "DELETE FROM transitions WHERE seq IN (SELECT seq FROM events WHERE seq < ?1 AND received_at < ?2)",
-        [upto, cutoff],
-    )?;
-    let deleted = tx.execute("DELETE FROM events WHERE seq < ?1 AND received_at < ?2", [upto, cutoff])?;
+    let cutoff = id_bytes(first_id_at(cutoff)).to_vec();
+    let chunk_end: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1",
+            [RETENTION_CHUNK_EVENTS],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let upper = chunk_end.map_or(cutoff.clone(), |end| end.min(cutoff));
+    tx.execute("DELETE FROM transitions WHERE event < ?1", [&upper])?;
+    let deleted = tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
     tx.commit()?;
     Ok(deleted)
 }
@@ -166,7 +210,9 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
 fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
     for (command, outcome) in batch.into_iter().zip(outcomes) {
         match (command, outcome) {
-            (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
+            (Command::Append { reply, .. }, Outcome::Appended(appended)) => {
+                drop(reply.send(Ok(appended)))
+            }
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
             (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
             _ => unreachable!("outcomes are produced in command order, one per command"),
@@ -185,11 +231,16 @@ fn fail_all(batch: Vec<Command>, message: &str) {
     }
 }
 
-/// One transaction's work, with the de-duplication keys it has seen.
-struct Apply<'a> {
-    tx: &'a Transaction<'a>,
+/// One transaction's work, with its statements prepared once and the
+/// de-duplication keys it has seen.
+struct Apply<'tx> {
+    insert: CachedStatement<'tx>,
+    find_duplicate: CachedStatement<'tx>,
+    exists: CachedStatement<'tx>,
+    insert_transition: CachedStatement<'tx>,
+    put_setting: CachedStatement<'tx>,
     node: i64,
-    settings: &'a RecorderSettings,
+    dedup_window: Duration,
     seen: HashMap<(String, String), Appended>,
 }
 
@@ -198,25 +249,52 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, t
     dataschema, extensions, data_kind, data, via, node)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
-impl Apply<'_> {
+impl<'tx> Apply<'tx> {
+    fn new(
+        tx: &'tx Transaction<'_>,
+        node: i64,
+        settings: &RecorderSettings,
+    ) -> rusqlite::Result<Self> {
+        Ok(Self {
+            insert: tx.prepare_cached(INSERT_EVENT)?,
+            find_duplicate: tx.prepare_cached(
+                "SELECT id, correlationid FROM events WHERE source = ?1 AND originid = ?2 AND received_at >= ?3
+                 ORDER BY id DESC LIMIT 1",
+            )?,
+            exists: tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?,
+            insert_transition: tx.prepare_cached(
+                "INSERT INTO transitions (event, at, state, target, detail, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            put_setting: tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?,
+            node,
+            dedup_window: settings.dedup_window,
+            seen: HashMap::new(),
+        })
+    }
+
     fn command(&mut self, command: &Command) -> rusqlite::Result<Outcome> {
         match command {
-            Command::Append { batch, .. } => {
-                batch.iter().map(|ingress| self.append(ingress)).collect::<rusqlite::Result<_>>().map(Outcome::Appended)
-            }
+            Command::Append { batch, .. } => batch
+                .iter()
+                .map(|ingress| self.append(ingress))
+                .collect::<rusqlite::Result<_>>()
+                .map(Outcome::Appended),
             Command::Record { transitions, .. } => self.record(transitions).map(Outcome::Recorded),
             Command::PutSetting { key, value, .. } => {
-                self.tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])?;
+                self.put_setting.execute(params![key, value])?;
                 Ok(Outcome::Done)
             }
         }
     }
 
     fn append(&mut self, ingress: &Ingress) -> rusqlite::Result<Appended> {
-        let event = &ingress.event;
-        let origin_key = event.originid.as_ref().map(|origin| (event.source.clone(), origin.clone()));
+        let event = ingress.event();
+        let origin_key = event
+            .originid
+            .as_ref()
+            .map(|origin| (event.source.clone(), origin.clone()));
         if let Some(key) = &origin_key {
-            if let Some(first) = self.duplicate_of(key, ingress.received_at)? {
+            if let Some(first) = self.duplicate_of(key, ingress.received_at())? {
                 return Ok(first);
             }
         }
@@ -229,12 +307,9 @@ impl Apply<'_> {
             true => None,
             false => serde_json::to_string(&event.extensions).ok(),
         };
-        let mut id = [0u8; ulid::ULID_LEN];
-        let id: &str = event.id.array_to_str(&mut id);
-        let mut insert = self.tx.prepare_cached(INSERT_EVENT)?;
-        insert.execute(params![
-            id,
-            micros(&ingress.received_at),
+        self.insert.execute(params![
+            &id_bytes(event.id)[..],
+            micros(&ingress.received_at()),
             micros(&event.time),
             event.source,
             event.ty,
@@ -253,46 +328,64 @@ impl Apply<'_> {
             extensions,
             data_kind,
             data,
-            ingress.via,
+            ingress.via(),
             self.node,
         ])?;
-        let appended = Appended { id: id.to_string(), correlationid: event.correlationid.clone(), duplicate: false };
+        let appended = Appended {
+            id: event.id.to_string(),
+            correlationid: event.correlationid.clone(),
+            duplicate: false,
+        };
         if let Some(key) = origin_key {
-            self.seen.insert(key, Appended { duplicate: true, ..appended.clone() });
+            self.seen.insert(
+                key,
+                Appended {
+                    duplicate: true,
+                    ..appended.clone()
+                },
+            );
         }
         Ok(appended)
     }
 
     /// The first event with the same source and origin id inside the window.
-    fn duplicate_of(&self, key: &(String, String), now: DateTime<Utc>) -> rusqlite::Result<Option<Appended>> {
+    fn duplicate_of(
+        &mut self,
+        key: &(String, String),
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<Option<Appended>> {
         if let Some(first) = self.seen.get(key) {
             return Ok(Some(first.clone()));
         }
-        let window_start = micros(&(now - self.settings.dedup_window));
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT id, correlationid FROM events WHERE source = ?1 AND originid = ?2 AND received_at >= ?3
-             ORDER BY seq DESC LIMIT 1",
-        )?;
-        stmt.query_row(params![key.0, key.1, window_start], |row| {
-            Ok(Appended { id: row.get(0)?, correlationid: row.get(1)?, duplicate: true })
-        })
-        .optional()
+        let window_start = micros(&(now - self.dedup_window));
+        self.find_duplicate
+            .query_row(params![key.0, key.1, window_start], |row| {
+                let id: [u8; 16] = row.get(0)?;
+                Ok(Appended {
+                    id: EventId::from_bytes(id).to_string(),
+                    correlationid: row.get(1)?,
+                    duplicate: true,
+                })
+            })
+            .optional()
     }
 
     fn record(&mut self, transitions: &[Transition]) -> rusqlite::Result<Result<(), StoreError>> {
-        let mut find = self.tx.prepare_cached("SELECT seq FROM events WHERE id = ?1")?;
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO transitions (seq, at, state, target, detail, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
         let mut unknown = None;
         for t in transitions {
-            let mut id = [0u8; ulid::ULID_LEN];
-            let seq: Option<i64> = find.query_row([&*t.event.array_to_str(&mut id)], |r| r.get(0)).optional()?;
-            let Some(seq) = seq else {
+            let id = id_bytes(t.event);
+            if !self.exists.exists([&id[..]])? {
                 unknown = Some(t.event);
                 continue;
-            };
-            insert.execute(params![seq, micros(&t.at), t.state.code(), t.target, t.detail, self.node])?;
+            }
+            self.insert_transition.execute(params![
+                &id[..],
+                micros(&t.at),
+                t.state.code(),
+                t.target,
+                t.detail,
+                self.node
+            ])?;
         }
         Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))
     }

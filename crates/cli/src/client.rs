@@ -1,0 +1,105 @@
+//! The CLI's HTTP client: every command but `serve` and `bench` talks to a
+//! running server through the API, never to the store directly.
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!(
+                "--server {server:?} must start with http:// (for example http://127.0.0.1:7070)"
+            );
+        }
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base,
+            token,
+        })
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// GET `path` (with query pairs), expecting JSON.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let request = self.authorized(self.http.get(self.url(path)).query(query));
+        json(self.send(request).await?).await
+    }
+
+    /// POST a JSON body with a content type, expecting JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        let request = self.authorized(
+            self.http
+                .post(self.url(path))
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body),
+        );
+        json(self.send(request).await?).await
+    }
+
+    /// GET a streaming response (Server-Sent Events).
+    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
+        let request = self.authorized(
+            self.http
+                .get(self.url(path))
+                .query(query)
+                .header("accept", "text/event-stream"),
+        );
+        self.send(request).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the Glassbox server at {}: {e}\n  is `glassbox serve` running? set --server or GLASSBOX_SERVER to its address",
+                self.base
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("(no message)")
+            .to_string();
+        let hint = match status {
+            StatusCode::UNAUTHORIZED if self.token.is_none() => {
+                "\n  pass --token or set GLASSBOX_TOKEN to the admin token printed by `glassbox serve` at first start"
+            }
+            StatusCode::UNAUTHORIZED => "\n  the token was refused: check --token / GLASSBOX_TOKEN",
+            _ => "",
+        };
+        bail!("{} {message}{hint}", status.as_u16())
+    }
+}
+
+async fn json(response: Response) -> anyhow::Result<Value> {
+    response
+        .json()
+        .await
+        .context("the server's answer was not JSON")
+}

@@ -1,0 +1,80 @@
+//! `glassbox serve`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use glassbox_server::Config;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
+    Each key maps to a variable named after its path: recorder.retention -> GLASSBOX_RECORDER_RETENTION.\n\
+    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once."
+)]
+pub struct ServeArgs {
+    /// Configuration file (default: ./glassbox.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the recorder keeps its data (data_dir; default ./glassbox-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API address (http.listen; default 127.0.0.1:7070).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// MQTT listener address (mqtt.listen; default 127.0.0.1:1883).
+    #[arg(long, value_name = "ADDR")]
+    mqtt: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(http) = args.http {
+        config.http.listen = http;
+    }
+    let mqtt_asked = args.mqtt.is_some();
+    if let Some(mqtt) = args.mqtt {
+        config.mqtt.listen = mqtt;
+    }
+    config.validate()?;
+    let admin_token = std::env::var("GLASSBOX_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let data_dir = config.data_dir.clone();
+    let running = glassbox_server::start(config.clone(), admin_token.as_deref()).await?;
+    if let Some(token) = &running.generated_token {
+        println!("admin token (shown once, stored only as a hash): {token}");
+        println!("  export GLASSBOX_TOKEN={token}");
+    }
+    if mqtt_asked {
+        tracing::warn!(mqtt = %config.mqtt.listen, "the MQTT gateway is not part of this build yet; --mqtt is accepted and unused");
+    }
+    println!(
+        "glassbox ready: http=http://{} data={} node={}",
+        running.http_addr,
+        data_dir.display(),
+        config.node
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let signal = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: finishing requests and flushing the recorder");
+    };
+    running.run_until(signal).await
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,154 @@
+//! `glassbox trace ID`: a correlation chain as a tree of events linked by
+//! causation, each with its states and the time between them.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::Remote;
+use crate::render::{self, millis_between, text};
+
+#[derive(clap::Args)]
+#[command(after_help = "ID may be any event id of the chain, or the correlation id itself.")]
+pub struct TraceArgs {
+    /// An event id or a correlation id.
+    id: String,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print {correlationid, events: [...]} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    let chain = client
+        .get(&format!("/api/v1/trace/{}", args.id), &[])
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&chain)?);
+        return Ok(());
+    }
+    let events = chain["events"].as_array().cloned().unwrap_or_default();
+    Tree::new(&events).print(
+        text(&chain, "correlationid"),
+        chain["truncated"].as_bool() == Some(true),
+    );
+    Ok(())
+}
+
+/// Events of one chain indexed by causation.
+struct Tree<'a> {
+    events: &'a [Value],
+    children: HashMap<&'a str, Vec<usize>>,
+    roots: Vec<usize>,
+    start: Option<DateTime<Utc>>,
+}
+
+fn received_at(event: &Value) -> Option<DateTime<Utc>> {
+    event["states"].get(0).and_then(|s| render::time(&s["at"]))
+}
+
+impl<'a> Tree<'a> {
+    fn new(events: &'a [Value]) -> Self {
+        let ids: HashSet<&str> = events.iter().map(|e| text(e, "id")).collect();
+        let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut roots = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            match event["causationid"]
+                .as_str()
+                .filter(|parent| ids.contains(parent))
+            {
+                Some(parent) => children.entry(parent).or_default().push(index),
+                None => roots.push(index),
+            }
+        }
+        let start = events.iter().filter_map(received_at).min();
+        Self {
+            events,
+            children,
+            roots,
+            start,
+        }
+    }
+
+    fn print(&self, correlationid: &str, truncated: bool) {
+        let end = self
+            .events
+            .iter()
+            .flat_map(|e| e["states"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| render::time(&s["at"]))
+            .max();
+        let span = match (self.start, end) {
+            (Some(start), Some(end)) => format!("{:.3} ms", millis_between(start, end)),
+            _ => "-".into(),
+        };
+        println!(
+            "chain {correlationid} · {} events · {span}",
+            self.events.len()
+        );
+        if truncated {
+            println!("(truncated: the chain has more events than shown)");
+        }
+        for (i, root) in self.roots.iter().enumerate() {
+            self.print_event(*root, "", i + 1 == self.roots.len());
+        }
+    }
+
+    fn print_event(&self, index: usize, prefix: &str, last: bool) {
+        let event = &self.events[index];
+        let offset = match (self.start, received_at(event)) {
+            (Some(start), Some(at)) => format!("+{:.3} ms", millis_between(start, at)),
+            _ => String::new(),
+        };
+        let device = event["device"]
+            .as_str()
+            .map(|d| format!("  device={d}"))
+            .unwrap_or_default();
+        println!(
+            "{prefix}{}{}  {}  source={}{device}  hop={}  {offset}",
+            if last { "└─ " } else { "├─ " },
+            text(event, "id"),
+            text(event, "type"),
+            text(event, "source"),
+            event["hop"]
+        );
+        let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+        let children = self
+            .children
+            .get(text(event, "id"))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        self.print_states(event, &child_prefix, !children.is_empty());
+        for (i, child) in children.iter().enumerate() {
+            self.print_event(*child, &child_prefix, i + 1 == children.len());
+        }
+    }
+
+    fn print_states(&self, event: &Value, prefix: &str, more_below: bool) {
+        let states = event["states"].as_array().cloned().unwrap_or_default();
+        let mut previous: Option<DateTime<Utc>> = None;
+        for state in &states {
+            let at = render::time(&state["at"]);
+            let delta = match (previous, at) {
+                (Some(p), Some(a)) => format!("+{:.3} ms", millis_between(p, a)),
+                _ => render::short_time(&state["at"]),
+            };
+            previous = at.or(previous);
+            let target = state["target"]
+                .as_str()
+                .map(|t| format!("  → {t}"))
+                .unwrap_or_default();
+            let detail = state["detail"]
+                .as_str()
+                .map(|d| format!("  ({d})"))
+                .unwrap_or_default();
+            let bar = if more_below { "│" } else { " " };
+            println!(
+                "{prefix}{bar}  {:<13} {delta}{target}{detail}",
+                text(state, "state")
+            );
+        }
+    }
+}

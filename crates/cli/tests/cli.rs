@@ -1,0 +1,259 @@
+//! The real `glassbox` binary end to end: `serve` on a free port, the CLI
+//! commands against it, and recovery after SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const TOKEN: &str = "gbx_cli_test_token";
+
+fn glassbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_glassbox"))
+}
+
+/// A `glassbox serve` child process, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path) -> Served {
+    let mut child = glassbox()
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
+        .env("GLASSBOX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("glassbox serve starts");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.expect("serve prints lines");
+        if line.contains("ready") {
+            let url = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("http="))
+                .expect("ready line names http=")
+                .to_string();
+            return Served { child, url };
+        }
+    }
+    panic!("glassbox serve exited before it was ready");
+}
+
+/// Runs a CLI command against `served`, expecting success; returns stdout.
+fn cli(served: &Served, args: &[&str]) -> String {
+    let output = glassbox()
+        .args(args)
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "glassbox {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn cli_json(served: &Served, args: &[&str]) -> Value {
+    let out = cli(served, args);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("glassbox {args:?} printed no JSON ({e}): {out}"))
+}
+
+#[test]
+fn send_query_get_and_trace_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let sent = cli_json(
+        &served,
+        &[
+            "events",
+            "send",
+            "--source",
+            "cli",
+            "--type",
+            "order.created",
+            "--device",
+            "pump-1",
+            "--data",
+            r#"{"n":1}"#,
+            "--json",
+        ],
+    );
+    let id = sent["id"].as_str().unwrap().to_string();
+    let child = cli_json(
+        &served,
+        &[
+            "events",
+            "send",
+            "--source",
+            "cli",
+            "--type",
+            "invoice.issued",
+            "--causation",
+            &id,
+            "--json",
+        ],
+    );
+
+    let by_correlation = cli_json(
+        &served,
+        &["events", "query", "--correlation", &id, "--json"],
+    );
+    let events = by_correlation.as_array().expect("a JSON array");
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["correlationid"], id.as_str());
+        assert_eq!(e["states"][0]["state"], "received");
+        assert!(e["states"][0]["at"].is_string());
+    }
+    let by_device = cli_json(
+        &served,
+        &["events", "query", "--device", "pump-1", "--json"],
+    );
+    assert_eq!(by_device[0]["id"], id.as_str());
+    let by_type = cli_json(
+        &served,
+        &["events", "query", "--type", "invoice.issued", "--json"],
+    );
+    assert_eq!(by_type[0]["id"], child["id"]);
+
+    let got = cli_json(&served, &["events", "get", &id, "--json"]);
+    assert_eq!(got["data"]["n"], 1);
+
+    let trace = cli_json(&served, &["trace", child["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(trace["correlationid"], id.as_str());
+    assert_eq!(trace["events"].as_array().unwrap().len(), 2);
+
+    let tree = cli(&served, &["trace", &id]);
+    assert!(
+        tree.contains("order.created") && tree.contains("invoice.issued"),
+        "{tree}"
+    );
+    assert!(tree.contains("received"), "{tree}");
+    let table = cli(&served, &["events", "query"]);
+    assert!(
+        table.starts_with("ID") && table.contains("pump-1"),
+        "{table}"
+    );
+}
+
+#[test]
+fn cli_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let output = glassbox()
+        .args(["events", "query"])
+        .env("GLASSBOX_SERVER", &served.url)
+        .env_remove("GLASSBOX_TOKEN")
+        .env_remove("GLASSBOX_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("GLASSBOX_TOKEN"),
+        "{stderr}"
+    );
+
+    let output = glassbox()
+        .args(["events", "query", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach") && stderr.contains("glassbox serve"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_acknowledged_event_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = served.url.clone();
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let (acked, url) = (acked.clone(), url.clone());
+            runtime.spawn(async move {
+                let client = reqwest::Client::new();
+                for n in 0.. {
+                    let body = json!({ "specversion": "1.0", "source": format!("producer-{p}"), "type": "tick", "data": { "n": n } });
+                    let sent = client
+                        .post(format!("{url}/api/v1/events"))
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/cloudevents+json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 202 => {
+                            let answer: Value = r.json().await.unwrap();
+                            acked.lock().unwrap().push(answer["id"].as_str().unwrap().to_string());
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 500 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(served); // SIGKILL, mid-stream
+    runtime.block_on(async {
+        for producer in producers {
+            let _ = producer.await;
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+
+    let served = serve(dir.path());
+    let client = reqwest::Client::new();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !runtime.block_on(recorded(&client, &served.url, id)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events lost: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+async fn recorded(client: &reqwest::Client, url: &str, id: &str) -> bool {
+    let response = client
+        .get(format!("{url}/api/v1/events/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    response.status() == 200
+}

@@ -1,0 +1,383 @@
+//! `/api/v1/events`: ingest, query, get one, and the live tail.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use glassbox_bus::BusItem;
+use glassbox_core::{
+    Draft, EventId, EventQuery, Limits, Problem, TraceParent, TypePattern, ValidationError,
+    parse_cloudevent,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::metrics::Rejection;
+
+/// How a request body is to be read, from its Content-Type.
+enum Mode {
+    Single,
+    Batch,
+}
+
+fn mode(headers: &HeaderMap) -> Result<Mode, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/cloudevents+json" | "application/json" => Ok(Mode::Single),
+        "application/cloudevents-batch+json" => Ok(Mode::Batch),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "unsupported Content-Type {content_type:?}: send a structured-mode CloudEvent as \
+                 application/cloudevents+json (or a JSON array as application/cloudevents-batch+json)"
+            ),
+        )),
+    }
+}
+
+/// `POST /api/v1/events`: records the event(s), then answers 202 with the
+/// minted ids, only once they are durable.
+pub async fn ingest(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let result = ingest_checked(&app, &headers, body).await;
+    if let Err(err) = &result {
+        app.pipeline.counters.reject(rejection_of(err));
+    }
+    result
+}
+
+fn rejection_of(err: &ApiError) -> Rejection {
+    match err.code {
+        "malformed_json" => Rejection::MalformedJson,
+        "too_large" => Rejection::TooLarge,
+        "unsupported_media_type" => Rejection::UnsupportedMediaType,
+        "store_unavailable" => Rejection::StoreUnavailable,
+        _ => Rejection::InvalidEvent,
+    }
+}
+
+async fn ingest_checked(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mode = mode(headers)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "request body larger than {} bytes (http.body_bytes_max)",
+                app.limits.data_bytes_max
+            ),
+        ),
+        _ => ApiError::bad_request(
+            "malformed_json",
+            format!("could not read the request body: {rejection}"),
+        ),
+    })?;
+    let mut drafts = match mode {
+        Mode::Single => vec![parse_cloudevent(&body, &app.limits)?],
+        Mode::Batch => parse_batch(&body, &app.limits)?,
+    };
+    let context = HeaderContext::from_headers(headers)?;
+    drafts.iter_mut().for_each(|d| context.apply(d));
+
+    let appended = tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http"))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!(
+                    "the recorder did not confirm within {:?}; the event may or may not be recorded: \
+                     retry with the same `id` and it will not be recorded twice",
+                    app.append_timeout
+                ),
+            )
+        })??;
+    let body = match mode {
+        Mode::Single => json!(appended[0]),
+        Mode::Batch => json!(appended),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+fn parse_batch(body: &[u8], limits: &Limits) -> Result<Vec<Draft>, ValidationError> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|e| ValidationError {
+            problems: vec![Problem {
+                field: "body".into(),
+                message: format!("expected a JSON array of CloudEvents: {e}"),
+            }],
+        })?;
+    let mut drafts = Vec::with_capacity(items.len());
+    let mut problems = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_cloudevent(item.get().as_bytes(), limits) {
+            Ok(draft) => drafts.push(draft),
+            Err(err) => problems.extend(err.problems.into_iter().map(|p| Problem {
+                field: format!("[{index}].{}", p.field),
+                message: p.message,
+            })),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(drafts),
+        false => Err(ValidationError { problems }),
+    }
+}
+
+/// Chain context passed as HTTP headers; event attributes take precedence.
+struct HeaderContext {
+    correlationid: Option<String>,
+    causationid: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl HeaderContext {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| headers.get(*n))
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string())
+        };
+        let traceparent = first(&["traceparent"])
+            .map(|tp| {
+                TraceParent::parse(&tp).map(|t| t.to_string()).map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_header",
+                        format!("traceparent header is not a W3C traceparent: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            correlationid: first(&["correlationid", "ce-correlationid", "x-correlation-id"])
+                .filter(|s| !s.is_empty()),
+            causationid: first(&["causationid", "ce-causationid"]).filter(|s| !s.is_empty()),
+            traceparent,
+        })
+    }
+
+    fn apply(&self, draft: &mut Draft) {
+        fill(&mut draft.correlationid, &self.correlationid);
+        fill(&mut draft.causationid, &self.causationid);
+        fill(&mut draft.traceparent, &self.traceparent);
+    }
+}
+
+fn fill(slot: &mut Option<String>, value: &Option<String>) {
+    if slot.is_none() {
+        slot.clone_from(value);
+    }
+}
+
+/// Query-string filters shared by query and tail.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    correlation: Option<String>,
+    device: Option<String>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    source: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+impl Filters {
+    /// Validates every parameter, naming each one that is wrong.
+    pub fn into_query(self) -> Result<EventQuery, ApiError> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem {
+                field: field.into(),
+                message,
+            })
+        };
+        let state = self
+            .state
+            .as_deref()
+            .and_then(|s| s.parse().map_err(|e| problem("state", e)).ok());
+        let now = Utc::now();
+        let since = self
+            .since
+            .as_deref()
+            .and_then(|s| parse_time(s, now).map_err(|e| problem("since", e)).ok());
+        let until = self
+            .until
+            .as_deref()
+            .and_then(|s| parse_time(s, now).map_err(|e| problem("until", e)).ok());
+        if let (Some(since), Some(until)) = (since, until) {
+            if since > until {
+                problem("since", "is later than until".into());
+            }
+        }
+        if self.limit == Some(0) {
+            problem("limit", "must be at least 1".into());
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::invalid_parameters(problems));
+        }
+        Ok(EventQuery {
+            correlation: self.correlation,
+            device: self.device,
+            ty: self.ty.as_deref().map(TypePattern::parse),
+            source: self.source,
+            state,
+            since,
+            until,
+            limit: self.limit.unwrap_or(0),
+            cursor: self.cursor,
+        })
+    }
+}
+
+/// An RFC 3339 time, or a duration before now (`15m`, `2h`, `7d`).
+fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|ago| chrono::Duration::from_std(ago).ok())
+        .and_then(|ago| now.checked_sub_signed(ago))
+        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration ago (15m, 2h, 7d)"))
+}
+
+fn query_params(
+    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Result<Filters, ApiError> {
+    params
+        .map(|Query(f)| f)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
+}
+
+/// `GET /api/v1/events`: newest first, one page.
+pub async fn query(
+    State(app): State<AppState>,
+    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let query = query_params(params)?.into_query()?;
+    let page = app.pipeline.store().query(&query).await?;
+    Ok(Json(
+        json!({ "events": page.events, "next_cursor": page.next_cursor }),
+    ))
+}
+
+pub fn parse_id(id: &str) -> Result<EventId, ApiError> {
+    id.parse::<EventId>().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("{id:?} is not an event id (26 characters, like 01JD6Y8Q1W3N4ZV7K2M5P9R0ST)"),
+        )
+    })
+}
+
+/// `GET /api/v1/events/{id}`.
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let event_id = parse_id(&id)?;
+    match app.pipeline.store().get(event_id).await? {
+        Some(event) => Ok(Json(json!(event))),
+        None => Err(ApiError::not_found(format!(
+            "no event with id {id}; it may never have existed or passed retention"
+        ))),
+    }
+}
+
+/// `GET /api/v1/events/tail`: Server-Sent Events of newly recorded events
+/// matching the filters. A `lagged` event says how many were skipped
+/// because this client read too slowly; they are still in the recorder.
+pub async fn tail(
+    State(app): State<AppState>,
+    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let query = query_params(params)?.into_query()?;
+    let mut stopping = app.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let stream = app
+        .pipeline
+        .bus()
+        .subscribe()
+        .take_until(stopped)
+        .filter_map(move |item| {
+            let out = match item {
+                BusItem::Event(event) if query.matches(&event) => {
+                    SseEvent::default().event("event").json_data(&*event).ok()
+                }
+                BusItem::Event(_) => None,
+                BusItem::Lagged(skipped) => Some(
+                    SseEvent::default()
+                        .event("lagged")
+                        .data(json!({ "skipped": skipped }).to_string()),
+                ),
+            };
+            futures::future::ready(out.map(Ok))
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_durations_ago() {
+        let now = Utc::now();
+        assert_eq!(
+            parse_time("15m", now).unwrap(),
+            now - chrono::Duration::minutes(15)
+        );
+        assert!(parse_time("2026-01-31T12:00:00+01:00", now).is_ok());
+        assert!(
+            parse_time("yesterday", now)
+                .unwrap_err()
+                .contains("neither")
+        );
+    }
+
+    #[test]
+    fn every_bad_filter_is_named() {
+        let filters = Filters {
+            state: Some("lost".into()),
+            since: Some("x".into()),
+            limit: Some(0),
+            ..Filters::default()
+        };
+        let err = filters.into_query().unwrap_err();
+        let fields: Vec<_> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["state", "since", "limit"]);
+    }
+}

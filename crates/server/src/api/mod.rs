@@ -1,0 +1,97 @@
+//! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//! Every `/api/v1` route but the OpenAPI document needs a bearer token.
+
+mod auth;
+mod error;
+mod events;
+mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use glassbox_core::Limits;
+use serde_json::json;
+
+pub use auth::{AdminToken, Tokens, admin_token};
+pub use error::ApiError;
+
+use crate::pipeline::Pipeline;
+
+/// The OpenAPI 3.1 document, kept by hand beside the guides.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    pub tokens: Arc<Tokens>,
+    pub limits: Arc<Limits>,
+    pub append_timeout: Duration,
+    /// Turns true when the server stops, so long-lived streams end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.limits.data_bytes_max;
+    let protected = Router::new()
+        .route("/api/v1/events", get(events::query).post(events::ingest))
+        .route("/api/v1/events/tail", get(events::tail))
+        .route("/api/v1/events/{id}", get(events::get))
+        .route("/api/v1/trace/{id}", get(trace::trace))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the recorder accepts writes.
+async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    let status = app.pipeline.store().status();
+    match status.writable {
+        true => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "store": status })),
+        ),
+        false => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "store": status })),
+        ),
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let text = app.pipeline.counters.render(&app.pipeline.store().status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; GET /api/v1/openapi.json lists them")
+}

@@ -1,0 +1,354 @@
+//! `glassbox.toml` plus `GLASSBOX_*` environment overrides, validated once
+//! into [`Config`]. Every key has a default, so `glassbox serve` needs no file.
+//!
+//! Each key maps to an environment variable named after its path:
+//! `recorder.retention` is `GLASSBOX_RECORDER_RETENTION`, `data_dir` is
+//! `GLASSBOX_DATA_DIR`. Precedence: defaults < file < environment < flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the recorder keeps its files. Default `./glassbox-data`.
+    pub data_dir: PathBuf,
+    /// This node's name, recorded with every state. Default: the host name.
+    pub node: String,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub recorder: RecorderConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP API. Default `127.0.0.1:7070`.
+    pub listen: String,
+    /// Largest request body accepted by ingest, in bytes. Default 262144 (256 KiB).
+    pub body_bytes_max: usize,
+    /// How long ingest waits for the recorder before answering 503. Default `10s`.
+    #[serde(with = "duration")]
+    pub append_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Address of the MQTT listener. Default `127.0.0.1:1883`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecorderConfig {
+    /// Events older than this are deleted, a small batch at a time. `0s` keeps all. Default `7d`.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    /// A retry with the same `source` and producer `id` inside this window
+    /// returns the first event. Default `10m`.
+    #[serde(with = "duration")]
+    pub dedup_window: Duration,
+    /// Most events per group commit. Default 8192.
+    pub batch_events_max: usize,
+    /// Most writes waiting for the recorder; ingest waits (then 503s) when full. Default 65536.
+    pub queue_commands_max: usize,
+    /// Largest store file in bytes; ingest answers 503 once reached. 0: no bound. Default 0.
+    pub store_bytes_max: u64,
+    /// Events buffered per live subscriber (tails); a slower one skips the oldest. Default 4096.
+    pub bus_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./glassbox-data"),
+            node: host_name(),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            recorder: RecorderConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            body_bytes_max: 256 * 1024,
+            append_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:1883".into(),
+        }
+    }
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        let recorder = glassbox_store::RecorderSettings::default();
+        Self {
+            retention: recorder.retention,
+            dedup_window: recorder.dedup_window,
+            batch_events_max: recorder.batch_events_max,
+            queue_commands_max: recorder.queue_commands_max,
+            store_bytes_max: recorder.store_bytes_max,
+            bus_capacity: glassbox_bus::LocalBus::CAPACITY_DEFAULT,
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "glassbox.toml";
+
+impl Config {
+    /// Loads defaults, then `file` (or `./glassbox.toml` if present), then
+    /// `GLASSBOX_*` variables from `env`, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut tree =
+            toml::Table::try_from(Config::default()).context("serializing the default config")?;
+        let path = file
+            .map(Path::to_path_buf)
+            .or_else(|| Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()));
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut tree, from_file);
+        }
+        apply_env(&mut tree, env)?;
+        let config: Config = tree.try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot; reports every problem at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        for (key, addr) in [
+            ("http.listen", &self.http.listen),
+            ("mqtt.listen", &self.mqtt.listen),
+        ] {
+            if addr.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "{key} = {addr:?} is not an address like 127.0.0.1:7070"
+                ));
+            }
+        }
+        if !(1..=64 * 1024 * 1024).contains(&self.http.body_bytes_max) {
+            problems.push("http.body_bytes_max must be between 1 and 67108864".into());
+        }
+        if self.recorder.batch_events_max == 0
+            || self.recorder.queue_commands_max == 0
+            || self.recorder.bus_capacity == 0
+        {
+            problems.push(
+                "recorder.batch_events_max, queue_commands_max and bus_capacity must be at least 1"
+                    .into(),
+            );
+        }
+        if self.node.is_empty() {
+            problems.push("node must not be empty".into());
+        }
+        if !problems.is_empty() {
+            bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(())
+    }
+
+    pub fn recorder_settings(&self) -> glassbox_store::RecorderSettings {
+        glassbox_store::RecorderSettings {
+            retention: self.recorder.retention,
+            dedup_window: self.recorder.dedup_window,
+            batch_events_max: self.recorder.batch_events_max,
+            queue_commands_max: self.recorder.queue_commands_max,
+            store_bytes_max: self.recorder.store_bytes_max,
+            node: self.node.clone(),
+        }
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => merge(into, from),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Applies `GLASSBOX_<PATH>` variables to the keys the default config has.
+fn apply_env(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("GLASSBOX_"))
+        .collect();
+    apply_env_at(tree, "GLASSBOX", &vars)
+}
+
+fn apply_env_at(
+    tree: &mut toml::Table,
+    prefix: &str,
+    vars: &[(String, String)],
+) -> anyhow::Result<()> {
+    for (key, value) in tree.iter_mut() {
+        let name = format!("{prefix}_{}", key.to_uppercase());
+        if let toml::Value::Table(table) = value {
+            apply_env_at(table, &name, vars)?;
+            continue;
+        }
+        let Some((_, raw)) = vars.iter().find(|(k, _)| *k == name) else {
+            continue;
+        };
+        *value = match value {
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.parse()
+                    .with_context(|| format!("{name}={raw:?} is not a whole number"))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                raw.parse()
+                    .with_context(|| format!("{name}={raw:?} is not true or false"))?,
+            ),
+            _ => toml::Value::String(raw.clone()),
+        };
+    }
+    Ok(())
+}
+
+/// Durations as human strings: `500ms`, `10s`, `7d`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like 10s, 5m or 7d ({e})"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(Some(Path::new("/nonexistent/glassbox.toml")), []);
+        assert!(
+            config
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/glassbox.toml")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("glassbox.toml");
+        std::fs::write(&empty, "").unwrap();
+        let config = Config::load(Some(&empty), []).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./glassbox-data"));
+        assert_eq!(config.recorder.retention, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/gb\"\n[recorder]\nretention = \"1d\"\nbatch_events_max = 100\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "50"),
+                ("GLASSBOX_HTTP_LISTEN", "0.0.0.0:80"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/gb"));
+        assert_eq!(config.recorder.retention, Duration::from_secs(86400));
+        assert_eq!(config.recorder.batch_events_max, 50);
+        assert_eq!(config.http.listen, "0.0.0.0:80");
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "[recorder]\nretension = \"1d\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), []).unwrap_err());
+        assert!(err.contains("retension"), "{err}");
+
+        std::fs::write(&file, "[recorder]\nretention = \"forever\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), []).unwrap_err());
+        assert!(err.contains("\"forever\" is not a duration"), "{err}");
+
+        std::fs::write(&file, "").unwrap();
+        let err = format!(
+            "{:#}",
+            Config::load(
+                Some(&file),
+                env(&[
+                    ("GLASSBOX_HTTP_LISTEN", "nowhere"),
+                    ("GLASSBOX_HTTP_BODY_BYTES_MAX", "0")
+                ])
+            )
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("http.listen") && err.contains("http.body_bytes_max"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::load(
+                Some(&file),
+                env(&[("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "lots")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("GLASSBOX_RECORDER_BATCH_EVENTS_MAX"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The Glassbox server: wires configuration, the recorder, the bus, the
+//! ingest pipeline and the HTTP API together, and runs them until asked to
+//! stop. Later ingresses (MQTT gateway, function runtime) plug into the same
+//! [`pipeline::Pipeline`].
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use glassbox_bus::{Bus, LocalBus};
+use glassbox_core::Limits;
+use glassbox_store::{EventStore, SqliteStore};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::api::AppState;
+use crate::pipeline::Pipeline;
+
+/// A running server: its bound addresses and a handle to stop it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    /// The admin token, when this start generated it (shown once).
+    pub generated_token: Option<String>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, flushes the recorder.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Runs until `signal` resolves (then stops gracefully) or the server fails.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let Running {
+            shutdown, mut task, ..
+        } = self;
+        tokio::select! {
+            result = &mut task => return result.context("server task panicked")?,
+            () = signal => {}
+        }
+        let _ = shutdown.send(());
+        task.await.context("server task panicked")?
+    }
+}
+
+/// Opens the store and binds the listeners; the server runs in the background.
+/// `admin_token` replaces the stored admin token when given.
+pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<Running> {
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(&config.data_dir, config.recorder_settings())
+            .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
+    );
+    let token = api::admin_token(&store, admin_token)
+        .await
+        .context("setting up the admin token")?;
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
+    let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
+    let limits = Limits {
+        data_bytes_max: config.http.body_bytes_max,
+        ..Limits::default()
+    };
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let state = AppState {
+        pipeline,
+        tokens: Arc::new(token.tokens),
+        limits: Arc::new(limits),
+        append_timeout: config.http.append_timeout,
+        stopping,
+    };
+    let listener = TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the HTTP API to {} (http.listen, --http)",
+                config.http.listen
+            )
+        })?;
+    let http_addr = listener.local_addr()?;
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                let _ = stopping_tx.send(true);
+            })
+            .await;
+        store.close().await;
+        served.context("HTTP server failed")
+    });
+    Ok(Running {
+        http_addr,
+        generated_token: token.generated,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,126 @@
+//! The server's own counters, exposed at `/metrics` in the Prometheus text
+//! format. Labels are bounded: a closed list of reasons, never ids.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use glassbox_store::StoreStatus;
+
+/// Why ingest refused an input. A closed list, one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    MalformedJson,
+    InvalidEvent,
+    TooLarge,
+    UnsupportedMediaType,
+    Unauthorized,
+    StoreUnavailable,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 6] = [
+        Rejection::MalformedJson,
+        Rejection::InvalidEvent,
+        Rejection::TooLarge,
+        Rejection::UnsupportedMediaType,
+        Rejection::Unauthorized,
+        Rejection::StoreUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::MalformedJson => "malformed_json",
+            Rejection::InvalidEvent => "invalid_event",
+            Rejection::TooLarge => "too_large",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events_received: AtomicU64,
+    pub events_deduplicated: AtomicU64,
+    rejected: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl Counters {
+    pub fn reject(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, why: Rejection) -> u64 {
+        self.rejected[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of these counters and the store's.
+    pub fn render(&self, store: &StoreStatus) -> String {
+        let mut out = String::new();
+        counter(
+            &mut out,
+            "glassbox_events_received_total",
+            "Events durably recorded at ingress.",
+            self.events_received.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "glassbox_events_deduplicated_total",
+            "Producer retries answered with the first event's id.",
+            self.events_deduplicated.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP glassbox_ingest_rejected_total Inputs refused at ingress, by reason."
+        );
+        let _ = writeln!(out, "# TYPE glassbox_ingest_rejected_total counter");
+        for why in Rejection::ALL {
+            let _ = writeln!(
+                out,
+                "glassbox_ingest_rejected_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.rejected(why)
+            );
+        }
+        counter(
+            &mut out,
+            "glassbox_recorder_commits_total",
+            "Group commits made by the recorder.",
+            store.commits,
+        );
+        counter(
+            &mut out,
+            "glassbox_recorder_events_expired_total",
+            "Events deleted by retention.",
+            store.events_expired,
+        );
+        gauge(
+            &mut out,
+            "glassbox_recorder_queue_depth",
+            "Writes waiting for the recorder.",
+            store.queue_depth as u64,
+        );
+        gauge(
+            &mut out,
+            "glassbox_recorder_writable",
+            "1 while the recorder accepts writes.",
+            store.writable as u64,
+        );
+        out
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+    );
+}

@@ -1,0 +1,482 @@
+//! The HTTP API over real TCP, against a real SQLite store in a temp dir.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use glassbox_server::{Config, Running};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "gbx_test_token";
+
+struct Server {
+    running: Option<Running>,
+    base: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(config: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".into();
+    config(&mut cfg);
+    let running = glassbox_server::start(cfg, Some(TOKEN)).await.unwrap();
+    let base = format!("http://{}", running.http_addr);
+    Server {
+        running: Some(running),
+        base,
+        http: Client::new(),
+        _dir: dir,
+    }
+}
+
+async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(&self, event: Value) -> (StatusCode, Value) {
+        self.post_raw("application/cloudevents+json", event.to_string())
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn metric(&self, line_prefix: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .unwrap_or_else(|| panic!("{line_prefix} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+}
+
+fn event(ty: &str) -> Value {
+    json!({ "specversion": "1.0", "source": "tests", "type": ty, "device": "d1", "data": { "temperature": 21.5 } })
+}
+
+#[tokio::test]
+async fn ingest_answers_202_with_minted_id_and_correlation() {
+    let server = start().await;
+    let (status, body) = server.post(event("telemetry")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(id.len(), 26);
+    assert_eq!(
+        body["correlationid"], id,
+        "an origin event starts its own chain"
+    );
+    assert_eq!(body["duplicate"], false);
+
+    let (status, got) = server.get(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["type"], "telemetry");
+    assert_eq!(got["data"]["temperature"], 21.5);
+    assert_eq!(got["hop"], 0);
+    assert!(got["traceparent"].as_str().unwrap().starts_with("00-"));
+    assert_eq!(got["states"][0]["state"], "received");
+    assert_eq!(got["states"][0]["detail"], "http");
+    assert_eq!(server.metric("glassbox_events_received_total").await, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chain_headers_are_honoured_and_a_parent_is_inherited() {
+    let server = start().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = server
+        .http
+        .post(server.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/cloudevents+json")
+        .header("correlationid", "order-77")
+        .header("traceparent", traceparent)
+        .body(event("order.created").to_string())
+        .send()
+        .await
+        .unwrap();
+    let parent: Value = response.json().await.unwrap();
+    assert_eq!(parent["correlationid"], "order-77");
+
+    let parent_id = parent["id"].as_str().unwrap();
+    let child = server
+        .http
+        .post(server.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/cloudevents+json")
+        .header("causationid", parent_id)
+        .body(event("invoice.issued").to_string())
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        child["correlationid"], "order-77",
+        "inherited from the parent"
+    );
+    let (_, child) = server
+        .get(&format!("/api/v1/events/{}", child["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(child["causationid"], parent_id);
+    assert_eq!(child["hop"], 1);
+    assert_eq!(child["traceparent"], traceparent);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_producer_id_is_recorded_once() {
+    let server = start().await;
+    let mut e = event("payment");
+    e["id"] = json!("producer-msg-1");
+    let (_, first) = server.post(e.clone()).await;
+    let (status, again) = server.post(e).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["duplicate"], true);
+    let (_, page) = server.get("/api/v1/events?type=payment").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["events"][0]["originid"], "producer-msg-1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_inputs_get_4xx_naming_the_problem_and_are_counted() {
+    let server = start_with(|c| c.http.body_bytes_max = 4096).await;
+    let (status, body) = server
+        .post_raw("application/cloudevents+json", "{\"specversion\": ")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "malformed_json");
+
+    let (status, body) = server
+        .post(json!({ "specversion": "1.0", "type": "t" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_event");
+    assert_eq!(body["error"]["problems"][0]["field"], "source");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("source: missing required attribute")
+    );
+
+    let mut big = event("t");
+    big["data"] = json!("x".repeat(8192));
+    let (status, body) = server.post(big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("4096"),
+        "{body}"
+    );
+
+    let (status, body) = server.post_raw("text/plain", event("t").to_string()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/cloudevents+json")
+    );
+
+    let unauthorized = server
+        .http
+        .get(server.url("/api/v1/events"))
+        .bearer_auth("gbx_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+    let missing = server
+        .http
+        .get(server.url("/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(missing.text().await.unwrap().contains("GLASSBOX_TOKEN"));
+
+    for (reason, count) in [
+        ("malformed_json", 1),
+        ("invalid_event", 1),
+        ("too_large", 1),
+        ("unsupported_media_type", 1),
+        ("unauthorized", 2),
+    ] {
+        assert_eq!(
+            server
+                .metric(&format!(
+                    "glassbox_ingest_rejected_total{{reason=\"{reason}\"}}"
+                ))
+                .await,
+            count,
+            "{reason}"
+        );
+    }
+    let (_, page) = server.get("/api/v1/events").await;
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        0,
+        "nothing partially written"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing() {
+    let server = start().await;
+    let bad = json!([event("a"), { "specversion": "1.0", "source": "s" }]);
+    let (status, body) = server
+        .post_raw("application/cloudevents-batch+json", bad.to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["problems"][0]["field"], "[1].type");
+    let (_, page) = server.get("/api/v1/events").await;
+    assert!(page["events"].as_array().unwrap().is_empty());
+
+    let good = json!([event("a"), event("b")]);
+    let (status, body) = server
+        .post_raw("application/cloudevents-batch+json", good.to_string())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_store_answers_503_and_readiness_says_why() {
+    let server = start_with(|c| c.recorder.store_bytes_max = 192 * 1024).await;
+    let mut e = event("bulk");
+    e["data"] = json!("y".repeat(30_000));
+    let mut refused = None;
+    for _ in 0..100 {
+        let (status, body) = server.post(e.clone()).await;
+        if status != StatusCode::ACCEPTED {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("the store bound was reached");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("full"),
+        "{body}"
+    );
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap().contains("full"));
+    assert_eq!(
+        server
+            .metric("glassbox_ingest_rejected_total{reason=\"store_unavailable\"}")
+            .await,
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn query_filters_page_and_validate_parameters() {
+    let server = start().await;
+    for i in 0..7 {
+        let mut e = event(if i % 2 == 0 {
+            "device.message"
+        } else {
+            "device.connected"
+        });
+        e["device"] = json!(format!("d{}", i % 2));
+        server.post(e).await;
+    }
+    let (_, page) = server.get("/api/v1/events?type=device.*&limit=3").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, next) = server
+        .get(&format!(
+            "/api/v1/events?type=device.*&limit=3&cursor={cursor}"
+        ))
+        .await;
+    assert!(next["events"][0]["id"].as_str().unwrap() < page["events"][2]["id"].as_str().unwrap());
+
+    let (_, by_device) = server.get("/api/v1/events?device=d1").await;
+    assert_eq!(by_device["events"].as_array().unwrap().len(), 3);
+    let (_, recent) = server.get("/api/v1/events?since=1h&state=received").await;
+    assert_eq!(recent["events"].as_array().unwrap().len(), 7);
+
+    let (status, body) = server.get("/api/v1/events?state=lost&since=someday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<_> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["state", "since"]);
+    let (status, _) = server.get("/api/v1/events?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_are_clear() {
+    let server = start().await;
+    let (status, body) = server.get("/api/v1/events/not-an-id").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an event id")
+    );
+    let (status, _) = server
+        .get("/api/v1/events/01JD6Y8Q1W3N4ZV7K2M5P9R0ST")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.get("/api/v1/trace/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trace_returns_the_chain_from_any_member_or_the_correlation_id() {
+    let server = start().await;
+    let (_, origin) = server.post(event("order.created")).await;
+    let origin_id = origin["id"].as_str().unwrap().to_string();
+    let mut child = event("invoice.issued");
+    child["causationid"] = json!(origin_id);
+    let (_, child) = server.post(child).await;
+    server.post(event("unrelated")).await;
+
+    for id in [origin_id.as_str(), child["id"].as_str().unwrap()] {
+        let (status, chain) = server.get(&format!("/api/v1/trace/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(chain["correlationid"], origin_id);
+        let types: Vec<_> = chain["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["order.created", "invoice.issued"]);
+        assert!(chain["events"][1]["states"].is_array());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tail_streams_new_matching_events() {
+    let server = start().await;
+    let response = server
+        .http
+        .get(server.url("/api/v1/events/tail?type=wanted"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    server.post(event("unwanted")).await;
+    let (_, sent) = server.post(event("wanted")).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: event"), "{text}");
+    assert!(text.contains(sent["id"].as_str().unwrap()));
+    assert!(!text.contains("unwanted"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_is_public_and_openapi_lists_every_route() {
+    let server = start().await;
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let doc: Value = server
+        .http
+        .get(server.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/events",
+        "/api/v1/events/tail",
+        "/api/v1/events/{id}",
+        "/api/v1/trace/{id}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    server.stop().await;
+}
