@@ -50,10 +50,7 @@ impl LocalBus {
 
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self {
-            sender: broadcast::channel(capacity).0,
-            capacity,
-        }
+        Self { sender: broadcast::channel(capacity).0, capacity }
     }
 
     pub fn capacity(&self) -> usize {
@@ -76,12 +73,10 @@ impl Bus for LocalBus {
     }
 
     fn subscribe(&self) -> Subscription {
-        Box::pin(
-            BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
-                Ok(event) => BusItem::Event(event),
-                Err(BroadcastStreamRecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
-            }),
-        )
+        Box::pin(BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
+            Ok(event) => BusItem::Event(event),
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
+        }))
     }
 }
 
@@ -92,16 +87,12 @@ mod tests {
     use glassbox_core::{Draft, IdMinter};
 
     fn recorded(minter: &IdMinter) -> Arc<RecordedEvent> {
-        let event = Draft {
-            source: "s".into(),
-            ty: "t".into(),
-            ..Draft::default()
-        }
-        .into_event(minter.mint(), Utc::now(), None);
-        Arc::new(RecordedEvent {
-            event,
-            states: Vec::new(),
-        })
+        let event = Draft { source: "s".into(), ty: "t".into(), ..Draft::default() }.into_event(
+            minter.mint(),
+            Utc::now(),
+            None,
+        );
+        Arc::new(RecordedEvent { event, states: Vec::new() })
     }
 
     #[tokio::test]
@@ -112,9 +103,7 @@ mod tests {
         let mut sub = bus.subscribe();
         let e = recorded(&minter);
         bus.publish(vec![e.clone()]);
-        assert!(
-            matches!(sub.next().await, Some(BusItem::Event(got)) if got.event.id == e.event.id)
-        );
+        assert!(matches!(sub.next().await, Some(BusItem::Event(got)) if got.event.id == e.event.id));
     }
 
     #[tokio::test]

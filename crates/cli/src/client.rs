@@ -15,15 +15,9 @@ impl Client {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
-            bail!(
-                "--server {server:?} must start with http:// (for example http://127.0.0.1:7070)"
-            );
+            bail!("--server {server:?} must start with http:// (for example http://127.0.0.1:7070)");
         }
-        Ok(Self {
-            http: reqwest::Client::new(),
-            base,
-            token,
-        })
+        Ok(Self { http: reqwest::Client::new(), base, token })
     }
 
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
@@ -40,29 +34,15 @@ impl Client {
     }
 
     /// POST a JSON body with a content type, expecting JSON.
-    pub async fn post(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: String,
-    ) -> anyhow::Result<Value> {
-        let request = self.authorized(
-            self.http
-                .post(self.url(path))
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body),
-        );
+    pub async fn post(&self, path: &str, content_type: &str, body: String) -> anyhow::Result<Value> {
+        let request = self
+            .authorized(self.http.post(self.url(path)).header(reqwest::header::CONTENT_TYPE, content_type).body(body));
         json(self.send(request).await?).await
     }
 
     /// GET a streaming response (Server-Sent Events).
     pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
-        let request = self.authorized(
-            self.http
-                .get(self.url(path))
-                .query(query)
-                .header("accept", "text/event-stream"),
-        );
+        let request = self.authorized(self.http.get(self.url(path)).query(query).header("accept", "text/event-stream"));
         self.send(request).await
     }
 
@@ -82,10 +62,7 @@ impl Client {
         }
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("(no message)")
-            .to_string();
+        let message = body["error"]["message"].as_str().unwrap_or("(no message)").to_string();
         let hint = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => {
                 "\n  pass --token or set GLASSBOX_TOKEN to the admin token printed by `glassbox serve` at first start"
@@ -98,8 +75,5 @@ impl Client {
 }
 
 async fn json(response: Response) -> anyhow::Result<Value> {
-    response
-        .json()
-        .await
-        .context("the server's answer was not JSON")
+    response.json().await.context("the server's answer was not JSON")
 }

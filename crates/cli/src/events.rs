@@ -10,11 +10,9 @@ use crate::render;
 #[derive(clap::Subcommand)]
 pub enum EventsCommand {
     /// Recorded events matching filters, newest first.
-    #[command(
-        after_help = "Examples:\n  glassbox events query --device thermo-1 --since 15m\n  \
+    #[command(after_help = "Examples:\n  glassbox events query --device thermo-1 --since 15m\n  \
         glassbox events query --type 'device.*' --state dropped --json\n  \
-        glassbox events query --correlation 01JD6Y8Q1W3N4ZV7K2M5P9R0ST"
-    )]
+        glassbox events query --correlation 01JD6Y8Q1W3N4ZV7K2M5P9R0ST")]
     Query(QueryArgs),
     /// One event, whole: attributes, data and every state.
     Get(GetArgs),
@@ -46,15 +44,10 @@ pub struct Filters {
 
 impl Filters {
     fn pairs(&self) -> Vec<(&'static str, String)> {
-        [
-            ("correlation", &self.correlation),
-            ("device", &self.device),
-            ("type", &self.ty),
-            ("source", &self.source),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .collect()
+        [("correlation", &self.correlation), ("device", &self.device), ("type", &self.ty), ("source", &self.source)]
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+            .collect()
     }
 }
 
@@ -155,11 +148,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
 async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
     let mut params = args.filters.pairs();
-    for (key, value) in [
-        ("state", &args.state),
-        ("since", &args.since),
-        ("until", &args.until),
-    ] {
+    for (key, value) in [("state", &args.state), ("since", &args.since), ("until", &args.until)] {
         if let Some(value) = value {
             params.push((key, value.clone()));
         }
@@ -193,9 +182,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let event = client
-        .get(&format!("/api/v1/events/{}", args.id), &[])
-        .await?;
+    let event = client.get(&format!("/api/v1/events/{}", args.id), &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&event)?);
         return Ok(());
@@ -209,26 +196,16 @@ fn print_event(event: &Value) {
         return;
     };
     for (key, value) in attributes {
-        if matches!(
-            key.as_str(),
-            "states" | "data" | "data_base64" | "specversion"
-        ) {
+        if matches!(key.as_str(), "states" | "data" | "data_base64" | "specversion") {
             continue;
         }
-        println!(
-            "{key:>16}: {}",
-            value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string)
-        );
+        println!("{key:>16}: {}", value.as_str().map_or_else(|| value.to_string(), str::to_string));
     }
     if let Some(data) = event.get("data") {
         println!(
             "{:>16}: {}",
             "data",
-            serde_json::to_string_pretty(data)
-                .unwrap_or_default()
-                .replace('\n', "\n                  ")
+            serde_json::to_string_pretty(data).unwrap_or_default().replace('\n', "\n                  ")
         );
     }
     if let Some(data) = event.get("data_base64") {
@@ -253,18 +230,14 @@ fn print_event(event: &Value) {
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let response = client
-        .stream("/api/v1/events/tail", &args.filters.pairs())
-        .await?;
+    let response = client.stream("/api/v1/events/tail", &args.filters.pairs()).await?;
     if !args.json {
         eprintln!("following new events (Ctrl-C to stop)");
     }
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(
-            &chunk.context("the event stream broke")?,
-        ));
+        buffer.push_str(&String::from_utf8_lossy(&chunk.context("the event stream broke")?));
         while let Some(end) = buffer.find("\n\n") {
             let message: String = buffer.drain(..end + 2).collect();
             print_sse(&message, args.json)?;
@@ -286,11 +259,8 @@ fn print_sse(message: &str, json: bool) -> anyhow::Result<()> {
     match kind {
         "event" if json => println!("{data}"),
         "event" => {
-            let event: Value =
-                serde_json::from_str(&data).context("the server sent an event that is not JSON")?;
-            let received = event["states"]
-                .get(0)
-                .map_or(Value::Null, |s| s["at"].clone());
+            let event: Value = serde_json::from_str(&data).context("the server sent an event that is not JSON")?;
+            let received = event["states"].get(0).map_or(Value::Null, |s| s["at"].clone());
             println!(
                 "{}  {}  {}  source={}  device={}",
                 render::short_time(&received),
@@ -312,9 +282,8 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
     let mut event = json!({ "specversion": "1.0", "source": args.source, "type": args.ty });
     if let Some(data) = &args.data {
-        let data: Value = serde_json::from_str(data).context(
-            "--data is not JSON; to send text, quote it as a JSON string: --data '\"hello\"'",
-        )?;
+        let data: Value = serde_json::from_str(data)
+            .context("--data is not JSON; to send text, quote it as a JSON string: --data '\"hello\"'")?;
         event["data"] = data;
         event["datacontenttype"] = json!("application/json");
     }
@@ -329,26 +298,13 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             event[key] = json!(value);
         }
     }
-    let answer = client
-        .post(
-            "/api/v1/events",
-            "application/cloudevents+json",
-            event.to_string(),
-        )
-        .await?;
+    let answer = client.post("/api/v1/events", "application/cloudevents+json", event.to_string()).await?;
     if args.json {
         println!("{answer}");
     } else {
-        let duplicate = if answer["duplicate"].as_bool() == Some(true) {
-            "  (duplicate of an earlier send)"
-        } else {
-            ""
-        };
-        println!(
-            "{}  correlation {}{duplicate}",
-            render::text(&answer, "id"),
-            render::text(&answer, "correlationid")
-        );
+        let duplicate =
+            if answer["duplicate"].as_bool() == Some(true) { "  (duplicate of an earlier send)" } else { "" };
+        println!("{}  correlation {}{duplicate}", render::text(&answer, "id"), render::text(&answer, "correlationid"));
     }
     Ok(())
 }

@@ -21,12 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Glassbox: devices and functions with nothing hidden. Every event has an
 /// id, a correlation chain and a recorded life you can query and trace.
 #[derive(Parser)]
-#[command(
-    name = "glassbox",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "glassbox", version, propagate_version = true, max_term_width = 100)]
 #[command(
     after_help = "Start here:\n  glassbox serve                     run the server (data in ./glassbox-data)\n  \
     export GLASSBOX_TOKEN=gbx_...      the admin token it prints at first start\n  \
@@ -52,11 +47,7 @@ struct Remote {
 
 impl Remote {
     fn client(&self) -> anyhow::Result<Client> {
-        let token = self
-            .token
-            .clone()
-            .or_else(|| std::env::var("GLASSBOX_ADMIN_TOKEN").ok())
-            .filter(|t| !t.is_empty());
+        let token = self.token.clone().or_else(|| std::env::var("GLASSBOX_ADMIN_TOKEN").ok()).filter(|t| !t.is_empty());
         Client::new(&self.server, token)
     }
 }
@@ -78,9 +69,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             match cli.command {

@@ -12,11 +12,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
@@ -26,18 +22,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn time(value: &Value) -> Option<DateTime<Utc>> {
-    value
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
+    value.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
 }
 
 /// `2026-11-24 19:40:34.132`: local enough to read, precise enough to order.
 pub fn short_time(value: &Value) -> String {
-    time(value).map_or_else(
-        || "-".into(),
-        |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-    )
+    time(value).map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
 }
 
 /// Milliseconds between two times, for "+1.234 ms" annotations.
@@ -51,10 +41,7 @@ pub fn text<'a>(value: &'a Value, key: &str) -> &'a str {
 
 /// `received → in_transit → delivered`, with targets where there are several.
 pub fn state_path(event: &Value) -> String {
-    let states = event["states"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let states = event["states"].as_array().map(Vec::as_slice).unwrap_or_default();
     let names: Vec<String> = states
         .iter()
         .map(|s| match (s["state"].as_str(), s["target"].as_str()) {
@@ -82,8 +69,5 @@ pub fn events_table(events: &[Value]) {
             ]
         })
         .collect();
-    table(
-        &["ID", "RECEIVED", "TYPE", "SOURCE", "DEVICE", "STATES"],
-        &rows,
-    );
+    table(&["ID", "RECEIVED", "TYPE", "SOURCE", "DEVICE", "STATES"], &rows);
 }

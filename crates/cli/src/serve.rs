@@ -6,11 +6,9 @@ use anyhow::Context;
 use glassbox_server::Config;
 
 #[derive(clap::Args)]
-#[command(
-    after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
+#[command(after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
     Each key maps to a variable named after its path: recorder.retention -> GLASSBOX_RECORDER_RETENTION.\n\
-    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once."
-)]
+    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once.")]
 pub struct ServeArgs {
     /// Configuration file (default: ./glassbox.toml if it exists).
     #[arg(long, value_name = "FILE")]
@@ -40,9 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.mqtt.listen = mqtt;
     }
     config.validate()?;
-    let admin_token = std::env::var("GLASSBOX_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+    let admin_token = std::env::var("GLASSBOX_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
     let data_dir = config.data_dir.clone();
     let running = glassbox_server::start(config.clone(), admin_token.as_deref()).await?;
     if let Some(token) = &running.generated_token {
@@ -52,12 +48,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if mqtt_asked {
         tracing::warn!(mqtt = %config.mqtt.listen, "the MQTT gateway is not part of this build yet; --mqtt is accepted and unused");
     }
-    println!(
-        "glassbox ready: http=http://{} data={} node={}",
-        running.http_addr,
-        data_dir.display(),
-        config.node
-    );
+    println!("glassbox ready: http=http://{} data={} node={}", running.http_addr, data_dir.display(), config.node);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let signal = async move {
@@ -73,8 +64,5 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -23,18 +23,13 @@ pub struct TraceArgs {
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let chain = client
-        .get(&format!("/api/v1/trace/{}", args.id), &[])
-        .await?;
+    let chain = client.get(&format!("/api/v1/trace/{}", args.id), &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&chain)?);
         return Ok(());
     }
     let events = chain["events"].as_array().cloned().unwrap_or_default();
-    Tree::new(&events).print(
-        text(&chain, "correlationid"),
-        chain["truncated"].as_bool() == Some(true),
-    );
+    Tree::new(&events).print(text(&chain, "correlationid"), chain["truncated"].as_bool() == Some(true));
     Ok(())
 }
 
@@ -56,21 +51,13 @@ impl<'a> Tree<'a> {
         let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut roots = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            match event["causationid"]
-                .as_str()
-                .filter(|parent| ids.contains(parent))
-            {
+            match event["causationid"].as_str().filter(|parent| ids.contains(parent)) {
                 Some(parent) => children.entry(parent).or_default().push(index),
                 None => roots.push(index),
             }
         }
         let start = events.iter().filter_map(received_at).min();
-        Self {
-            events,
-            children,
-            roots,
-            start,
-        }
+        Self { events, children, roots, start }
     }
 
     fn print(&self, correlationid: &str, truncated: bool) {
@@ -84,10 +71,7 @@ impl<'a> Tree<'a> {
             (Some(start), Some(end)) => format!("{:.3} ms", millis_between(start, end)),
             _ => "-".into(),
         };
-        println!(
-            "chain {correlationid} · {} events · {span}",
-            self.events.len()
-        );
+        println!("chain {correlationid} · {} events · {span}", self.events.len());
         if truncated {
             println!("(truncated: the chain has more events than shown)");
         }
@@ -102,10 +86,7 @@ impl<'a> Tree<'a> {
             (Some(start), Some(at)) => format!("+{:.3} ms", millis_between(start, at)),
             _ => String::new(),
         };
-        let device = event["device"]
-            .as_str()
-            .map(|d| format!("  device={d}"))
-            .unwrap_or_default();
+        let device = event["device"].as_str().map(|d| format!("  device={d}")).unwrap_or_default();
         println!(
             "{prefix}{}{}  {}  source={}{device}  hop={}  {offset}",
             if last { "└─ " } else { "├─ " },
@@ -115,11 +96,7 @@ impl<'a> Tree<'a> {
             event["hop"]
         );
         let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
-        let children = self
-            .children
-            .get(text(event, "id"))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let children = self.children.get(text(event, "id")).map(Vec::as_slice).unwrap_or_default();
         self.print_states(event, &child_prefix, !children.is_empty());
         for (i, child) in children.iter().enumerate() {
             self.print_event(*child, &child_prefix, i + 1 == children.len());
@@ -136,19 +113,10 @@ impl<'a> Tree<'a> {
                 _ => render::short_time(&state["at"]),
             };
             previous = at.or(previous);
-            let target = state["target"]
-                .as_str()
-                .map(|t| format!("  → {t}"))
-                .unwrap_or_default();
-            let detail = state["detail"]
-                .as_str()
-                .map(|d| format!("  ({d})"))
-                .unwrap_or_default();
+            let target = state["target"].as_str().map(|t| format!("  → {t}")).unwrap_or_default();
+            let detail = state["detail"].as_str().map(|d| format!("  ({d})")).unwrap_or_default();
             let bar = if more_below { "│" } else { " " };
-            println!(
-                "{prefix}{bar}  {:<13} {delta}{target}{detail}",
-                text(state, "state")
-            );
+            println!("{prefix}{bar}  {:<13} {delta}{target}{detail}", text(state, "state"));
         }
     }
 }

@@ -30,14 +30,7 @@ impl Drop for Served {
 
 fn serve(data_dir: &Path) -> Served {
     let mut child = glassbox()
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
         .env("GLASSBOX_LOG", "warn")
@@ -57,29 +50,22 @@ fn serve(data_dir: &Path) -> Served {
             return Served { child, url };
         }
     }
-    panic!("glassbox serve exited before it was ready");
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("glassbox serve exited before it was ready: {status:?}");
 }
 
 /// Runs a CLI command against `served`, expecting success; returns stdout.
 fn cli(served: &Served, args: &[&str]) -> String {
-    let output = glassbox()
-        .args(args)
-        .env("GLASSBOX_SERVER", &served.url)
-        .env("GLASSBOX_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "glassbox {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        glassbox().args(args).env("GLASSBOX_SERVER", &served.url).env("GLASSBOX_TOKEN", TOKEN).output().unwrap();
+    assert!(output.status.success(), "glassbox {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn cli_json(served: &Served, args: &[&str]) -> Value {
     let out = cli(served, args);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("glassbox {args:?} printed no JSON ({e}): {out}"))
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("glassbox {args:?} printed no JSON ({e}): {out}"))
 }
 
 #[test]
@@ -105,23 +91,10 @@ fn send_query_get_and_trace_through_the_cli() {
     let id = sent["id"].as_str().unwrap().to_string();
     let child = cli_json(
         &served,
-        &[
-            "events",
-            "send",
-            "--source",
-            "cli",
-            "--type",
-            "invoice.issued",
-            "--causation",
-            &id,
-            "--json",
-        ],
+        &["events", "send", "--source", "cli", "--type", "invoice.issued", "--causation", &id, "--json"],
     );
 
-    let by_correlation = cli_json(
-        &served,
-        &["events", "query", "--correlation", &id, "--json"],
-    );
+    let by_correlation = cli_json(&served, &["events", "query", "--correlation", &id, "--json"]);
     let events = by_correlation.as_array().expect("a JSON array");
     assert_eq!(events.len(), 2);
     for e in events {
@@ -130,15 +103,9 @@ fn send_query_get_and_trace_through_the_cli() {
         assert_eq!(e["states"][0]["state"], "received");
         assert!(e["states"][0]["at"].is_string());
     }
-    let by_device = cli_json(
-        &served,
-        &["events", "query", "--device", "pump-1", "--json"],
-    );
+    let by_device = cli_json(&served, &["events", "query", "--device", "pump-1", "--json"]);
     assert_eq!(by_device[0]["id"], id.as_str());
-    let by_type = cli_json(
-        &served,
-        &["events", "query", "--type", "invoice.issued", "--json"],
-    );
+    let by_type = cli_json(&served, &["events", "query", "--type", "invoice.issued", "--json"]);
     assert_eq!(by_type[0]["id"], child["id"]);
 
     let got = cli_json(&served, &["events", "get", &id, "--json"]);
@@ -149,16 +116,10 @@ fn send_query_get_and_trace_through_the_cli() {
     assert_eq!(trace["events"].as_array().unwrap().len(), 2);
 
     let tree = cli(&served, &["trace", &id]);
-    assert!(
-        tree.contains("order.created") && tree.contains("invoice.issued"),
-        "{tree}"
-    );
+    assert!(tree.contains("order.created") && tree.contains("invoice.issued"), "{tree}");
     assert!(tree.contains("received"), "{tree}");
     let table = cli(&served, &["events", "query"]);
-    assert!(
-        table.starts_with("ID") && table.contains("pump-1"),
-        "{table}"
-    );
+    assert!(table.starts_with("ID") && table.contains("pump-1"), "{table}");
 }
 
 #[test]
@@ -174,20 +135,11 @@ fn cli_errors_say_what_to_do() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("401") && stderr.contains("GLASSBOX_TOKEN"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("401") && stderr.contains("GLASSBOX_TOKEN"), "{stderr}");
 
-    let output = glassbox()
-        .args(["events", "query", "--server", "http://127.0.0.1:9"])
-        .output()
-        .unwrap();
+    let output = glassbox().args(["events", "query", "--server", "http://127.0.0.1:9"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot reach") && stderr.contains("glassbox serve"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot reach") && stderr.contains("glassbox serve"), "{stderr}");
 }
 
 #[test]
@@ -235,10 +187,8 @@ fn every_acknowledged_event_survives_sigkill() {
 
     let served = serve(dir.path());
     let client = reqwest::Client::new();
-    let missing: Vec<&String> = acked
-        .iter()
-        .filter(|id| !runtime.block_on(recorded(&client, &served.url, id)))
-        .collect();
+    let missing: Vec<&String> =
+        acked.iter().filter(|id| !runtime.block_on(recorded(&client, &served.url, id))).collect();
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged events lost: {:?}",
@@ -249,11 +199,6 @@ fn every_acknowledged_event_survives_sigkill() {
 }
 
 async fn recorded(client: &reqwest::Client, url: &str, id: &str) -> bool {
-    let response = client
-        .get(format!("{url}/api/v1/events/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(format!("{url}/api/v1/events/{id}")).bearer_auth(TOKEN).send().await.unwrap();
     response.status() == 200
 }

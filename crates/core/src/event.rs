@@ -142,11 +142,7 @@ impl Event {
     }
 }
 
-fn entry_opt<M: SerializeMap>(
-    map: &mut M,
-    key: &str,
-    value: &Option<String>,
-) -> Result<(), M::Error> {
+fn entry_opt<M: SerializeMap>(map: &mut M, key: &str, value: &Option<String>) -> Result<(), M::Error> {
     match value {
         Some(value) => map.serialize_entry(key, value),
         None => Ok(()),

@@ -28,11 +28,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            data_bytes_max: 256 * 1024,
-            attribute_bytes_max: 1024,
-            extensions_max: 32,
-        }
+        Self { data_bytes_max: 256 * 1024, attribute_bytes_max: 1024, extensions_max: 32 }
     }
 }
 
@@ -51,19 +47,12 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn single(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![Problem {
-                field: field.into(),
-                message: message.into(),
-            }],
-        }
+        Self { problems: vec![Problem { field: field.into(), message: message.into() }] }
     }
 
     /// True when the whole event is over a size bound (answered with 413).
     pub fn is_too_large(&self) -> bool {
-        self.problems
-            .iter()
-            .any(|p| p.message.starts_with("too large"))
+        self.problems.iter().any(|p| p.message.starts_with("too large"))
     }
 }
 
@@ -114,17 +103,13 @@ impl Draft {
     /// Completes the draft with its minted id. Correlation, hop and trace
     /// come from the producer, else from the parent, else start a new chain.
     pub fn into_event(self, id: EventId, now: DateTime<Utc>, parent: Option<&Lineage>) -> Event {
-        let correlationid = self
-            .correlationid
-            .or_else(|| parent.map(|p| p.correlationid.clone()))
-            .unwrap_or_else(|| id.to_string());
-        let hop = self
-            .hop
-            .unwrap_or_else(|| match (parent, &self.causationid) {
-                (Some(p), _) => p.hop.saturating_add(1),
-                (None, Some(_)) => 1,
-                (None, None) => 0,
-            });
+        let correlationid =
+            self.correlationid.or_else(|| parent.map(|p| p.correlationid.clone())).unwrap_or_else(|| id.to_string());
+        let hop = self.hop.unwrap_or_else(|| match (parent, &self.causationid) {
+            (Some(p), _) => p.hop.saturating_add(1),
+            (None, Some(_)) => 1,
+            (None, None) => 0,
+        });
         let traceparent = self
             .traceparent
             .or_else(|| parent.and_then(|p| p.traceparent.clone()))
@@ -160,33 +145,17 @@ const HOP_MAX: u64 = 1 << 16;
 pub fn parse_cloudevent(body: &[u8], limits: &Limits) -> Result<Draft, ValidationError> {
     let attributes: BTreeMap<String, &RawValue> = match serde_json::from_slice::<&RawValue>(body) {
         Err(e) => {
-            return Err(ValidationError::single(
-                "body",
-                format!("malformed JSON: {e}"),
-            ));
+            return Err(ValidationError::single("body", format!("malformed JSON: {e}")));
         }
         Ok(raw) if !raw.get().trim_start().starts_with('{') => {
-            return Err(ValidationError::single(
-                "body",
-                "expected a JSON object (a structured-mode CloudEvent)",
-            ));
+            return Err(ValidationError::single("body", "expected a JSON object (a structured-mode CloudEvent)"));
         }
         Ok(raw) => serde_json::from_str(raw.get())
             .map_err(|e| ValidationError::single("body", format!("malformed JSON: {e}")))?,
     };
-    let mut reader = Reader {
-        attributes,
-        limits,
-        problems: Vec::new(),
-    };
+    let mut reader = Reader { attributes, limits, problems: Vec::new() };
     let draft = reader.draft();
-    if reader.problems.is_empty() {
-        Ok(draft)
-    } else {
-        Err(ValidationError {
-            problems: reader.problems,
-        })
-    }
+    if reader.problems.is_empty() { Ok(draft) } else { Err(ValidationError { problems: reader.problems }) }
 }
 
 struct Reader<'a> {
@@ -199,17 +168,11 @@ impl Reader<'_> {
     fn draft(&mut self) -> Draft {
         match self.string("specversion") {
             Some(v) if v == "1.0" => {}
-            Some(v) => self.problem(
-                "specversion",
-                format!("unsupported version {v:?}; only \"1.0\" is accepted"),
-            ),
+            Some(v) => self.problem("specversion", format!("unsupported version {v:?}; only \"1.0\" is accepted")),
             None => self.missing("specversion"),
         }
         if self.attributes.contains_key("originid") {
-            self.problem(
-                "originid",
-                "set by Glassbox from the producer's `id`; send `id` instead",
-            );
+            self.problem("originid", "set by Glassbox from the producer's `id`; send `id` instead");
         }
         let source = self.required("source");
         let ty = self.required("type");
@@ -232,17 +195,11 @@ impl Reader<'_> {
             data: self.data(),
             extensions: BTreeMap::new(),
         };
-        Draft {
-            extensions: self.extensions(),
-            ..draft
-        }
+        Draft { extensions: self.extensions(), ..draft }
     }
 
     fn problem(&mut self, field: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { field: field.into(), message: message.into() });
     }
 
     fn missing(&mut self, field: &str) {
@@ -266,10 +223,9 @@ impl Reader<'_> {
         let raw = self.attributes.remove(name)?;
         match serde_json::from_str::<Value>(raw.get()) {
             Ok(Value::String(s)) if s.is_empty() => self.problem(name, "must not be empty"),
-            Ok(Value::String(s)) if s.len() > self.limits.attribute_bytes_max => self.problem(
-                name,
-                format!("longer than {} bytes", self.limits.attribute_bytes_max),
-            ),
+            Ok(Value::String(s)) if s.len() > self.limits.attribute_bytes_max => {
+                self.problem(name, format!("longer than {} bytes", self.limits.attribute_bytes_max))
+            }
             Ok(Value::String(s)) => return Some(s),
             Ok(Value::Null) => {}
             _ => self.problem(name, "must be a string"),
@@ -282,10 +238,7 @@ impl Reader<'_> {
         match DateTime::parse_from_rfc3339(&value) {
             Ok(t) => Some(t.with_timezone(&Utc)),
             Err(e) => {
-                self.problem(
-                    "time",
-                    format!("not an RFC 3339 timestamp ({e}): {value:?}"),
-                );
+                self.problem("time", format!("not an RFC 3339 timestamp ({e}): {value:?}"));
                 None
             }
         }
@@ -328,25 +281,19 @@ impl Reader<'_> {
             }
             (Some(raw), None) if raw.get() == "null" => Data::None,
             (Some(raw), None) => Data::Json(raw.to_owned()),
-            (None, Some(raw)) => {
-                match serde_json::from_str::<String>(raw.get()).map(|s| BASE64.decode(s)) {
-                    Ok(Ok(bytes)) => Data::Binary(bytes),
-                    _ => {
-                        self.problem("data_base64", "must be a base64 string");
-                        return Data::None;
-                    }
+            (None, Some(raw)) => match serde_json::from_str::<String>(raw.get()).map(|s| BASE64.decode(s)) {
+                Ok(Ok(bytes)) => Data::Binary(bytes),
+                _ => {
+                    self.problem("data_base64", "must be a base64 string");
+                    return Data::None;
                 }
-            }
+            },
             (None, None) => Data::None,
         };
         if data.len() > self.limits.data_bytes_max {
             self.problem(
                 "data",
-                format!(
-                    "too large: {} bytes, the limit is {}",
-                    data.len(),
-                    self.limits.data_bytes_max
-                ),
+                format!("too large: {} bytes, the limit is {}", data.len(), self.limits.data_bytes_max),
             );
         }
         data
@@ -359,41 +306,24 @@ impl Reader<'_> {
         if attributes.len() > self.limits.extensions_max {
             self.problem(
                 "extensions",
-                format!(
-                    "{} extension attributes, the limit is {}",
-                    attributes.len(),
-                    self.limits.extensions_max
-                ),
+                format!("{} extension attributes, the limit is {}", attributes.len(), self.limits.extensions_max),
             );
         }
         let mut extensions = BTreeMap::new();
         for (name, raw) in attributes {
-            if name.is_empty()
-                || name.len() > 20
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            if name.is_empty() || name.len() > 20 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             {
-                self.problem(
-                    &name,
-                    "not a valid attribute name: use 1-20 lowercase letters and digits",
-                );
+                self.problem(&name, "not a valid attribute name: use 1-20 lowercase letters and digits");
                 continue;
             }
             match serde_json::from_str::<Value>(raw.get()) {
                 Ok(Value::String(s)) if s.len() > self.limits.attribute_bytes_max => {
-                    self.problem(
-                        &name,
-                        format!("longer than {} bytes", self.limits.attribute_bytes_max),
-                    );
+                    self.problem(&name, format!("longer than {} bytes", self.limits.attribute_bytes_max));
                 }
                 Ok(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
                     extensions.insert(name, v);
                 }
-                _ => self.problem(
-                    &name,
-                    "extension values must be a string, number or boolean",
-                ),
+                _ => self.problem(&name, "extension values must be a string, number or boolean"),
             }
         }
         extensions
@@ -458,55 +388,27 @@ mod tests {
         got.sort();
         assert_eq!(
             got,
-            [
-                "Bad-Name",
-                "data_base64",
-                "hop",
-                "nested",
-                "source",
-                "specversion",
-                "time",
-                "traceparent",
-                "type"
-            ]
+            ["Bad-Name", "data_base64", "hop", "nested", "source", "specversion", "time", "traceparent", "type"]
         );
     }
 
     #[test]
     fn oversize_data_is_too_large() {
-        let limits = Limits {
-            data_bytes_max: 8,
-            ..Limits::default()
-        };
-        let err = parse_cloudevent(
-            br#"{"specversion":"1.0","source":"s","type":"t","data":"0123456789"}"#,
-            &limits,
-        )
-        .unwrap_err();
+        let limits = Limits { data_bytes_max: 8, ..Limits::default() };
+        let err = parse_cloudevent(br#"{"specversion":"1.0","source":"s","type":"t","data":"0123456789"}"#, &limits)
+            .unwrap_err();
         assert!(err.is_too_large(), "{err}");
     }
 
     #[test]
     fn lineage_is_inherited_from_the_parent() {
         let id = crate::IdMinter::new().mint();
-        let parent = Lineage {
-            correlationid: "chain-1".into(),
-            hop: 4,
-            traceparent: None,
-        };
-        let draft = Draft {
-            causationid: Some("p".into()),
-            ..Draft::default()
-        };
+        let parent = Lineage { correlationid: "chain-1".into(), hop: 4, traceparent: None };
+        let draft = Draft { causationid: Some("p".into()), ..Draft::default() };
         let event = draft.into_event(id, Utc::now(), Some(&parent));
         assert_eq!((event.correlationid.as_str(), event.hop), ("chain-1", 5));
         let origin = Draft::default().into_event(id, Utc::now(), None);
         assert_eq!((origin.correlationid, origin.hop), (id.to_string(), 0));
-        assert!(
-            origin
-                .traceparent
-                .unwrap()
-                .contains(&format!("{:032x}", id.0))
-        );
+        assert!(origin.traceparent.unwrap().contains(&format!("{:032x}", id.0)));
     }
 }

@@ -83,10 +83,7 @@ impl State {
 
     /// No further state may follow for the same target.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            State::Processed | State::Expired | State::Dropped | State::DeadLettered
-        )
+        matches!(self, State::Processed | State::Expired | State::Dropped | State::DeadLettered)
     }
 
     /// Whether `self` may follow `previous` for one target (`None`: the
@@ -117,13 +114,10 @@ impl FromStr for State {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        State::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = State::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown state {s:?}; expected one of: {}", names.join(", "))
-            })
+        State::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = State::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown state {s:?}; expected one of: {}", names.join(", "))
+        })
     }
 }
 
@@ -153,10 +147,7 @@ impl Delivery {
     /// Moves to `next`, or says why it may not.
     pub fn advance(&mut self, next: State) -> Result<(), InvalidTransition> {
         if !next.may_follow(self.current) {
-            return Err(InvalidTransition {
-                from: self.current,
-                to: next,
-            });
+            return Err(InvalidTransition { from: self.current, to: next });
         }
         self.current = Some(next);
         Ok(())
@@ -242,10 +233,7 @@ impl FromStr for DropReason {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DropReason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown drop reason {s:?}"))
+        DropReason::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown drop reason {s:?}"))
     }
 }
 
@@ -272,15 +260,7 @@ mod tests {
 
     #[test]
     fn failure_retried_then_dead_lettered() {
-        walk(&[
-            InTransit,
-            Failed,
-            InTransit,
-            Delivered,
-            Failed,
-            DeadLettered,
-        ])
-        .unwrap();
+        walk(&[InTransit, Failed, InTransit, Delivered, Failed, DeadLettered]).unwrap();
         walk(&[InTransit, Failed, Dropped]).unwrap();
     }
 
@@ -309,21 +289,12 @@ mod tests {
 
     #[test]
     fn impossible_sequences_are_refused() {
-        assert_eq!(
-            walk(&[Delivered]),
-            Err(InvalidTransition {
-                from: None,
-                to: Delivered
-            })
-        );
+        assert_eq!(walk(&[Delivered]), Err(InvalidTransition { from: None, to: Delivered }));
         assert!(walk(&[InTransit, Received]).is_err());
         assert!(walk(&[InTransit, Delivered, Delivered]).is_err());
         assert!(walk(&[Processed]).is_err());
         let err = walk(&[Delivered]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid lifecycle transition: delivered may not follow received"
-        );
+        assert_eq!(err.to_string(), "invalid lifecycle transition: delivered may not follow received");
     }
 
     #[test]
@@ -335,11 +306,6 @@ mod tests {
         for reason in DropReason::ALL {
             assert_eq!(reason.as_str().parse::<DropReason>(), Ok(reason));
         }
-        assert!(
-            "lost"
-                .parse::<State>()
-                .unwrap_err()
-                .contains("expected one of")
-        );
+        assert!("lost".parse::<State>().unwrap_err().contains("expected one of"));
     }
 }

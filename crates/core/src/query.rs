@@ -64,16 +64,12 @@ impl EventQuery {
     /// matched against `received`: a new event has no other state yet.
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         let e = &event.event;
-        let eq = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == have)
-        };
+        let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
         eq(&self.correlation, Some(&e.correlationid))
             && eq(&self.device, e.device.as_deref())
             && eq(&self.source, Some(&e.source))
             && self.ty.as_ref().is_none_or(|t| t.matches(&e.ty))
-            && self
-                .state
-                .is_none_or(|s| event.states.iter().any(|r| r.state == s))
+            && self.state.is_none_or(|s| event.states.iter().any(|r| r.state == s))
     }
 }
 
@@ -100,13 +96,6 @@ mod tests {
     #[test]
     fn page_size_is_bounded() {
         assert_eq!(EventQuery::default().page_size(), QUERY_LIMIT_DEFAULT);
-        assert_eq!(
-            EventQuery {
-                limit: 1_000_000,
-                ..Default::default()
-            }
-            .page_size(),
-            QUERY_LIMIT_MAX
-        );
+        assert_eq!(EventQuery { limit: 1_000_000, ..Default::default() }.page_size(), QUERY_LIMIT_MAX);
     }
 }

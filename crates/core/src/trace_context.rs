@@ -20,11 +20,8 @@ impl TraceParent {
         let [version, trace, parent, flags] = parts.as_slice() else {
             return Err("expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>".into());
         };
-        let hex = |s: &str, len: usize| {
-            s.len() == len
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
+        let hex =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !hex(version, 2) || *version == "ff" {
             return Err(format!("unsupported version {version:?}"));
         }
@@ -37,32 +34,20 @@ impl TraceParent {
             return Err("trace id and parent id must not be all zeros".into());
         }
         let flags = u8::from_str_radix(flags, 16).map_err(|e| e.to_string())?;
-        Ok(Self {
-            trace_id,
-            parent_id,
-            flags,
-        })
+        Ok(Self { trace_id, parent_id, flags })
     }
 
     /// A new sampled trace for a chain that starts at `origin`: the trace id
     /// is the origin's 128-bit id, so a trace id leads back to its event.
     pub fn for_origin(origin: EventId) -> Self {
         let parent_id = (origin.0 as u64).max(1);
-        Self {
-            trace_id: origin.0,
-            parent_id,
-            flags: 1,
-        }
+        Self { trace_id: origin.0, parent_id, flags: 1 }
     }
 }
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
     }
 }
 

@@ -78,19 +78,13 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:7070".into(),
-            body_bytes_max: 256 * 1024,
-            append_timeout: Duration::from_secs(10),
-        }
+        Self { listen: "127.0.0.1:7070".into(), body_bytes_max: 256 * 1024, append_timeout: Duration::from_secs(10) }
     }
 }
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:1883".into(),
-        }
+        Self { listen: "127.0.0.1:1883".into() }
     }
 }
 
@@ -122,20 +116,14 @@ pub const DEFAULT_FILE: &str = "glassbox.toml";
 impl Config {
     /// Loads defaults, then `file` (or `./glassbox.toml` if present), then
     /// `GLASSBOX_*` variables from `env`, and validates the result.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Self> {
-        let mut tree =
-            toml::Table::try_from(Config::default()).context("serializing the default config")?;
-        let path = file
-            .map(Path::to_path_buf)
-            .or_else(|| Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()));
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut tree = toml::Table::try_from(Config::default()).context("serializing the default config")?;
+        let path = file.map(Path::to_path_buf).or_else(|| Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()));
         if let Some(path) = path {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
-            let from_file: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
+            let from_file: toml::Table =
+                toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             merge(&mut tree, from_file);
         }
         apply_env(&mut tree, env)?;
@@ -147,14 +135,9 @@ impl Config {
     /// Checks what serde cannot; reports every problem at once.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        for (key, addr) in [
-            ("http.listen", &self.http.listen),
-            ("mqtt.listen", &self.mqtt.listen),
-        ] {
+        for (key, addr) in [("http.listen", &self.http.listen), ("mqtt.listen", &self.mqtt.listen)] {
             if addr.parse::<SocketAddr>().is_err() {
-                problems.push(format!(
-                    "{key} = {addr:?} is not an address like 127.0.0.1:7070"
-                ));
+                problems.push(format!("{key} = {addr:?} is not an address like 127.0.0.1:7070"));
             }
         }
         if !(1..=64 * 1024 * 1024).contains(&self.http.body_bytes_max) {
@@ -164,10 +147,7 @@ impl Config {
             || self.recorder.queue_commands_max == 0
             || self.recorder.bus_capacity == 0
         {
-            problems.push(
-                "recorder.batch_events_max, queue_commands_max and bus_capacity must be at least 1"
-                    .into(),
-            );
+            problems.push("recorder.batch_events_max, queue_commands_max and bus_capacity must be at least 1".into());
         }
         if self.node.is_empty() {
             problems.push("node must not be empty".into());
@@ -202,22 +182,12 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
 }
 
 /// Applies `GLASSBOX_<PATH>` variables to the keys the default config has.
-fn apply_env(
-    tree: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> anyhow::Result<()> {
-    let vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("GLASSBOX_"))
-        .collect();
+fn apply_env(tree: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+    let vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("GLASSBOX_")).collect();
     apply_env_at(tree, "GLASSBOX", &vars)
 }
 
-fn apply_env_at(
-    tree: &mut toml::Table,
-    prefix: &str,
-    vars: &[(String, String)],
-) -> anyhow::Result<()> {
+fn apply_env_at(tree: &mut toml::Table, prefix: &str, vars: &[(String, String)]) -> anyhow::Result<()> {
     for (key, value) in tree.iter_mut() {
         let name = format!("{prefix}_{}", key.to_uppercase());
         if let toml::Value::Table(table) = value {
@@ -228,14 +198,12 @@ fn apply_env_at(
             continue;
         };
         *value = match value {
-            toml::Value::Integer(_) => toml::Value::Integer(
-                raw.parse()
-                    .with_context(|| format!("{name}={raw:?} is not a whole number"))?,
-            ),
-            toml::Value::Boolean(_) => toml::Value::Boolean(
-                raw.parse()
-                    .with_context(|| format!("{name}={raw:?} is not true or false"))?,
-            ),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.parse().with_context(|| format!("{name}={raw:?} is not a whole number"))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(raw.parse().with_context(|| format!("{name}={raw:?} is not true or false"))?)
+            }
             _ => toml::Value::String(raw.clone()),
         };
     }
@@ -254,11 +222,8 @@ mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration like 10s, 5m or 7d ({e})"
-            ))
-        })
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like 10s, 5m or 7d ({e})")))
     }
 }
 
@@ -267,21 +232,13 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn defaults_need_no_file() {
         let config = Config::load(Some(Path::new("/nonexistent/glassbox.toml")), []);
-        assert!(
-            config
-                .unwrap_err()
-                .to_string()
-                .contains("/nonexistent/glassbox.toml")
-        );
+        assert!(config.unwrap_err().to_string().contains("/nonexistent/glassbox.toml"));
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("glassbox.toml");
         std::fs::write(&empty, "").unwrap();
@@ -294,17 +251,11 @@ mod tests {
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("g.toml");
-        std::fs::write(
-            &file,
-            "data_dir = \"/srv/gb\"\n[recorder]\nretention = \"1d\"\nbatch_events_max = 100\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "data_dir = \"/srv/gb\"\n[recorder]\nretention = \"1d\"\nbatch_events_max = 100\n")
+            .unwrap();
         let config = Config::load(
             Some(&file),
-            env(&[
-                ("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "50"),
-                ("GLASSBOX_HTTP_LISTEN", "0.0.0.0:80"),
-            ]),
+            env(&[("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "50"), ("GLASSBOX_HTTP_LISTEN", "0.0.0.0:80")]),
         )
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/srv/gb"));
@@ -330,24 +281,14 @@ mod tests {
             "{:#}",
             Config::load(
                 Some(&file),
-                env(&[
-                    ("GLASSBOX_HTTP_LISTEN", "nowhere"),
-                    ("GLASSBOX_HTTP_BODY_BYTES_MAX", "0")
-                ])
+                env(&[("GLASSBOX_HTTP_LISTEN", "nowhere"), ("GLASSBOX_HTTP_BODY_BYTES_MAX", "0")])
             )
             .unwrap_err()
         );
-        assert!(
-            err.contains("http.listen") && err.contains("http.body_bytes_max"),
-            "{err}"
-        );
+        assert!(err.contains("http.listen") && err.contains("http.body_bytes_max"), "{err}");
         let err = format!(
             "{:#}",
-            Config::load(
-                Some(&file),
-                env(&[("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "lots")])
-            )
-            .unwrap_err()
+            Config::load(Some(&file), env(&[("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "lots")])).unwrap_err()
         );
         assert!(err.contains("GLASSBOX_RECORDER_BATCH_EVENTS_MAX"), "{err}");
     }

@@ -39,13 +39,8 @@ impl Running {
     }
 
     /// Runs until `signal` resolves (then stops gracefully) or the server fails.
-    pub async fn run_until(
-        self,
-        signal: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
-        let Running {
-            shutdown, mut task, ..
-        } = self;
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let Running { shutdown, mut task, .. } = self;
         tokio::select! {
             result = &mut task => return result.context("server task panicked")?,
             () = signal => {}
@@ -62,15 +57,10 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         SqliteStore::open(&config.data_dir, config.recorder_settings())
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
     );
-    let token = api::admin_token(&store, admin_token)
-        .await
-        .context("setting up the admin token")?;
+    let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
-    let limits = Limits {
-        data_bytes_max: config.http.body_bytes_max,
-        ..Limits::default()
-    };
+    let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         pipeline,
@@ -81,12 +71,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     };
     let listener = TcpListener::bind(&config.http.listen)
         .await
-        .with_context(|| {
-            format!(
-                "binding the HTTP API to {} (http.listen, --http)",
-                config.http.listen
-            )
-        })?;
+        .with_context(|| format!("binding the HTTP API to {} (http.listen, --http)", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(state);
@@ -100,10 +85,5 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         store.close().await;
         served.context("HTTP server failed")
     });
-    Ok(Running {
-        http_addr,
-        generated_token: token.generated,
-        shutdown,
-        task,
-    })
+    Ok(Running { http_addr, generated_token: token.generated, shutdown, task })
 }

@@ -70,57 +70,29 @@ impl Counters {
             "Producer retries answered with the first event's id.",
             self.events_deduplicated.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP glassbox_ingest_rejected_total Inputs refused at ingress, by reason."
-        );
+        let _ = writeln!(out, "# HELP glassbox_ingest_rejected_total Inputs refused at ingress, by reason.");
         let _ = writeln!(out, "# TYPE glassbox_ingest_rejected_total counter");
         for why in Rejection::ALL {
-            let _ = writeln!(
-                out,
-                "glassbox_ingest_rejected_total{{reason=\"{}\"}} {}",
-                why.as_str(),
-                self.rejected(why)
-            );
+            let _ =
+                writeln!(out, "glassbox_ingest_rejected_total{{reason=\"{}\"}} {}", why.as_str(), self.rejected(why));
         }
-        counter(
-            &mut out,
-            "glassbox_recorder_commits_total",
-            "Group commits made by the recorder.",
-            store.commits,
-        );
+        counter(&mut out, "glassbox_recorder_commits_total", "Group commits made by the recorder.", store.commits);
         counter(
             &mut out,
             "glassbox_recorder_events_expired_total",
             "Events deleted by retention.",
             store.events_expired,
         );
-        gauge(
-            &mut out,
-            "glassbox_recorder_queue_depth",
-            "Writes waiting for the recorder.",
-            store.queue_depth as u64,
-        );
-        gauge(
-            &mut out,
-            "glassbox_recorder_writable",
-            "1 while the recorder accepts writes.",
-            store.writable as u64,
-        );
+        gauge(&mut out, "glassbox_recorder_queue_depth", "Writes waiting for the recorder.", store.queue_depth as u64);
+        gauge(&mut out, "glassbox_recorder_writable", "1 while the recorder accepts writes.", store.writable as u64);
         out
     }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-    );
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-    );
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
 }

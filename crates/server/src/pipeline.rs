@@ -23,13 +23,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String) -> Self {
-        Self {
-            store,
-            bus,
-            minter: IdMinter::new(),
-            node,
-            counters: Counters::default(),
-        }
+        Self { store, bus, minter: IdMinter::new(), node, counters: Counters::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -53,18 +47,10 @@ impl Pipeline {
         }
         let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
         let appended = self.store.append(batch).await?;
-        let fresh = recorded
-            .into_iter()
-            .zip(&appended)
-            .filter(|(_, a)| !a.duplicate)
-            .map(|(r, _)| r)
-            .collect::<Vec<_>>();
-        self.counters
-            .events_received
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        self.counters
-            .events_deduplicated
-            .fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
+        let fresh =
+            recorded.into_iter().zip(&appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect::<Vec<_>>();
+        self.counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        self.counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
         self.bus.publish(fresh);
         Ok(appended)
     }
@@ -73,9 +59,7 @@ impl Pipeline {
     /// and leaves its chain or depth to be inherited.
     async fn parent_of(&self, draft: &Draft) -> Result<Option<Lineage>, StoreError> {
         match &draft.causationid {
-            Some(parent) if draft.correlationid.is_none() || draft.hop.is_none() => {
-                self.store.lineage(parent).await
-            }
+            Some(parent) if draft.correlationid.is_none() || draft.hop.is_none() => self.store.lineage(parent).await,
             _ => Ok(None),
         }
     }

@@ -18,20 +18,12 @@ struct Server {
 
 async fn start_with(config: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
+    let mut cfg = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
     cfg.http.listen = "127.0.0.1:0".into();
     config(&mut cfg);
     let running = glassbox_server::start(cfg, Some(TOKEN)).await.unwrap();
     let base = format!("http://{}", running.http_addr);
-    Server {
-        running: Some(running),
-        base,
-        http: Client::new(),
-        _dir: dir,
-    }
+    Server { running: Some(running), base, http: Client::new(), _dir: dir }
 }
 
 async fn start() -> Server {
@@ -43,11 +35,7 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    async fn post_raw(
-        &self,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> (StatusCode, Value) {
+    async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
         let response = self
             .http
             .post(self.url("/api/v1/events"))
@@ -57,45 +45,22 @@ impl Server {
             .send()
             .await
             .unwrap();
-        (
-            response.status(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        (response.status(), response.json().await.unwrap_or(Value::Null))
     }
 
     async fn post(&self, event: Value) -> (StatusCode, Value) {
-        self.post_raw("application/cloudevents+json", event.to_string())
-            .await
+        self.post_raw("application/cloudevents+json", event.to_string()).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        let response = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
     }
 
     async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(line_prefix))
-            .unwrap_or_else(|| panic!("{line_prefix} in\n{text}"));
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let line =
+            text.lines().find(|l| l.starts_with(line_prefix)).unwrap_or_else(|| panic!("{line_prefix} in\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
@@ -115,10 +80,7 @@ async fn ingest_answers_202_with_minted_id_and_correlation() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = body["id"].as_str().unwrap();
     assert_eq!(id.len(), 26);
-    assert_eq!(
-        body["correlationid"], id,
-        "an origin event starts its own chain"
-    );
+    assert_eq!(body["correlationid"], id, "an origin event starts its own chain");
     assert_eq!(body["duplicate"], false);
 
     let (status, got) = server.get(&format!("/api/v1/events/{id}")).await;
@@ -165,13 +127,8 @@ async fn chain_headers_are_honoured_and_a_parent_is_inherited() {
         .json::<Value>()
         .await
         .unwrap();
-    assert_eq!(
-        child["correlationid"], "order-77",
-        "inherited from the parent"
-    );
-    let (_, child) = server
-        .get(&format!("/api/v1/events/{}", child["id"].as_str().unwrap()))
-        .await;
+    assert_eq!(child["correlationid"], "order-77", "inherited from the parent");
+    let (_, child) = server.get(&format!("/api/v1/events/{}", child["id"].as_str().unwrap())).await;
     assert_eq!(child["causationid"], parent_id);
     assert_eq!(child["hop"], 1);
     assert_eq!(child["traceparent"], traceparent);
@@ -197,57 +154,29 @@ async fn a_retried_producer_id_is_recorded_once() {
 #[tokio::test]
 async fn bad_inputs_get_4xx_naming_the_problem_and_are_counted() {
     let server = start_with(|c| c.http.body_bytes_max = 4096).await;
-    let (status, body) = server
-        .post_raw("application/cloudevents+json", "{\"specversion\": ")
-        .await;
+    let (status, body) = server.post_raw("application/cloudevents+json", "{\"specversion\": ").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "malformed_json");
 
-    let (status, body) = server
-        .post(json!({ "specversion": "1.0", "type": "t" }))
-        .await;
+    let (status, body) = server.post(json!({ "specversion": "1.0", "type": "t" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_event");
     assert_eq!(body["error"]["problems"][0]["field"], "source");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("source: missing required attribute")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("source: missing required attribute"));
 
     let mut big = event("t");
     big["data"] = json!("x".repeat(8192));
     let (status, body) = server.post(big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("4096"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("4096"), "{body}");
 
     let (status, body) = server.post_raw("text/plain", event("t").to_string()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("application/cloudevents+json")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("application/cloudevents+json"));
 
-    let unauthorized = server
-        .http
-        .get(server.url("/api/v1/events"))
-        .bearer_auth("gbx_wrong")
-        .send()
-        .await
-        .unwrap();
+    let unauthorized = server.http.get(server.url("/api/v1/events")).bearer_auth("gbx_wrong").send().await.unwrap();
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
-    let missing = server
-        .http
-        .get(server.url("/api/v1/events"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.http.get(server.url("/api/v1/events")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     assert!(missing.text().await.unwrap().contains("GLASSBOX_TOKEN"));
 
@@ -259,21 +188,13 @@ async fn bad_inputs_get_4xx_naming_the_problem_and_are_counted() {
         ("unauthorized", 2),
     ] {
         assert_eq!(
-            server
-                .metric(&format!(
-                    "glassbox_ingest_rejected_total{{reason=\"{reason}\"}}"
-                ))
-                .await,
+            server.metric(&format!("glassbox_ingest_rejected_total{{reason=\"{reason}\"}}")).await,
             count,
             "{reason}"
         );
     }
     let (_, page) = server.get("/api/v1/events").await;
-    assert_eq!(
-        page["events"].as_array().unwrap().len(),
-        0,
-        "nothing partially written"
-    );
+    assert_eq!(page["events"].as_array().unwrap().len(), 0, "nothing partially written");
     server.stop().await;
 }
 
@@ -281,18 +202,14 @@ async fn bad_inputs_get_4xx_naming_the_problem_and_are_counted() {
 async fn a_batch_is_all_or_nothing() {
     let server = start().await;
     let bad = json!([event("a"), { "specversion": "1.0", "source": "s" }]);
-    let (status, body) = server
-        .post_raw("application/cloudevents-batch+json", bad.to_string())
-        .await;
+    let (status, body) = server.post_raw("application/cloudevents-batch+json", bad.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["problems"][0]["field"], "[1].type");
     let (_, page) = server.get("/api/v1/events").await;
     assert!(page["events"].as_array().unwrap().is_empty());
 
     let good = json!([event("a"), event("b")]);
-    let (status, body) = server
-        .post_raw("application/cloudevents-batch+json", good.to_string())
-        .await;
+    let (status, body) = server.post_raw("application/cloudevents-batch+json", good.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body.as_array().unwrap().len(), 2);
     server.stop().await;
@@ -313,19 +230,11 @@ async fn a_full_store_answers_503_and_readiness_says_why() {
     }
     let (status, body) = refused.expect("the store bound was reached");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("full"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("full"), "{body}");
     let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready.text().await.unwrap().contains("full"));
-    assert_eq!(
-        server
-            .metric("glassbox_ingest_rejected_total{reason=\"store_unavailable\"}")
-            .await,
-        1
-    );
+    assert_eq!(server.metric("glassbox_ingest_rejected_total{reason=\"store_unavailable\"}").await, 1);
     server.stop().await;
 }
 
@@ -333,22 +242,14 @@ async fn a_full_store_answers_503_and_readiness_says_why() {
 async fn query_filters_page_and_validate_parameters() {
     let server = start().await;
     for i in 0..7 {
-        let mut e = event(if i % 2 == 0 {
-            "device.message"
-        } else {
-            "device.connected"
-        });
+        let mut e = event(if i % 2 == 0 { "device.message" } else { "device.connected" });
         e["device"] = json!(format!("d{}", i % 2));
         server.post(e).await;
     }
     let (_, page) = server.get("/api/v1/events?type=device.*&limit=3").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, next) = server
-        .get(&format!(
-            "/api/v1/events?type=device.*&limit=3&cursor={cursor}"
-        ))
-        .await;
+    let (_, next) = server.get(&format!("/api/v1/events?type=device.*&limit=3&cursor={cursor}")).await;
     assert!(next["events"][0]["id"].as_str().unwrap() < page["events"][2]["id"].as_str().unwrap());
 
     let (_, by_device) = server.get("/api/v1/events?device=d1").await;
@@ -358,12 +259,8 @@ async fn query_filters_page_and_validate_parameters() {
 
     let (status, body) = server.get("/api/v1/events?state=lost&since=someday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let fields: Vec<_> = body["error"]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<_> =
+        body["error"]["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["state", "since"]);
     let (status, _) = server.get("/api/v1/events?colour=red").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -375,15 +272,8 @@ async fn unknown_and_malformed_ids_are_clear() {
     let server = start().await;
     let (status, body) = server.get("/api/v1/events/not-an-id").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not an event id")
-    );
-    let (status, _) = server
-        .get("/api/v1/events/01JD6Y8Q1W3N4ZV7K2M5P9R0ST")
-        .await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("not an event id"));
+    let (status, _) = server.get("/api/v1/events/01JD6Y8Q1W3N4ZV7K2M5P9R0ST").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server.get("/api/v1/trace/nothing-here").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -404,12 +294,7 @@ async fn trace_returns_the_chain_from_any_member_or_the_correlation_id() {
         let (status, chain) = server.get(&format!("/api/v1/trace/{id}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(chain["correlationid"], origin_id);
-        let types: Vec<_> = chain["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap())
-            .collect();
+        let types: Vec<_> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["order.created", "invoice.issued"]);
         assert!(chain["events"][1]["states"].is_array());
     }
@@ -419,13 +304,8 @@ async fn trace_returns_the_chain_from_any_member_or_the_correlation_id() {
 #[tokio::test]
 async fn tail_streams_new_matching_events() {
     let server = start().await;
-    let response = server
-        .http
-        .get(server.url("/api/v1/events/tail?type=wanted"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        server.http.get(server.url("/api/v1/events/tail?type=wanted")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.bytes_stream();
     server.post(event("unwanted")).await;
@@ -433,11 +313,8 @@ async fn tail_streams_new_matching_events() {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !text.contains("\n\n") {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .expect("an event within 10 s")
-            .unwrap()
-            .unwrap();
+        let chunk =
+            tokio::time::timeout_at(deadline, body.next()).await.expect("an event within 10 s").unwrap().unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.starts_with("event: event"), "{text}");
@@ -449,24 +326,11 @@ async fn tail_streams_new_matching_events() {
 #[tokio::test]
 async fn health_is_public_and_openapi_lists_every_route() {
     let server = start().await;
-    let health = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.http.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    let doc: Value = server
-        .http
-        .get(server.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = server.http.get(server.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     for path in [
         "/healthz",
         "/readyz",

@@ -38,10 +38,7 @@ impl Ingress {
             detail: Some(via.to_string()),
             node: Some(node.to_string()),
         };
-        Self(Arc::new(RecordedEvent {
-            event,
-            states: vec![received],
-        }))
+        Self(Arc::new(RecordedEvent { event, states: vec![received] }))
     }
 
     pub fn event(&self) -> &Event {

@@ -50,10 +50,7 @@ async fn every_state_transition_is_recorded_in_order() {
     let minter = IdMinter::new();
     let e = event(&minter, "s", "t", None);
     store.append(vec![ingress(e.clone())]).await.unwrap();
-    let all_but_received: Vec<State> = State::ALL
-        .into_iter()
-        .filter(|s| *s != State::Received)
-        .collect();
+    let all_but_received: Vec<State> = State::ALL.into_iter().filter(|s| *s != State::Received).collect();
     let transitions = all_but_received
         .iter()
         .map(|state| Transition {
@@ -78,13 +75,7 @@ async fn transition_for_an_unknown_event_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let id = IdMinter::new().mint();
-    let t = Transition {
-        event: id,
-        state: State::InTransit,
-        at: Utc::now(),
-        target: None,
-        detail: None,
-    };
+    let t = Transition { event: id, state: State::InTransit, at: Utc::now(), target: None, detail: None };
     assert!(matches!(store.record(vec![t]).await, Err(StoreError::UnknownEvent(got)) if got == id));
 }
 
@@ -93,27 +84,14 @@ async fn retry_with_same_source_and_originid_returns_the_first_event() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let minter = IdMinter::new();
-    let with_origin = |source: &str| Event {
-        originid: Some("producer-42".into()),
-        ..event(&minter, source, "t", None)
-    };
-    let first = store
-        .append(vec![ingress(with_origin("a"))])
-        .await
-        .unwrap()
-        .remove(0);
+    let with_origin =
+        |source: &str| Event { originid: Some("producer-42".into()), ..event(&minter, source, "t", None) };
+    let first = store.append(vec![ingress(with_origin("a"))]).await.unwrap().remove(0);
     // Same batch and later batches both see the first one.
-    let again = store
-        .append(vec![ingress(with_origin("a")), ingress(with_origin("a"))])
-        .await
-        .unwrap();
+    let again = store.append(vec![ingress(with_origin("a")), ingress(with_origin("a"))]).await.unwrap();
     assert!(again.iter().all(|a| a.duplicate && a.id == first.id));
     // Another source with the same origin id is a different event.
-    let other = store
-        .append(vec![ingress(with_origin("b"))])
-        .await
-        .unwrap()
-        .remove(0);
+    let other = store.append(vec![ingress(with_origin("b"))]).await.unwrap().remove(0);
     assert!(!other.duplicate);
     let page = store.query(&EventQuery::default()).await.unwrap();
     assert_eq!(page.events.len(), 2);
@@ -122,16 +100,10 @@ async fn retry_with_same_source_and_originid_returns_the_first_event() {
 #[tokio::test]
 async fn origin_ids_outside_the_window_are_new_events() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RecorderSettings {
-        dedup_window: Duration::ZERO,
-        ..RecorderSettings::default()
-    };
+    let settings = RecorderSettings { dedup_window: Duration::ZERO, ..RecorderSettings::default() };
     let store = SqliteStore::open(dir.path(), settings).unwrap();
     let minter = IdMinter::new();
-    let e = || Event {
-        originid: Some("x".into()),
-        ..event(&minter, "a", "t", None)
-    };
+    let e = || Event { originid: Some("x".into()), ..event(&minter, "a", "t", None) };
     store.append(vec![ingress(e())]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2)).await;
     assert!(!store.append(vec![ingress(e())]).await.unwrap()[0].duplicate);
@@ -145,53 +117,26 @@ async fn query_filters_newest_first_and_pages() {
     let mut batch = Vec::new();
     for i in 0..25 {
         let device = format!("d{}", i % 3);
-        let ty = if i % 2 == 0 {
-            "device.message"
-        } else {
-            "device.connected"
-        };
+        let ty = if i % 2 == 0 { "device.message" } else { "device.connected" };
         batch.push(ingress(event(&minter, "mqtt", ty, Some(&device))));
     }
     batch.push(ingress(event(&minter, "http", "order.created", None)));
     store.append(batch).await.unwrap();
 
-    let by_device = EventQuery {
-        device: Some("d1".into()),
-        ..Default::default()
-    };
+    let by_device = EventQuery { device: Some("d1".into()), ..Default::default() };
     let page = store.query(&by_device).await.unwrap();
     assert_eq!(page.events.len(), 8);
-    assert!(
-        page.events
-            .windows(2)
-            .all(|w| w[0].event.id > w[1].event.id),
-        "newest first"
-    );
+    assert!(page.events.windows(2).all(|w| w[0].event.id > w[1].event.id), "newest first");
 
-    let prefix = EventQuery {
-        ty: Some(TypePattern::parse("device.*")),
-        ..Default::default()
-    };
+    let prefix = EventQuery { ty: Some(TypePattern::parse("device.*")), ..Default::default() };
     assert_eq!(store.query(&prefix).await.unwrap().events.len(), 25);
-    let exact = EventQuery {
-        ty: Some(TypePattern::parse("device.message")),
-        ..Default::default()
-    };
+    let exact = EventQuery { ty: Some(TypePattern::parse("device.message")), ..Default::default() };
     assert_eq!(store.query(&exact).await.unwrap().events.len(), 13);
-    let source = EventQuery {
-        source: Some("http".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        store.query(&source).await.unwrap().events[0].event.ty,
-        "order.created"
-    );
+    let source = EventQuery { source: Some("http".into()), ..Default::default() };
+    assert_eq!(store.query(&source).await.unwrap().events[0].event.ty, "order.created");
 
     let mut seen = Vec::new();
-    let mut q = EventQuery {
-        limit: 10,
-        ..Default::default()
-    };
+    let mut q = EventQuery { limit: 10, ..Default::default() };
     loop {
         let page = store.query(&q).await.unwrap();
         seen.extend(page.events.into_iter().map(|e| e.event.id));
@@ -201,19 +146,10 @@ async fn query_filters_newest_first_and_pages() {
         }
     }
     assert_eq!(seen.len(), 26);
-    assert!(
-        seen.windows(2).all(|w| w[0] > w[1]),
-        "pages continue without gaps or repeats"
-    );
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "pages continue without gaps or repeats");
 
-    let bad = EventQuery {
-        cursor: Some("nope".into()),
-        ..Default::default()
-    };
-    assert!(matches!(
-        store.query(&bad).await,
-        Err(StoreError::InvalidQuery(_))
-    ));
+    let bad = EventQuery { cursor: Some("nope".into()), ..Default::default() };
+    assert!(matches!(store.query(&bad).await, Err(StoreError::InvalidQuery(_))));
 }
 
 #[tokio::test]
@@ -227,10 +163,7 @@ async fn query_by_state_and_time_range() {
     let boundary = Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let late: Vec<Event> = (0..3).map(|_| event(&minter, "s", "t", None)).collect();
-    store
-        .append(late.iter().cloned().map(ingress).collect())
-        .await
-        .unwrap();
+    store.append(late.iter().cloned().map(ingress).collect()).await.unwrap();
     let dropped = Transition {
         event: late[1].id,
         state: State::Dropped,
@@ -238,58 +171,18 @@ async fn query_by_state_and_time_range() {
         target: Some("sub".into()),
         detail: Some("queue_full".into()),
     };
-    store
-        .record(vec![
-            dropped.clone(),
-            Transition {
-                target: Some("sub2".into()),
-                ..dropped
-            },
-        ])
-        .await
-        .unwrap();
+    store.record(vec![dropped.clone(), Transition { target: Some("sub2".into()), ..dropped }]).await.unwrap();
 
-    let since = store
-        .query(&EventQuery {
-            since: Some(boundary),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let since = store.query(&EventQuery { since: Some(boundary), ..Default::default() }).await.unwrap();
     assert_eq!(since.events.len(), 3);
-    let until = store
-        .query(&EventQuery {
-            until: Some(boundary),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        until.events.iter().map(|e| e.event.id).collect::<Vec<_>>(),
-        [early.id]
-    );
+    let until = store.query(&EventQuery { until: Some(boundary), ..Default::default() }).await.unwrap();
+    assert_eq!(until.events.iter().map(|e| e.event.id).collect::<Vec<_>>(), [early.id]);
 
-    let by_state = store
-        .query(&EventQuery {
-            state: Some(State::Dropped),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        by_state.events.len(),
-        1,
-        "one event even with two dropped deliveries"
-    );
+    let by_state = store.query(&EventQuery { state: Some(State::Dropped), ..Default::default() }).await.unwrap();
+    assert_eq!(by_state.events.len(), 1, "one event even with two dropped deliveries");
     assert_eq!(by_state.events[0].event.id, late[1].id);
     assert_eq!(by_state.events[0].states.len(), 3);
-    let received = store
-        .query(&EventQuery {
-            state: Some(State::Received),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let received = store.query(&EventQuery { state: Some(State::Received), ..Default::default() }).await.unwrap();
     assert_eq!(received.events.len(), 4);
 }
 
@@ -306,27 +199,14 @@ async fn chain_returns_the_whole_correlation_oldest_first() {
         ..event(&minter, "fn", "out", None)
     };
     let unrelated = event(&minter, "s", "t", None);
-    store
-        .append(vec![
-            ingress(origin.clone()),
-            ingress(unrelated),
-            ingress(child.clone()),
-        ])
-        .await
-        .unwrap();
+    store.append(vec![ingress(origin.clone()), ingress(unrelated), ingress(child.clone())]).await.unwrap();
     let chain = store.chain(&origin.correlationid, 100).await.unwrap();
-    assert_eq!(
-        chain.events.iter().map(|e| e.event.id).collect::<Vec<_>>(),
-        [origin.id, child.id]
-    );
+    assert_eq!(chain.events.iter().map(|e| e.event.id).collect::<Vec<_>>(), [origin.id, child.id]);
     assert!(!chain.truncated);
     let short = store.chain(&origin.correlationid, 1).await.unwrap();
     assert!(short.truncated);
     let lineage = store.lineage(&child.id.to_string()).await.unwrap().unwrap();
-    assert_eq!(
-        (lineage.correlationid, lineage.hop),
-        (origin.correlationid, 1)
-    );
+    assert_eq!((lineage.correlationid, lineage.hop), (origin.correlationid, 1));
 }
 
 #[tokio::test]
@@ -348,85 +228,46 @@ async fn events_survive_reopening_the_store() {
 #[tokio::test]
 async fn a_full_store_refuses_writes_and_keeps_nothing_partial() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RecorderSettings {
-        store_bytes_max: 256 * 1024,
-        ..RecorderSettings::default()
-    };
+    let settings = RecorderSettings { store_bytes_max: 256 * 1024, ..RecorderSettings::default() };
     let store = SqliteStore::open(dir.path(), settings).unwrap();
     let minter = IdMinter::new();
-    let big = || Event {
-        data: Data::Binary(vec![7u8; 16 * 1024]),
-        ..event(&minter, "s", "t", None)
-    };
+    let big = || Event { data: Data::Binary(vec![7u8; 16 * 1024]), ..event(&minter, "s", "t", None) };
     let mut acknowledged = Vec::new();
     let refused = loop {
         let batch: Vec<Event> = (0..4).map(|_| big()).collect();
-        match store
-            .append(batch.iter().cloned().map(ingress).collect())
-            .await
-        {
+        match store.append(batch.iter().cloned().map(ingress).collect()).await {
             Ok(_) => acknowledged.extend(batch.into_iter().map(|e| e.id)),
             Err(err) => break (err, batch),
         }
         assert!(acknowledged.len() < 10_000, "the bound was never reached");
     };
     let (err, batch) = refused;
-    assert!(
-        matches!(err, StoreError::Unavailable(ref m) if m.contains("full")),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("full")), "{err}");
     assert!(!store.status().writable);
     for id in batch.iter().map(|e| e.id) {
-        assert!(
-            store.get(id).await.unwrap().is_none(),
-            "nothing of a refused batch is written"
-        );
+        assert!(store.get(id).await.unwrap().is_none(), "nothing of a refused batch is written");
     }
     for id in acknowledged {
-        assert!(
-            store.get(id).await.unwrap().is_some(),
-            "everything acknowledged is kept"
-        );
+        assert!(store.get(id).await.unwrap().is_some(), "everything acknowledged is kept");
     }
 }
 
 #[tokio::test]
 async fn retention_deletes_only_expired_events() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = RecorderSettings {
-        retention: Duration::from_secs(3600),
-        ..RecorderSettings::default()
-    };
+    let settings = RecorderSettings { retention: Duration::from_secs(3600), ..RecorderSettings::default() };
     let minter = IdMinter::new();
     // Events minted two hours ago (ids carry their time), and one now.
     let old_minter_time = Utc::now() - chrono::Duration::hours(2);
     let old: Vec<Event> = (0..5)
-        .map(|_| Event {
-            id: ulid::Ulid::from_datetime(old_minter_time.into()),
-            ..event(&minter, "s", "t", None)
-        })
+        .map(|_| Event { id: ulid::Ulid::from_datetime(old_minter_time.into()), ..event(&minter, "s", "t", None) })
         .collect();
     let fresh = event(&minter, "s", "t", None);
     {
-        let store = SqliteStore::open(
-            dir.path(),
-            RecorderSettings {
-                retention: Duration::ZERO,
-                ..settings.clone()
-            },
-        )
-        .unwrap();
+        let store =
+            SqliteStore::open(dir.path(), RecorderSettings { retention: Duration::ZERO, ..settings.clone() }).unwrap();
         let received_then = |event| Ingress::new(event, old_minter_time, "test", "local");
-        store
-            .append(
-                old.iter()
-                    .cloned()
-                    .map(received_then)
-                    .chain([ingress(fresh.clone())])
-                    .collect(),
-            )
-            .await
-            .unwrap();
+        store.append(old.iter().cloned().map(received_then).chain([ingress(fresh.clone())]).collect()).await.unwrap();
         store.close().await;
     }
     let store = SqliteStore::open(dir.path(), settings).unwrap();

@@ -48,43 +48,23 @@ const SAMPLE_MAX: usize = 20_000;
 
 pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(
         &dir,
-        RecorderSettings {
-            retention: Duration::ZERO,
-            ..RecorderSettings::default()
-        },
+        RecorderSettings { retention: Duration::ZERO, ..RecorderSettings::default() },
     )?);
     let workload = Arc::new(Workload::new(&args)?);
 
     let mut sample = read_sample(&dir);
-    let present: u64 = store
-        .setting("bench.events")
-        .await?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let present: u64 = store.setting("bench.events").await?.and_then(|s| s.parse().ok()).unwrap_or(0);
     if present < args.size {
         let started = Instant::now();
         let filled = prefill(&store, &workload, args.size - present, &mut sample).await?;
-        store
-            .put_setting("bench.events", &(present + filled).to_string())
-            .await?;
-        std::fs::write(dir.join(SAMPLE_FILE), sample.join("\n"))
-            .context("saving the chain sample")?;
-        println!(
-            "prefill: {filled} events in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
+        store.put_setting("bench.events", &(present + filled).to_string()).await?;
+        std::fs::write(dir.join(SAMPLE_FILE), sample.join("\n")).context("saving the chain sample")?;
+        println!("prefill: {filled} events in {:.1} s", started.elapsed().as_secs_f64());
     }
-    println!(
-        "store: {} events before measuring, in {}",
-        present.max(args.size),
-        dir.display()
-    );
+    println!("store: {} events before measuring, in {}", present.max(args.size), dir.display());
 
     let commits_before = store.status().commits;
     let started = Instant::now();
@@ -99,31 +79,19 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.events as f64 / commits.max(1) as f64
     );
-    store
-        .put_setting(
-            "bench.events",
-            &(present.max(args.size) + args.events).to_string(),
-        )
-        .await?;
+    store.put_setting("bench.events", &(present.max(args.size) + args.events).to_string()).await?;
 
     let chain = time_lookups(args.lookups, &sample, |corr| {
         let store = store.clone();
         async move { store.chain(&corr, 1000).await.map(|c| c.events.len()) }
     })
     .await?;
-    println!(
-        "chain lookup ({} events per chain): {chain}",
-        args.chain_length
-    );
+    println!("chain lookup ({} events per chain): {chain}", args.chain_length);
     let devices: Vec<String> = (0..1000).map(|i| format!("dev-{i}")).collect();
     let by_device = time_lookups(args.lookups, &devices, |device| {
         let store = store.clone();
         async move {
-            let query = EventQuery {
-                device: Some(device),
-                limit: 100,
-                ..EventQuery::default()
-            };
+            let query = EventQuery { device: Some(device), limit: 100, ..EventQuery::default() };
             store.query(&query).await.map(|p| p.events.len())
         }
     })
@@ -143,14 +111,8 @@ struct Workload {
 impl Workload {
     fn new(args: &StoreBenchArgs) -> anyhow::Result<Self> {
         let pad = "x".repeat(args.data_bytes.saturating_sub(48));
-        let data = RawValue::from_string(format!(
-            r#"{{"temperature":21.5,"humidity":40.25,"pad":"{pad}"}}"#
-        ))?;
-        Ok(Self {
-            minter: IdMinter::new(),
-            data,
-            chain_length: args.chain_length.max(1),
-        })
+        let data = RawValue::from_string(format!(r#"{{"temperature":21.5,"humidity":40.25,"pad":"{pad}"}}"#))?;
+        Ok(Self { minter: IdMinter::new(), data, chain_length: args.chain_length.max(1) })
     }
 
     /// One event of chain `n` at depth `hop`, caused by `parent`.
@@ -158,11 +120,7 @@ impl Workload {
         let now = Utc::now();
         let draft = Draft {
             source: "bench".into(),
-            ty: if hop == 0 {
-                "telemetry".into()
-            } else {
-                format!("derived.{hop}")
-            },
+            ty: if hop == 0 { "telemetry".into() } else { format!("derived.{hop}") },
             device: Some(format!("dev-{}", n % 1000)),
             correlationid: parent.map(|p| p.correlationid.clone()),
             causationid: parent.map(|p| p.id.to_string()),
@@ -170,12 +128,7 @@ impl Workload {
             data: Data::Json(self.data.clone()),
             ..Draft::default()
         };
-        Ingress::new(
-            draft.into_event(self.minter.mint(), now, None),
-            now,
-            "bench",
-            "bench",
-        )
+        Ingress::new(draft.into_event(self.minter.mint(), now, None), now, "bench", "bench")
     }
 
     /// One chain: an origin and its descendants, each caused by the previous.
@@ -218,11 +171,7 @@ async fn prefill(
         let store = store.clone();
         inflight.spawn(async move { store.append(batch).await });
         if inflight.len() >= 4 {
-            inflight
-                .join_next()
-                .await
-                .context("prefill task")??
-                .map_err(anyhow::Error::from)?;
+            inflight.join_next().await.context("prefill task")??.map_err(anyhow::Error::from)?;
         }
     }
     while let Some(result) = inflight.join_next().await {
@@ -292,7 +241,5 @@ where
 }
 
 fn read_sample(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join(SAMPLE_FILE))
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+    std::fs::read_to_string(dir.join(SAMPLE_FILE)).map(|s| s.lines().map(str::to_string).collect()).unwrap_or_default()
 }

@@ -28,9 +28,7 @@ impl Tokens {
     pub fn accepts(&self, token: &str) -> bool {
         let presented = hash(token);
         // Compare every byte of every hash: no early exit to time.
-        self.hashes.iter().fold(false, |found, known| {
-            found | constant_time_eq(known, &presented)
-        })
+        self.hashes.iter().fold(false, |found, known| found | constant_time_eq(known, &presented))
     }
 }
 
@@ -50,10 +48,7 @@ pub struct AdminToken {
 
 /// Loads the admin token's hash, replacing it with `configured` when given,
 /// or generating a token on first start.
-pub async fn admin_token(
-    store: &Arc<dyn EventStore>,
-    configured: Option<&str>,
-) -> Result<AdminToken, StoreError> {
+pub async fn admin_token(store: &Arc<dyn EventStore>, configured: Option<&str>) -> Result<AdminToken, StoreError> {
     let (stored_hex, generated) = match configured {
         Some(token) => (hex::encode(hash(token)), None),
         None => match store.setting(ADMIN_TOKEN_KEY).await? {
@@ -68,15 +63,9 @@ pub async fn admin_token(
         store.put_setting(ADMIN_TOKEN_KEY, &stored_hex).await?;
     }
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(&stored_hex, &mut bytes).map_err(|_| {
-        StoreError::Internal(format!("setting {ADMIN_TOKEN_KEY} is not a SHA-256 hash"))
-    })?;
-    Ok(AdminToken {
-        tokens: Tokens {
-            hashes: vec![bytes],
-        },
-        generated,
-    })
+    hex::decode_to_slice(&stored_hex, &mut bytes)
+        .map_err(|_| StoreError::Internal(format!("setting {ADMIN_TOKEN_KEY} is not a SHA-256 hash")))?;
+    Ok(AdminToken { tokens: Tokens { hashes: vec![bytes] }, generated })
 }
 
 /// `gbx_` and 256 random bits in hex.
@@ -87,35 +76,22 @@ fn new_token() -> String {
 }
 
 /// Rejects requests without a valid `Authorization: Bearer` token.
-pub async fn require_token(
-    State(app): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let refusal = match presented {
-        None => {
-            "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads --token or GLASSBOX_TOKEN)"
-        }
+        None => "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads --token or GLASSBOX_TOKEN)",
         Some(token) if !app.tokens.accepts(token) => {
             "token not recognised: use the admin token printed at first start or set with GLASSBOX_ADMIN_TOKEN"
         }
         Some(_) => return Ok(next.run(request).await),
     };
     app.pipeline.counters.reject(Rejection::Unauthorized);
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        refusal,
-    ))
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", refusal))
 }
 
 #[cfg(test)]
@@ -125,9 +101,7 @@ mod tests {
     #[test]
     fn accepts_only_the_hashed_token() {
         let token = new_token();
-        let tokens = Tokens {
-            hashes: vec![hash(&token)],
-        };
+        let tokens = Tokens { hashes: vec![hash(&token)] };
         assert!(tokens.accepts(&token));
         assert!(!tokens.accepts("gbx_wrong"));
         assert!(token.starts_with("gbx_") && token.len() == 68);

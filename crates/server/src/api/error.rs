@@ -19,12 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            problems: Vec::new(),
-        }
+        Self { status, code, message: message.into(), problems: Vec::new() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -36,33 +31,19 @@ impl ApiError {
     }
 
     pub fn invalid_parameters(problems: Vec<Problem>) -> Self {
-        let names: Vec<_> = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.message))
-            .collect();
-        Self {
-            problems,
-            ..Self::bad_request("invalid_parameter", names.join("; "))
-        }
+        let names: Vec<_> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+        Self { problems, ..Self::bad_request("invalid_parameter", names.join("; ")) }
     }
 }
 
 impl From<ValidationError> for ApiError {
     fn from(err: ValidationError) -> Self {
-        let (status, code) = match (
-            err.is_too_large(),
-            err.problems.iter().any(|p| p.field == "body"),
-        ) {
+        let (status, code) = match (err.is_too_large(), err.problems.iter().any(|p| p.field == "body")) {
             (true, _) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (false, true) => (StatusCode::BAD_REQUEST, "malformed_json"),
             (false, false) => (StatusCode::BAD_REQUEST, "invalid_event"),
         };
-        Self {
-            status,
-            code,
-            message: err.to_string(),
-            problems: err.problems,
-        }
+        Self { status, code, message: err.to_string(), problems: err.problems }
     }
 }
 
@@ -72,9 +53,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) | StoreError::Busy(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                format!(
-                    "{err}; nothing was recorded, retry later (GET /readyz shows when the store recovers)"
-                ),
+                format!("{err}; nothing was recorded, retry later (GET /readyz shows when the store recovers)"),
             ),
             StoreError::InvalidQuery(message) => Self::bad_request("invalid_parameter", message),
             StoreError::UnknownEvent(id) => Self::not_found(format!("no event with id {id}")),
@@ -102,14 +81,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

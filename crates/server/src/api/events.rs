@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use glassbox_bus::BusItem;
 use glassbox_core::{
-    Draft, EventId, EventQuery, Limits, Problem, TraceParent, TypePattern, ValidationError,
-    parse_cloudevent,
+    Draft, EventId, EventQuery, Limits, Problem, TraceParent, TypePattern, ValidationError, parse_cloudevent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,16 +28,8 @@ enum Mode {
 }
 
 fn mode(headers: &HeaderMap) -> Result<Mode, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/cloudevents+json" | "application/json" => Ok(Mode::Single),
         "application/cloudevents-batch+json" => Ok(Mode::Batch),
@@ -87,15 +78,9 @@ async fn ingest_checked(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "request body larger than {} bytes (http.body_bytes_max)",
-                app.limits.data_bytes_max
-            ),
+            format!("request body larger than {} bytes (http.body_bytes_max)", app.limits.data_bytes_max),
         ),
-        _ => ApiError::bad_request(
-            "malformed_json",
-            format!("could not read the request body: {rejection}"),
-        ),
+        _ => ApiError::bad_request("malformed_json", format!("could not read the request body: {rejection}")),
     })?;
     let mut drafts = match mode {
         Mode::Single => vec![parse_cloudevent(&body, &app.limits)?],
@@ -104,9 +89,8 @@ async fn ingest_checked(
     let context = HeaderContext::from_headers(headers)?;
     drafts.iter_mut().for_each(|d| context.apply(d));
 
-    let appended = tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http"))
-        .await
-        .map_err(|_| {
+    let appended =
+        tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http")).await.map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -125,22 +109,19 @@ async fn ingest_checked(
 }
 
 fn parse_batch(body: &[u8], limits: &Limits) -> Result<Vec<Draft>, ValidationError> {
-    let items: Vec<&serde_json::value::RawValue> =
-        serde_json::from_slice(body).map_err(|e| ValidationError {
-            problems: vec![Problem {
-                field: "body".into(),
-                message: format!("expected a JSON array of CloudEvents: {e}"),
-            }],
-        })?;
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| ValidationError {
+        problems: vec![Problem { field: "body".into(), message: format!("expected a JSON array of CloudEvents: {e}") }],
+    })?;
     let mut drafts = Vec::with_capacity(items.len());
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match parse_cloudevent(item.get().as_bytes(), limits) {
             Ok(draft) => drafts.push(draft),
-            Err(err) => problems.extend(err.problems.into_iter().map(|p| Problem {
-                field: format!("[{index}].{}", p.field),
-                message: p.message,
-            })),
+            Err(err) => problems.extend(
+                err.problems
+                    .into_iter()
+                    .map(|p| Problem { field: format!("[{index}].{}", p.field), message: p.message }),
+            ),
         }
     }
     match problems.is_empty() {
@@ -159,25 +140,17 @@ struct HeaderContext {
 impl HeaderContext {
     fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let first = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| headers.get(*n))
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.trim().to_string())
+            names.iter().find_map(|n| headers.get(*n)).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
         };
         let traceparent = first(&["traceparent"])
             .map(|tp| {
                 TraceParent::parse(&tp).map(|t| t.to_string()).map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_header",
-                        format!("traceparent header is not a W3C traceparent: {e}"),
-                    )
+                    ApiError::bad_request("invalid_header", format!("traceparent header is not a W3C traceparent: {e}"))
                 })
             })
             .transpose()?;
         Ok(Self {
-            correlationid: first(&["correlationid", "ce-correlationid", "x-correlation-id"])
-                .filter(|s| !s.is_empty()),
+            correlationid: first(&["correlationid", "ce-correlationid", "x-correlation-id"]).filter(|s| !s.is_empty()),
             causationid: first(&["causationid", "ce-causationid"]).filter(|s| !s.is_empty()),
             traceparent,
         })
@@ -216,29 +189,15 @@ impl Filters {
     /// Validates every parameter, naming each one that is wrong.
     pub fn into_query(self) -> Result<EventQuery, ApiError> {
         let mut problems = Vec::new();
-        let mut problem = |field: &str, message: String| {
-            problems.push(Problem {
-                field: field.into(),
-                message,
-            })
-        };
-        let state = self
-            .state
-            .as_deref()
-            .and_then(|s| s.parse().map_err(|e| problem("state", e)).ok());
+        let mut problem = |field: &str, message: String| problems.push(Problem { field: field.into(), message });
+        let state = self.state.as_deref().and_then(|s| s.parse().map_err(|e| problem("state", e)).ok());
         let now = Utc::now();
-        let since = self
-            .since
-            .as_deref()
-            .and_then(|s| parse_time(s, now).map_err(|e| problem("since", e)).ok());
-        let until = self
-            .until
-            .as_deref()
-            .and_then(|s| parse_time(s, now).map_err(|e| problem("until", e)).ok());
-        if let (Some(since), Some(until)) = (since, until) {
-            if since > until {
-                problem("since", "is later than until".into());
-            }
+        let since = self.since.as_deref().and_then(|s| parse_time(s, now).map_err(|e| problem("since", e)).ok());
+        let until = self.until.as_deref().and_then(|s| parse_time(s, now).map_err(|e| problem("until", e)).ok());
+        if let (Some(since), Some(until)) = (since, until)
+            && since > until
+        {
+            problem("since", "is later than until".into());
         }
         if self.limit == Some(0) {
             problem("limit", "must be at least 1".into());
@@ -269,15 +228,13 @@ fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(|ago| chrono::Duration::from_std(ago).ok())
         .and_then(|ago| now.checked_sub_signed(ago))
-        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration ago (15m, 2h, 7d)"))
+        .ok_or_else(|| {
+            format!("{text:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration ago (15m, 2h, 7d)")
+        })
 }
 
-fn query_params(
-    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Result<Filters, ApiError> {
-    params
-        .map(|Query(f)| f)
-        .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
+fn query_params(params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>) -> Result<Filters, ApiError> {
+    params.map(|Query(f)| f).map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
 }
 
 /// `GET /api/v1/events`: newest first, one page.
@@ -287,9 +244,7 @@ pub async fn query(
 ) -> Result<Json<Value>, ApiError> {
     let query = query_params(params)?.into_query()?;
     let page = app.pipeline.store().query(&query).await?;
-    Ok(Json(
-        json!({ "events": page.events, "next_cursor": page.next_cursor }),
-    ))
+    Ok(Json(json!({ "events": page.events, "next_cursor": page.next_cursor })))
 }
 
 pub fn parse_id(id: &str) -> Result<EventId, ApiError> {
@@ -302,16 +257,13 @@ pub fn parse_id(id: &str) -> Result<EventId, ApiError> {
 }
 
 /// `GET /api/v1/events/{id}`.
-pub async fn get(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let event_id = parse_id(&id)?;
     match app.pipeline.store().get(event_id).await? {
         Some(event) => Ok(Json(json!(event))),
-        None => Err(ApiError::not_found(format!(
-            "no event with id {id}; it may never have existed or passed retention"
-        ))),
+        None => {
+            Err(ApiError::not_found(format!("no event with id {id}; it may never have existed or passed retention")))
+        }
     }
 }
 
@@ -327,25 +279,18 @@ pub async fn tail(
     let stopped = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let stream = app
-        .pipeline
-        .bus()
-        .subscribe()
-        .take_until(stopped)
-        .filter_map(move |item| {
-            let out = match item {
-                BusItem::Event(event) if query.matches(&event) => {
-                    SseEvent::default().event("event").json_data(&*event).ok()
-                }
-                BusItem::Event(_) => None,
-                BusItem::Lagged(skipped) => Some(
-                    SseEvent::default()
-                        .event("lagged")
-                        .data(json!({ "skipped": skipped }).to_string()),
-                ),
-            };
-            futures::future::ready(out.map(Ok))
-        });
+    let stream = app.pipeline.bus().subscribe().take_until(stopped).filter_map(move |item| {
+        let out = match item {
+            BusItem::Event(event) if query.matches(&event) => {
+                SseEvent::default().event("event").json_data(&*event).ok()
+            }
+            BusItem::Event(_) => None,
+            BusItem::Lagged(skipped) => {
+                Some(SseEvent::default().event("lagged").data(json!({ "skipped": skipped }).to_string()))
+            }
+        };
+        futures::future::ready(out.map(Ok))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -356,26 +301,15 @@ mod tests {
     #[test]
     fn times_are_rfc3339_or_durations_ago() {
         let now = Utc::now();
-        assert_eq!(
-            parse_time("15m", now).unwrap(),
-            now - chrono::Duration::minutes(15)
-        );
+        assert_eq!(parse_time("15m", now).unwrap(), now - chrono::Duration::minutes(15));
         assert!(parse_time("2026-01-31T12:00:00+01:00", now).is_ok());
-        assert!(
-            parse_time("yesterday", now)
-                .unwrap_err()
-                .contains("neither")
-        );
+        assert!(parse_time("yesterday", now).unwrap_err().contains("neither"));
     }
 
     #[test]
     fn every_bad_filter_is_named() {
-        let filters = Filters {
-            state: Some("lost".into()),
-            since: Some("x".into()),
-            limit: Some(0),
-            ..Filters::default()
-        };
+        let filters =
+            Filters { state: Some("lost".into()), since: Some("x".into()), limit: Some(0), ..Filters::default() };
         let err = filters.into_query().unwrap_err();
         let fields: Vec<_> = err.problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["state", "since", "limit"]);

@@ -42,10 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
@@ -66,26 +63,14 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
     let status = app.pipeline.store().status();
     match status.writable {
-        true => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "store": status })),
-        ),
-        false => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "store": status })),
-        ),
+        true => (StatusCode::OK, Json(json!({ "status": "ready", "store": status }))),
+        false => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "store": status }))),
     }
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let text = app.pipeline.counters.render(&app.pipeline.store().status());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn openapi() -> impl IntoResponse {

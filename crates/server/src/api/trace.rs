@@ -11,10 +11,7 @@ use super::{ApiError, AppState};
 /// Most events returned for one chain; `truncated` says when there were more.
 pub const CHAIN_EVENTS_MAX: usize = 10_000;
 
-pub async fn trace(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn trace(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let store = app.pipeline.store();
     let correlationid = match id.parse::<EventId>() {
         Ok(event_id) => match store.lineage(&event_id.to_string()).await? {
@@ -25,11 +22,7 @@ pub async fn trace(
     };
     let chain = store.chain(&correlationid, CHAIN_EVENTS_MAX).await?;
     if chain.events.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no event or correlation chain with id {id}"
-        )));
+        return Err(ApiError::not_found(format!("no event or correlation chain with id {id}")));
     }
-    Ok(Json(
-        json!({ "correlationid": correlationid, "events": chain.events, "truncated": chain.truncated }),
-    ))
+    Ok(Json(json!({ "correlationid": correlationid, "events": chain.events, "truncated": chain.truncated })))
 }

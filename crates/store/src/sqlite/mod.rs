@@ -19,9 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 pub use schema::SCHEMA_VERSION;
 
 use self::writer::{Command, Writer};
-use crate::{
-    Appended, Chain, EventStore, Ingress, RecorderSettings, StoreError, StoreStatus, Transition,
-};
+use crate::{Appended, Chain, EventStore, Ingress, RecorderSettings, StoreError, StoreStatus, Transition};
 
 /// The store's file name inside the data directory.
 pub const FILE_NAME: &str = "recorder.db";
@@ -64,26 +62,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store in `dir`.
     pub fn open(dir: &Path, settings: RecorderSettings) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let opened = |e: rusqlite::Error| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        };
+        let opened = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(opened)?;
         configure_writer(&conn, &settings).map_err(opened)?;
-        schema::migrate(&mut conn)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        schema::migrate(&mut conn).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let node = intern_node(&conn, &settings.node).map_err(opened)?;
 
-        let shared = Arc::new(Shared {
-            writable: AtomicBool::new(true),
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared { writable: AtomicBool::new(true), ..Shared::default() });
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
         let writer = Writer::new(conn, shared.clone(), settings, node);
         let handle = std::thread::Builder::new()
@@ -99,16 +87,9 @@ impl SqliteStore {
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
-        let sender = self
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let sender = self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let sender = sender.ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        sender
-            .send(command)
-            .await
-            .map_err(|_| StoreError::Unavailable("the recorder writer has stopped".into()))
+        sender.send(command).await.map_err(|_| StoreError::Unavailable("the recorder writer has stopped".into()))
     }
 
     /// Runs a read on a pooled connection off the async threads.
@@ -118,11 +99,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let readers = self.readers.clone();
-        let _permit = readers
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+        let _permit = readers.permits.acquire().await.map_err(|_| StoreError::Unavailable("store closed".into()))?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || readers.with(f))
             .await
@@ -131,9 +108,7 @@ impl SqliteStore {
 }
 
 async fn answer<T>(reply: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-    reply.await.map_err(|_| {
-        StoreError::Unavailable("the recorder writer stopped before answering".into())
-    })?
+    reply.await.map_err(|_| StoreError::Unavailable("the recorder writer stopped before answering".into()))?
 }
 
 #[async_trait]
@@ -168,14 +143,12 @@ impl EventStore for SqliteStore {
     async fn query(&self, query: &EventQuery) -> Result<Page, StoreError> {
         let cursor = read::parse_cursor(query.cursor.as_deref())?;
         let query = query.clone();
-        self.read(move |conn| read::query(conn, &query, cursor))
-            .await
+        self.read(move |conn| read::query(conn, &query, cursor)).await
     }
 
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError> {
         let correlationid = correlationid.to_string();
-        self.read(move |conn| read::chain(conn, &correlationid, limit))
-            .await
+        self.read(move |conn| read::chain(conn, &correlationid, limit)).await
     }
 
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -185,12 +158,7 @@ impl EventStore for SqliteStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (reply, answered) = oneshot::channel();
-        self.send(Command::PutSetting {
-            key: key.into(),
-            value: value.into(),
-            reply,
-        })
-        .await?;
+        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
         answer(answered).await
     }
 
@@ -198,11 +166,7 @@ impl EventStore for SqliteStore {
         let s = &self.shared;
         StoreStatus {
             writable: s.writable.load(Ordering::Relaxed),
-            last_error: s
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             queue_depth: self
                 .commands
                 .lock()
@@ -216,12 +180,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
-        drop(
-            self.commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
@@ -241,13 +200,8 @@ fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite:
     conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
     if settings.store_bytes_max > 0 {
-        let page_size: u64 =
-            conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))? as u64;
-        conn.pragma_update(
-            None,
-            "max_page_count",
-            (settings.store_bytes_max / page_size).max(1) as i64,
-        )?;
+        let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))? as u64;
+        conn.pragma_update(None, "max_page_count", (settings.store_bytes_max / page_size).max(1) as i64)?;
     }
     Ok(())
 }
@@ -280,26 +234,17 @@ struct Readers {
 
 impl Readers {
     fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(READERS_MAX),
-        }
+        Self { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS_MAX) }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => self
-                .connect()
-                .map_err(|e| StoreError::Unavailable(format!("cannot open a reader: {e}")))?,
+            None => self.connect().map_err(|e| StoreError::Unavailable(format!("cannot open a reader: {e}")))?,
         };
         let result = f(&conn).map_err(|e| StoreError::Internal(e.to_string()));
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         result
     }
 

@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use glassbox_core::{
-    Data, Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord,
-    TypePattern, first_id_at,
+    Data, Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord, TypePattern, first_id_at,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
@@ -13,8 +12,7 @@ use serde_json::value::RawValue;
 use super::{from_micros, id_bytes};
 use crate::{Chain, StoreError};
 
-const EVENT_COLUMNS: &str =
-    "e.id, e.received_at, e.time, e.source, e.type, e.subject, e.correlationid,
+const EVENT_COLUMNS: &str = "e.id, e.received_at, e.time, e.source, e.type, e.subject, e.correlationid,
     e.causationid, e.hop, e.traceparent, e.device, e.feature, e.datasubject, e.tenant, e.originid,
     e.datacontenttype, e.dataschema, e.extensions, e.data_kind, e.data, e.via, n.name";
 
@@ -61,10 +59,7 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
         extensions,
         data,
     };
-    Ok(RecordedEvent {
-        event,
-        states: vec![received],
-    })
+    Ok(RecordedEvent { event, states: vec![received] })
 }
 
 fn conversion(column: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -72,10 +67,7 @@ fn conversion(column: usize, e: impl std::error::Error + Send + Sync + 'static) 
 }
 
 /// Attaches each row's recorded transitions, in the order they were recorded.
-fn with_states(
-    conn: &Connection,
-    mut events: Vec<RecordedEvent>,
-) -> rusqlite::Result<Vec<RecordedEvent>> {
+fn with_states(conn: &Connection, mut events: Vec<RecordedEvent>) -> rusqlite::Result<Vec<RecordedEvent>> {
     if events.is_empty() {
         return Ok(events);
     }
@@ -86,9 +78,7 @@ fn with_states(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut states: HashMap<[u8; 16], Vec<StateRecord>> = HashMap::new();
-    let mut result = stmt.query(params_from_iter(
-        events.iter().map(|e| id_bytes(e.event.id)),
-    ))?;
+    let mut result = stmt.query(params_from_iter(events.iter().map(|e| id_bytes(e.event.id))))?;
     while let Some(row) = result.next()? {
         let code: u8 = row.get(1)?;
         let Some(state) = State::from_code(code) else {
@@ -104,19 +94,14 @@ fn with_states(
         states.entry(row.get(0)?).or_default().push(record);
     }
     for event in &mut events {
-        event
-            .states
-            .extend(states.remove(&id_bytes(event.event.id)).unwrap_or_default());
+        event.states.extend(states.remove(&id_bytes(event.event.id)).unwrap_or_default());
     }
     Ok(events)
 }
 
 pub(super) fn get(conn: &Connection, id: EventId) -> rusqlite::Result<Option<RecordedEvent>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id = ?1");
-    let row = conn
-        .prepare_cached(&sql)?
-        .query_row([&id_bytes(id)[..]], event_row)
-        .optional()?;
+    let row = conn.prepare_cached(&sql)?.query_row([&id_bytes(id)[..]], event_row).optional()?;
     Ok(with_states(conn, row.into_iter().collect())?.pop())
 }
 
@@ -126,60 +111,38 @@ pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Li
     };
     conn.prepare_cached("SELECT correlationid, hop, traceparent FROM events WHERE id = ?1")?
         .query_row([&id_bytes(id)[..]], |r| {
-            Ok(Lineage {
-                correlationid: r.get(0)?,
-                hop: r.get(1)?,
-                traceparent: r.get(2)?,
-            })
+            Ok(Lineage { correlationid: r.get(0)?, hop: r.get(1)?, traceparent: r.get(2)? })
         })
         .optional()
 }
 
-pub(super) fn chain(
-    conn: &Connection,
-    correlationid: &str,
-    limit: usize,
-) -> rusqlite::Result<Chain> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.correlationid = ?1 ORDER BY e.id LIMIT ?2"
-    );
+pub(super) fn chain(conn: &Connection, correlationid: &str, limit: usize) -> rusqlite::Result<Chain> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.correlationid = ?1 ORDER BY e.id LIMIT ?2");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<RecordedEvent> = stmt
-        .query_map((correlationid, limit as i64 + 1), event_row)?
-        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<RecordedEvent> =
+        stmt.query_map((correlationid, limit as i64 + 1), event_row)?.collect::<Result<_, _>>()?;
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Chain {
-        events: with_states(conn, rows)?,
-        truncated,
-    })
+    Ok(Chain { events: with_states(conn, rows)?, truncated })
 }
 
 pub(super) fn setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-        r.get(0)
-    })
-    .optional()
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()
 }
 
 /// A cursor is the id of the last event of the previous page.
 pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<Option<EventId>, StoreError> {
     cursor
         .map(|c| {
-            c.parse::<EventId>().map_err(|_| {
-                StoreError::InvalidQuery(format!("cursor {c:?} is not one this store issued"))
-            })
+            c.parse::<EventId>()
+                .map_err(|_| StoreError::InvalidQuery(format!("cursor {c:?} is not one this store issued")))
         })
         .transpose()
 }
 
 /// The newest-first page. Ids are time-ordered, so time bounds and the
 /// cursor are id bounds, and every index (ending in the id) serves them.
-pub(super) fn query(
-    conn: &Connection,
-    q: &EventQuery,
-    cursor: Option<EventId>,
-) -> rusqlite::Result<Page> {
+pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) -> rusqlite::Result<Page> {
     let limit = q.page_size();
     let mut filters = Filters::default();
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
@@ -213,22 +176,15 @@ pub(super) fn query(
                 filters.clause().replace("e.id", "t.event")
             )
         }
-        _ => format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE {} ORDER BY e.id DESC LIMIT ?",
-            filters.clause()
-        ),
+        _ => format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE {} ORDER BY e.id DESC LIMIT ?", filters.clause()),
     };
     filters.values.push(Value::Integer(limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<RecordedEvent> = stmt
-        .query_map(params_from_iter(filters.values), event_row)?
-        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<RecordedEvent> =
+        stmt.query_map(params_from_iter(filters.values), event_row)?.collect::<Result<_, _>>()?;
     let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].event.id.to_string());
     rows.truncate(limit);
-    Ok(Page {
-        events: with_states(conn, rows)?,
-        next_cursor,
-    })
+    Ok(Page { events: with_states(conn, rows)?, next_cursor })
 }
 
 #[derive(Default)]

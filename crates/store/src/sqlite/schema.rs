@@ -63,9 +63,8 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let current: usize = conn
-        .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
-        .map_err(|e| e.to_string())? as usize;
+    let current: usize =
+        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)).map_err(|e| e.to_string())? as usize;
     if current > SCHEMA_VERSION {
         return Err(format!(
             "the store has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade glassbox"
@@ -73,10 +72,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
-        tx.execute_batch(sql)
-            .map_err(|e| format!("migration {}: {e}", index + 1))?;
-        tx.pragma_update(None, "user_version", (index + 1) as i64)
-            .map_err(|e| e.to_string())?;
+        tx.execute_batch(sql).map_err(|e| format!("migration {}: {e}", index + 1))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
     }
     Ok(())

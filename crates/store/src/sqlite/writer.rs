@@ -17,19 +17,9 @@ use super::{Shared, id_bytes, micros};
 use crate::{Appended, Ingress, RecorderSettings, StoreError, Transition};
 
 pub(super) enum Command {
-    Append {
-        batch: Vec<Ingress>,
-        reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
-    },
-    Record {
-        transitions: Vec<Transition>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    PutSetting {
-        key: String,
-        value: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+    Append { batch: Vec<Ingress>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
+    Record { transitions: Vec<Transition>, reply: oneshot::Sender<Result<(), StoreError>> },
+    PutSetting { key: String, value: String, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 impl Command {
@@ -64,40 +54,21 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(
-        conn: Connection,
-        shared: Arc<Shared>,
-        settings: RecorderSettings,
-        node: i64,
-    ) -> Self {
-        Self {
-            conn,
-            shared,
-            settings,
-            node,
-            next_retention: Instant::now(),
-            retention_backlog: false,
-        }
+    pub(super) fn new(conn: Connection, shared: Arc<Shared>, settings: RecorderSettings, node: i64) -> Self {
+        Self { conn, shared, settings, node, next_retention: Instant::now(), retention_backlog: false }
     }
 
     /// Runs until every sender is gone and the queue is drained.
     pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
         let Ok(runtime) = runtime else {
             tracing::error!("recorder writer could not start its timer runtime");
             return;
         };
         loop {
             self.expire_some();
-            let idle = if self.retention_backlog {
-                Duration::ZERO
-            } else {
-                RETENTION_CHECK_EVERY
-            };
-            let first =
-                runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
+            let idle = if self.retention_backlog { Duration::ZERO } else { RETENTION_CHECK_EVERY };
+            let first = runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
             match first {
                 Ok(None) => break,
                 Ok(Some(command)) => self.commit_batch(command, &mut commands),
@@ -121,9 +92,7 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        self.shared
-            .queue_depth
-            .store(queue.len(), Ordering::Relaxed);
+        self.shared.queue_depth.store(queue.len(), Ordering::Relaxed);
         match self.apply(&batch) {
             Ok(outcomes) => {
                 self.shared.mark_writable();
@@ -148,27 +117,14 @@ impl Writer {
         }
         drop(apply);
         tx.commit()?;
-        let appended: usize = outcomes
-            .iter()
-            .map(|o| {
-                if let Outcome::Appended(a) = o {
-                    a.len()
-                } else {
-                    0
-                }
-            })
-            .sum();
-        self.shared
-            .events_appended
-            .fetch_add(appended as u64, Ordering::Relaxed);
+        let appended: usize = outcomes.iter().map(|o| if let Outcome::Appended(a) = o { a.len() } else { 0 }).sum();
+        self.shared.events_appended.fetch_add(appended as u64, Ordering::Relaxed);
         Ok(outcomes)
     }
 
     /// Deletes one chunk of events older than the retention window.
     fn expire_some(&mut self) {
-        if self.settings.retention.is_zero()
-            || (!self.retention_backlog && Instant::now() < self.next_retention)
-        {
+        if self.settings.retention.is_zero() || (!self.retention_backlog && Instant::now() < self.next_retention) {
             return;
         }
         self.next_retention = Instant::now() + RETENTION_CHECK_EVERY;
@@ -176,9 +132,7 @@ impl Writer {
         match expire_chunk(&mut self.conn, cutoff) {
             Ok(deleted) => {
                 self.retention_backlog = deleted > 0;
-                self.shared
-                    .events_expired
-                    .fetch_add(deleted as u64, Ordering::Relaxed);
+                self.shared.events_expired.fetch_add(deleted as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 self.retention_backlog = false;
@@ -194,11 +148,7 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
     let tx = conn.transaction()?;
     let cutoff = id_bytes(first_id_at(cutoff)).to_vec();
     let chunk_end: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1",
-            [RETENTION_CHUNK_EVENTS],
-            |r| r.get(0),
-        )
+        .query_row("SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1", [RETENTION_CHUNK_EVENTS], |r| r.get(0))
         .optional()?;
     let upper = chunk_end.map_or(cutoff.clone(), |end| end.min(cutoff));
     tx.execute("DELETE FROM transitions WHERE event < ?1", [&upper])?;
@@ -210,9 +160,7 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
 fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
     for (command, outcome) in batch.into_iter().zip(outcomes) {
         match (command, outcome) {
-            (Command::Append { reply, .. }, Outcome::Appended(appended)) => {
-                drop(reply.send(Ok(appended)))
-            }
+            (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
             (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
             _ => unreachable!("outcomes are produced in command order, one per command"),
@@ -250,11 +198,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, t
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 impl<'tx> Apply<'tx> {
-    fn new(
-        tx: &'tx Transaction<'_>,
-        node: i64,
-        settings: &RecorderSettings,
-    ) -> rusqlite::Result<Self> {
+    fn new(tx: &'tx Transaction<'_>, node: i64, settings: &RecorderSettings) -> rusqlite::Result<Self> {
         Ok(Self {
             insert: tx.prepare_cached(INSERT_EVENT)?,
             find_duplicate: tx.prepare_cached(
@@ -274,11 +218,9 @@ impl<'tx> Apply<'tx> {
 
     fn command(&mut self, command: &Command) -> rusqlite::Result<Outcome> {
         match command {
-            Command::Append { batch, .. } => batch
-                .iter()
-                .map(|ingress| self.append(ingress))
-                .collect::<rusqlite::Result<_>>()
-                .map(Outcome::Appended),
+            Command::Append { batch, .. } => {
+                batch.iter().map(|ingress| self.append(ingress)).collect::<rusqlite::Result<_>>().map(Outcome::Appended)
+            }
             Command::Record { transitions, .. } => self.record(transitions).map(Outcome::Recorded),
             Command::PutSetting { key, value, .. } => {
                 self.put_setting.execute(params![key, value])?;
@@ -289,14 +231,11 @@ impl<'tx> Apply<'tx> {
 
     fn append(&mut self, ingress: &Ingress) -> rusqlite::Result<Appended> {
         let event = ingress.event();
-        let origin_key = event
-            .originid
-            .as_ref()
-            .map(|origin| (event.source.clone(), origin.clone()));
-        if let Some(key) = &origin_key {
-            if let Some(first) = self.duplicate_of(key, ingress.received_at())? {
-                return Ok(first);
-            }
+        let origin_key = event.originid.as_ref().map(|origin| (event.source.clone(), origin.clone()));
+        if let Some(key) = &origin_key
+            && let Some(first) = self.duplicate_of(key, ingress.received_at())?
+        {
+            return Ok(first);
         }
         let (data_kind, data): (i64, Option<&[u8]>) = match &event.data {
             Data::None => (0, None),
@@ -331,29 +270,16 @@ impl<'tx> Apply<'tx> {
             ingress.via(),
             self.node,
         ])?;
-        let appended = Appended {
-            id: event.id.to_string(),
-            correlationid: event.correlationid.clone(),
-            duplicate: false,
-        };
+        let appended =
+            Appended { id: event.id.to_string(), correlationid: event.correlationid.clone(), duplicate: false };
         if let Some(key) = origin_key {
-            self.seen.insert(
-                key,
-                Appended {
-                    duplicate: true,
-                    ..appended.clone()
-                },
-            );
+            self.seen.insert(key, Appended { duplicate: true, ..appended.clone() });
         }
         Ok(appended)
     }
 
     /// The first event with the same source and origin id inside the window.
-    fn duplicate_of(
-        &mut self,
-        key: &(String, String),
-        now: DateTime<Utc>,
-    ) -> rusqlite::Result<Option<Appended>> {
+    fn duplicate_of(&mut self, key: &(String, String), now: DateTime<Utc>) -> rusqlite::Result<Option<Appended>> {
         if let Some(first) = self.seen.get(key) {
             return Ok(Some(first.clone()));
         }
@@ -361,11 +287,7 @@ impl<'tx> Apply<'tx> {
         self.find_duplicate
             .query_row(params![key.0, key.1, window_start], |row| {
                 let id: [u8; 16] = row.get(0)?;
-                Ok(Appended {
-                    id: EventId::from_bytes(id).to_string(),
-                    correlationid: row.get(1)?,
-                    duplicate: true,
-                })
+                Ok(Appended { id: EventId::from_bytes(id).to_string(), correlationid: row.get(1)?, duplicate: true })
             })
             .optional()
     }
