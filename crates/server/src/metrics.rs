@@ -84,6 +84,12 @@ impl Counters {
             store.events_expired,
         );
         gauge(&mut out, "glassbox_recorder_queue_depth", "Writes waiting for the recorder.", store.queue_depth as u64);
+        gauge(
+            &mut out,
+            "glassbox_recorder_index_lag_batches",
+            "Committed batches not yet indexed for queries.",
+            store.index_lag_batches,
+        );
         gauge(&mut out, "glassbox_recorder_writable", "1 while the recorder accepts writes.", store.writable as u64);
         out
     }

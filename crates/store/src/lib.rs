@@ -101,6 +101,8 @@ pub struct StoreStatus {
     pub commits: u64,
     /// Events removed by retention since start.
     pub events_expired: u64,
+    /// Committed batches not yet in the secondary indexes; queries wait for them.
+    pub index_lag_batches: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -281,3 +281,37 @@ async fn retention_deletes_only_expired_events() {
     assert!(store.get(old[0].id).await.unwrap().is_none());
     assert!(store.get(fresh.id).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_lost_index_file_is_rebuilt_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let events: Vec<Event> = (0..50).map(|i| event(&minter, "s", "t", Some(&format!("d{}", i % 5)))).collect();
+    {
+        let store = open(&dir);
+        store.append(events.iter().cloned().map(ingress).collect()).await.unwrap();
+        store.close().await;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{}{suffix}", glassbox_store::sqlite::INDEX_FILE_NAME)));
+    }
+    let store = open(&dir);
+    let page = store.query(&EventQuery { device: Some("d3".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 10);
+    let chain = store.chain(&events[7].correlationid, 10).await.unwrap();
+    assert_eq!(chain.events[0].event.id, events[7].id);
+}
+
+#[tokio::test]
+async fn queries_see_every_acknowledged_append_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minter = IdMinter::new();
+    for round in 0..20 {
+        let e = event(&minter, "s", "t", Some("busy"));
+        store.append(vec![ingress(e.clone())]).await.unwrap();
+        let page =
+            store.query(&EventQuery { device: Some("busy".into()), limit: 1, ..Default::default() }).await.unwrap();
+        assert_eq!(page.events[0].event.id, e.id, "round {round}: the index lags an acknowledged append");
+    }
+}

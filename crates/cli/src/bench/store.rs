@@ -71,10 +71,16 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     append_concurrently(&store, &workload, args.events, args.producers, args.batch).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let commits = store.status().commits - commits_before;
+    while store.status().index_lag_batches > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let indexed = started.elapsed().as_secs_f64();
     println!(
-        "append: {} events in {elapsed:.2} s = {:.0} events/s ({} producers, batch {}, {commits} commits, {:.0} events/commit, synchronous=FULL)",
+        "append: {} events acknowledged in {elapsed:.2} s = {:.0} events/s, indexed in {indexed:.2} s = {:.0} events/s \
+         ({} producers, batch {}, {commits} commits, {:.0} events/commit, synchronous=FULL)",
         args.events,
         args.events as f64 / elapsed,
+        args.events as f64 / indexed,
         args.producers,
         args.batch,
         args.events as f64 / commits.max(1) as f64

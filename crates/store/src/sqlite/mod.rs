@@ -1,7 +1,9 @@
-//! The embedded recorder: one SQLite file in WAL mode, one writer thread
+//! The embedded recorder: `recorder.db` in WAL mode with one writer thread
 //! doing group commits with `synchronous=FULL` (a commit is on disk when it
-//! returns), and a small pool of reader connections.
+//! returns); `recorder-index.db` with the secondary indexes, kept by the
+//! indexer thread; and a small pool of reader connections that see both.
 
+mod indexer;
 mod read;
 mod schema;
 mod writer;
@@ -16,20 +18,29 @@ use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-pub use schema::SCHEMA_VERSION;
-
+use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
 use crate::{Appended, Chain, EventStore, Ingress, RecorderSettings, StoreError, StoreStatus, Transition};
 
-/// The store's file name inside the data directory.
+/// The durable record's file name inside the data directory.
 pub const FILE_NAME: &str = "recorder.db";
+/// The secondary indexes' file name; deleting it makes the next start rebuild it.
+pub const INDEX_FILE_NAME: &str = "recorder-index.db";
+
+/// How long a query waits for the indexes to catch up with acknowledged
+/// appends before answering from what is indexed.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Readers open at once; queries beyond this wait for a free connection.
 const READERS_MAX: usize = 4;
 
-/// Counters and health shared by the writer thread and callers.
-#[derive(Debug, Default)]
+/// Counters and health shared by the writer, the indexer and callers.
+#[derive(Debug)]
 struct Shared {
+    /// The last index batch number the writer handed to the indexer.
+    index_sent: AtomicU64,
+    /// The last index batch number the indexer committed.
+    indexed: tokio::sync::watch::Sender<u64>,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
     queue_depth: AtomicUsize,
@@ -39,6 +50,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Self {
+        Self {
+            index_sent: AtomicU64::new(0),
+            indexed: tokio::sync::watch::Sender::new(0),
+            writable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            queue_depth: AtomicUsize::new(0),
+            events_appended: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            events_expired: AtomicU64::new(0),
+        }
+    }
+
     fn mark_writable(&self) {
         if !self.writable.swap(true, Ordering::Relaxed) {
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -54,7 +78,7 @@ impl Shared {
 /// The embedded SQLite event store.
 pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
     readers: Arc<Readers>,
 }
@@ -68,22 +92,42 @@ impl SqliteStore {
         let opened = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(opened)?;
         configure_writer(&conn, &settings).map_err(opened)?;
-        schema::migrate(&mut conn).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        schema::migrate(&mut conn, schema::RECORDER)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let node = intern_node(&conn, &settings.node).map_err(opened)?;
+        let index_conn = open_index(dir, &conn)?;
 
-        let shared = Arc::new(Shared { writable: AtomicBool::new(true), ..Shared::default() });
+        let shared = Arc::new(Shared::new());
+        let (index_tx, index_rx) = mpsc::channel::<IndexCommand>(indexer::QUEUE_BATCHES_MAX);
+        let indexer = Indexer::new(index_conn, shared.clone());
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
-        let writer = Writer::new(conn, shared.clone(), settings, node);
-        let handle = std::thread::Builder::new()
-            .name("recorder-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx);
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| StoreError::Internal(format!("cannot start the {name} thread: {e}")))
+        };
+        let threads = vec![
+            spawn("recorder-indexer", Box::new(move || indexer.run(index_rx)))?,
+            spawn("recorder-writer", Box::new(move || writer.run(rx)))?,
+        ];
         Ok(Self {
             commands: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(threads),
             shared,
-            readers: Arc::new(Readers::new(path)),
+            readers: Arc::new(Readers::new(path, dir.join(INDEX_FILE_NAME))),
         })
+    }
+
+    /// Waits until every append acknowledged so far is indexed (bounded by
+    /// [`INDEX_WAIT`]), so queries find what producers were told is recorded.
+    async fn indexes_caught_up(&self) {
+        let target = self.shared.index_sent.load(Ordering::Acquire);
+        let mut indexed = self.shared.indexed.subscribe();
+        if tokio::time::timeout(INDEX_WAIT, indexed.wait_for(|done| *done >= target)).await.is_err() {
+            tracing::warn!(target, indexed = *indexed.borrow(), "answering a query before the indexes caught up");
+        }
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
@@ -141,12 +185,14 @@ impl EventStore for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<Page, StoreError> {
+        self.indexes_caught_up().await;
         let cursor = read::parse_cursor(query.cursor.as_deref())?;
         let query = query.clone();
         self.read(move |conn| read::query(conn, &query, cursor)).await
     }
 
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError> {
+        self.indexes_caught_up().await;
         let correlationid = correlationid.to_string();
         self.read(move |conn| read::chain(conn, &correlationid, limit)).await
     }
@@ -176,15 +222,15 @@ impl EventStore for SqliteStore {
             events_appended: s.events_appended.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
             events_expired: s.events_expired.load(Ordering::Relaxed),
+            index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
         }
     }
 
     async fn close(&self) {
         drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        // The writer stops when its queue closes, then the indexer when the writer's sender drops.
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 }
 
@@ -204,6 +250,21 @@ fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite:
         conn.pragma_update(None, "max_page_count", (settings.store_bytes_max / page_size).max(1) as i64)?;
     }
     Ok(())
+}
+
+/// Opens the index file and brings it up to date with the record.
+fn open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreError> {
+    let path = dir.join(INDEX_FILE_NAME);
+    let failed = |e: String| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    let mut conn = Connection::open(&path).map_err(|e| failed(e.to_string()))?;
+    indexer::configure(&conn).map_err(|e| failed(e.to_string()))?;
+    schema::migrate(&mut conn, schema::INDEX).map_err(failed)?;
+    let started = std::time::Instant::now();
+    let indexed = indexer::catch_up(&mut conn, recorder).map_err(|e| failed(e.to_string()))?;
+    if indexed > 0 {
+        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed events recorded since the last clean stop");
+    }
+    Ok(conn)
 }
 
 fn intern_node(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
@@ -228,13 +289,14 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 /// A bounded pool of read-only connections.
 struct Readers {
     path: PathBuf,
+    index_path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
 
 impl Readers {
-    fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS_MAX) }
+    fn new(path: PathBuf, index_path: PathBuf) -> Self {
+        Self { path, index_path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS_MAX) }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -253,6 +315,8 @@ impl Readers {
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "cache_size", -32768)?;
+        // Inherits the read-only flag of the main connection.
+        conn.execute("ATTACH DATABASE ?1 AS idx", [self.index_path.to_string_lossy()])?;
         Ok(conn)
     }
 }

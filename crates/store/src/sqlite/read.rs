@@ -117,7 +117,10 @@ pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Li
 }
 
 pub(super) fn chain(conn: &Connection, correlationid: &str, limit: usize) -> rusqlite::Result<Chain> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.correlationid = ?1 ORDER BY e.id LIMIT ?2");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM idx.by_correlation k JOIN events e ON e.id = k.id
+         LEFT JOIN nodes n ON n.id = e.node WHERE k.correlationid = ?1 ORDER BY k.id LIMIT ?2"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<RecordedEvent> =
         stmt.query_map((correlationid, limit as i64 + 1), event_row)?.collect::<Result<_, _>>()?;
@@ -141,10 +144,13 @@ pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<Option<EventId>, Stor
 }
 
 /// The newest-first page. Ids are time-ordered, so time bounds and the
-/// cursor are id bounds, and every index (ending in the id) serves them.
+/// cursor are id bounds. One key filter (correlation, device, source or
+/// type, in that order of selectivity) drives the scan through its index
+/// table; the others are checked on the event rows.
 pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) -> rusqlite::Result<Page> {
     let limit = q.page_size();
     let mut filters = Filters::default();
+    let (from, order) = drive(q, &mut filters);
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
     if let Some(since) = q.since {
         filters.push("e.id >= ?", id_value(first_id_at(since)));
@@ -166,18 +172,18 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
         }
         _ => {}
     }
-    let sql = match q.state {
-        Some(state) if state != State::Received => {
-            filters.push("t.state = ?", Value::Integer(state.code() as i64));
-            format!(
-                "SELECT {EVENT_COLUMNS} FROM transitions t JOIN events e ON e.id = t.event
-                 LEFT JOIN nodes n ON n.id = e.node
-                 WHERE {} GROUP BY t.event ORDER BY t.event DESC LIMIT ?",
-                filters.clause().replace("e.id", "t.event")
-            )
-        }
-        _ => format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE {} ORDER BY e.id DESC LIMIT ?", filters.clause()),
-    };
+    if let Some(state) = q.state.filter(|s| *s != State::Received) {
+        filters.push(
+            "EXISTS (SELECT 1 FROM transitions t WHERE t.event = e.id AND t.state = ?)",
+            Value::Integer(state.code() as i64),
+        );
+    }
+    // Ordering by the driving table's id lets SQLite walk its index backwards.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM {from} LEFT JOIN nodes n ON n.id = e.node
+         WHERE {} ORDER BY {order} DESC LIMIT ?",
+        filters.clause().replace("e.id", order)
+    );
     filters.values.push(Value::Integer(limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<RecordedEvent> =
@@ -185,6 +191,27 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
     let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].event.id.to_string());
     rows.truncate(limit);
     Ok(Page { events: with_states(conn, rows)?, next_cursor })
+}
+
+/// The tables a query scans, and the id column it is ordered by.
+fn drive(q: &EventQuery, filters: &mut Filters) -> (&'static str, &'static str) {
+    let key = |filters: &mut Filters, table: &'static str, clause: &'static str, value: &str| {
+        filters.push(clause, Value::Text(value.to_string()));
+        (table, "k.id")
+    };
+    if let Some(c) = &q.correlation {
+        return key(filters, "idx.by_correlation k JOIN events e ON e.id = k.id", "k.correlationid = ?", c);
+    }
+    if let Some(d) = &q.device {
+        return key(filters, "idx.by_device k JOIN events e ON e.id = k.id", "k.device = ?", d);
+    }
+    if let Some(s) = &q.source {
+        return key(filters, "idx.by_source k JOIN events e ON e.id = k.id", "k.source = ?", s);
+    }
+    if let Some(TypePattern::Exact(t)) = &q.ty {
+        return key(filters, "idx.by_type k JOIN events e ON e.id = k.id", "k.type = ?", t);
+    }
+    ("events e", "e.id")
 }
 
 #[derive(Default)]

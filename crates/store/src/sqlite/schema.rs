@@ -1,12 +1,12 @@
-//! Schema and migrations. `PRAGMA user_version` holds the number of
-//! migrations applied; each runs once, in order, in its own transaction.
-//! Never edit a released migration: append a new one.
+//! Schemas and migrations of the two files. `PRAGMA user_version` holds
+//! the number of migrations applied; each runs once, in order, in its own
+//! transaction. Never edit a released migration: append a new one.
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+/// `recorder.db`: the durable record.
+pub const RECORDER: &[&str] = &[
     // 1: events (each row is also the event's `received` record) and transitions.
-    // Secondary indexes end in the primary key, so each serves newest-first scans.
     "CREATE TABLE nodes (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE
@@ -16,7 +16,8 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     -- Keyed by the 16-byte ULID: ids are minted in time order, so the table
-    -- is also the time index and appends go to its right edge.
+    -- is also the time index and appends go to its right edge. Secondary
+    -- indexes live in the index file, maintained by the indexer thread.
     CREATE TABLE events (
         id BLOB PRIMARY KEY,
         received_at INTEGER NOT NULL,
@@ -41,10 +42,7 @@ const MIGRATIONS: &[&str] = &[
         via TEXT,
         node INTEGER
     ) WITHOUT ROWID;
-    CREATE INDEX events_correlation ON events(correlationid);
-    CREATE INDEX events_device ON events(device) WHERE device IS NOT NULL;
-    CREATE INDEX events_type ON events(type);
-    CREATE INDEX events_source ON events(source);
+    -- Read inside the writer's transaction for de-duplication, so it stays here.
     CREATE INDEX events_origin ON events(source, originid) WHERE originid IS NOT NULL;
     CREATE TABLE transitions (
         event BLOB NOT NULL,
@@ -58,19 +56,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX transitions_state ON transitions(state, event);",
 ];
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+/// `recorder-index.db`: secondary indexes, derived from `recorder.db` and
+/// rebuilt from it when missing. Each key table ends in the event id, so it
+/// serves newest-first scans of one key directly.
+pub const INDEX: &[&str] = &[
+    // 1: one table per queryable attribute, and the indexer's watermark.
+    "CREATE TABLE by_correlation (correlationid TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (correlationid, id)) WITHOUT ROWID;
+    CREATE TABLE by_device (device TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (device, id)) WITHOUT ROWID;
+    CREATE TABLE by_type (type TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+    CREATE TABLE by_source (source TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (source, id)) WITHOUT ROWID;
+    CREATE TABLE watermark (one INTEGER PRIMARY KEY CHECK (one = 1), received_at INTEGER NOT NULL);",
+];
 
-/// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
-pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+/// Brings a database to the length of `migrations`; refuses a newer one.
+pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), String> {
+    let latest = migrations.len();
     let current: usize =
         conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)).map_err(|e| e.to_string())? as usize;
-    if current > SCHEMA_VERSION {
-        return Err(format!(
-            "the store has schema version {current}, newer than this build's {SCHEMA_VERSION}; upgrade glassbox"
-        ));
+    if current > latest {
+        return Err(format!("schema version {current} is newer than this build's {latest}; upgrade glassbox"));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql).map_err(|e| format!("migration {}: {e}", index + 1))?;
         tx.pragma_update(None, "user_version", (index + 1) as i64).map_err(|e| e.to_string())?;

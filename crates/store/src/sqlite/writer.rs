@@ -13,6 +13,7 @@ use glassbox_core::{Data, EventId, first_id_at};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::indexer::{IndexCommand, KeyRow};
 use super::{Shared, id_bytes, micros};
 use crate::{Appended, Ingress, RecorderSettings, StoreError, Transition};
 
@@ -51,11 +52,21 @@ pub(super) struct Writer {
     node: i64,
     next_retention: Instant,
     retention_backlog: bool,
+    index: mpsc::Sender<IndexCommand>,
+    index_seq: u64,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, shared: Arc<Shared>, settings: RecorderSettings, node: i64) -> Self {
-        Self { conn, shared, settings, node, next_retention: Instant::now(), retention_backlog: false }
+    pub(super) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        settings: RecorderSettings,
+        node: i64,
+        index: mpsc::Sender<IndexCommand>,
+    ) -> Self {
+        let index_seq = *shared.indexed.borrow();
+        let next_retention = Instant::now();
+        Self { conn, shared, settings, node, next_retention, retention_backlog: false, index, index_seq }
     }
 
     /// Runs until every sender is gone and the queue is drained.
@@ -97,6 +108,7 @@ impl Writer {
             Ok(outcomes) => {
                 self.shared.mark_writable();
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.send_to_index(&batch, &outcomes);
                 reply_all(batch, outcomes);
             }
             Err(e) => {
@@ -122,6 +134,26 @@ impl Writer {
         Ok(outcomes)
     }
 
+    /// Hands the newly recorded events to the indexer before anyone is
+    /// answered, so a query after the answer waits for them to be indexed.
+    fn send_to_index(&mut self, batch: &[Command], outcomes: &[Outcome]) {
+        let mut events = Vec::new();
+        for (command, outcome) in batch.iter().zip(outcomes) {
+            if let (Command::Append { batch, .. }, Outcome::Appended(appended)) = (command, outcome) {
+                let fresh = batch.iter().zip(appended).filter(|(_, a)| !a.duplicate);
+                events.extend(fresh.map(|(ingress, _)| ingress.recorded()));
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        self.index_seq += 1;
+        if self.index.blocking_send(IndexCommand::Index { seq: self.index_seq, events }).is_err() {
+            tracing::error!("the recorder indexer stopped; queries will miss new events until restart");
+        }
+        self.shared.index_sent.store(self.index_seq, Ordering::Release);
+    }
+
     /// Deletes one chunk of events older than the retention window.
     fn expire_some(&mut self) {
         if self.settings.retention.is_zero() || (!self.retention_backlog && Instant::now() < self.next_retention) {
@@ -130,9 +162,12 @@ impl Writer {
         self.next_retention = Instant::now() + RETENTION_CHECK_EVERY;
         let cutoff = Utc::now() - self.settings.retention;
         match expire_chunk(&mut self.conn, cutoff) {
-            Ok(deleted) => {
-                self.retention_backlog = deleted > 0;
-                self.shared.events_expired.fetch_add(deleted as u64, Ordering::Relaxed);
+            Ok(keys) => {
+                self.retention_backlog = !keys.is_empty();
+                self.shared.events_expired.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                if !keys.is_empty() {
+                    let _ = self.index.blocking_send(IndexCommand::Purge { keys });
+                }
             }
             Err(e) => {
                 self.retention_backlog = false;
@@ -143,18 +178,25 @@ impl Writer {
 }
 
 /// Deletes up to [`RETENTION_CHUNK_EVENTS`] of the oldest events minted
-/// before `cutoff` (an event's age is its id's time: its receive time).
-fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<usize> {
+/// before `cutoff` (an event's age is its id's time: its receive time), and
+/// returns their index keys for the indexer to remove.
+fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<Vec<KeyRow>> {
     let tx = conn.transaction()?;
     let cutoff = id_bytes(first_id_at(cutoff)).to_vec();
     let chunk_end: Option<Vec<u8>> = tx
         .query_row("SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1", [RETENTION_CHUNK_EVENTS], |r| r.get(0))
         .optional()?;
     let upper = chunk_end.map_or(cutoff.clone(), |end| end.min(cutoff));
+    let keys = tx
+        .prepare("SELECT id, correlationid, device, type, source FROM events WHERE id < ?1")?
+        .query_map([&upper], |r| {
+            Ok(KeyRow { id: r.get(0)?, correlationid: r.get(1)?, device: r.get(2)?, ty: r.get(3)?, source: r.get(4)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.execute("DELETE FROM transitions WHERE event < ?1", [&upper])?;
-    let deleted = tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
+    tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
     tx.commit()?;
-    Ok(deleted)
+    Ok(keys)
 }
 
 fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
