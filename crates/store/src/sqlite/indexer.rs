@@ -14,7 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_core::RecordedEvent;
+use chrono::DateTime;
+use glassbox_core::{RecordedEvent, first_id_at};
 use rusqlite::{CachedStatement, Connection, Transaction, params};
 use tokio::sync::mpsc;
 
@@ -49,7 +50,7 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // Derived data: rebuilt from recorder.db after a crash, so no fsync.
     conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "cache_size", -262144)?; // 256 MiB: the hot ends of the key tables
     Ok(())
 }
 
