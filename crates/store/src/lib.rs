@@ -110,9 +110,6 @@ pub enum StoreError {
     /// Writes are refused: the store cannot make them durable now.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The writer's queue stayed full past the caller's patience.
-    #[error("store busy: the recorder queue is full ({0} commands waiting); retry shortly")]
-    Busy(usize),
     /// A query the store cannot answer as asked (e.g. a foreign cursor).
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -50,7 +50,7 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) | StoreError::Busy(_) => Self::new(
+            StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 format!("{err}; nothing was recorded, retry later (GET /readyz shows when the store recovers)"),

@@ -58,9 +58,11 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// file). Runs at open, before the writer accepts anything.
 pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlite::Result<usize> {
     let watermark: i64 = index.query_row("SELECT coalesce(max(received_at), 0) FROM watermark", [], |r| r.get(0))?;
-    let mut scan = recorder
-        .prepare("SELECT id, received_at, correlationid, device, type, source FROM events WHERE received_at >= ?1")?;
-    let mut rows = scan.query([watermark.saturating_sub(CATCH_UP_MARGIN_MICROS)])?;
+    // Ids carry their mint time, so "received since" is an id range on the primary key.
+    let since = DateTime::from_timestamp_micros(watermark.saturating_sub(CATCH_UP_MARGIN_MICROS)).unwrap_or_default();
+    let mut scan =
+        recorder.prepare("SELECT id, received_at, correlationid, device, type, source FROM events WHERE id >= ?1")?;
+    let mut rows = scan.query([&id_bytes(first_id_at(since))[..]])?;
     let tx = index.transaction()?;
     let mut keys = Keys::new(&tx)?;
     let mut count = 0;

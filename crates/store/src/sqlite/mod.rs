@@ -9,7 +9,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -43,7 +43,6 @@ struct Shared {
     indexed: tokio::sync::watch::Sender<u64>,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
-    queue_depth: AtomicUsize,
     events_appended: AtomicU64,
     commits: AtomicU64,
     events_expired: AtomicU64,
@@ -56,7 +55,6 @@ impl Shared {
             indexed: tokio::sync::watch::Sender::new(0),
             writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
-            queue_depth: AtomicUsize::new(0),
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),

@@ -103,7 +103,6 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        self.shared.queue_depth.store(queue.len(), Ordering::Relaxed);
         match self.apply(&batch) {
             Ok(outcomes) => {
                 self.shared.mark_writable();
