@@ -64,12 +64,14 @@ impl Shared {
     fn mark_writable(&self) {
         if !self.writable.swap(true, Ordering::Relaxed) {
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!("recorder commits succeed again; ingest resumed");
         }
     }
 
-    fn mark_failed(&self, message: &str) {
-        self.writable.store(false, Ordering::Relaxed);
+    /// Records a failed commit; true when the store was writable until now.
+    fn mark_failed(&self, message: &str) -> bool {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.to_string());
+        self.writable.swap(false, Ordering::Relaxed)
     }
 }
 

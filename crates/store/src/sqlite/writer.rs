@@ -112,8 +112,9 @@ impl Writer {
             }
             Err(e) => {
                 let message = e.to_string();
-                tracing::error!(error = %message, commands = batch.len(), "recorder commit failed; refusing writes until a commit succeeds");
-                self.shared.mark_failed(&message);
+                if self.shared.mark_failed(&message) {
+                    tracing::error!(error = %message, "recorder commit failed; ingest answers 503 until a commit succeeds");
+                }
                 fail_all(batch, &message);
             }
         }
