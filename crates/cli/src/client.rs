@@ -40,6 +40,11 @@ impl Client {
         json(self.send(request).await?).await
     }
 
+    /// DELETE `path`, expecting success without a body.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.authorized(self.http.delete(self.url(path)))).await.map(drop)
+    }
+
     /// GET a streaming response (Server-Sent Events).
     pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
         let request = self.authorized(self.http.get(self.url(path)).query(query).header("accept", "text/event-stream"));

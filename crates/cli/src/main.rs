@@ -4,6 +4,7 @@
 
 mod bench;
 mod client;
+mod devices;
 mod events;
 mod render;
 mod serve;
@@ -59,6 +60,9 @@ enum Command {
     /// Query, inspect, follow and send events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Register devices and manage their identity.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
     /// Show the whole correlation chain of an event as a tree, with each
     /// event's states and the time between them.
     Trace(trace::TraceArgs),
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
             match cli.command {
                 Command::Serve(args) => serve::run(args).await,
                 Command::Events(command) => events::run(command).await,
+                Command::Devices(command) => devices::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
             }

@@ -123,6 +123,24 @@ fn send_query_get_and_trace_through_the_cli() {
 }
 
 #[test]
+fn devices_are_created_with_a_secret_and_managed_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let created = cli_json(&served, &["devices", "create", "thermo-1", "--json"]);
+    assert_eq!(created["id"], "thermo-1");
+    assert!(created["secret"].as_str().unwrap().starts_with("gbxd_"));
+    let disabled = cli_json(&served, &["devices", "disable", "thermo-1", "--json"]);
+    assert_eq!(disabled["disabled"], true);
+    let listed = cli_json(&served, &["devices", "list", "--json"]);
+    assert_eq!(listed[0]["id"], "thermo-1");
+    let table = cli(&served, &["devices", "list"]);
+    assert!(table.contains("thermo-1") && table.contains("disabled"), "{table}");
+    cli(&served, &["devices", "delete", "thermo-1"]);
+    let history = cli_json(&served, &["events", "query", "--device", "thermo-1", "--type", "device.*", "--json"]);
+    assert_eq!(history.as_array().unwrap().len(), 3, "registered, disabled, deleted: {history}");
+}
+
+#[test]
 fn cli_errors_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
-use glassbox_store::{EventStore, SqliteStore};
+use glassbox_store::{DeviceRegistry, EventStore, SqliteStore};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -53,10 +53,12 @@ impl Running {
 /// Opens the store and binds the listeners; the server runs in the background.
 /// `admin_token` replaces the stored admin token when given.
 pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<Running> {
-    let store: Arc<dyn EventStore> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir, config.recorder_settings())
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
     );
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    let devices: Arc<dyn DeviceRegistry> = sqlite;
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
@@ -64,6 +66,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         pipeline,
+        devices,
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),
         append_timeout: config.http.append_timeout,

@@ -344,3 +344,58 @@ async fn health_is_public_and_openapi_lists_every_route() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn devices_are_registered_once_with_a_secret_shown_once_and_changes_are_events() {
+    let server = start().await;
+    let create =
+        |id: &str| server.http.post(server.url("/api/v1/devices")).bearer_auth(TOKEN).json(&json!({ "id": id })).send();
+    let created = create("thermo-1").await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["id"], "thermo-1");
+    assert!(created["secret"].as_str().unwrap().starts_with("gbxd_"));
+
+    assert_eq!(create("thermo-1").await.unwrap().status(), StatusCode::CONFLICT);
+    let bad = create("a/b").await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("letters, digits"));
+
+    let (status, got) = server.get("/api/v1/devices/thermo-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(got.get("secret").is_none(), "the secret is never shown again");
+    let disabled: Value = server
+        .http
+        .post(server.url("/api/v1/devices/thermo-1/disable"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disabled["disabled"], true);
+    let rotated: Value = server
+        .http
+        .post(server.url("/api/v1/devices/thermo-1/secret"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(rotated["secret"], created["secret"]);
+
+    let (_, list) = server.get("/api/v1/devices").await;
+    assert_eq!(list["devices"].as_array().unwrap().len(), 1);
+    let deleted = server.http.delete(server.url("/api/v1/devices/thermo-1")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, _) = server.get("/api/v1/devices/thermo-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, history) = server.get("/api/v1/events?device=thermo-1").await;
+    let types: Vec<_> = history["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["device.deleted", "device.secret_rotated", "device.disabled", "device.registered"]);
+    server.stop().await;
+}

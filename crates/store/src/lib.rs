@@ -10,6 +10,7 @@
 //! events' `received` records are durable (fsync'd), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
+pub mod devices;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
+pub use devices::{Device, DeviceRegistry, SecretHash};
 pub use sqlite::SqliteStore;
 
 /// An event arriving at the recorder: the event and its `received` record.
@@ -113,6 +115,9 @@ pub enum StoreError {
     /// A query the store cannot answer as asked (e.g. a foreign cursor).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Conflict(String),
     #[error("transition refers to unknown event {0}")]
     UnknownEvent(EventId),
     #[error("store error: {0}")]

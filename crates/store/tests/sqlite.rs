@@ -315,3 +315,32 @@ async fn queries_see_every_acknowledged_append_at_once() {
         assert_eq!(page.events[0].event.id, e.id, "round {round}: the index lags an acknowledged append");
     }
 }
+
+#[tokio::test]
+async fn the_device_registry_creates_disables_rotates_and_deletes() {
+    use glassbox_store::DeviceRegistry;
+    use glassbox_store::devices::{new_secret, secret_matches};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (secret, hash) = new_secret();
+    let created = store.create_device("thermo-1", hash).await.unwrap();
+    assert!(!created.disabled);
+    assert!(matches!(store.create_device("thermo-1", hash).await, Err(StoreError::Conflict(_))));
+    let (_, stored) = store.device_credentials("thermo-1").await.unwrap().unwrap();
+    assert!(secret_matches(secret.as_bytes(), &stored));
+
+    assert!(store.set_device_disabled("thermo-1", true).await.unwrap().unwrap().disabled);
+    assert!(store.set_device_disabled("nobody", true).await.unwrap().is_none());
+    let (rotated, new_hash) = new_secret();
+    store.set_device_secret("thermo-1", new_hash).await.unwrap();
+    let (_, stored) = store.device_credentials("thermo-1").await.unwrap().unwrap();
+    assert!(secret_matches(rotated.as_bytes(), &stored) && !secret_matches(secret.as_bytes(), &stored));
+
+    store.create_device("pump-2", new_secret().1).await.unwrap();
+    let ids: Vec<String> = store.devices(None, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["pump-2", "thermo-1"]);
+    assert_eq!(store.devices(Some("pump-2"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.delete_device("pump-2").await.unwrap().unwrap().id, "pump-2");
+    assert!(store.delete_device("pump-2").await.unwrap().is_none());
+    assert!(store.device("pump-2").await.unwrap().is_none());
+}

@@ -56,6 +56,7 @@ impl From<StoreError> for ApiError {
                 format!("{err}; nothing was recorded, retry later (GET /readyz shows when the store recovers)"),
             ),
             StoreError::InvalidQuery(message) => Self::bad_request("invalid_parameter", message),
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::UnknownEvent(id) => Self::not_found(format!("no event with id {id}")),
             StoreError::Internal(cause) => internal(cause),
         }

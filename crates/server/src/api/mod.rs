@@ -2,6 +2,7 @@
 //! Every `/api/v1` route but the OpenAPI document needs a bearer token.
 
 mod auth;
+mod devices;
 mod error;
 mod events;
 mod trace;
@@ -12,9 +13,10 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use glassbox_core::Limits;
+use glassbox_store::DeviceRegistry;
 use serde_json::json;
 
 pub use auth::{AdminToken, Tokens, admin_token};
@@ -28,6 +30,7 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 #[derive(Clone)]
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
+    pub devices: Arc<dyn DeviceRegistry>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
@@ -42,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
+        .route("/api/v1/devices", get(devices::list).post(devices::create))
+        .route("/api/v1/devices/{id}", get(devices::get).delete(devices::delete))
+        .route("/api/v1/devices/{id}/disable", post(devices::disable))
+        .route("/api/v1/devices/{id}/enable", post(devices::enable))
+        .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(health))

@@ -3,6 +3,7 @@
 //! returns); `recorder-index.db` with the secondary indexes, kept by the
 //! indexer thread; and a small pool of reader connections that see both.
 
+mod devices;
 mod indexer;
 mod read;
 mod schema;
@@ -18,9 +19,13 @@ use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use self::devices::DeviceOp;
 use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
-use crate::{Appended, Chain, EventStore, Ingress, RecorderSettings, StoreError, StoreStatus, Transition};
+use crate::{
+    Appended, Chain, Device, DeviceRegistry, EventStore, Ingress, RecorderSettings, SecretHash, StoreError,
+    StoreStatus, Transition,
+};
 
 /// The durable record's file name inside the data directory.
 pub const FILE_NAME: &str = "recorder.db";
@@ -231,6 +236,48 @@ impl EventStore for SqliteStore {
         // The writer stops when its queue closes, then the indexer when the writer's sender drops.
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+    }
+}
+
+impl SqliteStore {
+    async fn device_write(&self, op: DeviceOp) -> Result<Option<Device>, StoreError> {
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::Device { op, reply }).await?;
+        answer(answered).await
+    }
+}
+
+#[async_trait]
+impl DeviceRegistry for SqliteStore {
+    async fn create_device(&self, id: &str, secret: SecretHash) -> Result<Device, StoreError> {
+        let created = self.device_write(DeviceOp::Create { id: id.into(), secret }).await?;
+        created.ok_or_else(|| StoreError::Internal(format!("device {id:?} missing right after creation")))
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self.device_credentials(id).await?.map(|(device, _)| device))
+    }
+
+    async fn device_credentials(&self, id: &str) -> Result<Option<(Device, SecretHash)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| devices::credentials(conn, &id)).await
+    }
+
+    async fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<Device>, StoreError> {
+        let after = after.map(str::to_string);
+        self.read(move |conn| devices::list(conn, after.as_deref(), limit)).await
+    }
+
+    async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError> {
+        self.device_write(DeviceOp::SetDisabled { id: id.into(), disabled }).await
+    }
+
+    async fn set_device_secret(&self, id: &str, secret: SecretHash) -> Result<Option<Device>, StoreError> {
+        self.device_write(DeviceOp::SetSecret { id: id.into(), secret }).await
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        self.device_write(DeviceOp::Delete { id: id.into() }).await
     }
 }
 

@@ -54,6 +54,14 @@ pub const RECORDER: &[&str] = &[
     );
     CREATE INDEX transitions_event ON transitions(event);
     CREATE INDEX transitions_state ON transitions(state, event);",
+    // 2: the device registry.
+    "CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        secret_sha256 BLOB NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -13,14 +13,16 @@ use glassbox_core::{Data, EventId, first_id_at};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
 use super::{Shared, id_bytes, micros};
-use crate::{Appended, Ingress, RecorderSettings, StoreError, Transition};
+use crate::{Appended, Device, Ingress, RecorderSettings, StoreError, Transition};
 
 pub(super) enum Command {
     Append { batch: Vec<Ingress>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
     Record { transitions: Vec<Transition>, reply: oneshot::Sender<Result<(), StoreError>> },
     PutSetting { key: String, value: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    Device { op: DeviceOp, reply: oneshot::Sender<Result<Option<Device>, StoreError>> },
 }
 
 impl Command {
@@ -28,7 +30,7 @@ impl Command {
         match self {
             Command::Append { batch, .. } => batch.len(),
             Command::Record { transitions, .. } => transitions.len(),
-            Command::PutSetting { .. } => 1,
+            Command::PutSetting { .. } | Command::Device { .. } => 1,
         }
     }
 }
@@ -37,6 +39,7 @@ impl Command {
 enum Outcome {
     Appended(Vec<Appended>),
     Recorded(Result<(), StoreError>),
+    Device(Result<Option<Device>, StoreError>),
     Done,
 }
 
@@ -205,6 +208,7 @@ fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
             (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
             (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
+            (Command::Device { reply, .. }, Outcome::Device(result)) => drop(reply.send(result)),
             _ => unreachable!("outcomes are produced in command order, one per command"),
         }
     }
@@ -217,6 +221,7 @@ fn fail_all(batch: Vec<Command>, message: &str) {
             Command::Append { reply, .. } => drop(reply.send(Err(error()))),
             Command::Record { reply, .. } => drop(reply.send(Err(error()))),
             Command::PutSetting { reply, .. } => drop(reply.send(Err(error()))),
+            Command::Device { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -224,6 +229,7 @@ fn fail_all(batch: Vec<Command>, message: &str) {
 /// One transaction's work, with its statements prepared once and the
 /// de-duplication keys it has seen.
 struct Apply<'tx> {
+    tx: &'tx Transaction<'tx>,
     insert: CachedStatement<'tx>,
     find_duplicate: CachedStatement<'tx>,
     exists: CachedStatement<'tx>,
@@ -240,8 +246,9 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, t
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 impl<'tx> Apply<'tx> {
-    fn new(tx: &'tx Transaction<'_>, node: i64, settings: &RecorderSettings) -> rusqlite::Result<Self> {
+    fn new(tx: &'tx Transaction<'tx>, node: i64, settings: &RecorderSettings) -> rusqlite::Result<Self> {
         Ok(Self {
+            tx,
             insert: tx.prepare_cached(INSERT_EVENT)?,
             find_duplicate: tx.prepare_cached(
                 "SELECT id, correlationid FROM events WHERE source = ?1 AND originid = ?2 AND received_at >= ?3
@@ -268,6 +275,7 @@ impl<'tx> Apply<'tx> {
                 self.put_setting.execute(params![key, value])?;
                 Ok(Outcome::Done)
             }
+            Command::Device { op, .. } => devices::apply(self.tx, op).map(Outcome::Device),
         }
     }
 

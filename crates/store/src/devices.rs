@@ -1,0 +1,78 @@
+//! The device registry: who may connect. Secrets are random, shown once at
+//! creation or rotation, and stored only as SHA-256 hashes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+/// A registered device, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    pub id: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A device secret's hash; the secret itself is never stored.
+pub type SecretHash = [u8; 32];
+
+/// A new random secret (`gbxd_` and 256 bits in hex) and its hash.
+pub fn new_secret() -> (String, SecretHash) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("gbxd_{}", hex::encode(bytes));
+    let hash = hash_secret(&secret);
+    (secret, hash)
+}
+
+pub fn hash_secret(secret: &str) -> SecretHash {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Compares a presented secret with a stored hash in constant time.
+pub fn secret_matches(presented: &[u8], stored: &SecretHash) -> bool {
+    let presented: SecretHash = Sha256::digest(presented).into();
+    presented.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Registry storage; implemented by every store.
+#[async_trait]
+pub trait DeviceRegistry: Send + Sync + 'static {
+    /// Registers a device; [`StoreError::Conflict`] if the id is taken.
+    async fn create_device(&self, id: &str, secret: SecretHash) -> Result<Device, StoreError>;
+
+    async fn device(&self, id: &str) -> Result<Option<Device>, StoreError>;
+
+    /// The device and its secret hash, for authentication.
+    async fn device_credentials(&self, id: &str) -> Result<Option<(Device, SecretHash)>, StoreError>;
+
+    /// Devices in id order, after `after`, at most `limit`.
+    async fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<Device>, StoreError>;
+
+    /// `None` if there is no such device.
+    async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError>;
+
+    async fn set_device_secret(&self, id: &str, secret: SecretHash) -> Result<Option<Device>, StoreError>;
+
+    /// The deleted device, or `None` if there was none.
+    async fn delete_device(&self, id: &str) -> Result<Option<Device>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_verified_by_hash() {
+        let (a, hash) = new_secret();
+        let (b, _) = new_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with("gbxd_") && a.len() == 69);
+        assert!(secret_matches(a.as_bytes(), &hash));
+        assert!(!secret_matches(b.as_bytes(), &hash));
+    }
+}

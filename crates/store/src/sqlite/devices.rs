@@ -1,0 +1,74 @@
+//! The device registry's SQL: writes run in the writer's transactions,
+//! reads on pooled connections.
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::{from_micros, micros};
+use crate::StoreError;
+use crate::devices::{Device, SecretHash};
+
+pub(crate) enum DeviceOp {
+    Create { id: String, secret: SecretHash },
+    SetDisabled { id: String, disabled: bool },
+    SetSecret { id: String, secret: SecretHash },
+    Delete { id: String },
+}
+
+const COLUMNS: &str = "id, disabled, created_at, updated_at, secret_sha256";
+
+fn device_row(row: &Row<'_>) -> rusqlite::Result<(Device, SecretHash)> {
+    let device = Device {
+        id: row.get(0)?,
+        disabled: row.get(1)?,
+        created_at: from_micros(row.get(2)?),
+        updated_at: from_micros(row.get(3)?),
+    };
+    Ok((device, row.get(4)?))
+}
+
+pub(super) fn credentials(conn: &Connection, id: &str) -> rusqlite::Result<Option<(Device, SecretHash)>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM devices WHERE id = ?1"))?.query_row([id], device_row).optional()
+}
+
+pub(super) fn list(conn: &Connection, after: Option<&str>, limit: usize) -> rusqlite::Result<Vec<Device>> {
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], device_row)?;
+    rows.map(|r| r.map(|(device, _)| device)).collect()
+}
+
+/// Applies one registry change; the outer error aborts the transaction,
+/// the inner one answers only this caller.
+pub(super) fn apply(tx: &Transaction<'_>, op: &DeviceOp) -> rusqlite::Result<Result<Option<Device>, StoreError>> {
+    let now = micros(&Utc::now());
+    let changed = match op {
+        DeviceOp::Create { id, secret } => {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO devices (id, secret_sha256, disabled, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
+                params![id, &secret[..], now],
+            )?;
+            if inserted == 0 {
+                return Ok(Err(StoreError::Conflict(format!("device {id:?} already exists"))));
+            }
+            id
+        }
+        DeviceOp::SetDisabled { id, disabled } => {
+            tx.execute("UPDATE devices SET disabled = ?2, updated_at = ?3 WHERE id = ?1", params![id, disabled, now])?;
+            id
+        }
+        DeviceOp::SetSecret { id, secret } => {
+            tx.execute(
+                "UPDATE devices SET secret_sha256 = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, &secret[..], now],
+            )?;
+            id
+        }
+        DeviceOp::Delete { id } => {
+            let existing = credentials(tx, id)?;
+            tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+            return Ok(Ok(existing.map(|(device, _)| device)));
+        }
+    };
+    Ok(Ok(credentials(tx, changed)?.map(|(device, _)| device)))
+}
