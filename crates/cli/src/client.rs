@@ -79,6 +79,16 @@ impl Client {
     }
 }
 
+/// Percent-encodes one URL path segment (an id typed by the user).
+pub fn segment(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 async fn json(response: Response) -> anyhow::Result<Value> {
     response.json().await.context("the server's answer was not JSON")
 }

@@ -59,21 +59,22 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         }
         DevicesCommand::List(a) => list(a).await,
         DevicesCommand::Get(a) => {
-            let device = a.remote.client()?.get(&format!("/api/v1/devices/{}", a.id), &[]).await?;
+            let device =
+                a.remote.client()?.get(&format!("/api/v1/devices/{}", crate::client::segment(&a.id)), &[]).await?;
             print_device(&device, a.json)
         }
         DevicesCommand::Disable(a) => action(a, "disable").await,
         DevicesCommand::Enable(a) => action(a, "enable").await,
         DevicesCommand::RotateSecret(a) => {
-            let path = format!("/api/v1/devices/{}/secret", a.id);
+            let path = format!("/api/v1/devices/{}/secret", crate::client::segment(&a.id));
             let device = a.remote.client()?.post(&path, "application/json", String::new()).await?;
             print_with_secret(&device, a.json)
         }
         DevicesCommand::Delete(a) => {
-            a.remote.client()?.delete(&format!("/api/v1/devices/{}", a.id)).await?;
+            a.remote.client()?.delete(&format!("/api/v1/devices/{}", crate::client::segment(&a.id))).await?;
             match a.json {
                 true => println!("{}", json!({ "id": a.id, "deleted": true })),
-                false => println!("deleted device {}", a.id),
+                false => println!("deleted device {}", crate::client::segment(&a.id)),
             }
             Ok(())
         }
@@ -81,7 +82,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
 }
 
 async fn action(a: IdArgs, verb: &str) -> anyhow::Result<()> {
-    let path = format!("/api/v1/devices/{}/{verb}", a.id);
+    let path = format!("/api/v1/devices/{}/{verb}", crate::client::segment(&a.id));
     let device = a.remote.client()?.post(&path, "application/json", String::new()).await?;
     print_device(&device, a.json)
 }

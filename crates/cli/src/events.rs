@@ -66,8 +66,8 @@ pub struct QueryArgs {
     #[arg(long)]
     until: Option<String>,
     /// Events per page (1-1000).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
     /// Continue after a previous page (its next cursor).
     #[arg(long)]
     cursor: Option<String>,
@@ -182,7 +182,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let event = client.get(&format!("/api/v1/events/{}", args.id), &[]).await?;
+    let event = client.get(&format!("/api/v1/events/{}", crate::client::segment(&args.id)), &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&event)?);
         return Ok(());
@@ -243,7 +243,7 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
             print_sse(&message, args.json)?;
         }
     }
-    bail!("the server closed the event stream")
+    bail!("the server closed the event stream (it is stopping or restarting); run the tail again to resume")
 }
 
 fn print_sse(message: &str, json: bool) -> anyhow::Result<()> {

@@ -30,6 +30,24 @@ pub fn short_time(value: &Value) -> String {
     time(value).map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
 }
 
+/// A duration for people: `0.412 ms`, `95.5 ms`, `2.41 s`, `1m35s`.
+pub fn duration_ms(ms: f64) -> String {
+    match ms {
+        ms if ms < 10.0 => format!("{ms:.3} ms"),
+        ms if ms < 1000.0 => format!("{ms:.1} ms"),
+        ms if ms < 60_000.0 => format!("{:.2} s", ms / 1000.0),
+        ms => {
+            let secs = (ms / 1000.0).round() as u64;
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string().replace(' ', "")
+        }
+    }
+}
+
+/// `1 event`, `3 events`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Milliseconds between two times, for "+1.234 ms" annotations.
 pub fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_microseconds().unwrap_or(0) as f64 / 1000.0

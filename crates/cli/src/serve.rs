@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.mqtt.listen = mqtt;
     }
     config.validate()?;
-    let admin_token = std::env::var("GLASSBOX_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    let admin_token = admin_token_from_env()?;
     let data_dir = config.data_dir.clone();
     let running = glassbox_server::start(config.clone(), admin_token.as_deref()).await?;
     if let Some(token) = &running.generated_token {
@@ -61,8 +61,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     running.run_until(signal).await
 }
 
+/// `GLASSBOX_ADMIN_TOKEN`, if set; refuses tokens too short to be secret.
+fn admin_token_from_env() -> anyhow::Result<Option<String>> {
+    match std::env::var("GLASSBOX_ADMIN_TOKEN") {
+        Ok(token) if token.is_empty() => {
+            tracing::warn!("GLASSBOX_ADMIN_TOKEN is set but empty; keeping the stored admin token");
+            Ok(None)
+        }
+        Ok(token) if token.len() < ADMIN_TOKEN_CHARS_MIN => anyhow::bail!(
+            "GLASSBOX_ADMIN_TOKEN is {} characters long; use at least {ADMIN_TOKEN_CHARS_MIN} \
+             (for example: openssl rand -hex 24), or unset it to have one generated",
+            token.len()
+        ),
+        Ok(token) => {
+            tracing::info!("admin token taken from GLASSBOX_ADMIN_TOKEN; it replaces any stored one");
+            Ok(Some(token))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+const ADMIN_TOKEN_CHARS_MIN: usize = 16;
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }

@@ -23,7 +23,7 @@ pub struct TraceArgs {
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let chain = client.get(&format!("/api/v1/trace/{}", args.id), &[]).await?;
+    let chain = client.get(&format!("/api/v1/trace/{}", crate::client::segment(&args.id)), &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&chain)?);
         return Ok(());
@@ -68,10 +68,10 @@ impl<'a> Tree<'a> {
             .filter_map(|s| render::time(&s["at"]))
             .max();
         let span = match (self.start, end) {
-            (Some(start), Some(end)) => format!("{:.3} ms", millis_between(start, end)),
+            (Some(start), Some(end)) => render::duration_ms(millis_between(start, end)),
             _ => "-".into(),
         };
-        println!("chain {correlationid} · {} events · {span}", self.events.len());
+        println!("chain {correlationid} · {} · {span}", render::count(self.events.len(), "event"));
         if truncated {
             println!("(truncated: the chain has more events than shown)");
         }
@@ -83,7 +83,7 @@ impl<'a> Tree<'a> {
     fn print_event(&self, index: usize, prefix: &str, last: bool) {
         let event = &self.events[index];
         let offset = match (self.start, received_at(event)) {
-            (Some(start), Some(at)) => format!("+{:.3} ms", millis_between(start, at)),
+            (Some(start), Some(at)) => format!("+{}", render::duration_ms(millis_between(start, at))),
             _ => String::new(),
         };
         let device = event["device"].as_str().map(|d| format!("  device={d}")).unwrap_or_default();
@@ -109,7 +109,7 @@ impl<'a> Tree<'a> {
         for state in &states {
             let at = render::time(&state["at"]);
             let delta = match (previous, at) {
-                (Some(p), Some(a)) => format!("+{:.3} ms", millis_between(p, a)),
+                (Some(p), Some(a)) => format!("+{}", render::duration_ms(millis_between(p, a))),
                 _ => render::short_time(&state["at"]),
             };
             previous = at.or(previous);

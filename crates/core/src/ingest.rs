@@ -105,11 +105,14 @@ impl Draft {
     pub fn into_event(self, id: EventId, now: DateTime<Utc>, parent: Option<&Lineage>) -> Event {
         let correlationid =
             self.correlationid.or_else(|| parent.map(|p| p.correlationid.clone())).unwrap_or_else(|| id.to_string());
-        let hop = self.hop.unwrap_or_else(|| match (parent, &self.causationid) {
+        // A producer may raise its depth (a chain continued from elsewhere),
+        // never lower it: the recursion guard reads it.
+        let inherited = match (parent, &self.causationid) {
             (Some(p), _) => p.hop.saturating_add(1),
             (None, Some(_)) => 1,
             (None, None) => 0,
-        });
+        };
+        let hop = self.hop.map_or(inherited, |asked| asked.max(inherited));
         let traceparent = self
             .traceparent
             .or_else(|| parent.and_then(|p| p.traceparent.clone()))
@@ -407,6 +410,10 @@ mod tests {
         let draft = Draft { causationid: Some("p".into()), ..Draft::default() };
         let event = draft.into_event(id, Utc::now(), Some(&parent));
         assert_eq!((event.correlationid.as_str(), event.hop), ("chain-1", 5));
+        let lowered = Draft { causationid: Some("p".into()), hop: Some(0), ..Draft::default() };
+        assert_eq!(lowered.into_event(id, Utc::now(), Some(&parent)).hop, 5, "a producer cannot lower its depth");
+        let raised = Draft { hop: Some(9), ..Draft::default() };
+        assert_eq!(raised.into_event(id, Utc::now(), None).hop, 9);
         let origin = Draft::default().into_event(id, Utc::now(), None);
         assert_eq!((origin.correlationid, origin.hop), (id.to_string(), 0));
         assert!(origin.traceparent.unwrap().contains(&format!("{:032x}", id.0)));

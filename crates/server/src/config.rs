@@ -126,8 +126,11 @@ impl Config {
                 toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             merge(&mut tree, from_file);
         }
-        apply_env(&mut tree, env)?;
-        let config: Config = tree.try_into().context("invalid configuration")?;
+        let from_env = apply_env(&mut tree, env)?;
+        let config: Config = tree.try_into().with_context(|| match from_env.is_empty() {
+            true => "invalid configuration".to_string(),
+            false => format!("invalid configuration (environment variables applied: {})", from_env.join(", ")),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -181,22 +184,31 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
-/// Applies `GLASSBOX_<PATH>` variables to the keys the default config has.
-fn apply_env(tree: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+/// Applies `GLASSBOX_<PATH>` variables to the keys the default config has;
+/// returns the names of those applied.
+fn apply_env(tree: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Vec<String>> {
     let vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("GLASSBOX_")).collect();
-    apply_env_at(tree, "GLASSBOX", &vars)
+    let mut applied = Vec::new();
+    apply_env_at(tree, "GLASSBOX", &vars, &mut applied)?;
+    Ok(applied)
 }
 
-fn apply_env_at(tree: &mut toml::Table, prefix: &str, vars: &[(String, String)]) -> anyhow::Result<()> {
+fn apply_env_at(
+    tree: &mut toml::Table,
+    prefix: &str,
+    vars: &[(String, String)],
+    applied: &mut Vec<String>,
+) -> anyhow::Result<()> {
     for (key, value) in tree.iter_mut() {
         let name = format!("{prefix}_{}", key.to_uppercase());
         if let toml::Value::Table(table) = value {
-            apply_env_at(table, &name, vars)?;
+            apply_env_at(table, &name, vars, applied)?;
             continue;
         }
         let Some((_, raw)) = vars.iter().find(|(k, _)| *k == name) else {
             continue;
         };
+        applied.push(name.clone());
         *value = match value {
             toml::Value::Integer(_) => {
                 toml::Value::Integer(raw.parse().with_context(|| format!("{name}={raw:?} is not a whole number"))?)

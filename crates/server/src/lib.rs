@@ -72,9 +72,13 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         append_timeout: config.http.append_timeout,
         stopping,
     };
-    let listener = TcpListener::bind(&config.http.listen)
-        .await
-        .with_context(|| format!("binding the HTTP API to {} (http.listen, --http)", config.http.listen))?;
+    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
+        format!(
+            "binding the HTTP API to {}: is another server using it? choose another address with --http \
+                 (http.listen, GLASSBOX_HTTP_LISTEN)",
+            config.http.listen
+        )
+    })?;
     let http_addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(state);

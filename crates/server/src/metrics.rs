@@ -13,17 +13,15 @@ pub enum Rejection {
     InvalidEvent,
     TooLarge,
     UnsupportedMediaType,
-    Unauthorized,
     StoreUnavailable,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 6] = [
+    pub const ALL: [Rejection; 5] = [
         Rejection::MalformedJson,
         Rejection::InvalidEvent,
         Rejection::TooLarge,
         Rejection::UnsupportedMediaType,
-        Rejection::Unauthorized,
         Rejection::StoreUnavailable,
     ];
 
@@ -33,7 +31,6 @@ impl Rejection {
             Rejection::InvalidEvent => "invalid_event",
             Rejection::TooLarge => "too_large",
             Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::Unauthorized => "unauthorized",
             Rejection::StoreUnavailable => "store_unavailable",
         }
     }
@@ -43,6 +40,8 @@ impl Rejection {
 pub struct Counters {
     pub events_received: AtomicU64,
     pub events_deduplicated: AtomicU64,
+    /// API calls refused for a missing or unknown token (any route).
+    pub unauthorized: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -76,6 +75,12 @@ impl Counters {
             let _ =
                 writeln!(out, "glassbox_ingest_rejected_total{{reason=\"{}\"}} {}", why.as_str(), self.rejected(why));
         }
+        counter(
+            &mut out,
+            "glassbox_api_unauthorized_total",
+            "API calls refused for a missing or unknown token.",
+            self.unauthorized.load(Ordering::Relaxed),
+        );
         counter(&mut out, "glassbox_recorder_commits_total", "Group commits made by the recorder.", store.commits);
         counter(
             &mut out,

@@ -55,12 +55,12 @@ impl Pipeline {
         Ok(appended)
     }
 
-    /// The parent's lineage, looked up only when the draft names a parent
-    /// and leaves its chain or depth to be inherited.
+    /// The parent's lineage, when the draft names a parent: its chain is
+    /// inherited and its depth bounds the child's from below.
     async fn parent_of(&self, draft: &Draft) -> Result<Option<Lineage>, StoreError> {
         match &draft.causationid {
-            Some(parent) if draft.correlationid.is_none() || draft.hop.is_none() => self.store.lineage(parent).await,
-            _ => Ok(None),
+            Some(parent) => self.store.lineage(parent).await,
+            None => Ok(None),
         }
     }
 }

@@ -344,3 +344,14 @@ async fn the_device_registry_creates_disables_rotates_and_deletes() {
     assert!(store.delete_device("pump-2").await.unwrap().is_none());
     assert!(store.device("pump-2").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_data_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(&dir);
+    let err = SqliteStore::open(dir.path(), RecorderSettings::default()).err().expect("a second open is refused");
+    assert!(err.to_string().contains("in use by another glassbox process"), "{err}");
+    first.close().await;
+    drop(first);
+    open(&dir);
+}

@@ -13,7 +13,6 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::metrics::Rejection;
 
 /// The settings key holding the admin token's hash.
 const ADMIN_TOKEN_KEY: &str = "auth.admin_token_sha256";
@@ -90,7 +89,7 @@ pub async fn require_token(State(app): State<AppState>, request: Request, next: 
         }
         Some(_) => return Ok(next.run(request).await),
     };
-    app.pipeline.counters.reject(Rejection::Unauthorized);
+    app.pipeline.counters.unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", refusal))
 }
 

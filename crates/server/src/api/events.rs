@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use glassbox_bus::BusItem;
 use glassbox_core::{
-    Draft, EventId, EventQuery, Limits, Problem, TraceParent, TypePattern, ValidationError, parse_cloudevent,
+    Draft, EventId, EventQuery, Limits, Problem, QUERY_LIMIT_MAX, TraceParent, TypePattern, ValidationError,
+    parse_cloudevent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -78,7 +79,11 @@ async fn ingest_checked(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("request body larger than {} bytes (http.body_bytes_max)", app.limits.data_bytes_max),
+            format!(
+                "request body larger than {} bytes: send smaller events or batches, or raise http.body_bytes_max \
+                 (GLASSBOX_HTTP_BODY_BYTES_MAX)",
+                app.limits.data_bytes_max
+            ),
         ),
         _ => ApiError::bad_request("malformed_json", format!("could not read the request body: {rejection}")),
     })?;
@@ -199,8 +204,8 @@ impl Filters {
         {
             problem("since", "is later than until".into());
         }
-        if self.limit == Some(0) {
-            problem("limit", "must be at least 1".into());
+        if let Some(limit) = self.limit.filter(|l| !(1..=QUERY_LIMIT_MAX).contains(l)) {
+            problem("limit", format!("{limit} is out of range: use 1 to {QUERY_LIMIT_MAX} and follow next_cursor"));
         }
         if !problems.is_empty() {
             return Err(ApiError::invalid_parameters(problems));

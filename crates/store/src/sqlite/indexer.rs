@@ -55,7 +55,8 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Indexes events recorded since the watermark (all of them for a new index
-/// file). Runs at open, before the writer accepts anything.
+/// file); returns how many were missing. Runs at open, before the writer
+/// accepts anything.
 pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlite::Result<usize> {
     let watermark: i64 = index.query_row("SELECT coalesce(max(received_at), 0) FROM watermark", [], |r| r.get(0))?;
     // Ids carry their mint time, so "received since" is an id range on the primary key.
@@ -70,14 +71,13 @@ pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlit
     while let Some(row) = rows.next()? {
         let id: [u8; 16] = row.get(0)?;
         newest = newest.max(row.get(1)?);
-        keys.insert(
+        count += keys.insert(
             &id,
             &row.get::<_, String>(2)?,
             row.get::<_, Option<String>>(3)?.as_deref(),
             &row.get::<_, String>(4)?,
             &row.get::<_, String>(5)?,
-        )?;
-        count += 1;
+        )? as usize;
     }
     keys.watermark(newest)?;
     drop(keys);
@@ -189,15 +189,15 @@ impl<'tx> Keys<'tx> {
         device: Option<&str>,
         ty: &str,
         source: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<bool> {
         let id = &id[..];
-        self.correlation.execute(params![correlation, id])?;
+        let added = self.correlation.execute(params![correlation, id])? > 0;
         if let Some(device) = device {
             self.device.execute(params![device, id])?;
         }
         self.ty.execute(params![ty, id])?;
         self.source.execute(params![source, id])?;
-        Ok(())
+        Ok(added)
     }
 
     fn remove(&mut self, row: &KeyRow) -> rusqlite::Result<()> {

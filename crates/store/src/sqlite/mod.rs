@@ -82,6 +82,8 @@ impl Shared {
 
 /// The embedded SQLite event store.
 pub struct SqliteStore {
+    /// Held for the store's life: one process per data directory.
+    _lock: std::fs::File,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
@@ -93,6 +95,7 @@ impl SqliteStore {
     pub fn open(dir: &Path, settings: RecorderSettings) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(FILE_NAME);
         let opened = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(opened)?;
@@ -118,6 +121,7 @@ impl SqliteStore {
             spawn("recorder-writer", Box::new(move || writer.run(rx)))?,
         ];
         Ok(Self {
+            _lock: lock,
             commands: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             shared,
@@ -299,6 +303,31 @@ fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite:
     Ok(())
 }
 
+/// Takes the data directory's lock file, so two processes never share one
+/// store. The operating system releases it when the process ends, however.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(StoreError::Unavailable(format!(
+            "data directory {} is in use by another glassbox process (pid {}); stop it or choose another --data-dir",
+            dir.display(),
+            holder.trim()
+        )));
+    }
+    let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| write!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
 /// Opens the index file and brings it up to date with the record.
 fn open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreError> {
     let path = dir.join(INDEX_FILE_NAME);
@@ -309,7 +338,7 @@ fn open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreErro
     let started = std::time::Instant::now();
     let indexed = indexer::catch_up(&mut conn, recorder).map_err(|e| failed(e.to_string()))?;
     if indexed > 0 {
-        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed events recorded since the last clean stop");
+        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed events the previous run recorded but had not indexed");
     }
     Ok(conn)
 }

@@ -132,7 +132,8 @@ impl Writer {
         }
         drop(apply);
         tx.commit()?;
-        let appended: usize = outcomes.iter().map(|o| if let Outcome::Appended(a) = o { a.len() } else { 0 }).sum();
+        let fresh = |a: &Vec<Appended>| a.iter().filter(|a| !a.duplicate).count();
+        let appended: usize = outcomes.iter().map(|o| if let Outcome::Appended(a) = o { fresh(a) } else { 0 }).sum();
         self.shared.events_appended.fetch_add(appended as u64, Ordering::Relaxed);
         Ok(outcomes)
     }
