@@ -1,5 +1,6 @@
 //! `glassbox bench …`: measurements of this build on this machine.
 
+mod mqtt;
 mod store;
 
 #[derive(clap::Subcommand)]
@@ -7,10 +8,14 @@ pub enum BenchCommand {
     /// Recorder append throughput (durable group commit) and lookup latency
     /// of correlation chains, on a store of a given size.
     Store(store::StoreBenchArgs),
+    /// N publishers -> M subscribers on any MQTT broker (this one or a peer
+    /// such as Mosquitto): delivered messages/s, loss and latency percentiles.
+    Mqtt(mqtt::MqttBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
+        BenchCommand::Mqtt(args) => mqtt::run(args).await,
     }
 }

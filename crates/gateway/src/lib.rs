@@ -7,5 +7,6 @@
 //! broker core (sessions, ACLs, the publish → record → PUBACK path into the
 //! pipeline) builds on them.
 
+pub mod client;
 pub mod codec;
 pub mod topic;
