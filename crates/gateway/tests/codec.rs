@@ -27,6 +27,14 @@ fn v5_props() -> Properties {
     }
 }
 
+fn user() -> Properties {
+    Properties { user_properties: vec![("k".into(), "v".into())], ..Properties::default() }
+}
+
+fn with_reason() -> Properties {
+    Properties { reason_string: Some("because".into()), ..user() }
+}
+
 fn connect(protocol: Protocol, properties: Properties) -> Packet {
     Packet::Connect(Box::new(Connect {
         protocol,
@@ -42,17 +50,28 @@ fn connect(protocol: Protocol, properties: Properties) -> Packet {
         }),
         username: Some("thermo-1".into()),
         password: Some(Bytes::from_static(b"secret")),
-        properties,
+        properties: match properties == Properties::default() {
+            true => properties,
+            false => Properties { session_expiry_interval: Some(3600), receive_maximum: Some(10), ..user() },
+        },
     }))
 }
 
 fn all_packets(protocol: Protocol) -> Vec<Packet> {
-    let props = if protocol == Protocol::V5 { v5_props() } else { Properties::default() };
-    let ack = Ack { packet_id: 7, reason: if protocol == Protocol::V5 { 0x10 } else { 0 }, properties: props.clone() };
-    let ack = if protocol == Protocol::V5 { ack } else { Ack::new(7) };
+    let v5 = protocol == Protocol::V5;
+    let pick = |p: Properties| if v5 { p } else { Properties::default() };
+    let props = pick(v5_props());
+    let ack = if v5 { Ack { packet_id: 7, reason: 0x10, properties: with_reason() } } else { Ack::new(7) };
+    let connack = Properties {
+        assigned_client_identifier: Some("auto-1".into()),
+        server_keep_alive: Some(30),
+        receive_maximum: Some(20),
+        ..user()
+    };
+    let subscribe = Properties { subscription_identifiers: vec![7], ..user() };
     vec![
         connect(protocol, props.clone()),
-        Packet::ConnAck(ConnAck { session_present: true, reason: 0, properties: props.clone() }),
+        Packet::ConnAck(ConnAck { session_present: true, reason: 0, properties: pick(connack) }),
         Packet::Publish(Publish {
             dup: true,
             qos: QoS::ExactlyOnce,
@@ -77,17 +96,17 @@ fn all_packets(protocol: Protocol) -> Vec<Packet> {
         Packet::PubComp(Ack::new(9)),
         Packet::Subscribe(Subscribe {
             packet_id: 3,
-            properties: props.clone(),
+            properties: pick(subscribe),
             filters: vec![
                 ("devices/+/telemetry".into(), SubscriptionOptions::qos(QoS::AtLeastOnce)),
                 ("$share/g/alerts/#".into(), SubscriptionOptions::qos(QoS::AtMostOnce)),
             ],
         }),
-        Packet::SubAck(SubAck { packet_id: 3, properties: props.clone(), reasons: vec![1, 0x80] }),
-        Packet::Unsubscribe(Unsubscribe { packet_id: 4, properties: props.clone(), filters: vec!["a/b".into()] }),
+        Packet::SubAck(SubAck { packet_id: 3, properties: pick(with_reason()), reasons: vec![1, 0x80] }),
+        Packet::Unsubscribe(Unsubscribe { packet_id: 4, properties: pick(user()), filters: vec!["a/b".into()] }),
         Packet::UnsubAck(UnsubAck {
             packet_id: 4,
-            properties: props.clone(),
+            properties: pick(with_reason()),
             reasons: if protocol == Protocol::V5 { vec![0, 0x11] } else { vec![] },
         }),
         Packet::PingReq,
@@ -108,8 +127,15 @@ fn every_packet_round_trips_in_5_0_with_properties() {
     for packet in all_packets(Protocol::V5) {
         round_trip(packet, Protocol::V5);
     }
-    round_trip(Packet::Disconnect(Disconnect { reason: 0x8E, properties: v5_props() }), Protocol::V5);
-    round_trip(Packet::Auth(Auth { reason: 0x18, properties: v5_props() }), Protocol::V5);
+    let disconnect =
+        Properties { session_expiry_interval: Some(0), server_reference: Some("other:1883".into()), ..with_reason() };
+    round_trip(Packet::Disconnect(Disconnect { reason: 0x8E, properties: disconnect }), Protocol::V5);
+    let auth = Properties {
+        authentication_method: Some("SCRAM".into()),
+        authentication_data: Some(Bytes::from_static(b"x")),
+        ..with_reason()
+    };
+    round_trip(Packet::Auth(Auth { reason: 0x18, properties: auth }), Protocol::V5);
     let options = SubscriptionOptions {
         qos: QoS::ExactlyOnce,
         no_local: true,
@@ -192,7 +218,10 @@ fn malformed_packets_are_refused_with_a_reason() {
         ("retain handling 3", vec![0x82, 7, 0, 1, 0, 0, 1, b'a', 0x30], V5),
         ("unknown property", vec![0x40, 5, 0, 1, 0, 2, 0x7F, 0], V5),
         ("duplicate property", vec![0xE0, 12, 0, 10, 0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2], V5),
-        ("receive maximum 0", vec![0xE0, 5, 0, 3, 0x21, 0, 0], V5),
+        ("receive maximum 0", vec![0x20, 5, 0, 0, 3, 0x21, 0, 0], V5),
+        ("content type on a PUBACK", vec![0x40, 8, 0, 1, 0, 4, 0x03, 0, 1, b'x'], V5),
+        ("two subscription identifiers in SUBSCRIBE", vec![0x82, 10, 0, 1, 4, 0x0B, 1, 0x0B, 2, 0, 1, b'a', 0], V5),
+        ("remaining length not in its shortest form", vec![0xC0, 0x80, 0x00], V311),
         ("property block longer than the packet", vec![0x40, 5, 0, 1, 0, 9, 0x01], V5),
         ("CONNECT reserved flag", vec![0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x03, 0, 60, 0, 1, b'a'], V311),
         (

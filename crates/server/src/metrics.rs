@@ -95,6 +95,12 @@ impl Counters {
             "Committed batches not yet indexed for queries.",
             store.index_lag_batches,
         );
+        gauge(
+            &mut out,
+            "glassbox_recorder_index_failed",
+            "1 when index upkeep gave up until restart.",
+            store.index_error.is_some() as u64,
+        );
         gauge(&mut out, "glassbox_recorder_writable", "1 while the recorder accepts writes.", store.writable as u64);
         out
     }

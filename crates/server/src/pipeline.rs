@@ -18,12 +18,12 @@ pub struct Pipeline {
     bus: Arc<dyn Bus>,
     minter: IdMinter,
     node: String,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 impl Pipeline {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String) -> Self {
-        Self { store, bus, minter: IdMinter::new(), node, counters: Counters::default() }
+        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -45,14 +45,21 @@ impl Pipeline {
             let event = draft.into_event(self.minter.mint(), now, parent.as_ref());
             batch.push(Ingress::new(event, now, via, &self.node));
         }
-        let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
-        let appended = self.store.append(batch).await?;
-        let fresh =
-            recorded.into_iter().zip(&appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect::<Vec<_>>();
-        self.counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        self.counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
-        self.bus.publish(fresh);
-        Ok(appended)
+        // Recording and publishing run as their own task: a caller that gives
+        // up waiting (a timeout, a closed connection) cannot leave an event
+        // recorded but never published.
+        let (store, bus, counters) = (self.store.clone(), self.bus.clone(), self.counters.clone());
+        let task = tokio::spawn(async move {
+            let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
+            let appended = store.append(batch).await?;
+            let fresh: Vec<_> =
+                recorded.into_iter().zip(&appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect();
+            counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
+            counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
+            bus.publish(fresh);
+            Ok(appended)
+        });
+        task.await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
     }
 
     /// The parent's lineage, when the draft names a parent: its chain is

@@ -105,6 +105,9 @@ pub struct StoreStatus {
     pub events_expired: u64,
     /// Committed batches not yet in the secondary indexes; queries wait for them.
     pub index_lag_batches: u64,
+    /// Set when index upkeep failed for good: filtered queries miss newer
+    /// events until a restart rebuilds the index from the record.
+    pub index_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

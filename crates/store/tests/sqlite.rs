@@ -355,3 +355,21 @@ async fn a_data_directory_serves_one_process_at_a_time() {
     drop(first);
     open(&dir);
 }
+
+#[tokio::test]
+async fn a_corrupt_index_file_is_rebuilt_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let e = event(&minter, "s", "t", Some("d1"));
+    {
+        let store = open(&dir);
+        store.append(vec![ingress(e.clone())]).await.unwrap();
+        store.close().await;
+    }
+    let index = dir.path().join(glassbox_store::sqlite::INDEX_FILE_NAME);
+    std::fs::write(&index, b"this is not a database, it is a crash's leftovers").unwrap();
+    let store = open(&dir);
+    let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(store.status().index_error.is_none());
+}

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::properties::Properties;
+use super::properties::{Carrier, Properties};
 use super::wire::{Reader, put_binary, put_string, put_varint};
 use super::{CodecError, Protocol};
 
@@ -188,7 +188,7 @@ pub(super) fn decode_body(kind: u8, flags: u8, body: &[u8], protocol: Protocol) 
                 _ => return Err(CodecError::malformed("connack flags: reserved bits set")),
             },
             reason: r.u8("connack reason")?,
-            properties: props(&mut r, v5)?,
+            properties: props(&mut r, v5, Carrier::ConnAck)?,
         }),
         3 => Packet::Publish(decode_publish(flags, &mut r, v5)?),
         4 => Packet::PubAck(decode_ack(&mut r, v5)?),
@@ -198,14 +198,14 @@ pub(super) fn decode_body(kind: u8, flags: u8, body: &[u8], protocol: Protocol) 
         8 => Packet::Subscribe(decode_subscribe(&mut r, v5)?),
         9 => {
             let packet_id = r.u16("packet id")?;
-            let properties = props(&mut r, v5)?;
+            let properties = props(&mut r, v5, Carrier::SubAck)?;
             let reasons = r.rest().to_vec();
             Packet::SubAck(SubAck { packet_id, properties, reasons })
         }
         10 => Packet::Unsubscribe(decode_unsubscribe(&mut r, v5)?),
         11 => {
             let packet_id = r.u16("packet id")?;
-            let properties = props(&mut r, v5)?;
+            let properties = props(&mut r, v5, Carrier::UnsubAck)?;
             let reasons = if v5 { r.rest().to_vec() } else { Vec::new() };
             Packet::UnsubAck(UnsubAck { packet_id, properties, reasons })
         }
@@ -213,11 +213,12 @@ pub(super) fn decode_body(kind: u8, flags: u8, body: &[u8], protocol: Protocol) 
         13 => Packet::PingResp,
         14 => Packet::Disconnect(Disconnect {
             reason: reason_or_success(&mut r, v5)?,
-            properties: props_if_any(&mut r, v5)?,
+            properties: props_if_any(&mut r, v5, Carrier::Disconnect)?,
         }),
-        15 if v5 => {
-            Packet::Auth(Auth { reason: reason_or_success(&mut r, v5)?, properties: props_if_any(&mut r, v5)? })
-        }
+        15 if v5 => Packet::Auth(Auth {
+            reason: reason_or_success(&mut r, v5)?,
+            properties: props_if_any(&mut r, v5, Carrier::Auth)?,
+        }),
         other => return Err(CodecError::malformed(format!("unknown packet type {other}"))),
     };
     if !r.is_empty() {
@@ -226,8 +227,13 @@ pub(super) fn decode_body(kind: u8, flags: u8, body: &[u8], protocol: Protocol) 
     Ok(packet)
 }
 
-fn props(r: &mut Reader<'_>, v5: bool) -> Result<Properties, CodecError> {
-    if v5 { Properties::decode(r) } else { Ok(Properties::default()) }
+fn props(r: &mut Reader<'_>, v5: bool, carrier: Carrier) -> Result<Properties, CodecError> {
+    if !v5 {
+        return Ok(Properties::default());
+    }
+    let properties = Properties::decode(r)?;
+    properties.check_allowed(carrier)?;
+    Ok(properties)
 }
 
 /// DISCONNECT and AUTH may stop before the reason code (meaning success)
@@ -236,8 +242,8 @@ fn reason_or_success(r: &mut Reader<'_>, v5: bool) -> Result<u8, CodecError> {
     if v5 && !r.is_empty() { r.u8("reason code") } else { Ok(0) }
 }
 
-fn props_if_any(r: &mut Reader<'_>, v5: bool) -> Result<Properties, CodecError> {
-    if v5 && !r.is_empty() { Properties::decode(r) } else { Ok(Properties::default()) }
+fn props_if_any(r: &mut Reader<'_>, v5: bool, carrier: Carrier) -> Result<Properties, CodecError> {
+    if v5 && !r.is_empty() { props(r, v5, carrier) } else { Ok(Properties::default()) }
 }
 
 fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, CodecError> {
@@ -263,12 +269,12 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, CodecError> {
         return Err(CodecError::malformed("connect flags: password without user name"));
     }
     let keep_alive = r.u16("keep alive")?;
-    let properties = props(r, v5)?;
+    let properties = props(r, v5, Carrier::Connect)?;
     let client_id = r.string("client identifier")?;
     let will = match has_will {
         false => None,
         true => {
-            let properties = props(r, v5)?;
+            let properties = props(r, v5, Carrier::Will)?;
             let topic = r.string("will topic")?;
             let payload = r.binary("will payload")?;
             Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
@@ -302,14 +308,14 @@ fn decode_publish(flags: u8, r: &mut Reader<'_>, v5: bool) -> Result<Publish, Co
             id => Some(id),
         },
     };
-    let properties = props(r, v5)?;
+    let properties = props(r, v5, Carrier::Publish)?;
     Ok(Publish { dup, qos, retain: flags & 0x01 != 0, topic, packet_id, properties, payload: r.rest() })
 }
 
 fn decode_ack(r: &mut Reader<'_>, v5: bool) -> Result<Ack, CodecError> {
     let packet_id = r.u16("packet id")?;
     let reason = reason_or_success(r, v5)?;
-    let properties = props_if_any(r, v5)?;
+    let properties = props_if_any(r, v5, Carrier::Ack)?;
     Ok(Ack { packet_id, reason, properties })
 }
 
@@ -322,7 +328,7 @@ fn nonzero_id(r: &mut Reader<'_>) -> Result<u16, CodecError> {
 
 fn decode_subscribe(r: &mut Reader<'_>, v5: bool) -> Result<Subscribe, CodecError> {
     let packet_id = nonzero_id(r)?;
-    let properties = props(r, v5)?;
+    let properties = props(r, v5, Carrier::Subscribe)?;
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.string("topic filter")?;
@@ -356,7 +362,7 @@ fn decode_options(options: u8, v5: bool) -> Result<SubscriptionOptions, CodecErr
 
 fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, CodecError> {
     let packet_id = nonzero_id(r)?;
-    let properties = props(r, v5)?;
+    let properties = props(r, v5, Carrier::Unsubscribe)?;
     let mut filters = Vec::new();
     while !r.is_empty() {
         filters.push(r.string("topic filter")?);

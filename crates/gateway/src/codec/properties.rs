@@ -54,7 +54,67 @@ fn flag(value: u8, name: &str) -> Result<u8, CodecError> {
     }
 }
 
+/// Which packet (or the will in CONNECT) a property block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    Connect,
+    Will,
+    ConnAck,
+    Publish,
+    /// PUBACK, PUBREC, PUBREL, PUBCOMP.
+    Ack,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth,
+}
+
 impl Properties {
+    /// Refuses properties the specification does not allow on `carrier`
+    /// (MQTT 5.0 §2.2.2.2: such a packet is malformed).
+    pub(crate) fn check_allowed(&self, carrier: Carrier) -> Result<(), CodecError> {
+        use Carrier::*;
+        let message_props: &[Carrier] = &[Publish, Will];
+        let checks: [(bool, &str, &[Carrier]); 26] = [
+            (self.payload_format_indicator.is_some(), "payload format indicator", message_props),
+            (self.message_expiry_interval.is_some(), "message expiry interval", message_props),
+            (self.content_type.is_some(), "content type", message_props),
+            (self.response_topic.is_some(), "response topic", message_props),
+            (self.correlation_data.is_some(), "correlation data", message_props),
+            (!self.subscription_identifiers.is_empty(), "subscription identifier", &[Publish, Subscribe]),
+            (self.session_expiry_interval.is_some(), "session expiry interval", &[Connect, ConnAck, Disconnect]),
+            (self.assigned_client_identifier.is_some(), "assigned client identifier", &[ConnAck]),
+            (self.server_keep_alive.is_some(), "server keep alive", &[ConnAck]),
+            (self.authentication_method.is_some(), "authentication method", &[Connect, ConnAck, Auth]),
+            (self.authentication_data.is_some(), "authentication data", &[Connect, ConnAck, Auth]),
+            (self.request_problem_information.is_some(), "request problem information", &[Connect]),
+            (self.will_delay_interval.is_some(), "will delay interval", &[Will]),
+            (self.request_response_information.is_some(), "request response information", &[Connect]),
+            (self.response_information.is_some(), "response information", &[ConnAck]),
+            (self.server_reference.is_some(), "server reference", &[ConnAck, Disconnect]),
+            (self.reason_string.is_some(), "reason string", &[ConnAck, Ack, SubAck, UnsubAck, Disconnect, Auth]),
+            (self.receive_maximum.is_some(), "receive maximum", &[Connect, ConnAck]),
+            (self.topic_alias_maximum.is_some(), "topic alias maximum", &[Connect, ConnAck]),
+            (self.topic_alias.is_some(), "topic alias", &[Publish]),
+            (self.maximum_qos.is_some(), "maximum qos", &[ConnAck]),
+            (self.retain_available.is_some(), "retain available", &[ConnAck]),
+            (self.maximum_packet_size.is_some(), "maximum packet size", &[Connect, ConnAck]),
+            (self.wildcard_subscription_available.is_some(), "wildcard subscription available", &[ConnAck]),
+            (self.subscription_identifier_available.is_some(), "subscription identifier available", &[ConnAck]),
+            (self.shared_subscription_available.is_some(), "shared subscription available", &[ConnAck]),
+        ];
+        if let Some((_, name, _)) = checks.iter().find(|(present, _, allowed)| *present && !allowed.contains(&carrier))
+        {
+            return Err(CodecError::malformed(format!("property {name} is not allowed in {carrier:?}")));
+        }
+        if carrier == Subscribe && self.subscription_identifiers.len() > 1 {
+            return Err(CodecError::protocol("SUBSCRIBE with more than one subscription identifier"));
+        }
+        Ok(())
+    }
+
     /// Reads a property block: its length, then the properties.
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         let len = r.varint("property length")? as usize;

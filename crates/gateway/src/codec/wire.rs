@@ -96,6 +96,10 @@ pub fn decode_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, CodecError> {
     for (i, byte) in buf.iter().enumerate().take(4) {
         value |= u32::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
+            // §1.5.5: the minimum number of bytes; a trailing zero group is not.
+            if i > 0 && *byte == 0 {
+                return Err(CodecError::malformed("variable byte integer not in its shortest form"));
+            }
             return Ok(Some((value, i + 1)));
         }
     }

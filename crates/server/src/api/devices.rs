@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use glassbox_core::{Data, Draft, validate_device_id};
 use glassbox_store::Device;
+
 use glassbox_store::devices::new_secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,9 +32,9 @@ pub async fn create(
     validate_device_id(&id).map_err(|e| ApiError::bad_request("invalid_id", e))?;
     let (secret, hash) = new_secret();
     let device = app.devices.create_device(&id, hash).await?;
-    record_change(&app, &device.id, "device.registered").await?;
     let mut body = json!(device);
     body["secret"] = json!(secret);
+    note_change(&app, &id, "device.registered", &mut body).await;
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -67,12 +68,12 @@ fn unknown(id: &str) -> ApiError {
 }
 
 /// `POST /api/v1/devices/{id}/disable`: refuses its future connections.
-pub async fn disable(state: State<AppState>, id: Path<String>) -> Result<Json<Device>, ApiError> {
+pub async fn disable(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, ApiError> {
     set_disabled(state, id, true).await
 }
 
 /// `POST /api/v1/devices/{id}/enable`.
-pub async fn enable(state: State<AppState>, id: Path<String>) -> Result<Json<Device>, ApiError> {
+pub async fn enable(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, ApiError> {
     set_disabled(state, id, false).await
 }
 
@@ -80,30 +81,45 @@ async fn set_disabled(
     State(app): State<AppState>,
     Path(id): Path<String>,
     disabled: bool,
-) -> Result<Json<Device>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let device = app.devices.set_device_disabled(&id, disabled).await?.ok_or_else(|| unknown(&id))?;
-    record_change(&app, &id, if disabled { "device.disabled" } else { "device.enabled" }).await?;
-    Ok(Json(device))
+    let mut body = json!(device);
+    note_change(&app, &id, if disabled { "device.disabled" } else { "device.enabled" }, &mut body).await;
+    Ok(Json(body))
 }
 
 /// `POST /api/v1/devices/{id}/secret`: a new secret, shown only here; the old one stops working.
 pub async fn rotate_secret(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let (secret, hash) = new_secret();
     let device = app.devices.set_device_secret(&id, hash).await?.ok_or_else(|| unknown(&id))?;
-    record_change(&app, &id, "device.secret_rotated").await?;
     let mut body = json!(device);
     body["secret"] = json!(secret);
+    note_change(&app, &id, "device.secret_rotated", &mut body).await;
     Ok(Json(body))
 }
 
 /// `DELETE /api/v1/devices/{id}`: 204; its recorded events stay.
 pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     app.devices.delete_device(&id).await?.ok_or_else(|| unknown(&id))?;
-    record_change(&app, &id, "device.deleted").await?;
+    let mut ignored = Value::Null;
+    note_change(&app, &id, "device.deleted", &mut ignored).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Records a registry change as an event about the device.
+/// Records a registry change as an event about the device. The change is
+/// already made (and a new secret exists only in this answer), so a failure
+/// here is reported in the answer as a `warning` and logged, not turned
+/// into an error that would hide the secret.
+async fn note_change(app: &AppState, id: &str, ty: &str, answer: &mut Value) {
+    if let Err(e) = record_change(app, id, ty).await {
+        tracing::error!(device = %id, change = %ty, error = %e.message, "registry change made but its event was not recorded");
+        if answer.is_object() {
+            answer["warning"] =
+                json!(format!("the change was made, but its {ty} event could not be recorded: {}", e.message));
+        }
+    }
+}
+
 async fn record_change(app: &AppState, id: &str, ty: &str) -> Result<(), ApiError> {
     let data = serde_json::value::to_raw_value(&json!({ "actor": "admin" })).map_err(super::error::internal)?;
     let draft = Draft {

@@ -53,7 +53,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                format!("{err}; nothing was recorded, retry later (GET /readyz shows when the store recovers)"),
+                format!("{err}; retry later (GET /readyz shows when the store recovers)"),
             ),
             StoreError::InvalidQuery(message) => Self::bad_request("invalid_parameter", message),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),

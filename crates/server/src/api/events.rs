@@ -94,8 +94,9 @@ async fn ingest_checked(
     let context = HeaderContext::from_headers(headers)?;
     drafts.iter_mut().for_each(|d| context.apply(d));
 
-    let appended =
-        tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http")).await.map_err(|_| {
+    let appended = tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http"))
+        .await
+        .map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -105,7 +106,14 @@ async fn ingest_checked(
                     app.append_timeout
                 ),
             )
-        })??;
+        })?
+        .map_err(|e| {
+            let mut err = ApiError::from(e);
+            if err.code == "store_unavailable" {
+                err.message = format!("nothing was recorded: {}", err.message);
+            }
+            err
+        })?;
     let body = match mode {
         Mode::Single => json!(appended[0]),
         Mode::Batch => json!(appended),

@@ -38,6 +38,9 @@ pub(super) struct KeyRow {
     pub source: String,
 }
 
+/// Attempts at one index transaction before the indexer gives up.
+const INDEX_ATTEMPTS: u32 = 5;
+
 /// Batches waiting for the indexer; the writer waits (backpressure) when full.
 pub(super) const QUEUE_BATCHES_MAX: usize = 256;
 
@@ -48,8 +51,10 @@ const CATCH_UP_MARGIN_MICROS: i64 = 60_000_000;
 pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "page_size", 8192)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // Derived data: rebuilt from recorder.db after a crash, so no fsync.
-    conn.pragma_update(None, "synchronous", "OFF")?;
+    // Derived data, caught up from recorder.db after a crash, so commits
+    // need no fsync; NORMAL still fsyncs at checkpoints, so a power loss
+    // cannot leave a corrupt file behind.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -262144)?; // 256 MiB: the hot ends of the key tables
     Ok(())
 }
@@ -109,17 +114,26 @@ impl Indexer {
         }
     }
 
-    /// Index writes only fail on a broken disk; keep retrying the same batch
-    /// (queries wait at most their timeout, then answer from what is indexed).
+    /// Index writes only fail on a broken or full disk. Retry a few times;
+    /// then give up for this run: the writer stops feeding the index (it
+    /// must never block on it), readiness reports it, and the next start
+    /// catches the index up from its watermark.
     fn apply_until_done(&mut self, batch: &[IndexCommand]) {
+        if self.shared.index_failed() {
+            return;
+        }
         let mut delay = Duration::from_millis(100);
-        loop {
+        for attempt in 1..=INDEX_ATTEMPTS {
             match self.apply(batch) {
                 Ok(()) => return,
+                Err(e) if attempt == INDEX_ATTEMPTS => {
+                    tracing::error!(error = %e, "recorder index upkeep failed; queries miss new events until a restart rebuilds it");
+                    *self.shared.index_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "recorder index update failed; retrying");
+                    tracing::warn!(error = %e, attempt, "recorder index update failed; retrying");
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay *= 2;
                 }
             }
         }

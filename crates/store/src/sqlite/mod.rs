@@ -46,6 +46,8 @@ struct Shared {
     index_sent: AtomicU64,
     /// The last index batch number the indexer committed.
     indexed: tokio::sync::watch::Sender<u64>,
+    /// Set when the indexer gave up; queries then answer from what is indexed.
+    index_error: Mutex<Option<String>>,
     writable: AtomicBool,
     last_error: Mutex<Option<String>>,
     events_appended: AtomicU64,
@@ -58,12 +60,17 @@ impl Shared {
         Self {
             index_sent: AtomicU64::new(0),
             indexed: tokio::sync::watch::Sender::new(0),
+            index_error: Mutex::new(None),
             writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
         }
+    }
+
+    fn index_failed(&self) -> bool {
+        self.index_error.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     fn mark_writable(&self) {
@@ -132,6 +139,9 @@ impl SqliteStore {
     /// Waits until every append acknowledged so far is indexed (bounded by
     /// [`INDEX_WAIT`]), so queries find what producers were told is recorded.
     async fn indexes_caught_up(&self) {
+        if self.shared.index_failed() {
+            return;
+        }
         let target = self.shared.index_sent.load(Ordering::Acquire);
         let mut indexed = self.shared.indexed.subscribe();
         if tokio::time::timeout(INDEX_WAIT, indexed.wait_for(|done| *done >= target)).await.is_err() {
@@ -151,12 +161,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let permit = self.readers.permits.clone().acquire_owned().await;
+        let permit = permit.map_err(|_| StoreError::Unavailable("store closed".into()))?;
         let readers = self.readers.clone();
-        let _permit = readers.permits.acquire().await.map_err(|_| StoreError::Unavailable("store closed".into()))?;
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+        // The permit lives as long as the read, even if the caller stops waiting.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            readers.with(f)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
     }
 }
 
@@ -232,6 +246,7 @@ impl EventStore for SqliteStore {
             commits: s.commits.load(Ordering::Relaxed),
             events_expired: s.events_expired.load(Ordering::Relaxed),
             index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
+            index_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
@@ -328,8 +343,22 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     Ok(file)
 }
 
-/// Opens the index file and brings it up to date with the record.
+/// Opens the index file and brings it up to date with the record; a file
+/// that cannot be opened or caught up is derived data: it is rebuilt.
 fn open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreError> {
+    match try_open_index(dir, recorder) {
+        Ok(conn) => Ok(conn),
+        Err(e) => {
+            tracing::warn!(error = %e, "the recorder index is unusable; rebuilding it from recorder.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.join(format!("{INDEX_FILE_NAME}{suffix}")));
+            }
+            try_open_index(dir, recorder)
+        }
+    }
+}
+
+fn try_open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreError> {
     let path = dir.join(INDEX_FILE_NAME);
     let failed = |e: String| StoreError::Unavailable(format!("{}: {e}", path.display()));
     let mut conn = Connection::open(&path).map_err(|e| failed(e.to_string()))?;
@@ -367,12 +396,12 @@ struct Readers {
     path: PathBuf,
     index_path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
     fn new(path: PathBuf, index_path: PathBuf) -> Self {
-        Self { path, index_path, idle: Mutex::new(Vec::new()), permits: Semaphore::new(READERS_MAX) }
+        Self { path, index_path, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(READERS_MAX)) }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {

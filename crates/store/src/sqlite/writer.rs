@@ -148,7 +148,7 @@ impl Writer {
                 events.extend(fresh.map(|(ingress, _)| ingress.recorded()));
             }
         }
-        if events.is_empty() {
+        if events.is_empty() || self.shared.index_failed() {
             return;
         }
         self.index_seq += 1;
