@@ -373,3 +373,22 @@ async fn a_corrupt_index_file_is_rebuilt_from_the_record() {
     assert_eq!(page.events.len(), 1);
     assert!(store.status().index_error.is_none());
 }
+
+#[tokio::test]
+async fn after_an_unclean_stop_the_index_is_checked_and_kept_when_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let e = event(&minter, "s", "t", Some("d1"));
+    {
+        let store = open(&dir);
+        store.append(vec![ingress(e.clone())]).await.unwrap();
+        store.close().await;
+    }
+    let marker = dir.path().join("recorder-index.clean");
+    assert!(marker.exists(), "a clean stop marks the index whole");
+    std::fs::remove_file(&marker).unwrap(); // as if the process had been killed
+    let store = open(&dir);
+    assert!(!marker.exists(), "the marker is consumed at open");
+    let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events[0].event.id, e.id);
+}

@@ -31,6 +31,8 @@ use crate::{
 pub const FILE_NAME: &str = "recorder.db";
 /// The secondary indexes' file name; deleting it makes the next start rebuild it.
 pub const INDEX_FILE_NAME: &str = "recorder-index.db";
+/// Present while the index file is known to be whole (after a clean stop).
+const INDEX_CLEAN_MARKER: &str = "recorder-index.clean";
 
 /// How long a query waits for the indexes to catch up with acknowledged
 /// appends before answering from what is indexed.
@@ -114,7 +116,7 @@ impl SqliteStore {
 
         let shared = Arc::new(Shared::new());
         let (index_tx, index_rx) = mpsc::channel::<IndexCommand>(indexer::QUEUE_BATCHES_MAX);
-        let indexer = Indexer::new(index_conn, shared.clone());
+        let indexer = Indexer::new(index_conn, shared.clone(), dir.join(INDEX_CLEAN_MARKER));
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
         let writer = Writer::new(conn, shared.clone(), settings, node, index_tx);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
@@ -361,7 +363,13 @@ fn open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreErro
 fn try_open_index(dir: &Path, recorder: &Connection) -> Result<Connection, StoreError> {
     let path = dir.join(INDEX_FILE_NAME);
     let failed = |e: String| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    let marker = dir.join(INDEX_CLEAN_MARKER);
+    let closed_cleanly = std::fs::remove_file(&marker).is_ok();
+    let existed = path.exists();
     let mut conn = Connection::open(&path).map_err(|e| failed(e.to_string()))?;
+    if existed && !closed_cleanly {
+        check_index(&conn).map_err(failed)?;
+    }
     indexer::configure(&conn).map_err(|e| failed(e.to_string()))?;
     schema::migrate(&mut conn, schema::INDEX).map_err(failed)?;
     let started = std::time::Instant::now();
@@ -370,6 +378,17 @@ fn try_open_index(dir: &Path, recorder: &Connection) -> Result<Connection, Store
         tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed events the previous run recorded but had not indexed");
     }
     Ok(conn)
+}
+
+/// After an unclean stop: is the index file structurally whole?
+fn check_index(conn: &Connection) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    tracing::info!(elapsed = ?started.elapsed(), %verdict, "checked the recorder index after an unclean stop");
+    match verdict.as_str() {
+        "ok" => Ok(()),
+        _ => Err(format!("integrity check failed: {verdict}")),
+    }
 }
 
 fn intern_node(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
