@@ -10,6 +10,7 @@
 //! This crate does no I/O: it is shared by the store, the bus, the gateway,
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
+mod connection;
 mod device;
 mod event;
 mod id;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod query;
 mod trace_context;
 
+pub use connection::DisconnectReason;
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, format_time};
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};

@@ -1,0 +1,115 @@
+//! Why a device connection ended, or was refused: a closed list, recorded
+//! on every `device.disconnected` and `device.connection_refused` event.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnect,
+    /// The connection closed without DISCONNECT (network loss, crash).
+    ConnectionLost,
+    /// Nothing arrived within 1.5 × the keep-alive.
+    KeepAliveTimeout,
+    /// Another connection took over the same client id.
+    SessionTakeover,
+    /// The client broke the protocol (malformed packet, reused packet id, …).
+    ProtocolError,
+    /// A packet exceeded the maximum packet size.
+    PacketTooLarge,
+    /// Unknown device, wrong secret or token.
+    AuthFailure,
+    /// The device is disabled in the registry.
+    DeviceDisabled,
+    /// The server is at its connection limit.
+    ServerBusy,
+    /// The device exceeded its publish rate or flapped and was throttled.
+    RateLimited,
+    /// No CONNECT arrived in time after the TCP connection opened.
+    ConnectTimeout,
+    /// An operator disconnected it.
+    Administrative,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl DisconnectReason {
+    pub const ALL: [DisconnectReason; 13] = [
+        DisconnectReason::ClientDisconnect,
+        DisconnectReason::ConnectionLost,
+        DisconnectReason::KeepAliveTimeout,
+        DisconnectReason::SessionTakeover,
+        DisconnectReason::ProtocolError,
+        DisconnectReason::PacketTooLarge,
+        DisconnectReason::AuthFailure,
+        DisconnectReason::DeviceDisabled,
+        DisconnectReason::ServerBusy,
+        DisconnectReason::RateLimited,
+        DisconnectReason::ConnectTimeout,
+        DisconnectReason::Administrative,
+        DisconnectReason::ServerShutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientDisconnect => "client_disconnect",
+            DisconnectReason::ConnectionLost => "connection_lost",
+            DisconnectReason::KeepAliveTimeout => "keep_alive_timeout",
+            DisconnectReason::SessionTakeover => "session_takeover",
+            DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::PacketTooLarge => "packet_too_large",
+            DisconnectReason::AuthFailure => "auth_failure",
+            DisconnectReason::DeviceDisabled => "device_disabled",
+            DisconnectReason::ServerBusy => "server_busy",
+            DisconnectReason::RateLimited => "rate_limited",
+            DisconnectReason::ConnectTimeout => "connect_timeout",
+            DisconnectReason::Administrative => "administrative",
+            DisconnectReason::ServerShutdown => "server_shutdown",
+        }
+    }
+
+    /// The MQTT 5.0 reason code the server sends for it, where it sends one
+    /// (in CONNACK for refusals, in DISCONNECT otherwise).
+    pub fn mqtt5_code(self) -> Option<u8> {
+        match self {
+            DisconnectReason::ClientDisconnect
+            | DisconnectReason::ConnectionLost
+            | DisconnectReason::ConnectTimeout => None,
+            DisconnectReason::KeepAliveTimeout => Some(0x8D),
+            DisconnectReason::SessionTakeover => Some(0x8E),
+            DisconnectReason::ProtocolError => Some(0x82),
+            DisconnectReason::PacketTooLarge => Some(0x95),
+            DisconnectReason::AuthFailure => Some(0x86),
+            DisconnectReason::DeviceDisabled => Some(0x87),
+            DisconnectReason::ServerBusy => Some(0x89),
+            DisconnectReason::RateLimited => Some(0x96),
+            DisconnectReason::Administrative => Some(0x98),
+            DisconnectReason::ServerShutdown => Some(0x8B),
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_serialize_as_documented() {
+        let mut names: Vec<_> = DisconnectReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DisconnectReason::ALL.len());
+        for reason in DisconnectReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+}

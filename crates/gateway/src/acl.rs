@@ -1,0 +1,169 @@
+//! Topic access control: who may publish to and subscribe on what.
+//!
+//! Defaults: a device may publish and subscribe only under
+//! `devices/<its id>/…`; an operator anywhere; an anonymous client (open
+//! mode only) anywhere except the configured deny-subscribe filters.
+//! Extra rules grant devices more, with `%d` standing for the device's id.
+
+use crate::topic::matches;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Device(String),
+    Operator,
+    Anonymous,
+}
+
+/// What a rule grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Publish,
+    Subscribe,
+    Both,
+}
+
+/// An extra grant for devices: `filter` may contain `%d` for the device id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub access: Access,
+    pub filter: String,
+}
+
+/// Why access was refused; recorded as the `acl_denied` drop's detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+#[derive(Debug, Clone, Default)]
+pub struct Acl {
+    rules: Vec<Rule>,
+    deny_subscribe: Vec<String>,
+}
+
+impl Acl {
+    pub fn new(rules: Vec<Rule>, deny_subscribe: Vec<String>) -> Self {
+        Self { rules, deny_subscribe }
+    }
+
+    /// May `who` publish to topic name `topic`?
+    pub fn check_publish(&self, who: &Principal, topic: &str) -> Result<(), Denied> {
+        match who {
+            Principal::Operator | Principal::Anonymous => Ok(()),
+            Principal::Device(id) => match self.device_grants(id, Access::Publish).any(|g| matches(&g, topic)) {
+                true => Ok(()),
+                false => Err(Denied(format!(
+                    "device {id:?} may not publish to {topic:?}; devices publish under devices/{id}/"
+                ))),
+            },
+        }
+    }
+
+    /// May `who` subscribe to `filter` (a filter, possibly with wildcards)?
+    /// Granted only if every topic it can match is allowed.
+    pub fn check_subscribe(&self, who: &Principal, filter: &str) -> Result<(), Denied> {
+        match who {
+            Principal::Operator => Ok(()),
+            Principal::Anonymous => match self.deny_subscribe.iter().find(|d| covers(d, filter)) {
+                Some(denied) => {
+                    Err(Denied(format!("subscribing to {filter:?} is denied by the deny-subscribe rule {denied:?}")))
+                }
+                None => Ok(()),
+            },
+            Principal::Device(id) => match self.device_grants(id, Access::Subscribe).any(|g| covers(&g, filter)) {
+                true => Ok(()),
+                false => Err(Denied(format!(
+                    "device {id:?} may not subscribe to {filter:?}; devices subscribe under devices/{id}/"
+                ))),
+            },
+        }
+    }
+
+    fn device_grants<'a>(&'a self, id: &'a str, wanted: Access) -> impl Iterator<Item = String> + 'a {
+        let own = std::iter::once(format!("devices/{id}/#"));
+        let extra = self
+            .rules
+            .iter()
+            .filter(move |r| r.access == wanted || r.access == Access::Both)
+            .map(move |r| r.filter.replace("%d", id));
+        own.chain(extra)
+    }
+}
+
+/// Whether every topic matched by filter `inner` is matched by `outer`.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let mut inner_levels = inner.split('/');
+    for level in outer.split('/') {
+        match (level, inner_levels.next()) {
+            ("#", _) => return true,
+            (_, Some("#")) => return false,
+            ("+", Some(_)) => {}
+            (literal, Some(other)) if literal == other => {}
+            _ => return false,
+        }
+    }
+    inner_levels.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str) -> Principal {
+        Principal::Device(id.into())
+    }
+
+    #[test]
+    fn devices_stay_under_their_own_prefix_by_default() {
+        let acl = Acl::default();
+        assert!(acl.check_publish(&device("d1"), "devices/d1/telemetry").is_ok());
+        assert!(acl.check_publish(&device("d1"), "devices/d2/telemetry").is_err());
+        assert!(acl.check_publish(&device("d1"), "devices/d1").is_ok(), "# matches the parent level");
+        assert!(acl.check_subscribe(&device("d1"), "devices/d1/commands/+").is_ok());
+        assert!(acl.check_subscribe(&device("d1"), "devices/+/commands").is_err(), "+ would reach other devices");
+        assert!(acl.check_subscribe(&device("d1"), "#").is_err());
+        let denied = acl.check_publish(&device("d1"), "fleet/all").unwrap_err();
+        assert!(denied.0.contains("devices/d1/"));
+    }
+
+    #[test]
+    fn operators_go_anywhere_and_anonymous_clients_meet_the_deny_list() {
+        let acl = Acl::new(vec![], vec!["test/nosubscribe".into()]);
+        assert!(acl.check_subscribe(&Principal::Operator, "#").is_ok());
+        assert!(acl.check_publish(&Principal::Anonymous, "anything/at/all").is_ok());
+        assert!(acl.check_subscribe(&Principal::Anonymous, "test/nosubscribe").is_err());
+        assert!(acl.check_subscribe(&Principal::Anonymous, "test/#").is_ok());
+    }
+
+    #[test]
+    fn extra_rules_grant_devices_more_with_their_id_substituted() {
+        let rules = vec![
+            Rule { access: Access::Subscribe, filter: "broadcast/#".into() },
+            Rule { access: Access::Publish, filter: "fleet/%d/status".into() },
+        ];
+        let acl = Acl::new(rules, vec![]);
+        assert!(acl.check_subscribe(&device("d1"), "broadcast/firmware").is_ok());
+        assert!(acl.check_publish(&device("d1"), "broadcast/firmware").is_err(), "subscribe-only rule");
+        assert!(acl.check_publish(&device("d1"), "fleet/d1/status").is_ok());
+        assert!(acl.check_publish(&device("d1"), "fleet/d2/status").is_err());
+    }
+
+    #[test]
+    fn coverage_of_filters() {
+        for (outer, inner, expected) in [
+            ("a/#", "a/b/c", true),
+            ("a/#", "a/+/c", true),
+            ("a/#", "a/#", true),
+            ("a/#", "a", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a/+", true),
+            ("a/+", "a/#", false),
+            ("a/+", "a/b/c", false),
+            ("a/b", "a/+", false),
+            ("a/b", "a/b", true),
+            ("#", "anything/#", true),
+        ] {
+            assert_eq!(covers(outer, inner), expected, "{outer} covers {inner}");
+        }
+    }
+}
