@@ -52,6 +52,11 @@ impl Server {
         self.post_raw("application/cloudevents+json", event.to_string()).await
     }
 
+    /// POST without a body, expecting a JSON answer.
+    async fn post_to(&self, path: &str) -> Value {
+        self.http.post(self.url(path)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
+    }
+
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
@@ -361,27 +366,9 @@ async fn devices_are_registered_once_with_a_secret_shown_once_and_changes_are_ev
     let (status, got) = server.get("/api/v1/devices/thermo-1").await;
     assert_eq!(status, StatusCode::OK);
     assert!(got.get("secret").is_none(), "the secret is never shown again");
-    let disabled: Value = server
-        .http
-        .post(server.url("/api/v1/devices/thermo-1/disable"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let disabled = server.post_to("/api/v1/devices/thermo-1/disable").await;
     assert_eq!(disabled["disabled"], true);
-    let rotated: Value = server
-        .http
-        .post(server.url("/api/v1/devices/thermo-1/secret"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rotated = server.post_to("/api/v1/devices/thermo-1/secret").await;
     assert_ne!(rotated["secret"], created["secret"]);
 
     let (_, list) = server.get("/api/v1/devices").await;

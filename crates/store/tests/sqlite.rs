@@ -359,31 +359,19 @@ async fn a_data_directory_serves_one_process_at_a_time() {
 #[tokio::test]
 async fn a_corrupt_index_file_is_rebuilt_from_the_record() {
     let dir = tempfile::tempdir().unwrap();
-    let minter = IdMinter::new();
-    let e = event(&minter, "s", "t", Some("d1"));
-    {
-        let store = open(&dir);
-        store.append(vec![ingress(e.clone())]).await.unwrap();
-        store.close().await;
-    }
+    let e = recorded_and_closed(&dir).await;
     let index = dir.path().join(glassbox_store::sqlite::INDEX_FILE_NAME);
     std::fs::write(&index, b"this is not a database, it is a crash's leftovers").unwrap();
     let store = open(&dir);
     let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events.iter().map(|r| r.event.id).collect::<Vec<_>>(), [e.id]);
     assert!(store.status().index_error.is_none());
 }
 
 #[tokio::test]
 async fn after_an_unclean_stop_the_index_is_checked_and_kept_when_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let minter = IdMinter::new();
-    let e = event(&minter, "s", "t", Some("d1"));
-    {
-        let store = open(&dir);
-        store.append(vec![ingress(e.clone())]).await.unwrap();
-        store.close().await;
-    }
+    let e = recorded_and_closed(&dir).await;
     let marker = dir.path().join("recorder-index.clean");
     assert!(marker.exists(), "a clean stop marks the index whole");
     std::fs::remove_file(&marker).unwrap(); // as if the process had been killed
@@ -391,4 +379,13 @@ async fn after_an_unclean_stop_the_index_is_checked_and_kept_when_whole() {
     assert!(!marker.exists(), "the marker is consumed at open");
     let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
     assert_eq!(page.events[0].event.id, e.id);
+}
+
+/// A store in `dir` holding one event of device `d1`, closed cleanly.
+async fn recorded_and_closed(dir: &tempfile::TempDir) -> Event {
+    let e = event(&IdMinter::new(), "s", "t", Some("d1"));
+    let store = open(dir);
+    store.append(vec![ingress(e.clone())]).await.unwrap();
+    store.close().await;
+    e
 }
