@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// MQTT listener address (mqtt.listen; default 127.0.0.1:1883).
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<String>,
+    /// Open mode: accept MQTT clients without credentials on any topic but
+    /// mqtt.deny_subscribe (for conformance and interop suites; logged loudly).
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -33,9 +37,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(http) = args.http {
         config.http.listen = http;
     }
-    let mqtt_asked = args.mqtt.is_some();
     if let Some(mqtt) = args.mqtt {
         config.mqtt.listen = mqtt;
+    }
+    if args.allow_anonymous {
+        config.mqtt.allow_anonymous = true;
     }
     config.validate()?;
     let admin_token = admin_token_from_env()?;
@@ -45,10 +51,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("admin token (shown once, stored only as a hash): {token}");
         println!("  export GLASSBOX_TOKEN={token}");
     }
-    if mqtt_asked {
-        tracing::warn!(mqtt = %config.mqtt.listen, "the MQTT gateway is not part of this build yet; --mqtt is accepted and unused");
-    }
-    println!("glassbox ready: http=http://{} data={} node={}", running.http_addr, data_dir.display(), config.node);
+    println!(
+        "glassbox ready: http=http://{} mqtt={} data={} node={}",
+        running.http_addr,
+        running.mqtt_addr,
+        data_dir.display(),
+        config.node
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let signal = async move {

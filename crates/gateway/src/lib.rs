@@ -10,6 +10,7 @@
 //! the pipeline) builds on them.
 
 pub mod acl;
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod flapping;

@@ -42,6 +42,17 @@ pub struct HttpConfig {
 pub struct MqttConfig {
     /// Address of the MQTT listener. Default `127.0.0.1:1883`.
     pub listen: String,
+    /// Open mode: accept clients without credentials, on any topic but
+    /// `deny_subscribe`. For conformance and interop suites. Default false.
+    pub allow_anonymous: bool,
+    /// Filters anonymous clients may not subscribe to (open mode). Default none.
+    pub deny_subscribe: Vec<String>,
+    /// Largest MQTT packet in bytes. Default 262144 (256 KiB).
+    pub packet_bytes_max: usize,
+    /// Connections open at once; more are refused (server busy). Default 20000.
+    pub connections_max: usize,
+    /// Messages waiting for one subscriber; more are dropped (queue_full). Default 1000.
+    pub outbound_queue_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +95,15 @@ impl Default for HttpConfig {
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:1883".into() }
+        let broker = glassbox_gateway::broker::BrokerSettings::default();
+        Self {
+            listen: "127.0.0.1:1883".into(),
+            allow_anonymous: broker.allow_anonymous,
+            deny_subscribe: Vec::new(),
+            packet_bytes_max: broker.packet_bytes_max,
+            connections_max: broker.connections_max,
+            outbound_queue_max: broker.outbound_queue_max,
+        }
     }
 }
 
@@ -161,6 +180,16 @@ impl Config {
         Ok(())
     }
 
+    pub fn broker_settings(&self) -> glassbox_gateway::broker::BrokerSettings {
+        glassbox_gateway::broker::BrokerSettings {
+            packet_bytes_max: self.mqtt.packet_bytes_max,
+            connections_max: self.mqtt.connections_max,
+            outbound_queue_max: self.mqtt.outbound_queue_max,
+            allow_anonymous: self.mqtt.allow_anonymous,
+            ..Default::default()
+        }
+    }
+
     pub fn recorder_settings(&self) -> glassbox_store::RecorderSettings {
         glassbox_store::RecorderSettings {
             retention: self.recorder.retention,
@@ -216,6 +245,13 @@ fn apply_env_at(
             toml::Value::Boolean(_) => {
                 toml::Value::Boolean(raw.parse().with_context(|| format!("{name}={raw:?} is not true or false"))?)
             }
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
+            ),
             _ => toml::Value::String(raw.clone()),
         };
     }

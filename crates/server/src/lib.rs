@@ -14,6 +14,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
+use glassbox_gateway::acl::Acl;
+use glassbox_gateway::broker::{Broker, RegistryAuth};
 use glassbox_store::{DeviceRegistry, EventStore, SqliteStore};
 use tokio::net::TcpListener;
 
@@ -25,6 +27,7 @@ use crate::pipeline::Pipeline;
 /// A running server: its bound addresses and a handle to stop it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -64,6 +67,22 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let auth = RegistryAuth {
+        devices: devices.clone(),
+        operator_tokens: token.tokens.hashes().to_vec(),
+        allow_anonymous: config.mqtt.allow_anonymous,
+    };
+    if config.mqtt.allow_anonymous {
+        tracing::warn!(
+            "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
+        );
+    }
+    let acl = Acl::new(Vec::new(), config.mqtt.deny_subscribe.clone());
+    let broker = Broker::new(config.broker_settings(), pipeline.clone(), Arc::new(auth), acl);
+    let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
+        format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
+    })?;
+    let mqtt_addr = mqtt.local_addr()?;
     let state = AppState {
         pipeline,
         devices,
@@ -82,15 +101,31 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let http_addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(state);
+    let (broker_stop, broker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mqtt_task = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            broker.serve(mqtt, async move { drop(broker_stopped.await) }).await;
+            // Give connections a moment to record their disconnects.
+            for _ in 0..100 {
+                if broker.connections() == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    };
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
                 let _ = stopping_tx.send(true);
+                let _ = broker_stop.send(());
             })
             .await;
+        let _ = mqtt_task.await;
         store.close().await;
         served.context("HTTP server failed")
     });
-    Ok(Running { http_addr, generated_token: token.generated, shutdown, task })
+    Ok(Running { http_addr, mqtt_addr, generated_token: token.generated, shutdown, task })
 }

@@ -71,3 +71,15 @@ impl Pipeline {
         }
     }
 }
+
+/// The MQTT gateway records through the same pipeline as every ingress.
+#[async_trait::async_trait]
+impl glassbox_gateway::broker::Recorder for Pipeline {
+    async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        Pipeline::ingest(self, drafts, via).await
+    }
+
+    async fn record(&self, transitions: Vec<glassbox_store::Transition>) -> Result<(), StoreError> {
+        self.store.record(transitions).await
+    }
+}

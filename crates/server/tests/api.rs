@@ -20,6 +20,7 @@ async fn start_with(config: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
     cfg.http.listen = "127.0.0.1:0".into();
+    cfg.mqtt.listen = "127.0.0.1:0".into();
     config(&mut cfg);
     let running = glassbox_server::start(cfg, Some(TOKEN)).await.unwrap();
     let base = format!("http://{}", running.http_addr);

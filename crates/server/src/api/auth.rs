@@ -24,6 +24,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The accepted tokens' SHA-256 hashes (the MQTT gateway checks operators against them).
+    pub fn hashes(&self) -> &[[u8; 32]] {
+        &self.hashes
+    }
+
     pub fn accepts(&self, token: &str) -> bool {
         let presented = hash(token);
         // Compare every byte of every hash: no early exit to time.

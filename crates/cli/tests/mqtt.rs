@@ -1,0 +1,180 @@
+//! The MQTT gateway end to end: the real binary, `mosquitto_pub` (installed
+//! by `.ci/run`) and the codec's own client, over TCP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use glassbox_gateway::client::{self, Options};
+use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
+use serde_json::Value;
+
+const TOKEN: &str = "gbx_mqtt_test_token_01";
+
+struct Served {
+    child: Child,
+    http: String,
+    mqtt: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
+        .env("GLASSBOX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let line = stdout.lines().map(Result::unwrap).find(|l| l.contains("ready")).expect("a ready line");
+    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
+    Served { http: field("http="), mqtt: field("mqtt="), child, _dir: dir }
+}
+
+impl Served {
+    fn cli(&self, args: &[&str]) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args(args)
+            .env("GLASSBOX_SERVER", &self.http)
+            .env("GLASSBOX_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn device(&self, id: &str) -> String {
+        self.cli(&["devices", "create", id, "--json"])["secret"].as_str().unwrap().to_string()
+    }
+
+    fn events(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["events", "query", "--json"];
+        all.extend_from_slice(args);
+        self.cli(&all).as_array().unwrap().clone()
+    }
+
+    fn port(&self) -> String {
+        self.mqtt.rsplit(':').next().unwrap().to_string()
+    }
+}
+
+fn states(event: &Value) -> Vec<String> {
+    event["states"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap().to_string()).collect()
+}
+
+fn options(id: &str, user: &str, password: &str, protocol: Protocol) -> Options {
+    Options { username: Some(user.into()), password: Some(password.into()), protocol, ..Options::new(id) }
+}
+
+#[test]
+fn a_device_publishes_with_mosquitto_pub_and_the_message_is_recorded() {
+    let served = serve();
+    let secret = served.device("pump-1");
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &served.port(), "-i", "pump-1", "-u", "pump-1", "-P", &secret])
+        .args(["-t", "devices/pump-1/telemetry", "-q", "1", "-m", r#"{"rpm":1200}"#])
+        .status()
+        .expect("mosquitto_pub must be installed (apt-get install mosquitto-clients; .ci/run does it)");
+    assert!(status.success());
+    let messages = served.events(&["--device", "pump-1", "--type", "device.message"]);
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m["subject"], "devices/pump-1/telemetry");
+    assert_eq!(m["data"]["rpm"], 1200);
+    assert_eq!(states(m)[0], "received");
+    std::thread::sleep(Duration::from_millis(300));
+    let lifecycle: Vec<String> = served
+        .events(&["--device", "pump-1", "--type", "device.*"])
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(lifecycle.contains(&"device.connected".to_string()), "{lifecycle:?}");
+    assert!(lifecycle.contains(&"device.disconnected".to_string()), "{lifecycle:?}");
+}
+
+#[test]
+fn bad_credentials_and_disabled_devices_are_refused_with_a_recorded_reason() {
+    let served = serve();
+    let secret = served.device("valve-1");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let wrong = runtime.block_on(client::connect(&served.mqtt, &options("valve-1", "valve-1", "nope", Protocol::V5)));
+    assert!(matches!(wrong, Err(client::ClientError::Refused(0x86))), "{:?}", wrong.err());
+    let wrong311 =
+        runtime.block_on(client::connect(&served.mqtt, &options("valve-1", "valve-1", "nope", Protocol::V311)));
+    assert!(matches!(wrong311, Err(client::ClientError::Refused(4))));
+
+    served.cli(&["devices", "disable", "valve-1", "--json"]);
+    let disabled =
+        runtime.block_on(client::connect(&served.mqtt, &options("valve-1", "valve-1", &secret, Protocol::V5)));
+    assert!(matches!(disabled, Err(client::ClientError::Refused(0x87))));
+
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = served.events(&["--device", "valve-1", "--type", "device.connection_refused"]);
+    let reasons: Vec<&str> = refused.iter().map(|e| e["data"]["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["device_disabled", "auth_failure", "auth_failure"]);
+}
+
+#[test]
+fn publishes_are_acknowledged_after_recording_and_delivered_to_subscribers() {
+    let served = serve();
+    let secret = served.device("meter-1");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // An operator subscribes to every device's telemetry.
+        let (mut sub_rx, mut sub_tx, _) =
+            client::connect(&served.mqtt, &options("backend", "operator", TOKEN, Protocol::V5)).await.unwrap();
+        let filters = vec![("devices/+/telemetry".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+        sub_tx
+            .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
+            .await
+            .unwrap();
+        sub_tx.flush().await.unwrap();
+        assert!(matches!(sub_rx.next().await.unwrap(), Packet::SubAck(a) if a.reasons == [1]));
+
+        let (mut rx, mut tx, _) =
+            client::connect(&served.mqtt, &options("meter-1", "meter-1", &secret, Protocol::V5)).await.unwrap();
+        // Its own prefix, then someone else's: the second is refused with 0x87 (not authorized).
+        for (id, topic) in [(1, "devices/meter-1/telemetry"), (2, "devices/other/telemetry")] {
+            let publish = Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: topic.into(),
+                packet_id: Some(id),
+                properties: Properties::default(),
+                payload: Bytes::from_static(b"{\"kwh\":3}"),
+            };
+            tx.send(&Packet::Publish(publish)).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        let first = rx.next().await.unwrap();
+        let second = rx.next().await.unwrap();
+        assert!(matches!(first, Packet::PubAck(Ack { packet_id: 1, reason: 0, .. })), "{first:?}");
+        assert!(matches!(second, Packet::PubAck(Ack { packet_id: 2, reason: 0x87, .. })), "{second:?}");
+
+        let delivered = tokio::time::timeout(Duration::from_secs(5), sub_rx.next()).await.unwrap().unwrap();
+        let Packet::Publish(p) = delivered else { panic!("{delivered:?}") };
+        assert_eq!(p.topic, "devices/meter-1/telemetry");
+        sub_tx.send(&Packet::PubAck(Ack::new(p.packet_id.unwrap()))).await.unwrap();
+        sub_tx.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    let messages = served.events(&["--device", "meter-1", "--type", "device.message"]);
+    let by_topic = |t: &str| messages.iter().find(|m| m["subject"] == t).unwrap_or_else(|| panic!("{t} recorded"));
+    assert_eq!(states(by_topic("devices/meter-1/telemetry")), ["received", "routed", "in_transit", "delivered"]);
+    let denied = by_topic("devices/other/telemetry");
+    assert_eq!(states(denied), ["received", "dropped"]);
+    assert!(denied["states"][1]["detail"].as_str().unwrap().starts_with("acl_denied"));
+}

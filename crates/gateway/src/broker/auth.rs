@@ -1,0 +1,85 @@
+//! Who a connecting client is: a registered device (client id = user name =
+//! device id, password = its secret), an operator (user name `operator`,
+//! password an operator token), or — in open mode only — anonymous.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use glassbox_core::DisconnectReason;
+use glassbox_store::DeviceRegistry;
+use glassbox_store::devices::{SecretHash, secret_matches};
+
+use crate::acl::Principal;
+
+/// What a CONNECT presented.
+#[derive(Debug)]
+pub struct Credentials<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// The principal, or why the connection is refused.
+    async fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Principal, (DisconnectReason, String)>;
+}
+
+/// The user name backend clients use with an operator token as password.
+pub const OPERATOR_USERNAME: &str = "operator";
+
+/// Authenticates against the device registry and the operator tokens.
+pub struct RegistryAuth {
+    pub devices: Arc<dyn DeviceRegistry>,
+    /// SHA-256 hashes of the accepted operator tokens (the admin token's among them).
+    pub operator_tokens: Vec<SecretHash>,
+    pub allow_anonymous: bool,
+}
+
+#[async_trait]
+impl Authenticator for RegistryAuth {
+    async fn authenticate(&self, c: &Credentials<'_>) -> Result<Principal, (DisconnectReason, String)> {
+        let refuse = |why: &str| Err((DisconnectReason::AuthFailure, why.to_string()));
+        match (c.username, c.password) {
+            (Some(OPERATOR_USERNAME), Some(token)) => {
+                match self.operator_tokens.iter().any(|h| secret_matches(token, h)) {
+                    true => Ok(Principal::Operator),
+                    false => refuse("operator token not recognised"),
+                }
+            }
+            (Some(user), Some(secret)) => self.device(c.client_id, user, secret).await,
+            (None, None) if self.allow_anonymous => Ok(Principal::Anonymous),
+            (None, None) => refuse("no credentials: connect with user name = device id and password = its secret"),
+            (Some(_), None) => refuse("a user name without a password"),
+            (None, Some(_)) => refuse("a password without a user name"),
+        }
+    }
+}
+
+impl RegistryAuth {
+    async fn device(
+        &self,
+        client_id: &str,
+        user: &str,
+        secret: &[u8],
+    ) -> Result<Principal, (DisconnectReason, String)> {
+        if user != client_id {
+            return Err((
+                DisconnectReason::AuthFailure,
+                format!("user name {user:?} differs from client id {client_id:?}; both must be the device id"),
+            ));
+        }
+        let found =
+            self.devices.device_credentials(user).await.map_err(|e| (DisconnectReason::ServerBusy, e.to_string()))?;
+        match found {
+            None => Err((DisconnectReason::AuthFailure, format!("unknown device {user:?}"))),
+            Some((_, hash)) if !secret_matches(secret, &hash) => {
+                Err((DisconnectReason::AuthFailure, format!("wrong secret for device {user:?}")))
+            }
+            Some((device, _)) if device.disabled => {
+                Err((DisconnectReason::DeviceDisabled, format!("device {user:?} is disabled")))
+            }
+            Some((device, _)) => Ok(Principal::Device(device.id)),
+        }
+    }
+}
