@@ -185,10 +185,13 @@ pub enum DropReason {
     SessionEnded,
     /// The server shut down before delivery and the message was not persistent.
     Shutdown,
+    /// The subscriber was offline and the message was QoS 0 (only QoS 1
+    /// and 2 are queued for offline sessions).
+    Offline,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::AclDenied,
@@ -202,6 +205,7 @@ impl DropReason {
         DropReason::EgressDenied,
         DropReason::SessionEnded,
         DropReason::Shutdown,
+        DropReason::Offline,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -219,6 +223,7 @@ impl DropReason {
             DropReason::EgressDenied => "egress_denied",
             DropReason::SessionEnded => "session_ended",
             DropReason::Shutdown => "shutdown",
+            DropReason::Offline => "offline",
         }
     }
 }

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use glassbox_gateway::acl::{Access, Acl, Rule};
+use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
+use glassbox_gateway::flapping::FlapSettings;
 use serde::{Deserialize, Serialize};
 
 /// The whole server configuration.
@@ -51,8 +54,59 @@ pub struct MqttConfig {
     pub packet_bytes_max: usize,
     /// Connections open at once; more are refused (server busy). Default 20000.
     pub connections_max: usize,
-    /// Messages waiting for one subscriber; more are dropped (queue_full). Default 1000.
-    pub outbound_queue_max: usize,
+    /// Messages a session's queue holds (while offline, or behind a slow
+    /// subscriber); beyond it `queue_policy` drops one (queue_full). Default 1000.
+    pub queue_messages_max: usize,
+    /// Bytes (topic + payload) a session's queue holds. Default 8388608 (8 MiB).
+    pub queue_bytes_max: usize,
+    /// `drop_oldest` or `refuse_newest`. Default `drop_oldest`.
+    pub queue_policy: QueuePolicy,
+    /// Other queue bounds for client ids starting with `client_prefix`.
+    pub queue_overrides: Vec<QueueOverride>,
+    /// Unacknowledged QoS 1/2 messages per direction and connection. Default 256.
+    pub inflight_max: u16,
+    /// Topic aliases a 5.0 client may use towards the server. Default 64.
+    pub topic_alias_max: u16,
+    /// Longest keep-alive granted, in seconds; 0: no limit. Default 0.
+    pub keep_alive_max: u16,
+    /// Publishes per second one device may send; 0: no limit. Default 1000.
+    pub publish_rate_max: u32,
+    /// Longest session expiry granted (also for 3.1.1 persistent sessions). Default `7d`.
+    #[serde(with = "duration")]
+    pub session_expiry_max: Duration,
+    /// Connects within `flapping_window` that make a device flapping. Default 5.
+    pub flapping_connects: usize,
+    /// Default `1m`.
+    #[serde(with = "duration")]
+    pub flapping_window: Duration,
+    /// Refuse a flapping device's connects until it calms down. Default false.
+    pub flapping_throttle: bool,
+    /// Extra topic grants for devices; `%d` stands for the device id.
+    pub acl: Vec<AclRule>,
+}
+
+/// `[[mqtt.queue_overrides]]`: bounds for some clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOverride {
+    pub client_prefix: String,
+    pub messages: usize,
+    pub bytes: usize,
+    #[serde(default = "drop_oldest")]
+    pub policy: QueuePolicy,
+}
+
+fn drop_oldest() -> QueuePolicy {
+    QueuePolicy::DropOldest
+}
+
+/// `[[mqtt.acl]]`: e.g. `access = "subscribe"`, `filter = "fleet/broadcast/#"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// `publish`, `subscribe` or `both`.
+    pub access: String,
+    pub filter: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,7 +156,19 @@ impl Default for MqttConfig {
             deny_subscribe: Vec::new(),
             packet_bytes_max: broker.packet_bytes_max,
             connections_max: broker.connections_max,
-            outbound_queue_max: broker.outbound_queue_max,
+            queue_messages_max: broker.queue.messages,
+            queue_bytes_max: broker.queue.bytes,
+            queue_policy: broker.queue.policy,
+            queue_overrides: Vec::new(),
+            inflight_max: broker.inflight_max,
+            topic_alias_max: broker.topic_alias_max,
+            keep_alive_max: broker.keep_alive_max,
+            publish_rate_max: broker.publish_rate_max,
+            session_expiry_max: Duration::from_secs(u64::from(broker.session_expiry_max)),
+            flapping_connects: broker.flapping.connects,
+            flapping_window: broker.flapping.window,
+            flapping_throttle: broker.flapping_throttle,
+            acl: Vec::new(),
         }
     }
 }
@@ -171,6 +237,17 @@ impl Config {
         {
             problems.push("recorder.batch_events_max, queue_commands_max and bus_capacity must be at least 1".into());
         }
+        for rule in &self.mqtt.acl {
+            if !["publish", "subscribe", "both"].contains(&rule.access.as_str()) {
+                problems.push(format!("mqtt.acl access {:?} must be publish, subscribe or both", rule.access));
+            }
+            if glassbox_gateway::topic::parse_filter(&rule.filter.replace("%d", "x")).is_err() {
+                problems.push(format!("mqtt.acl filter {:?} is not a valid topic filter", rule.filter));
+            }
+        }
+        if self.mqtt.queue_messages_max == 0 || self.mqtt.queue_bytes_max == 0 || self.mqtt.inflight_max == 0 {
+            problems.push("mqtt.queue_messages_max, queue_bytes_max and inflight_max must be at least 1".into());
+        }
         if self.node.is_empty() {
             problems.push("node must not be empty".into());
         }
@@ -180,14 +257,49 @@ impl Config {
         Ok(())
     }
 
-    pub fn broker_settings(&self) -> glassbox_gateway::broker::BrokerSettings {
-        glassbox_gateway::broker::BrokerSettings {
-            packet_bytes_max: self.mqtt.packet_bytes_max,
-            connections_max: self.mqtt.connections_max,
-            outbound_queue_max: self.mqtt.outbound_queue_max,
-            allow_anonymous: self.mqtt.allow_anonymous,
+    pub fn broker_settings(&self) -> BrokerSettings {
+        let m = &self.mqtt;
+        BrokerSettings {
+            packet_bytes_max: m.packet_bytes_max,
+            connections_max: m.connections_max,
+            queue: QueueBounds { messages: m.queue_messages_max, bytes: m.queue_bytes_max, policy: m.queue_policy },
+            queue_overrides: m
+                .queue_overrides
+                .iter()
+                .map(|o| {
+                    let bounds = QueueBounds { messages: o.messages, bytes: o.bytes, policy: o.policy };
+                    (o.client_prefix.clone(), bounds)
+                })
+                .collect(),
+            inflight_max: m.inflight_max,
+            topic_alias_max: m.topic_alias_max,
+            keep_alive_max: m.keep_alive_max,
+            publish_rate_max: m.publish_rate_max,
+            session_expiry_max: m.session_expiry_max.as_secs().min(u64::from(u32::MAX)) as u32,
+            flapping: FlapSettings { connects: m.flapping_connects, window: m.flapping_window },
+            flapping_throttle: m.flapping_throttle,
+            allow_anonymous: m.allow_anonymous,
             ..Default::default()
         }
+    }
+
+    /// The topic ACL: the built-in defaults plus `[[mqtt.acl]]` rules.
+    pub fn acl(&self) -> Acl {
+        let rules = self
+            .mqtt
+            .acl
+            .iter()
+            .filter_map(|r| {
+                let access = match r.access.as_str() {
+                    "publish" => Access::Publish,
+                    "subscribe" => Access::Subscribe,
+                    "both" => Access::Both,
+                    _ => return None,
+                };
+                Some(Rule { access, filter: r.filter.clone() })
+            })
+            .collect();
+        Acl::new(rules, self.mqtt.deny_subscribe.clone())
     }
 
     pub fn recorder_settings(&self) -> glassbox_store::RecorderSettings {

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
-use glassbox_gateway::acl::Acl;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{DeviceRegistry, EventStore, SqliteStore};
+use glassbox_store::{DeviceRegistry, EventStore, SqliteSessions, SqliteStore};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -77,8 +76,10 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
             "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
         );
     }
-    let acl = Acl::new(Vec::new(), config.mqtt.deny_subscribe.clone());
-    let broker = Broker::new(config.broker_settings(), pipeline.clone(), Arc::new(auth), acl);
+    let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
+    let broker = Broker::open(config.broker_settings(), pipeline.clone(), Arc::new(sessions), Arc::new(auth), config.acl())
+        .await
+        .context("restoring MQTT sessions")?;
     let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
         format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
     })?;
@@ -113,6 +114,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
+            broker.flush().await;
         })
     };
     let task = tokio::spawn(async move {

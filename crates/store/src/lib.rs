@@ -11,6 +11,7 @@
 //! acknowledge the producer. Many concurrent appends share one commit.
 
 pub mod devices;
+pub mod sessions;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
 pub use devices::{Device, DeviceRegistry, SecretHash};
-pub use sqlite::SqliteStore;
+pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
+pub use sqlite::{SqliteSessions, SqliteStore};
 
 /// An event arriving at the recorder: the event and its `received` record.
 ///

@@ -1,31 +1,45 @@
-//! One client connection: CONNECT and authentication, then a reader loop
-//! (this task) and a writer task joined by a bounded queue.
+//! One client connection: CONNECT, authentication and attaching to a
+//! session; then a reader loop (this task) and a writer task.
+//!
+//! Inbound PUBLISHes are recorded in batches (every complete packet one
+//! read brings) and pipelined: the reader keeps reading while earlier
+//! batches are being made durable, up to the receive maximum, and answers
+//! each batch in order once it is on disk.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use glassbox_core::{Data, DisconnectReason, Draft, DropReason, EventId, State};
+use chrono::Utc;
+use futures::stream::{FuturesOrdered, StreamExt};
+use glassbox_core::{Data, DisconnectReason, Draft, DropReason, State};
+use glassbox_store::{Appended, SessionOp, StoreError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-use super::auth::Credentials;
-use super::{Outbound, Peer, Shared, Subscription};
+use super::auth::{Credentials, OPERATOR_USERNAME};
+use super::message::Message;
+use super::router::{end_session, route};
+use super::session::{Link, NEVER, Session, SubOptions};
+use super::{Outbound, Shared, lock};
 use crate::acl::Principal;
 use crate::codec::{
-    Ack, CodecError, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, Publish, QoS, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, decode, encode,
+    Ack, CodecError, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, Publish, QoS, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, Will, decode, encode,
 };
+use crate::flapping::Flap;
 use crate::topic::{parse_filter, validate_name};
 
-/// Packet ids of QoS 1 deliveries awaiting PUBACK, and their events.
-type Inflight = Arc<Mutex<HashMap<u16, EventId>>>;
+/// Control packets waiting for the writer (acknowledgements, SUBACK, …).
+const CONTROL_QUEUE_MAX: usize = 1024;
+/// Deliveries the writer takes from the session per round.
+const WRITE_BATCH_MAX: usize = 256;
 
 /// Reads whole packets from the socket.
 struct PacketReader {
@@ -36,76 +50,119 @@ struct PacketReader {
 }
 
 impl PacketReader {
+    /// The next packet, reading as needed; `None` at end of stream.
+    /// Cancel-safe: bytes read are kept in the buffer.
     async fn next(&mut self) -> Result<Option<Packet>, CodecError> {
         loop {
-            if let Some((packet, used)) = decode(&self.buf, self.protocol, self.max)? {
-                self.buf.drain(..used);
+            if let Some(packet) = self.buffered()? {
                 return Ok(Some(packet));
             }
-            let mut chunk = [0u8; 8192];
+            let mut chunk = [0u8; 16 * 1024];
             match self.read.read(&mut chunk).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }
+
+    /// A packet already complete in the buffer, without reading.
+    fn buffered(&mut self) -> Result<Option<Packet>, CodecError> {
+        let Some((packet, used)) = decode(&self.buf, self.protocol, self.max)? else { return Ok(None) };
+        self.buf.drain(..used);
+        Ok(Some(packet))
+    }
+}
+
+/// Counts a connection for the connection limit while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let _counted = Counted(shared.clone());
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let max = shared.settings.packet_bytes_max;
     let mut reader = PacketReader { read, buf: Vec::new(), protocol: Protocol::V311, max };
     let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-        Ok(Err(CodecError::UnsupportedProtocol { .. })) => {
-            let _ = send_now(&mut write, Protocol::V311, &connack(1)).await;
+        Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
+            let (protocol, code) = if level == 5 { (Protocol::V5, 0x84) } else { (Protocol::V311, 1) };
+            let _ = send_now(&mut write, protocol, &connack(code, Properties::default())).await;
             return;
         }
         Ok(_) => return tracing::debug!(%peer, "closed before a valid CONNECT"),
         Err(_) => return tracing::debug!(%peer, "no CONNECT in time"),
     };
     reader.protocol = connect.protocol;
-    let Some(session) = admit(&shared, &connect, peer, &mut write).await else { return };
-    session.serve(reader, write, connect.keep_alive).await;
+    let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, write).await
+    else {
+        return;
+    };
+    connection.serve(reader).await;
 }
 
-/// Authenticates and registers the client; answers a refusal itself.
+/// Checks limits and credentials; answers a refusal itself.
 async fn admit(
     shared: &Arc<Shared>,
     connect: &Connect,
     peer: SocketAddr,
     write: &mut OwnedWriteHalf,
-) -> Option<Session> {
+) -> Option<(Principal, Arc<str>, bool)> {
     let protocol = connect.protocol;
+    // A device is whoever presents itself as one: user name = client id.
+    let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
+    let mut refuse = async |reason: DisconnectReason, detail: String, code: u8| {
+        let _ = send_now(write, protocol, &connack(code, Properties::default())).await;
+        let data = json!({ "reason": reason, "detail": detail, "peer": peer.to_string() });
+        record_lifecycle(shared, "connection_refused", claimed_device, &connect.client_id, data).await;
+    };
+    if shared.connections.load(Ordering::Relaxed) as usize > shared.settings.connections_max {
+        let detail = format!("the server is at its connection limit ({})", shared.settings.connections_max);
+        refuse(DisconnectReason::ServerBusy, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
+        return None;
+    }
+    if connect.client_id.is_empty() && protocol == Protocol::V311 && !connect.clean_start {
+        let detail = "an empty client id needs a clean session".to_string();
+        refuse(DisconnectReason::ProtocolError, detail, 2).await;
+        return None;
+    }
     let credentials = Credentials {
         client_id: &connect.client_id,
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
     };
-    let full = shared.peers.lock().unwrap_or_else(|e| e.into_inner()).len() >= shared.settings.connections_max;
-    let verdict = match full {
-        true => Err((DisconnectReason::ServerBusy, "the server is at its connection limit".to_string())),
-        false => shared.auth.authenticate(&credentials).await,
-    };
-    let principal = match verdict {
+    let principal = match shared.auth.authenticate(&credentials).await {
         Ok(principal) => principal,
         Err((reason, detail)) => {
-            let code = refusal_code(reason, protocol);
-            let _ = send_now(write, protocol, &connack(code)).await;
-            // A device is whoever presents itself as one: user name = client id.
-            let device =
-                connect.username.as_deref().filter(|u| *u == connect.client_id && *u != super::auth::OPERATOR_USERNAME);
-            let data = json!({ "reason": reason, "detail": detail, "peer": peer.to_string() });
-            record_lifecycle(shared, "connection_refused", device, &connect.client_id, data).await;
+            refuse(reason, detail, refusal_code(reason, protocol)).await;
             return None;
         }
     };
-    let client_id = match connect.client_id.is_empty() {
-        true => format!("auto-{}", ulid::Ulid::new()),
-        false => connect.client_id.clone(),
-    };
-    Some(Session::register(shared.clone(), principal, client_id, protocol, peer))
+    if let Principal::Device(device) = &principal {
+        let flap = lock(&shared.flapping).connected(device, Instant::now());
+        if let Flap::Started { connects } = flap {
+            let window = shared.settings.flapping.window.as_secs();
+            let data = json!({ "connects": connects, "window_seconds": window, "throttled": shared.settings.flapping_throttle });
+            record_lifecycle(shared, "flapping", Some(device), device, data).await;
+        }
+        if shared.settings.flapping_throttle && flap != Flap::Steady {
+            let detail = "flapping: too many connects in the window; back off and retry later".to_string();
+            let code = if protocol == Protocol::V5 { 0x9F } else { 3 };
+            refuse(DisconnectReason::RateLimited, detail, code).await;
+            return None;
+        }
+    }
+    match connect.client_id.is_empty() {
+        true => Some((principal, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
+        false => Some((principal, Arc::from(connect.client_id.as_str()), false)),
+    }
 }
 
 fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {
@@ -117,8 +174,8 @@ fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {
     }
 }
 
-fn connack(reason: u8) -> Packet {
-    Packet::ConnAck(ConnAck { session_present: false, reason, properties: Properties::default() })
+fn connack(reason: u8, properties: Properties) -> Packet {
+    Packet::ConnAck(ConnAck { session_present: false, reason, properties })
 }
 
 async fn send_now(write: &mut OwnedWriteHalf, protocol: Protocol, packet: &Packet) -> std::io::Result<()> {
@@ -129,7 +186,13 @@ async fn send_now(write: &mut OwnedWriteHalf, protocol: Protocol, packet: &Packe
 
 /// Records a connection lifecycle event: `device.<what>` about a device,
 /// `client.<what>` (subject: the client id) about operators and anonymous clients.
-async fn record_lifecycle(shared: &Shared, what: &str, device: Option<&str>, client_id: &str, data: serde_json::Value) {
+pub(super) async fn record_lifecycle(
+    shared: &Shared,
+    what: &str,
+    device: Option<&str>,
+    client_id: &str,
+    data: serde_json::Value,
+) {
     let Ok(raw) = serde_json::value::to_raw_value(&data) else { return };
     let ty = format!("{}.{what}", if device.is_some() { "device" } else { "client" });
     let draft = Draft {
@@ -146,101 +209,232 @@ async fn record_lifecycle(shared: &Shared, what: &str, device: Option<&str>, cli
     }
 }
 
-/// An admitted connection.
-struct Session {
-    shared: Arc<Shared>,
-    id: u64,
-    principal: Principal,
-    client_id: String,
-    protocol: Protocol,
-    peer: SocketAddr,
-    outbound: mpsc::Sender<Outbound>,
-    outbound_rx: Option<mpsc::Receiver<Outbound>>,
-    filters: HashSet<String>,
-    inflight: Inflight,
-    /// QoS 2 packet ids received and recorded, awaiting PUBREL.
-    awaiting_release: HashSet<u16>,
+/// The event a PUBLISH (or a will) becomes.
+fn draft(client_id: &str, device: Option<&str>, publish: &Publish) -> Draft {
+    let p = &publish.properties;
+    let user = |name: &str| p.user_properties.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let json = std::str::from_utf8(&publish.payload)
+        .ok()
+        .and_then(|text| serde_json::value::RawValue::from_string(text.to_string()).ok());
+    let (data, content_type) = match json {
+        Some(raw) => (Data::Json(raw), Some("application/json".to_string())),
+        None if publish.payload.is_empty() => (Data::None, None),
+        None => (Data::Binary(publish.payload.to_vec()), Some("application/octet-stream".to_string())),
+    };
+    Draft {
+        source: format!("mqtt/{client_id}"),
+        ty: "device.message".into(),
+        subject: Some(publish.topic.clone()),
+        datacontenttype: p.content_type.clone().or(content_type),
+        correlationid: user("correlationid"),
+        traceparent: user("traceparent").filter(|tp| glassbox_core::TraceParent::parse(tp).is_ok()),
+        device: device.map(str::to_string),
+        data,
+        ..Draft::default()
+    }
 }
 
-impl Session {
-    fn register(
+/// A PUBLISH being recorded, and what to answer once it is.
+struct Inbound {
+    publish: Publish,
+    /// Accepted on the wire but not delivered: drop reason, detail, 5.0 code.
+    refused: Option<(DropReason, String, u8)>,
+}
+
+type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Vec<Appended>, StoreError>)> + Send>>;
+
+/// Publishes per second, with a burst of one second's worth.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn allow(&mut self) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+}
+
+/// An admitted connection, attached to its session.
+struct Connection {
+    shared: Arc<Shared>,
+    session: Arc<Mutex<Session>>,
+    conn: u64,
+    principal: Principal,
+    client_id: Arc<str>,
+    protocol: Protocol,
+    peer: SocketAddr,
+    keep_alive: u16,
+    control: mpsc::Sender<Outbound>,
+    wake: Arc<Notify>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    closed: watch::Receiver<Option<DisconnectReason>>,
+    will: Option<Will>,
+    /// Set by a 5.0 DISCONNECT with reason 0x04: publish the will anyway.
+    will_on_close: bool,
+    aliases: HashMap<u16, String>,
+    batch: Vec<Inbound>,
+    recording: FuturesOrdered<Recording>,
+    /// PUBLISHes read and not yet answered.
+    unanswered: usize,
+    /// Their packet ids: reusing one while in flight is a protocol error.
+    unanswered_ids: HashSet<u16>,
+    rate: RateLimit,
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    async fn attach(
         shared: Arc<Shared>,
         principal: Principal,
-        client_id: String,
-        protocol: Protocol,
+        client_id: Arc<str>,
+        assigned: bool,
+        connect: Connect,
         peer: SocketAddr,
-    ) -> Self {
-        let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-        let (outbound, outbound_rx) = mpsc::channel(shared.settings.outbound_queue_max.max(16));
-        let previous = shared.by_client_id.lock().unwrap_or_else(|e| e.into_inner()).insert(client_id.clone(), id);
-        {
-            let mut peers = shared.peers.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(old) = previous.and_then(|old| peers.get(&old)) {
-                let _ = old.outbound.try_send(Outbound::Close(DisconnectReason::SessionTakeover));
-            }
-            peers.insert(id, Peer { client_id: client_id.clone(), outbound: outbound.clone() });
+        mut write: OwnedWriteHalf,
+    ) -> Option<Self> {
+        let settings = &shared.settings;
+        let protocol = connect.protocol;
+        let asked_expiry = match protocol {
+            Protocol::V311 if connect.clean_start => 0,
+            Protocol::V311 => NEVER,
+            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        };
+        let expiry = asked_expiry.min(settings.session_expiry_max);
+        let keep_alive = match settings.keep_alive_max {
+            0 => connect.keep_alive,
+            max if connect.keep_alive == 0 || connect.keep_alive > max => max,
+            _ => connect.keep_alive,
+        };
+        let device = match &principal {
+            Principal::Device(id) => Some(id.clone()),
+            _ => None,
+        };
+        let conn = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MAX);
+        let wake = Arc::new(Notify::new());
+        let p = &connect.properties;
+        let link = Link {
+            conn,
+            protocol,
+            control: control.clone(),
+            wake: wake.clone(),
+            window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
+            packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            since: Utc::now(),
+        };
+
+        // Take over or replace the session of this client id.
+        let mut ops = Vec::new();
+        let existing = shared.session(&client_id);
+        if let Some(old) = existing.as_ref().and_then(|s| lock(s).link.take()) {
+            let _ = old.control.try_send(Outbound::Close(DisconnectReason::SessionTakeover));
         }
-        Self {
+        let (session, present) = match existing {
+            Some(session) if !connect.clean_start => (session, true),
+            existing => {
+                if let Some(old) = existing {
+                    ops.extend(end_session(&shared, &old, "a new connection asked for a clean start"));
+                }
+                let bounds = settings.queue_bounds(&client_id);
+                let session = Arc::new(Mutex::new(Session::new(client_id.clone(), device.clone(), expiry, bounds)));
+                lock(&shared.sessions).insert(client_id.clone(), session.clone());
+                (session, false)
+            }
+        };
+        let mut resend = Vec::new();
+        {
+            let mut s = lock(&session);
+            if s.persistent() && expiry == 0 {
+                ops.push(SessionOp::DeleteSession { client_id: client_id.to_string() });
+            }
+            s.expiry = expiry;
+            s.device = device;
+            s.epoch += 1;
+            s.disconnected_at = None;
+            s.link = Some(link);
+            if s.persistent() {
+                ops.push(s.stored());
+            }
+            let now = SystemTime::now();
+            for (id, flight) in &s.inflight {
+                resend.push(match flight.released {
+                    true => Packet::PubRel(Ack::new(*id)),
+                    false => Packet::Publish(flight.delivery.publish(Some(*id), true, protocol, now)),
+                });
+            }
+        }
+        shared.persist(ops).await;
+
+        let properties = match protocol {
+            Protocol::V311 => Properties::default(),
+            Protocol::V5 => Properties {
+                receive_maximum: Some(settings.inflight_max),
+                maximum_packet_size: Some(settings.packet_bytes_max as u32),
+                topic_alias_maximum: Some(settings.topic_alias_max),
+                assigned_client_identifier: assigned.then(|| client_id.to_string()),
+                session_expiry_interval: (expiry != asked_expiry).then_some(expiry),
+                server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
+                ..Properties::default()
+            },
+        };
+        let mut out = Vec::new();
+        encode(&Packet::ConnAck(ConnAck { session_present: present, reason: 0, properties }), protocol, &mut out);
+        for packet in &resend {
+            encode(packet, protocol, &mut out);
+        }
+        if write.write_all(&out).await.is_err() {
+            lock(&session).link = None;
+            return None;
+        }
+
+        let (closed_tx, closed) = watch::channel(None);
+        let writer = tokio::spawn(write_loop(shared.clone(), session.clone(), conn, write, control_rx, closed_tx));
+        wake.notify_one();
+        let data = json!({
+            "peer": peer.to_string(), "protocol": protocol.level(), "keep_alive": keep_alive,
+            "clean_start": connect.clean_start, "session_present": present,
+            "session_expiry_seconds": (expiry != NEVER).then_some(expiry),
+        });
+        let device = lock(&session).device.clone();
+        record_lifecycle(&shared, "connected", device.as_deref(), &client_id, data).await;
+        let rate = f64::from(match principal {
+            Principal::Device(_) => settings.publish_rate_max,
+            _ => 0,
+        });
+        Some(Self {
             shared,
-            id,
+            session,
+            conn,
             principal,
             client_id,
             protocol,
             peer,
-            outbound,
-            outbound_rx: Some(outbound_rx),
-            filters: HashSet::new(),
-            inflight: Arc::default(),
-            awaiting_release: HashSet::new(),
-        }
-    }
-
-    async fn serve(mut self, mut reader: PacketReader, write: OwnedWriteHalf, keep_alive: u16) {
-        let (closed_tx, mut closed) = watch::channel(None);
-        let rx = self.outbound_rx.take().expect("taken once, here");
-        let writer = tokio::spawn(write_loop(
-            write,
-            rx,
-            self.protocol,
-            self.inflight.clone(),
-            self.shared.clone(),
-            self.client_id.clone(),
-            closed_tx,
-        ));
-        let _ = self.outbound.send(Outbound::Packet(Box::new(self.connack()))).await;
-        record_lifecycle(
-            &self.shared,
-            "connected",
-            self.device(),
-            &self.client_id,
-            json!({
-                "peer": self.peer.to_string(), "protocol": self.protocol.level(), "keep_alive": keep_alive,
-            }),
-        )
-        .await;
-        // MQTT: a server closes a client silent for 1.5 x its keep-alive.
-        let idle = match keep_alive {
-            0 => Duration::MAX,
-            seconds => Duration::from_millis(u64::from(seconds) * 1500),
-        };
-        let reason = loop {
-            let packet = tokio::select! {
-                packet = tokio::time::timeout(idle, reader.next()) => packet,
-                _ = closed.changed() => break (*closed.borrow()).unwrap_or(DisconnectReason::ConnectionLost),
-            };
-            match packet {
-                Ok(Ok(Some(packet))) => {
-                    if let Err(reason) = self.handle(packet).await {
-                        break reason;
-                    }
-                }
-                Ok(Ok(None)) => break DisconnectReason::ConnectionLost,
-                Ok(Err(CodecError::TooLarge { .. })) => break DisconnectReason::PacketTooLarge,
-                Ok(Err(_)) => break DisconnectReason::ProtocolError,
-                Err(_elapsed) => break DisconnectReason::KeepAliveTimeout,
-            }
-        };
-        self.close(reason, writer).await;
+            keep_alive,
+            control,
+            wake,
+            writer: Some(writer),
+            closed,
+            will: connect.will,
+            will_on_close: false,
+            aliases: HashMap::new(),
+            batch: Vec::new(),
+            recording: FuturesOrdered::new(),
+            unanswered: 0,
+            unanswered_ids: HashSet::new(),
+            rate: RateLimit { rate, tokens: rate, last: Instant::now() },
+        })
     }
 
     fn device(&self) -> Option<&str> {
@@ -250,289 +444,533 @@ impl Session {
         }
     }
 
-    fn connack(&self) -> Packet {
-        let properties = match self.protocol {
-            Protocol::V311 => Properties::default(),
-            Protocol::V5 => Properties {
-                maximum_packet_size: Some(self.shared.settings.packet_bytes_max as u32),
-                retain_available: Some(0),
-                shared_subscription_available: Some(0),
-                subscription_identifier_available: Some(0),
-                topic_alias_maximum: Some(0),
-                maximum_qos: Some(1),
-                ..Properties::default()
-            },
+    async fn serve(mut self, mut reader: PacketReader) {
+        // MQTT: a server closes a client silent for 1.5 x its keep-alive.
+        let idle = (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
+        let mut deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+        let window = usize::from(self.shared.settings.inflight_max);
+        let reason = loop {
+            let expiry = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some((inbound, result)) = self.recording.next(), if !self.recording.is_empty() => {
+                    if let Err(reason) = self.answer(inbound, result).await {
+                        break reason;
+                    }
+                }
+                _ = self.closed.changed() => break (*self.closed.borrow()).unwrap_or(DisconnectReason::ConnectionLost),
+                packet = reader.next(), if self.unanswered < window => {
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+                    if let Err(reason) = self.received(packet, &mut reader).await {
+                        break reason;
+                    }
+                }
+                () = expiry => break DisconnectReason::KeepAliveTimeout,
+            }
         };
-        Packet::ConnAck(ConnAck { session_present: false, reason: 0, properties })
+        self.close(reason).await;
+    }
+
+    /// Handles a packet and every other one already buffered, then starts
+    /// recording the PUBLISHes among them as one batch.
+    async fn received(
+        &mut self,
+        packet: Result<Option<Packet>, CodecError>,
+        reader: &mut PacketReader,
+    ) -> Result<(), DisconnectReason> {
+        let mut packet = packet;
+        loop {
+            match packet {
+                Ok(Some(packet)) => self.handle(packet).await?,
+                Ok(None) => return Err(DisconnectReason::ConnectionLost),
+                Err(CodecError::TooLarge { .. }) => return Err(DisconnectReason::PacketTooLarge),
+                Err(e) => {
+                    tracing::debug!(client = %self.client_id, error = %e, "closing on a bad packet");
+                    return Err(DisconnectReason::ProtocolError);
+                }
+            }
+            packet = match reader.buffered() {
+                Ok(None) => break,
+                other => other,
+            };
+        }
+        self.start_recording();
+        Ok(())
+    }
+
+    fn start_recording(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let device = self.device().map(str::to_string);
+        let drafts: Vec<Draft> = batch.iter().map(|i| draft(&self.client_id, device.as_deref(), &i.publish)).collect();
+        let recorder = self.shared.recorder.clone();
+        self.recording.push_back(Box::pin(async move {
+            let result = recorder.ingest(drafts, "mqtt").await;
+            (batch, result)
+        }));
     }
 
     /// Handles one packet; an error ends the connection with that reason.
     async fn handle(&mut self, packet: Packet) -> Result<(), DisconnectReason> {
         match packet {
             Packet::Publish(publish) => self.publish(publish).await,
-            Packet::PubAck(ack) => {
-                let event = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&ack.packet_id);
-                if let Some(event) = event {
-                    self.shared.deliveries.note(event, State::Delivered, &self.client_id, None);
-                }
-                Ok(())
-            }
+            Packet::PubAck(ack) => self.acknowledged(ack.packet_id, QoS::AtLeastOnce).await,
+            Packet::PubRec(ack) => self.received_by_subscriber(ack).await,
+            Packet::PubComp(ack) => self.acknowledged(ack.packet_id, QoS::ExactlyOnce).await,
             Packet::PubRel(rel) => {
-                self.awaiting_release.remove(&rel.packet_id);
-                self.reply(Packet::PubComp(Ack::new(rel.packet_id))).await
+                let known = lock(&self.session).awaiting_release.remove(&rel.packet_id);
+                let reason = if known || self.protocol == Protocol::V311 { 0 } else { 0x92 };
+                self.reply(Packet::PubComp(Ack { packet_id: rel.packet_id, reason, properties: Properties::default() }))
+                    .await
             }
             Packet::Subscribe(subscribe) => self.subscribe(subscribe).await,
             Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe).await,
             Packet::PingReq => self.reply(Packet::PingResp).await,
-            Packet::Disconnect(_) => Err(DisconnectReason::ClientDisconnect),
+            Packet::Disconnect(disconnect) => {
+                self.will_on_close = disconnect.reason == 0x04;
+                if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                    let mut s = lock(&self.session);
+                    if s.expiry == 0 && expiry > 0 {
+                        return Err(DisconnectReason::ProtocolError);
+                    }
+                    s.expiry = expiry.min(self.shared.settings.session_expiry_max);
+                }
+                Err(DisconnectReason::ClientDisconnect)
+            }
             // A second CONNECT, or packets only a server sends.
             _ => Err(DisconnectReason::ProtocolError),
         }
     }
 
-    async fn reply(&self, packet: Packet) -> Result<(), DisconnectReason> {
-        self.outbound.send(Outbound::Packet(Box::new(packet))).await.map_err(|_| DisconnectReason::ConnectionLost)
+    async fn reply(&mut self, packet: Packet) -> Result<(), DisconnectReason> {
+        self.control.send(Outbound::Packet(Box::new(packet))).await.map_err(|_| DisconnectReason::ConnectionLost)
     }
 
-    async fn publish(&mut self, publish: Publish) -> Result<(), DisconnectReason> {
-        if validate_name(&publish.topic).is_err() || publish.properties.topic_alias.is_some() {
-            return Err(DisconnectReason::ProtocolError);
-        }
-        if publish.qos == QoS::ExactlyOnce && publish.packet_id.is_some_and(|id| self.awaiting_release.contains(&id)) {
-            // A resent QoS 2 PUBLISH already recorded: acknowledge again, record nothing.
-            return self.reply(Packet::PubRec(Ack::new(publish.packet_id.unwrap_or_default()))).await;
-        }
-        let denied = self.shared.acl.check_publish(&self.principal, &publish.topic).err();
-        let draft = self.draft(&publish);
-        let recorded = self.shared.recorder.ingest(vec![draft], "mqtt").await.map_err(|e| {
-            tracing::error!(error = %e, client = %self.client_id, "could not record a PUBLISH; closing so the client resends it");
-            DisconnectReason::ServerBusy
-        })?;
-        let event: Option<EventId> = recorded.first().and_then(|a| a.id.parse().ok());
-        if let Some(id) = publish.packet_id {
-            let reason = if denied.is_some() && self.protocol == Protocol::V5 { 0x87 } else { 0 };
-            let ack = Ack { packet_id: id, reason, properties: Properties::default() };
-            match publish.qos {
-                QoS::ExactlyOnce => {
-                    self.awaiting_release.insert(id);
-                    self.reply(Packet::PubRec(ack)).await?;
-                }
-                _ => self.reply(Packet::PubAck(ack)).await?,
+    /// Checks a PUBLISH and adds it to the batch being read.
+    async fn publish(&mut self, mut publish: Publish) -> Result<(), DisconnectReason> {
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > self.shared.settings.topic_alias_max {
+                return Err(DisconnectReason::ProtocolError);
+            }
+            match publish.topic.is_empty() {
+                true => publish.topic = self.aliases.get(&alias).cloned().ok_or(DisconnectReason::ProtocolError)?,
+                false => drop(self.aliases.insert(alias, publish.topic.clone())),
             }
         }
-        let Some(event) = event else { return Ok(()) };
-        match denied {
-            Some(denied) => self.shared.deliveries.note(
-                event,
-                State::Dropped,
-                "acl",
-                Some(format!("{}: {denied}", DropReason::AclDenied)),
-            ),
-            None => self.route(event, &publish),
+        if validate_name(&publish.topic).is_err() {
+            return Err(DisconnectReason::ProtocolError);
         }
+        if let Some(id) = publish.packet_id {
+            if publish.qos == QoS::ExactlyOnce && lock(&self.session).awaiting_release.contains(&id) {
+                // A resent QoS 2 PUBLISH already recorded: acknowledge again, record nothing.
+                return self.reply(Packet::PubRec(Ack::new(id))).await;
+            }
+            if !self.unanswered_ids.insert(id) {
+                // A resend of one being recorded is answered when it is; a new
+                // message may not reuse an id in flight.
+                return if publish.dup { Ok(()) } else { Err(DisconnectReason::ProtocolError) };
+            }
+            let window = usize::from(self.shared.settings.inflight_max);
+            if publish.qos == QoS::ExactlyOnce && lock(&self.session).awaiting_release.len() >= window {
+                return Err(DisconnectReason::ProtocolError);
+            }
+        }
+        let refused = match self.shared.acl.check_publish(&self.principal, &publish.topic) {
+            Err(denied) => Some((DropReason::AclDenied, denied.to_string(), 0x87)),
+            Ok(()) if !self.rate.allow() => {
+                let limit = self.shared.settings.publish_rate_max;
+                Some((DropReason::RateLimited, format!("over the device publish rate of {limit}/s"), 0x96))
+            }
+            Ok(()) => None,
+        };
+        self.unanswered += 1;
+        self.batch.push(Inbound { publish, refused });
         Ok(())
     }
 
-    /// The event a PUBLISH becomes.
-    fn draft(&self, publish: &Publish) -> Draft {
-        let p = &publish.properties;
-        let user = |name: &str| p.user_properties.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let json = std::str::from_utf8(&publish.payload)
-            .ok()
-            .and_then(|text| serde_json::value::RawValue::from_string(text.to_string()).ok());
-        let (data, content_type) = match json {
-            Some(raw) => (Data::Json(raw), Some("application/json".to_string())),
-            None if publish.payload.is_empty() => (Data::None, None),
-            None => (Data::Binary(publish.payload.to_vec()), Some("application/octet-stream".to_string())),
-        };
-        let device = self.device().map(str::to_string);
-        Draft {
-            source: format!("mqtt/{}", self.client_id),
-            ty: "device.message".into(),
-            subject: Some(publish.topic.clone()),
-            datacontenttype: p.content_type.clone().or(content_type),
-            correlationid: user("correlationid"),
-            traceparent: user("traceparent").filter(|tp| glassbox_core::TraceParent::parse(tp).is_ok()),
-            device,
-            data,
-            ..Draft::default()
+    /// Answers a recorded batch in order, then routes it.
+    async fn answer(
+        &mut self,
+        batch: Vec<Inbound>,
+        result: Result<Vec<Appended>, StoreError>,
+    ) -> Result<(), DisconnectReason> {
+        self.unanswered -= batch.len();
+        let appended = result.map_err(|e| {
+            tracing::error!(error = %e, client = %self.client_id, "could not record PUBLISHes; closing so the client resends them");
+            DisconnectReason::ServerBusy
+        })?;
+        let now = SystemTime::now();
+        let mut ops = Vec::new();
+        for (inbound, appended) in batch.into_iter().zip(appended) {
+            let Inbound { publish, refused } = inbound;
+            if let Some(id) = publish.packet_id {
+                self.unanswered_ids.remove(&id);
+                let reason = match (&refused, self.protocol) {
+                    (Some((_, _, code)), Protocol::V5) => *code,
+                    _ => 0,
+                };
+                let ack = Ack { packet_id: id, reason, properties: Properties::default() };
+                if publish.qos == QoS::ExactlyOnce {
+                    lock(&self.session).awaiting_release.insert(id);
+                    self.reply(Packet::PubRec(ack)).await?;
+                } else {
+                    self.reply(Packet::PubAck(ack)).await?;
+                }
+            }
+            let Ok(event) = appended.id.parse() else { continue };
+            if let Some((reason, detail, _)) = refused {
+                let target = if reason == DropReason::AclDenied { "acl" } else { "gateway" };
+                self.shared.deliveries.note(event, State::Dropped, target, Some(format!("{reason}: {detail}")));
+                continue;
+            }
+            let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), now));
+            if publish.retain {
+                ops.push(self.shared.router.retain(&message));
+            }
+            ops.extend(route(&self.shared, &message, publish.retain));
         }
+        self.shared.persist(ops).await;
+        Ok(())
     }
 
-    /// Hands a recorded message to every matching subscriber.
-    fn route(&self, event: EventId, publish: &Publish) {
-        let mut targets = Vec::new();
-        self.shared
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .for_each_match(&publish.topic, |conn, sub| targets.push((*conn, sub.qos)));
-        let deliveries = &self.shared.deliveries;
-        deliveries.note(event, State::Routed, "mqtt", Some(format!("{} subscribers", targets.len())));
-        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
-        for (conn, qos) in targets {
-            let Some(peer) = peers.get(&conn) else { continue };
-            let deliver = Outbound::Deliver {
-                topic: publish.topic.clone(),
-                payload: publish.payload.clone(),
-                qos: qos.min(publish.qos),
-                event,
-            };
-            match peer.outbound.try_send(deliver) {
-                Ok(()) => deliveries.note(event, State::InTransit, &peer.client_id, None),
-                Err(_) => {
-                    deliveries.note(event, State::Dropped, &peer.client_id, Some(DropReason::QueueFull.to_string()))
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
+    async fn acknowledged(&mut self, packet_id: u16, qos: QoS) -> Result<(), DisconnectReason> {
+        let mut ops = Vec::new();
+        {
+            let mut s = lock(&self.session);
+            let done = s.inflight.get(&packet_id).is_some_and(|f| f.delivery.qos == qos && (qos == QoS::AtLeastOnce || f.released));
+            if !done {
+                return Ok(());
+            }
+            let flight = s.inflight.remove(&packet_id).expect("checked above");
+            if qos == QoS::AtLeastOnce {
+                self.shared.deliveries.note(flight.delivery.message.event, State::Delivered, &self.client_id, None);
+            }
+            s.forget(&flight.delivery, &mut ops);
+        }
+        self.wake.notify_one();
+        self.shared.persist(ops).await;
+        Ok(())
+    }
+
+    /// PUBREC: the subscriber has a QoS 2 message; release it.
+    async fn received_by_subscriber(&mut self, ack: Ack) -> Result<(), DisconnectReason> {
+        let mut ops = Vec::new();
+        let reply = {
+            let mut s = lock(&self.session);
+            let event = match s.inflight.get_mut(&ack.packet_id) {
+                Some(flight) if flight.delivery.qos == QoS::ExactlyOnce => {
+                    flight.released = true;
+                    Some(flight.delivery.message.event)
                 }
+                _ => None,
+            };
+            match (event, ack.reason) {
+                (None, _) => Some(0x92),
+                (Some(event), code) if code >= 0x80 => {
+                    let flight = s.inflight.remove(&ack.packet_id).expect("found above");
+                    let detail = format!("the subscriber refused it (reason code {code:#04x})");
+                    self.shared.deliveries.note(event, State::Delivered, &self.client_id, Some(detail));
+                    s.forget(&flight.delivery, &mut ops);
+                    None
+                }
+                (Some(event), _) => {
+                    self.shared.deliveries.note(event, State::Delivered, &self.client_id, None);
+                    Some(0)
+                }
+            }
+        };
+        self.shared.persist(ops).await;
+        match reply {
+            Some(code) => {
+                let reason = if self.protocol == Protocol::V5 { code } else { 0 };
+                let rel = Ack { packet_id: ack.packet_id, reason, properties: Properties::default() };
+                self.reply(Packet::PubRel(rel)).await
+            }
+            None => {
+                self.wake.notify_one();
+                Ok(())
             }
         }
     }
 
     async fn subscribe(&mut self, subscribe: Subscribe) -> Result<(), DisconnectReason> {
+        let id = subscribe.properties.subscription_identifiers.first().copied();
+        let now = SystemTime::now();
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
         for (filter, options) in &subscribe.filters {
             let code = match parse_filter(filter) {
                 Err(_) => 0x8F,
-                Ok(parsed) if parsed.share.is_some() => 0x9E,
-                Ok(_) => match self.shared.acl.check_subscribe(&self.principal, filter) {
-                    Err(_) => 0x87,
+                Ok(parsed) if parsed.share.is_some() && options.no_local => 0x8F,
+                Ok(parsed) => match self.shared.acl.check_subscribe(&self.principal, parsed.filter) {
+                    Err(denied) => {
+                        let data = json!({ "filter": filter, "reason": DropReason::AclDenied, "detail": denied.to_string() });
+                        record_lifecycle(&self.shared, "subscribe_denied", self.device(), &self.client_id, data).await;
+                        0x87
+                    }
                     Ok(()) => {
-                        let qos = options.qos.min(QoS::AtLeastOnce);
-                        self.shared.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                            filter,
-                            self.id,
-                            Subscription { qos },
-                        );
-                        self.filters.insert(filter.clone());
-                        qos as u8
+                        let sub = SubOptions {
+                            qos: options.qos as u8,
+                            no_local: options.no_local,
+                            retain_as_published: options.retain_as_published,
+                            id,
+                        };
+                        let new = lock(&self.session).subscriptions.insert(filter.clone(), sub.clone()).is_none();
+                        self.shared.router.subscribe(&self.client_id, filter, sub);
+                        let send_retained = match options.retain_handling {
+                            RetainHandling::SendAtSubscribe => true,
+                            RetainHandling::SendIfNew => new,
+                            RetainHandling::DoNotSend => false,
+                        };
+                        if send_retained && parsed.share.is_none() {
+                            for message in self.shared.router.retained_matching(parsed.filter, now) {
+                                retained.push((message, options.qos));
+                            }
+                        }
+                        options.qos as u8
                     }
                 },
             };
             // 3.1.1 has a single failure code.
             reasons.push(if self.protocol == Protocol::V311 && code >= 0x80 { 0x80 } else { code });
         }
-        self.reply(Packet::SubAck(SubAck {
-            packet_id: subscribe.packet_id,
-            properties: Properties::default(),
-            reasons,
-        }))
-        .await
+        self.reply(Packet::SubAck(SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), reasons }))
+            .await?;
+        let mut ops = Vec::new();
+        {
+            let mut s = lock(&self.session);
+            for (message, qos) in retained {
+                let delivery = super::message::Delivery {
+                    seq: 0,
+                    qos: qos.min(message.qos),
+                    message,
+                    retain: true,
+                    subscription_ids: id.into_iter().collect(),
+                    persisted: false,
+                };
+                s.offer(delivery, &self.shared.deliveries, &mut ops);
+            }
+            if s.persistent() {
+                ops.push(s.stored());
+            }
+        }
+        self.shared.persist(ops).await;
+        Ok(())
     }
 
     async fn unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), DisconnectReason> {
-        let reasons: Vec<u8> = {
-            let mut tree = self.shared.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
-            let filters = &mut self.filters;
-            let id = self.id;
-            unsubscribe
-                .filters
-                .iter()
-                .map(|f| {
-                    filters.remove(f);
-                    if tree.remove(f, &id).is_some() { 0x00 } else { 0x11 }
-                })
-                .collect()
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        let stored = {
+            let mut s = lock(&self.session);
+            for filter in &unsubscribe.filters {
+                let had = s.subscriptions.remove(filter).is_some();
+                self.shared.router.unsubscribe(&self.client_id, filter);
+                reasons.push(if had { 0x00 } else { 0x11 });
+            }
+            s.persistent().then(|| s.stored())
         };
+        self.shared.persist(stored.into_iter().collect()).await;
         let reasons = if self.protocol == Protocol::V5 { reasons } else { Vec::new() };
-        self.reply(Packet::UnsubAck(UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            properties: Properties::default(),
-            reasons,
-        }))
-        .await
+        self.reply(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id, properties: Properties::default(), reasons }))
+            .await
     }
 
-    async fn close(self, reason: DisconnectReason, writer: tokio::task::JoinHandle<()>) {
-        {
-            let mut tree = self.shared.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
-            for filter in &self.filters {
-                tree.remove(filter, &self.id);
-            }
-        }
-        self.shared.peers.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
-        {
-            let mut by_client = self.shared.by_client_id.lock().unwrap_or_else(|e| e.into_inner());
-            if by_client.get(&self.client_id) == Some(&self.id) {
-                by_client.remove(&self.client_id);
-            }
+    async fn close(mut self, reason: DisconnectReason) {
+        // What was read is recorded and delivered, even if it can no longer be acknowledged.
+        self.start_recording();
+        while let Some((batch, result)) = self.recording.next().await {
+            let _ = self.answer(batch, result).await;
         }
         // The writer tells a 5.0 client why, then closes (a no-op if it already closed).
-        let _ = self.outbound.try_send(Outbound::Close(reason));
-        let Session { shared, principal, client_id, peer, outbound, .. } = self;
-        drop(outbound);
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        let device = match &principal {
-            Principal::Device(id) => Some(id.as_str()),
-            _ => None,
+        let _ = self.control.try_send(Outbound::Close(reason));
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        }
+        let mut ops = Vec::new();
+        let detached = {
+            let mut s = lock(&self.session);
+            match s.link.as_ref().is_some_and(|l| l.conn == self.conn) {
+                true => {
+                    s.link = None;
+                    s.disconnected_at = Some(Utc::now());
+                    s.last_disconnect = Some(reason);
+                    s.persist_pending(&mut ops);
+                    if s.persistent() {
+                        ops.push(s.stored());
+                    }
+                    Some((s.persistent(), s.epoch, s.expiry))
+                }
+                // Taken over: the session lives on with the new connection.
+                false => None,
+            }
         };
-        let data = json!({ "reason": reason, "peer": peer.to_string() });
-        record_lifecycle(&shared, "disconnected", device, &client_id, data).await;
+        if let Some((false, _, _)) = detached {
+            ops.extend(end_session(
+                &self.shared,
+                &self.session,
+                "the connection closed and the session was not persistent (clean session or expiry 0)",
+            ));
+        }
+        self.shared.persist(ops).await;
+        let publish_will = reason != DisconnectReason::ClientDisconnect || self.will_on_close;
+        if let (true, Some(will)) = (publish_will, self.will.take()) {
+            let (epoch, expiry) = detached.map_or((0, 0), |(_, epoch, expiry)| (epoch, expiry));
+            let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
+            let will = PendingWill {
+                shared: self.shared.clone(),
+                session: self.session.clone(),
+                epoch,
+                principal: self.principal.clone(),
+                client_id: self.client_id.clone(),
+                will,
+            };
+            tokio::spawn(will.publish_after(Duration::from_secs(u64::from(delay))));
+        }
+        let data = json!({ "reason": reason, "peer": self.peer.to_string() });
+        record_lifecycle(&self.shared, "disconnected", self.device(), &self.client_id, data).await;
     }
 }
 
-async fn write_loop(
-    write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outbound>,
-    protocol: Protocol,
-    inflight: Inflight,
+/// A will waiting for its delay; a reconnect of the session cancels it.
+struct PendingWill {
     shared: Arc<Shared>,
-    client_id: String,
-    closed: watch::Sender<Option<DisconnectReason>>,
-) {
-    let mut write = BufWriter::new(write);
-    let mut out = Vec::with_capacity(4096);
-    let mut next_id: u16 = 0;
-    while let Some(first) = rx.recv().await {
-        let mut item = Some(first);
-        while let Some(outbound) = item.take() {
-            out.clear();
-            match outbound {
-                Outbound::Packet(packet) => encode(&packet, protocol, &mut out),
-                Outbound::Deliver { topic, payload, qos, event } => {
-                    let packet_id = (qos != QoS::AtMostOnce).then(|| {
-                        next_id = next_id.checked_add(1).unwrap_or(1);
-                        inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(next_id, event);
-                        next_id
-                    });
-                    let publish = Publish {
-                        dup: false,
-                        qos,
-                        retain: false,
-                        topic,
-                        packet_id,
-                        properties: Properties::default(),
-                        payload: Bytes::clone(&payload),
-                    };
-                    encode(&Packet::Publish(publish), protocol, &mut out);
-                    if packet_id.is_none() {
-                        shared.deliveries.note(event, State::Delivered, &client_id, None);
-                    }
-                }
-                Outbound::Close(reason) => {
-                    if protocol == Protocol::V5
-                        && let Some(code) = reason.mqtt5_code()
-                    {
-                        let disconnect =
-                            Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() });
-                        out.clear();
-                        encode(&disconnect, protocol, &mut out);
-                        let _ = write.write_all(&out).await;
-                    }
-                    let _ = closed.send(Some(reason));
-                    let _ = write.flush().await;
-                    return;
-                }
-            }
-            if write.write_all(&out).await.is_err() {
-                let _ = closed.send(Some(DisconnectReason::ConnectionLost));
+    session: Arc<Mutex<Session>>,
+    epoch: u64,
+    principal: Principal,
+    client_id: Arc<str>,
+    will: Will,
+}
+
+impl PendingWill {
+    async fn publish_after(self, delay: Duration) {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            let s = lock(&self.session);
+            if s.epoch != self.epoch || s.link.is_some() {
                 return;
             }
-            item = rx.try_recv().ok();
+        }
+        let Will { topic, payload, qos, retain, mut properties } = self.will;
+        properties.will_delay_interval = None;
+        let publish = Publish { dup: false, qos, retain, topic, packet_id: None, properties, payload };
+        let device = match &self.principal {
+            Principal::Device(id) => Some(id.as_str()),
+            _ => None,
+        };
+        let denied = self.shared.acl.check_publish(&self.principal, &publish.topic).err();
+        let recorded = self.shared.recorder.ingest(vec![draft(&self.client_id, device, &publish)], "mqtt-will").await;
+        let event = match recorded.map(|mut a| a.pop().map(|a| a.id.parse())) {
+            Ok(Some(Ok(event))) => event,
+            other => return tracing::warn!(client = %self.client_id, ?other, "could not record a will"),
+        };
+        if let Some(denied) = denied {
+            let detail = format!("{}: {denied}", DropReason::AclDenied);
+            return self.shared.deliveries.note(event, State::Dropped, "acl", Some(detail));
+        }
+        let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), SystemTime::now()));
+        let mut ops = Vec::new();
+        if retain {
+            ops.push(self.shared.router.retain(&message));
+        }
+        ops.extend(route(&self.shared, &message, retain));
+        self.shared.persist(ops).await;
+    }
+}
+
+/// Writes control packets and the session's deliveries, within the
+/// client's receive window, until told to close.
+async fn write_loop(
+    shared: Arc<Shared>,
+    session: Arc<Mutex<Session>>,
+    conn: u64,
+    write: OwnedWriteHalf,
+    mut control: mpsc::Receiver<Outbound>,
+    closed: watch::Sender<Option<DisconnectReason>>,
+) {
+    let (protocol, wake, client_id) = {
+        let s = lock(&session);
+        let link = s.link.as_ref().expect("attached before the writer starts");
+        (link.protocol, link.wake.clone(), s.client_id.clone())
+    };
+    let deliveries = &shared.deliveries;
+    let mut write = BufWriter::with_capacity(64 * 1024, write);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut next: Option<Outbound> = None;
+    loop {
+        out.clear();
+        let mut close = None;
+        while let Some(item) = next.take().or_else(|| control.try_recv().ok()) {
+            match item {
+                Outbound::Packet(packet) => encode(&packet, protocol, &mut out),
+                Outbound::Close(reason) => {
+                    close = Some(reason);
+                    break;
+                }
+            }
+        }
+        let mut ops = Vec::new();
+        let mut written_qos0 = Vec::new();
+        let mut more = false;
+        if close.is_none() {
+            let sendable = {
+                let mut s = lock(&session);
+                match s.link.as_ref().is_some_and(|l| l.conn == conn) {
+                    true => s.take_sendable(WRITE_BATCH_MAX, SystemTime::now(), deliveries, &mut ops),
+                    false => Vec::new(),
+                }
+            };
+            more = sendable.len() == WRITE_BATCH_MAX;
+            for (publish, delivery) in sendable {
+                encode(&Packet::Publish(publish), protocol, &mut out);
+                if delivery.qos == QoS::AtMostOnce {
+                    written_qos0.push(delivery.message.event);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            shared.persist(ops).await;
+        }
+        if !out.is_empty() && write.write_all(&out).await.is_err() {
+            let _ = closed.send(Some(DisconnectReason::ConnectionLost));
+            return;
+        }
+        for event in written_qos0 {
+            deliveries.note(event, State::Delivered, &client_id, None);
+        }
+        if let Some(reason) = close {
+            if protocol == Protocol::V5
+                && let Some(code) = reason.mqtt5_code()
+            {
+                out.clear();
+                encode(&Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() }), protocol, &mut out);
+                let _ = write.write_all(&out).await;
+            }
+            let _ = write.flush().await;
+            let _ = closed.send(Some(reason));
+            let _ = write.shutdown().await;
+            return;
+        }
+        if more {
+            continue;
         }
         if write.flush().await.is_err() {
             let _ = closed.send(Some(DisconnectReason::ConnectionLost));
             return;
         }
+        tokio::select! {
+            item = control.recv() => match item {
+                Some(item) => next = Some(item),
+                None => return,
+            },
+            () = wake.notified() => {}
+        }
     }
-    let _ = write.flush().await;
-    let _ = write.shutdown().await;
 }

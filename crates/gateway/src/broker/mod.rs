@@ -2,31 +2,36 @@
 //! every inbound PUBLISH through the pipeline before acknowledging it, and
 //! delivers it to matching subscribers, recording each delivery's states.
 //!
-//! This first version keeps sessions in memory (clean sessions), supports
-//! QoS 0 and 1 end to end and QoS 2 inbound, and records connection
-//! lifecycle events. Persistent sessions, offline queues, retained messages,
-//! wills and shared subscriptions are the next steps (see docs/devices.md).
+//! Sessions outlive connections (`session`): persistent sessions keep their
+//! subscriptions and a bounded queue while the device is away, and are
+//! written to a [`SessionStore`] so that a restart finds them. Retained
+//! messages and shared subscriptions live in `router`.
 
 mod auth;
 mod connection;
 mod deliveries;
+mod message;
+mod router;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use glassbox_core::Draft;
-use glassbox_store::{Appended, StoreError, Transition};
+use chrono::{DateTime, Utc};
+use glassbox_core::{DisconnectReason, Draft};
+use glassbox_store::{Appended, SessionOp, SessionStore, StoreError, Transition};
+use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
-pub use auth::{Authenticator, Credentials, RegistryAuth};
+pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
 
+use self::message::Delivery;
+use self::session::{Session, StoredSession};
 use crate::acl::Acl;
-use crate::codec::QoS;
-use crate::topic::SubscriptionTree;
+use crate::flapping::{FlapDetector, FlapSettings};
 
 /// Where the broker records: implemented by the server's ingest pipeline.
 #[async_trait]
@@ -37,6 +42,37 @@ pub trait Recorder: Send + Sync + 'static {
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 }
 
+/// What happens when a session's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePolicy {
+    /// Drop the oldest queued message to make room (fresh telemetry wins).
+    DropOldest,
+    /// Drop the new message (the oldest are delivered first).
+    RefuseNewest,
+}
+
+/// Bounds of one session's queue: what waits while the device is offline
+/// or slower than its publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBounds {
+    pub messages: usize,
+    pub bytes: usize,
+    pub policy: QueuePolicy,
+}
+
+impl QueueBounds {
+    fn describe(&self) -> String {
+        format!("queue bound {} messages / {} bytes", self.messages, self.bytes)
+    }
+}
+
+impl Default for QueueBounds {
+    fn default() -> Self {
+        Self { messages: 1000, bytes: 8 * 1024 * 1024, policy: QueuePolicy::DropOldest }
+    }
+}
+
 /// Bounds of the broker.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
@@ -44,9 +80,27 @@ pub struct BrokerSettings {
     pub packet_bytes_max: usize,
     /// Connections open at once; more are refused with `server_busy`. Default 20,000.
     pub connections_max: usize,
-    /// Messages waiting to be written to one subscriber; more are dropped
-    /// with `queue_full`. Default 1,000.
-    pub outbound_queue_max: usize,
+    /// Default bounds of each session's queue.
+    pub queue: QueueBounds,
+    /// Bounds for client ids starting with a prefix; the longest match wins.
+    pub queue_overrides: Vec<(String, QueueBounds)>,
+    /// Unacknowledged QoS 1/2 messages per direction and connection (the
+    /// receive maximum announced to 5.0 clients). Default 256.
+    pub inflight_max: u16,
+    /// Topic aliases a 5.0 client may use towards the broker. Default 64.
+    pub topic_alias_max: u16,
+    /// Longest keep-alive granted; a client asking for more (or for none)
+    /// gets this (told as server keep-alive in 5.0). 0: no limit. Default 0.
+    pub keep_alive_max: u16,
+    /// Publishes per second a device may send (burst: one second's worth).
+    /// Operators are not limited. 0: no limit. Default 1000.
+    pub publish_rate_max: u32,
+    /// Longest session expiry granted, in seconds. Default 7 days.
+    pub session_expiry_max: u32,
+    /// When a device is flapping.
+    pub flapping: FlapSettings,
+    /// Refuse a flapping device's connects until it calms down. Default false.
+    pub flapping_throttle: bool,
     /// Time allowed between the TCP connection and CONNECT. Default 10 s.
     pub connect_timeout: Duration,
     /// Accept clients without credentials (open mode). Default false.
@@ -58,43 +112,98 @@ impl Default for BrokerSettings {
         Self {
             packet_bytes_max: 256 * 1024,
             connections_max: 20_000,
-            outbound_queue_max: 1000,
+            queue: QueueBounds::default(),
+            queue_overrides: Vec::new(),
+            inflight_max: 256,
+            topic_alias_max: 64,
+            keep_alive_max: 0,
+            publish_rate_max: 1000,
+            session_expiry_max: 7 * 24 * 3600,
+            flapping: FlapSettings::default(),
+            flapping_throttle: false,
             connect_timeout: Duration::from_secs(10),
             allow_anonymous: false,
         }
     }
 }
 
-/// One subscription of a connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Subscription {
-    pub qos: QoS,
+impl BrokerSettings {
+    fn queue_bounds(&self, client_id: &str) -> QueueBounds {
+        self.queue_overrides
+            .iter()
+            .filter(|(prefix, _)| client_id.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.queue, |(_, bounds)| *bounds)
+    }
 }
 
-/// A message on its way to one connection's writer.
+/// A message on its way to one connection's writer, other than deliveries
+/// (which wait in the session's queue).
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Packet(Box<crate::codec::Packet>),
-    Deliver { topic: String, payload: bytes::Bytes, qos: QoS, event: glassbox_core::EventId },
-    Close(glassbox_core::DisconnectReason),
-}
-
-pub(crate) struct Peer {
-    pub client_id: String,
-    pub outbound: mpsc::Sender<Outbound>,
+    Close(DisconnectReason),
 }
 
 /// State shared by all connections.
 pub(crate) struct Shared {
     pub settings: BrokerSettings,
     pub recorder: Arc<dyn Recorder>,
+    pub store: Arc<dyn SessionStore>,
     pub auth: Arc<dyn Authenticator>,
     pub acl: Acl,
-    pub subscriptions: Mutex<SubscriptionTree<u64, Subscription>>,
-    pub peers: Mutex<HashMap<u64, Peer>>,
-    pub by_client_id: Mutex<HashMap<String, u64>>,
+    pub router: router::Router,
+    pub sessions: Mutex<HashMap<Arc<str>, Arc<Mutex<Session>>>>,
+    pub connections: AtomicU64,
     pub next_connection: AtomicU64,
     pub deliveries: deliveries::Deliveries,
+    pub flapping: Mutex<FlapDetector>,
+}
+
+impl Shared {
+    /// Writes session changes; a failure is logged, since the messages
+    /// themselves are in the recorder and the session lives on in memory.
+    pub async fn persist(&self, ops: Vec<SessionOp>) {
+        if let Err(e) = self.store.apply(ops).await {
+            tracing::error!(error = %e, "could not store session changes");
+        }
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<Arc<Mutex<Session>>> {
+        lock(&self.sessions).get(client_id).cloned()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One session as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub client_id: String,
+    pub device: Option<String>,
+    pub connected: bool,
+    /// When the current connection was made, or when the last one ended.
+    pub since: Option<DateTime<Utc>>,
+    pub last_disconnect: Option<DisconnectReason>,
+    /// Seconds the session outlives a connection (`null`: never expires).
+    pub expiry_seconds: Option<u32>,
+    pub subscriptions: Vec<SessionSubscription>,
+    pub queued: usize,
+    pub queued_bytes: usize,
+    pub queue_messages_max: usize,
+    pub queue_bytes_max: usize,
+    pub queue_policy: QueuePolicy,
+    pub inflight: usize,
+    /// Messages dropped for this session since the server started.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSubscription {
+    pub filter: String,
+    pub qos: u8,
 }
 
 /// The MQTT broker. Cheap to clone; all clones serve the same state.
@@ -104,26 +213,79 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(settings: BrokerSettings, recorder: Arc<dyn Recorder>, auth: Arc<dyn Authenticator>, acl: Acl) -> Self {
+    /// A broker with the sessions and retained messages `store` holds.
+    pub async fn open(
+        settings: BrokerSettings,
+        recorder: Arc<dyn Recorder>,
+        store: Arc<dyn SessionStore>,
+        auth: Arc<dyn Authenticator>,
+        acl: Acl,
+    ) -> Result<Self, StoreError> {
+        let snapshot = store.load().await?;
         let deliveries = deliveries::Deliveries::start(recorder.clone());
+        let flapping = Mutex::new(FlapDetector::new(settings.flapping.clone()));
         let shared = Shared {
             settings,
             recorder,
+            store,
             auth,
             acl,
-            subscriptions: Mutex::new(SubscriptionTree::new()),
-            peers: Mutex::new(HashMap::new()),
-            by_client_id: Mutex::new(HashMap::new()),
+            router: router::Router::default(),
+            sessions: Mutex::new(HashMap::new()),
+            connections: AtomicU64::new(0),
             next_connection: AtomicU64::new(1),
             deliveries,
+            flapping,
         };
-        Self { shared: Arc::new(shared) }
+        let broker = Self { shared: Arc::new(shared) };
+        broker.restore(snapshot);
+        Ok(broker)
+    }
+
+    fn restore(&self, snapshot: glassbox_store::SessionSnapshot) {
+        let shared = &self.shared;
+        let now = SystemTime::now();
+        for (topic, bytes) in snapshot.retained {
+            match Delivery::decode(0, &bytes) {
+                Some(d) if !d.message.expired(now) => shared.router.restore_retained(topic, d.message),
+                _ => continue,
+            }
+        }
+        let mut sessions = lock(&shared.sessions);
+        for (client_id, state) in snapshot.sessions {
+            let Ok(state) = serde_json::from_slice::<StoredSession>(&state) else {
+                tracing::warn!(client = client_id, "ignoring a damaged stored session");
+                continue;
+            };
+            let client_id: Arc<str> = Arc::from(client_id);
+            let bounds = shared.settings.queue_bounds(&client_id);
+            let mut session = Session::new(client_id.clone(), state.device, state.expiry, bounds);
+            session.disconnected_at = Some(state.disconnected_at.unwrap_or_else(Utc::now));
+            session.last_disconnect = Some(DisconnectReason::ServerShutdown);
+            for (filter, options) in state.subscriptions {
+                shared.router.subscribe(&client_id, &filter, options.clone());
+                session.subscriptions.insert(filter, options);
+            }
+            sessions.insert(client_id, Arc::new(Mutex::new(session)));
+        }
+        let mut restored = 0;
+        for (client_id, seq, bytes) in snapshot.queued {
+            let (Some(session), Some(delivery)) = (sessions.get(client_id.as_str()), Delivery::decode(seq, &bytes)) else {
+                continue;
+            };
+            lock(session).restore(delivery);
+            restored += 1;
+        }
+        if !sessions.is_empty() {
+            tracing::info!(sessions = sessions.len(), queued = restored, "restored persistent MQTT sessions");
+        }
     }
 
     /// Accepts connections until `stop` resolves; then closes them with
     /// `server_shutdown`.
     pub async fn serve(&self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let expiry = tokio::spawn(router::expire_sessions(Arc::downgrade(&self.shared)));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -136,15 +298,62 @@ impl Broker {
                 () = &mut stop => break,
             }
         }
-        let peers: Vec<_> =
-            self.shared.peers.lock().unwrap_or_else(|e| e.into_inner()).values().map(|p| p.outbound.clone()).collect();
-        for outbound in peers {
-            let _ = outbound.try_send(Outbound::Close(glassbox_core::DisconnectReason::ServerShutdown));
+        expiry.abort();
+        let links: Vec<_> = lock(&self.shared.sessions)
+            .values()
+            .filter_map(|s| lock(s).link.as_ref().map(|l| l.control.clone()))
+            .collect();
+        for control in links {
+            let _ = control.try_send(Outbound::Close(DisconnectReason::ServerShutdown));
+        }
+    }
+
+    /// Writes what persistent sessions hold in memory and waits until it is
+    /// stored: call after the connections closed.
+    pub async fn flush(&self) {
+        let mut ops = Vec::new();
+        let sessions: Vec<_> = lock(&self.shared.sessions).values().cloned().collect();
+        for session in sessions {
+            lock(&session).persist_pending(&mut ops);
+        }
+        self.shared.persist(ops).await;
+        if let Err(e) = self.shared.store.flush().await {
+            tracing::error!(error = %e, "session state may be incomplete after this stop");
         }
     }
 
     /// Connections open now.
     pub fn connections(&self) -> usize {
-        self.shared.peers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) as usize
+    }
+
+    /// The session of a client id, if the broker holds one.
+    pub fn session(&self, client_id: &str) -> Option<SessionInfo> {
+        let session = self.shared.session(client_id)?;
+        let s = lock(&session);
+        let mut subscriptions: Vec<_> =
+            s.subscriptions.iter().map(|(filter, o)| SessionSubscription { filter: filter.clone(), qos: o.qos }).collect();
+        subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
+        Some(SessionInfo {
+            client_id: s.client_id.to_string(),
+            device: s.device.clone(),
+            connected: s.link.is_some(),
+            since: s.link.as_ref().map(|l| l.since).or(s.disconnected_at),
+            last_disconnect: s.last_disconnect,
+            expiry_seconds: (s.expiry != session::NEVER).then_some(s.expiry),
+            subscriptions,
+            queued: s.queue.len(),
+            queued_bytes: s.queue_bytes,
+            queue_messages_max: s.bounds.messages,
+            queue_bytes_max: s.bounds.bytes,
+            queue_policy: s.bounds.policy,
+            inflight: s.inflight.len(),
+            dropped: s.dropped,
+        })
+    }
+
+    /// Retained messages held now.
+    pub fn retained(&self) -> usize {
+        self.shared.router.retained_count()
     }
 }

@@ -7,7 +7,10 @@ mod devices;
 mod indexer;
 mod read;
 mod schema;
+mod sessions;
 mod writer;
+
+pub use sessions::{SESSIONS_FILE_NAME, SqliteSessions};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -77,6 +77,15 @@ pub const INDEX: &[&str] = &[
 ];
 
 /// Brings a database to the length of `migrations`; refuses a newer one.
+/// `sessions.db`: MQTT persistent sessions, offline queues, retained messages.
+pub const SESSIONS: &[&str] = &[
+    // 1: opaque state and messages, owned by the gateway.
+    "CREATE TABLE sessions (client_id TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE queued (client_id TEXT NOT NULL, seq INTEGER NOT NULL, message BLOB NOT NULL,
+        PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
+    CREATE TABLE retained (topic TEXT PRIMARY KEY, message BLOB NOT NULL) WITHOUT ROWID;",
+];
+
 pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), String> {
     let latest = migrations.len();
     let current: usize =

@@ -1,0 +1,234 @@
+//! Who gets a message: the subscription tree (plain and shared
+//! subscriptions), retained messages, and session expiry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+use glassbox_core::State;
+use glassbox_store::SessionOp;
+use serde_json::json;
+
+use super::message::{Delivery, Message};
+use super::session::{NEVER, Session, SubOptions};
+use super::{Shared, lock};
+use crate::codec::QoS;
+use crate::topic::{SubscriptionTree, matches, parse_filter};
+
+/// A subscription's owner: a client, in a share group or not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SubKey {
+    client: Arc<str>,
+    group: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone)]
+struct Sub {
+    options: SubOptions,
+    /// The filter proper (without `$share/<group>/`): a share group is one
+    /// group name and one filter.
+    filter: Arc<str>,
+}
+
+#[derive(Default)]
+pub(crate) struct Router {
+    tree: Mutex<SubscriptionTree<SubKey, Sub>>,
+    retained: Mutex<HashMap<String, Arc<Message>>>,
+    /// Turns taken by shared subscriptions.
+    rotation: AtomicUsize,
+}
+
+/// One client's delivery of a message: overlapping subscriptions give one
+/// delivery at the highest QoS, with every matching subscription id.
+struct Plan {
+    qos: QoS,
+    retain_as_published: bool,
+    subscription_ids: Vec<u32>,
+}
+
+impl Router {
+    /// Adds (or replaces) a subscription; `raw` is the filter as subscribed,
+    /// already validated.
+    pub fn subscribe(&self, client: &Arc<str>, raw: &str, options: SubOptions) {
+        let Ok(parsed) = parse_filter(raw) else { return };
+        let key = SubKey { client: client.clone(), group: parsed.share.map(Arc::from) };
+        let sub = Sub { options, filter: Arc::from(parsed.filter) };
+        lock(&self.tree).insert(parsed.filter, key, sub);
+    }
+
+    /// True if the subscription existed.
+    pub fn unsubscribe(&self, client: &Arc<str>, raw: &str) -> bool {
+        let Ok(parsed) = parse_filter(raw) else { return false };
+        let key = SubKey { client: client.clone(), group: parsed.share.map(Arc::from) };
+        lock(&self.tree).remove(parsed.filter, &key).is_some()
+    }
+
+    pub fn restore_retained(&self, topic: String, message: Arc<Message>) {
+        lock(&self.retained).insert(topic, message);
+    }
+
+    /// Sets or (empty payload) clears a topic's retained message.
+    pub fn retain(&self, message: &Arc<Message>) -> SessionOp {
+        let topic = message.topic.clone();
+        if message.payload.is_empty() {
+            lock(&self.retained).remove(&topic);
+            return SessionOp::Retain { topic, message: None };
+        }
+        lock(&self.retained).insert(topic.clone(), message.clone());
+        let stored = Delivery {
+            seq: 0,
+            message: message.clone(),
+            qos: message.qos,
+            retain: true,
+            subscription_ids: Vec::new(),
+            persisted: false,
+        };
+        SessionOp::Retain { topic, message: Some(stored.encode()) }
+    }
+
+    /// Retained messages matching a (plain) filter; expired ones are removed.
+    pub fn retained_matching(&self, filter: &str, now: SystemTime) -> Vec<Arc<Message>> {
+        let mut retained = lock(&self.retained);
+        retained.retain(|_, m| !m.expired(now));
+        let mut found: Vec<_> = retained.values().filter(|m| matches(filter, &m.topic)).cloned().collect();
+        found.sort_by(|a, b| a.topic.cmp(&b.topic));
+        found
+    }
+
+    pub fn retained_count(&self) -> usize {
+        lock(&self.retained).len()
+    }
+
+    /// Plain subscribers by client, and share groups' members.
+    fn plans(&self, message: &Message) -> (HashMap<Arc<str>, Plan>, Vec<Vec<(Arc<str>, SubOptions)>>) {
+        let mut plain: HashMap<Arc<str>, Plan> = HashMap::new();
+        let mut groups: HashMap<(Arc<str>, Arc<str>), Vec<(Arc<str>, SubOptions)>> = HashMap::new();
+        lock(&self.tree).for_each_match(&message.topic, |key, sub| match &key.group {
+            Some(group) => groups
+                .entry((group.clone(), sub.filter.clone()))
+                .or_default()
+                .push((key.client.clone(), sub.options.clone())),
+            None if sub.options.no_local && key.client == message.publisher => {}
+            None => {
+                let plan = plain.entry(key.client.clone()).or_insert(Plan {
+                    qos: QoS::AtMostOnce,
+                    retain_as_published: false,
+                    subscription_ids: Vec::new(),
+                });
+                plan.qos = plan.qos.max(qos_of(sub.options.qos));
+                plan.retain_as_published |= sub.options.retain_as_published;
+                plan.subscription_ids.extend(sub.options.id);
+            }
+        });
+        let mut groups: Vec<_> = groups.into_values().collect();
+        for members in &mut groups {
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        (plain, groups)
+    }
+}
+
+pub(crate) fn qos_of(bits: u8) -> QoS {
+    QoS::from_bits(bits.min(2)).unwrap_or(QoS::AtMostOnce)
+}
+
+/// Hands a recorded message to every matching session; one member of each
+/// share group gets it, connected members first. `retained` is the
+/// PUBLISH's retain flag. Returns what to persist.
+pub(crate) fn route(shared: &Shared, message: &Arc<Message>, retained: bool) -> Vec<SessionOp> {
+    let router = &shared.router;
+    let (mut plans, groups) = router.plans(message);
+    let sessions: HashMap<Arc<str>, Arc<Mutex<Session>>> = {
+        let map = lock(&shared.sessions);
+        for members in groups {
+            let start = router.rotation.fetch_add(1, Ordering::Relaxed);
+            let turn = |i: usize| &members[(start + i) % members.len()];
+            let online = (0..members.len()).map(turn).find(|(c, _)| map.get(c).is_some_and(|s| lock(s).link.is_some()));
+            let (client, options) = online.unwrap_or_else(|| turn(0));
+            let plan = plans.entry(client.clone()).or_insert(Plan {
+                qos: QoS::AtMostOnce,
+                retain_as_published: false,
+                subscription_ids: Vec::new(),
+            });
+            plan.qos = plan.qos.max(qos_of(options.qos));
+            plan.subscription_ids.extend(options.id);
+        }
+        plans.keys().filter_map(|c| map.get(c).map(|s| (c.clone(), s.clone()))).collect()
+    };
+    let deliveries = &shared.deliveries;
+    let detail = match plans.len() {
+        1 => "1 subscriber".to_string(),
+        n => format!("{n} subscribers"),
+    };
+    deliveries.note(message.event, State::Routed, "mqtt", Some(detail));
+    let mut ops = Vec::new();
+    for (client, plan) in plans {
+        let Some(session) = sessions.get(&client) else { continue };
+        let delivery = Delivery {
+            seq: 0,
+            message: message.clone(),
+            qos: plan.qos.min(message.qos),
+            retain: retained && plan.retain_as_published,
+            subscription_ids: plan.subscription_ids,
+            persisted: false,
+        };
+        lock(session).offer(delivery, deliveries, &mut ops);
+    }
+    ops
+}
+
+/// Removes a session: its subscriptions, its queue (each message dropped
+/// with `session_ended`), and its stored state.
+pub(crate) fn end_session(shared: &Shared, session: &Arc<Mutex<Session>>, why: &str) -> Vec<SessionOp> {
+    let (client_id, persistent, filters) = {
+        let mut s = lock(session);
+        s.discard(&shared.deliveries, why);
+        let filters: Vec<String> = s.subscriptions.drain().map(|(f, _)| f).collect();
+        (s.client_id.clone(), s.persistent(), filters)
+    };
+    for filter in &filters {
+        shared.router.unsubscribe(&client_id, filter);
+    }
+    {
+        let mut map = lock(&shared.sessions);
+        if map.get(&client_id).is_some_and(|current| Arc::ptr_eq(current, session)) {
+            map.remove(&client_id);
+        }
+    }
+    match persistent {
+        true => vec![SessionOp::DeleteSession { client_id: client_id.to_string() }],
+        false => Vec::new(),
+    }
+}
+
+/// Ends disconnected sessions whose expiry passed, once a second, while the
+/// broker lives.
+pub(crate) async fn expire_sessions(shared: Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Utc::now();
+        let expired: Vec<_> = lock(&shared.sessions)
+            .values()
+            .filter(|s| {
+                let s = lock(s);
+                let deadline = s.disconnected_at.map(|at| at + chrono::Duration::seconds(i64::from(s.expiry)));
+                s.link.is_none() && s.expiry != NEVER && deadline.is_some_and(|d| d <= now)
+            })
+            .cloned()
+            .collect();
+        for session in expired {
+            let (client_id, device, queued) = {
+                let s = lock(&session);
+                (s.client_id.clone(), s.device.clone(), s.queue.len() + s.inflight.len())
+            };
+            let ops = end_session(&shared, &session, "the session expired while the client was away");
+            shared.persist(ops).await;
+            let data = json!({ "queued_dropped": queued });
+            super::connection::record_lifecycle(&shared, "session_expired", device.as_deref(), &client_id, data).await;
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! A session: what the broker keeps for one client id across connections —
+//! subscriptions, the queue of deliveries not yet sent, the deliveries in
+//! flight, and the link to the connection serving it, if any.
+//!
+//! One queue serves both states: while connected, the writer drains it
+//! within the client's receive window; while disconnected, it is the
+//! offline queue, bounded in messages and bytes with a drop policy.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use glassbox_core::{DisconnectReason, DropReason, State};
+use glassbox_store::SessionOp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+
+use super::deliveries::Deliveries;
+use super::message::Delivery;
+use super::{Outbound, QueueBounds, QueuePolicy};
+use crate::codec::{Protocol, Publish, QoS};
+
+/// Session expiry meaning "never" (3.1.1 persistent sessions, 5.0 0xFFFFFFFF).
+pub(crate) const NEVER: u32 = u32::MAX;
+
+/// The options of one subscription, as granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SubOptions {
+    pub qos: u8,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_local: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retain_as_published: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+}
+
+/// The connection serving a session.
+pub(crate) struct Link {
+    pub conn: u64,
+    pub protocol: Protocol,
+    pub control: mpsc::Sender<Outbound>,
+    pub wake: Arc<Notify>,
+    /// Deliveries in flight at once: the client's receive maximum, capped.
+    pub window: usize,
+    /// The client's maximum packet size.
+    pub packet_bytes_max: usize,
+    pub since: DateTime<Utc>,
+}
+
+/// A QoS 1 or 2 delivery sent and not yet completed.
+pub(crate) struct InFlight {
+    pub delivery: Delivery,
+    /// QoS 2: PUBREC received and PUBREL sent.
+    pub released: bool,
+}
+
+pub(crate) struct Session {
+    pub client_id: Arc<str>,
+    pub device: Option<String>,
+    /// Seconds the session outlives its connection; 0 ends it with the connection.
+    pub expiry: u32,
+    pub subscriptions: HashMap<String, SubOptions>,
+    pub queue: VecDeque<Delivery>,
+    pub queue_bytes: usize,
+    pub bounds: QueueBounds,
+    pub inflight: BTreeMap<u16, InFlight>,
+    /// QoS 2 packet ids received and recorded, awaiting PUBREL.
+    pub awaiting_release: HashSet<u16>,
+    next_packet_id: u16,
+    next_seq: u64,
+    pub link: Option<Link>,
+    pub disconnected_at: Option<DateTime<Utc>>,
+    pub last_disconnect: Option<DisconnectReason>,
+    /// Bumped at every connect: a delayed will checks it is still current.
+    pub epoch: u64,
+    pub dropped: u64,
+}
+
+/// What is stored of a session (its queue is stored row by row).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredSession {
+    pub expiry: u32,
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub subscriptions: HashMap<String, SubOptions>,
+    #[serde(default)]
+    pub disconnected_at: Option<DateTime<Utc>>,
+}
+
+impl Session {
+    pub fn new(client_id: Arc<str>, device: Option<String>, expiry: u32, bounds: QueueBounds) -> Self {
+        Self {
+            client_id,
+            device,
+            expiry,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            bounds,
+            inflight: BTreeMap::new(),
+            awaiting_release: HashSet::new(),
+            next_packet_id: 0,
+            next_seq: 1,
+            link: None,
+            disconnected_at: None,
+            last_disconnect: None,
+            epoch: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn persistent(&self) -> bool {
+        self.expiry > 0
+    }
+
+    pub fn stored(&self) -> SessionOp {
+        let state = StoredSession {
+            expiry: self.expiry,
+            device: self.device.clone(),
+            subscriptions: self.subscriptions.clone(),
+            disconnected_at: self.disconnected_at,
+        };
+        SessionOp::PutSession {
+            client_id: self.client_id.to_string(),
+            state: serde_json::to_vec(&state).unwrap_or_default(),
+        }
+    }
+
+    /// Restores a queued delivery loaded from the store, in seq order.
+    pub fn restore(&mut self, delivery: Delivery) {
+        self.next_seq = self.next_seq.max(delivery.seq + 1);
+        self.queue_bytes += delivery.message.size();
+        self.queue.push_back(delivery);
+    }
+
+    /// Queues a delivery within the bounds, applying the drop policy; wakes
+    /// the writer if connected. Returns what to persist.
+    pub fn offer(&mut self, mut delivery: Delivery, deliveries: &Deliveries, ops: &mut Vec<SessionOp>) {
+        let event = delivery.message.event;
+        let offline = self.link.is_none();
+        if offline && delivery.qos == QoS::AtMostOnce {
+            self.dropped += 1;
+            let detail = format!("{}: the subscriber is offline; QoS 0 is not queued", DropReason::Offline);
+            return deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
+        }
+        let size = delivery.message.size();
+        while self.queue.len() >= self.bounds.messages || self.queue_bytes + size > self.bounds.bytes {
+            let victim = match self.bounds.policy {
+                QueuePolicy::DropOldest if !self.queue.is_empty() => self.queue.pop_front(),
+                _ => None,
+            };
+            let Some(victim) = victim else {
+                self.dropped += 1;
+                let detail = format!("{}: {}", DropReason::QueueFull, self.bounds.describe());
+                return deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
+            };
+            self.queue_bytes -= victim.message.size();
+            self.dropped += 1;
+            let detail = format!("{}: {}; the oldest message made room", DropReason::QueueFull, self.bounds.describe());
+            deliveries.note(victim.message.event, State::Dropped, &self.client_id, Some(detail));
+            self.forget(&victim, ops);
+        }
+        delivery.seq = self.next_seq;
+        self.next_seq += 1;
+        if offline && self.persistent() {
+            ops.push(SessionOp::Enqueue { client_id: self.client_id.to_string(), seq: delivery.seq, message: delivery.encode() });
+            delivery.persisted = true;
+        }
+        let detail = offline.then(|| "queued while offline".to_string());
+        deliveries.note(event, State::InTransit, &self.client_id, detail);
+        self.queue_bytes += size;
+        self.queue.push_back(delivery);
+        if let Some(link) = &self.link {
+            link.wake.notify_one();
+        }
+    }
+
+    /// Removes a finished delivery from the store, if it was there.
+    pub fn forget(&self, delivery: &Delivery, ops: &mut Vec<SessionOp>) {
+        if delivery.persisted {
+            ops.push(SessionOp::Dequeue { client_id: self.client_id.to_string(), seq: delivery.seq });
+        }
+    }
+
+    /// Takes up to `max` deliveries the link may send now, assigning packet
+    /// ids; expired or oversize ones are dropped with their reason.
+    pub fn take_sendable(
+        &mut self,
+        max: usize,
+        now: SystemTime,
+        deliveries: &Deliveries,
+        ops: &mut Vec<SessionOp>,
+    ) -> Vec<(Publish, Delivery)> {
+        let Some(link) = &self.link else { return Vec::new() };
+        let (window, protocol, packet_max) = (link.window, link.protocol, link.packet_bytes_max);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(front) = self.queue.front() else { break };
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+                break;
+            }
+            let delivery = self.queue.pop_front().expect("front exists");
+            self.queue_bytes -= delivery.message.size();
+            let event = delivery.message.event;
+            if delivery.message.expired(now) {
+                self.dropped += 1;
+                deliveries.note(event, State::Dropped, &self.client_id, Some(format!("{}: message expiry passed", DropReason::Expired)));
+                self.forget(&delivery, ops);
+                continue;
+            }
+            // Fixed header, topic, packet id, properties: a safe overestimate.
+            if delivery.message.size() + 64 + delivery.message.properties_size() > packet_max {
+                self.dropped += 1;
+                let detail = format!("{}: larger than the client's maximum packet size {packet_max}", DropReason::TooLarge);
+                deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
+                self.forget(&delivery, ops);
+                continue;
+            }
+            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
+            let publish = delivery.publish(packet_id, false, protocol, now);
+            if let Some(id) = packet_id {
+                self.inflight.insert(id, InFlight { delivery: delivery.clone(), released: false });
+            }
+            out.push((publish, delivery));
+        }
+        out
+    }
+
+    fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&self.next_packet_id) {
+                return self.next_packet_id;
+            }
+        }
+    }
+
+    /// Ends the session: every undelivered message is dropped with `reason`.
+    pub fn discard(&mut self, deliveries: &Deliveries, detail: &str) {
+        let queued = self.queue.drain(..).chain(std::mem::take(&mut self.inflight).into_values().map(|f| f.delivery));
+        for delivery in queued {
+            self.dropped += 1;
+            let note = format!("{}: {detail}", DropReason::SessionEnded);
+            deliveries.note(delivery.message.event, State::Dropped, &self.client_id, Some(note));
+        }
+        self.queue_bytes = 0;
+    }
+
+    /// Writes every queued and in-flight delivery not yet stored, so a
+    /// restart finds them (at disconnect and at shutdown).
+    pub fn persist_pending(&mut self, ops: &mut Vec<SessionOp>) {
+        if !self.persistent() {
+            return;
+        }
+        let client_id = self.client_id.to_string();
+        let pending = self.inflight.values_mut().map(|f| &mut f.delivery).chain(self.queue.iter_mut());
+        for delivery in pending.filter(|d| !d.persisted && d.qos != QoS::AtMostOnce) {
+            ops.push(SessionOp::Enqueue { client_id: client_id.clone(), seq: delivery.seq, message: delivery.encode() });
+            delivery.persisted = true;
+        }
+    }
+}

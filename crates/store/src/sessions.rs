@@ -1,0 +1,49 @@
+//! Durable MQTT session state: persistent sessions, their offline queues and
+//! retained messages, so that what a device was promised survives a restart.
+//!
+//! The gateway owns the meaning of the bytes (session state and messages are
+//! opaque blobs here); the store keeps them in order and gives them back at
+//! start. Writes are queued and committed in groups; [`SessionStore::flush`]
+//! waits until everything queued so far is committed.
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// One change to durable session state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOp {
+    /// Creates or replaces a session's state (subscriptions, expiry, …).
+    PutSession { client_id: String, state: Vec<u8> },
+    /// Removes a session with its queue.
+    DeleteSession { client_id: String },
+    /// Appends a message to a session's queue; `seq` orders the queue.
+    Enqueue { client_id: String, seq: u64, message: Vec<u8> },
+    /// Removes a delivered, expired or dropped message from a queue.
+    Dequeue { client_id: String, seq: u64 },
+    /// Sets (or with `None` clears) the retained message of a topic.
+    Retain { topic: String, message: Option<Vec<u8>> },
+}
+
+/// Everything stored, as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    /// Each session's client id and state.
+    pub sessions: Vec<(String, Vec<u8>)>,
+    /// Queued messages: client id, seq and message, in seq order per client.
+    pub queued: Vec<(String, u64, Vec<u8>)>,
+    /// Retained messages by topic.
+    pub retained: Vec<(String, Vec<u8>)>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Queues changes for the next commit; waits only while the queue is full.
+    async fn apply(&self, ops: Vec<SessionOp>) -> Result<(), StoreError>;
+
+    /// Resolves once every change queued before it is committed.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Everything stored.
+    async fn load(&self) -> Result<SessionSnapshot, StoreError>;
+}

@@ -1,0 +1,144 @@
+//! `sessions.db`: the gateway's durable session state, written by one thread
+//! in grouped transactions. `synchronous=NORMAL` in WAL mode: a commit
+//! survives a crash of the process (the case that matters for a restart);
+//! a power loss may lose the last commits, as it may for Mosquitto's
+//! autosave. Published messages themselves are in the recorder, fsync'd.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema;
+use crate::{SessionOp, SessionSnapshot, SessionStore, StoreError};
+
+/// The session file's name inside the data directory.
+pub const SESSIONS_FILE_NAME: &str = "sessions.db";
+/// Changes waiting for the writer; `apply` waits beyond this.
+const QUEUE_MAX: usize = 16_384;
+/// Most changes in one transaction.
+const BATCH_MAX: usize = 4096;
+
+enum Command {
+    Apply(Vec<SessionOp>),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The embedded session store. Open it after [`super::SqliteStore`], whose
+/// lock keeps other processes out of the data directory.
+pub struct SqliteSessions {
+    commands: mpsc::Sender<Command>,
+    reader: Mutex<Connection>,
+}
+
+impl SqliteSessions {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(SESSIONS_FILE_NAME);
+        let opened = |e: String| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(conn)
+        };
+        let mut writer = open().map_err(|e| opened(e.to_string()))?;
+        schema::migrate(&mut writer, schema::SESSIONS).map_err(opened)?;
+        let reader = open().map_err(|e| opened(e.to_string()))?;
+        let (commands, rx) = mpsc::channel(QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("sessions-writer".into())
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| StoreError::Internal(format!("cannot start the sessions writer: {e}")))?;
+        Ok(Self { commands, reader: Mutex::new(reader) })
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.commands.send(command).await.map_err(|_| StoreError::Unavailable("the sessions writer has stopped".into()))
+    }
+}
+
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
+        let result = conn.transaction().and_then(|tx| {
+            for command in &batch {
+                if let Command::Apply(ops) = command {
+                    ops.iter().try_for_each(|op| apply(&tx, op))?;
+                }
+            }
+            tx.commit()
+        });
+        let failure = result.err().map(|e| {
+            tracing::error!(error = %e, "could not write session state");
+            format!("session state not written: {e}")
+        });
+        for command in batch.drain(..) {
+            if let Command::Flush(reply) = command {
+                let _ = reply.send(failure.clone().map_or(Ok(()), |e| Err(StoreError::Unavailable(e))));
+            }
+        }
+    }
+}
+
+fn apply(tx: &Transaction<'_>, op: &SessionOp) -> rusqlite::Result<()> {
+    match op {
+        SessionOp::PutSession { client_id, state } => tx
+            .prepare_cached("INSERT OR REPLACE INTO sessions (client_id, state) VALUES (?1, ?2)")?
+            .execute(params![client_id, state])?,
+        SessionOp::DeleteSession { client_id } => {
+            tx.prepare_cached("DELETE FROM queued WHERE client_id = ?1")?.execute([client_id])?;
+            tx.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?.execute([client_id])?
+        }
+        SessionOp::Enqueue { client_id, seq, message } => tx
+            .prepare_cached("INSERT OR REPLACE INTO queued (client_id, seq, message) VALUES (?1, ?2, ?3)")?
+            .execute(params![client_id, *seq as i64, message])?,
+        SessionOp::Dequeue { client_id, seq } => tx
+            .prepare_cached("DELETE FROM queued WHERE client_id = ?1 AND seq = ?2")?
+            .execute(params![client_id, *seq as i64])?,
+        SessionOp::Retain { topic, message: Some(message) } => tx
+            .prepare_cached("INSERT OR REPLACE INTO retained (topic, message) VALUES (?1, ?2)")?
+            .execute(params![topic, message])?,
+        SessionOp::Retain { topic, message: None } => {
+            tx.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([topic])?
+        }
+    };
+    Ok(())
+}
+
+fn load(conn: &Connection) -> rusqlite::Result<SessionSnapshot> {
+    let pairs = |sql: &str| -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
+        conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+    };
+    let sessions = pairs("SELECT client_id, state FROM sessions")?;
+    let retained = pairs("SELECT topic, message FROM retained")?;
+    let queued = conn
+        .prepare("SELECT client_id, seq, message FROM queued ORDER BY client_id, seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(SessionSnapshot { sessions, queued, retained })
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn apply(&self, ops: Vec<SessionOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.send(Command::Apply(ops)).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Flush(reply)).await?;
+        done.await.map_err(|_| StoreError::Unavailable("the sessions writer stopped before committing".into()))?
+    }
+
+    async fn load(&self) -> Result<SessionSnapshot, StoreError> {
+        // Called once at start, before the broker accepts connections.
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        load(&conn).map_err(|e| StoreError::Internal(format!("loading sessions: {e}")))
+    }
+}
