@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::codec::{CodecError, ConnAck, Connect, Packet, Properties, Protocol, decode, encode};
+use crate::codec::{CodecError, ConnAck, Connect, Packet, Properties, Protocol, Will, decode, encode};
 
 /// Largest packet the client accepts from a broker.
 const PACKET_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -39,6 +39,9 @@ pub struct Options {
     pub protocol: Protocol,
     pub keep_alive: Duration,
     pub clean_start: bool,
+    pub will: Option<Will>,
+    /// CONNECT properties (5.0): session expiry, receive maximum, …
+    pub properties: Properties,
 }
 
 impl Options {
@@ -50,6 +53,8 @@ impl Options {
             protocol: Protocol::V311,
             keep_alive: Duration::from_secs(60),
             clean_start: true,
+            will: None,
+            properties: Properties::default(),
         }
     }
 }
@@ -82,10 +87,10 @@ pub async fn connect(addr: &str, options: &Options) -> Result<(Reader, Writer, C
         clean_start: options.clean_start,
         keep_alive: options.keep_alive.as_secs().min(u16::MAX as u64) as u16,
         client_id: options.client_id.clone(),
-        will: None,
+        will: options.will.clone(),
         username: options.username.clone(),
         password: options.password.clone().map(Bytes::from),
-        properties: Properties::default(),
+        properties: options.properties.clone(),
     };
     writer.send(&Packet::Connect(Box::new(connect))).await?;
     writer.flush().await?;

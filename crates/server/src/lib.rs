@@ -77,9 +77,10 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         );
     }
     let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
-    let broker = Broker::open(config.broker_settings(), pipeline.clone(), Arc::new(sessions), Arc::new(auth), config.acl())
-        .await
-        .context("restoring MQTT sessions")?;
+    let broker =
+        Broker::open(config.broker_settings(), pipeline.clone(), Arc::new(sessions), Arc::new(auth), config.acl())
+            .await
+            .context("restoring MQTT sessions")?;
     let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
         format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
     })?;
@@ -87,6 +88,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let state = AppState {
         pipeline,
         devices,
+        broker: broker.clone(),
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),
         append_timeout: config.http.append_timeout,

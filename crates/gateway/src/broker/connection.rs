@@ -645,7 +645,10 @@ impl Connection {
         let mut ops = Vec::new();
         {
             let mut s = lock(&self.session);
-            let done = s.inflight.get(&packet_id).is_some_and(|f| f.delivery.qos == qos && (qos == QoS::AtLeastOnce || f.released));
+            let done = s
+                .inflight
+                .get(&packet_id)
+                .is_some_and(|f| f.delivery.qos == qos && (qos == QoS::AtLeastOnce || f.released));
             if !done {
                 return Ok(());
             }
@@ -712,7 +715,8 @@ impl Connection {
                 Ok(parsed) if parsed.share.is_some() && options.no_local => 0x8F,
                 Ok(parsed) => match self.shared.acl.check_subscribe(&self.principal, parsed.filter) {
                     Err(denied) => {
-                        let data = json!({ "filter": filter, "reason": DropReason::AclDenied, "detail": denied.to_string() });
+                        let data =
+                            json!({ "filter": filter, "reason": DropReason::AclDenied, "detail": denied.to_string() });
                         record_lifecycle(&self.shared, "subscribe_denied", self.device(), &self.client_id, data).await;
                         0x87
                     }
@@ -742,8 +746,12 @@ impl Connection {
             // 3.1.1 has a single failure code.
             reasons.push(if self.protocol == Protocol::V311 && code >= 0x80 { 0x80 } else { code });
         }
-        self.reply(Packet::SubAck(SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), reasons }))
-            .await?;
+        self.reply(Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }))
+        .await?;
         let mut ops = Vec::new();
         {
             let mut s = lock(&self.session);
@@ -779,8 +787,12 @@ impl Connection {
         };
         self.shared.persist(stored.into_iter().collect()).await;
         let reasons = if self.protocol == Protocol::V5 { reasons } else { Vec::new() };
-        self.reply(Packet::UnsubAck(UnsubAck { packet_id: unsubscribe.packet_id, properties: Properties::default(), reasons }))
-            .await
+        self.reply(Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }))
+        .await
     }
 
     async fn close(mut self, reason: DisconnectReason) {
@@ -950,7 +962,11 @@ async fn write_loop(
                 && let Some(code) = reason.mqtt5_code()
             {
                 out.clear();
-                encode(&Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() }), protocol, &mut out);
+                encode(
+                    &Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() }),
+                    protocol,
+                    &mut out,
+                );
                 let _ = write.write_all(&out).await;
             }
             let _ = write.flush().await;

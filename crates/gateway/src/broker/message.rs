@@ -110,7 +110,8 @@ impl Delivery {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.message.size());
         out.extend_from_slice(&self.message.event.to_bytes());
-        let expires = self.message.expires_at.map_or(0, |at| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis());
+        let expires =
+            self.message.expires_at.map_or(0, |at| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis());
         out.extend_from_slice(&(expires as u64).to_be_bytes());
         let mut publish = self.publish(None, false, Protocol::V5, SystemTime::UNIX_EPOCH);
         publish.properties.message_expiry_interval = None;
@@ -123,7 +124,9 @@ impl Delivery {
     pub fn decode(seq: u64, bytes: &[u8]) -> Option<Self> {
         let event = EventId::from_bytes(bytes.get(..16)?.try_into().ok()?);
         let expires = u64::from_be_bytes(bytes.get(16..24)?.try_into().ok()?);
-        let Ok(Some((Packet::Publish(publish), _))) = decode(&bytes[24..], Protocol::V5, usize::MAX) else { return None };
+        let Ok(Some((Packet::Publish(publish), _))) = decode(&bytes[24..], Protocol::V5, usize::MAX) else {
+            return None;
+        };
         let now = SystemTime::now();
         let mut message = Message::new(event, &publish, Arc::from(""), now);
         message.expires_at = (expires > 0).then(|| UNIX_EPOCH + Duration::from_millis(expires));

@@ -270,7 +270,8 @@ impl Broker {
         }
         let mut restored = 0;
         for (client_id, seq, bytes) in snapshot.queued {
-            let (Some(session), Some(delivery)) = (sessions.get(client_id.as_str()), Delivery::decode(seq, &bytes)) else {
+            let (Some(session), Some(delivery)) = (sessions.get(client_id.as_str()), Delivery::decode(seq, &bytes))
+            else {
                 continue;
             };
             lock(session).restore(delivery);
@@ -331,8 +332,11 @@ impl Broker {
     pub fn session(&self, client_id: &str) -> Option<SessionInfo> {
         let session = self.shared.session(client_id)?;
         let s = lock(&session);
-        let mut subscriptions: Vec<_> =
-            s.subscriptions.iter().map(|(filter, o)| SessionSubscription { filter: filter.clone(), qos: o.qos }).collect();
+        let mut subscriptions: Vec<_> = s
+            .subscriptions
+            .iter()
+            .map(|(filter, o)| SessionSubscription { filter: filter.clone(), qos: o.qos })
+            .collect();
         subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
         Some(SessionInfo {
             client_id: s.client_id.to_string(),
@@ -350,6 +354,23 @@ impl Broker {
             inflight: s.inflight.len(),
             dropped: s.dropped,
         })
+    }
+
+    /// Closes the client's connection, if it has one, with `reason` (an
+    /// operator's action: disabling a device, say). True if it was connected.
+    pub fn disconnect(&self, client_id: &str, reason: DisconnectReason) -> bool {
+        let Some(session) = self.shared.session(client_id) else { return false };
+        let control = lock(&session).link.as_ref().map(|l| l.control.clone());
+        control.is_some_and(|c| c.try_send(Outbound::Close(reason)).is_ok())
+    }
+
+    /// Ends a client's session (its queue is dropped with `session_ended`),
+    /// closing its connection first. For a deleted device.
+    pub async fn end_session(&self, client_id: &str, why: &str) {
+        self.disconnect(client_id, DisconnectReason::Administrative);
+        let Some(session) = self.shared.session(client_id) else { return };
+        let ops = router::end_session(&self.shared, &session, why);
+        self.shared.persist(ops).await;
     }
 
     /// Retained messages held now.

@@ -40,6 +40,9 @@ pub(crate) struct Router {
     rotation: AtomicUsize,
 }
 
+/// The members of one share group (a group name and a filter), with their options.
+type ShareGroup = Vec<(Arc<str>, SubOptions)>;
+
 /// One client's delivery of a message: overlapping subscriptions give one
 /// delivery at the highest QoS, with every matching subscription id.
 struct Plan {
@@ -102,9 +105,9 @@ impl Router {
     }
 
     /// Plain subscribers by client, and share groups' members.
-    fn plans(&self, message: &Message) -> (HashMap<Arc<str>, Plan>, Vec<Vec<(Arc<str>, SubOptions)>>) {
+    fn plans(&self, message: &Message) -> (HashMap<Arc<str>, Plan>, Vec<ShareGroup>) {
         let mut plain: HashMap<Arc<str>, Plan> = HashMap::new();
-        let mut groups: HashMap<(Arc<str>, Arc<str>), Vec<(Arc<str>, SubOptions)>> = HashMap::new();
+        let mut groups: HashMap<(Arc<str>, Arc<str>), ShareGroup> = HashMap::new();
         lock(&self.tree).for_each_match(&message.topic, |key, sub| match &key.group {
             Some(group) => groups
                 .entry((group.clone(), sub.filter.clone()))

@@ -166,7 +166,11 @@ impl Session {
         delivery.seq = self.next_seq;
         self.next_seq += 1;
         if offline && self.persistent() {
-            ops.push(SessionOp::Enqueue { client_id: self.client_id.to_string(), seq: delivery.seq, message: delivery.encode() });
+            ops.push(SessionOp::Enqueue {
+                client_id: self.client_id.to_string(),
+                seq: delivery.seq,
+                message: delivery.encode(),
+            });
             delivery.persisted = true;
         }
         let detail = offline.then(|| "queued while offline".to_string());
@@ -207,14 +211,20 @@ impl Session {
             let event = delivery.message.event;
             if delivery.message.expired(now) {
                 self.dropped += 1;
-                deliveries.note(event, State::Dropped, &self.client_id, Some(format!("{}: message expiry passed", DropReason::Expired)));
+                deliveries.note(
+                    event,
+                    State::Dropped,
+                    &self.client_id,
+                    Some(format!("{}: message expiry passed", DropReason::Expired)),
+                );
                 self.forget(&delivery, ops);
                 continue;
             }
             // Fixed header, topic, packet id, properties: a safe overestimate.
             if delivery.message.size() + 64 + delivery.message.properties_size() > packet_max {
                 self.dropped += 1;
-                let detail = format!("{}: larger than the client's maximum packet size {packet_max}", DropReason::TooLarge);
+                let detail =
+                    format!("{}: larger than the client's maximum packet size {packet_max}", DropReason::TooLarge);
                 deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
                 self.forget(&delivery, ops);
                 continue;
@@ -258,7 +268,11 @@ impl Session {
         let client_id = self.client_id.to_string();
         let pending = self.inflight.values_mut().map(|f| &mut f.delivery).chain(self.queue.iter_mut());
         for delivery in pending.filter(|d| !d.persisted && d.qos != QoS::AtMostOnce) {
-            ops.push(SessionOp::Enqueue { client_id: client_id.clone(), seq: delivery.seq, message: delivery.encode() });
+            ops.push(SessionOp::Enqueue {
+                client_id: client_id.clone(),
+                seq: delivery.seq,
+                message: delivery.encode(),
+            });
             delivery.persisted = true;
         }
     }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use glassbox_core::{Data, Draft, validate_device_id};
+use glassbox_core::{Data, DisconnectReason, Draft, validate_device_id};
 use glassbox_store::Device;
 
 use glassbox_store::devices::new_secret;
@@ -84,6 +84,9 @@ async fn set_disabled(
 ) -> Result<Json<Value>, ApiError> {
     let device = app.devices.set_device_disabled(&id, disabled).await?.ok_or_else(|| unknown(&id))?;
     let mut body = json!(device);
+    if disabled {
+        body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::Administrative));
+    }
     note_change(&app, &id, if disabled { "device.disabled" } else { "device.enabled" }, &mut body).await;
     Ok(Json(body))
 }
@@ -101,6 +104,7 @@ pub async fn rotate_secret(State(app): State<AppState>, Path(id): Path<String>) 
 /// `DELETE /api/v1/devices/{id}`: 204; its recorded events stay.
 pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     app.devices.delete_device(&id).await?.ok_or_else(|| unknown(&id))?;
+    app.broker.end_session(&id, "the device was deleted").await;
     let mut ignored = Value::Null;
     note_change(&app, &id, "device.deleted", &mut ignored).await;
     Ok(StatusCode::NO_CONTENT)

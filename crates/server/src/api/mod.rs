@@ -5,6 +5,7 @@ mod auth;
 mod devices;
 mod error;
 mod events;
+mod mqtt;
 mod trace;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use glassbox_core::Limits;
+use glassbox_gateway::broker::Broker;
 use glassbox_store::DeviceRegistry;
 use serde_json::json;
 
@@ -31,6 +33,7 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
+    pub broker: Broker,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
@@ -50,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
+        .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
+        .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(health))
