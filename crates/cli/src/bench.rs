@@ -1,5 +1,6 @@
 //! `glassbox bench …`: measurements of this build on this machine.
 
+mod connections;
 mod mqtt;
 mod store;
 
@@ -11,11 +12,15 @@ pub enum BenchCommand {
     /// N publishers -> M subscribers on any MQTT broker (this one or a peer
     /// such as Mosquitto): delivered messages/s, loss and latency percentiles.
     Mqtt(mqtt::MqttBenchArgs),
+    /// Many idle MQTT connections to any broker: accept rate, and the
+    /// broker's resident memory per connection (given its --pid).
+    Connections(connections::ConnectionsBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Mqtt(args) => mqtt::run(args).await,
+        BenchCommand::Connections(args) => connections::run(args).await,
     }
 }

@@ -14,6 +14,9 @@ pub enum DevicesCommand {
     List(ListArgs),
     /// One device.
     Get(IdArgs),
+    /// Explain one device in words: connected or not and why, its session
+    /// queue and subscriptions, last message, and connection timeline.
+    Inspect(IdArgs),
     /// Refuse the device's future connections.
     Disable(IdArgs),
     /// Accept the device's connections again.
@@ -62,6 +65,15 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
             let device =
                 a.remote.client()?.get(&format!("/api/v1/devices/{}", crate::client::segment(&a.id)), &[]).await?;
             print_device(&device, a.json)
+        }
+        DevicesCommand::Inspect(a) => {
+            let path = format!("/api/v1/devices/{}/inspect", crate::client::segment(&a.id));
+            let view = a.remote.client()?.get(&path, &[]).await?;
+            match a.json {
+                true => println!("{}", serde_json::to_string_pretty(&view)?),
+                false => crate::inspect::print(&view),
+            }
+            Ok(())
         }
         DevicesCommand::Disable(a) => action(a, "disable").await,
         DevicesCommand::Enable(a) => action(a, "enable").await,

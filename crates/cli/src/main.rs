@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod devices;
 mod events;
+mod inspect;
 mod render;
 mod serve;
 mod trace;

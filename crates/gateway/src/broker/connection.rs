@@ -18,7 +18,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use glassbox_core::{Data, DisconnectReason, Draft, DropReason, State};
 use glassbox_store::{Appended, SessionOp, StoreError};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, watch};
@@ -40,16 +40,28 @@ use crate::topic::{parse_filter, validate_name};
 const CONTROL_QUEUE_MAX: usize = 1024;
 /// Deliveries the writer takes from the session per round.
 const WRITE_BATCH_MAX: usize = 256;
+/// Output buffer kept between rounds; a larger one (after a burst) is freed.
+const OUT_KEPT_BYTES: usize = 64 * 1024;
 
-/// Reads whole packets from the socket.
+/// Reads whole packets from the socket. Holds no buffer while idle, so
+/// tens of thousands of quiet connections cost little memory.
 struct PacketReader {
     read: OwnedReadHalf,
     buf: Vec<u8>,
+    /// Bytes of `buf` already decoded.
+    pos: usize,
     protocol: Protocol,
     max: usize,
 }
 
+/// Bytes read per system call.
+const READ_CHUNK: usize = 16 * 1024;
+
 impl PacketReader {
+    fn new(read: OwnedReadHalf, max: usize) -> Self {
+        Self { read, buf: Vec::new(), pos: 0, protocol: Protocol::V311, max }
+    }
+
     /// The next packet, reading as needed; `None` at end of stream.
     /// Cancel-safe: bytes read are kept in the buffer.
     async fn next(&mut self) -> Result<Option<Packet>, CodecError> {
@@ -57,18 +69,34 @@ impl PacketReader {
             if let Some(packet) = self.buffered()? {
                 return Ok(Some(packet));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.read.read(&mut chunk).await {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            if self.read.readable().await.is_err() {
+                return Ok(None);
+            }
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.read.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(None),
             }
         }
     }
 
     /// A packet already complete in the buffer, without reading.
     fn buffered(&mut self) -> Result<Option<Packet>, CodecError> {
-        let Some((packet, used)) = decode(&self.buf, self.protocol, self.max)? else { return Ok(None) };
-        self.buf.drain(..used);
+        let Some((packet, used)) = decode(&self.buf[self.pos..], self.protocol, self.max)? else {
+            if self.pos == self.buf.len() {
+                // Everything consumed: give the memory back while idle.
+                self.buf = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(None);
+        };
+        self.pos += used;
         Ok(Some(packet))
     }
 }
@@ -88,7 +116,7 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let max = shared.settings.packet_bytes_max;
-    let mut reader = PacketReader { read, buf: Vec::new(), protocol: Protocol::V311, max };
+    let mut reader = PacketReader::new(read, max);
     let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
         Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
@@ -913,8 +941,8 @@ async fn write_loop(
         (link.protocol, link.wake.clone(), s.client_id.clone())
     };
     let deliveries = &shared.deliveries;
-    let mut write = BufWriter::with_capacity(64 * 1024, write);
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut write = write;
+    let mut out = Vec::new();
     let mut next: Option<Outbound> = None;
     loop {
         out.clear();
@@ -977,9 +1005,8 @@ async fn write_loop(
         if more {
             continue;
         }
-        if write.flush().await.is_err() {
-            let _ = closed.send(Some(DisconnectReason::ConnectionLost));
-            return;
+        if out.capacity() > OUT_KEPT_BYTES {
+            out = Vec::new();
         }
         tokio::select! {
             item = control.recv() => match item {

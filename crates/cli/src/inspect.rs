@@ -1,0 +1,140 @@
+//! `glassbox devices inspect ID`: one device's state in words — registry
+//! status, connection, session queue, subscriptions, last message and its
+//! recent connection timeline.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::render;
+
+/// What each disconnect reason means, for people.
+fn reason_in_words(reason: &str) -> &'static str {
+    match reason {
+        "client_disconnect" => "the device said goodbye (DISCONNECT)",
+        "connection_lost" => "the network connection dropped without a DISCONNECT",
+        "keep_alive_timeout" => "nothing arrived within 1.5 x its keep-alive",
+        "session_takeover" => "another connection used the same client id",
+        "protocol_error" => "it broke the MQTT protocol",
+        "packet_too_large" => "it sent a packet over the size limit",
+        "auth_failure" => "its credentials were refused",
+        "device_disabled" => "the device is disabled",
+        "server_busy" => "the server was at its connection limit",
+        "rate_limited" => "it exceeded a rate limit or was throttled for flapping",
+        "connect_timeout" => "no CONNECT arrived in time",
+        "administrative" => "an operator disconnected it",
+        "server_shutdown" => "the server shut down",
+        _ => "",
+    }
+}
+
+fn ago(value: &Value) -> String {
+    let Some(at) = render::time(value) else { return "-".into() };
+    let ms = render::millis_between(at, Utc::now()).max(0.0);
+    format!("{} ({} ago)", render::short_time(value), render::duration_ms(ms))
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+pub fn print(view: &Value) {
+    let device = &view["device"];
+    let id = render::text(device, "id");
+    let status = if device["disabled"] == true { "DISABLED (connections are refused)" } else { "enabled" };
+    println!("device {id}: {status}, registered {}", render::short_time(&device["created_at"]));
+    print_session(&view["session"]);
+    match view["last_message"].as_object() {
+        Some(_) => {
+            let m = &view["last_message"];
+            println!(
+                "last message: {} on {} (event {})",
+                ago(&m["time"]),
+                render::text(m, "subject"),
+                render::text(m, "id")
+            );
+        }
+        None => println!("last message: none recorded"),
+    }
+    let timeline = view["timeline"].as_array().cloned().unwrap_or_default();
+    if timeline.is_empty() {
+        println!("connection timeline: nothing recorded yet");
+        return;
+    }
+    println!("connection timeline, newest first:");
+    let rows: Vec<Vec<String>> = timeline
+        .iter()
+        .map(|e| {
+            let what = render::text(e, "type").trim_start_matches("device.").to_string();
+            vec![render::short_time(&e["time"]), what, timeline_detail(&e["data"])]
+        })
+        .collect();
+    render::table(&["TIME", "WHAT", "DETAIL"], &rows);
+}
+
+fn print_session(s: &Value) {
+    if s.is_null() {
+        println!("connection: not connected, and no session is kept (it never connected, or used a clean session)");
+        return;
+    }
+    match s["connected"] == true {
+        true => println!("connection: connected since {}", ago(&s["since"])),
+        false => {
+            let reason = render::text(s, "last_disconnect");
+            println!("connection: DISCONNECTED since {} — {reason}: {}", ago(&s["since"]), reason_in_words(reason));
+        }
+    }
+    match s["expiry_seconds"].as_u64() {
+        Some(0) => println!("session: ends with the connection (clean session)"),
+        Some(secs) => println!("session: kept for {} after a disconnect", render::duration_ms(secs as f64 * 1000.0)),
+        None => println!("session: kept until the device asks for a clean one"),
+    }
+    println!(
+        "queue: {} / {} waiting (bound {} messages / {}, policy {}); {} in flight; {} dropped since the server started",
+        render::count(s["queued"].as_u64().unwrap_or(0) as usize, "message"),
+        bytes(s["queued_bytes"].as_u64().unwrap_or(0)),
+        s["queue_messages_max"],
+        bytes(s["queue_bytes_max"].as_u64().unwrap_or(0)),
+        render::text(s, "queue_policy"),
+        s["inflight"],
+        s["dropped"],
+    );
+    let subscriptions: Vec<String> = s["subscriptions"]
+        .as_array()
+        .map(|subs| subs.iter().map(|x| format!("{} (QoS {})", render::text(x, "filter"), x["qos"])).collect())
+        .unwrap_or_default();
+    match subscriptions.is_empty() {
+        true => println!("subscriptions: none"),
+        false => println!("subscriptions: {}", subscriptions.join(", ")),
+    }
+}
+
+fn timeline_detail(data: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(reason) = data["reason"].as_str() {
+        let words = reason_in_words(reason);
+        parts.push(if words.is_empty() { reason.to_string() } else { format!("{reason}: {words}") });
+    }
+    if let Some(detail) = data["detail"].as_str() {
+        parts.push(detail.to_string());
+    }
+    if let Some(peer) = data["peer"].as_str() {
+        parts.push(format!("from {peer}"));
+    }
+    if let Some(level) = data["protocol"].as_u64() {
+        parts.push(if level == 5 { "MQTT 5".into() } else { "MQTT 3.1.1".into() });
+    }
+    if data["session_present"] == true {
+        parts.push("resumed its session".into());
+    }
+    if let Some(n) = data["connects"].as_u64() {
+        parts.push(format!("{n} connects within {} s", data["window_seconds"]));
+    }
+    if let Some(n) = data["queued_dropped"].as_u64() {
+        parts.push(format!("{n} queued messages dropped"));
+    }
+    parts.join("; ")
+}
