@@ -82,6 +82,15 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     pub target: Option<String>,
     pub detail: Option<String>,
+    /// For a delivery's end state (`delivered`, `dropped`): when it became
+    /// `in_transit`, so both are kept in one row. Read back as two states.
+    pub in_transit_since: Option<DateTime<Utc>>,
+}
+
+impl Transition {
+    pub fn new(event: EventId, state: State, target: Option<String>, detail: Option<String>) -> Self {
+        Self { event, state, at: Utc::now(), target, detail, in_transit_since: None }
+    }
 }
 
 /// The events of one correlation chain, oldest first.

@@ -59,6 +59,7 @@ async fn every_state_transition_is_recorded_in_order() {
             at: Utc::now(),
             target: Some("fn:thermostat".into()),
             detail: Some(format!("{state} detail")),
+            in_transit_since: None,
         })
         .collect();
     store.record(transitions).await.unwrap();
@@ -75,7 +76,7 @@ async fn transition_for_an_unknown_event_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let id = IdMinter::new().mint();
-    let t = Transition { event: id, state: State::InTransit, at: Utc::now(), target: None, detail: None };
+    let t = Transition::new(id, State::InTransit, None, None);
     assert!(matches!(store.record(vec![t]).await, Err(StoreError::UnknownEvent(got)) if got == id));
 }
 
@@ -170,8 +171,16 @@ async fn query_by_state_and_time_range() {
         at: Utc::now(),
         target: Some("sub".into()),
         detail: Some("queue_full".into()),
+        in_transit_since: None,
     };
     store.record(vec![dropped.clone(), Transition { target: Some("sub2".into()), ..dropped }]).await.unwrap();
+    // A delivery's two states in one row come back as two states.
+    let queued_at = Utc::now() - chrono::Duration::milliseconds(3);
+    let delivered = Transition {
+        in_transit_since: Some(queued_at),
+        ..Transition::new(late[2].id, State::Delivered, Some("sub".into()), None)
+    };
+    store.record(vec![delivered]).await.unwrap();
 
     let since = store.query(&EventQuery { since: Some(boundary), ..Default::default() }).await.unwrap();
     assert_eq!(since.events.len(), 3);
@@ -184,6 +193,12 @@ async fn query_by_state_and_time_range() {
     assert_eq!(by_state.events[0].states.len(), 3);
     let received = store.query(&EventQuery { state: Some(State::Received), ..Default::default() }).await.unwrap();
     assert_eq!(received.events.len(), 4);
+    let in_transit = store.query(&EventQuery { state: Some(State::InTransit), ..Default::default() }).await.unwrap();
+    assert_eq!(in_transit.events.iter().map(|e| e.event.id).collect::<Vec<_>>(), [late[2].id]);
+    let states: Vec<_> = in_transit.events[0].states.iter().map(|s| (s.state, s.target.clone())).collect();
+    let sub = Some("sub".to_string());
+    assert_eq!(states, [(State::Received, None), (State::InTransit, sub.clone()), (State::Delivered, sub)]);
+    assert_eq!(in_transit.events[0].states[1].at.timestamp_micros(), queued_at.timestamp_micros());
 }
 
 #[tokio::test]

@@ -161,11 +161,10 @@ pub(crate) fn route(shared: &Shared, message: &Arc<Message>, retained: bool) -> 
         plans.keys().filter_map(|c| map.get(c).map(|s| (c.clone(), s.clone()))).collect()
     };
     let deliveries = &shared.deliveries;
-    let detail = match plans.len() {
-        1 => "1 subscriber".to_string(),
-        n => format!("{n} subscribers"),
-    };
-    deliveries.note(message.event, State::Routed, "mqtt", Some(detail));
+    if plans.is_empty() {
+        // Each subscriber's `in_transit` says where it went; this says it went nowhere.
+        deliveries.note(message.event, State::Routed, "mqtt", Some("no subscribers".into()));
+    }
     let mut ops = Vec::new();
     for (client, plan) in plans {
         let Some(session) = sessions.get(&client) else { continue };

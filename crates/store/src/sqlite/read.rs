@@ -73,7 +73,7 @@ fn with_states(conn: &Connection, mut events: Vec<RecordedEvent>) -> rusqlite::R
     }
     let placeholders = vec!["?"; events.len()].join(",");
     let sql = format!(
-        "SELECT t.event, t.state, t.at, t.target, t.detail, n.name FROM transitions t
+        "SELECT t.event, t.state, t.at, t.target, t.detail, n.name, t.in_transit_since FROM transitions t
          LEFT JOIN nodes n ON n.id = t.node WHERE t.event IN ({placeholders}) ORDER BY t.event, t.rowid"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -91,7 +91,13 @@ fn with_states(conn: &Connection, mut events: Vec<RecordedEvent>) -> rusqlite::R
             detail: row.get(4)?,
             node: row.get(5)?,
         };
-        states.entry(row.get(0)?).or_default().push(record);
+        let states = states.entry(row.get(0)?).or_default();
+        if let Some(since) = row.get::<_, Option<i64>>(6)? {
+            let in_transit =
+                StateRecord { state: State::InTransit, at: from_micros(since), detail: None, ..record.clone() };
+            states.push(in_transit);
+        }
+        states.push(record);
     }
     for event in &mut events {
         event.states.extend(states.remove(&id_bytes(event.event.id)).unwrap_or_default());
@@ -172,11 +178,16 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
         }
         _ => {}
     }
-    if let Some(state) = q.state.filter(|s| *s != State::Received) {
-        filters.push(
+    match q.state {
+        None | Some(State::Received) => {}
+        Some(State::InTransit) => filters.push(
+            "EXISTS (SELECT 1 FROM transitions t WHERE t.event = e.id AND (t.state = ? OR t.in_transit_since IS NOT NULL))",
+            Value::Integer(State::InTransit.code() as i64),
+        ),
+        Some(state) => filters.push(
             "EXISTS (SELECT 1 FROM transitions t WHERE t.event = e.id AND t.state = ?)",
             Value::Integer(state.code() as i64),
-        );
+        ),
     }
     // Ordering by the driving table's id lets SQLite walk its index backwards.
     let sql = format!(

@@ -62,6 +62,8 @@ pub const RECORDER: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 3: one row per delivery: its end state, and when it became in_transit.
+    "ALTER TABLE transitions ADD COLUMN in_transit_since INTEGER;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -257,7 +257,8 @@ impl<'tx> Apply<'tx> {
             )?,
             exists: tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?,
             insert_transition: tx.prepare_cached(
-                "INSERT INTO transitions (event, at, state, target, detail, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO transitions (event, at, state, target, detail, node, in_transit_since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             put_setting: tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?,
             node,
@@ -345,11 +346,16 @@ impl<'tx> Apply<'tx> {
 
     fn record(&mut self, transitions: &[Transition]) -> rusqlite::Result<Result<(), StoreError>> {
         let mut unknown = None;
+        // A message's deliveries come together: check each event once.
+        let mut known = None;
         for t in transitions {
             let id = id_bytes(t.event);
-            if !self.exists.exists([&id[..]])? {
-                unknown = Some(t.event);
-                continue;
+            if known != Some(t.event) {
+                if !self.exists.exists([&id[..]])? {
+                    unknown = Some(t.event);
+                    continue;
+                }
+                known = Some(t.event);
             }
             self.insert_transition.execute(params![
                 &id[..],
@@ -357,7 +363,8 @@ impl<'tx> Apply<'tx> {
                 t.state.code(),
                 t.target,
                 t.detail,
-                self.node
+                self.node,
+                t.in_transit_since.as_ref().map(micros),
             ])?;
         }
         Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))
