@@ -22,6 +22,16 @@ pub struct ServeArgs {
     /// MQTT listener address (mqtt.listen; default 127.0.0.1:1883).
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<String>,
+    /// MQTT-over-TLS address (mqtt.tls_listen; default 127.0.0.1:8883),
+    /// served when --tls-cert and --tls-key are given.
+    #[arg(long, value_name = "ADDR")]
+    mqtts: Option<String>,
+    /// PEM certificate chain for MQTT over TLS (mqtt.tls_cert).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for MQTT over TLS (mqtt.tls_key).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Open mode: accept MQTT clients without credentials on any topic but
     /// mqtt.deny_subscribe (for conformance and interop suites; logged loudly).
     #[arg(long)]
@@ -40,6 +50,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(mqtt) = args.mqtt {
         config.mqtt.listen = mqtt;
     }
+    if let Some(mqtts) = args.mqtts {
+        config.mqtt.tls_listen = mqtts;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.mqtt.tls_cert = cert.display().to_string();
+        config.mqtt.tls_key = key.display().to_string();
+    }
     if args.allow_anonymous {
         config.mqtt.allow_anonymous = true;
     }
@@ -51,8 +68,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("admin token (shown once, stored only as a hash): {token}");
         println!("  export GLASSBOX_TOKEN={token}");
     }
+    let mqtts = running.mqtts_addr.map(|a| format!(" mqtts={a}")).unwrap_or_default();
     println!(
-        "glassbox ready: http=http://{} mqtt={} data={} node={}",
+        "glassbox ready: http=http://{} mqtt={}{mqtts} data={} node={}",
         running.http_addr,
         running.mqtt_addr,
         data_dir.display(),

@@ -16,6 +16,7 @@ struct Served {
     child: Child,
     http: String,
     mqtt: String,
+    mqtts: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,10 +28,15 @@ impl Drop for Served {
 }
 
 fn serve() -> Served {
+    serve_with(&[])
+}
+
+fn serve_with(extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_glassbox"))
         .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(extra)
         .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
         .env("GLASSBOX_LOG", "warn")
         .stdout(Stdio::piped())
@@ -40,7 +46,8 @@ fn serve() -> Served {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let line = stdout.lines().map(Result::unwrap).find(|l| l.contains("ready")).expect("a ready line");
     let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
-    Served { http: field("http="), mqtt: field("mqtt="), child, _dir: dir }
+    let mqtts = line.split_whitespace().find_map(|w| w.strip_prefix("mqtts=")).map(str::to_string);
+    Served { http: field("http="), mqtt: field("mqtt="), mqtts, child, _dir: dir }
 }
 
 impl Served {
@@ -177,4 +184,37 @@ fn publishes_are_acknowledged_after_recording_and_delivered_to_subscribers() {
     let denied = by_topic("devices/other/telemetry");
     assert_eq!(states(denied), ["received", "dropped"]);
     assert!(denied["states"][1]["detail"].as_str().unwrap().starts_with("acl_denied"));
+}
+
+#[test]
+fn a_device_publishes_over_tls_with_mosquitto_pub() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_file, key_file) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let (cert_arg, key_arg) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+    let served = serve_with(&["--mqtts", "127.0.0.1:0", "--tls-cert", cert_arg, "--tls-key", key_arg]);
+    let secret = served.device("tls-1");
+    let port = served.mqtts.as_deref().expect("an mqtts= address").rsplit(':').next().unwrap().to_string();
+    let publish = |cafile: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "--cafile", cafile, "-i", "tls-1", "-u", "tls-1", "-P", &secret])
+            .args(["-t", "devices/tls-1/t", "-q", "1", "-m", "over tls"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(publish(cert_arg).success(), "TLS with the server's certificate trusted");
+    let messages = served.events(&["--device", "tls-1", "--type", "device.message"]);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["subject"], "devices/tls-1/t");
+    assert_eq!(messages[0]["data_base64"], "b3ZlciB0bHM=", "the payload, as sent");
+    let plain = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-i", "tls-1", "-u", "tls-1", "-P", &secret, "-t", "devices/tls-1/t"])
+        .args(["-m", "plain", "-q", "1"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!plain.success(), "plain MQTT is not accepted on the TLS port");
 }

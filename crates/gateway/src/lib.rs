@@ -14,4 +14,5 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod flapping;
+pub mod tls;
 pub mod topic;

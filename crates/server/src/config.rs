@@ -45,6 +45,13 @@ pub struct HttpConfig {
 pub struct MqttConfig {
     /// Address of the MQTT listener. Default `127.0.0.1:1883`.
     pub listen: String,
+    /// Address of the MQTT-over-TLS listener, used when `tls_cert` and
+    /// `tls_key` are set. Default `127.0.0.1:8883`.
+    pub tls_listen: String,
+    /// PEM certificate chain (leaf first) for MQTT over TLS. Default "" (no TLS).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`. Default "".
+    pub tls_key: String,
     /// Open mode: accept clients without credentials, on any topic but
     /// `deny_subscribe`. For conformance and interop suites. Default false.
     pub allow_anonymous: bool,
@@ -152,6 +159,9 @@ impl Default for MqttConfig {
         let broker = glassbox_gateway::broker::BrokerSettings::default();
         Self {
             listen: "127.0.0.1:1883".into(),
+            tls_listen: "127.0.0.1:8883".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             allow_anonymous: broker.allow_anonymous,
             deny_subscribe: Vec::new(),
             packet_bytes_max: broker.packet_bytes_max,
@@ -223,7 +233,15 @@ impl Config {
     /// Checks what serde cannot; reports every problem at once.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        for (key, addr) in [("http.listen", &self.http.listen), ("mqtt.listen", &self.mqtt.listen)] {
+        if self.mqtt.tls_cert.is_empty() != self.mqtt.tls_key.is_empty() {
+            problems.push("mqtt.tls_cert and mqtt.tls_key go together: set both, or neither".into());
+        }
+        let addresses = [
+            ("http.listen", &self.http.listen),
+            ("mqtt.listen", &self.mqtt.listen),
+            ("mqtt.tls_listen", &self.mqtt.tls_listen),
+        ];
+        for (key, addr) in addresses {
             if addr.parse::<SocketAddr>().is_err() {
                 problems.push(format!("{key} = {addr:?} is not an address like 127.0.0.1:7070"));
             }

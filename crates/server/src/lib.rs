@@ -27,6 +27,8 @@ use crate::pipeline::Pipeline;
 pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    /// The MQTT-over-TLS listener's address, when a certificate is configured.
+    pub mqtts_addr: Option<SocketAddr>,
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -85,6 +87,21 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
     })?;
     let mqtt_addr = mqtt.local_addr()?;
+    let tls = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
+        ("", _) | (_, "") => None,
+        (cert, key) => {
+            let acceptor = glassbox_gateway::tls::acceptor(cert.as_ref(), key.as_ref())
+                .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?;
+            let listener = TcpListener::bind(&config.mqtt.tls_listen).await.with_context(|| {
+                format!(
+                    "binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen",
+                    config.mqtt.tls_listen
+                )
+            })?;
+            Some((listener, acceptor))
+        }
+    };
+    let mqtts_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let state = AppState {
         pipeline,
         devices,
@@ -108,7 +125,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let mqtt_task = {
         let broker = broker.clone();
         tokio::spawn(async move {
-            broker.serve(mqtt, async move { drop(broker_stopped.await) }).await;
+            broker.serve(mqtt, tls, async move { drop(broker_stopped.await) }).await;
             // Give connections a moment to record their disconnects.
             for _ in 0..100 {
                 if broker.connections() == 0 {
@@ -131,5 +148,5 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         store.close().await;
         served.context("HTTP server failed")
     });
-    Ok(Running { http_addr, mqtt_addr, generated_token: token.generated, shutdown, task })
+    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, shutdown, task })
 }

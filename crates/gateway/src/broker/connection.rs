@@ -18,10 +18,12 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use glassbox_core::{Data, DisconnectReason, Draft, DropReason, State};
 use glassbox_store::{Appended, SessionOp, StoreError};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::auth::{Credentials, OPERATOR_USERNAME};
 use super::message::Message;
@@ -43,10 +45,41 @@ const WRITE_BATCH_MAX: usize = 256;
 /// Output buffer kept between rounds; a larger one (after a burst) is freed.
 const OUT_KEPT_BYTES: usize = 64 * 1024;
 
-/// Reads whole packets from the socket. Holds no buffer while idle, so
+/// The receiving side of a client's stream.
+enum ReadSide {
+    Tcp(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+}
+
+/// The sending side.
+type WriteSide = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl ReadSide {
+    /// Appends what arrives to `buf`; 0 at end of stream. Cancel-safe. Plain
+    /// TCP waits for data before reserving room, so an idle connection holds
+    /// no buffer (TLS keeps rustls's own).
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            ReadSide::Tcp(read) => loop {
+                read.readable().await?;
+                buf.reserve(READ_CHUNK);
+                match read.try_read_buf(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            },
+            ReadSide::Tls(read) => {
+                buf.reserve(READ_CHUNK);
+                read.read_buf(buf).await
+            }
+        }
+    }
+}
+
+/// Reads whole packets from the stream. Holds no buffer while idle, so
 /// tens of thousands of quiet connections cost little memory.
 struct PacketReader {
-    read: OwnedReadHalf,
+    read: ReadSide,
     buf: Vec<u8>,
     /// Bytes of `buf` already decoded.
     pos: usize,
@@ -58,7 +91,7 @@ struct PacketReader {
 const READ_CHUNK: usize = 16 * 1024;
 
 impl PacketReader {
-    fn new(read: OwnedReadHalf, max: usize) -> Self {
+    fn new(read: ReadSide, max: usize) -> Self {
         Self { read, buf: Vec::new(), pos: 0, protocol: Protocol::V311, max }
     }
 
@@ -69,19 +102,13 @@ impl PacketReader {
             if let Some(packet) = self.buffered()? {
                 return Ok(Some(packet));
             }
-            if self.read.readable().await.is_err() {
-                return Ok(None);
-            }
             if self.pos > 0 {
                 self.buf.drain(..self.pos);
                 self.pos = 0;
             }
-            self.buf.reserve(READ_CHUNK);
-            match self.read.try_read_buf(&mut self.buf) {
-                Ok(0) => return Ok(None),
+            match self.read.read_into(&mut self.buf).await {
+                Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return Ok(None),
             }
         }
     }
@@ -110,11 +137,24 @@ impl Drop for Counted {
     }
 }
 
-pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _counted = Counted(shared.clone());
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let (read, mut write): (ReadSide, WriteSide) = match tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (ReadSide::Tcp(read), Box::new(write))
+        }
+        Some(acceptor) => match tokio::time::timeout(shared.settings.connect_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (read, write) = tokio::io::split(stream);
+                (ReadSide::Tls(read), Box::new(write))
+            }
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time"),
+        },
+    };
     let max = shared.settings.packet_bytes_max;
     let mut reader = PacketReader::new(read, max);
     let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
@@ -141,7 +181,7 @@ async fn admit(
     shared: &Arc<Shared>,
     connect: &Connect,
     peer: SocketAddr,
-    write: &mut OwnedWriteHalf,
+    write: &mut WriteSide,
 ) -> Option<(Principal, Arc<str>, bool)> {
     let protocol = connect.protocol;
     // A device is whoever presents itself as one: user name = client id.
@@ -206,7 +246,7 @@ fn connack(reason: u8, properties: Properties) -> Packet {
     Packet::ConnAck(ConnAck { session_present: false, reason, properties })
 }
 
-async fn send_now(write: &mut OwnedWriteHalf, protocol: Protocol, packet: &Packet) -> std::io::Result<()> {
+async fn send_now(write: &mut WriteSide, protocol: Protocol, packet: &Packet) -> std::io::Result<()> {
     let mut out = Vec::new();
     encode(packet, protocol, &mut out);
     write.write_all(&out).await
@@ -330,7 +370,7 @@ impl Connection {
         assigned: bool,
         connect: Connect,
         peer: SocketAddr,
-        mut write: OwnedWriteHalf,
+        mut write: WriteSide,
     ) -> Option<Self> {
         let settings = &shared.settings;
         let protocol = connect.protocol;
@@ -931,7 +971,7 @@ async fn write_loop(
     shared: Arc<Shared>,
     session: Arc<Mutex<Session>>,
     conn: u64,
-    write: OwnedWriteHalf,
+    write: WriteSide,
     mut control: mpsc::Receiver<Outbound>,
     closed: watch::Sender<Option<DisconnectReason>>,
 ) {

@@ -25,6 +25,7 @@ use glassbox_core::{DisconnectReason, Draft};
 use glassbox_store::{Appended, SessionOp, SessionStore, StoreError, Transition};
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
 
@@ -282,21 +283,37 @@ impl Broker {
         }
     }
 
-    /// Accepts connections until `stop` resolves; then closes them with
-    /// `server_shutdown`.
-    pub async fn serve(&self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+    /// Accepts connections — on `listener`, and over TLS on `tls` when given
+    /// — until `stop` resolves; then closes them with `server_shutdown`.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        tls: Option<(TcpListener, TlsAcceptor)>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(stop);
         let expiry = tokio::spawn(router::expire_sessions(Arc::downgrade(&self.shared)));
+        let tls_listener = tls.as_ref().map(|(l, _)| l);
+        let acceptor = tls.as_ref().map(|(_, a)| a.clone());
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let shared = self.shared.clone();
-                        tokio::spawn(connection::run(shared, stream, peer));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "mqtt accept failed"),
-                },
+            let tls_accept = async {
+                match tls_listener {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (accepted, secure) = tokio::select! {
+                accepted = listener.accept() => (accepted, None),
+                accepted = tls_accept => (accepted, acceptor.clone()),
                 () = &mut stop => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => drop(tokio::spawn(connection::run(self.shared.clone(), stream, peer, secure))),
+                Err(e) => {
+                    // Out of file descriptors, typically: let closes catch up.
+                    tracing::warn!(error = %e, "mqtt accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
         expiry.abort();
