@@ -14,6 +14,8 @@ pub enum DevicesCommand {
     List(ListArgs),
     /// One device.
     Get(IdArgs),
+    /// The device's shadow: desired and reported state, their delta, the version.
+    Shadow(IdArgs),
     /// Explain one device in words: connected or not and why, its session
     /// queue and subscriptions, last message, and connection timeline.
     Inspect(IdArgs),
@@ -65,6 +67,11 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
             let device =
                 a.remote.client()?.get(&format!("/api/v1/devices/{}", crate::client::segment(&a.id)), &[]).await?;
             print_device(&device, a.json)
+        }
+        DevicesCommand::Shadow(a) => {
+            let path = format!("/api/v1/devices/{}/shadow", crate::client::segment(&a.id));
+            let shadow = a.remote.client()?.get(&path, &[]).await?;
+            crate::control::print_shadow(&shadow, a.json)
         }
         DevicesCommand::Inspect(a) => {
             let path = format!("/api/v1/devices/{}/inspect", crate::client::segment(&a.id));

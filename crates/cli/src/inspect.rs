@@ -47,6 +47,16 @@ pub fn print(view: &Value) {
     let status = if device["disabled"] == true { "DISABLED (connections are refused)" } else { "enabled" };
     println!("device {id}: {status}, registered {}", render::short_time(&device["created_at"]));
     print_session(&view["session"]);
+    let shadow = &view["shadow"];
+    match shadow["delta"].as_object() {
+        Some(delta) if !delta.is_empty() => println!(
+            "shadow: version {}; the device has yet to report {}",
+            shadow["version"],
+            serde_json::to_string(delta).unwrap_or_default()
+        ),
+        Some(_) => println!("shadow: version {}; reported state matches desired", shadow["version"]),
+        None => {}
+    }
     match view["last_message"].as_object() {
         Some(_) => {
             let m = &view["last_message"];

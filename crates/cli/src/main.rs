@@ -4,6 +4,7 @@
 
 mod bench;
 mod client;
+mod control;
 mod devices;
 mod events;
 mod inspect;
@@ -64,6 +65,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// Steer devices: desired state (shadows).
+    #[command(subcommand)]
+    Control(control::ControlCommand),
     /// Show the whole correlation chain of an event as a tree, with each
     /// event's states and the time between them.
     Trace(trace::TraceArgs),
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
                 Command::Serve(args) => serve::run(args).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
+                Command::Control(command) => control::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
             }

@@ -7,6 +7,10 @@
 
 use crate::topic::matches;
 
+/// Topics under which the platform talks with each device (shadows,
+/// commands): `$glassbox/devices/<id>/…`, open to that device.
+pub const RESERVED_PREFIX: &str = "$glassbox/devices/";
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -80,7 +84,7 @@ impl Acl {
     }
 
     fn device_grants<'a>(&'a self, id: &'a str, wanted: Access) -> impl Iterator<Item = String> + 'a {
-        let own = std::iter::once(format!("devices/{id}/#"));
+        let own = [format!("devices/{id}/#"), format!("{RESERVED_PREFIX}{id}/#")].into_iter();
         let extra = self
             .rules
             .iter()

@@ -26,6 +26,24 @@ pub struct Config {
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub recorder: RecorderConfig,
+    pub control: ControlConfig,
+}
+
+/// `[control]`: the device control plane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Largest shadow (desired + reported, JSON bytes). Default 8192.
+    pub shadow_bytes_max: usize,
+    /// Deepest nesting of a shadow document. Default 6.
+    pub shadow_depth_max: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        let limits = glassbox_devices::ShadowLimits::default();
+        Self { shadow_bytes_max: limits.bytes_max, shadow_depth_max: limits.depth_max }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +162,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             recorder: RecorderConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -298,6 +317,13 @@ impl Config {
             flapping_throttle: m.flapping_throttle,
             allow_anonymous: m.allow_anonymous,
             ..Default::default()
+        }
+    }
+
+    pub fn shadow_limits(&self) -> glassbox_devices::ShadowLimits {
+        glassbox_devices::ShadowLimits {
+            bytes_max: self.control.shadow_bytes_max,
+            depth_max: self.control.shadow_depth_max,
         }
     }
 

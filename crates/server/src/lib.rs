@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod control;
 pub mod metrics;
 pub mod pipeline;
 
@@ -102,7 +103,11 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         }
     };
     let mqtts_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+    let control =
+        Arc::new(control::Control::new(devices.clone(), pipeline.clone(), broker.clone(), config.shadow_limits()));
+    broker.set_reserved(control.clone());
     let state = AppState {
+        control,
         pipeline,
         devices,
         broker: broker.clone(),

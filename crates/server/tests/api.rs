@@ -342,6 +342,9 @@ async fn health_is_public_and_openapi_lists_every_route() {
         "/api/v1/events/tail",
         "/api/v1/events/{id}",
         "/api/v1/trace/{id}",
+        "/api/v1/devices/{id}/inspect",
+        "/api/v1/devices/{id}/shadow",
+        "/api/v1/mqtt/sessions/{client_id}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }

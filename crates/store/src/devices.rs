@@ -58,6 +58,13 @@ pub trait DeviceRegistry: Send + Sync + 'static {
 
     async fn set_device_secret(&self, id: &str, secret: SecretHash) -> Result<Option<Device>, StoreError>;
 
+    /// The device's shadow: its version and JSON document; `None` if never set.
+    async fn shadow(&self, id: &str) -> Result<Option<(u64, String)>, StoreError>;
+
+    /// Stores a shadow only if the stored version is still `expected` (0:
+    /// none yet); `Ok(false)` if another update got there first.
+    async fn put_shadow(&self, id: &str, expected: u64, version: u64, document: String) -> Result<bool, StoreError>;
+
     /// The deleted device, or `None` if there was none.
     async fn delete_device(&self, id: &str) -> Result<Option<Device>, StoreError>;
 }

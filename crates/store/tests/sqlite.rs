@@ -404,3 +404,19 @@ async fn recorded_and_closed(dir: &tempfile::TempDir) -> Event {
     store.close().await;
     e
 }
+
+#[tokio::test]
+async fn shadows_are_written_only_over_the_version_they_were_read_at() {
+    use glassbox_store::DeviceRegistry;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_device("d1", [0; 32]).await.unwrap();
+    assert_eq!(store.shadow("d1").await.unwrap(), None);
+    assert!(store.put_shadow("d1", 0, 1, "{\"v\":1}".into()).await.unwrap());
+    assert!(!store.put_shadow("d1", 0, 1, "{\"v\":\"late\"}".into()).await.unwrap(), "a stale writer loses");
+    assert!(store.put_shadow("d1", 1, 2, "{\"v\":2}".into()).await.unwrap());
+    assert_eq!(store.shadow("d1").await.unwrap(), Some((2, "{\"v\":2}".to_string())));
+    assert!(store.put_shadow("nobody", 0, 1, "{}".into()).await.is_err(), "unknown device");
+    store.delete_device("d1").await.unwrap();
+    assert_eq!(store.shadow("d1").await.unwrap(), None, "deleted with its device");
+}

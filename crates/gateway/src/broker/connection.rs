@@ -477,6 +477,9 @@ impl Connection {
         });
         let device = lock(&session).device.clone();
         record_lifecycle(&shared, "connected", device.as_deref(), &client_id, data).await;
+        if let (Some(reserved), Some(device)) = (shared.reserved.get(), device.as_deref()) {
+            reserved.connected(device).await;
+        }
         let rate = f64::from(match principal {
             Principal::Device(_) => settings.publish_rate_max,
             _ => 0,
@@ -676,6 +679,8 @@ impl Connection {
         })?;
         let now = SystemTime::now();
         let mut ops = Vec::new();
+        // Recorded is recorded: route every message even if the client has gone.
+        let mut answered = Ok(());
         for (inbound, appended) in batch.into_iter().zip(appended) {
             let Inbound { publish, refused } = inbound;
             if let Some(id) = publish.packet_id {
@@ -685,11 +690,15 @@ impl Connection {
                     _ => 0,
                 };
                 let ack = Ack { packet_id: id, reason, properties: Properties::default() };
-                if publish.qos == QoS::ExactlyOnce {
-                    lock(&self.session).awaiting_release.insert(id);
-                    self.reply(Packet::PubRec(ack)).await?;
-                } else {
-                    self.reply(Packet::PubAck(ack)).await?;
+                let packet = match publish.qos {
+                    QoS::ExactlyOnce => {
+                        lock(&self.session).awaiting_release.insert(id);
+                        Packet::PubRec(ack)
+                    }
+                    _ => Packet::PubAck(ack),
+                };
+                if answered.is_ok() {
+                    answered = self.reply(packet).await;
                 }
             }
             let Ok(event) = appended.id.parse() else { continue };
@@ -703,9 +712,20 @@ impl Connection {
                 ops.push(self.shared.router.retain(&message));
             }
             ops.extend(route(&self.shared, &message, publish.retain));
+            if let (Some(reserved), Some(rest)) = (self.shared.reserved.get(), self.reserved_rest(&publish.topic)) {
+                let device = self.device().unwrap_or_default().to_string();
+                reserved.published(&device, &rest, &publish.payload, event).await;
+            }
         }
         self.shared.persist(ops).await;
-        Ok(())
+        answered
+    }
+
+    /// For a device's own reserved topic, what follows `$glassbox/devices/<id>/`.
+    fn reserved_rest(&self, topic: &str) -> Option<String> {
+        let device = self.device()?;
+        let rest = topic.strip_prefix(crate::acl::RESERVED_PREFIX)?.strip_prefix(device)?.strip_prefix('/')?;
+        Some(rest.to_string())
     }
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
@@ -820,6 +840,13 @@ impl Connection {
             reasons,
         }))
         .await?;
+        if let (Some(reserved), Some(device)) = (self.shared.reserved.get().cloned(), self.device().map(str::to_string))
+        {
+            let own = format!("{}{device}/", crate::acl::RESERVED_PREFIX);
+            for (filter, _) in subscribe.filters.iter().filter(|(f, _)| f.starts_with(&own)) {
+                reserved.subscribed(&device, filter).await;
+            }
+        }
         let mut ops = Vec::new();
         {
             let mut s = lock(&self.session);
@@ -900,10 +927,13 @@ impl Connection {
             ));
         }
         self.shared.persist(ops).await;
-        let publish_will = reason != DisconnectReason::ClientDisconnect || self.will_on_close;
+        let will_delay = self.will.as_ref().and_then(|w| w.properties.will_delay_interval).unwrap_or(0);
+        // Taken over: the client is back already, so a delayed will is moot.
+        let publish_will = (reason != DisconnectReason::ClientDisconnect || self.will_on_close)
+            && (detached.is_some() || will_delay == 0);
         if let (true, Some(will)) = (publish_will, self.will.take()) {
             let (epoch, expiry) = detached.map_or((0, 0), |(_, epoch, expiry)| (epoch, expiry));
-            let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
+            let delay = will_delay.min(expiry);
             let will = PendingWill {
                 shared: self.shared.clone(),
                 session: self.session.clone(),

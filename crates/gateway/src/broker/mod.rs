@@ -27,11 +27,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::acl::RESERVED_PREFIX;
 pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
 
 use self::message::Delivery;
 use self::session::{Session, StoredSession};
 use crate::acl::Acl;
+use crate::codec::QoS;
 use crate::flapping::{FlapDetector, FlapSettings};
 
 /// Where the broker records: implemented by the server's ingest pipeline.
@@ -41,6 +43,20 @@ pub trait Recorder: Send + Sync + 'static {
     async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;
     /// Records delivery states.
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
+}
+
+/// The platform's side of the reserved topics `$glassbox/devices/<id>/…`
+/// (shadows, commands): told what devices publish there and when they
+/// connect or subscribe, it answers through [`Broker::publish`].
+#[async_trait]
+pub trait Reserved: Send + Sync + 'static {
+    /// Device `device` published `payload` on `$glassbox/devices/<device>/<rest>`,
+    /// recorded as `event`.
+    async fn published(&self, device: &str, rest: &str, payload: &[u8], event: glassbox_core::EventId);
+    /// The device connected (and its session is ready to receive).
+    async fn connected(&self, device: &str);
+    /// The device subscribed to `filter` under its reserved topics.
+    async fn subscribed(&self, device: &str, filter: &str);
 }
 
 /// What happens when a session's queue is full.
@@ -159,6 +175,7 @@ pub(crate) struct Shared {
     pub next_connection: AtomicU64,
     pub deliveries: deliveries::Deliveries,
     pub flapping: Mutex<FlapDetector>,
+    pub reserved: std::sync::OnceLock<Arc<dyn Reserved>>,
 }
 
 impl Shared {
@@ -207,6 +224,16 @@ pub struct SessionSubscription {
     pub qos: u8,
 }
 
+/// A [`Broker`] handle that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakBroker(std::sync::Weak<Shared>);
+
+impl WeakBroker {
+    pub fn upgrade(&self) -> Option<Broker> {
+        self.0.upgrade().map(|shared| Broker { shared })
+    }
+}
+
 /// The MQTT broker. Cheap to clone; all clones serve the same state.
 #[derive(Clone)]
 pub struct Broker {
@@ -237,6 +264,7 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             deliveries,
             flapping,
+            reserved: std::sync::OnceLock::new(),
         };
         let broker = Self { shared: Arc::new(shared) };
         broker.restore(snapshot);
@@ -388,6 +416,46 @@ impl Broker {
         let Some(session) = self.shared.session(client_id) else { return };
         let ops = router::end_session(&self.shared, &session, why);
         self.shared.persist(ops).await;
+    }
+
+    /// A handle that does not keep the broker alive: for the [`Reserved`]
+    /// handler, which the broker itself holds.
+    pub fn downgrade(&self) -> WeakBroker {
+        WeakBroker(Arc::downgrade(&self.shared))
+    }
+
+    /// Hands the reserved topics to the platform (once, at start).
+    pub fn set_reserved(&self, reserved: Arc<dyn Reserved>) {
+        let _ = self.shared.reserved.set(reserved);
+    }
+
+    /// Publishes a message from the platform: records `draft` (whose data
+    /// should be `payload`), then routes it like any PUBLISH.
+    pub async fn publish(
+        &self,
+        draft: Draft,
+        topic: &str,
+        payload: bytes::Bytes,
+        qos: QoS,
+    ) -> Result<glassbox_core::EventId, StoreError> {
+        let appended = self.shared.recorder.ingest(vec![draft], "platform").await?;
+        let event: glassbox_core::EventId = appended
+            .first()
+            .and_then(|a| a.id.parse().ok())
+            .ok_or_else(|| StoreError::Internal("the recorder returned no id".into()))?;
+        let publish = crate::codec::Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: topic.to_string(),
+            packet_id: None,
+            properties: crate::codec::Properties::default(),
+            payload,
+        };
+        let message = Arc::new(message::Message::new(event, &publish, Arc::from("$glassbox"), SystemTime::now()));
+        let ops = router::route(&self.shared, &message, false);
+        self.shared.persist(ops).await;
+        Ok(event)
     }
 
     /// Retained messages held now.

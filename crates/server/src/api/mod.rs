@@ -34,6 +34,7 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
     pub broker: Broker,
+    pub control: Arc<crate::control::Control>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
         .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
+        .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

@@ -1,13 +1,16 @@
-//! MQTT sessions and the per-device connection view behind
-//! `glassbox devices inspect`.
+//! MQTT sessions, the per-device connection view behind `glassbox devices
+//! inspect`, and device shadows.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use glassbox_core::{EventQuery, RecordedEvent, TypePattern};
+use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
+use crate::control::UpdateError;
 
 /// Connection lifecycle event types, newest first in the timeline.
 const LIFECYCLE: [&str; 6] = [
@@ -57,9 +60,11 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         .map(|e| json!({ "id": e.event.id.to_string(), "type": e.event.ty, "time": e.event.time, "data": event_data(e) }))
         .collect();
     let last_message = store.query(&query("device.message", 1)).await?.events.into_iter().next();
+    let shadow = app.control.shadow(&id).await?.map(|s| s.to_json(&id));
     Ok(Json(json!({
         "device": device,
         "session": app.broker.session(&id),
+        "shadow": shadow,
         "last_message": last_message,
         "timeline": timeline,
     })))
@@ -67,4 +72,39 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
 
 fn event_data(event: &RecordedEvent) -> Value {
     serde_json::to_value(&event.event).ok().and_then(|v| v.get("data").cloned()).unwrap_or(Value::Null)
+}
+
+/// `GET /api/v1/devices/{id}/shadow`: desired, reported, delta, version.
+pub async fn shadow(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let shadow = app.control.shadow(&id).await?.ok_or_else(|| unknown_device(&id))?;
+    Ok(Json(shadow.to_json(&id)))
+}
+
+/// `POST /api/v1/devices/{id}/shadow` with `{"state": {"desired": {…}}, "version": N}`.
+pub async fn update_shadow(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let update = ShadowUpdate::parse(&body).map_err(shadow_error)?;
+    match app.control.update(&id, &update, "operator", None).await {
+        Ok(shadow) => Ok(Json(shadow.to_json(&id))),
+        Err(UpdateError::Shadow(e)) => Err(shadow_error(e)),
+        Err(UpdateError::UnknownDevice(_)) => Err(unknown_device(&id)),
+        Err(UpdateError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn unknown_device(id: &str) -> ApiError {
+    ApiError::not_found(format!("no device {id:?}; `glassbox devices list` shows the registered ones"))
+}
+
+fn shadow_error(e: ShadowError) -> ApiError {
+    let (status, code) = match &e {
+        ShadowError::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+        ShadowError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "shadow_too_large"),
+        ShadowError::TooDeep { .. } => (StatusCode::BAD_REQUEST, "shadow_too_deep"),
+        ShadowError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_shadow_update"),
+    };
+    ApiError::new(status, code, e.to_string())
 }

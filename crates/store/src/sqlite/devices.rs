@@ -9,10 +9,28 @@ use crate::StoreError;
 use crate::devices::{Device, SecretHash};
 
 pub(crate) enum DeviceOp {
-    Create { id: String, secret: SecretHash },
-    SetDisabled { id: String, disabled: bool },
-    SetSecret { id: String, secret: SecretHash },
-    Delete { id: String },
+    Create {
+        id: String,
+        secret: SecretHash,
+    },
+    SetDisabled {
+        id: String,
+        disabled: bool,
+    },
+    SetSecret {
+        id: String,
+        secret: SecretHash,
+    },
+    Delete {
+        id: String,
+    },
+    /// Writes a shadow if its stored version is still `expected`.
+    PutShadow {
+        id: String,
+        expected: u64,
+        version: u64,
+        document: String,
+    },
 }
 
 const COLUMNS: &str = "id, disabled, created_at, updated_at, secret_sha256";
@@ -29,6 +47,13 @@ fn device_row(row: &Row<'_>) -> rusqlite::Result<(Device, SecretHash)> {
 
 pub(super) fn credentials(conn: &Connection, id: &str) -> rusqlite::Result<Option<(Device, SecretHash)>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM devices WHERE id = ?1"))?.query_row([id], device_row).optional()
+}
+
+/// A device's shadow version and document.
+pub(super) fn shadow(conn: &Connection, id: &str) -> rusqlite::Result<Option<(u64, String)>> {
+    conn.prepare_cached("SELECT version, document FROM shadows WHERE device = ?1")?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()
 }
 
 pub(super) fn list(conn: &Connection, after: Option<&str>, limit: usize) -> rusqlite::Result<Vec<Device>> {
@@ -67,7 +92,22 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &DeviceOp) -> rusqlite::Result<Res
         DeviceOp::Delete { id } => {
             let existing = credentials(tx, id)?;
             tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM shadows WHERE device = ?1", [id])?;
             return Ok(Ok(existing.map(|(device, _)| device)));
+        }
+        DeviceOp::PutShadow { id, expected, version, document } => {
+            if credentials(tx, id)?.is_none() {
+                return Ok(Ok(None));
+            }
+            let stored = shadow(tx, id)?.map_or(0, |(v, _)| v);
+            if stored != *expected {
+                return Ok(Err(StoreError::Conflict(format!("shadow of {id:?} is at version {stored}"))));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO shadows (device, version, document, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, *version as i64, document, now],
+            )?;
+            id
         }
     };
     Ok(Ok(credentials(tx, changed)?.map(|(device, _)| device)))

@@ -303,6 +303,21 @@ impl DeviceRegistry for SqliteStore {
     async fn delete_device(&self, id: &str) -> Result<Option<Device>, StoreError> {
         self.device_write(DeviceOp::Delete { id: id.into() }).await
     }
+
+    async fn shadow(&self, id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| devices::shadow(conn, &id)).await
+    }
+
+    async fn put_shadow(&self, id: &str, expected: u64, version: u64, document: String) -> Result<bool, StoreError> {
+        let op = DeviceOp::PutShadow { id: id.into(), expected, version, document };
+        match self.device_write(op).await {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Err(StoreError::InvalidQuery(format!("no device {id:?}"))),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite::Result<()> {

@@ -64,6 +64,13 @@ pub const RECORDER: &[&str] = &[
     ) WITHOUT ROWID;",
     // 3: one row per delivery: its end state, and when it became in_transit.
     "ALTER TABLE transitions ADD COLUMN in_transit_since INTEGER;",
+    // 4: device shadows (the document is the control plane's JSON).
+    "CREATE TABLE shadows (
+        device TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and
