@@ -14,6 +14,74 @@ pub enum ControlCommand {
     #[command(after_help = "Values are JSON where they parse as JSON, else strings; dots nest and null removes:\n  \
         glassbox control desired thermo-1 mode=eco target=21.5 fan.speed=2 schedule=null")]
     Desired(DesiredArgs),
+    /// Send a durable command to a device. It waits while the device is
+    /// offline (within --ttl) and is delivered when it reconnects.
+    #[command(
+        after_help = "The device receives {\"id\", \"name\", \"payload\", \"expires_at\", \"response_topic\"} on\n  \
+        $glassbox/devices/ID/commands/NAME and answers on .../commands/NAME/response with\n  \
+        {\"id\": \"<command id>\", \"status\": \"succeeded\" | \"failed\", \"result\": …}.\n\n\
+        States: queued -> in_transit -> delivered (the device acknowledged it) -> succeeded | failed | expired | cancelled."
+    )]
+    Send(SendArgs),
+    /// A device's commands, newest first, with their states.
+    Commands(CommandsArgs),
+    /// One command, whole.
+    Command(CommandIdArgs),
+    /// Cancel a command that has not finished.
+    Cancel(CommandIdArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// The device id.
+    id: String,
+    /// The command name (a topic level: letters, digits, - _ .).
+    name: String,
+    /// JSON payload.
+    #[arg(long)]
+    payload: Option<String>,
+    /// How long it may wait for the device (e.g. 30s, 5m, 2h; default 1h).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// Sending again with the same key returns the first command instead of sending twice.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Wait until it succeeds, fails, expires or is cancelled, and print the outcome.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CommandsArgs {
+    /// The device id.
+    #[arg(long)]
+    device: String,
+    /// Only commands in this state.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CommandIdArgs {
+    /// The command id (printed by `control send`).
+    command: String,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -45,7 +113,94 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
             let shadow = a.remote.client()?.post(&path, "application/json", body.to_string()).await?;
             print_shadow(&shadow, a.json)
         }
+        ControlCommand::Send(a) => send(a).await,
+        ControlCommand::Commands(a) => {
+            let mut query = vec![("limit", a.limit.to_string())];
+            if let Some(state) = &a.state {
+                query.push(("state", state.clone()));
+            }
+            let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.device));
+            let page = a.remote.client()?.get(&path, &query).await?;
+            let commands = page["commands"].as_array().cloned().unwrap_or_default();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&commands)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = commands.iter().map(command_row).collect();
+            crate::render::table(&["ID", "NAME", "STATE", "CREATED", "UPDATED", "REASON"], &rows);
+            Ok(())
+        }
+        ControlCommand::Command(a) => {
+            let path = format!("/api/v1/commands/{}", crate::client::segment(&a.command));
+            let command = a.remote.client()?.get(&path, &[]).await?;
+            print_command(&command, a.json)
+        }
+        ControlCommand::Cancel(a) => {
+            let path = format!("/api/v1/commands/{}/cancel", crate::client::segment(&a.command));
+            let command = a.remote.client()?.post(&path, "application/json", String::new()).await?;
+            print_command(&command, a.json)
+        }
     }
+}
+
+async fn send(a: SendArgs) -> anyhow::Result<()> {
+    let payload = match &a.payload {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(text).with_context(|| format!("--payload {text:?} is not JSON"))?,
+    };
+    let body = json!({ "name": a.name, "payload": payload, "ttl": a.ttl, "idempotency_key": a.idempotency_key });
+    let client = a.remote.client()?;
+    let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.id));
+    let mut command = client.post(&path, "application/json", body.to_string()).await?;
+    if command["duplicate"] == true && !a.json {
+        eprintln!("this idempotency key was used before: showing that command; nothing was sent again");
+    }
+    if a.wait {
+        let id = crate::render::text(&command, "id").to_string();
+        let path = format!("/api/v1/commands/{}", crate::client::segment(&id));
+        while !is_final(&command) {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            command = client.get(&path, &[]).await?;
+        }
+    }
+    print_command(&command, a.json)?;
+    if a.wait && command["state"] != "succeeded" {
+        bail!("command {} ended {}", crate::render::text(&command, "id"), crate::render::text(&command, "state"));
+    }
+    Ok(())
+}
+
+fn is_final(command: &Value) -> bool {
+    matches!(command["state"].as_str(), Some("succeeded" | "failed" | "expired" | "cancelled") | None)
+}
+
+fn command_row(c: &Value) -> Vec<String> {
+    vec![
+        crate::render::text(c, "id").into(),
+        crate::render::text(c, "name").into(),
+        crate::render::text(c, "state").into(),
+        crate::render::short_time(&c["created_at"]),
+        crate::render::short_time(&c["updated_at"]),
+        c["reason"].as_str().unwrap_or("").into(),
+    ]
+}
+
+fn print_command(command: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(command)?);
+        return Ok(());
+    }
+    let text = |k| crate::render::text(command, k);
+    println!("command {} ({} to {}): {}", text("id"), text("name"), text("device"), text("state"));
+    println!("  expires {}", crate::render::short_time(&command["expires_at"]));
+    if !command["response"].is_null() {
+        println!("  response: {}", serde_json::to_string(&command["response"])?);
+    }
+    if let Some(reason) = command["reason"].as_str() {
+        println!("  reason: {reason}");
+    }
+    println!("  trace: glassbox trace {}", text("id"));
+    Ok(())
 }
 
 /// `a=1 b.c=x` → `{"a": 1, "b": {"c": "x"}}`.

@@ -16,7 +16,7 @@ use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{DeviceRegistry, EventStore, SqliteSessions, SqliteStore};
+use glassbox_store::{CommandStore, DeviceRegistry, EventStore, SqliteSessions, SqliteStore};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -63,6 +63,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
     );
     let store: Arc<dyn EventStore> = sqlite.clone();
+    let commands: Arc<dyn CommandStore> = sqlite.clone();
     let devices: Arc<dyn DeviceRegistry> = sqlite;
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
@@ -103,8 +104,14 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         }
     };
     let mqtts_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-    let control =
-        Arc::new(control::Control::new(devices.clone(), pipeline.clone(), broker.clone(), config.shadow_limits()));
+    let control = control::Control::start(
+        devices.clone(),
+        commands,
+        pipeline.clone(),
+        &broker,
+        config.shadow_limits(),
+        control::CommandLimits::default(),
+    );
     broker.set_reserved(control.clone());
     let state = AppState {
         control,

@@ -192,3 +192,119 @@ async fn bad_shadow_updates_are_refused_with_a_reason_over_mqtt_and_http() {
     assert_eq!(server.shadow("valve-1").await["version"], 0, "nothing changed");
     server.running.unwrap().stop().await.unwrap();
 }
+
+impl Server {
+    async fn command(&self, device: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, &format!("/api/v1/devices/{device}/commands"), Some(body)).await
+    }
+
+    async fn command_state(&self, id: &str) -> Value {
+        self.call(reqwest::Method::GET, &format!("/api/v1/commands/{id}"), None).await.1
+    }
+
+    async fn wait_for_state(&self, id: &str, state: &str) -> Value {
+        for _ in 0..100 {
+            let command = self.command_state(id).await;
+            if command["state"] == state {
+                return command;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("command {id} never reached {state}: {}", self.command_state(id).await);
+    }
+}
+
+#[tokio::test]
+async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered() {
+    let server = start().await;
+    let secret = server.device("pump-1").await;
+    let (status, command) = server
+        .command("pump-1", json!({"name": "flush", "payload": {"seconds": 5}, "ttl": "1m", "idempotency_key": "k1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{command}");
+    assert_eq!(command["state"], "queued", "the device is offline");
+    let id = command["id"].as_str().unwrap().to_string();
+    let (status, again) = server.command("pump-1", json!({"name": "flush", "idempotency_key": "k1"})).await;
+    assert_eq!(
+        (status, again["id"].as_str(), again["duplicate"].clone()),
+        (StatusCode::OK, Some(id.as_str()), json!(true))
+    );
+
+    // The device connects and listens for commands: the command arrives.
+    let mut device = server.connect("pump-1", &secret).await;
+    device.subscribe("commands/#").await;
+    let packet = loop {
+        match tokio::time::timeout(Duration::from_secs(5), device.reader.next()).await.unwrap().unwrap() {
+            Packet::Publish(p) => break p,
+            _ => continue,
+        }
+    };
+    assert_eq!(packet.topic, "$glassbox/devices/pump-1/commands/flush");
+    assert_eq!(packet.properties.correlation_data.as_deref(), Some(id.as_bytes()), "5.0: correlation data");
+    assert_eq!(packet.properties.response_topic.as_deref(), Some("$glassbox/devices/pump-1/commands/flush/response"));
+    let envelope: Value = serde_json::from_slice(&packet.payload).unwrap();
+    assert_eq!((envelope["id"].as_str(), envelope["payload"].clone()), (Some(id.as_str()), json!({"seconds": 5})));
+    assert_eq!(server.command_state(&id).await["state"], "in_transit", "sent, not yet acknowledged");
+    device.send(Packet::PubAck(Ack::new(packet.packet_id.unwrap()))).await;
+    server.wait_for_state(&id, "delivered").await;
+
+    // It answers; the command succeeds with the response kept.
+    let answer = json!({"id": id, "status": "succeeded", "result": {"flushed": true}}).to_string();
+    device.publish("commands/flush/response", &answer).await;
+    let done = server.wait_for_state(&id, "succeeded").await;
+    assert_eq!(done["response"], json!({"flushed": true}));
+
+    // A second answer is refused with a recorded reason, not a silent state change.
+    device.publish("commands/flush/response", &answer).await;
+    let mut rejected = Value::Null;
+    for _ in 0..50 {
+        let (_, page) =
+            server.call(reqwest::Method::GET, "/api/v1/events?type=device.command.response_rejected", None).await;
+        rejected = page["events"][0].clone();
+        if !rejected.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rejected["data"]["reason"].as_str().unwrap().contains("already succeeded"), "{rejected}");
+    assert_eq!(server.command_state(&id).await["state"], "succeeded");
+
+    // The whole story is one chain.
+    let (_, chain) = server.call(reqwest::Method::GET, &format!("/api/v1/trace/{id}"), None).await;
+    let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for step in
+        ["device.command.queued", "device.command.in_transit", "device.command.delivered", "device.command.succeeded"]
+    {
+        assert!(types.contains(&step), "{step} in {types:?}");
+    }
+    server.running.unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn commands_expire_are_cancelled_and_bad_ones_are_refused() {
+    let server = start().await;
+    server.device("fan-1").await;
+    let (_, short) = server.command("fan-1", json!({"name": "spin", "ttl": "1s"})).await;
+    let (_, long) = server.command("fan-1", json!({"name": "stop", "ttl": "1h"})).await;
+    let expired = server.wait_for_state(short["id"].as_str().unwrap(), "expired").await;
+    assert!(expired["reason"].as_str().unwrap().contains("time-to-live passed while it was queued"), "{expired}");
+    let long_id = long["id"].as_str().unwrap();
+    let (status, cancelled) =
+        server.call(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
+    assert_eq!((status, cancelled["state"].clone()), (StatusCode::OK, json!("cancelled")));
+    let (status, again) = server.call(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
+    assert_eq!((status, again["error"]["code"].clone()), (StatusCode::CONFLICT, json!("command_finished")));
+
+    let (_, listed) = server.call(reqwest::Method::GET, "/api/v1/devices/fan-1/commands", None).await;
+    let states: Vec<&str> =
+        listed["commands"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["cancelled", "expired"], "newest first");
+
+    assert_eq!(server.command("fan-1", json!({"name": "a/b"})).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(server.command("fan-1", json!({"name": "x", "ttl": "forever"})).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(server.command("nobody", json!({"name": "x"})).await.0, StatusCode::NOT_FOUND);
+    server.call(reqwest::Method::POST, "/api/v1/devices/fan-1/disable", None).await;
+    let (status, body) = server.command("fan-1", json!({"name": "x"})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("device_disabled")));
+    server.running.unwrap().stop().await.unwrap();
+}

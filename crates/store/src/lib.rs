@@ -10,6 +10,7 @@
 //! events' `received` records are durable (fsync'd), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
+pub mod commands;
 pub mod devices;
 pub mod sessions;
 pub mod sqlite;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
+pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceRegistry, SecretHash};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
 pub use sqlite::{SqliteSessions, SqliteStore};

@@ -420,3 +420,51 @@ async fn shadows_are_written_only_over_the_version_they_were_read_at() {
     store.delete_device("d1").await.unwrap();
     assert_eq!(store.shadow("d1").await.unwrap(), None, "deleted with its device");
 }
+
+#[tokio::test]
+async fn commands_are_idempotent_by_key_and_change_state_only_from_expected_states() {
+    use glassbox_store::{CommandRecord, CommandState, CommandStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = Utc::now();
+    let command = |id: &str, key: Option<&str>| CommandRecord {
+        id: id.into(),
+        device: "d1".into(),
+        name: "reboot".into(),
+        payload: Some("{\"delay\":1}".into()),
+        issuer: "admin".into(),
+        idempotency_key: key.map(str::to_string),
+        state: CommandState::Queued,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(60),
+        updated_at: now,
+        correlationid: id.into(),
+        response: None,
+        reason: None,
+    };
+    let (first, created) = store.create_command(command("c1", Some("k"))).await.unwrap();
+    assert!(created);
+    let (again, created) = store.create_command(command("c2", Some("k"))).await.unwrap();
+    assert_eq!((again.id.as_str(), created), ("c1", false), "same key: the first command");
+    store.create_command(command("c3", None)).await.unwrap();
+
+    let sent = store.advance_command("c1", &[CommandState::Queued], CommandState::InTransit, None, None).await.unwrap();
+    assert_eq!(sent.unwrap().state, CommandState::InTransit);
+    let stale =
+        store.advance_command("c1", &[CommandState::Queued], CommandState::Cancelled, None, None).await.unwrap();
+    assert!(stale.is_none(), "not queued any more");
+    let done = store
+        .advance_command("c1", &CommandState::OPEN, CommandState::Succeeded, Some("{\"ok\":true}".into()), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.state, done.response.as_deref()), (CommandState::Succeeded, Some("{\"ok\":true}")));
+    assert_eq!(done.payload, first.payload);
+
+    let listed = store.commands(Some("d1"), None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c3", "c1"], "newest first");
+    let open = store.commands(Some("d1"), Some(CommandState::Queued), 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let due = store.due_commands(now + chrono::Duration::seconds(61), 10).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c3"], "open and past its ttl");
+}

@@ -714,7 +714,8 @@ impl Connection {
             ops.extend(route(&self.shared, &message, publish.retain));
             if let (Some(reserved), Some(rest)) = (self.shared.reserved.get(), self.reserved_rest(&publish.topic)) {
                 let device = self.device().unwrap_or_default().to_string();
-                reserved.published(&device, &rest, &publish.payload, event).await;
+                let correlation = publish.properties.correlation_data.as_deref();
+                reserved.published(&device, &rest, &publish.payload, correlation, event).await;
             }
         }
         self.shared.persist(ops).await;
@@ -731,6 +732,7 @@ impl Connection {
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the subscriber.
     async fn acknowledged(&mut self, packet_id: u16, qos: QoS) -> Result<(), DisconnectReason> {
         let mut ops = Vec::new();
+        let mut from_platform = None;
         {
             let mut s = lock(&self.session);
             let done = s
@@ -741,19 +743,30 @@ impl Connection {
                 return Ok(());
             }
             let flight = s.inflight.remove(&packet_id).expect("checked above");
+            let message = &flight.delivery.message;
             if qos == QoS::AtLeastOnce {
-                self.shared.deliveries.note(flight.delivery.message.event, State::Delivered, &self.client_id, None);
+                self.shared.deliveries.note(message.event, State::Delivered, &self.client_id, None);
+                from_platform = (&*message.publisher == super::PLATFORM).then_some(message.event);
             }
             s.forget(&flight.delivery, &mut ops);
         }
+        self.platform_acknowledged(from_platform).await;
         self.wake.notify_one();
         self.shared.persist(ops).await;
         Ok(())
     }
 
+    /// Tells the platform its message reached the device.
+    async fn platform_acknowledged(&mut self, event: Option<glassbox_core::EventId>) {
+        if let (Some(event), Some(reserved), Some(device)) = (event, self.shared.reserved.get(), self.device()) {
+            reserved.acknowledged(device, event).await;
+        }
+    }
+
     /// PUBREC: the subscriber has a QoS 2 message; release it.
     async fn received_by_subscriber(&mut self, ack: Ack) -> Result<(), DisconnectReason> {
         let mut ops = Vec::new();
+        let mut from_platform = None;
         let reply = {
             let mut s = lock(&self.session);
             let event = match s.inflight.get_mut(&ack.packet_id) {
@@ -774,10 +787,13 @@ impl Connection {
                 }
                 (Some(event), _) => {
                     self.shared.deliveries.note(event, State::Delivered, &self.client_id, None);
+                    let publisher = s.inflight.get(&ack.packet_id).map(|f| f.delivery.message.publisher.clone());
+                    from_platform = publisher.filter(|p| &**p == super::PLATFORM).map(|_| event);
                     Some(0)
                 }
             }
         };
+        self.platform_acknowledged(from_platform).await;
         self.shared.persist(ops).await;
         match reply {
             Some(code) => {

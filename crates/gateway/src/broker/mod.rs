@@ -45,14 +45,27 @@ pub trait Recorder: Send + Sync + 'static {
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 }
 
+/// The publisher name of messages the platform sends ([`Broker::publish`]).
+pub(crate) const PLATFORM: &str = "$glassbox";
+
 /// The platform's side of the reserved topics `$glassbox/devices/<id>/…`
 /// (shadows, commands): told what devices publish there and when they
 /// connect or subscribe, it answers through [`Broker::publish`].
 #[async_trait]
 pub trait Reserved: Send + Sync + 'static {
     /// Device `device` published `payload` on `$glassbox/devices/<device>/<rest>`,
-    /// recorded as `event`.
-    async fn published(&self, device: &str, rest: &str, payload: &[u8], event: glassbox_core::EventId);
+    /// recorded as `event`; `correlation` is its 5.0 correlation data.
+    async fn published(
+        &self,
+        device: &str,
+        rest: &str,
+        payload: &[u8],
+        correlation: Option<&[u8]>,
+        event: glassbox_core::EventId,
+    );
+    /// The device acknowledged (PUBACK, PUBREC) a message the platform sent
+    /// it with [`Broker::publish`], recorded as `event`.
+    async fn acknowledged(&self, device: &str, event: glassbox_core::EventId);
     /// The device connected (and its session is ready to receive).
     async fn connected(&self, device: &str);
     /// The device subscribed to `filter` under its reserved topics.
@@ -429,33 +442,29 @@ impl Broker {
         let _ = self.shared.reserved.set(reserved);
     }
 
-    /// Publishes a message from the platform: records `draft` (whose data
-    /// should be `payload`), then routes it like any PUBLISH.
-    pub async fn publish(
+    /// Delivers a message from the platform, already recorded as `event`,
+    /// to the topic's subscribers like any PUBLISH. `properties` (5.0:
+    /// response topic, correlation data, …) go to subscribers.
+    pub async fn deliver(
         &self,
-        draft: Draft,
+        event: glassbox_core::EventId,
         topic: &str,
         payload: bytes::Bytes,
         qos: QoS,
-    ) -> Result<glassbox_core::EventId, StoreError> {
-        let appended = self.shared.recorder.ingest(vec![draft], "platform").await?;
-        let event: glassbox_core::EventId = appended
-            .first()
-            .and_then(|a| a.id.parse().ok())
-            .ok_or_else(|| StoreError::Internal("the recorder returned no id".into()))?;
+        properties: crate::codec::Properties,
+    ) {
         let publish = crate::codec::Publish {
             dup: false,
             qos,
             retain: false,
             topic: topic.to_string(),
             packet_id: None,
-            properties: crate::codec::Properties::default(),
+            properties,
             payload,
         };
-        let message = Arc::new(message::Message::new(event, &publish, Arc::from("$glassbox"), SystemTime::now()));
+        let message = Arc::new(message::Message::new(event, &publish, Arc::from(PLATFORM), SystemTime::now()));
         let ops = router::route(&self.shared, &message, false);
         self.shared.persist(ops).await;
-        Ok(event)
     }
 
     /// Retained messages held now.

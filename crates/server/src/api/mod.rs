@@ -2,6 +2,7 @@
 //! Every `/api/v1` route but the OpenAPI document needs a bearer token.
 
 mod auth;
+mod commands;
 mod devices;
 mod error;
 mod events;
@@ -57,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
+        .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
+        .route("/api/v1/commands/{id}", get(commands::get))
+        .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(health))

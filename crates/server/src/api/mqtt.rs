@@ -87,7 +87,7 @@ pub async fn update_shadow(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let update = ShadowUpdate::parse(&body).map_err(shadow_error)?;
-    match app.control.update(&id, &update, "operator", None).await {
+    match app.control.update_shadow(&id, &update, "operator", None).await {
         Ok(shadow) => Ok(Json(shadow.to_json(&id))),
         Err(UpdateError::Shadow(e)) => Err(shadow_error(e)),
         Err(UpdateError::UnknownDevice(_)) => Err(unknown_device(&id)),

@@ -3,6 +3,7 @@
 //! returns); `recorder-index.db` with the secondary indexes, kept by the
 //! indexer thread; and a small pool of reader connections that see both.
 
+mod commands;
 mod devices;
 mod indexer;
 mod read;
@@ -26,8 +27,8 @@ use self::devices::DeviceOp;
 use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
 use crate::{
-    Appended, Chain, Device, DeviceRegistry, EventStore, Ingress, RecorderSettings, SecretHash, StoreError,
-    StoreStatus, Transition,
+    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, Ingress,
+    RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
 };
 
 /// The durable record's file name inside the data directory.
@@ -264,6 +265,21 @@ impl EventStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs `work` in the writer's next transaction; durable when it returns.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answered) = oneshot::channel();
+        let work: writer::Work = Box::new(move |tx| work(tx).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
+        self.send(Command::Exec { work, reply }).await?;
+        let value = answer(answered).await?;
+        value
+            .downcast::<T>()
+            .map(|v| *v)
+            .map_err(|_| StoreError::Internal("a write answered with the wrong type".into()))
+    }
+
     async fn device_write(&self, op: DeviceOp) -> Result<Option<Device>, StoreError> {
         let (reply, answered) = oneshot::channel();
         self.send(Command::Device { op, reply }).await?;
@@ -317,6 +333,49 @@ impl DeviceRegistry for SqliteStore {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[async_trait]
+impl CommandStore for SqliteStore {
+    async fn create_command(&self, command: CommandRecord) -> Result<(CommandRecord, bool), StoreError> {
+        self.write(move |tx| commands::create(tx, &command)).await
+    }
+
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| commands::get(conn, &id)).await
+    }
+
+    async fn command_by_key(&self, device: &str, key: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let (device, key) = (device.to_string(), key.to_string());
+        self.read(move |conn| commands::by_key(conn, &device, &key)).await
+    }
+
+    async fn commands(
+        &self,
+        device: Option<&str>,
+        state: Option<CommandState>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let device = device.map(str::to_string);
+        self.read(move |conn| commands::list(conn, device.as_deref(), state, limit)).await
+    }
+
+    async fn advance_command(
+        &self,
+        id: &str,
+        from: &[CommandState],
+        to: CommandState,
+        response: Option<String>,
+        reason: Option<String>,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let (id, from) = (id.to_string(), from.to_vec());
+        self.write(move |tx| commands::advance(tx, &id, &from, to, response, reason)).await
+    }
+
+    async fn due_commands(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
+        self.read(move |conn| commands::due(conn, now, limit)).await
     }
 }
 

@@ -71,6 +71,25 @@ pub const RECORDER: &[&str] = &[
         document TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 5: device commands; ids are ULIDs, so id order is creation order.
+    "CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT,
+        issuer TEXT NOT NULL,
+        idempotency_key TEXT,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        correlationid TEXT NOT NULL,
+        response TEXT,
+        reason TEXT
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX commands_idempotency ON commands(device, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX commands_device ON commands(device, id);
+    CREATE INDEX commands_open ON commands(expires_at) WHERE state IN ('queued', 'in_transit', 'delivered');",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -3,6 +3,7 @@
 //! Between batches it deletes expired events in small chunks, so retention
 //! never holds ingest up for longer than one chunk.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,18 +20,39 @@ use super::{Shared, id_bytes, micros};
 use crate::{Appended, Device, Ingress, RecorderSettings, StoreError, Transition};
 
 pub(super) enum Command {
-    Append { batch: Vec<Ingress>, reply: oneshot::Sender<Result<Vec<Appended>, StoreError>> },
-    Record { transitions: Vec<Transition>, reply: oneshot::Sender<Result<(), StoreError>> },
-    PutSetting { key: String, value: String, reply: oneshot::Sender<Result<(), StoreError>> },
-    Device { op: DeviceOp, reply: oneshot::Sender<Result<Option<Device>, StoreError>> },
+    Append {
+        batch: Vec<Ingress>,
+        reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+    },
+    Record {
+        transitions: Vec<Transition>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    PutSetting {
+        key: String,
+        value: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Device {
+        op: DeviceOp,
+        reply: oneshot::Sender<Result<Option<Device>, StoreError>>,
+    },
+    /// Any other small write, run inside the batch's transaction.
+    Exec {
+        work: Work,
+        reply: oneshot::Sender<Result<Box<dyn Any + Send>, StoreError>>,
+    },
 }
+
+/// A write run in the writer's transaction; its value answers the caller.
+pub(super) type Work = Box<dyn FnOnce(&Transaction<'_>) -> rusqlite::Result<Box<dyn Any + Send>> + Send>;
 
 impl Command {
     fn weight(&self) -> usize {
         match self {
             Command::Append { batch, .. } => batch.len(),
             Command::Record { transitions, .. } => transitions.len(),
-            Command::PutSetting { .. } | Command::Device { .. } => 1,
+            Command::PutSetting { .. } | Command::Device { .. } | Command::Exec { .. } => 1,
         }
     }
 }
@@ -40,6 +62,7 @@ enum Outcome {
     Appended(Vec<Appended>),
     Recorded(Result<(), StoreError>),
     Device(Result<Option<Device>, StoreError>),
+    Exec(Box<dyn Any + Send>),
     Done,
 }
 
@@ -106,7 +129,7 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        match self.apply(&batch) {
+        match self.apply(&mut batch) {
             Ok(outcomes) => {
                 self.shared.mark_writable();
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
@@ -123,12 +146,19 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<Vec<Outcome>> {
+    fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
         let mut apply = Apply::new(&tx, self.node, &self.settings)?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for command in batch {
-            outcomes.push(apply.command(command)?);
+        for command in batch.iter_mut() {
+            let outcome = match command {
+                Command::Exec { work, .. } => {
+                    let work = std::mem::replace(work, Box::new(|_| Ok(Box::new(()))));
+                    Outcome::Exec(work(&tx)?)
+                }
+                command => apply.command(command)?,
+            };
+            outcomes.push(outcome);
         }
         drop(apply);
         tx.commit()?;
@@ -210,6 +240,7 @@ fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
             (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
             (Command::Device { reply, .. }, Outcome::Device(result)) => drop(reply.send(result)),
+            (Command::Exec { reply, .. }, Outcome::Exec(value)) => drop(reply.send(Ok(value))),
             _ => unreachable!("outcomes are produced in command order, one per command"),
         }
     }
@@ -223,6 +254,7 @@ fn fail_all(batch: Vec<Command>, message: &str) {
             Command::Record { reply, .. } => drop(reply.send(Err(error()))),
             Command::PutSetting { reply, .. } => drop(reply.send(Err(error()))),
             Command::Device { reply, .. } => drop(reply.send(Err(error()))),
+            Command::Exec { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -278,6 +310,7 @@ impl<'tx> Apply<'tx> {
                 Ok(Outcome::Done)
             }
             Command::Device { op, .. } => devices::apply(self.tx, op).map(Outcome::Device),
+            Command::Exec { .. } => unreachable!("run by the writer itself"),
         }
     }
 

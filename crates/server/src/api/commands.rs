@@ -1,0 +1,77 @@
+//! `/api/v1/devices/{id}/commands` and `/api/v1/commands/{id}`: durable
+//! device commands.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use glassbox_store::CommandState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::control::{CommandError, NewCommand, command_json};
+
+/// Most commands per list.
+const LIST_MAX: usize = 1000;
+
+fn error(e: CommandError) -> ApiError {
+    match e {
+        CommandError::Invalid(m) => ApiError::bad_request("invalid_command", m),
+        CommandError::UnknownDevice(_) | CommandError::UnknownCommand(_) => ApiError::not_found(e.to_string()),
+        CommandError::DeviceDisabled(_) => ApiError::new(StatusCode::CONFLICT, "device_disabled", e.to_string()),
+        CommandError::Finished { .. } => ApiError::new(StatusCode::CONFLICT, "command_finished", e.to_string()),
+        CommandError::Store(e) => e.into(),
+    }
+}
+
+/// `POST /api/v1/devices/{id}/commands`: 201 with the command, or 200 with
+/// the earlier one (`"duplicate": true`) for a reused idempotency key.
+pub async fn issue(
+    State(app): State<AppState>,
+    Path(device): Path<String>,
+    body: Result<Json<NewCommand>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(new) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let (command, created) = app.control.issue(&device, new, "admin").await.map_err(error)?;
+    let mut body = command_json(&command);
+    body["duplicate"] = json!(!created);
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/devices/{id}/commands?state=&limit=`: newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    Path(device): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(CommandState::parse(s).ok_or_else(|| {
+            let names: Vec<_> = CommandState::ALL.iter().map(|c| c.as_str()).collect();
+            ApiError::bad_request("invalid_state", format!("state {s:?} is not one of {}", names.join(", ")))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, LIST_MAX);
+    let commands = app.control.commands(&device, state, limit).await.map_err(error)?;
+    Ok(Json(json!({ "commands": commands.iter().map(command_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/commands/{id}`.
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let command = app.control.command(&id).await.map_err(error)?;
+    Ok(Json(command_json(&command)))
+}
+
+/// `POST /api/v1/commands/{id}/cancel`.
+pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let command = app.control.cancel(&id, "admin").await.map_err(error)?;
+    Ok(Json(command_json(&command)))
+}

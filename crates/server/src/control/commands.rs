@@ -1,0 +1,369 @@
+//! Durable device commands: `queued → in_transit → delivered → succeeded |
+//! failed | expired | cancelled`, each step an event on the command's chain.
+//!
+//! A command waits (within its time-to-live) while its device is offline and
+//! is sent when it connects; `delivered` means the device acknowledged the
+//! message (MQTT PUBACK) or answered it, never merely that it was sent.
+//! A command is sent only once the device subscribes to its topic (a
+//! message to a device not listening would be lost). Sent commands not yet
+//! acknowledged are sent again when the device next connects or subscribes
+//! (at least once: the device de-duplicates by the command id).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use glassbox_core::EventId;
+use glassbox_gateway::codec::Properties;
+use glassbox_store::{CommandRecord, CommandState, StoreError};
+use serde_json::{Value, json};
+
+use super::Control;
+use glassbox_gateway::broker::RESERVED_PREFIX;
+
+/// Bounds on commands.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandLimits {
+    /// Time-to-live when none is given. Default 1 hour.
+    pub ttl_default: Duration,
+    /// Longest time-to-live accepted. Default 7 days.
+    pub ttl_max: Duration,
+    /// Largest payload, as JSON bytes. Default 64 KiB.
+    pub payload_bytes_max: usize,
+}
+
+impl Default for CommandLimits {
+    fn default() -> Self {
+        Self {
+            ttl_default: Duration::from_secs(3600),
+            ttl_max: Duration::from_secs(7 * 24 * 3600),
+            payload_bytes_max: 64 * 1024,
+        }
+    }
+}
+
+/// A command as an operator issues it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCommand {
+    pub name: String,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// `30s`, `5m`, `2h`.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no device {0:?}; `glassbox devices list` shows the registered ones")]
+    UnknownDevice(String),
+    #[error("device {0:?} is disabled: it cannot connect to receive commands; enable it first")]
+    DeviceDisabled(String),
+    #[error("no command {0:?}")]
+    UnknownCommand(String),
+    #[error("command {id} is already {state}; only queued, in_transit or delivered commands can be cancelled")]
+    Finished { id: String, state: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The message a device gets on `$glassbox/devices/<id>/commands/<name>`.
+fn envelope(command: &CommandRecord) -> Value {
+    let payload = command.payload.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok());
+    json!({
+        "id": command.id,
+        "name": command.name,
+        "payload": payload,
+        "expires_at": command.expires_at,
+        "response_topic": response_topic(command),
+        "correlationid": command.correlationid,
+    })
+}
+
+fn command_topic(command: &CommandRecord) -> String {
+    format!("{RESERVED_PREFIX}{}/commands/{}", command.device, command.name)
+}
+
+fn response_topic(command: &CommandRecord) -> String {
+    format!("{RESERVED_PREFIX}{}/commands/{}/response", command.device, command.name)
+}
+
+/// The command as answered to clients: its record, the payload and response as JSON.
+pub fn command_json(command: &CommandRecord) -> Value {
+    let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
+    let mut value = json!(command);
+    value["payload"] = parse(&command.payload).unwrap_or(Value::Null);
+    value["response"] = parse(&command.response).unwrap_or(Value::Null);
+    value
+}
+
+fn validate_name(name: &str) -> Result<(), CommandError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    match ok {
+        true => Ok(()),
+        false => Err(CommandError::Invalid(format!(
+            "command name {name:?} must be 1-64 letters, digits, - _ or . (it is a topic level)"
+        ))),
+    }
+}
+
+impl Control {
+    /// Issues a command; with an idempotency key used before for this
+    /// device, returns that command instead (and `false`), sending nothing.
+    pub async fn issue(
+        &self,
+        device: &str,
+        new: NewCommand,
+        issuer: &str,
+    ) -> Result<(CommandRecord, bool), CommandError> {
+        validate_name(&new.name)?;
+        let ttl = match &new.ttl {
+            None => self.command_limits.ttl_default,
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| CommandError::Invalid(format!("ttl {text:?}: {e}; use e.g. 30s, 5m, 2h")))?,
+        };
+        if ttl.is_zero() || ttl > self.command_limits.ttl_max {
+            let max = humantime::format_duration(self.command_limits.ttl_max);
+            return Err(CommandError::Invalid(format!("ttl must be more than 0 and at most {max}")));
+        }
+        let payload = new.payload.as_ref().map(Value::to_string);
+        if let Some(p) = &payload
+            && p.len() > self.command_limits.payload_bytes_max
+        {
+            let max = self.command_limits.payload_bytes_max;
+            return Err(CommandError::Invalid(format!("payload is {} bytes, over the limit of {max}", p.len())));
+        }
+        match self.devices.device(device).await? {
+            None => return Err(CommandError::UnknownDevice(device.into())),
+            Some(d) if d.disabled => return Err(CommandError::DeviceDisabled(device.into())),
+            Some(_) => {}
+        }
+        if let Some(key) = &new.idempotency_key
+            && let Some(found) = self.commands.command_by_key(device, key).await?
+        {
+            return Ok((found, false));
+        }
+        let now = Utc::now();
+        let ttl_text = humantime::format_duration(ttl).to_string();
+        let data = json!({
+            "name": new.name, "payload": new.payload, "ttl": ttl_text, "issuer": issuer,
+            "idempotency_key": new.idempotency_key,
+        });
+        let queued = self
+            .record(device, "device.command.queued", Some(new.name.clone()), &data, None)
+            .await
+            .ok_or_else(|| StoreError::Unavailable("could not record the command".into()))?;
+        let record = CommandRecord {
+            id: queued.to_string(),
+            device: device.into(),
+            name: new.name,
+            payload,
+            issuer: issuer.into(),
+            idempotency_key: new.idempotency_key,
+            state: CommandState::Queued,
+            created_at: now,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or_default(),
+            updated_at: now,
+            correlationid: self.correlation_of(queued).await,
+            response: None,
+            reason: None,
+        };
+        let (record, created) = self.commands.create_command(record).await?;
+        if created && self.listening(device, &command_topic(&record)) {
+            self.send_command(&record).await;
+            return Ok((self.commands.command(&record.id).await?.unwrap_or(record), true));
+        }
+        Ok((record, created))
+    }
+
+    async fn correlation_of(&self, event: EventId) -> String {
+        match self.pipeline.store().lineage(&event.to_string()).await {
+            Ok(Some(lineage)) => lineage.correlationid,
+            _ => event.to_string(),
+        }
+    }
+
+    /// Sends a command to its device and marks it `in_transit`.
+    async fn send_command(&self, command: &CommandRecord) {
+        let properties = Properties {
+            response_topic: Some(response_topic(command)),
+            correlation_data: Some(Bytes::from(command.id.clone())),
+            ..Properties::default()
+        };
+        let suffix = format!("commands/{}", command.name);
+        let body = envelope(command);
+        let ty = "device.command.in_transit";
+        let Some(outgoing) = self.prepare(&command.device, &suffix, ty, &body, Some(&command.id)).await else {
+            return;
+        };
+        // Noted before it is sent, so its acknowledgement always finds it.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(outgoing.event, command.id.clone());
+        let from = [CommandState::Queued];
+        if let Err(e) = self.commands.advance_command(&command.id, &from, CommandState::InTransit, None, None).await {
+            tracing::error!(command = %command.id, error = %e, "could not mark a command in transit");
+        }
+        self.deliver(outgoing, properties).await;
+    }
+
+    /// Sends every command waiting for this device (queued, or sent and not
+    /// acknowledged) that it listens for, oldest first.
+    pub(super) async fn send_pending_commands(&self, device: &str) {
+        let mut pending = Vec::new();
+        for state in [CommandState::Queued, CommandState::InTransit] {
+            match self.commands.commands(Some(device), Some(state), 1000).await {
+                Ok(found) => pending.extend(found),
+                Err(e) => return tracing::warn!(device, error = %e, "could not read pending commands"),
+            }
+        }
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
+        let now = Utc::now();
+        for command in pending.iter().filter(|c| c.expires_at > now) {
+            if self.listening(device, &command_topic(command)) {
+                self.send_command(command).await;
+            }
+        }
+    }
+
+    /// The device acknowledged a message; if it was a command, it is delivered.
+    pub(super) async fn command_received(&self, device: &str, event: EventId) {
+        let id = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&event);
+        let Some(id) = id else { return };
+        self.advance(
+            &id,
+            &[CommandState::InTransit],
+            CommandState::Delivered,
+            None,
+            None,
+            &event.to_string(),
+            json!({}),
+        )
+        .await;
+        tracing::debug!(device, command = %id, "command delivered");
+    }
+
+    /// Moves a command and records the step as `device.command.<state>`.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance(
+        &self,
+        id: &str,
+        from: &[CommandState],
+        to: CommandState,
+        response: Option<String>,
+        reason: Option<String>,
+        cause: &str,
+        mut data: Value,
+    ) -> Option<CommandRecord> {
+        let moved = self.commands.advance_command(id, from, to, response, reason.clone()).await;
+        let command = match moved {
+            Ok(Some(command)) => command,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(command = id, error = %e, "could not move a command");
+                return None;
+            }
+        };
+        data["command"] = json!(id);
+        data["reason"] = json!(reason);
+        let ty = format!("device.command.{}", to.as_str());
+        self.record(&command.device, &ty, Some(command.name.clone()), &data, Some(cause)).await;
+        Some(command)
+    }
+
+    /// A device answered on `…/commands/<name>/response`.
+    pub(super) async fn response(&self, device: &str, payload: &[u8], correlation: Option<&[u8]>, event: EventId) {
+        let cause = event.to_string();
+        let body: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
+        let id = body["id"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| correlation.and_then(|c| std::str::from_utf8(c).ok()).map(str::to_string));
+        let status = body["status"].as_str().unwrap_or("");
+        let named = id.clone();
+        let reject = async |reason: String| {
+            let data = json!({ "command": named, "reason": reason });
+            self.record(device, "device.command.response_rejected", None, &data, Some(&cause)).await;
+        };
+        let Some(id) = id else {
+            return reject(
+                "the response names no command: send {\"id\": \"<command id>\", \"status\": \"succeeded\"}".into(),
+            )
+            .await;
+        };
+        let to = match status {
+            "succeeded" => CommandState::Succeeded,
+            "failed" => CommandState::Failed,
+            other => return reject(format!("status {other:?} is neither \"succeeded\" nor \"failed\"")).await,
+        };
+        let command = match self.commands.command(&id).await {
+            Ok(Some(command)) if command.device == device => command,
+            Ok(_) => return reject(format!("no command {id} for device {device}")).await,
+            Err(e) => return tracing::error!(command = %id, error = %e, "could not read a command"),
+        };
+        if command.state.is_final() {
+            return reject(format!("command {id} is already {}", command.state.as_str())).await;
+        }
+        if matches!(command.state, CommandState::Queued | CommandState::InTransit) {
+            let data = json!({ "detail": "answered before its acknowledgement was seen" });
+            let from = [CommandState::Queued, CommandState::InTransit];
+            self.advance(&id, &from, CommandState::Delivered, None, None, &command.id, data).await;
+        }
+        let response = body.get("result").map(Value::to_string).or_else(|| Some(body.to_string()));
+        let reason = body["message"].as_str().map(str::to_string);
+        let data = json!({ "response": body, "response_event": cause });
+        if self.advance(&id, &[CommandState::Delivered], to, response, reason, &command.id, data).await.is_none() {
+            reject(format!("command {id} finished meanwhile")).await;
+        }
+    }
+
+    /// One command.
+    pub async fn command(&self, id: &str) -> Result<CommandRecord, CommandError> {
+        self.commands.command(id).await?.ok_or_else(|| CommandError::UnknownCommand(id.into()))
+    }
+
+    /// A device's commands, newest first.
+    pub async fn commands(
+        &self,
+        device: &str,
+        state: Option<CommandState>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, CommandError> {
+        if self.devices.device(device).await?.is_none() {
+            return Err(CommandError::UnknownDevice(device.into()));
+        }
+        Ok(self.commands.commands(Some(device), state, limit).await?)
+    }
+
+    /// Cancels an open command.
+    pub async fn cancel(&self, id: &str, by: &str) -> Result<CommandRecord, CommandError> {
+        let command = self.commands.command(id).await?.ok_or_else(|| CommandError::UnknownCommand(id.into()))?;
+        let reason = Some(format!("cancelled by {by}"));
+        let data = json!({ "by": by });
+        match self.advance(id, &CommandState::OPEN, CommandState::Cancelled, None, reason, &command.id, data).await {
+            Some(cancelled) => Ok(cancelled),
+            None => {
+                let now = self.commands.command(id).await?.map_or(command.state, |c| c.state);
+                Err(CommandError::Finished { id: id.into(), state: now.as_str() })
+            }
+        }
+    }
+
+    /// Expires open commands whose time-to-live passed.
+    pub(super) async fn expire_due(&self) {
+        let due = match self.commands.due_commands(Utc::now(), 500).await {
+            Ok(due) => due,
+            Err(e) => return tracing::warn!(error = %e, "could not look for expired commands"),
+        };
+        for command in due {
+            let reason = Some(format!("its time-to-live passed while it was {}", command.state.as_str()));
+            self.advance(&command.id, &CommandState::OPEN, CommandState::Expired, None, reason, &command.id, json!({}))
+                .await;
+        }
+    }
+}

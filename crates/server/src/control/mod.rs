@@ -1,0 +1,186 @@
+//! The device control plane's service, reached over the HTTP API and over
+//! MQTT on each device's reserved topics `$glassbox/devices/<id>/…`
+//! (through the gateway's [`Reserved`]): shadows (`shadows`) and durable
+//! commands (`commands`).
+//!
+//! Everything it does is an event: each accepted change, each message sent
+//! to a device, each step of a command, each refused request, with the
+//! request that caused it as its causation — so `glassbox trace` follows a
+//! desired-state change or a command from the operator to the device and back.
+
+mod commands;
+mod shadows;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use glassbox_core::{Data, Draft, EventId};
+use glassbox_devices::ShadowLimits;
+use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
+use glassbox_gateway::codec::{Properties, QoS};
+use glassbox_gateway::topic::matches;
+use glassbox_store::{CommandStore, DeviceRegistry};
+use serde_json::Value;
+
+pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
+pub use shadows::UpdateError;
+
+use crate::pipeline::Pipeline;
+
+pub struct Control {
+    devices: Arc<dyn DeviceRegistry>,
+    commands: Arc<dyn CommandStore>,
+    pipeline: Arc<Pipeline>,
+    /// Weak: the broker holds this service (as its reserved-topic handler).
+    broker: WeakBroker,
+    shadow_limits: ShadowLimits,
+    command_limits: CommandLimits,
+    /// Command messages sent and not yet acknowledged: their event → command id.
+    in_flight: Mutex<HashMap<EventId, String>>,
+}
+
+impl Control {
+    /// The service, with its expiry sweeper running while it lives.
+    pub fn start(
+        devices: Arc<dyn DeviceRegistry>,
+        commands: Arc<dyn CommandStore>,
+        pipeline: Arc<Pipeline>,
+        broker: &Broker,
+        shadow_limits: ShadowLimits,
+        command_limits: CommandLimits,
+    ) -> Arc<Self> {
+        let control = Arc::new(Self {
+            devices,
+            commands,
+            pipeline,
+            broker: broker.downgrade(),
+            shadow_limits,
+            command_limits,
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&control)));
+        control
+    }
+
+    /// Records an event about a device from the control plane; a failure is
+    /// logged (the change itself is stored) and yields no id.
+    async fn record(
+        &self,
+        device: &str,
+        ty: &str,
+        subject: Option<String>,
+        data: &Value,
+        cause: Option<&str>,
+    ) -> Option<EventId> {
+        let draft = draft(device, ty, subject, data, cause)?;
+        match self.pipeline.ingest(vec![draft], "platform").await {
+            Ok(appended) => appended.first().and_then(|a| a.id.parse().ok()),
+            Err(e) => {
+                tracing::error!(device, event = ty, error = %e, "could not record a control event");
+                None
+            }
+        }
+    }
+
+    /// Sends `body` to the device on `$glassbox/devices/<id>/<suffix>`,
+    /// recorded as an event of type `ty`.
+    async fn send(&self, device: &str, suffix: &str, ty: &str, body: &Value, cause: Option<&str>) {
+        if let Some(outgoing) = self.prepare(device, suffix, ty, body, cause).await {
+            self.deliver(outgoing, Properties::default()).await;
+        }
+    }
+
+    /// Records a message for the device; [`Control::deliver`] sends it. In
+    /// between, the caller can note its event id before any answer can come.
+    async fn prepare(
+        &self,
+        device: &str,
+        suffix: &str,
+        ty: &str,
+        body: &Value,
+        cause: Option<&str>,
+    ) -> Option<Outgoing> {
+        let topic = format!("{RESERVED_PREFIX}{device}/{suffix}");
+        let event = self.record(device, ty, Some(topic.clone()), body, cause).await?;
+        Some(Outgoing { event, topic, payload: Bytes::from(body.to_string()) })
+    }
+
+    async fn deliver(&self, outgoing: Outgoing, properties: Properties) {
+        if let Some(broker) = self.broker.upgrade() {
+            let Outgoing { event, topic, payload } = outgoing;
+            broker.deliver(event, &topic, payload, QoS::AtLeastOnce, properties).await;
+        }
+    }
+
+    /// Whether the device is connected and subscribed to `topic`: a message
+    /// sent now reaches it.
+    fn listening(&self, device: &str, topic: &str) -> bool {
+        let session = self.broker.upgrade().and_then(|b| b.session(device));
+        session.is_some_and(|s| s.connected && s.subscriptions.iter().any(|sub| matches(&sub.filter, topic)))
+    }
+}
+
+/// A recorded message on its way to a device.
+struct Outgoing {
+    event: EventId,
+    topic: String,
+    payload: Bytes,
+}
+
+fn draft(device: &str, ty: &str, subject: Option<String>, data: &Value, cause: Option<&str>) -> Option<Draft> {
+    let raw = serde_json::value::to_raw_value(data).ok()?;
+    Some(Draft {
+        source: "glassbox/control".into(),
+        ty: ty.into(),
+        subject,
+        device: Some(device.into()),
+        causationid: cause.map(str::to_string),
+        datacontenttype: Some("application/json".into()),
+        data: Data::Json(raw),
+        ..Draft::default()
+    })
+}
+
+/// Expires commands whose time-to-live passed, once a second.
+async fn sweep(control: Weak<Control>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(control) = control.upgrade() else { return };
+        control.expire_due().await;
+    }
+}
+
+#[async_trait]
+impl Reserved for Control {
+    async fn published(&self, device: &str, rest: &str, payload: &[u8], correlation: Option<&[u8]>, event: EventId) {
+        match rest {
+            "shadow/update" => self.mqtt_shadow_update(device, payload, event).await,
+            "shadow/get" => self.mqtt_shadow_get(device, event).await,
+            rest if rest.starts_with("commands/") && rest.ends_with("/response") => {
+                self.response(device, payload, correlation, event).await
+            }
+            _ => {}
+        }
+    }
+
+    async fn acknowledged(&self, device: &str, event: EventId) {
+        self.command_received(device, event).await;
+    }
+
+    async fn connected(&self, device: &str) {
+        self.push_pending_delta(device).await;
+        self.send_pending_commands(device).await;
+    }
+
+    async fn subscribed(&self, device: &str, filter: &str) {
+        if matches(filter, &format!("{RESERVED_PREFIX}{device}/shadow/delta")) {
+            self.push_pending_delta(device).await;
+        }
+        // Each pending command is sent if this subscription covers its topic.
+        self.send_pending_commands(device).await;
+    }
+}

@@ -1,0 +1,135 @@
+//! Device shadows: desired and reported state, their delta, versions.
+
+use chrono::Utc;
+use glassbox_core::EventId;
+use glassbox_devices::{Shadow, ShadowError, ShadowUpdate};
+use glassbox_store::StoreError;
+use serde_json::json;
+
+use super::Control;
+
+/// Attempts when a concurrent update moved the shadow on under us.
+const CAS_ATTEMPTS: usize = 5;
+
+/// Why a shadow update did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Shadow(#[from] ShadowError),
+    #[error("no device {0:?}; `glassbox devices list` shows the registered ones")]
+    UnknownDevice(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Control {
+    /// The device's shadow (empty at version 0 if never set); `None` for an unknown device.
+    pub async fn shadow(&self, device: &str) -> Result<Option<Shadow>, StoreError> {
+        if self.devices.device(device).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.load_shadow(device).await?.1))
+    }
+
+    async fn load_shadow(&self, device: &str) -> Result<(u64, Shadow), StoreError> {
+        match self.devices.shadow(device).await? {
+            None => Ok((0, Shadow::default())),
+            Some((version, text)) => {
+                let shadow = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Internal(format!("stored shadow of {device:?} is damaged: {e}")))?;
+                Ok((version, shadow))
+            }
+        }
+    }
+
+    /// Applies an update by `actor` (`operator`, `device`), caused by event
+    /// `cause` if any; records the change and pushes a new delta to the device.
+    pub async fn update_shadow(
+        &self,
+        device: &str,
+        update: &ShadowUpdate,
+        actor: &str,
+        cause: Option<EventId>,
+    ) -> Result<Shadow, UpdateError> {
+        if self.devices.device(device).await?.is_none() {
+            return Err(UpdateError::UnknownDevice(device.to_string()));
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let (stored, mut shadow) = self.load_shadow(device).await?;
+            let delta_before = shadow.delta();
+            if !shadow.apply(update, self.shadow_limits, Utc::now())? {
+                return Ok(shadow);
+            }
+            let document = serde_json::to_string(&shadow).map_err(|e| StoreError::Internal(e.to_string()))?;
+            if !self.devices.put_shadow(device, stored, shadow.version, document).await? {
+                continue; // Someone else got there first: apply to theirs.
+            }
+            let state = json!({ "desired": update.state.desired, "reported": update.state.reported });
+            let data = json!({ "actor": actor, "version": shadow.version, "state": state, "delta": shadow.delta() });
+            let cause = cause.map(|c| c.to_string());
+            let change = self.record(device, "device.shadow.updated", None, &data, cause.as_deref()).await;
+            let delta = shadow.delta();
+            if !delta.is_empty() && delta != delta_before {
+                self.push_delta(device, &shadow, change.map(|c| c.to_string()).or(cause)).await;
+            }
+            return Ok(shadow);
+        }
+        Err(UpdateError::Store(StoreError::Unavailable(format!(
+            "the shadow of {device:?} kept changing under {CAS_ATTEMPTS} attempts; try again"
+        ))))
+    }
+
+    async fn push_delta(&self, device: &str, shadow: &Shadow, cause: Option<String>) {
+        let body = json!({ "state": shadow.delta(), "version": shadow.version, "timestamp": Utc::now() });
+        self.send(device, "shadow/delta", "device.shadow.delta", &body, cause.as_deref()).await;
+    }
+
+    /// Pushes the delta if there is one (on connect, on subscribe).
+    pub(super) async fn push_pending_delta(&self, device: &str) {
+        match self.load_shadow(device).await {
+            Ok((_, shadow)) if !shadow.delta().is_empty() => self.push_delta(device, &shadow, None).await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(device, error = %e, "could not read the shadow to push its delta"),
+        }
+    }
+
+    pub(super) async fn mqtt_shadow_update(&self, device: &str, payload: &[u8], event: EventId) {
+        let update = ShadowUpdate::parse(payload);
+        let token = update.as_ref().ok().and_then(|u| u.client_token.clone());
+        let outcome = match &update {
+            Ok(update) => self.update_shadow(device, update, "device", Some(event)).await,
+            Err(e) => Err(UpdateError::Shadow(e.clone())),
+        };
+        let cause = event.to_string();
+        let (suffix, ty, body) = match outcome {
+            Ok(shadow) => {
+                let state = update.ok().map(|u| json!({ "desired": u.state.desired, "reported": u.state.reported }));
+                let body =
+                    json!({ "state": state, "version": shadow.version, "clientToken": token, "timestamp": Utc::now() });
+                ("shadow/update/accepted", "device.shadow.accepted", body)
+            }
+            Err(e) => {
+                let code = match &e {
+                    UpdateError::Shadow(e) => e.code(),
+                    UpdateError::UnknownDevice(_) => 404,
+                    UpdateError::Store(_) => 503,
+                };
+                let body = json!({ "code": code, "message": e.to_string(), "clientToken": token });
+                ("shadow/update/rejected", "device.shadow.rejected", body)
+            }
+        };
+        self.send(device, suffix, ty, &body, Some(&cause)).await;
+    }
+
+    pub(super) async fn mqtt_shadow_get(&self, device: &str, event: EventId) {
+        let cause = event.to_string();
+        let (suffix, ty, body) = match self.shadow(device).await {
+            Ok(Some(shadow)) => ("shadow/get/accepted", "device.shadow.accepted", shadow.to_json(device)),
+            Ok(None) => return,
+            Err(e) => {
+                ("shadow/get/rejected", "device.shadow.rejected", json!({ "code": 503, "message": e.to_string() }))
+            }
+        };
+        self.send(device, suffix, ty, &body, Some(&cause)).await;
+    }
+}
