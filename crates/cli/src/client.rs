@@ -40,6 +40,14 @@ impl Client {
         json(self.send(request).await?).await
     }
 
+    /// PATCH a JSON body, expecting JSON.
+    pub async fn patch(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        let request = self.authorized(
+            self.http.patch(self.url(path)).header(reqwest::header::CONTENT_TYPE, "application/json").body(body),
+        );
+        json(self.send(request).await?).await
+    }
+
     /// DELETE `path`, expecting success without a body.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.authorized(self.http.delete(self.url(path)))).await.map(drop)

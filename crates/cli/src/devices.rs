@@ -14,6 +14,10 @@ pub enum DevicesCommand {
     List(ListArgs),
     /// One device.
     Get(IdArgs),
+    /// Set a device's metadata: tags, group, owner, attributes, cadence.
+    #[command(after_help = "glassbox devices set pump-1 --tag site=north --group pumps --owner acme --cadence 60s\n\
+        glassbox devices set pump-1 --untag site --attr firmware=1.4.2 --no-group")]
+    Set(SetArgs),
     /// The device's shadow: desired and reported state, their delta, the version.
     Shadow(IdArgs),
     /// Explain one device in words: connected or not and why, its session
@@ -41,6 +45,37 @@ pub struct IdArgs {
 }
 
 #[derive(clap::Args)]
+pub struct SetArgs {
+    /// The device id.
+    id: String,
+    /// Add or change a tag (KEY=VALUE); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    tag: Vec<String>,
+    /// Remove a tag; repeatable.
+    #[arg(long, value_name = "KEY")]
+    untag: Vec<String>,
+    #[arg(long)]
+    group: Option<String>,
+    /// Clear the group.
+    #[arg(long, conflicts_with = "group")]
+    no_group: bool,
+    /// Who the device (or its data) belongs to.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Set a free-form attribute (KEY=VALUE, VALUE as JSON if it parses); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    attr: Vec<String>,
+    /// How often the device should be heard from (e.g. 60s); "none" to learn it.
+    #[arg(long)]
+    cadence: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct ListArgs {
     /// Continue after this device id.
     #[arg(long)]
@@ -48,6 +83,18 @@ pub struct ListArgs {
     /// Devices per page (1-1000).
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Only devices with this tag (KEY=VALUE).
+    #[arg(long, value_name = "KEY=VALUE")]
+    tag: Option<String>,
+    /// Only devices in this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Only devices connected now (true) or not (false).
+    #[arg(long)]
+    connected: Option<bool>,
+    /// Only devices flagged silent (quiet beyond their cadence, or away too long).
+    #[arg(long)]
+    silent: bool,
     #[command(flatten)]
     remote: Remote,
     /// Print a JSON array of devices.
@@ -66,6 +113,12 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         DevicesCommand::Get(a) => {
             let device =
                 a.remote.client()?.get(&format!("/api/v1/devices/{}", crate::client::segment(&a.id)), &[]).await?;
+            print_device(&device, a.json)
+        }
+        DevicesCommand::Set(a) => {
+            let body = meta_patch(&a)?;
+            let path = format!("/api/v1/devices/{}", crate::client::segment(&a.id));
+            let device = a.remote.client()?.patch(&path, body.to_string()).await?;
             print_device(&device, a.json)
         }
         DevicesCommand::Shadow(a) => {
@@ -111,6 +164,18 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
     if let Some(after) = &a.after {
         query.push(("after", after.clone()));
     }
+    if let Some(tag) = &a.tag {
+        query.push(("tag", tag.clone()));
+    }
+    if let Some(group) = &a.group {
+        query.push(("group", group.clone()));
+    }
+    if let Some(connected) = a.connected {
+        query.push(("connected", connected.to_string()));
+    }
+    if a.silent {
+        query.push(("silent", "true".into()));
+    }
     let page = a.remote.client()?.get("/api/v1/devices", &query).await?;
     let devices = page["devices"].as_array().cloned().unwrap_or_default();
     if a.json {
@@ -118,27 +183,87 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = devices.iter().map(row).collect();
-    render::table(&["ID", "STATUS", "REGISTERED", "UPDATED"], &rows);
+    render::table(&HEADERS, &rows);
     if let Some(next) = page["next_after"].as_str() {
         eprintln!("more with --after {next}");
     }
     Ok(())
 }
 
+const HEADERS: [&str; 6] = ["ID", "STATUS", "CONNECTED", "GROUP", "TAGS", "REGISTERED"];
+
 fn row(d: &Value) -> Vec<String> {
-    let status = if d["disabled"].as_bool() == Some(true) { "disabled" } else { "enabled" };
+    let status = match (d["disabled"] == true, d["silent"] == true) {
+        (true, _) => "disabled",
+        (false, true) => "SILENT",
+        (false, false) => "enabled",
+    };
+    let connected = match d["connected"].as_bool() {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let tags = d["tags"]
+        .as_object()
+        .map(|t| t.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
     vec![
         render::text(d, "id").into(),
         status.into(),
+        connected.into(),
+        d["group"].as_str().unwrap_or("-").into(),
+        if tags.is_empty() { "-".into() } else { tags },
         render::short_time(&d["created_at"]),
-        render::short_time(&d["updated_at"]),
     ]
+}
+
+fn meta_patch(a: &SetArgs) -> anyhow::Result<Value> {
+    let pair = |p: &String| -> anyhow::Result<(String, String)> {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("{p:?} is not KEY=VALUE"))?;
+        Ok((k.to_string(), v.to_string()))
+    };
+    let mut patch = serde_json::Map::new();
+    let mut tags = serde_json::Map::new();
+    for p in &a.tag {
+        let (k, v) = pair(p)?;
+        tags.insert(k, json!(v));
+    }
+    for k in &a.untag {
+        tags.insert(k.clone(), Value::Null);
+    }
+    if !tags.is_empty() {
+        patch.insert("tags".into(), Value::Object(tags));
+    }
+    if let Some(group) = &a.group {
+        patch.insert("group".into(), json!(group));
+    }
+    if a.no_group {
+        patch.insert("group".into(), Value::Null);
+    }
+    if let Some(owner) = &a.owner {
+        patch.insert("owner".into(), json!(owner));
+    }
+    let mut attributes = serde_json::Map::new();
+    for p in &a.attr {
+        let (k, v) = pair(p)?;
+        attributes.insert(k, serde_json::from_str(&v).unwrap_or(Value::String(v)));
+    }
+    if !attributes.is_empty() {
+        patch.insert("attributes".into(), Value::Object(attributes));
+    }
+    if let Some(cadence) = &a.cadence {
+        patch.insert("cadence".into(), if cadence == "none" { Value::Null } else { json!(cadence) });
+    }
+    if patch.is_empty() {
+        anyhow::bail!("nothing to set: give --tag, --untag, --group, --no-group, --owner, --attr or --cadence");
+    }
+    Ok(Value::Object(patch))
 }
 
 fn print_device(device: &Value, json: bool) -> anyhow::Result<()> {
     match json {
         true => println!("{}", serde_json::to_string_pretty(device)?),
-        false => render::table(&["ID", "STATUS", "REGISTERED", "UPDATED"], &[row(device)]),
+        false => render::table(&HEADERS, &[row(device)]),
     }
     Ok(())
 }

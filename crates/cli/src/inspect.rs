@@ -46,7 +46,13 @@ pub fn print(view: &Value) {
     let id = render::text(device, "id");
     let status = if device["disabled"] == true { "DISABLED (connections are refused)" } else { "enabled" };
     println!("device {id}: {status}, registered {}", render::short_time(&device["created_at"]));
+    print_meta(device);
     print_session(&view["session"]);
+    print_liveness(&view["liveness"]);
+    match view["open_commands"].as_u64() {
+        Some(0) | None => println!("commands: none pending"),
+        Some(n) => println!("commands: {n} pending (glassbox control commands --device {id})"),
+    }
     let shadow = &view["shadow"];
     match shadow["delta"].as_object() {
         Some(delta) if !delta.is_empty() => println!(
@@ -83,6 +89,42 @@ pub fn print(view: &Value) {
         })
         .collect();
     render::table(&["TIME", "WHAT", "DETAIL"], &rows);
+}
+
+fn print_meta(device: &Value) {
+    let mut parts = Vec::new();
+    if let Some(group) = device["group"].as_str() {
+        parts.push(format!("group {group}"));
+    }
+    if let Some(owner) = device["owner"].as_str() {
+        parts.push(format!("owner {owner}"));
+    }
+    if let Some(tags) = device["tags"].as_object().filter(|t| !t.is_empty()) {
+        let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        parts.push(format!("tags {}", tags.join(",")));
+    }
+    if !parts.is_empty() {
+        println!("{}", parts.join("; "));
+    }
+}
+
+fn print_liveness(l: &Value) {
+    if l.is_null() {
+        println!("liveness: nothing heard from it since the server started");
+        return;
+    }
+    let cadence = match (l["cadence_seconds"].as_f64(), l["cadence_source"].as_str()) {
+        (Some(c), Some(source)) => format!("{source} cadence every {}", render::duration_ms(c * 1000.0)),
+        _ => "cadence not known yet (declare one with devices set --cadence, or it is learned)".into(),
+    };
+    match l["silent"] == true {
+        true => println!(
+            "liveness: SILENT since {} — {}; {cadence}",
+            render::short_time(&l["silent_since"]),
+            render::text(l, "silent_reason")
+        ),
+        false => println!("liveness: active; {cadence}"),
+    }
 }
 
 fn print_session(s: &Value) {

@@ -37,12 +37,19 @@ pub struct ControlConfig {
     pub shadow_bytes_max: usize,
     /// Deepest nesting of a shadow document. Default 6.
     pub shadow_depth_max: usize,
+    /// A device disconnected longer than this raises `device.silent`. Default `10m`.
+    #[serde(with = "duration")]
+    pub offline_max: Duration,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         let limits = glassbox_devices::ShadowLimits::default();
-        Self { shadow_bytes_max: limits.bytes_max, shadow_depth_max: limits.depth_max }
+        Self {
+            shadow_bytes_max: limits.bytes_max,
+            shadow_depth_max: limits.depth_max,
+            offline_max: crate::control::LivenessSettings::default().offline_max,
+        }
     }
 }
 

@@ -111,6 +111,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         &broker,
         config.shadow_limits(),
         control::CommandLimits::default(),
+        control::LivenessSettings { offline_max: config.control.offline_max },
     );
     broker.set_reserved(control.clone());
     let state = AppState {

@@ -308,3 +308,63 @@ async fn commands_expire_are_cancelled_and_bad_ones_are_refused() {
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("device_disabled")));
     server.running.unwrap().stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cleared() {
+    let server = start().await;
+    let secret = server.device("meter-7").await;
+    server.device("meter-8").await;
+    let patch = json!({"tags": {"site": "north"}, "group": "meters", "owner": "acme", "cadence": "1s"});
+    let (status, device) = server.call(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{device}");
+    assert_eq!((device["group"].clone(), device["cadence_seconds"].clone()), (json!("meters"), json!(1)));
+    let (status, _) = server.call(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(json!({"colour": 1}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are named and refused");
+
+    let ids = async |query: &str| -> Vec<String> {
+        let (_, page) = server.call(reqwest::Method::GET, &format!("/api/v1/devices?{query}"), None).await;
+        page["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids("tag=site=north").await, ["meter-7"]);
+    assert_eq!(ids("group=meters&connected=false").await, ["meter-7"]);
+    assert!(ids("group=nobody").await.is_empty());
+
+    // Connected and talking, then quiet for longer than 3 x its 1 s cadence.
+    let mut device = server.connect("meter-7", &secret).await;
+    let reading = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "devices/meter-7/reading".into(),
+        packet_id: Some(1),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"{\"kwh\":1}"),
+    };
+    device.send(Packet::Publish(reading.clone())).await;
+    assert_eq!(ids("connected=true").await, ["meter-7"]);
+    let mut flagged = Vec::new();
+    for _ in 0..100 {
+        flagged = ids("silent=true").await;
+        if !flagged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(flagged, ["meter-7"], "silent beyond its cadence while connected");
+    let (_, page) = server.call(reqwest::Method::GET, "/api/v1/events?type=device.silent&device=meter-7", None).await;
+    let reason = page["events"][0]["data"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("connected but silent") && reason.contains("declared cadence is every 1s"), "{reason}");
+
+    // It talks again: the flag clears, with an event saying so.
+    device.send(Packet::Publish(Publish { packet_id: Some(2), ..reading })).await;
+    for _ in 0..50 {
+        if ids("silent=true").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ids("silent=true").await.is_empty());
+    let (_, page) = server.call(reqwest::Method::GET, "/api/v1/events?type=device.active&device=meter-7", None).await;
+    assert!(page["events"][0]["data"]["silent_for_seconds"].as_f64().unwrap() > 0.0);
+    server.running.unwrap().stop().await.unwrap();
+}

@@ -15,6 +15,22 @@ pub struct Device {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub meta: DeviceMeta,
+}
+
+/// What operators say about a device: how to find it, whose it is, and how
+/// often it should be heard from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DeviceMeta {
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub group: Option<String>,
+    /// Who the device's data is about (the data subject) or who runs it.
+    pub owner: Option<String>,
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Declared reporting cadence in seconds; learned from its messages if unset.
+    pub cadence_seconds: Option<u64>,
 }
 
 /// A device secret's hash; the secret itself is never stored.
@@ -57,6 +73,9 @@ pub trait DeviceRegistry: Send + Sync + 'static {
     async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError>;
 
     async fn set_device_secret(&self, id: &str, secret: SecretHash) -> Result<Option<Device>, StoreError>;
+
+    /// Replaces the device's metadata; `None` if there is no such device.
+    async fn set_device_meta(&self, id: &str, meta: DeviceMeta) -> Result<Option<Device>, StoreError>;
 
     /// The device's shadow: its version and JSON document; `None` if never set.
     async fn shadow(&self, id: &str) -> Result<Option<(u64, String)>, StoreError>;

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
 pub use commands::{CommandRecord, CommandState, CommandStore};
-pub use devices::{Device, DeviceRegistry, SecretHash};
+pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
 pub use sqlite::{SqliteSessions, SqliteStore};
 

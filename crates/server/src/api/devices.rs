@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use glassbox_core::{Data, DisconnectReason, Draft, validate_device_id};
-use glassbox_store::Device;
+use glassbox_store::{Device, DeviceMeta};
 
 use glassbox_store::devices::new_secret;
 use serde::Deserialize;
@@ -43,19 +43,141 @@ pub async fn create(
 pub struct ListParams {
     after: Option<String>,
     limit: Option<usize>,
+    /// `key=value`: only devices with this tag.
+    tag: Option<String>,
+    group: Option<String>,
+    /// Only devices connected (true) or not (false) now.
+    connected: Option<bool>,
+    /// Only devices flagged silent (true) or not (false).
+    silent: Option<bool>,
 }
 
-/// `GET /api/v1/devices`: in id order; `next_after` continues.
+/// Registry rows read per step while filtering.
+const SCAN_STEP: usize = 1000;
+
+/// `GET /api/v1/devices`: in id order, filtered; `next_after` continues.
+/// Each device carries its live state: `connected` and `silent`.
 pub async fn list(
     State(app): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let limit = params.limit.unwrap_or(100).clamp(1, PAGE_MAX);
-    let mut devices = app.devices.devices(params.after.as_deref(), limit + 1).await?;
-    let next_after = (devices.len() > limit).then(|| devices[limit - 1].id.clone());
-    devices.truncate(limit);
-    Ok(Json(json!({ "devices": devices, "next_after": next_after })))
+    let tag = match params.tag.as_deref() {
+        None => None,
+        Some(pair) => Some(
+            pair.split_once('=')
+                .ok_or_else(|| ApiError::bad_request("invalid_parameter", format!("tag {pair:?} must be key=value")))?,
+        ),
+    };
+    let mut found = Vec::new();
+    let mut after = params.after.clone();
+    let mut next_after = None;
+    'scan: loop {
+        let batch = app.devices.devices(after.as_deref(), SCAN_STEP).await?;
+        let exhausted = batch.len() < SCAN_STEP;
+        for device in batch {
+            after = Some(device.id.clone());
+            let view = with_live_state(&app, &device);
+            let keep = tag.is_none_or(|(k, v)| device.meta.tags.get(k).is_some_and(|t| t == v))
+                && params.group.as_ref().is_none_or(|g| device.meta.group.as_ref() == Some(g))
+                && params.connected.is_none_or(|c| view["connected"] == c)
+                && params.silent.is_none_or(|s| view["silent"] == s);
+            if keep {
+                if found.len() == limit {
+                    next_after = found.last().and_then(|d: &Value| d["id"].as_str().map(str::to_string));
+                    break 'scan;
+                }
+                found.push(view);
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(Json(json!({ "devices": found, "next_after": next_after })))
+}
+
+/// The device with `connected` and `silent` from the gateway and liveness.
+fn with_live_state(app: &AppState, device: &Device) -> Value {
+    let mut view = json!(device);
+    view["connected"] = json!(app.broker.session(&device.id).is_some_and(|s| s.connected));
+    view["silent"] = json!(app.control.liveness(&device.id).is_some_and(|l| l.silent));
+    view
+}
+
+/// `PATCH /api/v1/devices/{id}`: metadata. Keys present are changed, keys
+/// absent kept; `null` clears. `{"tags": {"site": "north", "old": null},
+/// "group": "pumps", "owner": "acme", "attributes": {"fw": "1.2"}, "cadence": "60s"}`.
+pub async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Map<String, Value>>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(patch) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let device = app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
+    let meta = patched(device.meta, &patch).map_err(|m| ApiError::bad_request("invalid_metadata", m))?;
+    let cadence = meta.cadence_seconds;
+    let device = app.devices.set_device_meta(&id, meta).await?.ok_or_else(|| unknown(&id))?;
+    app.control.declare_cadence(&id, cadence);
+    let mut body = with_live_state(&app, &device);
+    note_change(&app, &id, "device.updated", &mut body).await;
+    Ok(Json(body))
+}
+
+fn patched(mut meta: DeviceMeta, patch: &serde_json::Map<String, Value>) -> Result<DeviceMeta, String> {
+    let text = |key: &str, v: &Value, max: usize| -> Result<Option<String>, String> {
+        match v {
+            Value::Null => Ok(None),
+            Value::String(s) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
+            _ => Err(format!("{key} must be a string of 1-{max} characters, or null to clear it")),
+        }
+    };
+    for (key, value) in patch {
+        match key.as_str() {
+            "group" => meta.group = text("group", value, 128)?,
+            "owner" => meta.owner = text("owner", value, 256)?,
+            "tags" => {
+                let tags = value.as_object().ok_or("tags must be an object of key: value (null removes)")?;
+                for (k, v) in tags {
+                    match text(&format!("tag {k:?}"), v, 256)? {
+                        _ if k.is_empty() || k.len() > 64 => {
+                            return Err(format!("tag key {k:?} must be 1-64 characters"));
+                        }
+                        Some(v) => drop(meta.tags.insert(k.clone(), v)),
+                        None => drop(meta.tags.remove(k)),
+                    }
+                }
+            }
+            "attributes" => {
+                let attributes = value.as_object().ok_or("attributes must be an object (null values remove)")?;
+                for (k, v) in attributes {
+                    match v {
+                        Value::Null => drop(meta.attributes.remove(k)),
+                        v => drop(meta.attributes.insert(k.clone(), v.clone())),
+                    }
+                }
+            }
+            "cadence" => {
+                meta.cadence_seconds = match value {
+                    Value::Null => None,
+                    Value::String(s) => {
+                        let d =
+                            humantime::parse_duration(s).map_err(|e| format!("cadence {s:?}: {e}; e.g. 30s, 5m"))?;
+                        if d.as_secs() == 0 || d.as_secs() > 7 * 24 * 3600 {
+                            return Err("cadence must be between 1s and 7d".into());
+                        }
+                        Some(d.as_secs())
+                    }
+                    _ => return Err("cadence must be a duration like \"60s\", or null".into()),
+                }
+            }
+            other => {
+                return Err(format!("unknown field {other:?}: use tags, group, owner, attributes or cadence"));
+            }
+        }
+    }
+    Ok(meta)
 }
 
 /// `GET /api/v1/devices/{id}`.

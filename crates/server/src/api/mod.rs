@@ -51,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
-        .route("/api/v1/devices/{id}", get(devices::get).delete(devices::delete))
+        .route("/api/v1/devices/{id}", get(devices::get).patch(devices::update).delete(devices::delete))
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))

@@ -13,7 +13,9 @@ use super::{ApiError, AppState};
 use crate::control::UpdateError;
 
 /// Connection lifecycle event types, newest first in the timeline.
-const LIFECYCLE: [&str; 6] = [
+const LIFECYCLE: [&str; 8] = [
+    "device.silent",
+    "device.active",
     "device.connected",
     "device.disconnected",
     "device.connection_refused",
@@ -61,9 +63,15 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         .collect();
     let last_message = store.query(&query("device.message", 1)).await?.events.into_iter().next();
     let shadow = app.control.shadow(&id).await?.map(|s| s.to_json(&id));
+    let open_commands = match app.control.commands(&id, None, 1000).await {
+        Ok(commands) => commands.iter().filter(|c| !c.state.is_final()).count(),
+        Err(_) => 0,
+    };
     Ok(Json(json!({
         "device": device,
         "session": app.broker.session(&id),
+        "liveness": app.control.liveness(&id),
+        "open_commands": open_commands,
         "shadow": shadow,
         "last_message": last_message,
         "timeline": timeline,

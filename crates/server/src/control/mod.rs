@@ -9,6 +9,7 @@
 //! desired-state change or a command from the operator to the device and back.
 
 mod commands;
+mod liveness;
 mod shadows;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use glassbox_store::{CommandStore, DeviceRegistry};
 use serde_json::Value;
 
 pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
+pub use liveness::{LivenessSettings, LivenessView};
 pub use shadows::UpdateError;
 
 use crate::pipeline::Pipeline;
@@ -40,6 +42,7 @@ pub struct Control {
     command_limits: CommandLimits,
     /// Command messages sent and not yet acknowledged: their event → command id.
     in_flight: Mutex<HashMap<EventId, String>>,
+    liveness: liveness::Liveness,
 }
 
 impl Control {
@@ -51,6 +54,7 @@ impl Control {
         broker: &Broker,
         shadow_limits: ShadowLimits,
         command_limits: CommandLimits,
+        liveness: LivenessSettings,
     ) -> Arc<Self> {
         let control = Arc::new(Self {
             devices,
@@ -60,9 +64,47 @@ impl Control {
             shadow_limits,
             command_limits,
             in_flight: Mutex::new(HashMap::new()),
+            liveness: liveness::Liveness::new(liveness),
         });
         tokio::spawn(sweep(Arc::downgrade(&control)));
+        tokio::spawn(watch(Arc::downgrade(&control), control.pipeline.bus().subscribe()));
         control
+    }
+
+    /// The device's liveness, once anything was heard of it since start.
+    pub fn liveness(&self, device: &str) -> Option<LivenessView> {
+        self.liveness.view(device)
+    }
+
+    /// A device's declared cadence changed.
+    pub fn declare_cadence(&self, device: &str, cadence_seconds: Option<u64>) {
+        self.liveness.declare(device, cadence_seconds);
+    }
+
+    /// Follows the recorded stream for liveness.
+    async fn observe(&self, recorded: &glassbox_core::RecordedEvent) {
+        let Some(device) = recorded.event.device.as_deref() else { return };
+        if !self.liveness.knows(device)
+            && let Ok(Some(found)) = self.devices.device(device).await
+        {
+            self.liveness.declare(device, found.meta.cadence_seconds);
+        }
+        if let Some(change) = self.liveness.observe(recorded) {
+            self.record_liveness(change).await;
+        }
+    }
+
+    async fn record_liveness(&self, change: liveness::Change) {
+        match change {
+            liveness::Change::Silent { device, reason, last_message } => {
+                let data = serde_json::json!({ "reason": reason, "last_message": last_message });
+                self.record(&device, "device.silent", None, &data, None).await;
+            }
+            liveness::Change::Active { device, silent_for } => {
+                let data = serde_json::json!({ "silent_for_seconds": silent_for.as_secs_f64() });
+                self.record(&device, "device.active", None, &data, None).await;
+            }
+        }
     }
 
     /// Records an event about a device from the control plane; a failure is
@@ -144,13 +186,34 @@ fn draft(device: &str, ty: &str, subject: Option<String>, data: &Value, cause: O
     })
 }
 
-/// Expires commands whose time-to-live passed, once a second.
+/// Once a second: expires commands whose time-to-live passed, and flags
+/// devices that went silent.
 async fn sweep(control: Weak<Control>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(control) = control.upgrade() else { return };
         control.expire_due().await;
+        for change in control.liveness.check(chrono::Utc::now()) {
+            control.record_liveness(change).await;
+        }
+    }
+}
+
+/// Feeds liveness from the recorded stream while the service lives.
+async fn watch(control: Weak<Control>, mut events: glassbox_bus::Subscription) {
+    use futures::StreamExt;
+    while let Some(item) = events.next().await {
+        let Some(control) = control.upgrade() else { return };
+        match item {
+            glassbox_bus::BusItem::Event(recorded) => control.observe(&recorded).await,
+            glassbox_bus::BusItem::Lagged(skipped) => {
+                tracing::warn!(
+                    skipped,
+                    "liveness fell behind the event stream; some devices may look quieter than they are"
+                )
+            }
+        }
     }
 }
 

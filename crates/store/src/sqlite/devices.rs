@@ -24,6 +24,10 @@ pub(crate) enum DeviceOp {
     Delete {
         id: String,
     },
+    SetMeta {
+        id: String,
+        meta: String,
+    },
     /// Writes a shadow if its stored version is still `expected`.
     PutShadow {
         id: String,
@@ -33,7 +37,7 @@ pub(crate) enum DeviceOp {
     },
 }
 
-const COLUMNS: &str = "id, disabled, created_at, updated_at, secret_sha256";
+const COLUMNS: &str = "id, disabled, created_at, updated_at, secret_sha256, meta";
 
 fn device_row(row: &Row<'_>) -> rusqlite::Result<(Device, SecretHash)> {
     let device = Device {
@@ -41,6 +45,7 @@ fn device_row(row: &Row<'_>) -> rusqlite::Result<(Device, SecretHash)> {
         disabled: row.get(1)?,
         created_at: from_micros(row.get(2)?),
         updated_at: from_micros(row.get(3)?),
+        meta: row.get::<_, Option<String>>(5)?.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
     };
     Ok((device, row.get(4)?))
 }
@@ -87,6 +92,10 @@ pub(super) fn apply(tx: &Transaction<'_>, op: &DeviceOp) -> rusqlite::Result<Res
                 "UPDATE devices SET secret_sha256 = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, &secret[..], now],
             )?;
+            id
+        }
+        DeviceOp::SetMeta { id, meta } => {
+            tx.execute("UPDATE devices SET meta = ?2, updated_at = ?3 WHERE id = ?1", params![id, meta, now])?;
             id
         }
         DeviceOp::Delete { id } => {

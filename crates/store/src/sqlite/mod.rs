@@ -320,6 +320,11 @@ impl DeviceRegistry for SqliteStore {
         self.device_write(DeviceOp::Delete { id: id.into() }).await
     }
 
+    async fn set_device_meta(&self, id: &str, meta: crate::DeviceMeta) -> Result<Option<Device>, StoreError> {
+        let meta = serde_json::to_string(&meta).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.device_write(DeviceOp::SetMeta { id: id.into(), meta }).await
+    }
+
     async fn shadow(&self, id: &str) -> Result<Option<(u64, String)>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| devices::shadow(conn, &id)).await

@@ -90,6 +90,8 @@ pub const RECORDER: &[&str] = &[
     CREATE UNIQUE INDEX commands_idempotency ON commands(device, idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE INDEX commands_device ON commands(device, id);
     CREATE INDEX commands_open ON commands(expires_at) WHERE state IN ('queued', 'in_transit', 'delivered');",
+    // 6: device metadata (tags, group, owner, attributes, cadence) as JSON.
+    "ALTER TABLE devices ADD COLUMN meta TEXT;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and
