@@ -12,7 +12,8 @@ pub enum ControlCommand {
     /// `$glassbox/devices/ID/shadow/delta` now if connected, else when it
     /// reconnects or subscribes.
     #[command(after_help = "Values are JSON where they parse as JSON, else strings; dots nest and null removes:\n  \
-        glassbox control desired thermo-1 mode=eco target=21.5 fan.speed=2 schedule=null")]
+        glassbox control desired thermo-1 mode=eco target=21.5 fan.speed=2 schedule=null\n  \
+        glassbox control desired thermo-1 mode=boost --if-version 3")]
     Desired(DesiredArgs),
     /// Send a durable command to a device. It waits while the device is
     /// offline (within --ttl) and is delivered when it reconnects.
@@ -92,8 +93,8 @@ pub struct DesiredArgs {
     #[arg(required = true, value_name = "KEY=VALUE")]
     pairs: Vec<String>,
     /// Apply only if the shadow is still at this version (else 409).
-    #[arg(long)]
-    version: Option<u64>,
+    #[arg(long, value_name = "VERSION")]
+    if_version: Option<u64>,
     #[command(flatten)]
     remote: Remote,
     /// Print the shadow as JSON.
@@ -106,7 +107,7 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
         ControlCommand::Desired(a) => {
             let desired = pairs_to_object(&a.pairs)?;
             let mut body = json!({ "state": { "desired": desired } });
-            if let Some(version) = a.version {
+            if let Some(version) = a.if_version {
                 body["version"] = json!(version);
             }
             let path = format!("/api/v1/devices/{}/shadow", crate::client::segment(&a.id));

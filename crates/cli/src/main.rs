@@ -99,3 +99,14 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_definition_is_valid() {
+        // Catches clashing flags (e.g. a --version of our own) before a user does.
+        super::Cli::command().debug_assert();
+    }
+}
