@@ -463,7 +463,18 @@ impl Connection {
             encode(packet, protocol, &mut out);
         }
         if write.write_all(&out).await.is_err() {
-            lock(&session).link = None;
+            // Gone before CONNACK: detach as any close would.
+            let persistent = {
+                let mut s = lock(&session);
+                s.link = None;
+                s.disconnected_at = Some(Utc::now());
+                s.last_disconnect = Some(DisconnectReason::ConnectionLost);
+                s.persistent()
+            };
+            if !persistent {
+                let ops = end_session(&shared, &session, "the connection closed before CONNACK");
+                shared.persist(ops).await;
+            }
             return None;
         }
 
@@ -530,6 +541,8 @@ impl Connection {
             tokio::select! {
                 biased;
                 Some((inbound, result)) = self.recording.next(), if !self.recording.is_empty() => {
+                    // Not reading while the recorder catches up is not the client's silence.
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
                     if let Err(reason) = self.answer(inbound, result).await {
                         break reason;
                     }

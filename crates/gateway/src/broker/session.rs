@@ -147,6 +147,13 @@ impl Session {
             return deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
         }
         let size = delivery.message.size();
+        if size > self.bounds.bytes {
+            // Evicting everything would not make room: refuse it alone.
+            self.dropped += 1;
+            let detail =
+                format!("{}: {size} bytes, more than the whole {}", DropReason::TooLarge, self.bounds.describe());
+            return deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
+        }
         while self.queue.len() >= self.bounds.messages || self.queue_bytes + size > self.bounds.bytes {
             let victim = match self.bounds.policy {
                 QueuePolicy::DropOldest if !self.queue.is_empty() => self.queue.pop_front(),
