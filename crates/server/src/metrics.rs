@@ -106,6 +106,27 @@ impl Counters {
     }
 }
 
+/// The MQTT gateway's gauges and counters.
+pub fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerStats) {
+    gauge(out, "glassbox_mqtt_connections", "MQTT connections open.", stats.connections);
+    gauge(out, "glassbox_mqtt_sessions", "MQTT sessions held (connected or persistent).", stats.sessions);
+    gauge(out, "glassbox_mqtt_queued_messages", "Messages waiting in session queues.", stats.queued_messages);
+    gauge(out, "glassbox_mqtt_queued_bytes", "Bytes (topic + payload) waiting in session queues.", stats.queued_bytes);
+    gauge(
+        out,
+        "glassbox_mqtt_inflight_messages",
+        "QoS 1/2 deliveries sent and not yet acknowledged.",
+        stats.inflight_messages,
+    );
+    gauge(out, "glassbox_mqtt_retained_messages", "Retained messages held.", stats.retained_messages);
+    counter(
+        out,
+        "glassbox_mqtt_delivery_states_unrecorded_total",
+        "Delivery states not recorded because the recorder was far behind.",
+        stats.unrecorded_states,
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
 }

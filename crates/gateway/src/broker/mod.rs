@@ -209,6 +209,21 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Broker totals, for `/metrics`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BrokerStats {
+    pub connections: u64,
+    pub sessions: u64,
+    pub queued_messages: u64,
+    pub queued_bytes: u64,
+    pub inflight_messages: u64,
+    /// Messages dropped for sessions held now (each drop is also an event).
+    pub dropped_messages: u64,
+    pub retained_messages: u64,
+    /// Delivery states that could not be queued for recording (recorder far behind).
+    pub unrecorded_states: u64,
+}
+
 /// One session as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
@@ -465,6 +480,26 @@ impl Broker {
         let message = Arc::new(message::Message::new(event, &publish, Arc::from(PLATFORM), SystemTime::now()));
         let ops = router::route(&self.shared, &message, false);
         self.shared.persist(ops).await;
+    }
+
+    /// Totals for monitoring, cheap enough for every scrape.
+    pub fn stats(&self) -> BrokerStats {
+        let sessions: Vec<_> = lock(&self.shared.sessions).values().cloned().collect();
+        let mut stats = BrokerStats {
+            connections: self.connections() as u64,
+            sessions: sessions.len() as u64,
+            ..Default::default()
+        };
+        for session in sessions {
+            let s = lock(&session);
+            stats.queued_messages += s.queue.len() as u64;
+            stats.queued_bytes += s.queue_bytes as u64;
+            stats.inflight_messages += s.inflight.len() as u64;
+            stats.dropped_messages += s.dropped;
+        }
+        stats.retained_messages = self.retained() as u64;
+        stats.unrecorded_states = self.shared.deliveries.unrecorded.load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 
     /// Retained messages held now.

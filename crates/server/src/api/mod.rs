@@ -89,7 +89,8 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let text = app.pipeline.counters.render(&app.pipeline.store().status());
+    let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
+    crate::metrics::render_broker(&mut text, &app.broker.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
