@@ -11,8 +11,12 @@
 # QoS 2, retained messages, persistent-session offline queues, last will,
 # refused connections (wrong secret, unknown and disabled devices), ACLs, and
 # (paho) commands to a device, correlationid/traceparent user properties and
-# clean disconnects. One `ok - ...` / `not ok - ...` line per check; exits 1 if
-# any check failed. Set INTEROP_KEEP=1 to keep the temp dir (server logs) afterwards.
+# clean disconnects; and the device control plane, the operator's side with the
+# glassbox CLI and a paho device (scripts/interop_control.py): shadow deltas
+# for a device that was offline, durable commands (queued, delivered, answered,
+# expired, a late answer refused, `control send --wait` of a failing command).
+# One `ok - ...` / `not ok - ...` line per check; exits 1 if any check failed.
+# Set INTEROP_KEEP=1 to keep the temp dir (server logs) afterwards.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -191,6 +195,20 @@ pub() {
     fi
 }
 
+# tally OUT RC SCRIPT: prints the `ok` / `not ok` / `#` lines of a Python part's
+# output OUT and counts them; its exit status RC non-zero without a `not ok`
+# line counts as one failure.
+tally() {
+    grep '^ok - \|^not ok - \|^#' "$1" || true
+    PASSED=$((PASSED + $(grep -c '^ok - ' "$1" || true)))
+    FAILED=$((FAILED + $(grep -c '^not ok - ' "$1" || true)))
+    if [[ "$2" != 0 ]] && ! grep -q '^not ok - ' "$1"; then
+        echo "not ok - $3 exited $2"
+        sed 's/^/#   /' "$1"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
 # --- the devices -------------------------------------------------------------
 
 create_device thermo-1 S1
@@ -199,6 +217,9 @@ create_device valve-9 S9
 create_device will-dev SW
 create_device paho-dev SP
 create_device off-dev SOFF
+create_device ctl-311 SC311 # the control plane's paho devices, one per MQTT version
+create_device ctl-5 SC5
+create_device ctl-away SCAWAY # never connects
 "$BIN" devices disable off-dev >/dev/null || { echo "not ok - glassbox devices disable off-dev"; exit 1; }
 
 # --- the mosquitto checks ----------------------------------------------------
@@ -371,14 +392,198 @@ if python3 "$ROOT/scripts/interop_paho.py" 127.0.0.1 "$MQTT_PORT" paho-dev "$SP"
 else
     paho_rc=$?
 fi
-grep '^ok - \|^not ok - \|^#' "$TMP/paho.out" || true
-PASSED=$((PASSED + $(grep -c '^ok - ' "$TMP/paho.out" || true)))
-FAILED=$((FAILED + $(grep -c '^not ok - ' "$TMP/paho.out" || true)))
-if [[ "$paho_rc" != 0 ]] && ! grep -q '^not ok - ' "$TMP/paho.out"; then
-    echo "not ok - scripts/interop_paho.py exited $paho_rc"
-    sed 's/^/#   /' "$TMP/paho.out"
-    FAILED=$((FAILED + 1))
-fi
+tally "$TMP/paho.out" "$paho_rc" scripts/interop_paho.py
+
+# --- the device control plane: the glassbox CLI and a paho device ---------------
+
+# paho_device NAME DEVICE SECRET VERSION ACTION ARGS...: scripts/interop_control.py
+# plays the device (see its header; output in $TMP/NAME.out); its `ok` / `not ok`
+# line is printed and counted. Fails if it failed.
+paho_device() {
+    local name="$1" rc=0
+    shift
+    python3 "$ROOT/scripts/interop_control.py" 127.0.0.1 "$MQTT_PORT" "$@" >"$TMP/$name.out" 2>&1 || rc=$?
+    tally "$TMP/$name.out" "$rc" "scripts/interop_control.py (device $1, MQTT $3, $4)"
+    [[ "$rc" == 0 ]] || { why "the paho device failed (its line above)"; return 1; }
+}
+
+# cli OUT ARGS...: runs `glassbox ARGS`, its stdout in OUT.
+cli() {
+    local out="$1"
+    shift
+    if ! "$BIN" "$@" >"$out" 2>"$TMP/cli.err"; then
+        why "glassbox $* failed: $(cat "$out" "$TMP/cli.err")"
+        return 1
+    fi
+}
+
+# json_holds FILE CONDITION: the Python expression CONDITION holds of the JSON
+# document `doc` in FILE (an error in it goes to stderr). json_check: the same,
+# with a `why` when it does not.
+json_holds() {
+    python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[2]))
+sys.exit(0 if eval("(" + sys.argv[1] + ")") else 1)
+' "$2" "$1"
+}
+json_check() {
+    if ! json_holds "$1" "$2" 2>>"$TMP/why"; then
+        why "expected $2 of: $(head -c 1500 "$1" | tr -s ' \n' ' ')"
+        return 1
+    fi
+}
+
+# cli_until OUT CONDITION ARGS...: polls `glassbox ARGS` (stdout in OUT) until
+# json_holds OUT CONDITION, for at most WAIT seconds.
+cli_until() {
+    local out="$1" cond="$2"
+    shift 2
+    local deadline=$((SECONDS + WAIT))
+    while :; do
+        if "$BIN" "$@" >"$out" 2>"$TMP/cli.err" && json_holds "$out" "$cond" 2>>"$TMP/cli.err"; then
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            why "glassbox $* did not show $cond within ${WAIT}s; last: $(head -c 1500 "$out" | tr -s ' \n' ' ')" \
+                "$(cat "$TMP/cli.err")"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# offline DEVICE: waits until the server no longer counts DEVICE as connected
+# (a paho device that just disconnected).
+offline() {
+    cli_until "$TMP/offline.json" "'$1' in [d['id'] for d in doc]" devices list --connected false --limit 1000 --json
+}
+
+# json_field FILE KEY: prints doc[KEY] of the JSON document in FILE.
+json_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+DELTA='{"mode":"eco","fan":{"speed":2}}'
+PY_DELTA="{'mode': 'eco', 'fan': {'speed': 2}}"
+
+# Desired state set while the device is offline reaches it as a delta when it
+# connects and subscribes; its report clears the delta.
+shadow_sync() {
+    local v="$1" dev="$2" secret="$3"
+    offline "$dev" || return 1
+    cli "$TMP/desired.json" control desired "$dev" mode=eco fan.speed=2 --json || return 1
+    json_check "$TMP/desired.json" "doc['version'] == 1 and doc['desired'] == doc['delta'] == $PY_DELTA" || return 1
+    paho_device "shadow-$v" "$dev" "$secret" "$v" shadow-sync "$DELTA" || return 1
+    cli "$TMP/shadow.json" devices shadow "$dev" --json || return 1
+    json_check "$TMP/shadow.json" "doc['delta'] == {} and doc['version'] == 2
+        and doc['desired'] == doc['reported'] == $PY_DELTA" || return 1
+    events_until "any(e['type'] == 'device.shadow.updated' and e['data'].get('actor') == 'device'
+        and e['data'].get('version') == 2 and e['data'].get('delta') == {} for e in events)" \
+        --device "$dev" --type device.shadow.updated
+}
+check "paho 3.1.1 + CLI: control desired while offline, the device reports it: devices shadow: no delta, version 2" \
+    shadow_sync 3.1.1 ctl-311 "$SC311"
+check "paho 5.0 + CLI: control desired while offline, the device reports it: devices shadow: no delta, version 2" \
+    shadow_sync 5.0 ctl-5 "$SC5"
+
+declare -A COMMAND # MQTT version -> the id of the command of command_queued
+
+# A command to an offline device is queued, sent once the device subscribes,
+# and finished by its answer.
+command_queued() {
+    local v="$1" dev="$2"
+    offline "$dev" || return 1
+    cli "$TMP/send.json" control send "$dev" reboot --payload '{"delay":1}' --ttl 5m --json || return 1
+    json_check "$TMP/send.json" "doc['state'] == 'queued' and doc['name'] == 'reboot' and doc['payload'] == {'delay': 1}
+        and doc['device'] == '$dev' and doc['id']" || return 1
+    COMMAND[$v]="$(json_field "$TMP/send.json" id)"
+}
+command_answered() {
+    local v="$1" dev="$2" secret="$3" id="${COMMAND[$1]:-}"
+    [[ -n "$id" ]] || { why "no queued command (see the check above)"; return 1; }
+    paho_device "command-$v" "$dev" "$secret" "$v" command "$id" reboot '{"delay":1}' succeeded '{"rebooted":true}' ||
+        return 1
+    cli_until "$TMP/command.json" "doc['state'] == 'succeeded' and doc['response'] == {'rebooted': True}
+        and doc['id'] == '$id'" control command "$id" --json || return 1
+    cli_until "$TMP/commands.json" "[c['state'] for c in doc if c['id'] == '$id'] == ['succeeded']" \
+        control commands --device "$dev" --json || return 1
+    # The whole story on the command's chain; sent once: when the device subscribed.
+    local answer="True"
+    [[ "$v" == 5.0 ]] && answer="any(e['type'] == 'device.message'
+        and e.get('subject') == '\$glassbox/devices/$dev/commands/reboot/response' for e in doc['events'])"
+    cli_until "$TMP/trace.json" "[e['type'] for e in doc['events'] if e['type'].startswith('device.command.')]
+        == ['device.command.' + s for s in ('queued', 'in_transit', 'delivered', 'succeeded')] and $answer" \
+        trace "$id" --json
+}
+check "CLI: control send to an offline device (paho 3.1.1 comes later): state queued" command_queued 3.1.1 ctl-311
+check "paho 3.1.1 + CLI: queued command answered: succeeded; its trace: queued, in_transit once, delivered, succeeded" \
+    command_answered 3.1.1 ctl-311 "$SC311"
+check "CLI: control send to an offline device (paho 5.0 comes later): state queued" command_queued 5.0 ctl-5
+check "paho 5.0 + CLI: queued command answered: succeeded; its trace: queued, in_transit once, delivered, succeeded, reply" \
+    command_answered 5.0 ctl-5 "$SC5"
+
+# An answer to a command that has finished already is refused, with a recorded reason.
+late_answer_rejected() {
+    local v="$1" dev="$2" secret="$3" id="${COMMAND[$1]:-}"
+    [[ -n "$id" ]] || { why "no command (see the checks above)"; return 1; }
+    paho_device "answer-$v" "$dev" "$secret" "$v" answer "$id" reboot failed || return 1
+    events_until "any(e['type'] == 'device.command.response_rejected' and e['data'].get('command') == '$id'
+        and 'already succeeded' in e['data'].get('reason', '') for e in events)" \
+        --device "$dev" --type device.command.response_rejected || return 1
+    cli "$TMP/command.json" control command "$id" --json || return 1
+    json_check "$TMP/command.json" "doc['state'] == 'succeeded' and doc['response'] == {'rebooted': True}"
+}
+check "paho 3.1.1 + CLI: a second answer to the finished command: device.command.response_rejected, still succeeded" \
+    late_answer_rejected 3.1.1 ctl-311 "$SC311"
+check "paho 5.0 + CLI: a second answer to the finished command: device.command.response_rejected, still succeeded" \
+    late_answer_rejected 5.0 ctl-5 "$SC5"
+
+# A command to a device that never comes expires after its ttl.
+command_expires() {
+    cli "$TMP/send.json" control send ctl-away x --ttl 2s --json || return 1
+    json_check "$TMP/send.json" "doc['state'] == 'queued'" || return 1
+    local id
+    id="$(json_field "$TMP/send.json" id)"
+    WAIT=5 cli_until "$TMP/command.json" "doc['state'] == 'expired' and 'time-to-live' in (doc.get('reason') or '')" \
+        control command "$id" --json || return 1
+    events_until "any(e['data'].get('command') == '$id' for e in events)" \
+        --device ctl-away --type device.command.expired
+}
+check "CLI: control send --ttl 2s to an offline device: control command shows it expired within 5s" command_expires
+
+# `control send --wait` waits for the device's answer: `failed` makes it exit non-zero.
+send_wait_failed() {
+    local v="$1" dev="$2" secret="$3" action=("${@:4}") json=()
+    [[ "$v" == 5.0 ]] && json=(--json)
+    offline "$dev" || return 1
+    timeout $((WAIT + 5)) "$BIN" control send "$dev" calibrate --payload '{"step":3}' --ttl 1m --wait "${json[@]}" \
+        >"$TMP/wait.out" 2>"$TMP/wait.err" &
+    local pid=$! rc=0
+    BG_PIDS+=("$pid")
+    if ! paho_device "wait-$v" "$dev" "$secret" "$v" "${action[@]}" calibrate '{"step":3}' failed '{"drift":0.4}'; then
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 1
+    fi
+    wait "$pid" || rc=$?
+    if [[ "$rc" == 0 || "$rc" == 124 ]]; then
+        why "control send --wait exited $rc, expected non-zero (124: it was still waiting after $((WAIT + 5))s)"
+        why "its output: $(cat "$TMP/wait.out" "$TMP/wait.err")"
+        return 1
+    fi
+    if [[ "$v" == 5.0 ]]; then
+        json_check "$TMP/wait.out" "doc['state'] == 'failed' and doc['response'] == {'drift': 0.4}
+            and doc['reason'] == 'paho device says no'" || return 1
+    elif ! grep -q "(calibrate to $dev): failed\$" "$TMP/wait.out" ||
+        ! grep -q 'reason: paho device says no' "$TMP/wait.out"; then
+        why "control send --wait printed: $(cat "$TMP/wait.out")"
+        return 1
+    fi
+    grep -q 'ended failed' "$TMP/wait.err" || { why "its error: $(cat "$TMP/wait.err")"; return 1; }
+}
+check "paho 3.1.1 + CLI: control send --wait, the device answers failed: exits non-zero, prints failed and the reason" \
+    send_wait_failed 3.1.1 ctl-311 "$SC311" command -
+check "paho 5.0 + CLI: control send --wait --json, answered failed by correlation data: exits non-zero, state failed" \
+    send_wait_failed 5.0 ctl-5 "$SC5" command-by-correlation
 
 # --- the server survived it all -------------------------------------------------
 

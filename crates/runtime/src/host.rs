@@ -1,0 +1,165 @@
+//! The host side of the imports: logging, emitting, key-value, devices.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{ResourceLimiter, StoreLimits};
+
+use crate::glassbox::function::{devices, events, kv, log};
+use crate::{LOG_LINES_MAX, Limits, Outcome, Output};
+
+/// What the server provides to functions. Called on the invocation's thread.
+pub trait Services: Send + Sync + 'static {
+    fn kv_get(&self, function: &str, key: &str) -> Option<Vec<u8>>;
+    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
+    fn kv_delete(&self, function: &str, key: &str);
+    fn shadow(&self, device: &str) -> Result<String, String>;
+    fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String>;
+    fn send_command(&self, device: &str, name: &str, payload_json: &str, ttl: Duration) -> Result<String, String>;
+}
+
+/// One log line of an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+    /// Since the invocation started.
+    pub at_us: u64,
+}
+
+pub(crate) struct State {
+    function: String,
+    pub limits: StoreLimits,
+    memory_denied: Arc<AtomicBool>,
+    services: Arc<dyn Services>,
+    started: std::time::Instant,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+    emitted: Vec<Output>,
+    #[allow(dead_code)]
+    event: String,
+}
+
+impl State {
+    pub fn new(
+        function: &str,
+        event: &str,
+        limits: Limits,
+        services: Arc<dyn Services>,
+        memory_denied: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            function: function.to_string(),
+            limits: crate::store_limits(limits),
+            memory_denied,
+            services,
+            started: std::time::Instant::now(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            emitted: Vec::new(),
+            event: event.to_string(),
+        }
+    }
+
+    /// Emitted then returned outputs, within the limits.
+    pub fn finish(&self, returned: Vec<Output>, limits: Limits) -> Result<Vec<Output>, Outcome> {
+        let outputs: Vec<Output> = self.emitted.iter().cloned().chain(returned).collect();
+        let bytes: usize = outputs.iter().map(|o| o.data.len() + o.type_.len()).sum();
+        if outputs.len() > limits.outputs_max {
+            return Err(Outcome::OutputTooLarge(format!(
+                "{} outputs, over the limit of {}",
+                outputs.len(),
+                limits.outputs_max
+            )));
+        }
+        if bytes > limits.output_bytes_max {
+            return Err(Outcome::OutputTooLarge(format!(
+                "{bytes} bytes of output, over the limit of {}",
+                limits.output_bytes_max
+            )));
+        }
+        Ok(outputs)
+    }
+}
+
+/// Watches memory growth so a denied growth can be named as the cause.
+impl ResourceLimiter for State {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_denied.store(true, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}
+
+impl log::Host for State {
+    fn log(&mut self, level: log::Level, message: String) {
+        if self.logs.len() >= LOG_LINES_MAX {
+            self.logs_dropped += 1;
+            return;
+        }
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        let at_us = self.started.elapsed().as_micros() as u64;
+        self.logs.push(LogLine { level, message, at_us });
+    }
+}
+
+impl events::Host for State {
+    fn emit(&mut self, event: Output) -> Result<(), String> {
+        self.emitted.push(event);
+        Ok(())
+    }
+}
+
+impl kv::Host for State {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.services.kv_get(&self.function, &key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.services.kv_set(&self.function, &key, value)
+    }
+
+    fn delete(&mut self, key: String) {
+        self.services.kv_delete(&self.function, &key)
+    }
+}
+
+impl devices::Host for State {
+    fn shadow(&mut self, device: String) -> Result<String, String> {
+        self.services.shadow(&device)
+    }
+
+    fn update_desired(&mut self, device: String, desired_json: String) -> Result<u64, String> {
+        self.services.update_desired(&device, &desired_json)
+    }
+
+    fn send_command(
+        &mut self,
+        device: String,
+        name: String,
+        payload_json: String,
+        ttl_seconds: u32,
+    ) -> Result<String, String> {
+        self.services.send_command(&device, &name, &payload_json, Duration::from_secs(u64::from(ttl_seconds)))
+    }
+}
+
+impl crate::glassbox::function::types::Host for State {}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    crate::EventHandler::add_to_linker::<State, HasSelf<State>>(linker, |state| state)
+}

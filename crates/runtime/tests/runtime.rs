@@ -1,0 +1,130 @@
+//! The runtime against hand-written WAT components: outcomes, limits, timings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glassbox_runtime::{Event, Limits, Outcome, Runtime, Services};
+
+struct NoServices;
+
+impl Services for NoServices {
+    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+    fn kv_delete(&self, _: &str, _: &str) {}
+    fn shadow(&self, _: &str) -> Result<String, String> {
+        Err("no devices here".into())
+    }
+    fn update_desired(&self, _: &str, _: &str) -> Result<u64, String> {
+        Err("no devices here".into())
+    }
+    fn send_command(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<String, String> {
+        Err("no devices here".into())
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn event() -> Event {
+    Event {
+        id: "01TEST".into(),
+        source: "test".into(),
+        type_: "device.message".into(),
+        subject: Some("devices/d1/t".into()),
+        time: "2026-11-24T00:00:00Z".into(),
+        datacontenttype: Some("application/json".into()),
+        data: b"{\"t\":21}".to_vec(),
+        correlationid: "01TEST".into(),
+        causationid: None,
+        hop: 0,
+        device: Some("d1".into()),
+    }
+}
+
+#[test]
+fn a_trivial_component_succeeds() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let compiled = runtime.compile(&fixture("ok")).unwrap();
+    assert!(compiled.digest.starts_with("sha256:"));
+    let report = runtime.invoke(&compiled, "ok", &event(), Limits::default(), Arc::new(NoServices));
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
+    assert!(report.outputs.is_empty());
+    assert!(report.wall >= report.instantiate);
+}
+
+/// The trivial fixture with another body for `handle` (param: the event
+/// pointer; result: a pointer to the result at 16) and extra data.
+fn with_body(body: &str, data: &str) -> Vec<u8> {
+    let ok = String::from_utf8(fixture("ok")).unwrap();
+    let old = r#"(func (export "handle") (param i32) (result i32) (i32.const 16))"#;
+    assert!(ok.contains(old));
+    ok.replace(old, &format!(r#"{data} (func (export "handle") (param i32) (result i32) {body})"#)).into_bytes()
+}
+
+fn run(wat: &[u8], limits: Limits) -> glassbox_runtime::Report {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let compiled = runtime.compile(wat).unwrap();
+    runtime.invoke(&compiled, "fixture", &event(), limits, Arc::new(NoServices))
+}
+
+#[test]
+fn logs_and_outputs_come_back_in_the_report() {
+    let report = run(&fixture("echo"), Limits::default());
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
+    assert_eq!(report.logs.len(), 1);
+    assert_eq!((report.logs[0].level, report.logs[0].message.as_str()), ("info", "hello"));
+    assert_eq!(report.outputs.len(), 1);
+    assert_eq!(report.outputs[0].type_, "test.echo");
+    assert_eq!(report.outputs[0].data, b"{\"t\":21}", "the event's data, echoed");
+}
+
+#[test]
+fn an_error_returned_fails_the_invocation_with_its_message() {
+    let body = "(i32.store8 (i32.const 16) (i32.const 1)) (i32.store (i32.const 20) (i32.const 700)) \
+                (i32.store (i32.const 24) (i32.const 9)) (i32.const 16)";
+    let report = run(&with_body(body, r#"(data (i32.const 700) "bad input")"#), Limits::default());
+    assert_eq!(report.outcome, Outcome::Failed("bad input".into()));
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let limits = Limits { timeout: Duration::from_millis(100), ..Limits::default() };
+    let report = run(&with_body("(loop (br 0)) (i32.const 16)", ""), limits);
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    assert!(report.wall >= Duration::from_millis(90) && report.wall < Duration::from_secs(2), "{:?}", report.wall);
+}
+
+#[test]
+fn growing_memory_past_the_limit_ends_the_invocation() {
+    let body = "(block (loop (br_if 1 (i32.eq (memory.grow (i32.const 16)) (i32.const -1))) (br 0))) unreachable";
+    let limits = Limits { memory_bytes: 4 << 20, ..Limits::default() };
+    let report = run(&with_body(body, ""), limits);
+    assert_eq!(report.outcome, Outcome::MemoryExceeded, "{report:?}");
+}
+
+#[test]
+fn a_trap_is_reported_and_the_runtime_carries_on() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let trapping = runtime.compile(&with_body("unreachable", "")).unwrap();
+    let report = runtime.invoke(&trapping, "t", &event(), Limits::default(), Arc::new(NoServices));
+    assert!(matches!(&report.outcome, Outcome::Trapped(m) if m.contains("unreachable")), "{:?}", report.outcome);
+    let fine = runtime.compile(&fixture("ok")).unwrap();
+    let again = runtime.invoke(&fine, "ok", &event(), Limits::default(), Arc::new(NoServices));
+    assert_eq!(again.outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn modules_and_mismatched_components_are_refused_at_compile_with_a_reason() {
+    let runtime = Runtime::new(4, 16 << 20).unwrap();
+    let module = runtime.compile(b"(module)").err().unwrap().to_string();
+    assert!(module.contains("not a WebAssembly component"), "{module}");
+    let empty = runtime.compile(b"(component)").err().unwrap().to_string();
+    assert!(empty.contains("event-handler world"), "{empty}");
+    let junk = runtime.compile(b"\0asm\x01\0\0\0garbage").err().unwrap().to_string();
+    assert!(junk.contains("not a WebAssembly component"), "{junk}");
+}
