@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod functions;
 pub mod metrics;
 pub mod pipeline;
 
@@ -64,6 +65,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     );
     let store: Arc<dyn EventStore> = sqlite.clone();
     let commands: Arc<dyn CommandStore> = sqlite.clone();
+    let sqlite_functions = sqlite.clone();
     let devices: Arc<dyn DeviceRegistry> = sqlite;
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
@@ -114,8 +116,18 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         control::LivenessSettings { offline_max: config.control.offline_max },
     );
     broker.set_reserved(control.clone());
+    let function_store: Arc<dyn glassbox_store::FunctionStore> = sqlite_functions;
+    let functions = functions::Functions::start(
+        function_store,
+        pipeline.clone(),
+        control.clone(),
+        config.data_dir.join("functions"),
+    )
+    .await
+    .context("starting the function runtime")?;
     let state = AppState {
         control,
+        functions,
         pipeline,
         devices,
         broker: broker.clone(),

@@ -12,6 +12,7 @@
 
 pub mod commands;
 pub mod devices;
+pub mod functions;
 pub mod sessions;
 pub mod sqlite;
 
@@ -24,6 +25,7 @@ use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, St
 
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
+pub use functions::{FunctionStore, FunctionVersion};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
 pub use sqlite::{SqliteSessions, SqliteStore};
 

@@ -6,6 +6,7 @@ mod commands;
 mod devices;
 mod error;
 mod events;
+mod functions;
 mod mqtt;
 mod trace;
 
@@ -36,6 +37,7 @@ pub struct AppState {
     pub devices: Arc<dyn DeviceRegistry>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
+    pub functions: Arc<crate::functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
@@ -61,6 +63,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
+        .route("/api/v1/functions", get(functions::list))
+        .route(
+            "/api/v1/functions/{name}",
+            get(functions::versions)
+                .post(functions::deploy)
+                .layer(DefaultBodyLimit::max(functions::COMPONENT_BYTES_MAX)),
+        )
+        .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
+        .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(health))

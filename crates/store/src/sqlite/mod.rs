@@ -5,6 +5,7 @@
 
 mod commands;
 mod devices;
+mod functions;
 mod indexer;
 mod read;
 mod schema;
@@ -27,8 +28,8 @@ use self::devices::DeviceOp;
 use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
 use crate::{
-    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, Ingress,
-    RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
+    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
+    FunctionVersion, Ingress, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
 };
 
 /// The durable record's file name inside the data directory.
@@ -381,6 +382,43 @@ impl CommandStore for SqliteStore {
 
     async fn due_commands(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
         self.read(move |conn| commands::due(conn, now, limit)).await
+    }
+}
+
+#[async_trait]
+impl FunctionStore for SqliteStore {
+    async fn add_version(&self, name: &str, digest: &str, spec: &str, by: &str) -> Result<FunctionVersion, StoreError> {
+        let (name, digest, spec, by) = (name.to_string(), digest.to_string(), spec.to_string(), by.to_string());
+        self.write(move |tx| functions::add(tx, &name, &digest, &spec, &by)).await
+    }
+
+    async fn set_live(&self, name: &str, version: u32) -> Result<Option<FunctionVersion>, StoreError> {
+        let name = name.to_string();
+        self.write(move |tx| functions::set_live(tx, &name, version)).await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| functions::versions(conn, &name)).await
+    }
+
+    async fn live_versions(&self) -> Result<Vec<FunctionVersion>, StoreError> {
+        self.read(functions::live).await
+    }
+
+    async fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (function, key) = (function.to_string(), key.to_string());
+        self.read(move |conn| functions::kv_get(conn, &function, &key)).await
+    }
+
+    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let (function, key) = (function.to_string(), key.to_string());
+        self.write(move |tx| functions::kv_set(tx, &function, &key, &value)).await
+    }
+
+    async fn kv_delete(&self, function: &str, key: &str) -> Result<(), StoreError> {
+        let (function, key) = (function.to_string(), key.to_string());
+        self.write(move |tx| functions::kv_delete(tx, &function, &key)).await
     }
 }
 

@@ -92,6 +92,19 @@ pub const RECORDER: &[&str] = &[
     CREATE INDEX commands_open ON commands(expires_at) WHERE state IN ('queued', 'in_transit', 'delivered');",
     // 6: device metadata (tags, group, owner, attributes, cadence) as JSON.
     "ALTER TABLE devices ADD COLUMN meta TEXT;",
+    // 7: functions: immutable versions, the live alias, per-function key-value.
+    "CREATE TABLE functions (name TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE function_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        deployed_at INTEGER NOT NULL,
+        deployed_by TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (function, key)) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

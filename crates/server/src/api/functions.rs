@@ -1,0 +1,125 @@
+//! `/api/v1/functions`: deploy, list, versions, rollback, invocations.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use glassbox_core::{EventQuery, TypePattern};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::functions::{FunctionError, Spec, parse_bytes};
+
+/// Largest component accepted (JS and Python components are tens of MiB).
+pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
+
+fn error(e: FunctionError) -> ApiError {
+    match e {
+        FunctionError::Invalid(m) => ApiError::bad_request("invalid_function", m),
+        FunctionError::Unknown(_) => ApiError::not_found(e.to_string()),
+        FunctionError::Store(e) => e.into(),
+    }
+}
+
+/// The deploy's options, as query parameters (the body is the component).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployParams {
+    /// Comma-separated trigger specs.
+    trigger: String,
+    timeout: Option<String>,
+    memory: Option<String>,
+    concurrency: Option<u32>,
+    hop_limit: Option<u32>,
+    feature: Option<String>,
+}
+
+fn spec(p: DeployParams) -> Result<Spec, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_function", m);
+    let mut spec = Spec {
+        triggers: p.trigger.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+        ..Spec::default()
+    };
+    if let Some(t) = p.timeout {
+        spec.timeout_ms =
+            humantime::parse_duration(&t).map_err(|e| bad(format!("timeout {t:?}: {e}")))?.as_millis() as u64;
+    }
+    if let Some(m) = p.memory {
+        spec.memory_bytes = parse_bytes(&m).map_err(bad)?;
+    }
+    spec.concurrency = p.concurrency.unwrap_or(spec.concurrency);
+    spec.hop_limit = p.hop_limit.unwrap_or(spec.hop_limit);
+    spec.feature = p.feature;
+    Ok(spec)
+}
+
+/// `POST /api/v1/functions/{name}?trigger=…&timeout=…` with the component as the body.
+pub async fn deploy(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<DeployParams>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let spec = spec(params)?;
+    let version = app.functions.deploy(&name, body.to_vec(), spec, "admin").await.map_err(error)?;
+    Ok((StatusCode::CREATED, Json(version_json(&version))))
+}
+
+fn version_json(v: &glassbox_store::FunctionVersion) -> Value {
+    let mut value = json!(v);
+    value["spec"] = serde_json::from_str(&v.spec).unwrap_or(Value::Null);
+    value
+}
+
+/// `GET /api/v1/functions`: the live version of each.
+pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let live = app.functions.list().await.map_err(error)?;
+    Ok(Json(json!({ "functions": live.iter().map(version_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/functions/{name}`: every version, newest first.
+pub async fn versions(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let versions = app.functions.versions(&name).await.map_err(error)?;
+    Ok(Json(json!({ "versions": versions.iter().map(version_json).collect::<Vec<_>>() })))
+}
+
+/// `POST /api/v1/functions/{name}/rollback`.
+pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let version = app.functions.rollback(&name, "admin").await.map_err(error)?;
+    Ok(Json(version_json(&version)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvocationParams {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/functions/{name}/invocations`: newest first, from the recorder.
+pub async fn invocations(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(p): Query<InvocationParams>,
+) -> Result<Json<Value>, ApiError> {
+    app.functions.versions(&name).await.map_err(error)?;
+    let query = EventQuery {
+        source: Some(format!("glassbox/functions/{name}")),
+        ty: Some(TypePattern::parse("function.invoked")),
+        limit: p.limit.unwrap_or(50).clamp(1, 1000),
+        ..EventQuery::default()
+    };
+    let page = app.pipeline.store().query(&query).await?;
+    let invocations: Vec<Value> = page
+        .events
+        .iter()
+        .filter_map(|e| serde_json::to_value(&e.event).ok())
+        .map(|mut e| {
+            let mut data = e["data"].take();
+            data["id"] = e["id"].take();
+            data
+        })
+        .collect();
+    Ok(Json(json!({ "invocations": invocations })))
+}

@@ -1,0 +1,397 @@
+//! Functions: deploy (immutable versions, a `live` alias, rollback), and
+//! the dispatcher that runs live functions on the events their triggers
+//! match — each invocation recorded as a `function.invoked` event on the
+//! triggering event's chain, with its outcome, timings, logs and cost, and
+//! its outputs recorded as events caused by the trigger.
+//!
+//! The recursion guard: an event whose `hop` reaches a function's limit is
+//! not delivered to it; it is dead-lettered (`function.dead_letter`, reason
+//! `recursion_limit`).
+
+mod services;
+mod spec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use glassbox_bus::BusItem;
+use glassbox_core::{Data, Draft, DropReason, RecordedEvent};
+use glassbox_runtime::{Compiled, Event, Limits, Output, Report, Runtime};
+use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+pub use spec::{Spec, parse_bytes};
+
+use crate::control::Control;
+use crate::pipeline::Pipeline;
+
+/// Invocations waiting for a slot, per function; more are dead-lettered.
+const QUEUE_MAX: usize = 1000;
+/// Cost model (USD): per request, and per GiB-second of configured memory.
+const COST_PER_REQUEST: f64 = 0.000_000_2;
+const COST_PER_GIB_SECOND: f64 = 0.000_016_666_7;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no function {0:?}; `glassbox functions list` shows the deployed ones")]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A live version, ready to run.
+struct Live {
+    version: FunctionVersion,
+    spec: Spec,
+    triggers: Vec<spec::Trigger>,
+    compiled: Compiled,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// False until its first invocation: that one is "cold".
+    warm: AtomicBool,
+}
+
+pub struct Functions {
+    runtime: Arc<Runtime>,
+    store: Arc<dyn FunctionStore>,
+    pipeline: Arc<Pipeline>,
+    dir: PathBuf,
+    live: RwLock<HashMap<String, Arc<Live>>>,
+    services: Arc<services::HostServices>,
+}
+
+fn validate_name(name: &str) -> Result<(), FunctionError> {
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    match ok {
+        true => Ok(()),
+        false => Err(FunctionError::Invalid(format!("function name {name:?} must be 1-64 letters, digits, - _ or ."))),
+    }
+}
+
+impl Functions {
+    /// Loads the live versions and starts dispatching events to them.
+    pub async fn start(
+        store: Arc<dyn FunctionStore>,
+        pipeline: Arc<Pipeline>,
+        control: Arc<Control>,
+        dir: PathBuf,
+    ) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir)?;
+        let runtime =
+            Arc::new(Runtime::new(256, 512 << 20).map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?);
+        let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
+        let functions = Arc::new(Self { runtime, store, pipeline, dir, live: RwLock::new(HashMap::new()), services });
+        for version in functions.store.live_versions().await? {
+            if let Err(e) = functions.load(version.clone()).await {
+                tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
+            }
+        }
+        tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.bus().subscribe()));
+        Ok(functions)
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{}.wasm", digest.trim_start_matches("sha256:")))
+    }
+
+    async fn compile(&self, bytes: Vec<u8>) -> Result<Compiled, FunctionError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await
+            .map_err(|e| FunctionError::Invalid(format!("compiling failed: {e}")))?
+            .map_err(|e| FunctionError::Invalid(e.to_string()))
+    }
+
+    async fn load(&self, version: FunctionVersion) -> Result<(), FunctionError> {
+        let spec: Spec = serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        let triggers = spec.validate().map_err(FunctionError::Invalid)?;
+        let bytes = std::fs::read(self.path(&version.digest)).map_err(|e| {
+            FunctionError::Invalid(format!("the component of {} v{} is missing: {e}", version.name, version.version))
+        })?;
+        let compiled = self.compile(bytes).await?;
+        let live = Live {
+            slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
+            version: version.clone(),
+            spec,
+            triggers,
+            compiled,
+            waiting: AtomicUsize::new(0),
+            warm: AtomicBool::new(false),
+        };
+        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(version.name.clone(), Arc::new(live));
+        Ok(())
+    }
+
+    /// Deploys a new version and makes it live; records who and when.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        spec: Spec,
+        by: &str,
+    ) -> Result<FunctionVersion, FunctionError> {
+        validate_name(name)?;
+        spec.validate().map_err(FunctionError::Invalid)?;
+        let digest = glassbox_runtime::digest(&bytes);
+        self.compile(bytes.clone()).await?;
+        std::fs::write(self.path(&digest), &bytes)
+            .map_err(|e| FunctionError::Store(StoreError::Unavailable(format!("writing the component: {e}"))))?;
+        let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        let version = self.store.add_version(name, &digest, &text, by).await?;
+        self.load(version.clone()).await?;
+        let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
+        self.record_change(name, "function.deployed", data).await;
+        Ok(version)
+    }
+
+    /// Moves `live` back to the version before the live one.
+    pub async fn rollback(&self, name: &str, by: &str) -> Result<FunctionVersion, FunctionError> {
+        let versions = self.store.versions(name).await?;
+        let live = versions.iter().find(|v| v.live).ok_or_else(|| FunctionError::Unknown(name.into()))?;
+        let previous = versions.iter().find(|v| v.version < live.version).ok_or_else(|| {
+            FunctionError::Invalid(format!(
+                "{name} v{} is its first version: there is nothing to roll back to",
+                live.version
+            ))
+        })?;
+        let moved =
+            self.store.set_live(name, previous.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
+        self.load(moved.clone()).await?;
+        let data =
+            json!({ "function": name, "from": live.version, "to": moved.version, "digest": moved.digest, "by": by });
+        self.record_change(name, "function.rolled_back", data).await;
+        Ok(moved)
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, FunctionError> {
+        let versions = self.store.versions(name).await?;
+        if versions.is_empty() {
+            return Err(FunctionError::Unknown(name.into()));
+        }
+        Ok(versions)
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionVersion>, FunctionError> {
+        Ok(self.store.live_versions().await?)
+    }
+
+    async fn record_change(&self, name: &str, ty: &str, data: Value) {
+        let Ok(raw) = serde_json::value::to_raw_value(&data) else { return };
+        let draft = Draft {
+            source: format!("glassbox/functions/{name}"),
+            ty: ty.into(),
+            subject: Some(name.into()),
+            datacontenttype: Some("application/json".into()),
+            data: Data::Json(raw),
+            ..Draft::default()
+        };
+        if let Err(e) = self.pipeline.ingest(vec![draft], "platform").await {
+            tracing::error!(function = name, error = %e, "could not record a deploy");
+        }
+    }
+
+    /// Starts an invocation of every live function whose trigger matches.
+    fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
+        let event = &recorded.event;
+        // The platform's own records of functions do not trigger functions.
+        if event.source.starts_with("glassbox/functions") {
+            return;
+        }
+        let matching: Vec<Arc<Live>> = self
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|l| l.triggers.iter().any(|t| t.fires(&event.ty, event.subject.as_deref())))
+            .cloned()
+            .collect();
+        for live in matching {
+            let functions = self.clone();
+            let recorded = recorded.clone();
+            tokio::spawn(async move { functions.invoke(live, recorded).await });
+        }
+    }
+
+    async fn invoke(&self, live: Arc<Live>, recorded: Arc<RecordedEvent>) {
+        let name = live.version.name.clone();
+        let event = &recorded.event;
+        if event.hop >= live.spec.hop_limit {
+            let reason = format!(
+                "{}: hop {} reached the limit of {}",
+                DropReason::RecursionLimit,
+                event.hop,
+                live.spec.hop_limit
+            );
+            return self.dead_letter(&live, &recorded, &reason).await;
+        }
+        if live.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE_MAX {
+            live.waiting.fetch_sub(1, Ordering::Relaxed);
+            let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
+            return self.dead_letter(&live, &recorded, &reason).await;
+        }
+        let permit = live.slots.clone().acquire_owned().await;
+        live.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Ok(_permit) = permit else { return };
+        let cold = !live.warm.swap(true, Ordering::Relaxed);
+        let input = to_input(&recorded);
+        let limits = Limits {
+            timeout: Duration::from_millis(live.spec.timeout_ms),
+            memory_bytes: live.spec.memory_bytes as usize,
+            ..Limits::default()
+        };
+        let started = Utc::now();
+        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
+        let task_name = name.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let services = services.for_function(&task_name);
+            runtime.invoke(&compiled, &task_name, &input, limits, services)
+        })
+        .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => return tracing::error!(function = %name, error = %e, "an invocation task failed"),
+        };
+        self.record_invocation(&live, &recorded, started, cold, report).await;
+    }
+
+    async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
+        let data = json!({
+            "function": live.version.name, "version": live.version.version, "reason": reason,
+            "event": recorded.event.id.to_string(),
+        });
+        self.record_about(live, recorded, "function.dead_letter", data).await;
+    }
+
+    async fn record_about(&self, live: &Live, recorded: &RecordedEvent, ty: &str, data: Value) -> Option<String> {
+        let raw = serde_json::value::to_raw_value(&data).ok()?;
+        let draft = Draft {
+            source: format!("glassbox/functions/{}", live.version.name),
+            ty: ty.into(),
+            subject: Some(live.version.name.clone()),
+            causationid: Some(recorded.event.id.to_string()),
+            device: recorded.event.device.clone(),
+            feature: live.spec.feature.clone(),
+            datacontenttype: Some("application/json".into()),
+            data: Data::Json(raw),
+            ..Draft::default()
+        };
+        match self.pipeline.ingest(vec![draft], "platform").await {
+            Ok(appended) => appended.first().map(|a| a.id.clone()),
+            Err(e) => {
+                tracing::error!(function = %live.version.name, error = %e, "could not record an invocation");
+                None
+            }
+        }
+    }
+
+    async fn record_invocation(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        started: chrono::DateTime<Utc>,
+        cold: bool,
+        report: Report,
+    ) {
+        let name = &live.version.name;
+        let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
+        let outputs = match drafts.is_empty() {
+            true => Vec::new(),
+            false => match self.pipeline.ingest(drafts, "function").await {
+                Ok(appended) => appended.into_iter().map(|a| a.id).collect(),
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "could not record a function's outputs");
+                    Vec::new()
+                }
+            },
+        };
+        let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
+        let cost = COST_PER_REQUEST + gib * report.wall.as_secs_f64() * COST_PER_GIB_SECOND;
+        let data = json!({
+            "function": name,
+            "version": live.version.version,
+            "digest": live.version.digest,
+            "event_id": recorded.event.id.to_string(),
+            "outcome": report.outcome.as_str(),
+            "error": report.outcome.detail(),
+            "start": started,
+            "cold": cold,
+            "instantiate_us": report.instantiate.as_micros() as u64,
+            "wall_us": report.wall.as_micros() as u64,
+            "cost": cost,
+            "logs": report.logs,
+            "logs_dropped": report.logs_dropped,
+            "outputs": outputs,
+        });
+        self.record_about(live, recorded, "function.invoked", data).await;
+    }
+}
+
+fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Output) -> Draft {
+    let json = std::str::from_utf8(&output.data)
+        .ok()
+        .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok());
+    let data = match json {
+        Some(raw) => Data::Json(raw),
+        None if output.data.is_empty() => Data::None,
+        None => Data::Binary(output.data.clone()),
+    };
+    Draft {
+        source: format!("fn/{name}"),
+        ty: output.type_.clone(),
+        subject: output.subject.clone(),
+        datacontenttype: output.datacontenttype.clone(),
+        causationid: Some(recorded.event.id.to_string()),
+        device: recorded.event.device.clone(),
+        feature: live.spec.feature.clone(),
+        data,
+        ..Draft::default()
+    }
+}
+
+/// The event as the function sees it.
+fn to_input(recorded: &RecordedEvent) -> Event {
+    let e = &recorded.event;
+    let data = match &e.data {
+        Data::None => Vec::new(),
+        Data::Json(raw) => raw.get().as_bytes().to_vec(),
+        Data::Binary(bytes) => bytes.clone(),
+    };
+    Event {
+        id: e.id.to_string(),
+        source: e.source.clone(),
+        type_: e.ty.clone(),
+        subject: e.subject.clone(),
+        time: e.time.to_rfc3339(),
+        datacontenttype: e.datacontenttype.clone(),
+        data,
+        correlationid: e.correlationid.clone(),
+        causationid: e.causationid.clone(),
+        hop: e.hop,
+        device: e.device.clone(),
+    }
+}
+
+/// Feeds recorded events to the functions while they live.
+async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
+    while let Some(item) = events.next().await {
+        let Some(functions) = functions.upgrade() else { return };
+        match item {
+            BusItem::Event(recorded) => functions.offer(recorded),
+            BusItem::Lagged(skipped) => {
+                tracing::error!(
+                    skipped,
+                    "function dispatch fell behind the event stream; those events did not trigger functions"
+                )
+            }
+        }
+    }
+}

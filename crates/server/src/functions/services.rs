@@ -1,0 +1,80 @@
+//! The host services functions call (key-value store, device shadows and
+//! commands), bridged from the invocation's blocking thread to the async
+//! services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glassbox_runtime::Services;
+use glassbox_store::FunctionStore;
+use tokio::runtime::Handle;
+
+use crate::control::{Control, NewCommand};
+
+pub struct HostServices {
+    store: Arc<dyn FunctionStore>,
+    control: Arc<Control>,
+    handle: Handle,
+}
+
+/// The services as one function sees them.
+struct ForFunction {
+    host: Arc<HostServices>,
+    function: String,
+}
+
+impl HostServices {
+    pub fn new(store: Arc<dyn FunctionStore>, control: Arc<Control>, handle: Handle) -> Self {
+        Self { store, control, handle }
+    }
+
+    pub fn for_function(self: &Arc<Self>, function: &str) -> Arc<dyn Services> {
+        Arc::new(ForFunction { host: self.clone(), function: function.to_string() })
+    }
+}
+
+impl Services for ForFunction {
+    fn kv_get(&self, function: &str, key: &str) -> Option<Vec<u8>> {
+        self.host.handle.block_on(self.host.store.kv_get(function, key)).ok().flatten()
+    }
+
+    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.host.handle.block_on(self.host.store.kv_set(function, key, value)).map_err(|e| e.to_string())
+    }
+
+    fn kv_delete(&self, function: &str, key: &str) {
+        let _ = self.host.handle.block_on(self.host.store.kv_delete(function, key));
+    }
+
+    fn shadow(&self, device: &str) -> Result<String, String> {
+        match self.host.handle.block_on(self.host.control.shadow(device)) {
+            Ok(Some(shadow)) => Ok(shadow.to_json(device).to_string()),
+            Ok(None) => Err(format!("no device {device:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String> {
+        let desired: serde_json::Value =
+            serde_json::from_str(desired_json).map_err(|e| format!("desired is not JSON: {e}"))?;
+        let update = glassbox_devices::ShadowUpdate {
+            state: glassbox_devices::shadow::UpdateState { desired: Some(desired), reported: None },
+            ..Default::default()
+        };
+        let actor = format!("function:{}", self.function);
+        let updated = self.host.handle.block_on(self.host.control.update_shadow(device, &update, &actor, None));
+        updated.map(|s| s.version).map_err(|e| e.to_string())
+    }
+
+    fn send_command(&self, device: &str, name: &str, payload_json: &str, ttl: Duration) -> Result<String, String> {
+        let payload = match payload_json.trim() {
+            "" => None,
+            text => Some(serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?),
+        };
+        let ttl = (!ttl.is_zero()).then(|| humantime::format_duration(ttl).to_string());
+        let command = NewCommand { name: name.into(), payload, ttl, idempotency_key: None };
+        let issuer = format!("function:{}", self.function);
+        let issued = self.host.handle.block_on(self.host.control.issue(device, command, &issuer));
+        issued.map(|(c, _)| c.id).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,137 @@
+//! What a deploy asks for: triggers and limits, validated with messages
+//! that say what to fix.
+
+use std::time::Duration;
+
+use glassbox_core::TypePattern;
+use glassbox_gateway::topic::{matches, parse_filter};
+use serde::{Deserialize, Serialize};
+
+/// Bounds a deploy may ask for.
+const TIMEOUT_MAX: Duration = Duration::from_secs(300);
+const MEMORY_MAX: u64 = 512 << 20;
+const CONCURRENCY_MAX: u32 = 256;
+/// The recursion guard when none is given.
+pub const HOP_LIMIT_DEFAULT: u32 = 16;
+
+/// A version's spec, stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub triggers: Vec<String>,
+    pub timeout_ms: u64,
+    pub memory_bytes: u64,
+    pub concurrency: u32,
+    pub hop_limit: u32,
+    #[serde(default)]
+    pub feature: Option<String>,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self {
+            triggers: Vec::new(),
+            timeout_ms: 5000,
+            memory_bytes: 64 << 20,
+            concurrency: 8,
+            hop_limit: HOP_LIMIT_DEFAULT,
+            feature: None,
+        }
+    }
+}
+
+/// What makes a function run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `mqtt:<filter>`: device messages on matching topics.
+    Mqtt(String),
+    /// `event:<type pattern>`: recorded events of matching types.
+    Event(TypePattern),
+}
+
+impl Trigger {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (kind, rest) = spec.split_once(':').ok_or_else(|| {
+            format!("trigger {spec:?} must be mqtt:<topic filter>, event:<type pattern>, http:<METHOD> <path> or schedule:<cron>")
+        })?;
+        match kind {
+            "mqtt" => match parse_filter(rest) {
+                Ok(f) if f.share.is_none() => Ok(Trigger::Mqtt(rest.to_string())),
+                Ok(_) => Err(format!("trigger {spec:?}: shared subscriptions ($share/…) are not triggers")),
+                Err(e) => Err(format!("trigger {spec:?}: {e}")),
+            },
+            "event" if !rest.is_empty() => Ok(Trigger::Event(TypePattern::parse(rest))),
+            "event" => Err(format!("trigger {spec:?}: give a type or a prefix pattern like device.*")),
+            "http" | "schedule" => {
+                Err(format!("trigger {spec:?}: {kind} triggers are not available in this version; use mqtt: or event:"))
+            }
+            other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt: or event:")),
+        }
+    }
+
+    /// Whether the trigger fires for an event of type `ty` on `subject`.
+    pub fn fires(&self, ty: &str, subject: Option<&str>) -> bool {
+        match self {
+            Trigger::Mqtt(filter) => ty == "device.message" && subject.is_some_and(|topic| matches(filter, topic)),
+            Trigger::Event(pattern) => pattern.matches(ty),
+        }
+    }
+}
+
+impl Spec {
+    /// Checks the spec; returns its parsed triggers.
+    pub fn validate(&self) -> Result<Vec<Trigger>, String> {
+        if self.triggers.is_empty() {
+            return Err("give at least one --trigger (e.g. mqtt:devices/+/telemetry or event:order.*)".into());
+        }
+        let triggers = self.triggers.iter().map(|t| Trigger::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let timeout = Duration::from_millis(self.timeout_ms);
+        if timeout.is_zero() || timeout > TIMEOUT_MAX {
+            return Err(format!("timeout must be more than 0 and at most {}", humantime::format_duration(TIMEOUT_MAX)));
+        }
+        if !(1 << 20..=MEMORY_MAX).contains(&self.memory_bytes) {
+            return Err(format!("memory must be between 1 MiB and {} MiB", MEMORY_MAX >> 20));
+        }
+        if !(1..=CONCURRENCY_MAX).contains(&self.concurrency) {
+            return Err(format!("concurrency must be between 1 and {CONCURRENCY_MAX}"));
+        }
+        if !(1..=1000).contains(&self.hop_limit) {
+            return Err("hop limit must be between 1 and 1000".into());
+        }
+        Ok(triggers)
+    }
+}
+
+/// `64MiB`, `512KiB`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = t.find(|c: char| !c.is_ascii_digit()).map_or((t, ""), |i| t.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?}; use KiB, MiB or GiB")),
+    };
+    Ok(n * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_parse_or_say_what_is_wrong() {
+        assert_eq!(Trigger::parse("mqtt:devices/+/t"), Ok(Trigger::Mqtt("devices/+/t".into())));
+        assert!(Trigger::parse("event:order.*").unwrap().fires("order.created", None));
+        assert!(Trigger::parse("mqtt:devices/#").unwrap().fires("device.message", Some("devices/a/b")));
+        assert!(!Trigger::parse("mqtt:devices/#").unwrap().fires("order.created", Some("devices/a/b")));
+        assert!(Trigger::parse("mqtt:a/#/b").unwrap_err().contains("mqtt:a/#/b"));
+        assert!(Trigger::parse("http:GET /x").unwrap_err().contains("not available"));
+        assert!(Trigger::parse("cron").unwrap_err().contains("must be"));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert!(parse_bytes("lots").is_err());
+        let spec = Spec { triggers: vec!["mqtt:x".into()], concurrency: 0, ..Spec::default() };
+        assert!(spec.validate().unwrap_err().contains("concurrency"));
+    }
+}

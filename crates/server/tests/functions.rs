@@ -1,0 +1,198 @@
+//! Functions end to end: deploy over HTTP, trigger by MQTT and by event
+//! type, invocations and outputs recorded on the chain, deadlines, the
+//! recursion guard, rollback. Components are the runtime's WAT fixtures.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use glassbox_gateway::client::{self, Options};
+use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
+use glassbox_server::{Config, Running};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "gbx_functions_test_token";
+
+struct Server {
+    running: Option<Running>,
+    http: String,
+    mqtt: String,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+    config.http.listen = "127.0.0.1:0".into();
+    config.mqtt.listen = "127.0.0.1:0".into();
+    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
+    Server {
+        http: format!("http://{}", running.http_addr),
+        mqtt: running.mqtt_addr.to_string(),
+        running: Some(running),
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.http)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            if body.first() == Some(&b'{') {
+                request = request.header("content-type", "application/json");
+            }
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn deploy(&self, name: &str, fixture_name: &str, query: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(fixture(fixture_name)))
+            .await
+    }
+
+    async fn invocations(&self, name: &str, at_least: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            let (_, body) =
+                self.call(reqwest::Method::GET, &format!("/api/v1/functions/{name}/invocations"), None).await;
+            let found = body["invocations"].as_array().cloned().unwrap_or_default();
+            if found.len() >= at_least {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {at_least} invocations of {name}");
+    }
+
+    async fn events(&self, query: &str) -> Vec<Value> {
+        let (_, page) = self.call(reqwest::Method::GET, &format!("/api/v1/events?{query}"), None).await;
+        page["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_device_message_triggers_the_function_and_its_output_joins_the_chain() {
+    let server = start().await;
+    let (status, deployed) = server.deploy("echo", "echo", "trigger=mqtt:devices/%2B/telemetry").await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    assert_eq!((deployed["name"].clone(), deployed["version"].clone()), (json!("echo"), json!(1)));
+    assert!(deployed["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let (_, device) =
+        server.call(reqwest::Method::POST, "/api/v1/devices", Some(json!({"id": "t1"}).to_string().into_bytes())).await;
+    let options = Options {
+        username: Some("t1".into()),
+        password: Some(device["secret"].as_str().unwrap().into()),
+        protocol: Protocol::V5,
+        ..Options::new("t1")
+    };
+    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &options).await.unwrap();
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "devices/t1/telemetry".into(),
+        packet_id: Some(1),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"{\"celsius\":21.5}"),
+    };
+    writer.send(&Packet::Publish(publish)).await.unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(reader.next().await.unwrap(), Packet::PubAck(_)));
+
+    let invocation = server.invocations("echo", 1).await.remove(0);
+    assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
+    assert_eq!((invocation["version"].clone(), invocation["cold"].clone()), (json!(1), json!(true)));
+    for field in ["event_id", "start", "instantiate_us", "wall_us", "cost"] {
+        assert!(!invocation[field].is_null(), "{field} in {invocation}");
+    }
+    assert_eq!(invocation["logs"][0]["message"], "hello");
+
+    // The output is an event caused by the device's message, on its chain.
+    let outputs = server.events("type=test.echo").await;
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["data"], json!({"celsius": 21.5}), "the function echoed the data");
+    assert_eq!(outputs[0]["causationid"], invocation["event_id"]);
+    assert_eq!(outputs[0]["hop"], 1);
+    let (_, chain) = server
+        .call(reqwest::Method::GET, &format!("/api/v1/trace/{}", invocation["event_id"].as_str().unwrap()), None)
+        .await;
+    let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for ty in ["device.message", "test.echo", "function.invoked"] {
+        assert!(types.contains(&ty), "{ty} in {types:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_self_triggering_function_stops_at_the_hop_limit_with_a_dead_letter() {
+    let server = start().await;
+    let (status, _) = server.deploy("loopy", "echo", "trigger=event:test.echo&hop_limit=5").await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Start the loop with one event from outside.
+    let seed = json!({"specversion": "1.0", "source": "test", "type": "test.echo", "data": {"n": 1}});
+    let (status, _) = server.call(reqwest::Method::POST, "/api/v1/events", Some(seed.to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = server.events("type=function.dead_letter").await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1, "one dead letter ends the loop");
+    assert!(dead[0]["data"]["reason"].as_str().unwrap().starts_with("recursion_limit: hop 5"), "{}", dead[0]);
+    assert_eq!(server.invocations("loopy", 5).await.len(), 5, "hops 0 to 4 ran");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn deadlines_stop_a_loop_and_rollback_restores_the_previous_version() {
+    let server = start().await;
+    server.deploy("job", "echo", "trigger=event:job.run").await;
+    let (status, v2) = server.deploy("job", "loop", "trigger=event:job.run&timeout=200ms").await;
+    assert_eq!((status, v2["version"].clone()), (StatusCode::CREATED, json!(2)));
+    let run = json!({"specversion": "1.0", "source": "test", "type": "job.run"}).to_string().into_bytes();
+    server.call(reqwest::Method::POST, "/api/v1/events", Some(run.clone())).await;
+    let timed_out = server.invocations("job", 1).await.remove(0);
+    assert_eq!((timed_out["outcome"].clone(), timed_out["version"].clone()), (json!("timed_out"), json!(2)));
+    assert!(timed_out["wall_us"].as_u64().unwrap() < 2_000_000);
+
+    let (status, back) = server.call(reqwest::Method::POST, "/api/v1/functions/job/rollback", None).await;
+    assert_eq!((status, back["version"].clone(), back["live"].clone()), (StatusCode::OK, json!(1), json!(true)));
+    server.call(reqwest::Method::POST, "/api/v1/events", Some(run)).await;
+    let after = server.invocations("job", 2).await.remove(0);
+    assert_eq!((after["outcome"].clone(), after["version"].clone()), (json!("succeeded"), json!(1)));
+    let deploys = server.events("type=function.*").await;
+    let kinds: Vec<&str> = deploys.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"function.deployed") && kinds.contains(&"function.rolled_back"), "{kinds:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_deploys_are_refused_with_what_is_wrong() {
+    let server = start().await;
+    let refused = async |name: &str, body: Vec<u8>, query: &str| {
+        let (status, body) =
+            server.call(reqwest::Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        body["error"]["message"].as_str().unwrap().to_string()
+    };
+    assert!(refused("m", b"(module)".to_vec(), "trigger=event:x").await.contains("not a WebAssembly component"));
+    assert!(refused("w", b"(component)".to_vec(), "trigger=event:x").await.contains("event-handler world"));
+    assert!(refused("t", fixture("ok"), "trigger=cron").await.contains("must be mqtt:"));
+    assert!(refused("h", fixture("ok"), "trigger=http:GET%20/x").await.contains("not available"));
+    assert!(refused("c", fixture("ok"), "trigger=event:x&concurrency=0").await.contains("concurrency"));
+    assert!(refused("bad%20name", fixture("ok"), "trigger=event:x").await.contains("function name"));
+    server.stop().await;
+}

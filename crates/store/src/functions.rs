@@ -1,0 +1,44 @@
+//! Deployed functions: immutable versions (content digest, spec, who and
+//! when) and a `live` alias per function; and each function's key-value
+//! store. The runtime's view of a version is the server's business: the
+//! spec is opaque JSON here.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionVersion {
+    pub name: String,
+    /// 1, 2, 3… per function.
+    pub version: u32,
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+    /// The deploy's spec (triggers, limits, …) as JSON text.
+    pub spec: String,
+    pub deployed_at: DateTime<Utc>,
+    pub deployed_by: String,
+    /// Whether the `live` alias points here.
+    pub live: bool,
+}
+
+#[async_trait]
+pub trait FunctionStore: Send + Sync + 'static {
+    /// Adds the next version of `name` and makes it live.
+    async fn add_version(&self, name: &str, digest: &str, spec: &str, by: &str) -> Result<FunctionVersion, StoreError>;
+
+    /// Points `live` at `version`; `None` if there is no such version.
+    async fn set_live(&self, name: &str, version: u32) -> Result<Option<FunctionVersion>, StoreError>;
+
+    /// Every version of a function, newest first.
+    async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError>;
+
+    /// The live version of every function.
+    async fn live_versions(&self) -> Result<Vec<FunctionVersion>, StoreError>;
+
+    async fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    async fn kv_delete(&self, function: &str, key: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,86 @@
+//! The function tables' SQL.
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::{from_micros, micros};
+use crate::functions::FunctionVersion;
+
+const COLUMNS: &str = "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, f.live = v.version";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
+    Ok(FunctionVersion {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        digest: r.get(2)?,
+        spec: r.get(3)?,
+        deployed_at: from_micros(r.get(4)?),
+        deployed_by: r.get(5)?,
+        live: r.get(6)?,
+    })
+}
+
+fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Vec<FunctionVersion>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM function_versions v JOIN functions f ON f.name = v.name WHERE {filter}
+         ORDER BY v.name, v.version DESC"
+    );
+    conn.prepare_cached(&sql)?.query_map(args, row)?.collect()
+}
+
+pub(super) fn add(
+    tx: &Transaction<'_>,
+    name: &str,
+    digest: &str,
+    spec: &str,
+    by: &str,
+) -> rusqlite::Result<FunctionVersion> {
+    let next: u32 =
+        tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?;
+    tx.execute(
+        "INSERT INTO function_versions (name, version, digest, spec, deployed_at, deployed_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![name, next, digest, spec, micros(&Utc::now()), by],
+    )?;
+    tx.execute(
+        "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
+        params![name, next],
+    )?;
+    Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, next])?.remove(0))
+}
+
+pub(super) fn set_live(tx: &Transaction<'_>, name: &str, version: u32) -> rusqlite::Result<Option<FunctionVersion>> {
+    if select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.is_empty() {
+        return Ok(None);
+    }
+    tx.execute("UPDATE functions SET live = ?2 WHERE name = ?1", params![name, version])?;
+    Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.pop())
+}
+
+pub(super) fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<FunctionVersion>> {
+    select(conn, "v.name = ?1", [name])
+}
+
+pub(super) fn live(conn: &Connection) -> rusqlite::Result<Vec<FunctionVersion>> {
+    select(conn, "v.version = f.live", [])
+}
+
+pub(super) fn kv_get(conn: &Connection, function: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT value FROM function_kv WHERE function = ?1 AND key = ?2")?
+        .query_row([function, key], |r| r.get(0))
+        .optional()
+}
+
+pub(super) fn kv_set(tx: &Transaction<'_>, function: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO function_kv (function, key, value) VALUES (?1, ?2, ?3)",
+        params![function, key, value],
+    )?;
+    Ok(())
+}
+
+pub(super) fn kv_delete(tx: &Transaction<'_>, function: &str, key: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM function_kv WHERE function = ?1 AND key = ?2", [function, key])?;
+    Ok(())
+}
