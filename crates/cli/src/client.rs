@@ -40,6 +40,18 @@ impl Client {
         json(self.send(request).await?).await
     }
 
+    /// POST raw bytes with query pairs, expecting JSON.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let request = self.http.post(self.url(path)).query(query).header(reqwest::header::CONTENT_TYPE, content_type);
+        json(self.send(self.authorized(request.body(body))).await?).await
+    }
+
     /// PATCH a JSON body, expecting JSON.
     pub async fn patch(&self, path: &str, body: String) -> anyhow::Result<Value> {
         let request = self.authorized(

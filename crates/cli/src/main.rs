@@ -7,6 +7,7 @@ mod client;
 mod control;
 mod devices;
 mod events;
+mod functions;
 mod inspect;
 mod render;
 mod serve;
@@ -68,6 +69,9 @@ enum Command {
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
+    /// Deploy and watch functions (WebAssembly components run on events).
+    #[command(subcommand)]
+    Functions(functions::FunctionsCommand),
     /// Show the whole correlation chain of an event as a tree, with each
     /// event's states and the time between them.
     Trace(trace::TraceArgs),
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
+                Command::Functions(command) => functions::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
             }

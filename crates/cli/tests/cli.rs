@@ -220,3 +220,38 @@ async fn recorded(client: &reqwest::Client, url: &str, id: &str) -> bool {
     let response = client.get(format!("{url}/api/v1/events/{id}")).bearer_auth(TOKEN).send().await.unwrap();
     response.status() == 200
 }
+
+#[test]
+fn functions_are_deployed_invoked_and_listed_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/echo.wat");
+    let deployed =
+        cli_json(&served, &["functions", "deploy", echo, "--name", "echo", "--trigger", "event:reading.*", "--json"]);
+    assert_eq!((deployed["name"].clone(), deployed["version"].clone()), (json!("echo"), json!(1)));
+    assert!(deployed["digest"].as_str().unwrap().starts_with("sha256:"));
+    cli(&served, &["events", "send", "--source", "meter", "--type", "reading.taken", "--data", r#"{"kwh":3}"#]);
+    let mut invocations = Value::Null;
+    for _ in 0..100 {
+        invocations = cli_json(&served, &["functions", "invocations", "echo", "--json"]);
+        if invocations.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = &invocations[0];
+    for field in ["event_id", "version", "outcome", "start", "instantiate_us", "wall_us", "cost"] {
+        assert!(!first[field].is_null(), "{field} in {first}");
+    }
+    assert_eq!(first["outcome"], "succeeded");
+    let listed = cli(&served, &["functions", "list"]);
+    assert!(listed.contains("echo") && listed.contains("live"), "{listed}");
+    let refused = glassbox()
+        .args(["functions", "rollback", "echo"])
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to roll back to"));
+}

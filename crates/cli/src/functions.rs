@@ -1,0 +1,198 @@
+//! `glassbox functions …`: deploy WebAssembly components, roll back, and
+//! look at their invocations.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::Remote;
+use crate::render;
+
+#[derive(clap::Subcommand)]
+pub enum FunctionsCommand {
+    /// Deploy a component as the next version of a function and make it live.
+    #[command(
+        after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events).\n  \
+        glassbox functions deploy thermostat.wasm --name thermostat --trigger 'mqtt:devices/+/telemetry' --timeout 2s\n  \
+        glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing"
+    )]
+    Deploy(DeployArgs),
+    /// Functions and their live versions.
+    List(ListArgs),
+    /// Every version of a function, newest first.
+    Versions(NameArgs),
+    /// Move the live alias back to the version before it.
+    Rollback(NameArgs),
+    /// Recent invocations: outcome, timings, cost.
+    Invocations(InvocationsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The component (.wasm).
+    file: PathBuf,
+    #[arg(long)]
+    name: String,
+    /// What runs it; repeatable.
+    #[arg(long = "trigger", required = true, value_name = "SPEC")]
+    triggers: Vec<String>,
+    /// A feature tag its cost is counted under.
+    #[arg(long)]
+    feature: Option<String>,
+    /// Deadline per invocation (default 5s).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Memory limit (default 64MiB).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Invocations at once (default 8).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Events at this hop or deeper are dead-lettered (default 16).
+    #[arg(long)]
+    hop_limit: Option<u32>,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON (`name`, `version`, `digest`, …).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct InvocationsArgs {
+    name: String,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
+    match command {
+        FunctionsCommand::Deploy(a) => deploy(a).await,
+        FunctionsCommand::List(a) => {
+            let body = a.remote.client()?.get("/api/v1/functions", &[]).await?;
+            print_versions(&body["functions"], a.json)
+        }
+        FunctionsCommand::Versions(a) => {
+            let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
+            let body = a.remote.client()?.get(&path, &[]).await?;
+            print_versions(&body["versions"], a.json)
+        }
+        FunctionsCommand::Rollback(a) => {
+            let path = format!("/api/v1/functions/{}/rollback", crate::client::segment(&a.name));
+            let version = a.remote.client()?.post(&path, "application/json", String::new()).await?;
+            match a.json {
+                true => println!("{}", serde_json::to_string_pretty(&version)?),
+                false => println!(
+                    "{} is live at version {} ({})",
+                    a.name,
+                    version["version"],
+                    render::text(&version, "digest")
+                ),
+            }
+            Ok(())
+        }
+        FunctionsCommand::Invocations(a) => {
+            let path = format!("/api/v1/functions/{}/invocations", crate::client::segment(&a.name));
+            let body = a.remote.client()?.get(&path, &[("limit", a.limit.to_string())]).await?;
+            let invocations = body["invocations"].as_array().cloned().unwrap_or_default();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&invocations)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
+            render::table(
+                &["START", "VERSION", "OUTCOME", "START TYPE", "INSTANTIATE", "WALL", "COST $", "EVENT"],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let mut query = vec![("trigger", a.triggers.join(","))];
+    let optional = [("feature", &a.feature), ("timeout", &a.timeout), ("memory", &a.memory)];
+    query.extend(optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
+    if let Some(c) = a.concurrency {
+        query.push(("concurrency", c.to_string()));
+    }
+    if let Some(h) = a.hop_limit {
+        query.push(("hop_limit", h.to_string()));
+    }
+    let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
+    let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;
+    match a.json {
+        true => println!("{}", serde_json::to_string_pretty(&version)?),
+        false => println!(
+            "deployed {} version {} ({}); it is live",
+            render::text(&version, "name"),
+            version["version"],
+            render::text(&version, "digest")
+        ),
+    }
+    Ok(())
+}
+
+fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
+    let versions = versions.as_array().cloned().unwrap_or_default();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = versions
+        .iter()
+        .map(|v| {
+            vec![
+                render::text(v, "name").into(),
+                v["version"].to_string(),
+                if v["live"] == true { "live".into() } else { String::new() },
+                v["spec"]["triggers"]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
+                render::short_time(&v["deployed_at"]),
+                render::text(v, "digest").chars().take(19).collect(),
+            ]
+        })
+        .collect();
+    render::table(&["NAME", "VERSION", "", "TRIGGERS", "DEPLOYED", "DIGEST"], &rows);
+    Ok(())
+}
+
+fn invocation_row(i: &Value) -> Vec<String> {
+    let micros = |k: &str| i[k].as_f64().map_or("-".into(), |us| render::duration_ms(us / 1000.0));
+    vec![
+        render::short_time(&i["start"]),
+        i["version"].to_string(),
+        render::text(i, "outcome").into(),
+        if i["cold"] == true { "cold".into() } else { "warm".into() },
+        micros("instantiate_us"),
+        micros("wall_us"),
+        i["cost"].as_f64().map_or("-".into(), |c| format!("{c:.9}")),
+        render::text(i, "event_id").into(),
+    ]
+}
