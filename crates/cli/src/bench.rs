@@ -1,6 +1,7 @@
 //! `glassbox bench …`: measurements of this build on this machine.
 
 mod connections;
+mod functions;
 mod mqtt;
 mod store;
 
@@ -15,6 +16,9 @@ pub enum BenchCommand {
     /// Many idle MQTT connections to any broker: accept rate, and the
     /// broker's resident memory per connection (given its --pid).
     Connections(connections::ConnectionsBenchArgs),
+    /// The function runtime's overhead per invocation (fresh instance, call,
+    /// outcome), in-process, on a trivial component or the one given.
+    Functions(functions::FunctionsBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -22,5 +26,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Mqtt(args) => mqtt::run(args).await,
         BenchCommand::Connections(args) => connections::run(args).await,
+        BenchCommand::Functions(args) => functions::run(args).await,
     }
 }

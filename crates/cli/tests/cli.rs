@@ -255,3 +255,20 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to roll back to"));
 }
+
+#[test]
+fn bench_functions_reports_invocation_figures() {
+    let output = glassbox().args(["bench", "functions", "--invocations", "200", "--threads", "1"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let figure = |key: &str| -> f64 {
+        last.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {last}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(figure("invocations_per_sec=") > 0.0);
+    assert!(figure("p50_us=") > 0.0 && figure("p50_us=") <= figure("p99_us="), "{last}");
+}

@@ -30,6 +30,10 @@ wasmtime::component::bindgen!({
 pub use exports::glassbox::function::handler::{Event, Output};
 pub use glassbox::function::log::Level;
 
+/// The smallest function there is (WAT): succeeds with no outputs. For
+/// benchmarks of the runtime's own overhead, and tests.
+pub const TRIVIAL_COMPONENT: &str = include_str!("../tests/fixtures/ok.wat");
+
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(2);
 /// Most log lines kept per invocation; more are counted as dropped.

@@ -1,0 +1,116 @@
+//! `glassbox bench functions`: the runtime's overhead per invocation — a
+//! fresh instance of a compiled component, the call, the outcome — measured
+//! in-process on the trivial component, or on any component given.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use glassbox_runtime::{Event, Limits, Outcome, Runtime, Services, TRIVIAL_COMPONENT};
+
+#[derive(clap::Args)]
+#[command(after_help = "The last line holds the figures scripts read, e.g.\n  \
+    invocations_per_sec=41000 p50_us=22 p99_us=61 first_us=850")]
+pub struct FunctionsBenchArgs {
+    /// Invocations per thread.
+    #[arg(long, default_value_t = 20_000)]
+    invocations: u32,
+    /// Threads invoking at once.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// A component to measure instead of the built-in trivial one.
+    #[arg(long)]
+    component: Option<std::path::PathBuf>,
+    /// Payload bytes in each event's data.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+struct Quiet;
+
+impl Services for Quiet {
+    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+    fn kv_delete(&self, _: &str, _: &str) {}
+    fn shadow(&self, _: &str) -> Result<String, String> {
+        Err("benchmark: no devices".into())
+    }
+    fn update_desired(&self, _: &str, _: &str) -> Result<u64, String> {
+        Err("benchmark: no devices".into())
+    }
+    fn send_command(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<String, String> {
+        Err("benchmark: no devices".into())
+    }
+}
+
+fn event(size: usize) -> Event {
+    Event {
+        id: "01BENCH".into(),
+        source: "bench".into(),
+        type_: "bench.tick".into(),
+        subject: None,
+        time: "2026-01-01T00:00:00Z".into(),
+        datacontenttype: Some("application/json".into()),
+        data: vec![b'7'; size],
+        correlationid: "01BENCH".into(),
+        causationid: None,
+        hop: 0,
+        device: None,
+    }
+}
+
+pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
+    let bytes = match &args.component {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => TRIVIAL_COMPONENT.as_bytes().to_vec(),
+    };
+    let runtime = Arc::new(Runtime::new(args.threads.max(1) * 2, 256 << 20).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let compile_started = Instant::now();
+    let compiled = runtime.compile(&bytes)?;
+    println!("compiled {} in {:.1} ms", compiled.digest, compile_started.elapsed().as_secs_f64() * 1000.0);
+    let services: Arc<dyn Services> = Arc::new(Quiet);
+    let first = runtime.invoke(&compiled, "bench", &event(args.size), Limits::default(), services.clone());
+    if first.outcome != Outcome::Succeeded {
+        anyhow::bail!("the component did not succeed: {:?}", first.outcome);
+    }
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..args.threads.max(1) {
+        let (runtime, compiled, services) = (runtime.clone(), compiled.clone(), services.clone());
+        let (n, size) = (args.invocations, args.size);
+        threads.push(std::thread::spawn(move || {
+            let input = event(size);
+            let mut times = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let report = runtime.invoke(&compiled, "bench", &input, Limits::default(), services.clone());
+                times.push(report.wall.as_secs_f64() * 1e6);
+            }
+            times
+        }));
+    }
+    let mut times: Vec<f64> = threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect();
+    let elapsed = started.elapsed();
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let rate = times.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "{} invocations on {} threads in {:.2} s; first invocation {:.0} µs (instantiate {:.0} µs)",
+        times.len(),
+        args.threads,
+        elapsed.as_secs_f64(),
+        first.wall.as_secs_f64() * 1e6,
+        first.instantiate.as_secs_f64() * 1e6
+    );
+    println!(
+        "invocations_per_sec={rate:.0} p50_us={:.1} p90_us={:.1} p99_us={:.1} first_us={:.0}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        first.wall.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
