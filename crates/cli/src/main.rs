@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod control;
+mod debug;
 mod devices;
 mod events;
 mod functions;
@@ -72,6 +73,9 @@ enum Command {
     /// Deploy and watch functions (WebAssembly components run on events).
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// Debug: replay an event against any function version.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Show the whole correlation chain of an event as a tree, with each
     /// event's states and the time between them.
     Trace(trace::TraceArgs),
@@ -91,6 +95,7 @@ fn main() -> std::process::ExitCode {
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
+                Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
             }

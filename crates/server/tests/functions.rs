@@ -173,6 +173,27 @@ async fn deadlines_stop_a_loop_and_rollback_restores_the_previous_version() {
     server.call(reqwest::Method::POST, "/api/v1/events", Some(run)).await;
     let after = server.invocations("job", 2).await.remove(0);
     assert_eq!((after["outcome"].clone(), after["version"].clone()), (json!("succeeded"), json!(1)));
+    // The event that timed out on v2, replayed against v1: a dry run records nothing…
+    let original = timed_out["event_id"].as_str().unwrap().to_string();
+    let replay = |body: Value| {
+        server.call(reqwest::Method::POST, "/api/v1/functions/job/replay", Some(body.to_string().into_bytes()))
+    };
+    let (status, dry) = replay(json!({"event_id": original, "version": 1, "dry_run": true})).await;
+    assert_eq!(
+        (status, dry["outcome"].clone(), dry["dry_run"].clone()),
+        (StatusCode::OK, json!("succeeded"), json!(true))
+    );
+    assert_eq!(dry["logs"][0]["message"], "hello");
+    assert_eq!(server.invocations("job", 2).await.len(), 2, "nothing recorded");
+    // …a real one is a new invocation linked to the original event.
+    let (_, replayed) = replay(json!({"event_id": original, "version": 1})).await;
+    assert_eq!((replayed["outcome"].clone(), replayed["replay_of"].clone()), (json!("succeeded"), json!(original)));
+    let (_, chain) = server.call(reqwest::Method::GET, &format!("/api/v1/trace/{original}"), None).await;
+    let invoked = chain["events"].as_array().unwrap().iter().filter(|e| e["type"] == "function.invoked").count();
+    assert_eq!(invoked, 2, "the timed-out run and its replay, on the original's chain");
+    let (status, _) = replay(json!({"event_id": original, "version": 9})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     let deploys = server.events("type=function.*").await;
     let kinds: Vec<&str> = deploys.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"function.deployed") && kinds.contains(&"function.rolled_back"), "{kinds:?}");

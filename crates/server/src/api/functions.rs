@@ -93,6 +93,27 @@ pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>) -> 
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    event_id: String,
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/functions/{name}/replay` `{"event_id", "version"?, "dry_run"?}`.
+pub async fn replay(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<ReplayBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(r) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let invocation = app.functions.replay(&name, &r.event_id, r.version, r.dry_run).await.map_err(error)?;
+    Ok(Json(invocation))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InvocationParams {
     limit: Option<usize>,
 }

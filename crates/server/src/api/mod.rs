@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(functions::COMPONENT_BYTES_MAX)),
         )
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
+        .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

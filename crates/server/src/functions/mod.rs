@@ -172,6 +172,70 @@ impl Functions {
         Ok(moved)
     }
 
+    /// Re-runs a recorded event against a version of a function (the live
+    /// one by default). Unless `dry_run`, the replay is recorded like any
+    /// invocation — a new `function.invoked` with `replay_of`, outputs as new
+    /// events — all caused by the original event. Returns the invocation.
+    pub async fn replay(
+        self: &Arc<Self>,
+        name: &str,
+        event_id: &str,
+        version: Option<u32>,
+        dry_run: bool,
+    ) -> Result<Value, FunctionError> {
+        let versions = self.versions(name).await?;
+        let chosen = match version {
+            None => versions.iter().find(|v| v.live),
+            Some(n) => versions.iter().find(|v| v.version == n),
+        }
+        .cloned()
+        .ok_or_else(|| FunctionError::Invalid(format!("{name} has no version {}", version.unwrap_or_default())))?;
+        let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
+        let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
+            FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
+        })?;
+        let spec: Spec = serde_json::from_str(&chosen.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        let bytes = std::fs::read(self.path(&chosen.digest))
+            .map_err(|e| FunctionError::Invalid(format!("component missing: {e}")))?;
+        let live = Live {
+            slots: Arc::new(Semaphore::new(1)),
+            triggers: spec.validate().map_err(FunctionError::Invalid)?,
+            compiled: self.compile(bytes).await?,
+            version: chosen,
+            spec,
+            waiting: AtomicUsize::new(0),
+            warm: AtomicBool::new(true),
+        };
+        let limits = Limits {
+            timeout: Duration::from_millis(live.spec.timeout_ms),
+            memory_bytes: live.spec.memory_bytes as usize,
+            ..Limits::default()
+        };
+        let input = to_input(&recorded);
+        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
+        let task_name = name.to_string();
+        let started = Utc::now();
+        let report = tokio::task::spawn_blocking(move || {
+            runtime.invoke(&compiled, &task_name, &input, limits, services.for_function(&task_name))
+        })
+        .await
+        .map_err(|e| FunctionError::Invalid(format!("the replay failed to run: {e}")))?;
+        if dry_run {
+            let outputs: Vec<Value> = report
+                .outputs
+                .iter()
+                .map(|o| json!({ "type": o.type_, "subject": o.subject, "data": String::from_utf8_lossy(&o.data) }))
+                .collect();
+            return Ok(json!({
+                "function": name, "version": live.version.version, "event_id": event_id, "dry_run": true,
+                "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
+                "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
+            }));
+        }
+        let invocation = self.record_invocation(&live, &recorded, started, false, report, Some(event_id)).await;
+        Ok(invocation.unwrap_or(Value::Null))
+    }
+
     pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, FunctionError> {
         let versions = self.store.versions(name).await?;
         if versions.is_empty() {
@@ -260,7 +324,7 @@ impl Functions {
             Ok(report) => report,
             Err(e) => return tracing::error!(function = %name, error = %e, "an invocation task failed"),
         };
-        self.record_invocation(&live, &recorded, started, cold, report).await;
+        self.record_invocation(&live, &recorded, started, cold, report, None).await;
     }
 
     async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
@@ -293,6 +357,7 @@ impl Functions {
         }
     }
 
+    /// Records the outputs and the invocation; returns the invocation record.
     async fn record_invocation(
         &self,
         live: &Live,
@@ -300,7 +365,8 @@ impl Functions {
         started: chrono::DateTime<Utc>,
         cold: bool,
         report: Report,
-    ) {
+        replay_of: Option<&str>,
+    ) -> Option<Value> {
         let name = &live.version.name;
         let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
         let outputs = match drafts.is_empty() {
@@ -315,7 +381,7 @@ impl Functions {
         };
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
         let cost = COST_PER_REQUEST + gib * report.wall.as_secs_f64() * COST_PER_GIB_SECOND;
-        let data = json!({
+        let mut data = json!({
             "function": name,
             "version": live.version.version,
             "digest": live.version.digest,
@@ -331,7 +397,12 @@ impl Functions {
             "logs_dropped": report.logs_dropped,
             "outputs": outputs,
         });
-        self.record_about(live, recorded, "function.invoked", data).await;
+        if let Some(original) = replay_of {
+            data["replay_of"] = json!(original);
+        }
+        let id = self.record_about(live, recorded, "function.invoked", data.clone()).await;
+        data["id"] = json!(id);
+        Some(data)
     }
 }
 
