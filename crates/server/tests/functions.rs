@@ -217,3 +217,52 @@ async fn bad_deploys_are_refused_with_what_is_wrong() {
     assert!(refused("bad%20name", fixture("ok"), "trigger=event:x").await.contains("function name"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn events_the_bus_skipped_are_read_back_and_trigger_exactly_once() {
+    // A tiny bus: the dispatcher falls behind on a burst and must catch up from the recorder.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+    config.http.listen = "127.0.0.1:0".into();
+    config.mqtt.listen = "127.0.0.1:0".into();
+    config.recorder.bus_capacity = 2;
+    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
+    let server = Server {
+        http: format!("http://{}", running.http_addr),
+        mqtt: running.mqtt_addr.to_string(),
+        running: Some(running),
+        _dir: dir,
+    };
+    let (status, _) = server.deploy("counter", "ok", "trigger=event:burst.*&concurrency=64").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let burst: Vec<Value> = (0..200)
+        .map(|n| json!({"specversion": "1.0", "source": "test", "type": "burst.tick", "data": {"n": n}}))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/events", server.http))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(&burst).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mut seen = 0;
+    for _ in 0..100 {
+        let (_, body) =
+            server.call(reqwest::Method::GET, "/api/v1/functions/counter/invocations?limit=1000", None).await;
+        seen = body["invocations"].as_array().map_or(0, Vec::len);
+        if seen >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, body) = server.call(reqwest::Method::GET, "/api/v1/functions/counter/invocations?limit=1000", None).await;
+    let invocations = body["invocations"].as_array().unwrap();
+    let mut triggers: Vec<&str> = invocations.iter().map(|i| i["event_id"].as_str().unwrap()).collect();
+    triggers.sort();
+    triggers.dedup();
+    assert_eq!((seen, invocations.len(), triggers.len()), (200, 200, 200), "each event once");
+    server.stop().await;
+}

@@ -451,18 +451,70 @@ fn to_input(recorded: &RecordedEvent) -> Event {
     }
 }
 
-/// Feeds recorded events to the functions while they live.
+/// Feeds recorded events to the functions while they live. The bus is
+/// bounded and skips ahead when a reader falls behind; the skipped events
+/// are in the recorder, so they are read back from it: no event a trigger
+/// matches is missed.
 async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
+    let mut last: Option<glassbox_core::EventId> = None;
+    // Read back after a lag, and possibly still on their way on the bus.
+    let mut read_back: std::collections::HashSet<glassbox_core::EventId> = Default::default();
     while let Some(item) = events.next().await {
         let Some(functions) = functions.upgrade() else { return };
         match item {
-            BusItem::Event(recorded) => functions.offer(recorded),
+            BusItem::Event(recorded) => {
+                let id = recorded.event.id;
+                if read_back.remove(&id) {
+                    continue;
+                }
+                if last.is_some_and(|l| id > l) {
+                    read_back.clear(); // Past everything read back.
+                }
+                last = last.max(Some(id));
+                functions.offer(recorded);
+            }
             BusItem::Lagged(skipped) => {
-                tracing::error!(
+                tracing::warn!(
                     skipped,
-                    "function dispatch fell behind the event stream; those events did not trigger functions"
-                )
+                    "function dispatch fell behind the event stream; reading the skipped events back"
+                );
+                let Some(after) = last else { continue };
+                match functions.recorded_after(after).await {
+                    Ok(missed) => {
+                        for recorded in missed {
+                            last = last.max(Some(recorded.event.id));
+                            read_back.insert(recorded.event.id);
+                            functions.offer(Arc::new(recorded));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
+                    }
+                }
             }
         }
+    }
+}
+
+/// Most events read back after one lag.
+const CATCH_UP_MAX: usize = 200_000;
+
+impl Functions {
+    /// Recorded events with ids after `after`, oldest first.
+    async fn recorded_after(&self, after: glassbox_core::EventId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let since = chrono::DateTime::<Utc>::from(after.datetime());
+        let mut query = glassbox_core::EventQuery { since: Some(since), limit: 1000, ..Default::default() };
+        let mut found = Vec::new();
+        loop {
+            let page = self.pipeline.store().query(&query).await?;
+            let reached = page.events.iter().any(|e| e.event.id <= after);
+            found.extend(page.events.into_iter().filter(|e| e.event.id > after));
+            match page.next_cursor {
+                Some(cursor) if !reached && found.len() < CATCH_UP_MAX => query.cursor = Some(cursor),
+                _ => break,
+            }
+        }
+        found.reverse();
+        Ok(found)
     }
 }
