@@ -52,6 +52,12 @@ pub struct DeployArgs {
     /// Events at this hop or deeper are dead-lettered (default 16).
     #[arg(long)]
     hop_limit: Option<u32>,
+    /// Runs after a failed one, with backoff, before dead-lettering (default 2).
+    #[arg(long)]
+    retries: Option<u32>,
+    /// No retry once the event is this old (default 1h).
+    #[arg(long)]
+    max_age: Option<String>,
     #[command(flatten)]
     remote: Remote,
     /// Print JSON (`name`, `version`, `digest`, …).
@@ -135,13 +141,16 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let mut query = vec![("trigger", a.triggers.join(","))];
-    let optional = [("feature", &a.feature), ("timeout", &a.timeout), ("memory", &a.memory)];
+    let optional = [("feature", &a.feature), ("timeout", &a.timeout), ("memory", &a.memory), ("max_age", &a.max_age)];
     query.extend(optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
     if let Some(c) = a.concurrency {
         query.push(("concurrency", c.to_string()));
     }
     if let Some(h) = a.hop_limit {
         query.push(("hop_limit", h.to_string()));
+    }
+    if let Some(r) = a.retries {
+        query.push(("retries", r.to_string()));
     }
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
     let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;

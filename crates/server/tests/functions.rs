@@ -160,7 +160,7 @@ async fn a_self_triggering_function_stops_at_the_hop_limit_with_a_dead_letter() 
 async fn deadlines_stop_a_loop_and_rollback_restores_the_previous_version() {
     let server = start().await;
     server.deploy("job", "echo", "trigger=event:job.run").await;
-    let (status, v2) = server.deploy("job", "loop", "trigger=event:job.run&timeout=200ms").await;
+    let (status, v2) = server.deploy("job", "loop", "trigger=event:job.run&timeout=200ms&retries=0").await;
     assert_eq!((status, v2["version"].clone()), (StatusCode::CREATED, json!(2)));
     let run = json!({"specversion": "1.0", "source": "test", "type": "job.run"}).to_string().into_bytes();
     server.call(reqwest::Method::POST, "/api/v1/events", Some(run.clone())).await;
@@ -264,5 +264,32 @@ async fn events_the_bus_skipped_are_read_back_and_trigger_exactly_once() {
     triggers.sort();
     triggers.dedup();
     assert_eq!((seen, invocations.len(), triggers.len()), (200, 200, 200), "each event once");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
+    let server = start().await;
+    let (status, _) = server.deploy("flaky", "fail", "trigger=event:work.item&retries=2").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
+    server.call(reqwest::Method::POST, "/api/v1/events", Some(item)).await;
+    let attempts = server.invocations("flaky", 3).await;
+    let mut numbers: Vec<u64> = attempts.iter().map(|i| i["attempt"].as_u64().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(attempts.iter().all(|i| i["outcome"] == "failed" && i["error"] == "bad input"));
+    let mut dead = Vec::new();
+    for _ in 0..50 {
+        dead = server.events("type=function.dead_letter").await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["data"]["reason"], "failed after 3 attempt(s): failed: bad input");
+    assert_eq!(dead[0]["data"]["version"], 1);
+    assert_eq!(dead[0]["data"]["event"], attempts[0]["event_id"], "the original event, for replay");
     server.stop().await;
 }

@@ -33,6 +33,8 @@ pub struct DeployParams {
     concurrency: Option<u32>,
     hop_limit: Option<u32>,
     feature: Option<String>,
+    retries: Option<u32>,
+    max_age: Option<String>,
 }
 
 fn spec(p: DeployParams) -> Result<Spec, ApiError> {
@@ -51,6 +53,11 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     spec.concurrency = p.concurrency.unwrap_or(spec.concurrency);
     spec.hop_limit = p.hop_limit.unwrap_or(spec.hop_limit);
     spec.feature = p.feature;
+    spec.retries = p.retries.unwrap_or(spec.retries);
+    if let Some(age) = p.max_age {
+        spec.max_age_ms =
+            humantime::parse_duration(&age).map_err(|e| bad(format!("max_age {age:?}: {e}")))?.as_millis() as u64;
+    }
     Ok(spec)
 }
 

@@ -232,7 +232,7 @@ impl Functions {
                 "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
             }));
         }
-        let invocation = self.record_invocation(&live, &recorded, started, false, report, Some(event_id)).await;
+        let invocation = self.record_invocation(&live, &recorded, started, false, report, Some(event_id), 1).await;
         Ok(invocation.unwrap_or(Value::Null))
     }
 
@@ -302,17 +302,48 @@ impl Functions {
             let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
             return self.dead_letter(&live, &recorded, &reason).await;
         }
-        let permit = live.slots.clone().acquire_owned().await;
-        live.waiting.fetch_sub(1, Ordering::Relaxed);
-        let Ok(_permit) = permit else { return };
-        let cold = !live.warm.swap(true, Ordering::Relaxed);
-        let input = to_input(&recorded);
+        let mut attempt = 1;
+        loop {
+            let permit = live.slots.clone().acquire_owned().await;
+            if attempt == 1 {
+                live.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+            let Ok(permit) = permit else { return };
+            let started = Utc::now();
+            let Some(report) = self.run_once(&live, &recorded).await else { return };
+            drop(permit);
+            let cold = !live.warm.swap(true, Ordering::Relaxed);
+            let failure = (report.outcome != glassbox_runtime::Outcome::Succeeded).then(|| {
+                format!(
+                    "{}{}",
+                    report.outcome.as_str(),
+                    report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default()
+                )
+            });
+            self.record_invocation(&live, &recorded, started, cold, report, None, attempt).await;
+            let Some(failure) = failure else { return };
+            let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
+            let max_age = Duration::from_millis(live.spec.max_age_ms);
+            if attempt > live.spec.retries || age >= max_age {
+                let reason = format!("failed after {attempt} attempt(s): {failure}");
+                return self.dead_letter(&live, &recorded, &reason).await;
+            }
+            // Back off: 100 ms, 200 ms, 400 ms, … at most 10 s.
+            let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+        }
+    }
+
+    /// One run of the function on the event, on a blocking thread.
+    async fn run_once(&self, live: &Live, recorded: &RecordedEvent) -> Option<Report> {
+        let name = live.version.name.clone();
+        let input = to_input(recorded);
         let limits = Limits {
             timeout: Duration::from_millis(live.spec.timeout_ms),
             memory_bytes: live.spec.memory_bytes as usize,
             ..Limits::default()
         };
-        let started = Utc::now();
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
         let task_name = name.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -320,17 +351,21 @@ impl Functions {
             runtime.invoke(&compiled, &task_name, &input, limits, services)
         })
         .await;
-        let report = match report {
-            Ok(report) => report,
-            Err(e) => return tracing::error!(function = %name, error = %e, "an invocation task failed"),
-        };
-        self.record_invocation(&live, &recorded, started, cold, report, None).await;
+        match report {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::error!(function = %name, error = %e, "an invocation task failed");
+                None
+            }
+        }
     }
 
+    /// Gives up on an event for this function, keeping what replay needs:
+    /// the original event (by id), the version, and why.
     async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
         let data = json!({
-            "function": live.version.name, "version": live.version.version, "reason": reason,
-            "event": recorded.event.id.to_string(),
+            "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
+            "reason": reason, "event": recorded.event.id.to_string(),
         });
         self.record_about(live, recorded, "function.dead_letter", data).await;
     }
@@ -366,6 +401,7 @@ impl Functions {
         cold: bool,
         report: Report,
         replay_of: Option<&str>,
+        attempt: u32,
     ) -> Option<Value> {
         let name = &live.version.name;
         let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
@@ -386,6 +422,7 @@ impl Functions {
             "version": live.version.version,
             "digest": live.version.digest,
             "event_id": recorded.event.id.to_string(),
+            "attempt": attempt,
             "outcome": report.outcome.as_str(),
             "error": report.outcome.detail(),
             "start": started,

@@ -24,6 +24,20 @@ pub struct Spec {
     pub hop_limit: u32,
     #[serde(default)]
     pub feature: Option<String>,
+    /// Runs after the first that failed, with backoff, before dead-lettering.
+    #[serde(default = "retries_default")]
+    pub retries: u32,
+    /// No retry starts once the event is this old (milliseconds).
+    #[serde(default = "max_age_default")]
+    pub max_age_ms: u64,
+}
+
+fn retries_default() -> u32 {
+    2
+}
+
+fn max_age_default() -> u64 {
+    3_600_000
 }
 
 impl Default for Spec {
@@ -35,6 +49,8 @@ impl Default for Spec {
             concurrency: 8,
             hop_limit: HOP_LIMIT_DEFAULT,
             feature: None,
+            retries: retries_default(),
+            max_age_ms: max_age_default(),
         }
     }
 }
@@ -93,6 +109,12 @@ impl Spec {
         }
         if !(1..=CONCURRENCY_MAX).contains(&self.concurrency) {
             return Err(format!("concurrency must be between 1 and {CONCURRENCY_MAX}"));
+        }
+        if self.retries > 10 {
+            return Err("retries must be at most 10".into());
+        }
+        if self.max_age_ms == 0 {
+            return Err("max age must be more than 0".into());
         }
         if !(1..=1000).contains(&self.hop_limit) {
             return Err("hop limit must be between 1 and 1000".into());
