@@ -47,6 +47,16 @@ pub enum FunctionError {
     Store(#[from] StoreError),
 }
 
+/// How an invocation came about, for its record.
+struct Run<'a> {
+    started: chrono::DateTime<Utc>,
+    cold: bool,
+    /// The event a replay re-runs.
+    replay_of: Option<&'a str>,
+    /// 1 for the first run, then each retry.
+    attempt: u32,
+}
+
 /// A live version, ready to run.
 struct Live {
     version: FunctionVersion,
@@ -232,7 +242,8 @@ impl Functions {
                 "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
             }));
         }
-        let invocation = self.record_invocation(&live, &recorded, started, false, report, Some(event_id), 1).await;
+        let run = Run { started, cold: false, replay_of: Some(event_id), attempt: 1 };
+        let invocation = self.record_invocation(&live, &recorded, run, report).await;
         Ok(invocation.unwrap_or(Value::Null))
     }
 
@@ -320,7 +331,8 @@ impl Functions {
                     report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default()
                 )
             });
-            self.record_invocation(&live, &recorded, started, cold, report, None, attempt).await;
+            let run = Run { started, cold, replay_of: None, attempt };
+            self.record_invocation(&live, &recorded, run, report).await;
             let Some(failure) = failure else { return };
             let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
             let max_age = Duration::from_millis(live.spec.max_age_ms);
@@ -397,11 +409,8 @@ impl Functions {
         &self,
         live: &Live,
         recorded: &RecordedEvent,
-        started: chrono::DateTime<Utc>,
-        cold: bool,
+        run: Run<'_>,
         report: Report,
-        replay_of: Option<&str>,
-        attempt: u32,
     ) -> Option<Value> {
         let name = &live.version.name;
         let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
@@ -422,11 +431,11 @@ impl Functions {
             "version": live.version.version,
             "digest": live.version.digest,
             "event_id": recorded.event.id.to_string(),
-            "attempt": attempt,
+            "attempt": run.attempt,
             "outcome": report.outcome.as_str(),
             "error": report.outcome.detail(),
-            "start": started,
-            "cold": cold,
+            "start": run.started,
+            "cold": run.cold,
             "instantiate_us": report.instantiate.as_micros() as u64,
             "wall_us": report.wall.as_micros() as u64,
             "cost": cost,
@@ -434,7 +443,7 @@ impl Functions {
             "logs_dropped": report.logs_dropped,
             "outputs": outputs,
         });
-        if let Some(original) = replay_of {
+        if let Some(original) = run.replay_of {
             data["replay_of"] = json!(original);
         }
         let id = self.record_about(live, recorded, "function.invoked", data.clone()).await;
