@@ -17,6 +17,7 @@ pub enum DebugCommand {
 }
 
 #[derive(clap::Args)]
+#[command(disable_version_flag = true)]
 pub struct ReplayArgs {
     /// The event to re-run.
     event: String,
