@@ -75,6 +75,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome's name: a closed list, for bounded metric labels.
+    pub const NAMES: [&str; 6] = ["succeeded", "failed", "trapped", "timed_out", "memory_exceeded", "output_too_large"];
+
     /// The outcome's name, as recorded.
     pub fn as_str(&self) -> &'static str {
         match self {

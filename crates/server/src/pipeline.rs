@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use glassbox_bus::Bus;
-use glassbox_core::{Draft, IdMinter, Lineage};
+use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent};
 use glassbox_store::{Appended, EventStore, Ingress, StoreError};
 
 use crate::metrics::Counters;
@@ -62,6 +62,25 @@ impl Pipeline {
         task.await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
     }
 
+    /// Recorded events with ids after `after` (at most [`READ_BACK_MAX`]),
+    /// oldest first: what a bus reader that fell behind missed.
+    pub async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let since = chrono::DateTime::<Utc>::from(after.datetime());
+        let mut query = EventQuery { since: Some(since), limit: 1000, ..Default::default() };
+        let mut found = Vec::new();
+        loop {
+            let page = self.store.query(&query).await?;
+            let reached = page.events.iter().any(|e| e.event.id <= after);
+            found.extend(page.events.into_iter().filter(|e| e.event.id > after));
+            match page.next_cursor {
+                Some(cursor) if !reached && found.len() < READ_BACK_MAX => query.cursor = Some(cursor),
+                _ => break,
+            }
+        }
+        found.reverse();
+        Ok(found)
+    }
+
     /// The parent's lineage, when the draft names a parent: its chain is
     /// inherited and its depth bounds the child's from below.
     async fn parent_of(&self, draft: &Draft) -> Result<Option<Lineage>, StoreError> {
@@ -69,6 +88,42 @@ impl Pipeline {
             Some(parent) => self.store.lineage(parent).await,
             None => Ok(None),
         }
+    }
+}
+
+/// Most events read back for a reader that fell behind the bus.
+pub const READ_BACK_MAX: usize = 200_000;
+
+/// Where a bus reader is, so that after a lag it reads back what it missed
+/// and then skips those same events if the bus still delivers them.
+#[derive(Default)]
+pub struct BusCursor {
+    last: Option<EventId>,
+    read_back: std::collections::HashSet<EventId>,
+}
+
+impl BusCursor {
+    /// Whether an event from the bus is new to this reader.
+    pub fn fresh(&mut self, id: EventId) -> bool {
+        if self.read_back.remove(&id) {
+            return false;
+        }
+        if self.last.is_some_and(|last| id > last) {
+            self.read_back.clear(); // Past everything read back.
+        }
+        self.last = self.last.max(Some(id));
+        true
+    }
+
+    /// What the reader missed, oldest first, noted as seen.
+    pub async fn read_back(&mut self, pipeline: &Pipeline) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Some(after) = self.last else { return Ok(Vec::new()) };
+        let missed = pipeline.recorded_after(after).await?;
+        for recorded in &missed {
+            self.last = self.last.max(Some(recorded.event.id));
+            self.read_back.insert(recorded.event.id);
+        }
+        Ok(missed)
     }
 }
 

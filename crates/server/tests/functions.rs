@@ -291,5 +291,8 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
     assert_eq!(dead[0]["data"]["reason"], "failed after 3 attempt(s): failed: bad input");
     assert_eq!(dead[0]["data"]["version"], 1);
     assert_eq!(dead[0]["data"]["event"], attempts[0]["event_id"], "the original event, for replay");
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("glassbox_function_invocations_total{outcome=\"failed\"} 3"), "{metrics}");
+    assert!(metrics.contains("glassbox_function_dead_letters_total 1"));
     server.stop().await;
 }

@@ -103,6 +103,8 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
     crate::metrics::render_broker(&mut text, &app.broker.stats());
+    let (outcomes, dead_letters) = app.functions.counts();
+    crate::metrics::render_functions(&mut text, &outcomes, dead_letters);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

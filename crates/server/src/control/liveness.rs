@@ -4,7 +4,8 @@
 //! cadence allows, or disconnected for longer than a bound. A device turning
 //! silent raises `device.silent` once; talking again raises `device.active`.
 //!
-//! Fed by the recorded event stream (the bus), never by the hot path. Held
+//! Fed by the recorded event stream (the bus, with what it skips read back
+//! from the recorder), never by the hot path. Held
 //! in memory: after a restart, cadences are learned again and a device is
 //! judged from the first thing heard from it.
 

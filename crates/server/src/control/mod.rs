@@ -200,18 +200,28 @@ async fn sweep(control: Weak<Control>) {
     }
 }
 
-/// Feeds liveness from the recorded stream while the service lives.
+/// Feeds liveness from the recorded stream while the service lives; what
+/// the bus skipped when this fell behind is read back from the recorder.
 async fn watch(control: Weak<Control>, mut events: glassbox_bus::Subscription) {
     use futures::StreamExt;
+    let mut cursor = crate::pipeline::BusCursor::default();
     while let Some(item) = events.next().await {
         let Some(control) = control.upgrade() else { return };
         match item {
-            glassbox_bus::BusItem::Event(recorded) => control.observe(&recorded).await,
+            glassbox_bus::BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => {
+                control.observe(&recorded).await
+            }
+            glassbox_bus::BusItem::Event(_) => {}
             glassbox_bus::BusItem::Lagged(skipped) => {
-                tracing::warn!(
-                    skipped,
-                    "liveness fell behind the event stream; some devices may look quieter than they are"
-                )
+                tracing::warn!(skipped, "liveness fell behind the event stream; reading the skipped events back");
+                match cursor.read_back(&control.pipeline).await {
+                    Ok(missed) => {
+                        for recorded in missed {
+                            control.observe(&recorded).await;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not read skipped events back for liveness"),
+                }
             }
         }
     }

@@ -76,6 +76,9 @@ pub struct Functions {
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
+    /// Invocations by outcome (index in `Outcome::NAMES`), and dead letters.
+    outcomes: [std::sync::atomic::AtomicU64; 6],
+    dead_letters: std::sync::atomic::AtomicU64,
 }
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
@@ -99,7 +102,16 @@ impl Functions {
         let runtime =
             Arc::new(Runtime::new(256, 512 << 20).map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?);
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
-        let functions = Arc::new(Self { runtime, store, pipeline, dir, live: RwLock::new(HashMap::new()), services });
+        let functions = Arc::new(Self {
+            runtime,
+            store,
+            pipeline,
+            dir,
+            live: RwLock::new(HashMap::new()),
+            services,
+            outcomes: Default::default(),
+            dead_letters: Default::default(),
+        });
         for version in functions.store.live_versions().await? {
             if let Err(e) = functions.load(version.clone()).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
@@ -372,9 +384,20 @@ impl Functions {
         }
     }
 
+    /// Invocations by outcome name, and dead letters, since start: for `/metrics`.
+    pub fn counts(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let outcomes = glassbox_runtime::Outcome::NAMES
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
+            .collect();
+        (outcomes, self.dead_letters.load(Ordering::Relaxed))
+    }
+
     /// Gives up on an event for this function, keeping what replay needs:
     /// the original event (by id), the version, and why.
     async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
         let data = json!({
             "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
             "reason": reason, "event": recorded.event.id.to_string(),
@@ -413,6 +436,9 @@ impl Functions {
         report: Report,
     ) -> Option<Value> {
         let name = &live.version.name;
+        if let Some(i) = glassbox_runtime::Outcome::NAMES.iter().position(|n| *n == report.outcome.as_str()) {
+            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        }
         let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
         let outputs = match drafts.is_empty() {
             true => Vec::new(),
@@ -502,65 +528,24 @@ fn to_input(recorded: &RecordedEvent) -> Event {
 /// are in the recorder, so they are read back from it: no event a trigger
 /// matches is missed.
 async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
-    let mut last: Option<glassbox_core::EventId> = None;
-    // Read back after a lag, and possibly still on their way on the bus.
-    let mut read_back: std::collections::HashSet<glassbox_core::EventId> = Default::default();
+    let mut cursor = crate::pipeline::BusCursor::default();
     while let Some(item) = events.next().await {
         let Some(functions) = functions.upgrade() else { return };
         match item {
-            BusItem::Event(recorded) => {
-                let id = recorded.event.id;
-                if read_back.remove(&id) {
-                    continue;
-                }
-                if last.is_some_and(|l| id > l) {
-                    read_back.clear(); // Past everything read back.
-                }
-                last = last.max(Some(id));
-                functions.offer(recorded);
-            }
+            BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => functions.offer(recorded),
+            BusItem::Event(_) => {}
             BusItem::Lagged(skipped) => {
                 tracing::warn!(
                     skipped,
                     "function dispatch fell behind the event stream; reading the skipped events back"
                 );
-                let Some(after) = last else { continue };
-                match functions.recorded_after(after).await {
-                    Ok(missed) => {
-                        for recorded in missed {
-                            last = last.max(Some(recorded.event.id));
-                            read_back.insert(recorded.event.id);
-                            functions.offer(Arc::new(recorded));
-                        }
-                    }
+                match cursor.read_back(&functions.pipeline).await {
+                    Ok(missed) => missed.into_iter().for_each(|recorded| functions.offer(Arc::new(recorded))),
                     Err(e) => {
                         tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
                     }
                 }
             }
         }
-    }
-}
-
-/// Most events read back after one lag.
-const CATCH_UP_MAX: usize = 200_000;
-
-impl Functions {
-    /// Recorded events with ids after `after`, oldest first.
-    async fn recorded_after(&self, after: glassbox_core::EventId) -> Result<Vec<RecordedEvent>, StoreError> {
-        let since = chrono::DateTime::<Utc>::from(after.datetime());
-        let mut query = glassbox_core::EventQuery { since: Some(since), limit: 1000, ..Default::default() };
-        let mut found = Vec::new();
-        loop {
-            let page = self.pipeline.store().query(&query).await?;
-            let reached = page.events.iter().any(|e| e.event.id <= after);
-            found.extend(page.events.into_iter().filter(|e| e.event.id > after));
-            match page.next_cursor {
-                Some(cursor) if !reached && found.len() < CATCH_UP_MAX => query.cursor = Some(cursor),
-                _ => break,
-            }
-        }
-        found.reverse();
-        Ok(found)
     }
 }
