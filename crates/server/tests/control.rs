@@ -351,8 +351,16 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(flagged, ["meter-7"], "silent beyond its cadence while connected");
-    let (_, page) = server.call(reqwest::Method::GET, "/api/v1/events?type=device.silent&device=meter-7", None).await;
-    let reason = page["events"][0]["data"]["reason"].as_str().unwrap().to_string();
+    let mut reason = String::new();
+    for _ in 0..50 {
+        let (_, page) =
+            server.call(reqwest::Method::GET, "/api/v1/events?type=device.silent&device=meter-7", None).await;
+        if let Some(r) = page["events"][0]["data"]["reason"].as_str() {
+            reason = r.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(reason.contains("connected but silent") && reason.contains("declared cadence is every 1s"), "{reason}");
 
     // It talks again: the flag clears, with an event saying so.
@@ -364,7 +372,17 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ids("silent=true").await.is_empty());
-    let (_, page) = server.call(reqwest::Method::GET, "/api/v1/events?type=device.active&device=meter-7", None).await;
-    assert!(page["events"][0]["data"]["silent_for_seconds"].as_f64().unwrap() > 0.0);
+    // The flag clears as the message is seen; its event is recorded just after.
+    let mut active = Value::Null;
+    for _ in 0..50 {
+        let (_, page) =
+            server.call(reqwest::Method::GET, "/api/v1/events?type=device.active&device=meter-7", None).await;
+        active = page["events"][0].clone();
+        if !active.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(active["data"]["silent_for_seconds"].as_f64().unwrap() > 0.0, "{active}");
     server.running.unwrap().stop().await.unwrap();
 }
