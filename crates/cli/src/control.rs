@@ -213,19 +213,27 @@ fn pairs_to_object(pairs: &[String]) -> anyhow::Result<Value> {
             bail!("{pair:?}: the key must not be empty (dots separate nested keys)");
         }
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
-        let mut levels: Vec<&str> = key.split('.').collect();
-        let last = levels.pop().expect("split yields one at least");
-        let mut node = &mut root;
-        for level in levels {
-            let entry = node.entry(level.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let path: Vec<&str> = key.split('.').collect();
+        insert_path(&mut root, &path, value);
+    }
+    Ok(Value::Object(root))
+}
+
+/// Sets `value` at `path` (`["fan", "speed"]`), making objects on the way.
+fn insert_path(map: &mut Map<String, Value>, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => drop(map.insert(last.to_string(), value)),
+        [first, rest @ ..] => {
+            let entry = map.entry(first.to_string()).or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
-            node = entry.as_object_mut().expect("made an object above");
+            if let Value::Object(inner) = entry {
+                insert_path(inner, rest, value);
+            }
         }
-        node.insert(last.to_string(), value);
     }
-    Ok(Value::Object(root))
 }
 
 pub fn print_shadow(shadow: &Value, json: bool) -> anyhow::Result<()> {

@@ -100,6 +100,19 @@ pub struct Lineage {
 }
 
 impl Draft {
+    /// A draft with `data` as JSON (`application/json`): how the platform
+    /// records its own events. Set the other attributes on the result.
+    pub fn json(source: impl Into<String>, ty: impl Into<String>, data: &Value) -> Self {
+        let data = serde_json::value::to_raw_value(data).map_or(Data::None, Data::Json);
+        Self {
+            source: source.into(),
+            ty: ty.into(),
+            datacontenttype: Some("application/json".into()),
+            data,
+            ..Self::default()
+        }
+    }
+
     /// Completes the draft with its minted id. Correlation, hop and trace
     /// come from the producer, else from the parent, else start a new chain.
     pub fn into_event(self, id: EventId, now: DateTime<Utc>, parent: Option<&Lineage>) -> Event {

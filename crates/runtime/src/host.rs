@@ -20,6 +20,34 @@ pub trait Services: Send + Sync + 'static {
     fn send_command(&self, device: &str, name: &str, payload_json: &str, ttl: Duration) -> Result<String, String>;
 }
 
+/// Services that hold nothing and refuse every device call: for running a
+/// function where no server is around (benchmarks, tests).
+pub struct NoServices;
+
+impl Services for NoServices {
+    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn kv_delete(&self, _: &str, _: &str) {}
+
+    fn shadow(&self, _: &str) -> Result<String, String> {
+        Err("no devices here".into())
+    }
+
+    fn update_desired(&self, _: &str, _: &str) -> Result<u64, String> {
+        Err("no devices here".into())
+    }
+
+    fn send_command(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<String, String> {
+        Err("no devices here".into())
+    }
+}
+
 /// One log line of an invocation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogLine {

@@ -20,7 +20,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
 
-pub use host::{LogLine, Services};
+pub use host::{LogLine, NoServices, Services};
 
 wasmtime::component::bindgen!({
     path: "../../wit/function.wit",

@@ -3,28 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_runtime::{Event, Limits, Outcome, Runtime, Services};
-
-struct NoServices;
-
-impl Services for NoServices {
-    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
-        Ok(())
-    }
-    fn kv_delete(&self, _: &str, _: &str) {}
-    fn shadow(&self, _: &str) -> Result<String, String> {
-        Err("no devices here".into())
-    }
-    fn update_desired(&self, _: &str, _: &str) -> Result<u64, String> {
-        Err("no devices here".into())
-    }
-    fn send_command(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<String, String> {
-        Err("no devices here".into())
-    }
-}
+use glassbox_runtime::{Event, Limits, NoServices, Outcome, Runtime};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -1,36 +1,22 @@
 //! Device shadows over MQTT and HTTP, with a real device client over TCP
 //! against the whole server.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options, Reader, Writer};
 use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
-use glassbox_server::{Config, Running};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use common::{Server, start_with};
+
 const TOKEN: &str = "gbx_control_test_token_01";
 
-struct Server {
-    running: Option<Running>,
-    http: String,
-    mqtt: String,
-    _dir: tempfile::TempDir,
-}
-
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
-    config.http.listen = "127.0.0.1:0".into();
-    config.mqtt.listen = "127.0.0.1:0".into();
-    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
-    Server {
-        http: format!("http://{}", running.http_addr),
-        mqtt: running.mqtt_addr.to_string(),
-        running: Some(running),
-        _dir: dir,
-    }
+    start_with(TOKEN, |_| {}).await
 }
 
 impl Server {

@@ -2,40 +2,26 @@
 //! type, invocations and outputs recorded on the chain, deadlines, the
 //! recursion guard, rollback. Components are the runtime's WAT fixtures.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options};
 use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
-use glassbox_server::{Config, Running};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "gbx_functions_test_token";
+use common::{Server, start_with};
 
-struct Server {
-    running: Option<Running>,
-    http: String,
-    mqtt: String,
-    _dir: tempfile::TempDir,
-}
+const TOKEN: &str = "gbx_functions_test_token";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
-    config.http.listen = "127.0.0.1:0".into();
-    config.mqtt.listen = "127.0.0.1:0".into();
-    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
-    Server {
-        http: format!("http://{}", running.http_addr),
-        mqtt: running.mqtt_addr.to_string(),
-        running: Some(running),
-        _dir: dir,
-    }
+    start_with(TOKEN, |_| {}).await
 }
 
 impl Server {
@@ -221,18 +207,7 @@ async fn bad_deploys_are_refused_with_what_is_wrong() {
 #[tokio::test]
 async fn events_the_bus_skipped_are_read_back_and_trigger_exactly_once() {
     // A tiny bus: the dispatcher falls behind on a burst and must catch up from the recorder.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
-    config.http.listen = "127.0.0.1:0".into();
-    config.mqtt.listen = "127.0.0.1:0".into();
-    config.recorder.bus_capacity = 2;
-    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
-    let server = Server {
-        http: format!("http://{}", running.http_addr),
-        mqtt: running.mqtt_addr.to_string(),
-        running: Some(running),
-        _dir: dir,
-    };
+    let server = start_with(TOKEN, |c| c.recorder.bus_capacity = 2).await;
     let (status, _) = server.deploy("counter", "ok", "trigger=event:burst.*&concurrency=64").await;
     assert_eq!(status, StatusCode::CREATED);
     let burst: Vec<Value> = (0..200)

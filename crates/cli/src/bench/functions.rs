@@ -3,10 +3,10 @@
 //! in-process on the trivial component, or on any component given.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use glassbox_runtime::{Event, Limits, Outcome, Runtime, Services, TRIVIAL_COMPONENT};
+use glassbox_runtime::{Event, Limits, NoServices, Outcome, Runtime, Services, TRIVIAL_COMPONENT};
 
 #[derive(clap::Args)]
 #[command(after_help = "The last line holds the figures scripts read, e.g.\n  \
@@ -24,27 +24,6 @@ pub struct FunctionsBenchArgs {
     /// Payload bytes in each event's data.
     #[arg(long, default_value_t = 64)]
     size: usize,
-}
-
-struct Quiet;
-
-impl Services for Quiet {
-    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
-        Ok(())
-    }
-    fn kv_delete(&self, _: &str, _: &str) {}
-    fn shadow(&self, _: &str) -> Result<String, String> {
-        Err("benchmark: no devices".into())
-    }
-    fn update_desired(&self, _: &str, _: &str) -> Result<u64, String> {
-        Err("benchmark: no devices".into())
-    }
-    fn send_command(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<String, String> {
-        Err("benchmark: no devices".into())
-    }
 }
 
 fn event(size: usize) -> Event {
@@ -72,7 +51,7 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
     let compile_started = Instant::now();
     let compiled = runtime.compile(&bytes)?;
     println!("compiled {} in {:.1} ms", compiled.digest, compile_started.elapsed().as_secs_f64() * 1000.0);
-    let services: Arc<dyn Services> = Arc::new(Quiet);
+    let services: Arc<dyn Services> = Arc::new(NoServices);
     let first = runtime.invoke(&compiled, "bench", &event(args.size), Limits::default(), services.clone());
     if first.outcome != Outcome::Succeeded {
         anyhow::bail!("the component did not succeed: {:?}", first.outcome);

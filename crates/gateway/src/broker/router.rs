@@ -51,6 +51,20 @@ struct Plan {
     subscription_ids: Vec<u32>,
 }
 
+impl Default for Plan {
+    fn default() -> Self {
+        Self { qos: QoS::AtMostOnce, retain_as_published: false, subscription_ids: Vec::new() }
+    }
+}
+
+impl Plan {
+    /// Folds in one more matching subscription: the highest QoS, every id.
+    fn add(&mut self, options: &SubOptions) {
+        self.qos = self.qos.max(qos_of(options.qos));
+        self.subscription_ids.extend(options.id);
+    }
+}
+
 impl Router {
     /// Adds (or replaces) a subscription; `raw` is the filter as subscribed,
     /// already validated.
@@ -115,14 +129,9 @@ impl Router {
                 .push((key.client.clone(), sub.options.clone())),
             None if sub.options.no_local && key.client == message.publisher => {}
             None => {
-                let plan = plain.entry(key.client.clone()).or_insert(Plan {
-                    qos: QoS::AtMostOnce,
-                    retain_as_published: false,
-                    subscription_ids: Vec::new(),
-                });
-                plan.qos = plan.qos.max(qos_of(sub.options.qos));
+                let plan = plain.entry(key.client.clone()).or_default();
+                plan.add(&sub.options);
                 plan.retain_as_published |= sub.options.retain_as_published;
-                plan.subscription_ids.extend(sub.options.id);
             }
         });
         let mut groups: Vec<_> = groups.into_values().collect();
@@ -143,31 +152,25 @@ pub(crate) fn qos_of(bits: u8) -> QoS {
 pub(crate) fn route(shared: &Shared, message: &Arc<Message>, retained: bool) -> Vec<SessionOp> {
     let router = &shared.router;
     let (mut plans, groups) = router.plans(message);
-    let sessions: HashMap<Arc<str>, Arc<Mutex<Session>>> = {
+    // Sessions resolved under one lock of the map, then offered to one by one.
+    let targets: Vec<(Arc<Mutex<Session>>, Plan)> = {
         let map = lock(&shared.sessions);
         for members in groups {
             let start = router.rotation.fetch_add(1, Ordering::Relaxed);
             let turn = |i: usize| &members[(start + i) % members.len()];
             let online = (0..members.len()).map(turn).find(|(c, _)| map.get(c).is_some_and(|s| lock(s).link.is_some()));
             let (client, options) = online.unwrap_or_else(|| turn(0));
-            let plan = plans.entry(client.clone()).or_insert(Plan {
-                qos: QoS::AtMostOnce,
-                retain_as_published: false,
-                subscription_ids: Vec::new(),
-            });
-            plan.qos = plan.qos.max(qos_of(options.qos));
-            plan.subscription_ids.extend(options.id);
+            plans.entry(client.clone()).or_default().add(options);
         }
-        plans.keys().filter_map(|c| map.get(c).map(|s| (c.clone(), s.clone()))).collect()
+        plans.into_iter().filter_map(|(client, plan)| map.get(&client).map(|s| (s.clone(), plan))).collect()
     };
     let deliveries = &shared.deliveries;
-    if plans.is_empty() {
+    if targets.is_empty() {
         // Each subscriber's `in_transit` says where it went; this says it went nowhere.
         deliveries.note(message.event, State::Routed, "mqtt", Some("no subscribers".into()));
     }
     let mut ops = Vec::new();
-    for (client, plan) in plans {
-        let Some(session) = sessions.get(&client) else { continue };
+    for (session, plan) in targets {
         let delivery = Delivery {
             seq: 0,
             message: message.clone(),
@@ -176,7 +179,7 @@ pub(crate) fn route(shared: &Shared, message: &Arc<Message>, retained: bool) -> 
             subscription_ids: plan.subscription_ids,
             persisted: false,
         };
-        lock(session).offer(delivery, deliveries, &mut ops);
+        lock(&session).offer(delivery, deliveries, &mut ops);
     }
     ops
 }

@@ -209,11 +209,12 @@ impl Session {
         let (window, protocol, packet_max) = (link.window, link.protocol, link.packet_bytes_max);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(front) = self.queue.front() else { break };
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+            // Only QoS 0 may pass a full window (it is not acknowledged).
+            let window_full = self.inflight.len() >= window;
+            if self.queue.front().is_none_or(|front| front.qos != QoS::AtMostOnce && window_full) {
                 break;
             }
-            let delivery = self.queue.pop_front().expect("front exists");
+            let Some(delivery) = self.queue.pop_front() else { break };
             self.queue_bytes -= delivery.message.size();
             let event = delivery.message.event;
             if delivery.message.expired(now) {

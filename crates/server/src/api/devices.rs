@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use glassbox_core::{Data, DisconnectReason, Draft, validate_device_id};
+use glassbox_core::{DisconnectReason, Draft, validate_device_id};
 use glassbox_store::{Device, DeviceMeta};
 
 use glassbox_store::devices::new_secret;
@@ -247,15 +247,7 @@ async fn note_change(app: &AppState, id: &str, ty: &str, answer: &mut Value) {
 }
 
 async fn record_change(app: &AppState, id: &str, ty: &str) -> Result<(), ApiError> {
-    let data = serde_json::value::to_raw_value(&json!({ "actor": "admin" })).map_err(super::error::internal)?;
-    let draft = Draft {
-        source: "glassbox/registry".into(),
-        ty: ty.into(),
-        device: Some(id.into()),
-        datacontenttype: Some("application/json".into()),
-        data: Data::Json(data),
-        ..Draft::default()
-    };
+    let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, &json!({ "actor": "admin" })) };
     app.pipeline.ingest(vec![draft], "api").await?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use glassbox_core::{Data, Draft, EventId};
+use glassbox_core::{Draft, EventId};
 use glassbox_devices::ShadowLimits;
 use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
 use glassbox_gateway::codec::{Properties, QoS};
@@ -117,7 +117,7 @@ impl Control {
         data: &Value,
         cause: Option<&str>,
     ) -> Option<EventId> {
-        let draft = draft(device, ty, subject, data, cause)?;
+        let draft = draft(device, ty, subject, data, cause);
         match self.pipeline.ingest(vec![draft], "platform").await {
             Ok(appended) => appended.first().and_then(|a| a.id.parse().ok()),
             Err(e) => {
@@ -172,18 +172,13 @@ struct Outgoing {
     payload: Bytes,
 }
 
-fn draft(device: &str, ty: &str, subject: Option<String>, data: &Value, cause: Option<&str>) -> Option<Draft> {
-    let raw = serde_json::value::to_raw_value(data).ok()?;
-    Some(Draft {
-        source: "glassbox/control".into(),
-        ty: ty.into(),
+fn draft(device: &str, ty: &str, subject: Option<String>, data: &Value, cause: Option<&str>) -> Draft {
+    Draft {
         subject,
         device: Some(device.into()),
         causationid: cause.map(str::to_string),
-        datacontenttype: Some("application/json".into()),
-        data: Data::Json(raw),
-        ..Draft::default()
-    })
+        ..Draft::json("glassbox/control", ty, data)
+    }
 }
 
 /// Once a second: expires commands whose time-to-live passed, and flags

@@ -21,7 +21,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use glassbox_bus::BusItem;
 use glassbox_core::{Data, Draft, DropReason, RecordedEvent};
-use glassbox_runtime::{Compiled, Event, Limits, Output, Report, Runtime};
+use glassbox_runtime::{Compiled, Event, Output, Report, Runtime};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -133,23 +133,29 @@ impl Functions {
             .map_err(|e| FunctionError::Invalid(e.to_string()))
     }
 
-    async fn load(&self, version: FunctionVersion) -> Result<(), FunctionError> {
+    /// A stored version compiled and ready to run.
+    async fn prepare(&self, version: FunctionVersion) -> Result<Live, FunctionError> {
         let spec: Spec = serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let triggers = spec.validate().map_err(FunctionError::Invalid)?;
         let bytes = std::fs::read(self.path(&version.digest)).map_err(|e| {
             FunctionError::Invalid(format!("the component of {} v{} is missing: {e}", version.name, version.version))
         })?;
-        let compiled = self.compile(bytes).await?;
-        let live = Live {
+        Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
-            version: version.clone(),
+            compiled: self.compile(bytes).await?,
+            version,
             spec,
             triggers,
-            compiled,
             waiting: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
-        };
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(version.name.clone(), Arc::new(live));
+        })
+    }
+
+    /// Makes a stored version the one that runs.
+    async fn load(&self, version: FunctionVersion) -> Result<(), FunctionError> {
+        let name = version.name.clone();
+        let live = self.prepare(version).await?;
+        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::new(live));
         Ok(())
     }
 
@@ -216,32 +222,12 @@ impl Functions {
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
         })?;
-        let spec: Spec = serde_json::from_str(&chosen.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
-        let bytes = std::fs::read(self.path(&chosen.digest))
-            .map_err(|e| FunctionError::Invalid(format!("component missing: {e}")))?;
-        let live = Live {
-            slots: Arc::new(Semaphore::new(1)),
-            triggers: spec.validate().map_err(FunctionError::Invalid)?,
-            compiled: self.compile(bytes).await?,
-            version: chosen,
-            spec,
-            waiting: AtomicUsize::new(0),
-            warm: AtomicBool::new(true),
-        };
-        let limits = Limits {
-            timeout: Duration::from_millis(live.spec.timeout_ms),
-            memory_bytes: live.spec.memory_bytes as usize,
-            ..Limits::default()
-        };
-        let input = to_input(&recorded);
-        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
-        let task_name = name.to_string();
+        let live = self.prepare(chosen).await?;
         let started = Utc::now();
-        let report = tokio::task::spawn_blocking(move || {
-            runtime.invoke(&compiled, &task_name, &input, limits, services.for_function(&task_name))
-        })
-        .await
-        .map_err(|e| FunctionError::Invalid(format!("the replay failed to run: {e}")))?;
+        let report = self
+            .run_once(&live, &recorded)
+            .await
+            .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
         if dry_run {
             let outputs: Vec<Value> = report
                 .outputs
@@ -272,15 +258,8 @@ impl Functions {
     }
 
     async fn record_change(&self, name: &str, ty: &str, data: Value) {
-        let Ok(raw) = serde_json::value::to_raw_value(&data) else { return };
-        let draft = Draft {
-            source: format!("glassbox/functions/{name}"),
-            ty: ty.into(),
-            subject: Some(name.into()),
-            datacontenttype: Some("application/json".into()),
-            data: Data::Json(raw),
-            ..Draft::default()
-        };
+        let draft =
+            Draft { subject: Some(name.into()), ..Draft::json(format!("glassbox/functions/{name}"), ty, &data) };
         if let Err(e) = self.pipeline.ingest(vec![draft], "platform").await {
             tracing::error!(function = name, error = %e, "could not record a deploy");
         }
@@ -363,11 +342,7 @@ impl Functions {
     async fn run_once(&self, live: &Live, recorded: &RecordedEvent) -> Option<Report> {
         let name = live.version.name.clone();
         let input = to_input(recorded);
-        let limits = Limits {
-            timeout: Duration::from_millis(live.spec.timeout_ms),
-            memory_bytes: live.spec.memory_bytes as usize,
-            ..Limits::default()
-        };
+        let limits = live.spec.limits();
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
         let task_name = name.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -406,17 +381,12 @@ impl Functions {
     }
 
     async fn record_about(&self, live: &Live, recorded: &RecordedEvent, ty: &str, data: Value) -> Option<String> {
-        let raw = serde_json::value::to_raw_value(&data).ok()?;
         let draft = Draft {
-            source: format!("glassbox/functions/{}", live.version.name),
-            ty: ty.into(),
             subject: Some(live.version.name.clone()),
             causationid: Some(recorded.event.id.to_string()),
             device: recorded.event.device.clone(),
             feature: live.spec.feature.clone(),
-            datacontenttype: Some("application/json".into()),
-            data: Data::Json(raw),
-            ..Draft::default()
+            ..Draft::json(format!("glassbox/functions/{}", live.version.name), ty, &data)
         };
         match self.pipeline.ingest(vec![draft], "platform").await {
             Ok(appended) => appended.first().map(|a| a.id.clone()),

@@ -94,6 +94,15 @@ impl Trigger {
 }
 
 impl Spec {
+    /// The runtime limits of one invocation.
+    pub fn limits(&self) -> glassbox_runtime::Limits {
+        glassbox_runtime::Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory_bytes: self.memory_bytes as usize,
+            ..glassbox_runtime::Limits::default()
+        }
+    }
+
     /// Checks the spec; returns its parsed triggers.
     pub fn validate(&self) -> Result<Vec<Trigger>, String> {
         if self.triggers.is_empty() {

@@ -151,14 +151,7 @@ impl Writer {
         let mut apply = Apply::new(&tx, self.node, &self.settings)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch.iter_mut() {
-            let outcome = match command {
-                Command::Exec { work, .. } => {
-                    let work = std::mem::replace(work, Box::new(|_| Ok(Box::new(()))));
-                    Outcome::Exec(work(&tx)?)
-                }
-                command => apply.command(command)?,
-            };
-            outcomes.push(outcome);
+            outcomes.push(apply.command(command)?);
         }
         drop(apply);
         tx.commit()?;
@@ -241,21 +234,26 @@ fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
             (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
             (Command::Device { reply, .. }, Outcome::Device(result)) => drop(reply.send(result)),
             (Command::Exec { reply, .. }, Outcome::Exec(value)) => drop(reply.send(Ok(value))),
-            _ => unreachable!("outcomes are produced in command order, one per command"),
+            // Outcomes are produced in command order, one per command; should
+            // that ever break, the caller hears of it rather than the writer dying.
+            (command, _) => fail(command, StoreError::Internal("a write was answered out of order".into())),
         }
     }
 }
 
 fn fail_all(batch: Vec<Command>, message: &str) {
-    let error = || StoreError::Unavailable(message.to_string());
     for command in batch {
-        match command {
-            Command::Append { reply, .. } => drop(reply.send(Err(error()))),
-            Command::Record { reply, .. } => drop(reply.send(Err(error()))),
-            Command::PutSetting { reply, .. } => drop(reply.send(Err(error()))),
-            Command::Device { reply, .. } => drop(reply.send(Err(error()))),
-            Command::Exec { reply, .. } => drop(reply.send(Err(error()))),
-        }
+        fail(command, StoreError::Unavailable(message.to_string()));
+    }
+}
+
+fn fail(command: Command, error: StoreError) {
+    match command {
+        Command::Append { reply, .. } => drop(reply.send(Err(error))),
+        Command::Record { reply, .. } => drop(reply.send(Err(error))),
+        Command::PutSetting { reply, .. } => drop(reply.send(Err(error))),
+        Command::Device { reply, .. } => drop(reply.send(Err(error))),
+        Command::Exec { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -299,18 +297,22 @@ impl<'tx> Apply<'tx> {
         })
     }
 
-    fn command(&mut self, command: &Command) -> rusqlite::Result<Outcome> {
+    fn command(&mut self, command: &mut Command) -> rusqlite::Result<Outcome> {
         match command {
             Command::Append { batch, .. } => {
                 batch.iter().map(|ingress| self.append(ingress)).collect::<rusqlite::Result<_>>().map(Outcome::Appended)
             }
             Command::Record { transitions, .. } => self.record(transitions).map(Outcome::Recorded),
             Command::PutSetting { key, value, .. } => {
-                self.put_setting.execute(params![key, value])?;
+                self.put_setting.execute(params![&*key, &*value])?;
                 Ok(Outcome::Done)
             }
             Command::Device { op, .. } => devices::apply(self.tx, op).map(Outcome::Device),
-            Command::Exec { .. } => unreachable!("run by the writer itself"),
+            Command::Exec { work, .. } => {
+                // The work runs once: what is left in its place is never called.
+                let work = std::mem::replace(work, Box::new(|_| Ok(Box::new(()))));
+                work(self.tx).map(Outcome::Exec)
+            }
         }
     }
 

@@ -1,0 +1,95 @@
+//! Admission: the connection limit, credentials, and flapping, before a
+//! client gets a session. Refusals are answered here and recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use glassbox_core::DisconnectReason;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::stream::WriteSide;
+use super::{lock, record_lifecycle};
+use crate::acl::Principal;
+use crate::broker::Shared;
+use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
+use crate::codec::{ConnAck, Connect, Packet, Properties, Protocol, encode};
+use crate::flapping::Flap;
+
+/// Checks limits and credentials; answers a refusal itself.
+pub(super) async fn admit(
+    shared: &Arc<Shared>,
+    connect: &Connect,
+    peer: SocketAddr,
+    write: &mut WriteSide,
+) -> Option<(Principal, Arc<str>, bool)> {
+    let protocol = connect.protocol;
+    // A device is whoever presents itself as one: user name = client id.
+    let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
+    let mut refuse = async |reason: DisconnectReason, detail: String, code: u8| {
+        let _ = send_now(write, protocol, &connack(code, Properties::default())).await;
+        let data = json!({ "reason": reason, "detail": detail, "peer": peer.to_string() });
+        record_lifecycle(shared, "connection_refused", claimed_device, &connect.client_id, data).await;
+    };
+    if shared.connections.load(Ordering::Relaxed) as usize > shared.settings.connections_max {
+        let detail = format!("the server is at its connection limit ({})", shared.settings.connections_max);
+        refuse(DisconnectReason::ServerBusy, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
+        return None;
+    }
+    if connect.client_id.is_empty() && protocol == Protocol::V311 && !connect.clean_start {
+        let detail = "an empty client id needs a clean session".to_string();
+        refuse(DisconnectReason::ProtocolError, detail, 2).await;
+        return None;
+    }
+    let credentials = Credentials {
+        client_id: &connect.client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+    };
+    let principal = match shared.auth.authenticate(&credentials).await {
+        Ok(principal) => principal,
+        Err((reason, detail)) => {
+            refuse(reason, detail, refusal_code(reason, protocol)).await;
+            return None;
+        }
+    };
+    if let Principal::Device(device) = &principal {
+        let flap = lock(&shared.flapping).connected(device, Instant::now());
+        if let Flap::Started { connects } = flap {
+            let window = shared.settings.flapping.window.as_secs();
+            let data = json!({ "connects": connects, "window_seconds": window, "throttled": shared.settings.flapping_throttle });
+            record_lifecycle(shared, "flapping", Some(device), device, data).await;
+        }
+        if shared.settings.flapping_throttle && flap != Flap::Steady {
+            let detail = "flapping: too many connects in the window; back off and retry later".to_string();
+            let code = if protocol == Protocol::V5 { 0x9F } else { 3 };
+            refuse(DisconnectReason::RateLimited, detail, code).await;
+            return None;
+        }
+    }
+    match connect.client_id.is_empty() {
+        true => Some((principal, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
+        false => Some((principal, Arc::from(connect.client_id.as_str()), false)),
+    }
+}
+
+fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {
+    match (protocol, reason) {
+        (Protocol::V5, reason) => reason.mqtt5_code().unwrap_or(0x80),
+        (Protocol::V311, DisconnectReason::ServerBusy) => 3,
+        (Protocol::V311, DisconnectReason::DeviceDisabled) => 5,
+        (Protocol::V311, _) => 4,
+    }
+}
+
+pub(super) fn connack(reason: u8, properties: Properties) -> Packet {
+    Packet::ConnAck(ConnAck { session_present: false, reason, properties })
+}
+
+pub(super) async fn send_now(write: &mut WriteSide, protocol: Protocol, packet: &Packet) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    encode(packet, protocol, &mut out);
+    write.write_all(&out).await
+}

@@ -1,0 +1,472 @@
+//! One client connection: CONNECT, authentication and attaching to a
+//! session; then a reader loop (this task) and a writer task.
+//!
+//! Inbound PUBLISHes are recorded in batches (every complete packet one
+//! read brings) and pipelined: the reader keeps reading while earlier
+//! batches are being made durable, up to the receive maximum, and answers
+//! each batch in order once it is on disk.
+
+mod acks;
+mod admit;
+mod publish;
+mod stream;
+mod subscriptions;
+mod will;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::Utc;
+use futures::stream::{FuturesOrdered, StreamExt};
+use glassbox_core::{DisconnectReason, Draft};
+use glassbox_store::SessionOp;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use self::admit::{admit, connack, send_now};
+use self::publish::{Inbound, RateLimit, Recording, draft};
+use self::stream::{PacketReader, ReadSide, WriteSide};
+use self::will::PendingWill;
+use self::writer::Writer;
+use super::router::end_session;
+use super::session::{Link, NEVER, Session};
+use super::{Outbound, Shared, lock};
+use crate::acl::Principal;
+use crate::codec::{Ack, CodecError, ConnAck, Connect, Packet, Properties, Protocol, QoS, Will, encode};
+
+/// Control packets waiting for the writer (acknowledgements, SUBACK, …).
+const CONTROL_QUEUE_MAX: usize = 1024;
+
+/// Counts a connection for the connection limit while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let _counted = Counted(shared.clone());
+    let _ = stream.set_nodelay(true);
+    let (read, mut write): (ReadSide, WriteSide) = match tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (ReadSide::Tcp(read), Box::new(write))
+        }
+        Some(acceptor) => match tokio::time::timeout(shared.settings.connect_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (read, write) = tokio::io::split(stream);
+                (ReadSide::Tls(read), Box::new(write))
+            }
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time"),
+        },
+    };
+    let max = shared.settings.packet_bytes_max;
+    let mut reader = PacketReader::new(read, max);
+    let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
+            let (protocol, code) = if level == 5 { (Protocol::V5, 0x84) } else { (Protocol::V311, 1) };
+            let _ = send_now(&mut write, protocol, &connack(code, Properties::default())).await;
+            return;
+        }
+        Ok(_) => return tracing::debug!(%peer, "closed before a valid CONNECT"),
+        Err(_) => return tracing::debug!(%peer, "no CONNECT in time"),
+    };
+    reader.protocol = connect.protocol;
+    let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, write).await
+    else {
+        return;
+    };
+    connection.serve(reader).await;
+}
+
+/// Records a connection lifecycle event: `device.<what>` about a device,
+/// `client.<what>` (subject: the client id) about operators and anonymous clients.
+pub(super) async fn record_lifecycle(
+    shared: &Shared,
+    what: &str,
+    device: Option<&str>,
+    client_id: &str,
+    data: serde_json::Value,
+) {
+    let ty = format!("{}.{what}", if device.is_some() { "device" } else { "client" });
+    let draft = Draft {
+        subject: Some(client_id.to_string()),
+        device: device.map(str::to_string),
+        ..Draft::json("glassbox/gateway", ty.clone(), &data)
+    };
+    if let Err(e) = shared.recorder.ingest(vec![draft], "mqtt").await {
+        tracing::warn!(error = %e, event = %ty, client = client_id, "could not record a connection event");
+    }
+}
+
+/// An admitted connection, attached to its session.
+struct Connection {
+    shared: Arc<Shared>,
+    session: Arc<Mutex<Session>>,
+    conn: u64,
+    principal: Principal,
+    client_id: Arc<str>,
+    protocol: Protocol,
+    peer: SocketAddr,
+    keep_alive: u16,
+    control: mpsc::Sender<Outbound>,
+    wake: Arc<Notify>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    closed: watch::Receiver<Option<DisconnectReason>>,
+    will: Option<Will>,
+    /// Set by a 5.0 DISCONNECT with reason 0x04: publish the will anyway.
+    will_on_close: bool,
+    aliases: HashMap<u16, String>,
+    batch: Vec<Inbound>,
+    recording: FuturesOrdered<Recording>,
+    /// PUBLISHes read and not yet answered.
+    unanswered: usize,
+    /// Their packet ids: reusing one while in flight is a protocol error.
+    unanswered_ids: HashSet<u16>,
+    rate: RateLimit,
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    async fn attach(
+        shared: Arc<Shared>,
+        principal: Principal,
+        client_id: Arc<str>,
+        assigned: bool,
+        connect: Connect,
+        peer: SocketAddr,
+        mut write: WriteSide,
+    ) -> Option<Self> {
+        let settings = &shared.settings;
+        let protocol = connect.protocol;
+        let asked_expiry = match protocol {
+            Protocol::V311 if connect.clean_start => 0,
+            Protocol::V311 => NEVER,
+            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        };
+        let expiry = asked_expiry.min(settings.session_expiry_max);
+        let keep_alive = match settings.keep_alive_max {
+            0 => connect.keep_alive,
+            max if connect.keep_alive == 0 || connect.keep_alive > max => max,
+            _ => connect.keep_alive,
+        };
+        let device = match &principal {
+            Principal::Device(id) => Some(id.clone()),
+            _ => None,
+        };
+        let conn = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MAX);
+        let wake = Arc::new(Notify::new());
+        let p = &connect.properties;
+        let link = Link {
+            conn,
+            protocol,
+            control: control.clone(),
+            wake: wake.clone(),
+            window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
+            packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            since: Utc::now(),
+        };
+
+        // Take over or replace the session of this client id.
+        let mut ops = Vec::new();
+        let existing = shared.session(&client_id);
+        if let Some(old) = existing.as_ref().and_then(|s| lock(s).link.take()) {
+            let _ = old.control.try_send(Outbound::Close(DisconnectReason::SessionTakeover));
+        }
+        let (session, present) = match existing {
+            Some(session) if !connect.clean_start => (session, true),
+            existing => {
+                if let Some(old) = existing {
+                    ops.extend(end_session(&shared, &old, "a new connection asked for a clean start"));
+                }
+                let bounds = settings.queue_bounds(&client_id);
+                let session = Arc::new(Mutex::new(Session::new(client_id.clone(), device.clone(), expiry, bounds)));
+                lock(&shared.sessions).insert(client_id.clone(), session.clone());
+                (session, false)
+            }
+        };
+        let mut resend = Vec::new();
+        {
+            let mut s = lock(&session);
+            if s.persistent() && expiry == 0 {
+                ops.push(SessionOp::DeleteSession { client_id: client_id.to_string() });
+            }
+            s.expiry = expiry;
+            s.device = device;
+            s.epoch += 1;
+            s.disconnected_at = None;
+            s.link = Some(link);
+            if s.persistent() {
+                ops.push(s.stored());
+            }
+            let now = SystemTime::now();
+            for (id, flight) in &s.inflight {
+                resend.push(match flight.released {
+                    true => Packet::PubRel(Ack::new(*id)),
+                    false => Packet::Publish(flight.delivery.publish(Some(*id), true, protocol, now)),
+                });
+            }
+        }
+        shared.persist(ops).await;
+
+        let properties = match protocol {
+            Protocol::V311 => Properties::default(),
+            Protocol::V5 => Properties {
+                receive_maximum: Some(settings.inflight_max),
+                maximum_packet_size: Some(settings.packet_bytes_max as u32),
+                topic_alias_maximum: Some(settings.topic_alias_max),
+                assigned_client_identifier: assigned.then(|| client_id.to_string()),
+                session_expiry_interval: (expiry != asked_expiry).then_some(expiry),
+                server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
+                ..Properties::default()
+            },
+        };
+        let mut out = Vec::new();
+        encode(&Packet::ConnAck(ConnAck { session_present: present, reason: 0, properties }), protocol, &mut out);
+        for packet in &resend {
+            encode(packet, protocol, &mut out);
+        }
+        if write.write_all(&out).await.is_err() {
+            // Gone before CONNACK: detach as any close would.
+            let persistent = {
+                let mut s = lock(&session);
+                s.link = None;
+                s.disconnected_at = Some(Utc::now());
+                s.last_disconnect = Some(DisconnectReason::ConnectionLost);
+                s.persistent()
+            };
+            if !persistent {
+                let ops = end_session(&shared, &session, "the connection closed before CONNACK");
+                shared.persist(ops).await;
+            }
+            return None;
+        }
+
+        let (closed_tx, closed) = watch::channel(None);
+        let writer = Writer {
+            shared: shared.clone(),
+            session: session.clone(),
+            conn,
+            protocol,
+            client_id: client_id.clone(),
+            wake: wake.clone(),
+            write,
+            control: control_rx,
+            closed: closed_tx,
+        };
+        let writer = tokio::spawn(writer.run());
+        wake.notify_one();
+        let data = json!({
+            "peer": peer.to_string(), "protocol": protocol.level(), "keep_alive": keep_alive,
+            "clean_start": connect.clean_start, "session_present": present,
+            "session_expiry_seconds": (expiry != NEVER).then_some(expiry),
+        });
+        let device = lock(&session).device.clone();
+        record_lifecycle(&shared, "connected", device.as_deref(), &client_id, data).await;
+        if let (Some(reserved), Some(device)) = (shared.reserved.get(), device.as_deref()) {
+            reserved.connected(device).await;
+        }
+        let rate = f64::from(match principal {
+            Principal::Device(_) => settings.publish_rate_max,
+            _ => 0,
+        });
+        Some(Self {
+            shared,
+            session,
+            conn,
+            principal,
+            client_id,
+            protocol,
+            peer,
+            keep_alive,
+            control,
+            wake,
+            writer: Some(writer),
+            closed,
+            will: connect.will,
+            will_on_close: false,
+            aliases: HashMap::new(),
+            batch: Vec::new(),
+            recording: FuturesOrdered::new(),
+            unanswered: 0,
+            unanswered_ids: HashSet::new(),
+            rate: RateLimit { rate, tokens: rate, last: Instant::now() },
+        })
+    }
+
+    fn device(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::Device(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    async fn serve(mut self, mut reader: PacketReader) {
+        // MQTT: a server closes a client silent for 1.5 x its keep-alive.
+        let idle = (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
+        let mut deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+        let window = usize::from(self.shared.settings.inflight_max);
+        let reason = loop {
+            let expiry = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some((inbound, result)) = self.recording.next(), if !self.recording.is_empty() => {
+                    // Not reading while the recorder catches up is not the client's silence.
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+                    if let Err(reason) = self.answer(inbound, result).await {
+                        break reason;
+                    }
+                }
+                _ = self.closed.changed() => break (*self.closed.borrow()).unwrap_or(DisconnectReason::ConnectionLost),
+                packet = reader.next(), if self.unanswered < window => {
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+                    if let Err(reason) = self.received(packet, &mut reader).await {
+                        break reason;
+                    }
+                }
+                () = expiry => break DisconnectReason::KeepAliveTimeout,
+            }
+        };
+        self.close(reason).await;
+    }
+
+    /// Handles a packet and every other one already buffered, then starts
+    /// recording the PUBLISHes among them as one batch.
+    async fn received(
+        &mut self,
+        packet: Result<Option<Packet>, CodecError>,
+        reader: &mut PacketReader,
+    ) -> Result<(), DisconnectReason> {
+        let mut packet = packet;
+        loop {
+            match packet {
+                Ok(Some(packet)) => self.handle(packet).await?,
+                Ok(None) => return Err(DisconnectReason::ConnectionLost),
+                Err(CodecError::TooLarge { .. }) => return Err(DisconnectReason::PacketTooLarge),
+                Err(e) => {
+                    tracing::debug!(client = %self.client_id, error = %e, "closing on a bad packet");
+                    return Err(DisconnectReason::ProtocolError);
+                }
+            }
+            packet = match reader.buffered() {
+                Ok(None) => break,
+                other => other,
+            };
+        }
+        self.start_recording();
+        Ok(())
+    }
+
+    /// Handles one packet; an error ends the connection with that reason.
+    async fn handle(&mut self, packet: Packet) -> Result<(), DisconnectReason> {
+        match packet {
+            Packet::Publish(publish) => self.publish(publish).await,
+            Packet::PubAck(ack) => self.acknowledged(ack.packet_id, QoS::AtLeastOnce).await,
+            Packet::PubRec(ack) => self.received_by_subscriber(ack).await,
+            Packet::PubComp(ack) => self.acknowledged(ack.packet_id, QoS::ExactlyOnce).await,
+            Packet::PubRel(rel) => {
+                let known = lock(&self.session).awaiting_release.remove(&rel.packet_id);
+                let reason = if known || self.protocol == Protocol::V311 { 0 } else { 0x92 };
+                self.reply(Packet::PubComp(Ack { packet_id: rel.packet_id, reason, properties: Properties::default() }))
+                    .await
+            }
+            Packet::Subscribe(subscribe) => self.subscribe(subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe).await,
+            Packet::PingReq => self.reply(Packet::PingResp).await,
+            Packet::Disconnect(disconnect) => {
+                self.will_on_close = disconnect.reason == 0x04;
+                if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                    let mut s = lock(&self.session);
+                    if s.expiry == 0 && expiry > 0 {
+                        return Err(DisconnectReason::ProtocolError);
+                    }
+                    s.expiry = expiry.min(self.shared.settings.session_expiry_max);
+                }
+                Err(DisconnectReason::ClientDisconnect)
+            }
+            // A second CONNECT, or packets only a server sends.
+            _ => Err(DisconnectReason::ProtocolError),
+        }
+    }
+
+    async fn reply(&mut self, packet: Packet) -> Result<(), DisconnectReason> {
+        self.control.send(Outbound::Packet(Box::new(packet))).await.map_err(|_| DisconnectReason::ConnectionLost)
+    }
+
+    async fn close(mut self, reason: DisconnectReason) {
+        // What was read is recorded and delivered, even if it can no longer be acknowledged.
+        self.start_recording();
+        while let Some((batch, result)) = self.recording.next().await {
+            let _ = self.answer(batch, result).await;
+        }
+        // The writer tells a 5.0 client why, then closes (a no-op if it already closed).
+        let _ = self.control.try_send(Outbound::Close(reason));
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        }
+        let mut ops = Vec::new();
+        let detached = {
+            let mut s = lock(&self.session);
+            match s.link.as_ref().is_some_and(|l| l.conn == self.conn) {
+                true => {
+                    s.link = None;
+                    s.disconnected_at = Some(Utc::now());
+                    s.last_disconnect = Some(reason);
+                    s.persist_pending(&mut ops);
+                    if s.persistent() {
+                        ops.push(s.stored());
+                    }
+                    Some((s.persistent(), s.epoch, s.expiry))
+                }
+                // Taken over: the session lives on with the new connection.
+                false => None,
+            }
+        };
+        if let Some((false, _, _)) = detached {
+            ops.extend(end_session(
+                &self.shared,
+                &self.session,
+                "the connection closed and the session was not persistent (clean session or expiry 0)",
+            ));
+        }
+        self.shared.persist(ops).await;
+        let will_delay = self.will.as_ref().and_then(|w| w.properties.will_delay_interval).unwrap_or(0);
+        // Taken over: the client is back already, so a delayed will is moot.
+        let publish_will = (reason != DisconnectReason::ClientDisconnect || self.will_on_close)
+            && (detached.is_some() || will_delay == 0);
+        if let (true, Some(will)) = (publish_will, self.will.take()) {
+            let (epoch, expiry) = detached.map_or((0, 0), |(_, epoch, expiry)| (epoch, expiry));
+            let delay = will_delay.min(expiry);
+            let will = PendingWill {
+                shared: self.shared.clone(),
+                session: self.session.clone(),
+                epoch,
+                principal: self.principal.clone(),
+                client_id: self.client_id.clone(),
+                will,
+            };
+            tokio::spawn(will.publish_after(Duration::from_secs(u64::from(delay))));
+        }
+        let data = json!({ "reason": reason, "peer": self.peer.to_string() });
+        record_lifecycle(&self.shared, "disconnected", self.device(), &self.client_id, data).await;
+    }
+}

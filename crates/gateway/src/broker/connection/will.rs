@@ -1,0 +1,61 @@
+//! Last wills: published when a connection ends without DISCONNECT, after
+//! the will delay unless the session reconnects first.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use glassbox_core::{DropReason, State};
+
+use super::{draft, lock};
+use crate::acl::Principal;
+use crate::broker::Shared;
+use crate::broker::message::Message;
+use crate::broker::router::route;
+use crate::broker::session::Session;
+use crate::codec::{Publish, Will};
+
+/// A will waiting for its delay; a reconnect of the session cancels it.
+pub(super) struct PendingWill {
+    pub shared: Arc<Shared>,
+    pub session: Arc<Mutex<Session>>,
+    pub epoch: u64,
+    pub principal: Principal,
+    pub client_id: Arc<str>,
+    pub will: Will,
+}
+
+impl PendingWill {
+    pub(super) async fn publish_after(self, delay: Duration) {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            let s = lock(&self.session);
+            if s.epoch != self.epoch || s.link.is_some() {
+                return;
+            }
+        }
+        let Will { topic, payload, qos, retain, mut properties } = self.will;
+        properties.will_delay_interval = None;
+        let publish = Publish { dup: false, qos, retain, topic, packet_id: None, properties, payload };
+        let device = match &self.principal {
+            Principal::Device(id) => Some(id.as_str()),
+            _ => None,
+        };
+        let denied = self.shared.acl.check_publish(&self.principal, &publish.topic).err();
+        let recorded = self.shared.recorder.ingest(vec![draft(&self.client_id, device, &publish)], "mqtt-will").await;
+        let event = match recorded.map(|mut a| a.pop().map(|a| a.id.parse())) {
+            Ok(Some(Ok(event))) => event,
+            other => return tracing::warn!(client = %self.client_id, ?other, "could not record a will"),
+        };
+        if let Some(denied) = denied {
+            let detail = format!("{}: {denied}", DropReason::AclDenied);
+            return self.shared.deliveries.note(event, State::Dropped, "acl", Some(detail));
+        }
+        let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), SystemTime::now()));
+        let mut ops = Vec::new();
+        if retain {
+            ops.push(self.shared.router.retain(&message));
+        }
+        ops.extend(route(&self.shared, &message, retain));
+        self.shared.persist(ops).await;
+    }
+}
