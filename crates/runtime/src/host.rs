@@ -1,14 +1,15 @@
 //! The host side of the imports: logging, emitting, key-value, devices.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::glassbox::function::{devices, events, kv, log};
-use crate::{LOG_LINES_MAX, Limits, Outcome, Output};
+use crate::wasi::{self, LogBook, SharedLog, Stream, Wasi};
+use crate::{Limits, Outcome, Output};
 
 /// What the server provides to functions. Called on the invocation's thread.
 pub trait Services: Send + Sync + 'static {
@@ -55,6 +56,10 @@ pub struct LogLine {
     pub message: String,
     /// Since the invocation started.
     pub at_us: u64,
+    /// `stdout` or `stderr` for what the guest printed; absent for lines
+    /// from the `log` interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<&'static str>,
 }
 
 pub(crate) struct State {
@@ -62,32 +67,28 @@ pub(crate) struct State {
     pub limits: StoreLimits,
     memory_denied: Arc<AtomicBool>,
     services: Arc<dyn Services>,
-    started: std::time::Instant,
-    pub logs: Vec<LogLine>,
-    pub logs_dropped: usize,
+    pub log: SharedLog,
+    pub wasi: Wasi,
     emitted: Vec<Output>,
-    #[allow(dead_code)]
-    event: String,
 }
 
 impl State {
     pub fn new(
         function: &str,
-        event: &str,
+        started: Instant,
         limits: Limits,
         services: Arc<dyn Services>,
         memory_denied: Arc<AtomicBool>,
     ) -> Self {
+        let log = Arc::new(Mutex::new(LogBook::new(started)));
         Self {
             function: function.to_string(),
             limits: crate::store_limits(limits),
             memory_denied,
             services,
-            started: std::time::Instant::now(),
-            logs: Vec::new(),
-            logs_dropped: 0,
+            wasi: Wasi::new(&log, started, limits.timeout),
+            log,
             emitted: Vec::new(),
-            event: event.to_string(),
         }
     }
 
@@ -129,10 +130,6 @@ impl ResourceLimiter for State {
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String) {
-        if self.logs.len() >= LOG_LINES_MAX {
-            self.logs_dropped += 1;
-            return;
-        }
         let level = match level {
             log::Level::Trace => "trace",
             log::Level::Debug => "debug",
@@ -140,8 +137,7 @@ impl log::Host for State {
             log::Level::Warn => "warn",
             log::Level::Error => "error",
         };
-        let at_us = self.started.elapsed().as_micros() as u64;
-        self.logs.push(LogLine { level, message, at_us });
+        wasi::lock(&self.log).push(level, message, Stream::Log);
     }
 }
 
@@ -189,5 +185,6 @@ impl devices::Host for State {
 impl crate::glassbox::function::types::Host for State {}
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    crate::EventHandler::add_to_linker::<State, HasSelf<State>>(linker, |state| state)
+    crate::EventHandler::add_to_linker::<State, HasSelf<State>>(linker, |state| state)?;
+    wasi::add_to_linker(linker)
 }

@@ -9,6 +9,7 @@
 //! of its own beyond compiling and running code.
 
 mod host;
+mod wasi;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,7 @@ use wasmtime::{
 };
 
 pub use host::{LogLine, NoServices, Services};
+pub use wasi::STDIO_BYTES_MAX;
 
 wasmtime::component::bindgen!({
     path: "../../wit/function.wit",
@@ -206,7 +208,7 @@ impl Runtime {
     ) -> Report {
         let started = Instant::now();
         let memory_denied = Arc::new(AtomicBool::new(false));
-        let state = host::State::new(name, &event.id, limits, services, memory_denied.clone());
+        let state = host::State::new(name, started, limits, services, memory_denied.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         let ticks = (limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1);
@@ -222,7 +224,11 @@ impl Runtime {
             Ok(Err(message)) => Err(Outcome::Failed(message)),
             Err(error) => Err(classify(&error, memory_denied.load(Ordering::Relaxed))),
         };
-        let (logs, logs_dropped) = (state.logs, state.logs_dropped);
+        let (logs, logs_dropped) = {
+            let mut book = wasi::lock(&state.log);
+            book.finish();
+            (std::mem::take(&mut book.lines), book.dropped)
+        };
         match outcome {
             Ok(outputs) => Report { outcome: Outcome::Succeeded, outputs, logs, logs_dropped, instantiate, wall },
             Err(outcome) => Report { outcome, outputs: Vec::new(), logs, logs_dropped, instantiate, wall },
