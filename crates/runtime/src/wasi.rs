@@ -9,8 +9,8 @@
 //!
 //! A guest that waits on a clock (`sleep`, `setTimeout`) blocks the host
 //! thread, where the epoch deadline cannot reach it; so every clock wait is
-//! cut short at the invocation's deadline, after which the guest's next
-//! instruction traps as `timed_out`.
+//! cut short at the invocation's deadline, after which the guest is stopped
+//! (`timed_out`) at its next loop, call or clock wait.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -239,8 +239,12 @@ impl Pollable for Wait {
     }
 }
 
+/// A clock subscription; past the deadline, a trap (`timed_out`).
 fn wait(state: &mut State, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
     let remaining = state.wasi.deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(wasmtime::Trap::Interrupt.into());
+    }
     let until = tokio::time::Instant::now() + duration.min(remaining);
     let wait = state.wasi.table.push(Wait(until))?;
     wasmtime_wasi::p2::subscribe(&mut state.wasi.table, wait)
@@ -266,4 +270,47 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     })?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(book: &LogBook) -> Vec<(&str, &str, Option<&str>)> {
+        book.lines.iter().map(|l| (l.level, l.message.as_str(), l.stream)).collect()
+    }
+
+    #[test]
+    fn printed_lines_become_log_lines_in_order_with_their_stream() {
+        let mut book = LogBook::new(Instant::now());
+        book.write(Stream::Stdout, b"one\r\ntw");
+        book.write(Stream::Stderr, b"oops\n\n  \n");
+        book.push("debug", "from log".into(), Stream::Log);
+        book.write(Stream::Stdout, b"o\nunfinished");
+        book.finish();
+        assert_eq!(
+            messages(&book),
+            [
+                ("info", "one", Some("stdout")),
+                ("warn", "oops", Some("stderr")),
+                ("debug", "from log", None),
+                ("info", "two", Some("stdout")),
+                ("info", "unfinished", Some("stdout")),
+            ]
+        );
+    }
+
+    #[test]
+    fn output_past_the_budget_is_dropped_and_counted_and_long_lines_are_cut() {
+        let mut book = LogBook::new(Instant::now());
+        book.write(Stream::Stdout, &vec![b'x'; LINE_BYTES_MAX + 10]);
+        book.finish();
+        assert_eq!(book.lines.iter().map(|l| l.message.len()).collect::<Vec<_>>(), [LINE_BYTES_MAX, 10]);
+        let line = "y".repeat(99) + "\n";
+        for _ in 0..STDIO_BYTES_MAX / 100 + 50 {
+            book.write(Stream::Stdout, line.as_bytes());
+        }
+        assert!(book.dropped >= 50, "{}", book.dropped);
+        assert!(book.lines.len() < STDIO_BYTES_MAX / 100 + 3);
+    }
 }

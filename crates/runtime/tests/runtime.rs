@@ -107,3 +107,13 @@ fn modules_and_mismatched_components_are_refused_at_compile_with_a_reason() {
     let junk = runtime.compile(b"\0asm\x01\0\0\0garbage").err().unwrap().to_string();
     assert!(junk.contains("not a WebAssembly component"), "{junk}");
 }
+
+#[test]
+fn a_wasi_sleep_ends_at_the_deadline() {
+    // An hour's wait on the WASI monotonic clock blocks the host thread, out
+    // of the epoch's reach: it is cut short at the deadline instead.
+    let limits = Limits { timeout: Duration::from_millis(200), ..Limits::default() };
+    let report = run(&fixture("sleep"), limits);
+    assert_eq!(report.outcome, Outcome::TimedOut, "{report:?}");
+    assert!(report.wall >= Duration::from_millis(190) && report.wall < Duration::from_secs(2), "{:?}", report.wall);
+}
