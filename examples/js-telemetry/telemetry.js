@@ -1,7 +1,7 @@
 // A Glassbox function in JavaScript (componentize-js, world
 // glassbox:function/event-handler in ../../wit).
 //
-// Device telemetry in ({"temperature": 31.5} on mqtt:sensors/+/telemetry),
+// Device telemetry in ({"temperature": 31.5} on mqtt:devices/+/telemetry),
 // a log line, and when it is too hot: a `telemetry.hot` event and a `fan`
 // command to the device that sent it.
 

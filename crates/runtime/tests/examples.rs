@@ -23,7 +23,7 @@ fn telemetry(data: &str) -> Event {
         id: "01TELEMETRY".into(),
         source: "mqtt".into(),
         type_: "device.message".into(),
-        subject: Some("sensors/s1/telemetry".into()),
+        subject: Some("devices/s1/telemetry".into()),
         time: "2026-11-24T00:00:00Z".into(),
         datacontenttype: Some("application/json".into()),
         data: data.as_bytes().to_vec(),
