@@ -59,6 +59,8 @@ pub(crate) struct Forecast {
     pub expected: f64,
     pub residual: f64,
     pub sigma: f64,
+    /// The value less its seasonal part (the value itself without one).
+    pub deseasonalized: f64,
 }
 
 /// The usual size of a model's error.
@@ -227,7 +229,8 @@ impl Baseline {
     pub(crate) fn forecast(&self, t: f64, x: f64) -> Option<Forecast> {
         let model = self.models.get(self.active)?;
         let expected = model.expected(t);
-        Some(Forecast { expected, residual: x - expected, sigma: model.scale.sigma() })
+        let deseasonalized = x - model.seasonal_part(t);
+        Some(Forecast { expected, residual: x - expected, sigma: model.scale.sigma(), deseasonalized })
     }
 
     /// Which model is in use: `steady`, `follow`, `daily` or `weekly`.
@@ -243,7 +246,13 @@ impl Baseline {
         }
     }
 
-    pub(crate) fn learn(&mut self, t: f64, x: f64, interval: Option<f64>) {
+    /// The level of the model in use.
+    pub(crate) fn level(&self) -> f64 {
+        self.models.get(self.active).map_or(0.0, |m| m.level)
+    }
+
+    /// Learns from the point; true if it made another model the one in use.
+    pub(crate) fn learn(&mut self, t: f64, x: f64, interval: Option<f64>) -> bool {
         if self.recent.len() == self.recent_max {
             self.recent.pop_front();
         }
@@ -251,14 +260,16 @@ impl Baseline {
         if self.models.is_empty() {
             self.models.push(Model::level(x, STEADY_ALPHA, self.selection_alpha, t));
             self.models.push(Model::level(x, FOLLOW_ALPHA, self.selection_alpha, t));
-            return;
+            return false;
         }
         if let Some(interval) = interval.filter(|_| !self.seasonal_started) {
             self.start_seasonal(t, interval);
         }
         self.align_errors(t);
         self.models.iter_mut().for_each(|m| m.learn(t, x));
+        let before = self.active;
         self.select(t);
+        self.active != before
     }
 
     /// Errors are compared over the same points: when a model's errors

@@ -1,5 +1,5 @@
 //! One series' detector: each point is forecast by the [`Baseline`], its
-//! error is standardised by the usual error size, and four questions are
+//! error is standardised by the usual error size, and five questions are
 //! asked of it, each answered with a probability from this series' own
 //! history ([`Tail`]):
 //!
@@ -9,20 +9,22 @@
 //!   compared with the usual spread of that mean? (level shifts, trend
 //!   changes, a seasonal pattern that fails to happen; like Numenta's
 //!   anomaly likelihood, comparing a short window with the long run);
+//! - **drift**: the same over a longer window (trend changes, small
+//!   lasting shifts);
 //! - **spread**: the same for the mean of their sizes (variance changes, a
 //!   stuck sensor);
 //! - **silence**: how unusual is the gap since the previous point?
 //!
-//! The smallest probability, corrected for asking four questions, becomes
+//! The smallest probability, corrected for asking five questions, becomes
 //! the score: `-log10(p) / 10`, clamped to `[0, 1]`. The [`EpisodeTracker`]
 //! turns scores into one alert per episode.
 
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, Forecast};
 use crate::cadence::{Cadence, Skip};
 use crate::episode::{Episode, EpisodeTracker, Signal, Transition};
 use crate::settings::{InvalidSettings, Settings};
 use crate::stats::EwmVar;
-use crate::tail::{Prior, Tail};
+use crate::tail::{Prior, Shapes, Tail};
 
 /// Values are clamped to this magnitude, so that differences and squares
 /// of differences stay finite.
@@ -32,22 +34,27 @@ const VALUE_MAX: f64 = 1e150;
 const Z_MAX: f64 = 1e6;
 /// Errors enter the recent-window statistics clipped to this many scales.
 const WINDOW_Z_CLIP: f64 = 6.0;
-/// The recent window: an exponential average over about this many points.
-const WINDOW_POINTS: f64 = 10.0;
+/// The recent windows: exponential averages over about this many points
+/// (short: shifts; long: drifts and small lasting shifts).
+const SHIFT_POINTS: f64 = 10.0;
+const DRIFT_POINTS: f64 = 30.0;
+/// The drift question compares values with a slow reference level that
+/// forgets over about this many points.
+const REFERENCE_POINTS: f64 = 240.0;
 /// The spread of a window statistic is at least this (in scales).
 const WINDOW_STD_MIN: f64 = 0.05;
 /// Errors of at least this many scales, of one sign, form a run.
 const RUN_Z: f64 = 2.0;
 /// Points before the long-run statistics start learning (the first errors
 /// are measured against a scale that is still forming).
-const SETTLE_POINTS: u64 = 20;
+const SETTLE_POINTS: u64 = 50;
 /// The number of questions asked of each point (Bonferroni correction).
-const QUESTIONS: f64 = 4.0;
+const QUESTIONS: f64 = 5.0;
 /// `score = -log10(p) / SCORE_DECADES`.
 const SCORE_DECADES: f64 = 10.0;
 /// Threshold (in standardised units) of the tails, and their prior.
 const TAIL_THRESHOLD: f64 = 2.5;
-const TAIL_PRIOR: Prior = Prior { rate: 0.02, mean_excess: 0.5, weight: 50.0 };
+const TAIL_PRIOR: Prior = Prior { rate: 0.02, mean_excess: 0.5, weight: 50.0, heavy: 0.5 };
 
 /// Where a point stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,33 +80,83 @@ pub struct Observation {
     pub expected: Option<f64>,
     /// What contributed most to the score.
     pub signal: Option<Signal>,
+    /// The score of each question asked of the point (same scale as
+    /// `score`, before the correction for asking several), and the error in
+    /// usual error sizes: why the score is what it is.
+    pub parts: Parts,
     /// An episode that ended at this point.
     pub ended: Option<Episode>,
 }
 
+/// The parts of a point's score.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Parts {
+    /// This point's error alone.
+    pub point: f64,
+    /// The mean of the recent errors (a shift of level).
+    pub shift: f64,
+    /// The mean of the errors over a longer window (a drift).
+    pub drift: f64,
+    /// The mean size of the recent errors (a change of variability).
+    pub spread: f64,
+    /// The gap since the previous point.
+    pub silence: f64,
+    /// This point's error, in usual error sizes (signed).
+    pub deviation: f64,
+}
+
 impl Observation {
     fn unscored(status: Status) -> Self {
-        Self { score: 0.0, anomalous: false, status, expected: None, signal: None, ended: None }
+        Self {
+            score: 0.0,
+            anomalous: false,
+            status,
+            expected: None,
+            signal: None,
+            parts: Parts::default(),
+            ended: None,
+        }
     }
+}
+
+/// An error in usual error sizes; with no usual size yet (a constant
+/// series), any change is as large as it gets.
+fn standardise(residual: f64, sigma: f64) -> f64 {
+    match (residual, sigma) {
+        (r, _) if r == 0.0 => 0.0,
+        (r, s) if s > 0.0 => (r / s).clamp(-Z_MAX, Z_MAX),
+        (r, _) => Z_MAX.copysign(r),
+    }
+}
+
+fn score_of(p: f64) -> f64 {
+    // `+ 0.0` turns the -0 of p = 1 into 0.
+    (-p.max(f64::MIN_POSITIVE).log10() / SCORE_DECADES).clamp(0.0, 1.0) + 0.0
 }
 
 /// A short exponential average of a standardised statistic, judged against
 /// the long-run distribution of that same average.
 #[derive(Clone, Debug)]
 struct Window {
+    points: f64,
     short: f64,
     long: EwmVar,
     tail: Tail,
 }
 
 impl Window {
-    fn new(alpha: f64) -> Self {
-        Self { short: 0.0, long: EwmVar::new(alpha), tail: Tail::new(TAIL_THRESHOLD, alpha, TAIL_PRIOR) }
+    fn new(points: f64, alpha: f64) -> Self {
+        Self {
+            points,
+            short: 0.0,
+            long: EwmVar::new(alpha),
+            tail: Tail::new(TAIL_THRESHOLD, Shapes::Light, alpha, TAIL_PRIOR),
+        }
     }
 
     /// The short average with `x` added, and its deviation from the long run.
     fn next(&self, x: f64) -> (f64, f64) {
-        let short = self.short + (x - self.short) / WINDOW_POINTS;
+        let short = self.short + (x - self.short) / self.points;
         if self.long.seen() < 1.0 {
             return (short, 0.0);
         }
@@ -130,7 +187,10 @@ pub struct Detector {
     baseline: Baseline,
     point: Tail,
     shift: Window,
+    drift: Window,
     spread: Window,
+    /// The slow reference level of the drift question.
+    reference: Option<f64>,
     episodes: EpisodeTracker,
     points: u64,
     run: i64,
@@ -146,8 +206,10 @@ impl Default for Detector {
 struct Judgement {
     p: f64,
     signal: Signal,
+    parts: Parts,
     z: f64,
     shift: (f64, f64),
+    drift: (f64, f64),
     spread: (f64, f64),
 }
 
@@ -163,9 +225,11 @@ impl Detector {
         Self {
             cadence: Cadence::new(alpha),
             baseline: Baseline::new(settings.seasonality, alpha, settings.relearn_points as usize),
-            point: Tail::new(TAIL_THRESHOLD, alpha, TAIL_PRIOR),
-            shift: Window::new(alpha),
-            spread: Window::new(alpha),
+            point: Tail::new(TAIL_THRESHOLD, Shapes::LightOrHeavy, alpha, TAIL_PRIOR),
+            shift: Window::new(SHIFT_POINTS, alpha),
+            drift: Window::new(DRIFT_POINTS, alpha),
+            spread: Window::new(SHIFT_POINTS, alpha),
+            reference: None,
             episodes,
             points: 0,
             run: 0,
@@ -207,10 +271,11 @@ impl Detector {
         let x = value.clamp(-VALUE_MAX, VALUE_MAX);
         let forecast = self.baseline.forecast(t, x);
         let p_gap = self.cadence.p(ratio, self.settings.silence_intervals_min);
-        let judgement = forecast.map(|f| self.judge(f.residual, f.sigma, p_gap));
-        self.learn(t, x, judgement.as_ref());
+        let judgement = forecast.map(|f| self.judge(&f, p_gap));
+        self.learn(t, x, forecast.as_ref(), judgement.as_ref());
         let mut observation = Observation::unscored(Status::Scored);
         observation.expected = forecast.map(|f| f.expected);
+        observation.parts = judgement.as_ref().map(|j| j.parts).unwrap_or_default();
         match judgement {
             Some(j) => self.conclude(t, observation, j.p, j.signal),
             None => self.conclude(t, observation, 1.0, Signal::Spike),
@@ -225,43 +290,66 @@ impl Detector {
             (Some(last), Some(interval)) if now > last => Some((now - last) / interval),
             _ => None,
         };
-        let p = QUESTIONS * self.cadence.p(ratio, self.settings.silence_intervals_min);
-        self.conclude(now, Observation::unscored(Status::Scored), p, Signal::Silence)
+        let p = self.cadence.p(ratio, self.settings.silence_intervals_min);
+        let mut observation = Observation::unscored(Status::Scored);
+        observation.parts.silence = score_of(p);
+        self.conclude(now, observation, (QUESTIONS * p).min(1.0), Signal::Silence)
     }
 
-    fn judge(&self, residual: f64, sigma: f64, p_gap: f64) -> Judgement {
-        let z = match (residual, sigma) {
-            (r, _) if r == 0.0 => 0.0,
-            (r, s) if s > 0.0 => (r / s).clamp(-Z_MAX, Z_MAX),
-            (r, _) => Z_MAX.copysign(r),
-        };
+    fn judge(&self, forecast: &Forecast, p_gap: f64) -> Judgement {
+        let z = standardise(forecast.residual, forecast.sigma);
         let clipped = z.clamp(-WINDOW_Z_CLIP, WINDOW_Z_CLIP);
+        let from_reference = self.reference.map_or(0.0, |r| standardise(forecast.deseasonalized - r, forecast.sigma));
         let shift = self.shift.next(clipped);
+        let drift = self.drift.next(from_reference.clamp(-WINDOW_Z_CLIP, WINDOW_Z_CLIP));
+        if std::env::var_os("DBG").is_some() {
+            eprintln!(
+                "  ref={:?} deseas={} sigma={} zref={} drift={:?} long_mean={} long_std={}",
+                self.reference,
+                forecast.deseasonalized,
+                forecast.sigma,
+                from_reference,
+                drift,
+                self.drift.long.mean(),
+                self.drift.long.std()
+            );
+        }
         let spread = self.spread.next(clipped.abs());
         let candidates = [
             (self.point.p(z.abs()), if z >= 0.0 { Signal::Spike } else { Signal::Dip }),
             (self.shift.tail.p(shift.1.abs()), if shift.1 >= 0.0 { Signal::LevelUp } else { Signal::LevelDown }),
+            (self.drift.tail.p(drift.1.abs()), if drift.1 >= 0.0 { Signal::DriftUp } else { Signal::DriftDown }),
             (
                 self.spread.tail.p(spread.1.abs()),
                 if spread.1 >= 0.0 { Signal::MoreVariable } else { Signal::LessVariable },
             ),
             (p_gap, Signal::Silence),
         ];
+        let parts = Parts {
+            point: score_of(candidates[0].0),
+            shift: score_of(candidates[1].0),
+            drift: score_of(candidates[2].0),
+            spread: score_of(candidates[3].0),
+            silence: score_of(candidates[4].0),
+            deviation: z,
+        };
         let (p, signal) =
             candidates.into_iter().fold((1.0, Signal::Spike), |best, c| if c.0 < best.0 { c } else { best });
-        Judgement { p: (QUESTIONS * p).min(1.0), signal, z, shift, spread }
+        Judgement { p: (QUESTIONS * p).min(1.0), signal, parts, z, shift, drift, spread }
     }
 
-    fn learn(&mut self, t: f64, x: f64, judgement: Option<&Judgement>) {
+    fn learn(&mut self, t: f64, x: f64, forecast: Option<&Forecast>, judgement: Option<&Judgement>) {
         self.cadence.learn(t);
-        self.baseline.learn(t, x, self.cadence.interval());
+        let switched = self.baseline.learn(t, x, self.cadence.interval());
         self.points += 1;
+        self.learn_reference(forecast, switched);
         let Some(j) = judgement else { return };
         let settled = self.points > SETTLE_POINTS;
         if settled {
             self.point.update(j.z.abs());
         }
         self.shift.learn(j.shift.0, j.shift.1, settled);
+        self.drift.learn(j.drift.0, j.drift.1, settled);
         self.spread.learn(j.spread.0, j.spread.1, settled);
         self.run = match (j.z >= RUN_Z, j.z <= -RUN_Z) {
             (true, _) => self.run.max(0) + 1,
@@ -272,8 +360,25 @@ impl Detector {
         if self.run.unsigned_abs() >= u64::from(self.settings.relearn_points) || lasting {
             self.baseline.relearn_level();
             self.shift.reset();
+            self.drift.reset();
+            self.reference = Some(self.baseline.level());
             self.run = 0;
         }
+    }
+
+    /// Follows the deseasonalised values slowly (each step clipped, like the
+    /// levels); starts again at the new model's level when the model changes.
+    fn learn_reference(&mut self, forecast: Option<&Forecast>, switched: bool) {
+        let (Some(f), Some(r)) = (forecast, self.reference) else {
+            self.reference = Some(self.baseline.level());
+            return;
+        };
+        if switched {
+            self.reference = Some(self.baseline.level());
+            return;
+        }
+        let bound = if f.sigma > 0.0 { WINDOW_Z_CLIP * f.sigma } else { f64::INFINITY };
+        self.reference = Some(r + (f.deseasonalized - r).clamp(-bound, bound) / REFERENCE_POINTS);
     }
 
     fn conclude(&mut self, t: f64, mut observation: Observation, p: f64, signal: Signal) -> Observation {
@@ -281,7 +386,7 @@ impl Detector {
             observation.status = Status::WarmingUp;
             return observation;
         }
-        let score = (-p.max(f64::MIN_POSITIVE).log10() / SCORE_DECADES).clamp(0.0, 1.0);
+        let score = score_of(p);
         observation.score = score;
         observation.signal = (score > 0.0).then_some(signal);
         match self.episodes.observe(t, score, signal) {

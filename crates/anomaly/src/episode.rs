@@ -18,6 +18,10 @@ pub enum Signal {
     LevelUp,
     /// Recent values consistently below the expected ones.
     LevelDown,
+    /// Values drifting above the expected ones over a longer window.
+    DriftUp,
+    /// Values drifting below the expected ones over a longer window.
+    DriftDown,
     /// Recent errors much larger than usual.
     MoreVariable,
     /// Recent errors much smaller than usual (e.g. a stuck sensor).
@@ -33,6 +37,8 @@ impl Signal {
             Signal::Dip => "dip",
             Signal::LevelUp => "level_up",
             Signal::LevelDown => "level_down",
+            Signal::DriftUp => "drift_up",
+            Signal::DriftDown => "drift_down",
             Signal::MoreVariable => "more_variable",
             Signal::LessVariable => "less_variable",
             Signal::Silence => "silence",

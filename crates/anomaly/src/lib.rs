@@ -35,6 +35,6 @@ pub mod synthetic;
 mod tail;
 
 pub use cadence::Skip;
-pub use detector::{Detector, Observation, Status};
+pub use detector::{Detector, Observation, Parts, Status};
 pub use episode::{Episode, EpisodeTracker, Signal, Transition};
 pub use settings::{InvalidSettings, Seasonality, Settings};

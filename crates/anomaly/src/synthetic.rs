@@ -122,7 +122,9 @@ pub fn generate(suite: &Suite) -> Vec<Series> {
     plan.iter()
         .enumerate()
         .map(|(i, kind)| {
-            let mut rng = Rng::new(suite.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            // Hash (seed, index) into far-apart states: nearby SplitMix64
+            // states would give the same stream shifted by a few draws.
+            let mut rng = Rng::new(Rng::new(suite.seed).next_u64() ^ Rng::new(i as u64 ^ 0xA5A5_A5A5).next_u64());
             let shape = Shape::ALL[i % Shape::ALL.len()];
             let name = format!("{:03}-{}-{}", i, shape.as_str(), kind.map_or("clean", Kind::as_str));
             build(&mut rng, name, shape, *kind, suite.points)

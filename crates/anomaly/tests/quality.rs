@@ -37,7 +37,10 @@ fn report(suite: &Suite, settings: &Settings) -> Report {
 
 #[test]
 fn finds_most_injected_anomalies_with_few_false_alarms() {
-    let suite = Suite { seed: 11, series_per_kind: 10, clean_series: 10, points: 4032 };
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let per_kind = env("ANOMALY_SERIES", 10) as usize;
+    let suite =
+        Suite { seed: env("ANOMALY_SEED", 11), series_per_kind: per_kind, clean_series: per_kind, points: 4032 };
     let report = report(&suite, &Settings::default());
     assert!(report.recall() >= 0.0, "recall {}", report.recall());
     assert!(report.precision() >= 0.0, "precision {}", report.precision());
