@@ -14,7 +14,9 @@ fn main() {
     let mut fp_by: BTreeMap<String, usize> = BTreeMap::new();
     let mut missed_by: BTreeMap<String, usize> = BTreeMap::new();
     for series in generate(&suite) {
-        let mut detector = Detector::new(Settings::default()).unwrap();
+        let threshold = std::env::var("ANOMALY_THRESHOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(0.5);
+        let settings = Settings { threshold, calm_threshold: 0.3f64.min(threshold), ..Settings::default() };
+        let mut detector = Detector::new(settings).unwrap();
         let window = series.labels.first().map(|l| (l.start, l.end + 100.0 * series.interval_secs));
         let mut hit = false;
         for (i, &(t, x)) in series.points.iter().enumerate() {
@@ -41,5 +43,6 @@ fn main() {
         }
     }
     println!("false alarms by shape and signal: {fp_by:?}");
+    println!("TOTAL false_alarms={} missed={}", fp_by.values().sum::<usize>(), missed_by.values().sum::<usize>());
     println!("missed by shape and kind: {missed_by:?}");
 }

@@ -12,6 +12,7 @@ fn main() {
     let suite =
         Suite { seed: env("ANOMALY_SEED", 11), series_per_kind: per_kind, clean_series: per_kind, points: 4032 };
     let series = generate(&suite).swap_remove(index);
+    let _ = &series;
     let onset = series.labels.first().map(|l| l.start).unwrap_or(f64::INFINITY);
     let onset_index = series.points.iter().position(|p| p.0 >= onset).unwrap_or(0);
     let from = args.get(1).copied().unwrap_or(onset_index.saturating_sub(20));

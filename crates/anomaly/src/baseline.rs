@@ -35,12 +35,12 @@ const FOLLOW_ALPHA: f64 = 0.5;
 const SCALE_ALPHA: f64 = 0.01;
 /// A model replaces the one in use only if its error is this much lower.
 const SWITCH_GAIN: f64 = 0.9;
-const DAILY_BINS_MAX: f64 = 96.0;
+const DAILY_BINS_MAX: f64 = 144.0;
 const WEEKLY_BINS_MAX: f64 = 168.0;
 /// A seasonal profile needs at least this many points per period.
 const POINTS_PER_PERIOD_MIN: f64 = 6.0;
 /// A profile bin remembers roughly this many periods.
-const PROFILE_MEMORY_PERIODS: f64 = 4.0;
+const PROFILE_MEMORY_PERIODS: f64 = 6.0;
 
 /// Which kinds of seasonality the baseline may learn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,9 +26,9 @@ use crate::settings::{InvalidSettings, Settings};
 use crate::stats::EwmVar;
 use crate::tail::{Prior, Shapes, Tail};
 
-/// Values are clamped to this magnitude, so that differences and squares
-/// of differences stay finite.
-const VALUE_MAX: f64 = 1e150;
+/// Values (in the series' unit) are clamped to this magnitude, so that
+/// differences stay finite. Nothing squares a value.
+const VALUE_MAX: f64 = 1e300;
 /// A standardised error when there is no error scale yet (a constant
 /// series that changes).
 const Z_MAX: f64 = 1e6;
@@ -129,6 +129,15 @@ fn standardise(residual: f64, sigma: f64) -> f64 {
     }
 }
 
+/// The power of two nearest a value's magnitude (1 for zero): dividing by
+/// it is exact.
+fn unit_of(value: f64) -> f64 {
+    if value == 0.0 {
+        return 1.0;
+    }
+    2f64.powi(value.abs().log2().round().clamp(-1000.0, 1000.0) as i32)
+}
+
 fn score_of(p: f64) -> f64 {
     // `+ 0.0` turns the -0 of p = 1 into 0.
     (-p.max(f64::MIN_POSITIVE).log10() / SCORE_DECADES).clamp(0.0, 1.0) + 0.0
@@ -191,6 +200,9 @@ pub struct Detector {
     spread: Window,
     /// The slow reference level of the drift question.
     reference: Option<f64>,
+    /// Values are learned divided by this power of two (from the first
+    /// value), so series of any magnitude, 1e-300 or 1e300, are alike.
+    unit: Option<f64>,
     episodes: EpisodeTracker,
     points: u64,
     run: i64,
@@ -230,6 +242,7 @@ impl Detector {
             drift: Window::new(DRIFT_POINTS, alpha),
             spread: Window::new(SHIFT_POINTS, alpha),
             reference: None,
+            unit: None,
             episodes,
             points: 0,
             run: 0,
@@ -268,13 +281,14 @@ impl Detector {
         if !value.is_finite() {
             return Observation::unscored(Status::Skipped(Skip::NotFinite));
         }
-        let x = value.clamp(-VALUE_MAX, VALUE_MAX);
+        let unit = *self.unit.get_or_insert_with(|| unit_of(value));
+        let x = (value / unit).clamp(-VALUE_MAX, VALUE_MAX);
         let forecast = self.baseline.forecast(t, x);
         let p_gap = self.cadence.p(ratio, self.settings.silence_intervals_min);
         let judgement = forecast.map(|f| self.judge(&f, p_gap));
         self.learn(t, x, forecast.as_ref(), judgement.as_ref());
         let mut observation = Observation::unscored(Status::Scored);
-        observation.expected = forecast.map(|f| f.expected);
+        observation.expected = forecast.map(|f| f.expected * unit);
         observation.parts = judgement.as_ref().map(|j| j.parts).unwrap_or_default();
         match judgement {
             Some(j) => self.conclude(t, observation, j.p, j.signal),

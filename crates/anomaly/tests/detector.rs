@@ -1,0 +1,244 @@
+//! The detector through its public API: each kind of anomaly raises one
+//! alert near its start, and bad input neither panics nor floods.
+
+use glassbox_anomaly::synthetic::Rng;
+use glassbox_anomaly::{Detector, Observation, Signal, Skip, Status};
+
+const MINUTE: f64 = 60.0;
+const DAY: f64 = 86_400.0;
+
+/// Feeds `(t, value)` points; returns the indexes that raised an alert.
+fn alerts(detector: &mut Detector, points: impl IntoIterator<Item = (f64, f64)>) -> Vec<usize> {
+    points.into_iter().enumerate().filter(|(_, (t, x))| detector.observe(*t, *x).anomalous).map(|(i, _)| i).collect()
+}
+
+/// `n` points every minute from `start`: 100 + Gaussian noise of 2.
+fn noisy(rng: &mut Rng, start: usize, n: usize) -> Vec<(f64, f64)> {
+    (start..start + n).map(|i| (i as f64 * MINUTE, 100.0 + 2.0 * rng.normal())).collect()
+}
+
+#[test]
+fn a_calm_noisy_series_raises_no_alert() {
+    let mut rng = Rng::new(1);
+    let mut d = Detector::default();
+    assert_eq!(alerts(&mut d, noisy(&mut rng, 0, 20_000)), Vec::<usize>::new());
+}
+
+#[test]
+fn a_spike_raises_one_alert_at_the_spike() {
+    let mut rng = Rng::new(2);
+    let mut points = noisy(&mut rng, 0, 3000);
+    points[2000].1 += 30.0;
+    let mut d = Detector::default();
+    assert_eq!(alerts(&mut d, points), vec![2000]);
+}
+
+#[test]
+fn a_level_shift_raises_one_alert_then_becomes_the_new_normal() {
+    let mut rng = Rng::new(3);
+    let mut points = noisy(&mut rng, 0, 4000);
+    points[2000..].iter_mut().for_each(|p| p.1 += 12.0);
+    let mut d = Detector::default();
+    let mut ended = Vec::new();
+    let mut raised = Vec::new();
+    for (i, (t, x)) in points.into_iter().enumerate() {
+        let o = d.observe(t, x);
+        if o.anomalous {
+            raised.push(i);
+        }
+        ended.extend(o.ended);
+    }
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!((2000..2005).contains(&raised[0]), "{raised:?}");
+    assert_eq!(ended.len(), 1, "the episode ends once the new level is learned");
+    assert!(ended[0].end.unwrap() < 2100.0 * MINUTE, "{:?}", ended[0]);
+    assert!(ended[0].peak_score >= 0.5);
+}
+
+#[test]
+fn a_variance_change_raises_one_alert_early_in_it() {
+    let mut rng = Rng::new(4);
+    let mut points = noisy(&mut rng, 0, 3000);
+    for p in &mut points[2000..2150] {
+        p.1 = 100.0 + (p.1 - 100.0) * 5.0;
+    }
+    let mut d = Detector::default();
+    let raised = alerts(&mut d, points);
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!((2000..2030).contains(&raised[0]), "{raised:?}");
+}
+
+#[test]
+fn a_trend_change_raises_an_alert_within_a_hundred_points() {
+    let mut rng = Rng::new(5);
+    let mut points = noisy(&mut rng, 0, 3000);
+    for (k, p) in points[2000..].iter_mut().enumerate() {
+        p.1 += 0.15 * k as f64; // 7.5 noise units per 100 points
+    }
+    let mut d = Detector::default();
+    let raised = alerts(&mut d, points);
+    assert!(!raised.is_empty() && (2000..2100).contains(&raised[0]), "{raised:?}");
+    assert!(raised.len() <= 3, "{raised:?}");
+}
+
+#[test]
+fn a_silence_is_flagged_when_the_series_resumes() {
+    let mut rng = Rng::new(6);
+    let mut points = noisy(&mut rng, 0, 2000);
+    points.extend(noisy(&mut rng, 2060, 500)); // an hour with nothing
+    let mut d = Detector::default();
+    let mut raised = Vec::new();
+    for (i, (t, x)) in points.into_iter().enumerate() {
+        let o = d.observe(t, x);
+        if o.anomalous {
+            raised.push((i, o.signal));
+        }
+    }
+    assert_eq!(raised, vec![(2000, Some(Signal::Silence))]);
+}
+
+#[test]
+fn a_live_host_sees_a_silence_while_it_lasts() {
+    let mut rng = Rng::new(7);
+    let mut d = Detector::default();
+    alerts(&mut d, noisy(&mut rng, 0, 2000));
+    let checks: Vec<Observation> = (2000..2060).map(|i| d.silence(i as f64 * MINUTE)).collect();
+    let first = checks.iter().position(|o| o.anomalous).expect("the silence is flagged");
+    assert!(first < 30, "flagged after {first} minutes");
+    assert_eq!(checks.iter().filter(|o| o.anomalous).count(), 1);
+    assert_eq!(checks[first].signal, Some(Signal::Silence));
+}
+
+#[test]
+fn a_daily_pattern_is_learned_and_a_missing_peak_is_flagged() {
+    let mut rng = Rng::new(8);
+    let day = |t: f64, peak: bool| {
+        let phase = (t % DAY) / DAY;
+        let busy = (0.35..0.65).contains(&phase) && peak;
+        if busy { 160.0 } else { 100.0 }
+    };
+    let five = 5.0 * MINUTE;
+    let points: Vec<(f64, f64)> = (0..288 * 12)
+        .map(|i| {
+            let t = i as f64 * five;
+            (t, day(t, i < 288 * 11) + 3.0 * rng.normal())
+        })
+        .collect();
+    let mut d = Detector::default();
+    let raised = alerts(&mut d, points);
+    assert_eq!(d.model(), "daily");
+    let last_day = 288 * 11;
+    assert_eq!(raised.iter().filter(|&&i| i < last_day).count(), 0, "{raised:?}");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let expected_peak = last_day + (0.35f64 * 288.0) as usize;
+    assert!((expected_peak..expected_peak + 12).contains(&raised[0]), "{raised:?} vs {expected_peak}");
+}
+
+#[test]
+fn non_finite_values_are_skipped_without_poisoning_what_was_learned() {
+    let mut rng = Rng::new(9);
+    let mut d = Detector::default();
+    let mut raised = 0;
+    for (i, (t, x)) in noisy(&mut rng, 0, 5000).into_iter().enumerate() {
+        let x = match i % 97 {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            2 => f64::NEG_INFINITY,
+            _ => x,
+        };
+        let o = d.observe(t, x);
+        if !x.is_finite() {
+            assert_eq!(o.status, Status::Skipped(Skip::NotFinite));
+        } else if let Some(e) = o.expected {
+            assert!((e - 100.0).abs() < 10.0, "expected {e}");
+        }
+        raised += usize::from(o.anomalous);
+    }
+    assert_eq!(raised, 0);
+}
+
+#[test]
+fn duplicate_and_out_of_order_timestamps_are_skipped() {
+    let mut rng = Rng::new(10);
+    let mut d = Detector::default();
+    let mut raised = 0;
+    for (t, x) in noisy(&mut rng, 0, 3000) {
+        raised += usize::from(d.observe(t, x).anomalous);
+        assert_eq!(d.observe(t, x + 1000.0).status, Status::Skipped(Skip::Duplicate));
+        assert_eq!(d.observe(t - 30.0, x).status, Status::Skipped(Skip::OutOfOrder));
+    }
+    assert_eq!(raised, 0);
+    assert_eq!(d.observe(f64::NAN, 1.0).status, Status::Skipped(Skip::BadTime));
+}
+
+#[test]
+fn a_constant_series_scores_zero_until_it_changes_then_alerts_once() {
+    let mut d = Detector::default();
+    for i in 0..10_000 {
+        let o = d.observe(i as f64, 42.0);
+        assert_eq!(o.score, 0.0);
+        assert!(!o.anomalous);
+    }
+    let raised = alerts(&mut d, (10_000..11_000).map(|i| (i as f64, 43.0)));
+    assert_eq!(raised, vec![0]);
+}
+
+#[test]
+fn a_series_of_zeros_with_rare_small_steps_does_not_flood() {
+    // Quantised and mostly constant, like a counter that rarely moves.
+    let mut rng = Rng::new(11);
+    let mut d = Detector::default();
+    let points = (0..20_000).map(|i| (i as f64 * MINUTE, if rng.uniform() < 0.02 { 1.0 } else { 0.0 }));
+    let raised = alerts(&mut d, points);
+    assert!(raised.len() <= 2, "{} alerts", raised.len());
+}
+
+#[test]
+fn small_gaps_do_not_raise_alerts() {
+    let mut rng = Rng::new(12);
+    let points: Vec<(f64, f64)> = noisy(&mut rng, 0, 10_000).into_iter().filter(|_| rng.uniform() > 0.05).collect();
+    let mut d = Detector::default();
+    assert_eq!(alerts(&mut d, points), Vec::<usize>::new());
+}
+
+#[test]
+fn huge_and_tiny_values_give_finite_scores_and_no_flood() {
+    for scale in [1e300, 1e-300, -1e200, 1e15] {
+        let mut rng = Rng::new(13);
+        let mut d = Detector::default();
+        let mut raised = 0;
+        for (t, x) in noisy(&mut rng, 0, 5000) {
+            let o = d.observe(t, x * scale);
+            assert!((0.0..=1.0).contains(&o.score), "scale {scale}: score {}", o.score);
+            raised += usize::from(o.anomalous);
+        }
+        assert_eq!(raised, 0, "scale {scale}");
+        let o = d.observe(5000.0 * MINUTE, f64::MAX);
+        assert!(o.score.is_finite() && o.anomalous, "scale {scale}: {o:?}");
+    }
+}
+
+#[test]
+fn irregular_timestamps_are_fine() {
+    let mut rng = Rng::new(14);
+    let mut t = 0.0;
+    let mut d = Detector::default();
+    let mut raised = 0;
+    for _ in 0..10_000 {
+        t += -60.0 * (1.0 - rng.uniform()).ln(); // Poisson arrivals, mean a minute
+        raised += usize::from(d.observe(t, 10.0 + rng.normal()).anomalous);
+    }
+    assert!(raised <= 1, "{raised} alerts");
+}
+
+#[test]
+fn nothing_is_scored_during_warm_up() {
+    let mut rng = Rng::new(15);
+    let mut d = Detector::default();
+    let mut points = noisy(&mut rng, 0, 100);
+    points[50].1 = 1e6;
+    for (t, x) in points {
+        let o = d.observe(t, x);
+        assert_eq!((o.status, o.score, o.anomalous), (Status::WarmingUp, 0.0, false));
+    }
+}
