@@ -11,6 +11,7 @@
 mod host;
 mod wasi;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
 };
 
 pub use host::{LogLine, NoServices, Services};
@@ -137,6 +139,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<host::State>,
     stop: Arc<AtomicBool>,
+    cache: Option<Cache>,
 }
 
 impl Drop for Runtime {
@@ -153,6 +156,16 @@ pub fn digest(bytes: &[u8]) -> String {
 impl Runtime {
     /// `instances_max` bounds concurrent invocations (pooling allocator slots).
     pub fn new(instances_max: u32, memory_bytes_max: usize) -> wasmtime::Result<Self> {
+        Self::with_cache(instances_max, memory_bytes_max, None)
+    }
+
+    /// As [`Runtime::new`], keeping compiled code in `cache_dir` (wasmtime's
+    /// own cache, keyed by the component's bytes, the compiler and its
+    /// settings), so compiling a component compiled before — after a
+    /// restart, for a replay, on a redeploy — is a read, not a compile.
+    /// Whoever can write that directory can make functions run any native
+    /// code: keep it as private as the data directory it lives in.
+    pub fn with_cache(instances_max: u32, memory_bytes_max: usize, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling.total_component_instances(instances_max);
         pooling.total_core_instances(instances_max * 4);
@@ -167,6 +180,15 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let cache = match cache_dir {
+            Some(dir) => {
+                let mut cache_config = CacheConfig::new();
+                cache_config.with_directory(std::path::absolute(dir)?);
+                Some(Cache::new(cache_config)?)
+            }
+            None => None,
+        };
+        config.cache(cache.clone());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
@@ -178,7 +200,12 @@ impl Runtime {
                 clock.increment_epoch();
             }
         })?;
-        Ok(Self { engine, linker, stop })
+        Ok(Self { engine, linker, stop, cache })
+    }
+
+    /// Compilations found in the cache, and not, since start (none without one).
+    pub fn cache_counts(&self) -> (usize, usize) {
+        self.cache.as_ref().map_or((0, 0), |c| (c.cache_hits(), c.cache_misses()))
     }
 
     /// Compiles a component and checks it fits the world.
@@ -197,7 +224,9 @@ impl Runtime {
     }
 
     /// Runs `event` through `function` on this thread (it blocks: call from
-    /// a blocking pool). Never panics on the guest's account.
+    /// a blocking pool or a plain thread, never from an async runtime's
+    /// worker, where WASI's blocking on tokio would panic). Never panics on
+    /// the guest's account.
     pub fn invoke(
         &self,
         function: &Compiled,

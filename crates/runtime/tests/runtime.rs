@@ -117,3 +117,19 @@ fn a_wasi_sleep_ends_at_the_deadline() {
     assert_eq!(report.outcome, Outcome::TimedOut, "{report:?}");
     assert!(report.wall >= Duration::from_millis(190) && report.wall < Duration::from_secs(2), "{:?}", report.wall);
 }
+
+#[test]
+fn a_component_compiled_before_comes_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Runtime::with_cache(4, 16 << 20, Some(dir.path())).unwrap();
+    first.compile(&fixture("echo")).unwrap();
+    assert_eq!(first.cache_counts(), (0, 1), "a miss, then compiled and stored");
+    drop(first);
+    // A new runtime (a restart) over the same directory: a hit, and it runs.
+    let second = Runtime::with_cache(4, 16 << 20, Some(dir.path())).unwrap();
+    let compiled = second.compile(&fixture("echo")).unwrap();
+    assert_eq!(second.cache_counts(), (1, 0));
+    let report = second.invoke(&compiled, "echo", &event(), Limits::default(), Arc::new(NoServices));
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
+    assert_eq!(report.logs[0].message, "hello");
+}

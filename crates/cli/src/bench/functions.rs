@@ -24,9 +24,41 @@ pub struct FunctionsBenchArgs {
     /// Payload bytes in each event's data.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// The event's data instead of `--size` bytes, e.g. '{"temperature": 31.5}'
+    /// for examples/js-telemetry (device s1; its commands are accepted and dropped).
+    #[arg(long)]
+    data: Option<String>,
 }
 
-fn event(size: usize) -> Event {
+/// Services for a benchmark: key-value in nowhere, commands accepted and
+/// dropped (so a function that sends one succeeds), no shadows.
+struct BenchServices;
+
+impl Services for BenchServices {
+    fn kv_get(&self, _: &str, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn kv_delete(&self, _: &str, _: &str) {}
+
+    fn shadow(&self, device: &str) -> Result<String, String> {
+        NoServices.shadow(device)
+    }
+
+    fn update_desired(&self, device: &str, desired: &str) -> Result<u64, String> {
+        NoServices.update_desired(device, desired)
+    }
+
+    fn send_command(&self, _: &str, _: &str, _: &str, _: std::time::Duration) -> Result<String, String> {
+        Ok("01BENCHCOMMAND".into())
+    }
+}
+
+fn event(size: usize, data: Option<&str>) -> Event {
     Event {
         id: "01BENCH".into(),
         source: "bench".into(),
@@ -34,11 +66,11 @@ fn event(size: usize) -> Event {
         subject: None,
         time: "2026-01-01T00:00:00Z".into(),
         datacontenttype: Some("application/json".into()),
-        data: vec![b'7'; size],
+        data: data.map_or_else(|| vec![b'7'; size], |d| d.as_bytes().to_vec()),
         correlationid: "01BENCH".into(),
         causationid: None,
         hop: 0,
-        device: None,
+        device: data.map(|_| "s1".into()),
     }
 }
 
@@ -51,18 +83,24 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
     let compile_started = Instant::now();
     let compiled = runtime.compile(&bytes)?;
     println!("compiled {} in {:.1} ms", compiled.digest, compile_started.elapsed().as_secs_f64() * 1000.0);
-    let services: Arc<dyn Services> = Arc::new(NoServices);
-    let first = runtime.invoke(&compiled, "bench", &event(args.size), Limits::default(), services.clone());
+    let services: Arc<dyn Services> = Arc::new(BenchServices);
+    // Off the async runtime's threads: WASI blocks on tokio within a call.
+    let first = {
+        let (runtime, compiled, services) = (runtime.clone(), compiled.clone(), services.clone());
+        let input = event(args.size, args.data.as_deref());
+        tokio::task::spawn_blocking(move || runtime.invoke(&compiled, "bench", &input, Limits::default(), services))
+            .await?
+    };
     if first.outcome != Outcome::Succeeded {
-        anyhow::bail!("the component did not succeed: {:?}", first.outcome);
+        anyhow::bail!("the component did not succeed: {:?} (logs: {:?})", first.outcome, first.logs);
     }
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..args.threads.max(1) {
         let (runtime, compiled, services) = (runtime.clone(), compiled.clone(), services.clone());
-        let (n, size) = (args.invocations, args.size);
+        let (n, size, data) = (args.invocations, args.size, args.data.clone());
         threads.push(std::thread::spawn(move || {
-            let input = event(size);
+            let input = event(size, data.as_deref());
             let mut times = Vec::with_capacity(n as usize);
             for _ in 0..n {
                 let report = runtime.invoke(&compiled, "bench", &input, Limits::default(), services.clone());

@@ -99,8 +99,11 @@ impl Functions {
         dir: PathBuf,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
-        let runtime =
-            Arc::new(Runtime::new(256, 512 << 20).map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?);
+        // Compiled code is cached beside the components: a restart, a replay
+        // or a redeploy of the same component reads it instead of compiling.
+        let runtime = Runtime::with_cache(256, 512 << 20, Some(&dir.join("compiled")))
+            .map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?;
+        let runtime = Arc::new(runtime);
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
         let functions = Arc::new(Self {
             runtime,
@@ -113,7 +116,7 @@ impl Functions {
             dead_letters: Default::default(),
         });
         for version in functions.store.live_versions().await? {
-            if let Err(e) = functions.load(version.clone()).await {
+            if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
             }
         }
@@ -133,16 +136,23 @@ impl Functions {
             .map_err(|e| FunctionError::Invalid(e.to_string()))
     }
 
-    /// A stored version compiled and ready to run.
-    async fn prepare(&self, version: FunctionVersion) -> Result<Live, FunctionError> {
+    /// A stored version compiled and ready to run (`compiled` if it just was).
+    async fn prepare(&self, version: FunctionVersion, compiled: Option<Compiled>) -> Result<Live, FunctionError> {
         let spec: Spec = serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let triggers = spec.validate().map_err(FunctionError::Invalid)?;
-        let bytes = std::fs::read(self.path(&version.digest)).map_err(|e| {
-            FunctionError::Invalid(format!("the component of {} v{} is missing: {e}", version.name, version.version))
-        })?;
+        let compiled = match compiled {
+            Some(compiled) => compiled,
+            None => {
+                let bytes = std::fs::read(self.path(&version.digest)).map_err(|e| {
+                    let (name, number) = (&version.name, version.version);
+                    FunctionError::Invalid(format!("the component of {name} v{number} is missing: {e}"))
+                })?;
+                self.compile(bytes).await?
+            }
+        };
         Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
-            compiled: self.compile(bytes).await?,
+            compiled,
             version,
             spec,
             triggers,
@@ -152,9 +162,9 @@ impl Functions {
     }
 
     /// Makes a stored version the one that runs.
-    async fn load(&self, version: FunctionVersion) -> Result<(), FunctionError> {
+    async fn load(&self, version: FunctionVersion, compiled: Option<Compiled>) -> Result<(), FunctionError> {
         let name = version.name.clone();
-        let live = self.prepare(version).await?;
+        let live = self.prepare(version, compiled).await?;
         self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::new(live));
         Ok(())
     }
@@ -170,12 +180,12 @@ impl Functions {
         validate_name(name)?;
         spec.validate().map_err(FunctionError::Invalid)?;
         let digest = glassbox_runtime::digest(&bytes);
-        self.compile(bytes.clone()).await?;
+        let compiled = self.compile(bytes.clone()).await?;
         std::fs::write(self.path(&digest), &bytes)
             .map_err(|e| FunctionError::Store(StoreError::Unavailable(format!("writing the component: {e}"))))?;
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let version = self.store.add_version(name, &digest, &text, by).await?;
-        self.load(version.clone()).await?;
+        self.load(version.clone(), Some(compiled)).await?;
         let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
         self.record_change(name, "function.deployed", data).await;
         Ok(version)
@@ -193,7 +203,7 @@ impl Functions {
         })?;
         let moved =
             self.store.set_live(name, previous.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
-        self.load(moved.clone()).await?;
+        self.load(moved.clone(), None).await?;
         let data =
             json!({ "function": name, "from": live.version, "to": moved.version, "digest": moved.digest, "by": by });
         self.record_change(name, "function.rolled_back", data).await;
@@ -222,7 +232,7 @@ impl Functions {
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
         })?;
-        let live = self.prepare(chosen).await?;
+        let live = self.prepare(chosen, None).await?;
         let started = Utc::now();
         let report = self
             .run_once(&live, &recorded)
