@@ -233,6 +233,17 @@ impl Baseline {
         Some(Forecast { expected, residual: x - expected, sigma: model.scale.sigma(), deseasonalized })
     }
 
+    /// Bytes held on the heap (models, profiles, recent points).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let profiles: usize = self
+            .models
+            .iter()
+            .filter_map(|m| m.profile.as_ref())
+            .map(|p| (p.values.capacity() + p.weights.capacity()) * size_of::<f64>())
+            .sum();
+        self.models.capacity() * size_of::<Model>() + profiles + self.recent.capacity() * size_of::<(f64, f64)>()
+    }
+
     /// Which model is in use: `steady`, `follow`, `daily` or `weekly`.
     pub(crate) fn model_name(&self) -> &'static str {
         match self.models.get(self.active) {

@@ -123,7 +123,7 @@ impl Observation {
 /// series), any change is as large as it gets.
 fn standardise(residual: f64, sigma: f64) -> f64 {
     match (residual, sigma) {
-        (r, _) if r == 0.0 => 0.0,
+        (0.0, _) => 0.0,
         (r, s) if s > 0.0 => (r / s).clamp(-Z_MAX, Z_MAX),
         (r, _) => Z_MAX.copysign(r),
     }
@@ -263,6 +263,12 @@ impl Detector {
     /// (or `none` before the first point).
     pub fn model(&self) -> &'static str {
         self.baseline.model_name()
+    }
+
+    /// The memory this detector holds, in bytes (constant once its
+    /// seasonal profiles exist: a few KiB).
+    pub fn memory_bytes(&self) -> usize {
+        size_of::<Self>() + self.baseline.heap_bytes()
     }
 
     /// The open episode, if any.

@@ -76,7 +76,7 @@ impl Settings {
         if self.memory_points < 50 {
             problems.push(format!("memory points {} must be at least 50", self.memory_points));
         }
-        if !(self.silence_intervals_min >= 1.0) {
+        if self.silence_intervals_min.is_nan() || self.silence_intervals_min < 1.0 {
             problems.push(format!("silence intervals min {} must be at least 1", self.silence_intervals_min));
         }
         if problems.is_empty() { Ok(()) } else { Err(InvalidSettings(problems)) }

@@ -1,5 +1,6 @@
 //! `glassbox bench …`: measurements of this build on this machine.
 
+mod anomaly;
 mod connections;
 mod functions;
 mod mqtt;
@@ -19,6 +20,9 @@ pub enum BenchCommand {
     /// The function runtime's overhead per invocation (fresh instance, call,
     /// outcome), in-process, on a trivial component or the one given.
     Functions(functions::FunctionsBenchArgs),
+    /// The streaming anomaly detector on labelled synthetic series:
+    /// precision, recall, detection delay per kind, and points/s.
+    Anomaly(anomaly::AnomalyBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -27,5 +31,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Mqtt(args) => mqtt::run(args).await,
         BenchCommand::Connections(args) => connections::run(args).await,
         BenchCommand::Functions(args) => functions::run(args).await,
+        BenchCommand::Anomaly(args) => anomaly::run(args).await,
     }
 }

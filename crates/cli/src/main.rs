@@ -2,6 +2,7 @@
 //! operability verbs. Every read command takes `--json` for scripts and
 //! prints a table for people.
 
+mod anomaly;
 mod bench;
 mod client;
 mod control;
@@ -82,6 +83,9 @@ enum Command {
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Anomaly detection: run the streaming detector over your own history.
+    #[command(subcommand)]
+    Anomaly(anomaly::AnomalyCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -98,6 +102,7 @@ fn main() -> std::process::ExitCode {
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
+                Command::Anomaly(command) => anomaly::run(command).await,
             }
         })
     });
