@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Builds telemetry.wasm from app.py with componentize-py (pinned in
-# requirements.txt; installed with pip if another version or none is there),
-# against the repository's WIT.
+# requirements.txt), against the repository's WIT. The tool is installed
+# with pip into .tools/ here (not the system's Python, so no root and no
+# clash with a distribution-managed Python), once.
 set -euo pipefail
 cd "$(dirname "$0")"
 want=$(sed -n 's/^componentize-py==//p' requirements.txt)
-have=$(python3 -c 'import importlib.metadata as m; print(m.version("componentize-py"))' 2>/dev/null || true)
-if [ "$have" != "$want" ]; then
-    echo "== installing componentize-py $want (have: ${have:-none})"
-    python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
+if [ ! -d ".tools/componentize_py-$want.dist-info" ]; then
+    echo "== installing componentize-py $want into examples/python-telemetry/.tools"
+    rm -rf .tools
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools -r requirements.txt
 fi
-# The module's own entry point, so it works wherever pip put the script.
-python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
+PYTHONPATH="$PWD/.tools" python3 -c \
+    'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
     -d ../../wit -w event-handler componentize app -o telemetry.wasm
 echo "built $(pwd)/telemetry.wasm ($(du -h telemetry.wasm | cut -f1))"
