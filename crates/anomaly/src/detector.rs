@@ -322,18 +322,7 @@ impl Detector {
         let from_reference = self.reference.map_or(0.0, |r| standardise(forecast.deseasonalized - r, forecast.sigma));
         let shift = self.shift.next(clipped);
         let drift = self.drift.next(from_reference.clamp(-WINDOW_Z_CLIP, WINDOW_Z_CLIP));
-        if std::env::var_os("DBG").is_some() {
-            eprintln!(
-                "  ref={:?} deseas={} sigma={} zref={} drift={:?} long_mean={} long_std={}",
-                self.reference,
-                forecast.deseasonalized,
-                forecast.sigma,
-                from_reference,
-                drift,
-                self.drift.long.mean(),
-                self.drift.long.std()
-            );
-        }
+
         let spread = self.spread.next(clipped.abs());
         let candidates = [
             (self.point.p(z.abs()), if z >= 0.0 { Signal::Spike } else { Signal::Dip }),

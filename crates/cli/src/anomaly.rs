@@ -28,7 +28,10 @@ Output columns:
   value      as written in the input
   score      0 to 1: how unusual the row is; a score s means behaviour with a
              probability of about 10^(-10 s) under the learned normal
-             (0.5 is one in 100,000). 0 during the warm-up.
+             (0.5 is one in 100,000). 0 during the warm-up. Inside an episode
+             already alerted, rows are written at most at --calm-threshold
+             (they raise no new alert), so every score at or above the
+             threshold is an alert; --raw-scores writes them unchanged.
   anomaly    1 on the row that starts an episode (one alert per anomaly,
              however long it lasts), else 0
 
@@ -113,6 +116,9 @@ pub struct BacktestArgs {
     /// Also write the episodes as CSV (`start,peak,peak_score,end,signal`).
     #[arg(long)]
     episodes: Option<PathBuf>,
+    /// Write each row's own score, also inside episodes already alerted.
+    #[arg(long)]
+    raw_scores: bool,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -157,10 +163,13 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
             }
             Err(bad) => anyhow::bail!("{}: {bad} (or use --skip-bad-rows)", args.input.display()),
         };
+        let alerted_before = detector.episode().is_some();
         let o = detector.observe(row.t, row.value);
         tally.count(&o);
+        let score =
+            if alerted_before && !args.raw_scores { o.score.min(args.settings.calm_threshold) } else { o.score };
         let flag = u8::from(o.anomalous);
-        writeln!(output.writer, "{},{},{},{flag}", row.timestamp_text, row.value_text, format_score(o.score))?;
+        writeln!(output.writer, "{},{},{},{flag}", row.timestamp_text, row.value_text, format_score(score))?;
     }
     tally.episodes.extend(detector.episode().copied());
     output.finish()?;

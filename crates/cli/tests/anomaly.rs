@@ -66,6 +66,8 @@ fn backtest_scores_every_row_and_flags_the_spike_once() {
         let score: f64 = line.split(',').nth(2).unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&score), "{line}");
     }
+    let alerting = lines[1..].iter().filter(|l| l.split(',').nth(2).unwrap().parse::<f64>().unwrap() >= 0.5).count();
+    assert_eq!(alerting, 1, "inside the episode, scores stay below the threshold");
     let episodes = std::fs::read_to_string(&episodes).unwrap();
     assert!(episodes.starts_with("start,peak,peak_score,end,signal\n2014-04-03 02:00:00,"), "{episodes}");
 }
