@@ -11,6 +11,7 @@ mod devices;
 mod events;
 mod functions;
 mod inspect;
+mod logs;
 mod render;
 mod serve;
 mod trace;
@@ -80,6 +81,9 @@ enum Command {
     /// Show the whole correlation chain of an event as a tree, with each
     /// event's states and the time between them.
     Trace(trace::TraceArgs),
+    /// Read function and platform log lines by chain, event, function,
+    /// device, level and time; follow them live.
+    Logs(logs::LogsArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -101,6 +105,7 @@ fn main() -> std::process::ExitCode {
                 Command::Functions(command) => functions::run(command).await,
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
+                Command::Logs(args) => logs::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }

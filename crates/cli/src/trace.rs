@@ -16,7 +16,8 @@ pub struct TraceArgs {
     id: String,
     #[command(flatten)]
     remote: Remote,
-    /// Print {correlationid, events: [...]} as JSON.
+    /// Print {correlationid, events: [...], invocations: [...]} as JSON;
+    /// each invocation has function, version, start, wall_us, outcome and logs.
     #[arg(long)]
     json: bool,
 }
@@ -31,6 +32,30 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let events = chain["events"].as_array().cloned().unwrap_or_default();
     Tree::new(&events).print(text(&chain, "correlationid"), chain["truncated"].as_bool() == Some(true));
     Ok(())
+}
+
+/// An invocation's record: which version ran, how it started and ended,
+/// what it cost, and its log lines.
+fn print_invocation(data: &Value, prefix: &str) {
+    let start = if data["cold"].as_bool() == Some(true) { "cold" } else { "warm" };
+    let micros = |key: &str| render::duration_ms(data[key].as_f64().unwrap_or(0.0) / 1000.0);
+    let error = data["error"].as_str().map(|e| format!("  error: {e}")).unwrap_or_default();
+    println!(
+        "{prefix}fn {}@{}  {}  {}  {start} start (instantiate {})  cost ${:.9}{error}",
+        text(data, "function"),
+        data["version"],
+        text(data, "outcome"),
+        micros("wall_us"),
+        micros("instantiate_us"),
+        data["cost"].as_f64().unwrap_or(0.0),
+    );
+    for line in data["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let at = render::duration_ms(line["at_us"].as_f64().unwrap_or(0.0) / 1000.0);
+        println!("{prefix}  log {:<5} +{at}  {}", text(line, "level"), text(line, "message"));
+    }
+    if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0) {
+        println!("{prefix}  ({dropped} more log lines dropped: over the per-invocation limit)");
+    }
 }
 
 /// Events of one chain indexed by causation.
@@ -97,6 +122,10 @@ impl<'a> Tree<'a> {
         );
         let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
         let children = self.children.get(text(event, "id")).map(Vec::as_slice).unwrap_or_default();
+        let bar = if children.is_empty() { " " } else { "│" };
+        if event["type"] == "function.invoked" {
+            print_invocation(&event["data"], &format!("{child_prefix}{bar}  "));
+        }
         self.print_states(event, &child_prefix, !children.is_empty());
         for (i, child) in children.iter().enumerate() {
             self.print_event(*child, &child_prefix, i + 1 == children.len());

@@ -44,6 +44,14 @@ impl Data {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The data parsed as JSON, when it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        match self {
+            Data::Json(raw) => serde_json::from_str(raw.get()).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// One event: the CloudEvents context attributes, Glassbox's extensions and

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod functions;
+pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options};
-use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
+use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -269,5 +269,116 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
     let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("glassbox_function_invocations_total{outcome=\"failed\"} 3"), "{metrics}");
     assert!(metrics.contains("glassbox_function_dead_letters_total 1"));
+    server.stop().await;
+}
+
+/// The newcomer's path: a device's message runs a function that commands
+/// the device; `trace` shows the whole chain with the invocation and its
+/// logs, and `logs` finds the lines by chain, function and device.
+#[tokio::test]
+async fn a_command_a_function_sends_joins_the_chain_and_trace_and_logs_show_it() {
+    let server = start().await;
+    let (status, deployed) = server.deploy("fan", "command", "trigger=mqtt:devices/%2B/telemetry").await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    let (_, device) =
+        server.call(reqwest::Method::POST, "/api/v1/devices", Some(json!({"id": "d1"}).to_string().into_bytes())).await;
+    let options = Options {
+        username: Some("d1".into()),
+        password: Some(device["secret"].as_str().unwrap().into()),
+        protocol: Protocol::V5,
+        ..Options::new("d1")
+    };
+    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &options).await.unwrap();
+    let filters = vec![("$glassbox/devices/d1/commands/#".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+    writer
+        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "devices/d1/telemetry".into(),
+        packet_id: Some(2),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"{\"celsius\":31.5}"),
+    };
+    writer.send(&Packet::Publish(publish)).await.unwrap();
+    writer.flush().await.unwrap();
+
+    // The device gets the command and answers it.
+    let command = loop {
+        match tokio::time::timeout(Duration::from_secs(5), reader.next()).await.unwrap().unwrap() {
+            Packet::Publish(p) if p.topic.starts_with("$glassbox/devices/d1/commands/") => break p,
+            _ => continue,
+        }
+    };
+    writer.send(&Packet::PubAck(Ack::new(command.packet_id.unwrap()))).await.unwrap();
+    let body: Value = serde_json::from_slice(&command.payload).unwrap();
+    assert_eq!((body["name"].clone(), body["payload"].clone()), (json!("fan"), json!({"on": true})));
+    let answer = json!({"id": body["id"], "status": "succeeded"}).to_string();
+    let response = Publish {
+        topic: body["response_topic"].as_str().unwrap().into(),
+        packet_id: Some(3),
+        payload: Bytes::from(answer),
+        ..command.clone()
+    };
+    writer.send(&Packet::Publish(response)).await.unwrap();
+    writer.flush().await.unwrap();
+
+    // The trace from the command's id reaches back to the device's message.
+    let command_id = body["id"].as_str().unwrap();
+    let mut chain = Value::Null;
+    for _ in 0..100 {
+        chain = server.call(reqwest::Method::GET, &format!("/api/v1/trace/{command_id}"), None).await.1;
+        let types: Vec<&str> =
+            chain["events"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
+        if types.contains(&"device.command.succeeded") && types.contains(&"function.invoked") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for ty in ["device.message", "function.invoked", "device.command.queued", "device.command.succeeded"] {
+        assert!(types.contains(&ty), "{ty} in {types:?}");
+    }
+    let invocations = chain["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 1, "{chain}");
+    let invocation = &invocations[0];
+    assert_eq!((invocation["function"].clone(), invocation["version"].clone()), (json!("fan"), json!(1)));
+    assert_eq!(invocation["outcome"], "succeeded");
+    assert!(invocation["start"].is_string() && invocation["wall_us"].is_u64(), "{invocation}");
+    assert_eq!(invocation["logs"][0]["message"], "sending fan");
+
+    // The function's log line, by chain, by function and by device.
+    let correlation = chain["correlationid"].as_str().unwrap();
+    for filter in [format!("correlation={correlation}"), "function=fan".into(), "device=d1&source=function".into()] {
+        let (status, logs) = server.call(reqwest::Method::GET, &format!("/api/v1/logs?{filter}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{logs}");
+        let lines = logs["lines"].as_array().unwrap();
+        let line = lines.iter().find(|l| l["message"] == "sending fan").unwrap_or_else(|| panic!("{filter}: {logs}"));
+        assert_eq!((line["function"].clone(), line["device"].clone()), (json!("fan"), json!("d1")));
+        assert_eq!(line["correlationid"], correlation);
+    }
+    let (_, quiet) = server.call(reqwest::Method::GET, "/api/v1/logs?function=fan&level=warn", None).await;
+    assert_eq!(quiet["lines"], json!([]), "info lines are below warn");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_log_filters_are_named() {
+    let server = start().await;
+    let (status, body) =
+        server.call(reqwest::Method::GET, "/api/v1/logs?level=loud&since=yesterday&limit=0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let fields: Vec<&str> =
+        body["error"]["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["level", "since", "limit"]);
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/logs?function=nosuch", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/logs?colour=red", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }

@@ -32,7 +32,7 @@ pub async fn issue(
     body: Result<Json<NewCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(new) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
-    let (command, created) = app.control.issue(&device, new, "admin").await.map_err(error)?;
+    let (command, created) = app.control.issue(&device, new, "admin", None).await.map_err(error)?;
     let mut body = command_json(&command);
     body["duplicate"] = json!(!created);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

@@ -233,7 +233,7 @@ impl Filters {
 }
 
 /// An RFC 3339 time, or a duration before now (`15m`, `2h`, `7d`).
-fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub(super) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }

@@ -14,7 +14,7 @@ use crate::functions::{FunctionError, Spec, parse_bytes};
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
 
-fn error(e: FunctionError) -> ApiError {
+pub(super) fn error(e: FunctionError) -> ApiError {
     match e {
         FunctionError::Invalid(m) => ApiError::bad_request("invalid_function", m),
         FunctionError::Unknown(_) => ApiError::not_found(e.to_string()),

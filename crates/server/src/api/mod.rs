@@ -7,6 +7,7 @@ mod devices;
 mod error;
 mod events;
 mod functions;
+mod logs;
 mod mqtt;
 mod trace;
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
+        .route("/api/v1/logs", get(logs::logs))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route("/api/v1/devices/{id}", get(devices::get).patch(devices::update).delete(devices::delete))
         .route("/api/v1/devices/{id}/disable", post(devices::disable))

@@ -117,11 +117,14 @@ fn validate_name(name: &str) -> Result<(), CommandError> {
 impl Control {
     /// Issues a command; with an idempotency key used before for this
     /// device, returns that command instead (and `false`), sending nothing.
+    /// A `cause` (the event a function was handling) puts the command on
+    /// that event's chain, so a trace follows it from the device's message.
     pub async fn issue(
         &self,
         device: &str,
         new: NewCommand,
         issuer: &str,
+        cause: Option<EventId>,
     ) -> Result<(CommandRecord, bool), CommandError> {
         validate_name(&new.name)?;
         let ttl = match &new.ttl {
@@ -157,7 +160,13 @@ impl Control {
             "idempotency_key": new.idempotency_key,
         });
         let queued = self
-            .record(device, "device.command.queued", Some(new.name.clone()), &data, None)
+            .record(
+                device,
+                "device.command.queued",
+                Some(new.name.clone()),
+                &data,
+                cause.map(|c| c.to_string()).as_deref(),
+            )
             .await
             .ok_or_else(|| StoreError::Unavailable("could not record the command".into()))?;
         let record = CommandRecord {

@@ -354,9 +354,9 @@ impl Functions {
         let input = to_input(recorded);
         let limits = live.spec.limits();
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
-        let task_name = name.clone();
+        let (task_name, cause) = (name.clone(), recorded.event.id);
         let report = tokio::task::spawn_blocking(move || {
-            let services = services.for_function(&task_name);
+            let services = services.for_invocation(&task_name, cause);
             runtime.invoke(&compiled, &task_name, &input, limits, services)
         })
         .await;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use glassbox_core::EventId;
 use glassbox_runtime::Services;
 use glassbox_store::FunctionStore;
 use tokio::runtime::Handle;
@@ -17,10 +18,12 @@ pub struct HostServices {
     handle: Handle,
 }
 
-/// The services as one function sees them.
-struct ForFunction {
+/// The services as one invocation sees them: what it changes is caused by
+/// the event it handles.
+struct ForInvocation {
     host: Arc<HostServices>,
     function: String,
+    cause: EventId,
 }
 
 impl HostServices {
@@ -28,12 +31,12 @@ impl HostServices {
         Self { store, control, handle }
     }
 
-    pub fn for_function(self: &Arc<Self>, function: &str) -> Arc<dyn Services> {
-        Arc::new(ForFunction { host: self.clone(), function: function.to_string() })
+    pub fn for_invocation(self: &Arc<Self>, function: &str, cause: EventId) -> Arc<dyn Services> {
+        Arc::new(ForInvocation { host: self.clone(), function: function.to_string(), cause })
     }
 }
 
-impl Services for ForFunction {
+impl Services for ForInvocation {
     fn kv_get(&self, function: &str, key: &str) -> Option<Vec<u8>> {
         self.host.handle.block_on(self.host.store.kv_get(function, key)).ok().flatten()
     }
@@ -62,7 +65,8 @@ impl Services for ForFunction {
             ..Default::default()
         };
         let actor = format!("function:{}", self.function);
-        let updated = self.host.handle.block_on(self.host.control.update_shadow(device, &update, &actor, None));
+        let updated =
+            self.host.handle.block_on(self.host.control.update_shadow(device, &update, &actor, Some(self.cause)));
         updated.map(|s| s.version).map_err(|e| e.to_string())
     }
 
@@ -74,7 +78,7 @@ impl Services for ForFunction {
         let ttl = (!ttl.is_zero()).then(|| humantime::format_duration(ttl).to_string());
         let command = NewCommand { name: name.into(), payload, ttl, idempotency_key: None };
         let issuer = format!("function:{}", self.function);
-        let issued = self.host.handle.block_on(self.host.control.issue(device, command, &issuer));
+        let issued = self.host.handle.block_on(self.host.control.issue(device, command, &issuer, Some(self.cause)));
         issued.map(|(c, _)| c.id).map_err(|e| e.to_string())
     }
 }

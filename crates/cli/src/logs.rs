@@ -1,0 +1,139 @@
+//! `glassbox logs`: function and platform log lines, filtered by the ids
+//! they are tagged with, and followed live.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::Remote;
+use crate::render::{short_time, text};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    glassbox logs --correlation 01J…            every line of one chain\n  \
+    glassbox logs --function thermostat --level warn --since 1h\n  \
+    glassbox logs --device kitchen-1 --follow     live, as invocations finish\n\n\
+    Function lines are recorded on their invocation and kept with the events; platform lines \
+    (the server's own, INFO and above) are kept in memory, the newest 10,000.")]
+pub struct LogsArgs {
+    /// Lines of one correlation chain.
+    #[arg(long)]
+    correlation: Option<String>,
+    /// Lines of the invocations of one event (any event id of a chain).
+    #[arg(long)]
+    event: Option<String>,
+    /// Lines of one function.
+    #[arg(long)]
+    function: Option<String>,
+    /// Lines about one device.
+    #[arg(long)]
+    device: Option<String>,
+    /// The lowest level shown: trace, debug, info, warn or error.
+    #[arg(long)]
+    level: Option<String>,
+    /// Only `function` lines or only `platform` lines.
+    #[arg(long)]
+    source: Option<String>,
+    /// From this time: RFC 3339 or a duration ago (15m, 2h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time: RFC 3339 or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// The newest N lines (1 to 10000).
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Keep printing new lines as they come (Ctrl-C to stop).
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print the answer as JSON ({lines: [...]}); with --follow, one line object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How often `--follow` asks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+impl LogsArgs {
+    fn query(&self, since: Option<String>) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("limit", self.limit.to_string())];
+        let optional = [
+            ("correlation", &self.correlation),
+            ("event", &self.event),
+            ("function", &self.function),
+            ("device", &self.device),
+            ("level", &self.level),
+            ("source", &self.source),
+            ("until", &self.until),
+        ];
+        pairs.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+        if let Some(since) = since.or_else(|| self.since.clone()) {
+            pairs.push(("since", since));
+        }
+        pairs
+    }
+}
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    let answer = client.get("/api/v1/logs", &args.query(None)).await?;
+    let lines = answer["lines"].as_array().cloned().unwrap_or_default();
+    if !args.follow {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        } else {
+            if answer["truncated"].as_bool() == Some(true) {
+                println!("(older lines left out: narrow the filters, or raise --limit)");
+            }
+            lines.iter().for_each(print_line);
+        }
+        return Ok(());
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut since = None;
+    let mut batch = lines;
+    loop {
+        for line in &batch {
+            if seen.insert(text(line, "id").to_string()) {
+                if args.json {
+                    println!("{line}");
+                } else {
+                    print_line(line);
+                }
+            }
+            since = line["at"].as_str().map(str::to_string).or(since);
+        }
+        if seen.len() > 100_000 {
+            seen.clear(); // Bounded; a line older than `since` is not asked for again anyway.
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        // Lines of invocations that end later can start earlier: look back a little.
+        let from = since.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        let from = from.map(|t| (t - chrono::Duration::seconds(60)).to_rfc3339());
+        batch = client.get("/api/v1/logs", &args.query(from)).await?["lines"].as_array().cloned().unwrap_or_default();
+    }
+}
+
+/// `2026-11-25 10:04:01.532 WARN  fn thermostat@3  kitchen-1  too hot (31.5)`
+fn print_line(line: &Value) {
+    let origin = match line["source"].as_str() {
+        Some("function") => format!("fn {}@{}", text(line, "function"), line["version"]),
+        _ => line["target"].as_str().unwrap_or("platform").trim_start_matches("glassbox_").to_string(),
+    };
+    let device = line["device"].as_str().map(|d| format!("  {d}")).unwrap_or_default();
+    let level = text(line, "level").to_uppercase();
+    let fields = match line["fields"].as_object() {
+        Some(fields) if !fields.is_empty() => {
+            let pairs: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect();
+            format!("  {}", pairs.join(" "))
+        }
+        _ => String::new(),
+    };
+    println!("{}  {level:<5}  {origin}{device}  {}{fields}", short_time(&line["at"]), text(line, "message"));
+}

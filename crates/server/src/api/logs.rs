@@ -1,0 +1,269 @@
+//! `GET /api/v1/logs`: the log lines of functions (recorded on their
+//! invocations) and of the platform (kept in a bounded ring), filtered by
+//! the ids they are tagged with, oldest first.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use glassbox_core::{EventId, EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::events::parse_time;
+use super::{ApiError, AppState};
+use crate::logs::{PLATFORM_LOG, PlatformLine};
+
+/// Lines per answer when none is asked for, and at most.
+pub const LOG_LINES_DEFAULT: usize = 1000;
+pub const LOG_LINES_MAX: usize = 10_000;
+/// Invocations read for one answer at most: bounded however broad the filter.
+const INVOCATIONS_SCANNED_MAX: usize = 10 * QUERY_LIMIT_MAX;
+
+const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    correlation: Option<String>,
+    /// An event id: the lines of invocations of that event (or that are that
+    /// invocation's record).
+    event: Option<String>,
+    function: Option<String>,
+    device: Option<String>,
+    /// The lowest level shown (`info` shows info, warn and error).
+    level: Option<String>,
+    /// `function` or `platform`; both when absent.
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The filters, checked.
+struct Filters {
+    correlation: Option<String>,
+    event: Option<String>,
+    function: Option<String>,
+    device: Option<String>,
+    level: usize,
+    functions: bool,
+    platform: bool,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: usize,
+}
+
+impl LogParams {
+    fn check(self) -> Result<Filters, ApiError> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, message: String| problems.push(Problem { field: field.into(), message });
+        let level = match self.level.as_deref() {
+            None => 0,
+            Some(l) => LEVELS.iter().position(|n| n.eq_ignore_ascii_case(l)).unwrap_or_else(|| {
+                problem("level", format!("{l:?} is not a level: use one of {}", LEVELS.join(", ")));
+                0
+            }),
+        };
+        let (functions, platform) = match self.source.as_deref() {
+            None => (true, true),
+            Some("function") => (true, false),
+            Some("platform") => (false, true),
+            Some(other) => {
+                problem("source", format!("{other:?} is not a source: use function or platform"));
+                (true, true)
+            }
+        };
+        if let Some(event) = &self.event
+            && event.parse::<EventId>().is_err()
+        {
+            problem("event", format!("{event:?} is not an event id (26 characters, e.g. 01J…)"));
+        }
+        let now = Utc::now();
+        let since = self.since.as_deref().and_then(|s| parse_time(s, now).map_err(|e| problem("since", e)).ok());
+        let until = self.until.as_deref().and_then(|s| parse_time(s, now).map_err(|e| problem("until", e)).ok());
+        if let Some(limit) = self.limit.filter(|l| !(1..=LOG_LINES_MAX).contains(l)) {
+            problem("limit", format!("{limit} is out of range: use 1 to {LOG_LINES_MAX}, or narrow the filters"));
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::invalid_parameters(problems));
+        }
+        Ok(Filters {
+            correlation: self.correlation,
+            event: self.event,
+            function: self.function,
+            device: self.device,
+            level,
+            functions,
+            platform,
+            since,
+            until,
+            limit: self.limit.unwrap_or(LOG_LINES_DEFAULT),
+        })
+    }
+}
+
+pub async fn logs(
+    State(app): State<AppState>,
+    params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let mut filters = params.check()?;
+    if let Some(name) = &filters.function {
+        app.functions.versions(name).await.map_err(super::functions::error)?;
+    }
+    if let Some(event) = &filters.event {
+        let lineage = app.pipeline.store().lineage(event).await?;
+        let lineage = lineage.ok_or_else(|| ApiError::not_found(format!("no event with id {event}")))?;
+        filters.correlation.get_or_insert(lineage.correlationid);
+    }
+    let mut lines = Vec::new();
+    let mut truncated = false;
+    if filters.functions {
+        truncated |= function_lines(&app, &filters, &mut lines).await?;
+    }
+    if filters.platform {
+        lines.extend(PLATFORM_LOG.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_json));
+    }
+    lines.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    if lines.len() > filters.limit {
+        truncated = true;
+        lines.drain(..lines.len() - filters.limit);
+    }
+    Ok(Json(json!({
+        "lines": lines,
+        "truncated": truncated,
+        "platform_lines_dropped": PLATFORM_LOG.dropped(),
+    })))
+}
+
+/// The lines of the invocations the filters select, newest invocations
+/// first until `limit` lines; true when there were more.
+async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> Result<bool, ApiError> {
+    let mut query = EventQuery {
+        correlation: f.correlation.clone(),
+        device: f.device.clone(),
+        ty: Some(TypePattern::parse("function.invoked")),
+        source: f.function.as_ref().map(|name| format!("glassbox/functions/{name}")),
+        since: f.since,
+        until: f.until,
+        limit: QUERY_LIMIT_MAX,
+        ..EventQuery::default()
+    };
+    let mut scanned = 0;
+    let mut found = Vec::new();
+    loop {
+        let page = app.pipeline.store().query(&query).await?;
+        scanned += page.events.len();
+        for recorded in &page.events {
+            found.extend(invocation_lines(recorded, f));
+        }
+        match page.next_cursor {
+            Some(cursor) if found.len() < f.limit && scanned < INVOCATIONS_SCANNED_MAX => query.cursor = Some(cursor),
+            Some(_) => return Ok(finish(lines, found, true)),
+            None => return Ok(finish(lines, found, false)),
+        }
+    }
+}
+
+fn finish(lines: &mut Vec<Value>, found: Vec<Value>, more: bool) -> bool {
+    lines.extend(found);
+    more
+}
+
+/// One invocation's lines that pass the filters, as the API shows them.
+fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
+    let Some(data) = recorded.event.data.json() else { return Vec::new() };
+    let invocation = recorded.event.id.to_string();
+    if let Some(event) = &f.event
+        && data["event_id"].as_str() != Some(event)
+        && invocation != *event
+    {
+        return Vec::new();
+    }
+    let start = data["start"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.to_utc());
+    let Some(start) = start else { return Vec::new() };
+    let logs = data["logs"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut lines: Vec<Value> = logs
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| level_of(line["level"].as_str()) >= f.level)
+        .map(|(i, line)| {
+            let at = start + chrono::Duration::microseconds(line["at_us"].as_i64().unwrap_or(0));
+            json!({
+                "id": format!("{invocation}/{i}"),
+                "at": at,
+                "level": line["level"],
+                "message": line["message"],
+                "source": "function",
+                "function": data["function"],
+                "version": data["version"],
+                "invocation": invocation,
+                "event_id": data["event_id"],
+                "correlationid": recorded.event.correlationid,
+                "device": recorded.event.device,
+            })
+        })
+        .filter(|line| in_window(line["at"].as_str(), f))
+        .collect();
+    if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0)
+        && level_of(Some("warn")) >= f.level
+    {
+        let at = start + chrono::Duration::microseconds(data["wall_us"].as_i64().unwrap_or(0));
+        lines.push(json!({
+            "id": format!("{invocation}/dropped"),
+            "at": at,
+            "level": "warn",
+            "message": format!("{dropped} more log line(s) dropped: over the per-invocation limit"),
+            "source": "platform",
+            "function": data["function"],
+            "version": data["version"],
+            "invocation": invocation,
+            "event_id": data["event_id"],
+            "correlationid": recorded.event.correlationid,
+            "device": recorded.event.device,
+        }));
+    }
+    lines
+}
+
+fn in_window(at: Option<&str>, f: &Filters) -> bool {
+    let Some(at) = at.and_then(|a| DateTime::parse_from_rfc3339(a).ok()).map(|t| t.to_utc()) else { return false };
+    f.since.is_none_or(|s| at >= s) && f.until.is_none_or(|u| at < u)
+}
+
+fn level_of(name: Option<&str>) -> usize {
+    name.and_then(|n| LEVELS.iter().position(|l| *l == n)).unwrap_or(2)
+}
+
+fn platform_matches(line: &PlatformLine, f: &Filters) -> bool {
+    let tagged = |want: &Option<String>, names: &[&str]| {
+        want.as_deref().is_none_or(|w| names.iter().any(|n| line.field(n) == Some(w)))
+    };
+    level_of(Some(line.level)) >= f.level
+        && f.since.is_none_or(|s| line.at >= s)
+        && f.until.is_none_or(|u| line.at < u)
+        && tagged(&f.correlation, &["correlation", "correlationid"])
+        && tagged(&f.event, &["event_id", "event"])
+        && tagged(&f.function, &["function"])
+        && tagged(&f.device, &["device", "client"])
+}
+
+fn platform_json(line: &PlatformLine) -> Value {
+    let tag = |names: &[&str]| names.iter().find_map(|n| line.field(n)).map(str::to_string);
+    let fields: HashMap<&String, &Value> = line.fields.iter().collect();
+    json!({
+        "id": format!("platform/{}", line.seq),
+        "at": line.at,
+        "level": line.level,
+        "message": line.message,
+        "source": "platform",
+        "target": line.target,
+        "function": tag(&["function"]),
+        "event_id": tag(&["event_id"]),
+        "correlationid": tag(&["correlation", "correlationid"]),
+        "device": tag(&["device", "client"]),
+        "fields": fields,
+    })
+}
