@@ -244,6 +244,23 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
         assert!(!first[field].is_null(), "{field} in {first}");
     }
     assert_eq!(first["outcome"], "succeeded");
+
+    // The trace names the invocation with its logs; `logs` finds the line by chain.
+    let trace = cli_json(&served, &["trace", first["event_id"].as_str().unwrap(), "--json"]);
+    let invocation = &trace["invocations"][0];
+    for field in ["function", "version", "start", "wall_us", "outcome", "logs"] {
+        assert!(!invocation[field].is_null(), "{field} in {invocation}");
+    }
+    assert_eq!(invocation["logs"][0]["message"], "hello");
+    let tree = cli(&served, &["trace", first["event_id"].as_str().unwrap()]);
+    assert!(tree.contains("fn echo@1  succeeded") && tree.contains("hello"), "{tree}");
+    let correlation = trace["correlationid"].as_str().unwrap();
+    let logs = cli_json(&served, &["logs", "--correlation", correlation, "--json"]);
+    let line = &logs["lines"][0];
+    assert_eq!((line["message"].clone(), line["function"].clone()), (json!("hello"), json!("echo")), "{logs}");
+    let text = cli(&served, &["logs", "--function", "echo"]);
+    assert!(text.contains("INFO") && text.contains("fn echo@1") && text.contains("hello"), "{text}");
+
     let listed = cli(&served, &["functions", "list"]);
     assert!(listed.contains("echo") && listed.contains("live"), "{listed}");
     let refused = glassbox()
