@@ -1,72 +1,14 @@
 //! The real `glassbox` binary end to end: `serve` on a free port, the CLI
 //! commands against it, and recovery after SIGKILL.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const TOKEN: &str = "gbx_cli_test_token";
+mod common;
 
-fn glassbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_glassbox"))
-}
-
-/// A `glassbox serve` child process, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Served {
-    let mut child = glassbox()
-        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
-        .env("GLASSBOX_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("glassbox serve starts");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
-        let line = line.expect("serve prints lines");
-        if line.contains("ready") {
-            let url = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("http="))
-                .expect("ready line names http=")
-                .to_string();
-            return Served { child, url };
-        }
-    }
-    let _ = child.kill();
-    let status = child.wait();
-    panic!("glassbox serve exited before it was ready: {status:?}");
-}
-
-/// Runs a CLI command against `served`, expecting success; returns stdout.
-fn cli(served: &Served, args: &[&str]) -> String {
-    let output =
-        glassbox().args(args).env("GLASSBOX_SERVER", &served.url).env("GLASSBOX_TOKEN", TOKEN).output().unwrap();
-    assert!(output.status.success(), "glassbox {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn cli_json(served: &Served, args: &[&str]) -> Value {
-    let out = cli(served, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("glassbox {args:?} printed no JSON ({e}): {out}"))
-}
+use common::{TOKEN, cli, cli_json, glassbox, serve};
 
 #[test]
 fn send_query_get_and_trace_through_the_cli() {
