@@ -12,6 +12,7 @@ mod events;
 mod functions;
 mod inspect;
 mod logs;
+mod metrics;
 mod render;
 mod serve;
 mod trace;
@@ -84,6 +85,8 @@ enum Command {
     /// Read function and platform log lines by chain, event, function,
     /// device, level and time; follow them live.
     Logs(logs::LogsArgs),
+    /// Query the metrics derived from the recorder as time series.
+    Metrics(metrics::MetricsArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Logs(args) => logs::run(args).await,
+                Command::Metrics(args) => metrics::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }

@@ -1,6 +1,6 @@
 //! A real Prometheus server (Debian's `prometheus`) scrapes `glassbox
 //! serve`'s `/metrics`: the exposition parses, the target is up, and the
-//! counters Glassbox promises are there with the values the server shows.
+//! counters Glassbox promises are there, with the values of what happened.
 
 mod common;
 
@@ -84,6 +84,8 @@ fn query_until(prometheus: &Prometheus, query: &str, accept: impl Fn(f64) -> boo
 fn prometheus_scrapes_the_metrics_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(&dir.path().join("data"));
+    let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/echo.wat");
+    cli(&served, &["functions", "deploy", echo, "--name", "echo", "--trigger", "event:reading"]);
     for n in 0..3 {
         cli(
             &served,
@@ -96,7 +98,10 @@ fn prometheus_scrapes_the_metrics_endpoint() {
     assert_eq!(query_until(&prometheus, r#"up{job="glassbox"}"#, |v| v == 1.0), 1.0, "the scrape succeeds");
     let received = query_until(&prometheus, "glassbox_events_received_total", |v| v >= 3.0);
     assert!(received >= 3.0);
-    query_until(&prometheus, "sum(glassbox_function_invocations_total)", |v| v >= 0.0);
+    let invocations = r#"glassbox_function_invocations_total{function="echo",outcome="succeeded"}"#;
+    assert_eq!(query_until(&prometheus, invocations, |v| v >= 3.0), 3.0);
+    let durations = r#"glassbox_function_duration_ms_count{function="echo"}"#;
+    assert_eq!(query_until(&prometheus, durations, |v| v >= 3.0), 3.0, "the histogram is scraped");
     // Prometheus found nothing to complain about in the exposition.
     let samples = query_until(&prometheus, r#"scrape_samples_scraped{job="glassbox"}"#, |v| v > 0.0);
     assert!(samples > 10.0, "{samples} samples in one scrape");

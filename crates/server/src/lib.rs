@@ -10,6 +10,7 @@ pub mod functions;
 pub mod logs;
 pub mod metrics;
 pub mod pipeline;
+pub mod series;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, SqliteSessions, SqliteStore};
+use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SqliteMetrics, SqliteSessions, SqliteStore};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -71,6 +72,10 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
+    let metric_store =
+        SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
+    let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default()));
+    series::start(series.clone(), pipeline.clone(), devices.clone());
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = RegistryAuth {
@@ -131,6 +136,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         functions,
         pipeline,
         devices,
+        series: series.clone(),
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),
@@ -171,6 +177,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
             })
             .await;
         let _ = mqtt_task.await;
+        series.flush(chrono::Utc::now(), true).await;
         store.close().await;
         served.context("HTTP server failed")
     });

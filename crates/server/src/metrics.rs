@@ -107,20 +107,6 @@ impl Counters {
 }
 
 /// Function invocations by outcome (a closed list) and dead letters.
-pub fn render_functions(out: &mut String, outcomes: &[(&str, u64)], dead_letters: u64) {
-    let _ = writeln!(out, "# HELP glassbox_function_invocations_total Function invocations, by outcome.");
-    let _ = writeln!(out, "# TYPE glassbox_function_invocations_total counter");
-    for (outcome, count) in outcomes {
-        let _ = writeln!(out, "glassbox_function_invocations_total{{outcome=\"{outcome}\"}} {count}");
-    }
-    counter(
-        out,
-        "glassbox_function_dead_letters_total",
-        "Events given up on (retries exhausted, recursion limit, queue full).",
-        dead_letters,
-    );
-}
-
 /// The MQTT gateway's gauges and counters.
 pub fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerStats) {
     gauge(out, "glassbox_mqtt_connections", "MQTT connections open.", stats.connections);

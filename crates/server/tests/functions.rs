@@ -266,9 +266,18 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
     assert_eq!(dead[0]["data"]["reason"], "failed after 3 attempt(s): failed: bad input");
     assert_eq!(dead[0]["data"]["version"], 1);
     assert_eq!(dead[0]["data"]["event"], attempts[0]["event_id"], "the original event, for replay");
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("glassbox_function_invocations_total{outcome=\"failed\"} 3"), "{metrics}");
-    assert!(metrics.contains("glassbox_function_dead_letters_total 1"));
+    // Metrics are derived from the recorded events, a moment after them.
+    let failed = r#"glassbox_function_invocations_total{function="flaky",outcome="failed"} 3"#;
+    let dead_letters = r#"glassbox_function_dead_letters_total{function="flaky"} 1"#;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+        if metrics.contains(failed) && metrics.contains(dead_letters) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(failed) && metrics.contains(dead_letters), "{metrics}");
     server.stop().await;
 }
 
@@ -364,6 +373,33 @@ async fn a_command_a_function_sends_joins_the_chain_and_trace_and_logs_show_it()
     }
     let (_, quiet) = server.call(reqwest::Method::GET, "/api/v1/logs?function=fan&level=warn", None).await;
     assert_eq!(quiet["lines"], json!([]), "info lines are below warn");
+
+    // The metrics derived from those events (a moment after them), as time series.
+    let (mut status, mut metric) = (StatusCode::OK, Value::Null);
+    for _ in 0..100 {
+        let query = "/api/v1/metrics/function_invocations?since=5m&step=10s&by=function,outcome";
+        (status, metric) = server.call(reqwest::Method::GET, query, None).await;
+        let (_, commands) = server.call(reqwest::Method::GET, "/api/v1/metrics/commands?state=succeeded", None).await;
+        if metric["series"].as_array().is_some_and(|s| !s.is_empty()) && commands["series"] != json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "{metric}");
+    let series = &metric["series"][0];
+    assert_eq!(series["labels"], json!({"function": "fan", "outcome": "succeeded"}), "{metric}");
+    let total: u64 = series["points"].as_array().unwrap().iter().map(|p| p["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 1);
+    let (_, commands) = server.call(reqwest::Method::GET, "/api/v1/metrics/commands?since=5m&by=state", None).await;
+    let states: Vec<&str> =
+        commands["series"].as_array().unwrap().iter().map(|s| s["labels"]["state"].as_str().unwrap()).collect();
+    for state in ["queued", "succeeded"] {
+        assert!(states.contains(&state), "{state} in {states:?}");
+    }
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/metrics/function_invocations?by=colour", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/metrics/nosuch", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
 

@@ -13,6 +13,7 @@
 pub mod commands;
 pub mod devices;
 pub mod functions;
+pub mod metrics;
 pub mod sessions;
 pub mod sqlite;
 
@@ -26,8 +27,9 @@ use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, St
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
 pub use functions::{FunctionStore, FunctionVersion};
+pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
-pub use sqlite::{SqliteSessions, SqliteStore};
+pub use sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
 
 /// An event arriving at the recorder: the event and its `received` record.
 ///

@@ -9,6 +9,7 @@ mod events;
 mod functions;
 mod logs;
 mod mqtt;
+mod series;
 mod trace;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
+    pub series: Arc<crate::series::Series>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
     pub functions: Arc<crate::functions::Functions>,
@@ -54,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/logs", get(logs::logs))
+        .route("/api/v1/metrics", get(series::list))
+        .route("/api/v1/metrics/{name}", get(series::range))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route("/api/v1/devices/{id}", get(devices::get).patch(devices::update).delete(devices::delete))
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
@@ -105,8 +109,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
     crate::metrics::render_broker(&mut text, &app.broker.stats());
-    let (outcomes, dead_letters) = app.functions.counts();
-    crate::metrics::render_functions(&mut text, &outcomes, dead_letters);
+    app.series.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

@@ -76,9 +76,6 @@ pub struct Functions {
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
-    /// Invocations by outcome (index in `Outcome::NAMES`), and dead letters.
-    outcomes: [std::sync::atomic::AtomicU64; 6],
-    dead_letters: std::sync::atomic::AtomicU64,
 }
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
@@ -105,16 +102,7 @@ impl Functions {
             .map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?;
         let runtime = Arc::new(runtime);
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
-        let functions = Arc::new(Self {
-            runtime,
-            store,
-            pipeline,
-            dir,
-            live: RwLock::new(HashMap::new()),
-            services,
-            outcomes: Default::default(),
-            dead_letters: Default::default(),
-        });
+        let functions = Arc::new(Self { runtime, store, pipeline, dir, live: RwLock::new(HashMap::new()), services });
         for version in functions.store.live_versions().await? {
             if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
@@ -369,20 +357,9 @@ impl Functions {
         }
     }
 
-    /// Invocations by outcome name, and dead letters, since start: for `/metrics`.
-    pub fn counts(&self) -> (Vec<(&'static str, u64)>, u64) {
-        let outcomes = glassbox_runtime::Outcome::NAMES
-            .iter()
-            .zip(&self.outcomes)
-            .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
-            .collect();
-        (outcomes, self.dead_letters.load(Ordering::Relaxed))
-    }
-
     /// Gives up on an event for this function, keeping what replay needs:
     /// the original event (by id), the version, and why.
     async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
         let data = json!({
             "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
             "reason": reason, "event": recorded.event.id.to_string(),
@@ -416,9 +393,6 @@ impl Functions {
         report: Report,
     ) -> Option<Value> {
         let name = &live.version.name;
-        if let Some(i) = glassbox_runtime::Outcome::NAMES.iter().position(|n| *n == report.outcome.as_str()) {
-            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
-        }
         let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
         let outputs = match drafts.is_empty() {
             true => Vec::new(),

@@ -7,11 +7,13 @@ mod commands;
 mod devices;
 mod functions;
 mod indexer;
+mod metrics;
 mod read;
 mod schema;
 mod sessions;
 mod writer;
 
+pub use metrics::{METRICS_FILE_NAME, SqliteMetrics};
 pub use sessions::{SESSIONS_FILE_NAME, SqliteSessions};
 
 use std::path::{Path, PathBuf};

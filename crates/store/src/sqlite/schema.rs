@@ -144,3 +144,13 @@ pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), String>
     }
     Ok(())
 }
+
+pub const METRICS: &[&str] = &[
+    // 1: aggregates per series and time bucket: fine (10 s) and coarse (5 min).
+    "CREATE TABLE points_fine (series TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL,
+        sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, at)) WITHOUT ROWID;
+    CREATE TABLE points_coarse (series TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL,
+        sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, at)) WITHOUT ROWID;
+    CREATE INDEX points_fine_at ON points_fine (at);
+    CREATE INDEX points_coarse_at ON points_coarse (at);",
+];

@@ -1,0 +1,95 @@
+//! Recorded events to metric samples: what each kind of event counts for.
+
+use glassbox_core::RecordedEvent;
+use serde_json::Value;
+
+use super::catalog::{self as m, Metric};
+
+/// One sample: a metric, its label values (in the metric's label order)
+/// and the measured value (1 for counts).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub metric: &'static Metric,
+    pub labels: Vec<String>,
+    pub value: f64,
+}
+
+fn sample(metric: &'static Metric, labels: &[&str], value: f64) -> Sample {
+    Sample { metric, labels: labels.iter().map(|l| l.to_string()).collect(), value }
+}
+
+/// The label used where an event has no value for one: no group, no feature.
+pub const NONE: &str = "none";
+
+/// The samples one recorded event contributes; `group` is its device's
+/// group, when it has a device and the device a group.
+pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
+    let event = &recorded.event;
+    let group = group.unwrap_or(NONE);
+    let mut out = vec![sample(&m::EVENTS_RECORDED, &[], 1.0)];
+    let data = || event.data.json().unwrap_or(Value::Null);
+    let text = |data: &Value, key: &str| data[key].as_str().unwrap_or(NONE).to_string();
+    match event.ty.as_str() {
+        "device.message" => {
+            let topic = event.subject.as_deref().and_then(|t| t.split('/').next()).unwrap_or(NONE);
+            let bytes = event.data.len() as f64;
+            out.push(sample(&m::MQTT_MESSAGES, &[group, topic], 1.0));
+            out.push(sample(&m::MQTT_BYTES, &[group, topic], bytes));
+            if let Some(device) = &event.device {
+                out.push(sample(&m::DEVICE_MESSAGES, &[device], 1.0));
+                out.push(sample(&m::DEVICE_BYTES, &[device], bytes));
+            }
+        }
+        "device.connected" | "client.connected" => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
+        "device.disconnected" | "client.disconnected" => {
+            out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
+        }
+        "device.connection_refused" | "client.connection_refused" => {
+            out.push(sample(&m::MQTT_REFUSED, &[&text(&data(), "reason")], 1.0));
+        }
+        "device.silent" => out.push(sample(&m::DEVICE_SILENCES, &[group], 1.0)),
+        "function.invoked" => invoked(&data(), recorded, &mut out),
+        "function.dead_letter" => {
+            let function = event.subject.as_deref().unwrap_or(NONE);
+            out.push(sample(&m::FUNCTION_DEAD_LETTERS, &[function], 1.0));
+            out.push(sample(&m::DROPS, &[dead_letter_reason(&data())], 1.0));
+        }
+        ty => {
+            if let Some(state) = ty.strip_prefix("device.command.").filter(|s| !s.contains('.')) {
+                out.push(sample(&m::COMMANDS, &[state], 1.0));
+            }
+        }
+    }
+    out
+}
+
+/// A dead letter's reason as a bounded label: the drop reason it starts
+/// with (`recursion_limit: hop 16 …`), or `retries_exhausted`.
+fn dead_letter_reason(data: &Value) -> &str {
+    let reason = data["reason"].as_str().unwrap_or_default();
+    match reason.split_once(':') {
+        Some((name, _)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => name,
+        _ => "retries_exhausted",
+    }
+}
+
+fn invoked(data: &Value, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
+    let Some(function) = data["function"].as_str() else { return };
+    let outcome = data["outcome"].as_str().unwrap_or(NONE);
+    out.push(sample(&m::FUNCTION_INVOCATIONS, &[function, outcome], 1.0));
+    if outcome != "succeeded" {
+        out.push(sample(&m::FUNCTION_ERRORS, &[function], 1.0));
+    }
+    if let Some(wall_us) = data["wall_us"].as_f64() {
+        out.push(sample(&m::FUNCTION_DURATION, &[function], wall_us / 1000.0));
+    }
+    if data["cold"].as_bool() == Some(true) {
+        out.push(sample(&m::FUNCTION_COLD_STARTS, &[function], 1.0));
+    }
+    let cost = data["cost"].as_f64().unwrap_or(0.0);
+    out.push(sample(&m::FUNCTION_COST, &[function], cost));
+    out.push(sample(&m::FEATURE_COST, &[recorded.event.feature.as_deref().unwrap_or(NONE)], cost));
+    if let Some(device) = &recorded.event.device {
+        out.push(sample(&m::DEVICE_COST, &[device], cost));
+    }
+}

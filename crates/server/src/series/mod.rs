@@ -1,0 +1,424 @@
+//! Metrics as time series, derived from the recorded stream (never counted
+//! on the hot path): every recorded event is turned into samples
+//! ([`derive`]), aggregated per series into 10-second buckets in memory,
+//! and written to the metric store when each bucket closes. Queries merge
+//! the stored buckets with the open ones; `/metrics` exports the totals.
+//!
+//! Cardinality is bounded: at most [`SERIES_MAX`] series; samples for new
+//! series beyond that are counted in `refused` and not kept.
+
+pub mod catalog;
+pub mod derive;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use glassbox_bus::BusItem;
+use glassbox_core::RecordedEvent;
+use glassbox_store::metrics::FINE_STEP_SECONDS;
+use glassbox_store::{DeviceRegistry, MetricPoint, MetricStore, Retention};
+use serde::Serialize;
+
+use self::catalog::{DURATION_BUCKETS_MS, Kind, Metric};
+use self::derive::Sample;
+use crate::pipeline::{BusCursor, Pipeline};
+
+/// Most series kept; new ones beyond are refused (and counted).
+pub const SERIES_MAX: usize = 20_000;
+/// Devices whose group is remembered; the cache is cleared beyond this.
+const GROUPS_CACHED_MAX: usize = 100_000;
+
+/// Totals since start of one series, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct Total {
+    count: u64,
+    sum: f64,
+    /// Per duration bucket (non-cumulative), for distributions.
+    buckets: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The open fine bucket of each series that had a sample in it.
+    open: HashMap<String, MetricPoint>,
+    /// Buckets closed (or late) and not yet written.
+    closed: Vec<MetricPoint>,
+    /// Every series seen, with its metric, labels and totals.
+    series: BTreeMap<String, (&'static Metric, Vec<String>, Total)>,
+    refused: u64,
+}
+
+pub struct Series {
+    inner: Mutex<Inner>,
+    store: Arc<dyn MetricStore>,
+    retention: Retention,
+}
+
+/// One series in a query answer: its labels (the grouped ones) and points.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesRange {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<Point>,
+}
+
+/// One step of a series: its value by the metric's kind, and the aggregate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub at: DateTime<Utc>,
+    pub value: f64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The series key, as Prometheus writes a series: `name{a="x",b="y"}`.
+pub fn key(metric: &Metric, labels: &[String]) -> String {
+    let mut key = String::with_capacity(64);
+    key.push_str(metric.name);
+    key.push('{');
+    for (i, (name, value)) in metric.labels.iter().zip(labels).enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        let _ = write!(key, "{name}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
+    }
+    key.push('}');
+    key
+}
+
+fn bucket_start(at: DateTime<Utc>) -> i64 {
+    let secs = at.timestamp();
+    secs - secs.rem_euclid(FINE_STEP_SECONDS)
+}
+
+impl Series {
+    pub fn new(store: Arc<dyn MetricStore>, retention: Retention) -> Self {
+        Self { inner: Mutex::default(), store, retention }
+    }
+
+    /// Adds samples taken at `at` (the event's receive time).
+    pub fn add(&self, samples: &[Sample], at: DateTime<Utc>) {
+        let bucket = bucket_start(at);
+        let Ok(mut inner) = self.inner.lock() else { return };
+        for sample in samples {
+            let key = key(sample.metric, &sample.labels);
+            if !inner.series.contains_key(&key) {
+                if inner.series.len() >= SERIES_MAX {
+                    inner.refused += 1;
+                    continue;
+                }
+                let total = Total { buckets: vec![0; distribution_buckets(sample.metric)], ..Total::default() };
+                inner.series.insert(key.clone(), (sample.metric, sample.labels.clone(), total));
+            }
+            if let Some((_, _, total)) = inner.series.get_mut(&key) {
+                total.count += 1;
+                total.sum += sample.value;
+                let slot = DURATION_BUCKETS_MS.iter().position(|b| sample.value <= *b);
+                if let Some(n) = slot.and_then(|slot| total.buckets.get_mut(slot)) {
+                    *n += 1;
+                }
+            }
+            let point = MetricPoint {
+                series: key.clone(),
+                at: bucket,
+                count: 1,
+                sum: sample.value,
+                min: sample.value,
+                max: sample.value,
+            };
+            match inner.open.get_mut(&key) {
+                Some(open) if open.at == bucket => open.merge(&point),
+                Some(open) if open.at < bucket => {
+                    let closed = std::mem::replace(open, point);
+                    inner.closed.push(closed);
+                }
+                Some(_) => inner.closed.push(point), // Late: merged by the store.
+                None => {
+                    inner.open.insert(key, point);
+                }
+            }
+        }
+    }
+
+    /// Writes the buckets closed before `now` (all of them when `all`).
+    pub async fn flush(&self, now: DateTime<Utc>, all: bool) {
+        let current = bucket_start(now);
+        let points = {
+            let Ok(mut inner) = self.inner.lock() else { return };
+            let mut points = std::mem::take(&mut inner.closed);
+            let done: Vec<String> =
+                inner.open.iter().filter(|(_, p)| all || p.at < current).map(|(k, _)| k.clone()).collect();
+            points.extend(done.iter().filter_map(|k| inner.open.remove(k)));
+            points
+        };
+        if let Err(e) = self.store.append(points).await {
+            tracing::warn!(error = %e, "could not write metric buckets; they are lost (the recorder still has the events)");
+        }
+    }
+
+    /// The metric's series over [since, until) at `step` seconds, filtered
+    /// by label values and summed by the `by` labels (all summed when empty).
+    pub async fn range(
+        &self,
+        metric: &'static Metric,
+        filters: &[(String, String)],
+        by: &[String],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        step: i64,
+    ) -> Result<(i64, Vec<SeriesRange>), glassbox_store::StoreError> {
+        let (since_s, until_s) = (since.timestamp(), until.timestamp());
+        let (_, step) = glassbox_store::metrics::resolution(step, since_s, until_s, self.retention);
+        let mut points = self.store.range(&format!("{}{{", metric.name), since_s, until_s, step).await?;
+        let labels_of: HashMap<String, Vec<String>> = {
+            let Ok(inner) = self.inner.lock() else { return Ok((step, Vec::new())) };
+            points.extend(
+                inner
+                    .open
+                    .values()
+                    .chain(&inner.closed)
+                    .filter(|p| p.series.starts_with(&format!("{}{{", metric.name)))
+                    .filter(|p| p.at >= since_s && p.at < until_s)
+                    .cloned(),
+            );
+            inner
+                .series
+                .iter()
+                .filter(|(_, (m, _, _))| m.name == metric.name)
+                .map(|(k, (_, labels, _))| (k.clone(), labels.clone()))
+                .collect()
+        };
+        let mut groups: BTreeMap<Vec<String>, BTreeMap<i64, MetricPoint>> = BTreeMap::new();
+        for point in points {
+            let Some(labels) = labels_of.get(&point.series).cloned().or_else(|| parse_labels(metric, &point.series))
+            else {
+                continue;
+            };
+            let value = |name: &str| metric.labels.iter().position(|l| *l == name).map(|i| labels[i].clone());
+            if !filters.iter().all(|(name, want)| value(name).as_deref() == Some(want)) {
+                continue;
+            }
+            let group: Vec<String> = by.iter().map(|b| value(b).unwrap_or_default()).collect();
+            let at = point.at - point.at.rem_euclid(step);
+            let slot = groups.entry(group).or_default();
+            match slot.get_mut(&at) {
+                Some(p) => p.merge(&point),
+                None => {
+                    slot.insert(at, MetricPoint { at, ..point });
+                }
+            }
+        }
+        let answer = groups
+            .into_iter()
+            .map(|(group, points)| SeriesRange {
+                labels: by.iter().cloned().zip(group).collect(),
+                points: fill(metric, points, since_s - since_s.rem_euclid(step), until_s, step),
+            })
+            .collect();
+        Ok((step, answer))
+    }
+
+    /// The totals of exported metrics in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let Ok(inner) = self.inner.lock() else { return };
+        for metric in catalog::ALL.iter().filter(|m| m.exported) {
+            let name = format!("glassbox_{}", metric.name);
+            let rows = inner.series.iter().filter(|(_, (m, _, _))| m.name == metric.name);
+            match metric.kind {
+                Kind::Count | Kind::Sum => {
+                    let _ = write!(out, "# HELP {name}_total {}\n# TYPE {name}_total counter\n", metric.help);
+                    for (key, (_, _, total)) in rows {
+                        let value = if metric.kind == Kind::Count { total.count as f64 } else { total.sum };
+                        let labels = &key[metric.name.len()..];
+                        let _ = writeln!(out, "{name}_total{labels} {value}");
+                    }
+                }
+                Kind::Distribution => {
+                    let _ = write!(out, "# HELP {name} {}\n# TYPE {name} histogram\n", metric.help);
+                    for (key, (_, _, total)) in rows {
+                        let inner_labels = key[metric.name.len() + 1..key.len() - 1].to_string();
+                        let sep = if inner_labels.is_empty() { "" } else { "," };
+                        let mut cumulative = 0;
+                        for (bound, n) in DURATION_BUCKETS_MS.iter().zip(&total.buckets) {
+                            cumulative += n;
+                            let _ = writeln!(out, "{name}_bucket{{{inner_labels}{sep}le=\"{bound}\"}} {cumulative}");
+                        }
+                        let _ = writeln!(out, "{name}_bucket{{{inner_labels}{sep}le=\"+Inf\"}} {}", total.count);
+                        let _ = writeln!(out, "{name}_sum{{{inner_labels}}} {}", total.sum);
+                        let _ = writeln!(out, "{name}_count{{{inner_labels}}} {}", total.count);
+                    }
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP glassbox_metric_series Metric series kept.\n# TYPE glassbox_metric_series gauge\nglassbox_metric_series {}\n\
+             # HELP glassbox_metric_series_refused_total Samples not kept: the series limit ({SERIES_MAX}) was reached.\n\
+             # TYPE glassbox_metric_series_refused_total counter\nglassbox_metric_series_refused_total {}\n",
+            inner.series.len(),
+            inner.refused
+        );
+    }
+
+    /// Series keys of a metric, with their label values (for listings).
+    pub fn keys(&self, metric: &Metric) -> Vec<Vec<String>> {
+        let Ok(inner) = self.inner.lock() else { return Vec::new() };
+        inner.series.values().filter(|(m, _, _)| m.name == metric.name).map(|(_, labels, _)| labels.clone()).collect()
+    }
+}
+
+fn distribution_buckets(metric: &Metric) -> usize {
+    if metric.kind == Kind::Distribution { DURATION_BUCKETS_MS.len() } else { 0 }
+}
+
+/// Every step from `start` to `until`, zero where nothing happened.
+fn fill(metric: &Metric, points: BTreeMap<i64, MetricPoint>, start: i64, until: i64, step: i64) -> Vec<Point> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < until {
+        let point = points.get(&at);
+        let (count, sum) = point.map_or((0, 0.0), |p| (p.count, p.sum));
+        let value = match metric.kind {
+            Kind::Count => count as f64,
+            Kind::Sum => sum,
+            Kind::Distribution if count > 0 => sum / count as f64,
+            Kind::Distribution => 0.0,
+        };
+        out.push(Point {
+            at: DateTime::from_timestamp(at, 0).unwrap_or_default(),
+            value,
+            count,
+            sum,
+            min: point.map_or(0.0, |p| p.min),
+            max: point.map_or(0.0, |p| p.max),
+        });
+        at += step;
+    }
+    out
+}
+
+/// The label values of a stored series key, for series not seen since start.
+fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
+    let body = key.strip_prefix(metric.name)?.strip_prefix('{')?.strip_suffix('}')?;
+    let mut values = Vec::with_capacity(metric.labels.len());
+    let mut rest = body;
+    for (i, name) in metric.labels.iter().enumerate() {
+        rest = rest.strip_prefix(name)?.strip_prefix("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (j, '"') => break j,
+                (_, c) => value.push(c),
+            }
+        };
+        values.push(value);
+        rest = &rest[end + 1..];
+        if i + 1 < metric.labels.len() {
+            rest = rest.strip_prefix(',')?;
+        }
+    }
+    rest.is_empty().then_some(values)
+}
+
+/// Derives samples from every recorded event while the server lives, and
+/// writes closed buckets every few seconds.
+pub fn start(series: Arc<Series>, pipeline: Arc<Pipeline>, devices: Arc<dyn DeviceRegistry>) {
+    let events = pipeline.bus().subscribe();
+    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events));
+    tokio::spawn(flush_loop(Arc::downgrade(&series)));
+}
+
+async fn flush_loop(series: Weak<Series>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(FINE_STEP_SECONDS as u64 / 2));
+    let mut pruned_at = Utc::now();
+    loop {
+        tick.tick().await;
+        let Some(series) = series.upgrade() else { return };
+        let now = Utc::now();
+        series.flush(now, false).await;
+        if now - pruned_at > chrono::Duration::minutes(10) {
+            pruned_at = now;
+            if let Err(e) = series.store.prune(now.timestamp(), series.retention).await {
+                tracing::warn!(error = %e, "could not prune old metric buckets");
+            }
+        }
+    }
+}
+
+async fn derive_loop(
+    series: Weak<Series>,
+    pipeline: Arc<Pipeline>,
+    devices: Arc<dyn DeviceRegistry>,
+    mut events: glassbox_bus::Subscription,
+) {
+    let mut cursor = BusCursor::default();
+    let mut groups: HashMap<String, Option<String>> = HashMap::new();
+    while let Some(item) = events.next().await {
+        let Some(series) = series.upgrade() else { return };
+        let batch = match item {
+            BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => vec![recorded],
+            BusItem::Event(_) => continue,
+            BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
+                Ok(missed) => missed.into_iter().map(Arc::new).collect(),
+                Err(e) => {
+                    tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short");
+                    continue;
+                }
+            },
+        };
+        for recorded in batch {
+            let group = group_of(&recorded, &devices, &mut groups).await;
+            let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
+            series.add(&derive::samples(&recorded, group.as_deref()), at);
+        }
+    }
+}
+
+/// The group of the event's device, remembered; forgotten when the device changes.
+async fn group_of(
+    recorded: &RecordedEvent,
+    devices: &Arc<dyn DeviceRegistry>,
+    groups: &mut HashMap<String, Option<String>>,
+) -> Option<String> {
+    let device = recorded.event.device.as_deref()?;
+    if matches!(recorded.event.ty.as_str(), "device.updated" | "device.deleted" | "device.registered") {
+        groups.remove(device);
+    }
+    if let Some(group) = groups.get(device) {
+        return group.clone();
+    }
+    let group = match devices.device(device).await {
+        Ok(Some(d)) => d.meta.group.clone(),
+        _ => None,
+    };
+    if groups.len() >= GROUPS_CACHED_MAX {
+        groups.clear();
+    }
+    groups.insert(device.to_string(), group.clone());
+    group
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back_into_their_labels() {
+        let labels = vec!["thermo\"stat".to_string(), "failed".to_string()];
+        let key = key(&catalog::FUNCTION_INVOCATIONS, &labels);
+        assert_eq!(key, r#"function_invocations{function="thermo\"stat",outcome="failed"}"#);
+        assert_eq!(parse_labels(&catalog::FUNCTION_INVOCATIONS, &key), Some(labels));
+        assert_eq!(parse_labels(&catalog::EVENTS_RECORDED, "events_recorded{}"), Some(vec![]));
+        assert_eq!(parse_labels(&catalog::FUNCTION_INVOCATIONS, "function_invocations{function=\"x\"}"), None);
+    }
+}
