@@ -334,6 +334,8 @@ fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
 /// writes closed buckets every few seconds.
 pub fn start(series: Arc<Series>, pipeline: Arc<Pipeline>, devices: Arc<dyn DeviceRegistry>) {
     let events = pipeline.bus().subscribe();
+    // Weak: the loop must not keep the recorder open after the server stops.
+    let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
     tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events));
     tokio::spawn(flush_loop(Arc::downgrade(&series)));
 }
@@ -357,14 +359,17 @@ async fn flush_loop(series: Weak<Series>) {
 
 async fn derive_loop(
     series: Weak<Series>,
-    pipeline: Arc<Pipeline>,
-    devices: Arc<dyn DeviceRegistry>,
+    pipeline: Weak<Pipeline>,
+    devices: Weak<dyn DeviceRegistry>,
     mut events: glassbox_bus::Subscription,
 ) {
     let mut cursor = BusCursor::default();
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
     while let Some(item) = events.next().await {
-        let Some(series) = series.upgrade() else { return };
+        let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
+        else {
+            return;
+        };
         let batch = match item {
             BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => vec![recorded],
             BusItem::Event(_) => continue,
