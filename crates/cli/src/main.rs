@@ -13,6 +13,7 @@ mod functions;
 mod inspect;
 mod logs;
 mod metrics;
+mod monitor;
 mod render;
 mod serve;
 mod trace;
@@ -87,6 +88,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Query the metrics derived from the recorder as time series.
     Metrics(metrics::MetricsArgs),
+    /// A live view: rates, errors, latency, top functions and devices, anomalies.
+    Monitor(monitor::MonitorArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -110,6 +113,7 @@ fn main() -> std::process::ExitCode {
                 Command::Trace(args) => trace::run(args).await,
                 Command::Logs(args) => logs::run(args).await,
                 Command::Metrics(args) => metrics::run(args).await,
+                Command::Monitor(args) => monitor::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }

@@ -203,6 +203,22 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
     let text = cli(&served, &["logs", "--function", "echo"]);
     assert!(text.contains("INFO") && text.contains("fn echo@1") && text.contains("hello"), "{text}");
 
+    // The derived metrics and the live view see the invocation.
+    let mut metric = Value::Null;
+    for _ in 0..100 {
+        metric = cli_json(&served, &["metrics", "function_invocations", "--by", "function", "--since", "5m", "--json"]);
+        if metric["series"].as_array().is_some_and(|s| !s.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric["series"][0]["labels"]["function"], "echo", "{metric}");
+    let table = cli(&served, &["metrics", "function_invocations", "--by", "function,outcome", "--since", "5m"]);
+    assert!(table.contains("function=echo outcome=succeeded"), "{table}");
+    let frame = cli(&served, &["monitor", "--once"]);
+    assert!(frame.contains("function invocations") && frame.contains("echo"), "{frame}");
+    assert!(frame.contains("LATENCY  1 invocation in the last minute"), "{frame}");
+
     let listed = cli(&served, &["functions", "list"]);
     assert!(listed.contains("echo") && listed.contains("live"), "{listed}");
     let refused = glassbox()

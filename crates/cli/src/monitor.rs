@@ -1,0 +1,208 @@
+//! `glassbox monitor`: a live view of the platform, redrawn every few
+//! seconds from the derived metrics and the recent invocations: message and
+//! invocation rates, errors, latency percentiles, the busiest and costliest
+//! functions and devices, and active anomalies.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::Remote;
+use crate::client::Client;
+use crate::metrics::sparkline;
+use crate::render::{self, text};
+
+#[derive(clap::Args)]
+#[command(after_help = "Rates are per second over the last complete 10 s bucket (now) and the last \
+    minute; trends cover five minutes. Latency percentiles are over the invocations of the last minute.")]
+pub struct MonitorArgs {
+    /// Seconds between redraws.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Print one frame and exit (for scripts and logs).
+    #[arg(long)]
+    once: bool,
+    /// How many functions and devices the top lists show.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// The rates shown, as (label, metric, filter).
+const RATES: [(&str, &str, &str); 6] = [
+    ("device messages", "mqtt_messages", ""),
+    ("function invocations", "function_invocations", ""),
+    ("function errors", "function_errors", ""),
+    ("drops", "drops", ""),
+    ("connects", "mqtt_connects", ""),
+    ("disconnects", "mqtt_disconnects", ""),
+];
+
+pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    loop {
+        let frame = frame(&client, &args).await?;
+        if args.once {
+            print!("{frame}");
+            return Ok(());
+        }
+        // Clear the screen and draw from the top.
+        print!("\x1b[2J\x1b[H{frame}");
+        tokio::time::sleep(args.interval).await;
+    }
+}
+
+async fn frame(client: &Client, args: &MonitorArgs) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let now = chrono::Utc::now();
+    let _ = writeln!(out, "glassbox monitor · {} · {}\n", now.format("%Y-%m-%d %H:%M:%S"), args.remote.server);
+    let _ = writeln!(out, "{:<22} {:>9} {:>9}  trend (5 min)", "RATE", "now/s", "1 min/s");
+    for (label, metric, _) in RATES {
+        let answer = series(client, metric, &[]).await?;
+        let values = summed(&answer);
+        let now_rate = values.iter().rev().nth(1).copied().unwrap_or(0.0) / 10.0;
+        let minute: f64 = values.iter().rev().skip(1).take(6).sum::<f64>() / 60.0;
+        let _ = writeln!(out, "{label:<22} {now_rate:>9.1} {minute:>9.1}  {}", sparkline(&values));
+    }
+    out.push('\n');
+    out.push_str(&latency(client).await?);
+    out.push('\n');
+    out.push_str(&top_functions(client, args.top).await?);
+    out.push('\n');
+    out.push_str(&top_devices(client, args.top).await?);
+    out.push('\n');
+    out.push_str(&anomalies(client).await);
+    Ok(out)
+}
+
+/// A metric over the last 5 minutes at 10 s, optionally grouped.
+async fn series(client: &Client, metric: &str, by: &[&str]) -> anyhow::Result<Value> {
+    let mut query = vec![("since", "5m".to_string()), ("step", "10s".to_string())];
+    if !by.is_empty() {
+        query.push(("by", by.join(",")));
+    }
+    client.get(&format!("/api/v1/metrics/{metric}"), &query).await
+}
+
+/// The values per step, summed over the answer's series.
+fn summed(answer: &Value) -> Vec<f64> {
+    let mut values: Vec<f64> = Vec::new();
+    for series in answer["series"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let points = series["points"].as_array().map(Vec::as_slice).unwrap_or_default();
+        values.resize(values.len().max(points.len()), 0.0);
+        for (slot, point) in values.iter_mut().zip(points) {
+            *slot += point["value"].as_f64().unwrap_or(0.0);
+        }
+    }
+    values
+}
+
+/// Per series label value: the total of `field` over the answer's points.
+fn totals(answer: &Value, label: &str, field: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = answer["series"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let total = s["points"].as_array().into_iter().flatten().filter_map(|p| p[field].as_f64()).sum();
+            (s["labels"][label].as_str().unwrap_or("-").to_string(), total)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+async fn latency(client: &Client) -> anyhow::Result<String> {
+    let query = [("type", "function.invoked".to_string()), ("since", "1m".to_string()), ("limit", "1000".to_string())];
+    let page = client.get("/api/v1/events", &query).await?;
+    let mut walls: Vec<f64> = page["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["data"]["wall_us"].as_f64())
+        .map(|us| us / 1000.0)
+        .collect();
+    if walls.is_empty() {
+        return Ok("LATENCY  no invocations in the last minute\n".into());
+    }
+    walls.sort_by(f64::total_cmp);
+    let at = |q: f64| walls[((walls.len() - 1) as f64 * q).round() as usize];
+    Ok(format!(
+        "LATENCY  {} in the last minute: p50 {}  p90 {}  p99 {}  max {}\n",
+        render::count(walls.len(), "invocation"),
+        render::duration_ms(at(0.5)),
+        render::duration_ms(at(0.9)),
+        render::duration_ms(at(0.99)),
+        render::duration_ms(at(1.0)),
+    ))
+}
+
+async fn top_functions(client: &Client, top: usize) -> anyhow::Result<String> {
+    let invocations = totals(&series(client, "function_invocations", &["function"]).await?, "function", "count");
+    if invocations.is_empty() {
+        return Ok("FUNCTIONS  none invoked in the last 5 minutes\n".into());
+    }
+    let errors = totals(&series(client, "function_errors", &["function"]).await?, "function", "count");
+    let cost = totals(&series(client, "function_cost", &["function"]).await?, "function", "sum");
+    let durations = series(client, "function_duration_ms", &["function"]).await?;
+    let (sums, counts) = (totals(&durations, "function", "sum"), totals(&durations, "function", "count"));
+    let find = |list: &[(String, f64)], name: &str| list.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
+    let mut out = format!(
+        "{:<24} {:>11} {:>7} {:>6} {:>10} {:>12}\n",
+        "FUNCTIONS (5 min)", "invocations", "errors", "err%", "mean", "cost"
+    );
+    for (name, count) in invocations.iter().take(top) {
+        let failed = find(&errors, name);
+        let mean = find(&sums, name) / find(&counts, name).max(1.0);
+        let _ = writeln!(
+            out,
+            "{name:<24} {count:>11} {failed:>7} {:>5.1}% {:>10} {:>12.6}",
+            100.0 * failed / count.max(1.0),
+            render::duration_ms(mean),
+            find(&cost, name)
+        );
+    }
+    Ok(out)
+}
+
+async fn top_devices(client: &Client, top: usize) -> anyhow::Result<String> {
+    let messages = totals(&series(client, "device_messages", &["device"]).await?, "device", "count");
+    if messages.is_empty() {
+        return Ok("DEVICES  no messages in the last 5 minutes\n".into());
+    }
+    let bytes = totals(&series(client, "device_bytes", &["device"]).await?, "device", "sum");
+    let cost = totals(&series(client, "device_cost", &["device"]).await?, "device", "sum");
+    let find = |list: &[(String, f64)], name: &str| list.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
+    let mut out = format!("{:<24} {:>11} {:>11} {:>12}\n", "DEVICES (5 min)", "messages", "bytes", "cost");
+    for (name, count) in messages.iter().take(top) {
+        let _ = writeln!(out, "{name:<24} {count:>11} {:>11} {:>12.6}", find(&bytes, name), find(&cost, name));
+    }
+    Ok(out)
+}
+
+/// Active anomalies, once the server detects them; says so when it cannot.
+async fn anomalies(client: &Client) -> String {
+    match client.get("/api/v1/anomalies", &[("active", "true".to_string())]).await {
+        Ok(answer) => {
+            let active = answer["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if active.is_empty() {
+                return "ANOMALIES  none active\n".into();
+            }
+            let mut out = String::from("ANOMALIES\n");
+            for a in active {
+                let _ = writeln!(
+                    out,
+                    "  {}  score {:.2}  since {}",
+                    text(a, "series"),
+                    a["peak_score"].as_f64().unwrap_or(0.0),
+                    render::short_time(&a["start"])
+                );
+            }
+            out
+        }
+        Err(_) => "ANOMALIES  (this server does not detect anomalies)\n".into(),
+    }
+}
