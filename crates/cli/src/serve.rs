@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// mqtt.deny_subscribe (for conformance and interop suites; logged loudly).
     #[arg(long)]
     allow_anonymous: bool,
+    /// Export spans and function logs over OTLP/HTTP to this endpoint
+    /// (otel.endpoint), e.g. http://127.0.0.1:4318.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -59,6 +63,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.allow_anonymous {
         config.mqtt.allow_anonymous = true;
+    }
+    if let Some(endpoint) = args.otlp_endpoint {
+        config.otel.endpoint = endpoint;
     }
     config.validate()?;
     let admin_token = admin_token_from_env()?;

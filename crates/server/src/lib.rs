@@ -9,6 +9,7 @@ pub mod control;
 pub mod functions;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 pub mod pipeline;
 pub mod series;
 
@@ -76,6 +77,15 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
     let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default()));
     series::start(series.clone(), pipeline.clone(), devices.clone());
+    let otlp = match config.otel.endpoint.as_str() {
+        "" => None,
+        endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+            Some(otlp::Exporter::start(endpoint, &config.otel.service_name, &pipeline))
+        }
+        other => {
+            anyhow::bail!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)")
+        }
+    };
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = RegistryAuth {
@@ -137,6 +147,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         pipeline,
         devices,
         series: series.clone(),
+        otlp,
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use glassbox_bus::Bus;
-use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent};
-use glassbox_store::{Appended, EventStore, Ingress, StoreError};
+use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, State};
+use glassbox_store::{Appended, EventStore, Ingress, StoreError, Transition};
 
 use crate::metrics::Counters;
 
@@ -19,11 +19,20 @@ pub struct Pipeline {
     minter: IdMinter,
     node: String,
     pub counters: Arc<Counters>,
+    /// Where delivery ends (delivered, dropped) are copied, when exported.
+    transitions_tap: std::sync::OnceLock<tokio::sync::mpsc::Sender<Transition>>,
 }
 
 impl Pipeline {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String) -> Self {
-        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default() }
+        let transitions_tap = std::sync::OnceLock::new();
+        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default(), transitions_tap }
+    }
+
+    /// Copies every delivery's end to `tap` from now on, never waiting:
+    /// when the tap is full, copies are skipped.
+    pub fn tap_transitions(&self, tap: tokio::sync::mpsc::Sender<Transition>) {
+        let _ = self.transitions_tap.set(tap);
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -134,7 +143,15 @@ impl glassbox_gateway::broker::Recorder for Pipeline {
         Pipeline::ingest(self, drafts, via).await
     }
 
-    async fn record(&self, transitions: Vec<glassbox_store::Transition>) -> Result<(), StoreError> {
+    async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+        if let Some(tap) = self.transitions_tap.get() {
+            let ends = transitions
+                .iter()
+                .filter(|t| t.target.is_some() && matches!(t.state, State::Delivered | State::Dropped));
+            for end in ends {
+                let _ = tap.try_send(end.clone());
+            }
+        }
         self.store.record(transitions).await
     }
 }

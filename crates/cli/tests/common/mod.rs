@@ -19,6 +19,8 @@ pub fn glassbox() -> Command {
 pub struct Served {
     pub child: Child,
     pub url: String,
+    /// The MQTT listener, `host:port`.
+    pub mqtt: String,
 }
 
 impl Drop for Served {
@@ -29,9 +31,15 @@ impl Drop for Served {
 }
 
 pub fn serve(data_dir: &Path) -> Served {
+    serve_with(data_dir, &[])
+}
+
+/// `glassbox serve` with more flags.
+pub fn serve_with(data_dir: &Path, extra: &[&str]) -> Served {
     let mut child = glassbox()
         .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("GLASSBOX_ADMIN_TOKEN", TOKEN)
         .env("GLASSBOX_LOG", "warn")
         .stdout(Stdio::piped())
@@ -42,12 +50,11 @@ pub fn serve(data_dir: &Path) -> Served {
     for line in stdout.lines() {
         let line = line.expect("serve prints lines");
         if line.contains("ready") {
-            let url = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("http="))
-                .expect("ready line names http=")
-                .to_string();
-            return Served { child, url };
+            let field = |name: &str| {
+                let found = line.split_whitespace().find_map(|w| w.strip_prefix(name));
+                found.unwrap_or_else(|| panic!("ready line names {name}: {line}")).to_string()
+            };
+            return Served { url: field("http="), mqtt: field("mqtt="), child };
         }
     }
     let _ = child.kill();

@@ -38,6 +38,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
     pub series: Arc<crate::series::Series>,
+    /// The OpenTelemetry exporter, when `otel.endpoint` is set.
+    pub otlp: Option<Arc<crate::otlp::Exporter>>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
     pub functions: Arc<crate::functions::Functions>,
@@ -110,6 +112,9 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
     crate::metrics::render_broker(&mut text, &app.broker.stats());
     app.series.render(&mut text);
+    if let Some(otlp) = &app.otlp {
+        otlp.render(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

@@ -1,0 +1,334 @@
+//! OpenTelemetry export: the recorded stream as spans and log records,
+//! sent over OTLP/HTTP (protobuf) to a configured endpoint.
+//!
+//! One span per event (an instant at its receive time), one per function
+//! invocation (its run time) and one per delivery (in transit → delivered
+//! or dropped), all on the chain's W3C trace id, so a trace that came in
+//! with a `traceparent` continues in the caller's trace. A span's parent is
+//! the span of the event that caused it. Function log lines are exported as
+//! log records on their invocation's span.
+//!
+//! Export never slows ingest: items wait in a bounded queue and are dropped
+//! (and counted) when it is full or the endpoint fails.
+
+pub mod proto;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use glassbox_bus::BusItem;
+use glassbox_core::{EventId, RecordedEvent, State, TraceParent};
+use glassbox_store::Transition;
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+
+use self::proto::{LogRecord, Span, SpanKind, Value};
+use crate::pipeline::Pipeline;
+
+/// Items waiting to be sent; beyond this they are dropped and counted.
+pub const QUEUE_MAX: usize = 8192;
+/// Most items in one request.
+const BATCH_MAX: usize = 512;
+/// The longest an item waits for its batch to fill.
+const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// Events whose trace is remembered for their delivery spans.
+const TRACES_CACHED_MAX: usize = 100_000;
+
+enum Item {
+    Span(Span),
+    Log(LogRecord),
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub spans: AtomicU64,
+    pub logs: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed_requests: AtomicU64,
+}
+
+pub struct Exporter {
+    queue: mpsc::Sender<Item>,
+    pub stats: Arc<ExportStats>,
+}
+
+impl Exporter {
+    /// Starts exporting to `endpoint` (e.g. `http://127.0.0.1:4318`).
+    pub fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
+        let (queue, rx) = mpsc::channel(QUEUE_MAX);
+        let stats = Arc::new(ExportStats::default());
+        let exporter = Arc::new(Self { queue, stats: stats.clone() });
+        let (transitions_tx, transitions) = mpsc::channel(QUEUE_MAX);
+        pipeline.tap_transitions(transitions_tx);
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        tokio::spawn(send_loop(rx, endpoint, service.to_string(), stats));
+        let events = pipeline.bus().subscribe();
+        tokio::spawn(convert_loop(Arc::downgrade(&exporter), events, transitions));
+        exporter
+    }
+
+    fn offer(&self, item: Item) {
+        if self.queue.try_send(item).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.stats;
+        let rows = [
+            ("glassbox_otlp_spans_exported_total", "Spans sent to the OTLP endpoint.", &s.spans),
+            ("glassbox_otlp_logs_exported_total", "Log records sent to the OTLP endpoint.", &s.logs),
+            (
+                "glassbox_otlp_dropped_total",
+                "Spans and log records dropped: queue full or endpoint failing.",
+                &s.dropped,
+            ),
+            ("glassbox_otlp_failed_requests_total", "OTLP requests that failed.", &s.failed_requests),
+        ];
+        for (name, help, value) in rows {
+            let _ =
+                write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", value.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// The span id of an event: the low 64 bits of its id (ULID randomness).
+fn span_id(id: EventId) -> u64 {
+    (id.0 as u64).max(1)
+}
+
+fn nanos(at: DateTime<Utc>) -> u64 {
+    at.timestamp_nanos_opt().unwrap_or_default().max(0) as u64
+}
+
+/// The chain's trace and, for an event without a cause, the caller's span.
+fn trace_of(recorded: &RecordedEvent) -> (u128, Option<u64>) {
+    let event = &recorded.event;
+    let parsed = event.traceparent.as_deref().and_then(|tp| TraceParent::parse(tp).ok());
+    let trace = parsed.map_or(event.id.0, |tp| tp.trace_id);
+    let parent = match (&event.causationid, parsed) {
+        (Some(cause), _) => cause.parse::<EventId>().ok().map(span_id),
+        // Minted at this origin: the parent id is the event's own span.
+        (None, Some(tp)) if tp.parent_id != span_id(event.id) => Some(tp.parent_id),
+        (None, _) => None,
+    };
+    (trace, parent)
+}
+
+fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Span {
+    let event = &recorded.event;
+    let at = recorded.states.first().map_or(event.time, |s| s.at);
+    let mut attributes = vec![
+        ("glassbox.event.id", Value::Str(event.id.to_string())),
+        ("glassbox.event.type", Value::Str(event.ty.clone())),
+        ("glassbox.event.source", Value::Str(event.source.clone())),
+        ("glassbox.correlation.id", Value::Str(event.correlationid.clone())),
+        ("glassbox.hop", Value::Int(i64::from(event.hop))),
+    ];
+    if let Some(device) = &event.device {
+        attributes.push(("glassbox.device", Value::Str(device.clone())));
+    }
+    if let Some(subject) = &event.subject {
+        attributes.push(("glassbox.event.subject", Value::Str(subject.clone())));
+    }
+    let kind = if parent.is_none() || event.ty == "device.message" { SpanKind::Server } else { SpanKind::Producer };
+    Span {
+        trace_id: trace,
+        span_id: span_id(event.id),
+        parent_span_id: parent,
+        name: event.ty.clone(),
+        kind,
+        start_ns: nanos(at),
+        end_ns: nanos(at),
+        attributes,
+        error: None,
+    }
+}
+
+/// An invocation's span (on its `function.invoked` record's id) and its log lines.
+fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Option<(Span, Vec<LogRecord>)> {
+    let data = recorded.event.data.json()?;
+    let start = data["start"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok())?.to_utc();
+    let wall_us = data["wall_us"].as_i64().unwrap_or(0);
+    let function = data["function"].as_str().unwrap_or("?").to_string();
+    let outcome = data["outcome"].as_str().unwrap_or("?").to_string();
+    let id = span_id(recorded.event.id);
+    let text = |key: &str| Value::Str(data[key].as_str().unwrap_or_default().to_string());
+    let span = Span {
+        trace_id: trace,
+        span_id: id,
+        parent_span_id: parent,
+        name: format!("invoke {function}"),
+        kind: SpanKind::Consumer,
+        start_ns: nanos(start),
+        end_ns: nanos(start + chrono::Duration::microseconds(wall_us)),
+        attributes: vec![
+            ("faas.name", Value::Str(function.clone())),
+            ("faas.version", Value::Int(data["version"].as_i64().unwrap_or(0))),
+            ("faas.coldstart", Value::Bool(data["cold"].as_bool() == Some(true))),
+            ("glassbox.outcome", Value::Str(outcome.clone())),
+            ("glassbox.event.id", text("event_id")),
+            ("glassbox.invocation.id", Value::Str(recorded.event.id.to_string())),
+            ("glassbox.instantiate_us", Value::Int(data["instantiate_us"].as_i64().unwrap_or(0))),
+            ("glassbox.cost", Value::Double(data["cost"].as_f64().unwrap_or(0.0))),
+        ],
+        error: (outcome != "succeeded").then(|| data["error"].as_str().unwrap_or(&outcome).to_string()),
+    };
+    let logs = data["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|line: &Json| LogRecord {
+            time_ns: nanos(start + chrono::Duration::microseconds(line["at_us"].as_i64().unwrap_or(0))),
+            level: line["level"].as_str().unwrap_or("info").to_string(),
+            body: line["message"].as_str().unwrap_or_default().to_string(),
+            trace_id: trace,
+            span_id: id,
+            attributes: vec![
+                ("faas.name", Value::Str(function.clone())),
+                ("glassbox.event.id", text("event_id")),
+                ("glassbox.correlation.id", Value::Str(recorded.event.correlationid.clone())),
+            ],
+        })
+        .collect();
+    Some((span, logs))
+}
+
+/// A delivery's span: from in transit to delivered or dropped.
+fn delivery(t: &Transition, trace: u128) -> Span {
+    let target = t.target.clone().unwrap_or_default();
+    let dropped = t.state == State::Dropped;
+    let mut attributes = vec![("messaging.destination.name", Value::Str(target.clone()))];
+    if let Some(detail) = &t.detail {
+        attributes.push(("glassbox.detail", Value::Str(detail.clone())));
+    }
+    Span {
+        trace_id: trace,
+        // Unique per (event, target): the event's span id mixed with the target's hash.
+        span_id: (span_id(t.event) ^ fnv(&target)).max(1),
+        parent_span_id: Some(span_id(t.event)),
+        name: format!("deliver {target}"),
+        kind: SpanKind::Producer,
+        start_ns: nanos(t.in_transit_since.unwrap_or(t.at)),
+        end_ns: nanos(t.at),
+        attributes,
+        error: dropped.then(|| t.detail.clone().unwrap_or_else(|| "dropped".into())),
+    }
+}
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+async fn convert_loop(
+    exporter: Weak<Exporter>,
+    mut events: glassbox_bus::Subscription,
+    mut transitions: mpsc::Receiver<Transition>,
+) {
+    let mut traces: HashMap<EventId, u128> = HashMap::new();
+    loop {
+        tokio::select! {
+            item = events.next() => {
+                let Some(item) = item else { return };
+                let Some(exporter) = exporter.upgrade() else { return };
+                let BusItem::Event(recorded) = item else {
+                    exporter.stats.dropped.fetch_add(1, Ordering::Relaxed); // Skipped events are not exported.
+                    continue;
+                };
+                let (trace, parent) = trace_of(&recorded);
+                if traces.len() >= TRACES_CACHED_MAX {
+                    traces.clear();
+                }
+                traces.insert(recorded.event.id, trace);
+                if recorded.event.ty == "function.invoked"
+                    && let Some((span, logs)) = invocation(&recorded, trace, parent)
+                {
+                    exporter.offer(Item::Span(span));
+                    logs.into_iter().for_each(|l| exporter.offer(Item::Log(l)));
+                } else {
+                    exporter.offer(Item::Span(event_span(&recorded, trace, parent)));
+                }
+            }
+            transition = transitions.recv() => {
+                let Some(t) = transition else { return };
+                let Some(exporter) = exporter.upgrade() else { return };
+                match traces.get(&t.event) {
+                    Some(trace) => exporter.offer(Item::Span(delivery(&t, *trace))),
+                    None => { exporter.stats.dropped.fetch_add(1, Ordering::Relaxed); }
+                }
+            }
+        }
+    }
+}
+
+async fn send_loop(mut rx: mpsc::Receiver<Item>, endpoint: String, service: String, stats: Arc<ExportStats>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut failing = false;
+    loop {
+        let deadline = tokio::time::sleep(BATCH_WAIT);
+        tokio::pin!(deadline);
+        while batch.len() < BATCH_MAX {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => batch.push(item),
+                    None if batch.is_empty() => return,
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let (mut spans, mut logs) = (Vec::new(), Vec::new());
+        for item in batch.drain(..) {
+            match item {
+                Item::Span(s) => spans.push(s),
+                Item::Log(l) => logs.push(l),
+            }
+        }
+        let requests = [
+            (
+                "/v1/traces",
+                spans.len(),
+                (!spans.is_empty()).then(|| proto::encode_spans(&service, &spans)),
+                &stats.spans,
+            ),
+            ("/v1/logs", logs.len(), (!logs.is_empty()).then(|| proto::encode_logs(&service, &logs)), &stats.logs),
+        ];
+        for (path, count, body, sent) in requests {
+            let Some(body) = body else { continue };
+            let response = client
+                .post(format!("{endpoint}{path}"))
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await;
+            match response.map(|r| r.status()) {
+                Ok(status) if status.is_success() => {
+                    sent.fetch_add(count as u64, Ordering::Relaxed);
+                    if failing {
+                        tracing::info!(endpoint = %endpoint, "OTLP export works again");
+                        failing = false;
+                    }
+                }
+                outcome => {
+                    stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                    stats.dropped.fetch_add(count as u64, Ordering::Relaxed);
+                    if !failing {
+                        let why = outcome.map_or_else(|e| e.to_string(), |s| format!("HTTP {s}"));
+                        tracing::warn!(endpoint = %endpoint, error = %why, "OTLP export failed; dropping until it works (counted in glassbox_otlp_dropped_total)");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+}
