@@ -15,7 +15,7 @@ use crate::render::{self, text};
 
 #[derive(clap::Args)]
 #[command(after_help = "Rates are per second over the last complete 10 s bucket (now) and the last \
-    minute; trends cover five minutes. Latency percentiles are over the invocations of the last minute.")]
+    minute (with the bucket still filling); trends cover five minutes. Latency percentiles are over the invocations of the last minute.")]
 pub struct MonitorArgs {
     /// Seconds between redraws.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -62,8 +62,9 @@ async fn frame(client: &Client, args: &MonitorArgs) -> anyhow::Result<String> {
     for (label, metric, _) in RATES {
         let answer = series(client, metric, &[]).await?;
         let values = summed(&answer);
+        // The last bucket is still filling: "now" is the one before it.
         let now_rate = values.iter().rev().nth(1).copied().unwrap_or(0.0) / 10.0;
-        let minute: f64 = values.iter().rev().skip(1).take(6).sum::<f64>() / 60.0;
+        let minute = values.iter().rev().take(6).fold(0.0, |sum, v| sum + v) / 60.0;
         let _ = writeln!(out, "{label:<22} {now_rate:>9.1} {minute:>9.1}  {}", sparkline(&values));
     }
     out.push('\n');

@@ -27,7 +27,23 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub recorder: RecorderConfig,
     pub control: ControlConfig,
+    pub metrics: MetricsConfig,
     pub otel: OtelConfig,
+}
+
+/// `[metrics]`: the time series derived from the recorded stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Derive metrics from every recorded event. Off only to measure what
+    /// deriving costs (`/metrics` then has no per-function series). Default true.
+    pub derive: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { derive: true }
+    }
 }
 
 /// `[otel]`: OpenTelemetry export of spans and function logs over OTLP/HTTP.
@@ -188,6 +204,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
+            metrics: MetricsConfig::default(),
             otel: OtelConfig::default(),
         }
     }

@@ -76,7 +76,9 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
     let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default()));
-    series::start(series.clone(), pipeline.clone(), devices.clone());
+    if config.metrics.derive {
+        series::start(series.clone(), pipeline.clone(), devices.clone());
+    }
     let otlp = match config.otel.endpoint.as_str() {
         "" => None,
         endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {

@@ -345,6 +345,9 @@ async fn health_is_public_and_openapi_lists_every_route() {
         "/api/v1/devices/{id}/inspect",
         "/api/v1/devices/{id}/shadow",
         "/api/v1/mqtt/sessions/{client_id}",
+        "/api/v1/logs",
+        "/api/v1/metrics",
+        "/api/v1/metrics/{name}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
