@@ -1,0 +1,437 @@
+//! Diagnosis: the platform watching itself.
+//!
+//! One anomaly detector per key series (function latency, error and
+//! invocation rates, device message rates, drops, connection churn, cost)
+//! turns points into episodes; concurrent episodes of related subjects are
+//! grouped into incidents; the recorded changes before an incident (deploys,
+//! rollbacks, device registry changes, shadow and command batches) are
+//! ranked as its probable causes by time proximity, scope match and a
+//! before/after comparison of the affected series; and the whole is said in
+//! words, with how sure it is and what it does not know.
+//!
+//! The engine does no I/O and keeps no clock: times are seconds (the
+//! caller's clock or a simulated one), so the same engine runs live in the
+//! server and over simulated time in tests.
+
+mod words;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use glassbox_anomaly::{Detector, InvalidSettings, Settings};
+use serde::Serialize;
+
+pub use words::duration;
+
+/// Episodes kept; the oldest are forgotten beyond this.
+pub const EPISODES_MAX: usize = 10_000;
+/// Changes kept; the oldest are forgotten beyond this.
+pub const CHANGES_MAX: usize = 10_000;
+/// Points of each series kept for before/after comparisons.
+const RECENT_POINTS: usize = 720;
+/// An episode starting this close to the end of an incident's latest one may join it.
+pub const GROUP_WINDOW_SECONDS: f64 = 180.0;
+/// Changes this long before an incident are candidate causes.
+pub const LOOKBACK_SECONDS: f64 = 1800.0;
+/// A change this long after an incident's start may still be its cause
+/// (points are buckets: the change can fall inside the first one).
+const LOOKAHEAD_SECONDS: f64 = 30.0;
+/// The time scale of proximity: a change this long before scores 1/e.
+const PROXIMITY_SECONDS: f64 = 300.0;
+/// Each side of a change compared, at most.
+const COMPARE_SECONDS: f64 = 600.0;
+
+/// What a series or a change is about: the nodes of the dependency graph
+/// (device → topic → function → output → command).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Subject {
+    Function(String),
+    Device(String),
+    Group(String),
+    Platform,
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Function(name) => write!(f, "function {name}"),
+            Subject::Device(id) => write!(f, "device {id}"),
+            Subject::Group(name) => write!(f, "device group {name}"),
+            Subject::Platform => f.write_str("the platform"),
+        }
+    }
+}
+
+/// A watched series: its key, what it measures in words, and its subject.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeriesSpec {
+    /// The metric series key (`function_duration_ms{function="fan"}`).
+    pub key: String,
+    /// What it measures, for people (`latency`, `error count`).
+    pub what: String,
+    /// The unit of its values (`ms`, `/10s`), for people.
+    pub unit: String,
+    pub subject: Subject,
+}
+
+/// A recorded change: something someone (or something) did that may
+/// change how the platform behaves.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub at: f64,
+    /// `deploy`, `rollback`, `device_registered`, `shadow_batch`, …
+    pub kind: String,
+    pub subject: Subject,
+    /// In words: "deploy of fan v2 (sha256:…) by admin".
+    pub summary: String,
+    /// The event that recorded it.
+    pub event_id: Option<String>,
+}
+
+/// One anomaly episode of one series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    pub id: u64,
+    pub series: SeriesSpec,
+    /// What made it anomalous: `spike`, `level_up`, `silence`, …
+    pub signal: String,
+    pub start: f64,
+    pub peak: f64,
+    pub peak_score: f64,
+    /// `None` while the series is still abnormal.
+    pub end: Option<f64>,
+    /// The value that raised it, and the value expected then.
+    pub value: f64,
+    pub expected: Option<f64>,
+}
+
+/// What one point did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Alert {
+    Started(Episode),
+    Ended(Episode),
+}
+
+/// A probable cause of an incident, with the evidence for it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cause {
+    pub change: Change,
+    /// In [0, 1]: proximity × scope × before/after, shared among the candidates.
+    pub confidence: f64,
+    /// `likely`, `possible` or `unlikely`.
+    pub verdict: &'static str,
+    pub evidence: Vec<String>,
+}
+
+/// Concurrent episodes of related subjects, with their probable causes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incident {
+    /// The id of its first episode.
+    pub id: u64,
+    pub start: f64,
+    /// `None` while any of its episodes is open.
+    pub end: Option<f64>,
+    pub subjects: Vec<Subject>,
+    pub episodes: Vec<Episode>,
+    pub causes: Vec<Cause>,
+    /// The whole incident in words.
+    pub summary: String,
+}
+
+/// The answer to "what is abnormal, since when, and why?".
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Diagnosis {
+    pub now: f64,
+    pub since: f64,
+    pub incidents: Vec<Incident>,
+    pub series_watched: usize,
+    /// Series still learning their normal: they cannot alert yet.
+    pub series_learning: usize,
+    /// What the diagnosis cannot see, in words.
+    pub unknowns: Vec<String>,
+    pub summary: String,
+}
+
+struct Tracked {
+    spec: SeriesSpec,
+    detector: Detector,
+    points: u64,
+    recent: VecDeque<(f64, f64)>,
+    open: Option<u64>,
+}
+
+pub struct Engine {
+    settings: Settings,
+    series: HashMap<String, Tracked>,
+    episodes: VecDeque<Episode>,
+    changes: VecDeque<Change>,
+    edges: HashSet<(Subject, Subject)>,
+    next_id: u64,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Result<Self, InvalidSettings> {
+        settings.validate()?;
+        Ok(Self {
+            settings,
+            series: HashMap::new(),
+            episodes: VecDeque::new(),
+            changes: VecDeque::new(),
+            edges: HashSet::new(),
+            next_id: 1,
+        })
+    }
+
+    /// Feeds one point of a series (created on first sight).
+    pub fn observe(&mut self, spec: &SeriesSpec, t: f64, value: f64) -> Option<Alert> {
+        let tracked = match self.series.get_mut(&spec.key) {
+            Some(tracked) => tracked,
+            None => {
+                let detector = Detector::new(self.settings.clone()).ok()?;
+                let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent: VecDeque::new(), open: None };
+                self.series.entry(spec.key.clone()).or_insert(tracked)
+            }
+        };
+        let seen = tracked.detector.observe(t, value);
+        tracked.points += 1;
+        if value.is_finite() {
+            if tracked.recent.len() >= RECENT_POINTS {
+                tracked.recent.pop_front();
+            }
+            tracked.recent.push_back((t, value));
+        }
+        if let (Some(id), Some(ended)) = (tracked.open, seen.ended) {
+            tracked.open = None;
+            let episode = self.episodes.iter_mut().find(|e| e.id == id)?;
+            episode.end = ended.end.or(Some(t));
+            episode.peak = ended.peak;
+            episode.peak_score = episode.peak_score.max(ended.peak_score);
+            return Some(Alert::Ended(episode.clone()));
+        }
+        if let Some(id) = tracked.open {
+            if let Some(episode) = self.episodes.iter_mut().find(|e| e.id == id)
+                && seen.score > episode.peak_score
+            {
+                episode.peak_score = seen.score;
+                episode.peak = t;
+            }
+            return None;
+        }
+        if !seen.anomalous {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        tracked.open = Some(id);
+        let episode = Episode {
+            id,
+            series: tracked.spec.clone(),
+            signal: seen.signal.map_or("unusual", |s| s.as_str()).to_string(),
+            start: t,
+            peak: t,
+            peak_score: seen.score,
+            end: None,
+            value,
+            expected: seen.expected,
+        };
+        if self.episodes.len() >= EPISODES_MAX {
+            self.episodes.pop_front();
+        }
+        self.episodes.push_back(episode.clone());
+        Some(Alert::Started(episode))
+    }
+
+    /// Notes a change for cause ranking.
+    pub fn change(&mut self, change: Change) {
+        if self.changes.len() >= CHANGES_MAX {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(change);
+    }
+
+    /// Notes that `a` and `b` depend on each other (a device's messages
+    /// trigger a function; a device is in a group).
+    pub fn relate(&mut self, a: Subject, b: Subject) {
+        if a != b {
+            self.edges.insert((a.clone(), b.clone()));
+            self.edges.insert((b, a));
+        }
+    }
+
+    fn related(&self, a: &Subject, b: &Subject) -> bool {
+        a == b || *a == Subject::Platform || *b == Subject::Platform || self.edges.contains(&(a.clone(), b.clone()))
+    }
+
+    /// Episodes that overlap [since, now], optionally about one subject.
+    pub fn episodes(&self, since: f64, now: f64, scope: Option<&Subject>) -> Vec<&Episode> {
+        self.episodes
+            .iter()
+            .filter(|e| e.start <= now && e.end.is_none_or(|end| end >= since))
+            .filter(|e| scope.is_none_or(|s| e.series.subject == *s))
+            .collect()
+    }
+
+    /// What is abnormal in [since, now], grouped into incidents, each with
+    /// its probable causes; about one subject (and what relates to it) when
+    /// `scope` is given.
+    pub fn diagnose(&self, since: f64, now: f64, scope: Option<&Subject>) -> Diagnosis {
+        let mut episodes: Vec<&Episode> = self.episodes(since, now, None);
+        episodes.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let mut incidents: Vec<Vec<&Episode>> = Vec::new();
+        for episode in episodes {
+            // An episode joins an incident it overlaps or follows closely:
+            // a series' swing back after a storm belongs to the storm.
+            let joins = incidents.iter_mut().rev().find(|group| {
+                let latest = group.iter().map(|e| e.end.unwrap_or(f64::MAX).max(e.start)).fold(f64::MIN, f64::max);
+                (episode.start - latest <= GROUP_WINDOW_SECONDS)
+                    && group.iter().any(|e| self.related(&e.series.subject, &episode.series.subject))
+            });
+            match joins {
+                Some(group) => group.push(episode),
+                None => incidents.push(vec![episode]),
+            }
+        }
+        let incidents: Vec<Incident> = incidents
+            .into_iter()
+            .map(|group| self.incident(group, now))
+            .filter(|i| scope.is_none_or(|s| i.subjects.iter().any(|subject| self.related(subject, s))))
+            .collect();
+        let learning = self.series.values().filter(|t| t.points < u64::from(self.settings.warmup_points)).count();
+        let mut unknowns = Vec::new();
+        if learning > 0 {
+            unknowns.push(format!(
+                "{learning} of {} series are still learning their normal (the first {} points of each) and cannot \
+                 raise alerts yet",
+                self.series.len(),
+                self.settings.warmup_points
+            ));
+        }
+        if self.series.is_empty() {
+            unknowns.push("no series are watched yet: nothing has been recorded".into());
+        }
+        let summary = words::diagnosis(&incidents, now - since, scope);
+        Diagnosis {
+            now,
+            since,
+            incidents,
+            series_watched: self.series.len(),
+            series_learning: learning,
+            unknowns,
+            summary,
+        }
+    }
+
+    fn incident(&self, group: Vec<&Episode>, now: f64) -> Incident {
+        let start = group.iter().map(|e| e.start).fold(f64::MAX, f64::min);
+        let end = group.iter().map(|e| e.end).try_fold(f64::MIN, |latest, end| end.map(|e| latest.max(e)));
+        let mut subjects: Vec<Subject> = group.iter().map(|e| e.series.subject.clone()).collect();
+        subjects.sort();
+        subjects.dedup();
+        let episodes: Vec<Episode> = group.into_iter().cloned().collect();
+        let causes = self.causes(&episodes, start, now);
+        let summary = words::incident(&episodes, &causes, start, end, now);
+        Incident { id: episodes[0].id, start, end, subjects, episodes, causes, summary }
+    }
+
+    /// Candidate changes before `start`, ranked.
+    fn causes(&self, episodes: &[Episode], start: f64, now: f64) -> Vec<Cause> {
+        let mut scored: Vec<(f64, &Change, Vec<String>)> = self
+            .changes
+            .iter()
+            .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= start + LOOKAHEAD_SECONDS)
+            .map(|change| {
+                let proximity = (-(start - change.at).max(0.0) / PROXIMITY_SECONDS).exp();
+                let (scope, scope_words) = self.scope_match(change, episodes);
+                let (shift, mut evidence) = self.before_after(change, episodes, now);
+                evidence.insert(0, scope_words);
+                evidence.insert(0, format!("{} before the anomaly", words::offset(start - change.at)));
+                (proximity * scope * shift, change, evidence)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let total: f64 = scored.iter().map(|s| s.0).sum();
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(score, change, evidence)| {
+                // A strong candidate that stands alone is surer than one of several.
+                let confidence = if total > 0.0 { score * score / total } else { 0.0 };
+                let verdict = match confidence {
+                    c if c >= 0.5 => "likely",
+                    c if c >= 0.2 => "possible",
+                    _ => "unlikely",
+                };
+                Cause { change: change.clone(), confidence, verdict, evidence }
+            })
+            .collect()
+    }
+
+    fn scope_match(&self, change: &Change, episodes: &[Episode]) -> (f64, String) {
+        if episodes.iter().any(|e| e.series.subject == change.subject) {
+            return (1.0, format!("it changed {}, the subject of the anomaly", change.subject));
+        }
+        let related = episodes.iter().find(|e| {
+            e.series.subject != Subject::Platform
+                && change.subject != Subject::Platform
+                && self.related(&change.subject, &e.series.subject)
+        });
+        if let Some(e) = related {
+            return (0.7, format!("it changed {}, which {} depends on", change.subject, e.series.subject));
+        }
+        if change.subject == Subject::Platform {
+            return (0.4, "a platform-wide change".into());
+        }
+        (0.15, format!("it changed {}, unrelated to what is abnormal", change.subject))
+    }
+
+    /// How much the affected series moved across the change: 1 when one of
+    /// them clearly shifted there, less when none did.
+    fn before_after(&self, change: &Change, episodes: &[Episode], now: f64) -> (f64, Vec<String>) {
+        let mut best = (0.3, Vec::new());
+        for episode in episodes {
+            let Some(tracked) = self.series.get(&episode.series.key) else { continue };
+            let before: Vec<f64> = tracked
+                .recent
+                .iter()
+                .filter(|(t, _)| *t < change.at && *t >= change.at - COMPARE_SECONDS)
+                .map(|p| p.1)
+                .collect();
+            let after: Vec<f64> = tracked
+                .recent
+                .iter()
+                .filter(|(t, _)| *t >= change.at && *t <= (change.at + COMPARE_SECONDS).min(now))
+                .map(|p| p.1)
+                .collect();
+            if before.len() < 3 || after.is_empty() {
+                continue;
+            }
+            let (b, a) = (median(&before), median(&after));
+            let spread = 1.4826 * median(&before.iter().map(|v| (v - b).abs()).collect::<Vec<_>>());
+            let moved = (a - b).abs() / (spread + 0.05 * b.abs() + f64::EPSILON);
+            let text = format!(
+                "{} {} before → {} after",
+                episode.series.what,
+                words::value(b, &episode.series.unit),
+                words::value(a, &episode.series.unit)
+            );
+            let weight = if moved >= 3.0 { 1.0 } else { 0.3 + 0.7 * moved / 3.0 };
+            if weight > best.0 || best.1.is_empty() {
+                best = (weight.max(best.0), vec![text]);
+            }
+        }
+        best
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests;
