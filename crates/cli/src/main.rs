@@ -8,6 +8,7 @@ mod client;
 mod control;
 mod debug;
 mod devices;
+mod diagnose;
 mod events;
 mod functions;
 mod inspect;
@@ -90,6 +91,8 @@ enum Command {
     Metrics(metrics::MetricsArgs),
     /// A live view: rates, errors, latency, top functions and devices, anomalies.
     Monitor(monitor::MonitorArgs),
+    /// What is abnormal, since when, what it affects, and the likely causes.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -114,6 +117,7 @@ fn main() -> std::process::ExitCode {
                 Command::Logs(args) => logs::run(args).await,
                 Command::Metrics(args) => metrics::run(args).await,
                 Command::Monitor(args) => monitor::run(args).await,
+                Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }

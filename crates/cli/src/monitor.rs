@@ -196,14 +196,15 @@ async fn anomalies(client: &Client) -> String {
             for a in active {
                 let _ = writeln!(
                     out,
-                    "  {}  score {:.2}  since {}",
-                    text(a, "series"),
+                    "  {}  {}  score {:.2}  since {}",
+                    a["series"]["key"].as_str().unwrap_or("-"),
+                    text(a, "signal"),
                     a["peak_score"].as_f64().unwrap_or(0.0),
                     render::short_time(&a["start"])
                 );
             }
             out
         }
-        Err(_) => "ANOMALIES  (this server does not detect anomalies)\n".into(),
+        Err(e) => format!("ANOMALIES  unknown: {e}\n"),
     }
 }

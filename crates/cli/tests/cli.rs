@@ -218,6 +218,13 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
     let frame = cli(&served, &["monitor", "--once"]);
     assert!(frame.contains("function invocations") && frame.contains("echo"), "{frame}");
     assert!(frame.contains("LATENCY  1 invocation in the last minute"), "{frame}");
+    assert!(frame.contains("ANOMALIES  none active"), "{frame}");
+
+    // Diagnosis says what it cannot see yet: the detectors are still learning.
+    let words = cli(&served, &["diagnose", "--function", "echo"]);
+    assert!(words.contains("Nothing abnormal about function echo in the last 1 h."), "{words}");
+    let diagnosis = cli_json(&served, &["diagnose", "--json"]);
+    assert_eq!(diagnosis["incidents"], json!([]));
 
     let listed = cli(&served, &["functions", "list"]);
     assert!(listed.contains("echo") && listed.contains("live"), "{listed}");

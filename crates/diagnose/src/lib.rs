@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use glassbox_anomaly::{Detector, InvalidSettings, Settings};
 use serde::Serialize;
 
-pub use words::duration;
+pub use words::{duration, episode as words_of};
 
 /// Episodes kept; the oldest are forgotten beyond this.
 pub const EPISODES_MAX: usize = 10_000;
@@ -167,6 +167,8 @@ pub struct Engine {
     changes: VecDeque<Change>,
     edges: HashSet<(Subject, Subject)>,
     next_id: u64,
+    /// The time each point covers from its timestamp on (a bucket's width).
+    point_seconds: f64,
 }
 
 impl Engine {
@@ -179,7 +181,15 @@ impl Engine {
             changes: VecDeque::new(),
             edges: HashSet::new(),
             next_id: 1,
+            point_seconds: 0.0,
         })
+    }
+
+    /// Points stand for buckets of `seconds` from their timestamp: a bucket
+    /// that contains a change counts as after it in before/after comparisons.
+    pub fn with_point_seconds(mut self, seconds: f64) -> Self {
+        self.point_seconds = seconds.max(0.0);
+        self
     }
 
     /// Feeds one point of a series (created on first sight).
@@ -341,7 +351,11 @@ impl Engine {
             .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= start + LOOKAHEAD_SECONDS)
             .map(|change| {
                 let proximity = (-(start - change.at).max(0.0) / PROXIMITY_SECONDS).exp();
-                let (scope, scope_words) = self.scope_match(change, episodes);
+                let (mut scope, mut scope_words) = self.scope_match(change, episodes);
+                if let Some(newer) = self.superseded(change, start) {
+                    scope *= 0.2;
+                    scope_words = format!("{scope_words}, but {} replaced it before the anomaly", newer.summary);
+                }
                 let (shift, mut evidence) = self.before_after(change, episodes, now);
                 evidence.insert(0, scope_words);
                 evidence.insert(0, format!("{} before the anomaly", words::offset(start - change.at)));
@@ -364,6 +378,18 @@ impl Engine {
                 Cause { change: change.clone(), confidence, verdict, evidence }
             })
             .collect()
+    }
+
+    /// A later change of the same kind of thing to the same subject before
+    /// `start` (a newer deploy replaces an older one's code).
+    fn superseded(&self, change: &Change, start: f64) -> Option<&Change> {
+        let replaces = |kind: &str| matches!(kind, "deploy" | "rollback");
+        if !replaces(&change.kind) {
+            return None;
+        }
+        self.changes.iter().find(|c| {
+            c.at > change.at && c.at <= start + LOOKAHEAD_SECONDS && c.subject == change.subject && replaces(&c.kind)
+        })
     }
 
     fn scope_match(&self, change: &Change, episodes: &[Episode]) -> (f64, String) {
@@ -393,13 +419,13 @@ impl Engine {
             let before: Vec<f64> = tracked
                 .recent
                 .iter()
-                .filter(|(t, _)| *t < change.at && *t >= change.at - COMPARE_SECONDS)
+                .filter(|(t, _)| *t + self.point_seconds <= change.at && *t >= change.at - COMPARE_SECONDS)
                 .map(|p| p.1)
                 .collect();
             let after: Vec<f64> = tracked
                 .recent
                 .iter()
-                .filter(|(t, _)| *t >= change.at && *t <= (change.at + COMPARE_SECONDS).min(now))
+                .filter(|(t, _)| *t + self.point_seconds > change.at && *t <= (change.at + COMPARE_SECONDS).min(now))
                 .map(|p| p.1)
                 .collect();
             if before.len() < 3 || after.is_empty() {

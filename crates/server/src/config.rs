@@ -28,7 +28,26 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
+    pub diagnose: DiagnoseConfig,
     pub otel: OtelConfig,
+}
+
+/// `[diagnose]`: anomaly detection on the derived metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnoseConfig {
+    /// 10-second points each series learns before it may raise an alert.
+    /// Default 90 (15 minutes).
+    pub warmup_points: u32,
+    /// URL each new and ended anomaly is POSTed to as JSON. Default none.
+    pub webhook: String,
+}
+
+impl Default for DiagnoseConfig {
+    fn default() -> Self {
+        let settings = crate::diagnose::WatchSettings::default();
+        Self { warmup_points: settings.warmup_points, webhook: settings.webhook }
+    }
 }
 
 /// `[metrics]`: the time series derived from the recorded stream.
@@ -205,6 +224,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
+            diagnose: DiagnoseConfig::default(),
             otel: OtelConfig::default(),
         }
     }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod diagnose;
 pub mod functions;
 pub mod logs;
 pub mod metrics;
@@ -36,6 +37,8 @@ pub struct Running {
     pub mqtts_addr: Option<SocketAddr>,
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
+    /// The anomaly detectors, when metrics are derived.
+    pub watch: Option<Arc<diagnose::Watch>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -76,9 +79,18 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
     let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default()));
-    if config.metrics.derive {
-        series::start(series.clone(), pipeline.clone(), devices.clone());
-    }
+    let watch = match config.metrics.derive {
+        true => {
+            let settings = diagnose::WatchSettings {
+                warmup_points: config.diagnose.warmup_points,
+                webhook: config.diagnose.webhook.clone(),
+            };
+            let watch = diagnose::Watch::start(&settings, &pipeline)?;
+            series::start(series.clone(), pipeline.clone(), devices.clone(), Some(watch.clone()));
+            Some(watch)
+        }
+        false => None,
+    };
     let otlp = match config.otel.endpoint.as_str() {
         "" => None,
         endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
@@ -149,6 +161,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         pipeline,
         devices,
         series: series.clone(),
+        watch: watch.clone(),
         otlp,
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),
@@ -194,5 +207,5 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         store.close().await;
         served.context("HTTP server failed")
     });
-    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, shutdown, task })
+    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod commands;
 mod devices;
+mod diagnose;
 mod error;
 mod events;
 mod functions;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
     pub series: Arc<crate::series::Series>,
+    /// The anomaly detectors, when metrics are derived.
+    pub watch: Option<Arc<crate::diagnose::Watch>>,
     /// The OpenTelemetry exporter, when `otel.endpoint` is set.
     pub otlp: Option<Arc<crate::otlp::Exporter>>,
     pub broker: Broker,
@@ -58,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/logs", get(logs::logs))
+        .route("/api/v1/diagnose", get(diagnose::diagnose))
+        .route("/api/v1/anomalies", get(diagnose::anomalies))
         .route("/api/v1/metrics", get(series::list))
         .route("/api/v1/metrics/{name}", get(series::range))
         .route("/api/v1/devices", get(devices::list).post(devices::create))

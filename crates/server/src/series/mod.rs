@@ -58,6 +58,14 @@ pub struct Series {
     retention: Retention,
 }
 
+/// A bucket just closed, with its series' metric and label values.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub metric: &'static Metric,
+    pub labels: Vec<String>,
+    pub point: MetricPoint,
+}
+
 /// One series in a query answer: its labels (the grouped ones) and points.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesRange {
@@ -145,20 +153,27 @@ impl Series {
         }
     }
 
-    /// Writes the buckets closed before `now` (all of them when `all`).
-    pub async fn flush(&self, now: DateTime<Utc>, all: bool) {
+    /// Writes the buckets closed before `now` (all of them when `all`);
+    /// returns them with their metric and labels.
+    pub async fn flush(&self, now: DateTime<Utc>, all: bool) -> Vec<Closed> {
         let current = bucket_start(now);
-        let points = {
-            let Ok(mut inner) = self.inner.lock() else { return };
+        let closed = {
+            let Ok(mut inner) = self.inner.lock() else { return Vec::new() };
             let mut points = std::mem::take(&mut inner.closed);
             let done: Vec<String> =
                 inner.open.iter().filter(|(_, p)| all || p.at < current).map(|(k, _)| k.clone()).collect();
             points.extend(done.iter().filter_map(|k| inner.open.remove(k)));
-            points
+            let described = points.into_iter().filter_map(|point| {
+                let (metric, labels, _) = inner.series.get(&point.series)?;
+                Some(Closed { metric, labels: labels.clone(), point })
+            });
+            described.collect::<Vec<_>>()
         };
+        let points = closed.iter().map(|c| c.point.clone()).collect();
         if let Err(e) = self.store.append(points).await {
             tracing::warn!(error = %e, "could not write metric buckets; they are lost (the recorder still has the events)");
         }
+        closed
     }
 
     /// The metric's series over [since, until) at `step` seconds, filtered
@@ -332,22 +347,31 @@ fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
 
 /// Derives samples from every recorded event while the server lives, and
 /// writes closed buckets every few seconds.
-pub fn start(series: Arc<Series>, pipeline: Arc<Pipeline>, devices: Arc<dyn DeviceRegistry>) {
+/// Closed buckets go to `watch` (the anomaly detectors), when given.
+pub fn start(
+    series: Arc<Series>,
+    pipeline: Arc<Pipeline>,
+    devices: Arc<dyn DeviceRegistry>,
+    watch: Option<Arc<crate::diagnose::Watch>>,
+) {
     let events = pipeline.bus().subscribe();
     // Weak: the loop must not keep the recorder open after the server stops.
     let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
     tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events));
-    tokio::spawn(flush_loop(Arc::downgrade(&series)));
+    tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
 }
 
-async fn flush_loop(series: Weak<Series>) {
+async fn flush_loop(series: Weak<Series>, watch: Option<Arc<crate::diagnose::Watch>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(FINE_STEP_SECONDS as u64 / 2));
     let mut pruned_at = Utc::now();
     loop {
         tick.tick().await;
         let Some(series) = series.upgrade() else { return };
         let now = Utc::now();
-        series.flush(now, false).await;
+        let closed = series.flush(now, false).await;
+        if let Some(watch) = &watch {
+            watch.closed(&closed, bucket_start(now) - FINE_STEP_SECONDS).await;
+        }
         if now - pruned_at > chrono::Duration::minutes(10) {
             pruned_at = now;
             if let Err(e) = series.store.prune(now.timestamp(), series.retention).await {

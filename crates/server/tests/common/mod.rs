@@ -1,6 +1,8 @@
 //! What the server's integration tests share: a whole server on free
 //! loopback ports over a temporary data directory.
 
+#![allow(dead_code)] // Each test crate uses its own part of this.
+
 use glassbox_server::{Config, Running};
 
 /// A started server, its addresses, and the directory it lives in.

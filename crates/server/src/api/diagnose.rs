@@ -1,0 +1,84 @@
+//! `/api/v1/diagnose` (what is abnormal, since when, and the likely causes)
+//! and `/api/v1/anomalies` (the episodes themselves).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use glassbox_core::Problem;
+use glassbox_diagnose::Subject;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::events::parse_time;
+use super::{ApiError, AppState};
+use crate::diagnose::{Watch, episode_json, rfc3339_times};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseParams {
+    since: Option<String>,
+    function: Option<String>,
+    device: Option<String>,
+}
+
+fn watch(app: &AppState) -> Result<&Watch, ApiError> {
+    app.watch.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_watching",
+            "this server derives no metrics ([metrics] derive = false), so it detects no anomalies",
+        )
+    })
+}
+
+fn since(text: Option<&str>) -> Result<chrono::DateTime<Utc>, ApiError> {
+    parse_time(text.unwrap_or("1h"), Utc::now())
+        .map_err(|e| ApiError::invalid_parameters(vec![Problem { field: "since".into(), message: e }]))
+}
+
+/// `GET /api/v1/diagnose?since=1h[&function=F|&device=D]`
+pub async fn diagnose(
+    State(app): State<AppState>,
+    params: Result<Query<DiagnoseParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let scope = match (p.function, p.device) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("invalid_parameter", "give function or device, not both"));
+        }
+        (Some(f), None) => {
+            app.functions.versions(&f).await.map_err(super::functions::error)?;
+            Some(Subject::Function(f))
+        }
+        (None, Some(d)) => match app.devices.device(&d).await? {
+            Some(_) => Some(Subject::Device(d)),
+            None => return Err(ApiError::not_found(format!("no device {d:?}; `glassbox devices list` shows them"))),
+        },
+        (None, None) => None,
+    };
+    let since = since(p.since.as_deref())?;
+    let diagnosis = watch(&app)?.diagnose(since, Utc::now(), scope.as_ref());
+    let mut body = json!(diagnosis);
+    rfc3339_times(&mut body);
+    Ok(Json(body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyParams {
+    since: Option<String>,
+    active: Option<bool>,
+}
+
+/// `GET /api/v1/anomalies?since=1h&active=true`
+pub async fn anomalies(
+    State(app): State<AppState>,
+    params: Result<Query<AnomalyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let since = since(p.since.as_deref())?;
+    let episodes = watch(&app)?.episodes(since, Utc::now(), p.active == Some(true));
+    let anomalies: Vec<Value> = episodes.iter().map(episode_json).collect();
+    Ok(Json(json!({ "anomalies": anomalies })))
+}

@@ -1,0 +1,106 @@
+//! Diagnosis end to end: a slower function version, deployed through the
+//! API and really invoked, is named by `/api/v1/diagnose` as the likely
+//! cause of the latency anomaly it causes.
+//!
+//! The detectors must first learn the function's normal; rather than wait
+//! for minutes of real traffic, the test feeds them that history as closed
+//! metric buckets of the minutes before (simulated time), then everything
+//! after the deploy is real: invocations, their recorded latency, the
+//! derived buckets, the detection and the diagnosis.
+
+mod common;
+
+use std::time::Duration;
+
+use glassbox_server::series::{Closed, catalog};
+use glassbox_store::MetricPoint;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Server, start_with};
+
+const TOKEN: &str = "gbx_diagnose_test_token";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn call(server: &Server, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/cloudevents+json").body(body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// Closed latency buckets of `function` at `times` (unix seconds), each
+/// the mean of one invocation of `ms`.
+fn latency_history(function: &str, times: impl Iterator<Item = i64>, ms: impl Fn(i64) -> f64) -> Vec<Closed> {
+    times
+        .map(|at| {
+            let v = ms(at);
+            Closed {
+                metric: &catalog::FUNCTION_DURATION,
+                labels: vec![function.into()],
+                point: MetricPoint {
+                    series: format!("function_duration_ms{{function=\"{function}\"}}"),
+                    at,
+                    count: 1,
+                    sum: v,
+                    min: v,
+                    max: v,
+                },
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
+    let server = start_with(TOKEN, |config| config.diagnose.warmup_points = 20).await;
+    let path = "/api/v1/functions/work?trigger=event:work.item";
+    let deploy = |fixture_name: &'static str| call(&server, reqwest::Method::POST, path, Some(fixture(fixture_name)));
+    assert_eq!(deploy("ok").await.0, StatusCode::CREATED);
+
+    // Forty 10-second buckets of the fast version, before now.
+    let now = chrono::Utc::now().timestamp();
+    let start = now - now.rem_euclid(10) - 420;
+    let history = latency_history("work", (0..40).map(|i| start + i * 10), |at| 0.3 + 0.05 * ((at / 10) % 5) as f64);
+    let watch = server.running.as_ref().unwrap().watch.clone().expect("metrics are derived");
+    watch.closed(&history, start + 390).await;
+
+    let (status, v2) = deploy("slow").await;
+    assert_eq!((status, v2["version"].clone()), (StatusCode::CREATED, json!(2)), "{v2}");
+    let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
+    let mut diagnosis = Value::Null;
+    for _ in 0..60 {
+        call(&server, reqwest::Method::POST, "/api/v1/events", Some(item.clone())).await;
+        diagnosis = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=1h", None).await.1;
+        if diagnosis["incidents"].as_array().is_some_and(|i| !i.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let incident = &diagnosis["incidents"][0];
+    assert!(incident.is_object(), "no incident within 30 s: {diagnosis:#}");
+    let latency = incident["episodes"].as_array().unwrap().iter().find(|e| e["series"]["what"] == "latency");
+    assert!(latency.is_some(), "the latency is abnormal: {incident:#}");
+    let cause = &incident["causes"][0];
+    assert_eq!(cause["change"]["kind"], "deploy", "{incident:#}");
+    assert!(cause["change"]["summary"].as_str().unwrap().starts_with("deploy of work v2"), "{incident:#}");
+    assert_eq!(cause["verdict"], "likely", "{incident:#}");
+    let words = incident["summary"].as_str().unwrap();
+    assert!(words.contains("latency") && words.contains("deploy of work v2"), "{words}");
+    assert!(incident["start"].as_str().is_some_and(|s| s.ends_with('Z')), "times in RFC 3339");
+
+    // The alert is an event too, and the scoped diagnosis finds the same.
+    let (_, events) = call(&server, reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
+    assert!(!events["events"].as_array().unwrap().is_empty(), "{events}");
+    let (_, scoped) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=1h&function=work", None).await;
+    assert_eq!(scoped["incidents"][0]["id"], incident["id"]);
+    let (status, _) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?function=nosuch", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=yesterday", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
