@@ -168,7 +168,8 @@ impl Runtime {
     pub fn with_cache(instances_max: u32, memory_bytes_max: usize, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling.total_component_instances(instances_max);
-        pooling.total_core_instances(instances_max * 4);
+        // A componentize-py component instantiates more than 8 core modules.
+        pooling.total_core_instances(instances_max * 16);
         pooling.total_memories(instances_max * 2);
         pooling.total_tables(instances_max * 4);
         pooling.max_memory_size(memory_bytes_max);
@@ -220,7 +221,25 @@ impl Runtime {
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| DeployError::WrongWorld(format!("{e:#}")))?;
         let pre = EventHandlerPre::new(instance_pre).map_err(|e| DeployError::WrongWorld(format!("{e:#}")))?;
+        self.warm_up(&pre);
         Ok(Compiled { pre, digest: digest(bytes) })
+    }
+
+    /// Instantiates once and throws the instance away, calling nothing:
+    /// wasmtime builds a module's copy-on-write memory image on its first
+    /// instantiation (milliseconds for a JS or Python runtime's snapshot),
+    /// which belongs to deploy, not to the first invocation. A failure here
+    /// is left for the invocation to report.
+    fn warm_up(&self, pre: &EventHandlerPre<host::State>) {
+        let limits = Limits::default();
+        let state = host::State::new("warm-up", Instant::now(), limits, Arc::new(NoServices), Arc::default());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state);
+        store.set_epoch_deadline((limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1));
+        store.epoch_deadline_trap();
+        if let Err(e) = pre.instantiate(&mut store) {
+            tracing::debug!(error = %e, "warming up a component failed");
+        }
     }
 
     /// Runs `event` through `function` on this thread (it blocks: call from

@@ -67,7 +67,8 @@ impl Services for Recording {
 }
 
 fn exercise(name: &str, printed: &str) {
-    let runtime = Runtime::new(4, 256 << 20).unwrap();
+    // One instance slot: each example must fit in what one invocation gets.
+    let runtime = Runtime::new(1, 256 << 20).unwrap();
     let compiled = runtime.compile(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     let services = Arc::new(Recording::default());
 

@@ -28,6 +28,11 @@ pub struct FunctionsBenchArgs {
     /// for examples/js-telemetry (device s1; its commands are accepted and dropped).
     #[arg(long)]
     data: Option<String>,
+    /// Keep compiled code in this directory, as the server does (its
+    /// `<data dir>/functions/compiled`): run twice to see a compile become a
+    /// cache read.
+    #[arg(long)]
+    cache: Option<std::path::PathBuf>,
 }
 
 /// Services for a benchmark: key-value in nowhere, commands accepted and
@@ -79,10 +84,17 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => TRIVIAL_COMPONENT.as_bytes().to_vec(),
     };
-    let runtime = Arc::new(Runtime::new(args.threads.max(1) * 2, 256 << 20).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let runtime = Runtime::with_cache(args.threads.max(1) * 2, 256 << 20, args.cache.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = Arc::new(runtime);
     let compile_started = Instant::now();
     let compiled = runtime.compile(&bytes)?;
-    println!("compiled {} in {:.1} ms", compiled.digest, compile_started.elapsed().as_secs_f64() * 1000.0);
+    let from_cache = match runtime.cache_counts() {
+        (0, 0) => "",
+        (0, _) => " (not in the cache: compiled and stored)",
+        _ => " (read from the cache)",
+    };
+    println!("compiled {} in {:.1} ms{from_cache}", compiled.digest, compile_started.elapsed().as_secs_f64() * 1000.0);
     let services: Arc<dyn Services> = Arc::new(BenchServices);
     // Off the async runtime's threads: WASI blocks on tokio within a call.
     let first = {
