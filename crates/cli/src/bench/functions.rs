@@ -114,18 +114,31 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
         threads.push(std::thread::spawn(move || {
             let input = event(size, data.as_deref());
             let mut times = Vec::with_capacity(n as usize);
+            let mut failed = Vec::new();
             for _ in 0..n {
                 let report = runtime.invoke(&compiled, "bench", &input, Limits::default(), services.clone());
                 times.push(report.wall.as_secs_f64() * 1e6);
+                if report.outcome != Outcome::Succeeded {
+                    failed.push(report.outcome);
+                }
             }
-            times
+            (times, failed)
         }));
     }
-    let mut times: Vec<f64> = threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect();
+    let (mut times, mut failed) = (Vec::new(), Vec::new());
+    for thread in threads {
+        let (t, f) = thread.join().unwrap_or_default();
+        times.extend(t);
+        failed.extend(f);
+    }
     let elapsed = started.elapsed();
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
     let rate = times.len() as f64 / elapsed.as_secs_f64();
+    // Figures from invocations that did not succeed would mislead.
+    if let Some(outcome) = failed.first() {
+        anyhow::bail!("{} of {} invocations did not succeed, e.g. {outcome:?}", failed.len(), times.len());
+    }
     println!(
         "{} invocations on {} threads in {:.2} s; first invocation {:.0} µs (instantiate {:.0} µs)",
         times.len(),
