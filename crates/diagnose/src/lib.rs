@@ -162,6 +162,8 @@ struct Tracked {
 
 pub struct Engine {
     settings: Settings,
+    /// A fresh detector, cloned for each new series.
+    prototype: Detector,
     series: HashMap<String, Tracked>,
     episodes: VecDeque<Episode>,
     changes: VecDeque<Change>,
@@ -173,9 +175,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(settings: Settings) -> Result<Self, InvalidSettings> {
-        settings.validate()?;
+        let prototype = Detector::new(settings.clone())?;
         Ok(Self {
             settings,
+            prototype,
             series: HashMap::new(),
             episodes: VecDeque::new(),
             changes: VecDeque::new(),
@@ -197,7 +200,7 @@ impl Engine {
         let tracked = match self.series.get_mut(&spec.key) {
             Some(tracked) => tracked,
             None => {
-                let detector = Detector::new(self.settings.clone()).ok()?;
+                let detector = self.prototype.clone();
                 let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent: VecDeque::new(), open: None };
                 self.series.entry(spec.key.clone()).or_insert(tracked)
             }
@@ -249,6 +252,48 @@ impl Engine {
         }
         self.episodes.push_back(episode.clone());
         Some(Alert::Started(episode))
+    }
+
+    /// Opens an episode that another detector found (e.g. liveness: a
+    /// device past its cadence), unless one is open for the series.
+    pub fn flag(&mut self, spec: &SeriesSpec, t: f64, signal: &str) -> Option<Alert> {
+        let tracked = self.series.entry(spec.key.clone()).or_insert_with(|| Tracked {
+            spec: spec.clone(),
+            detector: self.prototype.clone(),
+            points: u64::from(self.settings.warmup_points),
+            recent: VecDeque::new(),
+            open: None,
+        });
+        if tracked.open.is_some() {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        tracked.open = Some(id);
+        let episode = Episode {
+            id,
+            series: spec.clone(),
+            signal: signal.into(),
+            start: t,
+            peak: t,
+            peak_score: 1.0,
+            end: None,
+            value: 0.0,
+            expected: None,
+        };
+        if self.episodes.len() >= EPISODES_MAX {
+            self.episodes.pop_front();
+        }
+        self.episodes.push_back(episode.clone());
+        Some(Alert::Started(episode))
+    }
+
+    /// Ends a flagged episode: the other detector says it is over.
+    pub fn clear(&mut self, key: &str, t: f64) -> Option<Alert> {
+        let id = self.series.get_mut(key)?.open.take()?;
+        let episode = self.episodes.iter_mut().find(|e| e.id == id)?;
+        episode.end = Some(t);
+        Some(Alert::Ended(episode.clone()))
     }
 
     /// Notes a change for cause ranking.

@@ -191,15 +191,36 @@ impl Watch {
         }
     }
 
-    /// Notes a recorded event: a change, or a dependency.
-    fn saw(&self, recorded: &RecordedEvent) {
+    /// Notes a recorded event: a change, a dependency, or a silence the
+    /// liveness detector found; returns the alert that raises.
+    fn saw(&self, recorded: &RecordedEvent) -> Option<Alert> {
         let event = &recorded.event;
         let at = recorded.states.first().map_or(event.time, |s| s.at).timestamp_micros() as f64 / 1e6;
         let data = event.data.json().unwrap_or(Value::Null);
         let text = |key: &str| data[key].as_str().unwrap_or(NONE).to_string();
         let id = Some(event.id.to_string());
         let device = || Subject::Device(event.device.clone().unwrap_or_default());
+        let liveness = || SeriesSpec {
+            key: format!("device_liveness{{device=\"{}\"}}", event.device.as_deref().unwrap_or_default()),
+            what: "liveness".into(),
+            unit: String::new(),
+            subject: device(),
+        };
         let change = match event.ty.as_str() {
+            "device.silent" => return self.engine.lock().ok()?.flag(&liveness(), at, "silence"),
+            "device.active" => return self.engine.lock().ok()?.clear(&liveness().key, at),
+            "config.changed" => Some(Change {
+                at,
+                kind: "config".into(),
+                subject: Subject::Platform,
+                summary: format!(
+                    "configuration change ({})",
+                    data["changed"].as_array().map_or(String::new(), |keys| {
+                        keys.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                    })
+                ),
+                event_id: id,
+            }),
             "function.invoked" => {
                 if let (Some(device), Some(function)) = (&event.device, data["function"].as_str())
                     && let Ok(mut engine) = self.engine.lock()
@@ -258,6 +279,7 @@ impl Watch {
         if let (Some(change), Ok(mut engine)) = (change, self.engine.lock()) {
             engine.change(change);
         }
+        None
     }
 
     /// Gathers shadow/command events into one change per minute of them;
@@ -382,7 +404,11 @@ async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Subscription
     while let Some(item) = events.next().await {
         let Some(watch) = watch.upgrade() else { return };
         match item {
-            BusItem::Event(recorded) => watch.saw(&recorded),
+            BusItem::Event(recorded) => {
+                if let Some(alert) = watch.saw(&recorded) {
+                    watch.alert(alert).await;
+                }
+            }
             BusItem::Lagged(skipped) => {
                 tracing::warn!(
                     skipped,

@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod pipeline;
 pub mod series;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
 use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SqliteMetrics, SqliteSessions, SqliteStore};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -91,6 +93,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         }
         false => None,
     };
+    journal_config(&config, &pipeline).await;
     let otlp = match config.otel.endpoint.as_str() {
         "" => None,
         endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
@@ -208,4 +211,48 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         served.context("HTTP server failed")
     });
     Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+}
+
+/// Records a `config.changed` event when this start's configuration differs
+/// from the last start's (which keys, from what, to what), so diagnosis can
+/// rank a configuration change as a cause like any other change.
+async fn journal_config(config: &Config, pipeline: &Pipeline) {
+    const KEY: &str = "config.snapshot";
+    let mut now = BTreeMap::new();
+    flatten("", &serde_json::to_value(config).unwrap_or_default(), &mut now);
+    let store = pipeline.store();
+    let before: Option<BTreeMap<String, Value>> =
+        store.setting(KEY).await.ok().flatten().and_then(|text| serde_json::from_str(&text).ok());
+    if let Some(before) = before {
+        let keys: BTreeSet<&String> = before.keys().chain(now.keys()).collect();
+        let changed: Vec<&String> = keys.into_iter().filter(|k| before.get(*k) != now.get(*k)).collect();
+        if !changed.is_empty() {
+            let side = |of: &BTreeMap<String, Value>| -> serde_json::Map<String, Value> {
+                changed.iter().map(|k| ((*k).clone(), of.get(*k).cloned().unwrap_or_default())).collect()
+            };
+            let data = serde_json::json!({ "changed": changed, "from": side(&before), "to": side(&now) });
+            let draft = glassbox_core::Draft::json("glassbox/server", "config.changed", &data);
+            if let Err(e) = pipeline.ingest(vec![draft], "platform").await {
+                tracing::warn!(error = %e, "could not record the configuration change");
+            }
+        }
+    }
+    if let Ok(text) = serde_json::to_string(&now) {
+        let _ = store.put_setting(KEY, &text).await;
+    }
+}
+
+/// `{"a": {"b": 1}}` → `a.b = 1`.
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&path, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
 }

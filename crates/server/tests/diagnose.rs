@@ -56,9 +56,46 @@ fn latency_history(function: &str, times: impl Iterator<Item = i64>, ms: impl Fn
         .collect()
 }
 
+/// A webhook receiver: the body of the first POST it gets.
+async fn webhook() -> (String, tokio::sync::oneshot::Receiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                    let _ = tx.send(serde_json::from_str(body).unwrap());
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
 #[tokio::test]
 async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
-    let server = start_with(TOKEN, |config| config.diagnose.warmup_points = 20).await;
+    let (hook, posted) = webhook().await;
+    let server = start_with(TOKEN, |config| {
+        config.diagnose.warmup_points = 20;
+        config.diagnose.webhook = hook;
+    })
+    .await;
     let path = "/api/v1/functions/work?trigger=event:work.item";
     let deploy = |fixture_name: &'static str| call(&server, reqwest::Method::POST, path, Some(fixture(fixture_name)));
     assert_eq!(deploy("ok").await.0, StatusCode::CREATED);
@@ -103,4 +140,26 @@ async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=yesterday", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // And it was posted to the webhook.
+    let alert = tokio::time::timeout(Duration::from_secs(10), posted).await.unwrap().unwrap();
+    assert_eq!(alert["type"], "anomaly.detected", "{alert}");
+    assert!(alert["words"].as_str().unwrap().contains("function work"), "{alert}");
+}
+
+#[tokio::test]
+async fn a_configuration_change_between_starts_is_recorded_as_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = glassbox_server::Config { data_dir: dir.path().join("data"), ..Default::default() };
+    config.http.listen = "127.0.0.1:0".into();
+    config.mqtt.listen = "127.0.0.1:0".into();
+    glassbox_server::start(config.clone(), Some(TOKEN)).await.unwrap().stop().await.unwrap();
+    config.control.offline_max = Duration::from_secs(120);
+    let running = glassbox_server::start(config, Some(TOKEN)).await.unwrap();
+    let url = format!("http://{}/api/v1/events?type=config.changed", running.http_addr);
+    let page: Value = reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let data = &page["events"][0]["data"];
+    assert_eq!(data["changed"], json!(["control.offline_max"]), "{page}");
+    assert_eq!(data["to"]["control.offline_max"], "2m");
+    running.stop().await.unwrap();
 }
