@@ -5,6 +5,7 @@ mod connections;
 mod functions;
 mod mqtt;
 mod store;
+mod trace;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     /// The streaming anomaly detector on labelled synthetic series:
     /// precision, recall, detection delay per kind, and points/s.
     Anomaly(anomaly::AnomalyBenchArgs),
+    /// A running server's trace answers for long chains, over HTTP.
+    Trace(trace::TraceBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -32,5 +35,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Connections(args) => connections::run(args).await,
         BenchCommand::Functions(args) => functions::run(args).await,
         BenchCommand::Anomaly(args) => anomaly::run(args).await,
+        BenchCommand::Trace(args) => trace::run(args).await,
     }
 }
