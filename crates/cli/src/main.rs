@@ -6,6 +6,7 @@ mod anomaly;
 mod bench;
 mod client;
 mod control;
+mod cost;
 mod debug;
 mod devices;
 mod diagnose;
@@ -93,6 +94,8 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// What is abnormal, since when, what it affects, and the likely causes.
     Diagnose(diagnose::DiagnoseArgs),
+    /// What functions cost, by function, feature or device.
+    Cost(cost::CostArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -118,6 +121,7 @@ fn main() -> std::process::ExitCode {
                 Command::Metrics(args) => metrics::run(args).await,
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
+                Command::Cost(args) => cost::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }

@@ -226,6 +226,13 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
     let diagnosis = cli_json(&served, &["diagnose", "--json"]);
     assert_eq!(diagnosis["incidents"], json!([]));
 
+    // What it cost, from the same records.
+    let cost = cli_json(&served, &["cost", "--by", "function", "--since", "5m", "--json"]);
+    assert_eq!((cost[0]["function"].clone(), cost[0]["invocations"].clone()), (json!("echo"), json!(1)), "{cost}");
+    assert!(cost[0]["cost"].as_f64().unwrap() > 0.0);
+    let by_feature = cli(&served, &["cost", "--by", "feature", "--since", "5m"]);
+    assert!(by_feature.contains("none") && by_feature.contains("100.0%"), "{by_feature}");
+
     let listed = cli(&served, &["functions", "list"]);
     assert!(listed.contains("echo") && listed.contains("live"), "{listed}");
     let refused = glassbox()

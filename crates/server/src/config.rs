@@ -30,6 +30,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub diagnose: DiagnoseConfig,
     pub otel: OtelConfig,
+    /// `[cost]`: the price model for function invocations.
+    pub cost: crate::functions::Prices,
 }
 
 /// `[diagnose]`: anomaly detection on the derived metrics.
@@ -226,6 +228,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             diagnose: DiagnoseConfig::default(),
             otel: OtelConfig::default(),
+            cost: crate::functions::Prices::default(),
         }
     }
 }
@@ -317,6 +320,13 @@ impl Config {
         let mut problems = Vec::new();
         if self.mqtt.tls_cert.is_empty() != self.mqtt.tls_key.is_empty() {
             problems.push("mqtt.tls_cert and mqtt.tls_key go together: set both, or neither".into());
+        }
+        for (key, price) in
+            [("cost.per_request", self.cost.per_request), ("cost.per_gib_second", self.cost.per_gib_second)]
+        {
+            if !(price.is_finite() && price >= 0.0) {
+                problems.push(format!("{key} = {price} is not a price: use a number of 0 or more"));
+            }
         }
         let addresses = [
             ("http.listen", &self.http.listen),

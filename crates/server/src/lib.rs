@@ -155,6 +155,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         pipeline.clone(),
         control.clone(),
         config.data_dir.join("functions"),
+        config.cost,
     )
     .await
     .context("starting the function runtime")?;

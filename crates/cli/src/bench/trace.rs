@@ -46,12 +46,7 @@ pub async fn run(args: TraceBenchArgs) -> anyhow::Result<()> {
             parent = Some(id);
         }
     }
-    println!(
-        "created {} chains of {} events in {:.1} s",
-        args.chains,
-        args.length,
-        started.elapsed().as_secs_f64()
-    );
+    println!("created {} chains of {} events in {:.1} s", args.chains, args.length, started.elapsed().as_secs_f64());
     let mut micros = Vec::with_capacity(args.lookups);
     let mut events = 0;
     for n in 0..args.lookups {

@@ -33,9 +33,22 @@ use crate::pipeline::Pipeline;
 
 /// Invocations waiting for a slot, per function; more are dead-lettered.
 const QUEUE_MAX: usize = 1000;
-/// Cost model (USD): per request, and per GiB-second of configured memory.
-const COST_PER_REQUEST: f64 = 0.000_000_2;
-const COST_PER_GIB_SECOND: f64 = 0.000_016_666_7;
+/// The price model that turns an invocation into cost: per request, and
+/// per GiB-second of configured memory, like the public FaaS price lists.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prices {
+    /// Per invocation. Default 0.0000002 (0.20 per million).
+    pub per_request: f64,
+    /// Per GiB of configured memory for each second of wall time. Default 0.0000166667.
+    pub per_gib_second: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self { per_request: 0.000_000_2, per_gib_second: 0.000_016_666_7 }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
@@ -76,6 +89,7 @@ pub struct Functions {
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
+    prices: Prices,
 }
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
@@ -94,6 +108,7 @@ impl Functions {
         pipeline: Arc<Pipeline>,
         control: Arc<Control>,
         dir: PathBuf,
+        prices: Prices,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
         // Compiled code is cached beside the components: a restart, a replay
@@ -102,7 +117,8 @@ impl Functions {
             .map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?;
         let runtime = Arc::new(runtime);
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
-        let functions = Arc::new(Self { runtime, store, pipeline, dir, live: RwLock::new(HashMap::new()), services });
+        let live = RwLock::new(HashMap::new());
+        let functions = Arc::new(Self { runtime, store, pipeline, dir, live, services, prices });
         for version in functions.store.live_versions().await? {
             if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
@@ -405,7 +421,7 @@ impl Functions {
             },
         };
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
-        let cost = COST_PER_REQUEST + gib * report.wall.as_secs_f64() * COST_PER_GIB_SECOND;
+        let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
         let mut data = json!({
             "function": name,
             "version": live.version.version,

@@ -1,0 +1,79 @@
+//! `glassbox cost`: what functions cost, by function, feature or device,
+//! from the invocation records (the price model is `[cost]` in the
+//! server's configuration).
+
+use serde_json::Value;
+
+use crate::Remote;
+use crate::render;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum By {
+    Function,
+    Feature,
+    Device,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    glassbox cost --by function --since 24h\n  \
+    glassbox cost --by feature --since 7d --json\n  \
+    glassbox cost --by device --since 1h       which devices' events cost the most\n\n\
+    Cost is per invocation: a price per request plus a price per GiB-second of the function's \
+    memory limit for its wall time ([cost] per_request, per_gib_second).")]
+pub struct CostArgs {
+    /// What to total by.
+    #[arg(long, value_enum, default_value = "function")]
+    by: By,
+    /// From this time: RFC 3339 or a duration ago (15m, 2h, 7d).
+    #[arg(long, default_value = "1h")]
+    since: String,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print [{key, cost, invocations}] as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: CostArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    let (metric, label) = match args.by {
+        By::Function => ("function_cost", "function"),
+        By::Feature => ("feature_cost", "feature"),
+        By::Device => ("device_cost", "device"),
+    };
+    let query = [("since", args.since.clone()), ("by", label.to_string())];
+    let answer = client.get(&format!("/api/v1/metrics/{metric}"), &query).await?;
+    let mut rows: Vec<(String, f64, u64)> = answer["series"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let points = s["points"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let cost = points.iter().filter_map(|p| p["sum"].as_f64()).sum::<f64>();
+            let invocations = points.iter().filter_map(|p| p["count"].as_u64()).sum::<u64>();
+            (s["labels"][label].as_str().unwrap_or("-").to_string(), cost, invocations)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if args.json {
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|(key, cost, n)| serde_json::json!({ label: key, "cost": cost, "invocations": n }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(key, cost, n)| {
+            let share = if total > 0.0 { 100.0 * cost / total } else { 0.0 };
+            vec![key.clone(), format!("{cost:.6}"), n.to_string(), format!("{share:.1}%")]
+        })
+        .collect();
+    render::table(&[&label.to_uppercase(), "COST", "INVOCATIONS", "SHARE"], &table);
+    println!("total {total:.6} since {}", render::short_time(&answer["since"]));
+    Ok(())
+}
