@@ -70,10 +70,10 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(key, cost, n)| {
             let share = if total > 0.0 { 100.0 * cost / total } else { 0.0 };
-            vec![key.clone(), format!("{cost:.6}"), n.to_string(), format!("{share:.1}%")]
+            vec![key.clone(), format!("{cost:.9}"), n.to_string(), format!("{share:.1}%")]
         })
         .collect();
     render::table(&[&label.to_uppercase(), "COST", "INVOCATIONS", "SHARE"], &table);
-    println!("total {total:.6} since {}", render::short_time(&answer["since"]));
+    println!("total {total:.9} since {}", render::short_time(&answer["since"]));
     Ok(())
 }
