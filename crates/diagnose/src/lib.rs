@@ -403,7 +403,12 @@ impl Engine {
                 }
                 let (shift, mut evidence) = self.before_after(change, episodes, now);
                 evidence.insert(0, scope_words);
-                evidence.insert(0, format!("{} before the anomaly", words::offset(start - change.at)));
+                let when = match start - change.at {
+                    before if before >= 0.0 => format!("{} before the anomaly", words::duration(before)),
+                    // Inside the first point (a bucket) of the anomaly.
+                    _ => format!("within the first {} of the anomaly", words::duration(self.point_seconds.max(1.0))),
+                };
+                evidence.insert(0, when);
                 (proximity * scope * shift, change, evidence)
             })
             .collect();

@@ -19,11 +19,6 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-/// How far a change was from the anomaly: "8 s".
-pub fn offset(seconds: f64) -> String {
-    duration(seconds.abs())
-}
-
 /// A value with its unit, to three significant figures.
 pub fn value(v: f64, unit: &str) -> String {
     let text = match v.abs() {
