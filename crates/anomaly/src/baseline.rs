@@ -17,7 +17,9 @@
 //! The error scale of each model is a robust exponential mean of its
 //! non-zero absolute errors (clipped at a few scales). Leaving exact zeros
 //! out keeps it meaningful for quantised and mostly-constant series, where
-//! "the usual deviation" is the usual size of a change.
+//! "the usual deviation" is the usual size of a change. Seasonal models also
+//! learn the usual error at each phase, so a series that is noisier at busy
+//! hours is judged by its busy-hour noise then and its quiet noise at night.
 
 use std::collections::VecDeque;
 
@@ -39,6 +41,9 @@ const DAILY_BINS_MAX: f64 = 144.0;
 const WEEKLY_BINS_MAX: f64 = 168.0;
 /// A seasonal profile needs at least this many points per period.
 const POINTS_PER_PERIOD_MIN: f64 = 6.0;
+/// A phase's own error scale counts as this many visits of the series-wide
+/// one, so a rarely visited phase leans on the series-wide scale.
+const SPREAD_PRIOR_VISITS: f64 = 4.0;
 /// A profile bin remembers roughly this many periods.
 const PROFILE_MEMORY_PERIODS: f64 = 6.0;
 
@@ -87,6 +92,8 @@ impl Scale {
 struct Profile {
     period: f64,
     values: Vec<f64>,
+    /// The usual absolute error at each phase (non-zero errors only).
+    spreads: Vec<f64>,
     weights: Vec<f64>,
     weight_max: f64,
     cycle: i64,
@@ -97,7 +104,8 @@ impl Profile {
         let per_period = period / interval;
         let bins = per_period.round().clamp(4.0, bins_max) as usize;
         let weight_max = (per_period / bins as f64 * PROFILE_MEMORY_PERIODS).max(1.0);
-        Self { period, values: vec![0.0; bins], weights: vec![0.0; bins], weight_max, cycle: Self::cycle(t, period) }
+        let (values, spreads, weights) = (vec![0.0; bins], vec![0.0; bins], vec![0.0; bins]);
+        Self { period, values, spreads, weights, weight_max, cycle: Self::cycle(t, period) }
     }
 
     fn cycle(t: f64, period: f64) -> i64 {
@@ -118,12 +126,25 @@ impl Profile {
         self.values[i] * (1.0 - f) + self.values[j] * f
     }
 
-    fn learn(&mut self, t: f64, error: f64) {
+    /// (usual absolute error, weight) at `t`, interpolated.
+    fn spread(&self, t: f64) -> (f64, f64) {
+        let (i, j, f) = self.locate(t);
+        let spread = self.spreads[i] * (1.0 - f) + self.spreads[j] * f;
+        (spread, self.weights[i] * (1.0 - f) + self.weights[j] * f)
+    }
+
+    /// Learns the deviation `error` (of the value from level and profile)
+    /// and the size of the model's error, `size` (0: not learned).
+    fn learn(&mut self, t: f64, error: f64, size: f64) {
         let (i, j, f) = self.locate(t);
         for (k, w) in [(i, 1.0 - f), (j, f)] {
             if w > 0.0 {
                 self.weights[k] = (self.weights[k] + w).min(self.weight_max);
-                self.values[k] += error * w / self.weights[k];
+                let step = w / self.weights[k];
+                self.values[k] += error * step;
+                if size > 0.0 {
+                    self.spreads[k] += (size - self.spreads[k]) * step;
+                }
             }
         }
     }
@@ -181,9 +202,24 @@ impl Model {
         self.level + self.seasonal_part(t)
     }
 
+    /// The usual error at `t`: the series-wide scale, or with a seasonal
+    /// profile, that phase's own (once a period has been learned), shrunk
+    /// toward the series-wide one while the phase has few visits.
+    fn sigma(&self, t: f64) -> f64 {
+        let global = self.scale.sigma();
+        let Some(profile) = self.profile.as_ref().filter(|_| t >= self.comparable_at) else {
+            return global;
+        };
+        let (spread, weight) = profile.spread(t);
+        if spread <= 0.0 {
+            return global;
+        }
+        (weight * MEAN_ABS_TO_STD * spread + SPREAD_PRIOR_VISITS * global) / (weight + SPREAD_PRIOR_VISITS)
+    }
+
     fn learn(&mut self, t: f64, x: f64) {
         let residual = x - self.expected(t);
-        let sigma = self.scale.sigma();
+        let sigma = self.sigma(t);
         let bound = if sigma > 0.0 { CLIP_SCALES * sigma } else { f64::INFINITY };
         let clipped = residual.clamp(-bound, bound);
         if t >= self.comparable_at {
@@ -192,7 +228,7 @@ impl Model {
         self.scale.learn(residual);
         self.level += self.alpha * clipped;
         if let Some(profile) = &mut self.profile {
-            profile.learn(t, (1.0 - self.alpha) * clipped);
+            profile.learn(t, (1.0 - self.alpha) * clipped, clipped.abs());
             self.level += profile.recentre(t);
         }
     }
@@ -230,7 +266,7 @@ impl Baseline {
         let model = self.models.get(self.active)?;
         let expected = model.expected(t);
         let deseasonalized = x - model.seasonal_part(t);
-        Some(Forecast { expected, residual: x - expected, sigma: model.scale.sigma(), deseasonalized })
+        Some(Forecast { expected, residual: x - expected, sigma: model.sigma(t), deseasonalized })
     }
 
     /// Bytes held on the heap (models, profiles, recent points).
@@ -239,7 +275,7 @@ impl Baseline {
             .models
             .iter()
             .filter_map(|m| m.profile.as_ref())
-            .map(|p| (p.values.capacity() + p.weights.capacity()) * size_of::<f64>())
+            .map(|p| (p.values.capacity() + p.spreads.capacity() + p.weights.capacity()) * size_of::<f64>())
             .sum();
         self.models.capacity() * size_of::<Model>() + profiles + self.recent.capacity() * size_of::<(f64, f64)>()
     }

@@ -47,7 +47,8 @@ impl Kind {
 /// The normal behaviour a series is built on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    /// Level, a daily cycle, Gaussian noise.
+    /// Level, a daily cycle, Gaussian noise that follows the cycle
+    /// (0.2–1.8× its average: busy hours are noisier).
     Daily,
     /// A daily cycle that is much weaker at weekends.
     Weekly,
@@ -242,6 +243,8 @@ fn value_at(rng: &mut Rng, shape: Shape, p: &Params, t: f64, ar: f64, offset: f6
                 Shape::Wandering => ar,
                 _ => rng.normal(),
             };
+            // Daily series are noisier when busy, as real ones are.
+            let noise = if shape == Shape::Daily { noise * (1.0 + 0.7 * p.cycle(t)) } else { noise };
             let base = p.level * p.noise + amplitude * p.cycle(t);
             p.scale * (base + p.noise * (noise * noise_mult + offset))
         }
