@@ -418,3 +418,27 @@ async fn bad_log_filters_are_named() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_function_runs_on_its_schedule_with_a_traceable_event() {
+    let server = start().await;
+    let (status, deployed) = server.deploy("tick", "ok", "trigger=schedule:@every%201s").await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    let invocations = server.invocations("tick", 2).await;
+    assert!(invocations.iter().all(|i| i["outcome"] == "succeeded"));
+    let fired = server.events("type=schedule.fired").await;
+    assert!(fired.len() >= 2, "{fired:?}");
+    assert_eq!(
+        (fired[0]["subject"].clone(), fired[0]["data"]["trigger"].clone()),
+        (json!("tick"), json!("schedule:@every 1s"))
+    );
+    let ids: Vec<&str> = fired.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert!(
+        invocations.iter().all(|i| ids.contains(&i["event_id"].as_str().unwrap())),
+        "each run is caused by a fired event"
+    );
+    let (status, refused) = server.deploy("bad", "ok", "trigger=schedule:61%20*%20*%20*%20*").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("minute field"), "{refused}");
+    server.stop().await;
+}

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 const MEMORY_MAX: u64 = 512 << 20;
 const CONCURRENCY_MAX: u32 = 256;
+/// The event the scheduler records when a function's schedule comes due.
+pub const SCHEDULE_FIRED: &str = "schedule.fired";
 /// The recursion guard when none is given.
 pub const HOP_LIMIT_DEFAULT: u32 = 16;
 
@@ -62,6 +64,9 @@ pub enum Trigger {
     Mqtt(String),
     /// `event:<type pattern>`: recorded events of matching types.
     Event(TypePattern),
+    /// `schedule:<cron>` or `schedule:@every 30s`: the scheduler's
+    /// `schedule.fired` events for this function.
+    Schedule(super::schedule::Schedule),
 }
 
 impl Trigger {
@@ -77,18 +82,22 @@ impl Trigger {
             },
             "event" if !rest.is_empty() => Ok(Trigger::Event(TypePattern::parse(rest))),
             "event" => Err(format!("trigger {spec:?}: give a type or a prefix pattern like device.*")),
-            "http" | "schedule" => {
-                Err(format!("trigger {spec:?}: {kind} triggers are not available in this version; use mqtt: or event:"))
-            }
-            other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt: or event:")),
+            "schedule" => super::schedule::Schedule::parse(rest)
+                .map(Trigger::Schedule)
+                .map_err(|e| format!("trigger {spec:?}: {e}")),
+            "http" => Err(format!(
+                "trigger {spec:?}: http triggers are not available in this version; use mqtt:, event: or schedule:"
+            )),
+            other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt:, event: or schedule:")),
         }
     }
 
-    /// Whether the trigger fires for an event of type `ty` on `subject`.
-    pub fn fires(&self, ty: &str, subject: Option<&str>) -> bool {
+    /// Whether the trigger of `function` fires for an event of type `ty` on `subject`.
+    pub fn fires(&self, function: &str, ty: &str, subject: Option<&str>) -> bool {
         match self {
             Trigger::Mqtt(filter) => ty == "device.message" && subject.is_some_and(|topic| matches(filter, topic)),
             Trigger::Event(pattern) => pattern.matches(ty),
+            Trigger::Schedule(_) => ty == SCHEDULE_FIRED && subject == Some(function),
         }
     }
 }
@@ -154,9 +163,13 @@ mod tests {
     #[test]
     fn triggers_parse_or_say_what_is_wrong() {
         assert_eq!(Trigger::parse("mqtt:devices/+/t"), Ok(Trigger::Mqtt("devices/+/t".into())));
-        assert!(Trigger::parse("event:order.*").unwrap().fires("order.created", None));
-        assert!(Trigger::parse("mqtt:devices/#").unwrap().fires("device.message", Some("devices/a/b")));
-        assert!(!Trigger::parse("mqtt:devices/#").unwrap().fires("order.created", Some("devices/a/b")));
+        assert!(Trigger::parse("event:order.*").unwrap().fires("f", "order.created", None));
+        assert!(Trigger::parse("mqtt:devices/#").unwrap().fires("f", "device.message", Some("devices/a/b")));
+        assert!(!Trigger::parse("mqtt:devices/#").unwrap().fires("f", "order.created", Some("devices/a/b")));
+        let nightly = Trigger::parse("schedule:0 3 * * *").unwrap();
+        assert!(nightly.fires("report", SCHEDULE_FIRED, Some("report")));
+        assert!(!nightly.fires("report", SCHEDULE_FIRED, Some("other")), "only its own function's");
+        assert!(Trigger::parse("schedule:every day").unwrap_err().contains("five cron fields"));
         assert!(Trigger::parse("mqtt:a/#/b").unwrap_err().contains("mqtt:a/#/b"));
         assert!(Trigger::parse("http:GET /x").unwrap_err().contains("not available"));
         assert!(Trigger::parse("cron").unwrap_err().contains("must be"));
