@@ -58,6 +58,9 @@ pub struct DeployArgs {
     /// No retry once the event is this old (default 1h).
     #[arg(long)]
     max_age: Option<String>,
+    /// Invocations per second at most (e.g. 100/s, 30/m); more wait in the queue.
+    #[arg(long)]
+    rate: Option<String>,
     #[command(flatten)]
     remote: Remote,
     /// Print JSON (`name`, `version`, `digest`, …).
@@ -141,7 +144,13 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let mut query = vec![("trigger", a.triggers.join(","))];
-    let optional = [("feature", &a.feature), ("timeout", &a.timeout), ("memory", &a.memory), ("max_age", &a.max_age)];
+    let optional = [
+        ("feature", &a.feature),
+        ("timeout", &a.timeout),
+        ("memory", &a.memory),
+        ("max_age", &a.max_age),
+        ("rate", &a.rate),
+    ];
     query.extend(optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
     if let Some(c) = a.concurrency {
         query.push(("concurrency", c.to_string()));

@@ -442,3 +442,25 @@ async fn a_scheduled_function_runs_on_its_schedule_with_a_traceable_event() {
     assert!(refused["error"]["message"].as_str().unwrap().contains("minute field"), "{refused}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rate_limit_spaces_invocations_and_bad_rates_are_refused() {
+    let server = start().await;
+    let (status, deployed) = server.deploy("paced", "ok", "trigger=event:work.item&rate=4/s").await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    assert_eq!(deployed["spec"]["rate_per_second"], 4.0);
+    let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
+    for _ in 0..5 {
+        server.call(reqwest::Method::POST, "/api/v1/events", Some(item.clone())).await;
+    }
+    let invocations = server.invocations("paced", 5).await;
+    let mut starts: Vec<chrono::DateTime<chrono::Utc>> =
+        invocations.iter().map(|i| i["start"].as_str().unwrap().parse().unwrap()).collect();
+    starts.sort();
+    let span = (starts[4] - starts[0]).num_milliseconds();
+    assert!(span >= 900, "5 starts at 4/s take at least 1 s, took {span} ms");
+    let (status, refused) = server.deploy("bad", "ok", "trigger=event:x&rate=5/fortnight").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("/s, /m or /h"), "{refused}");
+    server.stop().await;
+}

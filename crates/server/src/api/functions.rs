@@ -35,14 +35,33 @@ pub struct DeployParams {
     feature: Option<String>,
     retries: Option<u32>,
     max_age: Option<String>,
+    /// Invocations per second at most, e.g. `100/s`, `30/m`.
+    rate: Option<String>,
+}
+
+/// Triggers as one comma-separated parameter. A comma splits only before
+/// the next trigger's kind, so cron lists (`schedule:0 9 * * 1,3,5`) stay whole.
+fn split_triggers(text: &str) -> Vec<String> {
+    const KINDS: [&str; 4] = ["mqtt:", "event:", "schedule:", "http:"];
+    let mut triggers = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices(',') {
+        if KINDS.iter().any(|k| text[i + 1..].trim_start().starts_with(k)) {
+            triggers.push(text[start..i].trim().to_string());
+            start = i + 1;
+        }
+    }
+    triggers.push(text[start..].trim().to_string());
+    triggers.retain(|t| !t.is_empty());
+    triggers
 }
 
 fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_function", m);
-    let mut spec = Spec {
-        triggers: p.trigger.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
-        ..Spec::default()
-    };
+    let mut spec = Spec { triggers: split_triggers(&p.trigger), ..Spec::default() };
+    if let Some(rate) = p.rate {
+        spec.rate_per_second = Some(crate::functions::parse_rate(&rate).map_err(bad)?);
+    }
     if let Some(t) = p.timeout {
         spec.timeout_ms =
             humantime::parse_duration(&t).map_err(|e| bad(format!("timeout {t:?}: {e}")))?.as_millis() as u64;
@@ -150,4 +169,13 @@ pub async fn invocations(
         })
         .collect();
     Ok(Json(json!({ "invocations": invocations })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commas_split_triggers_but_not_cron_lists() {
+        let triggers = super::split_triggers("mqtt:a/#, schedule:0 9 * * 1,3,5,event:order.*");
+        assert_eq!(triggers, ["mqtt:a/#", "schedule:0 9 * * 1,3,5", "event:order.*"]);
+    }
 }

@@ -27,7 +27,7 @@ use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-pub use spec::{Spec, parse_bytes};
+pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
 use crate::pipeline::Pipeline;
@@ -81,6 +81,23 @@ struct Live {
     waiting: AtomicUsize,
     /// False until its first invocation: that one is "cold".
     warm: AtomicBool,
+    /// When the next invocation may start, under a rate limit.
+    next_start: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Live {
+    /// Waits for this function's rate limit, if it has one: starts are
+    /// spaced 1/rate apart, in order of arrival.
+    async fn pace(&self) {
+        let Some(rate) = self.spec.rate_per_second else { return };
+        let gap = Duration::from_secs_f64(1.0 / rate);
+        let mut next = self.next_start.lock().await;
+        let now = tokio::time::Instant::now();
+        let at = (*next).max(now);
+        *next = at + gap;
+        drop(next);
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 pub struct Functions {
@@ -164,6 +181,7 @@ impl Functions {
             triggers,
             waiting: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
+            next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         })
     }
 
@@ -320,6 +338,7 @@ impl Functions {
             let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
             return self.dead_letter(&live, &recorded, &reason).await;
         }
+        live.pace().await;
         let mut attempt = 1;
         loop {
             let permit = live.slots.clone().acquire_owned().await;

@@ -17,7 +17,7 @@ pub const SCHEDULE_FIRED: &str = "schedule.fired";
 pub const HOP_LIMIT_DEFAULT: u32 = 16;
 
 /// A version's spec, stored with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
     pub triggers: Vec<String>,
     pub timeout_ms: u64,
@@ -32,6 +32,10 @@ pub struct Spec {
     /// No retry starts once the event is this old (milliseconds).
     #[serde(default = "max_age_default")]
     pub max_age_ms: u64,
+    /// Invocations started per second at most; more wait their turn (in
+    /// the bounded queue). None: no rate limit.
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
 }
 
 fn retries_default() -> u32 {
@@ -53,6 +57,7 @@ impl Default for Spec {
             feature: None,
             retries: retries_default(),
             max_age_ms: max_age_default(),
+            rate_per_second: None,
         }
     }
 }
@@ -134,6 +139,11 @@ impl Spec {
         if self.max_age_ms == 0 {
             return Err("max age must be more than 0".into());
         }
+        if let Some(rate) = self.rate_per_second
+            && !(rate.is_finite() && (0.001..=1_000_000.0).contains(&rate))
+        {
+            return Err("rate must be between 0.001 and 1000000 per second (e.g. 100/s, 30/m)".into());
+        }
         if !(1..=1000).contains(&self.hop_limit) {
             return Err("hop limit must be between 1 and 1000".into());
         }
@@ -156,6 +166,20 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(n * scale)
 }
 
+/// `100/s`, `30/m`, `1000/h` (or a bare number: per second) → per second.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let (count, per) = text.trim().split_once('/').unwrap_or((text.trim(), "s"));
+    let seconds = match per.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        other => return Err(format!("rate {text:?}: per {other:?}? use /s, /m or /h (e.g. 100/s)")),
+    };
+    let count: f64 =
+        count.trim().parse().map_err(|_| format!("rate {text:?}: {count:?} is not a number (e.g. 100/s)"))?;
+    Ok(count / seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +198,9 @@ mod tests {
         assert!(Trigger::parse("http:GET /x").unwrap_err().contains("not available"));
         assert!(Trigger::parse("cron").unwrap_err().contains("must be"));
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_rate("30/m"), Ok(0.5));
+        assert_eq!(parse_rate("100"), Ok(100.0));
+        assert!(parse_rate("5/fortnight").unwrap_err().contains("/s, /m or /h"));
         assert!(parse_bytes("lots").is_err());
         let spec = Spec { triggers: vec!["mqtt:x".into()], concurrency: 0, ..Spec::default() };
         assert!(spec.validate().unwrap_err().contains("concurrency"));
