@@ -218,8 +218,15 @@ impl Runtime {
         }
         let component =
             Component::new(&self.engine, bytes).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| DeployError::WrongWorld(format!("{e:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            let mut reason = format!("{e:#}");
+            if reason.contains("wasi:http/") {
+                reason.push_str(
+                    " (functions get no wasi:http yet; build without it, e.g. componentize-js --disable http fetch-event)",
+                );
+            }
+            DeployError::WrongWorld(reason)
+        })?;
         let pre = EventHandlerPre::new(instance_pre).map_err(|e| DeployError::WrongWorld(format!("{e:#}")))?;
         self.warm_up(&pre);
         Ok(Compiled { pre, digest: digest(bytes) })
