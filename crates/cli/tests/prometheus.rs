@@ -102,6 +102,8 @@ fn prometheus_scrapes_the_metrics_endpoint() {
     assert_eq!(query_until(&prometheus, invocations, |v| v >= 3.0), 3.0);
     let durations = r#"glassbox_function_duration_ms_count{function="echo"}"#;
     assert_eq!(query_until(&prometheus, durations, |v| v >= 3.0), 3.0, "the histogram is scraped");
+    let commits = query_until(&prometheus, "glassbox_recorder_commit_seconds_count", |v| v >= 1.0);
+    assert!(commits >= 1.0, "recorder commit latency is scraped");
     // Prometheus found nothing to complain about in the exposition.
     let samples = query_until(&prometheus, r#"scrape_samples_scraped{job="glassbox"}"#, |v| v > 0.0);
     assert!(samples > 10.0, "{samples} samples in one scrape");

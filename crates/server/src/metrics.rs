@@ -82,6 +82,7 @@ impl Counters {
             self.unauthorized.load(Ordering::Relaxed),
         );
         counter(&mut out, "glassbox_recorder_commits_total", "Group commits made by the recorder.", store.commits);
+        commit_histogram(&mut out, store);
         counter(
             &mut out,
             "glassbox_recorder_events_expired_total",
@@ -125,6 +126,24 @@ pub fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerS
         "glassbox_mqtt_delivery_states_unrecorded_total",
         "Delivery states not recorded because the recorder was far behind.",
         stats.unrecorded_states,
+    );
+}
+
+/// How long the recorder's commits take (write and fsync), as a histogram.
+fn commit_histogram(out: &mut String, store: &StoreStatus) {
+    let name = "glassbox_recorder_commit_seconds";
+    let _ =
+        write!(out, "# HELP {name} Recorder group commits by duration (write and fsync).\n# TYPE {name} histogram\n");
+    let mut cumulative = 0;
+    for (bound, n) in glassbox_store::COMMIT_SECONDS_BUCKETS.iter().zip(&store.commit_seconds_buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let total: u64 = store.commit_seconds_buckets.iter().sum();
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {total}\n{name}_sum {}\n{name}_count {total}",
+        store.commit_seconds_sum
     );
 }
 

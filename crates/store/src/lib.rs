@@ -125,7 +125,14 @@ pub struct StoreStatus {
     /// Set when index upkeep failed for good: filtered queries miss newer
     /// events until a restart rebuilds the index from the record.
     pub index_error: Option<String>,
+    /// Commits by how long they took (write + fsync), per bucket of
+    /// [`COMMIT_SECONDS_BUCKETS`] (not cumulative), and their total time.
+    pub commit_seconds_buckets: Vec<u64>,
+    pub commit_seconds_sum: f64,
 }
+
+/// Upper bounds (seconds) of the commit-time histogram's buckets.
+pub const COMMIT_SECONDS_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

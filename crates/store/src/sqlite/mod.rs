@@ -62,6 +62,9 @@ struct Shared {
     events_appended: AtomicU64,
     commits: AtomicU64,
     events_expired: AtomicU64,
+    /// Commits per time bucket (`COMMIT_SECONDS_BUCKETS`, then one beyond).
+    commit_buckets: [AtomicU64; crate::COMMIT_SECONDS_BUCKETS.len() + 1],
+    commit_micros: AtomicU64,
 }
 
 impl Shared {
@@ -75,7 +78,21 @@ impl Shared {
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
+            commit_buckets: Default::default(),
+            commit_micros: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one commit that took `took`.
+    fn committed(&self, took: std::time::Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let slot = crate::COMMIT_SECONDS_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(crate::COMMIT_SECONDS_BUCKETS.len());
+        self.commit_buckets[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     fn index_failed(&self) -> bool {
@@ -256,6 +273,8 @@ impl EventStore for SqliteStore {
             events_expired: s.events_expired.load(Ordering::Relaxed),
             index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
             index_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            commit_seconds_buckets: s.commit_buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            commit_seconds_sum: s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 

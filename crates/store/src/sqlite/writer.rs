@@ -129,10 +129,11 @@ impl Writer {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         match self.apply(&mut batch) {
             Ok(outcomes) => {
                 self.shared.mark_writable();
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.committed(started.elapsed());
                 self.send_to_index(&batch, &outcomes);
                 reply_all(batch, outcomes);
             }
