@@ -22,7 +22,7 @@ pub fn duration(seconds: f64) -> String {
 /// A value with its unit, to three significant figures.
 pub fn value(v: f64, unit: &str) -> String {
     let text = match v.abs() {
-        a if a == 0.0 => "0".to_string(),
+        0.0 => "0".to_string(),
         a if a >= 100.0 => format!("{v:.0}"),
         a if a >= 10.0 => format!("{v:.1}"),
         a if a >= 1.0 => format!("{v:.2}"),
