@@ -103,7 +103,9 @@ impl SettingsArgs {
 #[derive(clap::Args)]
 pub struct BacktestArgs {
     /// CSV to read: a `timestamp,value` header (or none) and one row per
-    /// point; `-` for stdin.
+    /// point; `-` for stdin. Timestamps: RFC 3339, `YYYY-MM-DD HH:MM:SS`
+    /// (UTC), or unix time (seconds; milliseconds and finer are told apart
+    /// by magnitude).
     #[arg(long)]
     input: PathBuf,
     /// CSV to write (`timestamp,value,score,anomaly`); `-` for stdout.

@@ -123,7 +123,8 @@ fn split(text: &str) -> Vec<String> {
 }
 
 /// Seconds since the unix epoch, from RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]`
-/// or `YYYY-MM-DDTHH:MM:SS[.f]` (UTC), `YYYY-MM-DD`, or unix seconds.
+/// or `YYYY-MM-DDTHH:MM:SS[.f]` (UTC), `YYYY-MM-DD`, or a unix time (in
+/// seconds, or in milli-, micro- or nanoseconds, told apart by magnitude).
 pub fn parse_time(text: &str) -> Option<f64> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -138,7 +139,16 @@ pub fn parse_time(text: &str) -> Option<f64> {
         return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp() as f64);
     }
     let is_number = !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-');
-    text.parse::<f64>().ok().filter(|t| is_number && t.is_finite())
+    let t = text.parse::<f64>().ok().filter(|t| is_number && t.is_finite())?;
+    // Unix seconds past 1e11 would be after the year 5000: such numbers are
+    // milliseconds, microseconds or nanoseconds.
+    let per_second = match t.abs() {
+        a if a >= 1e17 => 1e9,
+        a if a >= 1e14 => 1e6,
+        a if a >= 1e11 => 1e3,
+        _ => 1.0,
+    };
+    Some(t / per_second)
 }
 
 /// A number, or NaN for a missing value; `None` if it is neither.
@@ -176,6 +186,8 @@ mod tests {
         assert!(rows[3].value.is_nan());
         let headless = read("1396310400,7\n1396310460,8\n").unwrap();
         assert_eq!(headless.len(), 2);
+        let units = ["1396310400", "1396310400000", "1396310400000000", "1396310400000000000"];
+        assert!(units.iter().all(|u| parse_time(u) == Some(1396310400.0)), "{:?}", units.map(parse_time));
     }
 
     #[test]
