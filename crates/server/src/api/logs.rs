@@ -197,6 +197,8 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
                 "level": line["level"],
                 "message": line["message"],
                 "source": "function",
+                // Set for what a component printed (stdout, stderr) rather than logged.
+                "stream": line.get("stream"),
                 "function": data["function"],
                 "version": data["version"],
                 "invocation": invocation,
