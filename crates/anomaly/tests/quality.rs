@@ -42,6 +42,10 @@ fn finds_most_injected_anomalies_with_few_false_alarms() {
     let suite =
         Suite { seed: env("ANOMALY_SEED", 11), series_per_kind: per_kind, clean_series: per_kind, points: 4032 };
     let report = report(&suite, &Settings::default());
-    assert!(report.recall() >= 0.0, "recall {}", report.recall());
-    assert!(report.precision() >= 0.0, "precision {}", report.precision());
+    // Measured 0.82 and 0.89 (seed 11, 10 series per kind): a guard with a
+    // little room, not a target.
+    assert!(report.recall() >= 0.75, "recall {}", report.recall());
+    assert!(report.precision() >= 0.8, "precision {}", report.precision());
+    let silence = &report.by_kind[&glassbox_anomaly::synthetic::Kind::Silence];
+    assert_eq!(silence.recall(), 1.0);
 }
