@@ -163,3 +163,124 @@ async fn a_configuration_change_between_starts_is_recorded_as_a_change() {
     assert_eq!(data["to"]["control.offline_max"], "2m");
     running.stop().await.unwrap();
 }
+
+/// Closed buckets of a counted series of `function`, one per time, from `value`.
+fn counted(
+    metric: &'static catalog::Metric,
+    labels: &[&str],
+    times: impl Iterator<Item = i64>,
+    value: impl Fn(i64) -> u64,
+) -> Vec<Closed> {
+    let key = glassbox_server::series::key(metric, &labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    times
+        .filter_map(|at| {
+            let count = value(at);
+            (count > 0).then(|| Closed {
+                metric,
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                point: MetricPoint { series: key.clone(), at, count, sum: count as f64, min: 1.0, max: 1.0 },
+            })
+        })
+        .collect()
+}
+
+async fn incidents(server: &Server, query: &str, at_least: usize) -> Value {
+    let mut diagnosis = Value::Null;
+    for _ in 0..120 {
+        diagnosis = call(server, reqwest::Method::GET, &format!("/api/v1/diagnose?{query}"), None).await.1;
+        if diagnosis["incidents"].as_array().is_some_and(|i| i.len() >= at_least) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    diagnosis
+}
+
+#[tokio::test]
+async fn a_recursion_storm_is_one_incident_caused_by_its_deploy() {
+    let server = start_with(TOKEN, |config| config.diagnose.warmup_points = 20).await;
+    // Forty buckets of a quietly used function (0 to 2 calls per 10 s).
+    let now = chrono::Utc::now().timestamp();
+    let start = now - now.rem_euclid(10) - 420;
+    let history =
+        counted(&catalog::FUNCTION_INVOCATIONS, &["loopy", "succeeded"], (0..40).map(|i| start + i * 10), |at| {
+            (at / 10 % 3) as u64
+        });
+    let watch = server.running.as_ref().unwrap().watch.clone().unwrap();
+    watch.closed(&history, start + 390).await;
+
+    // A version that triggers itself: each seed runs 16 hops deep.
+    let path = "/api/v1/functions/loopy?trigger=event:test.echo";
+    assert_eq!(call(&server, reqwest::Method::POST, path, Some(fixture("echo"))).await.0, StatusCode::CREATED);
+    for n in 0..10 {
+        let seed = json!({"specversion": "1.0", "source": "test", "type": "test.echo", "data": {"n": n}});
+        call(&server, reqwest::Method::POST, "/api/v1/events", Some(seed.to_string().into_bytes())).await;
+    }
+    let diagnosis = incidents(&server, "since=1h&function=loopy", 1).await;
+    let found = diagnosis["incidents"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "one incident: {diagnosis:#}");
+    let incident = &found[0];
+    assert!(incident["summary"].as_str().unwrap().contains("invocations jumped"), "{incident:#}");
+    assert_eq!(incident["causes"][0]["change"]["kind"], "deploy", "{incident:#}");
+    assert_eq!(incident["causes"][0]["verdict"], "likely", "{incident:#}");
+    // One alert for the storm's invocation series, however many buckets it spans.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, alerts) = call(&server, reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
+    let storm_alerts =
+        alerts["events"].as_array().unwrap().iter().filter(|e| {
+            e["subject"].as_str().is_some_and(|s| s.starts_with("function_invocations{function=\"loopy\""))
+        });
+    assert_eq!(storm_alerts.count(), 1, "{alerts:#}");
+}
+
+#[tokio::test]
+async fn a_device_going_silent_is_reported_once() {
+    use glassbox_gateway::client::{self, Options};
+    use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
+
+    let server = start_with(TOKEN, |_| {}).await;
+    let created = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/devices",
+        Some(json!({"id": "meter-9"}).to_string().into_bytes()),
+    )
+    .await;
+    let secret = created.1["secret"].as_str().unwrap().to_string();
+    let patch = reqwest::Client::new()
+        .patch(format!("{}/api/v1/devices/meter-9", server.http))
+        .bearer_auth(TOKEN)
+        .json(&json!({"cadence": "1s"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patch.status().is_success());
+    let options = Options {
+        username: Some("meter-9".into()),
+        password: Some(secret),
+        protocol: Protocol::V5,
+        ..Options::new("meter-9")
+    };
+    let (_reader, mut writer, _) = client::connect(&server.mqtt, &options).await.unwrap();
+    let reading = Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "devices/meter-9/reading".into(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: bytes::Bytes::from_static(b"{\"kwh\":1}"),
+    };
+    writer.send(&Packet::Publish(reading)).await.unwrap();
+    writer.flush().await.unwrap();
+
+    // Quiet for longer than three times its cadence: one incident, and it stays one.
+    let diagnosis = incidents(&server, "since=1h&device=meter-9", 1).await;
+    assert_eq!(diagnosis["incidents"].as_array().unwrap().len(), 1, "{diagnosis:#}");
+    let incident = &diagnosis["incidents"][0];
+    assert!(incident["summary"].as_str().unwrap().contains("device meter-9: liveness went silent"), "{incident:#}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let again = incidents(&server, "since=1h&device=meter-9", 1).await;
+    assert_eq!(again["incidents"].as_array().unwrap().len(), 1, "still one: {again:#}");
+    assert_eq!(again["incidents"][0]["id"], incident["id"]);
+}
