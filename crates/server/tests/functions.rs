@@ -98,7 +98,7 @@ async fn a_device_message_triggers_the_function_and_its_output_joins_the_chain()
     let invocation = server.invocations("echo", 1).await.remove(0);
     assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
     assert_eq!((invocation["version"].clone(), invocation["cold"].clone()), (json!(1), json!(true)));
-    for field in ["event_id", "start", "instantiate_us", "wall_us", "cost"] {
+    for field in ["event_id", "start", "instantiate_us", "wall_us", "cost", "log_bytes"] {
         assert!(!invocation[field].is_null(), "{field} in {invocation}");
     }
     assert_eq!(invocation["logs"][0]["message"], "hello");

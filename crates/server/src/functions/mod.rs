@@ -458,6 +458,7 @@ impl Functions {
             "cost": cost,
             "logs": report.logs,
             "logs_dropped": report.logs_dropped,
+            "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
             "outputs": outputs,
         });
         if let Some(original) = run.replay_of {
