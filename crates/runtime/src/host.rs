@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{ResourceLimiter, StoreLimits};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::egress::{Hooks, Outbound};
 use crate::glassbox::function::{devices, events, kv, log};
 use crate::wasi::{self, LogBook, SharedLog, Stream, Wasi};
 use crate::{Limits, Outcome, Output};
@@ -69,6 +71,8 @@ pub(crate) struct State {
     services: Arc<dyn Services>,
     pub log: SharedLog,
     pub wasi: Wasi,
+    http: WasiHttpCtx,
+    pub hooks: Hooks,
     emitted: Vec<Output>,
 }
 
@@ -79,6 +83,7 @@ impl State {
         limits: Limits,
         services: Arc<dyn Services>,
         memory_denied: Arc<AtomicBool>,
+        outbound: Outbound,
     ) -> Self {
         let log = Arc::new(Mutex::new(LogBook::new(started)));
         Self {
@@ -87,6 +92,8 @@ impl State {
             memory_denied,
             services,
             wasi: Wasi::new(&log, started, limits.timeout),
+            http: WasiHttpCtx::new(),
+            hooks: Hooks::new(outbound, started, started + limits.timeout),
             log,
             emitted: Vec::new(),
         }
@@ -184,7 +191,18 @@ impl devices::Host for State {
 
 impl crate::glassbox::function::types::Host for State {}
 
+/// `wasi:http` (types and the outgoing handler) over the invocation's
+/// resource table, with its hooks deciding what goes out.
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.wasi.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Everything either world may import: the host interfaces, WASI, and
+/// `wasi:http` for outbound requests (and a proxy's incoming request types).
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     crate::EventHandler::add_to_linker::<State, HasSelf<State>>(linker, |state| state)?;
-    wasi::add_to_linker(linker)
+    wasi::add_to_linker(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)
 }

@@ -1,14 +1,19 @@
 //! The function runtime: runs WebAssembly components of the
 //! `glassbox:function/event-handler` world (see `wit/function.wit`) on
-//! events, each invocation in a fresh instance with a deadline (epoch
+//! events, and components of the standard `wasi:http/proxy` world on HTTP
+//! requests, each invocation in a fresh instance with a deadline (epoch
 //! interruption, so CPU-bound code is stopped) and a memory limit, and
-//! reports what happened: outcome, logs, emitted events, and timings.
+//! reports what happened: outcome, logs, emitted events, outbound requests,
+//! and timings.
 //!
 //! The host services a function may call (key-value store, device shadows
 //! and commands) are a trait the server implements; this crate does no I/O
-//! of its own beyond compiling and running code.
+//! of its own beyond compiling and running code, and the outbound HTTP
+//! requests a function's egress allow list lets through (`egress.rs`).
 
+mod egress;
 mod host;
+mod http;
 mod wasi;
 
 use std::path::Path;
@@ -23,7 +28,9 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 
+pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound};
 pub use host::{LogLine, NoServices, Services};
+pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
 pub use wasi::STDIO_BYTES_MAX;
 
 wasmtime::component::bindgen!({
@@ -114,6 +121,12 @@ pub struct Report {
     pub instantiate: Duration,
     /// Time from the start of instantiation to the outcome.
     pub wall: Duration,
+    /// The outbound HTTP requests it made (sent, failed or denied), in order.
+    pub egress: Vec<EgressRecord>,
+    /// Outbound requests past [`EGRESS_RECORDS_MAX`], not written down.
+    pub egress_dropped: usize,
+    /// For an HTTP request: the status the function responded with.
+    pub status: Option<u16>,
 }
 
 /// Why a component cannot be deployed.
@@ -121,16 +134,50 @@ pub struct Report {
 pub enum DeployError {
     #[error("not a WebAssembly component: {0} (build it with componentize-py, componentize-js, or cargo component)")]
     NotAComponent(String),
-    #[error("the component does not fit the glassbox:function/event-handler world: {0}")]
-    WrongWorld(String),
+    #[error("the component does not fit the {} world: {reason}", world.name())]
+    WrongWorld { world: World, reason: String },
+}
+
+/// The world a component targets, told by what it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `glassbox:function/event-handler`: handles events (`handler.handle`).
+    EventHandler,
+    /// `wasi:http/proxy`: handles HTTP requests (`wasi:http/incoming-handler`).
+    HttpProxy,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::EventHandler => "glassbox:function/event-handler",
+            World::HttpProxy => "wasi:http/proxy",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pre {
+    Events(EventHandlerPre<host::State>),
+    Http(wasmtime_wasi_http::p2::bindings::sync::ProxyPre<host::State>),
 }
 
 /// A compiled function, ready to instantiate quickly.
 #[derive(Clone)]
 pub struct Compiled {
-    pre: EventHandlerPre<host::State>,
+    pre: Pre,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+}
+
+impl Compiled {
+    /// The world the component targets.
+    pub fn world(&self) -> World {
+        match self.pre {
+            Pre::Events(_) => World::EventHandler,
+            Pre::Http(_) => World::HttpProxy,
+        }
+    }
 }
 
 /// The runtime: one engine for all functions, its deadline clock, and the
@@ -209,7 +256,9 @@ impl Runtime {
         self.cache.as_ref().map_or((0, 0), |c| (c.cache_hits(), c.cache_misses()))
     }
 
-    /// Compiles a component and checks it fits the world.
+    /// Compiles a component and checks it fits its world: a component
+    /// exporting `wasi:http/incoming-handler` is an HTTP proxy, any other an
+    /// event handler.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, DeployError> {
         if !wasmparser_is_component(bytes) {
             return Err(DeployError::NotAComponent(
@@ -218,18 +267,43 @@ impl Runtime {
         }
         let component =
             Component::new(&self.engine, bytes).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            let mut reason = format!("{e:#}");
-            if reason.contains("wasi:http/") {
-                reason.push_str(
-                    " (functions get no wasi:http yet; build without it, e.g. componentize-js --disable http fetch-event)",
-                );
+        let world = match component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@"))
+        {
+            true => World::HttpProxy,
+            false => World::EventHandler,
+        };
+        let wrong = |e: wasmtime::Error| DeployError::WrongWorld { world, reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = match world {
+            World::EventHandler => Pre::Events(EventHandlerPre::new(instance_pre).map_err(wrong)?),
+            World::HttpProxy => {
+                Pre::Http(wasmtime_wasi_http::p2::bindings::sync::ProxyPre::new(instance_pre).map_err(wrong)?)
             }
-            DeployError::WrongWorld(reason)
-        })?;
-        let pre = EventHandlerPre::new(instance_pre).map_err(|e| DeployError::WrongWorld(format!("{e:#}")))?;
+        };
         self.warm_up(&pre);
         Ok(Compiled { pre, digest: digest(bytes) })
+    }
+
+    /// A fresh store for one invocation, its deadline set.
+    fn store(
+        &self,
+        name: &str,
+        started: Instant,
+        limits: Limits,
+        services: Arc<dyn Services>,
+        memory_denied: Arc<AtomicBool>,
+        outbound: Outbound,
+    ) -> Store<host::State> {
+        let state = host::State::new(name, started, limits, services, memory_denied, outbound);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state);
+        let ticks = (limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
     }
 
     /// Instantiates once and throws the instance away, calling nothing:
@@ -237,22 +311,20 @@ impl Runtime {
     /// instantiation (milliseconds for a JS or Python runtime's snapshot),
     /// which belongs to deploy, not to the first invocation. A failure here
     /// is left for the invocation to report.
-    fn warm_up(&self, pre: &EventHandlerPre<host::State>) {
-        let limits = Limits::default();
-        let state = host::State::new("warm-up", Instant::now(), limits, Arc::new(NoServices), Arc::default());
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| state);
-        store.set_epoch_deadline((limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1));
-        store.epoch_deadline_trap();
-        if let Err(e) = pre.instantiate(&mut store) {
+    fn warm_up(&self, pre: &Pre) {
+        let (limits, services) = (Limits::default(), Arc::new(NoServices));
+        let mut store = self.store("warm-up", Instant::now(), limits, services, Arc::default(), Outbound::default());
+        let instantiated = match pre {
+            Pre::Events(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::Http(pre) => pre.instantiate(&mut store).map(drop),
+        };
+        if let Err(e) = instantiated {
             tracing::debug!(error = %e, "warming up a component failed");
         }
     }
 
-    /// Runs `event` through `function` on this thread (it blocks: call from
-    /// a blocking pool or a plain thread, never from an async runtime's
-    /// worker, where WASI's blocking on tokio would panic). Never panics on
-    /// the guest's account.
+    /// Runs `event` through `function` with no outbound HTTP allowed; see
+    /// [`Runtime::invoke_with`].
     pub fn invoke(
         &self,
         function: &Compiled,
@@ -261,34 +333,63 @@ impl Runtime {
         limits: Limits,
         services: Arc<dyn Services>,
     ) -> Report {
+        self.invoke_with(function, name, event, limits, services, Outbound::default())
+    }
+
+    /// Runs `event` through `function` on this thread (it blocks: call from
+    /// a blocking pool or a plain thread, never from an async runtime's
+    /// worker, where WASI's blocking on tokio would panic), reaching out
+    /// over HTTP only as `outbound` allows. Never panics on the guest's
+    /// account. An HTTP proxy component cannot handle an event: that is a
+    /// failed invocation.
+    pub fn invoke_with(
+        &self,
+        function: &Compiled,
+        name: &str,
+        event: &Event,
+        limits: Limits,
+        services: Arc<dyn Services>,
+        outbound: Outbound,
+    ) -> Report {
         let started = Instant::now();
         let memory_denied = Arc::new(AtomicBool::new(false));
-        let state = host::State::new(name, started, limits, services, memory_denied.clone());
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| state);
-        let ticks = (limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        let instance = function.pre.instantiate(&mut store);
+        let mut store = self.store(name, started, limits, services, memory_denied.clone(), outbound);
+        let Pre::Events(pre) = &function.pre else {
+            let failed = Outcome::Failed("an HTTP (wasi:http/proxy) function handles HTTP requests, not events".into());
+            return finish(store.into_data(), failed, None, started.elapsed(), started.elapsed());
+        };
+        let instance = pre.instantiate(&mut store);
         let instantiate = started.elapsed();
         let result = instance.and_then(|bindings| bindings.glassbox_function_handler().call_handle(&mut store, event));
         let wall = started.elapsed();
         let state = store.into_data();
-        let outcome = match result {
-            Ok(Ok(returned)) => state.finish(returned, limits),
-            Ok(Err(message)) => Err(Outcome::Failed(message)),
-            Err(error) => Err(classify(&error, memory_denied.load(Ordering::Relaxed))),
+        let (outcome, outputs) = match result {
+            Ok(Ok(returned)) => match state.finish(returned, limits) {
+                Ok(outputs) => (Outcome::Succeeded, outputs),
+                Err(outcome) => (outcome, Vec::new()),
+            },
+            Ok(Err(message)) => (Outcome::Failed(message), Vec::new()),
+            Err(error) => (classify(&error, memory_denied.load(Ordering::Relaxed)), Vec::new()),
         };
-        let (logs, logs_dropped) = {
-            let mut book = wasi::lock(&state.log);
-            book.finish();
-            (std::mem::take(&mut book.lines), book.dropped)
-        };
-        match outcome {
-            Ok(outputs) => Report { outcome: Outcome::Succeeded, outputs, logs, logs_dropped, instantiate, wall },
-            Err(outcome) => Report { outcome, outputs: Vec::new(), logs, logs_dropped, instantiate, wall },
-        }
+        let mut report = finish(state, outcome, None, instantiate, wall);
+        report.outputs = outputs;
+        report
     }
+}
+
+/// The report of an invocation whose store is done with: its logs and
+/// outbound requests (no outputs; the caller adds them).
+fn finish(state: host::State, outcome: Outcome, status: Option<u16>, instantiate: Duration, wall: Duration) -> Report {
+    let (logs, logs_dropped) = {
+        let mut book = wasi::lock(&state.log);
+        book.finish();
+        (std::mem::take(&mut book.lines), book.dropped)
+    };
+    let (egress, egress_dropped) = {
+        let mut book = state.hooks.book.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut book.records), book.dropped)
+    };
+    Report { outcome, outputs: Vec::new(), logs, logs_dropped, instantiate, wall, egress, egress_dropped, status }
 }
 
 fn classify(error: &wasmtime::Error, memory_denied: bool) -> Outcome {

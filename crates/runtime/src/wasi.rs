@@ -201,10 +201,10 @@ impl HostMonotonicClock for Monotonic {
 /// What a store needs for WASI: the context and its resource table.
 pub(crate) struct Wasi {
     ctx: WasiCtx,
-    table: ResourceTable,
+    pub table: ResourceTable,
     started: Instant,
     /// When the invocation's deadline falls; clock waits end there.
-    deadline: Instant,
+    pub deadline: Instant,
 }
 
 impl Wasi {

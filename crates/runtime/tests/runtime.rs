@@ -106,10 +106,14 @@ fn modules_and_mismatched_components_are_refused_at_compile_with_a_reason() {
     assert!(empty.contains("event-handler world"), "{empty}");
     let junk = runtime.compile(b"\0asm\x01\0\0\0garbage").err().unwrap().to_string();
     assert!(junk.contains("not a WebAssembly component"), "{junk}");
-    // WASI is linked, but not wasi:http: a component importing it is refused, saying so.
+    // wasi:http is linked; an import of it with the wrong shape is refused, naming it.
     let http = br#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#;
     let http = runtime.compile(http).err().unwrap().to_string();
-    assert!(http.contains("wasi:http/outgoing-handler") && http.contains("no wasi:http yet"), "{http}");
+    assert!(http.contains("wasi:http/outgoing-handler"), "{http}");
+    // Exporting wasi:http/incoming-handler makes it a proxy, judged by that world.
+    let proxy = br#"(component (instance $i) (export "wasi:http/incoming-handler@0.2.0" (instance $i)))"#;
+    let proxy = runtime.compile(proxy).err().unwrap().to_string();
+    assert!(proxy.contains("wasi:http/proxy world"), "{proxy}");
 }
 
 #[test]
