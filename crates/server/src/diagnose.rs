@@ -196,7 +196,17 @@ impl Watch {
     fn saw(&self, recorded: &RecordedEvent) -> Option<Alert> {
         let event = &recorded.event;
         let at = recorded.states.first().map_or(event.time, |s| s.at).timestamp_micros() as f64 / 1e6;
-        let data = event.data.json().unwrap_or(Value::Null);
+        if !event.ty.starts_with("device.") && !event.ty.starts_with("function.") && event.ty != "config.changed" {
+            return self
+                .batch_due(at)
+                .and_then(|change| self.engine.lock().ok().map(|mut e| e.change(change)))
+                .and(None);
+        }
+        // Only the platform's own change events are parsed, never device payloads.
+        let data = match event.ty.as_str() {
+            "device.message" => Value::Null,
+            _ => event.data.json().unwrap_or(Value::Null),
+        };
         let text = |key: &str| data[key].as_str().unwrap_or(NONE).to_string();
         let id = Some(event.id.to_string());
         let device = || Subject::Device(event.device.clone().unwrap_or_default());
@@ -400,20 +410,22 @@ pub fn rfc3339_times(value: &mut Value) {
     }
 }
 
-async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Subscription) {
-    while let Some(item) = events.next().await {
+async fn changes_loop(watch: Weak<Watch>, events: glassbox_bus::Subscription) {
+    // Whatever is ready at once is handled in one wake-up.
+    let mut batches = events.ready_chunks(256);
+    while let Some(batch) = batches.next().await {
         let Some(watch) = watch.upgrade() else { return };
-        match item {
-            BusItem::Event(recorded) => {
-                if let Some(alert) = watch.saw(&recorded) {
-                    watch.alert(alert).await;
+        for item in batch {
+            match item {
+                BusItem::Event(recorded) => {
+                    if let Some(alert) = watch.saw(&recorded) {
+                        watch.alert(alert).await;
+                    }
                 }
-            }
-            BusItem::Lagged(skipped) => {
-                tracing::warn!(
+                BusItem::Lagged(skipped) => tracing::warn!(
                     skipped,
                     "diagnosis fell behind the event stream; changes among the skipped are not ranked"
-                )
+                ),
             }
         }
     }

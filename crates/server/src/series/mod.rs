@@ -111,8 +111,18 @@ impl Series {
 
     /// Adds samples taken at `at` (the event's receive time).
     pub fn add(&self, samples: &[Sample], at: DateTime<Utc>) {
-        let bucket = bucket_start(at);
+        self.add_all(&[(samples.to_vec(), at)]);
+    }
+
+    /// Adds the samples of several events under one lock.
+    pub fn add_all(&self, derived: &[(Vec<Sample>, DateTime<Utc>)]) {
         let Ok(mut inner) = self.inner.lock() else { return };
+        for (samples, at) in derived {
+            Self::add_to(&mut inner, samples, bucket_start(*at));
+        }
+    }
+
+    fn add_to(inner: &mut Inner, samples: &[Sample], bucket: i64) {
         for sample in samples {
             let key = key(sample.metric, &sample.labels);
             if !inner.series.contains_key(&key) {
@@ -385,31 +395,37 @@ async fn derive_loop(
     series: Weak<Series>,
     pipeline: Weak<Pipeline>,
     devices: Weak<dyn DeviceRegistry>,
-    mut events: glassbox_bus::Subscription,
+    events: glassbox_bus::Subscription,
 ) {
     let mut cursor = BusCursor::default();
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
-    while let Some(item) = events.next().await {
+    // Whatever is ready at once is derived in one wake-up and one lock.
+    let mut ready = events.ready_chunks(256);
+    while let Some(items) = ready.next().await {
         let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
         else {
             return;
         };
-        let batch = match item {
-            BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => vec![recorded],
-            BusItem::Event(_) => continue,
-            BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
-                Ok(missed) => missed.into_iter().map(Arc::new).collect(),
-                Err(e) => {
-                    tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short");
-                    continue;
-                }
-            },
-        };
+        let mut batch = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => batch.push(recorded),
+                BusItem::Event(_) => {}
+                BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
+                    Ok(missed) => batch.extend(missed.into_iter().map(Arc::new)),
+                    Err(e) => {
+                        tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short")
+                    }
+                },
+            }
+        }
+        let mut derived = Vec::with_capacity(batch.len());
         for recorded in batch {
             let group = group_of(&recorded, &devices, &mut groups).await;
             let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            series.add(&derive::samples(&recorded, group.as_deref()), at);
+            derived.push((derive::samples(&recorded, group.as_deref()), at));
         }
+        series.add_all(&derived);
     }
 }
 
