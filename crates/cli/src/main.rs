@@ -18,6 +18,7 @@ mod metrics;
 mod monitor;
 mod render;
 mod serve;
+mod simulate;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -96,6 +97,8 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// What functions cost, by function, feature or device.
     Cost(cost::CostArgs),
+    /// Run a simulated fleet of devices over MQTT, with faults to inject.
+    Simulate(simulate::SimulateArgs),
     /// Measure Glassbox on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -122,6 +125,7 @@ fn main() -> std::process::ExitCode {
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Cost(args) => cost::run(args).await,
+                Command::Simulate(args) => simulate::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }
