@@ -19,20 +19,21 @@ pub struct Pipeline {
     minter: IdMinter,
     node: String,
     pub counters: Arc<Counters>,
-    /// Where delivery ends (delivered, dropped) are copied, when exported.
-    transitions_tap: std::sync::OnceLock<tokio::sync::mpsc::Sender<Transition>>,
+    /// Where delivery ends (delivered, dropped) are copied: metrics, export.
+    /// Each with whether it wants drops only.
+    transitions_taps: std::sync::RwLock<Vec<(tokio::sync::mpsc::Sender<Transition>, bool)>>,
 }
 
 impl Pipeline {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String) -> Self {
-        let transitions_tap = std::sync::OnceLock::new();
-        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default(), transitions_tap }
+        let transitions_taps = std::sync::RwLock::default();
+        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default(), transitions_taps }
     }
 
-    /// Copies every delivery's end to `tap` from now on, never waiting:
-    /// when the tap is full, copies are skipped.
-    pub fn tap_transitions(&self, tap: tokio::sync::mpsc::Sender<Transition>) {
-        let _ = self.transitions_tap.set(tap);
+    /// Copies every delivery's end (or only the drops) to `tap` from now
+    /// on, never waiting: when the tap is full, copies are skipped.
+    pub fn tap_transitions(&self, tap: tokio::sync::mpsc::Sender<Transition>, drops_only: bool) {
+        self.transitions_taps.write().unwrap_or_else(|e| e.into_inner()).push((tap, drops_only));
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -144,14 +145,25 @@ impl glassbox_gateway::broker::Recorder for Pipeline {
     }
 
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
-        if let Some(tap) = self.transitions_tap.get() {
+        self.copy_to_taps(&transitions);
+        self.store.record(transitions).await
+    }
+}
+
+impl Pipeline {
+    fn copy_to_taps(&self, transitions: &[Transition]) {
+        let taps = self.transitions_taps.read().unwrap_or_else(|e| e.into_inner());
+        if !taps.is_empty() {
             let ends = transitions
                 .iter()
                 .filter(|t| t.target.is_some() && matches!(t.state, State::Delivered | State::Dropped));
             for end in ends {
-                let _ = tap.try_send(end.clone());
+                for (tap, drops_only) in taps.iter() {
+                    if !drops_only || end.state == State::Dropped {
+                        let _ = tap.try_send(end.clone());
+                    }
+                }
             }
         }
-        self.store.record(transitions).await
     }
 }

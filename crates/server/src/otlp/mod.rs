@@ -64,7 +64,7 @@ impl Exporter {
         let stats = Arc::new(ExportStats::default());
         let exporter = Arc::new(Self { queue, stats: stats.clone() });
         let (transitions_tx, transitions) = mpsc::channel(QUEUE_MAX);
-        pipeline.tap_transitions(transitions_tx);
+        pipeline.tap_transitions(transitions_tx, false);
         let endpoint = endpoint.trim_end_matches('/').to_string();
         tokio::spawn(send_loop(rx, endpoint, service.to_string(), stats));
         let events = pipeline.bus().subscribe();

@@ -54,7 +54,14 @@ metric!(MQTT_CONNECTS, "mqtt_connects", Count, [], true, "MQTT connections accep
 metric!(MQTT_DISCONNECTS, "mqtt_disconnects", Count, ["reason"], true, "MQTT disconnections, by reason.");
 metric!(MQTT_REFUSED, "mqtt_refused", Count, ["reason"], true, "MQTT connections refused, by reason.");
 metric!(DEVICE_SILENCES, "device_silences", Count, ["group"], true, "Devices that went silent (past their cadence).");
-metric!(DROPS, "drops", Count, ["reason"], true, "Deliveries and events dropped, by reason.");
+metric!(
+    DROPS,
+    "drops",
+    Count,
+    ["reason", "group", "topic"],
+    true,
+    "Deliveries and events dropped, by reason, device group and first topic level."
+);
 metric!(
     FUNCTION_INVOCATIONS,
     "function_invocations",

@@ -52,7 +52,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
         "function.dead_letter" => {
             let function = event.subject.as_deref().unwrap_or(NONE);
             out.push(sample(&m::FUNCTION_DEAD_LETTERS, &[function], 1.0));
-            out.push(sample(&m::DROPS, &[dead_letter_reason(&data())], 1.0));
+            out.push(sample(&m::DROPS, &[dead_letter_reason(&data()), NONE, NONE], 1.0));
         }
         ty => {
             if let Some(state) = ty.strip_prefix("device.command.").filter(|s| !s.contains('.')) {
@@ -92,4 +92,24 @@ fn invoked(data: &Value, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
     if let Some(device) = &recorded.event.device {
         out.push(sample(&m::DEVICE_COST, &[device], cost));
     }
+}
+
+/// A dropped delivery's sample: its reason (the detail's leading drop
+/// reason), and the group and topic of the message when known.
+pub fn dropped(detail: Option<&str>, origin: Option<&(String, String)>) -> Sample {
+    let reason = detail.and_then(|d| d.split_once(':')).map_or(NONE, |(reason, _)| reason);
+    let reason =
+        if !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') { reason } else { NONE };
+    let (group, topic) = origin.map_or((NONE, NONE), |(g, t)| (g.as_str(), t.as_str()));
+    sample(&m::DROPS, &[reason, group, topic], 1.0)
+}
+
+/// The group and first topic level of a device message, for its drops.
+pub fn origin(recorded: &RecordedEvent, group: Option<&str>) -> Option<(String, String)> {
+    let event = &recorded.event;
+    if event.ty != "device.message" {
+        return None;
+    }
+    let topic = event.subject.as_deref().and_then(|t| t.split('/').next()).unwrap_or(NONE);
+    Some((group.unwrap_or(NONE).to_string(), topic.to_string()))
 }

@@ -31,6 +31,10 @@ use crate::pipeline::{BusCursor, Pipeline};
 pub const SERIES_MAX: usize = 20_000;
 /// Devices whose group is remembered; the cache is cleared beyond this.
 const GROUPS_CACHED_MAX: usize = 100_000;
+/// Messages whose group and topic are remembered for their drops.
+const ORIGINS_CACHED_MAX: usize = 100_000;
+/// Drops waiting to be counted; beyond this they are not (the recorder has them).
+const DROPS_QUEUE_MAX: usize = 8192;
 
 /// Totals since start of one series, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -365,9 +369,11 @@ pub fn start(
     watch: Option<Arc<crate::diagnose::Watch>>,
 ) {
     let events = pipeline.bus().subscribe();
+    let (drops_tx, drops) = tokio::sync::mpsc::channel(DROPS_QUEUE_MAX);
+    pipeline.tap_transitions(drops_tx, true);
     // Weak: the loop must not keep the recorder open after the server stops.
     let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
-    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events));
+    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events, drops));
     tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
 }
 
@@ -396,12 +402,26 @@ async fn derive_loop(
     pipeline: Weak<Pipeline>,
     devices: Weak<dyn DeviceRegistry>,
     events: glassbox_bus::Subscription,
+    mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
 ) {
     let mut cursor = BusCursor::default();
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
+    let mut origins: HashMap<glassbox_core::EventId, (String, String)> = HashMap::new();
     // Whatever is ready at once is derived in one wake-up and one lock.
     let mut ready = events.ready_chunks(256);
-    while let Some(items) = ready.next().await {
+    loop {
+        let items = tokio::select! {
+            items = ready.next() => match items {
+                Some(items) => items,
+                None => return,
+            },
+            Some(dropped) = drops.recv() => {
+                let Some(series) = series.upgrade() else { return };
+                let sample = derive::dropped(dropped.detail.as_deref(), origins.get(&dropped.event));
+                series.add(&[sample], dropped.at);
+                continue;
+            }
+        };
         let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
         else {
             return;
@@ -422,6 +442,12 @@ async fn derive_loop(
         let mut derived = Vec::with_capacity(batch.len());
         for recorded in batch {
             let group = group_of(&recorded, &devices, &mut groups).await;
+            if let Some(origin) = derive::origin(&recorded, group.as_deref()) {
+                if origins.len() >= ORIGINS_CACHED_MAX {
+                    origins.clear();
+                }
+                origins.insert(recorded.event.id, origin);
+            }
             let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
             derived.push((derive::samples(&recorded, group.as_deref()), at));
         }
