@@ -261,3 +261,39 @@ fn bench_functions_reports_invocation_figures() {
     assert!(figure("invocations_per_sec=") > 0.0);
     assert!(figure("p50_us=") > 0.0 && figure("p50_us=") <= figure("p99_us="), "{last}");
 }
+
+#[test]
+fn a_simulated_fleet_registers_talks_and_answers_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/command.wat");
+    cli(&served, &["functions", "deploy", fixture, "--name", "fan", "--trigger", "mqtt:devices/+/telemetry"]);
+    let out = cli(
+        &served,
+        &[
+            "simulate",
+            "--devices",
+            "3",
+            "--mqtt",
+            &served.mqtt,
+            "--interval",
+            "1s",
+            "--duration",
+            "6s",
+            "--sleepy",
+            "0",
+            "--flaky",
+            "0",
+        ],
+    );
+    assert!(out.contains("simulating 3 devices"), "{out}");
+    let devices = cli_json(&served, &["devices", "list", "--tag", "simulated=true", "--json"]);
+    assert_eq!(devices.as_array().map(Vec::len), Some(3), "{devices}");
+    for id in ["sim-0", "sim-1", "sim-2"] {
+        let messages = cli_json(&served, &["events", "query", "--device", id, "--type", "device.message", "--json"]);
+        assert!(messages.as_array().is_some_and(|m| m.len() >= 3), "{id} talked: {messages}");
+    }
+    let answered = cli_json(&served, &["events", "query", "--type", "device.command.*", "--json"]);
+    let types: Vec<&str> = answered.as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"device.command.succeeded") || types.contains(&"device.command.failed"), "{types:?}");
+}
