@@ -13,9 +13,15 @@ use crate::render;
 pub enum FunctionsCommand {
     /// Deploy a component as the next version of a function and make it live.
     #[command(
-        after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events).\n  \
+        after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events),\n\
+        schedule:<cron> or schedule:@every 30s, http:<METHOD> <path> (requests to <path> on the server's HTTP\n\
+        listener, for a wasi:http/proxy component; METHOD * for any, a path ending /* for everything under it).\n\
+        Outbound HTTP is denied unless the host is given with --egress (or --egress-trace, which also sends\n\
+        it the chain's traceparent).\n  \
         glassbox functions deploy thermostat.wasm --name thermostat --trigger 'mqtt:devices/+/telemetry' --timeout 2s\n  \
-        glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing"
+        glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing\n  \
+        glassbox functions deploy hook.wasm --name github --trigger 'http:POST /hooks/github' --egress api.github.com\n  \
+        glassbox functions deploy notify.wasm --name notify --trigger 'event:alarm.*' --egress-trace hooks.example.com"
     )]
     Deploy(DeployArgs),
     /// Functions and their live versions.
@@ -61,6 +67,14 @@ pub struct DeployArgs {
     /// Invocations per second at most (e.g. 100/s, 30/m); more wait in the queue.
     #[arg(long)]
     rate: Option<String>,
+    /// A host its outbound HTTP may reach (api.example.com, *.example.com,
+    /// 10.0.0.5:8080); repeatable. Without any, every outbound request is denied.
+    #[arg(long = "egress", value_name = "HOST")]
+    egress: Vec<String>,
+    /// A host that may be reached and also gets the chain's W3C traceparent
+    /// header; repeatable. Other hosts never get it.
+    #[arg(long = "egress-trace", value_name = "HOST")]
+    egress_trace: Vec<String>,
     #[command(flatten)]
     remote: Remote,
     /// Print JSON (`name`, `version`, `digest`, …).
@@ -161,6 +175,12 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     if let Some(r) = a.retries {
         query.push(("retries", r.to_string()));
     }
+    if !a.egress.is_empty() {
+        query.push(("egress", a.egress.join(",")));
+    }
+    if !a.egress_trace.is_empty() {
+        query.push(("egress_trace", a.egress_trace.join(",")));
+    }
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
     let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;
     match a.json {
@@ -190,15 +210,28 @@ fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
                 if v["live"] == true { "live".into() } else { String::new() },
                 v["spec"]["triggers"]
                     .as_array()
-                    .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+                    .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default(),
+                egress(&v["spec"]),
                 render::short_time(&v["deployed_at"]),
                 render::text(v, "digest").chars().take(19).collect(),
             ]
         })
         .collect();
-    render::table(&["NAME", "VERSION", "", "TRIGGERS", "DEPLOYED", "DIGEST"], &rows);
+    render::table(&["NAME", "VERSION", "", "TRIGGERS", "EGRESS", "DEPLOYED", "DIGEST"], &rows);
     Ok(())
+}
+
+/// The hosts a version may reach; `+trace` marks those that get the traceparent.
+fn egress(spec: &Value) -> String {
+    let list = |key: &str| spec[key].as_array().cloned().unwrap_or_default();
+    let plain = list("egress").into_iter().filter_map(|h| h.as_str().map(str::to_string));
+    let traced = list("egress_trace").into_iter().filter_map(|h| h.as_str().map(|h| format!("{h}+trace")));
+    let hosts: Vec<String> = plain.chain(traced).collect();
+    match hosts.is_empty() {
+        true => "-".into(),
+        false => hosts.join(", "),
+    }
 }
 
 fn invocation_row(i: &Value) -> Vec<String> {

@@ -198,7 +198,7 @@ async fn bad_deploys_are_refused_with_what_is_wrong() {
     assert!(refused("m", b"(module)".to_vec(), "trigger=event:x").await.contains("not a WebAssembly component"));
     assert!(refused("w", b"(component)".to_vec(), "trigger=event:x").await.contains("event-handler world"));
     assert!(refused("t", fixture("ok"), "trigger=cron").await.contains("must be mqtt:"));
-    assert!(refused("h", fixture("ok"), "trigger=http:GET%20/x").await.contains("not available"));
+    assert!(refused("h", fixture("ok"), "trigger=http:GET%20/x").await.contains("wasi:http/proxy world"));
     assert!(refused("c", fixture("ok"), "trigger=event:x&concurrency=0").await.contains("concurrency"));
     assert!(refused("bad%20name", fixture("ok"), "trigger=event:x").await.contains("function name"));
     server.stop().await;

@@ -37,6 +37,14 @@ pub struct DeployParams {
     max_age: Option<String>,
     /// Invocations per second at most, e.g. `100/s`, `30/m`.
     rate: Option<String>,
+    /// Comma-separated hosts outbound HTTP may reach (`api.example.com,*.example.org`).
+    egress: Option<String>,
+    /// Comma-separated hosts that also get the chain's `traceparent`.
+    egress_trace: Option<String>,
+}
+
+fn hosts(list: Option<String>) -> Vec<String> {
+    list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|h| !h.is_empty()).map(str::to_string).collect()
 }
 
 /// Triggers as one comma-separated parameter. A comma splits only before
@@ -72,6 +80,8 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     spec.concurrency = p.concurrency.unwrap_or(spec.concurrency);
     spec.hop_limit = p.hop_limit.unwrap_or(spec.hop_limit);
     spec.feature = p.feature;
+    spec.egress = hosts(p.egress);
+    spec.egress_trace = hosts(p.egress_trace);
     spec.retries = p.retries.unwrap_or(spec.retries);
     if let Some(age) = p.max_age {
         spec.max_age_ms =

@@ -93,7 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .merge(protected)
-        .fallback(not_found)
+        // Anything else: an HTTP-triggered function's route, or 404.
+        .fallback(http_function)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -133,6 +134,22 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not take that method; GET /api/v1/openapi.json lists what each route takes",
     )
+}
+
+/// A request for an `http:` route: served by its function (no token: a
+/// function's routes are public, like webhooks; the function decides who
+/// may call it). No route: 404.
+async fn http_function(State(app): State<AppState>, request: axum::extract::Request) -> axum::response::Response {
+    let Some(target) = app.functions.route(request.method().as_str(), request.uri().path()) else {
+        return not_found().await.into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let max = crate::functions::REQUEST_BYTES_MAX;
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        let message = format!("the request body is over {max} bytes, or could not be read");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message).into_response();
+    };
+    app.functions.serve_http(target, axum::http::Request::from_parts(parts, body)).await
 }
 
 async fn not_found() -> ApiError {

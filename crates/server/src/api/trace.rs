@@ -13,7 +13,7 @@ use super::{ApiError, AppState};
 pub const CHAIN_EVENTS_MAX: usize = 10_000;
 
 /// The invocation record fields a trace lifts out of each `function.invoked`.
-const INVOCATION_FIELDS: [&str; 14] = [
+const INVOCATION_FIELDS: [&str; 16] = [
     "function",
     "version",
     "digest",
@@ -28,6 +28,9 @@ const INVOCATION_FIELDS: [&str; 14] = [
     "cost",
     "logs",
     "outputs",
+    // Outbound HTTP requests, and for an HTTP-triggered one its request and status.
+    "egress",
+    "http",
 ];
 
 pub async fn trace(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

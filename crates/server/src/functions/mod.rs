@@ -7,7 +7,12 @@
 //! The recursion guard: an event whose `hop` reaches a function's limit is
 //! not delivered to it; it is dead-lettered (`function.dead_letter`, reason
 //! `recursion_limit`).
+//!
+//! HTTP-triggered functions (`wasi:http/proxy` components on `http:` routes)
+//! are served in `http.rs`; outbound requests go through each function's
+//! egress allow list, and a denied one is recorded as `function.egress_denied`.
 
+mod http;
 mod schedule;
 mod services;
 mod spec;
@@ -21,12 +26,13 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use glassbox_bus::BusItem;
-use glassbox_core::{Data, Draft, DropReason, RecordedEvent};
-use glassbox_runtime::{Compiled, Event, Output, Report, Runtime};
+use glassbox_core::{Data, Draft, DropReason, RecordedEvent, TraceParent};
+use glassbox_runtime::{Compiled, Event, Output, Report, Runtime, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+pub use http::{HttpTarget, REQUEST_BYTES_MAX};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
@@ -69,6 +75,8 @@ struct Run<'a> {
     replay_of: Option<&'a str>,
     /// 1 for the first run, then each retry.
     attempt: u32,
+    /// For an HTTP request: method, path, status, response bytes.
+    http: Option<Value>,
 }
 
 /// A live version, ready to run.
@@ -108,6 +116,9 @@ pub struct Functions {
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
     prices: Prices,
+    /// Deploys and rollbacks one at a time, so route clashes are judged
+    /// against what is live.
+    changing: tokio::sync::Mutex<()>,
 }
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
@@ -136,7 +147,8 @@ impl Functions {
         let runtime = Arc::new(runtime);
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
         let live = RwLock::new(HashMap::new());
-        let functions = Arc::new(Self { runtime, store, pipeline, dir, live, services, prices });
+        let changing = tokio::sync::Mutex::new(());
+        let functions = Arc::new(Self { runtime, store, pipeline, dir, live, services, prices, changing });
         for version in functions.store.live_versions().await? {
             if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
@@ -173,6 +185,7 @@ impl Functions {
                 self.compile(bytes).await?
             }
         };
+        fits_world(compiled.world(), &triggers).map_err(FunctionError::Invalid)?;
         Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
             compiled,
@@ -202,9 +215,12 @@ impl Functions {
         by: &str,
     ) -> Result<FunctionVersion, FunctionError> {
         validate_name(name)?;
-        spec.validate().map_err(FunctionError::Invalid)?;
+        let triggers = spec.validate().map_err(FunctionError::Invalid)?;
         let digest = glassbox_runtime::digest(&bytes);
         let compiled = self.compile(bytes.clone()).await?;
+        fits_world(compiled.world(), &triggers).map_err(FunctionError::Invalid)?;
+        let _changing = self.changing.lock().await;
+        self.check_routes(name, &triggers)?;
         std::fs::write(self.path(&digest), &bytes)
             .map_err(|e| FunctionError::Store(StoreError::Unavailable(format!("writing the component: {e}"))))?;
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
@@ -213,6 +229,33 @@ impl Functions {
         let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
         self.record_change(name, "function.deployed", data).await;
         Ok(version)
+    }
+
+    /// Refuses `http:` routes that would take requests another live
+    /// function's routes take.
+    fn check_routes(&self, name: &str, triggers: &[spec::Trigger]) -> Result<(), FunctionError> {
+        let routes = |triggers: &'_ [spec::Trigger]| -> Vec<spec::Route> {
+            triggers
+                .iter()
+                .filter_map(|t| match t {
+                    spec::Trigger::Http(route) => Some(route.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        for route in routes(triggers) {
+            for other in live.values().filter(|l| l.version.name != name) {
+                if let Some(theirs) = routes(&other.triggers).into_iter().find(|r| route.clashes(r)) {
+                    return Err(FunctionError::Invalid(format!(
+                        "route http:{route} clashes with http:{theirs} of function {}: a request could go to \
+                         either; choose another path or method, or remove that function's route first",
+                        other.version.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves `live` back to the version before the live one.
@@ -225,6 +268,9 @@ impl Functions {
                 live.version
             ))
         })?;
+        let _changing = self.changing.lock().await;
+        let spec: Spec = serde_json::from_str(&previous.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        self.check_routes(name, &spec.validate().map_err(FunctionError::Invalid)?)?;
         let moved =
             self.store.set_live(name, previous.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
         self.load(moved.clone(), None).await?;
@@ -274,7 +320,7 @@ impl Functions {
                 "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
             }));
         }
-        let run = Run { started, cold: false, replay_of: Some(event_id), attempt: 1 };
+        let run = Run { started, cold: false, replay_of: Some(event_id), attempt: 1, http: None };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
         Ok(invocation.unwrap_or(Value::Null))
     }
@@ -357,7 +403,7 @@ impl Functions {
                     report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default()
                 )
             });
-            let run = Run { started, cold, replay_of: None, attempt };
+            let run = Run { started, cold, replay_of: None, attempt, http: None };
             self.record_invocation(&live, &recorded, run, report).await;
             let Some(failure) = failure else { return };
             let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
@@ -378,11 +424,12 @@ impl Functions {
         let name = live.version.name.clone();
         let input = to_input(recorded);
         let limits = live.spec.limits();
+        let outbound = live.spec.outbound(Some(outbound_traceparent(recorded)));
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
         let (task_name, cause) = (name.clone(), recorded.event.id);
         let report = tokio::task::spawn_blocking(move || {
             let services = services.for_invocation(&task_name, cause);
-            runtime.invoke(&compiled, &task_name, &input, limits, services)
+            runtime.invoke_with(&compiled, &task_name, &input, limits, services, outbound)
         })
         .await;
         match report {
@@ -441,6 +488,15 @@ impl Functions {
                 }
             },
         };
+        // Each denied outbound request is an event of its own, on the chain.
+        for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
+            let data = json!({
+                "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
+                "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
+                "event_id": recorded.event.id.to_string(),
+            });
+            self.record_about(live, recorded, "function.egress_denied", data).await;
+        }
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
         let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
         let mut data = json!({
@@ -460,7 +516,12 @@ impl Functions {
             "logs_dropped": report.logs_dropped,
             "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
             "outputs": outputs,
+            "egress": report.egress,
+            "egress_dropped": report.egress_dropped,
         });
+        if let Some(http) = run.http {
+            data["http"] = http;
+        }
         if let Some(original) = run.replay_of {
             data["replay_of"] = json!(original);
         }
@@ -468,6 +529,39 @@ impl Functions {
         data["id"] = json!(id);
         Some(data)
     }
+}
+
+/// Whether the triggers suit the component's world: a `wasi:http/proxy`
+/// component handles requests (only `http:` triggers), an event handler
+/// handles events (no `http:` triggers).
+fn fits_world(world: World, triggers: &[spec::Trigger]) -> Result<(), String> {
+    let http = triggers.iter().filter(|t| matches!(t, spec::Trigger::Http(_))).count();
+    match world {
+        World::HttpProxy if http < triggers.len() => Err(format!(
+            "this component is an HTTP handler (it exports wasi:http/incoming-handler, world {}): \
+             give it http:<METHOD> <path> triggers only",
+            world.name()
+        )),
+        World::EventHandler if http > 0 => Err(format!(
+            "http: triggers need a component of the wasi:http/proxy world (exporting \
+             wasi:http/incoming-handler); this one is of the {} world",
+            world.name()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `traceparent` an outbound request carries (to the hosts that opted
+/// in): the chain's trace, with the triggering event's span as the parent.
+fn outbound_traceparent(recorded: &RecordedEvent) -> String {
+    let event = &recorded.event;
+    let chain = event.traceparent.as_deref().and_then(|t| TraceParent::parse(t).ok());
+    let parent_id = (event.id.0 as u64).max(1);
+    let trace = match chain {
+        Some(tp) => TraceParent { parent_id, ..tp },
+        None => TraceParent { parent_id, ..TraceParent::for_origin(event.id) },
+    };
+    trace.to_string()
 }
 
 fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Output) -> Draft {

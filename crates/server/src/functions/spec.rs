@@ -36,6 +36,13 @@ pub struct Spec {
     /// the bounded queue). None: no rate limit.
     #[serde(default)]
     pub rate_per_second: Option<f64>,
+    /// Hosts its outbound HTTP requests may go to (`api.example.com`,
+    /// `*.example.com`, `10.0.0.5:8080`); none: every request is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<String>,
+    /// Hosts that also get the chain's `traceparent` header (allowed too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_trace: Vec<String>,
 }
 
 fn retries_default() -> u32 {
@@ -58,6 +65,8 @@ impl Default for Spec {
             retries: retries_default(),
             max_age_ms: max_age_default(),
             rate_per_second: None,
+            egress: Vec::new(),
+            egress_trace: Vec::new(),
         }
     }
 }
@@ -72,6 +81,96 @@ pub enum Trigger {
     /// `schedule:<cron>` or `schedule:@every 30s`: the scheduler's
     /// `schedule.fired` events for this function.
     Schedule(super::schedule::Schedule),
+    /// `http:<METHOD> <path>`: HTTP requests to the path, served by a
+    /// `wasi:http/proxy` component.
+    Http(Route),
+}
+
+/// Paths the server's own routes use: no function route may start with them.
+const RESERVED_PATHS: [&str; 4] = ["/api/", "/healthz", "/readyz", "/metrics"];
+/// Methods a route may name (`*` or `ANY`: every method).
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Whether `path` is the server's own: never a function's, even under a
+/// prefix route like `/*`.
+pub fn reserved(path: &str) -> bool {
+    RESERVED_PATHS.iter().any(|r| {
+        let r = r.trim_end_matches('/');
+        path == r || path.starts_with(&format!("{r}/"))
+    })
+}
+
+/// An HTTP route: a method (or any) and a path, exact or, ending in `/*`,
+/// every path under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// None: any method.
+    pub method: Option<String>,
+    /// The path; for a prefix route, without the trailing `*` (ends in `/`).
+    pub path: String,
+    pub prefix: bool,
+}
+
+impl Route {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (method, path) =
+            text.trim().split_once(' ').ok_or("give a method and a path, e.g. http:POST /hooks/github")?;
+        let method = match method.to_ascii_uppercase().as_str() {
+            "*" | "ANY" => None,
+            m if METHODS.contains(&m) => Some(m.to_string()),
+            other => return Err(format!("method {other:?} is not one of {} or * (any)", METHODS.join(", "))),
+        };
+        let path = path.trim();
+        if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains(['?', '#']) {
+            return Err(format!("path {path:?} must start with / and hold no spaces, ? or #"));
+        }
+        if path.contains("//") || path.split('/').any(|s| s == ".." || s == ".") {
+            return Err(format!("path {path:?} must not hold empty, . or .. segments"));
+        }
+        let (path, prefix) = match path.strip_suffix('*') {
+            Some(base) if base.ends_with('/') => (base.to_string(), true),
+            Some(_) => return Err(format!("path {path:?}: * goes only at the end, after a / (e.g. /hooks/*)")),
+            None if path.contains('*') => return Err(format!("path {path:?}: * goes only at the end (e.g. /hooks/*)")),
+            None => (path.to_string(), false),
+        };
+        if reserved(&path) {
+            return Err(format!("path {path:?} is the server's own ({})", RESERVED_PATHS.join(", ")));
+        }
+        Ok(Self { method, path, prefix })
+    }
+
+    /// Whether a request of `method` to `path` is for this route.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        let method_ok = self.method.as_deref().is_none_or(|m| m == method || (m == "GET" && method == "HEAD"));
+        let path_ok = match self.prefix {
+            true => path.starts_with(&self.path) || path == self.path.trim_end_matches('/'),
+            false => path == self.path,
+        };
+        method_ok && path_ok
+    }
+
+    /// How specific a match is: exact paths first, then longer prefixes,
+    /// then a named method over any.
+    pub fn rank(&self) -> (bool, usize, bool) {
+        (!self.prefix, self.path.len(), self.method.is_some())
+    }
+
+    /// Whether two routes would take the same requests (same path and
+    /// kind, methods overlapping).
+    pub fn clashes(&self, other: &Route) -> bool {
+        let methods = match (&self.method, &other.method) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        methods && self.path == other.path && self.prefix == other.prefix
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let star = if self.prefix { "*" } else { "" };
+        write!(f, "{} {}{star}", self.method.as_deref().unwrap_or("*"), self.path)
+    }
 }
 
 impl Trigger {
@@ -90,10 +189,8 @@ impl Trigger {
             "schedule" => super::schedule::Schedule::parse(rest)
                 .map(Trigger::Schedule)
                 .map_err(|e| format!("trigger {spec:?}: {e}")),
-            "http" => Err(format!(
-                "trigger {spec:?}: http triggers are not available in this version; use mqtt:, event: or schedule:"
-            )),
-            other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt:, event: or schedule:")),
+            "http" => Route::parse(rest).map(Trigger::Http).map_err(|e| format!("trigger {spec:?}: {e}")),
+            other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt:, event:, schedule: or http:")),
         }
     }
 
@@ -103,6 +200,8 @@ impl Trigger {
             Trigger::Mqtt(filter) => ty == "device.message" && subject.is_some_and(|topic| matches(filter, topic)),
             Trigger::Event(pattern) => pattern.matches(ty),
             Trigger::Schedule(_) => ty == SCHEDULE_FIRED && subject == Some(function),
+            // Requests come from the HTTP listener, not from recorded events.
+            Trigger::Http(_) => false,
         }
     }
 }
@@ -117,12 +216,26 @@ impl Spec {
         }
     }
 
+    /// What the function's outbound requests may reach, passing on
+    /// `traceparent` to the hosts that opted in. Rules were checked by
+    /// [`Spec::validate`]; one that does not parse allows nothing.
+    pub fn outbound(&self, traceparent: Option<String>) -> glassbox_runtime::Outbound {
+        let rules = |list: &[String]| list.iter().filter_map(|h| glassbox_runtime::HostRule::parse(h).ok()).collect();
+        glassbox_runtime::Outbound { allow: rules(&self.egress), trace: rules(&self.egress_trace), traceparent }
+    }
+
     /// Checks the spec; returns its parsed triggers.
     pub fn validate(&self) -> Result<Vec<Trigger>, String> {
         if self.triggers.is_empty() {
             return Err("give at least one --trigger (e.g. mqtt:devices/+/telemetry or event:order.*)".into());
         }
         let triggers = self.triggers.iter().map(|t| Trigger::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        for host in self.egress.iter().chain(&self.egress_trace) {
+            glassbox_runtime::HostRule::parse(host)?;
+        }
+        if self.egress.len() + self.egress_trace.len() > 100 {
+            return Err("at most 100 egress hosts".into());
+        }
         let timeout = Duration::from_millis(self.timeout_ms);
         if timeout.is_zero() || timeout > TIMEOUT_MAX {
             return Err(format!("timeout must be more than 0 and at most {}", humantime::format_duration(TIMEOUT_MAX)));
@@ -195,7 +308,32 @@ mod tests {
         assert!(!nightly.fires("report", SCHEDULE_FIRED, Some("other")), "only its own function's");
         assert!(Trigger::parse("schedule:every day").unwrap_err().contains("five cron fields"));
         assert!(Trigger::parse("mqtt:a/#/b").unwrap_err().contains("mqtt:a/#/b"));
-        assert!(Trigger::parse("http:GET /x").unwrap_err().contains("not available"));
+        let hook = Trigger::parse("http:POST /hooks/github").unwrap();
+        assert!(!hook.fires("f", "http.request", Some("/hooks/github")), "requests do not come from the bus");
+        let Trigger::Http(route) = hook else { panic!() };
+        assert!(route.matches("POST", "/hooks/github") && !route.matches("GET", "/hooks/github"));
+        assert!(!route.matches("POST", "/hooks/github/x"));
+        let Ok(Trigger::Http(under)) = Trigger::parse("http:* /hooks/*") else { panic!() };
+        assert!(Trigger::parse("http:GET /*").is_ok() && reserved("/api/v1/events") && !reserved("/apis"));
+        assert!(
+            under.matches("GET", "/hooks/a/b") && under.matches("DELETE", "/hooks") && !under.matches("GET", "/hook")
+        );
+        assert!(route.rank() > under.rank(), "an exact path before a prefix");
+        assert!(route.clashes(&Route::parse("* /hooks/github").unwrap()));
+        assert!(!route.clashes(&Route::parse("GET /hooks/github").unwrap()));
+        assert_eq!(under.to_string(), "* /hooks/*");
+        for (bad, says) in [
+            ("http:/x", "method and a path"),
+            ("http:FETCH /x", "not one of"),
+            ("http:GET x", "must start with /"),
+            ("http:GET /a/*/b", "only at the end"),
+            ("http:GET /api/v1/x", "server's own"),
+            ("http:GET /a/../b", ".."),
+        ] {
+            assert!(Trigger::parse(bad).unwrap_err().contains(says), "{bad}: {:?}", Trigger::parse(bad));
+        }
+        let egress = Spec { triggers: vec!["event:x".into()], egress: vec!["https://x.com".into()], ..Spec::default() };
+        assert!(egress.validate().unwrap_err().contains("not a URL"));
         assert!(Trigger::parse("cron").unwrap_err().contains("must be"));
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
         assert_eq!(parse_rate("30/m"), Ok(0.5));

@@ -1,0 +1,262 @@
+//! HTTP-triggered functions: a request to a function's `http:` route is
+//! recorded as an `http.request` event (its id answers in the
+//! `x-glassbox-event-id` header), handed to the `wasi:http/proxy` component
+//! in a fresh instance, and its invocation recorded on that event's chain
+//! before the response goes back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use bytes::Bytes;
+use chrono::Utc;
+use glassbox_core::{Draft, DropReason, TraceParent};
+use glassbox_runtime::{BodyError, Outcome, read_body};
+use serde_json::{Map, Value, json};
+
+use super::{Functions, Live, QUEUE_MAX, Run, spec};
+
+/// Largest request body a function is given.
+pub const REQUEST_BYTES_MAX: usize = 8 << 20;
+/// Largest response body a function may answer with.
+const RESPONSE_BYTES_MAX: usize = 8 << 20;
+/// Request bodies up to this size are kept in the `http.request` event.
+const BODY_RECORDED_MAX: usize = 16 << 10;
+/// Headers kept in the `http.request` event, and the longest value kept.
+const HEADERS_RECORDED_MAX: usize = 50;
+const HEADER_VALUE_RECORDED_MAX: usize = 256;
+/// The event each request is recorded as.
+pub const HTTP_REQUEST: &str = "http.request";
+
+/// A live function whose route takes a request.
+pub struct HttpTarget(Arc<Live>);
+
+/// Headers whose values are credentials: recorded as `[redacted]`.
+fn secret(name: &str) -> bool {
+    ["authorization", "cookie", "token", "secret", "key", "signature", "password", "auth"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// Hop-by-hop headers: not passed on from a function's response.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    [header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::UPGRADE].contains(name)
+        || name.as_str() == "keep-alive"
+}
+
+fn error(status: StatusCode, code: &str, message: String, event: Option<&str>) -> Response<Body> {
+    let body = json!({ "error": { "code": code, "message": message, "event_id": event } });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = event.and_then(|id| HeaderValue::from_str(id).ok()) {
+        response.headers_mut().insert("x-glassbox-event-id", id);
+    }
+    response
+}
+
+/// What the `http.request` event keeps of a request.
+fn request_data(name: &str, route: &str, request: &Request<Bytes>) -> Value {
+    let mut headers = Map::new();
+    for (key, value) in request.headers().iter().take(HEADERS_RECORDED_MAX) {
+        let text = match secret(key.as_str()) {
+            true => "[redacted]".to_string(),
+            false => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
+        };
+        headers.insert(key.as_str().to_string(), Value::String(text));
+    }
+    let body = request.body();
+    let mut data = json!({
+        "function": name,
+        "route": route,
+        "method": request.method().as_str(),
+        "path": request.uri().path(),
+        "query": request.uri().query(),
+        "headers": headers,
+        "body_bytes": body.len(),
+    });
+    if !body.is_empty() && body.len() <= BODY_RECORDED_MAX {
+        if let Ok(value) = serde_json::from_slice::<Value>(body) {
+            data["body"] = value;
+        } else if let Ok(text) = std::str::from_utf8(body) {
+            data["body_text"] = json!(text);
+        }
+    }
+    data
+}
+
+impl Functions {
+    /// The live function whose `http:` route takes `method` `path`, the
+    /// most specific one when several do (an exact path before a prefix,
+    /// a longer prefix first, a named method before any).
+    pub fn route(&self, method: &str, path: &str) -> Option<HttpTarget> {
+        if spec::reserved(path) {
+            return None;
+        }
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        live.values()
+            .filter_map(|l| {
+                let best = l
+                    .triggers
+                    .iter()
+                    .filter_map(|t| match t {
+                        spec::Trigger::Http(route) if route.matches(method, path) => Some(route.rank()),
+                        _ => None,
+                    })
+                    .max()?;
+                Some((best, l))
+            })
+            .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| y.version.name.cmp(&x.version.name)))
+            .map(|(_, l)| HttpTarget(l.clone()))
+    }
+
+    /// Serves one request with the target's function: records it, runs the
+    /// function, records the invocation, and answers with the function's
+    /// response (or 502/503/504 saying why there is none), always with the
+    /// request's event id in `x-glassbox-event-id`.
+    pub async fn serve_http(&self, target: HttpTarget, request: Request<Bytes>) -> Response<Body> {
+        let live = target.0;
+        let name = live.version.name.clone();
+        let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+        let route = live
+            .triggers
+            .iter()
+            .filter_map(|t| match t {
+                spec::Trigger::Http(r) if r.matches(&method, &path) => Some(r),
+                _ => None,
+            })
+            .max_by_key(|r| r.rank())
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let traceparent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| TraceParent::parse(v).ok())
+            .map(|t| t.to_string());
+        let draft = Draft {
+            subject: Some(path.clone()),
+            traceparent,
+            feature: live.spec.feature.clone(),
+            ..Draft::json("glassbox/http", HTTP_REQUEST, &request_data(&name, &route, &request))
+        };
+        let recorded = match self.pipeline.ingest(vec![draft], "http").await {
+            Ok(appended) => match appended.first().and_then(|a| a.id.parse().ok()) {
+                Some(id) => self.pipeline.store().get(id).await.ok().flatten(),
+                None => None,
+            },
+            Err(e) => {
+                tracing::error!(function = %name, error = %e, "could not record an HTTP request");
+                None
+            }
+        };
+        let Some(recorded) = recorded else {
+            let message = "the request could not be recorded, so it was not run; try again".to_string();
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None);
+        };
+        let event_id = recorded.event.id.to_string();
+
+        if live.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE_MAX {
+            live.waiting.fetch_sub(1, Ordering::Relaxed);
+            let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
+            self.dead_letter(&live, &recorded, &reason).await;
+            return error(StatusCode::SERVICE_UNAVAILABLE, "queue_full", reason, Some(&event_id));
+        }
+        live.pace().await;
+        let permit = live.slots.clone().acquire_owned().await;
+        live.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Ok(permit) = permit else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the function is gone".into(),
+                Some(&event_id),
+            );
+        };
+
+        // The function sees the request as it came, and its event id.
+        let (mut parts, body) = request.into_parts();
+        if let Ok(id) = HeaderValue::from_str(&event_id) {
+            parts.headers.insert("x-glassbox-event-id", id);
+        }
+        let request = Request::from_parts(parts, body);
+        let started = Utc::now();
+        let limits = live.spec.limits();
+        let outbound = live.spec.outbound(Some(super::outbound_traceparent(&recorded)));
+        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
+        let (task_name, cause) = (name.clone(), recorded.event.id);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            let services = services.for_invocation(&task_name, cause);
+            runtime.serve(&compiled, &task_name, request, limits, services, outbound, move |answer| {
+                let _ = tx.send(answer);
+            })
+        });
+        // The body streams from the function while it runs: read it now.
+        let answer = match rx.await {
+            Ok(Ok(response)) => {
+                let (head, body) = response.into_parts();
+                Some((head, read_body(body, RESPONSE_BYTES_MAX).await))
+            }
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let report = task.await;
+        drop(permit);
+        let Ok(mut report) = report else {
+            tracing::error!(function = %name, "an HTTP invocation task failed");
+            let message = "the invocation failed to run; see the server log".to_string();
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message, Some(&event_id));
+        };
+        let answer = match answer {
+            Some((head, Ok(body))) => Ok((head, body)),
+            Some((_, Err(BodyError::TooLarge(max)))) => {
+                let message = format!("the response body is over {max} bytes");
+                report.outcome = Outcome::OutputTooLarge(message.clone());
+                Err((StatusCode::BAD_GATEWAY, "output_too_large", message))
+            }
+            Some((_, Err(e @ BodyError::Failed(_)))) if report.outcome == Outcome::Succeeded => {
+                report.outcome = Outcome::Failed(e.to_string());
+                Err((StatusCode::BAD_GATEWAY, "failed", e.to_string()))
+            }
+            _ => {
+                let detail = report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default();
+                let message = format!("{name} gave no response ({}{detail})", report.outcome.as_str());
+                let status = match report.outcome {
+                    Outcome::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                Err((status, report.outcome.as_str(), message))
+            }
+        };
+        let status = match &answer {
+            Ok((head, _)) => head.status,
+            Err((status, ..)) => *status,
+        };
+        let response_bytes = answer.as_ref().map_or(0, |(_, body)| body.len());
+        let http = json!({ "method": method, "path": path, "route": route, "status": status.as_u16(), "response_bytes": response_bytes });
+        let cold = !live.warm.swap(true, Ordering::Relaxed);
+        let run = Run { started, cold, replay_of: None, attempt: 1, http: Some(http) };
+        let invocation = self.record_invocation(&live, &recorded, run, report).await;
+        let invocation_id = invocation.as_ref().and_then(|i| i["id"].as_str().map(str::to_string));
+        let mut response = match answer {
+            Ok((head, body)) => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = head.status;
+                let headers: &mut HeaderMap = response.headers_mut();
+                for (key, value) in head.headers.iter().filter(|(k, _)| !hop_by_hop(k)) {
+                    headers.append(key.clone(), value.clone());
+                }
+                response
+            }
+            Err((status, code, message)) => error(status, code, message, Some(&event_id)),
+        };
+        if let Ok(id) = HeaderValue::from_str(&event_id) {
+            response.headers_mut().insert("x-glassbox-event-id", id);
+        }
+        if let Some(id) = invocation_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+            response.headers_mut().insert("x-glassbox-invocation-id", id);
+        }
+        response
+    }
+}

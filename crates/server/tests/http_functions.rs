@@ -1,0 +1,294 @@
+//! HTTP-triggered functions and outbound HTTP end to end, with the
+//! JavaScript example (`examples/js-http`: a `wasi:http/proxy` component and
+//! an event handler that fetches): requests served on routes and traceable
+//! by the `x-glassbox-event-id` they answer with; outbound requests allowed,
+//! denied (an event of its own) and recorded on the invocation; the chain's
+//! `traceparent` only to the host that opted in; bad deploys refused. The
+//! components are built by `scripts/test` (or `examples/js-http/build.sh`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use common::{Server, start_with};
+
+const TOKEN: &str = "gbx_http_functions_test_token";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn component(file: &str) -> Vec<u8> {
+    let path = format!("{}/../../examples/js-http/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{path}: {e}. Build the example first: examples/js-http/build.sh \
+             (scripts/test builds every example before running the tests)"
+        )
+    })
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn call(server: &Server, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        if body.first() == Some(&b'{') {
+            request = request.header("content-type", "application/json");
+        }
+        request = request.body(body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `path` until `pick` finds something (10 s at most).
+async fn eventually(server: &Server, path: &str, pick: impl Fn(&Value) -> Option<Value>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = call(server, Method::GET, path, None).await;
+        if let Some(found) = pick(&body) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "nothing found at {path}; last answer: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests a test server saw: head (lowercased) and body.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A tiny HTTP server on 127.0.0.1 answering `200 hello there`; returns
+/// its port and the requests it saw.
+fn upstream() -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let requests = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            requests.lock().unwrap().push((head.to_ascii_lowercase(), body));
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello there");
+        }
+    });
+    (port, seen)
+}
+
+/// A request to a function's route: no token, as a webhook sender would.
+async fn request(server: &Server, method: Method, path: &str, traceparent: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http));
+    if let Some(tp) = traceparent {
+        request = request.header("traceparent", tp);
+    }
+    request.send().await.unwrap()
+}
+
+/// The invocation recorded on the chain of `event` (an http.request's id).
+async fn invocation_of(server: &Server, event: &str) -> Value {
+    eventually(server, &format!("/api/v1/trace/{event}"), |chain| {
+        chain["invocations"].as_array().and_then(|i| i.first().cloned())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let (traced, traced_seen) = upstream();
+    let (plain, plain_seen) = upstream();
+    let (denied, denied_seen) = upstream();
+    let query = format!(
+        "trigger=http:GET%20/hello,http:POST%20/hello&egress=127.0.0.1:{plain}&egress_trace=127.0.0.1:{traced}"
+    );
+    let (status, deployed) =
+        call(&server, Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    assert_eq!(deployed["spec"]["egress"], json!([format!("127.0.0.1:{plain}")]));
+
+    // A request, answered by the function, with the id of its event.
+    let response = request(&server, Method::GET, "/hello?name=Ada", Some(TRACEPARENT)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    assert!(response.headers().contains_key("x-glassbox-invocation-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "hello, Ada");
+    let (_, chain) = call(&server, Method::GET, &format!("/api/v1/trace/{event}"), None).await;
+    let types: Vec<&str> = chain["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"http.request") && types.contains(&"function.invoked"), "{types:?}");
+    let recorded = chain["events"].as_array().unwrap().iter().find(|e| e["type"] == "http.request").unwrap();
+    assert_eq!((recorded["data"]["method"].clone(), recorded["data"]["path"].clone()), (json!("GET"), json!("/hello")));
+    assert_eq!(recorded["data"]["query"], "name=Ada");
+    assert_eq!(recorded["traceparent"], TRACEPARENT, "the caller's trace continues");
+    let invocation = invocation_of(&server, &event).await;
+    assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
+    assert_eq!(invocation["http"]["status"], 200);
+    assert!(invocation["logs"].as_array().unwrap().iter().any(|l| l["message"] == "GET /hello"), "{invocation}");
+
+    // POST: the body reaches the function and, small, the event.
+    let response = reqwest::Client::new()
+        .post(format!("{}/hello", server.http))
+        .header("authorization", "Bearer caller-secret")
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    assert_eq!(response.json::<Value>().await.unwrap()["received"], 7);
+    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    assert_eq!(recorded["data"]["body"], json!({"n": 1}), "{recorded}");
+    assert_eq!(recorded["data"]["headers"]["authorization"], "[redacted]");
+
+    // Outbound to the host that opted in: recorded, with the chain's traceparent.
+    let response =
+        request(&server, Method::GET, &format!("/hello?fetch=http://127.0.0.1:{traced}/x"), Some(TRACEPARENT)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let invocation = invocation_of(&server, &event).await;
+    let egress = &invocation["egress"][0];
+    assert_eq!(
+        (egress["host"].clone(), egress["method"].clone(), egress["status"].clone(), egress["bytes_in"].clone()),
+        (json!("127.0.0.1"), json!("GET"), json!(200), json!(11)),
+        "{invocation}"
+    );
+    assert_eq!((egress["outcome"].clone(), egress["traceparent"].clone()), (json!("completed"), json!(true)));
+    let (head, _) = traced_seen.lock().unwrap().last().cloned().unwrap();
+    assert!(head.contains("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-"), "same trace: {head}");
+
+    // Outbound to an allowed host that did not opt in: no traceparent.
+    let response =
+        request(&server, Method::GET, &format!("/hello?fetch=http://127.0.0.1:{plain}/x"), Some(TRACEPARENT)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (head, _) = plain_seen.lock().unwrap().last().cloned().unwrap();
+    assert!(!head.contains("traceparent"), "{head}");
+
+    // Outbound to a host not on the list: denied, an error to the function
+    // (it answers 502), an event on the chain, and on the invocation.
+    let response = request(&server, Method::GET, &format!("/hello?fetch=http://127.0.0.1:{denied}/x"), None).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let invocation = invocation_of(&server, &event).await;
+    assert_eq!((invocation["outcome"].clone(), invocation["http"]["status"].clone()), (json!("failed"), json!(502)));
+    assert_eq!(invocation["egress"][0]["outcome"], "denied", "{invocation}");
+    let (_, chain) = call(&server, Method::GET, &format!("/api/v1/trace/{event}"), None).await;
+    let denial = chain["events"].as_array().unwrap().iter().find(|e| e["type"] == "function.egress_denied").cloned();
+    let denial = denial.unwrap_or_else(|| panic!("no function.egress_denied in {chain}"));
+    assert_eq!(
+        (denial["data"]["host"].clone(), denial["data"]["reason"].clone()),
+        (json!("127.0.0.1"), json!("egress_denied"))
+    );
+    assert!(denied_seen.lock().unwrap().is_empty(), "nothing reached the denied host");
+
+    // No route here: 404, as before; the API is unaffected.
+    assert_eq!(request(&server, Method::GET, "/nothing-here", None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(request(&server, Method::DELETE, "/hello", None).await.status(), StatusCode::NOT_FOUND);
+    let (status, list) = call(&server, Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["functions"][0]["spec"]["triggers"], json!(["http:GET /hello", "http:POST /hello"]));
+    server.running.unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_event_function_reaches_only_its_egress_hosts() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let (port, seen) = upstream();
+    let query = format!("trigger=event:alarm.raised&retries=0&egress=127.0.0.1:{port}");
+    let (status, deployed) =
+        call(&server, Method::POST, &format!("/api/v1/functions/forward?{query}"), Some(component("forward.wasm")))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    let alarm = |url: String| {
+        json!({"specversion": "1.0", "source": "test", "type": "alarm.raised", "data": {"url": url, "payload": {"door": 3}}})
+            .to_string()
+            .into_bytes()
+    };
+    let (status, _) =
+        call(&server, Method::POST, "/api/v1/events", Some(alarm(format!("http://127.0.0.1:{port}/hook")))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let invocation =
+        eventually(&server, "/api/v1/functions/forward/invocations", |b| b["invocations"].get(0).cloned()).await;
+    assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
+    let egress = &invocation["egress"][0];
+    assert_eq!((egress["method"].clone(), egress["status"].clone()), (json!("POST"), json!(200)), "{invocation}");
+    assert_eq!((egress["bytes_out"].clone(), egress["bytes_in"].clone()), (json!(10), json!(11)));
+    assert_eq!(seen.lock().unwrap()[0].1, br#"{"door":3}"#);
+
+    // Anywhere else: denied and recorded (the JS engine then ends the invocation).
+    let (status, _) =
+        call(&server, Method::POST, "/api/v1/events", Some(alarm("http://not-allowed.invalid/hook".into()))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let denial =
+        eventually(&server, "/api/v1/events?type=function.egress_denied", |b| b["events"].get(0).cloned()).await;
+    assert_eq!(
+        (denial["data"]["host"].clone(), denial["data"]["function"].clone()),
+        (json!("not-allowed.invalid"), json!("forward"))
+    );
+    let invocations = eventually(&server, "/api/v1/functions/forward/invocations", |b| {
+        b["invocations"].get(1).map(|_| b["invocations"].clone())
+    })
+    .await;
+    let denied = &invocations[0];
+    assert_ne!(denied["outcome"], "succeeded", "{denied}");
+    assert_eq!(denied["egress"][0]["outcome"], "denied");
+    server.running.unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_http_deploys_are_refused_with_what_is_wrong() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let deploy = async |name: &str, body: Vec<u8>, query: &str| {
+        call(&server, Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(body)).await
+    };
+    let (status, _) = deploy("one", component("hello.wasm"), "trigger=http:*%20/shared/*").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let refused = async |name: &str, body: Vec<u8>, query: &str| {
+        let (status, body) = deploy(name, body, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        body["error"]["message"].as_str().unwrap().to_string()
+    };
+    let clash = refused("two", component("hello.wasm"), "trigger=http:GET%20/shared/*").await;
+    assert!(clash.contains("clashes with http:* /shared/* of function one"), "{clash}");
+    let world = refused("three", fixture("ok"), "trigger=http:GET%20/x").await;
+    assert!(world.contains("need a component of the wasi:http/proxy world"), "{world}");
+    let events = refused("four", component("hello.wasm"), "trigger=event:x").await;
+    assert!(events.contains("HTTP handler"), "{events}");
+    let route = refused("five", component("hello.wasm"), "trigger=http:GET%20/api/v1/x").await;
+    assert!(route.contains("server's own"), "{route}");
+    let host = refused("six", component("hello.wasm"), "trigger=http:GET%20/six&egress=http://x.com/").await;
+    assert!(host.contains("not a URL"), "{host}");
+    // A more specific route of another function is fine, and wins for its path.
+    let (status, _) = deploy("seven", component("hello.wasm"), "trigger=http:GET%20/shared/exact").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let response = request(&server, Method::GET, "/shared/exact", None).await;
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    assert_eq!(recorded["data"]["function"], "seven");
+    let response = request(&server, Method::GET, "/shared/other", None).await;
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    assert_eq!(recorded["data"]["function"], "one");
+    server.running.unwrap().stop().await.unwrap();
+}
