@@ -12,17 +12,15 @@ use crate::render;
 #[derive(clap::Subcommand)]
 pub enum FunctionsCommand {
     /// Deploy a component as the next version of a function and make it live.
-    #[command(
-        after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events),\n\
-        schedule:<cron> or schedule:@every 30s, http:<METHOD> <path> (requests to <path> on the server's HTTP\n\
+    #[command(after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events), \
+        schedule:<cron> or schedule:@every 30s, http:<METHOD> <path> (requests to <path> on the server's HTTP \
         listener, for a wasi:http/proxy component; METHOD * for any, a path ending /* for everything under it).\n\
-        Outbound HTTP is denied unless the host is given with --egress (or --egress-trace, which also sends\n\
+        Outbound HTTP is denied unless the host is given with --egress (or --egress-trace, which also sends \
         it the chain's traceparent).\n  \
         glassbox functions deploy thermostat.wasm --name thermostat --trigger 'mqtt:devices/+/telemetry' --timeout 2s\n  \
         glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing\n  \
         glassbox functions deploy hook.wasm --name github --trigger 'http:POST /hooks/github' --egress api.github.com\n  \
-        glassbox functions deploy notify.wasm --name notify --trigger 'event:alarm.*' --egress-trace hooks.example.com"
-    )]
+        glassbox functions deploy notify.wasm --name notify --trigger 'event:alarm.*' --egress-trace hooks.example.com")]
     Deploy(DeployArgs),
     /// Functions and their live versions.
     List(ListArgs),

@@ -56,6 +56,25 @@ fn print_invocation(data: &Value, prefix: &str) {
     if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0) {
         println!("{prefix}  ({dropped} more log lines dropped: over the per-invocation limit)");
     }
+    if let Some(http) = data.get("http").filter(|h| h.is_object()) {
+        let (method, path) = (text(http, "method"), text(http, "path"));
+        println!("{prefix}  http  {method} {path} → {}  {} B", http["status"], http["response_bytes"]);
+    }
+    for out in data["egress"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let at = render::duration_ms(out["at_us"].as_f64().unwrap_or(0.0) / 1000.0);
+        let target = format!("{} {}://{}:{}", text(out, "method"), text(out, "scheme"), text(out, "host"), out["port"]);
+        let result = match (text(out, "outcome"), out["status"].as_u64()) {
+            ("completed", Some(status)) => format!(
+                "{status}  {} B out  {} B in  {}",
+                out["bytes_out"],
+                out["bytes_in"],
+                render::duration_ms(out["duration_us"].as_f64().unwrap_or(0.0) / 1000.0)
+            ),
+            (outcome, _) => format!("{outcome}: {}", text(out, "error")),
+        };
+        let traced = if out["traceparent"] == true { "  (traceparent sent)" } else { "" };
+        println!("{prefix}  egress +{at}  {target} → {result}{traced}");
+    }
 }
 
 /// Events of one chain indexed by causation.
