@@ -21,7 +21,7 @@ pub enum FunctionsCommand {
         glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing\n  \
         glassbox functions deploy hook.wasm --name github --trigger 'http:POST /hooks/github' --egress api.github.com\n  \
         glassbox functions deploy notify.wasm --name notify --trigger 'event:alarm.*' --egress-trace hooks.example.com")]
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Functions and their live versions.
     List(ListArgs),
     /// Every version of a function, newest first.
@@ -111,7 +111,7 @@ pub struct InvocationsArgs {
 
 pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
     match command {
-        FunctionsCommand::Deploy(a) => deploy(a).await,
+        FunctionsCommand::Deploy(a) => deploy(*a).await,
         FunctionsCommand::List(a) => {
             let body = a.remote.client()?.get("/api/v1/functions", &[]).await?;
             print_versions(&body["functions"], a.json)
