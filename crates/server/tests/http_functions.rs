@@ -202,6 +202,12 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     );
     assert!(denied_seen.lock().unwrap().is_empty(), "nothing reached the denied host");
 
+    // HTTP requests are not replayed (yet), and say so.
+    let replay = json!({"event_id": event}).to_string().into_bytes();
+    let (status, refused) = call(&server, Method::POST, "/api/v1/functions/hello/replay", Some(replay)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("not supported yet"), "{refused}");
+
     // No route here: 404, as before; the API is unaffected.
     assert_eq!(request(&server, Method::GET, "/nothing-here", None).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(request(&server, Method::DELETE, "/hello", None).await.status(), StatusCode::NOT_FOUND);
@@ -235,6 +241,13 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
     assert_eq!((egress["method"].clone(), egress["status"].clone()), (json!("POST"), json!(200)), "{invocation}");
     assert_eq!((egress["bytes_out"].clone(), egress["bytes_in"].clone()), (json!(10), json!(11)));
     assert_eq!(seen.lock().unwrap()[0].1, br#"{"door":3}"#);
+
+    // A dry-run replay reaches nothing outside: its request is denied, and listed.
+    let replay = json!({"event_id": invocation["event_id"], "dry_run": true}).to_string().into_bytes();
+    let (status, dry) = call(&server, Method::POST, "/api/v1/functions/forward/replay", Some(replay)).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["egress"][0]["outcome"], "denied", "{dry}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the webhook was not called again");
 
     // Anywhere else: denied and recorded (the JS engine then ends the invocation).
     let (status, _) =

@@ -303,9 +303,15 @@ impl Functions {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
         })?;
         let live = self.prepare(chosen, None).await?;
+        if live.compiled.world() == World::HttpProxy {
+            return Err(FunctionError::Invalid(format!(
+                "{name} is an HTTP-triggered function; replaying HTTP requests is not supported yet"
+            )));
+        }
         let started = Utc::now();
+        // A dry run reaches nothing outside: its outbound requests are denied (and listed).
         let report = self
-            .run_once(&live, &recorded)
+            .run_once(&live, &recorded, !dry_run)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
         if dry_run {
@@ -318,6 +324,7 @@ impl Functions {
                 "function": name, "version": live.version.version, "event_id": event_id, "dry_run": true,
                 "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
                 "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
+                "egress": report.egress,
             }));
         }
         let run = Run { started, cold: false, replay_of: Some(event_id), attempt: 1, http: None };
@@ -393,7 +400,7 @@ impl Functions {
             }
             let Ok(permit) = permit else { return };
             let started = Utc::now();
-            let Some(report) = self.run_once(&live, &recorded).await else { return };
+            let Some(report) = self.run_once(&live, &recorded, true).await else { return };
             drop(permit);
             let cold = !live.warm.swap(true, Ordering::Relaxed);
             let failure = (report.outcome != glassbox_runtime::Outcome::Succeeded).then(|| {
@@ -420,11 +427,15 @@ impl Functions {
     }
 
     /// One run of the function on the event, on a blocking thread.
-    async fn run_once(&self, live: &Live, recorded: &RecordedEvent) -> Option<Report> {
+    /// Without `egress`, every outbound request is denied (dry runs).
+    async fn run_once(&self, live: &Live, recorded: &RecordedEvent, egress: bool) -> Option<Report> {
         let name = live.version.name.clone();
         let input = to_input(recorded);
         let limits = live.spec.limits();
-        let outbound = live.spec.outbound(Some(outbound_traceparent(recorded)));
+        let outbound = match egress {
+            true => live.spec.outbound(Some(outbound_traceparent(recorded))),
+            false => glassbox_runtime::Outbound::default(),
+        };
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
         let (task_name, cause) = (name.clone(), recorded.event.id);
         let report = tokio::task::spawn_blocking(move || {
