@@ -201,6 +201,21 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
         (json!("127.0.0.1"), json!("egress_denied"))
     );
     assert!(denied_seen.lock().unwrap().is_empty(), "nothing reached the denied host");
+    // Metrics, derived from those records a moment after them.
+    let wanted = [
+        r#"glassbox_function_egress_requests_total{function="hello",outcome="completed"} 2"#,
+        r#"glassbox_function_egress_requests_total{function="hello",outcome="denied"} 1"#,
+        r#"reason="egress_denied""#,
+    ];
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+        if wanted.iter().all(|w| metrics.contains(w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(wanted.iter().all(|w| metrics.contains(w)), "{wanted:?} in {metrics}");
 
     // HTTP requests are not replayed (yet), and say so.
     let replay = json!({"event_id": event}).to_string().into_bytes();

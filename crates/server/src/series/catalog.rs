@@ -106,6 +106,14 @@ metric!(
     "Events given up on (retries exhausted, recursion limit)."
 );
 metric!(
+    FUNCTION_EGRESS,
+    "function_egress_requests",
+    Count,
+    ["function", "outcome"],
+    true,
+    "Outbound HTTP requests functions made, by outcome (completed, failed, denied)."
+);
+metric!(
     COMMANDS,
     "commands",
     Count,
@@ -133,6 +141,7 @@ pub const ALL: &[&Metric] = &[
     &FEATURE_COST,
     &DEVICE_COST,
     &FUNCTION_DEAD_LETTERS,
+    &FUNCTION_EGRESS,
     &COMMANDS,
 ];
 

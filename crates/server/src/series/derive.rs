@@ -54,6 +54,8 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
             out.push(sample(&m::FUNCTION_DEAD_LETTERS, &[function], 1.0));
             out.push(sample(&m::DROPS, &[dead_letter_reason(&data()), NONE, NONE], 1.0));
         }
+        // A function's outbound request refused by its egress allow list.
+        "function.egress_denied" => out.push(sample(&m::DROPS, &["egress_denied", NONE, NONE], 1.0)),
         ty => {
             if let Some(state) = ty.strip_prefix("device.command.").filter(|s| !s.contains('.')) {
                 out.push(sample(&m::COMMANDS, &[state], 1.0));
@@ -88,6 +90,13 @@ fn invoked(data: &Value, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
     }
     let cost = data["cost"].as_f64().unwrap_or(0.0);
     out.push(sample(&m::FUNCTION_COST, &[function], cost));
+    for request in data["egress"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let outcome = match request["outcome"].as_str() {
+            Some(o @ ("completed" | "failed" | "denied")) => o,
+            _ => NONE,
+        };
+        out.push(sample(&m::FUNCTION_EGRESS, &[function, outcome], 1.0));
+    }
     out.push(sample(&m::FEATURE_COST, &[recorded.event.feature.as_deref().unwrap_or(NONE)], cost));
     if let Some(device) = &recorded.event.device {
         out.push(sample(&m::DEVICE_COST, &[device], cost));
