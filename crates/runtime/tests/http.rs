@@ -78,16 +78,28 @@ fn upstream() -> Upstream {
 
 /// Serves one request through hello.wasm; the response (status, body) and the report.
 async fn serve(request: http::Request<Bytes>, outbound: Outbound) -> (u16, serde_json::Value, Report) {
+    serve_within(request, outbound, Limits::default()).await
+}
+
+async fn serve_within(
+    request: http::Request<Bytes>,
+    outbound: Outbound,
+    limits: Limits,
+) -> (u16, serde_json::Value, Report) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::task::spawn_blocking(move || {
         let (runtime, hello, _) = &*COMPILED;
-        runtime.serve(hello, "hello", request, Limits::default(), Arc::new(NoServices), outbound, move |answer| {
+        runtime.serve(hello, "hello", request, limits, Arc::new(NoServices), outbound, move |answer| {
             let _ = tx.send(answer);
         })
     });
-    let response = rx.await.unwrap().expect("a response");
-    let status = response.status().as_u16();
-    let body = read_body(response.into_body(), 1 << 20).await.unwrap();
+    let (status, body) = match rx.await {
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            (status, read_body(response.into_body(), 1 << 20).await.unwrap_or_default())
+        }
+        _ => (0, Bytes::new()),
+    };
     let report = task.await.unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null), report)
 }
@@ -204,4 +216,23 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
     assert_ne!(denied.outcome, Outcome::Succeeded, "{denied:?}");
     assert_eq!(denied.egress[0].outcome, "denied");
     assert_eq!(upstream.requests.lock().unwrap().len(), 1, "the denied request never reached the host");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbound_request_that_never_answers_ends_at_the_deadline() {
+    // A host that accepts and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let outbound = Outbound { allow: allow(&["127.0.0.1"]), ..Outbound::default() };
+    let limits = Limits { timeout: std::time::Duration::from_millis(500), ..Limits::default() };
+    let (status, _, report) =
+        serve_within(get(&format!("/hello?fetch=http://127.0.0.1:{port}/")), outbound, limits).await;
+    assert!(report.wall < std::time::Duration::from_secs(3), "{:?}", report.wall);
+    assert_ne!(report.outcome, Outcome::Succeeded, "{report:?} (status {status})");
+    let record = &report.egress[0];
+    assert_eq!((record.outcome, record.status), ("failed", None), "{record:?}");
+    assert_eq!(record.error.as_deref(), Some("connection timeout"), "{record:?}");
+    assert!(record.duration_us >= 490_000, "waited until the deadline: {record:?}");
+    drop(held);
 }
