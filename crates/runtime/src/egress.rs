@@ -3,6 +3,10 @@
 //! and every request it makes — sent, failed or denied — is written down for
 //! the invocation's record (host, method, status, bytes out and in, time).
 //! The chain's `traceparent` goes only to hosts that opted in.
+//!
+//! A request off the allow list is refused by `handle` itself (shadowed in
+//! the linker, [`add_to_linker`]); the `send_request` hook checks again,
+//! records, bounds the exchange by the deadline and adds `traceparent`.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -160,6 +164,32 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub fn new(outbound: Outbound, started: Instant, deadline: Instant) -> Self {
         Self { outbound, started, deadline, book: SharedBook::default() }
+    }
+
+    /// Whether a request for `authority` (host[:port]) under `scheme` may go
+    /// out; if not, writes it down as denied.
+    fn deny(&self, scheme: &str, authority: &str, method: &str) -> bool {
+        let uri = format!("{scheme}://{authority}/").parse::<http::Uri>().ok();
+        let host = uri.as_ref().and_then(|u| u.host()).unwrap_or(authority).to_string();
+        let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if self.outbound.allows(&host, port) {
+            return false;
+        }
+        self.note(EgressRecord {
+            error: Some(format!("egress_denied: {host} is not in this function's egress allow list")),
+            host,
+            port,
+            scheme: scheme.to_string(),
+            method: method.to_string(),
+            outcome: "denied",
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            duration_us: 0,
+            traceparent: false,
+            at_us: self.started.elapsed().as_micros() as u64,
+        });
+        true
     }
 
     /// Writes a request down; returns its index (None past the bound).
@@ -338,6 +368,65 @@ impl Body for Counted {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The interface as wasmtime-wasi-http names it (guests importing any 0.2.x
+/// version are linked to it).
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Replaces `outgoing-handler.handle` (linker shadowing) with one that
+/// refuses a request to a host off the allow list at once, returning
+/// `HTTP-request-denied` from `handle` itself — as the interface intends for
+/// a refused request — rather than from its response future; allowed
+/// requests go on to wasmtime-wasi-http's `handle` and the hook above.
+pub(crate) fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::host::State>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi_http::WasiHttpView;
+    use wasmtime_wasi_http::p2::bindings::http::outgoing_handler::Host as _;
+    use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Method, Scheme};
+    use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+
+    type Answer = (Result<Resource<HostFutureIncomingResponse>, ErrorCode>,);
+    linker.allow_shadowing(true);
+    let mut instance = linker.instance(OUTGOING_HANDLER)?;
+    instance.func_wrap(
+        "handle",
+        |mut store,
+         (request, options): (Resource<HostOutgoingRequest>, Option<Resource<wasmtime_wasi_http::RequestOptions>>)|
+         -> wasmtime::Result<Answer> {
+            let state: &mut crate::host::State = store.data_mut();
+            let outgoing = state.wasi.table.get(&request)?;
+            let scheme = match &outgoing.scheme {
+                Some(Scheme::Http) => "http".to_string(),
+                Some(Scheme::Https) | None => "https".to_string(),
+                Some(Scheme::Other(other)) => other.clone(),
+            };
+            let authority = outgoing.authority.clone().unwrap_or_default();
+            let method = match &outgoing.method {
+                Method::Get => "GET",
+                Method::Head => "HEAD",
+                Method::Post => "POST",
+                Method::Put => "PUT",
+                Method::Delete => "DELETE",
+                Method::Connect => "CONNECT",
+                Method::Options => "OPTIONS",
+                Method::Trace => "TRACE",
+                Method::Patch => "PATCH",
+                Method::Other(other) => other.as_str(),
+            }
+            .to_string();
+            if state.hooks.deny(&scheme, &authority, &method) {
+                state.wasi.table.delete(request)?;
+                return Ok((Err(ErrorCode::HttpRequestDenied),));
+            }
+            match state.http().handle(request, options) {
+                Ok(future) => Ok((Ok(future),)),
+                Err(error) => Ok((Err(error.downcast()?),)),
+            }
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 #[cfg(test)]

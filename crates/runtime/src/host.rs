@@ -204,5 +204,6 @@ impl WasiHttpView for State {
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     crate::EventHandler::add_to_linker::<State, HasSelf<State>>(linker, |state| state)?;
     wasi::add_to_linker(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
+    crate::egress::add_to_linker(linker)
 }

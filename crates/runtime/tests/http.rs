@@ -208,14 +208,36 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
     assert_eq!((record.method.as_str(), record.status, record.bytes_out, record.bytes_in), ("POST", Some(200), 16, 11));
     assert!(report.logs.iter().any(|l| l.message.ends_with("answered 200 (11 bytes)")), "{:?}", report.logs);
 
-    // Denied: the guest gets an error and the request is recorded as denied.
-    // (componentize-js 0.23 aborts its engine when fetch fails inside an
-    // async export, so this JavaScript invocation ends trapped, not failed:
-    // the guest's doing, and it ends only this invocation.)
+    // Denied: `handle` itself answers HTTP-request-denied, so fetch rejects,
+    // the function's catch fails the invocation, and nothing was sent.
     let denied = run(Outbound::default()).await.unwrap();
-    assert_ne!(denied.outcome, Outcome::Succeeded, "{denied:?}");
+    assert!(matches!(&denied.outcome, Outcome::Failed(m) if m.starts_with("could not reach")), "{denied:?}");
     assert_eq!(denied.egress[0].outcome, "denied");
     assert_eq!(upstream.requests.lock().unwrap().len(), 1, "the denied request never reached the host");
+
+    // Allowed but refused (nothing listens there): an error after `handle`,
+    // through the response future. componentize-js 0.23's engine sometimes
+    // aborts on such a failure inside an async export (timing-dependent)
+    // instead of rejecting fetch: failed or trapped, never succeeded, and
+    // the record says why either way.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut refused_event = event.clone();
+    refused_event.data =
+        serde_json::json!({"url": format!("http://127.0.0.1:{closed}/"), "payload": 1}).to_string().into_bytes();
+    let refused = tokio::task::spawn_blocking(move || {
+        let (runtime, _, forward) = &*COMPILED;
+        let outbound = Outbound { allow: allow(&["127.0.0.1"]), ..Outbound::default() };
+        runtime.invoke_with(forward, "forward", &refused_event, Limits::default(), Arc::new(NoServices), outbound)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&refused.outcome, Outcome::Failed(m) if m.starts_with("could not reach"))
+            || matches!(refused.outcome, Outcome::Trapped(_)),
+        "{refused:?}"
+    );
+    assert_eq!(refused.egress[0].outcome, "failed", "{refused:?}");
+    assert!(refused.egress[0].error.is_some(), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

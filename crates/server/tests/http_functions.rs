@@ -264,7 +264,7 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
     assert_eq!(dry["egress"][0]["outcome"], "denied", "{dry}");
     assert_eq!(seen.lock().unwrap().len(), 1, "the webhook was not called again");
 
-    // Anywhere else: denied and recorded (the JS engine then ends the invocation).
+    // Anywhere else: denied, recorded, and an error to the function, which fails.
     let (status, _) =
         call(&server, Method::POST, "/api/v1/events", Some(alarm("http://not-allowed.invalid/hook".into()))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -279,7 +279,11 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
     })
     .await;
     let denied = &invocations[0];
-    assert_ne!(denied["outcome"], "succeeded", "{denied}");
+    assert_eq!(denied["outcome"], "failed", "{denied}");
+    assert!(
+        denied["error"].as_str().unwrap().starts_with("could not reach http://not-allowed.invalid/hook"),
+        "{denied}"
+    );
     assert_eq!(denied["egress"][0]["outcome"], "denied");
     server.running.unwrap().stop().await.unwrap();
 }
