@@ -145,7 +145,7 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
             render::table(
-                &["START", "VERSION", "OUTCOME", "START TYPE", "INSTANTIATE", "WALL", "COST $", "EVENT"],
+                &["START", "VERSION", "OUTCOME", "START TYPE", "INSTANTIATE", "WALL", "COST $", "EGRESS", "EVENT"],
                 &rows,
             );
             Ok(())
@@ -242,6 +242,18 @@ fn invocation_row(i: &Value) -> Vec<String> {
         micros("instantiate_us"),
         micros("wall_us"),
         i["cost"].as_f64().map_or("-".into(), |c| format!("{c:.9}")),
+        egress_summary(i),
         render::text(i, "event_id").into(),
     ]
+}
+
+/// How many outbound requests an invocation made, and how many were denied.
+fn egress_summary(i: &Value) -> String {
+    let requests = i["egress"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let denied = requests.iter().filter(|r| r["outcome"] == "denied").count();
+    match (requests.len(), denied) {
+        (0, _) => "-".into(),
+        (n, 0) => n.to_string(),
+        (n, d) => format!("{n} ({d} denied)"),
+    }
 }
