@@ -368,6 +368,10 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Fill, f64)> {
             (p.series.clone(), "dead letters", "/10s", function(), Fill::Zero, p.count as f64)
         }
         n if n == m::FUNCTION_COST.name => (p.series.clone(), "cost", "/10s", function(), Fill::Zero, p.sum),
+        n if n == m::FUNCTION_EGRESS.name => {
+            let key = format!("{n}{{function=\"{}\"}}", label(0));
+            (key, "outbound requests", "/10s", function(), Fill::Zero, p.count as f64)
+        }
         n if n == m::DEVICE_MESSAGES.name => {
             (p.series.clone(), "message rate", "/10s", Subject::Device(label(0)), Fill::Zero, p.count as f64)
         }
