@@ -233,25 +233,34 @@ impl Engine {
         if !seen.anomalous {
             return None;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        tracked.open = Some(id);
-        let episode = Episode {
-            id,
-            series: tracked.spec.clone(),
-            signal: seen.signal.map_or("unusual", |s| s.as_str()).to_string(),
+        let series = tracked.spec.clone();
+        let signal = seen.signal.map_or("unusual", |s| s.as_str()).to_string();
+        let (score, expected) = (seen.score, seen.expected);
+        Some(self.start(Episode {
+            id: 0,
+            series,
+            signal,
             start: t,
             peak: t,
-            peak_score: seen.score,
+            peak_score: score,
             end: None,
             value,
-            expected: seen.expected,
-        };
+            expected,
+        }))
+    }
+
+    /// Opens `episode` (its id assigned here) on its series and keeps it.
+    fn start(&mut self, mut episode: Episode) -> Alert {
+        episode.id = self.next_id;
+        self.next_id += 1;
+        if let Some(tracked) = self.series.get_mut(&episode.series.key) {
+            tracked.open = Some(episode.id);
+        }
         if self.episodes.len() >= EPISODES_MAX {
             self.episodes.pop_front();
         }
         self.episodes.push_back(episode.clone());
-        Some(Alert::Started(episode))
+        Alert::Started(episode)
     }
 
     /// Opens an episode that another detector found (e.g. liveness: a
@@ -267,11 +276,8 @@ impl Engine {
         if tracked.open.is_some() {
             return None;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        tracked.open = Some(id);
-        let episode = Episode {
-            id,
+        Some(self.start(Episode {
+            id: 0,
             series: spec.clone(),
             signal: signal.into(),
             start: t,
@@ -280,12 +286,7 @@ impl Engine {
             end: None,
             value: 0.0,
             expected: None,
-        };
-        if self.episodes.len() >= EPISODES_MAX {
-            self.episodes.pop_front();
-        }
-        self.episodes.push_back(episode.clone());
-        Some(Alert::Started(episode))
+        }))
     }
 
     /// Ends a flagged episode: the other detector says it is over.
