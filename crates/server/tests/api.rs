@@ -348,6 +348,8 @@ async fn health_is_public_and_openapi_lists_every_route() {
         "/api/v1/logs",
         "/api/v1/metrics",
         "/api/v1/metrics/{name}",
+        "/api/v1/diagnose",
+        "/api/v1/anomalies",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
