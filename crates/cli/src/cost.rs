@@ -44,19 +44,8 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
     };
     let query = [("since", args.since.clone()), ("by", label.to_string())];
     let answer = client.get(&format!("/api/v1/metrics/{metric}"), &query).await?;
-    let mut rows: Vec<(String, f64, u64)> = answer["series"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|s| {
-            let points = s["points"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let cost = points.iter().filter_map(|p| p["sum"].as_f64()).sum::<f64>();
-            let invocations = points.iter().filter_map(|p| p["count"].as_u64()).sum::<u64>();
-            (s["labels"][label].as_str().unwrap_or("-").to_string(), cost, invocations)
-        })
-        .collect();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let rows: Vec<(String, f64, u64)> =
+        crate::metrics::totals(&answer, label).into_iter().map(|t| (t.key, t.sum, t.count)).collect();
     if args.json {
         let rows: Vec<Value> = rows
             .iter()

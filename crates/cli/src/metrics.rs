@@ -135,6 +135,33 @@ fn print_series(answer: &Value) {
     render::table(&["SERIES", total_header, "PEAK", "OVER TIME"], &rows);
 }
 
+/// One series of a metrics answer summed over its points.
+pub struct Total {
+    /// The value of the label asked for ("-" when absent).
+    pub key: String,
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// Each series of a metrics answer grouped `--by label`, summed over time,
+/// largest `sum` first.
+pub fn totals(answer: &Value, label: &str) -> Vec<Total> {
+    let series = answer["series"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut totals: Vec<Total> = series
+        .iter()
+        .map(|s| {
+            let points = s["points"].as_array().map(Vec::as_slice).unwrap_or_default();
+            Total {
+                key: s["labels"][label].as_str().unwrap_or("-").to_string(),
+                count: points.iter().filter_map(|p| p["count"].as_u64()).sum(),
+                sum: points.iter().filter_map(|p| p["sum"].as_f64()).sum(),
+            }
+        })
+        .collect();
+    totals.sort_by(|a, b| b.sum.total_cmp(&a.sum));
+    totals
+}
+
 fn number(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 { format!("{value:.0}") } else { format!("{value:.3}") }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::Remote;
 use crate::client::Client;
-use crate::metrics::sparkline;
+use crate::metrics::{Total, sparkline, totals};
 use crate::render::{self, text};
 
 #[derive(clap::Args)]
@@ -100,21 +100,13 @@ fn summed(answer: &Value) -> Vec<f64> {
     values
 }
 
-/// Per series label value: the total of `field` over the answer's points.
-fn totals(answer: &Value, label: &str, field: &str) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = answer["series"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|s| {
-            let total = s["points"].as_array().into_iter().flatten().filter_map(|p| p[field].as_f64()).sum();
-            (s["labels"][label].as_str().unwrap_or("-").to_string(), total)
-        })
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    out
+/// The total of `pick` for `key` among `totals` (0 when it has none).
+fn of(totals: &[Total], key: &str, pick: fn(&Total) -> f64) -> f64 {
+    totals.iter().find(|t| t.key == key).map_or(0.0, pick)
 }
+
+const COUNT: fn(&Total) -> f64 = |t| t.count as f64;
+const SUM: fn(&Total) -> f64 = |t| t.sum;
 
 async fn latency(client: &Client) -> anyhow::Result<String> {
     let query = [("type", "function.invoked".to_string()), ("since", "1m".to_string()), ("limit", "1000".to_string())];
@@ -142,44 +134,47 @@ async fn latency(client: &Client) -> anyhow::Result<String> {
 }
 
 async fn top_functions(client: &Client, top: usize) -> anyhow::Result<String> {
-    let invocations = totals(&series(client, "function_invocations", &["function"]).await?, "function", "count");
+    let by_function =
+        async |metric: &str| Ok::<_, anyhow::Error>(totals(&series(client, metric, &["function"]).await?, "function"));
+    let mut invocations = by_function("function_invocations").await?;
     if invocations.is_empty() {
         return Ok("FUNCTIONS  none invoked in the last 5 minutes\n".into());
     }
-    let errors = totals(&series(client, "function_errors", &["function"]).await?, "function", "count");
-    let cost = totals(&series(client, "function_cost", &["function"]).await?, "function", "sum");
-    let durations = series(client, "function_duration_ms", &["function"]).await?;
-    let (sums, counts) = (totals(&durations, "function", "sum"), totals(&durations, "function", "count"));
-    let find = |list: &[(String, f64)], name: &str| list.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
+    invocations.sort_by_key(|t| std::cmp::Reverse(t.count));
+    let errors = by_function("function_errors").await?;
+    let cost = by_function("function_cost").await?;
+    let durations = by_function("function_duration_ms").await?;
     let mut out = format!(
         "{:<24} {:>11} {:>7} {:>6} {:>10} {:>12}\n",
         "FUNCTIONS (5 min)", "invocations", "errors", "err%", "mean", "cost"
     );
-    for (name, count) in invocations.iter().take(top) {
-        let failed = find(&errors, name);
-        let mean = find(&sums, name) / find(&counts, name).max(1.0);
+    for Total { key: name, count, .. } in invocations.iter().take(top) {
+        let failed = of(&errors, name, COUNT);
+        let mean = of(&durations, name, SUM) / of(&durations, name, COUNT).max(1.0);
         let _ = writeln!(
             out,
             "{name:<24} {count:>11} {failed:>7} {:>5.1}% {:>10} {:>12.6}",
-            100.0 * failed / count.max(1.0),
+            100.0 * failed / (*count).max(1) as f64,
             render::duration_ms(mean),
-            find(&cost, name)
+            of(&cost, name, SUM)
         );
     }
     Ok(out)
 }
 
 async fn top_devices(client: &Client, top: usize) -> anyhow::Result<String> {
-    let messages = totals(&series(client, "device_messages", &["device"]).await?, "device", "count");
+    let by_device =
+        async |metric: &str| Ok::<_, anyhow::Error>(totals(&series(client, metric, &["device"]).await?, "device"));
+    let mut messages = by_device("device_messages").await?;
     if messages.is_empty() {
         return Ok("DEVICES  no messages in the last 5 minutes\n".into());
     }
-    let bytes = totals(&series(client, "device_bytes", &["device"]).await?, "device", "sum");
-    let cost = totals(&series(client, "device_cost", &["device"]).await?, "device", "sum");
-    let find = |list: &[(String, f64)], name: &str| list.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
+    messages.sort_by_key(|t| std::cmp::Reverse(t.count));
+    let bytes = by_device("device_bytes").await?;
+    let cost = by_device("device_cost").await?;
     let mut out = format!("{:<24} {:>11} {:>11} {:>12}\n", "DEVICES (5 min)", "messages", "bytes", "cost");
-    for (name, count) in messages.iter().take(top) {
-        let _ = writeln!(out, "{name:<24} {count:>11} {:>11} {:>12.6}", find(&bytes, name), find(&cost, name));
+    for Total { key: name, count, .. } in messages.iter().take(top) {
+        let _ = writeln!(out, "{name:<24} {count:>11} {:>11} {:>12.6}", of(&bytes, name, SUM), of(&cost, name, SUM));
     }
     Ok(out)
 }

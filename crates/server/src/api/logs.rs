@@ -161,15 +161,12 @@ async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> 
         }
         match page.next_cursor {
             Some(cursor) if found.len() < f.limit && scanned < INVOCATIONS_SCANNED_MAX => query.cursor = Some(cursor),
-            Some(_) => return Ok(finish(lines, found, true)),
-            None => return Ok(finish(lines, found, false)),
+            more => {
+                lines.extend(found);
+                return Ok(more.is_some());
+            }
         }
     }
-}
-
-fn finish(lines: &mut Vec<Value>, found: Vec<Value>, more: bool) -> bool {
-    lines.extend(found);
-    more
 }
 
 /// One invocation's lines that pass the filters, as the API shows them.
@@ -184,55 +181,36 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
     }
     let start = data["start"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.to_utc());
     let Some(start) = start else { return Vec::new() };
-    let logs = data["logs"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let mut lines: Vec<Value> = logs
-        .iter()
-        .enumerate()
-        .filter(|(_, line)| level_of(line["level"].as_str()) >= f.level)
-        .map(|(i, line)| {
-            let at = start + chrono::Duration::microseconds(line["at_us"].as_i64().unwrap_or(0));
-            json!({
-                "id": format!("{invocation}/{i}"),
-                "at": at,
-                "level": line["level"],
-                "message": line["message"],
-                "source": "function",
-                // Set for what a component printed (stdout, stderr) rather than logged.
-                "stream": line.get("stream"),
-                "function": data["function"],
-                "version": data["version"],
-                "invocation": invocation,
-                "event_id": data["event_id"],
-                "correlationid": recorded.event.correlationid,
-                "device": recorded.event.device,
-            })
+    let after = |us: &Value| start.checked_add_signed(chrono::Duration::microseconds(us.as_i64().unwrap_or(0)));
+    // Every line carries the ids it is about.
+    let line = |id: String, at: DateTime<Utc>, level: &Value, message: Value, source: &str, stream: Option<&Value>| {
+        json!({
+            "id": id, "at": at, "level": level, "message": message, "source": source,
+            // Set for what a component printed (stdout, stderr) rather than logged.
+            "stream": stream,
+            "function": data["function"], "version": data["version"], "invocation": invocation,
+            "event_id": data["event_id"], "correlationid": recorded.event.correlationid, "device": recorded.event.device,
         })
-        .filter(|line| in_window(line["at"].as_str(), f))
-        .collect();
+    };
+    let wanted = |level: Option<&str>, at: Option<DateTime<Utc>>| {
+        let at = at.filter(|at| f.since.is_none_or(|s| *at >= s) && f.until.is_none_or(|u| *at < u));
+        at.filter(|_| level_of(level) >= f.level)
+    };
+    let logs = data["logs"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut lines = Vec::new();
+    for (i, l) in logs.iter().enumerate() {
+        if let Some(at) = wanted(l["level"].as_str(), after(&l["at_us"])) {
+            let id = format!("{invocation}/{i}");
+            lines.push(line(id, at, &l["level"], l["message"].clone(), "function", l.get("stream")));
+        }
+    }
     if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0)
-        && level_of(Some("warn")) >= f.level
+        && let Some(at) = wanted(Some("warn"), after(&data["wall_us"]))
     {
-        let at = start + chrono::Duration::microseconds(data["wall_us"].as_i64().unwrap_or(0));
-        lines.push(json!({
-            "id": format!("{invocation}/dropped"),
-            "at": at,
-            "level": "warn",
-            "message": format!("{dropped} more log line(s) dropped: over the per-invocation limit"),
-            "source": "platform",
-            "function": data["function"],
-            "version": data["version"],
-            "invocation": invocation,
-            "event_id": data["event_id"],
-            "correlationid": recorded.event.correlationid,
-            "device": recorded.event.device,
-        }));
+        let message = json!(format!("{dropped} more log line(s) dropped: over the per-invocation limit"));
+        lines.push(line(format!("{invocation}/dropped"), at, &json!("warn"), message, "platform", None));
     }
     lines
-}
-
-fn in_window(at: Option<&str>, f: &Filters) -> bool {
-    let Some(at) = at.and_then(|a| DateTime::parse_from_rfc3339(a).ok()).map(|t| t.to_utc()) else { return false };
-    f.since.is_none_or(|s| at >= s) && f.until.is_none_or(|u| at < u)
 }
 
 fn level_of(name: Option<&str>) -> usize {

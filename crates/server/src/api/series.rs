@@ -31,7 +31,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Value> {
         .map(|m| {
             json!({
                 "name": m.name, "help": m.help, "kind": kind_name(m.kind), "labels": m.labels,
-                "exported": m.exported, "series": app.series.keys(m).len(),
+                "exported": m.exported, "series": app.series.count(m),
             })
         })
         .collect();

@@ -155,7 +155,7 @@ impl Functions {
             }
         }
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.bus().subscribe()));
-        tokio::spawn(schedule_loop(Arc::downgrade(&functions)));
+        tokio::spawn(schedule::run(Arc::downgrade(&functions)));
         Ok(functions)
     }
 
@@ -642,49 +642,6 @@ async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscrip
                         tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Records a `schedule.fired` event for each live function whose schedule
-/// comes due (checked every second; runs missed while the server was down
-/// are not made up). The event triggers the function through `dispatch`.
-async fn schedule_loop(functions: Weak<Functions>) {
-    let mut next: HashMap<(String, u32, usize), chrono::DateTime<Utc>> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let Some(functions) = functions.upgrade() else { return };
-        let now = Utc::now();
-        let scheduled: Vec<(String, u32, usize, schedule::Schedule, String)> = {
-            let live = functions.live.read().unwrap_or_else(|e| e.into_inner());
-            live.values()
-                .flat_map(|l| {
-                    l.triggers.iter().enumerate().filter_map(|(i, t)| match t {
-                        spec::Trigger::Schedule(s) => {
-                            let text = l.spec.triggers.get(i).cloned().unwrap_or_default();
-                            Some((l.version.name.clone(), l.version.version, i, s.clone(), text))
-                        }
-                        _ => None,
-                    })
-                })
-                .collect()
-        };
-        next.retain(|(name, version, _), _| scheduled.iter().any(|(n, v, ..)| n == name && v == version));
-        for (name, version, index, schedule, text) in scheduled {
-            let due = next
-                .entry((name.clone(), version, index))
-                .or_insert_with(|| schedule.next_after(now).unwrap_or(now + chrono::Duration::days(3650)));
-            if *due > now {
-                continue;
-            }
-            let data = json!({ "function": name, "version": version, "trigger": text, "due": *due });
-            *due = schedule.next_after(now).unwrap_or(now + chrono::Duration::days(3650));
-            let draft =
-                Draft { subject: Some(name.clone()), ..Draft::json("glassbox/schedule", spec::SCHEDULE_FIRED, &data) };
-            if let Err(e) = functions.pipeline.ingest(vec![draft], "platform").await {
-                tracing::error!(function = %name, error = %e, "could not record a scheduled run; it does not happen");
             }
         }
     }

@@ -160,6 +160,8 @@ fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Opt
     let outcome = data["outcome"].as_str().unwrap_or("?").to_string();
     let id = span_id(recorded.event.id);
     let text = |key: &str| Value::Str(data[key].as_str().unwrap_or_default().to_string());
+    // Microseconds after the start, as recorded (a forged huge value saturates).
+    let after = |us: i64| nanos(start).saturating_add(us.max(0).saturating_mul(1000) as u64);
     let span = Span {
         trace_id: trace,
         span_id: id,
@@ -167,7 +169,7 @@ fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Opt
         name: format!("invoke {function}"),
         kind: SpanKind::Consumer,
         start_ns: nanos(start),
-        end_ns: nanos(start + chrono::Duration::microseconds(wall_us)),
+        end_ns: after(wall_us),
         attributes: vec![
             ("faas.name", Value::Str(function.clone())),
             ("faas.version", Value::Int(data["version"].as_i64().unwrap_or(0))),
@@ -185,7 +187,7 @@ fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Opt
         .into_iter()
         .flatten()
         .map(|line: &Json| LogRecord {
-            time_ns: nanos(start + chrono::Duration::microseconds(line["at_us"].as_i64().unwrap_or(0))),
+            time_ns: after(line["at_us"].as_i64().unwrap_or(0)),
             level: line["level"].as_str().unwrap_or("info").to_string(),
             body: line["message"].as_str().unwrap_or_default().to_string(),
             trace_id: trace,

@@ -9,32 +9,24 @@
 
 pub mod catalog;
 pub mod derive;
+mod feed;
+
+pub use feed::start;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use glassbox_bus::BusItem;
-use glassbox_core::RecordedEvent;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
-use glassbox_store::{DeviceRegistry, MetricPoint, MetricStore, Retention};
+use glassbox_store::{MetricPoint, MetricStore, Retention};
 use serde::Serialize;
 
 use self::catalog::{DURATION_BUCKETS_MS, Kind, Metric};
 use self::derive::Sample;
-use crate::pipeline::{BusCursor, Pipeline};
 
 /// Most series kept; new ones beyond are refused (and counted).
 pub const SERIES_MAX: usize = 20_000;
-/// Devices whose group is remembered; the cache is cleared beyond this.
-const GROUPS_CACHED_MAX: usize = 100_000;
-/// Messages whose group and topic are remembered for their drops.
-const ORIGINS_CACHED_MAX: usize = 100_000;
-/// Drops waiting to be counted; beyond this they are not (the recorder has them).
-const DROPS_QUEUE_MAX: usize = 8192;
 
 /// Totals since start of one series, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +46,17 @@ struct Inner {
     /// Every series seen, with its metric, labels and totals.
     series: BTreeMap<String, (&'static Metric, Vec<String>, Total)>,
     refused: u64,
+}
+
+impl Inner {
+    /// The series of one metric: their keys all start with `name{`.
+    fn of<'a>(
+        &'a self,
+        metric: &Metric,
+    ) -> impl Iterator<Item = (&'a String, &'a (&'static Metric, Vec<String>, Total))> {
+        let prefix = format!("{}{{", metric.name);
+        self.series.range(prefix.clone()..).take_while(move |(key, _)| key.starts_with(&prefix))
+    }
 }
 
 pub struct Series {
@@ -103,7 +106,7 @@ pub fn key(metric: &Metric, labels: &[String]) -> String {
     key
 }
 
-fn bucket_start(at: DateTime<Utc>) -> i64 {
+pub(crate) fn bucket_start(at: DateTime<Utc>) -> i64 {
     let secs = at.timestamp();
     secs - secs.rem_euclid(FINE_STEP_SECONDS)
 }
@@ -113,12 +116,8 @@ impl Series {
         Self { inner: Mutex::default(), store, retention }
     }
 
-    /// Adds samples taken at `at` (the event's receive time).
-    pub fn add(&self, samples: &[Sample], at: DateTime<Utc>) {
-        self.add_all(&[(samples.to_vec(), at)]);
-    }
-
-    /// Adds the samples of several events under one lock.
+    /// Adds the samples of several events (each with its receive time)
+    /// under one lock.
     pub fn add_all(&self, derived: &[(Vec<Sample>, DateTime<Utc>)]) {
         let Ok(mut inner) = self.inner.lock() else { return };
         for (samples, at) in derived {
@@ -203,44 +202,30 @@ impl Series {
     ) -> Result<(i64, Vec<SeriesRange>), glassbox_store::StoreError> {
         let (since_s, until_s) = (since.timestamp(), until.timestamp());
         let (_, step) = glassbox_store::metrics::resolution(step, since_s, until_s, self.retention);
-        let mut points = self.store.range(&format!("{}{{", metric.name), since_s, until_s, step).await?;
-        let labels_of: HashMap<String, Vec<String>> = {
-            let Ok(inner) = self.inner.lock() else { return Ok((step, Vec::new())) };
+        let prefix = format!("{}{{", metric.name);
+        let mut points = self.store.range(&prefix, since_s, until_s, step).await?;
+        if let Ok(inner) = self.inner.lock() {
+            let unwritten = inner.open.values().chain(&inner.closed);
             points.extend(
-                inner
-                    .open
-                    .values()
-                    .chain(&inner.closed)
-                    .filter(|p| p.series.starts_with(&format!("{}{{", metric.name)))
-                    .filter(|p| p.at >= since_s && p.at < until_s)
-                    .cloned(),
+                unwritten.filter(|p| p.series.starts_with(&prefix) && p.at >= since_s && p.at < until_s).cloned(),
             );
-            inner
-                .series
-                .iter()
-                .filter(|(_, (m, _, _))| m.name == metric.name)
-                .map(|(k, (_, labels, _))| (k.clone(), labels.clone()))
-                .collect()
-        };
+        }
         let mut groups: BTreeMap<Vec<String>, BTreeMap<i64, MetricPoint>> = BTreeMap::new();
         for point in points {
-            let Some(labels) = labels_of.get(&point.series).cloned().or_else(|| parse_labels(metric, &point.series))
-            else {
-                continue;
-            };
-            let value = |name: &str| metric.labels.iter().position(|l| *l == name).map(|i| labels[i].clone());
-            if !filters.iter().all(|(name, want)| value(name).as_deref() == Some(want)) {
+            // The key holds the label values: stored series need no registry.
+            let Some(labels) = parse_labels(metric, &point.series) else { continue };
+            let value = |name: &str| metric.labels.iter().position(|l| *l == name).and_then(|i| labels.get(i));
+            if !filters.iter().all(|(name, want)| value(name) == Some(want)) {
                 continue;
             }
-            let group: Vec<String> = by.iter().map(|b| value(b).unwrap_or_default()).collect();
+            let group: Vec<String> = by.iter().map(|b| value(b).cloned().unwrap_or_default()).collect();
             let at = point.at - point.at.rem_euclid(step);
-            let slot = groups.entry(group).or_default();
-            match slot.get_mut(&at) {
-                Some(p) => p.merge(&point),
-                None => {
-                    slot.insert(at, MetricPoint { at, ..point });
-                }
-            }
+            groups
+                .entry(group)
+                .or_default()
+                .entry(at)
+                .and_modify(|p| p.merge(&point))
+                .or_insert(MetricPoint { at, ..point });
         }
         let answer = groups
             .into_iter()
@@ -257,7 +242,7 @@ impl Series {
         let Ok(inner) = self.inner.lock() else { return };
         for metric in catalog::ALL.iter().filter(|m| m.exported) {
             let name = format!("glassbox_{}", metric.name);
-            let rows = inner.series.iter().filter(|(_, (m, _, _))| m.name == metric.name);
+            let rows = inner.of(metric);
             match metric.kind {
                 Kind::Count | Kind::Sum => {
                     let _ = write!(out, "# HELP {name}_total {}\n# TYPE {name}_total counter\n", metric.help);
@@ -294,10 +279,9 @@ impl Series {
         );
     }
 
-    /// Series keys of a metric, with their label values (for listings).
-    pub fn keys(&self, metric: &Metric) -> Vec<Vec<String>> {
-        let Ok(inner) = self.inner.lock() else { return Vec::new() };
-        inner.series.values().filter(|(m, _, _)| m.name == metric.name).map(|(_, labels, _)| labels.clone()).collect()
+    /// How many series a metric has.
+    pub fn count(&self, metric: &Metric) -> usize {
+        self.inner.lock().map_or(0, |inner| inner.of(metric).count())
     }
 }
 
@@ -357,126 +341,6 @@ fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
         }
     }
     rest.is_empty().then_some(values)
-}
-
-/// Derives samples from every recorded event while the server lives, and
-/// writes closed buckets every few seconds.
-/// Closed buckets go to `watch` (the anomaly detectors), when given.
-pub fn start(
-    series: Arc<Series>,
-    pipeline: Arc<Pipeline>,
-    devices: Arc<dyn DeviceRegistry>,
-    watch: Option<Arc<crate::diagnose::Watch>>,
-) {
-    let events = pipeline.bus().subscribe();
-    let (drops_tx, drops) = tokio::sync::mpsc::channel(DROPS_QUEUE_MAX);
-    pipeline.tap_transitions(drops_tx, true);
-    // Weak: the loop must not keep the recorder open after the server stops.
-    let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
-    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events, drops));
-    tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
-}
-
-async fn flush_loop(series: Weak<Series>, watch: Option<Arc<crate::diagnose::Watch>>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(FINE_STEP_SECONDS as u64 / 2));
-    let mut pruned_at = Utc::now();
-    loop {
-        tick.tick().await;
-        let Some(series) = series.upgrade() else { return };
-        let now = Utc::now();
-        let closed = series.flush(now, false).await;
-        if let Some(watch) = &watch {
-            watch.closed(&closed, bucket_start(now) - FINE_STEP_SECONDS).await;
-        }
-        if now - pruned_at > chrono::Duration::minutes(10) {
-            pruned_at = now;
-            if let Err(e) = series.store.prune(now.timestamp(), series.retention).await {
-                tracing::warn!(error = %e, "could not prune old metric buckets");
-            }
-        }
-    }
-}
-
-async fn derive_loop(
-    series: Weak<Series>,
-    pipeline: Weak<Pipeline>,
-    devices: Weak<dyn DeviceRegistry>,
-    events: glassbox_bus::Subscription,
-    mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
-) {
-    let mut cursor = BusCursor::default();
-    let mut groups: HashMap<String, Option<String>> = HashMap::new();
-    let mut origins: HashMap<glassbox_core::EventId, (String, String)> = HashMap::new();
-    // Whatever is ready at once is derived in one wake-up and one lock.
-    let mut ready = events.ready_chunks(256);
-    loop {
-        let items = tokio::select! {
-            items = ready.next() => match items {
-                Some(items) => items,
-                None => return,
-            },
-            Some(dropped) = drops.recv() => {
-                let Some(series) = series.upgrade() else { return };
-                let sample = derive::dropped(dropped.detail.as_deref(), origins.get(&dropped.event));
-                series.add(&[sample], dropped.at);
-                continue;
-            }
-        };
-        let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
-        else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => batch.push(recorded),
-                BusItem::Event(_) => {}
-                BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
-                    Ok(missed) => batch.extend(missed.into_iter().map(Arc::new)),
-                    Err(e) => {
-                        tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short")
-                    }
-                },
-            }
-        }
-        let mut derived = Vec::with_capacity(batch.len());
-        for recorded in batch {
-            let group = group_of(&recorded, &devices, &mut groups).await;
-            if let Some(origin) = derive::origin(&recorded, group.as_deref()) {
-                if origins.len() >= ORIGINS_CACHED_MAX {
-                    origins.clear();
-                }
-                origins.insert(recorded.event.id, origin);
-            }
-            let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            derived.push((derive::samples(&recorded, group.as_deref()), at));
-        }
-        series.add_all(&derived);
-    }
-}
-
-/// The group of the event's device, remembered; forgotten when the device changes.
-async fn group_of(
-    recorded: &RecordedEvent,
-    devices: &Arc<dyn DeviceRegistry>,
-    groups: &mut HashMap<String, Option<String>>,
-) -> Option<String> {
-    let device = recorded.event.device.as_deref()?;
-    if matches!(recorded.event.ty.as_str(), "device.updated" | "device.deleted" | "device.registered") {
-        groups.remove(device);
-    }
-    if let Some(group) = groups.get(device) {
-        return group.clone();
-    }
-    let group = match devices.device(device).await {
-        Ok(Some(d)) => d.meta.group.clone(),
-        _ => None,
-    };
-    if groups.len() >= GROUPS_CACHED_MAX {
-        groups.clear();
-    }
-    groups.insert(device.to_string(), group.clone());
-    group
 }
 
 #[cfg(test)]

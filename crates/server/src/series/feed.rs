@@ -1,0 +1,144 @@
+//! The stream into the series: samples derived from every recorded event
+//! (and every dropped delivery) while the server lives, and closed buckets
+//! written — and handed to the anomaly detectors — every few seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use glassbox_bus::BusItem;
+use glassbox_core::RecordedEvent;
+use glassbox_store::DeviceRegistry;
+use glassbox_store::metrics::FINE_STEP_SECONDS;
+
+use super::{Series, bucket_start, derive};
+use crate::pipeline::{BusCursor, Pipeline};
+
+/// Devices whose group is remembered; the cache is cleared beyond this.
+const GROUPS_CACHED_MAX: usize = 100_000;
+/// Messages whose group and topic are remembered for their drops.
+const ORIGINS_CACHED_MAX: usize = 100_000;
+/// Drops waiting to be counted; beyond this they are not (the recorder has them).
+const DROPS_QUEUE_MAX: usize = 8192;
+
+/// Derives samples from every recorded event while the server lives, and
+/// writes closed buckets every few seconds.
+/// Closed buckets go to `watch` (the anomaly detectors), when given.
+pub fn start(
+    series: Arc<Series>,
+    pipeline: Arc<Pipeline>,
+    devices: Arc<dyn DeviceRegistry>,
+    watch: Option<Arc<crate::diagnose::Watch>>,
+) {
+    let events = pipeline.bus().subscribe();
+    let (drops_tx, drops) = tokio::sync::mpsc::channel(DROPS_QUEUE_MAX);
+    pipeline.tap_transitions(drops_tx, true);
+    // Weak: the loop must not keep the recorder open after the server stops.
+    let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
+    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events, drops));
+    tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
+}
+
+async fn flush_loop(series: Weak<Series>, watch: Option<Arc<crate::diagnose::Watch>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(FINE_STEP_SECONDS as u64 / 2));
+    let mut pruned_at = Utc::now();
+    loop {
+        tick.tick().await;
+        let Some(series) = series.upgrade() else { return };
+        let now = Utc::now();
+        let closed = series.flush(now, false).await;
+        if let Some(watch) = &watch {
+            watch.closed(&closed, bucket_start(now) - FINE_STEP_SECONDS).await;
+        }
+        if now - pruned_at > chrono::Duration::minutes(10) {
+            pruned_at = now;
+            if let Err(e) = series.store.prune(now.timestamp(), series.retention).await {
+                tracing::warn!(error = %e, "could not prune old metric buckets");
+            }
+        }
+    }
+}
+
+async fn derive_loop(
+    series: Weak<Series>,
+    pipeline: Weak<Pipeline>,
+    devices: Weak<dyn DeviceRegistry>,
+    events: glassbox_bus::Subscription,
+    mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
+) {
+    let mut cursor = BusCursor::default();
+    let mut groups: HashMap<String, Option<String>> = HashMap::new();
+    let mut origins: HashMap<glassbox_core::EventId, (String, String)> = HashMap::new();
+    // Whatever is ready at once is derived in one wake-up and one lock.
+    let mut ready = events.ready_chunks(256);
+    loop {
+        let items = tokio::select! {
+            items = ready.next() => match items {
+                Some(items) => items,
+                None => return,
+            },
+            Some(dropped) = drops.recv() => {
+                let Some(series) = series.upgrade() else { return };
+                let sample = derive::dropped(dropped.detail.as_deref(), origins.get(&dropped.event));
+                series.add_all(&[(vec![sample], dropped.at)]);
+                continue;
+            }
+        };
+        let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
+        else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => batch.push(recorded),
+                BusItem::Event(_) => {}
+                BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
+                    Ok(missed) => batch.extend(missed.into_iter().map(Arc::new)),
+                    Err(e) => {
+                        tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short")
+                    }
+                },
+            }
+        }
+        let mut derived = Vec::with_capacity(batch.len());
+        for recorded in batch {
+            let group = group_of(&recorded, &devices, &mut groups).await;
+            if let Some(origin) = derive::origin(&recorded, group.as_deref()) {
+                if origins.len() >= ORIGINS_CACHED_MAX {
+                    origins.clear();
+                }
+                origins.insert(recorded.event.id, origin);
+            }
+            let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
+            derived.push((derive::samples(&recorded, group.as_deref()), at));
+        }
+        series.add_all(&derived);
+    }
+}
+
+/// The group of the event's device, remembered; forgotten when the device changes.
+async fn group_of(
+    recorded: &RecordedEvent,
+    devices: &Arc<dyn DeviceRegistry>,
+    groups: &mut HashMap<String, Option<String>>,
+) -> Option<String> {
+    let device = recorded.event.device.as_deref()?;
+    if matches!(recorded.event.ty.as_str(), "device.updated" | "device.deleted" | "device.registered") {
+        groups.remove(device);
+    }
+    if let Some(group) = groups.get(device) {
+        return group.clone();
+    }
+    let group = match devices.device(device).await {
+        Ok(Some(d)) => d.meta.group.clone(),
+        _ => None,
+    };
+    if groups.len() >= GROUPS_CACHED_MAX {
+        groups.clear();
+    }
+    groups.insert(device.to_string(), group.clone());
+    group
+}
