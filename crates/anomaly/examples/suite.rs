@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use glassbox_anomaly::synthetic::{Suite, generate};
 use glassbox_anomaly::{Detector, Settings};
 
-fn main() {
+fn main() -> Result<(), glassbox_anomaly::InvalidSettings> {
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let per_kind = env("ANOMALY_SERIES", 30) as usize;
     let suite = Suite { seed: env("ANOMALY_SEED", 1), series_per_kind: per_kind, clean_series: per_kind, points: 4032 };
@@ -16,7 +16,7 @@ fn main() {
     for series in generate(&suite) {
         let threshold = std::env::var("ANOMALY_THRESHOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(0.5);
         let settings = Settings { threshold, calm_threshold: 0.3f64.min(threshold), ..Settings::default() };
-        let mut detector = Detector::new(settings).unwrap();
+        let mut detector = Detector::new(settings)?;
         let window = series.labels.first().map(|l| (l.start, l.end + 100.0 * series.interval_secs));
         let mut hit = false;
         for (i, &(t, x)) in series.points.iter().enumerate() {
@@ -45,4 +45,5 @@ fn main() {
     println!("false alarms by shape and signal: {fp_by:?}");
     println!("TOTAL false_alarms={} missed={}", fp_by.values().sum::<usize>(), missed_by.values().sum::<usize>());
     println!("missed by shape and kind: {missed_by:?}");
+    Ok(())
 }

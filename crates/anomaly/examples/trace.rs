@@ -4,21 +4,26 @@
 use glassbox_anomaly::synthetic::{Suite, generate};
 use glassbox_anomaly::{Detector, Settings};
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let index = args.first().copied().unwrap_or(0);
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let per_kind = env("ANOMALY_SERIES", 10) as usize;
     let suite =
         Suite { seed: env("ANOMALY_SEED", 11), series_per_kind: per_kind, clean_series: per_kind, points: 4032 };
-    let series = generate(&suite).swap_remove(index);
-    let _ = &series;
+    let mut all = generate(&suite);
+    if index >= all.len() {
+        return Err(
+            format!("series {index} does not exist: the suite has {} (0 to {})", all.len(), all.len() - 1).into()
+        );
+    }
+    let series = all.swap_remove(index);
     let onset = series.labels.first().map(|l| l.start).unwrap_or(f64::INFINITY);
     let onset_index = series.points.iter().position(|p| p.0 >= onset).unwrap_or(0);
     let from = args.get(1).copied().unwrap_or(onset_index.saturating_sub(20));
     let to = args.get(2).copied().unwrap_or(onset_index + 150);
     println!("{} interval={} labels={:?}", series.name, series.interval_secs, series.labels);
-    let mut detector = Detector::new(Settings::default()).unwrap();
+    let mut detector = Detector::new(Settings::default())?;
     for (i, &(t, x)) in series.points.iter().enumerate() {
         let o = detector.observe(t, x);
         if (from..to).contains(&i) || o.anomalous {
@@ -39,4 +44,5 @@ fn main() {
             );
         }
     }
+    Ok(())
 }
