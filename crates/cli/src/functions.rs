@@ -56,6 +56,11 @@ pub struct DeployArgs {
     /// Events at this hop or deeper are dead-lettered (default 16).
     #[arg(long)]
     hop_limit: Option<u32>,
+    /// Invocations a warm instance serves before a fresh one replaces it
+    /// (default 1000). Globals carry over between the events one instance
+    /// handles; 1 gives every event a fresh instance.
+    #[arg(long)]
+    reuse: Option<u32>,
     /// Runs after a failed one, with backoff, before dead-lettering (default 2).
     #[arg(long)]
     retries: Option<u32>,
@@ -145,7 +150,19 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
             render::table(
-                &["START", "VERSION", "OUTCOME", "START TYPE", "INSTANTIATE", "WALL", "COST $", "EGRESS", "EVENT"],
+                &[
+                    "START",
+                    "VERSION",
+                    "OUTCOME",
+                    "START TYPE",
+                    "INSTANTIATE",
+                    "WALL",
+                    "CPU",
+                    "MEMORY",
+                    "COST $",
+                    "EGRESS",
+                    "EVENT",
+                ],
                 &rows,
             );
             Ok(())
@@ -172,6 +189,9 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = a.retries {
         query.push(("retries", r.to_string()));
+    }
+    if let Some(r) = a.reuse {
+        query.push(("reuse", r.to_string()));
     }
     if !a.egress.is_empty() {
         query.push(("egress", a.egress.join(",")));
@@ -241,6 +261,8 @@ fn invocation_row(i: &Value) -> Vec<String> {
         if i["cold"] == true { "cold".into() } else { "warm".into() },
         micros("instantiate_us"),
         micros("wall_us"),
+        micros("cpu_us"),
+        i["memory_bytes"].as_u64().map_or("-".into(), mebibytes),
         i["cost"].as_f64().map_or("-".into(), |c| format!("{c:.9}")),
         egress_summary(i),
         render::text(i, "event_id").into(),
@@ -256,4 +278,9 @@ fn egress_summary(i: &Value) -> String {
         (n, 0) => n.to_string(),
         (n, d) => format!("{n} ({d} denied)"),
     }
+}
+
+/// `1.5 MiB`: a function's memory.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }

@@ -41,11 +41,12 @@ fn print_invocation(data: &Value, prefix: &str) {
     let micros = |key: &str| render::duration_ms(data[key].as_f64().unwrap_or(0.0) / 1000.0);
     let error = data["error"].as_str().map(|e| format!("  error: {e}")).unwrap_or_default();
     println!(
-        "{prefix}fn {}@{}  {}  {}  {start} start (instantiate {})  cost ${:.9}{error}",
+        "{prefix}fn {}@{}  {}  {} (cpu {})  {start} start (instantiate {})  cost ${:.9}{error}",
         text(data, "function"),
         data["version"],
         text(data, "outcome"),
         micros("wall_us"),
+        micros("cpu_us"),
         micros("instantiate_us"),
         data["cost"].as_f64().unwrap_or(0.0),
     );

@@ -1,6 +1,5 @@
 //! The host side of the imports: logging, emitting, key-value, devices.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,7 +66,10 @@ pub struct LogLine {
 pub(crate) struct State {
     function: String,
     pub limits: StoreLimits,
-    memory_denied: Arc<AtomicBool>,
+    /// Whether a memory growth was refused (to name it as the cause of a trap).
+    pub memory_denied: bool,
+    /// Linear memory of all the instance's memories.
+    pub memory_bytes: usize,
     services: Arc<dyn Services>,
     pub log: SharedLog,
     pub wasi: Wasi,
@@ -82,14 +84,14 @@ impl State {
         started: Instant,
         limits: Limits,
         services: Arc<dyn Services>,
-        memory_denied: Arc<AtomicBool>,
         outbound: Outbound,
     ) -> Self {
         let log = Arc::new(Mutex::new(LogBook::new(started)));
         Self {
             function: function.to_string(),
             limits: crate::store_limits(limits),
-            memory_denied,
+            memory_denied: false,
+            memory_bytes: 0,
             services,
             wasi: Wasi::new(&log, started, limits.timeout),
             http: WasiHttpCtx::new(),
@@ -97,6 +99,19 @@ impl State {
             log,
             emitted: Vec::new(),
         }
+    }
+
+    /// Readies a warm instance's state for its next invocation: a new log,
+    /// deadline, services and outbound rules; the instance's memory, WASI
+    /// context and monotonic clock carry on.
+    pub fn begin(&mut self, started: Instant, limits: Limits, services: Arc<dyn Services>, outbound: Outbound) {
+        *wasi::lock(&self.log) = LogBook::new(started);
+        self.limits = crate::store_limits(limits);
+        self.memory_denied = false;
+        self.services = services;
+        self.wasi.deadline = started + limits.timeout;
+        self.hooks = Hooks::new(outbound, started, started + limits.timeout);
+        self.emitted.clear();
     }
 
     /// Emitted then returned outputs, within the limits.
@@ -124,8 +139,9 @@ impl State {
 impl ResourceLimiter for State {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed {
-            self.memory_denied.store(true, Ordering::Relaxed);
+        match allowed {
+            true => self.memory_bytes += desired.saturating_sub(current),
+            false => self.memory_denied = true,
         }
         Ok(allowed)
     }

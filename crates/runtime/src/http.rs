@@ -2,7 +2,6 @@
 //! world, each request in a fresh instance with the same deadline, memory
 //! limit and recording as an event invocation.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,9 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::{Compiled, Limits, Outbound, Outcome, Pre, Report, Runtime, Services, classify, finish};
+use crate::{
+    Compiled, Limits, Outbound, Outcome, Pre, Report, Runtime, Services, Timings, classify, finish, thread_cpu,
+};
 
 /// A response body as the function writes it (streamed while it runs).
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -48,8 +49,9 @@ pub async fn read_body(mut body: ResponseBody, max: usize) -> Result<Bytes, Body
 }
 
 impl Runtime {
-    /// Runs an HTTP request through a `wasi:http/proxy` function on this
-    /// thread (it blocks, as [`Runtime::invoke_with`] does). `respond` gets
+    /// Runs an HTTP request through a `wasi:http/proxy` function, in a
+    /// fresh instance, on this thread (it blocks, as
+    /// [`Runtime::invoke_with`] does). `respond` gets
     /// the response as soon as the function sets it — its body streams from
     /// the function as it runs, so read it concurrently — or an error if it
     /// never does; it is called at most once. The report's outcome: a trap,
@@ -68,12 +70,13 @@ impl Runtime {
         respond: impl FnOnce(Answer) + Send + Sync + 'static,
     ) -> Report {
         let started = Instant::now();
-        let memory_denied = Arc::new(AtomicBool::new(false));
-        let mut store = self.store(name, started, limits, services, memory_denied.clone(), outbound);
+        let cpu_started = thread_cpu();
+        let mut store = self.store(name, started, limits, services, outbound);
         let Pre::Http(pre) = &function.pre else {
             let failed = "an event-handler function handles events, not HTTP requests".to_string();
             respond(Err(failed.clone()));
-            return finish(store.into_data(), Outcome::Failed(failed), None, Duration::ZERO, started.elapsed());
+            let timings = Timings::since(started, cpu_started, true, Duration::ZERO);
+            return finish(store.data_mut(), Outcome::Failed(failed), None, timings);
         };
         // What the function set, as the report needs it.
         let set: Arc<Mutex<Option<Result<u16, String>>>> = Arc::default();
@@ -98,12 +101,12 @@ impl Runtime {
         let result = instance.and_then(|(proxy, (request, out))| {
             proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out)
         });
-        let wall = started.elapsed();
-        let state = store.into_data();
+        let timings = Timings::since(started, cpu_started, true, instantiate);
+        let state = store.data_mut();
         let set = set.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let status = set.as_ref().and_then(|s| s.as_ref().ok().copied());
         let outcome = match (result, set) {
-            (Err(error), _) => classify(&error, memory_denied.load(Ordering::Relaxed)),
+            (Err(error), _) => classify(&error, state.memory_denied),
             (Ok(()), None) => Outcome::Failed("the function returned without setting a response".into()),
             (Ok(()), Some(Err(code))) => Outcome::Failed(format!("the function responded with an error: {code}")),
             (Ok(()), Some(Ok(status))) if status >= 500 => Outcome::Failed(format!("the function responded {status}")),
@@ -116,7 +119,7 @@ impl Runtime {
             },
             other => (other, Vec::new()),
         };
-        let mut report = finish(state, outcome, status, instantiate, wall);
+        let mut report = finish(state, outcome, status, timings);
         report.outputs = outputs;
         report
     }

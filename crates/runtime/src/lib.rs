@@ -1,10 +1,13 @@
 //! The function runtime: runs WebAssembly components of the
 //! `glassbox:function/event-handler` world (see `wit/function.wit`) on
 //! events, and components of the standard `wasi:http/proxy` world on HTTP
-//! requests, each invocation in a fresh instance with a deadline (epoch
-//! interruption, so CPU-bound code is stopped) and a memory limit, and
-//! reports what happened: outcome, logs, emitted events, outbound requests,
-//! and timings.
+//! requests, each invocation with a deadline (epoch interruption, so
+//! CPU-bound code is stopped) and a memory limit, and reports what happened:
+//! outcome, logs, emitted events, outbound requests, timings and resources.
+//!
+//! An event handler's instance may be kept warm and reused (`instances.rs`,
+//! a recycle policy deciding when not); an HTTP request always gets a fresh
+//! one.
 //!
 //! The host services a function may call (key-value store, device shadows
 //! and commands) are a trait the server implements; this crate does no I/O
@@ -14,6 +17,7 @@
 mod egress;
 mod host;
 mod http;
+mod instances;
 mod wasi;
 
 use std::path::Path;
@@ -31,6 +35,7 @@ use wasmtime::{
 pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound};
 pub use host::{LogLine, NoServices, Services};
 pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
+pub use instances::{Instances, Reuse};
 pub use wasi::STDIO_BYTES_MAX;
 
 wasmtime::component::bindgen!({
@@ -117,10 +122,19 @@ pub struct Report {
     pub outputs: Vec<Output>,
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
-    /// Time to create the instance.
+    /// Whether a new instance was created for it (cold) rather than a warm
+    /// one reused.
+    pub cold: bool,
+    /// Time to create the instance (zero when warm).
     pub instantiate: Duration,
     /// Time from the start of instantiation to the outcome.
     pub wall: Duration,
+    /// CPU time the invocation's thread spent (instantiation included); the
+    /// work of host calls made on other threads (outbound HTTP) is not in it.
+    pub cpu: Duration,
+    /// The instance's linear memory at the end: its peak, as memory never
+    /// shrinks (for a warm instance, including what earlier invocations grew).
+    pub memory_bytes: usize,
     /// The outbound HTTP requests it made (sent, failed or denied), in order.
     pub egress: Vec<EgressRecord>,
     /// Outbound requests past [`EGRESS_RECORDS_MAX`], not written down.
@@ -187,6 +201,9 @@ pub struct Runtime {
     linker: Linker<host::State>,
     stop: Arc<AtomicBool>,
     cache: Option<Cache>,
+    /// Warm instances kept idle across all functions, bounded to half the
+    /// pooling allocator's slots so fresh invocations always find one.
+    idle: instances::IdleCount,
 }
 
 impl Drop for Runtime {
@@ -248,7 +265,8 @@ impl Runtime {
                 clock.increment_epoch();
             }
         })?;
-        Ok(Self { engine, linker, stop, cache })
+        let idle = instances::IdleCount::new(instances_max as usize / 2);
+        Ok(Self { engine, linker, stop, cache, idle })
     }
 
     /// Compilations found in the cache, and not, since start (none without one).
@@ -294,15 +312,13 @@ impl Runtime {
         started: Instant,
         limits: Limits,
         services: Arc<dyn Services>,
-        memory_denied: Arc<AtomicBool>,
         outbound: Outbound,
     ) -> Store<host::State> {
-        let state = host::State::new(name, started, limits, services, memory_denied, outbound);
+        let state = host::State::new(name, started, limits, services, outbound);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        let ticks = (limits.timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
+        set_deadline(&mut store, limits.timeout);
         store
     }
 
@@ -313,7 +329,7 @@ impl Runtime {
     /// is left for the invocation to report.
     fn warm_up(&self, pre: &Pre) {
         let (limits, services) = (Limits::default(), Arc::new(NoServices));
-        let mut store = self.store("warm-up", Instant::now(), limits, services, Arc::default(), Outbound::default());
+        let mut store = self.store("warm-up", Instant::now(), limits, services, Outbound::default());
         let instantiated = match pre {
             Pre::Events(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Http(pre) => pre.instantiate(&mut store).map(drop),
@@ -336,12 +352,12 @@ impl Runtime {
         self.invoke_with(function, name, event, limits, services, Outbound::default())
     }
 
-    /// Runs `event` through `function` on this thread (it blocks: call from
-    /// a blocking pool or a plain thread, never from an async runtime's
-    /// worker, where WASI's blocking on tokio would panic), reaching out
-    /// over HTTP only as `outbound` allows. Never panics on the guest's
-    /// account. An HTTP proxy component cannot handle an event: that is a
-    /// failed invocation.
+    /// Runs `event` through `function` in a fresh instance on this thread
+    /// (it blocks: call from a blocking pool or a plain thread, never from
+    /// an async runtime's worker, where WASI's blocking on tokio would
+    /// panic), reaching out over HTTP only as `outbound` allows. Never
+    /// panics on the guest's account. An HTTP proxy component cannot handle
+    /// an event: that is a failed invocation.
     pub fn invoke_with(
         &self,
         function: &Compiled,
@@ -351,35 +367,111 @@ impl Runtime {
         services: Arc<dyn Services>,
         outbound: Outbound,
     ) -> Report {
+        self.run_event(function, None, name, event, limits, services, outbound)
+    }
+
+    /// As [`Runtime::invoke_with`], on a warm instance from `instances` if
+    /// one is idle; the instance goes back to them afterwards unless their
+    /// recycle policy says otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn invoke_reusing(
+        &self,
+        function: &Compiled,
+        instances: &Instances,
+        name: &str,
+        event: &Event,
+        limits: Limits,
+        services: Arc<dyn Services>,
+        outbound: Outbound,
+    ) -> Report {
+        self.run_event(function, Some(instances), name, event, limits, services, outbound)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_event(
+        &self,
+        function: &Compiled,
+        instances: Option<&Instances>,
+        name: &str,
+        event: &Event,
+        limits: Limits,
+        services: Arc<dyn Services>,
+        outbound: Outbound,
+    ) -> Report {
         let started = Instant::now();
-        let memory_denied = Arc::new(AtomicBool::new(false));
-        let mut store = self.store(name, started, limits, services, memory_denied.clone(), outbound);
+        let cpu_started = thread_cpu();
         let Pre::Events(pre) = &function.pre else {
+            let mut store = self.store(name, started, limits, services, outbound);
             let failed = Outcome::Failed("an HTTP (wasi:http/proxy) function handles HTTP requests, not events".into());
-            return finish(store.into_data(), failed, None, started.elapsed(), started.elapsed());
+            return finish(store.data_mut(), failed, None, Timings::since(started, cpu_started, true, Duration::ZERO));
         };
-        let instance = pre.instantiate(&mut store);
-        let instantiate = started.elapsed();
-        let result = instance.and_then(|bindings| bindings.glassbox_function_handler().call_handle(&mut store, event));
-        let wall = started.elapsed();
-        let state = store.into_data();
-        let (outcome, outputs) = match result {
-            Ok(Ok(returned)) => match state.finish(returned, limits) {
-                Ok(outputs) => (Outcome::Succeeded, outputs),
-                Err(outcome) => (outcome, Vec::new()),
+        let (mut store, handler, served) = match instances.and_then(|i| i.take(function)) {
+            Some(warm) => {
+                let mut store = warm.store;
+                store.data_mut().begin(started, limits, services, outbound);
+                set_deadline(&mut store, limits.timeout);
+                (store, Ok(warm.handler), warm.served)
+            }
+            None => {
+                let mut store = self.store(name, started, limits, services, outbound);
+                let handler = pre.instantiate(&mut store);
+                (store, handler, 0)
+            }
+        };
+        let cold = served == 0;
+        let instantiate = if cold { started.elapsed() } else { Duration::ZERO };
+        let result = handler.and_then(|handler| {
+            let returned = handler.glassbox_function_handler().call_handle(&mut store, event)?;
+            Ok((handler, returned))
+        });
+        let timings = Timings::since(started, cpu_started, cold, instantiate);
+        let state = store.data_mut();
+        let (outcome, outputs, handler) = match result {
+            Ok((handler, Ok(returned))) => match state.finish(returned, limits) {
+                Ok(outputs) => (Outcome::Succeeded, outputs, Some(handler)),
+                Err(outcome) => (outcome, Vec::new(), Some(handler)),
             },
-            Ok(Err(message)) => (Outcome::Failed(message), Vec::new()),
-            Err(error) => (classify(&error, memory_denied.load(Ordering::Relaxed)), Vec::new()),
+            Ok((handler, Err(message))) => (Outcome::Failed(message), Vec::new(), Some(handler)),
+            Err(error) => (classify(&error, state.memory_denied), Vec::new(), None),
         };
-        let mut report = finish(state, outcome, None, instantiate, wall);
+        let mut report = finish(state, outcome, None, timings);
         report.outputs = outputs;
+        if let (Some(instances), Some(handler)) = (instances, handler) {
+            instances.put(function, instances::Warm { store, handler, served: served + 1 }, &report, limits);
+        }
         report
     }
 }
 
-/// The report of an invocation whose store is done with: its logs and
-/// outbound requests (no outputs; the caller adds them).
-fn finish(state: host::State, outcome: Outcome, status: Option<u16>, instantiate: Duration, wall: Duration) -> Report {
+/// When an invocation started and what it took, for its report.
+struct Timings {
+    cold: bool,
+    instantiate: Duration,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Timings {
+    fn since(started: Instant, cpu_started: Duration, cold: bool, instantiate: Duration) -> Self {
+        let (wall, cpu) = (started.elapsed(), thread_cpu().saturating_sub(cpu_started));
+        Self { cold, instantiate, wall, cpu }
+    }
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// Arms the epoch deadline `timeout` from now.
+fn set_deadline(store: &mut Store<host::State>, timeout: Duration) {
+    store.set_epoch_deadline((timeout.as_millis() as u64 / TICK.as_millis() as u64).max(1));
+}
+
+/// The report of an invocation that is over: its logs and outbound
+/// requests, taken from its state (no outputs; the caller adds them).
+fn finish(state: &mut host::State, outcome: Outcome, status: Option<u16>, timings: Timings) -> Report {
     let (logs, logs_dropped) = {
         let mut book = wasi::lock(&state.log);
         book.finish();
@@ -389,7 +481,21 @@ fn finish(state: host::State, outcome: Outcome, status: Option<u16>, instantiate
         let mut book = state.hooks.book.lock().unwrap_or_else(|e| e.into_inner());
         (std::mem::take(&mut book.records), book.dropped)
     };
-    Report { outcome, outputs: Vec::new(), logs, logs_dropped, instantiate, wall, egress, egress_dropped, status }
+    let Timings { cold, instantiate, wall, cpu } = timings;
+    Report {
+        outcome,
+        outputs: Vec::new(),
+        logs,
+        logs_dropped,
+        cold,
+        instantiate,
+        wall,
+        cpu,
+        memory_bytes: state.memory_bytes,
+        egress,
+        egress_dropped,
+        status,
+    }
 }
 
 fn classify(error: &wasmtime::Error, memory_denied: bool) -> Outcome {

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glassbox_runtime::{Event, Limits, Outcome, Runtime, Services};
+use glassbox_runtime::{Event, Limits, Outbound, Outcome, Reuse, Runtime, Services};
 
 fn example(name: &str) -> Vec<u8> {
     let path = format!("{}/../../examples/{name}/telemetry.wasm", env!("CARGO_MANIFEST_DIR"));
@@ -106,6 +106,27 @@ fn exercise(name: &str, printed: &str) {
         "{name}: {:?}",
         bad.outcome
     );
+
+    // Warm: one instance serves event after event, an error in between
+    // included, with the same results as fresh ones.
+    let runtime = Runtime::new(2, 256 << 20).unwrap();
+    let compiled = runtime.compile(&example(name)).unwrap();
+    let instances = runtime.instances(&compiled, Reuse::default());
+    let services = Arc::new(Recording::default());
+    let mut invoke = |data: &str| {
+        let event = telemetry(data);
+        let services = services.clone();
+        runtime.invoke_reusing(&compiled, &instances, name, &event, Limits::default(), services, Outbound::default())
+    };
+    let runs = [invoke(r#"{"temperature": 31.5}"#), invoke("not json"), invoke(r#"{"temperature": 32}"#)];
+    let starts: Vec<bool> = runs.iter().map(|r| r.cold).collect();
+    assert_eq!(starts, [true, false, false], "{name}: {runs:?}");
+    assert!(matches!(&runs[1].outcome, Outcome::Failed(m) if m.starts_with("telemetry is not JSON")), "{name}");
+    let last = &runs[2];
+    assert_eq!((&last.outcome, last.outputs.len(), last.logs.len()), (&Outcome::Succeeded, 1, 3), "{name}: {last:?}");
+    assert_eq!(last.logs[1].message, printed, "stdout is captured on a warm instance too");
+    assert_eq!(last.logs[2].message, "s1 is hot: fan on (command cmd-2)", "{name}");
+    assert!(last.memory_bytes > 0 && last.cpu > Duration::ZERO, "{name}: {last:?}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_runtime::{Event, Limits, NoServices, Outcome, Runtime};
+use glassbox_runtime::{Event, Limits, NoServices, Outbound, Outcome, Report, Reuse, Runtime};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -140,4 +140,102 @@ fn a_component_compiled_before_comes_from_the_cache() {
     let report = second.invoke(&compiled, "echo", &event(), Limits::default(), Arc::new(NoServices));
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
     assert_eq!(report.logs[0].message, "hello");
+}
+
+/// Counts its invocations in a global and answers with the count as its
+/// error message (an error returned keeps the instance).
+const COUNTING: &str = "(global.set $n (i32.add (global.get $n) (i32.const 1))) \
+    (i32.store8 (i32.const 700) (i32.add (i32.const 48) (global.get $n))) \
+    (i32.store8 (i32.const 16) (i32.const 1)) (i32.store (i32.const 20) (i32.const 700)) \
+    (i32.store (i32.const 24) (i32.const 1)) (i32.const 16)";
+const COUNTER: &str = "(global $n (mut i32) (i32.const 0))";
+
+fn invoke_reusing(runtime: &Runtime, wat: &[u8], policy: Reuse, times: usize) -> Vec<Report> {
+    let compiled = runtime.compile(wat).unwrap();
+    let instances = runtime.instances(&compiled, policy);
+    (0..times)
+        .map(|_| {
+            runtime.invoke_reusing(
+                &compiled,
+                &instances,
+                "f",
+                &event(),
+                Limits::default(),
+                Arc::new(NoServices),
+                Outbound::default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_instance_is_reused_keeping_its_globals_until_it_is_retired() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let policy = Reuse { invocations: 3, ..Reuse::default() };
+    let reports = invoke_reusing(&runtime, &with_body(COUNTING, COUNTER), policy, 4);
+    let seen: Vec<(&str, bool)> = reports.iter().map(|r| (r.outcome.detail().unwrap(), r.cold)).collect();
+    assert_eq!(seen, [("1", true), ("2", false), ("3", false), ("1", true)], "retired after 3 invocations");
+    assert!(reports[0].instantiate > Duration::ZERO);
+    assert_eq!(reports[1].instantiate, Duration::ZERO, "a warm start instantiates nothing");
+}
+
+#[test]
+fn one_invocation_per_instance_turns_reuse_off() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let policy = Reuse { invocations: 1, ..Reuse::default() };
+    let reports = invoke_reusing(&runtime, &with_body(COUNTING, COUNTER), policy, 3);
+    assert!(reports.iter().all(|r| r.cold && r.outcome.detail() == Some("1")), "{reports:?}");
+}
+
+#[test]
+fn an_instance_that_trapped_or_timed_out_is_not_reused() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    // Traps on its first invocation only: a reused instance would succeed.
+    let body = "(if (i32.eqz (global.get $n)) (then (global.set $n (i32.const 1)) unreachable)) \
+                (i32.const 16)";
+    let reports = invoke_reusing(&runtime, &with_body(body, COUNTER), Reuse::default(), 2);
+    assert!(reports.iter().all(|r| r.cold && matches!(r.outcome, Outcome::Trapped(_))), "{reports:?}");
+
+    let compiled = runtime.compile(&with_body("(loop (br 0)) (i32.const 16)", "")).unwrap();
+    let instances = runtime.instances(&compiled, Reuse::default());
+    let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
+    let report =
+        runtime.invoke_reusing(&compiled, &instances, "f", &event(), limits, Arc::new(NoServices), Outbound::default());
+    assert_eq!((report.outcome, instances.idle()), (Outcome::TimedOut, 0));
+}
+
+#[test]
+fn idle_instances_are_bounded_and_retired_when_idle_too_long() {
+    let runtime = Runtime::new(16, 64 << 20).unwrap();
+    let compiled = runtime.compile(&fixture("ok")).unwrap();
+    let policy = Reuse { idle_max: 1, idle_for: Duration::from_millis(20), ..Reuse::default() };
+    let instances = runtime.instances(&compiled, policy);
+    let invoke = || {
+        runtime.invoke_reusing(
+            &compiled,
+            &instances,
+            "ok",
+            &event(),
+            Limits::default(),
+            Arc::new(NoServices),
+            Outbound::default(),
+        )
+    };
+    assert!(invoke().cold);
+    assert_eq!(instances.idle(), 1);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!((instances.retire_idle(), instances.idle()), (1, 0));
+    assert!(invoke().cold, "retired, so a fresh instance");
+    assert!(!invoke().cold);
+}
+
+#[test]
+fn memory_and_cpu_time_are_metered() {
+    let report = run(&fixture("ok"), Limits::default());
+    assert_eq!(report.memory_bytes, 64 << 10, "the fixture's one page");
+    let body = "(drop (memory.grow (i32.const 3))) (i32.const 16)";
+    assert_eq!(run(&with_body(body, ""), Limits::default()).memory_bytes, 4 * (64 << 10));
+    let limits = Limits { timeout: Duration::from_millis(100), ..Limits::default() };
+    let spinning = run(&with_body("(loop (br 0)) (i32.const 16)", ""), limits);
+    assert!(spinning.cpu >= Duration::from_millis(50) && spinning.cpu <= spinning.wall, "{spinning:?}");
 }

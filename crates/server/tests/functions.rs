@@ -98,9 +98,10 @@ async fn a_device_message_triggers_the_function_and_its_output_joins_the_chain()
     let invocation = server.invocations("echo", 1).await.remove(0);
     assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
     assert_eq!((invocation["version"].clone(), invocation["cold"].clone()), (json!(1), json!(true)));
-    for field in ["event_id", "start", "instantiate_us", "wall_us", "cost", "log_bytes"] {
+    for field in ["event_id", "start", "instantiate_us", "wall_us", "cpu_us", "cost", "log_bytes"] {
         assert!(!invocation[field].is_null(), "{field} in {invocation}");
     }
+    assert_eq!(invocation["memory_bytes"], 64 << 10, "the fixture's one page of memory");
     assert_eq!(invocation["logs"][0]["message"], "hello");
 
     // The output is an event caused by the device's message, on its chain.
@@ -138,7 +139,27 @@ async fn a_self_triggering_function_stops_at_the_hop_limit_with_a_dead_letter() 
     }
     assert_eq!(dead.len(), 1, "one dead letter ends the loop");
     assert!(dead[0]["data"]["reason"].as_str().unwrap().starts_with("recursion_limit: hop 5"), "{}", dead[0]);
-    assert_eq!(server.invocations("loopy", 5).await.len(), 5, "hops 0 to 4 ran");
+    let invocations = server.invocations("loopy", 5).await;
+    assert_eq!(invocations.len(), 5, "hops 0 to 4 ran");
+    let cold = invocations.iter().filter(|i| i["cold"] == true).count();
+    assert_eq!(cold, 1, "one after the other, on one warm instance: {invocations:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reuse_1_gives_every_invocation_a_fresh_instance() {
+    let server = start().await;
+    let (status, _) = server.deploy("fresh", "echo", "trigger=event:test.fresh&reuse=1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    for n in 0..3 {
+        let event = json!({"specversion": "1.0", "source": "test", "type": "test.fresh", "data": {"n": n}});
+        server.call(reqwest::Method::POST, "/api/v1/events", Some(event.to_string().into_bytes())).await;
+    }
+    let invocations = server.invocations("fresh", 3).await;
+    assert!(invocations.iter().all(|i| i["cold"] == true && i["outcome"] == "succeeded"), "{invocations:?}");
+    let (status, refused) = server.deploy("fresh", "echo", "trigger=event:test.fresh&reuse=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("reuse must be between 1"), "{refused}");
     server.stop().await;
 }
 

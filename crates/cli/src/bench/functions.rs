@@ -1,12 +1,13 @@
-//! `glassbox bench functions`: the runtime's overhead per invocation — a
-//! fresh instance of a compiled component, the call, the outcome — measured
-//! in-process on the trivial component, or on any component given.
+//! `glassbox bench functions`: the runtime's overhead per invocation — an
+//! instance of a compiled component (warm, or fresh with `--reuse 1`), the
+//! call, the outcome — measured in-process on the trivial component, or on
+//! any component given.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use glassbox_runtime::{Event, Limits, NoServices, Outcome, Runtime, Services, TRIVIAL_COMPONENT};
+use glassbox_runtime::{Event, Limits, NoServices, Outbound, Outcome, Reuse, Runtime, Services, TRIVIAL_COMPONENT};
 
 #[derive(clap::Args)]
 #[command(after_help = "The last line holds the figures scripts read, e.g.\n  \
@@ -33,6 +34,10 @@ pub struct FunctionsBenchArgs {
     /// cache read.
     #[arg(long)]
     cache: Option<std::path::PathBuf>,
+    /// Invocations an instance serves before a fresh one is made, as a
+    /// function's `--reuse` (1: a fresh instance every time).
+    #[arg(long, default_value_t = Reuse::default().invocations, value_parser = clap::value_parser!(u32).range(1..))]
+    reuse: u32,
 }
 
 /// Services for a benchmark: key-value in nowhere, commands accepted and
@@ -106,30 +111,44 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
     if first.outcome != Outcome::Succeeded {
         anyhow::bail!("the component did not succeed: {:?} (logs: {:?})", first.outcome, first.logs);
     }
+    let policy = Reuse { invocations: args.reuse, idle_max: args.threads.max(1) as usize, ..Reuse::default() };
+    let instances = Arc::new(runtime.instances(&compiled, policy));
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..args.threads.max(1) {
-        let (runtime, compiled, services) = (runtime.clone(), compiled.clone(), services.clone());
+        let (runtime, compiled, services, instances) =
+            (runtime.clone(), compiled.clone(), services.clone(), instances.clone());
         let (n, size, data) = (args.invocations, args.size, args.data.clone());
         threads.push(std::thread::spawn(move || {
             let input = event(size, data.as_deref());
             let mut times = Vec::with_capacity(n as usize);
-            let mut failed = Vec::new();
+            let (mut failed, mut cold) = (Vec::new(), 0);
             for _ in 0..n {
-                let report = runtime.invoke(&compiled, "bench", &input, Limits::default(), services.clone());
+                let services = services.clone();
+                let report = runtime.invoke_reusing(
+                    &compiled,
+                    &instances,
+                    "bench",
+                    &input,
+                    Limits::default(),
+                    services,
+                    Outbound::default(),
+                );
                 times.push(report.wall.as_secs_f64() * 1e6);
+                cold += usize::from(report.cold);
                 if report.outcome != Outcome::Succeeded {
                     failed.push(report.outcome);
                 }
             }
-            (times, failed)
+            (times, failed, cold)
         }));
     }
-    let (mut times, mut failed) = (Vec::new(), Vec::new());
+    let (mut times, mut failed, mut cold) = (Vec::new(), Vec::new(), 0);
     for thread in threads {
-        let (t, f) = thread.join().unwrap_or_default();
+        let (t, f, c) = thread.join().unwrap_or_default();
         times.extend(t);
         failed.extend(f);
+        cold += c;
     }
     let elapsed = started.elapsed();
     times.sort_by(f64::total_cmp);
@@ -140,7 +159,7 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} of {} invocations did not succeed, e.g. {outcome:?}", failed.len(), times.len());
     }
     println!(
-        "{} invocations on {} threads in {:.2} s; first invocation {:.0} µs (instantiate {:.0} µs)",
+        "{} invocations ({cold} cold) on {} threads in {:.2} s; first invocation {:.0} µs (instantiate {:.0} µs)",
         times.len(),
         args.threads,
         elapsed.as_secs_f64(),

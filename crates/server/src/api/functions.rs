@@ -41,6 +41,8 @@ pub struct DeployParams {
     egress: Option<String>,
     /// Comma-separated hosts that also get the chain's `traceparent`.
     egress_trace: Option<String>,
+    /// Invocations a warm instance serves; 1: a fresh instance every time.
+    reuse: Option<u32>,
 }
 
 fn hosts(list: Option<String>) -> Vec<String> {
@@ -79,6 +81,7 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     }
     spec.concurrency = p.concurrency.unwrap_or(spec.concurrency);
     spec.hop_limit = p.hop_limit.unwrap_or(spec.hop_limit);
+    spec.reuse = p.reuse.unwrap_or(spec.reuse);
     spec.feature = p.feature;
     spec.egress = hosts(p.egress);
     spec.egress_trace = hosts(p.egress_trace);

@@ -13,7 +13,7 @@ use super::{ApiError, AppState};
 pub const CHAIN_EVENTS_MAX: usize = 10_000;
 
 /// The invocation record fields a trace lifts out of each `function.invoked`.
-const INVOCATION_FIELDS: [&str; 16] = [
+const INVOCATION_FIELDS: [&str; 18] = [
     "function",
     "version",
     "digest",
@@ -25,6 +25,8 @@ const INVOCATION_FIELDS: [&str; 16] = [
     "cold",
     "instantiate_us",
     "wall_us",
+    "cpu_us",
+    "memory_bytes",
     "cost",
     "logs",
     "outputs",

@@ -19,7 +19,7 @@ mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use glassbox_bus::BusItem;
 use glassbox_core::{Data, Draft, DropReason, RecordedEvent, TraceParent};
-use glassbox_runtime::{Compiled, Event, Output, Report, Runtime, World};
+use glassbox_runtime::{Compiled, Event, Instances, Output, Report, Runtime, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -70,7 +70,6 @@ pub enum FunctionError {
 /// How an invocation came about, for its record.
 struct Run<'a> {
     started: chrono::DateTime<Utc>,
-    cold: bool,
     /// The event a replay re-runs.
     replay_of: Option<&'a str>,
     /// 1 for the first run, then each retry.
@@ -85,10 +84,10 @@ struct Live {
     spec: Spec,
     triggers: Vec<spec::Trigger>,
     compiled: Compiled,
+    /// Its warm instances (event handlers only; HTTP requests get fresh ones).
+    instances: Instances,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
-    /// False until its first invocation: that one is "cold".
-    warm: AtomicBool,
     /// When the next invocation may start, under a rate limit.
     next_start: tokio::sync::Mutex<tokio::time::Instant>,
 }
@@ -156,6 +155,7 @@ impl Functions {
         }
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.bus().subscribe()));
         tokio::spawn(schedule::run(Arc::downgrade(&functions)));
+        tokio::spawn(retire_idle(Arc::downgrade(&functions)));
         Ok(functions)
     }
 
@@ -188,12 +188,12 @@ impl Functions {
         fits_world(compiled.world(), &triggers).map_err(FunctionError::Invalid)?;
         Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
+            instances: self.runtime.instances(&compiled, spec.reuse()),
             compiled,
             version,
             spec,
             triggers,
             waiting: AtomicUsize::new(0),
-            warm: AtomicBool::new(false),
             next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         })
     }
@@ -302,7 +302,7 @@ impl Functions {
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
         })?;
-        let live = self.prepare(chosen, None).await?;
+        let live = Arc::new(self.prepare(chosen, None).await?);
         if live.compiled.world() == World::HttpProxy {
             return Err(FunctionError::Invalid(format!(
                 "{name} is an HTTP-triggered function; replaying HTTP requests is not supported yet"
@@ -327,7 +327,7 @@ impl Functions {
                 "egress": report.egress,
             }));
         }
-        let run = Run { started, cold: false, replay_of: Some(event_id), attempt: 1, http: None };
+        let run = Run { started, replay_of: Some(event_id), attempt: 1, http: None };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
         Ok(invocation.unwrap_or(Value::Null))
     }
@@ -402,7 +402,6 @@ impl Functions {
             let started = Utc::now();
             let Some(report) = self.run_once(&live, &recorded, true).await else { return };
             drop(permit);
-            let cold = !live.warm.swap(true, Ordering::Relaxed);
             let failure = (report.outcome != glassbox_runtime::Outcome::Succeeded).then(|| {
                 format!(
                     "{}{}",
@@ -410,7 +409,7 @@ impl Functions {
                     report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default()
                 )
             });
-            let run = Run { started, cold, replay_of: None, attempt, http: None };
+            let run = Run { started, replay_of: None, attempt, http: None };
             self.record_invocation(&live, &recorded, run, report).await;
             let Some(failure) = failure else { return };
             let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
@@ -426,9 +425,10 @@ impl Functions {
         }
     }
 
-    /// One run of the function on the event, on a blocking thread.
-    /// Without `egress`, every outbound request is denied (dry runs).
-    async fn run_once(&self, live: &Live, recorded: &RecordedEvent, egress: bool) -> Option<Report> {
+    /// One run of the function on the event, on a blocking thread, on a
+    /// warm instance if one is idle. Without `egress`, every outbound
+    /// request is denied (dry runs).
+    async fn run_once(&self, live: &Arc<Live>, recorded: &RecordedEvent, egress: bool) -> Option<Report> {
         let name = live.version.name.clone();
         let input = to_input(recorded);
         let limits = live.spec.limits();
@@ -436,11 +436,12 @@ impl Functions {
             true => live.spec.outbound(Some(outbound_traceparent(recorded))),
             false => glassbox_runtime::Outbound::default(),
         };
-        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
-        let (task_name, cause) = (name.clone(), recorded.event.id);
+        let (runtime, live, services) = (self.runtime.clone(), live.clone(), self.services.clone());
+        let cause = recorded.event.id;
         let report = tokio::task::spawn_blocking(move || {
-            let services = services.for_invocation(&task_name, cause);
-            runtime.invoke_with(&compiled, &task_name, &input, limits, services, outbound)
+            let services = services.for_invocation(&live.version.name, cause);
+            let (compiled, instances, name) = (&live.compiled, &live.instances, &live.version.name);
+            runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound)
         })
         .await;
         match report {
@@ -519,9 +520,11 @@ impl Functions {
             "outcome": report.outcome.as_str(),
             "error": report.outcome.detail(),
             "start": run.started,
-            "cold": run.cold,
+            "cold": report.cold,
             "instantiate_us": report.instantiate.as_micros() as u64,
             "wall_us": report.wall.as_micros() as u64,
+            "cpu_us": report.cpu.as_micros() as u64,
+            "memory_bytes": report.memory_bytes,
             "cost": cost,
             "logs": report.logs,
             "logs_dropped": report.logs_dropped,
@@ -642,6 +645,23 @@ async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscrip
                         tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Retires the warm instances left idle past their policy, while the
+/// functions live, so an unused function does not hold memory.
+async fn retire_idle(functions: Weak<Functions>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        let Some(functions) = functions.upgrade() else { return };
+        let live: Vec<Arc<Live>> = functions.live.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for live in live {
+            let retired = live.instances.retire_idle();
+            if retired > 0 {
+                tracing::debug!(function = %live.version.name, retired, "retired idle instances");
             }
         }
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 const MEMORY_MAX: u64 = 512 << 20;
 const CONCURRENCY_MAX: u32 = 256;
+const REUSE_MAX: u32 = 1_000_000;
 /// The event the scheduler records when a function's schedule comes due.
 pub const SCHEDULE_FIRED: &str = "schedule.fired";
 /// The recursion guard when none is given.
@@ -43,6 +44,14 @@ pub struct Spec {
     /// Hosts that also get the chain's `traceparent` header (allowed too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress_trace: Vec<String>,
+    /// Invocations a warm instance serves before it is retired; 1: a fresh
+    /// instance for every event (nothing kept between events).
+    #[serde(default = "reuse_default")]
+    pub reuse: u32,
+}
+
+fn reuse_default() -> u32 {
+    glassbox_runtime::Reuse::default().invocations
 }
 
 fn retries_default() -> u32 {
@@ -67,6 +76,7 @@ impl Default for Spec {
             rate_per_second: None,
             egress: Vec::new(),
             egress_trace: Vec::new(),
+            reuse: reuse_default(),
         }
     }
 }
@@ -216,6 +226,16 @@ impl Spec {
         }
     }
 
+    /// When its instances are reused: up to `reuse` invocations each, as
+    /// many kept idle as may run at once.
+    pub fn reuse(&self) -> glassbox_runtime::Reuse {
+        glassbox_runtime::Reuse {
+            invocations: self.reuse,
+            idle_max: self.concurrency as usize,
+            ..glassbox_runtime::Reuse::default()
+        }
+    }
+
     /// What the function's outbound requests may reach, passing on
     /// `traceparent` to the hosts that opted in. Rules were checked by
     /// [`Spec::validate`]; one that does not parse allows nothing.
@@ -245,6 +265,9 @@ impl Spec {
         }
         if !(1..=CONCURRENCY_MAX).contains(&self.concurrency) {
             return Err(format!("concurrency must be between 1 and {CONCURRENCY_MAX}"));
+        }
+        if !(1..=REUSE_MAX).contains(&self.reuse) {
+            return Err(format!("reuse must be between 1 (a fresh instance every time) and {REUSE_MAX}"));
         }
         if self.retries > 10 {
             return Err("retries must be at most 10".into());
@@ -342,5 +365,13 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         let spec = Spec { triggers: vec!["mqtt:x".into()], concurrency: 0, ..Spec::default() };
         assert!(spec.validate().unwrap_err().contains("concurrency"));
+        let spec = Spec { triggers: vec!["mqtt:x".into()], reuse: 0, ..Spec::default() };
+        assert!(spec.validate().unwrap_err().contains("reuse must be between 1"));
+        let old: Spec = serde_json::from_str(
+            r#"{"triggers":["mqtt:x"],"timeout_ms":5000,"memory_bytes":1048576,
+            "concurrency":4,"hop_limit":16}"#,
+        )
+        .unwrap();
+        assert_eq!((old.reuse, old.reuse().idle_max), (1000, 4), "versions stored before reuse existed reuse");
     }
 }

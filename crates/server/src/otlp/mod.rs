@@ -178,6 +178,8 @@ fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Opt
             ("glassbox.event.id", text("event_id")),
             ("glassbox.invocation.id", Value::Str(recorded.event.id.to_string())),
             ("glassbox.instantiate_us", Value::Int(data["instantiate_us"].as_i64().unwrap_or(0))),
+            ("glassbox.cpu_us", Value::Int(data["cpu_us"].as_i64().unwrap_or(0))),
+            ("glassbox.memory_bytes", Value::Int(data["memory_bytes"].as_i64().unwrap_or(0))),
             ("glassbox.cost", Value::Double(data["cost"].as_f64().unwrap_or(0.0))),
         ],
         error: (outcome != "succeeded").then(|| data["error"].as_str().unwrap_or(&outcome).to_string()),

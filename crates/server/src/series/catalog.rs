@@ -80,12 +80,20 @@ metric!(
     "Invocation wall time, in milliseconds."
 );
 metric!(
+    FUNCTION_CPU,
+    "function_cpu_ms",
+    Distribution,
+    ["function"],
+    true,
+    "Invocation CPU time on its own thread, in milliseconds."
+);
+metric!(
     FUNCTION_COLD_STARTS,
     "function_cold_starts",
     Count,
     ["function"],
     true,
-    "Invocations that were the first of their version."
+    "Invocations that needed a fresh instance (none warm to reuse)."
 );
 metric!(FUNCTION_COST, "function_cost", Sum, ["function"], true, "Invocation cost (price model units), by function.");
 metric!(FEATURE_COST, "feature_cost", Sum, ["feature"], true, "Invocation cost, by feature tag.");
@@ -136,6 +144,7 @@ pub const ALL: &[&Metric] = &[
     &FUNCTION_INVOCATIONS,
     &FUNCTION_ERRORS,
     &FUNCTION_DURATION,
+    &FUNCTION_CPU,
     &FUNCTION_COLD_STARTS,
     &FUNCTION_COST,
     &FEATURE_COST,
