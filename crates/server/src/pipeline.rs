@@ -92,11 +92,14 @@ impl Pipeline {
     }
 
     /// The parent's lineage, when the draft names a parent: its chain is
-    /// inherited and its depth bounds the child's from below.
+    /// inherited and its depth bounds the child's from below. A draft that
+    /// spells out its chain, depth and trace itself (a producer holding the
+    /// parent, like the function runtime) inherits nothing: no lookup.
     async fn parent_of(&self, draft: &Draft) -> Result<Option<Lineage>, StoreError> {
+        let spelled_out = draft.correlationid.is_some() && draft.hop.is_some() && draft.traceparent.is_some();
         match &draft.causationid {
-            Some(parent) => self.store.lineage(parent).await,
-            None => Ok(None),
+            Some(parent) if !spelled_out => self.store.lineage(parent).await,
+            _ => Ok(None),
         }
     }
 }

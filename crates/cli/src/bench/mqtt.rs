@@ -56,6 +56,12 @@ pub struct MqttBenchArgs {
     username: Option<String>,
     #[arg(long)]
     password: Option<String>,
+    /// Payloads as JSON telemetry, `{"temperature": 21.5, "bench": "<hex>"}`
+    /// padded with spaces to --size (at least 74), for functions that parse
+    /// it (examples/js-telemetry); with --subscribers 0 the functions are
+    /// the only consumers.
+    #[arg(long)]
+    json: bool,
     /// Seconds to wait for stragglers after the last publish.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -63,6 +69,10 @@ pub struct MqttBenchArgs {
 
 /// Payload header: publisher (4 bytes), sequence (4), send time in µs since the run began (8).
 const HEADER_BYTES: usize = 16;
+/// A JSON payload's text before its header's hex digits.
+const JSON_PREFIX: &str = r#"{"temperature": 21.5, "bench": ""#;
+/// The shortest JSON payload: prefix, header in hex, `"}`.
+const JSON_BYTES: usize = JSON_PREFIX.len() + 2 * HEADER_BYTES + 2;
 
 struct Run {
     args: MqttBenchArgs,
@@ -91,6 +101,9 @@ impl Run {
 pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
     if args.size < HEADER_BYTES {
         bail!("--size must be at least {HEADER_BYTES} bytes (publisher, sequence and send time)");
+    }
+    if args.json && args.size < JSON_BYTES {
+        bail!("--size must be at least {JSON_BYTES} bytes with --json");
     }
     let qos = match args.qos {
         0 => QoS::AtMostOnce,
@@ -230,7 +243,7 @@ async fn handle(
 
 impl Stats {
     fn record(&mut self, payload: &[u8], now_us: u64) {
-        let Some(header) = payload.get(..HEADER_BYTES) else { return };
+        let Some(header) = header(payload) else { return };
         let publisher = u32::from_be_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
         let seq = u32::from_be_bytes(header[4..8].try_into().unwrap_or_default()) as usize;
         let sent_us = u64::from_be_bytes(header[8..16].try_into().unwrap_or_default());
@@ -273,7 +286,7 @@ async fn publish(run: Arc<Run>, index: u32, client_id: String) -> anyhow::Result
             topic: topic.clone(),
             packet_id,
             properties: Properties::default(),
-            payload: payload(index, seq, run.micros(), a.size),
+            payload: payload(index, seq, run.micros(), a.size, a.json),
         };
         writer.send(&Packet::Publish(publish)).await?;
         inflight += u32::from(packet_id.is_some());
@@ -303,13 +316,31 @@ async fn settle(reader: &mut Reader, writer: &mut Writer) -> anyhow::Result<u32>
     }
 }
 
-fn payload(publisher: u32, seq: u32, sent_us: u64, size: usize) -> Bytes {
+fn payload(publisher: u32, seq: u32, sent_us: u64, size: usize, json: bool) -> Bytes {
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&publisher.to_be_bytes());
     bytes.extend_from_slice(&seq.to_be_bytes());
     bytes.extend_from_slice(&sent_us.to_be_bytes());
+    if json {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        bytes = format!("{JSON_PREFIX}{hex}\"}}").into_bytes();
+        bytes.resize(size, b' ');
+        return Bytes::from(bytes);
+    }
     bytes.resize(size, b'x');
     Bytes::from(bytes)
+}
+
+/// A payload's header, binary or (in a JSON payload) in hex.
+fn header(payload: &[u8]) -> Option<[u8; HEADER_BYTES]> {
+    let Some(hex) = payload.strip_prefix(JSON_PREFIX.as_bytes()) else {
+        return payload.get(..HEADER_BYTES)?.try_into().ok();
+    };
+    let mut header = [0u8; HEADER_BYTES];
+    for (byte, pair) in header.iter_mut().zip(hex.get(..2 * HEADER_BYTES)?.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(header)
 }
 
 /// Waits until `expected` messages arrived, or none arrived for `quiet`.
@@ -360,4 +391,24 @@ fn report(run: &Run, stats: &[Stats], expected: u64, publish_started: Instant, p
         pct(0.99),
         pct(1.0)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_carries_its_header_in_binary_or_in_json() {
+        for json in [false, true] {
+            let bytes = payload(3, 70_000, 123_456_789, 80, json);
+            assert_eq!(bytes.len(), 80);
+            let header = header(&bytes).unwrap();
+            assert_eq!(u32::from_be_bytes(header[4..8].try_into().unwrap()), 70_000);
+            assert_eq!(u64::from_be_bytes(header[8..16].try_into().unwrap()), 123_456_789);
+            if json {
+                let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(value["temperature"], 21.5);
+            }
+        }
+    }
 }

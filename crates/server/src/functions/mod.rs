@@ -4,6 +4,13 @@
 //! triggering event's chain, with its outcome, timings, logs and cost, and
 //! its outputs recorded as events caused by the trigger.
 //!
+//! Each live event handler has a bounded queue and a worker: the worker
+//! takes what is queued in batches sized to about a millisecond of the
+//! function's work, runs each batch on one blocking thread (on warm
+//! instances), and records the batch's outputs and invocations in two
+//! recorder writes; as many batches run at once as the function's
+//! concurrency allows.
+//!
 //! The recursion guard: an event whose `hop` reaches a function's limit is
 //! not delivered to it; it is dead-lettered (`function.dead_letter`, reason
 //! `recursion_limit`).
@@ -19,7 +26,7 @@ mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -40,6 +47,11 @@ use crate::pipeline::Pipeline;
 
 /// Invocations waiting for a slot, per function; more are dead-lettered.
 const QUEUE_MAX: usize = 1000;
+/// Most invocations one batch runs, one after the other.
+const BATCH_MAX: usize = 64;
+/// About how long one batch should take, so a batch of a slow function is
+/// one invocation and one of a fast function is many.
+const BATCH_TARGET: Duration = Duration::from_millis(1);
 /// The price model that turns an invocation into cost: per request, and
 /// per GiB-second of configured memory, like the public FaaS price lists.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -78,6 +90,13 @@ struct Run<'a> {
     http: Option<Value>,
 }
 
+/// An event waiting for a function, and which run of it this is.
+struct Job {
+    recorded: Arc<RecordedEvent>,
+    /// 1 for the first run, then each retry.
+    attempt: u32,
+}
+
 /// A live version, ready to run.
 struct Live {
     version: FunctionVersion,
@@ -87,12 +106,39 @@ struct Live {
     /// Its warm instances (event handlers only; HTTP requests get fresh ones).
     instances: Instances,
     slots: Arc<Semaphore>,
+    /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: dead-lettered).
+    queue: tokio::sync::mpsc::Sender<Job>,
+    /// The queue's other end, until its worker takes it.
+    jobs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Job>>>,
+    /// Set when another version replaces it: its worker runs what is
+    /// queued, then stops.
+    retired: tokio::sync::watch::Sender<bool>,
+    /// Mean wall time of its recent invocations (µs), to size batches.
+    mean_wall_us: AtomicU64,
+    /// HTTP requests waiting for a slot.
     waiting: AtomicUsize,
     /// When the next invocation may start, under a rate limit.
     next_start: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Live {
+    /// How many queued events the next batch takes: about [`BATCH_TARGET`]
+    /// of work, one at a time under a rate limit.
+    fn batch_size(&self) -> usize {
+        if self.spec.rate_per_second.is_some() {
+            return 1;
+        }
+        let mean = self.mean_wall_us.load(Ordering::Relaxed).max(1);
+        (BATCH_TARGET.as_micros() as u64 / mean).clamp(1, BATCH_MAX as u64) as usize
+    }
+
+    /// Folds an invocation's wall time into the running mean.
+    fn observe(&self, wall: Duration) {
+        let wall = wall.as_micros() as u64;
+        let mean = self.mean_wall_us.load(Ordering::Relaxed);
+        self.mean_wall_us.store(if mean == 0 { wall } else { (mean * 7 + wall) / 8 }, Ordering::Relaxed);
+    }
+
     /// Waits for this function's rate limit, if it has one: starts are
     /// spaced 1/rate apart, in order of arrival.
     async fn pace(&self) {
@@ -186,6 +232,7 @@ impl Functions {
             }
         };
         fits_world(compiled.world(), &triggers).map_err(FunctionError::Invalid)?;
+        let (queue, jobs) = tokio::sync::mpsc::channel(QUEUE_MAX);
         Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
             instances: self.runtime.instances(&compiled, spec.reuse()),
@@ -193,22 +240,35 @@ impl Functions {
             version,
             spec,
             triggers,
+            queue,
+            jobs: std::sync::Mutex::new(Some(jobs)),
+            retired: tokio::sync::watch::Sender::new(false),
+            // The first batch is a single invocation, until one is measured.
+            mean_wall_us: AtomicU64::new(BATCH_TARGET.as_micros() as u64),
             waiting: AtomicUsize::new(0),
             next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         })
     }
 
-    /// Makes a stored version the one that runs.
-    async fn load(&self, version: FunctionVersion, compiled: Option<Compiled>) -> Result<(), FunctionError> {
+    /// Makes a stored version the one that runs, and starts its worker;
+    /// the version it replaces finishes what it has queued.
+    async fn load(self: &Arc<Self>, version: FunctionVersion, compiled: Option<Compiled>) -> Result<(), FunctionError> {
         let name = version.name.clone();
-        let live = self.prepare(version, compiled).await?;
-        self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::new(live));
+        let live = Arc::new(self.prepare(version, compiled).await?);
+        let jobs = live.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(jobs) = jobs {
+            tokio::spawn(work(Arc::downgrade(self), live.clone(), jobs));
+        }
+        let replaced = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, live);
+        if let Some(replaced) = replaced {
+            replaced.retired.send_replace(true);
+        }
         Ok(())
     }
 
     /// Deploys a new version and makes it live; records who and when.
     pub async fn deploy(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         bytes: Vec<u8>,
         spec: Spec,
@@ -259,7 +319,7 @@ impl Functions {
     }
 
     /// Moves `live` back to the version before the live one.
-    pub async fn rollback(&self, name: &str, by: &str) -> Result<FunctionVersion, FunctionError> {
+    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<FunctionVersion, FunctionError> {
         let versions = self.store.versions(name).await?;
         let live = versions.iter().find(|v| v.live).ok_or_else(|| FunctionError::Unknown(name.into()))?;
         let previous = versions.iter().find(|v| v.version < live.version).ok_or_else(|| {
@@ -352,7 +412,9 @@ impl Functions {
         }
     }
 
-    /// Starts an invocation of every live function whose trigger matches.
+    /// Queues the event for every live function whose trigger matches;
+    /// one past its recursion limit, or finding the queue full, is
+    /// dead-lettered instead.
     fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
         let event = &recorded.event;
         // The platform's own records of functions do not trigger functions.
@@ -368,68 +430,101 @@ impl Functions {
             .cloned()
             .collect();
         for live in matching {
-            let functions = self.clone();
-            let recorded = recorded.clone();
-            tokio::spawn(async move { functions.invoke(live, recorded).await });
+            let refused = if event.hop >= live.spec.hop_limit {
+                let limit = live.spec.hop_limit;
+                Some(format!("{}: hop {} reached the limit of {limit}", DropReason::RecursionLimit, event.hop))
+            } else if live.queue.try_send(Job { recorded: recorded.clone(), attempt: 1 }).is_err() {
+                let name = &live.version.name;
+                Some(format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull))
+            } else {
+                None
+            };
+            if let Some(reason) = refused {
+                let (functions, recorded) = (self.clone(), recorded.clone());
+                tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
+            }
         }
     }
 
-    async fn invoke(&self, live: Arc<Live>, recorded: Arc<RecordedEvent>) {
-        let name = live.version.name.clone();
-        let event = &recorded.event;
-        if event.hop >= live.spec.hop_limit {
-            let reason = format!(
-                "{}: hop {} reached the limit of {}",
-                DropReason::RecursionLimit,
-                event.hop,
-                live.spec.hop_limit
-            );
-            return self.dead_letter(&live, &recorded, &reason).await;
-        }
-        if live.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE_MAX {
-            live.waiting.fetch_sub(1, Ordering::Relaxed);
-            let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
-            return self.dead_letter(&live, &recorded, &reason).await;
-        }
-        live.pace().await;
-        let mut attempt = 1;
-        loop {
-            let permit = live.slots.clone().acquire_owned().await;
-            if attempt == 1 {
-                live.waiting.fetch_sub(1, Ordering::Relaxed);
+    /// Runs a batch of queued events on one blocking thread, one after the
+    /// other on warm instances, then records them; failures are retried
+    /// with backoff through the queue of whichever version is live then,
+    /// or dead-lettered.
+    async fn run_batch(self: Arc<Self>, live: Arc<Live>, jobs: Vec<Job>, permit: tokio::sync::OwnedSemaphorePermit) {
+        let (runtime, worker_live) = (self.runtime.clone(), live.clone());
+        let services = self.services.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let live = worker_live;
+            let (compiled, instances, name) = (&live.compiled, &live.instances, &live.version.name);
+            jobs.into_iter()
+                .map(|job| {
+                    let input = to_input(&job.recorded);
+                    let outbound = live.spec.outbound(Some(outbound_traceparent(&job.recorded)));
+                    let services = services.for_invocation(name, job.recorded.event.id);
+                    let (limits, started) = (live.spec.limits(), Utc::now());
+                    let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound);
+                    live.observe(report.wall);
+                    (job, started, report)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        drop(permit);
+        let ran = match ran {
+            Ok(ran) => ran,
+            Err(e) => return tracing::error!(function = %live.version.name, error = %e, "an invocation batch failed"),
+        };
+        let mut records = Vec::with_capacity(ran.len());
+        let mut failed = Vec::new();
+        for (job, started, report) in ran {
+            if report.outcome != glassbox_runtime::Outcome::Succeeded {
+                failed.push((job.recorded.clone(), job.attempt, failure(&report)));
             }
-            let Ok(permit) = permit else { return };
-            let started = Utc::now();
-            let Some(report) = self.run_once(&live, &recorded, true).await else { return };
-            drop(permit);
-            let failure = (report.outcome != glassbox_runtime::Outcome::Succeeded).then(|| {
-                format!(
-                    "{}{}",
-                    report.outcome.as_str(),
-                    report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default()
-                )
-            });
-            let run = Run { started, replay_of: None, attempt, http: None };
-            self.record_invocation(&live, &recorded, run, report).await;
-            let Some(failure) = failure else { return };
-            let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
-            let max_age = Duration::from_millis(live.spec.max_age_ms);
-            if attempt > live.spec.retries || age >= max_age {
-                let reason = format!("failed after {attempt} attempt(s): {failure}");
-                return self.dead_letter(&live, &recorded, &reason).await;
-            }
-            // Back off: 100 ms, 200 ms, 400 ms, … at most 10 s.
-            let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
+            let run = Run { started, replay_of: None, attempt: job.attempt, http: None };
+            records.push((job.recorded, run, report));
+        }
+        self.record_invocations(&live, records).await;
+        for (recorded, attempt, failure) in failed {
+            self.retry_or_dead_letter(&live, recorded, attempt, failure);
+        }
+    }
+
+    /// Runs a failed event again after a backoff (100 ms, 200 ms, 400 ms, …
+    /// at most 10 s) unless its retries or its age are used up.
+    fn retry_or_dead_letter(
+        self: &Arc<Self>,
+        live: &Arc<Live>,
+        recorded: Arc<RecordedEvent>,
+        attempt: u32,
+        failure: String,
+    ) {
+        let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
+        let (functions, live) = (self.clone(), live.clone());
+        if attempt > live.spec.retries || age >= Duration::from_millis(live.spec.max_age_ms) {
+            let reason = format!("failed after {attempt} attempt(s): {failure}");
+            tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
+            return;
+        }
+        let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
+        tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
-            attempt += 1;
-        }
+            let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
+            let job = Job { recorded: recorded.clone(), attempt: attempt + 1 };
+            let sent = match current {
+                Some(current) => current.queue.send(job).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                let reason = format!("failed after {attempt} attempt(s), and the function is gone: {failure}");
+                functions.dead_letter(&live, &recorded, &reason).await;
+            }
+        });
     }
 
-    /// One run of the function on the event, on a blocking thread, on a
-    /// warm instance if one is idle. Without `egress`, every outbound
-    /// request is denied (dry runs).
+    /// One run of the function on the event, on a blocking thread, in a
+    /// fresh instance. Without `egress`, every outbound request is denied
+    /// (dry runs).
     async fn run_once(&self, live: &Arc<Live>, recorded: &RecordedEvent, egress: bool) -> Option<Report> {
-        let name = live.version.name.clone();
         let input = to_input(recorded);
         let limits = live.spec.limits();
         let outbound = match egress {
@@ -438,10 +533,10 @@ impl Functions {
         };
         let (runtime, live, services) = (self.runtime.clone(), live.clone(), self.services.clone());
         let cause = recorded.event.id;
+        let name = live.version.name.clone();
         let report = tokio::task::spawn_blocking(move || {
             let services = services.for_invocation(&live.version.name, cause);
-            let (compiled, instances, name) = (&live.compiled, &live.instances, &live.version.name);
-            runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound)
+            runtime.invoke_with(&live.compiled, &live.version.name, &input, limits, services, outbound)
         })
         .await;
         match report {
@@ -464,13 +559,7 @@ impl Functions {
     }
 
     async fn record_about(&self, live: &Live, recorded: &RecordedEvent, ty: &str, data: Value) -> Option<String> {
-        let draft = Draft {
-            subject: Some(live.version.name.clone()),
-            causationid: Some(recorded.event.id.to_string()),
-            device: recorded.event.device.clone(),
-            feature: live.spec.feature.clone(),
-            ..Draft::json(format!("glassbox/functions/{}", live.version.name), ty, &data)
-        };
+        let draft = about(live, recorded, ty, &data);
         match self.pipeline.ingest(vec![draft], "platform").await {
             Ok(appended) => appended.first().map(|a| a.id.clone()),
             Err(e) => {
@@ -488,9 +577,25 @@ impl Functions {
         run: Run<'_>,
         report: Report,
     ) -> Option<Value> {
+        let recorded = Arc::new(recorded.clone());
+        self.record_invocations(live, vec![(recorded, run, report)]).await.pop().flatten()
+    }
+
+    /// Records invocations in two recorder writes: first every output (as
+    /// events caused by their trigger), then the denied outbound requests
+    /// and the `function.invoked` records, which name the outputs' ids.
+    /// Returns each invocation's record, with its id.
+    async fn record_invocations(
+        &self,
+        live: &Live,
+        runs: Vec<(Arc<RecordedEvent>, Run<'_>, Report)>,
+    ) -> Vec<Option<Value>> {
         let name = &live.version.name;
-        let drafts: Vec<Draft> = report.outputs.iter().map(|o| output_draft(name, live, recorded, o)).collect();
-        let outputs = match drafts.is_empty() {
+        let drafts: Vec<Draft> = runs
+            .iter()
+            .flat_map(|(recorded, _, report)| report.outputs.iter().map(|o| output_draft(name, live, recorded, o)))
+            .collect();
+        let mut output_ids = match drafts.is_empty() {
             true => Vec::new(),
             false => match self.pipeline.ingest(drafts, "function").await {
                 Ok(appended) => appended.into_iter().map(|a| a.id).collect(),
@@ -499,20 +604,58 @@ impl Functions {
                     Vec::new()
                 }
             },
-        };
-        // Each denied outbound request is an event of its own, on the chain.
-        for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
-            let data = json!({
-                "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
-                "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
-                "event_id": recorded.event.id.to_string(),
-            });
-            self.record_about(live, recorded, "function.egress_denied", data).await;
         }
+        .into_iter();
+        let mut records = Vec::with_capacity(runs.len());
+        let mut drafts = Vec::with_capacity(runs.len());
+        for (recorded, run, report) in runs {
+            let outputs: Vec<String> = output_ids.by_ref().take(report.outputs.len()).collect();
+            // Each denied outbound request is an event of its own, on the chain.
+            for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
+                let data = json!({
+                    "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
+                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
+                    "event_id": recorded.event.id.to_string(),
+                });
+                drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));
+            }
+            let data = self.invocation(live, &recorded, run, report, outputs);
+            drafts.push((true, about(live, &recorded, "function.invoked", &data)));
+            records.push(data);
+        }
+        let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
+        let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
+            Ok(appended) => {
+                kinds.iter().zip(appended).filter(|(invoked, _)| **invoked).map(|(_, a)| Some(a.id)).collect()
+            }
+            Err(e) => {
+                tracing::error!(function = %name, error = %e, "could not record invocations");
+                vec![None; records.len()]
+            }
+        };
+        records
+            .into_iter()
+            .zip(ids)
+            .map(|(mut data, id)| {
+                data["id"] = json!(id);
+                id.map(|_| data)
+            })
+            .collect()
+    }
+
+    /// An invocation's record: what ran, how it went, what it took and cost.
+    fn invocation(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        run: Run<'_>,
+        report: Report,
+        outputs: Vec<String>,
+    ) -> Value {
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
         let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
         let mut data = json!({
-            "function": name,
+            "function": live.version.name,
             "version": live.version.version,
             "digest": live.version.digest,
             "event_id": recorded.event.id.to_string(),
@@ -539,9 +682,66 @@ impl Functions {
         if let Some(original) = run.replay_of {
             data["replay_of"] = json!(original);
         }
-        let id = self.record_about(live, recorded, "function.invoked", data.clone()).await;
-        data["id"] = json!(id);
-        Some(data)
+        data
+    }
+}
+
+/// Why an invocation did not succeed, in a line.
+fn failure(report: &Report) -> String {
+    let detail = report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    format!("{}{detail}", report.outcome.as_str())
+}
+
+/// A platform record about a function and the event it handled: caused by
+/// the event, on its chain (its lineage given, so the recorder need not
+/// look the event up).
+fn about(live: &Live, recorded: &RecordedEvent, ty: &str, data: &Value) -> Draft {
+    Draft {
+        subject: Some(live.version.name.clone()),
+        device: recorded.event.device.clone(),
+        feature: live.spec.feature.clone(),
+        ..child_of(recorded, Draft::json(format!("glassbox/functions/{}", live.version.name), ty, data))
+    }
+}
+
+/// `draft` as a child of `recorded`, with the lineage it inherits spelled out.
+fn child_of(recorded: &RecordedEvent, draft: Draft) -> Draft {
+    let parent = &recorded.event;
+    Draft {
+        causationid: Some(parent.id.to_string()),
+        correlationid: Some(parent.correlationid.clone()),
+        hop: Some(parent.hop.saturating_add(1)),
+        traceparent: parent.traceparent.clone(),
+        ..draft
+    }
+}
+
+/// A live event handler's worker: whenever a slot is free, takes a batch
+/// of what is queued and runs it. Stops once its version is replaced and
+/// its queue is drained, or when the functions are gone.
+async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
+    let mut retired = live.retired.subscribe();
+    let mut open = true;
+    loop {
+        let Ok(permit) = live.slots.clone().acquire_owned().await else { return };
+        let mut batch = Vec::new();
+        tokio::select! {
+            taken = jobs.recv_many(&mut batch, live.batch_size()) => if taken == 0 { return },
+            _ = retired.wait_for(|r| *r), if open => {
+                // Replaced: take nothing new, run what is queued.
+                jobs.close();
+                open = false;
+                continue;
+            }
+        }
+        if let Some(functions) = functions.upgrade() {
+            if live.spec.rate_per_second.is_some() {
+                live.pace().await;
+            }
+            tokio::spawn(functions.run_batch(live.clone(), batch, permit));
+        } else {
+            return;
+        }
     }
 }
 
@@ -587,17 +787,17 @@ fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Outp
         None if output.data.is_empty() => Data::None,
         None => Data::Binary(output.data.clone()),
     };
-    Draft {
+    let draft = Draft {
         source: format!("fn/{name}"),
         ty: output.type_.clone(),
         subject: output.subject.clone(),
         datacontenttype: output.datacontenttype.clone(),
-        causationid: Some(recorded.event.id.to_string()),
         device: recorded.event.device.clone(),
         feature: live.spec.feature.clone(),
         data,
         ..Draft::default()
-    }
+    };
+    child_of(recorded, draft)
 }
 
 /// The event as the function sees it.
