@@ -109,6 +109,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // mimalloc asks for transparent huge pages and hands freed memory back
+    // to the kernel; under a steady churn of allocations the kernel then
+    // zeroes 2 MiB pages over and over (a seventh of the server's CPU time
+    // in a profile of the functions benchmark). Ordinary pages avoid that.
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("note: could not turn off transparent huge pages: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
