@@ -113,7 +113,7 @@ fn exercise(name: &str, printed: &str) {
     let compiled = runtime.compile(&example(name)).unwrap();
     let instances = runtime.instances(&compiled, Reuse::default());
     let services = Arc::new(Recording::default());
-    let mut invoke = |data: &str| {
+    let invoke = |data: &str| {
         let event = telemetry(data);
         let services = services.clone();
         runtime.invoke_reusing(&compiled, &instances, name, &event, Limits::default(), services, Outbound::default())
