@@ -119,8 +119,10 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let (traced, traced_seen) = upstream();
     let (plain, plain_seen) = upstream();
     let (denied, denied_seen) = upstream();
+    // One slot: every request must find it free once the one before is answered.
     let query = format!(
-        "trigger=http:GET%20/hello,http:POST%20/hello&egress=127.0.0.1:{plain}&egress_trace=127.0.0.1:{traced}"
+        "trigger=http:GET%20/hello,http:POST%20/hello&egress=127.0.0.1:{plain}&egress_trace=127.0.0.1:{traced}\
+         &concurrency=1"
     );
     let (status, deployed) =
         call(&server, Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;

@@ -256,7 +256,8 @@ impl Functions {
         let name = version.name.clone();
         let live = Arc::new(self.prepare(version, compiled).await?);
         let jobs = live.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(jobs) = jobs {
+        // HTTP functions are run by their requests (`http.rs`), not a queue.
+        if let Some(jobs) = jobs.filter(|_| live.compiled.world() == World::EventHandler) {
             tokio::spawn(work(Arc::downgrade(self), live.clone(), jobs));
         }
         let replaced = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, live);
