@@ -20,27 +20,27 @@ async fn start() -> Server {
 }
 
 impl Server {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.http)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
+    async fn call_json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = self.request(method, path);
+        common::answer(match body {
+            Some(body) => request.json(&body),
+            None => request,
+        })
+        .await
     }
 
     async fn device(&self, id: &str) -> String {
-        let (status, body) = self.call(reqwest::Method::POST, "/api/v1/devices", Some(json!({ "id": id }))).await;
+        let (status, body) = self.call_json(reqwest::Method::POST, "/api/v1/devices", Some(json!({ "id": id }))).await;
         assert_eq!(status, StatusCode::CREATED);
         body["secret"].as_str().unwrap().to_string()
     }
 
     async fn desired(&self, id: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, &format!("/api/v1/devices/{id}/shadow"), Some(body)).await
+        self.call_json(reqwest::Method::POST, &format!("/api/v1/devices/{id}/shadow"), Some(body)).await
     }
 
     async fn shadow(&self, id: &str) -> Value {
-        self.call(reqwest::Method::GET, &format!("/api/v1/devices/{id}/shadow"), None).await.1
+        self.call_json(reqwest::Method::GET, &format!("/api/v1/devices/{id}/shadow"), None).await.1
     }
 
     async fn connect(&self, id: &str, secret: &str) -> Device {
@@ -144,10 +144,11 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
 
     // The change is traceable: the delta event is caused by the update event.
     let (_, page) =
-        server.call(reqwest::Method::GET, "/api/v1/events?type=device.shadow.delta&device=thermo-1", None).await;
+        server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.shadow.delta&device=thermo-1", None).await;
     let newest = &page["events"][0];
-    let (_, chain) =
-        server.call(reqwest::Method::GET, &format!("/api/v1/trace/{}", newest["id"].as_str().unwrap()), None).await;
+    let (_, chain) = server
+        .call_json(reqwest::Method::GET, &format!("/api/v1/trace/{}", newest["id"].as_str().unwrap()), None)
+        .await;
     let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["device.shadow.updated", "device.shadow.delta"], "{chain}");
     server.running.unwrap().stop().await.unwrap();
@@ -181,11 +182,11 @@ async fn bad_shadow_updates_are_refused_with_a_reason_over_mqtt_and_http() {
 
 impl Server {
     async fn command(&self, device: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, &format!("/api/v1/devices/{device}/commands"), Some(body)).await
+        self.call_json(reqwest::Method::POST, &format!("/api/v1/devices/{device}/commands"), Some(body)).await
     }
 
     async fn command_state(&self, id: &str) -> Value {
-        self.call(reqwest::Method::GET, &format!("/api/v1/commands/{id}"), None).await.1
+        self.call_json(reqwest::Method::GET, &format!("/api/v1/commands/{id}"), None).await.1
     }
 
     async fn wait_for_state(&self, id: &str, state: &str) -> Value {
@@ -245,7 +246,7 @@ async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered()
     let mut rejected = Value::Null;
     for _ in 0..50 {
         let (_, page) =
-            server.call(reqwest::Method::GET, "/api/v1/events?type=device.command.response_rejected", None).await;
+            server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.command.response_rejected", None).await;
         rejected = page["events"][0].clone();
         if !rejected.is_null() {
             break;
@@ -256,7 +257,7 @@ async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered()
     assert_eq!(server.command_state(&id).await["state"], "succeeded");
 
     // The whole story is one chain.
-    let (_, chain) = server.call(reqwest::Method::GET, &format!("/api/v1/trace/{id}"), None).await;
+    let (_, chain) = server.call_json(reqwest::Method::GET, &format!("/api/v1/trace/{id}"), None).await;
     let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     for step in
         ["device.command.queued", "device.command.in_transit", "device.command.delivered", "device.command.succeeded"]
@@ -276,12 +277,13 @@ async fn commands_expire_are_cancelled_and_bad_ones_are_refused() {
     assert!(expired["reason"].as_str().unwrap().contains("time-to-live passed while it was queued"), "{expired}");
     let long_id = long["id"].as_str().unwrap();
     let (status, cancelled) =
-        server.call(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
+        server.call_json(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
     assert_eq!((status, cancelled["state"].clone()), (StatusCode::OK, json!("cancelled")));
-    let (status, again) = server.call(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
+    let (status, again) =
+        server.call_json(reqwest::Method::POST, &format!("/api/v1/commands/{long_id}/cancel"), None).await;
     assert_eq!((status, again["error"]["code"].clone()), (StatusCode::CONFLICT, json!("command_finished")));
 
-    let (_, listed) = server.call(reqwest::Method::GET, "/api/v1/devices/fan-1/commands", None).await;
+    let (_, listed) = server.call_json(reqwest::Method::GET, "/api/v1/devices/fan-1/commands", None).await;
     let states: Vec<&str> =
         listed["commands"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["cancelled", "expired"], "newest first");
@@ -289,7 +291,7 @@ async fn commands_expire_are_cancelled_and_bad_ones_are_refused() {
     assert_eq!(server.command("fan-1", json!({"name": "a/b"})).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(server.command("fan-1", json!({"name": "x", "ttl": "forever"})).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(server.command("nobody", json!({"name": "x"})).await.0, StatusCode::NOT_FOUND);
-    server.call(reqwest::Method::POST, "/api/v1/devices/fan-1/disable", None).await;
+    server.call_json(reqwest::Method::POST, "/api/v1/devices/fan-1/disable", None).await;
     let (status, body) = server.command("fan-1", json!({"name": "x"})).await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("device_disabled")));
     server.running.unwrap().stop().await.unwrap();
@@ -301,14 +303,15 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
     let secret = server.device("meter-7").await;
     server.device("meter-8").await;
     let patch = json!({"tags": {"site": "north"}, "group": "meters", "owner": "acme", "cadence": "1s"});
-    let (status, device) = server.call(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(patch)).await;
+    let (status, device) = server.call_json(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(patch)).await;
     assert_eq!(status, StatusCode::OK, "{device}");
     assert_eq!((device["group"].clone(), device["cadence_seconds"].clone()), (json!("meters"), json!(1)));
-    let (status, _) = server.call(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(json!({"colour": 1}))).await;
+    let (status, _) =
+        server.call_json(reqwest::Method::PATCH, "/api/v1/devices/meter-7", Some(json!({"colour": 1}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are named and refused");
 
     let ids = async |query: &str| -> Vec<String> {
-        let (_, page) = server.call(reqwest::Method::GET, &format!("/api/v1/devices?{query}"), None).await;
+        let (_, page) = server.call_json(reqwest::Method::GET, &format!("/api/v1/devices?{query}"), None).await;
         page["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
     };
     assert_eq!(ids("tag=site=north").await, ["meter-7"]);
@@ -340,7 +343,7 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
     let mut reason = String::new();
     for _ in 0..50 {
         let (_, page) =
-            server.call(reqwest::Method::GET, "/api/v1/events?type=device.silent&device=meter-7", None).await;
+            server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.silent&device=meter-7", None).await;
         if let Some(r) = page["events"][0]["data"]["reason"].as_str() {
             reason = r.to_string();
             break;
@@ -362,7 +365,7 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
     let mut active = Value::Null;
     for _ in 0..50 {
         let (_, page) =
-            server.call(reqwest::Method::GET, "/api/v1/events?type=device.active&device=meter-7", None).await;
+            server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.active&device=meter-7", None).await;
         active = page["events"][0].clone();
         if !active.is_null() {
             break;

@@ -17,22 +17,9 @@ use glassbox_store::MetricPoint;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Server, start_with};
+use common::{Server, fixture, start_with};
 
 const TOKEN: &str = "gbx_diagnose_test_token";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-async fn call(server: &Server, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.header("content-type", "application/cloudevents+json").body(body);
-    }
-    let response = request.send().await.unwrap();
-    (response.status(), response.json().await.unwrap_or(Value::Null))
-}
 
 /// Closed latency buckets of `function` at `times` (unix seconds), each
 /// the mean of one invocation of `ms`.
@@ -97,7 +84,7 @@ async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
     })
     .await;
     let path = "/api/v1/functions/work?trigger=event:work.item";
-    let deploy = |fixture_name: &'static str| call(&server, reqwest::Method::POST, path, Some(fixture(fixture_name)));
+    let deploy = |fixture_name: &'static str| server.call(reqwest::Method::POST, path, Some(fixture(fixture_name)));
     assert_eq!(deploy("ok").await.0, StatusCode::CREATED);
 
     // Forty 10-second buckets of the fast version, before now.
@@ -112,8 +99,8 @@ async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
     let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
     let mut diagnosis = Value::Null;
     for _ in 0..60 {
-        call(&server, reqwest::Method::POST, "/api/v1/events", Some(item.clone())).await;
-        diagnosis = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=1h", None).await.1;
+        server.call(reqwest::Method::POST, "/api/v1/events", Some(item.clone())).await;
+        diagnosis = server.call(reqwest::Method::GET, "/api/v1/diagnose?since=1h", None).await.1;
         if diagnosis["incidents"].as_array().is_some_and(|i| !i.is_empty()) {
             break;
         }
@@ -132,13 +119,13 @@ async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
     assert!(incident["start"].as_str().is_some_and(|s| s.ends_with('Z')), "times in RFC 3339");
 
     // The alert is an event too, and the scoped diagnosis finds the same.
-    let (_, events) = call(&server, reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
+    let (_, events) = server.call(reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
     assert!(!events["events"].as_array().unwrap().is_empty(), "{events}");
-    let (_, scoped) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=1h&function=work", None).await;
+    let (_, scoped) = server.call(reqwest::Method::GET, "/api/v1/diagnose?since=1h&function=work", None).await;
     assert_eq!(scoped["incidents"][0]["id"], incident["id"]);
-    let (status, _) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?function=nosuch", None).await;
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/diagnose?function=nosuch", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&server, reqwest::Method::GET, "/api/v1/diagnose?since=yesterday", None).await;
+    let (status, _) = server.call(reqwest::Method::GET, "/api/v1/diagnose?since=yesterday", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // And it was posted to the webhook.
@@ -187,7 +174,7 @@ fn counted(
 async fn incidents(server: &Server, query: &str, at_least: usize) -> Value {
     let mut diagnosis = Value::Null;
     for _ in 0..120 {
-        diagnosis = call(server, reqwest::Method::GET, &format!("/api/v1/diagnose?{query}"), None).await.1;
+        diagnosis = server.call(reqwest::Method::GET, &format!("/api/v1/diagnose?{query}"), None).await.1;
         if diagnosis["incidents"].as_array().is_some_and(|i| i.len() >= at_least) {
             break;
         }
@@ -211,10 +198,10 @@ async fn a_recursion_storm_is_one_incident_caused_by_its_deploy() {
 
     // A version that triggers itself: each seed runs 16 hops deep.
     let path = "/api/v1/functions/loopy?trigger=event:test.echo";
-    assert_eq!(call(&server, reqwest::Method::POST, path, Some(fixture("echo"))).await.0, StatusCode::CREATED);
+    assert_eq!(server.call(reqwest::Method::POST, path, Some(fixture("echo"))).await.0, StatusCode::CREATED);
     for n in 0..10 {
         let seed = json!({"specversion": "1.0", "source": "test", "type": "test.echo", "data": {"n": n}});
-        call(&server, reqwest::Method::POST, "/api/v1/events", Some(seed.to_string().into_bytes())).await;
+        server.call(reqwest::Method::POST, "/api/v1/events", Some(seed.to_string().into_bytes())).await;
     }
     let diagnosis = incidents(&server, "since=1h&function=loopy", 1).await;
     let found = diagnosis["incidents"].as_array().unwrap();
@@ -225,7 +212,7 @@ async fn a_recursion_storm_is_one_incident_caused_by_its_deploy() {
     assert_eq!(incident["causes"][0]["verdict"], "likely", "{incident:#}");
     // One alert for the storm's invocation series, however many buckets it spans.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, alerts) = call(&server, reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
+    let (_, alerts) = server.call(reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;
     let storm_alerts =
         alerts["events"].as_array().unwrap().iter().filter(|e| {
             e["subject"].as_str().is_some_and(|s| s.starts_with("function_invocations{function=\"loopy\""))
@@ -239,13 +226,9 @@ async fn a_device_going_silent_is_reported_once() {
     use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
 
     let server = start_with(TOKEN, |_| {}).await;
-    let created = call(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/devices",
-        Some(json!({"id": "meter-9"}).to_string().into_bytes()),
-    )
-    .await;
+    let created = server
+        .call(reqwest::Method::POST, "/api/v1/devices", Some(json!({"id": "meter-9"}).to_string().into_bytes()))
+        .await;
     let secret = created.1["secret"].as_str().unwrap().to_string();
     let patch = reqwest::Client::new()
         .patch(format!("{}/api/v1/devices/meter-9", server.http))

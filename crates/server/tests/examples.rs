@@ -10,13 +10,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options};
 use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::{Server, start_with};
 
@@ -30,31 +28,6 @@ fn component(example: &str) -> Vec<u8> {
              (scripts/test builds every example before running the tests)"
         )
     })
-}
-
-async fn call(server: &Server, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        if body.first() == Some(&b'{') {
-            request = request.header("content-type", "application/json");
-        }
-        request = request.body(body);
-    }
-    let response = request.send().await.unwrap();
-    (response.status(), response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `path` until `pick` finds something (10 s at most).
-async fn eventually(server: &Server, path: &str, pick: impl Fn(&Value) -> Option<Value>) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = call(server, Method::GET, path, None).await;
-        if let Some(found) = pick(&body) {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "nothing found at {path}; last answer: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn publish(server: &Server, device: &str, secret: &str, payload: &'static [u8]) {
@@ -83,16 +56,16 @@ async fn exercise(example: &str, printed: &str) {
     let bytes = component(example);
     let server = start_with(TOKEN, |_| {}).await;
     let deploy = format!("/api/v1/functions/{example}?trigger=mqtt:devices/%2B/telemetry");
-    let (status, deployed) = call(&server, Method::POST, &deploy, Some(bytes)).await;
+    let (status, deployed) = server.call(Method::POST, &deploy, Some(bytes)).await;
     assert_eq!(status, StatusCode::CREATED, "{example}: {deployed}");
     let device = "s1";
     let (_, created) =
-        call(&server, Method::POST, "/api/v1/devices", Some(json!({"id": device}).to_string().into_bytes())).await;
+        server.call(Method::POST, "/api/v1/devices", Some(json!({"id": device}).to_string().into_bytes())).await;
     publish(&server, device, created["secret"].as_str().unwrap(), br#"{"temperature": 31.5}"#).await;
 
     // The invocation: succeeded, with the function's log lines and its stdout.
     let invocations = format!("/api/v1/functions/{example}/invocations");
-    let invocation = eventually(&server, &invocations, |b| b["invocations"].as_array()?.first().cloned()).await;
+    let invocation = server.eventually(&invocations, |b| b["invocations"].as_array()?.first().cloned()).await;
     assert_eq!(invocation["outcome"], "succeeded", "{example}: {invocation}");
     assert_eq!(invocation["cold"], true);
     let logs: Vec<(&str, &str, Option<&str>)> = invocation["logs"]
@@ -110,13 +83,13 @@ async fn exercise(example: &str, printed: &str) {
 
     // Its output: telemetry.hot, caused by the device message, on its chain.
     let hot =
-        eventually(&server, "/api/v1/events?type=telemetry.hot", |b| b["events"].as_array()?.first().cloned()).await;
+        server.eventually("/api/v1/events?type=telemetry.hot", |b| b["events"].as_array()?.first().cloned()).await;
     assert_eq!(hot["source"], format!("fn/{example}"));
     assert_eq!(hot["causationid"], trigger.as_str());
     assert_eq!(hot["device"], device);
     assert_eq!(hot["data"]["temperature"], 31.5, "{hot}");
     assert_eq!(invocation["outputs"], json!([hot["id"]]));
-    let (_, chain) = call(&server, Method::GET, &format!("/api/v1/trace/{trigger}"), None).await;
+    let (_, chain) = server.call(Method::GET, &format!("/api/v1/trace/{trigger}"), None).await;
     let types: Vec<&str> = chain["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     for ty in ["device.message", "function.invoked", "telemetry.hot"] {
         assert!(types.contains(&ty), "{ty} in {types:?}");
@@ -124,21 +97,22 @@ async fn exercise(example: &str, printed: &str) {
 
     // The command it issued: `fan` {"on": true} to the device, by the function.
     let commands = format!("/api/v1/devices/{device}/commands");
-    let command = eventually(&server, &commands, |b| b["commands"].as_array()?.first().cloned()).await;
+    let command = server.eventually(&commands, |b| b["commands"].as_array()?.first().cloned()).await;
     assert_eq!((command["name"].clone(), command["payload"].clone()), (json!("fan"), json!({"on": true})));
     assert_eq!(command["issuer"], format!("function:{example}"));
     assert!(logs[2].1.contains(command["id"].as_str().unwrap()), "the id the function was given: {logs:?}");
 
     // Cool telemetry: another invocation, warm now, and nothing more out.
     publish(&server, device, created["secret"].as_str().unwrap(), br#"{"temperature": 20}"#).await;
-    let second = eventually(&server, &invocations, |b| {
-        let all = b["invocations"].as_array()?;
-        (all.len() >= 2).then(|| all.iter().find(|i| i["event_id"] != trigger.as_str()).cloned()).flatten()
-    })
-    .await;
+    let second = server
+        .eventually(&invocations, |b| {
+            let all = b["invocations"].as_array()?;
+            (all.len() >= 2).then(|| all.iter().find(|i| i["event_id"] != trigger.as_str()).cloned()).flatten()
+        })
+        .await;
     assert_eq!((second["outcome"].clone(), second["cold"].clone()), (json!("succeeded"), json!(false)), "{second}");
     assert_eq!(second["outputs"], json!([]));
-    let (_, all) = call(&server, Method::GET, &commands, None).await;
+    let (_, all) = server.call(Method::GET, &commands, None).await;
     assert_eq!(all["commands"].as_array().unwrap().len(), 1, "no command when cool");
 
     let mut server = server;

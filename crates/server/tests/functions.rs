@@ -12,31 +12,15 @@ use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, S
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Server, start_with};
+use common::{Server, fixture, start_with};
 
 const TOKEN: &str = "gbx_functions_test_token";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
 
 async fn start() -> Server {
     start_with(TOKEN, |_| {}).await
 }
 
 impl Server {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.http)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            if body.first() == Some(&b'{') {
-                request = request.header("content-type", "application/json");
-            }
-            request = request.body(body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
     async fn deploy(&self, name: &str, fixture_name: &str, query: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(fixture(fixture_name)))
             .await

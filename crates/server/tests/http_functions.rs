@@ -11,12 +11,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use common::{Server, start_with};
+use common::{Server, fixture, start_with};
 
 const TOKEN: &str = "gbx_http_functions_test_token";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -29,35 +29,6 @@ fn component(file: &str) -> Vec<u8> {
              (scripts/test builds every example before running the tests)"
         )
     })
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-async fn call(server: &Server, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.http)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        if body.first() == Some(&b'{') {
-            request = request.header("content-type", "application/json");
-        }
-        request = request.body(body);
-    }
-    let response = request.send().await.unwrap();
-    (response.status(), response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `path` until `pick` finds something (10 s at most).
-async fn eventually(server: &Server, path: &str, pick: impl Fn(&Value) -> Option<Value>) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = call(server, Method::GET, path, None).await;
-        if let Some(found) = pick(&body) {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "nothing found at {path}; last answer: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Requests a test server saw: head (lowercased) and body.
@@ -107,10 +78,11 @@ async fn request(server: &Server, method: Method, path: &str, traceparent: Optio
 
 /// The invocation recorded on the chain of `event` (an http.request's id).
 async fn invocation_of(server: &Server, event: &str) -> Value {
-    eventually(server, &format!("/api/v1/trace/{event}"), |chain| {
-        chain["invocations"].as_array().and_then(|i| i.first().cloned())
-    })
-    .await
+    server
+        .eventually(&format!("/api/v1/trace/{event}"), |chain| {
+            chain["invocations"].as_array().and_then(|i| i.first().cloned())
+        })
+        .await
 }
 
 #[tokio::test]
@@ -125,7 +97,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
          &concurrency=1"
     );
     let (status, deployed) =
-        call(&server, Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
+        server.call(Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");
     assert_eq!(deployed["spec"]["egress"], json!([format!("127.0.0.1:{plain}")]));
 
@@ -137,7 +109,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     assert!(response.headers().contains_key("x-glassbox-invocation-id"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["message"], "hello, Ada");
-    let (_, chain) = call(&server, Method::GET, &format!("/api/v1/trace/{event}"), None).await;
+    let (_, chain) = server.call(Method::GET, &format!("/api/v1/trace/{event}"), None).await;
     let types: Vec<&str> = chain["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(types.contains(&"http.request") && types.contains(&"function.invoked"), "{types:?}");
     let recorded = chain["events"].as_array().unwrap().iter().find(|e| e["type"] == "http.request").unwrap();
@@ -160,7 +132,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     assert_eq!(response.status(), StatusCode::OK);
     let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
     assert_eq!(response.json::<Value>().await.unwrap()["received"], 7);
-    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{event}"), None).await;
     assert_eq!(recorded["data"]["body"], json!({"n": 1}), "{recorded}");
     assert_eq!(recorded["data"]["headers"]["authorization"], "[redacted]");
 
@@ -195,7 +167,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let invocation = invocation_of(&server, &event).await;
     assert_eq!((invocation["outcome"].clone(), invocation["http"]["status"].clone()), (json!("failed"), json!(502)));
     assert_eq!(invocation["egress"][0]["outcome"], "denied", "{invocation}");
-    let (_, chain) = call(&server, Method::GET, &format!("/api/v1/trace/{event}"), None).await;
+    let (_, chain) = server.call(Method::GET, &format!("/api/v1/trace/{event}"), None).await;
     let denial = chain["events"].as_array().unwrap().iter().find(|e| e["type"] == "function.egress_denied").cloned();
     let denial = denial.unwrap_or_else(|| panic!("no function.egress_denied in {chain}"));
     assert_eq!(
@@ -221,14 +193,14 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
 
     // HTTP requests are not replayed (yet), and say so.
     let replay = json!({"event_id": event}).to_string().into_bytes();
-    let (status, refused) = call(&server, Method::POST, "/api/v1/functions/hello/replay", Some(replay)).await;
+    let (status, refused) = server.call(Method::POST, "/api/v1/functions/hello/replay", Some(replay)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(refused["error"]["message"].as_str().unwrap().contains("not supported yet"), "{refused}");
 
     // No route here: 404, as before; the API is unaffected.
     assert_eq!(request(&server, Method::GET, "/nothing-here", None).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(request(&server, Method::DELETE, "/hello", None).await.status(), StatusCode::NOT_FOUND);
-    let (status, list) = call(&server, Method::GET, "/api/v1/functions", None).await;
+    let (status, list) = server.call(Method::GET, "/api/v1/functions", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["functions"][0]["spec"]["triggers"], json!(["http:GET /hello", "http:POST /hello"]));
     server.running.unwrap().stop().await.unwrap();
@@ -240,8 +212,7 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
     let (port, seen) = upstream();
     let query = format!("trigger=event:alarm.raised&retries=0&egress=127.0.0.1:{port}");
     let (status, deployed) =
-        call(&server, Method::POST, &format!("/api/v1/functions/forward?{query}"), Some(component("forward.wasm")))
-            .await;
+        server.call(Method::POST, &format!("/api/v1/functions/forward?{query}"), Some(component("forward.wasm"))).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");
     let alarm = |url: String| {
         json!({"specversion": "1.0", "source": "test", "type": "alarm.raised", "data": {"url": url, "payload": {"door": 3}}})
@@ -249,10 +220,10 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
             .into_bytes()
     };
     let (status, _) =
-        call(&server, Method::POST, "/api/v1/events", Some(alarm(format!("http://127.0.0.1:{port}/hook")))).await;
+        server.call(Method::POST, "/api/v1/events", Some(alarm(format!("http://127.0.0.1:{port}/hook")))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let invocation =
-        eventually(&server, "/api/v1/functions/forward/invocations", |b| b["invocations"].get(0).cloned()).await;
+        server.eventually("/api/v1/functions/forward/invocations", |b| b["invocations"].get(0).cloned()).await;
     assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
     let egress = &invocation["egress"][0];
     assert_eq!((egress["method"].clone(), egress["status"].clone()), (json!("POST"), json!(200)), "{invocation}");
@@ -261,25 +232,25 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
 
     // A dry-run replay reaches nothing outside: its request is denied, and listed.
     let replay = json!({"event_id": invocation["event_id"], "dry_run": true}).to_string().into_bytes();
-    let (status, dry) = call(&server, Method::POST, "/api/v1/functions/forward/replay", Some(replay)).await;
+    let (status, dry) = server.call(Method::POST, "/api/v1/functions/forward/replay", Some(replay)).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(dry["egress"][0]["outcome"], "denied", "{dry}");
     assert_eq!(seen.lock().unwrap().len(), 1, "the webhook was not called again");
 
     // Anywhere else: denied, recorded, and an error to the function, which fails.
     let (status, _) =
-        call(&server, Method::POST, "/api/v1/events", Some(alarm("http://not-allowed.invalid/hook".into()))).await;
+        server.call(Method::POST, "/api/v1/events", Some(alarm("http://not-allowed.invalid/hook".into()))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let denial =
-        eventually(&server, "/api/v1/events?type=function.egress_denied", |b| b["events"].get(0).cloned()).await;
+    let denial = server.eventually("/api/v1/events?type=function.egress_denied", |b| b["events"].get(0).cloned()).await;
     assert_eq!(
         (denial["data"]["host"].clone(), denial["data"]["function"].clone()),
         (json!("not-allowed.invalid"), json!("forward"))
     );
-    let invocations = eventually(&server, "/api/v1/functions/forward/invocations", |b| {
-        b["invocations"].get(1).map(|_| b["invocations"].clone())
-    })
-    .await;
+    let invocations = server
+        .eventually("/api/v1/functions/forward/invocations", |b| {
+            b["invocations"].get(1).map(|_| b["invocations"].clone())
+        })
+        .await;
     let denied = &invocations[0];
     assert_eq!(denied["outcome"], "failed", "{denied}");
     assert!(
@@ -294,7 +265,7 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
 async fn bad_http_deploys_are_refused_with_what_is_wrong() {
     let server = start_with(TOKEN, |_| {}).await;
     let deploy = async |name: &str, body: Vec<u8>, query: &str| {
-        call(&server, Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(body)).await
+        server.call(Method::POST, &format!("/api/v1/functions/{name}?{query}"), Some(body)).await
     };
     let (status, _) = deploy("one", component("hello.wasm"), "trigger=http:*%20/shared/*").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -318,11 +289,11 @@ async fn bad_http_deploys_are_refused_with_what_is_wrong() {
     assert_eq!(status, StatusCode::CREATED);
     let response = request(&server, Method::GET, "/shared/exact", None).await;
     let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
-    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{event}"), None).await;
     assert_eq!(recorded["data"]["function"], "seven");
     let response = request(&server, Method::GET, "/shared/other", None).await;
     let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
-    let (_, recorded) = call(&server, Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{event}"), None).await;
     assert_eq!(recorded["data"]["function"], "one");
     server.running.unwrap().stop().await.unwrap();
 }

@@ -3,13 +3,19 @@
 
 #![allow(dead_code)] // Each test crate uses its own part of this.
 
+use std::time::{Duration, Instant};
+
 use glassbox_server::{Config, Running};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 /// A started server, its addresses, and the directory it lives in.
 pub struct Server {
     pub running: Option<Running>,
     pub http: String,
     pub mqtt: String,
+    /// The admin token it was started with.
+    pub token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -24,7 +30,52 @@ pub async fn start_with(token: &str, adjust: impl FnOnce(&mut Config)) -> Server
     Server {
         http: format!("http://{}", running.http_addr),
         mqtt: running.mqtt_addr.to_string(),
+        token: token.to_string(),
         running: Some(running),
         _dir: dir,
     }
+}
+
+impl Server {
+    /// An API call with the admin token; a body starting with `{` is sent as
+    /// JSON. Returns the status and the JSON answer (null if none).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            if body.first() == Some(&b'{') {
+                request = request.header("content-type", "application/json");
+            }
+            request = request.body(body);
+        }
+        answer(request).await
+    }
+
+    /// A request to the API with the admin token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(method, format!("{}{path}", self.http)).bearer_auth(&self.token)
+    }
+
+    /// Polls `path` until `pick` finds something (10 s at most).
+    pub async fn eventually(&self, path: &str, pick: impl Fn(&Value) -> Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = self.call(Method::GET, path, None).await;
+            if let Some(found) = pick(&body) {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "nothing found at {path}; last answer: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Sends `request`; its status and JSON answer (null if none).
+pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// A WAT fixture of the runtime's tests.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
