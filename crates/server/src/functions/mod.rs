@@ -9,7 +9,7 @@
 //! function's work, runs each batch on one blocking thread (on warm
 //! instances), and records the batch's outputs and invocations in two
 //! recorder writes; as many batches run at once as the function's
-//! concurrency allows.
+//! concurrency allows (`queue.rs`; recording in `record.rs`).
 //!
 //! The recursion guard: an event whose `hop` reaches a function's limit is
 //! not delivered to it; it is dead-lettered (`function.dead_letter`, reason
@@ -20,6 +20,8 @@
 //! egress allow list, and a denied one is recorded as `function.egress_denied`.
 
 mod http;
+mod queue;
+mod record;
 mod schedule;
 mod services;
 mod spec;
@@ -27,14 +29,12 @@ mod spec;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
-use glassbox_bus::BusItem;
-use glassbox_core::{Data, Draft, DropReason, RecordedEvent, TraceParent};
-use glassbox_runtime::{Compiled, Event, Instances, Output, Report, Runtime, World};
+use glassbox_core::{Data, Draft, RecordedEvent, TraceParent};
+use glassbox_runtime::{Compiled, Event, Instances, Report, Runtime, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -44,6 +44,7 @@ pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
 use crate::pipeline::Pipeline;
+use queue::{Job, dispatch, retire_idle, work};
 
 /// Invocations waiting for a slot, per function; more are dead-lettered.
 const QUEUE_MAX: usize = 1000;
@@ -88,13 +89,6 @@ struct Run<'a> {
     attempt: u32,
     /// For an HTTP request: method, path, status, response bytes.
     http: Option<Value>,
-}
-
-/// An event waiting for a function, and which run of it this is.
-struct Job {
-    recorded: Arc<RecordedEvent>,
-    /// 1 for the first run, then each retry.
-    attempt: u32,
 }
 
 /// A live version, ready to run.
@@ -413,115 +407,6 @@ impl Functions {
         }
     }
 
-    /// Queues the event for every live function whose trigger matches;
-    /// one past its recursion limit, or finding the queue full, is
-    /// dead-lettered instead.
-    fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
-        let event = &recorded.event;
-        // The platform's own records of functions do not trigger functions.
-        if event.source.starts_with("glassbox/functions") {
-            return;
-        }
-        let matching: Vec<Arc<Live>> = self
-            .live
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|l| l.triggers.iter().any(|t| t.fires(&l.version.name, &event.ty, event.subject.as_deref())))
-            .cloned()
-            .collect();
-        for live in matching {
-            let refused = if event.hop >= live.spec.hop_limit {
-                let limit = live.spec.hop_limit;
-                Some(format!("{}: hop {} reached the limit of {limit}", DropReason::RecursionLimit, event.hop))
-            } else if live.queue.try_send(Job { recorded: recorded.clone(), attempt: 1 }).is_err() {
-                let name = &live.version.name;
-                Some(format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull))
-            } else {
-                None
-            };
-            if let Some(reason) = refused {
-                let (functions, recorded) = (self.clone(), recorded.clone());
-                tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
-            }
-        }
-    }
-
-    /// Runs a batch of queued events on one blocking thread, one after the
-    /// other on warm instances, then records them; failures are retried
-    /// with backoff through the queue of whichever version is live then,
-    /// or dead-lettered.
-    async fn run_batch(self: Arc<Self>, live: Arc<Live>, jobs: Vec<Job>, permit: tokio::sync::OwnedSemaphorePermit) {
-        let (runtime, worker_live) = (self.runtime.clone(), live.clone());
-        let services = self.services.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            let live = worker_live;
-            let (compiled, instances, name) = (&live.compiled, &live.instances, &live.version.name);
-            jobs.into_iter()
-                .map(|job| {
-                    let input = to_input(&job.recorded);
-                    let outbound = live.spec.outbound(Some(outbound_traceparent(&job.recorded)));
-                    let services = services.for_invocation(name, job.recorded.event.id);
-                    let (limits, started) = (live.spec.limits(), Utc::now());
-                    let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound);
-                    live.observe(report.wall);
-                    (job, started, report)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        drop(permit);
-        let ran = match ran {
-            Ok(ran) => ran,
-            Err(e) => return tracing::error!(function = %live.version.name, error = %e, "an invocation batch failed"),
-        };
-        let mut records = Vec::with_capacity(ran.len());
-        let mut failed = Vec::new();
-        for (job, started, report) in ran {
-            if report.outcome != glassbox_runtime::Outcome::Succeeded {
-                failed.push((job.recorded.clone(), job.attempt, failure(&report)));
-            }
-            let run = Run { started, replay_of: None, attempt: job.attempt, http: None };
-            records.push((job.recorded, run, report));
-        }
-        self.record_invocations(&live, records).await;
-        for (recorded, attempt, failure) in failed {
-            self.retry_or_dead_letter(&live, recorded, attempt, failure);
-        }
-    }
-
-    /// Runs a failed event again after a backoff (100 ms, 200 ms, 400 ms, …
-    /// at most 10 s) unless its retries or its age are used up.
-    fn retry_or_dead_letter(
-        self: &Arc<Self>,
-        live: &Arc<Live>,
-        recorded: Arc<RecordedEvent>,
-        attempt: u32,
-        failure: String,
-    ) {
-        let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
-        let (functions, live) = (self.clone(), live.clone());
-        if attempt > live.spec.retries || age >= Duration::from_millis(live.spec.max_age_ms) {
-            let reason = format!("failed after {attempt} attempt(s): {failure}");
-            tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
-            return;
-        }
-        let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
-        tokio::spawn(async move {
-            tokio::time::sleep(backoff).await;
-            let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
-            let job = Job { recorded: recorded.clone(), attempt: attempt + 1 };
-            let sent = match current {
-                Some(current) => current.queue.send(job).await.is_ok(),
-                None => false,
-            };
-            if !sent {
-                let reason = format!("failed after {attempt} attempt(s), and the function is gone: {failure}");
-                functions.dead_letter(&live, &recorded, &reason).await;
-            }
-        });
-    }
-
     /// One run of the function on the event, on a blocking thread, in a
     /// fresh instance. Without `egress`, every outbound request is denied
     /// (dry runs).
@@ -546,202 +431,6 @@ impl Functions {
                 tracing::error!(function = %name, error = %e, "an invocation task failed");
                 None
             }
-        }
-    }
-
-    /// Gives up on an event for this function, keeping what replay needs:
-    /// the original event (by id), the version, and why.
-    async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
-        let data = json!({
-            "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
-            "reason": reason, "event": recorded.event.id.to_string(),
-        });
-        self.record_about(live, recorded, "function.dead_letter", data).await;
-    }
-
-    async fn record_about(&self, live: &Live, recorded: &RecordedEvent, ty: &str, data: Value) -> Option<String> {
-        let draft = about(live, recorded, ty, &data);
-        match self.pipeline.ingest(vec![draft], "platform").await {
-            Ok(appended) => appended.first().map(|a| a.id.clone()),
-            Err(e) => {
-                tracing::error!(function = %live.version.name, error = %e, "could not record an invocation");
-                None
-            }
-        }
-    }
-
-    /// Records the outputs and the invocation; returns the invocation record.
-    async fn record_invocation(
-        &self,
-        live: &Live,
-        recorded: &RecordedEvent,
-        run: Run<'_>,
-        report: Report,
-    ) -> Option<Value> {
-        let recorded = Arc::new(recorded.clone());
-        self.record_invocations(live, vec![(recorded, run, report)]).await.pop().flatten()
-    }
-
-    /// Records invocations in two recorder writes: first every output (as
-    /// events caused by their trigger), then the denied outbound requests
-    /// and the `function.invoked` records, which name the outputs' ids.
-    /// Returns each invocation's record, with its id.
-    async fn record_invocations(
-        &self,
-        live: &Live,
-        runs: Vec<(Arc<RecordedEvent>, Run<'_>, Report)>,
-    ) -> Vec<Option<Value>> {
-        let name = &live.version.name;
-        let drafts: Vec<Draft> = runs
-            .iter()
-            .flat_map(|(recorded, _, report)| report.outputs.iter().map(|o| output_draft(name, live, recorded, o)))
-            .collect();
-        let mut output_ids = match drafts.is_empty() {
-            true => Vec::new(),
-            false => match self.pipeline.ingest(drafts, "function").await {
-                Ok(appended) => appended.into_iter().map(|a| a.id).collect(),
-                Err(e) => {
-                    tracing::error!(function = %name, error = %e, "could not record a function's outputs");
-                    Vec::new()
-                }
-            },
-        }
-        .into_iter();
-        let mut records = Vec::with_capacity(runs.len());
-        let mut drafts = Vec::with_capacity(runs.len());
-        for (recorded, run, report) in runs {
-            let outputs: Vec<String> = output_ids.by_ref().take(report.outputs.len()).collect();
-            // Each denied outbound request is an event of its own, on the chain.
-            for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
-                let data = json!({
-                    "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
-                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
-                    "event_id": recorded.event.id.to_string(),
-                });
-                drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));
-            }
-            let data = self.invocation(live, &recorded, run, report, outputs);
-            drafts.push((true, about(live, &recorded, "function.invoked", &data)));
-            records.push(data);
-        }
-        let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
-        let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
-            Ok(appended) => {
-                kinds.iter().zip(appended).filter(|(invoked, _)| **invoked).map(|(_, a)| Some(a.id)).collect()
-            }
-            Err(e) => {
-                tracing::error!(function = %name, error = %e, "could not record invocations");
-                vec![None; records.len()]
-            }
-        };
-        records
-            .into_iter()
-            .zip(ids)
-            .map(|(mut data, id)| {
-                data["id"] = json!(id);
-                id.map(|_| data)
-            })
-            .collect()
-    }
-
-    /// An invocation's record: what ran, how it went, what it took and cost.
-    fn invocation(
-        &self,
-        live: &Live,
-        recorded: &RecordedEvent,
-        run: Run<'_>,
-        report: Report,
-        outputs: Vec<String>,
-    ) -> Value {
-        let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
-        let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
-        let mut data = json!({
-            "function": live.version.name,
-            "version": live.version.version,
-            "digest": live.version.digest,
-            "event_id": recorded.event.id.to_string(),
-            "attempt": run.attempt,
-            "outcome": report.outcome.as_str(),
-            "error": report.outcome.detail(),
-            "start": run.started,
-            "cold": report.cold,
-            "instantiate_us": report.instantiate.as_micros() as u64,
-            "wall_us": report.wall.as_micros() as u64,
-            "cpu_us": report.cpu.as_micros() as u64,
-            "memory_bytes": report.memory_bytes,
-            "cost": cost,
-            "logs": report.logs,
-            "logs_dropped": report.logs_dropped,
-            "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
-            "outputs": outputs,
-            "egress": report.egress,
-            "egress_dropped": report.egress_dropped,
-        });
-        if let Some(http) = run.http {
-            data["http"] = http;
-        }
-        if let Some(original) = run.replay_of {
-            data["replay_of"] = json!(original);
-        }
-        data
-    }
-}
-
-/// Why an invocation did not succeed, in a line.
-fn failure(report: &Report) -> String {
-    let detail = report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    format!("{}{detail}", report.outcome.as_str())
-}
-
-/// A platform record about a function and the event it handled: caused by
-/// the event, on its chain (its lineage given, so the recorder need not
-/// look the event up).
-fn about(live: &Live, recorded: &RecordedEvent, ty: &str, data: &Value) -> Draft {
-    Draft {
-        subject: Some(live.version.name.clone()),
-        device: recorded.event.device.clone(),
-        feature: live.spec.feature.clone(),
-        ..child_of(recorded, Draft::json(format!("glassbox/functions/{}", live.version.name), ty, data))
-    }
-}
-
-/// `draft` as a child of `recorded`, with the lineage it inherits spelled out.
-fn child_of(recorded: &RecordedEvent, draft: Draft) -> Draft {
-    let parent = &recorded.event;
-    Draft {
-        causationid: Some(parent.id.to_string()),
-        correlationid: Some(parent.correlationid.clone()),
-        hop: Some(parent.hop.saturating_add(1)),
-        traceparent: parent.traceparent.clone(),
-        ..draft
-    }
-}
-
-/// A live event handler's worker: whenever a slot is free, takes a batch
-/// of what is queued and runs it. Stops once its version is replaced and
-/// its queue is drained, or when the functions are gone.
-async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
-    let mut retired = live.retired.subscribe();
-    let mut open = true;
-    loop {
-        let Ok(permit) = live.slots.clone().acquire_owned().await else { return };
-        let mut batch = Vec::new();
-        tokio::select! {
-            taken = jobs.recv_many(&mut batch, live.batch_size()) => if taken == 0 { return },
-            _ = retired.wait_for(|r| *r), if open => {
-                // Replaced: take nothing new, run what is queued.
-                jobs.close();
-                open = false;
-                continue;
-            }
-        }
-        if let Some(functions) = functions.upgrade() {
-            if live.spec.rate_per_second.is_some() {
-                live.pace().await;
-            }
-            tokio::spawn(functions.run_batch(live.clone(), batch, permit));
-        } else {
-            return;
         }
     }
 }
@@ -779,28 +468,6 @@ fn outbound_traceparent(recorded: &RecordedEvent) -> String {
     trace.to_string()
 }
 
-fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Output) -> Draft {
-    let json = std::str::from_utf8(&output.data)
-        .ok()
-        .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok());
-    let data = match json {
-        Some(raw) => Data::Json(raw),
-        None if output.data.is_empty() => Data::None,
-        None => Data::Binary(output.data.clone()),
-    };
-    let draft = Draft {
-        source: format!("fn/{name}"),
-        ty: output.type_.clone(),
-        subject: output.subject.clone(),
-        datacontenttype: output.datacontenttype.clone(),
-        device: recorded.event.device.clone(),
-        feature: live.spec.feature.clone(),
-        data,
-        ..Draft::default()
-    };
-    child_of(recorded, draft)
-}
-
 /// The event as the function sees it.
 fn to_input(recorded: &RecordedEvent) -> Event {
     let e = &recorded.event;
@@ -821,49 +488,5 @@ fn to_input(recorded: &RecordedEvent) -> Event {
         causationid: e.causationid.clone(),
         hop: e.hop,
         device: e.device.clone(),
-    }
-}
-
-/// Feeds recorded events to the functions while they live. The bus is
-/// bounded and skips ahead when a reader falls behind; the skipped events
-/// are in the recorder, so they are read back from it: no event a trigger
-/// matches is missed.
-async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
-    let mut cursor = crate::pipeline::BusCursor::default();
-    while let Some(item) = events.next().await {
-        let Some(functions) = functions.upgrade() else { return };
-        match item {
-            BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => functions.offer(recorded),
-            BusItem::Event(_) => {}
-            BusItem::Lagged(skipped) => {
-                tracing::warn!(
-                    skipped,
-                    "function dispatch fell behind the event stream; reading the skipped events back"
-                );
-                match cursor.read_back(&functions.pipeline).await {
-                    Ok(missed) => missed.into_iter().for_each(|recorded| functions.offer(Arc::new(recorded))),
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Retires the warm instances left idle past their policy, while the
-/// functions live, so an unused function does not hold memory.
-async fn retire_idle(functions: Weak<Functions>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
-    loop {
-        tick.tick().await;
-        let Some(functions) = functions.upgrade() else { return };
-        let live: Vec<Arc<Live>> = functions.live.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-        for live in live {
-            let retired = live.instances.retire_idle();
-            if retired > 0 {
-                tracing::debug!(function = %live.version.name, retired, "retired idle instances");
-            }
-        }
     }
 }

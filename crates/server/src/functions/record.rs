@@ -1,0 +1,203 @@
+//! Recording what functions did: outputs as events caused by the trigger,
+//! then the `function.invoked` records (and denied outbound requests and
+//! dead letters) on the trigger's chain, each spelling out its lineage so
+//! the recorder need not look the trigger up.
+
+use std::sync::Arc;
+
+use glassbox_core::{Data, Draft, DropReason, RecordedEvent};
+use glassbox_runtime::{Output, Report};
+use serde_json::{Value, json};
+
+use super::{Functions, Live, Run};
+
+impl Functions {
+    /// Gives up on an event for this function, keeping what replay needs:
+    /// the original event (by id), the version, and why.
+    pub(super) async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
+        let data = json!({
+            "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
+            "reason": reason, "event": recorded.event.id.to_string(),
+        });
+        self.record_about(live, recorded, "function.dead_letter", data).await;
+    }
+
+    pub(super) async fn record_about(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        ty: &str,
+        data: Value,
+    ) -> Option<String> {
+        let draft = about(live, recorded, ty, &data);
+        match self.pipeline.ingest(vec![draft], "platform").await {
+            Ok(appended) => appended.first().map(|a| a.id.clone()),
+            Err(e) => {
+                tracing::error!(function = %live.version.name, error = %e, "could not record an invocation");
+                None
+            }
+        }
+    }
+
+    /// Records the outputs and the invocation; returns the invocation record.
+    pub(super) async fn record_invocation(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        run: Run<'_>,
+        report: Report,
+    ) -> Option<Value> {
+        let recorded = Arc::new(recorded.clone());
+        self.record_invocations(live, vec![(recorded, run, report)]).await.pop().flatten()
+    }
+
+    /// Records invocations in two recorder writes: first every output (as
+    /// events caused by their trigger), then the denied outbound requests
+    /// and the `function.invoked` records, which name the outputs' ids.
+    /// Returns each invocation's record, with its id.
+    pub(super) async fn record_invocations(
+        &self,
+        live: &Live,
+        runs: Vec<(Arc<RecordedEvent>, Run<'_>, Report)>,
+    ) -> Vec<Option<Value>> {
+        let name = &live.version.name;
+        let drafts: Vec<Draft> = runs
+            .iter()
+            .flat_map(|(recorded, _, report)| report.outputs.iter().map(|o| output_draft(name, live, recorded, o)))
+            .collect();
+        let mut output_ids = match drafts.is_empty() {
+            true => Vec::new(),
+            false => match self.pipeline.ingest(drafts, "function").await {
+                Ok(appended) => appended.into_iter().map(|a| a.id).collect(),
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "could not record a function's outputs");
+                    Vec::new()
+                }
+            },
+        }
+        .into_iter();
+        let mut records = Vec::with_capacity(runs.len());
+        let mut drafts = Vec::with_capacity(runs.len());
+        for (recorded, run, report) in runs {
+            let outputs: Vec<String> = output_ids.by_ref().take(report.outputs.len()).collect();
+            // Each denied outbound request is an event of its own, on the chain.
+            for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
+                let data = json!({
+                    "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
+                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
+                    "event_id": recorded.event.id.to_string(),
+                });
+                drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));
+            }
+            let data = self.invocation(live, &recorded, run, report, outputs);
+            drafts.push((true, about(live, &recorded, "function.invoked", &data)));
+            records.push(data);
+        }
+        let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
+        let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
+            Ok(appended) => {
+                kinds.iter().zip(appended).filter(|(invoked, _)| **invoked).map(|(_, a)| Some(a.id)).collect()
+            }
+            Err(e) => {
+                tracing::error!(function = %name, error = %e, "could not record invocations");
+                vec![None; records.len()]
+            }
+        };
+        records
+            .into_iter()
+            .zip(ids)
+            .map(|(mut data, id)| {
+                data["id"] = json!(id);
+                id.map(|_| data)
+            })
+            .collect()
+    }
+
+    /// An invocation's record: what ran, how it went, what it took and cost.
+    fn invocation(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        run: Run<'_>,
+        report: Report,
+        outputs: Vec<String>,
+    ) -> Value {
+        let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
+        let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
+        let mut data = json!({
+            "function": live.version.name,
+            "version": live.version.version,
+            "digest": live.version.digest,
+            "event_id": recorded.event.id.to_string(),
+            "attempt": run.attempt,
+            "outcome": report.outcome.as_str(),
+            "error": report.outcome.detail(),
+            "start": run.started,
+            "cold": report.cold,
+            "instantiate_us": report.instantiate.as_micros() as u64,
+            "wall_us": report.wall.as_micros() as u64,
+            "cpu_us": report.cpu.as_micros() as u64,
+            "memory_bytes": report.memory_bytes,
+            "cost": cost,
+            "logs": report.logs,
+            "logs_dropped": report.logs_dropped,
+            "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
+            "outputs": outputs,
+            "egress": report.egress,
+            "egress_dropped": report.egress_dropped,
+        });
+        if let Some(http) = run.http {
+            data["http"] = http;
+        }
+        if let Some(original) = run.replay_of {
+            data["replay_of"] = json!(original);
+        }
+        data
+    }
+}
+
+/// A platform record about a function and the event it handled: caused by
+/// the event, on its chain (its lineage given, so the recorder need not
+/// look the event up).
+fn about(live: &Live, recorded: &RecordedEvent, ty: &str, data: &Value) -> Draft {
+    Draft {
+        subject: Some(live.version.name.clone()),
+        device: recorded.event.device.clone(),
+        feature: live.spec.feature.clone(),
+        ..child_of(recorded, Draft::json(format!("glassbox/functions/{}", live.version.name), ty, data))
+    }
+}
+
+/// `draft` as a child of `recorded`, with the lineage it inherits spelled out.
+fn child_of(recorded: &RecordedEvent, draft: Draft) -> Draft {
+    let parent = &recorded.event;
+    Draft {
+        causationid: Some(parent.id.to_string()),
+        correlationid: Some(parent.correlationid.clone()),
+        hop: Some(parent.hop.saturating_add(1)),
+        traceparent: parent.traceparent.clone(),
+        ..draft
+    }
+}
+
+fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Output) -> Draft {
+    let json = std::str::from_utf8(&output.data)
+        .ok()
+        .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok());
+    let data = match json {
+        Some(raw) => Data::Json(raw),
+        None if output.data.is_empty() => Data::None,
+        None => Data::Binary(output.data.clone()),
+    };
+    let draft = Draft {
+        source: format!("fn/{name}"),
+        ty: output.type_.clone(),
+        subject: output.subject.clone(),
+        datacontenttype: output.datacontenttype.clone(),
+        device: recorded.event.device.clone(),
+        feature: live.spec.feature.clone(),
+        data,
+        ..Draft::default()
+    };
+    child_of(recorded, draft)
+}
