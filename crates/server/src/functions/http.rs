@@ -183,7 +183,7 @@ impl Functions {
         let request = Request::from_parts(parts, body);
         let started = Utc::now();
         let limits = live.spec.limits();
-        let outbound = live.spec.outbound(Some(super::outbound_traceparent(&recorded)));
+        let outbound = live.outbound(&recorded);
         let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
         let (task_name, cause) = (name.clone(), recorded.event.id);
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -99,6 +99,8 @@ struct Live {
     compiled: Compiled,
     /// Its warm instances (event handlers only; HTTP requests get fresh ones).
     instances: Instances,
+    /// Where its outbound requests may go (parsed once, at load).
+    egress: glassbox_runtime::Outbound,
     slots: Arc<Semaphore>,
     /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: dead-lettered).
     queue: tokio::sync::mpsc::Sender<Job>,
@@ -116,6 +118,12 @@ struct Live {
 }
 
 impl Live {
+    /// What an invocation on `recorded` may reach, with the chain's
+    /// `traceparent` for the hosts that opted in.
+    fn outbound(&self, recorded: &RecordedEvent) -> glassbox_runtime::Outbound {
+        glassbox_runtime::Outbound { traceparent: Some(outbound_traceparent(recorded)), ..self.egress.clone() }
+    }
+
     /// How many queued events the next batch takes: about [`BATCH_TARGET`]
     /// of work, one at a time under a rate limit.
     fn batch_size(&self) -> usize {
@@ -230,6 +238,7 @@ impl Functions {
         Ok(Live {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
             instances: self.runtime.instances(&compiled, spec.reuse()),
+            egress: spec.outbound(None),
             compiled,
             version,
             spec,
@@ -414,7 +423,7 @@ impl Functions {
         let input = to_input(recorded);
         let limits = live.spec.limits();
         let outbound = match egress {
-            true => live.spec.outbound(Some(outbound_traceparent(recorded))),
+            true => live.outbound(recorded),
             false => glassbox_runtime::Outbound::default(),
         };
         let (runtime, live, services) = (self.runtime.clone(), live.clone(), self.services.clone());

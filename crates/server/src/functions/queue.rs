@@ -13,7 +13,7 @@ use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, RecordedEvent};
 use glassbox_runtime::Report;
 
-use super::{Functions, Live, QUEUE_MAX, Run, outbound_traceparent, to_input};
+use super::{Functions, Live, QUEUE_MAX, Run, to_input};
 
 /// An event waiting for a function, and which run of it this is.
 pub(super) struct Job {
@@ -70,7 +70,7 @@ impl Functions {
             jobs.into_iter()
                 .map(|job| {
                     let input = to_input(&job.recorded);
-                    let outbound = live.spec.outbound(Some(outbound_traceparent(&job.recorded)));
+                    let outbound = live.outbound(&job.recorded);
                     let services = services.for_invocation(name, job.recorded.event.id);
                     let (limits, started) = (live.spec.limits(), Utc::now());
                     let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound);
