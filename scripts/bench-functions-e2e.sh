@@ -7,9 +7,15 @@
 # polls /metrics until every message has its invocation recorded (or none
 # came for 10 s). Prints one line per run:
 #   invocations_per_sec=… invocations=… dead_letters=… seconds=…
+#   dispatch_to_recorded_p50_us=… p90_us=… p99_us=…
 # (from the first publish to the last invocation recorded; dead letters
-# would be invocations refused by the function's bounded queue).
+# would be invocations refused by the function's bounded queue; the
+# percentiles are the server's own histogram of each invocation from
+# entering the function's queue to its record committed, interpolated
+# within buckets).
 # Usage: scripts/bench-functions-e2e.sh [COMPONENT] [RUNS] [MESSAGES]
+#   RATE=N (env) paces each publisher to N msg/s instead of flat out: the
+#   latency of a lightly loaded server rather than a saturated one.
 #   COMPONENT defaults to the trivial fixture; for examples/js-telemetry
 #   the payloads are JSON telemetry (`bench mqtt --json`, 21.5 °C: the
 #   function parses, logs and prints, and emits nothing).
@@ -28,6 +34,19 @@ case "$COMPONENT" in *.wasm) JSON=(--json --size 80) ;; esac
 # Sum of a counter's series on /metrics.
 counter() { curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" { s += $2 } END { print s + 0 }'; }
 
+# p50, p90 and p99 (µs) of a Prometheus histogram, linear within a bucket.
+quantiles() {
+  curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$1_bucket" '
+    index($1, m"{le=\"") == 1 && $1 !~ /Inf/ { split($1, p, "\""); n++; le[n] = p[2] * 1e6; c[n] = $2 }
+    function q(f,   i, want, lo, below) {
+      want = f * c[n]
+      for (i = 1; i <= n; i++) if (c[i] >= want) break
+      lo = i > 1 ? le[i - 1] : 0; below = i > 1 ? c[i - 1] : 0
+      return lo + (le[i] - lo) * (want - below) / (c[i] - below)
+    }
+    END { printf "dispatch_to_recorded_p50_us=%.0f p90_us=%.0f p99_us=%.0f\n", q(0.5), q(0.9), q(0.99) }'
+}
+
 run_one() {
   local data="$DIR/data-$1" log="$DIR/serve-$1.log"
   GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn \
@@ -44,7 +63,7 @@ run_one() {
   local expected=$((4 * MESSAGES)) start now done=0 last=0 idle=0
   start=$(date +%s.%N)
   "$BIN" bench mqtt --port "$mqtt" --qos 1 --publishers 4 --subscribers 0 --messages "$MESSAGES" \
-    --inflight 100 --username operator --password "$TOKEN" "${JSON[@]}" > "$DIR/load-$1.log" &
+    --inflight 100 --rate "${RATE:-0}" --username operator --password "$TOKEN" "${JSON[@]}" > "$DIR/load-$1.log" &
   local load=$!
   while [ "$done" -lt "$expected" ] && [ "$idle" -lt 100 ]; do
     sleep 0.1
@@ -56,6 +75,7 @@ run_one() {
   dead=$(counter glassbox_function_dead_letters_total "$http")
   awk -v n="$last" -v d="$dead" -v s="$start" -v e="${now:-$start}" \
     'BEGIN { t = e - s; printf "invocations_per_sec=%.0f invocations=%d dead_letters=%d seconds=%.2f\n", n / t, n, d, t }'
+  quantiles glassbox_function_dispatch_to_recorded_seconds "$http"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$data"
 }

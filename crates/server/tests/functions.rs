@@ -82,7 +82,7 @@ async fn a_device_message_triggers_the_function_and_its_output_joins_the_chain()
     let invocation = server.invocations("echo", 1).await.remove(0);
     assert_eq!(invocation["outcome"], "succeeded", "{invocation}");
     assert_eq!((invocation["version"].clone(), invocation["cold"].clone()), (json!(1), json!(true)));
-    for field in ["event_id", "start", "instantiate_us", "wall_us", "cpu_us", "cost", "log_bytes"] {
+    for field in ["event_id", "start", "queued_us", "instantiate_us", "wall_us", "cpu_us", "cost", "log_bytes"] {
         assert!(!invocation[field].is_null(), "{field} in {invocation}");
     }
     assert_eq!(invocation["memory_bytes"], 64 << 10, "the fixture's one page of memory");
@@ -283,6 +283,9 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(metrics.contains(failed) && metrics.contains(dead_letters), "{metrics}");
+    // The server times each invocation from queue to durable record itself.
+    let timed = "glassbox_function_dispatch_to_recorded_seconds_count 3";
+    assert!(metrics.contains(timed), "{metrics}");
     server.stop().await;
 }
 

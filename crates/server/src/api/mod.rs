@@ -118,6 +118,7 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
     crate::metrics::render_broker(&mut text, &app.broker.stats());
     app.series.render(&mut text);
+    app.functions.render_metrics(&mut text);
     if let Some(otlp) = &app.otlp {
         otlp.render(&mut text);
     }

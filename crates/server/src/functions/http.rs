@@ -235,7 +235,7 @@ impl Functions {
         };
         let response_bytes = answer.as_ref().map_or(0, |(_, body)| body.len());
         let http = json!({ "method": method, "path": path, "route": route, "status": status.as_u16(), "response_bytes": response_bytes });
-        let run = Run { started, replay_of: None, attempt: 1, http: Some(http) };
+        let run = Run { started, queued: None, replay_of: None, attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
         let invocation_id = invocation.as_ref().and_then(|i| i["id"].as_str().map(str::to_string));
         let mut response = match answer {

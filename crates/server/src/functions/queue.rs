@@ -5,7 +5,7 @@
 //! what failed.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -20,6 +20,8 @@ pub(super) struct Job {
     pub recorded: Arc<RecordedEvent>,
     /// 1 for the first run, then each retry.
     pub attempt: u32,
+    /// When it entered the queue.
+    pub queued_at: Instant,
 }
 
 impl Functions {
@@ -44,7 +46,11 @@ impl Functions {
             let refused = if event.hop >= live.spec.hop_limit {
                 let limit = live.spec.hop_limit;
                 Some(format!("{}: hop {} reached the limit of {limit}", DropReason::RecursionLimit, event.hop))
-            } else if live.queue.try_send(Job { recorded: recorded.clone(), attempt: 1 }).is_err() {
+            } else if live
+                .queue
+                .try_send(Job { recorded: recorded.clone(), attempt: 1, queued_at: Instant::now() })
+                .is_err()
+            {
                 let name = &live.version.name;
                 Some(format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull))
             } else {
@@ -72,10 +78,10 @@ impl Functions {
                     let input = to_input(&job.recorded);
                     let outbound = live.outbound(&job.recorded);
                     let services = services.for_invocation(name, job.recorded.event.id);
-                    let (limits, started) = (live.spec.limits(), Utc::now());
+                    let (limits, started, queued) = (live.spec.limits(), Utc::now(), job.queued_at.elapsed());
                     let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound);
                     live.observe(report.wall);
-                    (job, started, report)
+                    (job, started, queued, report)
                 })
                 .collect::<Vec<_>>()
         })
@@ -87,14 +93,17 @@ impl Functions {
         };
         let mut records = Vec::with_capacity(ran.len());
         let mut failed = Vec::new();
-        for (job, started, report) in ran {
+        let mut queued_at = Vec::with_capacity(ran.len());
+        for (job, started, queued, report) in ran {
             if report.outcome != glassbox_runtime::Outcome::Succeeded {
                 failed.push((job.recorded.clone(), job.attempt, failure(&report)));
             }
-            let run = Run { started, replay_of: None, attempt: job.attempt, http: None };
+            queued_at.push(job.queued_at);
+            let run = Run { started, queued: Some(queued), replay_of: None, attempt: job.attempt, http: None };
             records.push((job.recorded, run, report));
         }
         self.record_invocations(&live, records).await;
+        queued_at.iter().for_each(|at| self.dispatch_to_recorded.observe(at.elapsed()));
         for (recorded, attempt, failure) in failed {
             self.retry_or_dead_letter(&live, recorded, attempt, failure);
         }
@@ -120,7 +129,7 @@ impl Functions {
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
             let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
-            let job = Job { recorded: recorded.clone(), attempt: attempt + 1 };
+            let job = Job { recorded: recorded.clone(), attempt: attempt + 1, queued_at: Instant::now() };
             let sent = match current {
                 Some(current) => current.queue.send(job).await.is_ok(),
                 None => false,

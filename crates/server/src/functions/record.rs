@@ -146,6 +146,9 @@ impl Functions {
             "egress": report.egress,
             "egress_dropped": report.egress_dropped,
         });
+        if let Some(queued) = run.queued {
+            data["queued_us"] = json!(queued.as_micros() as u64);
+        }
         if let Some(http) = run.http {
             data["http"] = http;
         }

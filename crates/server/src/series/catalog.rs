@@ -88,6 +88,14 @@ metric!(
     "Invocation CPU time on its own thread, in milliseconds."
 );
 metric!(
+    FUNCTION_QUEUE,
+    "function_queue_ms",
+    Distribution,
+    ["function"],
+    true,
+    "Time an event waited in the function's queue before its invocation started, in milliseconds."
+);
+metric!(
     FUNCTION_COLD_STARTS,
     "function_cold_starts",
     Count,
@@ -145,6 +153,7 @@ pub const ALL: &[&Metric] = &[
     &FUNCTION_ERRORS,
     &FUNCTION_DURATION,
     &FUNCTION_CPU,
+    &FUNCTION_QUEUE,
     &FUNCTION_COLD_STARTS,
     &FUNCTION_COST,
     &FEATURE_COST,

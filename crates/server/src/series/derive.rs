@@ -88,6 +88,9 @@ fn invoked(data: &Value, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
     if let Some(cpu_us) = data["cpu_us"].as_f64() {
         out.push(sample(&m::FUNCTION_CPU, &[function], cpu_us / 1000.0));
     }
+    if let Some(queued_us) = data["queued_us"].as_f64() {
+        out.push(sample(&m::FUNCTION_QUEUE, &[function], queued_us / 1000.0));
+    }
     if data["cold"].as_bool() == Some(true) {
         out.push(sample(&m::FUNCTION_COLD_STARTS, &[function], 1.0));
     }
