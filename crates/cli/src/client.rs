@@ -65,6 +65,11 @@ impl Client {
         self.send(self.authorized(self.http.delete(self.url(path)))).await.map(drop)
     }
 
+    /// DELETE `path`, answered with JSON.
+    pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
+        json(self.send(self.authorized(self.http.delete(self.url(path)))).await?).await
+    }
+
     /// GET a streaming response (Server-Sent Events).
     pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
         let request = self.authorized(self.http.get(self.url(path)).query(query).header("accept", "text/event-stream"));

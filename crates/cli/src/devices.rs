@@ -29,6 +29,14 @@ pub enum DevicesCommand {
     Enable(IdArgs),
     /// Issue a new secret (shown once); the old one stops working.
     RotateSecret(IdArgs),
+    /// Drop the messages waiting in the device's offline queue: each is
+    /// recorded as dropped with reason `cleared`, and the clearing itself
+    /// as a `device.queue_cleared` event. Messages already sent and awaiting
+    /// the device's acknowledgement stay.
+    #[command(after_help = "glassbox devices inspect pump-1        how many are queued, and since when
+        glassbox devices clear-queue pump-1
+        glassbox events query --device pump-1 --type device.queue_cleared")]
+    ClearQueue(IdArgs),
     /// Remove the device from the registry; its recorded events stay.
     Delete(IdArgs),
 }
@@ -141,6 +149,22 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
             let path = format!("/api/v1/devices/{}/secret", crate::client::segment(&a.id));
             let device = a.remote.client()?.post(&path, "application/json", String::new()).await?;
             print_with_secret(&device, a.json)
+        }
+        DevicesCommand::ClearQueue(a) => {
+            let path = format!("/api/v1/devices/{}/queue", crate::client::segment(&a.id));
+            let answer = a.remote.client()?.delete_json(&path).await?;
+            match (a.json, answer["session"] == true) {
+                (true, _) => println!("{answer}"),
+                (false, true) => println!(
+                    "cleared {} queued message(s) of {}; each is recorded as dropped (reason cleared)",
+                    answer["cleared"], a.id
+                ),
+                (false, false) => println!("{} has no session, so nothing was queued", a.id),
+            }
+            if let Some(warning) = answer["warning"].as_str() {
+                eprintln!("warning: {warning}");
+            }
+            Ok(())
         }
         DevicesCommand::Delete(a) => {
             a.remote.client()?.delete(&format!("/api/v1/devices/{}", crate::client::segment(&a.id))).await?;

@@ -188,10 +188,12 @@ pub enum DropReason {
     /// The subscriber was offline and the message was QoS 0 (only QoS 1
     /// and 2 are queued for offline sessions).
     Offline,
+    /// An operator cleared the queue it waited in.
+    Cleared,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::AclDenied,
@@ -206,6 +208,7 @@ impl DropReason {
         DropReason::SessionEnded,
         DropReason::Shutdown,
         DropReason::Offline,
+        DropReason::Cleared,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +227,7 @@ impl DropReason {
             DropReason::SessionEnded => "session_ended",
             DropReason::Shutdown => "shutdown",
             DropReason::Offline => "offline",
+            DropReason::Cleared => "cleared",
         }
     }
 }

@@ -375,3 +375,83 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
     assert!(active["data"]["silent_for_seconds"].as_f64().unwrap() > 0.0, "{active}");
     server.running.unwrap().stop().await.unwrap();
 }
+
+/// Clearing: messages waiting for an offline device are dropped on the
+/// operator's word, each with reason `cleared`; the device, back, gets none
+/// of them, and the clearing itself is recorded.
+#[tokio::test]
+async fn an_operator_clears_an_offline_devices_queue_and_every_drop_is_recorded() {
+    let server = start().await;
+    let secret = server.device("tank-1").await;
+    let persistent = Options {
+        username: Some("tank-1".into()),
+        password: Some(secret.clone()),
+        protocol: Protocol::V5,
+        clean_start: false,
+        properties: Properties { session_expiry_interval: Some(3600), ..Properties::default() },
+        ..Options::new("tank-1")
+    };
+    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &persistent).await.unwrap();
+    let filters = vec![("devices/tank-1/notes/#".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+    writer
+        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
+    drop((reader, writer));
+
+    // Three messages for it while it is away, from an operator client.
+    let operator =
+        Options { username: Some("operator".into()), password: Some(TOKEN.into()), ..Options::new("ops-console") };
+    let (mut ops_reader, mut ops, _) = client::connect(&server.mqtt, &operator).await.unwrap();
+    for n in 1..=3u16 {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "devices/tank-1/notes/n".into(),
+            packet_id: Some(n),
+            properties: Properties::default(),
+            payload: Bytes::from(format!("note {n}")),
+        };
+        ops.send(&Packet::Publish(publish)).await.unwrap();
+        ops.flush().await.unwrap();
+        assert!(matches!(ops_reader.next().await.unwrap(), Packet::PubAck(_)));
+    }
+    let inspect = "/api/v1/devices/tank-1/inspect";
+    server.eventually(inspect, |v| (v["session"]["queued"] == 3).then_some(Value::Null)).await;
+
+    let (status, cleared) = server.call_json(reqwest::Method::DELETE, "/api/v1/devices/tank-1/queue", None).await;
+    assert_eq!(
+        (status, cleared["cleared"].clone(), cleared["session"].clone()),
+        (StatusCode::OK, json!(3), json!(true))
+    );
+    assert_eq!(server.call_json(reqwest::Method::GET, inspect, None).await.1["session"]["queued"], 0);
+    let cleared_states = |page: &Value| {
+        let events = page["events"].as_array()?;
+        let dropped = |e: &Value| {
+            e["states"].as_array().is_some_and(|states| {
+                states.iter().any(|s| {
+                    s["state"] == "dropped" && s["detail"].as_str().is_some_and(|d| d.starts_with("cleared: by admin"))
+                })
+            })
+        };
+        (events.len() == 3 && events.iter().all(dropped)).then_some(Value::Null)
+    };
+    server.eventually("/api/v1/events?source=mqtt/ops-console&type=device.message", cleared_states).await;
+    let record = server
+        .eventually("/api/v1/events?type=device.queue_cleared&device=tank-1", |page| page["events"].get(0).cloned())
+        .await;
+    assert_eq!(record["data"], json!({"actor": "admin", "cleared": 3, "session": true}));
+
+    // Back, the device finds its session but none of the cleared messages.
+    let (mut reader, _writer, ack) = client::connect(&server.mqtt, &persistent).await.unwrap();
+    assert!(ack.session_present, "the session itself stays");
+    let next = tokio::time::timeout(Duration::from_millis(500), reader.next()).await;
+    assert!(next.is_err(), "nothing is delivered: {next:?}");
+
+    let (status, _) = server.call_json(reqwest::Method::DELETE, "/api/v1/devices/nosuch/queue", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.running.unwrap().stop().await.unwrap();
+}

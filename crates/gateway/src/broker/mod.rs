@@ -446,6 +446,16 @@ impl Broker {
         self.shared.persist(ops).await;
     }
 
+    /// Clears a client's queue of messages not yet sent (see
+    /// [`Session::clear`]); `None` if the broker holds no session for it.
+    pub async fn clear_queue(&self, client_id: &str, who: &str) -> Option<usize> {
+        let session = self.shared.session(client_id)?;
+        let mut ops = Vec::new();
+        let cleared = lock(&session).clear(&self.shared.deliveries, who, &mut ops);
+        self.shared.persist(ops).await;
+        Some(cleared)
+    }
+
     /// A handle that does not keep the broker alive: for the [`Reserved`]
     /// handler, which the broker itself holds.
     pub fn downgrade(&self) -> WeakBroker {

@@ -189,6 +189,22 @@ impl Session {
         }
     }
 
+    /// Drops every queued delivery not yet sent (an operator cleared them),
+    /// each recorded as dropped with reason `cleared`; returns how many.
+    /// Deliveries already sent and awaiting their acknowledgement keep
+    /// their packet ids, so they stay (at most the receive maximum).
+    pub fn clear(&mut self, deliveries: &Deliveries, who: &str, ops: &mut Vec<SessionOp>) -> usize {
+        let cleared = std::mem::take(&mut self.queue);
+        for delivery in &cleared {
+            self.dropped += 1;
+            let detail = format!("{}: by {who}", DropReason::Cleared);
+            deliveries.note(delivery.message.event, State::Dropped, &self.client_id, Some(detail));
+            self.forget(delivery, ops);
+        }
+        self.queue_bytes = 0;
+        cleared.len()
+    }
+
     /// Removes a finished delivery from the store, if it was there.
     pub fn forget(&self, delivery: &Delivery, ops: &mut Vec<SessionOp>) {
         if delivery.persisted {

@@ -232,6 +232,22 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `DELETE /api/v1/devices/{id}/queue`: drops the messages waiting in the
+/// device's session queue, each recorded as dropped with reason `cleared`,
+/// and records the clearing itself (`device.queue_cleared`).
+pub async fn clear_queue(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
+    let cleared = app.broker.clear_queue(&id, "admin").await;
+    let data = json!({ "actor": "admin", "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
+    let draft = Draft { device: Some(id.clone()), ..Draft::json("glassbox/registry", "device.queue_cleared", &data) };
+    let mut body = json!({ "device": id, "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
+    if let Err(e) = app.pipeline.ingest(vec![draft], "api").await {
+        tracing::error!(device = %id, error = %e, "queue cleared but its event was not recorded");
+        body["warning"] = json!(format!("the queue was cleared, but its event could not be recorded: {e}"));
+    }
+    Ok(Json(body))
+}
+
 /// Records a registry change as an event about the device. The change is
 /// already made (and a new secret exists only in this answer), so a failure
 /// here is reported in the answer as a `warning` and logged, not turned

@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::Broker;
@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
         .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
+        .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
