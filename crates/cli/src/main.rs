@@ -8,6 +8,7 @@ mod client;
 mod control;
 mod cost;
 mod debug;
+mod demo;
 mod devices;
 mod diagnose;
 mod events;
@@ -66,6 +67,9 @@ impl Remote {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try it all at once: the server on a temporary store, a simulated
+    /// fleet, example functions, a tour of every verb, and scripted incidents.
+    Demo(demo::DemoArgs),
     /// Run the server: HTTP API, ingest pipeline and flight recorder.
     Serve(serve::ServeArgs),
     /// Query, inspect, follow and send events.
@@ -120,6 +124,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
         rt.block_on(async {
             match cli.command {
+                Command::Demo(args) => demo::run(args).await,
                 Command::Serve(args) => serve::run(args).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,

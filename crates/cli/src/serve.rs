@@ -43,7 +43,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging("info");
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
@@ -117,15 +117,15 @@ fn admin_token_from_env() -> anyhow::Result<Option<String>> {
 
 const ADMIN_TOKEN_CHARS_MIN: usize = 16;
 
-/// Log lines go to stderr (filtered by `GLASSBOX_LOG`) and, from INFO up,
-/// to the ring `glassbox logs` reads, whatever the filter.
-fn init_logging() {
+/// Log lines go to stderr (filtered by `GLASSBOX_LOG`, else `default`)
+/// and, from INFO up, to the ring `glassbox logs` reads, whatever the filter.
+pub fn init_logging(default: &str) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
     let _ = tracing_subscriber::registry().with(stderr).with(glassbox_server::logs::PlatformLayer).try_init();

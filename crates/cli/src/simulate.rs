@@ -127,8 +127,10 @@ impl Faults {
 pub struct Profile {
     pub id: String,
     pub group: String,
-    sleepy: bool,
-    flaky: bool,
+    /// Whether its link drops now and then.
+    pub flaky: bool,
+    /// Whether it sleeps (disconnects for a while) every few minutes.
+    pub sleepy: bool,
     /// Its own offset on the daily curve and base temperature.
     phase: f64,
     base: f64,
@@ -151,29 +153,15 @@ pub fn fleet(args: &SimulateArgs) -> Vec<Profile> {
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let faults = Arc::new(Mutex::new(Faults::default()));
-    if let Ok(mut f) = faults.lock() {
-        f.silent.extend(args.silent.iter().cloned());
-        f.flapping.extend(args.flap.iter().cloned());
-        f.surging.extend(args.surge.iter().cloned());
-        f.malformed.extend(args.malformed.iter().cloned());
-    }
-    let client = args.remote.client()?;
-    let profiles = fleet(&args);
-    let secrets = register(&client, &profiles, args.interval).await?;
+    let tasks = start(&args, faults.clone()).await?;
     println!(
         "simulating {} devices in {} groups on {} (telemetry every {}); type `status` or a fault, Ctrl-C to stop",
-        profiles.len(),
+        args.devices,
         args.groups,
         args.mqtt,
         humantime::format_duration(args.interval)
     );
-    tokio::spawn(console(faults.clone()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (n, profile) in profiles.into_iter().enumerate() {
-        let secret = secrets.get(&profile.id).cloned().unwrap_or_default();
-        let device = Device { profile, secret, args: args.clone(), faults: faults.clone(), seed: args.seed + n as u64 };
-        tasks.spawn(device.live());
-    }
+    tokio::spawn(console(faults));
     match args.duration {
         Some(d) => {
             let _ = tokio::time::timeout(d, tasks.join_all()).await;
@@ -185,8 +173,29 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers the fleet and sets each device living; the faults of the
+/// flags are added to `faults`, which steers the devices from then on.
+pub async fn start(args: &SimulateArgs, faults: Arc<Mutex<Faults>>) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    if let Ok(mut f) = faults.lock() {
+        f.silent.extend(args.silent.iter().cloned());
+        f.flapping.extend(args.flap.iter().cloned());
+        f.surging.extend(args.surge.iter().cloned());
+        f.malformed.extend(args.malformed.iter().cloned());
+    }
+    let client = args.remote.client()?;
+    let profiles = fleet(args);
+    let secrets = register(&client, &profiles, args.interval).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, profile) in profiles.into_iter().enumerate() {
+        let secret = secrets.get(&profile.id).cloned().unwrap_or_default();
+        let device = Device { profile, secret, args: args.clone(), faults: faults.clone(), seed: args.seed + n as u64 };
+        tasks.spawn(device.live());
+    }
+    Ok(tasks)
+}
+
 /// Reads fault lines from stdin while the fleet runs.
-async fn console(faults: Arc<Mutex<Faults>>) {
+pub async fn console(faults: Arc<Mutex<Faults>>) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let answer = faults.lock().map(|mut f| f.apply(&line)).unwrap_or_else(|_| Err("faults unavailable".into()));
@@ -300,7 +309,11 @@ impl Device {
     async fn session(&self, rng: &mut rand::rngs::StdRng) -> anyhow::Result<()> {
         let (mut reader, mut writer) = self.connect().await?;
         let id = &self.profile.id;
-        let filters = vec![(format!("$glassbox/devices/{id}/commands/#"), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+        // Commands, and whatever a backend leaves in its inbox (queued while it sleeps).
+        let filters = vec![
+            (format!("$glassbox/devices/{id}/commands/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
+            (format!("devices/{id}/inbox/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
+        ];
         writer.send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters })).await?;
         let reported = json!({ "state": { "reported": { "firmware": "1.4.2", "fan": false } } });
         publish(&mut writer, &format!("$glassbox/devices/{id}/shadow/update"), reported.to_string(), 2).await?;

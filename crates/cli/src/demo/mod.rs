@@ -1,0 +1,366 @@
+//! `glassbox demo`: the server on the embedded store, a simulated fleet,
+//! two example functions, a backend that leaves messages in the devices'
+//! inboxes, and a printed tour of the operability verbs with real ids —
+//! then a few scripted incidents, so that `glassbox diagnose` has
+//! something real to find.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use glassbox_gateway::client::{self, Options};
+use glassbox_gateway::codec::{Packet, Properties, Publish, QoS};
+use serde_json::Value;
+
+use crate::Remote;
+use crate::client::Client;
+use crate::simulate::{self, Faults, Profile, SimulateArgs};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    glassbox demo                                 everything on 127.0.0.1:7070 (HTTP) and :1883 (MQTT)\n  \
+    glassbox demo --data-dir demo-data            keep what it recorded after it stops\n  \
+    glassbox demo --incidents-after 10m           a longer quiet start\n\n\
+    The detectors learn each series' normal for --warmup-points × 10 s (2 minutes) before they may \
+    raise an alert; the scripted incidents begin after that. While it runs, type a fault and Enter \
+    (silent ID, flap ID, surge GROUP, malformed ID, status; see `glassbox simulate --help`).")]
+pub struct DemoArgs {
+    /// Keep the demo's data here (default: a temporary directory, removed when it stops).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    http: String,
+    /// MQTT listener address.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt: String,
+    /// How many simulated devices (at least 3).
+    #[arg(long, default_value_t = 12)]
+    devices: usize,
+    /// Time between a device's telemetry messages.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// 10-second points each series learns before it may raise an alert
+    /// (a server's default is 90: 15 minutes).
+    #[arg(long, default_value_t = 12)]
+    warmup_points: u32,
+    /// When the first scripted incident happens.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    incidents_after: Duration,
+    /// Time between the scripted incidents.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    incident_gap: Duration,
+    /// Script no incidents: a quiet fleet.
+    #[arg(long)]
+    no_incidents: bool,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+}
+
+/// The demo's functions, from one template (`relay.wat`).
+fn relay(output_type: &str, spin: u32, log: &str) -> Vec<u8> {
+    include_str!("relay.wat")
+        .replace("@TYPELEN@", &output_type.len().to_string())
+        .replace("@TYPE@", output_type)
+        .replace("@LOGLEN@", &log.len().to_string())
+        .replace("@LOG@", log)
+        .replace("@SPIN@", &spin.to_string())
+        .into_bytes()
+}
+
+/// Count-down steps of the slow version: around 10 ms of work.
+const SLOW_SPIN: u32 = 10_000_000;
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    crate::serve::init_logging("warn");
+    let (data_dir, _temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temporary = tempfile::Builder::new().prefix("glassbox-demo-").tempdir()?;
+            (temporary.path().to_path_buf(), Some(temporary))
+        }
+    };
+    let token = match std::env::var("GLASSBOX_ADMIN_TOKEN") {
+        Ok(token) if token.len() >= 16 => token,
+        _ => format!("gbx_demo_{:032x}", rand::random::<u128>()),
+    };
+    let mut config = glassbox_server::Config { data_dir: data_dir.clone(), ..glassbox_server::Config::default() };
+    config.http.listen = args.http.clone();
+    config.mqtt.listen = args.mqtt.clone();
+    config.diagnose.warmup_points = args.warmup_points;
+    config.validate()?;
+    let running = glassbox_server::start(config, Some(&token)).await.with_context(|| {
+        format!(
+            "starting the demo on {} (HTTP) and {} (MQTT); if another glassbox runs there, stop it or pass \
+             --http and --mqtt",
+            args.http, args.mqtt
+        )
+    })?;
+    let remote = Remote { server: format!("http://{}", running.http_addr), token: Some(token.clone()) };
+    let client = remote.client()?;
+    deploy(&client, "telemetry", relay("telemetry.accepted", 0, "telemetry accepted"), &["mqtt:devices/+/telemetry"])
+        .await?;
+    deploy(&client, "enrich", relay("telemetry.enriched", 0, "telemetry enriched"), &["event:telemetry.accepted"])
+        .await?;
+
+    let fleet = SimulateArgs {
+        devices: args.devices.max(3),
+        prefix: "sim".into(),
+        groups: 3,
+        mqtt: running.mqtt_addr.to_string(),
+        interval: args.interval,
+        sleepy: 0.2,
+        flaky: 0.1,
+        command_failures: 0.05,
+        silent: Vec::new(),
+        flap: Vec::new(),
+        surge: Vec::new(),
+        malformed: Vec::new(),
+        duration: None,
+        seed: 1,
+        remote: remote.clone(),
+    };
+    let faults = Arc::new(Mutex::new(Faults::default()));
+    let _devices = simulate::start(&fleet, faults.clone()).await?;
+    let profiles = simulate::fleet(&fleet);
+    let roles = Roles::pick(&profiles);
+    tokio::spawn(backend(running.mqtt_addr.to_string(), token.clone(), profiles));
+
+    let sample = first_message(&client, &roles.steady).await?;
+    let tour = Tour { remote: &remote, data_dir: &data_dir, kept: args.data_dir.is_some(), roles: &roles, sample };
+    println!("{}", tour.text(&args));
+    if !args.no_incidents {
+        tokio::spawn(incidents(client, faults.clone(), roles.clone(), args.incidents_after, args.incident_gap));
+    }
+    tokio::spawn(simulate::console(faults));
+    let duration = args.duration;
+    running
+        .run_until(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match &mut term {
+                    Some(term) => drop(term.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let elapsed = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminated => {}
+                () = elapsed => {}
+            }
+            println!("demo stopping");
+        })
+        .await
+}
+
+/// Deploys `component` as the next version of `name`, live at once.
+async fn deploy(client: &Client, name: &str, component: Vec<u8>, triggers: &[&str]) -> anyhow::Result<Value> {
+    let query = [("trigger", triggers.join(",")), ("feature", "demo".to_string())];
+    let path = format!("/api/v1/functions/{name}");
+    client.post_bytes(&path, &query, "application/wasm", component).await.with_context(|| format!("deploying {name}"))
+}
+
+/// The devices the tour and the incidents are about.
+#[derive(Clone)]
+struct Roles {
+    /// Always awake: the one the tour follows.
+    steady: String,
+    /// Sleeps now and then, so messages queue for it.
+    sleepy: String,
+    /// Goes silent in the third incident.
+    silenced: String,
+}
+
+impl Roles {
+    /// Three different devices (the fleet has at least three), each the
+    /// kind its role wants where the fleet has one.
+    fn pick(profiles: &[Profile]) -> Self {
+        let mut taken: Vec<&str> = Vec::new();
+        let mut choose = |wanted: &dyn Fn(&Profile) -> bool| {
+            let free = |p: &&Profile| !taken.contains(&p.id.as_str());
+            let found = profiles.iter().filter(free).find(|p| wanted(p)).or_else(|| profiles.iter().find(free));
+            let id = found.map_or("sim-0", |p| p.id.as_str());
+            taken.push(id);
+            id.to_string()
+        };
+        let steady = choose(&|p| !p.sleepy && !p.flaky);
+        let sleepy = choose(&|p| p.sleepy);
+        let silenced = choose(&|p| !p.sleepy && !p.flaky);
+        Self { steady, sleepy, silenced }
+    }
+}
+
+/// A backend leaving a note in every device's inbox each 30 s (QoS 1), so
+/// that messages queue for devices while they sleep.
+async fn backend(mqtt: String, token: String, profiles: Vec<Profile>) {
+    let options = Options { username: Some("operator".into()), password: Some(token), ..Options::new("demo-backend") };
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        let Ok((mut reader, mut writer, _)) = client::connect(&mqtt, &options).await else {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        };
+        // Acknowledgements are not waited for; reading them keeps the socket flowing.
+        tokio::spawn(async move { while reader.next().await.is_ok() {} });
+        let mut packet_id: u16 = 0;
+        'connected: loop {
+            tick.tick().await;
+            for p in &profiles {
+                packet_id = packet_id.wrapping_add(1).max(1);
+                let note = serde_json::json!({ "sample_every": "5s", "sent_at": chrono::Utc::now() });
+                let publish = Publish {
+                    dup: false,
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    topic: format!("devices/{}/inbox/settings", p.id),
+                    packet_id: Some(packet_id),
+                    properties: Properties::default(),
+                    payload: Bytes::from(note.to_string()),
+                };
+                if writer.send(&Packet::Publish(publish)).await.is_err() || writer.flush().await.is_err() {
+                    break 'connected;
+                }
+            }
+        }
+    }
+}
+
+/// The id of the first telemetry message of `device` that a function
+/// handled, for the tour to follow (waits up to 30 s for one).
+async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> {
+    let query = [("type", "function.invoked".to_string()), ("device", device.to_string()), ("limit", "1".into())];
+    for _ in 0..300 {
+        let page = client.get("/api/v1/events", &query).await?;
+        if let Some(id) = page["events"][0]["data"]["event_id"].as_str() {
+            return Ok(id.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no telemetry from {device} reached its function within 30 s; is the MQTT listener reachable?")
+}
+
+/// The scripted incidents, each announced as it happens.
+async fn incidents(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, after: Duration, gap: Duration) {
+    let started = tokio::time::Instant::now();
+    let at = |n: u32| started + after + gap * n;
+    let announce = |what: &str, hint: &str| {
+        let minutes = started.elapsed().as_secs_f64() / 60.0;
+        println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");
+    };
+
+    tokio::time::sleep_until(at(0)).await;
+    let looping = relay("telemetry.enriched", 0, "telemetry enriched");
+    match deploy(&client, "enrich", looping, &["event:telemetry.accepted", "event:telemetry.enriched"]).await {
+        Ok(v) => announce(
+            &format!("incident 1: enrich v{} also triggers on its own output: a recursion loop", v["version"]),
+            "it stops at hop 16 with a dead letter each time: glassbox events query --type function.dead_letter",
+        ),
+        Err(e) => eprintln!("demo: incident 1 could not be scripted: {e:#}"),
+    }
+
+    tokio::time::sleep_until(at(1)).await;
+    let slow = relay("telemetry.accepted", SLOW_SPIN, "telemetry accepted");
+    match deploy(&client, "telemetry", slow, &["mqtt:devices/+/telemetry"]).await {
+        Ok(v) => announce(
+            &format!("incident 2: telemetry v{} is deployed, a much slower build", v["version"]),
+            "glassbox functions invocations telemetry; then glassbox diagnose, and glassbox functions rollback telemetry",
+        ),
+        Err(e) => eprintln!("demo: incident 2 could not be scripted: {e:#}"),
+    }
+
+    tokio::time::sleep_until(at(2)).await;
+    let silenced = faults.lock().map(|mut f| f.apply(&format!("silent {}", roles.silenced)));
+    if silenced.is_ok() {
+        announce(
+            &format!("incident 3: {} stays connected but stops reporting", roles.silenced),
+            &format!("glassbox devices inspect {}; glassbox diagnose --device {}", roles.silenced, roles.silenced),
+        );
+    }
+}
+
+/// The tour: each verb, with commands that work on this running demo.
+struct Tour<'a> {
+    remote: &'a Remote,
+    data_dir: &'a std::path::Path,
+    kept: bool,
+    roles: &'a Roles,
+    /// A recorded device message that a function handled.
+    sample: String,
+}
+
+impl Tour<'_> {
+    fn text(&self, args: &DemoArgs) -> String {
+        let Roles { steady, sleepy, silenced } = self.roles;
+        let id = &self.sample;
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "glassbox".into());
+        let kept = if self.kept { "kept" } else { "removed when the demo stops" };
+        let minutes = |d: Duration| format!("+{}", humantime::format_duration(d));
+        let (first, second, third) = (
+            minutes(args.incidents_after),
+            minutes(args.incidents_after + args.incident_gap),
+            minutes(args.incidents_after + args.incident_gap * 2),
+        );
+        let learn = humantime::format_duration(Duration::from_secs(u64::from(args.warmup_points) * 10));
+        let incidents = match args.no_incidents {
+            true => "No incidents are scripted (--no-incidents).".to_string(),
+            false => format!(
+                "Scripted incidents (the detectors learn for the first {learn}):\n  \
+                 {first}  enrich v2 triggers on its own output: a recursion loop\n  \
+                 {second}  telemetry v2, a much slower build, is deployed\n  \
+                 {third}  {silenced} goes silent\n\
+                 Each is announced here when it happens."
+            ),
+        };
+        let token = self.remote.token.as_deref().unwrap_or_default();
+        format!(
+            "\
+Glassbox demo: {devices} simulated devices (sim-0 … sim-{last}) talking MQTT, two functions
+(telemetry → enrich), a backend leaving notes in the devices' inboxes. Data: {dir} ({kept}).
+
+In another terminal:
+  export GLASSBOX_SERVER={server} GLASSBOX_TOKEN={token}
+  alias glassbox={exe}
+
+deploy    what runs, and every version of it
+  glassbox functions list
+  glassbox functions versions telemetry
+monitor   the live view (Ctrl-C to leave)
+  glassbox monitor
+query     recorded events and the metrics derived from them
+  glassbox events query --device {steady} --since 5m
+  glassbox metrics function_duration_ms --by function --since 15m
+inspect   one thing, whole
+  glassbox events get {id}
+  glassbox devices inspect {steady}
+debug     follow a message through the functions, and run it again
+  glassbox trace {id}
+  glassbox logs --function telemetry --since 5m
+  glassbox debug replay {id} --function telemetry --version 1 --dry-run
+control   steer a device: a durable command, desired state
+  glassbox control send {steady} fan --payload '{{\"on\": true}}' --wait
+  glassbox control desired {steady} fan=true
+clear     drop what waits for a sleeping device (notes queue while it sleeps)
+  glassbox devices inspect {sleepy}
+  glassbox devices clear-queue {sleepy}
+diagnose  what is abnormal, since when, and the likely cause
+  glassbox diagnose
+  glassbox cost --by function --since 1h
+
+{incidents} Type a fault and Enter at any time:
+silent ID, flap ID, surge GROUP, malformed ID, status. Ctrl-C stops the demo.",
+            devices = args.devices.max(3),
+            last = args.devices.max(3) - 1,
+            dir = self.data_dir.display(),
+            server = self.remote.server,
+        )
+    }
+}

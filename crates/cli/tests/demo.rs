@@ -1,0 +1,163 @@
+//! `glassbox demo` end to end: the tour it prints is run command by command
+//! (through a shell, as a newcomer would paste it) against the live demo,
+//! and each scripted incident is checked to have happened.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::glassbox;
+
+/// The demo as a child process, killed when dropped.
+struct Demo {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    server: String,
+    token: String,
+    /// The tour's commands, in order.
+    tour: Vec<String>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let mut child = glassbox()
+            .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--devices", "6", "--interval", "1s"])
+            .args(["--incidents-after", "8s", "--incident-gap", "6s", "--duration", "5m"])
+            .env_remove("GLASSBOX_ADMIN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("glassbox demo starts");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || stdout.lines().map_while(Result::ok).try_for_each(|l| tx.send(l)));
+        let mut demo = Demo { child, lines, server: String::new(), token: String::new(), tour: Vec::new() };
+        loop {
+            let line = demo.next_line(Duration::from_secs(60));
+            if let Some(exports) = line.strip_prefix("  export ") {
+                for pair in exports.split_whitespace() {
+                    match pair.split_once('=') {
+                        Some(("GLASSBOX_SERVER", v)) => demo.server = v.to_string(),
+                        Some(("GLASSBOX_TOKEN", v)) => demo.token = v.to_string(),
+                        _ => {}
+                    }
+                }
+            } else if line.starts_with("  glassbox ") {
+                demo.tour.push(line.trim().to_string());
+            } else if line.starts_with("Each is announced") {
+                return demo;
+            }
+        }
+    }
+
+    fn next_line(&self, within: Duration) -> String {
+        self.lines.recv_timeout(within).expect("the demo printed its next line in time")
+    }
+
+    /// Waits for the line of an announced incident.
+    fn announced(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = self.next_line(deadline.saturating_duration_since(Instant::now()));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+
+    /// Runs a tour line through `sh`, with `glassbox` on the PATH and the
+    /// demo's exports set; returns its output, failing on a non-zero exit.
+    fn shell(&self, line: &str) -> String {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_glassbox")).parent().unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let output = Command::new("sh")
+            .args(["-c", line])
+            .env("PATH", path)
+            .env("GLASSBOX_SERVER", &self.server)
+            .env("GLASSBOX_TOKEN", &self.token)
+            .output()
+            .unwrap();
+        let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "`{line}` failed: {err}\n{out}");
+        out.into_owned()
+    }
+
+    fn json(&self, line: &str) -> Value {
+        let out = self.shell(line);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{line}` printed no JSON ({e}): {out}"))
+    }
+
+    /// Polls `line` (JSON) until `ok` holds, for 30 s at most.
+    fn eventually(&self, line: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.json(line);
+            if ok(&answer) {
+                return answer;
+            }
+            assert!(Instant::now() < deadline, "`{line}` never showed what was expected: {answer}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+#[test]
+fn the_demos_tour_works_on_live_data_and_its_incidents_happen() {
+    let demo = Demo::start();
+    let verbs = ["functions list", "monitor", "events query", "events get", "trace", "debug replay", "control send"];
+    for verb in verbs.iter().chain(&["devices clear-queue", "diagnose", "cost", "metrics", "logs"]) {
+        assert!(demo.tour.iter().any(|l| l.contains(verb)), "the tour shows `glassbox {verb}`: {:?}", demo.tour);
+    }
+
+    // Every command of the tour works as printed (but the live view, which
+    // runs until it is left).
+    for line in demo.tour.iter().filter(|l| !l.contains("monitor")) {
+        let out = demo.shell(line);
+        if line.starts_with("glassbox trace ") {
+            assert!(out.contains("function.invoked") || out.contains("telemetry"), "{line}: {out}");
+        }
+        if line.contains("control send") {
+            assert!(out.contains("succeeded") || out.contains("failed"), "the device answered: {out}");
+        }
+    }
+    // The device the tour follows has its messages recorded with states.
+    let steady = demo.tour.iter().find_map(|l| l.strip_prefix("glassbox devices inspect ")).unwrap().to_string();
+    let events = demo.json(&format!("glassbox events query --device {steady} --type device.message --json"));
+    assert!(!events.as_array().unwrap().is_empty(), "{events}");
+
+    // Incident 1: a recursion loop, stopped at the hop limit.
+    demo.announced("incident 1");
+    demo.eventually("glassbox events query --type function.dead_letter --json", |events| {
+        events.as_array().unwrap().iter().any(|e| {
+            e["data"]["function"] == "enrich" && e["data"]["reason"].as_str().unwrap().starts_with("recursion_limit")
+        })
+    });
+
+    // Incident 2: a slower version, live, and its invocations take longer.
+    demo.announced("incident 2");
+    let versions = demo.json("glassbox functions versions telemetry --json");
+    assert_eq!(versions.as_array().map(Vec::len), Some(2), "{versions}");
+    demo.eventually("glassbox functions invocations telemetry --json", |invocations| {
+        invocations.as_array().unwrap().iter().any(|i| i["version"] == 2 && i["wall_us"].as_u64() > Some(1000))
+    });
+
+    // Incident 3: a device goes silent while connected; liveness notices.
+    let line = demo.announced("incident 3");
+    let silenced = line.split_whitespace().nth(5).unwrap().to_string();
+    demo.eventually("glassbox devices list --silent --json", |devices| {
+        devices.as_array().unwrap().iter().any(|d| d["id"] == silenced.as_str())
+    });
+}
