@@ -34,7 +34,7 @@ impl Demo {
     fn start() -> Demo {
         let mut child = glassbox()
             .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--devices", "6", "--interval", "1s"])
-            .args(["--incidents-after", "8s", "--incident-gap", "6s", "--duration", "5m"])
+            .args(["--incidents-after", "8s", "--incident-gap", "4s", "--duration", "5m"])
             .env_remove("GLASSBOX_ADMIN_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -142,7 +142,7 @@ fn the_demos_tour_works_on_live_data_and_its_incidents_happen() {
     demo.announced("incident 1");
     demo.eventually("glassbox events query --type function.dead_letter --json", |events| {
         events.as_array().unwrap().iter().any(|e| {
-            e["data"]["function"] == "enrich" && e["data"]["reason"].as_str().unwrap().starts_with("recursion_limit")
+            e["data"]["function"] == "ticker" && e["data"]["reason"].as_str().unwrap().starts_with("recursion_limit")
         })
     });
 
@@ -153,6 +153,10 @@ fn the_demos_tour_works_on_live_data_and_its_incidents_happen() {
     demo.eventually("glassbox functions invocations telemetry --json", |invocations| {
         invocations.as_array().unwrap().iter().any(|i| i["version"] == 2 && i["wall_us"].as_u64() > Some(1000))
     });
+    demo.announced("rolled telemetry back");
+    let listed = demo.json("glassbox functions list --json");
+    let telemetry = listed.as_array().unwrap().iter().find(|f| f["name"] == "telemetry").unwrap().clone();
+    assert_eq!(telemetry["version"], 1, "the live version is the first again: {telemetry}");
 
     // Incident 3: a device goes silent while connected; liveness notices.
     let line = demo.announced("incident 3");

@@ -1,5 +1,5 @@
 //! `glassbox demo`: the server on the embedded store, a simulated fleet,
-//! two example functions, a backend that leaves messages in the devices'
+//! three example functions, a backend that leaves messages in the devices'
 //! inboxes, and a printed tour of the operability verbs with real ids —
 //! then a few scripted incidents, so that `glassbox diagnose` has
 //! something real to find.
@@ -49,8 +49,11 @@ pub struct DemoArgs {
     /// When the first scripted incident happens.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     incidents_after: Duration,
-    /// Time between the scripted incidents.
-    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    /// The script's unit of time: the slow version comes one unit after the
+    /// first incident and is rolled back one unit later; the device falls
+    /// silent seven units after the first incident, once the second has
+    /// calmed down (related incidents close together would be one).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     incident_gap: Duration,
     /// Script no incidents: a quiet fleet.
     #[arg(long)]
@@ -70,6 +73,9 @@ fn relay(output_type: &str, spin: u32, log: &str) -> Vec<u8> {
         .replace("@SPIN@", &spin.to_string())
         .into_bytes()
 }
+
+/// The ticker's schedule.
+const TICK: &str = "schedule:@every 2s";
 
 /// Count-down steps of the slow version: around 10 ms of work.
 const SLOW_SPIN: u32 = 10_000_000;
@@ -105,6 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     deploy(&client, "enrich", relay("telemetry.enriched", 0, "telemetry enriched"), &["event:telemetry.accepted"])
         .await?;
+    deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK]).await?;
 
     let fleet = SimulateArgs {
         devices: args.devices.max(3),
@@ -251,17 +258,16 @@ async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> 
 /// The scripted incidents, each announced as it happens.
 async fn incidents(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, after: Duration, gap: Duration) {
     let started = tokio::time::Instant::now();
-    let at = |n: u32| started + after + gap * n;
+    let at = |units: u32| started + after + gap * units;
     let announce = |what: &str, hint: &str| {
         let minutes = started.elapsed().as_secs_f64() / 60.0;
         println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");
     };
 
     tokio::time::sleep_until(at(0)).await;
-    let looping = relay("telemetry.enriched", 0, "telemetry enriched");
-    match deploy(&client, "enrich", looping, &["event:telemetry.accepted", "event:telemetry.enriched"]).await {
+    match deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK, "event:demo.tick"]).await {
         Ok(v) => announce(
-            &format!("incident 1: enrich v{} also triggers on its own output: a recursion loop", v["version"]),
+            &format!("incident 1: ticker v{} also triggers on its own output: a recursion loop", v["version"]),
             "it stops at hop 16 with a dead letter each time: glassbox events query --type function.dead_letter",
         ),
         Err(e) => eprintln!("demo: incident 1 could not be scripted: {e:#}"),
@@ -272,12 +278,20 @@ async fn incidents(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, aft
     match deploy(&client, "telemetry", slow, &["mqtt:devices/+/telemetry"]).await {
         Ok(v) => announce(
             &format!("incident 2: telemetry v{} is deployed, a much slower build", v["version"]),
-            "glassbox functions invocations telemetry; then glassbox diagnose, and glassbox functions rollback telemetry",
+            "glassbox functions invocations telemetry; glassbox diagnose --function telemetry",
         ),
         Err(e) => eprintln!("demo: incident 2 could not be scripted: {e:#}"),
     }
-
     tokio::time::sleep_until(at(2)).await;
+    match client.post("/api/v1/functions/telemetry/rollback", "application/json", String::new()).await {
+        Ok(_) => announce(
+            "incident 2, later: someone noticed and rolled telemetry back",
+            "glassbox functions versions telemetry; glassbox diagnose shows the deploy and the rollback",
+        ),
+        Err(e) => eprintln!("demo: the rollback of incident 2 could not be scripted: {e:#}"),
+    }
+
+    tokio::time::sleep_until(at(7)).await;
     let silenced = faults.lock().map(|mut f| f.apply(&format!("silent {}", roles.silenced)));
     if silenced.is_ok() {
         announce(
@@ -304,18 +318,19 @@ impl Tour<'_> {
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "glassbox".into());
         let kept = if self.kept { "kept" } else { "removed when the demo stops" };
         let minutes = |d: Duration| format!("+{}", humantime::format_duration(d));
-        let (first, second, third) = (
+        let (first, second, rollback, third) = (
             minutes(args.incidents_after),
             minutes(args.incidents_after + args.incident_gap),
             minutes(args.incidents_after + args.incident_gap * 2),
+            minutes(args.incidents_after + args.incident_gap * 7),
         );
         let learn = humantime::format_duration(Duration::from_secs(u64::from(args.warmup_points) * 10));
         let incidents = match args.no_incidents {
             true => "No incidents are scripted (--no-incidents).".to_string(),
             false => format!(
                 "Scripted incidents (the detectors learn for the first {learn}):\n  \
-                 {first}  enrich v2 triggers on its own output: a recursion loop\n  \
-                 {second}  telemetry v2, a much slower build, is deployed\n  \
+                 {first}  ticker v2 triggers on its own output: a recursion loop\n  \
+                 {second}  telemetry v2, a much slower build, is deployed (rolled back at {rollback})\n  \
                  {third}  {silenced} goes silent\n\
                  Each is announced here when it happens."
             ),
@@ -323,8 +338,8 @@ impl Tour<'_> {
         let token = self.remote.token.as_deref().unwrap_or_default();
         format!(
             "\
-Glassbox demo: {devices} simulated devices (sim-0 … sim-{last}) talking MQTT, two functions
-(telemetry → enrich), a backend leaving notes in the devices' inboxes. Data: {dir} ({kept}).
+Glassbox demo: {devices} simulated devices (sim-0 … sim-{last}) talking MQTT, three functions
+(telemetry → enrich, and a ticker on a schedule), a backend leaving notes in the devices' inboxes. Data: {dir} ({kept}).
 
 In another terminal:
   export GLASSBOX_SERVER={server} GLASSBOX_TOKEN={token}
