@@ -131,20 +131,27 @@ pub fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerS
 
 /// How long the recorder's commits take (write and fsync), as a histogram.
 fn commit_histogram(out: &mut String, store: &StoreStatus) {
-    let name = "glassbox_recorder_commit_seconds";
-    let _ =
-        write!(out, "# HELP {name} Recorder group commits by duration (write and fsync).\n# TYPE {name} histogram\n");
+    histogram(
+        out,
+        "glassbox_recorder_commit_seconds",
+        "Recorder group commits by duration (write and fsync).",
+        &glassbox_store::COMMIT_SECONDS_BUCKETS,
+        &store.commit_seconds_buckets,
+        store.commit_seconds_sum,
+    );
+}
+
+/// A histogram in the Prometheus text format: `counts` per bucket (not
+/// cumulative), one per bound and then one beyond the last.
+fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
     let mut cumulative = 0;
-    for (bound, n) in glassbox_store::COMMIT_SECONDS_BUCKETS.iter().zip(&store.commit_seconds_buckets) {
-        cumulative += n;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count;
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
     }
-    let total: u64 = store.commit_seconds_buckets.iter().sum();
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{le=\"+Inf\"}} {total}\n{name}_sum {}\n{name}_count {total}",
-        store.commit_seconds_sum
-    );
+    let total: u64 = counts.iter().sum();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}\n{name}_sum {sum}\n{name}_count {total}");
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -177,14 +184,8 @@ impl Histogram {
     }
 
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(self.counts.iter()) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let total = cumulative + self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}\n{name}_sum {sum}\n{name}_count {total}");
+        histogram(out, name, help, self.bounds, &counts, sum);
     }
 }

@@ -391,31 +391,14 @@ async fn an_operator_clears_an_offline_devices_queue_and_every_drop_is_recorded(
         properties: Properties { session_expiry_interval: Some(3600), ..Properties::default() },
         ..Options::new("tank-1")
     };
-    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &persistent).await.unwrap();
-    let filters = vec![("devices/tank-1/notes/#".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
-    writer
-        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
-        .await
-        .unwrap();
-    writer.flush().await.unwrap();
-    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
-    drop((reader, writer));
+    drop(common::subscribed(&server.mqtt, &persistent, "devices/tank-1/notes/#", QoS::AtLeastOnce).await);
 
     // Three messages for it while it is away, from an operator client.
     let operator =
         Options { username: Some("operator".into()), password: Some(TOKEN.into()), ..Options::new("ops-console") };
     let (mut ops_reader, mut ops, _) = client::connect(&server.mqtt, &operator).await.unwrap();
     for n in 1..=3u16 {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: "devices/tank-1/notes/n".into(),
-            packet_id: Some(n),
-            properties: Properties::default(),
-            payload: Bytes::from(format!("note {n}")),
-        };
-        ops.send(&Packet::Publish(publish)).await.unwrap();
+        ops.send(&common::publish("devices/tank-1/notes/n", format!("note {n}"), n)).await.unwrap();
         ops.flush().await.unwrap();
         assert!(matches!(ops_reader.next().await.unwrap(), Packet::PubAck(_)));
     }

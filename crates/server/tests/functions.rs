@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options};
-use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
+use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -305,24 +305,9 @@ async fn a_command_a_function_sends_joins_the_chain_and_trace_and_logs_show_it()
         protocol: Protocol::V5,
         ..Options::new("d1")
     };
-    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &options).await.unwrap();
-    let filters = vec![("$glassbox/devices/d1/commands/#".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
-    writer
-        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
-        .await
-        .unwrap();
-    writer.flush().await.unwrap();
-    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
-    let publish = Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        topic: "devices/d1/telemetry".into(),
-        packet_id: Some(2),
-        properties: Properties::default(),
-        payload: Bytes::from_static(b"{\"celsius\":31.5}"),
-    };
-    writer.send(&Packet::Publish(publish)).await.unwrap();
+    let commands = "$glassbox/devices/d1/commands/#";
+    let (mut reader, mut writer) = common::subscribed(&server.mqtt, &options, commands, QoS::AtLeastOnce).await;
+    writer.send(&common::publish("devices/d1/telemetry", &b"{\"celsius\":31.5}"[..], 2)).await.unwrap();
     writer.flush().await.unwrap();
 
     // The device gets the command and answers it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glassbox_gateway::client::{self, Options};
-use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
+use glassbox_gateway::codec::{Packet, Properties, Protocol, Publish, QoS};
 use serde_json::{Value, json};
 
 use common::start_with;
@@ -44,14 +44,7 @@ async fn drops_are_counted_by_reason_group_and_topic() {
         properties: Properties { session_expiry_interval: Some(3600), ..Properties::default() },
         ..Options::new("dashboard")
     };
-    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &subscriber).await.unwrap();
-    let filters = vec![("devices/#".to_string(), SubscriptionOptions::qos(QoS::AtMostOnce))];
-    writer
-        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
-        .await
-        .unwrap();
-    writer.flush().await.unwrap();
-    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
+    let (reader, mut writer) = common::subscribed(&server.mqtt, &subscriber, "devices/#", QoS::AtMostOnce).await;
     writer
         .send(&Packet::Disconnect(glassbox_gateway::codec::Disconnect { reason: 0, properties: Properties::default() }))
         .await

@@ -238,13 +238,9 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 pub async fn clear_queue(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
     let cleared = app.broker.clear_queue(&id, "admin").await;
-    let data = json!({ "actor": "admin", "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
-    let draft = Draft { device: Some(id.clone()), ..Draft::json("glassbox/registry", "device.queue_cleared", &data) };
-    let mut body = json!({ "device": id, "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
-    if let Err(e) = app.pipeline.ingest(vec![draft], "api").await {
-        tracing::error!(device = %id, error = %e, "queue cleared but its event was not recorded");
-        body["warning"] = json!(format!("the queue was cleared, but its event could not be recorded: {e}"));
-    }
+    let details = json!({ "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
+    let mut body = json!({ "device": id, "cleared": details["cleared"], "session": details["session"] });
+    note_change_with(&app, &id, "device.queue_cleared", details, &mut body).await;
     Ok(Json(body))
 }
 
@@ -253,7 +249,12 @@ pub async fn clear_queue(State(app): State<AppState>, Path(id): Path<String>) ->
 /// here is reported in the answer as a `warning` and logged, not turned
 /// into an error that would hide the secret.
 async fn note_change(app: &AppState, id: &str, ty: &str, answer: &mut Value) {
-    if let Err(e) = record_change(app, id, ty).await {
+    note_change_with(app, id, ty, json!({}), answer).await;
+}
+
+/// [`note_change`], the event's data holding `details` (an object) beside the actor.
+async fn note_change_with(app: &AppState, id: &str, ty: &str, details: Value, answer: &mut Value) {
+    if let Err(e) = record_change(app, id, ty, details).await {
         tracing::error!(device = %id, change = %ty, error = %e.message, "registry change made but its event was not recorded");
         if answer.is_object() {
             answer["warning"] =
@@ -262,8 +263,9 @@ async fn note_change(app: &AppState, id: &str, ty: &str, answer: &mut Value) {
     }
 }
 
-async fn record_change(app: &AppState, id: &str, ty: &str) -> Result<(), ApiError> {
-    let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, &json!({ "actor": "admin" })) };
+async fn record_change(app: &AppState, id: &str, ty: &str, mut data: Value) -> Result<(), ApiError> {
+    data["actor"] = json!("admin");
+    let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, &data) };
     app.pipeline.ingest(vec![draft], "api").await?;
     Ok(())
 }

@@ -5,6 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use glassbox_gateway::client::{self, Options, Reader, Writer};
+use glassbox_gateway::codec::{Packet, Properties, Publish, QoS, Subscribe, SubscriptionOptions};
 use glassbox_server::{Config, Running};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -78,4 +81,31 @@ pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 /// A WAT fixture of the runtime's tests.
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// An MQTT client connected with `options` and subscribed to `filter`
+/// (the SUBACK read).
+pub async fn subscribed(mqtt: &str, options: &Options, filter: &str, qos: QoS) -> (Reader, Writer) {
+    let (mut reader, mut writer, _) = client::connect(mqtt, options).await.unwrap();
+    let filters = vec![(filter.to_string(), SubscriptionOptions::qos(qos))];
+    writer
+        .send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters }))
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(reader.next().await.unwrap(), Packet::SubAck(_)));
+    (reader, writer)
+}
+
+/// A QoS 1 PUBLISH of `payload` on `topic`.
+pub fn publish(topic: &str, payload: impl Into<Bytes>, packet_id: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: topic.into(),
+        packet_id: Some(packet_id),
+        properties: Properties::default(),
+        payload: payload.into(),
+    })
 }
