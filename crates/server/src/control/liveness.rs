@@ -102,6 +102,15 @@ impl Liveness {
         self.tracks().entry(device.to_string()).or_default().declared = cadence_seconds;
     }
 
+    /// Starts tracking a device with the cadence read from the registry,
+    /// unless it is tracked already: a [`Liveness::declare`] that raced the
+    /// read is newer than what was read.
+    pub fn track(&self, device: &str, cadence_seconds: Option<u64>) {
+        self.tracks()
+            .entry(device.to_string())
+            .or_insert_with(|| Track { declared: cadence_seconds, ..Track::default() });
+    }
+
     /// Takes in one recorded event; says if its device became active again.
     pub fn observe(&self, recorded: &RecordedEvent) -> Option<Change> {
         let event = &recorded.event;
@@ -248,6 +257,14 @@ mod tests {
         assert!(matches!(&flagged[..], [Change::Silent { reason, .. }] if reason == "disconnected for 1m 10s"));
         let back = live.observe(&event("d", "device.connected", t0 + Span::seconds(400)));
         assert!(matches!(back, Some(Change::Active { .. })));
+    }
+
+    #[test]
+    fn a_cadence_declared_while_the_registry_was_read_is_kept() {
+        let live = Liveness::new(LivenessSettings::default());
+        live.declare("d", Some(1));
+        live.track("d", None);
+        assert_eq!(live.view("d").unwrap().cadence_seconds, Some(1.0));
     }
 
     #[test]

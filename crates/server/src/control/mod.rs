@@ -87,7 +87,7 @@ impl Control {
         if !self.liveness.knows(device)
             && let Ok(Some(found)) = self.devices.device(device).await
         {
-            self.liveness.declare(device, found.meta.cadence_seconds);
+            self.liveness.track(device, found.meta.cadence_seconds);
         }
         if let Some(change) = self.liveness.observe(recorded) {
             self.record_liveness(change).await;
