@@ -34,6 +34,13 @@ pub struct Settings {
     /// allow: at least 6 points per period, and two periods of history).
     /// Default weekly (daily and weekly).
     pub seasonality: Seasonality,
+    /// The values are counts of independent occurrences per point
+    /// (messages, failures): an error within the count's own Poisson noise,
+    /// the square root of the expected count, is never surprising. Without
+    /// this, a low, quantised count (a device's 1, 2 or 3 messages per
+    /// bucket) learns an error scale far below one message and alerts on a
+    /// one-message wobble. Default false.
+    pub counts: bool,
 }
 
 impl Default for Settings {
@@ -47,6 +54,7 @@ impl Default for Settings {
             memory_points: 2000,
             silence_intervals_min: 5.0,
             seasonality: Seasonality::Weekly,
+            counts: false,
         }
     }
 }

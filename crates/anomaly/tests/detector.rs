@@ -2,7 +2,7 @@
 //! alert near its start, and bad input neither panics nor floods.
 
 use glassbox_anomaly::synthetic::Rng;
-use glassbox_anomaly::{Detector, Observation, Signal, Skip, Status};
+use glassbox_anomaly::{Detector, Observation, Settings, Signal, Skip, Status};
 
 const MINUTE: f64 = 60.0;
 const DAY: f64 = 86_400.0;
@@ -244,4 +244,51 @@ fn nothing_is_scored_during_warm_up() {
         let o = d.observe(t, x);
         assert_eq!((o.status, o.score, o.anomalous), (Status::WarmingUp, 0.0, false));
     }
+}
+
+/// Messages of a device reporting every `every` seconds (each interval
+/// 0.9 to 1.1 of it, so the phase wanders), counted in 10 s buckets.
+fn bucketed_reports(rng: &mut Rng, every: f64, buckets: usize) -> Vec<(f64, f64)> {
+    let mut counts = vec![0.0; buckets];
+    let mut at = rng.range(0.0, every);
+    while at < buckets as f64 * 10.0 {
+        counts[(at / 10.0) as usize] += 1.0;
+        at += every * rng.range(0.9, 1.1);
+    }
+    counts.into_iter().enumerate().map(|(i, c)| (i as f64 * 10.0, c)).collect()
+}
+
+fn counting(warmup_points: u32) -> Detector {
+    let settings = Settings { counts: true, warmup_points, ..Settings::default() };
+    Detector::new(settings).unwrap()
+}
+
+#[test]
+fn a_low_count_wobbling_by_one_is_not_an_anomaly_when_counted_as_counts() {
+    // 1, 2 or 3 reports per bucket, around 2: learned as a plain series, the
+    // usual error is far below one report and a 3 can look extraordinary.
+    let warmup_points = 12;
+    let mut plain_alerts = 0;
+    for seed in 0..20 {
+        let points = bucketed_reports(&mut Rng::new(seed), 5.0, 360);
+        plain_alerts +=
+            alerts(&mut Detector::new(Settings { warmup_points, ..Settings::default() }).unwrap(), points.clone())
+                .len();
+        let raised = alerts(&mut counting(warmup_points), points);
+        assert!(raised.is_empty(), "seed {seed}: alerts at {raised:?}");
+    }
+    assert!(plain_alerts > 0, "the case this setting is for no longer arises; the test shows nothing");
+}
+
+#[test]
+fn counts_still_alert_on_a_surge_and_on_failures_from_none() {
+    let mut points = bucketed_reports(&mut Rng::new(7), 5.0, 400);
+    for p in &mut points[300..320] {
+        p.1 *= 10.0;
+    }
+    assert_eq!(alerts(&mut counting(150), points), vec![300]);
+    // Failures: none for an hour, then three in one bucket.
+    let mut failures: Vec<(f64, f64)> = (0..400).map(|i| (i as f64 * 10.0, 0.0)).collect();
+    failures[300].1 = 3.0;
+    assert_eq!(alerts(&mut counting(150), failures), vec![300]);
 }

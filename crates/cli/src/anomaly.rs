@@ -75,6 +75,12 @@ pub struct SettingsArgs {
     /// Seasonal patterns to learn: off, daily, or weekly (daily and weekly).
     #[arg(long, value_parser = ["off", "daily", "weekly"], default_value = "weekly")]
     seasonality: String,
+    /// The values are counts per point (messages, failures): a change
+    /// within the count's Poisson noise (square root of the expected count)
+    /// is never an anomaly. Use it for low counts, which otherwise alert on
+    /// a one-count wobble.
+    #[arg(long)]
+    counts: bool,
 }
 
 impl SettingsArgs {
@@ -94,6 +100,7 @@ impl SettingsArgs {
             memory_points: self.memory_points,
             silence_intervals_min: self.silence_intervals_min,
             seasonality,
+            counts: self.counts,
         };
         settings.validate()?;
         Ok(settings)

@@ -72,6 +72,10 @@ pub struct SeriesSpec {
     /// The unit of its values (`ms`, `/10s`), for people.
     pub unit: String,
     pub subject: Subject,
+    /// Its values are counts of occurrences (judged with their Poisson
+    /// noise: see [`Settings::counts`]).
+    #[serde(skip)]
+    pub counts: bool,
 }
 
 /// A recorded change: something someone (or something) did that may
@@ -162,8 +166,9 @@ struct Tracked {
 
 pub struct Engine {
     settings: Settings,
-    /// A fresh detector, cloned for each new series.
+    /// A fresh detector, cloned for each new series (`counting`: for counts).
     prototype: Detector,
+    counting: Detector,
     series: HashMap<String, Tracked>,
     episodes: VecDeque<Episode>,
     changes: VecDeque<Change>,
@@ -176,9 +181,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(settings: Settings) -> Result<Self, InvalidSettings> {
         let prototype = Detector::new(settings.clone())?;
+        let counting = Detector::new(Settings { counts: true, ..settings.clone() })?;
         Ok(Self {
             settings,
             prototype,
+            counting,
             series: HashMap::new(),
             episodes: VecDeque::new(),
             changes: VecDeque::new(),
@@ -200,7 +207,7 @@ impl Engine {
         let tracked = match self.series.get_mut(&spec.key) {
             Some(tracked) => tracked,
             None => {
-                let detector = self.prototype.clone();
+                let detector = if spec.counts { &self.counting } else { &self.prototype }.clone();
                 let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent: VecDeque::new(), open: None };
                 self.series.entry(spec.key.clone()).or_insert(tracked)
             }
@@ -297,8 +304,14 @@ impl Engine {
         Some(Alert::Ended(episode.clone()))
     }
 
-    /// Notes a change for cause ranking.
+    /// Notes a change for cause ranking. A change with the event id of one
+    /// already noted replaces it (a batch that grew).
     pub fn change(&mut self, change: Change) {
+        let same = |c: &Change| c.event_id.is_some() && c.event_id == change.event_id;
+        if let Some(noted) = self.changes.iter_mut().rev().find(|c| same(c)) {
+            *noted = change;
+            return;
+        }
         if self.changes.len() >= CHANGES_MAX {
             self.changes.pop_front();
         }
@@ -434,13 +447,17 @@ impl Engine {
     /// A later change of the same kind of thing to the same subject before
     /// `start` (a newer deploy replaces an older one's code).
     fn superseded(&self, change: &Change, start: f64) -> Option<&Change> {
+        self.replaced_by(change).filter(|c| c.at <= start + LOOKAHEAD_SECONDS)
+    }
+
+    /// The next change that undoes or replaces this one (a deploy or a
+    /// rollback of the same function), if any.
+    fn replaced_by(&self, change: &Change) -> Option<&Change> {
         let replaces = |kind: &str| matches!(kind, "deploy" | "rollback");
         if !replaces(&change.kind) {
             return None;
         }
-        self.changes.iter().find(|c| {
-            c.at > change.at && c.at <= start + LOOKAHEAD_SECONDS && c.subject == change.subject && replaces(&c.kind)
-        })
+        self.changes.iter().find(|c| c.at > change.at && c.subject == change.subject && replaces(&c.kind))
     }
 
     fn scope_match(&self, change: &Change, episodes: &[Episode]) -> (f64, String) {
@@ -462,8 +479,10 @@ impl Engine {
     }
 
     /// How much the affected series moved across the change: 1 when one of
-    /// them clearly shifted there, less when none did.
+    /// them clearly shifted there, less when none did. "After" lasts while
+    /// the change was in effect: a rollback ends a deploy's.
     fn before_after(&self, change: &Change, episodes: &[Episode], now: f64) -> (f64, Vec<String>) {
+        let until = self.replaced_by(change).map_or(now, |next| next.at - self.point_seconds);
         let mut best = (0.3, Vec::new());
         for episode in episodes {
             let Some(tracked) = self.series.get(&episode.series.key) else { continue };
@@ -476,7 +495,7 @@ impl Engine {
             let after: Vec<f64> = tracked
                 .recent
                 .iter()
-                .filter(|(t, _)| *t + self.point_seconds > change.at && *t <= (change.at + COMPARE_SECONDS).min(now))
+                .filter(|(t, _)| *t + self.point_seconds > change.at && *t <= (change.at + COMPARE_SECONDS).min(until))
                 .map(|p| p.1)
                 .collect();
             if before.len() < 3 || after.is_empty() {

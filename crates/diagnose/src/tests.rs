@@ -16,7 +16,7 @@ impl Noise {
 }
 
 fn spec(key: &str, what: &str, unit: &str, subject: Subject) -> SeriesSpec {
-    SeriesSpec { key: key.into(), what: what.into(), unit: unit.into(), subject }
+    SeriesSpec { key: key.into(), what: what.into(), unit: unit.into(), subject, counts: unit == "/10s" }
 }
 
 fn engine() -> Engine {
@@ -88,6 +88,37 @@ fn a_slower_deploy_is_named_as_the_cause_of_the_latency_anomaly_within_a_minute(
     assert!(cause.evidence.iter().any(|e| e.contains("before →")), "{:?}", cause.evidence);
     // Scoped to another function, nothing is abnormal.
     assert!(engine.diagnose(at - 3600.0, at + 60.0, Some(&Subject::Function("other".into()))).incidents.is_empty());
+}
+
+#[test]
+fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
+    let mut engine = engine();
+    let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
+    let noise = std::cell::RefCell::new(Noise(3));
+    let (deployed, rolled_back) = (300usize, 306usize);
+    let latency_of = |i: usize| {
+        let base = if (deployed..rolled_back).contains(&i) { 45.0 } else { 0.5 };
+        base * (1.0 + 0.1 * noise.borrow_mut().next())
+    };
+    let series: [(&SeriesSpec, &dyn Fn(usize) -> f64); 1] = [(&latency, &latency_of)];
+    feed(&mut engine, &series, 0, deployed);
+    let change = |i: usize, kind: &str, id: &str| Change {
+        at: T0 + i as f64 * STEP + 1.0,
+        kind: kind.into(),
+        subject: fan(),
+        summary: format!("{kind} of fan"),
+        event_id: Some(id.into()),
+    };
+    engine.change(change(deployed, "deploy", "01DEPLOY"));
+    engine.change(change(rolled_back, "rollback", "01ROLLBACK"));
+    // Ten minutes on, most points after the deploy are fast again.
+    feed(&mut engine, &series, deployed, 60);
+    let now = T0 + 360.0 * STEP;
+    let report = engine.diagnose(now - 3600.0, now, None);
+    let cause = &report.incidents[0].causes[0];
+    assert_eq!(cause.change.event_id.as_deref(), Some("01DEPLOY"), "{report:#?}");
+    assert_eq!(cause.verdict, "likely", "{report:#?}");
+    assert!(cause.evidence.iter().any(|e| e.contains("→ 43.4 ms after")), "{:?}", cause.evidence);
 }
 
 #[test]

@@ -82,6 +82,12 @@ impl Counters {
             self.unauthorized.load(Ordering::Relaxed),
         );
         counter(&mut out, "glassbox_recorder_commits_total", "Group commits made by the recorder.", store.commits);
+        counter(
+            &mut out,
+            "glassbox_recorder_commits_fsynced_total",
+            "Group commits that waited for their fsync (the rest held only the platform's own records).",
+            store.commits_fsynced,
+        );
         commit_histogram(&mut out, store);
         counter(
             &mut out,

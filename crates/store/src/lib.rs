@@ -63,6 +63,15 @@ impl Ingress {
         self.0.states[0].detail.as_deref()
     }
 
+    /// Whether someone outside the platform is answered once this is
+    /// recorded (a device's PUBACK, an HTTP 2xx): its commit is fsync'd
+    /// first. What the platform records about its own work (`platform`,
+    /// `function`: outcomes, outputs, alerts) is committed without waiting
+    /// for the disk and fsync'd soon after (see [`SYNC_WITHIN`]).
+    pub fn acknowledged(&self) -> bool {
+        !matches!(self.via(), Some("platform" | "function"))
+    }
+
     /// The event as recorded, to publish once it is durable.
     pub fn recorded(&self) -> Arc<RecordedEvent> {
         self.0.clone()
@@ -118,6 +127,9 @@ pub struct StoreStatus {
     pub queue_depth: usize,
     pub events_appended: u64,
     pub commits: u64,
+    /// Commits that waited for their fsync (the others held only the
+    /// platform's own records, synced within [`SYNC_WITHIN`]).
+    pub commits_fsynced: u64,
     /// Events removed by retention since start.
     pub events_expired: u64,
     /// Committed batches not yet in the secondary indexes; queries wait for them.
@@ -150,6 +162,11 @@ pub enum StoreError {
     #[error("store error: {0}")]
     Internal(String),
 }
+
+/// The longest a committed record the platform made about its own work
+/// waits for its fsync: a power loss (not a crash of the process) may lose
+/// this much of them, and never anything acknowledged.
+pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 /// Bounds and windows of the recorder, shared by every implementation.
 #[derive(Debug, Clone)]
@@ -186,10 +203,13 @@ impl Default for RecorderSettings {
 /// tasks; all methods may be called concurrently.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Records events; resolves once their `received` records are durable.
+    /// Records events; resolves once their `received` records are committed:
+    /// on disk for [`Ingress::acknowledged`] events, and within
+    /// [`SYNC_WITHIN`] for the platform's own.
     async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError>;
 
-    /// Records state transitions (durably, like appends).
+    /// Records state transitions (committed, on disk within [`SYNC_WITHIN`]:
+    /// no one outside is answered on the strength of a transition).
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 
     /// One event with all its states.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use glassbox_anomaly::evaluation::{KindReport, Report, judge, median, replay};
-use glassbox_anomaly::synthetic::{Series, Suite, generate};
+use glassbox_anomaly::synthetic::{Series, Shape, Suite, generate};
 use glassbox_anomaly::{Detector, Settings};
 
 use crate::anomaly::SettingsArgs;
@@ -73,7 +73,9 @@ pub async fn run(args: AnomalyBenchArgs) -> anyhow::Result<()> {
     let mut report = Report::default();
     let mut calls = 0usize;
     for s in &series {
-        let mut detector = Detector::new(settings.clone())?;
+        // Count series are judged as counts, as the server judges its own.
+        let counts = settings.counts || s.shape == Shape::Counts;
+        let mut detector = Detector::new(Settings { counts, ..settings.clone() })?;
         let alerts = replay(s, &mut detector);
         calls += s.points.len() + s.missing.len();
         report.add(&judge(s, &alerts, args.tolerance_points));

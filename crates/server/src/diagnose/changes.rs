@@ -4,7 +4,7 @@
 //! the dependencies it reveals (a device whose events trigger a function),
 //! and the liveness detector's silences. Pure: the caller applies them.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use glassbox_core::RecordedEvent;
 use glassbox_diagnose::{Change, SeriesSpec, Subject};
@@ -12,8 +12,12 @@ use serde_json::Value;
 
 use crate::series::derive::NONE;
 
-/// Shadow and command events closer than this are one batch (one change).
+/// Device changes of one kind closer than this are one batch (one change):
+/// provisioning a fleet, or a command sent to every device, is one thing
+/// someone did, not a hundred.
 const BATCH_SECONDS: f64 = 60.0;
+/// Devices named in a batch's summary.
+const BATCH_NAMES_MAX: usize = 3;
 
 /// One thing a recorded event tells the diagnosis.
 pub(super) enum Noted {
@@ -24,43 +28,65 @@ pub(super) enum Noted {
     Active(String, f64),
 }
 
-/// Shadow and command events being gathered into one change per minute.
+/// Device changes (registry, desired state, commands) being gathered into
+/// one change per kind per minute. Each addition returns the batch as it
+/// now stands, under its first event's id, so the engine updates one change
+/// in place and the journal is never behind.
 #[derive(Default)]
 pub(super) struct Batches(Vec<Batch>);
 
 struct Batch {
-    kind: &'static str,
+    kind: String,
     first: f64,
     count: usize,
-    devices: HashSet<String>,
+    devices: BTreeSet<String>,
     event_id: String,
 }
 
 impl Batches {
-    fn add(&mut self, kind: &'static str, at: f64, device: Option<&str>, event_id: String) {
-        match self.0.iter_mut().find(|b| b.kind == kind) {
-            Some(b) => {
-                b.count += 1;
-                b.devices.extend(device.map(str::to_string));
-            }
+    fn add(&mut self, kind: &str, at: f64, device: Option<&str>, event_id: String) -> Change {
+        self.0.retain(|b| at - b.first < BATCH_SECONDS);
+        let index = match self.0.iter().position(|b| b.kind == kind) {
+            Some(i) => i,
             None => {
-                let devices = device.map(str::to_string).into_iter().collect();
-                self.0.push(Batch { kind, first: at, count: 1, devices, event_id });
+                let (kind, devices) = (kind.to_string(), BTreeSet::new());
+                self.0.push(Batch { kind, first: at, count: 0, devices, event_id });
+                self.0.len() - 1
             }
-        }
+        };
+        let batch = &mut self.0[index];
+        batch.count += 1;
+        batch.devices.extend(device.map(str::to_string));
+        batch.change()
     }
+}
 
-    /// A batch whose minute is over at `now`, as one change.
-    fn due(&mut self, now: f64) -> Option<Change> {
-        let due = self.0.iter().position(|b| now - b.first >= BATCH_SECONDS)?;
-        let b = self.0.remove(due);
-        let subject = match b.devices.len() {
-            1 => Subject::Device(b.devices.into_iter().next().unwrap_or_default()),
+impl Batch {
+    fn change(&self) -> Change {
+        let subject = match self.devices.len() {
+            1 => Subject::Device(self.devices.first().cloned().unwrap_or_default()),
             _ => Subject::Platform,
         };
-        let what = if b.kind == "shadow_batch" { "desired-state update" } else { "command" };
-        let summary = format!("{} {what}{} sent to {subject}", b.count, if b.count == 1 { "" } else { "s" });
-        Some(Change { at: b.first, kind: b.kind.into(), subject, summary, event_id: Some(b.event_id) })
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let summary = match self.kind.as_str() {
+            "shadow_batch" => format!("{} sent to {subject}", plural(self.count, "desired-state update")),
+            "command_batch" => format!("{} sent to {subject}", plural(self.count, "command")),
+            registry => {
+                let what = registry.trim_start_matches("device_").replace('_', " ");
+                match &subject {
+                    Subject::Device(id) => format!("device {id} {what}"),
+                    _ => {
+                        let mut names: Vec<&str> =
+                            self.devices.iter().map(String::as_str).take(BATCH_NAMES_MAX).collect();
+                        if self.devices.len() > BATCH_NAMES_MAX {
+                            names.push("…");
+                        }
+                        format!("{} {what} ({})", plural(self.devices.len(), "device"), names.join(", "))
+                    }
+                }
+            }
+        };
+        Change { at: self.first, kind: self.kind.clone(), subject, summary, event_id: Some(self.event_id.clone()) }
     }
 }
 
@@ -71,6 +97,7 @@ fn liveness(device: &str) -> SeriesSpec {
         what: "liveness".into(),
         unit: String::new(),
         subject: Subject::Device(device.to_string()),
+        counts: false,
     }
 }
 
@@ -78,49 +105,42 @@ fn liveness(device: &str) -> SeriesSpec {
 pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted> {
     let event = &recorded.event;
     let at = recorded.states.first().map_or(event.time, |s| s.at).timestamp_micros() as f64 / 1e6;
-    let mut noted: Vec<Noted> = batches.due(at).map(Noted::Change).into_iter().collect();
     let device = event.device.as_deref();
+    let mut batch = |kind: &str| vec![Noted::Change(batches.add(kind, at, device, event.id.to_string()))];
     match event.ty.as_str() {
-        "device.silent" => noted.extend(device.map(|d| Noted::Silent(liveness(d), at))),
-        "device.active" => noted.extend(device.map(|d| Noted::Active(liveness(d).key, at))),
+        "device.silent" => device.map(|d| Noted::Silent(liveness(d), at)).into_iter().collect(),
+        "device.active" => device.map(|d| Noted::Active(liveness(d).key, at)).into_iter().collect(),
         // The invocation record's subject is its function.
-        "function.invoked" => {
-            if let (Some(d), Some(f)) = (device, event.subject.as_deref()) {
-                noted.push(Noted::Depends(Subject::Device(d.into()), Subject::Function(f.into())));
-            }
-        }
-        "device.command.queued" => batches.add("command_batch", at, device, event.id.to_string()),
+        "function.invoked" => match (device, event.subject.as_deref()) {
+            (Some(d), Some(f)) => vec![Noted::Depends(Subject::Device(d.into()), Subject::Function(f.into()))],
+            _ => Vec::new(),
+        },
+        "device.command.queued" => batch("command_batch"),
         "device.shadow.updated" => {
             let data = event.data.json().unwrap_or(Value::Null);
-            if !data["state"]["desired"].is_null() {
-                batches.add("shadow_batch", at, device, event.id.to_string());
-            }
+            if data["state"]["desired"].is_null() { Vec::new() } else { batch("shadow_batch") }
         }
-        _ => noted.extend(change(recorded, at).map(Noted::Change)),
+        "device.registered"
+        | "device.updated"
+        | "device.disabled"
+        | "device.enabled"
+        | "device.deleted"
+        | "device.secret_rotated" => batch(&format!("device_{}", event.ty.trim_start_matches("device."))),
+        _ => change(recorded, at).map(Noted::Change).into_iter().collect(),
     }
-    noted
 }
 
-/// A deploy, rollback, device registry or configuration change, as recorded.
+/// A deploy, rollback or configuration change, as recorded.
 fn change(recorded: &RecordedEvent, at: f64) -> Option<Change> {
     let event = &recorded.event;
-    let registry = [
-        "device.registered",
-        "device.updated",
-        "device.disabled",
-        "device.enabled",
-        "device.deleted",
-        "device.secret_rotated",
-    ];
-    let platform = ["function.deployed", "function.rolled_back", "config.changed"];
-    if !registry.contains(&event.ty.as_str()) && !platform.contains(&event.ty.as_str()) {
+    if !["function.deployed", "function.rolled_back", "config.changed"].contains(&event.ty.as_str()) {
         return None; // Device payloads and everything else are never parsed.
     }
     let data = event.data.json().unwrap_or(Value::Null);
     let text = |key: &str| data[key].as_str().unwrap_or(NONE).to_string();
     let (kind, subject, summary) = match event.ty.as_str() {
         "function.deployed" => (
-            "deploy".to_string(),
+            "deploy",
             Subject::Function(text("function")),
             format!(
                 "deploy of {} v{} ({}) by {}",
@@ -131,28 +151,64 @@ fn change(recorded: &RecordedEvent, at: f64) -> Option<Change> {
             ),
         ),
         "function.rolled_back" => (
-            "rollback".to_string(),
+            "rollback",
             Subject::Function(text("function")),
             format!("rollback of {} from v{} to v{} by {}", text("function"), data["from"], data["to"], text("by")),
         ),
-        "config.changed" => {
+        _ => {
             let keys = data["changed"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>());
-            (
-                "config".to_string(),
-                Subject::Platform,
-                format!("configuration change ({})", keys.unwrap_or_default().join(", ")),
-            )
-        }
-        ty => {
-            let what = ty.trim_start_matches("device.");
-            let id = event.device.as_deref().unwrap_or("?");
-            let summary = format!("device {id} {}", what.replace('_', " "));
-            (format!("device_{what}"), Subject::Device(id.to_string()), summary)
+            ("config", Subject::Platform, format!("configuration change ({})", keys.unwrap_or_default().join(", ")))
         }
     };
-    Some(Change { at, kind, subject, summary, event_id: Some(event.id.to_string()) })
+    Some(Change { at, kind: kind.into(), subject, summary, event_id: Some(event.id.to_string()) })
 }
 
 fn short_digest(digest: &str) -> String {
     digest.chars().take(19).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use glassbox_core::{Draft, IdMinter};
+
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn recorded(ty: &str, device: &str, seconds: i64) -> RecordedEvent {
+        let draft = Draft { device: Some(device.into()), ..Draft::json("glassbox/api", ty, &serde_json::json!({})) };
+        let at = Utc::now() + chrono::Duration::seconds(seconds);
+        RecordedEvent { event: draft.into_event(IdMinter::new().mint(), at, None), states: Vec::new() }
+    }
+
+    fn changes(events: &[RecordedEvent]) -> Vec<Change> {
+        let mut batches = Batches::default();
+        let noted = events.iter().flat_map(|e| note(e, &mut batches));
+        noted.filter_map(|n| if let Noted::Change(c) = n { Some(c) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_fleet_registered_within_a_minute_is_one_change_that_grows() {
+        let fleet: Vec<_> = (0..5).map(|i| recorded("device.registered", &format!("d{i}"), i)).collect();
+        let noted = changes(&fleet);
+        assert_eq!(noted.len(), 5, "noted at once, each time");
+        assert!(noted.iter().all(|c| c.event_id == noted[0].event_id), "one change, updated in place");
+        assert_eq!(noted[0].subject, Subject::Device("d0".into()));
+        assert_eq!(noted[0].summary, "device d0 registered");
+        let last = noted.last().unwrap();
+        assert_eq!((last.kind.as_str(), &last.subject), ("device_registered", &Subject::Platform));
+        assert_eq!(last.summary, "5 devices registered (d0, d1, d2, …)");
+    }
+
+    #[test]
+    fn a_minute_later_or_another_kind_is_another_change() {
+        let events = [
+            recorded("device.registered", "d0", 0),
+            recorded("device.disabled", "d0", 1),
+            recorded("device.registered", "d1", 61),
+        ];
+        let ids: HashSet<_> = changes(&events).into_iter().map(|c| c.event_id).collect();
+        assert_eq!(ids.len(), 3);
+    }
 }

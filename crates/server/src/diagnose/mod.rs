@@ -257,7 +257,8 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
         }
         _ => return None,
     };
-    Some((SeriesSpec { key, what: what.into(), unit: unit.into(), subject }, reading, value))
+    let counts = c.metric.kind == m::Kind::Count;
+    Some((SeriesSpec { key, what: what.into(), unit: unit.into(), subject, counts }, reading, value))
 }
 
 /// An episode as the API shows it: times in RFC 3339.

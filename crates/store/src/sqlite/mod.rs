@@ -61,6 +61,7 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     events_appended: AtomicU64,
     commits: AtomicU64,
+    commits_fsynced: AtomicU64,
     events_expired: AtomicU64,
     /// Commits per time bucket (`COMMIT_SECONDS_BUCKETS`, then one beyond).
     commit_buckets: [AtomicU64; crate::COMMIT_SECONDS_BUCKETS.len() + 1],
@@ -77,6 +78,7 @@ impl Shared {
             last_error: Mutex::new(None),
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            commits_fsynced: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
             commit_buckets: Default::default(),
             commit_micros: AtomicU64::new(0),
@@ -84,8 +86,9 @@ impl Shared {
     }
 
     /// Counts one commit that took `took`.
-    fn committed(&self, took: std::time::Duration) {
+    fn committed(&self, took: std::time::Duration, fsynced: bool) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commits_fsynced.fetch_add(u64::from(fsynced), Ordering::Relaxed);
         self.commit_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let slot = crate::COMMIT_SECONDS_BUCKETS
@@ -270,6 +273,7 @@ impl EventStore for SqliteStore {
                 .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
             events_appended: s.events_appended.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
+            commits_fsynced: s.commits_fsynced.load(Ordering::Relaxed),
             events_expired: s.events_expired.load(Ordering::Relaxed),
             index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
             index_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),

@@ -1,5 +1,11 @@
 //! The single writer: drains the command queue, applies as many commands as
 //! fit in one transaction (group commit), fsyncs once, then answers them all.
+//! A batch holding nothing anyone outside is answered for (only the
+//! platform's own records and state transitions) commits without the fsync
+//! (`synchronous=NORMAL`: safe against a crash of the process, since the
+//! WAL is written); the next fsync'd commit, or a sync at most
+//! [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
+//! fsync covers every commit before it: what is on disk is always a prefix.
 //! Between batches it deletes expired events in small chunks, so retention
 //! never holds ingest up for longer than one chunk.
 
@@ -17,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
 use super::{Shared, id_bytes, micros};
-use crate::{Appended, Device, Ingress, RecorderSettings, StoreError, Transition};
+use crate::{Appended, Device, Ingress, RecorderSettings, SYNC_WITHIN, StoreError, Transition};
 
 pub(super) enum Command {
     Append {
@@ -48,6 +54,15 @@ pub(super) enum Command {
 pub(super) type Work = Box<dyn FnOnce(&Transaction<'_>) -> rusqlite::Result<Box<dyn Any + Send>> + Send>;
 
 impl Command {
+    /// Whether its answer promises the write is on disk.
+    fn needs_fsync(&self) -> bool {
+        match self {
+            Command::Append { batch, .. } => batch.iter().any(Ingress::acknowledged),
+            Command::Record { .. } => false,
+            Command::PutSetting { .. } | Command::Device { .. } | Command::Exec { .. } => true,
+        }
+    }
+
     fn weight(&self) -> usize {
         match self {
             Command::Append { batch, .. } => batch.len(),
@@ -80,6 +95,10 @@ pub(super) struct Writer {
     retention_backlog: bool,
     index: mpsc::Sender<IndexCommand>,
     index_seq: u64,
+    /// The `synchronous` setting in force: FULL (true) or NORMAL.
+    syncing: bool,
+    /// When the oldest commit not yet fsync'd was made.
+    unsynced_since: Option<Instant>,
 }
 
 impl Writer {
@@ -92,7 +111,20 @@ impl Writer {
     ) -> Self {
         let index_seq = *shared.indexed.borrow();
         let next_retention = Instant::now();
-        Self { conn, shared, settings, node, next_retention, retention_backlog: false, index, index_seq }
+        // `configure_writer` opened the connection with FULL.
+        let (syncing, unsynced_since) = (true, None);
+        Self {
+            conn,
+            shared,
+            settings,
+            node,
+            next_retention,
+            retention_backlog: false,
+            index,
+            index_seq,
+            syncing,
+            unsynced_since,
+        }
     }
 
     /// Runs until every sender is gone and the queue is drained.
@@ -104,12 +136,16 @@ impl Writer {
         };
         loop {
             self.expire_some();
-            let idle = if self.retention_backlog { Duration::ZERO } else { RETENTION_CHECK_EVERY };
+            let idle = match self.unsynced_since {
+                Some(since) => SYNC_WITHIN.saturating_sub(since.elapsed()),
+                None if self.retention_backlog => Duration::ZERO,
+                None => RETENTION_CHECK_EVERY,
+            };
             let first = runtime.block_on(async { tokio::time::timeout(idle, commands.recv()).await });
             match first {
                 Ok(None) => break,
                 Ok(Some(command)) => self.commit_batch(command, &mut commands),
-                Err(_elapsed) => {}
+                Err(_elapsed) => self.sync_if_due(),
             }
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -130,10 +166,13 @@ impl Writer {
             }
         }
         let started = std::time::Instant::now();
-        match self.apply(&mut batch) {
+        let fsync =
+            batch.iter().any(Command::needs_fsync) || self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
+        match self.set_syncing(fsync).and_then(|()| self.apply(&mut batch)) {
             Ok(outcomes) => {
+                self.unsynced_since = if fsync { None } else { self.unsynced_since.or(Some(started)) };
                 self.shared.mark_writable();
-                self.shared.committed(started.elapsed());
+                self.shared.committed(started.elapsed(), fsync);
                 self.send_to_index(&batch, &outcomes);
                 reply_all(batch, outcomes);
             }
@@ -143,6 +182,26 @@ impl Writer {
                     tracing::error!(error = %message, "recorder commit failed; ingest answers 503 until a commit succeeds");
                 }
                 fail_all(batch, &message);
+            }
+        }
+    }
+
+    /// FULL or NORMAL for the next commit (outside any transaction).
+    fn set_syncing(&mut self, fsync: bool) -> rusqlite::Result<()> {
+        if self.syncing != fsync {
+            self.conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+            self.syncing = fsync;
+        }
+        Ok(())
+    }
+
+    /// Puts unsynced commits on disk once they have waited [`SYNC_WITHIN`]
+    /// with nothing else to commit: a checkpoint fsyncs the WAL first.
+    fn sync_if_due(&mut self) {
+        if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
+            match self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                Ok(()) => self.unsynced_since = None,
+                Err(e) => tracing::warn!(error = %e, "could not sync the recorder's last commits; will retry"),
             }
         }
     }
