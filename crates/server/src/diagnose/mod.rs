@@ -50,6 +50,12 @@ enum Reading {
     Total,
     /// The samples' mean (a latency); an empty bucket is no point.
     Mean,
+    /// The samples' sum while there are any: a device's message rate while
+    /// it reports. An empty bucket is no point, because a device that stops
+    /// is liveness's to judge (it knows the cadence and the connection);
+    /// counting a sleeping or unplugged device's buckets as zeros would
+    /// teach the rate detector that zero is normal, then alarm at its return.
+    Reported,
 }
 
 impl Reading {
@@ -57,9 +63,9 @@ impl Reading {
     fn of(self, found: Option<&(f64, u64)>) -> Option<f64> {
         match (self, found) {
             (Reading::Mean, Some((sum, count))) => Some(sum / (*count).max(1) as f64),
-            (Reading::Total, Some((sum, _))) => Some(*sum),
+            (Reading::Total | Reading::Reported, Some((sum, _))) => Some(*sum),
             (Reading::Total, None) => Some(0.0),
-            (Reading::Mean, None) => None,
+            (Reading::Mean | Reading::Reported, None) => None,
         }
     }
 }
@@ -82,6 +88,10 @@ impl Watch {
     pub fn start(settings: &WatchSettings, pipeline: &Arc<Pipeline>) -> anyhow::Result<Arc<Self>> {
         let detector = glassbox_anomaly::Settings {
             warmup_points: settings.warmup_points,
+            // A gap in a series is never an alert here: counted series have
+            // a point every bucket, a latency has none without invocations,
+            // and a device's silence is liveness's to flag.
+            silence_intervals_min: f64::INFINITY,
             ..glassbox_anomaly::Settings::default()
         };
         let engine = Engine::new(detector)
@@ -244,7 +254,7 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
             (key, "outbound requests", "/10s", function(), Reading::Total, p.count as f64)
         }
         n if n == m::DEVICE_MESSAGES.name => {
-            (p.series.clone(), "message rate", "/10s", Subject::Device(label(0)), Reading::Total, p.count as f64)
+            (p.series.clone(), "message rate", "/10s", Subject::Device(label(0)), Reading::Reported, p.count as f64)
         }
         n if n == m::DROPS.name => {
             (p.series.clone(), "drops", "/10s", Subject::Platform, Reading::Total, p.count as f64)
