@@ -104,7 +104,8 @@ pub struct Episode {
     pub peak_score: f64,
     /// `None` while the series is still abnormal.
     pub end: Option<f64>,
-    /// The value that raised it, and the value expected then.
+    /// The value at its peak (the worst point so far), and the value
+    /// expected then.
     pub value: f64,
     pub expected: Option<f64>,
 }
@@ -162,6 +163,9 @@ struct Tracked {
     points: u64,
     recent: VecDeque<(f64, f64)>,
     open: Option<u64>,
+    /// The open episode's worst deviation (in usual error sizes): the peak
+    /// among points whose scores saturate.
+    peak_deviation: f64,
 }
 
 pub struct Engine {
@@ -208,7 +212,8 @@ impl Engine {
             Some(tracked) => tracked,
             None => {
                 let detector = if spec.counts { &self.counting } else { &self.prototype }.clone();
-                let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent: VecDeque::new(), open: None };
+                let (recent, open, peak_deviation) = (VecDeque::new(), None, 0.0);
+                let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent, open, peak_deviation };
                 self.series.entry(spec.key.clone()).or_insert(tracked)
             }
         };
@@ -223,23 +228,30 @@ impl Engine {
         if let (Some(id), Some(ended)) = (tracked.open, seen.ended) {
             tracked.open = None;
             let episode = self.episodes.iter_mut().find(|e| e.id == id)?;
+            // The peak stays the one tracked here (the worst deviation
+            // among saturated scores); the detector's own ends the episode.
             episode.end = ended.end.or(Some(t));
-            episode.peak = ended.peak;
             episode.peak_score = episode.peak_score.max(ended.peak_score);
             return Some(Alert::Ended(episode.clone()));
         }
+        let deviation = seen.parts.deviation.abs();
         if let Some(id) = tracked.open {
             if let Some(episode) = self.episodes.iter_mut().find(|e| e.id == id)
-                && seen.score > episode.peak_score
+                && (seen.score > episode.peak_score
+                    || (seen.score == episode.peak_score && deviation > tracked.peak_deviation))
             {
+                tracked.peak_deviation = deviation;
                 episode.peak_score = seen.score;
                 episode.peak = t;
+                episode.value = value;
+                episode.expected = seen.expected;
             }
             return None;
         }
         if !seen.anomalous {
             return None;
         }
+        tracked.peak_deviation = deviation;
         let series = tracked.spec.clone();
         let signal = seen.signal.map_or("unusual", |s| s.as_str()).to_string();
         let (score, expected) = (seen.score, seen.expected);
@@ -279,6 +291,7 @@ impl Engine {
             points: u64::from(self.settings.warmup_points),
             recent: VecDeque::new(),
             open: None,
+            peak_deviation: f64::INFINITY,
         });
         if tracked.open.is_some() {
             return None;
@@ -402,14 +415,26 @@ impl Engine {
         Incident { id: episodes[0].id, start, end, subjects, episodes, causes, summary }
     }
 
-    /// Candidate changes before `start`, ranked.
+    /// Candidate changes before the incident's start or before one of its
+    /// peaks (a change made while something was mildly off that made it
+    /// much worse), ranked.
     fn causes(&self, episodes: &[Episode], start: f64, now: f64) -> Vec<Cause> {
+        let peaks: Vec<f64> = episodes.iter().map(|e| e.peak).filter(|p| *p > start).collect();
+        let latest = peaks.iter().copied().fold(start, f64::max);
         let mut scored: Vec<(f64, &Change, Vec<String>)> = self
             .changes
             .iter()
-            .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= start + LOOKAHEAD_SECONDS)
+            .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= latest + LOOKAHEAD_SECONDS)
             .map(|change| {
-                let proximity = (-(start - change.at).max(0.0) / PROXIMITY_SECONDS).exp();
+                // The nearest onset the change came before (or inside the
+                // first point of): the start, or a peak.
+                let onsets = std::iter::once((start, false)).chain(peaks.iter().map(|p| (*p, true)));
+                let (gap, at_peak) = onsets
+                    .filter(|(onset, _)| *onset + LOOKAHEAD_SECONDS >= change.at)
+                    .map(|(onset, at_peak)| (onset - change.at, at_peak))
+                    .min_by(|a, b| a.0.max(0.0).total_cmp(&b.0.max(0.0)))
+                    .unwrap_or((start - change.at, false));
+                let proximity = (-gap.max(0.0) / PROXIMITY_SECONDS).exp();
                 let (mut scope, mut scope_words) = self.scope_match(change, episodes);
                 if let Some(newer) = self.superseded(change, start) {
                     scope *= 0.2;
@@ -417,10 +442,15 @@ impl Engine {
                 }
                 let (shift, mut evidence) = self.before_after(change, episodes, now);
                 evidence.insert(0, scope_words);
-                let when = match start - change.at {
-                    before if before >= 0.0 => format!("{} before the anomaly", words::duration(before)),
+                let point = words::duration(self.point_seconds.max(1.0));
+                let when = match (gap, at_peak) {
+                    (before, false) if before >= 0.0 => format!("{} before the anomaly", words::duration(before)),
                     // Inside the first point (a bucket) of the anomaly.
-                    _ => format!("within the first {} of the anomaly", words::duration(self.point_seconds.max(1.0))),
+                    (_, false) => format!("within the first {point} of the anomaly"),
+                    (before, true) if before >= 0.0 => {
+                        format!("{} before its worst point, while it was already abnormal", words::duration(before))
+                    }
+                    (_, true) => format!("within the {point} of its worst point, while it was already abnormal"),
                 };
                 evidence.insert(0, when);
                 (proximity * scope * shift, change, evidence)

@@ -122,6 +122,41 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
 }
 
 #[test]
+fn a_deploy_that_makes_an_open_anomaly_worse_is_named_as_its_cause() {
+    let mut engine = engine();
+    let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
+    let noise = std::cell::RefCell::new(Noise(5));
+    let (blip, deployed) = (300usize, 305usize);
+    let latency_of = |i: usize| {
+        let base = match i {
+            i if i == blip => 1.5,      // A mild blip opens an episode...
+            i if i >= deployed => 45.0, // ...a slower version, before it ends, makes it far worse.
+            _ => 0.5,
+        };
+        base * (1.0 + 0.1 * noise.borrow_mut().next())
+    };
+    let series: [(&SeriesSpec, &dyn Fn(usize) -> f64); 1] = [(&latency, &latency_of)];
+    feed(&mut engine, &series, 0, blip);
+    engine.change(Change {
+        at: T0 + deployed as f64 * STEP + 1.0,
+        kind: "deploy".into(),
+        subject: fan(),
+        summary: "deploy of fan v2".into(),
+        event_id: Some("01DEPLOY".into()),
+    });
+    let alerts = feed(&mut engine, &series, blip, 12);
+    assert!(matches!(&alerts[..], [Alert::Started(e)] if e.start == T0 + blip as f64 * STEP), "{alerts:?}");
+    let now = T0 + 312.0 * STEP;
+    let report = engine.diagnose(now - 3600.0, now, None);
+    let incident = &report.incidents[0];
+    assert!(incident.episodes[0].peak >= T0 + deployed as f64 * STEP, "{incident:#?}");
+    assert!(incident.episodes[0].value > 40.0, "the worst value is reported: {incident:#?}");
+    let cause = &incident.causes[0];
+    assert_eq!((cause.change.event_id.as_deref(), cause.verdict), (Some("01DEPLOY"), "likely"), "{incident:#?}");
+    assert!(cause.evidence[0].contains("worst point"), "{:?}", cause.evidence);
+}
+
+#[test]
 fn a_device_going_silent_is_one_incident_however_long_it_lasts() {
     let mut engine = engine();
     let d1 = Subject::Device("d1".into());
