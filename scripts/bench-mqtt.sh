@@ -2,7 +2,10 @@
 # Glassbox's gateway and Mosquitto side by side, same load generator, same
 # machine: `glassbox bench mqtt` against each, alternating, RUNS times.
 # Usage: scripts/bench-mqtt.sh [RUNS]   (needs a release build and mosquitto)
-# Prints each run's figures line; BENCHMARKS.md quotes the medians.
+# Prints each run's figures line, with the CPU seconds the broker and the
+# load generator each used (and per delivered message: on 2 shared cores,
+# 2 / (broker + generator µs per message) bounds any broker's rate);
+# BENCHMARKS.md quotes the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -17,22 +20,41 @@ allow_anonymous true
 max_queued_messages 0
 CONF
 mosquitto -c "$DIR/mosquitto.conf" >/dev/null 2>&1 &
+MOSQUITTO=$!
 
 # The same unbounded-enough subscriber queue as Mosquitto's; durable PUBACKs.
 GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn GLASSBOX_MQTT_QUEUE_MESSAGES_MAX=10000000 \
 GLASSBOX_MQTT_QUEUE_BYTES_MAX=4294967296 \
   "$BIN" serve --data-dir "$DIR/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 > "$DIR/serve.log" &
+GLASSBOX=$!
 for _ in $(seq 100); do grep -q "glassbox ready" "$DIR/serve.log" && break; sleep 0.1; done
 PORT=$(sed -n 's/.* mqtt=127.0.0.1:\([0-9]*\) .*/\1/p' "$DIR/serve.log")
 [ -n "$PORT" ] || { echo "glassbox did not start:"; cat "$DIR/serve.log"; exit 1; }
 sleep 0.5
 
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# Runs the generator against PORT for broker PID; prints its figures line
+# with the CPU each side used.
+measure() {
+  local pid=$1 before gen line
+  shift
+  before=$(cpu_of "$pid")
+  TIMEFORMAT='%U %S'
+  { time "$BIN" bench mqtt "$@" > "$DIR/run.log"; } 2> "$DIR/time.log"
+  line=$(tail -1 "$DIR/run.log")
+  gen=$(awk '{ print $1 + $2 }' "$DIR/time.log")
+  awk -v l="$line" -v b="$(cpu_of "$pid")" -v a="$before" -v g="$gen" -v n="$((4 * 50000))" 'BEGIN {
+    printf "%s broker_cpu_s=%.2f generator_cpu_s=%.2f broker_us_per_msg=%.1f generator_us_per_msg=%.1f\n",
+      l, b - a, g, (b - a) * 1e6 / n, g * 1e6 / n }'
+}
+
 shape=(--publishers 4 --subscribers 1 --messages 50000 --size 64)
 for qos in 1 0; do
   for run in $(seq "$RUNS"); do
-    m=$("$BIN" bench mqtt --port 1884 --qos "$qos" "${shape[@]}" | tail -1)
-    echo "mosquitto qos=$qos run=$run $m"
-    g=$("$BIN" bench mqtt --port "$PORT" --qos "$qos" "${shape[@]}" --username operator --password "$TOKEN" | tail -1)
-    echo "glassbox  qos=$qos run=$run $g"
+    echo "mosquitto qos=$qos run=$run $(measure "$MOSQUITTO" --port 1884 --qos "$qos" "${shape[@]}")"
+    echo "glassbox  qos=$qos run=$run $(measure "$GLASSBOX" --port "$PORT" --qos "$qos" "${shape[@]}" \
+      --username operator --password "$TOKEN")"
   done
 done

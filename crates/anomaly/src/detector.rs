@@ -289,7 +289,7 @@ impl Detector {
         }
         let unit = *self.unit.get_or_insert_with(|| unit_of(value));
         let x = (value / unit).clamp(-VALUE_MAX, VALUE_MAX);
-        let forecast = self.baseline.forecast(t, x).map(|f| self.with_count_noise(f, unit));
+        let forecast = self.baseline.forecast(t, x).map(|f| self.with_measurement_noise(f, unit));
         let p_gap = self.cadence.p(ratio, self.settings.silence_intervals_min);
         let judgement = forecast.map(|f| self.judge(&f, p_gap));
         self.learn(t, x, forecast.as_ref(), judgement.as_ref());
@@ -316,13 +316,15 @@ impl Detector {
         self.conclude(now, observation, (QUESTIONS * p).min(1.0), Signal::Silence)
     }
 
-    /// For counts, the error scale is at least the Poisson noise of the
-    /// expected count (in the series' own unit, then back to the learned one).
-    fn with_count_noise(&self, mut forecast: Forecast, unit: f64) -> Forecast {
+    /// The error scale is at least the measurement's own noise: the
+    /// resolution, and for counts the Poisson noise of the expected count
+    /// (both in the series' unit, then back to the learned one).
+    fn with_measurement_noise(&self, mut forecast: Forecast, unit: f64) -> Forecast {
+        let mut floor = self.settings.resolution;
         if self.settings.counts {
-            let poisson = (forecast.expected * unit).max(0.0).sqrt() / unit;
-            forecast.sigma = forecast.sigma.max(poisson);
+            floor = floor.max((forecast.expected * unit).max(0.0).sqrt());
         }
+        forecast.sigma = forecast.sigma.max(floor / unit);
         forecast
     }
 

@@ -41,6 +41,11 @@ pub struct Settings {
     /// bucket) learns an error scale far below one message and alerts on a
     /// one-message wobble. Default false.
     pub counts: bool,
+    /// The smallest error worth a surprise, in the series' unit: the
+    /// usual error is never taken below it. For measurements whose small
+    /// changes are noise of the measuring (a function's latency, timed on a
+    /// busy host, wobbles by tens of microseconds). Default 0: none.
+    pub resolution: f64,
 }
 
 impl Default for Settings {
@@ -55,6 +60,7 @@ impl Default for Settings {
             silence_intervals_min: 5.0,
             seasonality: Seasonality::Weekly,
             counts: false,
+            resolution: 0.0,
         }
     }
 }
@@ -83,6 +89,9 @@ impl Settings {
         }
         if self.memory_points < 50 {
             problems.push(format!("memory points {} must be at least 50", self.memory_points));
+        }
+        if !(self.resolution >= 0.0 && self.resolution.is_finite()) {
+            problems.push(format!("resolution {} must be zero or more", self.resolution));
         }
         if self.silence_intervals_min.is_nan() || self.silence_intervals_min < 1.0 {
             problems.push(format!("silence intervals min {} must be at least 1", self.silence_intervals_min));

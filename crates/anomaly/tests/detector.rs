@@ -292,3 +292,22 @@ fn counts_still_alert_on_a_surge_and_on_failures_from_none() {
     failures[300].1 = 3.0;
     assert_eq!(alerts(&mut counting(150), failures), vec![300]);
 }
+
+#[test]
+fn changes_below_the_resolution_are_not_anomalies() {
+    // A 5 µs function (in ms) timed on a busy host: tens of microseconds of
+    // wobble, then a lasting 20 µs rise, then a real slowdown to 2.5 ms.
+    let mut rng = Rng::new(9);
+    let mut points: Vec<(f64, f64)> =
+        (0..600).map(|i| (i as f64 * 10.0, 0.005 + 0.002 * rng.normal().abs())).collect();
+    for p in &mut points[300..450] {
+        p.1 += 0.02;
+    }
+    for p in &mut points[500..] {
+        p.1 = 2.5;
+    }
+    let settings = Settings { resolution: 0.1, ..Settings::default() };
+    assert_eq!(alerts(&mut Detector::new(settings).unwrap(), points.clone()), vec![500]);
+    let plain = alerts(&mut Detector::default(), points);
+    assert!(plain.contains(&300), "without a resolution the 20 µs rise alerts: {plain:?}");
+}

@@ -81,6 +81,11 @@ pub struct SettingsArgs {
     /// a one-count wobble.
     #[arg(long)]
     counts: bool,
+    /// The smallest change worth an alert, in the series' unit (e.g. 0.1 for
+    /// a latency in ms timed on a busy host): smaller errors are never
+    /// surprising.
+    #[arg(long, default_value_t = 0.0)]
+    resolution: f64,
 }
 
 impl SettingsArgs {
@@ -101,6 +106,7 @@ impl SettingsArgs {
             silence_intervals_min: self.silence_intervals_min,
             seasonality,
             counts: self.counts,
+            resolution: self.resolution,
         };
         settings.validate()?;
         Ok(settings)

@@ -76,6 +76,10 @@ pub struct SeriesSpec {
     /// noise: see [`Settings::counts`]).
     #[serde(skip)]
     pub counts: bool,
+    /// The smallest change worth a surprise, in its unit (see
+    /// [`Settings::resolution`]); 0 for none.
+    #[serde(skip)]
+    pub resolution: f64,
 }
 
 /// A recorded change: something someone (or something) did that may
@@ -170,9 +174,8 @@ struct Tracked {
 
 pub struct Engine {
     settings: Settings,
-    /// A fresh detector, cloned for each new series (`counting`: for counts).
+    /// A fresh detector with the engine's settings.
     prototype: Detector,
-    counting: Detector,
     series: HashMap<String, Tracked>,
     episodes: VecDeque<Episode>,
     changes: VecDeque<Change>,
@@ -185,11 +188,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(settings: Settings) -> Result<Self, InvalidSettings> {
         let prototype = Detector::new(settings.clone())?;
-        let counting = Detector::new(Settings { counts: true, ..settings.clone() })?;
         Ok(Self {
             settings,
             prototype,
-            counting,
             series: HashMap::new(),
             episodes: VecDeque::new(),
             changes: VecDeque::new(),
@@ -197,6 +198,13 @@ impl Engine {
             next_id: 1,
             point_seconds: 0.0,
         })
+    }
+
+    /// A fresh detector for `spec`: the engine's settings with how the
+    /// series is measured (an invalid resolution is ignored).
+    fn detector_for(&self, spec: &SeriesSpec) -> Detector {
+        let settings = Settings { counts: spec.counts, resolution: spec.resolution, ..self.settings.clone() };
+        Detector::new(settings).unwrap_or_else(|_| self.prototype.clone())
     }
 
     /// Points stand for buckets of `seconds` from their timestamp: a bucket
@@ -211,7 +219,7 @@ impl Engine {
         let tracked = match self.series.get_mut(&spec.key) {
             Some(tracked) => tracked,
             None => {
-                let detector = if spec.counts { &self.counting } else { &self.prototype }.clone();
+                let detector = self.detector_for(spec);
                 let (recent, open, peak_deviation) = (VecDeque::new(), None, 0.0);
                 let tracked = Tracked { spec: spec.clone(), detector, points: 0, recent, open, peak_deviation };
                 self.series.entry(spec.key.clone()).or_insert(tracked)

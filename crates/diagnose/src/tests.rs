@@ -16,7 +16,7 @@ impl Noise {
 }
 
 fn spec(key: &str, what: &str, unit: &str, subject: Subject) -> SeriesSpec {
-    SeriesSpec { key: key.into(), what: what.into(), unit: unit.into(), subject, counts: unit == "/10s" }
+    SeriesSpec { key: key.into(), what: what.into(), unit: unit.into(), subject, counts: unit == "/10s", resolution: 0.0 }
 }
 
 fn engine() -> Engine {

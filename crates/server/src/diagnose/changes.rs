@@ -98,6 +98,7 @@ fn liveness(device: &str) -> SeriesSpec {
         unit: String::new(),
         subject: Subject::Device(device.to_string()),
         counts: false,
+        resolution: 0.0,
     }
 }
 

@@ -25,6 +25,12 @@ use crate::series::Closed;
 use crate::series::catalog as m;
 use changes::{Batches, Noted};
 
+/// A function's mean latency moving by less than this (ms) is not an
+/// anomaly: wall time measured on a busy host wobbles by tens of
+/// microseconds with scheduling alone, so a 5 µs function "doubling" to
+/// 10 µs is noise, while the same function taking 2 ms is not.
+const LATENCY_RESOLUTION_MS: f64 = 0.1;
+
 /// Webhook posts waiting; beyond this alerts are not posted (still recorded).
 const WEBHOOK_QUEUE_MAX: usize = 256;
 
@@ -268,7 +274,8 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
         _ => return None,
     };
     let counts = c.metric.kind == m::Kind::Count;
-    Some((SeriesSpec { key, what: what.into(), unit: unit.into(), subject, counts }, reading, value))
+    let resolution = if c.metric.name == m::FUNCTION_DURATION.name { LATENCY_RESOLUTION_MS } else { 0.0 };
+    Some((SeriesSpec { key, what: what.into(), unit: unit.into(), subject, counts, resolution }, reading, value))
 }
 
 /// An episode as the API shows it: times in RFC 3339.
