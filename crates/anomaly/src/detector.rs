@@ -320,10 +320,8 @@ impl Detector {
     /// resolution, and for counts the Poisson noise of the expected count
     /// (both in the series' unit, then back to the learned one).
     fn with_measurement_noise(&self, mut forecast: Forecast, unit: f64) -> Forecast {
-        let mut floor = self.settings.resolution;
-        if self.settings.counts {
-            floor = floor.max((forecast.expected * unit).max(0.0).sqrt());
-        }
+        let poisson = ((forecast.expected * unit).max(0.0) * self.settings.count_unit).sqrt();
+        let floor = self.settings.resolution.max(poisson);
         forecast.sigma = forecast.sigma.max(floor / unit);
         forecast
     }

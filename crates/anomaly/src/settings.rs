@@ -34,13 +34,15 @@ pub struct Settings {
     /// allow: at least 6 points per period, and two periods of history).
     /// Default weekly (daily and weekly).
     pub seasonality: Seasonality,
-    /// The values are counts of independent occurrences per point
-    /// (messages, failures): an error within the count's own Poisson noise,
-    /// the square root of the expected count, is never surprising. Without
-    /// this, a low, quantised count (a device's 1, 2 or 3 messages per
-    /// bucket) learns an error scale far below one message and alerts on a
-    /// one-message wobble. Default false.
-    pub counts: bool,
+    /// The values count independent occurrences per point, each worth this
+    /// much: 1 for a plain count (messages, failures), the amount of one for
+    /// a sum of similar amounts (a cost: the price of one invocation). An
+    /// error within the count's own Poisson noise — the square root of
+    /// expected × `count_unit` — is never surprising. Without this, a low,
+    /// quantised count (a device's 1, 2 or 3 messages per bucket, a
+    /// schedule's 4 or 5 runs) learns an error scale far below one
+    /// occurrence and alerts on a wobble of one. Default 0: not a count.
+    pub count_unit: f64,
     /// The smallest error worth a surprise, in the series' unit: the
     /// usual error is never taken below it. For measurements whose small
     /// changes are noise of the measuring (a function's latency, timed on a
@@ -59,7 +61,7 @@ impl Default for Settings {
             memory_points: 2000,
             silence_intervals_min: 5.0,
             seasonality: Seasonality::Weekly,
-            counts: false,
+            count_unit: 0.0,
             resolution: 0.0,
         }
     }
@@ -92,6 +94,9 @@ impl Settings {
         }
         if !(self.resolution >= 0.0 && self.resolution.is_finite()) {
             problems.push(format!("resolution {} must be zero or more", self.resolution));
+        }
+        if !(self.count_unit >= 0.0 && self.count_unit.is_finite()) {
+            problems.push(format!("count unit {} must be zero or more", self.count_unit));
         }
         if self.silence_intervals_min.is_nan() || self.silence_intervals_min < 1.0 {
             problems.push(format!("silence intervals min {} must be at least 1", self.silence_intervals_min));

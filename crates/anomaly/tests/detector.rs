@@ -259,7 +259,7 @@ fn bucketed_reports(rng: &mut Rng, every: f64, buckets: usize) -> Vec<(f64, f64)
 }
 
 fn counting(warmup_points: u32) -> Detector {
-    let settings = Settings { counts: true, warmup_points, ..Settings::default() };
+    let settings = Settings { count_unit: 1.0, warmup_points, ..Settings::default() };
     Detector::new(settings).unwrap()
 }
 
@@ -298,8 +298,7 @@ fn changes_below_the_resolution_are_not_anomalies() {
     // A 5 µs function (in ms) timed on a busy host: tens of microseconds of
     // wobble, then a lasting 20 µs rise, then a real slowdown to 2.5 ms.
     let mut rng = Rng::new(9);
-    let mut points: Vec<(f64, f64)> =
-        (0..600).map(|i| (i as f64 * 10.0, 0.005 + 0.002 * rng.normal().abs())).collect();
+    let mut points: Vec<(f64, f64)> = (0..600).map(|i| (i as f64 * 10.0, 0.005 + 0.002 * rng.normal().abs())).collect();
     for p in &mut points[300..450] {
         p.1 += 0.02;
     }
@@ -310,4 +309,30 @@ fn changes_below_the_resolution_are_not_anomalies() {
     assert_eq!(alerts(&mut Detector::new(settings).unwrap(), points.clone()), vec![500]);
     let plain = alerts(&mut Detector::default(), points);
     assert!(plain.contains(&300), "without a resolution the 20 µs rise alerts: {plain:?}");
+}
+
+#[test]
+fn a_cost_judged_as_a_count_of_priced_occurrences_does_not_dip_on_one_run_fewer() {
+    // A schedule every 2 s: 5 runs per 10 s bucket, now and then 4 or 6,
+    // each costing 0.0000002.
+    let price = 0.000_000_2;
+    let mut rng = Rng::new(4);
+    let points: Vec<(f64, f64)> = (0..400)
+        .map(|i| {
+            let runs = match rng.uniform() {
+                u if u < 0.05 => 4.0,
+                u if u > 0.95 => 6.0,
+                _ => 5.0,
+            };
+            (i as f64 * 10.0, runs * price)
+        })
+        .collect();
+    let priced = Settings { count_unit: price, warmup_points: 12, ..Settings::default() };
+    assert!(alerts(&mut Detector::new(priced.clone()).unwrap(), points.clone()).is_empty());
+    let plain = Settings { warmup_points: 12, ..Settings::default() };
+    assert!(!alerts(&mut Detector::new(plain).unwrap(), points.clone()).is_empty(), "the case no longer arises");
+    // Sixteen times the runs (a recursion loop) still alerts.
+    let mut looping = points;
+    looping[300..].iter_mut().for_each(|p| p.1 *= 16.0);
+    assert_eq!(alerts(&mut Detector::new(priced).unwrap(), looping), vec![300]);
 }

@@ -105,7 +105,7 @@ impl SettingsArgs {
             memory_points: self.memory_points,
             silence_intervals_min: self.silence_intervals_min,
             seasonality,
-            counts: self.counts,
+            count_unit: if self.counts { 1.0 } else { 0.0 },
             resolution: self.resolution,
         };
         settings.validate()?;

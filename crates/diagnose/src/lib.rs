@@ -72,10 +72,11 @@ pub struct SeriesSpec {
     /// The unit of its values (`ms`, `/10s`), for people.
     pub unit: String,
     pub subject: Subject,
-    /// Its values are counts of occurrences (judged with their Poisson
-    /// noise: see [`Settings::counts`]).
+    /// Its values count occurrences each worth this much (1 for a count;
+    /// 0: not a count), judged with their Poisson noise: see
+    /// [`Settings::count_unit`].
     #[serde(skip)]
-    pub counts: bool,
+    pub count_unit: f64,
     /// The smallest change worth a surprise, in its unit (see
     /// [`Settings::resolution`]); 0 for none.
     #[serde(skip)]
@@ -203,7 +204,7 @@ impl Engine {
     /// A fresh detector for `spec`: the engine's settings with how the
     /// series is measured (an invalid resolution is ignored).
     fn detector_for(&self, spec: &SeriesSpec) -> Detector {
-        let settings = Settings { counts: spec.counts, resolution: spec.resolution, ..self.settings.clone() };
+        let settings = Settings { count_unit: spec.count_unit, resolution: spec.resolution, ..self.settings.clone() };
         Detector::new(settings).unwrap_or_else(|_| self.prototype.clone())
     }
 

@@ -16,7 +16,14 @@ impl Noise {
 }
 
 fn spec(key: &str, what: &str, unit: &str, subject: Subject) -> SeriesSpec {
-    SeriesSpec { key: key.into(), what: what.into(), unit: unit.into(), subject, counts: unit == "/10s", resolution: 0.0 }
+    SeriesSpec {
+        key: key.into(),
+        what: what.into(),
+        unit: unit.into(),
+        subject,
+        count_unit: if unit == "/10s" { 1.0 } else { 0.0 },
+        resolution: 0.0,
+    }
 }
 
 fn engine() -> Engine {

@@ -74,8 +74,8 @@ pub async fn run(args: AnomalyBenchArgs) -> anyhow::Result<()> {
     let mut calls = 0usize;
     for s in &series {
         // Count series are judged as counts, as the server judges its own.
-        let counts = settings.counts || s.shape == Shape::Counts;
-        let mut detector = Detector::new(Settings { counts, ..settings.clone() })?;
+        let count_unit = if s.shape == Shape::Counts { 1.0 } else { settings.count_unit };
+        let mut detector = Detector::new(Settings { count_unit, ..settings.clone() })?;
         let alerts = replay(s, &mut detector);
         calls += s.points.len() + s.missing.len();
         report.add(&judge(s, &alerts, args.tolerance_points));

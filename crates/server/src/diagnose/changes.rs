@@ -97,7 +97,7 @@ fn liveness(device: &str) -> SeriesSpec {
         what: "liveness".into(),
         unit: String::new(),
         subject: Subject::Device(device.to_string()),
-        counts: false,
+        count_unit: 0.0,
         resolution: 0.0,
     }
 }

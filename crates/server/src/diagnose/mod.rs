@@ -273,9 +273,17 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
         }
         _ => return None,
     };
-    let counts = c.metric.kind == m::Kind::Count;
+    // Counts are judged with their Poisson noise; a sum (a cost) as a count
+    // of occurrences each worth what one was worth when the series was
+    // first seen (a function's cost per invocation barely moves).
+    let count_unit = match c.metric.kind {
+        m::Kind::Count => 1.0,
+        m::Kind::Sum if p.count > 0 => p.sum / p.count as f64,
+        _ => 0.0,
+    };
     let resolution = if c.metric.name == m::FUNCTION_DURATION.name { LATENCY_RESOLUTION_MS } else { 0.0 };
-    Some((SeriesSpec { key, what: what.into(), unit: unit.into(), subject, counts, resolution }, reading, value))
+    let spec = SeriesSpec { key, what: what.into(), unit: unit.into(), subject, count_unit, resolution };
+    Some((spec, reading, value))
 }
 
 /// An episode as the API shows it: times in RFC 3339.
