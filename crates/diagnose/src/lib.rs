@@ -102,7 +102,7 @@ pub struct Change {
 pub struct Episode {
     pub id: u64,
     pub series: SeriesSpec,
-    /// What made it anomalous: `spike`, `level_up`, `silence`, …
+    /// What made it anomalous at its peak: `spike`, `level_up`, `silence`, …
     pub signal: String,
     pub start: f64,
     pub peak: f64,
@@ -254,6 +254,9 @@ impl Engine {
                 episode.peak = t;
                 episode.value = value;
                 episode.expected = seen.expected;
+                if let Some(signal) = seen.signal {
+                    episode.signal = signal.as_str().to_string();
+                }
             }
             return None;
         }

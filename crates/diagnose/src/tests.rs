@@ -158,6 +158,7 @@ fn a_deploy_that_makes_an_open_anomaly_worse_is_named_as_its_cause() {
     let incident = &report.incidents[0];
     assert!(incident.episodes[0].peak >= T0 + deployed as f64 * STEP, "{incident:#?}");
     assert!(incident.episodes[0].value > 40.0, "the worst value is reported: {incident:#?}");
+    assert!(incident.summary.contains("latency is drifting up (41.4 ms"), "{}", incident.summary);
     let cause = &incident.causes[0];
     assert_eq!((cause.change.event_id.as_deref(), cause.verdict), (Some("01DEPLOY"), "likely"), "{incident:#?}");
     assert!(cause.evidence[0].contains("worst point"), "{:?}", cause.evidence);
