@@ -113,6 +113,11 @@ pub struct Episode {
     /// expected then.
     pub value: f64,
     pub expected: Option<f64>,
+    /// What the detector that flagged it said, when another one did
+    /// (liveness: "connected but silent for 16s; its declared cadence is
+    /// every 5s").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What one point did.
@@ -277,6 +282,7 @@ impl Engine {
             end: None,
             value,
             expected,
+            detail: None,
         }))
     }
 
@@ -295,8 +301,9 @@ impl Engine {
     }
 
     /// Opens an episode that another detector found (e.g. liveness: a
-    /// device past its cadence), unless one is open for the series.
-    pub fn flag(&mut self, spec: &SeriesSpec, t: f64, signal: &str) -> Option<Alert> {
+    /// device past its cadence), with what it said, unless one is open for
+    /// the series.
+    pub fn flag(&mut self, spec: &SeriesSpec, t: f64, signal: &str, detail: Option<String>) -> Option<Alert> {
         let tracked = self.series.entry(spec.key.clone()).or_insert_with(|| Tracked {
             spec: spec.clone(),
             detector: self.prototype.clone(),
@@ -318,6 +325,7 @@ impl Engine {
             end: None,
             value: 0.0,
             expected: None,
+            detail,
         }))
     }
 

@@ -216,11 +216,15 @@ fn nothing_recorded_is_said_plainly() {
 fn an_episode_another_detector_flags_is_one_incident_until_cleared() {
     let mut engine = engine();
     let silent = spec("device_liveness{device=\"d1\"}", "liveness", "", Subject::Device("d1".into()));
-    assert!(matches!(engine.flag(&silent, T0, "silence"), Some(Alert::Started(_))));
-    assert!(engine.flag(&silent, T0 + 60.0, "silence").is_none(), "already open");
+    assert!(matches!(
+        engine.flag(&silent, T0, "silence", Some("connected but silent for 16s".into())),
+        Some(Alert::Started(_))
+    ));
+    assert!(engine.flag(&silent, T0 + 60.0, "silence", None).is_none(), "already open");
     let report = engine.diagnose(T0 - 60.0, T0 + 120.0, Some(&Subject::Device("d1".into())));
     assert_eq!(report.incidents.len(), 1);
-    assert!(report.incidents[0].summary.contains("device d1: liveness went silent"), "{}", report.incidents[0].summary);
+    let summary = &report.incidents[0].summary;
+    assert!(summary.contains("device d1: liveness went silent (connected but silent for 16s)"), "{summary}");
     assert!(matches!(engine.clear(&silent.key, T0 + 300.0), Some(Alert::Ended(e)) if e.end == Some(T0 + 300.0)));
     assert!(engine.clear(&silent.key, T0 + 400.0).is_none());
 }

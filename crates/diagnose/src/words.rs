@@ -50,8 +50,9 @@ fn signal_words(signal: &str) -> &'static str {
 /// One episode in words: "function fan: latency rose and stays high (51.8 ms, expected 0.42 ms)".
 pub fn episode(e: &Episode) -> String {
     if e.series.unit.is_empty() && e.expected.is_none() {
-        // Flagged by another detector (liveness): there is no value to show.
-        return format!("{}: {} {}", e.series.subject, e.series.what, signal_words(&e.signal));
+        // Flagged by another detector (liveness): what it said, no value.
+        let detail = e.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+        return format!("{}: {} {}{detail}", e.series.subject, e.series.what, signal_words(&e.signal));
     }
     let expected = e.expected.map(|x| format!(", expected {}", value(x, &e.series.unit))).unwrap_or_default();
     format!(

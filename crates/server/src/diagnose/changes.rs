@@ -23,8 +23,9 @@ const BATCH_NAMES_MAX: usize = 3;
 pub(super) enum Noted {
     Change(Change),
     Depends(Subject, Subject),
-    /// Liveness flagged the device silent (`device.silent`), or it spoke again.
-    Silent(SeriesSpec, f64),
+    /// Liveness flagged the device silent (`device.silent`, with its
+    /// reason), or it spoke again.
+    Silent(SeriesSpec, f64, Option<String>),
     Active(String, f64),
 }
 
@@ -109,7 +110,10 @@ pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted
     let device = event.device.as_deref();
     let mut batch = |kind: &str| vec![Noted::Change(batches.add(kind, at, device, event.id.to_string()))];
     match event.ty.as_str() {
-        "device.silent" => device.map(|d| Noted::Silent(liveness(d), at)).into_iter().collect(),
+        "device.silent" => {
+            let reason = event.data.json().and_then(|d| d["reason"].as_str().map(str::to_string));
+            device.map(|d| Noted::Silent(liveness(d), at, reason)).into_iter().collect()
+        }
         "device.active" => device.map(|d| Noted::Active(liveness(d).key, at)).into_iter().collect(),
         // The invocation record's subject is its function.
         "function.invoked" => match (device, event.subject.as_deref()) {

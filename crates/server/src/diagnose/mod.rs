@@ -205,7 +205,7 @@ impl Watch {
         match noted {
             Noted::Change(change) => engine.change(change),
             Noted::Depends(a, b) => engine.relate(a, b),
-            Noted::Silent(spec, at) => return engine.flag(&spec, at, "silence"),
+            Noted::Silent(spec, at, reason) => return engine.flag(&spec, at, "silence", reason),
             Noted::Active(key, at) => return engine.clear(&key, at),
         }
         None
