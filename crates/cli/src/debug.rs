@@ -8,9 +8,12 @@ use crate::render;
 #[derive(clap::Subcommand)]
 pub enum DebugCommand {
     /// Re-run a recorded event (dead-lettered or not) against a version of
-    /// a function and show its outcome, logs and outputs. The replay is
+    /// a function and show its outcome, logs and outputs. For an HTTP
+    /// function, the event is an `http.request` (its id came back in
+    /// `x-glassbox-event-id`): the request is rebuilt from it, without the
+    /// headers that were redacted, and the response is shown. The replay is
     /// recorded as a new invocation linked to the original event, unless
-    /// --dry-run.
+    /// --dry-run (which also denies every outbound request).
     #[command(after_help = "glassbox debug replay 01K… --function thermostat --version 3\n\
         glassbox debug replay 01K… --function thermostat --dry-run")]
     Replay(ReplayArgs),
@@ -56,6 +59,12 @@ pub async fn run(command: DebugCommand) -> anyhow::Result<()> {
             }
             for output in result["outputs"].as_array().into_iter().flatten() {
                 println!("  output {}", output.as_str().map_or_else(|| output.to_string(), str::to_string));
+            }
+            // An HTTP function's replay: what it answered.
+            let response = &result["response"];
+            if let Some(status) = response["status"].as_u64() {
+                let said = response["body"].as_str().or(response["error"]["message"].as_str()).unwrap_or_default();
+                println!("  response {status}: {}", said.chars().take(400).collect::<String>());
             }
             if let Some(id) = result["id"].as_str() {
                 println!("  recorded as {id}: glassbox trace {}", a.event);

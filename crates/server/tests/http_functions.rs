@@ -135,6 +135,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{event}"), None).await;
     assert_eq!(recorded["data"]["body"], json!({"n": 1}), "{recorded}");
     assert_eq!(recorded["data"]["headers"]["authorization"], "[redacted]");
+    let posted = event;
 
     // Outbound to the host that opted in: recorded, with the chain's traceparent.
     let response =
@@ -191,11 +192,26 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     }
     assert!(wanted.iter().all(|w| metrics.contains(w)), "{wanted:?} in {metrics}");
 
-    // HTTP requests are not replayed (yet), and say so.
-    let replay = json!({"event_id": event}).to_string().into_bytes();
-    let (status, refused) = server.call(Method::POST, "/api/v1/functions/hello/replay", Some(replay)).await;
+    // A recorded request replays: rebuilt from its event (the redacted
+    // header left out), answered again; a dry run records nothing.
+    let replay =
+        |body: Value| server.call(Method::POST, "/api/v1/functions/hello/replay", Some(body.to_string().into_bytes()));
+    let (status, dry) = replay(json!({"event_id": posted, "dry_run": true})).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!((dry["dry_run"].clone(), dry["response"]["status"].clone()), (json!(true), json!(200)), "{dry}");
+    assert!(dry["response"]["body"].as_str().unwrap().contains("\"received\":7"), "{dry}");
+    let (_, replayed) = replay(json!({"event_id": posted})).await;
+    assert_eq!((replayed["replay_of"].clone(), replayed["http"]["status"].clone()), (json!(posted), json!(200)));
+    assert_eq!(replayed["response"]["status"], 200, "{replayed}");
+    let (_, chain) = server.call(Method::GET, &format!("/api/v1/trace/{posted}"), None).await;
+    assert_eq!(chain["invocations"].as_array().unwrap().len(), 2, "the request and its one recorded replay: {chain}");
+    // A dry run reaches nothing outside: the fetch that went out is denied.
+    let (_, dry) = replay(json!({"event_id": event, "dry_run": true})).await;
+    assert_eq!((dry["response"]["status"].clone(), dry["egress"][0]["outcome"].clone()), (json!(502), json!("denied")));
+    // Only requests replay through an HTTP function.
+    let (status, refused) = replay(json!({"event_id": invocation["id"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(refused["error"]["message"].as_str().unwrap().contains("not supported yet"), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("replays http.request events"), "{refused}");
 
     // No route here: 404, as before; the API is unaffected.
     assert_eq!(request(&server, Method::GET, "/nothing-here", None).await.status(), StatusCode::NOT_FOUND);

@@ -11,11 +11,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use chrono::Utc;
-use glassbox_core::{Draft, DropReason, TraceParent};
-use glassbox_runtime::{BodyError, Outcome, read_body};
+use glassbox_core::{Draft, DropReason, RecordedEvent, TraceParent};
+use glassbox_runtime::{BodyError, Outbound, Outcome, Report, read_body};
 use serde_json::{Map, Value, json};
 
-use super::{Functions, Live, QUEUE_MAX, Run, spec};
+use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
 
 /// Largest request body a function is given.
 pub const REQUEST_BYTES_MAX: usize = 8 << 20;
@@ -84,6 +84,48 @@ fn request_data(name: &str, route: &str, request: &Request<Bytes>) -> Value {
         }
     }
     data
+}
+
+/// What a function answered a request with, or the status, code and
+/// message saying why there is no answer.
+type Answered = Result<(axum::http::response::Parts, Bytes), (StatusCode, &'static str, String)>;
+
+/// The request an `http.request` event recorded, rebuilt for a replay:
+/// method, path and query, the headers kept (redacted ones left out), and
+/// the body when it was small enough to keep.
+fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
+    let event = &recorded.event;
+    if event.ty != HTTP_REQUEST {
+        return Err(format!("an HTTP function replays {HTTP_REQUEST} events; {} is a {} event", event.id, event.ty));
+    }
+    let data = event.data.json().unwrap_or(Value::Null);
+    let body = match (&data["body"], data["body_text"].as_str(), data["body_bytes"].as_u64().unwrap_or(0)) {
+        (Value::Null, None, 0) => Bytes::new(),
+        (Value::Null, Some(text), _) => Bytes::from(text.to_string()),
+        (Value::Null, None, n) => {
+            return Err(format!(
+                "{} had a {n}-byte body, which was not kept (bodies over {} KiB, or not text, are not recorded), \
+                 so it cannot be replayed",
+                event.id,
+                BODY_RECORDED_MAX >> 10
+            ));
+        }
+        (json, _, _) => Bytes::from(json.to_string()),
+    };
+    let path = data["path"].as_str().unwrap_or("/");
+    let uri = match data["query"].as_str() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut request = Request::builder().method(data["method"].as_str().unwrap_or("GET")).uri(uri);
+    for (name, value) in data["headers"].as_object().into_iter().flatten() {
+        match value.as_str() {
+            Some("[redacted]") | None => {}
+            Some(value) if name != "content-length" => request = request.header(name.as_str(), value),
+            Some(_) => {}
+        }
+    }
+    request.body(body).map_err(|e| format!("{} does not hold a request that can be rebuilt: {e}", event.id))
 }
 
 impl Functions {
@@ -175,59 +217,13 @@ impl Functions {
             );
         };
 
-        // The function sees the request as it came, and its event id.
-        let (mut parts, body) = request.into_parts();
-        if let Ok(id) = HeaderValue::from_str(&event_id) {
-            parts.headers.insert("x-glassbox-event-id", id);
-        }
-        let request = Request::from_parts(parts, body);
         let started = Utc::now();
-        let limits = live.spec.limits();
         let outbound = live.outbound(&recorded);
-        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
-        let (task_name, cause) = (name.clone(), recorded.event.id);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::task::spawn_blocking(move || {
-            let services = services.for_invocation(&task_name, cause);
-            runtime.serve(&compiled, &task_name, request, limits, services, outbound, move |answer| {
-                let _ = tx.send(answer);
-            })
-        });
-        // The body streams from the function while it runs: read it now.
-        let answer = match rx.await {
-            Ok(Ok(response)) => {
-                let (head, body) = response.into_parts();
-                Some((head, read_body(body, RESPONSE_BYTES_MAX).await))
-            }
-            Ok(Err(_)) | Err(_) => None,
-        };
-        let report = task.await;
+        let exchanged = self.exchange(&live, &recorded, request, outbound).await;
         drop(permit);
-        let Ok(mut report) = report else {
-            tracing::error!(function = %name, "an HTTP invocation task failed");
+        let Some((report, answer)) = exchanged else {
             let message = "the invocation failed to run; see the server log".to_string();
             return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message, Some(&event_id));
-        };
-        let answer = match answer {
-            Some((head, Ok(body))) => Ok((head, body)),
-            Some((_, Err(BodyError::TooLarge(max)))) => {
-                let message = format!("the response body is over {max} bytes");
-                report.outcome = Outcome::OutputTooLarge(message.clone());
-                Err((StatusCode::BAD_GATEWAY, "output_too_large", message))
-            }
-            Some((_, Err(e @ BodyError::Failed(_)))) if report.outcome == Outcome::Succeeded => {
-                report.outcome = Outcome::Failed(e.to_string());
-                Err((StatusCode::BAD_GATEWAY, "failed", e.to_string()))
-            }
-            _ => {
-                let detail = report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default();
-                let message = format!("{name} gave no response ({}{detail})", report.outcome.as_str());
-                let status = match report.outcome {
-                    Outcome::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                Err((status, report.outcome.as_str(), message))
-            }
         };
         let status = match &answer {
             Ok((head, _)) => head.status,
@@ -257,5 +253,115 @@ impl Functions {
             response.headers_mut().insert("x-glassbox-invocation-id", id);
         }
         response
+    }
+
+    /// Runs `request` through the function on a blocking thread, with its
+    /// event id in `x-glassbox-event-id`, and reads its response (bounded).
+    async fn exchange(
+        &self,
+        live: &Arc<Live>,
+        recorded: &RecordedEvent,
+        request: Request<Bytes>,
+        outbound: Outbound,
+    ) -> Option<(Report, Answered)> {
+        let event_id = recorded.event.id.to_string();
+        let name = live.version.name.clone();
+        let (mut parts, body) = request.into_parts();
+        if let Ok(id) = HeaderValue::from_str(&event_id) {
+            parts.headers.insert("x-glassbox-event-id", id);
+        }
+        let request = Request::from_parts(parts, body);
+        let limits = live.spec.limits();
+        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
+        let (task_name, cause) = (name.clone(), recorded.event.id);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            let services = services.for_invocation(&task_name, cause);
+            runtime.serve(&compiled, &task_name, request, limits, services, outbound, move |answer| {
+                let _ = tx.send(answer);
+            })
+        });
+        // The body streams from the function while it runs: read it now.
+        let answer = match rx.await {
+            Ok(Ok(response)) => {
+                let (head, body) = response.into_parts();
+                Some((head, read_body(body, RESPONSE_BYTES_MAX).await))
+            }
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let Ok(mut report) = task.await else {
+            tracing::error!(function = %name, "an HTTP invocation task failed");
+            return None;
+        };
+        let answer = match answer {
+            Some((head, Ok(body))) => Ok((head, body)),
+            Some((_, Err(BodyError::TooLarge(max)))) => {
+                let message = format!("the response body is over {max} bytes");
+                report.outcome = Outcome::OutputTooLarge(message.clone());
+                Err((StatusCode::BAD_GATEWAY, "output_too_large", message))
+            }
+            Some((_, Err(e @ BodyError::Failed(_)))) if report.outcome == Outcome::Succeeded => {
+                report.outcome = Outcome::Failed(e.to_string());
+                Err((StatusCode::BAD_GATEWAY, "failed", e.to_string()))
+            }
+            _ => {
+                let detail = report.outcome.detail().map(|d| format!(": {d}")).unwrap_or_default();
+                let message = format!("{name} gave no response ({}{detail})", report.outcome.as_str());
+                let status = match report.outcome {
+                    Outcome::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                Err((status, report.outcome.as_str(), message))
+            }
+        };
+        Some((report, answer))
+    }
+
+    /// Re-runs a recorded `http.request` through an HTTP function: the
+    /// request rebuilt from the event (redacted headers left out), the
+    /// response shown. Unless `dry_run` (no egress, nothing recorded), the
+    /// run is recorded as an invocation with `replay_of`.
+    pub(super) async fn replay_http(
+        &self,
+        live: &Arc<Live>,
+        recorded: &RecordedEvent,
+        dry_run: bool,
+    ) -> Result<Value, FunctionError> {
+        let event_id = recorded.event.id.to_string();
+        let request = request_of(recorded).map_err(FunctionError::Invalid)?;
+        let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+        let outbound = if dry_run { Outbound::default() } else { live.outbound(recorded) };
+        let started = Utc::now();
+        let (report, answer) = self
+            .exchange(live, recorded, request, outbound)
+            .await
+            .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
+        let response = match &answer {
+            Ok((head, body)) => json!({
+                "status": head.status.as_u16(),
+                "headers": head.headers.iter().map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v.as_bytes())))).collect::<Map<_, _>>(),
+                "body": String::from_utf8_lossy(body),
+            }),
+            Err((status, code, message)) => {
+                json!({ "status": status.as_u16(), "error": { "code": code, "message": message } })
+            }
+        };
+        if dry_run {
+            return Ok(json!({
+                "function": live.version.name, "version": live.version.version, "event_id": event_id, "dry_run": true,
+                "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
+                "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "egress": report.egress,
+                "response": response,
+            }));
+        }
+        let route = recorded.event.data.json().and_then(|d| d["route"].as_str().map(str::to_string));
+        let http = json!({
+            "method": method, "path": path, "route": route, "status": response["status"],
+            "response_bytes": answer.as_ref().map_or(0, |(_, body)| body.len()),
+        });
+        let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
+        let mut invocation = self.record_invocation(live, recorded, run, report).await.unwrap_or(Value::Null);
+        invocation["response"] = response;
+        Ok(invocation)
     }
 }

@@ -387,9 +387,7 @@ impl Functions {
         })?;
         let live = Arc::new(self.prepare(chosen, None).await?);
         if live.compiled.world() == World::HttpProxy {
-            return Err(FunctionError::Invalid(format!(
-                "{name} is an HTTP-triggered function; replaying HTTP requests is not supported yet"
-            )));
+            return self.replay_http(&live, &recorded, dry_run).await;
         }
         let started = Utc::now();
         // A dry run reaches nothing outside: its outbound requests are denied (and listed).
