@@ -122,7 +122,7 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
-        rt.block_on(async {
+        let result = rt.block_on(async {
             match cli.command {
                 Command::Demo(args) => demo::run(args).await,
                 Command::Serve(args) => serve::run(args).await,
@@ -141,7 +141,13 @@ fn main() -> std::process::ExitCode {
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
             }
-        })
+        });
+        // Every command has finished its work (a server has stopped and
+        // flushed) when `block_on` returns; what may still run is a read of
+        // stdin waiting for a line (`demo`, `simulate`), which would hold the
+        // process until Enter if the runtime waited for it.
+        rt.shutdown_background();
+        result
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
