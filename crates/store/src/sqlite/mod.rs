@@ -1,8 +1,7 @@
 //! The embedded recorder: `recorder.db` in WAL mode with one writer thread
-//! doing group commits and a sync thread that fsyncs the WAL before anything
-//! acknowledged is answered; `recorder-index.db` with the secondary indexes,
-//! kept by the indexer thread; and a small pool of reader connections that
-//! see both.
+//! doing group commits with `synchronous=FULL` (a commit is on disk when it
+//! returns); `recorder-index.db` with the secondary indexes, kept by the
+//! indexer thread; and a small pool of reader connections that see both.
 
 mod commands;
 mod devices;
@@ -12,7 +11,6 @@ mod metrics;
 mod read;
 mod schema;
 mod sessions;
-mod syncer;
 mod writer;
 
 pub use metrics::{METRICS_FILE_NAME, SqliteMetrics};
@@ -30,7 +28,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use self::devices::DeviceOp;
 use self::indexer::{IndexCommand, Indexer};
-use self::syncer::Syncer;
 use self::writer::{Command, Writer};
 use crate::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
@@ -148,10 +145,7 @@ impl SqliteStore {
         let (index_tx, index_rx) = mpsc::channel::<IndexCommand>(indexer::QUEUE_BATCHES_MAX);
         let indexer = Indexer::new(index_conn, shared.clone(), dir.join(INDEX_CLEAN_MARKER));
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
-        let wal = dir.join(format!("{FILE_NAME}-wal"));
-        let (sync_tx, syncer) = Syncer::start(wal, dir.to_path_buf(), shared.clone())
-            .map_err(|e| StoreError::Internal(format!("cannot start the recorder-sync thread: {e}")))?;
-        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx, sync_tx);
+        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -161,7 +155,6 @@ impl SqliteStore {
         let threads = vec![
             spawn("recorder-indexer", Box::new(move || indexer.run(index_rx)))?,
             spawn("recorder-writer", Box::new(move || writer.run(rx)))?,
-            syncer,
         ];
         Ok(Self {
             _lock: lock,
@@ -291,8 +284,7 @@ impl EventStore for SqliteStore {
 
     async fn close(&self) {
         drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
-        // The writer stops when its queue closes, then the indexer and the
-        // syncer when the writer's senders drop.
+        // The writer stops when its queue closes, then the indexer when the writer's sender drops.
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
@@ -460,10 +452,9 @@ fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite:
     // Only takes effect on a new file: 8 KiB pages hold more event rows each.
     conn.pragma_update(None, "page_size", 8192)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // NORMAL: a commit writes the WAL without flushing it; the syncer
-    // thread fsyncs it before anything acknowledged is answered (decision
-    // 0011), while the writer goes on with the next commit.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL: the WAL is fsync'd at every commit, which is what makes an
+    // acknowledged event durable. Group commit amortises the fsync.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
     conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;

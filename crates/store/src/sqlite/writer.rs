@@ -1,13 +1,11 @@
-//! The single writer: drains the command queue and applies as many commands
-//! as fit in one transaction (group commit), with `synchronous=NORMAL`: the
-//! WAL is written (safe against a crash of the process), not flushed. A
-//! batch whose answers promise durability (anything acknowledged to someone
-//! outside) goes to the syncer thread, which fsyncs and then answers it,
-//! while this thread commits the next. A batch of only the platform's own
-//! records and state transitions is answered at once; the next fsync, or
-//! one asked for at most [`SYNC_WITHIN`] later, puts it on disk. The WAL is
-//! sequential, so an fsync covers every commit before it: what is on disk
-//! is always a prefix.
+//! The single writer: drains the command queue, applies as many commands as
+//! fit in one transaction (group commit), fsyncs once, then answers them all.
+//! A batch holding nothing anyone outside is answered for (only the
+//! platform's own records and state transitions) commits without the fsync
+//! (`synchronous=NORMAL`: safe against a crash of the process, since the
+//! WAL is written); the next fsync'd commit, or a sync at most
+//! [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
+//! fsync covers every commit before it: what is on disk is always a prefix.
 //! Between batches it deletes expired events in small chunks, so retention
 //! never holds ingest up for longer than one chunk.
 
@@ -15,7 +13,6 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
-use super::{Shared, id_bytes, micros, syncer};
+use super::{Shared, id_bytes, micros};
 use crate::{Appended, Device, Ingress, RecorderSettings, SYNC_WITHIN, StoreError, Transition};
 
 pub(super) enum Command {
@@ -76,7 +73,7 @@ impl Command {
 }
 
 /// The result of one command inside a transaction, answered after commit.
-pub(super) enum Outcome {
+enum Outcome {
     Appended(Vec<Appended>),
     Recorded(Result<(), StoreError>),
     Device(Result<Option<Device>, StoreError>),
@@ -98,9 +95,9 @@ pub(super) struct Writer {
     retention_backlog: bool,
     index: mpsc::Sender<IndexCommand>,
     index_seq: u64,
-    /// Where committed batches wait for their fsync (see `syncer.rs`).
-    syncer: SyncSender<syncer::Job>,
-    /// When the oldest commit not yet handed to the syncer was made.
+    /// The `synchronous` setting in force: FULL (true) or NORMAL.
+    syncing: bool,
+    /// When the oldest commit not yet fsync'd was made.
     unsynced_since: Option<Instant>,
 }
 
@@ -111,11 +108,11 @@ impl Writer {
         settings: RecorderSettings,
         node: i64,
         index: mpsc::Sender<IndexCommand>,
-        syncer: SyncSender<syncer::Job>,
     ) -> Self {
         let index_seq = *shared.indexed.borrow();
         let next_retention = Instant::now();
-        let unsynced_since = None;
+        // `configure_writer` opened the connection with FULL.
+        let (syncing, unsynced_since) = (true, None);
         Self {
             conn,
             shared,
@@ -125,7 +122,7 @@ impl Writer {
             retention_backlog: false,
             index,
             index_seq,
-            syncer,
+            syncing,
             unsynced_since,
         }
     }
@@ -171,18 +168,13 @@ impl Writer {
         let started = std::time::Instant::now();
         let fsync =
             batch.iter().any(Command::needs_fsync) || self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
-        match self.apply(&mut batch) {
+        match self.set_syncing(fsync).and_then(|()| self.apply(&mut batch)) {
             Ok(outcomes) => {
+                self.unsynced_since = if fsync { None } else { self.unsynced_since.or(Some(started)) };
                 self.shared.mark_writable();
+                self.shared.committed(started.elapsed(), fsync);
                 self.send_to_index(&batch, &outcomes);
-                if fsync {
-                    self.unsynced_since = None;
-                    self.hand_to_syncer(syncer::Job { started, batch, outcomes });
-                } else {
-                    self.unsynced_since = self.unsynced_since.or(Some(started));
-                    self.shared.committed(started.elapsed(), false);
-                    reply_all(batch, outcomes);
-                }
+                reply_all(batch, outcomes);
             }
             Err(e) => {
                 let message = e.to_string();
@@ -194,20 +186,23 @@ impl Writer {
         }
     }
 
-    /// Hands a committed batch to the syncer (waiting while it is full).
-    fn hand_to_syncer(&mut self, job: syncer::Job) {
-        if let Err(std::sync::mpsc::SendError(job)) = self.syncer.send(job) {
-            tracing::error!("the recorder's sync thread stopped; writes are refused");
-            fail_all(job.batch, "the recorder cannot sync to disk (its sync thread stopped); restart the server");
+    /// FULL or NORMAL for the next commit (outside any transaction).
+    fn set_syncing(&mut self, fsync: bool) -> rusqlite::Result<()> {
+        if self.syncing != fsync {
+            self.conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+            self.syncing = fsync;
         }
+        Ok(())
     }
 
-    /// Asks for unsynced commits to go to disk once they have waited
-    /// [`SYNC_WITHIN`] with nothing else to commit.
+    /// Puts unsynced commits on disk once they have waited [`SYNC_WITHIN`]
+    /// with nothing else to commit: a checkpoint fsyncs the WAL first.
     fn sync_if_due(&mut self) {
-        if let Some(since) = self.unsynced_since.filter(|s| s.elapsed() >= SYNC_WITHIN) {
-            self.unsynced_since = None;
-            self.hand_to_syncer(syncer::Job { started: since, batch: Vec::new(), outcomes: Vec::new() });
+        if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
+            match self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                Ok(()) => self.unsynced_since = None,
+                Err(e) => tracing::warn!(error = %e, "could not sync the recorder's last commits; will retry"),
+            }
         }
     }
 
@@ -291,7 +286,7 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
     Ok(keys)
 }
 
-pub(super) fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
+fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
     for (command, outcome) in batch.into_iter().zip(outcomes) {
         match (command, outcome) {
             (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
@@ -306,7 +301,7 @@ pub(super) fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
     }
 }
 
-pub(super) fn fail_all(batch: Vec<Command>, message: &str) {
+fn fail_all(batch: Vec<Command>, message: &str) {
     for command in batch {
         fail(command, StoreError::Unavailable(message.to_string()));
     }
