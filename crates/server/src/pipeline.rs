@@ -107,36 +107,50 @@ impl Pipeline {
 /// Most events read back for a reader that fell behind the bus.
 pub const READ_BACK_MAX: usize = 200_000;
 
+/// How far before the newest event it saw a bus reader reads back after a
+/// lag: events reach the bus close to, not exactly in, id order (ids are
+/// minted before the recorder queue; each ingest publishes from its own
+/// task), so one with an older id may still have been on its way.
+const READ_BACK_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
+/// Event ids a bus reader remembers, to take each event once whether it
+/// came from the bus or from a read-back.
+const SEEN_MAX: usize = 1 << 17;
+
 /// Where a bus reader is, so that after a lag it reads back what it missed
 /// and then skips those same events if the bus still delivers them.
 #[derive(Default)]
 pub struct BusCursor {
     last: Option<EventId>,
-    read_back: std::collections::HashSet<EventId>,
+    seen: std::collections::HashSet<EventId>,
+    order: std::collections::VecDeque<EventId>,
 }
 
 impl BusCursor {
-    /// Whether an event from the bus is new to this reader.
+    /// Whether an event (from the bus or a read-back) is new to this reader.
     pub fn fresh(&mut self, id: EventId) -> bool {
-        if self.read_back.remove(&id) {
+        if !self.seen.insert(id) {
             return false;
         }
-        if self.last.is_some_and(|last| id > last) {
-            self.read_back.clear(); // Past everything read back.
+        self.order.push_back(id);
+        if self.order.len() > SEEN_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
         }
         self.last = self.last.max(Some(id));
         true
     }
 
-    /// What the reader missed, oldest first, noted as seen.
+    /// What the reader missed, oldest first, noted as seen: everything
+    /// recorded from a little before the newest event it saw that it has
+    /// not seen — never from before the oldest id it still remembers, so
+    /// nothing it took is taken again.
     pub async fn read_back(&mut self, pipeline: &Pipeline) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(after) = self.last else { return Ok(Vec::new()) };
-        let missed = pipeline.recorded_after(after).await?;
-        for recorded in &missed {
-            self.last = self.last.max(Some(recorded.event.id));
-            self.read_back.insert(recorded.event.id);
-        }
-        Ok(missed)
+        let Some(last) = self.last else { return Ok(Vec::new()) };
+        let margin = glassbox_core::first_id_at(chrono::DateTime::<Utc>::from(last.datetime()) - READ_BACK_MARGIN);
+        let from = self.order.front().map_or(last, |oldest| margin.max(*oldest));
+        let recorded = pipeline.recorded_after(from).await?;
+        Ok(recorded.into_iter().filter(|r| self.fresh(r.event.id)).collect())
     }
 }
 
@@ -168,5 +182,27 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glassbox_core::IdMinter;
+
+    use super::*;
+
+    #[test]
+    fn a_bus_reader_takes_each_event_once_in_whatever_order_it_comes() {
+        let minter = IdMinter::new();
+        let (older, newer) = (minter.mint(), minter.mint());
+        let mut cursor = BusCursor::default();
+        assert!(cursor.fresh(newer));
+        assert!(cursor.fresh(older), "an older id arriving later is still new");
+        assert!(!cursor.fresh(newer) && !cursor.fresh(older), "each once");
+        assert_eq!(cursor.last, Some(newer));
+        for _ in 0..SEEN_MAX {
+            cursor.fresh(minter.mint());
+        }
+        assert_eq!(cursor.seen.len(), SEEN_MAX, "memory is bounded");
     }
 }
