@@ -13,6 +13,7 @@
 mod connection;
 mod device;
 mod event;
+mod histogram;
 mod id;
 mod ingest;
 mod lifecycle;
@@ -22,6 +23,7 @@ mod trace_context;
 pub use connection::DisconnectReason;
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, format_time};
+pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};

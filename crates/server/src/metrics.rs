@@ -168,30 +168,8 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
 }
 
-/// A latency histogram kept in atomics, for a path the server times itself.
-pub struct Histogram {
-    /// Upper bounds in seconds; one more bucket counts what is beyond.
-    bounds: &'static [f64],
-    counts: Box<[AtomicU64]>,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Self { bounds, counts, sum_micros: AtomicU64::new(0) }
-    }
-
-    pub fn observe(&self, took: std::time::Duration) {
-        let secs = took.as_secs_f64();
-        let slot = self.bounds.iter().position(|b| secs <= *b).unwrap_or(self.bounds.len());
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        histogram(out, name, help, self.bounds, &counts, sum);
-    }
+/// A histogram the server keeps itself, in the Prometheus text format.
+pub fn render_histogram(out: &mut String, name: &str, help: &str, kept: &glassbox_core::Histogram) {
+    let (counts, sum) = kept.snapshot();
+    histogram(out, name, help, kept.bounds(), &counts, sum);
 }

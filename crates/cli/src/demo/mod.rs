@@ -77,8 +77,10 @@ fn relay(output_type: &str, spin: u32, log: &str) -> Vec<u8> {
 /// The ticker's schedule.
 const TICK: &str = "schedule:@every 2s";
 
-/// Count-down steps of the slow version: around 10 ms of work.
-const SLOW_SPIN: u32 = 10_000_000;
+mod incidents;
+mod tour;
+
+use tour::Tour;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::serve::init_logging("warn");
@@ -113,23 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK]).await?;
 
-    let fleet = SimulateArgs {
-        devices: args.devices.max(3),
-        prefix: "sim".into(),
-        groups: 3,
-        mqtt: running.mqtt_addr.to_string(),
-        interval: args.interval,
-        sleepy: 0.2,
-        flaky: 0.1,
-        command_failures: 0.05,
-        silent: Vec::new(),
-        flap: Vec::new(),
-        surge: Vec::new(),
-        malformed: Vec::new(),
-        duration: None,
-        seed: 1,
-        remote: remote.clone(),
-    };
+    let fleet = fleet(&args, running.mqtt_addr.to_string(), remote.clone());
     let faults = Arc::new(Mutex::new(Faults::default()));
     let _devices = simulate::start(&fleet, faults.clone()).await?;
     let profiles = simulate::fleet(&fleet);
@@ -140,33 +126,55 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tour = Tour { remote: &remote, data_dir: &data_dir, kept: args.data_dir.is_some(), roles: &roles, sample };
     println!("{}", tour.text(&args));
     if !args.no_incidents {
-        tokio::spawn(incidents(client, faults.clone(), roles.clone(), args.incidents_after, args.incident_gap));
+        tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), args.incidents_after, args.incident_gap));
     }
     tokio::spawn(simulate::console(faults));
-    let duration = args.duration;
-    running
-        .run_until(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let terminated = async {
-                match &mut term {
-                    Some(term) => drop(term.recv().await),
-                    None => std::future::pending().await,
-                }
-            };
-            let elapsed = async {
-                match duration {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = terminated => {}
-                () = elapsed => {}
-            }
-            println!("demo stopping");
-        })
-        .await
+    running.run_until(stopped(args.duration)).await
+}
+
+/// The simulated fleet: at least three devices (the tour and the incidents
+/// need three roles), some sleepy, some on flaky links.
+fn fleet(args: &DemoArgs, mqtt: String, remote: Remote) -> SimulateArgs {
+    SimulateArgs {
+        devices: args.devices.max(3),
+        prefix: "sim".into(),
+        groups: 3,
+        mqtt,
+        interval: args.interval,
+        sleepy: 0.2,
+        flaky: 0.1,
+        command_failures: 0.05,
+        silent: Vec::new(),
+        flap: Vec::new(),
+        surge: Vec::new(),
+        malformed: Vec::new(),
+        duration: None,
+        seed: 1,
+        remote,
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or when `duration` has passed.
+async fn stopped(duration: Option<Duration>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match &mut term {
+            Some(term) => drop(term.recv().await),
+            None => std::future::pending().await,
+        }
+    };
+    let elapsed = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+        () = elapsed => {}
+    }
+    println!("demo stopping");
 }
 
 /// Deploys `component` as the next version of `name`, live at once.
@@ -253,129 +261,4 @@ async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("no telemetry from {device} reached its function within 30 s; is the MQTT listener reachable?")
-}
-
-/// The scripted incidents, each announced as it happens.
-async fn incidents(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, after: Duration, gap: Duration) {
-    let started = tokio::time::Instant::now();
-    let at = |units: u32| started + after + gap * units;
-    let announce = |what: &str, hint: &str| {
-        let minutes = started.elapsed().as_secs_f64() / 60.0;
-        println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");
-    };
-
-    tokio::time::sleep_until(at(0)).await;
-    match deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK, "event:demo.tick"]).await {
-        Ok(v) => announce(
-            &format!("incident 1: ticker v{} also triggers on its own output: a recursion loop", v["version"]),
-            "it stops at hop 16 with a dead letter each time: glassbox events query --type function.dead_letter",
-        ),
-        Err(e) => eprintln!("demo: incident 1 could not be scripted: {e:#}"),
-    }
-
-    tokio::time::sleep_until(at(1)).await;
-    let slow = relay("telemetry.accepted", SLOW_SPIN, "telemetry accepted");
-    match deploy(&client, "telemetry", slow, &["mqtt:devices/+/telemetry"]).await {
-        Ok(v) => announce(
-            &format!("incident 2: telemetry v{} is deployed, a much slower build", v["version"]),
-            "glassbox functions invocations telemetry; glassbox diagnose --function telemetry",
-        ),
-        Err(e) => eprintln!("demo: incident 2 could not be scripted: {e:#}"),
-    }
-    tokio::time::sleep_until(at(2)).await;
-    match client.post("/api/v1/functions/telemetry/rollback", "application/json", String::new()).await {
-        Ok(_) => announce(
-            "incident 2, later: someone noticed and rolled telemetry back",
-            "glassbox functions versions telemetry; glassbox diagnose shows the deploy and the rollback",
-        ),
-        Err(e) => eprintln!("demo: the rollback of incident 2 could not be scripted: {e:#}"),
-    }
-
-    tokio::time::sleep_until(at(7)).await;
-    let silenced = faults.lock().map(|mut f| f.apply(&format!("silent {}", roles.silenced)));
-    if silenced.is_ok() {
-        announce(
-            &format!("incident 3: {} stays connected but stops reporting", roles.silenced),
-            &format!("glassbox devices inspect {}; glassbox diagnose --device {}", roles.silenced, roles.silenced),
-        );
-    }
-}
-
-/// The tour: each verb, with commands that work on this running demo.
-struct Tour<'a> {
-    remote: &'a Remote,
-    data_dir: &'a std::path::Path,
-    kept: bool,
-    roles: &'a Roles,
-    /// A recorded device message that a function handled.
-    sample: String,
-}
-
-impl Tour<'_> {
-    fn text(&self, args: &DemoArgs) -> String {
-        let Roles { steady, sleepy, silenced } = self.roles;
-        let id = &self.sample;
-        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "glassbox".into());
-        let kept = if self.kept { "kept" } else { "removed when the demo stops" };
-        let minutes = |d: Duration| format!("+{}", humantime::format_duration(d));
-        let (first, second, rollback, third) = (
-            minutes(args.incidents_after),
-            minutes(args.incidents_after + args.incident_gap),
-            minutes(args.incidents_after + args.incident_gap * 2),
-            minutes(args.incidents_after + args.incident_gap * 7),
-        );
-        let learn = humantime::format_duration(Duration::from_secs(u64::from(args.warmup_points) * 10));
-        let incidents = match args.no_incidents {
-            true => "No incidents are scripted (--no-incidents).".to_string(),
-            false => format!(
-                "Scripted incidents (the detectors learn for the first {learn}):\n  \
-                 {first}  ticker v2 triggers on its own output: a recursion loop\n  \
-                 {second}  telemetry v2, a much slower build, is deployed (rolled back at {rollback})\n  \
-                 {third}  {silenced} goes silent\n\
-                 Each is announced here when it happens."
-            ),
-        };
-        let token = self.remote.token.as_deref().unwrap_or_default();
-        format!(
-            "\
-Glassbox demo: {devices} simulated devices (sim-0 … sim-{last}) talking MQTT, three functions
-(telemetry → enrich, and a ticker on a schedule), a backend leaving notes in the devices' inboxes. Data: {dir} ({kept}).
-
-In another terminal:
-  export GLASSBOX_SERVER={server} GLASSBOX_TOKEN={token}
-  alias glassbox={exe}
-
-deploy    what runs, and every version of it
-  glassbox functions list
-  glassbox functions versions telemetry
-monitor   the live view (Ctrl-C to leave)
-  glassbox monitor
-query     recorded events and the metrics derived from them
-  glassbox events query --device {steady} --since 5m
-  glassbox metrics function_duration_ms --by function --since 15m
-inspect   one thing, whole
-  glassbox events get {id}
-  glassbox devices inspect {steady}
-debug     follow a message through the functions, and run it again
-  glassbox trace {id}
-  glassbox logs --function telemetry --since 5m
-  glassbox debug replay {id} --function telemetry --version 1 --dry-run
-control   steer a device: a durable command, desired state
-  glassbox control send {steady} fan --payload '{{\"on\": true}}' --wait
-  glassbox control desired {steady} fan=true
-clear     drop what waits for a sleeping device (notes queue while it sleeps)
-  glassbox devices inspect {sleepy}
-  glassbox devices clear-queue {sleepy}
-diagnose  what is abnormal, since when, and the likely cause
-  glassbox diagnose
-  glassbox cost --by function --since 1h
-
-{incidents} Type a fault and Enter at any time:
-silent ID, flap ID, surge GROUP, malformed ID, status. Ctrl-C stops the demo.",
-            devices = args.devices.max(3),
-            last = args.devices.max(3) - 1,
-            dir = self.data_dir.display(),
-            server = self.remote.server,
-        )
-    }
 }

@@ -347,12 +347,9 @@ impl Functions {
             }
         };
         if dry_run {
-            return Ok(json!({
-                "function": live.version.name, "version": live.version.version, "event_id": event_id, "dry_run": true,
-                "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
-                "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "egress": report.egress,
-                "response": response,
-            }));
+            let mut shown = super::dry_run_result(live, &event_id, report);
+            shown["response"] = response;
+            return Ok(shown);
         }
         let route = recorded.event.data.json().and_then(|d| d["route"].as_str().map(str::to_string));
         let http = json!({

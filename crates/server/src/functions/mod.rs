@@ -43,7 +43,6 @@ pub use http::{HttpTarget, REQUEST_BYTES_MAX};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
-use crate::metrics::Histogram;
 use crate::pipeline::Pipeline;
 use queue::{Job, dispatch, retire_idle, work};
 
@@ -172,7 +171,7 @@ pub struct Functions {
     changing: tokio::sync::Mutex<()>,
     /// From an event entering a function's queue to its invocation record
     /// committed: the platform's whole part of an invocation.
-    dispatch_to_recorded: Histogram,
+    dispatch_to_recorded: glassbox_core::Histogram,
 }
 
 /// Bounds (seconds) of the dispatch-to-recorded histogram: fine below a
@@ -206,7 +205,7 @@ impl Functions {
         let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
         let live = RwLock::new(HashMap::new());
         let changing = tokio::sync::Mutex::new(());
-        let dispatch_to_recorded = Histogram::new(DISPATCH_BUCKETS);
+        let dispatch_to_recorded = glassbox_core::Histogram::new(DISPATCH_BUCKETS);
         let functions =
             Arc::new(Self { runtime, store, pipeline, dir, live, services, prices, changing, dispatch_to_recorded });
         for version in functions.store.live_versions().await? {
@@ -223,7 +222,12 @@ impl Functions {
     /// The functions' own figures for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
         let help = "From an event entering a function's queue to its invocation record committed.";
-        self.dispatch_to_recorded.render(out, "glassbox_function_dispatch_to_recorded_seconds", help);
+        crate::metrics::render_histogram(
+            out,
+            "glassbox_function_dispatch_to_recorded_seconds",
+            help,
+            &self.dispatch_to_recorded,
+        );
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -401,12 +405,9 @@ impl Functions {
                 .iter()
                 .map(|o| json!({ "type": o.type_, "subject": o.subject, "data": String::from_utf8_lossy(&o.data) }))
                 .collect();
-            return Ok(json!({
-                "function": name, "version": live.version.version, "event_id": event_id, "dry_run": true,
-                "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
-                "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "outputs": outputs,
-                "egress": report.egress,
-            }));
+            let mut shown = dry_run_result(&live, event_id, report);
+            shown["outputs"] = json!(outputs);
+            return Ok(shown);
         }
         let run = Run { started, queued: None, replay_of: Some(event_id), attempt: 1, http: None };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
@@ -459,6 +460,15 @@ impl Functions {
             }
         }
     }
+}
+
+/// What a dry-run replay shows (nothing of it is recorded).
+fn dry_run_result(live: &Live, event_id: &str, report: Report) -> Value {
+    json!({
+        "function": live.version.name, "version": live.version.version, "event_id": event_id, "dry_run": true,
+        "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
+        "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "egress": report.egress,
+    })
 }
 
 /// Whether the triggers suit the component's world: a `wasi:http/proxy`

@@ -63,9 +63,8 @@ struct Shared {
     commits: AtomicU64,
     commits_fsynced: AtomicU64,
     events_expired: AtomicU64,
-    /// Commits per time bucket (`COMMIT_SECONDS_BUCKETS`, then one beyond).
-    commit_buckets: [AtomicU64; crate::COMMIT_SECONDS_BUCKETS.len() + 1],
-    commit_micros: AtomicU64,
+    /// Commits by how long they took (`COMMIT_SECONDS_BUCKETS`).
+    commit_seconds: glassbox_core::Histogram,
 }
 
 impl Shared {
@@ -80,8 +79,7 @@ impl Shared {
             commits: AtomicU64::new(0),
             commits_fsynced: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
-            commit_buckets: Default::default(),
-            commit_micros: AtomicU64::new(0),
+            commit_seconds: glassbox_core::Histogram::new(&crate::COMMIT_SECONDS_BUCKETS),
         }
     }
 
@@ -89,13 +87,7 @@ impl Shared {
     fn committed(&self, took: std::time::Duration, fsynced: bool) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.commits_fsynced.fetch_add(u64::from(fsynced), Ordering::Relaxed);
-        self.commit_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        let slot = crate::COMMIT_SECONDS_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(crate::COMMIT_SECONDS_BUCKETS.len());
-        self.commit_buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.commit_seconds.observe(took);
     }
 
     fn index_failed(&self) -> bool {
@@ -262,6 +254,7 @@ impl EventStore for SqliteStore {
 
     fn status(&self) -> StoreStatus {
         let s = &self.shared;
+        let (commit_seconds_buckets, commit_seconds_sum) = s.commit_seconds.snapshot();
         StoreStatus {
             writable: s.writable.load(Ordering::Relaxed),
             last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -277,8 +270,8 @@ impl EventStore for SqliteStore {
             events_expired: s.events_expired.load(Ordering::Relaxed),
             index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
             index_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            commit_seconds_buckets: s.commit_buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
-            commit_seconds_sum: s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            commit_seconds_buckets,
+            commit_seconds_sum,
         }
     }
 
