@@ -297,3 +297,54 @@ fn a_simulated_fleet_registers_talks_and_answers_commands() {
     let types: Vec<&str> = answered.as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(types.contains(&"device.command.succeeded") || types.contains(&"device.command.failed"), "{types:?}");
 }
+
+/// `glassbox … | head`: the reader leaves early; the command ends quietly
+/// and successfully, whether it writes through `println!` or `io::Write`.
+#[test]
+fn output_cut_short_by_its_reader_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("series.csv");
+    let rows: String = (0..20_000).map(|i| format!("{},{}\n", 1_700_000_000 + i * 10, 20 + i % 7)).collect();
+    std::fs::write(&csv, format!("timestamp,value\n{rows}")).unwrap();
+    let backtest = ["anomaly", "backtest", "--input", csv.to_str().unwrap(), "--output", "-"];
+    assert_ends_quietly(glassbox().args(backtest));
+
+    let served = serve(&dir.path().join("data"));
+    let batch: Vec<Value> = (0..400)
+        .map(|n| json!({ "specversion": "1.0", "source": "cli-test", "type": "reading", "data": { "n": n, "pad": "x".repeat(200) } }))
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let sent = client
+            .post(format!("{}/api/v1/events", served.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(Value::Array(batch).to_string())
+            .send()
+            .await
+            .unwrap();
+        sent.status()
+    });
+    assert_eq!(status, 202);
+    let mut query = glassbox();
+    query
+        .args(["events", "query", "--limit", "400", "--json"])
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN);
+    assert_ends_quietly(&mut query);
+}
+
+/// Runs `command`, reads a line of its output (more than a pipe holds is
+/// coming) and closes the pipe.
+fn assert_ends_quietly(command: &mut std::process::Command) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "no output");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.is_empty(), "{:?}: {stderr}", output.status);
+}
