@@ -8,6 +8,7 @@
 # came for 10 s). Prints one line per run:
 #   invocations_per_sec=… invocations=… dead_letters=… seconds=…
 #   dispatch_to_recorded_p50_us=… p90_us=… p99_us=…
+#   of which p50: queued_us=… wall_us=…
 # (from the first publish to the last invocation recorded; dead letters
 # would be invocations refused by the function's bounded queue; the
 # percentiles are the server's own histogram of each invocation from
@@ -76,6 +77,17 @@ run_one() {
   awk -v n="$last" -v d="$dead" -v s="$start" -v e="${now:-$start}" \
     'BEGIN { t = e - s; printf "invocations_per_sec=%.0f invocations=%d dead_letters=%d seconds=%.2f\n", n / t, n, d, t }'
   quantiles glassbox_function_dispatch_to_recorded_seconds "$http"
+  # Where that time goes, from the newest 1,000 invocation records: waiting
+  # to run (queue entry to start on a thread), running, and the rest
+  # (recording the outcome: the hand-off to the recorder and its commit).
+  GLASSBOX_SERVER=http://127.0.0.1:$http GLASSBOX_TOKEN=$TOKEN "$BIN" functions invocations bench --limit 1000 --json |
+    python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+def p50(key):
+    v = sorted(r.get(key, 0) for r in rows)
+    return v[len(v) // 2] if v else 0
+print("of which p50: queued_us=%d wall_us=%d (newest %d invocations)" % (p50("queued_us"), p50("wall_us"), len(rows)))'
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$data"
 }
