@@ -113,7 +113,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    end_quietly_when_the_reader_leaves();
+    // A server keeps running whatever becomes of its stdout.
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_when_the_reader_leaves();
+    }
     // mimalloc asks for transparent huge pages and hands freed memory back
     // to the kernel; under a steady churn of allocations the kernel then
     // zeroes 2 MiB pages over and over (a seventh of the server's CPU time
