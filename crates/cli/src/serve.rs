@@ -83,16 +83,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir.display(),
         config.node
     );
+    let interrupted = interrupted()?;
+    let signal = async move {
+        interrupted.await;
+        tracing::info!("shutting down: finishing requests and flushing the recorder");
+    };
+    running.run_until(signal).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM: how a running server is asked to stop.
+pub fn interrupted() -> anyhow::Result<impl Future<Output = ()>> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let signal = async move {
+    Ok(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("shutting down: finishing requests and flushing the recorder");
-    };
-    running.run_until(signal).await
+    })
 }
 
 /// `GLASSBOX_ADMIN_TOKEN`, if set; refuses tokens too short to be secret.

@@ -15,13 +15,19 @@ pub(super) const SLOW_VERSION: u32 = 1;
 pub(super) const ROLLBACK: u32 = 2;
 pub(super) const SILENT_DEVICE: u32 = 7;
 
+/// How long after the demo's start the incident `units` gaps after the
+/// first happens.
+pub(super) fn when(after: Duration, gap: Duration, units: u32) -> Duration {
+    after + gap * units
+}
+
 /// Count-down steps of the slow version: around 10 ms of work.
 const SLOW_SPIN: u32 = 10_000_000;
 
 /// The scripted incidents, each announced as it happens.
 pub(super) async fn script(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, after: Duration, gap: Duration) {
     let started = tokio::time::Instant::now();
-    let at = |units: u32| started + after + gap * units;
+    let at = |units: u32| started + when(after, gap, units);
     let announce = |what: &str, hint: &str| {
         let minutes = started.elapsed().as_secs_f64() / 60.0;
         println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");

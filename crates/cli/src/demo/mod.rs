@@ -129,7 +129,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), args.incidents_after, args.incident_gap));
     }
     tokio::spawn(simulate::console(faults));
-    running.run_until(stopped(args.duration)).await
+    running.run_until(stopped(crate::serve::interrupted()?, args.duration)).await
 }
 
 /// The simulated fleet: at least three devices (the tour and the incidents
@@ -154,15 +154,8 @@ fn fleet(args: &DemoArgs, mqtt: String, remote: Remote) -> SimulateArgs {
     }
 }
 
-/// Resolves on Ctrl-C, SIGTERM, or when `duration` has passed.
-async fn stopped(duration: Option<Duration>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match &mut term {
-            Some(term) => drop(term.recv().await),
-            None => std::future::pending().await,
-        }
-    };
+/// Resolves when the demo is `interrupted` (Ctrl-C, SIGTERM) or `duration` has passed.
+async fn stopped(interrupted: impl Future<Output = ()>, duration: Option<Duration>) {
     let elapsed = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -170,8 +163,7 @@ async fn stopped(duration: Option<Duration>) {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
+        () = interrupted => {}
         () = elapsed => {}
     }
     println!("demo stopping");

@@ -32,7 +32,10 @@ pub const HTTP_REQUEST: &str = "http.request";
 /// A live function whose route takes a request.
 pub struct HttpTarget(Arc<Live>);
 
-/// Headers whose values are credentials: recorded as `[redacted]`.
+/// What a credential header's value is recorded as.
+const REDACTED: &str = "[redacted]";
+
+/// Headers whose values are credentials: recorded as [`REDACTED`].
 fn secret(name: &str) -> bool {
     ["authorization", "cookie", "token", "secret", "key", "signature", "password", "auth"]
         .iter()
@@ -61,7 +64,7 @@ fn request_data(name: &str, route: &str, request: &Request<Bytes>) -> Value {
     let mut headers = Map::new();
     for (key, value) in request.headers().iter().take(HEADERS_RECORDED_MAX) {
         let text = match secret(key.as_str()) {
-            true => "[redacted]".to_string(),
+            true => REDACTED.to_string(),
             false => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
         };
         headers.insert(key.as_str().to_string(), Value::String(text));
@@ -89,6 +92,17 @@ fn request_data(name: &str, route: &str, request: &Request<Bytes>) -> Value {
 /// What a function answered a request with, or the status, code and
 /// message saying why there is no answer.
 type Answered = Result<(axum::http::response::Parts, Bytes), (StatusCode, &'static str, String)>;
+
+/// The `http` part of an invocation record: the request, and the status
+/// and size of what answered it.
+fn exchanged_record(method: &str, path: &str, route: Option<&str>, answer: &Answered) -> Value {
+    let status = match answer {
+        Ok((head, _)) => head.status,
+        Err((status, ..)) => *status,
+    };
+    let response_bytes = answer.as_ref().map_or(0, |(_, body)| body.len());
+    json!({ "method": method, "path": path, "route": route, "status": status.as_u16(), "response_bytes": response_bytes })
+}
 
 /// The request an `http.request` event recorded, rebuilt for a replay:
 /// method, path and query, the headers kept (redacted ones left out), and
@@ -119,10 +133,12 @@ fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
     };
     let mut request = Request::builder().method(data["method"].as_str().unwrap_or("GET")).uri(uri);
     for (name, value) in data["headers"].as_object().into_iter().flatten() {
+        // The body's length is the rebuilt body's; a redacted value is gone.
         match value.as_str() {
-            Some("[redacted]") | None => {}
-            Some(value) if name != "content-length" => request = request.header(name.as_str(), value),
-            Some(_) => {}
+            Some(value) if value != REDACTED && name != "content-length" => {
+                request = request.header(name.as_str(), value)
+            }
+            _ => {}
         }
     }
     request.body(body).map_err(|e| format!("{} does not hold a request that can be rebuilt: {e}", event.id))
@@ -225,12 +241,7 @@ impl Functions {
             let message = "the invocation failed to run; see the server log".to_string();
             return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message, Some(&event_id));
         };
-        let status = match &answer {
-            Ok((head, _)) => head.status,
-            Err((status, ..)) => *status,
-        };
-        let response_bytes = answer.as_ref().map_or(0, |(_, body)| body.len());
-        let http = json!({ "method": method, "path": path, "route": route, "status": status.as_u16(), "response_bytes": response_bytes });
+        let http = exchanged_record(&method, &path, Some(&route), &answer);
         let run = Run { started, queued: None, replay_of: None, attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
         let invocation_id = invocation.as_ref().and_then(|i| i["id"].as_str().map(str::to_string));
@@ -352,10 +363,7 @@ impl Functions {
             return Ok(shown);
         }
         let route = recorded.event.data.json().and_then(|d| d["route"].as_str().map(str::to_string));
-        let http = json!({
-            "method": method, "path": path, "route": route, "status": response["status"],
-            "response_bytes": answer.as_ref().map_or(0, |(_, body)| body.len()),
-        });
+        let http = exchanged_record(&method, &path, route.as_deref(), &answer);
         let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
         let mut invocation = self.record_invocation(live, recorded, run, report).await.unwrap_or(Value::Null);
         invocation["response"] = response;
