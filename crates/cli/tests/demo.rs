@@ -1,6 +1,12 @@
 //! `glassbox demo` end to end: the tour it prints is run command by command
 //! (through a shell, as a newcomer would paste it) against the live demo,
-//! and each scripted incident is checked to have happened.
+//! each scripted incident is checked to have happened, and `glassbox
+//! diagnose` to find each as an incident of its own and explain it.
+//!
+//! The timeline is the demo's, shortened where diagnose allows: the
+//! detectors learn for 90 s instead of 2 minutes and the incidents come a
+//! minute apart; the silent device still waits six minutes after the
+//! rollback (see `Schedule`), so this takes about nine minutes.
 
 mod common;
 
@@ -33,8 +39,8 @@ impl Drop for Demo {
 impl Demo {
     fn start() -> Demo {
         let mut child = glassbox()
-            .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--devices", "6", "--interval", "1s"])
-            .args(["--incidents-after", "8s", "--incident-gap", "4s", "--duration", "5m"])
+            .args(["demo", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--devices", "6", "--interval", "2s"])
+            .args(["--warmup-points", "9", "--incidents-after", "100s", "--incident-gap", "30s", "--duration", "15m"])
             .env_remove("GLASSBOX_ADMIN_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -67,9 +73,10 @@ impl Demo {
         self.lines.recv_timeout(within).expect("the demo printed its next line in time")
     }
 
-    /// Waits for the line of an announced incident.
+    /// Waits for the line of an announced incident (at most 8 minutes: the
+    /// silent device's wait, and some).
     fn announced(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(480);
         loop {
             let line = self.next_line(deadline.saturating_duration_since(Instant::now()));
             if line.contains(what) {
@@ -100,9 +107,9 @@ impl Demo {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{line}` printed no JSON ({e}): {out}"))
     }
 
-    /// Polls `line` (JSON) until `ok` holds, for 30 s at most.
+    /// Polls `line` (JSON) until `ok` holds, for 60 s at most.
     fn eventually(&self, line: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let answer = self.json(line);
             if ok(&answer) {
@@ -115,7 +122,7 @@ impl Demo {
 }
 
 #[test]
-fn the_demos_tour_works_on_live_data_and_its_incidents_happen() {
+fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_incidents() {
     let demo = Demo::start();
     let verbs = ["functions list", "monitor", "events query", "events get", "trace", "debug replay", "control send"];
     for verb in verbs.iter().chain(&["devices clear-queue", "diagnose", "cost", "metrics", "logs"]) {
@@ -164,4 +171,43 @@ fn the_demos_tour_works_on_live_data_and_its_incidents_happen() {
     demo.eventually("glassbox devices list --silent --json", |devices| {
         devices.as_array().unwrap().iter().any(|d| d["id"] == silenced.as_str())
     });
+
+    // Diagnose finds the three, each an incident of its own: the loop and
+    // the slower version each with its deploy as the likely cause, the
+    // silent device with no change to blame.
+    let liveness = format!("device_liveness{{device=\"{silenced}\"}}");
+    let found = demo.eventually("glassbox diagnose --json", |d| incident_of(d, &liveness).is_some());
+    let loop_ = incident_of(&found, "function_invocations{function=\"ticker\"}").expect("the loop is an incident");
+    let slow = incident_of(&found, "function_duration_ms{function=\"telemetry\"}").expect("the slow version is one");
+    let silent = incident_of(&found, &liveness).unwrap();
+    let ids = [&loop_["id"], &slow["id"], &silent["id"]];
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "three incidents, not one: {found:#}");
+    assert_likely_cause(loop_, "deploy of ticker v2");
+    assert_likely_cause(slow, "deploy of telemetry v2");
+    let said = silent["summary"].as_str().unwrap();
+    assert!(said.contains(&silenced) && said.contains("silent"), "{said}");
+    assert!(
+        silent["causes"].as_array().unwrap().iter().all(|c| c["verdict"] != "likely"),
+        "nothing anyone changed made the device fall silent: {silent:#}"
+    );
+    // And the text a newcomer reads says the same.
+    let text = demo.shell("glassbox diagnose");
+    assert!(text.contains("deploy of ticker v2") && text.contains("deploy of telemetry v2"), "{text}");
+}
+
+/// The incident of `diagnosis` with an episode of the series `key`.
+fn incident_of<'a>(diagnosis: &'a Value, key: &str) -> Option<&'a Value> {
+    diagnosis["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| i["episodes"].as_array().is_some_and(|episodes| episodes.iter().any(|e| e["series"]["key"] == key)))
+}
+
+/// The incident's first cause is `change` (its summary begins so), judged likely.
+fn assert_likely_cause(incident: &Value, change: &str) {
+    let first = &incident["causes"][0];
+    assert!(
+        first["change"]["summary"].as_str().is_some_and(|s| s.starts_with(change)) && first["verdict"] == "likely",
+        "the likely cause is the {change}: {incident:#}"
+    );
 }

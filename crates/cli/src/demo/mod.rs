@@ -49,10 +49,10 @@ pub struct DemoArgs {
     /// When the first scripted incident happens.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     incidents_after: Duration,
-    /// The script's unit of time: the slow version comes one unit after the
-    /// first incident and is rolled back one unit later; the device falls
-    /// silent seven units after the first incident, once the second has
-    /// calmed down (related incidents close together would be one).
+    /// The slow version comes this long after the first incident and is
+    /// rolled back as long after; the device falls silent six minutes after
+    /// the rollback, once that has calmed down (diagnose joins related
+    /// episodes less than three minutes apart into one incident).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     incident_gap: Duration,
     /// Script no incidents: a quiet fleet.
@@ -126,7 +126,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tour = Tour { remote: &remote, data_dir: &data_dir, kept: args.data_dir.is_some(), roles: &roles, sample };
     println!("{}", tour.text(&args));
     if !args.no_incidents {
-        tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), args.incidents_after, args.incident_gap));
+        let schedule = incidents::Schedule::new(args.incidents_after, args.incident_gap);
+        tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), schedule));
     }
     tokio::spawn(simulate::console(faults));
     running.run_until(stopped(crate::serve::interrupted()?, args.duration)).await

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::incidents::{RECURSION_LOOP, ROLLBACK, SILENT_DEVICE, SLOW_VERSION, when};
+use super::incidents::Schedule;
 use super::{DemoArgs, Roles};
 use crate::Remote;
 
@@ -23,9 +23,10 @@ impl Tour<'_> {
         let id = &self.sample;
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "glassbox".into());
         let kept = if self.kept { "kept" } else { "removed when the demo stops" };
-        let at =
-            |units| format!("+{}", humantime::format_duration(when(args.incidents_after, args.incident_gap, units)));
-        let (first, second, rollback, third) = (at(RECURSION_LOOP), at(SLOW_VERSION), at(ROLLBACK), at(SILENT_DEVICE));
+        let schedule = Schedule::new(args.incidents_after, args.incident_gap);
+        let at = |since_start| format!("+{}", humantime::format_duration(since_start));
+        let (first, second, rollback, third) =
+            (at(schedule.recursion_loop), at(schedule.slow_version), at(schedule.rollback), at(schedule.silent_device));
         let learn = humantime::format_duration(Duration::from_secs(u64::from(args.warmup_points) * 10));
         let incidents = match args.no_incidents {
             true => "No incidents are scripted (--no-incidents).".to_string(),
