@@ -32,9 +32,14 @@ const RECENT_POINTS: usize = 720;
 pub const GROUP_WINDOW_SECONDS: f64 = 180.0;
 /// Changes this long before an incident are candidate causes.
 pub const LOOKBACK_SECONDS: f64 = 1800.0;
-/// A change this long after an incident's start may still be its cause
-/// (points are buckets: the change can fall inside the first one).
+/// Changes this long after an incident's start (or its latest peak) are
+/// still listed: one inside its first point (a bucket) may be its cause,
+/// one after it is not, but a rollback made in response belongs in the
+/// story.
 const LOOKAHEAD_SECONDS: f64 = 30.0;
+/// How much less a change made after the anomaly began counts: it cannot
+/// have begun it.
+const AFTER_ONSET_WEIGHT: f64 = 0.2;
 /// The time scale of proximity: a change this long before scores 1/e.
 const PROXIMITY_SECONDS: f64 = 300.0;
 /// Each side of a change compared, at most.
@@ -441,29 +446,37 @@ impl Engine {
     fn causes(&self, episodes: &[Episode], start: f64, now: f64) -> Vec<Cause> {
         let peaks: Vec<f64> = episodes.iter().map(|e| e.peak).filter(|p| *p > start).collect();
         let latest = peaks.iter().copied().fold(start, f64::max);
+        let point_seconds = self.point_seconds.max(1.0);
         let mut scored: Vec<(f64, &Change, Vec<String>)> = self
             .changes
             .iter()
             .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= latest + LOOKAHEAD_SECONDS)
             .map(|change| {
                 // The nearest onset the change came before (or inside the
-                // first point of): the start, or a peak.
+                // first point of): the start, or a peak. None when it came
+                // after them all.
                 let onsets = std::iter::once((start, false)).chain(peaks.iter().map(|p| (*p, true)));
-                let (gap, at_peak) = onsets
-                    .filter(|(onset, _)| *onset + LOOKAHEAD_SECONDS >= change.at)
+                let nearest = onsets
+                    .filter(|(onset, _)| change.at < *onset + point_seconds)
                     .map(|(onset, at_peak)| (onset - change.at, at_peak))
-                    .min_by(|a, b| a.0.max(0.0).total_cmp(&b.0.max(0.0)))
-                    .unwrap_or((start - change.at, false));
-                let proximity = (-gap.max(0.0) / PROXIMITY_SECONDS).exp();
+                    .min_by(|a, b| a.0.max(0.0).total_cmp(&b.0.max(0.0)));
+                let (gap, at_peak) = nearest.unwrap_or((start - change.at, false));
+                let mut proximity = (-gap.max(0.0) / PROXIMITY_SECONDS).exp();
+                if nearest.is_none() {
+                    proximity *= AFTER_ONSET_WEIGHT;
+                }
                 let (mut scope, mut scope_words) = self.scope_match(change, episodes);
-                if let Some(newer) = self.superseded(change, start) {
+                if let Some((newer, when)) = self.superseded(change, start) {
                     scope *= 0.2;
-                    scope_words = format!("{scope_words}, but {} replaced it before the anomaly", newer.summary);
+                    scope_words = format!("{scope_words}, but {} replaced it {when}", newer.summary);
                 }
                 let (shift, mut evidence) = self.before_after(change, episodes, now);
                 evidence.insert(0, scope_words);
-                let point = words::duration(self.point_seconds.max(1.0));
+                let point = words::duration(point_seconds);
                 let when = match (gap, at_peak) {
+                    (after, _) if nearest.is_none() => {
+                        format!("{} after the anomaly began", words::duration(-after))
+                    }
                     (before, false) if before >= 0.0 => format!("{} before the anomaly", words::duration(before)),
                     // Inside the first point (a bucket) of the anomaly.
                     (_, false) => format!("within the first {point} of the anomaly"),
@@ -494,10 +507,24 @@ impl Engine {
             .collect()
     }
 
-    /// A later change of the same kind of thing to the same subject before
-    /// `start` (a newer deploy replaces an older one's code).
-    fn superseded(&self, change: &Change, start: f64) -> Option<&Change> {
-        self.replaced_by(change).filter(|c| c.at <= start + LOOKAHEAD_SECONDS)
+    /// The later change of the same kind of thing to the same subject (a
+    /// newer deploy replaces an older one's code) that left `change` no part
+    /// in an anomaly beginning at `start`, and when: before it began (the
+    /// older one was not live while anything was abnormal), or within the
+    /// point `change` was made in (too soon for any point to show it).
+    fn superseded(&self, change: &Change, start: f64) -> Option<(&Change, String)> {
+        let newer = self.replaced_by(change)?;
+        if newer.at <= start {
+            Some((newer, "before the anomaly".into()))
+        } else if newer.at - change.at < self.point_seconds {
+            let soon = match newer.at - change.at {
+                s if s < 1.0 => "within a second".to_string(),
+                s => format!("{} later", words::duration(s)),
+            };
+            Some((newer, format!("{soon}, too soon for its effect to show")))
+        } else {
+            None
+        }
     }
 
     /// The next change that undoes or replaces this one (a deploy or a

@@ -129,6 +129,40 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
 }
 
 #[test]
+fn a_rollback_soon_after_the_anomaly_began_does_not_clear_the_deploy_before_it() {
+    let mut engine = engine();
+    let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
+    let noise = std::cell::RefCell::new(Noise(11));
+    // Live late in point 299, rolled back late in point 302: 28 s after
+    // the anomaly's first point (300) began.
+    let slow = 300usize..303;
+    let latency_of = |i: usize| {
+        let base = if slow.contains(&i) { 45.0 } else { 0.5 };
+        base * (1.0 + 0.1 * noise.borrow_mut().next())
+    };
+    let series: [(&SeriesSpec, &dyn Fn(usize) -> f64); 1] = [(&latency, &latency_of)];
+    feed(&mut engine, &series, 0, slow.start);
+    let change = |i: usize, kind: &str, id: &str| Change {
+        at: T0 + i as f64 * STEP + 7.6,
+        kind: kind.into(),
+        subject: fan(),
+        summary: format!("{kind} of fan"),
+        event_id: Some(id.into()),
+    };
+    engine.change(change(slow.start - 1, "deploy", "01DEPLOY"));
+    engine.change(change(slow.end - 1, "rollback", "01ROLLBACK"));
+    feed(&mut engine, &series, slow.start, 30);
+    let now = T0 + 330.0 * STEP;
+    let incident = &engine.diagnose(now - 3600.0, now, None).incidents[0];
+    let deploy = &incident.causes[0];
+    assert_eq!((deploy.change.event_id.as_deref(), deploy.verdict), (Some("01DEPLOY"), "likely"), "{incident:#?}");
+    assert!(deploy.evidence.iter().all(|e| !e.contains("replaced")), "live when it began: {:?}", deploy.evidence);
+    let rollback = incident.causes.iter().find(|c| c.change.event_id.as_deref() == Some("01ROLLBACK")).unwrap();
+    assert_eq!(rollback.evidence[0], "28 s after the anomaly began", "{rollback:#?}");
+    assert_eq!(rollback.verdict, "unlikely", "{rollback:#?}");
+}
+
+#[test]
 fn a_deploy_that_makes_an_open_anomaly_worse_is_named_as_its_cause() {
     let mut engine = engine();
     let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
