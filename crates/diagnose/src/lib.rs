@@ -512,7 +512,7 @@ impl Engine {
     /// in an anomaly beginning at `start`, and when: before it began (the
     /// older one was not live while anything was abnormal), or within the
     /// point `change` was made in (too soon for any point to show it).
-    fn superseded(&self, change: &Change, start: f64) -> Option<(&Change, String)> {
+    fn superseded<'a>(&'a self, change: &'a Change, start: f64) -> Option<(&'a Change, String)> {
         let newer = self.replaced_by(change)?;
         if newer.at <= start {
             Some((newer, "before the anomaly".into()))
@@ -529,12 +529,21 @@ impl Engine {
 
     /// The next change that undoes or replaces this one (a deploy or a
     /// rollback of the same function), if any.
-    fn replaced_by(&self, change: &Change) -> Option<&Change> {
+    fn replaced_by<'a>(&'a self, change: &'a Change) -> Option<&'a Change> {
+        self.replacements(change).find(|c| c.at > change.at)
+    }
+
+    /// The change this one undoes or replaces, if any.
+    fn replaced<'a>(&'a self, change: &'a Change) -> Option<&'a Change> {
+        self.replacements(change).filter(|c| c.at < change.at).last()
+    }
+
+    /// The deploys and rollbacks of `change`'s subject, oldest first, when
+    /// it is one itself.
+    fn replacements<'a>(&'a self, change: &'a Change) -> impl Iterator<Item = &'a Change> {
         let replaces = |kind: &str| matches!(kind, "deploy" | "rollback");
-        if !replaces(&change.kind) {
-            return None;
-        }
-        self.changes.iter().find(|c| c.at > change.at && c.subject == change.subject && replaces(&c.kind))
+        let applies = replaces(&change.kind);
+        self.changes.iter().filter(move |c| applies && c.subject == change.subject && replaces(&c.kind))
     }
 
     fn scope_match(&self, change: &Change, episodes: &[Episode]) -> (f64, String) {
@@ -556,17 +565,19 @@ impl Engine {
     }
 
     /// How much the affected series moved across the change: 1 when one of
-    /// them clearly shifted there, less when none did. "After" lasts while
-    /// the change was in effect: a rollback ends a deploy's.
+    /// them clearly shifted there, less when none did. Each side lasts while
+    /// its change was in effect: "before" a rollback is while the deploy it
+    /// undoes was live, "after" a deploy ends at its rollback.
     fn before_after(&self, change: &Change, episodes: &[Episode], now: f64) -> (f64, Vec<String>) {
         let until = self.replaced_by(change).map_or(now, |next| next.at - self.point_seconds);
+        let since = self.replaced(change).map_or(f64::MIN, |previous| previous.at);
         let mut best = (0.3, Vec::new());
         for episode in episodes {
             let Some(tracked) = self.series.get(&episode.series.key) else { continue };
             let before: Vec<f64> = tracked
                 .recent
                 .iter()
-                .filter(|(t, _)| *t + self.point_seconds <= change.at && *t >= change.at - COMPARE_SECONDS)
+                .filter(|(t, _)| *t + self.point_seconds <= change.at && *t >= (change.at - COMPARE_SECONDS).max(since))
                 .map(|p| p.1)
                 .collect();
             let after: Vec<f64> = tracked

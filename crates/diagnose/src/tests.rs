@@ -126,6 +126,10 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
     assert_eq!(cause.change.event_id.as_deref(), Some("01DEPLOY"), "{report:#?}");
     assert_eq!(cause.verdict, "likely", "{report:#?}");
     assert!(cause.evidence.iter().any(|e| e.contains("→ 43.4 ms after")), "{:?}", cause.evidence);
+    // And "before" the rollback is while the deploy it undid was live.
+    let rollback = engine.changes.iter().find(|c| c.kind == "rollback").unwrap();
+    let (_, evidence) = engine.before_after(rollback, &report.incidents[0].episodes, now);
+    assert!(evidence.iter().any(|e| e.starts_with("latency 4") && e.contains("ms before → 0.")), "{evidence:?}");
 }
 
 #[test]

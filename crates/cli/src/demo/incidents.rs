@@ -52,7 +52,8 @@ pub(super) async fn script(client: Client, faults: Arc<Mutex<Faults>>, roles: Ro
     match deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK, "event:demo.tick"]).await {
         Ok(v) => announce(
             &format!("incident 1: ticker v{} also triggers on its own output: a recursion loop", v["version"]),
-            "it stops at hop 16 with a dead letter each time: glassbox events query --type function.dead_letter",
+            "each tick stops at hop 16 with a dead letter: glassbox events query --type function.dead_letter; \
+             it goes on until you run glassbox functions rollback ticker",
         ),
         Err(e) => eprintln!("demo: incident 1 could not be scripted: {e:#}"),
     }
