@@ -565,12 +565,17 @@ impl Engine {
     }
 
     /// How much the affected series moved across the change: 1 when one of
-    /// them clearly shifted there, less when none did. Each side lasts while
-    /// its change was in effect: "before" a rollback is while the deploy it
-    /// undoes was live, "after" a deploy ends at its rollback.
+    /// them clearly shifted there, less when none did. "After" lasts while
+    /// the change was in effect: a rollback ends a deploy's. "Before" a
+    /// rollback is while the deploy it undoes was live (a deploy's before
+    /// stays the ten minutes: the version it replaced may have been live
+    /// for moments only).
     fn before_after(&self, change: &Change, episodes: &[Episode], now: f64) -> (f64, Vec<String>) {
         let until = self.replaced_by(change).map_or(now, |next| next.at - self.point_seconds);
-        let since = self.replaced(change).map_or(f64::MIN, |previous| previous.at);
+        let since = match change.kind.as_str() {
+            "rollback" => self.replaced(change).map_or(f64::MIN, |undone| undone.at),
+            _ => f64::MIN,
+        };
         let mut best = (0.3, Vec::new());
         for episode in episodes {
             let Some(tracked) = self.series.get(&episode.series.key) else { continue };
