@@ -40,10 +40,60 @@ const LOOKAHEAD_SECONDS: f64 = 30.0;
 /// How much less a change made after the anomaly began counts: it cannot
 /// have begun it.
 const AFTER_ONSET_WEIGHT: f64 = 0.2;
+/// How much less a change replaced before it could matter counts.
+const REPLACED_WEIGHT: f64 = 0.2;
 /// The time scale of proximity: a change this long before scores 1/e.
 const PROXIMITY_SECONDS: f64 = 300.0;
 /// Each side of a change compared, at most.
 const COMPARE_SECONDS: f64 = 600.0;
+
+/// When a change came, against the onsets of an incident: its start, and
+/// its later peaks (a change made while something was mildly off may have
+/// made it much worse).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Timing {
+    /// `seconds` before the nearest onset it came before, or inside that
+    /// onset's first point (a bucket) when `seconds` is negative.
+    Before { seconds: f64, peak: bool },
+    /// After the first point of every onset: it cannot have begun any.
+    After { seconds: f64 },
+}
+
+impl Timing {
+    fn of(at: f64, start: f64, peaks: &[f64], point_seconds: f64) -> Self {
+        let onsets = std::iter::once((start, false)).chain(peaks.iter().map(|p| (*p, true)));
+        onsets
+            .filter(|(onset, _)| at < onset + point_seconds)
+            .map(|(onset, peak)| (onset - at, peak))
+            .min_by(|a, b| a.0.max(0.0).total_cmp(&b.0.max(0.0)))
+            .map_or(Timing::After { seconds: at - start }, |(seconds, peak)| Timing::Before { seconds, peak })
+    }
+
+    /// 1 just before (or inside the first point), 1/e five minutes before.
+    fn proximity(self) -> f64 {
+        match self {
+            Timing::Before { seconds, .. } => (-seconds.max(0.0) / PROXIMITY_SECONDS).exp(),
+            Timing::After { .. } => AFTER_ONSET_WEIGHT,
+        }
+    }
+
+    fn words(self, point_seconds: f64) -> String {
+        let point = words::duration(point_seconds);
+        match self {
+            Timing::After { seconds } => format!("{} after the anomaly began", words::duration(seconds)),
+            Timing::Before { seconds, peak: false } if seconds >= 0.0 => {
+                format!("{} before the anomaly", words::duration(seconds))
+            }
+            Timing::Before { peak: false, .. } => format!("within the first {point} of the anomaly"),
+            Timing::Before { seconds, peak: true } if seconds >= 0.0 => {
+                format!("{} before its worst point, while it was already abnormal", words::duration(seconds))
+            }
+            Timing::Before { peak: true, .. } => {
+                format!("within the {point} of its worst point, while it was already abnormal")
+            }
+        }
+    }
+}
 
 /// What a series or a change is about: the nodes of the dependency graph
 /// (device → topic → function → output → command).
@@ -452,41 +502,16 @@ impl Engine {
             .iter()
             .filter(|c| c.at >= start - LOOKBACK_SECONDS && c.at <= latest + LOOKAHEAD_SECONDS)
             .map(|change| {
-                // The nearest onset the change came before (or inside the
-                // first point of): the start, or a peak. None when it came
-                // after them all.
-                let onsets = std::iter::once((start, false)).chain(peaks.iter().map(|p| (*p, true)));
-                let nearest = onsets
-                    .filter(|(onset, _)| change.at < *onset + point_seconds)
-                    .map(|(onset, at_peak)| (onset - change.at, at_peak))
-                    .min_by(|a, b| a.0.max(0.0).total_cmp(&b.0.max(0.0)));
-                let (gap, at_peak) = nearest.unwrap_or((start - change.at, false));
-                let mut proximity = (-gap.max(0.0) / PROXIMITY_SECONDS).exp();
-                if nearest.is_none() {
-                    proximity *= AFTER_ONSET_WEIGHT;
-                }
+                let timing = Timing::of(change.at, start, &peaks, point_seconds);
                 let (mut scope, mut scope_words) = self.scope_match(change, episodes);
                 if let Some((newer, when)) = self.superseded(change, start) {
-                    scope *= 0.2;
+                    scope *= REPLACED_WEIGHT;
                     scope_words = format!("{scope_words}, but {} replaced it {when}", newer.summary);
                 }
                 let (shift, mut evidence) = self.before_after(change, episodes, now);
                 evidence.insert(0, scope_words);
-                let point = words::duration(point_seconds);
-                let when = match (gap, at_peak) {
-                    (after, _) if nearest.is_none() => {
-                        format!("{} after the anomaly began", words::duration(-after))
-                    }
-                    (before, false) if before >= 0.0 => format!("{} before the anomaly", words::duration(before)),
-                    // Inside the first point (a bucket) of the anomaly.
-                    (_, false) => format!("within the first {point} of the anomaly"),
-                    (before, true) if before >= 0.0 => {
-                        format!("{} before its worst point, while it was already abnormal", words::duration(before))
-                    }
-                    (_, true) => format!("within the {point} of its worst point, while it was already abnormal"),
-                };
-                evidence.insert(0, when);
-                (proximity * scope * shift, change, evidence)
+                evidence.insert(0, timing.words(point_seconds));
+                (timing.proximity() * scope * shift, change, evidence)
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -34,6 +34,20 @@ fn fan() -> Subject {
     Subject::Function("fan".into())
 }
 
+/// `fan`'s latency: 45 ms in the `slow` points, 0.5 ms otherwise, ±10 %.
+fn latency_slow_in(slow: std::ops::Range<usize>, seed: u64) -> impl Fn(usize) -> f64 {
+    let noise = std::cell::RefCell::new(Noise(seed));
+    move |i| {
+        let base = if slow.contains(&i) { 45.0 } else { 0.5 };
+        base * (1.0 + 0.1 * noise.borrow_mut().next())
+    }
+}
+
+/// A deploy or rollback of `fan` at `at`, recorded as event `id`.
+fn fan_change(at: f64, kind: &str, id: &str) -> Change {
+    Change { at, kind: kind.into(), subject: fan(), summary: format!("{kind} of fan"), event_id: Some(id.into()) }
+}
+
 /// Feeds `points` points from `start` of `series`, each from `value(i)`;
 /// returns the alerts raised.
 fn feed(
@@ -101,23 +115,13 @@ fn a_slower_deploy_is_named_as_the_cause_of_the_latency_anomaly_within_a_minute(
 fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
     let mut engine = engine();
     let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
-    let noise = std::cell::RefCell::new(Noise(3));
     let (deployed, rolled_back) = (300usize, 306usize);
-    let latency_of = |i: usize| {
-        let base = if (deployed..rolled_back).contains(&i) { 45.0 } else { 0.5 };
-        base * (1.0 + 0.1 * noise.borrow_mut().next())
-    };
+    let latency_of = latency_slow_in(deployed..rolled_back, 3);
     let series: [(&SeriesSpec, &dyn Fn(usize) -> f64); 1] = [(&latency, &latency_of)];
     feed(&mut engine, &series, 0, deployed);
-    let change = |i: usize, kind: &str, id: &str| Change {
-        at: T0 + i as f64 * STEP + 1.0,
-        kind: kind.into(),
-        subject: fan(),
-        summary: format!("{kind} of fan"),
-        event_id: Some(id.into()),
-    };
-    engine.change(change(deployed, "deploy", "01DEPLOY"));
-    engine.change(change(rolled_back, "rollback", "01ROLLBACK"));
+    let at = |i: usize| T0 + i as f64 * STEP + 1.0;
+    engine.change(fan_change(at(deployed), "deploy", "01DEPLOY"));
+    engine.change(fan_change(at(rolled_back), "rollback", "01ROLLBACK"));
     // Ten minutes on, most points after the deploy are fast again.
     feed(&mut engine, &series, deployed, 60);
     let now = T0 + 360.0 * STEP;
@@ -136,25 +140,15 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
 fn a_rollback_soon_after_the_anomaly_began_does_not_clear_the_deploy_before_it() {
     let mut engine = engine();
     let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
-    let noise = std::cell::RefCell::new(Noise(11));
     // Live late in point 299, rolled back late in point 302: 28 s after
     // the anomaly's first point (300) began.
     let slow = 300usize..303;
-    let latency_of = |i: usize| {
-        let base = if slow.contains(&i) { 45.0 } else { 0.5 };
-        base * (1.0 + 0.1 * noise.borrow_mut().next())
-    };
+    let latency_of = latency_slow_in(slow.clone(), 11);
     let series: [(&SeriesSpec, &dyn Fn(usize) -> f64); 1] = [(&latency, &latency_of)];
     feed(&mut engine, &series, 0, slow.start);
-    let change = |i: usize, kind: &str, id: &str| Change {
-        at: T0 + i as f64 * STEP + 7.6,
-        kind: kind.into(),
-        subject: fan(),
-        summary: format!("{kind} of fan"),
-        event_id: Some(id.into()),
-    };
-    engine.change(change(slow.start - 1, "deploy", "01DEPLOY"));
-    engine.change(change(slow.end - 1, "rollback", "01ROLLBACK"));
+    let late_in = |i: usize| T0 + i as f64 * STEP + 7.6;
+    engine.change(fan_change(late_in(slow.start - 1), "deploy", "01DEPLOY"));
+    engine.change(fan_change(late_in(slow.end - 1), "rollback", "01ROLLBACK"));
     feed(&mut engine, &series, slow.start, 30);
     let now = T0 + 330.0 * STEP;
     let incident = &engine.diagnose(now - 3600.0, now, None).incidents[0];

@@ -19,6 +19,7 @@ use crate::simulate::Faults;
 const SETTLE: Duration = Duration::from_secs(GROUP_WINDOW_SECONDS as u64 + 180);
 
 /// When each scripted step happens, from the demo's start.
+#[derive(Clone, Copy)]
 pub(super) struct Schedule {
     pub(super) recursion_loop: Duration,
     pub(super) slow_version: Duration,

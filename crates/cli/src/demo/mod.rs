@@ -123,10 +123,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(backend(running.mqtt_addr.to_string(), token.clone(), profiles));
 
     let sample = first_message(&client, &roles.steady).await?;
-    let tour = Tour { remote: &remote, data_dir: &data_dir, kept: args.data_dir.is_some(), roles: &roles, sample };
+    let schedule = incidents::Schedule::new(args.incidents_after, args.incident_gap);
+    let kept = args.data_dir.is_some();
+    let tour = Tour { remote: &remote, data_dir: &data_dir, kept, roles: &roles, schedule, sample };
     println!("{}", tour.text(&args));
     if !args.no_incidents {
-        let schedule = incidents::Schedule::new(args.incidents_after, args.incident_gap);
         tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), schedule));
     }
     tokio::spawn(simulate::console(faults));

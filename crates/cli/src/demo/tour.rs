@@ -13,6 +13,7 @@ pub(super) struct Tour<'a> {
     pub(super) data_dir: &'a std::path::Path,
     pub(super) kept: bool,
     pub(super) roles: &'a Roles,
+    pub(super) schedule: Schedule,
     /// A recorded device message that a function handled.
     pub(super) sample: String,
 }
@@ -23,10 +24,9 @@ impl Tour<'_> {
         let id = &self.sample;
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "glassbox".into());
         let kept = if self.kept { "kept" } else { "removed when the demo stops" };
-        let schedule = Schedule::new(args.incidents_after, args.incident_gap);
         let at = |since_start| format!("+{}", humantime::format_duration(since_start));
-        let (first, second, rollback, third) =
-            (at(schedule.recursion_loop), at(schedule.slow_version), at(schedule.rollback), at(schedule.silent_device));
+        let Schedule { recursion_loop, slow_version, rollback, silent_device } = self.schedule;
+        let (first, second, rollback, third) = (at(recursion_loop), at(slow_version), at(rollback), at(silent_device));
         let learn = humantime::format_duration(Duration::from_secs(u64::from(args.warmup_points) * 10));
         let incidents = match args.no_incidents {
             true => "No incidents are scripted (--no-incidents).".to_string(),
