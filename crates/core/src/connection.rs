@@ -34,10 +34,12 @@ pub enum DisconnectReason {
     Administrative,
     /// The server is shutting down.
     ServerShutdown,
+    /// The client did not take what the server sent within `mqtt.write_timeout`.
+    WriteTimeout,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 13] = [
+    pub const ALL: [DisconnectReason; 14] = [
         DisconnectReason::ClientDisconnect,
         DisconnectReason::ConnectionLost,
         DisconnectReason::KeepAliveTimeout,
@@ -51,6 +53,7 @@ impl DisconnectReason {
         DisconnectReason::ConnectTimeout,
         DisconnectReason::Administrative,
         DisconnectReason::ServerShutdown,
+        DisconnectReason::WriteTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +71,7 @@ impl DisconnectReason {
             DisconnectReason::ConnectTimeout => "connect_timeout",
             DisconnectReason::Administrative => "administrative",
             DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::WriteTimeout => "write_timeout",
         }
     }
 
@@ -77,7 +81,9 @@ impl DisconnectReason {
         match self {
             DisconnectReason::ClientDisconnect
             | DisconnectReason::ConnectionLost
-            | DisconnectReason::ConnectTimeout => None,
+            | DisconnectReason::ConnectTimeout
+            // It is not reading: a DISCONNECT would not reach it.
+            | DisconnectReason::WriteTimeout => None,
             DisconnectReason::KeepAliveTimeout => Some(0x8D),
             DisconnectReason::SessionTakeover => Some(0x8E),
             DisconnectReason::ProtocolError => Some(0x82),

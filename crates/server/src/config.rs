@@ -157,7 +157,13 @@ pub struct MqttConfig {
     /// Longest keep-alive granted, in seconds; 0: no limit. Default 0.
     pub keep_alive_max: u16,
     /// Publishes per second one device may send; 0: no limit. Default 1000.
+    /// Beyond it a PUBLISH is refused (0x96) and triggers nothing; one refusal
+    /// per connection per 10 s is recorded, the others counted into it.
     pub publish_rate_max: u32,
+    /// Longest a write to a client may make no progress (it stopped reading);
+    /// then the connection ends with `write_timeout`. Default `30s`.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
     /// Longest session expiry granted (also for 3.1.1 persistent sessions). Default `7d`.
     #[serde(with = "duration")]
     pub session_expiry_max: Duration,
@@ -259,6 +265,7 @@ impl Default for MqttConfig {
             topic_alias_max: broker.topic_alias_max,
             keep_alive_max: broker.keep_alive_max,
             publish_rate_max: broker.publish_rate_max,
+            write_timeout: broker.write_timeout,
             session_expiry_max: Duration::from_secs(u64::from(broker.session_expiry_max)),
             flapping_connects: broker.flapping.connects,
             flapping_window: broker.flapping.window,
@@ -389,6 +396,7 @@ impl Config {
             flapping: FlapSettings { connects: m.flapping_connects, window: m.flapping_window },
             flapping_throttle: m.flapping_throttle,
             allow_anonymous: m.allow_anonymous,
+            write_timeout: m.write_timeout,
             ..Default::default()
         }
     }

@@ -48,7 +48,7 @@ impl Authenticator for RegistryAuth {
                 }
             }
             (Some(user), Some(secret)) => self.device(c.client_id, user, secret).await,
-            (None, None) if self.allow_anonymous => Ok(Principal::Anonymous),
+            (None, None) if self.allow_anonymous => self.anonymous(c.client_id).await,
             (None, None) => refuse("no credentials: connect with user name = device id and password = its secret"),
             (Some(_), None) => refuse("a user name without a password"),
             (None, Some(_)) => refuse("a password without a user name"),
@@ -57,6 +57,25 @@ impl Authenticator for RegistryAuth {
 }
 
 impl RegistryAuth {
+    /// Open mode: anyone, but not as a registered device (it would take over
+    /// the device's session and receive what is queued for it).
+    async fn anonymous(&self, client_id: &str) -> Result<Principal, (DisconnectReason, String)> {
+        let found = self
+            .devices
+            .device_credentials(client_id)
+            .await
+            .map_err(|e| (DisconnectReason::ServerBusy, e.to_string()))?;
+        match found {
+            Some(_) => Err((
+                DisconnectReason::AuthFailure,
+                format!(
+                    "client id {client_id:?} is a registered device: connect with its credentials, or use another id"
+                ),
+            )),
+            None => Ok(Principal::Anonymous),
+        }
+    }
+
     async fn device(
         &self,
         client_id: &str,

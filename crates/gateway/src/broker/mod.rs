@@ -10,6 +10,7 @@
 mod auth;
 mod connection;
 mod deliveries;
+mod kill;
 mod message;
 mod router;
 mod session;
@@ -133,6 +134,9 @@ pub struct BrokerSettings {
     pub flapping_throttle: bool,
     /// Time allowed between the TCP connection and CONNECT. Default 10 s.
     pub connect_timeout: Duration,
+    /// Longest a write to a client may make no progress (it stopped
+    /// reading); then the connection ends with `write_timeout`. Default 30 s.
+    pub write_timeout: Duration,
     /// Accept clients without credentials (open mode). Default false.
     pub allow_anonymous: bool,
 }
@@ -152,6 +156,7 @@ impl Default for BrokerSettings {
             flapping: FlapSettings::default(),
             flapping_throttle: false,
             connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             allow_anonymous: false,
         }
     }
@@ -375,10 +380,13 @@ impl Broker {
         expiry.abort();
         let links: Vec<_> = lock(&self.shared.sessions)
             .values()
-            .filter_map(|s| lock(s).link.as_ref().map(|l| l.control.clone()))
+            .filter_map(|s| lock(s).link.as_ref().map(|l| (l.control.clone(), l.kill.clone())))
             .collect();
-        for control in links {
-            let _ = control.try_send(Outbound::Close(DisconnectReason::ServerShutdown));
+        for (control, kill) in links {
+            // After what is queued for it (acknowledgements), or at once if that cannot wait.
+            if control.try_send(Outbound::Close(DisconnectReason::ServerShutdown)).is_err() {
+                kill.kill(DisconnectReason::ServerShutdown);
+            }
         }
     }
 
@@ -429,12 +437,13 @@ impl Broker {
         })
     }
 
-    /// Closes the client's connection, if it has one, with `reason` (an
-    /// operator's action: disabling a device, say). True if it was connected.
+    /// Closes the client's connection at once, if it has one, with `reason`
+    /// (an operator's action: disabling a device, rotating its secret). True
+    /// if it was connected. Always takes effect, whatever the client is doing.
     pub fn disconnect(&self, client_id: &str, reason: DisconnectReason) -> bool {
         let Some(session) = self.shared.session(client_id) else { return false };
-        let control = lock(&session).link.as_ref().map(|l| l.control.clone());
-        control.is_some_and(|c| c.try_send(Outbound::Close(reason)).is_ok())
+        let kill = lock(&session).link.as_ref().map(|l| l.kill.clone());
+        kill.map(|kill| kill.kill(reason)).is_some()
     }
 
     /// Ends a client's session (its queue is dropped with `session_ended`),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 use super::deliveries::Deliveries;
+use super::kill::Kill;
 use super::message::Delivery;
 use super::{Outbound, QueueBounds, QueuePolicy};
 use crate::codec::{Protocol, Publish, QoS};
@@ -41,6 +42,8 @@ pub(crate) struct Link {
     pub conn: u64,
     pub protocol: Protocol,
     pub control: mpsc::Sender<Outbound>,
+    /// Ends the connection at once (see [`Kill`]).
+    pub kill: Kill,
     pub wake: Arc<Notify>,
     /// Deliveries in flight at once: the client's receive maximum, capped.
     pub window: usize,

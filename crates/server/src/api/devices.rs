@@ -207,18 +207,20 @@ async fn set_disabled(
     let device = app.devices.set_device_disabled(&id, disabled).await?.ok_or_else(|| unknown(&id))?;
     let mut body = json!(device);
     if disabled {
-        body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::Administrative));
+        body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::DeviceDisabled));
     }
     note_change(&app, &id, if disabled { "device.disabled" } else { "device.enabled" }, &mut body).await;
     Ok(Json(body))
 }
 
-/// `POST /api/v1/devices/{id}/secret`: a new secret, shown only here; the old one stops working.
+/// `POST /api/v1/devices/{id}/secret`: a new secret, shown only here; the
+/// old one stops working, and a connection made with it is closed.
 pub async fn rotate_secret(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let (secret, hash) = new_secret();
     let device = app.devices.set_device_secret(&id, hash).await?.ok_or_else(|| unknown(&id))?;
     let mut body = json!(device);
     body["secret"] = json!(secret);
+    body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::Administrative));
     note_change(&app, &id, "device.secret_rotated", &mut body).await;
     Ok(Json(body))
 }

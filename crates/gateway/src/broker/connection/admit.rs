@@ -4,19 +4,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glassbox_core::DisconnectReason;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
-use super::stream::WriteSide;
+use super::stream::{WriteSide, write_all};
 use super::{lock, record_lifecycle};
 use crate::acl::Principal;
 use crate::broker::Shared;
 use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
 use crate::codec::{ConnAck, Connect, Packet, Properties, Protocol, encode};
 use crate::flapping::Flap;
+use crate::topic::validate_name;
 
 /// Checks limits and credentials; answers a refusal itself.
 pub(super) async fn admit(
@@ -29,7 +29,7 @@ pub(super) async fn admit(
     // A device is whoever presents itself as one: user name = client id.
     let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
     let mut refuse = async |reason: DisconnectReason, detail: String, code: u8| {
-        let _ = send_now(write, protocol, &connack(code, Properties::default())).await;
+        let _ = send_now(write, protocol, &connack(code, Properties::default()), shared.settings.write_timeout).await;
         let data = json!({ "reason": reason, "detail": detail, "peer": peer.to_string() });
         record_lifecycle(shared, "connection_refused", claimed_device, &connect.client_id, data).await;
     };
@@ -41,6 +41,14 @@ pub(super) async fn admit(
     if connect.client_id.is_empty() && protocol == Protocol::V311 && !connect.clean_start {
         let detail = "an empty client id needs a clean session".to_string();
         refuse(DisconnectReason::ProtocolError, detail, 2).await;
+        return None;
+    }
+    if let Some(Err(e)) = connect.will.as_ref().map(|will| validate_name(&will.topic)) {
+        // 5.0 says why (0x90, topic name invalid); 3.1.1 has no code for it, and 2
+        // (identifier rejected) is the nearest refusal it has.
+        let detail = format!("the will's topic is not a valid topic name: {e}");
+        let code = if protocol == Protocol::V5 { 0x90 } else { 2 };
+        refuse(DisconnectReason::ProtocolError, detail, code).await;
         return None;
     }
     let credentials = Credentials {
@@ -88,8 +96,14 @@ pub(super) fn connack(reason: u8, properties: Properties) -> Packet {
     Packet::ConnAck(ConnAck { session_present: false, reason, properties })
 }
 
-pub(super) async fn send_now(write: &mut WriteSide, protocol: Protocol, packet: &Packet) -> std::io::Result<()> {
+/// Writes one packet straight to the stream, before the writer task exists.
+pub(super) async fn send_now(
+    write: &mut WriteSide,
+    protocol: Protocol,
+    packet: &Packet,
+    stall: Duration,
+) -> Result<(), DisconnectReason> {
     let mut out = Vec::new();
     encode(packet, protocol, &mut out);
-    write.write_all(&out).await
+    write_all(write, &out, stall).await
 }

@@ -18,27 +18,28 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
 use glassbox_core::{DisconnectReason, Draft};
 use glassbox_store::SessionOp;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 use self::admit::{admit, connack, send_now};
 use self::publish::{Inbound, RateLimit, Recording, draft};
-use self::stream::{PacketReader, ReadSide, WriteSide};
+use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
+use super::kill::{Kill, Killed};
 use super::router::end_session;
 use super::session::{Link, NEVER, Session};
 use super::{Outbound, Shared, lock};
 use crate::acl::Principal;
+use crate::broker::auth::Credentials;
 use crate::codec::{Ack, CodecError, ConnAck, Connect, Packet, Properties, Protocol, QoS, Will, encode};
 
 /// Control packets waiting for the writer (acknowledgements, SUBACK, …).
@@ -77,7 +78,9 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
         Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
             let (protocol, code) = if level == 5 { (Protocol::V5, 0x84) } else { (Protocol::V311, 1) };
-            let _ = send_now(&mut write, protocol, &connack(code, Properties::default())).await;
+            let _ =
+                send_now(&mut write, protocol, &connack(code, Properties::default()), shared.settings.write_timeout)
+                    .await;
             return;
         }
         Ok(_) => return tracing::debug!(%peer, "closed before a valid CONNECT"),
@@ -85,10 +88,20 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
     };
     reader.protocol = connect.protocol;
     let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let (username, password) = (connect.username.clone(), connect.password.clone());
+    let credentials_id = connect.client_id.clone();
     let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, write).await
     else {
         return;
     };
+    // A device disabled, deleted or given a new secret while this CONNECT was
+    // handled found no connection to end: check again now that it has one.
+    let credentials =
+        Credentials { client_id: &credentials_id, username: username.as_deref(), password: password.as_deref() };
+    if let Err((reason, detail)) = connection.shared.auth.authenticate(&credentials).await {
+        tracing::info!(client = %connection.client_id, %reason, %detail, "credentials revoked while connecting");
+        connection.kill.kill(reason);
+    }
     connection.serve(reader).await;
 }
 
@@ -123,9 +136,10 @@ struct Connection {
     peer: SocketAddr,
     keep_alive: u16,
     control: mpsc::Sender<Outbound>,
+    kill: Kill,
+    killed: Killed,
     wake: Arc<Notify>,
     writer: Option<tokio::task::JoinHandle<()>>,
-    closed: watch::Receiver<Option<DisconnectReason>>,
     will: Option<Will>,
     /// Set by a 5.0 DISCONNECT with reason 0x04: publish the will anyway.
     will_on_close: bool,
@@ -169,12 +183,14 @@ impl Connection {
         };
         let conn = shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MAX);
+        let kill = Kill::new();
         let wake = Arc::new(Notify::new());
         let p = &connect.properties;
         let link = Link {
             conn,
             protocol,
             control: control.clone(),
+            kill: kill.clone(),
             wake: wake.clone(),
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
             packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
@@ -185,7 +201,7 @@ impl Connection {
         let mut ops = Vec::new();
         let existing = shared.session(&client_id);
         if let Some(old) = existing.as_ref().and_then(|s| lock(s).link.take()) {
-            let _ = old.control.try_send(Outbound::Close(DisconnectReason::SessionTakeover));
+            old.kill.kill(DisconnectReason::SessionTakeover);
         }
         let (session, present) = match existing {
             Some(session) if !connect.clean_start => (session, true),
@@ -240,7 +256,7 @@ impl Connection {
         for packet in &resend {
             encode(packet, protocol, &mut out);
         }
-        if write.write_all(&out).await.is_err() {
+        if write_all(&mut write, &out, settings.write_timeout).await.is_err() {
             // Gone before CONNACK: detach as any close would.
             let persistent = {
                 let mut s = lock(&session);
@@ -256,7 +272,6 @@ impl Connection {
             return None;
         }
 
-        let (closed_tx, closed) = watch::channel(None);
         let writer = Writer {
             shared: shared.clone(),
             session: session.clone(),
@@ -266,7 +281,9 @@ impl Connection {
             wake: wake.clone(),
             write,
             control: control_rx,
-            closed: closed_tx,
+            kill: kill.clone(),
+            killed: kill.watch(),
+            write_timeout: settings.write_timeout,
         };
         let writer = tokio::spawn(writer.run());
         wake.notify_one();
@@ -294,9 +311,10 @@ impl Connection {
             peer,
             keep_alive,
             control,
+            killed: kill.watch(),
+            kill,
             wake,
             writer: Some(writer),
-            closed,
             will: connect.will,
             will_on_close: false,
             aliases: HashMap::new(),
@@ -304,7 +322,7 @@ impl Connection {
             recording: FuturesOrdered::new(),
             unanswered: 0,
             unanswered_ids: HashSet::new(),
-            rate: RateLimit { rate, tokens: rate, last: Instant::now() },
+            rate: RateLimit::new(rate),
         })
     }
 
@@ -336,7 +354,7 @@ impl Connection {
                         break reason;
                     }
                 }
-                _ = self.closed.changed() => break (*self.closed.borrow()).unwrap_or(DisconnectReason::ConnectionLost),
+                reason = self.killed.wait() => break reason,
                 packet = reader.next(), if self.unanswered < window => {
                     deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
                     if let Err(reason) = self.received(packet, &mut reader).await {
@@ -408,8 +426,13 @@ impl Connection {
         }
     }
 
+    /// Queues a packet for the writer; waits for room unless the connection is killed.
     async fn reply(&mut self, packet: Packet) -> Result<(), DisconnectReason> {
-        self.control.send(Outbound::Packet(Box::new(packet))).await.map_err(|_| DisconnectReason::ConnectionLost)
+        tokio::select! {
+            biased;
+            reason = self.killed.wait() => Err(reason),
+            sent = self.control.send(Outbound::Packet(Box::new(packet))) => sent.map_err(|_| DisconnectReason::ConnectionLost),
+        }
     }
 
     async fn close(mut self, reason: DisconnectReason) {
@@ -418,10 +441,17 @@ impl Connection {
         while let Some((batch, result)) = self.recording.next().await {
             let _ = self.answer(batch, result).await;
         }
-        // The writer tells a 5.0 client why, then closes (a no-op if it already closed).
-        let _ = self.control.try_send(Outbound::Close(reason));
-        if let Some(writer) = self.writer.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        self.record_unrecorded_refusals().await;
+        // The writer sends what is queued, tells a 5.0 client why, then closes;
+        // if the queue is full, or that takes over a second, it is killed.
+        if self.control.try_send(Outbound::Close(reason)).is_err() {
+            self.kill.kill(reason);
+        }
+        if let Some(mut writer) = self.writer.take()
+            && tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err()
+        {
+            self.kill.kill(reason);
+            writer.abort();
         }
         let mut ops = Vec::new();
         let detached = {

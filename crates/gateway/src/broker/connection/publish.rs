@@ -3,9 +3,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use glassbox_core::{Data, DisconnectReason, Draft, DropReason, State};
+use glassbox_core::{Data, DisconnectReason, Draft, DropReason, PUBLISH_REFUSED, PublishRefused, State};
 use glassbox_store::{Appended, StoreError};
 
 use super::{Connection, lock};
@@ -17,8 +17,18 @@ use crate::topic::validate_name;
 /// A PUBLISH being recorded, and what to answer once it is.
 pub(super) struct Inbound {
     publish: Publish,
-    /// Accepted on the wire but not delivered: drop reason, detail, 5.0 code.
-    refused: Option<(DropReason, String, u8)>,
+    refused: Option<Refusal>,
+}
+
+/// Why a PUBLISH accepted on the wire is not delivered, and whether it is
+/// recorded on its own (a rate-limited flood is counted instead).
+pub(super) struct Refusal {
+    pub reason: DropReason,
+    pub detail: String,
+    /// The MQTT 5.0 reason code in its acknowledgement.
+    pub code: u8,
+    /// `Some(n)`: recorded as its own event, `n` refusals before it counted only.
+    pub recorded: Option<u64>,
 }
 
 pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Vec<Appended>, StoreError>)> + Send>>;
@@ -45,6 +55,28 @@ pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) ->
         device: device.map(str::to_string),
         data,
         ..Draft::default()
+    }
+}
+
+/// What is recorded of a refused PUBLISH (or will): its topic and size, not its payload.
+pub(super) fn refused_data(publish: &Publish, refusal: &Refusal) -> PublishRefused {
+    PublishRefused {
+        topic: publish.topic.clone(),
+        qos: publish.qos as u8,
+        retain: publish.retain,
+        bytes: publish.payload.len(),
+        reason: refusal.reason,
+        detail: refusal.detail.clone(),
+        unrecorded: refusal.recorded.unwrap_or_default(),
+    }
+}
+
+/// The event a refused PUBLISH (or will) becomes.
+pub(super) fn refused_draft(client_id: &str, device: Option<&str>, data: &PublishRefused) -> Draft {
+    Draft {
+        subject: Some(data.topic.clone()),
+        device: device.map(str::to_string),
+        ..Draft::json(format!("mqtt/{client_id}"), PUBLISH_REFUSED, data)
     }
 }
 
@@ -78,17 +110,24 @@ impl Connection {
                 return Err(DisconnectReason::ProtocolError);
             }
         }
-        let refused = match self.shared.acl.check_publish(&self.principal, &publish.topic) {
-            Err(denied) => Some((DropReason::AclDenied, denied.to_string(), 0x87)),
-            Ok(()) if !self.rate.allow() => {
-                let limit = self.shared.settings.publish_rate_max;
-                Some((DropReason::RateLimited, format!("over the device publish rate of {limit}/s"), 0x96))
-            }
-            Ok(()) => None,
-        };
+        let refused = self.refusal(&publish.topic);
         self.unanswered += 1;
         self.batch.push(Inbound { publish, refused });
         Ok(())
+    }
+
+    /// Why a PUBLISH to `topic` is refused, if it is. Every PUBLISH counts
+    /// against the device's rate; over it, one refusal per interval is
+    /// recorded and the others are counted into the next one recorded.
+    fn refusal(&mut self, topic: &str) -> Option<Refusal> {
+        if !self.rate.allow() {
+            let limit = self.shared.settings.publish_rate_max;
+            let detail = format!("over the device publish rate of {limit}/s");
+            let recorded = self.rate.refused(topic);
+            return Some(Refusal { reason: DropReason::RateLimited, detail, code: 0x96, recorded });
+        }
+        let denied = self.shared.acl.check_publish(&self.principal, topic).err()?;
+        Some(Refusal { reason: DropReason::AclDenied, detail: denied.to_string(), code: 0x87, recorded: Some(0) })
     }
 
     pub(super) fn start_recording(&mut self) {
@@ -97,7 +136,21 @@ impl Connection {
         }
         let batch = std::mem::take(&mut self.batch);
         let device = self.device().map(str::to_string);
-        let drafts: Vec<Draft> = batch.iter().map(|i| draft(&self.client_id, device.as_deref(), &i.publish)).collect();
+        let drafts: Vec<Draft> = batch
+            .iter()
+            .filter_map(|i| match &i.refused {
+                None => Some(draft(&self.client_id, device.as_deref(), &i.publish)),
+                Some(refusal) if refusal.recorded.is_some() => {
+                    Some(refused_draft(&self.client_id, device.as_deref(), &refused_data(&i.publish, refusal)))
+                }
+                Some(_) => None,
+            })
+            .collect();
+        if drafts.is_empty() {
+            // Nothing to record (all counted refusals): answer in order all the same.
+            self.recording.push_back(Box::pin(async move { (batch, Ok(Vec::new())) }));
+            return;
+        }
         let recorder = self.shared.recorder.clone();
         self.recording.push_back(Box::pin(async move {
             let result = recorder.ingest(drafts, "mqtt").await;
@@ -120,12 +173,13 @@ impl Connection {
         let mut ops = Vec::new();
         // Recorded is recorded: route every message even if the client has gone.
         let mut answered = Ok(());
-        for (inbound, appended) in batch.into_iter().zip(appended) {
+        let mut appended = appended.into_iter();
+        for inbound in batch {
             let Inbound { publish, refused } = inbound;
             if let Some(id) = publish.packet_id {
                 self.unanswered_ids.remove(&id);
                 let reason = match (&refused, self.protocol) {
-                    (Some((_, _, code)), Protocol::V5) => *code,
+                    (Some(refusal), Protocol::V5) => refusal.code,
                     _ => 0,
                 };
                 let ack = Ack { packet_id: id, reason, properties: Properties::default() };
@@ -140,8 +194,11 @@ impl Connection {
                     answered = self.reply(packet).await;
                 }
             }
-            let Ok(event) = appended.id.parse() else { continue };
-            if let Some((reason, detail, _)) = refused {
+            if refused.as_ref().is_some_and(|r| r.recorded.is_none()) {
+                continue;
+            }
+            let Some(Ok(event)) = appended.next().map(|a| a.id.parse()) else { continue };
+            if let Some(Refusal { reason, detail, .. }) = refused {
                 let target = if reason == DropReason::AclDenied { "acl" } else { "gateway" };
                 self.shared.deliveries.note(event, State::Dropped, target, Some(format!("{reason}: {detail}")));
                 continue;
@@ -161,6 +218,41 @@ impl Connection {
         answered
     }
 
+    /// Records the over-rate refusals counted since the last one recorded,
+    /// when the connection closes.
+    pub(super) async fn record_unrecorded_refusals(&mut self) {
+        let unrecorded = std::mem::take(&mut self.rate.unrecorded);
+        if unrecorded == 0 {
+            return;
+        }
+        let limit = self.shared.settings.publish_rate_max;
+        let refusal = Refusal {
+            reason: DropReason::RateLimited,
+            detail: format!("over the device publish rate of {limit}/s (counted until the connection closed)"),
+            code: 0x96,
+            recorded: None,
+        };
+        let data = PublishRefused {
+            topic: std::mem::take(&mut self.rate.unrecorded_topic),
+            qos: 0,
+            retain: false,
+            bytes: 0,
+            reason: refusal.reason,
+            detail: refusal.detail.clone(),
+            unrecorded: unrecorded - 1,
+        };
+        let draft = refused_draft(&self.client_id, self.device(), &data);
+        match self.shared.recorder.ingest(vec![draft], "mqtt").await {
+            Ok(appended) => {
+                for event in appended.iter().filter_map(|a| a.id.parse().ok()) {
+                    let detail = format!("{}: {}", refusal.reason, refusal.detail);
+                    self.shared.deliveries.note(event, State::Dropped, "gateway", Some(detail));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, client = %self.client_id, "could not record refused publishes"),
+        }
+    }
+
     /// For a device's own reserved topic, what follows `$glassbox/devices/<id>/`.
     fn reserved_rest(&self, topic: &str) -> Option<String> {
         let device = self.device()?;
@@ -174,9 +266,45 @@ pub(super) struct RateLimit {
     pub rate: f64,
     pub tokens: f64,
     pub last: Instant,
+    /// When a refusal over the rate was last recorded, and how many were
+    /// counted (not recorded) since.
+    pub last_recorded: Option<Instant>,
+    pub unrecorded: u64,
+    /// The first topic among them, for the summary recorded at close.
+    pub unrecorded_topic: String,
 }
 
+/// Over-rate refusals are recorded at most once per this interval per connection.
+pub(super) const RATE_REFUSAL_INTERVAL: Duration = Duration::from_secs(10);
+
 impl RateLimit {
+    pub(super) fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+            last_recorded: None,
+            unrecorded: 0,
+            unrecorded_topic: String::new(),
+        }
+    }
+
+    /// Notes a refusal of a PUBLISH to `topic`: `Some(counted before it)`
+    /// if this one is recorded.
+    fn refused(&mut self, topic: &str) -> Option<u64> {
+        let now = Instant::now();
+        if self.last_recorded.is_some_and(|at| now.duration_since(at) < RATE_REFUSAL_INTERVAL) {
+            self.unrecorded += 1;
+            if self.unrecorded_topic.is_empty() {
+                self.unrecorded_topic = topic.to_string();
+            }
+            return None;
+        }
+        self.unrecorded_topic.clear();
+        self.last_recorded = Some(now);
+        Some(std::mem::take(&mut self.unrecorded))
+    }
+
     pub(super) fn allow(&mut self) -> bool {
         if self.rate <= 0.0 {
             return true;

@@ -1,6 +1,9 @@
 //! The client's byte stream, plain or TLS, and whole packets read from it.
 
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use std::time::Duration;
+
+use glassbox_core::DisconnectReason;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::server::TlsStream;
@@ -15,6 +18,20 @@ pub(super) enum ReadSide {
 
 /// The sending side.
 pub(super) type WriteSide = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Writes all of `buf`, each write allowed `stall` to make progress: a
+/// client that stops reading fills its socket buffer, and then the
+/// connection ends with `write_timeout` instead of blocking forever.
+pub(super) async fn write_all(write: &mut WriteSide, mut buf: &[u8], stall: Duration) -> Result<(), DisconnectReason> {
+    while !buf.is_empty() {
+        match tokio::time::timeout(stall, write.write(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(DisconnectReason::ConnectionLost),
+            Ok(Ok(n)) => buf = &buf[n..],
+            Err(_) => return Err(DisconnectReason::WriteTimeout),
+        }
+    }
+    Ok(())
+}
 
 impl ReadSide {
     /// Appends what arrives to `buf`; 0 at end of stream. Cancel-safe. Plain

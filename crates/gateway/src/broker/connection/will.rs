@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use glassbox_core::{DropReason, State};
 
+use super::publish::{Refusal, refused_data, refused_draft};
 use super::{draft, lock};
 use crate::acl::Principal;
 use crate::broker::Shared;
@@ -40,14 +41,23 @@ impl PendingWill {
             Principal::Device(id) => Some(id.as_str()),
             _ => None,
         };
-        let denied = self.shared.acl.check_publish(&self.principal, &publish.topic).err();
-        let recorded = self.shared.recorder.ingest(vec![draft(&self.client_id, device, &publish)], "mqtt-will").await;
+        let refused = self.shared.acl.check_publish(&self.principal, &publish.topic).err().map(|denied| Refusal {
+            reason: DropReason::AclDenied,
+            detail: denied.to_string(),
+            code: 0x87,
+            recorded: Some(0),
+        });
+        let draft = match &refused {
+            Some(refusal) => refused_draft(&self.client_id, device, &refused_data(&publish, refusal)),
+            None => draft(&self.client_id, device, &publish),
+        };
+        let recorded = self.shared.recorder.ingest(vec![draft], "mqtt-will").await;
         let event = match recorded.map(|mut a| a.pop().map(|a| a.id.parse())) {
             Ok(Some(Ok(event))) => event,
             other => return tracing::warn!(client = %self.client_id, ?other, "could not record a will"),
         };
-        if let Some(denied) = denied {
-            let detail = format!("{}: {denied}", DropReason::AclDenied);
+        if let Some(refusal) = refused {
+            let detail = format!("{}: {}", refusal.reason, refusal.detail);
             return self.shared.deliveries.note(event, State::Dropped, "acl", Some(detail));
         }
         let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), SystemTime::now()));

@@ -2,14 +2,15 @@
 //! within the client's receive window, until told to close.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use glassbox_core::{DisconnectReason, EventId, State};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 
 use super::lock;
-use super::stream::WriteSide;
+use super::stream::{WriteSide, write_all};
+use crate::broker::kill::{Kill, Killed};
 use crate::broker::session::Session;
 use crate::broker::{Outbound, Shared};
 use crate::codec::{Disconnect, Packet, Properties, Protocol, QoS, encode};
@@ -33,8 +34,16 @@ pub(super) struct Writer {
     pub write: WriteSide,
     pub control: mpsc::Receiver<Outbound>,
     /// Tells the reader why the connection ended, when the writer ends it.
-    pub closed: watch::Sender<Option<DisconnectReason>>,
+    pub kill: Kill,
+    /// Ends the writer at once, even in the middle of a write.
+    pub killed: Killed,
+    /// Longest a write may make no progress.
+    pub write_timeout: Duration,
 }
+
+/// How long the last words (a 5.0 DISCONNECT) may take to a client that is
+/// killed: a client that is not reading must not hold the close up.
+const LAST_WORDS_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// What one round put into the output buffer.
 struct Round {
@@ -53,8 +62,10 @@ impl Writer {
         loop {
             out.clear();
             let round = self.fill(&mut out, next.take()).await;
-            if !out.is_empty() && self.write.write_all(&out).await.is_err() {
-                let _ = self.closed.send(Some(DisconnectReason::ConnectionLost));
+            if !out.is_empty()
+                && let Err(reason) = self.write_out(&out).await
+            {
+                self.kill.kill(reason);
                 return;
             }
             for event in round.written_qos0 {
@@ -75,7 +86,17 @@ impl Writer {
                     None => return,
                 },
                 () = self.wake.notified() => {}
+                reason = self.killed.wait() => return self.close(reason, &mut out).await,
             }
+        }
+    }
+
+    /// Writes a round, unless the connection is killed meanwhile.
+    async fn write_out(&mut self, out: &[u8]) -> Result<(), DisconnectReason> {
+        tokio::select! {
+            biased;
+            reason = self.killed.wait() => Err(reason),
+            written = write_all(&mut self.write, out, self.write_timeout) => written,
         }
     }
 
@@ -113,18 +134,22 @@ impl Writer {
         round
     }
 
-    /// Tells a 5.0 client why, then closes the stream.
+    /// Tells a 5.0 client why, then closes the stream; all within
+    /// [`LAST_WORDS_TIMEOUT`] for a client that is not reading.
     async fn close(mut self, reason: DisconnectReason, out: &mut Vec<u8>) {
+        self.kill.kill(reason);
+        out.clear();
         if self.protocol == Protocol::V5
             && let Some(code) = reason.mqtt5_code()
         {
-            out.clear();
             let disconnect = Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() });
             encode(&disconnect, self.protocol, out);
-            let _ = self.write.write_all(out).await;
         }
-        let _ = self.write.flush().await;
-        let _ = self.closed.send(Some(reason));
-        let _ = self.write.shutdown().await;
+        let last_words = async {
+            write_all(&mut self.write, out, LAST_WORDS_TIMEOUT).await.ok()?;
+            self.write.flush().await.ok()?;
+            self.write.shutdown().await.ok()
+        };
+        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, last_words).await;
     }
 }
