@@ -45,12 +45,74 @@ impl Data {
         self.len() == 0
     }
 
+    /// JSON text as data, if every reader can parse it back: [`check_json`].
+    pub fn json_text(text: &str) -> Result<Data, serde_json::Error> {
+        check_json(text)?;
+        RawValue::from_string(text.to_string()).map(Data::Json)
+    }
+
     /// The data parsed as JSON, when it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
         match self {
             Data::Json(raw) => serde_json::from_str(raw.get()).ok(),
             _ => None,
         }
+    }
+}
+
+/// Checks that `text` parses back as a `serde_json::Value`, which is how
+/// every reader (the API, the CLI, metrics, functions) reads data: within
+/// serde_json's nesting limit (127 levels), numbers that fit an `f64`, strings
+/// without lone surrogates. Syntactically valid JSON can fail this
+/// (`1e999999`, `"\ud800"`, 129 nested arrays); such data is refused or
+/// kept as bytes at ingest, never stored as JSON that breaks a read.
+/// Allocates nothing but strings with escapes.
+pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<Readable>(text).map(|_| ())
+}
+
+/// Parses any JSON value the way `serde_json::Value` does, keeping nothing.
+struct Readable;
+
+impl<'de> serde::Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ReadableVisitor)
+    }
+}
+
+struct ReadableVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ReadableVisitor {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_entry::<Readable, Readable>()?.is_some() {}
+        Ok(Readable)
     }
 }
 
@@ -178,6 +240,25 @@ impl Serialize for RecordedEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17, finding 1: the poison shapes that are valid JSON text but
+    /// break every reader, and the deepest nesting a reader still takes.
+    #[test]
+    fn data_no_reader_can_parse_back_is_not_json_data() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for poison in
+            [deep(128), deep(129), r#""\ud800""#.to_string(), "1e999999".to_string(), r#"{"a":[1,"\udfff"]}"#.into()]
+        {
+            assert!(serde_json::from_str::<serde_json::Value>(&poison).is_err(), "a reader fails on {poison}");
+            assert!(Data::json_text(&poison).is_err(), "{poison} is refused");
+        }
+        for fine in
+            [deep(127), r#""\ud83d\ude00""#.to_string(), "1e308".into(), r#"{"a":{"b":[1,2.5,null,true]}}"#.into()]
+        {
+            assert!(serde_json::from_str::<serde_json::Value>(&fine).is_ok(), "a reader takes {fine}");
+            assert!(Data::json_text(&fine).is_ok(), "{fine} is accepted");
+        }
+    }
     use crate::IdMinter;
 
     fn sample() -> Event {

@@ -296,7 +296,16 @@ impl Reader<'_> {
                 return Data::None;
             }
             (Some(raw), None) if raw.get() == "null" => Data::None,
-            (Some(raw), None) => Data::Json(raw.to_owned()),
+            (Some(raw), None) => match crate::check_json(raw.get()) {
+                Ok(()) => Data::Json(raw.to_owned()),
+                Err(e) => {
+                    let why = format!(
+                        "cannot be read back as JSON ({e}): at most 127 levels of nesting, numbers within an f64, no lone surrogates in strings; send it as data_base64 if it is opaque"
+                    );
+                    self.problem("data", why);
+                    return Data::None;
+                }
+            },
             (None, Some(raw)) => match serde_json::from_str::<String>(raw.get()).map(|s| BASE64.decode(s)) {
                 Ok(Ok(bytes)) => Data::Binary(bytes),
                 _ => {

@@ -23,7 +23,7 @@ mod trace_context;
 
 pub use connection::DisconnectReason;
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
-pub use event::{Data, Event, RecordedEvent, StateRecord, format_time};
+pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, parse_cloudevent};

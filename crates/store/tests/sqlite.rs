@@ -520,3 +520,25 @@ async fn commands_are_idempotent_by_key_and_change_state_only_from_expected_stat
     let due = store.due_commands(now + chrono::Duration::seconds(61), 10).await.unwrap();
     assert_eq!(due.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c3"], "open and past its ttl");
 }
+
+/// Issue 17, finding 1: a record whose JSON data no reader can parse back
+/// (stored before ingest checked it) is read as a note saying so, not as an
+/// error that fails the whole page.
+#[tokio::test]
+async fn data_no_reader_can_parse_is_read_back_as_a_note_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minter = IdMinter::new();
+    let fine = event(&minter, "s", "fine", None);
+    let mut poison = event(&minter, "s", "poison", None);
+    poison.data = Data::Json(RawValue::from_string(r#"{"x":"\ud800"}"#.into()).unwrap());
+    store.append(vec![ingress(fine.clone()), ingress(poison.clone())]).await.unwrap();
+
+    let got = store.get(poison.id).await.unwrap().expect("recorded");
+    let note = got.event.data.json().expect("readable JSON");
+    assert_eq!(note["undecodable"]["bytes"], 14, "{note}");
+    assert!(note["undecodable"]["error"].as_str().is_some_and(|e| e.contains("escape")), "{note}");
+    let page = store.query(&EventQuery::default()).await.unwrap();
+    assert_eq!(page.events.len(), 2, "the page around it reads");
+    assert!(serde_json::to_value(&page.events).is_ok());
+}

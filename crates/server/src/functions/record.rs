@@ -184,11 +184,10 @@ fn child_of(recorded: &RecordedEvent, draft: Draft) -> Draft {
 }
 
 fn output_draft(name: &str, live: &Live, recorded: &RecordedEvent, output: &Output) -> Draft {
-    let json = std::str::from_utf8(&output.data)
-        .ok()
-        .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok());
+    // JSON no reader could parse back (too deep, a lone surrogate) is kept as bytes.
+    let json = std::str::from_utf8(&output.data).ok().and_then(|t| Data::json_text(t).ok());
     let data = match json {
-        Some(raw) => Data::Json(raw),
+        Some(data) => data,
         None if output.data.is_empty() => Data::None,
         None => Data::Binary(output.data.clone()),
     };

@@ -7,7 +7,6 @@ use glassbox_core::{
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use serde_json::value::RawValue;
 
 use super::{from_micros, id_bytes};
 use crate::{Chain, StoreError};
@@ -18,13 +17,26 @@ const EVENT_COLUMNS: &str = "e.id, e.received_at, e.time, e.source, e.type, e.su
 
 const EVENT_FROM: &str = "events e LEFT JOIN nodes n ON n.id = e.node";
 
+/// Stored JSON data, or, for a record no reader could parse back (stored
+/// before ingest checked it), a note of what it is: never an error that
+/// would fail the whole read.
+fn json_data(bytes: Vec<u8>) -> Data {
+    let size = bytes.len();
+    let error = match String::from_utf8(bytes) {
+        Ok(text) => match Data::json_text(&text) {
+            Ok(data) => return data,
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    let note = serde_json::json!({ "undecodable": { "bytes": size, "error": error } });
+    Data::Json(serde_json::value::to_raw_value(&note).expect("a JSON value serialises"))
+}
+
 fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
     let data = match row.get::<_, i64>(18)? {
-        1 => {
-            let text = String::from_utf8(row.get(19)?).map_err(|e| conversion(19, e))?;
-            Data::Json(RawValue::from_string(text).map_err(|e| conversion(19, e))?)
-        }
+        1 => json_data(row.get(19)?),
         2 => Data::Binary(row.get(19)?),
         _ => Data::None,
     };

@@ -37,11 +37,10 @@ pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Ve
 pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) -> Draft {
     let p = &publish.properties;
     let user = |name: &str| p.user_properties.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let json = std::str::from_utf8(&publish.payload)
-        .ok()
-        .and_then(|text| serde_json::value::RawValue::from_string(text.to_string()).ok());
+    // JSON no reader could parse back (too deep, a lone surrogate) is kept as bytes.
+    let json = std::str::from_utf8(&publish.payload).ok().and_then(|text| Data::json_text(text).ok());
     let (data, content_type) = match json {
-        Some(raw) => (Data::Json(raw), Some("application/json".to_string())),
+        Some(data) => (data, Some("application/json".to_string())),
         None if publish.payload.is_empty() => (Data::None, None),
         None => (Data::Binary(publish.payload.to_vec()), Some("application/octet-stream".to_string())),
     };
