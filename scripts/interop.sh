@@ -359,21 +359,23 @@ check "mosquitto 3.1.1: unknown device refused (CONNACK 4); device.connection_re
 check "mosquitto 3.1.1: disabled device refused (CONNACK 5); device.connection_refused recorded" \
     refused mqttv311 off-dev "$SOFF" 5 1
 
-# ACLs: a device publishing outside devices/<id>/ is recorded as dropped with
-# reason acl_denied (5.0: PUBACK "not authorized"); subscribing there is refused.
+# ACLs: a device publishing outside devices/<id>/ is refused (5.0: PUBACK
+# "not authorized") and recorded as an mqtt.publish_refused event, without
+# its payload, dropped with reason acl_denied; subscribing there is refused.
 acl_publish_denied() {
-    local v="$1"
-    pub thermo-1 "$S1" -V "$v" -t other/topic -q 1 -m "{\"acl\":\"$v\"}" || return 1
+    local v="$1" payload="{\"acl\":\"$1\"}"
+    pub thermo-1 "$S1" -V "$v" -t other/topic -q 1 -m "$payload" || return 1
     if [[ "$v" == mqttv5 ]] && ! grep -qi 'not authori' "$TMP/pub.err"; then
         why "5.0 PUBACK was not 'not authorized' (0x87): [$(cat "$TMP/pub.err")]"
         return 1
     fi
-    events_until "any(e.get('subject') == 'other/topic' and e.get('data') == {'acl': '$v'}
+    events_until "any(e.get('type') == 'mqtt.publish_refused' and e.get('subject') == 'other/topic'
+        and e['data'].get('reason') == 'acl_denied' and e['data'].get('bytes') == ${#payload}
         and any(s.get('detail', '').startswith('acl_denied') for s in states(e, 'dropped'))
         and not states(e, 'delivered') for e in events)" --device thermo-1 --state dropped
 }
-check "mosquitto 3.1.1: device publish to other/topic recorded as dropped, acl_denied" acl_publish_denied mqttv311
-check "mosquitto 5.0: device publish to other/topic refused (PUBACK 0x87), recorded as dropped, acl_denied" \
+check "mosquitto 3.1.1: device publish to other/topic recorded as refused, acl_denied" acl_publish_denied mqttv311
+check "mosquitto 5.0: device publish to other/topic refused (PUBACK 0x87), recorded as refused, acl_denied" \
     acl_publish_denied mqttv5
 
 acl_subscribe_denied() {

@@ -179,9 +179,15 @@ fn publishes_are_acknowledged_after_recording_and_delivered_to_subscribers() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     });
     let messages = served.events(&["--device", "meter-1", "--type", "device.message"]);
-    let by_topic = |t: &str| messages.iter().find(|m| m["subject"] == t).unwrap_or_else(|| panic!("{t} recorded"));
-    assert_eq!(states(by_topic("devices/meter-1/telemetry")), ["received", "in_transit", "delivered"]);
-    let denied = by_topic("devices/other/telemetry");
+    assert_eq!(messages.len(), 1, "a refused publish is no device message: {messages:#?}");
+    assert_eq!(messages[0]["subject"], "devices/meter-1/telemetry");
+    assert_eq!(states(&messages[0]), ["received", "in_transit", "delivered"]);
+    let refused = served.events(&["--device", "meter-1", "--type", "mqtt.publish_refused"]);
+    let denied = &refused[0];
+    assert_eq!(
+        (denied["subject"].as_str(), denied["data"]["reason"].as_str()),
+        (Some("devices/other/telemetry"), Some("acl_denied"))
+    );
     assert_eq!(states(denied), ["received", "dropped"]);
     assert!(denied["states"][1]["detail"].as_str().unwrap().starts_with("acl_denied"));
 }
