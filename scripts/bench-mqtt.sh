@@ -2,6 +2,8 @@
 # Glassbox's gateway and Mosquitto side by side, same load generator, same
 # machine: `glassbox bench mqtt` against each, alternating, RUNS times.
 # Usage: scripts/bench-mqtt.sh [RUNS]   (needs a release build and mosquitto)
+# BASE_BIN=path/to/an/older/glassbox adds that build as a third broker in the
+# same alternation, to measure what a change costs ("glassbox-base" lines).
 # Prints each run's figures line, with the CPU seconds the broker and the
 # load generator each used (and per delivered message: on 2 shared cores,
 # 2 / (broker + generator µs per message) bounds any broker's rate);
@@ -23,13 +25,22 @@ mosquitto -c "$DIR/mosquitto.conf" >/dev/null 2>&1 &
 MOSQUITTO=$!
 
 # The same unbounded-enough subscriber queue as Mosquitto's; durable PUBACKs.
-GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn GLASSBOX_MQTT_QUEUE_MESSAGES_MAX=10000000 \
-GLASSBOX_MQTT_QUEUE_BYTES_MAX=4294967296 \
-  "$BIN" serve --data-dir "$DIR/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 > "$DIR/serve.log" &
-GLASSBOX=$!
-for _ in $(seq 100); do grep -q "glassbox ready" "$DIR/serve.log" && break; sleep 0.1; done
-PORT=$(sed -n 's/.* mqtt=127.0.0.1:\([0-9]*\) .*/\1/p' "$DIR/serve.log")
-[ -n "$PORT" ] || { echo "glassbox did not start:"; cat "$DIR/serve.log"; exit 1; }
+# Starts `glassbox serve` from binary $1 with data in $DIR/$2; sets PID and PORT.
+serve() {
+  GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn GLASSBOX_MQTT_QUEUE_MESSAGES_MAX=10000000 \
+  GLASSBOX_MQTT_QUEUE_BYTES_MAX=4294967296 \
+    "$1" serve --data-dir "$DIR/$2" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 > "$DIR/$2.log" &
+  PID=$!
+  for _ in $(seq 100); do grep -q "glassbox ready" "$DIR/$2.log" && break; sleep 0.1; done
+  PORT=$(sed -n 's/.* mqtt=127.0.0.1:\([0-9]*\) .*/\1/p' "$DIR/$2.log")
+  [ -n "$PORT" ] || { echo "glassbox ($1) did not start:"; cat "$DIR/$2.log"; exit 1; }
+}
+serve "$BIN" data
+GLASSBOX=$PID GLASSBOX_PORT=$PORT
+if [ -n "${BASE_BIN:-}" ]; then
+  serve "$BASE_BIN" base
+  BASE=$PID BASE_PORT=$PORT
+fi
 sleep 0.5
 
 # CPU seconds (user + system) a process has used so far.
@@ -54,7 +65,11 @@ shape=(--publishers 4 --subscribers 1 --messages 50000 --size 64)
 for qos in 1 0; do
   for run in $(seq "$RUNS"); do
     echo "mosquitto qos=$qos run=$run $(measure "$MOSQUITTO" --port 1884 --qos "$qos" "${shape[@]}")"
-    echo "glassbox  qos=$qos run=$run $(measure "$GLASSBOX" --port "$PORT" --qos "$qos" "${shape[@]}" \
+    echo "glassbox  qos=$qos run=$run $(measure "$GLASSBOX" --port "$GLASSBOX_PORT" --qos "$qos" "${shape[@]}" \
       --username operator --password "$TOKEN")"
+    if [ -n "${BASE_BIN:-}" ]; then
+      echo "glassbox-base qos=$qos run=$run $(measure "$BASE" --port "$BASE_PORT" --qos "$qos" "${shape[@]}" \
+        --username operator --password "$TOKEN")"
+    fi
   done
 done

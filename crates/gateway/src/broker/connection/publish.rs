@@ -225,27 +225,21 @@ impl Connection {
             return;
         }
         let limit = self.shared.settings.publish_rate_max;
-        let refusal = Refusal {
-            reason: DropReason::RateLimited,
-            detail: format!("over the device publish rate of {limit}/s (counted until the connection closed)"),
-            code: 0x96,
-            recorded: None,
-        };
         let data = PublishRefused {
             topic: std::mem::take(&mut self.rate.unrecorded_topic),
             qos: 0,
             retain: false,
             bytes: 0,
-            reason: refusal.reason,
-            detail: refusal.detail.clone(),
+            reason: DropReason::RateLimited,
+            detail: format!("over the device publish rate of {limit}/s (counted until the connection closed)"),
             unrecorded: unrecorded - 1,
         };
         let draft = refused_draft(&self.client_id, self.device(), &data);
         match self.shared.recorder.ingest(vec![draft], "mqtt").await {
             Ok(appended) => {
+                let detail = format!("{}: {}", data.reason, data.detail);
                 for event in appended.iter().filter_map(|a| a.id.parse().ok()) {
-                    let detail = format!("{}: {}", refusal.reason, refusal.detail);
-                    self.shared.deliveries.note(event, State::Dropped, "gateway", Some(detail));
+                    self.shared.deliveries.note(event, State::Dropped, "gateway", Some(detail.clone()));
                 }
             }
             Err(e) => tracing::warn!(error = %e, client = %self.client_id, "could not record refused publishes"),
