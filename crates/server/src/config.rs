@@ -59,11 +59,34 @@ pub struct MetricsConfig {
     /// Derive metrics from every recorded event. Off only to measure what
     /// deriving costs (`/metrics` then has no per-function series). Default true.
     pub derive: bool,
+    /// Topic templates (MQTT filters, at most 64 of 128 bytes each): a
+    /// message's `topic` label is the first one its topic matches, written
+    /// as the template, else `other`. Default
+    /// `["devices/+/telemetry", "devices/+/status", "devices/+/#"]`.
+    pub topics: Vec<String>,
+    /// Series one metric keeps; samples for new label sets beyond it are
+    /// counted in the metric's one `other` series (and in
+    /// `glassbox_metric_series_folded_total`). Default 2000.
+    pub series_per_metric_max: usize,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { derive: true }
+        Self {
+            derive: true,
+            topics: crate::series::topics::default_templates(),
+            series_per_metric_max: crate::series::SERIES_PER_METRIC_MAX_DEFAULT,
+        }
+    }
+}
+
+impl MetricsConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = crate::series::topics::TopicTemplates::new(&self.topics).err().unwrap_or_default();
+        if !(1..=crate::series::SERIES_MAX).contains(&self.series_per_metric_max) {
+            problems.push(format!("metrics.series_per_metric_max must be between 1 and {}", crate::series::SERIES_MAX));
+        }
+        problems
     }
 }
 
@@ -361,6 +384,7 @@ impl Config {
         if self.node.is_empty() {
             problems.push("node must not be empty".into());
         }
+        problems.extend(self.metrics.problems());
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -390,6 +414,13 @@ impl Config {
             flapping_throttle: m.flapping_throttle,
             allow_anonymous: m.allow_anonymous,
             ..Default::default()
+        }
+    }
+
+    pub fn series_settings(&self) -> crate::series::SeriesSettings {
+        crate::series::SeriesSettings {
+            topics: crate::series::topics::TopicTemplates::new(&self.metrics.topics).unwrap_or_default(),
+            series_per_metric_max: self.metrics.series_per_metric_max,
         }
     }
 
