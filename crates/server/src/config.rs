@@ -600,4 +600,18 @@ mod tests {
         );
         assert!(err.contains("GLASSBOX_RECORDER_BATCH_EVENTS_MAX"), "{err}");
     }
+
+    #[test]
+    fn metric_topic_templates_and_series_cap_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "[metrics]\ntopics = [\"a/#/b\", \"devices/+/telemetry\"]\nseries_per_metric_max = 0\n")
+            .unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), []).unwrap_err());
+        assert!(err.contains("metrics.topics \"a/#/b\"") && err.contains("metrics.series_per_metric_max"), "{err}");
+        std::fs::write(&file, "[metrics]\ntopics = [\"fleet/+/t\"]\n").unwrap();
+        let settings = Config::load(Some(&file), []).unwrap().series_settings();
+        assert_eq!(settings.topics.label("fleet/a/t"), "fleet/+/t");
+        assert_eq!(settings.series_per_metric_max, 2000);
+    }
 }
