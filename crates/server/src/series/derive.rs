@@ -1,6 +1,6 @@
 //! Recorded events to metric samples: what each kind of event counts for.
 
-use glassbox_core::RecordedEvent;
+use glassbox_core::{RecordedEvent, State};
 use serde_json::Value;
 
 use super::catalog::{self as m, Metric};
@@ -23,8 +23,8 @@ fn sample(metric: &'static Metric, labels: &[&str], value: f64) -> Sample {
 pub const NONE: &str = "none";
 
 /// The type of the event a PUBLISH refused at ingress (ACL, rate limit)
-/// becomes: never a device message, counted only in `drops`, by the
-/// reason of its `dropped` state (see [`dropped`]).
+/// becomes: never a device message, counted once in `drops`, by the
+/// reason of its `dropped` state.
 pub const PUBLISH_REFUSED: &str = "mqtt.publish_refused";
 
 /// The samples one recorded event contributes; `group` is its device's
@@ -47,8 +47,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
                 out.push(sample(&m::DEVICE_BYTES, &[device], bytes));
             }
         }
-        // Its drop is counted from its `dropped` state; nothing else.
-        PUBLISH_REFUSED => {}
+        PUBLISH_REFUSED => out.extend(refused_drop(recorded, group, topics)),
         "device.connected" | "client.connected" => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
         "device.disconnected" | "client.disconnected" => {
             out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
@@ -72,6 +71,14 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
         }
     }
     out
+}
+
+/// A refused publish's one `drops` sample, when it was recorded with an
+/// event-level `dropped` state (no target). A `dropped` state with a target
+/// is counted when it is recorded, by the feed's tap ([`dropped`]), never here.
+fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) -> Option<Sample> {
+    let state = recorded.states.iter().find(|s| s.state == State::Dropped && s.target.is_none())?;
+    Some(dropped(state.detail.as_deref(), origin(recorded, Some(group), topics).as_ref()))
 }
 
 /// A dead letter's reason as a bounded label: the drop reason it starts
@@ -159,6 +166,16 @@ mod tests {
         RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() }
     }
 
+    fn dropped_state(target: Option<&str>, detail: &str) -> glassbox_core::StateRecord {
+        glassbox_core::StateRecord {
+            state: State::Dropped,
+            at: Utc::now(),
+            target: target.map(str::to_string),
+            detail: Some(detail.into()),
+            node: None,
+        }
+    }
+
     fn names(samples: &[Sample]) -> Vec<&'static str> {
         samples.iter().map(|s| s.metric.name).collect()
     }
@@ -175,6 +192,16 @@ mod tests {
         let drop = dropped(Some("acl_denied: devices/t-2/telemetry is not yours"), origin.as_ref());
         assert_eq!(drop.metric.name, "drops");
         assert_eq!(drop.labels, ["acl_denied", "greenhouse", "devices/+/telemetry"]);
+
+        let mut inline = message(PUBLISH_REFUSED, "devices/t-1/telemetry");
+        inline.states.push(dropped_state(None, "rate_limited: over the device publish rate of 1/s"));
+        let derived = samples(&inline, None, &templates);
+        assert_eq!(names(&derived), ["events_recorded", "drops"]);
+        assert_eq!(derived[1].labels, ["rate_limited", "none", "devices/+/telemetry"]);
+        // A dropped state with a target (read back after a lag) was counted by the tap.
+        let mut read_back = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
+        read_back.states.push(dropped_state(Some("acl"), "acl_denied: not yours"));
+        assert_eq!(names(&samples(&read_back, None, &templates)), ["events_recorded"]);
 
         let accepted = message("device.message", "devices/t-1/telemetry");
         let derived = names(&samples(&accepted, Some("greenhouse"), &templates));
