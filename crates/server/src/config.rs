@@ -59,11 +59,34 @@ pub struct MetricsConfig {
     /// Derive metrics from every recorded event. Off only to measure what
     /// deriving costs (`/metrics` then has no per-function series). Default true.
     pub derive: bool,
+    /// Topic templates (MQTT filters, at most 64 of 128 bytes each): a
+    /// message's `topic` label is the first one its topic matches, written
+    /// as the template, else `other`. Default
+    /// `["devices/+/telemetry", "devices/+/status", "devices/+/#"]`.
+    pub topics: Vec<String>,
+    /// Series one metric keeps; samples for new label sets beyond it are
+    /// counted in the metric's one `other` series (and in
+    /// `glassbox_metric_series_folded_total`). Default 2000.
+    pub series_per_metric_max: usize,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { derive: true }
+        Self {
+            derive: true,
+            topics: crate::series::topics::default_templates(),
+            series_per_metric_max: crate::series::SERIES_PER_METRIC_MAX_DEFAULT,
+        }
+    }
+}
+
+impl MetricsConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = crate::series::topics::TopicTemplates::new(&self.topics).err().unwrap_or_default();
+        if !(1..=crate::series::SERIES_MAX).contains(&self.series_per_metric_max) {
+            problems.push(format!("metrics.series_per_metric_max must be between 1 and {}", crate::series::SERIES_MAX));
+        }
+        problems
     }
 }
 
@@ -368,6 +391,7 @@ impl Config {
         if self.node.is_empty() {
             problems.push("node must not be empty".into());
         }
+        problems.extend(self.metrics.problems());
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -398,6 +422,13 @@ impl Config {
             allow_anonymous: m.allow_anonymous,
             write_timeout: m.write_timeout,
             ..Default::default()
+        }
+    }
+
+    pub fn series_settings(&self) -> crate::series::SeriesSettings {
+        crate::series::SeriesSettings {
+            topics: crate::series::topics::TopicTemplates::new(&self.metrics.topics).unwrap_or_default(),
+            series_per_metric_max: self.metrics.series_per_metric_max,
         }
     }
 
@@ -576,5 +607,19 @@ mod tests {
             Config::load(Some(&file), env(&[("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "lots")])).unwrap_err()
         );
         assert!(err.contains("GLASSBOX_RECORDER_BATCH_EVENTS_MAX"), "{err}");
+    }
+
+    #[test]
+    fn metric_topic_templates_and_series_cap_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "[metrics]\ntopics = [\"a/#/b\", \"devices/+/telemetry\"]\nseries_per_metric_max = 0\n")
+            .unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), []).unwrap_err());
+        assert!(err.contains("metrics.topics \"a/#/b\"") && err.contains("metrics.series_per_metric_max"), "{err}");
+        std::fs::write(&file, "[metrics]\ntopics = [\"fleet/+/t\"]\n").unwrap();
+        let settings = Config::load(Some(&file), []).unwrap().series_settings();
+        assert_eq!(settings.topics.label("fleet/a/t"), "fleet/+/t");
+        assert_eq!(settings.series_per_metric_max, 2000);
     }
 }

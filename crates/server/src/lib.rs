@@ -80,7 +80,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
-    let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default()));
+    let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default(), config.series_settings()));
     let watch = match config.metrics.derive {
         true => {
             let settings = diagnose::WatchSettings {

@@ -38,7 +38,7 @@ metric!(
     Count,
     ["group", "topic"],
     true,
-    "Device messages, by device group and first topic level."
+    "Device messages, by device group and topic template (metrics.topics)."
 );
 metric!(
     MQTT_BYTES,
@@ -46,7 +46,7 @@ metric!(
     Sum,
     ["group", "topic"],
     true,
-    "Device message payload bytes, by device group and first topic level."
+    "Device message payload bytes, by device group and topic template (metrics.topics)."
 );
 metric!(DEVICE_MESSAGES, "device_messages", Count, ["device"], false, "Messages of one device (inspection only).");
 metric!(DEVICE_BYTES, "device_bytes", Sum, ["device"], false, "Payload bytes of one device (inspection only).");
@@ -60,7 +60,7 @@ metric!(
     Count,
     ["reason", "group", "topic"],
     true,
-    "Deliveries and events dropped, by reason, device group and first topic level."
+    "Deliveries, refused publishes and events dropped, by reason, device group and topic template."
 );
 metric!(
     FUNCTION_INVOCATIONS,

@@ -1,9 +1,10 @@
 //! Recorded events to metric samples: what each kind of event counts for.
 
-use glassbox_core::RecordedEvent;
+use glassbox_core::{RecordedEvent, State};
 use serde_json::Value;
 
 use super::catalog::{self as m, Metric};
+use super::topics::TopicTemplates;
 
 /// One sample: a metric, its label values (in the metric's label order)
 /// and the measured value (1 for counts).
@@ -21,9 +22,15 @@ fn sample(metric: &'static Metric, labels: &[&str], value: f64) -> Sample {
 /// The label used where an event has no value for one: no group, no feature.
 pub const NONE: &str = "none";
 
+/// The type of the event a PUBLISH refused at ingress (ACL, rate limit)
+/// becomes: never a device message, counted once in `drops`, by the
+/// reason of its `dropped` state.
+pub const PUBLISH_REFUSED: &str = "mqtt.publish_refused";
+
 /// The samples one recorded event contributes; `group` is its device's
-/// group, when it has a device and the device a group.
-pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
+/// group, when it has a device and the device a group; `topics` label
+/// message topics.
+pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemplates) -> Vec<Sample> {
     let event = &recorded.event;
     let group = group.unwrap_or(NONE);
     let mut out = vec![sample(&m::EVENTS_RECORDED, &[], 1.0)];
@@ -31,7 +38,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
     let text = |data: &Value, key: &str| data[key].as_str().unwrap_or(NONE).to_string();
     match event.ty.as_str() {
         "device.message" => {
-            let topic = event.subject.as_deref().and_then(|t| t.split('/').next()).unwrap_or(NONE);
+            let topic = topic_label(recorded, topics);
             let bytes = event.data.len() as f64;
             out.push(sample(&m::MQTT_MESSAGES, &[group, topic], 1.0));
             out.push(sample(&m::MQTT_BYTES, &[group, topic], bytes));
@@ -40,6 +47,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
                 out.push(sample(&m::DEVICE_BYTES, &[device], bytes));
             }
         }
+        PUBLISH_REFUSED => out.extend(refused_drop(recorded, group, topics)),
         "device.connected" | "client.connected" => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
         "device.disconnected" | "client.disconnected" => {
             out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
@@ -63,6 +71,14 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>) -> Vec<Sample> {
         }
     }
     out
+}
+
+/// A refused publish's one `drops` sample, when it was recorded with an
+/// event-level `dropped` state (no target). A `dropped` state with a target
+/// is counted when it is recorded, by the feed's tap ([`dropped`]), never here.
+fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) -> Option<Sample> {
+    let state = recorded.states.iter().find(|s| s.state == State::Dropped && s.target.is_none())?;
+    Some(dropped(state.detail.as_deref(), origin(recorded, Some(group), topics).as_ref()))
 }
 
 /// A dead letter's reason as a bounded label: the drop reason it starts
@@ -119,12 +135,86 @@ pub fn dropped(detail: Option<&str>, origin: Option<&(String, String)>) -> Sampl
     sample(&m::DROPS, &[reason, group, topic], 1.0)
 }
 
-/// The group and first topic level of a device message, for its drops.
-pub fn origin(recorded: &RecordedEvent, group: Option<&str>) -> Option<(String, String)> {
-    let event = &recorded.event;
-    if event.ty != "device.message" {
+/// The group and topic label of a device message (accepted or refused),
+/// for its drops.
+pub fn origin(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemplates) -> Option<(String, String)> {
+    if !matches!(recorded.event.ty.as_str(), "device.message" | PUBLISH_REFUSED) {
         return None;
     }
-    let topic = event.subject.as_deref().and_then(|t| t.split('/').next()).unwrap_or(NONE);
-    Some((group.unwrap_or(NONE).to_string(), topic.to_string()))
+    Some((group.unwrap_or(NONE).to_string(), topic_label(recorded, topics).to_string()))
+}
+
+/// A message's `topic` label: the template its topic matches, never the topic.
+fn topic_label<'a>(recorded: &RecordedEvent, topics: &'a TopicTemplates) -> &'a str {
+    recorded.event.subject.as_deref().map_or(NONE, |topic| topics.label(topic))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use glassbox_core::{Draft, IdMinter};
+
+    use super::*;
+    use crate::series::topics::{self, TopicTemplates};
+
+    fn message(ty: &str, topic: &str) -> RecordedEvent {
+        let draft = Draft {
+            device: Some("t-1".into()),
+            subject: Some(topic.into()),
+            ..Draft::json("mqtt/t-1", ty, &serde_json::json!({"celsius": 20}))
+        };
+        RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() }
+    }
+
+    fn dropped_state(target: Option<&str>, detail: &str) -> glassbox_core::StateRecord {
+        glassbox_core::StateRecord {
+            state: State::Dropped,
+            at: Utc::now(),
+            target: target.map(str::to_string),
+            detail: Some(detail.into()),
+            node: None,
+        }
+    }
+
+    fn names(samples: &[Sample]) -> Vec<&'static str> {
+        samples.iter().map(|s| s.metric.name).collect()
+    }
+
+    // Issue 16, findings 1 and 3: a refused PUBLISH derives nothing as a device
+    // message; it is counted once in `drops`, by the reason of its dropped state.
+    #[test]
+    fn a_refused_publish_counts_only_as_a_drop_by_reason() {
+        let templates = TopicTemplates::new(&topics::default_templates()).unwrap();
+        let refused = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
+        assert_eq!(names(&samples(&refused, Some("greenhouse"), &templates)), ["events_recorded"]);
+
+        let origin = origin(&refused, Some("greenhouse"), &templates);
+        let drop = dropped(Some("acl_denied: devices/t-2/telemetry is not yours"), origin.as_ref());
+        assert_eq!(drop.metric.name, "drops");
+        assert_eq!(drop.labels, ["acl_denied", "greenhouse", "devices/+/telemetry"]);
+
+        let mut inline = message(PUBLISH_REFUSED, "devices/t-1/telemetry");
+        inline.states.push(dropped_state(None, "rate_limited: over the device publish rate of 1/s"));
+        let derived = samples(&inline, None, &templates);
+        assert_eq!(names(&derived), ["events_recorded", "drops"]);
+        assert_eq!(derived[1].labels, ["rate_limited", "none", "devices/+/telemetry"]);
+        // A dropped state with a target (read back after a lag) was counted by the tap.
+        let mut read_back = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
+        read_back.states.push(dropped_state(Some("acl"), "acl_denied: not yours"));
+        assert_eq!(names(&samples(&read_back, None, &templates)), ["events_recorded"]);
+
+        let accepted = message("device.message", "devices/t-1/telemetry");
+        let derived = names(&samples(&accepted, Some("greenhouse"), &templates));
+        assert_eq!(derived, ["events_recorded", "mqtt_messages", "mqtt_bytes", "device_messages", "device_bytes"]);
+    }
+
+    // Issue 16, finding 3: the topic label is a template or `other`, never the raw level.
+    #[test]
+    fn a_message_topic_label_is_its_template_never_the_raw_topic() {
+        let templates = TopicTemplates::new(&topics::default_templates()).unwrap();
+        let hostile = message("device.message", &format!("{}/x", "a".repeat(30_000)));
+        let derived = samples(&hostile, None, &templates);
+        assert_eq!(derived[1].labels, ["none", "other"]);
+        assert_eq!(origin(&hostile, None, &templates), Some(("none".into(), "other".into())));
+    }
 }

@@ -106,14 +106,14 @@ async fn derive_loop(
         let mut derived = Vec::with_capacity(batch.len());
         for recorded in batch {
             let group = group_of(&recorded, &devices, &mut groups).await;
-            if let Some(origin) = derive::origin(&recorded, group.as_deref()) {
+            if let Some(origin) = derive::origin(&recorded, group.as_deref(), series.topics()) {
                 if origins.len() >= ORIGINS_CACHED_MAX {
                     origins.clear();
                 }
                 origins.insert(recorded.event.id, origin);
             }
             let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            derived.push((derive::samples(&recorded, group.as_deref()), at));
+            derived.push((derive::samples(&recorded, group.as_deref(), series.topics()), at));
         }
         series.add_all(&derived);
     }

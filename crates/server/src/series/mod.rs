@@ -4,12 +4,17 @@
 //! and written to the metric store when each bucket closes. Queries merge
 //! the stored buckets with the open ones; `/metrics` exports the totals.
 //!
-//! Cardinality is bounded: at most [`SERIES_MAX`] series; samples for new
-//! series beyond that are counted in `refused` and not kept.
+//! Cardinality is bounded whatever clients send: label values are cut to
+//! [`LABEL_BYTES_MAX`] ([`bounded_label`]), the `topic` label comes from a
+//! bounded set of templates ([`topics`]), each metric keeps at most
+//! `series_per_metric_max` series (new label sets beyond fold into its one
+//! `other` series, counted in `folded`), and all metrics together at most
+//! [`SERIES_MAX`] (samples for new series beyond are counted in `refused`).
 
 pub mod catalog;
 pub mod derive;
 mod feed;
+pub mod topics;
 
 pub use feed::start;
 
@@ -24,9 +29,30 @@ use serde::Serialize;
 
 use self::catalog::{DURATION_BUCKETS_MS, Kind, Metric};
 use self::derive::Sample;
+use self::topics::{OTHER, TopicTemplates};
 
 /// Most series kept; new ones beyond are refused (and counted).
 pub const SERIES_MAX: usize = 20_000;
+/// Default of `metrics.series_per_metric_max`.
+pub const SERIES_PER_METRIC_MAX_DEFAULT: usize = 2_000;
+/// Longest label value kept, in bytes; longer ones are cut ([`bounded_label`]).
+pub const LABEL_BYTES_MAX: usize = 128;
+
+/// The bounds `[metrics]` sets on the series.
+#[derive(Debug, Clone)]
+pub struct SeriesSettings {
+    /// How a message's topic becomes its `topic` label.
+    pub topics: TopicTemplates,
+    /// Series one metric keeps; new label sets beyond fold into its `other` series.
+    pub series_per_metric_max: usize,
+}
+
+impl Default for SeriesSettings {
+    fn default() -> Self {
+        let topics = TopicTemplates::new(&topics::default_templates()).unwrap_or_default();
+        Self { topics, series_per_metric_max: SERIES_PER_METRIC_MAX_DEFAULT }
+    }
+}
 
 /// Totals since start of one series, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +71,10 @@ struct Inner {
     closed: Vec<MetricPoint>,
     /// Every series seen, with its metric, labels and totals.
     series: BTreeMap<String, (&'static Metric, Vec<String>, Total)>,
+    /// How many series each metric has (by name).
+    per_metric: HashMap<&'static str, usize>,
+    /// Samples folded into a metric's `other` series (by name): it was at its cap.
+    folded: BTreeMap<&'static str, u64>,
     refused: u64,
 }
 
@@ -63,6 +93,7 @@ pub struct Series {
     inner: Mutex<Inner>,
     store: Arc<dyn MetricStore>,
     retention: Retention,
+    settings: SeriesSettings,
 }
 
 /// A bucket just closed, with its series' metric and label values.
@@ -92,7 +123,7 @@ pub struct Point {
 }
 
 /// The series key, as Prometheus writes a series: `name{a="x",b="y"}`.
-pub fn key(metric: &Metric, labels: &[String]) -> String {
+pub fn key(metric: &Metric, labels: &[impl AsRef<str>]) -> String {
     let mut key = String::with_capacity(64);
     key.push_str(metric.name);
     key.push('{');
@@ -100,10 +131,33 @@ pub fn key(metric: &Metric, labels: &[String]) -> String {
         if i > 0 {
             key.push(',');
         }
-        let _ = write!(key, "{name}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
+        let _ = write!(
+            key,
+            "{name}=\"{}\"",
+            value.as_ref().replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+        );
     }
     key.push('}');
     key
+}
+
+/// A label value of at most [`LABEL_BYTES_MAX`] bytes: a longer one is cut
+/// on a char boundary and ends in `…` and 8 hex digits hashing the whole
+/// value, so that distinct long values stay distinct series.
+pub fn bounded_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= LABEL_BYTES_MAX {
+        return value.into();
+    }
+    let mut end = LABEL_BYTES_MAX - "…".len() - 8;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…{:08x}", &value[..end], fnv1a(value.as_bytes()) as u32).into()
+}
+
+/// FNV-1a: a hash that is the same in every build (stored keys keep it).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub(crate) fn bucket_start(at: DateTime<Utc>) -> i64 {
@@ -112,8 +166,13 @@ pub(crate) fn bucket_start(at: DateTime<Utc>) -> i64 {
 }
 
 impl Series {
-    pub fn new(store: Arc<dyn MetricStore>, retention: Retention) -> Self {
-        Self { inner: Mutex::default(), store, retention }
+    pub fn new(store: Arc<dyn MetricStore>, retention: Retention, settings: SeriesSettings) -> Self {
+        Self { inner: Mutex::default(), store, retention, settings }
+    }
+
+    /// How message topics become `topic` labels.
+    pub fn topics(&self) -> &TopicTemplates {
+        &self.settings.topics
     }
 
     /// Adds the samples of several events (each with its receive time)
@@ -121,21 +180,16 @@ impl Series {
     pub fn add_all(&self, derived: &[(Vec<Sample>, DateTime<Utc>)]) {
         let Ok(mut inner) = self.inner.lock() else { return };
         for (samples, at) in derived {
-            Self::add_to(&mut inner, samples, bucket_start(*at));
+            self.add_to(&mut inner, samples, bucket_start(*at));
         }
     }
 
-    fn add_to(inner: &mut Inner, samples: &[Sample], bucket: i64) {
+    fn add_to(&self, inner: &mut Inner, samples: &[Sample], bucket: i64) {
         for sample in samples {
-            let key = key(sample.metric, &sample.labels);
-            if !inner.series.contains_key(&key) {
-                if inner.series.len() >= SERIES_MAX {
-                    inner.refused += 1;
-                    continue;
-                }
-                let total = Total { buckets: vec![0; distribution_buckets(sample.metric)], ..Total::default() };
-                inner.series.insert(key.clone(), (sample.metric, sample.labels.clone(), total));
-            }
+            let Some(key) = self.series_of(inner, sample) else {
+                inner.refused += 1;
+                continue;
+            };
             if let Some((_, _, total)) = inner.series.get_mut(&key) {
                 total.count += 1;
                 total.sum += sample.value;
@@ -164,6 +218,38 @@ impl Series {
                 }
             }
         }
+    }
+
+    /// The key of the series a sample goes to, made if new: its own (labels
+    /// bounded), or its metric's `other` series when the metric is at its
+    /// cap; none when all series together are at [`SERIES_MAX`].
+    fn series_of(&self, inner: &mut Inner, sample: &Sample) -> Option<String> {
+        let metric = sample.metric;
+        let labels: Vec<_> = sample.labels.iter().map(|l| bounded_label(l)).collect();
+        let own = key(metric, &labels);
+        if inner.series.contains_key(&own) {
+            return Some(own);
+        }
+        let full = inner.per_metric.get(metric.name).copied().unwrap_or(0) >= self.settings.series_per_metric_max;
+        let (key, labels) = match full {
+            false => (own, labels.iter().map(|l| l.to_string()).collect()),
+            true => {
+                let other = vec![OTHER.to_string(); metric.labels.len()];
+                (key(metric, &other), other)
+            }
+        };
+        if !inner.series.contains_key(&key) {
+            if inner.series.len() >= SERIES_MAX {
+                return None;
+            }
+            let total = Total { buckets: vec![0; distribution_buckets(metric)], ..Total::default() };
+            inner.series.insert(key.clone(), (metric, labels, total));
+            *inner.per_metric.entry(metric.name).or_default() += 1;
+        }
+        if full {
+            *inner.folded.entry(metric.name).or_default() += 1;
+        }
+        Some(key)
     }
 
     /// Writes the buckets closed before `now` (all of them when `all`);
@@ -277,6 +363,16 @@ impl Series {
             inner.series.len(),
             inner.refused
         );
+        let _ = write!(
+            out,
+            "# HELP glassbox_metric_series_folded_total Samples counted in their metric's `other` series: \
+             the metric had metrics.series_per_metric_max ({}) series.\n\
+             # TYPE glassbox_metric_series_folded_total counter\n",
+            self.settings.series_per_metric_max
+        );
+        for (metric, folded) in &inner.folded {
+            let _ = writeln!(out, "glassbox_metric_series_folded_total{{metric=\"{metric}\"}} {folded}");
+        }
     }
 
     /// How many series a metric has.
@@ -355,5 +451,59 @@ mod tests {
         assert_eq!(parse_labels(&catalog::FUNCTION_INVOCATIONS, &key), Some(labels));
         assert_eq!(parse_labels(&catalog::EVENTS_RECORDED, "events_recorded{}"), Some(vec![]));
         assert_eq!(parse_labels(&catalog::FUNCTION_INVOCATIONS, "function_invocations{function=\"x\"}"), None);
+    }
+
+    fn series(series_per_metric_max: usize) -> (Series, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = glassbox_store::SqliteMetrics::open(dir.path(), Retention::default()).unwrap();
+        let settings = SeriesSettings { series_per_metric_max, ..SeriesSettings::default() };
+        (Series::new(Arc::new(store), Retention::default(), settings), dir)
+    }
+
+    fn invoked(function: &str) -> Sample {
+        Sample { metric: &catalog::FUNCTION_INVOCATIONS, labels: vec![function.into(), "succeeded".into()], value: 1.0 }
+    }
+
+    // Issue 16, finding 3: one metric's flood folds into its `other` series
+    // (counted) instead of taking the global cap from the others.
+    #[test]
+    fn a_metric_at_its_cap_folds_new_label_sets_into_other_and_counts_them() {
+        let (series, _dir) = series(100);
+        let flood: Vec<Sample> = (0..3000).map(|i| invoked(&format!("f{i}"))).collect();
+        series.add_all(&[(flood, Utc::now())]);
+        assert_eq!(series.count(&catalog::FUNCTION_INVOCATIONS), 101, "the cap, and one `other`");
+        let message = Sample {
+            metric: &catalog::MQTT_MESSAGES,
+            labels: vec!["greenhouse".into(), "devices/+/telemetry".into()],
+            value: 1.0,
+        };
+        series.add_all(&[(vec![invoked("f0"), message], Utc::now())]);
+        assert_eq!(series.count(&catalog::MQTT_MESSAGES), 1, "another metric still makes series");
+
+        let mut out = String::new();
+        series.render(&mut out);
+        assert!(
+            out.contains("glassbox_function_invocations_total{function=\"other\",outcome=\"other\"} 2900"),
+            "{out}"
+        );
+        assert!(out.contains("glassbox_function_invocations_total{function=\"f0\",outcome=\"succeeded\"} 2"));
+        assert!(out.contains("glassbox_metric_series_folded_total{metric=\"function_invocations\"} 2900"));
+    }
+
+    // Issue 16, finding 3: a 30 KB label value is kept as at most 128 bytes.
+    #[test]
+    fn long_label_values_are_cut_on_a_char_boundary_and_stay_distinct() {
+        let long = "é".repeat(15_000);
+        let cut = bounded_label(&long);
+        assert!(cut.len() <= LABEL_BYTES_MAX && cut.starts_with("éé") && cut.contains('…'), "{cut}");
+        assert_ne!(cut, bounded_label(&format!("{long}x")), "the hash tells them apart");
+        assert_eq!(bounded_label("fan"), "fan");
+
+        let (series, _dir) = series(10);
+        series.add_all(&[(vec![invoked(&long)], Utc::now())]);
+        let mut out = String::new();
+        series.render(&mut out);
+        let line = out.lines().find(|l| l.starts_with("glassbox_function_invocations_total")).unwrap();
+        assert!(line.len() < 256, "{line}");
     }
 }
