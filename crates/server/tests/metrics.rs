@@ -86,7 +86,7 @@ async fn drops_are_counted_by_reason_group_and_topic() {
         json!({"reason": "offline", "group": "greenhouse", "topic": "devices"}),
         "{series}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    let metrics = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     let line = r#"glassbox_drops_total{reason="offline",group="greenhouse",topic="devices"} 1"#;
     assert!(metrics.contains(line), "{metrics}");
 }
