@@ -117,7 +117,7 @@ async fn finding_6_a_declared_10_gib_body_is_refused_at_once() {
         let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-        assert_eq!(json["error"]["code"], "payload_too_large", "{path}: {json}");
+        assert_eq!(json["error"]["code"], "too_large", "{path}: {json}");
         let limit = match path {
             "/api/v1/events" => "262144",
             _ => "134217728",

@@ -81,7 +81,6 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.data_bytes_max;
     let deploy_limit = functions::COMPONENT_BYTES_MAX;
     let protected = Router::new()
-        .route("/api/v1/events", get(events::query).post(events::ingest))
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
@@ -107,6 +106,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route_layer(middleware::from_fn(move |r, n| declared_within(body_limit, r, n)))
+        // Added after the layer above: a refused ingest is counted as one.
+        .route(
+            "/api/v1/events",
+            get(events::query)
+                .post(events::ingest)
+                .layer(middleware::from_fn_with_state(state.clone(), events::declared_within)),
+        )
         // Added after the layer above: a component has its own, larger, limit.
         .route(
             "/api/v1/functions/{name}",
@@ -147,14 +153,14 @@ async fn declared_within(max: usize, request: axum::extract::Request, next: midd
     }
 }
 
-fn declared_length(request: &axum::extract::Request) -> Option<u64> {
+pub(crate) fn declared_length(request: &axum::extract::Request) -> Option<u64> {
     request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 fn too_large(length: u64, max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        "too_large",
         format!("the request body ({length} bytes) is over this route's limit of {max} bytes; send less"),
     )
 }
@@ -252,7 +258,7 @@ fn unread_body(e: axum::Error, max: usize) -> ApiError {
         }
         if error.is::<http_body_util::LengthLimitError>() {
             let message = format!("the request body is over this route's limit of {max} bytes; send less");
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message);
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message);
         }
         cause = error.source();
     }
