@@ -26,6 +26,9 @@ const BODY_RECORDED_MAX: usize = 16 << 10;
 /// Headers kept in the `http.request` event, and the longest value kept.
 const HEADERS_RECORDED_MAX: usize = 50;
 const HEADER_VALUE_RECORDED_MAX: usize = 256;
+/// A header not kept is recorded by name (its value redacted) only when
+/// the name is this short: a client cannot fill the record with names.
+const HEADER_NAME_RECORDED_MAX: usize = 64;
 /// The event each request is recorded as.
 pub const HTTP_REQUEST: &str = "http.request";
 
@@ -126,6 +129,9 @@ fn request_data(live: &Live, route: &str, request: &Request<Bytes>) -> Value {
     let mut headers = Map::new();
     for (key, value) in request.headers().iter().take(HEADERS_RECORDED_MAX) {
         let kept = HEADERS_KEPT.contains(&key.as_str()) || live.spec.record_headers.iter().any(|h| h == key.as_str());
+        if !kept && key.as_str().len() > HEADER_NAME_RECORDED_MAX {
+            continue;
+        }
         let text = match kept {
             true => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
             false => REDACTED.to_string(),
