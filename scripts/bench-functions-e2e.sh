@@ -33,11 +33,11 @@ JSON=()
 case "$COMPONENT" in *.wasm) JSON=(--json --size 80) ;; esac
 
 # Sum of a counter's series on /metrics.
-counter() { curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" { s += $2 } END { print s + 0 }'; }
+counter() { curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$2/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" { s += $2 } END { print s + 0 }'; }
 
 # p50, p90 and p99 (µs) of a Prometheus histogram, linear within a bucket.
 quantiles() {
-  curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$1_bucket" '
+  curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$2/metrics" | awk -v m="$1_bucket" '
     index($1, m"{le=\"") == 1 && $1 !~ /Inf/ { split($1, p, "\""); n++; le[n] = p[2] * 1e6; c[n] = $2 }
     function q(f,   i, want, lo, below) {
       want = f * c[n]

@@ -78,6 +78,15 @@ pub struct DeployArgs {
     /// header; repeatable. Other hosts never get it.
     #[arg(long = "egress-trace", value_name = "HOST")]
     egress_trace: Vec<String>,
+    /// HTTP routes: keep request bodies (up to 16 KiB) in their `http.request`
+    /// events, so requests with a body can be replayed. Off: only their size.
+    #[arg(long)]
+    record_body: bool,
+    /// HTTP routes: a request header kept verbatim in `http.request` events
+    /// besides content-type, content-length, user-agent, accept and
+    /// traceparent; repeatable. Others are recorded as [redacted].
+    #[arg(long = "record-header", value_name = "NAME")]
+    record_headers: Vec<String>,
     #[command(flatten)]
     remote: Remote,
     /// Print JSON (`name`, `version`, `digest`, …).
@@ -198,6 +207,12 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     }
     if !a.egress_trace.is_empty() {
         query.push(("egress_trace", a.egress_trace.join(",")));
+    }
+    if a.record_body {
+        query.push(("record_body", "true".into()));
+    }
+    if !a.record_headers.is_empty() {
+        query.push(("record_headers", a.record_headers.join(",")));
     }
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
     let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;

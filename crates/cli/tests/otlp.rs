@@ -127,7 +127,8 @@ fn spans_and_logs_reach_an_otlp_receiver_on_the_callers_trace() {
 
 fn reqwest_metrics(url: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async { reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap() })
+    let metrics = reqwest::Client::new().get(format!("{url}/metrics")).bearer_auth(common::TOKEN);
+    runtime.block_on(async { metrics.send().await.unwrap().text().await.unwrap() })
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A real Prometheus server (Debian's `prometheus`) scrapes `glassbox
 //! serve`'s `/metrics`: the exposition parses, the target is up, and the
 //! counters Glassbox promises are there, with the values of what happened.
+//! `/metrics` needs a token, which Prometheus sends from a `credentials_file`.
 
 mod common;
 
@@ -36,9 +37,13 @@ fn start_prometheus(dir: &std::path::Path, target: &str) -> Prometheus {
         "this test needs a Prometheus server: install Debian's `prometheus` package (scripts/test does)"
     );
     let config = dir.join("prometheus.yml");
+    // `/metrics` needs a token (issue 16, finding 3): Prometheus reads it from a file.
+    let credentials = dir.join("glassbox.token");
+    std::fs::write(&credentials, common::TOKEN).unwrap();
     let scrape = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: glassbox\n    \
-         static_configs:\n      - targets: ['{target}']\n"
+         authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: ['{target}']\n",
+        credentials.display()
     );
     std::fs::write(&config, scrape).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());

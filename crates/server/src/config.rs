@@ -41,7 +41,9 @@ pub struct DiagnoseConfig {
     /// 10-second points each series learns before it may raise an alert.
     /// Default 90 (15 minutes).
     pub warmup_points: u32,
-    /// URL each new and ended anomaly is POSTed to as JSON. Default none.
+    /// URL each new and ended anomaly is POSTed to as JSON. Secret (it
+    /// often holds a token): `config.changed` records only that it changed.
+    /// Default none.
     pub webhook: String,
 }
 
@@ -68,6 +70,9 @@ pub struct MetricsConfig {
     /// counted in the metric's one `other` series (and in
     /// `glassbox_metric_series_folded_total`). Default 2000.
     pub series_per_metric_max: usize,
+    /// Serve `/metrics` without a token. Off: a scraper sends any valid
+    /// token (Prometheus: `authorization: credentials_file`). Default false.
+    pub public: bool,
 }
 
 impl Default for MetricsConfig {
@@ -76,6 +81,7 @@ impl Default for MetricsConfig {
             derive: true,
             topics: crate::series::topics::default_templates(),
             series_per_metric_max: crate::series::SERIES_PER_METRIC_MAX_DEFAULT,
+            public: false,
         }
     }
 }
@@ -141,6 +147,27 @@ pub struct HttpConfig {
     /// How long ingest waits for the recorder before answering 503. Default `10s`.
     #[serde(with = "duration")]
     pub append_timeout: Duration,
+    /// A request's head (line and headers) must arrive within this, and an
+    /// idle keep-alive connection's next one too; else the connection is
+    /// closed. Default `30s`.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this of its head; else the
+    /// request fails (408, or 400 from the API) and the connection is closed.
+    /// Default `60s` (a 128 MiB component deploy needs about 2 MiB/s).
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; one more is answered 503 (`server_busy`)
+    /// and closed at once. Default 1024.
+    pub connections_max: usize,
+    /// Requests per second one client (peer address; an IPv6 /64) may send,
+    /// in bursts of up to one second's worth; more are answered 429 with
+    /// `retry-after`. 0: no limit. Default 1000.
+    pub client_requests_per_second: u32,
+    /// Requests per second one public function route (`http:` trigger) takes
+    /// from all clients together; more are answered 429 with `retry-after`
+    /// and not recorded. 0: no limit. Default 1000.
+    pub route_requests_per_second: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,7 +291,16 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:7070".into(), body_bytes_max: 256 * 1024, append_timeout: Duration::from_secs(10) }
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            body_bytes_max: 256 * 1024,
+            append_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            connections_max: 1024,
+            client_requests_per_second: 1000,
+            route_requests_per_second: 1000,
+        }
     }
 }
 
@@ -320,6 +356,10 @@ fn host_name() -> String {
         .unwrap_or_else(|| "local".into())
 }
 
+/// Keys whose values are secrets: wherever the configuration is recorded
+/// (`config.changed`, the stored snapshot) only a digest or `[redacted]`.
+pub const SECRET_KEYS: &[&str] = &["diagnose.webhook"];
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "glassbox.toml";
 
@@ -370,6 +410,12 @@ impl Config {
         }
         if !(1..=64 * 1024 * 1024).contains(&self.http.body_bytes_max) {
             problems.push("http.body_bytes_max must be between 1 and 67108864".into());
+        }
+        if self.http.connections_max == 0
+            || self.http.header_read_timeout.is_zero()
+            || self.http.body_read_timeout.is_zero()
+        {
+            problems.push("http.connections_max, header_read_timeout and body_read_timeout must be above 0".into());
         }
         if self.recorder.batch_events_max == 0
             || self.recorder.queue_commands_max == 0

@@ -24,6 +24,7 @@ use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
 use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SqliteMetrics, SqliteSessions, SqliteStore};
 use serde_json::Value;
+use sha2::Digest;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -76,6 +77,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let sqlite_functions = sqlite.clone();
     let devices: Arc<dyn DeviceRegistry> = sqlite;
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
+    otlp::load_span_key(store.as_ref()).await;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
     let metric_store =
@@ -171,6 +173,11 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),
         append_timeout: config.http.append_timeout,
+        perimeter: Arc::new(api::Perimeter::new(
+            config.http.client_requests_per_second,
+            config.http.route_requests_per_second,
+        )),
+        metrics_public: config.metrics.public,
         stopping,
     };
     let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
@@ -198,18 +205,22 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
             broker.flush().await;
         })
     };
+    let serving = api::serve::ServeSettings {
+        header_read_timeout: config.http.header_read_timeout,
+        body_read_timeout: config.http.body_read_timeout,
+        connections_max: config.http.connections_max,
+    };
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-                let _ = stopping_tx.send(true);
-                let _ = broker_stop.send(());
-            })
-            .await;
+        api::serve::serve(listener, app, serving, async move {
+            let _ = stopped.await;
+            let _ = stopping_tx.send(true);
+            let _ = broker_stop.send(());
+        })
+        .await;
         let _ = mqtt_task.await;
         series.flush(chrono::Utc::now(), true).await;
         store.close().await;
-        served.context("HTTP server failed")
+        Ok(())
     });
     Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
 }
@@ -221,6 +232,12 @@ async fn journal_config(config: &Config, pipeline: &Pipeline) {
     const KEY: &str = "config.snapshot";
     let mut now = BTreeMap::new();
     flatten("", &serde_json::to_value(config).unwrap_or_default(), &mut now);
+    // Secrets are compared by digest, never kept or recorded as they are.
+    for key in config::SECRET_KEYS {
+        if let Some(Value::String(secret)) = now.get_mut(*key).filter(|v| v.as_str() != Some("")) {
+            *secret = format!("sha256:{}", hex::encode(sha2::Sha256::digest(secret.as_bytes())));
+        }
+    }
     let store = pipeline.store();
     let before: Option<BTreeMap<String, Value>> =
         store.setting(KEY).await.ok().flatten().and_then(|text| serde_json::from_str(&text).ok());
@@ -229,7 +246,7 @@ async fn journal_config(config: &Config, pipeline: &Pipeline) {
         let changed: Vec<&String> = keys.into_iter().filter(|k| before.get(*k) != now.get(*k)).collect();
         if !changed.is_empty() {
             let side = |of: &BTreeMap<String, Value>| -> serde_json::Map<String, Value> {
-                changed.iter().map(|k| ((*k).clone(), of.get(*k).cloned().unwrap_or_default())).collect()
+                changed.iter().map(|k| ((*k).clone(), recorded_value(k, of.get(*k)))).collect()
             };
             let data = serde_json::json!({ "changed": changed, "from": side(&before), "to": side(&now) });
             let draft = glassbox_core::Draft::json("glassbox/server", "config.changed", &data);
@@ -240,6 +257,15 @@ async fn journal_config(config: &Config, pipeline: &Pipeline) {
     }
     if let Ok(text) = serde_json::to_string(&now) {
         let _ = store.put_setting(KEY, &text).await;
+    }
+}
+
+/// A key's value as `config.changed` records it: a secret's as
+/// `[redacted]` (or empty, when unset).
+fn recorded_value(key: &str, value: Option<&Value>) -> Value {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() && config::SECRET_KEYS.contains(&key) => "[redacted]".into(),
+        other => other.cloned().unwrap_or_default(),
     }
 }
 

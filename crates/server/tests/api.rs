@@ -64,7 +64,7 @@ impl Server {
     }
 
     async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = self.http.get(self.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
         let line =
             text.lines().find(|l| l.starts_with(line_prefix)).unwrap_or_else(|| panic!("{line_prefix} in\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()

@@ -276,7 +276,7 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
     let dead_letters = r#"glassbox_function_dead_letters_total{function="flaky"} 1"#;
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+        metrics = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
         if metrics.contains(failed) && metrics.contains(dead_letters) {
             break;
         }

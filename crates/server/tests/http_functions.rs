@@ -94,7 +94,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     // One slot: every request must find it free once the one before is answered.
     let query = format!(
         "trigger=http:GET%20/hello,http:POST%20/hello&egress=127.0.0.1:{plain}&egress_trace=127.0.0.1:{traced}\
-         &concurrency=1"
+         &concurrency=1&record_body=true"
     );
     let (status, deployed) =
         server.call(Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
@@ -184,7 +184,7 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     ];
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+        metrics = server.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
         if wanted.iter().all(|w| metrics.contains(w)) {
             break;
         }
@@ -219,6 +219,114 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let (status, list) = server.call(Method::GET, "/api/v1/functions", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["functions"][0]["spec"]["triggers"], json!(["http:GET /hello", "http:POST /hello"]));
+    server.running.unwrap().stop().await.unwrap();
+}
+
+// Issue 16, finding 9: an `http.request` event keeps headers by allow-list,
+// redacts secret-looking query parameters, and keeps the body only when the
+// route opts in; replay still rebuilds the request from what was kept.
+#[tokio::test]
+async fn finding_9_http_request_events_keep_only_what_is_allowed() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let deploy = async |extra: &str| {
+        let query = format!("trigger=http:GET%20/nine,http:POST%20/nine{extra}");
+        let (status, body) =
+            server.call(Method::POST, &format!("/api/v1/functions/nine?{query}"), Some(component("hello.wasm"))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    };
+    deploy("").await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/nine?name=Ada&token=T0KEN1&api_key=K3Y1&sig=S1G1&code=C0DE1", server.http))
+        .header("x-custom", "CUST0M1")
+        .header("cookie", "session=C00KIE1")
+        .header("x-hub-signature-256", "sha256=H00K1")
+        .header("user-agent", "perimeter-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let got = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{got}"), None).await;
+    let text = recorded.to_string();
+    for secret in ["T0KEN1", "K3Y1", "S1G1", "C0DE1", "CUST0M1", "C00KIE1", "H00K1"] {
+        assert!(!text.contains(secret), "{secret} was recorded: {recorded}");
+    }
+    let data = &recorded["data"];
+    assert_eq!(data["query"], "name=Ada&token=[redacted]&api_key=[redacted]&sig=[redacted]&code=[redacted]");
+    assert_eq!(data["headers"]["user-agent"], "perimeter-test", "an allowed header is kept");
+    assert_eq!(data["headers"]["x-custom"], "[redacted]", "{data}");
+
+    let response = client.post(format!("{}/nine", server.http)).json(&json!({"password": "B0DY1"})).send().await;
+    let posted = response.unwrap().headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{posted}"), None).await;
+    assert!(!recorded.to_string().contains("B0DY1"), "a body is kept only when the route opts in: {recorded}");
+    assert_eq!(recorded["data"]["body_bytes"], 20);
+
+    // Replay rebuilds the request from what was kept: the query without
+    // its redacted parameters; a body that was not kept says so.
+    let replay = async |event: &str| {
+        let body = json!({"event_id": event, "dry_run": true}).to_string().into_bytes();
+        server.call(Method::POST, "/api/v1/functions/nine/replay", Some(body)).await
+    };
+    let (status, dry) = replay(&got).await;
+    assert_eq!((status, dry["response"]["status"].clone()), (StatusCode::OK, json!(200)), "{dry}");
+    assert!(dry["response"]["body"].as_str().unwrap().contains("hello, Ada"), "{dry}");
+    let (status, refused) = replay(&posted).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("--record-body"), "{refused}");
+
+    // Opted in: the body and the named header are kept.
+    deploy("&record_body=true&record_headers=X-Custom").await;
+    let response = client
+        .post(format!("{}/nine", server.http))
+        .header("x-custom", "CUST0M2")
+        .json(&json!({"n": 2}))
+        .send()
+        .await
+        .unwrap();
+    let event = response.headers()["x-glassbox-event-id"].to_str().unwrap().to_string();
+    let (_, recorded) = server.call(Method::GET, &format!("/api/v1/events/{event}"), None).await;
+    assert_eq!(recorded["data"]["body"], json!({"n": 2}), "{recorded}");
+    assert_eq!(recorded["data"]["headers"]["x-custom"], "CUST0M2", "{recorded}");
+    let (status, dry) = replay(&event).await;
+    assert_eq!((status, dry["response"]["status"].clone()), (StatusCode::OK, json!(200)), "{dry}");
+    server.running.unwrap().stop().await.unwrap();
+}
+
+// Issue 16, finding 6: a public function route over
+// `http.route_requests_per_second` answers 429 with `retry-after` and records
+// nothing; a body declared over the route's limit is refused 413 at once.
+#[tokio::test]
+async fn finding_6_a_public_route_over_its_rate_records_nothing() {
+    let server = start_with(TOKEN, |c| c.http.route_requests_per_second = 1).await;
+    let query = "trigger=http:GET%20/hello,http:POST%20/hello";
+    let (status, body) =
+        server.call(Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = request(&server, Method::GET, "/hello", None).await;
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            assert!(!response.headers().contains_key("x-glassbox-event-id"), "nothing recorded");
+        }
+    }
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(refused > 0, "10 requests at once at 1 per second were all served: {statuses:?}");
+    let (_, page) = server.call(Method::GET, "/api/v1/events?type=http.request&limit=100", None).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 10 - refused, "only the served requests are recorded");
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.http.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /hello HTTP/1.1\r\nhost: glassbox\r\ncontent-length: 10737418240\r\n\r\n{}";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
+    let n = read.expect("no answer to a 10 GiB body").unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("8388608"), "{answer}");
     server.running.unwrap().stop().await.unwrap();
 }
 

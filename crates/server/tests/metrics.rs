@@ -91,7 +91,7 @@ async fn drops_are_counted_by_reason_group_and_topic() {
         json!({"reason": "offline", "group": "greenhouse", "topic": "devices/+/telemetry"}),
         "{series}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    let metrics = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     let line = r#"glassbox_drops_total{reason="offline",group="greenhouse",topic="devices/+/telemetry"} 1"#;
     assert!(metrics.contains(line), "{metrics}");
 }
@@ -141,7 +141,7 @@ async fn a_hostile_topic_flood_leaves_series_scrape_and_metrics_db_bounded() {
         })
         .await;
 
-    let scrape = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    let scrape = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     assert!(scrape.len() <= SCRAPE_BYTES_BOUND, "/metrics is {} bytes", scrape.len());
     let series: u64 = gauge(&scrape, "glassbox_metric_series").parse().unwrap();
     assert!(series <= SERIES_BOUND, "{series} series");

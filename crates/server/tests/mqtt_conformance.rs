@@ -446,7 +446,15 @@ async fn offline_messages_reach_a_returning_client_across_a_restart() {
     let session = server.api("/api/v1/mqtt/sessions/sleeper").await;
     assert_eq!(session["connected"], false);
     assert_eq!(session["queued"], 2, "{session}");
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", server.http))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.lines().any(|l| l == "glassbox_mqtt_queued_messages 2"), "queue depth is a metric");
 
     let server = server.restart().await;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use glassbox_store::{EventStore, StoreError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState};
+use super::error::too_many;
+use super::serve::Peer;
+use super::{ApiError, AppState, throttle};
 
 /// The settings key holding the admin token's hash.
 const ADMIN_TOKEN_KEY: &str = "auth.admin_token_sha256";
@@ -79,23 +81,44 @@ fn new_token() -> String {
     format!("gbx_{}", hex::encode(bytes))
 }
 
-/// Rejects requests without a valid `Authorization: Bearer` token.
-pub async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+/// Rejects requests without a valid `Authorization: Bearer` token. A
+/// peer, or a token prefix, that failed too often is refused (429) for a
+/// back-off that doubles with each further failure.
+pub async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, Response> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let refusal = match presented {
-        None => "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads --token or GLASSBOX_TOKEN)",
-        Some(token) if !app.tokens.accepts(token) => {
-            "token not recognised: use the admin token printed at first start or set with GLASSBOX_ADMIN_TOKEN"
-        }
-        Some(_) => return Ok(next.run(request).await),
+    let Some(token) = presented else {
+        return Err(unauthorized(
+            &app,
+            "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads --token or GLASSBOX_TOKEN)",
+        ));
     };
+    let peer = request.extensions().get::<Peer>().map(|p| format!("peer:{}", throttle::client_key(p.0)));
+    let keys: Vec<String> = peer.into_iter().chain([throttle::token_key(token)]).collect();
+    let logins = &app.perimeter.logins;
+    if let Some(wait) = keys.iter().filter_map(|k| logins.check(k).err()).max() {
+        let message = "too many failed logins from this address or with this token; wait the seconds in \
+                       retry-after (each further failure doubles the wait)";
+        return Err(too_many("login_backoff", message, wait));
+    }
+    if !app.tokens.accepts(token) {
+        keys.iter().for_each(|k| logins.failed(k));
+        return Err(unauthorized(
+            &app,
+            "token not recognised: use the admin token printed at first start or set with GLASSBOX_ADMIN_TOKEN",
+        ));
+    }
+    keys.iter().for_each(|k| logins.succeeded(k));
+    Ok(next.run(request).await)
+}
+
+fn unauthorized(app: &AppState, message: &str) -> Response {
     app.pipeline.counters.unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", refusal))
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
 }
 
 #[cfg(test)]

@@ -90,3 +90,11 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// 429 with `retry-after`: whole seconds until `wait` has passed (at least 1).
+pub fn too_many(code: &'static str, message: &str, wait: std::time::Duration) -> Response {
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}

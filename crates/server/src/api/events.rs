@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
@@ -59,6 +60,33 @@ pub async fn ingest(
     result
 }
 
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "request body larger than {max} bytes: send smaller events or batches, or raise http.body_bytes_max \
+             (GLASSBOX_HTTP_BODY_BYTES_MAX)"
+        ),
+    )
+}
+
+/// Refuses at once, before reading it, a body declared larger than
+/// `http.body_bytes_max`, counted as a `too_large` ingest.
+pub async fn declared_within(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match super::declared_length(&request) {
+        Some(length) if length > app.limits.data_bytes_max as u64 => {
+            app.pipeline.counters.reject(Rejection::TooLarge);
+            too_large(app.limits.data_bytes_max).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
 fn rejection_of(err: &ApiError) -> Rejection {
     match err.code {
         "malformed_json" => Rejection::MalformedJson,
@@ -76,15 +104,7 @@ async fn ingest_checked(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mode = mode(headers)?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "request body larger than {} bytes: send smaller events or batches, or raise http.body_bytes_max \
-                 (GLASSBOX_HTTP_BODY_BYTES_MAX)",
-                app.limits.data_bytes_max
-            ),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(app.limits.data_bytes_max),
         _ => ApiError::bad_request("malformed_json", format!("could not read the request body: {rejection}")),
     })?;
     let mut drafts = match mode {

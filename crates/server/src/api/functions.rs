@@ -43,6 +43,10 @@ pub struct DeployParams {
     egress_trace: Option<String>,
     /// Invocations a warm instance serves; 1: a fresh instance every time.
     reuse: Option<u32>,
+    /// HTTP routes: keep request bodies in `http.request` events.
+    record_body: Option<bool>,
+    /// Comma-separated request headers kept in `http.request` events.
+    record_headers: Option<String>,
 }
 
 fn hosts(list: Option<String>) -> Vec<String> {
@@ -85,6 +89,8 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     spec.feature = p.feature;
     spec.egress = hosts(p.egress);
     spec.egress_trace = hosts(p.egress_trace);
+    spec.record_body = p.record_body.unwrap_or(false);
+    spec.record_headers = hosts(p.record_headers).into_iter().map(|h| h.to_ascii_lowercase()).collect();
     spec.retries = p.retries.unwrap_or(spec.retries);
     if let Some(age) = p.max_age {
         spec.max_age_ms =

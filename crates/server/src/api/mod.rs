@@ -11,6 +11,8 @@ mod functions;
 mod logs;
 mod mqtt;
 mod series;
+pub mod serve;
+pub mod throttle;
 mod trace;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use glassbox_core::Limits;
@@ -49,14 +51,36 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
+    /// Request rates and login back-off.
+    pub perimeter: Arc<Perimeter>,
+    /// `/metrics` without a token (`metrics.public`).
+    pub metrics_public: bool,
     /// Turns true when the server stops, so long-lived streams end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
+/// What limits clients: per-client and per-route request rates, and the
+/// back-off after failed logins.
+pub struct Perimeter {
+    pub clients: throttle::Rates,
+    pub routes: throttle::Rates,
+    pub logins: throttle::Backoff,
+}
+
+impl Perimeter {
+    pub fn new(client_requests_per_second: u32, route_requests_per_second: u32) -> Self {
+        Self {
+            clients: throttle::Rates::new(client_requests_per_second),
+            routes: throttle::Rates::new(route_requests_per_second),
+            logins: throttle::Backoff::default(),
+        }
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.data_bytes_max;
+    let deploy_limit = functions::COMPONENT_BYTES_MAX;
     let protected = Router::new()
-        .route("/api/v1/events", get(events::query).post(events::ingest))
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
         .route("/api/v1/trace/{id}", get(trace::trace))
@@ -78,27 +102,83 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
         .route("/api/v1/functions", get(functions::list))
+        .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
+        .route("/api/v1/functions/{name}/replay", post(functions::replay))
+        .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
+        .route_layer(middleware::from_fn(move |r, n| declared_within(body_limit, r, n)))
+        // Added after the layer above: a refused ingest is counted as one.
+        .route(
+            "/api/v1/events",
+            get(events::query)
+                .post(events::ingest)
+                .layer(middleware::from_fn_with_state(state.clone(), events::declared_within)),
+        )
+        // Added after the layer above: a component has its own, larger, limit.
         .route(
             "/api/v1/functions/{name}",
             get(functions::versions)
                 .post(functions::deploy)
-                .layer(DefaultBodyLimit::max(functions::COMPONENT_BYTES_MAX)),
-        )
-        .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
-        .route("/api/v1/functions/{name}/replay", post(functions::replay))
-        .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
-    Router::new()
+                .layer(DefaultBodyLimit::max(deploy_limit))
+                .layer(middleware::from_fn(move |r, n| declared_within(deploy_limit, r, n))),
+        );
+    let protected = match state.metrics_public {
+        true => protected,
+        false => protected.route("/metrics", get(metrics)),
+    }
+    .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let public = match state.metrics_public {
+        true => Router::new().route("/metrics", get(metrics)),
+        false => Router::new(),
+    };
+    public
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .merge(protected)
         // Anything else: an HTTP-triggered function's route, or 404.
         .fallback(http_function)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_client))
         .with_state(state)
+}
+
+/// Refuses at once, before reading it, a body declared (`content-length`)
+/// larger than `max` bytes; a body without a declared length is cut off
+/// at `max` as it is read.
+async fn declared_within(max: usize, request: axum::extract::Request, next: middleware::Next) -> Response {
+    match declared_length(&request) {
+        Some(length) if length > max as u64 => too_large(length, max).into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+pub(crate) fn declared_length(request: &axum::extract::Request) -> Option<u64> {
+    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn too_large(length: u64, max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body ({length} bytes) is over this route's limit of {max} bytes; send less"),
+    )
+}
+
+/// Answers 429 once the client (its peer address) is over
+/// `http.client_requests_per_second`.
+async fn limit_client(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let peer = request.extensions().get::<serve::Peer>().map(|p| throttle::client_key(p.0));
+    if let Some(Err(wait)) = peer.map(|key| app.perimeter.clients.take(&key)) {
+        let message = "too many requests from this address (http.client_requests_per_second); retry after the \
+                       seconds in retry-after";
+        return error::too_many("rate_limited", message, wait);
+    }
+    next.run(request).await
 }
 
 /// Liveness: the process answers.
@@ -145,13 +225,44 @@ async fn http_function(State(app): State<AppState>, request: axum::extract::Requ
     let Some(target) = app.functions.route(request.method().as_str(), request.uri().path()) else {
         return not_found().await.into_response();
     };
-    let (parts, body) = request.into_parts();
     let max = crate::functions::REQUEST_BYTES_MAX;
-    let Ok(body) = axum::body::to_bytes(body, max).await else {
-        let message = format!("the request body is over {max} bytes, or could not be read");
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message).into_response();
+    if let Some(length) = declared_length(&request).filter(|l| *l > max as u64) {
+        return too_large(length, max).into_response();
+    }
+    if let Err(wait) = app.perimeter.routes.take(&target.key()) {
+        let message = format!(
+            "too many requests to {} (http.route_requests_per_second); retry after the seconds in retry-after",
+            target.key()
+        );
+        return error::too_many("rate_limited", &message, wait);
+    }
+    // A place in the function's queue before the body is read or recorded.
+    let waiting = match target.wait() {
+        Ok(waiting) => waiting,
+        Err(message) => return error::too_many("queue_full", &message, Duration::from_secs(1)),
     };
-    app.functions.serve_http(target, axum::http::Request::from_parts(parts, body)).await
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, max).await {
+        Ok(body) => body,
+        Err(e) => return unread_body(e, max).into_response(),
+    };
+    app.functions.serve_http(target, waiting, axum::http::Request::from_parts(parts, body)).await
+}
+
+/// Why a function route's request body could not be read.
+fn unread_body(e: axum::Error, max: usize) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = cause {
+        if let Some(timed_out) = error.downcast_ref::<serve::BodyTimedOut>() {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", timed_out.to_string());
+        }
+        if error.is::<http_body_util::LengthLimitError>() {
+            let message = format!("the request body is over this route's limit of {max} bytes; send less");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message);
+        }
+        cause = error.source();
+    }
+    ApiError::bad_request("unreadable_body", format!("could not read the request body: {e}"))
 }
 
 async fn not_found() -> ApiError {

@@ -26,20 +26,83 @@ const BODY_RECORDED_MAX: usize = 16 << 10;
 /// Headers kept in the `http.request` event, and the longest value kept.
 const HEADERS_RECORDED_MAX: usize = 50;
 const HEADER_VALUE_RECORDED_MAX: usize = 256;
+/// A header not kept is recorded by name (its value redacted) only when
+/// the name is this short: a client cannot fill the record with names.
+const HEADER_NAME_RECORDED_MAX: usize = 64;
 /// The event each request is recorded as.
 pub const HTTP_REQUEST: &str = "http.request";
 
-/// A live function whose route takes a request.
-pub struct HttpTarget(Arc<Live>);
+/// A live function whose route takes a request, and that route.
+pub struct HttpTarget(Arc<Live>, String);
 
-/// What a credential header's value is recorded as.
+/// A request's place in its function's queue, taken before its body is
+/// read or recorded; given back when dropped.
+pub struct Waiting(Arc<Live>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl HttpTarget {
+    /// The function and route, e.g. `hello GET /hello` (what a per-route
+    /// rate limit is kept under).
+    pub fn key(&self) -> String {
+        format!("{} {}", self.0.version.name, self.1)
+    }
+
+    /// A place in the function's queue, or why there is none: the queue
+    /// is full, and nothing of the request is read or recorded.
+    pub fn wait(&self) -> Result<Waiting, String> {
+        let live = &self.0;
+        if live.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE_MAX {
+            live.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(format!(
+                "{}: {QUEUE_MAX} requests already waiting for {}; retry later",
+                DropReason::QueueFull,
+                live.version.name
+            ));
+        }
+        Ok(Waiting(live.clone()))
+    }
+}
+
+/// What a credential's value is recorded as.
 const REDACTED: &str = "[redacted]";
 
-/// Headers whose values are credentials: recorded as [`REDACTED`].
+/// Request headers kept verbatim in `http.request` events (a route adds
+/// its own with `record_headers`); the others are recorded as [`REDACTED`].
+const HEADERS_KEPT: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "traceparent",
+    "tracestate",
+];
+
+/// Names that look like credentials (query parameters): their values are
+/// recorded as [`REDACTED`].
 fn secret(name: &str) -> bool {
-    ["authorization", "cookie", "token", "secret", "key", "signature", "password", "auth"]
+    let name = name.to_ascii_lowercase();
+    ["token", "key", "secret", "password", "passwd", "auth", "sig", "code", "session", "cookie", "credential", "jwt"]
         .iter()
         .any(|s| name.contains(s))
+}
+
+/// The query string with the values of secret-looking parameters redacted.
+fn redacted_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(name) => format!("{name}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Hop-by-hop headers: not passed on from a function's response.
@@ -59,27 +122,33 @@ fn error(status: StatusCode, code: &str, message: String, event: Option<&str>) -
     response
 }
 
-/// What the `http.request` event keeps of a request.
-fn request_data(name: &str, route: &str, request: &Request<Bytes>) -> Value {
+/// What the `http.request` event keeps of a request: the allowed headers
+/// (the others' values redacted), the query with secret-looking values
+/// redacted, and the body only when the route opts in (`record_body`).
+fn request_data(live: &Live, route: &str, request: &Request<Bytes>) -> Value {
     let mut headers = Map::new();
     for (key, value) in request.headers().iter().take(HEADERS_RECORDED_MAX) {
-        let text = match secret(key.as_str()) {
-            true => REDACTED.to_string(),
-            false => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
+        let kept = HEADERS_KEPT.contains(&key.as_str()) || live.spec.record_headers.iter().any(|h| h == key.as_str());
+        if !kept && key.as_str().len() > HEADER_NAME_RECORDED_MAX {
+            continue;
+        }
+        let text = match kept {
+            true => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
+            false => REDACTED.to_string(),
         };
         headers.insert(key.as_str().to_string(), Value::String(text));
     }
     let body = request.body();
     let mut data = json!({
-        "function": name,
+        "function": live.version.name,
         "route": route,
         "method": request.method().as_str(),
         "path": request.uri().path(),
-        "query": request.uri().query(),
+        "query": request.uri().query().map(redacted_query),
         "headers": headers,
         "body_bytes": body.len(),
     });
-    if !body.is_empty() && body.len() <= BODY_RECORDED_MAX {
+    if live.spec.record_body && !body.is_empty() && body.len() <= BODY_RECORDED_MAX {
         if let Ok(value) = serde_json::from_slice::<Value>(body) {
             data["body"] = value;
         } else if let Ok(text) = std::str::from_utf8(body) {
@@ -105,8 +174,8 @@ fn exchanged_record(method: &str, path: &str, route: Option<&str>, answer: &Answ
 }
 
 /// The request an `http.request` event recorded, rebuilt for a replay:
-/// method, path and query, the headers kept (redacted ones left out), and
-/// the body when it was small enough to keep.
+/// method, path and query, the headers kept (redacted ones and query
+/// parameters left out), and the body when the route kept it.
 fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
     let event = &recorded.event;
     if event.ty != HTTP_REQUEST {
@@ -118,8 +187,8 @@ fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
         (Value::Null, Some(text), _) => Bytes::from(text.to_string()),
         (Value::Null, None, n) => {
             return Err(format!(
-                "{} had a {n}-byte body, which was not kept (bodies over {} KiB, or not text, are not recorded), \
-                 so it cannot be replayed",
+                "{} had a {n}-byte body, which was not kept (only routes deployed with --record-body keep bodies, \
+                 up to {} KiB of text), so it cannot be replayed",
                 event.id,
                 BODY_RECORDED_MAX >> 10
             ));
@@ -127,7 +196,10 @@ fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
         (json, _, _) => Bytes::from(json.to_string()),
     };
     let path = data["path"].as_str().unwrap_or("/");
-    let uri = match data["query"].as_str() {
+    let query = data["query"]
+        .as_str()
+        .map(|q| q.split('&').filter(|pair| !pair.ends_with(&format!("={REDACTED}"))).collect::<Vec<_>>().join("&"));
+    let uri = match query {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
     };
@@ -159,34 +231,24 @@ impl Functions {
                     .triggers
                     .iter()
                     .filter_map(|t| match t {
-                        spec::Trigger::Http(route) if route.matches(method, path) => Some(route.rank()),
+                        spec::Trigger::Http(route) if route.matches(method, path) => Some(route),
                         _ => None,
                     })
-                    .max()?;
+                    .max_by_key(|route| route.rank())?;
                 Some((best, l))
             })
-            .max_by(|(a, x), (b, y)| a.cmp(b).then_with(|| y.version.name.cmp(&x.version.name)))
-            .map(|(_, l)| HttpTarget(l.clone()))
+            .max_by(|(a, x), (b, y)| a.rank().cmp(&b.rank()).then_with(|| y.version.name.cmp(&x.version.name)))
+            .map(|(route, l)| HttpTarget(l.clone(), route.to_string()))
     }
 
     /// Serves one request with the target's function: records it, runs the
     /// function, records the invocation, and answers with the function's
     /// response (or 502/503/504 saying why there is none), always with the
     /// request's event id in `x-glassbox-event-id`.
-    pub async fn serve_http(&self, target: HttpTarget, request: Request<Bytes>) -> Response<Body> {
-        let live = target.0;
+    pub async fn serve_http(&self, target: HttpTarget, waiting: Waiting, request: Request<Bytes>) -> Response<Body> {
+        let HttpTarget(live, route) = target;
         let name = live.version.name.clone();
         let (method, path) = (request.method().to_string(), request.uri().path().to_string());
-        let route = live
-            .triggers
-            .iter()
-            .filter_map(|t| match t {
-                spec::Trigger::Http(r) if r.matches(&method, &path) => Some(r),
-                _ => None,
-            })
-            .max_by_key(|r| r.rank())
-            .map(|r| r.to_string())
-            .unwrap_or_default();
         let traceparent = request
             .headers()
             .get("traceparent")
@@ -197,7 +259,7 @@ impl Functions {
             subject: Some(path.clone()),
             traceparent,
             feature: live.spec.feature.clone(),
-            ..Draft::json("glassbox/http", HTTP_REQUEST, &request_data(&name, &route, &request))
+            ..Draft::json("glassbox/http", HTTP_REQUEST, &request_data(&live, &route, &request))
         };
         let recorded = match self.pipeline.ingest(vec![draft], "http").await {
             Ok(appended) => match appended.first().and_then(|a| a.id.parse().ok()) {
@@ -215,15 +277,9 @@ impl Functions {
         };
         let event_id = recorded.event.id.to_string();
 
-        if live.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE_MAX {
-            live.waiting.fetch_sub(1, Ordering::Relaxed);
-            let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
-            self.dead_letter(&live, &recorded, &reason).await;
-            return error(StatusCode::SERVICE_UNAVAILABLE, "queue_full", reason, Some(&event_id));
-        }
         live.pace().await;
         let permit = live.slots.clone().acquire_owned().await;
-        live.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         let Ok(permit) = permit else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,

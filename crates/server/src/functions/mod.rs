@@ -39,7 +39,7 @@ use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-pub use http::{HttpTarget, REQUEST_BYTES_MAX};
+pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
@@ -496,7 +496,7 @@ fn fits_world(world: World, triggers: &[spec::Trigger]) -> Result<(), String> {
 fn outbound_traceparent(recorded: &RecordedEvent) -> String {
     let event = &recorded.event;
     let chain = event.traceparent.as_deref().and_then(|t| TraceParent::parse(t).ok());
-    let parent_id = (event.id.0 as u64).max(1);
+    let parent_id = crate::otlp::span_id(event.id);
     let trace = match chain {
         Some(tp) => TraceParent { parent_id, ..tp },
         None => TraceParent { parent_id, ..TraceParent::for_origin(event.id) },

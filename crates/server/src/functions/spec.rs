@@ -48,6 +48,14 @@ pub struct Spec {
     /// instance for every event (nothing kept between events).
     #[serde(default = "reuse_default")]
     pub reuse: u32,
+    /// HTTP routes: keep request bodies (up to 16 KiB) in `http.request`
+    /// events, so requests with a body can be replayed. Off: only the size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record_body: bool,
+    /// HTTP routes: request headers kept verbatim in `http.request` events
+    /// besides the default few (`content-type`, `user-agent`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_headers: Vec<String>,
 }
 
 fn reuse_default() -> u32 {
@@ -77,6 +85,8 @@ impl Default for Spec {
             egress: Vec::new(),
             egress_trace: Vec::new(),
             reuse: reuse_default(),
+            record_body: false,
+            record_headers: Vec::new(),
         }
     }
 }
@@ -255,6 +265,14 @@ impl Spec {
         }
         if self.egress.len() + self.egress_trace.len() > 100 {
             return Err("at most 100 egress hosts".into());
+        }
+        if self.record_headers.len() > 20 {
+            return Err("at most 20 recorded headers".into());
+        }
+        if let Some(bad) =
+            self.record_headers.iter().find(|h| axum::http::HeaderName::from_bytes(h.as_bytes()).is_err())
+        {
+            return Err(format!("recorded header {bad:?} is not a header name"));
         }
         let timeout = Duration::from_millis(self.timeout_ms);
         if timeout.is_zero() || timeout > TIMEOUT_MAX {

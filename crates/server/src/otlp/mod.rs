@@ -98,9 +98,43 @@ impl Exporter {
     }
 }
 
-/// The span id of an event: the low 64 bits of its id (ULID randomness).
-fn span_id(id: EventId) -> u64 {
-    (id.0 as u64).max(1)
+/// The settings key holding the secret span ids are derived with.
+const SPAN_KEY_SETTING: &str = "otlp.span_key";
+/// That secret: random, kept in the store so a chain spanning a restart
+/// keeps its parents. Until [`load_span_key`] runs, a random one.
+static SPAN_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// Loads (or creates, at first start) the secret span ids are derived with.
+pub async fn load_span_key(store: &dyn glassbox_store::EventStore) {
+    let stored = store.setting(SPAN_KEY_SETTING).await.ok().flatten().and_then(|hex_key| {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(hex_key, &mut key).ok().map(|()| key)
+    });
+    let key = match stored {
+        Some(key) => key,
+        None => {
+            let key = random_key();
+            let _ = store.put_setting(SPAN_KEY_SETTING, &hex::encode(key)).await;
+            key
+        }
+    };
+    let _ = SPAN_KEY.set(key);
+}
+
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    key
+}
+
+/// The span id of an event: a keyed hash of its id, random to whoever
+/// lacks the key (a span id says nothing of the event id, and no event id
+/// can be guessed from one), and the same each time for parent links.
+pub fn span_id(id: EventId) -> u64 {
+    use sha2::Digest;
+    let key = SPAN_KEY.get_or_init(random_key);
+    let digest = sha2::Sha256::new().chain_update(key).chain_update(id.0.to_be_bytes()).finalize();
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()).max(1)
 }
 
 fn nanos(at: DateTime<Utc>) -> u64 {
@@ -115,7 +149,7 @@ fn trace_of(recorded: &RecordedEvent) -> (u128, Option<u64>) {
     let parent = match (&event.causationid, parsed) {
         (Some(cause), _) => cause.parse::<EventId>().ok().map(span_id),
         // Minted at this origin: the parent id is the event's own span.
-        (None, Some(tp)) if tp.parent_id != span_id(event.id) => Some(tp.parent_id),
+        (None, Some(tp)) if tp.parent_id != TraceParent::for_origin(event.id).parent_id => Some(tp.parent_id),
         (None, _) => None,
     };
     (trace, parent)
@@ -334,5 +368,24 @@ async fn send_loop(mut rx: mpsc::Receiver<Item>, endpoint: String, service: Stri
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 16, finding 10: span ids are random to an observer, not the
+    // low bits of the event id they describe (which gave that id away).
+    #[test]
+    fn span_ids_are_not_derived_from_event_ids() {
+        let ids: Vec<EventId> = (0..64).map(|_| EventId::new()).collect();
+        for id in &ids {
+            assert_ne!(span_id(*id), id.0 as u64, "a span id is the event id's low bits");
+            assert_ne!(span_id(*id), (id.0 >> 64) as u64);
+            assert_eq!(span_id(*id), span_id(*id), "a child finds its parent's span again");
+        }
+        let distinct: std::collections::HashSet<u64> = ids.iter().map(|id| span_id(*id)).collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 }
