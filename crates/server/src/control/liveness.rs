@@ -111,13 +111,26 @@ impl Liveness {
             .or_insert_with(|| Track { declared: cadence_seconds, ..Track::default() });
     }
 
-    /// Takes in one recorded event; says if its device became active again.
+    /// Stops tracking a device (deleted).
+    pub fn forget(&self, device: &str) {
+        self.tracks().remove(device);
+    }
+
+    /// Devices tracked.
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.tracks().len()
+    }
+
+    /// Takes in one recorded event about a tracked device (one the registry
+    /// knows: see [`Liveness::track`]; events naming any other are ignored,
+    /// so a claimed name costs nothing); says if it became active again.
     pub fn observe(&self, recorded: &RecordedEvent) -> Option<Change> {
         let event = &recorded.event;
         let device = event.device.as_deref()?;
         let at = recorded.states.first().map_or(event.time, |s| s.at);
         let mut tracks = self.tracks();
-        let track = tracks.entry(device.to_string()).or_default();
+        let track = tracks.get_mut(device)?;
         match event.ty.as_str() {
             "device.message" if event.source.starts_with("mqtt/") => {
                 if let Some(last) = track.last_message {
@@ -226,6 +239,7 @@ mod tests {
     fn a_learned_cadence_flags_silence_once_and_clears_on_the_next_message() {
         let live = Liveness::new(LivenessSettings::default());
         let t0 = Utc::now();
+        live.track("d", None);
         live.observe(&event("d", "device.connected", t0));
         for i in 0..5 {
             live.observe(&event("d", "device.message", t0 + Span::seconds(10 * i)));
@@ -271,7 +285,27 @@ mod tests {
     fn a_device_with_no_cadence_yet_is_not_judged() {
         let live = Liveness::new(LivenessSettings::default());
         let t0 = Utc::now();
+        live.track("d", None);
         live.observe(&event("d", "device.message", t0));
         assert!(live.check(t0 + Span::days(1)).is_empty());
+    }
+
+    // Issue 16, finding 4: events naming unregistered devices (claimed names
+    // of refused connections) leave no entry; a deleted device's goes.
+    #[test]
+    fn only_tracked_devices_get_an_entry_and_a_forgotten_one_goes() {
+        let live = Liveness::new(LivenessSettings::default());
+        let t0 = Utc::now();
+        live.track("real", None);
+        for i in 0..2000 {
+            let claimed = format!("{i}{}", "x".repeat(30_000));
+            live.observe(&event(&claimed, "device.connection_refused", t0));
+            live.observe(&event(&claimed, "device.connected", t0));
+        }
+        assert_eq!(live.tracked(), 1);
+        live.observe(&event("real", "device.connected", t0));
+        assert!(live.view("real").unwrap().connected);
+        live.forget("real");
+        assert_eq!(live.tracked(), 0);
     }
 }

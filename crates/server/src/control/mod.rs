@@ -82,8 +82,13 @@ impl Control {
     }
 
     /// Follows the recorded stream for liveness.
+    /// Only registered devices are tracked: an event naming any other
+    /// device (a refused connection's claimed name) adds nothing.
     async fn observe(&self, recorded: &glassbox_core::RecordedEvent) {
         let Some(device) = recorded.event.device.as_deref() else { return };
+        if recorded.event.ty == "device.deleted" {
+            return self.liveness.forget(device);
+        }
         if !self.liveness.knows(device)
             && let Ok(Some(found)) = self.devices.device(device).await
         {

@@ -90,8 +90,15 @@ fn apply(tx: &Transaction<'_>, op: &SessionOp) -> rusqlite::Result<()> {
             .execute(params![client_id, state])?,
         SessionOp::DeleteSession { client_id } => {
             tx.prepare_cached("DELETE FROM queued WHERE client_id = ?1")?.execute([client_id])?;
+            tx.prepare_cached("DELETE FROM subscriptions WHERE client_id = ?1")?.execute([client_id])?;
             tx.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?.execute([client_id])?
         }
+        SessionOp::Subscribe { client_id, filter, options } => tx
+            .prepare_cached("INSERT OR REPLACE INTO subscriptions (client_id, filter, options) VALUES (?1, ?2, ?3)")?
+            .execute(params![client_id, filter, options])?,
+        SessionOp::Unsubscribe { client_id, filter } => tx
+            .prepare_cached("DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2")?
+            .execute(params![client_id, filter])?,
         SessionOp::Enqueue { client_id, seq, message } => tx
             .prepare_cached("INSERT OR REPLACE INTO queued (client_id, seq, message) VALUES (?1, ?2, ?3)")?
             .execute(params![client_id, *seq as i64, message])?,
@@ -114,11 +121,15 @@ fn load(conn: &Connection) -> rusqlite::Result<SessionSnapshot> {
     };
     let sessions = pairs("SELECT client_id, state FROM sessions")?;
     let retained = pairs("SELECT topic, message FROM retained")?;
+    let subscriptions = conn
+        .prepare("SELECT client_id, filter, options FROM subscriptions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let queued = conn
         .prepare("SELECT client_id, seq, message FROM queued ORDER BY client_id, seq")?
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(SessionSnapshot { sessions, queued, retained })
+    Ok(SessionSnapshot { sessions, subscriptions, queued, retained })
 }
 
 #[async_trait]
