@@ -153,3 +153,45 @@ impl SessionStore for SqliteSessions {
         load(&conn).map_err(|e| StoreError::Internal(format!("loading sessions: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 16, finding 7: subscriptions written inside a session's JSON
+    // state (schema 1) move to their own rows, one per subscription.
+    #[tokio::test]
+    async fn migration_2_moves_subscriptions_out_of_the_session_state() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(SESSIONS_FILE_NAME)).unwrap();
+            schema::migrate(&mut conn, &schema::SESSIONS[..1]).unwrap();
+            let state =
+                br#"{"expiry":60,"device":"d1","subscriptions":{"a/#":{"qos":1},"b/+":{"qos":0,"no_local":true}}}"#;
+            conn.execute("INSERT INTO sessions (client_id, state) VALUES ('d1', ?1)", [&state[..]]).unwrap();
+        }
+        let sessions = SqliteSessions::open(dir.path()).unwrap();
+        let mut snapshot = sessions.load().await.unwrap();
+        snapshot.subscriptions.sort();
+        let rows: Vec<(&str, &str, serde_json::Value)> = snapshot
+            .subscriptions
+            .iter()
+            .map(|(c, f, o)| (c.as_str(), f.as_str(), serde_json::from_slice(o).unwrap()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("d1", "a/#", serde_json::json!({"qos": 1})),
+                ("d1", "b/+", serde_json::json!({"qos": 0, "no_local": true}))
+            ]
+        );
+        let state: serde_json::Value = serde_json::from_slice(&snapshot.sessions[0].1).unwrap();
+        assert_eq!(state, serde_json::json!({"expiry": 60, "device": "d1"}));
+
+        let op = |filter: &str| SessionOp::Unsubscribe { client_id: "d1".into(), filter: filter.into() };
+        sessions.apply(vec![op("a/#")]).await.unwrap();
+        sessions.apply(vec![SessionOp::DeleteSession { client_id: "d1".into() }]).await.unwrap();
+        sessions.flush().await.unwrap();
+        assert!(sessions.load().await.unwrap().subscriptions.is_empty());
+    }
+}
