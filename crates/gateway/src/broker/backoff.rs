@@ -1,4 +1,4 @@
-//! Back-off for repeated failed logins, per peer address and per claimed
+//! Back-off for repeated failed logins, per peer address (IPv6 by /64) and per claimed
 //! id: after a few free failures each further one doubles the wait (from
 //! one second up to `login_backoff_max`) during which that peer or id is
 //! refused at once, without its credentials being checked. Both tables are
@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::lock;
-use super::refusals::{CLAIMED_NAME_BYTES_MAX, truncate};
+use super::refusals::{CLAIMED_NAME_BYTES_MAX, peer_key, truncate};
 
 /// Entries per table (peers; claimed ids).
 pub(crate) const BACKOFF_ENTRIES_MAX: usize = 10_000;
@@ -102,14 +102,14 @@ impl LoginBackoff {
             return None;
         }
         let id = truncate(claimed, CLAIMED_NAME_BYTES_MAX).to_string();
-        self.peers.waiting(&peer, now).max(self.ids.waiting(&id, now))
+        self.peers.waiting(&peer_key(peer), now).max(self.ids.waiting(&id, now))
     }
 
     pub fn failed(&self, peer: IpAddr, claimed: &str, now: Instant) {
         if self.max.is_zero() {
             return;
         }
-        self.peers.failed(peer, now, self.max);
+        self.peers.failed(peer_key(peer), now, self.max);
         self.ids.failed(truncate(claimed, CLAIMED_NAME_BYTES_MAX).to_string(), now, self.max);
     }
 

@@ -128,7 +128,7 @@ impl Refusals {
 }
 
 /// IPv4 addresses as they are; IPv6 by /64, what one host usually holds.
-fn peer_key(peer: IpAddr) -> IpAddr {
+pub(crate) fn peer_key(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

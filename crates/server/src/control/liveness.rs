@@ -25,6 +25,9 @@ const LEARN_AFTER: u32 = 3;
 const LEARN_WEIGHT: f64 = 0.3;
 /// Shortest silence ever flagged, however fast the cadence.
 const SILENCE_MIN: Duration = Duration::from_secs(2);
+/// Names remembered as not registered (so events naming them do not read
+/// the registry each time); the memory is cleared when full.
+const UNREGISTERED_MAX: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct LivenessSettings {
@@ -82,11 +85,12 @@ pub enum Change {
 pub struct Liveness {
     settings: LivenessSettings,
     tracks: Mutex<HashMap<String, Track>>,
+    unregistered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Liveness {
     pub fn new(settings: LivenessSettings) -> Self {
-        Self { settings, tracks: Mutex::new(HashMap::new()) }
+        Self { settings, tracks: Mutex::new(HashMap::new()), unregistered: Mutex::default() }
     }
 
     fn tracks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Track>> {
@@ -114,6 +118,25 @@ impl Liveness {
     /// Stops tracking a device (deleted).
     pub fn forget(&self, device: &str) {
         self.tracks().remove(device);
+    }
+
+    /// Whether the registry said `name` is no device (and has not registered since).
+    pub fn unregistered(&self, name: &str) -> bool {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).contains(name)
+    }
+
+    /// The registry says `name` is no device.
+    pub fn note_unregistered(&self, name: &str) {
+        let mut names = self.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() >= UNREGISTERED_MAX {
+            names.clear();
+        }
+        names.insert(name.to_string());
+    }
+
+    /// `name` was registered: events naming it are looked up again.
+    pub fn registered(&self, name: &str) {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     /// Devices tracked.
@@ -307,5 +330,9 @@ mod tests {
         assert!(live.view("real").unwrap().connected);
         live.forget("real");
         assert_eq!(live.tracked(), 0);
+        live.note_unregistered("later");
+        assert!(live.unregistered("later"));
+        live.registered("later");
+        assert!(!live.unregistered("later"), "registered since: looked up again");
     }
 }
