@@ -126,7 +126,12 @@ async fn publish(reader: &mut Reader, writer: &mut Writer, packet_id: u16, topic
 #[tokio::test]
 async fn finding_4_a_flood_of_refused_connects_is_aggregated_per_peer_and_backs_off() {
     let interval = Duration::from_secs(2);
-    let server = start(|c| c.mqtt.refusals_interval = interval).await;
+    let server = start(|c| {
+        c.mqtt.refusals_interval = interval;
+        // Waits double up to this: the test waits out one at most.
+        c.mqtt.login_backoff_max = Duration::from_secs(4);
+    })
+    .await;
     let secret = server.register("real-1").await;
     let flood = Instant::now();
     let mut tasks = Vec::new();

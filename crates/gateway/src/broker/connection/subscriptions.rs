@@ -44,23 +44,30 @@ impl Connection {
                             retain_as_published: options.retain_as_published,
                             id,
                         };
-                        let Some(new) = self.add_subscription(filter, &sub, &mut ops) else {
-                            over_quota.push(filter.as_str());
-                            reasons.push(if self.protocol == Protocol::V311 { 0x80 } else { QUOTA_EXCEEDED });
-                            continue;
-                        };
-                        self.shared.router.subscribe(&self.client_id, filter, sub);
-                        let send_retained = match options.retain_handling {
-                            RetainHandling::SendAtSubscribe => true,
-                            RetainHandling::SendIfNew => new,
-                            RetainHandling::DoNotSend => false,
-                        };
-                        if send_retained && parsed.share.is_none() {
-                            for message in self.shared.router.retained_matching(parsed.filter, now) {
-                                retained.push((message, options.qos));
+                        match self.add_subscription(filter, &sub, &mut ops) {
+                            None => {
+                                over_quota.push(filter.as_str());
+                                QUOTA_EXCEEDED
+                            }
+                            Some(new) => {
+                                self.shared.router.subscribe(&self.client_id, filter, sub);
+                                let send_retained = match options.retain_handling {
+                                    RetainHandling::SendAtSubscribe => true,
+                                    RetainHandling::SendIfNew => new,
+                                    RetainHandling::DoNotSend => false,
+                                };
+                                if send_retained && parsed.share.is_none() {
+                                    retained.extend(
+                                        self.shared
+                                            .router
+                                            .retained_matching(parsed.filter, now)
+                                            .into_iter()
+                                            .map(|message| (message, options.qos)),
+                                    );
+                                }
+                                options.qos as u8
                             }
                         }
-                        options.qos as u8
                     }
                 },
             };
