@@ -77,6 +77,27 @@ pub struct Writer {
 pub async fn connect(addr: &str, options: &Options) -> Result<(Reader, Writer, ConnAck), ClientError> {
     let stream =
         TcpStream::connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+    handshake(stream, options).await
+}
+
+/// [`connect`] from a chosen local address (e.g. `127.0.0.2` on loopback,
+/// to be another peer).
+pub async fn connect_from(
+    local: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    options: &Options,
+) -> Result<(Reader, Writer, ConnAck), ClientError> {
+    let socket = match local {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    let stream =
+        socket.connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+    handshake(stream, options).await
+}
+
+async fn handshake(stream: TcpStream, options: &Options) -> Result<(Reader, Writer, ConnAck), ClientError> {
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
     let protocol = options.protocol;

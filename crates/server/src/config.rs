@@ -226,6 +226,24 @@ pub struct MqttConfig {
     pub flapping_throttle: bool,
     /// Extra topic grants for devices; `%d` stands for the device id.
     pub acl: Vec<AclRule>,
+    /// Connections that have not completed CONNECT yet; more are closed at
+    /// accept (counted as `server_busy` refusals). Default 1000.
+    pub pending_connects_max: usize,
+    /// Refused CONNECTs make at most one `connection_refused` event per peer
+    /// address per interval, with counts by reason. Default `10s`.
+    #[serde(with = "duration")]
+    pub refusals_interval: Duration,
+    /// Longest back-off after repeated failed logins (per peer address and
+    /// per claimed id; doubling from 1 s); `0s` turns it off. Default `60s`.
+    #[serde(with = "duration")]
+    pub login_backoff_max: Duration,
+    /// Subscriptions one session may hold; more get 0x97 (5.0) / 0x80 (3.1.1). Default 1000.
+    pub subscriptions_max: usize,
+    /// Retained messages one client may set; beyond it the retain flag is not
+    /// stored (the message is still delivered). Default 1000.
+    pub retained_per_client_max: usize,
+    /// Retained messages held in all. Default 100000.
+    pub retained_max: usize,
 }
 
 /// `[[mqtt.queue_overrides]]`: bounds for some clients.
@@ -330,6 +348,12 @@ impl Default for MqttConfig {
             flapping_window: broker.flapping.window,
             flapping_throttle: broker.flapping_throttle,
             acl: Vec::new(),
+            pending_connects_max: broker.pending_connects_max,
+            refusals_interval: broker.refusals_interval,
+            login_backoff_max: broker.login_backoff_max,
+            subscriptions_max: broker.subscriptions_max,
+            retained_per_client_max: broker.retained_per_client_max,
+            retained_max: broker.retained_max,
         }
     }
 }
@@ -434,6 +458,9 @@ impl Config {
         if self.mqtt.queue_messages_max == 0 || self.mqtt.queue_bytes_max == 0 || self.mqtt.inflight_max == 0 {
             problems.push("mqtt.queue_messages_max, queue_bytes_max and inflight_max must be at least 1".into());
         }
+        if self.mqtt.pending_connects_max == 0 || self.mqtt.refusals_interval.is_zero() {
+            problems.push("mqtt.pending_connects_max and refusals_interval must be above 0".into());
+        }
         if self.node.is_empty() {
             problems.push("node must not be empty".into());
         }
@@ -467,6 +494,12 @@ impl Config {
             flapping_throttle: m.flapping_throttle,
             allow_anonymous: m.allow_anonymous,
             write_timeout: m.write_timeout,
+            pending_connects_max: m.pending_connects_max,
+            refusals_interval: m.refusals_interval,
+            login_backoff_max: m.login_backoff_max,
+            subscriptions_max: m.subscriptions_max,
+            retained_per_client_max: m.retained_per_client_max,
+            retained_max: m.retained_max,
             ..Default::default()
         }
     }

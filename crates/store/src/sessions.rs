@@ -13,10 +13,15 @@ use crate::StoreError;
 /// One change to durable session state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionOp {
-    /// Creates or replaces a session's state (subscriptions, expiry, …).
+    /// Creates or replaces a session's state (expiry, device, …; its
+    /// subscriptions are stored one by one).
     PutSession { client_id: String, state: Vec<u8> },
-    /// Removes a session with its queue.
+    /// Removes a session with its subscriptions and queue.
     DeleteSession { client_id: String },
+    /// Adds or replaces one subscription of a session.
+    Subscribe { client_id: String, filter: String, options: Vec<u8> },
+    /// Removes one subscription of a session.
+    Unsubscribe { client_id: String, filter: String },
     /// Appends a message to a session's queue; `seq` orders the queue.
     Enqueue { client_id: String, seq: u64, message: Vec<u8> },
     /// Removes a delivered, expired or dropped message from a queue.
@@ -30,6 +35,8 @@ pub enum SessionOp {
 pub struct SessionSnapshot {
     /// Each session's client id and state.
     pub sessions: Vec<(String, Vec<u8>)>,
+    /// Subscriptions: client id, filter and options.
+    pub subscriptions: Vec<(String, String, Vec<u8>)>,
     /// Queued messages: client id, seq and message, in seq order per client.
     pub queued: Vec<(String, u64, Vec<u8>)>,
     /// Retained messages by topic.

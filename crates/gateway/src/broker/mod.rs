@@ -8,15 +8,18 @@
 //! messages and shared subscriptions live in `router`.
 
 mod auth;
+mod backoff;
 mod connection;
 mod deliveries;
 mod kill;
 mod message;
+mod refusals;
+mod retained;
 mod router;
 mod session;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +35,7 @@ pub use crate::acl::RESERVED_PREFIX;
 pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
 
 use self::message::Delivery;
-use self::session::{Session, StoredSession};
+use self::session::{Session, StoredSession, SubOptions};
 use crate::acl::Acl;
 use crate::codec::QoS;
 use crate::flapping::{FlapDetector, FlapSettings};
@@ -139,6 +142,23 @@ pub struct BrokerSettings {
     pub write_timeout: Duration,
     /// Accept clients without credentials (open mode). Default false.
     pub allow_anonymous: bool,
+    /// Connections accepted that have not finished CONNECT yet; more are
+    /// closed at accept, before reading anything. Default 1,000.
+    pub pending_connects_max: usize,
+    /// Refused CONNECTs make at most one `connection_refused` event per
+    /// peer address per this interval, with counts. Default 10 s.
+    pub refusals_interval: Duration,
+    /// Longest back-off after repeated failed logins from one peer address
+    /// or for one claimed id. Zero: no back-off. Default 60 s.
+    pub login_backoff_max: Duration,
+    /// Subscriptions one session may hold; more are refused (0x97 quota
+    /// exceeded in 5.0, 0x80 in 3.1.1). Default 1,000.
+    pub subscriptions_max: usize,
+    /// Retained messages one client may have set; beyond it a PUBLISH's
+    /// retain flag is not stored (it is still delivered). Default 1,000.
+    pub retained_per_client_max: usize,
+    /// Retained messages the broker holds in all. Default 100,000.
+    pub retained_max: usize,
 }
 
 impl Default for BrokerSettings {
@@ -158,6 +178,12 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             allow_anonymous: false,
+            pending_connects_max: 1000,
+            refusals_interval: Duration::from_secs(10),
+            login_backoff_max: Duration::from_secs(60),
+            subscriptions_max: 1000,
+            retained_per_client_max: 1000,
+            retained_max: 100_000,
         }
     }
 }
@@ -190,6 +216,10 @@ pub(crate) struct Shared {
     pub router: router::Router,
     pub sessions: Mutex<HashMap<Arc<str>, Arc<Mutex<Session>>>>,
     pub connections: AtomicU64,
+    /// Connections accepted that have not finished CONNECT.
+    pub pending: AtomicUsize,
+    pub refusals: refusals::Refusals,
+    pub backoff: backoff::LoginBackoff,
     pub next_connection: AtomicU64,
     pub deliveries: deliveries::Deliveries,
     pub flapping: Mutex<FlapDetector>,
@@ -285,15 +315,21 @@ impl Broker {
         let snapshot = store.load().await?;
         let deliveries = deliveries::Deliveries::start(recorder.clone());
         let flapping = Mutex::new(FlapDetector::new(settings.flapping.clone()));
+        let refusals = refusals::Refusals::new(settings.refusals_interval);
+        let backoff = backoff::LoginBackoff::new(settings.login_backoff_max);
+        let router = router::Router::new(settings.retained_per_client_max, settings.retained_max);
         let shared = Shared {
             settings,
             recorder,
             store,
             auth,
             acl,
-            router: router::Router::default(),
+            router,
             sessions: Mutex::new(HashMap::new()),
             connections: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
+            refusals,
+            backoff,
             next_connection: AtomicU64::new(1),
             deliveries,
             flapping,
@@ -313,6 +349,13 @@ impl Broker {
                 _ => continue,
             }
         }
+        let mut stored_subscriptions: HashMap<String, Vec<(String, SubOptions)>> = HashMap::new();
+        for (client_id, filter, options) in snapshot.subscriptions {
+            match serde_json::from_slice::<SubOptions>(&options) {
+                Ok(options) => stored_subscriptions.entry(client_id).or_default().push((filter, options)),
+                Err(_) => tracing::warn!(client = client_id, filter, "ignoring a damaged stored subscription"),
+            }
+        }
         let mut sessions = lock(&shared.sessions);
         for (client_id, state) in snapshot.sessions {
             let Ok(state) = serde_json::from_slice::<StoredSession>(&state) else {
@@ -324,7 +367,8 @@ impl Broker {
             let mut session = Session::new(client_id.clone(), state.device, state.expiry, bounds);
             session.disconnected_at = Some(state.disconnected_at.unwrap_or_else(Utc::now));
             session.last_disconnect = Some(DisconnectReason::ServerShutdown);
-            for (filter, options) in state.subscriptions {
+            let rows = stored_subscriptions.remove(client_id.as_ref()).unwrap_or_default();
+            for (filter, options) in state.subscriptions.into_iter().chain(rows) {
                 shared.router.subscribe(&client_id, &filter, options.clone());
                 session.subscriptions.insert(filter, options);
             }
@@ -354,6 +398,7 @@ impl Broker {
     ) {
         tokio::pin!(stop);
         let expiry = tokio::spawn(router::expire_sessions(Arc::downgrade(&self.shared)));
+        let refusals = tokio::spawn(refusals::record_due(Arc::downgrade(&self.shared)));
         let tls_listener = tls.as_ref().map(|(l, _)| l);
         let acceptor = tls.as_ref().map(|(_, a)| a.clone());
         loop {
@@ -369,7 +414,10 @@ impl Broker {
                 () = &mut stop => break,
             };
             match accepted {
-                Ok((stream, peer)) => drop(tokio::spawn(connection::run(self.shared.clone(), stream, peer, secure))),
+                Ok((stream, peer)) => {
+                    let Some(pending) = connection::Pending::admit(&self.shared, peer) else { continue };
+                    drop(tokio::spawn(connection::run(self.shared.clone(), stream, peer, secure, pending)))
+                }
                 Err(e) => {
                     // Out of file descriptors, typically: let closes catch up.
                     tracing::warn!(error = %e, "mqtt accept failed");
@@ -378,6 +426,7 @@ impl Broker {
             }
         }
         expiry.abort();
+        refusals.abort();
         let links: Vec<_> = lock(&self.shared.sessions)
             .values()
             .filter_map(|s| lock(s).link.as_ref().map(|l| (l.control.clone(), l.kill.clone())))
@@ -406,7 +455,7 @@ impl Broker {
 
     /// Connections open now.
     pub fn connections(&self) -> usize {
-        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) as usize
+        self.shared.connections.load(Ordering::Relaxed) as usize
     }
 
     /// The session of a client id, if the broker holds one.

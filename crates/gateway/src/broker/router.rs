@@ -11,11 +11,16 @@ use glassbox_core::State;
 use glassbox_store::SessionOp;
 use serde_json::json;
 
+use super::deliveries::Deliveries;
 use super::message::{Delivery, Message};
+use super::retained::Retained;
 use super::session::{NEVER, Session, SubOptions};
 use super::{Shared, lock};
 use crate::codec::QoS;
-use crate::topic::{SubscriptionTree, matches, parse_filter};
+use crate::topic::{SubscriptionTree, parse_filter};
+
+/// The drop reason noted when a message is not retained for a bound.
+const RETAINED_LIMIT: &str = "retained_limit";
 
 /// A subscription's owner: a client, in a share group or not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,10 +37,9 @@ struct Sub {
     filter: Arc<str>,
 }
 
-#[derive(Default)]
 pub(crate) struct Router {
     tree: Mutex<SubscriptionTree<SubKey, Sub>>,
-    retained: Mutex<HashMap<String, Arc<Message>>>,
+    retained: Retained,
     /// Turns taken by shared subscriptions.
     rotation: AtomicUsize,
 }
@@ -66,6 +70,14 @@ impl Plan {
 }
 
 impl Router {
+    pub fn new(retained_per_client_max: usize, retained_max: usize) -> Self {
+        Self {
+            tree: Mutex::default(),
+            retained: Retained::new(retained_per_client_max, retained_max),
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
     /// Adds (or replaces) a subscription; `raw` is the filter as subscribed,
     /// already validated.
     pub fn subscribe(&self, client: &Arc<str>, raw: &str, options: SubOptions) {
@@ -83,17 +95,23 @@ impl Router {
     }
 
     pub fn restore_retained(&self, topic: String, message: Arc<Message>) {
-        lock(&self.retained).insert(topic, message);
+        self.retained.restore(topic, message);
     }
 
-    /// Sets or (empty payload) clears a topic's retained message.
-    pub fn retain(&self, message: &Arc<Message>) -> SessionOp {
+    /// Sets or (empty payload) clears a topic's retained message. Beyond a
+    /// retained bound the message is not retained (it is still delivered):
+    /// noted on its event as dropped for target `retained`, with the bound.
+    pub fn retain(&self, message: &Arc<Message>, deliveries: &Deliveries) -> Option<SessionOp> {
         let topic = message.topic.clone();
         if message.payload.is_empty() {
-            lock(&self.retained).remove(&topic);
-            return SessionOp::Retain { topic, message: None };
+            self.retained.clear(&topic);
+            return Some(SessionOp::Retain { topic, message: None });
         }
-        lock(&self.retained).insert(topic.clone(), message.clone());
+        if let Err(why) = self.retained.set(message) {
+            let detail = format!("{RETAINED_LIMIT}: not retained, still delivered: {why}");
+            deliveries.note(message.event, State::Dropped, "retained", Some(detail));
+            return None;
+        }
         let stored = Delivery {
             seq: 0,
             message: message.clone(),
@@ -102,20 +120,16 @@ impl Router {
             subscription_ids: Vec::new(),
             persisted: false,
         };
-        SessionOp::Retain { topic, message: Some(stored.encode()) }
+        Some(SessionOp::Retain { topic, message: Some(stored.encode()) })
     }
 
     /// Retained messages matching a (plain) filter; expired ones are removed.
     pub fn retained_matching(&self, filter: &str, now: SystemTime) -> Vec<Arc<Message>> {
-        let mut retained = lock(&self.retained);
-        retained.retain(|_, m| !m.expired(now));
-        let mut found: Vec<_> = retained.values().filter(|m| matches(filter, &m.topic)).cloned().collect();
-        found.sort_by(|a, b| a.topic.cmp(&b.topic));
-        found
+        self.retained.matching(filter, now)
     }
 
     pub fn retained_count(&self) -> usize {
-        lock(&self.retained).len()
+        self.retained.len()
     }
 
     /// Plain subscribers by client, and share groups' members.

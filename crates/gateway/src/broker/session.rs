@@ -81,13 +81,15 @@ pub(crate) struct Session {
     pub dropped: u64,
 }
 
-/// What is stored of a session (its queue is stored row by row).
+/// What is stored of a session as one row (its subscriptions and queue are
+/// stored row by row).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StoredSession {
     pub expiry: u32,
     #[serde(default)]
     pub device: Option<String>,
-    #[serde(default)]
+    /// Only in state written before subscriptions had their own rows.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub subscriptions: HashMap<String, SubOptions>,
     #[serde(default)]
     pub disconnected_at: Option<DateTime<Utc>>,
@@ -123,13 +125,32 @@ impl Session {
         let state = StoredSession {
             expiry: self.expiry,
             device: self.device.clone(),
-            subscriptions: self.subscriptions.clone(),
+            subscriptions: HashMap::new(),
             disconnected_at: self.disconnected_at,
         };
         SessionOp::PutSession {
             client_id: self.client_id.to_string(),
             state: serde_json::to_vec(&state).unwrap_or_default(),
         }
+    }
+
+    /// The store's change for a subscription added or replaced.
+    pub fn subscribed(&self, filter: &str, options: &SubOptions) -> SessionOp {
+        SessionOp::Subscribe {
+            client_id: self.client_id.to_string(),
+            filter: filter.to_string(),
+            options: serde_json::to_vec(options).unwrap_or_default(),
+        }
+    }
+
+    /// The store's change for a subscription removed.
+    pub fn unsubscribed(&self, filter: &str) -> SessionOp {
+        SessionOp::Unsubscribe { client_id: self.client_id.to_string(), filter: filter.to_string() }
+    }
+
+    /// Every subscription as a store change: for a session that just became persistent.
+    pub fn store_subscriptions(&self, ops: &mut Vec<SessionOp>) {
+        ops.extend(self.subscriptions.iter().map(|(filter, options)| self.subscribed(filter, options)));
     }
 
     /// Restores a queued delivery loaded from the store, in seq order.

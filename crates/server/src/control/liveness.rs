@@ -25,6 +25,9 @@ const LEARN_AFTER: u32 = 3;
 const LEARN_WEIGHT: f64 = 0.3;
 /// Shortest silence ever flagged, however fast the cadence.
 const SILENCE_MIN: Duration = Duration::from_secs(2);
+/// Names remembered as not registered (so events naming them do not read
+/// the registry each time); the memory is cleared when full.
+const UNREGISTERED_MAX: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct LivenessSettings {
@@ -82,11 +85,12 @@ pub enum Change {
 pub struct Liveness {
     settings: LivenessSettings,
     tracks: Mutex<HashMap<String, Track>>,
+    unregistered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Liveness {
     pub fn new(settings: LivenessSettings) -> Self {
-        Self { settings, tracks: Mutex::new(HashMap::new()) }
+        Self { settings, tracks: Mutex::new(HashMap::new()), unregistered: Mutex::default() }
     }
 
     fn tracks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Track>> {
@@ -111,13 +115,45 @@ impl Liveness {
             .or_insert_with(|| Track { declared: cadence_seconds, ..Track::default() });
     }
 
-    /// Takes in one recorded event; says if its device became active again.
+    /// Stops tracking a device (deleted).
+    pub fn forget(&self, device: &str) {
+        self.tracks().remove(device);
+    }
+
+    /// Whether the registry said `name` is no device (and has not registered since).
+    pub fn unregistered(&self, name: &str) -> bool {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).contains(name)
+    }
+
+    /// The registry says `name` is no device.
+    pub fn note_unregistered(&self, name: &str) {
+        let mut names = self.unregistered.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() >= UNREGISTERED_MAX {
+            names.clear();
+        }
+        names.insert(name.to_string());
+    }
+
+    /// `name` was registered: events naming it are looked up again.
+    pub fn registered(&self, name: &str) {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
+    /// Devices tracked.
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.tracks().len()
+    }
+
+    /// Takes in one recorded event about a tracked device (one the registry
+    /// knows: see [`Liveness::track`]; events naming any other are ignored,
+    /// so a claimed name costs nothing); says if it became active again.
     pub fn observe(&self, recorded: &RecordedEvent) -> Option<Change> {
         let event = &recorded.event;
         let device = event.device.as_deref()?;
         let at = recorded.states.first().map_or(event.time, |s| s.at);
         let mut tracks = self.tracks();
-        let track = tracks.entry(device.to_string()).or_default();
+        let track = tracks.get_mut(device)?;
         match event.ty.as_str() {
             "device.message" if event.source.starts_with("mqtt/") => {
                 if let Some(last) = track.last_message {
@@ -226,6 +262,7 @@ mod tests {
     fn a_learned_cadence_flags_silence_once_and_clears_on_the_next_message() {
         let live = Liveness::new(LivenessSettings::default());
         let t0 = Utc::now();
+        live.track("d", None);
         live.observe(&event("d", "device.connected", t0));
         for i in 0..5 {
             live.observe(&event("d", "device.message", t0 + Span::seconds(10 * i)));
@@ -271,7 +308,31 @@ mod tests {
     fn a_device_with_no_cadence_yet_is_not_judged() {
         let live = Liveness::new(LivenessSettings::default());
         let t0 = Utc::now();
+        live.track("d", None);
         live.observe(&event("d", "device.message", t0));
         assert!(live.check(t0 + Span::days(1)).is_empty());
+    }
+
+    // Issue 16, finding 4: events naming unregistered devices (claimed names
+    // of refused connections) leave no entry; a deleted device's goes.
+    #[test]
+    fn only_tracked_devices_get_an_entry_and_a_forgotten_one_goes() {
+        let live = Liveness::new(LivenessSettings::default());
+        let t0 = Utc::now();
+        live.track("real", None);
+        for i in 0..2000 {
+            let claimed = format!("{i}{}", "x".repeat(30_000));
+            live.observe(&event(&claimed, "device.connection_refused", t0));
+            live.observe(&event(&claimed, "device.connected", t0));
+        }
+        assert_eq!(live.tracked(), 1);
+        live.observe(&event("real", "device.connected", t0));
+        assert!(live.view("real").unwrap().connected);
+        live.forget("real");
+        assert_eq!(live.tracked(), 0);
+        live.note_unregistered("later");
+        assert!(live.unregistered("later"));
+        live.registered("later");
+        assert!(!live.unregistered("later"), "registered since: looked up again");
     }
 }

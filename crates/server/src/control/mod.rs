@@ -82,12 +82,21 @@ impl Control {
     }
 
     /// Follows the recorded stream for liveness.
+    /// Only registered devices are tracked: an event naming any other
+    /// device (a refused connection's claimed name) adds nothing.
     async fn observe(&self, recorded: &glassbox_core::RecordedEvent) {
         let Some(device) = recorded.event.device.as_deref() else { return };
-        if !self.liveness.knows(device)
-            && let Ok(Some(found)) = self.devices.device(device).await
-        {
-            self.liveness.track(device, found.meta.cadence_seconds);
+        match recorded.event.ty.as_str() {
+            "device.deleted" => return self.liveness.forget(device),
+            "device.registered" => self.liveness.registered(device),
+            _ => {}
+        }
+        if !self.liveness.knows(device) && !self.liveness.unregistered(device) {
+            match self.devices.device(device).await {
+                Ok(Some(found)) => self.liveness.track(device, found.meta.cadence_seconds),
+                Ok(None) => self.liveness.note_unregistered(device),
+                Err(_) => {}
+            }
         }
         if let Some(change) = self.liveness.observe(recorded) {
             self.record_liveness(change).await;

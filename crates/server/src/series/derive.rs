@@ -52,9 +52,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
         "device.disconnected" | "client.disconnected" => {
             out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
         }
-        "device.connection_refused" | "client.connection_refused" => {
-            out.push(sample(&m::MQTT_REFUSED, &[&text(&data(), "reason")], 1.0));
-        }
+        "device.connection_refused" | "client.connection_refused" => refused(&data(), &mut out),
         "device.silent" => out.push(sample(&m::DEVICE_SILENCES, &[group], 1.0)),
         "function.invoked" => invoked(&data(), recorded, &mut out),
         "function.dead_letter" => {
@@ -79,6 +77,19 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
 fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) -> Option<Sample> {
     let state = recorded.states.iter().find(|s| s.state == State::Dropped && s.target.is_none())?;
     Some(dropped(state.detail.as_deref(), origin(recorded, Some(group), topics).as_ref()))
+}
+
+/// Refused CONNECTs: the gateway records them per peer and interval, with
+/// a count per reason (`reasons`); one refusal alone has only `reason`.
+fn refused(data: &Value, out: &mut Vec<Sample>) {
+    match data["reasons"].as_object() {
+        Some(reasons) => {
+            for (reason, count) in reasons {
+                out.push(sample(&m::MQTT_REFUSED, &[reason], count.as_f64().unwrap_or(1.0)));
+            }
+        }
+        None => out.push(sample(&m::MQTT_REFUSED, &[data["reason"].as_str().unwrap_or(NONE)], 1.0)),
+    }
 }
 
 /// A dead letter's reason as a bounded label: the drop reason it starts
@@ -206,6 +217,23 @@ mod tests {
         let accepted = message("device.message", "devices/t-1/telemetry");
         let derived = names(&samples(&accepted, Some("greenhouse"), &templates));
         assert_eq!(derived, ["events_recorded", "mqtt_messages", "mqtt_bytes", "device_messages", "device_bytes"]);
+    }
+
+    // Issue 16, finding 4: one recorded refusal event stands for every
+    // refusal from its peer in an interval, counted by reason.
+    #[test]
+    fn refused_connects_count_every_refusal_an_event_stands_for() {
+        let templates = TopicTemplates::new(&topics::default_templates()).unwrap();
+        let data = serde_json::json!({ "count": 7, "reason": "auth_failure", "reasons": { "auth_failure": 5, "rate_limited": 2 } });
+        let draft = Draft::json("glassbox/gateway", "client.connection_refused", &data);
+        let event =
+            RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() };
+        let refused: Vec<_> = samples(&event, None, &templates)
+            .into_iter()
+            .filter(|s| s.metric.name == "mqtt_refused")
+            .map(|s| (s.labels[0].clone(), s.value))
+            .collect();
+        assert_eq!(refused, [("auth_failure".to_string(), 5.0), ("rate_limited".to_string(), 2.0)]);
     }
 
     // Issue 16, finding 3: the topic label is a template or `other`, never the raw level.

@@ -127,6 +127,16 @@ pub const SESSIONS: &[&str] = &[
     CREATE TABLE queued (client_id TEXT NOT NULL, seq INTEGER NOT NULL, message BLOB NOT NULL,
         PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
     CREATE TABLE retained (topic TEXT PRIMARY KEY, message BLOB NOT NULL) WITHOUT ROWID;",
+    // 2: subscriptions row by row (a SUBSCRIBE writes one row, not the whole
+    // session), moved out of the sessions' JSON state.
+    "CREATE TABLE subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, options BLOB NOT NULL,
+        PRIMARY KEY (client_id, filter)) WITHOUT ROWID;
+    INSERT INTO subscriptions (client_id, filter, options)
+        SELECT s.client_id, j.key, CAST(j.value AS BLOB)
+        FROM sessions s, json_each(CAST(s.state AS TEXT), '$.subscriptions') j
+        WHERE json_valid(CAST(s.state AS TEXT));
+    UPDATE sessions SET state = CAST(json_remove(CAST(state AS TEXT), '$.subscriptions') AS BLOB)
+        WHERE json_valid(CAST(state AS TEXT));",
 ];
 
 pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), String> {

@@ -90,8 +90,15 @@ fn apply(tx: &Transaction<'_>, op: &SessionOp) -> rusqlite::Result<()> {
             .execute(params![client_id, state])?,
         SessionOp::DeleteSession { client_id } => {
             tx.prepare_cached("DELETE FROM queued WHERE client_id = ?1")?.execute([client_id])?;
+            tx.prepare_cached("DELETE FROM subscriptions WHERE client_id = ?1")?.execute([client_id])?;
             tx.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?.execute([client_id])?
         }
+        SessionOp::Subscribe { client_id, filter, options } => tx
+            .prepare_cached("INSERT OR REPLACE INTO subscriptions (client_id, filter, options) VALUES (?1, ?2, ?3)")?
+            .execute(params![client_id, filter, options])?,
+        SessionOp::Unsubscribe { client_id, filter } => tx
+            .prepare_cached("DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2")?
+            .execute(params![client_id, filter])?,
         SessionOp::Enqueue { client_id, seq, message } => tx
             .prepare_cached("INSERT OR REPLACE INTO queued (client_id, seq, message) VALUES (?1, ?2, ?3)")?
             .execute(params![client_id, *seq as i64, message])?,
@@ -114,11 +121,15 @@ fn load(conn: &Connection) -> rusqlite::Result<SessionSnapshot> {
     };
     let sessions = pairs("SELECT client_id, state FROM sessions")?;
     let retained = pairs("SELECT topic, message FROM retained")?;
+    let subscriptions = conn
+        .prepare("SELECT client_id, filter, options FROM subscriptions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let queued = conn
         .prepare("SELECT client_id, seq, message FROM queued ORDER BY client_id, seq")?
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(SessionSnapshot { sessions, queued, retained })
+    Ok(SessionSnapshot { sessions, subscriptions, queued, retained })
 }
 
 #[async_trait]
@@ -140,5 +151,47 @@ impl SessionStore for SqliteSessions {
         // Called once at start, before the broker accepts connections.
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         load(&conn).map_err(|e| StoreError::Internal(format!("loading sessions: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 16, finding 7: subscriptions written inside a session's JSON
+    // state (schema 1) move to their own rows, one per subscription.
+    #[tokio::test]
+    async fn migration_2_moves_subscriptions_out_of_the_session_state() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(SESSIONS_FILE_NAME)).unwrap();
+            schema::migrate(&mut conn, &schema::SESSIONS[..1]).unwrap();
+            let state =
+                br#"{"expiry":60,"device":"d1","subscriptions":{"a/#":{"qos":1},"b/+":{"qos":0,"no_local":true}}}"#;
+            conn.execute("INSERT INTO sessions (client_id, state) VALUES ('d1', ?1)", [&state[..]]).unwrap();
+        }
+        let sessions = SqliteSessions::open(dir.path()).unwrap();
+        let mut snapshot = sessions.load().await.unwrap();
+        snapshot.subscriptions.sort();
+        let rows: Vec<(&str, &str, serde_json::Value)> = snapshot
+            .subscriptions
+            .iter()
+            .map(|(c, f, o)| (c.as_str(), f.as_str(), serde_json::from_slice(o).unwrap()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("d1", "a/#", serde_json::json!({"qos": 1})),
+                ("d1", "b/+", serde_json::json!({"qos": 0, "no_local": true}))
+            ]
+        );
+        let state: serde_json::Value = serde_json::from_slice(&snapshot.sessions[0].1).unwrap();
+        assert_eq!(state, serde_json::json!({"expiry": 60, "device": "d1"}));
+
+        let op = |filter: &str| SessionOp::Unsubscribe { client_id: "d1".into(), filter: filter.into() };
+        sessions.apply(vec![op("a/#")]).await.unwrap();
+        sessions.apply(vec![SessionOp::DeleteSession { client_id: "d1".into() }]).await.unwrap();
+        sessions.flush().await.unwrap();
+        assert!(sessions.load().await.unwrap().subscriptions.is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! Admission: the connection limit, credentials, and flapping, before a
-//! client gets a session. Refusals are answered here and recorded.
+//! Admission: the connection limit, login back-off, credentials, and
+//! flapping, before a client gets a session. Refusals are answered here and
+//! counted per peer address (`refusals`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,11 +15,16 @@ use super::{lock, record_lifecycle};
 use crate::acl::Principal;
 use crate::broker::Shared;
 use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
+use crate::broker::refusals::{Refusal, record as record_refusal};
 use crate::codec::{ConnAck, Connect, Packet, Properties, Protocol, encode};
 use crate::flapping::Flap;
 use crate::topic::validate_name;
 
-/// Checks limits and credentials; answers a refusal itself.
+/// How a refusal during a login back-off is told apart.
+const BACKOFF_DETAIL: &str = "backing off:";
+
+/// Checks limits, login back-off and credentials; answers a refusal itself
+/// (recorded per peer, see `refusals`).
 pub(super) async fn admit(
     shared: &Arc<Shared>,
     connect: &Connect,
@@ -28,10 +34,12 @@ pub(super) async fn admit(
     let protocol = connect.protocol;
     // A device is whoever presents itself as one: user name = client id.
     let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
+    let claimed = connect.username.as_deref().unwrap_or(&connect.client_id);
     let mut refuse = async |reason: DisconnectReason, detail: String, code: u8| {
         let _ = send_now(write, protocol, &connack(code, Properties::default()), shared.settings.write_timeout).await;
-        let data = json!({ "reason": reason, "detail": detail, "peer": peer.to_string() });
-        record_lifecycle(shared, "connection_refused", claimed_device, &connect.client_id, data).await;
+        let backoff = detail.starts_with(BACKOFF_DETAIL);
+        let refusal = Refusal { reason, detail: &detail, device: claimed_device, claimed, backoff };
+        record_refusal(shared, peer.ip(), &refusal).await;
     };
     if shared.connections.load(Ordering::Relaxed) as usize > shared.settings.connections_max {
         let detail = format!("the server is at its connection limit ({})", shared.settings.connections_max);
@@ -56,13 +64,26 @@ pub(super) async fn admit(
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
     };
+    if let Some(wait) = shared.backoff.waiting(peer.ip(), claimed, Instant::now()) {
+        // Credentials are not checked while backing off: guessing gains nothing.
+        let detail = format!(
+            "{BACKOFF_DETAIL} {:.0} s more after repeated failed logins from this address or for this id (mqtt.login_backoff_max)",
+            wait.as_secs_f64().ceil()
+        );
+        refuse(DisconnectReason::RateLimited, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
+        return None;
+    }
     let principal = match shared.auth.authenticate(&credentials).await {
         Ok(principal) => principal,
         Err((reason, detail)) => {
+            if reason == DisconnectReason::AuthFailure {
+                shared.backoff.failed(peer.ip(), claimed, Instant::now());
+            }
             refuse(reason, detail, refusal_code(reason, protocol)).await;
             return None;
         }
     };
+    shared.backoff.succeeded(claimed);
     if let Principal::Device(device) = &principal {
         let flap = lock(&shared.flapping).connected(device, Instant::now());
         if let Flap::Started { connects } = flap {

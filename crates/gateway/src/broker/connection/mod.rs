@@ -35,6 +35,7 @@ use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
 use super::kill::{Kill, Killed};
+use super::refusals::{Refusal, record as record_refusal};
 use super::router::end_session;
 use super::session::{Link, NEVER, Session};
 use super::{Outbound, Shared, lock};
@@ -54,7 +55,48 @@ impl Drop for Counted {
     }
 }
 
-pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+/// Counts a connection that has not finished CONNECT against
+/// `pending_connects_max` while it lives.
+pub(super) struct Pending(Arc<Shared>);
+
+impl Pending {
+    /// Counts an accepted connection; `None` (the caller closes it, its
+    /// refusal counted for its peer) when too many are pending already.
+    pub(super) fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Self> {
+        let max = shared.settings.pending_connects_max;
+        if shared.pending.fetch_add(1, Ordering::Relaxed) < max {
+            return Some(Self(shared.clone()));
+        }
+        shared.pending.fetch_sub(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let detail = format!("{max} connections have not finished CONNECT yet (mqtt.pending_connects_max)");
+            let refusal = Refusal {
+                reason: DisconnectReason::ServerBusy,
+                detail: &detail,
+                device: None,
+                claimed: "",
+                backoff: false,
+            };
+            record_refusal(&shared, peer.ip(), &refusal).await;
+        });
+        None
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    pending: Pending,
+) {
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _counted = Counted(shared.clone());
     let _ = stream.set_nodelay(true);
@@ -90,6 +132,7 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
     let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
     let (username, password) = (connect.username.clone(), connect.password.clone());
     let credentials_id = connect.client_id.clone();
+    drop(pending);
     let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, write).await
     else {
         return;
@@ -218,7 +261,8 @@ impl Connection {
         let mut resend = Vec::new();
         {
             let mut s = lock(&session);
-            if s.persistent() && expiry == 0 {
+            let was_persistent = s.persistent();
+            if was_persistent && expiry == 0 {
                 ops.push(SessionOp::DeleteSession { client_id: client_id.to_string() });
             }
             s.expiry = expiry;
@@ -228,6 +272,9 @@ impl Connection {
             s.link = Some(link);
             if s.persistent() {
                 ops.push(s.stored());
+                if !was_persistent {
+                    s.store_subscriptions(&mut ops);
+                }
             }
             let now = SystemTime::now();
             for (id, flight) in &s.inflight {

@@ -204,7 +204,7 @@ impl Connection {
             }
             let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), now));
             if publish.retain {
-                ops.push(self.shared.router.retain(&message));
+                ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
             }
             ops.extend(route(&self.shared, &message, publish.retain));
             if let (Some(reserved), Some(rest)) = (self.shared.reserved.get(), self.reserved_rest(&publish.topic)) {

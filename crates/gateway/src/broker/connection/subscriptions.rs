@@ -6,11 +6,17 @@ use std::time::SystemTime;
 use glassbox_core::{DisconnectReason, DropReason};
 use serde_json::json;
 
+use glassbox_store::SessionOp;
+
 use super::{Connection, lock, record_lifecycle};
 use crate::broker::message::Delivery;
+use crate::broker::refusals::truncate;
 use crate::broker::session::SubOptions;
 use crate::codec::{Packet, Properties, Protocol, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use crate::topic::parse_filter;
+
+/// SUBACK reason (5.0) for a subscription over `mqtt.subscriptions_max`.
+const QUOTA_EXCEEDED: u8 = 0x97;
 
 impl Connection {
     pub(super) async fn subscribe(&mut self, subscribe: Subscribe) -> Result<(), DisconnectReason> {
@@ -18,6 +24,8 @@ impl Connection {
         let now = SystemTime::now();
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut ops = Vec::new();
+        let mut over_quota = Vec::new();
         for (filter, options) in &subscribe.filters {
             let code = match parse_filter(filter) {
                 Err(_) => 0x8F,
@@ -36,19 +44,30 @@ impl Connection {
                             retain_as_published: options.retain_as_published,
                             id,
                         };
-                        let new = lock(&self.session).subscriptions.insert(filter.clone(), sub.clone()).is_none();
-                        self.shared.router.subscribe(&self.client_id, filter, sub);
-                        let send_retained = match options.retain_handling {
-                            RetainHandling::SendAtSubscribe => true,
-                            RetainHandling::SendIfNew => new,
-                            RetainHandling::DoNotSend => false,
-                        };
-                        if send_retained && parsed.share.is_none() {
-                            for message in self.shared.router.retained_matching(parsed.filter, now) {
-                                retained.push((message, options.qos));
+                        match self.add_subscription(filter, &sub, &mut ops) {
+                            None => {
+                                over_quota.push(filter.as_str());
+                                QUOTA_EXCEEDED
+                            }
+                            Some(new) => {
+                                self.shared.router.subscribe(&self.client_id, filter, sub);
+                                let send_retained = match options.retain_handling {
+                                    RetainHandling::SendAtSubscribe => true,
+                                    RetainHandling::SendIfNew => new,
+                                    RetainHandling::DoNotSend => false,
+                                };
+                                if send_retained && parsed.share.is_none() {
+                                    retained.extend(
+                                        self.shared
+                                            .router
+                                            .retained_matching(parsed.filter, now)
+                                            .into_iter()
+                                            .map(|message| (message, options.qos)),
+                                    );
+                                }
+                                options.qos as u8
                             }
                         }
-                        options.qos as u8
                     }
                 },
             };
@@ -61,6 +80,14 @@ impl Connection {
             reasons,
         }))
         .await?;
+        if let Some(first) = over_quota.first() {
+            let max = self.shared.settings.subscriptions_max;
+            let data = json!({
+                "filter": truncate(first, 128), "refused": over_quota.len(), "reason": "quota_exceeded",
+                "detail": format!("the session holds {max} subscriptions (mqtt.subscriptions_max); unsubscribe some first"),
+            });
+            record_lifecycle(&self.shared, "subscribe_denied", self.device(), &self.client_id, data).await;
+        }
         if let (Some(reserved), Some(device)) = (self.shared.reserved.get().cloned(), self.device().map(str::to_string))
         {
             let own = format!("{}{device}/", crate::acl::RESERVED_PREFIX);
@@ -68,7 +95,6 @@ impl Connection {
                 reserved.subscribed(&device, filter).await;
             }
         }
-        let mut ops = Vec::new();
         {
             let mut s = lock(&self.session);
             for (message, qos) in retained {
@@ -82,26 +108,41 @@ impl Connection {
                 };
                 s.offer(delivery, &self.shared.deliveries, &mut ops);
             }
-            if s.persistent() {
-                ops.push(s.stored());
-            }
         }
         self.shared.persist(ops).await;
         Ok(())
     }
 
+    /// Adds or replaces a subscription of the session, within
+    /// `subscriptions_max`: whether it is new, `None` if over the bound.
+    fn add_subscription(&self, filter: &str, sub: &SubOptions, ops: &mut Vec<SessionOp>) -> Option<bool> {
+        let mut s = lock(&self.session);
+        let new = !s.subscriptions.contains_key(filter);
+        if new && s.subscriptions.len() >= self.shared.settings.subscriptions_max {
+            return None;
+        }
+        if s.persistent() {
+            ops.push(s.subscribed(filter, sub));
+        }
+        s.subscriptions.insert(filter.to_string(), sub.clone());
+        Some(new)
+    }
+
     pub(super) async fn unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), DisconnectReason> {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
-        let stored = {
+        let mut ops = Vec::new();
+        {
             let mut s = lock(&self.session);
             for filter in &unsubscribe.filters {
                 let had = s.subscriptions.remove(filter).is_some();
                 self.shared.router.unsubscribe(&self.client_id, filter);
+                if had && s.persistent() {
+                    ops.push(s.unsubscribed(filter));
+                }
                 reasons.push(if had { 0x00 } else { 0x11 });
             }
-            s.persistent().then(|| s.stored())
-        };
-        self.shared.persist(stored.into_iter().collect()).await;
+        }
+        self.shared.persist(ops).await;
         let reasons = if self.protocol == Protocol::V5 { reasons } else { Vec::new() };
         self.reply(Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,

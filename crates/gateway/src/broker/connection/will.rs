@@ -63,7 +63,7 @@ impl PendingWill {
         let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), SystemTime::now()));
         let mut ops = Vec::new();
         if retain {
-            ops.push(self.shared.router.retain(&message));
+            ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
         }
         ops.extend(route(&self.shared, &message, retain));
         self.shared.persist(ops).await;
