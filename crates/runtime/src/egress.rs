@@ -68,21 +68,28 @@ impl HostRule {
             Some(_) => return Err(bad("the scheme is http:// or https://")),
             None => ("https", t.as_str()),
         };
-        let (host, port) = split_port(rest).map_err(|why| bad(why))?;
+        let (host, port) = split_port(rest).map_err(&bad)?;
         let port = match port {
-            None => if scheme == "http" { 80 } else { 443 },
+            None => {
+                if scheme == "http" {
+                    80
+                } else {
+                    443
+                }
+            }
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not 1-65535"))?,
         };
         let target = match host.split_once('/') {
             Some((addr, prefix)) => {
                 let addr: IpAddr = addr.parse().map_err(|_| bad("give a host, not a URL (no path)"))?;
                 let bits = if addr.is_ipv4() { 32 } else { 128 };
-                let prefix = prefix.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(|| bad("a bad prefix length"))?;
+                let prefix =
+                    prefix.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(|| bad("a bad prefix length"))?;
                 Target::Net { addr, prefix }
             }
             None => match host.parse::<IpAddr>() {
                 Ok(addr) => Target::Net { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } },
-                Err(_) => name(host).map_err(|why| bad(why))?,
+                Err(_) => name(host).map_err(&bad)?,
             },
         };
         Ok(Self { target, scheme, port })
@@ -182,32 +189,49 @@ fn canonical(addr: IpAddr) -> IpAddr {
 /// when a rule names it.
 pub fn reserved(addr: IpAddr) -> Option<&'static str> {
     match canonical(addr) {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            match () {
-                _ if v4 == Ipv4Addr::new(169, 254, 169, 254) => Some("the cloud metadata address"),
-                _ if v4.is_loopback() => Some("a loopback address"),
-                _ if v4.is_unspecified() || a == 0 => Some("an unspecified (0.0.0.0/8) address"),
-                _ if v4.is_private() => Some("a private (RFC 1918) address"),
-                _ if v4.is_link_local() => Some("a link-local address"),
-                _ if a == 100 && (64..128).contains(&b) => Some("a shared (CGNAT, 100.64.0.0/10) address"),
-                _ if v4.is_multicast() || v4.is_broadcast() || a >= 240 => Some("a multicast or reserved address"),
-                _ => None,
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            match () {
-                _ if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => Some("the cloud metadata address"),
-                _ if v6.is_loopback() => Some("a loopback address"),
-                _ if v6.is_unspecified() => Some("the unspecified address"),
-                _ if first & 0xfe00 == 0xfc00 => Some("a unique local (RFC 4193, fc00::/7) address"),
-                _ if first & 0xffc0 == 0xfe80 => Some("a link-local address"),
-                _ if v6.is_multicast() => Some("a multicast address"),
-                _ => None,
-            }
-        }
+        IpAddr::V4(v4) => reserved_v4(v4),
+        IpAddr::V6(v6) => reserved_v6(v6),
     }
+}
+
+fn reserved_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = v4.octets();
+    Some(if v4 == Ipv4Addr::new(169, 254, 169, 254) {
+        "the cloud metadata address"
+    } else if v4.is_loopback() {
+        "a loopback address"
+    } else if a == 0 {
+        "an unspecified (0.0.0.0/8) address"
+    } else if v4.is_private() {
+        "a private (RFC 1918) address"
+    } else if v4.is_link_local() {
+        "a link-local address"
+    } else if a == 100 && (64..128).contains(&b) {
+        "a shared (CGNAT, 100.64.0.0/10) address"
+    } else if v4.is_multicast() || a >= 240 {
+        "a multicast, broadcast or reserved address"
+    } else {
+        return None;
+    })
+}
+
+fn reserved_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let first = v6.segments()[0];
+    Some(if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        "the cloud metadata address"
+    } else if v6.is_loopback() {
+        "a loopback address"
+    } else if v6.is_unspecified() {
+        "the unspecified address"
+    } else if first & 0xfe00 == 0xfc00 {
+        "a unique local (RFC 4193, fc00::/7) address"
+    } else if first & 0xffc0 == 0xfe80 {
+        "a link-local address"
+    } else if v6.is_multicast() {
+        "a multicast address"
+    } else {
+        return None;
+    })
 }
 
 /// What one invocation may reach, and the trace context it may pass on.
@@ -489,9 +513,7 @@ async fn checked_addresses(outbound: &Outbound, host: &str, port: u16) -> Result
         .collect();
     match (checked.is_empty(), refusal) {
         (false, _) => Ok(checked),
-        (true, Some(why)) => {
-            Err(Failure { error: Error::DestinationIpProhibited, message: Some(why), denied: true })
-        }
+        (true, Some(why)) => Err(Failure { error: Error::DestinationIpProhibited, message: Some(why), denied: true }),
         (true, None) => Err(Failure::from(Error::DestinationNotFound)),
     }
 }
