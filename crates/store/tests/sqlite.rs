@@ -540,8 +540,8 @@ async fn finding_5_kv_set_past_the_key_count_or_byte_quota_is_refused_naming_the
     store.kv_set("g", "d", vec![0; 1], quota).await.unwrap();
 
     // Keys and values count: 3 keys + 50 + 100 + 100 bytes so far.
-    let refused = store.kv_set("f", "b", vec![0; 800], quota).await.unwrap_err();
-    let expected = "kv_bytes_max: this would bring the function's store to 953 bytes";
+    let refused = store.kv_set("f", "b", vec![0; 900], quota).await.unwrap_err();
+    let expected = "kv_bytes_max: this would bring the function's store to 1053 bytes";
     assert!(matches!(&refused, StoreError::Conflict(m) if m.starts_with(expected)), "{refused}");
     assert!(refused.to_string().contains("over its limit of 1000"), "{refused}");
     assert_eq!(store.kv_get("f", "b").await.unwrap(), Some(vec![0; 100]), "the old value stays");
