@@ -70,13 +70,7 @@ impl HostRule {
         };
         let (host, port) = split_port(rest).map_err(&bad)?;
         let port = match port {
-            None => {
-                if scheme == "http" {
-                    80
-                } else {
-                    443
-                }
-            }
+            None => default_port(scheme),
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not 1-65535"))?,
         };
         let target = match host.split_once('/') {
@@ -127,6 +121,11 @@ impl HostRule {
             _ => false,
         }
     }
+}
+
+/// The port a scheme means when none is written.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "http" { 80 } else { 443 }
 }
 
 /// Splits `host[:port]`, `[v6]:port`, `[v6/len]`, `[v6]/len` or a bare IPv6
@@ -345,7 +344,7 @@ impl Hooks {
     fn deny(&self, scheme: &str, authority: &str, method: &str) -> bool {
         let uri = format!("{scheme}://{authority}/").parse::<http::Uri>().ok();
         let host = uri.as_ref().and_then(|u| u.host()).unwrap_or(authority).to_string();
-        let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(default_port(scheme));
         if self.outbound.allows(scheme, &host, port) {
             return false;
         }
@@ -393,7 +392,7 @@ impl WasiHttpHooks for Hooks {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let host = uri.host().unwrap_or_default().to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let port = uri.port_u16().unwrap_or(default_port(&scheme));
         let allowed = self.outbound.allows(&scheme, &host, port);
         let traced = allowed && self.outbound.traces(&scheme, &host, port) && self.outbound.traceparent.is_some();
         let record = EgressRecord {
