@@ -109,7 +109,7 @@ def main():
         threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
         with open(os.path.join(ROOT, "examples/js-http/hello.wasm"), "rb") as f:
             component = f.read()
-        query = f"trigger=http:GET%20/hello&egress=127.0.0.1:{up}"
+        query = f"trigger=http:GET%20/hello&egress=http://127.0.0.1:{up}"
         call("POST", f"/api/v1/functions/hello?{query}", component, "application/wasm")
         run("/hello?name=warm", 20)  # the first, cold one and the connection, out of the figures
 

@@ -15,8 +15,10 @@ pub enum FunctionsCommand {
     #[command(after_help = "Triggers: mqtt:<topic filter> (device messages), event:<type pattern> (recorded events), \
         schedule:<cron> or schedule:@every 30s, http:<METHOD> <path> (requests to <path> on the server's HTTP \
         listener, for a wasi:http/proxy component; METHOD * for any, a path ending /* for everything under it).\n\
-        Outbound HTTP is denied unless the host is given with --egress (or --egress-trace, which also sends \
-        it the chain's traceparent).\n  \
+        Outbound HTTP is denied unless a rule given with --egress allows it (or --egress-trace, which also \
+        sends the chain's traceparent): api.example.com is https on 443 only; write http:// or :port for \
+        others (http://10.0.0.5:8080). A name resolving to a loopback, private, link-local or metadata \
+        address is refused unless a rule names that address or range (10.0.0.5, 10.0.0.0/8).\n  \
         glassbox functions deploy thermostat.wasm --name thermostat --trigger 'mqtt:devices/+/telemetry' --timeout 2s\n  \
         glassbox functions deploy audit.wasm --name audit --trigger 'event:device.command.*' --feature billing\n  \
         glassbox functions deploy hook.wasm --name github --trigger 'http:POST /hooks/github' --egress api.github.com\n  \
@@ -70,13 +72,14 @@ pub struct DeployArgs {
     /// Invocations per second at most (e.g. 100/s, 30/m); more wait in the queue.
     #[arg(long)]
     rate: Option<String>,
-    /// A host its outbound HTTP may reach (api.example.com, *.example.com,
-    /// 10.0.0.5:8080); repeatable. Without any, every outbound request is denied.
-    #[arg(long = "egress", value_name = "HOST")]
+    /// Where its outbound HTTP may go (api.example.com: https on 443;
+    /// *.example.com, api.example.com:8443, http://10.0.0.5:8080,
+    /// 10.0.0.0/8); repeatable. Without any, every outbound request is denied.
+    #[arg(long = "egress", value_name = "RULE")]
     egress: Vec<String>,
     /// A host that may be reached and also gets the chain's W3C traceparent
     /// header; repeatable. Other hosts never get it.
-    #[arg(long = "egress-trace", value_name = "HOST")]
+    #[arg(long = "egress-trace", value_name = "RULE")]
     egress_trace: Vec<String>,
     /// HTTP routes: keep request bodies (up to 16 KiB) in their `http.request`
     /// events, so requests with a body can be replayed. Off: only their size.

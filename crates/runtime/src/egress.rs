@@ -7,7 +7,12 @@
 //! A request off the allow list is refused by `handle` itself (shadowed in
 //! the linker, [`add_to_linker`]); the `send_request` hook checks again,
 //! records, bounds the exchange by the deadline and adds `traceparent`.
+//! It resolves the host once, refuses the addresses that are not public
+//! (loopback, private, link-local, metadata, …) unless a rule names them,
+//! and connects to an address it checked (`send.rs`): DNS that rebinds the
+//! name in between does not get the request anywhere else.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -21,98 +26,266 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// Most outbound requests written down per invocation; more are counted.
 pub const EGRESS_RECORDS_MAX: usize = 100;
 
-/// One allowed host: `api.example.com`, `*.example.com` (any subdomain),
-/// either with `:port` to allow only that port; IP literals too
-/// (`127.0.0.1:8080`, `[::1]:8080`).
+/// One allow rule: a scheme, a host or address, and a port.
+///
+/// `api.example.com` allows https on 443; other ports and plain http only
+/// when written: `api.example.com:8443` (https), `http://api.example.com`
+/// (port 80), `http://10.0.0.5:8080`. `*.example.com` is any subdomain. An
+/// IP literal (`127.0.0.1`, `[::1]:8443`) or range (`10.0.0.0/8`,
+/// `[fd00::/8]`) is also the only way to let a request reach an address
+/// that is not public (loopback, private, link-local, …; see [`reserved`]):
+/// such an address is allowed when any rule names it, whatever its scheme
+/// and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRule {
-    /// Lowercase host; for a wildcard, the suffix after `*.`.
-    host: String,
-    wildcard: bool,
-    port: Option<u16>,
+    target: Target,
+    /// `http` or `https`.
+    scheme: &'static str,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A lowercase host name; for a wildcard, the suffix after `*.`.
+    Name { host: String, wildcard: bool },
+    /// An address (a prefix as long as the address) or a range.
+    Net { addr: IpAddr, prefix: u8 },
 }
 
 impl HostRule {
     /// Parses a rule, or says what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "egress host {text:?}: {why} (e.g. api.example.com, *.example.com, api.example.com:8443, \
+                 http://10.0.0.5:8080, 10.0.0.0/8)"
+            )
+        };
         let t = text.trim().to_ascii_lowercase();
-        let bad =
-            |why: &str| format!("egress host {text:?}: {why} (e.g. api.example.com, *.example.com, 10.0.0.5:8080)");
-        if t.contains("://") || t.contains('/') {
-            return Err(bad("give a host, not a URL"));
-        }
-        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-            let (inner, after) = rest.split_once(']').ok_or_else(|| bad("unclosed ["))?;
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("expected :port after ]"))?),
-            };
-            inner.parse::<std::net::Ipv6Addr>().map_err(|_| bad("not an IPv6 address"))?;
-            (inner.to_string(), port)
-        } else if t.matches(':').count() > 1 {
-            t.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("not an IPv6 address; write one with a port as [::1]:8080"))?;
-            (t.clone(), None)
-        } else {
-            match t.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (t.clone(), None),
-            }
+        let (scheme, rest) = match t.split_once("://") {
+            Some(("https", rest)) => ("https", rest),
+            Some(("http", rest)) => ("http", rest),
+            Some(_) => return Err(bad("the scheme is http:// or https://")),
+            None => ("https", t.as_str()),
         };
+        let (host, port) = split_port(rest).map_err(&bad)?;
         let port = match port {
-            None => None,
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not 1-65535"))?),
+            None => default_port(scheme),
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not 1-65535"))?,
         };
-        let (host, wildcard) = match host.strip_prefix("*.") {
-            Some(rest) => (rest.to_string(), true),
-            None => (host, false),
+        let target = match host.split_once('/') {
+            Some((addr, prefix)) => {
+                let addr: IpAddr = addr.parse().map_err(|_| bad("give a host, not a URL (no path)"))?;
+                let bits = if addr.is_ipv4() { 32 } else { 128 };
+                let prefix =
+                    prefix.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(|| bad("a bad prefix length"))?;
+                Target::Net { addr, prefix }
+            }
+            None => match host.parse::<IpAddr>() {
+                Ok(addr) => Target::Net { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } },
+                Err(_) => name(host).map_err(&bad)?,
+            },
         };
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
-        if !is_ip && (host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok)) {
-            return Err(bad("not a host name"));
-        }
-        if wildcard && is_ip {
-            return Err(bad("a wildcard needs a domain"));
-        }
-        Ok(Self { host, wildcard, port })
+        Ok(Self { target, scheme, port })
     }
 
-    /// Whether a request to `host:port` falls under this rule.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
-        let host_ok = match self.wildcard {
-            true => host.len() > self.host.len() + 1 && host.ends_with(&format!(".{}", self.host)),
-            false => host == self.host,
-        };
-        host_ok && self.port.is_none_or(|p| p == port)
+    /// Whether a request to `host:port` under `scheme` falls under this rule.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme == scheme && self.port == port && self.matches_host(host)
     }
+
+    /// Whether this rule is about `host`, whatever the scheme and port.
+    fn matches_host(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+        match &self.target {
+            Target::Name { host: suffix, wildcard: true } => {
+                host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+            }
+            Target::Name { host: name, wildcard: false } => host == *name,
+            Target::Net { .. } => host.parse().is_ok_and(|addr| self.contains(addr)),
+        }
+    }
+
+    /// Whether this rule names `addr` (as an address or a range holding it).
+    fn contains(&self, addr: IpAddr) -> bool {
+        let Target::Net { addr: net, prefix } = self.target else { return false };
+        match (net, canonical(addr)) {
+            (IpAddr::V4(net), IpAddr::V4(addr)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(addr) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(addr)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(addr) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The port a scheme means when none is written.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "http" { 80 } else { 443 }
+}
+
+/// Splits `host[:port]`, `[v6]:port`, `[v6/len]`, `[v6]/len` or a bare IPv6
+/// address (no port) into host and port.
+fn split_port(text: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']').ok_or("unclosed [")?;
+        return match after {
+            "" => Ok((inner, None)),
+            p if p.starts_with(':') => Ok((inner, Some(&p[1..]))),
+            // `[fd00::]/8`: the prefix written after the bracket.
+            _ => Err("write an IPv6 range as [fd00::/8], with its port after the ]"),
+        };
+    }
+    if text.matches(':').count() > 1 {
+        return Ok((text, None));
+    }
+    Ok(match text.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (text, None),
+    })
+}
+
+/// A host name rule (`api.example.com`, `*.example.com`).
+fn name(host: &str) -> Result<Target, &'static str> {
+    let (host, wildcard) = match host.strip_prefix("*.") {
+        Some(rest) => (rest, true),
+        None => (host, false),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if wildcard && host.parse::<IpAddr>().is_ok() {
+        return Err("a wildcard needs a domain");
+    }
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err("not a host name");
+    }
+    Ok(Target::Name { host: host.to_string(), wildcard })
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`, or NAT64's
+/// `64:ff9b::7f00:1`) as the IPv4 address it reaches.
+fn canonical(addr: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = addr else { return addr };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    match v6.segments() {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => IpAddr::V4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
+        _ => addr,
+    }
+}
+
+/// What kind of non-public address `addr` is, if it is one: reached only
+/// when a rule names it.
+pub fn reserved(addr: IpAddr) -> Option<&'static str> {
+    match canonical(addr) {
+        IpAddr::V4(v4) => reserved_v4(v4),
+        IpAddr::V6(v6) => reserved_v6(v6),
+    }
+}
+
+fn reserved_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = v4.octets();
+    Some(if v4 == Ipv4Addr::new(169, 254, 169, 254) {
+        "the cloud metadata address"
+    } else if v4.is_loopback() {
+        "a loopback address"
+    } else if a == 0 {
+        "an unspecified (0.0.0.0/8) address"
+    } else if v4.is_private() {
+        "a private (RFC 1918) address"
+    } else if v4.is_link_local() {
+        "a link-local address"
+    } else if a == 100 && (64..128).contains(&b) {
+        "a shared (CGNAT, 100.64.0.0/10) address"
+    } else if v4.is_multicast() || a >= 240 {
+        "a multicast, broadcast or reserved address"
+    } else {
+        return None;
+    })
+}
+
+fn reserved_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let first = v6.segments()[0];
+    Some(if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        "the cloud metadata address"
+    } else if v6.is_loopback() {
+        "a loopback address"
+    } else if v6.is_unspecified() {
+        "the unspecified address"
+    } else if first & 0xfe00 == 0xfc00 {
+        "a unique local (RFC 4193, fc00::/7) address"
+    } else if first & 0xffc0 == 0xfe80 {
+        "a link-local address"
+    } else if v6.is_multicast() {
+        "a multicast address"
+    } else {
+        return None;
+    })
 }
 
 /// What one invocation may reach, and the trace context it may pass on.
 #[derive(Debug, Clone, Default)]
 pub struct Outbound {
-    /// Hosts requests may go to; none: every request is denied.
+    /// Rules requests may go by; none: every request is denied.
     pub allow: Vec<HostRule>,
-    /// Hosts that get the chain's `traceparent` header (they are allowed too).
+    /// Rules whose hosts get the chain's `traceparent` header (allowed too).
     pub trace: Vec<HostRule>,
     /// The `traceparent` to send to the hosts in `trace`.
     pub traceparent: Option<String>,
 }
 
 impl Outbound {
-    fn allows(&self, host: &str, port: u16) -> bool {
-        self.allow.iter().chain(&self.trace).any(|r| r.matches(host, port))
+    fn rules(&self) -> impl Iterator<Item = &HostRule> {
+        self.allow.iter().chain(&self.trace)
     }
 
-    fn traces(&self, host: &str, port: u16) -> bool {
-        self.trace.iter().any(|r| r.matches(host, port))
+    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.rules().any(|r| r.matches(scheme, host, port))
+    }
+
+    /// Why a request not allowed is denied, for its record.
+    fn denial(&self, scheme: &str, host: &str, port: u16) -> String {
+        match self.rules().any(|r| r.matches_host(host)) {
+            false => format!("egress_denied: {host} is not in this function's egress allow list"),
+            true => format!(
+                "egress_denied: {scheme} on port {port} to {host} is not in this function's egress allow list; \
+                 a rule allows https on 443 unless it names another (e.g. http://{host}:{port})"
+            ),
+        }
+    }
+
+    fn traces(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.trace.iter().any(|r| r.matches(scheme, host, port))
+    }
+
+    /// Why a request to `host` may not connect to `addr`, if it may not:
+    /// a non-public address no rule names.
+    fn refuses(&self, host: &str, addr: IpAddr) -> Option<String> {
+        let kind = reserved(addr)?;
+        if self.rules().any(|r| r.contains(addr)) {
+            return None;
+        }
+        let what = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(_) => format!("{addr} is"),
+            Err(_) => format!("{host} resolves to {addr},"),
+        };
+        Some(format!(
+            "egress_denied: {what} {kind}; allow it explicitly with a rule naming the address (e.g. {}) or its range",
+            match addr {
+                IpAddr::V4(_) => addr.to_string(),
+                IpAddr::V6(_) => format!("[{addr}]"),
+            }
+        ))
     }
 }
 
@@ -171,12 +344,12 @@ impl Hooks {
     fn deny(&self, scheme: &str, authority: &str, method: &str) -> bool {
         let uri = format!("{scheme}://{authority}/").parse::<http::Uri>().ok();
         let host = uri.as_ref().and_then(|u| u.host()).unwrap_or(authority).to_string();
-        let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(if scheme == "http" { 80 } else { 443 });
-        if self.outbound.allows(&host, port) {
+        let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(default_port(scheme));
+        if self.outbound.allows(scheme, &host, port) {
             return false;
         }
         self.note(EgressRecord {
-            error: Some(format!("egress_denied: {host} is not in this function's egress allow list")),
+            error: Some(self.outbound.denial(scheme, &host, port)),
             host,
             port,
             scheme: scheme.to_string(),
@@ -219,17 +392,17 @@ impl WasiHttpHooks for Hooks {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let host = uri.host().unwrap_or_default().to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let allowed = self.outbound.allows(&host, port);
-        let traced = allowed && self.outbound.traces(&host, port) && self.outbound.traceparent.is_some();
+        let port = uri.port_u16().unwrap_or(default_port(&scheme));
+        let allowed = self.outbound.allows(&scheme, &host, port);
+        let traced = allowed && self.outbound.traces(&scheme, &host, port) && self.outbound.traceparent.is_some();
         let record = EgressRecord {
             host: host.clone(),
             port,
-            scheme,
+            scheme: scheme.clone(),
             method: request.method().to_string(),
             outcome: if allowed { "failed" } else { "denied" },
             status: None,
-            error: (!allowed).then(|| format!("egress_denied: {host} is not in this function's egress allow list")),
+            error: (!allowed).then(|| self.outbound.denial(&scheme, &host, port)),
             bytes_out: 0,
             bytes_in: 0,
             duration_us: 0,
@@ -245,6 +418,7 @@ impl WasiHttpHooks for Hooks {
             request.headers_mut().insert("traceparent", value);
         }
         let book = self.book.clone();
+        let outbound = self.outbound.clone();
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let sent = Instant::now();
         let request = request.map(|body| Counted::new(body, book.clone(), index, Direction::Out, None).boxed_unsync());
@@ -257,9 +431,12 @@ impl WasiHttpHooks for Hooks {
                     }
                 }
             };
-            let result = tokio::time::timeout_at(deadline, wasmtime_wasi_http::default_send_request(request, options))
-                .await
-                .unwrap_or(Err(Error::ConnectionTimeout));
+            let exchange = async {
+                let addrs = checked_addresses(&outbound, &host, port).await?;
+                crate::send::send(request, &addrs, &host, options).await.map_err(Failure::from)
+            };
+            let timed_out = Err(Failure::from(Error::ConnectionTimeout));
+            let result = tokio::time::timeout_at(deadline, exchange).await.unwrap_or(timed_out);
             let duration_us = sent.elapsed().as_micros() as u64;
             match result {
                 Ok((response, io)) => {
@@ -274,16 +451,69 @@ impl WasiHttpHooks for Hooks {
                         .map(BodyExt::boxed_unsync);
                     Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>))
                 }
-                Err(e) => {
-                    let message = e.to_string();
+                Err(Failure { error, message, denied }) => {
+                    let message = message.unwrap_or_else(|| error.to_string());
+                    if denied {
+                        tracing::debug!(host = %host, "outbound request denied: {message}");
+                    }
                     update(&|r| {
+                        if denied {
+                            (r.outcome, r.traceparent) = ("denied", false);
+                        }
                         r.error = Some(message.clone());
                         r.duration_us = duration_us;
                     });
-                    Err(e)
+                    Err(error)
                 }
             }
         })
+    }
+}
+
+/// Why an allowed request got no response: the error for the guest, and
+/// for the record a message (else the error's) and whether it was denied.
+struct Failure {
+    error: Error,
+    message: Option<String>,
+    denied: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self { error, message: None, denied: false }
+    }
+}
+
+/// Resolves `host` once and keeps the addresses the rules let it reach;
+/// none: the request is denied (`destination-IP-prohibited`), with why.
+async fn checked_addresses(outbound: &Outbound, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(addr) => vec![SocketAddr::new(addr, port)],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| Failure {
+                error: Error::DnsError { rcode: None, info_code: None },
+                message: Some(format!("could not resolve {bare}: {e}")),
+                denied: false,
+            })?
+            .collect(),
+    };
+    let mut refusal = None;
+    let checked: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| match outbound.refuses(host, a.ip()) {
+            Some(why) => {
+                refusal.get_or_insert(why);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    match (checked.is_empty(), refusal) {
+        (false, _) => Ok(checked),
+        (true, Some(why)) => Err(Failure { error: Error::DestinationIpProhibited, message: Some(why), denied: true }),
+        (true, None) => Err(Failure::from(Error::DestinationNotFound)),
     }
 }
 
@@ -436,21 +666,88 @@ mod tests {
     #[test]
     fn host_rules_parse_and_match() {
         let exact = HostRule::parse("API.example.com").unwrap();
-        assert!(exact.matches("api.example.com", 443));
-        assert!(exact.matches("api.example.com", 8080), "any port without one");
-        assert!(!exact.matches("evil.api.example.com", 443));
-        assert!(!exact.matches("example.com", 443));
+        assert!(exact.matches("https", "api.example.com", 443));
+        assert!(!exact.matches("https", "evil.api.example.com", 443));
+        assert!(!exact.matches("https", "example.com", 443));
         let wild = HostRule::parse("*.example.com").unwrap();
-        assert!(wild.matches("a.example.com", 443) && wild.matches("a.b.example.com", 80));
-        assert!(!wild.matches("example.com", 443) && !wild.matches("badexample.com", 443));
-        let port = HostRule::parse("127.0.0.1:8080").unwrap();
-        assert!(port.matches("127.0.0.1", 8080) && !port.matches("127.0.0.1", 8081));
+        assert!(wild.matches("https", "a.example.com", 443) && wild.matches("https", "a.b.example.com", 443));
+        assert!(!wild.matches("https", "example.com", 443) && !wild.matches("https", "badexample.com", 443));
+        let port = HostRule::parse("http://127.0.0.1:8080").unwrap();
+        assert!(port.matches("http", "127.0.0.1", 8080) && !port.matches("http", "127.0.0.1", 8081));
         let v6 = HostRule::parse("[::1]:9000").unwrap();
-        assert!(v6.matches("[::1]", 9000));
-        assert!(HostRule::parse("::1").unwrap().matches("[::1]", 80));
-        for bad in ["https://x.com", "x.com/path", "", "*.1.2.3.4", "x.com:0", "x.com:99999", "a..b", "-a.com"] {
+        assert!(v6.matches("https", "[::1]", 9000));
+        assert!(HostRule::parse("::1").unwrap().matches("https", "[::1]", 443));
+        let range = HostRule::parse("http://10.0.0.0/8:8080").unwrap();
+        assert!(range.matches("http", "10.1.2.3", 8080) && !range.matches("http", "11.0.0.1", 8080));
+        let v6_range = HostRule::parse("[fd00::/8]").unwrap();
+        assert!(v6_range.contains("fd12::1".parse().unwrap()) && !v6_range.contains("fe80::1".parse().unwrap()));
+        for bad in ["ftp://x.com", "x.com/path", "https://x.com/", "", "*.1.2.3.4", "x.com:0", "x.com:99999", "a..b"] {
             assert!(HostRule::parse(bad).is_err(), "{bad}");
         }
+        for bad in ["-a.com", "10.0.0.0/33", "[fd00::]/8"] {
+            assert!(HostRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    // Issue 16, finding 8: a bare host rule allowed every port and plain
+    // http; now https on 443 only, other schemes and ports when written.
+    #[test]
+    fn finding_8_a_bare_host_rule_allows_only_https_on_443() {
+        let bare = HostRule::parse("api.example.com").unwrap();
+        assert!(bare.matches("https", "api.example.com", 443));
+        assert!(!bare.matches("http", "api.example.com", 80), "plain http only when written");
+        assert!(!bare.matches("https", "api.example.com", 8443), "other ports only when written");
+        assert!(!bare.matches("http", "api.example.com", 443));
+        assert!(HostRule::parse("api.example.com:8443").unwrap().matches("https", "api.example.com", 8443));
+        let http = HostRule::parse("http://api.example.com").unwrap();
+        assert!(http.matches("http", "api.example.com", 80) && !http.matches("https", "api.example.com", 443));
+        assert!(HostRule::parse("https://api.example.com").unwrap() == bare);
+        let outbound = Outbound { allow: vec![bare], ..Outbound::default() };
+        assert!(outbound.denial("http", "api.example.com", 80).contains("e.g. http://api.example.com:80"));
+    }
+
+    // Issue 16, finding 8: addresses that are not public are refused unless
+    // a rule names them (or their range).
+    #[test]
+    fn finding_8_non_public_addresses_are_refused_unless_a_rule_names_them() {
+        for (addr, kind) in [
+            ("127.0.0.1", "loopback"),
+            ("::1", "loopback"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("10.1.2.3", "RFC 1918"),
+            ("172.16.0.1", "RFC 1918"),
+            ("192.168.1.1", "RFC 1918"),
+            ("169.254.169.254", "metadata"),
+            ("fd00:ec2::254", "metadata"),
+            ("169.254.1.1", "link-local"),
+            ("fe80::1", "link-local"),
+            ("fd12:3456::1", "RFC 4193"),
+            ("100.64.0.1", "CGNAT"),
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("64:ff9b::a00:1", "RFC 1918"),
+        ] {
+            let found = reserved(addr.parse().unwrap());
+            assert!(found.is_some_and(|k| k.contains(kind)), "{addr}: {found:?}");
+        }
+        for public in ["1.1.1.1", "100.128.0.1", "172.32.0.1", "2606:4700::1111"] {
+            assert_eq!(reserved(public.parse().unwrap()), None, "{public}");
+        }
+        let rules = |r: &[&str]| Outbound {
+            allow: r.iter().map(|r| HostRule::parse(r).unwrap()).collect(),
+            ..Outbound::default()
+        };
+        let loopback = "127.0.0.1".parse().unwrap();
+        let why = rules(&["localhost"]).refuses("localhost", loopback).unwrap();
+        assert_eq!(
+            why,
+            "egress_denied: localhost resolves to 127.0.0.1, a loopback address; allow it explicitly with a rule \
+             naming the address (e.g. 127.0.0.1) or its range"
+        );
+        assert_eq!(rules(&["localhost", "127.0.0.1"]).refuses("localhost", loopback), None);
+        assert_eq!(rules(&["localhost", "127.0.0.0/8"]).refuses("localhost", loopback), None);
+        assert!(rules(&["localhost", "10.0.0.0/8"]).refuses("localhost", loopback).is_some());
+        assert_eq!(rules(&[]).refuses("one.one.one.one", "1.1.1.1".parse().unwrap()), None);
     }
 
     #[test]
@@ -460,9 +757,9 @@ mod tests {
             trace: vec![HostRule::parse("b.test").unwrap()],
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
-        assert!(outbound.allows("a.test", 443) && outbound.allows("b.test", 443));
-        assert!(!outbound.allows("c.test", 443));
-        assert!(outbound.traces("b.test", 80) && !outbound.traces("a.test", 80));
-        assert!(!Outbound::default().allows("a.test", 443), "denied by default");
+        assert!(outbound.allows("https", "a.test", 443) && outbound.allows("https", "b.test", 443));
+        assert!(!outbound.allows("https", "c.test", 443));
+        assert!(outbound.traces("https", "b.test", 443) && !outbound.traces("https", "a.test", 443));
+        assert!(!Outbound::default().allows("https", "a.test", 443), "denied by default");
     }
 }

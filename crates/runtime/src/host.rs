@@ -10,12 +10,14 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::egress::{Hooks, Outbound};
 use crate::glassbox::function::{devices, events, kv, log};
 use crate::wasi::{self, LogBook, SharedLog, Stream, Wasi};
-use crate::{Limits, Outcome, Output};
+use crate::{KV_KEY_BYTES_MAX, KvQuota, Limits, Outcome, Output};
 
 /// What the server provides to functions. Called on the invocation's thread.
 pub trait Services: Send + Sync + 'static {
     fn kv_get(&self, function: &str, key: &str) -> Option<Vec<u8>>;
-    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
+    /// Stores `value` unless the function's store would then pass `quota`;
+    /// the error names the limit.
+    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>, quota: KvQuota) -> Result<(), String>;
     fn kv_delete(&self, function: &str, key: &str);
     fn shadow(&self, device: &str) -> Result<String, String>;
     fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String>;
@@ -31,7 +33,7 @@ impl Services for NoServices {
         None
     }
 
-    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>, _: KvQuota) -> Result<(), String> {
         Ok(())
     }
 
@@ -75,7 +77,77 @@ pub(crate) struct State {
     pub wasi: Wasi,
     http: WasiHttpCtx,
     pub hooks: Hooks,
-    emitted: Vec<Output>,
+    emitted: Emitted,
+    /// For `kv.set`: the largest value, and the store's quota.
+    kv: (usize, KvQuota),
+}
+
+/// What the guest emitted, kept within the output budget as it goes: an
+/// emit past it is refused, and so is every one after it.
+#[derive(Default)]
+struct Emitted {
+    outputs: Vec<Output>,
+    bytes: usize,
+    /// Why the first refused emit was refused; the invocation ends
+    /// `output_too_large` with it.
+    over: Option<OverBudget>,
+    refused: usize,
+    outputs_max: usize,
+    output_bytes_max: usize,
+}
+
+/// Why an emitted (or returned) event was not kept: a budget of
+/// [`Limits`], named as `outputs_max` or `output_bytes_max`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverBudget {
+    #[error(
+        "outputs_max: an invocation produces at most {max} events, and this would be event {count}; \
+         nothing past the limit is kept (emit fewer events, e.g. one holding a list)"
+    )]
+    Outputs { count: usize, max: usize },
+    #[error(
+        "output_bytes_max: this {event_bytes}-byte event would bring the invocation's output to {total} bytes, \
+         over its limit of {max}; nothing past the limit is kept (emit smaller events)"
+    )]
+    Bytes { event_bytes: usize, total: usize, max: usize },
+}
+
+/// An output's size against the budget: all its fields.
+fn output_bytes(output: &Output) -> usize {
+    let optional = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    output.type_.len() + optional(&output.subject) + optional(&output.datacontenttype) + output.data.len()
+}
+
+impl Emitted {
+    fn new(limits: Limits) -> Self {
+        Self { outputs_max: limits.outputs_max, output_bytes_max: limits.output_bytes_max, ..Self::default() }
+    }
+
+    /// Keeps `output` if it fits the budget; otherwise says why not, and
+    /// keeps nothing more from then on.
+    fn keep(&mut self, output: Output) -> Result<(), OverBudget> {
+        if let Some(over) = &self.over {
+            self.refused += 1;
+            return Err(over.clone());
+        }
+        let event_bytes = output_bytes(&output);
+        let (count, total) = (self.outputs.len() + 1, self.bytes.saturating_add(event_bytes));
+        let over = if count > self.outputs_max {
+            Some(OverBudget::Outputs { count, max: self.outputs_max })
+        } else if total > self.output_bytes_max {
+            Some(OverBudget::Bytes { event_bytes, total, max: self.output_bytes_max })
+        } else {
+            None
+        };
+        if let Some(over) = over {
+            self.refused += 1;
+            self.over = Some(over.clone());
+            return Err(over);
+        }
+        self.bytes = total;
+        self.outputs.push(output);
+        Ok(())
+    }
 }
 
 impl State {
@@ -97,7 +169,8 @@ impl State {
             http: WasiHttpCtx::new(),
             hooks: Hooks::new(outbound, started, started + limits.timeout),
             log,
-            emitted: Vec::new(),
+            emitted: Emitted::new(limits),
+            kv: (limits.kv_value_bytes_max, limits.kv),
         }
     }
 
@@ -111,27 +184,26 @@ impl State {
         self.services = services;
         self.wasi.deadline = started + limits.timeout;
         self.hooks = Hooks::new(outbound, started, started + limits.timeout);
-        self.emitted.clear();
+        self.emitted = Emitted::new(limits);
+        self.kv = (limits.kv_value_bytes_max, limits.kv);
     }
 
-    /// Emitted then returned outputs, within the limits.
-    pub fn finish(&self, returned: Vec<Output>, limits: Limits) -> Result<Vec<Output>, Outcome> {
-        let outputs: Vec<Output> = self.emitted.iter().cloned().chain(returned).collect();
-        let bytes: usize = outputs.iter().map(|o| o.data.len() + o.type_.len()).sum();
-        if outputs.len() > limits.outputs_max {
-            return Err(Outcome::OutputTooLarge(format!(
-                "{} outputs, over the limit of {}",
-                outputs.len(),
-                limits.outputs_max
-            )));
+    /// Emitted then returned outputs, within the budget; an invocation
+    /// that went past it (an emit refused, or too much returned) produces
+    /// nothing and ends `output_too_large`.
+    pub fn finish(&mut self, returned: Vec<Output>) -> Result<Vec<Output>, Outcome> {
+        let emitted = &mut self.emitted;
+        for output in returned {
+            let _ = emitted.keep(output);
         }
-        if bytes > limits.output_bytes_max {
-            return Err(Outcome::OutputTooLarge(format!(
-                "{bytes} bytes of output, over the limit of {}",
-                limits.output_bytes_max
-            )));
+        if let Some(over) = &emitted.over {
+            let refused = match emitted.refused {
+                1 => String::new(),
+                n => format!(" ({n} events refused)"),
+            };
+            return Err(Outcome::OutputTooLarge(format!("{over}{refused}")));
         }
-        Ok(outputs)
+        Ok(std::mem::take(&mut emitted.outputs))
     }
 }
 
@@ -166,8 +238,7 @@ impl log::Host for State {
 
 impl events::Host for State {
     fn emit(&mut self, event: Output) -> Result<(), String> {
-        self.emitted.push(event);
-        Ok(())
+        self.emitted.keep(event).map_err(|over| over.to_string())
     }
 }
 
@@ -177,7 +248,21 @@ impl kv::Host for State {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        self.services.kv_set(&self.function, &key, value)
+        let (value_bytes_max, quota) = self.kv;
+        if key.len() > KV_KEY_BYTES_MAX {
+            return Err(format!(
+                "kv_key_bytes_max: a key holds at most {KV_KEY_BYTES_MAX} bytes; this one has {} (use a shorter key)",
+                key.len()
+            ));
+        }
+        if value.len() > value_bytes_max {
+            return Err(format!(
+                "kv_value_bytes_max: a value holds at most {value_bytes_max} bytes; this one has {} \
+                 (store less, or split it across keys)",
+                value.len()
+            ));
+        }
+        self.services.kv_set(&self.function, &key, value, quota)
     }
 
     fn delete(&mut self, key: String) {

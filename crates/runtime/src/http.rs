@@ -113,7 +113,7 @@ impl Runtime {
             (Ok(()), Some(Ok(_))) => Outcome::Succeeded,
         };
         let (outcome, outputs) = match outcome {
-            Outcome::Succeeded => match state.finish(Vec::new(), limits) {
+            Outcome::Succeeded => match state.finish(Vec::new()) {
                 Ok(outputs) => (outcome, outputs),
                 Err(too_large) => (too_large, Vec::new()),
             },

@@ -18,6 +18,7 @@ mod egress;
 mod host;
 mod http;
 mod instances;
+mod send;
 mod wasi;
 
 use std::path::Path;
@@ -32,11 +33,11 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 
-pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound};
-pub use host::{LogLine, NoServices, Services};
+pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound, reserved};
+pub use host::{LogLine, NoServices, OverBudget, Services};
 pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
 pub use instances::{Instances, Reuse};
-pub use wasi::STDIO_BYTES_MAX;
+pub use wasi::{LOG_BYTES_MAX, LOG_LINE_BYTES_MAX};
 
 wasmtime::component::bindgen!({
     path: "../../wit/function.wit",
@@ -52,7 +53,8 @@ pub const TRIVIAL_COMPONENT: &str = include_str!("../tests/fixtures/ok.wat");
 
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(2);
-/// Most log lines kept per invocation; more are counted as dropped.
+/// Most log lines kept per invocation (from `log`, stdout and stderr);
+/// more are counted as dropped.
 pub const LOG_LINES_MAX: usize = 1000;
 
 /// Bounds of one invocation.
@@ -64,13 +66,37 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Most output events (returned plus emitted).
     pub outputs_max: usize,
-    /// Most output bytes in all.
+    /// Most output bytes in all (every field of every event).
     pub output_bytes_max: usize,
+    /// Largest value `kv.set` stores.
+    pub kv_value_bytes_max: usize,
+    /// What the function's key-value store may hold in all.
+    pub kv: KvQuota,
 }
+
+/// What one function's key-value store may hold, kept by the server's
+/// store as values are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Most keys.
+    pub keys_max: u64,
+    /// Most bytes of keys and values together.
+    pub bytes_max: u64,
+}
+
+/// The longest key `kv.set` takes.
+pub const KV_KEY_BYTES_MAX: usize = 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(5), memory_bytes: 64 << 20, outputs_max: 100, output_bytes_max: 1 << 20 }
+        Self {
+            timeout: Duration::from_secs(5),
+            memory_bytes: 64 << 20,
+            outputs_max: 100,
+            output_bytes_max: 1 << 20,
+            kv_value_bytes_max: 1 << 20,
+            kv: KvQuota { keys_max: 10_000, bytes_max: 64 << 20 },
+        }
     }
 }
 
@@ -427,7 +453,7 @@ impl Runtime {
         let timings = Timings::since(started, cpu_started, cold, instantiate);
         let state = store.data_mut();
         let (outcome, outputs, handler) = match result {
-            Ok((handler, Ok(returned))) => match state.finish(returned, limits) {
+            Ok((handler, Ok(returned))) => match state.finish(returned) {
                 Ok(outputs) => (Outcome::Succeeded, outputs, Some(handler)),
                 Err(outcome) => (outcome, Vec::new(), Some(handler)),
             },

@@ -24,11 +24,13 @@ use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, Wa
 use crate::LOG_LINES_MAX;
 use crate::host::{LogLine, State};
 
-/// Most bytes of stdout and stderr kept per invocation; the lines in the
-/// rest are counted as dropped.
-pub const STDIO_BYTES_MAX: usize = 64 << 10;
-/// A line longer than this is cut into pieces of this size.
-const LINE_BYTES_MAX: usize = 4 << 10;
+/// Most bytes of log lines kept per invocation, from `log`, stdout and
+/// stderr together; the lines past it are dropped, counted, and summed up
+/// in one last line.
+pub const LOG_BYTES_MAX: usize = 256 << 10;
+/// A log message longer than this is cut; a printed line longer than this
+/// is cut into pieces of this size.
+pub const LOG_LINE_BYTES_MAX: usize = 4 << 10;
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,25 +42,37 @@ pub enum Stream {
 }
 
 /// An invocation's log: lines from the `log` interface and from the
-/// guest's stdout and stderr, in the order they were written.
+/// guest's stdout and stderr, in the order they were written, within
+/// [`LOG_LINES_MAX`] lines and [`LOG_BYTES_MAX`] bytes as they come: what
+/// is past them is counted, not kept.
 pub(crate) struct LogBook {
     started: Instant,
     pub lines: Vec<LogLine>,
+    /// Lines dropped past the budget.
     pub dropped: usize,
-    stdio_bytes: usize,
+    dropped_bytes: usize,
+    /// Message bytes of the lines kept.
+    bytes: usize,
     partial: [Vec<u8>; 2],
 }
 
 impl LogBook {
     pub fn new(started: Instant) -> Self {
-        Self { started, lines: Vec::new(), dropped: 0, stdio_bytes: 0, partial: [Vec::new(), Vec::new()] }
+        Self { started, lines: Vec::new(), dropped: 0, dropped_bytes: 0, bytes: 0, partial: [Vec::new(), Vec::new()] }
     }
 
-    pub fn push(&mut self, level: &'static str, message: String, stream: Stream) {
-        if self.lines.len() >= LOG_LINES_MAX {
+    fn full(&self) -> bool {
+        self.lines.len() >= LOG_LINES_MAX || self.bytes >= LOG_BYTES_MAX
+    }
+
+    pub fn push(&mut self, level: &'static str, mut message: String, stream: Stream) {
+        if self.full() || self.bytes + message.len().min(LOG_LINE_BYTES_MAX) > LOG_BYTES_MAX {
             self.dropped += 1;
+            self.dropped_bytes += message.len();
             return;
         }
+        cut(&mut message, LOG_LINE_BYTES_MAX);
+        self.bytes += message.len();
         let at_us = self.started.elapsed().as_micros() as u64;
         let stream = match stream {
             Stream::Log => None,
@@ -69,18 +83,21 @@ impl LogBook {
     }
 
     fn write(&mut self, stream: Stream, bytes: &[u8]) {
-        let room = STDIO_BYTES_MAX.saturating_sub(self.stdio_bytes);
-        let (kept, over) = bytes.split_at(bytes.len().min(room));
-        self.stdio_bytes += kept.len();
-        self.dropped += over.iter().filter(|b| **b == b'\n').count();
         let index = usize::from(stream == Stream::Stderr);
-        for &byte in kept {
+        for (i, &byte) in bytes.iter().enumerate() {
+            if self.full() {
+                // Nothing more is kept: count what the guest goes on printing.
+                let rest = &bytes[i..];
+                self.dropped_bytes += rest.len();
+                self.dropped += rest.iter().filter(|b| **b == b'\n').count();
+                return;
+            }
             if byte == b'\n' {
                 self.end_line(stream);
                 continue;
             }
             self.partial[index].push(byte);
-            if self.partial[index].len() >= LINE_BYTES_MAX {
+            if self.partial[index].len() >= LOG_LINE_BYTES_MAX {
                 self.end_line(stream);
             }
         }
@@ -101,11 +118,29 @@ impl LogBook {
         self.push(level, text.to_string(), stream);
     }
 
-    /// Ends the lines the guest left unfinished.
+    /// Ends the lines the guest left unfinished and, if any were dropped,
+    /// says so in one last line.
     pub fn finish(&mut self) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             self.end_line(stream);
         }
+        if self.dropped > 0 {
+            let message = format!(
+                "{} log lines ({} bytes) dropped: past this invocation's log budget of {LOG_LINES_MAX} lines \
+                 and {LOG_BYTES_MAX} bytes (log less, or summarise)",
+                self.dropped, self.dropped_bytes
+            );
+            let at_us = self.started.elapsed().as_micros() as u64;
+            self.lines.push(LogLine { level: "warn", message, at_us, stream: None });
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let end = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(end);
     }
 }
 
@@ -156,7 +191,7 @@ impl OutputStream for Capture {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(LINE_BYTES_MAX * 4)
+        Ok(LOG_LINE_BYTES_MAX * 4)
     }
 }
 
@@ -303,14 +338,40 @@ mod tests {
     #[test]
     fn output_past_the_budget_is_dropped_and_counted_and_long_lines_are_cut() {
         let mut book = LogBook::new(Instant::now());
-        book.write(Stream::Stdout, &vec![b'x'; LINE_BYTES_MAX + 10]);
+        book.write(Stream::Stdout, &vec![b'x'; LOG_LINE_BYTES_MAX + 10]);
         book.finish();
-        assert_eq!(book.lines.iter().map(|l| l.message.len()).collect::<Vec<_>>(), [LINE_BYTES_MAX, 10]);
+        assert_eq!(book.lines.iter().map(|l| l.message.len()).collect::<Vec<_>>(), [LOG_LINE_BYTES_MAX, 10]);
         let line = "y".repeat(99) + "\n";
-        for _ in 0..STDIO_BYTES_MAX / 100 + 50 {
+        for _ in 0..LOG_LINES_MAX + 50 {
             book.write(Stream::Stdout, line.as_bytes());
         }
         assert!(book.dropped >= 50, "{}", book.dropped);
-        assert!(book.lines.len() < STDIO_BYTES_MAX / 100 + 3);
+        assert_eq!(book.lines.len(), LOG_LINES_MAX);
+    }
+
+    // Issue 16, finding 5: log lines are bounded in bytes as they come, not
+    // only in number; what is dropped is said in one last line.
+    #[test]
+    fn finding_5_log_bytes_are_bounded_as_they_come_with_one_line_saying_what_was_dropped() {
+        let mut book = LogBook::new(Instant::now());
+        for _ in 0..500 {
+            book.push("info", "z".repeat(64 << 10), Stream::Log);
+            book.write(Stream::Stderr, &vec![b'e'; 10_000]);
+        }
+        book.write(Stream::Stdout, b"late\n");
+        book.finish();
+        let kept: usize = book.lines.iter().map(|l| l.message.len()).sum();
+        let (last, kept_lines) = book.lines.split_last().unwrap();
+        assert!(kept_lines.iter().all(|l| l.message.len() <= LOG_LINE_BYTES_MAX));
+        assert!(kept - last.message.len() <= LOG_BYTES_MAX, "{kept}");
+        assert!(book.dropped > 400, "{}", book.dropped);
+        assert_eq!(last.level, "warn");
+        assert!(
+            last.message.starts_with(&format!("{} log lines (", book.dropped))
+                && last.message.contains(&format!("log budget of {LOG_LINES_MAX} lines and {LOG_BYTES_MAX} bytes")),
+            "{}",
+            last.message
+        );
+        assert_eq!(book.lines.iter().filter(|l| l.message.contains("dropped")).count(), 1);
     }
 }

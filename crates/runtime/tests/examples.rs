@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glassbox_runtime::{Event, Limits, Outbound, Outcome, Reuse, Runtime, Services};
+use glassbox_runtime::{Event, KvQuota, Limits, Outbound, Outcome, Reuse, Runtime, Services};
 
 fn example(name: &str) -> Vec<u8> {
     let path = format!("{}/../../examples/{name}/telemetry.wasm", env!("CARGO_MANIFEST_DIR"));
@@ -45,7 +45,7 @@ impl Services for Recording {
         None
     }
 
-    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>, _: KvQuota) -> Result<(), String> {
         Ok(())
     }
 

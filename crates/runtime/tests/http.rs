@@ -133,7 +133,8 @@ async fn outbound_requests_go_only_to_allowed_hosts_and_are_recorded() {
     let upstream = upstream();
     let url = format!("http://127.0.0.1:{}/data", upstream.port);
     // Allowed: the response's status and bytes, recorded on the invocation.
-    let allowed = Outbound { allow: allow(&[&format!("127.0.0.1:{}", upstream.port)]), ..Outbound::default() };
+    let rule = format!("http://127.0.0.1:{}", upstream.port);
+    let allowed = Outbound { allow: allow(&[&rule]), ..Outbound::default() };
     let (status, body, report) = serve(get(&format!("/hello?fetch={url}")), allowed).await;
     assert_eq!(status, 200, "{body} {report:?}");
     assert_eq!(body["upstream"]["status"], 200);
@@ -160,7 +161,7 @@ async fn outbound_requests_go_only_to_allowed_hosts_and_are_recorded() {
 async fn only_hosts_that_opted_in_get_the_traceparent() {
     let upstream = upstream();
     let url = format!("http://127.0.0.1:{}/", upstream.port);
-    let rule = format!("127.0.0.1:{}", upstream.port);
+    let rule = format!("http://127.0.0.1:{}", upstream.port);
     for (outbound, sent) in [
         (Outbound { allow: allow(&[&rule]), traceparent: Some(TRACEPARENT.into()), ..Outbound::default() }, false),
         (Outbound { trace: allow(&[&rule]), traceparent: Some(TRACEPARENT.into()), ..Outbound::default() }, true),
@@ -198,7 +199,7 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
             runtime.invoke_with(forward, "forward", &event, Limits::default(), Arc::new(NoServices), outbound)
         })
     };
-    let allowed = Outbound { allow: allow(&["127.0.0.1"]), ..Outbound::default() };
+    let allowed = Outbound { allow: allow(&[&format!("http://127.0.0.1:{}", upstream.port)]), ..Outbound::default() };
     let report = run(allowed).await.unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
     let (head, body) = upstream.requests.lock().unwrap().last().cloned().unwrap();
@@ -226,7 +227,7 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
         serde_json::json!({"url": format!("http://127.0.0.1:{closed}/"), "payload": 1}).to_string().into_bytes();
     let refused = tokio::task::spawn_blocking(move || {
         let (runtime, _, forward) = &*COMPILED;
-        let outbound = Outbound { allow: allow(&["127.0.0.1"]), ..Outbound::default() };
+        let outbound = Outbound { allow: allow(&[&format!("http://127.0.0.1:{closed}")]), ..Outbound::default() };
         runtime.invoke_with(forward, "forward", &refused_event, Limits::default(), Arc::new(NoServices), outbound)
     })
     .await
@@ -246,7 +247,7 @@ async fn an_outbound_request_that_never_answers_ends_at_the_deadline() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let held = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
-    let outbound = Outbound { allow: allow(&["127.0.0.1"]), ..Outbound::default() };
+    let outbound = Outbound { allow: allow(&[&format!("http://127.0.0.1:{port}")]), ..Outbound::default() };
     let limits = Limits { timeout: std::time::Duration::from_millis(500), ..Limits::default() };
     let (status, _, report) =
         serve_within(get(&format!("/hello?fetch=http://127.0.0.1:{port}/")), outbound, limits).await;
@@ -257,4 +258,49 @@ async fn an_outbound_request_that_never_answers_ends_at_the_deadline() {
     assert_eq!(record.error.as_deref(), Some("connection timeout"), "{record:?}");
     assert!(record.duration_us >= 490_000, "waited until the deadline: {record:?}");
     drop(held);
+}
+
+/// Serves `fetch` through hello.wasm under `rules`: its egress record, and
+/// whether the upstream saw a request.
+async fn fetch_under(upstream: &Upstream, url: &str, rules: &[&str]) -> (u16, EgressRecord, bool) {
+    let before = upstream.requests.lock().unwrap().len();
+    let outbound = Outbound { allow: allow(rules), ..Outbound::default() };
+    let (status, _, report) = serve(get(&format!("/hello?fetch={url}")), outbound).await;
+    let [record]: [EgressRecord; 1] = report.egress.clone().try_into().unwrap_or_else(|_| panic!("{report:?}"));
+    (status, record, upstream.requests.lock().unwrap().len() > before)
+}
+
+// Issue 16, finding 8: an allowed name that resolves to a loopback address
+// was reached; now the address is checked after one resolution and refused
+// unless a rule names it — and then the request goes to that address.
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_8_an_allowed_name_resolving_to_loopback_is_refused_unless_the_address_is_allowed() {
+    let upstream = upstream();
+    let url = format!("http://localhost:{}/x", upstream.port);
+    let by_name = format!("http://localhost:{}", upstream.port);
+    let (status, record, reached) = fetch_under(&upstream, &url, &[&by_name]).await;
+    assert_eq!((status, record.outcome, reached), (502, "denied", false), "{record:?}");
+    let why = record.error.unwrap();
+    assert!(why.starts_with("egress_denied: localhost resolves to "), "{why}");
+    assert!(why.contains("a loopback address; allow it explicitly with a rule naming the address"), "{why}");
+
+    let (status, record, reached) = fetch_under(&upstream, &url, &[&by_name, "127.0.0.1"]).await;
+    assert_eq!((status, record.outcome, record.status, reached), (200, "completed", Some(200), true), "{record:?}");
+}
+
+// Issue 16, finding 8: a bare host rule allowed plain http on any port;
+// now only https on 443 unless the rule writes the scheme and port.
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_8_a_bare_host_rule_refuses_plain_http_and_other_ports() {
+    let upstream = upstream();
+    let url = format!("http://127.0.0.1:{}/x", upstream.port);
+    let https_on_port = format!("127.0.0.1:{}", upstream.port);
+    for rules in [vec!["127.0.0.1"], vec![https_on_port.as_str()], vec!["http://127.0.0.1"]] {
+        let (status, record, reached) = fetch_under(&upstream, &url, &rules).await;
+        assert_eq!((status, record.outcome, reached), (502, "denied", false), "{rules:?}: {record:?}");
+        assert!(record.error.as_deref().unwrap().starts_with("egress_denied: http on port "), "{record:?}");
+    }
+    let written = format!("http://127.0.0.1:{}", upstream.port);
+    let (status, record, reached) = fetch_under(&upstream, &url, &[&written]).await;
+    assert_eq!((status, record.outcome, reached), (200, "completed", true), "{record:?}");
 }

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_runtime::{Event, Limits, NoServices, Outbound, Outcome, Report, Reuse, Runtime};
+use glassbox_runtime::{
+    Event, KV_KEY_BYTES_MAX, LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, Limits, NoServices, Outbound, Outcome, Report, Reuse,
+    Runtime,
+};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -238,4 +241,106 @@ fn memory_and_cpu_time_are_metered() {
     let limits = Limits { timeout: Duration::from_millis(100), ..Limits::default() };
     let spinning = run(&with_body("(loop (br 0)) (i32.const 16)", ""), limits);
     assert!(spinning.cpu >= Duration::from_millis(50) && spinning.cpu <= spinning.wall, "{spinning:?}");
+}
+
+/// The flood fixture with its knobs set: rounds, bytes logged per round,
+/// and whether it stops at the first refused emit.
+fn flood(rounds: u32, log_bytes: u32, stop_on_error: bool) -> Vec<u8> {
+    let wat = String::from_utf8(fixture("flood")).unwrap();
+    let knobs = [
+        ("(global $rounds i32 (i32.const 2000))", format!("(global $rounds i32 (i32.const {rounds}))")),
+        ("(global $log_bytes i32 (i32.const 65536))", format!("(global $log_bytes i32 (i32.const {log_bytes}))")),
+        (
+            "(global $stop_on_error i32 (i32.const 1))",
+            format!("(global $stop_on_error i32 (i32.const {}))", u8::from(stop_on_error)),
+        ),
+    ];
+    knobs
+        .iter()
+        .fold(wat, |wat, (old, new)| {
+            assert!(wat.contains(old), "{old}");
+            wat.replace(old, new)
+        })
+        .into_bytes()
+}
+
+/// Bytes of one of the flood fixture's events: its type and 256 KiB.
+const FLOOD_EVENT_BYTES: usize = "test.flood".len() + (256 << 10);
+
+// Issue 16, finding 5: `emit` kept every event until the invocation ended
+// (2,000 × 256 KiB: 500 MiB held by the host); now the emit past the
+// budget is refused, to the guest, naming the limit.
+#[test]
+fn finding_5_an_emit_past_the_output_budget_is_refused_to_the_guest_naming_the_limit() {
+    let report = run(&flood(2000, 0, true), Limits::default());
+    let Outcome::Failed(message) = &report.outcome else { panic!("{:?}", report.outcome) };
+    let (fits, max) = (3, Limits::default().output_bytes_max);
+    let expected = format!(
+        "output_bytes_max: this {FLOOD_EVENT_BYTES}-byte event would bring the invocation's output to {} bytes, \
+         over its limit of {max}",
+        (fits + 1) * FLOOD_EVENT_BYTES
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    assert!(report.outputs.is_empty());
+
+    let limits = Limits { outputs_max: 5, output_bytes_max: 64 << 20, ..Limits::default() };
+    let report = run(&flood(2000, 0, true), limits);
+    let Outcome::Failed(message) = &report.outcome else { panic!("{:?}", report.outcome) };
+    assert!(message.starts_with("outputs_max: an invocation produces at most 5 events, and this would be event 6"));
+}
+
+// Issue 16, finding 5: a guest that ignores the refusals gets nothing more
+// kept (three events, then 1,997 refused), and the invocation produces nothing.
+#[test]
+fn finding_5_a_guest_ignoring_refused_emits_has_nothing_more_kept_and_ends_output_too_large() {
+    // Each refused emit still copies its 256 KiB in and drops it: time enough
+    // for 2,000 of them on a slow machine.
+    let limits = Limits { timeout: Duration::from_secs(120), ..Limits::default() };
+    let report = run(&flood(2000, 0, false), limits);
+    let Outcome::OutputTooLarge(detail) = &report.outcome else { panic!("{:?}", report.outcome) };
+    assert!(detail.starts_with("output_bytes_max: "), "{detail}");
+    assert!(detail.ends_with(" (1997 events refused)"), "three of 2000 kept: {detail}");
+    assert!(report.outputs.is_empty());
+}
+
+// Issue 16, finding 5: `log` had no byte budget (1,000 lines of any size
+// were kept); now lines are cut, the budget holds as they come, and one
+// last line says what was dropped.
+#[test]
+fn finding_5_log_lines_past_the_byte_budget_are_dropped_and_summed_up() {
+    let limits = Limits { timeout: Duration::from_secs(120), ..Limits::default() };
+    let report = run(&flood(300, 64 << 10, false), limits);
+    let (marker, kept) = report.logs.split_last().unwrap();
+    let kept_bytes: usize = kept.iter().map(|l| l.message.len()).sum();
+    assert!(kept.iter().all(|l| l.message.len() == LOG_LINE_BYTES_MAX), "each 64 KiB line cut");
+    assert_eq!(kept_bytes, LOG_BYTES_MAX, "the budget, filled with cut lines");
+    assert_eq!(report.logs_dropped, 300 - kept.len());
+    assert!(marker.message.starts_with(&format!("{} log lines (", report.logs_dropped)), "{}", marker.message);
+}
+
+/// The kv fixture setting a key of `key_bytes` to a value of `value_bytes`.
+fn kv_set(key_bytes: u32, value_bytes: u32) -> Vec<u8> {
+    let wat = String::from_utf8(fixture("kv")).unwrap();
+    let wat = wat
+        .replace("(global $key_bytes i32 (i32.const 7))", &format!("(global $key_bytes i32 (i32.const {key_bytes}))"));
+    wat.replace(
+        "(global $value_bytes i32 (i32.const 100))",
+        &format!("(global $value_bytes i32 (i32.const {value_bytes}))"),
+    )
+    .into_bytes()
+}
+
+// Issue 16, finding 5: `kv.set` took a value and key of any size; now the
+// guest gets an error naming the limit, and nothing reaches the store.
+#[test]
+fn finding_5_kv_set_past_the_value_or_key_size_is_refused_naming_the_limit() {
+    let limits = Limits { kv_value_bytes_max: 1000, ..Limits::default() };
+    assert_eq!(run(&kv_set(7, 1000), limits).outcome, Outcome::Succeeded);
+    let Outcome::Failed(message) = run(&kv_set(7, 1001), limits).outcome else { panic!() };
+    assert!(
+        message.starts_with("kv_value_bytes_max: a value holds at most 1000 bytes; this one has 1001"),
+        "{message}"
+    );
+    let Outcome::Failed(message) = run(&kv_set(KV_KEY_BYTES_MAX as u32 + 1, 1), limits).outcome else { panic!() };
+    assert!(message.starts_with("kv_key_bytes_max: "), "{message}");
 }

@@ -93,13 +93,13 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let (denied, denied_seen) = upstream();
     // One slot: every request must find it free once the one before is answered.
     let query = format!(
-        "trigger=http:GET%20/hello,http:POST%20/hello&egress=127.0.0.1:{plain}&egress_trace=127.0.0.1:{traced}\
+        "trigger=http:GET%20/hello,http:POST%20/hello&egress=http://127.0.0.1:{plain}&egress_trace=http://127.0.0.1:{traced}\
          &concurrency=1&record_body=true"
     );
     let (status, deployed) =
         server.call(Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component("hello.wasm"))).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");
-    assert_eq!(deployed["spec"]["egress"], json!([format!("127.0.0.1:{plain}")]));
+    assert_eq!(deployed["spec"]["egress"], json!([format!("http://127.0.0.1:{plain}")]));
 
     // A request, answered by the function, with the id of its event.
     let response = request(&server, Method::GET, "/hello?name=Ada", Some(TRACEPARENT)).await;
@@ -334,7 +334,7 @@ async fn finding_6_a_public_route_over_its_rate_records_nothing() {
 async fn an_event_function_reaches_only_its_egress_hosts() {
     let server = start_with(TOKEN, |_| {}).await;
     let (port, seen) = upstream();
-    let query = format!("trigger=event:alarm.raised&retries=0&egress=127.0.0.1:{port}");
+    let query = format!("trigger=event:alarm.raised&retries=0&egress=http://127.0.0.1:{port}");
     let (status, deployed) =
         server.call(Method::POST, &format!("/api/v1/functions/forward?{query}"), Some(component("forward.wasm"))).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");

@@ -39,6 +39,17 @@ pub trait FunctionStore: Send + Sync + 'static {
     async fn live_versions(&self) -> Result<Vec<FunctionVersion>, StoreError>;
 
     async fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    /// Stores a value unless the function's store would then hold more
+    /// than `quota` allows: [`StoreError::Conflict`], naming the limit.
+    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>, quota: KvQuota) -> Result<(), StoreError>;
     async fn kv_delete(&self, function: &str, key: &str) -> Result<(), StoreError>;
+}
+
+/// What one function's key-value store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Most keys.
+    pub keys_max: u64,
+    /// Most bytes of keys and values together.
+    pub bytes_max: u64,
 }

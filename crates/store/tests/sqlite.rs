@@ -542,3 +542,32 @@ async fn data_no_reader_can_parse_is_read_back_as_a_note_not_an_error() {
     assert_eq!(page.events.len(), 2, "the page around it reads");
     assert!(serde_json::to_value(&page.events).is_ok());
 }
+
+// Issue 16, finding 5: a function's key-value store had no limit on keys
+// or bytes; now a set past either is refused, naming the limit, and what
+// was stored stays within it.
+#[tokio::test]
+async fn finding_5_kv_set_past_the_key_count_or_byte_quota_is_refused_naming_the_limit() {
+    use glassbox_store::{FunctionStore, KvQuota};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let quota = KvQuota { keys_max: 3, bytes_max: 1000 };
+    for key in ["a", "b", "c"] {
+        store.kv_set("f", key, vec![0; 100], quota).await.unwrap();
+    }
+    let refused = store.kv_set("f", "d", vec![0; 1], quota).await.unwrap_err();
+    assert!(matches!(&refused, StoreError::Conflict(m) if m.starts_with("kv_keys_max: ")), "{refused}");
+    assert_eq!(store.kv_get("f", "d").await.unwrap(), None);
+    store.kv_set("f", "a", vec![1; 50], quota).await.unwrap();
+    store.kv_set("g", "d", vec![0; 1], quota).await.unwrap();
+
+    // Keys and values count: 3 keys + 50 + 100 + 100 bytes so far.
+    let refused = store.kv_set("f", "b", vec![0; 900], quota).await.unwrap_err();
+    let expected = "kv_bytes_max: this would bring the function's store to 1053 bytes";
+    assert!(matches!(&refused, StoreError::Conflict(m) if m.starts_with(expected)), "{refused}");
+    assert!(refused.to_string().contains("over its limit of 1000"), "{refused}");
+    assert_eq!(store.kv_get("f", "b").await.unwrap(), Some(vec![0; 100]), "the old value stays");
+    store.kv_set("f", "b", vec![0; 700], quota).await.unwrap();
+    store.kv_delete("f", "c").await.unwrap();
+    store.kv_set("f", "d", vec![0; 1], quota).await.unwrap();
+}

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use glassbox_runtime::{Event, Limits, NoServices, Outbound, Outcome, Reuse, Runtime, Services, TRIVIAL_COMPONENT};
+use glassbox_runtime::{
+    Event, KvQuota, Limits, NoServices, Outbound, Outcome, Reuse, Runtime, Services, TRIVIAL_COMPONENT,
+};
 
 #[derive(clap::Args)]
 #[command(after_help = "The last line holds the figures scripts read, e.g.\n  \
@@ -49,7 +51,7 @@ impl Services for BenchServices {
         None
     }
 
-    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), String> {
+    fn kv_set(&self, _: &str, _: &str, _: Vec<u8>, _: KvQuota) -> Result<(), String> {
         Ok(())
     }
 

@@ -37,7 +37,7 @@ pub struct DeployParams {
     max_age: Option<String>,
     /// Invocations per second at most, e.g. `100/s`, `30/m`.
     rate: Option<String>,
-    /// Comma-separated hosts outbound HTTP may reach (`api.example.com,*.example.org`).
+    /// Comma-separated egress rules (`api.example.com,http://10.0.0.5:8080`).
     egress: Option<String>,
     /// Comma-separated hosts that also get the chain's `traceparent`.
     egress_trace: Option<String>,

@@ -84,7 +84,7 @@ impl Functions {
             for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
                 let data = json!({
                     "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
-                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(),
+                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(), "detail": denied.error,
                     "event_id": recorded.event.id.to_string(),
                 });
                 drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_core::EventId;
-use glassbox_runtime::Services;
+use glassbox_runtime::{KvQuota, Services};
 use glassbox_store::FunctionStore;
 use tokio::runtime::Handle;
 
@@ -41,8 +41,9 @@ impl Services for ForInvocation {
         self.host.handle.block_on(self.host.store.kv_get(function, key)).ok().flatten()
     }
 
-    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.host.handle.block_on(self.host.store.kv_set(function, key, value)).map_err(|e| e.to_string())
+    fn kv_set(&self, function: &str, key: &str, value: Vec<u8>, quota: KvQuota) -> Result<(), String> {
+        let quota = glassbox_store::KvQuota { keys_max: quota.keys_max, bytes_max: quota.bytes_max };
+        self.host.handle.block_on(self.host.store.kv_set(function, key, value, quota)).map_err(|e| e.to_string())
     }
 
     fn kv_delete(&self, function: &str, key: &str) {

@@ -37,8 +37,9 @@ pub struct Spec {
     /// the bounded queue). None: no rate limit.
     #[serde(default)]
     pub rate_per_second: Option<f64>,
-    /// Hosts its outbound HTTP requests may go to (`api.example.com`,
-    /// `*.example.com`, `10.0.0.5:8080`); none: every request is denied.
+    /// Egress rules: where its outbound HTTP may go (`api.example.com`:
+    /// https on 443, `*.example.com`, `http://10.0.0.5:8080`, `10.0.0.0/8`);
+    /// none: every request is denied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<String>,
     /// Hosts that also get the chain's `traceparent` header (allowed too).
@@ -373,8 +374,8 @@ mod tests {
         ] {
             assert!(Trigger::parse(bad).unwrap_err().contains(says), "{bad}: {:?}", Trigger::parse(bad));
         }
-        let egress = Spec { triggers: vec!["event:x".into()], egress: vec!["https://x.com".into()], ..Spec::default() };
-        assert!(egress.validate().unwrap_err().contains("not a URL"));
+        let egress = Spec { triggers: vec!["event:x".into()], egress: vec!["x.com/hook".into()], ..Spec::default() };
+        assert!(egress.validate().unwrap_err().contains("no path"));
         assert!(Trigger::parse("cron").unwrap_err().contains("must be"));
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
         assert_eq!(parse_rate("30/m"), Ok(0.5));

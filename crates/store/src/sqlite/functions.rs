@@ -4,7 +4,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::functions::FunctionVersion;
+use crate::functions::{FunctionVersion, KvQuota};
 
 const COLUMNS: &str = "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, f.live = v.version";
 
@@ -72,12 +72,45 @@ pub(super) fn kv_get(conn: &Connection, function: &str, key: &str) -> rusqlite::
         .optional()
 }
 
-pub(super) fn kv_set(tx: &Transaction<'_>, function: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+/// Sets a value within the function's quota; the inner error names the
+/// limit it would pass. The function's keys are counted only when the set
+/// could grow the store (a new key, or a larger value).
+pub(super) fn kv_set(
+    tx: &Transaction<'_>,
+    function: &str,
+    key: &str,
+    value: &[u8],
+    quota: KvQuota,
+) -> rusqlite::Result<Result<(), String>> {
+    let size = "length(CAST(key AS BLOB)) + length(value)";
+    let old: Option<u64> = tx
+        .prepare_cached(&format!("SELECT {size} FROM function_kv WHERE function = ?1 AND key = ?2"))?
+        .query_row([function, key], |r| r.get(0))
+        .optional()?;
+    let new = (key.len() + value.len()) as u64;
+    if old.is_none_or(|old| new > old) {
+        let (keys, bytes): (u64, u64) = tx
+            .prepare_cached(&format!("SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM function_kv WHERE function = ?1"))?
+            .query_row([function], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if old.is_none() && keys >= quota.keys_max {
+            return Ok(Err(format!(
+                "kv_keys_max: this function's store holds {keys} keys, its limit; delete keys before adding more"
+            )));
+        }
+        let total = bytes - old.unwrap_or(0) + new;
+        if total > quota.bytes_max {
+            return Ok(Err(format!(
+                "kv_bytes_max: this would bring the function's store to {total} bytes of keys and values, over its \
+                 limit of {}; delete keys or store less",
+                quota.bytes_max
+            )));
+        }
+    }
     tx.execute(
         "INSERT OR REPLACE INTO function_kv (function, key, value) VALUES (?1, ?2, ?3)",
         params![function, key, value],
     )?;
-    Ok(())
+    Ok(Ok(()))
 }
 
 pub(super) fn kv_delete(tx: &Transaction<'_>, function: &str, key: &str) -> rusqlite::Result<()> {

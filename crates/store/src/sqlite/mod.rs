@@ -31,7 +31,7 @@ use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
 use crate::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
+    FunctionVersion, Ingress, KvQuota, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
 };
 
 /// The durable record's file name inside the data directory.
@@ -429,9 +429,9 @@ impl FunctionStore for SqliteStore {
         self.read(move |conn| functions::kv_get(conn, &function, &key)).await
     }
 
-    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>, quota: KvQuota) -> Result<(), StoreError> {
         let (function, key) = (function.to_string(), key.to_string());
-        self.write(move |tx| functions::kv_set(tx, &function, &key, &value)).await
+        self.write(move |tx| functions::kv_set(tx, &function, &key, &value, quota)).await?.map_err(StoreError::Conflict)
     }
 
     async fn kv_delete(&self, function: &str, key: &str) -> Result<(), StoreError> {
