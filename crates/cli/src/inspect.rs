@@ -21,8 +21,9 @@ fn reason_in_words(reason: &str) -> &'static str {
         "server_busy" => "the server was at its connection limit",
         "rate_limited" => "it exceeded a rate limit or was throttled for flapping",
         "connect_timeout" => "no CONNECT arrived in time",
-        "administrative" => "an operator disconnected it",
+        "administrative" => "an operator disconnected it (or deleted it, or rotated its secret)",
         "server_shutdown" => "the server shut down",
+        "write_timeout" => "it stopped reading what the server sent (mqtt.write_timeout)",
         _ => "",
     }
 }

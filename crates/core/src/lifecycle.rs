@@ -190,10 +190,13 @@ pub enum DropReason {
     Offline,
     /// An operator cleared the queue it waited in.
     Cleared,
+    /// Not kept as a retained message: its publisher or the broker is at its
+    /// retained-message limit (the message itself was delivered).
+    RetainedLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::AclDenied,
@@ -209,6 +212,7 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::Offline,
         DropReason::Cleared,
+        DropReason::RetainedLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -228,6 +232,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::Offline => "offline",
             DropReason::Cleared => "cleared",
+            DropReason::RetainedLimit => "retained_limit",
         }
     }
 }

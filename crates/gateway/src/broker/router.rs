@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use glassbox_core::State;
+use glassbox_core::{DropReason, State};
 use glassbox_store::SessionOp;
 use serde_json::json;
 
@@ -18,9 +18,6 @@ use super::session::{NEVER, Session, SubOptions};
 use super::{Shared, lock};
 use crate::codec::QoS;
 use crate::topic::{SubscriptionTree, parse_filter};
-
-/// The drop reason noted when a message is not retained for a bound.
-const RETAINED_LIMIT: &str = "retained_limit";
 
 /// A subscription's owner: a client, in a share group or not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,7 +105,7 @@ impl Router {
             return Some(SessionOp::Retain { topic, message: None });
         }
         if let Err(why) = self.retained.set(message) {
-            let detail = format!("{RETAINED_LIMIT}: not retained, still delivered: {why}");
+            let detail = format!("{}: not retained, still delivered: {why}", DropReason::RetainedLimit);
             deliveries.note(message.event, State::Dropped, "retained", Some(detail));
             return None;
         }
