@@ -29,5 +29,5 @@ pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
-pub use refused::{PUBLISH_REFUSED, PublishRefused};
+pub use refused::{ConnectionsRefused, PUBLISH_REFUSED, PublishRefused};
 pub use trace_context::TraceParent;

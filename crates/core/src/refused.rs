@@ -32,3 +32,27 @@ pub struct PublishRefused {
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
+
+/// The data of a `device.connection_refused` / `client.connection_refused`
+/// event: the CONNECTs one peer had refused in one interval, counted.
+/// Shared by the gateway, which writes it, and every reader; a reader takes
+/// events recorded before the count existed (one refusal, its `reason`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionsRefused {
+    /// The peer address (IPv6: its /64), or `other peers` past the bound.
+    pub peer: String,
+    /// Refusals this event stands for.
+    pub count: u64,
+    /// The most frequent reason among them.
+    pub reason: String,
+    /// How many for each reason (a disconnect reason's name).
+    pub reasons: std::collections::BTreeMap<String, u64>,
+    /// A few of the names claimed, each cut to 128 bytes.
+    pub claimed: Vec<String>,
+    /// The first refusal's detail, cut to 256 bytes.
+    pub detail: String,
+    /// Refused at once during a login back-off, credentials not checked.
+    pub backoff: u64,
+    pub interval_seconds: f64,
+}

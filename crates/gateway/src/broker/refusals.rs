@@ -9,8 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use glassbox_core::{DisconnectReason, Draft};
-use serde_json::json;
+use glassbox_core::{ConnectionsRefused, DisconnectReason, Draft};
 
 use super::{Shared, lock};
 
@@ -77,11 +76,16 @@ impl Tally {
         self.recorded_at = Some(now);
         let reason = tally.reasons.iter().max_by_key(|(_, n)| **n).map_or("", |(r, _)| *r);
         let peer = if peer == OTHER_PEERS { "other peers".to_string() } else { peer.to_string() };
-        let data = json!({
-            "peer": peer, "count": tally.count, "reason": reason, "reasons": tally.reasons,
-            "claimed": tally.claimed, "detail": tally.detail, "backoff": tally.backoff,
-            "interval_seconds": interval.as_secs_f64(),
-        });
+        let data = ConnectionsRefused {
+            peer: peer.clone(),
+            count: tally.count,
+            reason: reason.to_string(),
+            reasons: tally.reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            claimed: tally.claimed,
+            detail: tally.detail,
+            backoff: tally.backoff,
+            interval_seconds: interval.as_secs_f64(),
+        };
         let device = tally.device.flatten();
         let ty = if device.is_some() { "device.connection_refused" } else { "client.connection_refused" };
         Draft { subject: Some(device.clone().unwrap_or(peer)), device, ..Draft::json("glassbox/gateway", ty, &data) }

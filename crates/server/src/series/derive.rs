@@ -1,6 +1,6 @@
 //! Recorded events to metric samples: what each kind of event counts for.
 
-use glassbox_core::{RecordedEvent, State};
+use glassbox_core::{ConnectionsRefused, RecordedEvent, State};
 use serde_json::Value;
 
 use super::catalog::{self as m, Metric};
@@ -52,7 +52,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
         "device.disconnected" | "client.disconnected" => {
             out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
         }
-        "device.connection_refused" | "client.connection_refused" => refused(&data(), &mut out),
+        "device.connection_refused" | "client.connection_refused" => refused(recorded, &mut out),
         "device.silent" => out.push(sample(&m::DEVICE_SILENCES, &[group], 1.0)),
         "function.invoked" => invoked(&data(), recorded, &mut out),
         "function.dead_letter" => {
@@ -79,16 +79,19 @@ fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) 
     Some(dropped(state.detail.as_deref(), origin(recorded, Some(group), topics).as_ref()))
 }
 
-/// Refused CONNECTs: the gateway records them per peer and interval, with
-/// a count per reason (`reasons`); one refusal alone has only `reason`.
-fn refused(data: &Value, out: &mut Vec<Sample>) {
-    match data["reasons"].as_object() {
-        Some(reasons) => {
-            for (reason, count) in reasons {
-                out.push(sample(&m::MQTT_REFUSED, &[reason], count.as_f64().unwrap_or(1.0)));
-            }
-        }
-        None => out.push(sample(&m::MQTT_REFUSED, &[data["reason"].as_str().unwrap_or(NONE)], 1.0)),
+/// Refused CONNECTs: one event stands for every refusal from its peer in
+/// an interval, counted by reason.
+fn refused(recorded: &RecordedEvent, out: &mut Vec<Sample>) {
+    let Some(refused) = recorded.event.data.json().and_then(|d| serde_json::from_value::<ConnectionsRefused>(d).ok())
+    else {
+        return out.push(sample(&m::MQTT_REFUSED, &[NONE], 1.0));
+    };
+    if refused.reasons.is_empty() {
+        let reason = if refused.reason.is_empty() { NONE } else { &refused.reason };
+        return out.push(sample(&m::MQTT_REFUSED, &[reason], 1.0));
+    }
+    for (reason, count) in &refused.reasons {
+        out.push(sample(&m::MQTT_REFUSED, &[reason], *count as f64));
     }
 }
 

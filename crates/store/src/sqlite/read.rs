@@ -30,7 +30,7 @@ fn json_data(bytes: Vec<u8>) -> Data {
         Err(e) => e.to_string(),
     };
     let note = serde_json::json!({ "undecodable": { "bytes": size, "error": error } });
-    Data::Json(serde_json::value::to_raw_value(&note).expect("a JSON value serialises"))
+    serde_json::value::to_raw_value(&note).map_or(Data::None, Data::Json)
 }
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
