@@ -12,7 +12,7 @@
 //! The host services a function may call (key-value store, device shadows
 //! and commands) are a trait the server implements; this crate does no I/O
 //! of its own beyond compiling and running code, and the outbound HTTP
-//! requests a function's egress allow list lets through (`egress.rs`).
+//! requests a function's egress allow list lets through (`egress/`).
 
 mod egress;
 mod host;
