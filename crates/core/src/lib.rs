@@ -20,6 +20,7 @@ mod lifecycle;
 mod query;
 mod refused;
 mod trace_context;
+mod work;
 
 pub use connection::DisconnectReason;
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
@@ -31,3 +32,7 @@ pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
 pub use refused::{ConnectionsRefused, PUBLISH_REFUSED, PublishRefused};
 pub use trace_context::TraceParent;
+pub use work::{
+    DeadLetter, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
+    InvocationKey, Resumed,
+};

@@ -161,6 +161,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     )
     .await
     .context("starting the function runtime")?;
+    let stopping_functions = functions.clone();
     let state = AppState {
         control,
         functions,
@@ -218,6 +219,8 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         })
         .await;
         let _ = mqtt_task.await;
+        // After the ingresses: what they recorded last is handed back too.
+        stopping_functions.stop(std::time::Duration::from_secs(10)).await;
         series.flush(chrono::Utc::now(), true).await;
         store.close().await;
         Ok(())

@@ -164,7 +164,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+pub fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
 }
 

@@ -141,6 +141,11 @@ impl BusCursor {
         true
     }
 
+    /// The newest event it has taken.
+    pub fn last(&self) -> Option<EventId> {
+        self.last
+    }
+
     /// What the reader missed, oldest first, noted as seen: everything
     /// recorded from a little before the newest event it saw that it has
     /// not seen — never from before the oldest id it still remembers, so

@@ -28,8 +28,8 @@ impl Server {
 
     async fn invocations(&self, name: &str, at_least: usize) -> Vec<Value> {
         for _ in 0..100 {
-            let (_, body) =
-                self.call(reqwest::Method::GET, &format!("/api/v1/functions/{name}/invocations"), None).await;
+            let path = format!("/api/v1/functions/{name}/invocations?limit=1000");
+            let (_, body) = self.call(reqwest::Method::GET, &path, None).await;
             let found = body["invocations"].as_array().cloned().unwrap_or_default();
             if found.len() >= at_least {
                 return found;
@@ -42,6 +42,18 @@ impl Server {
     async fn events(&self, query: &str) -> Vec<Value> {
         let (_, page) = self.call(reqwest::Method::GET, &format!("/api/v1/events?{query}"), None).await;
         page["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Events of a query, once there are some (waiting up to 5 s).
+    async fn eventually_events(&self, query: &str) -> Vec<Value> {
+        for _ in 0..100 {
+            let found = self.events(query).await;
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Vec::new()
     }
 
     async fn stop(mut self) {
@@ -455,5 +467,49 @@ async fn a_rate_limit_spaces_invocations_and_bad_rates_are_refused() {
     let (status, refused) = server.deploy("bad", "ok", "trigger=event:x&rate=5/fortnight").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(refused["error"]["message"].as_str().unwrap().contains("/s, /m or /h"), "{refused}");
+    server.stop().await;
+}
+
+/// A stop with a backlog hands it back, recorded as such; the next start
+/// runs each event the stop left, and none that already ran, once.
+#[tokio::test]
+async fn a_backlog_left_at_a_stop_runs_once_at_the_next_start() {
+    let server = start().await;
+    let (status, _) = server.deploy("slow", "slow", "trigger=event:work.item&concurrency=1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let items: Vec<Value> =
+        (0..60).map(|n| json!({"specversion": "1.0", "source": "test", "type": "work.item", "data": n})).collect();
+    let response = server
+        .request(reqwest::Method::POST, "/api/v1/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(&items).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.invocations("slow", 1).await;
+    let server = server.restart(|_| {}).await;
+
+    let handed = server.events("type=function.handed_back").await;
+    assert_eq!(handed.len(), 1, "{handed:#?}");
+    let data = &handed[0]["data"];
+    let left = ["queued", "retrying", "running"].iter().map(|k| data[k].as_u64().unwrap()).sum::<u64>();
+    assert!(left > 0 && data["function"] == "slow", "{data}");
+    assert_eq!(data["reason"], "the server stopped");
+    let resumed = server.eventually_events("type=function.resumed").await;
+    assert_eq!(resumed.len(), 1, "{resumed:#?}");
+    assert_eq!(resumed[0]["data"]["events"].as_u64(), Some(left), "what was handed back is what is taken up");
+
+    let invocations = server.invocations("slow", 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = server.restart(|_| {}).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, body) = server.call(reqwest::Method::GET, "/api/v1/functions/slow/invocations?limit=1000", None).await;
+    let after = body["invocations"].as_array().unwrap();
+    let mut triggers: Vec<&str> = after.iter().map(|i| i["event_id"].as_str().unwrap()).collect();
+    triggers.sort();
+    triggers.dedup();
+    assert_eq!((invocations.len(), after.len(), triggers.len()), (60, 60, 60), "each event once, across two restarts");
+    assert_eq!(server.events("type=function.resumed").await.len(), 1, "the second restart found nothing unfinished");
     server.stop().await;
 }

@@ -221,6 +221,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Filtered events, newest first, one page.
     async fn query(&self, query: &EventQuery) -> Result<Page, StoreError>;
 
+    /// Events with ids after `after`, oldest first, at most `limit`,
+    /// without their states: how a consumer of the recorder reads its way
+    /// forward from a position it keeps.
+    async fn read_after(&self, after: EventId, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// Every event of a correlation chain (at most `limit`), oldest first.
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError>;
 

@@ -20,8 +20,10 @@
 //! egress allow list, and a denied one is recorded as `function.egress_denied`.
 
 mod http;
+mod position;
 mod queue;
 mod record;
+mod resume;
 mod schedule;
 mod services;
 mod spec;
@@ -107,7 +109,8 @@ struct Live {
     slots: Arc<Semaphore>,
     /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: dead-lettered).
     queue: tokio::sync::mpsc::Sender<Job>,
-    /// The queue's other end, until its worker takes it.
+    /// The queue's other end, until its worker takes it, and again once a
+    /// stop ends the worker (so what it holds is kept, and counted).
     jobs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Job>>>,
     /// Set when another version replaces it: its worker runs what is
     /// queued, then stops.
@@ -118,6 +121,10 @@ struct Live {
     waiting: AtomicUsize,
     /// When the next invocation may start, under a rate limit.
     next_start: tokio::sync::Mutex<tokio::time::Instant>,
+    /// Events in batches running now (until their records are committed).
+    running: AtomicUsize,
+    /// Events waiting out a retry's backoff.
+    retrying: AtomicUsize,
 }
 
 impl Live {
@@ -172,6 +179,36 @@ pub struct Functions {
     /// From an event entering a function's queue to its invocation record
     /// committed: the platform's whole part of an invocation.
     dispatch_to_recorded: glassbox_core::Histogram,
+    /// Events taken and not yet done with: where the next start resumes.
+    position: position::Position,
+    /// The position last saved.
+    saved: tokio::sync::Mutex<Option<glassbox_core::EventId>>,
+    /// Set when the server stops: no new events or batches are taken.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Work a stop waits for: batches running, records being written.
+    busy: Busy,
+}
+
+/// A count of background work, so a stop can wait for it to finish.
+#[derive(Default)]
+struct Busy(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Busy {
+    /// Runs `work` in the background, counted until it ends.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let count = self.0.clone();
+        count.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            work.await;
+            count.send_modify(|n| *n -= 1);
+        });
+    }
+
+    /// Waits until nothing runs, at most `grace`; whether it got there.
+    async fn idle(&self, grace: Duration) -> bool {
+        let mut count = self.0.subscribe();
+        tokio::time::timeout(grace, count.wait_for(|n| *n == 0)).await.is_ok()
+    }
 }
 
 /// Bounds (seconds) of the dispatch-to-recorded histogram: fine below a
@@ -206,8 +243,21 @@ impl Functions {
         let live = RwLock::new(HashMap::new());
         let changing = tokio::sync::Mutex::new(());
         let dispatch_to_recorded = glassbox_core::Histogram::new(DISPATCH_BUCKETS);
-        let functions =
-            Arc::new(Self { runtime, store, pipeline, dir, live, services, prices, changing, dispatch_to_recorded });
+        let functions = Arc::new(Self {
+            runtime,
+            store,
+            pipeline,
+            dir,
+            live,
+            services,
+            prices,
+            changing,
+            dispatch_to_recorded,
+            position: position::Position::default(),
+            saved: tokio::sync::Mutex::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+            busy: Busy::default(),
+        });
         for version in functions.store.live_versions().await? {
             if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
@@ -228,6 +278,8 @@ impl Functions {
             help,
             &self.dispatch_to_recorded,
         );
+        let help = "Recorded events a trigger matched whose outcome is not recorded yet (queued, running or retrying).";
+        crate::metrics::gauge(out, "glassbox_function_events_unfinished", help, self.position.pending() as u64);
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -273,6 +325,8 @@ impl Functions {
             mean_wall_us: AtomicU64::new(BATCH_TARGET.as_micros() as u64),
             waiting: AtomicUsize::new(0),
             next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            running: AtomicUsize::new(0),
+            retrying: AtomicUsize::new(0),
         })
     }
 

@@ -4,6 +4,7 @@
 //! instances, has it recorded (`record.rs`), and retries or dead-letters
 //! what failed.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, RecordedEvent};
-use glassbox_runtime::Report;
+use glassbox_runtime::{Outcome, Report};
 
 use super::{Functions, Live, QUEUE_MAX, Run, to_input};
 
@@ -24,43 +25,79 @@ pub(super) struct Job {
     pub queued_at: Instant,
 }
 
+impl Job {
+    fn first(recorded: Arc<RecordedEvent>) -> Self {
+        Job { recorded, attempt: 1, queued_at: Instant::now() }
+    }
+}
+
+/// Whether the function may take the event: not past its recursion limit.
+fn admit(live: &Live, recorded: &RecordedEvent) -> Result<(), String> {
+    let (hop, limit) = (recorded.event.hop, live.spec.hop_limit);
+    match hop >= limit {
+        true => Err(format!("{}: hop {hop} reached the limit of {limit}", DropReason::RecursionLimit)),
+        false => Ok(()),
+    }
+}
+
 impl Functions {
-    /// Queues the event for every live function whose trigger matches;
-    /// one past its recursion limit, or finding the queue full, is
-    /// dead-lettered instead.
-    pub(super) fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
-        let event = &recorded.event;
-        // The platform's own records of functions do not trigger functions.
+    /// The live functions whose triggers match the event. The platform's
+    /// own records of functions trigger none.
+    pub(super) fn matching(&self, event: &glassbox_core::Event) -> Vec<Arc<Live>> {
         if event.source.starts_with("glassbox/functions") {
-            return;
+            return Vec::new();
         }
-        let matching: Vec<Arc<Live>> = self
-            .live
+        self.live
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|l| l.triggers.iter().any(|t| t.fires(&l.version.name, &event.ty, event.subject.as_deref())))
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Takes a recorded event: queues it for every live function whose
+    /// trigger matches, noting it in the position until each outcome is
+    /// recorded.
+    pub(super) fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
+        let matching = self.matching(&recorded.event);
+        self.position.took(recorded.event.id, matching.len() as u32);
         for live in matching {
-            let refused = if event.hop >= live.spec.hop_limit {
-                let limit = live.spec.hop_limit;
-                Some(format!("{}: hop {} reached the limit of {limit}", DropReason::RecursionLimit, event.hop))
-            } else if live
-                .queue
-                .try_send(Job { recorded: recorded.clone(), attempt: 1, queued_at: Instant::now() })
-                .is_err()
-            {
+            if let Err(reason) = admit(&live, &recorded) {
+                self.dead_letter_later(live, recorded.clone(), reason);
+            } else if live.queue.try_send(Job::first(recorded.clone())).is_err() {
                 let name = &live.version.name;
-                Some(format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull))
-            } else {
-                None
-            };
-            if let Some(reason) = refused {
-                let (functions, recorded) = (self.clone(), recorded.clone());
-                tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
+                let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
+                self.dead_letter_later(live, recorded.clone(), reason);
             }
         }
+    }
+
+    /// Queues an event taken up again at start (`resume.rs`), waiting for
+    /// room rather than dead-lettering it: it was promised before the
+    /// queue filled. Returns false when the server is stopping.
+    pub(super) async fn offer_resumed(
+        self: &Arc<Self>,
+        live: Arc<Live>,
+        recorded: Arc<RecordedEvent>,
+        attempt: u32,
+    ) -> bool {
+        if let Err(reason) = admit(&live, &recorded) {
+            self.dead_letter_later(live, recorded, reason);
+            return true;
+        }
+        let job = Job { recorded, attempt, queued_at: Instant::now() };
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            sent = live.queue.send(job) => sent.is_ok(),
+            _ = stopping.wait_for(|s| *s) => false,
+        }
+    }
+
+    /// Records a dead letter in the background, as work a stop waits for.
+    fn dead_letter_later(self: &Arc<Self>, live: Arc<Live>, recorded: Arc<RecordedEvent>, reason: String) {
+        let functions = self.clone();
+        self.busy.spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
     }
 
     /// Runs a batch of queued events on one blocking thread, one after the
@@ -95,14 +132,22 @@ impl Functions {
         let mut failed = Vec::new();
         let mut queued_at = Vec::with_capacity(ran.len());
         for (job, started, queued, report) in ran {
-            if report.outcome != glassbox_runtime::Outcome::Succeeded {
+            if report.outcome != Outcome::Succeeded {
                 failed.push((job.recorded.clone(), job.attempt, failure(&report)));
             }
             queued_at.push(job.queued_at);
             let run = Run { started, queued: Some(queued), replay_of: None, attempt: job.attempt, http: None };
             records.push((job.recorded, run, report));
         }
-        self.record_invocations(&live, records).await;
+        let ids: Vec<_> =
+            records.iter().map(|(r, _, report)| (r.event.id, report.outcome == Outcome::Succeeded)).collect();
+        let recorded = self.record_invocations(&live, records).await;
+        for ((id, succeeded), recorded) in ids.into_iter().zip(recorded) {
+            if succeeded && recorded.is_some() {
+                self.position.resolved(id);
+            }
+        }
+        live.running.fetch_sub(queued_at.len(), Ordering::Relaxed);
         queued_at.iter().for_each(|at| self.dispatch_to_recorded.observe(at.elapsed()));
         for (recorded, attempt, failure) in failed {
             self.retry_or_dead_letter(&live, recorded, attempt, failure);
@@ -119,15 +164,21 @@ impl Functions {
         failure: String,
     ) {
         let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
-        let (functions, live) = (self.clone(), live.clone());
         if attempt > live.spec.retries || age >= Duration::from_millis(live.spec.max_age_ms) {
             let reason = format!("failed after {attempt} attempt(s): {failure}");
-            tokio::spawn(async move { functions.dead_letter(&live, &recorded, &reason).await });
-            return;
+            return self.dead_letter_later(live.clone(), recorded, reason);
         }
+        let (functions, live) = (self.clone(), live.clone());
         let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
+        live.retrying.fetch_add(1, Ordering::Relaxed);
+        let mut stopping = self.stopping.subscribe();
         tokio::spawn(async move {
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                // Stopping: the retry is handed back (it stays in the position).
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            live.retrying.fetch_sub(1, Ordering::Relaxed);
             let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
             let job = Job { recorded: recorded.clone(), attempt: attempt + 1, queued_at: Instant::now() };
             let sent = match current {
@@ -150,12 +201,22 @@ fn failure(report: &Report) -> String {
 
 /// A live event handler's worker: whenever a slot is free, takes a batch
 /// of what is queued and runs it. Stops once its version is replaced and
-/// its queue is drained, or when the functions are gone.
+/// its queue is drained, when the server stops (what is queued stays, to
+/// be handed back), or when the functions are gone.
 pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
+    let Some(mut stopping) = functions.upgrade().map(|f| f.stopping.subscribe()) else { return };
+    // Stopping, the queue is kept with what it holds, to be counted as handed back.
+    let keep = |jobs| *live.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(jobs);
     let mut retired = live.retired.subscribe();
     let mut open = true;
     loop {
-        let Ok(permit) = live.slots.clone().acquire_owned().await else { return };
+        let permit = tokio::select! {
+            permit = live.slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stopping.wait_for(|s| *s) => return keep(jobs),
+        };
         let mut batch = Vec::new();
         tokio::select! {
             taken = jobs.recv_many(&mut batch, live.batch_size()) => if taken == 0 { return },
@@ -165,25 +226,49 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
                 open = false;
                 continue;
             }
+            _ = stopping.wait_for(|s| *s) => return keep(jobs),
         }
         if let Some(functions) = functions.upgrade() {
             if live.spec.rate_per_second.is_some() {
                 live.pace().await;
             }
-            tokio::spawn(functions.run_batch(live.clone(), batch, permit));
+            live.running.fetch_add(batch.len(), Ordering::Relaxed);
+            functions.busy.spawn(functions.clone().run_batch(live.clone(), batch, permit));
         } else {
             return;
         }
     }
 }
 
-/// Feeds recorded events to the functions while they live. The bus is
+/// Feeds recorded events to the functions while they live: first what the
+/// last run left unfinished (`resume.rs`), then the bus. The bus is
 /// bounded and skips ahead when a reader falls behind; the skipped events
 /// are in the recorder, so they are read back from it: no event a trigger
-/// matches is missed.
+/// matches is missed. Stops taking events when the server stops.
 pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
     let mut cursor = crate::pipeline::BusCursor::default();
-    while let Some(item) = events.next().await {
+    let Some(mut stopping) = functions.upgrade().map(|f| f.stopping.subscribe()) else { return };
+    match functions.upgrade() {
+        Some(f) => match f.resume(&mut cursor).await {
+            Ok(()) => {
+                tokio::spawn(super::resume::keep_position(functions.clone()));
+            }
+            // Without a resume the saved position must stay where it is.
+            Err(e) => tracing::error!(
+                error = %e,
+                "could not read back the work the last run left unfinished; it is taken up at the next start"
+            ),
+        },
+        None => return,
+    }
+    loop {
+        let item = tokio::select! {
+            item = events.next() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = stopping.wait_for(|s| *s) => return,
+        };
         let Some(functions) = functions.upgrade() else { return };
         match item {
             BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => functions.offer(recorded),
@@ -196,7 +281,11 @@ pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bu
                 match cursor.read_back(&functions.pipeline).await {
                     Ok(missed) => missed.into_iter().for_each(|recorded| functions.offer(Arc::new(recorded))),
                     Err(e) => {
-                        tracing::error!(error = %e, "could not read skipped events back; they did not trigger functions")
+                        // Held where it was, the position has the next start read them.
+                        if let Some(last) = cursor.last() {
+                            functions.position.took(last, 1);
+                        }
+                        tracing::error!(error = %e, "could not read skipped events back; the next start takes them up")
                     }
                 }
             }

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use glassbox_core::{Data, Draft, DropReason, RecordedEvent};
+use glassbox_core::{
+    Data, DeadLetter, Draft, DropReason, FUNCTION_DEAD_LETTER, FUNCTION_INVOKED, InvocationKey, RecordedEvent,
+};
 use glassbox_runtime::{Output, Report};
 use serde_json::{Value, json};
 
@@ -15,11 +17,17 @@ impl Functions {
     /// Gives up on an event for this function, keeping what replay needs:
     /// the original event (by id), the version, and why.
     pub(super) async fn dead_letter(&self, live: &Live, recorded: &RecordedEvent, reason: &str) {
-        let data = json!({
-            "function": live.version.name, "version": live.version.version, "digest": live.version.digest,
-            "reason": reason, "event": recorded.event.id.to_string(),
-        });
-        self.record_about(live, recorded, "function.dead_letter", data).await;
+        let data = DeadLetter {
+            function: live.version.name.clone(),
+            version: live.version.version,
+            digest: live.version.digest.clone(),
+            reason: reason.to_string(),
+            event: recorded.event.id.to_string(),
+        };
+        let data = serde_json::to_value(data).unwrap_or_default();
+        if self.record_about(live, recorded, FUNCTION_DEAD_LETTER, data).await.is_some() {
+            self.position.resolved(recorded.event.id);
+        }
     }
 
     pub(super) async fn record_about(
@@ -90,7 +98,7 @@ impl Functions {
                 drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));
             }
             let data = self.invocation(live, &recorded, run, report, outputs);
-            drafts.push((true, about(live, &recorded, "function.invoked", &data)));
+            drafts.push((true, about(live, &recorded, FUNCTION_INVOKED, &data)));
             records.push(data);
         }
         let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
@@ -124,13 +132,17 @@ impl Functions {
     ) -> Value {
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
         let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
-        let mut data = json!({
-            "function": live.version.name,
-            "version": live.version.version,
-            "digest": live.version.digest,
-            "event_id": recorded.event.id.to_string(),
-            "attempt": run.attempt,
-            "outcome": report.outcome.as_str(),
+        let key = InvocationKey {
+            function: live.version.name.clone(),
+            version: live.version.version,
+            digest: live.version.digest.clone(),
+            event_id: recorded.event.id.to_string(),
+            attempt: run.attempt,
+            outcome: report.outcome.as_str().to_string(),
+            replay_of: run.replay_of.map(str::to_string),
+        };
+        let mut data = serde_json::to_value(key).unwrap_or_default();
+        let more = json!({
             "error": report.outcome.detail(),
             "start": run.started,
             "cold": report.cold,
@@ -146,14 +158,14 @@ impl Functions {
             "egress": report.egress,
             "egress_dropped": report.egress_dropped,
         });
+        if let (Value::Object(data), Value::Object(more)) = (&mut data, more) {
+            data.extend(more);
+        }
         if let Some(queued) = run.queued {
             data["queued_us"] = json!(queued.as_micros() as u64);
         }
         if let Some(http) = run.http {
             data["http"] = http;
-        }
-        if let Some(original) = run.replay_of {
-            data["replay_of"] = json!(original);
         }
         data
     }

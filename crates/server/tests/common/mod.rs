@@ -24,7 +24,11 @@ pub struct Server {
 
 /// Starts a server with `token` as admin token, the config adjusted first.
 pub async fn start_with(token: &str, adjust: impl FnOnce(&mut Config)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), token, adjust).await
+}
+
+/// Starts a server over `dir` (a restart when it holds a server's data).
+pub async fn start_in(dir: tempfile::TempDir, token: &str, adjust: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
     config.http.listen = "127.0.0.1:0".into();
     config.mqtt.listen = "127.0.0.1:0".into();
@@ -40,6 +44,12 @@ pub async fn start_with(token: &str, adjust: impl FnOnce(&mut Config)) -> Server
 }
 
 impl Server {
+    /// Stops the server gracefully and starts it again over the same data.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> Server {
+        self.running.take().unwrap().stop().await.unwrap();
+        start_in(self._dir, &self.token, adjust).await
+    }
+
     /// An API call with the admin token; a body starting with `{` is sent as
     /// JSON. Returns the status and the JSON answer (null if none).
     pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {

@@ -223,6 +223,10 @@ impl EventStore for SqliteStore {
         self.read(move |conn| read::get(conn, id)).await
     }
 
+    async fn read_after(&self, after: EventId, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| read::after(conn, after, limit)).await
+    }
+
     async fn lineage(&self, id: &str) -> Result<Option<Lineage>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| read::lineage(conn, &id)).await

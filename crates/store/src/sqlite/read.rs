@@ -123,6 +123,14 @@ pub(super) fn get(conn: &Connection, id: EventId) -> rusqlite::Result<Option<Rec
     Ok(with_states(conn, row.into_iter().collect())?.pop())
 }
 
+/// Events after `after` in id order, without states (the primary key's order).
+pub(super) fn after(conn: &Connection, after: EventId, limit: usize) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params![&id_bytes(after)[..], limit as i64], event_row)?;
+    rows.collect()
+}
+
 pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Lineage>> {
     let Ok(id) = id.parse::<EventId>() else {
         return Ok(None);

@@ -1,0 +1,243 @@
+//! Taking up, at start, the work the last run left unfinished; keeping the
+//! position on disk while running; handing work back at a stop.
+//!
+//! At start the dispatcher reads the recorder forward from
+//! [`RESUME_MARGIN`] before the saved position, in id order. Each event a
+//! trigger matched (by the version live when it was recorded) opens a piece
+//! of work; the outcome records read further on close it (a success, a dead
+//! letter) or count a failed attempt. What is left open is queued again,
+//! continuing its retries — so each event gets one outcome however often
+//! the process died, and runs again only when it died between the run and
+//! its record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use glassbox_core::{
+    Data, Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
+    InvocationKey, Resumed, first_id_at,
+};
+use glassbox_store::StoreError;
+
+use super::position::{POSITION_KEY, RESUME_MARGIN, SAVE_EVERY};
+use super::{Functions, spec};
+use crate::pipeline::BusCursor;
+
+/// Events read from the recorder at a time.
+const PAGE: usize = 1000;
+
+/// A function's versions, newest first, with when each went live and its
+/// triggers: which one was live when an event was recorded decides whether
+/// the event was the function's to run (a rollback's switch aside).
+struct History {
+    name: String,
+    versions: Vec<(DateTime<Utc>, Vec<spec::Trigger>)>,
+}
+
+impl History {
+    fn matched(&self, event: &Event) -> bool {
+        let at = DateTime::<Utc>::from(event.id.datetime());
+        self.versions.iter().find(|(since, _)| *since <= at).is_some_and(|(_, triggers)| {
+            triggers.iter().any(|t| t.fires(&self.name, &event.ty, event.subject.as_deref()))
+        })
+    }
+}
+
+/// An event a function has not finished with: how many runs failed so far.
+type Open = BTreeMap<(EventId, String), u32>;
+
+impl Functions {
+    /// Takes up what the last run left unfinished (see the module doc);
+    /// the events it reads are noted in `cursor`, so the bus does not hand
+    /// them over again.
+    pub(super) async fn resume(self: &Arc<Self>, cursor: &mut BusCursor) -> Result<(), StoreError> {
+        let store = self.pipeline.store().clone();
+        let saved = store.setting(POSITION_KEY).await?.and_then(|s| s.parse::<EventId>().ok());
+        let until = first_id_at(Utc::now());
+        let Some(saved) = saved else {
+            // A first start: nothing was promised before it.
+            return store.put_setting(POSITION_KEY, &until.to_string()).await;
+        };
+        let histories = self.histories().await?;
+        let margin = chrono::Duration::from_std(RESUME_MARGIN).unwrap_or_default();
+        let mut after = first_id_at(DateTime::<Utc>::from(saved.datetime()) - margin);
+        let (mut open, mut scanned) = (Open::new(), 0usize);
+        'read: loop {
+            let page = store.read_after(after, PAGE).await?;
+            let full = page.len() == PAGE;
+            for recorded in page {
+                let event = &recorded.event;
+                if event.id > until {
+                    break 'read;
+                }
+                (after, scanned) = (event.id, scanned + 1);
+                cursor.fresh(event.id);
+                close(&mut open, event);
+                if !event.source.starts_with("glassbox/functions") {
+                    for history in histories.iter().filter(|h| h.matched(event)) {
+                        open.insert((event.id, history.name.clone()), 0);
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        tracing::info!(scanned, unfinished = open.len(), from = %saved, "read back the last run's function work");
+        self.position.took(after, 0);
+        for (id, _) in open.keys() {
+            self.position.took(*id, 1);
+        }
+        let mut by_function: HashMap<String, Vec<(EventId, u32)>> = HashMap::new();
+        for ((id, name), failed) in open {
+            by_function.entry(name).or_default().push((id, failed));
+        }
+        for (name, backlog) in by_function {
+            self.record_resumed(&name, &backlog).await;
+            tokio::spawn(self.clone().feed(name, backlog));
+        }
+        Ok(())
+    }
+
+    /// Each live function's versions with their triggers.
+    async fn histories(&self) -> Result<Vec<History>, StoreError> {
+        let names: Vec<String> = self.live.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let mut histories = Vec::with_capacity(names.len());
+        for name in names {
+            let mut versions = Vec::new();
+            for version in self.store.versions(&name).await? {
+                let spec: Result<spec::Spec, _> = serde_json::from_str(&version.spec);
+                if let Some(triggers) = spec.ok().and_then(|s| s.validate().ok()) {
+                    versions.push((version.deployed_at, triggers));
+                }
+            }
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            histories.push(History { name, versions });
+        }
+        Ok(histories)
+    }
+
+    /// Queues a function's unfinished events again, oldest first, waiting
+    /// for room in its queue.
+    async fn feed(self: Arc<Self>, name: String, backlog: Vec<(EventId, u32)>) {
+        for (id, failed) in backlog {
+            let live = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned();
+            let recorded = match self.pipeline.store().get(id).await {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    tracing::error!(function = %name, event = %id, error = %e, "could not read an unfinished event back");
+                    continue;
+                }
+            };
+            // Removed since (by retention, or the function by its owner): nothing left to run.
+            let (Some(live), Some(recorded)) = (live, recorded) else {
+                self.position.resolved(id);
+                continue;
+            };
+            if !self.offer_resumed(live, Arc::new(recorded), failed + 1).await {
+                return;
+            }
+        }
+    }
+
+    async fn record_resumed(&self, name: &str, backlog: &[(EventId, u32)]) {
+        let resumed = Resumed {
+            function: name.to_string(),
+            events: backlog.len() as u64,
+            retrying: backlog.iter().filter(|(_, failed)| *failed > 0).count() as u64,
+            oldest: backlog.first().map(|(id, _)| id.to_string()).unwrap_or_default(),
+        };
+        tracing::info!(function = name, events = resumed.events, "taking up events the last run left unfinished");
+        self.record_change(name, FUNCTION_RESUMED, serde_json::to_value(resumed).unwrap_or_default()).await;
+    }
+
+    /// Stops taking events, lets the invocations running finish within
+    /// `grace`, and hands the rest back: each function's unfinished work is
+    /// recorded as such, and the position saved, so the next start takes
+    /// it up.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.send_replace(true);
+        let finished = self.busy.idle(grace).await;
+        let reason = match finished {
+            true => "the server stopped".to_string(),
+            false => {
+                format!("the server stopped; invocations still running after {grace:?} (shutdown_grace) run again")
+            }
+        };
+        let live: Vec<_> = self.live.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for live in live {
+            let handed = HandedBack {
+                function: live.version.name.clone(),
+                queued: (live.queue.max_capacity() - live.queue.capacity()) as u64,
+                retrying: live.retrying.load(std::sync::atomic::Ordering::Relaxed) as u64,
+                running: live.running.load(std::sync::atomic::Ordering::Relaxed) as u64,
+                reason: reason.clone(),
+            };
+            if handed.queued + handed.retrying + handed.running > 0 {
+                tracing::info!(
+                    function = %handed.function, queued = handed.queued, retrying = handed.retrying,
+                    running = handed.running, "handing unfinished events back to the next start"
+                );
+                let data = serde_json::to_value(handed).unwrap_or_default();
+                self.record_change(&live.version.name, FUNCTION_HANDED_BACK, data).await;
+            }
+        }
+        save(self).await;
+    }
+}
+
+/// Closes or counts the open work an outcome record is about.
+fn close(open: &mut Open, event: &Event) {
+    let Some(function) = event.source.strip_prefix("glassbox/functions/") else { return };
+    let Some(cause) = event.causationid.as_deref().and_then(|c| c.parse::<EventId>().ok()) else { return };
+    let Some(failed) = open.get_mut(&(cause, function.to_string())) else { return };
+    let key = match &event.data {
+        Data::Json(raw) => serde_json::from_str::<InvocationKey>(raw.get()).ok(),
+        _ => None,
+    };
+    let done = match event.ty.as_str() {
+        FUNCTION_DEAD_LETTER => true,
+        FUNCTION_INVOKED => match key {
+            // A replay is not the event's own run.
+            Some(key) if key.replay_of.is_some() => return,
+            Some(key) => key.done(),
+            None => return,
+        },
+        _ => return,
+    };
+    match done {
+        true => {
+            open.remove(&(cause, function.to_string()));
+        }
+        false => *failed += 1,
+    }
+}
+
+/// Saves the position while the functions live (and resumed fine).
+pub(super) async fn keep_position(functions: Weak<Functions>) {
+    let mut tick = tokio::time::interval(SAVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(functions) = functions.upgrade() else { return };
+        if *functions.stopping.borrow() {
+            return;
+        }
+        save(&functions).await;
+    }
+}
+
+/// Saves the position if it moved since the last save.
+async fn save(functions: &Functions) {
+    let Some(position) = functions.position.current() else { return };
+    let mut saved = functions.saved.lock().await;
+    if *saved == Some(position) {
+        return;
+    }
+    match functions.pipeline.store().put_setting(POSITION_KEY, &position.to_string()).await {
+        Ok(()) => *saved = Some(position),
+        Err(e) => tracing::warn!(error = %e, "could not save the function dispatcher's position; retrying"),
+    }
+}
