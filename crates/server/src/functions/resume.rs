@@ -113,7 +113,7 @@ impl Functions {
                     versions.push((version.deployed_at, triggers));
                 }
             }
-            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            versions.sort_by_key(|(since, _)| std::cmp::Reverse(*since));
             histories.push(History { name, versions });
         }
         Ok(histories)
