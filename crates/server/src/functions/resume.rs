@@ -60,7 +60,7 @@ impl Functions {
             // A first start: nothing was promised before it.
             return store.put_setting(POSITION_KEY, &until.to_string()).await;
         };
-        let histories = self.histories().await?;
+        let (histories, began) = (self.histories().await?, std::time::Instant::now());
         let margin = chrono::Duration::from_std(RESUME_MARGIN).unwrap_or_default();
         let mut after = first_id_at(DateTime::<Utc>::from(saved.datetime()) - margin);
         let (mut open, mut scanned) = (Open::new(), 0usize);
@@ -85,7 +85,8 @@ impl Functions {
                 break;
             }
         }
-        tracing::info!(scanned, unfinished = open.len(), from = %saved, "read back the last run's function work");
+        let ms = began.elapsed().as_millis() as u64;
+        tracing::info!(scanned, unfinished = open.len(), from = %saved, ms, "read back the last run's function work");
         self.position.took(after, 0);
         for (id, _) in open.keys() {
             self.position.took(*id, 1);
