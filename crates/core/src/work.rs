@@ -55,7 +55,7 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandedBack {
     pub function: String,
-    /// Events waiting in its queue, not started.
+    /// Events waiting in its queue or its backlog, not started.
     pub queued: u64,
     /// Events waiting to be retried after a failure.
     pub retrying: u64,

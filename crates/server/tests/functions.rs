@@ -513,3 +513,36 @@ async fn a_backlog_left_at_a_stop_runs_once_at_the_next_start() {
     assert_eq!(server.events("type=function.resumed").await.len(), 1, "the second restart found nothing unfinished");
     server.stop().await;
 }
+
+/// A burst larger than a function's queue waits in the recorder (the
+/// backlog) instead of being dead-lettered: every event runs once.
+#[tokio::test]
+async fn a_burst_past_the_queue_waits_in_the_backlog_and_runs_once() {
+    let server = start().await;
+    let (status, _) = server.deploy("steady", "ok", "trigger=event:burst.big&concurrency=1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let burst: Vec<Value> =
+        (0..2500).map(|n| json!({"specversion": "1.0", "source": "t", "type": "burst.big", "data": n})).collect();
+    let response = server
+        .request(reqwest::Method::POST, "/api/v1/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(&burst).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // Metrics are derived from the invocation records.
+    let ran = r#"glassbox_function_invocations_total{function="steady",outcome="succeeded"} "#;
+    let mut count = 0;
+    for _ in 0..200 {
+        let text = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+        count = text.lines().find_map(|l| l.strip_prefix(ran)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        if count >= 2500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count, 2500, "every event of the burst ran");
+    assert!(server.events("type=function.dead_letter").await.is_empty(), "none dead-lettered");
+    server.stop().await;
+}

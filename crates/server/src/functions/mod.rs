@@ -46,10 +46,14 @@ pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
 use crate::pipeline::Pipeline;
-use queue::{Job, dispatch, retire_idle, work};
+use queue::{Job, dispatch, feed, retire_idle, work};
 
-/// Invocations waiting for a slot, per function; more are dead-lettered.
+/// Invocations waiting for a slot in memory, per function; more wait in
+/// the backlog.
 const QUEUE_MAX: usize = 1000;
+/// Events waiting in the recorder for room in a function's queue (their
+/// ids kept, ~24 bytes each); more are dead-lettered (`queue_full`).
+const BACKLOG_MAX: usize = 1_000_000;
 /// Most invocations one batch runs, one after the other.
 const BATCH_MAX: usize = 64;
 /// About how long one batch should take, so a batch of a slow function is
@@ -107,8 +111,14 @@ struct Live {
     /// Where its outbound requests may go (parsed once, at load).
     egress: glassbox_runtime::Outbound,
     slots: Arc<Semaphore>,
-    /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: dead-lettered).
+    /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: the backlog).
     queue: tokio::sync::mpsc::Sender<Job>,
+    /// Events past the queue's room, in order, by id and attempt: they wait
+    /// in the recorder and are read back as room frees (`queue::feed`).
+    /// Bounded by [`BACKLOG_MAX`]; beyond, dead-lettered.
+    backlog: std::sync::Mutex<std::collections::VecDeque<(glassbox_core::EventId, u32)>>,
+    /// Wakes the backlog's feeder.
+    backlog_added: tokio::sync::Notify,
     /// The queue's other end, until its worker takes it, and again once a
     /// stop ends the worker (so what it holds is kept, and counted).
     jobs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Job>>>,
@@ -128,6 +138,25 @@ struct Live {
 }
 
 impl Live {
+    /// Adds events to the end of the backlog; returns those past its bound.
+    fn defer(&self, events: impl IntoIterator<Item = (glassbox_core::EventId, u32)>) -> Vec<glassbox_core::EventId> {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refused = Vec::new();
+        for event in events {
+            match backlog.len() < BACKLOG_MAX {
+                true => backlog.push_back(event),
+                false => refused.push(event.0),
+            }
+        }
+        drop(backlog);
+        self.backlog_added.notify_one();
+        refused
+    }
+
+    fn backlog_len(&self) -> usize {
+        self.backlog.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// What an invocation on `recorded` may reach, with the chain's
     /// `traceparent` for the hosts that opted in.
     fn outbound(&self, recorded: &RecordedEvent) -> glassbox_runtime::Outbound {
@@ -327,6 +356,8 @@ impl Functions {
             next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             running: AtomicUsize::new(0),
             retrying: AtomicUsize::new(0),
+            backlog: std::sync::Mutex::default(),
+            backlog_added: tokio::sync::Notify::new(),
         })
     }
 
@@ -339,10 +370,14 @@ impl Functions {
         // HTTP functions are run by their requests (`http.rs`), not a queue.
         if let Some(jobs) = jobs.filter(|_| live.compiled.world() == World::EventHandler) {
             tokio::spawn(work(Arc::downgrade(self), live.clone(), jobs));
+            tokio::spawn(feed(Arc::downgrade(self), live.clone()));
         }
-        let replaced = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, live);
+        let replaced = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(name, live.clone());
         if let Some(replaced) = replaced {
             replaced.retired.send_replace(true);
+            // Its backlog is the new version's to run.
+            let moved = std::mem::take(&mut *replaced.backlog.lock().unwrap_or_else(|e| e.into_inner()));
+            live.defer(moved);
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, RecordedEvent};
 use glassbox_runtime::{Outcome, Report};
 
-use super::{Functions, Live, QUEUE_MAX, Run, to_input};
+use super::{BACKLOG_MAX, Functions, Live, QUEUE_MAX, Run, to_input};
 
 /// An event waiting for a function, and which run of it this is.
 pub(super) struct Job {
@@ -65,32 +65,18 @@ impl Functions {
         for live in matching {
             if let Err(reason) = admit(&live, &recorded) {
                 self.dead_letter_later(live, recorded.clone(), reason);
-            } else if live.queue.try_send(Job::first(recorded.clone())).is_err() {
+                continue;
+            }
+            // Behind a backlog, or finding no room: wait in the recorder, in order.
+            let queued = live.backlog_len() == 0 && live.queue.try_send(Job::first(recorded.clone())).is_ok();
+            if !queued && !live.defer([(recorded.event.id, 1)]).is_empty() {
                 let name = &live.version.name;
-                let reason = format!("{}: {QUEUE_MAX} invocations already waiting for {name}", DropReason::QueueFull);
+                let reason = format!(
+                    "{}: {QUEUE_MAX} invocations queued and {BACKLOG_MAX} more waiting for {name}",
+                    DropReason::QueueFull
+                );
                 self.dead_letter_later(live, recorded.clone(), reason);
             }
-        }
-    }
-
-    /// Queues an event taken up again at start (`resume.rs`), waiting for
-    /// room rather than dead-lettering it: it was promised before the
-    /// queue filled. Returns false when the server is stopping.
-    pub(super) async fn offer_resumed(
-        self: &Arc<Self>,
-        live: Arc<Live>,
-        recorded: Arc<RecordedEvent>,
-        attempt: u32,
-    ) -> bool {
-        if let Err(reason) = admit(&live, &recorded) {
-            self.dead_letter_later(live, recorded, reason);
-            return true;
-        }
-        let job = Job { recorded, attempt, queued_at: Instant::now() };
-        let mut stopping = self.stopping.subscribe();
-        tokio::select! {
-            sent = live.queue.send(job) => sent.is_ok(),
-            _ = stopping.wait_for(|s| *s) => false,
         }
     }
 
@@ -236,6 +222,56 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
             functions.busy.spawn(functions.clone().run_batch(live.clone(), batch, permit));
         } else {
             return;
+        }
+    }
+}
+
+/// Moves a function's backlog into its queue as room frees, reading each
+/// event back from the recorder. Stops when the server stops (the backlog
+/// is handed back) or when its version is replaced (the backlog moves to
+/// the new version, see `load`).
+pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
+    let Some(mut stopping) = functions.upgrade().map(|f| f.stopping.subscribe()) else { return };
+    let mut retired = live.retired.subscribe();
+    loop {
+        let next = live.backlog.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        let Some((id, attempt)) = next else {
+            tokio::select! {
+                _ = live.backlog_added.notified() => continue,
+                _ = stopping.wait_for(|s| *s) => return,
+                _ = retired.wait_for(|r| *r) => return,
+            }
+        };
+        let Some(functions) = functions.upgrade() else { return };
+        let recorded = match functions.pipeline.store().get(id).await {
+            Ok(Some(recorded)) => Arc::new(recorded),
+            // Removed by retention since: nothing left to run.
+            Ok(None) => {
+                functions.position.resolved(id);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(function = %live.version.name, event = %id, error = %e, "could not read a waiting event back; retrying");
+                live.backlog.lock().unwrap_or_else(|e| e.into_inner()).push_front((id, attempt));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(reason) = admit(&live, &recorded) {
+            functions.dead_letter_later(live.clone(), recorded, reason);
+            continue;
+        }
+        let job = Job { recorded, attempt, queued_at: Instant::now() };
+        tokio::select! {
+            sent = live.queue.send(job) => if sent.is_err() {
+                // Replaced while waiting: the new version takes it.
+                if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
+                    current.defer([(id, attempt)]);
+                }
+                return;
+            },
+            // Stopping: it stays in the position, for the next start.
+            _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }

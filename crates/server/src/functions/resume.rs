@@ -97,7 +97,15 @@ impl Functions {
         }
         for (name, backlog) in by_function {
             self.record_resumed(&name, &backlog).await;
-            tokio::spawn(self.clone().feed(name, backlog));
+            let Some(live) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned() else {
+                // Deleted meanwhile: nothing left to run it.
+                backlog.iter().for_each(|(id, _)| self.position.resolved(*id));
+                continue;
+            };
+            let refused = live.defer(backlog.into_iter().map(|(id, failed)| (id, failed + 1)));
+            if !refused.is_empty() {
+                tokio::spawn(self.clone().refuse(live, refused));
+            }
         }
         Ok(())
     }
@@ -120,25 +128,13 @@ impl Functions {
         Ok(histories)
     }
 
-    /// Queues a function's unfinished events again, oldest first, waiting
-    /// for room in its queue.
-    async fn feed(self: Arc<Self>, name: String, backlog: Vec<(EventId, u32)>) {
-        for (id, failed) in backlog {
-            let live = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned();
-            let recorded = match self.pipeline.store().get(id).await {
-                Ok(recorded) => recorded,
-                Err(e) => {
-                    tracing::error!(function = %name, event = %id, error = %e, "could not read an unfinished event back");
-                    continue;
-                }
-            };
-            // Removed since (by retention, or the function by its owner): nothing left to run.
-            let (Some(live), Some(recorded)) = (live, recorded) else {
-                self.position.resolved(id);
-                continue;
-            };
-            if !self.offer_resumed(live, Arc::new(recorded), failed + 1).await {
-                return;
+    /// Dead-letters events taken up that the backlog has no room for.
+    async fn refuse(self: Arc<Self>, live: Arc<super::Live>, ids: Vec<EventId>) {
+        let reason = format!("{}: the backlog of {} is full", glassbox_core::DropReason::QueueFull, live.version.name);
+        for id in ids {
+            match self.pipeline.store().get(id).await {
+                Ok(Some(recorded)) => self.dead_letter(&live, &recorded, &reason).await,
+                _ => self.position.resolved(id),
             }
         }
     }
@@ -171,7 +167,7 @@ impl Functions {
         for live in live {
             let handed = HandedBack {
                 function: live.version.name.clone(),
-                queued: (live.queue.max_capacity() - live.queue.capacity()) as u64,
+                queued: (live.queue.max_capacity() - live.queue.capacity() + live.backlog_len()) as u64,
                 retrying: live.retrying.load(std::sync::atomic::Ordering::Relaxed) as u64,
                 running: live.running.load(std::sync::atomic::Ordering::Relaxed) as u64,
                 reason: reason.clone(),
