@@ -13,7 +13,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::{Data, Event, EventId, TraceParent};
+use crate::{Data, Event, EventId, TraceParent, validate_device_id};
 
 /// Bounds applied to producer input.
 #[derive(Debug, Clone)]
@@ -157,6 +157,50 @@ impl Draft {
 /// Hop values above this are refused at ingress: far past any recursion limit.
 const HOP_MAX: u64 = 1 << 16;
 
+/// A string attribute's value: not empty, within the length bound, and no
+/// control characters (CloudEvents forbids U+0000–U+001F and U+007F–U+009F).
+pub fn check_text(value: &str, limits: &Limits) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > limits.attribute_bytes_max {
+        return Err(format!("longer than {} bytes", limits.attribute_bytes_max));
+    }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "contains the control character U+{:04X}; CloudEvents attributes may not hold control characters",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `causationid`: the parent event's id as Glassbox minted it, returned
+/// in its canonical (upper-case) form.
+pub fn check_causationid(value: &str) -> Result<String, String> {
+    value.parse::<EventId>().map(|id| id.to_string()).map_err(|_| {
+        format!(
+            "{value:?} is not an event id: give the parent event's id as Glassbox minted it (26 characters, \
+             like 01JD6Y8Q1W3N4ZV7K2M5P9R0ST)"
+        )
+    })
+}
+
+/// `dataschema`: an absolute URI (RFC 3986: a scheme, `:`, and the rest,
+/// without spaces).
+fn check_uri(value: &str) -> Result<(), String> {
+    let scheme_ok = |scheme: &str| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    };
+    match value.split_once(':') {
+        Some((scheme, rest)) if scheme_ok(scheme) && !rest.is_empty() && !value.contains(char::is_whitespace) => Ok(()),
+        _ => Err(format!(
+            "{value:?} is not a URI: give an absolute URI with a scheme, like https://example.com/schemas/reading.json"
+        )),
+    }
+}
+
 /// Parses one structured-mode CloudEvent (JSON object) into a [`Draft`].
 pub fn parse_cloudevent(body: &[u8], limits: &Limits) -> Result<Draft, ValidationError> {
     let attributes: BTreeMap<String, &RawValue> = match serde_json::from_slice::<&RawValue>(body) {
@@ -199,12 +243,12 @@ impl Reader<'_> {
             subject: self.string("subject"),
             time: self.time(),
             datacontenttype: self.string("datacontenttype"),
-            dataschema: self.string("dataschema"),
+            dataschema: self.checked("dataschema", |v| check_uri(&v).map(|()| v)),
             correlationid: self.string("correlationid"),
-            causationid: self.string("causationid"),
+            causationid: self.checked("causationid", |v| check_causationid(&v)),
             hop: self.hop(),
             traceparent: self.traceparent(),
-            device: self.string("device"),
+            device: self.checked("device", |v| validate_device_id(&v).map(|()| v)),
             feature: self.string("feature"),
             datasubject: self.string("datasubject"),
             tenant: self.string("tenant"),
@@ -234,19 +278,24 @@ impl Reader<'_> {
         }
     }
 
-    /// A non-empty string attribute within the length bound.
+    /// A string attribute that passes [`check_text`].
     fn string(&mut self, name: &str) -> Option<String> {
         let raw = self.attributes.remove(name)?;
         match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::String(s)) if s.is_empty() => self.problem(name, "must not be empty"),
-            Ok(Value::String(s)) if s.len() > self.limits.attribute_bytes_max => {
-                self.problem(name, format!("longer than {} bytes", self.limits.attribute_bytes_max))
-            }
-            Ok(Value::String(s)) => return Some(s),
+            Ok(Value::String(s)) => match check_text(&s, self.limits) {
+                Ok(()) => return Some(s),
+                Err(message) => self.problem(name, message),
+            },
             Ok(Value::Null) => {}
             _ => self.problem(name, "must be a string"),
         }
         None
+    }
+
+    /// A string attribute that also passes `check`, as `check` returns it.
+    fn checked(&mut self, name: &str, check: impl FnOnce(String) -> Result<String, String>) -> Option<String> {
+        let value = self.string(name)?;
+        check(value).map_err(|message| self.problem(name, message)).ok()
     }
 
     fn time(&mut self) -> Option<DateTime<Utc>> {
@@ -342,10 +391,12 @@ impl Reader<'_> {
                 continue;
             }
             match serde_json::from_str::<Value>(raw.get()) {
-                Ok(Value::String(s)) if s.len() > self.limits.attribute_bytes_max => {
-                    self.problem(&name, format!("longer than {} bytes", self.limits.attribute_bytes_max));
-                }
-                Ok(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                // An empty string is a value an extension may have.
+                Ok(Value::String(s)) => match check_text(&s, self.limits) {
+                    Err(message) if !s.is_empty() => self.problem(&name, message),
+                    _ => drop(extensions.insert(name, Value::String(s))),
+                },
+                Ok(v @ (Value::Number(_) | Value::Bool(_))) => {
                     extensions.insert(name, v);
                 }
                 _ => self.problem(&name, "extension values must be a string, number or boolean"),
@@ -415,6 +466,26 @@ mod tests {
             got,
             ["Bad-Name", "data_base64", "hop", "nested", "source", "specversion", "time", "traceparent", "type"]
         );
+    }
+
+    #[test]
+    fn context_attributes_are_checked_for_what_they_name() {
+        let err = parse(
+            r#"{"specversion":"1.0","source":"s\u0007","type":"t\u001b[31m","subject":"\u0085",
+            "causationid":"zzz","dataschema":"::::","device":"a/b#"}"#,
+        )
+        .unwrap_err();
+        let mut got = fields(err.clone());
+        got.sort();
+        assert_eq!(got, ["causationid", "dataschema", "device", "source", "subject", "type"], "{err}");
+        assert!(err.to_string().contains("U+001B"), "{err}");
+        let d = parse(
+            r#"{"specversion":"1.0","source":"s","type":"t","causationid":"01jd6y8q1w3n4zv7k2m5p9r0st",
+            "dataschema":"urn:example:reading","device":"site.a:7","note":""}"#,
+        )
+        .unwrap();
+        assert_eq!(d.causationid.as_deref(), Some("01JD6Y8Q1W3N4ZV7K2M5P9R0ST"), "canonical form");
+        assert!(check_uri("https://example.com/s.json").is_ok() && check_uri("a b:c").is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
-pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, parse_cloudevent};
+pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
 pub use refused::{ConnectionsRefused, PUBLISH_REFUSED, PublishRefused};

@@ -89,14 +89,50 @@ impl ShadowError {
     }
 }
 
+/// What an update looks like, for the messages that refuse one.
+const UPDATE_SHAPE: &str =
+    r#"send {"state": {"desired": {…}}} or {"state": {"reported": {…}}}, optionally with "version": N"#;
+
 impl ShadowUpdate {
-    /// Parses an update from JSON bytes, naming what is wrong.
+    /// Parses an update from JSON bytes, naming what is wrong in the
+    /// sender's terms (the fields it sent, not the types that read them).
     pub fn parse(bytes: &[u8]) -> Result<Self, ShadowError> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            ShadowError::Invalid(format!(
-                "not a shadow update ({e}); send {{\"state\": {{\"desired\": {{…}}}}}} or {{\"state\": {{\"reported\": {{…}}}}}}"
-            ))
-        })
+        let invalid = |what: String| ShadowError::Invalid(format!("{what}; {UPDATE_SHAPE}"));
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| match e.is_eof() && e.column() == 0 {
+            true => invalid("the update is empty".into()),
+            false => invalid(format!("the update is not JSON (line {}, column {})", e.line(), e.column())),
+        })?;
+        let Value::Object(mut update) = value else {
+            return Err(invalid(format!("the update is {}, not a JSON object", kind(&value))));
+        };
+        let state = match update.remove("state") {
+            Some(Value::Object(state)) => state,
+            Some(other) => return Err(invalid(format!("state is {}, not a JSON object", kind(&other)))),
+            None => return Err(invalid("the update has no state".into())),
+        };
+        let version = match update.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => return Err(invalid(format!("version {other} is not a whole number, 0 or more"))),
+        };
+        let client_token = match update.remove("clientToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(token)) => Some(token),
+            Some(other) => return Err(invalid(format!("clientToken is {}, not a string", kind(&other)))),
+        };
+        let unknown = |keys: Vec<&String>, place: &str, takes: &str| {
+            let names: Vec<_> = keys.iter().map(|k| format!("{k:?}")).collect();
+            invalid(format!("{place} has {}, which it does not take ({takes} only)", names.join(", ")))
+        };
+        if !update.is_empty() {
+            return Err(unknown(update.keys().collect(), "the update", "state, version and clientToken"));
+        }
+        let extra: Vec<&String> = state.keys().filter(|k| *k != "desired" && *k != "reported").collect();
+        if !extra.is_empty() {
+            return Err(unknown(extra, "state", "desired and reported"));
+        }
+        let state = UpdateState { desired: state.get("desired").cloned(), reported: state.get("reported").cloned() };
+        Ok(Self { state, version, client_token })
     }
 }
 
@@ -305,6 +341,18 @@ mod tests {
         assert!(matches!(apply(&mut s, big), Err(ShadowError::TooLarge { .. })));
         assert!(matches!(ShadowUpdate::parse(b"not json"), Err(ShadowError::Invalid(_))));
         assert!(matches!(ShadowUpdate::parse(br#"{"state":{},"extra":1}"#), Err(ShadowError::Invalid(_))));
+        // What is wrong is said in the sender's terms, not the parser's.
+        for (update, says) in [
+            (&br#"{"state":"x"}"#[..], "state is a string, not a JSON object"),
+            (br#"[1]"#, "the update is an array, not a JSON object"),
+            (br#"{"state":{"wanted":{}}}"#, r#"state has "wanted""#),
+            (br#"{"state":{},"version":-1}"#, "version -1 is not a whole number"),
+            (b"", "the update is empty"),
+        ] {
+            let message = ShadowUpdate::parse(update).unwrap_err().to_string();
+            assert!(message.contains(says) && message.contains(r#"{"state": {"desired""#), "{message}");
+            assert!(!message.contains("UpdateState") && !message.contains("struct"), "{message}");
+        }
         assert_eq!(s, before);
         assert_eq!(apply(&mut s, json!({"state": {"desired": {"a": 2}}, "version": 1})), Ok(true));
     }

@@ -19,6 +19,7 @@ mod host;
 mod http;
 mod instances;
 mod send;
+mod upload;
 mod wasi;
 
 use std::path::Path;
@@ -304,13 +305,9 @@ impl Runtime {
     /// exporting `wasi:http/incoming-handler` is an HTTP proxy, any other an
     /// event handler.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, DeployError> {
-        if !wasmparser_is_component(bytes) {
-            return Err(DeployError::NotAComponent(
-                "it is a core WebAssembly module, or not WebAssembly at all".into(),
-            ));
-        }
+        let binary = upload::component_binary(bytes)?;
         let component =
-            Component::new(&self.engine, bytes).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
+            Component::new(&self.engine, &binary).map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
         let world = match component
             .component_type()
             .exports(&self.engine)
@@ -529,15 +526,6 @@ fn classify(error: &wasmtime::Error, memory_denied: bool) -> Outcome {
         Some(Trap::Interrupt) => Outcome::TimedOut,
         _ if memory_denied => Outcome::MemoryExceeded,
         _ => Outcome::Trapped(format!("{error:#}")),
-    }
-}
-
-/// Binary components start with `\0asm` and a layer of 1 (core modules
-/// have 0); text (WAT, for fixtures) is left to the parser to judge.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
-    match bytes.get(..4) {
-        Some(b"\0asm") => bytes.get(6..8) == Some(&[1, 0]),
-        _ => std::str::from_utf8(bytes).is_ok(),
     }
 }
 

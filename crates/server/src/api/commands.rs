@@ -2,12 +2,15 @@
 //! device commands.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_core::Problem;
 use glassbox_store::CommandState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::{JsonBody, Shape};
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use crate::control::{CommandError, NewCommand, command_json};
 
@@ -29,9 +32,8 @@ fn error(e: CommandError) -> ApiError {
 pub async fn issue(
     State(app): State<AppState>,
     Path(device): Path<String>,
-    body: Result<Json<NewCommand>, axum::extract::rejection::JsonRejection>,
+    JsonBody(new): JsonBody<NewCommand>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(new) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let (command, created) = app.control.issue(&device, new, "admin", None).await.map_err(error)?;
     let mut body = command_json(&command);
     body["duplicate"] = json!(!created);
@@ -46,6 +48,17 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+impl Parameters for ListQuery {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "limit").then(|| format!("an integer from 1 to {LIST_MAX}"))
+    }
+}
+
+impl Shape for NewCommand {
+    const EXAMPLE: &'static str =
+        r#"{"name": "reboot", "payload": {"delay": 5}, "ttl": "5m", "idempotency_key": "k-1"}"#;
+}
+
 /// `GET /api/v1/devices/{id}/commands?state=&limit=`: newest first.
 pub async fn list(
     State(app): State<AppState>,
@@ -56,7 +69,8 @@ pub async fn list(
         None => None,
         Some(s) => Some(CommandState::parse(s).ok_or_else(|| {
             let names: Vec<_> = CommandState::ALL.iter().map(|c| c.as_str()).collect();
-            ApiError::bad_request("invalid_state", format!("state {s:?} is not one of {}", names.join(", ")))
+            let message = format!("{s:?} is not accepted: give one of {}", names.join(", "));
+            ApiError::invalid_parameters(vec![Problem { field: "state".into(), message }])
         })?),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, LIST_MAX);

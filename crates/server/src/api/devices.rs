@@ -3,7 +3,7 @@
 //! registry changes are queryable and traceable like everything else.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_core::{DisconnectReason, Draft, validate_device_id};
 use glassbox_store::{Device, DeviceMeta};
@@ -12,6 +12,8 @@ use glassbox_store::devices::new_secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::{JsonBody, Shape};
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 
 /// Most devices per list page.
@@ -23,12 +25,15 @@ pub struct CreateDevice {
     id: String,
 }
 
+impl Shape for CreateDevice {
+    const EXAMPLE: &'static str = r#"{"id": "thermo-1"}"#;
+}
+
 /// `POST /api/v1/devices`: 201 with the device and its secret, shown only here.
 pub async fn create(
     State(app): State<AppState>,
-    body: Result<Json<CreateDevice>, axum::extract::rejection::JsonRejection>,
+    JsonBody(CreateDevice { id }): JsonBody<CreateDevice>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(CreateDevice { id }) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     validate_device_id(&id).map_err(|e| ApiError::bad_request("invalid_id", e))?;
     let (secret, hash) = new_secret();
     let device = app.devices.create_device(&id, hash).await?;
@@ -52,16 +57,22 @@ pub struct ListParams {
     silent: Option<bool>,
 }
 
+impl Parameters for ListParams {
+    fn accepts(name: &str) -> Option<String> {
+        match name {
+            "limit" => Some(format!("an integer from 1 to {PAGE_MAX}, and follow next_after for more")),
+            "connected" | "silent" => Some("true or false".into()),
+            _ => None,
+        }
+    }
+}
+
 /// Registry rows read per step while filtering.
 const SCAN_STEP: usize = 1000;
 
 /// `GET /api/v1/devices`: in id order, filtered; `next_after` continues.
 /// Each device carries its live state: `connected` and `silent`.
-pub async fn list(
-    State(app): State<AppState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+pub async fn list(State(app): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, PAGE_MAX);
     let tag = match params.tag.as_deref() {
         None => None,
@@ -112,9 +123,8 @@ fn with_live_state(app: &AppState, device: &Device) -> Value {
 pub async fn update(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<serde_json::Map<String, Value>>, axum::extract::rejection::JsonRejection>,
+    JsonBody(DevicePatch(patch)): JsonBody<DevicePatch>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(patch) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let device = app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
     let meta = patched(device.meta, &patch).map_err(|m| ApiError::bad_request("invalid_metadata", m))?;
     let cadence = meta.cadence_seconds;
@@ -123,6 +133,15 @@ pub async fn update(
     let mut body = with_live_state(&app, &device);
     note_change(&app, &id, "device.updated", &mut body).await;
     Ok(Json(body))
+}
+
+/// A `PATCH` body: metadata keys to change.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub struct DevicePatch(serde_json::Map<String, Value>);
+
+impl Shape for DevicePatch {
+    const EXAMPLE: &'static str = r#"{"tags": {"site": "north"}, "group": "pumps", "cadence": "60s"}"#;
 }
 
 fn patched(mut meta: DeviceMeta, patch: &serde_json::Map<String, Value>) -> Result<DeviceMeta, String> {

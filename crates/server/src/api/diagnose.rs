@@ -2,7 +2,7 @@
 //! and `/api/v1/anomalies` (the episodes themselves).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use glassbox_core::Problem;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::parse_time;
+use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
 use crate::diagnose::{Watch, episode_json, rfc3339_times};
 
@@ -21,6 +22,8 @@ pub struct DiagnoseParams {
     function: Option<String>,
     device: Option<String>,
 }
+
+impl Parameters for DiagnoseParams {}
 
 fn watch(app: &AppState) -> Result<&Watch, ApiError> {
     app.watch.as_deref().ok_or_else(|| {
@@ -38,11 +41,7 @@ fn since(text: Option<&str>) -> Result<chrono::DateTime<Utc>, ApiError> {
 }
 
 /// `GET /api/v1/diagnose?since=1h[&function=F|&device=D]`
-pub async fn diagnose(
-    State(app): State<AppState>,
-    params: Result<Query<DiagnoseParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+pub async fn diagnose(State(app): State<AppState>, Query(p): Query<DiagnoseParams>) -> Result<Json<Value>, ApiError> {
     let scope = match (p.function, p.device) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("invalid_parameter", "give function or device, not both"));
@@ -71,12 +70,14 @@ pub struct AnomalyParams {
     active: Option<bool>,
 }
 
+impl Parameters for AnomalyParams {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "active").then(|| "true or false".into())
+    }
+}
+
 /// `GET /api/v1/anomalies?since=1h&active=true`
-pub async fn anomalies(
-    State(app): State<AppState>,
-    params: Result<Query<AnomalyParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+pub async fn anomalies(State(app): State<AppState>, Query(p): Query<AnomalyParams>) -> Result<Json<Value>, ApiError> {
     let since = since(p.since.as_deref())?;
     let episodes = watch(&app)?.episodes(since, Utc::now(), p.active == Some(true));
     let anomalies: Vec<Value> = episodes.iter().map(episode_json).collect();

@@ -31,8 +31,14 @@ impl ApiError {
     }
 
     pub fn invalid_parameters(problems: Vec<Problem>) -> Self {
+        Self::problems("invalid_parameter", problems)
+    }
+
+    /// 400 listing every problem, each naming its field, in `problems` and
+    /// in the message.
+    pub fn problems(code: &'static str, problems: Vec<Problem>) -> Self {
         let names: Vec<_> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
-        Self { problems, ..Self::bad_request("invalid_parameter", names.join("; ")) }
+        Self { problems, ..Self::bad_request(code, names.join("; ")) }
     }
 }
 
@@ -86,6 +92,11 @@ impl IntoResponse for ApiError {
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // The rest of a body refused before it was read (or cut off) is
+        // not waited for: the connection closes after the answer.
+        if matches!(self.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -4,9 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -15,11 +13,13 @@ use futures::{Stream, StreamExt};
 use glassbox_bus::BusItem;
 use glassbox_core::{
     Draft, EventId, EventQuery, Limits, Problem, QUERY_LIMIT_MAX, TraceParent, TypePattern, ValidationError,
-    parse_cloudevent,
+    check_causationid, check_text, parse_cloudevent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::{Body, BodyLimit, charset_refused, foreign_charset};
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use crate::metrics::Rejection;
 
@@ -32,17 +32,23 @@ enum Mode {
 fn mode(headers: &HeaderMap) -> Result<Mode, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "application/cloudevents+json" | "application/json" => Ok(Mode::Single),
-        "application/cloudevents-batch+json" => Ok(Mode::Batch),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!(
-                "unsupported Content-Type {content_type:?}: send a structured-mode CloudEvent as \
+    let mode = match essence.as_str() {
+        "application/cloudevents+json" | "application/json" => Mode::Single,
+        "application/cloudevents-batch+json" => Mode::Batch,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "unsupported Content-Type {content_type:?}: send a structured-mode CloudEvent as \
                  application/cloudevents+json (or a JSON array as application/cloudevents-batch+json)"
-            ),
-        )),
+                ),
+            ));
+        }
+    };
+    match foreign_charset(content_type) {
+        Some(charset) => Err(charset_refused(&charset)),
+        None => Ok(mode),
     }
 }
 
@@ -51,7 +57,7 @@ fn mode(headers: &HeaderMap) -> Result<Mode, ApiError> {
 pub async fn ingest(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Body, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let result = ingest_checked(&app, &headers, body).await;
     if let Err(err) = &result {
@@ -60,36 +66,25 @@ pub async fn ingest(
     result
 }
 
-fn too_large(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!(
-            "request body larger than {max} bytes: send smaller events or batches, or raise http.body_bytes_max \
-             (GLASSBOX_HTTP_BODY_BYTES_MAX)"
-        ),
-    )
-}
-
 /// Refuses at once, before reading it, a body declared larger than
 /// `http.body_bytes_max`, counted as a `too_large` ingest.
 pub async fn declared_within(
     State(app): State<AppState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match super::declared_length(&request) {
-        Some(length) if length > app.limits.data_bytes_max as u64 => {
+    match BodyLimit::configured(app.limits.data_bytes_max).check(&mut request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
             app.pipeline.counters.reject(Rejection::TooLarge);
-            too_large(app.limits.data_bytes_max).into_response()
+            refused.into_response()
         }
-        _ => next.run(request).await,
     }
 }
 
 fn rejection_of(err: &ApiError) -> Rejection {
     match err.code {
-        "malformed_json" => Rejection::MalformedJson,
+        "malformed_json" | "body_timeout" | "unreadable_body" => Rejection::MalformedJson,
         "too_large" => Rejection::TooLarge,
         "unsupported_media_type" => Rejection::UnsupportedMediaType,
         "store_unavailable" => Rejection::StoreUnavailable,
@@ -100,18 +95,19 @@ fn rejection_of(err: &ApiError) -> Rejection {
 async fn ingest_checked(
     app: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Body, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mode = mode(headers)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => too_large(app.limits.data_bytes_max),
-        _ => ApiError::bad_request("malformed_json", format!("could not read the request body: {rejection}")),
-    })?;
+    let Body(body) = body?;
     let mut drafts = match mode {
         Mode::Single => vec![parse_cloudevent(&body, &app.limits)?],
         Mode::Batch => parse_batch(&body, &app.limits)?,
     };
-    let context = HeaderContext::from_headers(headers)?;
+    if drafts.is_empty() {
+        let message = "the batch is empty: send a JSON array of at least one CloudEvent";
+        return Err(ApiError::bad_request("empty_batch", message));
+    }
+    let context = HeaderContext::from_headers(headers, &app.limits)?;
     drafts.iter_mut().for_each(|d| context.apply(d));
 
     let appended = tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http"))
@@ -171,22 +167,31 @@ struct HeaderContext {
 }
 
 impl HeaderContext {
-    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let first = |names: &[&str]| {
-            names.iter().find_map(|n| headers.get(*n)).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
+    /// The context headers, each checked as its attribute would be; every
+    /// one that is wrong (not UTF-8, malformed) is named.
+    fn from_headers(headers: &HeaderMap, limits: &Limits) -> Result<Self, ApiError> {
+        let mut problems = Vec::new();
+        let mut header = |names: &[&str], check: &dyn Fn(&str) -> Result<String, String>| {
+            let (name, value) = names.iter().find_map(|n| headers.get(*n).map(|v| (*n, v)))?;
+            let checked = match std::str::from_utf8(value.as_bytes()).map(str::trim) {
+                Err(_) => Err("the header's value is not UTF-8 text: send it as UTF-8".to_string()),
+                Ok("") => return None,
+                Ok(text) => check_text(text, limits).and_then(|()| check(text)),
+            };
+            checked.map_err(|message| problems.push(Problem { field: name.into(), message })).ok()
         };
-        let traceparent = first(&["traceparent"])
-            .map(|tp| {
-                TraceParent::parse(&tp).map(|t| t.to_string()).map_err(|e| {
-                    ApiError::bad_request("invalid_header", format!("traceparent header is not a W3C traceparent: {e}"))
-                })
-            })
-            .transpose()?;
-        Ok(Self {
-            correlationid: first(&["correlationid", "ce-correlationid", "x-correlation-id"]).filter(|s| !s.is_empty()),
-            causationid: first(&["causationid", "ce-causationid"]).filter(|s| !s.is_empty()),
-            traceparent,
-        })
+        let as_is = |text: &str| Ok(text.to_string());
+        let context = Self {
+            correlationid: header(&["correlationid", "ce-correlationid", "x-correlation-id"], &as_is),
+            causationid: header(&["causationid", "ce-causationid"], &check_causationid),
+            traceparent: header(&["traceparent"], &|text| {
+                TraceParent::parse(text).map(|t| t.to_string()).map_err(|e| format!("not a W3C traceparent: {e}"))
+            }),
+        };
+        match problems.is_empty() {
+            true => Ok(context),
+            false => Err(ApiError::problems("invalid_header", problems)),
+        }
     }
 
     fn apply(&self, draft: &mut Draft) {
@@ -266,16 +271,18 @@ pub(super) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
         })
 }
 
-fn query_params(params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>) -> Result<Filters, ApiError> {
-    params.map(|Query(f)| f).map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
+impl Parameters for Filters {
+    fn accepts(name: &str) -> Option<String> {
+        match name {
+            "limit" => Some(format!("an integer from 1 to {QUERY_LIMIT_MAX}, and follow next_cursor for more")),
+            _ => None,
+        }
+    }
 }
 
 /// `GET /api/v1/events`: newest first, one page.
-pub async fn query(
-    State(app): State<AppState>,
-    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let query = query_params(params)?.into_query()?;
+pub async fn query(State(app): State<AppState>, Query(filters): Query<Filters>) -> Result<Json<Value>, ApiError> {
+    let query = filters.into_query()?;
     let page = app.pipeline.store().query(&query).await?;
     Ok(Json(json!({ "events": page.events, "next_cursor": page.next_cursor })))
 }
@@ -305,9 +312,9 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<
 /// because this client read too slowly; they are still in the recorder.
 pub async fn tail(
     State(app): State<AppState>,
-    params: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+    Query(filters): Query<Filters>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let query = query_params(params)?.into_query()?;
+    let query = filters.into_query()?;
     let mut stopping = app.stopping.clone();
     let stopped = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;

@@ -1,13 +1,14 @@
 //! `/api/v1/functions`: deploy, list, versions, rollback, invocations.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_core::{EventQuery, TypePattern};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::{Body, JsonBody, Shape};
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use crate::functions::{FunctionError, Spec, parse_bytes};
 
@@ -47,6 +48,19 @@ pub struct DeployParams {
     record_body: Option<bool>,
     /// Comma-separated request headers kept in `http.request` events.
     record_headers: Option<String>,
+}
+
+impl Parameters for DeployParams {
+    fn accepts(name: &str) -> Option<String> {
+        match name {
+            "trigger" => Some(
+                "comma-separated triggers: mqtt:<filter>, event:<type>, schedule:<cron>, http:<METHOD /path>".into(),
+            ),
+            "concurrency" | "hop_limit" | "retries" | "reuse" => Some("a whole number, 0 or more".into()),
+            "record_body" => Some("true or false".into()),
+            _ => None,
+        }
+    }
 }
 
 fn hosts(list: Option<String>) -> Vec<String> {
@@ -103,11 +117,14 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
 pub async fn deploy(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    params: Result<Query<DeployParams>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    Query(params): Query<DeployParams>,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let spec = spec(params)?;
+    if body.is_empty() {
+        let message = "the body is empty: send the component's .wasm file as the body (glassbox functions deploy does)";
+        return Err(ApiError::bad_request("invalid_function", message));
+    }
     let version = app.functions.deploy(&name, body.to_vec(), spec, "admin").await.map_err(error)?;
     Ok((StatusCode::CREATED, Json(version_json(&version))))
 }
@@ -146,13 +163,16 @@ pub struct ReplayBody {
     dry_run: bool,
 }
 
+impl Shape for ReplayBody {
+    const EXAMPLE: &'static str = r#"{"event_id": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST", "version": 2, "dry_run": true}"#;
+}
+
 /// `POST /api/v1/functions/{name}/replay` `{"event_id", "version"?, "dry_run"?}`.
 pub async fn replay(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<ReplayBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(r): JsonBody<ReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(r) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let invocation = app.functions.replay(&name, &r.event_id, r.version, r.dry_run).await.map_err(error)?;
     Ok(Json(invocation))
 }
@@ -161,6 +181,15 @@ pub async fn replay(
 #[serde(deny_unknown_fields)]
 pub struct InvocationParams {
     limit: Option<usize>,
+}
+
+/// Invocations per answer at most.
+const INVOCATIONS_MAX: usize = 1000;
+
+impl Parameters for InvocationParams {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "limit").then(|| format!("an integer from 1 to {INVOCATIONS_MAX}"))
+    }
 }
 
 /// `GET /api/v1/functions/{name}/invocations`: newest first, from the recorder.
@@ -173,7 +202,7 @@ pub async fn invocations(
     let query = EventQuery {
         source: Some(format!("glassbox/functions/{name}")),
         ty: Some(TypePattern::parse("function.invoked")),
-        limit: p.limit.unwrap_or(50).clamp(1, 1000),
+        limit: p.limit.unwrap_or(50).clamp(1, INVOCATIONS_MAX),
         ..EventQuery::default()
     };
     let page = app.pipeline.store().query(&query).await?;

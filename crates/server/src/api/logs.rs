@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::parse_time;
+use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
 use crate::logs::{PLATFORM_LOG, PlatformLine};
 
@@ -39,6 +40,12 @@ pub struct LogParams {
     since: Option<String>,
     until: Option<String>,
     limit: Option<usize>,
+}
+
+impl Parameters for LogParams {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "limit").then(|| format!("an integer from 1 to {LOG_LINES_MAX}, or narrow the filters"))
+    }
 }
 
 /// The filters, checked.
@@ -104,11 +111,7 @@ impl LogParams {
     }
 }
 
-pub async fn logs(
-    State(app): State<AppState>,
-    params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) -> Result<Json<Value>, ApiError> {
     let mut filters = params.check()?;
     if let Some(name) = &filters.function {
         app.functions.versions(name).await.map_err(super::functions::error)?;

@@ -1,7 +1,11 @@
 //! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 //! Every `/api/v1` route but the OpenAPI document needs a bearer token.
+//! Every refusal is an [`ApiError`] (JSON: a code, and a message naming
+//! what to fix): handlers read their input with the extractors of `body`
+//! and `params`, never axum's, whose rejections are plain text.
 
 mod auth;
+mod body;
 mod commands;
 mod devices;
 mod diagnose;
@@ -10,6 +14,7 @@ mod events;
 mod functions;
 mod logs;
 mod mqtt;
+mod params;
 mod series;
 pub mod serve;
 pub mod throttle;
@@ -18,7 +23,7 @@ mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -30,6 +35,8 @@ use serde_json::json;
 
 pub use auth::{AdminToken, Tokens, admin_token};
 pub use error::ApiError;
+
+use body::BodyLimit;
 
 use crate::pipeline::Pipeline;
 
@@ -78,8 +85,8 @@ impl Perimeter {
 }
 
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.limits.data_bytes_max;
-    let deploy_limit = functions::COMPONENT_BYTES_MAX;
+    let body_limit = BodyLimit::configured(state.limits.data_bytes_max);
+    let deploy_limit = BodyLimit::fixed(functions::COMPONENT_BYTES_MAX);
     let protected = Router::new()
         .route("/api/v1/events/tail", get(events::tail))
         .route("/api/v1/events/{id}", get(events::get))
@@ -105,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
-        .route_layer(middleware::from_fn(move |r, n| declared_within(body_limit, r, n)))
+        .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
         // Added after the layer above: a refused ingest is counted as one.
         .route(
             "/api/v1/events",
@@ -118,8 +125,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/functions/{name}",
             get(functions::versions)
                 .post(functions::deploy)
-                .layer(DefaultBodyLimit::max(deploy_limit))
-                .layer(middleware::from_fn(move |r, n| declared_within(deploy_limit, r, n))),
+                .layer(middleware::from_fn(move |r, n| within(deploy_limit, r, n))),
         );
     let protected = match state.metrics_public {
         true => protected,
@@ -138,31 +144,18 @@ pub fn router(state: AppState) -> Router {
         // Anything else: an HTTP-triggered function's route, or 404.
         .fallback(http_function)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), limit_client))
         .with_state(state)
 }
 
 /// Refuses at once, before reading it, a body declared (`content-length`)
-/// larger than `max` bytes; a body without a declared length is cut off
-/// at `max` as it is read.
-async fn declared_within(max: usize, request: axum::extract::Request, next: middleware::Next) -> Response {
-    match declared_length(&request) {
-        Some(length) if length > max as u64 => too_large(length, max).into_response(),
-        _ => next.run(request).await,
+/// over `limit`; a body without a declared length is cut off at the limit
+/// as it is read (the body extractors read the limit noted here).
+async fn within(limit: BodyLimit, mut request: axum::extract::Request, next: middleware::Next) -> Response {
+    match limit.check(&mut request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
     }
-}
-
-pub(crate) fn declared_length(request: &axum::extract::Request) -> Option<u64> {
-    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-fn too_large(length: u64, max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("the request body ({length} bytes) is over this route's limit of {max} bytes; send less"),
-    )
 }
 
 /// Answers 429 once the client (its peer address) is over
@@ -221,13 +214,13 @@ async fn method_not_allowed() -> ApiError {
 /// A request for an `http:` route: served by its function (no token: a
 /// function's routes are public, like webhooks; the function decides who
 /// may call it). No route: 404.
-async fn http_function(State(app): State<AppState>, request: axum::extract::Request) -> axum::response::Response {
+async fn http_function(State(app): State<AppState>, mut request: axum::extract::Request) -> Response {
     let Some(target) = app.functions.route(request.method().as_str(), request.uri().path()) else {
         return not_found().await.into_response();
     };
-    let max = crate::functions::REQUEST_BYTES_MAX;
-    if let Some(length) = declared_length(&request).filter(|l| *l > max as u64) {
-        return too_large(length, max).into_response();
+    let limit = BodyLimit::fixed(crate::functions::REQUEST_BYTES_MAX);
+    if let Err(refused) = limit.check(&mut request) {
+        return refused.into_response();
     }
     if let Err(wait) = app.perimeter.routes.take(&target.key()) {
         let message = format!(
@@ -241,28 +234,12 @@ async fn http_function(State(app): State<AppState>, request: axum::extract::Requ
         Ok(waiting) => waiting,
         Err(message) => return error::too_many("queue_full", &message, Duration::from_secs(1)),
     };
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, max).await {
+    let (parts, incoming) = request.into_parts();
+    let body = match body::read(incoming, limit).await {
         Ok(body) => body,
-        Err(e) => return unread_body(e, max).into_response(),
+        Err(refused) => return refused.into_response(),
     };
     app.functions.serve_http(target, waiting, axum::http::Request::from_parts(parts, body)).await
-}
-
-/// Why a function route's request body could not be read.
-fn unread_body(e: axum::Error, max: usize) -> ApiError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(error) = cause {
-        if let Some(timed_out) = error.downcast_ref::<serve::BodyTimedOut>() {
-            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", timed_out.to_string());
-        }
-        if error.is::<http_body_util::LengthLimitError>() {
-            let message = format!("the request body is over this route's limit of {max} bytes; send less");
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message);
-        }
-        cause = error.source();
-    }
-    ApiError::bad_request("unreadable_body", format!("could not read the request body: {e}"))
 }
 
 async fn not_found() -> ApiError {

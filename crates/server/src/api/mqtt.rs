@@ -2,13 +2,15 @@
 //! inspect`, and device shadows.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_core::{EventQuery, RecordedEvent, TypePattern};
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
 use serde_json::{Value, json};
 
+use super::body::Body;
+use super::params::Path;
 use super::{ApiError, AppState};
 use crate::control::UpdateError;
 
@@ -92,7 +94,7 @@ pub async fn shadow(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 pub async fn update_shadow(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let update = ShadowUpdate::parse(&body).map_err(shadow_error)?;
     match app.control.update_shadow(&id, &update, "operator", None).await {

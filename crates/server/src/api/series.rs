@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::Utc;
 use glassbox_core::Problem;
 use serde_json::{Value, json};
 
 use super::events::parse_time;
+use super::params::{Path, Query};
 use super::{ApiError, AppState};
 use crate::series::catalog::{self, Kind};
 

@@ -3,10 +3,11 @@
 //! itself, with the function invocations on it summarised.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use glassbox_core::{EventId, RecordedEvent};
 use serde_json::{Value, json};
 
+use super::params::Path;
 use super::{ApiError, AppState};
 
 /// Most events returned for one chain; `truncated` says when there were more.
