@@ -87,7 +87,8 @@ impl Functions {
         }
         let ms = began.elapsed().as_millis() as u64;
         tracing::info!(scanned, unfinished = open.len(), from = %saved, ms, "read back the last run's function work");
-        self.position.took(after, 0);
+        // Not behind the saved position: an idle restart must not move it back by the margin.
+        self.position.took(after.max(saved), 0);
         for (id, _) in open.keys() {
             self.position.took(*id, 1);
         }
