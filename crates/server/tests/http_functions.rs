@@ -359,7 +359,13 @@ async fn an_event_function_reaches_only_its_egress_hosts() {
     let (status, dry) = server.call(Method::POST, "/api/v1/functions/forward/replay", Some(replay)).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(dry["egress"][0]["outcome"], "denied", "{dry}");
+    let why = dry["egress"][0]["error"].as_str().unwrap();
+    assert!(why.starts_with("dry_run: not sent; a real run would send it"), "{why}");
+    let request = json!({ "method": "POST", "scheme": "http", "host": "127.0.0.1", "port": port, "allowed": true });
+    assert_eq!(dry["would"]["requests"], json!([request]), "listed as a request a real run would send");
     assert_eq!(seen.lock().unwrap().len(), 1, "the webhook was not called again");
+    let (_, denials) = server.call(Method::GET, "/api/v1/events?type=function.egress_denied", None).await;
+    assert_eq!(denials["events"], json!([]), "a dry run's refusal is not recorded either");
 
     // Anywhere else: denied, recorded, and an error to the function, which fails.
     let (status, _) =

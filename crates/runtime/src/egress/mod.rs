@@ -40,6 +40,9 @@ pub struct Outbound {
     pub trace: Vec<HostRule>,
     /// The `traceparent` to send to the hosts in `trace`.
     pub traceparent: Option<String>,
+    /// A dry run: nothing goes out; every request is recorded as denied,
+    /// saying whether the rules would have let it go.
+    pub dry_run: bool,
 }
 
 impl Outbound {
@@ -47,8 +50,23 @@ impl Outbound {
         self.allow.iter().chain(&self.trace)
     }
 
-    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+    /// Whether the rules let a request to `host` on `port` under `scheme`
+    /// go out (a dry run sends it nowhere all the same).
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.rules().any(|r| r.matches(scheme, host, port))
+    }
+
+    /// Why a request is not sent, if it is not: off the rules, or a dry run.
+    fn refusal(&self, scheme: &str, host: &str, port: u16) -> Option<String> {
+        let allowed = self.allows(scheme, host, port);
+        match (self.dry_run, allowed) {
+            (false, true) => None,
+            (false, false) => Some(self.denial(scheme, host, port)),
+            (true, true) => Some("dry_run: not sent; a real run would send it (the egress list allows it)".into()),
+            (true, false) => {
+                Some(format!("dry_run: not sent; a real run would be denied too: {}", self.denial(scheme, host, port)))
+            }
+        }
     }
 
     /// Why a request not allowed is denied, for its record.
@@ -143,11 +161,9 @@ impl Hooks {
         let uri = format!("{scheme}://{authority}/").parse::<http::Uri>().ok();
         let host = uri.as_ref().and_then(|u| u.host()).unwrap_or(authority).to_string();
         let port = uri.as_ref().and_then(http::Uri::port_u16).unwrap_or(default_port(scheme));
-        if self.outbound.allows(scheme, &host, port) {
-            return false;
-        }
+        let Some(refusal) = self.outbound.refusal(scheme, &host, port) else { return false };
         self.note(EgressRecord {
-            error: Some(self.outbound.denial(scheme, &host, port)),
+            error: Some(refusal),
             host,
             port,
             scheme: scheme.to_string(),
@@ -191,7 +207,8 @@ impl WasiHttpHooks for Hooks {
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let host = uri.host().unwrap_or_default().to_string();
         let port = uri.port_u16().unwrap_or(default_port(&scheme));
-        let allowed = self.outbound.allows(&scheme, &host, port);
+        let refusal = self.outbound.refusal(&scheme, &host, port);
+        let allowed = refusal.is_none();
         let traced = allowed && self.outbound.traces(&scheme, &host, port) && self.outbound.traceparent.is_some();
         let record = EgressRecord {
             host: host.clone(),
@@ -200,7 +217,7 @@ impl WasiHttpHooks for Hooks {
             method: request.method().to_string(),
             outcome: if allowed { "failed" } else { "denied" },
             status: None,
-            error: (!allowed).then(|| self.outbound.denial(&scheme, &host, port)),
+            error: refusal,
             bytes_out: 0,
             bytes_in: 0,
             duration_us: 0,
@@ -554,10 +571,25 @@ mod tests {
             allow: vec![HostRule::parse("a.test").unwrap()],
             trace: vec![HostRule::parse("b.test").unwrap()],
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            dry_run: false,
         };
         assert!(outbound.allows("https", "a.test", 443) && outbound.allows("https", "b.test", 443));
         assert!(!outbound.allows("https", "c.test", 443));
         assert!(outbound.traces("https", "b.test", 443) && !outbound.traces("https", "a.test", 443));
         assert!(!Outbound::default().allows("https", "a.test", 443), "denied by default");
+    }
+
+    #[test]
+    fn a_dry_run_sends_nothing_and_says_what_a_real_run_would_do() {
+        let dry = Outbound { allow: vec![HostRule::parse("a.test").unwrap()], dry_run: true, ..Outbound::default() };
+        let allowed = dry.refusal("https", "a.test", 443).unwrap();
+        assert_eq!(allowed, "dry_run: not sent; a real run would send it (the egress list allows it)");
+        let denied = dry.refusal("https", "c.test", 443).unwrap();
+        assert_eq!(
+            denied,
+            "dry_run: not sent; a real run would be denied too: egress_denied: c.test is not in this function's \
+             egress allow list"
+        );
+        assert_eq!(Outbound { dry_run: false, ..dry }.refusal("https", "a.test", 443), None);
     }
 }

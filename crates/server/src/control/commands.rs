@@ -126,28 +126,8 @@ impl Control {
         issuer: &str,
         cause: Option<EventId>,
     ) -> Result<(CommandRecord, bool), CommandError> {
-        validate_name(&new.name)?;
-        let ttl = match &new.ttl {
-            None => self.command_limits.ttl_default,
-            Some(text) => humantime::parse_duration(text)
-                .map_err(|e| CommandError::Invalid(format!("ttl {text:?}: {e}; use e.g. 30s, 5m, 2h")))?,
-        };
-        if ttl.is_zero() || ttl > self.command_limits.ttl_max {
-            let max = humantime::format_duration(self.command_limits.ttl_max);
-            return Err(CommandError::Invalid(format!("ttl must be more than 0 and at most {max}")));
-        }
+        let ttl = self.check_command(device, &new).await?;
         let payload = new.payload.as_ref().map(Value::to_string);
-        if let Some(p) = &payload
-            && p.len() > self.command_limits.payload_bytes_max
-        {
-            let max = self.command_limits.payload_bytes_max;
-            return Err(CommandError::Invalid(format!("payload is {} bytes, over the limit of {max}", p.len())));
-        }
-        match self.devices.device(device).await? {
-            None => return Err(CommandError::UnknownDevice(device.into())),
-            Some(d) if d.disabled => return Err(CommandError::DeviceDisabled(device.into())),
-            Some(_) => {}
-        }
         if let Some(key) = &new.idempotency_key
             && let Some(found) = self.commands.command_by_key(device, key).await?
         {
@@ -190,6 +170,33 @@ impl Control {
             return Ok((self.commands.command(&record.id).await?.unwrap_or(record), true));
         }
         Ok((record, created))
+    }
+
+    /// Whether `new` could be issued to `device` now (its name, TTL and
+    /// payload within the limits; the device known and enabled), and the
+    /// TTL it would get; nothing is recorded or sent. [`Control::issue`]
+    /// checks the same, and a dry run stops here.
+    pub async fn check_command(&self, device: &str, new: &NewCommand) -> Result<Duration, CommandError> {
+        validate_name(&new.name)?;
+        let ttl = match &new.ttl {
+            None => self.command_limits.ttl_default,
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| CommandError::Invalid(format!("ttl {text:?}: {e}; use e.g. 30s, 5m, 2h")))?,
+        };
+        if ttl.is_zero() || ttl > self.command_limits.ttl_max {
+            let max = humantime::format_duration(self.command_limits.ttl_max);
+            return Err(CommandError::Invalid(format!("ttl must be more than 0 and at most {max}")));
+        }
+        let payload_bytes = new.payload.as_ref().map_or(0, |p| p.to_string().len());
+        if payload_bytes > self.command_limits.payload_bytes_max {
+            let max = self.command_limits.payload_bytes_max;
+            return Err(CommandError::Invalid(format!("payload is {payload_bytes} bytes, over the limit of {max}")));
+        }
+        match self.devices.device(device).await? {
+            None => Err(CommandError::UnknownDevice(device.into())),
+            Some(d) if d.disabled => Err(CommandError::DeviceDisabled(device.into())),
+            Some(_) => Ok(ttl),
+        }
     }
 
     async fn correlation_of(&self, event: EventId) -> String {

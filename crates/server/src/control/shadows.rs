@@ -79,6 +79,24 @@ impl Control {
         ))))
     }
 
+    /// What `update` would make of the device's shadow — `base` if given
+    /// (a dry run's own earlier writes), else the stored one — checked as
+    /// [`Control::update_shadow`] checks it, but stored, recorded and sent
+    /// nowhere. Returns the shadow and whether the update changed it.
+    pub async fn preview_shadow(
+        &self,
+        device: &str,
+        base: Option<Shadow>,
+        update: &ShadowUpdate,
+    ) -> Result<(Shadow, bool), UpdateError> {
+        let mut shadow = match base {
+            Some(shadow) => shadow,
+            None => self.shadow(device).await?.ok_or_else(|| UpdateError::UnknownDevice(device.to_string()))?,
+        };
+        let changed = shadow.apply(update, self.shadow_limits, Utc::now())?;
+        Ok((shadow, changed))
+    }
+
     async fn push_delta(&self, device: &str, shadow: &Shadow, cause: Option<String>) {
         let body = json!({ "state": shadow.delta(), "version": shadow.version, "timestamp": Utc::now() });
         self.send(device, "shadow/delta", "device.shadow.delta", &body, cause.as_deref()).await;

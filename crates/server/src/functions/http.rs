@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCo
 use bytes::Bytes;
 use chrono::Utc;
 use glassbox_core::{Draft, DropReason, RecordedEvent, TraceParent};
-use glassbox_runtime::{BodyError, Outbound, Outcome, Report, read_body};
+use glassbox_runtime::{BodyError, Outbound, Outcome, Report, Services, read_body};
 use serde_json::{Map, Value, json};
 
 use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
@@ -290,8 +290,8 @@ impl Functions {
         };
 
         let started = Utc::now();
-        let outbound = live.outbound(&recorded);
-        let exchanged = self.exchange(&live, &recorded, request, outbound).await;
+        let services = self.services.for_invocation(&name, recorded.event.id);
+        let exchanged = self.exchange(&live, &recorded, request, services, live.outbound(&recorded)).await;
         drop(permit);
         let Some((report, answer)) = exchanged else {
             let message = "the invocation failed to run; see the server log".to_string();
@@ -322,13 +322,15 @@ impl Functions {
         response
     }
 
-    /// Runs `request` through the function on a blocking thread, with its
-    /// event id in `x-glassbox-event-id`, and reads its response (bounded).
+    /// Runs `request` through the function on a blocking thread, with these
+    /// services and outbound rules and its event id in
+    /// `x-glassbox-event-id`, and reads its response (bounded).
     async fn exchange(
         &self,
         live: &Arc<Live>,
         recorded: &RecordedEvent,
         request: Request<Bytes>,
+        services: Arc<dyn Services>,
         outbound: Outbound,
     ) -> Option<(Report, Answered)> {
         let event_id = recorded.event.id.to_string();
@@ -339,11 +341,9 @@ impl Functions {
         }
         let request = Request::from_parts(parts, body);
         let limits = live.spec.limits();
-        let (runtime, compiled, services) = (self.runtime.clone(), live.compiled.clone(), self.services.clone());
-        let (task_name, cause) = (name.clone(), recorded.event.id);
+        let (runtime, compiled, task_name) = (self.runtime.clone(), live.compiled.clone(), name.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::task::spawn_blocking(move || {
-            let services = services.for_invocation(&task_name, cause);
             runtime.serve(&compiled, &task_name, request, limits, services, outbound, move |answer| {
                 let _ = tx.send(answer);
             })
@@ -386,8 +386,9 @@ impl Functions {
 
     /// Re-runs a recorded `http.request` through an HTTP function: the
     /// request rebuilt from the event (redacted headers left out), the
-    /// response shown. Unless `dry_run` (no egress, nothing recorded), the
-    /// run is recorded as an invocation with `replay_of`.
+    /// response shown. Unless `dry_run` (run in a sandbox: nothing sent,
+    /// changed or recorded; what it would have done listed), the run is
+    /// recorded as an invocation with `replay_of`.
     pub(super) async fn replay_http(
         &self,
         live: &Arc<Live>,
@@ -397,10 +398,11 @@ impl Functions {
         let event_id = recorded.event.id.to_string();
         let request = request_of(recorded).map_err(FunctionError::Invalid)?;
         let (method, path) = (request.method().to_string(), request.uri().path().to_string());
-        let outbound = if dry_run { Outbound::default() } else { live.outbound(recorded) };
+        let sandbox = dry_run.then(|| self.services.sandbox(&live.version.name));
+        let (services, outbound) = self.reach(live, recorded, sandbox.as_ref());
         let started = Utc::now();
         let (report, answer) = self
-            .exchange(live, recorded, request, outbound)
+            .exchange(live, recorded, request, services, outbound)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
         let response = match &answer {
@@ -413,10 +415,9 @@ impl Functions {
                 json!({ "status": status.as_u16(), "error": { "code": code, "message": message } })
             }
         };
-        if dry_run {
-            let mut shown = super::dry_run_result(live, &event_id, report);
-            shown["response"] = response;
-            return Ok(shown);
+        if let Some(sandbox) = sandbox {
+            let shown = super::sandbox::DryRun::new(live, &event_id, report, &sandbox);
+            return Ok(super::sandbox::DryRun { response: Some(response), ..shown }.to_value());
         }
         let route = recorded.event.data.json().and_then(|d| d["route"].as_str().map(str::to_string));
         let http = exchanged_record(&method, &path, route.as_deref(), &answer);

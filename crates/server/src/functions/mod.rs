@@ -18,12 +18,17 @@
 //! HTTP-triggered functions (`wasi:http/proxy` components on `http:` routes)
 //! are served in `http.rs`; outbound requests go through each function's
 //! egress allow list, and a denied one is recorded as `function.egress_denied`.
+//!
+//! Any recorded event can be replayed through any version; a dry-run replay
+//! runs against a sandbox of the host services (`sandbox.rs`) that changes
+//! nothing outside the invocation and lists what a real run would have done.
 
 mod http;
 mod position;
 mod queue;
 mod record;
 mod resume;
+mod sandbox;
 mod schedule;
 mod services;
 mod spec;
@@ -36,12 +41,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use glassbox_core::{Data, Draft, RecordedEvent, TraceParent};
-use glassbox_runtime::{Compiled, Event, Instances, Report, Runtime, World};
+use glassbox_runtime::{Compiled, Event, Instances, Outbound, Report, Runtime, Services, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
+pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
 use crate::control::Control;
@@ -483,20 +489,15 @@ impl Functions {
             return self.replay_http(&live, &recorded, dry_run).await;
         }
         let started = Utc::now();
-        // A dry run reaches nothing outside: its outbound requests are denied (and listed).
+        // A dry run changes nothing outside: it runs in a sandbox, and lists what it would have done.
+        let sandbox = dry_run.then(|| self.services.sandbox(&live.version.name));
+        let (services, outbound) = self.reach(&live, &recorded, sandbox.as_ref());
         let report = self
-            .run_once(&live, &recorded, !dry_run)
+            .run_once(&live, &recorded, services, outbound)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
-        if dry_run {
-            let outputs: Vec<Value> = report
-                .outputs
-                .iter()
-                .map(|o| json!({ "type": o.type_, "subject": o.subject, "data": String::from_utf8_lossy(&o.data) }))
-                .collect();
-            let mut shown = dry_run_result(&live, event_id, report);
-            shown["outputs"] = json!(outputs);
-            return Ok(shown);
+        if let Some(sandbox) = sandbox {
+            return Ok(sandbox::DryRun::new(&live, event_id, report, &sandbox).to_value());
         }
         let run = Run { started, queued: None, replay_of: Some(event_id), attempt: 1, http: None };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
@@ -523,21 +524,35 @@ impl Functions {
         }
     }
 
+    /// What a replay of `recorded` may reach: the host services and the
+    /// egress list — or, for a dry run, its sandbox, and no request sent.
+    fn reach(
+        &self,
+        live: &Live,
+        recorded: &RecordedEvent,
+        sandbox: Option<&Arc<sandbox::Sandbox>>,
+    ) -> (Arc<dyn Services>, Outbound) {
+        let outbound = live.outbound(recorded);
+        match sandbox {
+            Some(sandbox) => (sandbox.clone(), Outbound { dry_run: true, ..outbound }),
+            None => (self.services.for_invocation(&live.version.name, recorded.event.id), outbound),
+        }
+    }
+
     /// One run of the function on the event, on a blocking thread, in a
-    /// fresh instance. Without `egress`, every outbound request is denied
-    /// (dry runs).
-    async fn run_once(&self, live: &Arc<Live>, recorded: &RecordedEvent, egress: bool) -> Option<Report> {
+    /// fresh instance, with these services and outbound rules.
+    async fn run_once(
+        &self,
+        live: &Arc<Live>,
+        recorded: &RecordedEvent,
+        services: Arc<dyn Services>,
+        outbound: Outbound,
+    ) -> Option<Report> {
         let input = to_input(recorded);
         let limits = live.spec.limits();
-        let outbound = match egress {
-            true => live.outbound(recorded),
-            false => glassbox_runtime::Outbound::default(),
-        };
-        let (runtime, live, services) = (self.runtime.clone(), live.clone(), self.services.clone());
-        let cause = recorded.event.id;
+        let (runtime, live) = (self.runtime.clone(), live.clone());
         let name = live.version.name.clone();
         let report = tokio::task::spawn_blocking(move || {
-            let services = services.for_invocation(&live.version.name, cause);
             runtime.invoke_with(&live.compiled, &live.version.name, &input, limits, services, outbound)
         })
         .await;
@@ -549,15 +564,6 @@ impl Functions {
             }
         }
     }
-}
-
-/// What a dry-run replay shows (nothing of it is recorded).
-fn dry_run_result(live: &Live, event_id: &str, report: Report) -> Value {
-    json!({
-        "function": live.version.name, "version": live.version.version, "event_id": event_id, "dry_run": true,
-        "outcome": report.outcome.as_str(), "error": report.outcome.detail(),
-        "wall_us": report.wall.as_micros() as u64, "logs": report.logs, "egress": report.egress,
-    })
 }
 
 /// Whether the triggers suit the component's world: a `wasi:http/proxy`

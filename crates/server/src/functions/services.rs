@@ -1,11 +1,13 @@
 //! The host services functions call (key-value store, device shadows and
 //! commands), bridged from the invocation's blocking thread to the async
-//! services.
+//! services. A dry run gets a sandbox of them instead (`sandbox.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_core::EventId;
+use glassbox_devices::ShadowUpdate;
+use glassbox_devices::shadow::UpdateState;
 use glassbox_runtime::{KvQuota, Services};
 use glassbox_store::FunctionStore;
 use tokio::runtime::Handle;
@@ -13,9 +15,9 @@ use tokio::runtime::Handle;
 use crate::control::{Control, NewCommand};
 
 pub struct HostServices {
-    store: Arc<dyn FunctionStore>,
-    control: Arc<Control>,
-    handle: Handle,
+    pub(super) store: Arc<dyn FunctionStore>,
+    pub(super) control: Arc<Control>,
+    pub(super) handle: Handle,
 }
 
 /// The services as one invocation sees them: what it changes is caused by
@@ -59,12 +61,7 @@ impl Services for ForInvocation {
     }
 
     fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String> {
-        let desired: serde_json::Value =
-            serde_json::from_str(desired_json).map_err(|e| format!("desired is not JSON: {e}"))?;
-        let update = glassbox_devices::ShadowUpdate {
-            state: glassbox_devices::shadow::UpdateState { desired: Some(desired), reported: None },
-            ..Default::default()
-        };
+        let update = desired_update(desired_json)?;
         let actor = format!("function:{}", self.function);
         let updated =
             self.host.handle.block_on(self.host.control.update_shadow(device, &update, &actor, Some(self.cause)));
@@ -72,14 +69,25 @@ impl Services for ForInvocation {
     }
 
     fn send_command(&self, device: &str, name: &str, payload_json: &str, ttl: Duration) -> Result<String, String> {
-        let payload = match payload_json.trim() {
-            "" => None,
-            text => Some(serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?),
-        };
-        let ttl = (!ttl.is_zero()).then(|| humantime::format_duration(ttl).to_string());
-        let command = NewCommand { name: name.into(), payload, ttl, idempotency_key: None };
+        let command = new_command(name, payload_json, ttl)?;
         let issuer = format!("function:{}", self.function);
         let issued = self.host.handle.block_on(self.host.control.issue(device, command, &issuer, Some(self.cause)));
         issued.map(|(c, _)| c.id).map_err(|e| e.to_string())
     }
+}
+
+/// A function's `update-desired` call as a shadow update.
+pub(super) fn desired_update(desired_json: &str) -> Result<ShadowUpdate, String> {
+    let desired = serde_json::from_str(desired_json).map_err(|e| format!("desired is not JSON: {e}"))?;
+    Ok(ShadowUpdate { state: UpdateState { desired: Some(desired), reported: None }, ..Default::default() })
+}
+
+/// A function's `send-command` call as a command (a zero TTL: the default).
+pub(super) fn new_command(name: &str, payload_json: &str, ttl: Duration) -> Result<NewCommand, String> {
+    let payload = match payload_json.trim() {
+        "" => None,
+        text => Some(serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?),
+    };
+    let ttl = (!ttl.is_zero()).then(|| humantime::format_duration(ttl).to_string());
+    Ok(NewCommand { name: name.into(), payload, ttl, idempotency_key: None })
 }

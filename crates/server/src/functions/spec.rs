@@ -252,7 +252,12 @@ impl Spec {
     /// [`Spec::validate`]; one that does not parse allows nothing.
     pub fn outbound(&self, traceparent: Option<String>) -> glassbox_runtime::Outbound {
         let rules = |list: &[String]| list.iter().filter_map(|h| glassbox_runtime::HostRule::parse(h).ok()).collect();
-        glassbox_runtime::Outbound { allow: rules(&self.egress), trace: rules(&self.egress_trace), traceparent }
+        glassbox_runtime::Outbound {
+            allow: rules(&self.egress),
+            trace: rules(&self.egress_trace),
+            traceparent,
+            dry_run: false,
+        }
     }
 
     /// Checks the spec; returns its parsed triggers.
