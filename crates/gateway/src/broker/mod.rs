@@ -235,6 +235,13 @@ impl Shared {
         }
     }
 
+    /// Writes session changes and waits until they are committed: for the
+    /// changes an acknowledgement promises (a message queued for a stored
+    /// session must be stored before the PUBACK says it was taken).
+    pub async fn commit(&self, ops: Vec<SessionOp>) -> Result<(), StoreError> {
+        self.store.commit(ops).await.inspect_err(|e| tracing::error!(error = %e, "could not store session changes"))
+    }
+
     pub fn session(&self, client_id: &str) -> Option<Arc<Mutex<Session>>> {
         lock(&self.sessions).get(client_id).cloned()
     }
@@ -527,7 +534,8 @@ impl Broker {
 
     /// Delivers a message from the platform, already recorded as `event`,
     /// to the topic's subscribers like any PUBLISH. `properties` (5.0:
-    /// response topic, correlation data, …) go to subscribers.
+    /// response topic, correlation data, …) go to subscribers. Resolves once
+    /// what it queued for stored sessions is stored.
     pub async fn deliver(
         &self,
         event: glassbox_core::EventId,
@@ -547,7 +555,8 @@ impl Broker {
         };
         let message = Arc::new(message::Message::new(event, &publish, Arc::from(PLATFORM), SystemTime::now()));
         let ops = router::route(&self.shared, &message, false);
-        self.shared.persist(ops).await;
+        // Queued for a stored session is stored before the caller moves on (a failure is logged).
+        let _ = self.shared.commit(ops).await;
     }
 
     /// Totals for monitoring, cheap enough for every scrape.

@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glassbox_core::{Data, DisconnectReason, Draft, DropReason, PUBLISH_REFUSED, PublishRefused, State};
-use glassbox_store::{Appended, StoreError};
+use glassbox_core::{Data, DisconnectReason, Draft, DropReason, EventId, PUBLISH_REFUSED, PublishRefused, State};
+use glassbox_store::{Appended, SessionOp, StoreError};
 
 use super::{Connection, lock};
 use crate::broker::message::Message;
@@ -29,6 +29,14 @@ pub(super) struct Refusal {
     pub code: u8,
     /// `Some(n)`: recorded as its own event, `n` refusals before it counted only.
     pub recorded: Option<u64>,
+}
+
+/// A recorded batch, routed: what to answer, what to store first, and the
+/// messages on reserved topics to hand to the platform afterwards.
+struct Routed {
+    acks: Vec<Packet>,
+    ops: Vec<SessionOp>,
+    reserved: Vec<(String, Publish, EventId)>,
 }
 
 pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Vec<Appended>, StoreError>)> + Send>>;
@@ -157,7 +165,10 @@ impl Connection {
         }));
     }
 
-    /// Answers a recorded batch in order, then routes it.
+    /// Routes a recorded batch, stores what that queued for stored sessions,
+    /// then answers it in order: a PUBACK (PUBREC) is sent only once the
+    /// message is in the recorder and in every stored session it was
+    /// queued for, so a crash after it loses nothing acknowledged (issue 17).
     pub(super) async fn answer(
         &mut self,
         batch: Vec<Inbound>,
@@ -168,30 +179,43 @@ impl Connection {
             tracing::error!(error = %e, client = %self.client_id, "could not record PUBLISHes; closing so the client resends them");
             DisconnectReason::ServerBusy
         })?;
-        let now = SystemTime::now();
-        let mut ops = Vec::new();
         // Recorded is recorded: route every message even if the client has gone.
+        let Routed { acks, ops, reserved } = self.route_batch(batch, appended);
+        match acks.is_empty() {
+            true => self.shared.persist(ops).await,
+            false => self.shared.commit(ops).await.map_err(|_| {
+                tracing::error!(client = %self.client_id, "not acknowledging PUBLISHes whose delivery to stored sessions could not be stored; closing so the client resends them");
+                DisconnectReason::ServerBusy
+            })?,
+        }
         let mut answered = Ok(());
+        for ack in acks {
+            answered = self.reply(ack).await;
+            if answered.is_err() {
+                break;
+            }
+        }
+        for (rest, publish, event) in reserved {
+            if let Some(handler) = self.shared.reserved.get() {
+                let device = self.device().unwrap_or_default().to_string();
+                let correlation = publish.properties.correlation_data.as_deref();
+                handler.published(&device, &rest, &publish.payload, correlation, event).await;
+            }
+        }
+        answered
+    }
+
+    /// Hands each recorded message of a batch to its subscribers (refused
+    /// ones are noted as dropped), in order; collects the acknowledgements
+    /// to send and the session changes to store first.
+    fn route_batch(&mut self, batch: Vec<Inbound>, appended: Vec<Appended>) -> Routed {
+        let now = SystemTime::now();
+        let mut routed = Routed { acks: Vec::new(), ops: Vec::new(), reserved: Vec::new() };
         let mut appended = appended.into_iter();
-        for inbound in batch {
-            let Inbound { publish, refused } = inbound;
+        for Inbound { publish, refused } in batch {
             if let Some(id) = publish.packet_id {
                 self.unanswered_ids.remove(&id);
-                let reason = match (&refused, self.protocol) {
-                    (Some(refusal), Protocol::V5) => refusal.code,
-                    _ => 0,
-                };
-                let ack = Ack { packet_id: id, reason, properties: Properties::default() };
-                let packet = match publish.qos {
-                    QoS::ExactlyOnce => {
-                        lock(&self.session).awaiting_release.insert(id);
-                        Packet::PubRec(ack)
-                    }
-                    _ => Packet::PubAck(ack),
-                };
-                if answered.is_ok() {
-                    answered = self.reply(packet).await;
-                }
+                routed.acks.push(self.acknowledgement(id, publish.qos, refused.as_ref()));
             }
             if refused.as_ref().is_some_and(|r| r.recorded.is_none()) {
                 continue;
@@ -204,17 +228,31 @@ impl Connection {
             }
             let message = Arc::new(Message::new(event, &publish, self.client_id.clone(), now));
             if publish.retain {
-                ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
+                routed.ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
             }
-            ops.extend(route(&self.shared, &message, publish.retain));
-            if let (Some(reserved), Some(rest)) = (self.shared.reserved.get(), self.reserved_rest(&publish.topic)) {
-                let device = self.device().unwrap_or_default().to_string();
-                let correlation = publish.properties.correlation_data.as_deref();
-                reserved.published(&device, &rest, &publish.payload, correlation, event).await;
+            routed.ops.extend(route(&self.shared, &message, publish.retain));
+            if let Some(rest) = self.reserved_rest(&publish.topic).filter(|_| self.shared.reserved.get().is_some()) {
+                routed.reserved.push((rest, publish, event));
             }
         }
-        self.shared.persist(ops).await;
-        answered
+        routed
+    }
+
+    /// The PUBACK (QoS 1) or PUBREC (QoS 2) of a PUBLISH, with the reason
+    /// it was refused (5.0).
+    fn acknowledgement(&self, packet_id: u16, qos: QoS, refused: Option<&Refusal>) -> Packet {
+        let reason = match (refused, self.protocol) {
+            (Some(refusal), Protocol::V5) => refusal.code,
+            _ => 0,
+        };
+        let ack = Ack { packet_id, reason, properties: Properties::default() };
+        match qos {
+            QoS::ExactlyOnce => {
+                lock(&self.session).awaiting_release.insert(packet_id);
+                Packet::PubRec(ack)
+            }
+            _ => Packet::PubAck(ack),
+        }
     }
 
     /// Records the over-rate refusals counted since the last one recorded,
