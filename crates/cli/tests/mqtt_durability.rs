@@ -5,18 +5,21 @@
 //! persistent session reach it after a SIGKILL, exactly once; on SIGTERM
 //! every message recorded gets its PUBACK before the connection closes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use glassbox_gateway::client::{self, Options, Writer};
+use glassbox_gateway::client::{self, Options, Reader, Writer};
 use glassbox_gateway::codec::{
     Ack, Disconnect, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions,
 };
 
 mod common;
 
-use common::{TOKEN, serve};
+use tokio::sync::Semaphore;
+
+use common::{TOKEN, cli_json, serve};
 
 /// An operator client (no publish rate limit), MQTT 5.0.
 fn operator(client_id: &str) -> Options {
@@ -146,4 +149,111 @@ async fn subscribe(addr: &str, client_id: &str, filter: &str) {
     tx.flush().await.unwrap();
     assert!(matches!(rx.next().await.unwrap(), Packet::SubAck(a) if a.reasons == [1]));
     disconnect(tx).await;
+}
+
+// Issue 17, item 5: on SIGTERM the broker closed connections while
+// PUBLISHes were being recorded, so recorded messages never got their PUBACK.
+#[test]
+fn on_sigterm_every_recorded_publish_is_acknowledged_before_the_connection_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (acked, disconnect) = runtime.block_on(async {
+        let (rx, tx, _) = client::connect(&served.mqtt, &operator("streamer")).await.unwrap();
+        let window = Arc::new(Semaphore::new(200));
+        let sent = Arc::new(Mutex::new(HashMap::new()));
+        let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel();
+        let sender = tokio::spawn(stream(tx, window.clone(), sent.clone()));
+        let reader = tokio::spawn(acknowledgements(rx, window, sent, acks));
+        let mut all = Vec::new();
+        while all.len() < 2000 {
+            all.push(acked.recv().await.expect("publishes are acknowledged"));
+        }
+        let term = std::process::Command::new("kill").arg("-TERM").arg(served.child.id().to_string()).status();
+        assert!(term.unwrap().success(), "kill -TERM");
+        let disconnect = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("closed").unwrap();
+        let _ = sender.await;
+        while let Ok(n) = acked.try_recv() {
+            all.push(n);
+        }
+        (all, disconnect)
+    });
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "glassbox serve stops cleanly on SIGTERM: {status:?}");
+    assert_eq!(disconnect, Some(0x8B), "the connection was closed with DISCONNECT server_shutdown");
+
+    let served = serve(dir.path());
+    let recorded = cli_json(
+        &served,
+        &[
+            "events",
+            "query",
+            "--source",
+            "mqtt/streamer",
+            "--type",
+            "device.message",
+            "--limit",
+            "1000",
+            "--all",
+            "--json",
+        ],
+    );
+    let mut recorded: Vec<u64> =
+        recorded.as_array().unwrap().iter().map(|e| e["data"]["n"].as_u64().unwrap()).collect();
+    recorded.sort_unstable();
+    let mut acked = acked;
+    acked.sort_unstable();
+    let unanswered: Vec<_> = recorded.iter().filter(|n| acked.binary_search(n).is_err()).collect();
+    let lost: Vec<_> = acked.iter().filter(|n| recorded.binary_search(n).is_err()).collect();
+    assert!(lost.is_empty(), "{} acknowledged and not recorded, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        unanswered.is_empty(),
+        "{} of {} recorded messages got no PUBACK before the connection closed, e.g. {:?}",
+        unanswered.len(),
+        recorded.len(),
+        &unanswered[..unanswered.len().min(5)]
+    );
+    assert!(recorded.windows(2).all(|w| w[0] != w[1]), "each recorded once");
+}
+
+/// Publishes `{"n": 0}`, `{"n": 1}`, … at QoS 1 while the window allows,
+/// until the connection or the window closes.
+async fn stream(mut tx: Writer, window: Arc<Semaphore>, sent: Arc<Mutex<HashMap<u16, u64>>>) {
+    for n in 0u64.. {
+        let Ok(permit) = window.acquire().await else { return };
+        permit.forget();
+        let id = (n % 60_000 + 1) as u16;
+        sent.lock().unwrap().insert(id, n);
+        if tx.send(&message("plant/stream", id, format!("{{\"n\":{n}}}"))).await.is_err() {
+            return;
+        }
+        if window.available_permits() == 0 && tx.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads PUBACKs (sending each acknowledged `n` to `acks`) until the
+/// connection closes; returns the reason code of the DISCONNECT, if one came.
+async fn acknowledgements(
+    mut rx: Reader,
+    window: Arc<Semaphore>,
+    sent: Arc<Mutex<HashMap<u16, u64>>>,
+    acks: tokio::sync::mpsc::UnboundedSender<u64>,
+) -> Option<u8> {
+    let mut disconnect = None;
+    while let Ok(packet) = rx.next().await {
+        match packet {
+            Packet::PubAck(ack) => {
+                assert_eq!(ack.reason, 0, "{ack:?}");
+                let n = sent.lock().unwrap().remove(&ack.packet_id).expect("a PUBACK for a PUBLISH sent");
+                let _ = acks.send(n);
+                window.add_permits(1);
+            }
+            Packet::Disconnect(d) => disconnect = Some(d.reason),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    window.close();
+    disconnect
 }

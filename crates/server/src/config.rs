@@ -23,6 +23,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This node's name, recorded with every state. Default: the host name.
     pub node: String,
+    /// How long a stop (SIGTERM, Ctrl-C) may take to drain: MQTT
+    /// connections stop reading and get the PUBACKs of what was recorded,
+    /// then DISCONNECT `server_shutdown`; what is still open after it is
+    /// closed at once. `0s`: close at once. Default `10s`.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub recorder: RecorderConfig,
@@ -295,6 +301,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./glassbox-data"),
             node: host_name(),
+            shutdown_grace: BrokerSettings::default().shutdown_grace,
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             recorder: RecorderConfig::default(),
@@ -500,6 +507,7 @@ impl Config {
             subscriptions_max: m.subscriptions_max,
             retained_per_client_max: m.retained_per_client_max,
             retained_max: m.retained_max,
+            shutdown_grace: self.shutdown_grace,
             ..Default::default()
         }
     }

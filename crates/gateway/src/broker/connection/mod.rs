@@ -26,7 +26,7 @@ use glassbox_core::{DisconnectReason, Draft};
 use glassbox_store::SessionOp;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use self::admit::{admit, connack, send_now};
@@ -105,18 +105,18 @@ pub(super) async fn run(
             let (read, write) = stream.into_split();
             (ReadSide::Tcp(read), Box::new(write))
         }
-        Some(acceptor) => match tokio::time::timeout(shared.settings.connect_timeout, acceptor.accept(stream)).await {
+        Some(acceptor) => match before_connect(&shared, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let (read, write) = tokio::io::split(stream);
                 (ReadSide::Tls(read), Box::new(write))
             }
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time"),
+            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time, or the broker is stopping"),
         },
     };
     let max = shared.settings.packet_bytes_max;
     let mut reader = PacketReader::new(read, max);
-    let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
+    let connect = match before_connect(&shared, reader.next()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
         Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
             let (protocol, code) = if level == 5 { (Protocol::V5, 0x84) } else { (Protocol::V311, 1) };
@@ -126,7 +126,7 @@ pub(super) async fn run(
             return;
         }
         Ok(_) => return tracing::debug!(%peer, "closed before a valid CONNECT"),
-        Err(_) => return tracing::debug!(%peer, "no CONNECT in time"),
+        Err(_) => return tracing::debug!(%peer, "no CONNECT in time, or the broker is stopping"),
     };
     reader.protocol = connect.protocol;
     let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
@@ -146,6 +146,21 @@ pub(super) async fn run(
         connection.kill.kill(reason);
     }
     connection.serve(reader).await;
+}
+
+/// `step` of a connection before CONNECT is handled; `Err` if the connect
+/// timeout passes or the broker stops first.
+async fn before_connect<F: Future>(shared: &Shared, step: F) -> Result<F::Output, ()> {
+    let mut stopping = shared.stopping.subscribe();
+    tokio::select! {
+        out = tokio::time::timeout(shared.settings.connect_timeout, step) => out.map_err(drop),
+        () = stopped(&mut stopping) => Err(()),
+    }
+}
+
+/// Resolves once the broker is stopping (at once if it is).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 /// Records a connection lifecycle event: `device.<what>` about a device,
@@ -232,7 +247,6 @@ impl Connection {
         let link = Link {
             conn,
             protocol,
-            control: control.clone(),
             kill: kill.clone(),
             wake: wake.clone(),
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
@@ -385,6 +399,7 @@ impl Connection {
         let idle = (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
         let mut deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
         let window = usize::from(self.shared.settings.inflight_max);
+        let mut stopping = self.shared.stopping.subscribe();
         let reason = loop {
             let expiry = async {
                 match deadline {
@@ -402,6 +417,8 @@ impl Connection {
                     }
                 }
                 reason = self.killed.wait() => break reason,
+                // The broker is stopping: read nothing more, answer what was read, close.
+                () = stopped(&mut stopping) => break DisconnectReason::ServerShutdown,
                 packet = reader.next(), if self.unanswered < window => {
                     deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
                     if let Err(reason) = self.received(packet, &mut reader).await {
