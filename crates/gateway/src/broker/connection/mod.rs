@@ -4,7 +4,8 @@
 //! Inbound PUBLISHes are recorded in batches (every complete packet one
 //! read brings) and pipelined: the reader keeps reading while earlier
 //! batches are being made durable, up to the receive maximum, and answers
-//! each batch in order once it is on disk.
+//! each batch in order once it is on disk: in the recorder, and in the
+//! session store for what it queued for persistent sessions.
 
 mod acks;
 mod admit;
@@ -30,7 +31,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use self::admit::{admit, connack, send_now};
-use self::publish::{Inbound, RateLimit, Recording, draft};
+use self::publish::{Committing, Inbound, RateLimit, Recording, draft};
 use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
@@ -204,6 +205,8 @@ struct Connection {
     aliases: HashMap<u16, String>,
     batch: Vec<Inbound>,
     recording: FuturesOrdered<Recording>,
+    /// Batches routed, waiting for the session store before they are answered.
+    committing: FuturesOrdered<Committing>,
     /// PUBLISHes read and not yet answered.
     unanswered: usize,
     /// Their packet ids: reusing one while in flight is a protocol error.
@@ -381,6 +384,7 @@ impl Connection {
             aliases: HashMap::new(),
             batch: Vec::new(),
             recording: FuturesOrdered::new(),
+            committing: FuturesOrdered::new(),
             unanswered: 0,
             unanswered_ids: HashSet::new(),
             rate: RateLimit::new(rate),
@@ -409,6 +413,12 @@ impl Connection {
             };
             tokio::select! {
                 biased;
+                Some((routed, committed)) = self.committing.next(), if !self.committing.is_empty() => {
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+                    if let Err(reason) = self.acknowledge(routed, committed).await {
+                        break reason;
+                    }
+                }
                 Some((inbound, result)) = self.recording.next(), if !self.recording.is_empty() => {
                     // Not reading while the recorder catches up is not the client's silence.
                     deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
@@ -504,6 +514,9 @@ impl Connection {
         self.start_recording();
         while let Some((batch, result)) = self.recording.next().await {
             let _ = self.answer(batch, result).await;
+        }
+        while let Some((routed, committed)) = self.committing.next().await {
+            let _ = self.acknowledge(routed, committed).await;
         }
         self.record_unrecorded_refusals().await;
         // The writer sends what is queued, tells a 5.0 client why, then closes;
