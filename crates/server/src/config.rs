@@ -668,6 +668,19 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_grace_is_a_top_level_duration_the_broker_gets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "shutdown_grace = \"30s\"\n").unwrap();
+        let config = Config::load(Some(&file), []).unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        let config = Config::load(Some(&file), env(&[("GLASSBOX_SHUTDOWN_GRACE", "2s")])).unwrap();
+        assert_eq!(config.broker_settings().shutdown_grace, Duration::from_secs(2));
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(Config::load(Some(&file), []).unwrap().shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
     fn bad_config_names_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("g.toml");
