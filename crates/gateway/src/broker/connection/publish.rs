@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use glassbox_core::{Data, DisconnectReason, Draft, DropReason, EventId, PUBLISH_REFUSED, PublishRefused, State};
@@ -198,10 +199,13 @@ impl Connection {
             return self.acknowledge(routed, Ok(())).await;
         }
         let store = self.shared.store.clone();
-        self.committing.push_back(Box::pin(async move {
-            let committed = store.commit(ops).await;
-            (routed, committed)
-        }));
+        let mut commit = Box::pin(async move { store.commit(ops).await });
+        // Started now, so its changes reach the sessions writer before any this
+        // connection makes later (a later eviction's removal must not overtake them).
+        self.committing.push_back(match futures::poll!(commit.as_mut()) {
+            Poll::Ready(committed) => Box::pin(std::future::ready((routed, committed))),
+            Poll::Pending => Box::pin(async move { (routed, commit.await) }),
+        });
         Ok(())
     }
 
