@@ -23,6 +23,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This node's name, recorded with every state. Default: the host name.
     pub node: String,
+    /// How long a stop (SIGTERM, Ctrl-C) may take to drain: MQTT
+    /// connections stop reading and get the PUBACKs of what was recorded,
+    /// then DISCONNECT `server_shutdown`; what is still open after it is
+    /// closed at once. `0s`: close at once. Default `10s`.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub recorder: RecorderConfig,
@@ -295,6 +301,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./glassbox-data"),
             node: host_name(),
+            shutdown_grace: BrokerSettings::default().shutdown_grace,
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             recorder: RecorderConfig::default(),
@@ -500,6 +507,7 @@ impl Config {
             subscriptions_max: m.subscriptions_max,
             retained_per_client_max: m.retained_per_client_max,
             retained_max: m.retained_max,
+            shutdown_grace: self.shutdown_grace,
             ..Default::default()
         }
     }
@@ -657,6 +665,19 @@ mod tests {
         assert_eq!(config.recorder.retention, Duration::from_secs(86400));
         assert_eq!(config.recorder.batch_events_max, 50);
         assert_eq!(config.http.listen, "0.0.0.0:80");
+    }
+
+    #[test]
+    fn shutdown_grace_is_a_top_level_duration_the_broker_gets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "shutdown_grace = \"30s\"\n").unwrap();
+        let config = Config::load(Some(&file), []).unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        let config = Config::load(Some(&file), env(&[("GLASSBOX_SHUTDOWN_GRACE", "2s")])).unwrap();
+        assert_eq!(config.broker_settings().shutdown_grace, Duration::from_secs(2));
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(Config::load(Some(&file), []).unwrap().shutdown_grace, Duration::from_secs(10));
     }
 
     #[test]

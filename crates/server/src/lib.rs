@@ -195,14 +195,8 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let mqtt_task = {
         let broker = broker.clone();
         tokio::spawn(async move {
+            // Drains its connections within shutdown_grace before it returns.
             broker.serve(mqtt, tls, async move { drop(broker_stopped.await) }).await;
-            // Give connections a moment to record their disconnects.
-            for _ in 0..100 {
-                if broker.connections() == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
             broker.flush().await;
         })
     };

@@ -4,7 +4,9 @@
 //! The gateway owns the meaning of the bytes (session state and messages are
 //! opaque blobs here); the store keeps them in order and gives them back at
 //! start. Writes are queued and committed in groups; [`SessionStore::flush`]
-//! waits until everything queued so far is committed.
+//! waits until everything queued so far is committed, and
+//! [`SessionStore::commit`] queues changes and waits for their commit (what
+//! an acknowledgement promises must be stored before it is sent).
 
 use async_trait::async_trait;
 
@@ -50,6 +52,16 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Resolves once every change queued before it is committed.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Queues changes and resolves once they are committed (with what else
+    /// the same group commit holds). Nothing to write: resolves at once.
+    async fn commit(&self, ops: Vec<SessionOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.apply(ops).await?;
+        self.flush().await
+    }
 
     /// Everything stored.
     async fn load(&self) -> Result<SessionSnapshot, StoreError>;

@@ -49,6 +49,10 @@ pub trait Recorder: Send + Sync + 'static {
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 }
 
+/// How long a stop waits for connections closed at once after the shutdown
+/// grace to record their end.
+const DRAIN_KILLED_WAIT: Duration = Duration::from_secs(1);
+
 /// The publisher name of messages the platform sends ([`Broker::publish`]).
 pub(crate) const PLATFORM: &str = "$glassbox";
 
@@ -159,6 +163,11 @@ pub struct BrokerSettings {
     pub retained_per_client_max: usize,
     /// Retained messages the broker holds in all. Default 100,000.
     pub retained_max: usize,
+    /// How long a stop may take to drain: connections stop reading, get
+    /// the acknowledgements of what they sent that is recorded, then a
+    /// DISCONNECT `server_shutdown`. Connections still open after it are
+    /// closed at once. Default 10 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -184,6 +193,7 @@ impl Default for BrokerSettings {
             subscriptions_max: 1000,
             retained_per_client_max: 1000,
             retained_max: 100_000,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -224,6 +234,9 @@ pub(crate) struct Shared {
     pub deliveries: deliveries::Deliveries,
     pub flapping: Mutex<FlapDetector>,
     pub reserved: std::sync::OnceLock<Arc<dyn Reserved>>,
+    /// Set when the broker stops: connections stop reading, answer what
+    /// they read, then close (see [`Broker::serve`]).
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -233,6 +246,13 @@ impl Shared {
         if let Err(e) = self.store.apply(ops).await {
             tracing::error!(error = %e, "could not store session changes");
         }
+    }
+
+    /// Writes session changes and waits until they are committed: for the
+    /// changes an acknowledgement promises (a message queued for a stored
+    /// session must be stored before the PUBACK says it was taken).
+    pub async fn commit(&self, ops: Vec<SessionOp>) -> Result<(), StoreError> {
+        self.store.commit(ops).await.inspect_err(|e| tracing::error!(error = %e, "could not store session changes"))
     }
 
     pub fn session(&self, client_id: &str) -> Option<Arc<Mutex<Session>>> {
@@ -334,6 +354,7 @@ impl Broker {
             deliveries,
             flapping,
             reserved: std::sync::OnceLock::new(),
+            stopping: tokio::sync::watch::channel(false).0,
         };
         let broker = Self { shared: Arc::new(shared) };
         broker.restore(snapshot);
@@ -389,7 +410,8 @@ impl Broker {
     }
 
     /// Accepts connections — on `listener`, and over TLS on `tls` when given
-    /// — until `stop` resolves; then closes them with `server_shutdown`.
+    /// — until `stop` resolves; then drains them (see [`Broker::drain`]) and
+    /// returns once they are closed.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -425,18 +447,49 @@ impl Broker {
                 }
             }
         }
+        // No new connections: connecting clients are refused, not left waiting.
+        drop((listener, tls));
         expiry.abort();
         refusals.abort();
+        self.drain().await;
+    }
+
+    /// Closes every connection gracefully within `shutdown_grace`: each
+    /// stops reading, waits for the recorder to commit what it read, sends
+    /// those PUBACKs (PUBRECs), then DISCONNECT `server_shutdown` (5.0)
+    /// after what was queued for it. Connections not closed by the deadline
+    /// are closed at once (each still records its end, so this waits up to
+    /// [`DRAIN_KILLED_WAIT`] more).
+    async fn drain(&self) {
+        self.shared.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + self.shared.settings.shutdown_grace;
+        if self.closed_by(deadline).await {
+            return;
+        }
         let links: Vec<_> = lock(&self.shared.sessions)
             .values()
-            .filter_map(|s| lock(s).link.as_ref().map(|l| (l.control.clone(), l.kill.clone())))
+            .filter_map(|s| lock(s).link.as_ref().map(|l| l.kill.clone()))
             .collect();
-        for (control, kill) in links {
-            // After what is queued for it (acknowledgements), or at once if that cannot wait.
-            if control.try_send(Outbound::Close(DisconnectReason::ServerShutdown)).is_err() {
-                kill.kill(DisconnectReason::ServerShutdown);
-            }
+        tracing::warn!(
+            connections = self.connections(),
+            grace = ?self.shared.settings.shutdown_grace,
+            "MQTT connections still open after the shutdown grace: closing them at once"
+        );
+        for kill in links {
+            kill.kill(DisconnectReason::ServerShutdown);
         }
+        self.closed_by(tokio::time::Instant::now() + DRAIN_KILLED_WAIT).await;
+    }
+
+    /// Waits until no connection is open, or `deadline`; true if none is.
+    async fn closed_by(&self, deadline: tokio::time::Instant) -> bool {
+        while self.connections() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Writes what persistent sessions hold in memory and waits until it is
@@ -527,7 +580,8 @@ impl Broker {
 
     /// Delivers a message from the platform, already recorded as `event`,
     /// to the topic's subscribers like any PUBLISH. `properties` (5.0:
-    /// response topic, correlation data, …) go to subscribers.
+    /// response topic, correlation data, …) go to subscribers. Resolves once
+    /// what it queued for stored sessions is stored.
     pub async fn deliver(
         &self,
         event: glassbox_core::EventId,
@@ -547,7 +601,8 @@ impl Broker {
         };
         let message = Arc::new(message::Message::new(event, &publish, Arc::from(PLATFORM), SystemTime::now()));
         let ops = router::route(&self.shared, &message, false);
-        self.shared.persist(ops).await;
+        // Queued for a stored session is stored before the caller moves on (a failure is logged).
+        let _ = self.shared.commit(ops).await;
     }
 
     /// Totals for monitoring, cheap enough for every scrape.

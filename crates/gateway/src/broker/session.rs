@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{DisconnectReason, DropReason, State};
 use glassbox_store::SessionOp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::deliveries::Deliveries;
 use super::kill::Kill;
 use super::message::Delivery;
-use super::{Outbound, QueueBounds, QueuePolicy};
+use super::{QueueBounds, QueuePolicy};
 use crate::codec::{Protocol, Publish, QoS};
 
 /// Session expiry meaning "never" (3.1.1 persistent sessions, 5.0 0xFFFFFFFF).
@@ -41,7 +41,6 @@ pub(crate) struct SubOptions {
 pub(crate) struct Link {
     pub conn: u64,
     pub protocol: Protocol,
-    pub control: mpsc::Sender<Outbound>,
     /// Ends the connection at once (see [`Kill`]).
     pub kill: Kill,
     pub wake: Arc<Notify>,

@@ -22,7 +22,8 @@ const QUEUE_MAX: usize = 16_384;
 const BATCH_MAX: usize = 4096;
 
 enum Command {
-    Apply(Vec<SessionOp>),
+    /// Changes, and who waits for their commit, if anyone.
+    Apply(Vec<SessionOp>, Option<oneshot::Sender<Result<(), StoreError>>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -65,7 +66,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
     while rx.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
         let result = conn.transaction().and_then(|tx| {
             for command in &batch {
-                if let Command::Apply(ops) = command {
+                if let Command::Apply(ops, _) = command {
                     ops.iter().try_for_each(|op| apply(&tx, op))?;
                 }
             }
@@ -76,7 +77,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
             format!("session state not written: {e}")
         });
         for command in batch.drain(..) {
-            if let Command::Flush(reply) = command {
+            if let Command::Flush(reply) | Command::Apply(_, Some(reply)) = command {
                 let _ = reply.send(failure.clone().map_or(Ok(()), |e| Err(StoreError::Unavailable(e))));
             }
         }
@@ -138,7 +139,16 @@ impl SessionStore for SqliteSessions {
         if ops.is_empty() {
             return Ok(());
         }
-        self.send(Command::Apply(ops)).await
+        self.send(Command::Apply(ops, None)).await
+    }
+
+    async fn commit(&self, ops: Vec<SessionOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Apply(ops, Some(reply))).await?;
+        done.await.map_err(|_| StoreError::Unavailable("the sessions writer stopped before committing".into()))?
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

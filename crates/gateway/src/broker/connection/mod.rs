@@ -4,7 +4,8 @@
 //! Inbound PUBLISHes are recorded in batches (every complete packet one
 //! read brings) and pipelined: the reader keeps reading while earlier
 //! batches are being made durable, up to the receive maximum, and answers
-//! each batch in order once it is on disk.
+//! each batch in order once it is on disk: in the recorder, and in the
+//! session store for what it queued for persistent sessions.
 
 mod acks;
 mod admit;
@@ -26,11 +27,11 @@ use glassbox_core::{DisconnectReason, Draft};
 use glassbox_store::SessionOp;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use self::admit::{admit, connack, send_now};
-use self::publish::{Inbound, RateLimit, Recording, draft};
+use self::publish::{Committing, Inbound, RateLimit, Recording, draft};
 use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
@@ -105,18 +106,18 @@ pub(super) async fn run(
             let (read, write) = stream.into_split();
             (ReadSide::Tcp(read), Box::new(write))
         }
-        Some(acceptor) => match tokio::time::timeout(shared.settings.connect_timeout, acceptor.accept(stream)).await {
+        Some(acceptor) => match before_connect(&shared, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let (read, write) = tokio::io::split(stream);
                 (ReadSide::Tls(read), Box::new(write))
             }
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time"),
+            Err(_) => return tracing::debug!(%peer, "no TLS handshake in time, or the broker is stopping"),
         },
     };
     let max = shared.settings.packet_bytes_max;
     let mut reader = PacketReader::new(read, max);
-    let connect = match tokio::time::timeout(shared.settings.connect_timeout, reader.next()).await {
+    let connect = match before_connect(&shared, reader.next()).await {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
         Ok(Err(CodecError::UnsupportedProtocol { level, .. })) => {
             let (protocol, code) = if level == 5 { (Protocol::V5, 0x84) } else { (Protocol::V311, 1) };
@@ -126,7 +127,7 @@ pub(super) async fn run(
             return;
         }
         Ok(_) => return tracing::debug!(%peer, "closed before a valid CONNECT"),
-        Err(_) => return tracing::debug!(%peer, "no CONNECT in time"),
+        Err(_) => return tracing::debug!(%peer, "no CONNECT in time, or the broker is stopping"),
     };
     reader.protocol = connect.protocol;
     let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
@@ -146,6 +147,21 @@ pub(super) async fn run(
         connection.kill.kill(reason);
     }
     connection.serve(reader).await;
+}
+
+/// `step` of a connection before CONNECT is handled; `Err` if the connect
+/// timeout passes or the broker stops first.
+async fn before_connect<F: Future>(shared: &Shared, step: F) -> Result<F::Output, ()> {
+    let mut stopping = shared.stopping.subscribe();
+    tokio::select! {
+        out = tokio::time::timeout(shared.settings.connect_timeout, step) => out.map_err(drop),
+        () = stopped(&mut stopping) => Err(()),
+    }
+}
+
+/// Resolves once the broker is stopping (at once if it is).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 /// Records a connection lifecycle event: `device.<what>` about a device,
@@ -189,6 +205,8 @@ struct Connection {
     aliases: HashMap<u16, String>,
     batch: Vec<Inbound>,
     recording: FuturesOrdered<Recording>,
+    /// Batches routed, waiting for the session store before they are answered.
+    committing: FuturesOrdered<Committing>,
     /// PUBLISHes read and not yet answered.
     unanswered: usize,
     /// Their packet ids: reusing one while in flight is a protocol error.
@@ -232,7 +250,6 @@ impl Connection {
         let link = Link {
             conn,
             protocol,
-            control: control.clone(),
             kill: kill.clone(),
             wake: wake.clone(),
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
@@ -367,6 +384,7 @@ impl Connection {
             aliases: HashMap::new(),
             batch: Vec::new(),
             recording: FuturesOrdered::new(),
+            committing: FuturesOrdered::new(),
             unanswered: 0,
             unanswered_ids: HashSet::new(),
             rate: RateLimit::new(rate),
@@ -385,6 +403,7 @@ impl Connection {
         let idle = (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
         let mut deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
         let window = usize::from(self.shared.settings.inflight_max);
+        let mut stopping = self.shared.stopping.subscribe();
         let reason = loop {
             let expiry = async {
                 match deadline {
@@ -394,6 +413,12 @@ impl Connection {
             };
             tokio::select! {
                 biased;
+                Some((routed, committed)) = self.committing.next(), if !self.committing.is_empty() => {
+                    deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
+                    if let Err(reason) = self.acknowledge(routed, committed).await {
+                        break reason;
+                    }
+                }
                 Some((inbound, result)) = self.recording.next(), if !self.recording.is_empty() => {
                     // Not reading while the recorder catches up is not the client's silence.
                     deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
@@ -402,6 +427,8 @@ impl Connection {
                     }
                 }
                 reason = self.killed.wait() => break reason,
+                // The broker is stopping: read nothing more, answer what was read, close.
+                () = stopped(&mut stopping) => break DisconnectReason::ServerShutdown,
                 packet = reader.next(), if self.unanswered < window => {
                     deadline = idle.map(|idle| tokio::time::Instant::now() + idle);
                     if let Err(reason) = self.received(packet, &mut reader).await {
@@ -487,6 +514,9 @@ impl Connection {
         self.start_recording();
         while let Some((batch, result)) = self.recording.next().await {
             let _ = self.answer(batch, result).await;
+        }
+        while let Some((routed, committed)) = self.committing.next().await {
+            let _ = self.acknowledge(routed, committed).await;
         }
         self.record_unrecorded_refusals().await;
         // The writer sends what is queued, tells a 5.0 client why, then closes;

@@ -1,12 +1,14 @@
 //! Inbound PUBLISHes: checked, batched per read, recorded (pipelined, up to
-//! the receive maximum), then acknowledged and routed in order.
+//! the receive maximum), routed in order, then acknowledged in order once
+//! what routing queued for stored sessions is committed (pipelined too).
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use glassbox_core::{Data, DisconnectReason, Draft, DropReason, PUBLISH_REFUSED, PublishRefused, State};
-use glassbox_store::{Appended, StoreError};
+use glassbox_core::{Data, DisconnectReason, Draft, DropReason, EventId, PUBLISH_REFUSED, PublishRefused, State};
+use glassbox_store::{Appended, SessionOp, StoreError};
 
 use super::{Connection, lock};
 use crate::broker::message::Message;
@@ -31,7 +33,21 @@ pub(super) struct Refusal {
     pub recorded: Option<u64>,
 }
 
+/// A recorded batch, routed: the acknowledgements to send once what it
+/// queued for stored sessions is committed, and the messages on reserved
+/// topics to hand to the platform then.
+pub(super) struct Routed {
+    /// PUBLISHes in the batch: they count against the receive maximum until answered.
+    count: usize,
+    /// PUBACKs and PUBRECs, with their packet ids.
+    acks: Vec<(u16, Packet)>,
+    reserved: Vec<(String, Publish, EventId)>,
+}
+
 pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Vec<Appended>, StoreError>)> + Send>>;
+
+/// A routed batch waiting for the session store's commit.
+pub(super) type Committing = Pin<Box<dyn Future<Output = (Routed, Result<(), StoreError>)> + Send>>;
 
 /// The event a PUBLISH (or a will) becomes.
 pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) -> Draft {
@@ -157,41 +173,87 @@ impl Connection {
         }));
     }
 
-    /// Answers a recorded batch in order, then routes it.
+    /// Routes a recorded batch, then acknowledges it once what routing
+    /// queued for stored sessions is committed: a PUBACK (PUBREC) is sent
+    /// only when the message is in the recorder and in every stored session
+    /// it was queued for, so a crash after it loses nothing acknowledged
+    /// (issue 17). The commit is pipelined: reading goes on meanwhile, and
+    /// batches are answered in order.
     pub(super) async fn answer(
         &mut self,
         batch: Vec<Inbound>,
         result: Result<Vec<Appended>, StoreError>,
     ) -> Result<(), DisconnectReason> {
-        self.unanswered -= batch.len();
         let appended = result.map_err(|e| {
+            self.unanswered -= batch.len();
             tracing::error!(error = %e, client = %self.client_id, "could not record PUBLISHes; closing so the client resends them");
             DisconnectReason::ServerBusy
         })?;
-        let now = SystemTime::now();
-        let mut ops = Vec::new();
         // Recorded is recorded: route every message even if the client has gone.
+        let (routed, mut ops) = self.route_batch(batch, appended);
+        if routed.acks.is_empty() {
+            // QoS 0 only: no acknowledgement waits for the store.
+            self.shared.persist(std::mem::take(&mut ops)).await;
+        }
+        if ops.is_empty() && self.committing.is_empty() {
+            return self.acknowledge(routed, Ok(())).await;
+        }
+        let store = self.shared.store.clone();
+        let mut commit = Box::pin(async move { store.commit(ops).await });
+        // Started now, so its changes reach the sessions writer before any this
+        // connection makes later (a later eviction's removal must not overtake them).
+        self.committing.push_back(match futures::poll!(commit.as_mut()) {
+            Poll::Ready(committed) => Box::pin(std::future::ready((routed, committed))),
+            Poll::Pending => Box::pin(async move { (routed, commit.await) }),
+        });
+        Ok(())
+    }
+
+    /// Sends a routed batch's acknowledgements, in order, unless its
+    /// session changes could not be stored; then hands its reserved-topic
+    /// messages to the platform.
+    pub(super) async fn acknowledge(
+        &mut self,
+        routed: Routed,
+        committed: Result<(), StoreError>,
+    ) -> Result<(), DisconnectReason> {
+        self.unanswered -= routed.count;
+        if let Err(e) = committed {
+            tracing::error!(error = %e, client = %self.client_id, "could not store deliveries to persistent sessions; closing without acknowledging so the client resends them");
+            return Err(DisconnectReason::ServerBusy);
+        }
         let mut answered = Ok(());
+        for (id, ack) in routed.acks {
+            self.unanswered_ids.remove(&id);
+            if matches!(ack, Packet::PubRec(_)) {
+                // Recorded: a resend is answered again, not recorded again.
+                lock(&self.session).awaiting_release.insert(id);
+            }
+            if answered.is_ok() {
+                answered = self.reply(ack).await;
+            }
+        }
+        for (rest, publish, event) in routed.reserved {
+            if let Some(handler) = self.shared.reserved.get() {
+                let device = self.device().unwrap_or_default().to_string();
+                let correlation = publish.properties.correlation_data.as_deref();
+                handler.published(&device, &rest, &publish.payload, correlation, event).await;
+            }
+        }
+        answered
+    }
+
+    /// Hands each recorded message of a batch to its subscribers (refused
+    /// ones are noted as dropped), in order; returns the acknowledgements
+    /// to send and the session changes to store before them.
+    fn route_batch(&mut self, batch: Vec<Inbound>, appended: Vec<Appended>) -> (Routed, Vec<SessionOp>) {
+        let now = SystemTime::now();
+        let mut routed = Routed { count: batch.len(), acks: Vec::new(), reserved: Vec::new() };
+        let mut ops = Vec::new();
         let mut appended = appended.into_iter();
-        for inbound in batch {
-            let Inbound { publish, refused } = inbound;
+        for Inbound { publish, refused } in batch {
             if let Some(id) = publish.packet_id {
-                self.unanswered_ids.remove(&id);
-                let reason = match (&refused, self.protocol) {
-                    (Some(refusal), Protocol::V5) => refusal.code,
-                    _ => 0,
-                };
-                let ack = Ack { packet_id: id, reason, properties: Properties::default() };
-                let packet = match publish.qos {
-                    QoS::ExactlyOnce => {
-                        lock(&self.session).awaiting_release.insert(id);
-                        Packet::PubRec(ack)
-                    }
-                    _ => Packet::PubAck(ack),
-                };
-                if answered.is_ok() {
-                    answered = self.reply(packet).await;
-                }
+                routed.acks.push((id, self.acknowledgement(id, publish.qos, refused.as_ref())));
             }
             if refused.as_ref().is_some_and(|r| r.recorded.is_none()) {
                 continue;
@@ -207,14 +269,25 @@ impl Connection {
                 ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
             }
             ops.extend(route(&self.shared, &message, publish.retain));
-            if let (Some(reserved), Some(rest)) = (self.shared.reserved.get(), self.reserved_rest(&publish.topic)) {
-                let device = self.device().unwrap_or_default().to_string();
-                let correlation = publish.properties.correlation_data.as_deref();
-                reserved.published(&device, &rest, &publish.payload, correlation, event).await;
+            if let Some(rest) = self.reserved_rest(&publish.topic).filter(|_| self.shared.reserved.get().is_some()) {
+                routed.reserved.push((rest, publish, event));
             }
         }
-        self.shared.persist(ops).await;
-        answered
+        (routed, ops)
+    }
+
+    /// The PUBACK (QoS 1) or PUBREC (QoS 2) of a PUBLISH, with the reason
+    /// it was refused (5.0).
+    fn acknowledgement(&self, packet_id: u16, qos: QoS, refused: Option<&Refusal>) -> Packet {
+        let reason = match (refused, self.protocol) {
+            (Some(refusal), Protocol::V5) => refusal.code,
+            _ => 0,
+        };
+        let ack = Ack { packet_id, reason, properties: Properties::default() };
+        match qos {
+            QoS::ExactlyOnce => Packet::PubRec(ack),
+            _ => Packet::PubAck(ack),
+        }
     }
 
     /// Records the over-rate refusals counted since the last one recorded,

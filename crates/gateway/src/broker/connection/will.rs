@@ -66,6 +66,6 @@ impl PendingWill {
             ops.extend(self.shared.router.retain(&message, &self.shared.deliveries));
         }
         ops.extend(route(&self.shared, &message, retain));
-        self.shared.persist(ops).await;
+        let _ = self.shared.commit(ops).await;
     }
 }
