@@ -204,17 +204,23 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         header_read_timeout: config.http.header_read_timeout,
         body_read_timeout: config.http.body_read_timeout,
         connections_max: config.http.connections_max,
+        shutdown_grace: config.shutdown_grace,
     };
+    let grace = config.shutdown_grace;
+    let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let task = tokio::spawn(async move {
         api::serve::serve(listener, app, serving, async move {
             let _ = stopped.await;
+            let _ = began_tx.send(tokio::time::Instant::now());
             let _ = stopping_tx.send(true);
             let _ = broker_stop.send(());
         })
         .await;
         let _ = mqtt_task.await;
-        // After the ingresses: what they recorded last is handed back too.
-        stopping_functions.stop(std::time::Duration::from_secs(10)).await;
+        // After the ingresses, so what they recorded last is handed back too;
+        // the whole stop keeps to one shutdown_grace.
+        let began = began.await.unwrap_or_else(|_| tokio::time::Instant::now());
+        stopping_functions.stop((began + grace).saturating_duration_since(tokio::time::Instant::now())).await;
         series.flush(chrono::Utc::now(), true).await;
         store.close().await;
         Ok(())

@@ -31,6 +31,8 @@ pub struct ServeSettings {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub connections_max: usize,
+    /// How long a stop waits for the requests being served.
+    pub shutdown_grace: Duration,
 }
 
 /// The peer address of the connection a request came on (a request
@@ -39,7 +41,8 @@ pub struct ServeSettings {
 pub struct Peer(pub SocketAddr);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the
-/// connections being served to finish.
+/// requests being served to be answered (idle keep-alive connections are
+/// closed), at most `shutdown_grace`.
 pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(settings.connections_max));
@@ -72,7 +75,9 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, 
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?settings.shutdown_grace, "HTTP requests still unanswered at the end of shutdown_grace");
+    }
 }
 
 /// Answers an over-cap connection 503 without waiting (what fits in the
