@@ -221,6 +221,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Filtered events, newest first, one page.
     async fn query(&self, query: &EventQuery) -> Result<Page, StoreError>;
 
+    /// The events of `ids` that exist, in id order, without their states:
+    /// how a consumer reads back, in one go, events it noted by id.
+    async fn get_many(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// Events with ids after `after`, oldest first, at most `limit`,
     /// without their states: how a consumer of the recorder reads its way
     /// forward from a position it keeps.

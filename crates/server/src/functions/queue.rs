@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use glassbox_bus::BusItem;
-use glassbox_core::{DropReason, RecordedEvent};
+use glassbox_core::{DropReason, EventId, RecordedEvent};
 use glassbox_runtime::{Outcome, Report};
 
 use super::{BACKLOG_MAX, Functions, Live, QUEUE_MAX, Run, to_input};
+
+/// Backlog events read back from the recorder at once.
+const FEED_BATCH: usize = 256;
 
 /// An event waiting for a function, and which run of it this is.
 pub(super) struct Job {
@@ -226,52 +229,63 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
     }
 }
 
-/// Moves a function's backlog into its queue as room frees, reading each
-/// event back from the recorder. Stops when the server stops (the backlog
-/// is handed back) or when its version is replaced (the backlog moves to
-/// the new version, see `load`).
+/// Moves a function's backlog into its queue as room frees, reading the
+/// events back from the recorder [`FEED_BATCH`] at a time. Stops when the
+/// server stops (the backlog is handed back) or when its version is
+/// replaced (the backlog moves to the new version, see `load`).
 pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
     let Some(mut stopping) = functions.upgrade().map(|f| f.stopping.subscribe()) else { return };
     let mut retired = live.retired.subscribe();
     loop {
-        let next = live.backlog.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-        let Some((id, attempt)) = next else {
+        let taken: Vec<(EventId, u32)> = {
+            let mut backlog = live.backlog.lock().unwrap_or_else(|e| e.into_inner());
+            let n = backlog.len().min(FEED_BATCH);
+            backlog.drain(..n).collect()
+        };
+        if taken.is_empty() {
             tokio::select! {
                 _ = live.backlog_added.notified() => continue,
                 _ = stopping.wait_for(|s| *s) => return,
                 _ = retired.wait_for(|r| *r) => return,
             }
-        };
+        }
         let Some(functions) = functions.upgrade() else { return };
-        let recorded = match functions.pipeline.store().get(id).await {
-            Ok(Some(recorded)) => Arc::new(recorded),
-            // Removed by retention since: nothing left to run.
-            Ok(None) => {
-                functions.position.resolved(id);
-                continue;
-            }
+        let found = match functions.pipeline.store().get_many(taken.iter().map(|(id, _)| *id).collect()).await {
+            Ok(found) => found,
             Err(e) => {
-                tracing::error!(function = %live.version.name, event = %id, error = %e, "could not read a waiting event back; retrying");
-                live.backlog.lock().unwrap_or_else(|e| e.into_inner()).push_front((id, attempt));
+                tracing::error!(function = %live.version.name, error = %e, "could not read waiting events back; retrying");
+                {
+                    let mut backlog = live.backlog.lock().unwrap_or_else(|e| e.into_inner());
+                    taken.into_iter().rev().for_each(|t| backlog.push_front(t));
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if let Err(reason) = admit(&live, &recorded) {
-            functions.dead_letter_later(live.clone(), recorded, reason);
-            continue;
-        }
-        let job = Job { recorded, attempt, queued_at: Instant::now() };
-        tokio::select! {
-            sent = live.queue.send(job) => if sent.is_err() {
-                // Replaced while waiting: the new version takes it.
-                if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
-                    current.defer([(id, attempt)]);
-                }
-                return;
-            },
-            // Stopping: it stays in the position, for the next start.
-            _ = stopping.wait_for(|s| *s) => return,
+        let mut found: std::collections::HashMap<EventId, RecordedEvent> =
+            found.into_iter().map(|r| (r.event.id, r)).collect();
+        for (n, (id, attempt)) in taken.iter().copied().enumerate() {
+            // Removed by retention since: nothing left to run.
+            let Some(recorded) = found.remove(&id).map(Arc::new) else {
+                functions.position.resolved(id);
+                continue;
+            };
+            if let Err(reason) = admit(&live, &recorded) {
+                functions.dead_letter_later(live.clone(), recorded, reason);
+                continue;
+            }
+            let job = Job { recorded, attempt, queued_at: Instant::now() };
+            tokio::select! {
+                sent = live.queue.send(job) => if sent.is_err() {
+                    // Replaced while waiting: the new version takes the rest.
+                    if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
+                        current.defer(taken[n..].iter().copied());
+                    }
+                    return;
+                },
+                // Stopping: the rest stays in the position, for the next start.
+                _ = stopping.wait_for(|s| *s) => return,
+            }
         }
     }
 }

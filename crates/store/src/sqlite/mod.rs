@@ -223,6 +223,13 @@ impl EventStore for SqliteStore {
         self.read(move |conn| read::get(conn, id)).await
     }
 
+    async fn get_many(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| read::many(conn, &ids)).await
+    }
+
     async fn read_after(&self, after: EventId, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read(move |conn| read::after(conn, after, limit)).await
     }

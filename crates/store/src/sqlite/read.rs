@@ -123,6 +123,15 @@ pub(super) fn get(conn: &Connection, id: EventId) -> rusqlite::Result<Option<Rec
     Ok(with_states(conn, row.into_iter().collect())?.pop())
 }
 
+/// The events of `ids` that exist, in id order, without states.
+pub(super) fn many(conn: &Connection, ids: &[EventId]) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let placeholders = vec!["?"; ids.len()].join(",");
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id IN ({placeholders}) ORDER BY e.id");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(ids.iter().map(|id| id_bytes(*id))), event_row)?;
+    rows.collect()
+}
+
 /// Events after `after` in id order, without states (the primary key's order).
 pub(super) fn after(conn: &Connection, after: EventId, limit: usize) -> rusqlite::Result<Vec<RecordedEvent>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2");

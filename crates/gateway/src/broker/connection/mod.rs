@@ -91,6 +91,10 @@ impl Drop for Pending {
     }
 }
 
+/// How long a connection the server closes at a stop waits for the client
+/// to close its end (see [`PacketReader::discard_until_closed`]).
+const LINGER: Duration = Duration::from_secs(1);
+
 pub(super) async fn run(
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -439,6 +443,10 @@ impl Connection {
             }
         };
         self.close(reason).await;
+        if reason == DisconnectReason::ServerShutdown {
+            // The DISCONNECT and FIN are sent: let the client close first.
+            reader.discard_until_closed(LINGER).await;
+        }
     }
 
     /// Handles a packet and every other one already buffered, then starts

@@ -92,6 +92,24 @@ impl PacketReader {
         }
     }
 
+    /// Reads and throws away what the client still sends, until it closes
+    /// or `linger` passes. Closing a socket with unread bytes makes the
+    /// kernel reset the connection, and a reset makes the client's kernel
+    /// throw away what it received and had not handed over yet — the last
+    /// acknowledgements; so a server that closes first waits for the
+    /// client's end (a lingering close).
+    pub(super) async fn discard_until_closed(mut self, linger: std::time::Duration) {
+        let drain = async {
+            loop {
+                self.buf.clear();
+                if !matches!(self.read.read_into(&mut self.buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(linger, drain).await;
+    }
+
     /// A packet already complete in the buffer, without reading.
     pub(super) fn buffered(&mut self) -> Result<Option<Packet>, CodecError> {
         let Some((packet, used)) = decode(&self.buf[self.pos..], self.protocol, self.max)? else {
