@@ -218,6 +218,9 @@ pub struct Functions {
     position: position::Position,
     /// The position last saved.
     saved: tokio::sync::Mutex<Option<glassbox_core::EventId>>,
+    /// Whether this run took up the last run's unfinished work; until it
+    /// has, the saved position must not move.
+    resumed: std::sync::atomic::AtomicBool,
     /// Set when the server stops: no new events or batches are taken.
     stopping: tokio::sync::watch::Sender<bool>,
     /// Work a stop waits for: batches running, records being written.
@@ -290,6 +293,7 @@ impl Functions {
             dispatch_to_recorded,
             position: position::Position::default(),
             saved: tokio::sync::Mutex::default(),
+            resumed: std::sync::atomic::AtomicBool::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
             busy: Busy::default(),
         });

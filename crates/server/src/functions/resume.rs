@@ -58,7 +58,9 @@ impl Functions {
         let until = first_id_at(Utc::now());
         let Some(saved) = saved else {
             // A first start: nothing was promised before it.
-            return store.put_setting(POSITION_KEY, &until.to_string()).await;
+            store.put_setting(POSITION_KEY, &until.to_string()).await?;
+            self.resumed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
         };
         let (histories, began) = (self.histories().await?, std::time::Instant::now());
         let margin = chrono::Duration::from_std(RESUME_MARGIN).unwrap_or_default();
@@ -92,6 +94,7 @@ impl Functions {
         for (id, _) in open.keys() {
             self.position.took(*id, 1);
         }
+        self.resumed.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut by_function: HashMap<String, Vec<(EventId, u32)>> = HashMap::new();
         for ((id, name), failed) in open {
             by_function.entry(name).or_default().push((id, failed));
@@ -227,9 +230,14 @@ pub(super) async fn keep_position(functions: Weak<Functions>) {
     }
 }
 
-/// Saves the position if it moved since the last save.
+/// Saves the position if it moved since the last save — never in a run
+/// whose resume failed: that run must leave the saved position where it
+/// was, for the next start to read from.
 async fn save(functions: &Functions) {
     let Some(position) = functions.position.current() else { return };
+    if !functions.resumed.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let mut saved = functions.saved.lock().await;
     if *saved == Some(position) {
         return;
