@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use glassbox_runtime::Outcome;
 use serde_json::Value;
 
 use crate::Remote;
@@ -30,7 +31,12 @@ pub enum FunctionsCommand {
     Versions(NameArgs),
     /// Move the live alias back to the version before it.
     Rollback(NameArgs),
-    /// Recent invocations: outcome, timings, cost.
+    /// Recent invocations: outcome, error, timings, cost.
+    #[command(after_help = "Outcomes: succeeded, failed (the function returned an error), trapped, timed_out, \
+        memory_exceeded, output_too_large.\n  \
+        glassbox functions invocations thermostat --errors            every one that did not succeed\n  \
+        glassbox functions invocations thermostat --outcome timed_out\n  \
+        glassbox logs --function thermostat --level error             the same failures as log lines")]
     Invocations(InvocationsArgs),
 }
 
@@ -119,6 +125,12 @@ pub struct InvocationsArgs {
     name: String,
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Only these outcomes, comma-separated (e.g. failed,trapped).
+    #[arg(long, value_name = "OUTCOMES", conflicts_with = "errors")]
+    outcome: Option<String>,
+    /// Only the invocations that did not succeed (every outcome but succeeded).
+    #[arg(long)]
+    errors: bool,
     #[command(flatten)]
     remote: Remote,
     /// Print a JSON array.
@@ -152,34 +164,52 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        FunctionsCommand::Invocations(a) => {
-            let path = format!("/api/v1/functions/{}/invocations", crate::client::segment(&a.name));
-            let body = a.remote.client()?.get(&path, &[("limit", a.limit.to_string())]).await?;
-            let invocations = body["invocations"].as_array().cloned().unwrap_or_default();
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&invocations)?);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
-            render::table(
-                &[
-                    "START",
-                    "VERSION",
-                    "OUTCOME",
-                    "START TYPE",
-                    "INSTANTIATE",
-                    "WALL",
-                    "CPU",
-                    "MEMORY",
-                    "COST $",
-                    "EGRESS",
-                    "EVENT",
-                ],
-                &rows,
-            );
-            Ok(())
-        }
+        FunctionsCommand::Invocations(a) => invocations(a).await,
     }
+}
+
+/// The ERROR column's width at most: longer errors are cut.
+const ERROR_COLUMN_MAX: usize = 60;
+
+async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
+    let path = format!("/api/v1/functions/{}/invocations", crate::client::segment(&a.name));
+    let mut query = vec![("limit", a.limit.to_string())];
+    match (&a.outcome, a.errors) {
+        (Some(outcome), _) => query.push(("outcome", outcome.clone())),
+        (None, true) => {
+            let errors: Vec<&str> = Outcome::NAMES.into_iter().filter(|o| *o != "succeeded").collect();
+            query.push(("outcome", errors.join(",")));
+        }
+        (None, false) => {}
+    }
+    let body = a.remote.client()?.get(&path, &query).await?;
+    let invocations = body["invocations"].as_array().cloned().unwrap_or_default();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&invocations)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
+    let headers = [
+        "START",
+        "VERSION",
+        "OUTCOME",
+        "START TYPE",
+        "INSTANTIATE",
+        "WALL",
+        "CPU",
+        "MEMORY",
+        "COST $",
+        "EGRESS",
+        "EVENT",
+        "ERROR",
+    ];
+    render::table(&headers, &rows);
+    if body["truncated"] == true {
+        println!(
+            "(only the newest invocations were searched: raise --limit or look at older ones with `glassbox events query`)"
+        );
+    }
+    Ok(())
 }
 
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
@@ -284,7 +314,24 @@ fn invocation_row(i: &Value) -> Vec<String> {
         i["cost"].as_f64().map_or("-".into(), |c| format!("{c:.9}")),
         egress_summary(i),
         render::text(i, "event_id").into(),
+        error_cell(i),
     ]
+}
+
+/// Why it did not succeed, in one line cut to [`ERROR_COLUMN_MAX`]; `-` when it did.
+fn error_cell(i: &Value) -> String {
+    let error = match (i["outcome"].as_str(), i["error"].as_str()) {
+        (Some("succeeded"), _) | (None, _) => return "-".into(),
+        (_, Some(error)) => error.to_string(),
+        (Some("timed_out"), None) => "stopped at its deadline".into(),
+        (Some("memory_exceeded"), None) => "over its memory limit".into(),
+        (Some(outcome), None) => outcome.to_string(),
+    };
+    let line = error.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.chars().count() > ERROR_COLUMN_MAX {
+        true => format!("{}…", line.chars().take(ERROR_COLUMN_MAX - 1).collect::<String>()),
+        false => line,
+    }
 }
 
 /// How many outbound requests an invocation made, and how many were denied.

@@ -117,11 +117,20 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `2026-11-25 10:04:01.532 WARN  fn thermostat@3  kitchen-1  too hot (31.5)`
+/// `2026-11-25 10:04:01.532 WARN  fn thermostat@3  kitchen-1  too hot (31.5)`;
+/// the platform's line about an invocation names the function and the chain:
+/// `… ERROR  fn thermostat@3 (platform)  kitchen-1  invocation failed (attempt 1 of 3): … correlation=01K…`.
 fn print_line(line: &Value) {
+    let function = format!("fn {}@{}", text(line, "function"), line["version"]);
+    let about_invocation = line["invocation"].is_string();
     let origin = match line["source"].as_str() {
-        Some("function") => format!("fn {}@{}", text(line, "function"), line["version"]),
+        Some("function") => function,
+        _ if about_invocation => format!("{function} (platform)"),
         _ => line["target"].as_str().unwrap_or("platform").trim_start_matches("glassbox_").to_string(),
+    };
+    let chain = match line["correlationid"].as_str() {
+        Some(id) if about_invocation && line["source"] == "platform" => format!("  correlation={id}"),
+        _ => String::new(),
     };
     let device = line["device"].as_str().map(|d| format!("  {d}")).unwrap_or_default();
     let level = text(line, "level").to_uppercase();
@@ -135,5 +144,5 @@ fn print_line(line: &Value) {
         }
         _ => String::new(),
     };
-    println!("{}  {level:<5}  {origin}{device}  {}{fields}", short_time(&line["at"]), text(line, "message"));
+    println!("{}  {level:<5}  {origin}{device}  {}{fields}{chain}", short_time(&line["at"]), text(line, "message"));
 }

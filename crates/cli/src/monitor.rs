@@ -151,9 +151,14 @@ async fn top_functions(client: &Client, top: usize) -> anyhow::Result<String> {
     for Total { key: name, count, .. } in invocations.iter().take(top) {
         let failed = of(&errors, name, COUNT);
         let mean = of(&durations, name, SUM) / of(&durations, name, COUNT).max(1.0);
+        // Errors point at the command that lists them, with their reasons.
+        let errors = match failed > 0.0 {
+            true => format!("  → glassbox functions invocations {name} --errors"),
+            false => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{name:<24} {count:>11} {failed:>7} {:>5.1}% {:>10} {:>12.6}",
+            "{name:<24} {count:>11} {failed:>7} {:>5.1}% {:>10} {:>12.6}{errors}",
             100.0 * failed / (*count).max(1) as f64,
             render::duration_ms(mean),
             of(&cost, name, SUM)

@@ -52,7 +52,9 @@ fn print_invocation(data: &Value, prefix: &str) {
     );
     for line in data["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let at = render::duration_ms(line["at_us"].as_f64().unwrap_or(0.0) / 1000.0);
-        println!("{prefix}  log {:<5} +{at}  {}", text(line, "level"), text(line, "message"));
+        // The platform's own line about the invocation (why it failed) is marked as such.
+        let by = if line["source"] == "platform" { "platform: " } else { "" };
+        println!("{prefix}  log {:<5} +{at}  {by}{}", text(line, "level"), text(line, "message"));
     }
     if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0) {
         println!("{prefix}  ({dropped} more log lines dropped: over the per-invocation limit)");

@@ -245,6 +245,52 @@ fn functions_are_deployed_invoked_and_listed_through_the_cli() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to roll back to"));
 }
 
+/// Issue 18: a failure was only in `trace` and `--json`. `invocations`
+/// lists failures with their error, `logs --level error` shows the
+/// platform's line about each, and `monitor` points at the list.
+#[test]
+fn function_failures_are_listed_logged_and_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    let fail = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/fail.wat");
+    cli(&served, &["functions", "deploy", fail, "--name", "flaky", "--trigger", "event:work.*", "--retries", "0"]);
+    cli(&served, &["events", "send", "--source", "cli", "--type", "work.item", "--device", "d1"]);
+    let mut table = String::new();
+    for _ in 0..100 {
+        table = cli(&served, &["functions", "invocations", "flaky", "--errors"]);
+        if table.lines().count() > 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("OUTCOME") && header.ends_with("ERROR"), "{table}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(row.contains("failed") && row.ends_with("bad input"), "{table}");
+    let succeeded = cli(&served, &["functions", "invocations", "flaky", "--outcome", "succeeded"]);
+    assert_eq!(succeeded.lines().count(), 1, "only the header: {succeeded}");
+
+    let logs = cli(&served, &["logs", "--function", "flaky", "--level", "error"]);
+    let event = row.split_whitespace().rev().nth(2).unwrap();
+    assert!(
+        logs.contains("ERROR  fn flaky@1 (platform)  d1  invocation failed (attempt 1 of 1): failed: bad input"),
+        "{logs}"
+    );
+    assert!(logs.contains(&format!("correlation={event}")), "{event} in {logs}");
+
+    let pointer = "→ glassbox functions invocations flaky --errors";
+    let mut frame = String::new();
+    for _ in 0..100 {
+        frame = cli(&served, &["monitor", "--once"]);
+        if frame.contains(pointer) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let line = frame.lines().find(|l| l.starts_with("flaky ")).unwrap_or_else(|| panic!("{frame}"));
+    assert!(line.contains("100.0%") && line.ends_with(pointer), "{frame}");
+}
+
 #[test]
 fn bench_functions_reports_invocation_figures() {
     let output = glassbox().args(["bench", "functions", "--invocations", "200", "--threads", "1"]).output().unwrap();

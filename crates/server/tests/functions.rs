@@ -170,6 +170,9 @@ async fn deadlines_stop_a_loop_and_rollback_restores_the_previous_version() {
     let timed_out = server.invocations("job", 1).await.remove(0);
     assert_eq!((timed_out["outcome"].clone(), timed_out["version"].clone()), (json!("timed_out"), json!(2)));
     assert!(timed_out["wall_us"].as_u64().unwrap() < 2_000_000);
+    let said = timed_out["logs"].as_array().unwrap().last().cloned().unwrap_or_default();
+    let why = "invocation failed (attempt 1 of 1): timed_out: stopped at its deadline of 200ms";
+    assert_eq!((said["level"].as_str(), said["message"].as_str()), (Some("error"), Some(why)), "{timed_out}");
 
     let (status, back) = server.call(reqwest::Method::POST, "/api/v1/functions/job/rollback", None).await;
     assert_eq!((status, back["version"].clone(), back["live"].clone()), (StatusCode::OK, json!(1), json!(true)));
@@ -298,6 +301,57 @@ async fn a_failing_invocation_is_retried_with_backoff_then_dead_lettered() {
     // The server times each invocation from queue to durable record itself.
     let timed = "glassbox_function_dispatch_to_recorded_seconds_count 3";
     assert!(metrics.contains(timed), "{metrics}");
+    server.stop().await;
+}
+
+/// Issue 18: a failure was only in `trace` and `--json`. Invocations are
+/// listed by outcome, with their error, and each failed attempt writes an
+/// ERROR line (the platform's, not the guest's) that `logs --level error` shows.
+#[tokio::test]
+async fn failed_invocations_are_listed_by_outcome_and_logged_as_errors() {
+    let server = start().await;
+    server.deploy("flaky", "fail", "trigger=event:work.item&retries=1").await;
+    server.deploy("fine", "echo", "trigger=event:work.item").await;
+    let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
+    server.call(reqwest::Method::POST, "/api/v1/events", Some(item)).await;
+    server.invocations("flaky", 2).await;
+    server.invocations("fine", 1).await;
+
+    let list = async |query: &str| server.call(reqwest::Method::GET, &format!("/api/v1/functions/{query}"), None).await;
+    let (status, failed) = list("flaky/invocations?outcome=failed").await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    let failed = failed["invocations"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|i| i["outcome"] == "failed" && i["error"] == "bad input"), "{failed:?}");
+    assert!(failed.iter().all(|i| i["log_bytes"] == 0), "the platform's line is not the guest's: {failed:?}");
+    let (_, none) = list("fine/invocations?outcome=failed,trapped,timed_out").await;
+    assert_eq!(none["invocations"], json!([]));
+    let (_, ok) = list("fine/invocations?outcome=succeeded").await;
+    assert_eq!(ok["invocations"].as_array().unwrap().len(), 1);
+    let (status, refused) = list("fine/invocations?outcome=crashed").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let problem = &refused["error"]["problems"][0];
+    assert_eq!(problem["field"], "outcome");
+    let accepted = "give one or more of succeeded, failed, trapped, timed_out, memory_exceeded, output_too_large";
+    assert!(problem["message"].as_str().unwrap().contains(accepted), "{refused}");
+
+    let (status, logs) = server.call(reqwest::Method::GET, "/api/v1/logs?function=flaky&level=error", None).await;
+    assert_eq!(status, StatusCode::OK, "{logs}");
+    let lines = logs["lines"].as_array().unwrap();
+    let said: Vec<&str> = lines.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    assert_eq!(
+        said,
+        [
+            "invocation failed (attempt 1 of 2): failed: bad input",
+            "invocation failed (attempt 2 of 2): failed: bad input"
+        ]
+    );
+    for line in lines {
+        assert_eq!((line["level"].as_str(), line["source"].as_str()), (Some("error"), Some("platform")));
+        assert_eq!(line["correlationid"], failed[0]["event_id"], "the chain of the event: {line}");
+    }
+    let (_, guest) = server.call(reqwest::Method::GET, "/api/v1/logs?function=flaky&source=function", None).await;
+    assert_eq!(guest["lines"], json!([]), "fail.wat logs nothing itself");
     server.stop().await;
 }
 

@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_core::{EventQuery, TypePattern};
+use glassbox_core::{EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
+use glassbox_runtime::Outcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -181,10 +182,15 @@ pub async fn replay(
 #[serde(deny_unknown_fields)]
 pub struct InvocationParams {
     limit: Option<usize>,
+    /// Only these outcomes, comma-separated (`failed,trapped`).
+    outcome: Option<String>,
 }
 
 /// Invocations per answer at most.
 const INVOCATIONS_MAX: usize = 1000;
+/// Invocation records read for one filtered answer at most: bounded
+/// however rare the outcome asked for.
+const INVOCATIONS_SCANNED_MAX: usize = 10 * QUERY_LIMIT_MAX;
 
 impl Parameters for InvocationParams {
     fn accepts(name: &str) -> Option<String> {
@@ -192,31 +198,63 @@ impl Parameters for InvocationParams {
     }
 }
 
-/// `GET /api/v1/functions/{name}/invocations`: newest first, from the recorder.
+/// The outcomes asked for, each one the runtime has; every unknown one named.
+fn outcomes(text: &str) -> Result<Vec<String>, ApiError> {
+    let asked: Vec<&str> = text.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    let unknown: Vec<String> = asked.iter().filter(|o| !Outcome::NAMES.contains(o)).map(|o| format!("{o:?}")).collect();
+    if asked.is_empty() || !unknown.is_empty() {
+        let what = match unknown.len() {
+            0 => "no outcome given".to_string(),
+            1 => format!("{} is not an outcome", unknown[0]),
+            _ => format!("{} are not outcomes", unknown.join(", ")),
+        };
+        let message = format!("{what}: give one or more of {}, comma-separated", Outcome::NAMES.join(", "));
+        return Err(ApiError::invalid_parameters(vec![Problem { field: "outcome".into(), message }]));
+    }
+    Ok(asked.into_iter().map(str::to_string).collect())
+}
+
+/// `GET /api/v1/functions/{name}/invocations?outcome=&limit=`: newest
+/// first, from the recorder. With `outcome`, older records are read until
+/// `limit` match or [`INVOCATIONS_SCANNED_MAX`] were read (`truncated`
+/// then says older ones were not searched).
 pub async fn invocations(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Query(p): Query<InvocationParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let outcomes = p.outcome.as_deref().map(outcomes).transpose()?;
     app.functions.versions(&name).await.map_err(error)?;
-    let query = EventQuery {
+    let limit = p.limit.unwrap_or(50).clamp(1, INVOCATIONS_MAX);
+    let mut query = EventQuery {
         source: Some(format!("glassbox/functions/{name}")),
         ty: Some(TypePattern::parse("function.invoked")),
-        limit: p.limit.unwrap_or(50).clamp(1, INVOCATIONS_MAX),
+        limit: if outcomes.is_some() { QUERY_LIMIT_MAX } else { limit },
         ..EventQuery::default()
     };
-    let page = app.pipeline.store().query(&query).await?;
-    let invocations: Vec<Value> = page
-        .events
-        .iter()
-        .filter_map(|e| serde_json::to_value(&e.event).ok())
-        .map(|mut e| {
-            let mut data = e["data"].take();
-            data["id"] = e["id"].take();
-            data
-        })
-        .collect();
-    Ok(Json(json!({ "invocations": invocations })))
+    let wanted = |i: &Value| outcomes.as_ref().is_none_or(|o| o.iter().any(|o| i["outcome"] == o.as_str()));
+    let (mut invocations, mut scanned) = (Vec::new(), 0);
+    let truncated = loop {
+        let page = app.pipeline.store().query(&query).await?;
+        scanned += page.events.len();
+        invocations.extend(page.events.iter().filter_map(invocation_json).filter(wanted));
+        match page.next_cursor {
+            Some(cursor) if outcomes.is_some() && invocations.len() < limit && scanned < INVOCATIONS_SCANNED_MAX => {
+                query.cursor = Some(cursor)
+            }
+            more => break more.is_some() && outcomes.is_some() && invocations.len() < limit,
+        }
+    };
+    invocations.truncate(limit);
+    Ok(Json(json!({ "invocations": invocations, "truncated": truncated })))
+}
+
+/// An invocation record as listed: its data, with the record's id.
+fn invocation_json(recorded: &RecordedEvent) -> Option<Value> {
+    let mut e = serde_json::to_value(&recorded.event).ok()?;
+    let mut data = e["data"].take();
+    data["id"] = e["id"].take();
+    Some(data)
 }
 
 #[cfg(test)]
@@ -225,5 +263,15 @@ mod tests {
     fn commas_split_triggers_but_not_cron_lists() {
         let triggers = super::split_triggers("mqtt:a/#, schedule:0 9 * * 1,3,5,event:order.*");
         assert_eq!(triggers, ["mqtt:a/#", "schedule:0 9 * * 1,3,5", "event:order.*"]);
+    }
+
+    #[test]
+    fn outcomes_are_checked_against_the_runtimes() {
+        assert_eq!(super::outcomes("failed, trapped").unwrap(), ["failed", "trapped"]);
+        let refused = super::outcomes("failed,crashed,oops").unwrap_err();
+        assert_eq!(refused.problems[0].field, "outcome");
+        let message = &refused.problems[0].message;
+        assert!(message.starts_with(r#""crashed", "oops" are not outcomes: give one or more of succeeded, failed"#));
+        assert!(super::outcomes(" ,").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `GET /api/v1/logs`: the log lines of functions (recorded on their
-//! invocations) and of the platform (kept in a bounded ring), filtered by
-//! the ids they are tagged with, oldest first.
+//! invocations, with the platform's own lines about each invocation: why it
+//! failed, what was dropped) and of the platform (kept in a bounded ring),
+//! filtered by the ids they are tagged with, oldest first.
 
 use std::collections::HashMap;
 
@@ -123,9 +124,9 @@ pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) 
     }
     let mut lines = Vec::new();
     let mut truncated = false;
-    if filters.functions {
-        truncated |= function_lines(&app, &filters, &mut lines).await?;
-    }
+    // Invocation records hold the function's lines and the platform's about
+    // the invocation (why it failed, what was dropped).
+    truncated |= function_lines(&app, &filters, &mut lines).await?;
     if filters.platform {
         lines.extend(PLATFORM_LOG.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_json));
     }
@@ -202,18 +203,27 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
     let logs = data["logs"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut lines = Vec::new();
     for (i, l) in logs.iter().enumerate() {
-        if let Some(at) = wanted(l["level"].as_str(), after(&l["at_us"])) {
+        // The guest's, or the platform's about the invocation (`"source": "platform"`).
+        let source = l["source"].as_str().unwrap_or("function");
+        if let Some(at) = wanted(l["level"].as_str(), after(&l["at_us"])).filter(|_| f.shows(source)) {
             let id = format!("{invocation}/{i}");
-            lines.push(line(id, at, &l["level"], l["message"].clone(), "function", l.get("stream")));
+            lines.push(line(id, at, &l["level"], l["message"].clone(), source, l.get("stream")));
         }
     }
     if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0)
-        && let Some(at) = wanted(Some("warn"), after(&data["wall_us"]))
+        && let Some(at) = wanted(Some("warn"), after(&data["wall_us"])).filter(|_| f.platform)
     {
         let message = json!(format!("{dropped} more log line(s) dropped: over the per-invocation limit"));
         lines.push(line(format!("{invocation}/dropped"), at, &json!("warn"), message, "platform", None));
     }
     lines
+}
+
+impl Filters {
+    /// Whether lines from `source` (`function` or `platform`) are asked for.
+    fn shows(&self, source: &str) -> bool {
+        if source == "platform" { self.platform } else { self.functions }
+    }
 }
 
 fn level_of(name: Option<&str>) -> usize {

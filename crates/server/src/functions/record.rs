@@ -4,11 +4,12 @@
 //! the recorder need not look the trigger up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use glassbox_core::{
     Data, DeadLetter, Draft, DropReason, FUNCTION_DEAD_LETTER, FUNCTION_INVOKED, InvocationKey, RecordedEvent,
 };
-use glassbox_runtime::{Output, Report};
+use glassbox_runtime::{Outcome, Output, Report};
 use serde_json::{Value, json};
 
 use super::{Functions, Live, Run};
@@ -142,6 +143,10 @@ impl Functions {
             replay_of: run.replay_of.map(str::to_string),
         };
         let mut data = serde_json::to_value(key).unwrap_or_default();
+        let mut logs = serde_json::to_value(&report.logs).unwrap_or_default();
+        if let (Some(line), Some(logs)) = (failure_line(live, &run, &report), logs.as_array_mut()) {
+            logs.push(line);
+        }
         let more = json!({
             "error": report.outcome.detail(),
             "start": run.started,
@@ -151,7 +156,7 @@ impl Functions {
             "cpu_us": report.cpu.as_micros() as u64,
             "memory_bytes": report.memory_bytes,
             "cost": cost,
-            "logs": report.logs,
+            "logs": logs,
             "logs_dropped": report.logs_dropped,
             "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
             "outputs": outputs,
@@ -169,6 +174,34 @@ impl Functions {
         }
         data
     }
+}
+
+/// The ERROR line the platform adds to the logs of an invocation that did
+/// not succeed, so `glassbox logs --function F --level error` shows why:
+/// `invocation failed (attempt 2 of 3): trapped: unreachable`. Marked
+/// `"source": "platform"`: not the guest's, and not in its `log_bytes`.
+fn failure_line(live: &Live, run: &Run<'_>, report: &Report) -> Option<Value> {
+    let why = match &report.outcome {
+        Outcome::Succeeded => return None,
+        Outcome::TimedOut => {
+            let deadline = humantime::format_duration(Duration::from_millis(live.spec.timeout_ms));
+            format!("timed_out: stopped at its deadline of {deadline}")
+        }
+        Outcome::MemoryExceeded => {
+            format!("memory_exceeded: it asked for more memory than its {} MiB limit", live.spec.memory_bytes >> 20)
+        }
+        other => format!("{}: {}", other.as_str(), other.detail().unwrap_or_default()),
+    };
+    let what = match (run.replay_of, &run.http) {
+        (Some(event), _) => format!("replay of {event} failed"),
+        (None, Some(_)) => "HTTP request failed (requests are not retried)".to_string(),
+        (None, None) => {
+            let attempts = run.attempt.max(live.spec.retries.saturating_add(1));
+            format!("invocation failed (attempt {} of {attempts})", run.attempt)
+        }
+    };
+    let at_us = report.wall.as_micros() as u64;
+    Some(json!({ "level": "error", "message": format!("{what}: {why}"), "at_us": at_us, "source": "platform" }))
 }
 
 /// A platform record about a function and the event it handled: caused by
