@@ -555,7 +555,8 @@ command_expires() {
 }
 check "CLI: control send --ttl 2s to an offline device: control command shows it expired within 5s" command_expires
 
-# `control send --wait` waits for the device's answer: `failed` makes it exit non-zero.
+# `control send --wait` says queued at once, then each step, and waits for the
+# device's answer: `failed` makes it exit non-zero.
 send_wait_failed() {
     local v="$1" dev="$2" secret="$3" action=("${@:4}") json=()
     [[ "$v" == 5.0 ]] && json=(--json)
@@ -576,10 +577,14 @@ send_wait_failed() {
         return 1
     fi
     if [[ "$v" == 5.0 ]]; then
-        json_check "$TMP/wait.out" "doc['state'] == 'failed' and doc['response'] == {'drift': 0.4}
-            and doc['reason'] == 'paho device says no'" || return 1
-    elif ! grep -q "(calibrate to $dev): failed\$" "$TMP/wait.out" ||
-        ! grep -q 'reason: paho device says no' "$TMP/wait.out"; then
+        # A JSON line per step: queued at once, failed last.
+        head -n 1 "$TMP/wait.out" >"$TMP/wait.first"
+        tail -n 1 "$TMP/wait.out" >"$TMP/wait.last"
+        json_check "$TMP/wait.first" "doc['state'] == 'queued' and not doc['finished']" || return 1
+        json_check "$TMP/wait.last" "doc['state'] == 'failed' and doc['response'] == {'drift': 0.4}
+            and doc['reason'] == 'paho device says no' and doc['finished']" || return 1
+    elif ! grep -q "calibrate → $dev: queued ($dev is offline" "$TMP/wait.out" ||
+        ! grep -qE '^  \+[0-9.]+ m?s +failed +reason: paho device says no' "$TMP/wait.out"; then
         why "control send --wait printed: $(cat "$TMP/wait.out")"
         return 1
     fi

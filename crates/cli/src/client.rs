@@ -1,7 +1,11 @@
 //! The CLI's HTTP client: every command but `serve` and `bench` talks to a
 //! running server through the API, never to the store directly.
 
+use std::pin::Pin;
+
 use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
@@ -70,10 +74,12 @@ impl Client {
         json(self.send(self.authorized(self.http.delete(self.url(path)))).await?).await
     }
 
-    /// GET a streaming response (Server-Sent Events).
-    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
+    /// GET a stream of Server-Sent Events. It is open (the server
+    /// subscribed) when this returns.
+    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<EventStream> {
         let request = self.authorized(self.http.get(self.url(path)).query(query).header("accept", "text/event-stream"));
-        self.send(request).await
+        let response = self.send(request).await?;
+        Ok(EventStream { body: Box::pin(response.bytes_stream()), buffer: Vec::new() })
     }
 
     fn url(&self, path: &str) -> String {
@@ -101,6 +107,50 @@ impl Client {
             _ => "",
         };
         bail!("{} {message}{hint}", status.as_u16())
+    }
+}
+
+/// A Server-Sent Events stream, read message by message.
+pub struct EventStream {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: Vec<u8>,
+}
+
+/// One Server-Sent Events message: its `event:` kind (`message` when it
+/// names none) and its `data:` lines joined.
+pub struct SseMessage {
+    pub kind: String,
+    pub data: String,
+}
+
+impl EventStream {
+    /// The next message; `None` once the server has closed the stream.
+    pub async fn next(&mut self) -> anyhow::Result<Option<SseMessage>> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let message: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Ok(Some(SseMessage::parse(&String::from_utf8_lossy(&message))));
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk.context("the event stream broke")?),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl SseMessage {
+    fn parse(message: &str) -> Self {
+        let mut kind = "message";
+        let mut data = String::new();
+        for line in message.lines() {
+            if let Some(k) = line.strip_prefix("event:") {
+                kind = k.trim();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.trim_start());
+            }
+        }
+        Self { kind: kind.to_string(), data }
     }
 }
 

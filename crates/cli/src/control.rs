@@ -6,6 +6,10 @@ use serde_json::{Map, Value, json};
 
 use crate::Remote;
 
+mod wait;
+
+use wait::WaitArgs;
+
 #[derive(clap::Subcommand)]
 pub enum ControlCommand {
     /// Set desired state on a device's shadow. The device gets the delta on
@@ -21,13 +25,17 @@ pub enum ControlCommand {
         after_help = "The device receives {\"id\", \"name\", \"payload\", \"expires_at\", \"response_topic\"} on\n  \
         $glassbox/devices/ID/commands/NAME and answers on .../commands/NAME/response with\n  \
         {\"id\": \"<command id>\", \"status\": \"succeeded\" | \"failed\", \"result\": …}.\n\n\
-        States: queued -> in_transit -> delivered (the device acknowledged it) -> succeeded | failed | expired | cancelled."
+        States: queued -> in_transit -> delivered (the device acknowledged it) -> succeeded | failed | expired | cancelled.\n\n\
+        With --wait it prints the command id and state at once, then each step as it happens:\n  \
+        glassbox control send pump-1 flush --wait --wait-timeout 2m\n\
+        Exit codes with --wait: 0 succeeded; 1 failed, expired or cancelled (or an error); 124 still going \
+        after --wait-timeout (follow it with `glassbox control command ID --wait`)."
     )]
     Send(SendArgs),
     /// A device's commands, newest first, with their states.
     Commands(CommandsArgs),
-    /// One command, whole.
-    Command(CommandIdArgs),
+    /// One command, whole; with --wait, its steps until it finishes.
+    Command(CommandArgs),
     /// Cancel a command that has not finished.
     Cancel(CommandIdArgs),
 }
@@ -47,12 +55,24 @@ pub struct SendArgs {
     /// Sending again with the same key returns the first command instead of sending twice.
     #[arg(long)]
     idempotency_key: Option<String>,
-    /// Wait until it succeeds, fails, expires or is cancelled, and print the outcome.
-    #[arg(long)]
-    wait: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     #[command(flatten)]
     remote: Remote,
-    /// Print JSON.
+    /// Print JSON (with --wait, a JSON line per step).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CommandArgs {
+    /// The command id (printed by `control send`).
+    command: String,
+    #[command(flatten)]
+    wait: WaitArgs,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON (with --wait, a JSON line per step).
     #[arg(long)]
     json: bool,
 }
@@ -131,11 +151,7 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
             crate::render::table(&["ID", "NAME", "STATE", "CREATED", "UPDATED", "REASON"], &rows);
             Ok(())
         }
-        ControlCommand::Command(a) => {
-            let path = format!("/api/v1/commands/{}", crate::client::segment(&a.command));
-            let command = a.remote.client()?.get(&path, &[]).await?;
-            print_command(&command, a.json)
-        }
+        ControlCommand::Command(a) => one_command(a).await,
         ControlCommand::Cancel(a) => {
             let path = format!("/api/v1/commands/{}/cancel", crate::client::segment(&a.command));
             let command = a.remote.client()?.post(&path, "application/json", String::new()).await?;
@@ -151,28 +167,33 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
     };
     let body = json!({ "name": a.name, "payload": payload, "ttl": a.ttl, "idempotency_key": a.idempotency_key });
     let client = a.remote.client()?;
+    // Listening before sending: every step after it is seen.
+    let steps = match a.wait.wait {
+        true => Some(wait::Steps::open(&client, &a.id).await?),
+        false => None,
+    };
     let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.id));
-    let mut command = client.post(&path, "application/json", body.to_string()).await?;
+    let command = client.post(&path, "application/json", body.to_string()).await?;
     if command["duplicate"] == true && !a.json {
         eprintln!("this idempotency key was used before: showing that command; nothing was sent again");
     }
-    if a.wait {
-        let id = crate::render::text(&command, "id").to_string();
-        let path = format!("/api/v1/commands/{}", crate::client::segment(&id));
-        while !is_final(&command) {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            command = client.get(&path, &[]).await?;
-        }
+    match steps {
+        Some(steps) => wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await,
+        None => print_command(&command, a.json),
     }
-    print_command(&command, a.json)?;
-    if a.wait && command["state"] != "succeeded" {
-        bail!("command {} ended {}", crate::render::text(&command, "id"), crate::render::text(&command, "state"));
-    }
-    Ok(())
 }
 
-fn is_final(command: &Value) -> bool {
-    matches!(command["state"].as_str(), Some("succeeded" | "failed" | "expired" | "cancelled") | None)
+async fn one_command(a: CommandArgs) -> anyhow::Result<()> {
+    let client = a.remote.client()?;
+    let path = format!("/api/v1/commands/{}", crate::client::segment(&a.command));
+    let command = client.get(&path, &[]).await?;
+    if !a.wait.wait {
+        return print_command(&command, a.json);
+    }
+    let steps = wait::Steps::open(&client, crate::render::text(&command, "device")).await?;
+    // Read again once listening: a step taken in between is not missed.
+    let command = client.get(&path, &[]).await?;
+    wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await
 }
 
 fn command_row(c: &Value) -> Vec<String> {

@@ -1,10 +1,10 @@
 //! `glassbox events query|get|tail|send`.
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::Remote;
+use crate::client::SseMessage;
 use crate::render;
 
 #[derive(clap::Subcommand)]
@@ -230,36 +230,22 @@ fn print_event(event: &Value) {
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let response = client.stream("/api/v1/events/tail", &args.filters.pairs()).await?;
+    let mut stream = client.stream("/api/v1/events/tail", &args.filters.pairs()).await?;
     if !args.json {
         eprintln!("following new events (Ctrl-C to stop)");
     }
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk.context("the event stream broke")?));
-        while let Some(end) = buffer.find("\n\n") {
-            let message: String = buffer.drain(..end + 2).collect();
-            print_sse(&message, args.json)?;
-        }
+    while let Some(message) = stream.next().await? {
+        print_sse(&message, args.json)?;
     }
     bail!("the server closed the event stream (it is stopping or restarting); run the tail again to resume")
 }
 
-fn print_sse(message: &str, json: bool) -> anyhow::Result<()> {
-    let mut kind = "message";
-    let mut data = String::new();
-    for line in message.lines() {
-        if let Some(k) = line.strip_prefix("event:") {
-            kind = k.trim();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.trim_start());
-        }
-    }
-    match kind {
+fn print_sse(message: &SseMessage, json: bool) -> anyhow::Result<()> {
+    let data = &message.data;
+    match message.kind.as_str() {
         "event" if json => println!("{data}"),
         "event" => {
-            let event: Value = serde_json::from_str(&data).context("the server sent an event that is not JSON")?;
+            let event: Value = serde_json::from_str(data).context("the server sent an event that is not JSON")?;
             let received = event["states"].get(0).map_or(Value::Null, |s| s["at"].clone());
             println!(
                 "{}  {}  {}  source={}  device={}",

@@ -65,6 +65,20 @@ impl Remote {
     }
 }
 
+/// Ends a command with its own exit code, once it has said what there is
+/// to say (the code is documented with the command, e.g. 124: a
+/// `control send --wait` that ran out of time).
+#[derive(Debug)]
+struct Exit(u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 #[derive(Subcommand)]
 enum Command {
     /// Try it all at once: the server on a temporary store, a simulated
@@ -156,6 +170,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) && stdout_reader_gone() => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<Exit>() => std::process::ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |exit| exit.0)),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

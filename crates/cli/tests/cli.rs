@@ -291,6 +291,116 @@ fn function_failures_are_listed_logged_and_pointed_at() {
     assert!(line.contains("100.0%") && line.ends_with(pointer), "{frame}");
 }
 
+/// Issue 18: `control send --wait` to an offline device printed nothing and
+/// waited out the whole TTL. Now it says at once that the command is
+/// queued and why, and when --wait-timeout passes, where it is and how to
+/// follow it (exit 124).
+#[test]
+fn control_send_wait_to_an_offline_device_says_queued_and_how_to_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    cli(&served, &["devices", "create", "d1"]);
+    let started = std::time::Instant::now();
+    let output = glassbox()
+        .args(["control", "send", "d1", "fan", "--wait", "--wait-timeout", "1s"])
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(124), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(started.elapsed() < Duration::from_secs(30), "it ends after --wait-timeout, not the TTL");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("command ")
+            && lines[0].contains(" fan → d1: queued (d1 is offline: it is sent when d1 connects"),
+        "{stdout}"
+    );
+    let id = lines[0].split_whitespace().nth(1).unwrap();
+    assert!(lines[1].starts_with("still queued after 1s (the command goes on until it expires at "), "{stdout}");
+    assert_eq!(lines[2], format!("  follow it: glassbox control command {id} --wait"));
+    let command = cli_json(&served, &["control", "command", id, "--json"]);
+    assert_eq!(command["state"], "queued", "the wait ended, the command did not");
+}
+
+/// `control send --wait --json`: a JSON line at once, then one per step as
+/// the device connects, acknowledges and answers; exit 0 when it succeeded.
+#[test]
+fn control_send_wait_prints_each_step_as_the_device_takes_it() {
+    use glassbox_gateway::client::{self, Options};
+    use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    let secret = cli_json(&served, &["devices", "create", "d1", "--json"])["secret"].as_str().unwrap().to_string();
+    let mut child = glassbox()
+        .args(["control", "send", "d1", "flush", "--payload", r#"{"seconds":5}"#, "--wait", "--wait-timeout", "60s"])
+        .arg("--json")
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, steps) = std::sync::mpsc::channel::<Value>();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    let next = || steps.recv_timeout(Duration::from_secs(20)).expect("a line within 20 s");
+    // At once, before the device is anywhere.
+    let queued = next();
+    assert_eq!((queued["state"].as_str(), queued["finished"].as_bool()), (Some("queued"), Some(false)), "{queued}");
+    assert!(queued["detail"].as_str().unwrap().starts_with("d1 is offline"), "{queued}");
+    let id = queued["id"].as_str().unwrap().to_string();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let options =
+        Options { username: Some("d1".into()), password: Some(secret), protocol: Protocol::V5, ..Options::new("d1") };
+    let (mut reader, mut writer, _) = runtime.block_on(client::connect(&served.mqtt, &options)).unwrap();
+    let filters = vec![("$glassbox/devices/d1/commands/#".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+    let command = runtime.block_on(async {
+        let subscribe = Subscribe { packet_id: 1, properties: Properties::default(), filters };
+        writer.send(&Packet::Subscribe(subscribe)).await.unwrap();
+        writer.flush().await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), reader.next()).await.unwrap().unwrap() {
+                Packet::Publish(p) => break p,
+                _ => continue,
+            }
+        }
+    });
+    let in_transit = next();
+    assert_eq!((in_transit["state"].as_str(), in_transit["id"].as_str()), (Some("in_transit"), Some(id.as_str())));
+    assert_eq!(in_transit["detail"], "sent on $glassbox/devices/d1/commands/flush");
+    runtime.block_on(async {
+        writer.send(&Packet::PubAck(Ack::new(command.packet_id.unwrap()))).await.unwrap();
+        writer.flush().await.unwrap();
+    });
+    let delivered = next();
+    assert_eq!(
+        (delivered["state"].as_str(), delivered["detail"].as_str()),
+        (Some("delivered"), Some("d1 acknowledged it"))
+    );
+    let answer = json!({"id": id, "status": "succeeded", "result": {"flushed": true}}).to_string();
+    let response = Publish {
+        topic: "$glassbox/devices/d1/commands/flush/response".into(),
+        packet_id: Some(2),
+        payload: answer.into(),
+        ..command
+    };
+    runtime.block_on(async {
+        writer.send(&Packet::Publish(response)).await.unwrap();
+        writer.flush().await.unwrap();
+    });
+    let succeeded = next();
+    assert_eq!((succeeded["state"].as_str(), succeeded["finished"].as_bool()), (Some("succeeded"), Some(true)));
+    assert_eq!(succeeded["response"], json!({"flushed": true}));
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn bench_functions_reports_invocation_figures() {
     let output = glassbox().args(["bench", "functions", "--invocations", "200", "--threads", "1"]).output().unwrap();
