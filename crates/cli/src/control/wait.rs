@@ -47,7 +47,7 @@ struct Waiting<'a> {
     json: bool,
 }
 
-/// Prints `command`'s state now (with `why`, when it is still queued),
+/// Prints `command`'s state now (and why, when it is still queued),
 /// then each step from `steps`, until it finishes or `timeout` passes.
 pub async fn follow(
     client: &Client,
