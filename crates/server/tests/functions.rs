@@ -44,6 +44,18 @@ impl Server {
         page["events"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Posts events as one batch; it must be accepted.
+    async fn post_batch(&self, events: &[Value]) {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/events")
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(serde_json::to_vec(events).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
     /// Events of a query, once there are some (waiting up to 5 s).
     async fn eventually_events(&self, query: &str) -> Vec<Value> {
         for _ in 0..100 {
@@ -533,14 +545,7 @@ async fn a_backlog_left_at_a_stop_runs_once_at_the_next_start() {
     assert_eq!(status, StatusCode::CREATED);
     let items: Vec<Value> =
         (0..60).map(|n| json!({"specversion": "1.0", "source": "test", "type": "work.item", "data": n})).collect();
-    let response = server
-        .request(reqwest::Method::POST, "/api/v1/events")
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(serde_json::to_vec(&items).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.post_batch(&items).await;
     server.invocations("slow", 1).await;
     let server = server.restart(|_| {}).await;
 
@@ -577,14 +582,7 @@ async fn a_burst_past_the_queue_waits_in_the_backlog_and_runs_once() {
     assert_eq!(status, StatusCode::CREATED);
     let burst: Vec<Value> =
         (0..2500).map(|n| json!({"specversion": "1.0", "source": "t", "type": "burst.big", "data": n})).collect();
-    let response = server
-        .request(reqwest::Method::POST, "/api/v1/events")
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(serde_json::to_vec(&burst).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.post_batch(&burst).await;
     // Metrics are derived from the invocation records.
     let ran = r#"glassbox_function_invocations_total{function="steady",outcome="succeeded"} "#;
     let mut count = 0;

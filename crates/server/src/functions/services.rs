@@ -29,6 +29,15 @@ struct ForInvocation {
 }
 
 impl HostServices {
+    /// A device's shadow as the guest reads it (JSON), or why not.
+    pub(super) fn shadow(&self, device: &str) -> Result<String, String> {
+        match self.handle.block_on(self.control.shadow(device)) {
+            Ok(Some(shadow)) => Ok(shadow.to_json(device).to_string()),
+            Ok(None) => Err(format!("no device {device:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     pub fn new(store: Arc<dyn FunctionStore>, control: Arc<Control>, handle: Handle) -> Self {
         Self { store, control, handle }
     }
@@ -53,11 +62,7 @@ impl Services for ForInvocation {
     }
 
     fn shadow(&self, device: &str) -> Result<String, String> {
-        match self.host.handle.block_on(self.host.control.shadow(device)) {
-            Ok(Some(shadow)) => Ok(shadow.to_json(device).to_string()),
-            Ok(None) => Err(format!("no device {device:?}")),
-            Err(e) => Err(e.to_string()),
-        }
+        self.host.shadow(device)
     }
 
     fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String> {
