@@ -32,7 +32,8 @@ pub enum DevicesCommand {
     /// Drop the messages waiting in the device's offline queue: each is
     /// recorded as dropped with reason `cleared`, and the clearing itself
     /// as a `device.queue_cleared` event. Messages already sent and awaiting
-    /// the device's acknowledgement stay.
+    /// the device's acknowledgement stay. Prints what it cleared (the
+    /// oldest 20 by event id and topic).
     #[command(after_help = "glassbox devices inspect pump-1        how many are queued, and since when
         glassbox devices clear-queue pump-1
         glassbox events query --device pump-1 --type device.queue_cleared")]
@@ -155,10 +156,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
             let answer = a.remote.client()?.delete_json(&path).await?;
             match (a.json, answer["session"] == true) {
                 (true, _) => println!("{answer}"),
-                (false, true) => println!(
-                    "cleared {} queued message(s) of {}; each is recorded as dropped (reason cleared)",
-                    answer["cleared"], a.id
-                ),
+                (false, true) => print_cleared(&answer, &a.id),
                 (false, false) => println!("{} has no session, so nothing was queued", a.id),
             }
             if let Some(warning) = answer["warning"].as_str() {
@@ -302,4 +300,28 @@ fn print_with_secret(device: &Value, json: bool) -> anyhow::Result<()> {
     println!("secret {} (shown once; only its hash is stored)", render::text(device, "secret"));
     println!("MQTT credentials: client id and user name {id}, password the secret");
     Ok(())
+}
+
+/// What `clear-queue` dropped: the count, then each message the server
+/// named (event id, topic, size), and how many more it did not name.
+fn print_cleared(answer: &Value, device: &str) {
+    let count = answer["cleared"].as_u64().unwrap_or(0);
+    let named = answer["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let colon = if named.is_empty() { "" } else { ":" };
+    println!("cleared {count} queued message(s) of {device}; each is recorded as dropped (reason cleared){colon}");
+    for message in named {
+        println!(
+            "  {}  {}  ({} bytes)",
+            message["event"].as_str().unwrap_or("-"),
+            message["topic"].as_str().unwrap_or("-"),
+            message["bytes"]
+        );
+    }
+    let more = count.saturating_sub(named.len() as u64);
+    if more > 0 {
+        println!("  … and {more} more");
+    }
+    if let Some(first) = named.first().and_then(|m| m["event"].as_str()) {
+        println!("glassbox events get {first}    one of them, with its states");
+    }
 }

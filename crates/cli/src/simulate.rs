@@ -3,8 +3,10 @@
 //!
 //! Each device registers itself through the API, connects with its own
 //! credentials, reports its shadow, publishes telemetry with a daily
-//! pattern and noise, answers commands after a delay (failing a few), and —
-//! for some devices — sleeps for a while or drops its link now and then.
+//! pattern and noise, applies the desired state its shadow's delta asks for
+//! and carries out commands after a delay (failing a few), reporting what
+//! changed (see `firmware`), and — for some devices — sleeps for minutes or
+//! drops its link now and then.
 //! Faults can be set by flag at start or typed while it runs (see `--help`).
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +24,15 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::Remote;
 use crate::client::Client;
+
+mod firmware;
+
+use firmware::Firmware;
+
+/// How long a sleepy device sleeps, in seconds: long enough that what is
+/// sent to it waits in its queue most of the time (well under
+/// `control.offline_max`, 10 minutes, after which liveness would flag it).
+const SLEEP_SECONDS: std::ops::Range<u64> = 120..240;
 
 #[derive(clap::Args, Clone)]
 #[command(after_help = "While it runs, type a fault and Enter:\n  \
@@ -48,7 +59,7 @@ pub struct SimulateArgs {
     /// Time between a device's telemetry messages.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// Share of devices that sleep (disconnect for a while) every few minutes.
+    /// Share of devices that sleep: awake for under a minute, then away for 2–4 minutes.
     #[arg(long, default_value_t = 0.2)]
     pub sleepy: f64,
     /// Share of devices whose link drops now and then.
@@ -136,10 +147,12 @@ pub struct Profile {
     base: f64,
 }
 
-/// The fleet's devices, as `simulate` would make them.
+/// The fleet's devices, as `simulate` would make them. A share of sleepy
+/// devices above zero means at least one: the last device sleeps if the
+/// draw made none sleepy.
 pub fn fleet(args: &SimulateArgs) -> Vec<Profile> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    (0..args.devices)
+    let mut profiles: Vec<Profile> = (0..args.devices)
         .map(|i| Profile {
             id: format!("{}-{i}", args.prefix),
             group: format!("{}-group-{}", args.prefix, i % args.groups.max(1)),
@@ -148,7 +161,13 @@ pub fn fleet(args: &SimulateArgs) -> Vec<Profile> {
             phase: rng.random_range(-1.0..1.0),
             base: rng.random_range(18.0..24.0),
         })
-        .collect()
+        .collect();
+    if args.sleepy > 0.0 && !profiles.iter().any(|p| p.sleepy) {
+        if let Some(last) = profiles.last_mut() {
+            last.sleepy = true;
+        }
+    }
+    profiles
 }
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -266,6 +285,8 @@ impl Device {
     /// Connects, talks until a fault, sleep or drop ends the connection; again.
     async fn live(self) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        let mut firmware = Firmware::new();
+        let mut first = true;
         // Spread the fleet's first connections and messages over one interval.
         tokio::time::sleep(self.args.interval.mul_f64(rng.random_range(0.0..1.0))).await;
         loop {
@@ -278,12 +299,14 @@ impl Device {
                     tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
                 }
                 Mode::Talk | Mode::Silent => {
-                    if let Err(e) = self.session(&mut rng).await {
+                    let ended = self.session(&mut rng, &mut firmware, first).await;
+                    first = false;
+                    if let Err(e) = ended {
                         tracing::debug!(device = %self.profile.id, error = %e, "simulated session ended");
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
                     if self.profile.sleepy && self.mode().0 == Mode::Talk {
-                        tokio::time::sleep(Duration::from_secs(rng.random_range(20..60))).await;
+                        tokio::time::sleep(Duration::from_secs(rng.random_range(SLEEP_SECONDS))).await;
                     }
                 }
             }
@@ -305,25 +328,21 @@ impl Device {
         Ok((reader, writer))
     }
 
-    /// One connection: subscribe, report, publish telemetry, answer commands.
-    async fn session(&self, rng: &mut rand::rngs::StdRng) -> anyhow::Result<()> {
+    /// One connection: subscribe, report, publish telemetry, act on desired
+    /// state and commands.
+    async fn session(&self, rng: &mut rand::rngs::StdRng, firmware: &mut Firmware, first: bool) -> anyhow::Result<()> {
         let (mut reader, mut writer) = self.connect().await?;
         let id = &self.profile.id;
-        // Commands, and whatever a backend leaves in its inbox (queued while it sleeps).
+        // Commands, desired state, and whatever a backend leaves in its inbox (queued while it sleeps).
         let filters = vec![
             (format!("$glassbox/devices/{id}/commands/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
+            (format!("$glassbox/devices/{id}/shadow/delta"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
             (format!("devices/{id}/inbox/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
         ];
         writer.send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters })).await?;
-        let reported = json!({ "state": { "reported": { "firmware": "1.4.2", "fan": false } } });
-        publish(&mut writer, &format!("$glassbox/devices/{id}/shadow/update"), reported.to_string(), 2).await?;
-        // Sleepy devices stay up a few minutes; flaky links drop at random.
-        let awake = match self.profile.sleepy {
-            true => Duration::from_secs(rng.random_range(120..300)),
-            false => Duration::from_secs(86_400),
-        };
-        let until = tokio::time::Instant::now() + awake;
-        let (commands_tx, mut commands) = tokio::sync::mpsc::channel::<Publish>(64);
+        publish(&mut writer, &format!("$glassbox/devices/{id}/shadow/update"), firmware.report_all(), 2).await?;
+        let until = tokio::time::Instant::now() + self.awake(rng, first);
+        let (inbox_tx, mut inbox) = tokio::sync::mpsc::channel::<Publish>(64);
         let mut packet_id: u16 = 3;
         let mut next = tokio::time::Instant::now();
         loop {
@@ -333,19 +352,19 @@ impl Device {
                         writer.send(&Packet::PubAck(Ack::new(pid))).await?;
                         writer.flush().await?;
                     }
-                    // Commands take the device a moment to carry out.
-                    let tx = commands_tx.clone();
+                    // What it receives takes the device a moment to carry out.
+                    let tx = inbox_tx.clone();
                     let latency = Duration::from_millis(rng.random_range(50..500));
                     tokio::spawn(async move {
                         tokio::time::sleep(latency).await;
                         let _ = tx.send(p).await;
                     });
                 },
-                Some(command) = commands.recv() => {
+                Some(received) = inbox.recv() => {
                     let fail = rng.random_bool(self.args.command_failures.clamp(0.0, 1.0));
-                    if let Some((topic, answer)) = answer(&command, fail) {
+                    for (topic, body) in firmware.handle(id, &received, fail) {
                         packet_id = packet_id.wrapping_add(1).max(3);
-                        publish(&mut writer, &topic, answer, packet_id).await?;
+                        publish(&mut writer, &topic, body, packet_id).await?;
                     }
                 }
                 () = tokio::time::sleep_until(next) => {
@@ -363,7 +382,10 @@ impl Device {
                     if self.profile.flaky && rng.random_bool(0.02) {
                         anyhow::bail!("link dropped");
                     }
-                    let body = if malformed { "{\"temperature\": 2".to_string() } else { self.telemetry(rng) };
+                    let body = match malformed {
+                        true => "{\"temperature\": 2".to_string(),
+                        false => self.telemetry(rng, firmware),
+                    };
                     packet_id = packet_id.wrapping_add(1).max(3);
                     publish(&mut writer, &format!("devices/{id}/telemetry"), body, packet_id).await?;
                     let gap = if surging { self.args.interval / 10 } else { self.args.interval };
@@ -373,8 +395,20 @@ impl Device {
         }
     }
 
+    /// How long a connection stays up. A sleepy device wakes for well under
+    /// a minute (its first wake: about one message) and then sleeps for
+    /// minutes (see [`Device::live`]), so what is sent to it mostly waits in
+    /// its queue; other devices stay up unless a fault or their link ends it.
+    fn awake(&self, rng: &mut rand::rngs::StdRng, first: bool) -> Duration {
+        match (self.profile.sleepy, first) {
+            (true, true) => self.args.interval.mul_f64(1.5),
+            (true, false) => Duration::from_secs(rng.random_range(20..60)),
+            (false, _) => Duration::from_secs(86_400),
+        }
+    }
+
     /// Temperature on a daily curve (warmest mid-afternoon), with noise.
-    fn telemetry(&self, rng: &mut rand::rngs::StdRng) -> String {
+    fn telemetry(&self, rng: &mut rand::rngs::StdRng, firmware: &Firmware) -> String {
         let now = chrono::Utc::now();
         let day = (now.timestamp() % 86_400) as f64 / 86_400.0;
         let daily = (TAU * (day - 0.375) + self.profile.phase * 0.3).sin();
@@ -384,20 +418,10 @@ impl Device {
             "temperature": (temperature * 10.0).round() / 10.0,
             "humidity": humidity.round(),
             "battery": 100 - (now.timestamp() / 3600 % 100),
+            "fan": firmware.reported.get("fan").cloned().unwrap_or(Value::Bool(false)),
         })
         .to_string()
     }
-}
-
-/// The answer to a command, on its response topic.
-fn answer(command: &Publish, fail: bool) -> Option<(String, String)> {
-    let body: Value = serde_json::from_slice(&command.payload).ok()?;
-    let topic = body["response_topic"].as_str()?.to_string();
-    let answer = match fail {
-        true => json!({ "id": body["id"], "status": "failed", "message": "actuator did not respond" }),
-        false => json!({ "id": body["id"], "status": "succeeded", "result": { "applied": body["name"] } }),
-    };
-    Some((topic, answer.to_string()))
 }
 
 async fn publish(writer: &mut Writer, topic: &str, body: String, packet_id: u16) -> anyhow::Result<()> {
@@ -428,5 +452,31 @@ mod tests {
         assert!(faults.silent.is_empty());
         assert!(faults.apply("surge").unwrap_err().contains("needs a device or group"));
         assert!(faults.apply("explode sim-1").unwrap_err().contains("use silent"));
+    }
+
+    #[test]
+    fn a_share_of_sleepy_devices_above_zero_means_at_least_one() {
+        let remote = Remote { server: "http://127.0.0.1:1".into(), token: None };
+        let args = |sleepy| SimulateArgs {
+            devices: 3,
+            prefix: "sim".into(),
+            groups: 1,
+            mqtt: String::new(),
+            interval: Duration::from_secs(5),
+            sleepy,
+            flaky: 0.0,
+            command_failures: 0.0,
+            silent: Vec::new(),
+            flap: Vec::new(),
+            surge: Vec::new(),
+            malformed: Vec::new(),
+            duration: None,
+            seed: 1,
+            remote: remote.clone(),
+        };
+        let sleepy = |share| fleet(&args(share)).iter().filter(|p| p.sleepy).map(|p| p.id.clone()).collect::<Vec<_>>();
+        assert_eq!(sleepy(1e-9), vec!["sim-2".to_string()]);
+        assert!(sleepy(0.0).is_empty());
+        assert_eq!(sleepy(1.0).len(), 3);
     }
 }

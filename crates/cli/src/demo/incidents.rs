@@ -1,10 +1,12 @@
-//! The demo's scripted incidents, each announced as it happens: things
-//! `glassbox diagnose` should find and explain by itself.
+//! The demo's scripted incidents, each announced as it happens and again
+//! with its incident number once `glassbox diagnose` shows it: things
+//! diagnose should find and explain by itself.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use glassbox_diagnose::GROUP_WINDOW_SECONDS;
+use serde_json::{Value, json};
 
 use super::{Roles, TICK, deploy, relay};
 use crate::client::Client;
@@ -40,49 +42,138 @@ impl Schedule {
 /// Count-down steps of the slow version: around 10 ms of work.
 const SLOW_SPIN: u32 = 10_000_000;
 
-/// The scripted incidents, each announced as it happens.
+/// What a scripted step is, for its announcements: `diagnose` names an
+/// incident by a number of its own (its first episode's), only known once
+/// the detectors flag it, so a step is announced by what it does and
+/// whom, then again with that number when `diagnose` shows it.
+struct Step {
+    /// What happened, in words ("a recursion loop").
+    what: &'static str,
+    /// The subject `diagnose` will name, as its API serializes it.
+    subject: Value,
+    /// The subject in words, as `diagnose` prints it ("function ticker").
+    named: String,
+}
+
+impl Step {
+    fn function(what: &'static str, name: &str) -> Self {
+        Self { what, subject: json!({ "kind": "function", "name": name }), named: format!("function {name}") }
+    }
+
+    fn device(what: &'static str, id: &str) -> Self {
+        Self { what, subject: json!({ "kind": "device", "name": id }), named: format!("device {id}") }
+    }
+}
+
+/// How long to look for a step's incident in `diagnose`, and how often.
+const FOUND_WITHIN: Duration = Duration::from_secs(300);
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
+/// Prints a line of the demo's timeline, minutes from its start.
+fn announce(started: tokio::time::Instant, what: &str, hint: &str) {
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");
+}
+
+/// Watches `glassbox diagnose` for the incident of `step` (one with an
+/// episode of its subject that began after `since`), and announces it with
+/// the number `diagnose` gives it.
+async fn announce_when_diagnosed(client: Arc<Client>, started: tokio::time::Instant, step: Step) {
+    let since = chrono::Utc::now() - chrono::Duration::seconds(10);
+    let deadline = tokio::time::Instant::now() + FOUND_WITHIN;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let Ok(diagnosis) = client.get("/api/v1/diagnose", &[("since", "1h".to_string())]).await else { continue };
+        if let Some(id) = incident_of(&diagnosis, &step.subject, since) {
+            let scope = match step.subject["kind"].as_str() {
+                Some("device") => "--device",
+                _ => "--function",
+            };
+            let name = step.subject["name"].as_str().unwrap_or_default();
+            announce(
+                started,
+                &format!("glassbox diagnose shows {} as incident {id} ({})", step.what, step.named),
+                &format!("glassbox diagnose {scope} {name}"),
+            );
+            return;
+        }
+    }
+    announce(
+        started,
+        &format!("glassbox diagnose has not flagged {} ({}) within 5 min", step.what, step.named),
+        "the detectors may still be learning its series' normal: glassbox diagnose says how many are",
+    );
+}
+
+/// The id of the incident of `diagnosis` with an episode about `subject`
+/// that began at or after `since`.
+fn incident_of(diagnosis: &Value, subject: &Value, since: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let began_since = |episode: &Value| {
+        let start = episode["start"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        episode["series"]["subject"] == *subject && start.is_some_and(|t| t >= since)
+    };
+    diagnosis["incidents"].as_array()?.iter().find_map(|incident| {
+        let episodes = incident["episodes"].as_array()?;
+        episodes.iter().any(began_since).then(|| incident["id"].as_u64()).flatten()
+    })
+}
+
+/// The scripted incidents, each announced as it happens and again when
+/// `diagnose` shows it.
 pub(super) async fn script(client: Client, faults: Arc<Mutex<Faults>>, roles: Roles, schedule: Schedule) {
     let started = tokio::time::Instant::now();
     let at = |since_start: Duration| started + since_start;
-    let announce = |what: &str, hint: &str| {
-        let minutes = started.elapsed().as_secs_f64() / 60.0;
-        println!("\n[demo +{minutes:.1} min] {what}\n    {hint}");
+    let client = Arc::new(client);
+    let watch = |step: Step| {
+        tokio::spawn(announce_when_diagnosed(client.clone(), started, step));
     };
 
     tokio::time::sleep_until(at(schedule.recursion_loop)).await;
     match deploy(&client, "ticker", relay("demo.tick", 0, "tick"), &[TICK, "event:demo.tick"]).await {
-        Ok(v) => announce(
-            &format!("incident 1: ticker v{} also triggers on its own output: a recursion loop", v["version"]),
-            "each tick stops at hop 16 with a dead letter: glassbox events query --type function.dead_letter; \
-             it goes on until you run glassbox functions rollback ticker",
-        ),
-        Err(e) => eprintln!("demo: incident 1 could not be scripted: {e:#}"),
+        Ok(v) => {
+            announce(
+                started,
+                &format!("a recursion loop: ticker v{} also triggers on its own output", v["version"]),
+                "each tick stops at hop 16 with a dead letter: glassbox events query --type function.dead_letter; \
+                 it goes on until you run glassbox functions rollback ticker",
+            );
+            watch(Step::function("the recursion loop", "ticker"));
+        }
+        Err(e) => eprintln!("demo: the recursion loop could not be scripted: {e:#}"),
     }
 
     tokio::time::sleep_until(at(schedule.slow_version)).await;
     let slow = relay("telemetry.accepted", SLOW_SPIN, "telemetry accepted");
     match deploy(&client, "telemetry", slow, &["mqtt:devices/+/telemetry"]).await {
-        Ok(v) => announce(
-            &format!("incident 2: telemetry v{} is deployed, a much slower build", v["version"]),
-            "glassbox functions invocations telemetry; glassbox diagnose --function telemetry",
-        ),
-        Err(e) => eprintln!("demo: incident 2 could not be scripted: {e:#}"),
+        Ok(v) => {
+            announce(
+                started,
+                &format!("a slower version: telemetry v{} is deployed, a much slower build", v["version"]),
+                "glassbox functions invocations telemetry; glassbox diagnose --function telemetry",
+            );
+            watch(Step::function("the slower version", "telemetry"));
+        }
+        Err(e) => eprintln!("demo: the slower version could not be scripted: {e:#}"),
     }
     tokio::time::sleep_until(at(schedule.rollback)).await;
     match client.post("/api/v1/functions/telemetry/rollback", "application/json", String::new()).await {
-        Ok(_) => announce(
-            "incident 2, later: someone noticed and rolled telemetry back",
-            "glassbox functions versions telemetry; glassbox diagnose shows the deploy and the rollback",
+        Ok(rolled) => announce(
+            started,
+            &format!("someone noticed and rolled telemetry back to v{}", rolled["version"]),
+            "glassbox functions list (telemetry is live at v1 again); \
+             glassbox events query --type function.rolled_back",
         ),
-        Err(e) => eprintln!("demo: the rollback of incident 2 could not be scripted: {e:#}"),
+        Err(e) => eprintln!("demo: the rollback of the slower version could not be scripted: {e:#}"),
     }
 
     tokio::time::sleep_until(at(schedule.silent_device)).await;
     let silenced = faults.lock().map(|mut f| f.apply(&format!("silent {}", roles.silenced)));
     if silenced.is_ok() {
         announce(
-            &format!("incident 3: {} stays connected but stops reporting", roles.silenced),
-            &format!("glassbox devices inspect {}; glassbox diagnose --device {}", roles.silenced, roles.silenced),
+            started,
+            &format!("a silent device: {} stays connected but stops reporting", roles.silenced),
+            &format!("glassbox devices inspect {}; glassbox devices list --silent", roles.silenced),
         );
+        watch(Step::device("the silent device", &roles.silenced));
     }
 }

@@ -83,7 +83,6 @@ mod tour;
 use tour::Tour;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    crate::serve::init_logging("warn");
     let (data_dir, _temporary) = match &args.data_dir {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -91,6 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             (temporary.path().to_path_buf(), Some(temporary))
         }
     };
+    let log = log_to_file(&data_dir)?;
     let token = match std::env::var("GLASSBOX_ADMIN_TOKEN") {
         Ok(token) if token.len() >= 16 => token,
         _ => format!("gbx_demo_{:032x}", rand::random::<u128>()),
@@ -125,7 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sample = first_message(&client, &roles.steady).await?;
     let schedule = incidents::Schedule::new(args.incidents_after, args.incident_gap);
     let kept = args.data_dir.is_some();
-    let tour = Tour { remote: &remote, data_dir: &data_dir, kept, roles: &roles, schedule, sample };
+    let tour = Tour { remote: &remote, data_dir: &data_dir, log: &log, kept, roles: &roles, schedule, sample };
     println!("{}", tour.text(&args));
     if !args.no_incidents {
         tokio::spawn(incidents::script(client, faults.clone(), roles.clone(), schedule));
@@ -145,7 +145,9 @@ fn fleet(args: &DemoArgs, mqtt: String, remote: Remote) -> SimulateArgs {
         interval: args.interval,
         sleepy: 0.2,
         flaky: 0.1,
-        command_failures: 0.05,
+        // The tour's command should succeed: a newcomer's first one failing
+        // at random says nothing useful (`glassbox simulate` fails 5%).
+        command_failures: 0.0,
         silent: Vec::new(),
         flap: Vec::new(),
         surge: Vec::new(),
@@ -208,11 +210,15 @@ impl Roles {
     }
 }
 
-/// A backend leaving a note in every device's inbox each 30 s (QoS 1), so
-/// that messages queue for devices while they sleep.
+/// How often the backend leaves a note in each device's inbox: a sleeping
+/// device (2–4 minutes away) has a dozen or more waiting.
+const NOTE_EVERY: Duration = Duration::from_secs(10);
+
+/// A backend leaving a note in every device's inbox each [`NOTE_EVERY`]
+/// (QoS 1), so that messages queue for devices while they sleep.
 async fn backend(mqtt: String, token: String, profiles: Vec<Profile>) {
     let options = Options { username: Some("operator".into()), password: Some(token), ..Options::new("demo-backend") };
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut tick = tokio::time::interval(NOTE_EVERY);
     loop {
         let Ok((mut reader, mut writer, _)) = client::connect(&mqtt, &options).await else {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -243,13 +249,38 @@ async fn backend(mqtt: String, token: String, profiles: Vec<Profile>) {
     }
 }
 
-/// The id of the first telemetry message of `device` that a function
-/// handled, for the tour to follow (waits up to 30 s for one).
+/// The server's log lines go to `glassbox.log` in the data directory (at
+/// INFO, or `GLASSBOX_LOG`), not to the terminal the tour is printed on;
+/// they stay in `glassbox logs` too. Returns the file's path.
+fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("glassbox.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening the demo's log file {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let to_file = tracing_subscriber::fmt::layer().with_writer(Mutex::new(file)).with_ansi(false).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(to_file).with(glassbox_server::logs::PlatformLayer).try_init();
+    Ok(path)
+}
+
+/// The id of a telemetry message of `device` (a `device.message`) that
+/// `telemetry` handled, for the tour to follow (waits up to 30 s for one).
 async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> {
-    let query = [("type", "function.invoked".to_string()), ("device", device.to_string()), ("limit", "1".into())];
+    let query = [("type", "function.invoked".to_string()), ("device", device.to_string()), ("limit", "20".into())];
     for _ in 0..300 {
         let page = client.get("/api/v1/events", &query).await?;
-        if let Some(id) = page["events"][0]["data"]["event_id"].as_str() {
+        let invocations = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
+        // `enrich` runs on `telemetry`'s output, of the same device: skip it.
+        let handled = invocations.iter().find(|e| e["data"]["function"] == "telemetry");
+        if let Some(id) = handled.and_then(|e| e["data"]["event_id"].as_str()) {
             return Ok(id.to_string());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

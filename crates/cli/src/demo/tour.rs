@@ -11,6 +11,8 @@ use crate::Remote;
 pub(super) struct Tour<'a> {
     pub(super) remote: &'a Remote,
     pub(super) data_dir: &'a std::path::Path,
+    /// Where the server's log lines go.
+    pub(super) log: &'a std::path::Path,
     pub(super) kept: bool,
     pub(super) roles: &'a Roles,
     pub(super) schedule: Schedule,
@@ -35,7 +37,8 @@ impl Tour<'_> {
                  {first}  ticker v2 triggers on its own output: a recursion loop\n  \
                  {second}  telemetry v2, a much slower build, is deployed (rolled back at {rollback})\n  \
                  {third}  {silenced} goes silent\n\
-                 Each is announced here when it happens."
+                 Each is announced here when it happens, and again with its incident number once glassbox \
+                 diagnose shows it."
             ),
         };
         let token = self.remote.token.as_deref().unwrap_or_default();
@@ -43,6 +46,7 @@ impl Tour<'_> {
             "\
 Glassbox demo: {devices} simulated devices (sim-0 … sim-{last}) talking MQTT, three functions
 (telemetry → enrich, and a ticker on a schedule), a backend leaving notes in the devices' inboxes. Data: {dir} ({kept}).
+The server's log: {log} (glassbox logs shows it too).
 
 In another terminal:
   export GLASSBOX_SERVER={server} GLASSBOX_TOKEN={token}
@@ -56,17 +60,18 @@ monitor   the live view (Ctrl-C to leave)
 query     recorded events and the metrics derived from them
   glassbox events query --device {steady} --since 5m
   glassbox metrics function_duration_ms --by function --since 15m
-inspect   one thing, whole
+inspect   one thing, whole (a telemetry message of {steady}, as recorded)
   glassbox events get {id}
   glassbox devices inspect {steady}
 debug     follow a message through the functions, and run it again
   glassbox trace {id}
   glassbox logs --function telemetry --since 5m
   glassbox debug replay {id} --function telemetry --version 1 --dry-run
-control   steer a device: a durable command, desired state
+control   steer a device: a command it acknowledges and answers, then desired state it applies and reports
   glassbox control send {steady} fan --payload '{{\"on\": true}}' --wait
-  glassbox control desired {steady} fan=true
-clear     drop what waits for a sleeping device (notes queue while it sleeps)
+  glassbox control desired {steady} fan=false
+  glassbox devices shadow {steady}
+clear     drop what waits for a sleeping device (it sleeps 2–4 min; the backend leaves a note every 10 s)
   glassbox devices inspect {sleepy}
   glassbox devices clear-queue {sleepy}
 diagnose  what is abnormal, since when, and the likely cause
@@ -78,6 +83,7 @@ silent ID, flap ID, surge GROUP, malformed ID, status. Ctrl-C stops the demo.",
             devices = args.devices.max(3),
             last = args.devices.max(3) - 1,
             dir = self.data_dir.display(),
+            log = self.log.display(),
             server = self.remote.server,
         )
     }

@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use crate::acl::RESERVED_PREFIX;
 pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
+pub use session::{CLEARED_LISTED_MAX, Cleared, ClearedMessage};
 
 use self::message::Delivery;
 use self::session::{Session, StoredSession, SubOptions};
@@ -559,7 +560,7 @@ impl Broker {
 
     /// Clears a client's queue of messages not yet sent (see
     /// [`Session::clear`]); `None` if the broker holds no session for it.
-    pub async fn clear_queue(&self, client_id: &str, who: &str) -> Option<usize> {
+    pub async fn clear_queue(&self, client_id: &str, who: &str) -> Option<Cleared> {
         let session = self.shared.session(client_id)?;
         let mut ops = Vec::new();
         let cleared = lock(&session).clear(&self.shared.deliveries, who, &mut ops);

@@ -22,6 +22,26 @@ use super::message::Delivery;
 use super::{QueueBounds, QueuePolicy};
 use crate::codec::{Protocol, Publish, QoS};
 
+/// Most cleared messages [`Cleared`] names (all are counted, and each is
+/// recorded as dropped).
+pub const CLEARED_LISTED_MAX: usize = 20;
+
+/// What clearing a queue dropped: how many, and the first of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cleared {
+    pub count: usize,
+    /// The oldest [`CLEARED_LISTED_MAX`], oldest first.
+    pub messages: Vec<ClearedMessage>,
+}
+
+/// One cleared message: its event, topic and payload size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClearedMessage {
+    pub event: String,
+    pub topic: String,
+    pub bytes: usize,
+}
+
 /// Session expiry meaning "never" (3.1.1 persistent sessions, 5.0 0xFFFFFFFF).
 pub(crate) const NEVER: u32 = u32::MAX;
 
@@ -216,7 +236,7 @@ impl Session {
     /// each recorded as dropped with reason `cleared`; returns how many.
     /// Deliveries already sent and awaiting their acknowledgement keep
     /// their packet ids, so they stay (at most the receive maximum).
-    pub fn clear(&mut self, deliveries: &Deliveries, who: &str, ops: &mut Vec<SessionOp>) -> usize {
+    pub fn clear(&mut self, deliveries: &Deliveries, who: &str, ops: &mut Vec<SessionOp>) -> Cleared {
         let cleared = std::mem::take(&mut self.queue);
         for delivery in &cleared {
             self.dropped += 1;
@@ -225,7 +245,16 @@ impl Session {
             self.forget(delivery, ops);
         }
         self.queue_bytes = 0;
-        cleared.len()
+        let messages = cleared
+            .iter()
+            .take(CLEARED_LISTED_MAX)
+            .map(|d| ClearedMessage {
+                event: d.message.event.to_string(),
+                topic: d.message.topic.clone(),
+                bytes: d.message.payload.len(),
+            })
+            .collect();
+        Cleared { count: cleared.len(), messages }
     }
 
     /// Removes a finished delivery from the store, if it was there.

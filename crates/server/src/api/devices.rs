@@ -255,12 +255,15 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 
 /// `DELETE /api/v1/devices/{id}/queue`: drops the messages waiting in the
 /// device's session queue, each recorded as dropped with reason `cleared`,
-/// and records the clearing itself (`device.queue_cleared`).
+/// and records the clearing itself (`device.queue_cleared`). The answer
+/// names the oldest of them (`messages`, at most `CLEARED_LISTED_MAX`).
 pub async fn clear_queue(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
     let cleared = app.broker.clear_queue(&id, "admin").await;
-    let details = json!({ "cleared": cleared.unwrap_or(0), "session": cleared.is_some() });
-    let mut body = json!({ "device": id, "cleared": details["cleared"], "session": details["session"] });
+    let count = cleared.as_ref().map_or(0, |c| c.count);
+    let details = json!({ "cleared": count, "session": cleared.is_some() });
+    let messages = cleared.map(|c| c.messages).unwrap_or_default();
+    let mut body = json!({ "device": id, "cleared": count, "session": details["session"], "messages": messages });
     note_change_with(&app, &id, "device.queue_cleared", details, &mut body).await;
     Ok(Json(body))
 }
