@@ -162,10 +162,11 @@ pub fn fleet(args: &SimulateArgs) -> Vec<Profile> {
             base: rng.random_range(18.0..24.0),
         })
         .collect();
-    if args.sleepy > 0.0 && !profiles.iter().any(|p| p.sleepy) {
-        if let Some(last) = profiles.last_mut() {
-            last.sleepy = true;
-        }
+    if args.sleepy > 0.0
+        && !profiles.iter().any(|p| p.sleepy)
+        && let Some(last) = profiles.last_mut()
+    {
+        last.sleepy = true;
     }
     profiles
 }
@@ -369,7 +370,13 @@ impl Device {
                 }
                 () = tokio::time::sleep_until(next) => {
                     let (mode, surging, malformed) = self.mode();
-                    if mode == Mode::Flap || tokio::time::Instant::now() >= until {
+                    if mode == Mode::Flap {
+                        return Ok(());
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        // Going to sleep: a clean goodbye, its session kept.
+                        writer.send(&Packet::Disconnect(Default::default())).await?;
+                        writer.flush().await?;
                         return Ok(());
                     }
                     if mode == Mode::Silent {

@@ -88,16 +88,18 @@ impl Demo {
         line
     }
 
-    /// The line of an announcement containing `what`, printed already or
-    /// within 8 minutes (the silent device's wait, and some).
+    /// The line of an announcement (`[demo +1.5 min] …`) containing
+    /// `what`, printed already or within 8 minutes (the silent device's
+    /// wait, and some).
     fn announced(&self, what: &str) -> String {
-        if let Some(line) = self.seen.borrow().iter().find(|l| l.contains(what)) {
+        let wanted = |line: &String| line.starts_with("[demo +") && line.contains(what);
+        if let Some(line) = self.seen.borrow().iter().find(|l| wanted(l)) {
             return line.clone();
         }
         let deadline = Instant::now() + Duration::from_secs(480);
         loop {
             let line = self.next_line(deadline.saturating_duration_since(Instant::now()));
-            if line.contains(what) {
+            if wanted(&line) {
                 return line;
             }
         }
@@ -167,7 +169,9 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
     for line in demo.tour.iter().filter(|l| !l.contains("monitor")) {
         if line.contains("clear-queue") {
             // A reader takes a moment to get here; the sleepy device sleeps for minutes.
-            demo.eventually(&format!("glassbox devices inspect {sleepy} --json"), |v| v["session"]["queued"].as_u64() > Some(0));
+            demo.eventually(&format!("glassbox devices inspect {sleepy} --json"), |v| {
+                v["session"]["queued"].as_u64() > Some(0)
+            });
         }
         let out = demo.shell(line);
         if line.starts_with("glassbox trace ") {

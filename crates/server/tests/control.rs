@@ -417,7 +417,10 @@ async fn an_operator_clears_an_offline_devices_queue_and_every_drop_is_recorded(
     assert_eq!(topics_and_sizes, vec![(json!("devices/tank-1/notes/n"), json!(6)); 3], "{cleared}");
     let first = named[0]["event"].as_str().unwrap();
     let (_, event) = server.call_json(reqwest::Method::GET, &format!("/api/v1/events/{first}"), None).await;
-    assert_eq!((event["type"].as_str(), event["subject"].as_str()), (Some("device.message"), Some("devices/tank-1/notes/n")));
+    assert_eq!(
+        (event["type"].as_str(), event["subject"].as_str()),
+        (Some("device.message"), Some("devices/tank-1/notes/n"))
+    );
     assert_eq!(event["id"], first, "{event}");
     let cleared_states = |page: &Value| {
         let events = page["events"].as_array()?;

@@ -217,7 +217,11 @@ mod tests {
         assert_eq!(parsed(&out)[0].1["status"], "failed");
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(firmware.reported["fan"], false);
-        for topic in ["devices/d/inbox/settings", "$glassbox/devices/d/commands/fan/response", "$glassbox/devices/e/shadow/delta"] {
+        for topic in [
+            "devices/d/inbox/settings",
+            "$glassbox/devices/d/commands/fan/response",
+            "$glassbox/devices/e/shadow/delta",
+        ] {
             assert!(firmware.handle("d", &received(topic, json!({"state": {}})), false).is_empty(), "{topic}");
         }
     }
