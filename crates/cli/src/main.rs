@@ -3,6 +3,7 @@
 //! prints a table for people.
 
 mod anomaly;
+mod apply;
 mod bench;
 mod client;
 mod control;
@@ -98,6 +99,9 @@ enum Command {
     /// Deploy and watch functions (WebAssembly components run on events).
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// Make the server's functions what an app manifest (glassbox.app.toml)
+    /// says: show the plan, then deploy what changed and delete what it dropped.
+    Apply(apply::ApplyArgs),
     /// Debug: replay an event against any function version.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -148,6 +152,7 @@ fn main() -> std::process::ExitCode {
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
+                Command::Apply(args) => apply::run(args).await,
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Logs(args) => logs::run(args).await,

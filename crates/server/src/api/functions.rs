@@ -1,4 +1,4 @@
-//! `/api/v1/functions`: deploy, list, versions, rollback, invocations.
+//! `/api/v1/functions`: deploy, plan, list, versions, rollback, invocations.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::functions::{FunctionError, Spec, parse_bytes};
+use crate::functions::{FunctionError, Plan, Spec, parse_bytes};
 
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
@@ -49,6 +49,11 @@ pub struct DeployParams {
     record_body: Option<bool>,
     /// Comma-separated request headers kept in `http.request` events.
     record_headers: Option<String>,
+    /// The app (manifest) deploying it, as `glassbox apply` sends it.
+    app: Option<String>,
+    /// `sha256:<hex>` of the component: a deploy refuses a body that does
+    /// not match it (cut or changed on the way); a plan compares it.
+    digest: Option<String>,
 }
 
 impl Parameters for DeployParams {
@@ -107,6 +112,7 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     spec.record_body = p.record_body.unwrap_or(false);
     spec.record_headers = hosts(p.record_headers).into_iter().map(|h| h.to_ascii_lowercase()).collect();
     spec.retries = p.retries.unwrap_or(spec.retries);
+    spec.app = p.app;
     if let Some(age) = p.max_age {
         spec.max_age_ms =
             humantime::parse_duration(&age).map_err(|e| bad(format!("max_age {age:?}: {e}")))?.as_millis() as u64;
@@ -121,11 +127,21 @@ pub async fn deploy(
     Query(params): Query<DeployParams>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec = spec(params)?;
     if body.is_empty() {
         let message = "the body is empty: send the component's .wasm file as the body (glassbox functions deploy does)";
         return Err(ApiError::bad_request("invalid_function", message));
     }
+    if let Some(given) = &params.digest {
+        let received = glassbox_runtime::digest(&body);
+        if *given != received {
+            let message = format!(
+                "the component received has digest {received}, not the {given} given: it was cut or changed on the \
+                 way; send it again"
+            );
+            return Err(ApiError::bad_request("digest_mismatch", message));
+        }
+    }
+    let spec = spec(params)?;
     let version = app.functions.deploy(&name, body.to_vec(), spec, "admin").await.map_err(error)?;
     Ok((StatusCode::CREATED, Json(version_json(&version))))
 }
@@ -134,6 +150,21 @@ fn version_json(v: &glassbox_store::FunctionVersion) -> Value {
     let mut value = json!(v);
     value["spec"] = serde_json::from_str(&v.spec).unwrap_or(Value::Null);
     value
+}
+
+/// `GET /api/v1/functions/{name}/plan?digest=…&trigger=…`: what a deploy
+/// with these parameters (the component named by its digest) would change.
+pub async fn plan(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DeployParams>,
+) -> Result<Json<Plan>, ApiError> {
+    let Some(digest) = params.digest.clone() else {
+        let message = "give the component's digest (digest=sha256:<hex>): the plan compares it with the live version's";
+        return Err(ApiError::invalid_parameters(vec![Problem { field: "digest".into(), message: message.into() }]));
+    };
+    let spec = spec(params)?;
+    Ok(Json(app.functions.plan(&name, &digest, &spec).await.map_err(error)?))
 }
 
 /// `GET /api/v1/functions`: the live version of each.

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
         .route("/api/v1/functions", get(functions::list))
+        .route("/api/v1/functions/{name}/plan", get(functions::plan))
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))

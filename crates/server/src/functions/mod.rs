@@ -24,6 +24,7 @@
 //! nothing outside the invocation and lists what a real run would have done.
 
 mod http;
+mod plan;
 mod position;
 mod queue;
 mod record;
@@ -47,6 +48,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
+pub use plan::{Change, Difference, Plan};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
@@ -254,9 +256,7 @@ impl Busy {
 const DISPATCH_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0, 10.0];
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
-    let ok =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    match ok {
+    match spec::is_name(name) {
         true => Ok(()),
         false => Err(FunctionError::Invalid(format!("function name {name:?} must be 1-64 letters, digits, - _ or ."))),
     }
@@ -415,6 +415,16 @@ impl Functions {
         let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
         self.record_change(name, "function.deployed", data).await;
         Ok(version)
+    }
+
+    /// What deploying `digest` with `spec` as `name` would change, checked
+    /// as a deploy checks it (name, spec, routes) but changing nothing.
+    pub async fn plan(&self, name: &str, digest: &str, spec: &Spec) -> Result<Plan, FunctionError> {
+        validate_name(name)?;
+        let triggers = spec.validate().map_err(FunctionError::Invalid)?;
+        self.check_routes(name, &triggers)?;
+        let versions = self.store.versions(name).await?;
+        Ok(Plan::compare(name, versions.iter().find(|v| v.live), digest, spec))
     }
 
     /// Refuses `http:` routes that would take requests another live
