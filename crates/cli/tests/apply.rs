@@ -138,3 +138,17 @@ fn a_deploy_whose_component_does_not_match_its_digest_is_refused() {
     assert_eq!(status, 400);
     assert_eq!(error["error"]["code"], "digest_mismatch", "{error}");
 }
+
+/// The examples' manifest plans cleanly: every component built (by
+/// scripts/test, as examples/*/build.sh), every trigger and route valid.
+/// (Deploying the four compiles ~55 MiB of components: the examples test
+/// of the server crate does that once; here the plan is what is checked.)
+#[test]
+fn the_examples_manifest_plans_every_example_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/glassbox.app.toml");
+    let planned = cli_json(&served, &["apply", file, "--dry-run", "--json"]);
+    let want = [("forward", "create"), ("hello", "create"), ("js-telemetry", "create"), ("python-telemetry", "create")];
+    assert_eq!(changes(&planned), pairs(&want), "build the examples first: scripts/test does");
+}
