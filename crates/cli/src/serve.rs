@@ -9,7 +9,8 @@ use glassbox_server::config::{FlagValue, Layered};
 #[derive(clap::Args)]
 #[command(after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
     Each key maps to a variable named after its path: recorder.retention -> GLASSBOX_RECORDER_RETENTION.\n\
-    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once.")]
+    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once.\n\
+    `glassbox config example` prints a file of every option; `glassbox config show` what serve would run with.")]
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigFlags,

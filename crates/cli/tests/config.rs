@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{cli, glassbox, serve_with};
 use serde_json::{Value, json};
@@ -121,4 +122,22 @@ fn a_bad_value_is_refused_naming_the_key() {
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("http.listen = \"nowhere\" is not an address"), "{err}");
+}
+
+/// systemd SIGKILLs a stop that outlasts `TimeoutStopSec`: the unit must
+/// leave the server its whole `shutdown_grace` (plus the recorder's flush).
+#[test]
+fn the_service_unit_waits_longer_than_the_shutdown_grace() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/glassbox.service")).unwrap();
+    let setting = |name: &str| {
+        let line = unit.lines().find_map(|l| l.strip_prefix(&format!("{name}=")));
+        line.unwrap_or_else(|| panic!("the unit sets {name}")).trim().to_string()
+    };
+    let timeout = humantime::parse_duration(&setting("TimeoutStopSec")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = shown(dir.path(), &[], &[]);
+    let grace = humantime::parse_duration(entry(&defaults, "shutdown_grace")["value"].as_str().unwrap()).unwrap();
+    assert!(timeout >= grace + Duration::from_secs(10), "TimeoutStopSec {timeout:?} vs shutdown_grace {grace:?}");
+    assert!(setting("ExecStart").contains("serve --config /etc/glassbox/glassbox.toml"), "{unit}");
+    assert_eq!(setting("StateDirectory"), "glassbox");
 }
