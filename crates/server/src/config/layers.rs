@@ -104,8 +104,8 @@ impl Layered {
             .collect()
     }
 
-    /// The source of `key`, or of the table it lies in when a whole array
-    /// of tables (`[[mqtt.acl]]`) was given.
+    /// The last layer that set `key` (an array, `[[mqtt.acl]]` included,
+    /// is one value).
     fn source_of(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
     }
