@@ -174,8 +174,8 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     render::events_table(&events);
     match cursor {
-        Some(cursor) => eprintln!("{} events shown; more with --cursor {cursor}", events.len()),
-        None => eprintln!("{} events", events.len()),
+        Some(cursor) => eprintln!("{} shown; more with --cursor {cursor}", render::count(events.len(), "event")),
+        None => eprintln!("{}", render::count(events.len(), "event")),
     }
     Ok(())
 }

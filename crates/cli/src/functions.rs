@@ -212,8 +212,22 @@ async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file that is no WebAssembly at all (a script, a README): what to do
+/// first, then what the file is.
+fn not_a_component(file: &std::path::Path, what: &glassbox_runtime::NotWebAssembly) -> String {
+    format!(
+        "{} is not a WebAssembly component ({}): build one first — componentize-js for JavaScript, \
+         componentize-py for Python, cargo component for Rust (see examples/) — and deploy the .wasm file it makes",
+        file.display(),
+        what.brief()
+    )
+}
+
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    if let Some(what) = glassbox_runtime::not_webassembly(&bytes) {
+        anyhow::bail!(not_a_component(&a.file, &what));
+    }
     let mut query = vec![("trigger", a.triggers.join(","))];
     let optional = [
         ("feature", &a.feature),

@@ -184,10 +184,10 @@ fn timeline_detail(data: &Value) -> String {
         parts.push("resumed its session".into());
     }
     if let Some(n) = data["connects"].as_u64() {
-        parts.push(format!("{n} connects within {} s", data["window_seconds"]));
+        parts.push(format!("{} within {} s", render::count(n as usize, "connect"), data["window_seconds"]));
     }
     if let Some(n) = data["queued_dropped"].as_u64() {
-        parts.push(format!("{n} queued messages dropped"));
+        parts.push(format!("{} dropped", render::count(n as usize, "queued message")));
     }
     parts.join("; ")
 }

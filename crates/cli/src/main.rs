@@ -6,6 +6,7 @@ mod anomaly;
 mod apply;
 mod bench;
 mod client;
+mod config;
 mod control;
 mod cost;
 mod debug;
@@ -87,6 +88,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the server: HTTP API, ingest pipeline and flight recorder.
     Serve(serve::ServeArgs),
+    /// The server's configuration: an example file, the effective values
+    /// and where each comes from.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Query, inspect, follow and send events.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -148,6 +153,7 @@ fn main() -> std::process::ExitCode {
             match cli.command {
                 Command::Demo(args) => demo::run(args).await,
                 Command::Serve(args) => serve::run(args).await,
+                Command::Config(command) => config::run(command).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
