@@ -24,6 +24,7 @@
 //! nothing outside the invocation and lists what a real run would have done.
 
 mod http;
+mod lifecycle;
 mod position;
 mod queue;
 mod record;
@@ -43,10 +44,11 @@ use chrono::Utc;
 use glassbox_core::{Data, Draft, RecordedEvent, TraceParent};
 use glassbox_runtime::{Compiled, Event, Instances, Outbound, Report, Runtime, Services, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
+pub use lifecycle::{InFlight, LiveChange};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
@@ -88,6 +90,9 @@ pub enum FunctionError {
     Invalid(String),
     #[error("no function {0:?}; `glassbox functions list` shows the deployed ones")]
     Unknown(String),
+    /// The request is sound but the function's state refuses it now.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -131,6 +136,9 @@ struct Live {
     /// Set when another version replaces it: its worker runs what is
     /// queued, then stops.
     retired: tokio::sync::watch::Sender<bool>,
+    /// Set (to the dead letters' reason) when the function is deleted: its
+    /// worker runs nothing more, and what was queued gets a dead letter.
+    deleted: std::sync::OnceLock<String>,
     /// Mean wall time of its recent invocations (µs), to size batches.
     mean_wall_us: AtomicU64,
     /// HTTP requests waiting for a slot.
@@ -208,7 +216,7 @@ pub struct Functions {
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
     prices: Prices,
-    /// Deploys and rollbacks one at a time, so route clashes are judged
+    /// Deploys, rollbacks, promotes and deletes one at a time, so route clashes are judged
     /// against what is live.
     changing: tokio::sync::Mutex<()>,
     /// From an event entering a function's queue to its invocation record
@@ -360,6 +368,7 @@ impl Functions {
             queue,
             jobs: std::sync::Mutex::new(Some(jobs)),
             retired: tokio::sync::watch::Sender::new(false),
+            deleted: std::sync::OnceLock::new(),
             // The first batch is a single invocation, until one is measured.
             mean_wall_us: AtomicU64::new(BATCH_TARGET.as_micros() as u64),
             waiting: AtomicUsize::new(0),
@@ -374,8 +383,15 @@ impl Functions {
     /// Makes a stored version the one that runs, and starts its worker;
     /// the version it replaces finishes what it has queued.
     async fn load(self: &Arc<Self>, version: FunctionVersion, compiled: Option<Compiled>) -> Result<(), FunctionError> {
-        let name = version.name.clone();
-        let live = Arc::new(self.prepare(version, compiled).await?);
+        let live = self.prepare(version, compiled).await?;
+        self.install(live);
+        Ok(())
+    }
+
+    /// Makes a prepared version the one that runs (see [`Functions::load`]).
+    fn install(self: &Arc<Self>, live: Live) {
+        let name = live.version.name.clone();
+        let live = Arc::new(live);
         let jobs = live.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         // HTTP functions are run by their requests (`http.rs`), not a queue.
         if let Some(jobs) = jobs.filter(|_| live.compiled.world() == World::EventHandler) {
@@ -389,7 +405,6 @@ impl Functions {
             let moved = std::mem::take(&mut *replaced.backlog.lock().unwrap_or_else(|e| e.into_inner()));
             live.defer(moved);
         }
-        Ok(())
     }
 
     /// Deploys a new version and makes it live; records who and when.
@@ -412,8 +427,15 @@ impl Functions {
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let version = self.store.add_version(name, &digest, &text, by).await?;
         self.load(version.clone(), Some(compiled)).await?;
-        let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
-        self.record_change(name, "function.deployed", data).await;
+        let deployed = glassbox_core::Deployed {
+            function: name.to_string(),
+            version: version.version,
+            digest,
+            by: by.to_string(),
+            spec: serde_json::to_value(&spec).unwrap_or_default(),
+        };
+        self.record_change(name, glassbox_core::FUNCTION_DEPLOYED, serde_json::to_value(deployed).unwrap_or_default())
+            .await;
         Ok(version)
     }
 
@@ -442,28 +464,6 @@ impl Functions {
             }
         }
         Ok(())
-    }
-
-    /// Moves `live` back to the version before the live one.
-    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<FunctionVersion, FunctionError> {
-        let versions = self.store.versions(name).await?;
-        let live = versions.iter().find(|v| v.live).ok_or_else(|| FunctionError::Unknown(name.into()))?;
-        let previous = versions.iter().find(|v| v.version < live.version).ok_or_else(|| {
-            FunctionError::Invalid(format!(
-                "{name} v{} is its first version: there is nothing to roll back to",
-                live.version
-            ))
-        })?;
-        let _changing = self.changing.lock().await;
-        let spec: Spec = serde_json::from_str(&previous.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
-        self.check_routes(name, &spec.validate().map_err(FunctionError::Invalid)?)?;
-        let moved =
-            self.store.set_live(name, previous.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
-        self.load(moved.clone(), None).await?;
-        let data =
-            json!({ "function": name, "from": live.version, "to": moved.version, "digest": moved.digest, "by": by });
-        self.record_change(name, "function.rolled_back", data).await;
-        Ok(moved)
     }
 
     /// Re-runs a recorded event against a version of a function (the live

@@ -168,7 +168,11 @@ impl Functions {
                 _ = stopping.wait_for(|s| *s) => return,
             }
             live.retrying.fetch_sub(1, Ordering::Relaxed);
-            let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
+            // Deleted meanwhile: a version deployed since under the name is another function.
+            let current = match live.deleted.get() {
+                Some(_) => None,
+                None => functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned(),
+            };
             let job = Job { recorded: recorded.clone(), attempt: attempt + 1, queued_at: Instant::now() };
             let sent = match current {
                 Some(current) => current.queue.send(job).await.is_ok(),
@@ -217,6 +221,9 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
             }
             _ = stopping.wait_for(|s| *s) => return keep(jobs),
         }
+        if let (Some(reason), Some(functions)) = (live.deleted.get(), functions.upgrade()) {
+            return clear(functions, live.clone(), batch, jobs, reason.clone());
+        }
         if let Some(functions) = functions.upgrade() {
             if live.spec.rate_per_second.is_some() {
                 live.pace().await;
@@ -227,6 +234,27 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
             return;
         }
     }
+}
+
+/// Dead-letters what a deleted function had queued: the batch just taken
+/// and everything behind it, each event its one outcome.
+fn clear(
+    functions: Arc<Functions>,
+    live: Arc<Live>,
+    mut batch: Vec<Job>,
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    reason: String,
+) {
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        batch.push(job);
+    }
+    let cleared = functions.clone();
+    functions.busy.spawn(async move {
+        for job in batch {
+            cleared.dead_letter(&live, &job.recorded, &reason).await;
+        }
+    });
 }
 
 /// Moves a function's backlog into its queue as room frees, reading the
@@ -275,17 +303,23 @@ pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
                 continue;
             }
             let job = Job { recorded, attempt, queued_at: Instant::now() };
-            tokio::select! {
-                sent = live.queue.send(job) => if sent.is_err() {
-                    // Replaced while waiting: the new version takes the rest.
-                    if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
-                        current.defer(taken[n..].iter().copied());
-                    }
-                    return;
-                },
+            let sent = tokio::select! {
+                sent = live.queue.send(job) => sent.is_ok(),
                 // Stopping: the rest stays in the position, for the next start.
                 _ = stopping.wait_for(|s| *s) => return,
+            };
+            if sent {
+                continue;
             }
+            if let Some(reason) = live.deleted.get() {
+                let rest = taken[n..].iter().map(|(id, _)| *id).collect();
+                return functions.clone().dead_letter_ids(live.clone(), rest, reason.clone()).await;
+            }
+            // Replaced while waiting: the new version takes the rest.
+            if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
+                current.defer(taken[n..].iter().copied());
+            }
+            return;
         }
     }
 }

@@ -108,7 +108,8 @@ impl Functions {
             };
             let refused = live.defer(backlog.into_iter().map(|(id, failed)| (id, failed + 1)));
             if !refused.is_empty() {
-                tokio::spawn(self.clone().refuse(live, refused));
+                let reason = format!("{}: the backlog of {name} is full", glassbox_core::DropReason::QueueFull);
+                tokio::spawn(self.clone().dead_letter_ids(live, refused, reason));
             }
         }
         Ok(())
@@ -130,17 +131,6 @@ impl Functions {
             histories.push(History { name, versions });
         }
         Ok(histories)
-    }
-
-    /// Dead-letters events taken up that the backlog has no room for.
-    async fn refuse(self: Arc<Self>, live: Arc<super::Live>, ids: Vec<EventId>) {
-        let reason = format!("{}: the backlog of {} is full", glassbox_core::DropReason::QueueFull, live.version.name);
-        for id in ids {
-            match self.pipeline.store().get(id).await {
-                Ok(Some(recorded)) => self.dead_letter(&live, &recorded, &reason).await,
-                _ => self.position.resolved(id),
-            }
-        }
     }
 
     async fn record_resumed(&self, name: &str, backlog: &[(EventId, u32)]) {

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use super::{from_micros, micros};
 use crate::functions::{FunctionVersion, KvQuota};
 
-const COLUMNS: &str = "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, f.live = v.version";
+const COLUMNS: &str =
+    "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, COALESCE(f.live = v.version, FALSE)";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
     Ok(FunctionVersion {
@@ -22,7 +23,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
 
 fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Vec<FunctionVersion>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM function_versions v JOIN functions f ON f.name = v.name WHERE {filter}
+        "SELECT {COLUMNS} FROM function_versions v LEFT JOIN functions f ON f.name = v.name WHERE {filter}
          ORDER BY v.name, v.version DESC"
     );
     conn.prepare_cached(&sql)?.query_map(args, row)?.collect()
@@ -54,8 +55,35 @@ pub(super) fn set_live(tx: &Transaction<'_>, name: &str, version: u32) -> rusqli
     if select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.is_empty() {
         return Ok(None);
     }
-    tx.execute("UPDATE functions SET live = ?2 WHERE name = ?1", params![name, version])?;
+    tx.execute(
+        "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
+        params![name, version],
+    )?;
     Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.pop())
+}
+
+/// Drops the live alias (and, purging, the versions and the key-value
+/// store); returns the digests of purged versions no other version uses.
+pub(super) fn delete(tx: &Transaction<'_>, name: &str, purge: bool) -> rusqlite::Result<Vec<String>> {
+    tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+    if !purge {
+        return Ok(Vec::new());
+    }
+    let digests: Vec<String> = tx
+        .prepare("SELECT DISTINCT digest FROM function_versions WHERE name = ?1")?
+        .query_map([name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tx.execute("DELETE FROM function_versions WHERE name = ?1", [name])?;
+    tx.execute("DELETE FROM function_kv WHERE function = ?1", [name])?;
+    let mut unused = Vec::new();
+    for digest in digests {
+        let used: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM function_versions WHERE digest = ?1)", [&digest], |r| r.get(0))?;
+        if !used {
+            unused.push(digest);
+        }
+    }
+    Ok(unused)
 }
 
 pub(super) fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<FunctionVersion>> {

@@ -426,6 +426,11 @@ impl FunctionStore for SqliteStore {
         self.write(move |tx| functions::set_live(tx, &name, version)).await
     }
 
+    async fn delete(&self, name: &str, purge: bool) -> Result<Vec<String>, StoreError> {
+        let name = name.to_string();
+        self.write(move |tx| functions::delete(tx, &name, purge)).await
+    }
+
     async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
         let name = name.to_string();
         self.read(move |conn| functions::versions(conn, &name)).await
