@@ -33,6 +33,9 @@ const PAGE: usize = 1000;
 /// the event was the function's to run (a rollback's switch aside).
 struct History {
     name: String,
+    /// The version live at start, kept so that work found for a function
+    /// deleted while the read went on still gets its outcome.
+    live: Arc<super::Live>,
     versions: Vec<(DateTime<Utc>, Vec<spec::Trigger>)>,
 }
 
@@ -102,8 +105,14 @@ impl Functions {
         for (name, backlog) in by_function {
             self.record_resumed(&name, &backlog).await;
             let Some(live) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned() else {
-                // Deleted meanwhile: nothing left to run it.
-                backlog.iter().for_each(|(id, _)| self.position.resolved(*id));
+                // Deleted meanwhile: each event still gets its outcome, a dead letter.
+                let held = histories.iter().find(|h| h.name == name).map(|h| h.live.clone());
+                let deleted = held.and_then(|h| h.deleted.get().cloned().map(|reason| (h, reason)));
+                let ids: Vec<EventId> = backlog.iter().map(|(id, _)| *id).collect();
+                match deleted {
+                    Some((held, reason)) => drop(tokio::spawn(self.clone().dead_letter_ids(held, ids, reason))),
+                    None => ids.iter().for_each(|id| self.position.resolved(*id)),
+                }
                 continue;
             };
             let refused = live.defer(backlog.into_iter().map(|(id, failed)| (id, failed + 1)));
@@ -117,9 +126,11 @@ impl Functions {
 
     /// Each live function's versions with their triggers.
     async fn histories(&self) -> Result<Vec<History>, StoreError> {
-        let names: Vec<String> = self.live.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-        let mut histories = Vec::with_capacity(names.len());
-        for name in names {
+        let live: Vec<Arc<super::Live>> =
+            self.live.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut histories = Vec::with_capacity(live.len());
+        for live in live {
+            let name = live.version.name.clone();
             let mut versions = Vec::new();
             for version in self.store.versions(&name).await? {
                 let spec: Result<spec::Spec, _> = serde_json::from_str(&version.spec);
@@ -128,7 +139,7 @@ impl Functions {
                 }
             }
             versions.sort_by_key(|(since, _)| std::cmp::Reverse(*since));
-            histories.push(History { name, versions });
+            histories.push(History { name, live, versions });
         }
         Ok(histories)
     }
