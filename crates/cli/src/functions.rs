@@ -146,7 +146,8 @@ pub struct NameArgs {
 pub struct PromoteArgs {
     name: String,
     /// The version to make live (`glassbox functions versions NAME` lists them).
-    version: u32,
+    #[arg(value_name = "VERSION", id = "number")]
+    number: u32,
     #[command(flatten)]
     remote: Remote,
     #[arg(long)]
@@ -204,7 +205,7 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
         }
         FunctionsCommand::Get(a) => lifecycle::get(&a.remote.client()?, &a.name, a.json).await,
         FunctionsCommand::Versions(a) => lifecycle::versions(&a.remote.client()?, &a.name, a.json).await,
-        FunctionsCommand::Promote(a) => lifecycle::promote(&a.remote.client()?, &a.name, a.version, a.json).await,
+        FunctionsCommand::Promote(a) => lifecycle::promote(&a.remote.client()?, &a.name, a.number, a.json).await,
         FunctionsCommand::Rollback(a) => lifecycle::rollback(&a.remote.client()?, &a.name, a.json).await,
         FunctionsCommand::Delete(a) => lifecycle::delete(&a.remote.client()?, &a.name, a.force, a.purge, a.json).await,
         FunctionsCommand::Invocations(a) => invocations(a).await,

@@ -82,18 +82,20 @@ fn version_row(v: &Value) -> Vec<String> {
 pub async fn promote(client: &Client, name: &str, version: u32, json: bool) -> anyhow::Result<()> {
     let body = serde_json::json!({ "version": version }).to_string();
     let change = client.post(&path(name, "/promote"), "application/json", body).await?;
-    match json {
-        true => print_json(&change),
-        false => Ok(println!("{}", live_change(name, &change, "promoted"))),
-    }
+    print_change(name, &change, "promoted", json)
 }
 
 pub async fn rollback(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
     let change = client.post(&path(name, "/rollback"), "application/json", String::new()).await?;
-    match json {
-        true => print_json(&change),
-        false => Ok(println!("{}", live_change(name, &change, "rolled back"))),
+    print_change(name, &change, "rolled back", json)
+}
+
+fn print_change(name: &str, change: &Value, verb: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(change);
     }
+    println!("{}", live_change(name, change, verb));
+    Ok(())
 }
 
 /// `thermostat: promoted to v1 (was v3, sha256:…)`, or that nothing changed.

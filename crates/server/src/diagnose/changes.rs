@@ -210,6 +210,34 @@ mod tests {
         assert_eq!(last.summary, "5 devices registered (d0, d1, d2, …)");
     }
 
+    fn function_record(ty: &str, data: serde_json::Value) -> RecordedEvent {
+        let draft = Draft { subject: Some("fan".into()), ..Draft::json("glassbox/functions/fan", ty, &data) };
+        RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() }
+    }
+
+    #[test]
+    fn promotes_and_deletes_are_changes_of_their_function_with_the_version_replaced() {
+        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "admin"});
+        let deleted = serde_json::json!({"function": "fan", "version": 1, "by": "ops", "forced": false,
+            "purged": false, "dropped": 0, "running": 0});
+        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "admin"});
+        let noted = changes(&[
+            function_record(FUNCTION_PROMOTED, promoted),
+            function_record(FUNCTION_DELETED, deleted),
+            function_record(FUNCTION_PROMOTED, back),
+        ]);
+        let said: Vec<(&str, &str)> = noted.iter().map(|c| (c.kind.as_str(), c.summary.as_str())).collect();
+        assert_eq!(
+            said,
+            [
+                ("promote", "promote of fan from v3 to v1 by admin"),
+                ("delete", "delete of fan v1 by ops"),
+                ("promote", "promote of fan from deleted to v2 by admin"),
+            ]
+        );
+        assert!(noted.iter().all(|c| c.subject == Subject::Function("fan".into())));
+    }
+
     #[test]
     fn a_minute_later_or_another_kind_is_another_change() {
         let events = [
