@@ -571,3 +571,33 @@ async fn finding_5_kv_set_past_the_key_count_or_byte_quota_is_refused_naming_the
     store.kv_delete("f", "c").await.unwrap();
     store.kv_set("f", "d", vec![0; 1], quota).await.unwrap();
 }
+
+/// A delete drops the live alias and keeps the versions; promoting one
+/// brings the function back; a purge removes versions and key-value store
+/// and names the components no version uses any more.
+#[tokio::test]
+async fn a_deleted_function_keeps_its_versions_until_purged() {
+    use glassbox_store::{FunctionStore, KvQuota};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let quota = KvQuota { keys_max: 10, bytes_max: 1000 };
+    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
+    store.add_version("g", "sha256:b", "{}", "admin").await.unwrap();
+    store.kv_set("f", "k", vec![1], quota).await.unwrap();
+
+    assert_eq!(store.delete("f", false).await.unwrap(), Vec::<String>::new());
+    let live: Vec<String> = store.live_versions().await.unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(live, ["g"]);
+    let kept = store.versions("f").await.unwrap();
+    assert_eq!((kept.len(), kept.iter().any(|v| v.live)), (2, false));
+    assert_eq!(store.add_version("f", "sha256:c", "{}", "admin").await.unwrap().version, 3, "numbers continue");
+    store.delete("f", false).await.unwrap();
+    assert!(store.set_live("f", 1).await.unwrap().unwrap().live, "a promote brings it back");
+
+    let unused = store.delete("f", true).await.unwrap();
+    assert_eq!(unused, ["sha256:a", "sha256:c"], "sha256:b is g's too");
+    assert!(store.versions("f").await.unwrap().is_empty());
+    assert_eq!(store.kv_get("f", "k").await.unwrap(), None);
+    assert_eq!(store.add_version("f", "sha256:a", "{}", "admin").await.unwrap().version, 1, "purged: from 1");
+}

@@ -70,7 +70,7 @@ pub(super) fn delete(tx: &Transaction<'_>, name: &str, purge: bool) -> rusqlite:
         return Ok(Vec::new());
     }
     let digests: Vec<String> = tx
-        .prepare("SELECT DISTINCT digest FROM function_versions WHERE name = ?1")?
+        .prepare("SELECT DISTINCT digest FROM function_versions WHERE name = ?1 ORDER BY digest")?
         .query_map([name], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     tx.execute("DELETE FROM function_versions WHERE name = ?1", [name])?;
