@@ -152,12 +152,15 @@ struct Live {
 }
 
 impl Live {
-    /// Adds events to the end of the backlog; returns those past its bound.
+    /// Adds events to the end of the backlog; returns those past its bound,
+    /// or all of them once the function is deleted (see [`Live::refusal`]).
     fn defer(&self, events: impl IntoIterator<Item = (glassbox_core::EventId, u32)>) -> Vec<glassbox_core::EventId> {
         let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock a delete takes the backlog under: nothing is left behind.
+        let open = self.deleted.get().is_none();
         let mut refused = Vec::new();
         for event in events {
-            match backlog.len() < BACKLOG_MAX {
+            match open && backlog.len() < BACKLOG_MAX {
                 true => backlog.push_back(event),
                 false => refused.push(event.0),
             }
@@ -165,6 +168,18 @@ impl Live {
         drop(backlog);
         self.backlog_added.notify_one();
         refused
+    }
+
+    /// Why [`Live::defer`] refused events: deleted, or the backlog full.
+    fn refusal(&self) -> String {
+        match self.deleted.get() {
+            Some(reason) => reason.clone(),
+            None => format!(
+                "{}: {QUEUE_MAX} invocations queued and {BACKLOG_MAX} more waiting for {}",
+                glassbox_core::DropReason::QueueFull,
+                self.version.name
+            ),
+        }
     }
 
     fn backlog_len(&self) -> usize {

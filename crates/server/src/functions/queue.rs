@@ -14,7 +14,7 @@ use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, EventId, RecordedEvent};
 use glassbox_runtime::{Outcome, Report};
 
-use super::{BACKLOG_MAX, Functions, Live, QUEUE_MAX, Run, to_input};
+use super::{Functions, Live, Run, to_input};
 
 /// Backlog events read back from the recorder at once.
 const FEED_BATCH: usize = 256;
@@ -73,11 +73,7 @@ impl Functions {
             // Behind a backlog, or finding no room: wait in the recorder, in order.
             let queued = live.backlog_len() == 0 && live.queue.try_send(Job::first(recorded.clone())).is_ok();
             if !queued && !live.defer([(recorded.event.id, 1)]).is_empty() {
-                let name = &live.version.name;
-                let reason = format!(
-                    "{}: {QUEUE_MAX} invocations queued and {BACKLOG_MAX} more waiting for {name}",
-                    DropReason::QueueFull
-                );
+                let reason = live.refusal();
                 self.dead_letter_later(live, recorded.clone(), reason);
             }
         }
@@ -152,6 +148,10 @@ impl Functions {
         attempt: u32,
         failure: String,
     ) {
+        if let Some(deleted) = live.deleted.get() {
+            let reason = format!("{deleted}; it had failed after {attempt} attempt(s): {failure}");
+            return self.dead_letter_later(live.clone(), recorded, reason);
+        }
         let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
         if attempt > live.spec.retries || age >= Duration::from_millis(live.spec.max_age_ms) {
             let reason = format!("failed after {attempt} attempt(s): {failure}");

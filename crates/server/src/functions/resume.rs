@@ -117,7 +117,7 @@ impl Functions {
             };
             let refused = live.defer(backlog.into_iter().map(|(id, failed)| (id, failed + 1)));
             if !refused.is_empty() {
-                let reason = format!("{}: the backlog of {name} is full", glassbox_core::DropReason::QueueFull);
+                let reason = live.refusal();
                 tokio::spawn(self.clone().dead_letter_ids(live, refused, reason));
             }
         }
