@@ -254,3 +254,20 @@ async fn a_deleted_name_can_be_deployed_again_promoted_back_or_purged() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
     server.stop().await;
 }
+
+/// Events recorded while a function was deleted were no one's to run: a
+/// start after it is deployed again does not take them up.
+#[tokio::test]
+async fn events_recorded_while_a_function_was_deleted_are_not_taken_up_after_a_redeploy() {
+    let server = start_with(TOKEN, |_| {}).await;
+    server.deploy("job", "ok", "trigger=event:work.item").await;
+    server.delete("job", "").await;
+    server.post_items(5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.deploy("job", "ok", "trigger=event:work.item").await;
+    let server = server.restart(|_| {}).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(server.events("type=function.resumed").await.is_empty());
+    assert!(server.outcomes("job", 0).await.is_empty(), "nothing ran the events of the deleted time");
+    server.stop().await;
+}

@@ -38,6 +38,12 @@ pub trait FunctionStore: Send + Sync + 'static {
     /// no version of any function uses any more (their components can go).
     async fn delete(&self, name: &str, purge: bool) -> Result<Vec<String>, StoreError>;
 
+    /// When the function's live alias moved, oldest first, and to which
+    /// version (none: deleted); the last [`LIVE_LOG_MAX`] moves. Empty for
+    /// moves made before the log existed: their versions' `deployed_at` is
+    /// all there is.
+    async fn live_log(&self, name: &str) -> Result<Vec<LiveMove>, StoreError>;
+
     /// Every version of a function, newest first (a deleted one's too).
     async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError>;
 
@@ -49,6 +55,18 @@ pub trait FunctionStore: Send + Sync + 'static {
     /// than `quota` allows: [`StoreError::Conflict`], naming the limit.
     async fn kv_set(&self, function: &str, key: &str, value: Vec<u8>, quota: KvQuota) -> Result<(), StoreError>;
     async fn kv_delete(&self, function: &str, key: &str) -> Result<(), StoreError>;
+}
+
+/// Moves of a function's live alias kept, the oldest forgotten first: a
+/// start reads back minutes of the recorder, not a function's whole life.
+pub const LIVE_LOG_MAX: u32 = 100;
+
+/// A move of a function's live alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveMove {
+    pub at: DateTime<Utc>,
+    /// The version made live; none when the function was deleted.
+    pub version: Option<u32>,
 }
 
 /// What one function's key-value store may hold.

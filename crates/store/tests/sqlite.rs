@@ -601,3 +601,24 @@ async fn a_deleted_function_keeps_its_versions_until_purged() {
     assert_eq!(store.kv_get("f", "k").await.unwrap(), None);
     assert_eq!(store.add_version("f", "sha256:a", "{}", "admin").await.unwrap().version, 1, "purged: from 1");
 }
+
+/// Each move of the live alias is logged, a delete as none, at most
+/// `LIVE_LOG_MAX` per function; a purge forgets them.
+#[tokio::test]
+async fn moves_of_the_live_alias_are_logged_within_a_bound() {
+    use glassbox_store::{FunctionStore, LIVE_LOG_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
+    store.set_live("f", 1).await.unwrap();
+    store.delete("f", false).await.unwrap();
+    let moves: Vec<Option<u32>> = store.live_log("f").await.unwrap().into_iter().map(|m| m.version).collect();
+    assert_eq!(moves, [Some(1), Some(2), Some(1), None]);
+    for _ in 0..LIVE_LOG_MAX {
+        store.set_live("f", 2).await.unwrap();
+    }
+    assert_eq!(store.live_log("f").await.unwrap().len(), LIVE_LOG_MAX as usize);
+    store.delete("f", true).await.unwrap();
+    assert!(store.live_log("f").await.unwrap().is_empty());
+}

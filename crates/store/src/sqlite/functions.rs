@@ -4,7 +4,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::functions::{FunctionVersion, KvQuota};
+use crate::functions::{FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 
 const COLUMNS: &str =
     "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, COALESCE(f.live = v.version, FALSE)";
@@ -48,6 +48,7 @@ pub(super) fn add(
         "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
         params![name, next],
     )?;
+    log_move(tx, name, Some(next))?;
     Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, next])?.remove(0))
 }
 
@@ -59,6 +60,7 @@ pub(super) fn set_live(tx: &Transaction<'_>, name: &str, version: u32) -> rusqli
         "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
         params![name, version],
     )?;
+    log_move(tx, name, Some(version))?;
     Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.pop())
 }
 
@@ -67,8 +69,11 @@ pub(super) fn set_live(tx: &Transaction<'_>, name: &str, version: u32) -> rusqli
 pub(super) fn delete(tx: &Transaction<'_>, name: &str, purge: bool) -> rusqlite::Result<Vec<String>> {
     tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
     if !purge {
+        log_move(tx, name, None)?;
         return Ok(Vec::new());
     }
+    // Purged, the name is new again: nothing of it was live.
+    tx.execute("DELETE FROM function_live_log WHERE name = ?1", [name])?;
     let digests: Vec<String> = tx
         .prepare("SELECT DISTINCT digest FROM function_versions WHERE name = ?1 ORDER BY digest")?
         .query_map([name], |r| r.get(0))?
@@ -84,6 +89,26 @@ pub(super) fn delete(tx: &Transaction<'_>, name: &str, purge: bool) -> rusqlite:
         }
     }
     Ok(unused)
+}
+
+/// Notes a move of the live alias, forgetting the oldest past [`LIVE_LOG_MAX`].
+fn log_move(tx: &Transaction<'_>, name: &str, version: Option<u32>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO function_live_log (name, at, version) VALUES (?1, ?2, ?3)",
+        params![name, micros(&Utc::now()), version],
+    )?;
+    tx.execute(
+        "DELETE FROM function_live_log WHERE name = ?1 AND id <= (
+            SELECT id FROM function_live_log WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![name, LIVE_LOG_MAX],
+    )?;
+    Ok(())
+}
+
+pub(super) fn live_log(conn: &Connection, name: &str) -> rusqlite::Result<Vec<LiveMove>> {
+    conn.prepare_cached("SELECT at, version FROM function_live_log WHERE name = ?1 ORDER BY id")?
+        .query_map([name], |r| Ok(LiveMove { at: from_micros(r.get(0)?), version: r.get(1)? }))?
+        .collect()
 }
 
 pub(super) fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<FunctionVersion>> {
