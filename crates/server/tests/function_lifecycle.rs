@@ -234,6 +234,10 @@ async fn a_deleted_name_can_be_deployed_again_promoted_back_or_purged() {
     assert!(again["error"]["message"].as_str().unwrap().contains("deleted already"), "{again}");
     let (status, rollback) = server.rollback("job").await;
     assert_eq!(status, StatusCode::CONFLICT, "{rollback}");
+    let replay = json!({"event_id": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST", "dry_run": true}).to_string().into_bytes();
+    let (status, refused) = server.call(Method::POST, "/api/v1/functions/job/replay", Some(replay)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("job is deleted: nothing is live"), "{refused}");
 
     // Deployed again, its numbers continue.
     let redeployed = server.deploy("job", "ok", "trigger=event:job.run").await;

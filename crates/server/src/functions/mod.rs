@@ -498,7 +498,12 @@ impl Functions {
             Some(n) => versions.iter().find(|v| v.version == n),
         }
         .cloned()
-        .ok_or_else(|| FunctionError::Invalid(format!("{name} has no version {}", version.unwrap_or_default())))?;
+        .ok_or_else(|| match version {
+            Some(n) => FunctionError::Invalid(format!("{name} has no version {n}")),
+            None => FunctionError::Invalid(format!(
+                "{name} is deleted: nothing is live; name a version (`glassbox functions versions {name}`)"
+            )),
+        })?;
         let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
