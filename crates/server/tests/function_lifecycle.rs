@@ -133,6 +133,9 @@ async fn promote_goes_forward_or_back_and_each_rollback_goes_one_version_further
 
     let (status, forward) = server.promote("job", 3).await;
     assert_eq!(status, StatusCode::OK, "{forward}");
+    let (_, function) = server.call(Method::GET, "/api/v1/functions/job", None).await;
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert!(time(&function["live_since"]) > time(&function["live"]["deployed_at"]), "since the promote: {function}");
     assert_eq!((forward["from"].clone(), forward["live"]["version"].clone()), (json!(1), json!(3)));
     let (status, same) = server.promote("job", 3).await;
     assert_eq!((status, same["changed"].clone(), same["from"].clone()), (StatusCode::OK, json!(false), json!(3)));

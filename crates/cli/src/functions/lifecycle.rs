@@ -36,6 +36,7 @@ pub async fn get(client: &Client, name: &str, json: bool) -> anyhow::Result<()> 
     let mut rows = vec![
         ("digest", render::text(live, "digest").to_string()),
         ("deployed", format!("{} by {}", render::short_time(&live["deployed_at"]), render::text(live, "deployed_by"))),
+        ("live since", render::short_time(&function["live_since"])),
         ("triggers", triggers(spec)),
         ("feature", spec["feature"].as_str().unwrap_or("-").to_string()),
     ];

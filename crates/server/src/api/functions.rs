@@ -169,6 +169,9 @@ pub struct FunctionView {
     state: &'static str,
     /// None once deleted.
     live: Option<VersionView>,
+    /// When that version became live (its deploy, or the promote or
+    /// rollback that made it live again); none once deleted.
+    live_since: Option<chrono::DateTime<chrono::Utc>>,
     /// How many versions it has.
     versions: usize,
     /// Its newest version's number.
@@ -205,7 +208,9 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> 
 pub async fn get(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<FunctionView>, ApiError> {
     let versions = app.functions.versions(&name).await.map_err(error)?;
     let live = versions.iter().find(|v| v.live).map(VersionView::from);
+    let live_since = app.functions.live_since(&name).await.map_err(error)?;
     Ok(Json(FunctionView {
+        live_since: live.as_ref().and(live_since).or(live.as_ref().map(|v| v.deployed_at)),
         state: if live.is_some() { "live" } else { "deleted" },
         live,
         versions: versions.len(),

@@ -213,6 +213,13 @@ impl Functions {
         }
     }
 
+    /// When the live alias last moved to the version live now (a deploy,
+    /// promote or rollback); `None` if not live, or moved before the log.
+    pub async fn live_since(&self, name: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FunctionError> {
+        let last = self.store.live_log(name).await?.pop();
+        Ok(last.filter(|m| m.version.is_some()).map(|m| m.at))
+    }
+
     /// What a live function has in hand; `None` if it is not live.
     pub fn in_flight(&self, name: &str) -> Option<InFlight> {
         self.live.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|live| InFlight::of(live))
