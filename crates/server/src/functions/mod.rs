@@ -1,4 +1,5 @@
-//! Functions: deploy (immutable versions, a `live` alias, rollback), and
+//! Functions: deploy (immutable versions, a `live` alias; promote,
+//! rollback and delete in `lifecycle.rs`), and
 //! the dispatcher that runs live functions on the events their triggers
 //! match — each invocation recorded as a `function.invoked` event on the
 //! triggering event's chain, with its outcome, timings, logs and cost, and
@@ -544,7 +545,7 @@ impl Functions {
         let draft =
             Draft { subject: Some(name.into()), ..Draft::json(format!("glassbox/functions/{name}"), ty, &data) };
         if let Err(e) = self.pipeline.ingest(vec![draft], "platform").await {
-            tracing::error!(function = name, error = %e, "could not record a deploy");
+            tracing::error!(function = name, error = %e, "could not record a change of a function");
         }
     }
 
