@@ -184,6 +184,7 @@ async fn malformed_query_parameters_name_the_parameter_and_what_it_takes_on_ever
         (Method::GET, "/api/v1/anomalies?active=maybe", "active", "true or false"),
         (Method::POST, "/api/v1/functions/f?trigger=event:x&concurrency=-1", "concurrency", "a whole number"),
         (Method::POST, "/api/v1/functions/f", "trigger", "missing"),
+        (Method::DELETE, "/api/v1/functions/f?force=maybe", "force", "true or false"),
         (Method::GET, "/api/v1/events?limti=5", "limti", "not a parameter of this route; it takes"),
         (Method::GET, "/api/v1/events?limit=5&limit=6", "limit", "more than once"),
     ];
@@ -297,6 +298,11 @@ async fn json_bodies_are_explained_in_the_senders_terms() {
             "`name` is the number `5`",
         ),
         (json(Method::POST, "/api/v1/functions/f/replay", "{}"), "invalid_body", "lacks the field `event_id`"),
+        (
+            json(Method::POST, "/api/v1/functions/f/promote", r#"{"version":"2"}"#),
+            "invalid_body",
+            r#"like {"version": 2}"#,
+        ),
         (json(Method::PATCH, "/api/v1/devices/d1", "[1]"), "invalid_body", "must be a JSON object"),
         (json(Method::POST, "/api/v1/devices", r#"{"id":"#), "invalid_body", "not JSON (line 1, column 6)"),
         (json(Method::POST, "/api/v1/devices", ""), "invalid_body", "the body is empty"),
