@@ -272,39 +272,25 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     if let Some(what) = glassbox_runtime::not_webassembly(&bytes) {
         anyhow::bail!(not_a_component(&a.file, &what));
     }
-    let mut query = vec![("trigger", a.triggers.join(","))];
-    let optional = [
-        ("feature", &a.feature),
-        ("timeout", &a.timeout),
-        ("memory", &a.memory),
-        ("max_age", &a.max_age),
-        ("rate", &a.rate),
-    ];
-    query.extend(optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
-    if let Some(c) = a.concurrency {
-        query.push(("concurrency", c.to_string()));
-    }
-    if let Some(h) = a.hop_limit {
-        query.push(("hop_limit", h.to_string()));
-    }
-    if let Some(r) = a.retries {
-        query.push(("retries", r.to_string()));
-    }
-    if let Some(r) = a.reuse {
-        query.push(("reuse", r.to_string()));
-    }
-    if !a.egress.is_empty() {
-        query.push(("egress", a.egress.join(",")));
-    }
-    if !a.egress_trace.is_empty() {
-        query.push(("egress_trace", a.egress_trace.join(",")));
-    }
-    if a.record_body {
-        query.push(("record_body", "true".into()));
-    }
-    if !a.record_headers.is_empty() {
-        query.push(("record_headers", a.record_headers.join(",")));
-    }
+    let options = crate::apply::manifest::Entry {
+        triggers: a.triggers.clone(),
+        feature: a.feature.clone(),
+        timeout: a.timeout.clone(),
+        memory: a.memory.clone(),
+        concurrency: a.concurrency,
+        rate: a.rate.clone(),
+        retries: a.retries,
+        max_age: a.max_age.clone(),
+        hop_limit: a.hop_limit,
+        reuse: a.reuse,
+        egress: a.egress.clone(),
+        egress_trace: a.egress_trace.clone(),
+        record_body: a.record_body,
+        record_headers: a.record_headers.clone(),
+        ..Default::default()
+    };
+    // Deployed by hand: no app's (an app's `apply` then shows it as taken over).
+    let query = options.deploy_params(None);
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
     let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;
     match a.json {

@@ -87,9 +87,11 @@ impl Manifest {
 
 impl Entry {
     /// The deploy's query parameters (the API's `DeployParams`), with the
-    /// app that owns it.
-    pub fn deploy_params(&self, app: &str) -> Vec<(&'static str, String)> {
-        let mut query = vec![("trigger", self.triggers.join(",")), ("app", app.to_string())];
+    /// app that owns it (none: deployed by hand). `functions deploy` sends
+    /// its flags through this too.
+    pub fn deploy_params(&self, app: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut query = vec![("trigger", self.triggers.join(","))];
+        query.extend(app.map(|app| ("app", app.to_string())));
         let text = [
             ("feature", &self.feature),
             ("timeout", &self.timeout),
@@ -152,7 +154,7 @@ record_body = true
     #[test]
     fn deploy_params_carry_every_option_given_and_the_app() {
         let m = Manifest::parse(TWO).unwrap();
-        let params = m.functions["telemetry"].deploy_params("greenhouse");
+        let params = m.functions["telemetry"].deploy_params(Some("greenhouse"));
         let want = [
             ("trigger", "mqtt:devices/+/telemetry,schedule:0 9 * * 1,3,5"),
             ("app", "greenhouse"),
@@ -161,7 +163,7 @@ record_body = true
             ("egress", "api.example.com,*.example.org"),
         ];
         assert_eq!(params, want.map(|(k, v)| (k, v.to_string())));
-        assert!(m.functions["hello"].deploy_params("greenhouse").contains(&("record_body", "true".into())));
+        assert!(m.functions["hello"].deploy_params(Some("greenhouse")).contains(&("record_body", "true".into())));
     }
 
     #[test]

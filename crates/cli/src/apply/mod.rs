@@ -130,7 +130,7 @@ async fn plan(client: &Client, manifest: &Manifest, dir: &Path) -> anyhow::Resul
     let mut plan = Vec::new();
     for (name, entry) in &manifest.functions {
         let (_, digest) = component(name, entry, dir)?;
-        let mut query = entry.deploy_params(&manifest.app);
+        let mut query = entry.deploy_params(Some(&manifest.app));
         query.push(("digest", digest));
         let path = format!("/api/v1/functions/{}/plan", segment(name));
         let answer = client.get(&path, &query).await.with_context(|| format!("[functions.{name}]"))?;
@@ -169,7 +169,7 @@ async fn apply(
             Change::Create | Change::Update => {
                 let entry = &manifest.functions[name];
                 let (bytes, digest) = component(name, entry, dir)?;
-                let mut query = entry.deploy_params(&manifest.app);
+                let mut query = entry.deploy_params(Some(&manifest.app));
                 query.push(("digest", digest));
                 let path = format!("/api/v1/functions/{}", segment(name));
                 let answer = client
