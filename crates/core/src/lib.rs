@@ -22,7 +22,7 @@ mod refused;
 mod trace_context;
 mod work;
 
-pub use connection::DisconnectReason;
+pub use connection::{Connected, DisconnectReason, TlsSession};
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use histogram::Histogram;
