@@ -16,11 +16,11 @@ const WIT: &str = include_str!("../../../wit/function.wit");
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
-    glassbox new rust telemetry          ./telemetry: Cargo.toml, src/lib.rs, build.sh (cargo, wasm32-wasip2)\n  \
-    glassbox new js alerts --dir fns/alerts    componentize-js via npm\n  \
-    glassbox new python report           componentize-py via pip\n\n\
-    Then: NAME/build.sh builds NAME/NAME.wasm, and `glassbox apply glassbox.app.toml --build`\n\
-    (or `glassbox functions deploy NAME/NAME.wasm --name NAME --trigger mqtt:devices/+/NAME`) deploys it.")]
+    glassbox new rust telemetry                ./telemetry: cargo for wasm32-wasip2\n  \
+    glassbox new js alerts --dir fns/alerts    componentize-js, through npm\n  \
+    glassbox new python report                 componentize-py, through pip\n\n\
+    Then NAME/build.sh builds NAME/NAME.wasm, and `glassbox apply glassbox.app.toml --build`\n\
+    deploys it (or: glassbox functions deploy NAME/NAME.wasm --name NAME --trigger ...).")]
 pub struct NewArgs {
     /// The language of the template.
     language: Language,
@@ -84,9 +84,9 @@ impl Language {
     /// What building needs, for the README.
     fn needs(self) -> &'static str {
         match self {
-            Language::Js => "Node.js 20 and npm (build.sh installs componentize-js, pinned in package.json)",
-            Language::Python => "Python 3 and pip (build.sh installs componentize-py, pinned in requirements.txt)",
-            Language::Rust => "Rust and its wasm32-wasip2 target (`rustup target add wasm32-wasip2`)",
+            Language::Js => "Node.js 20 and npm; build.sh installs componentize-js, pinned in package.json",
+            Language::Python => "Python 3 and pip; build.sh installs componentize-py, pinned in requirements.txt",
+            Language::Rust => "Rust with the wasm32-wasip2 target: rustup target add wasm32-wasip2",
         }
     }
 
@@ -199,7 +199,7 @@ fn readme(language: Language, name: &str, dir: &Path) -> String {
     format!(
         "# {name}\n\nA Glassbox function: `{source}` handles each event (the interfaces are in `wit/`; \
          docs/functions.md explains them).\n\n\
-         Build it (needs {needs}): `{dir}/build.sh` → `{dir}/{name}.wasm`.\n\n\
+         Build it with `{dir}/build.sh` → `{dir}/{name}.wasm` (needs {needs}).\n\n\
          Deploy it with the app manifest, `glassbox apply {MANIFEST} --build`, or alone:\n\
          `glassbox functions deploy {dir}/{name}.wasm --name {name} --trigger 'mqtt:devices/+/{name}'`.\n",
         source = language.source(),
