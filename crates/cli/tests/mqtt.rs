@@ -270,6 +270,27 @@ fn a_device_publishes_over_tls_with_mosquitto_pub() {
     assert!(data["tls_cipher"].as_str().unwrap().starts_with("TLS13_"), "{data}");
     let inspect = served.text(&["devices", "inspect", "tls-1"]);
     assert!(inspect.contains("TLS 1.3 (TLS13_"), "the timeline says so: {inspect}");
+    // While connected, the connection line says so too.
+    let mut listening = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "--cafile", cert_arg, "-i", "tls-1", "-u", "tls-1", "-P", &secret])
+        .args(["-t", "devices/tls-1/cmd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let connected_line = |text: &str| text.lines().find(|l| l.starts_with("connection: connected")).map(str::to_string);
+    let mut line = None;
+    for _ in 0..100 {
+        line = connected_line(&served.text(&["devices", "inspect", "tls-1"]));
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = listening.kill();
+    let _ = listening.wait();
+    let line = line.expect("mosquitto_sub connected");
+    assert!(line.contains(" over TLS 1.3 (TLS13_"), "{line}");
     let plain = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port, "-i", "tls-1", "-u", "tls-1", "-P", &secret, "-t", "devices/tls-1/t"])
         .args(["-m", "plain", "-q", "1"])
