@@ -143,9 +143,16 @@ async fn ingest_checked(
 /// drafts that give one; every offender is named.
 async fn refuse_unknown_parents(app: &AppState, drafts: &[Draft], batch: bool) -> Result<(), ApiError> {
     let mut problems = Vec::new();
+    // A batch's events often share their parent: each is looked up once.
+    let mut recorded = std::collections::HashSet::new();
     for (index, draft) in drafts.iter().enumerate() {
         let Some(parent) = &draft.causationid else { continue };
-        if app.pipeline.store().lineage(parent).await?.is_none() {
+        if recorded.contains(parent) {
+            continue;
+        }
+        if app.pipeline.store().lineage(parent).await?.is_some() {
+            recorded.insert(parent);
+        } else {
             let field = if batch { format!("[{index}].causationid") } else { "causationid".into() };
             let message = format!(
                 "{parent} names no recorded event (never recorded here, or deleted by retention): give the id of \
