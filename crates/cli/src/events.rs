@@ -126,7 +126,9 @@ pub struct SendArgs {
     /// Join this correlation chain instead of starting one.
     #[arg(long)]
     correlation: Option<String>,
-    /// The parent event's id (its chain and depth are inherited).
+    /// The parent event's id (its chain and depth are inherited); it must
+    /// be an event Glassbox recorded, else the send is refused. To tie the
+    /// event to another system's, use --correlation.
     #[arg(long)]
     causation: Option<String>,
     #[command(flatten)]

@@ -19,6 +19,7 @@ mod inspect;
 mod logs;
 mod metrics;
 mod monitor;
+mod new;
 mod render;
 mod serve;
 mod simulate;
@@ -101,6 +102,9 @@ enum Command {
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
+    /// Scaffold a function (js, python or rust) with its build script, and
+    /// add it to the app manifest, glassbox.app.toml.
+    New(new::NewArgs),
     /// Deploy and watch functions (WebAssembly components run on events).
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
@@ -159,6 +163,7 @@ fn main() -> std::process::ExitCode {
                 Command::Control(command) => control::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,
+                Command::New(args) => new::run(args),
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Logs(args) => logs::run(args).await,

@@ -23,7 +23,7 @@ mod refused;
 mod trace_context;
 mod work;
 
-pub use connection::DisconnectReason;
+pub use connection::{Connected, DisconnectReason, TlsSession};
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };

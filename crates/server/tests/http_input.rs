@@ -127,6 +127,41 @@ async fn attributes_are_checked_for_what_they_name() {
     server.running.unwrap().stop().await.unwrap();
 }
 
+// Issue 18, item 8: `events send --causation 01K…` naming no recorded event
+// silently started a new chain. It is refused, attribute or header, naming
+// each offender in a batch; nothing is recorded.
+#[tokio::test]
+async fn a_causationid_that_names_no_recorded_event_is_refused() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let nowhere = "01KBZZZZZZZZZZZZZZZZZZZZZZ";
+    let by_attribute = post_event(&server, &event(json!({ "causationid": nowhere })));
+    let by_header = post_event(&server, &event(json!({}))).header("causationid", nowhere);
+    for request in [by_attribute, by_header] {
+        let (status, error) = refusal(request).await;
+        let says = [nowhere, "names no recorded event", "leave causationid out"];
+        assert_refused((status, error.clone()), StatusCode::BAD_REQUEST, "unknown_causation", &says, nowhere);
+        assert_eq!(error["problems"][0]["field"], "causationid", "{error}");
+    }
+    let (_, parent) = server.call(Method::POST, "/api/v1/events", Some(event(json!({})).to_string().into())).await;
+    let batch = json!([event(json!({ "causationid": parent["id"] })), event(json!({ "causationid": nowhere }))]);
+    let request = server
+        .request(Method::POST, "/api/v1/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(batch.to_string());
+    let (status, error) = refusal(request).await;
+    assert_refused(
+        (status, error.clone()),
+        StatusCode::BAD_REQUEST,
+        "unknown_causation",
+        &["[1].causationid"],
+        "batch",
+    );
+    assert_eq!(error["problems"].as_array().unwrap().len(), 1, "only the unknown one: {error}");
+    let (_, page) = server.call(Method::GET, "/api/v1/events?type=reading", None).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "only the parent was recorded: {page}");
+    server.running.unwrap().stop().await.unwrap();
+}
+
 // Issue 17, item 6: `Content-Type: …; charset=utf-16` was read as UTF-8.
 #[tokio::test]
 async fn a_charset_other_than_utf8_is_refused_naming_what_is_accepted() {

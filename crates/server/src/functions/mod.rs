@@ -279,7 +279,8 @@ impl Busy {
 /// millisecond, where a warm invocation and a group commit land.
 const DISPATCH_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0, 10.0];
 
-fn validate_name(name: &str) -> Result<(), FunctionError> {
+/// The rule for a function's name, also checked by `glassbox new`.
+pub fn validate_name(name: &str) -> Result<(), FunctionError> {
     match spec::is_name(name) {
         true => Ok(()),
         false => Err(FunctionError::Invalid(format!("function name {name:?} must be 1-64 letters, digits, - _ or ."))),
