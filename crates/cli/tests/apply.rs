@@ -141,7 +141,7 @@ fn a_deploy_whose_component_does_not_match_its_digest_is_refused() {
 
 /// The examples' manifest plans cleanly: every component built (by
 /// scripts/test, as examples/*/build.sh), every trigger and route valid.
-/// (Deploying the four compiles ~55 MiB of components: the examples test
+/// (Deploying the five compiles ~55 MiB of components: the examples test
 /// of the server crate does that once; here the plan is what is checked.)
 #[test]
 fn the_examples_manifest_plans_every_example_function() {
@@ -149,6 +149,12 @@ fn the_examples_manifest_plans_every_example_function() {
     let served = serve(&dir.path().join("data"));
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/glassbox.app.toml");
     let planned = cli_json(&served, &["apply", file, "--dry-run", "--json"]);
-    let want = [("forward", "create"), ("hello", "create"), ("js-telemetry", "create"), ("python-telemetry", "create")];
+    let want = [
+        ("forward", "create"),
+        ("hello", "create"),
+        ("js-telemetry", "create"),
+        ("python-telemetry", "create"),
+        ("rust-telemetry", "create"),
+    ];
     assert_eq!(changes(&planned), pairs(&want), "build the examples first: scripts/test does");
 }

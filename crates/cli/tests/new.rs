@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Served, cli, cli_json, glassbox, serve};
+use common::{Served, TOKEN, cli, cli_json, glassbox, serve};
 
 fn new(cwd: &Path, args: &[&str]) -> Output {
     glassbox().arg("new").args(args).current_dir(cwd).output().unwrap()
@@ -77,16 +77,22 @@ fn new_rust_scaffolds_a_function_that_builds_deploys_and_runs_on_device_messages
     assert_eq!(entry["build"].as_str(), Some("probe/build.sh"));
     assert_eq!(entry["triggers"].as_array().unwrap()[0].as_str(), Some("mqtt:devices/+/probe"));
 
-    // Its build script, sharing the example's compiled crates.
-    build(&work.path().join("probe/build.sh"), &[("CARGO_TARGET_DIR", &example("rust-telemetry/target"))]);
-    let component = work.path().join("probe/probe.wasm");
-    assert!(is_component(&component), "wasm32-wasip2 links a component");
-
-    // Deployed with its default trigger, run by a device message over MQTT.
+    // What a newcomer runs next: `glassbox apply --build` in that directory runs
+    // the build script (sharing the example's compiled crates), then deploys.
     let data = tempfile::tempdir().unwrap();
     let served = serve(data.path());
-    let path = component.to_str().unwrap();
-    cli(&served, &["functions", "deploy", path, "--name", "probe", "--trigger", "mqtt:devices/+/probe"]);
+    let applied = glassbox()
+        .args(["apply", "--build"])
+        .current_dir(work.path())
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .env("CARGO_TARGET_DIR", example("rust-telemetry/target"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&applied.stdout);
+    assert!(applied.status.success(), "{said}{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(said.contains("+ probe  create") && said.contains("created probe: version 1 is live"), "{said}");
+    assert!(is_component(&work.path().join("probe/probe.wasm")), "wasm32-wasip2 links a component");
     let secret = cli_json(&served, &["devices", "create", "d1", "--json"])["secret"].as_str().unwrap().to_string();
     let port = served.mqtt.rsplit(':').next().unwrap();
     let status = Command::new("mosquitto_pub")
