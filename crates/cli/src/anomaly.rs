@@ -269,14 +269,20 @@ fn summarise(tally: &Tally, detector: &Detector) {
         || "unknown".into(),
         |s| humantime::format_duration(std::time::Duration::from_secs_f64(s.max(0.0).round())).to_string(),
     );
+    let count = crate::render::count;
+    let skipped = format!(
+        "{}, {} and {}",
+        count(not_finite, "missing value"),
+        count(duplicate, "duplicate timestamp"),
+        count(out_of_order, "out-of-order timestamp")
+    );
     eprintln!(
-        "{} rows: {} alerts in {} episodes; skipped {not_finite} missing values, {duplicate} duplicate and \
-         {out_of_order} out-of-order timestamps{}{}; learned interval {interval}, model {}",
-        tally.rows,
-        tally.alerts,
-        tally.episodes.len(),
-        if bad_time > 0 { format!(", {bad_time} bad timestamps") } else { String::new() },
-        if tally.bad > 0 { format!("; left out {} unreadable rows", tally.bad) } else { String::new() },
+        "{}: {} in {}; skipped {skipped}{}{}; learned interval {interval}, model {}",
+        count(tally.rows, "row"),
+        count(tally.alerts, "alert"),
+        count(tally.episodes.len(), "episode"),
+        if bad_time > 0 { format!(", {}", count(bad_time, "bad timestamp")) } else { String::new() },
+        if tally.bad > 0 { format!("; left out {}", count(tally.bad, "unreadable row")) } else { String::new() },
         detector.model(),
     );
     for e in tally.episodes.iter().take(50) {

@@ -20,7 +20,8 @@ pub enum By {
     glassbox cost --by feature --since 7d --json\n  \
     glassbox cost --by device --since 1h       which devices' events cost the most\n\n\
     Cost is per invocation: a price per request plus a price per GiB-second of the function's \
-    memory limit for its wall time ([cost] per_request, per_gib_second).")]
+    memory limit for its wall time ([cost] per_request, per_gib_second). Costs are in the currency of \
+    those prices, shown as $: the defaults are list prices in US dollars.")]
 pub struct CostArgs {
     /// What to total by.
     #[arg(long, value_enum, default_value = "function")]
@@ -30,7 +31,7 @@ pub struct CostArgs {
     since: String,
     #[command(flatten)]
     remote: Remote,
-    /// Print [{key, cost, invocations}] as JSON.
+    /// Print [{key, cost, invocations}] as JSON (cost in the prices' currency, $ by default).
     #[arg(long)]
     json: bool,
 }
@@ -59,10 +60,10 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(key, cost, n)| {
             let share = if total > 0.0 { 100.0 * cost / total } else { 0.0 };
-            vec![key.clone(), format!("{cost:.9}"), n.to_string(), format!("{share:.1}%")]
+            vec![key.clone(), format!("${cost:.9}"), n.to_string(), format!("{share:.1}%")]
         })
         .collect();
-    render::table(&[&label.to_uppercase(), "COST", "INVOCATIONS", "SHARE"], &table);
-    println!("total {total:.9} since {}", render::short_time(&answer["since"]));
+    render::table(&[&label.to_uppercase(), "COST $", "INVOCATIONS", "SHARE"], &table);
+    println!("total ${total:.9} since {}", render::short_time(&answer["since"]));
     Ok(())
 }

@@ -308,7 +308,8 @@ fn print_cleared(answer: &Value, device: &str) {
     let count = answer["cleared"].as_u64().unwrap_or(0);
     let named = answer["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
     let colon = if named.is_empty() { "" } else { ":" };
-    println!("cleared {count} queued message(s) of {device}; each is recorded as dropped (reason cleared){colon}");
+    let cleared = render::count(count as usize, "queued message");
+    println!("cleared {cleared} of {device}; each is recorded as dropped (reason cleared){colon}");
     for message in named {
         println!(
             "  {}  {}  ({} bytes)",

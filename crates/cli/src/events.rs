@@ -126,7 +126,9 @@ pub struct SendArgs {
     /// Join this correlation chain instead of starting one.
     #[arg(long)]
     correlation: Option<String>,
-    /// The parent event's id (its chain and depth are inherited).
+    /// The parent event's id (its chain and depth are inherited); it must
+    /// be an event Glassbox recorded, else the send is refused. To tie the
+    /// event to another system's, use --correlation.
     #[arg(long)]
     causation: Option<String>,
     #[command(flatten)]
@@ -174,8 +176,8 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     render::events_table(&events);
     match cursor {
-        Some(cursor) => eprintln!("{} events shown; more with --cursor {cursor}", events.len()),
-        None => eprintln!("{} events", events.len()),
+        Some(cursor) => eprintln!("{} shown; more with --cursor {cursor}", render::count(events.len(), "event")),
+        None => eprintln!("{}", render::count(events.len(), "event")),
     }
     Ok(())
 }

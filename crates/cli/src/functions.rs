@@ -1,5 +1,7 @@
-//! `glassbox functions …`: deploy WebAssembly components, roll back, and
-//! look at their invocations.
+//! `glassbox functions …`: deploy WebAssembly components, see and change
+//! which version is live, delete them, and look at their invocations.
+
+mod lifecycle;
 
 use std::path::PathBuf;
 
@@ -25,12 +27,40 @@ pub enum FunctionsCommand {
         glassbox functions deploy hook.wasm --name github --trigger 'http:POST /hooks/github' --egress api.github.com\n  \
         glassbox functions deploy notify.wasm --name notify --trigger 'event:alarm.*' --egress-trace hooks.example.com")]
     Deploy(Box<DeployArgs>),
-    /// Functions and their live versions.
+    /// Functions and their live versions (deleted ones are not listed).
     List(ListArgs),
-    /// Every version of a function, newest first.
+    /// One function: its live version whole (triggers, limits, feature,
+    /// egress, who deployed it and when), how many versions it has, and the
+    /// work it has in hand.
+    #[command(after_help = "  glassbox functions get thermostat\n  glassbox functions get thermostat --json")]
+    Get(NameArgs),
+    /// Every version of a function, newest first, with its triggers, limits,
+    /// feature, and who deployed it when.
+    #[command(after_help = "  glassbox functions versions thermostat\n  \
+        glassbox functions versions thermostat --json     every version whole, spec included")]
     Versions(NameArgs),
-    /// Move the live alias back to the version before it.
+    /// Make any version live: roll forward or back. Recorded as a
+    /// function.promoted event (diagnose counts it as a change); promoting the
+    /// live version changes nothing. Also makes a deleted function live again.
+    #[command(after_help = "  glassbox functions versions thermostat       which versions there are\n  \
+        glassbox functions promote thermostat 3      v3 live, whichever was before")]
+    Promote(PromoteArgs),
+    /// Make live the newest version older than the live one; each rollback
+    /// goes one version further back (v3 → v2 → v1). `promote` goes anywhere.
+    #[command(after_help = "  glassbox functions rollback thermostat\n  \
+        glassbox functions promote thermostat 3      forward again")]
     Rollback(NameArgs),
+    /// Delete a function: its triggers, HTTP routes and schedules stop at
+    /// once and its warm instances are dropped. Refused while it has events
+    /// queued, retrying or running unless --force (then queued and retrying
+    /// events get a dead letter, reason cleared; running ones finish and are
+    /// recorded). Its versions are kept (`versions`, `invocations` and
+    /// `promote` still work; deploying the name again continues its numbers)
+    /// unless --purge.
+    #[command(after_help = "  glassbox functions delete thermostat\n  \
+        glassbox functions delete thermostat --force           even with events queued\n  \
+        glassbox functions delete thermostat --force --purge   versions and key-value store too")]
+    Delete(DeleteArgs),
     /// Recent invocations: outcome, error, timings, cost.
     #[command(after_help = "Outcomes: succeeded, failed (the function returned an error), trapped, timed_out, \
         memory_exceeded, output_too_large.\n  \
@@ -113,6 +143,34 @@ pub struct NameArgs {
 }
 
 #[derive(clap::Args)]
+pub struct PromoteArgs {
+    name: String,
+    /// The version to make live (`glassbox functions versions NAME` lists them).
+    #[arg(value_name = "VERSION", id = "number")]
+    number: u32,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    name: String,
+    /// Delete even with events queued, retrying or running.
+    #[arg(long)]
+    force: bool,
+    /// Remove its versions, its components and its key-value store too
+    /// (its invocation records stay in the recorder). Numbering restarts at 1.
+    #[arg(long)]
+    purge: bool,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 pub struct ListArgs {
     #[command(flatten)]
     remote: Remote,
@@ -145,25 +203,11 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
             let body = a.remote.client()?.get("/api/v1/functions", &[]).await?;
             print_versions(&body["functions"], a.json)
         }
-        FunctionsCommand::Versions(a) => {
-            let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
-            let body = a.remote.client()?.get(&path, &[]).await?;
-            print_versions(&body["versions"], a.json)
-        }
-        FunctionsCommand::Rollback(a) => {
-            let path = format!("/api/v1/functions/{}/rollback", crate::client::segment(&a.name));
-            let version = a.remote.client()?.post(&path, "application/json", String::new()).await?;
-            match a.json {
-                true => println!("{}", serde_json::to_string_pretty(&version)?),
-                false => println!(
-                    "{} is live at version {} ({})",
-                    a.name,
-                    version["version"],
-                    render::text(&version, "digest")
-                ),
-            }
-            Ok(())
-        }
+        FunctionsCommand::Get(a) => lifecycle::get(&a.remote.client()?, &a.name, a.json).await,
+        FunctionsCommand::Versions(a) => lifecycle::versions(&a.remote.client()?, &a.name, a.json).await,
+        FunctionsCommand::Promote(a) => lifecycle::promote(&a.remote.client()?, &a.name, a.number, a.json).await,
+        FunctionsCommand::Rollback(a) => lifecycle::rollback(&a.remote.client()?, &a.name, a.json).await,
+        FunctionsCommand::Delete(a) => lifecycle::delete(&a.remote.client()?, &a.name, a.force, a.purge, a.json).await,
         FunctionsCommand::Invocations(a) => invocations(a).await,
     }
 }
@@ -212,41 +256,41 @@ async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file that is no WebAssembly at all (a script, a README): what to do
+/// first, then what the file is.
+fn not_a_component(file: &std::path::Path, what: &glassbox_runtime::NotWebAssembly) -> String {
+    format!(
+        "{} is not a WebAssembly component ({}): build one first — componentize-js for JavaScript, \
+         componentize-py for Python, cargo component for Rust (see examples/) — and deploy the .wasm file it makes",
+        file.display(),
+        what.brief()
+    )
+}
+
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let mut query = vec![("trigger", a.triggers.join(","))];
-    let optional = [
-        ("feature", &a.feature),
-        ("timeout", &a.timeout),
-        ("memory", &a.memory),
-        ("max_age", &a.max_age),
-        ("rate", &a.rate),
-    ];
-    query.extend(optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
-    if let Some(c) = a.concurrency {
-        query.push(("concurrency", c.to_string()));
+    if let Some(what) = glassbox_runtime::not_webassembly(&bytes) {
+        anyhow::bail!(not_a_component(&a.file, &what));
     }
-    if let Some(h) = a.hop_limit {
-        query.push(("hop_limit", h.to_string()));
-    }
-    if let Some(r) = a.retries {
-        query.push(("retries", r.to_string()));
-    }
-    if let Some(r) = a.reuse {
-        query.push(("reuse", r.to_string()));
-    }
-    if !a.egress.is_empty() {
-        query.push(("egress", a.egress.join(",")));
-    }
-    if !a.egress_trace.is_empty() {
-        query.push(("egress_trace", a.egress_trace.join(",")));
-    }
-    if a.record_body {
-        query.push(("record_body", "true".into()));
-    }
-    if !a.record_headers.is_empty() {
-        query.push(("record_headers", a.record_headers.join(",")));
-    }
+    let options = crate::apply::manifest::Entry {
+        triggers: a.triggers.clone(),
+        feature: a.feature.clone(),
+        timeout: a.timeout.clone(),
+        memory: a.memory.clone(),
+        concurrency: a.concurrency,
+        rate: a.rate.clone(),
+        retries: a.retries,
+        max_age: a.max_age.clone(),
+        hop_limit: a.hop_limit,
+        reuse: a.reuse,
+        egress: a.egress.clone(),
+        egress_trace: a.egress_trace.clone(),
+        record_body: a.record_body,
+        record_headers: a.record_headers.clone(),
+        ..Default::default()
+    };
+    // Deployed by hand: no app's (an app's `apply` then shows it as taken over).
+    let query = options.deploy_params(None);
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
     let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;
     match a.json {

@@ -1,8 +1,10 @@
 //! `glassbox devices inspect ID`: one device's state in words — registry
-//! status, connection, session queue, subscriptions, last message and its
-//! recent connection timeline.
+//! status, connection (and whether it uses TLS), session queue,
+//! subscriptions, last message, last refused publish and its recent
+//! connection timeline.
 
 use chrono::Utc;
+use glassbox_core::PublishRefused;
 use serde_json::Value;
 
 use crate::render;
@@ -76,6 +78,7 @@ pub fn print(view: &Value) {
         }
         None => println!("last message: none recorded"),
     }
+    print_last_refused(&view["last_refused_publish"]);
     let timeline = view["timeline"].as_array().cloned().unwrap_or_default();
     if timeline.is_empty() {
         println!("connection timeline: nothing recorded yet");
@@ -90,6 +93,20 @@ pub fn print(view: &Value) {
         })
         .collect();
     render::table(&["TIME", "WHAT", "DETAIL"], &rows);
+}
+
+/// The newest publish the gateway refused (ACL, size, rate), apart from
+/// the messages it accepted.
+fn print_last_refused(event: &Value) {
+    let Ok(refused) = serde_json::from_value::<PublishRefused>(event["data"].clone()) else { return };
+    println!(
+        "last refused publish: {} on {} — {}: {} (event {})",
+        ago(&event["time"]),
+        refused.topic,
+        refused.reason,
+        refused.detail,
+        render::text(event, "id")
+    );
 }
 
 fn print_meta(device: &Value) {
@@ -134,7 +151,7 @@ fn print_session(s: &Value) {
         return;
     }
     match s["connected"] == true {
-        true => println!("connection: connected since {}", ago(&s["since"])),
+        true => println!("connection: connected since {} {}", ago(&s["since"]), transport(s)),
         false => {
             let reason = render::text(s, "last_disconnect");
             println!("connection: DISCONNECTED since {} — {reason}: {}", ago(&s["since"]), reason_in_words(reason));
@@ -165,6 +182,15 @@ fn print_session(s: &Value) {
     }
 }
 
+/// How a connection travels: over TLS (version, cipher) or plain TCP.
+fn transport(connection: &Value) -> String {
+    match (connection["tls"].as_bool(), connection["tls_version"].as_str()) {
+        (Some(true), Some(version)) => format!("over {version} ({})", render::text(connection, "tls_cipher")),
+        (Some(true), None) => "over TLS".into(),
+        _ => "over plain TCP (no TLS)".into(),
+    }
+}
+
 fn timeline_detail(data: &Value) -> String {
     let mut parts = Vec::new();
     if let Some(reason) = data["reason"].as_str() {
@@ -180,14 +206,17 @@ fn timeline_detail(data: &Value) -> String {
     if let Some(level) = data["protocol"].as_u64() {
         parts.push(if level == 5 { "MQTT 5".into() } else { "MQTT 3.1.1".into() });
     }
+    if data.get("tls").is_some() {
+        parts.push(transport(data).trim_start_matches("over ").to_string());
+    }
     if data["session_present"] == true {
         parts.push("resumed its session".into());
     }
     if let Some(n) = data["connects"].as_u64() {
-        parts.push(format!("{n} connects within {} s", data["window_seconds"]));
+        parts.push(format!("{} within {} s", render::count(n as usize, "connect"), data["window_seconds"]));
     }
     if let Some(n) = data["queued_dropped"].as_u64() {
-        parts.push(format!("{n} queued messages dropped"));
+        parts.push(format!("{} dropped", render::count(n as usize, "queued message")));
     }
     parts.join("; ")
 }

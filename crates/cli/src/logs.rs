@@ -75,6 +75,32 @@ impl LogsArgs {
         }
         pairs
     }
+
+    /// What `--follow` is following, so a quiet screen says it is waiting:
+    /// `following log lines of device kitchen-1 at warn and above: 3 so far; waiting for new lines (Ctrl-C to stop)`.
+    fn follow_note(&self, shown: usize) -> String {
+        let filters = [
+            ("chain", &self.correlation),
+            ("event", &self.event),
+            ("function", &self.function),
+            ("device", &self.device),
+        ];
+        let about: Vec<String> =
+            filters.iter().filter_map(|(what, value)| value.as_ref().map(|v| format!("{what} {v}"))).collect();
+        let lines = self.source.as_ref().map_or("log lines".to_string(), |source| format!("{source} log lines"));
+        let mut note = match about.is_empty() {
+            true => format!("following all {lines}"),
+            false => format!("following {lines} of {}", about.join(", ")),
+        };
+        if let Some(level) = &self.level {
+            note.push_str(&format!(" at {level} and above"));
+        }
+        let so_far = match shown {
+            0 => "none yet".to_string(),
+            n => format!("{} so far", crate::render::count(n, "line")),
+        };
+        format!("{note}: {so_far}; waiting for new lines (Ctrl-C to stop)")
+    }
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
@@ -92,6 +118,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // On stderr, so `--json` output stays one object per line.
+    eprintln!("{}", args.follow_note(lines.len()));
     let mut seen: HashSet<String> = HashSet::new();
     let mut since = None;
     let mut batch = lines;

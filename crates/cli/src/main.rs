@@ -3,8 +3,10 @@
 //! prints a table for people.
 
 mod anomaly;
+mod apply;
 mod bench;
 mod client;
+mod config;
 mod control;
 mod cost;
 mod debug;
@@ -17,6 +19,7 @@ mod inspect;
 mod logs;
 mod metrics;
 mod monitor;
+mod new;
 mod render;
 mod serve;
 mod simulate;
@@ -86,6 +89,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the server: HTTP API, ingest pipeline and flight recorder.
     Serve(serve::ServeArgs),
+    /// The server's configuration: an example file, the effective values
+    /// and where each comes from.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Query, inspect, follow and send events.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -95,9 +102,15 @@ enum Command {
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
+    /// Scaffold a function (js, python or rust) with its build script, and
+    /// add it to the app manifest, glassbox.app.toml.
+    New(new::NewArgs),
     /// Deploy and watch functions (WebAssembly components run on events).
     #[command(subcommand)]
     Functions(functions::FunctionsCommand),
+    /// Make the server's functions what an app manifest (glassbox.app.toml)
+    /// says: show the plan, then deploy what changed and delete what it dropped.
+    Apply(apply::ApplyArgs),
     /// Debug: replay an event against any function version.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -144,10 +157,13 @@ fn main() -> std::process::ExitCode {
             match cli.command {
                 Command::Demo(args) => demo::run(args).await,
                 Command::Serve(args) => serve::run(args).await,
+                Command::Config(command) => config::run(command).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
+                Command::Apply(args) => apply::run(args).await,
+                Command::New(args) => new::run(args),
                 Command::Debug(command) => debug::run(command).await,
                 Command::Trace(args) => trace::run(args).await,
                 Command::Logs(args) => logs::run(args).await,

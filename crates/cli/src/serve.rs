@@ -1,18 +1,28 @@
 //! `glassbox serve`.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use glassbox_server::Config;
+use glassbox_server::config::{FlagValue, Layered};
 
 #[derive(clap::Args)]
 #[command(after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
     Each key maps to a variable named after its path: recorder.retention -> GLASSBOX_RECORDER_RETENTION.\n\
-    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once.")]
+    The admin token: GLASSBOX_ADMIN_TOKEN, or generated at first start and printed once.\n\
+    `glassbox config example` prints a file of every option; `glassbox config show` what serve would run with.")]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
+
+/// Where the configuration comes from on the command line: a file, and
+/// the flags that override single keys (shared by `serve` and `config show`).
+#[derive(clap::Args)]
+pub struct ConfigFlags {
     /// Configuration file (default: ./glassbox.toml if it exists).
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Where the recorder keeps its data (data_dir; default ./glassbox-data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -42,38 +52,47 @@ pub struct ServeArgs {
     otlp_endpoint: Option<String>,
 }
 
+impl ConfigFlags {
+    /// Defaults < file < `GLASSBOX_*` < these flags, each value's source kept.
+    pub fn load(&self) -> anyhow::Result<Layered> {
+        Layered::load(self.config.as_deref(), std::env::vars(), &self.values())
+    }
+
+    /// The flags given, as the keys they set.
+    fn values(&self) -> Vec<FlagValue> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let given = [
+            ("data_dir", "--data-dir", path(&self.data_dir)),
+            ("http.listen", "--http", self.http.clone()),
+            ("mqtt.listen", "--mqtt", self.mqtt.clone()),
+            ("mqtt.tls_listen", "--mqtts", self.mqtts.clone()),
+            ("mqtt.tls_cert", "--tls-cert", path(&self.tls_cert)),
+            ("mqtt.tls_key", "--tls-key", path(&self.tls_key)),
+            ("otel.endpoint", "--otlp-endpoint", self.otlp_endpoint.clone()),
+        ];
+        let mut values: Vec<FlagValue> = given
+            .into_iter()
+            .filter_map(|(key, flag, value)| Some(FlagValue { key, flag, value: value?.into() }))
+            .collect();
+        if self.allow_anonymous {
+            values.push(FlagValue { key: "mqtt.allow_anonymous", flag: "--allow-anonymous", value: true.into() });
+        }
+        values
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging("info");
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(http) = args.http {
-        config.http.listen = http;
-    }
-    if let Some(mqtt) = args.mqtt {
-        config.mqtt.listen = mqtt;
-    }
-    if let Some(mqtts) = args.mqtts {
-        config.mqtt.tls_listen = mqtts;
-    }
-    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.mqtt.tls_cert = cert.display().to_string();
-        config.mqtt.tls_key = key.display().to_string();
-    }
-    if args.allow_anonymous {
-        config.mqtt.allow_anonymous = true;
-    }
-    if let Some(endpoint) = args.otlp_endpoint {
-        config.otel.endpoint = endpoint;
-    }
-    config.validate()?;
+    let config = args.config.load()?.config;
     let admin_token = admin_token_from_env()?;
     let data_dir = config.data_dir.clone();
     let running = glassbox_server::start(config.clone(), admin_token.as_deref()).await?;
     if let Some(token) = &running.generated_token {
         println!("admin token (shown once, stored only as a hash): {token}");
         println!("  export GLASSBOX_TOKEN={token}");
+    }
+    if let Some(export) = server_export(running.http_addr) {
+        println!("{export}");
     }
     let mqtts = running.mqtts_addr.map(|a| format!(" mqtts={a}")).unwrap_or_default();
     println!(
@@ -89,6 +108,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing requests and flushing the recorder");
     };
     running.run_until(signal).await
+}
+
+/// The CLI's default `--server`; any other address needs `GLASSBOX_SERVER`.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+/// `  export GLASSBOX_SERVER=…` when the API is not where the CLI looks by
+/// default; a wildcard listener is reached on loopback.
+fn server_export(http: SocketAddr) -> Option<String> {
+    let mut reachable = http;
+    if http.ip().is_unspecified() {
+        reachable.set_ip(match http {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{reachable}");
+    (url != DEFAULT_SERVER).then(|| format!("  export GLASSBOX_SERVER={url}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM: how a running server is asked to stop.
@@ -137,4 +173,19 @@ pub fn init_logging(default: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
     let _ = tracing_subscriber::registry().with(stderr).with(glassbox_server::logs::PlatformLayer).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_export_is_printed_only_off_the_default_address() {
+        let export = |addr: &str| server_export(addr.parse().unwrap());
+        assert_eq!(export("127.0.0.1:7070"), None);
+        assert_eq!(export("0.0.0.0:7070"), None);
+        assert_eq!(export("127.0.0.1:7071").as_deref(), Some("  export GLASSBOX_SERVER=http://127.0.0.1:7071"));
+        assert_eq!(export("0.0.0.0:8080").as_deref(), Some("  export GLASSBOX_SERVER=http://127.0.0.1:8080"));
+        assert_eq!(export("[::]:7070").as_deref(), Some("  export GLASSBOX_SERVER=http://[::1]:7070"));
+    }
 }

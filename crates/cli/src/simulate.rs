@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::f64::consts::TAU;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,11 +174,12 @@ pub fn fleet(args: &SimulateArgs) -> Vec<Profile> {
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let faults = Arc::new(Mutex::new(Faults::default()));
-    let tasks = start(&args, faults.clone()).await?;
+    let link = Arc::new(Link::new(&args.mqtt));
+    let tasks = start_reporting(&args, faults.clone(), Some(link)).await?;
     println!(
-        "simulating {} devices in {} groups on {} (telemetry every {}); type `status` or a fault, Ctrl-C to stop",
-        args.devices,
-        args.groups,
+        "simulating {} in {} on {} (telemetry every {}); type `status` or a fault, Ctrl-C to stop",
+        crate::render::count(args.devices, "device"),
+        crate::render::count(args.groups, "group"),
         args.mqtt,
         humantime::format_duration(args.interval)
     );
@@ -196,6 +198,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 /// Registers the fleet and sets each device living; the faults of the
 /// flags are added to `faults`, which steers the devices from then on.
 pub async fn start(args: &SimulateArgs, faults: Arc<Mutex<Faults>>) -> anyhow::Result<tokio::task::JoinSet<()>> {
+    start_reporting(args, faults, None).await
+}
+
+/// [`start`], saying on stderr when the fleet loses the server and when
+/// it reaches it again, if `link` is given.
+async fn start_reporting(
+    args: &SimulateArgs,
+    faults: Arc<Mutex<Faults>>,
+    link: Option<Arc<Link>>,
+) -> anyhow::Result<tokio::task::JoinSet<()>> {
     if let Ok(mut f) = faults.lock() {
         f.silent.extend(args.silent.iter().cloned());
         f.flapping.extend(args.flap.iter().cloned());
@@ -208,7 +220,15 @@ pub async fn start(args: &SimulateArgs, faults: Arc<Mutex<Faults>>) -> anyhow::R
     let mut tasks = tokio::task::JoinSet::new();
     for (n, profile) in profiles.into_iter().enumerate() {
         let secret = secrets.get(&profile.id).cloned().unwrap_or_default();
-        let device = Device { profile, secret, args: args.clone(), faults: faults.clone(), seed: args.seed + n as u64 };
+        let device = Device {
+            profile,
+            secret,
+            args: args.clone(),
+            faults: faults.clone(),
+            seed: args.seed + n as u64,
+            link: link.clone(),
+            connect_failures: AtomicU32::new(0),
+        };
         tasks.spawn(device.live());
     }
     Ok(tasks)
@@ -254,12 +274,50 @@ pub async fn register(
     Ok(secrets)
 }
 
+/// Whether the fleet reaches the MQTT server: said once when it stops
+/// (the devices keep trying, backing off) and once when it answers again.
+pub struct Link {
+    mqtt: String,
+    outage: Mutex<bool>,
+}
+
+impl Link {
+    fn new(mqtt: &str) -> Self {
+        Self { mqtt: mqtt.to_string(), outage: Mutex::new(false) }
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        let Ok(mut outage) = self.outage.lock() else { return };
+        if !std::mem::replace(&mut *outage, true) {
+            eprintln!(
+                "simulate: cannot reach the MQTT server at {} ({error}); the devices keep reconnecting, \
+                 each backing off up to {} s (Ctrl-C to stop)",
+                self.mqtt,
+                RECONNECT_DELAY_MAX.as_secs()
+            );
+        }
+    }
+
+    fn connected(&self) {
+        let Ok(mut outage) = self.outage.lock() else { return };
+        if std::mem::replace(&mut *outage, false) {
+            eprintln!("simulate: the MQTT server at {} answers again; the devices are reconnecting", self.mqtt);
+        }
+    }
+}
+
+/// A device that cannot connect waits 1 s, 2 s, 4 s … up to this.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
+
 struct Device {
     profile: Profile,
     secret: String,
     args: SimulateArgs,
     faults: Arc<Mutex<Faults>>,
     seed: u64,
+    link: Option<Arc<Link>>,
+    /// Connects that failed in a row, for the back-off.
+    connect_failures: AtomicU32,
 }
 
 /// What the device's state says it should do now: talk; stay connected
@@ -304,7 +362,7 @@ impl Device {
                     first = false;
                     if let Err(e) = ended {
                         tracing::debug!(device = %self.profile.id, error = %e, "simulated session ended");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        tokio::time::sleep(self.reconnect_delay(&mut rng)).await;
                     }
                     if self.profile.sleepy && self.mode().0 == Mode::Talk {
                         tokio::time::sleep(Duration::from_secs(rng.random_range(SLEEP_SECONDS))).await;
@@ -325,8 +383,29 @@ impl Device {
             properties,
             ..Options::new(self.profile.id.clone())
         };
-        let (reader, writer, _) = client::connect(&self.args.mqtt, &options).await?;
+        let connected = client::connect(&self.args.mqtt, &options).await;
+        match (&connected, &self.link) {
+            (Ok(_), link) => {
+                self.connect_failures.store(0, Ordering::Relaxed);
+                link.iter().for_each(|link| link.connected());
+            }
+            (Err(e), link) => {
+                self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                link.iter().for_each(|link| link.failed(e));
+            }
+        }
+        let (reader, writer, _) = connected?;
         Ok((reader, writer))
+    }
+
+    /// 2 s after a session ends; after failed connects 1 s doubling to
+    /// [`RECONNECT_DELAY_MAX`], jittered so a fleet does not reconnect at once.
+    fn reconnect_delay(&self, rng: &mut rand::rngs::StdRng) -> Duration {
+        let delay = match self.connect_failures.load(Ordering::Relaxed) {
+            0 => Duration::from_secs(2),
+            failures => Duration::from_secs(1 << failures.min(6).saturating_sub(1)).min(RECONNECT_DELAY_MAX),
+        };
+        delay.mul_f64(rng.random_range(0.8..1.2))
     }
 
     /// One connection: subscribe, report, publish telemetry, act on desired

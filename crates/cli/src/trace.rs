@@ -148,13 +148,28 @@ impl<'a> Tree<'a> {
         if event["type"] == "function.invoked" {
             print_invocation(&event["data"], &format!("{child_prefix}{bar}  "));
         }
-        self.print_states(event, &child_prefix, !children.is_empty());
+        let consumers = self.functions_invoked(children);
+        self.print_states(event, &child_prefix, !children.is_empty(), &consumers);
         for (i, child) in children.iter().enumerate() {
             self.print_event(*child, &child_prefix, i + 1 == children.len());
         }
     }
 
-    fn print_states(&self, event: &Value, prefix: &str, more_below: bool) {
+    /// The functions the event triggered, from the invocations recorded as
+    /// its children, each once (retries are invocations too).
+    fn functions_invoked(&self, children: &[usize]) -> Vec<&'a str> {
+        let mut names: Vec<&str> = children
+            .iter()
+            .map(|c| &self.events[*c])
+            .filter(|e| e["type"] == "function.invoked")
+            .filter_map(|e| e["data"]["function"].as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    fn print_states(&self, event: &Value, prefix: &str, more_below: bool, consumers: &[&str]) {
         let states = event["states"].as_array().cloned().unwrap_or_default();
         let mut previous: Option<DateTime<Utc>> = None;
         for state in &states {
@@ -164,10 +179,25 @@ impl<'a> Tree<'a> {
                 _ => render::short_time(&state["at"]),
             };
             previous = at.or(previous);
-            let target = state["target"].as_str().map(|t| format!("  → {t}")).unwrap_or_default();
-            let detail = state["detail"].as_str().map(|d| format!("  ({d})")).unwrap_or_default();
+            let (target, detail) = match routed_nowhere_but_to(state, consumers) {
+                Some(functions) => (format!("  → {functions}"), "  (no MQTT subscribers)".to_string()),
+                None => (
+                    state["target"].as_str().map(|t| format!("  → {t}")).unwrap_or_default(),
+                    state["detail"].as_str().map(|d| format!("  ({d})")).unwrap_or_default(),
+                ),
+            };
             let bar = if more_below { "│" } else { " " };
             println!("{prefix}{bar}  {:<13} {delta}{target}{detail}", text(state, "state"));
         }
     }
+}
+
+/// The gateway notes `routed → mqtt (no subscribers)` when no MQTT session
+/// takes a message; functions take it through their own triggers, recorded
+/// as its `function.invoked` children. For such a message this names the
+/// functions it went to, so the line says where it went, not only where not.
+fn routed_nowhere_but_to(state: &Value, functions: &[&str]) -> Option<String> {
+    let nowhere = state["state"] == "routed" && state["target"] == "mqtt" && state["detail"] == "no subscribers";
+    let names: Vec<String> = functions.iter().map(|f| format!("function {f}")).collect();
+    (nowhere && !names.is_empty()).then(|| names.join(", "))
 }

@@ -53,8 +53,8 @@ fn backtest_scores_every_row_and_flags_the_spike_once() {
     ]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    assert!(stderr.contains("802 rows: 1 alerts in 1 episodes"), "{stderr}");
-    assert!(stderr.contains("1 missing values, 1 duplicate and 1 out-of-order"), "{stderr}");
+    assert!(stderr.contains("802 rows: 1 alert in 1 episode"), "{stderr}");
+    assert!(stderr.contains("1 missing value, 1 duplicate timestamp and 1 out-of-order timestamp"), "{stderr}");
     let scored = std::fs::read_to_string(&output).unwrap();
     let lines: Vec<&str> = scored.lines().collect();
     assert_eq!(lines[0], "timestamp,value,score,anomaly");
@@ -90,7 +90,7 @@ fn a_malformed_row_stops_the_run_naming_its_line_unless_skipped() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("skipped line 804: value \"12abc\" is not a number"), "{stderr}");
-    assert!(stderr.contains("left out 1 unreadable rows"), "{stderr}");
+    assert!(stderr.contains("left out 1 unreadable row"), "{stderr}");
 }
 
 #[test]

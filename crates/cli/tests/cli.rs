@@ -36,6 +36,17 @@ fn send_query_get_and_trace_through_the_cli() {
         &["events", "send", "--source", "cli", "--type", "invoice.issued", "--causation", &id, "--json"],
     );
 
+    // Issue 18: a causation naming no recorded event started a new chain.
+    let unknown = "01KBZZZZZZZZZZZZZZZZZZZZZZ";
+    let refused = glassbox()
+        .args(["events", "send", "--source", "cli", "--type", "orphan", "--causation", unknown])
+        .env("GLASSBOX_SERVER", &served.url)
+        .env("GLASSBOX_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("names no recorded event"), "{stderr}");
+
     let by_correlation = cli_json(&served, &["events", "query", "--correlation", &id, "--json"]);
     let events = by_correlation.as_array().expect("a JSON array");
     assert_eq!(events.len(), 2);

@@ -64,6 +64,30 @@ impl Served {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Runs a command that prints text, expecting success.
+    fn text(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args(args)
+            .env("GLASSBOX_SERVER", &self.http)
+            .env("GLASSBOX_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The events `args` select, once there are `count` of them (5 s at most).
+    fn events_eventually(&self, args: &[&str], count: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            let events = self.events(args);
+            if events.len() >= count {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("fewer than {count} events for {args:?}")
+    }
+
     fn device(&self, id: &str) -> String {
         self.cli(&["devices", "create", id, "--json"])["secret"].as_str().unwrap().to_string()
     }
@@ -203,6 +227,16 @@ fn publishes_are_acknowledged_after_recording_and_delivered_to_subscribers() {
     );
     assert_eq!(states(denied), ["received", "dropped"]);
     assert!(denied["states"][1]["detail"].as_str().unwrap().starts_with("acl_denied"));
+
+    // Issue 18: inspect showed the refused publish as the "last message".
+    let inspect = served.text(&["devices", "inspect", "meter-1"]);
+    let line = |prefix: &str| inspect.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
+    let last = line("last message:");
+    let message_id = messages[0]["id"].as_str().unwrap();
+    assert!(last.contains("devices/meter-1/telemetry") && last.contains(message_id), "{inspect}");
+    let refused = line("last refused publish:");
+    let refused_id = denied["id"].as_str().unwrap();
+    assert!(refused.contains("on devices/other/telemetry — acl_denied") && refused.contains(refused_id), "{inspect}");
 }
 
 #[test]
@@ -229,6 +263,34 @@ fn a_device_publishes_over_tls_with_mosquitto_pub() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["subject"], "devices/tls-1/t");
     assert_eq!(messages[0]["data_base64"], "b3ZlciB0bHM=", "the payload, as sent");
+    // Issue 18: neither device.connected nor inspect said the connection used TLS.
+    let connected = served.events_eventually(&["--device", "tls-1", "--type", "device.connected"], 1);
+    let data = &connected[0]["data"];
+    assert_eq!((data["tls"].clone(), data["tls_version"].clone()), (Value::Bool(true), "TLS 1.3".into()), "{data}");
+    assert!(data["tls_cipher"].as_str().unwrap().starts_with("TLS13_"), "{data}");
+    let inspect = served.text(&["devices", "inspect", "tls-1"]);
+    assert!(inspect.contains("TLS 1.3 (TLS13_"), "the timeline says so: {inspect}");
+    // While connected, the connection line says so too.
+    let mut listening = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "--cafile", cert_arg, "-i", "tls-1", "-u", "tls-1", "-P", &secret])
+        .args(["-t", "devices/tls-1/cmd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let connected_line = |text: &str| text.lines().find(|l| l.starts_with("connection: connected")).map(str::to_string);
+    let mut line = None;
+    for _ in 0..100 {
+        line = connected_line(&served.text(&["devices", "inspect", "tls-1"]));
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = listening.kill();
+    let _ = listening.wait();
+    let line = line.expect("mosquitto_sub connected");
+    assert!(line.contains(" over TLS 1.3 (TLS13_"), "{line}");
     let plain = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port, "-i", "tls-1", "-u", "tls-1", "-P", &secret, "-t", "devices/tls-1/t"])
         .args(["-m", "plain", "-q", "1"])
@@ -236,4 +298,36 @@ fn a_device_publishes_over_tls_with_mosquitto_pub() {
         .status()
         .unwrap();
     assert!(!plain.success(), "plain MQTT is not accepted on the TLS port");
+}
+
+/// Issue 18: `trace` said `routed → mqtt (no subscribers)` for a message a
+/// function consumed; it names the function the message went to.
+#[test]
+fn trace_names_the_function_a_device_message_went_to() {
+    let served = serve();
+    let secret = served.device("probe-1");
+    let ok = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/ok.wat");
+    served.cli(&["functions", "deploy", ok, "--name", "sink", "--trigger", "mqtt:devices/+/telemetry", "--json"]);
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &served.port(), "-i", "probe-1", "-u", "probe-1", "-P", &secret])
+        .args(["-t", "devices/probe-1/telemetry", "-q", "1", "-m", "{}"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    served.events_eventually(&["--type", "function.invoked"], 1);
+    let message = &served.events(&["--type", "device.message"])[0];
+    let id = message["id"].as_str().unwrap();
+    let routed = |tree: &str| tree.lines().find(|l| l.contains("routed")).map(str::to_string);
+    let mut tree = served.text(&["trace", id]);
+    for _ in 0..100 {
+        if routed(&tree).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        tree = served.text(&["trace", id]);
+    }
+    let routed = routed(&tree).unwrap_or_else(|| panic!("no routed state: {tree}"));
+    assert!(routed.ends_with("→ function sink  (no MQTT subscribers)"), "{tree}");
+    let json = served.cli(&["trace", id, "--json"]);
+    assert_eq!(json["events"][0]["states"][1]["detail"], "no subscribers", "the record is kept as it is");
 }

@@ -1,5 +1,6 @@
 //! Why a device connection ended, or was refused: a closed list, recorded
-//! on every `device.disconnected` and `device.connection_refused` event.
+//! on every `device.disconnected` and `device.connection_refused` event;
+//! and what a `device.connected` event records about the connection.
 
 use std::fmt;
 
@@ -104,9 +105,53 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
+/// The data of a `device.connected` / `client.connected` event. Shared by
+/// the gateway, which writes it, and every reader; events recorded before
+/// `tls` existed read as plain TCP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connected {
+    /// The client's address, `ip:port`.
+    pub peer: String,
+    /// The MQTT protocol level: 4 (3.1.1) or 5.
+    pub protocol: u8,
+    pub keep_alive: u16,
+    pub clean_start: bool,
+    /// It resumed a session the broker kept.
+    pub session_present: bool,
+    /// Seconds the session outlives the connection (absent: never expires).
+    pub session_expiry_seconds: Option<u32>,
+    /// The connection came over the TLS listener (`mqtts`).
+    #[serde(default)]
+    pub tls: bool,
+    /// The TLS version and cipher suite it negotiated, when `tls`.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub tls_session: Option<TlsSession>,
+}
+
+/// What a TLS connection negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSession {
+    /// `TLS 1.3` or `TLS 1.2`.
+    pub tls_version: String,
+    /// The IANA name of the cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub tls_cipher: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connected_reads_events_recorded_before_tls_as_plain_tcp() {
+        let old = r#"{"peer":"127.0.0.1:5","protocol":5,"keep_alive":60,"clean_start":true,"session_present":false,"session_expiry_seconds":null}"#;
+        let connected: Connected = serde_json::from_str(old).unwrap();
+        assert!(!connected.tls && connected.tls_session.is_none());
+        let tls = TlsSession { tls_version: "TLS 1.3".into(), tls_cipher: "TLS13_AES_128_GCM_SHA256".into() };
+        let over_tls = Connected { tls: true, tls_session: Some(tls), ..connected };
+        let json = serde_json::to_value(&over_tls).unwrap();
+        assert_eq!((json["tls"].clone(), json["tls_version"].clone()), (true.into(), "TLS 1.3".into()));
+        assert_eq!(serde_json::from_value::<Connected>(json).unwrap(), over_tls);
+    }
 
     #[test]
     fn names_are_unique_and_serialize_as_documented() {

@@ -11,6 +11,7 @@
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
 mod connection;
+mod deploys;
 mod device;
 mod event;
 mod histogram;
@@ -22,7 +23,10 @@ mod refused;
 mod trace_context;
 mod work;
 
-pub use connection::DisconnectReason;
+pub use connection::{Connected, DisconnectReason, TlsSession};
+pub use deploys::{
+    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
+};
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use histogram::Histogram;

@@ -552,8 +552,8 @@ impl Engine {
         }
     }
 
-    /// The next change that undoes or replaces this one (a deploy or a
-    /// rollback of the same function), if any.
+    /// The next change that undoes or replaces this one (a deploy,
+    /// rollback, promote or delete of the same function), if any.
     fn replaced_by<'a>(&'a self, change: &'a Change) -> Option<&'a Change> {
         self.replacements(change).find(|c| c.at > change.at)
     }
@@ -563,10 +563,10 @@ impl Engine {
         self.replacements(change).filter(|c| c.at < change.at).last()
     }
 
-    /// The deploys and rollbacks of `change`'s subject, oldest first, when
-    /// it is one itself.
+    /// The deploys, rollbacks, promotes and deletes of `change`'s subject,
+    /// oldest first, when it is one itself.
     fn replacements<'a>(&'a self, change: &'a Change) -> impl Iterator<Item = &'a Change> {
-        let replaces = |kind: &str| matches!(kind, "deploy" | "rollback");
+        let replaces = |kind: &str| matches!(kind, "deploy" | "rollback" | "promote" | "delete");
         let applies = replaces(&change.kind);
         self.changes.iter().filter(move |c| applies && c.subject == change.subject && replaces(&c.kind))
     }
@@ -592,13 +592,13 @@ impl Engine {
     /// How much the affected series moved across the change: 1 when one of
     /// them clearly shifted there, less when none did. "After" lasts while
     /// the change was in effect: a rollback ends a deploy's. "Before" a
-    /// rollback is while the deploy it undoes was live (a deploy's before
+    /// rollback or a promote is while the version it replaces was live (a deploy's before
     /// stays the ten minutes: the version it replaced may have been live
     /// for moments only).
     fn before_after(&self, change: &Change, episodes: &[Episode], now: f64) -> (f64, Vec<String>) {
         let until = self.replaced_by(change).map_or(now, |next| next.at - self.point_seconds);
         let since = match change.kind.as_str() {
-            "rollback" => self.replaced(change).map_or(f64::MIN, |undone| undone.at),
+            "rollback" | "promote" => self.replaced(change).map_or(f64::MIN, |undone| undone.at),
             _ => f64::MIN,
         };
         let mut best = (0.3, Vec::new());

@@ -113,6 +113,17 @@ fn a_slower_deploy_is_named_as_the_cause_of_the_latency_anomaly_within_a_minute(
 
 #[test]
 fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
+    a_deploy_undone_is_judged_by_the_time_it_was_live("rollback");
+}
+
+/// A promote of the version before is a rollback by another name: it ends
+/// the deploy's effect, and its "before" is while the deploy was live.
+#[test]
+fn a_deploy_undone_by_a_promote_is_judged_by_the_time_it_was_live() {
+    a_deploy_undone_is_judged_by_the_time_it_was_live("promote");
+}
+
+fn a_deploy_undone_is_judged_by_the_time_it_was_live(undo: &str) {
     let mut engine = engine();
     let latency = spec("function_duration_ms{function=\"fan\"}", "latency", "ms", fan());
     let (deployed, rolled_back) = (300usize, 306usize);
@@ -121,7 +132,7 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
     feed(&mut engine, &series, 0, deployed);
     let at = |i: usize| T0 + i as f64 * STEP + 1.0;
     engine.change(fan_change(at(deployed), "deploy", "01DEPLOY"));
-    engine.change(fan_change(at(rolled_back), "rollback", "01ROLLBACK"));
+    engine.change(fan_change(at(rolled_back), undo, "01ROLLBACK"));
     // Ten minutes on, most points after the deploy are fast again.
     feed(&mut engine, &series, deployed, 60);
     let now = T0 + 360.0 * STEP;
@@ -131,7 +142,7 @@ fn a_deploy_rolled_back_is_judged_by_the_time_it_was_live() {
     assert_eq!(cause.verdict, "likely", "{report:#?}");
     assert!(cause.evidence.iter().any(|e| e.contains("→ 43.4 ms after")), "{:?}", cause.evidence);
     // And "before" the rollback is while the deploy it undid was live.
-    let rollback = engine.changes.iter().find(|c| c.kind == "rollback").unwrap();
+    let rollback = engine.changes.iter().find(|c| c.kind == undo).unwrap();
     let (_, evidence) = engine.before_after(rollback, &report.incidents[0].episodes, now);
     assert!(evidence.iter().any(|e| e.starts_with("latency 4") && e.contains("ms before → 0.")), "{evidence:?}");
 }

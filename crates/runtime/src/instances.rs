@@ -97,6 +97,13 @@ impl Instances {
         retired
     }
 
+    /// Retires every idle instance (its function was deleted); returns how many.
+    pub fn retire_all(&self) -> usize {
+        let retired = std::mem::take(&mut *self.lock()).len();
+        self.count.release(retired);
+        retired
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<(Warm, Instant)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -38,6 +38,7 @@ pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound, reserved}
 pub use host::{LogLine, NoServices, OverBudget, Services};
 pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
 pub use instances::{Instances, Reuse};
+pub use upload::{NotWebAssembly, not_webassembly};
 pub use wasi::{LOG_BYTES_MAX, LOG_LINE_BYTES_MAX};
 
 wasmtime::component::bindgen!({

@@ -1,4 +1,4 @@
-//! The JavaScript and Python examples (real components, with WASI) in the
+//! The JavaScript, Python and Rust examples (real components, with WASI) in the
 //! runtime: telemetry in, logs (including captured stdout), an event and a
 //! device command out. The components are built by `scripts/test` (or each
 //! example's `build.sh`); a missing one fails the test and names the script.
@@ -137,4 +137,9 @@ fn the_javascript_example_reads_telemetry_logs_emits_and_commands() {
 #[test]
 fn the_python_example_reads_telemetry_logs_emits_and_commands() {
     exercise("python-telemetry", "python-telemetry saw event 01TELEMETRY");
+}
+
+#[test]
+fn the_rust_example_reads_telemetry_logs_emits_and_commands() {
+    exercise("rust-telemetry", "rust-telemetry saw event 01TELEMETRY");
 }

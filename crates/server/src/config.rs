@@ -9,11 +9,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
 use serde::{Deserialize, Serialize};
+
+mod layers;
+pub use layers::{Entry, FlagValue, Layered, Source, env_var};
+
+/// A complete, commented configuration file holding every default:
+/// what `glassbox config example` prints (a test keeps it equal to the code).
+pub const EXAMPLE: &str = include_str!("config/example.toml");
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,22 +405,7 @@ impl Config {
     /// Loads defaults, then `file` (or `./glassbox.toml` if present), then
     /// `GLASSBOX_*` variables from `env`, and validates the result.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let mut tree = toml::Table::try_from(Config::default()).context("serializing the default config")?;
-        let path = file.map(Path::to_path_buf).or_else(|| Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()));
-        if let Some(path) = path {
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
-            let from_file: toml::Table =
-                toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-            merge(&mut tree, from_file);
-        }
-        let from_env = apply_env(&mut tree, env)?;
-        let config: Config = tree.try_into().with_context(|| match from_env.is_empty() {
-            true => "invalid configuration".to_string(),
-            false => format!("invalid configuration (environment variables applied: {})", from_env.join(", ")),
-        })?;
-        config.validate()?;
-        Ok(config)
+        Ok(Layered::load(file, env, &[])?.config)
     }
 
     /// Checks what serde cannot; reports every problem at once.
@@ -557,62 +549,6 @@ impl Config {
     }
 }
 
-fn merge(into: &mut toml::Table, from: toml::Table) {
-    for (key, value) in from {
-        match (into.get_mut(&key), value) {
-            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => merge(into, from),
-            (_, value) => {
-                into.insert(key, value);
-            }
-        }
-    }
-}
-
-/// Applies `GLASSBOX_<PATH>` variables to the keys the default config has;
-/// returns the names of those applied.
-fn apply_env(tree: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Vec<String>> {
-    let vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("GLASSBOX_")).collect();
-    let mut applied = Vec::new();
-    apply_env_at(tree, "GLASSBOX", &vars, &mut applied)?;
-    Ok(applied)
-}
-
-fn apply_env_at(
-    tree: &mut toml::Table,
-    prefix: &str,
-    vars: &[(String, String)],
-    applied: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    for (key, value) in tree.iter_mut() {
-        let name = format!("{prefix}_{}", key.to_uppercase());
-        if let toml::Value::Table(table) = value {
-            apply_env_at(table, &name, vars, applied)?;
-            continue;
-        }
-        let Some((_, raw)) = vars.iter().find(|(k, _)| *k == name) else {
-            continue;
-        };
-        applied.push(name.clone());
-        *value = match value {
-            toml::Value::Integer(_) => {
-                toml::Value::Integer(raw.parse().with_context(|| format!("{name}={raw:?} is not a whole number"))?)
-            }
-            toml::Value::Boolean(_) => {
-                toml::Value::Boolean(raw.parse().with_context(|| format!("{name}={raw:?} is not true or false"))?)
-            }
-            toml::Value::Array(_) => toml::Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.into()))
-                    .collect(),
-            ),
-            _ => toml::Value::String(raw.clone()),
-        };
-    }
-    Ok(())
-}
-
 /// Durations as human strings: `500ms`, `10s`, `7d`.
 mod duration {
     use std::time::Duration;
@@ -636,6 +572,27 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// `glassbox config example` cannot drift from the code: the real
+    /// loader reads it back as exactly the defaults, and it names every key.
+    #[test]
+    fn the_example_file_is_every_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("glassbox.toml");
+        std::fs::write(&file, EXAMPLE).unwrap();
+        let layered = Layered::load(Some(&file), [], &[]).unwrap();
+        let from_example = toml::Table::try_from(&layered.config).unwrap();
+        assert_eq!(from_example, toml::Table::try_from(Config::default()).unwrap());
+        let missing: Vec<String> = layered
+            .entries()
+            .unwrap()
+            .into_iter()
+            .filter(|entry| entry.source == Source::Default && entry.key != "node")
+            .map(|entry| entry.key)
+            .collect();
+        assert!(missing.is_empty(), "keys the example does not set: {missing:?}");
+        assert!(EXAMPLE.contains("# node = "), "node is host-dependent: shown commented out");
     }
 
     #[test]

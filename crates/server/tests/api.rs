@@ -350,6 +350,10 @@ async fn health_is_public_and_openapi_lists_every_route() {
         "/api/v1/metrics/{name}",
         "/api/v1/diagnose",
         "/api/v1/anomalies",
+        "/api/v1/functions/{name}",
+        "/api/v1/functions/{name}/versions",
+        "/api/v1/functions/{name}/plan",
+        "/api/v1/functions/{name}/promote",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }

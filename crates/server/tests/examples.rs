@@ -1,5 +1,5 @@
-//! The JavaScript and Python examples (`examples/js-telemetry`,
-//! `examples/python-telemetry`) end to end: deployed to a running server,
+//! The JavaScript, Python and Rust examples (`examples/js-telemetry`,
+//! `examples/python-telemetry`, `examples/rust-telemetry`) end to end: deployed to a running server,
 //! triggered by telemetry a device publishes over MQTT, and checked in what
 //! the server recorded — the invocation (succeeded, with its logs, including
 //! captured stdout), the `telemetry.hot` event on the device message's chain,
@@ -127,4 +127,9 @@ async fn the_javascript_example_runs_on_device_telemetry() {
 #[tokio::test]
 async fn the_python_example_runs_on_device_telemetry() {
     exercise("python-telemetry", "python-telemetry saw event").await;
+}
+
+#[tokio::test]
+async fn the_rust_example_runs_on_device_telemetry() {
+    exercise("rust-telemetry", "rust-telemetry saw event").await;
 }

@@ -187,7 +187,8 @@ async fn deadlines_stop_a_loop_and_rollback_restores_the_previous_version() {
     assert_eq!((said["level"].as_str(), said["message"].as_str()), (Some("error"), Some(why)), "{timed_out}");
 
     let (status, back) = server.call(reqwest::Method::POST, "/api/v1/functions/job/rollback", None).await;
-    assert_eq!((status, back["version"].clone(), back["live"].clone()), (StatusCode::OK, json!(1), json!(true)));
+    let live = &back["live"];
+    assert_eq!((status, live["version"].clone(), live["live"].clone()), (StatusCode::OK, json!(1), json!(true)));
     server.call(reqwest::Method::POST, "/api/v1/events", Some(run)).await;
     let after = server.invocations("job", 2).await.remove(0);
     assert_eq!((after["outcome"].clone(), after["version"].clone()), (json!("succeeded"), json!(1)));

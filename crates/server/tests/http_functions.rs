@@ -427,3 +427,28 @@ async fn bad_http_deploys_are_refused_with_what_is_wrong() {
     assert_eq!(recorded["data"]["function"], "one");
     server.running.unwrap().stop().await.unwrap();
 }
+
+/// A deleted HTTP function's route answers 404 at once, and is free for
+/// another function to take.
+#[tokio::test]
+async fn a_deleted_http_function_frees_its_route() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let deploy = async |name: &str| {
+        let path = format!("/api/v1/functions/{name}?trigger=http:GET%20/hello");
+        server.call(Method::POST, &path, Some(component("hello.wasm"))).await
+    };
+    assert_eq!(deploy("hello").await.0, StatusCode::CREATED);
+    assert_eq!(request(&server, Method::GET, "/hello", None).await.status(), StatusCode::OK);
+    assert_eq!(deploy("other").await.0, StatusCode::BAD_REQUEST, "the route is taken");
+
+    let (status, deleted) = server.call(Method::DELETE, "/api/v1/functions/hello", None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(request(&server, Method::GET, "/hello", None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(deploy("other").await.0, StatusCode::CREATED, "the route is free");
+    assert_eq!(request(&server, Method::GET, "/hello", None).await.status(), StatusCode::OK);
+    let (status, refused) =
+        server.call(Method::POST, "/api/v1/functions/hello/promote", Some(b"{\"version\":1}".to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "promoting it back would clash with other's route: {refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("clashes"), "{refused}");
+    server.running.unwrap().stop().await.unwrap();
+}

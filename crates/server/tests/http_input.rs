@@ -127,6 +127,41 @@ async fn attributes_are_checked_for_what_they_name() {
     server.running.unwrap().stop().await.unwrap();
 }
 
+// Issue 18, item 8: `events send --causation 01K…` naming no recorded event
+// silently started a new chain. It is refused, attribute or header, naming
+// each offender in a batch; nothing is recorded.
+#[tokio::test]
+async fn a_causationid_that_names_no_recorded_event_is_refused() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let nowhere = "01KBZZZZZZZZZZZZZZZZZZZZZZ";
+    let by_attribute = post_event(&server, &event(json!({ "causationid": nowhere })));
+    let by_header = post_event(&server, &event(json!({}))).header("causationid", nowhere);
+    for request in [by_attribute, by_header] {
+        let (status, error) = refusal(request).await;
+        let says = [nowhere, "names no recorded event", "leave causationid out"];
+        assert_refused((status, error.clone()), StatusCode::BAD_REQUEST, "unknown_causation", &says, nowhere);
+        assert_eq!(error["problems"][0]["field"], "causationid", "{error}");
+    }
+    let (_, parent) = server.call(Method::POST, "/api/v1/events", Some(event(json!({})).to_string().into())).await;
+    let batch = json!([event(json!({ "causationid": parent["id"] })), event(json!({ "causationid": nowhere }))]);
+    let request = server
+        .request(Method::POST, "/api/v1/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(batch.to_string());
+    let (status, error) = refusal(request).await;
+    assert_refused(
+        (status, error.clone()),
+        StatusCode::BAD_REQUEST,
+        "unknown_causation",
+        &["[1].causationid"],
+        "batch",
+    );
+    assert_eq!(error["problems"].as_array().unwrap().len(), 1, "only the unknown one: {error}");
+    let (_, page) = server.call(Method::GET, "/api/v1/events?type=reading", None).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "only the parent was recorded: {page}");
+    server.running.unwrap().stop().await.unwrap();
+}
+
 // Issue 17, item 6: `Content-Type: …; charset=utf-16` was read as UTF-8.
 #[tokio::test]
 async fn a_charset_other_than_utf8_is_refused_naming_what_is_accepted() {
@@ -184,6 +219,7 @@ async fn malformed_query_parameters_name_the_parameter_and_what_it_takes_on_ever
         (Method::GET, "/api/v1/anomalies?active=maybe", "active", "true or false"),
         (Method::POST, "/api/v1/functions/f?trigger=event:x&concurrency=-1", "concurrency", "a whole number"),
         (Method::POST, "/api/v1/functions/f", "trigger", "missing"),
+        (Method::DELETE, "/api/v1/functions/f?force=maybe", "force", "true or false"),
         (Method::GET, "/api/v1/events?limti=5", "limti", "not a parameter of this route; it takes"),
         (Method::GET, "/api/v1/events?limit=5&limit=6", "limit", "more than once"),
     ];
@@ -297,6 +333,11 @@ async fn json_bodies_are_explained_in_the_senders_terms() {
             "`name` is the number `5`",
         ),
         (json(Method::POST, "/api/v1/functions/f/replay", "{}"), "invalid_body", "lacks the field `event_id`"),
+        (
+            json(Method::POST, "/api/v1/functions/f/promote", r#"{"version":"2"}"#),
+            "invalid_body",
+            r#"like {"version": 2}"#,
+        ),
         (json(Method::PATCH, "/api/v1/devices/d1", "[1]"), "invalid_body", "must be a JSON object"),
         (json(Method::POST, "/api/v1/devices", r#"{"id":"#), "invalid_body", "not JSON (line 1, column 6)"),
         (json(Method::POST, "/api/v1/devices", ""), "invalid_body", "the body is empty"),

@@ -26,7 +26,7 @@ use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, St
 
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
-pub use functions::{FunctionStore, FunctionVersion, KvQuota};
+pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
 pub use sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};

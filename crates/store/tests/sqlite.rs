@@ -571,3 +571,54 @@ async fn finding_5_kv_set_past_the_key_count_or_byte_quota_is_refused_naming_the
     store.kv_delete("f", "c").await.unwrap();
     store.kv_set("f", "d", vec![0; 1], quota).await.unwrap();
 }
+
+/// A delete drops the live alias and keeps the versions; promoting one
+/// brings the function back; a purge removes versions and key-value store
+/// and names the components no version uses any more.
+#[tokio::test]
+async fn a_deleted_function_keeps_its_versions_until_purged() {
+    use glassbox_store::{FunctionStore, KvQuota};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let quota = KvQuota { keys_max: 10, bytes_max: 1000 };
+    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
+    store.add_version("g", "sha256:b", "{}", "admin").await.unwrap();
+    store.kv_set("f", "k", vec![1], quota).await.unwrap();
+
+    assert_eq!(store.delete("f", false).await.unwrap(), Vec::<String>::new());
+    let live: Vec<String> = store.live_versions().await.unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(live, ["g"]);
+    let kept = store.versions("f").await.unwrap();
+    assert_eq!((kept.len(), kept.iter().any(|v| v.live)), (2, false));
+    assert_eq!(store.add_version("f", "sha256:c", "{}", "admin").await.unwrap().version, 3, "numbers continue");
+    store.delete("f", false).await.unwrap();
+    assert!(store.set_live("f", 1).await.unwrap().unwrap().live, "a promote brings it back");
+
+    let unused = store.delete("f", true).await.unwrap();
+    assert_eq!(unused, ["sha256:a", "sha256:c"], "sha256:b is g's too");
+    assert!(store.versions("f").await.unwrap().is_empty());
+    assert_eq!(store.kv_get("f", "k").await.unwrap(), None);
+    assert_eq!(store.add_version("f", "sha256:a", "{}", "admin").await.unwrap().version, 1, "purged: from 1");
+}
+
+/// Each move of the live alias is logged, a delete as none, at most
+/// `LIVE_LOG_MAX` per function; a purge forgets them.
+#[tokio::test]
+async fn moves_of_the_live_alias_are_logged_within_a_bound() {
+    use glassbox_store::{FunctionStore, LIVE_LOG_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
+    store.set_live("f", 1).await.unwrap();
+    store.delete("f", false).await.unwrap();
+    let moves: Vec<Option<u32>> = store.live_log("f").await.unwrap().into_iter().map(|m| m.version).collect();
+    assert_eq!(moves, [Some(1), Some(2), Some(1), None]);
+    for _ in 0..LIVE_LOG_MAX {
+        store.set_live("f", 2).await.unwrap();
+    }
+    assert_eq!(store.live_log("f").await.unwrap().len(), LIVE_LOG_MAX as usize);
+    store.delete("f", true).await.unwrap();
+    assert!(store.live_log("f").await.unwrap().is_empty());
+}

@@ -289,6 +289,11 @@ pub struct SessionInfo {
     /// When the current connection was made, or when the last one ended.
     pub since: Option<DateTime<Utc>>,
     pub last_disconnect: Option<DisconnectReason>,
+    /// Whether the current connection uses TLS (`null` when not connected).
+    pub tls: Option<bool>,
+    /// The TLS version and cipher suite of the current connection.
+    #[serde(flatten)]
+    pub tls_session: Option<glassbox_core::TlsSession>,
     /// Seconds the session outlives a connection (`null`: never expires).
     pub expiry_seconds: Option<u32>,
     pub subscriptions: Vec<SessionSubscription>,
@@ -528,6 +533,8 @@ impl Broker {
             connected: s.link.is_some(),
             since: s.link.as_ref().map(|l| l.since).or(s.disconnected_at),
             last_disconnect: s.last_disconnect,
+            tls: s.link.as_ref().map(|l| l.tls.is_some()),
+            tls_session: s.link.as_ref().and_then(|l| l.tls.clone()),
             expiry_seconds: (s.expiry != session::NEVER).then_some(s.expiry),
             subscriptions,
             queued: s.queue.len(),

@@ -69,6 +69,8 @@ pub(crate) struct Link {
     /// The client's maximum packet size.
     pub packet_bytes_max: usize,
     pub since: DateTime<Utc>,
+    /// What TLS negotiated; `None` for plain TCP.
+    pub tls: Option<glassbox_core::TlsSession>,
 }
 
 /// A QoS 1 or 2 delivery sent and not yet completed.

@@ -109,6 +109,7 @@ async fn ingest_checked(
     }
     let context = HeaderContext::from_headers(headers, &app.limits)?;
     drafts.iter_mut().for_each(|d| context.apply(d));
+    refuse_unknown_parents(app, &drafts, matches!(mode, Mode::Batch)).await?;
 
     let appended = tokio::time::timeout(app.append_timeout, app.pipeline.ingest(drafts, "http"))
         .await
@@ -135,6 +136,36 @@ async fn ingest_checked(
         Mode::Batch => json!(appended),
     };
     Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+/// A `causationid` must name an event Glassbox recorded: one that names
+/// nothing would silently start a new chain (issue 18). Looked up only for
+/// drafts that give one; every offender is named.
+async fn refuse_unknown_parents(app: &AppState, drafts: &[Draft], batch: bool) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    // A batch's events often share their parent: each is looked up once.
+    let mut recorded = std::collections::HashSet::new();
+    for (index, draft) in drafts.iter().enumerate() {
+        let Some(parent) = &draft.causationid else { continue };
+        if recorded.contains(parent) {
+            continue;
+        }
+        if app.pipeline.store().lineage(parent).await?.is_some() {
+            recorded.insert(parent);
+        } else {
+            let field = if batch { format!("[{index}].causationid") } else { "causationid".into() };
+            let message = format!(
+                "{parent} names no recorded event (never recorded here, or deleted by retention): give the id of \
+                 an event Glassbox recorded (`glassbox events get ID` shows one), or leave causationid out to \
+                 start a new chain; to tie the event to another system's, give that as correlationid"
+            );
+            problems.push(Problem { field, message });
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::problems("unknown_causation", problems)),
+    }
 }
 
 fn parse_batch(body: &[u8], limits: &Limits) -> Result<Vec<Draft>, ValidationError> {

@@ -1,17 +1,20 @@
-//! `/api/v1/functions`: deploy, list, versions, rollback, invocations.
+//! `/api/v1/functions`: deploy, plan, list, get, versions, promote,
+//! rollback, delete, replay, invocations.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_core::Deleted;
 use glassbox_core::{EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
-use serde::Deserialize;
+use glassbox_store::FunctionVersion;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::functions::{FunctionError, Spec, parse_bytes};
+use crate::functions::{FunctionError, InFlight, LiveChange, Plan, Spec, parse_bytes};
 
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
@@ -20,6 +23,7 @@ pub(super) fn error(e: FunctionError) -> ApiError {
     match e {
         FunctionError::Invalid(m) => ApiError::bad_request("invalid_function", m),
         FunctionError::Unknown(_) => ApiError::not_found(e.to_string()),
+        FunctionError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "function_conflict", m),
         FunctionError::Store(e) => e.into(),
     }
 }
@@ -49,6 +53,11 @@ pub struct DeployParams {
     record_body: Option<bool>,
     /// Comma-separated request headers kept in `http.request` events.
     record_headers: Option<String>,
+    /// The app (manifest) deploying it, as `glassbox apply` sends it.
+    app: Option<String>,
+    /// `sha256:<hex>` of the component: a deploy refuses a body that does
+    /// not match it (cut or changed on the way); a plan compares it.
+    digest: Option<String>,
 }
 
 impl Parameters for DeployParams {
@@ -107,6 +116,7 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     spec.record_body = p.record_body.unwrap_or(false);
     spec.record_headers = hosts(p.record_headers).into_iter().map(|h| h.to_ascii_lowercase()).collect();
     spec.retries = p.retries.unwrap_or(spec.retries);
+    spec.app = p.app;
     if let Some(age) = p.max_age {
         spec.max_age_ms =
             humantime::parse_duration(&age).map_err(|e| bad(format!("max_age {age:?}: {e}")))?.as_millis() as u64;
@@ -121,37 +131,183 @@ pub async fn deploy(
     Query(params): Query<DeployParams>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec = spec(params)?;
     if body.is_empty() {
         let message = "the body is empty: send the component's .wasm file as the body (glassbox functions deploy does)";
         return Err(ApiError::bad_request("invalid_function", message));
     }
+    if let Some(given) = &params.digest {
+        let received = glassbox_runtime::digest(&body);
+        if *given != received {
+            let message = format!(
+                "the component received has digest {received}, not the {given} given: it was cut or changed on the \
+                 way; send it again"
+            );
+            return Err(ApiError::bad_request("digest_mismatch", message));
+        }
+    }
+    let spec = spec(params)?;
     let version = app.functions.deploy(&name, body.to_vec(), spec, "admin").await.map_err(error)?;
-    Ok((StatusCode::CREATED, Json(version_json(&version))))
+    Ok((StatusCode::CREATED, Json(json!(VersionView::from(&version)))))
 }
 
-fn version_json(v: &glassbox_store::FunctionVersion) -> Value {
-    let mut value = json!(v);
-    value["spec"] = serde_json::from_str(&v.spec).unwrap_or(Value::Null);
-    value
+/// A version as answered: the stored one, its spec as JSON (triggers and
+/// limits, as [`Spec`] serializes them).
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    name: String,
+    version: u32,
+    digest: String,
+    spec: Value,
+    deployed_at: chrono::DateTime<chrono::Utc>,
+    deployed_by: String,
+    live: bool,
 }
 
-/// `GET /api/v1/functions`: the live version of each.
+impl From<&FunctionVersion> for VersionView {
+    fn from(v: &FunctionVersion) -> Self {
+        Self {
+            name: v.name.clone(),
+            version: v.version,
+            digest: v.digest.clone(),
+            spec: serde_json::from_str(&v.spec).unwrap_or(Value::Null),
+            deployed_at: v.deployed_at,
+            deployed_by: v.deployed_by.clone(),
+            live: v.live,
+        }
+    }
+}
+
+/// `GET /api/v1/functions/{name}`: the function, its live version whole.
+#[derive(Debug, Serialize)]
+pub struct FunctionView {
+    name: String,
+    /// `live`, or `deleted` (its versions kept: `promote` brings one back).
+    state: &'static str,
+    /// None once deleted.
+    live: Option<VersionView>,
+    /// When that version became live (its deploy, or the promote or
+    /// rollback that made it live again); none once deleted.
+    live_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many versions it has.
+    versions: usize,
+    /// Its newest version's number.
+    latest: u32,
+    /// What it has in hand now (none once deleted).
+    in_flight: Option<InFlight>,
+}
+
+/// A rollback's or a promote's answer.
+#[derive(Debug, Serialize)]
+pub struct LiveChangeView {
+    function: String,
+    /// False when the version asked for was live already.
+    changed: bool,
+    /// The version live before; null when the function was deleted.
+    from: Option<u32>,
+    live: VersionView,
+}
+
+impl From<LiveChange> for LiveChangeView {
+    fn from(c: LiveChange) -> Self {
+        Self { function: c.function, changed: c.changed, from: c.from, live: VersionView::from(&c.live) }
+    }
+}
+
+/// `GET /api/v1/functions/{name}/plan?digest=…&trigger=…`: what a deploy
+/// with these parameters (the component named by its digest) would change.
+pub async fn plan(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DeployParams>,
+) -> Result<Json<Plan>, ApiError> {
+    let Some(digest) = params.digest.clone() else {
+        let message = "give the component's digest (digest=sha256:<hex>): the plan compares it with the live version's";
+        return Err(ApiError::invalid_parameters(vec![Problem { field: "digest".into(), message: message.into() }]));
+    };
+    let spec = spec(params)?;
+    Ok(Json(app.functions.plan(&name, &digest, &spec).await.map_err(error)?))
+}
+
+/// `GET /api/v1/functions`: the live version of each (deleted ones are not listed).
 pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let live = app.functions.list().await.map_err(error)?;
-    Ok(Json(json!({ "functions": live.iter().map(version_json).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "functions": live.iter().map(VersionView::from).collect::<Vec<_>>() })))
 }
 
-/// `GET /api/v1/functions/{name}`: every version, newest first.
+/// `GET /api/v1/functions/{name}`: the live version, how many there are,
+/// and the work in hand.
+pub async fn get(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<FunctionView>, ApiError> {
+    let versions = app.functions.versions(&name).await.map_err(error)?;
+    let live = versions.iter().find(|v| v.live).map(VersionView::from);
+    let live_since = app.functions.live_since(&name).await.map_err(error)?;
+    Ok(Json(FunctionView {
+        live_since: live.as_ref().and(live_since).or(live.as_ref().map(|v| v.deployed_at)),
+        state: if live.is_some() { "live" } else { "deleted" },
+        live,
+        versions: versions.len(),
+        latest: versions.first().map_or(0, |v| v.version),
+        in_flight: app.functions.in_flight(&name),
+        name,
+    }))
+}
+
+/// `GET /api/v1/functions/{name}/versions`: every version, newest first.
 pub async fn versions(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let versions = app.functions.versions(&name).await.map_err(error)?;
-    Ok(Json(json!({ "versions": versions.iter().map(version_json).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "versions": versions.iter().map(VersionView::from).collect::<Vec<_>>() })))
 }
 
-/// `POST /api/v1/functions/{name}/rollback`.
-pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let version = app.functions.rollback(&name, "admin").await.map_err(error)?;
-    Ok(Json(version_json(&version)))
+/// `POST /api/v1/functions/{name}/rollback`: the newest version older than the live one.
+pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<LiveChangeView>, ApiError> {
+    let change = app.functions.rollback(&name, "admin").await.map_err(error)?;
+    Ok(Json(change.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    version: u32,
+}
+
+impl Shape for PromoteBody {
+    const EXAMPLE: &'static str = r#"{"version": 2}"#;
+}
+
+/// `POST /api/v1/functions/{name}/promote` `{"version"}`: any version live.
+pub async fn promote(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(p): JsonBody<PromoteBody>,
+) -> Result<Json<LiveChangeView>, ApiError> {
+    let change = app.functions.promote(&name, p.version, "admin").await.map_err(error)?;
+    Ok(Json(change.into()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Delete even with work in hand (queued events get a dead letter).
+    #[serde(default)]
+    force: bool,
+    /// Remove its versions and key-value store too.
+    #[serde(default)]
+    purge: bool,
+}
+
+impl Parameters for DeleteParams {
+    fn accepts(name: &str) -> Option<String> {
+        matches!(name, "force" | "purge").then(|| "true or false".into())
+    }
+}
+
+/// `DELETE /api/v1/functions/{name}?force=&purge=`.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(p): Query<DeleteParams>,
+) -> Result<Json<Deleted>, ApiError> {
+    let deleted = app.functions.delete(&name, p.force, p.purge, "admin").await.map_err(error)?;
+    Ok(Json(deleted))
 }
 
 #[derive(Debug, Deserialize)]

@@ -109,7 +109,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
         .route("/api/v1/functions", get(functions::list))
+        .route("/api/v1/functions/{name}/plan", get(functions::plan))
+        .route("/api/v1/functions/{name}/versions", get(functions::versions))
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
+        .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
@@ -123,8 +126,9 @@ pub fn router(state: AppState) -> Router {
         // Added after the layer above: a component has its own, larger, limit.
         .route(
             "/api/v1/functions/{name}",
-            get(functions::versions)
+            get(functions::get)
                 .post(functions::deploy)
+                .delete(functions::delete)
                 .layer(middleware::from_fn(move |r, n| within(deploy_limit, r, n))),
         );
     let protected = match state.metrics_public {

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_core::{EventQuery, RecordedEvent, TypePattern};
+use glassbox_core::{EventQuery, PUBLISH_REFUSED, RecordedEvent, TypePattern};
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ pub async fn session(
 }
 
 /// `GET /api/v1/devices/{id}/inspect`: the device, its session, its last
-/// message and its recent connection timeline.
+/// message, its last refused publish and its recent connection timeline.
 pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let device = app.devices.device(&id).await?.ok_or_else(|| {
         ApiError::not_found(format!("no device {id:?}; `glassbox devices list` shows the registered ones"))
@@ -64,6 +64,8 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         .map(|e| json!({ "id": e.event.id.to_string(), "type": e.event.ty, "time": e.event.time, "data": event_data(e) }))
         .collect();
     let last_message = store.query(&query("device.message", 1)).await?.events.into_iter().next();
+    // A refused publish is no message the platform accepted: shown on its own.
+    let last_refused = store.query(&query(PUBLISH_REFUSED, 1)).await?.events.into_iter().next();
     let shadow = app.control.shadow(&id).await?.map(|s| s.to_json(&id));
     let open_commands = match app.control.commands(&id, None, 1000).await {
         Ok(commands) => commands.iter().filter(|c| !c.state.is_final()).count(),
@@ -76,6 +78,7 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         "open_commands": open_commands,
         "shadow": shadow,
         "last_message": last_message,
+        "last_refused_publish": last_refused,
         "timeline": timeline,
     })))
 }

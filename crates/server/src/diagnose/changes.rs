@@ -1,16 +1,17 @@
 //! What the recorded stream tells the diagnosis besides metrics: changes
-//! that may cause anomalies (deploys, rollbacks, device registry changes,
+//! that may cause anomalies (deploys, rollbacks, promotes, deletes, device registry changes,
 //! configuration changes, batches of desired-state updates and commands),
 //! the dependencies it reveals (a device whose events trigger a function),
 //! and the liveness detector's silences. Pure: the caller applies them.
 
 use std::collections::BTreeSet;
 
-use glassbox_core::RecordedEvent;
+use glassbox_core::{
+    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
+    RecordedEvent,
+};
 use glassbox_diagnose::{Change, SeriesSpec, Subject};
 use serde_json::Value;
-
-use crate::series::derive::NONE;
 
 /// Device changes of one kind closer than this are one batch (one change):
 /// provisioning a fleet, or a command sent to every device, is one thing
@@ -135,37 +136,40 @@ pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted
     }
 }
 
-/// A deploy, rollback or configuration change, as recorded.
+/// A deploy, rollback, promote, delete or configuration change, as recorded.
 fn change(recorded: &RecordedEvent, at: f64) -> Option<Change> {
     let event = &recorded.event;
-    if !["function.deployed", "function.rolled_back", "config.changed"].contains(&event.ty.as_str()) {
-        return None; // Device payloads and everything else are never parsed.
-    }
-    let data = event.data.json().unwrap_or(Value::Null);
-    let text = |key: &str| data[key].as_str().unwrap_or(NONE).to_string();
     let (kind, subject, summary) = match event.ty.as_str() {
-        "function.deployed" => (
-            "deploy",
-            Subject::Function(text("function")),
-            format!(
-                "deploy of {} v{} ({}) by {}",
-                text("function"),
-                data["version"],
-                short_digest(&text("digest")),
-                text("by")
-            ),
-        ),
-        "function.rolled_back" => (
-            "rollback",
-            Subject::Function(text("function")),
-            format!("rollback of {} from v{} to v{} by {}", text("function"), data["from"], data["to"], text("by")),
-        ),
-        _ => {
+        FUNCTION_DEPLOYED => {
+            let d: Deployed = typed(event)?;
+            let summary = format!("deploy of {} v{} ({}) by {}", d.function, d.version, short_digest(&d.digest), d.by);
+            ("deploy", Subject::Function(d.function), summary)
+        }
+        FUNCTION_ROLLED_BACK | FUNCTION_PROMOTED => {
+            let c: LiveChanged = typed(event)?;
+            let verb = if event.ty == FUNCTION_PROMOTED { "promote" } else { "rollback" };
+            let from = c.from.map_or("deleted".to_string(), |v| format!("v{v}"));
+            let summary = format!("{verb} of {} from {from} to v{} by {}", c.function, c.to, c.by);
+            (verb, Subject::Function(c.function), summary)
+        }
+        FUNCTION_DELETED => {
+            let d: Deleted = typed(event)?;
+            let version = d.version.map_or(String::new(), |v| format!(" v{v}"));
+            ("delete", Subject::Function(d.function.clone()), format!("delete of {}{version} by {}", d.function, d.by))
+        }
+        "config.changed" => {
+            let data = event.data.json().unwrap_or(Value::Null);
             let keys = data["changed"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>());
             ("config", Subject::Platform, format!("configuration change ({})", keys.unwrap_or_default().join(", ")))
         }
+        _ => return None, // Device payloads and everything else are never parsed.
     };
     Some(Change { at, kind: kind.into(), subject, summary, event_id: Some(event.id.to_string()) })
+}
+
+/// A platform record's data as its shared type; none if it does not fit.
+fn typed<T: serde::de::DeserializeOwned>(event: &glassbox_core::Event) -> Option<T> {
+    serde_json::from_value(event.data.json()?).ok()
 }
 
 fn short_digest(digest: &str) -> String {
@@ -204,6 +208,34 @@ mod tests {
         let last = noted.last().unwrap();
         assert_eq!((last.kind.as_str(), &last.subject), ("device_registered", &Subject::Platform));
         assert_eq!(last.summary, "5 devices registered (d0, d1, d2, …)");
+    }
+
+    fn function_record(ty: &str, data: serde_json::Value) -> RecordedEvent {
+        let draft = Draft { subject: Some("fan".into()), ..Draft::json("glassbox/functions/fan", ty, &data) };
+        RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() }
+    }
+
+    #[test]
+    fn promotes_and_deletes_are_changes_of_their_function_with_the_version_replaced() {
+        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "admin"});
+        let deleted = serde_json::json!({"function": "fan", "version": 1, "by": "ops", "forced": false,
+            "purged": false, "dropped": 0, "running": 0});
+        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "admin"});
+        let noted = changes(&[
+            function_record(FUNCTION_PROMOTED, promoted),
+            function_record(FUNCTION_DELETED, deleted),
+            function_record(FUNCTION_PROMOTED, back),
+        ]);
+        let said: Vec<(&str, &str)> = noted.iter().map(|c| (c.kind.as_str(), c.summary.as_str())).collect();
+        assert_eq!(
+            said,
+            [
+                ("promote", "promote of fan from v3 to v1 by admin"),
+                ("delete", "delete of fan v1 by ops"),
+                ("promote", "promote of fan from deleted to v2 by admin"),
+            ]
+        );
+        assert!(noted.iter().all(|c| c.subject == Subject::Function("fan".into())));
     }
 
     #[test]

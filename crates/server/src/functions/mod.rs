@@ -1,4 +1,5 @@
-//! Functions: deploy (immutable versions, a `live` alias, rollback), and
+//! Functions: deploy (immutable versions, a `live` alias; promote,
+//! rollback and delete in `lifecycle.rs`), and
 //! the dispatcher that runs live functions on the events their triggers
 //! match — each invocation recorded as a `function.invoked` event on the
 //! triggering event's chain, with its outcome, timings, logs and cost, and
@@ -24,6 +25,8 @@
 //! nothing outside the invocation and lists what a real run would have done.
 
 mod http;
+mod lifecycle;
+mod plan;
 mod position;
 mod queue;
 mod record;
@@ -43,10 +46,12 @@ use chrono::Utc;
 use glassbox_core::{Data, Draft, RecordedEvent, TraceParent};
 use glassbox_runtime::{Compiled, Event, Instances, Outbound, Report, Runtime, Services, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
+pub use lifecycle::{InFlight, LiveChange};
+pub use plan::{Change, Difference, Plan};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, parse_bytes, parse_rate};
 
@@ -88,6 +93,9 @@ pub enum FunctionError {
     Invalid(String),
     #[error("no function {0:?}; `glassbox functions list` shows the deployed ones")]
     Unknown(String),
+    /// The request is sound but the function's state refuses it now.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -131,6 +139,9 @@ struct Live {
     /// Set when another version replaces it: its worker runs what is
     /// queued, then stops.
     retired: tokio::sync::watch::Sender<bool>,
+    /// Set (to the dead letters' reason) when the function is deleted: its
+    /// worker runs nothing more, and what was queued gets a dead letter.
+    deleted: std::sync::OnceLock<String>,
     /// Mean wall time of its recent invocations (µs), to size batches.
     mean_wall_us: AtomicU64,
     /// HTTP requests waiting for a slot.
@@ -144,12 +155,15 @@ struct Live {
 }
 
 impl Live {
-    /// Adds events to the end of the backlog; returns those past its bound.
+    /// Adds events to the end of the backlog; returns those past its bound,
+    /// or all of them once the function is deleted (see [`Live::refusal`]).
     fn defer(&self, events: impl IntoIterator<Item = (glassbox_core::EventId, u32)>) -> Vec<glassbox_core::EventId> {
         let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock a delete takes the backlog under: nothing is left behind.
+        let open = self.deleted.get().is_none();
         let mut refused = Vec::new();
         for event in events {
-            match backlog.len() < BACKLOG_MAX {
+            match open && backlog.len() < BACKLOG_MAX {
                 true => backlog.push_back(event),
                 false => refused.push(event.0),
             }
@@ -157,6 +171,18 @@ impl Live {
         drop(backlog);
         self.backlog_added.notify_one();
         refused
+    }
+
+    /// Why [`Live::defer`] refused events: deleted, or the backlog full.
+    fn refusal(&self) -> String {
+        match self.deleted.get() {
+            Some(reason) => reason.clone(),
+            None => format!(
+                "{}: {QUEUE_MAX} invocations queued and {BACKLOG_MAX} more waiting for {}",
+                glassbox_core::DropReason::QueueFull,
+                self.version.name
+            ),
+        }
     }
 
     fn backlog_len(&self) -> usize {
@@ -208,7 +234,7 @@ pub struct Functions {
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
     prices: Prices,
-    /// Deploys and rollbacks one at a time, so route clashes are judged
+    /// Deploys, rollbacks, promotes and deletes one at a time, so route clashes are judged
     /// against what is live.
     changing: tokio::sync::Mutex<()>,
     /// From an event entering a function's queue to its invocation record
@@ -253,10 +279,9 @@ impl Busy {
 /// millisecond, where a warm invocation and a group commit land.
 const DISPATCH_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0, 10.0];
 
-fn validate_name(name: &str) -> Result<(), FunctionError> {
-    let ok =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    match ok {
+/// The rule for a function's name, also checked by `glassbox new`.
+pub fn validate_name(name: &str) -> Result<(), FunctionError> {
+    match spec::is_name(name) {
         true => Ok(()),
         false => Err(FunctionError::Invalid(format!("function name {name:?} must be 1-64 letters, digits, - _ or ."))),
     }
@@ -360,6 +385,7 @@ impl Functions {
             queue,
             jobs: std::sync::Mutex::new(Some(jobs)),
             retired: tokio::sync::watch::Sender::new(false),
+            deleted: std::sync::OnceLock::new(),
             // The first batch is a single invocation, until one is measured.
             mean_wall_us: AtomicU64::new(BATCH_TARGET.as_micros() as u64),
             waiting: AtomicUsize::new(0),
@@ -374,8 +400,15 @@ impl Functions {
     /// Makes a stored version the one that runs, and starts its worker;
     /// the version it replaces finishes what it has queued.
     async fn load(self: &Arc<Self>, version: FunctionVersion, compiled: Option<Compiled>) -> Result<(), FunctionError> {
-        let name = version.name.clone();
-        let live = Arc::new(self.prepare(version, compiled).await?);
+        let live = self.prepare(version, compiled).await?;
+        self.install(live);
+        Ok(())
+    }
+
+    /// Makes a prepared version the one that runs (see [`Functions::load`]).
+    fn install(self: &Arc<Self>, live: Live) {
+        let name = live.version.name.clone();
+        let live = Arc::new(live);
         let jobs = live.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         // HTTP functions are run by their requests (`http.rs`), not a queue.
         if let Some(jobs) = jobs.filter(|_| live.compiled.world() == World::EventHandler) {
@@ -389,7 +422,6 @@ impl Functions {
             let moved = std::mem::take(&mut *replaced.backlog.lock().unwrap_or_else(|e| e.into_inner()));
             live.defer(moved);
         }
-        Ok(())
     }
 
     /// Deploys a new version and makes it live; records who and when.
@@ -412,9 +444,26 @@ impl Functions {
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let version = self.store.add_version(name, &digest, &text, by).await?;
         self.load(version.clone(), Some(compiled)).await?;
-        let data = json!({ "function": name, "version": version.version, "digest": digest, "by": by, "spec": spec });
-        self.record_change(name, "function.deployed", data).await;
+        let deployed = glassbox_core::Deployed {
+            function: name.to_string(),
+            version: version.version,
+            digest,
+            by: by.to_string(),
+            spec: serde_json::to_value(&spec).unwrap_or_default(),
+        };
+        self.record_change(name, glassbox_core::FUNCTION_DEPLOYED, serde_json::to_value(deployed).unwrap_or_default())
+            .await;
         Ok(version)
+    }
+
+    /// What deploying `digest` with `spec` as `name` would change, checked
+    /// as a deploy checks it (name, spec, routes) but changing nothing.
+    pub async fn plan(&self, name: &str, digest: &str, spec: &Spec) -> Result<Plan, FunctionError> {
+        validate_name(name)?;
+        let triggers = spec.validate().map_err(FunctionError::Invalid)?;
+        self.check_routes(name, &triggers)?;
+        let versions = self.store.versions(name).await?;
+        Ok(Plan::compare(name, versions.iter().find(|v| v.live), digest, spec))
     }
 
     /// Refuses `http:` routes that would take requests another live
@@ -444,28 +493,6 @@ impl Functions {
         Ok(())
     }
 
-    /// Moves `live` back to the version before the live one.
-    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<FunctionVersion, FunctionError> {
-        let versions = self.store.versions(name).await?;
-        let live = versions.iter().find(|v| v.live).ok_or_else(|| FunctionError::Unknown(name.into()))?;
-        let previous = versions.iter().find(|v| v.version < live.version).ok_or_else(|| {
-            FunctionError::Invalid(format!(
-                "{name} v{} is its first version: there is nothing to roll back to",
-                live.version
-            ))
-        })?;
-        let _changing = self.changing.lock().await;
-        let spec: Spec = serde_json::from_str(&previous.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
-        self.check_routes(name, &spec.validate().map_err(FunctionError::Invalid)?)?;
-        let moved =
-            self.store.set_live(name, previous.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
-        self.load(moved.clone(), None).await?;
-        let data =
-            json!({ "function": name, "from": live.version, "to": moved.version, "digest": moved.digest, "by": by });
-        self.record_change(name, "function.rolled_back", data).await;
-        Ok(moved)
-    }
-
     /// Re-runs a recorded event against a version of a function (the live
     /// one by default). Unless `dry_run`, the replay is recorded like any
     /// invocation — a new `function.invoked` with `replay_of`, outputs as new
@@ -483,7 +510,12 @@ impl Functions {
             Some(n) => versions.iter().find(|v| v.version == n),
         }
         .cloned()
-        .ok_or_else(|| FunctionError::Invalid(format!("{name} has no version {}", version.unwrap_or_default())))?;
+        .ok_or_else(|| match version {
+            Some(n) => FunctionError::Invalid(format!("{name} has no version {n}")),
+            None => FunctionError::Invalid(format!(
+                "{name} is deleted: nothing is live; name a version (`glassbox functions versions {name}`)"
+            )),
+        })?;
         let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
             FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
@@ -524,7 +556,7 @@ impl Functions {
         let draft =
             Draft { subject: Some(name.into()), ..Draft::json(format!("glassbox/functions/{name}"), ty, &data) };
         if let Err(e) = self.pipeline.ingest(vec![draft], "platform").await {
-            tracing::error!(function = name, error = %e, "could not record a deploy");
+            tracing::error!(function = name, error = %e, "could not record a change of a function");
         }
     }
 

@@ -14,7 +14,7 @@ use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, EventId, RecordedEvent};
 use glassbox_runtime::{Outcome, Report};
 
-use super::{BACKLOG_MAX, Functions, Live, QUEUE_MAX, Run, to_input};
+use super::{Functions, Live, Run, to_input};
 
 /// Backlog events read back from the recorder at once.
 const FEED_BATCH: usize = 256;
@@ -73,11 +73,7 @@ impl Functions {
             // Behind a backlog, or finding no room: wait in the recorder, in order.
             let queued = live.backlog_len() == 0 && live.queue.try_send(Job::first(recorded.clone())).is_ok();
             if !queued && !live.defer([(recorded.event.id, 1)]).is_empty() {
-                let name = &live.version.name;
-                let reason = format!(
-                    "{}: {QUEUE_MAX} invocations queued and {BACKLOG_MAX} more waiting for {name}",
-                    DropReason::QueueFull
-                );
+                let reason = live.refusal();
                 self.dead_letter_later(live, recorded.clone(), reason);
             }
         }
@@ -152,6 +148,10 @@ impl Functions {
         attempt: u32,
         failure: String,
     ) {
+        if let Some(deleted) = live.deleted.get() {
+            let reason = format!("{deleted}; it had failed after {attempt} attempt(s): {failure}");
+            return self.dead_letter_later(live.clone(), recorded, reason);
+        }
         let age = (Utc::now() - recorded.event.time).to_std().unwrap_or_default();
         if attempt > live.spec.retries || age >= Duration::from_millis(live.spec.max_age_ms) {
             let reason = format!("failed after {attempt} attempt(s): {failure}");
@@ -168,7 +168,11 @@ impl Functions {
                 _ = stopping.wait_for(|s| *s) => return,
             }
             live.retrying.fetch_sub(1, Ordering::Relaxed);
-            let current = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned();
+            // Deleted meanwhile: a version deployed since under the name is another function.
+            let current = match live.deleted.get() {
+                Some(_) => None,
+                None => functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name).cloned(),
+            };
             let job = Job { recorded: recorded.clone(), attempt: attempt + 1, queued_at: Instant::now() };
             let sent = match current {
                 Some(current) => current.queue.send(job).await.is_ok(),
@@ -217,6 +221,9 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
             }
             _ = stopping.wait_for(|s| *s) => return keep(jobs),
         }
+        if let (Some(reason), Some(functions)) = (live.deleted.get(), functions.upgrade()) {
+            return clear(functions, live.clone(), batch, jobs, reason.clone());
+        }
         if let Some(functions) = functions.upgrade() {
             if live.spec.rate_per_second.is_some() {
                 live.pace().await;
@@ -227,6 +234,27 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
             return;
         }
     }
+}
+
+/// Dead-letters what a deleted function had queued: the batch just taken
+/// and everything behind it, each event its one outcome.
+fn clear(
+    functions: Arc<Functions>,
+    live: Arc<Live>,
+    mut batch: Vec<Job>,
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    reason: String,
+) {
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        batch.push(job);
+    }
+    let cleared = functions.clone();
+    functions.busy.spawn(async move {
+        for job in batch {
+            cleared.dead_letter(&live, &job.recorded, &reason).await;
+        }
+    });
 }
 
 /// Moves a function's backlog into its queue as room frees, reading the
@@ -275,17 +303,23 @@ pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
                 continue;
             }
             let job = Job { recorded, attempt, queued_at: Instant::now() };
-            tokio::select! {
-                sent = live.queue.send(job) => if sent.is_err() {
-                    // Replaced while waiting: the new version takes the rest.
-                    if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
-                        current.defer(taken[n..].iter().copied());
-                    }
-                    return;
-                },
+            let sent = tokio::select! {
+                sent = live.queue.send(job) => sent.is_ok(),
                 // Stopping: the rest stays in the position, for the next start.
                 _ = stopping.wait_for(|s| *s) => return,
+            };
+            if sent {
+                continue;
             }
+            if let Some(reason) = live.deleted.get() {
+                let rest = taken[n..].iter().map(|(id, _)| *id).collect();
+                return functions.clone().dead_letter_ids(live.clone(), rest, reason.clone()).await;
+            }
+            // Replaced while waiting: the new version takes the rest.
+            if let Some(current) = functions.live.read().unwrap_or_else(|e| e.into_inner()).get(&live.version.name) {
+                current.defer(taken[n..].iter().copied());
+            }
+            return;
         }
     }
 }

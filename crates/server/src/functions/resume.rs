@@ -19,7 +19,7 @@ use glassbox_core::{
     Data, Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
     InvocationKey, Resumed, first_id_at,
 };
-use glassbox_store::StoreError;
+use glassbox_store::{FunctionVersion, LiveMove, StoreError};
 
 use super::position::{POSITION_KEY, RESUME_MARGIN, SAVE_EVERY};
 use super::{Functions, spec};
@@ -28,21 +28,52 @@ use crate::pipeline::BusCursor;
 /// Events read from the recorder at a time.
 const PAGE: usize = 1000;
 
-/// A function's versions, newest first, with when each went live and its
-/// triggers: which one was live when an event was recorded decides whether
-/// the event was the function's to run (a rollback's switch aside).
+/// Which version of a function was live when, with its triggers: the one
+/// live when an event was recorded decides whether the event was the
+/// function's to run.
 struct History {
     name: String,
-    versions: Vec<(DateTime<Utc>, Vec<spec::Trigger>)>,
+    /// The version live at start, kept so that work found for a function
+    /// deleted while the read went on still gets its outcome.
+    live: Arc<super::Live>,
+    periods: Vec<Period>,
 }
+
+/// From when (newest first), the triggers of the version live then; none
+/// while the function was deleted.
+type Period = (DateTime<Utc>, Option<Vec<spec::Trigger>>);
 
 impl History {
     fn matched(&self, event: &Event) -> bool {
-        let at = DateTime::<Utc>::from(event.id.datetime());
-        self.versions.iter().find(|(since, _)| *since <= at).is_some_and(|(_, triggers)| {
-            triggers.iter().any(|t| t.fires(&self.name, &event.ty, event.subject.as_deref()))
-        })
+        live_match(&self.name, &self.periods, event)
     }
+}
+
+/// Whether the version of `name` live when `event` was recorded matched it.
+fn live_match(name: &str, periods: &[Period], event: &Event) -> bool {
+    let at = DateTime::<Utc>::from(event.id.datetime());
+    let live = periods.iter().find(|(since, _)| *since <= at).and_then(|(_, triggers)| triggers.as_ref());
+    live.is_some_and(|triggers| triggers.iter().any(|t| t.fires(name, &event.ty, event.subject.as_deref())))
+}
+
+/// The periods of a function's life, newest first: from the moves of its
+/// live alias (deploys, promotes, rollbacks, deletes), and before the first
+/// move logged, from its versions' deploy times.
+fn periods(versions: &[FunctionVersion], log: &[LiveMove]) -> Vec<Period> {
+    let triggers = |v: &FunctionVersion| {
+        let spec: Result<spec::Spec, _> = serde_json::from_str(&v.spec);
+        spec.ok().and_then(|s| s.validate().ok())
+    };
+    let number = |n: u32| versions.iter().find(|v| v.version == n).and_then(triggers);
+    let logged_from = log.first().map(|m| m.at);
+    let mut periods: Vec<Period> = versions
+        .iter()
+        .filter(|v| logged_from.is_none_or(|from| v.deployed_at < from))
+        .filter_map(|v| triggers(v).map(|t| (v.deployed_at, Some(t))))
+        .collect();
+    periods.extend(log.iter().map(|m| (m.at, m.version.and_then(number))));
+    periods.sort_by_key(|(since, _)| std::cmp::Reverse(*since));
+    periods
 }
 
 /// An event a function has not finished with: how many runs failed so far.
@@ -102,13 +133,20 @@ impl Functions {
         for (name, backlog) in by_function {
             self.record_resumed(&name, &backlog).await;
             let Some(live) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned() else {
-                // Deleted meanwhile: nothing left to run it.
-                backlog.iter().for_each(|(id, _)| self.position.resolved(*id));
+                // Deleted meanwhile: each event still gets its outcome, a dead letter.
+                let held = histories.iter().find(|h| h.name == name).map(|h| h.live.clone());
+                let deleted = held.and_then(|h| h.deleted.get().cloned().map(|reason| (h, reason)));
+                let ids: Vec<EventId> = backlog.iter().map(|(id, _)| *id).collect();
+                match deleted {
+                    Some((held, reason)) => drop(tokio::spawn(self.clone().dead_letter_ids(held, ids, reason))),
+                    None => ids.iter().for_each(|id| self.position.resolved(*id)),
+                }
                 continue;
             };
             let refused = live.defer(backlog.into_iter().map(|(id, failed)| (id, failed + 1)));
             if !refused.is_empty() {
-                tokio::spawn(self.clone().refuse(live, refused));
+                let reason = live.refusal();
+                tokio::spawn(self.clone().dead_letter_ids(live, refused, reason));
             }
         }
         Ok(())
@@ -116,31 +154,16 @@ impl Functions {
 
     /// Each live function's versions with their triggers.
     async fn histories(&self) -> Result<Vec<History>, StoreError> {
-        let names: Vec<String> = self.live.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-        let mut histories = Vec::with_capacity(names.len());
-        for name in names {
-            let mut versions = Vec::new();
-            for version in self.store.versions(&name).await? {
-                let spec: Result<spec::Spec, _> = serde_json::from_str(&version.spec);
-                if let Some(triggers) = spec.ok().and_then(|s| s.validate().ok()) {
-                    versions.push((version.deployed_at, triggers));
-                }
-            }
-            versions.sort_by_key(|(since, _)| std::cmp::Reverse(*since));
-            histories.push(History { name, versions });
+        let live: Vec<Arc<super::Live>> =
+            self.live.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut histories = Vec::with_capacity(live.len());
+        for live in live {
+            let name = live.version.name.clone();
+            let (versions, log) = (self.store.versions(&name).await?, self.store.live_log(&name).await?);
+            let periods = periods(&versions, &log);
+            histories.push(History { name, live, periods });
         }
         Ok(histories)
-    }
-
-    /// Dead-letters events taken up that the backlog has no room for.
-    async fn refuse(self: Arc<Self>, live: Arc<super::Live>, ids: Vec<EventId>) {
-        let reason = format!("{}: the backlog of {} is full", glassbox_core::DropReason::QueueFull, live.version.name);
-        for id in ids {
-            match self.pipeline.store().get(id).await {
-                Ok(Some(recorded)) => self.dead_letter(&live, &recorded, &reason).await,
-                _ => self.position.resolved(id),
-            }
-        }
     }
 
     async fn record_resumed(&self, name: &str, backlog: &[(EventId, u32)]) {
@@ -245,5 +268,71 @@ async fn save(functions: &Functions) {
     match functions.pipeline.store().put_setting(POSITION_KEY, &position.to_string()).await {
         Ok(()) => *saved = Some(position),
         Err(e) => tracing::warn!(error = %e, "could not save the function dispatcher's position; retrying"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+    use glassbox_core::{Draft, first_id_at};
+    use glassbox_store::{FunctionVersion, LiveMove};
+
+    use super::{Period, live_match, periods};
+
+    fn version(number: u32, at: DateTime<Utc>, trigger: &str) -> FunctionVersion {
+        let spec = serde_json::json!({"triggers": [trigger], "timeout_ms": 1000, "memory_bytes": 1 << 24,
+            "concurrency": 1, "hop_limit": 16});
+        FunctionVersion {
+            name: "f".into(),
+            version: number,
+            digest: "sha256:x".into(),
+            spec: spec.to_string(),
+            deployed_at: at,
+            deployed_by: "admin".into(),
+            live: false,
+        }
+    }
+
+    /// Which of the types `a.x` and `b.x`, recorded at `at`, were `f`'s to run.
+    fn matched(periods: &[Period], at: DateTime<Utc>) -> Vec<&'static str> {
+        let fires = |ty: &str| {
+            let event = Draft::json("test", ty, &serde_json::json!({})).into_event(first_id_at(at), at, None);
+            live_match("f", periods, &event)
+        };
+        ["a.x", "b.x"].into_iter().filter(|ty| fires(ty)).collect()
+    }
+
+    /// Deploy v1 (a.*), delete, deploy v2 (b.*), promote v1: an event
+    /// recorded while the function was deleted was no one's to run.
+    #[test]
+    fn an_event_is_judged_by_the_version_live_when_it_was_recorded() {
+        let t = |s: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000) + Duration::seconds(s);
+        let versions = [version(2, t(20), "event:b.*"), version(1, t(0), "event:a.*")];
+        let log = [
+            LiveMove { at: t(0), version: Some(1) },
+            LiveMove { at: t(10), version: None },
+            LiveMove { at: t(20), version: Some(2) },
+            LiveMove { at: t(30), version: Some(1) },
+        ];
+        let periods = periods(&versions, &log);
+        assert_eq!(matched(&periods, t(5)), ["a.x"]);
+        assert!(matched(&periods, t(15)).is_empty(), "deleted then");
+        assert_eq!(matched(&periods, t(25)), ["b.x"]);
+        assert_eq!(matched(&periods, t(35)), ["a.x"], "promoted back");
+        assert!(matched(&periods, t(-5)).is_empty(), "before its first deploy");
+    }
+
+    /// Moves made before the log existed are known only by deploy times.
+    #[test]
+    fn before_the_log_the_newest_version_deployed_is_taken_as_live() {
+        let t = |s: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000) + Duration::seconds(s);
+        let versions = [version(2, t(10), "event:b.*"), version(1, t(0), "event:a.*")];
+        let periods_without_log = periods(&versions, &[]);
+        assert_eq!(matched(&periods_without_log, t(5)), ["a.x"]);
+        assert_eq!(matched(&periods_without_log, t(15)), ["b.x"]);
+        let log = [LiveMove { at: t(20), version: None }];
+        let deleted_later = periods(&versions, &log);
+        assert_eq!(matched(&deleted_later, t(15)), ["b.x"]);
+        assert!(matched(&deleted_later, t(25)).is_empty());
     }
 }

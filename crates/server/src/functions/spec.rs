@@ -57,6 +57,10 @@ pub struct Spec {
     /// besides the default few (`content-type`, `user-agent`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub record_headers: Vec<String>,
+    /// The app (manifest) that deployed it: `glassbox apply` manages only
+    /// its own app's functions, and removes those its manifest dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 fn reuse_default() -> u32 {
@@ -88,6 +92,7 @@ impl Default for Spec {
             reuse: reuse_default(),
             record_body: false,
             record_headers: Vec::new(),
+            app: None,
         }
     }
 }
@@ -307,8 +312,18 @@ impl Spec {
         if !(1..=1000).contains(&self.hop_limit) {
             return Err("hop limit must be between 1 and 1000".into());
         }
+        if let Some(app) = &self.app
+            && !is_name(app)
+        {
+            return Err(format!("app name {app:?} must be 1-64 letters, digits, - _ or ."));
+        }
         Ok(triggers)
     }
+}
+
+/// A function's or an app's name: 1-64 letters, digits, `-`, `_` or `.`.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// `64MiB`, `512KiB`, `1048576`.

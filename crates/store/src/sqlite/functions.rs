@@ -4,9 +4,10 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::functions::{FunctionVersion, KvQuota};
+use crate::functions::{FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 
-const COLUMNS: &str = "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, f.live = v.version";
+const COLUMNS: &str =
+    "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, COALESCE(f.live = v.version, FALSE)";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
     Ok(FunctionVersion {
@@ -22,7 +23,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
 
 fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Vec<FunctionVersion>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM function_versions v JOIN functions f ON f.name = v.name WHERE {filter}
+        "SELECT {COLUMNS} FROM function_versions v LEFT JOIN functions f ON f.name = v.name WHERE {filter}
          ORDER BY v.name, v.version DESC"
     );
     conn.prepare_cached(&sql)?.query_map(args, row)?.collect()
@@ -47,6 +48,7 @@ pub(super) fn add(
         "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
         params![name, next],
     )?;
+    log_move(tx, name, Some(next))?;
     Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, next])?.remove(0))
 }
 
@@ -54,8 +56,59 @@ pub(super) fn set_live(tx: &Transaction<'_>, name: &str, version: u32) -> rusqli
     if select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.is_empty() {
         return Ok(None);
     }
-    tx.execute("UPDATE functions SET live = ?2 WHERE name = ?1", params![name, version])?;
+    tx.execute(
+        "INSERT INTO functions (name, live) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET live = excluded.live",
+        params![name, version],
+    )?;
+    log_move(tx, name, Some(version))?;
     Ok(select(tx, "v.name = ?1 AND v.version = ?2", params![name, version])?.pop())
+}
+
+/// Drops the live alias (and, purging, the versions and the key-value
+/// store); returns the digests of purged versions no other version uses.
+pub(super) fn delete(tx: &Transaction<'_>, name: &str, purge: bool) -> rusqlite::Result<Vec<String>> {
+    tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+    if !purge {
+        log_move(tx, name, None)?;
+        return Ok(Vec::new());
+    }
+    // Purged, the name is new again: nothing of it was live.
+    tx.execute("DELETE FROM function_live_log WHERE name = ?1", [name])?;
+    let digests: Vec<String> = tx
+        .prepare("SELECT DISTINCT digest FROM function_versions WHERE name = ?1 ORDER BY digest")?
+        .query_map([name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tx.execute("DELETE FROM function_versions WHERE name = ?1", [name])?;
+    tx.execute("DELETE FROM function_kv WHERE function = ?1", [name])?;
+    let mut unused = Vec::new();
+    for digest in digests {
+        let used: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM function_versions WHERE digest = ?1)", [&digest], |r| r.get(0))?;
+        if !used {
+            unused.push(digest);
+        }
+    }
+    Ok(unused)
+}
+
+/// Notes a move of the live alias, forgetting the oldest past [`LIVE_LOG_MAX`].
+fn log_move(tx: &Transaction<'_>, name: &str, version: Option<u32>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO function_live_log (name, at, version) VALUES (?1, ?2, ?3)",
+        params![name, micros(&Utc::now()), version],
+    )?;
+    tx.execute(
+        "DELETE FROM function_live_log WHERE name = ?1 AND id <= (
+            SELECT id FROM function_live_log WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![name, LIVE_LOG_MAX],
+    )?;
+    Ok(())
+}
+
+pub(super) fn live_log(conn: &Connection, name: &str) -> rusqlite::Result<Vec<LiveMove>> {
+    conn.prepare_cached("SELECT at, version FROM function_live_log WHERE name = ?1 ORDER BY id")?
+        .query_map([name], |r| Ok(LiveMove { at: from_micros(r.get(0)?), version: r.get(1)? }))?
+        .collect()
 }
 
 pub(super) fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<FunctionVersion>> {

@@ -31,7 +31,7 @@ use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
 use crate::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
+    FunctionVersion, Ingress, KvQuota, LiveMove, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
 };
 
 /// The durable record's file name inside the data directory.
@@ -424,6 +424,16 @@ impl FunctionStore for SqliteStore {
     async fn set_live(&self, name: &str, version: u32) -> Result<Option<FunctionVersion>, StoreError> {
         let name = name.to_string();
         self.write(move |tx| functions::set_live(tx, &name, version)).await
+    }
+
+    async fn delete(&self, name: &str, purge: bool) -> Result<Vec<String>, StoreError> {
+        let name = name.to_string();
+        self.write(move |tx| functions::delete(tx, &name, purge)).await
+    }
+
+    async fn live_log(&self, name: &str) -> Result<Vec<LiveMove>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| functions::live_log(conn, &name)).await
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {

@@ -105,6 +105,15 @@ pub const RECORDER: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
         PRIMARY KEY (function, key)) WITHOUT ROWID;",
+    // 8: when each function's live alias moved, and to which version (NULL:
+    // deleted), so which version was live at any time is known.
+    "CREATE TABLE function_live_log (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        version INTEGER
+    );
+    CREATE INDEX function_live_log_name ON function_live_log(name, id);",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
-use glassbox_core::{DisconnectReason, Draft};
+use glassbox_core::{Connected, DisconnectReason, Draft, TlsSession};
 use glassbox_store::SessionOp;
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -105,15 +105,16 @@ pub(super) async fn run(
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _counted = Counted(shared.clone());
     let _ = stream.set_nodelay(true);
-    let (read, mut write): (ReadSide, WriteSide) = match tls {
+    let (read, mut write, tls): (ReadSide, WriteSide, _) = match tls {
         None => {
             let (read, write) = stream.into_split();
-            (ReadSide::Tcp(read), Box::new(write))
+            (ReadSide::Tcp(read), Box::new(write), None)
         }
         Some(acceptor) => match before_connect(&shared, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
+                let negotiated = negotiated(stream.get_ref().1);
                 let (read, write) = tokio::io::split(stream);
-                (ReadSide::Tls(read), Box::new(write))
+                (ReadSide::Tls(read), Box::new(write), Some(negotiated))
             }
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%peer, "no TLS handshake in time, or the broker is stopping"),
@@ -138,7 +139,7 @@ pub(super) async fn run(
     let (username, password) = (connect.username.clone(), connect.password.clone());
     let credentials_id = connect.client_id.clone();
     drop(pending);
-    let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, write).await
+    let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, tls, write).await
     else {
         return;
     };
@@ -151,6 +152,18 @@ pub(super) async fn run(
         connection.kill.kill(reason);
     }
     connection.serve(reader).await;
+}
+
+/// The TLS version and cipher suite a handshake settled on.
+fn negotiated(connection: &tokio_rustls::rustls::ServerConnection) -> TlsSession {
+    use tokio_rustls::rustls::ProtocolVersion;
+    let tls_version = match connection.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+        Some(ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+        other => format!("{other:?}"),
+    };
+    let tls_cipher = connection.negotiated_cipher_suite().map_or("unknown".into(), |s| format!("{:?}", s.suite()));
+    TlsSession { tls_version, tls_cipher }
 }
 
 /// `step` of a connection before CONNECT is handled; `Err` if the connect
@@ -227,6 +240,7 @@ impl Connection {
         assigned: bool,
         connect: Connect,
         peer: SocketAddr,
+        tls: Option<TlsSession>,
         mut write: WriteSide,
     ) -> Option<Self> {
         let settings = &shared.settings;
@@ -259,6 +273,7 @@ impl Connection {
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
             packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
             since: Utc::now(),
+            tls: tls.clone(),
         };
 
         // Take over or replace the session of this client id.
@@ -355,11 +370,17 @@ impl Connection {
         };
         let writer = tokio::spawn(writer.run());
         wake.notify_one();
-        let data = json!({
-            "peer": peer.to_string(), "protocol": protocol.level(), "keep_alive": keep_alive,
-            "clean_start": connect.clean_start, "session_present": present,
-            "session_expiry_seconds": (expiry != NEVER).then_some(expiry),
-        });
+        let data = Connected {
+            peer: peer.to_string(),
+            protocol: protocol.level(),
+            keep_alive,
+            clean_start: connect.clean_start,
+            session_present: present,
+            session_expiry_seconds: (expiry != NEVER).then_some(expiry),
+            tls: tls.is_some(),
+            tls_session: tls,
+        };
+        let data = serde_json::to_value(&data).expect("a Connected serializes: plain fields");
         let device = lock(&session).device.clone();
         record_lifecycle(&shared, "connected", device.as_deref(), &client_id, data).await;
         if let (Some(reserved), Some(device)) = (shared.reserved.get(), device.as_deref()) {

@@ -1,0 +1,57 @@
+//! What the platform records when a function's live version changes: a
+//! deploy, a rollback, a promote, a delete. Shared by the function service,
+//! which writes them, and every reader (diagnosis ties anomalies to them).
+
+use serde::{Deserialize, Serialize};
+
+/// A new version was deployed and made live (data: [`Deployed`]).
+pub const FUNCTION_DEPLOYED: &str = "function.deployed";
+/// `rollback` made an older version live (data: [`LiveChanged`]).
+pub const FUNCTION_ROLLED_BACK: &str = "function.rolled_back";
+/// `promote` made a chosen version live (data: [`LiveChanged`]).
+pub const FUNCTION_PROMOTED: &str = "function.promoted";
+/// A function was deleted: nothing of it runs any more (data: [`Deleted`]).
+pub const FUNCTION_DELETED: &str = "function.deleted";
+
+/// The data of a [`FUNCTION_DEPLOYED`] record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub function: String,
+    pub version: u32,
+    pub digest: String,
+    /// Who deployed it.
+    pub by: String,
+    /// Its spec (triggers, limits, …), as deployed.
+    pub spec: serde_json::Value,
+}
+
+/// The data of a [`FUNCTION_ROLLED_BACK`] or [`FUNCTION_PROMOTED`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveChanged {
+    pub function: String,
+    /// The version it replaced; none when the function was deleted.
+    pub from: Option<u32>,
+    /// The version now live.
+    pub to: u32,
+    /// The digest of `to`.
+    pub digest: String,
+    pub by: String,
+}
+
+/// The data of a [`FUNCTION_DELETED`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub function: String,
+    /// The version that was live; none when it was deleted before (a purge).
+    pub version: Option<u32>,
+    pub by: String,
+    /// Whether it was deleted with work in flight (`--force`).
+    pub forced: bool,
+    /// Whether its versions and key-value store were removed too.
+    pub purged: bool,
+    /// Events it had queued, or waiting for a retry, now dead-lettered
+    /// (`cleared`).
+    pub dropped: u64,
+    /// Invocations running then: they finish and are recorded.
+    pub running: u64,
+}
