@@ -85,7 +85,7 @@ fn show(args: ShowArgs) -> anyhow::Result<()> {
 }
 
 fn shown(layered: &Layered) -> anyhow::Result<Shown> {
-    let set = std::env::var(ADMIN_TOKEN_VAR).is_ok_and(|t| !t.is_empty());
+    let set = crate::serve::admin_token_from_env()?.is_some();
     let source = set.then(|| Source::Env { var: ADMIN_TOKEN_VAR.into() });
     Ok(Shown {
         file: layered.file.as_ref().map(|p| p.display().to_string()),

@@ -324,7 +324,7 @@ fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
                     .unwrap_or_default(),
                 egress(&v["spec"]),
                 render::short_time(&v["deployed_at"]),
-                render::text(v, "digest").chars().take(19).collect(),
+                render::short_digest(render::text(v, "digest")),
             ]
         })
         .collect();

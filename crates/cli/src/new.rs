@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 /// The manifest `glassbox apply` reads, in the current directory.
-pub const MANIFEST: &str = "glassbox.app.toml";
+pub const MANIFEST: &str = crate::apply::manifest::DEFAULT_FILE;
 
 /// The interfaces a function is built against: the repository's WIT.
 const WIT: &str = include_str!("../../../wit/function.wit");
@@ -219,10 +219,23 @@ fn entry(name: &str, dir: &Path) -> String {
     )
 }
 
-/// The app's name for a new manifest: the current directory's.
+/// The app's name for a new manifest: the current directory's, made a name
+/// the server takes (`My Project` → `My-Project`).
 fn app_name() -> anyhow::Result<String> {
     let cwd = std::env::current_dir().context("finding the current directory")?;
-    Ok(cwd.file_name().map_or("app".into(), |n| n.to_string_lossy().into_owned()))
+    Ok(as_app_name(&cwd.file_name().map_or("app".into(), |n| n.to_string_lossy())))
+}
+
+/// `text` with each character a name may not hold as `-`, cut to 64; `app`
+/// when nothing is left.
+fn as_app_name(text: &str) -> String {
+    let name: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).take(64).collect();
+    let name = name.trim_matches('-');
+    match glassbox_server::functions::is_name(name) {
+        true => name.to_string(),
+        false => "app".into(),
+    }
 }
 
 /// A TOML key: bare when it may be, else quoted (a name with `.`).
@@ -259,6 +272,15 @@ fn label(language: Language) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_name_becomes_an_app_name_the_server_takes() {
+        assert_eq!(as_app_name("greenhouse"), "greenhouse");
+        assert_eq!(as_app_name("My Project"), "My-Project");
+        assert_eq!(as_app_name("café (v2)"), "caf---v2");
+        assert_eq!(as_app_name("***"), "app");
+        assert_eq!(as_app_name(&"x".repeat(100)).len(), 64);
+    }
 
     #[test]
     fn names_fill_every_placeholder_and_the_lock_names_the_package() {

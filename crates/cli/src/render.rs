@@ -44,6 +44,11 @@ pub fn duration_ms(ms: f64) -> String {
 }
 
 /// `1 event`, `3 events`.
+/// `sha256:1f2e3d4c5b6a`: a component's digest, short enough for a table.
+pub fn short_digest(digest: &str) -> String {
+    digest.chars().take(19).collect()
+}
+
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }

@@ -139,8 +139,9 @@ pub fn interrupted() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// `GLASSBOX_ADMIN_TOKEN`, if set; refuses tokens too short to be secret.
-fn admin_token_from_env() -> anyhow::Result<Option<String>> {
+/// `GLASSBOX_ADMIN_TOKEN`, if set; refuses tokens too short to be secret
+/// (`config show` checks it here too, to refuse what `serve` would).
+pub fn admin_token_from_env() -> anyhow::Result<Option<String>> {
     match std::env::var("GLASSBOX_ADMIN_TOKEN") {
         Ok(token) if token.is_empty() => {
             tracing::warn!("GLASSBOX_ADMIN_TOKEN is set but empty; keeping the stored admin token");

@@ -213,7 +213,7 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
     demo.eventually("glassbox functions invocations telemetry --json", |invocations| {
         invocations.as_array().unwrap().iter().any(|i| i["version"] == 2 && i["wall_us"].as_u64() > Some(1000))
     });
-    demo.announced("rolled telemetry back");
+    demo.announced("rolled telemetry back to v1");
     let listed = demo.json("glassbox functions list --json");
     let telemetry = listed.as_array().unwrap().iter().find(|f| f["name"] == "telemetry").unwrap().clone();
     assert_eq!(telemetry["version"], 1, "the live version is the first again: {telemetry}");

@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use glassbox_server::functions::{Change, Difference, Plan, Spec};
 use serde::{Deserialize, Serialize};
 
-use crate::Remote;
 use crate::client::{Client, segment};
+use crate::{Remote, render};
 use manifest::{DEFAULT_FILE, Entry, Manifest};
 
 #[derive(clap::Args)]
@@ -51,6 +51,9 @@ struct Applied {
     /// The version each created or updated function now runs.
     deployed: Vec<Deployed>,
     deleted: Vec<String>,
+    /// Why it stopped, when a change failed: what is listed above it was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,17 +79,20 @@ pub async fn run(a: ApplyArgs) -> anyhow::Result<()> {
     let client = a.remote.client()?;
     let plan = plan(&client, &manifest, &dir).await?;
     let mut applied =
-        Applied { app: manifest.app.clone(), plan, dry_run: a.dry_run, deployed: vec![], deleted: vec![] };
+        Applied { app: manifest.app.clone(), plan, dry_run: a.dry_run, deployed: vec![], deleted: vec![], error: None };
     if !a.json {
         print_plan(&applied.app, &a.file, &applied.plan);
     }
-    if !a.dry_run {
-        apply(&client, &manifest, &dir, &mut applied, a.json).await?;
-    }
+    let result = match a.dry_run {
+        true => Ok(()),
+        false => apply(&client, &manifest, &dir, &mut applied, a.json).await,
+    };
     if a.json {
+        // Printed even when a change failed: a script sees what was applied before it.
+        applied.error = result.as_ref().err().map(|e| format!("{e:#}"));
         println!("{}", serde_json::to_string_pretty(&applied)?);
     }
-    Ok(())
+    result
 }
 
 /// Runs each `build` command in turn; stops at the first that fails.
@@ -99,7 +105,8 @@ fn build(manifest: &Manifest, dir: &Path) -> anyhow::Result<()> {
             .arg("-c")
             .arg(command)
             .current_dir(cwd)
-            .stdout(std::process::Stdio::inherit())
+            // Stdout is the plan's (and --json's): what a build prints goes to stderr.
+            .stdout(std::process::Stdio::from(std::io::stderr()))
             .stderr(std::process::Stdio::inherit())
             .status()
             .with_context(|| format!("running the build of {name}"))?;
@@ -229,7 +236,7 @@ fn print_plan(app: &str, file: &Path, plan: &[Plan]) {
 fn differences(differences: &[Difference]) -> String {
     let value = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "none".to_string(),
-        serde_json::Value::String(s) if s.starts_with("sha256:") => format!("{}…", &s[..s.len().min(19)]),
+        serde_json::Value::String(s) if s.starts_with("sha256:") => format!("{}…", render::short_digest(s)),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };

@@ -159,7 +159,7 @@ pub(super) async fn script(client: Client, faults: Arc<Mutex<Faults>>, roles: Ro
     match client.post("/api/v1/functions/telemetry/rollback", "application/json", String::new()).await {
         Ok(rolled) => announce(
             started,
-            &format!("someone noticed and rolled telemetry back to v{}", rolled["version"]),
+            &format!("someone noticed and rolled telemetry back to v{}", rolled["live"]["version"]),
             "glassbox functions list (telemetry is live at v1 again); \
              glassbox events query --type function.rolled_back",
         ),

@@ -1,6 +1,7 @@
 //! `glassbox functions get|versions|promote|rollback|delete`: a function's
 //! versions and which one is live, as people read them.
 
+use glassbox_server::functions::InFlight;
 use serde_json::Value;
 
 use crate::client::{Client, segment};
@@ -76,7 +77,7 @@ fn version_row(v: &Value) -> Vec<String> {
         super::egress(spec),
         render::short_time(&v["deployed_at"]),
         render::text(v, "deployed_by").to_string(),
-        render::text(v, "digest").chars().take(19).collect(),
+        render::short_digest(render::text(v, "digest")),
     ]
 }
 
@@ -102,7 +103,7 @@ fn print_change(name: &str, change: &Value, verb: &str, json: bool) -> anyhow::R
 /// `thermostat: promoted to v1 (was v3, sha256:…)`, or that nothing changed.
 fn live_change(name: &str, change: &Value, verb: &str) -> String {
     let live = &change["live"];
-    let digest: String = render::text(live, "digest").chars().take(19).collect();
+    let digest = render::short_digest(render::text(live, "digest"));
     if change["changed"] == false {
         return format!("{name}: v{} is live already ({digest}); nothing changed", live["version"]);
     }
@@ -164,21 +165,12 @@ fn limits(spec: &Value) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// What a function has in hand, in words.
+/// What a function has in hand, in the server's words.
 fn in_hand(in_flight: &Value) -> String {
-    let parts = [
-        ("queued", "queued"),
-        ("retrying", "waiting for a retry"),
-        ("running", "running"),
-        ("waiting", "HTTP waiting"),
-    ];
-    let said: Vec<String> = parts
-        .iter()
-        .filter_map(|(key, words)| in_flight[key].as_u64().filter(|n| *n > 0).map(|n| format!("{n} {words}")))
-        .collect();
+    let said = serde_json::from_value::<InFlight>(in_flight.clone()).map(|i| i.words()).unwrap_or_default();
     match said.is_empty() {
         true => "nothing queued or running".into(),
-        false => said.join(", "),
+        false => said,
     }
 }
 

@@ -17,7 +17,7 @@ use glassbox_core::{
     Deleted, DropReason, EventId, FUNCTION_DELETED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
 use glassbox_store::FunctionVersion;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{FunctionError, Functions, Live, Spec};
 
@@ -34,7 +34,7 @@ pub struct LiveChange {
 }
 
 /// Work a function has in hand: what a delete without `--force` waits for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     /// Events in its queue or its backlog, not started.
     pub queued: u64,
@@ -60,8 +60,8 @@ impl InFlight {
         *self == Self::default()
     }
 
-    /// `3 queued, 1 running`: the parts that are not zero.
-    fn words(&self) -> String {
+    /// `3 queued, 1 running`: the parts that are not zero (empty when none).
+    pub fn words(&self) -> String {
         let parts = [
             (self.queued, "queued"),
             (self.retrying, "waiting for a retry"),
@@ -76,6 +76,8 @@ impl InFlight {
 impl Functions {
     /// Makes live the newest version older than the live one.
     pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<LiveChange, FunctionError> {
+        // Held from the read to the record: two changes never decide on the same state.
+        let _changing = self.changing.lock().await;
         let versions = self.versions(name).await?;
         let live = versions.iter().find(|v| v.live).ok_or_else(|| deleted(name))?;
         let previous = versions.iter().find(|v| v.version < live.version).ok_or_else(|| {
@@ -91,6 +93,7 @@ impl Functions {
     /// Makes `version` live, whichever is live now (or none: the function
     /// was deleted). The version already live: answered, nothing changes.
     pub async fn promote(self: &Arc<Self>, name: &str, version: u32, by: &str) -> Result<LiveChange, FunctionError> {
+        let _changing = self.changing.lock().await;
         let versions = self.versions(name).await?;
         let chosen = versions.iter().find(|v| v.version == version).ok_or_else(|| {
             let numbers: Vec<String> = versions.iter().rev().map(|v| v.version.to_string()).collect();
@@ -107,6 +110,7 @@ impl Functions {
     }
 
     /// Points `live` at `chosen`, runs it, and records the change as `ty`.
+    /// The caller holds `changing` since it read the versions.
     async fn make_live(
         self: &Arc<Self>,
         chosen: &FunctionVersion,
@@ -115,7 +119,6 @@ impl Functions {
         by: &str,
     ) -> Result<LiveChange, FunctionError> {
         let name = chosen.name.as_str();
-        let _changing = self.changing.lock().await;
         let spec: Spec = serde_json::from_str(&chosen.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         self.check_routes(name, &spec.validate().map_err(FunctionError::Invalid)?)?;
         // Compiled before the alias moves: a version that cannot run never becomes live.
@@ -139,13 +142,16 @@ impl Functions {
         purge: bool,
         by: &str,
     ) -> Result<Deleted, FunctionError> {
-        let versions = self.versions(name).await?;
         let _changing = self.changing.lock().await;
+        let versions = self.versions(name).await?;
         let live = self.live.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
-        let (version, in_flight) = match &live {
-            Some(live) => (Some(live.version.version), InFlight::of(live)),
-            None if purge => (None, InFlight::default()),
-            None => {
+        // The store says whether it is live: a version that failed to load
+        // at start is live there, with nothing in hand.
+        let (version, in_flight) = match (&live, versions.iter().find(|v| v.live)) {
+            (Some(live), _) => (Some(live.version.version), InFlight::of(live)),
+            (None, Some(stored)) => (Some(stored.version), InFlight::default()),
+            (None, None) if purge => (None, InFlight::default()),
+            (None, None) => {
                 return Err(FunctionError::Conflict(format!(
                     "{name} is deleted already; its {} version(s) are kept: add --purge to remove them, or \
                      `glassbox functions promote {name} VERSION` to make one live again",
@@ -161,10 +167,12 @@ impl Functions {
                 in_flight.words()
             )));
         }
+        // The store first: if it cannot record the delete, the function keeps running.
+        let unused = self.store.delete(name, purge).await?;
         if let Some(live) = live {
             self.stop_running(&live, by);
         }
-        for digest in self.store.delete(name, purge).await? {
+        for digest in unused {
             if let Err(e) = std::fs::remove_file(self.path(&digest)) {
                 tracing::warn!(function = name, %digest, error = %e, "could not remove a purged component");
             }

@@ -53,7 +53,7 @@ pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
-pub use spec::{Spec, parse_bytes, parse_rate};
+pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 
 use crate::control::Control;
 use crate::pipeline::Pipeline;

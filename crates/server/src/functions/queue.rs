@@ -161,9 +161,18 @@ impl Functions {
         let backoff = Duration::from_millis(100u64 << (attempt - 1).min(7)).min(Duration::from_secs(10));
         live.retrying.fetch_add(1, Ordering::Relaxed);
         let mut stopping = self.stopping.subscribe();
+        let mut retired = live.retired.subscribe();
         tokio::spawn(async move {
+            // Deleted (not merely replaced by a newer version): its outcome now, not after the backoff.
+            let deleted = async {
+                let _ = retired.wait_for(|r| *r).await;
+                if live.deleted.get().is_none() {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = deleted => {}
                 // Stopping: the retry is handed back (it stays in the position).
                 _ = stopping.wait_for(|s| *s) => return,
             }
@@ -179,7 +188,10 @@ impl Functions {
                 None => false,
             };
             if !sent {
-                let reason = format!("failed after {attempt} attempt(s), and the function is gone: {failure}");
+                let reason = match live.deleted.get() {
+                    Some(deleted) => format!("{deleted}; it had failed after {attempt} attempt(s): {failure}"),
+                    None => format!("failed after {attempt} attempt(s), and the function is gone: {failure}"),
+                };
                 functions.dead_letter(&live, &recorded, &reason).await;
             }
         });
@@ -224,15 +236,17 @@ pub(super) async fn work(functions: Weak<Functions>, live: Arc<Live>, mut jobs: 
         if let (Some(reason), Some(functions)) = (live.deleted.get(), functions.upgrade()) {
             return clear(functions, live.clone(), batch, jobs, reason.clone());
         }
-        if let Some(functions) = functions.upgrade() {
-            if live.spec.rate_per_second.is_some() {
-                live.pace().await;
+        let Some(functions) = functions.upgrade() else { return };
+        // Counted as running while it waits its turn: a delete sees it in hand.
+        live.running.fetch_add(batch.len(), Ordering::Relaxed);
+        if live.spec.rate_per_second.is_some() {
+            live.pace().await;
+            if let Some(reason) = live.deleted.get() {
+                live.running.fetch_sub(batch.len(), Ordering::Relaxed);
+                return clear(functions, live.clone(), batch, jobs, reason.clone());
             }
-            live.running.fetch_add(batch.len(), Ordering::Relaxed);
-            functions.busy.spawn(functions.clone().run_batch(live.clone(), batch, permit));
-        } else {
-            return;
         }
+        functions.busy.spawn(functions.clone().run_batch(live.clone(), batch, permit));
     }
 }
 
