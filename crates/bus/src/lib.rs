@@ -8,7 +8,12 @@
 //! Bound: each subscriber has a buffer of [`LocalBus::capacity`] events. A
 //! subscriber that falls further behind skips the oldest and is told how
 //! many with [`BusItem::Lagged`]; publishers never wait for subscribers, and
-//! skipped events are still in the recorder.
+//! skipped events are still in the recorder: services read the stream
+//! through a [`Consumer`], which reads them back.
+
+mod consumer;
+
+pub use consumer::{Acks, Backlog, BacklogError, Batch, Consumer, Cursors, READ_BACK_MARGIN, SEEN_MAX, keep_cursor};
 
 use std::pin::Pin;
 use std::sync::Arc;
