@@ -15,7 +15,7 @@
 //! delivery is at least once across runs and the consumer must be
 //! idempotent by event id (functions are: an event's recorded outcome
 //! closes it). How the same contract maps to NATS JetStream durable
-//! consumers is in `docs/decisions/0015-one-durable-consumer.md`.
+//! consumers is in `docs/decisions/0016-one-durable-consumer.md`.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -61,9 +61,20 @@ pub trait Cursors: Send + Sync + 'static {
 pub struct Batch {
     /// Events new to this consumer, from the bus or read back.
     pub events: Vec<Arc<RecordedEvent>>,
-    /// Events the bus skipped that could not be read back (how many, why):
-    /// they are in the recorder, and a durable consumer's next run reads them.
-    pub unread: Option<(u64, String)>,
+    /// Events the bus skipped that could not be read back: they are in
+    /// the recorder, and a durable consumer's next run reads them.
+    pub unread: Option<Unread>,
+}
+
+/// A gap in what a consumer was handed.
+#[derive(Debug)]
+pub struct Unread {
+    /// How many events the bus skipped.
+    pub skipped: u64,
+    /// Why they could not be read back.
+    pub error: String,
+    /// The newest event taken before the gap: the skipped ones follow it.
+    pub after: Option<EventId>,
 }
 
 /// A named reader of the recorded stream (see the module doc).
@@ -72,13 +83,24 @@ pub struct Consumer {
     live: futures::stream::ReadyChunks<Subscription>,
     backlog: Arc<dyn Backlog>,
     seen: Seen,
+    /// Taken from the bus, not yet handed out.
+    held: VecDeque<BusItem>,
+    /// Handed out by the next return.
+    out: Batch,
 }
 
 impl Consumer {
     /// A consumer of what is recorded from now on: `live` must be
     /// subscribed before anything the consumer should see is recorded.
     pub fn new(name: &str, live: Subscription, backlog: Arc<dyn Backlog>) -> Self {
-        Self { name: name.to_string(), live: live.ready_chunks(BATCH_MAX), backlog, seen: Seen::default() }
+        Self {
+            name: name.to_string(),
+            live: live.ready_chunks(BATCH_MAX),
+            backlog,
+            seen: Seen::default(),
+            held: VecDeque::new(),
+            out: Batch::default(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -86,23 +108,33 @@ impl Consumer {
     }
 
     /// The next events, waiting for them; `None` once the bus is closed.
+    /// Cancel-safe (fit for `select!`): what it took from the bus stays
+    /// in the consumer until a call returns it.
     pub async fn next(&mut self) -> Option<Batch> {
-        let items = self.live.next().await?;
-        let mut batch = Batch { events: Vec::with_capacity(items.len()), unread: None };
-        for item in items {
+        if self.held.is_empty() && self.out.events.is_empty() && self.out.unread.is_none() {
+            self.held = self.live.next().await?.into();
+        }
+        while let Some(item) = self.held.front() {
             match item {
-                BusItem::Event(recorded) if self.seen.fresh(recorded.event.id) => batch.events.push(recorded),
-                BusItem::Event(_) => {}
+                BusItem::Event(recorded) => {
+                    let recorded = recorded.clone();
+                    if self.seen.fresh(recorded.event.id) {
+                        self.out.events.push(recorded);
+                    }
+                }
                 BusItem::Lagged(skipped) => {
+                    let skipped = *skipped;
                     tracing::warn!(consumer = %self.name, skipped, "fell behind the event stream; reading the skipped events back");
+                    let after = self.seen.last;
                     match self.read_back().await {
-                        Ok(missed) => batch.events.extend(missed),
-                        Err(e) => batch.unread = Some((skipped, e.to_string())),
+                        Ok(missed) => self.out.events.extend(missed),
+                        Err(e) => self.out.unread = Some(Unread { skipped, error: e.to_string(), after }),
                     }
                 }
             }
+            self.held.pop_front();
         }
-        Some(batch)
+        Some(std::mem::take(&mut self.out))
     }
 
     /// Notes events read from the recorder by the caller (a durable
@@ -125,6 +157,7 @@ impl Consumer {
         let margin = chrono::Duration::from_std(READ_BACK_MARGIN).unwrap_or_default();
         let from = glassbox_core::first_id_at(chrono::DateTime::<chrono::Utc>::from(last.datetime()) - margin);
         let from = self.seen.order.front().map_or(last, |oldest| from.max(*oldest));
+        // The only await: cancelled here, nothing is marked seen yet.
         let recorded = self.backlog.recorded_after(from).await?;
         Ok(recorded.into_iter().filter(|r| self.seen.fresh(r.event.id)).map(Arc::new).collect())
     }
@@ -204,33 +237,79 @@ impl Acks {
     }
 }
 
-/// Saves a durable consumer's cursor whenever it moved, at most once per
-/// `every`, until `stopped` turns true (the owner saves a last time at its
-/// stop). A failed save is retried at the next tick: a crash meanwhile
-/// costs a longer read at the next start, never an event.
-pub async fn keep_cursor(
+/// A durable consumer's cursor: its [`Acks`], and where they are saved.
+/// Saving waits until [`Durable::arm`]: a run that could not take up
+/// what the last one left must leave the saved cursor where it was.
+pub struct Durable {
     name: String,
-    acks: std::sync::Weak<Acks>,
+    acks: Acks,
     cursors: Arc<dyn Cursors>,
+    saved: tokio::sync::Mutex<Option<EventId>>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Durable {
+    pub fn new(name: &str, cursors: Arc<dyn Cursors>) -> Self {
+        let (saved, armed) = (tokio::sync::Mutex::new(None), std::sync::atomic::AtomicBool::new(false));
+        Self { name: name.to_string(), acks: Acks::default(), cursors, saved, armed }
+    }
+
+    pub fn acks(&self) -> &Acks {
+        &self.acks
+    }
+
+    /// The cursor the last run saved; none at a first start.
+    pub async fn load(&self) -> Result<Option<EventId>, BacklogError> {
+        self.cursors.load(&self.name).await
+    }
+
+    /// Saves `cursor` at once, whether armed or not (a first start).
+    pub async fn save_at(&self, cursor: EventId) -> Result<(), BacklogError> {
+        self.cursors.save(&self.name, cursor).await?;
+        *self.saved.lock().await = Some(cursor);
+        Ok(())
+    }
+
+    /// From now on the cursor may be saved.
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Saves the cursor if armed and it moved since the last save; a failed
+    /// save is logged and tried again at the next call: a crash meanwhile
+    /// costs a longer read at the next start, never an event.
+    pub async fn save(&self) {
+        let Some(cursor) = self.acks.cursor() else { return };
+        if !self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut saved = self.saved.lock().await;
+        if *saved == Some(cursor) {
+            return;
+        }
+        match self.cursors.save(&self.name, cursor).await {
+            Ok(()) => *saved = Some(cursor),
+            Err(e) => tracing::warn!(consumer = %self.name, error = %e, "could not save the cursor; retrying"),
+        }
+    }
+}
+
+/// Saves a durable consumer's cursor every `every` while it lives, until
+/// `stopped` turns true (the owner saves a last time at its stop).
+pub async fn keep_cursor(
+    durable: std::sync::Weak<Durable>,
     every: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut saved = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
-        let Some(cursor) = acks.upgrade().and_then(|a| a.cursor()) else { return };
-        if saved == Some(cursor) {
-            continue;
-        }
-        match cursors.save(&name, cursor).await {
-            Ok(()) => saved = Some(cursor),
-            Err(e) => tracing::warn!(consumer = %name, error = %e, "could not save the cursor; retrying"),
-        }
+        let Some(durable) = durable.upgrade() else { return };
+        durable.save().await;
     }
 }
 
@@ -309,9 +388,10 @@ mod tests {
         *backlog.1.lock().unwrap() = true;
         bus.publish((0..5).map(|_| Arc::new(recorded(&minter))).collect());
         let batch = consumer.next().await.unwrap();
-        let (skipped, why) = batch.unread.expect("the gap is reported");
-        assert_eq!(skipped, 3);
-        assert!(why.contains("closed"), "{why}");
+        let unread = batch.unread.expect("the gap is reported");
+        assert_eq!(unread.skipped, 3);
+        assert!(unread.error.contains("closed"), "{}", unread.error);
+        assert!(unread.after.is_some());
     }
 
     #[test]
@@ -349,24 +429,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_cursor_is_saved_when_it_moves_and_only_then() {
-        let (minter, acks, saved) = (IdMinter::new(), Arc::new(Acks::default()), Arc::new(Saved::default()));
+    async fn the_cursor_is_saved_when_it_moves_and_only_once_armed() {
+        let (minter, saved) = (IdMinter::new(), Arc::new(Saved::default()));
+        let durable = Arc::new(Durable::new("fn", saved.clone()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let keeper = tokio::spawn(keep_cursor(
-            "fn".into(),
-            Arc::downgrade(&acks),
-            saved.clone(),
-            Duration::from_millis(250),
-            stopped,
-        ));
+        let keeper = tokio::spawn(keep_cursor(Arc::downgrade(&durable), Duration::from_millis(250), stopped));
         let (a, b) = (minter.mint(), minter.mint());
-        acks.took(a, 1);
-        acks.took(b, 0);
+        durable.acks().took(a, 1);
+        durable.acks().took(b, 0);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(saved.load("fn").await.unwrap(), Some(a));
-        acks.ack(a);
+        assert_eq!(durable.load().await.unwrap(), None, "not armed: the last run's cursor stays");
+        durable.arm();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(saved.load("fn").await.unwrap(), Some(b));
+        assert_eq!(durable.load().await.unwrap(), Some(a));
+        durable.acks().ack(a);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(durable.load().await.unwrap(), Some(b));
         assert_eq!(saved.0.lock().unwrap().len(), 2, "saved when it moved, not every tick");
         stop.send_replace(true);
         keeper.await.unwrap();

@@ -13,7 +13,9 @@
 
 mod consumer;
 
-pub use consumer::{Acks, Backlog, BacklogError, Batch, Consumer, Cursors, READ_BACK_MARGIN, SEEN_MAX, keep_cursor};
+pub use consumer::{
+    Acks, Backlog, BacklogError, Batch, Consumer, Cursors, Durable, READ_BACK_MARGIN, SEEN_MAX, Unread, keep_cursor,
+};
 
 use std::pin::Pin;
 use std::sync::Arc;

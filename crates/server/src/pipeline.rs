@@ -3,11 +3,11 @@
 //! functions later) goes through [`Pipeline::ingest`], so every event gets
 //! the same identity, chain and record.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use chrono::Utc;
-use glassbox_bus::Bus;
+use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
 use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, State};
 use glassbox_store::{Appended, EventStore, Ingress, StoreError, Transition};
 
@@ -104,58 +104,48 @@ impl Pipeline {
     }
 }
 
-/// Most events read back for a reader that fell behind the bus.
+/// Most events read back for a consumer that fell behind the bus.
 pub const READ_BACK_MAX: usize = 200_000;
 
-/// How far before the newest event it saw a bus reader reads back after a
-/// lag: events reach the bus close to, not exactly in, id order (ids are
-/// minted before the recorder queue; each ingest publishes from its own
-/// task), so one with an older id may still have been on its way.
-const READ_BACK_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
-/// Event ids a bus reader remembers, to take each event once whether it
-/// came from the bus or from a read-back.
-const SEEN_MAX: usize = 1 << 17;
+/// The recorder, read by id: what a [`Consumer`] missed on the bus. Weak,
+/// so that a consumer does not keep the recorder open after a stop.
+struct Recorded(Weak<Pipeline>);
 
-/// Where a bus reader is, so that after a lag it reads back what it missed
-/// and then skips those same events if the bus still delivers them.
-#[derive(Default)]
-pub struct BusCursor {
-    last: Option<EventId>,
-    seen: std::collections::HashSet<EventId>,
-    order: std::collections::VecDeque<EventId>,
+#[async_trait::async_trait]
+impl Backlog for Recorded {
+    async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, BacklogError> {
+        let pipeline = self.0.upgrade().ok_or("the server is stopping")?;
+        Ok(pipeline.recorded_after(after).await?)
+    }
 }
 
-impl BusCursor {
-    /// Whether an event (from the bus or a read-back) is new to this reader.
-    pub fn fresh(&mut self, id: EventId) -> bool {
-        if !self.seen.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > SEEN_MAX
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        self.last = self.last.max(Some(id));
-        true
+/// Durable consumers' cursors, kept in the recorder's settings as
+/// `<consumer>.position`.
+struct SavedCursors(Arc<dyn EventStore>);
+
+#[async_trait::async_trait]
+impl Cursors for SavedCursors {
+    async fn load(&self, consumer: &str) -> Result<Option<EventId>, BacklogError> {
+        let saved = self.0.setting(&format!("{consumer}.position")).await?;
+        Ok(saved.and_then(|s| s.parse::<EventId>().ok()))
     }
 
-    /// The newest event it has taken.
-    pub fn last(&self) -> Option<EventId> {
-        self.last
+    async fn save(&self, consumer: &str, cursor: EventId) -> Result<(), BacklogError> {
+        Ok(self.0.put_setting(&format!("{consumer}.position"), &cursor.to_string()).await?)
+    }
+}
+
+impl Pipeline {
+    /// Where durable consumers keep their cursors.
+    pub fn cursors(&self) -> Arc<dyn Cursors> {
+        Arc::new(SavedCursors(self.store.clone()))
     }
 
-    /// What the reader missed, oldest first, noted as seen: everything
-    /// recorded from a little before the newest event it saw that it has
-    /// not seen — never from before the oldest id it still remembers, so
-    /// nothing it took is taken again.
-    pub async fn read_back(&mut self, pipeline: &Pipeline) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(last) = self.last else { return Ok(Vec::new()) };
-        let margin = glassbox_core::first_id_at(chrono::DateTime::<Utc>::from(last.datetime()) - READ_BACK_MARGIN);
-        let from = self.order.front().map_or(last, |oldest| margin.max(*oldest));
-        let recorded = pipeline.recorded_after(from).await?;
-        Ok(recorded.into_iter().filter(|r| self.fresh(r.event.id)).collect())
+    /// A consumer named `name` of what is recorded from now on (see
+    /// [`glassbox_bus::Consumer`]): live from the bus, what the bus skips
+    /// read back from the recorder.
+    pub fn consumer(self: &Arc<Self>, name: &str) -> Consumer {
+        Consumer::new(name, self.bus.subscribe(), Arc::new(Recorded(Arc::downgrade(self))))
     }
 }
 
@@ -187,27 +177,5 @@ impl Pipeline {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use glassbox_core::IdMinter;
-
-    use super::*;
-
-    #[test]
-    fn a_bus_reader_takes_each_event_once_in_whatever_order_it_comes() {
-        let minter = IdMinter::new();
-        let (older, newer) = (minter.mint(), minter.mint());
-        let mut cursor = BusCursor::default();
-        assert!(cursor.fresh(newer));
-        assert!(cursor.fresh(older), "an older id arriving later is still new");
-        assert!(!cursor.fresh(newer) && !cursor.fresh(older), "each once");
-        assert_eq!(cursor.last, Some(newer));
-        for _ in 0..SEEN_MAX {
-            cursor.fresh(minter.mint());
-        }
-        assert_eq!(cursor.seen.len(), SEEN_MAX, "memory is bounded");
     }
 }

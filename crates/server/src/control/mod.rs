@@ -67,7 +67,7 @@ impl Control {
             liveness: liveness::Liveness::new(liveness),
         });
         tokio::spawn(sweep(Arc::downgrade(&control)));
-        tokio::spawn(watch(Arc::downgrade(&control), control.pipeline.bus().subscribe()));
+        tokio::spawn(watch(Arc::downgrade(&control), control.pipeline.consumer("liveness")));
         control
     }
 
@@ -204,29 +204,15 @@ async fn sweep(control: Weak<Control>) {
     }
 }
 
-/// Feeds liveness from the recorded stream while the service lives; what
-/// the bus skipped when this fell behind is read back from the recorder.
-async fn watch(control: Weak<Control>, mut events: glassbox_bus::Subscription) {
-    use futures::StreamExt;
-    let mut cursor = crate::pipeline::BusCursor::default();
-    while let Some(item) = events.next().await {
+/// Feeds liveness from the recorded stream while the service lives.
+async fn watch(control: Weak<Control>, mut events: glassbox_bus::Consumer) {
+    while let Some(batch) = events.next().await {
         let Some(control) = control.upgrade() else { return };
-        match item {
-            glassbox_bus::BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => {
-                control.observe(&recorded).await
-            }
-            glassbox_bus::BusItem::Event(_) => {}
-            glassbox_bus::BusItem::Lagged(skipped) => {
-                tracing::warn!(skipped, "liveness fell behind the event stream; reading the skipped events back");
-                match cursor.read_back(&control.pipeline).await {
-                    Ok(missed) => {
-                        for recorded in missed {
-                            control.observe(&recorded).await;
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "could not read skipped events back for liveness"),
-                }
-            }
+        if let Some(glassbox_bus::Unread { skipped, error, .. }) = batch.unread {
+            tracing::error!(skipped, %error, "could not read skipped events back for liveness");
+        }
+        for recorded in batch.events {
+            control.observe(&recorded).await;
         }
     }
 }

@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use glassbox_bus::BusItem;
 use glassbox_core::Draft;
 use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
@@ -116,7 +114,7 @@ impl Watch {
             pipeline: Arc::downgrade(pipeline),
             webhook,
         });
-        tokio::spawn(changes_loop(Arc::downgrade(&watch), pipeline.bus().subscribe()));
+        tokio::spawn(changes_loop(Arc::downgrade(&watch), pipeline.consumer("diagnosis")));
         Ok(watch)
     }
 
@@ -312,17 +310,14 @@ pub fn rfc3339_times(value: &mut Value) {
     }
 }
 
-async fn changes_loop(watch: Weak<Watch>, events: glassbox_bus::Subscription) {
+async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Consumer) {
     let mut batches = Batches::default();
-    // Whatever is ready at once is handled in one wake-up.
-    let mut ready = events.ready_chunks(256);
-    while let Some(items) = ready.next().await {
+    while let Some(batch) = events.next().await {
         let Some(watch) = watch.upgrade() else { return };
-        for item in items {
-            let BusItem::Event(recorded) = item else {
-                tracing::warn!("diagnosis fell behind the event stream; changes among the skipped are not ranked");
-                continue;
-            };
+        if let Some(glassbox_bus::Unread { skipped, error, .. }) = batch.unread {
+            tracing::warn!(skipped, %error, "diagnosis could not read skipped events back; changes among them are not ranked");
+        }
+        for recorded in batch.events {
             for noted in changes::note(&recorded, &mut batches) {
                 if let Some(alert) = watch.apply(noted) {
                     watch.alert(alert).await;

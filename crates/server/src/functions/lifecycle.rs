@@ -216,7 +216,7 @@ impl Functions {
         for id in ids {
             match self.pipeline.store().get(id).await {
                 Ok(Some(recorded)) => self.dead_letter(&live, &recorded, &reason).await,
-                _ => self.position.resolved(id),
+                _ => self.position.acks().ack(id),
             }
         }
     }

@@ -240,13 +240,9 @@ pub struct Functions {
     /// From an event entering a function's queue to its invocation record
     /// committed: the platform's whole part of an invocation.
     dispatch_to_recorded: glassbox_core::Histogram,
-    /// Events taken and not yet done with: where the next start resumes.
-    position: position::Position,
-    /// The position last saved.
-    saved: tokio::sync::Mutex<Option<glassbox_core::EventId>>,
-    /// Whether this run took up the last run's unfinished work; until it
-    /// has, the saved position must not move.
-    resumed: std::sync::atomic::AtomicBool,
+    /// Events taken and not yet done with: where the next start resumes
+    /// (the durable consumer `functions`; see `position.rs`).
+    position: Arc<glassbox_bus::Durable>,
     /// Set when the server stops: no new events or batches are taken.
     stopping: tokio::sync::watch::Sender<bool>,
     /// Work a stop waits for: batches running, records being written.
@@ -306,6 +302,7 @@ impl Functions {
         let live = RwLock::new(HashMap::new());
         let changing = tokio::sync::Mutex::new(());
         let dispatch_to_recorded = glassbox_core::Histogram::new(DISPATCH_BUCKETS);
+        let pipeline_cursors = pipeline.cursors();
         let functions = Arc::new(Self {
             runtime,
             store,
@@ -316,9 +313,7 @@ impl Functions {
             prices,
             changing,
             dispatch_to_recorded,
-            position: position::Position::default(),
-            saved: tokio::sync::Mutex::default(),
-            resumed: std::sync::atomic::AtomicBool::new(false),
+            position: Arc::new(glassbox_bus::Durable::new(position::CONSUMER, pipeline_cursors)),
             stopping: tokio::sync::watch::Sender::new(false),
             busy: Busy::default(),
         });
@@ -327,7 +322,7 @@ impl Functions {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
             }
         }
-        tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.bus().subscribe()));
+        tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.consumer(position::CONSUMER)));
         tokio::spawn(schedule::run(Arc::downgrade(&functions)));
         tokio::spawn(retire_idle(Arc::downgrade(&functions)));
         Ok(functions)
@@ -343,7 +338,7 @@ impl Functions {
             &self.dispatch_to_recorded,
         );
         let help = "Recorded events a trigger matched whose outcome is not recorded yet (queued, running or retrying).";
-        crate::metrics::gauge(out, "glassbox_function_events_unfinished", help, self.position.pending() as u64);
+        crate::metrics::gauge(out, "glassbox_function_events_unfinished", help, self.position.acks().pending() as u64);
     }
 
     fn path(&self, digest: &str) -> PathBuf {

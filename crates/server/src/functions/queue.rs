@@ -9,8 +9,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
-use glassbox_bus::BusItem;
 use glassbox_core::{DropReason, EventId, RecordedEvent};
 use glassbox_runtime::{Outcome, Report};
 
@@ -64,7 +62,7 @@ impl Functions {
     /// recorded.
     pub(super) fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
         let matching = self.matching(&recorded.event);
-        self.position.took(recorded.event.id, matching.len() as u32);
+        self.position.acks().took(recorded.event.id, matching.len() as u32);
         for live in matching {
             if let Err(reason) = admit(&live, &recorded) {
                 self.dead_letter_later(live, recorded.clone(), reason);
@@ -129,7 +127,7 @@ impl Functions {
         let recorded = self.record_invocations(&live, records).await;
         for ((id, succeeded), recorded) in ids.into_iter().zip(recorded) {
             if succeeded && recorded.is_some() {
-                self.position.resolved(id);
+                self.position.acks().ack(id);
             }
         }
         live.running.fetch_sub(queued_at.len(), Ordering::Relaxed);
@@ -309,7 +307,7 @@ pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
         for (n, (id, attempt)) in taken.iter().copied().enumerate() {
             // Removed by retention since: nothing left to run.
             let Some(recorded) = found.remove(&id).map(Arc::new) else {
-                functions.position.resolved(id);
+                functions.position.acks().ack(id);
                 continue;
             };
             if let Err(reason) = admit(&live, &recorded) {
@@ -343,13 +341,16 @@ pub(super) async fn feed(functions: Weak<Functions>, live: Arc<Live>) {
 /// bounded and skips ahead when a reader falls behind; the skipped events
 /// are in the recorder, so they are read back from it: no event a trigger
 /// matches is missed. Stops taking events when the server stops.
-pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Subscription) {
-    let mut cursor = crate::pipeline::BusCursor::default();
+pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bus::Consumer) {
     let Some(mut stopping) = functions.upgrade().map(|f| f.stopping.subscribe()) else { return };
     match functions.upgrade() {
-        Some(f) => match f.resume(&mut cursor).await {
+        Some(f) => match f.resume(&mut events).await {
             Ok(()) => {
-                tokio::spawn(super::resume::keep_position(functions.clone()));
+                tokio::spawn(glassbox_bus::keep_cursor(
+                    Arc::downgrade(&f.position),
+                    super::position::SAVE_EVERY,
+                    f.stopping.subscribe(),
+                ));
             }
             // Without a resume the saved position must stay where it is.
             Err(e) => tracing::error!(
@@ -360,34 +361,22 @@ pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bu
         None => return,
     }
     loop {
-        let item = tokio::select! {
-            item = events.next() => match item {
-                Some(item) => item,
+        let batch = tokio::select! {
+            batch = events.next() => match batch {
+                Some(batch) => batch,
                 None => return,
             },
             _ = stopping.wait_for(|s| *s) => return,
         };
         let Some(functions) = functions.upgrade() else { return };
-        match item {
-            BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => functions.offer(recorded),
-            BusItem::Event(_) => {}
-            BusItem::Lagged(skipped) => {
-                tracing::warn!(
-                    skipped,
-                    "function dispatch fell behind the event stream; reading the skipped events back"
-                );
-                match cursor.read_back(&functions.pipeline).await {
-                    Ok(missed) => missed.into_iter().for_each(|recorded| functions.offer(Arc::new(recorded))),
-                    Err(e) => {
-                        // Held where it was, the position has the next start read them.
-                        if let Some(last) = cursor.last() {
-                            functions.position.took(last, 1);
-                        }
-                        tracing::error!(error = %e, "could not read skipped events back; the next start takes them up")
-                    }
-                }
+        if let Some(glassbox_bus::Unread { skipped, error, after }) = batch.unread {
+            // Held where it was, the position has the next start read them.
+            if let Some(last) = after {
+                functions.position.acks().took(last, 1);
             }
+            tracing::error!(skipped, %error, "could not read skipped events back; the next start takes them up");
         }
+        batch.events.into_iter().for_each(|recorded| functions.offer(recorded));
     }
 }
 

@@ -27,7 +27,7 @@ impl Functions {
         };
         let data = serde_json::to_value(data).unwrap_or_default();
         if self.record_about(live, recorded, FUNCTION_DEAD_LETTER, data).await.is_some() {
-            self.position.resolved(recorded.event.id);
+            self.position.acks().ack(recorded.event.id);
         }
     }
 

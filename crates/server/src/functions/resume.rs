@@ -11,19 +11,19 @@
 //! its record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use glassbox_bus::Consumer;
 use glassbox_core::{
     Data, Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
     InvocationKey, Resumed, first_id_at,
 };
 use glassbox_store::{FunctionVersion, LiveMove, StoreError};
 
-use super::position::{POSITION_KEY, RESUME_MARGIN, SAVE_EVERY};
+use super::position::RESUME_MARGIN;
 use super::{Functions, spec};
-use crate::pipeline::BusCursor;
 
 /// Events read from the recorder at a time.
 const PAGE: usize = 1000;
@@ -81,16 +81,17 @@ type Open = BTreeMap<(EventId, String), u32>;
 
 impl Functions {
     /// Takes up what the last run left unfinished (see the module doc);
-    /// the events it reads are noted in `cursor`, so the bus does not hand
-    /// them over again.
-    pub(super) async fn resume(self: &Arc<Self>, cursor: &mut BusCursor) -> Result<(), StoreError> {
+    /// the events it reads are noted in `consumer`, so the bus does not
+    /// hand them over again.
+    pub(super) async fn resume(self: &Arc<Self>, consumer: &mut Consumer) -> Result<(), StoreError> {
         let store = self.pipeline.store().clone();
-        let saved = store.setting(POSITION_KEY).await?.and_then(|s| s.parse::<EventId>().ok());
+        let unsaved = |e: glassbox_bus::BacklogError| StoreError::Internal(e.to_string());
+        let saved = self.position.load().await.map_err(unsaved)?;
         let until = first_id_at(Utc::now());
         let Some(saved) = saved else {
             // A first start: nothing was promised before it.
-            store.put_setting(POSITION_KEY, &until.to_string()).await?;
-            self.resumed.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.position.save_at(until).await.map_err(unsaved)?;
+            self.position.arm();
             return Ok(());
         };
         let (histories, began) = (self.histories().await?, std::time::Instant::now());
@@ -106,7 +107,7 @@ impl Functions {
                     break 'read;
                 }
                 (after, scanned) = (event.id, scanned + 1);
-                cursor.fresh(event.id);
+                consumer.note(event.id);
                 close(&mut open, event);
                 if !event.source.starts_with("glassbox/functions") {
                     for history in histories.iter().filter(|h| h.matched(event)) {
@@ -121,11 +122,11 @@ impl Functions {
         let ms = began.elapsed().as_millis() as u64;
         tracing::info!(scanned, unfinished = open.len(), from = %saved, ms, "read back the last run's function work");
         // Not behind the saved position: an idle restart must not move it back by the margin.
-        self.position.took(after.max(saved), 0);
+        self.position.acks().took(after.max(saved), 0);
         for (id, _) in open.keys() {
-            self.position.took(*id, 1);
+            self.position.acks().took(*id, 1);
         }
-        self.resumed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.position.arm();
         let mut by_function: HashMap<String, Vec<(EventId, u32)>> = HashMap::new();
         for ((id, name), failed) in open {
             by_function.entry(name).or_default().push((id, failed));
@@ -139,7 +140,7 @@ impl Functions {
                 let ids: Vec<EventId> = backlog.iter().map(|(id, _)| *id).collect();
                 match deleted {
                     Some((held, reason)) => drop(tokio::spawn(self.clone().dead_letter_ids(held, ids, reason))),
-                    None => ids.iter().for_each(|id| self.position.resolved(*id)),
+                    None => ids.iter().for_each(|id| self.position.acks().ack(*id)),
                 }
                 continue;
             };
@@ -208,7 +209,7 @@ impl Functions {
                 self.record_change(&live.version.name, FUNCTION_HANDED_BACK, data).await;
             }
         }
-        save(self).await;
+        self.position.save().await;
     }
 }
 
@@ -236,38 +237,6 @@ fn close(open: &mut Open, event: &Event) {
             open.remove(&(cause, function.to_string()));
         }
         false => *failed += 1,
-    }
-}
-
-/// Saves the position while the functions live (and resumed fine).
-pub(super) async fn keep_position(functions: Weak<Functions>) {
-    let mut tick = tokio::time::interval(SAVE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(functions) = functions.upgrade() else { return };
-        if *functions.stopping.borrow() {
-            return;
-        }
-        save(&functions).await;
-    }
-}
-
-/// Saves the position if it moved since the last save — never in a run
-/// whose resume failed: that run must leave the saved position where it
-/// was, for the next start to read from.
-async fn save(functions: &Functions) {
-    let Some(position) = functions.position.current() else { return };
-    if !functions.resumed.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    let mut saved = functions.saved.lock().await;
-    if *saved == Some(position) {
-        return;
-    }
-    match functions.pipeline.store().put_setting(POSITION_KEY, &position.to_string()).await {
-        Ok(()) => *saved = Some(position),
-        Err(e) => tracing::warn!(error = %e, "could not save the function dispatcher's position; retrying"),
     }
 }
 

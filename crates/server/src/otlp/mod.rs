@@ -19,8 +19,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use glassbox_bus::BusItem;
 use glassbox_core::{EventId, RecordedEvent, State, TraceParent};
 use glassbox_store::Transition;
 use serde_json::Value as Json;
@@ -67,7 +65,7 @@ impl Exporter {
         pipeline.tap_transitions(transitions_tx, false);
         let endpoint = endpoint.trim_end_matches('/').to_string();
         tokio::spawn(send_loop(rx, endpoint, service.to_string(), stats));
-        let events = pipeline.bus().subscribe();
+        let events = pipeline.consumer("telemetry");
         tokio::spawn(convert_loop(Arc::downgrade(&exporter), events, transitions));
         exporter
     }
@@ -266,31 +264,21 @@ fn fnv(text: &str) -> u64 {
 
 async fn convert_loop(
     exporter: Weak<Exporter>,
-    mut events: glassbox_bus::Subscription,
+    mut events: glassbox_bus::Consumer,
     mut transitions: mpsc::Receiver<Transition>,
 ) {
     let mut traces: HashMap<EventId, u128> = HashMap::new();
     loop {
         tokio::select! {
-            item = events.next() => {
-                let Some(item) = item else { return };
+            batch = events.next() => {
+                let Some(batch) = batch else { return };
                 let Some(exporter) = exporter.upgrade() else { return };
-                let BusItem::Event(recorded) = item else {
-                    exporter.stats.dropped.fetch_add(1, Ordering::Relaxed); // Skipped events are not exported.
-                    continue;
-                };
-                let (trace, parent) = trace_of(&recorded);
-                if traces.len() >= TRACES_CACHED_MAX {
-                    traces.clear();
+                if let Some(unread) = batch.unread {
+                    // Skipped and not read back: not exported.
+                    exporter.stats.dropped.fetch_add(unread.skipped, Ordering::Relaxed);
                 }
-                traces.insert(recorded.event.id, trace);
-                if recorded.event.ty == "function.invoked"
-                    && let Some((span, logs)) = invocation(&recorded, trace, parent)
-                {
-                    exporter.offer(Item::Span(span));
-                    logs.into_iter().for_each(|l| exporter.offer(Item::Log(l)));
-                } else {
-                    exporter.offer(Item::Span(event_span(&recorded, trace, parent)));
+                for recorded in batch.events {
+                    exporter.convert(&recorded, &mut traces);
                 }
             }
             transition = transitions.recv() => {
@@ -301,6 +289,25 @@ async fn convert_loop(
                     None => { exporter.stats.dropped.fetch_add(1, Ordering::Relaxed); }
                 }
             }
+        }
+    }
+}
+
+impl Exporter {
+    /// Offers an event's span (an invocation's, with its log records).
+    fn convert(&self, recorded: &RecordedEvent, traces: &mut HashMap<EventId, u128>) {
+        let (trace, parent) = trace_of(recorded);
+        if traces.len() >= TRACES_CACHED_MAX {
+            traces.clear();
+        }
+        traces.insert(recorded.event.id, trace);
+        if recorded.event.ty == "function.invoked"
+            && let Some((span, logs)) = invocation(recorded, trace, parent)
+        {
+            self.offer(Item::Span(span));
+            logs.into_iter().for_each(|l| self.offer(Item::Log(l)));
+        } else {
+            self.offer(Item::Span(event_span(recorded, trace, parent)));
         }
     }
 }

@@ -7,14 +7,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
-use glassbox_bus::BusItem;
 use glassbox_core::RecordedEvent;
 use glassbox_store::DeviceRegistry;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
 use super::{Series, bucket_start, derive};
-use crate::pipeline::{BusCursor, Pipeline};
+use crate::pipeline::Pipeline;
 
 /// Devices whose group is remembered; the cache is cleared beyond this.
 const GROUPS_CACHED_MAX: usize = 100_000;
@@ -32,12 +30,11 @@ pub fn start(
     devices: Arc<dyn DeviceRegistry>,
     watch: Option<Arc<crate::diagnose::Watch>>,
 ) {
-    let events = pipeline.bus().subscribe();
+    let events = pipeline.consumer("metrics");
     let (drops_tx, drops) = tokio::sync::mpsc::channel(DROPS_QUEUE_MAX);
     pipeline.tap_transitions(drops_tx, true);
-    // Weak: the loop must not keep the recorder open after the server stops.
-    let (pipeline, devices) = (Arc::downgrade(&pipeline), Arc::downgrade(&devices));
-    tokio::spawn(derive_loop(Arc::downgrade(&series), pipeline, devices, events, drops));
+    // Weak: the loop must not keep the registry open after the server stops.
+    tokio::spawn(derive_loop(Arc::downgrade(&series), Arc::downgrade(&devices), events, drops));
     tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
 }
 
@@ -63,20 +60,17 @@ async fn flush_loop(series: Weak<Series>, watch: Option<Arc<crate::diagnose::Wat
 
 async fn derive_loop(
     series: Weak<Series>,
-    pipeline: Weak<Pipeline>,
     devices: Weak<dyn DeviceRegistry>,
-    events: glassbox_bus::Subscription,
+    mut events: glassbox_bus::Consumer,
     mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
 ) {
-    let mut cursor = BusCursor::default();
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
     let mut origins: HashMap<glassbox_core::EventId, (String, String)> = HashMap::new();
     // Whatever is ready at once is derived in one wake-up and one lock.
-    let mut ready = events.ready_chunks(256);
     loop {
-        let items = tokio::select! {
-            items = ready.next() => match items {
-                Some(items) => items,
+        let batch = tokio::select! {
+            batch = events.next() => match batch {
+                Some(batch) => batch,
                 None => return,
             },
             Some(dropped) = drops.recv() => {
@@ -86,23 +80,11 @@ async fn derive_loop(
                 continue;
             }
         };
-        let (Some(series), Some(pipeline), Some(devices)) = (series.upgrade(), pipeline.upgrade(), devices.upgrade())
-        else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                BusItem::Event(recorded) if cursor.fresh(recorded.event.id) => batch.push(recorded),
-                BusItem::Event(_) => {}
-                BusItem::Lagged(skipped) => match cursor.read_back(&pipeline).await {
-                    Ok(missed) => batch.extend(missed.into_iter().map(Arc::new)),
-                    Err(e) => {
-                        tracing::warn!(skipped, error = %e, "metrics fell behind and could not read back; counts are short")
-                    }
-                },
-            }
+        let (Some(series), Some(devices)) = (series.upgrade(), devices.upgrade()) else { return };
+        if let Some(glassbox_bus::Unread { skipped, error, .. }) = batch.unread {
+            tracing::warn!(skipped, %error, "metrics fell behind and could not read back; counts are short");
         }
+        let batch = batch.events;
         let mut derived = Vec::with_capacity(batch.len());
         for recorded in batch {
             let group = group_of(&recorded, &devices, &mut groups).await;
