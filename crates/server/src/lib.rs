@@ -90,7 +90,12 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
                 webhook: config.diagnose.webhook.clone(),
             };
             let watch = diagnose::Watch::start(&settings, &pipeline)?;
-            series::start(series.clone(), pipeline.clone(), devices.clone(), Some(watch.clone()));
+            series::start(
+                series.clone(),
+                pipeline.clone(),
+                devices.clone(),
+                Some(watch.clone() as Arc<dyn series::ClosedBuckets>),
+            );
             Some(watch)
         }
         false => None,

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use glassbox_server::series::{Closed, catalog};
+use glassbox_server::series::{Closed, ClosedBuckets, catalog};
 use glassbox_store::MetricPoint;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

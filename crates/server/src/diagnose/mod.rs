@@ -117,16 +117,21 @@ impl Watch {
         tokio::spawn(changes_loop(Arc::downgrade(&watch), pipeline.consumer("diagnosis")));
         Ok(watch)
     }
+}
 
+#[async_trait::async_trait]
+impl crate::series::ClosedBuckets for Watch {
     /// Feeds the detectors every bucket up to `through` (inclusive): the
     /// closed points, and zero for counted series that had none.
-    pub async fn closed(&self, closed: &[Closed], through: i64) {
+    async fn closed(&self, closed: &[Closed], through: i64) {
         let alerts = self.feed(closed, through);
         for alert in alerts {
             self.alert(alert).await;
         }
     }
+}
 
+impl Watch {
     fn feed(&self, closed: &[Closed], through: i64) -> Vec<Alert> {
         let Ok(mut detectors) = self.detectors.lock() else { return Vec::new() };
         let Detectors { engine, known, fed_through } = &mut *detectors;

@@ -11,7 +11,7 @@ use glassbox_core::RecordedEvent;
 use glassbox_store::DeviceRegistry;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
-use super::{Series, bucket_start, derive};
+use super::{Closed, Series, bucket_start, derive};
 use crate::pipeline::Pipeline;
 
 /// Devices whose group is remembered; the cache is cleared beyond this.
@@ -21,6 +21,15 @@ const ORIGINS_CACHED_MAX: usize = 100_000;
 /// Drops waiting to be counted; beyond this they are not (the recorder has them).
 const DROPS_QUEUE_MAX: usize = 8192;
 
+/// Who takes each bucket as it closes (live diagnosis), so the series do
+/// not depend on their readers.
+#[async_trait::async_trait]
+pub trait ClosedBuckets: Send + Sync + 'static {
+    /// Every bucket up to `through` (inclusive) is closed: `closed` holds
+    /// its points.
+    async fn closed(&self, closed: &[Closed], through: i64);
+}
+
 /// Derives samples from every recorded event while the server lives, and
 /// writes closed buckets every few seconds.
 /// Closed buckets go to `watch` (the anomaly detectors), when given.
@@ -28,7 +37,7 @@ pub fn start(
     series: Arc<Series>,
     pipeline: Arc<Pipeline>,
     devices: Arc<dyn DeviceRegistry>,
-    watch: Option<Arc<crate::diagnose::Watch>>,
+    watch: Option<Arc<dyn ClosedBuckets>>,
 ) {
     let events = pipeline.consumer("metrics");
     let (drops_tx, drops) = tokio::sync::mpsc::channel(DROPS_QUEUE_MAX);
@@ -38,7 +47,7 @@ pub fn start(
     tokio::spawn(flush_loop(Arc::downgrade(&series), watch));
 }
 
-async fn flush_loop(series: Weak<Series>, watch: Option<Arc<crate::diagnose::Watch>>) {
+async fn flush_loop(series: Weak<Series>, watch: Option<Arc<dyn ClosedBuckets>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(FINE_STEP_SECONDS as u64 / 2));
     let mut pruned_at = Utc::now();
     loop {

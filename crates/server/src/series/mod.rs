@@ -16,7 +16,7 @@ pub mod derive;
 mod feed;
 pub mod topics;
 
-pub use feed::start;
+pub use feed::{ClosedBuckets, start};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
