@@ -6,7 +6,9 @@ mod lifecycle;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use glassbox_core::Invocation;
 use glassbox_runtime::Outcome;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Remote;
@@ -232,7 +234,7 @@ async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&invocations)?);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect();
+    let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect::<anyhow::Result<_>>()?;
     let headers = [
         "START",
         "VERSION",
@@ -344,32 +346,35 @@ fn egress(spec: &Value) -> String {
     }
 }
 
-fn invocation_row(i: &Value) -> Vec<String> {
-    let micros = |k: &str| i[k].as_f64().map_or("-".into(), |us| render::duration_ms(us / 1000.0));
-    vec![
-        render::short_time(&i["start"]),
-        i["version"].to_string(),
-        render::text(i, "outcome").into(),
-        if i["cold"] == true { "cold".into() } else { "warm".into() },
-        micros("instantiate_us"),
-        micros("wall_us"),
-        micros("cpu_us"),
-        i["memory_bytes"].as_u64().map_or("-".into(), mebibytes),
-        i["cost"].as_f64().map_or("-".into(), |c| format!("{c:.9}")),
-        egress_summary(i),
-        render::text(i, "event_id").into(),
-        error_cell(i),
-    ]
+/// One listed invocation (its record, with the record's id) as a row.
+fn invocation_row(listed: &Value) -> anyhow::Result<Vec<String>> {
+    let i = Invocation::deserialize(listed)
+        .with_context(|| format!("invocation {} does not read as one", render::text(listed, "id")))?;
+    let micros = |us: u64| render::duration_ms(us as f64 / 1000.0);
+    Ok(vec![
+        i.start.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        i.key.version.to_string(),
+        i.key.outcome.clone(),
+        if i.cold { "cold".into() } else { "warm".into() },
+        micros(i.instantiate_us),
+        micros(i.wall_us),
+        micros(i.cpu_us),
+        mebibytes(i.memory_bytes),
+        format!("{:.9}", i.cost),
+        egress_summary(&i),
+        i.key.event_id.clone(),
+        error_cell(&i),
+    ])
 }
 
 /// Why it did not succeed, in one line cut to [`ERROR_COLUMN_MAX`]; `-` when it did.
-fn error_cell(i: &Value) -> String {
-    let error = match (i["outcome"].as_str(), i["error"].as_str()) {
-        (Some("succeeded"), _) | (None, _) => return "-".into(),
+fn error_cell(i: &Invocation) -> String {
+    let error = match (i.key.outcome.as_str(), i.error.as_deref()) {
+        ("succeeded", _) => return "-".into(),
         (_, Some(error)) => error.to_string(),
-        (Some("timed_out"), None) => "stopped at its deadline".into(),
-        (Some("memory_exceeded"), None) => "over its memory limit".into(),
-        (Some(outcome), None) => outcome.to_string(),
+        ("timed_out", None) => "stopped at its deadline".into(),
+        ("memory_exceeded", None) => "over its memory limit".into(),
+        (outcome, None) => outcome.to_string(),
     };
     let line = error.split_whitespace().collect::<Vec<_>>().join(" ");
     match line.chars().count() > ERROR_COLUMN_MAX {
@@ -379,10 +384,9 @@ fn error_cell(i: &Value) -> String {
 }
 
 /// How many outbound requests an invocation made, and how many were denied.
-fn egress_summary(i: &Value) -> String {
-    let requests = i["egress"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let denied = requests.iter().filter(|r| r["outcome"] == "denied").count();
-    match (requests.len(), denied) {
+fn egress_summary(i: &Invocation) -> String {
+    let denied = i.egress.iter().filter(|r| r.outcome == "denied").count();
+    match (i.egress.len(), denied) {
         (0, _) => "-".into(),
         (n, 0) => n.to_string(),
         (n, d) => format!("{n} ({d} denied)"),

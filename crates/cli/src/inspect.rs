@@ -4,7 +4,11 @@
 //! connection timeline.
 
 use chrono::Utc;
-use glassbox_core::PublishRefused;
+use glassbox_core::{
+    Connected, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING,
+    DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, Disconnected, Flapping, PublishRefused,
+    SessionExpired, Silent, SubscribeDenied, payload_in,
+};
 use serde_json::Value;
 
 use crate::render;
@@ -89,7 +93,7 @@ pub fn print(view: &Value) {
         .iter()
         .map(|e| {
             let what = render::text(e, "type").trim_start_matches("device.").to_string();
-            vec![render::short_time(&e["time"]), what, timeline_detail(&e["data"])]
+            vec![render::short_time(&e["time"]), what, timeline_detail(e)]
         })
         .collect();
     render::table(&["TIME", "WHAT", "DETAIL"], &rows);
@@ -98,7 +102,7 @@ pub fn print(view: &Value) {
 /// The newest publish the gateway refused (ACL, size, rate), apart from
 /// the messages it accepted.
 fn print_last_refused(event: &Value) {
-    let Ok(refused) = serde_json::from_value::<PublishRefused>(event["data"].clone()) else { return };
+    let Ok(refused) = payload_in::<PublishRefused>(event) else { return };
     println!(
         "last refused publish: {} on {} — {}: {} (event {})",
         ago(&event["time"]),
@@ -191,32 +195,47 @@ fn transport(connection: &Value) -> String {
     }
 }
 
-fn timeline_detail(data: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(reason) = data["reason"].as_str() {
-        let words = reason_in_words(reason);
-        parts.push(if words.is_empty() { reason.to_string() } else { format!("{reason}: {words}") });
+/// A timeline entry's detail in words: the reason, the detail, the peer,
+/// how it connected, what was dropped, as its type's payload says.
+fn timeline_detail(entry: &Value) -> String {
+    let parts = match render::text(entry, "type") {
+        DEVICE_SILENT => payload_in::<Silent>(entry).map(|s| vec![reason_part(&s.reason)]),
+        DEVICE_CONNECTED => payload_in::<Connected>(entry).map(|c| connected_parts(&c)),
+        DEVICE_DISCONNECTED => {
+            payload_in::<Disconnected>(entry).map(|d| vec![reason_part(d.reason.as_str()), format!("from {}", d.peer)])
+        }
+        DEVICE_CONNECTION_REFUSED => payload_in::<ConnectionsRefused>(entry)
+            .map(|r| vec![reason_part(&r.reason), r.detail, format!("from {}", r.peer)]),
+        DEVICE_FLAPPING => payload_in::<Flapping>(entry)
+            .map(|f| vec![format!("{} within {} s", render::count(f.connects as usize, "connect"), f.window_seconds)]),
+        DEVICE_SESSION_EXPIRED => payload_in::<SessionExpired>(entry)
+            .map(|e| vec![format!("{} dropped", render::count(e.queued_dropped as usize, "queued message"))]),
+        DEVICE_SUBSCRIBE_DENIED => payload_in::<SubscribeDenied>(entry).map(|d| vec![reason_part(&d.reason), d.detail]),
+        _ => Ok(Vec::new()),
+    };
+    parts.map_or_else(|e| e.to_string(), |parts| parts.join("; "))
+}
+
+/// A reason's name, and what it means when it is a disconnect reason.
+fn reason_part(reason: &str) -> String {
+    match reason_in_words(reason) {
+        "" => reason.to_string(),
+        words => format!("{reason}: {words}"),
     }
-    if let Some(detail) = data["detail"].as_str() {
-        parts.push(detail.to_string());
-    }
-    if let Some(peer) = data["peer"].as_str() {
-        parts.push(format!("from {peer}"));
-    }
-    if let Some(level) = data["protocol"].as_u64() {
-        parts.push(if level == 5 { "MQTT 5".into() } else { "MQTT 3.1.1".into() });
-    }
-    if data.get("tls").is_some() {
-        parts.push(transport(data).trim_start_matches("over ").to_string());
-    }
-    if data["session_present"] == true {
+}
+
+/// Where a connection came from, its protocol and transport, and whether
+/// it resumed its session.
+fn connected_parts(c: &Connected) -> Vec<String> {
+    let mut parts = vec![format!("from {}", c.peer)];
+    parts.push(if c.protocol == 5 { "MQTT 5".into() } else { "MQTT 3.1.1".into() });
+    parts.push(match (c.tls, &c.tls_session) {
+        (true, Some(tls)) => format!("{} ({})", tls.tls_version, tls.tls_cipher),
+        (true, None) => "TLS".into(),
+        (false, _) => "plain TCP (no TLS)".into(),
+    });
+    if c.session_present {
         parts.push("resumed its session".into());
     }
-    if let Some(n) = data["connects"].as_u64() {
-        parts.push(format!("{} within {} s", render::count(n as usize, "connect"), data["window_seconds"]));
-    }
-    if let Some(n) = data["queued_dropped"].as_u64() {
-        parts.push(format!("{} dropped", render::count(n as usize, "queued message")));
-    }
-    parts.join("; ")
+    parts
 }

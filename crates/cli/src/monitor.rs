@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use glassbox_core::{FUNCTION_INVOKED, Invocation, payload_in};
 use serde_json::Value;
 
 use crate::Remote;
@@ -109,14 +110,14 @@ const COUNT: fn(&Total) -> f64 = |t| t.count as f64;
 const SUM: fn(&Total) -> f64 = |t| t.sum;
 
 async fn latency(client: &Client) -> anyhow::Result<String> {
-    let query = [("type", "function.invoked".to_string()), ("since", "1m".to_string()), ("limit", "1000".to_string())];
+    let query = [("type", FUNCTION_INVOKED.to_string()), ("since", "1m".to_string()), ("limit", "1000".to_string())];
     let page = client.get("/api/v1/events", &query).await?;
     let mut walls: Vec<f64> = page["events"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| e["data"]["wall_us"].as_f64())
-        .map(|us| us / 1000.0)
+        .filter_map(|e| payload_in::<Invocation>(e).ok())
+        .map(|invocation| invocation.wall_us as f64 / 1000.0)
         .collect();
     if walls.is_empty() {
         return Ok("LATENCY  no invocations in the last minute\n".into());

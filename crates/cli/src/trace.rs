@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use glassbox_core::{EgressRequest, FUNCTION_INVOKED, Invocation, InvocationKey, LogLine, payload_in};
 use serde_json::Value;
 
 use crate::Remote;
@@ -35,49 +36,56 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
 }
 
 /// An invocation's record: which version ran, how it started and ended,
-/// what it cost, and its log lines.
-fn print_invocation(data: &Value, prefix: &str) {
-    let start = if data["cold"].as_bool() == Some(true) { "cold" } else { "warm" };
-    let micros = |key: &str| render::duration_ms(data[key].as_f64().unwrap_or(0.0) / 1000.0);
-    let error = data["error"].as_str().map(|e| format!("  error: {e}")).unwrap_or_default();
+/// what it cost, and its log lines; a record that does not read says why.
+fn print_invocation(event: &Value, prefix: &str) {
+    let data: Invocation = match payload_in(event) {
+        Ok(data) => data,
+        Err(e) => return println!("{prefix}({e})"),
+    };
+    let start = if data.cold { "cold" } else { "warm" };
+    let micros = |us: u64| render::duration_ms(us as f64 / 1000.0);
+    let error = data.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default();
     println!(
         "{prefix}fn {}@{}  {}  {} (cpu {})  {start} start (instantiate {})  cost ${:.9}{error}",
-        text(data, "function"),
-        data["version"],
-        text(data, "outcome"),
-        micros("wall_us"),
-        micros("cpu_us"),
-        micros("instantiate_us"),
-        data["cost"].as_f64().unwrap_or(0.0),
+        data.key.function,
+        data.key.version,
+        data.key.outcome,
+        micros(data.wall_us),
+        micros(data.cpu_us),
+        micros(data.instantiate_us),
+        data.cost,
     );
-    for line in data["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let at = render::duration_ms(line["at_us"].as_f64().unwrap_or(0.0) / 1000.0);
+    for line in &data.logs {
         // The platform's own line about the invocation (why it failed) is marked as such.
-        let by = if line["source"] == "platform" { "platform: " } else { "" };
-        println!("{prefix}  log {:<5} +{at}  {by}{}", text(line, "level"), text(line, "message"));
+        let by = if line.source() == LogLine::PLATFORM { "platform: " } else { "" };
+        println!("{prefix}  log {:<5} +{}  {by}{}", line.level, micros(line.at_us), line.message);
     }
-    if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0) {
-        println!("{prefix}  ({dropped} more log lines dropped: over the per-invocation limit)");
+    if data.logs_dropped > 0 {
+        println!("{prefix}  ({} more log lines dropped: over the per-invocation limit)", data.logs_dropped);
     }
-    if let Some(http) = data.get("http").filter(|h| h.is_object()) {
-        let (method, path) = (text(http, "method"), text(http, "path"));
-        println!("{prefix}  http  {method} {path} → {}  {} B", http["status"], http["response_bytes"]);
+    if let Some(http) = &data.http {
+        println!("{prefix}  http  {} {} → {}  {} B", http.method, http.path, http.status, http.response_bytes);
     }
-    for out in data["egress"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let at = render::duration_ms(out["at_us"].as_f64().unwrap_or(0.0) / 1000.0);
-        let target = format!("{} {}://{}:{}", text(out, "method"), text(out, "scheme"), text(out, "host"), out["port"]);
-        let result = match (text(out, "outcome"), out["status"].as_u64()) {
-            ("completed", Some(status)) => format!(
-                "{status}  {} B out  {} B in  {}",
-                out["bytes_out"],
-                out["bytes_in"],
-                render::duration_ms(out["duration_us"].as_f64().unwrap_or(0.0) / 1000.0)
-            ),
-            (outcome, _) => format!("{outcome}: {}", text(out, "error")),
-        };
-        let traced = if out["traceparent"] == true { "  (traceparent sent)" } else { "" };
-        println!("{prefix}  egress +{at}  {target} → {result}{traced}");
+    for out in &data.egress {
+        println!("{prefix}  {}", egress_line(out));
     }
+}
+
+/// One outbound request of an invocation: where, when, and how it went.
+fn egress_line(out: &EgressRequest) -> String {
+    let at = render::duration_ms(out.at_us as f64 / 1000.0);
+    let target = format!("{} {}://{}:{}", out.method, out.scheme, out.host, out.port);
+    let result = match (out.outcome.as_str(), out.status) {
+        ("completed", Some(status)) => format!(
+            "{status}  {} B out  {} B in  {}",
+            out.bytes_out,
+            out.bytes_in,
+            render::duration_ms(out.duration_us as f64 / 1000.0)
+        ),
+        (outcome, _) => format!("{outcome}: {}", out.error.as_deref().unwrap_or("-")),
+    };
+    let traced = if out.traceparent { "  (traceparent sent)" } else { "" };
+    format!("egress +{at}  {target} → {result}{traced}")
 }
 
 /// Events of one chain indexed by causation.
@@ -145,8 +153,8 @@ impl<'a> Tree<'a> {
         let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
         let children = self.children.get(text(event, "id")).map(Vec::as_slice).unwrap_or_default();
         let bar = if children.is_empty() { " " } else { "│" };
-        if event["type"] == "function.invoked" {
-            print_invocation(&event["data"], &format!("{child_prefix}{bar}  "));
+        if event["type"] == FUNCTION_INVOKED {
+            print_invocation(event, &format!("{child_prefix}{bar}  "));
         }
         let consumers = self.functions_invoked(children);
         self.print_states(event, &child_prefix, !children.is_empty(), &consumers);
@@ -157,19 +165,19 @@ impl<'a> Tree<'a> {
 
     /// The functions the event triggered, from the invocations recorded as
     /// its children, each once (retries are invocations too).
-    fn functions_invoked(&self, children: &[usize]) -> Vec<&'a str> {
-        let mut names: Vec<&str> = children
+    fn functions_invoked(&self, children: &[usize]) -> Vec<String> {
+        let mut names: Vec<String> = children
             .iter()
             .map(|c| &self.events[*c])
-            .filter(|e| e["type"] == "function.invoked")
-            .filter_map(|e| e["data"]["function"].as_str())
+            .filter(|e| e["type"] == FUNCTION_INVOKED)
+            .filter_map(|e| payload_in::<InvocationKey>(e).ok().map(|key| key.function))
             .collect();
         names.sort_unstable();
         names.dedup();
         names
     }
 
-    fn print_states(&self, event: &Value, prefix: &str, more_below: bool, consumers: &[&str]) {
+    fn print_states(&self, event: &Value, prefix: &str, more_below: bool, consumers: &[String]) {
         let states = event["states"].as_array().cloned().unwrap_or_default();
         let mut previous: Option<DateTime<Utc>> = None;
         for state in &states {
@@ -196,7 +204,7 @@ impl<'a> Tree<'a> {
 /// takes a message; functions take it through their own triggers, recorded
 /// as its `function.invoked` children. For such a message this names the
 /// functions it went to, so the line says where it went, not only where not.
-fn routed_nowhere_but_to(state: &Value, functions: &[&str]) -> Option<String> {
+fn routed_nowhere_but_to(state: &Value, functions: &[String]) -> Option<String> {
     let nowhere = state["state"] == "routed" && state["target"] == "mqtt" && state["detail"] == "no subscribers";
     let names: Vec<String> = functions.iter().map(|f| format!("function {f}")).collect();
     (nowhere && !names.is_empty()).then(|| names.join(", "))

@@ -103,7 +103,7 @@ impl Draft {
     /// A draft with `data` as JSON (`application/json`): how the platform
     /// records its own events. Set the other attributes on the result.
     pub fn json<T: serde::Serialize + ?Sized>(source: impl Into<String>, ty: impl Into<String>, data: &T) -> Self {
-        let data = serde_json::value::to_raw_value(data).map_or(Data::None, Data::Json);
+        let data = Data::of(data);
         Self {
             source: source.into(),
             ty: ty.into(),

@@ -6,39 +6,50 @@
 //! `datasubject`, `tenant`, `originid`). Ingress turns producer input into an
 //! event with [`parse_cloudevent`] and an id from [`IdMinter`]; the recorder
 //! stores it with its lifecycle [`StateRecord`]s; everything else reads them.
+//! The platform's own events have typed payloads and type-name constants
+//! in [`events`], shared by producers and readers.
 //!
 //! This crate does no I/O: it is shared by the store, the bus, the gateway,
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
-mod connection;
 mod deploys;
 mod device;
 mod event;
+pub mod events;
 mod histogram;
 mod id;
 mod ingest;
 mod lifecycle;
 mod principal;
 mod query;
-mod refused;
 mod trace_context;
-mod work;
 
-pub use connection::{Connected, DisconnectReason, TlsSession};
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
+pub use events::connection::{
+    CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, CLIENT_SESSION_EXPIRED, CLIENT_SUBSCRIBE_DENIED,
+    Connected, ConnectionPayload, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED,
+    DEVICE_FLAPPING, DEVICE_SESSION_EXPIRED, DEVICE_SUBSCRIBE_DENIED, DisconnectReason, Disconnected, Flapping,
+    SessionExpired, SubscribeDenied, TlsSession,
+};
+pub use events::function::{
+    DeadLetter, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK,
+    FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
+};
+pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
+pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused};
+pub use events::platform::{
+    ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
+};
+pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
+pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
-pub use refused::{ConnectionsRefused, PUBLISH_REFUSED, PublishRefused};
 pub use trace_context::TraceParent;
-pub use work::{
-    DeadLetter, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
-    InvocationKey, Resumed,
-};

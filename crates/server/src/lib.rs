@@ -237,6 +237,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
 /// from the last start's (which keys, from what, to what), so diagnosis can
 /// rank a configuration change as a cause like any other change.
 async fn journal_config(config: &Config, pipeline: &Pipeline) {
+    /// The setting the last start's configuration is kept under (not an event).
     const KEY: &str = "config.snapshot";
     let mut now = BTreeMap::new();
     flatten("", &serde_json::to_value(config).unwrap_or_default(), &mut now);
@@ -253,11 +254,12 @@ async fn journal_config(config: &Config, pipeline: &Pipeline) {
         let keys: BTreeSet<&String> = before.keys().chain(now.keys()).collect();
         let changed: Vec<&String> = keys.into_iter().filter(|k| before.get(*k) != now.get(*k)).collect();
         if !changed.is_empty() {
-            let side = |of: &BTreeMap<String, Value>| -> serde_json::Map<String, Value> {
+            let side = |of: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
                 changed.iter().map(|k| ((*k).clone(), recorded_value(k, of.get(*k)))).collect()
             };
-            let data = serde_json::json!({ "changed": changed, "from": side(&before), "to": side(&now) });
-            let draft = glassbox_core::Draft::json("glassbox/server", "config.changed", &data);
+            let (from, to) = (side(&before), side(&now));
+            let data = glassbox_core::ConfigChanged { changed: changed.into_iter().cloned().collect(), from, to };
+            let draft = glassbox_core::Draft::payload("glassbox/server", &data);
             if let Err(e) = pipeline.ingest(vec![draft], "platform").await {
                 tracing::warn!(error = %e, "could not record the configuration change");
             }

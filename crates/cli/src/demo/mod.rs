@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use glassbox_core::{FUNCTION_INVOKED, InvocationKey, payload_in};
 use glassbox_gateway::client::{self, Options};
 use glassbox_gateway::codec::{Packet, Properties, Publish, QoS};
 use serde_json::Value;
@@ -274,14 +275,14 @@ fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
 /// The id of a telemetry message of `device` (a `device.message`) that
 /// `telemetry` handled, for the tour to follow (waits up to 30 s for one).
 async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> {
-    let query = [("type", "function.invoked".to_string()), ("device", device.to_string()), ("limit", "20".into())];
+    let query = [("type", FUNCTION_INVOKED.to_string()), ("device", device.to_string()), ("limit", "20".into())];
     for _ in 0..300 {
         let page = client.get("/api/v1/events", &query).await?;
         let invocations = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
         // `enrich` runs on `telemetry`'s output, of the same device: skip it.
-        let handled = invocations.iter().find(|e| e["data"]["function"] == "telemetry");
-        if let Some(id) = handled.and_then(|e| e["data"]["event_id"].as_str()) {
-            return Ok(id.to_string());
+        let mut keys = invocations.iter().filter_map(|e| payload_in::<InvocationKey>(e).ok());
+        if let Some(handled) = keys.find(|key| key.function == "telemetry") {
+            return Ok(handled.event_id);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

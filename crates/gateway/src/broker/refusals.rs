@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use glassbox_core::{ConnectionsRefused, DisconnectReason, Draft};
+use glassbox_core::{ConnectionPayload, ConnectionsRefused, DisconnectReason, Draft};
 
 use super::{Shared, lock};
 
@@ -87,7 +87,7 @@ impl Tally {
             interval_seconds: interval.as_secs_f64(),
         };
         let device = tally.device.flatten();
-        let ty = if device.is_some() { "device.connection_refused" } else { "client.connection_refused" };
+        let ty = ConnectionsRefused::type_for(device.as_deref());
         Draft { subject: Some(device.clone().unwrap_or(peer)), device, ..Draft::json("glassbox/gateway", ty, &data) }
     }
 }

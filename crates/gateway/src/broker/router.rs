@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use glassbox_core::{DropReason, State};
+use glassbox_core::{DropReason, SessionExpired, State};
 use glassbox_store::SessionOp;
-use serde_json::json;
 
 use super::deliveries::Deliveries;
 use super::message::{Delivery, Message};
@@ -243,8 +242,8 @@ pub(crate) async fn expire_sessions(shared: Weak<Shared>) {
             };
             let ops = end_session(&shared, &session, "the session expired while the client was away");
             shared.persist(ops).await;
-            let data = json!({ "queued_dropped": queued });
-            super::connection::record_lifecycle(&shared, "session_expired", device.as_deref(), &client_id, data).await;
+            let data = SessionExpired { queued_dropped: queued as u64 };
+            super::connection::record_lifecycle(&shared, device.as_deref(), &client_id, &data).await;
         }
     }
 }

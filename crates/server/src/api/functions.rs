@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_core::Deleted;
-use glassbox_core::{EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
+use glassbox_core::{EventQuery, FUNCTION_INVOKED, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
 use glassbox_store::FunctionVersion;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::functions::{FunctionError, InFlight, LiveChange, Plan, Spec, parse_bytes};
+use crate::functions::{FunctionError, InFlight, LiveChange, Plan, RecordedInvocation, Spec, parse_bytes};
 
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
@@ -384,11 +384,11 @@ pub async fn invocations(
     let limit = p.limit.unwrap_or(50).clamp(1, INVOCATIONS_MAX);
     let mut query = EventQuery {
         source: Some(format!("glassbox/functions/{name}")),
-        ty: Some(TypePattern::parse("function.invoked")),
+        ty: Some(TypePattern::parse(FUNCTION_INVOKED)),
         limit: if outcomes.is_some() { QUERY_LIMIT_MAX } else { limit },
         ..EventQuery::default()
     };
-    let wanted = |i: &Value| outcomes.as_ref().is_none_or(|o| o.iter().any(|o| i["outcome"] == o.as_str()));
+    let wanted = |i: &RecordedInvocation| outcomes.as_ref().is_none_or(|o| o.contains(&i.invocation.key.outcome));
     let (mut invocations, mut scanned) = (Vec::new(), 0);
     let truncated = loop {
         let page = app.pipeline.store().query(&query).await?;
@@ -406,11 +406,9 @@ pub async fn invocations(
 }
 
 /// An invocation record as listed: its data, with the record's id.
-fn invocation_json(recorded: &RecordedEvent) -> Option<Value> {
-    let mut e = serde_json::to_value(&recorded.event).ok()?;
-    let mut data = e["data"].take();
-    data["id"] = e["id"].take();
-    Some(data)
+fn invocation_json(recorded: &RecordedEvent) -> Option<RecordedInvocation> {
+    let invocation = recorded.payload().ok()?;
+    Some(RecordedInvocation { id: recorded.event.id.to_string(), invocation })
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use glassbox_core::{EventId, EventQuery, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
+use glassbox_core::{
+    EventId, EventQuery, FUNCTION_INVOKED, Invocation, LogLine, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -148,7 +150,7 @@ async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> 
     let mut query = EventQuery {
         correlation: f.correlation.clone(),
         device: f.device.clone(),
-        ty: Some(TypePattern::parse("function.invoked")),
+        ty: Some(TypePattern::parse(FUNCTION_INVOKED)),
         source: f.function.as_ref().map(|name| format!("glassbox/functions/{name}")),
         since: f.since,
         until: f.until,
@@ -175,46 +177,44 @@ async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> 
 
 /// One invocation's lines that pass the filters, as the API shows them.
 fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
-    let Some(data) = recorded.event.data.json() else { return Vec::new() };
+    let Ok(data) = recorded.payload::<Invocation>() else { return Vec::new() };
     let invocation = recorded.event.id.to_string();
     if let Some(event) = &f.event
-        && data["event_id"].as_str() != Some(event)
+        && data.key.event_id != *event
         && invocation != *event
     {
         return Vec::new();
     }
-    let start = data["start"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.to_utc());
-    let Some(start) = start else { return Vec::new() };
-    let after = |us: &Value| start.checked_add_signed(chrono::Duration::microseconds(us.as_i64().unwrap_or(0)));
+    let start = data.start;
+    let after = |us: u64| start.checked_add_signed(chrono::Duration::microseconds(i64::try_from(us).unwrap_or(0)));
     // Every line carries the ids it is about.
-    let line = |id: String, at: DateTime<Utc>, level: &Value, message: Value, source: &str, stream: Option<&Value>| {
+    let line = |id: String, at: DateTime<Utc>, level: &str, message: &str, source: &str, stream: Option<&str>| {
         json!({
             "id": id, "at": at, "level": level, "message": message, "source": source,
             // Set for what a component printed (stdout, stderr) rather than logged.
             "stream": stream,
-            "function": data["function"], "version": data["version"], "invocation": invocation,
-            "event_id": data["event_id"], "correlationid": recorded.event.correlationid, "device": recorded.event.device,
+            "function": data.key.function, "version": data.key.version, "invocation": invocation,
+            "event_id": data.key.event_id, "correlationid": recorded.event.correlationid, "device": recorded.event.device,
         })
     };
-    let wanted = |level: Option<&str>, at: Option<DateTime<Utc>>| {
+    let wanted = |level: &str, at: Option<DateTime<Utc>>| {
         let at = at.filter(|at| f.since.is_none_or(|s| *at >= s) && f.until.is_none_or(|u| *at < u));
-        at.filter(|_| level_of(level) >= f.level)
+        at.filter(|_| level_of(Some(level)) >= f.level)
     };
-    let logs = data["logs"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut lines = Vec::new();
-    for (i, l) in logs.iter().enumerate() {
+    for (i, l) in data.logs.iter().enumerate() {
         // The guest's, or the platform's about the invocation (`"source": "platform"`).
-        let source = l["source"].as_str().unwrap_or("function");
-        if let Some(at) = wanted(l["level"].as_str(), after(&l["at_us"])).filter(|_| f.shows(source)) {
+        let source = l.source();
+        if let Some(at) = wanted(&l.level, after(l.at_us)).filter(|_| f.shows(source)) {
             let id = format!("{invocation}/{i}");
-            lines.push(line(id, at, &l["level"], l["message"].clone(), source, l.get("stream")));
+            lines.push(line(id, at, &l.level, &l.message, source, l.stream.as_deref()));
         }
     }
-    if let Some(dropped) = data["logs_dropped"].as_u64().filter(|d| *d > 0)
-        && let Some(at) = wanted(Some("warn"), after(&data["wall_us"])).filter(|_| f.platform)
+    if data.logs_dropped > 0
+        && let Some(at) = wanted("warn", after(data.wall_us)).filter(|_| f.platform)
     {
-        let message = json!(format!("{dropped} more log line(s) dropped: over the per-invocation limit"));
-        lines.push(line(format!("{invocation}/dropped"), at, &json!("warn"), message, "platform", None));
+        let message = format!("{} more log line(s) dropped: over the per-invocation limit", data.logs_dropped);
+        lines.push(line(format!("{invocation}/dropped"), at, "warn", &message, LogLine::PLATFORM, None));
     }
     lines
 }
@@ -222,7 +222,7 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
 impl Filters {
     /// Whether lines from `source` (`function` or `platform`) are asked for.
     fn shows(&self, source: &str) -> bool {
-        if source == "platform" { self.platform } else { self.functions }
+        if source == LogLine::PLATFORM { self.platform } else { self.functions }
     }
 }
 

@@ -4,7 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_core::{EventQuery, PUBLISH_REFUSED, RecordedEvent, TypePattern};
+use glassbox_core::{
+    DEVICE_ACTIVE, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING, DEVICE_MESSAGE,
+    DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, EventQuery, PUBLISH_REFUSED, RecordedEvent,
+    TypePattern,
+};
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
 use serde_json::{Value, json};
@@ -16,14 +20,14 @@ use crate::control::UpdateError;
 
 /// Connection lifecycle event types, newest first in the timeline.
 const LIFECYCLE: [&str; 8] = [
-    "device.silent",
-    "device.active",
-    "device.connected",
-    "device.disconnected",
-    "device.connection_refused",
-    "device.flapping",
-    "device.session_expired",
-    "device.subscribe_denied",
+    DEVICE_SILENT,
+    DEVICE_ACTIVE,
+    DEVICE_CONNECTED,
+    DEVICE_DISCONNECTED,
+    DEVICE_CONNECTION_REFUSED,
+    DEVICE_FLAPPING,
+    DEVICE_SESSION_EXPIRED,
+    DEVICE_SUBSCRIBE_DENIED,
 ];
 /// Timeline entries returned.
 const TIMELINE_MAX: usize = 20;
@@ -63,7 +67,7 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         .iter()
         .map(|e| json!({ "id": e.event.id.to_string(), "type": e.event.ty, "time": e.event.time, "data": event_data(e) }))
         .collect();
-    let last_message = store.query(&query("device.message", 1)).await?.events.into_iter().next();
+    let last_message = store.query(&query(DEVICE_MESSAGE, 1)).await?.events.into_iter().next();
     // A refused publish is no message the platform accepted: shown on its own.
     let last_refused = store.query(&query(PUBLISH_REFUSED, 1)).await?.events.into_iter().next();
     let shadow = app.control.shadow(&id).await?.map(|s| s.to_json(&id));

@@ -4,7 +4,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use glassbox_core::{EventId, RecordedEvent};
+use chrono::{DateTime, Utc};
+use glassbox_core::{EgressRequest, EventId, FUNCTION_INVOKED, HttpExchange, Invocation, LogLine, RecordedEvent};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::params::Path;
@@ -13,28 +15,62 @@ use super::{ApiError, AppState};
 /// Most events returned for one chain; `truncated` says when there were more.
 pub const CHAIN_EVENTS_MAX: usize = 10_000;
 
-/// The invocation record fields a trace lifts out of each `function.invoked`.
-const INVOCATION_FIELDS: [&str; 18] = [
-    "function",
-    "version",
-    "digest",
-    "event_id",
-    "attempt",
-    "outcome",
-    "error",
-    "start",
-    "cold",
-    "instantiate_us",
-    "wall_us",
-    "cpu_us",
-    "memory_bytes",
-    "cost",
-    "logs",
-    "outputs",
+/// One invocation of the chain as a trace shows it: the record's fields
+/// (not its queueing or log counts), the id of the `function.invoked`
+/// event that holds them, and `replay_of` for a replay.
+#[derive(Serialize)]
+struct InvocationSummary<'a> {
+    id: String,
+    function: &'a str,
+    version: u32,
+    digest: &'a str,
+    event_id: &'a str,
+    attempt: u32,
+    outcome: &'a str,
+    error: Option<&'a str>,
+    start: DateTime<Utc>,
+    cold: bool,
+    instantiate_us: u64,
+    wall_us: u64,
+    cpu_us: u64,
+    memory_bytes: u64,
+    cost: f64,
+    logs: &'a [LogLine],
+    outputs: &'a [String],
     // Outbound HTTP requests, and for an HTTP-triggered one its request and status.
-    "egress",
-    "http",
-];
+    egress: &'a [EgressRequest],
+    http: Option<&'a HttpExchange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_of: Option<&'a str>,
+}
+
+impl<'a> InvocationSummary<'a> {
+    fn new(id: String, i: &'a Invocation) -> Self {
+        let key = &i.key;
+        Self {
+            id,
+            function: &key.function,
+            version: key.version,
+            digest: &key.digest,
+            event_id: &key.event_id,
+            attempt: key.attempt,
+            outcome: &key.outcome,
+            error: i.error.as_deref(),
+            start: i.start,
+            cold: i.cold,
+            instantiate_us: i.instantiate_us,
+            wall_us: i.wall_us,
+            cpu_us: i.cpu_us,
+            memory_bytes: i.memory_bytes,
+            cost: i.cost,
+            logs: &i.logs,
+            outputs: &i.outputs,
+            egress: &i.egress,
+            http: i.http.as_ref(),
+            replay_of: key.replay_of.as_deref(),
+        }
+    }
+}
 
 pub async fn trace(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let store = app.pipeline.store();
@@ -60,20 +96,11 @@ pub async fn trace(State(app): State<AppState>, Path(id): Path<String>) -> Resul
     })))
 }
 
-/// One invocation of the chain: its record's fields, the id of the
-/// `function.invoked` event that holds them, and its end time.
+/// One invocation of the chain, summarised; none for other events.
 fn invocation(recorded: &RecordedEvent) -> Option<Value> {
-    if recorded.event.ty != "function.invoked" {
+    if recorded.event.ty != FUNCTION_INVOKED {
         return None;
     }
-    let data = recorded.event.data.json()?;
-    let mut summary = serde_json::Map::new();
-    summary.insert("id".into(), json!(recorded.event.id.to_string()));
-    for field in INVOCATION_FIELDS {
-        summary.insert(field.into(), data.get(field).cloned().unwrap_or(Value::Null));
-    }
-    if let Some(replay_of) = data.get("replay_of") {
-        summary.insert("replay_of".into(), replay_of.clone());
-    }
-    Some(Value::Object(summary))
+    let invocation: Invocation = recorded.payload().ok()?;
+    serde_json::to_value(InvocationSummary::new(recorded.event.id.to_string(), &invocation)).ok()
 }

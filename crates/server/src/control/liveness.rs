@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::RecordedEvent;
+use glassbox_core::{DEVICE_CONNECTED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, RecordedEvent};
 use serde::Serialize;
 
 /// How far past its cadence a connected device may go quiet.
@@ -155,7 +155,7 @@ impl Liveness {
         let mut tracks = self.tracks();
         let track = tracks.get_mut(device)?;
         match event.ty.as_str() {
-            "device.message" if event.source.starts_with("mqtt/") => {
+            DEVICE_MESSAGE if event.source.starts_with("mqtt/") => {
                 if let Some(last) = track.last_message {
                     let interval = (at - last).num_milliseconds().max(0) as f64 / 1000.0;
                     track.learned = Some(match track.learned {
@@ -167,11 +167,11 @@ impl Liveness {
                 track.last_message = Some(at);
                 track.connected = true;
             }
-            "device.connected" => {
+            DEVICE_CONNECTED => {
                 track.connected = true;
                 track.since = Some(at);
             }
-            "device.disconnected" => {
+            DEVICE_DISCONNECTED => {
                 track.connected = false;
                 track.since = Some(at);
                 return None;

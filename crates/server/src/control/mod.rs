@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use glassbox_core::{Draft, EventId};
+use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Silent};
 use glassbox_devices::ShadowLimits;
 use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
 use glassbox_gateway::codec::{Properties, QoS};
 use glassbox_gateway::topic::matches;
 use glassbox_store::{CommandStore, DeviceRegistry};
+use serde::Serialize;
 use serde_json::Value;
 
 pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
@@ -106,12 +107,11 @@ impl Control {
     async fn record_liveness(&self, change: liveness::Change) {
         match change {
             liveness::Change::Silent { device, reason, last_message } => {
-                let data = serde_json::json!({ "reason": reason, "last_message": last_message });
-                self.record(&device, "device.silent", None, &data, None).await;
+                self.record(&device, DEVICE_SILENT, None, &Silent { reason, last_message }, None).await;
             }
             liveness::Change::Active { device, silent_for } => {
-                let data = serde_json::json!({ "silent_for_seconds": silent_for.as_secs_f64() });
-                self.record(&device, "device.active", None, &data, None).await;
+                let active = Active { silent_for_seconds: silent_for.as_secs_f64() };
+                self.record(&device, DEVICE_ACTIVE, None, &active, None).await;
             }
         }
     }
@@ -123,7 +123,7 @@ impl Control {
         device: &str,
         ty: &str,
         subject: Option<String>,
-        data: &Value,
+        data: &impl Serialize,
         cause: Option<&str>,
     ) -> Option<EventId> {
         let draft = draft(device, ty, subject, data, cause);
@@ -181,7 +181,7 @@ struct Outgoing {
     payload: Bytes,
 }
 
-fn draft(device: &str, ty: &str, subject: Option<String>, data: &Value, cause: Option<&str>) -> Draft {
+fn draft(device: &str, ty: &str, subject: Option<String>, data: &impl Serialize, cause: Option<&str>) -> Draft {
     Draft {
         subject,
         device: Some(device.into()),

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use glassbox_core::{
-    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
-    RecordedEvent,
+    CONFIG_CHANGED, ConfigChanged, DEVICE_ACTIVE, DEVICE_SILENT, Deleted, Deployed, FUNCTION_DELETED,
+    FUNCTION_DEPLOYED, FUNCTION_INVOKED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged, RecordedEvent, Silent,
 };
 use glassbox_diagnose::{Change, SeriesSpec, Subject};
 use serde_json::Value;
@@ -111,13 +111,13 @@ pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted
     let device = event.device.as_deref();
     let mut batch = |kind: &str| vec![Noted::Change(batches.add(kind, at, device, event.id.to_string()))];
     match event.ty.as_str() {
-        "device.silent" => {
-            let reason = event.data.json().and_then(|d| d["reason"].as_str().map(str::to_string));
+        DEVICE_SILENT => {
+            let reason = recorded.payload::<Silent>().ok().map(|s| s.reason);
             device.map(|d| Noted::Silent(liveness(d), at, reason)).into_iter().collect()
         }
-        "device.active" => device.map(|d| Noted::Active(liveness(d).key, at)).into_iter().collect(),
+        DEVICE_ACTIVE => device.map(|d| Noted::Active(liveness(d).key, at)).into_iter().collect(),
         // The invocation record's subject is its function.
-        "function.invoked" => match (device, event.subject.as_deref()) {
+        FUNCTION_INVOKED => match (device, event.subject.as_deref()) {
             (Some(d), Some(f)) => vec![Noted::Depends(Subject::Device(d.into()), Subject::Function(f.into()))],
             _ => Vec::new(),
         },
@@ -157,10 +157,9 @@ fn change(recorded: &RecordedEvent, at: f64) -> Option<Change> {
             let version = d.version.map_or(String::new(), |v| format!(" v{v}"));
             ("delete", Subject::Function(d.function.clone()), format!("delete of {}{version} by {}", d.function, d.by))
         }
-        "config.changed" => {
-            let data = event.data.json().unwrap_or(Value::Null);
-            let keys = data["changed"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>());
-            ("config", Subject::Platform, format!("configuration change ({})", keys.unwrap_or_default().join(", ")))
+        CONFIG_CHANGED => {
+            let keys = recorded.payload::<ConfigChanged>().map(|c| c.changed).unwrap_or_default();
+            ("config", Subject::Platform, format!("configuration change ({})", keys.join(", ")))
         }
         _ => return None, // Device payloads and everything else are never parsed.
     };

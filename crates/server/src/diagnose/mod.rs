@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::Draft;
+use glassbox_core::{ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, Draft};
 use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 use serde_json::{Value, json};
@@ -85,7 +85,7 @@ struct Detectors {
 pub struct Watch {
     detectors: Mutex<Detectors>,
     pipeline: Weak<Pipeline>,
-    webhook: Option<tokio::sync::mpsc::Sender<Value>>,
+    webhook: Option<tokio::sync::mpsc::Sender<WebhookAlert>>,
 }
 
 impl Watch {
@@ -180,24 +180,22 @@ impl Watch {
 
     async fn alert(&self, alert: Alert) {
         let (ty, episode) = match &alert {
-            Alert::Started(e) => ("anomaly.detected", e),
-            Alert::Ended(e) => ("anomaly.resolved", e),
+            Alert::Started(e) => (ANOMALY_DETECTED, e),
+            Alert::Ended(e) => (ANOMALY_RESOLVED, e),
         };
-        let mut body = episode_json(episode);
-        body["words"] = json!(glassbox_diagnose::words_of(episode));
+        let anomaly = anomaly_of(episode);
         tracing::warn!(series = %episode.series.key, signal = %episode.signal, score = episode.peak_score, "{ty}");
         if let Some(pipeline) = self.pipeline.upgrade() {
             let draft =
-                Draft { subject: Some(episode.series.key.clone()), ..Draft::json("glassbox/diagnose", ty, &body) };
+                Draft { subject: Some(episode.series.key.clone()), ..Draft::json("glassbox/diagnose", ty, &anomaly) };
             if let Err(e) = pipeline.ingest(vec![draft], "platform").await {
                 tracing::error!(error = %e, "could not record an anomaly");
             }
         }
-        if let Some(webhook) = &self.webhook {
-            body["type"] = json!(ty);
-            if webhook.try_send(body).is_err() {
-                tracing::warn!("the anomaly webhook is behind; this alert is not posted (it is recorded)");
-            }
+        if let Some(webhook) = &self.webhook
+            && webhook.try_send(WebhookAlert { ty, anomaly }).is_err()
+        {
+            tracing::warn!("the anomaly webhook is behind; this alert is not posted (it is recorded)");
         }
     }
 
@@ -289,6 +287,48 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
     Some((spec, reading, value))
 }
 
+/// What the webhook is POSTed: the anomaly event's data and its type.
+#[derive(serde::Serialize)]
+struct WebhookAlert {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    #[serde(flatten)]
+    anomaly: Anomaly,
+}
+
+/// An episode as its `anomaly.*` event records it: times in RFC 3339, and in words.
+fn anomaly_of(e: &Episode) -> Anomaly {
+    let series = AnomalySeries {
+        key: e.series.key.clone(),
+        what: e.series.what.clone(),
+        unit: e.series.unit.clone(),
+        subject: match &e.series.subject {
+            Subject::Function(name) => AnomalySubject::Function(name.clone()),
+            Subject::Device(id) => AnomalySubject::Device(id.clone()),
+            Subject::Group(name) => AnomalySubject::Group(name.clone()),
+            Subject::Platform => AnomalySubject::Platform,
+        },
+    };
+    Anomaly {
+        id: e.id,
+        series,
+        signal: e.signal.clone(),
+        start: time_of(e.start),
+        peak: time_of(e.peak),
+        peak_score: e.peak_score,
+        end: e.end.map(time_of),
+        value: e.value,
+        expected: e.expected,
+        detail: e.detail.clone(),
+        words: glassbox_diagnose::words_of(e),
+    }
+}
+
+/// The engine's second count as a time, to the microsecond.
+fn time_of(secs: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros((secs * 1e6).round() as i64).unwrap_or_default()
+}
+
 /// An episode as the API shows it: times in RFC 3339.
 pub fn episode_json(e: &Episode) -> Value {
     let mut value = json!(e);
@@ -332,7 +372,7 @@ async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Consumer) {
     }
 }
 
-async fn post_loop(url: String, mut alerts: tokio::sync::mpsc::Receiver<Value>) {
+async fn post_loop(url: String, mut alerts: tokio::sync::mpsc::Receiver<WebhookAlert>) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
     while let Some(alert) = alerts.recv().await {
         match client.post(&url).json(&alert).send().await.map(|r| r.status()) {

@@ -4,6 +4,7 @@
 //! in a fresh instance, and its invocation recorded on that event's chain
 //! before the response goes back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,7 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use chrono::Utc;
-use glassbox_core::{Draft, DropReason, RecordedEvent, TraceParent};
+use glassbox_core::{Draft, DropReason, HTTP_REQUEST, HttpExchange, HttpRequest, RecordedEvent, TraceParent};
 use glassbox_runtime::{BodyError, Outbound, Outcome, Report, Services, read_body};
 use serde_json::{Map, Value, json};
 
@@ -29,8 +30,6 @@ const HEADER_VALUE_RECORDED_MAX: usize = 256;
 /// A header not kept is recorded by name (its value redacted) only when
 /// the name is this short: a client cannot fill the record with names.
 const HEADER_NAME_RECORDED_MAX: usize = 64;
-/// The event each request is recorded as.
-pub const HTTP_REQUEST: &str = "http.request";
 
 /// A live function whose route takes a request, and that route.
 pub struct HttpTarget(Arc<Live>, String);
@@ -125,8 +124,8 @@ fn error(status: StatusCode, code: &str, message: String, event: Option<&str>) -
 /// What the `http.request` event keeps of a request: the allowed headers
 /// (the others' values redacted), the query with secret-looking values
 /// redacted, and the body only when the route opts in (`record_body`).
-fn request_data(live: &Live, route: &str, request: &Request<Bytes>) -> Value {
-    let mut headers = Map::new();
+fn request_data(live: &Live, route: &str, request: &Request<Bytes>) -> HttpRequest {
+    let mut headers = BTreeMap::new();
     for (key, value) in request.headers().iter().take(HEADERS_RECORDED_MAX) {
         let kept = HEADERS_KEPT.contains(&key.as_str()) || live.spec.record_headers.iter().any(|h| h == key.as_str());
         if !kept && key.as_str().len() > HEADER_NAME_RECORDED_MAX {
@@ -136,23 +135,25 @@ fn request_data(live: &Live, route: &str, request: &Request<Bytes>) -> Value {
             true => String::from_utf8_lossy(value.as_bytes()).chars().take(HEADER_VALUE_RECORDED_MAX).collect(),
             false => REDACTED.to_string(),
         };
-        headers.insert(key.as_str().to_string(), Value::String(text));
+        headers.insert(key.as_str().to_string(), text);
     }
     let body = request.body();
-    let mut data = json!({
-        "function": live.version.name,
-        "route": route,
-        "method": request.method().as_str(),
-        "path": request.uri().path(),
-        "query": request.uri().query().map(redacted_query),
-        "headers": headers,
-        "body_bytes": body.len(),
-    });
+    let mut data = HttpRequest {
+        function: live.version.name.clone(),
+        route: route.to_string(),
+        method: request.method().as_str().to_string(),
+        path: request.uri().path().to_string(),
+        query: request.uri().query().map(redacted_query),
+        headers,
+        body_bytes: body.len() as u64,
+        body: None,
+        body_text: None,
+    };
     if live.spec.record_body && !body.is_empty() && body.len() <= BODY_RECORDED_MAX {
         if let Ok(value) = serde_json::from_slice::<Value>(body) {
-            data["body"] = value;
+            data.body = Some(value);
         } else if let Ok(text) = std::str::from_utf8(body) {
-            data["body_text"] = json!(text);
+            data.body_text = Some(text.to_string());
         }
     }
     data
@@ -164,13 +165,18 @@ type Answered = Result<(axum::http::response::Parts, Bytes), (StatusCode, &'stat
 
 /// The `http` part of an invocation record: the request, and the status
 /// and size of what answered it.
-fn exchanged_record(method: &str, path: &str, route: Option<&str>, answer: &Answered) -> Value {
+fn exchanged_record(method: &str, path: &str, route: Option<&str>, answer: &Answered) -> HttpExchange {
     let status = match answer {
         Ok((head, _)) => head.status,
         Err((status, ..)) => *status,
     };
-    let response_bytes = answer.as_ref().map_or(0, |(_, body)| body.len());
-    json!({ "method": method, "path": path, "route": route, "status": status.as_u16(), "response_bytes": response_bytes })
+    HttpExchange {
+        method: method.to_string(),
+        path: path.to_string(),
+        route: route.map(str::to_string),
+        status: status.as_u16(),
+        response_bytes: answer.as_ref().map_or(0, |(_, body)| body.len() as u64),
+    }
 }
 
 /// The request an `http.request` event recorded, rebuilt for a replay:
@@ -181,11 +187,11 @@ fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
     if event.ty != HTTP_REQUEST {
         return Err(format!("an HTTP function replays {HTTP_REQUEST} events; {} is a {} event", event.id, event.ty));
     }
-    let data = event.data.json().unwrap_or(Value::Null);
-    let body = match (&data["body"], data["body_text"].as_str(), data["body_bytes"].as_u64().unwrap_or(0)) {
-        (Value::Null, None, 0) => Bytes::new(),
-        (Value::Null, Some(text), _) => Bytes::from(text.to_string()),
-        (Value::Null, None, n) => {
+    let data: HttpRequest = recorded.payload().map_err(|e| e.to_string())?;
+    let body = match (data.body, data.body_text, data.body_bytes) {
+        (None, None, 0) => Bytes::new(),
+        (None, Some(text), _) => Bytes::from(text),
+        (None, None, n) => {
             return Err(format!(
                 "{} had a {n}-byte body, which was not kept (only routes deployed with --record-body keep bodies, \
                  up to {} KiB of text), so it cannot be replayed",
@@ -193,24 +199,20 @@ fn request_of(recorded: &RecordedEvent) -> Result<Request<Bytes>, String> {
                 BODY_RECORDED_MAX >> 10
             ));
         }
-        (json, _, _) => Bytes::from(json.to_string()),
+        (Some(json), _, _) => Bytes::from(json.to_string()),
     };
-    let path = data["path"].as_str().unwrap_or("/");
-    let query = data["query"]
-        .as_str()
+    let query = data
+        .query
         .map(|q| q.split('&').filter(|pair| !pair.ends_with(&format!("={REDACTED}"))).collect::<Vec<_>>().join("&"));
     let uri = match query {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
+        Some(query) => format!("{}?{query}", data.path),
+        None => data.path,
     };
-    let mut request = Request::builder().method(data["method"].as_str().unwrap_or("GET")).uri(uri);
-    for (name, value) in data["headers"].as_object().into_iter().flatten() {
+    let mut request = Request::builder().method(data.method.as_str()).uri(uri);
+    for (name, value) in &data.headers {
         // The body's length is the rebuilt body's; a redacted value is gone.
-        match value.as_str() {
-            Some(value) if value != REDACTED && name != "content-length" => {
-                request = request.header(name.as_str(), value)
-            }
-            _ => {}
+        if value != REDACTED && name != "content-length" {
+            request = request.header(name.as_str(), value.as_str());
         }
     }
     request.body(body).map_err(|e| format!("{} does not hold a request that can be rebuilt: {e}", event.id))
@@ -259,7 +261,7 @@ impl Functions {
             subject: Some(path.clone()),
             traceparent,
             feature: live.spec.feature.clone(),
-            ..Draft::json("glassbox/http", HTTP_REQUEST, &request_data(&live, &route, &request))
+            ..Draft::payload("glassbox/http", &request_data(&live, &route, &request))
         };
         let recorded = match self.pipeline.ingest(vec![draft], "http").await {
             Ok(appended) => match appended.first().and_then(|a| a.id.parse().ok()) {
@@ -300,7 +302,7 @@ impl Functions {
         let http = exchanged_record(&method, &path, Some(&route), &answer);
         let run = Run { started, queued: None, replay_of: None, attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
-        let invocation_id = invocation.as_ref().and_then(|i| i["id"].as_str().map(str::to_string));
+        let invocation_id = invocation.map(|i| i.id);
         let mut response = match answer {
             Ok((head, body)) => {
                 let mut response = Response::new(Body::from(body));
@@ -419,10 +421,11 @@ impl Functions {
             let shown = super::sandbox::DryRun::new(live, &event_id, report, &sandbox);
             return Ok(super::sandbox::DryRun { response: Some(response), ..shown }.to_value());
         }
-        let route = recorded.event.data.json().and_then(|d| d["route"].as_str().map(str::to_string));
+        let route = recorded.payload::<HttpRequest>().ok().map(|r| r.route);
         let http = exchanged_record(&method, &path, route.as_deref(), &answer);
         let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
-        let mut invocation = self.record_invocation(live, recorded, run, report).await.unwrap_or(Value::Null);
+        let invocation = self.record_invocation(live, recorded, run, report).await;
+        let mut invocation = invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null);
         invocation["response"] = response;
         Ok(invocation)
     }

@@ -52,6 +52,7 @@ use tokio::sync::Semaphore;
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
+pub use record::RecordedInvocation;
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 
@@ -111,7 +112,7 @@ struct Run<'a> {
     /// 1 for the first run, then each retry.
     attempt: u32,
     /// For an HTTP request: method, path, status, response bytes.
-    http: Option<Value>,
+    http: Option<glassbox_core::HttpExchange>,
 }
 
 /// A live version, ready to run.
@@ -532,7 +533,7 @@ impl Functions {
         }
         let run = Run { started, queued: None, replay_of: Some(event_id), attempt: 1, http: None };
         let invocation = self.record_invocation(&live, &recorded, run, report).await;
-        Ok(invocation.unwrap_or(Value::Null))
+        Ok(invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null))
     }
 
     pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, FunctionError> {

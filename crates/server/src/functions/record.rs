@@ -7,12 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_core::{
-    Data, DeadLetter, Draft, DropReason, FUNCTION_DEAD_LETTER, FUNCTION_INVOKED, InvocationKey, RecordedEvent,
+    Data, DeadLetter, Draft, DropReason, EgressDenied, EgressRequest, Invocation, InvocationKey, LogLine, Payload,
+    RecordedEvent,
 };
-use glassbox_runtime::{Outcome, Output, Report};
-use serde_json::{Value, json};
+use glassbox_runtime::{EgressRecord, Outcome, Output, Report};
+use serde::Serialize;
 
 use super::{Functions, Live, Run};
+
+/// An invocation as recorded, with the id of its `function.invoked`
+/// record: what a replay answers and `functions invocations` lists.
+#[derive(Debug, Serialize)]
+pub struct RecordedInvocation {
+    pub id: String,
+    #[serde(flatten)]
+    pub invocation: Invocation,
+}
 
 impl Functions {
     /// Gives up on an event for this function, keeping what replay needs:
@@ -25,20 +35,18 @@ impl Functions {
             reason: reason.to_string(),
             event: recorded.event.id.to_string(),
         };
-        let data = serde_json::to_value(data).unwrap_or_default();
-        if self.record_about(live, recorded, FUNCTION_DEAD_LETTER, data).await.is_some() {
+        if self.record_about(live, recorded, &data).await.is_some() {
             self.position.acks().ack(recorded.event.id);
         }
     }
 
-    pub(super) async fn record_about(
+    pub(super) async fn record_about<P: Payload>(
         &self,
         live: &Live,
         recorded: &RecordedEvent,
-        ty: &str,
-        data: Value,
+        payload: &P,
     ) -> Option<String> {
-        let draft = about(live, recorded, ty, &data);
+        let draft = about(live, recorded, payload);
         match self.pipeline.ingest(vec![draft], "platform").await {
             Ok(appended) => appended.first().map(|a| a.id.clone()),
             Err(e) => {
@@ -55,7 +63,7 @@ impl Functions {
         recorded: &RecordedEvent,
         run: Run<'_>,
         report: Report,
-    ) -> Option<Value> {
+    ) -> Option<RecordedInvocation> {
         let recorded = Arc::new(recorded.clone());
         self.record_invocations(live, vec![(recorded, run, report)]).await.pop().flatten()
     }
@@ -68,7 +76,7 @@ impl Functions {
         &self,
         live: &Live,
         runs: Vec<(Arc<RecordedEvent>, Run<'_>, Report)>,
-    ) -> Vec<Option<Value>> {
+    ) -> Vec<Option<RecordedInvocation>> {
         let name = &live.version.name;
         let drafts: Vec<Draft> = runs
             .iter()
@@ -91,16 +99,11 @@ impl Functions {
             let outputs: Vec<String> = output_ids.by_ref().take(report.outputs.len()).collect();
             // Each denied outbound request is an event of its own, on the chain.
             for denied in report.egress.iter().filter(|e| e.outcome == "denied") {
-                let data = json!({
-                    "function": name, "version": live.version.version, "host": denied.host, "port": denied.port,
-                    "method": denied.method, "reason": DropReason::EgressDenied.to_string(), "detail": denied.error,
-                    "event_id": recorded.event.id.to_string(),
-                });
-                drafts.push((false, about(live, &recorded, "function.egress_denied", &data)));
+                drafts.push((false, about(live, &recorded, &egress_denied(live, &recorded, denied))));
             }
-            let data = self.invocation(live, &recorded, run, report, outputs);
-            drafts.push((true, about(live, &recorded, FUNCTION_INVOKED, &data)));
-            records.push(data);
+            let invocation = self.invocation(live, &recorded, run, report, outputs);
+            drafts.push((true, about(live, &recorded, &invocation)));
+            records.push(invocation);
         }
         let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
         let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
@@ -115,10 +118,7 @@ impl Functions {
         records
             .into_iter()
             .zip(ids)
-            .map(|(mut data, id)| {
-                data["id"] = json!(id);
-                id.map(|_| data)
-            })
+            .map(|(invocation, id)| id.map(|id| RecordedInvocation { id, invocation }))
             .collect()
     }
 
@@ -130,7 +130,7 @@ impl Functions {
         run: Run<'_>,
         report: Report,
         outputs: Vec<String>,
-    ) -> Value {
+    ) -> Invocation {
         let gib = live.spec.memory_bytes as f64 / f64::from(1u32 << 30);
         let cost = self.prices.per_request + gib * report.wall.as_secs_f64() * self.prices.per_gib_second;
         let key = InvocationKey {
@@ -142,37 +142,74 @@ impl Functions {
             outcome: report.outcome.as_str().to_string(),
             replay_of: run.replay_of.map(str::to_string),
         };
-        let mut data = serde_json::to_value(key).unwrap_or_default();
-        let mut logs = serde_json::to_value(&report.logs).unwrap_or_default();
-        if let (Some(line), Some(logs)) = (failure_line(live, &run, &report), logs.as_array_mut()) {
-            logs.push(line);
+        let mut logs: Vec<LogLine> = report.logs.iter().map(log_line).collect();
+        logs.extend(failure_line(live, &run, &report));
+        Invocation {
+            key,
+            error: report.outcome.detail().map(str::to_string),
+            start: run.started,
+            cold: report.cold,
+            instantiate_us: micros(report.instantiate),
+            wall_us: micros(report.wall),
+            cpu_us: micros(report.cpu),
+            memory_bytes: report.memory_bytes as u64,
+            cost,
+            logs,
+            logs_dropped: report.logs_dropped as u64,
+            log_bytes: report.logs.iter().map(|l| l.message.len() as u64).sum(),
+            outputs,
+            egress: report.egress.iter().map(egress_request).collect(),
+            egress_dropped: report.egress_dropped as u64,
+            queued_us: run.queued.map(micros),
+            http: run.http,
         }
-        let more = json!({
-            "error": report.outcome.detail(),
-            "start": run.started,
-            "cold": report.cold,
-            "instantiate_us": report.instantiate.as_micros() as u64,
-            "wall_us": report.wall.as_micros() as u64,
-            "cpu_us": report.cpu.as_micros() as u64,
-            "memory_bytes": report.memory_bytes,
-            "cost": cost,
-            "logs": logs,
-            "logs_dropped": report.logs_dropped,
-            "log_bytes": report.logs.iter().map(|l| l.message.len()).sum::<usize>(),
-            "outputs": outputs,
-            "egress": report.egress,
-            "egress_dropped": report.egress_dropped,
-        });
-        if let (Value::Object(data), Value::Object(more)) = (&mut data, more) {
-            data.extend(more);
-        }
-        if let Some(queued) = run.queued {
-            data["queued_us"] = json!(queued.as_micros() as u64);
-        }
-        if let Some(http) = run.http {
-            data["http"] = http;
-        }
-        data
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros() as u64
+}
+
+/// A runtime log line as the invocation record keeps it.
+fn log_line(line: &glassbox_runtime::LogLine) -> LogLine {
+    LogLine {
+        level: line.level.to_string(),
+        message: line.message.clone(),
+        at_us: line.at_us,
+        stream: line.stream.map(str::to_string),
+        source: None,
+    }
+}
+
+/// A runtime outbound request as the invocation record keeps it.
+fn egress_request(r: &EgressRecord) -> EgressRequest {
+    EgressRequest {
+        host: r.host.clone(),
+        port: r.port,
+        scheme: r.scheme.clone(),
+        method: r.method.clone(),
+        outcome: r.outcome.to_string(),
+        status: r.status,
+        error: r.error.clone(),
+        bytes_out: r.bytes_out,
+        bytes_in: r.bytes_in,
+        duration_us: r.duration_us,
+        traceparent: r.traceparent,
+        at_us: r.at_us,
+    }
+}
+
+/// The record of an outbound request the allow list refused.
+fn egress_denied(live: &Live, recorded: &RecordedEvent, denied: &EgressRecord) -> EgressDenied {
+    EgressDenied {
+        function: live.version.name.clone(),
+        version: live.version.version,
+        host: denied.host.clone(),
+        port: denied.port,
+        method: denied.method.clone(),
+        reason: DropReason::EgressDenied,
+        detail: denied.error.clone(),
+        event_id: recorded.event.id.to_string(),
     }
 }
 
@@ -180,7 +217,7 @@ impl Functions {
 /// not succeed, so `glassbox logs --function F --level error` shows why:
 /// `invocation failed (attempt 2 of 3): trapped: unreachable`. Marked
 /// `"source": "platform"`: not the guest's, and not in its `log_bytes`.
-fn failure_line(live: &Live, run: &Run<'_>, report: &Report) -> Option<Value> {
+fn failure_line(live: &Live, run: &Run<'_>, report: &Report) -> Option<LogLine> {
     let why = match &report.outcome {
         Outcome::Succeeded => return None,
         Outcome::TimedOut => {
@@ -200,19 +237,24 @@ fn failure_line(live: &Live, run: &Run<'_>, report: &Report) -> Option<Value> {
             format!("invocation failed (attempt {} of {attempts})", run.attempt)
         }
     };
-    let at_us = report.wall.as_micros() as u64;
-    Some(json!({ "level": "error", "message": format!("{what}: {why}"), "at_us": at_us, "source": "platform" }))
+    Some(LogLine {
+        level: "error".into(),
+        message: format!("{what}: {why}"),
+        at_us: micros(report.wall),
+        stream: None,
+        source: Some(LogLine::PLATFORM.into()),
+    })
 }
 
 /// A platform record about a function and the event it handled: caused by
 /// the event, on its chain (its lineage given, so the recorder need not
 /// look the event up).
-fn about(live: &Live, recorded: &RecordedEvent, ty: &str, data: &Value) -> Draft {
+fn about<P: Payload>(live: &Live, recorded: &RecordedEvent, payload: &P) -> Draft {
     Draft {
         subject: Some(live.version.name.clone()),
         device: recorded.event.device.clone(),
         feature: live.spec.feature.clone(),
-        ..child_of(recorded, Draft::json(format!("glassbox/functions/{}", live.version.name), ty, data))
+        ..child_of(recorded, Draft::payload(format!("glassbox/functions/{}", live.version.name), payload))
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use glassbox_bus::Consumer;
 use glassbox_core::{
-    Data, Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
+    Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
     InvocationKey, Resumed, first_id_at,
 };
 use glassbox_store::{FunctionVersion, LiveMove, StoreError};
@@ -218,10 +218,7 @@ fn close(open: &mut Open, event: &Event) {
     let Some(function) = event.source.strip_prefix("glassbox/functions/") else { return };
     let Some(cause) = event.causationid.as_deref().and_then(|c| c.parse::<EventId>().ok()) else { return };
     let Some(failed) = open.get_mut(&(cause, function.to_string())) else { return };
-    let key = match &event.data {
-        Data::Json(raw) => serde_json::from_str::<InvocationKey>(raw.get()).ok(),
-        _ => None,
-    };
+    let key = event.payload::<InvocationKey>().ok();
     let done = match event.ty.as_str() {
         FUNCTION_DEAD_LETTER => true,
         FUNCTION_INVOKED => match key {

@@ -8,11 +8,10 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use glassbox_core::Draft;
-use serde_json::json;
+use glassbox_core::{Draft, ScheduleFired};
 
 use super::Functions;
-use super::spec::{SCHEDULE_FIRED, Trigger};
+use super::spec::Trigger;
 
 /// When a scheduled function runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +160,14 @@ pub(super) async fn run(functions: Weak<Functions>) {
             if *at > now {
                 continue;
             }
-            let data = json!({ "function": s.function, "version": s.version, "trigger": s.trigger, "due": *at });
+            let data = ScheduleFired {
+                function: s.function.clone(),
+                version: s.version,
+                trigger: s.trigger.clone(),
+                due: *at,
+            };
             *at = next_due(&s.schedule, now);
-            let draft =
-                Draft { subject: Some(s.function.clone()), ..Draft::json("glassbox/schedule", SCHEDULE_FIRED, &data) };
+            let draft = Draft { subject: Some(s.function.clone()), ..Draft::payload("glassbox/schedule", &data) };
             if let Err(e) = functions.pipeline.ingest(vec![draft], "platform").await {
                 tracing::error!(function = %s.function, error = %e, "could not record a scheduled run; it does not happen");
             }

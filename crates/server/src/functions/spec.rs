@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use glassbox_core::TypePattern;
+use glassbox_core::{DEVICE_MESSAGE, SCHEDULE_FIRED, TypePattern};
 use glassbox_gateway::topic::{matches, parse_filter};
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +12,6 @@ const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 const MEMORY_MAX: u64 = 512 << 20;
 const CONCURRENCY_MAX: u32 = 256;
 const REUSE_MAX: u32 = 1_000_000;
-/// The event the scheduler records when a function's schedule comes due.
-pub const SCHEDULE_FIRED: &str = "schedule.fired";
 /// The recursion guard when none is given.
 pub const HOP_LIMIT_DEFAULT: u32 = 16;
 
@@ -223,7 +221,7 @@ impl Trigger {
     /// Whether the trigger of `function` fires for an event of type `ty` on `subject`.
     pub fn fires(&self, function: &str, ty: &str, subject: Option<&str>) -> bool {
         match self {
-            Trigger::Mqtt(filter) => ty == "device.message" && subject.is_some_and(|topic| matches(filter, topic)),
+            Trigger::Mqtt(filter) => ty == DEVICE_MESSAGE && subject.is_some_and(|topic| matches(filter, topic)),
             Trigger::Event(pattern) => pattern.matches(ty),
             Trigger::Schedule(_) => ty == SCHEDULE_FIRED && subject == Some(function),
             // Requests come from the HTTP listener, not from recorded events.

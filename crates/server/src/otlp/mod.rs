@@ -19,9 +19,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{EventId, RecordedEvent, State, TraceParent};
+use glassbox_core::{DEVICE_MESSAGE, EventId, FUNCTION_INVOKED, Invocation, RecordedEvent, State, TraceParent};
 use glassbox_store::Transition;
-use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use self::proto::{LogRecord, Span, SpanKind, Value};
@@ -169,7 +168,7 @@ fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Spa
     if let Some(subject) = &event.subject {
         attributes.push(("glassbox.event.subject", Value::Str(subject.clone())));
     }
-    let kind = if parent.is_none() || event.ty == "device.message" { SpanKind::Server } else { SpanKind::Producer };
+    let kind = if parent.is_none() || event.ty == DEVICE_MESSAGE { SpanKind::Server } else { SpanKind::Producer };
     Span {
         trace_id: trace,
         span_id: span_id(event.id),
@@ -185,50 +184,47 @@ fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Spa
 
 /// An invocation's span (on its `function.invoked` record's id) and its log lines.
 fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Option<(Span, Vec<LogRecord>)> {
-    let data = recorded.event.data.json()?;
-    let start = data["start"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok())?.to_utc();
-    let wall_us = data["wall_us"].as_i64().unwrap_or(0);
-    let function = data["function"].as_str().unwrap_or("?").to_string();
-    let outcome = data["outcome"].as_str().unwrap_or("?").to_string();
+    let invocation: Invocation = recorded.payload().ok()?;
+    let key = &invocation.key;
+    let start = invocation.start;
     let id = span_id(recorded.event.id);
-    let text = |key: &str| Value::Str(data[key].as_str().unwrap_or_default().to_string());
+    let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
     // Microseconds after the start, as recorded (a forged huge value saturates).
-    let after = |us: i64| nanos(start).saturating_add(us.max(0).saturating_mul(1000) as u64);
+    let after = |us: u64| nanos(start).saturating_add(us.saturating_mul(1000));
     let span = Span {
         trace_id: trace,
         span_id: id,
         parent_span_id: parent,
-        name: format!("invoke {function}"),
+        name: format!("invoke {}", key.function),
         kind: SpanKind::Consumer,
         start_ns: nanos(start),
-        end_ns: after(wall_us),
+        end_ns: after(invocation.wall_us),
         attributes: vec![
-            ("faas.name", Value::Str(function.clone())),
-            ("faas.version", Value::Int(data["version"].as_i64().unwrap_or(0))),
-            ("faas.coldstart", Value::Bool(data["cold"].as_bool() == Some(true))),
-            ("glassbox.outcome", Value::Str(outcome.clone())),
-            ("glassbox.event.id", text("event_id")),
+            ("faas.name", Value::Str(key.function.clone())),
+            ("faas.version", Value::Int(i64::from(key.version))),
+            ("faas.coldstart", Value::Bool(invocation.cold)),
+            ("glassbox.outcome", Value::Str(key.outcome.clone())),
+            ("glassbox.event.id", Value::Str(key.event_id.clone())),
             ("glassbox.invocation.id", Value::Str(recorded.event.id.to_string())),
-            ("glassbox.instantiate_us", Value::Int(data["instantiate_us"].as_i64().unwrap_or(0))),
-            ("glassbox.cpu_us", Value::Int(data["cpu_us"].as_i64().unwrap_or(0))),
-            ("glassbox.memory_bytes", Value::Int(data["memory_bytes"].as_i64().unwrap_or(0))),
-            ("glassbox.cost", Value::Double(data["cost"].as_f64().unwrap_or(0.0))),
+            ("glassbox.instantiate_us", int(invocation.instantiate_us)),
+            ("glassbox.cpu_us", int(invocation.cpu_us)),
+            ("glassbox.memory_bytes", int(invocation.memory_bytes)),
+            ("glassbox.cost", Value::Double(invocation.cost)),
         ],
-        error: (outcome != "succeeded").then(|| data["error"].as_str().unwrap_or(&outcome).to_string()),
+        error: invocation.failed().then(|| invocation.error.clone().unwrap_or_else(|| key.outcome.clone())),
     };
-    let logs = data["logs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|line: &Json| LogRecord {
-            time_ns: after(line["at_us"].as_i64().unwrap_or(0)),
-            level: line["level"].as_str().unwrap_or("info").to_string(),
-            body: line["message"].as_str().unwrap_or_default().to_string(),
+    let logs = invocation
+        .logs
+        .iter()
+        .map(|line| LogRecord {
+            time_ns: after(line.at_us),
+            level: line.level.clone(),
+            body: line.message.clone(),
             trace_id: trace,
             span_id: id,
             attributes: vec![
-                ("faas.name", Value::Str(function.clone())),
-                ("glassbox.event.id", text("event_id")),
+                ("faas.name", Value::Str(key.function.clone())),
+                ("glassbox.event.id", Value::Str(key.event_id.clone())),
                 ("glassbox.correlation.id", Value::Str(recorded.event.correlationid.clone())),
             ],
         })
@@ -301,7 +297,7 @@ impl Exporter {
             traces.clear();
         }
         traces.insert(recorded.event.id, trace);
-        if recorded.event.ty == "function.invoked"
+        if recorded.event.ty == FUNCTION_INVOKED
             && let Some((span, logs)) = invocation(recorded, trace, parent)
         {
             self.offer(Item::Span(span));

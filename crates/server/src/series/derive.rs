@@ -1,7 +1,10 @@
 //! Recorded events to metric samples: what each kind of event counts for.
 
-use glassbox_core::{ConnectionsRefused, RecordedEvent, State};
-use serde_json::Value;
+use glassbox_core::{
+    CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, ConnectionsRefused, DEVICE_CONNECTED,
+    DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, DEVICE_SILENT, DeadLetter, Disconnected,
+    FUNCTION_DEAD_LETTER, FUNCTION_EGRESS_DENIED, FUNCTION_INVOKED, Invocation, PUBLISH_REFUSED, RecordedEvent, State,
+};
 
 use super::catalog::{self as m, Metric};
 use super::topics::TopicTemplates;
@@ -22,11 +25,6 @@ fn sample(metric: &'static Metric, labels: &[&str], value: f64) -> Sample {
 /// The label used where an event has no value for one: no group, no feature.
 pub const NONE: &str = "none";
 
-/// The type of the event a PUBLISH refused at ingress (ACL, rate limit)
-/// becomes: never a device message, counted once in `drops`, by the
-/// reason of its `dropped` state.
-pub const PUBLISH_REFUSED: &str = "mqtt.publish_refused";
-
 /// The samples one recorded event contributes; `group` is its device's
 /// group, when it has a device and the device a group; `topics` label
 /// message topics.
@@ -34,10 +32,8 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
     let event = &recorded.event;
     let group = group.unwrap_or(NONE);
     let mut out = vec![sample(&m::EVENTS_RECORDED, &[], 1.0)];
-    let data = || event.data.json().unwrap_or(Value::Null);
-    let text = |data: &Value, key: &str| data[key].as_str().unwrap_or(NONE).to_string();
     match event.ty.as_str() {
-        "device.message" => {
+        DEVICE_MESSAGE => {
             let topic = topic_label(recorded, topics);
             let bytes = event.data.len() as f64;
             out.push(sample(&m::MQTT_MESSAGES, &[group, topic], 1.0));
@@ -48,20 +44,26 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
             }
         }
         PUBLISH_REFUSED => out.extend(refused_drop(recorded, group, topics)),
-        "device.connected" | "client.connected" => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
-        "device.disconnected" | "client.disconnected" => {
-            out.push(sample(&m::MQTT_DISCONNECTS, &[&text(&data(), "reason")], 1.0));
+        DEVICE_CONNECTED | CLIENT_CONNECTED => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
+        DEVICE_DISCONNECTED | CLIENT_DISCONNECTED => {
+            let reason = recorded.payload::<Disconnected>().map(|d| d.reason.as_str());
+            out.push(sample(&m::MQTT_DISCONNECTS, &[reason.unwrap_or(NONE)], 1.0));
         }
-        "device.connection_refused" | "client.connection_refused" => refused(recorded, &mut out),
-        "device.silent" => out.push(sample(&m::DEVICE_SILENCES, &[group], 1.0)),
-        "function.invoked" => invoked(&data(), recorded, &mut out),
-        "function.dead_letter" => {
+        DEVICE_CONNECTION_REFUSED | CLIENT_CONNECTION_REFUSED => refused(recorded, &mut out),
+        DEVICE_SILENT => out.push(sample(&m::DEVICE_SILENCES, &[group], 1.0)),
+        FUNCTION_INVOKED => {
+            if let Ok(invocation) = recorded.payload::<Invocation>() {
+                invoked(&invocation, recorded, &mut out);
+            }
+        }
+        FUNCTION_DEAD_LETTER => {
             let function = event.subject.as_deref().unwrap_or(NONE);
+            let reason = recorded.payload::<DeadLetter>().map(|d| d.reason).unwrap_or_default();
             out.push(sample(&m::FUNCTION_DEAD_LETTERS, &[function], 1.0));
-            out.push(sample(&m::DROPS, &[dead_letter_reason(&data()), NONE, NONE], 1.0));
+            out.push(sample(&m::DROPS, &[dead_letter_reason(&reason), NONE, NONE], 1.0));
         }
         // A function's outbound request refused by its egress allow list.
-        "function.egress_denied" => out.push(sample(&m::DROPS, &["egress_denied", NONE, NONE], 1.0)),
+        FUNCTION_EGRESS_DENIED => out.push(sample(&m::DROPS, &["egress_denied", NONE, NONE], 1.0)),
         ty => {
             if let Some(state) = ty.strip_prefix("device.command.").filter(|s| !s.contains('.')) {
                 out.push(sample(&m::COMMANDS, &[state], 1.0));
@@ -82,8 +84,7 @@ fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) 
 /// Refused CONNECTs: one event stands for every refusal from its peer in
 /// an interval, counted by reason.
 fn refused(recorded: &RecordedEvent, out: &mut Vec<Sample>) {
-    let Some(refused) = recorded.event.data.json().and_then(|d| serde_json::from_value::<ConnectionsRefused>(d).ok())
-    else {
+    let Ok(refused) = recorded.payload::<ConnectionsRefused>() else {
         return out.push(sample(&m::MQTT_REFUSED, &[NONE], 1.0));
     };
     if refused.reasons.is_empty() {
@@ -97,38 +98,33 @@ fn refused(recorded: &RecordedEvent, out: &mut Vec<Sample>) {
 
 /// A dead letter's reason as a bounded label: the drop reason it starts
 /// with (`recursion_limit: hop 16 …`), or `retries_exhausted`.
-fn dead_letter_reason(data: &Value) -> &str {
-    let reason = data["reason"].as_str().unwrap_or_default();
+fn dead_letter_reason(reason: &str) -> &str {
     match reason.split_once(':') {
         Some((name, _)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => name,
         _ => "retries_exhausted",
     }
 }
 
-fn invoked(data: &Value, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
-    let Some(function) = data["function"].as_str() else { return };
-    let outcome = data["outcome"].as_str().unwrap_or(NONE);
-    out.push(sample(&m::FUNCTION_INVOCATIONS, &[function, outcome], 1.0));
-    if outcome != "succeeded" {
+fn invoked(invocation: &Invocation, recorded: &RecordedEvent, out: &mut Vec<Sample>) {
+    let function = invocation.key.function.as_str();
+    let us_to_ms = |us: u64| us as f64 / 1000.0;
+    out.push(sample(&m::FUNCTION_INVOCATIONS, &[function, &invocation.key.outcome], 1.0));
+    if invocation.failed() {
         out.push(sample(&m::FUNCTION_ERRORS, &[function], 1.0));
     }
-    if let Some(wall_us) = data["wall_us"].as_f64() {
-        out.push(sample(&m::FUNCTION_DURATION, &[function], wall_us / 1000.0));
+    out.push(sample(&m::FUNCTION_DURATION, &[function], us_to_ms(invocation.wall_us)));
+    out.push(sample(&m::FUNCTION_CPU, &[function], us_to_ms(invocation.cpu_us)));
+    if let Some(queued_us) = invocation.queued_us {
+        out.push(sample(&m::FUNCTION_QUEUE, &[function], us_to_ms(queued_us)));
     }
-    if let Some(cpu_us) = data["cpu_us"].as_f64() {
-        out.push(sample(&m::FUNCTION_CPU, &[function], cpu_us / 1000.0));
-    }
-    if let Some(queued_us) = data["queued_us"].as_f64() {
-        out.push(sample(&m::FUNCTION_QUEUE, &[function], queued_us / 1000.0));
-    }
-    if data["cold"].as_bool() == Some(true) {
+    if invocation.cold {
         out.push(sample(&m::FUNCTION_COLD_STARTS, &[function], 1.0));
     }
-    let cost = data["cost"].as_f64().unwrap_or(0.0);
+    let cost = invocation.cost;
     out.push(sample(&m::FUNCTION_COST, &[function], cost));
-    for request in data["egress"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let outcome = match request["outcome"].as_str() {
-            Some(o @ ("completed" | "failed" | "denied")) => o,
+    for request in &invocation.egress {
+        let outcome = match request.outcome.as_str() {
+            o @ ("completed" | "failed" | "denied") => o,
             _ => NONE,
         };
         out.push(sample(&m::FUNCTION_EGRESS, &[function, outcome], 1.0));
@@ -152,7 +148,7 @@ pub fn dropped(detail: Option<&str>, origin: Option<&(String, String)>) -> Sampl
 /// The group and topic label of a device message (accepted or refused),
 /// for its drops.
 pub fn origin(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemplates) -> Option<(String, String)> {
-    if !matches!(recorded.event.ty.as_str(), "device.message" | PUBLISH_REFUSED) {
+    if !matches!(recorded.event.ty.as_str(), DEVICE_MESSAGE | PUBLISH_REFUSED) {
         return None;
     }
     Some((group.unwrap_or(NONE).to_string(), topic_label(recorded, topics).to_string()))

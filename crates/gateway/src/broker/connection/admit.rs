@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use glassbox_core::DisconnectReason;
-use serde_json::json;
+use glassbox_core::{DisconnectReason, Flapping, Payload};
 
 use super::stream::{WriteSide, write_all};
-use super::{lock, record_lifecycle};
+use super::{lock, record_connection_event};
 use crate::acl::Principal;
 use crate::broker::Shared;
 use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
@@ -88,8 +87,12 @@ pub(super) async fn admit(
         let flap = lock(&shared.flapping).connected(device, Instant::now());
         if let Flap::Started { connects } = flap {
             let window = shared.settings.flapping.window.as_secs();
-            let data = json!({ "connects": connects, "window_seconds": window, "throttled": shared.settings.flapping_throttle });
-            record_lifecycle(shared, "flapping", Some(device), device, data).await;
+            let data = Flapping {
+                connects: connects as u64,
+                window_seconds: window,
+                throttled: shared.settings.flapping_throttle,
+            };
+            record_connection_event(shared, Flapping::TYPE, Some(device), device, &data).await;
         }
         if shared.settings.flapping_throttle && flap != Flap::Steady {
             let detail = "flapping: too many connects in the window; back off and retry later".to_string();

@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
-use glassbox_core::{Connected, DisconnectReason, Draft, TlsSession};
+use glassbox_core::{Connected, ConnectionPayload, DisconnectReason, Disconnected, Draft, TlsSession};
 use glassbox_store::SessionOp;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -182,19 +182,29 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
 }
 
 /// Records a connection lifecycle event: `device.<what>` about a device,
-/// `client.<what>` (subject: the client id) about operators and anonymous clients.
-pub(super) async fn record_lifecycle(
+/// `client.<what>` (subject: the client id) about operators and anonymous
+/// clients, as the payload's type says.
+pub(super) async fn record_lifecycle<P: ConnectionPayload>(
     shared: &Shared,
-    what: &str,
     device: Option<&str>,
     client_id: &str,
-    data: serde_json::Value,
+    data: &P,
 ) {
-    let ty = format!("{}.{what}", if device.is_some() { "device" } else { "client" });
+    record_connection_event(shared, P::type_for(device), device, client_id, data).await;
+}
+
+/// Records a connection event of type `ty` about `client_id`.
+pub(super) async fn record_connection_event(
+    shared: &Shared,
+    ty: &str,
+    device: Option<&str>,
+    client_id: &str,
+    data: &impl Serialize,
+) {
     let draft = Draft {
         subject: Some(client_id.to_string()),
         device: device.map(str::to_string),
-        ..Draft::json("glassbox/gateway", ty.clone(), &data)
+        ..Draft::json("glassbox/gateway", ty, data)
     };
     if let Err(e) = shared.recorder.ingest(vec![draft], "mqtt").await {
         tracing::warn!(error = %e, event = %ty, client = client_id, "could not record a connection event");
@@ -380,9 +390,8 @@ impl Connection {
             tls: tls.is_some(),
             tls_session: tls,
         };
-        let data = serde_json::to_value(&data).expect("a Connected serializes: plain fields");
         let device = lock(&session).device.clone();
-        record_lifecycle(&shared, "connected", device.as_deref(), &client_id, data).await;
+        record_lifecycle(&shared, device.as_deref(), &client_id, &data).await;
         if let (Some(reserved), Some(device)) = (shared.reserved.get(), device.as_deref()) {
             reserved.connected(device).await;
         }
@@ -602,7 +611,7 @@ impl Connection {
             };
             tokio::spawn(will.publish_after(Duration::from_secs(u64::from(delay))));
         }
-        let data = json!({ "reason": reason, "peer": self.peer.to_string() });
-        record_lifecycle(&self.shared, "disconnected", self.device(), &self.client_id, data).await;
+        let data = Disconnected { reason, peer: self.peer.to_string() };
+        record_lifecycle(&self.shared, self.device(), &self.client_id, &data).await;
     }
 }

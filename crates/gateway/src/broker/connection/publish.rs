@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use glassbox_core::{Data, DisconnectReason, Draft, DropReason, EventId, PUBLISH_REFUSED, PublishRefused, State};
+use glassbox_core::{DEVICE_MESSAGE, Data, DisconnectReason, Draft, DropReason, EventId, PublishRefused, State};
 use glassbox_store::{Appended, SessionOp, StoreError};
 
 use super::{Connection, lock};
@@ -62,7 +62,7 @@ pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) ->
     };
     Draft {
         source: format!("mqtt/{client_id}"),
-        ty: "device.message".into(),
+        ty: DEVICE_MESSAGE.into(),
         subject: Some(publish.topic.clone()),
         datacontenttype: p.content_type.clone().or(content_type),
         correlationid: user("correlationid"),
@@ -91,7 +91,7 @@ pub(super) fn refused_draft(client_id: &str, device: Option<&str>, data: &Publis
     Draft {
         subject: Some(data.topic.clone()),
         device: device.map(str::to_string),
-        ..Draft::json(format!("mqtt/{client_id}"), PUBLISH_REFUSED, data)
+        ..Draft::payload(format!("mqtt/{client_id}"), data)
     }
 }
 

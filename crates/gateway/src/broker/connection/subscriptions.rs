@@ -3,8 +3,7 @@
 
 use std::time::SystemTime;
 
-use glassbox_core::{DisconnectReason, DropReason};
-use serde_json::json;
+use glassbox_core::{DisconnectReason, DropReason, SubscribeDenied};
 
 use glassbox_store::SessionOp;
 
@@ -32,9 +31,13 @@ impl Connection {
                 Ok(parsed) if parsed.share.is_some() && options.no_local => 0x8F,
                 Ok(parsed) => match self.shared.acl.check_subscribe(&self.principal, parsed.filter) {
                     Err(denied) => {
-                        let data =
-                            json!({ "filter": filter, "reason": DropReason::AclDenied, "detail": denied.to_string() });
-                        record_lifecycle(&self.shared, "subscribe_denied", self.device(), &self.client_id, data).await;
+                        let data = SubscribeDenied {
+                            filter: filter.clone(),
+                            reason: DropReason::AclDenied.to_string(),
+                            detail: denied.to_string(),
+                            refused: None,
+                        };
+                        record_lifecycle(&self.shared, self.device(), &self.client_id, &data).await;
                         0x87
                     }
                     Ok(()) => {
@@ -82,11 +85,15 @@ impl Connection {
         .await?;
         if let Some(first) = over_quota.first() {
             let max = self.shared.settings.subscriptions_max;
-            let data = json!({
-                "filter": truncate(first, 128), "refused": over_quota.len(), "reason": "quota_exceeded",
-                "detail": format!("the session holds {max} subscriptions (mqtt.subscriptions_max); unsubscribe some first"),
-            });
-            record_lifecycle(&self.shared, "subscribe_denied", self.device(), &self.client_id, data).await;
+            let data = SubscribeDenied {
+                filter: truncate(first, 128).to_string(),
+                reason: "quota_exceeded".into(),
+                detail: format!(
+                    "the session holds {max} subscriptions (mqtt.subscriptions_max); unsubscribe some first"
+                ),
+                refused: Some(over_quota.len() as u64),
+            };
+            record_lifecycle(&self.shared, self.device(), &self.client_id, &data).await;
         }
         if let (Some(reserved), Some(device)) = (self.shared.reserved.get().cloned(), self.device().map(str::to_string))
         {
