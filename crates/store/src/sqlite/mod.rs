@@ -58,6 +58,10 @@ struct Shared {
     /// Set when the indexer gave up; queries then answer from what is indexed.
     index_error: Mutex<Option<String>>,
     writable: AtomicBool,
+    /// Whether the last failure was the store's size bound: then a small
+    /// platform record that still fits does not make it writable again,
+    /// only appending acknowledged events does.
+    full: AtomicBool,
     last_error: Mutex<Option<String>>,
     events_appended: AtomicU64,
     commits: AtomicU64,
@@ -74,6 +78,7 @@ impl Shared {
             indexed: tokio::sync::watch::Sender::new(0),
             index_error: Mutex::new(None),
             writable: AtomicBool::new(true),
+            full: AtomicBool::new(false),
             last_error: Mutex::new(None),
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -94,7 +99,13 @@ impl Shared {
         self.index_error.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
-    fn mark_writable(&self) {
+    /// Records a successful commit; `ingested` when it appended events
+    /// someone outside waits for (see `full`).
+    fn mark_writable(&self, ingested: bool) {
+        if self.full.load(Ordering::Relaxed) && !ingested {
+            return;
+        }
+        self.full.store(false, Ordering::Relaxed);
         if !self.writable.swap(true, Ordering::Relaxed) {
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::info!("recorder commits succeed again; ingest resumed");
@@ -102,7 +113,8 @@ impl Shared {
     }
 
     /// Records a failed commit; true when the store was writable until now.
-    fn mark_failed(&self, message: &str) -> bool {
+    fn mark_failed(&self, message: &str, full: bool) -> bool {
+        self.full.store(full, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.to_string());
         self.writable.swap(false, Ordering::Relaxed)
     }

@@ -63,6 +63,12 @@ impl Command {
         }
     }
 
+    /// Whether it appends events someone outside waits to see acknowledged:
+    /// only such a commit shows that ingest fits in a store that was full.
+    fn ingests(&self) -> bool {
+        matches!(self, Command::Append { batch, .. } if batch.iter().any(Ingress::acknowledged))
+    }
+
     fn weight(&self) -> usize {
         match self {
             Command::Append { batch, .. } => batch.len(),
@@ -171,14 +177,15 @@ impl Writer {
         match self.set_syncing(fsync).and_then(|()| self.apply(&mut batch)) {
             Ok(outcomes) => {
                 self.unsynced_since = if fsync { None } else { self.unsynced_since.or(Some(started)) };
-                self.shared.mark_writable();
+                self.shared.mark_writable(batch.iter().any(Command::ingests));
                 self.shared.committed(started.elapsed(), fsync);
                 self.send_to_index(&batch, &outcomes);
                 reply_all(batch, outcomes);
             }
             Err(e) => {
                 let message = e.to_string();
-                if self.shared.mark_failed(&message) {
+                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+                if self.shared.mark_failed(&message, full) {
                     tracing::error!(error = %message, "recorder commit failed; ingest answers 503 until a commit succeeds");
                 }
                 fail_all(batch, &message);
