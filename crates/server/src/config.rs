@@ -374,7 +374,7 @@ impl Default for MqttConfig {
 
 impl Default for RecorderConfig {
     fn default() -> Self {
-        let recorder = glassbox_store::RecorderSettings::default();
+        let recorder = glassbox_store_sqlite::RecorderSettings::default();
         Self {
             retention: recorder.retention,
             dedup_window: recorder.dedup_window,
@@ -537,8 +537,8 @@ impl Config {
         Acl::new(rules, self.mqtt.deny_subscribe.clone())
     }
 
-    pub fn recorder_settings(&self) -> glassbox_store::RecorderSettings {
-        glassbox_store::RecorderSettings {
+    pub fn recorder_settings(&self) -> glassbox_store_sqlite::RecorderSettings {
+        glassbox_store_sqlite::RecorderSettings {
             retention: self.recorder.retention,
             dedup_window: self.recorder.dedup_window,
             batch_events_max: self.recorder.batch_events_max,

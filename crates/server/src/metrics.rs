@@ -86,7 +86,7 @@ impl Counters {
             &mut out,
             "glassbox_recorder_commits_fsynced_total",
             "Group commits that waited for their fsync (the rest held only the platform's own records).",
-            store.commits_fsynced,
+            store.commits_durable,
         );
         commit_histogram(&mut out, store);
         counter(
@@ -95,18 +95,18 @@ impl Counters {
             "Events deleted by retention.",
             store.events_expired,
         );
-        gauge(&mut out, "glassbox_recorder_queue_depth", "Writes waiting for the recorder.", store.queue_depth as u64);
+        gauge(&mut out, "glassbox_recorder_queue_depth", "Writes waiting for the recorder.", store.writes_waiting);
         gauge(
             &mut out,
             "glassbox_recorder_index_lag_batches",
             "Committed batches not yet indexed for queries.",
-            store.index_lag_batches,
+            store.query_lag,
         );
         gauge(
             &mut out,
             "glassbox_recorder_index_failed",
             "1 when index upkeep gave up until restart.",
-            store.index_error.is_some() as u64,
+            store.query_error.is_some() as u64,
         );
         gauge(&mut out, "glassbox_recorder_writable", "1 while the recorder accepts writes.", store.writable as u64);
         out

@@ -1,13 +1,22 @@
-//! The flight recorder's storage.
+//! The store ports: what the platform asks of its storage, and nothing of
+//! how a backend answers.
 //!
-//! [`EventStore`] is what the pipeline, the API and every later consumer
-//! (metrics, diagnosis, cost) talk to: append events durably, record their
-//! state transitions, and answer queries. [`sqlite::SqliteStore`] is the
-//! embedded default; a PostgreSQL store implements the same trait for
-//! clusters. SQL dialect and SQLite specifics stay inside `sqlite/`.
+//! [`EventStore`] is the flight recorder that the pipeline, the API and
+//! every later consumer (metrics, diagnosis, cost) talk to: append events
+//! durably, record their state transitions, and answer queries. Beside it:
+//! [`DeviceRegistry`] (who may connect), [`CommandStore`] (commands to
+//! devices), [`FunctionStore`] (deployed versions, the live alias, each
+//! function's key-value store), [`SessionStore`] (MQTT session state) and
+//! [`MetricStore`] (metric buckets); their record and value types; and
+//! [`StoreError`].
+//!
+//! This crate owns the contracts, checked for every implementation by the
+//! conformance suite in `glassbox-testkit`. It must not touch a database,
+//! a file or a network: backends (`glassbox-store-sqlite`, the embedded
+//! default) implement the traits, and only the server picks one.
 //!
 //! Durability contract: [`EventStore::append`] resolves only once the
-//! events' `received` records are durable (fsync'd), so the caller may then
+//! events' `received` records are durable (on disk), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
 pub mod commands;
@@ -15,7 +24,6 @@ pub mod devices;
 pub mod functions;
 pub mod metrics;
 pub mod sessions;
-pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +37,6 @@ pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
 pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
-pub use sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
 
 /// An event arriving at the recorder: the event and its `received` record.
 ///
@@ -97,14 +104,16 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     pub target: Option<String>,
     pub detail: Option<String>,
-    /// For a delivery's end state (`delivered`, `dropped`): when it became
-    /// `in_transit`, so both are kept in one row. Read back as two states.
-    pub in_transit_since: Option<DateTime<Utc>>,
+    /// For a delivery's end (`delivered`, `dropped`) whose `in_transit` was
+    /// not recorded on its own: when the delivery went in transit. Recording
+    /// the end then records both states: the event reads back with an
+    /// `in_transit` state at this time (same target, no detail) before it.
+    pub in_transit_at: Option<DateTime<Utc>>,
 }
 
 impl Transition {
     pub fn new(event: EventId, state: State, target: Option<String>, detail: Option<String>) -> Self {
-        Self { event, state, at: Utc::now(), target, detail, in_transit_since: None }
+        Self { event, state, at: Utc::now(), target, detail, in_transit_at: None }
     }
 }
 
@@ -116,28 +125,34 @@ pub struct Chain {
     pub truncated: bool,
 }
 
-/// Whether the store accepts writes, and what the writer is doing.
+/// How an event store is doing: what readiness and `/metrics` report, the
+/// same for every backend. A store that cannot tell (it is not reachable)
+/// reports itself not writable, with the reason in `last_error`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StoreStatus {
+    /// Which implementation answers, e.g. `sqlite`.
+    pub backend: &'static str,
     /// False after a failed commit, until a commit succeeds again.
     pub writable: bool,
     /// The last write error, e.g. `database or disk is full`.
     pub last_error: Option<String>,
-    /// Commands waiting for the writer.
-    pub queue_depth: usize,
+    /// Writes accepted and waiting to be committed.
+    pub writes_waiting: u64,
+    /// Events recorded since start (a duplicate is not a new one).
     pub events_appended: u64,
     pub commits: u64,
-    /// Commits that waited for their fsync (the others held only the
-    /// platform's own records, synced within [`SYNC_WITHIN`]).
-    pub commits_fsynced: u64,
+    /// Commits whose answer waited until they were on disk (the others held
+    /// only the platform's own records, on disk within [`SYNC_WITHIN`]).
+    pub commits_durable: u64,
     /// Events removed by retention since start.
     pub events_expired: u64,
-    /// Committed batches not yet in the secondary indexes; queries wait for them.
-    pub index_lag_batches: u64,
-    /// Set when index upkeep failed for good: filtered queries miss newer
-    /// events until a restart rebuilds the index from the record.
-    pub index_error: Option<String>,
-    /// Commits by how long they took (write + fsync), per bucket of
+    /// Committed writes that filtered queries do not see yet (they wait for
+    /// them), in batches; 0 for a backend whose queries see every commit.
+    pub query_lag: u64,
+    /// Set when filtered queries answer from part of the record until a
+    /// restart (e.g. the embedded store's index upkeep failed for good).
+    pub query_error: Option<String>,
+    /// Commits by how long they took (write and sync), per bucket of
     /// [`COMMIT_SECONDS_BUCKETS`] (not cumulative), and their total time.
     pub commit_seconds_buckets: Vec<u64>,
     pub commit_seconds_sum: f64,
@@ -167,37 +182,6 @@ pub enum StoreError {
 /// waits for its fsync: a power loss (not a crash of the process) may lose
 /// this much of them, and never anything acknowledged.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
-
-/// Bounds and windows of the recorder, shared by every implementation.
-#[derive(Debug, Clone)]
-pub struct RecorderSettings {
-    /// Events older than this are deleted in small batches. Zero keeps all.
-    pub retention: Duration,
-    /// A retry with the same `source` and `originid` within this window
-    /// returns the first event instead of recording another.
-    pub dedup_window: Duration,
-    /// Most events in one commit.
-    pub batch_events_max: usize,
-    /// Most commands waiting for the writer; appends wait when it is full.
-    pub queue_commands_max: usize,
-    /// Largest store file; writes fail with "full" beyond it. Zero: no bound.
-    pub store_bytes_max: u64,
-    /// The name recorded as `node` on every state.
-    pub node: String,
-}
-
-impl Default for RecorderSettings {
-    fn default() -> Self {
-        Self {
-            retention: Duration::from_secs(7 * 24 * 3600),
-            dedup_window: Duration::from_secs(10 * 60),
-            batch_events_max: 8192,
-            queue_commands_max: 65536,
-            store_bytes_max: 0,
-            node: "local".into(),
-        }
-    }
-}
 
 /// The recorder's storage. Implementations must be safe to share across
 /// tasks; all methods may be called concurrently.
@@ -238,7 +222,8 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
-    fn status(&self) -> StoreStatus;
+    /// How the store is doing, for readiness and `/metrics`.
+    async fn status(&self) -> StoreStatus;
 
     /// Finishes queued writes and stops the writer.
     async fn close(&self);

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use glassbox_core::{Data, Draft, EventQuery, IdMinter};
-use glassbox_store::{EventStore, Ingress, RecorderSettings, SqliteStore};
+use glassbox_store::{EventStore, Ingress};
+use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
 use rand::Rng;
 use serde_json::value::RawValue;
 
@@ -66,12 +67,12 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     }
     println!("store: {} events before measuring, in {}", present.max(args.size), dir.display());
 
-    let commits_before = store.status().commits;
+    let commits_before = store.status().await.commits;
     let started = Instant::now();
     append_concurrently(&store, &workload, args.events, args.producers, args.batch).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let commits = store.status().commits - commits_before;
-    while store.status().index_lag_batches > 0 {
+    let commits = store.status().await.commits - commits_before;
+    while store.status().await.query_lag > 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let indexed = started.elapsed().as_secs_f64();

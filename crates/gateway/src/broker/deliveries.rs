@@ -4,9 +4,10 @@
 //!
 //! A delivery's `in_transit` is held back for one round (at most
 //! [`HOLD`]): if its end (`delivered`, `dropped`) comes meanwhile, as it
-//! does for a subscriber keeping up, both are written as one row, which the
-//! store reads back as the two states. This halves the recorder's work per
-//! delivery without losing either state or its time.
+//! does for a subscriber keeping up, both go to the store as one transition
+//! (the end, carrying when it went in transit), which records the two
+//! states. This halves the recorder's work per delivery without losing
+//! either state or its time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
                 }
                 State::Delivered | State::Dropped => {
                     if let Some(in_transit) = held.remove(&key).or_else(|| next.remove(&key)) {
-                        t.in_transit_since = Some(in_transit.at);
+                        t.in_transit_at = Some(in_transit.at);
                     }
                     out.push(t);
                 }

@@ -185,7 +185,7 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Readiness: the recorder accepts writes.
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
-    let status = app.pipeline.store().status();
+    let status = app.pipeline.store().status().await;
     match status.writable {
         true => (StatusCode::OK, Json(json!({ "status": "ready", "store": status }))),
         false => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "store": status }))),
@@ -193,7 +193,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let mut text = app.pipeline.counters.render(&app.pipeline.store().status());
+    let mut text = app.pipeline.counters.render(&app.pipeline.store().status().await);
     crate::metrics::render_broker(&mut text, &app.broker.stats());
     app.series.render(&mut text);
     app.functions.render_metrics(&mut text);

@@ -247,7 +247,7 @@ fn delivery(t: &Transition, trace: u128) -> Span {
         parent_span_id: Some(span_id(t.event)),
         name: format!("deliver {target}"),
         kind: SpanKind::Producer,
-        start_ns: nanos(t.in_transit_since.unwrap_or(t.at)),
+        start_ns: nanos(t.in_transit_at.unwrap_or(t.at)),
         end_ns: nanos(t.at),
         attributes,
         error: dropped.then(|| t.detail.clone().unwrap_or_else(|| "dropped".into())),

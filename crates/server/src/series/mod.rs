@@ -455,7 +455,7 @@ mod tests {
 
     fn series(series_per_metric_max: usize) -> (Series, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = glassbox_store::SqliteMetrics::open(dir.path(), Retention::default()).unwrap();
+        let store = glassbox_store_sqlite::SqliteMetrics::open(dir.path(), Retention::default()).unwrap();
         let settings = SeriesSettings { series_per_metric_max, ..SeriesSettings::default() };
         (Series::new(Arc::new(store), Retention::default(), settings), dir)
     }

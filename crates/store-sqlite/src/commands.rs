@@ -1,10 +1,10 @@
 //! The command table's SQL.
 
 use chrono::{DateTime, Utc};
+use glassbox_store::commands::{CommandRecord, CommandState};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::commands::{CommandRecord, CommandState};
 
 const COLUMNS: &str = "id, device, name, payload, issuer, idempotency_key, state, created_at, expires_at, updated_at, \
     correlationid, response, reason";

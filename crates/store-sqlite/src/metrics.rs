@@ -5,11 +5,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use glassbox_store::StoreError;
+use glassbox_store::metrics::{
+    COARSE_STEP_SECONDS, FINE_STEP_SECONDS, MetricPoint, MetricStore, Retention, resolution,
+};
 use rusqlite::{Connection, params};
 
 use super::schema;
-use crate::StoreError;
-use crate::metrics::{COARSE_STEP_SECONDS, FINE_STEP_SECONDS, MetricPoint, MetricStore, Retention, resolution};
 
 /// The metrics file's name inside the data directory.
 pub const METRICS_FILE_NAME: &str = "metrics.db";
@@ -111,36 +113,4 @@ impl MetricStore for SqliteMetrics {
 /// The smallest string greater than every string starting with `prefix`.
 fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn point(series: &str, at: i64, value: f64) -> MetricPoint {
-        MetricPoint { series: series.into(), at, count: 1, sum: value, min: value, max: value }
-    }
-
-    #[tokio::test]
-    async fn buckets_merge_roll_up_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetrics::open(dir.path(), Retention::default()).unwrap();
-        let a = "function_duration_ms{function=\"a\"}";
-        store.append(vec![point(a, 600, 2.0), point(a, 610, 4.0), point("other", 600, 9.0)]).await.unwrap();
-        store.append(vec![point(a, 600, 6.0)]).await.unwrap();
-
-        let fine = store.range("function_duration_ms{", 600, 620, 10).await.unwrap();
-        assert_eq!(fine.len(), 2);
-        assert_eq!((fine[0].count, fine[0].sum, fine[0].min, fine[0].max), (2, 8.0, 2.0, 6.0));
-        let minute = store.range("function_duration_ms{", 600, 660, 60).await.unwrap();
-        assert_eq!((minute.len(), minute[0].count, minute[0].max), (1, 3, 6.0));
-        // Older than the fine retention: served by the coarse buckets.
-        let now = 600 + 7 * 3600;
-        let coarse = store.range(a, 0, now, 10).await.unwrap();
-        assert_eq!((coarse.len(), coarse[0].at, coarse[0].count), (1, 600, 3));
-
-        assert_eq!(store.prune(now, Retention::default()).await.unwrap(), 3);
-        assert!(store.range(a, 600, 620, 10).await.unwrap().is_empty());
-        assert_eq!(store.range(a, 0, now, 300).await.unwrap().len(), 1, "coarse kept");
-    }
 }

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use glassbox_store::{SessionOp, SessionSnapshot, SessionStore, StoreError};
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::schema;
-use crate::{SessionOp, SessionSnapshot, SessionStore, StoreError};
 
 /// The session file's name inside the data directory.
 pub const SESSIONS_FILE_NAME: &str = "sessions.db";

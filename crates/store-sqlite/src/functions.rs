@@ -1,10 +1,10 @@
 //! The function tables' SQL.
 
 use chrono::Utc;
+use glassbox_store::functions::{FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::functions::{FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 
 const COLUMNS: &str =
     "v.name, v.version, v.digest, v.spec, v.deployed_at, v.deployed_by, COALESCE(f.live = v.version, FALSE)";

@@ -1,7 +1,18 @@
-//! The embedded recorder: `recorder.db` in WAL mode with one writer thread
-//! doing group commits with `synchronous=FULL` (a commit is on disk when it
-//! returns); `recorder-index.db` with the secondary indexes, kept by the
-//! indexer thread; and a small pool of reader connections that see both.
+//! The embedded SQLite adapter of the store ports (`glassbox-store`): the
+//! default backend, one machine, zero set-up.
+//!
+//! [`SqliteStore`] is the recorder (`recorder.db` in WAL mode with one writer
+//! thread doing group commits with `synchronous=FULL`, so a commit is on disk
+//! when it returns; `recorder-index.db` with the secondary indexes, kept by
+//! the indexer thread; a small pool of reader connections that see both;
+//! retention between batches) and also keeps the device registry, commands
+//! and functions. [`SqliteSessions`] keeps MQTT session state
+//! (`sessions.db`), [`SqliteMetrics`] the metric buckets (`metrics.db`).
+//!
+//! It owns every line of SQL, the schemas and their migrations, and the
+//! single-writer tuning ([`RecorderSettings`]). It must not know about HTTP
+//! or the bus, nor read the session bytes the gateway stores; callers see
+//! only the ports' traits and types, and the server alone constructs it.
 
 mod commands;
 mod devices;
@@ -11,10 +22,12 @@ mod metrics;
 mod read;
 mod schema;
 mod sessions;
+mod settings;
 mod writer;
 
 pub use metrics::{METRICS_FILE_NAME, SqliteMetrics};
 pub use sessions::{SESSIONS_FILE_NAME, SqliteSessions};
+pub use settings::RecorderSettings;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,16 +36,19 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
+use glassbox_store::{
+    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
+    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, StoreError, StoreStatus, Transition,
+};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use self::devices::DeviceOp;
 use self::indexer::{IndexCommand, Indexer};
 use self::writer::{Command, Writer};
-use crate::{
-    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, RecorderSettings, SecretHash, StoreError, StoreStatus, Transition,
-};
+
+/// The name [`StoreStatus::backend`] reports.
+pub const BACKEND: &str = "sqlite";
 
 /// The durable record's file name inside the data directory.
 pub const FILE_NAME: &str = "recorder.db";
@@ -84,7 +100,7 @@ impl Shared {
             commits: AtomicU64::new(0),
             commits_fsynced: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
-            commit_seconds: glassbox_core::Histogram::new(&crate::COMMIT_SECONDS_BUCKETS),
+            commit_seconds: glassbox_core::Histogram::new(&glassbox_store::COMMIT_SECONDS_BUCKETS),
         }
     }
 
@@ -182,6 +198,12 @@ impl SqliteStore {
         }
     }
 
+    /// Commands waiting in the writer's queue.
+    fn queue_depth(&self) -> usize {
+        let commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        commands.as_ref().map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         let sender = self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let sender = sender.ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
@@ -275,24 +297,20 @@ impl EventStore for SqliteStore {
         answer(answered).await
     }
 
-    fn status(&self) -> StoreStatus {
+    async fn status(&self) -> StoreStatus {
         let s = &self.shared;
         let (commit_seconds_buckets, commit_seconds_sum) = s.commit_seconds.snapshot();
         StoreStatus {
+            backend: BACKEND,
             writable: s.writable.load(Ordering::Relaxed),
             last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            queue_depth: self
-                .commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
+            writes_waiting: self.queue_depth() as u64,
             events_appended: s.events_appended.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
-            commits_fsynced: s.commits_fsynced.load(Ordering::Relaxed),
+            commits_durable: s.commits_fsynced.load(Ordering::Relaxed),
             events_expired: s.events_expired.load(Ordering::Relaxed),
-            index_lag_batches: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
-            index_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            query_lag: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
+            query_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             commit_seconds_buckets,
             commit_seconds_sum,
         }
@@ -362,7 +380,7 @@ impl DeviceRegistry for SqliteStore {
         self.device_write(DeviceOp::Delete { id: id.into() }).await
     }
 
-    async fn set_device_meta(&self, id: &str, meta: crate::DeviceMeta) -> Result<Option<Device>, StoreError> {
+    async fn set_device_meta(&self, id: &str, meta: glassbox_store::DeviceMeta) -> Result<Option<Device>, StoreError> {
         let meta = serde_json::to_string(&meta).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.device_write(DeviceOp::SetMeta { id: id.into(), meta }).await
     }

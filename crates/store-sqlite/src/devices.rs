@@ -2,11 +2,11 @@
 //! reads on pooled connections.
 
 use chrono::Utc;
+use glassbox_store::StoreError;
+use glassbox_store::devices::{Device, SecretHash};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
-use crate::StoreError;
-use crate::devices::{Device, SecretHash};
 
 pub(crate) enum DeviceOp {
     Create {

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use glassbox_core::{Data, EventId, first_id_at};
+use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transition};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
-use super::{Shared, id_bytes, micros};
-use crate::{Appended, Device, Ingress, RecorderSettings, SYNC_WITHIN, StoreError, Transition};
+use super::{RecorderSettings, Shared, id_bytes, micros};
 
 pub(super) enum Command {
     Append {
@@ -466,7 +466,7 @@ impl<'tx> Apply<'tx> {
                 t.target,
                 t.detail,
                 self.node,
-                t.in_transit_since.as_ref().map(micros),
+                t.in_transit_at.as_ref().map(micros),
             ])?;
         }
         Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use glassbox_core::{
     Data, Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord, TypePattern, first_id_at,
 };
+use glassbox_store::{Chain, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use super::{from_micros, id_bytes};
-use crate::{Chain, StoreError};
 
 const EVENT_COLUMNS: &str = "e.id, e.received_at, e.time, e.source, e.type, e.subject, e.correlationid,
     e.causationid, e.hop, e.traceparent, e.device, e.feature, e.datasubject, e.tenant, e.originid,

@@ -1,0 +1,254 @@
+//! The embedded recorder against real SQLite files: what is SQLite's own
+//! (files, locks, fsync, the index file, retention, settings of the single
+//! writer). The ports' contract is checked by `conformance.rs`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use glassbox_core::{Data, Draft, Event, EventQuery, IdMinter, State};
+use glassbox_store::{EventStore, Ingress, StoreError, Transition};
+use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
+use serde_json::value::RawValue;
+
+fn event(minter: &IdMinter, source: &str, ty: &str, device: Option<&str>) -> Event {
+    let draft = Draft {
+        source: source.into(),
+        ty: ty.into(),
+        device: device.map(Into::into),
+        data: Data::Json(RawValue::from_string(r#"{"temperature":21.5}"#.into()).unwrap()),
+        ..Draft::default()
+    };
+    draft.into_event(minter.mint(), Utc::now(), None)
+}
+
+fn ingress(event: Event) -> Ingress {
+    Ingress::new(event, Utc::now(), "test", "local")
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path(), RecorderSettings::default()).unwrap()
+}
+
+#[tokio::test]
+async fn origin_ids_outside_the_window_are_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RecorderSettings { dedup_window: Duration::ZERO, ..RecorderSettings::default() };
+    let store = SqliteStore::open(dir.path(), settings).unwrap();
+    let minter = IdMinter::new();
+    let e = || Event { originid: Some("x".into()), ..event(&minter, "a", "t", None) };
+    store.append(vec![ingress(e())]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert!(!store.append(vec![ingress(e())]).await.unwrap()[0].duplicate);
+}
+
+#[tokio::test]
+async fn events_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let e = event(&minter, "s", "t", None);
+    {
+        let store = open(&dir);
+        store.append(vec![ingress(e.clone())]).await.unwrap();
+        store.put_setting("k", "v").await.unwrap();
+        store.close().await;
+    }
+    let store = open(&dir);
+    assert_eq!(store.get(e.id).await.unwrap().unwrap().event, e);
+    assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
+}
+
+/// The child half of the crash test: records one event of the platform's
+/// own and one acknowledged event, prints their ids, and dies uncleanly.
+async fn record_then_die(dir: &str) -> ! {
+    let store = SqliteStore::open(std::path::Path::new(dir), RecorderSettings::default()).unwrap();
+    let minter = IdMinter::new();
+    let own = event(&minter, "glassbox/functions", "function.invoked", None);
+    store.append(vec![Ingress::new(own.clone(), Utc::now(), "platform", "local")]).await.unwrap();
+    let acked = event(&minter, "mqtt/d1", "device.message", Some("d1"));
+    store.append(vec![Ingress::new(acked.clone(), Utc::now(), "mqtt", "local")]).await.unwrap();
+    println!("recorded: {} {}", own.id, acked.id);
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process() {
+    if let Ok(dir) = std::env::var("GLASSBOX_STORE_CRASH_DIR") {
+        record_then_die(&dir).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minter = IdMinter::new();
+    let own = Ingress::new(event(&minter, "glassbox", "function.invoked", None), Utc::now(), "platform", "local");
+    store.append(vec![own.clone()]).await.unwrap();
+    let processed = Transition::new(own.event().id, State::Processed, Some("fn:f".into()), None);
+    store.record(vec![processed]).await.unwrap();
+    let status = store.status().await;
+    assert_eq!((status.commits, status.commits_durable), (2, 0), "neither waited for the disk");
+    store.append(vec![Ingress::new(event(&minter, "mqtt/d1", "m", None), Utc::now(), "mqtt", "local")]).await.unwrap();
+    let status = store.status().await;
+    assert_eq!((status.commits, status.commits_durable), (3, 1), "an acknowledged event waits for its fsync");
+    store.close().await;
+
+    // A process that dies right after committing loses neither kind.
+    let crashed = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process", "--nocapture"])
+        .env("GLASSBOX_STORE_CRASH_DIR", crashed.path())
+        .output()
+        .unwrap();
+    assert!(!child.status.success(), "the child was to die");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let ids: Vec<glassbox_core::EventId> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded: ")?.split_once(" "))
+        .map(|(a, b)| vec![a.parse().unwrap(), b.parse().unwrap()])
+        .unwrap();
+    let store = open(&crashed);
+    for id in ids {
+        assert!(store.get(id).await.unwrap().is_some(), "{id} lost in the crash");
+    }
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_writes_and_keeps_nothing_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RecorderSettings { store_bytes_max: 256 * 1024, ..RecorderSettings::default() };
+    let store = SqliteStore::open(dir.path(), settings).unwrap();
+    let minter = IdMinter::new();
+    let big = || Event { data: Data::Binary(vec![7u8; 16 * 1024]), ..event(&minter, "s", "t", None) };
+    let mut acknowledged = Vec::new();
+    let refused = loop {
+        let batch: Vec<Event> = (0..4).map(|_| big()).collect();
+        match store.append(batch.iter().cloned().map(ingress).collect()).await {
+            Ok(_) => acknowledged.extend(batch.into_iter().map(|e| e.id)),
+            Err(err) => break (err, batch),
+        }
+        assert!(acknowledged.len() < 10_000, "the bound was never reached");
+    };
+    let (err, batch) = refused;
+    assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("full")), "{err}");
+    assert!(!store.status().await.writable);
+    for id in batch.iter().map(|e| e.id) {
+        assert!(store.get(id).await.unwrap().is_none(), "nothing of a refused batch is written");
+    }
+    for id in acknowledged {
+        assert!(store.get(id).await.unwrap().is_some(), "everything acknowledged is kept");
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_only_expired_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = RecorderSettings { retention: Duration::from_secs(3600), ..RecorderSettings::default() };
+    let minter = IdMinter::new();
+    // Events minted two hours ago (ids carry their time), and one now.
+    let old_minter_time = Utc::now() - chrono::Duration::hours(2);
+    let old: Vec<Event> = (0..5)
+        .map(|_| Event { id: ulid::Ulid::from_datetime(old_minter_time.into()), ..event(&minter, "s", "t", None) })
+        .collect();
+    let fresh = event(&minter, "s", "t", None);
+    {
+        let store =
+            SqliteStore::open(dir.path(), RecorderSettings { retention: Duration::ZERO, ..settings.clone() }).unwrap();
+        let received_then = |event| Ingress::new(event, old_minter_time, "test", "local");
+        store.append(old.iter().cloned().map(received_then).chain([ingress(fresh.clone())]).collect()).await.unwrap();
+        store.close().await;
+    }
+    let store = SqliteStore::open(dir.path(), settings).unwrap();
+    for _ in 0..100 {
+        if store.status().await.events_expired == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.status().await.events_expired, 5);
+    assert!(store.get(old[0].id).await.unwrap().is_none());
+    assert!(store.get(fresh.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_lost_index_file_is_rebuilt_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let events: Vec<Event> = (0..50).map(|i| event(&minter, "s", "t", Some(&format!("d{}", i % 5)))).collect();
+    {
+        let store = open(&dir);
+        store.append(events.iter().cloned().map(ingress).collect()).await.unwrap();
+        store.close().await;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{}{suffix}", glassbox_store_sqlite::INDEX_FILE_NAME)));
+    }
+    let store = open(&dir);
+    let page = store.query(&EventQuery { device: Some("d3".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 10);
+    let chain = store.chain(&events[7].correlationid, 10).await.unwrap();
+    assert_eq!(chain.events[0].event.id, events[7].id);
+}
+
+#[tokio::test]
+async fn a_data_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(&dir);
+    let err = SqliteStore::open(dir.path(), RecorderSettings::default()).err().expect("a second open is refused");
+    assert!(err.to_string().contains("in use by another glassbox process"), "{err}");
+    first.close().await;
+    drop(first);
+    open(&dir);
+}
+
+#[tokio::test]
+async fn a_corrupt_index_file_is_rebuilt_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = recorded_and_closed(&dir).await;
+    let index = dir.path().join(glassbox_store_sqlite::INDEX_FILE_NAME);
+    std::fs::write(&index, b"this is not a database, it is a crash's leftovers").unwrap();
+    let store = open(&dir);
+    let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events.iter().map(|r| r.event.id).collect::<Vec<_>>(), [e.id]);
+    assert!(store.status().await.query_error.is_none());
+}
+
+#[tokio::test]
+async fn after_an_unclean_stop_the_index_is_checked_and_kept_when_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = recorded_and_closed(&dir).await;
+    let marker = dir.path().join("recorder-index.clean");
+    assert!(marker.exists(), "a clean stop marks the index whole");
+    std::fs::remove_file(&marker).unwrap(); // as if the process had been killed
+    let store = open(&dir);
+    assert!(!marker.exists(), "the marker is consumed at open");
+    let page = store.query(&EventQuery { device: Some("d1".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.events[0].event.id, e.id);
+}
+
+/// A store in `dir` holding one event of device `d1`, closed cleanly.
+async fn recorded_and_closed(dir: &tempfile::TempDir) -> Event {
+    let e = event(&IdMinter::new(), "s", "t", Some("d1"));
+    let store = open(dir);
+    store.append(vec![ingress(e.clone())]).await.unwrap();
+    store.close().await;
+    e
+}
+
+/// Issue 17, finding 1: a record whose JSON data no reader can parse back
+/// (stored before ingest checked it) is read as a note saying so, not as an
+/// error that fails the whole page.
+#[tokio::test]
+async fn data_no_reader_can_parse_is_read_back_as_a_note_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minter = IdMinter::new();
+    let fine = event(&minter, "s", "fine", None);
+    let mut poison = event(&minter, "s", "poison", None);
+    poison.data = Data::Json(RawValue::from_string(r#"{"x":"\ud800"}"#.into()).unwrap());
+    store.append(vec![ingress(fine.clone()), ingress(poison.clone())]).await.unwrap();
+
+    let got = store.get(poison.id).await.unwrap().expect("recorded");
+    let note = got.event.data.json().expect("readable JSON");
+    assert_eq!(note["undecodable"]["bytes"], 14, "{note}");
+    assert!(note["undecodable"]["error"].as_str().is_some_and(|e| e.contains("escape")), "{note}");
+    let page = store.query(&EventQuery::default()).await.unwrap();
+    assert_eq!(page.events.len(), 2, "the page around it reads");
+    assert!(serde_json::to_value(&page.events).is_ok());
+}

@@ -1,0 +1,68 @@
+//! [`DeviceRegistry`]: register, read, update, delete; secrets checked by
+//! hash; shadows written by compare and set.
+
+use std::collections::BTreeMap;
+
+use glassbox_store::devices::{new_secret, secret_matches};
+use glassbox_store::{DeviceMeta, StoreError};
+
+use crate::Factory;
+
+pub async fn the_device_registry_creates_disables_rotates_and_deletes(factory: &impl Factory) {
+    let store = factory.devices().await;
+    let (secret, hash) = new_secret();
+    let created = store.create_device("thermo-1", hash).await.unwrap();
+    assert!(!created.disabled);
+    assert!(matches!(store.create_device("thermo-1", hash).await, Err(StoreError::Conflict(_))));
+    let (_, stored) = store.device_credentials("thermo-1").await.unwrap().unwrap();
+    assert!(secret_matches(secret.as_bytes(), &stored));
+
+    assert!(store.set_device_disabled("thermo-1", true).await.unwrap().unwrap().disabled);
+    assert!(store.set_device_disabled("nobody", true).await.unwrap().is_none());
+    let (rotated, new_hash) = new_secret();
+    store.set_device_secret("thermo-1", new_hash).await.unwrap();
+    let (_, stored) = store.device_credentials("thermo-1").await.unwrap().unwrap();
+    assert!(secret_matches(rotated.as_bytes(), &stored) && !secret_matches(secret.as_bytes(), &stored));
+
+    store.create_device("pump-2", new_secret().1).await.unwrap();
+    let ids: Vec<String> = store.devices(None, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["pump-2", "thermo-1"]);
+    assert_eq!(store.devices(Some("pump-2"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.delete_device("pump-2").await.unwrap().unwrap().id, "pump-2");
+    assert!(store.delete_device("pump-2").await.unwrap().is_none());
+    assert!(store.device("pump-2").await.unwrap().is_none());
+}
+
+pub async fn shadows_are_written_only_over_the_version_they_were_read_at(factory: &impl Factory) {
+    let store = factory.devices().await;
+    store.create_device("d1", [0; 32]).await.unwrap();
+    assert_eq!(store.shadow("d1").await.unwrap(), None);
+    assert!(store.put_shadow("d1", 0, 1, "{\"v\":1}".into()).await.unwrap());
+    assert!(!store.put_shadow("d1", 0, 1, "{\"v\":\"late\"}".into()).await.unwrap(), "a stale writer loses");
+    assert!(store.put_shadow("d1", 1, 2, "{\"v\":2}".into()).await.unwrap());
+    assert_eq!(store.shadow("d1").await.unwrap(), Some((2, "{\"v\":2}".to_string())));
+    assert!(store.put_shadow("nobody", 0, 1, "{}".into()).await.is_err(), "unknown device");
+    store.delete_device("d1").await.unwrap();
+    assert_eq!(store.shadow("d1").await.unwrap(), None, "deleted with its device");
+}
+
+pub async fn device_metadata_is_replaced_whole(factory: &impl Factory) {
+    let store = factory.devices().await;
+    let created = store.create_device("d1", new_secret().1).await.unwrap();
+    assert_eq!(created.meta, DeviceMeta::default());
+    let meta = DeviceMeta {
+        tags: BTreeMap::from([("site".to_string(), "north".to_string())]),
+        group: Some("boilers".into()),
+        owner: Some("alice".into()),
+        attributes: BTreeMap::from([("floor".to_string(), serde_json::json!(3))]),
+        cadence_seconds: Some(60),
+    };
+    let updated = store.set_device_meta("d1", meta.clone()).await.unwrap().expect("registered");
+    assert_eq!(updated.meta, meta);
+    assert_eq!(store.device("d1").await.unwrap().unwrap().meta, meta);
+
+    let smaller = DeviceMeta { group: Some("pumps".into()), ..DeviceMeta::default() };
+    store.set_device_meta("d1", smaller.clone()).await.unwrap();
+    assert_eq!(store.device("d1").await.unwrap().unwrap().meta, smaller, "nothing of the old metadata is left");
+    assert!(store.set_device_meta("nobody", meta).await.unwrap().is_none());
+}
