@@ -13,6 +13,7 @@
 mod connection;
 mod deploys;
 mod device;
+mod device_changes;
 mod event;
 mod histogram;
 mod id;
@@ -21,6 +22,7 @@ mod lifecycle;
 mod principal;
 mod query;
 mod refused;
+pub mod secrets;
 mod trace_context;
 mod work;
 
@@ -29,6 +31,11 @@ pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
+pub use device_changes::{
+    CommandQueued, CommandStep, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
+    DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
+    DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, QueueCleared, REGISTRY_CHANGES, RegistryChanged, ShadowState, ShadowUpdated,
+};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};

@@ -385,8 +385,9 @@ async fn queries_see_every_acknowledged_append_at_once() {
 
 #[tokio::test]
 async fn the_device_registry_creates_disables_rotates_and_deletes() {
+    use glassbox_core::secrets::{matches as secret_matches, mint};
     use glassbox_store::DeviceRegistry;
-    use glassbox_store::devices::{new_secret, secret_matches};
+    let new_secret = || mint("gbxd_");
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let (secret, hash) = new_secret();

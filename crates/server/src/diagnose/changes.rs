@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use glassbox_core::{
-    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
-    RecordedEvent,
+    DEVICE_COMMAND_QUEUED, DEVICE_SHADOW_UPDATED, Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED,
+    FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged, REGISTRY_CHANGES, RecordedEvent, ShadowUpdated,
 };
 use glassbox_diagnose::{Change, SeriesSpec, Subject};
 use serde_json::Value;
@@ -121,17 +121,13 @@ pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted
             (Some(d), Some(f)) => vec![Noted::Depends(Subject::Device(d.into()), Subject::Function(f.into()))],
             _ => Vec::new(),
         },
-        "device.command.queued" => batch("command_batch"),
-        "device.shadow.updated" => {
-            let data = event.data.json().unwrap_or(Value::Null);
-            if data["state"]["desired"].is_null() { Vec::new() } else { batch("shadow_batch") }
-        }
-        "device.registered"
-        | "device.updated"
-        | "device.disabled"
-        | "device.enabled"
-        | "device.deleted"
-        | "device.secret_rotated" => batch(&format!("device_{}", event.ty.trim_start_matches("device."))),
+        DEVICE_COMMAND_QUEUED => batch("command_batch"),
+        // Only a change of desired state is something someone did to the device.
+        DEVICE_SHADOW_UPDATED => match typed::<ShadowUpdated>(event) {
+            Some(update) if update.state.desired.is_some() => batch("shadow_batch"),
+            _ => Vec::new(),
+        },
+        ty if REGISTRY_CHANGES.contains(&ty) => batch(&format!("device_{}", ty.trim_start_matches("device."))),
         _ => change(recorded, at).map(Noted::Change).into_iter().collect(),
     }
 }
@@ -217,6 +213,7 @@ mod tests {
 
     #[test]
     fn promotes_and_deletes_are_changes_of_their_function_with_the_version_replaced() {
+        // As recorded before principals were: no `principal`, and still read.
         let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "admin"});
         let deleted = serde_json::json!({"function": "fan", "version": 1, "by": "ops", "forced": false,
             "purged": false, "dropped": 0, "running": 0});

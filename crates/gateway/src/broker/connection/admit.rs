@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::stream::{WriteSide, write_all};
 use super::{lock, record_lifecycle};
-use crate::acl::Principal;
+use crate::acl::Role;
 use crate::broker::Shared;
 use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
 use crate::broker::refusals::{Refusal, record as record_refusal};
@@ -30,7 +30,7 @@ pub(super) async fn admit(
     connect: &Connect,
     peer: SocketAddr,
     write: &mut WriteSide,
-) -> Option<(Principal, Arc<str>, bool)> {
+) -> Option<(Role, Arc<str>, bool)> {
     let protocol = connect.protocol;
     // A device is whoever presents itself as one: user name = client id.
     let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
@@ -73,8 +73,8 @@ pub(super) async fn admit(
         refuse(DisconnectReason::RateLimited, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
         return None;
     }
-    let principal = match shared.auth.authenticate(&credentials).await {
-        Ok(principal) => principal,
+    let role = match shared.auth.authenticate(&credentials).await {
+        Ok(role) => role,
         Err((reason, detail)) => {
             if reason == DisconnectReason::AuthFailure {
                 shared.backoff.failed(peer.ip(), claimed, Instant::now());
@@ -84,7 +84,7 @@ pub(super) async fn admit(
         }
     };
     shared.backoff.succeeded(claimed);
-    if let Principal::Device(device) = &principal {
+    if let Role::Device(device) = &role {
         let flap = lock(&shared.flapping).connected(device, Instant::now());
         if let Flap::Started { connects } = flap {
             let window = shared.settings.flapping.window.as_secs();
@@ -99,8 +99,8 @@ pub(super) async fn admit(
         }
     }
     match connect.client_id.is_empty() {
-        true => Some((principal, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
-        false => Some((principal, Arc::from(connect.client_id.as_str()), false)),
+        true => Some((role, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
+        false => Some((role, Arc::from(connect.client_id.as_str()), false)),
     }
 }
 
