@@ -213,10 +213,10 @@ mod tests {
     #[test]
     fn promotes_and_deletes_are_changes_of_their_function_with_the_version_replaced() {
         // As recorded before principals were: no `principal`, and still read.
-        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "admin"});
+        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "ops"});
         let deleted = serde_json::json!({"function": "fan", "version": 1, "by": "ops", "forced": false,
             "purged": false, "dropped": 0, "running": 0});
-        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "admin"});
+        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "ops"});
         let noted = changes(&[
             function_record(FUNCTION_PROMOTED, promoted),
             function_record(FUNCTION_DELETED, deleted),
@@ -226,9 +226,9 @@ mod tests {
         assert_eq!(
             said,
             [
-                ("promote", "promote of fan from v3 to v1 by admin"),
+                ("promote", "promote of fan from v3 to v1 by ops"),
                 ("delete", "delete of fan v1 by ops"),
-                ("promote", "promote of fan from deleted to v2 by admin"),
+                ("promote", "promote of fan from deleted to v2 by ops"),
             ]
         );
         assert!(noted.iter().all(|c| c.subject == Subject::Function("fan".into())));
