@@ -1,7 +1,7 @@
 //! The Glassbox server: wires configuration, the recorder, the bus, the
 //! ingest pipeline and the HTTP API together, and runs them until asked to
 //! stop. Later ingresses (MQTT gateway, function runtime) plug into the same
-//! [`pipeline::Pipeline`].
+//! [`glassbox_pipeline::Pipeline`].
 
 pub mod api;
 pub mod config;
@@ -11,7 +11,6 @@ pub mod functions;
 pub mod logs;
 pub mod metrics;
 pub mod otlp;
-pub mod pipeline;
 pub mod series;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +30,7 @@ use tokio::net::TcpListener;
 pub use config::Config;
 
 use crate::api::AppState;
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// A running server: its bound addresses and a handle to stop it.
 pub struct Running {
@@ -124,10 +123,15 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         );
     }
     let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
-    let broker =
-        Broker::open(config.broker_settings(), pipeline.clone(), Arc::new(sessions), Arc::new(auth), config.acl())
-            .await
-            .context("restoring MQTT sessions")?;
+    let broker = Broker::open(
+        config.broker_settings(),
+        Arc::new(Ingress(pipeline.clone())),
+        Arc::new(sessions),
+        Arc::new(auth),
+        config.acl(),
+    )
+    .await
+    .context("restoring MQTT sessions")?;
     let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
         format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
     })?;
@@ -232,6 +236,24 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         Ok(())
     });
     Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+}
+
+/// The MQTT gateway records through the same pipeline as every ingress.
+struct Ingress(Arc<Pipeline>);
+
+#[async_trait::async_trait]
+impl glassbox_gateway::broker::Recorder for Ingress {
+    async fn ingest(
+        &self,
+        drafts: Vec<glassbox_core::Draft>,
+        via: &str,
+    ) -> Result<Vec<glassbox_store::Appended>, glassbox_store::StoreError> {
+        self.0.ingest(drafts, via).await
+    }
+
+    async fn record(&self, transitions: Vec<glassbox_store::Transition>) -> Result<(), glassbox_store::StoreError> {
+        self.0.record(transitions).await
+    }
 }
 
 /// Records a `config.changed` event when this start's configuration differs

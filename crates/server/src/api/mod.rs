@@ -38,7 +38,7 @@ pub use error::ApiError;
 
 use body::BodyLimit;
 
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// The OpenAPI 3.1 document, kept by hand beside the guides.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");

@@ -31,7 +31,7 @@ pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
 pub use liveness::{LivenessSettings, LivenessView};
 pub use shadows::UpdateError;
 
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 pub struct Control {
     devices: Arc<dyn DeviceRegistry>,

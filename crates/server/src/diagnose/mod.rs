@@ -18,10 +18,10 @@ use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 use serde_json::{Value, json};
 
-use crate::pipeline::Pipeline;
 use crate::series::Closed;
 use crate::series::catalog as m;
 use changes::{Batches, Noted};
+use glassbox_pipeline::Pipeline;
 
 /// A function's mean latency moving by less than this (ms) is not an
 /// anomaly: wall time measured on a busy host wobbles by tens of

@@ -57,7 +57,7 @@ pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldReq
 pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 
 use crate::control::Control;
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 use queue::{Job, dispatch, feed, retire_idle, work};
 
 /// Invocations waiting for a slot in memory, per function; more wait in

@@ -24,7 +24,7 @@ use glassbox_store::Transition;
 use tokio::sync::mpsc;
 
 use self::proto::{LogRecord, Span, SpanKind, Value};
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// Items waiting to be sent; beyond this they are dropped and counted.
 pub const QUEUE_MAX: usize = 8192;
