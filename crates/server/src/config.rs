@@ -13,6 +13,7 @@ use anyhow::bail;
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
+pub use glassbox_telemetry::otlp::OtelConfig;
 use serde::{Deserialize, Serialize};
 
 mod layers;
@@ -106,23 +107,6 @@ impl MetricsConfig {
             problems.push(format!("metrics.series_per_metric_max must be between 1 and {}", crate::series::SERIES_MAX));
         }
         problems
-    }
-}
-
-/// `[otel]`: OpenTelemetry export of spans and function logs over OTLP/HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OtelConfig {
-    /// The OTLP/HTTP endpoint's base URL (`/v1/traces` and `/v1/logs` are
-    /// appended), e.g. `http://127.0.0.1:4318`. Empty: no export. Default empty.
-    pub endpoint: String,
-    /// The `service.name` resource attribute. Default `glassbox`.
-    pub service_name: String,
-}
-
-impl Default for OtelConfig {
-    fn default() -> Self {
-        Self { endpoint: String::new(), service_name: "glassbox".into() }
     }
 }
 

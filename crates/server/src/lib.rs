@@ -8,9 +8,7 @@ pub mod config;
 pub mod control;
 pub mod diagnose;
 pub mod functions;
-pub mod logs;
 pub mod metrics;
-pub mod otlp;
 pub mod series;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +21,8 @@ use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
 use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention};
 use glassbox_store_sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
+use glassbox_telemetry::logs::PlatformLog;
+use glassbox_telemetry::otlp;
 use serde_json::Value;
 use sha2::Digest;
 use tokio::net::TcpListener;
@@ -66,8 +66,19 @@ impl Running {
 }
 
 /// Opens the store and binds the listeners; the server runs in the background.
-/// `admin_token` replaces the stored admin token when given.
+/// `admin_token` replaces the stored admin token when given. The platform's
+/// log lines are not kept: see [`start_with_log`].
 pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<Running> {
+    start_with_log(config, admin_token, PlatformLog::new()).await
+}
+
+/// [`start`], serving `glassbox logs` the platform lines from `platform_log`
+/// (the ring the process's [`glassbox_telemetry::logs::PlatformLayer`] writes).
+pub async fn start_with_log(
+    config: Config,
+    admin_token: Option<&str>,
+    platform_log: Arc<PlatformLog>,
+) -> anyhow::Result<Running> {
     let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir, config.recorder_settings())
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
@@ -101,15 +112,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         false => None,
     };
     journal_config(&config, &pipeline).await;
-    let otlp = match config.otel.endpoint.as_str() {
-        "" => None,
-        endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
-            Some(otlp::Exporter::start(endpoint, &config.otel.service_name, &pipeline))
-        }
-        other => {
-            anyhow::bail!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)")
-        }
-    };
+    let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = RegistryAuth {
@@ -180,6 +183,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         series: series.clone(),
         watch: watch.clone(),
         otlp,
+        platform_log,
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),

@@ -51,7 +51,9 @@ pub struct AppState {
     /// The anomaly detectors, when metrics are derived.
     pub watch: Option<Arc<crate::diagnose::Watch>>,
     /// The OpenTelemetry exporter, when `otel.endpoint` is set.
-    pub otlp: Option<Arc<crate::otlp::Exporter>>,
+    pub otlp: Option<Arc<glassbox_telemetry::otlp::Exporter>>,
+    /// The platform's own log lines, for `glassbox logs`.
+    pub platform_log: Arc<glassbox_telemetry::logs::PlatformLog>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
     pub functions: Arc<crate::functions::Functions>,

@@ -11,7 +11,10 @@
 //! Export never slows ingest: items wait in a bounded queue and are dropped
 //! (and counted) when it is full or the endpoint fails.
 
-pub mod proto;
+mod config;
+mod proto;
+
+pub use config::OtelConfig;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,8 +58,22 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// Starts the export `config` asks for: none when its endpoint is empty.
+    /// Refuses an endpoint that is not an http(s) URL, naming the setting.
+    pub fn configured(config: &OtelConfig, pipeline: &Arc<Pipeline>) -> Result<Option<Arc<Self>>, String> {
+        match config.endpoint.as_str() {
+            "" => Ok(None),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(Self::start(url, &config.service_name, pipeline)))
+            }
+            other => {
+                Err(format!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)"))
+            }
+        }
+    }
+
     /// Starts exporting to `endpoint` (e.g. `http://127.0.0.1:4318`).
-    pub fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
+    fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_MAX);
         let stats = Arc::new(ExportStats::default());
         let exporter = Arc::new(Self { queue, stats: stats.clone() });
