@@ -9,7 +9,6 @@ pub mod control;
 pub mod diagnose;
 pub mod functions;
 pub mod metrics;
-pub mod series;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -93,7 +92,11 @@ pub async fn start_with_log(
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
-    let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default(), config.series_settings()));
+    let series = Arc::new(glassbox_series::Series::new(
+        Arc::new(metric_store),
+        Retention::default(),
+        config.metrics.series_settings(),
+    ));
     let watch = match config.metrics.derive {
         true => {
             let settings = diagnose::WatchSettings {
@@ -101,11 +104,11 @@ pub async fn start_with_log(
                 webhook: config.diagnose.webhook.clone(),
             };
             let watch = diagnose::Watch::start(&settings, &pipeline)?;
-            series::start(
+            glassbox_series::start(
                 series.clone(),
                 pipeline.clone(),
                 devices.clone(),
-                Some(watch.clone() as Arc<dyn series::ClosedBuckets>),
+                Some(watch.clone() as Arc<dyn glassbox_series::ClosedBuckets>),
             );
             Some(watch)
         }

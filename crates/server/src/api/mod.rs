@@ -47,7 +47,7 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
-    pub series: Arc<crate::series::Series>,
+    pub series: Arc<glassbox_series::Series>,
     /// The anomaly detectors, when metrics are derived.
     pub watch: Option<Arc<crate::diagnose::Watch>>,
     /// The OpenTelemetry exporter, when `otel.endpoint` is set.

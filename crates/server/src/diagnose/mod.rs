@@ -18,10 +18,10 @@ use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 use serde_json::{Value, json};
 
-use crate::series::Closed;
-use crate::series::catalog as m;
 use changes::{Batches, Noted};
 use glassbox_pipeline::Pipeline;
+use glassbox_series::Closed;
+use glassbox_series::catalog as m;
 
 /// A function's mean latency moving by less than this (ms) is not an
 /// anomaly: wall time measured on a busy host wobbles by tens of
@@ -120,7 +120,7 @@ impl Watch {
 }
 
 #[async_trait::async_trait]
-impl crate::series::ClosedBuckets for Watch {
+impl glassbox_series::ClosedBuckets for Watch {
     /// Feeds the detectors every bucket up to `through` (inclusive): the
     /// closed points, and zero for counted series that had none.
     async fn closed(&self, closed: &[Closed], through: i64) {
