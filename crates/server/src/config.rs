@@ -15,6 +15,7 @@ use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
 pub use glassbox_series::MetricsConfig;
 pub use glassbox_telemetry::otlp::OtelConfig;
+pub use glassbox_watch::WatchSettings;
 use serde::{Deserialize, Serialize};
 
 mod layers;
@@ -43,30 +44,10 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
-    pub diagnose: DiagnoseConfig,
+    pub diagnose: WatchSettings,
     pub otel: OtelConfig,
     /// `[cost]`: the price model for function invocations.
     pub cost: crate::functions::Prices,
-}
-
-/// `[diagnose]`: anomaly detection on the derived metrics.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiagnoseConfig {
-    /// 10-second points each series learns before it may raise an alert.
-    /// Default 90 (15 minutes).
-    pub warmup_points: u32,
-    /// URL each new and ended anomaly is POSTed to as JSON. Secret (it
-    /// often holds a token): `config.changed` records only that it changed.
-    /// Default none.
-    pub webhook: String,
-}
-
-impl Default for DiagnoseConfig {
-    fn default() -> Self {
-        let settings = crate::diagnose::WatchSettings::default();
-        Self { warmup_points: settings.warmup_points, webhook: settings.webhook }
-    }
 }
 
 /// `[control]`: the device control plane.
@@ -257,7 +238,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
-            diagnose: DiagnoseConfig::default(),
+            diagnose: WatchSettings::default(),
             otel: OtelConfig::default(),
             cost: crate::functions::Prices::default(),
         }

@@ -6,7 +6,6 @@
 pub mod api;
 pub mod config;
 pub mod control;
-pub mod diagnose;
 pub mod functions;
 pub mod metrics;
 
@@ -40,7 +39,7 @@ pub struct Running {
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     /// The anomaly detectors, when metrics are derived.
-    pub watch: Option<Arc<diagnose::Watch>>,
+    pub watch: Option<Arc<glassbox_watch::Watch>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -99,11 +98,7 @@ pub async fn start_with_log(
     ));
     let watch = match config.metrics.derive {
         true => {
-            let settings = diagnose::WatchSettings {
-                warmup_points: config.diagnose.warmup_points,
-                webhook: config.diagnose.webhook.clone(),
-            };
-            let watch = diagnose::Watch::start(&settings, &pipeline)?;
+            let watch = glassbox_watch::Watch::start(&config.diagnose, &pipeline)?;
             glassbox_series::start(
                 series.clone(),
                 pipeline.clone(),

@@ -49,7 +49,7 @@ pub struct AppState {
     pub devices: Arc<dyn DeviceRegistry>,
     pub series: Arc<glassbox_series::Series>,
     /// The anomaly detectors, when metrics are derived.
-    pub watch: Option<Arc<crate::diagnose::Watch>>,
+    pub watch: Option<Arc<glassbox_watch::Watch>>,
     /// The OpenTelemetry exporter, when `otel.endpoint` is set.
     pub otlp: Option<Arc<glassbox_telemetry::otlp::Exporter>>,
     /// The platform's own log lines, for `glassbox logs`.
