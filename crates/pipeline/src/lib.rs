@@ -157,6 +157,14 @@ impl Pipeline {
     }
 }
 
+/// Ingest's counters and the store's status.
+#[async_trait::async_trait]
+impl metrics::Collector for Pipeline {
+    async fn collect(&self, out: &mut String) {
+        out.push_str(&self.counters.render(&self.store.status().await));
+    }
+}
+
 impl Pipeline {
     /// Records delivery states, copying delivery ends to the taps first.
     pub async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {

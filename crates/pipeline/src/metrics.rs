@@ -1,11 +1,45 @@
-//! Ingest's own counters and the Prometheus text exposition helpers every
-//! service renders its metrics with. Labels are bounded: a closed list of
-//! reasons, never ids.
+//! `/metrics`: the [`Registry`] each service registers a [`Collector`] into,
+//! ingest's own counters, and the Prometheus text exposition helpers every
+//! collector writes with. Labels are bounded: a closed list of reasons,
+//! never ids.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use glassbox_store::StoreStatus;
+
+/// A part of the platform with metrics: registered once, asked for its
+/// lines at every scrape.
+#[async_trait::async_trait]
+pub trait Collector: Send + Sync {
+    /// Appends this part's metrics to `out` in the Prometheus text format.
+    async fn collect(&self, out: &mut String);
+}
+
+/// What `/metrics` serves: every registered [`Collector`], in the order
+/// they registered.
+#[derive(Default)]
+pub struct Registry {
+    collectors: RwLock<Vec<Arc<dyn Collector>>>,
+}
+
+impl Registry {
+    /// Adds `collector` to every scrape from now on.
+    pub fn register(&self, collector: Arc<dyn Collector>) {
+        self.collectors.write().unwrap_or_else(|e| e.into_inner()).push(collector);
+    }
+
+    /// The Prometheus text exposition of every collector.
+    pub async fn render(&self) -> String {
+        let collectors = self.collectors.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = String::new();
+        for collector in collectors {
+            collector.collect(&mut out).await;
+        }
+        out
+    }
+}
 
 /// Why ingest refused an input. A closed list, one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -447,6 +447,14 @@ fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
     rest.is_empty().then_some(values)
 }
 
+/// The series' totals at `/metrics`.
+#[async_trait::async_trait]
+impl glassbox_pipeline::metrics::Collector for Series {
+    async fn collect(&self, out: &mut String) {
+        self.render(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,14 @@ pub async fn start_with_log(
     .await
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
+    let metrics = metrics::Registry::default();
+    metrics.register(pipeline.clone());
+    metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));
+    metrics.register(series.clone());
+    metrics.register(functions.clone());
+    if let Some(otlp) = otlp {
+        metrics.register(otlp);
+    }
     let state = AppState {
         control,
         functions,
@@ -180,7 +188,7 @@ pub async fn start_with_log(
         devices,
         series: series.clone(),
         watch: watch.clone(),
-        otlp,
+        metrics: Arc::new(metrics),
         platform_log,
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),

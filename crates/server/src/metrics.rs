@@ -1,10 +1,29 @@
-//! The gateway's metrics at `/metrics`; the exposition helpers and ingest's
-//! counters live in [`glassbox_pipeline::metrics`].
+//! The server's own collectors for `/metrics` (the MQTT gateway's, the
+//! functions'); the registry, the exposition helpers and ingest's counters
+//! live in [`glassbox_pipeline::metrics`].
 
-pub use glassbox_pipeline::metrics::{Rejection, counter, gauge, render_histogram};
+use glassbox_gateway::broker::Broker;
+pub use glassbox_pipeline::metrics::{Collector, Registry, Rejection, counter, gauge, render_histogram};
+
+/// The MQTT gateway's gauges and counters, as a collector.
+pub struct BrokerMetrics(pub Broker);
+
+#[async_trait::async_trait]
+impl Collector for BrokerMetrics {
+    async fn collect(&self, out: &mut String) {
+        render_broker(out, &self.0.stats());
+    }
+}
+
+#[async_trait::async_trait]
+impl Collector for crate::functions::Functions {
+    async fn collect(&self, out: &mut String) {
+        self.render_metrics(out);
+    }
+}
 
 /// The MQTT gateway's gauges and counters.
-pub fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerStats) {
+fn render_broker(out: &mut String, stats: &glassbox_gateway::broker::BrokerStats) {
     gauge(out, "glassbox_mqtt_connections", "MQTT connections open.", stats.connections);
     gauge(out, "glassbox_mqtt_sessions", "MQTT sessions held (connected or persistent).", stats.sessions);
     gauge(out, "glassbox_mqtt_queued_messages", "Messages waiting in session queues.", stats.queued_messages);

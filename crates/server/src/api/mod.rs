@@ -50,8 +50,8 @@ pub struct AppState {
     pub series: Arc<glassbox_series::Series>,
     /// The anomaly detectors, when metrics are derived.
     pub watch: Option<Arc<glassbox_watch::Watch>>,
-    /// The OpenTelemetry exporter, when `otel.endpoint` is set.
-    pub otlp: Option<Arc<glassbox_telemetry::otlp::Exporter>>,
+    /// What `/metrics` serves: every service's collector.
+    pub metrics: Arc<crate::metrics::Registry>,
     /// The platform's own log lines, for `glassbox logs`.
     pub platform_log: Arc<glassbox_telemetry::logs::PlatformLog>,
     pub broker: Broker,
@@ -195,13 +195,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let mut text = app.pipeline.counters.render(&app.pipeline.store().status().await);
-    crate::metrics::render_broker(&mut text, &app.broker.stats());
-    app.series.render(&mut text);
-    app.functions.render_metrics(&mut text);
-    if let Some(otlp) = &app.otlp {
-        otlp.render(&mut text);
-    }
+    let text = app.metrics.render().await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

@@ -112,6 +112,14 @@ impl Exporter {
     }
 }
 
+/// The export's counts at `/metrics`.
+#[async_trait::async_trait]
+impl glassbox_pipeline::metrics::Collector for Exporter {
+    async fn collect(&self, out: &mut String) {
+        self.render(out);
+    }
+}
+
 /// The settings key holding the secret span ids are derived with.
 const SPAN_KEY_SETTING: &str = "otlp.span_key";
 /// That secret: random, kept in the store so a chain spanning a restart
