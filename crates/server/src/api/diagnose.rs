@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::events::parse_time;
 use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
-use crate::diagnose::{Watch, episode_json, rfc3339_times};
+use glassbox_watch::{Watch, episode_json, rfc3339_times};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

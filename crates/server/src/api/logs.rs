@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::events::parse_time;
 use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
-use crate::logs::{PLATFORM_LOG, PlatformLine};
+use glassbox_telemetry::logs::PlatformLine;
 
 /// Lines per answer when none is asked for, and at most.
 pub const LOG_LINES_DEFAULT: usize = 1000;
@@ -130,7 +130,8 @@ pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) 
     // the invocation (why it failed, what was dropped).
     truncated |= function_lines(&app, &filters, &mut lines).await?;
     if filters.platform {
-        lines.extend(PLATFORM_LOG.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_json));
+        lines
+            .extend(app.platform_log.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_json));
     }
     lines.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
     if lines.len() > filters.limit {
@@ -140,7 +141,7 @@ pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) 
     Ok(Json(json!({
         "lines": lines,
         "truncated": truncated,
-        "platform_lines_dropped": PLATFORM_LOG.dropped(),
+        "platform_lines_dropped": app.platform_log.dropped(),
     })))
 }
 
