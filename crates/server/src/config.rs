@@ -69,7 +69,7 @@ impl Default for ControlConfig {
         Self {
             shadow_bytes_max: limits.bytes_max,
             shadow_depth_max: limits.depth_max,
-            offline_max: crate::control::LivenessSettings::default().offline_max,
+            offline_max: glassbox_control::LivenessSettings::default().offline_max,
         }
     }
 }

@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod config;
-pub mod control;
 pub mod functions;
 pub mod metrics;
 
@@ -152,14 +151,14 @@ pub async fn start_with_log(
         }
     };
     let mqtts_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-    let control = control::Control::start(
+    let control = glassbox_control::Control::start(
         devices.clone(),
         commands,
         pipeline.clone(),
         &broker,
         config.shadow_limits(),
-        control::CommandLimits::default(),
-        control::LivenessSettings { offline_max: config.control.offline_max },
+        glassbox_control::CommandLimits::default(),
+        glassbox_control::LivenessSettings { offline_max: config.control.offline_max },
     );
     broker.set_reserved(control.clone());
     let function_store: Arc<dyn glassbox_store::FunctionStore> = sqlite_functions;
@@ -173,7 +172,8 @@ pub async fn start_with_log(
     .await
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
-    let registry = Arc::new(control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
+    let registry =
+        Arc::new(glassbox_control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
     metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));

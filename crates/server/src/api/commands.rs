@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::control::{CommandError, NewCommand, command_json};
+use glassbox_control::{CommandError, NewCommand, command_json};
 
 /// Most commands per list.
 const LIST_MAX: usize = 1000;

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::control::{Changed, RegistryError, WithSecret};
+use glassbox_control::{Changed, RegistryError, WithSecret};
 
 /// Most devices per list page.
 const PAGE_MAX: usize = 1000;

@@ -55,9 +55,9 @@ pub struct AppState {
     /// The platform's own log lines, for `glassbox logs`.
     pub platform_log: Arc<glassbox_telemetry::logs::PlatformLog>,
     pub broker: Broker,
-    pub control: Arc<crate::control::Control>,
+    pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
-    pub registry: Arc<crate::control::Registry>,
+    pub registry: Arc<glassbox_control::Registry>,
     pub functions: Arc<crate::functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,

@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::params::Path;
 use super::{ApiError, AppState};
-use crate::control::UpdateError;
+use glassbox_control::UpdateError;
 
 /// Connection lifecycle event types, newest first in the timeline.
 const LIFECYCLE: [&str; 8] = [

@@ -56,7 +56,7 @@ pub use record::RecordedInvocation;
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 
-use crate::control::Control;
+use glassbox_control::Control;
 use glassbox_pipeline::Pipeline;
 use queue::{Job, dispatch, feed, retire_idle, work};
 

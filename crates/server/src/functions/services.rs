@@ -12,7 +12,7 @@ use glassbox_runtime::{KvQuota, Services};
 use glassbox_store::FunctionStore;
 use tokio::runtime::Handle;
 
-use crate::control::{Control, NewCommand};
+use glassbox_control::{Control, NewCommand};
 
 pub struct HostServices {
     pub(super) store: Arc<dyn FunctionStore>,

@@ -12,6 +12,11 @@
 //! and the change's record carries it: the operator (over the API or
 //! MQTT), the device itself, a function (`function:<name>`), or the
 //! platform (`system:<component>`).
+//!
+//! Owns: the services above and their settings ([`CommandLimits`],
+//! [`LivenessSettings`]). Must not touch: HTTP routing or JSON request
+//! shapes (the server's `api` calls these services), configuration files,
+//! or the function runtime; it never depends on `glassbox-server`.
 
 mod commands;
 mod liveness;
