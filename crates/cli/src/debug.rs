@@ -1,7 +1,7 @@
 //! `glassbox debug …`: re-run what happened.
 
 use anyhow::Context as _;
-use glassbox_server::functions::{KvWrite, Would};
+use glassbox_functions::{KvWrite, Would};
 use serde_json::json;
 
 use crate::Remote;
@@ -150,7 +150,7 @@ fn would_lines(would: &Would) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use glassbox_server::functions::{WouldCommand, WouldDesire, WouldEmit, WouldRequest};
+    use glassbox_functions::{WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 
     use super::*;
 

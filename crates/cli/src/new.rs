@@ -126,7 +126,7 @@ impl Names {
 }
 
 pub fn run(args: NewArgs) -> anyhow::Result<()> {
-    glassbox_server::functions::validate_name(&args.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    glassbox_functions::validate_name(&args.name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
     let manifest = Path::new(MANIFEST);
     let existing = read_manifest(manifest)?;
@@ -232,7 +232,7 @@ fn as_app_name(text: &str) -> String {
     let name: String =
         text.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).take(64).collect();
     let name = name.trim_matches('-');
-    match glassbox_server::functions::is_name(name) {
+    match glassbox_functions::is_name(name) {
         true => name.to_string(),
         false => "app".into(),
     }

@@ -47,7 +47,7 @@ pub struct Config {
     pub diagnose: WatchSettings,
     pub otel: OtelConfig,
     /// `[cost]`: the price model for function invocations.
-    pub cost: crate::functions::Prices,
+    pub cost: glassbox_functions::Prices,
 }
 
 /// `[control]`: the device control plane.
@@ -240,7 +240,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             diagnose: WatchSettings::default(),
             otel: OtelConfig::default(),
-            cost: crate::functions::Prices::default(),
+            cost: glassbox_functions::Prices::default(),
         }
     }
 }

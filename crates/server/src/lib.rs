@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod config;
-pub mod functions;
 pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,7 +161,7 @@ pub async fn start_with_log(
     );
     broker.set_reserved(control.clone());
     let function_store: Arc<dyn glassbox_store::FunctionStore> = sqlite_functions;
-    let functions = functions::Functions::start(
+    let functions = glassbox_functions::Functions::start(
         function_store,
         pipeline.clone(),
         control.clone(),

@@ -1,5 +1,5 @@
-//! The server's own collectors for `/metrics` (the MQTT gateway's, the
-//! functions'); the registry, the exposition helpers and ingest's counters
+//! The server's own collector for `/metrics` (the MQTT gateway's; the
+//! functions' lives in `glassbox-functions`); the registry, the exposition helpers and ingest's counters
 //! live in [`glassbox_pipeline::metrics`].
 
 use glassbox_gateway::broker::Broker;
@@ -12,13 +12,6 @@ pub struct BrokerMetrics(pub Broker);
 impl Collector for BrokerMetrics {
     async fn collect(&self, out: &mut String) {
         render_broker(out, &self.0.stats());
-    }
-}
-
-#[async_trait::async_trait]
-impl Collector for crate::functions::Functions {
-    async fn collect(&self, out: &mut String) {
-        self.render_metrics(out);
     }
 }
 

@@ -9,7 +9,7 @@ pub mod manifest;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use glassbox_server::functions::{Change, Difference, Plan, Spec};
+use glassbox_functions::{Change, Difference, Plan, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, segment};

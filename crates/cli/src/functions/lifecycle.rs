@@ -1,7 +1,7 @@
 //! `glassbox functions get|versions|promote|rollback|delete`: a function's
 //! versions and which one is live, as people read them.
 
-use glassbox_server::functions::InFlight;
+use glassbox_functions::InFlight;
 use serde_json::Value;
 
 use crate::client::{Client, segment};

@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::functions::{FunctionError, InFlight, LiveChange, Plan, RecordedInvocation, Spec, parse_bytes};
+use glassbox_functions::{FunctionError, InFlight, LiveChange, Plan, RecordedInvocation, Spec, parse_bytes};
 
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
@@ -99,7 +99,7 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_function", m);
     let mut spec = Spec { triggers: split_triggers(&p.trigger), ..Spec::default() };
     if let Some(rate) = p.rate {
-        spec.rate_per_second = Some(crate::functions::parse_rate(&rate).map_err(bad)?);
+        spec.rate_per_second = Some(glassbox_functions::parse_rate(&rate).map_err(bad)?);
     }
     if let Some(t) = p.timeout {
         spec.timeout_ms =

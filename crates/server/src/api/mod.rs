@@ -58,7 +58,7 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
-    pub functions: Arc<crate::functions::Functions>,
+    pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
@@ -220,7 +220,7 @@ async fn http_function(State(app): State<AppState>, mut request: axum::extract::
     let Some(target) = app.functions.route(request.method().as_str(), request.uri().path()) else {
         return not_found().await.into_response();
     };
-    let limit = BodyLimit::fixed(crate::functions::REQUEST_BYTES_MAX);
+    let limit = BodyLimit::fixed(glassbox_functions::REQUEST_BYTES_MAX);
     if let Err(refused) = limit.check(&mut request) {
         return refused.into_response();
     }

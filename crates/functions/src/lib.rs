@@ -23,6 +23,16 @@
 //! Any recorded event can be replayed through any version; a dry-run replay
 //! runs against a sandbox of the host services (`sandbox.rs`) that changes
 //! nothing outside the invocation and lists what a real run would have done.
+//!
+//! Owns: function versions and their lifecycle, trigger specs and
+//! schedules (`spec.rs`; the scheduler loop in `scheduler.rs` depends on
+//! the spec, not the other way), the dispatcher and its queues, HTTP
+//! routes' serving, replay sandboxes, the host services functions call
+//! (`services.rs`, through `glassbox-control`), the `[cost]` section
+//! ([`Prices`]) and the functions' `/metrics` collector. Must not touch:
+//! the HTTP API's routing and request shapes (the server's `api` calls in
+//! here), the MQTT broker's sessions, or configuration files; it never
+//! depends on `glassbox-server`.
 
 mod http;
 mod lifecycle;
@@ -32,7 +42,7 @@ mod queue;
 mod record;
 mod resume;
 mod sandbox;
-mod schedule;
+mod scheduler;
 mod services;
 mod spec;
 
@@ -324,7 +334,7 @@ impl Functions {
             }
         }
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.consumer(position::CONSUMER)));
-        tokio::spawn(schedule::run(Arc::downgrade(&functions)));
+        tokio::spawn(scheduler::run(Arc::downgrade(&functions)));
         tokio::spawn(retire_idle(Arc::downgrade(&functions)));
         Ok(functions)
     }
@@ -332,14 +342,19 @@ impl Functions {
     /// The functions' own figures for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
         let help = "From an event entering a function's queue to its invocation record committed.";
-        crate::metrics::render_histogram(
+        glassbox_pipeline::metrics::render_histogram(
             out,
             "glassbox_function_dispatch_to_recorded_seconds",
             help,
             &self.dispatch_to_recorded,
         );
         let help = "Recorded events a trigger matched whose outcome is not recorded yet (queued, running or retrying).";
-        crate::metrics::gauge(out, "glassbox_function_events_unfinished", help, self.position.acks().pending() as u64);
+        glassbox_pipeline::metrics::gauge(
+            out,
+            "glassbox_function_events_unfinished",
+            help,
+            self.position.acks().pending() as u64,
+        );
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -652,5 +667,12 @@ fn to_input(recorded: &RecordedEvent) -> Event {
         causationid: e.causationid.clone(),
         hop: e.hop,
         device: e.device.clone(),
+    }
+}
+
+#[async_trait::async_trait]
+impl glassbox_pipeline::metrics::Collector for Functions {
+    async fn collect(&self, out: &mut String) {
+        self.render_metrics(out);
     }
 }

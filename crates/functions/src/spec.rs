@@ -7,6 +7,10 @@ use glassbox_core::{DEVICE_MESSAGE, SCHEDULE_FIRED, TypePattern};
 use glassbox_gateway::topic::{matches, parse_filter};
 use serde::{Deserialize, Serialize};
 
+mod schedule;
+
+pub use schedule::Schedule;
+
 /// Bounds a deploy may ask for.
 const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 const MEMORY_MAX: u64 = 512 << 20;
@@ -104,7 +108,7 @@ pub enum Trigger {
     Event(TypePattern),
     /// `schedule:<cron>` or `schedule:@every 30s`: the scheduler's
     /// `schedule.fired` events for this function.
-    Schedule(super::schedule::Schedule),
+    Schedule(Schedule),
     /// `http:<METHOD> <path>`: HTTP requests to the path, served by a
     /// `wasi:http/proxy` component.
     Http(Route),
@@ -210,9 +214,7 @@ impl Trigger {
             },
             "event" if !rest.is_empty() => Ok(Trigger::Event(TypePattern::parse(rest))),
             "event" => Err(format!("trigger {spec:?}: give a type or a prefix pattern like device.*")),
-            "schedule" => super::schedule::Schedule::parse(rest)
-                .map(Trigger::Schedule)
-                .map_err(|e| format!("trigger {spec:?}: {e}")),
+            "schedule" => Schedule::parse(rest).map(Trigger::Schedule).map_err(|e| format!("trigger {spec:?}: {e}")),
             "http" => Route::parse(rest).map(Trigger::Http).map_err(|e| format!("trigger {spec:?}: {e}")),
             other => Err(format!("trigger {spec:?}: unknown kind {other:?}; use mqtt:, event:, schedule: or http:")),
         }
