@@ -1,10 +1,8 @@
 //! `GET /api/v1/logs`: function and platform log lines, oldest first.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +51,6 @@ pub enum LogOrigin {
         /// The module that logged it, e.g. `glassbox_server::functions`.
         target: String,
         /// The line's structured fields.
-        fields: BTreeMap<String, Value>,
+        fields: Map<String, Value>,
     },
 }
