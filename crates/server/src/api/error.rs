@@ -82,7 +82,8 @@ pub fn internal(cause: impl std::fmt::Display) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, problems: self.problems } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, problems: self.problems } };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -10,13 +10,13 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use glassbox_api_types::{Accepted, Ingested, Lagged, Page};
 use glassbox_bus::BusItem;
+use glassbox_core::RecordedEvent;
 use glassbox_core::{
     Draft, EventId, EventQuery, Limits, Problem, QUERY_LIMIT_MAX, TraceParent, TypePattern, ValidationError,
     check_causationid, check_text, parse_cloudevent,
 };
-use glassbox_api_types::{Accepted, Ingested, Lagged, Page};
-use glassbox_core::RecordedEvent;
 use serde::Deserialize;
 
 use super::body::{Body, BodyLimit, charset_refused, foreign_charset};
@@ -132,9 +132,12 @@ async fn ingest_checked(
             }
             err
         })?;
-    let mut accepted = appended.into_iter().map(|a| Accepted { id: a.id, correlationid: a.correlationid, duplicate: a.duplicate });
+    let mut accepted =
+        appended.into_iter().map(|a| Accepted { id: a.id, correlationid: a.correlationid, duplicate: a.duplicate });
     let body = match mode {
-        Mode::Single => Ingested::One(accepted.next().ok_or_else(|| super::error::internal("the store appended nothing"))?),
+        Mode::Single => {
+            Ingested::One(accepted.next().ok_or_else(|| super::error::internal("the store appended nothing"))?)
+        }
         Mode::Batch => Ingested::Batch(accepted.collect()),
     };
     Ok((StatusCode::ACCEPTED, Json(body)))
@@ -361,9 +364,7 @@ pub async fn tail(
                 SseEvent::default().event("event").json_data(&*event).ok()
             }
             BusItem::Event(_) => None,
-            BusItem::Lagged(skipped) => {
-                SseEvent::default().event("lagged").json_data(Lagged { skipped }).ok()
-            }
+            BusItem::Lagged(skipped) => SseEvent::default().event("lagged").json_data(Lagged { skipped }).ok(),
         };
         futures::future::ready(out.map(Ok))
     });

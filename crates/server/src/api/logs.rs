@@ -6,10 +6,10 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use glassbox_api_types::{LogEntry, LogOrigin, Logs};
 use glassbox_core::{
     EventId, EventQuery, FUNCTION_INVOKED, Invocation, LogLine, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern,
 };
-use glassbox_api_types::{LogEntry, LogOrigin, Logs};
 use serde::Deserialize;
 
 use super::events::parse_time;
@@ -182,8 +182,8 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<LogEntry> {
     let start = data.start;
     let after = |us: u64| start.checked_add_signed(chrono::Duration::microseconds(i64::try_from(us).unwrap_or(0)));
     // Every line carries the ids it is about.
-    let line = |id: String, at: DateTime<Utc>, level: &str, message: &str, source: &str, stream: Option<&str>| {
-        LogEntry {
+    let line =
+        |id: String, at: DateTime<Utc>, level: &str, message: &str, source: &str, stream: Option<&str>| LogEntry {
             id,
             at,
             level: level.into(),
@@ -198,8 +198,7 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<LogEntry> {
                 version: data.key.version,
                 invocation: invocation.clone(),
             },
-        }
-    };
+        };
     let wanted = |level: &str, at: Option<DateTime<Utc>>| {
         let at = at.filter(|at| f.since.is_none_or(|s| *at >= s) && f.until.is_none_or(|u| *at < u));
         at.filter(|_| level_of(Some(level)) >= f.level)
@@ -258,9 +257,6 @@ fn platform_entry(line: &PlatformLine) -> LogEntry {
         event_id: tag(&["event_id"]),
         correlationid: tag(&["correlation", "correlationid"]),
         device: tag(&["device", "client"]),
-        origin: LogOrigin::Platform {
-            target: line.target.to_string(),
-            fields: line.fields.clone(),
-        },
+        origin: LogOrigin::Platform { target: line.target.to_string(), fields: line.fields.clone() },
     }
 }

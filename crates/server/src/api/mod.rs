@@ -28,9 +28,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
+use glassbox_api_types::{Health, Ready};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::Broker;
-use glassbox_api_types::{Health, Ready};
 use glassbox_store::{DeviceRegistry, StoreStatus};
 
 pub use auth::{AdminToken, Tokens, admin_token};

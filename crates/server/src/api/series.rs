@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
-use glassbox_core::Problem;
 use glassbox_api_types::{MetricInfo, MetricKind, MetricRange, Metrics};
+use glassbox_core::Problem;
 
 use super::events::parse_time;
 use super::params::{Path, Query};
