@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod diagnose;
 mod error;
 mod events;
 mod health;
@@ -17,6 +18,7 @@ mod logs;
 mod metrics;
 mod trace;
 
+pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
 pub use health::{Health, Ready};

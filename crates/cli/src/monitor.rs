@@ -6,14 +6,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use glassbox_api_types::{MetricRange, Page};
+use glassbox_api_types::{Anomalies, MetricRange, Page};
 use glassbox_core::{FUNCTION_INVOKED, Invocation, payload_in};
 use serde_json::Value;
 
 use crate::Remote;
 use crate::client::Client;
 use crate::metrics::{Total, sparkline, totals};
-use crate::render::{self, text};
+use crate::render;
 
 #[derive(clap::Args)]
 #[command(after_help = "Rates are per second over the last complete 10 s bucket (now) and the last \
@@ -186,22 +186,16 @@ async fn top_devices(client: &Client, top: usize) -> anyhow::Result<String> {
 
 /// Active anomalies, once the server detects them; says so when it cannot.
 async fn anomalies(client: &Client) -> String {
-    match client.get("/api/v1/anomalies", &[("active", "true".to_string())]).await {
+    match client.fetch::<Anomalies>("/api/v1/anomalies", &[("active", "true".to_string())]).await {
         Ok(answer) => {
-            let active = answer["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let active = answer.anomalies;
             if active.is_empty() {
                 return "ANOMALIES  none active\n".into();
             }
             let mut out = String::from("ANOMALIES\n");
             for a in active {
-                let _ = writeln!(
-                    out,
-                    "  {}  {}  score {:.2}  since {}",
-                    a["series"]["key"].as_str().unwrap_or("-"),
-                    text(a, "signal"),
-                    a["peak_score"].as_f64().unwrap_or(0.0),
-                    render::short_time(&a["start"])
-                );
+                let since = render::clock(a.start);
+                let _ = writeln!(out, "  {}  {}  score {:.2}  since {since}", a.series.key, a.signal, a.peak_score);
             }
             out
         }
