@@ -16,6 +16,7 @@ mod events;
 mod health;
 mod logs;
 mod metrics;
+pub mod openapi;
 mod trace;
 
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
