@@ -1,7 +1,8 @@
 //! `docs/openapi.json` against the types: a value of every answer type, as
 //! the server serialises it, must conform to the schema the document gives
-//! for its route. A field renamed (added, removed) in a type but not in the
-//! document, or the other way round, fails here.
+//! for its route, and read back as the type a client reads it into. A field
+//! renamed (added, removed) in a type but not in the document, or the other
+//! way round, fails here.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,8 @@ use glassbox_api_types::{
 };
 use glassbox_core::{Data, Event, IdMinter, Invocation, Problem, RecordedEvent, State, StateRecord};
 use serde::Serialize;
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
@@ -30,6 +32,15 @@ fn conforms(method: &str, path: &str, status: u16, answer: &impl Serialize) {
     let value = serde_json::to_value(answer).expect("answers serialise");
     let problems = doc.check(schema, &value);
     assert!(problems.is_empty(), "{method} {path} {status} disagrees with docs/openapi.json:\n{}", problems.join("\n"));
+}
+
+/// Asserts `answer` reads back as `T` (what a client reads it into) and
+/// serialises again to the same JSON: nothing lost or renamed on the way.
+#[track_caller]
+fn reads_back<T: Serialize + DeserializeOwned>(answer: &impl Serialize) {
+    let sent = serde_json::to_value(answer).expect("answers serialise");
+    let read: T = serde_json::from_value(sent.clone()).unwrap_or_else(|e| panic!("{e}: {sent:#}"));
+    assert_eq!(serde_json::to_value(read).unwrap(), sent);
 }
 
 fn at(second: u32) -> chrono::DateTime<Utc> {
@@ -96,6 +107,7 @@ fn refusals_are_the_error_component() {
     let detail =
         ErrorDetail { code: "invalid_parameter".into(), message: "limit: …".into(), problems: vec![problem] };
     conforms("get", "/api/v1/events", 400, &ErrorBody { error: detail.clone() });
+    reads_back::<ErrorBody>(&ErrorBody { error: detail.clone() });
     conforms("get", "/api/v1/events/{id}", 404, &ErrorBody { error: ErrorDetail { problems: vec![], ..detail } });
 }
 
@@ -103,19 +115,25 @@ fn refusals_are_the_error_component() {
 fn health_and_readiness() {
     conforms("get", "/healthz", 200, &Health::ok());
     let store = json!({ "backend": "sqlite", "writable": false, "last_error": "database or disk is full" });
-    conforms("get", "/readyz", 503, &Ready::new(false, store));
+    conforms("get", "/readyz", 503, &Ready::new(false, store.clone()));
+    reads_back::<Ready<Value>>(&Ready::new(false, store));
+    reads_back::<Health>(&Health::ok());
 }
 
 #[test]
 fn events_ingested_queried_and_read() {
     let accepted = Accepted { id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(), correlationid: "c-1".into(), duplicate: false };
     conforms("post", "/api/v1/events", 202, &Ingested::One(accepted.clone()));
-    conforms("post", "/api/v1/events", 202, &Ingested::Batch(vec![accepted]));
+    conforms("post", "/api/v1/events", 202, &Ingested::Batch(vec![accepted.clone()]));
+    reads_back::<Accepted>(&accepted);
+    reads_back::<Ingested>(&Ingested::Batch(vec![accepted]));
     conforms("get", "/api/v1/events", 200, &Page { events: vec![event()], next_cursor: Some("x".into()) });
+    reads_back::<Page<Value>>(&Page { events: vec![event()], next_cursor: Some("x".into()) });
     conforms("get", "/api/v1/events", 200, &Page::<RecordedEvent> { events: vec![], next_cursor: None });
     conforms("get", "/api/v1/events/{id}", 200, &event());
     let doc = document();
     let lagged = serde_json::to_value(Lagged { skipped: 3 }).unwrap();
+    reads_back::<Lagged>(&lagged);
     assert_eq!(doc.check(doc.component("Lagged").unwrap(), &lagged), Vec::<String>::new());
 }
 
@@ -124,6 +142,7 @@ fn a_trace() {
     let trace =
         Trace { correlationid: "c-1".into(), events: vec![event()], invocations: vec![invocation()], truncated: false };
     conforms("get", "/api/v1/trace/{id}", 200, &trace);
+    reads_back::<Trace<Value>>(&trace);
 }
 
 #[test]
@@ -156,6 +175,7 @@ fn function_and_platform_log_lines() {
     };
     let logs = Logs { lines: vec![function_line, platform_line], truncated: true, platform_lines_dropped: 0 };
     conforms("get", "/api/v1/logs", 200, &logs);
+    reads_back::<Logs>(&logs);
 }
 
 #[test]
@@ -168,7 +188,8 @@ fn metrics_and_a_metric_range() {
         exported: true,
         series: 2,
     };
-    conforms("get", "/api/v1/metrics", 200, &Metrics { metrics: vec![metric] });
+    conforms("get", "/api/v1/metrics", 200, &Metrics { metrics: vec![metric.clone()] });
+    reads_back::<Metrics>(&Metrics { metrics: vec![metric] });
     let point = Point { at: at(0), value: 1.5, count: 2, sum: 3.0, min: 1.0, max: 2.0 };
     let series =
         SeriesRange { labels: BTreeMap::from([("function".to_string(), "fan".to_string())]), points: vec![point] };
@@ -183,6 +204,7 @@ fn metrics_and_a_metric_range() {
         series: vec![series],
     };
     conforms("get", "/api/v1/metrics/{name}", 200, &range);
+    reads_back::<MetricRange>(&range);
 }
 
 fn episode(end: Option<chrono::DateTime<Utc>>, detail: Option<String>) -> Episode {
@@ -226,6 +248,8 @@ fn a_diagnosis_and_anomalies() {
         summary: "1 incident".into(),
     };
     conforms("get", "/api/v1/diagnose", 200, &diagnosis);
+    reads_back::<Diagnosis>(&diagnosis);
+    reads_back::<Anomalies>(&Anomalies { anomalies: vec![episode(Some(at(9)), Some("silent".into()))] });
     conforms("get", "/api/v1/anomalies", 200, &Anomalies { anomalies: vec![episode(None, None)] });
 }
 
