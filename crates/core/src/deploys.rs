@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Principal;
+
 /// A new version was deployed and made live (data: [`Deployed`]).
 pub const FUNCTION_DEPLOYED: &str = "function.deployed";
 /// `rollback` made an older version live (data: [`LiveChanged`]).
@@ -19,8 +21,12 @@ pub struct Deployed {
     pub function: String,
     pub version: u32,
     pub digest: String,
-    /// Who deployed it.
+    /// Who deployed it, as a label (`admin`): [`Principal::label`].
     pub by: String,
+    /// Who, whole; none only in records written before principals were
+    /// recorded (diagnosis still reads those).
+    #[serde(default)]
+    pub principal: Option<Principal>,
     /// Its spec (triggers, limits, …), as deployed.
     pub spec: serde_json::Value,
 }
@@ -35,7 +41,12 @@ pub struct LiveChanged {
     pub to: u32,
     /// The digest of `to`.
     pub digest: String,
+    /// Who changed it, as a label (`admin`).
     pub by: String,
+    /// Who, whole; none only in records written before principals were
+    /// recorded (diagnosis still reads those).
+    #[serde(default)]
+    pub principal: Option<Principal>,
 }
 
 /// The data of a [`FUNCTION_DELETED`] record.
@@ -44,7 +55,12 @@ pub struct Deleted {
     pub function: String,
     /// The version that was live; none when it was deleted before (a purge).
     pub version: Option<u32>,
+    /// Who deleted it, as a label (`admin`).
     pub by: String,
+    /// Who, whole; none only in records written before principals were
+    /// recorded (diagnosis still reads those).
+    #[serde(default)]
+    pub principal: Option<Principal>,
     /// Whether it was deleted with work in flight (`--force`).
     pub forced: bool,
     /// Whether its versions and key-value store were removed too.

@@ -14,6 +14,7 @@
 
 mod deploys;
 mod device;
+mod device_changes;
 mod event;
 pub mod events;
 mod histogram;
@@ -22,12 +23,18 @@ mod ingest;
 mod lifecycle;
 mod principal;
 mod query;
+pub mod secrets;
 mod trace_context;
 
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
+pub use device_changes::{
+    CommandQueued, CommandStep, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
+    DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
+    DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, QueueCleared, REGISTRY_CHANGES, RegistryChanged, ShadowState, ShadowUpdated,
+};
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
 pub use events::connection::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, CLIENT_SESSION_EXPIRED, CLIENT_SUBSCRIBE_DENIED,

@@ -75,6 +75,16 @@ impl Principal {
         Self { kind: PrincipalKind::System, name: component.into(), auth: AuthMethod::Internal, source: None }
     }
 
+    /// Who, without where: `admin`, `token:ci`, `device:th-1`,
+    /// `function:fan`, `system:scheduler`. Records that always named their
+    /// actor as a string (`by`, `actor`, `issuer`) hold this.
+    pub fn label(&self) -> String {
+        match self.kind {
+            PrincipalKind::Admin => self.kind.as_str().to_string(),
+            kind => format!("{}:{}", kind.as_str(), self.name),
+        }
+    }
+
     /// Whether this is an operator (the admin or a token), not a device,
     /// function or the platform.
     pub fn is_operator(&self) -> bool {
@@ -94,14 +104,10 @@ impl PrincipalKind {
     }
 }
 
-/// `admin`, `token:ci`, `device:th-1`, `function:fan`, `system:scheduler`,
-/// then ` from <address>` when known.
+/// The principal's label, then ` from <address>` when known.
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            PrincipalKind::Admin => f.write_str(self.kind.as_str())?,
-            kind => write!(f, "{}:{}", kind.as_str(), self.name)?,
-        }
+        f.write_str(&self.label())?;
         match &self.source {
             Some(source) => write!(f, " from {source}"),
             None => Ok(()),
@@ -134,6 +140,7 @@ mod tests {
         );
         assert_eq!(Principal::device("th-1", AuthMethod::DeviceSecret, None).to_string(), "device:th-1");
         assert_eq!(Principal::function("fan").to_string(), "function:fan");
+        assert_eq!(Principal::admin(AuthMethod::MqttToken, Some("10.0.0.2:4000".into())).label(), "admin");
         assert!(!Principal::system("recovery").is_operator());
     }
 }

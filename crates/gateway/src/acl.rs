@@ -11,9 +11,11 @@ use crate::topic::matches;
 /// commands): `$glassbox/devices/<id>/…`, open to that device.
 pub const RESERVED_PREFIX: &str = "$glassbox/devices/";
 
-/// Who is asking.
+/// What a connected client is, for access control: a device (by its id),
+/// an operator, or an anonymous client (open mode only). Who acts, for the
+/// records of what it changes, is its `glassbox_core::Principal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
+pub enum Role {
     Device(String),
     Operator,
     Anonymous,
@@ -51,10 +53,10 @@ impl Acl {
     }
 
     /// May `who` publish to topic name `topic`?
-    pub fn check_publish(&self, who: &Principal, topic: &str) -> Result<(), Denied> {
+    pub fn check_publish(&self, who: &Role, topic: &str) -> Result<(), Denied> {
         match who {
-            Principal::Operator | Principal::Anonymous => Ok(()),
-            Principal::Device(id) => match self.device_grants(id, Access::Publish).any(|g| matches(&g, topic)) {
+            Role::Operator | Role::Anonymous => Ok(()),
+            Role::Device(id) => match self.device_grants(id, Access::Publish).any(|g| matches(&g, topic)) {
                 true => Ok(()),
                 false => Err(Denied(format!(
                     "device {id:?} may not publish to {topic:?}; devices publish under devices/{id}/"
@@ -65,16 +67,16 @@ impl Acl {
 
     /// May `who` subscribe to `filter` (a filter, possibly with wildcards)?
     /// Granted only if every topic it can match is allowed.
-    pub fn check_subscribe(&self, who: &Principal, filter: &str) -> Result<(), Denied> {
+    pub fn check_subscribe(&self, who: &Role, filter: &str) -> Result<(), Denied> {
         match who {
-            Principal::Operator => Ok(()),
-            Principal::Anonymous => match self.deny_subscribe.iter().find(|d| covers(d, filter)) {
+            Role::Operator => Ok(()),
+            Role::Anonymous => match self.deny_subscribe.iter().find(|d| covers(d, filter)) {
                 Some(denied) => {
                     Err(Denied(format!("subscribing to {filter:?} is denied by the deny-subscribe rule {denied:?}")))
                 }
                 None => Ok(()),
             },
-            Principal::Device(id) => match self.device_grants(id, Access::Subscribe).any(|g| covers(&g, filter)) {
+            Role::Device(id) => match self.device_grants(id, Access::Subscribe).any(|g| covers(&g, filter)) {
                 true => Ok(()),
                 false => Err(Denied(format!(
                     "device {id:?} may not subscribe to {filter:?}; devices subscribe under devices/{id}/"
@@ -113,8 +115,8 @@ pub fn covers(outer: &str, inner: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn device(id: &str) -> Principal {
-        Principal::Device(id.into())
+    fn device(id: &str) -> Role {
+        Role::Device(id.into())
     }
 
     #[test]
@@ -133,10 +135,10 @@ mod tests {
     #[test]
     fn operators_go_anywhere_and_anonymous_clients_meet_the_deny_list() {
         let acl = Acl::new(vec![], vec!["test/nosubscribe".into()]);
-        assert!(acl.check_subscribe(&Principal::Operator, "#").is_ok());
-        assert!(acl.check_publish(&Principal::Anonymous, "anything/at/all").is_ok());
-        assert!(acl.check_subscribe(&Principal::Anonymous, "test/nosubscribe").is_err());
-        assert!(acl.check_subscribe(&Principal::Anonymous, "test/#").is_ok());
+        assert!(acl.check_subscribe(&Role::Operator, "#").is_ok());
+        assert!(acl.check_publish(&Role::Anonymous, "anything/at/all").is_ok());
+        assert!(acl.check_subscribe(&Role::Anonymous, "test/nosubscribe").is_err());
+        assert!(acl.check_subscribe(&Role::Anonymous, "test/#").is_ok());
     }
 
     #[test]

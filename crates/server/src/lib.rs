@@ -115,7 +115,7 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = RegistryAuth {
         devices: devices.clone(),
-        operator_tokens: token.tokens.hashes().to_vec(),
+        operator_tokens: token.tokens.hashes(),
         allow_anonymous: config.mqtt.allow_anonymous,
     };
     if config.mqtt.allow_anonymous {
@@ -168,7 +168,9 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     .await
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
+    let registry = Arc::new(control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
     let state = AppState {
+        registry,
         control,
         functions,
         pipeline,

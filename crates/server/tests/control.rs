@@ -104,6 +104,16 @@ impl Device {
     }
 }
 
+/// The admin, by bearer token, from this test's own address.
+fn assert_admin_from_here(principal: &Value) {
+    assert_eq!(
+        (principal["kind"].clone(), principal["name"].clone(), principal["auth"].clone()),
+        (json!("admin"), json!("admin"), json!("bearer_token")),
+        "{principal}"
+    );
+    assert!(principal["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")), "{principal}");
+}
+
 #[tokio::test]
 async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_clears_the_delta() {
     let server = start().await;
@@ -135,6 +145,21 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
     let shadow = server.shadow("thermo-1").await;
     assert_eq!(shadow["delta"], json!({}));
     assert_eq!(shadow["reported"]["fan"]["speed"], 2);
+    // Each update names who made it: the operator over HTTP, then the device itself over MQTT.
+    let (_, updates) =
+        server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.shadow.updated&device=thermo-1", None).await;
+    let updates = updates["events"].as_array().unwrap();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    let (by_device, by_operator) = (&updates[0]["data"], &updates[1]["data"]);
+    assert_eq!(by_device["actor"], "device:thermo-1");
+    assert_eq!(
+        (by_device["principal"]["kind"].clone(), by_device["principal"]["name"].clone()),
+        (json!("device"), json!("thermo-1"))
+    );
+    assert_eq!(by_device["principal"]["auth"], "device_secret");
+    assert!(by_device["principal"]["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")));
+    assert_eq!(by_operator["actor"], "admin");
+    assert_admin_from_here(&by_operator["principal"]);
     assert!(shadow["metadata"]["reported"]["fan"]["speed"]["timestamp"].is_string());
 
     // A desired change while it is connected is pushed at once.
@@ -437,7 +462,18 @@ async fn an_operator_clears_an_offline_devices_queue_and_every_drop_is_recorded(
     let record = server
         .eventually("/api/v1/events?type=device.queue_cleared&device=tank-1", |page| page["events"].get(0).cloned())
         .await;
-    assert_eq!(record["data"], json!({"actor": "admin", "cleared": 3, "session": true}));
+    let data = record["data"].as_object().unwrap();
+    let mut fields: Vec<&str> = data.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["actor", "cleared", "principal", "session"], "{record}");
+    assert_eq!((&data["actor"], &data["cleared"], &data["session"]), (&json!("admin"), &json!(3), &json!(true)));
+    assert_admin_from_here(&data["principal"]);
+    // The device's registration names who registered it, too.
+    let registered = server
+        .eventually("/api/v1/events?type=device.registered&device=tank-1", |page| page["events"].get(0).cloned())
+        .await;
+    assert_eq!(registered["data"]["actor"], "admin");
+    assert_admin_from_here(&registered["data"]["principal"]);
 
     // Back, the device finds its session but none of the cleared messages.
     let (mut reader, _writer, ack) = client::connect(&server.mqtt, &persistent).await.unwrap();

@@ -425,6 +425,19 @@ async fn a_command_a_function_sends_joins_the_chain_and_trace_and_logs_show_it()
     for ty in ["device.message", "function.invoked", "device.command.queued", "device.command.succeeded"] {
         assert!(types.contains(&ty), "{ty} in {types:?}");
     }
+    // Who did each: the function issued it through its host services, the device answered it.
+    let principal = |ty: &str| {
+        let events = chain["events"].as_array().unwrap();
+        events.iter().find(|e| e["type"] == ty).map(|e| e["data"]["principal"].clone()).unwrap_or_default()
+    };
+    assert_eq!(principal("device.command.queued"), json!({"kind": "function", "name": "fan", "auth": "internal"}));
+    let answered = principal("device.command.succeeded");
+    assert_eq!(
+        (answered["kind"].clone(), answered["name"].clone(), answered["auth"].clone()),
+        (json!("device"), json!("d1"), json!("device_secret")),
+        "{answered}"
+    );
+    assert!(answered["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")), "{answered}");
     let invocations = chain["invocations"].as_array().unwrap();
     assert_eq!(invocations.len(), 1, "{chain}");
     let invocation = &invocations[0];

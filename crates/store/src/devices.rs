@@ -1,10 +1,9 @@
 //! The device registry: who may connect. Secrets are random, shown once at
-//! creation or rotation, and stored only as SHA-256 hashes.
+//! creation or rotation, and stored only as SHA-256 hashes
+//! (`glassbox_core::secrets` mints and checks them).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 
@@ -33,27 +32,9 @@ pub struct DeviceMeta {
     pub cadence_seconds: Option<u64>,
 }
 
-/// A device secret's hash; the secret itself is never stored.
-pub type SecretHash = [u8; 32];
-
-/// A new random secret (`gbxd_` and 256 bits in hex) and its hash.
-pub fn new_secret() -> (String, SecretHash) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("gbxd_{}", hex::encode(bytes));
-    let hash = hash_secret(&secret);
-    (secret, hash)
-}
-
-pub fn hash_secret(secret: &str) -> SecretHash {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// Compares a presented secret with a stored hash in constant time.
-pub fn secret_matches(presented: &[u8], stored: &SecretHash) -> bool {
-    let presented: SecretHash = Sha256::digest(presented).into();
-    presented.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
+/// A device secret's hash (minted and checked with `glassbox_core::secrets`);
+/// the secret itself is never stored.
+pub use glassbox_core::secrets::SecretHash;
 
 /// Registry storage; implemented by every store.
 #[async_trait]
@@ -86,19 +67,4 @@ pub trait DeviceRegistry: Send + Sync + 'static {
 
     /// The deleted device, or `None` if there was none.
     async fn delete_device(&self, id: &str) -> Result<Option<Device>, StoreError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_random_and_verified_by_hash() {
-        let (a, hash) = new_secret();
-        let (b, _) = new_secret();
-        assert_ne!(a, b);
-        assert!(a.starts_with("gbxd_") && a.len() == 69);
-        assert!(secret_matches(a.as_bytes(), &hash));
-        assert!(!secret_matches(b.as_bytes(), &hash));
-    }
 }

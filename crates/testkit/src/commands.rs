@@ -12,7 +12,7 @@ fn command(id: &str, key: Option<&str>, now: DateTime<Utc>) -> CommandRecord {
         device: "d1".into(),
         name: "reboot".into(),
         payload: Some("{\"delay\":1}".into()),
-        issuer: "admin".into(),
+        issuer: "ops".into(),
         idempotency_key: key.map(str::to_string),
         state: CommandState::Queued,
         created_at: now,

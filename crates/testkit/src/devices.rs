@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use glassbox_store::devices::{new_secret, secret_matches};
+use glassbox_core::secrets::{matches as secret_matches, mint};
 use glassbox_store::{DeviceMeta, StoreError};
 
 use crate::Factory;
 
 pub async fn the_device_registry_creates_disables_rotates_and_deletes(factory: &impl Factory) {
     let store = factory.devices().await;
-    let (secret, hash) = new_secret();
+    let (secret, hash) = mint("gbxd_");
     let created = store.create_device("thermo-1", hash).await.unwrap();
     assert!(!created.disabled);
     assert!(matches!(store.create_device("thermo-1", hash).await, Err(StoreError::Conflict(_))));
@@ -19,12 +19,12 @@ pub async fn the_device_registry_creates_disables_rotates_and_deletes(factory: &
 
     assert!(store.set_device_disabled("thermo-1", true).await.unwrap().unwrap().disabled);
     assert!(store.set_device_disabled("nobody", true).await.unwrap().is_none());
-    let (rotated, new_hash) = new_secret();
+    let (rotated, new_hash) = mint("gbxd_");
     store.set_device_secret("thermo-1", new_hash).await.unwrap();
     let (_, stored) = store.device_credentials("thermo-1").await.unwrap().unwrap();
     assert!(secret_matches(rotated.as_bytes(), &stored) && !secret_matches(secret.as_bytes(), &stored));
 
-    store.create_device("pump-2", new_secret().1).await.unwrap();
+    store.create_device("pump-2", mint("gbxd_").1).await.unwrap();
     let ids: Vec<String> = store.devices(None, 10).await.unwrap().into_iter().map(|d| d.id).collect();
     assert_eq!(ids, ["pump-2", "thermo-1"]);
     assert_eq!(store.devices(Some("pump-2"), 10).await.unwrap().len(), 1);
@@ -48,7 +48,7 @@ pub async fn shadows_are_written_only_over_the_version_they_were_read_at(factory
 
 pub async fn device_metadata_is_replaced_whole(factory: &impl Factory) {
     let store = factory.devices().await;
-    let created = store.create_device("d1", new_secret().1).await.unwrap();
+    let created = store.create_device("d1", mint("gbxd_").1).await.unwrap();
     assert_eq!(created.meta, DeviceMeta::default());
     let meta = DeviceMeta {
         tags: BTreeMap::from([("site".to_string(), "north".to_string())]),

@@ -7,11 +7,11 @@ use crate::Factory;
 
 pub async fn versions_number_from_one_and_the_newest_is_live(factory: &impl Factory) {
     let store = factory.functions().await;
-    let first = store.add_version("f", "sha256:a", "{\"triggers\":[]}", "admin").await.unwrap();
+    let first = store.add_version("f", "sha256:a", "{\"triggers\":[]}", "ops").await.unwrap();
     assert_eq!((first.name.as_str(), first.version, first.live), ("f", 1, true));
     assert_eq!(
         (first.digest.as_str(), first.spec.as_str(), first.deployed_by.as_str()),
-        ("sha256:a", "{\"triggers\":[]}", "admin")
+        ("sha256:a", "{\"triggers\":[]}", "ops")
     );
     let second = store.add_version("f", "sha256:b", "{}", "ci").await.unwrap();
     assert_eq!((second.version, second.live), (2, true));
@@ -59,9 +59,9 @@ pub async fn finding_5_kv_set_past_the_key_count_or_byte_quota_is_refused_naming
 pub async fn a_deleted_function_keeps_its_versions_until_purged(factory: &impl Factory) {
     let store = factory.functions().await;
     let quota = KvQuota { keys_max: 10, bytes_max: 1000 };
-    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
-    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
-    store.add_version("g", "sha256:b", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:a", "{}", "ops").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "ops").await.unwrap();
+    store.add_version("g", "sha256:b", "{}", "ops").await.unwrap();
     store.kv_set("f", "k", vec![1], quota).await.unwrap();
 
     assert_eq!(store.delete("f", false).await.unwrap(), Vec::<String>::new());
@@ -69,7 +69,7 @@ pub async fn a_deleted_function_keeps_its_versions_until_purged(factory: &impl F
     assert_eq!(live, ["g"]);
     let kept = store.versions("f").await.unwrap();
     assert_eq!((kept.len(), kept.iter().any(|v| v.live)), (2, false));
-    assert_eq!(store.add_version("f", "sha256:c", "{}", "admin").await.unwrap().version, 3, "numbers continue");
+    assert_eq!(store.add_version("f", "sha256:c", "{}", "ops").await.unwrap().version, 3, "numbers continue");
     store.delete("f", false).await.unwrap();
     assert!(store.set_live("f", 1).await.unwrap().unwrap().live, "a promote brings it back");
 
@@ -77,15 +77,15 @@ pub async fn a_deleted_function_keeps_its_versions_until_purged(factory: &impl F
     assert_eq!(unused, ["sha256:a", "sha256:c"], "sha256:b is g's too");
     assert!(store.versions("f").await.unwrap().is_empty());
     assert_eq!(store.kv_get("f", "k").await.unwrap(), None);
-    assert_eq!(store.add_version("f", "sha256:a", "{}", "admin").await.unwrap().version, 1, "purged: from 1");
+    assert_eq!(store.add_version("f", "sha256:a", "{}", "ops").await.unwrap().version, 1, "purged: from 1");
 }
 
 /// Each move of the live alias is logged, a delete as none, at most
 /// `LIVE_LOG_MAX` per function; a purge forgets them.
 pub async fn moves_of_the_live_alias_are_logged_within_a_bound(factory: &impl Factory) {
     let store = factory.functions().await;
-    store.add_version("f", "sha256:a", "{}", "admin").await.unwrap();
-    store.add_version("f", "sha256:b", "{}", "admin").await.unwrap();
+    store.add_version("f", "sha256:a", "{}", "ops").await.unwrap();
+    store.add_version("f", "sha256:b", "{}", "ops").await.unwrap();
     store.set_live("f", 1).await.unwrap();
     store.delete("f", false).await.unwrap();
     let moves: Vec<Option<u32>> = store.live_log("f").await.unwrap().into_iter().map(|m| m.version).collect();

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use glassbox_core::CommandStep;
 use serde_json::{Value, json};
 
 use crate::Exit;
@@ -28,6 +29,12 @@ pub struct WaitArgs {
     /// How long --wait waits at most (e.g. 10s, 5m).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "wait")]
     pub wait_timeout: Duration,
+}
+
+/// A command's recorded step (`delivered`, `succeeded`, …, `response_rejected`)
+/// as the control plane wrote it; none for `queued` and `in_transit`.
+fn typed_step(event: &Value) -> Option<CommandStep> {
+    serde_json::from_value(event["data"].clone()).ok()
 }
 
 /// The device's command events, subscribed to before the command is sent or read.
@@ -139,15 +146,17 @@ impl Waiting<'_> {
 
     /// A recorded event of the device's commands: a line if it moves this one on.
     async fn step(&mut self, event: &Value) -> anyhow::Result<()> {
-        let data = &event["data"];
         let ty = text(event, "type").strip_prefix("device.command.").unwrap_or_default();
-        // `queued` is the command's own id; `in_transit` carries the envelope sent; the others name it.
-        let about = [&event["id"], &data["id"], &data["command"]].iter().any(|id| id.as_str() == Some(self.id()));
+        // `queued` is the command's own id; `in_transit` carries the envelope sent; the others are steps naming it.
+        let step = typed_step(event);
+        let named = step.as_ref().and_then(|s| s.command.as_deref());
+        let about = [event["id"].as_str(), event["data"]["id"].as_str(), named].contains(&Some(self.id()));
         if !about {
             return Ok(());
         }
         if ty == "response_rejected" {
-            let note = format!("an answer was refused: {}", text(data, "reason"));
+            let reason = step.as_ref().and_then(|s| s.reason.as_deref()).unwrap_or_default();
+            let note = format!("an answer was refused: {reason}");
             self.print(&event["time"], "note", &note);
             return Ok(());
         }
@@ -182,7 +191,7 @@ impl Waiting<'_> {
     fn detail(&self, event: Option<&Value>) -> String {
         let c = &self.command;
         let device = text(c, "device");
-        let answered = event.is_some_and(|e| e["data"]["detail"].is_string());
+        let answered = event.and_then(typed_step).is_some_and(|s| s.detail.is_some());
         let response = match &c["response"] {
             Value::Null => String::new(),
             r => format!("response: {r}"),

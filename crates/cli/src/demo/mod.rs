@@ -218,7 +218,8 @@ const NOTE_EVERY: Duration = Duration::from_secs(10);
 /// A backend leaving a note in every device's inbox each [`NOTE_EVERY`]
 /// (QoS 1), so that messages queue for devices while they sleep.
 async fn backend(mqtt: String, token: String, profiles: Vec<Profile>) {
-    let options = Options { username: Some("operator".into()), password: Some(token), ..Options::new("demo-backend") };
+    let username = Some(glassbox_gateway::broker::OPERATOR_USERNAME.to_string());
+    let options = Options { username, password: Some(token), ..Options::new("demo-backend") };
     let mut tick = tokio::time::interval(NOTE_EVERY);
     loop {
         let Ok((mut reader, mut writer, _)) = client::connect(&mqtt, &options).await else {

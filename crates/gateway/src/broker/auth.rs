@@ -2,14 +2,15 @@
 //! device id, password = its secret), an operator (user name `operator`,
 //! password an operator token), or — in open mode only — anonymous.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use glassbox_core::DisconnectReason;
+use glassbox_core::secrets::{SecretHash, matches as secret_matches};
+use glassbox_core::{AuthMethod, DisconnectReason, Principal};
 use glassbox_store::DeviceRegistry;
-use glassbox_store::devices::{SecretHash, secret_matches};
 
-use crate::acl::Principal;
+use crate::acl::Role;
 
 /// What a CONNECT presented.
 #[derive(Debug)]
@@ -21,12 +22,25 @@ pub struct Credentials<'a> {
 
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    /// The principal, or why the connection is refused.
-    async fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Principal, (DisconnectReason, String)>;
+    /// The client's role, or why the connection is refused.
+    async fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)>;
 }
 
 /// The user name backend clients use with an operator token as password.
 pub const OPERATOR_USERNAME: &str = "operator";
+
+/// Who a client admitted as `role` from `peer` acts as, in the records of
+/// what it changes: a device by its secret, an operator token as the admin
+/// (the only operator token there is yet). An anonymous client acts as no
+/// one: it can change nothing through the platform.
+pub fn principal(role: &Role, peer: SocketAddr) -> Option<Principal> {
+    let source = Some(peer.to_string());
+    match role {
+        Role::Device(id) => Some(Principal::device(id, AuthMethod::DeviceSecret, source)),
+        Role::Operator => Some(Principal::admin(AuthMethod::MqttToken, source)),
+        Role::Anonymous => None,
+    }
+}
 
 /// Authenticates against the device registry and the operator tokens.
 pub struct RegistryAuth {
@@ -38,12 +52,12 @@ pub struct RegistryAuth {
 
 #[async_trait]
 impl Authenticator for RegistryAuth {
-    async fn authenticate(&self, c: &Credentials<'_>) -> Result<Principal, (DisconnectReason, String)> {
+    async fn authenticate(&self, c: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)> {
         let refuse = |why: &str| Err((DisconnectReason::AuthFailure, why.to_string()));
         match (c.username, c.password) {
             (Some(OPERATOR_USERNAME), Some(token)) => {
                 match self.operator_tokens.iter().any(|h| secret_matches(token, h)) {
-                    true => Ok(Principal::Operator),
+                    true => Ok(Role::Operator),
                     false => refuse("operator token not recognised"),
                 }
             }
@@ -59,7 +73,7 @@ impl Authenticator for RegistryAuth {
 impl RegistryAuth {
     /// Open mode: anyone, but not as a registered device (it would take over
     /// the device's session and receive what is queued for it).
-    async fn anonymous(&self, client_id: &str) -> Result<Principal, (DisconnectReason, String)> {
+    async fn anonymous(&self, client_id: &str) -> Result<Role, (DisconnectReason, String)> {
         let found = self
             .devices
             .device_credentials(client_id)
@@ -72,16 +86,11 @@ impl RegistryAuth {
                     "client id {client_id:?} is a registered device: connect with its credentials, or use another id"
                 ),
             )),
-            None => Ok(Principal::Anonymous),
+            None => Ok(Role::Anonymous),
         }
     }
 
-    async fn device(
-        &self,
-        client_id: &str,
-        user: &str,
-        secret: &[u8],
-    ) -> Result<Principal, (DisconnectReason, String)> {
+    async fn device(&self, client_id: &str, user: &str, secret: &[u8]) -> Result<Role, (DisconnectReason, String)> {
         if user != client_id {
             return Err((
                 DisconnectReason::AuthFailure,
@@ -98,7 +107,7 @@ impl RegistryAuth {
             Some((device, _)) if device.disabled => {
                 Err((DisconnectReason::DeviceDisabled, format!("device {user:?} is disabled")))
             }
-            Some((device, _)) => Ok(Principal::Device(device.id)),
+            Some((device, _)) => Ok(Role::Device(device.id)),
         }
     }
 }

@@ -62,19 +62,21 @@ pub(crate) const PLATFORM: &str = "$glassbox";
 /// connect or subscribe, it answers through [`Broker::publish`].
 #[async_trait]
 pub trait Reserved: Send + Sync + 'static {
-    /// Device `device` published `payload` on `$glassbox/devices/<device>/<rest>`,
-    /// recorded as `event`; `correlation` is its 5.0 correlation data.
+    /// Device `device`, logged in as `by`, published `payload` on
+    /// `$glassbox/devices/<device>/<rest>`, recorded as `event`;
+    /// `correlation` is its 5.0 correlation data.
     async fn published(
         &self,
         device: &str,
+        by: &glassbox_core::Principal,
         rest: &str,
         payload: &[u8],
         correlation: Option<&[u8]>,
         event: glassbox_core::EventId,
     );
-    /// The device acknowledged (PUBACK, PUBREC) a message the platform sent
-    /// it with [`Broker::publish`], recorded as `event`.
-    async fn acknowledged(&self, device: &str, event: glassbox_core::EventId);
+    /// The device, logged in as `by`, acknowledged (PUBACK, PUBREC) a
+    /// message the platform sent it with [`Broker::publish`], recorded as `event`.
+    async fn acknowledged(&self, device: &str, by: &glassbox_core::Principal, event: glassbox_core::EventId);
     /// The device connected (and its session is ready to receive).
     async fn connected(&self, device: &str);
     /// The device subscribed to `filter` under its reserved topics.
@@ -566,11 +568,12 @@ impl Broker {
     }
 
     /// Clears a client's queue of messages not yet sent (see
-    /// [`Session::clear`]); `None` if the broker holds no session for it.
-    pub async fn clear_queue(&self, client_id: &str, who: &str) -> Option<Cleared> {
+    /// [`Session::clear`]), each drop naming `by`; `None` if the broker
+    /// holds no session for it.
+    pub async fn clear_queue(&self, client_id: &str, by: &glassbox_core::Principal) -> Option<Cleared> {
         let session = self.shared.session(client_id)?;
         let mut ops = Vec::new();
-        let cleared = lock(&session).clear(&self.shared.deliveries, who, &mut ops);
+        let cleared = lock(&session).clear(&self.shared.deliveries, &by.label(), &mut ops);
         self.shared.persist(ops).await;
         Some(cleared)
     }

@@ -1,49 +1,88 @@
 //! Operator authentication: bearer tokens checked against stored SHA-256
 //! hashes. The admin token is set with `GLASSBOX_ADMIN_TOKEN`, or generated
 //! at first start, printed once and kept only as its hash.
+//!
+//! A request whose token is accepted carries the [`Principal`] it acts as
+//! (the token's holder, over `BearerToken`, from the peer address);
+//! handlers take it with the [`Caller`] extractor and hand it to every
+//! service method that changes something.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use glassbox_core::secrets::{self, SecretHash};
+use glassbox_core::{AuthMethod, Principal, PrincipalKind};
 use glassbox_store::{EventStore, StoreError};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
-use super::error::too_many;
+use super::error::{internal, too_many};
 use super::serve::Peer;
 use super::{ApiError, AppState, throttle};
 
 /// The settings key holding the admin token's hash.
 const ADMIN_TOKEN_KEY: &str = "auth.admin_token_sha256";
 
-/// Hashes of the tokens the API accepts.
+/// The tokens the API accepts: each one's hash and who holds it.
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    hashes: Vec<[u8; 32]>,
+    known: Vec<Known>,
+}
+
+/// An accepted token: its hash, and the principal kind and name it acts as.
+/// Only the admin token exists yet; named tokens will be entries too.
+#[derive(Debug, Clone)]
+struct Known {
+    hash: SecretHash,
+    kind: PrincipalKind,
+    name: String,
 }
 
 impl Tokens {
+    /// The admin token alone.
+    fn admin(hash: SecretHash) -> Self {
+        let name = PrincipalKind::Admin.as_str().to_string();
+        Self { known: vec![Known { hash, kind: PrincipalKind::Admin, name }] }
+    }
+
     /// The accepted tokens' SHA-256 hashes (the MQTT gateway checks operators against them).
-    pub fn hashes(&self) -> &[[u8; 32]] {
-        &self.hashes
+    pub fn hashes(&self) -> Vec<SecretHash> {
+        self.known.iter().map(|k| k.hash).collect()
     }
 
-    pub fn accepts(&self, token: &str) -> bool {
-        let presented = hash(token);
-        // Compare every byte of every hash: no early exit to time.
-        self.hashes.iter().fold(false, |found, known| found | constant_time_eq(known, &presented))
+    /// Who `token` belongs to, acting from `source`; `None` if no accepted
+    /// token matches. Every known hash is compared, with no early exit to time.
+    pub fn resolve(&self, token: &str, source: Option<String>) -> Option<Principal> {
+        let presented = secrets::hash(token.as_bytes());
+        let found =
+            self.known.iter().fold(None, |found, known| match secrets::constant_time_eq(&known.hash, &presented) {
+                true => Some(known),
+                false => found,
+            });
+        found.map(|known| Principal {
+            kind: known.kind,
+            name: known.name.clone(),
+            auth: AuthMethod::BearerToken,
+            source,
+        })
     }
 }
 
-fn hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+/// The principal a request acts as, resolved by [`require_token`]: a
+/// handler that changes something takes it as an argument.
+pub struct Caller(pub Principal);
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Every route with this extractor sits behind `require_token`; its absence is a routing bug.
+        parts.extensions.get::<Principal>().cloned().map(Caller).ok_or_else(|| {
+            internal(format!("route {} needs the caller's principal but is not behind require_token", parts.uri.path()))
+        })
+    }
 }
 
 /// Outcome of [`admin_token`]: a newly generated token must be shown once.
@@ -56,12 +95,12 @@ pub struct AdminToken {
 /// or generating a token on first start.
 pub async fn admin_token(store: &Arc<dyn EventStore>, configured: Option<&str>) -> Result<AdminToken, StoreError> {
     let (stored_hex, generated) = match configured {
-        Some(token) => (hex::encode(hash(token)), None),
+        Some(token) => (hex::encode(secrets::hash(token.as_bytes())), None),
         None => match store.setting(ADMIN_TOKEN_KEY).await? {
             Some(existing) => (existing, None),
             None => {
-                let token = new_token();
-                (hex::encode(hash(&token)), Some(token))
+                let (token, hash) = new_token();
+                (hex::encode(hash), Some(token))
             }
         },
     };
@@ -71,20 +110,23 @@ pub async fn admin_token(store: &Arc<dyn EventStore>, configured: Option<&str>) 
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(&stored_hex, &mut bytes)
         .map_err(|_| StoreError::Internal(format!("setting {ADMIN_TOKEN_KEY} is not a SHA-256 hash")))?;
-    Ok(AdminToken { tokens: Tokens { hashes: vec![bytes] }, generated })
+    Ok(AdminToken { tokens: Tokens::admin(bytes), generated })
 }
 
-/// `gbx_` and 256 random bits in hex.
-fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("gbx_{}", hex::encode(bytes))
+/// `gbx_` and 256 random bits in hex, and its hash.
+fn new_token() -> (String, SecretHash) {
+    secrets::mint("gbx_")
 }
 
-/// Rejects requests without a valid `Authorization: Bearer` token. A
+/// Rejects requests without a valid `Authorization: Bearer` token, and
+/// gives the others the [`Principal`] they act as (see [`Caller`]). A
 /// peer, or a token prefix, that failed too often is refused (429) for a
 /// back-off that doubles with each further failure.
-pub async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, Response> {
+pub async fn require_token(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, Response> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -97,7 +139,8 @@ pub async fn require_token(State(app): State<AppState>, request: Request, next: 
             "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads --token or GLASSBOX_TOKEN)",
         ));
     };
-    let peer = request.extensions().get::<Peer>().map(|p| format!("peer:{}", throttle::client_key(p.0)));
+    let address = request.extensions().get::<Peer>().map(|p| p.0);
+    let peer = address.map(|a| format!("peer:{}", throttle::client_key(a)));
     let keys: Vec<String> = peer.into_iter().chain([throttle::token_key(token)]).collect();
     let logins = &app.perimeter.logins;
     if let Some(wait) = keys.iter().filter_map(|k| logins.check(k).err()).max() {
@@ -105,14 +148,15 @@ pub async fn require_token(State(app): State<AppState>, request: Request, next: 
                        retry-after (each further failure doubles the wait)";
         return Err(too_many("login_backoff", message, wait));
     }
-    if !app.tokens.accepts(token) {
+    let Some(principal) = app.tokens.resolve(token, address.map(|a| a.to_string())) else {
         keys.iter().for_each(|k| logins.failed(k));
         return Err(unauthorized(
             &app,
             "token not recognised: use the admin token printed at first start or set with GLASSBOX_ADMIN_TOKEN",
         ));
-    }
+    };
     keys.iter().for_each(|k| logins.succeeded(k));
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
@@ -126,11 +170,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_only_the_hashed_token() {
-        let token = new_token();
-        let tokens = Tokens { hashes: vec![hash(&token)] };
-        assert!(tokens.accepts(&token));
-        assert!(!tokens.accepts("gbx_wrong"));
+    fn resolves_only_the_hashed_token_to_its_holder() {
+        let (token, hash) = new_token();
+        let tokens = Tokens::admin(hash);
+        let principal = tokens.resolve(&token, Some("10.0.0.9:5000".into())).unwrap();
+        assert_eq!(principal, Principal::admin(AuthMethod::BearerToken, Some("10.0.0.9:5000".into())));
+        assert!(tokens.resolve("gbx_wrong", None).is_none());
         assert!(token.starts_with("gbx_") && token.len() == 68);
     }
 }

@@ -9,6 +9,7 @@ use glassbox_store::CommandState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
@@ -31,10 +32,11 @@ fn error(e: CommandError) -> ApiError {
 /// the earlier one (`"duplicate": true`) for a reused idempotency key.
 pub async fn issue(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(device): Path<String>,
     JsonBody(new): JsonBody<NewCommand>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (command, created) = app.control.issue(&device, new, "admin", None).await.map_err(error)?;
+    let (command, created) = app.control.issue(&device, new, &by, None).await.map_err(error)?;
     let mut body = command_json(&command);
     body["duplicate"] = json!(!created);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -85,7 +87,11 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<
 }
 
 /// `POST /api/v1/commands/{id}/cancel`.
-pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let command = app.control.cancel(&id, "admin").await.map_err(error)?;
+pub async fn cancel(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let command = app.control.cancel(&id, &by).await.map_err(error)?;
     Ok(Json(command_json(&command)))
 }

@@ -1,20 +1,20 @@
-//! `/api/v1/devices`: the device registry. Each change is also recorded as
-//! an event (`device.registered`, `device.disabled`, …) on the device, so
-//! registry changes are queryable and traceable like everything else.
+//! `/api/v1/devices`: the device registry. Each change goes through the
+//! registry service (`control::Registry`) with the caller's principal, which
+//! records it as an event (`device.registered`, `device.disabled`, …) on the
+//! device, so registry changes are queryable and traceable like everything else.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_core::{DisconnectReason, Draft, validate_device_id};
-use glassbox_store::{Device, DeviceMeta};
-
-use glassbox_store::devices::new_secret;
+use glassbox_store::Device;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
+use crate::control::{Changed, RegistryError, WithSecret};
 
 /// Most devices per list page.
 const PAGE_MAX: usize = 1000;
@@ -32,15 +32,39 @@ impl Shape for CreateDevice {
 /// `POST /api/v1/devices`: 201 with the device and its secret, shown only here.
 pub async fn create(
     State(app): State<AppState>,
+    Caller(by): Caller,
     JsonBody(CreateDevice { id }): JsonBody<CreateDevice>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    validate_device_id(&id).map_err(|e| ApiError::bad_request("invalid_id", e))?;
-    let (secret, hash) = new_secret();
-    let device = app.devices.create_device(&id, hash).await?;
+    let created = app.registry.create(&id, &by).await.map_err(error)?;
+    Ok((StatusCode::CREATED, Json(with_secret(created))))
+}
+
+fn error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::InvalidId(m) => ApiError::bad_request("invalid_id", m),
+        RegistryError::InvalidMetadata(m) => ApiError::bad_request("invalid_metadata", m),
+        RegistryError::Unknown(_) => ApiError::not_found(e.to_string()),
+        RegistryError::Store(e) => e.into(),
+    }
+}
+
+/// A change's answer: `body`, with a `warning` if its record was not written.
+fn answer(mut body: Value, unrecorded: Option<String>) -> Value {
+    if let Some(warning) = unrecorded {
+        body["warning"] = json!(warning);
+    }
+    body
+}
+
+/// The device, its new secret and whether a connection was closed.
+fn with_secret(changed: Changed<WithSecret>) -> Value {
+    let WithSecret { device, secret, disconnected } = changed.value;
     let mut body = json!(device);
     body["secret"] = json!(secret);
-    note_change(&app, &id, "device.registered", &mut body).await;
-    Ok((StatusCode::CREATED, Json(body)))
+    if let Some(disconnected) = disconnected {
+        body["disconnected"] = json!(disconnected);
+    }
+    answer(body, changed.unrecorded)
 }
 
 #[derive(Deserialize)]
@@ -122,17 +146,12 @@ fn with_live_state(app: &AppState, device: &Device) -> Value {
 /// "group": "pumps", "owner": "acme", "attributes": {"fw": "1.2"}, "cadence": "60s"}`.
 pub async fn update(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(id): Path<String>,
     JsonBody(DevicePatch(patch)): JsonBody<DevicePatch>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
-    let meta = patched(device.meta, &patch).map_err(|m| ApiError::bad_request("invalid_metadata", m))?;
-    let cadence = meta.cadence_seconds;
-    let device = app.devices.set_device_meta(&id, meta).await?.ok_or_else(|| unknown(&id))?;
-    app.control.declare_cadence(&id, cadence);
-    let mut body = with_live_state(&app, &device);
-    note_change(&app, &id, "device.updated", &mut body).await;
-    Ok(Json(body))
+    let updated = app.registry.update(&id, &patch, &by).await.map_err(error)?;
+    Ok(Json(answer(with_live_state(&app, &updated.value), updated.unrecorded)))
 }
 
 /// A `PATCH` body: metadata keys to change.
@@ -144,112 +163,58 @@ impl Shape for DevicePatch {
     const EXAMPLE: &'static str = r#"{"tags": {"site": "north"}, "group": "pumps", "cadence": "60s"}"#;
 }
 
-fn patched(mut meta: DeviceMeta, patch: &serde_json::Map<String, Value>) -> Result<DeviceMeta, String> {
-    let text = |key: &str, v: &Value, max: usize| -> Result<Option<String>, String> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
-            _ => Err(format!("{key} must be a string of 1-{max} characters, or null to clear it")),
-        }
-    };
-    for (key, value) in patch {
-        match key.as_str() {
-            "group" => meta.group = text("group", value, 128)?,
-            "owner" => meta.owner = text("owner", value, 256)?,
-            "tags" => {
-                let tags = value.as_object().ok_or("tags must be an object of key: value (null removes)")?;
-                for (k, v) in tags {
-                    match text(&format!("tag {k:?}"), v, 256)? {
-                        _ if k.is_empty() || k.len() > 64 => {
-                            return Err(format!("tag key {k:?} must be 1-64 characters"));
-                        }
-                        Some(v) => drop(meta.tags.insert(k.clone(), v)),
-                        None => drop(meta.tags.remove(k)),
-                    }
-                }
-            }
-            "attributes" => {
-                let attributes = value.as_object().ok_or("attributes must be an object (null values remove)")?;
-                for (k, v) in attributes {
-                    match v {
-                        Value::Null => drop(meta.attributes.remove(k)),
-                        v => drop(meta.attributes.insert(k.clone(), v.clone())),
-                    }
-                }
-            }
-            "cadence" => {
-                meta.cadence_seconds = match value {
-                    Value::Null => None,
-                    Value::String(s) => {
-                        let d =
-                            humantime::parse_duration(s).map_err(|e| format!("cadence {s:?}: {e}; e.g. 30s, 5m"))?;
-                        if d.as_secs() == 0 || d.as_secs() > 7 * 24 * 3600 {
-                            return Err("cadence must be between 1s and 7d".into());
-                        }
-                        Some(d.as_secs())
-                    }
-                    _ => return Err("cadence must be a duration like \"60s\", or null".into()),
-                }
-            }
-            other => {
-                return Err(format!("unknown field {other:?}: use tags, group, owner, attributes or cadence"));
-            }
-        }
-    }
-    Ok(meta)
-}
-
 /// `GET /api/v1/devices/{id}`.
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Device>, ApiError> {
     app.devices.device(&id).await?.map(Json).ok_or_else(|| unknown(&id))
 }
 
 fn unknown(id: &str) -> ApiError {
-    ApiError::not_found(format!("no device {id:?}; `glassbox devices list` shows the registered ones"))
+    error(RegistryError::Unknown(id.to_string()))
 }
 
 /// `POST /api/v1/devices/{id}/disable`: refuses its future connections.
-pub async fn disable(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, ApiError> {
-    set_disabled(state, id, true).await
+pub async fn disable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Value>, ApiError> {
+    set_disabled(state, by, id, true).await
 }
 
 /// `POST /api/v1/devices/{id}/enable`.
-pub async fn enable(state: State<AppState>, id: Path<String>) -> Result<Json<Value>, ApiError> {
-    set_disabled(state, id, false).await
+pub async fn enable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Value>, ApiError> {
+    set_disabled(state, by, id, false).await
 }
 
 async fn set_disabled(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(id): Path<String>,
     disabled: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let device = app.devices.set_device_disabled(&id, disabled).await?.ok_or_else(|| unknown(&id))?;
-    let mut body = json!(device);
-    if disabled {
-        body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::DeviceDisabled));
+    let changed = app.registry.set_disabled(&id, disabled, &by).await.map_err(error)?;
+    let mut body = json!(changed.value.device);
+    if let Some(disconnected) = changed.value.disconnected {
+        body["disconnected"] = json!(disconnected);
     }
-    note_change(&app, &id, if disabled { "device.disabled" } else { "device.enabled" }, &mut body).await;
-    Ok(Json(body))
+    Ok(Json(answer(body, changed.unrecorded)))
 }
 
 /// `POST /api/v1/devices/{id}/secret`: a new secret, shown only here; the
 /// old one stops working, and a connection made with it is closed.
-pub async fn rotate_secret(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (secret, hash) = new_secret();
-    let device = app.devices.set_device_secret(&id, hash).await?.ok_or_else(|| unknown(&id))?;
-    let mut body = json!(device);
-    body["secret"] = json!(secret);
-    body["disconnected"] = json!(app.broker.disconnect(&id, DisconnectReason::Administrative));
-    note_change(&app, &id, "device.secret_rotated", &mut body).await;
-    Ok(Json(body))
+pub async fn rotate_secret(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rotated = app.registry.rotate_secret(&id, &by).await.map_err(error)?;
+    Ok(Json(with_secret(rotated)))
 }
 
-/// `DELETE /api/v1/devices/{id}`: 204; its recorded events stay.
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    app.devices.delete_device(&id).await?.ok_or_else(|| unknown(&id))?;
-    app.broker.end_session(&id, "the device was deleted").await;
-    let mut ignored = Value::Null;
-    note_change(&app, &id, "device.deleted", &mut ignored).await;
+/// `DELETE /api/v1/devices/{id}`: 204; its recorded events stay. (A 204
+/// has no body for a warning: an unrecorded delete is in the server log.)
+pub async fn delete(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.registry.delete(&id, &by).await.map_err(error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,39 +222,14 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 /// device's session queue, each recorded as dropped with reason `cleared`,
 /// and records the clearing itself (`device.queue_cleared`). The answer
 /// names the oldest of them (`messages`, at most `CLEARED_LISTED_MAX`).
-pub async fn clear_queue(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
-    let cleared = app.broker.clear_queue(&id, "admin").await;
-    let count = cleared.as_ref().map_or(0, |c| c.count);
-    let details = json!({ "cleared": count, "session": cleared.is_some() });
-    let messages = cleared.map(|c| c.messages).unwrap_or_default();
-    let mut body = json!({ "device": id, "cleared": count, "session": details["session"], "messages": messages });
-    note_change_with(&app, &id, "device.queue_cleared", details, &mut body).await;
-    Ok(Json(body))
-}
-
-/// Records a registry change as an event about the device. The change is
-/// already made (and a new secret exists only in this answer), so a failure
-/// here is reported in the answer as a `warning` and logged, not turned
-/// into an error that would hide the secret.
-async fn note_change(app: &AppState, id: &str, ty: &str, answer: &mut Value) {
-    note_change_with(app, id, ty, json!({}), answer).await;
-}
-
-/// [`note_change`], the event's data holding `details` (an object) beside the actor.
-async fn note_change_with(app: &AppState, id: &str, ty: &str, details: Value, answer: &mut Value) {
-    if let Err(e) = record_change(app, id, ty, details).await {
-        tracing::error!(device = %id, change = %ty, error = %e.message, "registry change made but its event was not recorded");
-        if answer.is_object() {
-            answer["warning"] =
-                json!(format!("the change was made, but its {ty} event could not be recorded: {}", e.message));
-        }
-    }
-}
-
-async fn record_change(app: &AppState, id: &str, ty: &str, mut data: Value) -> Result<(), ApiError> {
-    data["actor"] = json!("admin");
-    let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, &data) };
-    app.pipeline.ingest(vec![draft], "api").await?;
-    Ok(())
+pub async fn clear_queue(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let changed = app.registry.clear_queue(&id, &by).await.map_err(error)?;
+    let session = changed.value.is_some();
+    let (count, messages) = changed.value.map_or((0, Vec::new()), |c| (c.count, c.messages));
+    let body = json!({ "device": id, "cleared": count, "session": session, "messages": messages });
+    Ok(Json(answer(body, changed.unrecorded)))
 }

@@ -11,6 +11,7 @@ use glassbox_store::FunctionVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
@@ -127,6 +128,7 @@ fn spec(p: DeployParams) -> Result<Spec, ApiError> {
 /// `POST /api/v1/functions/{name}?trigger=…&timeout=…` with the component as the body.
 pub async fn deploy(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     Query(params): Query<DeployParams>,
     Body(body): Body,
@@ -146,7 +148,7 @@ pub async fn deploy(
         }
     }
     let spec = spec(params)?;
-    let version = app.functions.deploy(&name, body.to_vec(), spec, "admin").await.map_err(error)?;
+    let version = app.functions.deploy(&name, body.to_vec(), spec, &by).await.map_err(error)?;
     Ok((StatusCode::CREATED, Json(json!(VersionView::from(&version)))))
 }
 
@@ -258,8 +260,12 @@ pub async fn versions(State(app): State<AppState>, Path(name): Path<String>) -> 
 }
 
 /// `POST /api/v1/functions/{name}/rollback`: the newest version older than the live one.
-pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<LiveChangeView>, ApiError> {
-    let change = app.functions.rollback(&name, "admin").await.map_err(error)?;
+pub async fn rollback(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<LiveChangeView>, ApiError> {
+    let change = app.functions.rollback(&name, &by).await.map_err(error)?;
     Ok(Json(change.into()))
 }
 
@@ -276,10 +282,11 @@ impl Shape for PromoteBody {
 /// `POST /api/v1/functions/{name}/promote` `{"version"}`: any version live.
 pub async fn promote(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     JsonBody(p): JsonBody<PromoteBody>,
 ) -> Result<Json<LiveChangeView>, ApiError> {
-    let change = app.functions.promote(&name, p.version, "admin").await.map_err(error)?;
+    let change = app.functions.promote(&name, p.version, &by).await.map_err(error)?;
     Ok(Json(change.into()))
 }
 
@@ -303,10 +310,11 @@ impl Parameters for DeleteParams {
 /// `DELETE /api/v1/functions/{name}?force=&purge=`.
 pub async fn delete(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     Query(p): Query<DeleteParams>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let deleted = app.functions.delete(&name, p.force, p.purge, "admin").await.map_err(error)?;
+    let deleted = app.functions.delete(&name, p.force, p.purge, &by).await.map_err(error)?;
     Ok(Json(deleted))
 }
 

@@ -33,7 +33,7 @@ use glassbox_core::Limits;
 use glassbox_gateway::broker::Broker;
 use glassbox_store::{DeviceRegistry, StoreStatus};
 
-pub use auth::{AdminToken, Tokens, admin_token};
+pub use auth::{AdminToken, Caller, Tokens, admin_token};
 pub use error::ApiError;
 
 use body::BodyLimit;
@@ -54,6 +54,8 @@ pub struct AppState {
     pub otlp: Option<Arc<crate::otlp::Exporter>>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
+    /// The device registry's changes (the `devices` handlers call it).
+    pub registry: Arc<crate::control::Registry>,
     pub functions: Arc<crate::functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,

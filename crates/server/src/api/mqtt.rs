@@ -13,6 +13,7 @@ use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::body::Body;
 use super::params::Path;
 use super::{ApiError, AppState};
@@ -100,11 +101,12 @@ pub async fn shadow(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 /// `POST /api/v1/devices/{id}/shadow` with `{"state": {"desired": {…}}, "version": N}`.
 pub async fn update_shadow(
     State(app): State<AppState>,
+    Caller(by): Caller,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let update = ShadowUpdate::parse(&body).map_err(shadow_error)?;
-    match app.control.update_shadow(&id, &update, "operator", None).await {
+    match app.control.update_shadow(&id, &update, &by, None).await {
         Ok(shadow) => Ok(Json(shadow.to_json(&id))),
         Err(UpdateError::Shadow(e)) => Err(shadow_error(e)),
         Err(UpdateError::UnknownDevice(_)) => Err(unknown_device(&id)),

@@ -13,13 +13,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use glassbox_core::EventId;
+use glassbox_core::{
+    CommandQueued, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED, EventId, Principal,
+};
 use glassbox_gateway::codec::Properties;
 use glassbox_store::{CommandRecord, CommandState, StoreError};
 use serde_json::{Value, json};
 
 use super::Control;
 use glassbox_gateway::broker::RESERVED_PREFIX;
+
+/// The platform component that expires commands, as their expiry's principal.
+const EXPIRY: &str = "command-expiry";
 
 /// Bounds on commands.
 #[derive(Debug, Clone, Copy)]
@@ -119,11 +124,12 @@ impl Control {
     /// device, returns that command instead (and `false`), sending nothing.
     /// A `cause` (the event a function was handling) puts the command on
     /// that event's chain, so a trace follows it from the device's message.
+    /// `by` issues it: its label is the command's `issuer`.
     pub async fn issue(
         &self,
         device: &str,
         new: NewCommand,
-        issuer: &str,
+        by: &Principal,
         cause: Option<EventId>,
     ) -> Result<(CommandRecord, bool), CommandError> {
         let ttl = self.check_command(device, &new).await?;
@@ -134,19 +140,18 @@ impl Control {
             return Ok((found, false));
         }
         let now = Utc::now();
-        let ttl_text = humantime::format_duration(ttl).to_string();
-        let data = json!({
-            "name": new.name, "payload": new.payload, "ttl": ttl_text, "issuer": issuer,
-            "idempotency_key": new.idempotency_key,
-        });
+        let issuer = by.label();
+        let data = CommandQueued {
+            name: new.name.clone(),
+            payload: new.payload.clone(),
+            ttl: humantime::format_duration(ttl).to_string(),
+            issuer: issuer.clone(),
+            idempotency_key: new.idempotency_key.clone(),
+            principal: by.clone(),
+        };
+        let cause = cause.map(|c| c.to_string());
         let queued = self
-            .record(
-                device,
-                "device.command.queued",
-                Some(new.name.clone()),
-                &data,
-                cause.map(|c| c.to_string()).as_deref(),
-            )
+            .record(device, DEVICE_COMMAND_QUEUED, Some(new.name.clone()), &data, cause.as_deref())
             .await
             .ok_or_else(|| StoreError::Unavailable("could not record the command".into()))?;
         let record = CommandRecord {
@@ -154,7 +159,7 @@ impl Control {
             device: device.into(),
             name: new.name,
             payload,
-            issuer: issuer.into(),
+            issuer,
             idempotency_key: new.idempotency_key,
             state: CommandState::Queued,
             created_at: now,
@@ -247,36 +252,27 @@ impl Control {
         }
     }
 
-    /// The device acknowledged a message; if it was a command, it is delivered.
-    pub(super) async fn command_received(&self, device: &str, event: EventId) {
+    /// The device, as `by`, acknowledged a message; if it was a command, it is delivered.
+    pub(super) async fn command_received(&self, device: &str, by: &Principal, event: EventId) {
         let id = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&event);
         let Some(id) = id else { return };
-        self.advance(
-            &id,
-            &[CommandState::InTransit],
-            CommandState::Delivered,
-            None,
-            None,
-            &event.to_string(),
-            json!({}),
-        )
-        .await;
+        let step = CommandStep::new(Some(&id), None, by);
+        self.advance(&id, &[CommandState::InTransit], CommandState::Delivered, None, &event.to_string(), step).await;
         tracing::debug!(device, command = %id, "command delivered");
     }
 
-    /// Moves a command and records the step as `device.command.<state>`.
-    #[allow(clippy::too_many_arguments)]
+    /// Moves a command (for `step.reason`) and records the step as
+    /// `device.command.<state>`.
     async fn advance(
         &self,
         id: &str,
         from: &[CommandState],
         to: CommandState,
         response: Option<String>,
-        reason: Option<String>,
         cause: &str,
-        mut data: Value,
+        step: CommandStep,
     ) -> Option<CommandRecord> {
-        let moved = self.commands.advance_command(id, from, to, response, reason.clone()).await;
+        let moved = self.commands.advance_command(id, from, to, response, step.reason.clone()).await;
         let command = match moved {
             Ok(Some(command)) => command,
             Ok(None) => return None,
@@ -285,15 +281,20 @@ impl Control {
                 return None;
             }
         };
-        data["command"] = json!(id);
-        data["reason"] = json!(reason);
         let ty = format!("device.command.{}", to.as_str());
-        self.record(&command.device, &ty, Some(command.name.clone()), &data, Some(cause)).await;
+        self.record(&command.device, &ty, Some(command.name.clone()), &step, Some(cause)).await;
         Some(command)
     }
 
-    /// A device answered on `…/commands/<name>/response`.
-    pub(super) async fn response(&self, device: &str, payload: &[u8], correlation: Option<&[u8]>, event: EventId) {
+    /// A device, as `by`, answered on `…/commands/<name>/response`.
+    pub(super) async fn response(
+        &self,
+        device: &str,
+        by: &Principal,
+        payload: &[u8],
+        correlation: Option<&[u8]>,
+        event: EventId,
+    ) {
         let cause = event.to_string();
         let body: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
         let id = body["id"]
@@ -303,8 +304,8 @@ impl Control {
         let status = body["status"].as_str().unwrap_or("");
         let named = id.clone();
         let reject = async |reason: String| {
-            let data = json!({ "command": named, "reason": reason });
-            self.record(device, "device.command.response_rejected", None, &data, Some(&cause)).await;
+            let step = CommandStep::new(named.as_deref(), Some(reason), by);
+            self.record(device, DEVICE_COMMAND_RESPONSE_REJECTED, None, &step, Some(&cause)).await;
         };
         let Some(id) = id else {
             return reject(
@@ -326,14 +327,21 @@ impl Control {
             return reject(format!("command {id} is already {}", command.state.as_str())).await;
         }
         if matches!(command.state, CommandState::Queued | CommandState::InTransit) {
-            let data = json!({ "detail": "answered before its acknowledgement was seen" });
+            let step = CommandStep {
+                detail: Some("answered before its acknowledgement was seen".into()),
+                ..CommandStep::new(Some(&id), None, by)
+            };
             let from = [CommandState::Queued, CommandState::InTransit];
-            self.advance(&id, &from, CommandState::Delivered, None, None, &command.id, data).await;
+            self.advance(&id, &from, CommandState::Delivered, None, &command.id, step).await;
         }
         let response = body.get("result").map(Value::to_string).or_else(|| Some(body.to_string()));
         let reason = body["message"].as_str().map(str::to_string);
-        let data = json!({ "response": body, "response_event": cause });
-        if self.advance(&id, &[CommandState::Delivered], to, response, reason, &command.id, data).await.is_none() {
+        let step = CommandStep {
+            response: Some(body.clone()),
+            response_event: Some(cause.clone()),
+            ..CommandStep::new(Some(&id), reason, by)
+        };
+        if self.advance(&id, &[CommandState::Delivered], to, response, &command.id, step).await.is_none() {
             reject(format!("command {id} finished meanwhile")).await;
         }
     }
@@ -356,12 +364,13 @@ impl Control {
         Ok(self.commands.commands(Some(device), state, limit).await?)
     }
 
-    /// Cancels an open command.
-    pub async fn cancel(&self, id: &str, by: &str) -> Result<CommandRecord, CommandError> {
+    /// Cancels an open command, as `by`.
+    pub async fn cancel(&self, id: &str, by: &Principal) -> Result<CommandRecord, CommandError> {
         let command = self.commands.command(id).await?.ok_or_else(|| CommandError::UnknownCommand(id.into()))?;
-        let reason = Some(format!("cancelled by {by}"));
-        let data = json!({ "by": by });
-        match self.advance(id, &CommandState::OPEN, CommandState::Cancelled, None, reason, &command.id, data).await {
+        let label = by.label();
+        let reason = Some(format!("cancelled by {label}"));
+        let step = CommandStep { by: Some(label), ..CommandStep::new(Some(id), reason, by) };
+        match self.advance(id, &CommandState::OPEN, CommandState::Cancelled, None, &command.id, step).await {
             Some(cancelled) => Ok(cancelled),
             None => {
                 let now = self.commands.command(id).await?.map_or(command.state, |c| c.state);
@@ -376,10 +385,11 @@ impl Control {
             Ok(due) => due,
             Err(e) => return tracing::warn!(error = %e, "could not look for expired commands"),
         };
+        let expiry = Principal::system(EXPIRY);
         for command in due {
             let reason = Some(format!("its time-to-live passed while it was {}", command.state.as_str()));
-            self.advance(&command.id, &CommandState::OPEN, CommandState::Expired, None, reason, &command.id, json!({}))
-                .await;
+            let step = CommandStep::new(Some(&command.id), reason, &expiry);
+            self.advance(&command.id, &CommandState::OPEN, CommandState::Expired, None, &command.id, step).await;
         }
     }
 }

@@ -1,15 +1,22 @@
-//! The device control plane's service, reached over the HTTP API and over
+//! The device control plane's services, reached over the HTTP API and over
 //! MQTT on each device's reserved topics `$glassbox/devices/<id>/…`
 //! (through the gateway's [`Reserved`]): shadows (`shadows`) and durable
-//! commands (`commands`).
+//! commands (`commands`) in [`Control`]; the device registry's changes in
+//! [`Registry`] (`registry`, `metadata`).
 //!
 //! Everything it does is an event: each accepted change, each message sent
 //! to a device, each step of a command, each refused request, with the
 //! request that caused it as its causation — so `glassbox trace` follows a
 //! desired-state change or a command from the operator to the device and back.
+//! Every method that changes something takes the [`Principal`] who asks,
+//! and the change's record carries it: the operator (over the API or
+//! MQTT), the device itself, a function (`function:<name>`), or the
+//! platform (`system:<component>`).
 
 mod commands;
 mod liveness;
+mod metadata;
+mod registry;
 mod shadows;
 
 use std::collections::HashMap;
@@ -18,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Silent};
+use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Principal, Silent};
 use glassbox_devices::ShadowLimits;
 use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
 use glassbox_gateway::codec::{Properties, QoS};
@@ -29,6 +36,7 @@ use serde_json::Value;
 
 pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
 pub use liveness::{LivenessSettings, LivenessView};
+pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
 pub use shadows::UpdateError;
 
 use crate::pipeline::Pipeline;
@@ -219,19 +227,27 @@ async fn watch(control: Weak<Control>, mut events: glassbox_bus::Consumer) {
 
 #[async_trait]
 impl Reserved for Control {
-    async fn published(&self, device: &str, rest: &str, payload: &[u8], correlation: Option<&[u8]>, event: EventId) {
+    async fn published(
+        &self,
+        device: &str,
+        by: &Principal,
+        rest: &str,
+        payload: &[u8],
+        correlation: Option<&[u8]>,
+        event: EventId,
+    ) {
         match rest {
-            "shadow/update" => self.mqtt_shadow_update(device, payload, event).await,
+            "shadow/update" => self.mqtt_shadow_update(device, by, payload, event).await,
             "shadow/get" => self.mqtt_shadow_get(device, event).await,
             rest if rest.starts_with("commands/") && rest.ends_with("/response") => {
-                self.response(device, payload, correlation, event).await
+                self.response(device, by, payload, correlation, event).await
             }
             _ => {}
         }
     }
 
-    async fn acknowledged(&self, device: &str, event: EventId) {
-        self.command_received(device, event).await;
+    async fn acknowledged(&self, device: &str, by: &Principal, event: EventId) {
+        self.command_received(device, by, event).await;
     }
 
     async fn connected(&self, device: &str) {

@@ -1,7 +1,7 @@
 //! Device shadows: desired and reported state, their delta, versions.
 
 use chrono::Utc;
-use glassbox_core::EventId;
+use glassbox_core::{DEVICE_SHADOW_UPDATED, EventId, Principal, ShadowState, ShadowUpdated};
 use glassbox_devices::{Shadow, ShadowError, ShadowUpdate};
 use glassbox_store::StoreError;
 use serde_json::json;
@@ -42,13 +42,14 @@ impl Control {
         }
     }
 
-    /// Applies an update by `actor` (`operator`, `device`), caused by event
-    /// `cause` if any; records the change and pushes a new delta to the device.
+    /// Applies an update by `by` (an operator, the device, a function),
+    /// caused by event `cause` if any; records the change and pushes a new
+    /// delta to the device.
     pub async fn update_shadow(
         &self,
         device: &str,
         update: &ShadowUpdate,
-        actor: &str,
+        by: &Principal,
         cause: Option<EventId>,
     ) -> Result<Shadow, UpdateError> {
         if self.devices.device(device).await?.is_none() {
@@ -64,10 +65,15 @@ impl Control {
             if !self.devices.put_shadow(device, stored, shadow.version, document).await? {
                 continue; // Someone else got there first: apply to theirs.
             }
-            let state = json!({ "desired": update.state.desired, "reported": update.state.reported });
-            let data = json!({ "actor": actor, "version": shadow.version, "state": state, "delta": shadow.delta() });
+            let data = ShadowUpdated {
+                actor: by.label(),
+                principal: Some(by.clone()),
+                version: shadow.version,
+                state: ShadowState { desired: update.state.desired.clone(), reported: update.state.reported.clone() },
+                delta: shadow.delta(),
+            };
             let cause = cause.map(|c| c.to_string());
-            let change = self.record(device, "device.shadow.updated", None, &data, cause.as_deref()).await;
+            let change = self.record(device, DEVICE_SHADOW_UPDATED, None, &data, cause.as_deref()).await;
             let delta = shadow.delta();
             if !delta.is_empty() && delta != delta_before {
                 self.push_delta(device, &shadow, change.map(|c| c.to_string()).or(cause)).await;
@@ -111,11 +117,11 @@ impl Control {
         }
     }
 
-    pub(super) async fn mqtt_shadow_update(&self, device: &str, payload: &[u8], event: EventId) {
+    pub(super) async fn mqtt_shadow_update(&self, device: &str, by: &Principal, payload: &[u8], event: EventId) {
         let update = ShadowUpdate::parse(payload);
         let token = update.as_ref().ok().and_then(|u| u.client_token.clone());
         let outcome = match &update {
-            Ok(update) => self.update_shadow(device, update, "device", Some(event)).await,
+            Ok(update) => self.update_shadow(device, update, by, Some(event)).await,
             Err(e) => Err(UpdateError::Shadow(e.clone())),
         };
         let cause = event.to_string();

@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 
 use glassbox_core::{
-    CONFIG_CHANGED, ConfigChanged, DEVICE_ACTIVE, DEVICE_SILENT, Deleted, Deployed, FUNCTION_DELETED,
-    FUNCTION_DEPLOYED, FUNCTION_INVOKED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged, RecordedEvent, Silent,
+    CONFIG_CHANGED, ConfigChanged, DEVICE_ACTIVE, DEVICE_COMMAND_QUEUED, DEVICE_SHADOW_UPDATED, DEVICE_SILENT, Deleted,
+    Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_INVOKED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK,
+    LiveChanged, REGISTRY_CHANGES, RecordedEvent, ShadowUpdated, Silent,
 };
 use glassbox_diagnose::{Change, SeriesSpec, Subject};
-use serde_json::Value;
 
 /// Device changes of one kind closer than this are one batch (one change):
 /// provisioning a fleet, or a command sent to every device, is one thing
@@ -121,17 +121,13 @@ pub(super) fn note(recorded: &RecordedEvent, batches: &mut Batches) -> Vec<Noted
             (Some(d), Some(f)) => vec![Noted::Depends(Subject::Device(d.into()), Subject::Function(f.into()))],
             _ => Vec::new(),
         },
-        "device.command.queued" => batch("command_batch"),
-        "device.shadow.updated" => {
-            let data = event.data.json().unwrap_or(Value::Null);
-            if data["state"]["desired"].is_null() { Vec::new() } else { batch("shadow_batch") }
-        }
-        "device.registered"
-        | "device.updated"
-        | "device.disabled"
-        | "device.enabled"
-        | "device.deleted"
-        | "device.secret_rotated" => batch(&format!("device_{}", event.ty.trim_start_matches("device."))),
+        DEVICE_COMMAND_QUEUED => batch("command_batch"),
+        // Only a change of desired state is something someone did to the device.
+        DEVICE_SHADOW_UPDATED => match typed::<ShadowUpdated>(event) {
+            Some(update) if update.state.desired.is_some() => batch("shadow_batch"),
+            _ => Vec::new(),
+        },
+        ty if REGISTRY_CHANGES.contains(&ty) => batch(&format!("device_{}", ty.trim_start_matches("device."))),
         _ => change(recorded, at).map(Noted::Change).into_iter().collect(),
     }
 }
@@ -216,10 +212,11 @@ mod tests {
 
     #[test]
     fn promotes_and_deletes_are_changes_of_their_function_with_the_version_replaced() {
-        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "admin"});
+        // As recorded before principals were: no `principal`, and still read.
+        let promoted = serde_json::json!({"function": "fan", "from": 3, "to": 1, "digest": "sha256:ab", "by": "ops"});
         let deleted = serde_json::json!({"function": "fan", "version": 1, "by": "ops", "forced": false,
             "purged": false, "dropped": 0, "running": 0});
-        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "admin"});
+        let back = serde_json::json!({"function": "fan", "from": null, "to": 2, "digest": "sha256:cd", "by": "ops"});
         let noted = changes(&[
             function_record(FUNCTION_PROMOTED, promoted),
             function_record(FUNCTION_DELETED, deleted),
@@ -229,9 +226,9 @@ mod tests {
         assert_eq!(
             said,
             [
-                ("promote", "promote of fan from v3 to v1 by admin"),
+                ("promote", "promote of fan from v3 to v1 by ops"),
                 ("delete", "delete of fan v1 by ops"),
-                ("promote", "promote of fan from deleted to v2 by admin"),
+                ("promote", "promote of fan from deleted to v2 by ops"),
             ]
         );
         assert!(noted.iter().all(|c| c.subject == Subject::Function("fan".into())));

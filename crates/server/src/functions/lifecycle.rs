@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use glassbox_core::{
-    Deleted, DropReason, EventId, FUNCTION_DELETED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
+    Deleted, DropReason, EventId, FUNCTION_DELETED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged, Principal,
 };
 use glassbox_store::FunctionVersion;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ impl InFlight {
 
 impl Functions {
     /// Makes live the newest version older than the live one.
-    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<LiveChange, FunctionError> {
+    pub async fn rollback(self: &Arc<Self>, name: &str, by: &Principal) -> Result<LiveChange, FunctionError> {
         // Held from the read to the record: two changes never decide on the same state.
         let _changing = self.changing.lock().await;
         let versions = self.versions(name).await?;
@@ -92,7 +92,12 @@ impl Functions {
 
     /// Makes `version` live, whichever is live now (or none: the function
     /// was deleted). The version already live: answered, nothing changes.
-    pub async fn promote(self: &Arc<Self>, name: &str, version: u32, by: &str) -> Result<LiveChange, FunctionError> {
+    pub async fn promote(
+        self: &Arc<Self>,
+        name: &str,
+        version: u32,
+        by: &Principal,
+    ) -> Result<LiveChange, FunctionError> {
         let _changing = self.changing.lock().await;
         let versions = self.versions(name).await?;
         let chosen = versions.iter().find(|v| v.version == version).ok_or_else(|| {
@@ -116,7 +121,7 @@ impl Functions {
         chosen: &FunctionVersion,
         from: Option<u32>,
         ty: &str,
-        by: &str,
+        by: &Principal,
     ) -> Result<LiveChange, FunctionError> {
         let name = chosen.name.as_str();
         let spec: Spec = serde_json::from_str(&chosen.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
@@ -126,8 +131,14 @@ impl Functions {
         let live =
             self.store.set_live(name, chosen.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
         self.install(prepared);
-        let change =
-            LiveChanged { function: name.into(), from, to: live.version, digest: live.digest.clone(), by: by.into() };
+        let change = LiveChanged {
+            function: name.into(),
+            from,
+            to: live.version,
+            digest: live.digest.clone(),
+            by: by.label(),
+            principal: Some(by.clone()),
+        };
         self.record_change(name, ty, serde_json::to_value(change).unwrap_or_default()).await;
         Ok(LiveChange { function: name.into(), changed: true, from, live })
     }
@@ -140,7 +151,7 @@ impl Functions {
         name: &str,
         force: bool,
         purge: bool,
-        by: &str,
+        by: &Principal,
     ) -> Result<Deleted, FunctionError> {
         let _changing = self.changing.lock().await;
         let versions = self.versions(name).await?;
@@ -170,7 +181,7 @@ impl Functions {
         // The store first: if it cannot record the delete, the function keeps running.
         let unused = self.store.delete(name, purge).await?;
         if let Some(live) = live {
-            self.stop_running(&live, by);
+            self.stop_running(&live, &by.label());
         }
         for digest in unused {
             if let Err(e) = std::fs::remove_file(self.path(&digest)) {
@@ -180,7 +191,8 @@ impl Functions {
         let deleted = Deleted {
             function: name.into(),
             version,
-            by: by.into(),
+            by: by.label(),
+            principal: Some(by.clone()),
             forced: force,
             purged: purge,
             dropped: in_flight.queued + in_flight.retrying,
@@ -193,6 +205,7 @@ impl Functions {
     /// Takes a function out of service: no trigger, route or schedule
     /// reaches it any more, its worker dead-letters what it had queued, its
     /// backlog is dead-lettered here, and its warm instances are dropped.
+    /// `by` (a principal's label) is named in each dead letter's reason.
     fn stop_running(self: &Arc<Self>, live: &Arc<Live>, by: &str) {
         let name = &live.version.name;
         self.live.write().unwrap_or_else(|e| e.into_inner()).remove(name);

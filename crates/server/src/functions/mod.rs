@@ -43,7 +43,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::{Data, Draft, RecordedEvent, TraceParent};
+use glassbox_core::{Data, Draft, Principal, RecordedEvent, TraceParent};
 use glassbox_runtime::{Compiled, Event, Instances, Outbound, Report, Runtime, Services, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::Value;
@@ -426,7 +426,7 @@ impl Functions {
         name: &str,
         bytes: Vec<u8>,
         spec: Spec,
-        by: &str,
+        by: &Principal,
     ) -> Result<FunctionVersion, FunctionError> {
         validate_name(name)?;
         let triggers = spec.validate().map_err(FunctionError::Invalid)?;
@@ -438,13 +438,14 @@ impl Functions {
         std::fs::write(self.path(&digest), &bytes)
             .map_err(|e| FunctionError::Store(StoreError::Unavailable(format!("writing the component: {e}"))))?;
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
-        let version = self.store.add_version(name, &digest, &text, by).await?;
+        let version = self.store.add_version(name, &digest, &text, &by.label()).await?;
         self.load(version.clone(), Some(compiled)).await?;
         let deployed = glassbox_core::Deployed {
             function: name.to_string(),
             version: version.version,
             digest,
-            by: by.to_string(),
+            by: by.label(),
+            principal: Some(by.clone()),
             spec: serde_json::to_value(&spec).unwrap_or_default(),
         };
         self.record_change(name, glassbox_core::FUNCTION_DEPLOYED, serde_json::to_value(deployed).unwrap_or_default())

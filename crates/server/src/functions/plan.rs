@@ -97,7 +97,7 @@ mod tests {
             digest: digest.into(),
             spec: serde_json::to_string(spec).unwrap(),
             deployed_at: chrono::Utc::now(),
-            deployed_by: "admin".into(),
+            deployed_by: glassbox_core::Principal::admin(glassbox_core::AuthMethod::BearerToken, None).label(),
             live: true,
         }
     }

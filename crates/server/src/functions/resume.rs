@@ -254,7 +254,7 @@ mod tests {
             digest: "sha256:x".into(),
             spec: spec.to_string(),
             deployed_at: at,
-            deployed_by: "admin".into(),
+            deployed_by: glassbox_core::Principal::admin(glassbox_core::AuthMethod::BearerToken, None).label(),
             live: false,
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_core::EventId;
+use glassbox_core::{EventId, Principal};
 use glassbox_devices::ShadowUpdate;
 use glassbox_devices::shadow::UpdateState;
 use glassbox_runtime::{KvQuota, Services};
@@ -21,10 +21,10 @@ pub struct HostServices {
 }
 
 /// The services as one invocation sees them: what it changes is caused by
-/// the event it handles.
+/// the event it handles, and done by the function (`function:<name>`).
 struct ForInvocation {
     host: Arc<HostServices>,
-    function: String,
+    function: Principal,
     cause: EventId,
 }
 
@@ -43,7 +43,7 @@ impl HostServices {
     }
 
     pub fn for_invocation(self: &Arc<Self>, function: &str, cause: EventId) -> Arc<dyn Services> {
-        Arc::new(ForInvocation { host: self.clone(), function: function.to_string(), cause })
+        Arc::new(ForInvocation { host: self.clone(), function: Principal::function(function), cause })
     }
 }
 
@@ -67,16 +67,16 @@ impl Services for ForInvocation {
 
     fn update_desired(&self, device: &str, desired_json: &str) -> Result<u64, String> {
         let update = desired_update(desired_json)?;
-        let actor = format!("function:{}", self.function);
+        let control = &self.host.control;
         let updated =
-            self.host.handle.block_on(self.host.control.update_shadow(device, &update, &actor, Some(self.cause)));
+            self.host.handle.block_on(control.update_shadow(device, &update, &self.function, Some(self.cause)));
         updated.map(|s| s.version).map_err(|e| e.to_string())
     }
 
     fn send_command(&self, device: &str, name: &str, payload_json: &str, ttl: Duration) -> Result<String, String> {
         let command = new_command(name, payload_json, ttl)?;
-        let issuer = format!("function:{}", self.function);
-        let issued = self.host.handle.block_on(self.host.control.issue(device, command, &issuer, Some(self.cause)));
+        let issued =
+            self.host.handle.block_on(self.host.control.issue(device, command, &self.function, Some(self.cause)));
         issued.map(|(c, _)| c.id).map_err(|e| e.to_string())
     }
 }

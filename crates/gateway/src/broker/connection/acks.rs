@@ -34,8 +34,10 @@ impl Connection {
 
     /// Tells the platform its message reached the device.
     async fn platform_acknowledged(&mut self, event: Option<glassbox_core::EventId>) {
-        if let (Some(event), Some(reserved), Some(device)) = (event, self.shared.reserved.get(), self.device()) {
-            reserved.acknowledged(device, event).await;
+        let reserved = self.shared.reserved.get();
+        if let (Some(event), Some(reserved), Some(device), Some(by)) = (event, reserved, self.device(), &self.principal)
+        {
+            reserved.acknowledged(device, by, event).await;
         }
     }
 

@@ -11,7 +11,7 @@ use glassbox_core::{DisconnectReason, Flapping, Payload};
 
 use super::stream::{WriteSide, write_all};
 use super::{lock, record_connection_event};
-use crate::acl::Principal;
+use crate::acl::Role;
 use crate::broker::Shared;
 use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
 use crate::broker::refusals::{Refusal, record as record_refusal};
@@ -29,7 +29,7 @@ pub(super) async fn admit(
     connect: &Connect,
     peer: SocketAddr,
     write: &mut WriteSide,
-) -> Option<(Principal, Arc<str>, bool)> {
+) -> Option<(Role, Arc<str>, bool)> {
     let protocol = connect.protocol;
     // A device is whoever presents itself as one: user name = client id.
     let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
@@ -72,8 +72,8 @@ pub(super) async fn admit(
         refuse(DisconnectReason::RateLimited, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
         return None;
     }
-    let principal = match shared.auth.authenticate(&credentials).await {
-        Ok(principal) => principal,
+    let role = match shared.auth.authenticate(&credentials).await {
+        Ok(role) => role,
         Err((reason, detail)) => {
             if reason == DisconnectReason::AuthFailure {
                 shared.backoff.failed(peer.ip(), claimed, Instant::now());
@@ -83,7 +83,7 @@ pub(super) async fn admit(
         }
     };
     shared.backoff.succeeded(claimed);
-    if let Principal::Device(device) = &principal {
+    if let Role::Device(device) = &role {
         let flap = lock(&shared.flapping).connected(device, Instant::now());
         if let Flap::Started { connects } = flap {
             let window = shared.settings.flapping.window.as_secs();
@@ -102,8 +102,8 @@ pub(super) async fn admit(
         }
     }
     match connect.client_id.is_empty() {
-        true => Some((principal, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
-        false => Some((principal, Arc::from(connect.client_id.as_str()), false)),
+        true => Some((role, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
+        false => Some((role, Arc::from(connect.client_id.as_str()), false)),
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
-use glassbox_core::{Connected, ConnectionPayload, DisconnectReason, Disconnected, Draft, TlsSession};
+use glassbox_core::{Connected, ConnectionPayload, DisconnectReason, Disconnected, Draft, Principal, TlsSession};
 use glassbox_store::SessionOp;
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -40,7 +40,7 @@ use super::refusals::{Refusal, record as record_refusal};
 use super::router::end_session;
 use super::session::{Link, NEVER, Session};
 use super::{Outbound, Shared, lock};
-use crate::acl::Principal;
+use crate::acl::Role;
 use crate::broker::auth::Credentials;
 use crate::codec::{Ack, CodecError, ConnAck, Connect, Packet, Properties, Protocol, QoS, Will, encode};
 
@@ -135,11 +135,11 @@ pub(super) async fn run(
         Err(_) => return tracing::debug!(%peer, "no CONNECT in time, or the broker is stopping"),
     };
     reader.protocol = connect.protocol;
-    let Some((principal, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let Some((role, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
     let (username, password) = (connect.username.clone(), connect.password.clone());
     let credentials_id = connect.client_id.clone();
     drop(pending);
-    let Some(connection) = Connection::attach(shared, principal, client_id, assigned, *connect, peer, tls, write).await
+    let Some(connection) = Connection::attach(shared, role, client_id, assigned, *connect, peer, tls, write).await
     else {
         return;
     };
@@ -216,7 +216,9 @@ struct Connection {
     shared: Arc<Shared>,
     session: Arc<Mutex<Session>>,
     conn: u64,
-    principal: Principal,
+    role: Role,
+    /// Who the client acts as in what it changes (none: anonymous).
+    principal: Option<Principal>,
     client_id: Arc<str>,
     protocol: Protocol,
     peer: SocketAddr,
@@ -245,7 +247,7 @@ impl Connection {
     #[allow(clippy::too_many_arguments)]
     async fn attach(
         shared: Arc<Shared>,
-        principal: Principal,
+        role: Role,
         client_id: Arc<str>,
         assigned: bool,
         connect: Connect,
@@ -266,8 +268,8 @@ impl Connection {
             max if connect.keep_alive == 0 || connect.keep_alive > max => max,
             _ => connect.keep_alive,
         };
-        let device = match &principal {
-            Principal::Device(id) => Some(id.clone()),
+        let device = match &role {
+            Role::Device(id) => Some(id.clone()),
             _ => None,
         };
         let conn = shared.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -395,15 +397,16 @@ impl Connection {
         if let (Some(reserved), Some(device)) = (shared.reserved.get(), device.as_deref()) {
             reserved.connected(device).await;
         }
-        let rate = f64::from(match principal {
-            Principal::Device(_) => settings.publish_rate_max,
+        let rate = f64::from(match role {
+            Role::Device(_) => settings.publish_rate_max,
             _ => 0,
         });
         Some(Self {
             shared,
             session,
             conn,
-            principal,
+            principal: super::auth::principal(&role, peer),
+            role,
             client_id,
             protocol,
             peer,
@@ -426,8 +429,8 @@ impl Connection {
     }
 
     fn device(&self) -> Option<&str> {
-        match &self.principal {
-            Principal::Device(id) => Some(id),
+        match &self.role {
+            Role::Device(id) => Some(id),
             _ => None,
         }
     }
@@ -605,7 +608,7 @@ impl Connection {
                 shared: self.shared.clone(),
                 session: self.session.clone(),
                 epoch,
-                principal: self.principal.clone(),
+                role: self.role.clone(),
                 client_id: self.client_id.clone(),
                 will,
             };

@@ -141,7 +141,7 @@ impl Connection {
             let recorded = self.rate.refused(topic);
             return Some(Refusal { reason: DropReason::RateLimited, detail, code: 0x96, recorded });
         }
-        let denied = self.shared.acl.check_publish(&self.principal, topic).err()?;
+        let denied = self.shared.acl.check_publish(&self.role, topic).err()?;
         Some(Refusal { reason: DropReason::AclDenied, detail: denied.to_string(), code: 0x87, recorded: Some(0) })
     }
 
@@ -234,10 +234,10 @@ impl Connection {
             }
         }
         for (rest, publish, event) in routed.reserved {
-            if let Some(handler) = self.shared.reserved.get() {
+            if let (Some(handler), Some(by)) = (self.shared.reserved.get(), &self.principal) {
                 let device = self.device().unwrap_or_default().to_string();
                 let correlation = publish.properties.correlation_data.as_deref();
-                handler.published(&device, &rest, &publish.payload, correlation, event).await;
+                handler.published(&device, by, &rest, &publish.payload, correlation, event).await;
             }
         }
         answered

@@ -29,7 +29,7 @@ impl Connection {
             let code = match parse_filter(filter) {
                 Err(_) => 0x8F,
                 Ok(parsed) if parsed.share.is_some() && options.no_local => 0x8F,
-                Ok(parsed) => match self.shared.acl.check_subscribe(&self.principal, parsed.filter) {
+                Ok(parsed) => match self.shared.acl.check_subscribe(&self.role, parsed.filter) {
                     Err(denied) => {
                         let data = SubscribeDenied {
                             filter: filter.clone(),

@@ -8,7 +8,7 @@ use glassbox_core::{DropReason, State};
 
 use super::publish::{Refusal, refused_data, refused_draft};
 use super::{draft, lock};
-use crate::acl::Principal;
+use crate::acl::Role;
 use crate::broker::Shared;
 use crate::broker::message::Message;
 use crate::broker::router::route;
@@ -20,7 +20,7 @@ pub(super) struct PendingWill {
     pub shared: Arc<Shared>,
     pub session: Arc<Mutex<Session>>,
     pub epoch: u64,
-    pub principal: Principal,
+    pub role: Role,
     pub client_id: Arc<str>,
     pub will: Will,
 }
@@ -37,11 +37,11 @@ impl PendingWill {
         let Will { topic, payload, qos, retain, mut properties } = self.will;
         properties.will_delay_interval = None;
         let publish = Publish { dup: false, qos, retain, topic, packet_id: None, properties, payload };
-        let device = match &self.principal {
-            Principal::Device(id) => Some(id.as_str()),
+        let device = match &self.role {
+            Role::Device(id) => Some(id.as_str()),
             _ => None,
         };
-        let refused = self.shared.acl.check_publish(&self.principal, &publish.topic).err().map(|denied| Refusal {
+        let refused = self.shared.acl.check_publish(&self.role, &publish.topic).err().map(|denied| Refusal {
             reason: DropReason::AclDenied,
             detail: denied.to_string(),
             code: 0x87,
