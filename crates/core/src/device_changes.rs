@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::Principal;
+use crate::{Principal, PrincipalKind};
 
 /// A device was registered (data: [`RegistryChanged`]).
 pub const DEVICE_REGISTERED: &str = "device.registered";
@@ -67,7 +67,8 @@ pub struct QueueCleared {
 /// The data of a [`DEVICE_SHADOW_UPDATED`] record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShadowUpdated {
-    /// Who updated it, as a label: `admin`, `device:th-1`, `function:fan`.
+    /// Who updated it, in the words shadow records always used:
+    /// `device`, `operator`, `function:fan` ([`ShadowUpdated::actor_of`]).
     pub actor: String,
     /// Who, whole; none only in records written before principals were
     /// recorded (diagnosis still reads those).
@@ -80,6 +81,22 @@ pub struct ShadowUpdated {
     /// Desired state the device has not reported yet, after the update.
     pub delta: Map<String, Value>,
 }
+
+impl ShadowUpdated {
+    /// The `actor` of a shadow record: the device itself (`device`), an
+    /// operator (the admin or a named token: `operator`), or the
+    /// principal's label (`function:fan`, `system:…`).
+    pub fn actor_of(principal: &Principal) -> String {
+        match principal.kind {
+            PrincipalKind::Device => PrincipalKind::Device.as_str().to_string(),
+            PrincipalKind::Admin | PrincipalKind::Token => OPERATOR_ROLE.to_string(),
+            PrincipalKind::Function | PrincipalKind::System => principal.label(),
+        }
+    }
+}
+
+/// The role shadow records name an operator by.
+const OPERATOR_ROLE: &str = "operator";
 
 /// The state a shadow update sent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -145,6 +162,15 @@ impl CommandStep {
 mod tests {
     use super::*;
     use crate::AuthMethod;
+
+    #[test]
+    fn a_shadow_update_names_its_actor_as_shadow_records_always_did() {
+        use crate::AuthMethod;
+        let device = Principal::device("th-1", AuthMethod::DeviceSecret, None);
+        assert_eq!(ShadowUpdated::actor_of(&device), "device");
+        assert_eq!(ShadowUpdated::actor_of(&Principal::admin(AuthMethod::BearerToken, None)), "operator");
+        assert_eq!(ShadowUpdated::actor_of(&Principal::function("fan")), "function:fan");
+    }
 
     #[test]
     fn a_registry_change_keeps_the_actor_label_beside_the_principal() {

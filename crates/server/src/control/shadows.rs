@@ -66,7 +66,7 @@ impl Control {
                 continue; // Someone else got there first: apply to theirs.
             }
             let data = ShadowUpdated {
-                actor: by.label(),
+                actor: ShadowUpdated::actor_of(by),
                 principal: Some(by.clone()),
                 version: shadow.version,
                 state: ShadowState { desired: update.state.desired.clone(), reported: update.state.reported.clone() },
