@@ -2,9 +2,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use glassbox_server::config::{FlagValue, Layered};
+use glassbox_telemetry::logs::{PlatformLayer, PlatformLog};
 
 #[derive(clap::Args)]
 #[command(after_help = "Configuration: defaults < glassbox.toml (or --config) < GLASSBOX_* variables < flags.\n\
@@ -82,11 +84,11 @@ impl ConfigFlags {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging("info");
+    let platform_log = init_logging("info");
     let config = args.config.load()?.config;
     let admin_token = admin_token_from_env()?;
     let data_dir = config.data_dir.clone();
-    let running = glassbox_server::start(config.clone(), admin_token.as_deref()).await?;
+    let running = glassbox_server::start_with_log(config.clone(), admin_token.as_deref(), platform_log).await?;
     if let Some(token) = &running.generated_token {
         println!("admin token (shown once, stored only as a hash): {token}");
         println!("  export GLASSBOX_TOKEN={token}");
@@ -164,7 +166,7 @@ const ADMIN_TOKEN_CHARS_MIN: usize = 16;
 
 /// Log lines go to stderr (filtered by `GLASSBOX_LOG`, else `default`)
 /// and, from INFO up, to the ring `glassbox logs` reads, whatever the filter.
-pub fn init_logging(default: &str) {
+pub fn init_logging(default: &str) -> Arc<PlatformLog> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -173,7 +175,9 @@ pub fn init_logging(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(stderr).with(glassbox_server::logs::PlatformLayer).try_init();
+    let log = PlatformLog::new();
+    let _ = tracing_subscriber::registry().with(stderr).with(PlatformLayer::new(log.clone())).try_init();
+    log
 }
 
 #[cfg(test)]

@@ -275,7 +275,7 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
     let log = seen.iter().find_map(|l| l.strip_prefix("The server's log: ")).expect("the tour names the log file");
     let log = log.split(" (").next().unwrap();
     let written = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
-    assert!(written.contains("glassbox_server::diagnose"), "the server's lines are in {log}: {written}");
+    assert!(written.contains("glassbox_watch"), "the server's lines are in {log}: {written}");
 }
 
 /// The incident of `diagnosis` with an episode of the series `key`.

@@ -13,6 +13,9 @@ use anyhow::bail;
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
+pub use glassbox_series::MetricsConfig;
+pub use glassbox_telemetry::otlp::OtelConfig;
+pub use glassbox_watch::WatchSettings;
 use serde::{Deserialize, Serialize};
 
 mod layers;
@@ -41,89 +44,10 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
-    pub diagnose: DiagnoseConfig,
+    pub diagnose: WatchSettings,
     pub otel: OtelConfig,
     /// `[cost]`: the price model for function invocations.
     pub cost: crate::functions::Prices,
-}
-
-/// `[diagnose]`: anomaly detection on the derived metrics.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiagnoseConfig {
-    /// 10-second points each series learns before it may raise an alert.
-    /// Default 90 (15 minutes).
-    pub warmup_points: u32,
-    /// URL each new and ended anomaly is POSTed to as JSON. Secret (it
-    /// often holds a token): `config.changed` records only that it changed.
-    /// Default none.
-    pub webhook: String,
-}
-
-impl Default for DiagnoseConfig {
-    fn default() -> Self {
-        let settings = crate::diagnose::WatchSettings::default();
-        Self { warmup_points: settings.warmup_points, webhook: settings.webhook }
-    }
-}
-
-/// `[metrics]`: the time series derived from the recorded stream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Derive metrics from every recorded event. Off only to measure what
-    /// deriving costs (`/metrics` then has no per-function series). Default true.
-    pub derive: bool,
-    /// Topic templates (MQTT filters, at most 64 of 128 bytes each): a
-    /// message's `topic` label is the first one its topic matches, written
-    /// as the template, else `other`. Default
-    /// `["devices/+/telemetry", "devices/+/status", "devices/+/#"]`.
-    pub topics: Vec<String>,
-    /// Series one metric keeps; samples for new label sets beyond it are
-    /// counted in the metric's one `other` series (and in
-    /// `glassbox_metric_series_folded_total`). Default 2000.
-    pub series_per_metric_max: usize,
-    /// Serve `/metrics` without a token. Off: a scraper sends any valid
-    /// token (Prometheus: `authorization: credentials_file`). Default false.
-    pub public: bool,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            derive: true,
-            topics: crate::series::topics::default_templates(),
-            series_per_metric_max: crate::series::SERIES_PER_METRIC_MAX_DEFAULT,
-            public: false,
-        }
-    }
-}
-
-impl MetricsConfig {
-    fn problems(&self) -> Vec<String> {
-        let mut problems = crate::series::topics::TopicTemplates::new(&self.topics).err().unwrap_or_default();
-        if !(1..=crate::series::SERIES_MAX).contains(&self.series_per_metric_max) {
-            problems.push(format!("metrics.series_per_metric_max must be between 1 and {}", crate::series::SERIES_MAX));
-        }
-        problems
-    }
-}
-
-/// `[otel]`: OpenTelemetry export of spans and function logs over OTLP/HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OtelConfig {
-    /// The OTLP/HTTP endpoint's base URL (`/v1/traces` and `/v1/logs` are
-    /// appended), e.g. `http://127.0.0.1:4318`. Empty: no export. Default empty.
-    pub endpoint: String,
-    /// The `service.name` resource attribute. Default `glassbox`.
-    pub service_name: String,
-}
-
-impl Default for OtelConfig {
-    fn default() -> Self {
-        Self { endpoint: String::new(), service_name: "glassbox".into() }
-    }
 }
 
 /// `[control]`: the device control plane.
@@ -314,7 +238,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
-            diagnose: DiagnoseConfig::default(),
+            diagnose: WatchSettings::default(),
             otel: OtelConfig::default(),
             cost: crate::functions::Prices::default(),
         }
@@ -504,13 +428,6 @@ impl Config {
         }
     }
 
-    pub fn series_settings(&self) -> crate::series::SeriesSettings {
-        crate::series::SeriesSettings {
-            topics: crate::series::topics::TopicTemplates::new(&self.metrics.topics).unwrap_or_default(),
-            series_per_metric_max: self.metrics.series_per_metric_max,
-        }
-    }
-
     pub fn shadow_limits(&self) -> glassbox_devices::ShadowLimits {
         glassbox_devices::ShadowLimits {
             bytes_max: self.control.shadow_bytes_max,
@@ -675,7 +592,7 @@ mod tests {
         let err = format!("{:#}", Config::load(Some(&file), []).unwrap_err());
         assert!(err.contains("metrics.topics \"a/#/b\"") && err.contains("metrics.series_per_metric_max"), "{err}");
         std::fs::write(&file, "[metrics]\ntopics = [\"fleet/+/t\"]\n").unwrap();
-        let settings = Config::load(Some(&file), []).unwrap().series_settings();
+        let settings = Config::load(Some(&file), []).unwrap().metrics.series_settings();
         assert_eq!(settings.topics.label("fleet/a/t"), "fleet/+/t");
         assert_eq!(settings.series_per_metric_max, 2000);
     }

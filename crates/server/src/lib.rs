@@ -1,18 +1,13 @@
 //! The Glassbox server: wires configuration, the recorder, the bus, the
 //! ingest pipeline and the HTTP API together, and runs them until asked to
 //! stop. Later ingresses (MQTT gateway, function runtime) plug into the same
-//! [`pipeline::Pipeline`].
+//! [`glassbox_pipeline::Pipeline`].
 
 pub mod api;
 pub mod config;
 pub mod control;
-pub mod diagnose;
 pub mod functions;
-pub mod logs;
 pub mod metrics;
-pub mod otlp;
-pub mod pipeline;
-pub mod series;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,6 +19,8 @@ use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
 use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention};
 use glassbox_store_sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
+use glassbox_telemetry::logs::PlatformLog;
+use glassbox_telemetry::otlp;
 use serde_json::Value;
 use sha2::Digest;
 use tokio::net::TcpListener;
@@ -31,7 +28,7 @@ use tokio::net::TcpListener;
 pub use config::Config;
 
 use crate::api::AppState;
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// A running server: its bound addresses and a handle to stop it.
 pub struct Running {
@@ -42,7 +39,7 @@ pub struct Running {
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     /// The anomaly detectors, when metrics are derived.
-    pub watch: Option<Arc<diagnose::Watch>>,
+    pub watch: Option<Arc<glassbox_watch::Watch>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -67,8 +64,19 @@ impl Running {
 }
 
 /// Opens the store and binds the listeners; the server runs in the background.
-/// `admin_token` replaces the stored admin token when given.
+/// `admin_token` replaces the stored admin token when given. The platform's
+/// log lines are not kept: see [`start_with_log`].
 pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<Running> {
+    start_with_log(config, admin_token, PlatformLog::new()).await
+}
+
+/// [`start`], serving `glassbox logs` the platform lines from `platform_log`
+/// (the ring the process's [`glassbox_telemetry::logs::PlatformLayer`] writes).
+pub async fn start_with_log(
+    config: Config,
+    admin_token: Option<&str>,
+    platform_log: Arc<PlatformLog>,
+) -> anyhow::Result<Running> {
     let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir, config.recorder_settings())
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
@@ -83,34 +91,26 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
-    let series = Arc::new(series::Series::new(Arc::new(metric_store), Retention::default(), config.series_settings()));
+    let series = Arc::new(glassbox_series::Series::new(
+        Arc::new(metric_store),
+        Retention::default(),
+        config.metrics.series_settings(),
+    ));
     let watch = match config.metrics.derive {
         true => {
-            let settings = diagnose::WatchSettings {
-                warmup_points: config.diagnose.warmup_points,
-                webhook: config.diagnose.webhook.clone(),
-            };
-            let watch = diagnose::Watch::start(&settings, &pipeline)?;
-            series::start(
+            let watch = glassbox_watch::Watch::start(&config.diagnose, &pipeline)?;
+            glassbox_series::start(
                 series.clone(),
                 pipeline.clone(),
                 devices.clone(),
-                Some(watch.clone() as Arc<dyn series::ClosedBuckets>),
+                Some(watch.clone() as Arc<dyn glassbox_series::ClosedBuckets>),
             );
             Some(watch)
         }
         false => None,
     };
     journal_config(&config, &pipeline).await;
-    let otlp = match config.otel.endpoint.as_str() {
-        "" => None,
-        endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
-            Some(otlp::Exporter::start(endpoint, &config.otel.service_name, &pipeline))
-        }
-        other => {
-            anyhow::bail!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)")
-        }
-    };
+    let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = RegistryAuth {
@@ -124,10 +124,15 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         );
     }
     let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
-    let broker =
-        Broker::open(config.broker_settings(), pipeline.clone(), Arc::new(sessions), Arc::new(auth), config.acl())
-            .await
-            .context("restoring MQTT sessions")?;
+    let broker = Broker::open(
+        config.broker_settings(),
+        Arc::new(Ingress(pipeline.clone())),
+        Arc::new(sessions),
+        Arc::new(auth),
+        config.acl(),
+    )
+    .await
+    .context("restoring MQTT sessions")?;
     let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
         format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
     })?;
@@ -169,6 +174,14 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
     let registry = Arc::new(control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
+    let metrics = metrics::Registry::default();
+    metrics.register(pipeline.clone());
+    metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));
+    metrics.register(series.clone());
+    metrics.register(functions.clone());
+    if let Some(otlp) = otlp {
+        metrics.register(otlp);
+    }
     let state = AppState {
         registry,
         control,
@@ -177,7 +190,8 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         devices,
         series: series.clone(),
         watch: watch.clone(),
-        otlp,
+        metrics: Arc::new(metrics),
+        platform_log,
         broker: broker.clone(),
         tokens: Arc::new(token.tokens),
         limits: Arc::new(limits),
@@ -234,6 +248,24 @@ pub async fn start(config: Config, admin_token: Option<&str>) -> anyhow::Result<
         Ok(())
     });
     Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+}
+
+/// The MQTT gateway records through the same pipeline as every ingress.
+struct Ingress(Arc<Pipeline>);
+
+#[async_trait::async_trait]
+impl glassbox_gateway::broker::Recorder for Ingress {
+    async fn ingest(
+        &self,
+        drafts: Vec<glassbox_core::Draft>,
+        via: &str,
+    ) -> Result<Vec<glassbox_store::Appended>, glassbox_store::StoreError> {
+        self.0.ingest(drafts, via).await
+    }
+
+    async fn record(&self, transitions: Vec<glassbox_store::Transition>) -> Result<(), glassbox_store::StoreError> {
+        self.0.record(transitions).await
+    }
 }
 
 /// Records a `config.changed` event when this start's configuration differs

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use glassbox_server::series::{Closed, ClosedBuckets, catalog};
+use glassbox_series::{Closed, ClosedBuckets, catalog};
 use glassbox_store::MetricPoint;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -158,7 +158,7 @@ fn counted(
     times: impl Iterator<Item = i64>,
     value: impl Fn(i64) -> u64,
 ) -> Vec<Closed> {
-    let key = glassbox_server::series::key(metric, &labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    let key = glassbox_series::key(metric, &labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
     times
         .filter_map(|at| {
             let count = value(at);

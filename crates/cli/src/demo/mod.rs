@@ -13,6 +13,7 @@ use bytes::Bytes;
 use glassbox_core::{FUNCTION_INVOKED, InvocationKey, payload_in};
 use glassbox_gateway::client::{self, Options};
 use glassbox_gateway::codec::{Packet, Properties, Publish, QoS};
+use glassbox_telemetry::logs::{PlatformLayer, PlatformLog};
 use serde_json::Value;
 
 use crate::Remote;
@@ -91,7 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             (temporary.path().to_path_buf(), Some(temporary))
         }
     };
-    let log = log_to_file(&data_dir)?;
+    let (log, platform_log) = log_to_file(&data_dir)?;
     let token = match std::env::var("GLASSBOX_ADMIN_TOKEN") {
         Ok(token) if token.len() >= 16 => token,
         _ => format!("gbx_demo_{:032x}", rand::random::<u128>()),
@@ -101,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.mqtt.listen = args.mqtt.clone();
     config.diagnose.warmup_points = args.warmup_points;
     config.validate()?;
-    let running = glassbox_server::start(config, Some(&token)).await.with_context(|| {
+    let running = glassbox_server::start_with_log(config, Some(&token), platform_log).await.with_context(|| {
         format!(
             "starting the demo on {} (HTTP) and {} (MQTT); if another glassbox runs there, stop it or pass \
              --http and --mqtt",
@@ -253,8 +254,8 @@ async fn backend(mqtt: String, token: String, profiles: Vec<Profile>) {
 
 /// The server's log lines go to `glassbox.log` in the data directory (at
 /// INFO, or `GLASSBOX_LOG`), not to the terminal the tour is printed on;
-/// they stay in `glassbox logs` too. Returns the file's path.
-fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+/// they stay in `glassbox logs` too. Returns the file's path and that ring.
+fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<(PathBuf, Arc<PlatformLog>)> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -269,8 +270,9 @@ fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLASSBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let to_file = tracing_subscriber::fmt::layer().with_writer(Mutex::new(file)).with_ansi(false).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(to_file).with(glassbox_server::logs::PlatformLayer).try_init();
-    Ok(path)
+    let platform_log = PlatformLog::new();
+    let _ = tracing_subscriber::registry().with(to_file).with(PlatformLayer::new(platform_log.clone())).try_init();
+    Ok((path, platform_log))
 }
 
 /// The id of a telemetry message of `device` (a `device.message`) that

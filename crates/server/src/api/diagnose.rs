@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::events::parse_time;
 use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
-use crate::diagnose::{Watch, answer};
+use glassbox_watch::{Watch, answer};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

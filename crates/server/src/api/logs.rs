@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::events::parse_time;
 use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
-use crate::logs::{PLATFORM_LOG, PlatformLine};
+use glassbox_telemetry::logs::PlatformLine;
 
 /// Lines per answer when none is asked for, and at most.
 pub const LOG_LINES_DEFAULT: usize = 1000;
@@ -128,14 +128,16 @@ pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) 
     // the invocation (why it failed, what was dropped).
     truncated |= function_lines(&app, &filters, &mut lines).await?;
     if filters.platform {
-        lines.extend(PLATFORM_LOG.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_entry));
+        lines.extend(
+            app.platform_log.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_entry),
+        );
     }
     lines.sort_by_key(|line| line.at);
     if lines.len() > filters.limit {
         truncated = true;
         lines.drain(..lines.len() - filters.limit);
     }
-    Ok(Json(Logs { lines, truncated, platform_lines_dropped: PLATFORM_LOG.dropped() }))
+    Ok(Json(Logs { lines, truncated, platform_lines_dropped: app.platform_log.dropped() }))
 }
 
 /// The lines of the invocations the filters select, newest invocations

@@ -38,7 +38,7 @@ pub use error::ApiError;
 
 use body::BodyLimit;
 
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// The OpenAPI 3.1 document, kept by hand beside the guides.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -47,11 +47,13 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub devices: Arc<dyn DeviceRegistry>,
-    pub series: Arc<crate::series::Series>,
+    pub series: Arc<glassbox_series::Series>,
     /// The anomaly detectors, when metrics are derived.
-    pub watch: Option<Arc<crate::diagnose::Watch>>,
-    /// The OpenTelemetry exporter, when `otel.endpoint` is set.
-    pub otlp: Option<Arc<crate::otlp::Exporter>>,
+    pub watch: Option<Arc<glassbox_watch::Watch>>,
+    /// What `/metrics` serves: every service's collector.
+    pub metrics: Arc<crate::metrics::Registry>,
+    /// The platform's own log lines, for `glassbox logs`.
+    pub platform_log: Arc<glassbox_telemetry::logs::PlatformLog>,
     pub broker: Broker,
     pub control: Arc<crate::control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
@@ -193,13 +195,7 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Ready<StoreStat
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let mut text = app.pipeline.counters.render(&app.pipeline.store().status().await);
-    crate::metrics::render_broker(&mut text, &app.broker.stats());
-    app.series.render(&mut text);
-    app.functions.render_metrics(&mut text);
-    if let Some(otlp) = &app.otlp {
-        otlp.render(&mut text);
-    }
+    let text = app.metrics.render().await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

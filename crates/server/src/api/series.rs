@@ -12,7 +12,7 @@ use glassbox_core::Problem;
 use super::events::parse_time;
 use super::params::{Path, Query};
 use super::{ApiError, AppState};
-use crate::series::catalog::{self, Kind};
+use glassbox_series::catalog::{self, Kind};
 
 /// Most points in one answer per series: a bounded answer for any range.
 pub const POINTS_MAX: i64 = 10_000;

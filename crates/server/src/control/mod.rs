@@ -39,7 +39,7 @@ pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
 pub use shadows::UpdateError;
 
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 pub struct Control {
     devices: Arc<dyn DeviceRegistry>,

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use super::Control;
 use super::metadata::patched;
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// Waits before each further attempt to record a change already made.
 const RECORD_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];

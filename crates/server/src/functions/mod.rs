@@ -57,7 +57,7 @@ pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldReq
 pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 
 use crate::control::Control;
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 use queue::{Job, dispatch, feed, retire_idle, work};
 
 /// Invocations waiting for a slot in memory, per function; more wait in
@@ -624,7 +624,7 @@ fn fits_world(world: World, triggers: &[spec::Trigger]) -> Result<(), String> {
 fn outbound_traceparent(recorded: &RecordedEvent) -> String {
     let event = &recorded.event;
     let chain = event.traceparent.as_deref().and_then(|t| TraceParent::parse(t).ok());
-    let parent_id = crate::otlp::span_id(event.id);
+    let parent_id = glassbox_telemetry::otlp::span_id(event.id);
     let trace = match chain {
         Some(tp) => TraceParent { parent_id, ..tp },
         None => TraceParent { parent_id, ..TraceParent::for_origin(event.id) },

@@ -10,12 +10,20 @@
 //! `series_per_metric_max` series (new label sets beyond fold into its one
 //! `other` series, counted in `folded`), and all metrics together at most
 //! [`SERIES_MAX`] (samples for new series beyond are counted in `refused`).
+//!
+//! Owns the catalog of metrics, their derivation, buckets and the `[metrics]`
+//! configuration ([`MetricsConfig`]). Reads the stream through the
+//! [`glassbox_pipeline::Pipeline`] and writes only to its [`MetricStore`];
+//! closed buckets leave through [`ClosedBuckets`], so it must not know who
+//! reads them (live diagnosis) nor the HTTP API.
 
 pub mod catalog;
+mod config;
 pub mod derive;
 mod feed;
 pub mod topics;
 
+pub use config::MetricsConfig;
 pub use feed::{ClosedBuckets, start};
 
 use std::collections::{BTreeMap, HashMap};
@@ -420,6 +428,14 @@ fn parse_labels(metric: &Metric, key: &str) -> Option<Vec<String>> {
         }
     }
     rest.is_empty().then_some(values)
+}
+
+/// The series' totals at `/metrics`.
+#[async_trait::async_trait]
+impl glassbox_pipeline::metrics::Collector for Series {
+    async fn collect(&self, out: &mut String) {
+        self.render(out);
+    }
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ mod tests {
     use glassbox_core::{Draft, IdMinter};
 
     use super::*;
-    use crate::series::topics::{self, TopicTemplates};
+    use crate::topics::{self, TopicTemplates};
 
     fn message(ty: &str, topic: &str) -> RecordedEvent {
         let draft = Draft {

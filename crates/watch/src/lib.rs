@@ -5,6 +5,12 @@
 //! which functions) feed its cause ranking. A new anomaly is recorded as an
 //! `anomaly.detected` event (so a function can react) and posted to the
 //! configured webhook; its end as `anomaly.resolved`.
+//!
+//! Owns the live `Watch`, what counts as a change (`changes.rs`) and the
+//! `[diagnose]` configuration ([`WatchSettings`]). The engine itself (pure,
+//! on the caller's clock) is `glassbox_diagnose`; the buckets come from
+//! `glassbox_series` through its `ClosedBuckets` trait. Must not read the
+//! metric store or serve HTTP: the API asks the `Watch`.
 
 pub mod answer;
 mod changes;
@@ -18,10 +24,11 @@ use glassbox_core::{ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, 
 use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
-use crate::pipeline::Pipeline;
-use crate::series::Closed;
-use crate::series::catalog as m;
 use changes::{Batches, Noted};
+use glassbox_pipeline::Pipeline;
+use glassbox_series::Closed;
+use glassbox_series::catalog as m;
+use serde::{Deserialize, Serialize};
 
 /// A function's mean latency moving by less than this (ms) is not an
 /// anomaly: wall time measured on a busy host wobbles by tens of
@@ -32,12 +39,17 @@ const LATENCY_RESOLUTION_MS: f64 = 0.1;
 /// Webhook posts waiting; beyond this alerts are not posted (still recorded).
 const WEBHOOK_QUEUE_MAX: usize = 256;
 
-/// How the diagnosis watches: detector settings and where alerts go.
-#[derive(Debug, Clone)]
+/// `[diagnose]`: anomaly detection on the derived metrics: detector
+/// settings and where alerts go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WatchSettings {
-    /// Points (10 s buckets) each series learns before it may alert.
+    /// 10-second points each series learns before it may raise an alert.
+    /// Default 90 (15 minutes).
     pub warmup_points: u32,
-    /// URL that each new and ended anomaly is POSTed to as JSON; empty: none.
+    /// URL each new and ended anomaly is POSTed to as JSON. Secret (it
+    /// often holds a token): `config.changed` records only that it changed.
+    /// Default none.
     pub webhook: String,
 }
 
@@ -120,7 +132,7 @@ impl Watch {
 }
 
 #[async_trait::async_trait]
-impl crate::series::ClosedBuckets for Watch {
+impl glassbox_series::ClosedBuckets for Watch {
     /// Feeds the detectors every bucket up to `through` (inclusive): the
     /// closed points, and zero for counted series that had none.
     async fn closed(&self, closed: &[Closed], through: i64) {

@@ -12,7 +12,7 @@ use glassbox_store::DeviceRegistry;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
 use super::{Closed, Series, bucket_start, derive};
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// Devices whose group is remembered; the cache is cleared beyond this.
 const GROUPS_CACHED_MAX: usize = 100_000;

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -40,20 +40,25 @@ impl PlatformLine {
     }
 }
 
-/// The bounded ring of platform lines, process-wide like the log itself.
+/// The bounded ring of platform lines. The process makes one, hands it to
+/// the [`PlatformLayer`] it installs and to the server that reads it; no
+/// static: a test's server reads only what its own layer wrote.
 pub struct PlatformLog {
     lines: Mutex<VecDeque<PlatformLine>>,
     next_seq: AtomicU64,
     dropped: AtomicU64,
 }
 
-pub static PLATFORM_LOG: LazyLock<PlatformLog> = LazyLock::new(|| PlatformLog {
-    lines: Mutex::new(VecDeque::with_capacity(1024)),
-    next_seq: AtomicU64::new(1),
-    dropped: AtomicU64::new(0),
-});
-
 impl PlatformLog {
+    /// An empty ring, shared by the layer that writes and the API that reads.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            lines: Mutex::new(VecDeque::with_capacity(1024)),
+            next_seq: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
     fn push(&self, mut line: PlatformLine) {
         let Ok(mut lines) = self.lines.lock() else { return };
         line.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -79,8 +84,15 @@ impl PlatformLog {
     }
 }
 
-/// The layer that copies Glassbox's INFO-and-above lines into [`PLATFORM_LOG`].
-pub struct PlatformLayer;
+/// The layer that copies Glassbox's INFO-and-above lines into a [`PlatformLog`].
+pub struct PlatformLayer(Arc<PlatformLog>);
+
+impl PlatformLayer {
+    /// A layer writing into `log`.
+    pub fn new(log: Arc<PlatformLog>) -> Self {
+        Self(log)
+    }
+}
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for PlatformLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
@@ -90,7 +102,7 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for PlatformLayer {
         }
         let mut visitor = FieldVisitor::default();
         event.record(&mut visitor);
-        PLATFORM_LOG.push(PlatformLine {
+        self.0.push(PlatformLine {
             seq: 0,
             at: Utc::now(),
             level: level_name(*meta.level()),
@@ -101,7 +113,8 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for PlatformLayer {
     }
 }
 
-pub fn level_name(level: Level) -> &'static str {
+/// A level's name as the logs API writes it.
+fn level_name(level: Level) -> &'static str {
     match level {
         Level::TRACE => "trace",
         Level::DEBUG => "debug",
@@ -160,13 +173,14 @@ mod tests {
 
     #[test]
     fn glassbox_lines_are_kept_with_their_fields() {
-        let subscriber = tracing_subscriber::registry().with(PlatformLayer);
+        let log = PlatformLog::new();
+        let subscriber = tracing_subscriber::registry().with(PlatformLayer::new(log.clone()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "glassbox_server::test", device = "kitchen-1", skipped = 3u64, "fell behind");
             tracing::debug!(target: "glassbox_server::test", device = "kitchen-1", "too chatty to keep");
             tracing::warn!(target: "other_crate", device = "kitchen-1", "not ours");
         });
-        let lines = PLATFORM_LOG.lines(|l| l.field("device") == Some("kitchen-1"), 10);
+        let lines = log.lines(|l| l.field("device") == Some("kitchen-1"), 10);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0].message, "fell behind");
         assert_eq!(lines[0].level, "warn");

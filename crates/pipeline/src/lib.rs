@@ -2,6 +2,13 @@
 //! `received` records → the bus. Every ingress (HTTP now, MQTT and
 //! functions later) goes through [`Pipeline::ingest`], so every event gets
 //! the same identity, chain and record.
+//!
+//! Owns ingest (ids, lineage, the durable record, then the bus), the
+//! consumers' read-back and saved cursors, the delivery-end taps and ingest's
+//! counters ([`metrics`]). Must not know an ingress (HTTP, MQTT): they call
+//! [`Pipeline::ingest`] and [`Pipeline::record`]; nor a store backend.
+
+pub mod metrics;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -13,6 +20,7 @@ use glassbox_store::{Appended, EventStore, Ingress, StoreError, Transition};
 
 use crate::metrics::Counters;
 
+/// The one way into the recorder: see the crate docs.
 pub struct Pipeline {
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
@@ -149,20 +157,21 @@ impl Pipeline {
     }
 }
 
-/// The MQTT gateway records through the same pipeline as every ingress.
+/// Ingest's counters and the store's status.
 #[async_trait::async_trait]
-impl glassbox_gateway::broker::Recorder for Pipeline {
-    async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        Pipeline::ingest(self, drafts, via).await
-    }
-
-    async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
-        self.copy_to_taps(&transitions);
-        self.store.record(transitions).await
+impl metrics::Collector for Pipeline {
+    async fn collect(&self, out: &mut String) {
+        out.push_str(&self.counters.render(&self.store.status().await));
     }
 }
 
 impl Pipeline {
+    /// Records delivery states, copying delivery ends to the taps first.
+    pub async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+        self.copy_to_taps(&transitions);
+        self.store.record(transitions).await
+    }
+
     fn copy_to_taps(&self, transitions: &[Transition]) {
         let taps = self.transitions_taps.read().unwrap_or_else(|e| e.into_inner());
         if !taps.is_empty() {

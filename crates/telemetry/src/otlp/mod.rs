@@ -11,7 +11,10 @@
 //! Export never slows ingest: items wait in a bounded queue and are dropped
 //! (and counted) when it is full or the endpoint fails.
 
-pub mod proto;
+mod config;
+mod proto;
+
+pub use config::OtelConfig;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +27,7 @@ use glassbox_store::Transition;
 use tokio::sync::mpsc;
 
 use self::proto::{LogRecord, Span, SpanKind, Value};
-use crate::pipeline::Pipeline;
+use glassbox_pipeline::Pipeline;
 
 /// Items waiting to be sent; beyond this they are dropped and counted.
 pub const QUEUE_MAX: usize = 8192;
@@ -55,8 +58,22 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// Starts the export `config` asks for: none when its endpoint is empty.
+    /// Refuses an endpoint that is not an http(s) URL, naming the setting.
+    pub fn configured(config: &OtelConfig, pipeline: &Arc<Pipeline>) -> Result<Option<Arc<Self>>, String> {
+        match config.endpoint.as_str() {
+            "" => Ok(None),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(Self::start(url, &config.service_name, pipeline)))
+            }
+            other => {
+                Err(format!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)"))
+            }
+        }
+    }
+
     /// Starts exporting to `endpoint` (e.g. `http://127.0.0.1:4318`).
-    pub fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
+    fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_MAX);
         let stats = Arc::new(ExportStats::default());
         let exporter = Arc::new(Self { queue, stats: stats.clone() });
@@ -92,6 +109,14 @@ impl Exporter {
             let _ =
                 write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", value.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// The export's counts at `/metrics`.
+#[async_trait::async_trait]
+impl glassbox_pipeline::metrics::Collector for Exporter {
+    async fn collect(&self, out: &mut String) {
+        self.render(out);
     }
 }
 
