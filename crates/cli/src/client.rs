@@ -6,7 +6,9 @@ use std::pin::Pin;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use glassbox_api_types::ErrorBody;
 use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub struct Client {
@@ -33,15 +35,31 @@ impl Client {
 
     /// GET `path` (with query pairs), expecting JSON.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.fetch(path, query).await
+    }
+
+    /// GET `path` (with query pairs), expecting the answer `T` of
+    /// `glassbox_api_types`.
+    pub async fn fetch<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         let request = self.authorized(self.http.get(self.url(path)).query(query));
+        json(self.send(request).await?).await
+    }
+
+    /// POST a JSON body with a content type, expecting the answer `T`.
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        let request = self
+            .authorized(self.http.post(self.url(path)).header(reqwest::header::CONTENT_TYPE, content_type).body(body));
         json(self.send(request).await?).await
     }
 
     /// POST a JSON body with a content type, expecting JSON.
     pub async fn post(&self, path: &str, content_type: &str, body: String) -> anyhow::Result<Value> {
-        let request = self
-            .authorized(self.http.post(self.url(path)).header(reqwest::header::CONTENT_TYPE, content_type).body(body));
-        json(self.send(request).await?).await
+        self.post_as(path, content_type, body).await
     }
 
     /// POST raw bytes with query pairs, expecting JSON.
@@ -97,8 +115,8 @@ impl Client {
             return Ok(response);
         }
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = body["error"]["message"].as_str().unwrap_or("(no message)").to_string();
+        let refusal = response.json::<ErrorBody>().await.ok();
+        let message = refusal.map_or_else(|| "(no message)".to_string(), |body| body.error.message);
         let hint = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => {
                 "\n  pass --token or set GLASSBOX_TOKEN to the admin token printed by `glassbox serve` at first start"
@@ -164,6 +182,9 @@ pub fn segment(raw: &str) -> String {
         .collect()
 }
 
-async fn json(response: Response) -> anyhow::Result<Value> {
-    response.json().await.context("the server's answer was not JSON")
+/// The answer's body as `T`; an answer of another shape names the path it came from.
+async fn json<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
+    let path = response.url().path().to_string();
+    let body = response.bytes().await.with_context(|| format!("the answer to {path} broke off"))?;
+    serde_json::from_slice(&body).with_context(|| format!("the server's answer to {path} is not what this CLI reads"))
 }

@@ -2,6 +2,7 @@
 //! from the invocation records (the price model is `[cost]` in the
 //! server's configuration).
 
+use glassbox_api_types::MetricRange;
 use serde_json::Value;
 
 use crate::Remote;
@@ -44,7 +45,7 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         By::Device => ("device_cost", "device"),
     };
     let query = [("since", args.since.clone()), ("by", label.to_string())];
-    let answer = client.get(&format!("/api/v1/metrics/{metric}"), &query).await?;
+    let answer: MetricRange = client.fetch(&format!("/api/v1/metrics/{metric}"), &query).await?;
     let rows: Vec<(String, f64, u64)> =
         crate::metrics::totals(&answer, label).into_iter().map(|t| (t.key, t.sum, t.count)).collect();
     if args.json {
@@ -64,6 +65,6 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         })
         .collect();
     render::table(&[&label.to_uppercase(), "COST $", "INVOCATIONS", "SHARE"], &table);
-    println!("total ${total:.9} since {}", render::short_time(&answer["since"]));
+    println!("total ${total:.9} since {}", render::clock(answer.since));
     Ok(())
 }

@@ -1,11 +1,10 @@
 //! `glassbox diagnose`: what is abnormal, since when, what it affects, and
 //! the most likely causes with their evidence — in words.
 
-use anyhow::bail;
-use serde_json::Value;
+use glassbox_api_types::{Diagnosis, Incident};
 
 use crate::Remote;
-use crate::render::{short_time, text};
+use crate::render::clock;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -39,58 +38,46 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
     let mut query = vec![("since", args.since.clone())];
     query.extend(args.function.clone().map(|f| ("function", f)));
     query.extend(args.device.clone().map(|d| ("device", d)));
-    let diagnosis = client.get("/api/v1/diagnose", &query).await?;
+    let diagnosis: Diagnosis = client.fetch("/api/v1/diagnose", &query).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&diagnosis)?);
         return Ok(());
     }
-    if diagnosis.is_null() {
-        bail!("the server's diagnosis is unavailable (its detectors' lock is poisoned); restart it");
-    }
-    println!("{}", text(&diagnosis, "summary"));
-    for incident in diagnosis["incidents"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        print_incident(incident);
-    }
-    for unknown in diagnosis["unknowns"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        println!("\nNot known: {}", unknown.as_str().unwrap_or_default());
+    println!("{}", diagnosis.summary);
+    diagnosis.incidents.iter().for_each(print_incident);
+    for unknown in &diagnosis.unknowns {
+        println!("\nNot known: {unknown}");
     }
     Ok(())
 }
 
-fn print_incident(incident: &Value) {
-    let state = match incident["end"].as_str() {
+fn print_incident(incident: &Incident) {
+    let state = match incident.end {
         None => "open".to_string(),
-        Some(_) => format!("ended {}", short_time(&incident["end"])),
+        Some(end) => format!("ended {}", clock(end)),
     };
-    println!("\nincident {} · since {} · {state}", incident["id"], short_time(&incident["start"]));
-    println!("  {}", text(incident, "summary"));
-    let episodes = incident["episodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    println!("\nincident {} · since {} · {state}", incident.id, clock(incident.start));
+    println!("  {}", incident.summary);
     println!("  abnormal:");
-    for e in episodes {
-        println!(
-            "    {:<48} {:<14} from {}  peak score {:.2}",
-            e["series"]["key"].as_str().unwrap_or("-"),
-            text(e, "signal"),
-            short_time(&e["start"]),
-            e["peak_score"].as_f64().unwrap_or(0.0)
-        );
+    for e in &incident.episodes {
+        println!("    {:<48} {:<14} from {}  peak score {:.2}", e.series.key, e.signal, clock(e.start), e.peak_score);
     }
-    let causes = incident["causes"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if causes.is_empty() {
+    if incident.causes.is_empty() {
         println!("  causes: no change recorded in the 30 minutes before");
     }
-    for (i, cause) in causes.iter().enumerate() {
+    for (i, cause) in incident.causes.iter().enumerate() {
+        let change = &cause.change;
         println!(
             "  {} {} ({:.2}): {} at {}{}",
             if i == 0 { "cause:" } else { "      " },
-            text(cause, "verdict"),
-            cause["confidence"].as_f64().unwrap_or(0.0),
-            text(&cause["change"], "summary"),
-            short_time(&cause["change"]["at"]),
-            cause["change"]["event_id"].as_str().map(|id| format!("  (event {id})")).unwrap_or_default()
+            cause.verdict,
+            cause.confidence,
+            change.summary,
+            clock(change.at),
+            change.event_id.as_deref().map(|id| format!("  (event {id})")).unwrap_or_default()
         );
-        for evidence in cause["evidence"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            println!("           - {}", evidence.as_str().unwrap_or_default());
+        for evidence in &cause.evidence {
+            println!("           - {evidence}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `glassbox events query|get|tail|send`.
 
 use anyhow::{Context, bail};
+use glassbox_api_types::{Accepted, Lagged, Page};
 use serde_json::{Value, json};
 
 use crate::Remote;
@@ -163,9 +164,9 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         if let Some(cursor) = &cursor {
             page_params.push(("cursor", cursor.clone()));
         }
-        let page = client.get("/api/v1/events", &page_params).await?;
-        events.extend(page["events"].as_array().cloned().unwrap_or_default());
-        cursor = page["next_cursor"].as_str().map(str::to_string);
+        let page: Page<Value> = client.fetch("/api/v1/events", &page_params).await?;
+        events.extend(page.events);
+        cursor = page.next_cursor;
         if !args.all || cursor.is_none() {
             break;
         }
@@ -258,9 +259,12 @@ fn print_sse(message: &SseMessage, json: bool) -> anyhow::Result<()> {
                 render::text(&event, "device")
             );
         }
-        "lagged" => eprintln!(
-            "warning: this tail fell behind and skipped events ({data}); query them with `glassbox events query`"
-        ),
+        "lagged" => {
+            let lagged: Lagged =
+                serde_json::from_str(data).context("the server sent a lagged item of another shape")?;
+            let skipped = render::count(lagged.skipped as usize, "event");
+            eprintln!("warning: this tail fell behind and skipped {skipped}; query them with `glassbox events query`")
+        }
         _ => {}
     }
     Ok(())
@@ -286,13 +290,12 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             event[key] = json!(value);
         }
     }
-    let answer = client.post("/api/v1/events", "application/cloudevents+json", event.to_string()).await?;
+    let answer: Accepted = client.post_as("/api/v1/events", "application/cloudevents+json", event.to_string()).await?;
     if args.json {
-        println!("{answer}");
+        println!("{}", serde_json::to_string(&answer)?);
     } else {
-        let duplicate =
-            if answer["duplicate"].as_bool() == Some(true) { "  (duplicate of an earlier send)" } else { "" };
-        println!("{}  correlation {}{duplicate}", render::text(&answer, "id"), render::text(&answer, "correlationid"));
+        let duplicate = if answer.duplicate { "  (duplicate of an earlier send)" } else { "" };
+        println!("{}  correlation {}{duplicate}", answer.id, answer.correlationid);
     }
     Ok(())
 }

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::Value;
+use glassbox_api_types::{LogEntry, LogOrigin, Logs};
 
 use crate::Remote;
-use crate::render::{short_time, text};
+use crate::render::clock;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -105,19 +105,19 @@ impl LogsArgs {
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let answer = client.get("/api/v1/logs", &args.query(None)).await?;
-    let lines = answer["lines"].as_array().cloned().unwrap_or_default();
+    let answer: Logs = client.fetch("/api/v1/logs", &args.query(None)).await?;
     if !args.follow {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&answer)?);
         } else {
-            if answer["truncated"].as_bool() == Some(true) {
+            if answer.truncated {
                 println!("(older lines left out: narrow the filters, or raise --limit)");
             }
-            lines.iter().for_each(print_line);
+            answer.lines.iter().for_each(print_line);
         }
         return Ok(());
     }
+    let lines = answer.lines;
     // On stderr, so `--json` output stays one object per line.
     eprintln!("{}", args.follow_note(lines.len()));
     let mut seen: HashSet<String> = HashSet::new();
@@ -125,52 +125,53 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let mut batch = lines;
     loop {
         for line in &batch {
-            if seen.insert(text(line, "id").to_string()) {
+            if seen.insert(line.id.clone()) {
                 if args.json {
-                    println!("{line}");
+                    println!("{}", serde_json::to_string(line)?);
                 } else {
                     print_line(line);
                 }
             }
-            since = line["at"].as_str().map(str::to_string).or(since);
+            since = Some(line.at);
         }
         if seen.len() > 100_000 {
             seen.clear(); // Bounded; a line older than `since` is not asked for again anyway.
         }
         tokio::time::sleep(FOLLOW_INTERVAL).await;
         // Lines of invocations that end later can start earlier: look back a little.
-        let from = since.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-        let from = from.map(|t| (t - chrono::Duration::seconds(60)).to_rfc3339());
-        batch = client.get("/api/v1/logs", &args.query(from)).await?["lines"].as_array().cloned().unwrap_or_default();
+        let from = since.map(|t| (t - chrono::Duration::seconds(60)).to_rfc3339());
+        batch = client.fetch::<Logs>("/api/v1/logs", &args.query(from)).await?.lines;
     }
 }
 
 /// `2026-11-25 10:04:01.532 WARN  fn thermostat@3  kitchen-1  too hot (31.5)`;
 /// the platform's line about an invocation names the function and the chain:
 /// `… ERROR  fn thermostat@3 (platform)  kitchen-1  invocation failed (attempt 1 of 3): … correlation=01K…`.
-fn print_line(line: &Value) {
-    let function = format!("fn {}@{}", text(line, "function"), line["version"]);
-    let about_invocation = line["invocation"].is_string();
-    let origin = match line["source"].as_str() {
-        Some("function") => function,
-        _ if about_invocation => format!("{function} (platform)"),
-        _ => line["target"].as_str().unwrap_or("platform").trim_start_matches("glassbox_").to_string(),
-    };
-    let chain = match line["correlationid"].as_str() {
-        Some(id) if about_invocation && line["source"] == "platform" => format!("  correlation={id}"),
-        _ => String::new(),
-    };
-    let device = line["device"].as_str().map(|d| format!("  {d}")).unwrap_or_default();
-    let level = text(line, "level").to_uppercase();
-    let fields = match line["fields"].as_object() {
-        Some(fields) if !fields.is_empty() => {
-            let pairs: Vec<String> = fields
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
-                .collect();
-            format!("  {}", pairs.join(" "))
+fn print_line(line: &LogEntry) {
+    let function = line.function.as_deref().unwrap_or("");
+    let (origin, chain, fields) = match &line.origin {
+        LogOrigin::Invocation { version, .. } if line.source == "function" => {
+            (format!("fn {function}@{version}"), String::new(), String::new())
         }
-        _ => String::new(),
+        LogOrigin::Invocation { version, .. } => {
+            let chain = line.correlationid.as_deref().map(|id| format!("  correlation={id}")).unwrap_or_default();
+            (format!("fn {function}@{version} (platform)"), chain, String::new())
+        }
+        LogOrigin::Platform { target, fields } => {
+            (target.trim_start_matches("glassbox_").to_string(), String::new(), fields_text(fields))
+        }
     };
-    println!("{}  {level:<5}  {origin}{device}  {}{fields}{chain}", short_time(&line["at"]), text(line, "message"));
+    let device = line.device.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+    let level = line.level.to_uppercase();
+    println!("{}  {level:<5}  {origin}{device}  {}{fields}{chain}", clock(line.at), line.message);
+}
+
+/// A platform line's structured fields: `  key=value key=value`, or nothing.
+fn fields_text(fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> =
+        fields.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect();
+    format!("  {}", pairs.join(" "))
 }

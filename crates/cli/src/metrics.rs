@@ -2,10 +2,10 @@
 //! time series: totals, peaks and a sparkline per series.
 
 use anyhow::bail;
-use serde_json::Value;
+use glassbox_api_types::{MetricKind, MetricRange, Metrics, SeriesRange};
 
 use crate::Remote;
-use crate::render::{self, text};
+use crate::render;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -41,21 +41,15 @@ pub struct MetricsArgs {
 pub async fn run(args: MetricsArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
     let Some(name) = &args.name else {
-        let list = client.get("/api/v1/metrics", &[]).await?;
+        let list: Metrics = client.fetch("/api/v1/metrics", &[]).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&list)?);
             return Ok(());
         }
-        let rows: Vec<Vec<String>> = list["metrics"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let rows: Vec<Vec<String>> = list
+            .metrics
             .iter()
-            .map(|m| {
-                let labels: Vec<&str> =
-                    m["labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                vec![text(m, "name").into(), labels.join(","), m["series"].to_string(), text(m, "help").into()]
-            })
+            .map(|m| vec![m.name.clone(), m.labels.join(","), m.series.to_string(), m.help.clone()])
             .collect();
         render::table(&["METRIC", "LABELS", "SERIES", "WHAT"], &rows);
         return Ok(());
@@ -81,7 +75,7 @@ pub async fn run(args: MetricsArgs) -> anyhow::Result<()> {
             .collect();
         path = format!("{path}?{}", pairs.join("&"));
     }
-    let answer = client.get(&path, &query).await?;
+    let answer: MetricRange = client.fetch(&path, &query).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -90,49 +84,50 @@ pub async fn run(args: MetricsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_series(answer: &Value) {
-    let kind = text(answer, "kind");
-    let step = answer["step_seconds"].as_i64().unwrap_or(0);
+fn print_series(answer: &MetricRange) {
+    let kind = answer.kind;
     println!(
-        "{} ({kind}) · {} to {} · one point per {step}s",
-        text(answer, "name"),
-        render::short_time(&answer["since"]),
-        render::short_time(&answer["until"])
+        "{} ({}) · {} to {} · one point per {}s",
+        answer.name,
+        kind_name(kind),
+        render::clock(answer.since),
+        render::clock(answer.until),
+        answer.step_seconds
     );
-    let series = answer["series"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if series.is_empty() {
+    if answer.series.is_empty() {
         println!("no samples in this range");
         return;
     }
-    let total_header = if kind == "distribution" { "MEAN" } else { "TOTAL" };
-    let rows: Vec<Vec<String>> = series
-        .iter()
-        .map(|s| {
-            let labels: Vec<String> = s["labels"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect();
-            let points = s["points"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let values: Vec<f64> = points.iter().map(|p| p["value"].as_f64().unwrap_or(0.0)).collect();
-            let (count, sum) = points.iter().fold((0u64, 0.0), |(c, s), p| {
-                (c + p["count"].as_u64().unwrap_or(0), s + p["sum"].as_f64().unwrap_or(0.0))
-            });
-            let total = match kind {
-                "distribution" if count > 0 => sum / count as f64,
-                "count" => count as f64,
-                _ => sum,
-            };
-            let peak = match kind {
-                "distribution" => points.iter().filter_map(|p| p["max"].as_f64()).fold(0.0, f64::max),
-                _ => values.iter().copied().fold(0.0, f64::max),
-            };
-            let name = if labels.is_empty() { "(all)".to_string() } else { labels.join(" ") };
-            vec![name, number(total), number(peak), sparkline(&values)]
-        })
-        .collect();
+    let total_header = if kind == MetricKind::Distribution { "MEAN" } else { "TOTAL" };
+    let rows: Vec<Vec<String>> = answer.series.iter().map(|s| series_row(kind, s)).collect();
     render::table(&["SERIES", total_header, "PEAK", "OVER TIME"], &rows);
+}
+
+/// One series: its labels, its total (a distribution's mean), its peak and its sparkline.
+fn series_row(kind: MetricKind, series: &SeriesRange) -> Vec<String> {
+    let labels: Vec<String> = series.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let points = &series.points;
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let (count, sum) = points.iter().fold((0u64, 0.0), |(c, s), p| (c + p.count, s + p.sum));
+    let total = match kind {
+        MetricKind::Distribution if count > 0 => sum / count as f64,
+        MetricKind::Count => count as f64,
+        _ => sum,
+    };
+    let peak = match kind {
+        MetricKind::Distribution => points.iter().map(|p| p.max).fold(0.0, f64::max),
+        _ => values.iter().copied().fold(0.0, f64::max),
+    };
+    let name = if labels.is_empty() { "(all)".to_string() } else { labels.join(" ") };
+    vec![name, number(total), number(peak), sparkline(&values)]
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Count => "count",
+        MetricKind::Sum => "sum",
+        MetricKind::Distribution => "distribution",
+    }
 }
 
 /// One series of a metrics answer summed over its points.
@@ -145,17 +140,14 @@ pub struct Total {
 
 /// Each series of a metrics answer grouped `--by label`, summed over time,
 /// largest `sum` first.
-pub fn totals(answer: &Value, label: &str) -> Vec<Total> {
-    let series = answer["series"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let mut totals: Vec<Total> = series
+pub fn totals(answer: &MetricRange, label: &str) -> Vec<Total> {
+    let mut totals: Vec<Total> = answer
+        .series
         .iter()
-        .map(|s| {
-            let points = s["points"].as_array().map(Vec::as_slice).unwrap_or_default();
-            Total {
-                key: s["labels"][label].as_str().unwrap_or("-").to_string(),
-                count: points.iter().filter_map(|p| p["count"].as_u64()).sum(),
-                sum: points.iter().filter_map(|p| p["sum"].as_f64()).sum(),
-            }
+        .map(|s| Total {
+            key: s.labels.get(label).map_or("-", String::as_str).to_string(),
+            count: s.points.iter().map(|p| p.count).sum(),
+            sum: s.points.iter().map(|p| p.sum).sum(),
         })
         .collect();
     totals.sort_by(|a, b| b.sum.total_cmp(&a.sum));

@@ -6,13 +6,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use glassbox_api_types::{Anomalies, MetricRange, Page};
 use glassbox_core::{FUNCTION_INVOKED, Invocation, payload_in};
 use serde_json::Value;
 
 use crate::Remote;
 use crate::client::Client;
 use crate::metrics::{Total, sparkline, totals};
-use crate::render::{self, text};
+use crate::render;
 
 #[derive(clap::Args)]
 #[command(after_help = "Rates are per second over the last complete 10 s bucket (now) and the last \
@@ -80,22 +81,21 @@ async fn frame(client: &Client, args: &MonitorArgs) -> anyhow::Result<String> {
 }
 
 /// A metric over the last 5 minutes at 10 s, optionally grouped.
-async fn series(client: &Client, metric: &str, by: &[&str]) -> anyhow::Result<Value> {
+async fn series(client: &Client, metric: &str, by: &[&str]) -> anyhow::Result<MetricRange> {
     let mut query = vec![("since", "5m".to_string()), ("step", "10s".to_string())];
     if !by.is_empty() {
         query.push(("by", by.join(",")));
     }
-    client.get(&format!("/api/v1/metrics/{metric}"), &query).await
+    client.fetch(&format!("/api/v1/metrics/{metric}"), &query).await
 }
 
 /// The values per step, summed over the answer's series.
-fn summed(answer: &Value) -> Vec<f64> {
+fn summed(answer: &MetricRange) -> Vec<f64> {
     let mut values: Vec<f64> = Vec::new();
-    for series in answer["series"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let points = series["points"].as_array().map(Vec::as_slice).unwrap_or_default();
-        values.resize(values.len().max(points.len()), 0.0);
-        for (slot, point) in values.iter_mut().zip(points) {
-            *slot += point["value"].as_f64().unwrap_or(0.0);
+    for series in &answer.series {
+        values.resize(values.len().max(series.points.len()), 0.0);
+        for (slot, point) in values.iter_mut().zip(&series.points) {
+            *slot += point.value;
         }
     }
     values
@@ -111,11 +111,10 @@ const SUM: fn(&Total) -> f64 = |t| t.sum;
 
 async fn latency(client: &Client) -> anyhow::Result<String> {
     let query = [("type", FUNCTION_INVOKED.to_string()), ("since", "1m".to_string()), ("limit", "1000".to_string())];
-    let page = client.get("/api/v1/events", &query).await?;
-    let mut walls: Vec<f64> = page["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let page: Page<Value> = client.fetch("/api/v1/events", &query).await?;
+    let mut walls: Vec<f64> = page
+        .events
+        .iter()
         .filter_map(|e| payload_in::<Invocation>(e).ok())
         .map(|invocation| invocation.wall_us as f64 / 1000.0)
         .collect();
@@ -187,22 +186,16 @@ async fn top_devices(client: &Client, top: usize) -> anyhow::Result<String> {
 
 /// Active anomalies, once the server detects them; says so when it cannot.
 async fn anomalies(client: &Client) -> String {
-    match client.get("/api/v1/anomalies", &[("active", "true".to_string())]).await {
+    match client.fetch::<Anomalies>("/api/v1/anomalies", &[("active", "true".to_string())]).await {
         Ok(answer) => {
-            let active = answer["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let active = answer.anomalies;
             if active.is_empty() {
                 return "ANOMALIES  none active\n".into();
             }
             let mut out = String::from("ANOMALIES\n");
             for a in active {
-                let _ = writeln!(
-                    out,
-                    "  {}  {}  score {:.2}  since {}",
-                    a["series"]["key"].as_str().unwrap_or("-"),
-                    text(a, "signal"),
-                    a["peak_score"].as_f64().unwrap_or(0.0),
-                    render::short_time(&a["start"])
-                );
+                let since = render::clock(a.start);
+                let _ = writeln!(out, "  {}  {}  score {:.2}  since {since}", a.series.key, a.signal, a.peak_score);
             }
             out
         }

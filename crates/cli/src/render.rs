@@ -27,7 +27,12 @@ pub fn time(value: &Value) -> Option<DateTime<Utc>> {
 
 /// `2026-11-24 19:40:34.132`: local enough to read, precise enough to order.
 pub fn short_time(value: &Value) -> String {
-    time(value).map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+    time(value).map_or_else(|| "-".into(), clock)
+}
+
+/// A time for people, to the millisecond: `2026-11-25 10:04:01.532`.
+pub fn clock(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
 /// A duration for people: `0.412 ms`, `95.5 ms`, `2.41 s`, `1m35s`.

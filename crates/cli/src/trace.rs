@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use glassbox_api_types::Trace;
 use glassbox_core::{EgressRequest, FUNCTION_INVOKED, Invocation, InvocationKey, LogLine, payload_in};
 use serde_json::Value;
 
@@ -25,13 +26,13 @@ pub struct TraceArgs {
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
-    let chain = client.get(&format!("/api/v1/trace/{}", crate::client::segment(&args.id)), &[]).await?;
+    let path = format!("/api/v1/trace/{}", crate::client::segment(&args.id));
+    let chain: Trace<Value> = client.fetch(&path, &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&chain)?);
         return Ok(());
     }
-    let events = chain["events"].as_array().cloned().unwrap_or_default();
-    Tree::new(&events).print(text(&chain, "correlationid"), chain["truncated"].as_bool() == Some(true));
+    Tree::new(&chain.events).print(&chain.correlationid, chain.truncated);
     Ok(())
 }
 

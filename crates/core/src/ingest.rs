@@ -33,7 +33,7 @@ impl Default for Limits {
 }
 
 /// One thing wrong with an input, and where.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub field: String,
     pub message: String,

@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 use glassbox_store::{MetricPoint, MetricStore, Retention};
-use serde::Serialize;
 
 use self::catalog::{DURATION_BUCKETS_MS, Kind, Metric};
 use self::derive::Sample;
@@ -112,23 +111,7 @@ pub struct Closed {
     pub point: MetricPoint,
 }
 
-/// One series in a query answer: its labels (the grouped ones) and points.
-#[derive(Debug, Clone, Serialize)]
-pub struct SeriesRange {
-    pub labels: BTreeMap<String, String>,
-    pub points: Vec<Point>,
-}
-
-/// One step of a series: its value by the metric's kind, and the aggregate.
-#[derive(Debug, Clone, Serialize)]
-pub struct Point {
-    pub at: DateTime<Utc>,
-    pub value: f64,
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-}
+pub use glassbox_api_types::{Point, SeriesRange};
 
 /// The series key, as Prometheus writes a series: `name{a="x",b="y"}`.
 pub fn key(metric: &Metric, labels: &[impl AsRef<str>]) -> String {

@@ -422,3 +422,63 @@ async fn wrong_methods_and_page_sizes_get_json_errors() {
     assert!(body["error"]["message"].as_str().unwrap().contains("1 to 1000"));
     server.stop().await;
 }
+
+/// Real answers of the routes with a type in `glassbox_api_types` conform
+/// to `docs/openapi.json` and read back as their type (what the CLI does).
+#[tokio::test]
+async fn real_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::openapi::Document;
+    use glassbox_api_types::{Accepted, Anomalies, Diagnosis, ErrorBody, Health, Logs, MetricRange, Metrics, Page};
+
+    let doc = Document::parse(glassbox_server::api::OPENAPI).unwrap();
+    let conforms = |method: &str, route: &str, status: StatusCode, answer: &Value| {
+        let schema = doc.answer(method, route, status.as_u16()).unwrap_or_else(|| panic!("{route} {status}"));
+        let problems = doc.check(schema, answer);
+        assert!(problems.is_empty(), "{method} {route} {status}: {}\n{answer:#}", problems.join("\n"));
+    };
+    let server = start().await;
+    let (status, one) = server.post(event("order.created")).await;
+    conforms("post", "/api/v1/events", status, &one);
+    serde_json::from_value::<Accepted>(one.clone()).unwrap();
+    let batch = json!([event("a"), event("b")]).to_string();
+    let (status, many) = server.post_raw("application/cloudevents-batch+json", batch).await;
+    conforms("post", "/api/v1/events", status, &many);
+    serde_json::from_value::<Vec<Accepted>>(many).unwrap();
+
+    let id = one["id"].as_str().unwrap();
+    // The recorded events are derived into a series (points to check) soon after.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.get("/api/v1/metrics/events_recorded").await.1["series"].as_array().is_none_or(Vec::is_empty) {
+        assert!(tokio::time::Instant::now() < deadline, "events_recorded has no series after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (route, path) in [
+        ("/api/v1/events", "/api/v1/events?limit=2".to_string()),
+        ("/api/v1/events/{id}", format!("/api/v1/events/{id}")),
+        ("/api/v1/trace/{id}", format!("/api/v1/trace/{id}")),
+        ("/api/v1/logs", "/api/v1/logs".to_string()),
+        ("/api/v1/metrics", "/api/v1/metrics".to_string()),
+        ("/api/v1/metrics/{name}", "/api/v1/metrics/events_recorded".to_string()),
+        ("/api/v1/diagnose", "/api/v1/diagnose".to_string()),
+        ("/api/v1/anomalies", "/api/v1/anomalies".to_string()),
+        ("/healthz", "/healthz".to_string()),
+        ("/readyz", "/readyz".to_string()),
+    ] {
+        let (status, answer) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        conforms("get", route, status, &answer);
+    }
+    let read = async |path: &str| server.get(path).await.1;
+    serde_json::from_value::<Page<Value>>(read("/api/v1/events").await).unwrap();
+    serde_json::from_value::<Logs>(read("/api/v1/logs").await).unwrap();
+    serde_json::from_value::<Metrics>(read("/api/v1/metrics").await).unwrap();
+    serde_json::from_value::<MetricRange>(read("/api/v1/metrics/events_recorded").await).unwrap();
+    serde_json::from_value::<Diagnosis>(read("/api/v1/diagnose").await).unwrap();
+    serde_json::from_value::<Anomalies>(read("/api/v1/anomalies").await).unwrap();
+    serde_json::from_value::<Health>(read("/healthz").await).unwrap();
+
+    let (status, refusal) = server.get("/api/v1/events?limit=0&state=lost").await;
+    conforms("get", "/api/v1/events", status, &refusal);
+    assert_eq!(serde_json::from_value::<ErrorBody>(refusal).unwrap().error.problems.len(), 2);
+    server.stop().await;
+}

@@ -151,14 +151,14 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
     let updates = updates["events"].as_array().unwrap();
     assert_eq!(updates.len(), 2, "{updates:?}");
     let (by_device, by_operator) = (&updates[0]["data"], &updates[1]["data"]);
-    assert_eq!(by_device["actor"], "device:thermo-1");
+    assert_eq!(by_device["actor"], "device");
     assert_eq!(
         (by_device["principal"]["kind"].clone(), by_device["principal"]["name"].clone()),
         (json!("device"), json!("thermo-1"))
     );
     assert_eq!(by_device["principal"]["auth"], "device_secret");
     assert!(by_device["principal"]["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")));
-    assert_eq!(by_operator["actor"], "admin");
+    assert_eq!(by_operator["actor"], "operator", "the words shadow records always used");
     assert_admin_from_here(&by_operator["principal"]);
     assert!(shadow["metadata"]["reported"]["fan"]["speed"]["timestamp"].is_string());
 

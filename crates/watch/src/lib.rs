@@ -12,6 +12,7 @@
 //! `glassbox_series` through its `ClosedBuckets` trait. Must not read the
 //! metric store or serve HTTP: the API asks the `Watch`.
 
+pub mod answer;
 mod changes;
 
 use std::collections::HashMap;
@@ -22,7 +23,6 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, Draft};
 use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
-use serde_json::{Value, json};
 
 use changes::{Batches, Noted};
 use glassbox_pipeline::Pipeline;
@@ -339,32 +339,6 @@ fn anomaly_of(e: &Episode) -> Anomaly {
 /// The engine's second count as a time, to the microsecond.
 fn time_of(secs: f64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros((secs * 1e6).round() as i64).unwrap_or_default()
-}
-
-/// An episode as the API shows it: times in RFC 3339.
-pub fn episode_json(e: &Episode) -> Value {
-    let mut value = json!(e);
-    rfc3339_times(&mut value);
-    value
-}
-
-/// Turns the engine's second-count times into RFC 3339, in place.
-pub fn rfc3339_times(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                match (key.as_str(), v.as_f64()) {
-                    ("now" | "since" | "start" | "end" | "peak" | "at", Some(secs)) => {
-                        let micros = (secs * 1e6).round() as i64;
-                        *v = json!(DateTime::<Utc>::from_timestamp_micros(micros));
-                    }
-                    _ => rfc3339_times(v),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(rfc3339_times),
-        _ => {}
-    }
 }
 
 async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Consumer) {

@@ -5,15 +5,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use glassbox_api_types::{Anomalies, Diagnosis};
 use glassbox_core::Problem;
 use glassbox_diagnose::Subject;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::events::parse_time;
 use super::params::{Parameters, Query};
 use super::{ApiError, AppState};
-use glassbox_watch::{Watch, episode_json, rfc3339_times};
+use glassbox_watch::{Watch, answer};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,10 @@ fn since(text: Option<&str>) -> Result<chrono::DateTime<Utc>, ApiError> {
 }
 
 /// `GET /api/v1/diagnose?since=1h[&function=F|&device=D]`
-pub async fn diagnose(State(app): State<AppState>, Query(p): Query<DiagnoseParams>) -> Result<Json<Value>, ApiError> {
+pub async fn diagnose(
+    State(app): State<AppState>,
+    Query(p): Query<DiagnoseParams>,
+) -> Result<Json<Diagnosis>, ApiError> {
     let scope = match (p.function, p.device) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("invalid_parameter", "give function or device, not both"));
@@ -58,9 +61,9 @@ pub async fn diagnose(State(app): State<AppState>, Query(p): Query<DiagnoseParam
     };
     let since = since(p.since.as_deref())?;
     let diagnosis = watch(&app)?.diagnose(since, Utc::now(), scope.as_ref());
-    let mut body = json!(diagnosis);
-    rfc3339_times(&mut body);
-    Ok(Json(body))
+    // None only when a detector panicked holding the lock: a server fault.
+    let diagnosis = diagnosis.ok_or_else(|| super::error::internal("the anomaly detectors' lock is poisoned"))?;
+    Ok(Json(answer::diagnosis(&diagnosis)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,9 +80,11 @@ impl Parameters for AnomalyParams {
 }
 
 /// `GET /api/v1/anomalies?since=1h&active=true`
-pub async fn anomalies(State(app): State<AppState>, Query(p): Query<AnomalyParams>) -> Result<Json<Value>, ApiError> {
+pub async fn anomalies(
+    State(app): State<AppState>,
+    Query(p): Query<AnomalyParams>,
+) -> Result<Json<Anomalies>, ApiError> {
     let since = since(p.since.as_deref())?;
     let episodes = watch(&app)?.episodes(since, Utc::now(), p.active == Some(true));
-    let anomalies: Vec<Value> = episodes.iter().map(episode_json).collect();
-    Ok(Json(json!({ "anomalies": anomalies })))
+    Ok(Json(Anomalies { anomalies: episodes.iter().map(answer::episode).collect() }))
 }

@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use glassbox_api_types::{ErrorBody, ErrorDetail};
 use glassbox_core::{Problem, ValidationError};
 use glassbox_store::StoreError;
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -82,10 +82,8 @@ pub fn internal(cause: impl std::fmt::Display) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
-        if !self.problems.is_empty() {
-            body["error"]["problems"] = json!(self.problems);
-        }
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, problems: self.problems } };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

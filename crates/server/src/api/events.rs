@@ -10,13 +10,14 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use glassbox_api_types::{Accepted, Ingested, Lagged, Page};
 use glassbox_bus::BusItem;
+use glassbox_core::RecordedEvent;
 use glassbox_core::{
     Draft, EventId, EventQuery, Limits, Problem, QUERY_LIMIT_MAX, TraceParent, TypePattern, ValidationError,
     check_causationid, check_text, parse_cloudevent,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::body::{Body, BodyLimit, charset_refused, foreign_charset};
 use super::params::{Parameters, Path, Query};
@@ -58,7 +59,7 @@ pub async fn ingest(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Ingested>), ApiError> {
     let result = ingest_checked(&app, &headers, body).await;
     if let Err(err) = &result {
         app.pipeline.counters.reject(rejection_of(err));
@@ -96,7 +97,7 @@ async fn ingest_checked(
     app: &AppState,
     headers: &HeaderMap,
     body: Result<Body, ApiError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Ingested>), ApiError> {
     let mode = mode(headers)?;
     let Body(body) = body?;
     let mut drafts = match mode {
@@ -131,9 +132,13 @@ async fn ingest_checked(
             }
             err
         })?;
+    let mut accepted =
+        appended.into_iter().map(|a| Accepted { id: a.id, correlationid: a.correlationid, duplicate: a.duplicate });
     let body = match mode {
-        Mode::Single => json!(appended[0]),
-        Mode::Batch => json!(appended),
+        Mode::Single => {
+            Ingested::One(accepted.next().ok_or_else(|| super::error::internal("the store appended nothing"))?)
+        }
+        Mode::Batch => Ingested::Batch(accepted.collect()),
     };
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
@@ -312,10 +317,13 @@ impl Parameters for Filters {
 }
 
 /// `GET /api/v1/events`: newest first, one page.
-pub async fn query(State(app): State<AppState>, Query(filters): Query<Filters>) -> Result<Json<Value>, ApiError> {
+pub async fn query(
+    State(app): State<AppState>,
+    Query(filters): Query<Filters>,
+) -> Result<Json<Page<RecordedEvent>>, ApiError> {
     let query = filters.into_query()?;
     let page = app.pipeline.store().query(&query).await?;
-    Ok(Json(json!({ "events": page.events, "next_cursor": page.next_cursor })))
+    Ok(Json(Page { events: page.events, next_cursor: page.next_cursor }))
 }
 
 pub fn parse_id(id: &str) -> Result<EventId, ApiError> {
@@ -328,10 +336,10 @@ pub fn parse_id(id: &str) -> Result<EventId, ApiError> {
 }
 
 /// `GET /api/v1/events/{id}`.
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RecordedEvent>, ApiError> {
     let event_id = parse_id(&id)?;
     match app.pipeline.store().get(event_id).await? {
-        Some(event) => Ok(Json(json!(event))),
+        Some(event) => Ok(Json(event)),
         None => {
             Err(ApiError::not_found(format!("no event with id {id}; it may never have existed or passed retention")))
         }
@@ -356,9 +364,7 @@ pub async fn tail(
                 SseEvent::default().event("event").json_data(&*event).ok()
             }
             BusItem::Event(_) => None,
-            BusItem::Lagged(skipped) => {
-                Some(SseEvent::default().event("lagged").data(json!({ "skipped": skipped }).to_string()))
-            }
+            BusItem::Lagged(skipped) => SseEvent::default().event("lagged").json_data(Lagged { skipped }).ok(),
         };
         futures::future::ready(out.map(Ok))
     });

@@ -3,16 +3,14 @@
 //! failed, what was dropped) and of the platform (kept in a bounded ring),
 //! filtered by the ids they are tagged with, oldest first.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use glassbox_api_types::{LogEntry, LogOrigin, Logs};
 use glassbox_core::{
     EventId, EventQuery, FUNCTION_INVOKED, Invocation, LogLine, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::events::parse_time;
 use super::params::{Parameters, Query};
@@ -114,7 +112,7 @@ impl LogParams {
     }
 }
 
-pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) -> Result<Json<Value>, ApiError> {
+pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) -> Result<Json<Logs>, ApiError> {
     let mut filters = params.check()?;
     if let Some(name) = &filters.function {
         app.functions.versions(name).await.map_err(super::functions::error)?;
@@ -130,24 +128,21 @@ pub async fn logs(State(app): State<AppState>, Query(params): Query<LogParams>) 
     // the invocation (why it failed, what was dropped).
     truncated |= function_lines(&app, &filters, &mut lines).await?;
     if filters.platform {
-        lines
-            .extend(app.platform_log.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_json));
+        lines.extend(
+            app.platform_log.lines(|l| platform_matches(l, &filters), filters.limit).iter().map(platform_entry),
+        );
     }
-    lines.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    lines.sort_by_key(|line| line.at);
     if lines.len() > filters.limit {
         truncated = true;
         lines.drain(..lines.len() - filters.limit);
     }
-    Ok(Json(json!({
-        "lines": lines,
-        "truncated": truncated,
-        "platform_lines_dropped": app.platform_log.dropped(),
-    })))
+    Ok(Json(Logs { lines, truncated, platform_lines_dropped: app.platform_log.dropped() }))
 }
 
 /// The lines of the invocations the filters select, newest invocations
 /// first until `limit` lines; true when there were more.
-async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> Result<bool, ApiError> {
+async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<LogEntry>) -> Result<bool, ApiError> {
     let mut query = EventQuery {
         correlation: f.correlation.clone(),
         device: f.device.clone(),
@@ -177,7 +172,7 @@ async fn function_lines(app: &AppState, f: &Filters, lines: &mut Vec<Value>) -> 
 }
 
 /// One invocation's lines that pass the filters, as the API shows them.
-fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
+fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<LogEntry> {
     let Ok(data) = recorded.payload::<Invocation>() else { return Vec::new() };
     let invocation = recorded.event.id.to_string();
     if let Some(event) = &f.event
@@ -189,15 +184,23 @@ fn invocation_lines(recorded: &RecordedEvent, f: &Filters) -> Vec<Value> {
     let start = data.start;
     let after = |us: u64| start.checked_add_signed(chrono::Duration::microseconds(i64::try_from(us).unwrap_or(0)));
     // Every line carries the ids it is about.
-    let line = |id: String, at: DateTime<Utc>, level: &str, message: &str, source: &str, stream: Option<&str>| {
-        json!({
-            "id": id, "at": at, "level": level, "message": message, "source": source,
-            // Set for what a component printed (stdout, stderr) rather than logged.
-            "stream": stream,
-            "function": data.key.function, "version": data.key.version, "invocation": invocation,
-            "event_id": data.key.event_id, "correlationid": recorded.event.correlationid, "device": recorded.event.device,
-        })
-    };
+    let line =
+        |id: String, at: DateTime<Utc>, level: &str, message: &str, source: &str, stream: Option<&str>| LogEntry {
+            id,
+            at,
+            level: level.into(),
+            message: message.into(),
+            source: source.into(),
+            function: Some(data.key.function.clone()),
+            event_id: Some(data.key.event_id.clone()),
+            correlationid: Some(recorded.event.correlationid.clone()),
+            device: recorded.event.device.clone(),
+            origin: LogOrigin::Invocation {
+                stream: stream.map(str::to_string),
+                version: data.key.version,
+                invocation: invocation.clone(),
+            },
+        };
     let wanted = |level: &str, at: Option<DateTime<Utc>>| {
         let at = at.filter(|at| f.since.is_none_or(|s| *at >= s) && f.until.is_none_or(|u| *at < u));
         at.filter(|_| level_of(Some(level)) >= f.level)
@@ -244,20 +247,18 @@ fn platform_matches(line: &PlatformLine, f: &Filters) -> bool {
         && tagged(&f.device, &["device", "client"])
 }
 
-fn platform_json(line: &PlatformLine) -> Value {
+fn platform_entry(line: &PlatformLine) -> LogEntry {
     let tag = |names: &[&str]| names.iter().find_map(|n| line.field(n)).map(str::to_string);
-    let fields: HashMap<&String, &Value> = line.fields.iter().collect();
-    json!({
-        "id": format!("platform/{}", line.seq),
-        "at": line.at,
-        "level": line.level,
-        "message": line.message,
-        "source": "platform",
-        "target": line.target,
-        "function": tag(&["function"]),
-        "event_id": tag(&["event_id"]),
-        "correlationid": tag(&["correlation", "correlationid"]),
-        "device": tag(&["device", "client"]),
-        "fields": fields,
-    })
+    LogEntry {
+        id: format!("platform/{}", line.seq),
+        at: line.at,
+        level: line.level.into(),
+        message: line.message.clone(),
+        source: LogLine::PLATFORM.into(),
+        function: tag(&["function"]),
+        event_id: tag(&["event_id"]),
+        correlationid: tag(&["correlation", "correlationid"]),
+        device: tag(&["device", "client"]),
+        origin: LogOrigin::Platform { target: line.target.to_string(), fields: line.fields.clone() },
+    }
 }

@@ -28,10 +28,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
+use glassbox_api_types::{Health, Ready};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::Broker;
-use glassbox_store::DeviceRegistry;
-use serde_json::json;
+use glassbox_store::{DeviceRegistry, StoreStatus};
 
 pub use auth::{AdminToken, Caller, Tokens, admin_token};
 pub use error::ApiError;
@@ -183,17 +183,15 @@ async fn limit_client(
 }
 
 /// Liveness: the process answers.
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<Health> {
+    Json(Health::ok())
 }
 
 /// Readiness: the recorder accepts writes.
-async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Ready<StoreStatus>>) {
     let status = app.pipeline.store().status().await;
-    match status.writable {
-        true => (StatusCode::OK, Json(json!({ "status": "ready", "store": status }))),
-        false => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "store": status }))),
-    }
+    let code = if status.writable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(Ready::new(status.writable, status)))
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
+use glassbox_api_types::{MetricInfo, MetricKind, MetricRange, Metrics};
 use glassbox_core::Problem;
-use serde_json::{Value, json};
 
 use super::events::parse_time;
 use super::params::{Path, Query};
@@ -17,26 +17,28 @@ use glassbox_series::catalog::{self, Kind};
 /// Most points in one answer per series: a bounded answer for any range.
 pub const POINTS_MAX: i64 = 10_000;
 
-fn kind_name(kind: Kind) -> &'static str {
+fn kind_of(kind: Kind) -> MetricKind {
     match kind {
-        Kind::Count => "count",
-        Kind::Sum => "sum",
-        Kind::Distribution => "distribution",
+        Kind::Count => MetricKind::Count,
+        Kind::Sum => MetricKind::Sum,
+        Kind::Distribution => MetricKind::Distribution,
     }
 }
 
 /// `GET /api/v1/metrics`: every metric, its labels and how many series it has.
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
-    let metrics: Vec<Value> = catalog::ALL
+pub async fn list(State(app): State<AppState>) -> Json<Metrics> {
+    let metrics = catalog::ALL
         .iter()
-        .map(|m| {
-            json!({
-                "name": m.name, "help": m.help, "kind": kind_name(m.kind), "labels": m.labels,
-                "exported": m.exported, "series": app.series.count(m),
-            })
+        .map(|m| MetricInfo {
+            name: m.name.into(),
+            help: m.help.into(),
+            kind: kind_of(m.kind),
+            labels: m.labels.iter().map(|l| l.to_string()).collect(),
+            exported: m.exported,
+            series: app.series.count(m),
         })
         .collect();
-    Json(json!({ "metrics": metrics }))
+    Json(Metrics { metrics })
 }
 
 /// `GET /api/v1/metrics/{name}?since=1h&step=1m&by=function&function=fan`
@@ -44,7 +46,7 @@ pub async fn range(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricRange>, ApiError> {
     let metric = catalog::find(&name).ok_or_else(|| {
         let names: Vec<&str> = catalog::ALL.iter().map(|m| m.name).collect();
         ApiError::not_found(format!("no metric named {name:?}; metrics: {}", names.join(", ")))
@@ -91,14 +93,14 @@ pub async fn range(
     // About 60 points by default; never more than POINTS_MAX.
     let step = step.unwrap_or((span / 60).max(10)).max(span / POINTS_MAX + 1);
     let (step, series) = app.series.range(metric, &filters, &by, since, until, step).await?;
-    Ok(Json(json!({
-        "name": metric.name,
-        "help": metric.help,
-        "kind": kind_name(metric.kind),
-        "since": since,
-        "until": until,
-        "step_seconds": step,
-        "by": by,
-        "series": series,
-    })))
+    Ok(Json(MetricRange {
+        name: metric.name.into(),
+        help: metric.help.into(),
+        kind: kind_of(metric.kind),
+        since,
+        until,
+        step_seconds: step,
+        by,
+        series,
+    }))
 }

@@ -1,0 +1,28 @@
+//! The shapes the HTTP API under `/api/v1` answers with, one type per
+//! answer: the server builds them, the CLI (and later the dashboard) reads
+//! them, so both sides serialise the same way and a renamed field fails to
+//! compile instead of silently reading as zero. `docs/openapi.json` is
+//! checked against them by `tests/openapi.rs`.
+//!
+//! Types that hold recorded events are generic over the event: the server
+//! fills them with `glassbox_core::RecordedEvent` (which only serialises),
+//! a client with what it reads events into.
+//!
+//! Only serde here: no web framework, no runtime.
+
+mod diagnose;
+mod error;
+mod events;
+mod health;
+mod logs;
+mod metrics;
+pub mod openapi;
+mod trace;
+
+pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
+pub use error::{ErrorBody, ErrorDetail};
+pub use events::{Accepted, Ingested, Lagged, Page};
+pub use health::{Health, Ready};
+pub use logs::{LogEntry, LogOrigin, Logs};
+pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
+pub use trace::{InvocationSummary, Trace};

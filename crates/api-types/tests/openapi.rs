@@ -1,0 +1,267 @@
+//! `docs/openapi.json` against the types: a value of every answer type, as
+//! the server serialises it, must conform to the schema the document gives
+//! for its route, and read back as the type a client reads it into. A field
+//! renamed (added, removed) in a type but not in the document, or the other
+//! way round, fails here.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use glassbox_api_types::openapi::Document;
+use glassbox_api_types::{
+    Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, Health, Incident, Ingested,
+    InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange, Metrics, Page, Point,
+    Ready, SeriesRange, Subject, Trace, WatchedSeries,
+};
+use glassbox_core::{Data, Event, IdMinter, Invocation, Problem, RecordedEvent, State, StateRecord};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+fn document() -> Document {
+    Document::parse(OPENAPI).expect("docs/openapi.json is JSON")
+}
+
+/// Asserts `answer` conforms to what the document gives for `method path` with `status`.
+#[track_caller]
+fn conforms(method: &str, path: &str, status: u16, answer: &impl Serialize) {
+    let doc = document();
+    let schema = doc.answer(method, path, status).unwrap_or_else(|| panic!("no schema for {method} {path} {status}"));
+    let value = serde_json::to_value(answer).expect("answers serialise");
+    let problems = doc.check(schema, &value);
+    assert!(problems.is_empty(), "{method} {path} {status} disagrees with docs/openapi.json:\n{}", problems.join("\n"));
+}
+
+/// Asserts `answer` reads back as `T` (what a client reads it into) and
+/// serialises again to the same JSON: nothing lost or renamed on the way.
+#[track_caller]
+fn reads_back<T: Serialize + DeserializeOwned>(answer: &impl Serialize) {
+    let sent = serde_json::to_value(answer).expect("answers serialise");
+    let read: T = serde_json::from_value(sent.clone()).unwrap_or_else(|e| panic!("{e}: {sent:#}"));
+    assert_eq!(serde_json::to_value(read).unwrap(), sent);
+}
+
+fn at(second: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 4, second).unwrap()
+}
+
+/// An event with every attribute set, as recorded.
+fn event() -> RecordedEvent {
+    let id = IdMinter::new().mint();
+    let event = Event {
+        id,
+        source: "devices/kitchen-1".into(),
+        ty: "device.message".into(),
+        subject: Some("devices/kitchen-1/telemetry".into()),
+        time: at(1),
+        datacontenttype: Some("application/json".into()),
+        dataschema: Some("https://example.com/telemetry.json".into()),
+        correlationid: id.to_string(),
+        causationid: Some(id.to_string()),
+        hop: 1,
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        device: Some("kitchen-1".into()),
+        feature: Some("climate".into()),
+        datasubject: Some("kitchen".into()),
+        tenant: Some("home".into()),
+        originid: Some("m-1".into()),
+        extensions: BTreeMap::from([("region".to_string(), json!("eu"))]),
+        data: Data::json_text(r#"{"t":21.5}"#).unwrap(),
+    };
+    let states = vec![
+        StateRecord { state: State::Received, at: at(1), target: None, detail: Some("mqtt".into()), node: None },
+        StateRecord {
+            state: State::Delivered,
+            at: at(2),
+            target: Some("thermostat".into()),
+            detail: None,
+            node: Some("n1".into()),
+        },
+    ];
+    RecordedEvent { event, states }
+}
+
+fn invocation() -> InvocationSummary {
+    let invocation: Invocation = serde_json::from_value(json!({
+        "function": "thermostat", "version": 3, "digest": "sha256:ab", "event_id": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST",
+        "attempt": 1, "outcome": "failed", "replay_of": "01JD6Y8Q1W3N4ZV7K2M5P9R0SA", "error": "trap",
+        "start": "2026-11-25T10:04:01Z", "cold": true, "instantiate_us": 900, "wall_us": 1500, "cpu_us": 700,
+        "memory_bytes": 65536, "cost": 0.0000021,
+        "logs": [{ "level": "info", "message": "hot", "at_us": 10, "stream": "stdout" },
+                 { "level": "error", "message": "failed", "at_us": 20, "source": "platform" }],
+        "outputs": ["01JD6Y8Q1W3N4ZV7K2M5P9R0SB"],
+        "egress": [{ "host": "api.example.com", "port": 443, "scheme": "https", "method": "GET", "outcome": "completed",
+                     "status": 200, "error": null, "bytes_out": 10, "bytes_in": 99, "duration_us": 800,
+                     "traceparent": true, "at_us": 30 }],
+        "http": { "method": "POST", "path": "/hooks/t", "route": "/hooks/t", "status": 200, "response_bytes": 2 },
+    }))
+    .expect("an invocation record");
+    InvocationSummary::new("01JD6Y8Q1W3N4ZV7K2M5P9R0SC".into(), &invocation)
+}
+
+#[test]
+fn refusals_are_the_error_component() {
+    let problem = Problem { field: "limit".into(), message: "0 is out of range".into() };
+    let detail =
+        ErrorDetail { code: "invalid_parameter".into(), message: "limit: …".into(), problems: vec![problem] };
+    conforms("get", "/api/v1/events", 400, &ErrorBody { error: detail.clone() });
+    reads_back::<ErrorBody>(&ErrorBody { error: detail.clone() });
+    conforms("get", "/api/v1/events/{id}", 404, &ErrorBody { error: ErrorDetail { problems: vec![], ..detail } });
+}
+
+#[test]
+fn health_and_readiness() {
+    conforms("get", "/healthz", 200, &Health::ok());
+    let store = json!({ "backend": "sqlite", "writable": false, "last_error": "database or disk is full" });
+    conforms("get", "/readyz", 503, &Ready::new(false, store.clone()));
+    reads_back::<Ready<Value>>(&Ready::new(false, store));
+    reads_back::<Health>(&Health::ok());
+}
+
+#[test]
+fn events_ingested_queried_and_read() {
+    let accepted = Accepted { id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(), correlationid: "c-1".into(), duplicate: false };
+    conforms("post", "/api/v1/events", 202, &Ingested::One(accepted.clone()));
+    conforms("post", "/api/v1/events", 202, &Ingested::Batch(vec![accepted.clone()]));
+    reads_back::<Accepted>(&accepted);
+    reads_back::<Ingested>(&Ingested::Batch(vec![accepted]));
+    conforms("get", "/api/v1/events", 200, &Page { events: vec![event()], next_cursor: Some("x".into()) });
+    reads_back::<Page<Value>>(&Page { events: vec![event()], next_cursor: Some("x".into()) });
+    conforms("get", "/api/v1/events", 200, &Page::<RecordedEvent> { events: vec![], next_cursor: None });
+    conforms("get", "/api/v1/events/{id}", 200, &event());
+    let doc = document();
+    let lagged = serde_json::to_value(Lagged { skipped: 3 }).unwrap();
+    reads_back::<Lagged>(&lagged);
+    assert_eq!(doc.check(doc.component("Lagged").unwrap(), &lagged), Vec::<String>::new());
+}
+
+#[test]
+fn a_trace() {
+    let trace =
+        Trace { correlationid: "c-1".into(), events: vec![event()], invocations: vec![invocation()], truncated: false };
+    conforms("get", "/api/v1/trace/{id}", 200, &trace);
+    reads_back::<Trace<Value>>(&trace);
+}
+
+#[test]
+fn function_and_platform_log_lines() {
+    let function_line = LogEntry {
+        id: "01JD6Y8Q1W3N4ZV7K2M5P9R0SC/0".into(),
+        at: at(1),
+        level: "info".into(),
+        message: "hot".into(),
+        source: "function".into(),
+        function: Some("thermostat".into()),
+        event_id: Some("01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into()),
+        correlationid: Some("c-1".into()),
+        device: None,
+        origin: LogOrigin::Invocation { stream: None, version: 3, invocation: "01JD6Y8Q1W3N4ZV7K2M5P9R0SC".into() },
+    };
+    let platform_line = LogEntry {
+        id: "platform/7".into(),
+        source: "platform".into(),
+        level: "warn".into(),
+        function: None,
+        event_id: None,
+        correlationid: None,
+        device: Some("kitchen-1".into()),
+        origin: LogOrigin::Platform {
+            target: "glassbox_gateway::broker".into(),
+            fields: serde_json::Map::from_iter([("client".to_string(), json!("kitchen-1"))]),
+        },
+        ..function_line.clone()
+    };
+    let logs = Logs { lines: vec![function_line, platform_line], truncated: true, platform_lines_dropped: 0 };
+    conforms("get", "/api/v1/logs", 200, &logs);
+    reads_back::<Logs>(&logs);
+}
+
+#[test]
+fn metrics_and_a_metric_range() {
+    let metric = MetricInfo {
+        name: "function_duration_ms".into(),
+        help: "How long invocations took".into(),
+        kind: MetricKind::Distribution,
+        labels: vec!["function".into()],
+        exported: true,
+        series: 2,
+    };
+    conforms("get", "/api/v1/metrics", 200, &Metrics { metrics: vec![metric.clone()] });
+    reads_back::<Metrics>(&Metrics { metrics: vec![metric] });
+    let point = Point { at: at(0), value: 1.5, count: 2, sum: 3.0, min: 1.0, max: 2.0 };
+    let series =
+        SeriesRange { labels: BTreeMap::from([("function".to_string(), "fan".to_string())]), points: vec![point] };
+    let range = MetricRange {
+        name: "function_duration_ms".into(),
+        help: "How long invocations took".into(),
+        kind: MetricKind::Distribution,
+        since: at(0),
+        until: at(30),
+        step_seconds: 10,
+        by: vec!["function".into()],
+        series: vec![series],
+    };
+    conforms("get", "/api/v1/metrics/{name}", 200, &range);
+    reads_back::<MetricRange>(&range);
+}
+
+fn episode(end: Option<chrono::DateTime<Utc>>, detail: Option<String>) -> Episode {
+    let series = WatchedSeries {
+        key: "function_duration_ms{function=\"fan\"}".into(),
+        what: "latency".into(),
+        unit: "ms".into(),
+        subject: Subject::Function("fan".into()),
+    };
+    let (start, peak, peak_score, value, expected) = (at(0), at(5), 7.5, 120.0, Some(12.0));
+    Episode { id: 4, series, signal: "spike".into(), start, peak, peak_score, end, value, expected, detail }
+}
+
+#[test]
+fn a_diagnosis_and_anomalies() {
+    let change = Change {
+        at: at(0),
+        kind: "deploy".into(),
+        subject: Subject::Function("fan".into()),
+        summary: "deploy of fan v2 by admin".into(),
+        event_id: Some("01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into()),
+    };
+    let cause =
+        Cause { change, confidence: 0.8, verdict: "likely".into(), evidence: vec!["latency rose after".into()] };
+    let incident = Incident {
+        id: 4,
+        start: at(0),
+        end: None,
+        subjects: vec![Subject::Function("fan".into()), Subject::Platform],
+        episodes: vec![episode(None, None), episode(Some(at(9)), Some("silent for 16s".into()))],
+        causes: vec![cause],
+        summary: "fan is slow".into(),
+    };
+    let diagnosis = Diagnosis {
+        now: at(10),
+        since: at(0),
+        incidents: vec![incident],
+        series_watched: 12,
+        series_learning: 1,
+        unknowns: vec!["no metrics before start".into()],
+        summary: "1 incident".into(),
+    };
+    conforms("get", "/api/v1/diagnose", 200, &diagnosis);
+    reads_back::<Diagnosis>(&diagnosis);
+    reads_back::<Anomalies>(&Anomalies { anomalies: vec![episode(Some(at(9)), Some("silent".into()))] });
+    conforms("get", "/api/v1/anomalies", 200, &Anomalies { anomalies: vec![episode(None, None)] });
+}
+
+/// The check itself: the same answer with one field renamed fails it.
+#[test]
+fn a_field_renamed_on_one_side_is_caught() {
+    let doc = document();
+    let schema = doc.answer("get", "/api/v1/events", 200).unwrap();
+    let mut page = serde_json::to_value(Page { events: vec![event()], next_cursor: None::<String> }).unwrap();
+    let cursor = page.as_object_mut().unwrap().remove("next_cursor").unwrap();
+    page["next_page"] = cursor;
+    let problems = doc.check(schema, &page);
+    assert!(problems.iter().any(|p| p.contains("next_cursor")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("next_page")), "{problems:?}");
+}
