@@ -140,15 +140,15 @@ fn join(prefix: &str, key: &str) -> String {
 
 /// Sets the leaf at dotted `key`, creating the tables on its way.
 fn set(tree: &mut toml::Table, key: &str, value: toml::Value) {
+    let (path, leaf) = key.rsplit_once('.').unwrap_or(("", key));
     let mut table = tree;
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let leaf = parts.pop().expect("a key has at least one part");
-    for part in parts {
+    for part in path.split('.').filter(|p| !p.is_empty()) {
         let entry = table.entry(part).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
-        table = entry.as_table_mut().expect("made a table just above");
+        let toml::Value::Table(next) = entry else { return };
+        table = next;
     }
     table.insert(leaf.to_string(), value);
 }
