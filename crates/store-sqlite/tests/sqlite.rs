@@ -5,25 +5,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::{Data, Draft, Event, EventQuery, IdMinter, State};
+use glassbox_core::{Data, Event, EventQuery, IdMinter, State};
 use glassbox_store::{EventStore, Ingress, StoreError, Transition};
 use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
+use glassbox_testkit::events::{event, ingress};
 use serde_json::value::RawValue;
-
-fn event(minter: &IdMinter, source: &str, ty: &str, device: Option<&str>) -> Event {
-    let draft = Draft {
-        source: source.into(),
-        ty: ty.into(),
-        device: device.map(Into::into),
-        data: Data::Json(RawValue::from_string(r#"{"temperature":21.5}"#.into()).unwrap()),
-        ..Draft::default()
-    };
-    draft.into_event(minter.mint(), Utc::now(), None)
-}
-
-fn ingress(event: Event) -> Ingress {
-    Ingress::new(event, Utc::now(), "test", "local")
-}
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path(), RecorderSettings::default()).unwrap()

@@ -10,7 +10,8 @@ use serde_json::value::RawValue;
 
 use crate::{Factory, NODE};
 
-fn event(minter: &IdMinter, source: &str, ty: &str, device: Option<&str>) -> Event {
+/// A recorded-to-be event of `ty` from `source`, with a small JSON body.
+pub fn event(minter: &IdMinter, source: &str, ty: &str, device: Option<&str>) -> Event {
     let draft = Draft {
         source: source.into(),
         ty: ty.into(),
@@ -21,7 +22,8 @@ fn event(minter: &IdMinter, source: &str, ty: &str, device: Option<&str>) -> Eve
     draft.into_event(minter.mint(), Utc::now(), None)
 }
 
-fn ingress(event: Event) -> Ingress {
+/// `event` as received now by a test ingress on [`NODE`].
+pub fn ingress(event: Event) -> Ingress {
     Ingress::new(event, Utc::now(), "test", NODE)
 }
 
