@@ -14,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use glassbox_core::{
-    CommandQueued, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED, EventId, Principal,
+    CommandMessage, CommandQueued, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED, EventId,
+    Principal,
 };
 use glassbox_gateway::codec::Properties;
 use glassbox_store::{CommandRecord, CommandState, StoreError};
@@ -78,16 +79,15 @@ pub enum CommandError {
 }
 
 /// The message a device gets on `$glassbox/devices/<id>/commands/<name>`.
-fn envelope(command: &CommandRecord) -> Value {
-    let payload = command.payload.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok());
-    json!({
-        "id": command.id,
-        "name": command.name,
-        "payload": payload,
-        "expires_at": command.expires_at,
-        "response_topic": response_topic(command),
-        "correlationid": command.correlationid,
-    })
+fn message(command: &CommandRecord) -> CommandMessage {
+    CommandMessage {
+        id: command.id.clone(),
+        name: command.name.clone(),
+        payload: command.payload.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+        expires_at: command.expires_at,
+        response_topic: response_topic(command),
+        correlationid: command.correlationid.clone(),
+    }
 }
 
 fn command_topic(command: &CommandRecord) -> String {
@@ -219,9 +219,7 @@ impl Control {
             ..Properties::default()
         };
         let suffix = format!("commands/{}", command.name);
-        let body = envelope(command);
-        let ty = "device.command.in_transit";
-        let Some(outgoing) = self.prepare(&command.device, &suffix, ty, &body, Some(&command.id)).await else {
+        let Some(outgoing) = self.prepare(&command.device, &suffix, &message(command), Some(&command.id)).await else {
             return;
         };
         // Noted before it is sent, so its acknowledgement always finds it.

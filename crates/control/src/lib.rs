@@ -30,14 +30,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Principal, Silent};
+use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Payload, Principal, Silent};
 use glassbox_devices::ShadowLimits;
 use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
 use glassbox_gateway::codec::{Properties, QoS};
 use glassbox_gateway::topic::matches;
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
-use serde_json::Value;
 
 pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
 pub use liveness::{LivenessSettings, LivenessView};
@@ -149,27 +148,34 @@ impl Control {
         }
     }
 
-    /// Sends `body` to the device on `$glassbox/devices/<id>/<suffix>`,
-    /// recorded as an event of type `ty`.
-    async fn send(&self, device: &str, suffix: &str, ty: &str, body: &Value, cause: Option<&str>) {
-        if let Some(outgoing) = self.prepare(device, suffix, ty, body, cause).await {
+    /// Sends `message` to the device on `$glassbox/devices/<id>/<suffix>`,
+    /// recorded as an event of its payload's type.
+    async fn send<P: Payload>(&self, device: &str, suffix: &str, message: &P, cause: Option<&str>) {
+        if let Some(outgoing) = self.prepare(device, suffix, message, cause).await {
             self.deliver(outgoing, Properties::default()).await;
         }
     }
 
     /// Records a message for the device; [`Control::deliver`] sends it. In
     /// between, the caller can note its event id before any answer can come.
-    async fn prepare(
+    /// The message the device gets is the recorded data, byte for byte.
+    async fn prepare<P: Payload>(
         &self,
         device: &str,
         suffix: &str,
-        ty: &str,
-        body: &Value,
+        message: &P,
         cause: Option<&str>,
     ) -> Option<Outgoing> {
         let topic = format!("{RESERVED_PREFIX}{device}/{suffix}");
-        let event = self.record(device, ty, Some(topic.clone()), body, cause).await?;
-        Some(Outgoing { event, topic, payload: Bytes::from(body.to_string()) })
+        let payload = match serde_json::to_vec(message) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(device, event = P::TYPE, error = %e, "could not serialise a message to a device");
+                return None;
+            }
+        };
+        let event = self.record(device, P::TYPE, Some(topic.clone()), message, cause).await?;
+        Some(Outgoing { event, topic, payload })
     }
 
     async fn deliver(&self, outgoing: Outgoing, properties: Properties) {

@@ -1,10 +1,14 @@
-//! Device shadows: desired and reported state, their delta, versions.
+//! Device shadows: desired and reported state, their delta, versions; the
+//! answers on `$glassbox/devices/<id>/shadow/…` (typed in `glassbox-core`'s
+//! `events::shadow`, recorded as the events they are).
 
 use chrono::Utc;
-use glassbox_core::{DEVICE_SHADOW_UPDATED, EventId, Principal, ShadowState, ShadowUpdated};
+use glassbox_core::{
+    DEVICE_SHADOW_UPDATED, EventId, GetRejected, Principal, ShadowAccepted, ShadowDelta, ShadowRejected, ShadowState,
+    ShadowUpdated, UpdateAccepted, UpdateRejected,
+};
 use glassbox_devices::{Shadow, ShadowError, ShadowUpdate};
 use glassbox_store::StoreError;
-use serde_json::json;
 
 use super::Control;
 
@@ -104,8 +108,8 @@ impl Control {
     }
 
     async fn push_delta(&self, device: &str, shadow: &Shadow, cause: Option<String>) {
-        let body = json!({ "state": shadow.delta(), "version": shadow.version, "timestamp": Utc::now() });
-        self.send(device, "shadow/delta", "device.shadow.delta", &body, cause.as_deref()).await;
+        let delta = ShadowDelta { state: shadow.delta(), version: shadow.version, timestamp: Utc::now() };
+        self.send(device, "shadow/delta", &delta, cause.as_deref()).await;
     }
 
     /// Pushes the delta if there is one (on connect, on subscribe).
@@ -119,18 +123,19 @@ impl Control {
 
     pub(super) async fn mqtt_shadow_update(&self, device: &str, by: &Principal, payload: &[u8], event: EventId) {
         let update = ShadowUpdate::parse(payload);
-        let token = update.as_ref().ok().and_then(|u| u.client_token.clone());
+        let client_token = update.as_ref().ok().and_then(|u| u.client_token.clone());
         let outcome = match &update {
-            Ok(update) => self.update_shadow(device, update, by, Some(event)).await,
+            Ok(update) => self.update_shadow(device, update, by, Some(event)).await.map(|shadow| (update, shadow)),
             Err(e) => Err(UpdateError::Shadow(e.clone())),
         };
         let cause = event.to_string();
-        let (suffix, ty, body) = match outcome {
-            Ok(shadow) => {
-                let state = update.ok().map(|u| json!({ "desired": u.state.desired, "reported": u.state.reported }));
-                let body =
-                    json!({ "state": state, "version": shadow.version, "clientToken": token, "timestamp": Utc::now() });
-                ("shadow/update/accepted", "device.shadow.accepted", body)
+        match outcome {
+            Ok((update, shadow)) => {
+                let state =
+                    ShadowState { desired: update.state.desired.clone(), reported: update.state.reported.clone() };
+                let accepted = UpdateAccepted { state, version: shadow.version, client_token, timestamp: Utc::now() };
+                let accepted = ShadowAccepted::Update(accepted);
+                self.send(device, "shadow/update/accepted", &accepted, Some(&cause)).await;
             }
             Err(e) => {
                 let code = match &e {
@@ -138,22 +143,24 @@ impl Control {
                     UpdateError::UnknownDevice(_) => 404,
                     UpdateError::Store(_) => 503,
                 };
-                let body = json!({ "code": code, "message": e.to_string(), "clientToken": token });
-                ("shadow/update/rejected", "device.shadow.rejected", body)
+                let rejected = ShadowRejected::Update(UpdateRejected { code, message: e.to_string(), client_token });
+                self.send(device, "shadow/update/rejected", &rejected, Some(&cause)).await;
             }
-        };
-        self.send(device, suffix, ty, &body, Some(&cause)).await;
+        }
     }
 
     pub(super) async fn mqtt_shadow_get(&self, device: &str, event: EventId) {
         let cause = event.to_string();
-        let (suffix, ty, body) = match self.shadow(device).await {
-            Ok(Some(shadow)) => ("shadow/get/accepted", "device.shadow.accepted", shadow.to_json(device)),
-            Ok(None) => return,
-            Err(e) => {
-                ("shadow/get/rejected", "device.shadow.rejected", json!({ "code": 503, "message": e.to_string() }))
+        match self.shadow(device).await {
+            Ok(Some(shadow)) => {
+                let accepted = ShadowAccepted::Get(shadow.document(device));
+                self.send(device, "shadow/get/accepted", &accepted, Some(&cause)).await;
             }
-        };
-        self.send(device, suffix, ty, &body, Some(&cause)).await;
+            Ok(None) => {}
+            Err(e) => {
+                let rejected = ShadowRejected::Get(GetRejected { code: 503, message: e.to_string() });
+                self.send(device, "shadow/get/rejected", &rejected, Some(&cause)).await;
+            }
+        }
     }
 }

@@ -36,6 +36,7 @@ pub use device_changes::{
     DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, QueueCleared, REGISTRY_CHANGES, RegistryChanged, ShadowState, ShadowUpdated,
 };
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
+pub use events::command::{CommandMessage, CommandReply, DEVICE_COMMAND_IN_TRANSIT, ReplyStatus};
 pub use events::connection::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, CLIENT_SESSION_EXPIRED, CLIENT_SUBSCRIBE_DENIED,
     Connected, ConnectionPayload, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED,
@@ -50,6 +51,10 @@ pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused};
 pub use events::platform::{
     ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
+};
+pub use events::shadow::{
+    DEVICE_SHADOW_ACCEPTED, DEVICE_SHADOW_DELTA, DEVICE_SHADOW_REJECTED, GetRejected, ShadowAccepted, ShadowDelta,
+    ShadowDocument, ShadowMetadata, ShadowRejected, UpdateAccepted, UpdateRejected,
 };
 pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
 pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in};

@@ -8,6 +8,7 @@
 //! replaces, and `null` removes a key.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use glassbox_core::{ShadowDocument, ShadowMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,11 +37,8 @@ pub struct Shadow {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    pub desired: Map<String, Value>,
-    pub reported: Map<String, Value>,
-}
+/// The shadow's metadata, in the shape its documents carry to devices.
+pub type Metadata = ShadowMetadata;
 
 /// An update as sent over MQTT or HTTP: `{"state": {"desired": …,
 /// "reported": …}, "version": N, "clientToken": "…"}`.
@@ -188,17 +186,23 @@ impl Shadow {
         Ok(changed)
     }
 
-    /// The shadow as answered to clients: documents, delta, version, metadata.
+    /// The shadow as answered to devices and clients: documents, delta,
+    /// version, metadata.
+    pub fn document(&self, device: &str) -> ShadowDocument {
+        ShadowDocument {
+            device: device.to_string(),
+            version: self.version,
+            desired: self.desired.clone(),
+            reported: self.reported.clone(),
+            delta: self.delta(),
+            metadata: self.metadata.clone(),
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// [`Shadow::document`] as JSON.
     pub fn to_json(&self, device: &str) -> Value {
-        serde_json::json!({
-            "device": device,
-            "version": self.version,
-            "desired": self.desired,
-            "reported": self.reported,
-            "delta": self.delta(),
-            "metadata": self.metadata,
-            "updated_at": self.updated_at,
-        })
+        serde_json::to_value(self.document(device)).expect("a shadow document is JSON maps and plain values")
     }
 }
 

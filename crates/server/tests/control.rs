@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use glassbox_core::{ShadowAccepted, ShadowDelta, ShadowRejected, UpdateRejected};
 use glassbox_gateway::client::{self, Options, Reader, Writer};
 use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
 use reqwest::StatusCode;
@@ -129,8 +130,9 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
     device.subscribe("shadow/#").await;
     let (topic, delta) = device.next_message().await;
     assert_eq!(topic, "shadow/delta");
-    assert_eq!(delta["state"], json!({"mode": "eco", "fan": {"speed": 2}}));
-    assert_eq!(delta["version"], 1);
+    let delta: ShadowDelta = serde_json::from_value(delta).unwrap();
+    assert_eq!(Value::Object(delta.state), json!({"mode": "eco", "fan": {"speed": 2}}));
+    assert_eq!(delta.version, 1);
 
     // It applies it and reports; the update is accepted and the delta is gone.
     device
@@ -141,7 +143,9 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
         .await;
     let (topic, accepted) = device.next_message().await;
     assert_eq!(topic, "shadow/update/accepted");
-    assert_eq!((accepted["version"].clone(), accepted["clientToken"].clone()), (json!(2), json!("t1")));
+    assert_eq!((accepted["version"].clone(), accepted["clientToken"].clone()), (json!(2), json!("t1")), "AWS keys");
+    let ShadowAccepted::Update(accepted) = serde_json::from_value(accepted).unwrap() else { panic!("not an update") };
+    assert_eq!((accepted.version, accepted.client_token.as_deref()), (2, Some("t1")));
     let shadow = server.shadow("thermo-1").await;
     assert_eq!(shadow["delta"], json!({}));
     assert_eq!(shadow["reported"]["fan"]["speed"], 2);
@@ -165,7 +169,8 @@ async fn desired_state_set_while_offline_reaches_the_device_and_reported_state_c
     // A desired change while it is connected is pushed at once.
     server.desired("thermo-1", json!({"state": {"desired": {"mode": "boost"}}})).await;
     let (topic, delta) = device.next_message().await;
-    assert_eq!((topic.as_str(), delta["state"].clone()), ("shadow/delta", json!({"mode": "boost"})));
+    let delta: ShadowDelta = serde_json::from_value(delta).unwrap();
+    assert_eq!((topic.as_str(), Value::Object(delta.state)), ("shadow/delta", json!({"mode": "boost"})));
 
     // The change is traceable: the delta event is caused by the update event.
     let (_, page) =
@@ -187,11 +192,13 @@ async fn bad_shadow_updates_are_refused_with_a_reason_over_mqtt_and_http() {
     device.subscribe("shadow/update/rejected").await;
     device.publish("shadow/update", r#"{"state": {"reported": [1, 2]}}"#).await;
     let (_, rejected) = device.next_message().await;
-    assert_eq!(rejected["code"], 400);
-    assert!(rejected["message"].as_str().unwrap().contains("must be a JSON object"), "{rejected}");
+    let rejected: ShadowRejected = serde_json::from_value(rejected).unwrap();
+    assert_eq!(rejected.code(), 400);
+    assert!(rejected.message().contains("must be a JSON object"), "{rejected:?}");
     device.publish("shadow/update", r#"{"state": {"reported": {"open": true}}, "version": 7}"#).await;
     let (_, rejected) = device.next_message().await;
-    assert_eq!(rejected["code"], 409, "{rejected}");
+    let rejected: ShadowRejected = serde_json::from_value(rejected).unwrap();
+    assert!(matches!(&rejected, ShadowRejected::Update(UpdateRejected { code: 409, .. })), "{rejected:?}");
 
     let (status, body) = server.desired("valve-1", json!({"state": {"desired": {"open": true}}, "version": 3})).await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("version_conflict")), "{body}");

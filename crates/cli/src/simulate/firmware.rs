@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use glassbox_core::ShadowDelta;
 use glassbox_gateway::codec::Publish;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -35,12 +36,6 @@ pub(super) struct Answer {
     pub result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-}
-
-/// What the shadow pushes on `…/shadow/delta`: desired state not yet reported.
-#[derive(Debug, Deserialize)]
-struct Delta {
-    state: Map<String, Value>,
 }
 
 /// A shadow report, on `…/shadow/update`.
@@ -81,7 +76,7 @@ impl Firmware {
         let Some(topic) = received.topic.strip_prefix(&prefix) else { return Vec::new() };
         let shadow_update = format!("{prefix}shadow/update");
         if topic == "shadow/delta" {
-            let Ok(delta) = serde_json::from_slice::<Delta>(&received.payload) else { return Vec::new() };
+            let Ok(delta) = serde_json::from_slice::<ShadowDelta>(&received.payload) else { return Vec::new() };
             self.apply(&delta.state);
             return vec![(shadow_update, report(&delta.state))];
         }
@@ -189,7 +184,9 @@ mod tests {
     #[test]
     fn a_delta_is_applied_and_reported() {
         let mut firmware = Firmware::new();
-        let delta = received("$glassbox/devices/d/shadow/delta", json!({"state": {"fan": true, "mode": {"x": 2}}}));
+        let state = json!({"fan": true, "mode": {"x": 2}}).as_object().cloned().unwrap();
+        let delta = serde_json::to_value(ShadowDelta { state, version: 2, timestamp: chrono::Utc::now() }).unwrap();
+        let delta = received("$glassbox/devices/d/shadow/delta", delta);
         let out = firmware.handle("d", &delta, false);
         let expected = json!({"state": {"reported": {"fan": true, "mode": {"x": 2}}}});
         assert_eq!(parsed(&out), vec![("$glassbox/devices/d/shadow/update", expected)]);

@@ -9,17 +9,21 @@
 //! [`Event::payload`] after matching its type, or with [`payload_in`] from
 //! an event as the API answers it.
 //!
-//! By family: [`function`] (invocations, dead letters, work handed back and
+//! By family: [`command`] (the message a device gets, its reply),
+//! [`function`] (invocations, dead letters, work handed back and
 //! resumed, denied outbound requests), [`connection`] (MQTT connections of
 //! devices and other clients), [`mqtt`] (refused publishes), [`liveness`]
 //! (silent and active devices), [`trigger`] (HTTP requests, schedule ticks),
-//! [`platform`] (configuration changes, anomalies).
+//! [`platform`] (configuration changes, anomalies), [`shadow`] (what a
+//! device is told about its shadow).
 
+pub mod command;
 pub mod connection;
 pub mod function;
 pub mod liveness;
 pub mod mqtt;
 pub mod platform;
+pub mod shadow;
 pub mod trigger;
 
 use serde::Serialize;
