@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod commands;
 mod diagnose;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ mod metrics;
 pub mod openapi;
 mod trace;
 
+pub use commands::CommandView;
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
+use glassbox_api_types::CommandView;
 use glassbox_core::{
-    CommandMessage, CommandQueued, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED, EventId,
-    Principal,
+    CommandMessage, CommandQueued, CommandReply, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
+    EventId, Principal, ReplyStatus,
 };
 use glassbox_gateway::codec::Properties;
 use glassbox_store::{CommandRecord, CommandState, StoreError};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Control;
 use glassbox_gateway::broker::RESERVED_PREFIX;
@@ -90,6 +91,15 @@ fn message(command: &CommandRecord) -> CommandMessage {
     }
 }
 
+/// A device's answer as it sent it (kept with the command's step), and
+/// read as a reply; or why it is not one.
+fn read_reply(payload: &[u8]) -> Result<(Value, CommandReply), String> {
+    let body: Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("the response is not JSON ({e}); {}", CommandReply::SHAPE))?;
+    let reply = CommandReply::parse(&body)?;
+    Ok((body, reply))
+}
+
 fn command_topic(command: &CommandRecord) -> String {
     format!("{RESERVED_PREFIX}{}/commands/{}", command.device, command.name)
 }
@@ -98,13 +108,30 @@ fn response_topic(command: &CommandRecord) -> String {
     format!("{RESERVED_PREFIX}{}/commands/{}/response", command.device, command.name)
 }
 
-/// The command as answered to clients: its record, the payload and response as JSON.
-pub fn command_json(command: &CommandRecord) -> Value {
+/// The command as answered to clients: its record, with the payload and
+/// the response read as JSON.
+pub fn command_view(command: &CommandRecord) -> CommandView {
     let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let mut value = json!(command);
-    value["payload"] = parse(&command.payload).unwrap_or(Value::Null);
-    value["response"] = parse(&command.response).unwrap_or(Value::Null);
-    value
+    CommandView {
+        id: command.id.clone(),
+        device: command.device.clone(),
+        name: command.name.clone(),
+        payload: parse(&command.payload),
+        issuer: command.issuer.clone(),
+        idempotency_key: command.idempotency_key.clone(),
+        state: command.state,
+        created_at: command.created_at,
+        expires_at: command.expires_at,
+        updated_at: command.updated_at,
+        correlationid: command.correlationid.clone(),
+        response: parse(&command.response),
+        reason: command.reason.clone(),
+    }
+}
+
+/// [`command_view`] as JSON, for the API handlers that still add keys to it.
+pub fn command_json(command: &CommandRecord) -> Value {
+    serde_json::to_value(command_view(command)).expect("a command view is plain JSON values")
 }
 
 fn validate_name(name: &str) -> Result<(), CommandError> {
@@ -284,7 +311,10 @@ impl Control {
         Some(command)
     }
 
-    /// A device, as `by`, answered on `…/commands/<name>/response`.
+    /// A device, as `by`, answered on `…/commands/<name>/response`: a
+    /// [`CommandReply`], naming its command by `id` or by MQTT 5
+    /// correlation data. A reply that cannot apply is recorded as
+    /// `device.command.response_rejected` with the reason.
     pub(super) async fn response(
         &self,
         device: &str,
@@ -294,35 +324,25 @@ impl Control {
         event: EventId,
     ) {
         let cause = event.to_string();
-        let body: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
-        let id = body["id"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| correlation.and_then(|c| std::str::from_utf8(c).ok()).map(str::to_string));
-        let status = body["status"].as_str().unwrap_or("");
-        let named = id.clone();
-        let reject = async |reason: String| {
-            let step = CommandStep::new(named.as_deref(), Some(reason), by);
+        let correlated = correlation.and_then(|c| std::str::from_utf8(c).ok()).map(str::to_string);
+        let reject = async |command: Option<&str>, reason: String| {
+            let step = CommandStep::new(command, Some(reason), by);
             self.record(device, DEVICE_COMMAND_RESPONSE_REJECTED, None, &step, Some(&cause)).await;
         };
-        let Some(id) = id else {
-            return reject(
-                "the response names no command: send {\"id\": \"<command id>\", \"status\": \"succeeded\"}".into(),
-            )
-            .await;
+        let (body, reply) = match read_reply(payload) {
+            Ok(read) => read,
+            Err(reason) => return reject(correlated.as_deref(), reason).await,
         };
-        let to = match status {
-            "succeeded" => CommandState::Succeeded,
-            "failed" => CommandState::Failed,
-            other => return reject(format!("status {other:?} is neither \"succeeded\" nor \"failed\"")).await,
+        let Some(id) = reply.id.clone().or(correlated) else {
+            return reject(None, format!("the response names no command: {}", CommandReply::SHAPE)).await;
         };
         let command = match self.commands.command(&id).await {
             Ok(Some(command)) if command.device == device => command,
-            Ok(_) => return reject(format!("no command {id} for device {device}")).await,
+            Ok(_) => return reject(Some(&id), format!("no command {id} for device {device}")).await,
             Err(e) => return tracing::error!(command = %id, error = %e, "could not read a command"),
         };
         if command.state.is_final() {
-            return reject(format!("command {id} is already {}", command.state.as_str())).await;
+            return reject(Some(&id), format!("command {id} is already {}", command.state.as_str())).await;
         }
         if matches!(command.state, CommandState::Queued | CommandState::InTransit) {
             let step = CommandStep {
@@ -332,15 +352,18 @@ impl Control {
             let from = [CommandState::Queued, CommandState::InTransit];
             self.advance(&id, &from, CommandState::Delivered, None, &command.id, step).await;
         }
-        let response = body.get("result").map(Value::to_string).or_else(|| Some(body.to_string()));
-        let reason = body["message"].as_str().map(str::to_string);
-        let step = CommandStep {
-            response: Some(body.clone()),
-            response_event: Some(cause.clone()),
-            ..CommandStep::new(Some(&id), reason, by)
+        let to = match reply.status {
+            ReplyStatus::Succeeded => CommandState::Succeeded,
+            ReplyStatus::Failed => CommandState::Failed,
         };
-        if self.advance(&id, &[CommandState::Delivered], to, response, &command.id, step).await.is_none() {
-            reject(format!("command {id} finished meanwhile")).await;
+        let response = reply.result.as_ref().map_or_else(|| body.to_string(), Value::to_string);
+        let step = CommandStep {
+            response: Some(body),
+            response_event: Some(cause.clone()),
+            ..CommandStep::new(Some(&id), reply.message, by)
+        };
+        if self.advance(&id, &[CommandState::Delivered], to, Some(response), &command.id, step).await.is_none() {
+            reject(Some(&id), format!("command {id} finished meanwhile")).await;
         }
     }
 

@@ -38,7 +38,7 @@ use glassbox_gateway::topic::matches;
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
-pub use commands::{CommandError, CommandLimits, NewCommand, command_json};
+pub use commands::{CommandError, CommandLimits, NewCommand, command_json, command_view};
 pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
 pub use shadows::UpdateError;

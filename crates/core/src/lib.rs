@@ -36,7 +36,7 @@ pub use device_changes::{
     DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, QueueCleared, REGISTRY_CHANGES, RegistryChanged, ShadowState, ShadowUpdated,
 };
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
-pub use events::command::{CommandMessage, CommandReply, DEVICE_COMMAND_IN_TRANSIT, ReplyStatus};
+pub use events::command::{CommandMessage, CommandReply, CommandState, DEVICE_COMMAND_IN_TRANSIT, ReplyStatus};
 pub use events::connection::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, CLIENT_SESSION_EXPIRED, CLIENT_SUBSCRIBE_DENIED,
     Connected, ConnectionPayload, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED,

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use glassbox_core::{ShadowAccepted, ShadowDelta, ShadowRejected, UpdateRejected};
+use glassbox_core::{
+    CommandMessage, CommandStep, ShadowAccepted, ShadowDelta, ShadowRejected, UpdateRejected, payload_in,
+};
 use glassbox_gateway::client::{self, Options, Reader, Writer};
 use glassbox_gateway::codec::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscriptionOptions};
 use reqwest::StatusCode;
@@ -261,8 +263,8 @@ async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered()
     assert_eq!(packet.topic, "$glassbox/devices/pump-1/commands/flush");
     assert_eq!(packet.properties.correlation_data.as_deref(), Some(id.as_bytes()), "5.0: correlation data");
     assert_eq!(packet.properties.response_topic.as_deref(), Some("$glassbox/devices/pump-1/commands/flush/response"));
-    let envelope: Value = serde_json::from_slice(&packet.payload).unwrap();
-    assert_eq!((envelope["id"].as_str(), envelope["payload"].clone()), (Some(id.as_str()), json!({"seconds": 5})));
+    let message: CommandMessage = serde_json::from_slice(&packet.payload).unwrap();
+    assert_eq!((message.id.as_str(), message.payload), (id.as_str(), Some(json!({"seconds": 5}))));
     assert_eq!(server.command_state(&id).await["state"], "in_transit", "sent, not yet acknowledged");
     device.send(Packet::PubAck(Ack::new(packet.packet_id.unwrap()))).await;
     server.wait_for_state(&id, "delivered").await;
@@ -287,6 +289,21 @@ async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered()
     }
     assert!(rejected["data"]["reason"].as_str().unwrap().contains("already succeeded"), "{rejected}");
     assert_eq!(server.command_state(&id).await["state"], "succeeded");
+
+    // A reply that is not one is refused, saying what is wrong with it.
+    device.publish("commands/flush/response", &json!({"id": id, "status": "done"}).to_string()).await;
+    let mut reason = String::new();
+    for _ in 0..50 {
+        let (_, page) =
+            server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.command.response_rejected", None).await;
+        let step: CommandStep = payload_in(&page["events"][0]).unwrap();
+        reason = step.reason.unwrap_or_default();
+        if reason.contains("not a command reply") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reason.contains("unknown variant `done`, expected `succeeded` or `failed`"), "{reason}");
 
     // The whole story is one chain.
     let (_, chain) = server.call_json(reqwest::Method::GET, &format!("/api/v1/trace/{id}"), None).await;

@@ -9,59 +9,7 @@ use serde::Serialize;
 
 use crate::StoreError;
 
-/// `queued → in_transit → delivered → succeeded | failed | expired | cancelled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandState {
-    /// Accepted; waiting for the device to be connected.
-    Queued,
-    /// Sent to the device; not yet acknowledged.
-    InTransit,
-    /// The device acknowledged receipt (MQTT PUBACK), or answered.
-    Delivered,
-    /// The device answered that it did it.
-    Succeeded,
-    /// The device answered that it could not.
-    Failed,
-    /// Its time-to-live passed before it finished.
-    Expired,
-    /// An operator cancelled it before it finished.
-    Cancelled,
-}
-
-impl CommandState {
-    pub const ALL: [CommandState; 7] = [
-        CommandState::Queued,
-        CommandState::InTransit,
-        CommandState::Delivered,
-        CommandState::Succeeded,
-        CommandState::Failed,
-        CommandState::Expired,
-        CommandState::Cancelled,
-    ];
-    /// States a command can still leave.
-    pub const OPEN: [CommandState; 3] = [CommandState::Queued, CommandState::InTransit, CommandState::Delivered];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandState::Queued => "queued",
-            CommandState::InTransit => "in_transit",
-            CommandState::Delivered => "delivered",
-            CommandState::Succeeded => "succeeded",
-            CommandState::Failed => "failed",
-            CommandState::Expired => "expired",
-            CommandState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    pub fn is_final(self) -> bool {
-        !Self::OPEN.contains(&self)
-    }
-}
+pub use glassbox_core::CommandState;
 
 /// One command.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,36 +7,14 @@
 
 use std::collections::VecDeque;
 
-use glassbox_core::ShadowDelta;
+use glassbox_core::{CommandMessage, CommandReply, ReplyStatus, ShadowDelta};
 use glassbox_gateway::codec::Publish;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// Commands remembered with their answer: delivery is at least once, and
 /// a command sent again (after a reconnect) gets the same answer.
 const ANSWERED_MAX: usize = 64;
-
-/// A command as the control plane sends it on `…/commands/<name>`.
-#[derive(Debug, Deserialize)]
-pub(super) struct Command {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub payload: Value,
-    pub response_topic: String,
-}
-
-/// The device's answer, on the command's response topic.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(super) struct Answer {
-    pub id: String,
-    /// `succeeded` or `failed`.
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
 
 /// A shadow report, on `…/shadow/update`.
 #[derive(Debug, Serialize)]
@@ -53,7 +31,7 @@ struct Reported<'a> {
 pub(super) struct Firmware {
     /// What it reports: its shadow's `reported`.
     pub reported: Map<String, Value>,
-    answered: VecDeque<Answer>,
+    answered: VecDeque<CommandReply>,
 }
 
 impl Firmware {
@@ -81,7 +59,8 @@ impl Firmware {
             return vec![(shadow_update, report(&delta.state))];
         }
         let is_command = topic.strip_prefix("commands/").is_some_and(|name| !name.contains('/'));
-        let Some(command) = is_command.then(|| serde_json::from_slice::<Command>(&received.payload).ok()).flatten()
+        let Some(command) =
+            is_command.then(|| serde_json::from_slice::<CommandMessage>(&received.payload).ok()).flatten()
         else {
             return Vec::new();
         };
@@ -103,28 +82,29 @@ impl Firmware {
     /// reported state. Known: `fan` (`{"on": true}`, the default, or
     /// `false`) and `set` (an object merged into the reported state);
     /// anything else succeeds and changes nothing.
-    fn carry_out(&mut self, command: &Command, fail: bool) -> (Answer, Option<Map<String, Value>>) {
-        if let Some(earlier) = self.answered.iter().find(|a| a.id == command.id) {
+    fn carry_out(&mut self, command: &CommandMessage, fail: bool) -> (CommandReply, Option<Map<String, Value>>) {
+        if let Some(earlier) = self.answered.iter().find(|a| a.id.as_ref() == Some(&command.id)) {
             return (earlier.clone(), None);
         }
         let change = match command.name.as_str() {
             "fan" => {
-                let on = command.payload.get("on").and_then(Value::as_bool).unwrap_or(true);
+                let on = command.payload.as_ref().and_then(|p| p.get("on")).and_then(Value::as_bool).unwrap_or(true);
                 json!({ "fan": on }).as_object().cloned()
             }
-            "set" => command.payload.as_object().cloned(),
+            "set" => command.payload.as_ref().and_then(Value::as_object).cloned(),
             _ => None,
         };
         let answer = match fail {
-            true => Answer {
-                id: command.id.clone(),
-                status: "failed",
+            true => CommandReply {
+                id: Some(command.id.clone()),
+                status: ReplyStatus::Failed,
                 result: None,
                 message: Some("actuator did not respond".into()),
             },
             false => {
                 let result = change.clone().map_or_else(|| json!({ "applied": command.name }), Value::Object);
-                Answer { id: command.id.clone(), status: "succeeded", result: Some(result), message: None }
+                let id = Some(command.id.clone());
+                CommandReply { id, status: ReplyStatus::Succeeded, result: Some(result), message: None }
             }
         };
         let changed = if fail { None } else { change };
@@ -177,6 +157,19 @@ mod tests {
         }
     }
 
+    /// A command as the control plane sends it.
+    fn command(id: &str, payload: Value, response_topic: &str) -> Value {
+        let message = CommandMessage {
+            id: id.into(),
+            name: "fan".into(),
+            payload: Some(payload),
+            expires_at: chrono::Utc::now(),
+            response_topic: response_topic.into(),
+            correlationid: id.into(),
+        };
+        serde_json::to_value(message).unwrap()
+    }
+
     fn parsed(out: &[(String, String)]) -> Vec<(&str, Value)> {
         out.iter().map(|(topic, body)| (topic.as_str(), serde_json::from_str(body).unwrap())).collect()
     }
@@ -197,7 +190,7 @@ mod tests {
     fn a_fan_command_is_answered_and_changes_what_is_reported_once() {
         let mut firmware = Firmware::new();
         let topic = "$glassbox/devices/d/commands/fan";
-        let command = json!({"id": "c1", "name": "fan", "payload": {"on": true}, "response_topic": "r/fan"});
+        let command = command("c1", json!({"on": true}), "r/fan");
         let out = firmware.handle("d", &received(topic, command.clone()), false);
         let answer = json!({"id": "c1", "status": "succeeded", "result": {"fan": true}});
         let report = json!({"state": {"reported": {"fan": true}}});
@@ -209,9 +202,10 @@ mod tests {
     #[test]
     fn a_failed_command_changes_nothing_and_other_messages_get_no_answer() {
         let mut firmware = Firmware::new();
-        let command = json!({"id": "c2", "name": "fan", "payload": {}, "response_topic": "r"});
+        let command = command("c2", json!({}), "r");
         let out = firmware.handle("d", &received("$glassbox/devices/d/commands/fan", command), true);
-        assert_eq!(parsed(&out)[0].1["status"], "failed");
+        let reply = CommandReply::parse(&parsed(&out)[0].1).unwrap();
+        assert_eq!(reply.status, ReplyStatus::Failed);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(firmware.reported["fan"], false);
         for topic in [
