@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCo
 use bytes::Bytes;
 use chrono::Utc;
 use glassbox_core::{Draft, DropReason, HTTP_REQUEST, HttpExchange, HttpRequest, RecordedEvent, TraceParent};
-use glassbox_runtime::{BodyError, Outbound, Outcome, Report, Services, read_body};
+use glassbox_runtime::{BodyError, Outcome, Reach, Report, read_body};
 use serde_json::{Map, Value, json};
 
 use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
@@ -293,7 +293,8 @@ impl Functions {
 
         let started = Utc::now();
         let services = self.services.for_invocation(&name, recorded.event.id);
-        let exchanged = self.exchange(&live, &recorded, request, services, live.outbound(&recorded)).await;
+        let reach = Reach { services, outbound: live.outbound(&recorded) };
+        let exchanged = self.exchange(&live, &recorded, request, reach).await;
         drop(permit);
         let Some((report, answer)) = exchanged else {
             let message = "the invocation failed to run; see the server log".to_string();
@@ -324,16 +325,15 @@ impl Functions {
         response
     }
 
-    /// Runs `request` through the function on a blocking thread, with these
-    /// services and outbound rules and its event id in
-    /// `x-glassbox-event-id`, and reads its response (bounded).
+    /// Runs `request` through the function on a blocking thread, reaching
+    /// what `reach` allows, with its event id in `x-glassbox-event-id`, and
+    /// reads its response (bounded).
     async fn exchange(
         &self,
         live: &Arc<Live>,
         recorded: &RecordedEvent,
         request: Request<Bytes>,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
+        reach: Reach,
     ) -> Option<(Report, Answered)> {
         let event_id = recorded.event.id.to_string();
         let name = live.version.name.clone();
@@ -346,7 +346,7 @@ impl Functions {
         let (runtime, compiled, task_name) = (self.runtime.clone(), live.compiled.clone(), name.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::task::spawn_blocking(move || {
-            runtime.serve(&compiled, &task_name, request, limits, services, outbound, move |answer| {
+            runtime.serve(&compiled, &task_name, request, limits, reach, move |answer| {
                 let _ = tx.send(answer);
             })
         });
@@ -401,10 +401,10 @@ impl Functions {
         let request = request_of(recorded).map_err(FunctionError::Invalid)?;
         let (method, path) = (request.method().to_string(), request.uri().path().to_string());
         let sandbox = dry_run.then(|| self.services.sandbox(&live.version.name));
-        let (services, outbound) = self.reach(live, recorded, sandbox.as_ref());
+        let reach = self.reach(live, recorded, sandbox.as_ref());
         let started = Utc::now();
         let (report, answer) = self
-            .exchange(live, recorded, request, services, outbound)
+            .exchange(live, recorded, request, reach)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
         let response = match &answer {

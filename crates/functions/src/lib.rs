@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use glassbox_core::{Data, Draft, Principal, RecordedEvent, TraceParent};
-use glassbox_runtime::{Compiled, Event, Instances, Outbound, Report, Runtime, Services, World};
+use glassbox_runtime::{Compiled, Event, Instances, Outbound, Reach, Report, Runtime, World};
 use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -539,9 +539,9 @@ impl Functions {
         let started = Utc::now();
         // A dry run changes nothing outside: it runs in a sandbox, and lists what it would have done.
         let sandbox = dry_run.then(|| self.services.sandbox(&live.version.name));
-        let (services, outbound) = self.reach(&live, &recorded, sandbox.as_ref());
+        let reach = self.reach(&live, &recorded, sandbox.as_ref());
         let report = self
-            .run_once(&live, &recorded, services, outbound)
+            .run_once(&live, &recorded, reach)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
         if let Some(sandbox) = sandbox {
@@ -574,34 +574,23 @@ impl Functions {
 
     /// What a replay of `recorded` may reach: the host services and the
     /// egress list — or, for a dry run, its sandbox, and no request sent.
-    fn reach(
-        &self,
-        live: &Live,
-        recorded: &RecordedEvent,
-        sandbox: Option<&Arc<sandbox::Sandbox>>,
-    ) -> (Arc<dyn Services>, Outbound) {
+    fn reach(&self, live: &Live, recorded: &RecordedEvent, sandbox: Option<&Arc<sandbox::Sandbox>>) -> Reach {
         let outbound = live.outbound(recorded);
         match sandbox {
-            Some(sandbox) => (sandbox.clone(), Outbound { dry_run: true, ..outbound }),
-            None => (self.services.for_invocation(&live.version.name, recorded.event.id), outbound),
+            Some(sandbox) => Reach { services: sandbox.clone(), outbound: Outbound { dry_run: true, ..outbound } },
+            None => Reach { services: self.services.for_invocation(&live.version.name, recorded.event.id), outbound },
         }
     }
 
     /// One run of the function on the event, on a blocking thread, in a
-    /// fresh instance, with these services and outbound rules.
-    async fn run_once(
-        &self,
-        live: &Arc<Live>,
-        recorded: &RecordedEvent,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
-    ) -> Option<Report> {
+    /// fresh instance, reaching what `reach` allows.
+    async fn run_once(&self, live: &Arc<Live>, recorded: &RecordedEvent, reach: Reach) -> Option<Report> {
         let input = to_input(recorded);
         let limits = live.spec.limits();
         let (runtime, live) = (self.runtime.clone(), live.clone());
         let name = live.version.name.clone();
         let report = tokio::task::spawn_blocking(move || {
-            runtime.invoke_with(&live.compiled, &live.version.name, &input, limits, services, outbound)
+            runtime.invoke_with(&live.compiled, &live.version.name, &input, limits, reach)
         })
         .await;
         match report {

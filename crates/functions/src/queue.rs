@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use glassbox_core::{DropReason, EventId, RecordedEvent};
-use glassbox_runtime::{Outcome, Report};
+use glassbox_runtime::{Outcome, Reach, Report};
 
 use super::{Functions, Live, Run, to_input};
 
@@ -99,7 +99,8 @@ impl Functions {
                     let outbound = live.outbound(&job.recorded);
                     let services = services.for_invocation(name, job.recorded.event.id);
                     let (limits, started, queued) = (live.spec.limits(), Utc::now(), job.queued_at.elapsed());
-                    let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, services, outbound);
+                    let reach = Reach { services, outbound };
+                    let report = runtime.invoke_reusing(compiled, instances, name, &input, limits, reach);
                     live.observe(report.wall);
                     (job, started, queued, report)
                 })

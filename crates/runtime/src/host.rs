@@ -12,6 +12,21 @@ use crate::glassbox::function::{devices, events, kv, log};
 use crate::wasi::{self, LogBook, SharedLog, Stream, Wasi};
 use crate::{KV_KEY_BYTES_MAX, KvQuota, Limits, Outcome, Output};
 
+/// What one invocation may reach beyond its sandbox: the host services it
+/// calls and the outbound HTTP requests its rules let through.
+#[derive(Clone)]
+pub struct Reach {
+    pub services: Arc<dyn Services>,
+    pub outbound: Outbound,
+}
+
+impl Reach {
+    /// `services`, and no outbound HTTP.
+    pub fn services(services: Arc<dyn Services>) -> Self {
+        Self { services, outbound: Outbound::default() }
+    }
+}
+
 /// What the server provides to functions. Called on the invocation's thread.
 pub trait Services: Send + Sync + 'static {
     fn kv_get(&self, function: &str, key: &str) -> Option<Vec<u8>>;
@@ -151,13 +166,8 @@ impl Emitted {
 }
 
 impl State {
-    pub fn new(
-        function: &str,
-        started: Instant,
-        limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
-    ) -> Self {
+    pub fn new(function: &str, started: Instant, limits: Limits, reach: Reach) -> Self {
+        let Reach { services, outbound } = reach;
         let log = Arc::new(Mutex::new(LogBook::new(started)));
         Self {
             function: function.to_string(),
@@ -177,7 +187,8 @@ impl State {
     /// Readies a warm instance's state for its next invocation: a new log,
     /// deadline, services and outbound rules; the instance's memory, WASI
     /// context and monotonic clock carry on.
-    pub fn begin(&mut self, started: Instant, limits: Limits, services: Arc<dyn Services>, outbound: Outbound) {
+    pub fn begin(&mut self, started: Instant, limits: Limits, reach: Reach) {
+        let Reach { services, outbound } = reach;
         *wasi::lock(&self.log) = LogBook::new(started);
         self.limits = crate::store_limits(limits);
         self.memory_denied = false;

@@ -10,9 +10,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::{
-    Compiled, Limits, Outbound, Outcome, Pre, Report, Runtime, Services, Timings, classify, finish, thread_cpu,
-};
+use crate::{Compiled, Limits, Outcome, Pre, Reach, Report, Runtime, Timings, classify, finish, thread_cpu};
 
 /// A response body as the function writes it (streamed while it runs).
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -58,20 +56,18 @@ impl Runtime {
     /// timeout or memory limit as for events; otherwise `failed` when the
     /// function set no response, set an error, or answered 5xx, and
     /// `succeeded` for any other status.
-    #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &self,
         function: &Compiled,
         name: &str,
         request: http::Request<Bytes>,
         limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
+        reach: Reach,
         respond: impl FnOnce(Answer) + Send + Sync + 'static,
     ) -> Report {
         let started = Instant::now();
         let cpu_started = thread_cpu();
-        let mut store = self.store(name, started, limits, services, outbound);
+        let mut store = self.store(name, started, limits, reach);
         let Pre::Http(pre) = &function.pre else {
             let failed = "an event-handler function handles events, not HTTP requests".to_string();
             respond(Err(failed.clone()));

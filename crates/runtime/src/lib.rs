@@ -35,7 +35,7 @@ use wasmtime::{
 };
 
 pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound, reserved};
-pub use host::{LogLine, NoServices, OverBudget, Services};
+pub use host::{LogLine, NoServices, OverBudget, Reach, Services};
 pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
 pub use instances::{Instances, Reuse};
 pub use upload::{NotWebAssembly, not_webassembly};
@@ -330,15 +330,8 @@ impl Runtime {
     }
 
     /// A fresh store for one invocation, its deadline set.
-    fn store(
-        &self,
-        name: &str,
-        started: Instant,
-        limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
-    ) -> Store<host::State> {
-        let state = host::State::new(name, started, limits, services, outbound);
+    fn store(&self, name: &str, started: Instant, limits: Limits, reach: Reach) -> Store<host::State> {
+        let state = host::State::new(name, started, limits, reach);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.epoch_deadline_trap();
@@ -353,7 +346,7 @@ impl Runtime {
     /// is left for the invocation to report.
     fn warm_up(&self, pre: &Pre) {
         let (limits, services) = (Limits::default(), Arc::new(NoServices));
-        let mut store = self.store("warm-up", Instant::now(), limits, services, Outbound::default());
+        let mut store = self.store("warm-up", Instant::now(), limits, Reach::services(services));
         let instantiated = match pre {
             Pre::Events(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Http(pre) => pre.instantiate(&mut store).map(drop),
@@ -373,7 +366,7 @@ impl Runtime {
         limits: Limits,
         services: Arc<dyn Services>,
     ) -> Report {
-        self.invoke_with(function, name, event, limits, services, Outbound::default())
+        self.invoke_with(function, name, event, limits, Reach::services(services))
     }
 
     /// Runs `event` through `function` in a fresh instance on this thread
@@ -382,22 +375,13 @@ impl Runtime {
     /// panic), reaching out over HTTP only as `outbound` allows. Never
     /// panics on the guest's account. An HTTP proxy component cannot handle
     /// an event: that is a failed invocation.
-    pub fn invoke_with(
-        &self,
-        function: &Compiled,
-        name: &str,
-        event: &Event,
-        limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
-    ) -> Report {
-        self.run_event(function, None, name, event, limits, services, outbound)
+    pub fn invoke_with(&self, function: &Compiled, name: &str, event: &Event, limits: Limits, reach: Reach) -> Report {
+        self.run_event(function, None, name, event, limits, reach)
     }
 
     /// As [`Runtime::invoke_with`], on a warm instance from `instances` if
     /// one is idle; the instance goes back to them afterwards unless their
     /// recycle policy says otherwise.
-    #[allow(clippy::too_many_arguments)]
     pub fn invoke_reusing(
         &self,
         function: &Compiled,
@@ -405,13 +389,11 @@ impl Runtime {
         name: &str,
         event: &Event,
         limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
+        reach: Reach,
     ) -> Report {
-        self.run_event(function, Some(instances), name, event, limits, services, outbound)
+        self.run_event(function, Some(instances), name, event, limits, reach)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_event(
         &self,
         function: &Compiled,
@@ -419,25 +401,24 @@ impl Runtime {
         name: &str,
         event: &Event,
         limits: Limits,
-        services: Arc<dyn Services>,
-        outbound: Outbound,
+        reach: Reach,
     ) -> Report {
         let started = Instant::now();
         let cpu_started = thread_cpu();
         let Pre::Events(pre) = &function.pre else {
-            let mut store = self.store(name, started, limits, services, outbound);
+            let mut store = self.store(name, started, limits, reach);
             let failed = Outcome::Failed("an HTTP (wasi:http/proxy) function handles HTTP requests, not events".into());
             return finish(store.data_mut(), failed, None, Timings::since(started, cpu_started, true, Duration::ZERO));
         };
         let (mut store, handler, served) = match instances.and_then(|i| i.take(function)) {
             Some(warm) => {
                 let mut store = warm.store;
-                store.data_mut().begin(started, limits, services, outbound);
+                store.data_mut().begin(started, limits, reach);
                 set_deadline(&mut store, limits.timeout);
                 (store, Ok(warm.handler), warm.served)
             }
             None => {
-                let mut store = self.store(name, started, limits, services, outbound);
+                let mut store = self.store(name, started, limits, reach);
                 let handler = pre.instantiate(&mut store);
                 (store, handler, 0)
             }

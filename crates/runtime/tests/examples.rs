@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glassbox_runtime::{Event, KvQuota, Limits, Outbound, Outcome, Reuse, Runtime, Services};
+use glassbox_runtime::{Event, KvQuota, Limits, Outcome, Reach, Reuse, Runtime, Services};
 
 fn example(name: &str) -> Vec<u8> {
     let path = format!("{}/../../examples/{name}/telemetry.wasm", env!("CARGO_MANIFEST_DIR"));
@@ -115,8 +115,8 @@ fn exercise(name: &str, printed: &str) {
     let services = Arc::new(Recording::default());
     let invoke = |data: &str| {
         let event = telemetry(data);
-        let services = services.clone();
-        runtime.invoke_reusing(&compiled, &instances, name, &event, Limits::default(), services, Outbound::default())
+        let reach = Reach::services(services.clone());
+        runtime.invoke_reusing(&compiled, &instances, name, &event, Limits::default(), reach)
     };
     let runs = [invoke(r#"{"temperature": 31.5}"#), invoke("not json"), invoke(r#"{"temperature": 32}"#)];
     let starts: Vec<bool> = runs.iter().map(|r| r.cold).collect();

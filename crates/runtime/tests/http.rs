@@ -12,7 +12,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use glassbox_runtime::{
-    Compiled, EgressRecord, Event, HostRule, Limits, NoServices, Outbound, Outcome, Report, Runtime, World, read_body,
+    Compiled, EgressRecord, Event, HostRule, Limits, NoServices, Outbound, Outcome, Reach, Report, Runtime, World,
+    read_body,
 };
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -89,7 +90,8 @@ async fn serve_within(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::task::spawn_blocking(move || {
         let (runtime, hello, _) = &*COMPILED;
-        runtime.serve(hello, "hello", request, limits, Arc::new(NoServices), outbound, move |answer| {
+        let reach = Reach { services: Arc::new(NoServices), outbound };
+        runtime.serve(hello, "hello", request, limits, reach, move |answer| {
             let _ = tx.send(answer);
         })
     });
@@ -196,7 +198,8 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
         let event = event.clone();
         tokio::task::spawn_blocking(move || {
             let (runtime, _, forward) = &*COMPILED;
-            runtime.invoke_with(forward, "forward", &event, Limits::default(), Arc::new(NoServices), outbound)
+            let reach = Reach { services: Arc::new(NoServices), outbound };
+            runtime.invoke_with(forward, "forward", &event, Limits::default(), reach)
         })
     };
     let allowed = Outbound { allow: allow(&[&format!("http://127.0.0.1:{}", upstream.port)]), ..Outbound::default() };
@@ -228,7 +231,8 @@ async fn an_event_handler_posts_to_an_allowed_webhook() {
     let refused = tokio::task::spawn_blocking(move || {
         let (runtime, _, forward) = &*COMPILED;
         let outbound = Outbound { allow: allow(&[&format!("http://127.0.0.1:{closed}")]), ..Outbound::default() };
-        runtime.invoke_with(forward, "forward", &refused_event, Limits::default(), Arc::new(NoServices), outbound)
+        let reach = Reach { services: Arc::new(NoServices), outbound };
+        runtime.invoke_with(forward, "forward", &refused_event, Limits::default(), reach)
     })
     .await
     .unwrap();

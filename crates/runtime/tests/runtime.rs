@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_runtime::{
-    Event, KV_KEY_BYTES_MAX, LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, Limits, NoServices, Outbound, Outcome, Report, Reuse,
+    Event, KV_KEY_BYTES_MAX, LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, Limits, NoServices, Outcome, Reach, Report, Reuse,
     Runtime,
 };
 
@@ -164,8 +164,7 @@ fn invoke_reusing(runtime: &Runtime, wat: &[u8], policy: Reuse, times: usize) ->
                 "f",
                 &event(),
                 Limits::default(),
-                Arc::new(NoServices),
-                Outbound::default(),
+                Reach::services(Arc::new(NoServices)),
             )
         })
         .collect()
@@ -203,7 +202,7 @@ fn an_instance_that_trapped_or_timed_out_is_not_reused() {
     let instances = runtime.instances(&compiled, Reuse::default());
     let limits = Limits { timeout: Duration::from_millis(50), ..Limits::default() };
     let report =
-        runtime.invoke_reusing(&compiled, &instances, "f", &event(), limits, Arc::new(NoServices), Outbound::default());
+        runtime.invoke_reusing(&compiled, &instances, "f", &event(), limits, Reach::services(Arc::new(NoServices)));
     assert_eq!((report.outcome, instances.idle()), (Outcome::TimedOut, 0));
 }
 
@@ -220,8 +219,7 @@ fn idle_instances_are_bounded_and_retired_when_idle_too_long() {
             "ok",
             &event(),
             Limits::default(),
-            Arc::new(NoServices),
-            Outbound::default(),
+            Reach::services(Arc::new(NoServices)),
         )
     };
     assert!(invoke().cold);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use glassbox_runtime::{
-    Event, KvQuota, Limits, NoServices, Outbound, Outcome, Reuse, Runtime, Services, TRIVIAL_COMPONENT,
+    Event, KvQuota, Limits, NoServices, Outcome, Reach, Reuse, Runtime, Services, TRIVIAL_COMPONENT,
 };
 
 #[derive(clap::Args)]
@@ -126,16 +126,8 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
             let mut times = Vec::with_capacity(n as usize);
             let (mut failed, mut cold) = (Vec::new(), 0);
             for _ in 0..n {
-                let services = services.clone();
-                let report = runtime.invoke_reusing(
-                    &compiled,
-                    &instances,
-                    "bench",
-                    &input,
-                    Limits::default(),
-                    services,
-                    Outbound::default(),
-                );
+                let reach = Reach::services(services.clone());
+                let report = runtime.invoke_reusing(&compiled, &instances, "bench", &input, Limits::default(), reach);
                 times.push(report.wall.as_secs_f64() * 1e6);
                 cold += usize::from(report.cold);
                 if report.outcome != Outcome::Succeeded {

@@ -22,6 +22,15 @@ use crate::topic::validate_name;
 /// How a refusal during a login back-off is told apart.
 const BACKOFF_DETAIL: &str = "backing off:";
 
+/// Who a connection was admitted as.
+pub(super) struct Admitted {
+    pub role: Role,
+    /// Its client id: the one it asked for, or one assigned to it.
+    pub client_id: Arc<str>,
+    /// Whether the client id was assigned (it sent an empty one).
+    pub assigned: bool,
+}
+
 /// Checks limits, login back-off and credentials; answers a refusal itself
 /// (recorded per peer, see `refusals`).
 pub(super) async fn admit(
@@ -29,7 +38,7 @@ pub(super) async fn admit(
     connect: &Connect,
     peer: SocketAddr,
     write: &mut WriteSide,
-) -> Option<(Role, Arc<str>, bool)> {
+) -> Option<Admitted> {
     let protocol = connect.protocol;
     // A device is whoever presents itself as one: user name = client id.
     let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
@@ -101,10 +110,12 @@ pub(super) async fn admit(
             return None;
         }
     }
-    match connect.client_id.is_empty() {
-        true => Some((role, Arc::from(format!("auto-{}", ulid::Ulid::new())), true)),
-        false => Some((role, Arc::from(connect.client_id.as_str()), false)),
-    }
+    let assigned = connect.client_id.is_empty();
+    let client_id = match assigned {
+        true => Arc::from(format!("auto-{}", ulid::Ulid::new())),
+        false => Arc::from(connect.client_id.as_str()),
+    };
+    Some(Admitted { role, client_id, assigned })
 }
 
 fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {

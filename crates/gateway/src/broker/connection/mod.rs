@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use self::admit::{admit, connack, send_now};
+use self::admit::{Admitted, admit, connack, send_now};
 use self::publish::{Committing, Inbound, RateLimit, Recording, draft};
 use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
@@ -135,12 +135,11 @@ pub(super) async fn run(
         Err(_) => return tracing::debug!(%peer, "no CONNECT in time, or the broker is stopping"),
     };
     reader.protocol = connect.protocol;
-    let Some((role, client_id, assigned)) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let Some(admitted) = admit(&shared, &connect, peer, &mut write).await else { return };
     let (username, password) = (connect.username.clone(), connect.password.clone());
     let credentials_id = connect.client_id.clone();
     drop(pending);
-    let Some(connection) = Connection::attach(shared, role, client_id, assigned, *connect, peer, tls, write).await
-    else {
+    let Some(connection) = Connection::attach(shared, admitted, *connect, peer, tls, write).await else {
         return;
     };
     // A device disabled, deleted or given a new secret while this CONNECT was
@@ -244,17 +243,15 @@ struct Connection {
 }
 
 impl Connection {
-    #[allow(clippy::too_many_arguments)]
     async fn attach(
         shared: Arc<Shared>,
-        role: Role,
-        client_id: Arc<str>,
-        assigned: bool,
+        admitted: Admitted,
         connect: Connect,
         peer: SocketAddr,
         tls: Option<TlsSession>,
         mut write: WriteSide,
     ) -> Option<Self> {
+        let Admitted { role, client_id, assigned } = admitted;
         let settings = &shared.settings;
         let protocol = connect.protocol;
         let asked_expiry = match protocol {
