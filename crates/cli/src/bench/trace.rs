@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use glassbox_api_types::{Accepted, Trace};
+use serde_json::{Value, json};
 
 use crate::Remote;
 
@@ -40,8 +41,9 @@ pub async fn run(args: TraceBenchArgs) -> anyhow::Result<()> {
             if let Some(parent) = &parent {
                 event["causationid"] = json!(parent);
             }
-            let accepted = client.post("/api/v1/events", "application/cloudevents+json", event.to_string()).await?;
-            let id = accepted["id"].as_str().unwrap_or_default().to_string();
+            let accepted: Accepted =
+                client.post_as("/api/v1/events", "application/cloudevents+json", event.to_string()).await?;
+            let id = accepted.id;
             ids.push(id.clone());
             parent = Some(id);
         }
@@ -52,9 +54,9 @@ pub async fn run(args: TraceBenchArgs) -> anyhow::Result<()> {
     for n in 0..args.lookups {
         let id = &ids[(n * 7919) % ids.len()];
         let started = Instant::now();
-        let chain = client.get(&format!("/api/v1/trace/{id}"), &[]).await?;
+        let chain: Trace<Value> = client.fetch(&format!("/api/v1/trace/{id}"), &[]).await?;
         micros.push(started.elapsed().as_micros() as u64);
-        events += chain["events"].as_array().map_or(0, Vec::len);
+        events += chain.events.len();
     }
     micros.sort_unstable();
     let pct = |p: f64| micros[((micros.len() - 1) as f64 * p) as usize] as f64 / 1000.0;

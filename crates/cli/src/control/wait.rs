@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
-use glassbox_core::CommandStep;
+use anyhow::{Context, bail};
+use glassbox_api_types::CommandView;
+use glassbox_core::{CommandMessage, CommandState, CommandStep, payload_in};
 use serde_json::{Value, json};
 
 use crate::Exit;
 use crate::client::{Client, EventStream, segment};
-use crate::render::{self, short_time, text};
+use crate::render::{self, text};
 
 /// The exit code when the wait ran out before the command finished, as
 /// `timeout(1)` has it.
@@ -34,7 +35,12 @@ pub struct WaitArgs {
 /// A command's recorded step (`delivered`, `succeeded`, …, `response_rejected`)
 /// as the control plane wrote it; none for `queued` and `in_transit`.
 fn typed_step(event: &Value) -> Option<CommandStep> {
-    serde_json::from_value(event["data"].clone()).ok()
+    payload_in(event).ok()
+}
+
+/// The command a recorded `in_transit` step sent; none for the other steps.
+fn sent(event: &Value) -> Option<CommandMessage> {
+    payload_in(event).ok()
 }
 
 /// The device's command events, subscribed to before the command is sent or read.
@@ -50,7 +56,7 @@ impl Steps {
 /// Where a command stands and how to say so.
 struct Waiting<'a> {
     client: &'a Client,
-    command: Value,
+    command: CommandView,
     json: bool,
 }
 
@@ -63,6 +69,7 @@ pub async fn follow(
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<()> {
+    let command = serde_json::from_value(command).context("the server answered a command of another shape")?;
     let mut waiting = Waiting { client, command, json };
     waiting.first().await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -106,11 +113,16 @@ fn is_final(state: &str) -> bool {
 
 impl Waiting<'_> {
     fn id(&self) -> &str {
-        text(&self.command, "id")
+        &self.command.id
     }
 
     fn state(&self) -> &str {
-        text(&self.command, "state")
+        self.command.state.as_str()
+    }
+
+    /// When the command expires, for people.
+    fn expires(&self) -> String {
+        render::clock(self.command.expires_at)
     }
 
     /// `command 01K… fan → d1: queued (d1 is offline: …)`.
@@ -125,20 +137,20 @@ impl Waiting<'_> {
         }
         let c = &self.command;
         let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-        println!("command {} {} → {}: {}{detail}", self.id(), text(c, "name"), text(c, "device"), self.state());
+        println!("command {} {} → {}: {}{detail}", self.id(), c.name, c.device, self.state());
         Ok(())
     }
 
     /// Why a command is still queued: its device is offline, or not listening.
     async fn why_queued(&self) -> anyhow::Result<String> {
-        let device = text(&self.command, "device");
+        let device = &self.command.device;
         let found = self.client.get(&format!("/api/v1/devices/{}", segment(device)), &[]).await?;
-        let expires = short_time(&self.command["expires_at"]);
+        let expires = self.expires();
         Ok(match found["connected"] == true {
             true => format!(
                 "{device} is connected but not subscribed to $glassbox/devices/{device}/commands/{}: \
                  it is sent when it subscribes, until it expires at {expires}",
-                text(&self.command, "name")
+                self.command.name
             ),
             false => format!("{device} is offline: it is sent when {device} connects, until it expires at {expires}"),
         })
@@ -150,7 +162,8 @@ impl Waiting<'_> {
         // `queued` is the command's own id; `in_transit` carries the envelope sent; the others are steps naming it.
         let step = typed_step(event);
         let named = step.as_ref().and_then(|s| s.command.as_deref());
-        let about = [event["id"].as_str(), event["data"]["id"].as_str(), named].contains(&Some(self.id()));
+        let sent = sent(event).map(|message| message.id);
+        let about = [event["id"].as_str(), sent.as_deref(), named].contains(&Some(self.id()));
         if !about {
             return Ok(());
         }
@@ -168,8 +181,9 @@ impl Waiting<'_> {
             // The whole command: its response and reason as stored.
             return self.read_back().await;
         }
-        self.command["state"] = json!(ty);
-        self.command["updated_at"] = event["time"].clone();
+        let Some(state) = CommandState::parse(ty) else { return Ok(()) };
+        self.command.state = state;
+        self.command.updated_at = render::time(&event["time"]).unwrap_or(self.command.updated_at);
         let detail = self.detail(Some(event));
         self.print(&event["time"], ty, &detail);
         Ok(())
@@ -178,11 +192,11 @@ impl Waiting<'_> {
     /// Reads the command again, and prints its state if it moved on.
     async fn read_back(&mut self) -> anyhow::Result<()> {
         let now = self.client.get(&format!("/api/v1/commands/{}", segment(self.id())), &[]).await?;
-        let state = text(&now, "state").to_string();
-        if rank(&state) > rank(self.state()) {
+        let now: CommandView = serde_json::from_value(now).context("the server answered a command of another shape")?;
+        if rank(now.state.as_str()) > rank(self.state()) {
             self.command = now;
             let detail = self.detail(None);
-            self.print(&self.command["updated_at"], &state, &detail);
+            self.print(&json!(self.command.updated_at), self.state(), &detail);
         }
         Ok(())
     }
@@ -190,13 +204,10 @@ impl Waiting<'_> {
     /// What a state means for this command, in a few words.
     fn detail(&self, event: Option<&Value>) -> String {
         let c = &self.command;
-        let device = text(c, "device");
+        let device = &c.device;
         let answered = event.and_then(typed_step).is_some_and(|s| s.detail.is_some());
-        let response = match &c["response"] {
-            Value::Null => String::new(),
-            r => format!("response: {r}"),
-        };
-        let reason = c["reason"].as_str().map(|r| format!("reason: {r}")).unwrap_or_default();
+        let response = c.response.as_ref().map(|r| format!("response: {r}")).unwrap_or_default();
+        let reason = c.reason.as_ref().map(|r| format!("reason: {r}")).unwrap_or_default();
         match self.state() {
             "in_transit" => match event.and_then(|e| e["subject"].as_str()) {
                 Some(topic) => format!("sent on {topic}"),
@@ -216,9 +227,9 @@ impl Waiting<'_> {
             line["at"] = at.clone();
             return println!("{line}");
         }
-        let since = match (render::time(&self.command["created_at"]), render::time(at)) {
-            (Some(from), Some(to)) => format!("+{}", render::duration_ms(render::millis_between(from, to))),
-            _ => String::new(),
+        let since = match render::time(at) {
+            Some(to) => format!("+{}", render::duration_ms(render::millis_between(self.command.created_at, to))),
+            None => String::new(),
         };
         println!("  {since:<9}  {state:<10}  {detail}");
     }
@@ -227,12 +238,12 @@ impl Waiting<'_> {
     fn line(&self, detail: &str) -> Value {
         let c = &self.command;
         let mut line = json!({
-            "id": c["id"], "name": c["name"], "device": c["device"], "state": c["state"],
-            "at": c["updated_at"], "finished": is_final(self.state()), "detail": detail,
+            "id": c.id, "name": c.name, "device": c.device, "state": c.state,
+            "at": c.updated_at, "finished": is_final(self.state()), "detail": detail,
         });
         if is_final(self.state()) {
-            line["reason"] = c["reason"].clone();
-            line["response"] = c["response"].clone();
+            line["reason"] = json!(c.reason);
+            line["response"] = json!(c.response);
         }
         line
     }
@@ -246,7 +257,7 @@ impl Waiting<'_> {
         let id = self.id().to_string();
         let follow = format!("glassbox control command {id} --wait");
         let waited = humantime::format_duration(timeout);
-        let expires = short_time(&self.command["expires_at"]);
+        let expires = self.expires();
         let goes_on = format!("the command goes on until it expires at {expires}");
         if self.json {
             let mut line = self.line(&goes_on);
@@ -263,7 +274,7 @@ impl Waiting<'_> {
     fn end(&self) -> anyhow::Result<()> {
         match self.state() {
             "succeeded" => Ok(()),
-            state => match self.command["reason"].as_str() {
+            state => match self.command.reason.as_deref() {
                 Some(reason) => bail!("command {} ended {state}: {reason}", self.id()),
                 None => bail!("command {} ended {state}", self.id()),
             },

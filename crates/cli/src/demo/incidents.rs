@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use glassbox_api_types::{Diagnosis, Episode, Subject};
 use glassbox_diagnose::GROUP_WINDOW_SECONDS;
-use serde_json::{Value, json};
 
 use super::{Roles, TICK, deploy, relay};
 use crate::client::Client;
@@ -49,19 +49,19 @@ const SLOW_SPIN: u32 = 10_000_000;
 struct Step {
     /// What happened, in words ("a recursion loop").
     what: &'static str,
-    /// The subject `diagnose` will name, as its API serializes it.
-    subject: Value,
+    /// The subject `diagnose` will name.
+    subject: Subject,
     /// The subject in words, as `diagnose` prints it ("function ticker").
     named: String,
 }
 
 impl Step {
     fn function(what: &'static str, name: &str) -> Self {
-        Self { what, subject: json!({ "kind": "function", "name": name }), named: format!("function {name}") }
+        Self { what, subject: Subject::Function(name.into()), named: format!("function {name}") }
     }
 
     fn device(what: &'static str, id: &str) -> Self {
-        Self { what, subject: json!({ "kind": "device", "name": id }), named: format!("device {id}") }
+        Self { what, subject: Subject::Device(id.into()), named: format!("device {id}") }
     }
 }
 
@@ -83,13 +83,14 @@ async fn announce_when_diagnosed(client: Arc<Client>, started: tokio::time::Inst
     let deadline = tokio::time::Instant::now() + FOUND_WITHIN;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(LOOK_EVERY).await;
-        let Ok(diagnosis) = client.get("/api/v1/diagnose", &[("since", "1h".to_string())]).await else { continue };
+        let query = [("since", "1h".to_string())];
+        let Ok(diagnosis) = client.fetch::<Diagnosis>("/api/v1/diagnose", &query).await else { continue };
         if let Some(id) = incident_of(&diagnosis, &step.subject, since) {
-            let scope = match step.subject["kind"].as_str() {
-                Some("device") => "--device",
-                _ => "--function",
+            let (scope, name) = match &step.subject {
+                Subject::Device(name) => ("--device", name.as_str()),
+                Subject::Function(name) | Subject::Group(name) => ("--function", name.as_str()),
+                Subject::Platform => ("--function", ""),
             };
-            let name = step.subject["name"].as_str().unwrap_or_default();
             announce(
                 started,
                 &format!("glassbox diagnose shows {} as incident {id} ({})", step.what, step.named),
@@ -107,15 +108,10 @@ async fn announce_when_diagnosed(client: Arc<Client>, started: tokio::time::Inst
 
 /// The id of the incident of `diagnosis` with an episode about `subject`
 /// that began at or after `since`.
-fn incident_of(diagnosis: &Value, subject: &Value, since: chrono::DateTime<chrono::Utc>) -> Option<u64> {
-    let began_since = |episode: &Value| {
-        let start = episode["start"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        episode["series"]["subject"] == *subject && start.is_some_and(|t| t >= since)
-    };
-    diagnosis["incidents"].as_array()?.iter().find_map(|incident| {
-        let episodes = incident["episodes"].as_array()?;
-        episodes.iter().any(began_since).then(|| incident["id"].as_u64()).flatten()
-    })
+fn incident_of(diagnosis: &Diagnosis, subject: &Subject, since: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let began_since = |episode: &Episode| episode.series.subject == *subject && episode.start >= since;
+    let mut incidents = diagnosis.incidents.iter();
+    incidents.find(|incident| incident.episodes.iter().any(began_since)).map(|incident| incident.id)
 }
 
 /// The scripted incidents, each announced as it happens and again when

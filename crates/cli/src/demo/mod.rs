@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use glassbox_api_types::Page;
 use glassbox_core::{FUNCTION_INVOKED, InvocationKey, payload_in};
 use glassbox_gateway::client::{self, Options};
 use glassbox_gateway::codec::{Packet, Properties, Publish, QoS};
@@ -280,8 +281,8 @@ fn log_to_file(data_dir: &std::path::Path) -> anyhow::Result<(PathBuf, Arc<Platf
 async fn first_message(client: &Client, device: &str) -> anyhow::Result<String> {
     let query = [("type", FUNCTION_INVOKED.to_string()), ("device", device.to_string()), ("limit", "20".into())];
     for _ in 0..300 {
-        let page = client.get("/api/v1/events", &query).await?;
-        let invocations = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let page: Page<Value> = client.fetch("/api/v1/events", &query).await?;
+        let invocations = page.events;
         // `enrich` runs on `telemetry`'s output, of the same device: skip it.
         let mut keys = invocations.iter().filter_map(|e| payload_in::<InvocationKey>(e).ok());
         if let Some(handled) = keys.find(|key| key.function == "telemetry") {
