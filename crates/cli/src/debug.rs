@@ -1,7 +1,7 @@
 //! `glassbox debug …`: re-run what happened.
 
 use anyhow::Context as _;
-use glassbox_functions::{KvWrite, Would};
+use glassbox_functions::{KvWrite, ReplayedResponse, Would};
 use serde_json::json;
 
 use crate::Remote;
@@ -77,10 +77,11 @@ pub async fn run(command: DebugCommand) -> anyhow::Result<()> {
                 }
             }
             // An HTTP function's replay: what it answered.
-            let response = &result["response"];
-            if let Some(status) = response["status"].as_u64() {
-                let said = response["body"].as_str().or(response["error"]["message"].as_str()).unwrap_or_default();
-                println!("  response {status}: {}", said.chars().take(400).collect::<String>());
+            if let Some(response) = result.get("response").filter(|r| !r.is_null()) {
+                let response: ReplayedResponse = serde_json::from_value(response.clone())
+                    .context("reading what the function answered (`response` in the server's answer)")?;
+                let said = response.said().chars().take(400).collect::<String>();
+                println!("  response {}: {said}", response.status());
             }
             if let Some(id) = result["id"].as_str() {
                 println!("  recorded as {id}: glassbox trace {}", a.event);

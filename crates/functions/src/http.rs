@@ -14,8 +14,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use glassbox_core::{Draft, DropReason, HTTP_REQUEST, HttpExchange, HttpRequest, RecordedEvent, TraceParent};
 use glassbox_runtime::{BodyError, Outcome, Reach, Report, read_body};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::replayed::{RecordedReplay, ReplayError, ReplayedResponse};
 use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
 
 /// Largest request body a function is given.
@@ -176,6 +177,25 @@ fn exchanged_record(method: &str, path: &str, route: Option<&str>, answer: &Answ
         route: route.map(str::to_string),
         status: status.as_u16(),
         response_bytes: answer.as_ref().map_or(0, |(_, body)| body.len() as u64),
+    }
+}
+
+/// What the function answered a replayed request, as the replay shows it.
+fn replayed(answer: &Answered) -> ReplayedResponse {
+    match answer {
+        Ok((head, body)) => ReplayedResponse::Answered {
+            status: head.status.as_u16(),
+            headers: head
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        },
+        Err((status, code, message)) => ReplayedResponse::Failed {
+            status: status.as_u16(),
+            error: ReplayError { code: code.to_string(), message: message.clone() },
+        },
     }
 }
 
@@ -407,16 +427,7 @@ impl Functions {
             .exchange(live, recorded, request, reach)
             .await
             .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
-        let response = match &answer {
-            Ok((head, body)) => json!({
-                "status": head.status.as_u16(),
-                "headers": head.headers.iter().map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v.as_bytes())))).collect::<Map<_, _>>(),
-                "body": String::from_utf8_lossy(body),
-            }),
-            Err((status, code, message)) => {
-                json!({ "status": status.as_u16(), "error": { "code": code, "message": message } })
-            }
-        };
+        let response = replayed(&answer);
         if let Some(sandbox) = sandbox {
             let shown = super::sandbox::DryRun::new(live, &event_id, report, &sandbox);
             return Ok(super::sandbox::DryRun { response: Some(response), ..shown }.to_value());
@@ -425,8 +436,7 @@ impl Functions {
         let http = exchanged_record(&method, &path, route.as_deref(), &answer);
         let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(live, recorded, run, report).await;
-        let mut invocation = invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null);
-        invocation["response"] = response;
-        Ok(invocation)
+        let replay = RecordedReplay { invocation, response };
+        Ok(serde_json::to_value(replay).expect("a recorded replay is plain JSON values"))
     }
 }

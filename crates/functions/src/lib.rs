@@ -40,6 +40,7 @@ mod plan;
 mod position;
 mod queue;
 mod record;
+mod replayed;
 mod resume;
 mod sandbox;
 mod scheduler;
@@ -63,6 +64,7 @@ pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
 pub use record::RecordedInvocation;
+pub use replayed::{RecordedReplay, ReplayError, ReplayedResponse};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Spec, is_name, parse_bytes, parse_rate};
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Live;
+use super::replayed::ReplayedResponse;
 use super::services::{HostServices, desired_update, new_command};
 
 /// The host services as a dry run sees them: the real state to read, an
@@ -146,7 +147,7 @@ pub struct DryRun {
     pub would: Would,
     /// For an HTTP function: what it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<Value>,
+    pub response: Option<ReplayedResponse>,
 }
 
 impl DryRun {
