@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use glassbox_core::topic::matches;
 use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Principal, Silent};
 use glassbox_devices::ShadowLimits;
 use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
 use glassbox_gateway::codec::{Properties, QoS};
-use glassbox_gateway::topic::matches;
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 use serde_json::Value;

@@ -24,6 +24,7 @@ mod lifecycle;
 mod principal;
 mod query;
 pub mod secrets;
+pub mod topic;
 mod trace_context;
 
 pub use deploys::{
