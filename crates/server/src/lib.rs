@@ -154,7 +154,7 @@ pub async fn start_with_log(
         devices.clone(),
         commands,
         pipeline.clone(),
-        &broker,
+        Arc::new(broker.downgrade()),
         config.shadow_limits(),
         glassbox_control::CommandLimits::default(),
         glassbox_control::LivenessSettings { offline_max: config.control.offline_max },
@@ -171,8 +171,12 @@ pub async fn start_with_log(
     .await
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
-    let registry =
-        Arc::new(glassbox_control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
+    let registry = Arc::new(glassbox_control::Registry::new(
+        devices.clone(),
+        Arc::new(broker.clone()),
+        control.clone(),
+        pipeline.clone(),
+    ));
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
     metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));
