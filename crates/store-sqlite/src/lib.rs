@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, StoreError, StoreStatus, Transition,
+    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -286,17 +286,6 @@ impl EventStore for SqliteStore {
         self.read(move |conn| read::chain(conn, &correlationid, limit)).await
     }
 
-    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = key.to_string();
-        self.read(move |conn| read::setting(conn, &key)).await
-    }
-
-    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let (reply, answered) = oneshot::channel();
-        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
-        answer(answered).await
-    }
-
     async fn status(&self) -> StoreStatus {
         let s = &self.shared;
         let (commit_seconds_buckets, commit_seconds_sum) = s.commit_seconds.snapshot();
@@ -347,6 +336,21 @@ impl SqliteStore {
     }
 }
 
+/// Settings live in the recorder's file, written through its writer.
+#[async_trait]
+impl SettingStore for SqliteStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| read::setting(conn, &key)).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
+        answer(answered).await
+    }
+}
+
 #[async_trait]
 impl DeviceRegistry for SqliteStore {
     async fn create_device(&self, id: &str, secret: SecretHash) -> Result<Device, StoreError> {
@@ -363,9 +367,9 @@ impl DeviceRegistry for SqliteStore {
         self.read(move |conn| devices::credentials(conn, &id)).await
     }
 
-    async fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<Device>, StoreError> {
-        let after = after.map(str::to_string);
-        self.read(move |conn| devices::list(conn, after.as_deref(), limit)).await
+    async fn devices(&self, query: &glassbox_store::DeviceQuery) -> Result<Vec<Device>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| devices::list(conn, &query)).await
     }
 
     async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError> {
