@@ -18,6 +18,7 @@ mod device_changes;
 mod event;
 pub mod events;
 mod histogram;
+pub mod human_duration;
 mod id;
 mod ingest;
 mod lifecycle;

@@ -430,7 +430,7 @@ async fn real_answers_conform_to_the_openapi_document_and_their_types() {
     use glassbox_api_types::openapi::Document;
     use glassbox_api_types::{Accepted, Anomalies, Diagnosis, ErrorBody, Health, Logs, MetricRange, Metrics, Page};
 
-    let doc = Document::parse(glassbox_server::api::OPENAPI).unwrap();
+    let doc = Document::parse(glassbox_api::OPENAPI).unwrap();
     let conforms = |method: &str, route: &str, status: StatusCode, answer: &Value| {
         let schema = doc.answer(method, route, status.as_u16()).unwrap_or_else(|| panic!("{route} {status}"));
         let problems = doc.check(schema, answer);
