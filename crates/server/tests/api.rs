@@ -482,3 +482,109 @@ async fn real_answers_conform_to_the_openapi_document_and_their_types() {
     assert_eq!(serde_json::from_value::<ErrorBody>(refusal).unwrap().error.problems.len(), 2);
     server.stop().await;
 }
+
+/// Calls `path` (an instance of the document's `route`) with a JSON
+/// `body`, asserts the answer conforms to `docs/openapi.json`, and reads it
+/// back as `T`, its `glassbox_api_types` type (what the CLI does).
+async fn conforming<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    method: reqwest::Method,
+    (route, path): (&str, &str),
+    body: Option<reqwest::Body>,
+) -> T {
+    let doc = glassbox_api_types::openapi::Document::parse(glassbox_api::OPENAPI).unwrap();
+    let mut request = server.http.request(method.clone(), server.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    let method = method.as_str().to_lowercase();
+    let schema = doc.answer(&method, route, status.as_u16()).unwrap_or_else(|| panic!("{route} {status}"));
+    let problems = doc.check(schema, &answer);
+    assert!(problems.is_empty(), "{method} {route} {status}: {}\n{answer:#}", problems.join("\n"));
+    serde_json::from_value(answer.clone()).unwrap_or_else(|e| panic!("{method} {route}: {e}\n{answer:#}"))
+}
+
+fn json_body(value: Value) -> Option<reqwest::Body> {
+    Some(value.to_string().into())
+}
+
+/// The device registry's real answers conform to `docs/openapi.json` and
+/// read back as their `glassbox_api_types` type (what the CLI does).
+#[tokio::test]
+async fn device_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
+    use glassbox_store::Device;
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let created = json_body(json!({"id": "pump-1"}));
+    let _: Warned<DeviceSecret<Device>> =
+        conforming(s, Method::POST, ("/api/v1/devices", "/api/v1/devices"), created).await;
+    let patch = json_body(json!({"tags": {"site": "north"}, "group": "pumps", "cadence": "60s"}));
+    let one = ("/api/v1/devices/{id}", "/api/v1/devices/pump-1");
+    let _: Warned<LiveDevice<Device>> = conforming(s, Method::PATCH, one, patch).await;
+    let page: DevicePage<Device> =
+        conforming(s, Method::GET, ("/api/v1/devices", "/api/v1/devices?limit=1"), None).await;
+    assert_eq!(page.devices[0].device.meta.group.as_deref(), Some("pumps"));
+    let _: Device = conforming(s, Method::GET, one, None).await;
+    for verb in ["disable", "enable"] {
+        let route = (&*format!("/api/v1/devices/{{id}}/{verb}"), &*format!("/api/v1/devices/pump-1/{verb}"));
+        let _: Warned<DeviceToggled<Device>> = conforming(s, Method::POST, route, None).await;
+    }
+    let secret = ("/api/v1/devices/{id}/secret", "/api/v1/devices/pump-1/secret");
+    let _: Warned<DeviceSecret<Device>> = conforming(s, Method::POST, secret, None).await;
+    let queue = ("/api/v1/devices/{id}/queue", "/api/v1/devices/pump-1/queue");
+    let cleared: Warned<QueueCleared> = conforming(s, Method::DELETE, queue, None).await;
+    assert!(!cleared.answer.session);
+    server.stop().await;
+}
+
+/// The functions' real answers conform to `docs/openapi.json` and read
+/// back as their `glassbox_api_types` type, with the spec as the CLI reads it.
+#[tokio::test]
+async fn function_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+    use glassbox_functions::{InFlight, RecordedInvocation, Spec};
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let component = std::fs::read(format!("{}/../runtime/tests/fixtures/ok.wat", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let deploy = ("/api/v1/functions/{name}", "/api/v1/functions/fan?trigger=event:order.created");
+    for version in [1, 2] {
+        let body = Some(component.clone().into());
+        let deployed: DeployedVersion<Spec> = conforming(s, Method::POST, deploy, body).await;
+        assert_eq!(deployed.version, version);
+    }
+    let (status, _) = server.post(event("order.created")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let invocations = ("/api/v1/functions/{name}/invocations", "/api/v1/functions/fan/invocations");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Invocations<RecordedInvocation> = conforming(s, Method::GET, invocations, None).await;
+        if !listed.invocations.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "fan was not invoked within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let filtered = ("/api/v1/functions/{name}/invocations", "/api/v1/functions/fan/invocations?outcome=failed");
+    let none: Invocations<RecordedInvocation> = conforming(s, Method::GET, filtered, None).await;
+    assert!(none.invocations.is_empty());
+    let list: FunctionList<Spec> = conforming(s, Method::GET, ("/api/v1/functions", "/api/v1/functions"), None).await;
+    assert_eq!(list.functions[0].spec.triggers, ["event:order.created"]);
+    let one = ("/api/v1/functions/{name}", "/api/v1/functions/fan");
+    let _: FunctionState<Spec, InFlight> = conforming(s, Method::GET, one, None).await;
+    let versions = ("/api/v1/functions/{name}/versions", "/api/v1/functions/fan/versions");
+    let _: VersionList<Spec> = conforming(s, Method::GET, versions, None).await;
+    let rollback = ("/api/v1/functions/{name}/rollback", "/api/v1/functions/fan/rollback");
+    let back: LiveChanged<Spec> = conforming(s, Method::POST, rollback, None).await;
+    assert_eq!((back.from, back.live.version), (Some(2), 1));
+    let promote = ("/api/v1/functions/{name}/promote", "/api/v1/functions/fan/promote");
+    let _: LiveChanged<Spec> = conforming(s, Method::POST, promote, json_body(json!({"version": 2}))).await;
+    server.stop().await;
+}
