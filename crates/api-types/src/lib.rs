@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod commands;
 mod devices;
 mod diagnose;
 mod error;
@@ -18,9 +19,11 @@ mod functions;
 mod health;
 mod logs;
 mod metrics;
+mod mqtt;
 pub mod openapi;
 mod trace;
 
+pub use commands::{CommandIssued, CommandList};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
@@ -29,4 +32,5 @@ pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, L
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
+pub use mqtt::{DeviceInspection, TimelineEntry};
 pub use trace::{InvocationSummary, Trace};

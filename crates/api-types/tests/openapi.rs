@@ -14,8 +14,9 @@ use glassbox_api_types::{
     Ready, SeriesRange, Subject, Trace, WatchedSeries,
 };
 use glassbox_api_types::{
-    ClearedMessage, DeployedVersion, DevicePage, DeviceSecret, DeviceToggled, FunctionList, FunctionState, Invocations,
-    LiveChanged, LiveDevice, QueueCleared, VersionList, Warned,
+    ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
+    DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
+    VersionList, Warned,
 };
 use glassbox_core::{Data, Event, IdMinter, Invocation, Problem, RecordedEvent, State, StateRecord};
 use serde::Serialize;
@@ -347,6 +348,65 @@ fn function_versions_changes_and_invocations() {
     let invocations = Invocations { invocations: vec![record], truncated: true };
     conforms("get", "/api/v1/functions/{name}/invocations", 200, &invocations);
     reads_back::<Invocations<Value>>(&invocations);
+}
+
+/// A command as the control service answers it.
+fn command() -> Value {
+    json!({
+        "id": "01JD6Y8Q1W3N4ZV7K2M5P9R0SD", "device": "pump-1", "name": "reboot", "payload": {"delay": 5},
+        "issuer": "admin", "idempotency_key": "k-1", "state": "succeeded", "created_at": at(1), "expires_at": at(9),
+        "updated_at": at(2), "correlationid": "01JD6Y8Q1W3N4ZV7K2M5P9R0SD", "response": {"ok": true}, "reason": null,
+    })
+}
+
+#[test]
+fn commands_issued_and_listed() {
+    let issued = CommandIssued { command: command(), duplicate: true };
+    conforms("post", "/api/v1/devices/{id}/commands", 201, &CommandIssued { duplicate: false, ..issued.clone() });
+    conforms("post", "/api/v1/devices/{id}/commands", 200, &issued);
+    reads_back::<CommandIssued<Value>>(&issued);
+    let list = CommandList { commands: vec![command()] };
+    conforms("get", "/api/v1/devices/{id}/commands", 200, &list);
+    reads_back::<CommandList<Value>>(&list);
+    conforms("get", "/api/v1/commands/{id}", 200, &command());
+}
+
+#[test]
+fn a_device_inspected_and_its_session() {
+    let session = json!({
+        "client_id": "pump-1", "device": "pump-1", "connected": true, "since": at(1), "last_disconnect": null,
+        "tls": true, "tls_version": "TLS 1.3", "tls_cipher": "TLS13_AES_256_GCM_SHA384", "expiry_seconds": 3600,
+        "subscriptions": [{"filter": "cmd/#", "qos": 1}], "queued": 0, "queued_bytes": 0,
+        "queue_messages_max": 1000, "queue_bytes_max": 8388608, "queue_policy": "drop_oldest", "inflight": 0,
+        "dropped": 0,
+    });
+    conforms("get", "/api/v1/mqtt/sessions/{client_id}", 200, &session);
+    let liveness = json!({
+        "connected": true, "since": at(1), "last_message": at(2), "cadence_seconds": 60.0,
+        "cadence_source": "declared", "silent": false, "silent_since": null, "silent_reason": null,
+    });
+    let shadow = json!({"device": "pump-1", "desired": {"mode": "eco"}, "reported": {}, "delta": {"mode": "eco"},
+        "version": 2});
+    let connected = TimelineEntry {
+        id: "01JD6Y8Q1W3N4ZV7K2M5P9R0SE".into(),
+        ty: "device.connected".into(),
+        time: at(1),
+        data: json!({"peer": "127.0.0.1:5000", "protocol": 5}),
+    };
+    let inspection = DeviceInspection {
+        device: device(),
+        session: Some(session),
+        liveness: Some(liveness),
+        open_commands: 1,
+        shadow: Some(shadow),
+        last_message: Some(serde_json::to_value(event()).unwrap()),
+        last_refused_publish: None,
+        timeline: vec![connected],
+    };
+    conforms("get", "/api/v1/devices/{id}/inspect", 200, &inspection);
+    reads_back::<DeviceInspection<Value, Value, Value, Value, Value>>(&inspection);
+    let unheard = DeviceInspection { session: None, liveness: None, shadow: None, last_message: None, ..inspection };
+    conforms("get", "/api/v1/devices/{id}/inspect", 200, &unheard);
 }
 
 /// The check itself: the same answer with one field renamed fails it.

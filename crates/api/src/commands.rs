@@ -4,10 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_api_types::{CommandIssued, CommandList};
 use glassbox_core::Problem;
 use glassbox_store::CommandState;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::{JsonBody, Shape};
@@ -35,12 +36,10 @@ pub async fn issue(
     Caller(by): Caller,
     Path(device): Path<String>,
     JsonBody(new): JsonBody<NewCommand>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CommandIssued<Value>>), ApiError> {
     let (command, created) = app.control.issue(&device, new, &by, None).await.map_err(error)?;
-    let mut body = command_json(&command);
-    body["duplicate"] = json!(!created);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(body)))
+    Ok((status, Json(CommandIssued { command: command_json(&command), duplicate: !created })))
 }
 
 #[derive(Deserialize)]
@@ -66,7 +65,7 @@ pub async fn list(
     State(app): State<AppState>,
     Path(device): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandList<Value>>, ApiError> {
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(CommandState::parse(s).ok_or_else(|| {
@@ -77,7 +76,7 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, LIST_MAX);
     let commands = app.control.commands(&device, state, limit).await.map_err(error)?;
-    Ok(Json(json!({ "commands": commands.iter().map(command_json).collect::<Vec<_>>() })))
+    Ok(Json(CommandList { commands: commands.iter().map(command_json).collect() }))
 }
 
 /// `GET /api/v1/commands/{id}`.

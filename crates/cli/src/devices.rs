@@ -140,7 +140,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         }
         DevicesCommand::Inspect(a) => {
             let path = format!("/api/v1/devices/{}/inspect", crate::client::segment(&a.id));
-            let view = a.remote.client()?.get(&path, &[]).await?;
+            let view: crate::inspect::Inspection = a.remote.client()?.fetch(&path, &[]).await?;
             match a.json {
                 true => println!("{}", serde_json::to_string_pretty(&view)?),
                 false => crate::inspect::print(&view),

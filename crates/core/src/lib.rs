@@ -53,7 +53,7 @@ pub use events::platform::{
     ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
 };
 pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
-pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in};
+pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in, payload_of};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};

@@ -53,6 +53,12 @@ impl Server {
         self.post_raw("application/cloudevents+json", event.to_string()).await
     }
 
+    /// POST a JSON `body` to `path`.
+    async fn post_raw_to(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
     /// POST without a body, expecting a JSON answer.
     async fn post_to(&self, path: &str) -> Value {
         self.http.post(self.url(path)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
@@ -586,5 +592,34 @@ async fn function_answers_conform_to_the_openapi_document_and_their_types() {
     assert_eq!((back.from, back.live.version), (Some(2), 1));
     let promote = ("/api/v1/functions/{name}/promote", "/api/v1/functions/fan/promote");
     let _: LiveChanged<Spec> = conforming(s, Method::POST, promote, json_body(json!({"version": 2}))).await;
+    server.stop().await;
+}
+
+/// The commands' and the inspection's real answers conform to
+/// `docs/openapi.json` and read back as their `glassbox_api_types` type.
+#[tokio::test]
+async fn command_and_inspect_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{CommandIssued, CommandList, DeviceInspection};
+    use glassbox_store::Device;
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let (status, _) = server.post_raw_to("/api/v1/devices", json!({"id": "pump-1"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let commands = ("/api/v1/devices/{id}/commands", "/api/v1/devices/pump-1/commands");
+    let new = json!({"name": "reboot", "payload": {"delay": 5}, "idempotency_key": "k-1"});
+    let first: CommandIssued<Value> = conforming(s, Method::POST, commands, json_body(new.clone())).await;
+    let again: CommandIssued<Value> = conforming(s, Method::POST, commands, json_body(new)).await;
+    assert_eq!((first.duplicate, again.duplicate, &again.command["id"]), (false, true, &first.command["id"]));
+    let list: CommandList<Value> = conforming(s, Method::GET, commands, None).await;
+    assert_eq!(list.commands.len(), 1);
+    let id = first.command["id"].as_str().unwrap();
+    let _: Value = conforming(s, Method::GET, ("/api/v1/commands/{id}", &format!("/api/v1/commands/{id}")), None).await;
+    let cancel = ("/api/v1/commands/{id}/cancel", &*format!("/api/v1/commands/{id}/cancel"));
+    let _: Value = conforming(s, Method::POST, cancel, None).await;
+    let inspect = ("/api/v1/devices/{id}/inspect", "/api/v1/devices/pump-1/inspect");
+    let view: DeviceInspection<Device, Value, Value, Value, Value> = conforming(s, Method::GET, inspect, None).await;
+    assert_eq!((view.device.id.as_str(), view.open_commands, view.session), ("pump-1", 0, None));
     server.stop().await;
 }
