@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_api_types::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
-use glassbox_store::Device;
+use glassbox_store::{Device, DeviceQuery};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -100,7 +100,7 @@ pub async fn list(
     let mut after = params.after.clone();
     let mut next_after = None;
     'scan: loop {
-        let batch = app.devices.devices(after.as_deref(), SCAN_STEP).await?;
+        let batch = app.devices.devices(&DeviceQuery::page(after.as_deref(), SCAN_STEP)).await?;
         let exhausted = batch.len() < SCAN_STEP;
         for device in batch {
             after = Some(device.id.clone());

@@ -16,12 +16,11 @@ use chrono::Utc;
 use glassbox_core::{
     CommandQueued, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED, EventId, Principal,
 };
-use glassbox_gateway::codec::Properties;
 use glassbox_store::{CommandRecord, CommandState, StoreError};
 use serde_json::{Value, json};
 
 use super::Control;
-use glassbox_gateway::broker::RESERVED_PREFIX;
+use glassbox_link::RESERVED_PREFIX;
 
 /// The platform component that expires commands, as their expiry's principal.
 const EXPIRY: &str = "command-expiry";
@@ -213,11 +212,6 @@ impl Control {
 
     /// Sends a command to its device and marks it `in_transit`.
     async fn send_command(&self, command: &CommandRecord) {
-        let properties = Properties {
-            response_topic: Some(response_topic(command)),
-            correlation_data: Some(Bytes::from(command.id.clone())),
-            ..Properties::default()
-        };
         let suffix = format!("commands/{}", command.name);
         let body = envelope(command);
         let ty = "device.command.in_transit";
@@ -230,7 +224,8 @@ impl Control {
         if let Err(e) = self.commands.advance_command(&command.id, &from, CommandState::InTransit, None, None).await {
             tracing::error!(command = %command.id, error = %e, "could not mark a command in transit");
         }
-        self.deliver(outgoing, properties).await;
+        let correlation = Some(Bytes::from(command.id.clone()));
+        self.link.deliver(outgoing.into_message(Some(response_topic(command)), correlation)).await;
     }
 
     /// Sends every command waiting for this device (queued, or sent and not

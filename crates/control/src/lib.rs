@@ -32,11 +32,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use glassbox_core::topic::matches;
 use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Principal, Silent};
 use glassbox_devices::ShadowLimits;
-use glassbox_gateway::broker::{Broker, RESERVED_PREFIX, Reserved, WeakBroker};
-use glassbox_gateway::codec::{Properties, QoS};
-use glassbox_gateway::topic::matches;
+use glassbox_link::{DeviceLink, DeviceMessage, RESERVED_PREFIX, Reserved, ReservedPublish};
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 use serde_json::Value;
@@ -53,8 +52,9 @@ pub struct Control {
     devices: Arc<dyn DeviceRegistry>,
     commands: Arc<dyn CommandStore>,
     pipeline: Arc<Pipeline>,
-    /// Weak: the broker holds this service (as its reserved-topic handler).
-    broker: WeakBroker,
+    /// How devices are reached. It must not keep the transport alive: the
+    /// transport holds this service as its reserved-topic handler.
+    link: Arc<dyn DeviceLink>,
     shadow_limits: ShadowLimits,
     command_limits: CommandLimits,
     /// Command messages sent and not yet acknowledged: their event → command id.
@@ -68,7 +68,7 @@ impl Control {
         devices: Arc<dyn DeviceRegistry>,
         commands: Arc<dyn CommandStore>,
         pipeline: Arc<Pipeline>,
-        broker: &Broker,
+        link: Arc<dyn DeviceLink>,
         shadow_limits: ShadowLimits,
         command_limits: CommandLimits,
         liveness: LivenessSettings,
@@ -77,7 +77,7 @@ impl Control {
             devices,
             commands,
             pipeline,
-            broker: broker.downgrade(),
+            link,
             shadow_limits,
             command_limits,
             in_flight: Mutex::new(HashMap::new()),
@@ -156,11 +156,11 @@ impl Control {
     /// recorded as an event of type `ty`.
     async fn send(&self, device: &str, suffix: &str, ty: &str, body: &Value, cause: Option<&str>) {
         if let Some(outgoing) = self.prepare(device, suffix, ty, body, cause).await {
-            self.deliver(outgoing, Properties::default()).await;
+            self.link.deliver(outgoing.into_message(None, None)).await;
         }
     }
 
-    /// Records a message for the device; [`Control::deliver`] sends it. In
+    /// Records a message for the device; the link delivers it. In
     /// between, the caller can note its event id before any answer can come.
     async fn prepare(
         &self,
@@ -175,18 +175,10 @@ impl Control {
         Some(Outgoing { event, topic, payload: Bytes::from(body.to_string()) })
     }
 
-    async fn deliver(&self, outgoing: Outgoing, properties: Properties) {
-        if let Some(broker) = self.broker.upgrade() {
-            let Outgoing { event, topic, payload } = outgoing;
-            broker.deliver(event, &topic, payload, QoS::AtLeastOnce, properties).await;
-        }
-    }
-
     /// Whether the device is connected and subscribed to `topic`: a message
     /// sent now reaches it.
     fn listening(&self, device: &str, topic: &str) -> bool {
-        let session = self.broker.upgrade().and_then(|b| b.session(device));
-        session.is_some_and(|s| s.connected && s.subscriptions.iter().any(|sub| matches(&sub.filter, topic)))
+        self.link.presence(device).is_some_and(|p| p.listens_to(topic))
     }
 }
 
@@ -195,6 +187,12 @@ struct Outgoing {
     event: EventId,
     topic: String,
     payload: Bytes,
+}
+
+impl Outgoing {
+    fn into_message(self, response_topic: Option<String>, correlation: Option<Bytes>) -> DeviceMessage {
+        DeviceMessage { event: self.event, topic: self.topic, payload: self.payload, response_topic, correlation }
+    }
 }
 
 fn draft(device: &str, ty: &str, subject: Option<String>, data: &impl Serialize, cause: Option<&str>) -> Draft {
@@ -235,15 +233,8 @@ async fn watch(control: Weak<Control>, mut events: glassbox_bus::Consumer) {
 
 #[async_trait]
 impl Reserved for Control {
-    async fn published(
-        &self,
-        device: &str,
-        by: &Principal,
-        rest: &str,
-        payload: &[u8],
-        correlation: Option<&[u8]>,
-        event: EventId,
-    ) {
+    async fn published(&self, published: ReservedPublish<'_>) {
+        let ReservedPublish { device, by, rest, payload, correlation, event } = published;
         match rest {
             "shadow/update" => self.mqtt_shadow_update(device, by, payload, event).await,
             "shadow/get" => self.mqtt_shadow_get(device, event).await,

@@ -18,7 +18,7 @@ use glassbox_core::{
     DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
     DEVICE_UPDATED, DisconnectReason, Draft, Principal, QueueCleared, RegistryChanged, secrets, validate_device_id,
 };
-use glassbox_gateway::broker::{Broker, Cleared};
+use glassbox_link::{Cleared, DeviceLink};
 use glassbox_store::{Device, DeviceRegistry, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -35,7 +35,7 @@ const SECRET_PREFIX: &str = "gbxd_";
 
 pub struct Registry {
     devices: Arc<dyn DeviceRegistry>,
-    broker: Broker,
+    link: Arc<dyn DeviceLink>,
     control: Arc<Control>,
     pipeline: Arc<Pipeline>,
 }
@@ -82,11 +82,11 @@ pub struct Toggled {
 impl Registry {
     pub fn new(
         devices: Arc<dyn DeviceRegistry>,
-        broker: Broker,
+        link: Arc<dyn DeviceLink>,
         control: Arc<Control>,
         pipeline: Arc<Pipeline>,
     ) -> Self {
-        Self { devices, broker, control, pipeline }
+        Self { devices, link, control, pipeline }
     }
 
     /// Registers device `id` with a new secret.
@@ -122,7 +122,7 @@ impl Registry {
         by: &Principal,
     ) -> Result<Changed<Toggled>, RegistryError> {
         let device = self.devices.set_device_disabled(id, disabled).await?.ok_or_else(|| unknown(id))?;
-        let disconnected = disabled.then(|| self.broker.disconnect(id, DisconnectReason::DeviceDisabled));
+        let disconnected = disabled.then(|| self.link.disconnect(id, DisconnectReason::DeviceDisabled));
         let ty = if disabled { DEVICE_DISABLED } else { DEVICE_ENABLED };
         let unrecorded = self.record(id, ty, &RegistryChanged::by(by)).await;
         Ok(Changed { value: Toggled { device, disconnected }, unrecorded })
@@ -133,7 +133,7 @@ impl Registry {
     pub async fn rotate_secret(&self, id: &str, by: &Principal) -> Result<Changed<WithSecret>, RegistryError> {
         let (secret, hash) = secrets::mint(SECRET_PREFIX);
         let device = self.devices.set_device_secret(id, hash).await?.ok_or_else(|| unknown(id))?;
-        let disconnected = Some(self.broker.disconnect(id, DisconnectReason::Administrative));
+        let disconnected = Some(self.link.disconnect(id, DisconnectReason::Administrative));
         let unrecorded = self.record(id, DEVICE_SECRET_ROTATED, &RegistryChanged::by(by)).await;
         Ok(Changed { value: WithSecret { device, secret, disconnected }, unrecorded })
     }
@@ -141,7 +141,7 @@ impl Registry {
     /// Removes a device and ends its session; its recorded events stay.
     pub async fn delete(&self, id: &str, by: &Principal) -> Result<Changed<Device>, RegistryError> {
         let device = self.devices.delete_device(id).await?.ok_or_else(|| unknown(id))?;
-        self.broker.end_session(id, "the device was deleted").await;
+        self.link.end_session(id, "the device was deleted").await;
         let unrecorded = self.record(id, DEVICE_DELETED, &RegistryChanged::by(by)).await;
         Ok(Changed { value: device, unrecorded })
     }
@@ -151,7 +151,7 @@ impl Registry {
     /// broker holds no session for it.
     pub async fn clear_queue(&self, id: &str, by: &Principal) -> Result<Changed<Option<Cleared>>, RegistryError> {
         self.devices.device(id).await?.ok_or_else(|| unknown(id))?;
-        let cleared = self.broker.clear_queue(id, by).await;
+        let cleared = self.link.clear_queue(id, by).await;
         let data = QueueCleared {
             actor: by.label(),
             principal: by.clone(),

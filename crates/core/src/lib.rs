@@ -25,6 +25,7 @@ mod lifecycle;
 mod principal;
 mod query;
 pub mod secrets;
+pub mod topic;
 mod trace_context;
 
 pub use deploys::{
@@ -60,4 +61,4 @@ pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causati
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
-pub use trace_context::TraceParent;
+pub use trace_context::{SpanKey, TraceParent};

@@ -84,3 +84,41 @@ mod tests {
         assert_eq!(TraceParent::parse(&tp.to_string()), Ok(tp));
     }
 }
+
+/// The secret span ids are derived with, so that a span id is random to
+/// whoever lacks it (it says nothing of the event id, and no event id can be
+/// guessed from it) and the same each time for parent links. Kept by the
+/// platform across restarts; OTLP spans and outbound `traceparent`s use it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SpanKey([u8; 32]);
+
+impl SpanKey {
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        Self(key)
+    }
+
+    /// The span id of event `id`: a keyed hash of it, never 0.
+    pub fn span_id(&self, id: EventId) -> u64 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new().chain_update(self.0).chain_update(id.0.to_be_bytes()).finalize();
+        u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()).max(1)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// A key as [`SpanKey::to_hex`] wrote it; `None` if it is not one.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text, &mut key).ok().map(|()| Self(key))
+    }
+}
+
+impl fmt::Debug for SpanKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpanKey([redacted])")
+    }
+}

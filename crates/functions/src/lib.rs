@@ -135,6 +135,8 @@ struct Live {
     instances: Instances,
     /// Where its outbound requests may go (parsed once, at load).
     egress: glassbox_runtime::Outbound,
+    /// Derives the parent span of its outbound requests' `traceparent`.
+    span_key: glassbox_core::SpanKey,
     slots: Arc<Semaphore>,
     /// Events waiting for it (bounded by [`QUEUE_MAX`]; full: the backlog).
     queue: tokio::sync::mpsc::Sender<Job>,
@@ -203,7 +205,10 @@ impl Live {
     /// What an invocation on `recorded` may reach, with the chain's
     /// `traceparent` for the hosts that opted in.
     fn outbound(&self, recorded: &RecordedEvent) -> glassbox_runtime::Outbound {
-        glassbox_runtime::Outbound { traceparent: Some(outbound_traceparent(recorded)), ..self.egress.clone() }
+        glassbox_runtime::Outbound {
+            traceparent: Some(outbound_traceparent(recorded, &self.span_key)),
+            ..self.egress.clone()
+        }
     }
 
     /// How many queued events the next batch takes: about [`BATCH_TARGET`]
@@ -389,6 +394,7 @@ impl Functions {
             slots: Arc::new(Semaphore::new(spec.concurrency as usize)),
             instances: self.runtime.instances(&compiled, spec.reuse()),
             egress: spec.outbound(None),
+            span_key: self.pipeline.span_key(),
             compiled,
             version,
             spec,
@@ -636,10 +642,10 @@ fn fits_world(world: World, triggers: &[spec::Trigger]) -> Result<(), String> {
 
 /// The `traceparent` an outbound request carries (to the hosts that opted
 /// in): the chain's trace, with the triggering event's span as the parent.
-fn outbound_traceparent(recorded: &RecordedEvent) -> String {
+fn outbound_traceparent(recorded: &RecordedEvent, key: &glassbox_core::SpanKey) -> String {
     let event = &recorded.event;
     let chain = event.traceparent.as_deref().and_then(|t| TraceParent::parse(t).ok());
-    let parent_id = glassbox_telemetry::otlp::span_id(event.id);
+    let parent_id = key.span_id(event.id);
     let trace = match chain {
         Some(tp) => TraceParent { parent_id, ..tp },
         None => TraceParent { parent_id, ..TraceParent::for_origin(event.id) },

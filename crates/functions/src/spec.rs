@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use glassbox_core::topic::{matches, parse_filter};
 use glassbox_core::{DEVICE_MESSAGE, SCHEDULE_FIRED, TypePattern};
-use glassbox_gateway::topic::{matches, parse_filter};
 use serde::{Deserialize, Serialize};
 
 mod schedule;

@@ -9,7 +9,7 @@ use crate::topic::matches;
 
 /// Topics under which the platform talks with each device (shadows,
 /// commands): `$glassbox/devices/<id>/…`, open to that device.
-pub const RESERVED_PREFIX: &str = "$glassbox/devices/";
+pub use glassbox_link::RESERVED_PREFIX;
 
 /// What a connected client is, for access control: a device (by its id),
 /// an operator, or an anonymous client (open mode only). Who acts, for the

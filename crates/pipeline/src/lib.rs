@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 
 use chrono::Utc;
 use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
-use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, State};
+use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, SpanKey, State};
 use glassbox_store::{Appended, EventStore, Ingress, StoreError, Transition};
 
 use crate::metrics::Counters;
@@ -25,6 +25,7 @@ pub struct Pipeline {
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
     minter: IdMinter,
+    span_key: SpanKey,
     node: String,
     pub counters: Arc<Counters>,
     /// Where delivery ends (delivered, dropped) are copied: metrics, export.
@@ -33,9 +34,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String, span_key: SpanKey) -> Self {
         let transitions_taps = std::sync::RwLock::default();
-        Self { store, bus, minter: IdMinter::new(), node, counters: Arc::default(), transitions_taps }
+        Self { store, bus, minter: IdMinter::new(), node, span_key, counters: Arc::default(), transitions_taps }
+    }
+
+    /// The key the spans of this platform's traces are derived with.
+    pub fn span_key(&self) -> SpanKey {
+        self.span_key
     }
 
     /// Copies every delivery's end (or only the drops) to `tap` from now

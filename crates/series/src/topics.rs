@@ -5,7 +5,7 @@
 //! than hash buckets: a bucket says nothing an operator can act on, and
 //! one device could still spread its traffic over all of them.
 
-use glassbox_gateway::topic;
+use glassbox_core::topic;
 
 /// The label of a topic no template matches (and of a folded series).
 pub const OTHER: &str = "other";

@@ -83,9 +83,9 @@ pub async fn start_with_log(
     let sqlite_functions = sqlite.clone();
     let devices: Arc<dyn DeviceRegistry> = sqlite;
     let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
-    otlp::load_span_key(store.as_ref()).await;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
-    let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone()));
+    let span_key = otlp::load_span_key(store.as_ref()).await;
+    let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone(), span_key));
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
     let series = Arc::new(glassbox_series::Series::new(
@@ -153,7 +153,7 @@ pub async fn start_with_log(
         devices.clone(),
         commands,
         pipeline.clone(),
-        &broker,
+        Arc::new(broker.downgrade()),
         config.control.shadow_limits(),
         glassbox_control::CommandLimits::default(),
         config.control.liveness(),
@@ -170,8 +170,12 @@ pub async fn start_with_log(
     .await
     .context("starting the function runtime")?;
     let stopping_functions = functions.clone();
-    let registry =
-        Arc::new(glassbox_control::Registry::new(devices.clone(), broker.clone(), control.clone(), pipeline.clone()));
+    let registry = Arc::new(glassbox_control::Registry::new(
+        devices.clone(),
+        Arc::new(broker.clone()),
+        control.clone(),
+        pipeline.clone(),
+    ));
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
     metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use glassbox_store::StoreError;
-use glassbox_store::devices::{Device, SecretHash};
+use glassbox_store::devices::{Device, DeviceQuery, SecretHash};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{from_micros, micros};
@@ -61,10 +61,21 @@ pub(super) fn shadow(conn: &Connection, id: &str) -> rusqlite::Result<Option<(u6
         .optional()
 }
 
-pub(super) fn list(conn: &Connection, after: Option<&str>, limit: usize) -> rusqlite::Result<Vec<Device>> {
-    let sql = format!("SELECT {COLUMNS} FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2");
+/// One page of devices. The filters read the metadata JSON row by row (no
+/// index): a listing pages through the registry in id order anyway.
+pub(super) fn list(conn: &Connection, query: &DeviceQuery) -> rusqlite::Result<Vec<Device>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices WHERE id > ?1
+           AND (?3 IS NULL OR json_extract(meta, '$.group') = ?3)
+           AND (?4 IS NULL OR json_extract(meta, '$.owner') = ?4)
+           AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(meta, '$.tags') WHERE key = ?5 AND value = ?6))
+         ORDER BY id LIMIT ?2"
+    );
+    let (tag_key, tag_value) = query.tag.clone().unzip();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], device_row)?;
+    let args =
+        params![query.after.as_deref().unwrap_or(""), query.limit as i64, query.group, query.owner, tag_key, tag_value];
+    let rows = stmt.query_map(args, device_row)?;
     rows.map(|r| r.map(|(device, _)| device)).collect()
 }
 

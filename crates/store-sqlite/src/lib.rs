@@ -363,9 +363,9 @@ impl DeviceRegistry for SqliteStore {
         self.read(move |conn| devices::credentials(conn, &id)).await
     }
 
-    async fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<Device>, StoreError> {
-        let after = after.map(str::to_string);
-        self.read(move |conn| devices::list(conn, after.as_deref(), limit)).await
+    async fn devices(&self, query: &glassbox_store::DeviceQuery) -> Result<Vec<Device>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| devices::list(conn, &query)).await
     }
 
     async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError> {

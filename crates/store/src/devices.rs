@@ -32,6 +32,38 @@ pub struct DeviceMeta {
     pub cadence_seconds: Option<u64>,
 }
 
+/// Which devices to list: one page in id order, narrowed by what operators
+/// said about them. Every field set must match (and); unset fields match all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Only ids after this one (the previous page's last id).
+    pub after: Option<String>,
+    /// At most this many devices.
+    pub limit: usize,
+    /// Only devices in this group.
+    pub group: Option<String>,
+    /// Only devices with this tag `(key, value)`.
+    pub tag: Option<(String, String)>,
+    /// Only devices of this owner.
+    pub owner: Option<String>,
+}
+
+impl DeviceQuery {
+    /// The first `limit` devices, unfiltered.
+    pub fn page(after: Option<&str>, limit: usize) -> Self {
+        Self { after: after.map(str::to_string), limit, ..Self::default() }
+    }
+
+    /// Whether `device` matches the query's filters (not its page bounds):
+    /// what every implementation must agree with.
+    pub fn matches(&self, device: &Device) -> bool {
+        let meta = &device.meta;
+        self.group.as_ref().is_none_or(|g| meta.group.as_ref() == Some(g))
+            && self.owner.as_ref().is_none_or(|o| meta.owner.as_ref() == Some(o))
+            && self.tag.as_ref().is_none_or(|(k, v)| meta.tags.get(k) == Some(v))
+    }
+}
+
 /// A device secret's hash (minted and checked with `glassbox_core::secrets`);
 /// the secret itself is never stored.
 pub use glassbox_core::secrets::SecretHash;
@@ -47,8 +79,8 @@ pub trait DeviceRegistry: Send + Sync + 'static {
     /// The device and its secret hash, for authentication.
     async fn device_credentials(&self, id: &str) -> Result<Option<(Device, SecretHash)>, StoreError>;
 
-    /// Devices in id order, after `after`, at most `limit`.
-    async fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<Device>, StoreError>;
+    /// Devices matching `query`, in id order, one page.
+    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<Device>, StoreError>;
 
     /// `None` if there is no such device.
     async fn set_device_disabled(&self, id: &str, disabled: bool) -> Result<Option<Device>, StoreError>;

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
 pub use commands::{CommandRecord, CommandState, CommandStore};
-pub use devices::{Device, DeviceMeta, DeviceRegistry, SecretHash};
+pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};
 pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use glassbox_core::secrets::{matches as secret_matches, mint};
-use glassbox_store::{DeviceMeta, StoreError};
+use glassbox_store::{DeviceMeta, DeviceQuery, StoreError};
 
 use crate::Factory;
 
@@ -25,9 +25,10 @@ pub async fn the_device_registry_creates_disables_rotates_and_deletes(factory: &
     assert!(secret_matches(rotated.as_bytes(), &stored) && !secret_matches(secret.as_bytes(), &stored));
 
     store.create_device("pump-2", mint("gbxd_").1).await.unwrap();
-    let ids: Vec<String> = store.devices(None, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    let ids: Vec<String> =
+        store.devices(&DeviceQuery::page(None, 10)).await.unwrap().into_iter().map(|d| d.id).collect();
     assert_eq!(ids, ["pump-2", "thermo-1"]);
-    assert_eq!(store.devices(Some("pump-2"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.devices(&DeviceQuery::page(Some("pump-2"), 10)).await.unwrap().len(), 1);
     assert_eq!(store.delete_device("pump-2").await.unwrap().unwrap().id, "pump-2");
     assert!(store.delete_device("pump-2").await.unwrap().is_none());
     assert!(store.device("pump-2").await.unwrap().is_none());
@@ -65,4 +66,47 @@ pub async fn device_metadata_is_replaced_whole(factory: &impl Factory) {
     store.set_device_meta("d1", smaller.clone()).await.unwrap();
     assert_eq!(store.device("d1").await.unwrap().unwrap().meta, smaller, "nothing of the old metadata is left");
     assert!(store.set_device_meta("nobody", meta).await.unwrap().is_none());
+}
+
+/// Group, owner and tag filters narrow a page, together, and agree with
+/// [`DeviceQuery::matches`]; a tag key is matched as it is, quotes and dots
+/// included.
+pub async fn devices_are_listed_by_group_owner_and_tag(factory: &impl Factory) {
+    let store = factory.devices().await;
+    let meta = |group: &str, owner: &str, tags: &[(&str, &str)]| DeviceMeta {
+        group: Some(group.into()),
+        owner: Some(owner.into()),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..DeviceMeta::default()
+    };
+    let fleet = [
+        ("a-1", meta("north", "ana", &[("site", "oslo"), ("a.\"b", "x")])),
+        ("a-2", meta("north", "bo", &[("site", "bergen")])),
+        ("a-3", meta("south", "ana", &[("site", "oslo")])),
+    ];
+    for (id, meta) in &fleet {
+        store.create_device(id, mint("gbxd_").1).await.unwrap();
+        store.set_device_meta(id, meta.clone()).await.unwrap();
+    }
+    store.create_device("a-4", mint("gbxd_").1).await.unwrap();
+    let tag = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
+    let cases = [
+        (DeviceQuery { group: Some("north".into()), ..DeviceQuery::page(None, 10) }, vec!["a-1", "a-2"]),
+        (DeviceQuery { owner: Some("ana".into()), ..DeviceQuery::page(None, 10) }, vec!["a-1", "a-3"]),
+        (DeviceQuery { tag: tag("site", "oslo"), ..DeviceQuery::page(None, 10) }, vec!["a-1", "a-3"]),
+        (DeviceQuery { tag: tag("a.\"b", "x"), ..DeviceQuery::page(None, 10) }, vec!["a-1"]),
+        (
+            DeviceQuery { tag: tag("site", "oslo"), group: Some("south".into()), ..DeviceQuery::page(None, 10) },
+            vec!["a-3"],
+        ),
+        (DeviceQuery { owner: Some("ana".into()), ..DeviceQuery::page(Some("a-1"), 10) }, vec!["a-3"]),
+        (DeviceQuery { group: Some("north".into()), ..DeviceQuery::page(None, 1) }, vec!["a-1"]),
+        (DeviceQuery { group: Some("west".into()), ..DeviceQuery::page(None, 10) }, vec![]),
+    ];
+    for (query, expected) in cases {
+        let found = store.devices(&query).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, expected, "{query:?}");
+        assert!(found.iter().all(|d| query.matches(d)), "{query:?}");
+    }
 }

@@ -96,6 +96,7 @@ macro_rules! conformance {
                 the_device_registry_creates_disables_rotates_and_deletes,
                 shadows_are_written_only_over_the_version_they_were_read_at,
                 device_metadata_is_replaced_whole,
+                devices_are_listed_by_group_owner_and_tag,
             ],
             commands: [
                 commands_are_idempotent_by_key_and_change_state_only_from_expected_states,

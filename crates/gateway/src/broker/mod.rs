@@ -57,31 +57,8 @@ const DRAIN_KILLED_WAIT: Duration = Duration::from_secs(1);
 /// The publisher name of messages the platform sends ([`Broker::publish`]).
 pub(crate) const PLATFORM: &str = "$glassbox";
 
-/// The platform's side of the reserved topics `$glassbox/devices/<id>/…`
-/// (shadows, commands): told what devices publish there and when they
-/// connect or subscribe, it answers through [`Broker::publish`].
-#[async_trait]
-pub trait Reserved: Send + Sync + 'static {
-    /// Device `device`, logged in as `by`, published `payload` on
-    /// `$glassbox/devices/<device>/<rest>`, recorded as `event`;
-    /// `correlation` is its 5.0 correlation data.
-    async fn published(
-        &self,
-        device: &str,
-        by: &glassbox_core::Principal,
-        rest: &str,
-        payload: &[u8],
-        correlation: Option<&[u8]>,
-        event: glassbox_core::EventId,
-    );
-    /// The device, logged in as `by`, acknowledged (PUBACK, PUBREC) a
-    /// message the platform sent it with [`Broker::publish`], recorded as `event`.
-    async fn acknowledged(&self, device: &str, by: &glassbox_core::Principal, event: glassbox_core::EventId);
-    /// The device connected (and its session is ready to receive).
-    async fn connected(&self, device: &str);
-    /// The device subscribed to `filter` under its reserved topics.
-    async fn subscribed(&self, device: &str, filter: &str);
-}
+pub use glassbox_link::Reserved;
+use glassbox_link::{DeviceLink, DeviceMessage, Presence};
 
 /// What happens when a session's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -322,6 +299,69 @@ pub struct WeakBroker(std::sync::Weak<Shared>);
 impl WeakBroker {
     pub fn upgrade(&self) -> Option<Broker> {
         self.0.upgrade().map(|shared| Broker { shared })
+    }
+}
+
+/// The broker as the services' link to devices.
+#[async_trait]
+impl DeviceLink for Broker {
+    async fn deliver(&self, message: DeviceMessage) {
+        let properties = crate::codec::Properties {
+            response_topic: message.response_topic,
+            correlation_data: message.correlation,
+            ..Default::default()
+        };
+        Broker::deliver(self, message.event, &message.topic, message.payload, QoS::AtLeastOnce, properties).await;
+    }
+
+    fn presence(&self, device: &str) -> Option<Presence> {
+        let session = self.session(device)?;
+        Some(Presence {
+            connected: session.connected,
+            filters: session.subscriptions.into_iter().map(|s| s.filter).collect(),
+        })
+    }
+
+    fn disconnect(&self, device: &str, reason: DisconnectReason) -> bool {
+        Broker::disconnect(self, device, reason)
+    }
+
+    async fn end_session(&self, device: &str, why: &str) {
+        Broker::end_session(self, device, why).await;
+    }
+
+    async fn clear_queue(&self, device: &str, by: &glassbox_core::Principal) -> Option<Cleared> {
+        Broker::clear_queue(self, device, by).await
+    }
+}
+
+/// A link that does not keep the broker alive, for a service the broker
+/// holds as its [`Reserved`] handler; once the broker is gone it reaches
+/// no one.
+#[async_trait]
+impl DeviceLink for WeakBroker {
+    async fn deliver(&self, message: DeviceMessage) {
+        if let Some(broker) = self.upgrade() {
+            DeviceLink::deliver(&broker, message).await;
+        }
+    }
+
+    fn presence(&self, device: &str) -> Option<Presence> {
+        self.upgrade()?.presence(device)
+    }
+
+    fn disconnect(&self, device: &str, reason: DisconnectReason) -> bool {
+        self.upgrade().is_some_and(|b| b.disconnect(device, reason))
+    }
+
+    async fn end_session(&self, device: &str, why: &str) {
+        if let Some(broker) = self.upgrade() {
+            broker.end_session(device, why).await;
+        }
+    }
+
+    async fn clear_queue(&self, device: &str, by: &glassbox_core::Principal) -> Option<Cleared> {
+        self.upgrade()?.clear_queue(device, by).await
     }
 }
 

@@ -26,21 +26,7 @@ use crate::codec::{Protocol, Publish, QoS};
 /// recorded as dropped).
 pub const CLEARED_LISTED_MAX: usize = 20;
 
-/// What clearing a queue dropped: how many, and the first of them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cleared {
-    pub count: usize,
-    /// The oldest [`CLEARED_LISTED_MAX`], oldest first.
-    pub messages: Vec<ClearedMessage>,
-}
-
-/// One cleared message: its event, topic and payload size.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClearedMessage {
-    pub event: String,
-    pub topic: String,
-    pub bytes: usize,
-}
+pub use glassbox_link::{Cleared, ClearedMessage};
 
 /// Session expiry meaning "never" (3.1.1 persistent sessions, 5.0 0xFFFFFFFF).
 pub(crate) const NEVER: u32 = u32::MAX;

@@ -22,7 +22,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{DEVICE_MESSAGE, EventId, FUNCTION_INVOKED, Invocation, RecordedEvent, State, TraceParent};
+use glassbox_core::{
+    DEVICE_MESSAGE, EventId, FUNCTION_INVOKED, Invocation, RecordedEvent, SpanKey, State, TraceParent,
+};
 use glassbox_store::Transition;
 use tokio::sync::mpsc;
 
@@ -55,6 +57,7 @@ pub struct ExportStats {
 pub struct Exporter {
     queue: mpsc::Sender<Item>,
     pub stats: Arc<ExportStats>,
+    key: SpanKey,
 }
 
 impl Exporter {
@@ -64,7 +67,7 @@ impl Exporter {
         match config.endpoint.as_str() {
             "" => Ok(None),
             url if url.starts_with("http://") || url.starts_with("https://") => {
-                Ok(Some(Self::start(url, &config.service_name, pipeline)))
+                Ok(Some(Self::start(url, &config.service_name, pipeline, pipeline.span_key())))
             }
             other => {
                 Err(format!("otel.endpoint {other:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)"))
@@ -73,10 +76,10 @@ impl Exporter {
     }
 
     /// Starts exporting to `endpoint` (e.g. `http://127.0.0.1:4318`).
-    fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>) -> Arc<Self> {
+    fn start(endpoint: &str, service: &str, pipeline: &Arc<Pipeline>, key: SpanKey) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_MAX);
         let stats = Arc::new(ExportStats::default());
-        let exporter = Arc::new(Self { queue, stats: stats.clone() });
+        let exporter = Arc::new(Self { queue, stats: stats.clone(), key });
         let (transitions_tx, transitions) = mpsc::channel(QUEUE_MAX);
         pipeline.tap_transitions(transitions_tx, false);
         let endpoint = endpoint.trim_end_matches('/').to_string();
@@ -122,41 +125,20 @@ impl glassbox_pipeline::metrics::Collector for Exporter {
 
 /// The settings key holding the secret span ids are derived with.
 const SPAN_KEY_SETTING: &str = "otlp.span_key";
-/// That secret: random, kept in the store so a chain spanning a restart
-/// keeps its parents. Until [`load_span_key`] runs, a random one.
-static SPAN_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
 
-/// Loads (or creates, at first start) the secret span ids are derived with.
-pub async fn load_span_key(store: &dyn glassbox_store::EventStore) {
-    let stored = store.setting(SPAN_KEY_SETTING).await.ok().flatten().and_then(|hex_key| {
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(hex_key, &mut key).ok().map(|()| key)
-    });
-    let key = match stored {
-        Some(key) => key,
-        None => {
-            let key = random_key();
-            let _ = store.put_setting(SPAN_KEY_SETTING, &hex::encode(key)).await;
-            key
-        }
-    };
-    let _ = SPAN_KEY.set(key);
-}
-
-fn random_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+/// Loads the key span ids are derived with, or makes one and stores it for
+/// the next start (so a chain spanning a restart keeps its parents). A store
+/// that cannot keep it costs only those parent links.
+pub async fn load_span_key(store: &dyn glassbox_store::EventStore) -> SpanKey {
+    let stored = store.setting(SPAN_KEY_SETTING).await.ok().flatten();
+    if let Some(key) = stored.as_deref().and_then(SpanKey::from_hex) {
+        return key;
+    }
+    let key = SpanKey::random();
+    if let Err(e) = store.put_setting(SPAN_KEY_SETTING, &key.to_hex()).await {
+        tracing::warn!(error = %e, "could not keep the span key: spans after a restart lose their parents");
+    }
     key
-}
-
-/// The span id of an event: a keyed hash of its id, random to whoever
-/// lacks the key (a span id says nothing of the event id, and no event id
-/// can be guessed from one), and the same each time for parent links.
-pub fn span_id(id: EventId) -> u64 {
-    use sha2::Digest;
-    let key = SPAN_KEY.get_or_init(random_key);
-    let digest = sha2::Sha256::new().chain_update(key).chain_update(id.0.to_be_bytes()).finalize();
-    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()).max(1)
 }
 
 fn nanos(at: DateTime<Utc>) -> u64 {
@@ -164,12 +146,12 @@ fn nanos(at: DateTime<Utc>) -> u64 {
 }
 
 /// The chain's trace and, for an event without a cause, the caller's span.
-fn trace_of(recorded: &RecordedEvent) -> (u128, Option<u64>) {
+fn trace_of(recorded: &RecordedEvent, key: &SpanKey) -> (u128, Option<u64>) {
     let event = &recorded.event;
     let parsed = event.traceparent.as_deref().and_then(|tp| TraceParent::parse(tp).ok());
     let trace = parsed.map_or(event.id.0, |tp| tp.trace_id);
     let parent = match (&event.causationid, parsed) {
-        (Some(cause), _) => cause.parse::<EventId>().ok().map(span_id),
+        (Some(cause), _) => cause.parse::<EventId>().ok().map(|cause| key.span_id(cause)),
         // Minted at this origin: the parent id is the event's own span.
         (None, Some(tp)) if tp.parent_id != TraceParent::for_origin(event.id).parent_id => Some(tp.parent_id),
         (None, _) => None,
@@ -177,7 +159,7 @@ fn trace_of(recorded: &RecordedEvent) -> (u128, Option<u64>) {
     (trace, parent)
 }
 
-fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Span {
+fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>, key: &SpanKey) -> Span {
     let event = &recorded.event;
     let at = recorded.states.first().map_or(event.time, |s| s.at);
     let mut attributes = vec![
@@ -196,7 +178,7 @@ fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Spa
     let kind = if parent.is_none() || event.ty == DEVICE_MESSAGE { SpanKind::Server } else { SpanKind::Producer };
     Span {
         trace_id: trace,
-        span_id: span_id(event.id),
+        span_id: key.span_id(event.id),
         parent_span_id: parent,
         name: event.ty.clone(),
         kind,
@@ -208,11 +190,16 @@ fn event_span(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Spa
 }
 
 /// An invocation's span (on its `function.invoked` record's id) and its log lines.
-fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Option<(Span, Vec<LogRecord>)> {
+fn invocation(
+    recorded: &RecordedEvent,
+    trace: u128,
+    parent: Option<u64>,
+    spans: &SpanKey,
+) -> Option<(Span, Vec<LogRecord>)> {
     let invocation: Invocation = recorded.payload().ok()?;
     let key = &invocation.key;
     let start = invocation.start;
-    let id = span_id(recorded.event.id);
+    let id = spans.span_id(recorded.event.id);
     let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
     // Microseconds after the start, as recorded (a forged huge value saturates).
     let after = |us: u64| nanos(start).saturating_add(us.saturating_mul(1000));
@@ -258,7 +245,7 @@ fn invocation(recorded: &RecordedEvent, trace: u128, parent: Option<u64>) -> Opt
 }
 
 /// A delivery's span: from in transit to delivered or dropped.
-fn delivery(t: &Transition, trace: u128) -> Span {
+fn delivery(t: &Transition, trace: u128, key: &SpanKey) -> Span {
     let target = t.target.clone().unwrap_or_default();
     let dropped = t.state == State::Dropped;
     let mut attributes = vec![("messaging.destination.name", Value::Str(target.clone()))];
@@ -268,8 +255,8 @@ fn delivery(t: &Transition, trace: u128) -> Span {
     Span {
         trace_id: trace,
         // Unique per (event, target): the event's span id mixed with the target's hash.
-        span_id: (span_id(t.event) ^ fnv(&target)).max(1),
-        parent_span_id: Some(span_id(t.event)),
+        span_id: (key.span_id(t.event) ^ fnv(&target)).max(1),
+        parent_span_id: Some(key.span_id(t.event)),
         name: format!("deliver {target}"),
         kind: SpanKind::Producer,
         start_ns: nanos(t.in_transit_at.unwrap_or(t.at)),
@@ -306,7 +293,7 @@ async fn convert_loop(
                 let Some(t) = transition else { return };
                 let Some(exporter) = exporter.upgrade() else { return };
                 match traces.get(&t.event) {
-                    Some(trace) => exporter.offer(Item::Span(delivery(&t, *trace))),
+                    Some(trace) => exporter.offer(Item::Span(delivery(&t, *trace, &exporter.key))),
                     None => { exporter.stats.dropped.fetch_add(1, Ordering::Relaxed); }
                 }
             }
@@ -317,18 +304,18 @@ async fn convert_loop(
 impl Exporter {
     /// Offers an event's span (an invocation's, with its log records).
     fn convert(&self, recorded: &RecordedEvent, traces: &mut HashMap<EventId, u128>) {
-        let (trace, parent) = trace_of(recorded);
+        let (trace, parent) = trace_of(recorded, &self.key);
         if traces.len() >= TRACES_CACHED_MAX {
             traces.clear();
         }
         traces.insert(recorded.event.id, trace);
         if recorded.event.ty == FUNCTION_INVOKED
-            && let Some((span, logs)) = invocation(recorded, trace, parent)
+            && let Some((span, logs)) = invocation(recorded, trace, parent, &self.key)
         {
             self.offer(Item::Span(span));
             logs.into_iter().for_each(|l| self.offer(Item::Log(l)));
         } else {
-            self.offer(Item::Span(event_span(recorded, trace, parent)));
+            self.offer(Item::Span(event_span(recorded, trace, parent, &self.key)));
         }
     }
 }
@@ -408,6 +395,8 @@ mod tests {
     #[test]
     fn span_ids_are_not_derived_from_event_ids() {
         let ids: Vec<EventId> = (0..64).map(|_| EventId::new()).collect();
+        let key = SpanKey::random();
+        let span_id = |id| key.span_id(id);
         for id in &ids {
             assert_ne!(span_id(*id), id.0 as u64, "a span id is the event id's low bits");
             assert_ne!(span_id(*id), (id.0 >> 64) as u64);
@@ -415,5 +404,6 @@ mod tests {
         }
         let distinct: std::collections::HashSet<u64> = ids.iter().map(|id| span_id(*id)).collect();
         assert_eq!(distinct.len(), ids.len());
+        assert_ne!(SpanKey::random().span_id(ids[0]), span_id(ids[0]), "another key, other span ids");
     }
 }

@@ -235,9 +235,15 @@ impl Connection {
         }
         for (rest, publish, event) in routed.reserved {
             if let (Some(handler), Some(by)) = (self.shared.reserved.get(), &self.principal) {
-                let device = self.device().unwrap_or_default().to_string();
-                let correlation = publish.properties.correlation_data.as_deref();
-                handler.published(&device, by, &rest, &publish.payload, correlation, event).await;
+                let published = glassbox_link::ReservedPublish {
+                    device: self.device().unwrap_or_default(),
+                    by,
+                    rest: &rest,
+                    payload: &publish.payload,
+                    correlation: publish.properties.correlation_data.as_deref(),
+                    event,
+                };
+                handler.published(published).await;
             }
         }
         answered

@@ -1,0 +1,122 @@
+//! The port between the services and the device transport.
+//!
+//! The control plane reaches devices through [`DeviceLink`] (deliver a
+//! recorded message, see whether a device is listening, close or end its
+//! session, clear its queue) and hears from their reserved topics through
+//! [`Reserved`]. The MQTT gateway implements the first and calls the second;
+//! neither side names the other's types, so services stay below the
+//! transport, and a cluster can put a link that routes to the node holding a
+//! device's session behind the same trait.
+//!
+//! Owns no state and no I/O: only the contract.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use glassbox_core::{DisconnectReason, EventId, Principal};
+use serde::Serialize;
+
+/// The topics the platform and a device talk on:
+/// `$glassbox/devices/<id>/<rest>`.
+pub const RESERVED_PREFIX: &str = "$glassbox/devices/";
+
+/// The reserved topic `rest` of `device`.
+pub fn reserved_topic(device: &str, rest: &str) -> String {
+    format!("{RESERVED_PREFIX}{device}/{rest}")
+}
+
+/// A message from the platform to a device, already recorded as `event`;
+/// delivered at QoS 1 to the topic's subscribers like any PUBLISH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMessage {
+    pub event: EventId,
+    pub topic: String,
+    pub payload: Bytes,
+    /// Where the device should answer (MQTT 5 response topic).
+    pub response_topic: Option<String>,
+    /// What the device's answer must carry back (MQTT 5 correlation data).
+    pub correlation: Option<Bytes>,
+}
+
+/// Whether a device can hear a message sent now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Presence {
+    pub connected: bool,
+    /// The filters its session subscribes to.
+    pub filters: Vec<String>,
+}
+
+impl Presence {
+    /// Connected and subscribed to a filter matching `topic`.
+    pub fn listens_to(&self, topic: &str) -> bool {
+        self.connected && self.filters.iter().any(|f| glassbox_core::topic::matches(f, topic))
+    }
+}
+
+/// What clearing a queue dropped: how many, and the first of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cleared {
+    pub count: usize,
+    /// The oldest ones (a bounded list), oldest first.
+    pub messages: Vec<ClearedMessage>,
+}
+
+/// One cleared message: its event, topic and payload size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClearedMessage {
+    pub event: String,
+    pub topic: String,
+    pub bytes: usize,
+}
+
+/// What services may ask of the transport that holds devices' sessions.
+#[async_trait]
+pub trait DeviceLink: Send + Sync + 'static {
+    /// Delivers `message`; resolves once what it queued for stored sessions
+    /// is stored. A link that is gone (stopping) drops it: the message is
+    /// recorded, and a durable command is sent again on the next connect.
+    async fn deliver(&self, message: DeviceMessage);
+
+    /// The device's presence; `None` when no session is held for it.
+    fn presence(&self, device: &str) -> Option<Presence>;
+
+    /// Closes the device's connection at once with `reason`; true if it
+    /// was connected.
+    fn disconnect(&self, device: &str, reason: DisconnectReason) -> bool;
+
+    /// Ends the device's session, queue and all (its device was deleted).
+    async fn end_session(&self, device: &str, why: &str);
+
+    /// Clears the device's queue of messages not yet sent, each drop naming
+    /// `by`; `None` when no session is held for it.
+    async fn clear_queue(&self, device: &str, by: &Principal) -> Option<Cleared>;
+}
+
+/// The platform's side of the reserved topics: the transport calls it for
+/// what a device does there.
+#[async_trait]
+pub trait Reserved: Send + Sync + 'static {
+    /// Device `device`, logged in as `by`, published `payload` on
+    /// `$glassbox/devices/<device>/<rest>`, recorded as `event`;
+    /// `correlation` is its 5.0 correlation data.
+    async fn published(&self, published: ReservedPublish<'_>);
+    /// The device, logged in as `by`, acknowledged (PUBACK, PUBREC) a
+    /// message the platform sent it with [`DeviceLink::deliver`], recorded
+    /// as `event`.
+    async fn acknowledged(&self, device: &str, by: &Principal, event: EventId);
+    /// The device connected (and its session is ready to receive).
+    async fn connected(&self, device: &str);
+    /// The device subscribed to `filter` under its reserved topics.
+    async fn subscribed(&self, device: &str, filter: &str);
+}
+
+/// A PUBLISH a device made on one of its reserved topics.
+#[derive(Debug, Clone, Copy)]
+pub struct ReservedPublish<'a> {
+    pub device: &'a str,
+    pub by: &'a Principal,
+    /// The topic after `$glassbox/devices/<device>/`.
+    pub rest: &'a str,
+    pub payload: &'a [u8],
+    pub correlation: Option<&'a [u8]>,
+    pub event: EventId,
+}
