@@ -7,8 +7,6 @@
 //! handlers take it with the [`Caller`] extractor and hand it to every
 //! service method that changes something.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -16,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use glassbox_core::secrets::{self, SecretHash};
 use glassbox_core::{AuthMethod, Principal, PrincipalKind};
-use glassbox_store::{EventStore, StoreError};
+use glassbox_store::{SettingStore, StoreError};
 
 use super::error::{internal, too_many};
 use super::serve::Peer;
@@ -93,7 +91,7 @@ pub struct AdminToken {
 
 /// Loads the admin token's hash, replacing it with `configured` when given,
 /// or generating a token on first start.
-pub async fn admin_token(store: &Arc<dyn EventStore>, configured: Option<&str>) -> Result<AdminToken, StoreError> {
+pub async fn admin_token(store: &dyn SettingStore, configured: Option<&str>) -> Result<AdminToken, StoreError> {
     let (stored_hex, generated) = match configured {
         Some(token) => (hex::encode(secrets::hash(token.as_bytes())), None),
         None => match store.setting(ADMIN_TOKEN_KEY).await? {

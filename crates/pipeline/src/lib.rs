@@ -16,13 +16,15 @@ use std::sync::{Arc, Weak};
 use chrono::Utc;
 use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
 use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, SpanKey, State};
-use glassbox_store::{Appended, EventStore, Ingress, StoreError, Transition};
+use glassbox_store::{Appended, EventStore, Ingress, SettingStore, StoreError, Transition};
 
 use crate::metrics::Counters;
 
 /// The one way into the recorder: see the crate docs.
 pub struct Pipeline {
     store: Arc<dyn EventStore>,
+    /// Where durable consumers keep their cursors.
+    settings: Arc<dyn SettingStore>,
     bus: Arc<dyn Bus>,
     minter: IdMinter,
     span_key: SpanKey,
@@ -34,9 +36,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, node: String, span_key: SpanKey) -> Self {
-        let transitions_taps = std::sync::RwLock::default();
-        Self { store, bus, minter: IdMinter::new(), node, span_key, counters: Arc::default(), transitions_taps }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        settings: Arc<dyn SettingStore>,
+        bus: Arc<dyn Bus>,
+        node: String,
+        span_key: SpanKey,
+    ) -> Self {
+        let (minter, counters, transitions_taps) = (IdMinter::new(), Arc::default(), std::sync::RwLock::default());
+        Self { store, settings, bus, minter, node, span_key, counters, transitions_taps }
     }
 
     /// The key the spans of this platform's traces are derived with.
@@ -133,9 +141,9 @@ impl Backlog for Recorded {
     }
 }
 
-/// Durable consumers' cursors, kept in the recorder's settings as
+/// Durable consumers' cursors, kept in the platform's settings as
 /// `<consumer>.position`.
-struct SavedCursors(Arc<dyn EventStore>);
+struct SavedCursors(Arc<dyn SettingStore>);
 
 #[async_trait::async_trait]
 impl Cursors for SavedCursors {
@@ -152,7 +160,7 @@ impl Cursors for SavedCursors {
 impl Pipeline {
     /// Where durable consumers keep their cursors.
     pub fn cursors(&self) -> Arc<dyn Cursors> {
-        Arc::new(SavedCursors(self.store.clone()))
+        Arc::new(SavedCursors(self.settings.clone()))
     }
 
     /// A consumer named `name` of what is recorded from now on (see

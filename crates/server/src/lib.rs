@@ -14,7 +14,7 @@ use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention};
+use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SettingStore};
 use glassbox_store_sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_telemetry::logs::PlatformLog;
 use glassbox_telemetry::otlp;
@@ -81,11 +81,12 @@ pub async fn start_with_log(
     let store: Arc<dyn EventStore> = sqlite.clone();
     let commands: Arc<dyn CommandStore> = sqlite.clone();
     let sqlite_functions = sqlite.clone();
+    let settings: Arc<dyn SettingStore> = sqlite.clone();
     let devices: Arc<dyn DeviceRegistry> = sqlite;
-    let token = api::admin_token(&store, admin_token).await.context("setting up the admin token")?;
+    let token = api::admin_token(settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
-    let span_key = otlp::load_span_key(store.as_ref()).await;
-    let pipeline = Arc::new(Pipeline::new(store.clone(), bus, config.node.clone(), span_key));
+    let span_key = otlp::load_span_key(settings.as_ref()).await;
+    let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone(), bus, config.node.clone(), span_key));
     let metric_store =
         SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
     let series = Arc::new(glassbox_series::Series::new(
@@ -106,7 +107,7 @@ pub async fn start_with_log(
         }
         false => None,
     };
-    journal_config(&config, &pipeline).await;
+    journal_config(&config, &pipeline, settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
@@ -273,7 +274,7 @@ impl glassbox_gateway::broker::Recorder for Ingress {
 /// Records a `config.changed` event when this start's configuration differs
 /// from the last start's (which keys, from what, to what), so diagnosis can
 /// rank a configuration change as a cause like any other change.
-async fn journal_config(config: &Config, pipeline: &Pipeline) {
+async fn journal_config(config: &Config, pipeline: &Pipeline, store: &dyn SettingStore) {
     /// The setting the last start's configuration is kept under (not an event).
     const KEY: &str = "config.snapshot";
     let mut now = BTreeMap::new();
@@ -284,7 +285,6 @@ async fn journal_config(config: &Config, pipeline: &Pipeline) {
             *secret = format!("sha256:{}", hex::encode(sha2::Sha256::digest(secret.as_bytes())));
         }
     }
-    let store = pipeline.store();
     let before: Option<BTreeMap<String, Value>> =
         store.setting(KEY).await.ok().flatten().and_then(|text| serde_json::from_str(&text).ok());
     if let Some(before) = before {

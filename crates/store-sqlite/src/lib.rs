@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, StoreError, StoreStatus, Transition,
+    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -286,17 +286,6 @@ impl EventStore for SqliteStore {
         self.read(move |conn| read::chain(conn, &correlationid, limit)).await
     }
 
-    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = key.to_string();
-        self.read(move |conn| read::setting(conn, &key)).await
-    }
-
-    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let (reply, answered) = oneshot::channel();
-        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
-        answer(answered).await
-    }
-
     async fn status(&self) -> StoreStatus {
         let s = &self.shared;
         let (commit_seconds_buckets, commit_seconds_sum) = s.commit_seconds.snapshot();
@@ -343,6 +332,21 @@ impl SqliteStore {
     async fn device_write(&self, op: DeviceOp) -> Result<Option<Device>, StoreError> {
         let (reply, answered) = oneshot::channel();
         self.send(Command::Device { op, reply }).await?;
+        answer(answered).await
+    }
+}
+
+/// Settings live in the recorder's file, written through its writer.
+#[async_trait]
+impl SettingStore for SqliteStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| read::setting(conn, &key)).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (reply, answered) = oneshot::channel();
+        self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
         answer(answered).await
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore};
+use glassbox_store::{
+    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore, SettingStore,
+};
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_testkit::{Factory, Fresh};
 use tempfile::TempDir;
@@ -52,6 +54,11 @@ impl Factory for Sqlite {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = SqliteMetrics::open(dir.path(), Retention::default()).expect("the metric store opens");
         Fresh::new(Arc::new(store), dir)
+    }
+
+    async fn settings(&self) -> Fresh<dyn SettingStore> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(store, dir)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use glassbox_core::{Data, Event, EventQuery, IdMinter, State};
-use glassbox_store::{EventStore, Ingress, StoreError, Transition};
+use glassbox_store::{EventStore, Ingress, SettingStore, StoreError, Transition};
 use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
 use glassbox_testkit::events::{event, ingress};
 use serde_json::value::RawValue;

@@ -24,6 +24,7 @@ pub mod devices;
 pub mod functions;
 pub mod metrics;
 pub mod sessions;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};
 pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};
 pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
+pub use settings::SettingStore;
 
 /// An event arriving at the recorder: the event and its `received` record.
 ///
@@ -216,11 +218,6 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Every event of a correlation chain (at most `limit`), oldest first.
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError>;
-
-    /// A small persistent setting (e.g. the admin token's hash).
-    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
-
-    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
     /// How the store is doing, for readiness and `/metrics`.
     async fn status(&self) -> StoreStatus;

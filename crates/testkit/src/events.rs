@@ -290,16 +290,6 @@ pub async fn queries_see_every_acknowledged_append_at_once(factory: &impl Factor
     }
 }
 
-pub async fn a_setting_reads_back_the_last_value_put(factory: &impl Factory) {
-    let store = factory.events().await;
-    assert_eq!(store.setting("admin.token").await.unwrap(), None);
-    store.put_setting("admin.token", "first").await.unwrap();
-    store.put_setting("admin.token", "second").await.unwrap();
-    store.put_setting("other", "x").await.unwrap();
-    assert_eq!(store.setting("admin.token").await.unwrap().as_deref(), Some("second"));
-    assert_eq!(store.setting("other").await.unwrap().as_deref(), Some("x"));
-}
-
 pub async fn status_names_the_backend_and_counts_what_was_recorded(factory: &impl Factory) {
     let store = factory.events().await;
     let minter = IdMinter::new();

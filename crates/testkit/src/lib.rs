@@ -21,13 +21,16 @@ pub mod events;
 pub mod functions;
 pub mod metrics;
 pub mod sessions;
+pub mod settings;
 
 use std::any::Any;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore};
+use glassbox_store::{
+    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
+};
 
 /// The node name a factory's event store records on every state.
 pub const NODE: &str = "local";
@@ -45,6 +48,7 @@ pub trait Factory: Send + Sync {
     async fn functions(&self) -> Fresh<dyn FunctionStore>;
     async fn sessions(&self) -> Fresh<dyn SessionStore>;
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
+    async fn settings(&self) -> Fresh<dyn SettingStore>;
 }
 
 /// A store made for one case, with what must outlive it (a temporary
@@ -89,7 +93,6 @@ macro_rules! conformance {
                 get_many_returns_the_events_that_exist_in_id_order_without_states,
                 read_after_walks_forward_oldest_first_without_states,
                 queries_see_every_acknowledged_append_at_once,
-                a_setting_reads_back_the_last_value_put,
                 status_names_the_backend_and_counts_what_was_recorded,
             ],
             devices: [
@@ -116,6 +119,9 @@ macro_rules! conformance {
             metrics: [
                 buckets_merge_roll_up_and_expire,
                 range_selects_series_by_prefix_and_time,
+            ],
+            settings: [
+                a_setting_reads_back_the_last_value_put,
             ],
         );
     };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use glassbox_core::{Data, Draft, EventQuery, IdMinter};
-use glassbox_store::{EventStore, Ingress};
+use glassbox_store::{EventStore, Ingress, SettingStore};
 use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
 use rand::Rng;
 use serde_json::value::RawValue;
@@ -50,18 +50,21 @@ const SAMPLE_MAX: usize = 20_000;
 pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(
+    let sqlite = Arc::new(SqliteStore::open(
         &dir,
         RecorderSettings { retention: Duration::ZERO, ..RecorderSettings::default() },
     )?);
+    // How many events a reused directory holds already.
+    let counted: Arc<dyn SettingStore> = sqlite.clone();
+    let store: Arc<dyn EventStore> = sqlite;
     let workload = Arc::new(Workload::new(&args)?);
 
     let mut sample = read_sample(&dir);
-    let present: u64 = store.setting("bench.events").await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let present: u64 = counted.setting("bench.events").await?.and_then(|s| s.parse().ok()).unwrap_or(0);
     if present < args.size {
         let started = Instant::now();
         let filled = prefill(&store, &workload, args.size - present, &mut sample).await?;
-        store.put_setting("bench.events", &(present + filled).to_string()).await?;
+        counted.put_setting("bench.events", &(present + filled).to_string()).await?;
         std::fs::write(dir.join(SAMPLE_FILE), sample.join("\n")).context("saving the chain sample")?;
         println!("prefill: {filled} events in {:.1} s", started.elapsed().as_secs_f64());
     }
@@ -86,7 +89,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.batch,
         args.events as f64 / commits.max(1) as f64
     );
-    store.put_setting("bench.events", &(present.max(args.size) + args.events).to_string()).await?;
+    counted.put_setting("bench.events", &(present.max(args.size) + args.events).to_string()).await?;
 
     let chain = time_lookups(args.lookups, &sample, |corr| {
         let store = store.clone();

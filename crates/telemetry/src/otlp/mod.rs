@@ -129,7 +129,7 @@ const SPAN_KEY_SETTING: &str = "otlp.span_key";
 /// Loads the key span ids are derived with, or makes one and stores it for
 /// the next start (so a chain spanning a restart keeps its parents). A store
 /// that cannot keep it costs only those parent links.
-pub async fn load_span_key(store: &dyn glassbox_store::EventStore) -> SpanKey {
+pub async fn load_span_key(store: &dyn glassbox_store::SettingStore) -> SpanKey {
     let stored = store.setting(SPAN_KEY_SETTING).await.ok().flatten();
     if let Some(key) = stored.as_deref().and_then(SpanKey::from_hex) {
         return key;
