@@ -2,6 +2,7 @@
 # Glassbox's gateway and Mosquitto side by side, same load generator, same
 # machine: `glassbox bench mqtt` against each, alternating, RUNS times.
 # Usage: scripts/bench-mqtt.sh [RUNS]   (needs a release build and mosquitto)
+# BIN=path/to/glassbox picks the build (default target/release/glassbox).
 # BASE_BIN=path/to/an/older/glassbox adds that build as a third broker in the
 # same alternation, to measure what a change costs ("glassbox-base" lines).
 # Prints each run's figures line, with the CPU seconds the broker and the
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-BIN=target/release/glassbox
+BIN=${BIN:-target/release/glassbox}
 TOKEN=gbx_bench_token_0123456789
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT

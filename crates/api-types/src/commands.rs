@@ -1,5 +1,8 @@
-//! A durable command as the API answers it (`/api/v1/commands/{id}`, a
-//! device's command list, an issue or a cancel).
+//! `/api/v1/devices/{id}/commands` and `/api/v1/commands/{id}`: durable
+//! device commands. [`CommandView`] is a command as answered (its record
+//! with payload and response as JSON, built by `glassbox_control::command_view`);
+//! the wrappers are generic over the command `C` so a client may read it
+//! as it likes.
 
 use chrono::{DateTime, Utc};
 use glassbox_core::CommandState;
@@ -27,4 +30,20 @@ pub struct CommandView {
     pub response: Option<Value>,
     /// Why it ended as it did, in words.
     pub reason: Option<String>,
+}
+
+/// `POST /api/v1/devices/{id}/commands`: the command, 201 when issued now,
+/// or 200 with the earlier one and `duplicate` true for an idempotency key
+/// used before (nothing is sent again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandIssued<C> {
+    #[serde(flatten)]
+    pub command: C,
+    pub duplicate: bool,
+}
+
+/// `GET /api/v1/devices/{id}/commands`: the device's commands, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandList<C> {
+    pub commands: Vec<C>,
 }

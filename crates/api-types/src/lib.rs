@@ -11,20 +11,26 @@
 //! Only serde here: no web framework, no runtime.
 
 mod commands;
+mod devices;
 mod diagnose;
 mod error;
 mod events;
+mod functions;
 mod health;
 mod logs;
 mod metrics;
+mod mqtt;
 pub mod openapi;
 mod trace;
 
-pub use commands::CommandView;
+pub use commands::{CommandIssued, CommandList, CommandView};
+pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
+pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
+pub use mqtt::{DeviceInspection, TimelineEntry};
 pub use trace::{InvocationSummary, Trace};

@@ -13,6 +13,11 @@ use glassbox_api_types::{
     InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange, Metrics, Page, Point,
     Ready, SeriesRange, Subject, Trace, WatchedSeries,
 };
+use glassbox_api_types::{
+    ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
+    DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
+    VersionList, Warned,
+};
 use glassbox_core::{Data, Event, IdMinter, Invocation, Problem, RecordedEvent, State, StateRecord};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -84,7 +89,11 @@ fn event() -> RecordedEvent {
 }
 
 fn invocation() -> InvocationSummary {
-    let invocation: Invocation = serde_json::from_value(json!({
+    InvocationSummary::new("01JD6Y8Q1W3N4ZV7K2M5P9R0SC".into(), &invocation_record())
+}
+
+fn invocation_record() -> Invocation {
+    serde_json::from_value(json!({
         "function": "thermostat", "version": 3, "digest": "sha256:ab", "event_id": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST",
         "attempt": 1, "outcome": "failed", "replay_of": "01JD6Y8Q1W3N4ZV7K2M5P9R0SA", "error": "trap",
         "start": "2026-11-25T10:04:01Z", "cold": true, "instantiate_us": 900, "wall_us": 1500, "cpu_us": 700,
@@ -97,8 +106,7 @@ fn invocation() -> InvocationSummary {
                      "traceparent": true, "at_us": 30 }],
         "http": { "method": "POST", "path": "/hooks/t", "route": "/hooks/t", "status": 200, "response_bytes": 2 },
     }))
-    .expect("an invocation record");
-    InvocationSummary::new("01JD6Y8Q1W3N4ZV7K2M5P9R0SC".into(), &invocation)
+    .expect("an invocation record")
 }
 
 #[test]
@@ -251,6 +259,154 @@ fn a_diagnosis_and_anomalies() {
     reads_back::<Diagnosis>(&diagnosis);
     reads_back::<Anomalies>(&Anomalies { anomalies: vec![episode(Some(at(9)), Some("silent".into()))] });
     conforms("get", "/api/v1/anomalies", 200, &Anomalies { anomalies: vec![episode(None, None)] });
+}
+
+/// A device record as the registry serialises it (the server's `D`).
+fn device() -> Value {
+    json!({
+        "id": "pump-1", "disabled": false, "created_at": at(1), "updated_at": at(2),
+        "tags": {"site": "north"}, "group": "pumps", "owner": null, "attributes": {"fw": "1.2"},
+        "cadence_seconds": 60,
+    })
+}
+
+#[test]
+fn the_device_registry_answers() {
+    conforms("get", "/api/v1/devices/{id}", 200, &device());
+    let secret = DeviceSecret { device: device(), secret: "s3cret".into(), disconnected: Some(true) };
+    let created = Warned::new(DeviceSecret { disconnected: None, ..secret.clone() }, None);
+    conforms("post", "/api/v1/devices", 201, &created);
+    reads_back::<Warned<DeviceSecret<Value>>>(&created);
+    let rotated = Warned::new(secret, Some("not recorded: store unavailable".into()));
+    conforms("post", "/api/v1/devices/{id}/secret", 200, &rotated);
+    reads_back::<Warned<DeviceSecret<Value>>>(&rotated);
+    let live = LiveDevice { device: device(), connected: true, silent: false };
+    let page = DevicePage { devices: vec![live.clone()], next_after: Some("pump-1".into()) };
+    conforms("get", "/api/v1/devices", 200, &page);
+    conforms("get", "/api/v1/devices", 200, &DevicePage::<Value> { devices: vec![], next_after: None });
+    reads_back::<DevicePage<Value>>(&page);
+    let updated = Warned::new(live, Some("not recorded".into()));
+    conforms("patch", "/api/v1/devices/{id}", 200, &updated);
+    reads_back::<Warned<LiveDevice<Value>>>(&updated);
+    let disabled = Warned::new(DeviceToggled { device: device(), disconnected: Some(false) }, None);
+    conforms("post", "/api/v1/devices/{id}/disable", 200, &disabled);
+    conforms("post", "/api/v1/devices/{id}/enable", 200, &disabled);
+    reads_back::<Warned<DeviceToggled<Value>>>(&disabled);
+    let message = ClearedMessage { event: IdMinter::new().mint().to_string(), topic: "cmd/pump-1".into(), bytes: 12 };
+    let cleared = QueueCleared { device: "pump-1".into(), cleared: 3, session: true, messages: vec![message] };
+    let cleared = Warned::new(cleared, None);
+    conforms("delete", "/api/v1/devices/{id}/queue", 200, &cleared);
+    reads_back::<Warned<QueueCleared>>(&cleared);
+}
+
+/// A version as the server answers it: its spec as stored.
+fn version(version: u32, live: bool) -> DeployedVersion<Value> {
+    let spec = json!({"triggers": ["event:order.created"], "timeout_ms": 5000, "memory_bytes": 67108864,
+        "concurrency": 8, "hop_limit": 16, "feature": null, "retries": 2, "max_age_ms": 3600000,
+        "rate_per_second": null, "reuse": 1000, "egress": ["api.example.com"]});
+    DeployedVersion {
+        name: "fan".into(),
+        version,
+        digest: "sha256:ab".into(),
+        spec,
+        deployed_at: at(3),
+        deployed_by: "admin".into(),
+        live,
+    }
+}
+
+#[test]
+fn function_versions_changes_and_invocations() {
+    conforms("post", "/api/v1/functions/{name}", 201, &version(2, true));
+    reads_back::<DeployedVersion<Value>>(&version(2, true));
+    let list = FunctionList { functions: vec![version(2, true)] };
+    conforms("get", "/api/v1/functions", 200, &list);
+    reads_back::<FunctionList<Value>>(&list);
+    let versions = VersionList { versions: vec![version(2, true), version(1, false)] };
+    conforms("get", "/api/v1/functions/{name}/versions", 200, &versions);
+    reads_back::<VersionList<Value>>(&versions);
+    let in_flight = json!({"queued": 1, "retrying": 0, "running": 2, "waiting": 0});
+    let live = FunctionState {
+        name: "fan".into(),
+        state: "live".into(),
+        live: Some(version(2, true)),
+        live_since: Some(at(4)),
+        versions: 2,
+        latest: 2,
+        in_flight: Some(in_flight),
+    };
+    conforms("get", "/api/v1/functions/{name}", 200, &live);
+    reads_back::<FunctionState<Value, Value>>(&live);
+    let deleted = FunctionState { state: "deleted".into(), live: None, live_since: None, in_flight: None, ..live };
+    conforms("get", "/api/v1/functions/{name}", 200, &deleted);
+    let change = LiveChanged { function: "fan".into(), changed: true, from: Some(2), live: version(1, true) };
+    conforms("post", "/api/v1/functions/{name}/rollback", 200, &change);
+    conforms("post", "/api/v1/functions/{name}/promote", 200, &LiveChanged { from: None, ..change.clone() });
+    reads_back::<LiveChanged<Value>>(&change);
+    let mut record = serde_json::to_value(invocation_record()).unwrap();
+    record["id"] = json!("01JD6Y8Q1W3N4ZV7K2M5P9R0SC");
+    let invocations = Invocations { invocations: vec![record], truncated: true };
+    conforms("get", "/api/v1/functions/{name}/invocations", 200, &invocations);
+    reads_back::<Invocations<Value>>(&invocations);
+}
+
+/// A command as the control service answers it.
+fn command() -> Value {
+    json!({
+        "id": "01JD6Y8Q1W3N4ZV7K2M5P9R0SD", "device": "pump-1", "name": "reboot", "payload": {"delay": 5},
+        "issuer": "admin", "idempotency_key": "k-1", "state": "succeeded", "created_at": at(1), "expires_at": at(9),
+        "updated_at": at(2), "correlationid": "01JD6Y8Q1W3N4ZV7K2M5P9R0SD", "response": {"ok": true}, "reason": null,
+    })
+}
+
+#[test]
+fn commands_issued_and_listed() {
+    let issued = CommandIssued { command: command(), duplicate: true };
+    conforms("post", "/api/v1/devices/{id}/commands", 201, &CommandIssued { duplicate: false, ..issued.clone() });
+    conforms("post", "/api/v1/devices/{id}/commands", 200, &issued);
+    reads_back::<CommandIssued<Value>>(&issued);
+    let list = CommandList { commands: vec![command()] };
+    conforms("get", "/api/v1/devices/{id}/commands", 200, &list);
+    reads_back::<CommandList<Value>>(&list);
+    conforms("get", "/api/v1/commands/{id}", 200, &command());
+}
+
+#[test]
+fn a_device_inspected_and_its_session() {
+    let session = json!({
+        "client_id": "pump-1", "device": "pump-1", "connected": true, "since": at(1), "last_disconnect": null,
+        "tls": true, "tls_version": "TLS 1.3", "tls_cipher": "TLS13_AES_256_GCM_SHA384", "expiry_seconds": 3600,
+        "subscriptions": [{"filter": "cmd/#", "qos": 1}], "queued": 0, "queued_bytes": 0,
+        "queue_messages_max": 1000, "queue_bytes_max": 8388608, "queue_policy": "drop_oldest", "inflight": 0,
+        "dropped": 0,
+    });
+    conforms("get", "/api/v1/mqtt/sessions/{client_id}", 200, &session);
+    let liveness = json!({
+        "connected": true, "since": at(1), "last_message": at(2), "cadence_seconds": 60.0,
+        "cadence_source": "declared", "silent": false, "silent_since": null, "silent_reason": null,
+    });
+    let shadow = json!({"device": "pump-1", "desired": {"mode": "eco"}, "reported": {}, "delta": {"mode": "eco"},
+        "version": 2});
+    let connected = TimelineEntry {
+        id: "01JD6Y8Q1W3N4ZV7K2M5P9R0SE".into(),
+        ty: "device.connected".into(),
+        time: at(1),
+        data: json!({"peer": "127.0.0.1:5000", "protocol": 5}),
+    };
+    let inspection = DeviceInspection {
+        device: device(),
+        session: Some(session),
+        liveness: Some(liveness),
+        open_commands: 1,
+        shadow: Some(shadow),
+        last_message: Some(serde_json::to_value(event()).unwrap()),
+        last_refused_publish: None,
+        timeline: vec![connected],
+    };
+    conforms("get", "/api/v1/devices/{id}/inspect", 200, &inspection);
+    reads_back::<DeviceInspection<Value, Value, Value, Value, Value>>(&inspection);
+    let unheard = DeviceInspection { session: None, liveness: None, shadow: None, last_message: None, ..inspection };
+    conforms("get", "/api/v1/devices/{id}/inspect", 200, &unheard);
 }
 
 /// The check itself: the same answer with one field renamed fails it.

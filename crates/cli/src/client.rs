@@ -70,12 +70,28 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<Value> {
+        self.post_bytes_as(path, query, content_type, body).await
+    }
+
+    /// POST raw bytes with query pairs, expecting the answer `T`.
+    pub async fn post_bytes_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
         let request = self.http.post(self.url(path)).query(query).header(reqwest::header::CONTENT_TYPE, content_type);
         json(self.send(self.authorized(request.body(body))).await?).await
     }
 
     /// PATCH a JSON body, expecting JSON.
     pub async fn patch(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        self.patch_as(path, body).await
+    }
+
+    /// PATCH a JSON body, expecting the answer `T`.
+    pub async fn patch_as<T: DeserializeOwned>(&self, path: &str, body: String) -> anyhow::Result<T> {
         let request = self.authorized(
             self.http.patch(self.url(path)).header(reqwest::header::CONTENT_TYPE, "application/json").body(body),
         );
@@ -87,8 +103,8 @@ impl Client {
         self.send(self.authorized(self.http.delete(self.url(path)))).await.map(drop)
     }
 
-    /// DELETE `path`, answered with JSON.
-    pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
+    /// DELETE `path`, answered with `T`.
+    pub async fn delete_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         json(self.send(self.authorized(self.http.delete(self.url(path)))).await?).await
     }
 

@@ -2,6 +2,7 @@
 //! shared with `glassbox devices shadow`.
 
 use anyhow::{Context, bail};
+use glassbox_api_types::{CommandIssued, CommandList};
 use serde_json::{Map, Value, json};
 
 use crate::Remote;
@@ -141,13 +142,12 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
                 query.push(("state", state.clone()));
             }
             let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.device));
-            let page = a.remote.client()?.get(&path, &query).await?;
-            let commands = page["commands"].as_array().cloned().unwrap_or_default();
+            let page: CommandList<Value> = a.remote.client()?.fetch(&path, &query).await?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&commands)?);
+                println!("{}", serde_json::to_string_pretty(&page.commands)?);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = commands.iter().map(command_row).collect();
+            let rows: Vec<Vec<String>> = page.commands.iter().map(command_row).collect();
             crate::render::table(&["ID", "NAME", "STATE", "CREATED", "UPDATED", "REASON"], &rows);
             Ok(())
         }
@@ -173,10 +173,12 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
         false => None,
     };
     let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.id));
-    let command = client.post(&path, "application/json", body.to_string()).await?;
-    if command["duplicate"] == true && !a.json {
+    let issued: CommandIssued<Value> = client.post_as(&path, "application/json", body.to_string()).await?;
+    if issued.duplicate && !a.json {
         eprintln!("this idempotency key was used before: showing that command; nothing was sent again");
     }
+    // Shown whole, as answered (`duplicate` included).
+    let command = serde_json::to_value(&issued)?;
     match steps {
         Some(steps) => wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await,
         None => print_command(&command, a.json),

@@ -1,5 +1,8 @@
 //! `glassbox devices …`: the device registry.
 
+use glassbox_api_types::{DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
+use glassbox_store::Device;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Remote;
@@ -115,20 +118,20 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
     match command {
         DevicesCommand::Create(a) => {
             let body = json!({ "id": a.id }).to_string();
-            let device = a.remote.client()?.post("/api/v1/devices", "application/json", body).await?;
+            let device = a.remote.client()?.post_as("/api/v1/devices", "application/json", body).await?;
             print_with_secret(&device, a.json)
         }
         DevicesCommand::List(a) => list(a).await,
         DevicesCommand::Get(a) => {
-            let device =
-                a.remote.client()?.get(&format!("/api/v1/devices/{}", crate::client::segment(&a.id)), &[]).await?;
-            print_device(&device, a.json)
+            let path = format!("/api/v1/devices/{}", crate::client::segment(&a.id));
+            let device: Device = a.remote.client()?.fetch(&path, &[]).await?;
+            print_device(&device, row(&device, None), a.json)
         }
         DevicesCommand::Set(a) => {
             let body = meta_patch(&a)?;
             let path = format!("/api/v1/devices/{}", crate::client::segment(&a.id));
-            let device = a.remote.client()?.patch(&path, body.to_string()).await?;
-            print_device(&device, a.json)
+            let device: Warned<LiveDevice<Device>> = a.remote.client()?.patch_as(&path, body.to_string()).await?;
+            print_device(&device, row(&device.answer.device, Some(&device.answer)), a.json)
         }
         DevicesCommand::Shadow(a) => {
             let path = format!("/api/v1/devices/{}/shadow", crate::client::segment(&a.id));
@@ -137,7 +140,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         }
         DevicesCommand::Inspect(a) => {
             let path = format!("/api/v1/devices/{}/inspect", crate::client::segment(&a.id));
-            let view = a.remote.client()?.get(&path, &[]).await?;
+            let view: crate::inspect::Inspection = a.remote.client()?.fetch(&path, &[]).await?;
             match a.json {
                 true => println!("{}", serde_json::to_string_pretty(&view)?),
                 false => crate::inspect::print(&view),
@@ -148,18 +151,18 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         DevicesCommand::Enable(a) => action(a, "enable").await,
         DevicesCommand::RotateSecret(a) => {
             let path = format!("/api/v1/devices/{}/secret", crate::client::segment(&a.id));
-            let device = a.remote.client()?.post(&path, "application/json", String::new()).await?;
+            let device = a.remote.client()?.post_as(&path, "application/json", String::new()).await?;
             print_with_secret(&device, a.json)
         }
         DevicesCommand::ClearQueue(a) => {
             let path = format!("/api/v1/devices/{}/queue", crate::client::segment(&a.id));
-            let answer = a.remote.client()?.delete_json(&path).await?;
-            match (a.json, answer["session"] == true) {
-                (true, _) => println!("{answer}"),
-                (false, true) => print_cleared(&answer, &a.id),
+            let answer: Warned<QueueCleared> = a.remote.client()?.delete_as(&path).await?;
+            match (a.json, answer.answer.session) {
+                (true, _) => println!("{}", serde_json::to_string(&answer)?),
+                (false, true) => print_cleared(&answer.answer, &a.id),
                 (false, false) => println!("{} has no session, so nothing was queued", a.id),
             }
-            if let Some(warning) = answer["warning"].as_str() {
+            if let Some(warning) = &answer.warning {
                 eprintln!("warning: {warning}");
             }
             Ok(())
@@ -177,8 +180,9 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
 
 async fn action(a: IdArgs, verb: &str) -> anyhow::Result<()> {
     let path = format!("/api/v1/devices/{}/{verb}", crate::client::segment(&a.id));
-    let device = a.remote.client()?.post(&path, "application/json", String::new()).await?;
-    print_device(&device, a.json)
+    let device: Warned<DeviceToggled<Device>> =
+        a.remote.client()?.post_as(&path, "application/json", String::new()).await?;
+    print_device(&device, row(&device.answer.device, None), a.json)
 }
 
 async fn list(a: ListArgs) -> anyhow::Result<()> {
@@ -198,15 +202,14 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
     if a.silent {
         query.push(("silent", "true".into()));
     }
-    let page = a.remote.client()?.get("/api/v1/devices", &query).await?;
-    let devices = page["devices"].as_array().cloned().unwrap_or_default();
+    let page: DevicePage<Device> = a.remote.client()?.fetch("/api/v1/devices", &query).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&devices)?);
+        println!("{}", serde_json::to_string_pretty(&page.devices)?);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = devices.iter().map(row).collect();
+    let rows: Vec<Vec<String>> = page.devices.iter().map(|d| row(&d.device, Some(d))).collect();
     render::table(&HEADERS, &rows);
-    if let Some(next) = page["next_after"].as_str() {
+    if let Some(next) = &page.next_after {
         eprintln!("more with --after {next}");
     }
     Ok(())
@@ -214,28 +217,26 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
 
 const HEADERS: [&str; 6] = ["ID", "STATUS", "CONNECTED", "GROUP", "TAGS", "REGISTERED"];
 
-fn row(d: &Value) -> Vec<String> {
-    let status = match (d["disabled"] == true, d["silent"] == true) {
+/// A device's table row; `live`, when the answer carries the live state.
+fn row(d: &Device, live: Option<&LiveDevice<Device>>) -> Vec<String> {
+    let status = match (d.disabled, live.is_some_and(|l| l.silent)) {
         (true, _) => "disabled",
         (false, true) => "SILENT",
         (false, false) => "enabled",
     };
-    let connected = match d["connected"].as_bool() {
+    let connected = match live.map(|l| l.connected) {
         Some(true) => "yes",
         Some(false) => "no",
         None => "-",
     };
-    let tags = d["tags"]
-        .as_object()
-        .map(|t| t.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
-        .unwrap_or_default();
+    let tags = d.meta.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     vec![
-        render::text(d, "id").into(),
+        d.id.clone(),
         status.into(),
         connected.into(),
-        d["group"].as_str().unwrap_or("-").into(),
+        d.meta.group.clone().unwrap_or_else(|| "-".into()),
         if tags.is_empty() { "-".into() } else { tags },
-        render::short_time(&d["created_at"]),
+        render::clock(d.created_at),
     ]
 }
 
@@ -282,47 +283,42 @@ fn meta_patch(a: &SetArgs) -> anyhow::Result<Value> {
     Ok(Value::Object(patch))
 }
 
-fn print_device(device: &Value, json: bool) -> anyhow::Result<()> {
+/// The answer as JSON, or its device's table row.
+fn print_device(answer: &impl Serialize, row: Vec<String>, json: bool) -> anyhow::Result<()> {
     match json {
-        true => println!("{}", serde_json::to_string_pretty(device)?),
-        false => render::table(&HEADERS, &[row(device)]),
+        true => println!("{}", serde_json::to_string_pretty(answer)?),
+        false => render::table(&HEADERS, &[row]),
     }
     Ok(())
 }
 
-fn print_with_secret(device: &Value, json: bool) -> anyhow::Result<()> {
+fn print_with_secret(answer: &Warned<DeviceSecret<Device>>, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(device)?);
+        println!("{}", serde_json::to_string_pretty(answer)?);
         return Ok(());
     }
-    let id = render::text(device, "id");
+    let id = &answer.answer.device.id;
     println!("device {id}");
-    println!("secret {} (shown once; only its hash is stored)", render::text(device, "secret"));
+    println!("secret {} (shown once; only its hash is stored)", answer.answer.secret);
     println!("MQTT credentials: client id and user name {id}, password the secret");
     Ok(())
 }
 
 /// What `clear-queue` dropped: the count, then each message the server
 /// named (event id, topic, size), and how many more it did not name.
-fn print_cleared(answer: &Value, device: &str) {
-    let count = answer["cleared"].as_u64().unwrap_or(0);
-    let named = answer["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+fn print_cleared(answer: &QueueCleared, device: &str) {
+    let named = &answer.messages;
     let colon = if named.is_empty() { "" } else { ":" };
-    let cleared = render::count(count as usize, "queued message");
+    let cleared = render::count(answer.cleared, "queued message");
     println!("cleared {cleared} of {device}; each is recorded as dropped (reason cleared){colon}");
     for message in named {
-        println!(
-            "  {}  {}  ({} bytes)",
-            message["event"].as_str().unwrap_or("-"),
-            message["topic"].as_str().unwrap_or("-"),
-            message["bytes"]
-        );
+        println!("  {}  {}  ({} bytes)", message.event, message.topic, message.bytes);
     }
-    let more = count.saturating_sub(named.len() as u64);
+    let more = answer.cleared.saturating_sub(named.len());
     if more > 0 {
         println!("  … and {more} more");
     }
-    if let Some(first) = named.first().and_then(|m| m["event"].as_str()) {
+    if let Some(first) = named.first().map(|m| &m.event) {
         println!("glassbox events get {first}    one of them, with its states");
     }
 }

@@ -6,10 +6,10 @@ mod lifecycle;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use glassbox_api_types::{DeployedVersion, FunctionList, Invocations};
 use glassbox_core::Invocation;
+use glassbox_functions::{RecordedInvocation, Spec};
 use glassbox_runtime::Outcome;
-use serde::Deserialize;
-use serde_json::Value;
 
 use crate::Remote;
 use crate::render;
@@ -202,8 +202,8 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
     match command {
         FunctionsCommand::Deploy(a) => deploy(*a).await,
         FunctionsCommand::List(a) => {
-            let body = a.remote.client()?.get("/api/v1/functions", &[]).await?;
-            print_versions(&body["functions"], a.json)
+            let list: FunctionList<Spec> = a.remote.client()?.fetch("/api/v1/functions", &[]).await?;
+            print_versions(&list.functions, a.json)
         }
         FunctionsCommand::Get(a) => lifecycle::get(&a.remote.client()?, &a.name, a.json).await,
         FunctionsCommand::Versions(a) => lifecycle::versions(&a.remote.client()?, &a.name, a.json).await,
@@ -228,13 +228,12 @@ async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
         }
         (None, false) => {}
     }
-    let body = a.remote.client()?.get(&path, &query).await?;
-    let invocations = body["invocations"].as_array().cloned().unwrap_or_default();
+    let body: Invocations<RecordedInvocation> = a.remote.client()?.fetch(&path, &query).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&invocations)?);
+        println!("{}", serde_json::to_string_pretty(&body.invocations)?);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = invocations.iter().map(invocation_row).collect::<anyhow::Result<_>>()?;
+    let rows: Vec<Vec<String>> = body.invocations.iter().map(|i| invocation_row(&i.invocation)).collect();
     let headers = [
         "START",
         "VERSION",
@@ -250,7 +249,7 @@ async fn invocations(a: InvocationsArgs) -> anyhow::Result<()> {
         "ERROR",
     ];
     render::table(&headers, &rows);
-    if body["truncated"] == true {
+    if body.truncated {
         println!(
             "(only the newest invocations were searched: raise --limit or look at older ones with `glassbox events query`)"
         );
@@ -294,21 +293,16 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     // Deployed by hand: no app's (an app's `apply` then shows it as taken over).
     let query = options.deploy_params(None);
     let path = format!("/api/v1/functions/{}", crate::client::segment(&a.name));
-    let version = a.remote.client()?.post_bytes(&path, &query, "application/wasm", bytes).await?;
+    let version: DeployedVersion<Spec> =
+        a.remote.client()?.post_bytes_as(&path, &query, "application/wasm", bytes).await?;
     match a.json {
         true => println!("{}", serde_json::to_string_pretty(&version)?),
-        false => println!(
-            "deployed {} version {} ({}); it is live",
-            render::text(&version, "name"),
-            version["version"],
-            render::text(&version, "digest")
-        ),
+        false => println!("deployed {} version {} ({}); it is live", version.name, version.version, version.digest),
     }
     Ok(())
 }
 
-fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
-    let versions = versions.as_array().cloned().unwrap_or_default();
+fn print_versions(versions: &[DeployedVersion<Spec>], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(());
@@ -317,16 +311,13 @@ fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|v| {
             vec![
-                render::text(v, "name").into(),
-                v["version"].to_string(),
-                if v["live"] == true { "live".into() } else { String::new() },
-                v["spec"]["triggers"]
-                    .as_array()
-                    .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-                egress(&v["spec"]),
-                render::short_time(&v["deployed_at"]),
-                render::short_digest(render::text(v, "digest")),
+                v.name.clone(),
+                v.version.to_string(),
+                if v.live { "live".into() } else { String::new() },
+                v.spec.triggers.join(", "),
+                egress(&v.spec),
+                render::clock(v.deployed_at),
+                render::short_digest(&v.digest),
             ]
         })
         .collect();
@@ -335,10 +326,9 @@ fn print_versions(versions: &Value, json: bool) -> anyhow::Result<()> {
 }
 
 /// The hosts a version may reach; `+trace` marks those that get the traceparent.
-fn egress(spec: &Value) -> String {
-    let list = |key: &str| spec[key].as_array().cloned().unwrap_or_default();
-    let plain = list("egress").into_iter().filter_map(|h| h.as_str().map(str::to_string));
-    let traced = list("egress_trace").into_iter().filter_map(|h| h.as_str().map(|h| format!("{h}+trace")));
+fn egress(spec: &Spec) -> String {
+    let plain = spec.egress.iter().cloned();
+    let traced = spec.egress_trace.iter().map(|h| format!("{h}+trace"));
     let hosts: Vec<String> = plain.chain(traced).collect();
     match hosts.is_empty() {
         true => "-".into(),
@@ -346,12 +336,10 @@ fn egress(spec: &Value) -> String {
     }
 }
 
-/// One listed invocation (its record, with the record's id) as a row.
-fn invocation_row(listed: &Value) -> anyhow::Result<Vec<String>> {
-    let i = Invocation::deserialize(listed)
-        .with_context(|| format!("invocation {} does not read as one", render::text(listed, "id")))?;
+/// One listed invocation as a row.
+fn invocation_row(i: &Invocation) -> Vec<String> {
     let micros = |us: u64| render::duration_ms(us as f64 / 1000.0);
-    Ok(vec![
+    vec![
         i.start.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
         i.key.version.to_string(),
         i.key.outcome.clone(),
@@ -361,10 +349,10 @@ fn invocation_row(listed: &Value) -> anyhow::Result<Vec<String>> {
         micros(i.cpu_us),
         mebibytes(i.memory_bytes),
         format!("{:.9}", i.cost),
-        egress_summary(&i),
+        egress_summary(i),
         i.key.event_id.clone(),
-        error_cell(&i),
-    ])
+        error_cell(i),
+    ]
 }
 
 /// Why it did not succeed, in one line cut to [`ERROR_COLUMN_MAX`]; `-` when it did.

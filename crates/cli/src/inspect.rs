@@ -4,11 +4,14 @@
 //! connection timeline.
 
 use chrono::Utc;
+use glassbox_api_types::{DeviceInspection, TimelineEntry};
 use glassbox_core::{
     Connected, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, Disconnected, Flapping, PublishRefused,
-    SessionExpired, Silent, SubscribeDenied, payload_in,
+    SessionExpired, Silent, SubscribeDenied, payload_in, payload_of,
 };
+use glassbox_store::Device;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::render;
@@ -48,19 +51,23 @@ fn bytes(n: u64) -> String {
     }
 }
 
-pub fn print(view: &Value) {
-    let device = &view["device"];
-    let id = render::text(device, "id");
-    let status = if device["disabled"] == true { "DISABLED (connections are refused)" } else { "enabled" };
-    println!("device {id}: {status}, registered {}", render::short_time(&device["created_at"]));
+/// The inspection as the CLI reads it: the device typed; the session,
+/// liveness, shadow and events as JSON, read part by part below.
+pub type Inspection = DeviceInspection<Device, Value, Value, Value, Value>;
+
+pub fn print(view: &Inspection) {
+    let device = &view.device;
+    let id = &device.id;
+    let status = if device.disabled { "DISABLED (connections are refused)" } else { "enabled" };
+    println!("device {id}: {status}, registered {}", render::clock(device.created_at));
     print_meta(device);
-    print_session(&view["session"]);
-    print_liveness(&view["liveness"]);
-    match view["open_commands"].as_u64() {
-        Some(0) | None => println!("commands: none pending"),
-        Some(n) => println!("commands: {n} pending (glassbox control commands --device {id})"),
+    print_session(view.session.as_ref().unwrap_or(&Value::Null));
+    print_liveness(view.liveness.as_ref().unwrap_or(&Value::Null));
+    match view.open_commands {
+        0 => println!("commands: none pending"),
+        n => println!("commands: {n} pending (glassbox control commands --device {id})"),
     }
-    let shadow = &view["shadow"];
+    let shadow = view.shadow.as_ref().unwrap_or(&Value::Null);
     match shadow["delta"].as_object() {
         Some(delta) if !delta.is_empty() => println!(
             "shadow: version {}; the device has yet to report {}",
@@ -70,9 +77,8 @@ pub fn print(view: &Value) {
         Some(_) => println!("shadow: version {}; reported state matches desired", shadow["version"]),
         None => {}
     }
-    match view["last_message"].as_object() {
-        Some(_) => {
-            let m = &view["last_message"];
+    match &view.last_message {
+        Some(m) => {
             println!(
                 "last message: {} on {} (event {})",
                 ago(&m["time"]),
@@ -82,8 +88,10 @@ pub fn print(view: &Value) {
         }
         None => println!("last message: none recorded"),
     }
-    print_last_refused(&view["last_refused_publish"]);
-    let timeline = view["timeline"].as_array().cloned().unwrap_or_default();
+    if let Some(refused) = &view.last_refused_publish {
+        print_last_refused(refused);
+    }
+    let timeline = &view.timeline;
     if timeline.is_empty() {
         println!("connection timeline: nothing recorded yet");
         return;
@@ -92,8 +100,8 @@ pub fn print(view: &Value) {
     let rows: Vec<Vec<String>> = timeline
         .iter()
         .map(|e| {
-            let what = render::text(e, "type").trim_start_matches("device.").to_string();
-            vec![render::short_time(&e["time"]), what, timeline_detail(e)]
+            let what = e.ty.trim_start_matches("device.").to_string();
+            vec![render::clock(e.time), what, timeline_detail(e)]
         })
         .collect();
     render::table(&["TIME", "WHAT", "DETAIL"], &rows);
@@ -113,16 +121,16 @@ fn print_last_refused(event: &Value) {
     );
 }
 
-fn print_meta(device: &Value) {
+fn print_meta(device: &Device) {
     let mut parts = Vec::new();
-    if let Some(group) = device["group"].as_str() {
+    if let Some(group) = &device.meta.group {
         parts.push(format!("group {group}"));
     }
-    if let Some(owner) = device["owner"].as_str() {
+    if let Some(owner) = &device.meta.owner {
         parts.push(format!("owner {owner}"));
     }
-    if let Some(tags) = device["tags"].as_object().filter(|t| !t.is_empty()) {
-        let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    if !device.meta.tags.is_empty() {
+        let tags: Vec<String> = device.meta.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         parts.push(format!("tags {}", tags.join(",")));
     }
     if !parts.is_empty() {
@@ -197,23 +205,28 @@ fn transport(connection: &Value) -> String {
 
 /// A timeline entry's detail in words: the reason, the detail, the peer,
 /// how it connected, what was dropped, as its type's payload says.
-fn timeline_detail(entry: &Value) -> String {
-    let parts = match render::text(entry, "type") {
-        DEVICE_SILENT => payload_in::<Silent>(entry).map(|s| vec![reason_part(&s.reason)]),
-        DEVICE_CONNECTED => payload_in::<Connected>(entry).map(|c| connected_parts(&c)),
+fn timeline_detail(entry: &TimelineEntry) -> String {
+    let parts = match entry.ty.as_str() {
+        DEVICE_SILENT => payload::<Silent>(entry).map(|s| vec![reason_part(&s.reason)]),
+        DEVICE_CONNECTED => payload::<Connected>(entry).map(|c| connected_parts(&c)),
         DEVICE_DISCONNECTED => {
-            payload_in::<Disconnected>(entry).map(|d| vec![reason_part(d.reason.as_str()), format!("from {}", d.peer)])
+            payload::<Disconnected>(entry).map(|d| vec![reason_part(d.reason.as_str()), format!("from {}", d.peer)])
         }
-        DEVICE_CONNECTION_REFUSED => payload_in::<ConnectionsRefused>(entry)
+        DEVICE_CONNECTION_REFUSED => payload::<ConnectionsRefused>(entry)
             .map(|r| vec![reason_part(&r.reason), r.detail, format!("from {}", r.peer)]),
-        DEVICE_FLAPPING => payload_in::<Flapping>(entry)
+        DEVICE_FLAPPING => payload::<Flapping>(entry)
             .map(|f| vec![format!("{} within {} s", render::count(f.connects as usize, "connect"), f.window_seconds)]),
-        DEVICE_SESSION_EXPIRED => payload_in::<SessionExpired>(entry)
+        DEVICE_SESSION_EXPIRED => payload::<SessionExpired>(entry)
             .map(|e| vec![format!("{} dropped", render::count(e.queued_dropped as usize, "queued message"))]),
-        DEVICE_SUBSCRIBE_DENIED => payload_in::<SubscribeDenied>(entry).map(|d| vec![reason_part(&d.reason), d.detail]),
+        DEVICE_SUBSCRIBE_DENIED => payload::<SubscribeDenied>(entry).map(|d| vec![reason_part(&d.reason), d.detail]),
         _ => Ok(Vec::new()),
     };
     parts.map_or_else(|e| e.to_string(), |parts| parts.join("; "))
+}
+
+/// A timeline entry's typed payload.
+fn payload<T: DeserializeOwned>(entry: &TimelineEntry) -> Result<T, glassbox_core::PayloadError> {
+    payload_of(&entry.id, &entry.ty, &entry.data)
 }
 
 /// A reason's name, and what it means when it is a disconnect reason.

@@ -128,11 +128,6 @@ pub fn command_view(command: &CommandRecord) -> CommandView {
     }
 }
 
-/// [`command_view`] as JSON, for the API handlers that still add keys to it.
-pub fn command_json(command: &CommandRecord) -> Value {
-    serde_json::to_value(command_view(command)).expect("a command view is plain JSON values")
-}
-
 fn validate_name(name: &str) -> Result<(), CommandError> {
     let ok = !name.is_empty()
         && name.len() <= 64

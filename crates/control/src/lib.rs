@@ -14,11 +14,13 @@
 //! platform (`system:<component>`).
 //!
 //! Owns: the services above and their settings ([`CommandLimits`],
-//! [`LivenessSettings`]). Must not touch: HTTP routing or JSON request
-//! shapes (the server's `api` calls these services), configuration files,
+//! [`LivenessSettings`], and the `[control]` section, [`ControlConfig`]).
+//! Must not touch: HTTP routing or JSON request shapes (`glassbox-api`
+//! calls these services), reading configuration files (the server does),
 //! or the function runtime; it never depends on `glassbox-server`.
 
 mod commands;
+mod config;
 mod liveness;
 mod metadata;
 mod registry;
@@ -37,7 +39,8 @@ use glassbox_link::{DeviceLink, DeviceMessage, RESERVED_PREFIX, Reserved, Reserv
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
-pub use commands::{CommandError, CommandLimits, NewCommand, command_json, command_view};
+pub use commands::{CommandError, CommandLimits, NewCommand, command_view};
+pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
 pub use shadows::UpdateError;

@@ -18,6 +18,7 @@ mod device_changes;
 mod event;
 pub mod events;
 mod histogram;
+pub mod human_duration;
 mod id;
 mod ingest;
 mod lifecycle;
@@ -58,7 +59,7 @@ pub use events::shadow::{
     ShadowDocument, ShadowMetadata, ShadowRejected, UpdateAccepted, UpdateRejected,
 };
 pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
-pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in};
+pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in, payload_of};
 pub use histogram::Histogram;
 pub use id::{EventId, IdMinter, first_id_at, last_id_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};

@@ -30,7 +30,7 @@
 //! routes' serving, replay sandboxes, the host services functions call
 //! (`services.rs`, through `glassbox-control`), the `[cost]` section
 //! ([`Prices`]) and the functions' `/metrics` collector. Must not touch:
-//! the HTTP API's routing and request shapes (the server's `api` calls in
+//! the HTTP API's routing and request shapes (`glassbox-api` calls in
 //! here), the MQTT broker's sessions, or configuration files; it never
 //! depends on `glassbox-server`.
 

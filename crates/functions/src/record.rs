@@ -11,13 +11,13 @@ use glassbox_core::{
     RecordedEvent,
 };
 use glassbox_runtime::{EgressRecord, Outcome, Output, Report};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Functions, Live, Run};
 
 /// An invocation as recorded, with the id of its `function.invoked`
 /// record: what a replay answers and `functions invocations` lists.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RecordedInvocation {
     pub id: String,
     #[serde(flatten)]

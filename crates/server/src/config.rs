@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
+pub use glassbox_control::ControlConfig;
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
@@ -37,7 +38,7 @@ pub struct Config {
     /// connections stop reading and get the PUBACKs of what was recorded,
     /// then DISCONNECT `server_shutdown`; what is still open after it is
     /// closed at once. `0s`: close at once. Default `10s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub shutdown_grace: Duration,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
@@ -50,30 +51,6 @@ pub struct Config {
     pub cost: glassbox_functions::Prices,
 }
 
-/// `[control]`: the device control plane.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlConfig {
-    /// Largest shadow (desired + reported, JSON bytes). Default 8192.
-    pub shadow_bytes_max: usize,
-    /// Deepest nesting of a shadow document. Default 6.
-    pub shadow_depth_max: usize,
-    /// A device disconnected longer than this raises `device.silent`. Default `10m`.
-    #[serde(with = "duration")]
-    pub offline_max: Duration,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        let limits = glassbox_devices::ShadowLimits::default();
-        Self {
-            shadow_bytes_max: limits.bytes_max,
-            shadow_depth_max: limits.depth_max,
-            offline_max: glassbox_control::LivenessSettings::default().offline_max,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -82,17 +59,17 @@ pub struct HttpConfig {
     /// Largest request body accepted by ingest, in bytes. Default 262144 (256 KiB).
     pub body_bytes_max: usize,
     /// How long ingest waits for the recorder before answering 503. Default `10s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub append_timeout: Duration,
     /// A request's head (line and headers) must arrive within this, and an
     /// idle keep-alive connection's next one too; else the connection is
     /// closed. Default `30s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub header_read_timeout: Duration,
     /// A request's body must arrive within this of its head; else the
     /// request fails (408, or 400 from the API) and the connection is closed.
     /// Default `60s` (a 128 MiB component deploy needs about 2 MiB/s).
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub body_read_timeout: Duration,
     /// Connections served at once; one more is answered 503 (`server_busy`)
     /// and closed at once. Default 1024.
@@ -149,15 +126,15 @@ pub struct MqttConfig {
     pub publish_rate_max: u32,
     /// Longest a write to a client may make no progress (it stopped reading);
     /// then the connection ends with `write_timeout`. Default `30s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub write_timeout: Duration,
     /// Longest session expiry granted (also for 3.1.1 persistent sessions). Default `7d`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub session_expiry_max: Duration,
     /// Connects within `flapping_window` that make a device flapping. Default 5.
     pub flapping_connects: usize,
     /// Default `1m`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub flapping_window: Duration,
     /// Refuse a flapping device's connects until it calms down. Default false.
     pub flapping_throttle: bool,
@@ -168,11 +145,11 @@ pub struct MqttConfig {
     pub pending_connects_max: usize,
     /// Refused CONNECTs make at most one `connection_refused` event per peer
     /// address per interval, with counts by reason. Default `10s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub refusals_interval: Duration,
     /// Longest back-off after repeated failed logins (per peer address and
     /// per claimed id; doubling from 1 s); `0s` turns it off. Default `60s`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub login_backoff_max: Duration,
     /// Subscriptions one session may hold; more get 0x97 (5.0) / 0x80 (3.1.1). Default 1000.
     pub subscriptions_max: usize,
@@ -211,11 +188,11 @@ pub struct AclRule {
 #[serde(deny_unknown_fields, default)]
 pub struct RecorderConfig {
     /// Events older than this are deleted, a small batch at a time. `0s` keeps all. Default `7d`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub retention: Duration,
     /// A retry with the same `source` and producer `id` inside this window
     /// returns the first event. Default `10m`.
-    #[serde(with = "duration")]
+    #[serde(with = "glassbox_core::human_duration")]
     pub dedup_window: Duration,
     /// Most events per group commit. Default 8192.
     pub batch_events_max: usize,
@@ -428,13 +405,6 @@ impl Config {
         }
     }
 
-    pub fn shadow_limits(&self) -> glassbox_devices::ShadowLimits {
-        glassbox_devices::ShadowLimits {
-            bytes_max: self.control.shadow_bytes_max,
-            depth_max: self.control.shadow_depth_max,
-        }
-    }
-
     /// The topic ACL: the built-in defaults plus `[[mqtt.acl]]` rules.
     pub fn acl(&self) -> Acl {
         let rules = self
@@ -463,23 +433,6 @@ impl Config {
             store_bytes_max: self.recorder.store_bytes_max,
             node: self.node.clone(),
         }
-    }
-}
-
-/// Durations as human strings: `500ms`, `10s`, `7d`.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like 10s, 5m or 7d ({e})")))
     }
 }
 

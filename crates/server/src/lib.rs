@@ -3,7 +3,6 @@
 //! stop. Later ingresses (MQTT gateway, function runtime) plug into the same
 //! [`glassbox_pipeline::Pipeline`].
 
-pub mod api;
 pub mod config;
 pub mod metrics;
 
@@ -25,7 +24,7 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
-use crate::api::AppState;
+use glassbox_api::{self as api, AppState};
 use glassbox_pipeline::Pipeline;
 
 /// A running server: its bound addresses and a handle to stop it.
@@ -156,9 +155,9 @@ pub async fn start_with_log(
         commands,
         pipeline.clone(),
         Arc::new(broker.downgrade()),
-        config.shadow_limits(),
+        config.control.shadow_limits(),
         glassbox_control::CommandLimits::default(),
-        glassbox_control::LivenessSettings { offline_max: config.control.offline_max },
+        config.control.liveness(),
     );
     broker.set_reserved(control.clone());
     let function_store: Arc<dyn glassbox_store::FunctionStore> = sqlite_functions;

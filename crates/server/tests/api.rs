@@ -53,6 +53,12 @@ impl Server {
         self.post_raw("application/cloudevents+json", event.to_string()).await
     }
 
+    /// POST a JSON `body` to `path`.
+    async fn post_raw_to(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
     /// POST without a body, expecting a JSON answer.
     async fn post_to(&self, path: &str) -> Value {
         self.http.post(self.url(path)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
@@ -430,7 +436,7 @@ async fn real_answers_conform_to_the_openapi_document_and_their_types() {
     use glassbox_api_types::openapi::Document;
     use glassbox_api_types::{Accepted, Anomalies, Diagnosis, ErrorBody, Health, Logs, MetricRange, Metrics, Page};
 
-    let doc = Document::parse(glassbox_server::api::OPENAPI).unwrap();
+    let doc = Document::parse(glassbox_api::OPENAPI).unwrap();
     let conforms = |method: &str, route: &str, status: StatusCode, answer: &Value| {
         let schema = doc.answer(method, route, status.as_u16()).unwrap_or_else(|| panic!("{route} {status}"));
         let problems = doc.check(schema, answer);
@@ -480,5 +486,140 @@ async fn real_answers_conform_to_the_openapi_document_and_their_types() {
     let (status, refusal) = server.get("/api/v1/events?limit=0&state=lost").await;
     conforms("get", "/api/v1/events", status, &refusal);
     assert_eq!(serde_json::from_value::<ErrorBody>(refusal).unwrap().error.problems.len(), 2);
+    server.stop().await;
+}
+
+/// Calls `path` (an instance of the document's `route`) with a JSON
+/// `body`, asserts the answer conforms to `docs/openapi.json`, and reads it
+/// back as `T`, its `glassbox_api_types` type (what the CLI does).
+async fn conforming<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    method: reqwest::Method,
+    (route, path): (&str, &str),
+    body: Option<reqwest::Body>,
+) -> T {
+    let doc = glassbox_api_types::openapi::Document::parse(glassbox_api::OPENAPI).unwrap();
+    let mut request = server.http.request(method.clone(), server.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    let method = method.as_str().to_lowercase();
+    let schema = doc.answer(&method, route, status.as_u16()).unwrap_or_else(|| panic!("{route} {status}"));
+    let problems = doc.check(schema, &answer);
+    assert!(problems.is_empty(), "{method} {route} {status}: {}\n{answer:#}", problems.join("\n"));
+    serde_json::from_value(answer.clone()).unwrap_or_else(|e| panic!("{method} {route}: {e}\n{answer:#}"))
+}
+
+fn json_body(value: Value) -> Option<reqwest::Body> {
+    Some(value.to_string().into())
+}
+
+/// The device registry's real answers conform to `docs/openapi.json` and
+/// read back as their `glassbox_api_types` type (what the CLI does).
+#[tokio::test]
+async fn device_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
+    use glassbox_store::Device;
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let created = json_body(json!({"id": "pump-1"}));
+    let _: Warned<DeviceSecret<Device>> =
+        conforming(s, Method::POST, ("/api/v1/devices", "/api/v1/devices"), created).await;
+    let patch = json_body(json!({"tags": {"site": "north"}, "group": "pumps", "cadence": "60s"}));
+    let one = ("/api/v1/devices/{id}", "/api/v1/devices/pump-1");
+    let _: Warned<LiveDevice<Device>> = conforming(s, Method::PATCH, one, patch).await;
+    let page: DevicePage<Device> =
+        conforming(s, Method::GET, ("/api/v1/devices", "/api/v1/devices?limit=1"), None).await;
+    assert_eq!(page.devices[0].device.meta.group.as_deref(), Some("pumps"));
+    let _: Device = conforming(s, Method::GET, one, None).await;
+    for verb in ["disable", "enable"] {
+        let route = (&*format!("/api/v1/devices/{{id}}/{verb}"), &*format!("/api/v1/devices/pump-1/{verb}"));
+        let _: Warned<DeviceToggled<Device>> = conforming(s, Method::POST, route, None).await;
+    }
+    let secret = ("/api/v1/devices/{id}/secret", "/api/v1/devices/pump-1/secret");
+    let _: Warned<DeviceSecret<Device>> = conforming(s, Method::POST, secret, None).await;
+    let queue = ("/api/v1/devices/{id}/queue", "/api/v1/devices/pump-1/queue");
+    let cleared: Warned<QueueCleared> = conforming(s, Method::DELETE, queue, None).await;
+    assert!(!cleared.answer.session);
+    server.stop().await;
+}
+
+/// The functions' real answers conform to `docs/openapi.json` and read
+/// back as their `glassbox_api_types` type, with the spec as the CLI reads it.
+#[tokio::test]
+async fn function_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+    use glassbox_functions::{InFlight, RecordedInvocation, Spec};
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let component = std::fs::read(format!("{}/../runtime/tests/fixtures/ok.wat", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let deploy = ("/api/v1/functions/{name}", "/api/v1/functions/fan?trigger=event:order.created");
+    for version in [1, 2] {
+        let body = Some(component.clone().into());
+        let deployed: DeployedVersion<Spec> = conforming(s, Method::POST, deploy, body).await;
+        assert_eq!(deployed.version, version);
+    }
+    let (status, _) = server.post(event("order.created")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let invocations = ("/api/v1/functions/{name}/invocations", "/api/v1/functions/fan/invocations");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Invocations<RecordedInvocation> = conforming(s, Method::GET, invocations, None).await;
+        if !listed.invocations.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "fan was not invoked within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let filtered = ("/api/v1/functions/{name}/invocations", "/api/v1/functions/fan/invocations?outcome=failed");
+    let none: Invocations<RecordedInvocation> = conforming(s, Method::GET, filtered, None).await;
+    assert!(none.invocations.is_empty());
+    let list: FunctionList<Spec> = conforming(s, Method::GET, ("/api/v1/functions", "/api/v1/functions"), None).await;
+    assert_eq!(list.functions[0].spec.triggers, ["event:order.created"]);
+    let one = ("/api/v1/functions/{name}", "/api/v1/functions/fan");
+    let _: FunctionState<Spec, InFlight> = conforming(s, Method::GET, one, None).await;
+    let versions = ("/api/v1/functions/{name}/versions", "/api/v1/functions/fan/versions");
+    let _: VersionList<Spec> = conforming(s, Method::GET, versions, None).await;
+    let rollback = ("/api/v1/functions/{name}/rollback", "/api/v1/functions/fan/rollback");
+    let back: LiveChanged<Spec> = conforming(s, Method::POST, rollback, None).await;
+    assert_eq!((back.from, back.live.version), (Some(2), 1));
+    let promote = ("/api/v1/functions/{name}/promote", "/api/v1/functions/fan/promote");
+    let _: LiveChanged<Spec> = conforming(s, Method::POST, promote, json_body(json!({"version": 2}))).await;
+    server.stop().await;
+}
+
+/// The commands' and the inspection's real answers conform to
+/// `docs/openapi.json` and read back as their `glassbox_api_types` type.
+#[tokio::test]
+async fn command_and_inspect_answers_conform_to_the_openapi_document_and_their_types() {
+    use glassbox_api_types::{CommandIssued, CommandList, DeviceInspection};
+    use glassbox_store::Device;
+    use reqwest::Method;
+
+    let server = start().await;
+    let s = &server;
+    let (status, _) = server.post_raw_to("/api/v1/devices", json!({"id": "pump-1"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let commands = ("/api/v1/devices/{id}/commands", "/api/v1/devices/pump-1/commands");
+    let new = json!({"name": "reboot", "payload": {"delay": 5}, "idempotency_key": "k-1"});
+    let first: CommandIssued<Value> = conforming(s, Method::POST, commands, json_body(new.clone())).await;
+    let again: CommandIssued<Value> = conforming(s, Method::POST, commands, json_body(new)).await;
+    assert_eq!((first.duplicate, again.duplicate, &again.command["id"]), (false, true, &first.command["id"]));
+    let list: CommandList<Value> = conforming(s, Method::GET, commands, None).await;
+    assert_eq!(list.commands.len(), 1);
+    let id = first.command["id"].as_str().unwrap();
+    let _: Value = conforming(s, Method::GET, ("/api/v1/commands/{id}", &format!("/api/v1/commands/{id}")), None).await;
+    let cancel = ("/api/v1/commands/{id}/cancel", &*format!("/api/v1/commands/{id}/cancel"));
+    let _: Value = conforming(s, Method::POST, cancel, None).await;
+    let inspect = ("/api/v1/devices/{id}/inspect", "/api/v1/devices/pump-1/inspect");
+    let view: DeviceInspection<Device, Value, Value, Value, Value> = conforming(s, Method::GET, inspect, None).await;
+    assert_eq!((view.device.id.as_str(), view.open_commands, view.session), ("pump-1", 0, None));
     server.stop().await;
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::StoreError;
 
 /// A registered device, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Device {
     pub id: String,
     pub disabled: bool,

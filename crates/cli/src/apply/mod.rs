@@ -9,6 +9,7 @@ pub mod manifest;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use glassbox_api_types::{DeployedVersion, FunctionList};
 use glassbox_functions::{Change, Difference, Plan, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -60,14 +61,6 @@ struct Applied {
 struct Deployed {
     name: String,
     version: u32,
-}
-
-/// A live function as `GET /api/v1/functions` lists it.
-#[derive(Debug, Deserialize)]
-struct Live {
-    name: String,
-    version: u32,
-    spec: Spec,
 }
 
 pub async fn run(a: ApplyArgs) -> anyhow::Result<()> {
@@ -143,10 +136,11 @@ async fn plan(client: &Client, manifest: &Manifest, dir: &Path) -> anyhow::Resul
         let answer = client.get(&path, &query).await.with_context(|| format!("[functions.{name}]"))?;
         plan.push(serde_json::from_value(answer).context("reading the server's plan")?);
     }
-    let listed = client.get("/api/v1/functions", &[]).await?;
-    let live: Vec<Live> = serde_json::from_value(listed["functions"].clone()).context("reading the functions")?;
+    let listed: FunctionList<Spec> = client.fetch("/api/v1/functions", &[]).await.context("reading the functions")?;
     plan.extend(
-        live.into_iter()
+        listed
+            .functions
+            .into_iter()
             .filter(|f| f.spec.app.as_deref() == Some(manifest.app.as_str()))
             .filter(|f| !manifest.functions.contains_key(&f.name))
             .map(|f| Plan {
@@ -179,11 +173,11 @@ async fn apply(
                 let mut query = entry.deploy_params(Some(&manifest.app));
                 query.push(("digest", digest));
                 let path = format!("/api/v1/functions/{}", segment(name));
-                let answer = client
-                    .post_bytes(&path, &query, "application/wasm", bytes)
+                let answer: DeployedVersion<Spec> = client
+                    .post_bytes_as(&path, &query, "application/wasm", bytes)
                     .await
                     .with_context(|| format!("deploying {name}; the changes before it were applied"))?;
-                let deployed: Deployed = serde_json::from_value(answer).context("reading the deploy's answer")?;
+                let deployed = Deployed { name: answer.name, version: answer.version };
                 if !quiet {
                     let verb = if step.change == Change::Create { "created" } else { "updated" };
                     println!("{verb} {name}: version {} is live", deployed.version);

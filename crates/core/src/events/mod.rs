@@ -94,12 +94,17 @@ impl RecordedEvent {
 /// The payload of an event as the API answers it (CloudEvents JSON, with
 /// `id`, `type` and `data`): for clients, which read events over HTTP.
 pub fn payload_in<T: DeserializeOwned>(event: &serde_json::Value) -> Result<T, PayloadError> {
-    let text = |key: &str| event[key].as_str().unwrap_or("?").to_string();
+    let text = |key: &str| event[key].as_str().unwrap_or("?");
     match event.get("data") {
-        Some(data) => <T as serde::Deserialize>::deserialize(data)
-            .map_err(|e| PayloadError::new::<T>(text("id"), text("type"), e)),
+        Some(data) => payload_of(text("id"), text("type"), data),
         None => Err(PayloadError::new::<T>(text("id"), text("type"), "it has no data")),
     }
+}
+
+/// The payload `data` of the event `id` of type `ty`, for clients that
+/// read an event's parts separately (an inspection's timeline entry).
+pub fn payload_of<T: DeserializeOwned>(id: &str, ty: &str, data: &serde_json::Value) -> Result<T, PayloadError> {
+    <T as serde::Deserialize>::deserialize(data).map_err(|e| PayloadError::new::<T>(id, ty, e))
 }
 
 #[cfg(test)]

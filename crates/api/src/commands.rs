@@ -4,16 +4,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_api_types::{CommandIssued, CommandList, CommandView};
 use glassbox_core::Problem;
 use glassbox_store::CommandState;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use glassbox_control::{CommandError, NewCommand, command_json};
+use glassbox_control::{CommandError, NewCommand, command_view};
 
 /// Most commands per list.
 const LIST_MAX: usize = 1000;
@@ -35,12 +35,10 @@ pub async fn issue(
     Caller(by): Caller,
     Path(device): Path<String>,
     JsonBody(new): JsonBody<NewCommand>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CommandIssued<CommandView>>), ApiError> {
     let (command, created) = app.control.issue(&device, new, &by, None).await.map_err(error)?;
-    let mut body = command_json(&command);
-    body["duplicate"] = json!(!created);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(body)))
+    Ok((status, Json(CommandIssued { command: command_view(&command), duplicate: !created })))
 }
 
 #[derive(Deserialize)]
@@ -66,7 +64,7 @@ pub async fn list(
     State(app): State<AppState>,
     Path(device): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandList<CommandView>>, ApiError> {
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(CommandState::parse(s).ok_or_else(|| {
@@ -77,13 +75,13 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, LIST_MAX);
     let commands = app.control.commands(&device, state, limit).await.map_err(error)?;
-    Ok(Json(json!({ "commands": commands.iter().map(command_json).collect::<Vec<_>>() })))
+    Ok(Json(CommandList { commands: commands.iter().map(command_view).collect() }))
 }
 
 /// `GET /api/v1/commands/{id}`.
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<CommandView>, ApiError> {
     let command = app.control.command(&id).await.map_err(error)?;
-    Ok(Json(command_json(&command)))
+    Ok(Json(command_view(&command)))
 }
 
 /// `POST /api/v1/commands/{id}/cancel`.
@@ -91,7 +89,7 @@ pub async fn cancel(
     State(app): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandView>, ApiError> {
     let command = app.control.cancel(&id, &by).await.map_err(error)?;
-    Ok(Json(command_json(&command)))
+    Ok(Json(command_view(&command)))
 }

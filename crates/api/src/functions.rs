@@ -4,12 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_api_types::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
 use glassbox_core::Deleted;
 use glassbox_core::{EventQuery, FUNCTION_INVOKED, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
 use glassbox_store::FunctionVersion;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::{Body, JsonBody, Shape};
@@ -132,7 +133,7 @@ pub async fn deploy(
     Path(name): Path<String>,
     Query(params): Query<DeployParams>,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeployedVersion<Value>>), ApiError> {
     if body.is_empty() {
         let message = "the body is empty: send the component's .wasm file as the body (glassbox functions deploy does)";
         return Err(ApiError::bad_request("invalid_function", message));
@@ -149,70 +150,26 @@ pub async fn deploy(
     }
     let spec = spec(params)?;
     let version = app.functions.deploy(&name, body.to_vec(), spec, &by).await.map_err(error)?;
-    Ok((StatusCode::CREATED, Json(json!(VersionView::from(&version)))))
+    Ok((StatusCode::CREATED, Json(version_view(&version))))
 }
 
-/// A version as answered: the stored one, its spec as JSON (triggers and
-/// limits, as [`Spec`] serializes them).
-#[derive(Debug, Serialize)]
-pub struct VersionView {
-    name: String,
-    version: u32,
-    digest: String,
-    spec: Value,
-    deployed_at: chrono::DateTime<chrono::Utc>,
-    deployed_by: String,
-    live: bool,
-}
-
-impl From<&FunctionVersion> for VersionView {
-    fn from(v: &FunctionVersion) -> Self {
-        Self {
-            name: v.name.clone(),
-            version: v.version,
-            digest: v.digest.clone(),
-            spec: serde_json::from_str(&v.spec).unwrap_or(Value::Null),
-            deployed_at: v.deployed_at,
-            deployed_by: v.deployed_by.clone(),
-            live: v.live,
-        }
+/// A version as answered: the stored one, its spec as the JSON it was
+/// stored as (triggers and limits, as [`Spec`] serializes them).
+fn version_view(v: &FunctionVersion) -> DeployedVersion<Value> {
+    DeployedVersion {
+        name: v.name.clone(),
+        version: v.version,
+        digest: v.digest.clone(),
+        spec: serde_json::from_str(&v.spec).unwrap_or(Value::Null),
+        deployed_at: v.deployed_at,
+        deployed_by: v.deployed_by.clone(),
+        live: v.live,
     }
-}
-
-/// `GET /api/v1/functions/{name}`: the function, its live version whole.
-#[derive(Debug, Serialize)]
-pub struct FunctionView {
-    name: String,
-    /// `live`, or `deleted` (its versions kept: `promote` brings one back).
-    state: &'static str,
-    /// None once deleted.
-    live: Option<VersionView>,
-    /// When that version became live (its deploy, or the promote or
-    /// rollback that made it live again); none once deleted.
-    live_since: Option<chrono::DateTime<chrono::Utc>>,
-    /// How many versions it has.
-    versions: usize,
-    /// Its newest version's number.
-    latest: u32,
-    /// What it has in hand now (none once deleted).
-    in_flight: Option<InFlight>,
 }
 
 /// A rollback's or a promote's answer.
-#[derive(Debug, Serialize)]
-pub struct LiveChangeView {
-    function: String,
-    /// False when the version asked for was live already.
-    changed: bool,
-    /// The version live before; null when the function was deleted.
-    from: Option<u32>,
-    live: VersionView,
-}
-
-impl From<LiveChange> for LiveChangeView {
-    fn from(c: LiveChange) -> Self {
-        Self { function: c.function, changed: c.changed, from: c.from, live: VersionView::from(&c.live) }
-    }
+fn live_changed(c: LiveChange) -> LiveChanged<Value> {
+    LiveChanged { function: c.function, changed: c.changed, from: c.from, live: version_view(&c.live) }
 }
 
 /// `GET /api/v1/functions/{name}/plan?digest=…&trigger=…`: what a deploy
@@ -231,20 +188,23 @@ pub async fn plan(
 }
 
 /// `GET /api/v1/functions`: the live version of each (deleted ones are not listed).
-pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(app): State<AppState>) -> Result<Json<FunctionList<Value>>, ApiError> {
     let live = app.functions.list().await.map_err(error)?;
-    Ok(Json(json!({ "functions": live.iter().map(VersionView::from).collect::<Vec<_>>() })))
+    Ok(Json(FunctionList { functions: live.iter().map(version_view).collect() }))
 }
 
 /// `GET /api/v1/functions/{name}`: the live version, how many there are,
 /// and the work in hand.
-pub async fn get(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<FunctionView>, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionState<Value, InFlight>>, ApiError> {
     let versions = app.functions.versions(&name).await.map_err(error)?;
-    let live = versions.iter().find(|v| v.live).map(VersionView::from);
+    let live = versions.iter().find(|v| v.live).map(version_view);
     let live_since = app.functions.live_since(&name).await.map_err(error)?;
-    Ok(Json(FunctionView {
+    Ok(Json(FunctionState {
         live_since: live.as_ref().and(live_since).or(live.as_ref().map(|v| v.deployed_at)),
-        state: if live.is_some() { "live" } else { "deleted" },
+        state: if live.is_some() { "live" } else { "deleted" }.into(),
         live,
         versions: versions.len(),
         latest: versions.first().map_or(0, |v| v.version),
@@ -254,9 +214,12 @@ pub async fn get(State(app): State<AppState>, Path(name): Path<String>) -> Resul
 }
 
 /// `GET /api/v1/functions/{name}/versions`: every version, newest first.
-pub async fn versions(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn versions(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VersionList<Value>>, ApiError> {
     let versions = app.functions.versions(&name).await.map_err(error)?;
-    Ok(Json(json!({ "versions": versions.iter().map(VersionView::from).collect::<Vec<_>>() })))
+    Ok(Json(VersionList { versions: versions.iter().map(version_view).collect() }))
 }
 
 /// `POST /api/v1/functions/{name}/rollback`: the newest version older than the live one.
@@ -264,9 +227,9 @@ pub async fn rollback(
     State(app): State<AppState>,
     Caller(by): Caller,
     Path(name): Path<String>,
-) -> Result<Json<LiveChangeView>, ApiError> {
+) -> Result<Json<LiveChanged<Value>>, ApiError> {
     let change = app.functions.rollback(&name, &by).await.map_err(error)?;
-    Ok(Json(change.into()))
+    Ok(Json(live_changed(change)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,9 +248,9 @@ pub async fn promote(
     Caller(by): Caller,
     Path(name): Path<String>,
     JsonBody(p): JsonBody<PromoteBody>,
-) -> Result<Json<LiveChangeView>, ApiError> {
+) -> Result<Json<LiveChanged<Value>>, ApiError> {
     let change = app.functions.promote(&name, p.version, &by).await.map_err(error)?;
-    Ok(Json(change.into()))
+    Ok(Json(live_changed(change)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,7 +349,7 @@ pub async fn invocations(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Query(p): Query<InvocationParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invocations<RecordedInvocation>>, ApiError> {
     let outcomes = p.outcome.as_deref().map(outcomes).transpose()?;
     app.functions.versions(&name).await.map_err(error)?;
     let limit = p.limit.unwrap_or(50).clamp(1, INVOCATIONS_MAX);
@@ -410,7 +373,7 @@ pub async fn invocations(
         }
     };
     invocations.truncate(limit);
-    Ok(Json(json!({ "invocations": invocations, "truncated": truncated })))
+    Ok(Json(Invocations { invocations, truncated }))
 }
 
 /// An invocation record as listed: its data, with the record's id.

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::body::{Body, BodyLimit, charset_refused, foreign_charset};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use crate::metrics::Rejection;
+use glassbox_pipeline::metrics::Rejection;
 
 /// How a request body is to be read, from its Content-Type.
 enum Mode {

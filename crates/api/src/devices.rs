@@ -6,15 +6,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_api_types::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 use glassbox_store::{Device, DeviceQuery};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use glassbox_control::{Changed, RegistryError, WithSecret};
+use glassbox_control::{Changed, RegistryError, Toggled, WithSecret};
 
 /// Most devices per list page.
 const PAGE_MAX: usize = 1000;
@@ -34,7 +35,7 @@ pub async fn create(
     State(app): State<AppState>,
     Caller(by): Caller,
     JsonBody(CreateDevice { id }): JsonBody<CreateDevice>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Warned<DeviceSecret<Device>>>), ApiError> {
     let created = app.registry.create(&id, &by).await.map_err(error)?;
     Ok((StatusCode::CREATED, Json(with_secret(created))))
 }
@@ -48,23 +49,10 @@ fn error(e: RegistryError) -> ApiError {
     }
 }
 
-/// A change's answer: `body`, with a `warning` if its record was not written.
-fn answer(mut body: Value, unrecorded: Option<String>) -> Value {
-    if let Some(warning) = unrecorded {
-        body["warning"] = json!(warning);
-    }
-    body
-}
-
 /// The device, its new secret and whether a connection was closed.
-fn with_secret(changed: Changed<WithSecret>) -> Value {
+fn with_secret(changed: Changed<WithSecret>) -> Warned<DeviceSecret<Device>> {
     let WithSecret { device, secret, disconnected } = changed.value;
-    let mut body = json!(device);
-    body["secret"] = json!(secret);
-    if let Some(disconnected) = disconnected {
-        body["disconnected"] = json!(disconnected);
-    }
-    answer(body, changed.unrecorded)
+    Warned::new(DeviceSecret { device, secret, disconnected }, changed.unrecorded)
 }
 
 #[derive(Deserialize)]
@@ -96,7 +84,10 @@ const SCAN_STEP: usize = 1000;
 
 /// `GET /api/v1/devices`: in id order, filtered; `next_after` continues.
 /// Each device carries its live state: `connected` and `silent`.
-pub async fn list(State(app): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<DevicePage<Device>>, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, PAGE_MAX);
     let tag = match params.tag.as_deref() {
         None => None,
@@ -113,14 +104,15 @@ pub async fn list(State(app): State<AppState>, Query(params): Query<ListParams>)
         let exhausted = batch.len() < SCAN_STEP;
         for device in batch {
             after = Some(device.id.clone());
-            let view = with_live_state(&app, &device);
+            let view = with_live_state(&app, device);
+            let device = &view.device;
             let keep = tag.is_none_or(|(k, v)| device.meta.tags.get(k).is_some_and(|t| t == v))
                 && params.group.as_ref().is_none_or(|g| device.meta.group.as_ref() == Some(g))
-                && params.connected.is_none_or(|c| view["connected"] == c)
-                && params.silent.is_none_or(|s| view["silent"] == s);
+                && params.connected.is_none_or(|c| view.connected == c)
+                && params.silent.is_none_or(|s| view.silent == s);
             if keep {
                 if found.len() == limit {
-                    next_after = found.last().and_then(|d: &Value| d["id"].as_str().map(str::to_string));
+                    next_after = found.last().map(|d: &LiveDevice<Device>| d.device.id.clone());
                     break 'scan;
                 }
                 found.push(view);
@@ -130,15 +122,14 @@ pub async fn list(State(app): State<AppState>, Query(params): Query<ListParams>)
             break;
         }
     }
-    Ok(Json(json!({ "devices": found, "next_after": next_after })))
+    Ok(Json(DevicePage { devices: found, next_after }))
 }
 
 /// The device with `connected` and `silent` from the gateway and liveness.
-fn with_live_state(app: &AppState, device: &Device) -> Value {
-    let mut view = json!(device);
-    view["connected"] = json!(app.broker.session(&device.id).is_some_and(|s| s.connected));
-    view["silent"] = json!(app.control.liveness(&device.id).is_some_and(|l| l.silent));
-    view
+fn with_live_state(app: &AppState, device: Device) -> LiveDevice<Device> {
+    let connected = app.broker.session(&device.id).is_some_and(|s| s.connected);
+    let silent = app.control.liveness(&device.id).is_some_and(|l| l.silent);
+    LiveDevice { device, connected, silent }
 }
 
 /// `PATCH /api/v1/devices/{id}`: metadata. Keys present are changed, keys
@@ -149,9 +140,9 @@ pub async fn update(
     Caller(by): Caller,
     Path(id): Path<String>,
     JsonBody(DevicePatch(patch)): JsonBody<DevicePatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Warned<LiveDevice<Device>>>, ApiError> {
     let updated = app.registry.update(&id, &patch, &by).await.map_err(error)?;
-    Ok(Json(answer(with_live_state(&app, &updated.value), updated.unrecorded)))
+    Ok(Json(Warned::new(with_live_state(&app, updated.value), updated.unrecorded)))
 }
 
 /// A `PATCH` body: metadata keys to change.
@@ -173,27 +164,27 @@ fn unknown(id: &str) -> ApiError {
 }
 
 /// `POST /api/v1/devices/{id}/disable`: refuses its future connections.
-pub async fn disable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn disable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Toggle>, ApiError> {
     set_disabled(state, by, id, true).await
 }
 
 /// `POST /api/v1/devices/{id}/enable`.
-pub async fn enable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn enable(state: State<AppState>, by: Caller, id: Path<String>) -> Result<Json<Toggle>, ApiError> {
     set_disabled(state, by, id, false).await
 }
+
+/// A disable's or enable's answer.
+type Toggle = Warned<DeviceToggled<Device>>;
 
 async fn set_disabled(
     State(app): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<String>,
     disabled: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Toggle>, ApiError> {
     let changed = app.registry.set_disabled(&id, disabled, &by).await.map_err(error)?;
-    let mut body = json!(changed.value.device);
-    if let Some(disconnected) = changed.value.disconnected {
-        body["disconnected"] = json!(disconnected);
-    }
-    Ok(Json(answer(body, changed.unrecorded)))
+    let Toggled { device, disconnected } = changed.value;
+    Ok(Json(Warned::new(DeviceToggled { device, disconnected }, changed.unrecorded)))
 }
 
 /// `POST /api/v1/devices/{id}/secret`: a new secret, shown only here; the
@@ -202,7 +193,7 @@ pub async fn rotate_secret(
     State(app): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Warned<DeviceSecret<Device>>>, ApiError> {
     let rotated = app.registry.rotate_secret(&id, &by).await.map_err(error)?;
     Ok(Json(with_secret(rotated)))
 }
@@ -226,10 +217,11 @@ pub async fn clear_queue(
     State(app): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Warned<QueueCleared>>, ApiError> {
     let changed = app.registry.clear_queue(&id, &by).await.map_err(error)?;
     let session = changed.value.is_some();
-    let (count, messages) = changed.value.map_or((0, Vec::new()), |c| (c.count, c.messages));
-    let body = json!({ "device": id, "cleared": count, "session": session, "messages": messages });
-    Ok(Json(answer(body, changed.unrecorded)))
+    let (cleared, messages) = changed.value.map_or((0, Vec::new()), |c| (c.count, c.messages));
+    let messages =
+        messages.into_iter().map(|m| ClearedMessage { event: m.event, topic: m.topic, bytes: m.bytes }).collect();
+    Ok(Json(Warned::new(QueueCleared { device: id, cleared, session, messages }, changed.unrecorded)))
 }

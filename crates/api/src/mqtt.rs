@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use glassbox_api_types::{DeviceInspection, TimelineEntry};
+use glassbox_control::LivenessView;
 use glassbox_core::{
     DEVICE_ACTIVE, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING, DEVICE_MESSAGE,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, EventQuery, PUBLISH_REFUSED, RecordedEvent,
@@ -11,7 +13,8 @@ use glassbox_core::{
 };
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
-use serde_json::{Value, json};
+use glassbox_store::Device;
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::Body;
@@ -47,7 +50,10 @@ pub async fn session(
 
 /// `GET /api/v1/devices/{id}/inspect`: the device, its session, its last
 /// message, its last refused publish and its recent connection timeline.
-pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// What `inspect` answers, as the server fills it.
+type Inspection = DeviceInspection<Device, SessionInfo, LivenessView, Value, RecordedEvent>;
+
+pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Inspection>, ApiError> {
     let device = app.devices.device(&id).await?.ok_or_else(|| {
         ApiError::not_found(format!("no device {id:?}; `glassbox devices list` shows the registered ones"))
     })?;
@@ -64,10 +70,7 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
     }
     timeline.sort_by_key(|e| std::cmp::Reverse(e.event.id));
     timeline.truncate(TIMELINE_MAX);
-    let timeline: Vec<Value> = timeline
-        .iter()
-        .map(|e| json!({ "id": e.event.id.to_string(), "type": e.event.ty, "time": e.event.time, "data": event_data(e) }))
-        .collect();
+    let timeline = timeline.iter().map(timeline_entry).collect();
     let last_message = store.query(&query(DEVICE_MESSAGE, 1)).await?.events.into_iter().next();
     // A refused publish is no message the platform accepted: shown on its own.
     let last_refused = store.query(&query(PUBLISH_REFUSED, 1)).await?.events.into_iter().next();
@@ -76,16 +79,20 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
         Ok(commands) => commands.iter().filter(|c| !c.state.is_final()).count(),
         Err(_) => 0,
     };
-    Ok(Json(json!({
-        "device": device,
-        "session": app.broker.session(&id),
-        "liveness": app.control.liveness(&id),
-        "open_commands": open_commands,
-        "shadow": shadow,
-        "last_message": last_message,
-        "last_refused_publish": last_refused,
-        "timeline": timeline,
-    })))
+    Ok(Json(DeviceInspection {
+        device,
+        session: app.broker.session(&id),
+        liveness: app.control.liveness(&id),
+        open_commands,
+        shadow,
+        last_message,
+        last_refused_publish: last_refused,
+        timeline,
+    }))
+}
+
+fn timeline_entry(e: &RecordedEvent) -> TimelineEntry {
+    TimelineEntry { id: e.event.id.to_string(), ty: e.event.ty.clone(), time: e.event.time, data: event_data(e) }
 }
 
 fn event_data(event: &RecordedEvent) -> Value {

@@ -1,4 +1,11 @@
-//! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP transport: the API under `/api/v1`, plus `/healthz`, `/readyz`
+//! and `/metrics`. Its handlers are thin: they translate an HTTP request
+//! into a call on a service (pipeline, control, functions, series, watch)
+//! and the answer back into JSON; they own no domain logic and no storage.
+//! [`AppState`] holds the services the handlers call and [`router`] routes
+//! to them; `glassbox-server` builds the state from the services it starts
+//! and serves it with [`serve::serve`]. This crate depends on no adapter.
+//!
 //! Every `/api/v1` route but the OpenAPI document needs a bearer token.
 //! Every refusal is an [`ApiError`] (JSON: a code, and a message naming
 //! what to fix): handlers read their input with the extractors of `body`
@@ -41,7 +48,7 @@ use body::BodyLimit;
 use glassbox_pipeline::Pipeline;
 
 /// The OpenAPI 3.1 document, kept by hand beside the guides.
-pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,7 +58,7 @@ pub struct AppState {
     /// The anomaly detectors, when metrics are derived.
     pub watch: Option<Arc<glassbox_watch::Watch>>,
     /// What `/metrics` serves: every service's collector.
-    pub metrics: Arc<crate::metrics::Registry>,
+    pub metrics: Arc<glassbox_pipeline::metrics::Registry>,
     /// The platform's own log lines, for `glassbox logs`.
     pub platform_log: Arc<glassbox_telemetry::logs::PlatformLog>,
     pub broker: Broker,

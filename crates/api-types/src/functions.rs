@@ -1,0 +1,75 @@
+//! `/api/v1/functions`: versions, the live list, lifecycle changes and
+//! invocations. Generic over a version's spec `S` (the server answers with
+//! the stored spec as JSON; the CLI reads it into `glassbox_functions::Spec`),
+//! the work in hand `F` and an invocation record `I`, which belong to the
+//! functions service.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A deployed version: `POST /api/v1/functions/{name}` answers the one it
+/// created (201); the lists below hold them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployedVersion<S> {
+    pub name: String,
+    pub version: u32,
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+    /// Its triggers and limits.
+    pub spec: S,
+    pub deployed_at: DateTime<Utc>,
+    pub deployed_by: String,
+    pub live: bool,
+}
+
+/// `GET /api/v1/functions`: the live version of each function (deleted
+/// ones are not listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionList<S> {
+    pub functions: Vec<DeployedVersion<S>>,
+}
+
+/// `GET /api/v1/functions/{name}/versions`: every version, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionList<S> {
+    pub versions: Vec<DeployedVersion<S>>,
+}
+
+/// `GET /api/v1/functions/{name}`: the function, its live version whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionState<S, F> {
+    pub name: String,
+    /// `live`, or `deleted` (its versions kept: `promote` brings one back).
+    pub state: String,
+    /// None once deleted.
+    pub live: Option<DeployedVersion<S>>,
+    /// When that version became live (its deploy, or the promote or
+    /// rollback that made it live again); none once deleted.
+    pub live_since: Option<DateTime<Utc>>,
+    /// How many versions it has.
+    pub versions: usize,
+    /// Its newest version's number.
+    pub latest: u32,
+    /// What it has in hand now (none once deleted).
+    pub in_flight: Option<F>,
+}
+
+/// `POST /api/v1/functions/{name}/rollback` and `…/promote`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveChanged<S> {
+    pub function: String,
+    /// False when the version asked for was live already.
+    pub changed: bool,
+    /// The version live before; null when the function was deleted.
+    pub from: Option<u32>,
+    pub live: DeployedVersion<S>,
+}
+
+/// `GET /api/v1/functions/{name}/invocations`: newest first. `truncated`:
+/// with an `outcome` filter, older records were not searched (the scan
+/// stopped at its bound before `limit` matched).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invocations<I> {
+    pub invocations: Vec<I>,
+    pub truncated: bool,
+}
