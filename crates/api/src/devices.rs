@@ -63,6 +63,8 @@ pub struct ListParams {
     /// `key=value`: only devices with this tag.
     tag: Option<String>,
     group: Option<String>,
+    /// Only devices of this owner.
+    owner: Option<String>,
     /// Only devices connected (true) or not (false) now.
     connected: Option<bool>,
     /// Only devices flagged silent (true) or not (false).
@@ -89,27 +91,21 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<DevicePage<Device>>, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, PAGE_MAX);
-    let tag = match params.tag.as_deref() {
-        None => None,
-        Some(pair) => Some(
-            pair.split_once('=')
-                .ok_or_else(|| ApiError::bad_request("invalid_parameter", format!("tag {pair:?} must be key=value")))?,
-        ),
-    };
+    let tag = params.tag.as_deref().map(tag_filter).transpose()?;
+    // What is stored is filtered by the store; live state (connected,
+    // silent) here, page by page.
+    let mut query =
+        DeviceQuery { after: params.after, limit: SCAN_STEP, tag, group: params.group, owner: params.owner };
     let mut found = Vec::new();
-    let mut after = params.after.clone();
     let mut next_after = None;
     'scan: loop {
-        let batch = app.devices.devices(&DeviceQuery::page(after.as_deref(), SCAN_STEP)).await?;
+        let batch = app.devices.devices(&query).await?;
         let exhausted = batch.len() < SCAN_STEP;
         for device in batch {
-            after = Some(device.id.clone());
+            query.after = Some(device.id.clone());
             let view = with_live_state(&app, device);
-            let device = &view.device;
-            let keep = tag.is_none_or(|(k, v)| device.meta.tags.get(k).is_some_and(|t| t == v))
-                && params.group.as_ref().is_none_or(|g| device.meta.group.as_ref() == Some(g))
-                && params.connected.is_none_or(|c| view.connected == c)
-                && params.silent.is_none_or(|s| view.silent == s);
+            let keep =
+                params.connected.is_none_or(|c| view.connected == c) && params.silent.is_none_or(|s| view.silent == s);
             if keep {
                 if found.len() == limit {
                     next_after = found.last().map(|d: &LiveDevice<Device>| d.device.id.clone());
@@ -123,6 +119,14 @@ pub async fn list(
         }
     }
     Ok(Json(DevicePage { devices: found, next_after }))
+}
+
+/// A `tag` parameter, `key=value`.
+fn tag_filter(pair: &str) -> Result<(String, String), ApiError> {
+    let (key, value) = pair
+        .split_once('=')
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", format!("tag {pair:?} must be key=value")))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// The device with `connected` and `silent` from the gateway and liveness.

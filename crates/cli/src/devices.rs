@@ -101,6 +101,9 @@ pub struct ListArgs {
     /// Only devices in this group.
     #[arg(long)]
     group: Option<String>,
+    /// Only devices of this owner.
+    #[arg(long)]
+    owner: Option<String>,
     /// Only devices connected now (true) or not (false).
     #[arg(long)]
     connected: Option<bool>,
@@ -195,6 +198,9 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
     }
     if let Some(group) = &a.group {
         query.push(("group", group.clone()));
+    }
+    if let Some(owner) = &a.owner {
+        query.push(("owner", owner.clone()));
     }
     if let Some(connected) = a.connected {
         query.push(("connected", connected.to_string()));

@@ -366,6 +366,13 @@ async fn metadata_filters_the_fleet_and_a_quiet_device_is_flagged_silent_then_cl
     assert_eq!(ids("tag=site=north").await, ["meter-7"]);
     assert_eq!(ids("group=meters&connected=false").await, ["meter-7"]);
     assert!(ids("group=nobody").await.is_empty());
+    assert_eq!(ids("owner=acme&tag=site=north").await, ["meter-7"]);
+    assert!(ids("owner=someone-else").await.is_empty());
+    assert_eq!(
+        ids("owner=acme&after=meter-7").await,
+        Vec::<String>::new(),
+        "a filtered page continues after its cursor"
+    );
 
     // Connected and talking, then quiet for longer than 3 x its 1 s cadence.
     let mut device = server.connect("meter-7", &secret).await;
