@@ -9,7 +9,7 @@ use glassbox_control::LivenessView;
 use glassbox_core::{
     DEVICE_ACTIVE, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING, DEVICE_MESSAGE,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, EventQuery, PUBLISH_REFUSED, RecordedEvent,
-    TypePattern,
+    ShadowDocument, TypePattern,
 };
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
@@ -51,7 +51,7 @@ pub async fn session(
 /// `GET /api/v1/devices/{id}/inspect`: the device, its session, its last
 /// message, its last refused publish and its recent connection timeline.
 /// What `inspect` answers, as the server fills it.
-type Inspection = DeviceInspection<Device, SessionInfo, LivenessView, Value, RecordedEvent>;
+type Inspection = DeviceInspection<Device, SessionInfo, LivenessView, ShadowDocument, RecordedEvent>;
 
 pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Inspection>, ApiError> {
     let device = app.devices.device(&id).await?.ok_or_else(|| {
@@ -74,7 +74,7 @@ pub async fn inspect(State(app): State<AppState>, Path(id): Path<String>) -> Res
     let last_message = store.query(&query(DEVICE_MESSAGE, 1)).await?.events.into_iter().next();
     // A refused publish is no message the platform accepted: shown on its own.
     let last_refused = store.query(&query(PUBLISH_REFUSED, 1)).await?.events.into_iter().next();
-    let shadow = app.control.shadow(&id).await?.map(|s| s.to_json(&id));
+    let shadow = app.control.shadow(&id).await?.map(|s| s.document(&id));
     let open_commands = match app.control.commands(&id, None, 1000).await {
         Ok(commands) => commands.iter().filter(|c| !c.state.is_final()).count(),
         Err(_) => 0,
@@ -100,9 +100,9 @@ fn event_data(event: &RecordedEvent) -> Value {
 }
 
 /// `GET /api/v1/devices/{id}/shadow`: desired, reported, delta, version.
-pub async fn shadow(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn shadow(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ShadowDocument>, ApiError> {
     let shadow = app.control.shadow(&id).await?.ok_or_else(|| unknown_device(&id))?;
-    Ok(Json(shadow.to_json(&id)))
+    Ok(Json(shadow.document(&id)))
 }
 
 /// `POST /api/v1/devices/{id}/shadow` with `{"state": {"desired": {…}}, "version": N}`.
@@ -111,10 +111,10 @@ pub async fn update_shadow(
     Caller(by): Caller,
     Path(id): Path<String>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ShadowDocument>, ApiError> {
     let update = ShadowUpdate::parse(&body).map_err(shadow_error)?;
     match app.control.update_shadow(&id, &update, &by, None).await {
-        Ok(shadow) => Ok(Json(shadow.to_json(&id))),
+        Ok(shadow) => Ok(Json(shadow.document(&id))),
         Err(UpdateError::Shadow(e)) => Err(shadow_error(e)),
         Err(UpdateError::UnknownDevice(_)) => Err(unknown_device(&id)),
         Err(UpdateError::Store(e)) => Err(e.into()),

@@ -8,7 +8,7 @@ use glassbox_api_types::{DeviceInspection, TimelineEntry};
 use glassbox_core::{
     Connected, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, Disconnected, Flapping, PublishRefused,
-    SessionExpired, Silent, SubscribeDenied, payload_in, payload_of,
+    SessionExpired, ShadowDocument, Silent, SubscribeDenied, payload_in, payload_of,
 };
 use glassbox_store::Device;
 use serde::de::DeserializeOwned;
@@ -51,9 +51,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// The inspection as the CLI reads it: the device typed; the session,
-/// liveness, shadow and events as JSON, read part by part below.
-pub type Inspection = DeviceInspection<Device, Value, Value, Value, Value>;
+/// The inspection as the CLI reads it: the device and shadow typed; the
+/// session, liveness and events as JSON, read part by part below.
+pub type Inspection = DeviceInspection<Device, Value, Value, ShadowDocument, Value>;
 
 pub fn print(view: &Inspection) {
     let device = &view.device;
@@ -67,14 +67,13 @@ pub fn print(view: &Inspection) {
         0 => println!("commands: none pending"),
         n => println!("commands: {n} pending (glassbox control commands --device {id})"),
     }
-    let shadow = view.shadow.as_ref().unwrap_or(&Value::Null);
-    match shadow["delta"].as_object() {
-        Some(delta) if !delta.is_empty() => println!(
+    match &view.shadow {
+        Some(shadow) if !shadow.delta.is_empty() => println!(
             "shadow: version {}; the device has yet to report {}",
-            shadow["version"],
-            serde_json::to_string(delta).unwrap_or_default()
+            shadow.version,
+            serde_json::to_string(&shadow.delta).unwrap_or_default()
         ),
-        Some(_) => println!("shadow: version {}; reported state matches desired", shadow["version"]),
+        Some(shadow) => println!("shadow: version {}; reported state matches desired", shadow.version),
         None => {}
     }
     match &view.last_message {

@@ -199,11 +199,6 @@ impl Shadow {
             updated_at: self.updated_at,
         }
     }
-
-    /// [`Shadow::document`] as JSON.
-    pub fn to_json(&self, device: &str) -> Value {
-        serde_json::to_value(self.document(device)).expect("a shadow document is JSON maps and plain values")
-    }
 }
 
 fn as_object<'a>(name: &str, value: Option<&'a Value>) -> Result<Option<&'a Map<String, Value>>, ShadowError> {

@@ -275,7 +275,7 @@ impl Services for Sandbox {
 
     fn shadow(&self, device: &str) -> Result<String, String> {
         if let Some(shadow) = self.overlay().shadows.get(device) {
-            return Ok(shadow.to_json(device).to_string());
+            return serde_json::to_string(&shadow.document(device)).map_err(|e| e.to_string());
         }
         self.host.shadow(device)
     }

@@ -32,7 +32,7 @@ impl HostServices {
     /// A device's shadow as the guest reads it (JSON), or why not.
     pub(super) fn shadow(&self, device: &str) -> Result<String, String> {
         match self.handle.block_on(self.control.shadow(device)) {
-            Ok(Some(shadow)) => Ok(shadow.to_json(device).to_string()),
+            Ok(Some(shadow)) => serde_json::to_string(&shadow.document(device)).map_err(|e| e.to_string()),
             Ok(None) => Err(format!("no device {device:?}")),
             Err(e) => Err(e.to_string()),
         }
