@@ -2,7 +2,8 @@
 //! shared with `glassbox devices shadow`.
 
 use anyhow::{Context, bail};
-use glassbox_api_types::{CommandIssued, CommandList};
+use glassbox_api_types::{CommandIssued, CommandList, CommandView};
+use glassbox_core::ShadowDocument;
 use serde_json::{Map, Value, json};
 
 use crate::Remote;
@@ -132,7 +133,8 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
                 body["version"] = json!(version);
             }
             let path = format!("/api/v1/devices/{}/shadow", crate::client::segment(&a.id));
-            let shadow = a.remote.client()?.post(&path, "application/json", body.to_string()).await?;
+            let shadow: ShadowDocument =
+                a.remote.client()?.post_as(&path, "application/json", body.to_string()).await?;
             print_shadow(&shadow, a.json)
         }
         ControlCommand::Send(a) => send(a).await,
@@ -142,7 +144,7 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
                 query.push(("state", state.clone()));
             }
             let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.device));
-            let page: CommandList<Value> = a.remote.client()?.fetch(&path, &query).await?;
+            let page: CommandList<CommandView> = a.remote.client()?.fetch(&path, &query).await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&page.commands)?);
                 return Ok(());
@@ -154,7 +156,7 @@ pub async fn run(command: ControlCommand) -> anyhow::Result<()> {
         ControlCommand::Command(a) => one_command(a).await,
         ControlCommand::Cancel(a) => {
             let path = format!("/api/v1/commands/{}/cancel", crate::client::segment(&a.command));
-            let command = a.remote.client()?.post(&path, "application/json", String::new()).await?;
+            let command: CommandView = a.remote.client()?.post_as(&path, "application/json", String::new()).await?;
             print_command(&command, a.json)
         }
     }
@@ -173,57 +175,60 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
         false => None,
     };
     let path = format!("/api/v1/devices/{}/commands", crate::client::segment(&a.id));
-    let issued: CommandIssued<Value> = client.post_as(&path, "application/json", body.to_string()).await?;
+    let issued: CommandIssued<CommandView> = client.post_as(&path, "application/json", body.to_string()).await?;
     if issued.duplicate && !a.json {
         eprintln!("this idempotency key was used before: showing that command; nothing was sent again");
     }
-    // Shown whole, as answered (`duplicate` included).
-    let command = serde_json::to_value(&issued)?;
     match steps {
-        Some(steps) => wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await,
-        None => print_command(&command, a.json),
+        // Shown whole, as answered (`duplicate` included).
+        Some(steps) => wait::follow(&client, steps, serde_json::to_value(&issued)?, a.wait.wait_timeout, a.json).await,
+        None if a.json => {
+            println!("{}", serde_json::to_string_pretty(&issued)?);
+            Ok(())
+        }
+        None => print_command(&issued.command, false),
     }
 }
 
 async fn one_command(a: CommandArgs) -> anyhow::Result<()> {
     let client = a.remote.client()?;
     let path = format!("/api/v1/commands/{}", crate::client::segment(&a.command));
-    let command = client.get(&path, &[]).await?;
+    let command: CommandView = client.fetch(&path, &[]).await?;
     if !a.wait.wait {
         return print_command(&command, a.json);
     }
-    let steps = wait::Steps::open(&client, crate::render::text(&command, "device")).await?;
+    let steps = wait::Steps::open(&client, &command.device).await?;
     // Read again once listening: a step taken in between is not missed.
     let command = client.get(&path, &[]).await?;
     wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await
 }
 
-fn command_row(c: &Value) -> Vec<String> {
+fn command_row(c: &CommandView) -> Vec<String> {
     vec![
-        crate::render::text(c, "id").into(),
-        crate::render::text(c, "name").into(),
-        crate::render::text(c, "state").into(),
-        crate::render::short_time(&c["created_at"]),
-        crate::render::short_time(&c["updated_at"]),
-        c["reason"].as_str().unwrap_or("").into(),
+        c.id.clone(),
+        c.name.clone(),
+        c.state.as_str().into(),
+        crate::render::clock(c.created_at),
+        crate::render::clock(c.updated_at),
+        c.reason.clone().unwrap_or_default(),
     ]
 }
 
-fn print_command(command: &Value, json: bool) -> anyhow::Result<()> {
+fn print_command(command: &CommandView, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(command)?);
         return Ok(());
     }
-    let text = |k| crate::render::text(command, k);
-    println!("command {} ({} to {}): {}", text("id"), text("name"), text("device"), text("state"));
-    println!("  expires {}", crate::render::short_time(&command["expires_at"]));
-    if !command["response"].is_null() {
-        println!("  response: {}", serde_json::to_string(&command["response"])?);
+    let CommandView { id, name, device, state, .. } = command;
+    println!("command {id} ({name} to {device}): {}", state.as_str());
+    println!("  expires {}", crate::render::clock(command.expires_at));
+    if let Some(response) = &command.response {
+        println!("  response: {}", serde_json::to_string(response)?);
     }
-    if let Some(reason) = command["reason"].as_str() {
+    if let Some(reason) = &command.reason {
         println!("  reason: {reason}");
     }
-    println!("  trace: glassbox trace {}", text("id"));
+    println!("  trace: glassbox trace {id}");
     Ok(())
 }
 
@@ -259,18 +264,18 @@ fn insert_path(map: &mut Map<String, Value>, path: &[&str], value: Value) {
     }
 }
 
-pub fn print_shadow(shadow: &Value, json: bool) -> anyhow::Result<()> {
+pub fn print_shadow(shadow: &ShadowDocument, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(shadow)?);
         return Ok(());
     }
-    let pretty = |v: &Value| serde_json::to_string(v).unwrap_or_default();
-    println!("shadow of {} at version {}", crate::render::text(shadow, "device"), shadow["version"]);
-    println!("desired:  {}", pretty(&shadow["desired"]));
-    println!("reported: {}", pretty(&shadow["reported"]));
-    match shadow["delta"].as_object().is_some_and(|d| !d.is_empty()) {
-        true => println!("delta:    {} (the device has not reported these yet)", pretty(&shadow["delta"])),
-        false => println!("delta:    none: the device reports what is desired"),
+    let pretty = |v: &Map<String, Value>| serde_json::to_string(v).unwrap_or_default();
+    println!("shadow of {} at version {}", shadow.device, shadow.version);
+    println!("desired:  {}", pretty(&shadow.desired));
+    println!("reported: {}", pretty(&shadow.reported));
+    match shadow.delta.is_empty() {
+        false => println!("delta:    {} (the device has not reported these yet)", pretty(&shadow.delta)),
+        true => println!("delta:    none: the device reports what is desired"),
     }
     Ok(())
 }

@@ -138,7 +138,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
         }
         DevicesCommand::Shadow(a) => {
             let path = format!("/api/v1/devices/{}/shadow", crate::client::segment(&a.id));
-            let shadow = a.remote.client()?.get(&path, &[]).await?;
+            let shadow: glassbox_core::ShadowDocument = a.remote.client()?.fetch(&path, &[]).await?;
             crate::control::print_shadow(&shadow, a.json)
         }
         DevicesCommand::Inspect(a) => {
