@@ -74,130 +74,36 @@ pub async fn start_with_log(
     admin_token: Option<&str>,
     platform_log: Arc<PlatformLog>,
 ) -> anyhow::Result<Running> {
-    let sqlite = Arc::new(
-        SqliteStore::open(&config.data_dir, config.recorder_settings())
-            .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
-    );
-    let store: Arc<dyn EventStore> = sqlite.clone();
-    let commands: Arc<dyn CommandStore> = sqlite.clone();
-    let sqlite_functions = sqlite.clone();
-    let settings: Arc<dyn SettingStore> = sqlite.clone();
-    let devices: Arc<dyn DeviceRegistry> = sqlite;
-    let token = api::admin_token(settings.as_ref(), admin_token).await.context("setting up the admin token")?;
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
-    let span_key = otlp::load_span_key(settings.as_ref()).await;
-    let pipeline = Arc::new(Pipeline::new(store.clone(), settings.clone(), bus, config.node.clone(), span_key));
-    let metric_store =
-        SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
-    let series = Arc::new(glassbox_series::Series::new(
-        Arc::new(metric_store),
-        Retention::default(),
-        config.metrics.series_settings(),
-    ));
-    let watch = match config.metrics.derive {
-        true => {
-            let watch = glassbox_watch::Watch::start(&config.diagnose, &pipeline)?;
-            glassbox_series::start(
-                series.clone(),
-                pipeline.clone(),
-                devices.clone(),
-                Some(watch.clone() as Arc<dyn glassbox_series::ClosedBuckets>),
-            );
-            Some(watch)
-        }
-        false => None,
-    };
-    journal_config(&config, &pipeline, settings.as_ref()).await;
+    let stores = Stores::open(&config)?;
+    let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
+    let pipeline = stores.pipeline(&config).await;
+    let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
+    journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
-    let limits = Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() };
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let auth = RegistryAuth {
-        devices: devices.clone(),
-        operator_tokens: token.tokens.hashes(),
-        allow_anonymous: config.mqtt.allow_anonymous,
-    };
-    if config.mqtt.allow_anonymous {
-        tracing::warn!(
-            "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
-        );
-    }
-    let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
-    let broker = Broker::open(
-        config.broker_settings(),
-        Arc::new(Ingress(pipeline.clone())),
-        Arc::new(sessions),
-        Arc::new(auth),
-        config.acl(),
-    )
-    .await
-    .context("restoring MQTT sessions")?;
-    let mqtt = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
-        format!("binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)", config.mqtt.listen)
-    })?;
-    let mqtt_addr = mqtt.local_addr()?;
-    let tls = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
-        ("", _) | (_, "") => None,
-        (cert, key) => {
-            let acceptor = glassbox_gateway::tls::acceptor(cert.as_ref(), key.as_ref())
-                .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?;
-            let listener = TcpListener::bind(&config.mqtt.tls_listen).await.with_context(|| {
-                format!(
-                    "binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen",
-                    config.mqtt.tls_listen
-                )
-            })?;
-            Some((listener, acceptor))
-        }
-    };
-    let mqtts_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-    let control = glassbox_control::Control::start(
-        devices.clone(),
-        commands,
-        pipeline.clone(),
-        Arc::new(broker.downgrade()),
-        config.control.shadow_limits(),
-        glassbox_control::CommandLimits::default(),
-        config.control.liveness(),
-    );
-    broker.set_reserved(control.clone());
-    let function_store: Arc<dyn glassbox_store::FunctionStore> = sqlite_functions;
-    let functions = glassbox_functions::Functions::start(
-        function_store,
-        pipeline.clone(),
-        control.clone(),
-        config.data_dir.join("functions"),
-        config.cost,
-    )
-    .await
-    .context("starting the function runtime")?;
-    let stopping_functions = functions.clone();
-    let registry = Arc::new(glassbox_control::Registry::new(
-        devices.clone(),
-        Arc::new(broker.clone()),
-        control.clone(),
-        pipeline.clone(),
-    ));
+    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes()).await?;
+    let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
-    metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));
+    metrics.register(Arc::new(metrics::BrokerMetrics(mqtt.broker.clone())));
     metrics.register(series.clone());
-    metrics.register(functions.clone());
+    metrics.register(services.functions.clone());
     if let Some(otlp) = otlp {
         metrics.register(otlp);
     }
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
-        registry,
-        control,
-        functions,
+        registry: services.registry,
+        control: services.control,
+        functions: services.functions.clone(),
         pipeline,
-        devices,
+        devices: stores.devices,
         series: series.clone(),
         watch: watch.clone(),
         metrics: Arc::new(metrics),
         platform_log,
-        broker: broker.clone(),
+        broker: mqtt.broker.clone(),
         tokens: Arc::new(token.tokens),
-        limits: Arc::new(limits),
+        limits: Arc::new(Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() }),
         append_timeout: config.http.append_timeout,
         perimeter: Arc::new(api::Perimeter::new(
             config.http.client_requests_per_second,
@@ -213,44 +119,213 @@ pub async fn start_with_log(
             config.http.listen
         )
     })?;
-    let http_addr = listener.local_addr()?;
+    let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(state);
-    let (broker_stop, broker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mqtt_task = {
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            // Drains its connections within shutdown_grace before it returns.
-            broker.serve(mqtt, tls, async move { drop(broker_stopped.await) }).await;
-            broker.flush().await;
+    let stopping =
+        Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
+    let task = tokio::spawn(serve(config, listener, state, mqtt, stopping));
+    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+}
+
+/// The embedded backends: every store port on SQLite files in the data
+/// directory. A clustered backend is chosen here, and nowhere else.
+struct Stores {
+    events: Arc<dyn EventStore>,
+    settings: Arc<dyn SettingStore>,
+    devices: Arc<dyn DeviceRegistry>,
+    commands: Arc<dyn CommandStore>,
+    functions: Arc<dyn glassbox_store::FunctionStore>,
+}
+
+impl Stores {
+    fn open(config: &Config) -> anyhow::Result<Self> {
+        let sqlite = Arc::new(
+            SqliteStore::open(&config.data_dir, config.recorder_settings())
+                .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
+        );
+        Ok(Self {
+            events: sqlite.clone(),
+            settings: sqlite.clone(),
+            devices: sqlite.clone(),
+            commands: sqlite.clone(),
+            functions: sqlite,
         })
-    };
+    }
+
+    /// The ingest pipeline over the recorder and the in-process bus.
+    async fn pipeline(&self, config: &Config) -> Arc<Pipeline> {
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.recorder.bus_capacity));
+        let span_key = otlp::load_span_key(self.settings.as_ref()).await;
+        Arc::new(Pipeline::new(self.events.clone(), self.settings.clone(), bus, config.node.clone(), span_key))
+    }
+}
+
+/// Metrics derived from the stream and, watching them, live diagnosis
+/// (both off with `metrics.derive = false`; the series still answer).
+fn derive_metrics(
+    config: &Config,
+    pipeline: &Arc<Pipeline>,
+    stores: &Stores,
+) -> anyhow::Result<(Arc<glassbox_series::Series>, Option<Arc<glassbox_watch::Watch>>)> {
+    let metric_store =
+        SqliteMetrics::open(&config.data_dir, Retention::default()).context("opening the metric store")?;
+    let series = Arc::new(glassbox_series::Series::new(
+        Arc::new(metric_store),
+        Retention::default(),
+        config.metrics.series_settings(),
+    ));
+    if !config.metrics.derive {
+        return Ok((series, None));
+    }
+    let watch = glassbox_watch::Watch::start(&config.diagnose, pipeline)?;
+    let closed = Some(watch.clone() as Arc<dyn glassbox_series::ClosedBuckets>);
+    glassbox_series::start(series.clone(), pipeline.clone(), stores.devices.clone(), closed);
+    Ok((series, Some(watch)))
+}
+
+/// The MQTT gateway: the broker with its sessions restored, and its
+/// listeners bound (TLS when a certificate is configured).
+struct Mqtt {
+    broker: Broker,
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>,
+    tls_addr: Option<SocketAddr>,
+}
+
+impl Mqtt {
+    async fn open(
+        config: &Config,
+        pipeline: &Arc<Pipeline>,
+        stores: &Stores,
+        operator_tokens: Vec<[u8; 32]>,
+    ) -> anyhow::Result<Self> {
+        let allow_anonymous = config.mqtt.allow_anonymous;
+        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, allow_anonymous };
+        if allow_anonymous {
+            tracing::warn!(
+                "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
+            );
+        }
+        let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
+        let recorder = Arc::new(Ingress(pipeline.clone()));
+        let broker = Broker::open(config.broker_settings(), recorder, Arc::new(sessions), Arc::new(auth), config.acl())
+            .await
+            .context("restoring MQTT sessions")?;
+        let listener = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
+            format!(
+                "binding the MQTT listener to {}: choose another address with --mqtt (mqtt.listen)",
+                config.mqtt.listen
+            )
+        })?;
+        let tls = Self::tls(config).await?;
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+        Ok(Self { broker, addr: listener.local_addr()?, listener, tls, tls_addr })
+    }
+
+    async fn tls(config: &Config) -> anyhow::Result<Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>> {
+        let (cert, key) = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
+            ("", _) | (_, "") => return Ok(None),
+            pair => pair,
+        };
+        let acceptor = glassbox_gateway::tls::acceptor(cert.as_ref(), key.as_ref())
+            .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?;
+        let listener = TcpListener::bind(&config.mqtt.tls_listen).await.with_context(|| {
+            format!("binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen", config.mqtt.tls_listen)
+        })?;
+        Ok(Some((listener, acceptor)))
+    }
+}
+
+/// The services that act on devices and run functions.
+struct Services {
+    control: Arc<glassbox_control::Control>,
+    functions: Arc<glassbox_functions::Functions>,
+    registry: Arc<glassbox_control::Registry>,
+}
+
+impl Services {
+    async fn start(
+        config: &Config,
+        stores: &Stores,
+        pipeline: &Arc<Pipeline>,
+        broker: &Broker,
+    ) -> anyhow::Result<Self> {
+        let control = glassbox_control::Control::start(
+            stores.devices.clone(),
+            stores.commands.clone(),
+            pipeline.clone(),
+            Arc::new(broker.downgrade()),
+            config.control.shadow_limits(),
+            glassbox_control::CommandLimits::default(),
+            config.control.liveness(),
+        );
+        broker.set_reserved(control.clone());
+        let functions = glassbox_functions::Functions::start(
+            stores.functions.clone(),
+            pipeline.clone(),
+            control.clone(),
+            config.data_dir.join("functions"),
+            config.cost,
+        )
+        .await
+        .context("starting the function runtime")?;
+        let link = Arc::new(broker.clone());
+        let registry =
+            Arc::new(glassbox_control::Registry::new(stores.devices.clone(), link, control.clone(), pipeline.clone()));
+        Ok(Self { control, functions, registry })
+    }
+}
+
+/// What a stop waits for and then winds down, in order.
+struct Stopping {
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
+    functions: Arc<glassbox_functions::Functions>,
+    series: Arc<glassbox_series::Series>,
+    store: Arc<dyn EventStore>,
+}
+
+/// Serves HTTP and MQTT until the stop; then the ingresses drain, functions
+/// hand back what they hold, and the stores flush, all within one
+/// `shutdown_grace`.
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    state: AppState,
+    mqtt: Mqtt,
+    stop: Stopping,
+) -> anyhow::Result<()> {
+    let (broker_stop, broker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let Mqtt { broker, listener: mqtt_listener, tls, .. } = mqtt;
+    let mqtt_task = tokio::spawn(async move {
+        // Drains its connections within shutdown_grace before it returns.
+        broker.serve(mqtt_listener, tls, async move { drop(broker_stopped.await) }).await;
+        broker.flush().await;
+    });
     let serving = api::serve::ServeSettings {
         header_read_timeout: config.http.header_read_timeout,
         body_read_timeout: config.http.body_read_timeout,
         connections_max: config.http.connections_max,
         shutdown_grace: config.shutdown_grace,
     };
-    let grace = config.shutdown_grace;
+    let Stopping { stopped, stopping, functions, series, store } = stop;
     let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
-    let task = tokio::spawn(async move {
-        api::serve::serve(listener, app, serving, async move {
-            let _ = stopped.await;
-            let _ = began_tx.send(tokio::time::Instant::now());
-            let _ = stopping_tx.send(true);
-            let _ = broker_stop.send(());
-        })
-        .await;
-        let _ = mqtt_task.await;
-        // After the ingresses, so what they recorded last is handed back too;
-        // the whole stop keeps to one shutdown_grace.
-        let began = began.await.unwrap_or_else(|_| tokio::time::Instant::now());
-        stopping_functions.stop((began + grace).saturating_duration_since(tokio::time::Instant::now())).await;
-        series.flush(chrono::Utc::now(), true).await;
-        store.close().await;
-        Ok(())
-    });
-    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+    api::serve::serve(listener, api::router(state), serving, async move {
+        let _ = stopped.await;
+        let _ = began_tx.send(tokio::time::Instant::now());
+        let _ = stopping.send(true);
+        let _ = broker_stop.send(());
+    })
+    .await;
+    let _ = mqtt_task.await;
+    // After the ingresses, so what they recorded last is handed back too;
+    // the whole stop keeps to one shutdown_grace.
+    let began = began.await.unwrap_or_else(|_| tokio::time::Instant::now());
+    functions.stop((began + config.shutdown_grace).saturating_duration_since(tokio::time::Instant::now())).await;
+    series.flush(chrono::Utc::now(), true).await;
+    store.close().await;
+    Ok(())
 }
 
 /// The MQTT gateway records through the same pipeline as every ingress.
