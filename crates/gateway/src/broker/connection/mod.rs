@@ -39,7 +39,7 @@ use super::kill::{Kill, Killed};
 use super::refusals::{Refusal, record as record_refusal};
 use super::router::end_session;
 use super::session::{Link, NEVER, Session};
-use super::{Outbound, Shared, lock};
+use super::{BrokerSettings, Outbound, Shared, lock};
 use crate::acl::Role;
 use crate::broker::auth::Credentials;
 use crate::codec::{Ack, CodecError, ConnAck, Connect, Packet, Properties, Protocol, QoS, Will, encode};
@@ -242,7 +242,154 @@ struct Connection {
     rate: RateLimit,
 }
 
+/// What the server grants a CONNECT: its session expiry and keep-alive,
+/// within the configured maximums.
+struct Terms {
+    asked_expiry: u32,
+    expiry: u32,
+    keep_alive: u16,
+}
+
+impl Terms {
+    fn grant(settings: &BrokerSettings, connect: &Connect) -> Self {
+        let asked_expiry = match connect.protocol {
+            Protocol::V311 if connect.clean_start => 0,
+            Protocol::V311 => NEVER,
+            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        };
+        let keep_alive = match settings.keep_alive_max {
+            0 => connect.keep_alive,
+            max if connect.keep_alive == 0 || connect.keep_alive > max => max,
+            _ => connect.keep_alive,
+        };
+        Self { asked_expiry, expiry: asked_expiry.min(settings.session_expiry_max), keep_alive }
+    }
+
+    /// The CONNACK: 5.0 properties say the limits, and what was changed
+    /// from what the client asked.
+    fn connack(&self, settings: &BrokerSettings, connect: &Connect, assigned: Option<&str>, present: bool) -> Packet {
+        let properties = match connect.protocol {
+            Protocol::V311 => Properties::default(),
+            Protocol::V5 => Properties {
+                receive_maximum: Some(settings.inflight_max),
+                maximum_packet_size: Some(settings.packet_bytes_max as u32),
+                topic_alias_maximum: Some(settings.topic_alias_max),
+                assigned_client_identifier: assigned.map(str::to_string),
+                session_expiry_interval: (self.expiry != self.asked_expiry).then_some(self.expiry),
+                server_keep_alive: (self.keep_alive != connect.keep_alive).then_some(self.keep_alive),
+                ..Properties::default()
+            },
+        };
+        Packet::ConnAck(ConnAck { session_present: present, reason: 0, properties })
+    }
+}
+
+impl Link {
+    /// Connection `conn`'s link: its window and largest packet as the
+    /// client's CONNECT asks, within the broker's limits.
+    fn new(
+        conn: u64,
+        connect: &Connect,
+        settings: &BrokerSettings,
+        kill: Kill,
+        wake: Arc<Notify>,
+        tls: Option<TlsSession>,
+    ) -> Self {
+        let p = &connect.properties;
+        Self {
+            conn,
+            protocol: connect.protocol,
+            kill,
+            wake,
+            window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
+            packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            since: Utc::now(),
+            tls,
+        }
+    }
+}
+
+/// Takes over the session of `client_id`, or replaces it on a clean start
+/// (or makes one); true when an existing session carries on.
+fn claim_session(
+    shared: &Arc<Shared>,
+    client_id: &Arc<str>,
+    device: Option<String>,
+    terms: &Terms,
+    clean_start: bool,
+    ops: &mut Vec<SessionOp>,
+) -> (Arc<Mutex<Session>>, bool) {
+    let existing = shared.session(client_id);
+    if let Some(old) = existing.as_ref().and_then(|s| lock(s).link.take()) {
+        old.kill.kill(DisconnectReason::SessionTakeover);
+    }
+    match existing {
+        Some(session) if !clean_start => (session, true),
+        existing => {
+            if let Some(old) = existing {
+                ops.extend(end_session(shared, &old, "a new connection asked for a clean start"));
+            }
+            let bounds = shared.settings.queue_bounds(client_id);
+            let session = Arc::new(Mutex::new(Session::new(client_id.clone(), device, terms.expiry, bounds)));
+            lock(&shared.sessions).insert(client_id.clone(), session.clone());
+            (session, false)
+        }
+    }
+}
+
+/// Links the session to this connection under the granted terms; returns
+/// what was in flight, to send again after the CONNACK.
+fn bind(
+    session: &Mutex<Session>,
+    link: Link,
+    device: Option<String>,
+    expiry: u32,
+    ops: &mut Vec<SessionOp>,
+) -> Vec<Packet> {
+    let protocol = link.protocol;
+    let mut s = lock(session);
+    let was_persistent = s.persistent();
+    if was_persistent && expiry == 0 {
+        ops.push(SessionOp::DeleteSession { client_id: s.client_id.to_string() });
+    }
+    s.expiry = expiry;
+    s.device = device;
+    s.epoch += 1;
+    s.disconnected_at = None;
+    s.link = Some(link);
+    if s.persistent() {
+        ops.push(s.stored());
+        if !was_persistent {
+            s.store_subscriptions(ops);
+        }
+    }
+    let now = SystemTime::now();
+    let resend = s.inflight.iter().map(|(id, flight)| match flight.released {
+        true => Packet::PubRel(Ack::new(*id)),
+        false => Packet::Publish(flight.delivery.publish(Some(*id), true, protocol, now)),
+    });
+    resend.collect()
+}
+
+/// Gone before its CONNACK: the session detaches as at any close, and ends
+/// unless it is persistent.
+async fn detach_unanswered(shared: &Arc<Shared>, session: &Arc<Mutex<Session>>) {
+    let persistent = {
+        let mut s = lock(session);
+        s.link = None;
+        s.disconnected_at = Some(Utc::now());
+        s.last_disconnect = Some(DisconnectReason::ConnectionLost);
+        s.persistent()
+    };
+    if !persistent {
+        let ops = end_session(shared, session, "the connection closed before CONNACK");
+        shared.persist(ops).await;
+    }
+}
+
 impl Connection {
+    /// Attaches an admitted client to its session, answers its CONNACK (with
+    /// what was in flight), starts its writer and records the connection.
     async fn attach(
         shared: Arc<Shared>,
         admitted: Admitted,
@@ -253,114 +400,29 @@ impl Connection {
     ) -> Option<Self> {
         let Admitted { role, client_id, assigned } = admitted;
         let settings = &shared.settings;
-        let protocol = connect.protocol;
-        let asked_expiry = match protocol {
-            Protocol::V311 if connect.clean_start => 0,
-            Protocol::V311 => NEVER,
-            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-        };
-        let expiry = asked_expiry.min(settings.session_expiry_max);
-        let keep_alive = match settings.keep_alive_max {
-            0 => connect.keep_alive,
-            max if connect.keep_alive == 0 || connect.keep_alive > max => max,
-            _ => connect.keep_alive,
-        };
+        let (protocol, terms) = (connect.protocol, Terms::grant(settings, &connect));
         let device = match &role {
             Role::Device(id) => Some(id.clone()),
             _ => None,
         };
         let conn = shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MAX);
-        let kill = Kill::new();
-        let wake = Arc::new(Notify::new());
-        let p = &connect.properties;
-        let link = Link {
-            conn,
-            protocol,
-            kill: kill.clone(),
-            wake: wake.clone(),
-            window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
-            packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
-            since: Utc::now(),
-            tls: tls.clone(),
-        };
+        let (kill, wake) = (Kill::new(), Arc::new(Notify::new()));
+        let link = Link::new(conn, &connect, settings, kill.clone(), wake.clone(), tls.clone());
 
-        // Take over or replace the session of this client id.
         let mut ops = Vec::new();
-        let existing = shared.session(&client_id);
-        if let Some(old) = existing.as_ref().and_then(|s| lock(s).link.take()) {
-            old.kill.kill(DisconnectReason::SessionTakeover);
-        }
-        let (session, present) = match existing {
-            Some(session) if !connect.clean_start => (session, true),
-            existing => {
-                if let Some(old) = existing {
-                    ops.extend(end_session(&shared, &old, "a new connection asked for a clean start"));
-                }
-                let bounds = settings.queue_bounds(&client_id);
-                let session = Arc::new(Mutex::new(Session::new(client_id.clone(), device.clone(), expiry, bounds)));
-                lock(&shared.sessions).insert(client_id.clone(), session.clone());
-                (session, false)
-            }
-        };
-        let mut resend = Vec::new();
-        {
-            let mut s = lock(&session);
-            let was_persistent = s.persistent();
-            if was_persistent && expiry == 0 {
-                ops.push(SessionOp::DeleteSession { client_id: client_id.to_string() });
-            }
-            s.expiry = expiry;
-            s.device = device;
-            s.epoch += 1;
-            s.disconnected_at = None;
-            s.link = Some(link);
-            if s.persistent() {
-                ops.push(s.stored());
-                if !was_persistent {
-                    s.store_subscriptions(&mut ops);
-                }
-            }
-            let now = SystemTime::now();
-            for (id, flight) in &s.inflight {
-                resend.push(match flight.released {
-                    true => Packet::PubRel(Ack::new(*id)),
-                    false => Packet::Publish(flight.delivery.publish(Some(*id), true, protocol, now)),
-                });
-            }
-        }
+        let (session, present) =
+            claim_session(&shared, &client_id, device.clone(), &terms, connect.clean_start, &mut ops);
+        let resend = bind(&session, link, device, terms.expiry, &mut ops);
         shared.persist(ops).await;
 
-        let properties = match protocol {
-            Protocol::V311 => Properties::default(),
-            Protocol::V5 => Properties {
-                receive_maximum: Some(settings.inflight_max),
-                maximum_packet_size: Some(settings.packet_bytes_max as u32),
-                topic_alias_maximum: Some(settings.topic_alias_max),
-                assigned_client_identifier: assigned.then(|| client_id.to_string()),
-                session_expiry_interval: (expiry != asked_expiry).then_some(expiry),
-                server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
-                ..Properties::default()
-            },
-        };
         let mut out = Vec::new();
-        encode(&Packet::ConnAck(ConnAck { session_present: present, reason: 0, properties }), protocol, &mut out);
-        for packet in &resend {
+        let connack = terms.connack(settings, &connect, assigned.then_some(&*client_id), present);
+        for packet in std::iter::once(&connack).chain(&resend) {
             encode(packet, protocol, &mut out);
         }
         if write_all(&mut write, &out, settings.write_timeout).await.is_err() {
-            // Gone before CONNACK: detach as any close would.
-            let persistent = {
-                let mut s = lock(&session);
-                s.link = None;
-                s.disconnected_at = Some(Utc::now());
-                s.last_disconnect = Some(DisconnectReason::ConnectionLost);
-                s.persistent()
-            };
-            if !persistent {
-                let ops = end_session(&shared, &session, "the connection closed before CONNACK");
-                shared.persist(ops).await;
-            }
+            detach_unanswered(&shared, &session).await;
             return None;
         }
 
@@ -382,10 +444,10 @@ impl Connection {
         let data = Connected {
             peer: peer.to_string(),
             protocol: protocol.level(),
-            keep_alive,
+            keep_alive: terms.keep_alive,
             clean_start: connect.clean_start,
             session_present: present,
-            session_expiry_seconds: (expiry != NEVER).then_some(expiry),
+            session_expiry_seconds: (terms.expiry != NEVER).then_some(terms.expiry),
             tls: tls.is_some(),
             tls_session: tls,
         };
@@ -407,7 +469,7 @@ impl Connection {
             client_id,
             protocol,
             peer,
-            keep_alive,
+            keep_alive: terms.keep_alive,
             control,
             killed: kill.watch(),
             kill,
