@@ -22,7 +22,7 @@ use glassbox_store::{CommandRecord, CommandState, StoreError};
 use serde_json::Value;
 
 use super::Control;
-use glassbox_link::RESERVED_PREFIX;
+use glassbox_link::reserved_topic;
 
 /// The platform component that expires commands, as their expiry's principal.
 const EXPIRY: &str = "command-expiry";
@@ -90,21 +90,12 @@ fn message(command: &CommandRecord) -> CommandMessage {
     }
 }
 
-/// A device's answer as it sent it (kept with the command's step), and
-/// read as a reply; or why it is not one.
-fn read_reply(payload: &[u8]) -> Result<(Value, CommandReply), String> {
-    let body: Value = serde_json::from_slice(payload)
-        .map_err(|e| format!("the response is not JSON ({e}); {}", CommandReply::SHAPE))?;
-    let reply = CommandReply::parse(&body)?;
-    Ok((body, reply))
-}
-
 fn command_topic(command: &CommandRecord) -> String {
-    format!("{RESERVED_PREFIX}{}/commands/{}", command.device, command.name)
+    reserved_topic(&command.device, &format!("commands/{}", command.name))
 }
 
 fn response_topic(command: &CommandRecord) -> String {
-    format!("{RESERVED_PREFIX}{}/commands/{}/response", command.device, command.name)
+    reserved_topic(&command.device, &format!("commands/{}/response", command.name))
 }
 
 /// The command as answered to clients: its record, with the payload and
@@ -319,11 +310,20 @@ impl Control {
             let step = CommandStep::new(command, Some(reason), by);
             self.record(device, DEVICE_COMMAND_RESPONSE_REJECTED, None, &step, Some(&cause)).await;
         };
-        let (body, reply) = match read_reply(payload) {
-            Ok(read) => read,
-            Err(reason) => return reject(correlated.as_deref(), reason).await,
+        let body: Value = match serde_json::from_slice(payload) {
+            Ok(body) => body,
+            Err(e) => {
+                let reason = format!("the response is not JSON ({e}); {}", CommandReply::SHAPE);
+                return reject(correlated.as_deref(), reason).await;
+            }
         };
-        let Some(id) = reply.id.clone().or(correlated) else {
+        // The command it names, even when the rest of it is refused.
+        let named = body.get("id").and_then(Value::as_str).map(str::to_string).or(correlated);
+        let reply = match CommandReply::parse(&body) {
+            Ok(reply) => reply,
+            Err(reason) => return reject(named.as_deref(), reason).await,
+        };
+        let Some(id) = named else {
             return reject(None, format!("the response names no command: {}", CommandReply::SHAPE)).await;
         };
         let command = match self.commands.command(&id).await {

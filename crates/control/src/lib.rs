@@ -35,7 +35,7 @@ use bytes::Bytes;
 use glassbox_core::topic::matches;
 use glassbox_core::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Draft, EventId, Payload, Principal, Silent};
 use glassbox_devices::ShadowLimits;
-use glassbox_link::{DeviceLink, DeviceMessage, RESERVED_PREFIX, Reserved, ReservedPublish};
+use glassbox_link::{DeviceLink, DeviceMessage, Reserved, ReservedPublish, reserved_topic};
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
@@ -169,7 +169,7 @@ impl Control {
         message: &P,
         cause: Option<&str>,
     ) -> Option<Outgoing> {
-        let topic = format!("{RESERVED_PREFIX}{device}/{suffix}");
+        let topic = reserved_topic(device, suffix);
         let payload = match serde_json::to_vec(message) {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
@@ -261,7 +261,7 @@ impl Reserved for Control {
     }
 
     async fn subscribed(&self, device: &str, filter: &str) {
-        if matches(filter, &format!("{RESERVED_PREFIX}{device}/shadow/delta")) {
+        if matches(filter, &reserved_topic(device, "shadow/delta")) {
             self.push_pending_delta(device).await;
         }
         // Each pending command is sent if this subscription covers its topic.

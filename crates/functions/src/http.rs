@@ -437,6 +437,6 @@ impl Functions {
         let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(live, recorded, run, report).await;
         let replay = RecordedReplay { invocation, response };
-        Ok(serde_json::to_value(replay).expect("a recorded replay is plain JSON values"))
+        serde_json::to_value(replay).map_err(|e| FunctionError::Invalid(format!("the replay could not be shown: {e}")))
     }
 }

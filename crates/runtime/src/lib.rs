@@ -372,7 +372,7 @@ impl Runtime {
     /// Runs `event` through `function` in a fresh instance on this thread
     /// (it blocks: call from a blocking pool or a plain thread, never from
     /// an async runtime's worker, where WASI's blocking on tokio would
-    /// panic), reaching out over HTTP only as `outbound` allows. Never
+    /// panic), reaching out over HTTP only as `reach.outbound` allows. Never
     /// panics on the guest's account. An HTTP proxy component cannot handle
     /// an event: that is a failed invocation.
     pub fn invoke_with(&self, function: &Compiled, name: &str, event: &Event, limits: Limits, reach: Reach) -> Report {

@@ -351,7 +351,7 @@ impl Config {
             if !["publish", "subscribe", "both"].contains(&rule.access.as_str()) {
                 problems.push(format!("mqtt.acl access {:?} must be publish, subscribe or both", rule.access));
             }
-            if glassbox_gateway::topic::parse_filter(&rule.filter.replace("%d", "x")).is_err() {
+            if glassbox_core::topic::parse_filter(&rule.filter.replace("%d", "x")).is_err() {
                 problems.push(format!("mqtt.acl filter {:?} is not a valid topic filter", rule.filter));
             }
         }

@@ -293,17 +293,19 @@ async fn a_command_to_an_offline_device_is_delivered_on_reconnect_and_answered()
     // A reply that is not one is refused, saying what is wrong with it.
     device.publish("commands/flush/response", &json!({"id": id, "status": "done"}).to_string()).await;
     let mut reason = String::new();
+    let mut named = None;
     for _ in 0..50 {
         let (_, page) =
             server.call_json(reqwest::Method::GET, "/api/v1/events?type=device.command.response_rejected", None).await;
         let step: CommandStep = payload_in(&page["events"][0]).unwrap();
-        reason = step.reason.unwrap_or_default();
+        (reason, named) = (step.reason.unwrap_or_default(), step.command);
         if reason.contains("not a command reply") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(reason.contains("unknown variant `done`, expected `succeeded` or `failed`"), "{reason}");
+    assert_eq!(named.as_deref(), Some(id.as_str()), "the refusal names the command the reply named");
 
     // The whole story is one chain.
     let (_, chain) = server.call_json(reqwest::Method::GET, &format!("/api/v1/trace/{id}"), None).await;

@@ -4,6 +4,7 @@
 //! [`EventStore`] is the flight recorder that the pipeline, the API and
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
+//! [`SettingStore`] (the platform's few values about itself),
 //! [`DeviceRegistry`] (who may connect), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
 //! function's key-value store), [`SessionStore`] (MQTT session state) and

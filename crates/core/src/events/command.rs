@@ -39,19 +39,45 @@ impl Payload for CommandMessage {
 /// A device's answer to a command, on its response topic:
 /// `{"id": "01K…", "status": "succeeded", "result": {…}}` or
 /// `{"id": "01K…", "status": "failed", "message": "valve stuck"}`.
-/// Other keys are kept with the answer but not read.
+/// Other keys are kept with the answer but not read. Only `status` must
+/// be right: devices in the field send what they send, so an `id` that is
+/// not text counts as absent and a `message` that is not text is kept as
+/// its JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandReply {
     /// The command's id; an MQTT 5 device may send it as correlation data instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "text_or_none", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub status: ReplyStatus,
-    /// What it did, kept as the command's response.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What it did, kept as the command's response; `Some(null)` when the
+    /// device sent `"result": null`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     /// Why, in words, kept as the command's reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "as_text", skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A string as it is; anything else as absent.
+fn text_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
+/// A key that is present, `null` included (absent keys take the default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A string as it is, `null` as absent, anything else as its JSON text.
+fn as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(text) => Some(text),
+        other => Some(other.to_string()),
+    })
 }
 
 /// How a command ended, as its device says.
@@ -164,11 +190,21 @@ mod tests {
         for (body, says) in [
             (json!({"id": "01K", "status": "done"}), "unknown variant `done`"),
             (json!({"id": "01K"}), "missing field `status`"),
-            (json!({"id": 7, "status": "failed"}), "invalid type"),
             (json!("ok"), "invalid type"),
         ] {
             let error = CommandReply::parse(&body).unwrap_err();
             assert!(error.contains(says) && error.ends_with(CommandReply::SHAPE), "{error}");
         }
+    }
+
+    #[test]
+    fn only_the_status_of_a_reply_must_be_right() {
+        let odd = CommandReply::parse(&json!({"id": 7, "status": "failed", "message": {"code": 3}})).unwrap();
+        assert_eq!(odd.id, None, "an id that is not text is absent: the correlation data may name the command");
+        assert_eq!(odd.message.as_deref(), Some(r#"{"code":3}"#), "a message that is not text is kept as JSON");
+        let null = CommandReply::parse(&json!({"status": "succeeded", "result": null})).unwrap();
+        assert_eq!(null.result, Some(Value::Null), "a result of null is a result");
+        let none = CommandReply::parse(&json!({"status": "succeeded", "message": null})).unwrap();
+        assert_eq!((none.result, none.message), (None, None));
     }
 }

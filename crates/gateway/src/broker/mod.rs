@@ -33,7 +33,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use crate::acl::RESERVED_PREFIX;
 pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
+pub use glassbox_link::Reserved;
 pub use session::{CLEARED_LISTED_MAX, Cleared, ClearedMessage};
+
+use glassbox_link::{DeviceLink, DeviceMessage, Presence};
 
 use self::message::Delivery;
 use self::session::{Session, StoredSession, SubOptions};
@@ -54,11 +57,8 @@ pub trait Recorder: Send + Sync + 'static {
 /// grace to record their end.
 const DRAIN_KILLED_WAIT: Duration = Duration::from_secs(1);
 
-/// The publisher name of messages the platform sends ([`Broker::publish`]).
+/// The publisher name of messages the platform sends ([`Broker::deliver`]).
 pub(crate) const PLATFORM: &str = "$glassbox";
-
-pub use glassbox_link::Reserved;
-use glassbox_link::{DeviceLink, DeviceMessage, Presence};
 
 /// What happens when a session's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
