@@ -272,7 +272,8 @@ fn device() -> Value {
 
 #[test]
 fn the_device_registry_answers() {
-    conforms("get", "/api/v1/devices/{id}", 200, &device());
+    let live = LiveDevice { device: device(), connected: true, silent: false };
+    conforms("get", "/api/v1/devices/{id}", 200, &live);
     let secret = DeviceSecret { device: device(), secret: "s3cret".into(), disconnected: Some(true) };
     let created = Warned::new(DeviceSecret { disconnected: None, ..secret.clone() }, None);
     conforms("post", "/api/v1/devices", 201, &created);
@@ -280,7 +281,6 @@ fn the_device_registry_answers() {
     let rotated = Warned::new(secret, Some("not recorded: store unavailable".into()));
     conforms("post", "/api/v1/devices/{id}/secret", 200, &rotated);
     reads_back::<Warned<DeviceSecret<Value>>>(&rotated);
-    let live = LiveDevice { device: device(), connected: true, silent: false };
     let page = DevicePage { devices: vec![live.clone()], next_after: Some("pump-1".into()) };
     conforms("get", "/api/v1/devices", 200, &page);
     conforms("get", "/api/v1/devices", 200, &DevicePage::<Value> { devices: vec![], next_after: None });

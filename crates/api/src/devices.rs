@@ -158,9 +158,10 @@ impl Shape for DevicePatch {
     const EXAMPLE: &'static str = r#"{"tags": {"site": "north"}, "group": "pumps", "cadence": "60s"}"#;
 }
 
-/// `GET /api/v1/devices/{id}`.
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Device>, ApiError> {
-    app.devices.device(&id).await?.map(Json).ok_or_else(|| unknown(&id))
+/// `GET /api/v1/devices/{id}`: the device with its live state, as listed.
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<LiveDevice<Device>>, ApiError> {
+    let device = app.devices.device(&id).await?.ok_or_else(|| unknown(&id))?;
+    Ok(Json(with_live_state(&app, device)))
 }
 
 fn unknown(id: &str) -> ApiError {

@@ -180,8 +180,7 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
         eprintln!("this idempotency key was used before: showing that command; nothing was sent again");
     }
     match steps {
-        // Shown whole, as answered (`duplicate` included).
-        Some(steps) => wait::follow(&client, steps, serde_json::to_value(&issued)?, a.wait.wait_timeout, a.json).await,
+        Some(steps) => wait::follow(&client, steps, issued.command, a.wait.wait_timeout, a.json).await,
         None if a.json => {
             println!("{}", serde_json::to_string_pretty(&issued)?);
             Ok(())
@@ -199,7 +198,7 @@ async fn one_command(a: CommandArgs) -> anyhow::Result<()> {
     }
     let steps = wait::Steps::open(&client, &command.device).await?;
     // Read again once listening: a step taken in between is not missed.
-    let command = client.get(&path, &[]).await?;
+    let command = client.fetch(&path, &[]).await?;
     wait::follow(&client, steps, command, a.wait.wait_timeout, a.json).await
 }
 

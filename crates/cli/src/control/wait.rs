@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use glassbox_api_types::CommandView;
+use glassbox_api_types::{CommandView, LiveDevice};
 use glassbox_core::{CommandMessage, CommandState, CommandStep, payload_in};
+use glassbox_store::Device;
 use serde_json::{Value, json};
 
 use crate::Exit;
@@ -65,11 +66,10 @@ struct Waiting<'a> {
 pub async fn follow(
     client: &Client,
     steps: Steps,
-    command: Value,
+    command: CommandView,
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<()> {
-    let command = serde_json::from_value(command).context("the server answered a command of another shape")?;
     let mut waiting = Waiting { client, command, json };
     waiting.first().await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -144,9 +144,9 @@ impl Waiting<'_> {
     /// Why a command is still queued: its device is offline, or not listening.
     async fn why_queued(&self) -> anyhow::Result<String> {
         let device = &self.command.device;
-        let found = self.client.get(&format!("/api/v1/devices/{}", segment(device)), &[]).await?;
+        let found: LiveDevice<Device> = self.client.fetch(&format!("/api/v1/devices/{}", segment(device)), &[]).await?;
         let expires = self.expires();
-        Ok(match found["connected"] == true {
+        Ok(match found.connected {
             true => format!(
                 "{device} is connected but not subscribed to $glassbox/devices/{device}/commands/{}: \
                  it is sent when it subscribes, until it expires at {expires}",
