@@ -18,7 +18,9 @@ use glassbox_api_types::{
     DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
     VersionList, Warned,
 };
-use glassbox_core::{Data, Event, IdMinter, Invocation, Problem, RecordedEvent, State, StateRecord};
+use glassbox_core::{
+    Data, Event, IdMinter, Invocation, Problem, RecordedEvent, ShadowDocument, ShadowMetadata, State, StateRecord,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -385,8 +387,22 @@ fn a_device_inspected_and_its_session() {
         "connected": true, "since": at(1), "last_message": at(2), "cadence_seconds": 60.0,
         "cadence_source": "declared", "silent": false, "silent_since": null, "silent_reason": null,
     });
-    let shadow = json!({"device": "pump-1", "desired": {"mode": "eco"}, "reported": {}, "delta": {"mode": "eco"},
-        "version": 2});
+    let mode = |m: &str| json!({"mode": m}).as_object().cloned().unwrap_or_default();
+    let shadow = ShadowDocument {
+        device: "pump-1".into(),
+        version: 2,
+        desired: mode("eco"),
+        reported: Default::default(),
+        delta: mode("eco"),
+        metadata: ShadowMetadata {
+            desired: json!({"mode": {"timestamp": 1764065041}}).as_object().cloned().unwrap_or_default(),
+            reported: Default::default(),
+        },
+        updated_at: Some(at(3)),
+    };
+    conforms("get", "/api/v1/devices/{id}/shadow", 200, &shadow);
+    conforms("post", "/api/v1/devices/{id}/shadow", 200, &shadow);
+    reads_back::<ShadowDocument>(&shadow);
     let connected = TimelineEntry {
         id: "01JD6Y8Q1W3N4ZV7K2M5P9R0SE".into(),
         ty: "device.connected".into(),
