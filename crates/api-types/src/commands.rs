@@ -1,6 +1,6 @@
 //! `/api/v1/devices/{id}/commands` and `/api/v1/commands/{id}`: durable
 //! device commands. [`CommandView`] is a command as answered (its record
-//! with payload and response as JSON, built by `glassbox_control::command_view`);
+//! with payload and response as JSON, built by the API's `command_view`);
 //! the wrappers are generic over the command `C` so a client may read it
 //! as it likes.
 

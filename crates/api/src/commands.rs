@@ -6,14 +6,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_api_types::{CommandIssued, CommandList, CommandView};
 use glassbox_core::Problem;
-use glassbox_store::CommandState;
+use glassbox_store::{CommandRecord, CommandState};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::{JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use glassbox_control::{CommandError, NewCommand, command_view};
+use glassbox_control::{CommandError, NewCommand};
 
 /// Most commands per list.
 const LIST_MAX: usize = 1000;
@@ -92,4 +93,25 @@ pub async fn cancel(
 ) -> Result<Json<CommandView>, ApiError> {
     let command = app.control.cancel(&id, &by).await.map_err(error)?;
     Ok(Json(command_view(&command)))
+}
+
+/// The command as answered to clients: its record, with the payload and
+/// the response read as JSON.
+fn command_view(command: &CommandRecord) -> CommandView {
+    let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
+    CommandView {
+        id: command.id.clone(),
+        device: command.device.clone(),
+        name: command.name.clone(),
+        payload: parse(&command.payload),
+        issuer: command.issuer.clone(),
+        idempotency_key: command.idempotency_key.clone(),
+        state: command.state,
+        created_at: command.created_at,
+        expires_at: command.expires_at,
+        updated_at: command.updated_at,
+        correlationid: command.correlationid.clone(),
+        response: parse(&command.response),
+        reason: command.reason.clone(),
+    }
 }

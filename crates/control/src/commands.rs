@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use glassbox_api_types::CommandView;
 use glassbox_core::{
     CommandMessage, CommandQueued, CommandReply, CommandStep, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
     EventId, Principal, ReplyStatus,
@@ -96,27 +95,6 @@ fn command_topic(command: &CommandRecord) -> String {
 
 fn response_topic(command: &CommandRecord) -> String {
     reserved_topic(&command.device, &format!("commands/{}/response", command.name))
-}
-
-/// The command as answered to clients: its record, with the payload and
-/// the response read as JSON.
-pub fn command_view(command: &CommandRecord) -> CommandView {
-    let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
-    CommandView {
-        id: command.id.clone(),
-        device: command.device.clone(),
-        name: command.name.clone(),
-        payload: parse(&command.payload),
-        issuer: command.issuer.clone(),
-        idempotency_key: command.idempotency_key.clone(),
-        state: command.state,
-        created_at: command.created_at,
-        expires_at: command.expires_at,
-        updated_at: command.updated_at,
-        correlationid: command.correlationid.clone(),
-        response: parse(&command.response),
-        reason: command.reason.clone(),
-    }
 }
 
 fn validate_name(name: &str) -> Result<(), CommandError> {

@@ -39,7 +39,7 @@ use glassbox_link::{DeviceLink, DeviceMessage, Reserved, ReservedPublish, reserv
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
-pub use commands::{CommandError, CommandLimits, NewCommand, command_view};
+pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
