@@ -1,7 +1,8 @@
-//! The Glassbox server: wires configuration, the recorder, the bus, the
-//! ingest pipeline and the HTTP API together, and runs them until asked to
-//! stop. Later ingresses (MQTT gateway, function runtime) plug into the same
-//! [`glassbox_pipeline::Pipeline`].
+//! The composition root: picks the backends (`Stores::open`: SQLite files
+//! by default), starts the pipeline and the services on them, binds the MQTT
+//! gateway and the HTTP API, and stops them in order. It owns no domain
+//! logic and answers no request itself: that is the services' and the
+//! transports' (`glassbox-api`, `glassbox-gateway`).
 
 pub mod config;
 pub mod metrics;
