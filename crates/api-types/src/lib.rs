@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod perimeter;
 mod trace;
 
 pub use commands::{CommandIssued, CommandList, CommandView};

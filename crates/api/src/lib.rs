@@ -22,6 +22,7 @@ mod functions;
 mod logs;
 mod mqtt;
 mod params;
+pub mod perimeter;
 mod series;
 pub mod serve;
 pub mod throttle;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub append_timeout: Duration,
     /// Request rates and login back-off.
     pub perimeter: Arc<Perimeter>,
+    /// What the server was started with, for `GET /api/v1/perimeter`.
+    pub surface: Arc<perimeter::Surface>,
     /// `/metrics` without a token (`metrics.public`).
     pub metrics_public: bool,
     /// Turns true when the server stops, so long-lived streams end.
@@ -104,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/logs", get(logs::logs))
         .route("/api/v1/diagnose", get(diagnose::diagnose))
+        .route("/api/v1/perimeter", get(perimeter::perimeter))
         .route("/api/v1/anomalies", get(diagnose::anomalies))
         .route("/api/v1/metrics", get(series::list))
         .route("/api/v1/metrics/{name}", get(series::range))

@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod monitor;
 mod new;
+mod perimeter;
 mod render;
 mod serve;
 mod simulate;
@@ -128,6 +129,9 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// What functions cost, by function, feature or device.
     Cost(cost::CostArgs),
+    /// Every way in and out: listeners, public routes, tokens, device
+    /// credentials, egress rules and risky settings, each with its risk.
+    Perimeter(perimeter::PerimeterArgs),
     /// Run a simulated fleet of devices over MQTT, with faults to inject.
     Simulate(simulate::SimulateArgs),
     /// Measure Glassbox on this machine.
@@ -171,6 +175,7 @@ fn main() -> std::process::ExitCode {
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Cost(args) => cost::run(args).await,
+                Command::Perimeter(args) => perimeter::run(args).await,
                 Command::Simulate(args) => simulate::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,

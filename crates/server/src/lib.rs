@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod metrics;
+mod perimeter;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -91,6 +92,15 @@ pub async fn start_with_log(
     if let Some(otlp) = otlp {
         metrics.register(otlp);
     }
+    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
+        format!(
+            "binding the HTTP API to {}: is another server using it? choose another address with --http \
+                 (http.listen, GLASSBOX_HTTP_LISTEN)",
+            config.http.listen
+        )
+    })?;
+    let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
+    let bound = perimeter::Bound { http: http_addr, mqtt: mqtt_addr, mqtts: mqtts_addr };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
@@ -110,17 +120,10 @@ pub async fn start_with_log(
             config.http.client_requests_per_second,
             config.http.route_requests_per_second,
         )),
+        surface: Arc::new(perimeter::surface(&config, &bound)),
         metrics_public: config.metrics.public,
         stopping,
     };
-    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
-        format!(
-            "binding the HTTP API to {}: is another server using it? choose another address with --http \
-                 (http.listen, GLASSBOX_HTTP_LISTEN)",
-            config.http.listen
-        )
-    })?;
-    let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping =
         Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
