@@ -470,12 +470,7 @@ fn the_perimeter() {
             }],
             note: Note::warn("1 device logs in with a shared secret only"),
         },
-        egress: vec![FunctionEgress {
-            function: "button".into(),
-            version: 2,
-            rules: vec![],
-            note: Note::ok("denied"),
-        }],
+        egress: vec![FunctionEgress { function: "button".into(), version: 2, rules: vec![], note: Note::ok("denied") }],
         settings: vec![RiskySetting {
             key: "metrics.public".into(),
             value: "true".into(),
