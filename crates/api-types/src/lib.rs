@@ -33,5 +33,5 @@ pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, L
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
-pub use mqtt::{DeviceInspection, TimelineEntry};
+pub use mqtt::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry};
 pub use trace::{InvocationSummary, Trace};

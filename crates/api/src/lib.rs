@@ -66,6 +66,8 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
+    /// Retained messages, listed and cleared.
+    pub retained: Arc<glassbox_control::RetainedMessages>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
@@ -120,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
+        .route("/api/v1/mqtt/retained", get(mqtt::retained).delete(mqtt::clear_retained))
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))

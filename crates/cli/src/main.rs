@@ -19,6 +19,7 @@ mod inspect;
 mod logs;
 mod metrics;
 mod monitor;
+mod mqtt;
 mod new;
 mod perimeter;
 mod render;
@@ -100,6 +101,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// The MQTT broker's retained messages: list and clear them.
+    #[command(subcommand)]
+    Mqtt(mqtt::MqttCommand),
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
@@ -165,6 +169,7 @@ fn main() -> std::process::ExitCode {
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
+                Command::Mqtt(command) => mqtt::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,
                 Command::New(args) => new::run(args),

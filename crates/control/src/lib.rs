@@ -24,6 +24,7 @@ mod config;
 mod liveness;
 mod metadata;
 mod registry;
+mod retained;
 mod sent;
 mod shadows;
 
@@ -43,6 +44,7 @@ pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
+pub use retained::{BadFilter, RETAINED_LIST_MAX, RetainedMessages};
 pub use shadows::UpdateError;
 
 use glassbox_pipeline::Pipeline;

@@ -104,6 +104,7 @@ pub async fn start_with_log(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
+        retained: services.retained,
         control: services.control,
         functions: services.functions.clone(),
         pipeline,
@@ -246,6 +247,7 @@ struct Services {
     control: Arc<glassbox_control::Control>,
     functions: Arc<glassbox_functions::Functions>,
     registry: Arc<glassbox_control::Registry>,
+    retained: Arc<glassbox_control::RetainedMessages>,
 }
 
 impl Services {
@@ -275,9 +277,10 @@ impl Services {
         .await
         .context("starting the function runtime")?;
         let link = Arc::new(broker.clone());
+        let retained = Arc::new(glassbox_control::RetainedMessages::new(link.clone(), pipeline.clone()));
         let registry =
             Arc::new(glassbox_control::Registry::new(stores.devices.clone(), link, control.clone(), pipeline.clone()));
-        Ok(Self { control, functions, registry })
+        Ok(Self { control, functions, registry, retained })
     }
 }
 
