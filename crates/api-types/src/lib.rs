@@ -29,7 +29,10 @@ pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveD
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
-pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+pub use functions::{
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
+    RedriveAnswer, RedriveRequest, VersionList,
+};
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};

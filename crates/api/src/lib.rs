@@ -133,6 +133,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
+        .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
+        .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
+        .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
         // Added after the layer above: a refused ingest is counted as one.
         .route(

@@ -46,8 +46,9 @@ pub use events::connection::{
     SessionExpired, SubscribeDenied, TlsSession,
 };
 pub use events::function::{
-    DeadLetter, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK,
-    FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
+    DeadLetter, DeadLetterCleared, DeadLetterClearedReason, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER,
+    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
+    HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
 };
 pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};
