@@ -12,6 +12,7 @@
 //! This crate does no I/O: it is shared by the store, the bus, the gateway,
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
+pub mod access;
 mod deploys;
 mod device;
 mod device_changes;
@@ -26,11 +27,13 @@ mod principal;
 mod query;
 pub mod secrets;
 pub mod topic;
+mod token_changes;
 mod trace_context;
 
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
+pub use token_changes::{TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked};
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use device_changes::{
     CommandQueued, CommandStep, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
