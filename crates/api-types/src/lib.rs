@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod mqtt;
 pub mod openapi;
+mod tokens;
 mod trace;
 
 pub use commands::{CommandIssued, CommandList, CommandView};
@@ -33,4 +34,5 @@ pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
 pub use mqtt::{DeviceInspection, TimelineEntry};
+pub use tokens::{CreateToken, TokenCreatedAnswer, TokenList, TokenView};
 pub use trace::{InvocationSummary, Trace};

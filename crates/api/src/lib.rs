@@ -6,11 +6,14 @@
 //! to them; `glassbox-server` builds the state from the services it starts
 //! and serves it with [`serve::serve`]. This crate depends on no adapter.
 //!
-//! Every `/api/v1` route but the OpenAPI document needs a bearer token.
+//! Every `/api/v1` route but the OpenAPI document needs a bearer token, and
+//! its role must allow what the route declares in `access::ROUTES` (an
+//! undeclared route needs admin).
 //! Every refusal is an [`ApiError`] (JSON: a code, and a message naming
 //! what to fix): handlers read their input with the extractors of `body`
 //! and `params`, never axum's, whose rejections are plain text.
 
+mod access;
 mod auth;
 mod body;
 mod commands;
@@ -25,6 +28,7 @@ mod params;
 mod series;
 pub mod serve;
 pub mod throttle;
+mod tokens;
 mod trace;
 
 use std::sync::Arc;
@@ -67,6 +71,8 @@ pub struct AppState {
     pub registry: Arc<glassbox_control::Registry>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
+    /// Named tokens with roles: resolved per request, managed under `/api/v1/tokens`.
+    pub named_tokens: Arc<glassbox_control::NamedTokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
     /// Request rates and login back-off.
@@ -126,6 +132,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
         // Added after the layer above: a refused ingest is counted as one.
         .route(
@@ -146,6 +154,8 @@ pub fn router(state: AppState) -> Router {
         true => protected,
         false => protected.route("/metrics", get(metrics)),
     }
+    // Inside `require_token`: the caller is known when its role is checked.
+    .route_layer(middleware::from_fn(access::authorize))
     .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let public = match state.metrics_public {
         true => Router::new().route("/metrics", get(metrics)),

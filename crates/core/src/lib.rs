@@ -26,14 +26,13 @@ mod lifecycle;
 mod principal;
 mod query;
 pub mod secrets;
-pub mod topic;
 mod token_changes;
+pub mod topic;
 mod trace_context;
 
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
 };
-pub use token_changes::{TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked};
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use device_changes::{
     CommandQueued, CommandStep, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED, DEVICE_COMMAND_RESPONSE_REJECTED,
@@ -69,4 +68,5 @@ pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causati
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
+pub use token_changes::{TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked};
 pub use trace_context::{SpanKey, TraceParent};

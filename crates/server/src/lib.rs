@@ -15,7 +15,7 @@ use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SettingStore};
+use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SettingStore, TokenStore};
 use glassbox_store_sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_telemetry::logs::PlatformLog;
 use glassbox_telemetry::otlp;
@@ -78,10 +78,15 @@ pub async fn start_with_log(
     let stores = Stores::open(&config)?;
     let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let pipeline = stores.pipeline(&config).await;
+    let named_tokens = glassbox_control::NamedTokens::load(stores.tokens.clone(), pipeline.clone())
+        .await
+        .context("loading the named tokens")?;
     let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
-    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes()).await?;
+    let logins = Arc::new(TokenLogins(named_tokens.clone()));
+    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins).await?;
+    named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.clone())));
     let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
@@ -104,6 +109,7 @@ pub async fn start_with_log(
         platform_log,
         broker: mqtt.broker.clone(),
         tokens: Arc::new(token.tokens),
+        named_tokens,
         limits: Arc::new(Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() }),
         append_timeout: config.http.append_timeout,
         perimeter: Arc::new(api::Perimeter::new(
@@ -133,6 +139,7 @@ pub async fn start_with_log(
 struct Stores {
     events: Arc<dyn EventStore>,
     settings: Arc<dyn SettingStore>,
+    tokens: Arc<dyn TokenStore>,
     devices: Arc<dyn DeviceRegistry>,
     commands: Arc<dyn CommandStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
@@ -147,6 +154,7 @@ impl Stores {
         Ok(Self {
             events: sqlite.clone(),
             settings: sqlite.clone(),
+            tokens: sqlite.clone(),
             devices: sqlite.clone(),
             commands: sqlite.clone(),
             functions: sqlite,
@@ -200,9 +208,11 @@ impl Mqtt {
         pipeline: &Arc<Pipeline>,
         stores: &Stores,
         operator_tokens: Vec<[u8; 32]>,
+        tokens: Arc<TokenLogins>,
     ) -> anyhow::Result<Self> {
         let allow_anonymous = config.mqtt.allow_anonymous;
-        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, allow_anonymous };
+        let tokens = Some(tokens as Arc<dyn glassbox_gateway::broker::TokenLogins>);
+        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, tokens, allow_anonymous };
         if allow_anonymous {
             tracing::warn!(
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
@@ -235,6 +245,32 @@ impl Mqtt {
             format!("binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen", config.mqtt.tls_listen)
         })?;
         Ok(Some((listener, acceptor)))
+    }
+}
+
+/// MQTT logins with a named token, checked by the token service.
+struct TokenLogins(Arc<glassbox_control::NamedTokens>);
+
+impl glassbox_gateway::broker::TokenLogins for TokenLogins {
+    fn login(&self, name: &str, token: &[u8]) -> glassbox_gateway::broker::TokenLogin {
+        use glassbox_gateway::broker::TokenLogin;
+        let named = std::str::from_utf8(token).ok().and_then(glassbox_control::name_in);
+        if named != Some(name) {
+            return TokenLogin::NotAToken;
+        }
+        match self.0.login(name, token) {
+            Ok(accepted) => TokenLogin::Accepted(accepted.role),
+            Err(refused) => TokenLogin::Refused(refused.to_string()),
+        }
+    }
+}
+
+/// A revoked token's MQTT connections, closed by the broker.
+struct TokenSessions(Broker);
+
+impl glassbox_control::TokenSessions for TokenSessions {
+    fn close(&self, name: &str) -> usize {
+        self.0.close_token(name)
     }
 }
 

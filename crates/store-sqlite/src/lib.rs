@@ -39,7 +39,8 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
+    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, TokenRecord,
+    TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};

@@ -10,7 +10,9 @@ const COLUMNS: &str =
 
 fn row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let role: String = r.get(1)?;
-    let role = role.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+    let role = role
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(TokenRecord {
         name: r.get(0)?,
         role,
