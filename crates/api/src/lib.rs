@@ -101,7 +101,35 @@ impl Perimeter {
     }
 }
 
+/// The API with the public function routes (`http:` triggers) as its
+/// fallback: one listener serves both.
 pub fn router(state: AppState) -> Router {
+    api(state, FunctionRoutes::Served)
+}
+
+/// The API without the function routes, for when a separate listener
+/// serves them ([`public_router`]): anything unrouted is 404.
+pub fn admin_router(state: AppState) -> Router {
+    api(state, FunctionRoutes::Elsewhere)
+}
+
+/// Only the public function routes (`http:` triggers), under the same
+/// per-client and per-route limits: what may face the internet.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .fallback(http_function)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_client))
+        .with_state(state)
+}
+
+/// Whether a listener serving the API also serves the function routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FunctionRoutes {
+    Served,
+    Elsewhere,
+}
+
+fn api(state: AppState, functions: FunctionRoutes) -> Router {
     let body_limit = BodyLimit::configured(state.limits.data_bytes_max);
     let deploy_limit = BodyLimit::fixed(functions::COMPONENT_BYTES_MAX);
     let protected = Router::new()
@@ -161,13 +189,17 @@ pub fn router(state: AppState) -> Router {
         true => Router::new().route("/metrics", get(metrics)),
         false => Router::new(),
     };
-    public
+    let routed = public
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/api/v1/openapi.json", get(openapi))
-        .merge(protected)
-        // Anything else: an HTTP-triggered function's route, or 404.
-        .fallback(http_function)
+        .merge(protected);
+    // Anything else: an HTTP-triggered function's route (unless another listener serves them), or 404.
+    let routed = match functions {
+        FunctionRoutes::Served => routed.fallback(http_function),
+        FunctionRoutes::Elsewhere => routed.fallback(not_found),
+    };
+    routed
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit_client))
         .with_state(state)

@@ -23,6 +23,7 @@ mod new;
 mod render;
 mod serve;
 mod simulate;
+mod tokens;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -99,6 +100,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// Named API tokens with roles: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
@@ -160,6 +164,7 @@ fn main() -> std::process::ExitCode {
                 Command::Config(command) => config::run(command).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
+                Command::Tokens(command) => tokens::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,

@@ -5,6 +5,7 @@
 //! transports' (`glassbox-api`, `glassbox-gateway`).
 
 pub mod config;
+pub mod https;
 pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +35,12 @@ pub struct Running {
     pub mqtt_addr: SocketAddr,
     /// The MQTT-over-TLS listener's address, when a certificate is configured.
     pub mqtts_addr: Option<SocketAddr>,
+    /// The API over TLS, when `http.https_listen` is set.
+    pub https_addr: Option<SocketAddr>,
+    /// The certificate (PEM file) HTTPS presents, when it is served.
+    pub https_cert: Option<std::path::PathBuf>,
+    /// The public function routes' own listener, when `http.public_listen` is set.
+    pub public_http_addr: Option<SocketAddr>,
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     /// The anomaly detectors, when metrics are derived.
@@ -126,12 +133,70 @@ pub async fn start_with_log(
             config.http.listen
         )
     })?;
+    let extra = Listeners::bind(&config).await?;
     let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
+    let (https_addr, public_http_addr) = extra.addrs()?;
+    let https_cert = extra.https.as_ref().map(|h| h.cert.clone());
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping =
         Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
-    let task = tokio::spawn(serve(config, listener, state, mqtt, stopping));
-    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+    let task = tokio::spawn(serve(config, listener, extra, state, mqtt, stopping));
+    Ok(Running {
+        http_addr,
+        mqtt_addr,
+        mqtts_addr,
+        https_addr,
+        https_cert,
+        public_http_addr,
+        generated_token: token.generated,
+        watch,
+        shutdown,
+        task,
+    })
+}
+
+/// The HTTP listeners beside the API's: HTTPS, and the public function routes'.
+struct Listeners {
+    https: Option<https::Https>,
+    public: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let https = https::bind(config).await?;
+        let public = match config.http.public_listen.as_str() {
+            "" => None,
+            address => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("binding the public function routes to {address}: choose another with --public-http (http.public_listen)")
+            })?),
+        };
+        Ok(Self { https, public })
+    }
+
+    fn addrs(&self) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let https = self.https.as_ref().map(|h| h.listener.local_addr()).transpose()?;
+        Ok((https, self.public.as_ref().map(TcpListener::local_addr).transpose()?))
+    }
+
+    /// Serves each until the server starts stopping; the API listeners
+    /// leave the function routes to the public one when it exists.
+    fn serve(self, state: &AppState, serving: api::serve::ServeSettings) -> Vec<tokio::task::JoinHandle<()>> {
+        let stopping = |state: &AppState| {
+            let mut stopping = state.stopping.clone();
+            async move { drop(stopping.wait_for(|stop| *stop).await) }
+        };
+        let mut tasks = Vec::new();
+        if let Some(https) = self.https {
+            let router = self.public.as_ref().map_or_else(|| api::router(state.clone()), |_| api::admin_router(state.clone()));
+            let stop = stopping(state);
+            tasks.push(tokio::spawn(api::serve::serve_with(https.listener, Some(https.acceptor), router, serving, stop)));
+        }
+        if let Some(public) = self.public {
+            let stop = stopping(state);
+            tasks.push(tokio::spawn(api::serve::serve(public, api::public_router(state.clone()), serving, stop)));
+        }
+        tasks
+    }
 }
 
 /// The embedded backends: every store port on SQLite files in the data
@@ -329,6 +394,7 @@ struct Stopping {
 async fn serve(
     config: Config,
     listener: TcpListener,
+    extra: Listeners,
     state: AppState,
     mqtt: Mqtt,
     stop: Stopping,
@@ -348,13 +414,21 @@ async fn serve(
     };
     let Stopping { stopped, stopping, functions, series, store } = stop;
     let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
-    api::serve::serve(listener, api::router(state), serving, async move {
+    let router = match extra.public.is_some() {
+        true => api::admin_router(state.clone()),
+        false => api::router(state.clone()),
+    };
+    let extra_tasks = extra.serve(&state, serving);
+    api::serve::serve(listener, router, serving, async move {
         let _ = stopped.await;
         let _ = began_tx.send(tokio::time::Instant::now());
         let _ = stopping.send(true);
         let _ = broker_stop.send(());
     })
     .await;
+    for task in extra_tasks {
+        let _ = task.await;
+    }
     let _ = mqtt_task.await;
     // After the ingresses, so what they recorded last is handed back too;
     // the whole stop keeps to one shutdown_grace.
