@@ -104,8 +104,11 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         false => {
             let expires = token.expires.map_or_else(|| "never".to_string(), render::clock);
             println!("token {} (role {}, expires {expires}):\n{}", token.name, token.role, token.token);
-            eprintln!("shown only now: store it; use it as `Authorization: Bearer <token>` or as the MQTT password \
-                       with user name {}", token.name);
+            eprintln!(
+                "shown only now: store it; use it as `Authorization: Bearer <token>` or as the MQTT password \
+                       with user name {}",
+                token.name
+            );
         }
     }
     warn(created.warning.as_deref());
@@ -124,7 +127,8 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
 }
 
 fn row(t: &TokenView) -> Vec<String> {
-    let when = |at: Option<chrono::DateTime<chrono::Utc>>, none: &str| at.map_or_else(|| none.to_string(), render::clock);
+    let when =
+        |at: Option<chrono::DateTime<chrono::Utc>>, none: &str| at.map_or_else(|| none.to_string(), render::clock);
     vec![
         t.name.clone(),
         t.role.to_string(),

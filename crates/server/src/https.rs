@@ -29,9 +29,13 @@ pub async fn bind(config: &Config) -> anyhow::Result<Option<Https>> {
         return Ok(None);
     }
     let (cert, key) = certificate(config)?;
-    let acceptor = acceptor(&cert, &key).map_err(|e| anyhow::anyhow!("HTTPS (http.https_cert, http.https_key): {e}"))?;
+    let acceptor =
+        acceptor(&cert, &key).map_err(|e| anyhow::anyhow!("HTTPS (http.https_cert, http.https_key): {e}"))?;
     let listener = TcpListener::bind(&config.http.https_listen).await.with_context(|| {
-        format!("binding HTTPS to {}: choose another address with --https (http.https_listen)", config.http.https_listen)
+        format!(
+            "binding HTTPS to {}: choose another address with --https (http.https_listen)",
+            config.http.https_listen
+        )
     })?;
     Ok(Some(Https { listener, acceptor, cert }))
 }

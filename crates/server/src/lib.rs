@@ -187,9 +187,16 @@ impl Listeners {
         };
         let mut tasks = Vec::new();
         if let Some(https) = self.https {
-            let router = self.public.as_ref().map_or_else(|| api::router(state.clone()), |_| api::admin_router(state.clone()));
+            let router =
+                self.public.as_ref().map_or_else(|| api::router(state.clone()), |_| api::admin_router(state.clone()));
             let stop = stopping(state);
-            tasks.push(tokio::spawn(api::serve::serve_with(https.listener, Some(https.acceptor), router, serving, stop)));
+            tasks.push(tokio::spawn(api::serve::serve_with(
+                https.listener,
+                Some(https.acceptor),
+                router,
+                serving,
+                stop,
+            )));
         }
         if let Some(public) = self.public {
             let stop = stopping(state);
