@@ -221,3 +221,46 @@ async fn the_admin_token_still_logs_in_as_operator_over_mqtt() {
     let (mut reader, mut writer, _) = client::connect(&server.mqtt, &options).await.unwrap();
     assert_eq!(subscribe(&mut writer, &mut reader, "#").await, vec![1]);
 }
+
+// Multi-threaded: curl blocks its thread while the server answers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_over_https_with_a_generated_certificate() {
+    let server = start_with(TOKEN, |c| c.http.https_listen = "127.0.0.1:0".into()).await;
+    let running = server.running.as_ref().unwrap();
+    let (addr, cert) = (running.https_addr.expect("an HTTPS listener"), running.https_cert.clone().unwrap());
+    assert!(cert.ends_with("tls/https-cert.pem"), "generated under the data directory: {}", cert.display());
+    let viewer = create(&server, "tls-viewer", "viewer", None).await;
+    let curl = |url: String| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args(["-H", &format!("Authorization: Bearer {viewer}"), "-o", "/dev/null", "-w", "%{http_code}", &url])
+            .output()
+            .expect("curl runs");
+        (String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (code, errors) = curl(format!("https://127.0.0.1:{}/api/v1/devices", addr.port()));
+    assert_eq!(code, "200", "{errors}");
+    let (code, _) = curl(format!("https://localhost:{}/api/v1/devices", addr.port()));
+    assert_eq!(code, "200", "the certificate names localhost too");
+    let key = cert.with_file_name("https-key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn with_a_public_listener_function_routes_answer_there_and_not_on_the_api() {
+    let server = start_with(TOKEN, |c| c.http.public_listen = "127.0.0.1:0".into()).await;
+    let public = format!("http://{}", server.running.as_ref().unwrap().public_http_addr.expect("a public listener"));
+    let component = std::fs::read(format!("{}/../../examples/js-http/hello.wasm", env!("CARGO_MANIFEST_DIR")))
+        .expect("examples/js-http/hello.wasm: build it with examples/js-http/build.sh");
+    let query = "trigger=http:GET%20/hello";
+    let (status, body) = server.call(Method::POST, &format!("/api/v1/functions/hello?{query}"), Some(component)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let get = |url: String| async move { reqwest::get(url).await.unwrap().status() };
+    assert_eq!(get(format!("{public}/hello")).await, StatusCode::OK);
+    assert_eq!(get(format!("{}/hello", server.http)).await, StatusCode::NOT_FOUND, "not on the admin listener");
+    assert_eq!(get(format!("{public}/api/v1/openapi.json")).await, StatusCode::NOT_FOUND, "no API on the public one");
+    let (status, _) = server.call(Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
