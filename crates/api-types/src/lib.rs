@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod perimeter;
 mod tokens;
 mod trace;
 
@@ -29,10 +30,13 @@ pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveD
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
-pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+pub use functions::{
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
+    RedriveAnswer, RedriveRequest, VersionList,
+};
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
-pub use mqtt::{DeviceInspection, TimelineEntry};
+pub use mqtt::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry};
 pub use tokens::{CreateToken, TokenCreatedAnswer, TokenList, TokenView};
 pub use trace::{InvocationSummary, Trace};

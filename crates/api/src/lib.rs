@@ -25,6 +25,7 @@ mod functions;
 mod logs;
 mod mqtt;
 mod params;
+pub mod perimeter;
 mod series;
 pub mod serve;
 pub mod throttle;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
+    /// Retained messages, listed and cleared.
+    pub retained: Arc<glassbox_control::RetainedMessages>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     /// Named tokens with roles: resolved per request, managed under `/api/v1/tokens`.
@@ -77,6 +80,8 @@ pub struct AppState {
     pub append_timeout: Duration,
     /// Request rates and login back-off.
     pub perimeter: Arc<Perimeter>,
+    /// What the server was started with, for `GET /api/v1/perimeter`.
+    pub surface: Arc<perimeter::Surface>,
     /// `/metrics` without a token (`metrics.public`).
     pub metrics_public: bool,
     /// Turns true when the server stops, so long-lived streams end.
@@ -138,6 +143,7 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/logs", get(logs::logs))
         .route("/api/v1/diagnose", get(diagnose::diagnose))
+        .route("/api/v1/perimeter", get(perimeter::perimeter))
         .route("/api/v1/anomalies", get(diagnose::anomalies))
         .route("/api/v1/metrics", get(series::list))
         .route("/api/v1/metrics/{name}", get(series::range))
@@ -150,6 +156,7 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
+        .route("/api/v1/mqtt/retained", get(mqtt::retained).delete(mqtt::clear_retained))
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
@@ -160,6 +167,9 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
+        .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
+        .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
+        .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
