@@ -94,7 +94,7 @@ pub async fn start_with_log(
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let logins = Arc::new(TokenLogins(named_tokens.clone()));
     let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins).await?;
-    named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.clone())));
+    named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.downgrade())));
     let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
@@ -341,12 +341,13 @@ impl glassbox_gateway::broker::TokenLogins for TokenLogins {
     }
 }
 
-/// A revoked token's MQTT connections, closed by the broker.
-struct TokenSessions(Broker);
+/// A revoked token's MQTT connections, closed by the broker. Weak: the
+/// broker holds the token service (its logins), which holds this.
+struct TokenSessions(glassbox_gateway::broker::WeakBroker);
 
 impl glassbox_control::TokenSessions for TokenSessions {
     fn close(&self, name: &str) -> usize {
-        self.0.close_token(name)
+        self.0.upgrade().map_or(0, |broker| broker.close_token(name))
     }
 }
 
