@@ -27,7 +27,10 @@ mod trace;
 
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
-pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
+pub use diagnose::{
+    Anomalies, Cause, Change, Diagnosis, Episode, Incident, Silence, SilenceRequest, Silences, Subject, TriageRequest,
+    Triaged, WatchedSeries,
+};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
 pub use functions::{

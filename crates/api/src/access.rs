@@ -24,6 +24,8 @@ use Need::{AnyToken, Permission as P};
 use Permission::{Clear, Control, Deploy, Ingest, ManageTokens, ProvisionDevices, Read, Replay};
 
 /// Method, route (as routed, with `{placeholders}`) and what it needs.
+/// Left out on purpose, so admin only: `GET /api/v1/perimeter` (it lists
+/// every token and risky setting).
 pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/metrics", AnyToken),
     ("GET", "/api/v1/events", P(Read)),
@@ -34,6 +36,10 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/logs", P(Read)),
     ("GET", "/api/v1/diagnose", P(Read)),
     ("GET", "/api/v1/anomalies", P(Read)),
+    ("POST", "/api/v1/diagnose/incidents/{id}/ack", P(Clear)),
+    ("POST", "/api/v1/diagnose/incidents/{id}/resolve", P(Clear)),
+    ("GET", "/api/v1/diagnose/silences", P(Read)),
+    ("POST", "/api/v1/diagnose/silences", P(Clear)),
     ("GET", "/api/v1/metrics", P(Read)),
     ("GET", "/api/v1/metrics/{name}", P(Read)),
     ("GET", "/api/v1/devices", P(Read)),

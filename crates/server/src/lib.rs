@@ -90,6 +90,9 @@ pub async fn start_with_log(
         .await
         .context("loading the named tokens")?;
     let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
+    if let Some(watch) = &watch {
+        watch.recall_triage().await;
+    }
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let logins = Arc::new(TokenLogins(named_tokens.clone()));
