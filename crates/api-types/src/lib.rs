@@ -22,6 +22,7 @@ mod metrics;
 mod mqtt;
 pub mod openapi;
 pub mod perimeter;
+mod tokens;
 mod trace;
 
 pub use commands::{CommandIssued, CommandList, CommandView};
@@ -40,4 +41,5 @@ pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
 pub use mqtt::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry};
+pub use tokens::{CreateToken, TokenCreatedAnswer, TokenList, TokenView};
 pub use trace::{InvocationSummary, Trace};

@@ -16,8 +16,9 @@ use glassbox_api_types::{
 use glassbox_api_types::{
     ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
     DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
-    VersionList, Warned,
+    TokenCreatedAnswer, TokenList, TokenView, VersionList, Warned,
 };
+use glassbox_core::access::Role;
 use glassbox_core::{
     Data, Event, IdMinter, Invocation, Problem, RecordedEvent, ShadowDocument, ShadowMetadata, State, StateRecord,
 };
@@ -305,6 +306,35 @@ fn the_device_registry_answers() {
     let cleared = Warned::new(cleared, None);
     conforms("delete", "/api/v1/devices/{id}/queue", 200, &cleared);
     reads_back::<Warned<QueueCleared>>(&cleared);
+}
+
+#[test]
+fn named_tokens_created_listed_and_revoked() {
+    let created = TokenCreatedAnswer {
+        name: "ci".into(),
+        role: Role::Deployer,
+        token: format!("gbx_ci_{}", "0".repeat(64)),
+        expires: Some(at(9)),
+    };
+    conforms("post", "/api/v1/tokens", 201, &Warned::new(created.clone(), None));
+    reads_back::<Warned<TokenCreatedAnswer>>(&Warned::new(created, None));
+    let never = TokenCreatedAnswer { name: "grafana".into(), role: Role::Viewer, token: "t".into(), expires: None };
+    conforms("post", "/api/v1/tokens", 201, &Warned::new(never, Some("not recorded".into())));
+    let view = TokenView {
+        name: "ci".into(),
+        role: Role::DeviceProvisioner,
+        created: at(1),
+        created_by: "admin".into(),
+        expires: None,
+        last_used: Some(at(2)),
+        revoked: Some(at(3)),
+        revoked_by: Some("token:ops".into()),
+    };
+    let list = TokenList { tokens: vec![view.clone()] };
+    conforms("get", "/api/v1/tokens", 200, &list);
+    reads_back::<TokenList>(&list);
+    conforms("delete", "/api/v1/tokens/{name}", 200, &Warned::new(view.clone(), None));
+    reads_back::<Warned<TokenView>>(&Warned::new(view, None));
 }
 
 /// A version as the server answers it: its spec as stored.

@@ -1,6 +1,9 @@
 //! Operator authentication: bearer tokens checked against stored SHA-256
 //! hashes. The admin token is set with `GLASSBOX_ADMIN_TOKEN`, or generated
-//! at first start, printed once and kept only as its hash.
+//! at first start, printed once and kept only as its hash; named tokens
+//! (`glassbox tokens create`) are checked by the token service, and an
+//! expired or revoked one is refused (401) saying so. What the caller's
+//! role may do is `access`'s to check.
 //!
 //! A request whose token is accepted carries the [`Principal`] it acts as
 //! (the token's holder, over `BearerToken`, from the peer address);
@@ -16,6 +19,9 @@ use glassbox_core::secrets::{self, SecretHash};
 use glassbox_core::{AuthMethod, Principal, PrincipalKind};
 use glassbox_store::{SettingStore, StoreError};
 
+use glassbox_control::{Accepted, Refused};
+
+use super::access::Grant;
 use super::error::{internal, too_many};
 use super::serve::Peer;
 use super::{ApiError, AppState, throttle};
@@ -30,7 +36,7 @@ pub struct Tokens {
 }
 
 /// An accepted token: its hash, and the principal kind and name it acts as.
-/// Only the admin token exists yet; named tokens will be entries too.
+/// Named tokens are the token service's (`glassbox_control::NamedTokens`).
 #[derive(Debug, Clone)]
 struct Known {
     hash: SecretHash,
@@ -146,16 +152,34 @@ pub async fn require_token(
                        retry-after (each further failure doubles the wait)";
         return Err(too_many("login_backoff", message, wait));
     }
-    let Some(principal) = app.tokens.resolve(token, address.map(|a| a.to_string())) else {
-        keys.iter().for_each(|k| logins.failed(k));
-        return Err(unauthorized(
-            &app,
-            "token not recognised: use the admin token printed at first start or set with GLASSBOX_ADMIN_TOKEN",
-        ));
+    let (principal, grant) = match resolve(&app, token, address.map(|a| a.to_string())) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            keys.iter().for_each(|k| logins.failed(k));
+            return Err(unauthorized(&app, &message));
+        }
     };
     keys.iter().for_each(|k| logins.succeeded(k));
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(grant);
     Ok(next.run(request).await)
+}
+
+/// Who `token` is and what it may do: the admin token, or a named token
+/// that is neither expired nor revoked; else why not.
+fn resolve(app: &AppState, token: &str, source: Option<String>) -> Result<(Principal, Grant), String> {
+    if let Some(admin) = app.tokens.resolve(token, source.clone()) {
+        return Ok((admin, Grant::admin()));
+    }
+    match app.named_tokens.resolve(token) {
+        Ok(Accepted { name, role }) => {
+            Ok((Principal::token(&name, AuthMethod::BearerToken, source), Grant::token(&name, role)))
+        }
+        Err(Refused::Unknown) => Err("token not recognised: use the admin token printed at first start or set with \
+                                      GLASSBOX_ADMIN_TOKEN, or a token from `glassbox tokens create`"
+            .into()),
+        Err(refused) => Err(refused.to_string()),
+    }
 }
 
 fn unauthorized(app: &AppState, message: &str) -> Response {

@@ -6,11 +6,14 @@
 //! to them; `glassbox-server` builds the state from the services it starts
 //! and serves it with [`serve::serve`]. This crate depends on no adapter.
 //!
-//! Every `/api/v1` route but the OpenAPI document needs a bearer token.
+//! Every `/api/v1` route but the OpenAPI document needs a bearer token, and
+//! its role must allow what the route declares in `access::ROUTES` (an
+//! undeclared route needs admin).
 //! Every refusal is an [`ApiError`] (JSON: a code, and a message naming
 //! what to fix): handlers read their input with the extractors of `body`
 //! and `params`, never axum's, whose rejections are plain text.
 
+mod access;
 mod auth;
 mod body;
 mod commands;
@@ -26,6 +29,7 @@ pub mod perimeter;
 mod series;
 pub mod serve;
 pub mod throttle;
+mod tokens;
 mod trace;
 
 use std::sync::Arc;
@@ -70,6 +74,8 @@ pub struct AppState {
     pub retained: Arc<glassbox_control::RetainedMessages>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
+    /// Named tokens with roles: resolved per request, managed under `/api/v1/tokens`.
+    pub named_tokens: Arc<glassbox_control::NamedTokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
     /// Request rates and login back-off.
@@ -100,7 +106,35 @@ impl Perimeter {
     }
 }
 
+/// The API with the public function routes (`http:` triggers) as its
+/// fallback: one listener serves both.
 pub fn router(state: AppState) -> Router {
+    api(state, FunctionRoutes::Served)
+}
+
+/// The API without the function routes, for when a separate listener
+/// serves them ([`public_router`]): anything unrouted is 404.
+pub fn admin_router(state: AppState) -> Router {
+    api(state, FunctionRoutes::Elsewhere)
+}
+
+/// Only the public function routes (`http:` triggers), under the same
+/// per-client and per-route limits: what may face the internet.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .fallback(http_function)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_client))
+        .with_state(state)
+}
+
+/// Whether a listener serving the API also serves the function routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FunctionRoutes {
+    Served,
+    Elsewhere,
+}
+
+fn api(state: AppState, functions: FunctionRoutes) -> Router {
     let body_limit = BodyLimit::configured(state.limits.data_bytes_max);
     let deploy_limit = BodyLimit::fixed(functions::COMPONENT_BYTES_MAX);
     let protected = Router::new()
@@ -139,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
         .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
         .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
         // Added after the layer above: a refused ingest is counted as one.
         .route(
@@ -159,18 +195,24 @@ pub fn router(state: AppState) -> Router {
         true => protected,
         false => protected.route("/metrics", get(metrics)),
     }
+    // Inside `require_token`: the caller is known when its role is checked.
+    .route_layer(middleware::from_fn(access::authorize))
     .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let public = match state.metrics_public {
         true => Router::new().route("/metrics", get(metrics)),
         false => Router::new(),
     };
-    public
+    let routed = public
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/api/v1/openapi.json", get(openapi))
-        .merge(protected)
-        // Anything else: an HTTP-triggered function's route, or 404.
-        .fallback(http_function)
+        .merge(protected);
+    // Anything else: an HTTP-triggered function's route (unless another listener serves them), or 404.
+    let routed = match functions {
+        FunctionRoutes::Served => routed.fallback(http_function),
+        FunctionRoutes::Elsewhere => routed.fallback(not_found),
+    };
+    routed
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit_client))
         .with_state(state)

@@ -34,7 +34,7 @@ pub async fn perimeter(State(app): State<AppState>) -> Result<Json<Perimeter>, A
     Ok(Json(Perimeter {
         listeners: app.surface.listeners.clone(),
         routes: specs.iter().flat_map(|(v, spec)| routes(&app.surface, v, spec)).collect(),
-        tokens: tokens(),
+        tokens: tokens(&app),
         devices: devices(&app).await?,
         egress: specs.iter().map(|(v, spec)| egress(v, spec)).collect(),
         settings: app.surface.settings.clone(),
@@ -88,16 +88,40 @@ fn egress(version: &FunctionVersion, spec: &Spec) -> FunctionEgress {
     FunctionEgress { function: version.name.clone(), version: version.version, rules, note }
 }
 
-/// The API tokens: the bootstrap admin token.
-fn tokens() -> Vec<TokenExposure> {
-    vec![TokenExposure {
+/// The API tokens: the bootstrap admin token, then each named token not revoked.
+fn tokens(app: &AppState) -> Vec<TokenExposure> {
+    let admin = TokenExposure {
         name: "admin".into(),
         role: "admin".into(),
         created_by: None,
         last_used: None,
         expires: None,
         note: Note::warn("the bootstrap token holds every power and never expires: keep it for emergencies"),
-    }]
+    };
+    let now = chrono::Utc::now();
+    let named = app.named_tokens.list().into_iter().filter(|t| t.revoked_at.is_none()).map(|t| TokenExposure {
+        note: token_note(&t, now),
+        name: t.name,
+        role: t.role.to_string(),
+        created_by: Some(t.created_by),
+        last_used: t.last_used_at,
+        expires: t.expires_at,
+    });
+    std::iter::once(admin).chain(named).collect()
+}
+
+/// A named token's risk: unused for 30 days, or powerful and never expiring.
+fn token_note(token: &glassbox_store::TokenRecord, now: chrono::DateTime<chrono::Utc>) -> Note {
+    use glassbox_core::access::Role;
+    let idle = now - token.last_used_at.unwrap_or(token.created_at) > chrono::Duration::days(30);
+    match (token.expires_at, idle, token.role) {
+        (Some(at), _, _) if at <= now => Note::ok("expired: it no longer works; revoke it to tidy up"),
+        (_, true, _) => Note::warn("not used for 30 days: revoke it if nothing needs it"),
+        (None, false, Role::Admin | Role::Operator) => {
+            Note::warn(format!("role {} never expires: give it --expires", token.role))
+        }
+        _ => Note::ok(format!("role {}", token.role)),
+    }
 }
 
 /// Registered devices by credential kind.

@@ -3,7 +3,8 @@
 //! request head must arrive within `http.header_read_timeout`, the body
 //! within `http.body_read_timeout` of the head, and at most
 //! `http.connections_max` connections are served at once (beyond it a
-//! connection is answered 503 and closed at once).
+//! connection is answered 503 and closed at once). The same, over TLS, for
+//! the HTTPS listener ([`serve_with`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +18,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, header};
 use bytes::Bytes;
+use glassbox_gateway::tls::TlsAcceptor;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower_service::Service;
@@ -44,6 +46,18 @@ pub struct Peer(pub SocketAddr);
 /// requests being served to be answered (idle keep-alive connections are
 /// closed), at most `shutdown_grace`.
 pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, None, app, settings, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake
+/// must finish within `header_read_timeout`, else it is closed.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(settings.connections_max));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -65,12 +79,16 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, 
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
-        let service = connection_service(app.clone(), Peer(peer), settings.body_read_timeout);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let (app, watcher, tls) = (app.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => serve_connection(stream, app, Peer(peer), settings, watcher).await,
+                Some(tls) => match tokio::time::timeout(settings.header_read_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, app, Peer(peer), settings, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
+                },
+            }
             drop(slot);
         });
     }
@@ -78,6 +96,17 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, 
     if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(grace = ?settings.shutdown_grace, "HTTP requests still unanswered at the end of shutdown_grace");
     }
+}
+
+/// Serves one connection's requests until it closes (or the stop's grace ends).
+async fn serve_connection<S>(stream: S, app: Router, peer: Peer, settings: ServeSettings, watcher: Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+    let service = connection_service(app, peer, settings.body_read_timeout);
+    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
 }
 
 /// Answers an over-cap connection 503 without waiting (what fits in the

@@ -25,6 +25,7 @@ mod perimeter;
 mod render;
 mod serve;
 mod simulate;
+mod tokens;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -101,6 +102,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// Named API tokens with roles: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// The MQTT broker's retained messages: list and clear them.
     #[command(subcommand)]
     Mqtt(mqtt::MqttCommand),
@@ -168,6 +172,7 @@ fn main() -> std::process::ExitCode {
                 Command::Config(command) => config::run(command).await,
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
+                Command::Tokens(command) => tokens::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Mqtt(command) => mqtt::run(command).await,
                 Command::Functions(command) => functions::run(command).await,

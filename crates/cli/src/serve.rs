@@ -31,6 +31,21 @@ pub struct ConfigFlags {
     /// HTTP API address (http.listen; default 127.0.0.1:7070).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Serve the API over TLS too, at this address (http.https_listen), e.g.
+    /// 127.0.0.1:7443. Certificate: --https-cert/--https-key, else
+    /// --tls-cert/--tls-key, else one generated in DATA_DIR/tls/ (https-cert.pem).
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
+    /// PEM certificate chain for HTTPS (http.https_cert).
+    #[arg(long, value_name = "FILE", requires = "https_key")]
+    https_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (http.https_key).
+    #[arg(long, value_name = "FILE", requires = "https_cert")]
+    https_key: Option<PathBuf>,
+    /// Serve the public function routes (http: triggers) only here, e.g.
+    /// 0.0.0.0:8080 (http.public_listen); the API listeners then stop serving them.
+    #[arg(long, value_name = "ADDR")]
+    public_http: Option<String>,
     /// MQTT listener address (mqtt.listen; default 127.0.0.1:1883).
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<String>,
@@ -66,6 +81,10 @@ impl ConfigFlags {
         let given = [
             ("data_dir", "--data-dir", path(&self.data_dir)),
             ("http.listen", "--http", self.http.clone()),
+            ("http.https_listen", "--https", self.https.clone()),
+            ("http.https_cert", "--https-cert", path(&self.https_cert)),
+            ("http.https_key", "--https-key", path(&self.https_key)),
+            ("http.public_listen", "--public-http", self.public_http.clone()),
             ("mqtt.listen", "--mqtt", self.mqtt.clone()),
             ("mqtt.tls_listen", "--mqtts", self.mqtts.clone()),
             ("mqtt.tls_cert", "--tls-cert", path(&self.tls_cert)),
@@ -97,13 +116,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("{export}");
     }
     let mqtts = running.mqtts_addr.map(|a| format!(" mqtts={a}")).unwrap_or_default();
+    let https = running.https_addr.map(|a| format!(" https=https://{a}")).unwrap_or_default();
+    let public = running.public_http_addr.map(|a| format!(" public=http://{a}")).unwrap_or_default();
     println!(
-        "glassbox ready: http=http://{} mqtt={}{mqtts} data={} node={}",
+        "glassbox ready: http=http://{}{https}{public} mqtt={}{mqtts} data={} node={}",
         running.http_addr,
         running.mqtt_addr,
         data_dir.display(),
         config.node
     );
+    if let Some(cert) = &running.https_cert {
+        println!("  https certificate: {} (curl --cacert it)", cert.display());
+    }
     let interrupted = interrupted()?;
     let signal = async move {
         interrupted.await;

@@ -2,7 +2,8 @@
 //! MQTT on each device's reserved topics `$glassbox/devices/<id>/…`
 //! (through the gateway's [`Reserved`]): shadows (`shadows`) and durable
 //! commands (`commands`) in [`Control`]; the device registry's changes in
-//! [`Registry`] (`registry`, `metadata`).
+//! [`Registry`] (`registry`, `metadata`); named API tokens in [`NamedTokens`]
+//! (`tokens`).
 //!
 //! Everything it does is an event: each accepted change, each message sent
 //! to a device, each step of a command, each refused request, with the
@@ -27,6 +28,7 @@ mod registry;
 mod retained;
 mod sent;
 mod shadows;
+mod tokens;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -46,6 +48,7 @@ pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
 pub use retained::{BadFilter, RETAINED_LIST_MAX, RetainedMessages};
 pub use shadows::UpdateError;
+pub use tokens::{Accepted, Minted, NamedTokens, Refused, TokenError, TokenSessions, name_in};
 
 use glassbox_pipeline::Pipeline;
 

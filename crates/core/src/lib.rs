@@ -12,6 +12,7 @@
 //! This crate does no I/O: it is shared by the store, the bus, the gateway,
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
+pub mod access;
 mod deploys;
 mod device;
 mod device_changes;
@@ -25,6 +26,7 @@ mod lifecycle;
 mod principal;
 mod query;
 pub mod secrets;
+mod token_changes;
 pub mod topic;
 mod trace_context;
 
@@ -69,4 +71,5 @@ pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causati
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
+pub use token_changes::{TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked};
 pub use trace_context::{SpanKey, TraceParent};

@@ -60,6 +60,11 @@ impl Principal {
         Self { kind: PrincipalKind::Admin, name: PrincipalKind::Admin.as_str().into(), auth, source }
     }
 
+    /// The holder of named token `name`, over `auth`, from `source`.
+    pub fn token(name: &str, auth: AuthMethod, source: Option<String>) -> Self {
+        Self { kind: PrincipalKind::Token, name: name.into(), auth, source }
+    }
+
     /// A device that authenticated with `auth` from `source`.
     pub fn device(id: &str, auth: AuthMethod, source: Option<String>) -> Self {
         Self { kind: PrincipalKind::Device, name: id.into(), auth, source }

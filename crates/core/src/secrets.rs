@@ -1,7 +1,8 @@
 //! The security primitives every credential shares: minting a random
 //! secret, its SHA-256 (the only form stored), and comparing hashes in
 //! constant time. The API's tokens and the device registry's secrets both
-//! use these, so there is one implementation to review.
+//! use these, so there is one implementation to review. Named tokens are
+//! kept as a salted hash ([`salted_hash`]).
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -22,6 +23,21 @@ pub fn mint(prefix: &str) -> (String, SecretHash) {
 /// The SHA-256 of a presented secret.
 pub fn hash(secret: &[u8]) -> SecretHash {
     Sha256::digest(secret).into()
+}
+
+/// A new random salt for a stored hash (named tokens are kept salted).
+pub fn salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    salt
+}
+
+/// The SHA-256 of `salt` followed by `secret`: what a named token is stored as.
+pub fn salted_hash(salt: &[u8], secret: &[u8]) -> SecretHash {
+    let mut digest = Sha256::new();
+    digest.update(salt);
+    digest.update(secret);
+    digest.finalize().into()
 }
 
 /// Whether two hashes are equal, comparing every byte: no early exit to time.

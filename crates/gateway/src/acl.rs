@@ -1,9 +1,14 @@
 //! Topic access control: who may publish to and subscribe on what.
 //!
 //! Defaults: a device may publish and subscribe only under
-//! `devices/<its id>/…`; an operator anywhere; an anonymous client (open
-//! mode only) anywhere except the configured deny-subscribe filters.
+//! `devices/<its id>/…`; an operator anywhere; a client logged in with a
+//! named token as its role allows (`glassbox_core::access::Role::mqtt`:
+//! admin and operator anywhere, viewer subscribe only, ingest publish only
+//! outside `$glassbox/`); an anonymous client (open mode only) anywhere
+//! except the configured deny-subscribe filters.
 //! Extra rules grant devices more, with `%d` standing for the device's id.
+
+use glassbox_core::access::{MqttAccess, Role as TokenRole};
 
 use crate::topic::matches;
 
@@ -18,8 +23,16 @@ pub use glassbox_link::RESERVED_PREFIX;
 pub enum Role {
     Device(String),
     Operator,
+    /// A backend client logged in with named token `name` of `role`.
+    Token {
+        name: String,
+        role: TokenRole,
+    },
     Anonymous,
 }
+
+/// Topics only the platform and each device use: a publish-only token may not publish there.
+const PLATFORM_PREFIX: &str = "$glassbox/";
 
 /// What a rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +69,7 @@ impl Acl {
     pub fn check_publish(&self, who: &Role, topic: &str) -> Result<(), Denied> {
         match who {
             Role::Operator | Role::Anonymous => Ok(()),
+            Role::Token { name, role } => token_publish(name, *role, topic),
             Role::Device(id) => match self.device_grants(id, Access::Publish).any(|g| matches(&g, topic)) {
                 true => Ok(()),
                 false => Err(Denied(format!(
@@ -70,6 +84,12 @@ impl Acl {
     pub fn check_subscribe(&self, who: &Role, filter: &str) -> Result<(), Denied> {
         match who {
             Role::Operator => Ok(()),
+            Role::Token { name, role } => match role.mqtt() {
+                MqttAccess::Any | MqttAccess::SubscribeOnly => Ok(()),
+                MqttAccess::PublishOnly | MqttAccess::None => {
+                    Err(Denied(format!("token {name:?} has role {role}, which may not subscribe (publish only)")))
+                }
+            },
             Role::Anonymous => match self.deny_subscribe.iter().find(|d| covers(d, filter)) {
                 Some(denied) => {
                     Err(Denied(format!("subscribing to {filter:?} is denied by the deny-subscribe rule {denied:?}")))
@@ -93,6 +113,20 @@ impl Acl {
             .filter(move |r| r.access == wanted || r.access == Access::Both)
             .map(move |r| r.filter.replace("%d", id));
         own.chain(extra)
+    }
+}
+
+/// May token `name` of `role` publish to `topic`?
+fn token_publish(name: &str, role: TokenRole, topic: &str) -> Result<(), Denied> {
+    match role.mqtt() {
+        MqttAccess::Any => Ok(()),
+        MqttAccess::PublishOnly if !topic.starts_with(PLATFORM_PREFIX) => Ok(()),
+        MqttAccess::PublishOnly => Err(Denied(format!(
+            "token {name:?} has role {role}, which may not publish under {PLATFORM_PREFIX} (the platform's topics)"
+        ))),
+        MqttAccess::SubscribeOnly | MqttAccess::None => {
+            Err(Denied(format!("token {name:?} has role {role}, which may not publish (subscribe only)")))
+        }
     }
 }
 
@@ -139,6 +173,18 @@ mod tests {
         assert!(acl.check_publish(&Role::Anonymous, "anything/at/all").is_ok());
         assert!(acl.check_subscribe(&Role::Anonymous, "test/nosubscribe").is_err());
         assert!(acl.check_subscribe(&Role::Anonymous, "test/#").is_ok());
+    }
+
+    #[test]
+    fn tokens_get_their_roles_topic_rights() {
+        let acl = Acl::default();
+        let token = |role| Role::Token { name: "t".into(), role };
+        assert!(acl.check_subscribe(&token(TokenRole::Viewer), "#").is_ok());
+        assert!(acl.check_publish(&token(TokenRole::Viewer), "a/b").is_err());
+        assert!(acl.check_publish(&token(TokenRole::Ingest), "sensors/1").is_ok());
+        assert!(acl.check_publish(&token(TokenRole::Ingest), "$glassbox/devices/d1/commands").is_err());
+        assert!(acl.check_subscribe(&token(TokenRole::Ingest), "sensors/#").is_err());
+        assert!(acl.check_publish(&token(TokenRole::Operator), "$glassbox/x").is_ok());
     }
 
     #[test]

@@ -82,6 +82,20 @@ pub struct HttpConfig {
     /// from all clients together; more are answered 429 with `retry-after`
     /// and not recorded. 0: no limit. Default 1000.
     pub route_requests_per_second: u32,
+    /// Address of the API over TLS (HTTPS), e.g. `127.0.0.1:7443`; "" (the
+    /// default): no HTTPS listener. Its certificate: `https_cert`, else
+    /// `mqtt.tls_cert`, else one generated for localhost and 127.0.0.1
+    /// under the data directory (`tls/`).
+    pub https_listen: String,
+    /// PEM certificate chain (leaf first) for HTTPS. Default "".
+    pub https_cert: String,
+    /// PEM private key of `https_cert`. Default "".
+    pub https_key: String,
+    /// Address of a listener serving only the public function routes
+    /// (`http:` triggers), e.g. `0.0.0.0:8080`; when set, the API listeners
+    /// stop serving them, so the admin API need not face the internet.
+    /// Default "" (function routes are served on the API listeners).
+    pub public_listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +247,10 @@ impl Default for HttpConfig {
             connections_max: 1024,
             client_requests_per_second: 1000,
             route_requests_per_second: 1000,
+            https_listen: String::new(),
+            https_cert: String::new(),
+            https_key: String::new(),
+            public_listen: String::new(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! transports' (`glassbox-api`, `glassbox-gateway`).
 
 pub mod config;
+pub mod https;
 pub mod metrics;
 mod perimeter;
 
@@ -16,7 +17,7 @@ use anyhow::Context;
 use glassbox_bus::{Bus, LocalBus};
 use glassbox_core::Limits;
 use glassbox_gateway::broker::{Broker, RegistryAuth};
-use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SettingStore};
+use glassbox_store::{CommandStore, DeviceRegistry, EventStore, Retention, SettingStore, TokenStore};
 use glassbox_store_sqlite::{SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_telemetry::logs::PlatformLog;
 use glassbox_telemetry::otlp;
@@ -35,6 +36,12 @@ pub struct Running {
     pub mqtt_addr: SocketAddr,
     /// The MQTT-over-TLS listener's address, when a certificate is configured.
     pub mqtts_addr: Option<SocketAddr>,
+    /// The API over TLS, when `http.https_listen` is set.
+    pub https_addr: Option<SocketAddr>,
+    /// The certificate (PEM file) HTTPS presents, when it is served.
+    pub https_cert: Option<std::path::PathBuf>,
+    /// The public function routes' own listener, when `http.public_listen` is set.
+    pub public_http_addr: Option<SocketAddr>,
     /// The admin token, when this start generated it (shown once).
     pub generated_token: Option<String>,
     /// The anomaly detectors, when metrics are derived.
@@ -79,13 +86,18 @@ pub async fn start_with_log(
     let stores = Stores::open(&config)?;
     let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let pipeline = stores.pipeline(&config).await;
+    let named_tokens = glassbox_control::NamedTokens::load(stores.tokens.clone(), pipeline.clone())
+        .await
+        .context("loading the named tokens")?;
     let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
     if let Some(watch) = &watch {
         watch.recall_triage().await;
     }
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
-    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes()).await?;
+    let logins = Arc::new(TokenLogins(named_tokens.clone()));
+    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins).await?;
+    named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.downgrade())));
     let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
@@ -104,6 +116,9 @@ pub async fn start_with_log(
     })?;
     let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
     let bound = perimeter::Bound { http: http_addr, mqtt: mqtt_addr, mqtts: mqtts_addr };
+    let extra = Listeners::bind(&config).await?;
+    let (https_addr, public_http_addr) = extra.addrs()?;
+    let https_cert = extra.https.as_ref().map(|h| h.cert.clone());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
@@ -118,6 +133,7 @@ pub async fn start_with_log(
         platform_log,
         broker: mqtt.broker.clone(),
         tokens: Arc::new(token.tokens),
+        named_tokens,
         limits: Arc::new(Limits { data_bytes_max: config.http.body_bytes_max, ..Limits::default() }),
         append_timeout: config.http.append_timeout,
         perimeter: Arc::new(api::Perimeter::new(
@@ -131,8 +147,70 @@ pub async fn start_with_log(
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping =
         Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
-    let task = tokio::spawn(serve(config, listener, state, mqtt, stopping));
-    Ok(Running { http_addr, mqtt_addr, mqtts_addr, generated_token: token.generated, watch, shutdown, task })
+    let task = tokio::spawn(serve(config, listener, extra, state, mqtt, stopping));
+    Ok(Running {
+        http_addr,
+        mqtt_addr,
+        mqtts_addr,
+        https_addr,
+        https_cert,
+        public_http_addr,
+        generated_token: token.generated,
+        watch,
+        shutdown,
+        task,
+    })
+}
+
+/// The HTTP listeners beside the API's: HTTPS, and the public function routes'.
+struct Listeners {
+    https: Option<https::Https>,
+    public: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let https = https::bind(config).await?;
+        let public = match config.http.public_listen.as_str() {
+            "" => None,
+            address => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("binding the public function routes to {address}: choose another with --public-http (http.public_listen)")
+            })?),
+        };
+        Ok(Self { https, public })
+    }
+
+    fn addrs(&self) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let https = self.https.as_ref().map(|h| h.listener.local_addr()).transpose()?;
+        Ok((https, self.public.as_ref().map(TcpListener::local_addr).transpose()?))
+    }
+
+    /// Serves each until the server starts stopping; the API listeners
+    /// leave the function routes to the public one when it exists.
+    fn serve(self, state: &AppState, serving: api::serve::ServeSettings) -> Vec<tokio::task::JoinHandle<()>> {
+        let stopping = |state: &AppState| {
+            let mut stopping = state.stopping.clone();
+            async move { drop(stopping.wait_for(|stop| *stop).await) }
+        };
+        let mut tasks = Vec::new();
+        if let Some(https) = self.https {
+            let router =
+                self.public.as_ref().map_or_else(|| api::router(state.clone()), |_| api::admin_router(state.clone()));
+            let stop = stopping(state);
+            tasks.push(tokio::spawn(api::serve::serve_with(
+                https.listener,
+                Some(https.acceptor),
+                router,
+                serving,
+                stop,
+            )));
+        }
+        if let Some(public) = self.public {
+            let stop = stopping(state);
+            tasks.push(tokio::spawn(api::serve::serve(public, api::public_router(state.clone()), serving, stop)));
+        }
+        tasks
+    }
 }
 
 /// The embedded backends: every store port on SQLite files in the data
@@ -140,6 +218,7 @@ pub async fn start_with_log(
 struct Stores {
     events: Arc<dyn EventStore>,
     settings: Arc<dyn SettingStore>,
+    tokens: Arc<dyn TokenStore>,
     devices: Arc<dyn DeviceRegistry>,
     commands: Arc<dyn CommandStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
@@ -154,6 +233,7 @@ impl Stores {
         Ok(Self {
             events: sqlite.clone(),
             settings: sqlite.clone(),
+            tokens: sqlite.clone(),
             devices: sqlite.clone(),
             commands: sqlite.clone(),
             functions: sqlite,
@@ -207,9 +287,11 @@ impl Mqtt {
         pipeline: &Arc<Pipeline>,
         stores: &Stores,
         operator_tokens: Vec<[u8; 32]>,
+        tokens: Arc<TokenLogins>,
     ) -> anyhow::Result<Self> {
         let allow_anonymous = config.mqtt.allow_anonymous;
-        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, allow_anonymous };
+        let tokens = Some(tokens as Arc<dyn glassbox_gateway::broker::TokenLogins>);
+        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, tokens, allow_anonymous };
         if allow_anonymous {
             tracing::warn!(
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
@@ -242,6 +324,33 @@ impl Mqtt {
             format!("binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen", config.mqtt.tls_listen)
         })?;
         Ok(Some((listener, acceptor)))
+    }
+}
+
+/// MQTT logins with a named token, checked by the token service.
+struct TokenLogins(Arc<glassbox_control::NamedTokens>);
+
+impl glassbox_gateway::broker::TokenLogins for TokenLogins {
+    fn login(&self, name: &str, token: &[u8]) -> glassbox_gateway::broker::TokenLogin {
+        use glassbox_gateway::broker::TokenLogin;
+        let named = std::str::from_utf8(token).ok().and_then(glassbox_control::name_in);
+        if named != Some(name) {
+            return TokenLogin::NotAToken;
+        }
+        match self.0.login(name, token) {
+            Ok(accepted) => TokenLogin::Accepted(accepted.role),
+            Err(refused) => TokenLogin::Refused(refused.to_string()),
+        }
+    }
+}
+
+/// A revoked token's MQTT connections, closed by the broker. Weak: the
+/// broker holds the token service (its logins), which holds this.
+struct TokenSessions(glassbox_gateway::broker::WeakBroker);
+
+impl glassbox_control::TokenSessions for TokenSessions {
+    fn close(&self, name: &str) -> usize {
+        self.0.upgrade().map_or(0, |broker| broker.close_token(name))
     }
 }
 
@@ -302,6 +411,7 @@ struct Stopping {
 async fn serve(
     config: Config,
     listener: TcpListener,
+    extra: Listeners,
     state: AppState,
     mqtt: Mqtt,
     stop: Stopping,
@@ -321,13 +431,21 @@ async fn serve(
     };
     let Stopping { stopped, stopping, functions, series, store } = stop;
     let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
-    api::serve::serve(listener, api::router(state), serving, async move {
+    let router = match extra.public.is_some() {
+        true => api::admin_router(state.clone()),
+        false => api::router(state.clone()),
+    };
+    let extra_tasks = extra.serve(&state, serving);
+    api::serve::serve(listener, router, serving, async move {
         let _ = stopped.await;
         let _ = began_tx.send(tokio::time::Instant::now());
         let _ = stopping.send(true);
         let _ = broker_stop.send(());
     })
     .await;
+    for task in extra_tasks {
+        let _ = task.await;
+    }
     let _ = mqtt_task.await;
     // After the ingresses, so what they recorded last is handed back too;
     // the whole stop keeps to one shutdown_grace.

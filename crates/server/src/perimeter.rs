@@ -54,7 +54,11 @@ fn http(addr: SocketAddr) -> Listener {
 }
 
 fn mqtt(config: &Config, addr: SocketAddr) -> Listener {
-    let mut authentication = vec!["device id + secret".into(), "user operator + admin token".into()];
+    let mut authentication = vec![
+        "device id + secret".into(),
+        "user operator + admin token".into(),
+        "token name + named token (its role)".into(),
+    ];
     if config.mqtt.allow_anonymous {
         authentication.push("anonymous (open mode)".into());
     }

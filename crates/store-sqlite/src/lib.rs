@@ -23,6 +23,7 @@ mod read;
 mod schema;
 mod sessions;
 mod settings;
+mod tokens;
 mod writer;
 
 pub use metrics::{METRICS_FILE_NAME, SqliteMetrics};
@@ -38,7 +39,8 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
     Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, Transition,
+    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, TokenRecord,
+    TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -348,6 +350,29 @@ impl SettingStore for SqliteStore {
         let (reply, answered) = oneshot::channel();
         self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
         answer(answered).await
+    }
+}
+
+/// Named tokens live in the recorder's file, written through its writer.
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let token = token.clone();
+        self.write(move |tx| tokens::create(tx, &token)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(tokens::list).await
+    }
+
+    async fn revoke_token(&self, name: &str, at: DateTime<Utc>, by: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let (name, by, at) = (name.to_string(), by.to_string(), micros(&at));
+        self.write(move |tx| tokens::revoke(tx, &name, at, &by)).await
+    }
+
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (name, at) = (name.to_string(), micros(&at));
+        self.write(move |tx| tokens::touch(tx, &name, at)).await
     }
 }
 

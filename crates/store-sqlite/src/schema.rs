@@ -114,6 +114,19 @@ pub const RECORDER: &[&str] = &[
         version INTEGER
     );
     CREATE INDEX function_live_log_name ON function_live_log(name, id);",
+    // 9: named API tokens: role, salted hash, who made them, use, expiry, revocation.
+    "CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at INTEGER,
+        last_used_at INTEGER,
+        revoked_at INTEGER,
+        revoked_by TEXT
+    ) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

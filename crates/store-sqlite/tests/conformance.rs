@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use glassbox_store::{
     CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore, SettingStore,
+    TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_testkit::{Factory, Fresh};
@@ -57,6 +58,11 @@ impl Factory for Sqlite {
     }
 
     async fn settings(&self) -> Fresh<dyn SettingStore> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(store, dir)
+    }
+
+    async fn tokens(&self) -> Fresh<dyn TokenStore> {
         let (store, dir) = Self::recorder();
         Fresh::new(store, dir)
     }

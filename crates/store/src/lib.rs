@@ -4,7 +4,8 @@
 //! [`EventStore`] is the flight recorder that the pipeline, the API and
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
-//! [`SettingStore`] (the platform's few values about itself),
+//! [`SettingStore`] (the platform's few values about itself), [`TokenStore`]
+//! (named API tokens),
 //! [`DeviceRegistry`] (who may connect), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
 //! function's key-value store), [`SessionStore`] (MQTT session state) and
@@ -26,6 +27,7 @@ pub mod functions;
 pub mod metrics;
 pub mod sessions;
 pub mod settings;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveM
 pub use metrics::{MetricPoint, MetricStore, Retention};
 pub use sessions::{SessionOp, SessionSnapshot, SessionStore};
 pub use settings::SettingStore;
+pub use tokens::{TokenRecord, TokenStore};
 
 /// An event arriving at the recorder: the event and its `received` record.
 ///

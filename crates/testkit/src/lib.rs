@@ -2,7 +2,7 @@
 //! backend must do, as cases that run against any implementation.
 //!
 //! Each port has a module of cases (`events`, `devices`, `commands`,
-//! `functions`, `sessions`, `metrics`); each case is an async function that
+//! `functions`, `sessions`, `metrics`, `settings`, `tokens`); each case is an async function that
 //! takes a [`Factory`], asks it for a fresh, empty implementation, and
 //! asserts the contract on real values. A backend's tests run them all with
 //! one line, each case as its own test:
@@ -22,6 +22,7 @@ pub mod functions;
 pub mod metrics;
 pub mod sessions;
 pub mod settings;
+pub mod tokens;
 
 use std::any::Any;
 use std::ops::Deref;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
+    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore, TokenStore,
 };
 
 /// The node name a factory's event store records on every state.
@@ -49,6 +50,7 @@ pub trait Factory: Send + Sync {
     async fn sessions(&self) -> Fresh<dyn SessionStore>;
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
     async fn settings(&self) -> Fresh<dyn SettingStore>;
+    async fn tokens(&self) -> Fresh<dyn TokenStore>;
 }
 
 /// A store made for one case, with what must outlive it (a temporary
@@ -122,6 +124,10 @@ macro_rules! conformance {
             ],
             settings: [
                 a_setting_reads_back_the_last_value_put,
+            ],
+            tokens: [
+                tokens_are_created_once_per_name_and_revoked_once,
+                a_token_notes_when_it_was_last_used,
             ],
         );
     };

@@ -78,10 +78,14 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The client did not take what the server sent within `mqtt.write_timeout`.
     WriteTimeout,
+    /// A token whose role has no MQTT rights (deployer, device-provisioner).
+    NotAuthorized,
+    /// The token the client logged in with was revoked.
+    TokenRevoked,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 14] = [
+    pub const ALL: [DisconnectReason; 16] = [
         DisconnectReason::ClientDisconnect,
         DisconnectReason::ConnectionLost,
         DisconnectReason::KeepAliveTimeout,
@@ -96,6 +100,8 @@ impl DisconnectReason {
         DisconnectReason::Administrative,
         DisconnectReason::ServerShutdown,
         DisconnectReason::WriteTimeout,
+        DisconnectReason::NotAuthorized,
+        DisconnectReason::TokenRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +120,8 @@ impl DisconnectReason {
             DisconnectReason::Administrative => "administrative",
             DisconnectReason::ServerShutdown => "server_shutdown",
             DisconnectReason::WriteTimeout => "write_timeout",
+            DisconnectReason::NotAuthorized => "not_authorized",
+            DisconnectReason::TokenRevoked => "token_revoked",
         }
     }
 
@@ -131,7 +139,8 @@ impl DisconnectReason {
             DisconnectReason::ProtocolError => Some(0x82),
             DisconnectReason::PacketTooLarge => Some(0x95),
             DisconnectReason::AuthFailure => Some(0x86),
-            DisconnectReason::DeviceDisabled => Some(0x87),
+            DisconnectReason::DeviceDisabled | DisconnectReason::NotAuthorized => Some(0x87),
+            DisconnectReason::TokenRevoked => Some(0x98),
             DisconnectReason::ServerBusy => Some(0x89),
             DisconnectReason::RateLimited => Some(0x96),
             DisconnectReason::Administrative => Some(0x98),

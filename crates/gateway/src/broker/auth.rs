@@ -1,11 +1,15 @@
 //! Who a connecting client is: a registered device (client id = user name =
 //! device id, password = its secret), an operator (user name `operator`,
-//! password an operator token), or — in open mode only — anonymous.
+//! password the admin token), a backend client with a named token (user
+//! name = the token's name, password = the token; its role gives its topic
+//! rights, and a role with none is refused as not authorised), or — in
+//! open mode only — anonymous.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use glassbox_core::access::MqttAccess;
 use glassbox_core::secrets::{SecretHash, matches as secret_matches};
 use glassbox_core::{AuthMethod, DisconnectReason, Principal};
 use glassbox_store::DeviceRegistry;
@@ -29,15 +33,32 @@ pub trait Authenticator: Send + Sync + 'static {
 /// The user name backend clients use with an operator token as password.
 pub const OPERATOR_USERNAME: &str = "operator";
 
+/// What a named-token login came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLogin {
+    /// The password is not a token of that name's form: try it as a device.
+    NotAToken,
+    Accepted(glassbox_core::access::Role),
+    /// A token of that name's form that is unknown, wrong, expired or revoked: why.
+    Refused(String),
+}
+
+/// Checks a named token presented at CONNECT (the token service, in the
+/// server); sees tokens created after start.
+pub trait TokenLogins: Send + Sync + 'static {
+    fn login(&self, name: &str, token: &[u8]) -> TokenLogin;
+}
+
 /// Who a client admitted as `role` from `peer` acts as, in the records of
 /// what it changes: a device by its secret, an operator token as the admin
-/// (the only operator token there is yet). An anonymous client acts as no
-/// one: it can change nothing through the platform.
+/// (user `operator`), a named token as itself. An anonymous client acts as
+/// no one: it can change nothing through the platform.
 pub fn principal(role: &Role, peer: SocketAddr) -> Option<Principal> {
     let source = Some(peer.to_string());
     match role {
         Role::Device(id) => Some(Principal::device(id, AuthMethod::DeviceSecret, source)),
         Role::Operator => Some(Principal::admin(AuthMethod::MqttToken, source)),
+        Role::Token { name, .. } => Some(Principal::token(name, AuthMethod::MqttToken, source)),
         Role::Anonymous => None,
     }
 }
@@ -47,6 +68,8 @@ pub struct RegistryAuth {
     pub devices: Arc<dyn DeviceRegistry>,
     /// SHA-256 hashes of the accepted operator tokens (the admin token's among them).
     pub operator_tokens: Vec<SecretHash>,
+    /// Named tokens; none: only the admin token logs in as an operator.
+    pub tokens: Option<Arc<dyn TokenLogins>>,
     pub allow_anonymous: bool,
 }
 
@@ -61,7 +84,15 @@ impl Authenticator for RegistryAuth {
                     false => refuse("operator token not recognised"),
                 }
             }
-            (Some(user), Some(secret)) => self.device(c.client_id, user, secret).await,
+            (Some(user), Some(secret)) => match self.token(user, secret) {
+                TokenLogin::NotAToken => self.device(c.client_id, user, secret).await,
+                TokenLogin::Accepted(role) if role.mqtt() == MqttAccess::None => Err((
+                    DisconnectReason::NotAuthorized,
+                    format!("token {user:?} has role {role}, which has no MQTT rights"),
+                )),
+                TokenLogin::Accepted(role) => Ok(Role::Token { name: user.to_string(), role }),
+                TokenLogin::Refused(why) => refuse(&why),
+            },
             (None, None) if self.allow_anonymous => self.anonymous(c.client_id).await,
             (None, None) => refuse("no credentials: connect with user name = device id and password = its secret"),
             (Some(_), None) => refuse("a user name without a password"),
@@ -71,6 +102,10 @@ impl Authenticator for RegistryAuth {
 }
 
 impl RegistryAuth {
+    fn token(&self, user: &str, secret: &[u8]) -> TokenLogin {
+        self.tokens.as_ref().map_or(TokenLogin::NotAToken, |tokens| tokens.login(user, secret))
+    }
+
     /// Open mode: anyone, but not as a registered device (it would take over
     /// the device's session and receive what is queued for it).
     async fn anonymous(&self, client_id: &str) -> Result<Role, (DisconnectReason, String)> {

@@ -31,9 +31,25 @@ impl Kill {
         });
     }
 
+    /// A handle that does not keep the signal alive: it lapses when the
+    /// connection's last holder (reader, writer, session link) is gone.
+    pub fn downgrade(&self) -> WeakKill {
+        WeakKill(Arc::downgrade(&self.0))
+    }
+
     /// A receiver to wait on.
     pub fn watch(&self) -> Killed {
         Killed(self.0.subscribe())
+    }
+}
+
+/// A [`Kill`] that lapses with its connection.
+pub(crate) struct WeakKill(std::sync::Weak<watch::Sender<Option<DisconnectReason>>>);
+
+impl WeakKill {
+    /// The kill signal, while its connection lives.
+    pub fn upgrade(&self) -> Option<Kill> {
+        self.0.upgrade().map(Kill)
     }
 }
 

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use crate::acl::RESERVED_PREFIX;
-pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
+pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth, TokenLogin, TokenLogins};
 pub use glassbox_link::Reserved;
 pub use session::{CLEARED_LISTED_MAX, Cleared, ClearedMessage};
 
@@ -214,6 +214,10 @@ pub(crate) struct Shared {
     pub deliveries: deliveries::Deliveries,
     pub flapping: Mutex<FlapDetector>,
     pub reserved: std::sync::OnceLock<Arc<dyn Reserved>>,
+    /// The live connections of clients logged in with a named token, by
+    /// token name, so a revocation closes them at once. Pruned of closed
+    /// connections whenever one is added, so it holds the live ones.
+    pub token_kills: Mutex<Vec<(String, kill::WeakKill)>>,
     /// Set when the broker stops: connections stop reading, answer what
     /// they read, then close (see [`Broker::serve`]).
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -426,6 +430,7 @@ impl Broker {
             acl,
             router,
             sessions: Mutex::new(HashMap::new()),
+            token_kills: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
             refusals,
@@ -628,6 +633,16 @@ impl Broker {
         let Some(session) = self.shared.session(client_id) else { return false };
         let kill = lock(&session).link.as_ref().map(|l| l.kill.clone());
         kill.map(|kill| kill.kill(reason)).is_some()
+    }
+
+    /// Closes at once every connection logged in with named token `name`
+    /// (it was revoked); how many.
+    pub fn close_token(&self, name: &str) -> usize {
+        let mut kills = lock(&self.shared.token_kills);
+        let live = kills.iter().filter(|(token, _)| token == name).filter_map(|(_, kill)| kill.upgrade());
+        let count = live.map(|kill| kill.kill(DisconnectReason::TokenRevoked)).count();
+        kills.retain(|(token, _)| token != name);
+        count
     }
 
     /// Ends a client's session (its queue is dropped with `session_ended`),

@@ -122,7 +122,7 @@ fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {
     match (protocol, reason) {
         (Protocol::V5, reason) => reason.mqtt5_code().unwrap_or(0x80),
         (Protocol::V311, DisconnectReason::ServerBusy) => 3,
-        (Protocol::V311, DisconnectReason::DeviceDisabled) => 5,
+        (Protocol::V311, DisconnectReason::DeviceDisabled | DisconnectReason::NotAuthorized) => 5,
         (Protocol::V311, _) => 4,
     }
 }

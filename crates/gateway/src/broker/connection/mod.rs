@@ -409,6 +409,11 @@ impl Connection {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_MAX);
         let (kill, wake) = (Kill::new(), Arc::new(Notify::new()));
         let link = Link::new(conn, &connect, settings, kill.clone(), wake.clone(), tls.clone());
+        if let Role::Token { name, .. } = &role {
+            let mut kills = lock(&shared.token_kills);
+            kills.retain(|(_, kill)| kill.upgrade().is_some());
+            kills.push((name.clone(), kill.downgrade()));
+        }
 
         let mut ops = Vec::new();
         let (session, present) =
