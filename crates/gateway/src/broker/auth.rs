@@ -1,6 +1,13 @@
 //! Who a connecting client is: a registered device (client id = user name =
-//! device id, password = its secret), an operator (user name `operator`,
-//! password an operator token), or — in open mode only — anonymous.
+//! device id, password = its secret; or, over TLS, a client certificate
+//! from the platform's CA whose common name is the client id), an operator
+//! (user name `operator`, password an operator token), or — in open mode
+//! only — anonymous.
+//!
+//! A certificate is accepted only if the certificate store holds it by
+//! serial *and* fingerprint (so it is one the CA issued, byte for byte),
+//! for this device, unrevoked, unexpired, and not replaced by a renewal the
+//! device has used or whose grace period has ended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use glassbox_core::secrets::{SecretHash, matches as secret_matches};
 use glassbox_core::{AuthMethod, DisconnectReason, Principal};
-use glassbox_store::DeviceRegistry;
+use glassbox_pki::CertificateInfo;
+use glassbox_store::{CertificateRecord, CertificateStore, DeviceRegistry};
 
 use crate::acl::Role;
 
@@ -18,6 +26,16 @@ pub struct Credentials<'a> {
     pub client_id: &'a str,
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
+    /// The client certificate presented in the TLS handshake, if any.
+    pub certificate: Option<&'a CertificateInfo>,
+}
+
+impl Credentials<'_> {
+    /// Whether the client logs in with its certificate: it presented one
+    /// and does not log in as an operator.
+    pub fn by_certificate(&self) -> bool {
+        self.certificate.is_some() && self.username != Some(OPERATOR_USERNAME)
+    }
 }
 
 #[async_trait]
@@ -30,13 +48,15 @@ pub trait Authenticator: Send + Sync + 'static {
 pub const OPERATOR_USERNAME: &str = "operator";
 
 /// Who a client admitted as `role` from `peer` acts as, in the records of
-/// what it changes: a device by its secret, an operator token as the admin
-/// (the only operator token there is yet). An anonymous client acts as no
-/// one: it can change nothing through the platform.
-pub fn principal(role: &Role, peer: SocketAddr) -> Option<Principal> {
+/// what it changes: a device by its secret or its certificate
+/// (`by_certificate`), an operator token as the admin (the only operator
+/// token there is yet). An anonymous client acts as no one: it can change
+/// nothing through the platform.
+pub fn principal(role: &Role, peer: SocketAddr, by_certificate: bool) -> Option<Principal> {
     let source = Some(peer.to_string());
+    let method = if by_certificate { AuthMethod::ClientCertificate } else { AuthMethod::DeviceSecret };
     match role {
-        Role::Device(id) => Some(Principal::device(id, AuthMethod::DeviceSecret, source)),
+        Role::Device(id) => Some(Principal::device(id, method, source)),
         Role::Operator => Some(Principal::admin(AuthMethod::MqttToken, source)),
         Role::Anonymous => None,
     }
@@ -48,12 +68,17 @@ pub struct RegistryAuth {
     /// SHA-256 hashes of the accepted operator tokens (the admin token's among them).
     pub operator_tokens: Vec<SecretHash>,
     pub allow_anonymous: bool,
+    /// Issued device certificates; none: certificates log no one in.
+    pub certificates: Option<Arc<dyn CertificateStore>>,
 }
 
 #[async_trait]
 impl Authenticator for RegistryAuth {
     async fn authenticate(&self, c: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)> {
         let refuse = |why: &str| Err((DisconnectReason::AuthFailure, why.to_string()));
+        if let (true, Some(certificate)) = (c.by_certificate(), c.certificate) {
+            return self.certificate(c.client_id, c.username, certificate).await;
+        }
         match (c.username, c.password) {
             (Some(OPERATOR_USERNAME), Some(token)) => {
                 match self.operator_tokens.iter().any(|h| secret_matches(token, h)) {
@@ -107,7 +132,78 @@ impl RegistryAuth {
             Some((device, _)) if device.disabled => {
                 Err((DisconnectReason::DeviceDisabled, format!("device {user:?} is disabled")))
             }
+            Some((device, _)) if device.meta.certificate_only => Err((
+                DisconnectReason::AuthFailure,
+                format!("device {user:?} is certificate-only: connect over TLS with its client certificate"),
+            )),
             Some((device, _)) => Ok(Role::Device(device.id)),
         }
+    }
+
+    /// A device logging in with the client certificate `presented`.
+    async fn certificate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        presented: &CertificateInfo,
+    ) -> Result<Role, (DisconnectReason, String)> {
+        let refuse = |why: String| Err((DisconnectReason::AuthFailure, why));
+        let serial = &presented.serial;
+        let cn = presented.common_name.as_deref().unwrap_or("");
+        if cn != client_id {
+            return refuse(format!("the client certificate is for {cn:?}, not client id {client_id:?}"));
+        }
+        if let Some(user) = username.filter(|u| *u != client_id) {
+            return refuse(format!("user name {user:?} differs from client id {client_id:?}; omit it or use the device id"));
+        }
+        let busy = |e: glassbox_store::StoreError| (DisconnectReason::ServerBusy, e.to_string());
+        let Some(store) = &self.certificates else { return refuse("client certificates are not accepted here".into()) };
+        let record = store.certificate(serial).await.map_err(busy)?;
+        let record = match record {
+            Some(r) if r.fingerprint == presented.fingerprint && r.device == client_id => r,
+            _ => return refuse(format!("certificate {serial} was not issued to device {client_id:?} by this platform")),
+        };
+        let now = chrono::Utc::now();
+        if let Some(why) = self.unusable(store.as_ref(), &record, now).await.map_err(busy)? {
+            return refuse(why);
+        }
+        let device = self.devices.device(client_id).await.map_err(busy)?;
+        match device {
+            None => refuse(format!("unknown device {client_id:?}")),
+            Some(device) if device.disabled => {
+                Err((DisconnectReason::DeviceDisabled, format!("device {client_id:?} is disabled")))
+            }
+            Some(device) => {
+                if record.first_used_at.is_none() {
+                    store.certificate_used(serial, now).await.map_err(busy)?;
+                }
+                Ok(Role::Device(device.id))
+            }
+        }
+    }
+
+    /// Why the issued certificate `record` no longer logs its device in, if it does not.
+    async fn unusable(
+        &self,
+        store: &dyn CertificateStore,
+        record: &CertificateRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, glassbox_store::StoreError> {
+        let serial = &record.serial;
+        if let Some(at) = record.revoked_at {
+            let reason = record.revoked_reason.as_deref().unwrap_or("revoked");
+            return Ok(Some(format!("certificate {serial} was revoked at {at} ({reason})")));
+        }
+        if record.not_after <= now {
+            return Ok(Some(format!("certificate {serial} expired at {}", record.not_after)));
+        }
+        let Some(successor) = &record.renewed_by else { return Ok(None) };
+        if let Some(used) = store.certificate(successor).await?.and_then(|s| s.first_used_at) {
+            return Ok(Some(format!("certificate {serial} was renewed as {successor}, in use since {used}")));
+        }
+        Ok(record
+            .grace_until
+            .filter(|until| *until <= now)
+            .map(|until| format!("certificate {serial} was renewed as {successor}; its grace period ended at {until}")))
     }
 }
