@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod certificates;
 mod commands;
 mod devices;
 mod diagnose;
@@ -23,6 +24,7 @@ mod mqtt;
 pub mod openapi;
 mod trace;
 
+pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};

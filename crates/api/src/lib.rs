@@ -13,6 +13,7 @@
 
 mod auth;
 mod body;
+mod certificates;
 mod commands;
 mod devices;
 mod diagnose;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
+    /// Device certificates and the CA (the `certificates` handlers call it).
+    pub certificates: Arc<glassbox_control::Certificates>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
@@ -114,6 +117,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
         .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
         .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
+        .route(
+            "/api/v1/devices/{id}/certificates",
+            get(certificates::list).post(certificates::issue).delete(certificates::revoke_all),
+        )
+        .route("/api/v1/devices/{id}/certificates/{serial}", delete(certificates::revoke_one))
+        .route("/api/v1/ca", get(certificates::show))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))

@@ -19,8 +19,8 @@ use glassbox_core::{
     RenewRequest,
 };
 use glassbox_link::DeviceLink;
-use glassbox_pki::{Authority, AuthorityError};
 use glassbox_pipeline::Pipeline;
+use glassbox_pki::{Authority, AuthorityError};
 use glassbox_store::{CertificateRecord, CertificateStore, DeviceRegistry, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -282,7 +282,8 @@ impl Certificates {
     }
 
     async fn record_refusal(&self, device: &str, by: &Principal, reason: &str, via: &str) {
-        let data = CertificateRefused { actor: by.label(), principal: by.clone(), reason: reason.into(), via: via.into() };
+        let data =
+            CertificateRefused { actor: by.label(), principal: by.clone(), reason: reason.into(), via: via.into() };
         self.record(device, CertificateRefused::TYPE, &data, None).await;
     }
 

@@ -39,8 +39,9 @@ impl ServerIdentity {
         if chain.is_empty() {
             return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display()));
         }
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("reading the private key from {}: {e} (PEM, PKCS#8, PKCS#1 or SEC1)", key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            format!("reading the private key from {}: {e} (PEM, PKCS#8, PKCS#1 or SEC1)", key.display())
+        })?;
         Ok(Self { chain, key })
     }
 

@@ -81,8 +81,9 @@ pub async fn start_with_log(
     let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
-    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes()).await?;
-    let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
+    let authority = Arc::new(open_authority(&config)?);
+    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), &authority).await?;
+    let services = Services::start(&config, &stores, &pipeline, &mqtt.broker, authority).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
     metrics.register(Arc::new(metrics::BrokerMetrics(mqtt.broker.clone())));
@@ -94,6 +95,7 @@ pub async fn start_with_log(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
+        certificates: services.certificates,
         control: services.control,
         functions: services.functions.clone(),
         pipeline,
@@ -135,6 +137,7 @@ struct Stores {
     settings: Arc<dyn SettingStore>,
     devices: Arc<dyn DeviceRegistry>,
     commands: Arc<dyn CommandStore>,
+    certificates: Arc<dyn glassbox_store::CertificateStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
 }
 
@@ -149,6 +152,7 @@ impl Stores {
             settings: sqlite.clone(),
             devices: sqlite.clone(),
             commands: sqlite.clone(),
+            certificates: sqlite.clone(),
             functions: sqlite,
         })
     }
@@ -200,9 +204,15 @@ impl Mqtt {
         pipeline: &Arc<Pipeline>,
         stores: &Stores,
         operator_tokens: Vec<[u8; 32]>,
+        authority: &glassbox_pki::Authority,
     ) -> anyhow::Result<Self> {
         let allow_anonymous = config.mqtt.allow_anonymous;
-        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, allow_anonymous };
+        let auth = RegistryAuth {
+            devices: stores.devices.clone(),
+            operator_tokens,
+            allow_anonymous,
+            certificates: Some(stores.certificates.clone()),
+        };
         if allow_anonymous {
             tracing::warn!(
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
@@ -219,18 +229,30 @@ impl Mqtt {
                 config.mqtt.listen
             )
         })?;
-        let tls = Self::tls(config).await?;
+        let tls = Self::tls(config, authority).await?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         Ok(Self { broker, addr: listener.local_addr()?, listener, tls, tls_addr })
     }
 
-    async fn tls(config: &Config) -> anyhow::Result<Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>> {
-        let (cert, key) = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
-            ("", _) | (_, "") => return Ok(None),
-            pair => pair,
+    /// The TLS listener: with `mqtt.tls_cert`/`tls_key` when set, else (with
+    /// `mqtt.tls`) a server certificate from the CA; either way clients may
+    /// present a certificate from the CA.
+    async fn tls(
+        config: &Config,
+        authority: &glassbox_pki::Authority,
+    ) -> anyhow::Result<Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>> {
+        use glassbox_gateway::tls::{ServerIdentity, acceptor_for};
+        let identity = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
+            ("", _) | (_, "") if !config.mqtt.tls => return Ok(None),
+            ("", _) | (_, "") => {
+                let issued = authority.issue_server(&server_names(&config.mqtt.tls_names))?;
+                ServerIdentity::from_pem(&issued.chain_pem, &issued.key_pem).map_err(anyhow::Error::msg)?
+            }
+            (cert, key) => ServerIdentity::from_files(cert.as_ref(), key.as_ref())
+                .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?,
         };
-        let acceptor = glassbox_gateway::tls::acceptor(cert.as_ref(), key.as_ref())
-            .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?;
+        let acceptor = acceptor_for(identity, Some(authority.certificate_der()))
+            .map_err(|e| anyhow::anyhow!("MQTT over TLS: {e}"))?;
         let listener = TcpListener::bind(&config.mqtt.tls_listen).await.with_context(|| {
             format!("binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen", config.mqtt.tls_listen)
         })?;
@@ -238,11 +260,30 @@ impl Mqtt {
     }
 }
 
+/// The names a server certificate from the built-in CA holds: `localhost`,
+/// `127.0.0.1` and the configured ones.
+fn server_names(configured: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(configured.iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+    names
+}
+
+/// The certificate authority: the operator's own (`ca.cert`, `ca.key`), or
+/// the built-in one in `<data_dir>/ca/`, created on first start.
+fn open_authority(config: &Config) -> anyhow::Result<glassbox_pki::Authority> {
+    let import = match (config.ca.cert.as_str(), config.ca.key.as_str()) {
+        ("", _) | (_, "") => None,
+        (cert, key) => Some((std::path::Path::new(cert), std::path::Path::new(key))),
+    };
+    glassbox_pki::Authority::open(&config.data_dir.join("ca"), import).context("opening the certificate authority (ca)")
+}
+
 /// The services that act on devices and run functions.
 struct Services {
     control: Arc<glassbox_control::Control>,
     functions: Arc<glassbox_functions::Functions>,
     registry: Arc<glassbox_control::Registry>,
+    certificates: Arc<glassbox_control::Certificates>,
 }
 
 impl Services {
@@ -251,6 +292,7 @@ impl Services {
         stores: &Stores,
         pipeline: &Arc<Pipeline>,
         broker: &Broker,
+        authority: Arc<glassbox_pki::Authority>,
     ) -> anyhow::Result<Self> {
         let control = glassbox_control::Control::start(
             stores.devices.clone(),
@@ -272,9 +314,18 @@ impl Services {
         .await
         .context("starting the function runtime")?;
         let link = Arc::new(broker.clone());
+        let certificates = glassbox_control::Certificates::start(
+            authority,
+            stores.certificates.clone(),
+            stores.devices.clone(),
+            link.clone(),
+            control.clone(),
+            pipeline.clone(),
+            config.ca.clone(),
+        );
         let registry =
             Arc::new(glassbox_control::Registry::new(stores.devices.clone(), link, control.clone(), pipeline.clone()));
-        Ok(Self { control, functions, registry })
+        Ok(Self { control, functions, registry, certificates })
     }
 }
 

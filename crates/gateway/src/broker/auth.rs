@@ -154,14 +154,18 @@ impl RegistryAuth {
             return refuse(format!("the client certificate is for {cn:?}, not client id {client_id:?}"));
         }
         if let Some(user) = username.filter(|u| *u != client_id) {
-            return refuse(format!("user name {user:?} differs from client id {client_id:?}; omit it or use the device id"));
+            return refuse(format!(
+                "user name {user:?} differs from client id {client_id:?}; omit it or use the device id"
+            ));
         }
         let busy = |e: glassbox_store::StoreError| (DisconnectReason::ServerBusy, e.to_string());
         let Some(store) = &self.certificates else { return refuse("client certificates are not accepted here".into()) };
         let record = store.certificate(serial).await.map_err(busy)?;
         let record = match record {
             Some(r) if r.fingerprint == presented.fingerprint && r.device == client_id => r,
-            _ => return refuse(format!("certificate {serial} was not issued to device {client_id:?} by this platform")),
+            _ => {
+                return refuse(format!("certificate {serial} was not issued to device {client_id:?} by this platform"));
+            }
         };
         let now = chrono::Utc::now();
         if let Some(why) = self.unusable(store.as_ref(), &record, now).await.map_err(busy)? {
