@@ -14,9 +14,9 @@ use glassbox_api_types::{
     Ready, SeriesRange, Subject, Trace, WatchedSeries,
 };
 use glassbox_api_types::{
-    CertificateAuthority, CertificateList, CertificatesRevoked, ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
-    DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
-    VersionList, Warned,
+    CertificateAuthority, CertificateList, CertificatesRevoked, ClearedMessage, CommandIssued, CommandList,
+    DeployedVersion, DeviceInspection, DevicePage, DeviceSecret, DeviceToggled, FunctionList, FunctionState,
+    Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry, VersionList, Warned,
 };
 use glassbox_core::{
     Data, Event, IdMinter, Invocation, Problem, RecordedEvent, ShadowDocument, ShadowMetadata, State, StateRecord,

@@ -5,6 +5,7 @@
 mod anomaly;
 mod apply;
 mod bench;
+mod certificates;
 mod client;
 mod config;
 mod control;
@@ -99,6 +100,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// The built-in certificate authority: its certificate.
+    #[command(subcommand)]
+    Ca(certificates::CaCommand),
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
@@ -161,6 +165,7 @@ fn main() -> std::process::ExitCode {
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
+                Command::Ca(command) => certificates::ca(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,
                 Command::New(args) => new::run(args),
