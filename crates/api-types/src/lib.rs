@@ -27,7 +27,9 @@ mod trace;
 pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
-pub use diagnose::{Anomalies, Cause, Change, Diagnosis, Episode, Incident, Subject, WatchedSeries};
+pub use diagnose::{
+    Anomalies, Cause, Change, Diagnosis, Episode, ExpiringCertificate, Incident, Subject, WatchedSeries,
+};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
 pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};

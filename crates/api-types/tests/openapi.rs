@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use glassbox_api_types::openapi::Document;
 use glassbox_api_types::{
-    Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, Health, Incident, Ingested,
-    InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange, Metrics, Page, Point,
-    Ready, SeriesRange, Subject, Trace, WatchedSeries,
+    Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, ExpiringCertificate, Health,
+    Incident, Ingested, InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange,
+    Metrics, Page, Point, Ready, SeriesRange, Subject, Trace, WatchedSeries,
 };
 use glassbox_api_types::{
     CertificateAuthority, CertificateList, CertificatesRevoked, ClearedMessage, CommandIssued, CommandList,
@@ -256,6 +256,11 @@ fn a_diagnosis_and_anomalies() {
         series_learning: 1,
         unknowns: vec!["no metrics before start".into()],
         summary: "1 incident".into(),
+        certificates_expiring: vec![ExpiringCertificate {
+            device: "pump-1".into(),
+            serial: "1f".into(),
+            not_after: at(11),
+        }],
     };
     conforms("get", "/api/v1/diagnose", 200, &diagnosis);
     reads_back::<Diagnosis>(&diagnosis);

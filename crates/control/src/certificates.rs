@@ -179,10 +179,11 @@ impl Certificates {
         Ok(Changed { value: Revoked { certificates, disconnected }, unrecorded })
     }
 
-    /// Certificates neither revoked nor renewed that end within `within`,
-    /// soonest first (for diagnosis).
-    pub async fn expiring(&self, within: Duration, limit: usize) -> Result<Vec<CertificateRecord>, StoreError> {
-        let before = Utc::now() + chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+    /// Certificates neither revoked nor renewed that end within the widest
+    /// expiry warning, soonest first, at most `limit` (for diagnosis).
+    pub async fn expiring_soon(&self, limit: usize) -> Result<Vec<CertificateRecord>, StoreError> {
+        let widest = self.config.expiry_warnings.iter().max().copied().unwrap_or(0);
+        let before = Utc::now() + chrono::Duration::days(i64::from(widest));
         self.store.expiring_certificates(before, limit).await
     }
 

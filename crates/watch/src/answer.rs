@@ -17,6 +17,7 @@ pub fn diagnosis(d: &Diagnosis) -> api::Diagnosis {
         series_learning: d.series_learning,
         unknowns: d.unknowns.clone(),
         summary: d.summary.clone(),
+        certificates_expiring: Vec::new(),
     }
 }
 
