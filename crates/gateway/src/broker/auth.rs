@@ -211,3 +211,174 @@ impl RegistryAuth {
             .map(|until| format!("certificate {serial} was renewed as {successor}; its grace period ended at {until}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, Duration, Utc};
+    use glassbox_store::StoreError;
+
+    use super::*;
+
+    /// Certificates by serial; only what `unusable` reads.
+    #[derive(Default)]
+    struct Held(Mutex<HashMap<String, CertificateRecord>>);
+
+    #[async_trait]
+    impl CertificateStore for Held {
+        async fn add_certificate(&self, record: CertificateRecord) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(record.serial.clone(), record);
+            Ok(())
+        }
+        async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+            Ok(self.0.lock().unwrap().get(serial).cloned())
+        }
+        async fn certificates(&self, _: &str) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn revoke_certificates(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: DateTime<Utc>,
+            _: &str,
+        ) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn supersede_certificate(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Option<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn certificate_used(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn expiring_certificates(
+            &self,
+            _: DateTime<Utc>,
+            _: usize,
+        ) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn certificate_warned(&self, _: &str, _: u32) -> Result<(), StoreError> {
+            unimplemented!("not read by the check")
+        }
+    }
+
+    fn record(serial: &str, not_after: DateTime<Utc>) -> CertificateRecord {
+        CertificateRecord {
+            serial: serial.into(),
+            device: "th-1".into(),
+            fingerprint: "f".into(),
+            not_before: not_after - Duration::days(30),
+            not_after,
+            issued_at: not_after - Duration::days(30),
+            issued_by: "admin".into(),
+            pem: String::new(),
+            renews: None,
+            renewed_by: None,
+            grace_until: None,
+            first_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            expiry_warned_days: None,
+        }
+    }
+
+    fn auth() -> RegistryAuth {
+        struct NoDevices;
+        #[async_trait]
+        impl DeviceRegistry for NoDevices {
+            async fn create_device(
+                &self,
+                _: &str,
+                _: glassbox_store::SecretHash,
+            ) -> Result<glassbox_store::Device, StoreError> {
+                unimplemented!()
+            }
+            async fn device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn device_credentials(
+                &self,
+                _: &str,
+            ) -> Result<Option<(glassbox_store::Device, glassbox_store::SecretHash)>, StoreError> {
+                Ok(None)
+            }
+            async fn devices(
+                &self,
+                _: &glassbox_store::DeviceQuery,
+            ) -> Result<Vec<glassbox_store::Device>, StoreError> {
+                Ok(Vec::new())
+            }
+            async fn set_device_disabled(
+                &self,
+                _: &str,
+                _: bool,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn set_device_secret(
+                &self,
+                _: &str,
+                _: glassbox_store::SecretHash,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn set_device_meta(
+                &self,
+                _: &str,
+                _: glassbox_store::DeviceMeta,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn shadow(&self, _: &str) -> Result<Option<(u64, String)>, StoreError> {
+                Ok(None)
+            }
+            async fn put_shadow(&self, _: &str, _: u64, _: u64, _: String) -> Result<bool, StoreError> {
+                Ok(false)
+            }
+            async fn delete_device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+        }
+        RegistryAuth {
+            devices: Arc::new(NoDevices),
+            operator_tokens: Vec::new(),
+            allow_anonymous: false,
+            certificates: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_revoked_and_renewed_certificates_no_longer_log_in_each_saying_why() {
+        let (auth, store, now) = (auth(), Held::default(), Utc::now());
+        let why = async |r: &CertificateRecord| auth.unusable(&store, r, now).await.unwrap();
+        assert_eq!(why(&record("a1", now + Duration::days(1))).await, None, "valid");
+        let expired = why(&record("a2", now - Duration::seconds(1))).await.unwrap();
+        assert!(expired.starts_with("certificate a2 expired at "), "{expired}");
+        let revoked = CertificateRecord {
+            revoked_at: Some(now),
+            revoked_reason: Some("revoked by admin".into()),
+            ..record("a3", now + Duration::days(1))
+        };
+        assert!(why(&revoked).await.unwrap().ends_with("(revoked by admin)"));
+        let renewed = |grace: Duration| CertificateRecord {
+            renewed_by: Some("b1".into()),
+            grace_until: Some(now + grace),
+            ..record("a4", now + Duration::days(1))
+        };
+        store.add_certificate(record("b1", now + Duration::days(90))).await.unwrap();
+        assert_eq!(why(&renewed(Duration::days(7))).await, None, "in its grace period, the new one unused");
+        let ended = why(&renewed(-Duration::seconds(1))).await.unwrap();
+        assert!(ended.contains("its grace period ended at"), "{ended}");
+        store.add_certificate(CertificateRecord { first_used_at: Some(now), ..record("b1", now) }).await.unwrap();
+        let used = why(&renewed(Duration::days(7))).await.unwrap();
+        assert!(used.starts_with("certificate a4 was renewed as b1, in use since"), "{used}");
+    }
+}
