@@ -125,7 +125,12 @@ pub async fn run(command: CertificateCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn issue(client: &Client, id: &str, csr: String, days: Option<u32>) -> anyhow::Result<Warned<CertificateRecord>> {
+pub(crate) async fn issue(
+    client: &Client,
+    id: &str,
+    csr: String,
+    days: Option<u32>,
+) -> anyhow::Result<Warned<CertificateRecord>> {
     let path = format!("/api/v1/devices/{}/certificates", segment(id));
     let body = serde_json::to_string(&IssueCertificate { csr, days })?;
     client.post_as(&path, "application/json", body).await
@@ -175,11 +180,7 @@ fn warn(warning: &Option<String>) {
 /// the certificate signed by the server; writes `ID.key` (0600), `ID.crt`
 /// and `ca.crt` into `dir` and names them.
 pub async fn quick_start(client: &Client, id: &str, dir: &Path) -> anyhow::Result<()> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, id);
-    let csr = params.serialize_request(&key)?.pem()?;
+    let (key, csr) = key_and_csr(id)?;
     let issued = issue(client, id, csr, None).await?;
     let ca: CertificateAuthority = client.fetch("/api/v1/ca", &[]).await?;
     let (key_file, cert_file, ca_file) =
@@ -199,6 +200,16 @@ pub async fn quick_start(client: &Client, id: &str, dir: &Path) -> anyhow::Resul
     );
     warn(&issued.warning);
     Ok(())
+}
+
+/// A new EC P-256 key and a CSR (PEM) whose common name is `id`.
+pub(crate) fn key_and_csr(id: &str) -> anyhow::Result<(rcgen::KeyPair, String)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, id);
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr))
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
