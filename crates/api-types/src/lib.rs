@@ -22,6 +22,7 @@ mod logs;
 mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod perimeter;
 mod trace;
 
 pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
@@ -32,9 +33,12 @@ pub use diagnose::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
-pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+pub use functions::{
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
+    RedriveAnswer, RedriveRequest, VersionList,
+};
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
-pub use mqtt::{DeviceInspection, TimelineEntry};
+pub use mqtt::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry};
 pub use trace::{InvocationSummary, Trace};

@@ -20,7 +20,9 @@ mod inspect;
 mod logs;
 mod metrics;
 mod monitor;
+mod mqtt;
 mod new;
+mod perimeter;
 mod render;
 mod serve;
 mod simulate;
@@ -103,6 +105,9 @@ enum Command {
     /// The built-in certificate authority: its certificate.
     #[command(subcommand)]
     Ca(certificates::CaCommand),
+    /// The MQTT broker's retained messages: list and clear them.
+    #[command(subcommand)]
+    Mqtt(mqtt::MqttCommand),
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
@@ -132,6 +137,9 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// What functions cost, by function, feature or device.
     Cost(cost::CostArgs),
+    /// Every way in and out: listeners, public routes, tokens, device
+    /// credentials, egress rules and risky settings, each with its risk.
+    Perimeter(perimeter::PerimeterArgs),
     /// Run a simulated fleet of devices over MQTT, with faults to inject.
     Simulate(simulate::SimulateArgs),
     /// Measure Glassbox on this machine.
@@ -166,6 +174,7 @@ fn main() -> std::process::ExitCode {
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Ca(command) => certificates::ca(command).await,
+                Command::Mqtt(command) => mqtt::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,
                 Command::New(args) => new::run(args),
@@ -176,6 +185,7 @@ fn main() -> std::process::ExitCode {
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Cost(args) => cost::run(args).await,
+                Command::Perimeter(args) => perimeter::run(args).await,
                 Command::Simulate(args) => simulate::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,
