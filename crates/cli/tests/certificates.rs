@@ -197,6 +197,10 @@ async fn a_device_certificate_is_issued_used_renewed_over_mqtt_and_revoked() {
     assert_eq!(served.events(&["--device", "th-1", "--type", "device.message"], 1).len(), 1);
     assert_eq!(rustls_connect(&served, "th-1", &cert, &key).await, 0, "rustls: accepted");
     assert_eq!(served.events(&["--device", "th-1", "--type", "device.certificate_issued"], 1).len(), 1);
+    let perimeter = served.json(&["perimeter", "--json"]);
+    let devices = &perimeter["devices"];
+    assert_eq!((devices["secret_and_certificate"].clone(), devices["secret_only"].clone()), (1.into(), 1.into()));
+    assert_eq!(devices["expiring"][0]["serial"], issued["serial"], "{devices}");
 
     // Another device's id with th-1's certificate is refused, naming why.
     assert_ne!(rustls_connect(&served, "th-2", &cert, &key).await, 0);

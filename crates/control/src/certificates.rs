@@ -187,6 +187,14 @@ impl Certificates {
         self.store.expiring_certificates(before, limit).await
     }
 
+    /// Certificates in force (neither revoked, renewed nor expired), soonest
+    /// end first, at most `limit` (for the perimeter view).
+    pub async fn in_force(&self, limit: usize) -> Result<Vec<CertificateRecord>, StoreError> {
+        let now = Utc::now();
+        let all = self.store.expiring_certificates(now + chrono::Duration::days(36_500), limit).await?;
+        Ok(all.into_iter().filter(|c| c.not_after > now).collect())
+    }
+
     /// A renewal published on `certificate/renew` by the device's own
     /// session (recorded as `cause`); answered on `renew/accepted` or
     /// `renew/rejected`.

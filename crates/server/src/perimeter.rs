@@ -81,7 +81,11 @@ fn mqtts(addr: SocketAddr) -> Listener {
         protocol: "mqtt".into(),
         tls: true,
         serves: vec!["devices and backend clients".into(), format!("reached from {}", reach(addr))],
-        authentication: vec!["device id + secret".into(), "user operator + admin token".into()],
+        authentication: vec![
+            "device client certificate from the CA (common name = client id)".into(),
+            "device id + secret (unless certificate-only)".into(),
+            "user operator + admin token".into(),
+        ],
         note: Note::ok("TLS: credentials are encrypted on the way"),
     }
 }
