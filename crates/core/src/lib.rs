@@ -60,6 +60,8 @@ pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};
 pub use events::platform::{
     ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
+    DIAGNOSE_SILENCED, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentAcknowledged, IncidentNote, IncidentResolved,
+    Silenced,
 };
 pub use events::shadow::{
     DEVICE_SHADOW_ACCEPTED, DEVICE_SHADOW_DELTA, DEVICE_SHADOW_REJECTED, GetRejected, ShadowAccepted, ShadowDelta,

@@ -244,3 +244,82 @@ async fn dead_letters_are_discarded_on_the_record_and_only_open_ones_can_be_name
     let (status, _) = server.call(Method::GET, "/api/v1/functions/nobody/dead-letters", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Closed latency buckets of `function` (10 s apart from `start`), each one invocation of `ms(i)`.
+fn latency(function: &str, start: i64, n: i64, ms: impl Fn(i64) -> f64) -> Vec<glassbox_series::Closed> {
+    (0..n)
+        .map(|i| {
+            let v = ms(i);
+            glassbox_series::Closed {
+                metric: &glassbox_series::catalog::FUNCTION_DURATION,
+                labels: vec![function.into()],
+                point: glassbox_store::MetricPoint {
+                    series: format!("function_duration_ms{{function=\"{function}\"}}"),
+                    at: start + i * 10,
+                    count: 1,
+                    sum: v,
+                    min: v,
+                    max: v,
+                },
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_incident_is_acknowledged_and_resolved_and_a_silenced_subject_raises_no_alert() {
+    use glassbox_api_types::{Diagnosis, Incident, Silence, Silences};
+    use glassbox_core::{ANOMALY_DETECTED, Anomaly, INCIDENT_ACKNOWLEDGED, IncidentAcknowledged};
+    use glassbox_series::ClosedBuckets;
+
+    let server = start_with(TOKEN, |c| c.diagnose.warmup_points = 20).await;
+    let (status, body) = server
+        .post("/api/v1/diagnose/silences", json!({"subject": "function:work", "for": "2h", "note": "firmware rollout"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let silence: Silence = serde_json::from_value(body).unwrap();
+    assert_eq!((silence.subject.as_str(), silence.by.as_str()), ("function:work", "admin"));
+
+    // Forty normal buckets, then a jump: an anomaly on a silenced subject.
+    let now = chrono::Utc::now().timestamp();
+    let start = now - now.rem_euclid(10) - 600;
+    let watch = server.running.as_ref().unwrap().watch.clone().expect("metrics are derived");
+    let history = latency("work", start, 50, |i| if i < 40 { 0.3 + 0.05 * (i % 5) as f64 } else { 40.0 });
+    watch.closed(&history, start + 490).await;
+    let (_, diagnosis) = server.call(Method::GET, "/api/v1/diagnose?since=1h", None).await;
+    let diagnosis: Diagnosis = serde_json::from_value(diagnosis).unwrap();
+    let incident = diagnosis.incidents.first().expect("an incident");
+    assert_eq!(incident.silenced.len(), 1, "the diagnosis shows the silence: {incident:?}");
+    let (_, page) = server.call(Method::GET, &format!("/api/v1/events?type={ANOMALY_DETECTED}"), None).await;
+    let anomaly: Anomaly = payload_in(&page["events"][0]).unwrap();
+    assert_eq!(anomaly.silenced_until, Some(silence.until), "recorded, marked silenced (no alert posted)");
+
+    let path = format!("/api/v1/diagnose/incidents/{}/ack", incident.id);
+    let (status, body) = server.post(&path, json!({"note": "rolling back"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let acked: Incident = serde_json::from_value(body).unwrap();
+    let said = acked.acknowledged.expect("acknowledged");
+    assert_eq!((said.by.as_str(), said.note.as_deref(), acked.resolved), ("admin", Some("rolling back"), None));
+    let path = format!("/api/v1/diagnose/incidents/{}/resolve", incident.id);
+    let (_, body) = server.post(&path, json!({})).await;
+    assert!(serde_json::from_value::<Incident>(body).unwrap().resolved.is_some());
+    let (_, page) = server.call(Method::GET, &format!("/api/v1/events?type={INCIDENT_ACKNOWLEDGED}"), None).await;
+    let IncidentAcknowledged(note) = payload_in(&page["events"][0]).unwrap();
+    assert_eq!((note.incident, note.principal.name.as_str()), (incident.id, "admin"));
+
+    let (status, body) = server.post("/api/v1/diagnose/incidents/999999/ack", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    for (subject, length) in [("fan", "2h"), ("function:work", "90d"), ("function:work", "soon")] {
+        let (status, body) = server.post("/api/v1/diagnose/silences", json!({"subject": subject, "for": length})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{subject} {length}: {body}");
+    }
+
+    // Silences outlive a restart; ending one is recorded too.
+    let server = server.restart(|c| c.diagnose.warmup_points = 20).await;
+    let (_, body) = server.call(Method::GET, "/api/v1/diagnose/silences", None).await;
+    let silences: Silences = serde_json::from_value(body).unwrap();
+    assert_eq!(silences.silences, [silence], "read back from the record");
+    server.post("/api/v1/diagnose/silences", json!({"subject": "function:work", "for": "0s"})).await;
+    let (_, body) = server.call(Method::GET, "/api/v1/diagnose/silences", None).await;
+    assert_eq!(body["silences"].as_array().map(Vec::len), Some(0), "{body}");
+}

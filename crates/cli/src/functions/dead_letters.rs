@@ -24,6 +24,7 @@ pub struct DeadLettersArgs {
 }
 
 #[derive(clap::Args)]
+#[command(disable_version_flag = true)]
 pub struct RedriveArgs {
     name: String,
     /// Run this version (default: the live one).
