@@ -17,6 +17,18 @@ pub struct Diagnosis {
     /// What the diagnosis cannot see, in words.
     pub unknowns: Vec<String>,
     pub summary: String,
+    /// Device certificates that end within the widest expiry warning
+    /// (`ca.expiry_warnings`, 30 days by default), soonest first.
+    #[serde(default)]
+    pub certificates_expiring: Vec<ExpiringCertificate>,
+}
+
+/// A device certificate nearing its end, neither revoked nor renewed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiringCertificate {
+    pub device: String,
+    pub serial: String,
+    pub not_after: DateTime<Utc>,
 }
 
 /// Concurrent episodes of related subjects, with their probable causes.

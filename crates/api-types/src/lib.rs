@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod certificates;
 mod commands;
 mod devices;
 mod diagnose;
@@ -25,11 +26,12 @@ pub mod perimeter;
 mod tokens;
 mod trace;
 
+pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 pub use diagnose::{
-    Anomalies, Cause, Change, Diagnosis, Episode, Incident, Silence, SilenceRequest, Silences, Subject, TriageRequest,
-    Triaged, WatchedSeries,
+    Anomalies, Cause, Change, Diagnosis, Episode, ExpiringCertificate, Incident, Silence, SilenceRequest, Silences,
+    Subject, TriageRequest, Triaged, WatchedSeries,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};

@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use glassbox_api_types::openapi::Document;
 use glassbox_api_types::{
-    Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, Health, Incident, Ingested,
-    InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange, Metrics, Page, Point,
-    Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
+    Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, ExpiringCertificate, Health,
+    Incident, Ingested, InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange,
+    Metrics, Page, Point, Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
 };
 use glassbox_api_types::{
-    ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
-    DeviceToggled, FunctionList, FunctionState, Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry,
-    TokenCreatedAnswer, TokenList, TokenView, VersionList, Warned,
+    CertificateAuthority, CertificateList, CertificatesRevoked, ClearedMessage, CommandIssued, CommandList,
+    DeployedVersion, DeviceInspection, DevicePage, DeviceSecret, DeviceToggled, FunctionList, FunctionState,
+    Invocations, LiveChanged, LiveDevice, QueueCleared, TimelineEntry, TokenCreatedAnswer, TokenList, TokenView,
+    VersionList, Warned,
 };
 use glassbox_core::access::Role;
 use glassbox_core::{
@@ -263,6 +264,11 @@ fn a_diagnosis_and_anomalies() {
         series_learning: 1,
         unknowns: vec!["no metrics before start".into()],
         summary: "1 incident".into(),
+        certificates_expiring: vec![ExpiringCertificate {
+            device: "pump-1".into(),
+            serial: "1f".into(),
+            not_after: at(11),
+        }],
     };
     conforms("get", "/api/v1/diagnose", 200, &diagnosis);
     reads_back::<Diagnosis>(&diagnosis);
@@ -275,8 +281,44 @@ fn device() -> Value {
     json!({
         "id": "pump-1", "disabled": false, "created_at": at(1), "updated_at": at(2),
         "tags": {"site": "north"}, "group": "pumps", "owner": null, "attributes": {"fw": "1.2"},
-        "cadence_seconds": 60,
+        "cadence_seconds": 60, "certificate_only": false,
     })
+}
+
+/// A certificate record as the store serialises it (the server's `C`).
+fn certificate() -> Value {
+    json!({
+        "serial": "1f2e", "device": "pump-1", "fingerprint": "ab12", "not_before": at(1), "not_after": at(2),
+        "issued_at": at(1), "issued_by": "admin", "pem": "-----BEGIN CERTIFICATE-----", "renews": null,
+        "renewed_by": null, "grace_until": null, "first_used_at": null, "revoked_at": at(3),
+        "revoked_reason": "revoked by admin", "expiry_warned_days": null,
+    })
+}
+
+#[test]
+fn the_ca_and_device_certificates_answer() {
+    let ca = CertificateAuthority {
+        certificate: "-----BEGIN CERTIFICATE-----".into(),
+        subject: Some("Glassbox device CA".into()),
+        serial: "11".into(),
+        fingerprint: "ab".into(),
+        not_after: at(4),
+        imported: false,
+    };
+    conforms("get", "/api/v1/ca", 200, &ca);
+    reads_back::<CertificateAuthority>(&ca);
+    let issued = Warned::new(certificate(), None);
+    conforms("post", "/api/v1/devices/{id}/certificates", 201, &issued);
+    let list = CertificateList { device: "pump-1".into(), certificates: vec![certificate()] };
+    conforms("get", "/api/v1/devices/{id}/certificates", 200, &list);
+    reads_back::<CertificateList<Value>>(&list);
+    let revoked = Warned::new(
+        CertificatesRevoked { device: "pump-1".into(), revoked: vec![certificate()], disconnected: true },
+        Some("not recorded".into()),
+    );
+    conforms("delete", "/api/v1/devices/{id}/certificates", 200, &revoked);
+    conforms("delete", "/api/v1/devices/{id}/certificates/{serial}", 200, &revoked);
+    reads_back::<Warned<CertificatesRevoked<Value>>>(&revoked);
 }
 
 #[test]

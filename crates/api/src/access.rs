@@ -21,7 +21,7 @@ pub enum Need {
 }
 
 use Need::{AnyToken, Permission as P};
-use Permission::{Clear, Control, Deploy, Ingest, ManageTokens, ProvisionDevices, Read, Replay};
+use Permission::{Clear, Control, Deploy, Ingest, IssueCertificates, ManageTokens, ProvisionDevices, Read, Replay};
 
 /// Method, route (as routed, with `{placeholders}`) and what it needs.
 /// Left out on purpose, so admin only: `GET /api/v1/perimeter` (it lists
@@ -74,6 +74,11 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/functions/{name}/dead-letters", P(Read)),
     ("POST", "/api/v1/functions/{name}/dead-letters/redrive", P(Replay)),
     ("POST", "/api/v1/functions/{name}/dead-letters/discard", P(Clear)),
+    ("GET", "/api/v1/ca", P(Read)),
+    ("GET", "/api/v1/devices/{id}/certificates", P(Read)),
+    ("POST", "/api/v1/devices/{id}/certificates", P(IssueCertificates)),
+    ("DELETE", "/api/v1/devices/{id}/certificates", P(IssueCertificates)),
+    ("DELETE", "/api/v1/devices/{id}/certificates/{serial}", P(IssueCertificates)),
     ("GET", "/api/v1/tokens", P(ManageTokens)),
     ("POST", "/api/v1/tokens", P(ManageTokens)),
     ("DELETE", "/api/v1/tokens/{name}", P(ManageTokens)),

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use glassbox_api_types::{Anomalies, Diagnosis, Incident, Silence, SilenceRequest, Silences, TriageRequest};
+use glassbox_api_types::{
+    Anomalies, Diagnosis, ExpiringCertificate, Incident, Silence, SilenceRequest, Silences, TriageRequest,
+};
 use glassbox_core::{AnomalySubject, Principal, Problem};
 use glassbox_diagnose::Subject;
 use serde::Deserialize;
@@ -67,7 +69,28 @@ pub async fn diagnose(
     let diagnosis = watch.diagnose(since, Utc::now(), scope.as_ref());
     // None only when a detector panicked holding the lock: a server fault.
     let diagnosis = diagnosis.ok_or_else(|| super::error::internal("the anomaly detectors' lock is poisoned"))?;
-    Ok(Json(answer::diagnosis(&diagnosis, watch)))
+    let mut answer = answer::diagnosis(&diagnosis, watch);
+    answer.certificates_expiring = expiring(&app, scope.as_ref()).await?;
+    Ok(Json(answer))
+}
+
+/// Most expiring certificates a diagnosis lists.
+const EXPIRING_MAX: usize = 20;
+
+/// Device certificates ending within the widest expiry warning, soonest
+/// first (of the scoped device only, when a device is the scope).
+async fn expiring(app: &AppState, scope: Option<&Subject>) -> Result<Vec<ExpiringCertificate>, ApiError> {
+    let found = app.certificates.expiring_soon(EXPIRING_MAX).await?;
+    let in_scope = |device: &str| match scope {
+        Some(Subject::Device(d)) => d == device,
+        Some(_) => false,
+        None => true,
+    };
+    Ok(found
+        .into_iter()
+        .filter(|c| in_scope(&c.device))
+        .map(|c| ExpiringCertificate { device: c.device, serial: c.serial, not_after: c.not_after })
+        .collect())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@
 mod access;
 mod auth;
 mod body;
+mod certificates;
 mod commands;
 mod devices;
 mod diagnose;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
+    /// Device certificates and the CA (the `certificates` handlers call it).
+    pub certificates: Arc<glassbox_control::Certificates>,
     /// Retained messages, listed and cleared.
     pub retained: Arc<glassbox_control::RetainedMessages>,
     pub functions: Arc<glassbox_functions::Functions>,
@@ -157,6 +160,12 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/devices/{id}/secret", post(devices::rotate_secret))
         .route("/api/v1/devices/{id}/inspect", get(mqtt::inspect))
         .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
+        .route(
+            "/api/v1/devices/{id}/certificates",
+            get(certificates::list).post(certificates::issue).delete(certificates::revoke_all),
+        )
+        .route("/api/v1/devices/{id}/certificates/{serial}", delete(certificates::revoke_one))
+        .route("/api/v1/ca", get(certificates::show))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
         .route("/api/v1/mqtt/retained", get(mqtt::retained).delete(mqtt::clear_retained))

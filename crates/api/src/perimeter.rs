@@ -6,7 +6,8 @@
 use axum::Json;
 use axum::extract::State;
 use glassbox_api_types::perimeter::{
-    DeviceCredentials, FunctionEgress, Listener, Note, Perimeter, PublicRoute, RiskySetting, TokenExposure,
+    CertificateExpiry, DeviceCredentials, FunctionEgress, Listener, Note, Perimeter, PublicRoute, RiskySetting,
+    TokenExposure,
 };
 use glassbox_functions::{Spec, Trigger};
 use glassbox_runtime::{Exposure, HostRule};
@@ -124,30 +125,53 @@ fn token_note(token: &glassbox_store::TokenRecord, now: chrono::DateTime<chrono:
     }
 }
 
+/// Certificates in force the perimeter reads at most.
+const CERTIFICATES_MAX: usize = 100_000;
+
+/// Certificates the perimeter lists, soonest expiry first.
+const EXPIRING_LISTED: usize = 20;
+
 /// Registered devices by credential kind.
 async fn devices(app: &AppState) -> Result<DeviceCredentials, ApiError> {
-    let (mut total, mut disabled) = (0, 0);
+    let in_force = app.certificates.in_force(CERTIFICATES_MAX).await?;
+    let holders: std::collections::HashSet<&str> = in_force.iter().map(|c| c.device.as_str()).collect();
+    let (mut total, mut disabled, mut certificate_only, mut with_certificate) = (0, 0, 0, 0);
     let mut query = DeviceQuery::page(None, 1_000);
     loop {
         let page = app.devices.devices(&query).await?;
         total += page.len() as u64;
         disabled += page.iter().filter(|d| d.disabled).count() as u64;
+        certificate_only += page.iter().filter(|d| d.meta.certificate_only).count() as u64;
+        with_certificate +=
+            page.iter().filter(|d| !d.meta.certificate_only && holders.contains(d.id.as_str())).count() as u64;
         match page.last() {
             Some(last) if page.len() == query.limit => query.after = Some(last.id.clone()),
             _ => break,
         }
     }
-    let note = match total - disabled {
-        0 => Note::ok("no device can log in"),
+    let secret_only = total - certificate_only - with_certificate;
+    let note = match secret_only {
+        0 => Note::ok("no device logs in with a shared secret only"),
         n => Note::warn(format!("{n} device(s) log in with a shared secret only: issue certificates")),
     };
+    let expiring = in_force.into_iter().take(EXPIRING_LISTED).map(expiry).collect();
     Ok(DeviceCredentials {
         total,
-        secret_only: total,
-        secret_and_certificate: 0,
-        certificate_only: 0,
+        secret_only,
+        secret_and_certificate: with_certificate,
+        certificate_only,
         disabled,
-        expiring: Vec::new(),
+        expiring,
         note,
     })
+}
+
+/// A certificate in force and how soon it ends: a warning within 30 days.
+fn expiry(c: glassbox_store::CertificateRecord) -> CertificateExpiry {
+    let left = c.not_after - chrono::Utc::now();
+    let note = match left < chrono::Duration::days(30) {
+        true => Note::warn(format!("ends in {} day(s): the device should renew it", left.num_days())),
+        false => Note::ok(format!("ends in {} days", left.num_days())),
+    };
+    CertificateExpiry { device: c.device, serial: c.serial, not_after: c.not_after, note }
 }

@@ -5,21 +5,28 @@ use glassbox_store::Device;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use std::path::PathBuf;
+
 use crate::Remote;
 use crate::render;
 
 #[derive(clap::Subcommand)]
 pub enum DevicesCommand {
     /// Register a device; prints its secret, shown only this once.
-    #[command(after_help = "The device connects over MQTT with client id = user name = ID and password = SECRET.")]
-    Create(IdArgs),
+    #[command(after_help = "The device connects over MQTT with client id = user name = ID and password = SECRET.\n\
+        With --cert it also gets a key and a certificate from the CA (files ID.key, ID.crt and ca.crt)\n\
+        to connect over TLS without a password: glassbox serve --mqtts 127.0.0.1:8883")]
+    Create(CreateArgs),
     /// Registered devices, in id order.
     List(ListArgs),
     /// One device.
     Get(IdArgs),
-    /// Set a device's metadata: tags, group, owner, attributes, cadence.
-    #[command(after_help = "glassbox devices set pump-1 --tag site=north --group pumps --owner acme --cadence 60s\n\
-        glassbox devices set pump-1 --untag site --attr firmware=1.4.2 --no-group")]
+    /// Set a device's metadata: tags, group, owner, attributes, cadence, certificate-only.
+    #[command(
+        visible_alias = "update",
+        after_help = "glassbox devices set pump-1 --tag site=north --group pumps --owner acme --cadence 60s\n\
+        glassbox devices set pump-1 --untag site --attr firmware=1.4.2 --no-group"
+    )]
     Set(SetArgs),
     /// The device's shadow: desired and reported state, their delta, the version.
     Shadow(IdArgs),
@@ -43,6 +50,22 @@ pub enum DevicesCommand {
     ClearQueue(IdArgs),
     /// Remove the device from the registry; its recorded events stay.
     Delete(IdArgs),
+    /// The device's X.509 certificates from the built-in CA: issue, list, revoke.
+    #[command(subcommand)]
+    Certificate(crate::certificates::CertificateCommand),
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    id: IdArgs,
+    /// Also make a key and a CSR here and have the CA sign it: writes
+    /// ID.key (0600), ID.crt and ca.crt into --out.
+    #[arg(long)]
+    cert: bool,
+    /// Where --cert writes its files.
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "cert")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +103,9 @@ pub struct SetArgs {
     /// How often the device should be heard from (e.g. 60s); "none" to learn it.
     #[arg(long)]
     cadence: Option<String>,
+    /// Only a client certificate logs the device in (true), or its secret too (false).
+    #[arg(long, value_name = "true|false")]
+    certificate_only: Option<bool>,
     #[command(flatten)]
     remote: Remote,
     /// Print JSON.
@@ -119,10 +145,15 @@ pub struct ListArgs {
 
 pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
     match command {
-        DevicesCommand::Create(a) => {
+        DevicesCommand::Create(CreateArgs { id: a, cert, out }) => {
+            let client = a.remote.client()?;
             let body = json!({ "id": a.id }).to_string();
-            let device = a.remote.client()?.post_as("/api/v1/devices", "application/json", body).await?;
-            print_with_secret(&device, a.json)
+            let device = client.post_as("/api/v1/devices", "application/json", body).await?;
+            print_with_secret(&device, a.json)?;
+            match cert {
+                true => crate::certificates::quick_start(&client, &a.id, &out).await,
+                false => Ok(()),
+            }
         }
         DevicesCommand::List(a) => list(a).await,
         DevicesCommand::Get(a) => {
@@ -170,6 +201,7 @@ pub async fn run(command: DevicesCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        DevicesCommand::Certificate(command) => crate::certificates::run(command).await,
         DevicesCommand::Delete(a) => {
             a.remote.client()?.delete(&format!("/api/v1/devices/{}", crate::client::segment(&a.id))).await?;
             match a.json {
@@ -283,8 +315,13 @@ fn meta_patch(a: &SetArgs) -> anyhow::Result<Value> {
     if let Some(cadence) = &a.cadence {
         patch.insert("cadence".into(), if cadence == "none" { Value::Null } else { json!(cadence) });
     }
+    if let Some(only) = a.certificate_only {
+        patch.insert("certificate_only".into(), json!(only));
+    }
     if patch.is_empty() {
-        anyhow::bail!("nothing to set: give --tag, --untag, --group, --no-group, --owner, --attr or --cadence");
+        anyhow::bail!(
+            "nothing to set: give --tag, --untag, --group, --no-group, --owner, --attr, --cadence or --certificate-only"
+        );
     }
     Ok(Value::Object(patch))
 }

@@ -124,6 +124,13 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
     for unknown in &diagnosis.unknowns {
         println!("\nNot known: {unknown}");
     }
+    if !diagnosis.certificates_expiring.is_empty() {
+        println!("\nDevice certificates expiring soon (renew them: docs/security.md):");
+    }
+    for c in &diagnosis.certificates_expiring {
+        let left = (c.not_after - chrono::Utc::now()).num_hours() as f64 / 24.0;
+        println!("  {}  serial {}  ends {} ({left:.1} days)", c.device, c.serial, crate::render::clock(c.not_after));
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 mod anomaly;
 mod apply;
 mod bench;
+mod certificates;
 mod client;
 mod config;
 mod control;
@@ -105,6 +106,9 @@ enum Command {
     /// Named API tokens with roles: create (shown once), list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// The built-in certificate authority: its certificate.
+    #[command(subcommand)]
+    Ca(certificates::CaCommand),
     /// The MQTT broker's retained messages: list and clear them.
     #[command(subcommand)]
     Mqtt(mqtt::MqttCommand),
@@ -174,6 +178,7 @@ fn main() -> std::process::ExitCode {
                 Command::Devices(command) => devices::run(command).await,
                 Command::Tokens(command) => tokens::run(command).await,
                 Command::Control(command) => control::run(command).await,
+                Command::Ca(command) => certificates::ca(command).await,
                 Command::Mqtt(command) => mqtt::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,

@@ -49,8 +49,10 @@ pub struct ConfigFlags {
     /// MQTT listener address (mqtt.listen; default 127.0.0.1:1883).
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<String>,
-    /// MQTT-over-TLS address (mqtt.tls_listen; default 127.0.0.1:8883),
-    /// served when --tls-cert and --tls-key are given.
+    /// Serve MQTT over TLS on this address (mqtt.tls_listen, mqtt.tls):
+    /// with --tls-cert and --tls-key when given, else with a server
+    /// certificate from the built-in CA for localhost, 127.0.0.1 and
+    /// mqtt.tls_names. Devices may log in with a client certificate.
     #[arg(long, value_name = "ADDR")]
     mqtts: Option<String>,
     /// PEM certificate chain for MQTT over TLS (mqtt.tls_cert).
@@ -95,6 +97,9 @@ impl ConfigFlags {
             .into_iter()
             .filter_map(|(key, flag, value)| Some(FlagValue { key, flag, value: value?.into() }))
             .collect();
+        if self.mqtts.is_some() {
+            values.push(FlagValue { key: "mqtt.tls", flag: "--mqtts", value: true.into() });
+        }
         if self.allow_anonymous {
             values.push(FlagValue { key: "mqtt.allow_anonymous", flag: "--allow-anonymous", value: true.into() });
         }

@@ -27,6 +27,7 @@ use crate::Remote;
 use crate::client::Client;
 
 mod firmware;
+mod renewal;
 
 use firmware::Firmware;
 
@@ -84,6 +85,10 @@ pub struct SimulateArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Give each device a certificate from the built-in CA for this many
+    /// days; a device renews it over MQTT once it ends within 30 days.
+    #[arg(long, value_name = "DAYS")]
+    pub cert_days: Option<u32>,
     /// Seed for the fleet's randomness (the same seed, the same fleet).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -220,7 +225,12 @@ async fn start_reporting(
     let mut tasks = tokio::task::JoinSet::new();
     for (n, profile) in profiles.into_iter().enumerate() {
         let secret = secrets.get(&profile.id).cloned().unwrap_or_default();
+        let certificate = match args.cert_days {
+            Some(days) => Some(renewal::Held::issue(&client, &profile.id, days).await?),
+            None => None,
+        };
         let device = Device {
+            certificate,
             profile,
             secret,
             args: args.clone(),
@@ -318,6 +328,8 @@ struct Device {
     link: Option<Arc<Link>>,
     /// Connects that failed in a row, for the back-off.
     connect_failures: AtomicU32,
+    /// Its certificate (`--cert-days`), renewed over MQTT when due.
+    certificate: Option<renewal::Held>,
 }
 
 /// What the device's state says it should do now: talk; stay connected
@@ -418,9 +430,14 @@ impl Device {
             (format!("$glassbox/devices/{id}/commands/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
             (format!("$glassbox/devices/{id}/shadow/delta"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
             (format!("devices/{id}/inbox/#"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
+            (format!("$glassbox/devices/{id}/certificate/renew/+"), SubscriptionOptions::qos(QoS::AtLeastOnce)),
         ];
         writer.send(&Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters })).await?;
         publish(&mut writer, &format!("$glassbox/devices/{id}/shadow/update"), firmware.report_all(), 2).await?;
+        if self.certificate.as_ref().is_some_and(renewal::Held::due) {
+            let request = renewal::Held::request(id)?;
+            publish(&mut writer, &format!("$glassbox/devices/{id}/certificate/renew"), request, 3).await?;
+        }
         let until = tokio::time::Instant::now() + self.awake(rng, first);
         let (inbox_tx, mut inbox) = tokio::sync::mpsc::channel::<Publish>(64);
         let mut packet_id: u16 = 3;
@@ -431,6 +448,10 @@ impl Device {
                     if let Some(pid) = p.packet_id {
                         writer.send(&Packet::PubAck(Ack::new(pid))).await?;
                         writer.flush().await?;
+                    }
+                    if let (Some(held), true) = (&self.certificate, p.topic.ends_with("/certificate/renew/accepted")) {
+                        held.accepted(id, &p.payload);
+                        continue;
                     }
                     // What it receives takes the device a moment to carry out.
                     let tx = inbox_tx.clone();
@@ -557,6 +578,7 @@ mod tests {
             surge: Vec::new(),
             malformed: Vec::new(),
             duration: None,
+            cert_days: None,
             seed: 1,
             remote: remote.clone(),
         };

@@ -8,7 +8,7 @@ use crate::render;
 
 const ROLES: &str = "Roles (docs/security.md has the whole table):
   admin               everything, including tokens
-  operator            read, control devices, clear queues, replay, deploy, ingest
+  operator            read, control devices, clear, replay
   deployer            read, deploy, roll back, promote and delete functions
   viewer              read only
   ingest              POST events only (MQTT: publish outside $glassbox/)

@@ -3,7 +3,9 @@
 //! (through the gateway's [`Reserved`]): shadows (`shadows`) and durable
 //! commands (`commands`) in [`Control`]; the device registry's changes in
 //! [`Registry`] (`registry`, `metadata`); named API tokens in [`NamedTokens`]
-//! (`tokens`).
+//! (`tokens`); device certificates from the built-in CA, their renewal over
+//! MQTT and expiry in [`Certificates`] (`certificates`, with its `[ca]`
+//! section, [`CaConfig`]).
 //!
 //! Everything it does is an event: each accepted change, each message sent
 //! to a device, each step of a command, each refused request, with the
@@ -20,6 +22,7 @@
 //! calls these services), reading configuration files (the server does),
 //! or the function runtime; it never depends on `glassbox-server`.
 
+mod certificates;
 mod commands;
 mod config;
 mod liveness;
@@ -30,7 +33,7 @@ mod sent;
 mod shadows;
 mod tokens;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +45,7 @@ use glassbox_link::{DeviceLink, DeviceMessage, Reserved, ReservedPublish, reserv
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
+pub use certificates::{CaConfig, CertificateError, Certificates, Revoked};
 pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
@@ -64,6 +68,8 @@ pub struct Control {
     /// Command messages sent and not yet acknowledged (bounded: see [`sent`]).
     sent: Mutex<sent::Sent>,
     liveness: liveness::Liveness,
+    /// Answers renewals on `certificate/renew`; set once the service starts.
+    certificates: OnceLock<Weak<Certificates>>,
 }
 
 impl Control {
@@ -86,10 +92,24 @@ impl Control {
             command_limits,
             sent: Mutex::new(sent::Sent::default()),
             liveness: liveness::Liveness::new(liveness),
+            certificates: OnceLock::new(),
         });
         tokio::spawn(sweep(Arc::downgrade(&control)));
         tokio::spawn(watch(Arc::downgrade(&control), control.pipeline.consumer("liveness")));
         control
+    }
+
+    /// Hands renewals on `certificate/renew` to the certificate service.
+    fn set_certificates(&self, certificates: Weak<Certificates>) {
+        let _ = self.certificates.set(certificates);
+    }
+
+    /// A renewal, if the certificate service runs; otherwise nothing answers it.
+    async fn renew(&self, device: &str, by: &Principal, payload: &[u8], event: EventId) {
+        match self.certificates.get().and_then(Weak::upgrade) {
+            Some(certificates) => certificates.renew(device, by, payload, event).await,
+            None => tracing::debug!(device, "a certificate renewal, but no certificate service runs"),
+        }
     }
 
     /// The device's liveness, once anything was heard of it since start.
@@ -250,6 +270,7 @@ impl Reserved for Control {
         match rest {
             "shadow/update" => self.mqtt_shadow_update(device, by, payload, event).await,
             "shadow/get" => self.mqtt_shadow_get(device, event).await,
+            "certificate/renew" => self.renew(device, by, payload, event).await,
             rest if rest.starts_with("commands/") && rest.ends_with("/response") => {
                 self.response(device, by, payload, correlation, event).await
             }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// `meta` with `patch` applied, or what in `patch` is wrong. `{"tags":
 /// {"site": "north", "old": null}, "group": "pumps", "owner": "acme",
-/// "attributes": {"fw": "1.2"}, "cadence": "60s"}`.
+/// "attributes": {"fw": "1.2"}, "cadence": "60s", "certificate_only": true}`.
 pub(super) fn patched(mut meta: DeviceMeta, patch: &serde_json::Map<String, Value>) -> Result<DeviceMeta, String> {
     let text = |key: &str, v: &Value, max: usize| -> Result<Option<String>, String> {
         match v {
@@ -55,8 +55,13 @@ pub(super) fn patched(mut meta: DeviceMeta, patch: &serde_json::Map<String, Valu
                     _ => return Err("cadence must be a duration like \"60s\", or null".into()),
                 }
             }
+            "certificate_only" => {
+                meta.certificate_only = value.as_bool().ok_or("certificate_only must be true or false")?;
+            }
             other => {
-                return Err(format!("unknown field {other:?}: use tags, group, owner, attributes or cadence"));
+                return Err(format!(
+                    "unknown field {other:?}: use tags, group, owner, attributes, cadence or certificate_only"
+                ));
             }
         }
     }

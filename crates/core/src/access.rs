@@ -7,7 +7,7 @@
 //! | role | may |
 //! |---|---|
 //! | `admin` | everything, including tokens and certificates |
-//! | `operator` | read, control, clear, replay, deploy, ingest |
+//! | `operator` | read, control, clear, replay |
 //! | `deployer` | read, deploy (deploy, roll back, promote, retire functions) |
 //! | `viewer` | read |
 //! | `ingest` | ingest (POST events) |
@@ -82,9 +82,7 @@ impl Role {
         use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => {
-                matches!(permission, P::Read | P::Control | P::Clear | P::Replay | P::Deploy | P::Ingest)
-            }
+            Role::Operator => matches!(permission, P::Read | P::Control | P::Clear | P::Replay),
             Role::Deployer => matches!(permission, P::Read | P::Deploy),
             Role::Viewer => permission == P::Read,
             Role::Ingest => permission == P::Ingest,
@@ -94,11 +92,12 @@ impl Role {
 
     /// What a client logged in to MQTT with a token of this role may do on topics.
     pub fn mqtt(self) -> MqttAccess {
-        match (self.allows(Permission::Read), self.allows(Permission::Ingest)) {
-            (true, true) => MqttAccess::Any,
-            (true, false) if self != Role::Deployer => MqttAccess::SubscribeOnly,
-            (false, true) => MqttAccess::PublishOnly,
-            _ => MqttAccess::None,
+        match self {
+            // An operator controls devices: it publishes to them as well as reads.
+            Role::Admin | Role::Operator => MqttAccess::Any,
+            Role::Viewer => MqttAccess::SubscribeOnly,
+            Role::Ingest => MqttAccess::PublishOnly,
+            Role::Deployer | Role::DeviceProvisioner => MqttAccess::None,
         }
     }
 
@@ -152,7 +151,7 @@ impl Permission {
 
 /// Why `who` (`token "ci"`) holding `role` may not do what `permission`
 /// guards, naming the roles that may: `token "ci" has role viewer, which
-/// may not deploy (needs deployer, operator or admin)`.
+/// may not deploy (needs deployer or admin)`.
 pub fn refusal(who: &str, role: Role, permission: Permission) -> String {
     let allowed: Vec<&str> = Role::allowing(permission).into_iter().map(Role::as_str).collect();
     let needs = match allowed.split_last() {
@@ -212,7 +211,7 @@ mod tests {
     fn a_refusal_names_the_role_and_who_may() {
         assert_eq!(
             refusal("token \"ci\"", Role::Viewer, Permission::Deploy),
-            "token \"ci\" has role viewer, which may not deploy (needs deployer, operator or admin)"
+            "token \"ci\" has role viewer, which may not deploy (needs deployer or admin)"
         );
         assert_eq!(
             refusal("token \"ci\"", Role::Viewer, Permission::ManageTokens),

@@ -40,6 +40,12 @@ pub use device_changes::{
     DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, QueueCleared, REGISTRY_CHANGES, RegistryChanged, ShadowState, ShadowUpdated,
 };
 pub use event::{Data, Event, RecordedEvent, StateRecord, check_json, format_time};
+pub use events::certificate::{
+    CertificateExpiring, CertificateIssued, CertificateRefused, CertificateRevoked, DEVICE_CERTIFICATE_EXPIRING,
+    DEVICE_CERTIFICATE_ISSUED, DEVICE_CERTIFICATE_REFUSED, DEVICE_CERTIFICATE_RENEW_ACCEPTED,
+    DEVICE_CERTIFICATE_RENEW_REJECTED, DEVICE_CERTIFICATE_RENEWED, DEVICE_CERTIFICATE_REVOKED, RenewAccepted,
+    RenewRejected, RenewRequest,
+};
 pub use events::command::{CommandMessage, CommandReply, CommandState, DEVICE_COMMAND_IN_TRANSIT, ReplyStatus};
 pub use events::connection::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, CLIENT_SESSION_EXPIRED, CLIENT_SUBSCRIBE_DENIED,

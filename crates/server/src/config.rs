@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-pub use glassbox_control::ControlConfig;
+pub use glassbox_control::{CaConfig, ControlConfig};
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
@@ -44,6 +44,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub recorder: RecorderConfig,
     pub control: ControlConfig,
+    /// `[ca]`: the built-in certificate authority and device certificates.
+    pub ca: CaConfig,
     pub metrics: MetricsConfig,
     pub diagnose: WatchSettings,
     pub otel: OtelConfig,
@@ -103,9 +105,15 @@ pub struct HttpConfig {
 pub struct MqttConfig {
     /// Address of the MQTT listener. Default `127.0.0.1:1883`.
     pub listen: String,
-    /// Address of the MQTT-over-TLS listener, used when `tls_cert` and
-    /// `tls_key` are set. Default `127.0.0.1:8883`.
+    /// Address of the MQTT-over-TLS listener, used when `tls` is true or
+    /// `tls_cert` and `tls_key` are set. Default `127.0.0.1:8883`.
     pub tls_listen: String,
+    /// Serve MQTT over TLS on `tls_listen` even without `tls_cert`: with a
+    /// server certificate from the built-in CA (`--mqtts` sets it). Default false.
+    pub tls: bool,
+    /// Names the built-in CA's server certificate holds besides `localhost`
+    /// and `127.0.0.1` (DNS names or IP addresses devices connect to). Default none.
+    pub tls_names: Vec<String>,
     /// PEM certificate chain (leaf first) for MQTT over TLS. Default "" (no TLS).
     pub tls_cert: String,
     /// PEM private key of `tls_cert`. Default "".
@@ -228,6 +236,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
+            ca: CaConfig::default(),
             metrics: MetricsConfig::default(),
             diagnose: WatchSettings::default(),
             otel: OtelConfig::default(),
@@ -261,6 +270,8 @@ impl Default for MqttConfig {
         Self {
             listen: "127.0.0.1:1883".into(),
             tls_listen: "127.0.0.1:8883".into(),
+            tls: false,
+            tls_names: Vec::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
             allow_anonymous: broker.allow_anonymous,
@@ -332,6 +343,13 @@ impl Config {
         let mut problems = Vec::new();
         if self.mqtt.tls_cert.is_empty() != self.mqtt.tls_key.is_empty() {
             problems.push("mqtt.tls_cert and mqtt.tls_key go together: set both, or neither".into());
+        }
+        if self.ca.cert.is_empty() != self.ca.key.is_empty() {
+            problems
+                .push("ca.cert and ca.key go together: set both (your own CA), or neither (the built-in one)".into());
+        }
+        if !(1..=glassbox_pki::DEVICE_DAYS_MAX).contains(&self.ca.device_days) {
+            problems.push(format!("ca.device_days must be between 1 and {}", glassbox_pki::DEVICE_DAYS_MAX));
         }
         for (key, price) in
             [("cost.per_request", self.cost.per_request), ("cost.per_gib_second", self.cost.per_gib_second)]

@@ -1,13 +1,15 @@
 //! The API over TLS (`http.https_listen`): its listener and certificate.
 //! The certificate is `http.https_cert`/`https_key` when set, else the MQTT
-//! listener's (`mqtt.tls_cert`/`tls_key`), else one generated once for
-//! localhost and 127.0.0.1 and kept under the data directory
-//! ([`generated`], the single place a built-in CA takes over).
+//! listener's (`mqtt.tls_cert`/`tls_key`), else one the built-in CA issues
+//! at each start for localhost, 127.0.0.1 and `mqtt.tls_names` ([`issued`]):
+//! a client that trusts the CA (`glassbox ca show`) trusts it, across
+//! restarts and renewals.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use glassbox_gateway::tls::{TlsAcceptor, acceptor};
+use glassbox_pki::Authority;
 use tokio::net::TcpListener;
 
 use crate::Config;
@@ -24,11 +26,11 @@ pub struct Https {
 const GENERATED_DIR: &str = "tls";
 
 /// Binds the HTTPS listener when `http.https_listen` is set.
-pub async fn bind(config: &Config) -> anyhow::Result<Option<Https>> {
+pub async fn bind(config: &Config, authority: &Authority) -> anyhow::Result<Option<Https>> {
     if config.http.https_listen.is_empty() {
         return Ok(None);
     }
-    let (cert, key) = certificate(config)?;
+    let (cert, key) = certificate(config, authority)?;
     let acceptor =
         acceptor(&cert, &key).map_err(|e| anyhow::anyhow!("HTTPS (http.https_cert, http.https_key): {e}"))?;
     let listener = TcpListener::bind(&config.http.https_listen).await.with_context(|| {
@@ -41,28 +43,23 @@ pub async fn bind(config: &Config) -> anyhow::Result<Option<Https>> {
 }
 
 /// The certificate and key files HTTPS serves.
-fn certificate(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn certificate(config: &Config, authority: &Authority) -> anyhow::Result<(PathBuf, PathBuf)> {
     let pairs = [(&config.http.https_cert, &config.http.https_key), (&config.mqtt.tls_cert, &config.mqtt.tls_key)];
     match pairs.into_iter().find(|(cert, key)| !cert.is_empty() && !key.is_empty()) {
         Some((cert, key)) => Ok((cert.into(), key.into())),
-        None => generated(&config.data_dir.join(GENERATED_DIR)),
+        None => issued(authority, &config.data_dir.join(GENERATED_DIR), &crate::server_names(&config.mqtt.tls_names)),
     }
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1 in `dir`
-/// (`https-cert.pem`, and `https-key.pem` readable by the owner only),
-/// made on first use and kept, so clients trust one certificate across restarts.
-pub fn generated(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// A certificate from the built-in CA for `names`, written to `dir`
+/// (`https-cert.pem`: the leaf, then the CA; `https-key.pem`, readable by
+/// the owner only), issued anew at each start.
+pub fn issued(authority: &Authority, dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf, PathBuf)> {
     let (cert, key) = (dir.join("https-cert.pem"), dir.join("https-key.pem"));
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
-    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .context("generating the HTTPS certificate")?;
-    write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, made.cert.pem()).with_context(|| format!("writing {}", cert.display()))?;
-    tracing::info!(cert = %cert.display(), "generated a self-signed HTTPS certificate for localhost and 127.0.0.1");
+    let made = authority.issue_server(names).context("issuing the HTTPS certificate from the built-in CA")?;
+    write_private(&key, made.key_pem.as_bytes())?;
+    std::fs::write(&cert, &made.chain_pem).with_context(|| format!("writing {}", cert.display()))?;
     Ok((cert, key))
 }
 
@@ -87,13 +84,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_generated_key_is_the_owners_alone_and_kept_across_starts() {
+    fn an_issued_key_is_the_owners_alone_and_its_chain_ends_in_the_ca() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = generated(dir.path()).unwrap();
+        let authority = Authority::open(&dir.path().join("ca"), None).unwrap();
+        let (cert, key) = issued(&authority, dir.path(), &["localhost".into()]).unwrap();
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-        let first = std::fs::read(&cert).unwrap();
-        generated(dir.path()).unwrap();
-        assert_eq!(std::fs::read(&cert).unwrap(), first, "made once");
+        let chain = std::fs::read_to_string(&cert).unwrap();
+        assert!(chain.trim_end().ends_with(authority.certificate_pem().trim_end()), "leaf, then the CA");
         assert!(acceptor(&cert, &key).is_ok());
     }
 }

@@ -95,10 +95,11 @@ pub async fn start_with_log(
     }
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
+    let authority = Arc::new(open_authority(&config)?);
     let logins = Arc::new(TokenLogins(named_tokens.clone()));
-    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins).await?;
+    let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins, &authority).await?;
     named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.downgrade())));
-    let services = Services::start(&config, &stores, &pipeline, &mqtt.broker).await?;
+    let services = Services::start(&config, &stores, &pipeline, &mqtt.broker, authority.clone()).await?;
     let metrics = metrics::Registry::default();
     metrics.register(pipeline.clone());
     metrics.register(Arc::new(metrics::BrokerMetrics(mqtt.broker.clone())));
@@ -115,13 +116,20 @@ pub async fn start_with_log(
         )
     })?;
     let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
-    let bound = perimeter::Bound { http: http_addr, mqtt: mqtt_addr, mqtts: mqtts_addr };
-    let extra = Listeners::bind(&config).await?;
+    let extra = Listeners::bind(&config, &authority).await?;
     let (https_addr, public_http_addr) = extra.addrs()?;
+    let bound = perimeter::Bound {
+        http: http_addr,
+        https: https_addr,
+        public: public_http_addr,
+        mqtt: mqtt_addr,
+        mqtts: mqtts_addr,
+    };
     let https_cert = extra.https.as_ref().map(|h| h.cert.clone());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
+        certificates: services.certificates,
         retained: services.retained,
         control: services.control,
         functions: services.functions.clone(),
@@ -169,8 +177,8 @@ struct Listeners {
 }
 
 impl Listeners {
-    async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let https = https::bind(config).await?;
+    async fn bind(config: &Config, authority: &glassbox_pki::Authority) -> anyhow::Result<Self> {
+        let https = https::bind(config, authority).await?;
         let public = match config.http.public_listen.as_str() {
             "" => None,
             address => Some(TcpListener::bind(address).await.with_context(|| {
@@ -221,6 +229,7 @@ struct Stores {
     tokens: Arc<dyn TokenStore>,
     devices: Arc<dyn DeviceRegistry>,
     commands: Arc<dyn CommandStore>,
+    certificates: Arc<dyn glassbox_store::CertificateStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
 }
 
@@ -236,6 +245,7 @@ impl Stores {
             tokens: sqlite.clone(),
             devices: sqlite.clone(),
             commands: sqlite.clone(),
+            certificates: sqlite.clone(),
             functions: sqlite,
         })
     }
@@ -288,10 +298,16 @@ impl Mqtt {
         stores: &Stores,
         operator_tokens: Vec<[u8; 32]>,
         tokens: Arc<TokenLogins>,
+        authority: &glassbox_pki::Authority,
     ) -> anyhow::Result<Self> {
         let allow_anonymous = config.mqtt.allow_anonymous;
-        let tokens = Some(tokens as Arc<dyn glassbox_gateway::broker::TokenLogins>);
-        let auth = RegistryAuth { devices: stores.devices.clone(), operator_tokens, tokens, allow_anonymous };
+        let auth = RegistryAuth {
+            devices: stores.devices.clone(),
+            operator_tokens,
+            tokens: Some(tokens as Arc<dyn glassbox_gateway::broker::TokenLogins>),
+            allow_anonymous,
+            certificates: Some(stores.certificates.clone()),
+        };
         if allow_anonymous {
             tracing::warn!(
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
@@ -308,18 +324,30 @@ impl Mqtt {
                 config.mqtt.listen
             )
         })?;
-        let tls = Self::tls(config).await?;
+        let tls = Self::tls(config, authority).await?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         Ok(Self { broker, addr: listener.local_addr()?, listener, tls, tls_addr })
     }
 
-    async fn tls(config: &Config) -> anyhow::Result<Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>> {
-        let (cert, key) = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
-            ("", _) | (_, "") => return Ok(None),
-            pair => pair,
+    /// The TLS listener: with `mqtt.tls_cert`/`tls_key` when set, else (with
+    /// `mqtt.tls`) a server certificate from the CA; either way clients may
+    /// present a certificate from the CA.
+    async fn tls(
+        config: &Config,
+        authority: &glassbox_pki::Authority,
+    ) -> anyhow::Result<Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>> {
+        use glassbox_gateway::tls::{ServerIdentity, acceptor_for};
+        let identity = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
+            ("", _) | (_, "") if !config.mqtt.tls => return Ok(None),
+            ("", _) | (_, "") => {
+                let issued = authority.issue_server(&server_names(&config.mqtt.tls_names))?;
+                ServerIdentity::from_pem(&issued.chain_pem, &issued.key_pem).map_err(anyhow::Error::msg)?
+            }
+            (cert, key) => ServerIdentity::from_files(cert.as_ref(), key.as_ref())
+                .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?,
         };
-        let acceptor = glassbox_gateway::tls::acceptor(cert.as_ref(), key.as_ref())
-            .map_err(|e| anyhow::anyhow!("MQTT over TLS (mqtt.tls_cert, mqtt.tls_key): {e}"))?;
+        let acceptor = acceptor_for(identity, Some(authority.certificate_der()))
+            .map_err(|e| anyhow::anyhow!("MQTT over TLS: {e}"))?;
         let listener = TcpListener::bind(&config.mqtt.tls_listen).await.with_context(|| {
             format!("binding the MQTT TLS listener to {}: choose another with mqtt.tls_listen", config.mqtt.tls_listen)
         })?;
@@ -354,11 +382,30 @@ impl glassbox_control::TokenSessions for TokenSessions {
     }
 }
 
+/// The names a server certificate from the built-in CA holds: `localhost`,
+/// `127.0.0.1` and the configured ones.
+pub(crate) fn server_names(configured: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(configured.iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+    names
+}
+
+/// The certificate authority: the operator's own (`ca.cert`, `ca.key`), or
+/// the built-in one in `<data_dir>/ca/`, created on first start.
+fn open_authority(config: &Config) -> anyhow::Result<glassbox_pki::Authority> {
+    let import = match (config.ca.cert.as_str(), config.ca.key.as_str()) {
+        ("", _) | (_, "") => None,
+        (cert, key) => Some((std::path::Path::new(cert), std::path::Path::new(key))),
+    };
+    glassbox_pki::Authority::open(&config.data_dir.join("ca"), import).context("opening the certificate authority (ca)")
+}
+
 /// The services that act on devices and run functions.
 struct Services {
     control: Arc<glassbox_control::Control>,
     functions: Arc<glassbox_functions::Functions>,
     registry: Arc<glassbox_control::Registry>,
+    certificates: Arc<glassbox_control::Certificates>,
     retained: Arc<glassbox_control::RetainedMessages>,
 }
 
@@ -368,6 +415,7 @@ impl Services {
         stores: &Stores,
         pipeline: &Arc<Pipeline>,
         broker: &Broker,
+        authority: Arc<glassbox_pki::Authority>,
     ) -> anyhow::Result<Self> {
         let control = glassbox_control::Control::start(
             stores.devices.clone(),
@@ -390,9 +438,18 @@ impl Services {
         .context("starting the function runtime")?;
         let link = Arc::new(broker.clone());
         let retained = Arc::new(glassbox_control::RetainedMessages::new(link.clone(), pipeline.clone()));
+        let certificates = glassbox_control::Certificates::start(
+            authority,
+            stores.certificates.clone(),
+            stores.devices.clone(),
+            link.clone(),
+            control.clone(),
+            pipeline.clone(),
+            config.ca.clone(),
+        );
         let registry =
             Arc::new(glassbox_control::Registry::new(stores.devices.clone(), link, control.clone(), pipeline.clone()));
-        Ok(Self { control, functions, registry, retained })
+        Ok(Self { control, functions, registry, retained, certificates })
     }
 }
 

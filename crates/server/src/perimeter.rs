@@ -11,18 +11,26 @@ use crate::Config;
 /// The bound listeners' addresses.
 pub struct Bound {
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    /// The public function routes' own listener.
+    pub public: Option<SocketAddr>,
     pub mqtt: SocketAddr,
     pub mqtts: Option<SocketAddr>,
 }
 
 /// Judges what `config` opens on the `bound` addresses.
 pub fn surface(config: &Config, bound: &Bound) -> Surface {
-    let mut listeners = vec![http(bound.http), mqtt(config, bound.mqtt)];
+    let routes_apart = bound.public.is_some();
+    let mut listeners = vec![http(bound.http, routes_apart)];
+    listeners.extend(bound.https.map(|addr| https(addr, routes_apart)));
+    listeners.extend(bound.public.map(public));
+    listeners.push(mqtt(config, bound.mqtt));
     listeners.extend(bound.mqtts.map(mqtts));
+    let routes_listener = if routes_apart { "public-http" } else { "http" };
     Surface {
         listeners,
         settings: settings(config),
-        routes_listener: "http".into(),
+        routes_listener: routes_listener.into(),
         route_requests_per_second: config.http.route_requests_per_second,
     }
 }
@@ -35,21 +43,65 @@ fn reach(addr: SocketAddr) -> &'static str {
     }
 }
 
-fn http(addr: SocketAddr) -> Listener {
-    let note = match addr.ip().is_loopback() {
-        true => Note::ok("loopback only: reached from this machine (or through a TLS proxy you run)"),
-        false => Note::high(
-            "bearer tokens cross the network in plaintext, and the admin API faces whoever may call a public route",
+/// What an API listener serves: the admin API, and the public routes unless they have their own listener.
+fn api_serves(addr: SocketAddr, routes_apart: bool) -> (Vec<String>, Vec<String>) {
+    let mut serves = vec!["admin API".to_string()];
+    let mut authentication = vec!["bearer token: the admin token or a named token (its role)".to_string()];
+    if !routes_apart {
+        serves.push("public function routes".into());
+        authentication.push("none (public routes: the function checks)".into());
+    }
+    serves.push(format!("reached from {}", reach(addr)));
+    (serves, authentication)
+}
+
+fn http(addr: SocketAddr, routes_apart: bool) -> Listener {
+    let note = match (addr.ip().is_loopback(), routes_apart) {
+        (true, _) => Note::ok("loopback only: reached from this machine (or through a TLS proxy you run)"),
+        (false, true) => Note::high("bearer tokens cross the network in plaintext: serve the API with --https"),
+        (false, false) => Note::high(
+            "bearer tokens cross the network in plaintext, and the admin API faces whoever may call a public \
+             route: serve --https and --public-http",
         ),
     };
+    let (serves, authentication) = api_serves(addr, routes_apart);
     Listener {
         name: "http".into(),
         address: addr.to_string(),
         protocol: "http".into(),
         tls: false,
-        serves: vec!["admin API".into(), "public function routes".into(), format!("reached from {}", reach(addr))],
-        authentication: vec!["bearer token (admin API)".into(), "none (public routes: the function checks)".into()],
+        serves,
+        authentication,
         note,
+    }
+}
+
+fn https(addr: SocketAddr, routes_apart: bool) -> Listener {
+    let note = match (addr.ip().is_loopback(), routes_apart) {
+        (false, false) => Note::warn("the admin API faces whoever may call a public route: serve --public-http"),
+        _ => Note::ok("TLS: tokens are encrypted on the way"),
+    };
+    let (serves, authentication) = api_serves(addr, routes_apart);
+    Listener {
+        name: "https".into(),
+        address: addr.to_string(),
+        protocol: "http".into(),
+        tls: true,
+        serves,
+        authentication,
+        note,
+    }
+}
+
+fn public(addr: SocketAddr) -> Listener {
+    Listener {
+        name: "public-http".into(),
+        address: addr.to_string(),
+        protocol: "http".into(),
+        tls: false,
+        serves: vec!["public function routes only".into(), format!("reached from {}", reach(addr))],
+        authentication: vec!["none (the function checks)".into()],
+        note: Note::ok("function routes only: no token is accepted or needed here, the admin API is elsewhere"),
     }
 }
 
@@ -85,7 +137,11 @@ fn mqtts(addr: SocketAddr) -> Listener {
         protocol: "mqtt".into(),
         tls: true,
         serves: vec!["devices and backend clients".into(), format!("reached from {}", reach(addr))],
-        authentication: vec!["device id + secret".into(), "user operator + admin token".into()],
+        authentication: vec![
+            "device client certificate from the CA (common name = client id)".into(),
+            "device id + secret (unless certificate-only)".into(),
+            "user operator + admin token".into(),
+        ],
         note: Note::ok("TLS: credentials are encrypted on the way"),
     }
 }

@@ -56,10 +56,7 @@ async fn a_viewer_reads_but_may_not_deploy_and_is_told_its_role() {
     let (status, refused) = call_as(&server, &viewer, Method::POST, "/api/v1/functions/fan/rollback", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"]["code"], "forbidden");
-    assert_eq!(
-        message(&refused),
-        "token \"dash\" has role viewer, which may not deploy (needs deployer, operator or admin)"
-    );
+    assert_eq!(message(&refused), "token \"dash\" has role viewer, which may not deploy (needs deployer or admin)");
     let (status, refused) = call_as(&server, &viewer, Method::GET, "/api/v1/tokens", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(message(&refused).contains("may not manage tokens (needs admin)"), "{refused}");

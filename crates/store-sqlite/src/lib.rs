@@ -5,8 +5,8 @@
 //! thread doing group commits with `synchronous=FULL`, so a commit is on disk
 //! when it returns; `recorder-index.db` with the secondary indexes, kept by
 //! the indexer thread; a small pool of reader connections that see both;
-//! retention between batches) and also keeps the device registry, commands
-//! and functions. [`SqliteSessions`] keeps MQTT session state
+//! retention between batches) and also keeps the device registry, device
+//! certificates, commands and functions. [`SqliteSessions`] keeps MQTT session state
 //! (`sessions.db`), [`SqliteMetrics`] the metric buckets (`metrics.db`).
 //!
 //! It owns every line of SQL, the schemas and their migrations, and the
@@ -14,6 +14,7 @@
 //! or the bus, nor read the session bytes the gateway stores; callers see
 //! only the ports' traits and types, and the server alone constructs it.
 
+mod certificates;
 mod commands;
 mod devices;
 mod functions;
@@ -38,9 +39,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, Chain, CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore,
-    FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, TokenRecord,
-    TokenStore, Transition,
+    Appended, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState, CommandStore, Device,
+    DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore,
+    StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -427,6 +428,66 @@ impl DeviceRegistry for SqliteStore {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn add_certificate(&self, record: CertificateRecord) -> Result<(), StoreError> {
+        let serial = record.serial.clone();
+        match self.write(move |tx| certificates::add(tx, &record)).await? {
+            true => Ok(()),
+            false => Err(StoreError::Conflict(format!("certificate serial {serial} already exists"))),
+        }
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let serial = serial.to_string();
+        self.read(move |conn| certificates::get(conn, &serial)).await
+    }
+
+    async fn certificates(&self, device: &str) -> Result<Vec<CertificateRecord>, StoreError> {
+        let device = device.to_string();
+        self.read(move |conn| certificates::of_device(conn, &device)).await
+    }
+
+    async fn revoke_certificates(
+        &self,
+        device: &str,
+        serial: Option<&str>,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let (device, serial, reason) = (device.to_string(), serial.map(str::to_string), reason.to_string());
+        self.write(move |tx| certificates::revoke(tx, &device, serial.as_deref(), at, &reason)).await
+    }
+
+    async fn supersede_certificate(
+        &self,
+        serial: &str,
+        renewed_by: &str,
+        grace_until: DateTime<Utc>,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        let (serial, renewed_by) = (serial.to_string(), renewed_by.to_string());
+        self.write(move |tx| certificates::supersede(tx, &serial, &renewed_by, grace_until)).await
+    }
+
+    async fn certificate_used(&self, serial: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let serial = serial.to_string();
+        self.write(move |tx| certificates::used(tx, &serial, at)).await
+    }
+
+    async fn expiring_certificates(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.read(move |conn| certificates::expiring(conn, before, limit)).await
+    }
+
+    async fn certificate_warned(&self, serial: &str, days: u32) -> Result<(), StoreError> {
+        let serial = serial.to_string();
+        self.write(move |tx| certificates::warned(tx, &serial, days)).await
     }
 }
 

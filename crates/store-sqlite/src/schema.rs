@@ -127,6 +127,26 @@ pub const RECORDER: &[&str] = &[
         revoked_at INTEGER,
         revoked_by TEXT
     ) WITHOUT ROWID;",
+    // 10: device certificates the built-in CA issued (the certificate, never a key).
+    "CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        issued_at INTEGER NOT NULL,
+        issued_by TEXT NOT NULL,
+        pem TEXT NOT NULL,
+        renews TEXT,
+        renewed_by TEXT,
+        grace_until INTEGER,
+        first_used_at INTEGER,
+        revoked_at INTEGER,
+        revoked_reason TEXT,
+        expiry_warned_days INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX certificates_device ON certificates(device, issued_at);
+    CREATE INDEX certificates_not_after ON certificates(not_after) WHERE revoked_at IS NULL AND renewed_by IS NULL;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

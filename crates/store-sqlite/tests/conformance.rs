@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore, SettingStore,
-    TokenStore,
+    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore,
+    SettingStore, TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_testkit::{Factory, Fresh};
@@ -36,6 +36,11 @@ impl Factory for Sqlite {
     }
 
     async fn commands(&self) -> Fresh<dyn CommandStore> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(store, dir)
+    }
+
+    async fn certificates(&self) -> Fresh<dyn CertificateStore> {
         let (store, dir) = Self::recorder();
         Fresh::new(store, dir)
     }

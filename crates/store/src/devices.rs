@@ -30,6 +30,8 @@ pub struct DeviceMeta {
     pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
     /// Declared reporting cadence in seconds; learned from its messages if unset.
     pub cadence_seconds: Option<u64>,
+    /// Only a client certificate logs it in; its secret no longer does.
+    pub certificate_only: bool,
 }
 
 /// Which devices to list: one page in id order, narrowed by what operators

@@ -5,8 +5,8 @@
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
 //! [`SettingStore`] (the platform's few values about itself), [`TokenStore`]
-//! (named API tokens),
-//! [`DeviceRegistry`] (who may connect), [`CommandStore`] (commands to
+//! (named API tokens), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
+//! (the device certificates the CA issued), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
 //! function's key-value store), [`SessionStore`] (MQTT session state) and
 //! [`MetricStore`] (metric buckets); their record and value types; and
@@ -21,6 +21,7 @@
 //! events' `received` records are durable (on disk), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
+pub mod certificates;
 pub mod commands;
 pub mod devices;
 pub mod functions;
@@ -36,6 +37,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
+pub use certificates::{CertificateRecord, CertificateStore};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};
 pub use functions::{FunctionStore, FunctionVersion, KvQuota, LIVE_LOG_MAX, LiveMove};

@@ -57,6 +57,7 @@ pub async fn device_metadata_is_replaced_whole(factory: &impl Factory) {
         owner: Some("alice".into()),
         attributes: BTreeMap::from([("floor".to_string(), serde_json::json!(3))]),
         cadence_seconds: Some(60),
+        certificate_only: true,
     };
     let updated = store.set_device_meta("d1", meta.clone()).await.unwrap().expect("registered");
     assert_eq!(updated.meta, meta);

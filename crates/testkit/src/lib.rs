@@ -1,7 +1,7 @@
 //! The conformance suite of the store ports (`glassbox-store`): what every
 //! backend must do, as cases that run against any implementation.
 //!
-//! Each port has a module of cases (`events`, `devices`, `commands`,
+//! Each port has a module of cases (`events`, `devices`, `certificates`, `commands`,
 //! `functions`, `sessions`, `metrics`, `settings`, `tokens`); each case is an async function that
 //! takes a [`Factory`], asks it for a fresh, empty implementation, and
 //! asserts the contract on real values. A backend's tests run them all with
@@ -15,6 +15,7 @@
 //! migrations, bounds a backend adds) stay in the backend's own tests. It
 //! must not depend on any backend.
 
+pub mod certificates;
 pub mod commands;
 pub mod devices;
 pub mod events;
@@ -30,7 +31,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore, TokenStore,
+    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
+    TokenStore,
 };
 
 /// The node name a factory's event store records on every state.
@@ -46,6 +48,7 @@ pub trait Factory: Send + Sync {
     async fn events(&self) -> Fresh<dyn EventStore>;
     async fn devices(&self) -> Fresh<dyn DeviceRegistry>;
     async fn commands(&self) -> Fresh<dyn CommandStore>;
+    async fn certificates(&self) -> Fresh<dyn CertificateStore>;
     async fn functions(&self) -> Fresh<dyn FunctionStore>;
     async fn sessions(&self) -> Fresh<dyn SessionStore>;
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
@@ -102,6 +105,11 @@ macro_rules! conformance {
                 shadows_are_written_only_over_the_version_they_were_read_at,
                 device_metadata_is_replaced_whole,
                 devices_are_listed_by_group_owner_and_tag,
+            ],
+            certificates: [
+                certificates_are_kept_by_serial_and_revoked_once,
+                renewal_supersedes_and_first_use_is_noted_once,
+                expiring_certificates_exclude_revoked_and_renewed_ones,
             ],
             commands: [
                 commands_are_idempotent_by_key_and_change_state_only_from_expected_states,

@@ -21,6 +21,7 @@ pub fn diagnosis(d: &Diagnosis, watch: &Watch) -> api::Diagnosis {
         series_learning: d.series_learning,
         unknowns: d.unknowns.clone(),
         summary: d.summary.clone(),
+        certificates_expiring: Vec::new(),
     }
 }
 

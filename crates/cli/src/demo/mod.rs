@@ -156,6 +156,7 @@ fn fleet(args: &DemoArgs, mqtt: String, remote: Remote) -> SimulateArgs {
         surge: Vec::new(),
         malformed: Vec::new(),
         duration: None,
+        cert_days: None,
         seed: 1,
         remote,
     }

@@ -9,7 +9,8 @@
 //! [`Event::payload`] after matching its type, or with [`payload_in`] from
 //! an event as the API answers it.
 //!
-//! By family: [`command`] (the message a device gets, its reply),
+//! By family: [`certificate`] (device certificates issued, renewed,
+//! revoked, refused, expiring; the renewal messages), [`command`] (the message a device gets, its reply),
 //! [`function`] (invocations, dead letters, work handed back and
 //! resumed, denied outbound requests), [`connection`] (MQTT connections of
 //! devices and other clients), [`mqtt`] (refused publishes), [`liveness`]
@@ -17,6 +18,7 @@
 //! [`platform`] (configuration changes, anomalies), [`shadow`] (what a
 //! device is told about its shadow).
 
+pub mod certificate;
 pub mod command;
 pub mod connection;
 pub mod function;

@@ -1,9 +1,15 @@
 //! Who a connecting client is: a registered device (client id = user name =
-//! device id, password = its secret), an operator (user name `operator`,
-//! password the admin token), a backend client with a named token (user
-//! name = the token's name, password = the token; its role gives its topic
-//! rights, and a role with none is refused as not authorised), or — in
-//! open mode only — anonymous.
+//! device id, password = its secret; or, over TLS, a client certificate
+//! from the platform's CA whose common name is the client id), an operator
+//! (user name `operator`, password the admin token), a backend client with a
+//! named token (user name = the token's name, password = the token; its role
+//! gives its topic rights, and a role with none is refused as not
+//! authorised), or — in open mode only — anonymous.
+//!
+//! A certificate is accepted only if the certificate store holds it by
+//! serial *and* fingerprint (so it is one the CA issued, byte for byte),
+//! for this device, unrevoked, unexpired, and not replaced by a renewal the
+//! device has used or whose grace period has ended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +18,8 @@ use async_trait::async_trait;
 use glassbox_core::access::MqttAccess;
 use glassbox_core::secrets::{SecretHash, matches as secret_matches};
 use glassbox_core::{AuthMethod, DisconnectReason, Principal};
-use glassbox_store::DeviceRegistry;
+use glassbox_pki::CertificateInfo;
+use glassbox_store::{CertificateRecord, CertificateStore, DeviceRegistry};
 
 use crate::acl::Role;
 
@@ -22,6 +29,16 @@ pub struct Credentials<'a> {
     pub client_id: &'a str,
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
+    /// The client certificate presented in the TLS handshake, if any.
+    pub certificate: Option<&'a CertificateInfo>,
+}
+
+impl Credentials<'_> {
+    /// Whether the client logs in with its certificate: it presented one
+    /// and does not log in as an operator.
+    pub fn by_certificate(&self) -> bool {
+        self.certificate.is_some() && self.username != Some(OPERATOR_USERNAME)
+    }
 }
 
 #[async_trait]
@@ -50,13 +67,15 @@ pub trait TokenLogins: Send + Sync + 'static {
 }
 
 /// Who a client admitted as `role` from `peer` acts as, in the records of
-/// what it changes: a device by its secret, an operator token as the admin
-/// (user `operator`), a named token as itself. An anonymous client acts as
-/// no one: it can change nothing through the platform.
-pub fn principal(role: &Role, peer: SocketAddr) -> Option<Principal> {
+/// what it changes: a device by its secret or its certificate
+/// (`by_certificate`), an operator token as the admin (user `operator`), a
+/// named token as itself. An anonymous client acts as no one: it can change
+/// nothing through the platform.
+pub fn principal(role: &Role, peer: SocketAddr, by_certificate: bool) -> Option<Principal> {
     let source = Some(peer.to_string());
+    let method = if by_certificate { AuthMethod::ClientCertificate } else { AuthMethod::DeviceSecret };
     match role {
-        Role::Device(id) => Some(Principal::device(id, AuthMethod::DeviceSecret, source)),
+        Role::Device(id) => Some(Principal::device(id, method, source)),
         Role::Operator => Some(Principal::admin(AuthMethod::MqttToken, source)),
         Role::Token { name, .. } => Some(Principal::token(name, AuthMethod::MqttToken, source)),
         Role::Anonymous => None,
@@ -71,12 +90,17 @@ pub struct RegistryAuth {
     /// Named tokens; none: only the admin token logs in as an operator.
     pub tokens: Option<Arc<dyn TokenLogins>>,
     pub allow_anonymous: bool,
+    /// Issued device certificates; none: certificates log no one in.
+    pub certificates: Option<Arc<dyn CertificateStore>>,
 }
 
 #[async_trait]
 impl Authenticator for RegistryAuth {
     async fn authenticate(&self, c: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)> {
         let refuse = |why: &str| Err((DisconnectReason::AuthFailure, why.to_string()));
+        if let (true, Some(certificate)) = (c.by_certificate(), c.certificate) {
+            return self.certificate(c.client_id, c.username, certificate).await;
+        }
         match (c.username, c.password) {
             (Some(OPERATOR_USERNAME), Some(token)) => {
                 match self.operator_tokens.iter().any(|h| secret_matches(token, h)) {
@@ -142,7 +166,254 @@ impl RegistryAuth {
             Some((device, _)) if device.disabled => {
                 Err((DisconnectReason::DeviceDisabled, format!("device {user:?} is disabled")))
             }
+            Some((device, _)) if device.meta.certificate_only => Err((
+                DisconnectReason::AuthFailure,
+                format!("device {user:?} is certificate-only: connect over TLS with its client certificate"),
+            )),
             Some((device, _)) => Ok(Role::Device(device.id)),
         }
+    }
+
+    /// A device logging in with the client certificate `presented`.
+    async fn certificate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        presented: &CertificateInfo,
+    ) -> Result<Role, (DisconnectReason, String)> {
+        let refuse = |why: String| Err((DisconnectReason::AuthFailure, why));
+        let serial = &presented.serial;
+        let cn = presented.common_name.as_deref().unwrap_or("");
+        if cn != client_id {
+            return refuse(format!("the client certificate is for {cn:?}, not client id {client_id:?}"));
+        }
+        if let Some(user) = username.filter(|u| *u != client_id) {
+            return refuse(format!(
+                "user name {user:?} differs from client id {client_id:?}; omit it or use the device id"
+            ));
+        }
+        let busy = |e: glassbox_store::StoreError| (DisconnectReason::ServerBusy, e.to_string());
+        let Some(store) = &self.certificates else { return refuse("client certificates are not accepted here".into()) };
+        let record = store.certificate(serial).await.map_err(busy)?;
+        let record = match record {
+            Some(r) if r.fingerprint == presented.fingerprint && r.device == client_id => r,
+            _ => {
+                return refuse(format!("certificate {serial} was not issued to device {client_id:?} by this platform"));
+            }
+        };
+        let now = chrono::Utc::now();
+        if let Some(why) = self.unusable(store.as_ref(), &record, now).await.map_err(busy)? {
+            return refuse(why);
+        }
+        let device = self.devices.device(client_id).await.map_err(busy)?;
+        match device {
+            None => refuse(format!("unknown device {client_id:?}")),
+            Some(device) if device.disabled => {
+                Err((DisconnectReason::DeviceDisabled, format!("device {client_id:?} is disabled")))
+            }
+            Some(device) => {
+                if record.first_used_at.is_none() {
+                    store.certificate_used(serial, now).await.map_err(busy)?;
+                }
+                Ok(Role::Device(device.id))
+            }
+        }
+    }
+
+    /// Why the issued certificate `record` no longer logs its device in, if it does not.
+    async fn unusable(
+        &self,
+        store: &dyn CertificateStore,
+        record: &CertificateRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, glassbox_store::StoreError> {
+        let serial = &record.serial;
+        if let Some(at) = record.revoked_at {
+            let reason = record.revoked_reason.as_deref().unwrap_or("revoked");
+            return Ok(Some(format!("certificate {serial} was revoked at {at} ({reason})")));
+        }
+        if record.not_after <= now {
+            return Ok(Some(format!("certificate {serial} expired at {}", record.not_after)));
+        }
+        let Some(successor) = &record.renewed_by else { return Ok(None) };
+        if let Some(used) = store.certificate(successor).await?.and_then(|s| s.first_used_at) {
+            return Ok(Some(format!("certificate {serial} was renewed as {successor}, in use since {used}")));
+        }
+        Ok(record
+            .grace_until
+            .filter(|until| *until <= now)
+            .map(|until| format!("certificate {serial} was renewed as {successor}; its grace period ended at {until}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, Duration, Utc};
+    use glassbox_store::StoreError;
+
+    use super::*;
+
+    /// Certificates by serial; only what `unusable` reads.
+    #[derive(Default)]
+    struct Held(Mutex<HashMap<String, CertificateRecord>>);
+
+    #[async_trait]
+    impl CertificateStore for Held {
+        async fn add_certificate(&self, record: CertificateRecord) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(record.serial.clone(), record);
+            Ok(())
+        }
+        async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+            Ok(self.0.lock().unwrap().get(serial).cloned())
+        }
+        async fn certificates(&self, _: &str) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn revoke_certificates(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: DateTime<Utc>,
+            _: &str,
+        ) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn supersede_certificate(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Option<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn certificate_used(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn expiring_certificates(
+            &self,
+            _: DateTime<Utc>,
+            _: usize,
+        ) -> Result<Vec<CertificateRecord>, StoreError> {
+            unimplemented!("not read by the check")
+        }
+        async fn certificate_warned(&self, _: &str, _: u32) -> Result<(), StoreError> {
+            unimplemented!("not read by the check")
+        }
+    }
+
+    fn record(serial: &str, not_after: DateTime<Utc>) -> CertificateRecord {
+        CertificateRecord {
+            serial: serial.into(),
+            device: "th-1".into(),
+            fingerprint: "f".into(),
+            not_before: not_after - Duration::days(30),
+            not_after,
+            issued_at: not_after - Duration::days(30),
+            issued_by: "admin".into(),
+            pem: String::new(),
+            renews: None,
+            renewed_by: None,
+            grace_until: None,
+            first_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            expiry_warned_days: None,
+        }
+    }
+
+    fn auth() -> RegistryAuth {
+        struct NoDevices;
+        #[async_trait]
+        impl DeviceRegistry for NoDevices {
+            async fn create_device(
+                &self,
+                _: &str,
+                _: glassbox_store::SecretHash,
+            ) -> Result<glassbox_store::Device, StoreError> {
+                unimplemented!()
+            }
+            async fn device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn device_credentials(
+                &self,
+                _: &str,
+            ) -> Result<Option<(glassbox_store::Device, glassbox_store::SecretHash)>, StoreError> {
+                Ok(None)
+            }
+            async fn devices(
+                &self,
+                _: &glassbox_store::DeviceQuery,
+            ) -> Result<Vec<glassbox_store::Device>, StoreError> {
+                Ok(Vec::new())
+            }
+            async fn set_device_disabled(
+                &self,
+                _: &str,
+                _: bool,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn set_device_secret(
+                &self,
+                _: &str,
+                _: glassbox_store::SecretHash,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn set_device_meta(
+                &self,
+                _: &str,
+                _: glassbox_store::DeviceMeta,
+            ) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+            async fn shadow(&self, _: &str) -> Result<Option<(u64, String)>, StoreError> {
+                Ok(None)
+            }
+            async fn put_shadow(&self, _: &str, _: u64, _: u64, _: String) -> Result<bool, StoreError> {
+                Ok(false)
+            }
+            async fn delete_device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
+                Ok(None)
+            }
+        }
+        RegistryAuth {
+            devices: Arc::new(NoDevices),
+            operator_tokens: Vec::new(),
+            tokens: None,
+            allow_anonymous: false,
+            certificates: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_revoked_and_renewed_certificates_no_longer_log_in_each_saying_why() {
+        let (auth, store, now) = (auth(), Held::default(), Utc::now());
+        let why = async |r: &CertificateRecord| auth.unusable(&store, r, now).await.unwrap();
+        assert_eq!(why(&record("a1", now + Duration::days(1))).await, None, "valid");
+        let expired = why(&record("a2", now - Duration::seconds(1))).await.unwrap();
+        assert!(expired.starts_with("certificate a2 expired at "), "{expired}");
+        let revoked = CertificateRecord {
+            revoked_at: Some(now),
+            revoked_reason: Some("revoked by admin".into()),
+            ..record("a3", now + Duration::days(1))
+        };
+        assert!(why(&revoked).await.unwrap().ends_with("(revoked by admin)"));
+        let renewed = |grace: Duration| CertificateRecord {
+            renewed_by: Some("b1".into()),
+            grace_until: Some(now + grace),
+            ..record("a4", now + Duration::days(1))
+        };
+        store.add_certificate(record("b1", now + Duration::days(90))).await.unwrap();
+        assert_eq!(why(&renewed(Duration::days(7))).await, None, "in its grace period, the new one unused");
+        let ended = why(&renewed(-Duration::seconds(1))).await.unwrap();
+        assert!(ended.contains("its grace period ended at"), "{ended}");
+        store.add_certificate(CertificateRecord { first_used_at: Some(now), ..record("b1", now) }).await.unwrap();
+        let used = why(&renewed(Duration::days(7))).await.unwrap();
+        assert!(used.starts_with("certificate a4 was renewed as b1, in use since"), "{used}");
     }
 }

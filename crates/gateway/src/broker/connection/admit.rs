@@ -17,6 +17,7 @@ use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
 use crate::broker::refusals::{Refusal, record as record_refusal};
 use crate::codec::{ConnAck, Connect, Packet, Properties, Protocol, encode};
 use crate::flapping::Flap;
+use crate::tls::CertificateInfo;
 use crate::topic::validate_name;
 
 /// How a refusal during a login back-off is told apart.
@@ -29,6 +30,8 @@ pub(super) struct Admitted {
     pub client_id: Arc<str>,
     /// Whether the client id was assigned (it sent an empty one).
     pub assigned: bool,
+    /// Whether it logged in with its client certificate.
+    pub by_certificate: bool,
 }
 
 /// Checks limits, login back-off and credentials; answers a refusal itself
@@ -37,11 +40,18 @@ pub(super) async fn admit(
     shared: &Arc<Shared>,
     connect: &Connect,
     peer: SocketAddr,
+    certificate: Option<&CertificateInfo>,
     write: &mut WriteSide,
 ) -> Option<Admitted> {
     let protocol = connect.protocol;
-    // A device is whoever presents itself as one: user name = client id.
-    let claimed_device = connect.username.as_deref().filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME);
+    // A device is whoever presents itself as one: user name = client id, or
+    // a client certificate without a user name.
+    let by_certificate_only = certificate.is_some() && connect.username.is_none() && !connect.client_id.is_empty();
+    let claimed_device = connect
+        .username
+        .as_deref()
+        .filter(|u| *u == connect.client_id && *u != OPERATOR_USERNAME)
+        .or(by_certificate_only.then_some(connect.client_id.as_str()));
     let claimed = connect.username.as_deref().unwrap_or(&connect.client_id);
     let mut refuse = async |reason: DisconnectReason, detail: String, code: u8| {
         let _ = send_now(write, protocol, &connack(code, Properties::default()), shared.settings.write_timeout).await;
@@ -71,7 +81,9 @@ pub(super) async fn admit(
         client_id: &connect.client_id,
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
+        certificate,
     };
+    let by_certificate = credentials.by_certificate();
     if let Some(wait) = shared.backoff.waiting(peer.ip(), claimed, Instant::now()) {
         // Credentials are not checked while backing off: guessing gains nothing.
         let detail = format!(
@@ -115,7 +127,7 @@ pub(super) async fn admit(
         true => Arc::from(format!("auto-{}", ulid::Ulid::new())),
         false => Arc::from(connect.client_id.as_str()),
     };
-    Some(Admitted { role, client_id, assigned })
+    Some(Admitted { role, client_id, assigned, by_certificate })
 }
 
 fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {

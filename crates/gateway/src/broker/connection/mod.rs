@@ -105,16 +105,17 @@ pub(super) async fn run(
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _counted = Counted(shared.clone());
     let _ = stream.set_nodelay(true);
-    let (read, mut write, tls): (ReadSide, WriteSide, _) = match tls {
+    let (read, mut write, tls, certificate): (ReadSide, WriteSide, _, _) = match tls {
         None => {
             let (read, write) = stream.into_split();
-            (ReadSide::Tcp(read), Box::new(write), None)
+            (ReadSide::Tcp(read), Box::new(write), None, None)
         }
         Some(acceptor) => match before_connect(&shared, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let negotiated = negotiated(stream.get_ref().1);
+                let certificate = crate::tls::peer_certificate(stream.get_ref().1);
                 let (read, write) = tokio::io::split(stream);
-                (ReadSide::Tls(read), Box::new(write), Some(negotiated))
+                (ReadSide::Tls(read), Box::new(write), Some(negotiated), certificate)
             }
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%peer, "no TLS handshake in time, or the broker is stopping"),
@@ -135,7 +136,7 @@ pub(super) async fn run(
         Err(_) => return tracing::debug!(%peer, "no CONNECT in time, or the broker is stopping"),
     };
     reader.protocol = connect.protocol;
-    let Some(admitted) = admit(&shared, &connect, peer, &mut write).await else { return };
+    let Some(admitted) = admit(&shared, &connect, peer, certificate.as_ref(), &mut write).await else { return };
     let (username, password) = (connect.username.clone(), connect.password.clone());
     let credentials_id = connect.client_id.clone();
     drop(pending);
@@ -144,8 +145,12 @@ pub(super) async fn run(
     };
     // A device disabled, deleted or given a new secret while this CONNECT was
     // handled found no connection to end: check again now that it has one.
-    let credentials =
-        Credentials { client_id: &credentials_id, username: username.as_deref(), password: password.as_deref() };
+    let credentials = Credentials {
+        client_id: &credentials_id,
+        username: username.as_deref(),
+        password: password.as_deref(),
+        certificate: certificate.as_ref(),
+    };
     if let Err((reason, detail)) = connection.shared.auth.authenticate(&credentials).await {
         tracing::info!(client = %connection.client_id, %reason, %detail, "credentials revoked while connecting");
         connection.kill.kill(reason);
@@ -398,7 +403,7 @@ impl Connection {
         tls: Option<TlsSession>,
         mut write: WriteSide,
     ) -> Option<Self> {
-        let Admitted { role, client_id, assigned } = admitted;
+        let Admitted { role, client_id, assigned, by_certificate } = admitted;
         let settings = &shared.settings;
         let (protocol, terms) = (connect.protocol, Terms::grant(settings, &connect));
         let device = match &role {
@@ -469,7 +474,7 @@ impl Connection {
             shared,
             session,
             conn,
-            principal: super::auth::principal(&role, peer),
+            principal: super::auth::principal(&role, peer, by_certificate),
             role,
             client_id,
             protocol,
