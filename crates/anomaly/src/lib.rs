@@ -29,6 +29,7 @@ mod cadence;
 mod detector;
 mod episode;
 pub mod evaluation;
+pub mod nab;
 mod settings;
 mod stats;
 pub mod synthetic;
