@@ -16,7 +16,7 @@
 //!
 //! No I/O: callers read the files; [`nab_time`] parses NAB's timestamps.
 
-use crate::{Detector, Settings};
+use crate::{Detector, Peaks, Settings};
 
 /// The weights of one of NAB's application profiles.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -229,16 +229,20 @@ fn per_file(corpus: &[Scored], rows: &[Row], threshold: f64, profile: &Profile) 
 }
 
 /// Runs a fresh detector over one series' `(time, value)` rows, as
-/// `glassbox anomaly backtest` does: inside an episode already alerted a
-/// row's score is capped at the calm threshold (it raises no new alert), so
-/// every score at or above the alert threshold is an alert.
+/// `glassbox anomaly backtest` writes its score column: inside an episode
+/// already alerted a row's score is capped at the calm threshold, and a
+/// score is kept only where it is a new high of the last
+/// [`crate::PEAK_HOLD_POINTS`] points ([`Peaks`]), so at any threshold the
+/// rows at or above it are alerts, one per burst.
 pub fn backtest(rows: &[(f64, f64)], settings: &Settings) -> Vec<f64> {
     let mut detector = Detector::new(settings.clone()).expect("valid settings");
+    let mut peaks = Peaks::new();
     rows.iter()
         .map(|&(t, value)| {
             let alerted_before = detector.episode().is_some();
             let o = detector.observe(t, value);
-            if alerted_before { o.score.min(settings.calm_threshold) } else { o.score }
+            let reported = if alerted_before { o.score.min(settings.calm_threshold) } else { o.score };
+            peaks.next(o.score, reported)
         })
         .collect()
 }
