@@ -39,4 +39,18 @@ fn main() {
         }
     }
     println!("{points} points in {elapsed:.2}s: {:.0} points/s", points as f64 / elapsed);
+    println!("largest detector: {} bytes", largest_detector(&series, &settings));
+}
+
+/// The largest detector's memory after each whole series.
+fn largest_detector(series: &[corpus::Series], settings: &Settings) -> usize {
+    let mut largest = 0;
+    for s in series {
+        let mut detector = glassbox_anomaly::Detector::new(settings.clone()).expect("valid settings");
+        for &(t, x) in &s.rows {
+            detector.observe(t, x);
+        }
+        largest = largest.max(detector.memory_bytes());
+    }
+    largest
 }
