@@ -33,12 +33,7 @@ const CLIP_SCALES: f64 = 5.0;
 /// Mean absolute error to standard deviation, for Gaussian errors.
 const MEAN_ABS_TO_STD: f64 = 1.25;
 const STEADY_ALPHA: f64 = 0.05;
-/// The fast level remembers about five points: quick enough for a series
-/// that wanders like a random walk, slow enough that an anomaly is not
-/// half absorbed into the next forecast (at 0.5 a spike or a shift moved
-/// the level halfway at once, so its second point already looked normal;
-/// NAB standard score 45.9 -> 50.7, synthetic suite unchanged within noise).
-const FOLLOW_ALPHA: f64 = 0.2;
+const FOLLOW_ALPHA: f64 = 0.5;
 const SCALE_ALPHA: f64 = 0.01;
 /// A model replaces the one in use only if its error is this much lower.
 const SWITCH_GAIN: f64 = 0.9;
