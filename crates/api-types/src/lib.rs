@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod mqtt;
 pub mod openapi;
+pub mod perimeter;
 mod trace;
 
 pub use commands::{CommandIssued, CommandList, CommandView};
@@ -32,5 +33,5 @@ pub use functions::{DeployedVersion, FunctionList, FunctionState, Invocations, L
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};
 pub use metrics::{MetricInfo, MetricKind, MetricRange, Metrics, Point, SeriesRange};
-pub use mqtt::{DeviceInspection, TimelineEntry};
+pub use mqtt::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry};
 pub use trace::{InvocationSummary, Trace};

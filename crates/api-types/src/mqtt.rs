@@ -1,4 +1,5 @@
-//! `GET /api/v1/devices/{id}/inspect`: one device's connection view, whole.
+//! `GET /api/v1/devices/{id}/inspect`: one device's connection view, whole;
+//! `/api/v1/mqtt/retained`: the retained messages, listed and cleared.
 //! Generic over the parts other crates own the shape of: the registry's
 //! device record `D`, the gateway's session `S`, liveness's view `L`, the
 //! shadow `H` and a recorded event `E` (the server fills them with its
@@ -38,4 +39,37 @@ pub struct TimelineEntry {
     pub time: DateTime<Utc>,
     /// The event's data: its typed payload as JSON.
     pub data: Value,
+}
+
+/// A retained message, as listed: never its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedView {
+    pub topic: String,
+    /// Payload bytes.
+    pub bytes: usize,
+    /// The event it was recorded as: `glassbox events get` shows it whole.
+    pub event_id: String,
+    /// When it was set (its event's time).
+    pub set_at: DateTime<Utc>,
+    /// The client that set it; null when it was restored at start (its
+    /// event names the publisher).
+    pub set_by: Option<String>,
+}
+
+/// `GET /api/v1/mqtt/retained?filter=`: the retained messages on topics
+/// matching the filter, by topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedList {
+    pub filter: String,
+    pub retained: Vec<RetainedView>,
+    /// Whether more matched than the `limit` listed.
+    pub truncated: bool,
+}
+
+/// `DELETE /api/v1/mqtt/retained?filter=`: what was removed, and the
+/// `mqtt.retained_cleared` event that records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedClearedAnswer {
+    pub filter: String,
+    pub cleared: Vec<RetainedView>,
 }

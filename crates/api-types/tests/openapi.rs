@@ -425,6 +425,62 @@ fn a_device_inspected_and_its_session() {
     conforms("get", "/api/v1/devices/{id}/inspect", 200, &unheard);
 }
 
+#[test]
+fn the_perimeter() {
+    use glassbox_api_types::perimeter::*;
+    let perimeter = Perimeter {
+        listeners: vec![Listener {
+            name: "mqtt".into(),
+            address: "0.0.0.0:1883".into(),
+            protocol: "mqtt".into(),
+            tls: false,
+            serves: vec!["devices and backend clients".into()],
+            authentication: vec!["device id + secret".into()],
+            note: Note::warn("device secrets cross the network in plaintext"),
+        }],
+        routes: vec![PublicRoute {
+            function: "button".into(),
+            version: 2,
+            method: "POST".into(),
+            path: "/button".into(),
+            listener: "http".into(),
+            rate_limit_per_second: Some(1000),
+            invocations_per_second: None,
+            note: Note::ok("rate limited"),
+        }],
+        tokens: vec![TokenExposure {
+            name: "ci".into(),
+            role: "deployer".into(),
+            created_by: Some("admin".into()),
+            last_used: None,
+            expires: Some(at(9)),
+            note: Note::warn("never used"),
+        }],
+        devices: DeviceCredentials {
+            total: 3,
+            secret_only: 1,
+            secret_and_certificate: 1,
+            certificate_only: 1,
+            disabled: 0,
+            expiring: vec![CertificateExpiry {
+                device: "d1".into(),
+                serial: "0a1b".into(),
+                not_after: at(30),
+                note: Note::high("expires in 1 day"),
+            }],
+            note: Note::warn("1 device logs in with a shared secret only"),
+        },
+        egress: vec![FunctionEgress { function: "button".into(), version: 2, rules: vec![], note: Note::ok("denied") }],
+        settings: vec![RiskySetting {
+            key: "metrics.public".into(),
+            value: "true".into(),
+            note: Note::warn("/metrics answers without a token"),
+        }],
+    };
+    conforms("get", "/api/v1/perimeter", 200, &perimeter);
+    reads_back::<Perimeter>(&perimeter);
+}
+
 /// The check itself: the same answer with one field renamed fails it.
 #[test]
 fn a_field_renamed_on_one_side_is_caught() {

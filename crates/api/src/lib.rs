@@ -22,6 +22,7 @@ mod functions;
 mod logs;
 mod mqtt;
 mod params;
+pub mod perimeter;
 mod series;
 pub mod serve;
 pub mod throttle;
@@ -65,12 +66,16 @@ pub struct AppState {
     pub control: Arc<glassbox_control::Control>,
     /// The device registry's changes (the `devices` handlers call it).
     pub registry: Arc<glassbox_control::Registry>,
+    /// Retained messages, listed and cleared.
+    pub retained: Arc<glassbox_control::RetainedMessages>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     pub limits: Arc<Limits>,
     pub append_timeout: Duration,
     /// Request rates and login back-off.
     pub perimeter: Arc<Perimeter>,
+    /// What the server was started with, for `GET /api/v1/perimeter`.
+    pub surface: Arc<perimeter::Surface>,
     /// `/metrics` without a token (`metrics.public`).
     pub metrics_public: bool,
     /// Turns true when the server stops, so long-lived streams end.
@@ -104,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/trace/{id}", get(trace::trace))
         .route("/api/v1/logs", get(logs::logs))
         .route("/api/v1/diagnose", get(diagnose::diagnose))
+        .route("/api/v1/perimeter", get(perimeter::perimeter))
         .route("/api/v1/anomalies", get(diagnose::anomalies))
         .route("/api/v1/metrics", get(series::list))
         .route("/api/v1/metrics/{name}", get(series::range))
@@ -116,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/queue", delete(devices::clear_queue))
         .route("/api/v1/devices/{id}/shadow", get(mqtt::shadow).post(mqtt::update_shadow))
         .route("/api/v1/mqtt/sessions/{client_id}", get(mqtt::session))
+        .route("/api/v1/mqtt/retained", get(mqtt::retained).delete(mqtt::clear_retained))
         .route("/api/v1/devices/{id}/commands", get(commands::list).post(commands::issue))
         .route("/api/v1/commands/{id}", get(commands::get))
         .route("/api/v1/commands/{id}/cancel", post(commands::cancel))

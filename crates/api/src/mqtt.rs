@@ -4,21 +4,23 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_api_types::{DeviceInspection, TimelineEntry};
-use glassbox_control::LivenessView;
+use glassbox_api_types::{DeviceInspection, RetainedClearedAnswer, RetainedList, RetainedView, TimelineEntry, Warned};
+use glassbox_control::{BadFilter, LivenessView, RETAINED_LIST_MAX};
 use glassbox_core::{
     DEVICE_ACTIVE, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING, DEVICE_MESSAGE,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, EventQuery, PUBLISH_REFUSED, RecordedEvent,
-    ShadowDocument, TypePattern,
+    ShadowDocument, TypePattern, minted_at,
 };
 use glassbox_devices::{ShadowError, ShadowUpdate};
 use glassbox_gateway::broker::SessionInfo;
+use glassbox_link::RetainedMessage;
 use glassbox_store::Device;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Caller;
 use super::body::Body;
-use super::params::Path;
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use glassbox_control::UpdateError;
 
@@ -46,6 +48,70 @@ pub async fn session(
             "no MQTT session for client id {client_id:?}: it never connected, its session ended, or it was a clean session that disconnected"
         ))
     })
+}
+
+/// Which retained messages: a topic filter (`#`: all) and how many at most.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetainedParams {
+    filter: Option<String>,
+    limit: Option<usize>,
+}
+
+impl Parameters for RetainedParams {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "limit").then(|| format!("an integer from 1 to {RETAINED_LIST_MAX}"))
+    }
+}
+
+/// Retained messages listed when no `limit` is given.
+const RETAINED_LIMIT_DEFAULT: usize = 1_000;
+
+fn retained_view(message: &RetainedMessage) -> RetainedView {
+    RetainedView {
+        topic: message.topic.clone(),
+        bytes: message.bytes,
+        event_id: message.event.to_string(),
+        set_at: minted_at(message.event),
+        set_by: message.publisher.clone(),
+    }
+}
+
+fn bad_filter(e: BadFilter) -> ApiError {
+    ApiError::bad_request("invalid_filter", e.to_string())
+}
+
+/// `GET /api/v1/mqtt/retained?filter=&limit=`: the retained messages on
+/// topics matching `filter` (default `#`), by topic; never their payloads.
+pub async fn retained(
+    State(app): State<AppState>,
+    Query(params): Query<RetainedParams>,
+) -> Result<Json<RetainedList>, ApiError> {
+    let filter = params.filter.unwrap_or_else(|| "#".into());
+    let limit = params.limit.unwrap_or(RETAINED_LIMIT_DEFAULT).clamp(1, RETAINED_LIST_MAX);
+    let found = app.retained.list(&filter, limit + 1).map_err(bad_filter)?;
+    let truncated = found.len() > limit;
+    let retained = found.iter().take(limit).map(retained_view).collect();
+    Ok(Json(RetainedList { filter, retained, truncated }))
+}
+
+/// `DELETE /api/v1/mqtt/retained?filter=`: removes the retained messages on
+/// topics matching `filter` (required: `#` clears all), recorded as
+/// `mqtt.retained_cleared` with the caller.
+pub async fn clear_retained(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Query(params): Query<RetainedParams>,
+) -> Result<Json<Warned<RetainedClearedAnswer>>, ApiError> {
+    let filter = params.filter.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_filter",
+            "give the topics to clear as ?filter= (e.g. devices/+/status; # clears all)",
+        )
+    })?;
+    let changed = app.retained.clear(&filter, &by).await.map_err(bad_filter)?;
+    let cleared = changed.value.iter().map(retained_view).collect();
+    Ok(Json(Warned::new(RetainedClearedAnswer { filter, cleared }, changed.unrecorded)))
 }
 
 /// `GET /api/v1/devices/{id}/inspect`: the device, its session, its last

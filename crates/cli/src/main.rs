@@ -19,7 +19,9 @@ mod inspect;
 mod logs;
 mod metrics;
 mod monitor;
+mod mqtt;
 mod new;
+mod perimeter;
 mod render;
 mod serve;
 mod simulate;
@@ -99,6 +101,9 @@ enum Command {
     /// Register devices and manage their identity.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// The MQTT broker's retained messages: list and clear them.
+    #[command(subcommand)]
+    Mqtt(mqtt::MqttCommand),
     /// Steer devices: desired state (shadows).
     #[command(subcommand)]
     Control(control::ControlCommand),
@@ -128,6 +133,9 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// What functions cost, by function, feature or device.
     Cost(cost::CostArgs),
+    /// Every way in and out: listeners, public routes, tokens, device
+    /// credentials, egress rules and risky settings, each with its risk.
+    Perimeter(perimeter::PerimeterArgs),
     /// Run a simulated fleet of devices over MQTT, with faults to inject.
     Simulate(simulate::SimulateArgs),
     /// Measure Glassbox on this machine.
@@ -161,6 +169,7 @@ fn main() -> std::process::ExitCode {
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Control(command) => control::run(command).await,
+                Command::Mqtt(command) => mqtt::run(command).await,
                 Command::Functions(command) => functions::run(command).await,
                 Command::Apply(args) => apply::run(args).await,
                 Command::New(args) => new::run(args),
@@ -171,6 +180,7 @@ fn main() -> std::process::ExitCode {
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Cost(args) => cost::run(args).await,
+                Command::Perimeter(args) => perimeter::run(args).await,
                 Command::Simulate(args) => simulate::run(args).await,
                 Command::Bench(command) => bench::run(command).await,
                 Command::Anomaly(command) => anomaly::run(command).await,

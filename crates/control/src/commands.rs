@@ -208,7 +208,11 @@ impl Control {
             return;
         };
         // Noted before it is sent, so its acknowledgement always finds it.
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(outgoing.event, command.id.clone());
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            outgoing.event,
+            command.id.clone(),
+            command.expires_at,
+        );
         let from = [CommandState::Queued];
         if let Err(e) = self.commands.advance_command(&command.id, &from, CommandState::InTransit, None, None).await {
             tracing::error!(command = %command.id, error = %e, "could not mark a command in transit");
@@ -238,7 +242,7 @@ impl Control {
 
     /// The device, as `by`, acknowledged a message; if it was a command, it is delivered.
     pub(super) async fn command_received(&self, device: &str, by: &Principal, event: EventId) {
-        let id = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&event);
+        let id = self.sent.lock().unwrap_or_else(|e| e.into_inner()).take(&event);
         let Some(id) = id else { return };
         let step = CommandStep::new(Some(&id), None, by);
         self.advance(&id, &[CommandState::InTransit], CommandState::Delivered, None, &event.to_string(), step).await;

@@ -24,9 +24,10 @@ mod config;
 mod liveness;
 mod metadata;
 mod registry;
+mod retained;
+mod sent;
 mod shadows;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
 pub use registry::{Changed, Registry, RegistryError, Toggled, WithSecret};
+pub use retained::{BadFilter, RETAINED_LIST_MAX, RetainedMessages};
 pub use shadows::UpdateError;
 
 use glassbox_pipeline::Pipeline;
@@ -56,8 +58,8 @@ pub struct Control {
     link: Arc<dyn DeviceLink>,
     shadow_limits: ShadowLimits,
     command_limits: CommandLimits,
-    /// Command messages sent and not yet acknowledged: their event → command id.
-    in_flight: Mutex<HashMap<EventId, String>>,
+    /// Command messages sent and not yet acknowledged (bounded: see [`sent`]).
+    sent: Mutex<sent::Sent>,
     liveness: liveness::Liveness,
 }
 
@@ -79,7 +81,7 @@ impl Control {
             link,
             shadow_limits,
             command_limits,
-            in_flight: Mutex::new(HashMap::new()),
+            sent: Mutex::new(sent::Sent::default()),
             liveness: liveness::Liveness::new(liveness),
         });
         tokio::spawn(sweep(Arc::downgrade(&control)));
@@ -218,6 +220,7 @@ async fn sweep(control: Weak<Control>) {
         tick.tick().await;
         let Some(control) = control.upgrade() else { return };
         control.expire_due().await;
+        control.sent.lock().unwrap_or_else(|e| e.into_inner()).forget_expired(chrono::Utc::now());
         for change in control.liveness.check(chrono::Utc::now()) {
             control.record_liveness(change).await;
         }

@@ -166,18 +166,25 @@ impl Registry {
     /// retrying a failure; returns why it could not, if it could not.
     async fn record(&self, id: &str, ty: &str, data: &impl Serialize) -> Option<String> {
         let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, data) };
-        let mut waits = RECORD_RETRIES.iter();
-        loop {
-            let error = match self.pipeline.ingest(vec![draft.clone()], "api").await {
-                Ok(_) => return None,
-                Err(e) => e,
-            };
-            match waits.next() {
-                Some(wait) => tokio::time::sleep(*wait).await,
-                None => {
-                    tracing::error!(device = %id, change = %ty, %error, "registry change made but its event was not recorded");
-                    return Some(format!("the change was made, but its {ty} event could not be recorded: {error}"));
-                }
+        record_change(&self.pipeline, draft).await
+    }
+}
+
+/// Records a change already made, retrying a failure; returns why it could
+/// not, if it could not (logged as an error too).
+pub(crate) async fn record_change(pipeline: &Pipeline, draft: Draft) -> Option<String> {
+    let mut waits = RECORD_RETRIES.iter();
+    loop {
+        let error = match pipeline.ingest(vec![draft.clone()], "api").await {
+            Ok(_) => return None,
+            Err(e) => e,
+        };
+        match waits.next() {
+            Some(wait) => tokio::time::sleep(*wait).await,
+            None => {
+                let ty = &draft.ty;
+                tracing::error!(source = %draft.source, change = %ty, %error, "change made but its event was not recorded");
+                return Some(format!("the change was made, but its {ty} event could not be recorded: {error}"));
             }
         }
     }

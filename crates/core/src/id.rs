@@ -48,6 +48,12 @@ pub fn last_id_at(time: DateTime<Utc>) -> EventId {
     Ulid::from_parts(time.timestamp_millis().max(0) as u64, u128::MAX)
 }
 
+/// When `id` was minted (to the millisecond): when its event reached the platform.
+pub fn minted_at(id: EventId) -> DateTime<Utc> {
+    let ms = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

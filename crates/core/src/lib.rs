@@ -50,7 +50,7 @@ pub use events::function::{
     FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
 };
 pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
-pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused};
+pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};
 pub use events::platform::{
     ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
 };
@@ -61,7 +61,7 @@ pub use events::shadow::{
 pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
 pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in, payload_of};
 pub use histogram::Histogram;
-pub use id::{EventId, IdMinter, first_id_at, last_id_at};
+pub use id::{EventId, IdMinter, first_id_at, last_id_at, minted_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};

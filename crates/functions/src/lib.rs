@@ -66,7 +66,7 @@ pub use plan::{Change, Difference, Plan};
 pub use record::RecordedInvocation;
 pub use replayed::{RecordedReplay, ReplayError, ReplayedResponse};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
-pub use spec::{Spec, is_name, parse_bytes, parse_rate};
+pub use spec::{Route, Spec, Trigger, is_name, parse_bytes, parse_rate};
 
 use glassbox_control::Control;
 use glassbox_pipeline::Pipeline;

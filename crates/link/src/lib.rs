@@ -68,6 +68,18 @@ pub struct ClearedMessage {
     pub bytes: usize,
 }
 
+/// A retained message, as listed: never its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedMessage {
+    pub topic: String,
+    /// Payload bytes.
+    pub bytes: usize,
+    /// The event it was recorded as (its time and publisher are on the record).
+    pub event: EventId,
+    /// The client that set it; none when it was restored at start.
+    pub publisher: Option<String>,
+}
+
 /// What services may ask of the transport that holds devices' sessions.
 #[async_trait]
 pub trait DeviceLink: Send + Sync + 'static {
@@ -89,6 +101,15 @@ pub trait DeviceLink: Send + Sync + 'static {
     /// Clears the device's queue of messages not yet sent, each drop naming
     /// `by`; `None` when no session is held for it.
     async fn clear_queue(&self, device: &str, by: &Principal) -> Option<Cleared>;
+
+    /// The retained messages on topics matching `filter` (a valid filter,
+    /// not shared), by topic, at most `limit`.
+    fn retained(&self, filter: &str, limit: usize) -> Vec<RetainedMessage>;
+
+    /// Removes the retained messages on topics matching `filter`, as a
+    /// client's empty retained PUBLISH would (but sending nothing to
+    /// subscribers); resolves once the removal is stored. Returns them.
+    async fn clear_retained(&self, filter: &str) -> Vec<RetainedMessage>;
 }
 
 /// The platform's side of the reserved topics: the transport calls it for

@@ -34,7 +34,7 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 
-pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, HostRule, Outbound, reserved};
+pub use egress::{EGRESS_RECORDS_MAX, EgressRecord, Exposure, HostRule, Outbound, reserved};
 pub use host::{LogLine, NoServices, OverBudget, Reach, Services};
 pub use http::{BodyError, HttpResponse, ResponseBody, read_body};
 pub use instances::{Instances, Reuse};

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod metrics;
+mod perimeter;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -91,9 +92,19 @@ pub async fn start_with_log(
     if let Some(otlp) = otlp {
         metrics.register(otlp);
     }
+    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
+        format!(
+            "binding the HTTP API to {}: is another server using it? choose another address with --http \
+                 (http.listen, GLASSBOX_HTTP_LISTEN)",
+            config.http.listen
+        )
+    })?;
+    let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
+    let bound = perimeter::Bound { http: http_addr, mqtt: mqtt_addr, mqtts: mqtts_addr };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         registry: services.registry,
+        retained: services.retained,
         control: services.control,
         functions: services.functions.clone(),
         pipeline,
@@ -110,17 +121,10 @@ pub async fn start_with_log(
             config.http.client_requests_per_second,
             config.http.route_requests_per_second,
         )),
+        surface: Arc::new(perimeter::surface(&config, &bound)),
         metrics_public: config.metrics.public,
         stopping,
     };
-    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
-        format!(
-            "binding the HTTP API to {}: is another server using it? choose another address with --http \
-                 (http.listen, GLASSBOX_HTTP_LISTEN)",
-            config.http.listen
-        )
-    })?;
-    let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping =
         Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
@@ -243,6 +247,7 @@ struct Services {
     control: Arc<glassbox_control::Control>,
     functions: Arc<glassbox_functions::Functions>,
     registry: Arc<glassbox_control::Registry>,
+    retained: Arc<glassbox_control::RetainedMessages>,
 }
 
 impl Services {
@@ -272,9 +277,10 @@ impl Services {
         .await
         .context("starting the function runtime")?;
         let link = Arc::new(broker.clone());
+        let retained = Arc::new(glassbox_control::RetainedMessages::new(link.clone(), pipeline.clone()));
         let registry =
             Arc::new(glassbox_control::Registry::new(stores.devices.clone(), link, control.clone(), pipeline.clone()));
-        Ok(Self { control, functions, registry })
+        Ok(Self { control, functions, registry, retained })
     }
 }
 

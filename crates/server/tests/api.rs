@@ -355,6 +355,7 @@ async fn health_is_public_and_openapi_lists_every_route() {
         "/api/v1/metrics",
         "/api/v1/metrics/{name}",
         "/api/v1/diagnose",
+        "/api/v1/perimeter",
         "/api/v1/anomalies",
         "/api/v1/functions/{name}",
         "/api/v1/functions/{name}/versions",

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Payload;
-use crate::DropReason;
+use crate::{DropReason, Principal};
 
 /// The event type of a refused PUBLISH (or will).
 pub const PUBLISH_REFUSED: &str = "mqtt.publish_refused";
@@ -37,6 +37,26 @@ fn is_zero(n: &u64) -> bool {
 
 impl Payload for PublishRefused {
     const TYPE: &'static str = PUBLISH_REFUSED;
+}
+
+/// The event type of an operator's clearing of retained messages.
+pub const RETAINED_CLEARED: &str = "mqtt.retained_cleared";
+
+/// The data of a [`RETAINED_CLEARED`] event: which retained messages were
+/// removed, by whom; recorded even when the filter matched none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedCleared {
+    /// The topic filter given.
+    pub filter: String,
+    pub principal: Principal,
+    /// The topics whose retained message was removed, by topic.
+    pub topics: Vec<String>,
+    /// The events those messages were recorded as, in the same order.
+    pub events: Vec<String>,
+}
+
+impl Payload for RetainedCleared {
+    const TYPE: &'static str = RETAINED_CLEARED;
 }
 
 #[cfg(test)]

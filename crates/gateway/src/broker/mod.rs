@@ -36,7 +36,7 @@ pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth};
 pub use glassbox_link::Reserved;
 pub use session::{CLEARED_LISTED_MAX, Cleared, ClearedMessage};
 
-use glassbox_link::{DeviceLink, DeviceMessage, Presence};
+use glassbox_link::{DeviceLink, DeviceMessage, Presence, RetainedMessage};
 
 use self::message::Delivery;
 use self::session::{Session, StoredSession, SubOptions};
@@ -333,6 +333,27 @@ impl DeviceLink for Broker {
     async fn clear_queue(&self, device: &str, by: &glassbox_core::Principal) -> Option<Cleared> {
         Broker::clear_queue(self, device, by).await
     }
+
+    fn retained(&self, filter: &str, limit: usize) -> Vec<RetainedMessage> {
+        let found = self.shared.router.retained_matching(filter, SystemTime::now());
+        found.iter().take(limit).map(|m| retained_view(m)).collect()
+    }
+
+    async fn clear_retained(&self, filter: &str) -> Vec<RetainedMessage> {
+        let found = self.shared.router.retained_matching(filter, SystemTime::now());
+        let ops = found.iter().map(|m| self.shared.router.unretain(&m.topic)).collect();
+        self.shared.persist(ops).await;
+        found.iter().map(|m| retained_view(m)).collect()
+    }
+}
+
+fn retained_view(message: &message::Message) -> RetainedMessage {
+    RetainedMessage {
+        topic: message.topic.clone(),
+        bytes: message.payload.len(),
+        event: message.event,
+        publisher: (!message.publisher.is_empty()).then(|| message.publisher.to_string()),
+    }
 }
 
 /// A link that does not keep the broker alive, for a service the broker
@@ -362,6 +383,17 @@ impl DeviceLink for WeakBroker {
 
     async fn clear_queue(&self, device: &str, by: &glassbox_core::Principal) -> Option<Cleared> {
         self.upgrade()?.clear_queue(device, by).await
+    }
+
+    fn retained(&self, filter: &str, limit: usize) -> Vec<RetainedMessage> {
+        self.upgrade().map(|b| DeviceLink::retained(&b, filter, limit)).unwrap_or_default()
+    }
+
+    async fn clear_retained(&self, filter: &str) -> Vec<RetainedMessage> {
+        match self.upgrade() {
+            Some(broker) => broker.clear_retained(filter).await,
+            None => Vec::new(),
+        }
     }
 }
 

@@ -119,6 +119,12 @@ impl Router {
         Some(SessionOp::Retain { topic, message: Some(stored.encode()) })
     }
 
+    /// Removes a topic's retained message; the change to store.
+    pub fn unretain(&self, topic: &str) -> SessionOp {
+        self.retained.clear(topic);
+        SessionOp::Retain { topic: topic.to_string(), message: None }
+    }
+
     /// Retained messages matching a (plain) filter; expired ones are removed.
     pub fn retained_matching(&self, filter: &str, now: SystemTime) -> Vec<Arc<Message>> {
         self.retained.matching(filter, now)

@@ -29,7 +29,7 @@ pub const EGRESS_RECORDS_MAX: usize = 100;
 mod rules;
 
 use rules::default_port;
-pub use rules::{HostRule, reserved};
+pub use rules::{Exposure, HostRule, reserved};
 
 /// What one invocation may reach, and the trace context it may pass on.
 #[derive(Debug, Clone, Default)]
@@ -591,5 +591,18 @@ mod tests {
              egress allow list"
         );
         assert_eq!(Outbound { dry_run: false, ..dry }.refusal("https", "a.test", 443), None);
+    }
+
+    #[test]
+    fn a_rule_says_how_far_it_reaches() {
+        let judge = |rule: &str| HostRule::parse(rule).unwrap().exposure();
+        assert_eq!(judge("api.example.com"), Exposure::Narrow);
+        assert_eq!(judge("203.0.113.7"), Exposure::Narrow);
+        assert!(matches!(judge("http://api.example.com"), Exposure::Wide(w) if w.contains("plain http")));
+        assert!(matches!(judge("*.example.com"), Exposure::Wide(w) if w.contains("every subdomain of example.com")));
+        assert!(matches!(judge("10.0.0.0/8"), Exposure::Wide(w) if w.contains("private")));
+        assert!(matches!(judge("8.0.0.0/8"), Exposure::Wide(w) if w.contains("2^24")));
+        assert!(matches!(judge("169.254.0.0/16"), Exposure::Dangerous(w) if w.contains("metadata")));
+        assert!(matches!(judge("0.0.0.0/0"), Exposure::Dangerous(w) if w == "every address"));
     }
 }

@@ -101,6 +101,43 @@ impl HostRule {
     }
 }
 
+/// What an allow rule opens beyond one public host over https, for the
+/// perimeter view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposure {
+    /// One public host (or address) over https.
+    Narrow,
+    /// Wider, and maybe meant: a wildcard, plain http, an internal network.
+    Wide(String),
+    /// Every address, or the cloud metadata address (credentials live there).
+    Dangerous(String),
+}
+
+impl HostRule {
+    /// How far this rule reaches, judged from what it names.
+    pub fn exposure(&self) -> Exposure {
+        let plaintext = (self.scheme == "http").then(|| "plain http: what is sent can be read on the way".to_string());
+        match &self.target {
+            Target::Net { prefix: 0, .. } => Exposure::Dangerous("every address".into()),
+            Target::Net { .. } if self.contains(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254))) => {
+                Exposure::Dangerous("reaches the cloud metadata address, where instance credentials live".into())
+            }
+            Target::Net { addr, prefix } => {
+                let (bits, narrow) = if addr.is_ipv4() { (32, 24) } else { (128, 64) };
+                match reserved(*addr) {
+                    Some(kind) => Exposure::Wide(format!("reaches {kind} ({addr}/{prefix}): an internal network")),
+                    None if *prefix < narrow => {
+                        Exposure::Wide(format!("a public range of 2^{} addresses", bits - prefix))
+                    }
+                    None => plaintext.map_or(Exposure::Narrow, Exposure::Wide),
+                }
+            }
+            Target::Name { host, wildcard: true } => Exposure::Wide(format!("every subdomain of {host}")),
+            Target::Name { .. } => plaintext.map_or(Exposure::Narrow, Exposure::Wide),
+        }
+    }
+}
+
 /// The port a scheme means when none is written.
 pub(super) fn default_port(scheme: &str) -> u16 {
     if scheme == "http" { 80 } else { 443 }
