@@ -32,6 +32,63 @@ pub struct Incident {
     pub causes: Vec<Cause>,
     /// The whole incident in words.
     pub summary: String,
+    /// Someone said they are on it (`glassbox diagnose ack`).
+    #[serde(default)]
+    pub acknowledged: Option<Triaged>,
+    /// Someone said it is dealt with (`glassbox diagnose resolve`).
+    #[serde(default)]
+    pub resolved: Option<Triaged>,
+    /// The subjects of its episodes silenced now, each until when: their
+    /// anomalies raise no alert (`glassbox diagnose silence`).
+    #[serde(default)]
+    pub silenced: Vec<Silence>,
+}
+
+/// An acknowledgement or a resolution: who, when, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triaged {
+    pub at: DateTime<Utc>,
+    /// Who, as a label (`admin`, `token:oncall`).
+    pub by: String,
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/diagnose/incidents/{id}/ack` and `…/resolve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A maintenance window on a subject: its anomalies are recorded but
+/// raise no alert until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// `function:NAME`, `device:ID`, `group:NAME` or `platform`.
+    pub subject: String,
+    pub until: DateTime<Utc>,
+    pub by: String,
+    pub note: Option<String>,
+}
+
+/// `GET /api/v1/diagnose/silences`: the silences in force, soonest to end first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silences {
+    pub silences: Vec<Silence>,
+}
+
+/// `POST /api/v1/diagnose/silences`: silence a subject for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRequest {
+    /// `function:NAME`, `device:ID`, `group:NAME` or `platform`.
+    pub subject: String,
+    /// How long: `30m`, `2h`, `1d` (at most 30 days); `0s` ends a silence now.
+    #[serde(rename = "for")]
+    pub length: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `GET /api/v1/anomalies`.

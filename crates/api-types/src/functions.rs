@@ -73,3 +73,56 @@ pub struct Invocations<I> {
     pub invocations: Vec<I>,
     pub truncated: bool,
 }
+
+/// `GET /api/v1/functions/{name}/dead-letters`: the events the function
+/// gave up on and no redrive or discard has cleared, newest first.
+/// Generic over the entry `D` (the functions service's `OpenDeadLetter`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetters<D> {
+    pub function: String,
+    pub dead_letters: Vec<D>,
+}
+
+/// `POST /api/v1/functions/{name}/dead-letters/redrive`: what to run again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// The version to run; none: the live one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Only these dead letters, by event id; none: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+    /// Runs started at most, e.g. `10/s`, `100/m`; none: one after the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Run each in a sandbox: nothing recorded, sent or cleared.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer to a redrive: each run's outcome (`R`: the service's `Redriven`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedriveAnswer<R> {
+    pub function: String,
+    pub dry_run: bool,
+    pub redriven: Vec<R>,
+    /// How many succeeded and left the list.
+    pub cleared: usize,
+}
+
+/// `POST /api/v1/functions/{name}/dead-letters/discard`: which to drop.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardRequest {
+    /// Only these dead letters, by event id; none: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+}
+
+/// The answer to a discard: the events taken off the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discarded {
+    pub function: String,
+    pub discarded: Vec<String>,
+}

@@ -11,7 +11,7 @@ use glassbox_api_types::openapi::Document;
 use glassbox_api_types::{
     Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, Health, Incident, Ingested,
     InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange, Metrics, Page, Point,
-    Ready, SeriesRange, Subject, Trace, WatchedSeries,
+    Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
 };
 use glassbox_api_types::{
     ClearedMessage, CommandIssued, CommandList, DeployedVersion, DeviceInspection, DevicePage, DeviceSecret,
@@ -247,7 +247,13 @@ fn a_diagnosis_and_anomalies() {
         episodes: vec![episode(None, None), episode(Some(at(9)), Some("silent for 16s".into()))],
         causes: vec![cause],
         summary: "fan is slow".into(),
+        acknowledged: Some(Triaged { at: at(5), by: "token:oncall".into(), note: Some("rolling back".into()) }),
+        resolved: None,
+        silenced: vec![Silence { subject: "function:fan".into(), until: at(50), by: "admin".into(), note: None }],
     };
+    let silences = Silences { silences: incident.silenced.clone() };
+    conforms("get", "/api/v1/diagnose/silences", 200, &silences);
+    conforms("post", "/api/v1/diagnose/incidents/{id}/ack", 200, &incident);
     let diagnosis = Diagnosis {
         now: at(10),
         since: at(0),

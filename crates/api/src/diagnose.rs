@@ -5,15 +5,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use glassbox_api_types::{Anomalies, Diagnosis};
-use glassbox_core::Problem;
+use glassbox_api_types::{Anomalies, Diagnosis, Incident, Silence, SilenceRequest, Silences, TriageRequest};
+use glassbox_core::{AnomalySubject, Principal, Problem};
 use glassbox_diagnose::Subject;
 use serde::Deserialize;
 
+use super::auth::Caller;
+use super::body::{JsonBody, Shape};
 use super::events::parse_time;
-use super::params::{Parameters, Query};
+use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use glassbox_watch::{Watch, answer};
+use glassbox_watch::triage::Saying;
+use glassbox_watch::{TriageError, Watch, answer};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,10 +63,11 @@ pub async fn diagnose(
         (None, None) => None,
     };
     let since = since(p.since.as_deref())?;
-    let diagnosis = watch(&app)?.diagnose(since, Utc::now(), scope.as_ref());
+    let watch = watch(&app)?;
+    let diagnosis = watch.diagnose(since, Utc::now(), scope.as_ref());
     // None only when a detector panicked holding the lock: a server fault.
     let diagnosis = diagnosis.ok_or_else(|| super::error::internal("the anomaly detectors' lock is poisoned"))?;
-    Ok(Json(answer::diagnosis(&diagnosis)))
+    Ok(Json(answer::diagnosis(&diagnosis, watch)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,4 +91,78 @@ pub async fn anomalies(
     let since = since(p.since.as_deref())?;
     let episodes = watch(&app)?.episodes(since, Utc::now(), p.active == Some(true));
     Ok(Json(Anomalies { anomalies: episodes.iter().map(answer::episode).collect() }))
+}
+
+impl Shape for TriageRequest {
+    const EXAMPLE: &'static str = r#"{"note": "rolling back fan to v1"}"#;
+}
+
+impl Shape for SilenceRequest {
+    const EXAMPLE: &'static str = r#"{"subject": "function:fan", "for": "2h", "note": "firmware rollout"}"#;
+}
+
+fn triage_error(e: TriageError) -> ApiError {
+    match e {
+        TriageError::UnknownIncident(_) => ApiError::not_found(e.to_string()),
+        TriageError::Invalid(m) => ApiError::bad_request("invalid_triage", m),
+        TriageError::Poisoned => super::error::internal("the anomaly detectors' lock is poisoned"),
+        TriageError::Store(e) => e.into(),
+    }
+}
+
+/// `POST /api/v1/diagnose/incidents/{id}/ack` `{"note"?}`: someone is on it.
+pub async fn acknowledge(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<u64>,
+    JsonBody(r): JsonBody<TriageRequest>,
+) -> Result<Json<Incident>, ApiError> {
+    triage(&app, Saying::Acknowledged, id, r.note, &by).await
+}
+
+/// `POST /api/v1/diagnose/incidents/{id}/resolve` `{"note"?}`: it is dealt with.
+pub async fn resolve(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<u64>,
+    JsonBody(r): JsonBody<TriageRequest>,
+) -> Result<Json<Incident>, ApiError> {
+    triage(&app, Saying::Resolved, id, r.note, &by).await
+}
+
+/// Records the saying; answers the incident as the diagnosis shows it now.
+async fn triage(
+    app: &AppState,
+    kind: Saying,
+    id: u64,
+    note: Option<String>,
+    by: &Principal,
+) -> Result<Json<Incident>, ApiError> {
+    let watch = watch(app)?;
+    watch.triage_incident(kind, id, note, by).await.map_err(triage_error)?;
+    let now = Utc::now();
+    let diagnosis = watch.diagnose(now - chrono::TimeDelta::days(1), now, None);
+    let diagnosis = diagnosis.ok_or_else(|| super::error::internal("the anomaly detectors' lock is poisoned"))?;
+    let answer = answer::diagnosis(&diagnosis, watch);
+    let incident = answer.incidents.into_iter().find(|i| i.id == id);
+    incident.map(Json).ok_or_else(|| ApiError::not_found(TriageError::UnknownIncident(id).to_string()))
+}
+
+/// `POST /api/v1/diagnose/silences` `{"subject", "for", "note"?}`.
+pub async fn silence(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    JsonBody(r): JsonBody<SilenceRequest>,
+) -> Result<Json<Silence>, ApiError> {
+    let subject = AnomalySubject::parse(&r.subject).map_err(|m| ApiError::bad_request("invalid_triage", m))?;
+    let length = humantime::parse_duration(&r.length)
+        .map_err(|e| ApiError::bad_request("invalid_triage", format!("for {:?}: {e} (e.g. 30m, 2h, 1d)", r.length)))?;
+    let silenced = watch(&app)?.silence(subject, length, r.note, &by).await.map_err(triage_error)?;
+    Ok(Json(answer::silence(&silenced)))
+}
+
+/// `GET /api/v1/diagnose/silences`: the silences in force.
+pub async fn silences(State(app): State<AppState>) -> Result<Json<Silences>, ApiError> {
+    let silences = watch(&app)?.silences().iter().map(answer::silence).collect();
+    Ok(Json(Silences { silences }))
 }

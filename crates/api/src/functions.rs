@@ -4,7 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use glassbox_api_types::{DeployedVersion, FunctionList, FunctionState, Invocations, LiveChanged, VersionList};
+use glassbox_api_types::{
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
+    RedriveAnswer, RedriveRequest, VersionList,
+};
 use glassbox_core::Deleted;
 use glassbox_core::{EventQuery, FUNCTION_INVOKED, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
@@ -16,7 +19,10 @@ use super::auth::Caller;
 use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
-use glassbox_functions::{FunctionError, InFlight, LiveChange, Plan, RecordedInvocation, Spec, parse_bytes};
+use glassbox_functions::{
+    DEAD_LETTERS_MAX, FunctionError, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive, Redriven,
+    Spec, parse_bytes, parse_rate,
+};
 
 /// Largest component accepted (JS and Python components are tens of MiB).
 pub const COMPONENT_BYTES_MAX: usize = 128 << 20;
@@ -303,6 +309,71 @@ pub async fn replay(
 ) -> Result<Json<Value>, ApiError> {
     let invocation = app.functions.replay(&name, &r.event_id, r.version, r.dry_run).await.map_err(error)?;
     Ok(Json(invocation))
+}
+
+/// `?limit=` of the dead-letter list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterParams {
+    limit: Option<usize>,
+}
+
+impl Parameters for DeadLetterParams {
+    fn accepts(name: &str) -> Option<String> {
+        (name == "limit").then(|| format!("an integer from 1 to {DEAD_LETTERS_MAX}"))
+    }
+}
+
+impl Shape for RedriveRequest {
+    const EXAMPLE: &'static str =
+        r#"{"version": 3, "ids": ["01JD6Y8Q1W3N4ZV7K2M5P9R0ST"], "rate": "10/s", "dry_run": false}"#;
+}
+
+impl Shape for DiscardRequest {
+    const EXAMPLE: &'static str = r#"{"ids": ["01JD6Y8Q1W3N4ZV7K2M5P9R0ST"]}"#;
+}
+
+/// `GET /api/v1/functions/{name}/dead-letters?limit=`: the open dead letters, newest first.
+pub async fn dead_letters(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(p): Query<DeadLetterParams>,
+) -> Result<Json<DeadLetters<OpenDeadLetter>>, ApiError> {
+    let limit = p.limit.unwrap_or(100).clamp(1, DEAD_LETTERS_MAX);
+    let dead_letters = app.functions.dead_letters(&name, limit).await.map_err(error)?;
+    Ok(Json(DeadLetters { function: name, dead_letters }))
+}
+
+/// `POST /api/v1/functions/{name}/dead-letters/redrive`: runs them again,
+/// each on its chain; those that succeed leave the list.
+pub async fn redrive(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(name): Path<String>,
+    JsonBody(r): JsonBody<RedriveRequest>,
+) -> Result<Json<RedriveAnswer<Redriven>>, ApiError> {
+    let rate_per_second = r
+        .rate
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|m| ApiError::invalid_parameters(vec![Problem { field: "rate".into(), message: m }]))?;
+    let redrive = Redrive { version: r.version, ids: r.ids, rate_per_second, dry_run: r.dry_run };
+    let redriven = app.functions.redrive(&name, redrive, &by).await.map_err(error)?;
+    let cleared = redriven.iter().filter(|r| r.cleared).count();
+    Ok(Json(RedriveAnswer { function: name, dry_run: r.dry_run, redriven, cleared }))
+}
+
+/// `POST /api/v1/functions/{name}/dead-letters/discard`: takes them off
+/// the list unrun, each recorded with the caller.
+pub async fn discard(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(name): Path<String>,
+    JsonBody(r): JsonBody<DiscardRequest>,
+) -> Result<Json<Discarded>, ApiError> {
+    let discarded = app.functions.discard(&name, r.ids.as_deref(), &by).await.map_err(error)?;
+    Ok(Json(Discarded { function: name, discarded }))
 }
 
 #[derive(Debug, Deserialize)]

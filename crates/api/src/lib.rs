@@ -111,6 +111,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/diagnose", get(diagnose::diagnose))
         .route("/api/v1/perimeter", get(perimeter::perimeter))
         .route("/api/v1/anomalies", get(diagnose::anomalies))
+        .route("/api/v1/diagnose/incidents/{id}/ack", post(diagnose::acknowledge))
+        .route("/api/v1/diagnose/incidents/{id}/resolve", post(diagnose::resolve))
+        .route("/api/v1/diagnose/silences", get(diagnose::silences).post(diagnose::silence))
         .route("/api/v1/metrics", get(series::list))
         .route("/api/v1/metrics/{name}", get(series::range))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
@@ -133,6 +136,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
+        .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
+        .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
+        .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))
         // Added after the layer above: a refused ingest is counted as one.
         .route(

@@ -1,13 +1,14 @@
 //! `glassbox diagnose`: what is abnormal, since when, what it affects, and
 //! the most likely causes with their evidence — in words.
 
-use glassbox_api_types::{Diagnosis, Incident};
+use glassbox_api_types::{Diagnosis, Incident, Silence, SilenceRequest, Silences, TriageRequest, Triaged};
 
 use crate::Remote;
-use crate::render::clock;
+use crate::render::{self, clock};
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Examples:\n  \
     glassbox diagnose                        the last hour, everything\n  \
     glassbox diagnose --since 24h --function thermostat\n  \
     glassbox diagnose --device kitchen-1 --json\n\n\
@@ -15,8 +16,17 @@ use crate::render::clock;
     drops; connections) has a detector that learns its normal (the first 15 minutes of each series) \
     and flags one episode per anomaly. Concurrent episodes of related subjects form an incident; \
     recorded changes before it (deploys, rollbacks, device changes, shadow and command batches) are \
-    ranked as its causes by time, scope and how the series moved across them.")]
+    ranked as its causes by time, scope and how the series moved across them.\n\n\
+    Triage, each recorded with who and why:\n  \
+    glassbox diagnose ack 7 --note 'rolling back fan'      someone is on incident 7\n  \
+    glassbox diagnose resolve 7 --note 'v1 is live again'  it is dealt with\n  \
+    glassbox diagnose silence function:fan --for 2h       a maintenance window: recorded, no alert\n  \
+    glassbox diagnose silences                             the silences in force",
+    args_conflicts_with_subcommands = true
+)]
 pub struct DiagnoseArgs {
+    #[command(subcommand)]
+    triage: Option<TriageCommand>,
     /// How far back: RFC 3339 or a duration ago (15m, 2h, 7d).
     #[arg(long, default_value = "1h")]
     since: String,
@@ -33,7 +43,73 @@ pub struct DiagnoseArgs {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum TriageCommand {
+    /// Say someone is on an incident (recorded as incident.acknowledged).
+    Ack(NoteArgs),
+    /// Say an incident is dealt with (recorded as incident.resolved).
+    Resolve(NoteArgs),
+    /// A maintenance window: a subject's anomalies are still detected and
+    /// recorded, but post no alert to the webhook (recorded as diagnose.silenced).
+    Silence(SilenceArgs),
+    /// End a subject's silence now.
+    Unsilence(UnsilenceArgs),
+    /// The silences in force.
+    Silences(ListArgs),
+}
+
+#[derive(clap::Args)]
+struct NoteArgs {
+    /// The incident's id (`glassbox diagnose` shows it).
+    incident: u64,
+    /// Why: kept with who and when.
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SilenceArgs {
+    /// function:NAME, device:ID, group:NAME or platform.
+    subject: String,
+    /// How long: 30m, 2h, 1d (at most 30 days).
+    #[arg(long = "for", value_name = "DURATION")]
+    length: String,
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct UnsilenceArgs {
+    /// function:NAME, device:ID, group:NAME or platform.
+    subject: String,
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    json: bool,
+}
+
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
+    if let Some(command) = args.triage {
+        return triage(command).await;
+    }
     let client = args.remote.client()?;
     let mut query = vec![("since", args.since.clone())];
     query.extend(args.function.clone().map(|f| ("function", f)));
@@ -51,13 +127,77 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn triage(command: TriageCommand) -> anyhow::Result<()> {
+    match command {
+        TriageCommand::Ack(a) => note(a, "ack").await,
+        TriageCommand::Resolve(a) => note(a, "resolve").await,
+        TriageCommand::Silence(a) => silence(&a.remote, &a.subject, &a.length, a.note, a.json).await,
+        TriageCommand::Unsilence(a) => silence(&a.remote, &a.subject, "0s", a.note, a.json).await,
+        TriageCommand::Silences(a) => {
+            let answer: Silences = a.remote.client()?.fetch("/api/v1/diagnose/silences", &[]).await?;
+            match a.json {
+                true => println!("{}", serde_json::to_string_pretty(&answer)?),
+                false if answer.silences.is_empty() => println!("nothing is silenced"),
+                false => answer.silences.iter().for_each(|s| println!("{}", silence_line(s))),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn note(a: NoteArgs, verb: &str) -> anyhow::Result<()> {
+    let path = format!("/api/v1/diagnose/incidents/{}/{verb}", a.incident);
+    let body = serde_json::to_string(&TriageRequest { note: a.note })?;
+    let incident: Incident = a.remote.client()?.post_as(&path, "application/json", body).await?;
+    match a.json {
+        true => println!("{}", serde_json::to_string_pretty(&incident)?),
+        false => print_incident(&incident),
+    }
+    Ok(())
+}
+
+async fn silence(remote: &Remote, subject: &str, length: &str, note: Option<String>, json: bool) -> anyhow::Result<()> {
+    let request = SilenceRequest { subject: subject.into(), length: length.into(), note };
+    let body = serde_json::to_string(&request)?;
+    let silence: Silence = remote.client()?.post_as("/api/v1/diagnose/silences", "application/json", body).await?;
+    match (json, length) {
+        (true, _) => println!("{}", serde_json::to_string_pretty(&silence)?),
+        (false, "0s") => println!("{} is no longer silenced", silence.subject),
+        (false, _) => println!("{}", silence_line(&silence)),
+    }
+    Ok(())
+}
+
+fn silence_line(s: &Silence) -> String {
+    let note = s.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+    format!("{} silenced until {} by {}{note}", s.subject, render::clock(s.until), s.by)
+}
+
+fn said(what: &str, t: &Triaged) -> String {
+    let note = t.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+    format!("{what} by {} at {}{note}", t.by, clock(t.at))
+}
+
 fn print_incident(incident: &Incident) {
-    let state = match incident.end {
+    let mut state = match incident.end {
         None => "open".to_string(),
         Some(end) => format!("ended {}", clock(end)),
     };
+    if incident.resolved.is_some() {
+        state.push_str(" · resolved");
+    } else if incident.acknowledged.is_some() {
+        state.push_str(" · acknowledged");
+    }
     println!("\nincident {} · since {} · {state}", incident.id, clock(incident.start));
     println!("  {}", incident.summary);
+    for (what, t) in [("acknowledged", &incident.acknowledged), ("resolved", &incident.resolved)] {
+        if let Some(t) = t {
+            println!("  {}", said(what, t));
+        }
+    }
+    for s in &incident.silenced {
+        println!("  {} (no alert is posted)", silence_line(s));
+    }
     println!("  abnormal:");
     for e in &incident.episodes {
         println!("    {:<48} {:<14} from {}  peak score {:.2}", e.series.key, e.signal, clock(e.start), e.peak_score);

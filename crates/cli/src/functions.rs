@@ -1,6 +1,7 @@
 //! `glassbox functions …`: deploy WebAssembly components, see and change
 //! which version is live, delete them, and look at their invocations.
 
+mod dead_letters;
 mod lifecycle;
 
 use std::path::PathBuf;
@@ -70,6 +71,31 @@ pub enum FunctionsCommand {
         glassbox functions invocations thermostat --outcome timed_out\n  \
         glassbox logs --function thermostat --level error             the same failures as log lines")]
     Invocations(InvocationsArgs),
+    /// The events a function gave up on (retries used up, or a guard), with
+    /// their attempts, first and last failure and error; redrive or discard them.
+    #[command(
+        name = "dead-letters",
+        after_help = "  glassbox functions dead-letters thermostat
+  \
+        glassbox functions dead-letters thermostat --json
+\n\
+        A dead letter leaves the list when a redrive of it succeeds, or when it is discarded; both are recorded \
+        (function.dead_letter_cleared) with who did it."
+    )]
+    DeadLetters(dead_letters::DeadLettersArgs),
+    /// Run a function's dead letters again — after a fix, against the live
+    /// or a chosen version — each on its original chain; those that succeed
+    /// leave the list.
+    #[command(
+        after_help = "  glassbox functions redrive thermostat --dry-run        would the live version succeed now?\n  \
+        glassbox functions redrive thermostat --rate 10/s\n  \
+        glassbox functions redrive thermostat --version 3 --ids 01JD6Y8Q1W3N4ZV7K2M5P9R0ST"
+    )]
+    Redrive(dead_letters::RedriveArgs),
+    /// Drop a function's dead letters without running them, on the record.
+    #[command(after_help = "  glassbox functions discard thermostat --ids 01JD6Y8Q1W3N4ZV7K2M5P9R0ST\n  \
+        glassbox functions discard thermostat          all of them")]
+    Discard(dead_letters::DiscardArgs),
 }
 
 #[derive(clap::Args)]
@@ -211,6 +237,9 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
         FunctionsCommand::Rollback(a) => lifecycle::rollback(&a.remote.client()?, &a.name, a.json).await,
         FunctionsCommand::Delete(a) => lifecycle::delete(&a.remote.client()?, &a.name, a.force, a.purge, a.json).await,
         FunctionsCommand::Invocations(a) => invocations(a).await,
+        FunctionsCommand::DeadLetters(a) => dead_letters::list(a).await,
+        FunctionsCommand::Redrive(a) => dead_letters::redrive(a).await,
+        FunctionsCommand::Discard(a) => dead_letters::discard(a).await,
     }
 }
 

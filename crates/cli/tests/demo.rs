@@ -259,6 +259,10 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
         assert!(text.contains(&format!("incident {id} ")), "incident {id} as announced: {text}");
     }
 
+    // The on-call acknowledges the loop, as its announcement suggests; diagnose says who, and why.
+    let acked = demo.shell(&format!("glassbox diagnose ack {} --note 'rolling ticker back'", announced[0]));
+    assert!(acked.contains("acknowledged by admin") && acked.contains("rolling ticker back"), "{acked}");
+
     // The loop goes on until the rollback the announcement asks for, and stops then.
     demo.shell("glassbox functions rollback ticker");
     std::thread::sleep(Duration::from_secs(5));

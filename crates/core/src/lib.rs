@@ -46,13 +46,16 @@ pub use events::connection::{
     SessionExpired, SubscribeDenied, TlsSession,
 };
 pub use events::function::{
-    DeadLetter, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK,
-    FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
+    DeadLetter, DeadLetterCleared, DeadLetterClearedReason, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER,
+    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
+    HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
 };
 pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};
 pub use events::platform::{
     ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, CONFIG_CHANGED, ConfigChanged,
+    DIAGNOSE_SILENCED, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentAcknowledged, IncidentNote, IncidentResolved,
+    Silenced,
 };
 pub use events::shadow::{
     DEVICE_SHADOW_ACCEPTED, DEVICE_SHADOW_DELTA, DEVICE_SHADOW_REJECTED, GetRejected, ShadowAccepted, ShadowDelta,

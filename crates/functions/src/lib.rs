@@ -34,6 +34,7 @@
 //! here), the MQTT broker's sessions, or configuration files; it never
 //! depends on `glassbox-server`.
 
+mod dead_letters;
 mod http;
 mod lifecycle;
 mod plan;
@@ -60,6 +61,7 @@ use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+pub use dead_letters::{DEAD_LETTERS_MAX, OpenDeadLetter, Redrive, Redriven};
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
@@ -524,6 +526,24 @@ impl Functions {
         version: Option<u32>,
         dry_run: bool,
     ) -> Result<Value, FunctionError> {
+        let live = self.version_to_run(name, version).await?;
+        let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
+        let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
+            FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
+        })?;
+        if live.compiled.world() == World::HttpProxy {
+            return self.replay_http(&live, &recorded, dry_run).await;
+        }
+        if dry_run {
+            let (report, sandbox) = self.dry_run(&live, &recorded).await?;
+            return Ok(sandbox::DryRun::new(&live, event_id, report, &sandbox).to_value());
+        }
+        let invocation = self.rerun(&live, &recorded).await?;
+        Ok(invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null))
+    }
+
+    /// A version of `name` ready to run: the live one, or version `n`.
+    async fn version_to_run(&self, name: &str, version: Option<u32>) -> Result<Arc<Live>, FunctionError> {
         let versions = self.versions(name).await?;
         let chosen = match version {
             None => versions.iter().find(|v| v.live),
@@ -536,28 +556,35 @@ impl Functions {
                 "{name} is deleted: nothing is live; name a version (`glassbox functions versions {name}`)"
             )),
         })?;
-        let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
-        let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
-            FunctionError::Invalid(format!("no event {event_id}: it never existed, or retention removed it"))
-        })?;
-        let live = Arc::new(self.prepare(chosen, None).await?);
-        if live.compiled.world() == World::HttpProxy {
-            return self.replay_http(&live, &recorded, dry_run).await;
-        }
-        let started = Utc::now();
-        // A dry run changes nothing outside: it runs in a sandbox, and lists what it would have done.
-        let sandbox = dry_run.then(|| self.services.sandbox(&live.version.name));
-        let reach = self.reach(&live, &recorded, sandbox.as_ref());
-        let report = self
-            .run_once(&live, &recorded, reach)
-            .await
-            .ok_or_else(|| FunctionError::Invalid("the replay failed to run; see the server log".into()))?;
-        if let Some(sandbox) = sandbox {
-            return Ok(sandbox::DryRun::new(&live, event_id, report, &sandbox).to_value());
-        }
-        let run = Run { started, queued: None, replay_of: Some(event_id), attempt: 1, http: None };
-        let invocation = self.record_invocation(&live, &recorded, run, report).await;
-        Ok(invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null))
+        Ok(Arc::new(self.prepare(chosen, None).await?))
+    }
+
+    /// Runs `recorded` again in a sandbox: nothing outside changes, and the
+    /// sandbox lists what the run would have done.
+    async fn dry_run(
+        &self,
+        live: &Arc<Live>,
+        recorded: &RecordedEvent,
+    ) -> Result<(Report, Arc<sandbox::Sandbox>), FunctionError> {
+        let sandbox = self.services.sandbox(&live.version.name);
+        let reach = self.reach(live, recorded, Some(&sandbox));
+        let report = self.run_once(live, recorded, reach).await.ok_or_else(run_failed)?;
+        Ok((report, sandbox))
+    }
+
+    /// Runs `recorded` again for real, recorded like any invocation — a new
+    /// `function.invoked` with `replay_of`, outputs as new events — all
+    /// caused by the event, on its chain.
+    async fn rerun(
+        &self,
+        live: &Arc<Live>,
+        recorded: &RecordedEvent,
+    ) -> Result<Option<record::RecordedInvocation>, FunctionError> {
+        let (started, event_id) = (Utc::now(), recorded.event.id.to_string());
+        let reach = self.reach(live, recorded, None);
+        let report = self.run_once(live, recorded, reach).await.ok_or_else(run_failed)?;
+        let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: None };
+        Ok(self.record_invocation(live, recorded, run, report).await)
     }
 
     pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>, FunctionError> {
@@ -609,6 +636,10 @@ impl Functions {
             }
         }
     }
+}
+
+fn run_failed() -> FunctionError {
+    FunctionError::Invalid("the replay failed to run; see the server log".into())
 }
 
 /// Whether the triggers suit the component's world: a `wasi:http/proxy`

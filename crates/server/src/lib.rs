@@ -80,6 +80,9 @@ pub async fn start_with_log(
     let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let pipeline = stores.pipeline(&config).await;
     let (series, watch) = derive_metrics(&config, &pipeline, &stores)?;
+    if let Some(watch) = &watch {
+        watch.recall_triage().await;
+    }
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
     let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes()).await?;

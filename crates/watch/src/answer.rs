@@ -5,14 +5,18 @@
 use glassbox_api_types as api;
 use glassbox_diagnose::{Cause, Change, Diagnosis, Episode, Incident, SeriesSpec, Subject};
 
-use super::time_of;
+use glassbox_core::Silenced;
 
-/// `GET /api/v1/diagnose`.
-pub fn diagnosis(d: &Diagnosis) -> api::Diagnosis {
+use super::triage::Said;
+use super::{Watch, anomaly_subject, time_of};
+
+/// `GET /api/v1/diagnose`, each incident with what operators said of it
+/// and the silences on its subjects (from `watch`).
+pub fn diagnosis(d: &Diagnosis, watch: &Watch) -> api::Diagnosis {
     api::Diagnosis {
         now: time_of(d.now),
         since: time_of(d.since),
-        incidents: d.incidents.iter().map(incident).collect(),
+        incidents: d.incidents.iter().map(|i| incident(i, watch)).collect(),
         series_watched: d.series_watched,
         series_learning: d.series_learning,
         unknowns: d.unknowns.clone(),
@@ -20,7 +24,10 @@ pub fn diagnosis(d: &Diagnosis) -> api::Diagnosis {
     }
 }
 
-fn incident(i: &Incident) -> api::Incident {
+fn incident(i: &Incident, watch: &Watch) -> api::Incident {
+    let said = watch.incident_state(i.id, time_of(i.start));
+    let silenced =
+        i.subjects.iter().filter_map(|s| watch.silence_on(&anomaly_subject(s))).map(|s| silence(&s)).collect();
     api::Incident {
         id: i.id,
         start: time_of(i.start),
@@ -29,7 +36,19 @@ fn incident(i: &Incident) -> api::Incident {
         episodes: i.episodes.iter().map(episode).collect(),
         causes: i.causes.iter().map(cause).collect(),
         summary: i.summary.clone(),
+        acknowledged: said.acknowledged.as_ref().map(triaged),
+        resolved: said.resolved.as_ref().map(triaged),
+        silenced,
     }
+}
+
+fn triaged(said: &Said) -> api::Triaged {
+    api::Triaged { at: said.at, by: said.note.principal.label(), note: said.note.note.clone() }
+}
+
+/// A silence, as `/api/v1/diagnose/silences` and a diagnosis show it.
+pub fn silence(s: &Silenced) -> api::Silence {
+    api::Silence { subject: s.subject.to_string(), until: s.until, by: s.principal.label(), note: s.note.clone() }
 }
 
 /// One episode, as `/api/v1/anomalies` and a diagnosis show it.

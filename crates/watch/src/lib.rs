@@ -14,13 +14,18 @@
 
 pub mod answer;
 mod changes;
+pub mod triage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, Draft};
+use glassbox_core::{
+    ANOMALY_DETECTED, ANOMALY_RESOLVED, Anomaly, AnomalySeries, AnomalySubject, DIAGNOSE_SILENCED, Draft, EventQuery,
+    INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentAcknowledged, IncidentNote, IncidentResolved, Principal,
+    Silenced, TypePattern,
+};
 use glassbox_diagnose::{Alert, Diagnosis, Engine, Episode, SeriesSpec, Subject};
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
@@ -96,6 +101,8 @@ struct Detectors {
 
 pub struct Watch {
     detectors: Mutex<Detectors>,
+    /// What operators said about incidents and subjects.
+    triage: Mutex<triage::Triage>,
     pipeline: Weak<Pipeline>,
     webhook: Option<tokio::sync::mpsc::Sender<WebhookAlert>>,
 }
@@ -123,6 +130,7 @@ impl Watch {
         };
         let watch = Arc::new(Self {
             detectors: Mutex::new(Detectors { engine, known: HashMap::new(), fed_through: None }),
+            triage: Mutex::default(),
             pipeline: Arc::downgrade(pipeline),
             webhook,
         });
@@ -195,7 +203,8 @@ impl Watch {
             Alert::Started(e) => (ANOMALY_DETECTED, e),
             Alert::Ended(e) => (ANOMALY_RESOLVED, e),
         };
-        let anomaly = anomaly_of(episode);
+        let mut anomaly = anomaly_of(episode);
+        anomaly.silenced_until = self.silenced(&anomaly.series.subject, Utc::now());
         tracing::warn!(series = %episode.series.key, signal = %episode.signal, score = episode.peak_score, "{ty}");
         if let Some(pipeline) = self.pipeline.upgrade() {
             let draft =
@@ -203,6 +212,9 @@ impl Watch {
             if let Err(e) = pipeline.ingest(vec![draft], "platform").await {
                 tracing::error!(error = %e, "could not record an anomaly");
             }
+        }
+        if anomaly.silenced_until.is_some() {
+            return tracing::info!(series = %episode.series.key, "{ty}: its subject is silenced, no alert is posted");
         }
         if let Some(webhook) = &self.webhook
             && webhook.try_send(WebhookAlert { ty, anomaly }).is_err()
@@ -238,6 +250,143 @@ impl Watch {
         found.into_iter().filter(|e| !active || e.end.is_none()).cloned().collect()
     }
 }
+
+/// Why a triage was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TriageError {
+    #[error("no incident {0} in the last 24 h; `glassbox diagnose --since 24h` lists them")]
+    UnknownIncident(u64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the anomaly detectors' lock is poisoned")]
+    Poisoned,
+    #[error(transparent)]
+    Store(#[from] glassbox_store::StoreError),
+}
+
+/// Longest silence: a maintenance window, not a way to turn alerts off.
+pub const SILENCE_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How far back an incident can be acknowledged or resolved.
+const TRIAGE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+impl Watch {
+    /// Notes, as `by`, that someone is on incident `id` (or, `kind`
+    /// resolved, that it is dealt with); recorded as an event.
+    pub async fn triage_incident(
+        &self,
+        kind: triage::Saying,
+        id: u64,
+        note: Option<String>,
+        by: &Principal,
+    ) -> Result<triage::IncidentState, TriageError> {
+        let now = Utc::now();
+        let since = now - chrono::TimeDelta::from_std(TRIAGE_WINDOW).unwrap_or_default();
+        let diagnosis = self.diagnose(since, now, None).ok_or(TriageError::Poisoned)?;
+        let incident = diagnosis.incidents.iter().find(|i| i.id == id).ok_or(TriageError::UnknownIncident(id))?;
+        let note = IncidentNote { incident: id, incident_start: time_of(incident.start), note, principal: by.clone() };
+        let draft = match kind {
+            triage::Saying::Acknowledged => Draft::payload(SOURCE, &IncidentAcknowledged(note.clone())),
+            triage::Saying::Resolved => Draft::payload(SOURCE, &IncidentResolved(note.clone())),
+        };
+        let at = self.record(draft).await?;
+        let mut triage = self.triage.lock().map_err(|_| TriageError::Poisoned)?;
+        triage.note(kind, note.clone(), at);
+        Ok(triage.incident(id, note.incident_start))
+    }
+
+    /// Silences `subject`'s alerts for `length` as `by` (zero ends a
+    /// silence now); recorded as an event.
+    pub async fn silence(
+        &self,
+        subject: AnomalySubject,
+        length: Duration,
+        note: Option<String>,
+        by: &Principal,
+    ) -> Result<Silenced, TriageError> {
+        if length > SILENCE_MAX {
+            return Err(TriageError::Invalid("a silence lasts at most 30 days".into()));
+        }
+        let now = Utc::now();
+        let until = now + chrono::TimeDelta::from_std(length).unwrap_or_default();
+        let silenced = Silenced { subject, until, note, principal: by.clone() };
+        let draft = Draft { subject: Some(silenced.subject.to_string()), ..Draft::payload(SOURCE, &silenced) };
+        // Checked before it is recorded, so a refused silence leaves no record.
+        {
+            let mut triage = self.triage.lock().map_err(|_| TriageError::Poisoned)?;
+            triage.silence(silenced.clone(), now, now).map_err(TriageError::Invalid)?;
+        }
+        let at = self.record(draft).await?;
+        let mut triage = self.triage.lock().map_err(|_| TriageError::Poisoned)?;
+        triage.silence(silenced.clone(), at, now).map_err(TriageError::Invalid)?;
+        Ok(silenced)
+    }
+
+    /// The silences in force now.
+    pub fn silences(&self) -> Vec<Silenced> {
+        self.triage.lock().map(|t| t.silences(Utc::now())).unwrap_or_default()
+    }
+
+    /// What was said about incident `id` that started at `start`.
+    pub fn incident_state(&self, id: u64, start: DateTime<Utc>) -> triage::IncidentState {
+        self.triage.lock().map(|t| t.incident(id, start)).unwrap_or_default()
+    }
+
+    /// Until when `subject` is silenced, at `now`.
+    pub fn silenced(&self, subject: &AnomalySubject, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.triage.lock().ok()?.silenced(subject, now).map(|s| s.until)
+    }
+
+    /// The silence on `subject` in force now.
+    pub fn silence_on(&self, subject: &AnomalySubject) -> Option<Silenced> {
+        self.triage.lock().ok()?.silenced(subject, Utc::now()).cloned()
+    }
+
+    /// Rebuilds what operators said (acknowledgements, resolutions,
+    /// silences of the last 31 days) from the record; the server calls it
+    /// once at start, before it serves.
+    pub async fn recall_triage(&self) {
+        let Some(pipeline) = self.pipeline.upgrade() else { return };
+        let since = Utc::now() - chrono::TimeDelta::days(31);
+        for ty in [INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, DIAGNOSE_SILENCED] {
+            let query = EventQuery {
+                ty: Some(TypePattern::parse(ty)),
+                source: Some(SOURCE.into()),
+                since: Some(since),
+                limit: RECALLED_MAX,
+                ..EventQuery::default()
+            };
+            let found = match pipeline.store().query(&query).await {
+                Ok(page) => page.events,
+                Err(e) => return tracing::error!(error = %e, "could not read back acknowledged incidents and silences"),
+            };
+            let Ok(mut triage) = self.triage.lock() else { return };
+            for recorded in found.iter().rev() {
+                let at = recorded.event.time;
+                let _ = match ty {
+                    INCIDENT_ACKNOWLEDGED => recorded
+                        .payload()
+                        .map(|IncidentAcknowledged(note)| triage.note(triage::Saying::Acknowledged, note, at)),
+                    INCIDENT_RESOLVED => {
+                        recorded.payload().map(|IncidentResolved(note)| triage.note(triage::Saying::Resolved, note, at))
+                    }
+                    _ => recorded.payload::<Silenced>().map(|s| drop(triage.silence(s, at, Utc::now()))),
+                };
+            }
+        }
+    }
+
+    /// Records `draft`; its time.
+    async fn record(&self, draft: Draft) -> Result<DateTime<Utc>, TriageError> {
+        let pipeline = self.pipeline.upgrade().ok_or(TriageError::Invalid("the server is stopping".into()))?;
+        pipeline.ingest(vec![draft], "api").await?;
+        Ok(Utc::now())
+    }
+}
+
+/// Where triage events come from.
+const SOURCE: &str = "glassbox/diagnose";
+/// Triage events of each kind read back at start at most.
+const RECALLED_MAX: usize = 1_000;
 
 fn seconds(at: DateTime<Utc>) -> f64 {
     at.timestamp_micros() as f64 / 1e6
@@ -314,12 +463,7 @@ fn anomaly_of(e: &Episode) -> Anomaly {
         key: e.series.key.clone(),
         what: e.series.what.clone(),
         unit: e.series.unit.clone(),
-        subject: match &e.series.subject {
-            Subject::Function(name) => AnomalySubject::Function(name.clone()),
-            Subject::Device(id) => AnomalySubject::Device(id.clone()),
-            Subject::Group(name) => AnomalySubject::Group(name.clone()),
-            Subject::Platform => AnomalySubject::Platform,
-        },
+        subject: anomaly_subject(&e.series.subject),
     };
     Anomaly {
         id: e.id,
@@ -333,10 +477,21 @@ fn anomaly_of(e: &Episode) -> Anomaly {
         expected: e.expected,
         detail: e.detail.clone(),
         words: glassbox_diagnose::words_of(e),
+        silenced_until: None,
     }
 }
 
 /// The engine's second count as a time, to the microsecond.
+/// The engine's subject as events name it.
+fn anomaly_subject(subject: &Subject) -> AnomalySubject {
+    match subject {
+        Subject::Function(name) => AnomalySubject::Function(name.clone()),
+        Subject::Device(id) => AnomalySubject::Device(id.clone()),
+        Subject::Group(name) => AnomalySubject::Group(name.clone()),
+        Subject::Platform => AnomalySubject::Platform,
+    }
+}
+
 fn time_of(secs: f64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros((secs * 1e6).round() as i64).unwrap_or_default()
 }

@@ -94,7 +94,7 @@ async fn announce_when_diagnosed(client: Arc<Client>, started: tokio::time::Inst
             announce(
                 started,
                 &format!("glassbox diagnose shows {} as incident {id} ({})", step.what, step.named),
-                &format!("glassbox diagnose {scope} {name}"),
+                &format!("glassbox diagnose {scope} {name}; on it? glassbox diagnose ack {id} --note '…'"),
             );
             return;
         }

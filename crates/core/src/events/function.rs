@@ -22,6 +22,8 @@ pub const FUNCTION_HANDED_BACK: &str = "function.handed_back";
 pub const FUNCTION_RESUMED: &str = "function.resumed";
 /// An outbound request a function's egress allow list refused (data: [`EgressDenied`]).
 pub const FUNCTION_EGRESS_DENIED: &str = "function.egress_denied";
+/// A dead letter left the list: redriven with success, or discarded (data: [`DeadLetterCleared`]).
+pub const FUNCTION_DEAD_LETTER_CLEARED: &str = "function.dead_letter_cleared";
 
 /// The identifying part of a [`FUNCTION_INVOKED`] record: what a durable
 /// consumer reads back at start to know which events are done.
@@ -227,6 +229,38 @@ pub struct DeadLetter {
     pub reason: String,
     /// The event given up on.
     pub event: String,
+}
+
+/// The data of a [`FUNCTION_DEAD_LETTER_CLEARED`] record: an operator took a
+/// dead letter off its function's list, recorded as a child of the event
+/// given up on (on its chain), with who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterCleared {
+    pub function: String,
+    /// The event given up on.
+    pub event: String,
+    pub reason: DeadLetterClearedReason,
+    /// The version whose run succeeded, for a redrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The successful `function.invoked` record, for a redrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<String>,
+    pub principal: crate::Principal,
+}
+
+/// Why a dead letter left the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterClearedReason {
+    /// A redrive ran it again, and the run succeeded.
+    Redriven,
+    /// An operator dropped it without a successful run.
+    Discarded,
+}
+
+impl Payload for DeadLetterCleared {
+    const TYPE: &'static str = FUNCTION_DEAD_LETTER_CLEARED;
 }
 
 /// The data of a [`FUNCTION_HANDED_BACK`] record, written by the dispatcher

@@ -16,6 +16,12 @@ pub const CONFIG_CHANGED: &str = "config.changed";
 pub const ANOMALY_DETECTED: &str = "anomaly.detected";
 /// An anomaly ended: its series is normal again (data: [`Anomaly`]).
 pub const ANOMALY_RESOLVED: &str = "anomaly.resolved";
+/// An operator acknowledged an incident: someone is on it (data: [`IncidentAcknowledged`]).
+pub const INCIDENT_ACKNOWLEDGED: &str = "incident.acknowledged";
+/// An operator resolved an incident: it is dealt with (data: [`IncidentResolved`]).
+pub const INCIDENT_RESOLVED: &str = "incident.resolved";
+/// An operator silenced a subject's anomalies for a while (data: [`Silenced`]).
+pub const DIAGNOSE_SILENCED: &str = "diagnose.silenced";
 
 /// The data of a [`CONFIG_CHANGED`] event, recorded by the server at start
 /// when an effective setting differs from the last start's; diagnosis
@@ -54,6 +60,9 @@ pub struct Anomaly {
     pub detail: Option<String>,
     /// The episode in words.
     pub words: String,
+    /// Its subject is silenced until then: recorded, but no alert posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_until: Option<DateTime<Utc>>,
 }
 
 /// The series an [`Anomaly`] is on.
@@ -77,6 +86,80 @@ pub enum AnomalySubject {
     Device(String),
     Group(String),
     Platform,
+}
+
+impl AnomalySubject {
+    /// Reads `function:NAME`, `device:ID`, `group:NAME` or `platform`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let named = |name: &str, make: fn(String) -> Self| match name.is_empty() {
+            true => Err(format!("{text:?} names nothing after the colon")),
+            false => Ok(make(name.to_string())),
+        };
+        match text.split_once(':') {
+            Some(("function", name)) => named(name, Self::Function),
+            Some(("device", id)) => named(id, Self::Device),
+            Some(("group", name)) => named(name, Self::Group),
+            None if text == "platform" => Ok(Self::Platform),
+            _ => Err(format!("{text:?} is not a subject: give function:NAME, device:ID, group:NAME or platform")),
+        }
+    }
+}
+
+impl std::fmt::Display for AnomalySubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Function(name) => write!(f, "function:{name}"),
+            Self::Device(id) => write!(f, "device:{id}"),
+            Self::Group(name) => write!(f, "group:{name}"),
+            Self::Platform => f.write_str("platform"),
+        }
+    }
+}
+
+/// What an operator said about an incident, and who: the data of
+/// [`IncidentAcknowledged`] and [`IncidentResolved`]. An incident is named
+/// by its id and its start, which together stay unique across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentNote {
+    pub incident: u64,
+    pub incident_start: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub principal: crate::Principal,
+}
+
+/// The data of an [`INCIDENT_ACKNOWLEDGED`] event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentAcknowledged(pub IncidentNote);
+
+/// The data of an [`INCIDENT_RESOLVED`] event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentResolved(pub IncidentNote);
+
+/// The data of a [`DIAGNOSE_SILENCED`] event: a maintenance window. The
+/// subject's anomalies are still detected and recorded, but raise no alert
+/// (the webhook is not called) until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silenced {
+    pub subject: AnomalySubject,
+    pub until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub principal: crate::Principal,
+}
+
+impl Payload for IncidentAcknowledged {
+    const TYPE: &'static str = INCIDENT_ACKNOWLEDGED;
+}
+
+impl Payload for IncidentResolved {
+    const TYPE: &'static str = INCIDENT_RESOLVED;
+}
+
+impl Payload for Silenced {
+    const TYPE: &'static str = DIAGNOSE_SILENCED;
 }
 
 impl Payload for ConfigChanged {
