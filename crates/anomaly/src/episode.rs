@@ -137,6 +137,47 @@ impl EpisodeTracker {
     }
 }
 
+/// Points during which a score raises no new alert unless it is higher
+/// (the cooldown of [`Peaks`]).
+pub const PEAK_HOLD_POINTS: u64 = 100;
+
+/// One alert per episode when the threshold is not known yet: a score is
+/// kept only where it is higher than every score of the last
+/// [`PEAK_HOLD_POINTS`] points, and written as 0 elsewhere. Then, at *any*
+/// threshold, the points at or above it are the first crossings, one per
+/// burst of high scores: what a backtest's score column needs when its
+/// reader picks the threshold afterwards (as the Numenta Anomaly Benchmark
+/// does), so a long anomaly or a noisy stretch is not one alert per point.
+/// Amortised O(1) per point (a monotonic queue of the recent maxima).
+#[derive(Clone, Debug, Default)]
+pub struct Peaks {
+    seen: u64,
+    /// (index, score), scores strictly decreasing from the front.
+    maxima: std::collections::VecDeque<(u64, f64)>,
+}
+
+impl Peaks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `reported` if `score` is higher than every score of the hold, else 0;
+    /// `score` joins the hold. (`reported` may be lower than `score`: a
+    /// backtest caps the scores of an episode already alerted.)
+    pub fn next(&mut self, score: f64, reported: f64) -> f64 {
+        while self.maxima.front().is_some_and(|&(i, _)| i + PEAK_HOLD_POINTS <= self.seen) {
+            self.maxima.pop_front();
+        }
+        let held = self.maxima.front().map_or(0.0, |&(_, s)| s);
+        while self.maxima.back().is_some_and(|&(_, s)| s <= score) {
+            self.maxima.pop_back();
+        }
+        self.maxima.push_back((self.seen, score));
+        self.seen += 1;
+        if reported > held { reported } else { 0.0 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +209,19 @@ mod tests {
             })
             .count();
         assert_eq!(started, 1);
+    }
+
+    #[test]
+    fn peaks_keep_only_new_highs_within_the_hold() {
+        let mut peaks = Peaks::new();
+        let mut scores = vec![0.0; 300];
+        scores[10] = 0.6;
+        scores[11] = 0.7;
+        scores[12] = 0.6;
+        scores[50] = 0.65;
+        scores[200] = 0.65;
+        let kept: Vec<(usize, f64)> =
+            scores.iter().enumerate().map(|(i, &s)| (i, peaks.next(s, s))).filter(|(_, s)| *s > 0.0).collect();
+        assert_eq!(kept, vec![(10, 0.6), (11, 0.7), (200, 0.65)]);
     }
 }

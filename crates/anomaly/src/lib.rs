@@ -29,6 +29,7 @@ mod cadence;
 mod detector;
 mod episode;
 pub mod evaluation;
+pub mod nab;
 mod settings;
 mod stats;
 pub mod synthetic;
@@ -36,5 +37,5 @@ mod tail;
 
 pub use cadence::Skip;
 pub use detector::{Detector, Observation, Parts, Status};
-pub use episode::{Episode, EpisodeTracker, Signal, Transition};
+pub use episode::{Episode, EpisodeTracker, PEAK_HOLD_POINTS, Peaks, Signal, Transition};
 pub use settings::{InvalidSettings, Seasonality, Settings};

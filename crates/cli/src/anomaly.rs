@@ -8,13 +8,13 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use glassbox_anomaly::{Detector, Episode, Seasonality, Settings, Skip, Status};
+use glassbox_anomaly::{Detector, Episode, PEAK_HOLD_POINTS, Peaks, Seasonality, Settings, Skip, Status};
 
 #[derive(clap::Subcommand)]
 pub enum AnomalyCommand {
     /// Run the streaming detector over a CSV of `timestamp,value` rows and
     /// write `timestamp,value,score,anomaly` for every row.
-    #[command(after_help = BACKTEST_HELP)]
+    #[command(after_help = BACKTEST_HELP.replace("{hold}", &PEAK_HOLD_POINTS.to_string()))]
     Backtest(BacktestArgs),
 }
 
@@ -30,8 +30,10 @@ Output columns:
              probability of about 10^(-10 s) under the learned normal
              (0.5 is one in 100,000). 0 during the warm-up. Inside an episode
              already alerted, rows are written at most at --calm-threshold
-             (they raise no new alert), so every score at or above the
-             threshold is an alert; --raw-scores writes them unchanged.
+             (they raise no new alert), and a row's score is written only
+             where it is higher than every score of the previous {hold}
+             rows (else 0), so at any threshold the rows at or above it are
+             alerts, one per burst; --raw-scores writes them unchanged.
   anomaly    1 on the row that starts an episode (one alert per anomaly,
              however long it lasts), else 0
 
@@ -166,6 +168,7 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     let mut output = Output::create(&args.output)?;
     writeln!(output.writer, "timestamp,value,score,anomaly")?;
     let mut tally = Tally::default();
+    let mut peaks = Peaks::new();
     while let Some(row) = reader.next_row().with_context(|| format!("reading {}", args.input.display()))? {
         let row = match row {
             Ok(row) => row,
@@ -181,8 +184,9 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
         let alerted_before = detector.episode().is_some();
         let o = detector.observe(row.t, row.value);
         tally.count(&o);
-        let score =
-            if alerted_before && !args.raw_scores { o.score.min(args.settings.calm_threshold) } else { o.score };
+        let reported = if alerted_before { o.score.min(args.settings.calm_threshold) } else { o.score };
+        let peak = peaks.next(o.score, reported);
+        let score = if args.raw_scores { o.score } else { peak };
         let flag = u8::from(o.anomalous);
         writeln!(output.writer, "{},{},{},{flag}", row.timestamp_text, row.value_text, format_score(score))?;
     }

@@ -4,6 +4,7 @@ mod anomaly;
 mod connections;
 mod functions;
 mod mqtt;
+mod nab;
 mod store;
 mod trace;
 
@@ -22,7 +23,8 @@ pub enum BenchCommand {
     /// outcome), in-process, on a trivial component or the one given.
     Functions(functions::FunctionsBenchArgs),
     /// The streaming anomaly detector on labelled synthetic series:
-    /// precision, recall, detection delay per kind, and points/s.
+    /// precision, recall, detection delay per kind, and points/s; or, with
+    /// --nab DIR, on the Numenta Anomaly Benchmark's series by its rules.
     Anomaly(anomaly::AnomalyBenchArgs),
     /// A running server's trace answers for long chains, over HTTP.
     Trace(trace::TraceBenchArgs),

@@ -40,6 +40,12 @@ pub struct AnomalyBenchArgs {
     /// anomaly backtest`) and their labels (`labels.csv`) here.
     #[arg(long)]
     write_dir: Option<PathBuf>,
+    /// Instead of the synthetic suite, score the detector on the Numenta
+    /// Anomaly Benchmark series in this directory (`data/<category>/*.csv`
+    /// and `labels/combined_windows.json`) by NAB v1.1's rules: standard,
+    /// low-FP and low-FN scores, and each series' part.
+    #[arg(long)]
+    nab: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -59,6 +65,9 @@ The last line holds the figures scripts read, e.g.
 
 pub async fn run(args: AnomalyBenchArgs) -> anyhow::Result<()> {
     let settings = args.settings.settings()?;
+    if let Some(dir) = &args.nab {
+        return super::nab::run(dir, &settings);
+    }
     let suite = Suite {
         seed: args.seed,
         series_per_kind: args.series_per_kind,
