@@ -198,6 +198,11 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
     let events = demo.json(&format!("glassbox events query --device {steady} --type device.message --json"));
     assert!(events.as_array().unwrap().iter().any(|e| e["data"]["fan"].is_boolean()), "{events}");
 
+    // The fleet holds week-long certificates and renews them over MQTT by itself.
+    demo.eventually("glassbox events query --type device.certificate_renewed --json", |events| {
+        events.as_array().is_some_and(|e| !e.is_empty())
+    });
+
     // Incident 1: a recursion loop, stopped at the hop limit.
     demo.announced("a recursion loop");
     demo.eventually("glassbox events query --type function.dead_letter --json", |events| {

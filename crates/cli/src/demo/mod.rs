@@ -156,7 +156,9 @@ fn fleet(args: &DemoArgs, mqtt: String, remote: Remote) -> SimulateArgs {
         surge: Vec::new(),
         malformed: Vec::new(),
         duration: None,
-        cert_days: None,
+        // Week-long certificates, inside the first expiry warning at once:
+        // each device renews over MQTT early in the demo, on the record.
+        cert_days: Some(7),
         seed: 1,
         remote,
     }
