@@ -174,7 +174,7 @@ fn best_threshold(rows: &mut [Row], profile: &Profile) -> f64 {
             match row.window {
                 None => total += row.weight,
                 Some(w) => {
-                    let held = best_in_window.get_mut(&w).expect("every window is listed");
+                    let held = best_in_window.entry(w).or_insert(-profile.fn_);
                     if row.weight > *held {
                         total += row.weight - *held;
                         *held = row.weight;
@@ -234,17 +234,18 @@ fn per_file(corpus: &[Scored], rows: &[Row], threshold: f64, profile: &Profile) 
 /// score is kept only where it is a new high of the last
 /// [`crate::PEAK_HOLD_POINTS`] points ([`Peaks`]), so at any threshold the
 /// rows at or above it are alerts, one per burst.
-pub fn backtest(rows: &[(f64, f64)], settings: &Settings) -> Vec<f64> {
-    let mut detector = Detector::new(settings.clone()).expect("valid settings");
+pub fn backtest(rows: &[(f64, f64)], settings: &Settings) -> Result<Vec<f64>, crate::InvalidSettings> {
+    let mut detector = Detector::new(settings.clone())?;
     let mut peaks = Peaks::new();
-    rows.iter()
+    Ok(rows
+        .iter()
         .map(|&(t, value)| {
             let alerted_before = detector.episode().is_some();
             let o = detector.observe(t, value);
             let reported = if alerted_before { o.score.min(settings.calm_threshold) } else { o.score };
             peaks.next(o.score, reported)
         })
-        .collect()
+        .collect())
 }
 
 /// Seconds since 1970 of a NAB timestamp (`YYYY-MM-DD HH:MM:SS`, with

@@ -24,7 +24,7 @@ fn rust_scores_match_the_python_scorer() {
     let results = tempfile_dir();
     let mut scored = Vec::new();
     for s in &series {
-        let scores = backtest(&s.rows, &Settings::default());
+        let scores = backtest(&s.rows, &Settings::default()).unwrap();
         write_results(&results, &dir, &s.name, &scores);
         scored.push(Scored { name: s.name.clone(), scores, windows: s.windows.clone() });
     }

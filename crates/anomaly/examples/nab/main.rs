@@ -21,7 +21,11 @@ fn main() {
     let points: usize = series.iter().map(|s| s.rows.len()).sum();
     let scored: Vec<Scored> = series
         .iter()
-        .map(|s| Scored { name: s.name.clone(), scores: backtest(&s.rows, &settings), windows: s.windows.clone() })
+        .map(|s| Scored {
+            name: s.name.clone(),
+            scores: backtest(&s.rows, &settings).expect("the default settings are valid"),
+            windows: s.windows.clone(),
+        })
         .collect();
     let elapsed = started.elapsed().as_secs_f64();
     let results = score_all(&scored);

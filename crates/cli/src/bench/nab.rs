@@ -18,10 +18,11 @@ pub fn run(dir: &Path, settings: &Settings) -> anyhow::Result<()> {
     anyhow::ensure!(!series.is_empty(), "no labelled series under {}", dir.join("data").display());
     let started = Instant::now();
     let points: usize = series.iter().map(|(_, rows, _)| rows.len()).sum();
-    let scored: Vec<Scored> = series
+    let scored = series
         .into_iter()
-        .map(|(name, rows, windows)| Scored { name, scores: backtest(&rows, settings), windows })
-        .collect();
+        .map(|(name, rows, windows)| Ok(Scored { name, scores: backtest(&rows, settings)?, windows }))
+        .collect::<Result<Vec<Scored>, glassbox_anomaly::InvalidSettings>>()
+        .map_err(|e| anyhow::anyhow!("the detector settings: {e}"))?;
     let elapsed = started.elapsed().as_secs_f64();
     let results = score_all(&scored);
     println!(
