@@ -58,10 +58,9 @@ enum TriageCommand {
     Silences(ListArgs),
 }
 
+/// What every triage command takes: why, where the server is, and the output.
 #[derive(clap::Args)]
-struct NoteArgs {
-    /// The incident's id (`glassbox diagnose` shows it).
-    incident: u64,
+struct Saying {
     /// Why: kept with who and when.
     #[arg(long)]
     note: Option<String>,
@@ -72,30 +71,30 @@ struct NoteArgs {
 }
 
 #[derive(clap::Args)]
+struct NoteArgs {
+    /// The incident's id (`glassbox diagnose` shows it).
+    incident: u64,
+    #[command(flatten)]
+    saying: Saying,
+}
+
+#[derive(clap::Args)]
 struct SilenceArgs {
     /// function:NAME, device:ID, group:NAME or platform.
     subject: String,
     /// How long: 30m, 2h, 1d (at most 30 days).
     #[arg(long = "for", value_name = "DURATION")]
     length: String,
-    #[arg(long)]
-    note: Option<String>,
     #[command(flatten)]
-    remote: Remote,
-    #[arg(long)]
-    json: bool,
+    saying: Saying,
 }
 
 #[derive(clap::Args)]
 struct UnsilenceArgs {
     /// function:NAME, device:ID, group:NAME or platform.
     subject: String,
-    #[arg(long)]
-    note: Option<String>,
     #[command(flatten)]
-    remote: Remote,
-    #[arg(long)]
-    json: bool,
+    saying: Saying,
 }
 
 #[derive(clap::Args)]
@@ -138,8 +137,8 @@ async fn triage(command: TriageCommand) -> anyhow::Result<()> {
     match command {
         TriageCommand::Ack(a) => note(a, "ack").await,
         TriageCommand::Resolve(a) => note(a, "resolve").await,
-        TriageCommand::Silence(a) => silence(&a.remote, &a.subject, &a.length, a.note, a.json).await,
-        TriageCommand::Unsilence(a) => silence(&a.remote, &a.subject, "0s", a.note, a.json).await,
+        TriageCommand::Silence(a) => silence(&a.subject, &a.length, a.saying).await,
+        TriageCommand::Unsilence(a) => silence(&a.subject, "0s", a.saying).await,
         TriageCommand::Silences(a) => {
             let answer: Silences = a.remote.client()?.fetch("/api/v1/diagnose/silences", &[]).await?;
             match a.json {
@@ -154,20 +153,21 @@ async fn triage(command: TriageCommand) -> anyhow::Result<()> {
 
 async fn note(a: NoteArgs, verb: &str) -> anyhow::Result<()> {
     let path = format!("/api/v1/diagnose/incidents/{}/{verb}", a.incident);
-    let body = serde_json::to_string(&TriageRequest { note: a.note })?;
-    let incident: Incident = a.remote.client()?.post_as(&path, "application/json", body).await?;
-    match a.json {
+    let body = serde_json::to_string(&TriageRequest { note: a.saying.note })?;
+    let incident: Incident = a.saying.remote.client()?.post_as(&path, "application/json", body).await?;
+    match a.saying.json {
         true => println!("{}", serde_json::to_string_pretty(&incident)?),
         false => print_incident(&incident),
     }
     Ok(())
 }
 
-async fn silence(remote: &Remote, subject: &str, length: &str, note: Option<String>, json: bool) -> anyhow::Result<()> {
-    let request = SilenceRequest { subject: subject.into(), length: length.into(), note };
+async fn silence(subject: &str, length: &str, saying: Saying) -> anyhow::Result<()> {
+    let request = SilenceRequest { subject: subject.into(), length: length.into(), note: saying.note };
     let body = serde_json::to_string(&request)?;
-    let silence: Silence = remote.client()?.post_as("/api/v1/diagnose/silences", "application/json", body).await?;
-    match (json, length) {
+    let path = "/api/v1/diagnose/silences";
+    let silence: Silence = saying.remote.client()?.post_as(path, "application/json", body).await?;
+    match (saying.json, length) {
         (true, _) => println!("{}", serde_json::to_string_pretty(&silence)?),
         (false, "0s") => println!("{} is no longer silenced", silence.subject),
         (false, _) => println!("{}", silence_line(&silence)),
