@@ -64,6 +64,7 @@ fn print(p: &Perimeter) {
         risk(d.note.risk),
         d.note.note
     );
+    println!("certificates in force, soonest to end first:");
     let rows =
         d.expiring.iter().map(|c| row([c.device.clone(), c.serial.clone(), render::clock(c.not_after)], &c.note));
     table_or_none(&["DEVICE", "CERTIFICATE", "NOT AFTER", "RISK", "NOTE"], rows.collect());

@@ -141,6 +141,7 @@ fn mqtts(addr: SocketAddr) -> Listener {
             "device client certificate from the CA (common name = client id)".into(),
             "device id + secret (unless certificate-only)".into(),
             "user operator + admin token".into(),
+            "token name + named token (its role)".into(),
         ],
         note: Note::ok("TLS: credentials are encrypted on the way"),
     }
