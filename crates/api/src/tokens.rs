@@ -87,6 +87,7 @@ fn error(e: TokenError) -> ApiError {
         TokenError::ExpiryPast(_) => ApiError::bad_request("invalid_expires", e.to_string()),
         TokenError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         TokenError::Unknown(_) => ApiError::not_found(e.to_string()),
+        TokenError::Full => ApiError::new(StatusCode::CONFLICT, "too_many_tokens", e.to_string()),
         TokenError::Store(e) => e.into(),
     }
 }

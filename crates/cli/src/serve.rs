@@ -33,7 +33,8 @@ pub struct ConfigFlags {
     http: Option<String>,
     /// Serve the API over TLS too, at this address (http.https_listen), e.g.
     /// 127.0.0.1:7443. Certificate: --https-cert/--https-key, else
-    /// --tls-cert/--tls-key, else one generated in DATA_DIR/tls/ (https-cert.pem).
+    /// --tls-cert/--tls-key, else one from the built-in CA (`glassbox ca show`),
+    /// written to DATA_DIR/tls/https-cert.pem.
     #[arg(long, value_name = "ADDR")]
     https: Option<String>,
     /// PEM certificate chain for HTTPS (http.https_cert).

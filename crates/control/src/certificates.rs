@@ -25,7 +25,7 @@ use glassbox_store::{CertificateRecord, CertificateStore, DeviceRegistry, StoreE
 use serde::{Deserialize, Serialize};
 
 use super::Control;
-use crate::registry::Changed;
+use crate::record::{Changed, record_change};
 
 /// Certificates the expiry sweep reads at once; the rest wait for its next round.
 const EXPIRY_SWEEP_MAX: usize = 1000;
@@ -314,20 +314,15 @@ impl Certificates {
         self.record(&record.device, ty, &data, None).await
     }
 
-    /// Records an event about the device; returns why it could not, if it could not.
+    /// Records an event about the device, retrying a failure; returns why
+    /// it could not, if it could not.
     async fn record(&self, device: &str, ty: &str, data: &impl Serialize, cause: Option<&str>) -> Option<String> {
         let draft = Draft {
             device: Some(device.into()),
             causationid: cause.map(str::to_string),
             ..Draft::json("glassbox/certificates", ty, data)
         };
-        match self.pipeline.ingest(vec![draft], "platform").await {
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(device, event = ty, error = %e, "certificate change made but its event was not recorded");
-                Some(format!("the change was made, but its {ty} event could not be recorded: {e}"))
-            }
-        }
+        record_change(&self.pipeline, draft, "platform").await
     }
 
     /// Raises `device.certificate_expiring` for each certificate past a

@@ -12,7 +12,6 @@
 //! that would hide a secret shown only once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use glassbox_core::{
     DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
@@ -25,10 +24,8 @@ use serde_json::{Map, Value};
 
 use super::Control;
 use super::metadata::patched;
+use super::record::{Changed, record_change};
 use glassbox_pipeline::Pipeline;
-
-/// Waits before each further attempt to record a change already made.
-const RECORD_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
 
 /// The device secret's prefix: `gbxd_` and 256 random bits in hex.
 const SECRET_PREFIX: &str = "gbxd_";
@@ -38,15 +35,6 @@ pub struct Registry {
     link: Arc<dyn DeviceLink>,
     control: Arc<Control>,
     pipeline: Arc<Pipeline>,
-}
-
-/// A change made, and whether its record was written.
-#[derive(Debug)]
-pub struct Changed<T> {
-    pub value: T,
-    /// Why the change's record could not be written, after retries; none
-    /// when it was.
-    pub unrecorded: Option<String>,
 }
 
 /// Why a registry change was refused.
@@ -166,27 +154,7 @@ impl Registry {
     /// retrying a failure; returns why it could not, if it could not.
     async fn record(&self, id: &str, ty: &str, data: &impl Serialize) -> Option<String> {
         let draft = Draft { device: Some(id.into()), ..Draft::json("glassbox/registry", ty, data) };
-        record_change(&self.pipeline, draft).await
-    }
-}
-
-/// Records a change already made, retrying a failure; returns why it could
-/// not, if it could not (logged as an error too).
-pub(crate) async fn record_change(pipeline: &Pipeline, draft: Draft) -> Option<String> {
-    let mut waits = RECORD_RETRIES.iter();
-    loop {
-        let error = match pipeline.ingest(vec![draft.clone()], "api").await {
-            Ok(_) => return None,
-            Err(e) => e,
-        };
-        match waits.next() {
-            Some(wait) => tokio::time::sleep(*wait).await,
-            None => {
-                let ty = &draft.ty;
-                tracing::error!(source = %draft.source, change = %ty, %error, "change made but its event was not recorded");
-                return Some(format!("the change was made, but its {ty} event could not be recorded: {error}"));
-            }
-        }
+        record_change(&self.pipeline, draft, "api").await
     }
 }
 

@@ -10,7 +10,7 @@ use glassbox_core::{Draft, Principal, RetainedCleared};
 use glassbox_link::{DeviceLink, RetainedMessage};
 use glassbox_pipeline::Pipeline;
 
-use super::registry::{Changed, record_change};
+use super::record::{Changed, record_change};
 
 /// Retained messages listed at most by one call.
 pub const RETAINED_LIST_MAX: usize = 10_000;
@@ -49,7 +49,7 @@ impl RetainedMessages {
             events: cleared.iter().map(|m| m.event.to_string()).collect(),
         };
         let draft = Draft { subject: Some(filter.to_string()), ..Draft::payload("glassbox/mqtt", &data) };
-        let unrecorded = record_change(&self.pipeline, draft).await;
+        let unrecorded = record_change(&self.pipeline, draft, "api").await;
         Ok(Changed { value: cleared, unrecorded })
     }
 }

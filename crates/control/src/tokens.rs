@@ -24,13 +24,14 @@ use glassbox_pipeline::Pipeline;
 use glassbox_store::{StoreError, TokenRecord, TokenStore};
 use serde::Serialize;
 
-use crate::registry::Changed;
+use crate::record::{Changed, record_change};
+
+/// Tokens kept at most, revoked ones included (they keep their names so a
+/// name is never reused); beyond, creating one is refused (409).
+pub const TOKENS_MAX: usize = 10_000;
 
 /// The shortest time between two writes of one token's last use.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
-
-/// Waits before each further attempt to record a change already made.
-const RECORD_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(500)];
 
 /// Closes the live connections made with a token (the MQTT gateway's).
 pub trait TokenSessions: Send + Sync {
@@ -81,6 +82,8 @@ pub enum TokenError {
     ExpiryPast(DateTime<Utc>),
     #[error("no token {0:?}; `glassbox tokens list` shows them")]
     Unknown(String),
+    #[error("the server holds {TOKENS_MAX} tokens (revoked ones included), its bound; no more can be created")]
+    Full,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -117,6 +120,9 @@ impl NamedTokens {
         let now = Utc::now();
         if let Some(at) = expires.filter(|at| *at <= now) {
             return Err(TokenError::ExpiryPast(at));
+        }
+        if self.read_known().len() >= TOKENS_MAX {
+            return Err(TokenError::Full);
         }
         let (token, record) = mint(name, role, expires, now, by);
         if !self.store.create_token(&record).await? {
@@ -195,20 +201,7 @@ impl NamedTokens {
     /// Records a change already made, retrying a failure; why not, if not.
     async fn record(&self, name: &str, ty: &str, data: &impl Serialize) -> Option<String> {
         let draft = Draft { subject: Some(name.into()), ..Draft::json("glassbox/tokens", ty, data) };
-        let mut waits = RECORD_RETRIES.iter();
-        loop {
-            let error = match self.pipeline.ingest(vec![draft.clone()], "api").await {
-                Ok(_) => return None,
-                Err(e) => e,
-            };
-            match waits.next() {
-                Some(wait) => tokio::time::sleep(*wait).await,
-                None => {
-                    tracing::error!(token = %name, change = %ty, %error, "token change made but its event was not recorded");
-                    return Some(format!("the change was made, but its {ty} event could not be recorded: {error}"));
-                }
-            }
-        }
+        record_change(&self.pipeline, draft, "api").await
     }
 
     fn read_known(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Known>> {

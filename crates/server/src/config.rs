@@ -86,8 +86,8 @@ pub struct HttpConfig {
     pub route_requests_per_second: u32,
     /// Address of the API over TLS (HTTPS), e.g. `127.0.0.1:7443`; "" (the
     /// default): no HTTPS listener. Its certificate: `https_cert`, else
-    /// `mqtt.tls_cert`, else one generated for localhost and 127.0.0.1
-    /// under the data directory (`tls/`).
+    /// `mqtt.tls_cert`, else one the built-in CA issues at each start for
+    /// localhost, 127.0.0.1 and `mqtt.tls_names` (written under `tls/`).
     pub https_listen: String,
     /// PEM certificate chain (leaf first) for HTTPS. Default "".
     pub https_cert: String,

@@ -47,7 +47,11 @@ fn certificate(config: &Config, authority: &Authority) -> anyhow::Result<(PathBu
     let pairs = [(&config.http.https_cert, &config.http.https_key), (&config.mqtt.tls_cert, &config.mqtt.tls_key)];
     match pairs.into_iter().find(|(cert, key)| !cert.is_empty() && !key.is_empty()) {
         Some((cert, key)) => Ok((cert.into(), key.into())),
-        None => issued(authority, &config.data_dir.join(GENERATED_DIR), &crate::server_names(&config.mqtt.tls_names)),
+        None => issued(
+            authority,
+            &config.data_dir.join(GENERATED_DIR),
+            &crate::identity::server_names(&config.mqtt.tls_names),
+        ),
     }
 }
 

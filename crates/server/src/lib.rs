@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod https;
+mod identity;
 pub mod metrics;
 mod perimeter;
 
@@ -95,26 +96,13 @@ pub async fn start_with_log(
     }
     journal_config(&config, &pipeline, stores.settings.as_ref()).await;
     let otlp = otlp::Exporter::configured(&config.otel, &pipeline).map_err(anyhow::Error::msg)?;
-    let authority = Arc::new(open_authority(&config)?);
-    let logins = Arc::new(TokenLogins(named_tokens.clone()));
+    let authority = Arc::new(identity::open_authority(&config)?);
+    let logins = Arc::new(identity::TokenLogins(named_tokens.clone()));
     let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins, &authority).await?;
-    named_tokens.set_sessions(Arc::new(TokenSessions(mqtt.broker.downgrade())));
+    named_tokens.set_sessions(Arc::new(identity::TokenSessions(mqtt.broker.downgrade())));
     let services = Services::start(&config, &stores, &pipeline, &mqtt.broker, authority.clone()).await?;
-    let metrics = metrics::Registry::default();
-    metrics.register(pipeline.clone());
-    metrics.register(Arc::new(metrics::BrokerMetrics(mqtt.broker.clone())));
-    metrics.register(series.clone());
-    metrics.register(services.functions.clone());
-    if let Some(otlp) = otlp {
-        metrics.register(otlp);
-    }
-    let listener = TcpListener::bind(&config.http.listen).await.with_context(|| {
-        format!(
-            "binding the HTTP API to {}: is another server using it? choose another address with --http \
-                 (http.listen, GLASSBOX_HTTP_LISTEN)",
-            config.http.listen
-        )
-    })?;
+    let metrics = metrics_registry(&pipeline, &mqtt.broker, &series, &services.functions, otlp);
+    let listener = bind_api(&config).await?;
     let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
     let extra = Listeners::bind(&config, &authority).await?;
     let (https_addr, public_http_addr) = extra.addrs()?;
@@ -167,6 +155,36 @@ pub async fn start_with_log(
         watch,
         shutdown,
         task,
+    })
+}
+
+/// What `/metrics` serves: every service's collector.
+fn metrics_registry(
+    pipeline: &Arc<Pipeline>,
+    broker: &Broker,
+    series: &Arc<glassbox_series::Series>,
+    functions: &Arc<glassbox_functions::Functions>,
+    otlp: Option<Arc<otlp::Exporter>>,
+) -> metrics::Registry {
+    let metrics = metrics::Registry::default();
+    metrics.register(pipeline.clone());
+    metrics.register(Arc::new(metrics::BrokerMetrics(broker.clone())));
+    metrics.register(series.clone());
+    metrics.register(functions.clone());
+    if let Some(otlp) = otlp {
+        metrics.register(otlp);
+    }
+    metrics
+}
+
+/// The API's own listener (`http.listen`).
+async fn bind_api(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&config.http.listen).await.with_context(|| {
+        format!(
+            "binding the HTTP API to {}: is another server using it? choose another address with --http \
+                 (http.listen, GLASSBOX_HTTP_LISTEN)",
+            config.http.listen
+        )
     })
 }
 
@@ -297,7 +315,7 @@ impl Mqtt {
         pipeline: &Arc<Pipeline>,
         stores: &Stores,
         operator_tokens: Vec<[u8; 32]>,
-        tokens: Arc<TokenLogins>,
+        tokens: Arc<identity::TokenLogins>,
         authority: &glassbox_pki::Authority,
     ) -> anyhow::Result<Self> {
         let allow_anonymous = config.mqtt.allow_anonymous;
@@ -340,7 +358,7 @@ impl Mqtt {
         let identity = match (config.mqtt.tls_cert.as_str(), config.mqtt.tls_key.as_str()) {
             ("", _) | (_, "") if !config.mqtt.tls => return Ok(None),
             ("", _) | (_, "") => {
-                let issued = authority.issue_server(&server_names(&config.mqtt.tls_names))?;
+                let issued = authority.issue_server(&identity::server_names(&config.mqtt.tls_names))?;
                 ServerIdentity::from_pem(&issued.chain_pem, &issued.key_pem).map_err(anyhow::Error::msg)?
             }
             (cert, key) => ServerIdentity::from_files(cert.as_ref(), key.as_ref())
@@ -353,51 +371,6 @@ impl Mqtt {
         })?;
         Ok(Some((listener, acceptor)))
     }
-}
-
-/// MQTT logins with a named token, checked by the token service.
-struct TokenLogins(Arc<glassbox_control::NamedTokens>);
-
-impl glassbox_gateway::broker::TokenLogins for TokenLogins {
-    fn login(&self, name: &str, token: &[u8]) -> glassbox_gateway::broker::TokenLogin {
-        use glassbox_gateway::broker::TokenLogin;
-        let named = std::str::from_utf8(token).ok().and_then(glassbox_control::name_in);
-        if named != Some(name) {
-            return TokenLogin::NotAToken;
-        }
-        match self.0.login(name, token) {
-            Ok(accepted) => TokenLogin::Accepted(accepted.role),
-            Err(refused) => TokenLogin::Refused(refused.to_string()),
-        }
-    }
-}
-
-/// A revoked token's MQTT connections, closed by the broker. Weak: the
-/// broker holds the token service (its logins), which holds this.
-struct TokenSessions(glassbox_gateway::broker::WeakBroker);
-
-impl glassbox_control::TokenSessions for TokenSessions {
-    fn close(&self, name: &str) -> usize {
-        self.0.upgrade().map_or(0, |broker| broker.close_token(name))
-    }
-}
-
-/// The names a server certificate from the built-in CA holds: `localhost`,
-/// `127.0.0.1` and the configured ones.
-pub(crate) fn server_names(configured: &[String]) -> Vec<String> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    names.extend(configured.iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
-    names
-}
-
-/// The certificate authority: the operator's own (`ca.cert`, `ca.key`), or
-/// the built-in one in `<data_dir>/ca/`, created on first start.
-fn open_authority(config: &Config) -> anyhow::Result<glassbox_pki::Authority> {
-    let import = match (config.ca.cert.as_str(), config.ca.key.as_str()) {
-        ("", _) | (_, "") => None,
-        (cert, key) => Some((std::path::Path::new(cert), std::path::Path::new(key))),
-    };
-    glassbox_pki::Authority::open(&config.data_dir.join("ca"), import).context("opening the certificate authority (ca)")
 }
 
 /// The services that act on devices and run functions.

@@ -202,7 +202,11 @@ impl RegistryAuth {
             }
         };
         let now = chrono::Utc::now();
-        if let Some(why) = self.unusable(store.as_ref(), &record, now).await.map_err(busy)? {
+        let successor = match &record.renewed_by {
+            Some(serial) => store.certificate(serial).await.map_err(busy)?,
+            None => None,
+        };
+        if let Some(why) = unusable(&record, successor.as_ref(), now) {
             return refuse(why);
         }
         let device = self.devices.device(client_id).await.map_err(busy)?;
@@ -219,90 +223,38 @@ impl RegistryAuth {
             }
         }
     }
+}
 
-    /// Why the issued certificate `record` no longer logs its device in, if it does not.
-    async fn unusable(
-        &self,
-        store: &dyn CertificateStore,
-        record: &CertificateRecord,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<String>, glassbox_store::StoreError> {
-        let serial = &record.serial;
-        if let Some(at) = record.revoked_at {
-            let reason = record.revoked_reason.as_deref().unwrap_or("revoked");
-            return Ok(Some(format!("certificate {serial} was revoked at {at} ({reason})")));
-        }
-        if record.not_after <= now {
-            return Ok(Some(format!("certificate {serial} expired at {}", record.not_after)));
-        }
-        let Some(successor) = &record.renewed_by else { return Ok(None) };
-        if let Some(used) = store.certificate(successor).await?.and_then(|s| s.first_used_at) {
-            return Ok(Some(format!("certificate {serial} was renewed as {successor}, in use since {used}")));
-        }
-        Ok(record
-            .grace_until
-            .filter(|until| *until <= now)
-            .map(|until| format!("certificate {serial} was renewed as {successor}; its grace period ended at {until}")))
+/// Why the issued certificate `record` no longer logs its device in at
+/// `now`, if it does not; `successor` is the certificate that renewed it
+/// (read by the caller when `record.renewed_by` names one).
+fn unusable(
+    record: &CertificateRecord,
+    successor: Option<&CertificateRecord>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let serial = &record.serial;
+    if let Some(at) = record.revoked_at {
+        let reason = record.revoked_reason.as_deref().unwrap_or("revoked");
+        return Some(format!("certificate {serial} was revoked at {at} ({reason})"));
     }
+    if record.not_after <= now {
+        return Some(format!("certificate {serial} expired at {}", record.not_after));
+    }
+    let successor_serial = record.renewed_by.as_ref()?;
+    if let Some(used) = successor.and_then(|s| s.first_used_at) {
+        return Some(format!("certificate {serial} was renewed as {successor_serial}, in use since {used}"));
+    }
+    record.grace_until.filter(|until| *until <= now).map(|until| {
+        format!("certificate {serial} was renewed as {successor_serial}; its grace period ended at {until}")
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
     use chrono::{DateTime, Duration, Utc};
-    use glassbox_store::StoreError;
 
     use super::*;
-
-    /// Certificates by serial; only what `unusable` reads.
-    #[derive(Default)]
-    struct Held(Mutex<HashMap<String, CertificateRecord>>);
-
-    #[async_trait]
-    impl CertificateStore for Held {
-        async fn add_certificate(&self, record: CertificateRecord) -> Result<(), StoreError> {
-            self.0.lock().unwrap().insert(record.serial.clone(), record);
-            Ok(())
-        }
-        async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
-            Ok(self.0.lock().unwrap().get(serial).cloned())
-        }
-        async fn certificates(&self, _: &str) -> Result<Vec<CertificateRecord>, StoreError> {
-            unimplemented!("not read by the check")
-        }
-        async fn revoke_certificates(
-            &self,
-            _: &str,
-            _: Option<&str>,
-            _: DateTime<Utc>,
-            _: &str,
-        ) -> Result<Vec<CertificateRecord>, StoreError> {
-            unimplemented!("not read by the check")
-        }
-        async fn supersede_certificate(
-            &self,
-            _: &str,
-            _: &str,
-            _: DateTime<Utc>,
-        ) -> Result<Option<CertificateRecord>, StoreError> {
-            unimplemented!("not read by the check")
-        }
-        async fn certificate_used(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
-            unimplemented!("not read by the check")
-        }
-        async fn expiring_certificates(
-            &self,
-            _: DateTime<Utc>,
-            _: usize,
-        ) -> Result<Vec<CertificateRecord>, StoreError> {
-            unimplemented!("not read by the check")
-        }
-        async fn certificate_warned(&self, _: &str, _: u32) -> Result<(), StoreError> {
-            unimplemented!("not read by the check")
-        }
-    }
 
     fn record(serial: &str, not_after: DateTime<Utc>) -> CertificateRecord {
         CertificateRecord {
@@ -324,96 +276,30 @@ mod tests {
         }
     }
 
-    fn auth() -> RegistryAuth {
-        struct NoDevices;
-        #[async_trait]
-        impl DeviceRegistry for NoDevices {
-            async fn create_device(
-                &self,
-                _: &str,
-                _: glassbox_store::SecretHash,
-            ) -> Result<glassbox_store::Device, StoreError> {
-                unimplemented!()
-            }
-            async fn device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
-                Ok(None)
-            }
-            async fn device_credentials(
-                &self,
-                _: &str,
-            ) -> Result<Option<(glassbox_store::Device, glassbox_store::SecretHash)>, StoreError> {
-                Ok(None)
-            }
-            async fn devices(
-                &self,
-                _: &glassbox_store::DeviceQuery,
-            ) -> Result<Vec<glassbox_store::Device>, StoreError> {
-                Ok(Vec::new())
-            }
-            async fn set_device_disabled(
-                &self,
-                _: &str,
-                _: bool,
-            ) -> Result<Option<glassbox_store::Device>, StoreError> {
-                Ok(None)
-            }
-            async fn set_device_secret(
-                &self,
-                _: &str,
-                _: glassbox_store::SecretHash,
-            ) -> Result<Option<glassbox_store::Device>, StoreError> {
-                Ok(None)
-            }
-            async fn set_device_meta(
-                &self,
-                _: &str,
-                _: glassbox_store::DeviceMeta,
-            ) -> Result<Option<glassbox_store::Device>, StoreError> {
-                Ok(None)
-            }
-            async fn shadow(&self, _: &str) -> Result<Option<(u64, String)>, StoreError> {
-                Ok(None)
-            }
-            async fn put_shadow(&self, _: &str, _: u64, _: u64, _: String) -> Result<bool, StoreError> {
-                Ok(false)
-            }
-            async fn delete_device(&self, _: &str) -> Result<Option<glassbox_store::Device>, StoreError> {
-                Ok(None)
-            }
-        }
-        RegistryAuth {
-            devices: Arc::new(NoDevices),
-            operator_tokens: Vec::new(),
-            tokens: None,
-            allow_anonymous: false,
-            certificates: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn expired_revoked_and_renewed_certificates_no_longer_log_in_each_saying_why() {
-        let (auth, store, now) = (auth(), Held::default(), Utc::now());
-        let why = async |r: &CertificateRecord| auth.unusable(&store, r, now).await.unwrap();
-        assert_eq!(why(&record("a1", now + Duration::days(1))).await, None, "valid");
-        let expired = why(&record("a2", now - Duration::seconds(1))).await.unwrap();
+    #[test]
+    fn expired_revoked_and_renewed_certificates_no_longer_log_in_each_saying_why() {
+        let now = Utc::now();
+        let why = |r: &CertificateRecord| unusable(r, None, now);
+        assert_eq!(why(&record("a1", now + Duration::days(1))), None, "valid");
+        let expired = why(&record("a2", now - Duration::seconds(1))).unwrap();
         assert!(expired.starts_with("certificate a2 expired at "), "{expired}");
         let revoked = CertificateRecord {
             revoked_at: Some(now),
             revoked_reason: Some("revoked by admin".into()),
             ..record("a3", now + Duration::days(1))
         };
-        assert!(why(&revoked).await.unwrap().ends_with("(revoked by admin)"));
+        assert!(why(&revoked).unwrap().ends_with("(revoked by admin)"));
         let renewed = |grace: Duration| CertificateRecord {
             renewed_by: Some("b1".into()),
             grace_until: Some(now + grace),
             ..record("a4", now + Duration::days(1))
         };
-        store.add_certificate(record("b1", now + Duration::days(90))).await.unwrap();
-        assert_eq!(why(&renewed(Duration::days(7))).await, None, "in its grace period, the new one unused");
-        let ended = why(&renewed(-Duration::seconds(1))).await.unwrap();
+        let unused = record("b1", now + Duration::days(90));
+        assert_eq!(unusable(&renewed(Duration::days(7)), Some(&unused), now), None, "in its grace period, unused");
+        let ended = unusable(&renewed(-Duration::seconds(1)), Some(&unused), now).unwrap();
         assert!(ended.contains("its grace period ended at"), "{ended}");
-        store.add_certificate(CertificateRecord { first_used_at: Some(now), ..record("b1", now) }).await.unwrap();
-        let used = why(&renewed(Duration::days(7))).await.unwrap();
+        let used = CertificateRecord { first_used_at: Some(now), ..record("b1", now) };
+        let used = unusable(&renewed(Duration::days(7)), Some(&used), now).unwrap();
         assert!(used.starts_with("certificate a4 was renewed as b1, in use since"), "{used}");
     }
 }
