@@ -56,7 +56,8 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let total: f64 = rows.iter().map(|r| r.1).sum();
+    // A fold from +0.0: `sum` of no floats is -0.0, printed as "$-0.000".
+    let total = rows.iter().fold(0.0, |total, r| total + r.1);
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|(key, cost, n)| {

@@ -91,9 +91,10 @@ fn cost_shows_its_unit() {
     let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/tests/fixtures/echo.wat");
     cli(&served, &["functions", "deploy", echo, "--name", "echo", "--trigger", "event:reading.*"]);
     cli(&served, &["events", "send", "--source", "meter", "--type", "reading.taken"]);
+    // Cost is a metric derived from the invocation records, a moment after them.
     for _ in 0..100 {
-        let invocations = cli_json(&served, &["functions", "invocations", "echo", "--json"]);
-        if invocations.as_array().is_some_and(|a| !a.is_empty()) {
+        let cost = cli_json(&served, &["cost", "--since", "5m", "--json"]);
+        if cost.as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
