@@ -10,6 +10,7 @@
 //!
 //! Only serde here: no web framework, no runtime.
 
+mod audit;
 mod certificates;
 mod commands;
 mod devices;
@@ -26,6 +27,7 @@ pub mod perimeter;
 mod tokens;
 mod trace;
 
+pub use audit::{AuditPage, CheckpointList, CheckpointView, ConsistencyProof, InclusionProof};
 pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};

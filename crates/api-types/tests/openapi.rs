@@ -571,3 +571,56 @@ fn a_field_renamed_on_one_side_is_caught() {
     assert!(problems.iter().any(|p| p.contains("next_cursor")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("next_page")), "{problems:?}");
 }
+
+#[test]
+fn audit_entries_checkpoints_and_proofs() {
+    use glassbox_api_types::{AuditPage, CheckpointList, CheckpointView, ConsistencyProof, InclusionProof};
+    use glassbox_audit::{Auth, Draft, Hash};
+    use glassbox_core::{AuthMethod, PrincipalKind};
+
+    let draft = Draft {
+        time: at(1),
+        actor: "ci".into(),
+        actor_kind: PrincipalKind::Token,
+        auth: Auth { method: AuthMethod::BearerToken, key_id: Some("ci".into()) },
+        source: Some("10.0.0.7:51234".into()),
+        node: "node-1".into(),
+        action: "function.deploy".into(),
+        target: "function:fan".into(),
+        before: None,
+        after: Some("sha256:ab".into()),
+        event: "01JABC".into(),
+        detail: json!({"function": "fan", "version": 2}),
+        salt: "00112233445566778899aabbccddeeff".into(),
+    };
+    let entry = draft.seal(1, Hash::default());
+    let mut erased = entry.clone();
+    erased.erase();
+    let page = AuditPage { entries: vec![entry.clone(), erased], next: Some(2) };
+    conforms("get", "/api/v1/audit", 200, &page);
+    reads_back::<AuditPage>(&page);
+    let checkpoint = CheckpointView {
+        origin: "glassbox/node-1/audit".into(),
+        size: 1,
+        root: entry.hash,
+        at: at(2),
+        note: "glassbox/node-1/audit\n1\nAAAA\n\n— glassbox/node-1/audit AAAA\n".into(),
+    };
+    conforms("get", "/api/v1/audit/checkpoint", 200, &checkpoint);
+    let key = "glassbox/node-1/audit+01020304+AQ==".to_string();
+    let list = CheckpointList { checkpoints: vec![checkpoint.clone()], key: key.clone(), next: None };
+    conforms("get", "/api/v1/audit/checkpoints", 200, &list);
+    reads_back::<CheckpointList>(&list);
+    let proof = InclusionProof {
+        entry,
+        index: 0,
+        checkpoint: checkpoint.clone(),
+        proof: vec![Hash([3; 32])],
+        key: key.clone(),
+    };
+    conforms("get", "/api/v1/audit/{seq}/proof", 200, &proof);
+    reads_back::<InclusionProof>(&proof);
+    let consistency = ConsistencyProof { from: checkpoint.clone(), to: checkpoint, proof: vec![], key };
+    conforms("get", "/api/v1/audit/consistency", 200, &consistency);
+    reads_back::<ConsistencyProof>(&consistency);
+}

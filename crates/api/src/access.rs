@@ -21,7 +21,9 @@ pub enum Need {
 }
 
 use Need::{AnyToken, Permission as P};
-use Permission::{Clear, Control, Deploy, Ingest, IssueCertificates, ManageTokens, ProvisionDevices, Read, Replay};
+use Permission::{
+    Audit, Clear, Control, Deploy, Ingest, IssueCertificates, ManageTokens, ProvisionDevices, Read, Replay,
+};
 
 /// Method, route (as routed, with `{placeholders}`) and what it needs.
 /// Left out on purpose, so admin only: `GET /api/v1/perimeter` (it lists
@@ -79,6 +81,11 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/api/v1/devices/{id}/certificates", P(IssueCertificates)),
     ("DELETE", "/api/v1/devices/{id}/certificates", P(IssueCertificates)),
     ("DELETE", "/api/v1/devices/{id}/certificates/{serial}", P(IssueCertificates)),
+    ("GET", "/api/v1/audit", P(Audit)),
+    ("GET", "/api/v1/audit/checkpoint", P(Audit)),
+    ("GET", "/api/v1/audit/checkpoints", P(Audit)),
+    ("GET", "/api/v1/audit/consistency", P(Audit)),
+    ("GET", "/api/v1/audit/{seq}/proof", P(Audit)),
     ("GET", "/api/v1/tokens", P(ManageTokens)),
     ("POST", "/api/v1/tokens", P(ManageTokens)),
     ("DELETE", "/api/v1/tokens/{name}", P(ManageTokens)),

@@ -14,6 +14,7 @@
 //! and `params`, never axum's, whose rejections are plain text.
 
 mod access;
+mod audit;
 mod auth;
 mod body;
 mod certificates;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub certificates: Arc<glassbox_control::Certificates>,
     /// Retained messages, listed and cleared.
     pub retained: Arc<glassbox_control::RetainedMessages>,
+    /// The audit log, its checkpoints and proofs.
+    pub audit: Arc<glassbox_control::AuditLog>,
     pub functions: Arc<glassbox_functions::Functions>,
     pub tokens: Arc<Tokens>,
     /// Named tokens with roles: resolved per request, managed under `/api/v1/tokens`.
@@ -182,6 +185,11 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
         .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
         .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
+        .route("/api/v1/audit", get(audit::log))
+        .route("/api/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/api/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/api/v1/audit/consistency", get(audit::consistency))
+        .route("/api/v1/audit/{seq}/proof", get(audit::proof))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))

@@ -13,9 +13,9 @@ use glassbox_core::{
     DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
     DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, DIAGNOSE_SILENCED, Data, DeadLetterCleared, DeadLetterClearedReason,
     Deleted, Deployed, Event, FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED,
-    FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote, LiveChanged, PayloadError,
-    Principal, PrincipalKind, QueueCleared, RETAINED_CLEARED, RegistryChanged, RetainedCleared, ShadowUpdated,
-    Silenced, TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
+    FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote, LiveChanged, PayloadError, Principal,
+    PrincipalKind, QueueCleared, RETAINED_CLEARED, RegistryChanged, RetainedCleared, ShadowUpdated, Silenced,
+    TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -140,7 +140,11 @@ fn read(event: &Event) -> Result<Option<Change>, PayloadError> {
     }
     let device = || target_of(event);
     let change = match event.ty.as_str() {
-        DEVICE_REGISTERED | DEVICE_UPDATED | DEVICE_DISABLED | DEVICE_ENABLED | DEVICE_DELETED
+        DEVICE_REGISTERED
+        | DEVICE_UPDATED
+        | DEVICE_DISABLED
+        | DEVICE_ENABLED
+        | DEVICE_DELETED
         | DEVICE_SECRET_ROTATED => Change::by(p::<RegistryChanged>(event)?.principal, device()),
         DEVICE_QUEUE_CLEARED => Change::by(p::<QueueCleared>(event)?.principal, device()),
         DEVICE_SHADOW_UPDATED => {
@@ -175,7 +179,10 @@ fn read(event: &Event) -> Result<Option<Change>, PayloadError> {
         FUNCTION_DEPLOYED => {
             let deployed = p::<Deployed>(event)?;
             let target = format!("function:{}", deployed.function);
-            Change { after: Some(deployed.digest.clone()), ..Change::by(labelled(deployed.principal, &deployed.by), target) }
+            Change {
+                after: Some(deployed.digest.clone()),
+                ..Change::by(labelled(deployed.principal, &deployed.by), target)
+            }
         }
         FUNCTION_ROLLED_BACK | FUNCTION_PROMOTED => {
             let moved = p::<LiveChanged>(event)?;

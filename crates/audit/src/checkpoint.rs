@@ -111,8 +111,7 @@ impl Signer {
         let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| CheckpointError::Key("could not generate an Ed25519 key".into()))?;
         let body = B64.encode(doc.as_ref());
-        let lines: Vec<&str> =
-            body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
         Ok(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))
     }
 
@@ -204,8 +203,7 @@ mod tests {
     #[test]
     fn the_note_has_the_c2sp_shape() {
         let signer = signer();
-        let note =
-            signer.sign(&Checkpoint { origin: "glassbox/test/audit".into(), size: 1, root: Hash::default() });
+        let note = signer.sign(&Checkpoint { origin: "glassbox/test/audit".into(), size: 1, root: Hash::default() });
         let lines: Vec<&str> = note.lines().collect();
         assert_eq!(lines[0], "glassbox/test/audit");
         assert_eq!(lines[1], "1");

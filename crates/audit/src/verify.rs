@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::Hash;
 use crate::checkpoint::{Checkpoint, CheckpointError, VerifierKey};
 use crate::entry::Entry;
 use crate::merkle::CompactTree;
-use crate::Hash;
 
 /// What is wrong with a log, naming the first bad entry where one can be named.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,11 +23,15 @@ pub enum Problem {
     Missing { seq: u64, before: u64, after: u64 },
     #[error("entry {seq} appears after entry {before}: entries are repeated or out of order")]
     OutOfOrder { seq: u64, before: u64 },
-    #[error("the first {size} entries do not give the root signed in checkpoint {size}: an entry up to {size} was changed, removed or reordered")]
+    #[error(
+        "the first {size} entries do not give the root signed in checkpoint {size}: an entry up to {size} was changed, removed or reordered"
+    )]
     Root { size: u64 },
     #[error("checkpoint {size}: {error}")]
     Checkpoint { size: u64, error: CheckpointError },
-    #[error("checkpoint {size} was signed over {size} entries, but the log has {have}: entries after {have} were removed")]
+    #[error(
+        "checkpoint {size} was signed over {size} entries, but the log has {have}: entries after {have} were removed"
+    )]
     Truncated { size: u64, have: u64 },
 }
 

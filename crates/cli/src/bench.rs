@@ -1,6 +1,7 @@
 //! `glassbox bench …`: measurements of this build on this machine.
 
 mod anomaly;
+mod audit;
 mod connections;
 mod functions;
 mod mqtt;
@@ -28,6 +29,9 @@ pub enum BenchCommand {
     Anomaly(anomaly::AnomalyBenchArgs),
     /// A running server's trace answers for long chains, over HTTP.
     Trace(trace::TraceBenchArgs),
+    /// `audit verify --data-dir` over a log of a million entries (written
+    /// through the store, with signed checkpoints): wall and CPU time.
+    Audit(audit::AuditBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -38,5 +42,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Functions(args) => functions::run(args).await,
         BenchCommand::Anomaly(args) => anomaly::run(args).await,
         BenchCommand::Trace(args) => trace::run(args).await,
+        BenchCommand::Audit(args) => audit::run(args).await,
     }
 }

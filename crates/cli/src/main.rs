@@ -4,6 +4,7 @@
 
 mod anomaly;
 mod apply;
+mod audit;
 mod bench;
 mod certificates;
 mod client;
@@ -106,6 +107,10 @@ enum Command {
     /// Named API tokens with roles: create (shown once), list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// The audit log: who changed what, where and when; verify it, prove an
+    /// entry, export signed checkpoints.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The built-in certificate authority: its certificate.
     #[command(subcommand)]
     Ca(certificates::CaCommand),
@@ -177,6 +182,7 @@ fn main() -> std::process::ExitCode {
                 Command::Events(command) => events::run(command).await,
                 Command::Devices(command) => devices::run(command).await,
                 Command::Tokens(command) => tokens::run(command).await,
+                Command::Audit(command) => audit::run(command).await,
                 Command::Control(command) => control::run(command).await,
                 Command::Ca(command) => certificates::ca(command).await,
                 Command::Mqtt(command) => mqtt::run(command).await,

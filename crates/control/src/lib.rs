@@ -5,7 +5,8 @@
 //! [`Registry`] (`registry`, `metadata`); named API tokens in [`NamedTokens`]
 //! (`tokens`); device certificates from the built-in CA, their renewal over
 //! MQTT and expiry in [`Certificates`] (`certificates`, with its `[ca]`
-//! section, [`CaConfig`]).
+//! section, [`CaConfig`]); the audit log's checkpoints and proofs in
+//! [`AuditLog`] (`audit`, with its `[audit]` section, [`AuditConfig`]).
 //!
 //! Everything it does is an event: each accepted change, each message sent
 //! to a device, each step of a command, each refused request, with the
@@ -22,6 +23,7 @@
 //! calls these services), reading configuration files (the server does),
 //! or the function runtime; it never depends on `glassbox-server`.
 
+pub mod audit;
 mod certificates;
 mod commands;
 mod config;
@@ -46,6 +48,7 @@ use glassbox_link::{DeviceLink, DeviceMessage, Reserved, ReservedPublish, reserv
 use glassbox_store::{CommandStore, DeviceRegistry};
 use serde::Serialize;
 
+pub use audit::{AuditConfig, AuditError, AuditLog, Consistency, Inclusion};
 pub use certificates::{CaConfig, CertificateError, Certificates, Revoked};
 pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;

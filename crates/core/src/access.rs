@@ -52,6 +52,8 @@ pub enum Permission {
     IssueCertificates,
     /// Create, list and revoke tokens.
     ManageTokens,
+    /// Read the audit log: who changed what, from which address.
+    Audit,
 }
 
 /// What a role may do on MQTT topics, as a backend client logged in with a token.
@@ -82,7 +84,7 @@ impl Role {
         use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, P::Read | P::Control | P::Clear | P::Replay),
+            Role::Operator => matches!(permission, P::Read | P::Control | P::Clear | P::Replay | P::Audit),
             Role::Deployer => matches!(permission, P::Read | P::Deploy),
             Role::Viewer => permission == P::Read,
             Role::Ingest => permission == P::Ingest,
@@ -145,6 +147,7 @@ impl Permission {
             Permission::ProvisionDevices => "provision devices",
             Permission::IssueCertificates => "issue certificates",
             Permission::ManageTokens => "manage tokens",
+            Permission::Audit => "read the audit log",
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod metrics;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
 use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, SpanKey, State};
 use glassbox_store::{Appended, EventStore, Ingress, SettingStore, StoreError, Transition};
@@ -75,7 +75,7 @@ impl Pipeline {
         for draft in drafts {
             let parent = self.parent_of(&draft).await?;
             let event = draft.into_event(self.minter.mint(), now, parent.as_ref());
-            batch.push(Ingress::new(event, now, via, &self.node));
+            batch.push(self.audited(Ingress::new(event, now, via, &self.node), now));
         }
         // Recording and publishing run as their own task: a caller that gives
         // up waiting (a timeout, a closed connection) cannot leave an event
@@ -92,6 +92,20 @@ impl Pipeline {
             Ok(appended)
         });
         task.await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
+    }
+
+    /// A change's event carries its audit entry's draft, for the store to
+    /// seal in the same commit (a string match for every other event).
+    fn audited(&self, ingress: Ingress, now: DateTime<Utc>) -> Ingress {
+        let event = ingress.event();
+        if !glassbox_audit::is_change(&event.ty) {
+            return ingress;
+        }
+        let salt = hex::encode(glassbox_core::secrets::salt());
+        match glassbox_audit::draft_for(event, now, &self.node, salt) {
+            Some(draft) => ingress.with_audit(draft),
+            None => ingress,
+        }
     }
 
     /// Recorded events with ids after `after` (at most [`READ_BACK_MAX`]),

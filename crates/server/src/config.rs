@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-pub use glassbox_control::{CaConfig, ControlConfig};
+pub use glassbox_control::{AuditConfig, CaConfig, ControlConfig};
 use glassbox_gateway::acl::{Access, Acl, Rule};
 use glassbox_gateway::broker::{BrokerSettings, QueueBounds, QueuePolicy};
 use glassbox_gateway::flapping::FlapSettings;
@@ -46,6 +46,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[ca]`: the built-in certificate authority and device certificates.
     pub ca: CaConfig,
+    /// `[audit]`: when the audit log's checkpoints are signed, and where copies go.
+    pub audit: AuditConfig,
     pub metrics: MetricsConfig,
     pub diagnose: WatchSettings,
     pub otel: OtelConfig,
@@ -237,6 +239,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             control: ControlConfig::default(),
             ca: CaConfig::default(),
+            audit: AuditConfig::default(),
             metrics: MetricsConfig::default(),
             diagnose: WatchSettings::default(),
             otel: OtelConfig::default(),
@@ -326,7 +329,7 @@ fn host_name() -> String {
 
 /// Keys whose values are secrets: wherever the configuration is recorded
 /// (`config.changed`, the stored snapshot) only a digest or `[redacted]`.
-pub const SECRET_KEYS: &[&str] = &["diagnose.webhook"];
+pub const SECRET_KEYS: &[&str] = &["diagnose.webhook", "audit.webhook"];
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "glassbox.toml";

@@ -27,6 +27,7 @@ use sha2::Digest;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use glassbox_control::audit::{PUBLIC_KEY_FILE as AUDIT_PUBLIC_KEY_FILE, key_dir as audit_key_dir};
 
 use glassbox_api::{self as api, AppState};
 use glassbox_pipeline::Pipeline;
@@ -101,6 +102,7 @@ pub async fn start_with_log(
     let mqtt = Mqtt::open(&config, &pipeline, &stores, token.tokens.hashes(), logins, &authority).await?;
     named_tokens.set_sessions(Arc::new(identity::TokenSessions(mqtt.broker.downgrade())));
     let services = Services::start(&config, &stores, &pipeline, &mqtt.broker, authority.clone()).await?;
+    let audit = open_audit(&config, &stores).await?;
     let metrics = metrics_registry(&pipeline, &mqtt.broker, &series, &services.functions, otlp);
     let listener = bind_api(&config).await?;
     let (http_addr, mqtt_addr, mqtts_addr) = (listener.local_addr()?, mqtt.addr, mqtt.tls_addr);
@@ -115,10 +117,13 @@ pub async fn start_with_log(
     };
     let https_cert = extra.https.as_ref().map(|h| h.cert.clone());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let mut audit_stop = stopping.clone();
+    tokio::spawn(audit.clone().run(async move { drop(audit_stop.wait_for(|stop| *stop).await) }));
     let state = AppState {
         registry: services.registry,
         certificates: services.certificates,
         retained: services.retained,
+        audit: audit.clone(),
         control: services.control,
         functions: services.functions.clone(),
         pipeline,
@@ -142,7 +147,7 @@ pub async fn start_with_log(
     };
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping =
-        Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, store: stores.events };
+        Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, audit, store: stores.events };
     let task = tokio::spawn(serve(config, listener, extra, state, mqtt, stopping));
     Ok(Running {
         http_addr,
@@ -156,6 +161,15 @@ pub async fn start_with_log(
         shutdown,
         task,
     })
+}
+
+/// The audit log: the signing key opened and the tree caught up.
+async fn open_audit(config: &Config, stores: &Stores) -> anyhow::Result<Arc<glassbox_control::AuditLog>> {
+    let dir = glassbox_control::audit::key_dir(&config.data_dir);
+    let audit = glassbox_control::AuditLog::open(stores.audit.clone(), &dir, &config.node, config.audit.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(audit)
 }
 
 /// What `/metrics` serves: every service's collector.
@@ -249,6 +263,7 @@ struct Stores {
     commands: Arc<dyn CommandStore>,
     certificates: Arc<dyn glassbox_store::CertificateStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
+    audit: Arc<dyn glassbox_store::AuditStore>,
 }
 
 impl Stores {
@@ -264,6 +279,7 @@ impl Stores {
             devices: sqlite.clone(),
             commands: sqlite.clone(),
             certificates: sqlite.clone(),
+            audit: sqlite.clone(),
             functions: sqlite,
         })
     }
@@ -432,6 +448,7 @@ struct Stopping {
     stopping: tokio::sync::watch::Sender<bool>,
     functions: Arc<glassbox_functions::Functions>,
     series: Arc<glassbox_series::Series>,
+    audit: Arc<glassbox_control::AuditLog>,
     store: Arc<dyn EventStore>,
 }
 
@@ -459,7 +476,7 @@ async fn serve(
         connections_max: config.http.connections_max,
         shutdown_grace: config.shutdown_grace,
     };
-    let Stopping { stopped, stopping, functions, series, store } = stop;
+    let Stopping { stopped, stopping, functions, series, audit, store } = stop;
     let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let router = match extra.public.is_some() {
         true => api::admin_router(state.clone()),
@@ -482,6 +499,7 @@ async fn serve(
     let began = began.await.unwrap_or_else(|_| tokio::time::Instant::now());
     functions.stop((began + config.shutdown_grace).saturating_duration_since(tokio::time::Instant::now())).await;
     series.flush(chrono::Utc::now(), true).await;
+    audit.close().await;
     store.close().await;
     Ok(())
 }

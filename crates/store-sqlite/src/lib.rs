@@ -14,6 +14,7 @@
 //! or the bus, nor read the session bytes the gateway stores; callers see
 //! only the ports' traits and types, and the server alone constructs it.
 
+mod audit;
 mod certificates;
 mod commands;
 mod devices;
@@ -27,6 +28,7 @@ mod settings;
 mod tokens;
 mod writer;
 
+pub use audit::AuditFile;
 pub use metrics::{METRICS_FILE_NAME, SqliteMetrics};
 pub use sessions::{SESSIONS_FILE_NAME, SqliteSessions};
 pub use settings::RecorderSettings;
@@ -37,11 +39,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use glassbox_audit::{Entry, Hash};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState, CommandStore, Device,
-    DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore,
-    StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
+    Appended, AuditQuery, AuditStore, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState,
+    CommandStore, Device, DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove,
+    SecretHash, SettingStore, StoreError, StoreStatus, StoredCheckpoint, TokenRecord, TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -355,6 +358,31 @@ impl SettingStore for SqliteStore {
 }
 
 /// Named tokens live in the recorder's file, written through its writer.
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<Entry>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| audit::entries(conn, &query)).await
+    }
+
+    async fn audit_leaves(&self, after: u64, limit: usize) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |conn| audit::leaves(conn, after, limit)).await
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let checkpoint = checkpoint.clone();
+        self.write(move |tx| audit::add_checkpoint(tx, &checkpoint)).await
+    }
+
+    async fn checkpoints(&self, after: u64, limit: usize) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.read(move |conn| audit::checkpoints(conn, after, limit)).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(audit::latest_checkpoint).await
+    }
+}
+
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {

@@ -147,6 +147,37 @@ pub const RECORDER: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX certificates_device ON certificates(device, issued_at);
     CREATE INDEX certificates_not_after ON certificates(not_after) WHERE revoked_at IS NULL AND renewed_by IS NULL;",
+    // 11: the audit log (one row a change, chained by hash, never deleted) and its signed checkpoints.
+    "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        auth_method TEXT NOT NULL,
+        key_id TEXT,
+        source TEXT,
+        node TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        event TEXT NOT NULL,
+        detail TEXT,
+        erased INTEGER NOT NULL DEFAULT 0,
+        salt TEXT,
+        personal BLOB NOT NULL,
+        prev BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_log_actor ON audit_log(actor, seq);
+    CREATE INDEX audit_log_action ON audit_log(action, seq);
+    CREATE INDEX audit_log_target ON audit_log(target, seq);
+    CREATE TABLE audit_checkpoints (
+        size INTEGER PRIMARY KEY,
+        root BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        note TEXT NOT NULL
+    );",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

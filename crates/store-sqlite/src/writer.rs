@@ -336,6 +336,8 @@ struct Apply<'tx> {
     node: i64,
     dedup_window: Duration,
     seen: HashMap<(String, String), Appended>,
+    /// The audit log's last `seq` and hash, read once the batch holds a change.
+    audit_head: Option<(u64, glassbox_audit::Hash)>,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
@@ -361,6 +363,7 @@ impl<'tx> Apply<'tx> {
             node,
             dedup_window: settings.dedup_window,
             seen: HashMap::new(),
+            audit_head: None,
         })
     }
 
@@ -424,6 +427,13 @@ impl<'tx> Apply<'tx> {
             ingress.via(),
             self.node,
         ])?;
+        if let Some(draft) = ingress.audit() {
+            let head = match self.audit_head {
+                Some(head) => head,
+                None => super::audit::head(self.tx)?,
+            };
+            self.audit_head = Some(super::audit::seal(self.tx, head, draft)?);
+        }
         let appended =
             Appended { id: event.id.to_string(), correlationid: event.correlationid.clone(), duplicate: false };
         if let Some(key) = origin_key {

@@ -9,7 +9,7 @@ use glassbox_store::{
     SettingStore, TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
-use glassbox_testkit::{Factory, Fresh};
+use glassbox_testkit::{Audited, Factory, Fresh};
 use tempfile::TempDir;
 
 /// Opens each store in a new temporary directory, kept as long as the store.
@@ -70,6 +70,11 @@ impl Factory for Sqlite {
     async fn tokens(&self) -> Fresh<dyn TokenStore> {
         let (store, dir) = Self::recorder();
         Fresh::new(store, dir)
+    }
+
+    async fn audit(&self) -> Fresh<Audited> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(Arc::new(Audited { events: store.clone(), audit: store }), dir)
     }
 }
 

@@ -4,7 +4,8 @@
 //! [`EventStore`] is the flight recorder that the pipeline, the API and
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
-//! [`SettingStore`] (the platform's few values about itself), [`TokenStore`]
+//! [`SettingStore`] (the platform's few values about itself), [`AuditStore`]
+//! (the tamper-evident log of changes), [`TokenStore`]
 //! (named API tokens), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
 //! (the device certificates the CA issued), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
@@ -21,6 +22,7 @@
 //! events' `received` records are durable (on disk), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
+pub mod audit;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -37,6 +39,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
+pub use audit::{AuditQuery, AuditStore, StoredCheckpoint};
 pub use certificates::{CertificateRecord, CertificateStore};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};
@@ -51,7 +54,7 @@ pub use tokens::{TokenRecord, TokenStore};
 /// Shared (`Arc`) so that the same allocation is written by the recorder and
 /// then published on the bus, without copying the data.
 #[derive(Debug, Clone)]
-pub struct Ingress(Arc<RecordedEvent>);
+pub struct Ingress(Arc<RecordedEvent>, Option<Box<glassbox_audit::Draft>>);
 
 impl Ingress {
     /// `via` names the ingress (`http`, `mqtt`, …) in the `received` state.
@@ -63,7 +66,20 @@ impl Ingress {
             detail: Some(via.to_string()),
             node: Some(node.to_string()),
         };
-        Self(Arc::new(RecordedEvent { event, states: vec![received] }))
+        Self(Arc::new(RecordedEvent { event, states: vec![received] }), None)
+    }
+
+    /// The event is a change: the store seals `draft` as the audit log's
+    /// next entry (next `seq`, chained to the last) in the same commit as
+    /// the event, so neither is ever kept without the other.
+    pub fn with_audit(mut self, draft: glassbox_audit::Draft) -> Self {
+        self.1 = Some(Box::new(draft));
+        self
+    }
+
+    /// The audit entry to seal with this event, if it is a change.
+    pub fn audit(&self) -> Option<&glassbox_audit::Draft> {
+        self.1.as_deref()
     }
 
     pub fn event(&self) -> &Event {

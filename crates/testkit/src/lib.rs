@@ -1,7 +1,7 @@
 //! The conformance suite of the store ports (`glassbox-store`): what every
 //! backend must do, as cases that run against any implementation.
 //!
-//! Each port has a module of cases (`events`, `devices`, `certificates`, `commands`,
+//! Each port has a module of cases (`events`, `audit`, `devices`, `certificates`, `commands`,
 //! `functions`, `sessions`, `metrics`, `settings`, `tokens`); each case is an async function that
 //! takes a [`Factory`], asks it for a fresh, empty implementation, and
 //! asserts the contract on real values. A backend's tests run them all with
@@ -15,6 +15,7 @@
 //! migrations, bounds a backend adds) stay in the backend's own tests. It
 //! must not depend on any backend.
 
+pub mod audit;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -31,8 +32,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
-    TokenStore,
+    AuditStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore,
+    SettingStore, TokenStore,
 };
 
 /// The node name a factory's event store records on every state.
@@ -54,6 +55,14 @@ pub trait Factory: Send + Sync {
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
     async fn settings(&self) -> Fresh<dyn SettingStore>;
     async fn tokens(&self) -> Fresh<dyn TokenStore>;
+    /// An event store and the audit store its appends seal entries into.
+    async fn audit(&self) -> Fresh<Audited>;
+}
+
+/// The two ports of one backend the audit log needs together.
+pub struct Audited {
+    pub events: Arc<dyn EventStore>,
+    pub audit: Arc<dyn AuditStore>,
 }
 
 /// A store made for one case, with what must outlive it (a temporary
@@ -99,6 +108,11 @@ macro_rules! conformance {
                 read_after_walks_forward_oldest_first_without_states,
                 queries_see_every_acknowledged_append_at_once,
                 status_names_the_backend_and_counts_what_was_recorded,
+            ],
+            audit: [
+                changes_are_sealed_dense_and_chained_with_their_events,
+                entries_filter_and_page,
+                checkpoints_are_kept_once_per_size,
             ],
             devices: [
                 the_device_registry_creates_disables_rotates_and_deletes,
