@@ -1,0 +1,106 @@
+//! The audit log through a running server: checkpoints signed as changes
+//! come and posted to the `[audit]` webhook, verifiable with the key the
+//! API gives; the chain continued across a restart with the same key, and
+//! a checkpoint signed at shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use glassbox_audit::{Checkpoint, VerifierKey};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use common::{Server, start_with};
+
+const TOKEN: &str = "gbx_audit_test_token";
+
+/// A webhook receiver: the bodies of the POSTs it gets, as text.
+async fn webhook() -> (String, tokio::sync::mpsc::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/checkpoints", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                    let _ = tx.send(body.to_string()).await;
+                    break;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+async fn create_device(server: &Server, id: &str) {
+    let (status, body) =
+        server.call(Method::POST, "/api/v1/devices", Some(json!({"id": id}).to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn key(server: &Server) -> VerifierKey {
+    let (_, list) = server.call(Method::GET, "/api/v1/audit/checkpoints", None).await;
+    list["key"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn checkpoints_reach_the_webhook_signed_with_the_logs_key() {
+    let (hook, mut posted) = webhook().await;
+    let server = start_with(TOKEN, |config| {
+        config.audit.webhook = hook;
+        config.audit.checkpoint_entries = 2;
+        config.audit.checkpoint_interval = Duration::from_secs(3600);
+    })
+    .await;
+    create_device(&server, "th-1").await;
+    create_device(&server, "th-2").await;
+    let note =
+        tokio::time::timeout(Duration::from_secs(15), posted.recv()).await.expect("a checkpoint is posted").unwrap();
+    let checkpoint = Checkpoint::open(&note, &key(&server).await).expect("signed with the log's key");
+    assert_eq!(checkpoint.size, 2);
+    let (_, latest) = server.call(Method::GET, "/api/v1/audit/checkpoint", None).await;
+    assert_eq!(latest["note"], note.as_str());
+}
+
+#[tokio::test]
+async fn the_chain_continues_across_a_restart_and_the_stop_signs_a_checkpoint() {
+    let server = start_with(TOKEN, |_| {}).await;
+    create_device(&server, "th-1").await;
+    let before = key(&server).await;
+    let server = server.restart(|_| {}).await;
+    let (_, kept) = server.call(Method::GET, "/api/v1/audit/checkpoints", None).await;
+    assert_eq!(kept["checkpoints"][0]["size"], 1, "signed at the stop: {kept}");
+    create_device(&server, "th-2").await;
+    assert_eq!(key(&server).await, before, "the same key after a restart");
+
+    let (status, page) = server.call(Method::GET, "/api/v1/audit?target=device:th-2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = &page["entries"][0];
+    let (_, all) = server.call(Method::GET, "/api/v1/audit", None).await;
+    let first = &all["entries"][0];
+    assert_eq!((first["seq"].as_u64(), second["seq"].as_u64()), (Some(1), Some(2)), "{all}");
+    assert_eq!(second["prev"], first["hash"], "chained across the restart");
+    let (status, proof) = server.call(Method::GET, "/api/v1/audit/2/proof", None).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert_eq!(proof["checkpoint"]["size"], 2);
+    let (status, missing) = server.call(Method::GET, "/api/v1/audit/9/proof", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    let (status, bad) = server.call(Method::GET, "/api/v1/audit?limit=0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
