@@ -152,7 +152,15 @@ impl Demo {
 fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_incidents() {
     let demo = Demo::start();
     let verbs = ["functions list", "monitor", "events query", "events get", "trace", "debug replay", "control send"];
-    for verb in verbs.iter().chain(&["control desired", "devices clear-queue", "diagnose", "cost", "metrics", "logs"]) {
+    for verb in verbs.iter().chain(&[
+        "control desired",
+        "devices clear-queue",
+        "diagnose",
+        "cost",
+        "metrics",
+        "logs",
+        "audit verify",
+    ]) {
         assert!(demo.tour.iter().any(|l| l.contains(verb)), "the tour shows `glassbox {verb}`: {:?}", demo.tour);
     }
     let after = |prefix: &str| demo.tour.iter().find_map(|l| l.strip_prefix(prefix)).unwrap().to_string();
@@ -224,6 +232,15 @@ fn the_demos_tour_works_on_live_data_and_diagnose_finds_and_explains_its_inciden
     assert_eq!(telemetry["version"], 1, "the live version is the first again: {telemetry}");
     let rollbacks = demo.json("glassbox events query --type function.rolled_back --json");
     assert!(rollbacks.as_array().unwrap().iter().any(|e| e["data"]["function"] == "telemetry"), "{rollbacks}");
+    // The audit log names the rollback with who did it, and still verifies.
+    let audited = demo.shell("glassbox audit log --action function.rollback --json");
+    let entry: Value = serde_json::from_str(audited.lines().last().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(
+        (entry["target"].as_str(), entry["actor_kind"].as_str()),
+        (Some("function:telemetry"), Some("admin")),
+        "{audited}"
+    );
+    assert!(demo.shell("glassbox audit verify").starts_with("ok: "));
 
     // Incident 3: a device goes silent while connected; liveness notices.
     let line = demo.announced("a silent device: ");

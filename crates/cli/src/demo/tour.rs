@@ -77,6 +77,9 @@ clear     drop what waits for a sleeping device (it sleeps 2–4 min; the backen
 diagnose  what is abnormal, since when, and the likely cause
   glassbox diagnose
   glassbox cost --by function --since 1h
+audit     who changed what, from where and when, and proof that no entry was edited since
+  glassbox audit log --since 1h
+  glassbox audit verify
 
 {incidents} Type a fault and Enter at any time:
 silent ID, flap ID, surge GROUP, malformed ID, status. Ctrl-C stops the demo.",
