@@ -11,42 +11,9 @@ use glassbox_audit::{Checkpoint, VerifierKey};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use common::{Server, start_with};
+use common::{Server, start_with, webhook};
 
 const TOKEN: &str = "gbx_audit_test_token";
-
-/// A webhook receiver: the bodies of the POSTs it gets, as text.
-async fn webhook() -> (String, tokio::sync::mpsc::Receiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/checkpoints", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
-                    let _ = tx.send(body.to_string()).await;
-                    break;
-                }
-            }
-        }
-    });
-    (url, rx)
-}
 
 async fn create_device(server: &Server, id: &str) {
     let (status, body) =

@@ -17,7 +17,7 @@ use glassbox_store::MetricPoint;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Server, fixture, start_with};
+use common::{Server, fixture, start_with, webhook};
 
 const TOKEN: &str = "gbx_diagnose_test_token";
 
@@ -43,41 +43,9 @@ fn latency_history(function: &str, times: impl Iterator<Item = i64>, ms: impl Fn
         .collect()
 }
 
-/// A webhook receiver: the body of the first POST it gets.
-async fn webhook() -> (String, tokio::sync::oneshot::Receiver<Value>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = socket.read(&mut buf).await.unwrap();
-            request.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&request).to_string();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
-                    let _ = tx.send(serde_json::from_str(body).unwrap());
-                    return;
-                }
-            }
-        }
-    });
-    (url, rx)
-}
-
 #[tokio::test]
 async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
-    let (hook, posted) = webhook().await;
+    let (hook, mut posted) = webhook().await;
     let server = start_with(TOKEN, |config| {
         config.diagnose.warmup_points = 20;
         config.diagnose.webhook = hook;
@@ -129,7 +97,8 @@ async fn a_slower_deploy_is_named_as_the_likely_cause_of_the_latency_anomaly() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // And it was posted to the webhook.
-    let alert = tokio::time::timeout(Duration::from_secs(10), posted).await.unwrap().unwrap();
+    let alert = tokio::time::timeout(Duration::from_secs(10), posted.recv()).await.unwrap().unwrap();
+    let alert: Value = serde_json::from_str(&alert).unwrap();
     assert_eq!(alert["type"], "anomaly.detected", "{alert}");
     assert!(alert["words"].as_str().unwrap().contains("function work"), "{alert}");
 }
