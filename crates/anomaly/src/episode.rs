@@ -161,6 +161,11 @@ impl Peaks {
         Self::default()
     }
 
+    /// Bytes held on the heap (the queue, at most [`PEAK_HOLD_POINTS`] pairs).
+    pub fn heap_bytes(&self) -> usize {
+        self.maxima.capacity() * size_of::<(u64, f64)>()
+    }
+
     /// `reported` if `score` is higher than every score of the hold, else 0;
     /// `score` joins the hold. (`reported` may be lower than `score`: a
     /// backtest caps the scores of an episode already alerted.)
