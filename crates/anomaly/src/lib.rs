@@ -39,5 +39,5 @@ mod tail;
 pub use backtest::{Backtest, Row};
 pub use cadence::Skip;
 pub use detector::{Detector, Observation, Parts, Status};
-pub use episode::{Episode, EpisodeTracker, PEAK_HOLD_POINTS, Peaks, Signal, Transition};
+pub use episode::{BURST_RISE, Episode, EpisodeTracker, PEAK_HOLD_POINTS, Peaks, Signal, Transition};
 pub use settings::{InvalidSettings, Seasonality, Settings};

@@ -8,13 +8,17 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use glassbox_anomaly::{Backtest, Detector, Episode, PEAK_HOLD_POINTS, Seasonality, Settings, Skip, Status};
+use glassbox_anomaly::{
+    BURST_RISE, Backtest, Detector, Episode, PEAK_HOLD_POINTS, Seasonality, Settings, Skip, Status,
+};
 
 #[derive(clap::Subcommand)]
 pub enum AnomalyCommand {
     /// Run the streaming detector over a CSV of `timestamp,value` rows and
     /// write `timestamp,value,score,anomaly` for every row.
-    #[command(after_help = BACKTEST_HELP.replace("{hold}", &PEAK_HOLD_POINTS.to_string()))]
+    #[command(after_help = BACKTEST_HELP
+        .replace("{hold}", &PEAK_HOLD_POINTS.to_string())
+        .replace("{rise}", &BURST_RISE.to_string()))]
     Backtest(BacktestArgs),
 }
 
@@ -36,8 +40,10 @@ Output columns:
              already alerted, rows are written at most at --calm-threshold
              (they raise no new alert), and a row's score is written only
              where it is higher than every score of the previous {hold}
-             rows (else 0), so at any threshold the rows at or above it are
-             alerts, one per burst; --raw-scores writes them unchanged.
+             rows (while the score climbs row after row, only once it is
+             {rise} times the climb's last written score; else 0), so at
+             any threshold the rows at or above it are alerts, one per
+             burst; --raw-scores writes them unchanged.
   anomaly    1 on the row that starts an episode (one alert per anomaly,
              however long it lasts), else 0
 
