@@ -7,6 +7,9 @@ use glassbox_anomaly::synthetic::Rng;
 use glassbox_anomaly::{Backtest, Settings};
 
 const DAY: f64 = 86_400.0;
+
+/// A series' value at a time (seconds), with a source of noise.
+type Shape = Box<dyn Fn(f64, &mut Rng) -> f64>;
 /// Two weeks of five-minute points, like most NAB series.
 const POINTS: usize = 4032;
 
@@ -36,7 +39,7 @@ fn alerts(values: impl Fn(f64, &mut Rng) -> f64, threshold: f64) -> usize {
 fn quiet_series_raise_at_most_a_rare_backtest_alert() {
     // Series without anomalies, seasonal or not (NAB's artificialNoAnomaly
     // kind): at the score one in 100,000 (0.5), at most one row each.
-    let quiet: [(&str, Box<dyn Fn(f64, &mut Rng) -> f64>); 6] = [
+    let quiet: [(&str, Shape); 6] = [
         ("daily wave", Box::new(|t, _| wave(t))),
         ("daily wave, small noise", Box::new(|t, r| wave(t) + 0.5 * r.normal())),
         ("daily square wave", Box::new(|t, _| square(t))),
