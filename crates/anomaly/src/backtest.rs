@@ -147,10 +147,12 @@ impl Backtest {
         if observation.status != Status::Scored {
             seasonal_p = 1.0;
         }
-        let combine = |detector_score: f64| {
-            let p = (QUESTIONS * seasonal_p.min(10f64.powf(-10.0 * detector_score))).min(1.0);
-            (-p.max(f64::MIN_POSITIVE).log10() / 10.0).clamp(0.0, 1.0) + 0.0
-        };
+        // -log10(QUESTIONS * min(p_seasonal, p_detector)) / 10, in scores:
+        // the larger score less the correction (no exp or log of the
+        // detector's score).
+        let seasonal_score = -seasonal_p.max(f64::MIN_POSITIVE).log10() / 10.0;
+        let correction = QUESTIONS.log10() / 10.0;
+        let combine = |detector_score: f64| (detector_score.max(seasonal_score) - correction).clamp(0.0, 1.0) + 0.0;
         let raw = combine(observation.score);
         let reported = if alerted_before { combine(observation.score.min(self.calm_threshold)) } else { raw };
         Row { observation, raw, score: self.peaks.next(raw, reported) }
