@@ -56,7 +56,8 @@ fn quiet_series_raise_at_most_a_rare_backtest_alert() {
 #[test]
 fn a_day_without_its_peak_is_found_by_the_backtest() {
     // The daily wave's peak does not come on day 10: the first row at or
-    // above 0.5 is in that day, none before it.
+    // above 0.5 after NAB's probation (the first 15%, in which the first
+    // day's wave is still new and out of range) is in that day.
     let missing = 9.0 * DAY..10.0 * DAY;
     let values = |t: f64, r: &mut Rng| {
         let base = if missing.contains(&t) { wave(t).min(50.0) } else { wave(t) };
@@ -69,7 +70,7 @@ fn a_day_without_its_peak_is_found_by_the_backtest() {
         let t = i as f64 * 300.0;
         let value = values(t, &mut rng);
         let row = backtest.observe(t, value);
-        if row.score >= 0.5 && found.is_none() {
+        if i >= POINTS * 15 / 100 && row.score >= 0.5 && found.is_none() {
             found = Some(t);
         }
     }

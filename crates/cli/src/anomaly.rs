@@ -35,15 +35,17 @@ Output columns:
              (0.5 is one in 100,000). 0 during the warm-up. Besides the
              detector's own questions, a seasonal series is asked whether
              its recent errors against the daily or weekly pattern are
-             unusually large, whichever model the detector uses (the
-             anomaly column does not ask this). Inside an episode
-             already alerted, rows are written at most at --calm-threshold
-             (they raise no new alert), and a row's score is written only
-             where it is higher than every score of the previous {hold}
-             rows (while the score climbs row after row, only once it is
-             {rise} times the climb's last written score; else 0), so at
-             any threshold the rows at or above it are alerts, one per
-             burst; --raw-scores writes them unchanged.
+             unusually large, whichever model the detector uses, and a
+             value beyond every value before by more than 5% of their
+             range scores 1 (the anomaly column asks neither). Inside an
+             episode already alerted, the detector's part is written at
+             most at --calm-threshold (it raises no new alert), and a
+             row's score is written only where it is higher than every
+             score of the previous {hold} rows (while the score climbs row
+             after row, only once it is {rise} times the climb's last
+             written score; else 0), so at any threshold the rows at or
+             above it are alerts, one per burst; --raw-scores writes them
+             unchanged.
   anomaly    1 on the row that starts an episode (one alert per anomaly,
              however long it lasts), else 0
 
