@@ -269,6 +269,21 @@ impl Baseline {
         Some(Forecast { expected, residual: x - expected, sigma: model.sigma(t), deseasonalized })
     }
 
+    /// The daily and the weekly model's errors for `x` at `t`, in their
+    /// usual error sizes, once each has learned a period (else `None`).
+    /// Learns nothing: for backtests, which ask the seasonal models about
+    /// every point whichever model is in use.
+    pub(crate) fn seasonal_errors(&self, t: f64, x: f64) -> [Option<f64>; 2] {
+        let mut errors = [None, None];
+        for m in &self.models {
+            let Some(profile) = m.profile.as_ref().filter(|_| t >= m.comparable_at) else { continue };
+            let sigma = m.sigma(t);
+            let slot = usize::from(profile.period >= WEEK_SECS);
+            errors[slot] = Some(if sigma > 0.0 { (x - m.expected(t)) / sigma } else { 0.0 });
+        }
+        errors
+    }
+
     /// Bytes held on the heap (models, profiles, recent points).
     pub(crate) fn heap_bytes(&self) -> usize {
         let profiles: usize = self

@@ -271,6 +271,18 @@ impl Detector {
         size_of::<Self>() + self.baseline.heap_bytes()
     }
 
+    /// The daily and the weekly model's errors for `value` at `t`, in
+    /// their usual error sizes, once each has learned a period; learns
+    /// nothing (see [`crate::Backtest`]).
+    pub(crate) fn seasonal_errors(&self, t: f64, value: f64) -> [Option<f64>; 2] {
+        match self.unit {
+            Some(unit) if value.is_finite() => {
+                self.baseline.seasonal_errors(t, (value / unit).clamp(-VALUE_MAX, VALUE_MAX))
+            }
+            _ => [None, None],
+        }
+    }
+
     /// The open episode, if any.
     pub fn episode(&self) -> Option<&Episode> {
         self.episodes.open()

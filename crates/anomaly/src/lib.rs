@@ -24,6 +24,7 @@
 //! injected anomalies and [`evaluation`] scores a detector's alerts against
 //! them; `glassbox bench anomaly` and `glassbox anomaly backtest` drive both.
 
+mod backtest;
 mod baseline;
 mod cadence;
 mod detector;
@@ -35,7 +36,8 @@ mod stats;
 pub mod synthetic;
 mod tail;
 
+pub use backtest::{Backtest, Row};
 pub use cadence::Skip;
 pub use detector::{Detector, Observation, Parts, Status};
-pub use episode::{Episode, EpisodeTracker, PEAK_HOLD_POINTS, Peaks, Signal, Transition};
+pub use episode::{BURST_RISE, Episode, EpisodeTracker, PEAK_HOLD_POINTS, Peaks, Signal, Transition};
 pub use settings::{InvalidSettings, Seasonality, Settings};

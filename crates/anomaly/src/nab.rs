@@ -16,7 +16,7 @@
 //!
 //! No I/O: callers read the files; [`nab_time`] parses NAB's timestamps.
 
-use crate::{Detector, Peaks, Settings};
+use crate::Settings;
 
 /// The weights of one of NAB's application profiles.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -235,17 +235,8 @@ fn per_file(corpus: &[Scored], rows: &[Row], threshold: f64, profile: &Profile) 
 /// [`crate::PEAK_HOLD_POINTS`] points ([`Peaks`]), so at any threshold the
 /// rows at or above it are alerts, one per burst.
 pub fn backtest(rows: &[(f64, f64)], settings: &Settings) -> Result<Vec<f64>, crate::InvalidSettings> {
-    let mut detector = Detector::new(settings.clone())?;
-    let mut peaks = Peaks::new();
-    Ok(rows
-        .iter()
-        .map(|&(t, value)| {
-            let alerted_before = detector.episode().is_some();
-            let o = detector.observe(t, value);
-            let reported = if alerted_before { o.score.min(settings.calm_threshold) } else { o.score };
-            peaks.next(o.score, reported)
-        })
-        .collect())
+    let mut backtest = crate::Backtest::new(settings)?;
+    Ok(rows.iter().map(|&(t, value)| backtest.observe(t, value).score).collect())
 }
 
 /// Seconds since 1970 of a NAB timestamp (`YYYY-MM-DD HH:MM:SS`, with

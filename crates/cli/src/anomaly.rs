@@ -8,13 +8,17 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use glassbox_anomaly::{Detector, Episode, PEAK_HOLD_POINTS, Peaks, Seasonality, Settings, Skip, Status};
+use glassbox_anomaly::{
+    BURST_RISE, Backtest, Detector, Episode, PEAK_HOLD_POINTS, Seasonality, Settings, Skip, Status,
+};
 
 #[derive(clap::Subcommand)]
 pub enum AnomalyCommand {
     /// Run the streaming detector over a CSV of `timestamp,value` rows and
     /// write `timestamp,value,score,anomaly` for every row.
-    #[command(after_help = BACKTEST_HELP.replace("{hold}", &PEAK_HOLD_POINTS.to_string()))]
+    #[command(after_help = BACKTEST_HELP
+        .replace("{hold}", &PEAK_HOLD_POINTS.to_string())
+        .replace("{rise}", &BURST_RISE.to_string()))]
     Backtest(BacktestArgs),
 }
 
@@ -28,12 +32,20 @@ Output columns:
   value      as written in the input
   score      0 to 1: how unusual the row is; a score s means behaviour with a
              probability of about 10^(-10 s) under the learned normal
-             (0.5 is one in 100,000). 0 during the warm-up. Inside an episode
-             already alerted, rows are written at most at --calm-threshold
-             (they raise no new alert), and a row's score is written only
-             where it is higher than every score of the previous {hold}
-             rows (else 0), so at any threshold the rows at or above it are
-             alerts, one per burst; --raw-scores writes them unchanged.
+             (0.5 is one in 100,000). 0 during the warm-up. Besides the
+             detector's own questions, a seasonal series is asked whether
+             its recent errors against the daily or weekly pattern are
+             unusually large, whichever model the detector uses, and a
+             value beyond every value before by more than 5% of their
+             range scores 1 (the anomaly column asks neither). Inside an
+             episode already alerted, the detector's part is written at
+             most at --calm-threshold (it raises no new alert), and a
+             row's score is written only where it is higher than every
+             score of the previous {hold} rows (while the score climbs row
+             after row, only once it is {rise} times the climb's last
+             written score; else 0), so at any threshold the rows at or
+             above it are alerts, one per burst; --raw-scores writes them
+             unchanged.
   anomaly    1 on the row that starts an episode (one alert per anomaly,
              however long it lasts), else 0
 
@@ -157,7 +169,7 @@ struct Tally {
 }
 
 fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
-    let mut detector = Detector::new(args.settings.settings()?)?;
+    let mut backtest = Backtest::new(&args.settings.settings()?)?;
     let input: Box<dyn std::io::BufRead> = if args.input == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -168,7 +180,6 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     let mut output = Output::create(&args.output)?;
     writeln!(output.writer, "timestamp,value,score,anomaly")?;
     let mut tally = Tally::default();
-    let mut peaks = Peaks::new();
     while let Some(row) = reader.next_row().with_context(|| format!("reading {}", args.input.display()))? {
         let row = match row {
             Ok(row) => row,
@@ -181,21 +192,18 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
             }
             Err(bad) => anyhow::bail!("{}: {bad} (or use --skip-bad-rows)", args.input.display()),
         };
-        let alerted_before = detector.episode().is_some();
-        let o = detector.observe(row.t, row.value);
-        tally.count(&o);
-        let reported = if alerted_before { o.score.min(args.settings.calm_threshold) } else { o.score };
-        let peak = peaks.next(o.score, reported);
-        let score = if args.raw_scores { o.score } else { peak };
-        let flag = u8::from(o.anomalous);
+        let scored = backtest.observe(row.t, row.value);
+        tally.count(&scored.observation);
+        let score = if args.raw_scores { scored.raw } else { scored.score };
+        let flag = u8::from(scored.observation.anomalous);
         writeln!(output.writer, "{},{},{},{flag}", row.timestamp_text, row.value_text, format_score(score))?;
     }
-    tally.episodes.extend(detector.episode().copied());
+    tally.episodes.extend(backtest.detector().episode().copied());
     output.finish()?;
     if let Some(path) = &args.episodes {
         write_episodes(path, &tally.episodes)?;
     }
-    summarise(&tally, &detector);
+    summarise(&tally, backtest.detector());
     Ok(())
 }
 
