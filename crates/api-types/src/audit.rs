@@ -50,11 +50,15 @@ pub struct InclusionProof {
     pub key: String,
 }
 
-/// `GET /api/v1/audit/consistency`'s answer: proof that checkpoint `from`
-/// is a prefix of checkpoint `to` (RFC 9162 §2.1.4).
+/// `GET /api/v1/audit/consistency`'s answer: proof that the log's first
+/// `from` entries (a checkpoint kept elsewhere) are a prefix of checkpoint
+/// `to` (RFC 9162 §2.1.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsistencyProof {
-    pub from: CheckpointView,
+    pub from: u64,
+    /// The root the log gives now for its first `from` entries: equal to the
+    /// kept checkpoint's unless they changed.
+    pub from_root: Hash,
     pub to: CheckpointView,
     pub proof: Vec<Hash>,
     pub key: String,

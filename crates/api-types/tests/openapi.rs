@@ -620,7 +620,7 @@ fn audit_entries_checkpoints_and_proofs() {
     };
     conforms("get", "/api/v1/audit/{seq}/proof", 200, &proof);
     reads_back::<InclusionProof>(&proof);
-    let consistency = ConsistencyProof { from: checkpoint.clone(), to: checkpoint, proof: vec![], key };
+    let consistency = ConsistencyProof { from: 1, from_root: Hash([4; 32]), to: checkpoint, proof: vec![], key };
     conforms("get", "/api/v1/audit/consistency", 200, &consistency);
     reads_back::<ConsistencyProof>(&consistency);
 }

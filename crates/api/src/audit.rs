@@ -134,7 +134,8 @@ pub async fn consistency(
     let log = audit(&app)?;
     let found = log.consistency(from, p.to).await.map_err(error)?;
     Ok(Json(ConsistencyProof {
-        from: view(log, found.from),
+        from: found.from,
+        from_root: found.from_root,
         to: view(log, found.to),
         proof: found.proof,
         key: log.key().to_string(),

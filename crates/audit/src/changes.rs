@@ -9,13 +9,13 @@
 use chrono::{DateTime, Utc};
 use glassbox_core::{
     AuthMethod, CONFIG_CHANGED, CertificateIssued, CertificateRevoked, CommandQueued, CommandStep, ConfigChanged,
-    DEVICE_CERTIFICATE_ISSUED, DEVICE_CERTIFICATE_REVOKED, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED,
-    DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
-    DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, DIAGNOSE_SILENCED, Data, DeadLetterCleared, DeadLetterClearedReason,
-    Deleted, Deployed, Event, FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED,
-    FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote, LiveChanged, PayloadError, Principal,
-    PrincipalKind, QueueCleared, RETAINED_CLEARED, RegistryChanged, RetainedCleared, ShadowUpdated, Silenced,
-    TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
+    DEVICE_CERTIFICATE_ISSUED, DEVICE_CERTIFICATE_RENEWED, DEVICE_CERTIFICATE_REVOKED, DEVICE_COMMAND_CANCELLED,
+    DEVICE_COMMAND_QUEUED, DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED,
+    DEVICE_SECRET_ROTATED, DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, DIAGNOSE_SILENCED, Data, DeadLetterCleared,
+    DeadLetterClearedReason, Deleted, Deployed, Event, FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DELETED,
+    FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote,
+    LiveChanged, PayloadError, Principal, PrincipalKind, QueueCleared, RETAINED_CLEARED, RegistryChanged,
+    RetainedCleared, ShadowUpdated, Silenced, TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -38,6 +38,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     (DEVICE_COMMAND_QUEUED, "device.command"),
     (DEVICE_COMMAND_CANCELLED, "device.cancel_command"),
     (DEVICE_CERTIFICATE_ISSUED, "certificate.issue"),
+    (DEVICE_CERTIFICATE_RENEWED, "certificate.renew"),
     (DEVICE_CERTIFICATE_REVOKED, "certificate.revoke"),
     (TOKEN_CREATED, "token.create"),
     (TOKEN_REVOKED, "token.revoke"),
@@ -157,7 +158,7 @@ fn read(event: &Event) -> Result<Option<Change>, PayloadError> {
         }
         DEVICE_COMMAND_QUEUED => Change::by(p::<CommandQueued>(event)?.principal, device()),
         DEVICE_COMMAND_CANCELLED => Change::by(p::<CommandStep>(event)?.principal, device()),
-        DEVICE_CERTIFICATE_ISSUED => {
+        DEVICE_CERTIFICATE_ISSUED | DEVICE_CERTIFICATE_RENEWED => {
             let issued = p::<CertificateIssued>(event)?;
             let action = issued.renews.is_some().then_some("certificate.renew");
             Change {

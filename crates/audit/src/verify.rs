@@ -19,6 +19,8 @@ pub enum Problem {
     Rehashed { seq: u64, next: u64 },
     #[error("entry {seq}'s source or detail was edited: they do not give the digest its hash covers")]
     PersonalChanged { seq: u64 },
+    #[error("entry 1 is chained to an entry before it: the log's beginning was removed, or entry 1 rewritten")]
+    Start,
     #[error("entry {seq} is missing: entry {before} is followed by entry {after} (deleted?)")]
     Missing { seq: u64, before: u64, after: u64 },
     #[error("entry {seq} appears after entry {before}: entries are repeated or out of order")]
@@ -44,6 +46,7 @@ impl Problem {
             | Self::PersonalChanged { seq }
             | Self::Missing { seq, .. }
             | Self::OutOfOrder { seq, .. } => Some(*seq),
+            Self::Start => Some(1),
             Self::Root { .. } | Self::Checkpoint { .. } | Self::Truncated { .. } => None,
         }
     }
@@ -91,7 +94,9 @@ impl Verifier {
     /// A signed checkpoint to check when the log reaches its size: one the
     /// log keeps, or one the operator kept off the machine.
     pub fn checkpoint(&mut self, note: &str) -> Result<(), Problem> {
-        let opened = Checkpoint::open(note, &self.key).map_err(|error| Problem::Checkpoint { size: 0, error })?;
+        // The size it claims, to name it should it not open.
+        let size = note.lines().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let opened = Checkpoint::open(note, &self.key).map_err(|error| Problem::Checkpoint { size, error })?;
         if opened.size == 0 {
             return Ok(());
         }
@@ -112,7 +117,10 @@ impl Verifier {
             return Err(Problem::Changed { seq: entry.seq });
         }
         if entry.prev != self.prev {
-            return Err(Problem::Rehashed { seq: entry.seq - 1, next: entry.seq });
+            return Err(match entry.seq {
+                1 => Problem::Start,
+                seq => Problem::Rehashed { seq: seq - 1, next: seq },
+            });
         }
         if !entry.personal_holds() {
             return Err(Problem::PersonalChanged { seq: entry.seq });

@@ -242,8 +242,21 @@ fn verify_files(dir: &std::path::Path, key: Option<&str>, kept: &[String]) -> an
     let key = match key {
         Some(key) => read_key(key)?,
         None => {
-            let path = glassbox_server::audit_key_dir(dir).join(glassbox_server::AUDIT_PUBLIC_KEY_FILE);
-            read_key(&path.to_string_lossy()).with_context(|| format!("reading the verifier key {}", path.display()))?
+            let default = glassbox_server::AuditConfig::default();
+            let path = glassbox_server::audit_key_dir(dir, &default).join(glassbox_server::AUDIT_PUBLIC_KEY_FILE);
+            if !path.exists() {
+                bail!(
+                    "no verifier key at {}: pass --key with the checkpoint.pub you kept (or the one beside the \
+                     signing key, when audit.key_dir keeps it outside the data directory)",
+                    path.display()
+                );
+            }
+            eprintln!(
+                "note: the verifier key was read from the data directory itself; anyone holding these files and \
+                 the signing key can re-sign the log: pin the key you kept with --key, and check a checkpoint \
+                 you kept with --checkpoint"
+            );
+            read_key(&path.to_string_lossy())?
         }
     };
     let file = glassbox_store_sqlite::AuditFile::open(dir).map_err(anyhow::Error::msg)?;
@@ -277,21 +290,12 @@ impl From<String> for Walk {
 async fn verify_remote(remote: &Remote, key: Option<&str>, kept: &[String]) -> anyhow::Result<Outcome> {
     let client = remote.client()?;
     // Signs a checkpoint over the entries made since the last, so every entry is checked under one.
-    if let Err(e) = client.fetch::<CheckpointView>("/api/v1/audit/checkpoint", &[]).await
-        && !e.to_string().contains("empty")
-    {
-        return Err(e);
+    let first: AuditPage = client.fetch("/api/v1/audit", &[("limit", "1".to_string())]).await?;
+    if !first.entries.is_empty() {
+        client.fetch::<CheckpointView>("/api/v1/audit/checkpoint", &[]).await?;
     }
-    let mut notes = Vec::new();
-    let mut after = 0;
-    let server_key = loop {
-        let list: CheckpointList = client.fetch("/api/v1/audit/checkpoints", &[("after", after.to_string())]).await?;
-        notes.extend(list.checkpoints.into_iter().map(|c| c.note));
-        match list.next {
-            Some(next) => after = next,
-            None => break list.key,
-        }
-    };
+    let (checkpoints, server_key) = all_checkpoints(&client).await?;
+    let notes: Vec<String> = checkpoints.into_iter().map(|c| c.note).collect();
     let key = match key {
         Some(key) => read_key(key)?,
         None => server_key.parse().context("the server's verifier key does not read")?,
@@ -318,12 +322,29 @@ async fn verify_remote(remote: &Remote, key: Option<&str>, kept: &[String]) -> a
     Ok(Outcome { key, result: verifier.finish() })
 }
 
+/// Every checkpoint the server keeps, page by page, and its verifier key.
+async fn all_checkpoints(client: &crate::client::Client) -> anyhow::Result<(Vec<CheckpointView>, String)> {
+    let mut checkpoints = Vec::new();
+    let mut after = 0;
+    loop {
+        let list: CheckpointList = client.fetch("/api/v1/audit/checkpoints", &[("after", after.to_string())]).await?;
+        checkpoints.extend(list.checkpoints);
+        match list.next {
+            Some(next) => after = next,
+            None => return Ok((checkpoints, list.key)),
+        }
+    }
+}
+
 async fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let path = format!("/api/v1/audit/{}/proof", a.seq);
     let proof: InclusionProof = a.remote.client()?.fetch(&path, &[]).await?;
     let key: VerifierKey = proof.key.parse().context("the server's verifier key does not read")?;
     let signed = Checkpoint::open(&proof.checkpoint.note, &key).context("the checkpoint's signature")?;
-    let holds = proof.entry.expected_hash() == proof.entry.hash
+    // The server's index is not taken on trust: entry `seq` is leaf `seq - 1`.
+    let holds = proof.index + 1 == proof.entry.seq
+        && proof.entry.expected_hash() == proof.entry.hash
+        && proof.entry.personal_holds()
         && verify_inclusion(proof.index, signed.size, &proof.entry.hash, &proof.proof, &signed.root);
     if a.json {
         println!("{}", serde_json::to_string(&proof)?);
@@ -352,17 +373,16 @@ async fn prove(a: ProveArgs) -> anyhow::Result<()> {
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<()> {
     let client = a.remote.client()?;
     if a.all {
-        let list: CheckpointList = client.fetch("/api/v1/audit/checkpoints", &[]).await?;
+        let (checkpoints, key) = all_checkpoints(&client).await?;
         match a.json {
-            true => println!("{}", serde_json::to_string(&list)?),
+            true => println!("{}", serde_json::json!({"checkpoints": checkpoints, "key": key})),
             false => {
-                let rows: Vec<Vec<String>> = list
-                    .checkpoints
+                let rows: Vec<Vec<String>> = checkpoints
                     .iter()
                     .map(|c| vec![c.size.to_string(), render::clock(c.at), c.root.to_string()])
                     .collect();
                 render::table(&["SIZE", "SIGNED", "ROOT"], &rows);
-                println!("key {}", list.key);
+                println!("key {key}");
             }
         }
         return Ok(());
@@ -392,8 +412,8 @@ async fn consistency(a: ConsistencyArgs) -> anyhow::Result<()> {
         .fetch("/api/v1/audit/consistency", &[("from", kept.size.to_string()), ("to", latest.size.to_string())])
         .await?;
     let now = Checkpoint::open(&proof.to.note, &key).context("the server's latest checkpoint")?;
-    let holds =
-        proof.from.root == kept.root && verify_consistency(kept.size, now.size, &kept.root, &now.root, &proof.proof);
+    // Checked against the root kept, not the one the server says it has.
+    let holds = verify_consistency(kept.size, now.size, &kept.root, &now.root, &proof.proof);
     if a.json {
         println!("{}", serde_json::json!({"ok": holds, "from": kept.size, "to": now.size, "proof": proof.proof}));
     } else if holds {

@@ -38,11 +38,19 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// POST each checkpoint (its signed note, `text/plain`) here; empty: none.
     pub webhook: String,
+    /// Where the signing key lives; empty: `<data_dir>/audit`. Outside the
+    /// data directory, a copy of the data alone cannot re-sign the log.
+    pub key_dir: String,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_entries: 100, checkpoint_interval: Duration::from_secs(60), webhook: String::new() }
+        Self {
+            checkpoint_entries: 100,
+            checkpoint_interval: Duration::from_secs(60),
+            webhook: String::new(),
+            key_dir: String::new(),
+        }
     }
 }
 
@@ -56,6 +64,9 @@ pub enum AuditError {
     Store(#[from] StoreError),
 }
 
+/// Proofs computed at once; each may hold up to [`PROOF_LEAVES_MAX`] hashes.
+const PROOFS_AT_ONCE: usize = 2;
+
 /// An inclusion proof of one entry under a signed checkpoint.
 #[derive(Debug, Clone)]
 pub struct Inclusion {
@@ -64,10 +75,12 @@ pub struct Inclusion {
     pub proof: Vec<Hash>,
 }
 
-/// A consistency proof between two signed checkpoints.
+/// A consistency proof from the first `from` entries to a signed checkpoint.
 #[derive(Debug, Clone)]
 pub struct Consistency {
-    pub from: StoredCheckpoint,
+    pub from: u64,
+    /// The root the log gives now for its first `from` entries.
+    pub from_root: Hash,
     pub to: StoredCheckpoint,
     pub proof: Vec<Hash>,
 }
@@ -80,6 +93,7 @@ pub struct AuditLog {
     /// The tree over every entry read so far.
     tree: Mutex<CompactTree>,
     http: reqwest::Client,
+    proofs: tokio::sync::Semaphore,
 }
 
 impl AuditLog {
@@ -91,13 +105,16 @@ impl AuditLog {
         node: &str,
         config: AuditConfig,
     ) -> Result<Arc<Self>, String> {
-        let signer = load_or_make_key(dir, node)?;
+        let signed = store.latest_checkpoint().await.map_err(|e| format!("cannot read the audit log: {e}"))?;
+        let signer = load_or_make_key(dir, node, signed.is_some())?;
         let key = signer.verifier();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the audit webhook's client: {e}"))?;
-        let log = Self { store, signer, key, config, tree: Mutex::new(CompactTree::default()), http };
+        let tree = Mutex::new(CompactTree::default());
+        let proofs = tokio::sync::Semaphore::new(PROOFS_AT_ONCE);
+        let log = Self { store, signer, key, config, tree, http, proofs };
         log.catch_up().await.map_err(|e| format!("cannot read the audit log: {e}"))?;
         Ok(Arc::new(log))
     }
@@ -131,25 +148,27 @@ impl AuditLog {
         let note = self.signer.sign(&Checkpoint { origin: self.key.name.clone(), size, root });
         let checkpoint = StoredCheckpoint { size, root, at: Utc::now(), note };
         self.store.add_checkpoint(&checkpoint).await?;
-        self.post(&checkpoint).await;
+        self.post(&checkpoint);
         Ok(Some(checkpoint))
     }
 
-    async fn post(&self, checkpoint: &StoredCheckpoint) {
+    /// Sends the checkpoint to the webhook in the background: whoever asked
+    /// for it does not wait on a slow receiver.
+    fn post(&self, checkpoint: &StoredCheckpoint) {
         if self.config.webhook.is_empty() {
             return;
         }
-        let sent = self
+        let request = self
             .http
             .post(&self.config.webhook)
             .header("content-type", "text/plain; charset=utf-8")
-            .body(checkpoint.note.clone())
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        if let Err(error) = sent {
-            tracing::warn!(size = checkpoint.size, %error, "the audit checkpoint could not be sent to the webhook; the next one covers it");
-        }
+            .body(checkpoint.note.clone());
+        let size = checkpoint.size;
+        tokio::spawn(async move {
+            if let Err(error) = request.send().await.and_then(reqwest::Response::error_for_status) {
+                tracing::warn!(size, %error, "the audit checkpoint could not be sent to the webhook; the next one covers it");
+            }
+        });
     }
 
     /// Signs checkpoints as entries come, until `stop` resolves ([`Self::close`] signs the last).
@@ -209,32 +228,38 @@ impl AuditLog {
         Ok(Inclusion { entry, checkpoint, proof })
     }
 
-    /// The proof that checkpoint `from` is a prefix of checkpoint `to` (the latest when none).
+    /// The proof that the log's first `from` entries (a checkpoint kept
+    /// elsewhere, whether or not the log still holds it) are a prefix of
+    /// the signed checkpoint `to` (the latest when none).
     pub async fn consistency(&self, from: u64, to: Option<u64>) -> Result<Consistency, AuditError> {
         let latest = self.checkpoint().await?.ok_or(AuditError::Unknown(from, 0))?;
-        let find = |size: u64| async move {
-            let found = self.store.checkpoints(size.saturating_sub(1), 1).await?;
-            found.into_iter().find(|c| c.size == size).ok_or_else(|| {
-                AuditError::Invalid(format!(
-                    "no checkpoint of size {size}: list them with `glassbox audit checkpoint --all`"
-                ))
-            })
-        };
         let to = match to {
-            Some(size) => find(size).await?,
+            Some(size) => {
+                let found = self.store.checkpoints(size.saturating_sub(1), 1).await?;
+                found.into_iter().find(|c| c.size == size).ok_or_else(|| {
+                    AuditError::Invalid(format!(
+                        "no signed checkpoint of size {size}: list them with `glassbox audit checkpoint --all`"
+                    ))
+                })?
+            }
             None => latest,
         };
-        let from = find(from).await?;
-        if from.size > to.size {
-            return Err(AuditError::Invalid(format!("checkpoint {} is after checkpoint {}", from.size, to.size)));
+        if from == 0 || from > to.size {
+            return Err(AuditError::Invalid(format!(
+                "the log has {} entries, not the {from} the kept checkpoint covers: entries were removed, or the checkpoint is of another log",
+                to.size
+            )));
         }
         let leaves = self.leaves(to.size).await?;
-        let proof = merkle::consistency_proof(&leaves, from.size as usize);
-        Ok(Consistency { from, to, proof })
+        let from_root = merkle::root(&leaves[..from as usize]);
+        let proof = merkle::consistency_proof(&leaves, from as usize);
+        Ok(Consistency { from, from_root, to, proof })
     }
 
-    /// The first `size` leaf hashes, for a proof.
+    /// The first `size` leaf hashes, for a proof ([`PROOFS_AT_ONCE`] at a time).
     async fn leaves(&self, size: u64) -> Result<Vec<Hash>, AuditError> {
+        let _permit =
+            self.proofs.acquire().await.map_err(|_| AuditError::Invalid("the audit log is closing".into()))?;
         if size > PROOF_LEAVES_MAX {
             return Err(AuditError::Invalid(format!(
                 "proofs are computed over at most {PROOF_LEAVES_MAX} entries; verify larger logs offline with `glassbox audit verify --data-dir`"
@@ -249,18 +274,30 @@ impl AuditLog {
             }
             leaves.extend(more);
         }
+        if (leaves.len() as u64) < size {
+            return Err(AuditError::Invalid(format!(
+                "the log holds {} entries, fewer than its checkpoint of {size}: run `glassbox audit verify`",
+                leaves.len()
+            )));
+        }
         Ok(leaves)
     }
 }
 
-/// The directory the audit key lives in, under the data directory.
-pub fn key_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("audit")
+/// The directory the audit key lives in: `key_dir` when set, else under
+/// the data directory.
+pub fn key_dir(data_dir: &Path, config: &AuditConfig) -> PathBuf {
+    match config.key_dir.as_str() {
+        "" => data_dir.join("audit"),
+        dir => PathBuf::from(dir),
+    }
 }
 
 /// The log's signer: the key in `dir`, made (0600) at first start, with
-/// the verifier key written beside it; its name is the log's origin.
-fn load_or_make_key(dir: &Path, node: &str) -> Result<Signer, String> {
+/// the verifier key written beside it; its name is the log's origin. A
+/// missing key is made anew only while no checkpoint was signed: otherwise
+/// the old checkpoints would verify no more, so it must be restored.
+fn load_or_make_key(dir: &Path, node: &str, signed: bool) -> Result<Signer, String> {
     let (key_path, pub_path) = (dir.join(KEY_FILE), dir.join(PUBLIC_KEY_FILE));
     let origin = match std::fs::read_to_string(&pub_path) {
         Ok(text) => text.parse::<VerifierKey>().map_err(|e| format!("{}: {e}", pub_path.display()))?.name,
@@ -268,14 +305,36 @@ fn load_or_make_key(dir: &Path, node: &str) -> Result<Signer, String> {
     };
     let pem = match std::fs::read_to_string(&key_path) {
         Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && signed => {
+            return Err(format!(
+                "the audit signing key {} is missing, but the audit log has checkpoints signed with it: restore it \
+                 from your backup (the server will not sign with a new key, which would make the old checkpoints \
+                 unverifiable)",
+                key_path.display()
+            ));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => make_key(dir, &key_path)?,
         Err(e) => return Err(format!("cannot read the audit signing key {}: {e}", key_path.display())),
     };
+    warn_if_readable_by_others(&key_path);
     let signer = Signer::from_pem(&origin, &pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
     std::fs::write(&pub_path, format!("{}\n", signer.verifier()))
         .map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
     Ok(signer)
 }
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(key = %path.display(), "the audit signing key can be read by others: chmod 600 it");
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
 
 fn make_key(dir: &Path, path: &Path) -> Result<String, String> {
     use std::io::Write;
@@ -287,5 +346,36 @@ fn make_key(dir: &Path, path: &Path) -> Result<String, String> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     file.write_all(pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.sync_all().map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
     Ok(pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_made_once_and_kept_with_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_make_key(dir.path(), "node-1", false).unwrap();
+        assert_eq!(first.verifier().name, "glassbox/node-1/audit");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Renamed node, same log: the origin stays the one the key was made for.
+        let again = load_or_make_key(dir.path(), "node-2", true).unwrap();
+        assert_eq!(again.verifier(), first.verifier());
+    }
+
+    #[test]
+    fn a_lost_key_is_not_replaced_once_checkpoints_were_signed_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        load_or_make_key(dir.path(), "node-1", false).unwrap();
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        let refused = load_or_make_key(dir.path(), "node-1", true).err().unwrap();
+        assert!(refused.contains("is missing") && refused.contains("restore it"), "{refused}");
+    }
 }

@@ -172,7 +172,7 @@ impl Control {
         cause: Option<&str>,
     ) -> Option<EventId> {
         let draft = draft(device, ty, subject, data, cause);
-        match self.pipeline.ingest(vec![draft], "platform").await {
+        match self.pipeline.ingest_platform(vec![draft], "platform").await {
             Ok(appended) => appended.first().and_then(|a| a.id.parse().ok()),
             Err(e) => {
                 tracing::error!(device, event = ty, error = %e, "could not record a control event");

@@ -26,7 +26,7 @@ pub struct Changed<T> {
 pub(crate) async fn record_change(pipeline: &Pipeline, draft: Draft, via: &str) -> Option<String> {
     let mut waits = RECORD_RETRIES.iter();
     loop {
-        let error = match pipeline.ingest(vec![draft.clone()], via).await {
+        let error = match pipeline.ingest_platform(vec![draft.clone()], via).await {
             Ok(_) => return None,
             Err(e) => e,
         };

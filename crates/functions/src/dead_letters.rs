@@ -207,7 +207,7 @@ impl Functions {
             device: parent.device.clone(),
             ..Draft::payload(format!("glassbox/functions/{function}"), &data)
         };
-        self.pipeline.ingest(vec![draft], "api").await?;
+        self.pipeline.ingest_platform(vec![draft], "api").await?;
         Ok(())
     }
 

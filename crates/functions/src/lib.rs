@@ -602,7 +602,7 @@ impl Functions {
     async fn record_change(&self, name: &str, ty: &str, data: Value) {
         let draft =
             Draft { subject: Some(name.into()), ..Draft::json(format!("glassbox/functions/{name}"), ty, &data) };
-        if let Err(e) = self.pipeline.ingest(vec![draft], "platform").await {
+        if let Err(e) = self.pipeline.ingest_platform(vec![draft], "platform").await {
             tracing::error!(function = name, error = %e, "could not record a change of a function");
         }
     }

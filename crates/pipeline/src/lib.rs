@@ -69,13 +69,30 @@ impl Pipeline {
     /// Records `drafts` as events and publishes them once durable. Resolves
     /// only after the `received` records are on disk: the caller may then
     /// acknowledge. `via` names the ingress in the `received` state.
+    ///
+    /// What producers send (HTTP, MQTT, function outputs) comes this way and
+    /// never enters the audit log, whatever its type says: see
+    /// [`Self::ingest_platform`].
     pub async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        self.append(drafts, via, false).await
+    }
+
+    /// Records the platform's own events, as [`Self::ingest`] does; those
+    /// that are changes (`glassbox_audit::ACTIONS`) get their audit entry
+    /// sealed in the same commit. Only services call this, with changes
+    /// they made for a principal: no producer can write an audit entry.
+    pub async fn ingest_platform(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        self.append(drafts, via, true).await
+    }
+
+    async fn append(&self, drafts: Vec<Draft>, via: &str, platform: bool) -> Result<Vec<Appended>, StoreError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(drafts.len());
         for draft in drafts {
             let parent = self.parent_of(&draft).await?;
             let event = draft.into_event(self.minter.mint(), now, parent.as_ref());
-            batch.push(self.audited(Ingress::new(event, now, via, &self.node), now));
+            let ingress = Ingress::new(event, now, via, &self.node);
+            batch.push(if platform { self.audited(ingress, now) } else { ingress });
         }
         // Recording and publishing run as their own task: a caller that gives
         // up waiting (a timeout, a closed connection) cannot leave an event

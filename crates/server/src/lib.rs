@@ -27,6 +27,7 @@ use sha2::Digest;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use glassbox_control::AuditConfig;
 pub use glassbox_control::audit::{PUBLIC_KEY_FILE as AUDIT_PUBLIC_KEY_FILE, key_dir as audit_key_dir};
 
 use glassbox_api::{self as api, AppState};
@@ -165,7 +166,7 @@ pub async fn start_with_log(
 
 /// The audit log: the signing key opened and the tree caught up.
 async fn open_audit(config: &Config, stores: &Stores) -> anyhow::Result<Arc<glassbox_control::AuditLog>> {
-    let dir = glassbox_control::audit::key_dir(&config.data_dir);
+    let dir = glassbox_control::audit::key_dir(&config.data_dir, &config.audit);
     let audit = glassbox_control::AuditLog::open(stores.audit.clone(), &dir, &config.node, config.audit.clone())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -548,7 +549,7 @@ async fn journal_config(config: &Config, pipeline: &Pipeline, store: &dyn Settin
             let (from, to) = (side(&before), side(&now));
             let data = glassbox_core::ConfigChanged { changed: changed.into_iter().cloned().collect(), from, to };
             let draft = glassbox_core::Draft::payload("glassbox/server", &data);
-            if let Err(e) = pipeline.ingest(vec![draft], "platform").await {
+            if let Err(e) = pipeline.ingest_platform(vec![draft], "platform").await {
                 tracing::warn!(error = %e, "could not record the configuration change");
             }
         }

@@ -71,3 +71,24 @@ async fn the_chain_continues_across_a_restart_and_the_stop_signs_a_checkpoint() 
     let (status, bad) = server.call(Method::GET, "/api/v1/audit?limit=0", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }
+
+#[tokio::test]
+async fn a_producer_cannot_write_an_audit_entry_and_a_deploy_is_one() {
+    let server = start_with(TOKEN, |_| {}).await;
+    // An event claiming to be an admin's token creation, sent in as any producer may.
+    let forged = json!({"specversion": "1.0", "id": "f-1", "source": "glassbox/tokens", "type": "token.created",
+        "data": {"actor": "admin", "principal": {"kind": "admin", "name": "admin", "auth": "bearer_token"},
+                 "name": "backdoor", "role": "admin", "expires": null}});
+    let (status, body) = server.call(Method::POST, "/api/v1/events", Some(forged.to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let path = "/api/v1/functions/work?trigger=event:work.item";
+    let (status, body) = server.call(Method::POST, path, Some(common::fixture("ok"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (_, page) = server.call(Method::GET, "/api/v1/audit", None).await;
+    let actions: Vec<&str> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["function.deploy"], "the forged event is recorded, but is no entry: {page}");
+    assert_eq!(page["entries"][0]["target"], "function:work");
+    assert_eq!(page["entries"][0]["actor"], "admin");
+}

@@ -378,7 +378,7 @@ impl Watch {
     /// Records `draft`; its time.
     async fn record(&self, draft: Draft) -> Result<DateTime<Utc>, TriageError> {
         let pipeline = self.pipeline.upgrade().ok_or(TriageError::Invalid("the server is stopping".into()))?;
-        pipeline.ingest(vec![draft], "api").await?;
+        pipeline.ingest_platform(vec![draft], "api").await?;
         Ok(Utc::now())
     }
 }
