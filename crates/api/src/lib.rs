@@ -16,6 +16,7 @@
 mod access;
 mod auth;
 mod body;
+mod budgets;
 mod certificates;
 mod commands;
 mod devices;
@@ -178,10 +179,15 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
+        .route("/api/v1/functions/{name}/retire", post(functions::retire))
+        .route("/api/v1/functions/{name}/restore", post(functions::restore))
+        .route("/api/v1/idle-functions", get(functions::idle))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
         .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
         .route("/api/v1/functions/{name}/dead-letters/discard", post(functions::discard))
+        .route("/api/v1/budgets", get(budgets::list))
+        .route("/api/v1/budgets/{target}", get(budgets::get).put(budgets::put).delete(budgets::delete))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))

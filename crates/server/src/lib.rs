@@ -249,6 +249,7 @@ struct Stores {
     commands: Arc<dyn CommandStore>,
     certificates: Arc<dyn glassbox_store::CertificateStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
+    budgets: Arc<dyn glassbox_store::BudgetStore>,
 }
 
 impl Stores {
@@ -264,6 +265,7 @@ impl Stores {
             devices: sqlite.clone(),
             commands: sqlite.clone(),
             certificates: sqlite.clone(),
+            budgets: sqlite.clone(),
             functions: sqlite,
         })
     }
@@ -402,6 +404,8 @@ impl Services {
         broker.set_reserved(control.clone());
         let functions = glassbox_functions::Functions::start(
             stores.functions.clone(),
+            stores.budgets.clone(),
+            stores.settings.clone(),
             pipeline.clone(),
             control.clone(),
             config.data_dir.join("functions"),

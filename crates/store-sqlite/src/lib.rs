@@ -14,6 +14,7 @@
 //! or the bus, nor read the session bytes the gateway stores; callers see
 //! only the ports' traits and types, and the server alone constructs it.
 
+mod budgets;
 mod certificates;
 mod commands;
 mod devices;
@@ -39,7 +40,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState, CommandStore, Device,
+    Appended, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState, CommandStore, Device,
     DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore,
     StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
 };
@@ -351,6 +352,24 @@ impl SettingStore for SqliteStore {
         let (reply, answered) = oneshot::channel();
         self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
         answer(answered).await
+    }
+}
+
+/// Budgets live in the recorder's file, written through its writer.
+#[async_trait]
+impl BudgetStore for SqliteStore {
+    async fn put_budget(&self, record: &BudgetRecord) -> Result<Option<BudgetRecord>, StoreError> {
+        let record = record.clone();
+        self.write(move |tx| budgets::put(tx, &record)).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<BudgetRecord>, StoreError> {
+        self.read(budgets::list).await
+    }
+
+    async fn delete_budget(&self, target: &glassbox_core::BudgetTarget) -> Result<Option<BudgetRecord>, StoreError> {
+        let target = target.to_string();
+        self.write(move |tx| budgets::delete(tx, &target)).await
     }
 }
 

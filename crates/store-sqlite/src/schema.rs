@@ -147,6 +147,13 @@ pub const RECORDER: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX certificates_device ON certificates(device, issued_at);
     CREATE INDEX certificates_not_after ON certificates(not_after) WHERE revoked_at IS NULL AND renewed_by IS NULL;",
+    // 11: cost budgets, one per target (a function, feature:NAME, group:NAME), the budget as JSON.
+    "CREATE TABLE budgets (
+        target TEXT PRIMARY KEY,
+        budget TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        set_by TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore,
+    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore,
     SettingStore, TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
@@ -68,6 +68,11 @@ impl Factory for Sqlite {
     }
 
     async fn tokens(&self) -> Fresh<dyn TokenStore> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(store, dir)
+    }
+
+    async fn budgets(&self) -> Fresh<dyn BudgetStore> {
         let (store, dir) = Self::recorder();
         Fresh::new(store, dir)
     }

@@ -5,7 +5,7 @@
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
 //! [`SettingStore`] (the platform's few values about itself), [`TokenStore`]
-//! (named API tokens), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
+//! (named API tokens), [`BudgetStore`] (cost budgets), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
 //! (the device certificates the CA issued), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
 //! function's key-value store), [`SessionStore`] (MQTT session state) and
@@ -21,6 +21,7 @@
 //! events' `received` records are durable (on disk), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
 
+pub mod budgets;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -37,6 +38,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
+pub use budgets::{BudgetRecord, BudgetStore};
 pub use certificates::{CertificateRecord, CertificateStore};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};

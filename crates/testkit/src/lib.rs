@@ -2,7 +2,7 @@
 //! backend must do, as cases that run against any implementation.
 //!
 //! Each port has a module of cases (`events`, `devices`, `certificates`, `commands`,
-//! `functions`, `sessions`, `metrics`, `settings`, `tokens`); each case is an async function that
+//! `functions`, `sessions`, `metrics`, `settings`, `tokens`, `budgets`); each case is an async function that
 //! takes a [`Factory`], asks it for a fresh, empty implementation, and
 //! asserts the contract on real values. A backend's tests run them all with
 //! one line, each case as its own test:
@@ -15,6 +15,7 @@
 //! migrations, bounds a backend adds) stay in the backend's own tests. It
 //! must not depend on any backend.
 
+pub mod budgets;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
+    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
     TokenStore,
 };
 
@@ -54,6 +55,7 @@ pub trait Factory: Send + Sync {
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
     async fn settings(&self) -> Fresh<dyn SettingStore>;
     async fn tokens(&self) -> Fresh<dyn TokenStore>;
+    async fn budgets(&self) -> Fresh<dyn BudgetStore>;
 }
 
 /// A store made for one case, with what must outlive it (a temporary
@@ -136,6 +138,9 @@ macro_rules! conformance {
             tokens: [
                 tokens_are_created_once_per_name_and_revoked_once,
                 a_token_notes_when_it_was_last_used,
+            ],
+            budgets: [
+                a_budget_per_target_is_replaced_whole_and_deleted_once,
             ],
         );
     };
