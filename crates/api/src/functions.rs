@@ -8,8 +8,8 @@ use glassbox_api_types::{
     DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, IdleFunctions, Invocations,
     LiveChanged, RedriveAnswer, RedriveRequest, RetireAnswer, VersionList,
 };
-use glassbox_core::Retired;
 use glassbox_core::Deleted;
+use glassbox_core::Retired;
 use glassbox_core::{EventQuery, FUNCTION_INVOKED, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
 use glassbox_store::FunctionVersion;
@@ -21,8 +21,8 @@ use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use glassbox_functions::{
-    DEAD_LETTERS_MAX, FunctionError, IdleView, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive, Redriven,
-    Spec, parse_bytes, parse_rate,
+    DEAD_LETTERS_MAX, FunctionError, IdleView, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive,
+    Redriven, Spec, parse_bytes, parse_rate,
 };
 
 /// Largest component accepted (JS and Python components are tens of MiB).

@@ -2,8 +2,8 @@
 //! group, enforced at dispatch (docs/cost.md).
 
 use glassbox_api_types::{BudgetList, BudgetView, SetBudget, Warned};
-use glassbox_core::budget::{Action, Limit, Measure, Per, parse_thresholds};
 use glassbox_core::BudgetTarget;
+use glassbox_core::budget::{Action, Limit, Measure, Per, parse_thresholds};
 
 use crate::Remote;
 use crate::render;

@@ -161,7 +161,10 @@ fn an_idle_function_is_listed_and_a_retired_one_runs_nothing_until_restored() {
     let idle = cli_json(&served, &["functions", "idle", "--json"]);
     let find = |name: &str| idle.as_array().unwrap().iter().find(|f| f["name"] == name).cloned().unwrap();
     let unused = find("unused");
-    assert_eq!((&unused["idle"], &unused["last_invocation"], &unused["invocations"]), (&true.into(), &Value::Null, &0.into()));
+    assert_eq!(
+        (&unused["idle"], &unused["last_invocation"], &unused["invocations"]),
+        (&true.into(), &Value::Null, &0.into())
+    );
     assert!(unused["why"].as_str().unwrap().starts_with("never invoked since its deploy at"), "{unused:#}");
     assert_eq!(unused["triggers"][0], "event:never.happens");
     assert_eq!((&find("worker")["idle"], &find("worker")["invocations"]), (&false.into(), &1.into()));

@@ -72,9 +72,9 @@ impl FromStr for BudgetTarget {
         match kind {
             None => match is_function_name(name) {
                 true => Ok(BudgetTarget::Function(name.to_string())),
-                false => Err(BadBudget(format!(
-                    "budget target {text:?}: a function name is 1-64 letters, digits, - _ or ."
-                ))),
+                false => {
+                    Err(BadBudget(format!("budget target {text:?}: a function name is 1-64 letters, digits, - _ or .")))
+                }
             },
             Some("feature") => Ok(BudgetTarget::Feature(named("feature")?)),
             Some("group") => Ok(BudgetTarget::Group(named("group")?)),

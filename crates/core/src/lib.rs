@@ -32,7 +32,8 @@ pub mod topic;
 mod trace_context;
 
 pub use budget::{
-    BUDGET_DELETED, BUDGET_SET, BUDGET_THRESHOLD_REACHED, Budget, BudgetDeleted, BudgetSet, BudgetTarget, ThresholdReached,
+    BUDGET_DELETED, BUDGET_SET, BUDGET_THRESHOLD_REACHED, Budget, BudgetDeleted, BudgetSet, BudgetTarget,
+    ThresholdReached,
 };
 pub use deploys::{
     Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_RESTORED, FUNCTION_RETIRED,
@@ -60,8 +61,8 @@ pub use events::connection::{
 };
 pub use events::function::{
     DeadLetter, DeadLetterCleared, DeadLetterClearedReason, Dropped, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER,
-    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DROPPED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
-    HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
+    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DROPPED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED,
+    FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
 };
 pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};

@@ -617,7 +617,10 @@ mod tests {
         assert!(matches!(set.admit(&who, T, true), Verdict::Run(_)));
         match set.admit(&who, T + 1, true) {
             Verdict::Stop(reason) => {
-                assert!(reason.starts_with("budget_exceeded: budget feature:billing of 1 invocations per 1m"), "{reason}")
+                assert!(
+                    reason.starts_with("budget_exceeded: budget feature:billing of 1 invocations per 1m"),
+                    "{reason}"
+                )
             }
             other => panic!("{other:?}"),
         }

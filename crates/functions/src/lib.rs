@@ -69,8 +69,8 @@ pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
 pub use record::RecordedInvocation;
-pub use retire::{Holds, IdleView, RETIRED_KEY};
 pub use replayed::{RecordedReplay, ReplayError, ReplayedResponse};
+pub use retire::{Holds, IdleView, RETIRED_KEY};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Route, Spec, Trigger, is_name, parse_bytes, parse_rate};
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_core::{
-    Data, DeadLetter, Draft, DropReason, Dropped, EgressDenied, EgressRequest, Invocation, InvocationKey, LogLine, Payload,
-    RecordedEvent, ThresholdReached,
+    Data, DeadLetter, Draft, DropReason, Dropped, EgressDenied, EgressRequest, Invocation, InvocationKey, LogLine,
+    Payload, RecordedEvent, ThresholdReached,
 };
 use glassbox_runtime::{EgressRecord, Outcome, Output, Report};
 use serde::{Deserialize, Serialize};

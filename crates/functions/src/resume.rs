@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use glassbox_bus::Consumer;
 use glassbox_core::{
-    Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_DROPPED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
-    InvocationKey, Resumed, first_id_at,
+    Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_DROPPED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
+    HandedBack, InvocationKey, Resumed, first_id_at,
 };
 use glassbox_store::{FunctionVersion, LiveMove, StoreError};
 

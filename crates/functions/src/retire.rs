@@ -140,7 +140,8 @@ impl Functions {
         let version = versions.iter().find(|v| v.live).cloned().ok_or_else(|| {
             FunctionError::Conflict(format!("{name} is deleted: `glassbox functions promote {name} VERSION` instead"))
         })?;
-        let spec: spec::Spec = serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        let spec: spec::Spec =
+            serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         // A route another function took meanwhile is refused, naming it.
         self.check_routes(name, &spec.validate().map_err(FunctionError::Invalid)?)?;
         let prepared = self.prepare(version.clone(), None).await?;
@@ -151,7 +152,13 @@ impl Functions {
         Ok(restored)
     }
 
-    fn retirement(&self, version: &FunctionVersion, spec: &spec::Spec, freed: Option<usize>, by: &Principal) -> Retired {
+    fn retirement(
+        &self,
+        version: &FunctionVersion,
+        spec: &spec::Spec,
+        freed: Option<usize>,
+        by: &Principal,
+    ) -> Retired {
         Retired {
             function: version.name.clone(),
             version: version.version,
@@ -185,7 +192,8 @@ impl Functions {
         let store = self.pipeline.store();
         let last = store.query(&invoked(None, 1)).await?.events.first().map(|e| e.event.time);
         let (invocations, counted_all) = self.count(invoked(Some(since), glassbox_core::QUERY_LIMIT_MAX)).await?;
-        let spec: spec::Spec = serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
+        let spec: spec::Spec =
+            serde_json::from_str(&version.spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let warm = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&name).map_or(0, |l| l.instances.idle());
         let component_bytes = std::fs::metadata(self.path(&version.digest)).map_or(0, |m| m.len());
         let routes = spec.triggers.iter().filter(|t| t.starts_with("http:")).cloned().collect();

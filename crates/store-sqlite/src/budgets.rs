@@ -28,7 +28,8 @@ pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<BudgetRecord>> {
 pub(super) fn put(tx: &Transaction<'_>, record: &BudgetRecord) -> rusqlite::Result<Option<BudgetRecord>> {
     let target = record.budget.target.to_string();
     let previous = get(tx, &target)?;
-    let budget = serde_json::to_string(&record.budget).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let budget =
+        serde_json::to_string(&record.budget).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     tx.execute(
         "INSERT INTO budgets (target, budget, set_at, set_by) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (target) DO UPDATE SET budget = ?2, set_at = ?3, set_by = ?4",

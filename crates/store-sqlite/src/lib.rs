@@ -40,9 +40,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState, CommandStore, Device,
-    DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove, SecretHash, SettingStore,
-    StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
+    Appended, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState,
+    CommandStore, Device, DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove,
+    SecretHash, SettingStore, StoreError, StoreStatus, TokenRecord, TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};

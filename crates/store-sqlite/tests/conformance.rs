@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore,
-    SettingStore, TokenStore,
+    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention,
+    SessionStore, SettingStore, TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_testkit::{Factory, Fresh};

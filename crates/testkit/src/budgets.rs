@@ -32,7 +32,11 @@ pub async fn a_budget_per_target_is_replaced_whole_and_deleted_once(factory: &im
     store.put_budget(&group).await.unwrap();
     assert_eq!(store.budgets().await.unwrap(), vec![fan.clone(), billing.clone(), group.clone()], "by target");
 
-    let raised = BudgetRecord { set_at: fan.set_at + Duration::hours(1), set_by: "token:ops".into(), ..record("fan", 80.0, Action::Alert) };
+    let raised = BudgetRecord {
+        set_at: fan.set_at + Duration::hours(1),
+        set_by: "token:ops".into(),
+        ..record("fan", 80.0, Action::Alert)
+    };
     assert_eq!(store.put_budget(&raised).await.unwrap(), Some(fan), "the replaced budget comes back");
     assert_eq!(store.budgets().await.unwrap()[0], raised, "replaced whole");
 

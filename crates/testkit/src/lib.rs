@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore, SettingStore,
-    TokenStore,
+    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore,
+    SettingStore, TokenStore,
 };
 
 /// The node name a factory's event store records on every state.

@@ -85,7 +85,9 @@ pub async fn change(remote: &Remote, name: &str, what: &str, json: bool) -> anyh
             r.instances_freed.unwrap_or(0),
             r.function
         ),
-        (false, _) => println!("restored {} v{}: its triggers ({}) run it again", r.function, r.version, r.triggers.join(", ")),
+        (false, _) => {
+            println!("restored {} v{}: its triggers ({}) run it again", r.function, r.version, r.triggers.join(", "))
+        }
     }
     if let Some(warning) = &answer.warning {
         eprintln!("warning: {warning}");
