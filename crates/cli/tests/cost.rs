@@ -96,6 +96,49 @@ fn a_stop_budget_of_50_a_minute_runs_50_of_200_messages_and_drops_150_as_budget_
 }
 
 #[test]
+fn a_throttle_budget_holds_what_is_past_it_and_runs_it_in_the_next_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    cli(&served, &["functions", "deploy", &fixture("ok"), "--name", "slow", "--trigger", "event:tick"]);
+    cli(&served, &["budgets", "set", "slow", "--invocations", "3", "--per", "1m", "--action", "throttle"]);
+    clear_of_the_minute_boundary();
+    let sent: Vec<String> = (0..5)
+        .map(|_| {
+            let sent = cli_json(&served, &["events", "send", "--source", "clock", "--type", "tick", "--json"]);
+            sent["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let ran = |served: &common::Served| -> Vec<String> {
+        let listed = cli_json(served, &["functions", "invocations", "slow", "--json"]);
+        listed.as_array().unwrap().iter().filter_map(|i| i["event_id"].as_str().map(str::to_string)).collect()
+    };
+    let mut budget = Value::Null;
+    for _ in 0..100 {
+        budget = cli_json(&served, &["budgets", "get", "slow", "--json"]);
+        if budget["window"]["ran"] == 3 && budget["window"]["refused"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((&budget["window"]["ran"], &budget["window"]["refused"]), (&3.into(), &2.into()), "{budget:#}");
+    assert_eq!(ran(&served).len(), 3, "two wait for the next window");
+    assert!(count(&served, "function.dropped").is_empty(), "held, not dropped");
+    // The next window (at most a minute away) lets the two go, in order.
+    let mut done = Vec::new();
+    for _ in 0..1500 {
+        done = ran(&served);
+        if done.len() == 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut expected = sent.clone();
+    expected.sort();
+    done.sort();
+    assert_eq!(done, expected, "every event ran once");
+}
+
+#[test]
 fn bad_budgets_are_refused_naming_what_to_fix() {
     let refused = |args: &[&str], wanted: &str| {
         let output = glassbox().args(args).env("GLASSBOX_SERVER", "http://127.0.0.1:9").output().unwrap();

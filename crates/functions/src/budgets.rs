@@ -644,6 +644,31 @@ mod tests {
     }
 
     #[test]
+    fn a_group_budget_counts_only_its_devices_events() {
+        let greenhouse = held("group:greenhouse", Measure::Invocations, 1.0, Action::Stop);
+        let set = ledger(std::slice::from_ref(&greenhouse));
+        let inside = Who { function: "fan", feature: None, group: Some("greenhouse") };
+        let elsewhere = Who { group: Some("barn"), ..inside };
+        assert!(matches!(set.admit(&inside, T, true), Verdict::Run(_)));
+        assert!(matches!(set.admit(&inside, T + 1, true), Verdict::Stop(_)), "the group's 1 is used");
+        assert!(matches!(set.admit(&elsewhere, T + 2, true), Verdict::Run(_)), "another group's device runs");
+        assert!(matches!(set.admit(&FAN, T + 3, true), Verdict::Run(_)), "an event without a group runs");
+        let window = *greenhouse.lock(T + 4);
+        assert_eq!((window.admitted, window.refused), (1, 1));
+    }
+
+    #[test]
+    fn asking_again_about_a_held_event_does_not_count_it_twice() {
+        let fan = held("fan", Measure::Invocations, 1.0, Action::Throttle);
+        let set = ledger(std::slice::from_ref(&fan));
+        assert!(matches!(set.admit(&FAN, T, true), Verdict::Run(_)));
+        assert!(matches!(set.admit(&FAN, T + 1, true), Verdict::Hold(_)));
+        assert!(matches!(set.admit(&FAN, T + 2, false), Verdict::Hold(_)));
+        assert_eq!(fan.lock(T + 3).refused, 1);
+        assert!(matches!(set.admit(&FAN, T + 60, false), Verdict::Run(_)), "the next window has room");
+    }
+
+    #[test]
     fn time_to_exhaustion_follows_the_window_rate() {
         let fan = held("fan", Measure::Invocations, 100.0, Action::Stop);
         {
