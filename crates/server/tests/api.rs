@@ -226,7 +226,8 @@ async fn a_batch_is_all_or_nothing() {
 
 #[tokio::test]
 async fn a_full_store_answers_503_and_readiness_says_why() {
-    let server = start_with(|c| c.recorder.store_bytes_max = 192 * 1024).await;
+    // Room for the schema (every table, one page or more) and a few events.
+    let server = start_with(|c| c.recorder.store_bytes_max = 256 * 1024).await;
     let mut e = event("bulk");
     e["data"] = json!("y".repeat(30_000));
     let mut refused = None;
