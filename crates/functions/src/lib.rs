@@ -35,6 +35,7 @@
 //! depends on `glassbox-server`.
 
 mod budgets;
+mod chains;
 mod dead_letters;
 mod http;
 mod lifecycle;
@@ -64,6 +65,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 pub use budgets::{BUDGETS_MAX, BudgetCheck, BudgetError, Budgets, THROTTLED_MAX, Usage};
+pub use chains::{CHAIN_INVOCATIONS_MAX, CHAINS_TRACKED_MAX};
 pub use dead_letters::{DEAD_LETTERS_MAX, OpenDeadLetter, Redrive, Redriven};
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
@@ -262,6 +264,8 @@ pub struct Functions {
     prices: Prices,
     /// Budgets, checked at dispatch (`budgets.rs`).
     budgets: Arc<Budgets>,
+    /// Invocations per correlation chain this minute (`chains.rs`).
+    chains: chains::Chains,
     /// Where the retired functions' names are kept (`retire.rs`).
     settings: Arc<dyn glassbox_store::SettingStore>,
     /// The retired functions: live in the store, not loaded.
@@ -350,6 +354,7 @@ impl Functions {
             control,
             prices,
             budgets,
+            chains: chains::Chains::default(),
             settings,
             retired,
             changing,

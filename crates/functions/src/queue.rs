@@ -70,6 +70,10 @@ impl Functions {
                 self.dead_letter_later(live, recorded.clone(), reason);
                 continue;
             }
+            if let Err(reason) = self.chains.count(&recorded.event, now_seconds()) {
+                self.drop_later(live, recorded.clone(), DropReason::RateLimited, reason);
+                continue;
+            }
             if !self.within_budget(&live, &recorded) {
                 continue;
             }
@@ -102,7 +106,7 @@ impl Functions {
                 true
             }
             Verdict::Stop(reason) => {
-                self.drop_later(live.clone(), recorded.clone(), reason);
+                self.drop_later(live.clone(), recorded.clone(), DropReason::BudgetExceeded, reason);
                 false
             }
             Verdict::Hold(reason) => {
@@ -114,7 +118,7 @@ impl Functions {
                 };
                 if self.budgets.hold(held).is_err() {
                     let reason = format!("{reason}; {} events already wait for budgets", super::THROTTLED_MAX);
-                    self.drop_later(live.clone(), recorded.clone(), reason);
+                    self.drop_later(live.clone(), recorded.clone(), DropReason::BudgetExceeded, reason);
                 }
                 false
             }
@@ -158,10 +162,11 @@ impl Functions {
         }
     }
 
-    /// Records a budget's drop in the background, as work a stop waits for.
-    fn drop_later(self: &Arc<Self>, live: Arc<Live>, recorded: Arc<RecordedEvent>, reason: String) {
+    /// Records a drop (a budget's, the chain bound's) in the background,
+    /// as work a stop waits for.
+    fn drop_later(self: &Arc<Self>, live: Arc<Live>, recorded: Arc<RecordedEvent>, why: DropReason, detail: String) {
         let functions = self.clone();
-        self.busy.spawn(async move { functions.dropped(&live, &recorded, reason).await });
+        self.busy.spawn(async move { functions.dropped(&live, &recorded, why, detail).await });
     }
 
     /// Records a dead letter in the background, as work a stop waits for.

@@ -41,12 +41,12 @@ impl Functions {
     }
 
     /// Records that the function did not run an event on purpose (a
-    /// budget refused it): the event's one outcome for it.
-    pub(super) async fn dropped(&self, live: &Live, recorded: &RecordedEvent, detail: String) {
+    /// budget, the chain bound): the event's one outcome for it.
+    pub(super) async fn dropped(&self, live: &Live, recorded: &RecordedEvent, reason: DropReason, detail: String) {
         let data = Dropped {
             function: live.version.name.clone(),
             version: live.version.version,
-            reason: DropReason::BudgetExceeded,
+            reason,
             detail,
             event: recorded.event.id.to_string(),
         };

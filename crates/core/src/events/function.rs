@@ -22,7 +22,7 @@ pub const FUNCTION_HANDED_BACK: &str = "function.handed_back";
 pub const FUNCTION_RESUMED: &str = "function.resumed";
 /// An outbound request a function's egress allow list refused (data: [`EgressDenied`]).
 pub const FUNCTION_EGRESS_DENIED: &str = "function.egress_denied";
-/// A function did not run an event on purpose: a budget refused it (data: [`Dropped`]).
+/// A function did not run an event on purpose: a budget or the chain bound refused it (data: [`Dropped`]).
 pub const FUNCTION_DROPPED: &str = "function.dropped";
 /// A dead letter left the list: redriven with success, or discarded (data: [`DeadLetterCleared`]).
 pub const FUNCTION_DEAD_LETTER_CLEARED: &str = "function.dead_letter_cleared";
@@ -222,16 +222,17 @@ impl Payload for EgressDenied {
 
 /// The data of a [`FUNCTION_DROPPED`] record: an event a function's
 /// trigger matched that it did not run, on purpose (a `stop` budget used
-/// up, a `throttle` budget's queue full), recorded by the dispatcher as
+/// up, a `throttle` budget's queue full: `budget_exceeded`; its chain past
+/// the per-chain bound: `rate_limited`), recorded by the dispatcher as
 /// the event's child: the event's one outcome for that function, counted
 /// in `drops` by its reason. Not a dead letter: nothing is kept to redrive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dropped {
     pub function: String,
     pub version: u32,
-    /// `budget_exceeded`.
+    /// `budget_exceeded` or `rate_limited`.
     pub reason: DropReason,
-    /// Which budget, its window and when it rolls over.
+    /// Which budget (its window, when it rolls over) or which chain.
     pub detail: String,
     /// The event not run.
     pub event: String,
