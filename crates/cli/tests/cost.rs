@@ -139,6 +139,33 @@ fn a_throttle_budget_holds_what_is_past_it_and_runs_it_in_the_next_window() {
 }
 
 #[test]
+fn an_http_route_past_its_stop_budget_answers_429_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    cli(
+        &served,
+        &["functions", "deploy", &fixture("http-command"), "--name", "button", "--trigger", "http:POST /button"],
+    );
+    cli(&served, &["budgets", "set", "button", "--invocations", "2", "--per", "1d", "--action", "stop"]);
+    let statuses: Vec<String> = (0..4)
+        .map(|_| {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+                .arg(format!("{}/button", served.url))
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    // The fixture answers 500 here (its command goes to a device that does not exist): it ran.
+    assert_eq!(statuses, ["500", "500", "429", "429"]);
+    let dropped = count(&served, "function.dropped");
+    assert_eq!(dropped.len(), 2, "each refused request is on the record");
+    assert!(dropped.iter().all(|d| d["data"]["reason"] == "budget_exceeded"));
+    assert_eq!(count(&served, "function.invoked").len(), 2, "the refused ones ran nothing");
+}
+
+#[test]
 fn bad_budgets_are_refused_naming_what_to_fix() {
     let refused = |args: &[&str], wanted: &str| {
         let output = glassbox().args(args).env("GLASSBOX_SERVER", "http://127.0.0.1:9").output().unwrap();
