@@ -476,7 +476,8 @@ pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bu
 /// Lets the events `throttle` budgets hold go, oldest first, as their
 /// budgets' windows have room again: each joins its function's backlog
 /// (read back from the recorder, then queued). One held for a function
-/// deleted meanwhile gets the deleted function's outcome. Checks every
+/// deleted or retired meanwhile is let go unrun (that change is on the
+/// record). Checks every
 /// [`THROTTLE_TICK`] while the functions live.
 pub(super) async fn release_throttled(functions: Weak<Functions>) {
     let mut tick = tokio::time::interval(THROTTLE_TICK);
@@ -500,7 +501,7 @@ impl Functions {
             };
             let live = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&held.function).cloned();
             let Some(live) = live else {
-                // Deleted meanwhile: nothing left to run it; its delete is on the record.
+                // Deleted or retired meanwhile: nothing left to run it; that change is on the record.
                 self.position.acks().ack(held.event);
                 continue;
             };
