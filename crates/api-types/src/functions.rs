@@ -20,6 +20,10 @@ pub struct DeployedVersion<S> {
     pub deployed_at: DateTime<Utc>,
     pub deployed_by: String,
     pub live: bool,
+    /// Retired (`glassbox functions retire`): live in the store, but no
+    /// trigger, route or schedule reaches it until restored. Absent: not retired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 /// `GET /api/v1/functions`: the live version of each function (deleted
@@ -125,4 +129,23 @@ pub struct DiscardRequest {
 pub struct Discarded {
     pub function: String,
     pub discarded: Vec<String>,
+}
+
+/// `GET /api/v1/idle-functions`: every deployed function with its
+/// invocations in the window and what it holds; idle ones first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleFunctions<F> {
+    /// The window's start.
+    pub since: DateTime<Utc>,
+    pub functions: Vec<F>,
+}
+
+/// `POST /api/v1/functions/{name}/retire` and `…/restore`: what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetireAnswer<R> {
+    #[serde(flatten)]
+    pub change: R,
+    /// Only when the change was made but its record could not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }

@@ -11,6 +11,7 @@
 //! Only serde here: no web framework, no runtime.
 
 mod audit;
+mod budgets;
 mod certificates;
 mod commands;
 mod devices;
@@ -28,6 +29,7 @@ mod tokens;
 mod trace;
 
 pub use audit::{AuditPage, CheckpointList, CheckpointView, ConsistencyProof, InclusionProof};
+pub use budgets::{BudgetList, BudgetView, BudgetWindow, SetBudget};
 pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoked, IssueCertificate};
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
@@ -38,8 +40,8 @@ pub use diagnose::{
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};
 pub use functions::{
-    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
-    RedriveAnswer, RedriveRequest, VersionList,
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, IdleFunctions, Invocations,
+    LiveChanged, RedriveAnswer, RedriveRequest, RetireAnswer, VersionList,
 };
 pub use health::{Health, Ready};
 pub use logs::{LogEntry, LogOrigin, Logs};

@@ -13,6 +13,7 @@ use glassbox_api_types::{
     Incident, Ingested, InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange,
     Metrics, Page, Point, Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
 };
+use glassbox_api_types::{BudgetList, BudgetView, BudgetWindow};
 use glassbox_api_types::{
     CertificateAuthority, CertificateList, CertificatesRevoked, ClearedMessage, CommandIssued, CommandList,
     DeployedVersion, DeviceInspection, DevicePage, DeviceSecret, DeviceToggled, FunctionList, FunctionState,
@@ -379,6 +380,68 @@ fn named_tokens_created_listed_and_revoked() {
     reads_back::<Warned<TokenView>>(&Warned::new(view, None));
 }
 
+#[test]
+fn budgets_set_listed_and_deleted() {
+    use glassbox_core::budget::{Action, Limit, Measure, Per};
+    let budget = glassbox_core::Budget {
+        target: "feature:billing".parse().unwrap(),
+        limit: Limit { measure: Measure::Cost, amount: 5.0 },
+        per: Per::ThirtyDays,
+        action: Action::Stop,
+        at: vec![50, 80, 100],
+    };
+    let window = BudgetWindow {
+        start: at(0),
+        end: at(59),
+        admitted: 12,
+        ran: 11,
+        cpu_ms: 3.5,
+        cost: 0.25,
+        used: 0.25,
+        percent: 5.0,
+        refused: 0,
+        exhausted_at: Some(at(30)),
+    };
+    let view = BudgetView { budget, set_at: at(1), set_by: "token:ops".into(), window };
+    let list = BudgetList { budgets: vec![view.clone()] };
+    conforms("get", "/api/v1/budgets", 200, &list);
+    reads_back::<BudgetList>(&list);
+    conforms("get", "/api/v1/budgets/{target}", 200, &view);
+    let never = BudgetView { window: BudgetWindow { exhausted_at: None, ..view.window.clone() }, ..view.clone() };
+    conforms("put", "/api/v1/budgets/{target}", 200, &Warned::new(never, Some("not recorded".into())));
+    conforms("delete", "/api/v1/budgets/{target}", 200, &Warned::new(view.clone(), None));
+    reads_back::<Warned<BudgetView>>(&Warned::new(view, None));
+}
+
+#[test]
+fn functions_retired_restored_and_idle() {
+    use glassbox_api_types::{IdleFunctions, RetireAnswer};
+    let principal = glassbox_core::Principal::admin(glassbox_core::AuthMethod::BearerToken, None);
+    let retired = glassbox_core::Retired {
+        function: "fan".into(),
+        version: 2,
+        triggers: vec!["mqtt:fans/#".into()],
+        instances_freed: Some(3),
+        by: principal.label(),
+        principal,
+    };
+    let answer = RetireAnswer { change: retired.clone(), warning: None };
+    conforms("post", "/api/v1/functions/{name}/retire", 200, &answer);
+    reads_back::<RetireAnswer<glassbox_core::Retired>>(&answer);
+    let restored = RetireAnswer { change: glassbox_core::Retired { instances_freed: None, ..retired }, warning: None };
+    conforms("post", "/api/v1/functions/{name}/restore", 200, &restored);
+    let idle = json!({"name": "fan", "version": 2, "state": "retired", "last_invocation": null, "invocations": 0,
+        "counted_all": true, "triggers": ["http:GET /fan"],
+        "holds": {"component_bytes": 1024, "warm_instances": 0, "routes": ["http:GET /fan"], "kv": "kept"},
+        "idle": true, "why": "never invoked since its deploy at 2026-11-25T10:04:03Z"});
+    let list = IdleFunctions { since: at(0), functions: vec![idle] };
+    conforms("get", "/api/v1/idle-functions", 200, &list);
+    reads_back::<IdleFunctions<Value>>(&list);
+    let listed = FunctionList { functions: vec![DeployedVersion { retired: true, ..version(2, true) }] };
+    conforms("get", "/api/v1/functions", 200, &listed);
+    reads_back::<FunctionList<Value>>(&listed);
+}
+
 /// A version as the server answers it: its spec as stored.
 fn version(version: u32, live: bool) -> DeployedVersion<Value> {
     let spec = json!({"triggers": ["event:order.created"], "timeout_ms": 5000, "memory_bytes": 67108864,
@@ -392,6 +455,7 @@ fn version(version: u32, live: bool) -> DeployedVersion<Value> {
         deployed_at: at(3),
         deployed_by: "admin".into(),
         live,
+        retired: false,
     }
 }
 

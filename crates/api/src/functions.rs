@@ -5,10 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use glassbox_api_types::{
-    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, Invocations, LiveChanged,
-    RedriveAnswer, RedriveRequest, VersionList,
+    DeadLetters, DeployedVersion, DiscardRequest, Discarded, FunctionList, FunctionState, IdleFunctions, Invocations,
+    LiveChanged, RedriveAnswer, RedriveRequest, RetireAnswer, VersionList,
 };
 use glassbox_core::Deleted;
+use glassbox_core::Retired;
 use glassbox_core::{EventQuery, FUNCTION_INVOKED, Problem, QUERY_LIMIT_MAX, RecordedEvent, TypePattern};
 use glassbox_runtime::Outcome;
 use glassbox_store::FunctionVersion;
@@ -20,8 +21,8 @@ use super::body::{Body, JsonBody, Shape};
 use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use glassbox_functions::{
-    DEAD_LETTERS_MAX, FunctionError, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive, Redriven,
-    Spec, parse_bytes, parse_rate,
+    DEAD_LETTERS_MAX, FunctionError, IdleView, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive,
+    Redriven, Spec, parse_bytes, parse_rate,
 };
 
 /// Largest component accepted (JS and Python components are tens of MiB).
@@ -170,6 +171,7 @@ fn version_view(v: &FunctionVersion) -> DeployedVersion<Value> {
         deployed_at: v.deployed_at,
         deployed_by: v.deployed_by.clone(),
         live: v.live,
+        retired: false,
     }
 }
 
@@ -196,8 +198,57 @@ pub async fn plan(
 /// `GET /api/v1/functions`: the live version of each (deleted ones are not listed).
 pub async fn list(State(app): State<AppState>) -> Result<Json<FunctionList<Value>>, ApiError> {
     let live = app.functions.list().await.map_err(error)?;
-    Ok(Json(FunctionList { functions: live.iter().map(version_view).collect() }))
+    let view = |v: &FunctionVersion| DeployedVersion { retired: app.functions.is_retired(&v.name), ..version_view(v) };
+    Ok(Json(FunctionList { functions: live.iter().map(view).collect() }))
 }
+
+/// `POST /api/v1/functions/{name}/retire`: out of service, everything kept.
+pub async fn retire(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<RetireAnswer<Retired>>, ApiError> {
+    let retired = app.functions.retire(&name, &by).await.map_err(error)?;
+    Ok(Json(RetireAnswer { change: retired, warning: None }))
+}
+
+/// `POST /api/v1/functions/{name}/restore`: back as it was.
+pub async fn restore(
+    State(app): State<AppState>,
+    Caller(by): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<RetireAnswer<Retired>>, ApiError> {
+    let restored = app.functions.restore(&name, &by).await.map_err(error)?;
+    Ok(Json(RetireAnswer { change: restored, warning: None }))
+}
+
+/// `GET /api/v1/idle-functions?since=30d`: each function's invocations in
+/// the window and what it holds, idle ones first.
+pub async fn idle(
+    State(app): State<AppState>,
+    Query(params): Query<IdleParams>,
+) -> Result<Json<IdleFunctions<IdleView>>, ApiError> {
+    let text = params.since.as_deref().unwrap_or("30d");
+    let span = humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_since", format!("since {text:?} is not a duration like 30d, 12h or 90m"))
+        })?;
+    let functions = app.functions.idle(span).await.map_err(error)?;
+    Ok(Json(IdleFunctions { since: span, functions }))
+}
+
+/// `GET /api/v1/idle-functions`'s parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleParams {
+    /// The window: a duration back from now (default 30d).
+    since: Option<String>,
+}
+
+impl Parameters for IdleParams {}
 
 /// `GET /api/v1/functions/{name}`: the live version, how many there are,
 /// and the work in hand.
@@ -210,7 +261,12 @@ pub async fn get(
     let live_since = app.functions.live_since(&name).await.map_err(error)?;
     Ok(Json(FunctionState {
         live_since: live.as_ref().and(live_since).or(live.as_ref().map(|v| v.deployed_at)),
-        state: if live.is_some() { "live" } else { "deleted" }.into(),
+        state: match (&live, app.functions.is_retired(&name)) {
+            (None, _) => "deleted",
+            (Some(_), true) => "retired",
+            (Some(_), false) => "live",
+        }
+        .into(),
         live,
         versions: versions.len(),
         latest: versions.first().map_or(0, |v| v.version),

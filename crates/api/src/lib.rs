@@ -17,6 +17,7 @@ mod access;
 mod audit;
 mod auth;
 mod body;
+mod budgets;
 mod certificates;
 mod commands;
 mod devices;
@@ -181,6 +182,9 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/functions/{name}/rollback", post(functions::rollback))
         .route("/api/v1/functions/{name}/promote", post(functions::promote))
         .route("/api/v1/functions/{name}/replay", post(functions::replay))
+        .route("/api/v1/functions/{name}/retire", post(functions::retire))
+        .route("/api/v1/functions/{name}/restore", post(functions::restore))
+        .route("/api/v1/idle-functions", get(functions::idle))
         .route("/api/v1/functions/{name}/invocations", get(functions::invocations))
         .route("/api/v1/functions/{name}/dead-letters", get(functions::dead_letters))
         .route("/api/v1/functions/{name}/dead-letters/redrive", post(functions::redrive))
@@ -190,6 +194,8 @@ fn api(state: AppState, functions: FunctionRoutes) -> Router {
         .route("/api/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/api/v1/audit/consistency", get(audit::consistency))
         .route("/api/v1/audit/{seq}/proof", get(audit::proof))
+        .route("/api/v1/budgets", get(budgets::list))
+        .route("/api/v1/budgets/{target}", get(budgets::get).put(budgets::put).delete(budgets::delete))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route_layer(middleware::from_fn(move |r, n| within(body_limit, r, n)))

@@ -8,14 +8,15 @@
 
 use chrono::{DateTime, Utc};
 use glassbox_core::{
-    AuthMethod, CONFIG_CHANGED, CertificateIssued, CertificateRevoked, CommandQueued, CommandStep, ConfigChanged,
-    DEVICE_CERTIFICATE_ISSUED, DEVICE_CERTIFICATE_RENEWED, DEVICE_CERTIFICATE_REVOKED, DEVICE_COMMAND_CANCELLED,
-    DEVICE_COMMAND_QUEUED, DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED,
-    DEVICE_SECRET_ROTATED, DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, DIAGNOSE_SILENCED, Data, DeadLetterCleared,
-    DeadLetterClearedReason, Deleted, Deployed, Event, FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DELETED,
-    FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote,
+    AuthMethod, BUDGET_DELETED, BUDGET_SET, BudgetDeleted, BudgetSet, CONFIG_CHANGED, CertificateIssued,
+    CertificateRevoked, CommandQueued, CommandStep, ConfigChanged, DEVICE_CERTIFICATE_ISSUED,
+    DEVICE_CERTIFICATE_RENEWED, DEVICE_CERTIFICATE_REVOKED, DEVICE_COMMAND_CANCELLED, DEVICE_COMMAND_QUEUED,
+    DEVICE_DELETED, DEVICE_DISABLED, DEVICE_ENABLED, DEVICE_QUEUE_CLEARED, DEVICE_REGISTERED, DEVICE_SECRET_ROTATED,
+    DEVICE_SHADOW_UPDATED, DEVICE_UPDATED, DIAGNOSE_SILENCED, Data, DeadLetterCleared, DeadLetterClearedReason,
+    Deleted, Deployed, Event, FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED,
+    FUNCTION_RESTORED, FUNCTION_RETIRED, FUNCTION_ROLLED_BACK, INCIDENT_ACKNOWLEDGED, INCIDENT_RESOLVED, IncidentNote,
     LiveChanged, PayloadError, Principal, PrincipalKind, QueueCleared, RETAINED_CLEARED, RegistryChanged,
-    RetainedCleared, ShadowUpdated, Silenced, TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
+    RetainedCleared, Retired, ShadowUpdated, Silenced, TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked,
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -46,6 +47,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     (FUNCTION_ROLLED_BACK, "function.rollback"),
     (FUNCTION_PROMOTED, "function.promote"),
     (FUNCTION_DELETED, "function.delete"),
+    (FUNCTION_RETIRED, "function.retire"),
+    (FUNCTION_RESTORED, "function.restore"),
+    (BUDGET_SET, "budget.set"),
+    (BUDGET_DELETED, "budget.delete"),
     (FUNCTION_DEAD_LETTER_CLEARED, "function.redrive"),
     (RETAINED_CLEARED, "mqtt.clear_retained"),
     (CONFIG_CHANGED, "config.change"),
@@ -197,6 +202,25 @@ fn read(event: &Event) -> Result<Option<Change>, PayloadError> {
         FUNCTION_DELETED => {
             let deleted = p::<Deleted>(event)?;
             Change::by(labelled(deleted.principal, &deleted.by), format!("function:{}", deleted.function))
+        }
+        FUNCTION_RETIRED | FUNCTION_RESTORED => {
+            let retired = p::<Retired>(event)?;
+            Change::by(retired.principal, format!("function:{}", retired.function))
+        }
+        BUDGET_SET => {
+            let set = p::<BudgetSet>(event)?;
+            Change {
+                before: set.previous.as_ref().and_then(state_hash),
+                after: state_hash(&set.budget),
+                ..Change::by(set.principal, format!("budget:{}", set.budget.target))
+            }
+        }
+        BUDGET_DELETED => {
+            let deleted = p::<BudgetDeleted>(event)?;
+            Change {
+                before: state_hash(&deleted.budget),
+                ..Change::by(deleted.principal, format!("budget:{}", deleted.budget.target))
+            }
         }
         FUNCTION_DEAD_LETTER_CLEARED => {
             let cleared = p::<DeadLetterCleared>(event)?;

@@ -98,6 +98,14 @@ impl Client {
         json(self.send(request).await?).await
     }
 
+    /// PUT a JSON body, expecting the answer `T`.
+    pub async fn put_as<T: DeserializeOwned>(&self, path: &str, body: String) -> anyhow::Result<T> {
+        let request = self.authorized(
+            self.http.put(self.url(path)).header(reqwest::header::CONTENT_TYPE, "application/json").body(body),
+        );
+        json(self.send(request).await?).await
+    }
+
     /// DELETE `path`, expecting success without a body.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.authorized(self.http.delete(self.url(path)))).await.map(drop)

@@ -1,6 +1,7 @@
 //! `glassbox cost`: what functions cost, by function, feature or device,
 //! from the invocation records (the price model is `[cost]` in the
-//! server's configuration).
+//! server's configuration), then spend against each budget with when it
+//! runs out at the current rate.
 
 use glassbox_api_types::MetricRange;
 use serde_json::Value;
@@ -67,5 +68,11 @@ pub async fn run(args: CostArgs) -> anyhow::Result<()> {
         .collect();
     render::table(&[&label.to_uppercase(), "COST $", "INVOCATIONS", "SHARE"], &table);
     println!("total ${total:.9} since {}", render::clock(answer.since));
+    // Spend against each budget, after the totals (none set: nothing more).
+    let budgets: glassbox_api_types::BudgetList = client.fetch("/api/v1/budgets", &[]).await?;
+    if !budgets.budgets.is_empty() {
+        println!();
+        crate::budgets::table(&budgets.budgets);
+    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! which version is live, delete them, and look at their invocations.
 
 mod dead_letters;
+mod idle;
 mod lifecycle;
 
 use std::path::PathBuf;
@@ -96,6 +97,18 @@ pub enum FunctionsCommand {
     #[command(after_help = "  glassbox functions discard thermostat --ids 01JD6Y8Q1W3N4ZV7K2M5P9R0ST\n  \
         glassbox functions discard thermostat          all of them")]
     Discard(dead_letters::DiscardArgs),
+    /// Functions that look idle: no invocation in the window; their last
+    /// invocation, triggers, what they hold and why they look idle.
+    #[command(after_help = "  glassbox functions idle\n  glassbox functions idle --since 7d --all\n  \
+        glassbox functions idle --json | jq '.[] | select(.idle)'")]
+    Idle(idle::IdleArgs),
+    /// Take a function out of service, keeping its versions, code and data:
+    /// its triggers, routes and schedules stop and its warm instances are freed.
+    #[command(after_help = "  glassbox functions retire thermostat\n  glassbox functions restore thermostat\n\n\
+        Recorded as function.retired (and function.restored) with who did it; `functions list` marks it retired.")]
+    Retire(NameArgs),
+    /// Bring a retired function back as it was.
+    Restore(NameArgs),
 }
 
 #[derive(clap::Args)]
@@ -240,6 +253,9 @@ pub async fn run(command: FunctionsCommand) -> anyhow::Result<()> {
         FunctionsCommand::DeadLetters(a) => dead_letters::list(a).await,
         FunctionsCommand::Redrive(a) => dead_letters::redrive(a).await,
         FunctionsCommand::Discard(a) => dead_letters::discard(a).await,
+        FunctionsCommand::Idle(a) => idle::idle(a).await,
+        FunctionsCommand::Retire(a) => idle::change(&a.remote, &a.name, "retire", a.json).await,
+        FunctionsCommand::Restore(a) => idle::change(&a.remote, &a.name, "restore", a.json).await,
     }
 }
 
@@ -342,7 +358,11 @@ fn print_versions(versions: &[DeployedVersion<Spec>], json: bool) -> anyhow::Res
             vec![
                 v.name.clone(),
                 v.version.to_string(),
-                if v.live { "live".into() } else { String::new() },
+                match (v.live, v.retired) {
+                    (true, true) => "retired".into(),
+                    (true, false) => "live".into(),
+                    _ => String::new(),
+                },
                 v.spec.triggers.join(", "),
                 egress(&v.spec),
                 render::clock(v.deployed_at),

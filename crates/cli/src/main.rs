@@ -6,6 +6,7 @@ mod anomaly;
 mod apply;
 mod audit;
 mod bench;
+mod budgets;
 mod certificates;
 mod client;
 mod config;
@@ -144,8 +145,11 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// What is abnormal, since when, what it affects, and the likely causes.
     Diagnose(diagnose::DiagnoseArgs),
-    /// What functions cost, by function, feature or device.
+    /// What functions cost, by function, feature or device; spend against each budget.
     Cost(cost::CostArgs),
+    /// Budgets per function, feature or device group: a limit per window, and alert, throttle or stop.
+    #[command(subcommand)]
+    Budgets(budgets::BudgetsCommand),
     /// Every way in and out: listeners, public routes, tokens, device
     /// credentials, egress rules and risky settings, each with its risk.
     Perimeter(perimeter::PerimeterArgs),
@@ -196,6 +200,7 @@ fn main() -> std::process::ExitCode {
                 Command::Monitor(args) => monitor::run(args).await,
                 Command::Diagnose(args) => diagnose::run(args).await,
                 Command::Cost(args) => cost::run(args).await,
+                Command::Budgets(command) => budgets::run(command).await,
                 Command::Perimeter(args) => perimeter::run(args).await,
                 Command::Simulate(args) => simulate::run(args).await,
                 Command::Bench(command) => bench::run(command).await,

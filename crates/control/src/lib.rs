@@ -53,7 +53,7 @@ pub use certificates::{CaConfig, CertificateError, Certificates, Revoked};
 pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
 pub use liveness::{LivenessSettings, LivenessView};
-pub use record::Changed;
+pub use record::{Changed, record_change};
 pub use registry::{Registry, RegistryError, Toggled, WithSecret};
 pub use retained::{BadFilter, RETAINED_LIST_MAX, RetainedMessages};
 pub use shadows::UpdateError;
@@ -115,6 +115,12 @@ impl Control {
             Some(certificates) => certificates.renew(device, by, payload, event).await,
             None => tracing::debug!(device, "a certificate renewal, but no certificate service runs"),
         }
+    }
+
+    /// A device's group, as registered (none: no such device, or no group),
+    /// for services that count by group (budgets).
+    pub async fn device_group(&self, device: &str) -> Result<Option<String>, glassbox_store::StoreError> {
+        Ok(self.devices.device(device).await?.and_then(|d| d.meta.group))
     }
 
     /// The device's liveness, once anything was heard of it since start.

@@ -23,7 +23,7 @@ pub struct Changed<T> {
 /// Records a change already made (arriving `via` an ingress: `api`,
 /// `platform`), retrying a failure; returns why it could not, if it could
 /// not.
-pub(crate) async fn record_change(pipeline: &Pipeline, draft: Draft, via: &str) -> Option<String> {
+pub async fn record_change(pipeline: &Pipeline, draft: Draft, via: &str) -> Option<String> {
     let mut waits = RECORD_RETRIES.iter();
     loop {
         let error = match pipeline.ingest_platform(vec![draft.clone()], via).await {

@@ -14,6 +14,10 @@ pub const FUNCTION_ROLLED_BACK: &str = "function.rolled_back";
 pub const FUNCTION_PROMOTED: &str = "function.promoted";
 /// A function was deleted: nothing of it runs any more (data: [`Deleted`]).
 pub const FUNCTION_DELETED: &str = "function.deleted";
+/// A function was taken out of service, everything of it kept (data: [`Retired`]).
+pub const FUNCTION_RETIRED: &str = "function.retired";
+/// A retired function was brought back as it was (data: [`Retired`]).
+pub const FUNCTION_RESTORED: &str = "function.restored";
 
 /// The data of a [`FUNCTION_DEPLOYED`] record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,4 +74,42 @@ pub struct Deleted {
     pub dropped: u64,
     /// Invocations running then: they finish and are recorded.
     pub running: u64,
+}
+
+/// The data of a [`FUNCTION_RETIRED`] or [`FUNCTION_RESTORED`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub function: String,
+    /// Its live version (kept live in the store while retired).
+    pub version: u32,
+    /// Its triggers, which stopped (retired) or reach it again (restored).
+    pub triggers: Vec<String>,
+    /// Warm instances freed by a retirement; absent for a restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_freed: Option<u64>,
+    /// Who, as a label (`admin`).
+    pub by: String,
+    pub principal: Principal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AuthMethod;
+
+    #[test]
+    fn a_retirement_round_trips() {
+        let principal = Principal::admin(AuthMethod::BearerToken, None);
+        let retired = Retired {
+            function: "fan".into(),
+            version: 3,
+            triggers: vec!["mqtt:fans/#".into()],
+            instances_freed: Some(2),
+            by: principal.label(),
+            principal,
+        };
+        let json = serde_json::to_value(&retired).unwrap();
+        assert_eq!(json["instances_freed"], 2);
+        assert_eq!(serde_json::from_value::<Retired>(json).unwrap(), retired);
+    }
 }

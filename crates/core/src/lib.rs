@@ -13,6 +13,7 @@
 //! the runtime and the CLI, so it must stay small and dependency-light.
 
 pub mod access;
+pub mod budget;
 mod deploys;
 mod device;
 mod device_changes;
@@ -30,8 +31,13 @@ mod token_changes;
 pub mod topic;
 mod trace_context;
 
+pub use budget::{
+    BUDGET_DELETED, BUDGET_SET, BUDGET_THRESHOLD_REACHED, Budget, BudgetDeleted, BudgetSet, BudgetTarget,
+    ThresholdReached,
+};
 pub use deploys::{
-    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_ROLLED_BACK, LiveChanged,
+    Deleted, Deployed, FUNCTION_DELETED, FUNCTION_DEPLOYED, FUNCTION_PROMOTED, FUNCTION_RESTORED, FUNCTION_RETIRED,
+    FUNCTION_ROLLED_BACK, LiveChanged, Retired,
 };
 pub use device::{DEVICE_ID_BYTES_MAX, validate_device_id};
 pub use device_changes::{
@@ -54,9 +60,9 @@ pub use events::connection::{
     SessionExpired, SubscribeDenied, TlsSession,
 };
 pub use events::function::{
-    DeadLetter, DeadLetterCleared, DeadLetterClearedReason, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER,
-    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
-    HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
+    DeadLetter, DeadLetterCleared, DeadLetterClearedReason, Dropped, EgressDenied, EgressRequest, FUNCTION_DEAD_LETTER,
+    FUNCTION_DEAD_LETTER_CLEARED, FUNCTION_DROPPED, FUNCTION_EGRESS_DENIED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED,
+    FUNCTION_RESUMED, HandedBack, HttpExchange, Invocation, InvocationKey, LogLine, Resumed,
 };
 pub use events::liveness::{Active, DEVICE_ACTIVE, DEVICE_SILENT, Silent};
 pub use events::mqtt::{PUBLISH_REFUSED, PublishRefused, RETAINED_CLEARED, RetainedCleared};

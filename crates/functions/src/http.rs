@@ -12,10 +12,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use chrono::Utc;
-use glassbox_core::{Draft, DropReason, HTTP_REQUEST, HttpExchange, HttpRequest, RecordedEvent, TraceParent};
+use glassbox_core::{Draft, DropReason, Dropped, HTTP_REQUEST, HttpExchange, HttpRequest, RecordedEvent, TraceParent};
 use glassbox_runtime::{BodyError, Outcome, Reach, Report, read_body};
 use serde_json::{Value, json};
 
+use super::budgets::{Verdict, Who, now_seconds};
 use super::replayed::{RecordedReplay, ReplayError, ReplayedResponse};
 use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
 
@@ -298,6 +299,9 @@ impl Functions {
             return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None);
         };
         let event_id = recorded.event.id.to_string();
+        if let Some(refused) = self.http_budget(&live, &recorded).await {
+            return error(StatusCode::TOO_MANY_REQUESTS, "budget_exceeded", refused, Some(&event_id));
+        }
 
         live.pace().await;
         let permit = live.slots.clone().acquire_owned().await;
@@ -343,6 +347,34 @@ impl Functions {
             response.headers_mut().insert("x-glassbox-invocation-id", id);
         }
         response
+    }
+
+    /// Checks the budgets applying to an HTTP request (a request is not
+    /// held: `throttle` refuses it as `stop` does); a refused one is
+    /// recorded as `function.dropped` on the request's chain, and why is
+    /// returned for the 429.
+    async fn http_budget(&self, live: &Live, recorded: &RecordedEvent) -> Option<String> {
+        let ledger = self.budgets.ledger();
+        if !ledger.any() {
+            return None;
+        }
+        let who = Who { function: &live.version.name, feature: live.spec.feature.as_deref(), group: None };
+        let refused = match ledger.admit(&who, now_seconds(), true) {
+            Verdict::Run(reached) => {
+                self.budgets.record_reached(reached).await;
+                return None;
+            }
+            Verdict::Stop(reason) | Verdict::Hold(reason) => reason,
+        };
+        let data = Dropped {
+            function: live.version.name.clone(),
+            version: live.version.version,
+            reason: DropReason::BudgetExceeded,
+            detail: refused.clone(),
+            event: recorded.event.id.to_string(),
+        };
+        self.record_about(live, recorded, &data).await;
+        Some(refused)
     }
 
     /// Runs `request` through the function on a blocking thread, reaching

@@ -34,6 +34,8 @@
 //! here), the MQTT broker's sessions, or configuration files; it never
 //! depends on `glassbox-server`.
 
+mod budgets;
+mod chains;
 mod dead_letters;
 mod http;
 mod lifecycle;
@@ -43,6 +45,7 @@ mod queue;
 mod record;
 mod replayed;
 mod resume;
+mod retire;
 mod sandbox;
 mod scheduler;
 mod services;
@@ -61,18 +64,21 @@ use glassbox_store::{FunctionStore, FunctionVersion, StoreError};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+pub use budgets::{BUDGETS_MAX, BudgetCheck, BudgetError, Budgets, THROTTLED_MAX, Usage};
+pub use chains::{CHAIN_INVOCATIONS_MAX, CHAINS_TRACKED_MAX};
 pub use dead_letters::{DEAD_LETTERS_MAX, OpenDeadLetter, Redrive, Redriven};
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
 pub use record::RecordedInvocation;
 pub use replayed::{RecordedReplay, ReplayError, ReplayedResponse};
+pub use retire::{Holds, IdleView, RETIRED_KEY};
 pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Route, Spec, Trigger, is_name, parse_bytes, parse_rate};
 
 use glassbox_control::Control;
 use glassbox_pipeline::Pipeline;
-use queue::{Job, dispatch, feed, retire_idle, work};
+use queue::{Job, dispatch, feed, release_throttled, retire_idle, work};
 
 /// Invocations waiting for a slot in memory, per function; more wait in
 /// the backlog.
@@ -253,7 +259,17 @@ pub struct Functions {
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<Live>>>,
     services: Arc<services::HostServices>,
+    /// The devices' registry, through the control plane (`group:` budgets).
+    control: Arc<Control>,
     prices: Prices,
+    /// Budgets, checked at dispatch (`budgets.rs`).
+    budgets: Arc<Budgets>,
+    /// Invocations per correlation chain this minute (`chains.rs`).
+    chains: chains::Chains,
+    /// Where the retired functions' names are kept (`retire.rs`).
+    settings: Arc<dyn glassbox_store::SettingStore>,
+    /// The retired functions: live in the store, not loaded.
+    retired: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Deploys, rollbacks, promotes and deletes one at a time, so route clashes are judged
     /// against what is live.
     changing: tokio::sync::Mutex<()>,
@@ -307,6 +323,8 @@ impl Functions {
     /// Loads the live versions and starts dispatching events to them.
     pub async fn start(
         store: Arc<dyn FunctionStore>,
+        budgets: Arc<dyn glassbox_store::BudgetStore>,
+        settings: Arc<dyn glassbox_store::SettingStore>,
         pipeline: Arc<Pipeline>,
         control: Arc<Control>,
         dir: PathBuf,
@@ -318,7 +336,10 @@ impl Functions {
         let runtime = Runtime::with_cache(256, 512 << 20, Some(&dir.join("compiled")))
             .map_err(|e| anyhow::anyhow!("starting the function runtime: {e}"))?;
         let runtime = Arc::new(runtime);
-        let services = Arc::new(services::HostServices::new(store.clone(), control, tokio::runtime::Handle::current()));
+        let services =
+            Arc::new(services::HostServices::new(store.clone(), control.clone(), tokio::runtime::Handle::current()));
+        let budgets = Arc::new(Budgets::load(budgets, pipeline.clone()).await?);
+        let retired = std::sync::Mutex::new(Self::load_retired(settings.as_ref()).await?);
         let live = RwLock::new(HashMap::new());
         let changing = tokio::sync::Mutex::new(());
         let dispatch_to_recorded = glassbox_core::Histogram::new(DISPATCH_BUCKETS);
@@ -330,7 +351,12 @@ impl Functions {
             dir,
             live,
             services,
+            control,
             prices,
+            budgets,
+            chains: chains::Chains::default(),
+            settings,
+            retired,
             changing,
             dispatch_to_recorded,
             position: Arc::new(glassbox_bus::Durable::new(position::CONSUMER, pipeline_cursors)),
@@ -338,6 +364,9 @@ impl Functions {
             busy: Busy::default(),
         });
         for version in functions.store.live_versions().await? {
+            if functions.is_retired(&version.name) {
+                continue;
+            }
             if let Err(e) = functions.load(version.clone(), None).await {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
             }
@@ -345,7 +374,13 @@ impl Functions {
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.consumer(position::CONSUMER)));
         tokio::spawn(scheduler::run(Arc::downgrade(&functions)));
         tokio::spawn(retire_idle(Arc::downgrade(&functions)));
+        tokio::spawn(release_throttled(Arc::downgrade(&functions)));
         Ok(functions)
+    }
+
+    /// The budgets, set, listed and deleted through it; checked at dispatch.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
     }
 
     /// The functions' own figures for `/metrics`.
@@ -464,6 +499,7 @@ impl Functions {
             .map_err(|e| FunctionError::Store(StoreError::Unavailable(format!("writing the component: {e}"))))?;
         let text = serde_json::to_string(&spec).map_err(|e| FunctionError::Invalid(e.to_string()))?;
         let version = self.store.add_version(name, &digest, &text, &by.label()).await?;
+        self.end_retirement(name).await?;
         self.load(version.clone(), Some(compiled)).await?;
         let deployed = glassbox_core::Deployed {
             function: name.to_string(),

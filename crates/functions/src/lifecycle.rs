@@ -47,7 +47,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn of(live: &Live) -> Self {
+    pub(super) fn of(live: &Live) -> Self {
         Self {
             queued: (live.queue.max_capacity() - live.queue.capacity() + live.backlog_len()) as u64,
             retrying: live.retrying.load(Ordering::Relaxed) as u64,
@@ -56,7 +56,7 @@ impl InFlight {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 
@@ -130,6 +130,7 @@ impl Functions {
         let prepared = self.prepare(chosen.clone(), None).await?;
         let live =
             self.store.set_live(name, chosen.version).await?.ok_or_else(|| FunctionError::Unknown(name.into()))?;
+        self.end_retirement(name).await?;
         self.install(prepared);
         let change = LiveChanged {
             function: name.into(),
@@ -180,6 +181,7 @@ impl Functions {
         }
         // The store first: if it cannot record the delete, the function keeps running.
         let unused = self.store.delete(name, purge).await?;
+        self.end_retirement(name).await?;
         if let Some(live) = live {
             self.stop_running(&live, &by.label());
         }

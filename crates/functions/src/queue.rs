@@ -12,6 +12,7 @@ use chrono::Utc;
 use glassbox_core::{DropReason, EventId, RecordedEvent};
 use glassbox_runtime::{Outcome, Reach, Report};
 
+use super::budgets::{Throttled, Verdict, Who, now_seconds};
 use super::{Functions, Live, Run, to_input};
 
 /// Backlog events read back from the recorder at once.
@@ -61,11 +62,19 @@ impl Functions {
     /// trigger matches, noting it in the position until each outcome is
     /// recorded.
     pub(super) fn offer(self: &Arc<Self>, recorded: Arc<RecordedEvent>) {
+        self.note_device_change(&recorded.event);
         let matching = self.matching(&recorded.event);
         self.position.acks().took(recorded.event.id, matching.len() as u32);
         for live in matching {
             if let Err(reason) = admit(&live, &recorded) {
                 self.dead_letter_later(live, recorded.clone(), reason);
+                continue;
+            }
+            if let Err(reason) = self.chains.count(&recorded.event, now_seconds()) {
+                self.drop_later(live, recorded.clone(), DropReason::RateLimited, reason);
+                continue;
+            }
+            if !self.within_budget(&live, &recorded) {
                 continue;
             }
             // Behind a backlog, or finding no room: wait in the recorder, in order.
@@ -75,6 +84,89 @@ impl Functions {
                 self.dead_letter_later(live, recorded.clone(), reason);
             }
         }
+    }
+
+    /// Checks the budgets applying to `live` on `recorded` (see
+    /// `budgets.rs`): whether to queue it now. A refused event gets its
+    /// outcome here (a `function.dropped` record); a held one waits.
+    fn within_budget(self: &Arc<Self>, live: &Arc<Live>, recorded: &Arc<RecordedEvent>) -> bool {
+        let ledger = self.budgets.ledger();
+        if !ledger.any() {
+            return true;
+        }
+        let group = self.group(&recorded.event);
+        let (function, feature) = (live.version.name.as_str(), live.spec.feature.as_deref());
+        let who = Who { function, feature, group: group.as_deref() };
+        match ledger.admit(&who, now_seconds(), true) {
+            Verdict::Run(reached) => {
+                if !reached.is_empty() {
+                    let budgets = self.budgets.clone();
+                    self.busy.spawn(async move { budgets.record_reached(reached).await });
+                }
+                true
+            }
+            Verdict::Stop(reason) => {
+                self.drop_later(live.clone(), recorded.clone(), DropReason::BudgetExceeded, reason);
+                false
+            }
+            Verdict::Hold(reason) => {
+                let held = Throttled {
+                    event: recorded.event.id,
+                    function: function.to_string(),
+                    feature: feature.map(str::to_string),
+                    group,
+                };
+                if self.budgets.hold(held).is_err() {
+                    let reason = format!("{reason}; {} events already wait for budgets", super::THROTTLED_MAX);
+                    self.drop_later(live.clone(), recorded.clone(), DropReason::BudgetExceeded, reason);
+                }
+                false
+            }
+        }
+    }
+
+    /// The group of the event's device for `group:` budgets, when any is
+    /// set: remembered, or looked up in the background (the event counts
+    /// without a group until the answer is in).
+    fn group(self: &Arc<Self>, event: &glassbox_core::Event) -> Option<String> {
+        let device = event.device.as_deref()?;
+        if !self.budgets.ledger().any_group() {
+            return None;
+        }
+        if let Some(known) = self.budgets.group_of(device) {
+            return known;
+        }
+        // Remembered as none at once, so a burst asks the registry once.
+        self.budgets.remember_group(device, None);
+        let (functions, device) = (self.clone(), device.to_string());
+        tokio::spawn(async move {
+            match functions.control.device_group(&device).await {
+                Ok(group) => functions.budgets.remember_group(&device, group),
+                Err(e) => {
+                    functions.budgets.forget_group(&device);
+                    tracing::warn!(device, error = %e, "could not read a device's group for its budgets");
+                }
+            }
+        });
+        None
+    }
+
+    /// Forgets a device's remembered group when its registration changes.
+    fn note_device_change(&self, event: &glassbox_core::Event) {
+        let changed = matches!(
+            event.ty.as_str(),
+            glassbox_core::DEVICE_UPDATED | glassbox_core::DEVICE_DELETED | glassbox_core::DEVICE_REGISTERED
+        );
+        if let Some(device) = event.device.as_deref().filter(|_| changed) {
+            self.budgets.forget_group(device);
+        }
+    }
+
+    /// Records a drop (a budget's, the chain bound's) in the background,
+    /// as work a stop waits for.
+    fn drop_later(self: &Arc<Self>, live: Arc<Live>, recorded: Arc<RecordedEvent>, why: DropReason, detail: String) {
+        let functions = self.clone();
+        self.busy.spawn(async move { functions.dropped(&live, &recorded, why, detail).await });
     }
 
     /// Records a dead letter in the background, as work a stop waits for.
@@ -378,6 +470,60 @@ pub(super) async fn dispatch(functions: Weak<Functions>, mut events: glassbox_bu
             tracing::error!(skipped, %error, "could not read skipped events back; the next start takes them up");
         }
         batch.events.into_iter().for_each(|recorded| functions.offer(recorded));
+    }
+}
+
+/// Lets the events `throttle` budgets hold go, oldest first, as their
+/// budgets' windows have room again: each joins its function's backlog
+/// (read back from the recorder, then queued). One held for a function
+/// deleted or retired meanwhile is let go unrun (that change is on the
+/// record). Checks every
+/// [`THROTTLE_TICK`] while the functions live.
+pub(super) async fn release_throttled(functions: Weak<Functions>) {
+    let mut tick = tokio::time::interval(THROTTLE_TICK);
+    loop {
+        tick.tick().await;
+        let Some(functions) = functions.upgrade() else { return };
+        functions.release_held(now_seconds());
+    }
+}
+
+/// How often held events are looked at.
+const THROTTLE_TICK: Duration = Duration::from_millis(250);
+
+impl Functions {
+    /// Releases the held events whose budgets now have room, in order,
+    /// until one's budget has none.
+    fn release_held(self: &Arc<Self>, now: u64) {
+        loop {
+            let Some(held) = self.budgets.throttled.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                return;
+            };
+            let live = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&held.function).cloned();
+            let Some(live) = live else {
+                // Deleted or retired meanwhile: nothing left to run it; that change is on the record.
+                self.position.acks().ack(held.event);
+                continue;
+            };
+            let who = Who { function: &held.function, feature: held.feature.as_deref(), group: held.group.as_deref() };
+            match self.budgets.ledger().admit(&who, now, false) {
+                Verdict::Run(reached) => {
+                    if !reached.is_empty() {
+                        let budgets = self.budgets.clone();
+                        self.busy.spawn(async move { budgets.record_reached(reached).await });
+                    }
+                    let refused = live.defer([(held.event, 1)]);
+                    if !refused.is_empty() {
+                        let reason = live.refusal();
+                        self.busy.spawn(self.clone().dead_letter_ids(live, refused, reason));
+                    }
+                }
+                Verdict::Stop(_) | Verdict::Hold(_) => {
+                    self.budgets.throttled.lock().unwrap_or_else(|e| e.into_inner()).push_front(held);
+                    return;
+                }
+            }
+        }
     }
 }
 

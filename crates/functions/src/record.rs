@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glassbox_core::{
-    Data, DeadLetter, Draft, DropReason, EgressDenied, EgressRequest, Invocation, InvocationKey, LogLine, Payload,
-    RecordedEvent,
+    Data, DeadLetter, Draft, DropReason, Dropped, EgressDenied, EgressRequest, Invocation, InvocationKey, LogLine,
+    Payload, RecordedEvent, ThresholdReached,
 };
 use glassbox_runtime::{EgressRecord, Outcome, Output, Report};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,21 @@ impl Functions {
             version: live.version.version,
             digest: live.version.digest.clone(),
             reason: reason.to_string(),
+            event: recorded.event.id.to_string(),
+        };
+        if self.record_about(live, recorded, &data).await.is_some() {
+            self.position.acks().ack(recorded.event.id);
+        }
+    }
+
+    /// Records that the function did not run an event on purpose (a
+    /// budget, the chain bound): the event's one outcome for it.
+    pub(super) async fn dropped(&self, live: &Live, recorded: &RecordedEvent, reason: DropReason, detail: String) {
+        let data = Dropped {
+            function: live.version.name.clone(),
+            version: live.version.version,
+            reason,
+            detail,
             event: recorded.event.id.to_string(),
         };
         if self.record_about(live, recorded, &data).await.is_some() {
@@ -95,6 +110,7 @@ impl Functions {
         .into_iter();
         let mut records = Vec::with_capacity(runs.len());
         let mut drafts = Vec::with_capacity(runs.len());
+        let mut reached = Vec::new();
         for (recorded, run, report) in runs {
             let outputs: Vec<String> = output_ids.by_ref().take(report.outputs.len()).collect();
             // Each denied outbound request is an event of its own, on the chain.
@@ -102,9 +118,11 @@ impl Functions {
                 drafts.push((false, about(live, &recorded, &egress_denied(live, &recorded, denied))));
             }
             let invocation = self.invocation(live, &recorded, run, report, outputs);
+            reached.extend(self.count_ran(live, &recorded, &invocation));
             drafts.push((true, about(live, &recorded, &invocation)));
             records.push(invocation);
         }
+        self.budgets.record_reached(reached).await;
         let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
         let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
             Ok(appended) => {
@@ -120,6 +138,19 @@ impl Functions {
             .zip(ids)
             .map(|(invocation, id)| id.map(|id| RecordedInvocation { id, invocation }))
             .collect()
+    }
+
+    /// Counts what an invocation took and cost against its budgets;
+    /// returns the thresholds it reached.
+    fn count_ran(&self, live: &Live, recorded: &RecordedEvent, invocation: &Invocation) -> Vec<ThresholdReached> {
+        let ledger = self.budgets.ledger();
+        if !ledger.any() {
+            return Vec::new();
+        }
+        let group = recorded.event.device.as_deref().and_then(|d| self.budgets.group_of(d)).flatten();
+        let feature = live.spec.feature.as_deref();
+        let who = super::budgets::Who { function: &live.version.name, feature, group: group.as_deref() };
+        ledger.ran(&who, invocation.cpu_us, invocation.cost, super::budgets::now_seconds())
     }
 
     /// An invocation's record: what ran, how it went, what it took and cost.

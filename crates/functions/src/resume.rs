@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use glassbox_bus::Consumer;
 use glassbox_core::{
-    Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED, HandedBack,
-    InvocationKey, Resumed, first_id_at,
+    Event, EventId, FUNCTION_DEAD_LETTER, FUNCTION_DROPPED, FUNCTION_HANDED_BACK, FUNCTION_INVOKED, FUNCTION_RESUMED,
+    HandedBack, InvocationKey, Resumed, first_id_at,
 };
 use glassbox_store::{FunctionVersion, LiveMove, StoreError};
 
@@ -220,7 +220,7 @@ fn close(open: &mut Open, event: &Event) {
     let Some(failed) = open.get_mut(&(cause, function.to_string())) else { return };
     let key = event.payload::<InvocationKey>().ok();
     let done = match event.ty.as_str() {
-        FUNCTION_DEAD_LETTER => true,
+        FUNCTION_DEAD_LETTER | FUNCTION_DROPPED => true,
         FUNCTION_INVOKED => match key {
             // A replay is not the event's own run.
             Some(key) if key.replay_of.is_some() => return,

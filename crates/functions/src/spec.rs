@@ -323,7 +323,7 @@ impl Spec {
 
 /// A function's or an app's name: 1-64 letters, digits, `-`, `_` or `.`.
 pub fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    glassbox_core::budget::is_function_name(name)
 }
 
 /// `64MiB`, `512KiB`, `1048576`.

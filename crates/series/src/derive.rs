@@ -2,8 +2,9 @@
 
 use glassbox_core::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, ConnectionsRefused, DEVICE_CONNECTED,
-    DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, DEVICE_SILENT, DeadLetter, Disconnected,
-    FUNCTION_DEAD_LETTER, FUNCTION_EGRESS_DENIED, FUNCTION_INVOKED, Invocation, PUBLISH_REFUSED, RecordedEvent, State,
+    DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, DEVICE_SILENT, DeadLetter, Disconnected, Dropped,
+    FUNCTION_DEAD_LETTER, FUNCTION_DROPPED, FUNCTION_EGRESS_DENIED, FUNCTION_INVOKED, Invocation, PUBLISH_REFUSED,
+    RecordedEvent, State,
 };
 
 use super::catalog::{self as m, Metric};
@@ -61,6 +62,11 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
             let reason = recorded.payload::<DeadLetter>().map(|d| d.reason).unwrap_or_default();
             out.push(sample(&m::FUNCTION_DEAD_LETTERS, &[function], 1.0));
             out.push(sample(&m::DROPS, &[dead_letter_reason(&reason), NONE, NONE], 1.0));
+        }
+        // An event a function did not run on purpose (a budget).
+        FUNCTION_DROPPED => {
+            let reason = recorded.payload::<Dropped>().map(|d| d.reason.as_str()).unwrap_or(NONE);
+            out.push(sample(&m::DROPS, &[reason, NONE, NONE], 1.0));
         }
         // A function's outbound request refused by its egress allow list.
         FUNCTION_EGRESS_DENIED => out.push(sample(&m::DROPS, &["egress_denied", NONE, NONE], 1.0)),

@@ -265,6 +265,7 @@ struct Stores {
     certificates: Arc<dyn glassbox_store::CertificateStore>,
     functions: Arc<dyn glassbox_store::FunctionStore>,
     audit: Arc<dyn glassbox_store::AuditStore>,
+    budgets: Arc<dyn glassbox_store::BudgetStore>,
 }
 
 impl Stores {
@@ -281,6 +282,7 @@ impl Stores {
             commands: sqlite.clone(),
             certificates: sqlite.clone(),
             audit: sqlite.clone(),
+            budgets: sqlite.clone(),
             functions: sqlite,
         })
     }
@@ -419,6 +421,8 @@ impl Services {
         broker.set_reserved(control.clone());
         let functions = glassbox_functions::Functions::start(
             stores.functions.clone(),
+            stores.budgets.clone(),
+            stores.settings.clone(),
             pipeline.clone(),
             control.clone(),
             config.data_dir.join("functions"),

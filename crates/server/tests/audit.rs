@@ -85,10 +85,15 @@ async fn a_producer_cannot_write_an_audit_entry_and_a_deploy_is_one() {
     let (status, body) = server.call(Method::POST, path, Some(common::fixture("ok"))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
+    let budget = json!({"limit": {"measure": "invocations", "amount": 50}, "per": "1m", "action": "stop"});
+    let (status, body) = server.call(Method::PUT, "/api/v1/budgets/work", Some(budget.to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     let (_, page) = server.call(Method::GET, "/api/v1/audit", None).await;
     let actions: Vec<&str> =
         page["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["function.deploy"], "the forged event is recorded, but is no entry: {page}");
+    assert_eq!(actions, ["function.deploy", "budget.set"], "the forged event is recorded, but is no entry: {page}");
+    assert_eq!(page["entries"][1]["target"], "budget:work");
     assert_eq!(page["entries"][0]["target"], "function:work");
     assert_eq!(page["entries"][0]["actor"], "admin");
 }

@@ -242,3 +242,21 @@ async fn a_device_going_silent_is_reported_once() {
     assert_eq!(again["incidents"].as_array().unwrap().len(), 1, "still one: {again:#}");
     assert_eq!(again["incidents"][0]["id"], incident["id"]);
 }
+
+#[tokio::test]
+async fn a_budget_threshold_reached_is_posted_to_the_webhook() {
+    let (hook, mut posted) = webhook().await;
+    let server = start_with(TOKEN, |config| config.diagnose.webhook = hook).await;
+    let deploy = "/api/v1/functions/work?trigger=event:work.item";
+    assert_eq!(server.call(reqwest::Method::POST, deploy, Some(fixture("ok"))).await.0, StatusCode::CREATED);
+    let budget = json!({"limit": {"measure": "invocations", "amount": 1}, "per": "1d", "action": "alert", "at": [100]});
+    let (status, set) =
+        server.call(reqwest::Method::PUT, "/api/v1/budgets/work", Some(budget.to_string().into_bytes())).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let item = json!({"specversion": "1.0", "source": "test", "type": "work.item"}).to_string().into_bytes();
+    assert_eq!(server.call(reqwest::Method::POST, "/api/v1/events", Some(item)).await.0, StatusCode::ACCEPTED);
+    let body = tokio::time::timeout(Duration::from_secs(30), posted.recv()).await.expect("posted in time").unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["type"], "budget.threshold_reached", "{body}");
+    assert_eq!((&body["target"], &body["percent"], &body["action"]), (&json!("work"), &json!(100), &json!("alert")));
+}

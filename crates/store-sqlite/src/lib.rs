@@ -15,6 +15,7 @@
 //! only the ports' traits and types, and the server alone constructs it.
 
 mod audit;
+mod budgets;
 mod certificates;
 mod commands;
 mod devices;
@@ -42,9 +43,10 @@ use chrono::{DateTime, Utc};
 use glassbox_audit::{Entry, Hash};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, AuditQuery, AuditStore, CertificateRecord, CertificateStore, Chain, CommandRecord, CommandState,
-    CommandStore, Device, DeviceRegistry, EventStore, FunctionStore, FunctionVersion, Ingress, KvQuota, LiveMove,
-    SecretHash, SettingStore, StoreError, StoreStatus, StoredCheckpoint, TokenRecord, TokenStore, Transition,
+    Appended, AuditQuery, AuditStore, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain,
+    CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore, FunctionVersion,
+    Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, StoredCheckpoint, TokenRecord,
+    TokenStore, Transition,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -354,6 +356,24 @@ impl SettingStore for SqliteStore {
         let (reply, answered) = oneshot::channel();
         self.send(Command::PutSetting { key: key.into(), value: value.into(), reply }).await?;
         answer(answered).await
+    }
+}
+
+/// Budgets live in the recorder's file, written through its writer.
+#[async_trait]
+impl BudgetStore for SqliteStore {
+    async fn put_budget(&self, record: &BudgetRecord) -> Result<Option<BudgetRecord>, StoreError> {
+        let record = record.clone();
+        self.write(move |tx| budgets::put(tx, &record)).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<BudgetRecord>, StoreError> {
+        self.read(budgets::list).await
+    }
+
+    async fn delete_budget(&self, target: &glassbox_core::BudgetTarget) -> Result<Option<BudgetRecord>, StoreError> {
+        let target = target.to_string();
+        self.write(move |tx| budgets::delete(tx, &target)).await
     }
 }
 

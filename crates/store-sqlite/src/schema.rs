@@ -178,6 +178,13 @@ pub const RECORDER: &[&str] = &[
         at INTEGER NOT NULL,
         note TEXT NOT NULL
     );",
+    // 12: cost budgets, one per target (a function, feature:NAME, group:NAME), the budget as JSON.
+    "CREATE TABLE budgets (
+        target TEXT PRIMARY KEY,
+        budget TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        set_by TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

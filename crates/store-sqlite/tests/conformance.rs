@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention, SessionStore,
-    SettingStore, TokenStore,
+    BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, Retention,
+    SessionStore, SettingStore, TokenStore,
 };
 use glassbox_store_sqlite::{RecorderSettings, SqliteMetrics, SqliteSessions, SqliteStore};
 use glassbox_testkit::{Audited, Factory, Fresh};
@@ -75,6 +75,11 @@ impl Factory for Sqlite {
     async fn audit(&self) -> Fresh<Audited> {
         let (store, dir) = Self::recorder();
         Fresh::new(Arc::new(Audited { events: store.clone(), audit: store }), dir)
+    }
+
+    async fn budgets(&self) -> Fresh<dyn BudgetStore> {
+        let (store, dir) = Self::recorder();
+        Fresh::new(store, dir)
     }
 }
 

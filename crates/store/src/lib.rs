@@ -5,8 +5,8 @@
 //! every later consumer (metrics, diagnosis, cost) talk to: append events
 //! durably, record their state transitions, and answer queries. Beside it:
 //! [`SettingStore`] (the platform's few values about itself), [`AuditStore`]
-//! (the tamper-evident log of changes), [`TokenStore`]
-//! (named API tokens), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
+//! (the tamper-evident log of changes), [`TokenStore`] (named API tokens),
+//! [`BudgetStore`] (cost budgets), [`DeviceRegistry`] (who may connect), [`CertificateStore`]
 //! (the device certificates the CA issued), [`CommandStore`] (commands to
 //! devices), [`FunctionStore`] (deployed versions, the live alias, each
 //! function's key-value store), [`SessionStore`] (MQTT session state) and
@@ -23,6 +23,7 @@
 //! acknowledge the producer. Many concurrent appends share one commit.
 
 pub mod audit;
+pub mod budgets;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -40,6 +41,7 @@ use chrono::{DateTime, Utc};
 use glassbox_core::{Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord};
 
 pub use audit::{AuditQuery, AuditStore, StoredCheckpoint};
+pub use budgets::{BudgetRecord, BudgetStore};
 pub use certificates::{CertificateRecord, CertificateStore};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use devices::{Device, DeviceMeta, DeviceQuery, DeviceRegistry, SecretHash};

@@ -2,7 +2,7 @@
 //! backend must do, as cases that run against any implementation.
 //!
 //! Each port has a module of cases (`events`, `audit`, `devices`, `certificates`, `commands`,
-//! `functions`, `sessions`, `metrics`, `settings`, `tokens`); each case is an async function that
+//! `functions`, `sessions`, `metrics`, `settings`, `tokens`, `budgets`); each case is an async function that
 //! takes a [`Factory`], asks it for a fresh, empty implementation, and
 //! asserts the contract on real values. A backend's tests run them all with
 //! one line, each case as its own test:
@@ -16,6 +16,7 @@
 //! must not depend on any backend.
 
 pub mod audit;
+pub mod budgets;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
@@ -32,8 +33,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glassbox_store::{
-    AuditStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore, SessionStore,
-    SettingStore, TokenStore,
+    AuditStore, BudgetStore, CertificateStore, CommandStore, DeviceRegistry, EventStore, FunctionStore, MetricStore,
+    SessionStore, SettingStore, TokenStore,
 };
 
 /// The node name a factory's event store records on every state.
@@ -55,6 +56,7 @@ pub trait Factory: Send + Sync {
     async fn metrics(&self) -> Fresh<dyn MetricStore>;
     async fn settings(&self) -> Fresh<dyn SettingStore>;
     async fn tokens(&self) -> Fresh<dyn TokenStore>;
+    async fn budgets(&self) -> Fresh<dyn BudgetStore>;
     /// An event store and the audit store its appends seal entries into.
     async fn audit(&self) -> Fresh<Audited>;
 }
@@ -150,6 +152,9 @@ macro_rules! conformance {
             tokens: [
                 tokens_are_created_once_per_name_and_revoked_once,
                 a_token_notes_when_it_was_last_used,
+            ],
+            budgets: [
+                a_budget_per_target_is_replaced_whole_and_deleted_once,
             ],
         );
     };

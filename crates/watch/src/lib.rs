@@ -216,10 +216,32 @@ impl Watch {
         if anomaly.silenced_until.is_some() {
             return tracing::info!(series = %episode.series.key, "{ty}: its subject is silenced, no alert is posted");
         }
+        let data = serde_json::to_value(&anomaly).unwrap_or_default();
+        self.post(WebhookAlert { ty, data });
+    }
+
+    /// Hands an alert to the webhook's poster, if a webhook is set; one
+    /// that finds the poster behind is not posted (it is recorded).
+    fn post(&self, alert: WebhookAlert) {
         if let Some(webhook) = &self.webhook
-            && webhook.try_send(WebhookAlert { ty, anomaly }).is_err()
+            && webhook.try_send(alert).is_err()
         {
-            tracing::warn!("the anomaly webhook is behind; this alert is not posted (it is recorded)");
+            tracing::warn!("the webhook is behind; this alert is not posted (it is recorded)");
+        }
+    }
+
+    /// Posts a budget's threshold reached (`budget.threshold_reached`,
+    /// recorded by the function dispatcher) to the webhook, as its own type.
+    fn budget_alert(&self, recorded: &glassbox_core::RecordedEvent) {
+        if recorded.event.ty != glassbox_core::BUDGET_THRESHOLD_REACHED {
+            return;
+        }
+        match recorded.payload::<glassbox_core::ThresholdReached>() {
+            Ok(reached) => {
+                let data = serde_json::to_value(&reached).unwrap_or_default();
+                self.post(WebhookAlert { ty: glassbox_core::BUDGET_THRESHOLD_REACHED, data });
+            }
+            Err(e) => tracing::warn!(error = %e, "a budget threshold record could not be read; it is not posted"),
         }
     }
 
@@ -448,13 +470,14 @@ fn watched(c: &Closed) -> Option<(SeriesSpec, Reading, f64)> {
     Some((spec, reading, value))
 }
 
-/// What the webhook is POSTed: the anomaly event's data and its type.
+/// What the webhook is POSTed: the event's type and its data (an
+/// anomaly's, or a budget threshold's).
 #[derive(serde::Serialize)]
 struct WebhookAlert {
     #[serde(rename = "type")]
     ty: &'static str,
     #[serde(flatten)]
-    anomaly: Anomaly,
+    data: serde_json::Value,
 }
 
 /// An episode as its `anomaly.*` event records it: times in RFC 3339, and in words.
@@ -504,6 +527,7 @@ async fn changes_loop(watch: Weak<Watch>, mut events: glassbox_bus::Consumer) {
             tracing::warn!(skipped, %error, "diagnosis could not read skipped events back; changes among them are not ranked");
         }
         for recorded in batch.events {
+            watch.budget_alert(&recorded);
             for noted in changes::note(&recorded, &mut batches) {
                 if let Some(alert) = watch.apply(noted) {
                     watch.alert(alert).await;

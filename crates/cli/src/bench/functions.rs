@@ -40,6 +40,36 @@ pub struct FunctionsBenchArgs {
     /// function's `--reuse` (1: a fresh instance every time).
     #[arg(long, default_value_t = Reuse::default().invocations, value_parser = clap::value_parser!(u32).range(1..))]
     reuse: u32,
+    /// Also measure the dispatcher's budget check per invocation, with this
+    /// many budgets set (one on the function, one on its feature, the rest
+    /// on other functions) and with none; 0: skip.
+    #[arg(long, default_value_t = 0)]
+    budgets: usize,
+}
+
+/// Nanoseconds per budget check (as dispatch makes it), over `n` checks,
+/// with `set` budgets held and with none.
+fn budget_check_ns(set: usize, n: u32) -> (f64, f64) {
+    use glassbox_core::budget::{Action, Limit, Measure, Per};
+    let budget = |target: String| glassbox_core::Budget {
+        target: target.parse().unwrap_or(glassbox_core::BudgetTarget::Function("bench".into())),
+        // Never reached within a run: every check is the full path to "run".
+        limit: Limit { measure: Measure::Invocations, amount: 1e15 },
+        per: Per::Day,
+        action: Action::Stop,
+        at: vec![50, 80, 100],
+    };
+    let mut budgets = vec![budget("bench".into()), budget("feature:bench".into())];
+    budgets.extend((2..set).map(|i| budget(format!("other-{i}"))));
+    let time = |check: &glassbox_functions::BudgetCheck| {
+        let started = Instant::now();
+        let admitted = (0..n).filter(|_| check.check(std::hint::black_box("bench"), Some("bench"))).count();
+        std::hint::black_box(admitted);
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(n.max(1))
+    };
+    let with = time(&glassbox_functions::BudgetCheck::new(budgets));
+    let without = time(&glassbox_functions::BudgetCheck::new(Vec::new()));
+    (with, without)
 }
 
 /// Services for a benchmark: key-value in nowhere, commands accepted and
@@ -160,8 +190,16 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
         first.wall.as_secs_f64() * 1e6,
         first.instantiate.as_secs_f64() * 1e6
     );
+    let budgets = match args.budgets {
+        0 => String::new(),
+        set => {
+            let (with, without) = budget_check_ns(set, args.invocations.max(1) * args.threads.max(1));
+            println!("budget check per invocation: {with:.0} ns with {set} budgets set, {without:.0} ns with none");
+            format!(" budget_check_ns={with:.0} budget_check_none_ns={without:.0}")
+        }
+    };
     println!(
-        "invocations_per_sec={rate:.0} p50_us={:.1} p90_us={:.1} p99_us={:.1} first_us={:.0}",
+        "invocations_per_sec={rate:.0} p50_us={:.1} p90_us={:.1} p99_us={:.1} first_us={:.0}{budgets}",
         pct(0.5),
         pct(0.9),
         pct(0.99),

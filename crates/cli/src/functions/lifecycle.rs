@@ -198,6 +198,7 @@ mod tests {
             spec: (),
             deployed_at: chrono::Utc::now(),
             deployed_by: "admin".into(),
+            retired: false,
             live: true,
         };
         let change = |changed, from| LiveChanged { function: "fan".into(), changed, from, live: live.clone() };

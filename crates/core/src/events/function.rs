@@ -22,6 +22,8 @@ pub const FUNCTION_HANDED_BACK: &str = "function.handed_back";
 pub const FUNCTION_RESUMED: &str = "function.resumed";
 /// An outbound request a function's egress allow list refused (data: [`EgressDenied`]).
 pub const FUNCTION_EGRESS_DENIED: &str = "function.egress_denied";
+/// A function did not run an event on purpose: a budget or the chain bound refused it (data: [`Dropped`]).
+pub const FUNCTION_DROPPED: &str = "function.dropped";
 /// A dead letter left the list: redriven with success, or discarded (data: [`DeadLetterCleared`]).
 pub const FUNCTION_DEAD_LETTER_CLEARED: &str = "function.dead_letter_cleared";
 
@@ -218,6 +220,28 @@ impl Payload for EgressDenied {
     const TYPE: &'static str = FUNCTION_EGRESS_DENIED;
 }
 
+/// The data of a [`FUNCTION_DROPPED`] record: an event a function's
+/// trigger matched that it did not run, on purpose (a `stop` budget used
+/// up, a `throttle` budget's queue full: `budget_exceeded`; its chain past
+/// the per-chain bound: `rate_limited`), recorded by the dispatcher as
+/// the event's child: the event's one outcome for that function, counted
+/// in `drops` by its reason. Not a dead letter: nothing is kept to redrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub function: String,
+    pub version: u32,
+    /// `budget_exceeded` or `rate_limited`.
+    pub reason: DropReason,
+    /// Which budget (its window, when it rolls over) or which chain.
+    pub detail: String,
+    /// The event not run.
+    pub event: String,
+}
+
+impl Payload for Dropped {
+    const TYPE: &'static str = FUNCTION_DROPPED;
+}
+
 /// The data of a [`FUNCTION_DEAD_LETTER`] record: a function gave up on an
 /// event (retries exhausted, or a guard: recursion, budget), recorded by
 /// the dispatcher as the event's child; it keeps what replay needs.
@@ -361,6 +385,13 @@ mod tests {
             serde_json::to_value(serde_json::from_value::<HandedBack>(handed.clone()).unwrap()).unwrap(),
             handed
         );
+        let dropped = serde_json::json!({
+            "function": "fan", "version": 2, "reason": "budget_exceeded", "detail": "fan: 50 invocations per 1m",
+            "event": "e1",
+        });
+        let parsed: Dropped = serde_json::from_value(dropped.clone()).unwrap();
+        assert_eq!(parsed.reason, DropReason::BudgetExceeded);
+        assert_eq!(serde_json::to_value(parsed).unwrap(), dropped);
         let resumed = serde_json::json!({ "function": "fan", "events": 4, "retrying": 1, "oldest": "e1" });
         assert_eq!(serde_json::to_value(serde_json::from_value::<Resumed>(resumed.clone()).unwrap()).unwrap(), resumed);
     }

@@ -1,0 +1,274 @@
+//! Cost control from the command line, as a newcomer would (issue 22's
+//! "done when"): a budget of 50 invocations a minute with `--action stop`
+//! on a function, 200 messages published with `mosquitto_pub`: 50
+//! invocations, 150 drops recorded with reason `budget_exceeded`, seen
+//! through the CLI; `functions idle` lists a function never invoked and
+//! not one that runs; a retired function's trigger runs nothing (across a
+//! restart too), and after `restore` it runs again.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{TOKEN, cli, cli_json, glassbox, serve};
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    format!("{}/../runtime/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Waits for the start of the next minute when less than 20 s of this one
+/// are left, so the 200 messages fall in one 1m window (windows start on
+/// the minute).
+fn clear_of_the_minute_boundary() {
+    let second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() % 60;
+    if second >= 40 {
+        std::thread::sleep(Duration::from_secs(61 - second));
+    }
+}
+
+/// Publishes `n` messages on `topic`, one per line, at QoS 1.
+fn publish(mqtt: &str, topic: &str, n: usize) {
+    let (host, port) = mqtt.rsplit_once(':').unwrap();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "-u", "operator", "-P", TOKEN, "-i", "meter", "-q", "1", "-t", topic, "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    for i in 0..n {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+    }
+    drop(stdin);
+    assert!(publisher.wait().unwrap().success());
+}
+
+fn count(served: &common::Served, ty: &str) -> Vec<Value> {
+    let found = cli_json(served, &["events", "query", "--type", ty, "--limit", "1000", "--json"]);
+    found.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_stop_budget_of_50_a_minute_runs_50_of_200_messages_and_drops_150_as_budget_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    cli(&served, &["functions", "deploy", &fixture("ok"), "--name", "meter", "--trigger", "mqtt:meters/#"]);
+    let set = cli(&served, &["budgets", "set", "meter", "--invocations", "50", "--per", "1m", "--action", "stop"]);
+    assert_eq!(set.trim(), "budget on meter: 50 invocations per 1m, action stop, recorded at 50%, 80%, 100%");
+
+    clear_of_the_minute_boundary();
+    publish(&served.mqtt, "meters/m-1", 200);
+    let mut budget = Value::Null;
+    for _ in 0..200 {
+        budget = cli_json(&served, &["budgets", "get", "meter", "--json"]);
+        let window = &budget["window"];
+        if window["ran"] == 50 && window["refused"] == 150 && count(&served, "function.dropped").len() == 150 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((&budget["window"]["admitted"], &budget["window"]["refused"]), (&50.into(), &150.into()), "{budget:#}");
+    assert_eq!(budget["window"]["percent"], 100.0, "{budget:#}");
+
+    let dropped = count(&served, "function.dropped");
+    assert_eq!(dropped.len(), 150);
+    assert!(dropped.iter().all(|d| d["data"]["reason"] == "budget_exceeded" && d["data"]["function"] == "meter"));
+    let detail = dropped[0]["data"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("budget_exceeded: budget meter of 50 invocations per 1m used (50), until "), "{detail}");
+    let invoked = count(&served, "function.invoked");
+    assert_eq!(invoked.len(), 50, "50 ran");
+    let reached: Vec<i64> =
+        count(&served, "budget.threshold_reached").iter().filter_map(|r| r["data"]["percent"].as_i64()).collect();
+    assert_eq!(reached.len(), 3, "50%, 80% and 100%, once each: {reached:?}");
+    let set_record = count(&served, "budget.set");
+    assert_eq!(set_record[0]["data"]["principal"]["kind"], "admin", "{:#}", set_record[0]);
+
+    let table = cli(&served, &["cost", "--since", "5m"]);
+    assert!(table.contains("TARGET") && table.contains("meter") && table.contains("50 (100%)"), "{table}");
+    assert!(table.contains("now, until"), "exhausted: {table}");
+
+    let deleted = cli(&served, &["budgets", "delete", "meter"]);
+    assert_eq!(deleted.trim(), "deleted the budget on meter");
+    assert_eq!(cli_json(&served, &["budgets", "list", "--json"]), Value::Array(Vec::new()));
+    assert_eq!(count(&served, "budget.deleted").len(), 1);
+}
+
+#[test]
+fn a_throttle_budget_holds_what_is_past_it_and_runs_it_in_the_next_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    cli(&served, &["functions", "deploy", &fixture("ok"), "--name", "slow", "--trigger", "event:tick"]);
+    cli(&served, &["budgets", "set", "slow", "--invocations", "3", "--per", "1m", "--action", "throttle"]);
+    clear_of_the_minute_boundary();
+    let sent: Vec<String> = (0..5)
+        .map(|_| {
+            let sent = cli_json(&served, &["events", "send", "--source", "clock", "--type", "tick", "--json"]);
+            sent["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let ran = |served: &common::Served| -> Vec<String> {
+        let listed = cli_json(served, &["functions", "invocations", "slow", "--json"]);
+        listed.as_array().unwrap().iter().filter_map(|i| i["event_id"].as_str().map(str::to_string)).collect()
+    };
+    let mut budget = Value::Null;
+    for _ in 0..100 {
+        budget = cli_json(&served, &["budgets", "get", "slow", "--json"]);
+        if budget["window"]["ran"] == 3 && budget["window"]["refused"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((&budget["window"]["ran"], &budget["window"]["refused"]), (&3.into(), &2.into()), "{budget:#}");
+    assert_eq!(ran(&served).len(), 3, "two wait for the next window");
+    assert!(count(&served, "function.dropped").is_empty(), "held, not dropped");
+    // The next window (at most a minute away) lets the two go, in order.
+    let mut done = Vec::new();
+    for _ in 0..1500 {
+        done = ran(&served);
+        if done.len() == 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut expected = sent.clone();
+    expected.sort();
+    done.sort();
+    assert_eq!(done, expected, "every event ran once");
+}
+
+#[test]
+fn an_http_route_past_its_stop_budget_answers_429_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data"));
+    cli(
+        &served,
+        &["functions", "deploy", &fixture("http-command"), "--name", "button", "--trigger", "http:POST /button"],
+    );
+    cli(&served, &["budgets", "set", "button", "--invocations", "2", "--per", "1d", "--action", "stop"]);
+    let statuses: Vec<String> = (0..4)
+        .map(|_| {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+                .arg(format!("{}/button", served.url))
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    // The fixture answers 500 here (its command goes to a device that does not exist): it ran.
+    assert_eq!(statuses, ["500", "500", "429", "429"]);
+    let dropped = count(&served, "function.dropped");
+    assert_eq!(dropped.len(), 2, "each refused request is on the record");
+    assert!(dropped.iter().all(|d| d["data"]["reason"] == "budget_exceeded"));
+    assert_eq!(count(&served, "function.invoked").len(), 2, "the refused ones ran nothing");
+}
+
+#[test]
+fn bad_budgets_are_refused_naming_what_to_fix() {
+    let refused = |args: &[&str], wanted: &str| {
+        let output = glassbox().args(args).env("GLASSBOX_SERVER", "http://127.0.0.1:9").output().unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(wanted), "{args:?}: {err}");
+    };
+    let set = |target: &'static str, rest: &[&'static str]| {
+        let mut args = vec!["budgets", "set", target];
+        args.extend_from_slice(rest);
+        args
+    };
+    let stop = ["--per", "1m", "--action", "stop"];
+    refused(&set("tenant:x", &[&["--invocations", "5"], &stop[..]].concat()), "unknown kind \"tenant\"");
+    refused(&set("meter", &[&["--invocations", "0"], &stop[..]].concat()), "more than zero");
+    refused(&set("meter", &[&["--cost=-1"], &stop[..]].concat()), "more than zero");
+    refused(&set("meter", &["--invocations", "5", "--per", "2m", "--action", "stop"]), "use one of 1m, 1h, 1d, 30d");
+    refused(&set("meter", &["--invocations", "5", "--per", "1m", "--action", "halt"]), "alert, throttle, stop");
+    refused(&set("meter", &[&["--invocations", "5", "--at", "80,50"], &stop[..]].concat()), "ascending");
+    refused(&set("meter", &stop), "--invocations");
+}
+
+/// The invocations of `function` on the event `id`.
+fn runs_on(served: &common::Served, function: &str, id: &str) -> usize {
+    let listed = cli_json(served, &["functions", "invocations", function, "--json"]);
+    listed.as_array().map_or(0, |all| all.iter().filter(|i| i["event_id"] == id).count())
+}
+
+/// Sends a `work.item` event; returns its id once `witness` (a function on
+/// the same trigger) has run on it, so the dispatcher has offered it to
+/// every live function whose trigger matches.
+fn send_and_wait(served: &common::Served) -> String {
+    let sent = cli_json(served, &["events", "send", "--source", "shop", "--type", "work.item", "--json"]);
+    let id = sent["id"].as_str().or_else(|| sent[0]["id"].as_str()).unwrap_or_else(|| panic!("{sent:#}")).to_string();
+    for _ in 0..200 {
+        if runs_on(served, "witness", &id) == 1 {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("witness never ran on {id}");
+}
+
+#[test]
+fn an_idle_function_is_listed_and_a_retired_one_runs_nothing_until_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    let deploy = |served: &common::Served, name: &str, trigger: &str| {
+        cli(served, &["functions", "deploy", &fixture("ok"), "--name", name, "--trigger", trigger]);
+    };
+    deploy(&served, "worker", "event:work.item");
+    deploy(&served, "witness", "event:work.item");
+    deploy(&served, "unused", "event:never.happens");
+    let first = send_and_wait(&served);
+    for _ in 0..100 {
+        if runs_on(&served, "worker", &first) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let idle = cli_json(&served, &["functions", "idle", "--json"]);
+    let find = |name: &str| idle.as_array().unwrap().iter().find(|f| f["name"] == name).cloned().unwrap();
+    let unused = find("unused");
+    assert_eq!(
+        (&unused["idle"], &unused["last_invocation"], &unused["invocations"]),
+        (&true.into(), &Value::Null, &0.into())
+    );
+    assert!(unused["why"].as_str().unwrap().starts_with("never invoked since its deploy at"), "{unused:#}");
+    assert_eq!(unused["triggers"][0], "event:never.happens");
+    assert_eq!((&find("worker")["idle"], &find("worker")["invocations"]), (&false.into(), &1.into()));
+    let table = cli(&served, &["functions", "idle"]);
+    assert!(table.contains("unused") && !table.contains("worker"), "{table}");
+
+    let retired = cli(&served, &["functions", "retire", "worker"]);
+    assert!(retired.starts_with("retired worker v1: its triggers (event:work.item) stopped"), "{retired}");
+    let listed = cli(&served, &["functions", "list"]);
+    let line = listed.lines().find(|l| l.starts_with("worker")).unwrap();
+    assert!(line.contains("retired"), "{listed}");
+    let while_retired = send_and_wait(&served);
+    assert_eq!(runs_on(&served, "worker", &while_retired), 0, "a retired function's trigger runs nothing");
+
+    // Retired across a restart.
+    drop(served);
+    let served = serve(&data);
+    let after_restart = send_and_wait(&served);
+    assert_eq!(runs_on(&served, "worker", &after_restart), 0, "still retired after a restart");
+
+    let restored = cli(&served, &["functions", "restore", "worker"]);
+    assert!(restored.starts_with("restored worker v1"), "{restored}");
+    let again = send_and_wait(&served);
+    let mut runs = 0;
+    for _ in 0..100 {
+        runs = runs_on(&served, "worker", &again);
+        if runs == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(runs, 1, "restored: its trigger runs it again");
+    let (retired, restored) = (count(&served, "function.retired"), count(&served, "function.restored"));
+    assert_eq!((retired.len(), restored.len()), (1, 1));
+    assert_eq!(retired[0]["data"]["principal"]["kind"], "admin", "{:#}", retired[0]);
+    assert_eq!(restored[0]["data"]["function"], "worker");
+}
