@@ -52,8 +52,12 @@ pub struct LocalBus {
 }
 
 impl LocalBus {
-    /// Per-subscriber buffer when none is configured.
-    pub const CAPACITY_DEFAULT: usize = 4096;
+    /// Per-subscriber buffer when none is configured: twice the recorder's
+    /// default group commit (8192 events), since a commit is published at
+    /// once. A bus smaller than a commit makes every consumer skip events
+    /// and read them back from the recorder, which cost flat-out QoS 0
+    /// MQTT about a third of the broker's CPU (decision 0021).
+    pub const CAPACITY_DEFAULT: usize = 16_384;
 
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);

@@ -33,6 +33,7 @@ fn reason_in_words(reason: &str) -> &'static str {
         "administrative" => "an operator disconnected it (or deleted it, or rotated its secret)",
         "server_shutdown" => "the server shut down",
         "write_timeout" => "it stopped reading what the server sent (mqtt.write_timeout)",
+        "receive_maximum_exceeded" => "it sent more unacknowledged QoS 1/2 messages than the receive maximum",
         _ => "",
     }
 }

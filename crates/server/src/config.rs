@@ -224,7 +224,9 @@ pub struct RecorderConfig {
     pub queue_commands_max: usize,
     /// Largest store file in bytes; ingest answers 503 once reached. 0: no bound. Default 0.
     pub store_bytes_max: u64,
-    /// Events buffered per live subscriber (tails); a slower one skips the oldest. Default 4096.
+    /// Events buffered per live subscriber (consumers, tails); a slower one
+    /// skips the oldest (consumers read them back). At least
+    /// `batch_events_max`, since a commit is published at once. Default 16384.
     pub bus_capacity: usize,
 }
 
@@ -386,6 +388,15 @@ impl Config {
         {
             problems.push("recorder.batch_events_max, queue_commands_max and bus_capacity must be at least 1".into());
         }
+        if self.recorder.bus_capacity < self.recorder.batch_events_max {
+            // A commit is published at once: a smaller bus drops part of every
+            // large commit for every consumer, which then reads it back.
+            problems.push(format!(
+                "recorder.bus_capacity ({}) must be at least recorder.batch_events_max ({}): one group commit is \
+                 published to the bus at once",
+                self.recorder.bus_capacity, self.recorder.batch_events_max
+            ));
+        }
         for rule in &self.mqtt.acl {
             if !["publish", "subscribe", "both"].contains(&rule.access.as_str()) {
                 problems.push(format!("mqtt.acl access {:?} must be publish, subscribe or both", rule.access));
@@ -531,6 +542,15 @@ mod tests {
         assert_eq!(config.recorder.retention, Duration::from_secs(86400));
         assert_eq!(config.recorder.batch_events_max, 50);
         assert_eq!(config.http.listen, "0.0.0.0:80");
+    }
+
+    #[test]
+    fn a_bus_smaller_than_a_group_commit_is_refused() {
+        let small = Config::load(None, env(&[("GLASSBOX_RECORDER_BUS_CAPACITY", "4096")]));
+        let message = small.unwrap_err().to_string();
+        assert!(message.contains("recorder.bus_capacity (4096) must be at least recorder.batch_events_max (8192)"));
+        let both = env(&[("GLASSBOX_RECORDER_BUS_CAPACITY", "4096"), ("GLASSBOX_RECORDER_BATCH_EVENTS_MAX", "4096")]);
+        assert!(Config::load(None, both).is_ok());
     }
 
     #[test]

@@ -239,8 +239,13 @@ async fn bad_deploys_are_refused_with_what_is_wrong() {
 
 #[tokio::test]
 async fn events_the_bus_skipped_are_read_back_and_trigger_exactly_once() {
-    // A tiny bus: the dispatcher falls behind on a burst and must catch up from the recorder.
-    let server = start_with(TOKEN, |c| c.recorder.bus_capacity = 2).await;
+    // A tiny bus (and commits as small, as the configuration requires): the
+    // dispatcher falls behind on a burst and must catch up from the recorder.
+    let server = start_with(TOKEN, |c| {
+        c.recorder.bus_capacity = 2;
+        c.recorder.batch_events_max = 2;
+    })
+    .await;
     let (status, _) = server.deploy("counter", "ok", "trigger=event:burst.*&concurrency=64").await;
     assert_eq!(status, StatusCode::CREATED);
     let burst: Vec<Value> = (0..200)

@@ -722,3 +722,163 @@ async fn invalid_topics_and_denied_filters_are_refused() {
     assert!(v3.closed().await.is_none(), "3.1.1: the server just closes");
     server.stop().await;
 }
+
+/// A QoS 0 PUBLISH of `payload` on `topic`.
+fn qos0(topic: &str, payload: &[u8]) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: topic.into(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+// 5.0 topic aliases from the server (3.3.2.3.4, MQTT-3.3.2-17): a client
+// whose CONNECT allows them gets the topic once with a new alias, then the
+// alias alone; never more aliases than it allowed; none if it allowed none.
+#[tokio::test]
+async fn the_server_assigns_topic_aliases_within_the_clients_maximum() {
+    let server = start().await;
+    let options = Options {
+        protocol: Protocol::V5,
+        properties: Properties { topic_alias_maximum: Some(2), ..Properties::default() },
+        ..Options::new("alias-sub")
+    };
+    let mut sub = server.client(options).await;
+    sub.subscribe("alias/#", QoS::AtMostOnce).await;
+    let mut plain = server.v5("alias-plain").await;
+    plain.subscribe("alias/#", QoS::AtMostOnce).await;
+    let mut publisher = server.v5("alias-pub").await;
+    for topic in ["alias/a", "alias/a", "alias/b", "alias/c", "alias/b"] {
+        publisher.send(qos0(topic, topic.as_bytes())).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let p = sub.receive().await;
+        got.push((p.topic.clone(), p.properties.topic_alias, String::from_utf8(p.payload.to_vec()).unwrap()));
+    }
+    let expected = [
+        ("alias/a", Some(1), "alias/a"),
+        ("", Some(1), "alias/a"),
+        ("alias/b", Some(2), "alias/b"),
+        ("alias/c", None, "alias/c"),
+        ("", Some(2), "alias/b"),
+    ];
+    let expected: Vec<_> = expected.iter().map(|(t, a, p)| (t.to_string(), *a, p.to_string())).collect();
+    assert_eq!(got, expected, "topic then alias; beyond the maximum of 2, the topic in full");
+    for _ in 0..5 {
+        let p = plain.receive().await;
+        assert!(p.properties.topic_alias.is_none() && !p.topic.is_empty(), "no alias for a client allowing none");
+    }
+    server.stop().await;
+}
+
+// 5.0 Maximum Packet Size (3.1.2.11.4, MQTT-3.1.2-25): a message that fits
+// the client's maximum is delivered; one that would exceed it is not sent
+// to that client and is recorded as dropped for it, with the reason.
+#[tokio::test]
+async fn a_message_larger_than_the_clients_maximum_packet_size_is_dropped_for_it() {
+    let server = start().await;
+    let options = Options {
+        protocol: Protocol::V5,
+        properties: Properties { maximum_packet_size: Some(64), ..Properties::default() },
+        ..Options::new("small-sub")
+    };
+    let mut small = server.client(options).await;
+    small.subscribe("size/#", QoS::AtLeastOnce).await;
+    let mut publisher = server.v5("size-pub").await;
+    publisher.publish("size/t", "small", QoS::AtLeastOnce).await;
+    let got = small.receive().await;
+    assert_eq!(text(&got), "small", "a 20-byte PUBLISH fits a maximum of 64");
+    publisher.publish("size/t", &"x".repeat(100), QoS::AtLeastOnce).await;
+    publisher.publish("size/t", "after", QoS::AtLeastOnce).await;
+    assert_eq!(text(&small.receive().await), "after", "the large one is skipped, not sent");
+    eventually("the large message is dropped for the small client, with the reason", async || {
+        let events = server.events_from("size-pub").await;
+        let dropped = |s: &Value| {
+            s["state"] == "dropped"
+                && s["target"] == "small-sub"
+                && s["detail"].as_str().unwrap_or("").starts_with("too_large: ")
+        };
+        let dropped: Vec<_> = events.iter().filter(|e| e["states"].as_array().unwrap().iter().any(dropped)).collect();
+        dropped.len() == 1
+    })
+    .await;
+    server.stop().await;
+}
+
+// 5.0 Server Keep Alive (3.2.2.3.14, MQTT-3.1.2-21): a client asking for a
+// longer keep-alive than `mqtt.keep_alive_max`, or for none, is told the
+// maximum in CONNACK and held to it; one within it is told nothing.
+#[tokio::test]
+async fn the_server_keep_alive_caps_the_clients_and_is_enforced() {
+    let server = start_with(|c| c.mqtt.keep_alive_max = 1).await;
+    let asking =
+        |id: &str, secs| Options { protocol: Protocol::V5, keep_alive: Duration::from_secs(secs), ..Options::new(id) };
+    let within = server.client(asking("ka-within", 1)).await;
+    assert_eq!(within.properties.server_keep_alive, None, "1 s is within the maximum");
+    let mut none = server.client(asking("ka-none", 0)).await;
+    assert_eq!(none.properties.server_keep_alive, Some(1), "no keep-alive asked: the maximum");
+    let mut long = server.client(asking("ka-long", 600)).await;
+    assert_eq!(long.properties.server_keep_alive, Some(1), "600 s asked: the maximum");
+    let started = tokio::time::Instant::now();
+    for client in [&mut none, &mut long] {
+        match client.closed().await {
+            Some(Packet::Disconnect(d)) => assert_eq!(d.reason, 0x8D, "held to the server's keep-alive"),
+            other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "closed after 1.5 x 1 s, not 1.5 x 600 s");
+    eventually("the granted keep-alive is recorded", async || {
+        let page = server.api("/api/v1/events?type=client.connected").await;
+        page["events"].as_array().unwrap().iter().any(|e| e["subject"] == "ka-long" && e["data"]["keep_alive"] == 1)
+    })
+    .await;
+    server.stop().await;
+}
+
+// 5.0 Receive Maximum (3.3.4, MQTT-3.3.4-9): a client with more QoS 2
+// PUBLISHes unanswered (no PUBREL yet) than the receive maximum the server
+// announced is disconnected with 0x93, and the reason is recorded.
+#[tokio::test]
+async fn exceeding_the_servers_receive_maximum_with_qos2_disconnects_with_0x93() {
+    let server = start_with(|c| c.mqtt.inflight_max = 4).await;
+    let mut client = server.v5("greedy").await;
+    assert_eq!(client.properties.receive_maximum, Some(4));
+    for id in 1..=5u16 {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "greedy/t".into(),
+            packet_id: Some(id),
+            properties: Properties::default(),
+            payload: Bytes::from(format!("{id}")),
+        };
+        client.send(Packet::Publish(publish)).await;
+    }
+    let mut recs = 0;
+    let reason = loop {
+        match client.next().await {
+            Packet::PubRec(_) => recs += 1,
+            Packet::Disconnect(d) => break d.reason,
+            other => panic!("expected PUBREC or DISCONNECT, got {other:?}"),
+        }
+    };
+    assert_eq!(reason, 0x93, "receive maximum exceeded");
+    assert!(recs <= 4, "no more than the receive maximum answered, got {recs}");
+    eventually("the reason is recorded", async || {
+        let page = server.api("/api/v1/events?type=client.disconnected").await;
+        page["events"].as_array().unwrap().iter().any(|e| e["data"]["reason"] == "receive_maximum_exceeded")
+    })
+    .await;
+    // Within the maximum, QoS 2 goes on: release frees room.
+    let mut polite = server.v5("polite").await;
+    for _ in 0..6 {
+        polite.publish("polite/t", "x", QoS::ExactlyOnce).await;
+    }
+    server.stop().await;
+}

@@ -82,10 +82,13 @@ pub enum DisconnectReason {
     NotAuthorized,
     /// The token the client logged in with was revoked.
     TokenRevoked,
+    /// The client sent more unacknowledged QoS 1/2 PUBLISHes than the
+    /// server's receive maximum (`mqtt.inflight_max`).
+    ReceiveMaximumExceeded,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 16] = [
+    pub const ALL: [DisconnectReason; 17] = [
         DisconnectReason::ClientDisconnect,
         DisconnectReason::ConnectionLost,
         DisconnectReason::KeepAliveTimeout,
@@ -102,6 +105,7 @@ impl DisconnectReason {
         DisconnectReason::WriteTimeout,
         DisconnectReason::NotAuthorized,
         DisconnectReason::TokenRevoked,
+        DisconnectReason::ReceiveMaximumExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +126,7 @@ impl DisconnectReason {
             DisconnectReason::WriteTimeout => "write_timeout",
             DisconnectReason::NotAuthorized => "not_authorized",
             DisconnectReason::TokenRevoked => "token_revoked",
+            DisconnectReason::ReceiveMaximumExceeded => "receive_maximum_exceeded",
         }
     }
 
@@ -145,6 +150,7 @@ impl DisconnectReason {
             DisconnectReason::RateLimited => Some(0x96),
             DisconnectReason::Administrative => Some(0x98),
             DisconnectReason::ServerShutdown => Some(0x8B),
+            DisconnectReason::ReceiveMaximumExceeded => Some(0x93),
         }
     }
 }

@@ -54,16 +54,6 @@ impl Message {
     pub fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
     }
-
-    /// A bound on the encoded size of the forwarded 5.0 properties.
-    pub fn properties_size(&self) -> usize {
-        let p = &self.properties;
-        let user: usize = p.user_properties.iter().map(|(k, v)| k.len() + v.len() + 5).sum();
-        user + p.content_type.as_ref().map_or(0, |s| s.len() + 3)
-            + p.response_topic.as_ref().map_or(0, |s| s.len() + 3)
-            + p.correlation_data.as_ref().map_or(0, |s| s.len() + 3)
-            + 16
-    }
 }
 
 /// One delivery of a message to one session, as queued.

@@ -7,6 +7,7 @@
 //! written to a [`SessionStore`] so that a restart finds them. Retained
 //! messages and shared subscriptions live in `router`.
 
+mod aliases;
 mod auth;
 mod backoff;
 mod connection;

@@ -16,6 +16,7 @@ use glassbox_store::SessionOp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::aliases::OutboundAliases;
 use super::deliveries::Deliveries;
 use super::kill::Kill;
 use super::message::Delivery;
@@ -52,8 +53,10 @@ pub(crate) struct Link {
     pub wake: Arc<Notify>,
     /// Deliveries in flight at once: the client's receive maximum, capped.
     pub window: usize,
-    /// The client's maximum packet size.
+    /// The client's maximum packet size (`usize::MAX`: it set none).
     pub packet_bytes_max: usize,
+    /// The topic aliases this connection has assigned on what it sent.
+    pub aliases: OutboundAliases,
     pub since: DateTime<Utc>,
     /// What TLS negotiated; `None` for plain TCP.
     pub tls: Option<glassbox_core::TlsSession>,
@@ -262,7 +265,7 @@ impl Session {
         ops: &mut Vec<SessionOp>,
     ) -> Vec<(Publish, Delivery)> {
         let Some(link) = &self.link else { return Vec::new() };
-        let (window, protocol, packet_max) = (link.window, link.protocol, link.packet_bytes_max);
+        let (window, protocol) = (link.window, link.protocol);
         let mut out = Vec::new();
         while out.len() < max {
             // Only QoS 0 may pass a full window (it is not acknowledged).
@@ -284,23 +287,44 @@ impl Session {
                 self.forget(&delivery, ops);
                 continue;
             }
-            // Fixed header, topic, packet id, properties: a safe overestimate.
-            if delivery.message.size() + 64 + delivery.message.properties_size() > packet_max {
+            // An id not put in flight (the PUBLISH dropped) is free again.
+            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
+            let mut publish = delivery.publish(packet_id, false, protocol, now);
+            if let Err(detail) = self.fit_to_link(&mut publish) {
                 self.dropped += 1;
-                let detail =
-                    format!("{}: larger than the client's maximum packet size {packet_max}", DropReason::TooLarge);
                 deliveries.note(event, State::Dropped, &self.client_id, Some(detail));
                 self.forget(&delivery, ops);
                 continue;
             }
-            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
-            let publish = delivery.publish(packet_id, false, protocol, now);
             if let Some(id) = packet_id {
                 self.inflight.insert(id, InFlight { delivery: delivery.clone(), released: false });
             }
             out.push((publish, delivery));
         }
         out
+    }
+
+    /// Gives `publish` the topic alias the link has (or now assigns) for its
+    /// topic, and checks it against the client's maximum packet size, as it
+    /// will be encoded; `Err` (the drop's detail) if it does not fit. A
+    /// PUBLISH that does not fit assigns no alias, since it is not sent.
+    fn fit_to_link(&mut self, publish: &mut Publish) -> Result<(), String> {
+        let Some(link) = self.link.as_mut() else { return Ok(()) };
+        let alias = link.aliases.plan(&publish.topic);
+        OutboundAliases::shape(alias, publish);
+        // Measured only for a client that set a maximum (most do not).
+        if link.packet_bytes_max != usize::MAX {
+            let size = crate::codec::publish_len(publish, link.protocol);
+            if size > link.packet_bytes_max {
+                let max = link.packet_bytes_max;
+                return Err(format!(
+                    "{}: {size} bytes, larger than the client's maximum packet size {max}",
+                    DropReason::TooLarge
+                ));
+            }
+        }
+        link.aliases.commit(alias, &publish.topic);
+        Ok(())
     }
 
     fn next_packet_id(&mut self) -> u16 {

@@ -91,6 +91,14 @@ pub fn decode(buf: &[u8], protocol: Protocol, max_packet_bytes: usize) -> Result
     Ok(Some((packet, total)))
 }
 
+/// The bytes `publish` takes on the wire for `protocol`, fixed header
+/// included: what a client's Maximum Packet Size is compared with.
+pub fn publish_len(publish: &Publish, protocol: Protocol) -> usize {
+    let mut out = Vec::with_capacity(publish.topic.len() + publish.payload.len() + 32);
+    packets::encode_publish(publish, protocol, &mut out);
+    out.len()
+}
+
 /// Appends the encoding of `packet` for `protocol` to `out`.
 pub fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
     packets::encode(packet, protocol, out);

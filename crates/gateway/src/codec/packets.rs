@@ -387,15 +387,7 @@ pub(super) fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
             put_props(&c.properties, v5, &mut body);
             0x20
         }
-        Packet::Publish(p) => {
-            put_string(&mut body, &p.topic);
-            if let Some(id) = p.packet_id {
-                body.put_u16(id);
-            }
-            put_props(&p.properties, v5, &mut body);
-            body.extend_from_slice(&p.payload);
-            0x30 | (p.dup as u8) << 3 | (p.qos as u8) << 1 | p.retain as u8
-        }
+        Packet::Publish(p) => publish_body(p, v5, &mut body),
         Packet::PubAck(a) => encode_ack(a, v5, &mut body, 0x40),
         Packet::PubRec(a) => encode_ack(a, v5, &mut body, 0x50),
         Packet::PubRel(a) => encode_ack(a, v5, &mut body, 0x62),
@@ -447,6 +439,26 @@ pub(super) fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
     out.put_u8(first);
     put_varint(out, body.len() as u32);
     out.extend_from_slice(&body);
+}
+
+/// Encodes a PUBLISH on its own (no [`Packet`] to build around it).
+pub(super) fn encode_publish(p: &Publish, protocol: Protocol, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(p.topic.len() + p.payload.len() + 16);
+    let first = publish_body(p, protocol == Protocol::V5, &mut body);
+    out.put_u8(first);
+    put_varint(out, body.len() as u32);
+    out.extend_from_slice(&body);
+}
+
+/// Writes a PUBLISH's body; returns its fixed header's first byte.
+fn publish_body(p: &Publish, v5: bool, body: &mut Vec<u8>) -> u8 {
+    put_string(body, &p.topic);
+    if let Some(id) = p.packet_id {
+        body.put_u16(id);
+    }
+    put_props(&p.properties, v5, body);
+    body.extend_from_slice(&p.payload);
+    0x30 | (p.dup as u8) << 3 | (p.qos as u8) << 1 | p.retain as u8
 }
 
 fn put_props(properties: &Properties, v5: bool, out: &mut Vec<u8>) {

@@ -35,6 +35,7 @@ use self::publish::{Committing, Inbound, RateLimit, Recording, draft};
 use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
+use super::aliases::OutboundAliases;
 use super::kill::{Kill, Killed};
 use super::refusals::{Refusal, record as record_refusal};
 use super::router::end_session;
@@ -308,6 +309,7 @@ impl Link {
             wake,
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
             packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            aliases: OutboundAliases::new(p.topic_alias_maximum.unwrap_or(0).min(settings.topic_alias_max)),
             since: Utc::now(),
             tls,
         }

@@ -115,20 +115,40 @@ impl Connection {
                 // A resent QoS 2 PUBLISH already recorded: acknowledge again, record nothing.
                 return self.reply(Packet::PubRec(Ack::new(id))).await;
             }
-            if !self.unanswered_ids.insert(id) {
+            if self.unanswered_ids.contains(&id) {
                 // A resend of one being recorded is answered when it is; a new
                 // message may not reuse an id in flight.
                 return if publish.dup { Ok(()) } else { Err(DisconnectReason::ProtocolError) };
             }
-            let window = usize::from(self.shared.settings.inflight_max);
-            if publish.qos == QoS::ExactlyOnce && lock(&self.session).awaiting_release.len() >= window {
-                return Err(DisconnectReason::ProtocolError);
-            }
+            self.within_receive_maximum(publish.qos)?;
+            self.unanswered_ids.insert(id);
         }
         let refused = self.refusal(&publish.topic);
         self.unanswered += 1;
         self.batch.push(Inbound { publish, refused });
         Ok(())
+    }
+
+    /// MQTT 5.0 §3.3.4: a client may have at most the receive maximum the
+    /// CONNACK announced (`mqtt.inflight_max`) QoS 1 and 2 PUBLISHes
+    /// unanswered — QoS 1 until its PUBACK, QoS 2 until its PUBCOMP (so
+    /// while awaiting its PUBREL too). One more ends the connection with
+    /// 0x93, rather than piling up QoS 2 state or leaving the client
+    /// waiting. A 3.1.1 client is told no maximum: its QoS 1 PUBLISHes are
+    /// held back by the gateway reading no more until it has answered, and
+    /// only QoS 2 ones awaiting release beyond the maximum close it.
+    fn within_receive_maximum(&self, qos: QoS) -> Result<(), DisconnectReason> {
+        let window = usize::from(self.shared.settings.inflight_max);
+        let awaiting_release = lock(&self.session).awaiting_release.len();
+        let unanswered = match self.protocol {
+            Protocol::V5 => self.unanswered_ids.len() + awaiting_release,
+            Protocol::V311 if qos == QoS::ExactlyOnce => awaiting_release,
+            Protocol::V311 => 0,
+        };
+        match unanswered >= window {
+            true => Err(DisconnectReason::ReceiveMaximumExceeded),
+            false => Ok(()),
+        }
     }
 
     /// Why a PUBLISH to `topic` is refused, if it is. Every PUBLISH counts
