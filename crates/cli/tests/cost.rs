@@ -88,6 +88,16 @@ fn a_stop_budget_of_50_a_minute_runs_50_of_200_messages_and_drops_150_as_budget_
     let table = cli(&served, &["cost", "--since", "5m"]);
     assert!(table.contains("TARGET") && table.contains("meter") && table.contains("50 (100%)"), "{table}");
     assert!(table.contains("now, until"), "exhausted: {table}");
+    // Beside each total, the window before it; then what drives the cost.
+    assert!(table.contains("PREVIOUS $") && table.contains("new"), "a trend: {table}");
+    assert!(table.contains("top chains") && table.contains("TRIGGER SOURCE"), "{table}");
+    assert!(table.contains("from 50 invocation records"), "{table}");
+    let json = cli_json(&served, &["cost", "--since", "5m", "--json"]);
+    assert_eq!(
+        (&json[0]["function"], &json[0]["invocations"], &json[0]["previous_cost"]),
+        (&"meter".into(), &50.into(), &0.0.into()),
+        "{json}"
+    );
 
     let deleted = cli(&served, &["budgets", "delete", "meter"]);
     assert_eq!(deleted.trim(), "deleted the budget on meter");
