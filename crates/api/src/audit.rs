@@ -41,10 +41,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 
 /// `GET /api/v1/audit?actor=&action=&target=&since=&after=&limit=&order=newest`
 pub async fn log(State(app): State<AppState>, Query(p): Query<LogParams>) -> Result<Json<AuditPage>, ApiError> {
-    let limit = p.limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(invalid("limit", format!("give 1 to {PAGE_MAX}")));
-    }
+    let limit = page_limit(p.limit, PAGE_DEFAULT)?;
     let newest_first = match p.order.as_deref() {
         None | Some("oldest") => false,
         Some("newest") => true,
@@ -61,7 +58,7 @@ pub async fn log(State(app): State<AppState>, Query(p): Query<LogParams>) -> Res
         limit,
         newest_first,
     };
-    let entries = audit(&app)?.entries(&query).await?;
+    let entries = app.audit.entries(&query).await?;
     let next = match (entries.len() == limit, newest_first) {
         (false, _) | (_, true) => None,
         (true, false) => entries.last().map(|e| e.seq),
@@ -83,11 +80,8 @@ pub async fn checkpoints(
     State(app): State<AppState>,
     Query(p): Query<CheckpointParams>,
 ) -> Result<Json<CheckpointList>, ApiError> {
-    let limit = p.limit.unwrap_or(PAGE_MAX);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(invalid("limit", format!("give 1 to {PAGE_MAX}")));
-    }
-    let log = audit(&app)?;
+    let limit = page_limit(p.limit, PAGE_MAX)?;
+    let log = app.audit.as_ref();
     let found = log.checkpoints(p.after.unwrap_or(0), limit).await?;
     let next = (found.len() == limit).then(|| found.last().map(|c| c.size)).flatten();
     let checkpoints = found.into_iter().map(|c| view(log, c)).collect();
@@ -97,7 +91,7 @@ pub async fn checkpoints(
 /// `GET /api/v1/audit/checkpoint`: the latest checkpoint, signed now if
 /// entries came since the last one.
 pub async fn checkpoint(State(app): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
-    let log = audit(&app)?;
+    let log = app.audit.as_ref();
     let latest = log.checkpoint().await?;
     let latest = latest.ok_or_else(|| ApiError::not_found("the audit log is empty: no change was made yet"))?;
     Ok(Json(view(log, latest)))
@@ -105,7 +99,7 @@ pub async fn checkpoint(State(app): State<AppState>) -> Result<Json<CheckpointVi
 
 /// `GET /api/v1/audit/{seq}/proof`: entry `seq` and its inclusion proof.
 pub async fn proof(State(app): State<AppState>, Path(seq): Path<u64>) -> Result<Json<InclusionProof>, ApiError> {
-    let log = audit(&app)?;
+    let log = app.audit.as_ref();
     let found = log.prove(seq).await.map_err(error)?;
     Ok(Json(InclusionProof {
         index: found.entry.seq - 1,
@@ -131,7 +125,7 @@ pub async fn consistency(
     Query(p): Query<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let from = p.from.ok_or_else(|| invalid("from", "give the size of the checkpoint you kept"))?;
-    let log = audit(&app)?;
+    let log = app.audit.as_ref();
     let found = log.consistency(from, p.to).await.map_err(error)?;
     Ok(Json(ConsistencyProof {
         from: found.from,
@@ -142,8 +136,13 @@ pub async fn consistency(
     }))
 }
 
-fn audit(app: &AppState) -> Result<&AuditLog, ApiError> {
-    Ok(app.audit.as_ref())
+/// `limit`, or `default` when absent: 1 to [`PAGE_MAX`].
+fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        0 => Err(invalid("limit", format!("give 1 to {PAGE_MAX}"))),
+        n if n > PAGE_MAX => Err(invalid("limit", format!("give 1 to {PAGE_MAX}"))),
+        n => Ok(n),
+    }
 }
 
 fn view(log: &AuditLog, c: StoredCheckpoint) -> CheckpointView {
