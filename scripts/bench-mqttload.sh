@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Broker CPU per delivered message, Glassbox and Mosquitto side by side with
+# Broker CPU per delivered message, Glassbox, Mosquitto and NATS (its MQTT
+# listener on JetStream, when `nats-server` is installed) side by side with
 # the same dependency-free generator (../shared/mqttload, one OS thread per
 # client, so the generator's own cost does not depend on the broker), runs
 # alternating between the brokers so both see the same machine load.
@@ -10,6 +11,10 @@
 # BIN_ENV / BASE_ENV: extra VAR=value settings for either server (e.g.
 # BASE_ENV=GLASSBOX_RECORDER_BUS_CAPACITY=4096 to compare a setting).
 # MSGS (per publisher, default 50000), PUBS (4), SIZE (64) shape the load.
+# After the flat-out runs, a paced run per QoS level and broker: PACED
+# messages/s in all (default 50000, 0 skips it) for PACED_SECONDS (5), sent
+# by `glassbox bench mqtt --rate`, for latency at a rate every broker keeps
+# up with (or shows it does not).
 # Each line: the generator's figures, then the broker's CPU seconds
 # (utime+stime from /proc/PID/stat, before and after the run) per delivered
 # message, and the 1-minute load average when the run started (the machine
@@ -39,6 +44,18 @@ max_inflight_messages 0
 CONF
 mosquitto -c "$DIR/mosquitto.conf" >/dev/null 2>&1 &
 MOSQUITTO=$!
+
+NATS=
+if command -v nats-server >/dev/null; then
+  cat > "$DIR/nats.conf" <<CONF
+listen: 127.0.0.1:4223
+server_name: bench
+jetstream { store_dir: "$DIR/nats" }
+mqtt { listen: 127.0.0.1:1885 }
+CONF
+  nats-server -c "$DIR/nats.conf" >/dev/null 2>&1 &
+  NATS=$!
+fi
 
 # `glassbox serve` from binary $1 with data in $DIR/$2, durable PUBACKs, the
 # subscriber queue as unbounded as Mosquitto's and no per-device rate limit;
@@ -78,12 +95,48 @@ measure() {
     printf "%s broker_cpu_s=%.2f broker_us_per_msg=%.2f load1=%s\n", l, b - a, n ? (b - a) * 1e6 / n : 0, load }'
 }
 
+# A paced run through `glassbox bench mqtt --rate` (which prints the
+# figures, not the received count: delivered = sent - lost).
+PACED=${PACED:-50000} PACED_SECONDS=${PACED_SECONDS:-5}
+GLASSBOX_CLI=${GLASSBOX_CLI:-$BIN}
+paced() {
+  local pid=$1 port=$2 qos=$3 before load line lost per=$((PACED / PUBS)) n
+  shift 3
+  n=$((per * PACED_SECONDS))
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  before=$(cpu_of "$pid")
+  line=$("$GLASSBOX_CLI" bench mqtt --port "$port" --publishers "$PUBS" --subscribers 1 --qos "$qos" --size "$SIZE" \
+    --rate "$per" --messages "$n" --inflight 64 "$@" | tail -1)
+  lost=$(sed -n 's/.*lost=\([0-9]*\).*/\1/p' <<< "$line")
+  awk -v l="$line" -v b="$(cpu_of "$pid")" -v a="$before" -v n="$((n * PUBS - ${lost:-0}))" -v load="$load" 'BEGIN {
+    printf "%s broker_cpu_s=%.2f broker_us_per_msg=%.2f load1=%s\n", l, b - a, n ? (b - a) * 1e6 / n : 0, load }'
+}
+
 for qos in "${QOS_LEVELS[@]}"; do
   for run in $(seq "$RUNS"); do
     echo "mosquitto     qos=$qos run=$run $(measure "$MOSQUITTO" 1884 "$qos")"
+    if [ -n "$NATS" ] && [ "$qos" != 2 ]; then
+      echo "nats          qos=$qos run=$run $(measure "$NATS" 1885 "$qos")"
+    fi
     echo "glassbox      qos=$qos run=$run $(measure "$GLASSBOX" "$GLASSBOX_PORT" "$qos" --creds "$DIR/creds.ids")"
     if [ -n "${BASE_BIN:-}" ]; then
       echo "glassbox-base qos=$qos run=$run $(measure "$BASE" "$BASE_PORT" "$qos" --creds "$DIR/creds.ids")"
+    fi
+  done
+done
+
+[ "$PACED" -gt 0 ] || exit 0
+for qos in "${QOS_LEVELS[@]}"; do
+  for run in $(seq "$RUNS"); do
+    echo "paced $PACED/s mosquitto     qos=$qos run=$run $(paced "$MOSQUITTO" 1884 "$qos")"
+    if [ -n "$NATS" ] && [ "$qos" != 2 ]; then
+      echo "paced $PACED/s nats          qos=$qos run=$run $(paced "$NATS" 1885 "$qos")"
+    fi
+    echo "paced $PACED/s glassbox      qos=$qos run=$run $(paced "$GLASSBOX" "$GLASSBOX_PORT" "$qos" \
+      --username operator --password "$TOKEN")"
+    if [ -n "${BASE_BIN:-}" ]; then
+      echo "paced $PACED/s glassbox-base qos=$qos run=$run $(paced "$BASE" "$BASE_PORT" "$qos" \
+        --username operator --password "$TOKEN")"
     fi
   done
 done

@@ -17,12 +17,12 @@
 //! closes it). How the same contract maps to NATS JetStream durable
 //! consumers is in `docs/decisions/0016-one-durable-consumer.md`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use glassbox_core::{EventId, RecordedEvent};
+use glassbox_core::{EventId, IdSet, RecordedEvent};
 
 use crate::{BusItem, Subscription};
 
@@ -168,7 +168,7 @@ impl Consumer {
 #[derive(Default)]
 struct Seen {
     last: Option<EventId>,
-    ids: HashSet<EventId>,
+    ids: IdSet,
     order: VecDeque<EventId>,
 }
 

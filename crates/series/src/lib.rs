@@ -114,6 +114,8 @@ pub struct Closed {
 pub use glassbox_api_types::{Point, SeriesRange};
 
 /// The series key, as Prometheus writes a series: `name{a="x",b="y"}`.
+/// Built for every sample derived, so it escapes in place, without a
+/// `format!` or a copy of the value.
 pub fn key(metric: &Metric, labels: &[impl AsRef<str>]) -> String {
     let mut key = String::with_capacity(64);
     key.push_str(metric.name);
@@ -122,11 +124,17 @@ pub fn key(metric: &Metric, labels: &[impl AsRef<str>]) -> String {
         if i > 0 {
             key.push(',');
         }
-        let _ = write!(
-            key,
-            "{name}=\"{}\"",
-            value.as_ref().replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-        );
+        key.push_str(name);
+        key.push_str("=\"");
+        for c in value.as_ref().chars() {
+            match c {
+                '\\' => key.push_str("\\\\"),
+                '"' => key.push_str("\\\""),
+                '\n' => key.push_str("\\n"),
+                c => key.push(c),
+            }
+        }
+        key.push('"');
     }
     key.push('}');
     key

@@ -151,14 +151,30 @@ pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Li
         .optional()
 }
 
+/// A chain's events: those indexed under its correlation id (`?1`) and
+/// its first event, found by its id (`?2`): the indexer keeps no row for
+/// an event whose correlation id is its own (`indexer::starts_chain`).
+/// `UNION` also drops the row older index files keep for it.
+const CHAIN: &str = "(SELECT id FROM idx.by_correlation WHERE correlationid = ?1
+        UNION SELECT id FROM events WHERE id = ?2 AND correlationid = ?1) k
+    JOIN events e ON e.id = k.id";
+
+/// The id a chain's first event has, if `correlationid` can be one (bound
+/// as `?2` of [`CHAIN`]; NULL matches nothing).
+fn chain_root(correlationid: &str) -> Value {
+    match correlationid.parse::<EventId>() {
+        Ok(id) if correlationid.len() == 26 => Value::Blob(id_bytes(id).to_vec()),
+        _ => Value::Null,
+    }
+}
+
 pub(super) fn chain(conn: &Connection, correlationid: &str, limit: usize) -> rusqlite::Result<Chain> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM idx.by_correlation k JOIN events e ON e.id = k.id
-         LEFT JOIN nodes n ON n.id = e.node WHERE k.correlationid = ?1 ORDER BY k.id LIMIT ?2"
+        "SELECT {EVENT_COLUMNS} FROM {CHAIN} LEFT JOIN nodes n ON n.id = e.node ORDER BY k.id LIMIT ?3"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<RecordedEvent> =
-        stmt.query_map((correlationid, limit as i64 + 1), event_row)?.collect::<Result<_, _>>()?;
+    let values = (correlationid, chain_root(correlationid), limit as i64 + 1);
+    let mut rows: Vec<RecordedEvent> = stmt.query_map(values, event_row)?.collect::<Result<_, _>>()?;
     let truncated = rows.len() > limit;
     rows.truncate(limit);
     Ok(Chain { events: with_states(conn, rows)?, truncated })
@@ -186,6 +202,11 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
     let limit = q.page_size();
     let mut filters = Filters::default();
     let (from, order) = drive(q, &mut filters);
+    // The correlation's table binds `?1` and `?2` before any `?` of the WHERE.
+    let mut values = match &q.correlation {
+        Some(c) => vec![Value::Text(c.clone()), chain_root(c)],
+        None => Vec::new(),
+    };
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
     if let Some(since) = q.since {
         filters.push("e.id >= ?", id_value(first_id_at(since)));
@@ -224,10 +245,11 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
          WHERE {} ORDER BY {order} DESC LIMIT ?",
         filters.clause().replace("e.id", order)
     );
-    filters.values.push(Value::Integer(limit as i64 + 1));
+    values.extend(filters.values);
+    values.push(Value::Integer(limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<RecordedEvent> =
-        stmt.query_map(params_from_iter(filters.values), event_row)?.collect::<Result<_, _>>()?;
+        stmt.query_map(params_from_iter(values), event_row)?.collect::<Result<_, _>>()?;
     let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].event.id.to_string());
     rows.truncate(limit);
     Ok(Page { events: with_states(conn, rows)?, next_cursor })
@@ -239,8 +261,8 @@ fn drive(q: &EventQuery, filters: &mut Filters) -> (&'static str, &'static str) 
         filters.push(clause, Value::Text(value.to_string()));
         (table, "k.id")
     };
-    if let Some(c) = &q.correlation {
-        return key(filters, "idx.by_correlation k JOIN events e ON e.id = k.id", "k.correlationid = ?", c);
+    if q.correlation.is_some() {
+        return (CHAIN, "k.id");
     }
     if let Some(d) = &q.device {
         return key(filters, "idx.by_device k JOIN events e ON e.id = k.id", "k.device = ?", d);

@@ -173,6 +173,34 @@ async fn a_lost_index_file_is_rebuilt_from_the_record() {
 }
 
 #[tokio::test]
+async fn a_chains_first_event_is_found_by_its_id_not_an_index_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let root = event(&minter, "s", "t", None);
+    assert_eq!(root.correlationid, root.id.to_string(), "a root's correlation id is its id");
+    let child = Event { correlationid: root.correlationid.clone(), hop: 1, ..event(&minter, "fn", "out", None) };
+    let named = Event { correlationid: "order-7".into(), ..event(&minter, "s", "t", None) };
+    let store = open(&dir);
+    let all = [root.clone(), child.clone(), named.clone()];
+    store.append(all.iter().cloned().map(ingress).collect()).await.unwrap();
+    let by_correlation = EventQuery { correlation: Some(root.correlationid.clone()), ..Default::default() };
+    let page = store.query(&by_correlation).await.unwrap();
+    let newest_first: Vec<_> = page.events.iter().map(|e| e.event.id).collect();
+    assert_eq!(newest_first, [child.id, root.id]);
+    let paged = EventQuery { limit: 1, ..by_correlation.clone() };
+    let first = store.query(&paged).await.unwrap();
+    let second = store.query(&EventQuery { cursor: first.next_cursor.clone(), ..paged }).await.unwrap();
+    assert_eq!((first.events[0].event.id, second.events[0].event.id), (child.id, root.id));
+    assert_eq!(store.chain("order-7", 10).await.unwrap().events[0].event.id, named.id);
+    store.close().await;
+
+    // The index holds the child's and the named chain's rows, not the root's.
+    let index = rusqlite::Connection::open(dir.path().join(glassbox_store_sqlite::INDEX_FILE_NAME)).unwrap();
+    let rows: i64 = index.query_row("SELECT count(*) FROM by_correlation", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[tokio::test]
 async fn a_data_directory_serves_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(&dir);
