@@ -3,6 +3,7 @@
 //! written — and handed to the anomaly detectors — every few seconds.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -74,7 +75,8 @@ async fn derive_loop(
     mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
 ) {
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
-    let mut origins: HashMap<glassbox_core::EventId, (String, String)> = HashMap::new();
+    let mut origins: HashMap<glassbox_core::EventId, (String, String), BuildHasherDefault<glassbox_core::IdHasher>> =
+        HashMap::default();
     // Whatever is ready at once is derived in one wake-up and one lock.
     loop {
         let batch = tokio::select! {
