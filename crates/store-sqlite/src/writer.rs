@@ -10,13 +10,13 @@
 //! never holds ingest up for longer than one chunk.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{Data, EventId, first_id_at};
+use glassbox_core::{Data, EventId, IdSet, first_id_at};
 use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transition};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
@@ -92,6 +92,37 @@ enum Outcome {
 const RETENTION_CHUNK_EVENTS: i64 = 2000;
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// Ids of the events this writer committed lately. Delivery states follow
+/// their message within milliseconds, and each must be refused if its event
+/// is unknown: an id found here needs no look-up in `events`. Bounded at
+/// [`RECENT_MAX`], oldest forgotten first (a forgotten id is looked up), and
+/// emptied whenever retention deletes events.
+#[derive(Default)]
+struct Recent {
+    ids: IdSet,
+    order: VecDeque<EventId>,
+}
+
+const RECENT_MAX: usize = 65_536;
+
+impl Recent {
+    fn note(&mut self, id: EventId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        if self.order.len() > RECENT_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.order.clear();
+    }
+}
+
 pub(super) struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
@@ -105,6 +136,7 @@ pub(super) struct Writer {
     syncing: bool,
     /// When the oldest commit not yet fsync'd was made.
     unsynced_since: Option<Instant>,
+    recent: Recent,
 }
 
 impl Writer {
@@ -130,6 +162,7 @@ impl Writer {
             index_seq,
             syncing,
             unsynced_since,
+            recent: Recent::default(),
         }
     }
 
@@ -180,6 +213,7 @@ impl Writer {
                 self.shared.mark_writable(batch.iter().any(Command::ingests));
                 self.shared.committed(started.elapsed(), fsync);
                 self.send_to_index(&batch, &outcomes);
+                fresh(&batch, &outcomes).for_each(|ingress| self.recent.note(ingress.event().id));
                 reply_all(batch, outcomes);
             }
             Err(e) => {
@@ -215,7 +249,7 @@ impl Writer {
 
     fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
-        let mut apply = Apply::new(&tx, self.node, &self.settings)?;
+        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch.iter_mut() {
             outcomes.push(apply.command(command)?);
@@ -231,13 +265,7 @@ impl Writer {
     /// Hands the newly recorded events to the indexer before anyone is
     /// answered, so a query after the answer waits for them to be indexed.
     fn send_to_index(&mut self, batch: &[Command], outcomes: &[Outcome]) {
-        let mut events = Vec::new();
-        for (command, outcome) in batch.iter().zip(outcomes) {
-            if let (Command::Append { batch, .. }, Outcome::Appended(appended)) = (command, outcome) {
-                let fresh = batch.iter().zip(appended).filter(|(_, a)| !a.duplicate);
-                events.extend(fresh.map(|(ingress, _)| ingress.recorded()));
-            }
-        }
+        let events: Vec<_> = fresh(batch, outcomes).map(Ingress::recorded).collect();
         if events.is_empty() || self.shared.index_failed() {
             return;
         }
@@ -258,6 +286,9 @@ impl Writer {
         match expire_chunk(&mut self.conn, cutoff) {
             Ok(keys) => {
                 self.retention_backlog = !keys.is_empty();
+                if !keys.is_empty() {
+                    self.recent.clear();
+                }
                 self.shared.events_expired.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 if !keys.is_empty() {
                     let _ = self.index.blocking_send(IndexCommand::Purge { keys });
@@ -291,6 +322,16 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
     tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
     tx.commit()?;
     Ok(keys)
+}
+
+/// The events a committed batch recorded (not its duplicates).
+fn fresh<'a>(batch: &'a [Command], outcomes: &'a [Outcome]) -> impl Iterator<Item = &'a Ingress> {
+    batch.iter().zip(outcomes).flat_map(|(command, outcome)| match (command, outcome) {
+        (Command::Append { batch, .. }, Outcome::Appended(appended)) => {
+            batch.iter().zip(appended).filter(|(_, a)| !a.duplicate).map(|(ingress, _)| ingress).collect()
+        }
+        _ => Vec::new(),
+    })
 }
 
 fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
@@ -338,6 +379,7 @@ struct Apply<'tx> {
     seen: HashMap<(String, String), Appended>,
     /// The audit log's last `seq` and hash, read once the batch holds a change.
     audit_head: Option<(u64, glassbox_audit::Hash)>,
+    recent: &'tx Recent,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
@@ -346,7 +388,12 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, t
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 impl<'tx> Apply<'tx> {
-    fn new(tx: &'tx Transaction<'tx>, node: i64, settings: &RecorderSettings) -> rusqlite::Result<Self> {
+    fn new(
+        tx: &'tx Transaction<'tx>,
+        node: i64,
+        settings: &RecorderSettings,
+        recent: &'tx Recent,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
             tx,
             insert: tx.prepare_cached(INSERT_EVENT)?,
@@ -364,6 +411,7 @@ impl<'tx> Apply<'tx> {
             dedup_window: settings.dedup_window,
             seen: HashMap::new(),
             audit_head: None,
+            recent,
         })
     }
 
@@ -463,7 +511,7 @@ impl<'tx> Apply<'tx> {
         for t in transitions {
             let id = id_bytes(t.event);
             if known != Some(t.event) {
-                if !self.exists.exists([&id[..]])? {
+                if !self.recent.ids.contains(&t.event) && !self.exists.exists([&id[..]])? {
                     unknown = Some(t.event);
                     continue;
                 }
