@@ -50,6 +50,7 @@ mod sandbox;
 mod scheduler;
 mod services;
 mod spec;
+mod windows;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -371,6 +372,8 @@ impl Functions {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
             }
         }
+        // Before dispatch and before the gateway asks: the windows count what the last run did.
+        functions.rebuild_budget_windows().await;
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.consumer(position::CONSUMER)));
         tokio::spawn(scheduler::run(Arc::downgrade(&functions)));
         tokio::spawn(retire_idle(Arc::downgrade(&functions)));
@@ -381,6 +384,11 @@ impl Functions {
     /// The budgets, set, listed and deleted through it; checked at dispatch.
     pub fn budgets(&self) -> &Arc<Budgets> {
         &self.budgets
+    }
+
+    /// The message budgets as the gateway asks them, once per PUBLISH.
+    pub fn message_budgets(self: &Arc<Self>) -> Arc<dyn glassbox_link::MessageBudgets> {
+        Arc::new(budgets::MessageGate(Arc::downgrade(self)))
     }
 
     /// The functions' own figures for `/metrics`.
