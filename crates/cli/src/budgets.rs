@@ -3,8 +3,8 @@
 //! enforced by the gateway at PUBLISH (docs/cost.md).
 
 use glassbox_api_types::{BudgetList, BudgetView, SetBudget, Warned};
-use glassbox_core::BudgetTarget;
 use glassbox_core::budget::{Action, Limit, Measure, Per, parse_thresholds};
+use glassbox_core::{Budget, BudgetTarget};
 
 use crate::Remote;
 use crate::render;
@@ -165,7 +165,11 @@ fn path(target: &BudgetTarget) -> String {
 }
 
 async fn set(a: SetArgs) -> anyhow::Result<()> {
-    let body = SetBudget { limit: a.limit()?, per: a.per, action: a.action, at: Some(a.at.0.clone()) };
+    let limit = a.limit()?;
+    // Checked whole here too, so a measure the target cannot have is refused before any request.
+    let budget = Budget { target: a.target.clone(), limit, per: a.per, action: a.action, at: a.at.0.clone() };
+    budget.validate()?;
+    let body = SetBudget { limit, per: a.per, action: a.action, at: Some(a.at.0.clone()) };
     let set: Warned<BudgetView> = a.remote.client()?.put_as(&path(&a.target), serde_json::to_string(&body)?).await?;
     let b = &set.answer.budget;
     match a.json {

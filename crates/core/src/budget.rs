@@ -317,9 +317,9 @@ impl Budget {
             (BudgetTarget::Function(_) | BudgetTarget::Feature(_), true) => Err(BadBudget(format!(
                 "budget on {target}: messages are counted per device:ID or group:NAME, not per function or feature"
             ))),
-            (_, true) if self.action == Action::Throttle => Err(BadBudget(format!(
-                "budget on {target}: a message cannot be held back; use --action stop or alert"
-            ))),
+            (_, true) if self.action == Action::Throttle => {
+                Err(BadBudget(format!("budget on {target}: a message cannot be held back; use --action stop or alert")))
+            }
             _ => Ok(()),
         }
     }

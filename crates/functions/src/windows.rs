@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use glassbox_core::{
-    BudgetTarget, DEVICE_MESSAGE, DropReason, Dropped, EventQuery, FUNCTION_DROPPED, FUNCTION_INVOKED,
-    PUBLISH_REFUSED, PublishRefused, QUERY_LIMIT_MAX, RecordedEvent, TypePattern,
+    BudgetTarget, DEVICE_MESSAGE, DropReason, Dropped, EventQuery, FUNCTION_DROPPED, FUNCTION_INVOKED, PUBLISH_REFUSED,
+    PublishRefused, QUERY_LIMIT_MAX, RecordedEvent, TypePattern,
 };
 use glassbox_store::StoreError;
 use serde::Deserialize;
@@ -111,7 +111,9 @@ impl Functions {
                 "budget windows rebuilt from the newest {REBUILD_READ_MAX} records only; older ones in the window are not counted"
             ),
             Ok(_) => {}
-            Err(e) => tracing::error!(ty, error = %e, "could not read budget windows back; they count from what was read"),
+            Err(e) => {
+                tracing::error!(ty, error = %e, "could not read budget windows back; they count from what was read")
+            }
         }
     }
 

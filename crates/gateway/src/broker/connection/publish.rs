@@ -162,7 +162,12 @@ impl Connection {
             return Some(Refusal { reason: DropReason::RateLimited, detail, code: 0x96, recorded });
         }
         if let Err(denied) = self.shared.acl.check_publish(&self.role, topic) {
-            return Some(Refusal { reason: DropReason::AclDenied, detail: denied.to_string(), code: 0x87, recorded: Some(0) });
+            return Some(Refusal {
+                reason: DropReason::AclDenied,
+                detail: denied.to_string(),
+                code: 0x87,
+                recorded: Some(0),
+            });
         }
         self.over_budget(topic)
     }
