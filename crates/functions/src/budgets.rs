@@ -788,6 +788,44 @@ mod tests {
     }
 
     #[test]
+    fn message_budgets_count_a_devices_messages_and_its_groups_not_invocations() {
+        let d1 = held("device:d1", Measure::Messages, 2.0, Action::Stop);
+        let barn = held("group:barn", Measure::Messages, 3.0, Action::Stop);
+        let set = ledger(&[d1.clone(), barn.clone()]);
+        assert_eq!(set.targets.read().unwrap().on_messages, 2);
+        let verdicts: Vec<bool> =
+            (0..3).map(|i| matches!(set.admit_message("d1", Some("barn"), T + i), Verdict::Run(_))).collect();
+        assert_eq!(verdicts, [true, true, false], "d1's own 2 are used");
+        assert!(matches!(set.admit_message("d2", Some("barn"), T + 3), Verdict::Run(_)), "the group's third");
+        match set.admit_message("d2", Some("barn"), T + 4) {
+            Verdict::Stop(reason) => {
+                assert!(reason.starts_with("budget_exceeded: budget group:barn of 3 messages per 1m"), "{reason}")
+            }
+            other => panic!("the group's 3 are used: {other:?}"),
+        }
+        assert!(matches!(set.admit_message("d3", Some("shed"), T + 5), Verdict::Run(_)), "another group's device");
+        assert_eq!((d1.lock(T + 5).admitted, d1.lock(T + 5).refused), (2, 1));
+        assert_eq!((barn.lock(T + 5).admitted, barn.lock(T + 5).refused), (3, 1), "d1's refusal counted in none");
+        let fan_in_barn = Who { function: "fan", feature: None, group: Some("barn") };
+        assert!(matches!(set.admit(&fan_in_barn, T + 6, true), Verdict::Run(_)), "invocations are not messages");
+        set.targets.write().unwrap().remove(&"group:barn".parse().unwrap());
+        assert_eq!(set.targets.read().unwrap().on_messages, 1);
+    }
+
+    #[test]
+    fn a_rebuilt_window_marks_the_thresholds_its_use_passed() {
+        let fan = held("fan", Measure::Invocations, 4.0, Action::Alert);
+        fan.lock(T).admitted = 3;
+        fan.mark_reached(T);
+        let set = ledger(std::slice::from_ref(&fan));
+        let reached = match set.admit(&FAN, T + 1, true) {
+            Verdict::Run(r) => r.iter().map(|r| r.percent).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reached, [100], "50% was passed before the restart: not recorded again");
+    }
+
+    #[test]
     fn time_to_exhaustion_follows_the_window_rate() {
         let fan = held("fan", Measure::Invocations, 100.0, Action::Stop);
         {
