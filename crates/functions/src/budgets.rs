@@ -804,8 +804,9 @@ mod tests {
             other => panic!("the group's 3 are used: {other:?}"),
         }
         assert!(matches!(set.admit_message("d3", Some("shed"), T + 5), Verdict::Run(_)), "another group's device");
-        assert_eq!((d1.lock(T + 5).admitted, d1.lock(T + 5).refused), (2, 1));
-        assert_eq!((barn.lock(T + 5).admitted, barn.lock(T + 5).refused), (3, 1), "d1's refusal counted in none");
+        let (d1, barn) = (*d1.lock(T + 5), *barn.lock(T + 5));
+        assert_eq!((d1.admitted, d1.refused), (2, 1));
+        assert_eq!((barn.admitted, barn.refused), (3, 1), "d1's refusal counted in none");
         let fan_in_barn = Who { function: "fan", feature: None, group: Some("barn") };
         assert!(matches!(set.admit(&fan_in_barn, T + 6, true), Verdict::Run(_)), "invocations are not messages");
         set.targets.write().unwrap().remove(&"group:barn".parse().unwrap());
