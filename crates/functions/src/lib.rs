@@ -67,6 +67,7 @@ use tokio::sync::Semaphore;
 
 pub use budgets::{BUDGETS_MAX, BudgetCheck, BudgetError, Budgets, THROTTLED_MAX, Usage};
 pub use chains::{CHAIN_INVOCATIONS_MAX, CHAINS_TRACKED_MAX};
+pub use chains::{ChainCount, STORM_CHAINS_MAX, STORM_RECORDS_READ_MAX};
 pub use dead_letters::{DEAD_LETTERS_MAX, OpenDeadLetter, Redrive, Redriven};
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
