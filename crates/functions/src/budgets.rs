@@ -18,7 +18,10 @@
 //! `budget.threshold_reached` once per window at each of its percentages.
 //!
 //! Budgets are kept in the [`BudgetStore`] (read at start, written on a
-//! change); window counters are not: a restart starts each window afresh.
+//! change); window counters are not: at start each window is rebuilt from
+//! the record (`windows.rs`). Message budgets (`device:ID`, `group:NAME
+//! --messages`) are asked by the gateway at each PUBLISH through
+//! [`MessageGate`] (the `glassbox_link::MessageBudgets` port).
 //! Setting and deleting are written, then recorded (`budget.set`,
 //! `budget.deleted`) with the principal (decision 0015).
 
