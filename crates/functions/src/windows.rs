@@ -35,6 +35,9 @@ use super::budgets::{Held, Who, now_seconds};
 
 /// Records of each kind read at start, at most.
 pub const REBUILD_READ_MAX: usize = 100_000;
+/// Device budgets whose messages are read device by device at start;
+/// beyond, every device's messages are read at once (within the cap).
+const DEVICES_READ_APART_MAX: usize = 16;
 
 /// What rebuilding a window needs of a `function.invoked` record.
 #[derive(Deserialize)]
@@ -71,10 +74,13 @@ impl Functions {
             self.rebuild_kind(FUNCTION_DROPPED, since, None, |f, e, _| f.count_dropped(e, now), &mut groups).await;
         }
         if let Some(since) = from(true) {
-            // Without group budgets on messages, only the budgeted devices' messages are read.
-            let devices: Vec<Option<String>> = match self.budgets.ledger().on_messages().1 {
+            // Without group budgets on messages, only the budgeted devices' messages are read
+            // (device by device while they are few; all at once beyond).
+            let devices: Vec<Option<String>> =
+                held.iter().filter_map(|h| h.budget().target.device().map(|d| Some(d.to_string()))).collect();
+            let devices = match self.budgets.ledger().on_messages().1 || devices.len() > DEVICES_READ_APART_MAX {
                 true => vec![None],
-                false => held.iter().filter_map(|h| h.budget().target.device().map(|d| Some(d.to_string()))).collect(),
+                false => devices,
             };
             for device in devices {
                 let count = |f: &Functions, e: &RecordedEvent, g: &mut Groups| f.count_message(e, now, g);
