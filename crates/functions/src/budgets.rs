@@ -634,6 +634,15 @@ impl BudgetCheck {
         let who = Who { function, feature, group: None };
         matches!(self.0.admit(&who, now_seconds(), true), Verdict::Run(_))
     }
+
+    /// One message check as the gateway's makes it (the clock read
+    /// included, no group budget): whether `device` may publish one more.
+    pub fn check_message(&self, device: &str) -> bool {
+        if !self.0.on_messages().0 {
+            return true;
+        }
+        matches!(self.0.admit_message(device, None, now_seconds()), Verdict::Run(_))
+    }
 }
 
 fn unknown(target: &BudgetTarget) -> BudgetError {
