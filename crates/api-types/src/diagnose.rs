@@ -54,6 +54,23 @@ pub struct Incident {
     /// anomalies raise no alert (`glassbox diagnose silence`).
     #[serde(default)]
     pub silenced: Vec<Silence>,
+    /// For an invocation storm (an episode of a function's
+    /// `function_invocations`): the correlation chains that ran the most
+    /// invocations of its functions in its time, most first (at most 3;
+    /// from at most 10,000 invocation records per function).
+    #[serde(default)]
+    pub chains: Vec<IncidentChain>,
+}
+
+/// A correlation chain driving an invocation storm: `glassbox trace
+/// CORRELATION` follows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentChain {
+    pub correlation: String,
+    /// The function whose storm it drives.
+    pub function: String,
+    /// Its invocations of that function in the incident's time.
+    pub invocations: u64,
 }
 
 /// An acknowledgement or a resolution: who, when, why.

@@ -34,8 +34,8 @@ pub use certificates::{CertificateAuthority, CertificateList, CertificatesRevoke
 pub use commands::{CommandIssued, CommandList, CommandView};
 pub use devices::{ClearedMessage, DevicePage, DeviceSecret, DeviceToggled, LiveDevice, QueueCleared, Warned};
 pub use diagnose::{
-    Anomalies, Cause, Change, Diagnosis, Episode, ExpiringCertificate, Incident, Silence, SilenceRequest, Silences,
-    Subject, TriageRequest, Triaged, WatchedSeries,
+    Anomalies, Cause, Change, Diagnosis, Episode, ExpiringCertificate, Incident, IncidentChain, Silence,
+    SilenceRequest, Silences, Subject, TriageRequest, Triaged, WatchedSeries,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Accepted, Ingested, Lagged, Page};

@@ -10,8 +10,8 @@ use chrono::{TimeZone, Utc};
 use glassbox_api_types::openapi::Document;
 use glassbox_api_types::{
     Accepted, Anomalies, Cause, Change, Diagnosis, Episode, ErrorBody, ErrorDetail, ExpiringCertificate, Health,
-    Incident, Ingested, InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind, MetricRange,
-    Metrics, Page, Point, Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
+    Incident, IncidentChain, Ingested, InvocationSummary, Lagged, LogEntry, LogOrigin, Logs, MetricInfo, MetricKind,
+    MetricRange, Metrics, Page, Point, Ready, SeriesRange, Silence, Silences, Subject, Trace, Triaged, WatchedSeries,
 };
 use glassbox_api_types::{BudgetList, BudgetView, BudgetWindow};
 use glassbox_api_types::{
@@ -253,6 +253,11 @@ fn a_diagnosis_and_anomalies() {
         acknowledged: Some(Triaged { at: at(5), by: "token:oncall".into(), note: Some("rolling back".into()) }),
         resolved: None,
         silenced: vec![Silence { subject: "function:fan".into(), until: at(50), by: "admin".into(), note: None }],
+        chains: vec![IncidentChain {
+            correlation: "01JD6Y8Q1W3N4ZV7K2M5P9R0SV".into(),
+            function: "fan".into(),
+            invocations: 160,
+        }],
     };
     let silences = Silences { silences: incident.silenced.clone() };
     conforms("get", "/api/v1/diagnose/silences", 200, &silences);

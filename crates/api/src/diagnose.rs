@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use glassbox_api_types::{
-    Anomalies, Diagnosis, ExpiringCertificate, Incident, Silence, SilenceRequest, Silences, TriageRequest,
+    Anomalies, Diagnosis, ExpiringCertificate, Incident, IncidentChain, Silence, SilenceRequest, Silences,
+    TriageRequest,
 };
 use glassbox_core::{AnomalySubject, Principal, Problem};
 use glassbox_diagnose::Subject;
@@ -71,7 +72,35 @@ pub async fn diagnose(
     let diagnosis = diagnosis.ok_or_else(|| super::error::internal("the anomaly detectors' lock is poisoned"))?;
     let mut answer = answer::diagnosis(&diagnosis, watch);
     answer.certificates_expiring = expiring(&app, scope.as_ref()).await?;
+    for incident in &mut answer.incidents {
+        incident.chains = storm_chains(&app, incident).await?;
+    }
     Ok(Json(answer))
+}
+
+/// The chains driving an invocation storm: for an incident with an episode
+/// of a function's `function_invocations`, the chains that ran the most of
+/// its invocations in the incident's time (read from the record).
+async fn storm_chains(app: &AppState, incident: &Incident) -> Result<Vec<IncidentChain>, ApiError> {
+    let mut storming: Vec<String> = incident
+        .episodes
+        .iter()
+        .filter(|e| e.series.key.starts_with("function_invocations{"))
+        .filter_map(|e| match &e.series.subject {
+            glassbox_api_types::Subject::Function(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    storming.dedup();
+    if storming.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = incident.end.unwrap_or_else(Utc::now);
+    let chains = app.functions.storm_chains(&storming, incident.start, until).await?;
+    Ok(chains
+        .into_iter()
+        .map(|c| IncidentChain { correlation: c.correlation, function: c.function, invocations: c.invocations })
+        .collect())
 }
 
 /// Most expiring certificates a diagnosis lists.

@@ -1,9 +1,10 @@
 //! `glassbox budgets …`: cost budgets per function, feature or device
-//! group, enforced at dispatch (docs/cost.md).
+//! group, enforced at dispatch, and message budgets per device or group,
+//! enforced by the gateway at PUBLISH (docs/cost.md).
 
 use glassbox_api_types::{BudgetList, BudgetView, SetBudget, Warned};
-use glassbox_core::BudgetTarget;
 use glassbox_core::budget::{Action, Limit, Measure, Per, parse_thresholds};
+use glassbox_core::{Budget, BudgetTarget};
 
 use crate::Remote;
 use crate::render;
@@ -11,7 +12,7 @@ use crate::render;
 #[derive(clap::Subcommand)]
 pub enum BudgetsCommand {
     /// Set the budget on a target (replacing one there): a limit per window and what happens at it.
-    #[command(after_help = "TARGET is a function name, feature:NAME or group:DEVICE_GROUP.
+    #[command(after_help = "TARGET is a function name, feature:NAME, group:DEVICE_GROUP or device:ID.
 
 Actions, once the window's limit is used:
   alert     nothing is refused; each --at percentage is recorded (budget.threshold_reached)
@@ -19,11 +20,15 @@ Actions, once the window's limit is used:
   stop      events are dropped (function.dropped, reason budget_exceeded) until the window rolls over
 
 Invocations are counted when admitted; CPU milliseconds and cost when each invocation ends.
+--messages counts the MQTT messages a device (device:ID) or a group's devices together
+(group:NAME) publish, checked by the gateway at PUBLISH: one refused is answered 0x97
+(quota exceeded, MQTT 5) and recorded as mqtt.publish_refused, reason budget_exceeded.
 
 Examples:
   glassbox budgets set thermostat --invocations 50 --per 1m --action stop
   glassbox budgets set feature:billing --cost 5 --per 30d --action alert --at 50,80,100
   glassbox budgets set group:greenhouse --cpu-ms 60000 --per 1h --action throttle
+  glassbox budgets set device:meter-7 --messages 20 --per 1m --action stop
   glassbox events query --type function.dropped")]
     Set(SetArgs),
     /// Every budget with its window's use.
@@ -36,11 +41,14 @@ Examples:
 }
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("limit").required(true).args(["invocations", "cpu_ms", "cost"]))]
+#[command(group = clap::ArgGroup::new("limit").required(true).args(["invocations", "cpu_ms", "cost", "messages"]))]
 pub struct SetArgs {
-    /// A function name, feature:NAME or group:DEVICE_GROUP.
+    /// A function name, feature:NAME, group:DEVICE_GROUP or device:ID.
     #[arg(value_parser = parse_target)]
     target: BudgetTarget,
+    /// MQTT messages per window (device:ID or group:NAME).
+    #[arg(long)]
+    messages: Option<f64>,
     /// Invocations per window.
     #[arg(long)]
     invocations: Option<f64>,
@@ -81,7 +89,7 @@ pub struct ListArgs {
 
 #[derive(clap::Args)]
 pub struct TargetArgs {
-    /// A function name, feature:NAME or group:DEVICE_GROUP.
+    /// A function name, feature:NAME, group:DEVICE_GROUP or device:ID.
     #[arg(value_parser = parse_target)]
     target: BudgetTarget,
     #[command(flatten)]
@@ -110,11 +118,12 @@ fn parse_at(text: &str) -> Result<Thresholds, String> {
 impl SetArgs {
     /// The limit asked for, checked here so a bad one is refused before any request.
     fn limit(&self) -> anyhow::Result<Limit> {
-        let (measure, amount) = match (self.invocations, self.cpu_ms, self.cost) {
-            (Some(n), _, _) => (Measure::Invocations, n),
-            (_, Some(n), _) => (Measure::CpuMs, n),
-            (_, _, Some(n)) => (Measure::Cost, n),
-            _ => anyhow::bail!("give one limit: --invocations, --cpu-ms or --cost"),
+        let (measure, amount) = match (self.invocations, self.cpu_ms, self.cost, self.messages) {
+            (Some(n), _, _, _) => (Measure::Invocations, n),
+            (_, Some(n), _, _) => (Measure::CpuMs, n),
+            (_, _, Some(n), _) => (Measure::Cost, n),
+            (_, _, _, Some(n)) => (Measure::Messages, n),
+            _ => anyhow::bail!("give one limit: --invocations, --cpu-ms, --cost or --messages"),
         };
         Ok(Limit::new(measure, amount)?)
     }
@@ -156,7 +165,11 @@ fn path(target: &BudgetTarget) -> String {
 }
 
 async fn set(a: SetArgs) -> anyhow::Result<()> {
-    let body = SetBudget { limit: a.limit()?, per: a.per, action: a.action, at: Some(a.at.0.clone()) };
+    let limit = a.limit()?;
+    // Checked whole here too, so a measure the target cannot have is refused before any request.
+    let budget = Budget { target: a.target.clone(), limit, per: a.per, action: a.action, at: a.at.0.clone() };
+    budget.validate()?;
+    let body = SetBudget { limit, per: a.per, action: a.action, at: Some(a.at.0.clone()) };
     let set: Warned<BudgetView> = a.remote.client()?.put_as(&path(&a.target), serde_json::to_string(&body)?).await?;
     let b = &set.answer.budget;
     match a.json {

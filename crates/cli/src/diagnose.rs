@@ -209,6 +209,16 @@ fn print_incident(incident: &Incident) {
     for e in &incident.episodes {
         println!("    {:<48} {:<14} from {}  peak score {:.2}", e.series.key, e.signal, clock(e.start), e.peak_score);
     }
+    for (i, chain) in incident.chains.iter().enumerate() {
+        println!(
+            "  {} {} ran {} {} times  (glassbox trace {})",
+            if i == 0 { "chains:" } else { "       " },
+            chain.correlation,
+            chain.function,
+            chain.invocations,
+            chain.correlation
+        );
+    }
     if incident.causes.is_empty() {
         println!("  causes: no change recorded in the 30 minutes before");
     }

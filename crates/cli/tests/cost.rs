@@ -196,6 +196,10 @@ fn bad_budgets_are_refused_naming_what_to_fix() {
     refused(&set("meter", &["--invocations", "5", "--per", "1m", "--action", "halt"]), "alert, throttle, stop");
     refused(&set("meter", &[&["--invocations", "5", "--at", "80,50"], &stop[..]].concat()), "ascending");
     refused(&set("meter", &stop), "--invocations");
+    refused(&set("device:d1", &[&["--invocations", "5"], &stop[..]].concat()), "a device budget counts messages");
+    refused(&set("meter", &[&["--messages", "5"], &stop[..]].concat()), "per device:ID or group:NAME");
+    let throttle = ["--messages", "5", "--per", "1m", "--action", "throttle"];
+    refused(&set("group:barn", &throttle), "a message cannot be held back");
 }
 
 /// The invocations of `function` on the event `id`.
@@ -281,4 +285,142 @@ fn an_idle_function_is_listed_and_a_retired_one_runs_nothing_until_restored() {
     assert_eq!((retired.len(), restored.len()), (1, 1));
     assert_eq!(retired[0]["data"]["principal"]["kind"], "admin", "{:#}", retired[0]);
     assert_eq!(restored[0]["data"]["function"], "worker");
+}
+
+/// Waits until `ready` holds for the budget on `target` (at most 10 s); returns it.
+fn budget_when(served: &common::Served, target: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut budget = Value::Null;
+    for _ in 0..200 {
+        budget = cli_json(served, &["budgets", "get", target, "--json"]);
+        if ready(&budget) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    budget
+}
+
+/// Waits for the start of the next minute when less than 35 s of this one
+/// are left: a restart and its publishes must fall in one 1m window.
+fn well_clear_of_the_minute_boundary() {
+    let second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() % 60;
+    if second >= 25 {
+        std::thread::sleep(Duration::from_secs(61 - second));
+    }
+}
+
+#[test]
+fn a_stop_budget_keeps_its_window_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    cli(&served, &["functions", "deploy", &fixture("ok"), "--name", "meter", "--trigger", "mqtt:meters/#"]);
+    cli(&served, &["budgets", "set", "meter", "--invocations", "10", "--per", "1m", "--action", "stop"]);
+    well_clear_of_the_minute_boundary();
+    publish(&served.mqtt, "meters/m-1", 6);
+    let before = budget_when(&served, "meter", |b| b["window"]["ran"] == 6);
+    assert_eq!(before["window"]["admitted"], 6, "{before:#}");
+
+    // Killed, as a crash would: nothing is saved at a stop, the window is read back from the record.
+    drop(served);
+    let served = serve(&data);
+    let after = cli_json(&served, &["budgets", "get", "meter", "--json"]);
+    assert_eq!((&after["window"]["admitted"], &after["window"]["ran"]), (&6.into(), &6.into()), "{after:#}");
+    assert_eq!(after["window"]["percent"], 60.0, "{after:#}");
+
+    publish(&served.mqtt, "meters/m-1", 10);
+    let budget = budget_when(&served, "meter", |b| b["window"]["ran"] == 10 && b["window"]["refused"] == 6);
+    assert_eq!((&budget["window"]["admitted"], &budget["window"]["refused"]), (&10.into(), &6.into()), "{budget:#}");
+    let mut dropped = Vec::new();
+    for _ in 0..100 {
+        dropped = count(&served, "function.dropped");
+        if dropped.len() == 6 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dropped.len(), 6, "only the 4 left of 10 ran after the restart");
+    assert_eq!(count(&served, "function.invoked").len(), 10);
+}
+
+/// Publishes `n` messages at QoS 1 over MQTT 5 as device `id`; returns mosquitto_pub's stderr.
+fn publish_as(mqtt: &str, id: &str, secret: &str, n: usize) -> String {
+    let (host, port) = mqtt.rsplit_once(':').unwrap();
+    let topic = format!("devices/{id}/telemetry");
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-i", id, "-u", id, "-P", secret])
+        .args(["-t", &topic, "-l"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    for i in 0..n {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+    }
+    drop(stdin);
+    let out = publisher.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn events_of(served: &common::Served, ty: &str, device: &str) -> Vec<Value> {
+    let found = cli_json(served, &["events", "query", "--type", ty, "--device", device, "--limit", "1000", "--json"]);
+    found.as_array().cloned().unwrap_or_default()
+}
+
+/// Refusals recorded for `device`: each record counts itself and those counted with it.
+fn refusals(served: &common::Served, device: &str) -> (u64, Vec<Value>) {
+    let refused = events_of(served, "mqtt.publish_refused", device);
+    let total = refused.iter().map(|r| 1 + r["data"]["unrecorded"].as_u64().unwrap_or(0)).sum();
+    (total, refused)
+}
+
+#[test]
+fn a_device_message_budget_refuses_what_is_past_it_at_publish_and_other_devices_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    cli(&served, &["functions", "deploy", &fixture("ok"), "--name", "meter", "--trigger", "mqtt:devices/+/telemetry"]);
+    let secret =
+        |id: &str| cli_json(&served, &["devices", "create", id, "--json"])["secret"].as_str().unwrap().to_string();
+    let (d1, d2) = (secret("d1"), secret("d2"));
+    let set = cli(&served, &["budgets", "set", "device:d1", "--messages", "20", "--per", "1m", "--action", "stop"]);
+    assert_eq!(set.trim(), "budget on device:d1: 20 messages per 1m, action stop, recorded at 50%, 80%, 100%");
+
+    well_clear_of_the_minute_boundary();
+    let said = publish_as(&served.mqtt, "d1", &d1, 50);
+    publish_as(&served.mqtt, "d2", &d2, 5);
+    let budget = budget_when(&served, "device:d1", |b| b["window"]["refused"] == 30);
+    assert_eq!((&budget["window"]["admitted"], &budget["window"]["refused"]), (&20.into(), &30.into()), "{budget:#}");
+    assert_eq!(budget["window"]["percent"], 100.0, "{budget:#}");
+
+    let mut refused = (0, Vec::new());
+    for _ in 0..100 {
+        refused = refusals(&served, "d1");
+        if refused.0 == 30 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(refused.0, 30, "each refusal recorded or counted: {:#?} (mosquitto_pub said {said})", refused.1);
+    assert!(refused.1.len() <= 3, "a flood is counted, not recorded message by message: {}", refused.1.len());
+    let first = &refused.1.last().unwrap()["data"];
+    assert_eq!(first["reason"], "budget_exceeded");
+    let detail = first["detail"].as_str().unwrap();
+    assert!(detail.starts_with("budget device:d1 of 20 messages per 1m used (20), until "), "{detail}");
+    assert_eq!(events_of(&served, "device.message", "d1").len(), 20, "only the admitted are recorded");
+    assert_eq!(events_of(&served, "device.message", "d2").len(), 5, "another device is not limited");
+    assert!(refusals(&served, "d2").1.is_empty());
+    let list = cli(&served, &["budgets", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("device:d1") && l.contains("30")), "{list}");
+
+    // Across a restart the device's window is still used up.
+    drop(served);
+    let served = serve(&data);
+    let after = cli_json(&served, &["budgets", "get", "device:d1", "--json"]);
+    assert_eq!((&after["window"]["admitted"], &after["window"]["refused"]), (&20.into(), &30.into()), "{after:#}");
+    publish_as(&served.mqtt, "d1", &d1, 1);
+    let budget = budget_when(&served, "device:d1", |b| b["window"]["refused"] == 31);
+    assert_eq!((&budget["window"]["admitted"], &budget["window"]["refused"]), (&20.into(), &31.into()), "{budget:#}");
+    assert_eq!(events_of(&served, "device.message", "d1").len(), 20);
 }

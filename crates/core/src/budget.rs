@@ -41,8 +41,22 @@ pub enum BudgetTarget {
     Function(String),
     /// `feature:NAME`: the invocations of every function deployed with that feature.
     Feature(String),
-    /// `group:NAME`: invocations on events of the devices of that group.
+    /// `group:NAME`: invocations on events of the devices of that group, or
+    /// (with the `messages` measure) the MQTT messages its devices publish,
+    /// all together.
     Group(String),
+    /// `device:ID`: the MQTT messages one device publishes (`messages` only).
+    Device(String),
+}
+
+impl BudgetTarget {
+    /// The device a `device:` target names.
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            BudgetTarget::Device(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// Why a budget could not be read: names the part and what it should be.
@@ -78,8 +92,9 @@ impl FromStr for BudgetTarget {
             },
             Some("feature") => Ok(BudgetTarget::Feature(named("feature")?)),
             Some("group") => Ok(BudgetTarget::Group(named("group")?)),
+            Some("device") => Ok(BudgetTarget::Device(named("device")?)),
             Some(other) => Err(BadBudget(format!(
-                "budget target {text:?}: unknown kind {other:?}; use a function name, feature:NAME or group:NAME"
+                "budget target {text:?}: unknown kind {other:?}; use a function name, feature:NAME, group:NAME or device:ID"
             ))),
         }
     }
@@ -91,6 +106,7 @@ impl fmt::Display for BudgetTarget {
             BudgetTarget::Function(name) => f.write_str(name),
             BudgetTarget::Feature(name) => write!(f, "feature:{name}"),
             BudgetTarget::Group(name) => write!(f, "group:{name}"),
+            BudgetTarget::Device(id) => write!(f, "device:{id}"),
         }
     }
 }
@@ -117,6 +133,9 @@ pub enum Measure {
     CpuMs,
     /// Cost under the `[cost]` prices of the invocations that ran (counted when each ends).
     Cost,
+    /// MQTT messages a device (or a group's devices) published, counted by
+    /// the gateway at PUBLISH, before anything is recorded or run.
+    Messages,
 }
 
 impl Measure {
@@ -125,6 +144,7 @@ impl Measure {
             Measure::Invocations => "invocations",
             Measure::CpuMs => "cpu_ms",
             Measure::Cost => "cost",
+            Measure::Messages => "messages",
         }
     }
 }
@@ -272,10 +292,36 @@ impl Budget {
     /// The thresholds when none are given.
     pub const AT_DEFAULT: [u16; 3] = [50, 80, 100];
 
-    /// Checks what serde cannot: the limit's amount and the thresholds.
+    /// Checks what serde cannot: the limit's amount, that the measure fits
+    /// the target, and the thresholds.
     pub fn validate(&self) -> Result<(), BadBudget> {
         Limit::new(self.limit.measure, self.limit.amount)?;
+        self.check_measure()?;
         check_thresholds(&self.at)
+    }
+
+    /// Whether this budget counts MQTT messages (checked by the gateway)
+    /// rather than invocations (checked at dispatch).
+    pub fn on_messages(&self) -> bool {
+        self.limit.measure == Measure::Messages
+    }
+
+    /// Messages are a device's or a group's; a device has nothing else to
+    /// count, and a message cannot be held, so `throttle` is refused.
+    fn check_measure(&self) -> Result<(), BadBudget> {
+        let target = &self.target;
+        match (target, self.on_messages()) {
+            (BudgetTarget::Device(_), false) => {
+                Err(BadBudget(format!("budget on {target}: a device budget counts messages; use --messages N")))
+            }
+            (BudgetTarget::Function(_) | BudgetTarget::Feature(_), true) => Err(BadBudget(format!(
+                "budget on {target}: messages are counted per device:ID or group:NAME, not per function or feature"
+            ))),
+            (_, true) if self.action == Action::Throttle => {
+                Err(BadBudget(format!("budget on {target}: a message cannot be held back; use --action stop or alert")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -372,6 +418,26 @@ mod tests {
         assert!("feature:".parse::<BudgetTarget>().is_err(), "a name is needed");
         assert!("has space".parse::<BudgetTarget>().is_err());
         assert!("group:a b".parse::<BudgetTarget>().is_err());
+        assert_eq!("device:d-1".parse::<BudgetTarget>().unwrap(), BudgetTarget::Device("d-1".into()));
+        assert_eq!("device:d-1".parse::<BudgetTarget>().unwrap().to_string(), "device:d-1");
+    }
+
+    #[test]
+    fn messages_are_counted_for_devices_and_groups_only_and_never_held() {
+        let budget = |target: &str, measure, action| Budget {
+            target: target.parse().unwrap(),
+            limit: Limit { measure, amount: 20.0 },
+            per: Per::Minute,
+            action,
+            at: vec![100],
+        };
+        assert!(budget("device:d-1", Measure::Messages, Action::Stop).validate().is_ok());
+        assert!(budget("group:barn", Measure::Messages, Action::Alert).validate().is_ok());
+        assert!(budget("group:barn", Measure::Invocations, Action::Stop).validate().is_ok());
+        let refused = |b: Budget| b.validate().unwrap_err().to_string();
+        assert!(refused(budget("device:d-1", Measure::Invocations, Action::Stop)).contains("use --messages N"));
+        assert!(refused(budget("fan", Measure::Messages, Action::Stop)).contains("per device:ID or group:NAME"));
+        assert!(refused(budget("device:d-1", Measure::Messages, Action::Throttle)).contains("cannot be held"));
     }
 
     #[test]

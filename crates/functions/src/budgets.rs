@@ -18,7 +18,10 @@
 //! `budget.threshold_reached` once per window at each of its percentages.
 //!
 //! Budgets are kept in the [`BudgetStore`] (read at start, written on a
-//! change); window counters are not: a restart starts each window afresh.
+//! change); window counters are not: at start each window is rebuilt from
+//! the record (`windows.rs`). Message budgets (`device:ID`, `group:NAME
+//! --messages`) are asked by the gateway at each PUBLISH through
+//! [`MessageGate`] (the `glassbox_link::MessageBudgets` port).
 //! Setting and deleting are written, then recorded (`budget.set`,
 //! `budget.deleted`) with the principal (decision 0015).
 
@@ -59,15 +62,15 @@ const GROUPS_CACHED_MAX: usize = 100_000;
 
 /// One window's counters of a budget.
 #[derive(Debug, Clone, Copy, Default)]
-struct Window {
+pub(crate) struct Window {
     /// Its start, Unix seconds.
-    start: u64,
-    admitted: u64,
-    ran: u64,
-    cpu_us: u64,
-    cost: f64,
+    pub start: u64,
+    pub admitted: u64,
+    pub ran: u64,
+    pub cpu_us: u64,
+    pub cost: f64,
     /// Events refused (stop) or held (throttle) in it.
-    refused: u64,
+    pub refused: u64,
     /// Which of the budget's thresholds were recorded, by index.
     reached: u16,
 }
@@ -76,16 +79,16 @@ impl Window {
     /// Use in the budget's measure.
     fn used(&self, measure: Measure) -> f64 {
         match measure {
-            Measure::Invocations => self.admitted as f64,
             Measure::CpuMs => self.cpu_us as f64 / 1000.0,
             Measure::Cost => self.cost,
+            Measure::Invocations | Measure::Messages => self.admitted as f64,
         }
     }
 }
 
 /// A budget and its current window.
-struct Held {
-    record: BudgetRecord,
+pub(crate) struct Held {
+    pub record: BudgetRecord,
     window: Mutex<Window>,
 }
 
@@ -94,12 +97,27 @@ impl Held {
         Self { record, window: Mutex::new(Window::default()) }
     }
 
-    fn budget(&self) -> &Budget {
+    pub(crate) fn budget(&self) -> &Budget {
         &self.record.budget
     }
 
+    /// From when (Unix seconds) what is recorded counts in the window
+    /// holding `now`: its start, or when the budget was set if later (a
+    /// budget set starts a fresh window).
+    pub(crate) fn counts_from(&self, now: u64) -> u64 {
+        let set_at = u64::try_from(self.record.set_at.timestamp()).unwrap_or_default();
+        self.budget().per.start_of(now).max(set_at)
+    }
+
+    /// Marks the thresholds the window's use has passed as reached,
+    /// recording nothing: they were recorded when passed (a rebuilt window).
+    pub(crate) fn mark_reached(&self, now: u64) {
+        let mut window = self.lock(now);
+        self.reached(&mut window);
+    }
+
     /// The window at `now`, rolled over (emptied) if `now` is past it.
-    fn lock(&self, now: u64) -> std::sync::MutexGuard<'_, Window> {
+    pub(crate) fn lock(&self, now: u64) -> std::sync::MutexGuard<'_, Window> {
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         let start = self.budget().per.start_of(now);
         if window.start != start {
@@ -112,9 +130,9 @@ impl Held {
     /// the limit is already used (CPU, cost).
     fn exhausted(&self, window: &Window) -> bool {
         let limit = &self.budget().limit;
-        match limit.measure {
-            Measure::Invocations => window.admitted as f64 + 1.0 > limit.amount,
-            _ => window.used(limit.measure) >= limit.amount,
+        match counted_at_admission(limit.measure) {
+            true => window.admitted as f64 + 1.0 > limit.amount,
+            false => window.used(limit.measure) >= limit.amount,
         }
     }
 
@@ -159,6 +177,12 @@ impl Held {
     }
 }
 
+/// Whether a measure is counted when an event (a message) is admitted,
+/// rather than when an invocation ends.
+fn counted_at_admission(measure: Measure) -> bool {
+    matches!(measure, Measure::Invocations | Measure::Messages)
+}
+
 fn at(unix_seconds: u64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(unix_seconds as i64, 0).unwrap_or_default()
 }
@@ -174,6 +198,11 @@ struct Targets {
     functions: HashMap<String, Arc<Held>>,
     features: HashMap<String, Arc<Held>>,
     groups: HashMap<String, Arc<Held>>,
+    devices: HashMap<String, Arc<Held>>,
+    /// Budgets on messages (device ones and group ones), and the group
+    /// ones among them: the gateway's check skips what none apply to.
+    on_messages: usize,
+    groups_on_messages: usize,
 }
 
 impl Targets {
@@ -182,6 +211,34 @@ impl Targets {
             BudgetTarget::Function(n) => (&mut self.functions, n),
             BudgetTarget::Feature(n) => (&mut self.features, n),
             BudgetTarget::Group(n) => (&mut self.groups, n),
+            BudgetTarget::Device(n) => (&mut self.devices, n),
+        }
+    }
+
+    /// Holds a budget, replacing the one on its target.
+    fn insert(&mut self, held: Arc<Held>) {
+        let target = held.budget().target.clone();
+        self.remove(&target);
+        self.count(&held, 1);
+        let (map, name) = self.map(&target);
+        map.insert(name.to_string(), held);
+    }
+
+    /// Lets go of the budget on `target`, if one is held.
+    fn remove(&mut self, target: &BudgetTarget) -> Option<Arc<Held>> {
+        let (map, name) = self.map(target);
+        let removed = map.remove(name)?;
+        self.count(&removed, -1);
+        Some(removed)
+    }
+
+    fn count(&mut self, held: &Held, by: isize) {
+        let budget = held.budget();
+        if budget.on_messages() {
+            self.on_messages = self.on_messages.saturating_add_signed(by);
+            if matches!(budget.target, BudgetTarget::Group(_)) {
+                self.groups_on_messages = self.groups_on_messages.saturating_add_signed(by);
+            }
         }
     }
 
@@ -190,25 +247,33 @@ impl Targets {
             BudgetTarget::Function(n) => self.functions.get(n),
             BudgetTarget::Feature(n) => self.features.get(n),
             BudgetTarget::Group(n) => self.groups.get(n),
+            BudgetTarget::Device(n) => self.devices.get(n),
         }
     }
 
     fn len(&self) -> usize {
-        self.functions.len() + self.features.len() + self.groups.len()
+        self.functions.len() + self.features.len() + self.groups.len() + self.devices.len()
     }
 
     fn all(&self) -> impl Iterator<Item = &Arc<Held>> {
-        self.functions.values().chain(self.features.values()).chain(self.groups.values())
+        self.functions.values().chain(self.features.values()).chain(self.groups.values()).chain(self.devices.values())
     }
 
     /// The budgets that apply to an invocation: its function's, its
-    /// feature's, its device group's (at most one each).
+    /// feature's, its device group's (at most one each; a group budget on
+    /// messages counts no invocation).
     fn applying<'a>(&'a self, who: &Who<'_>) -> [Option<&'a Arc<Held>>; 3] {
         [
             self.functions.get(who.function),
             who.feature.and_then(|f| self.features.get(f)),
-            who.group.and_then(|g| self.groups.get(g)),
+            who.group.and_then(|g| self.groups.get(g)).filter(|h| !h.budget().on_messages()),
         ]
+    }
+
+    /// The budgets that apply to a message `device` publishes: its own
+    /// and its group's, when on messages.
+    fn applying_messages<'a>(&'a self, device: &str, group: Option<&str>) -> [Option<&'a Arc<Held>>; 2] {
+        [self.devices.get(device), group.and_then(|g| self.groups.get(g)).filter(|h| h.budget().on_messages())]
     }
 }
 
@@ -284,9 +349,7 @@ impl Budgets {
     pub async fn load(store: Arc<dyn BudgetStore>, pipeline: Arc<Pipeline>) -> Result<Self, StoreError> {
         let mut targets = Targets::default();
         for record in store.budgets().await? {
-            let (map, name) = targets.map(&record.budget.target);
-            let name = name.to_string();
-            map.insert(name, Arc::new(Held::new(record)));
+            targets.insert(Arc::new(Held::new(record)));
         }
         Ok(Self {
             store,
@@ -311,12 +374,7 @@ impl Budgets {
         let record = BudgetRecord { budget: budget.clone(), set_at: Utc::now(), set_by: by.label() };
         let previous = self.store.put_budget(&record).await?;
         let held = Arc::new(Held::new(record));
-        {
-            let mut targets = self.ledger.targets.write().unwrap_or_else(|e| e.into_inner());
-            let (map, name) = targets.map(&target);
-            let name = name.to_string();
-            map.insert(name, held.clone());
-        }
+        self.ledger.targets.write().unwrap_or_else(|e| e.into_inner()).insert(held.clone());
         let data = BudgetSet { actor: by.label(), principal: by.clone(), budget, previous: previous.map(|p| p.budget) };
         let unrecorded = self.record(&target, Draft::payload("glassbox/budgets", &data)).await;
         Ok(Changed { value: usage(&held, now_seconds()), unrecorded })
@@ -330,12 +388,7 @@ impl Budgets {
             return Err(unknown(target));
         };
         self.store.delete_budget(target).await?;
-        {
-            let mut targets = self.ledger.targets.write().unwrap_or_else(|e| e.into_inner());
-            let (map, name) = targets.map(target);
-            let name = name.to_string();
-            map.remove(&name);
-        }
+        self.ledger.targets.write().unwrap_or_else(|e| e.into_inner()).remove(target);
         let data = BudgetDeleted { actor: by.label(), principal: by.clone(), budget: held.budget().clone() };
         let unrecorded = self.record(target, Draft::payload("glassbox/budgets", &data)).await;
         Ok(Changed { value: usage(&held, now_seconds()), unrecorded })
@@ -441,32 +494,76 @@ impl Ledger {
     /// held, so it is not counted twice.
     pub(crate) fn admit(&self, who: &Who<'_>, now: u64, count_refusal: bool) -> Verdict {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
-        let applying = targets.applying(who);
-        // Locked in one order (function, feature, group): no two checks deadlock.
-        let mut windows: [Option<(&Arc<Held>, std::sync::MutexGuard<'_, Window>)>; 3] = [None, None, None];
-        for (slot, held) in windows.iter_mut().zip(applying) {
-            *slot = held.map(|h| (h, h.lock(now)));
-        }
-        for (held, window) in windows.iter_mut().flatten() {
-            let action = held.budget().action;
-            if action != Action::Alert && held.exhausted(window) {
-                window.refused += u64::from(count_refusal);
-                return match action {
-                    Action::Throttle => Verdict::Hold(held.refusal(window)),
-                    _ => Verdict::Stop(held.refusal(window)),
-                };
-            }
-        }
-        let mut reached = Vec::new();
-        for (held, window) in windows.iter_mut().flatten() {
-            window.admitted += 1;
-            if held.budget().limit.measure == Measure::Invocations {
-                reached.extend(held.reached(window));
-            }
-        }
-        Verdict::Run(reached)
+        decide(targets.applying(who), now, count_refusal)
     }
 
+    /// Whether any budget counts messages (the gateway's check skips
+    /// everything else when none does), and any group one among them.
+    pub(crate) fn on_messages(&self) -> (bool, bool) {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        (targets.on_messages > 0, targets.groups_on_messages > 0)
+    }
+
+    /// The verdict on one more message from `device` (of `group`) at
+    /// `now`: counted in its device's and its group's message budgets
+    /// when admitted.
+    pub(crate) fn admit_message(&self, device: &str, group: Option<&str>, now: u64) -> Verdict {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        decide(targets.applying_messages(device, group), now, true)
+    }
+
+    /// The budgets held now, for rebuilding their windows.
+    pub(crate) fn held(&self) -> Vec<Arc<Held>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner()).all().cloned().collect()
+    }
+
+    /// The budgets applying to an invocation of `who`, for rebuilding.
+    pub(crate) fn applying(&self, who: &Who<'_>) -> Vec<Arc<Held>> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets.applying(who).into_iter().flatten().cloned().collect()
+    }
+
+    /// The message budgets applying to `device` (of `group`), for rebuilding.
+    pub(crate) fn applying_messages(&self, device: &str, group: Option<&str>) -> Vec<Arc<Held>> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets.applying_messages(device, group).into_iter().flatten().cloned().collect()
+    }
+
+    /// The budget on `target`, for rebuilding.
+    pub(crate) fn find(&self, target: &BudgetTarget) -> Option<Arc<Held>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner()).get(target).cloned()
+    }
+}
+
+/// The verdict of the `applying` budgets on one more event at `now`: all of
+/// them count it when it is admitted, none when one refuses it.
+fn decide<const N: usize>(applying: [Option<&Arc<Held>>; N], now: u64, count_refusal: bool) -> Verdict {
+    // Locked in one order (function, feature, group; device, group): no two checks deadlock.
+    let mut windows: [Option<(&Arc<Held>, std::sync::MutexGuard<'_, Window>)>; N] = std::array::from_fn(|_| None);
+    for (slot, held) in windows.iter_mut().zip(applying) {
+        *slot = held.map(|h| (h, h.lock(now)));
+    }
+    for (held, window) in windows.iter_mut().flatten() {
+        let action = held.budget().action;
+        if action != Action::Alert && held.exhausted(window) {
+            window.refused += u64::from(count_refusal);
+            return match action {
+                Action::Throttle => Verdict::Hold(held.refusal(window)),
+                _ => Verdict::Stop(held.refusal(window)),
+            };
+        }
+    }
+    let mut reached = Vec::new();
+    for (held, window) in windows.iter_mut().flatten() {
+        window.admitted += 1;
+        if counted_at_admission(held.budget().limit.measure) {
+            reached.extend(held.reached(window));
+        }
+    }
+    Verdict::Run(reached)
+}
+
+impl Ledger {
     /// Counts an invocation that ran (its CPU time and cost) against the
     /// budgets applying to `who`; returns the thresholds it reached.
     pub(crate) fn ran(&self, who: &Who<'_>, cpu_us: u64, cost: f64, now: u64) -> Vec<ThresholdReached> {
@@ -477,11 +574,40 @@ impl Ledger {
             window.ran += 1;
             window.cpu_us = window.cpu_us.saturating_add(cpu_us);
             window.cost += cost;
-            if held.budget().limit.measure != Measure::Invocations {
+            if !counted_at_admission(held.budget().limit.measure) {
                 reached.extend(held.reached(&mut window));
             }
         }
         reached
+    }
+}
+
+/// The message budgets as the gateway asks them (`glassbox_link`): a read
+/// lock and up to two map look-ups per PUBLISH, none when no budget counts
+/// messages. A message a budget refuses is never recorded as a
+/// `device.message`, so it triggers and costs nothing.
+pub(crate) struct MessageGate(pub std::sync::Weak<super::Functions>);
+
+impl glassbox_link::MessageBudgets for MessageGate {
+    fn admit_message(&self, device: &str) -> glassbox_link::MessageVerdict {
+        use glassbox_link::MessageVerdict;
+        let Some(functions) = self.0.upgrade() else { return MessageVerdict::Admit };
+        let ledger = functions.budgets.ledger();
+        let (any, in_groups) = ledger.on_messages();
+        if !any {
+            return MessageVerdict::Admit;
+        }
+        let group = in_groups.then(|| functions.device_group(device)).flatten();
+        match ledger.admit_message(device, group.as_deref(), now_seconds()) {
+            Verdict::Run(reached) => {
+                if !reached.is_empty() {
+                    let budgets = functions.budgets.clone();
+                    functions.busy.spawn(async move { budgets.record_reached(reached).await });
+                }
+                MessageVerdict::Admit
+            }
+            Verdict::Stop(reason) | Verdict::Hold(reason) => MessageVerdict::Refuse(reason),
+        }
     }
 }
 
@@ -493,10 +619,8 @@ impl BudgetCheck {
     pub fn new(budgets: Vec<Budget>) -> Self {
         let mut targets = Targets::default();
         for budget in budgets {
-            let target = budget.target.clone();
-            let (map, name) = targets.map(&target);
             let record = BudgetRecord { budget, set_at: Utc::now(), set_by: "bench".into() };
-            map.insert(name.to_string(), Arc::new(Held::new(record)));
+            targets.insert(Arc::new(Held::new(record)));
         }
         Self(Ledger { targets: RwLock::new(targets) })
     }
@@ -509,6 +633,15 @@ impl BudgetCheck {
         }
         let who = Who { function, feature, group: None };
         matches!(self.0.admit(&who, now_seconds(), true), Verdict::Run(_))
+    }
+
+    /// One message check as the gateway's makes it (the clock read
+    /// included, no group budget): whether `device` may publish one more.
+    pub fn check_message(&self, device: &str) -> bool {
+        if !self.0.on_messages().0 {
+            return true;
+        }
+        matches!(self.0.admit_message(device, None, now_seconds()), Verdict::Run(_))
     }
 }
 
@@ -564,9 +697,7 @@ mod tests {
     fn ledger(all: &[Arc<Held>]) -> Ledger {
         let mut targets = Targets::default();
         for h in all {
-            let (map, name) = targets.map(&h.budget().target);
-            let name = name.to_string();
-            map.insert(name, h.clone());
+            targets.insert(h.clone());
         }
         Ledger { targets: RwLock::new(targets) }
     }
@@ -666,6 +797,45 @@ mod tests {
         assert!(matches!(set.admit(&FAN, T + 2, false), Verdict::Hold(_)));
         assert_eq!(fan.lock(T + 3).refused, 1);
         assert!(matches!(set.admit(&FAN, T + 60, false), Verdict::Run(_)), "the next window has room");
+    }
+
+    #[test]
+    fn message_budgets_count_a_devices_messages_and_its_groups_not_invocations() {
+        let d1 = held("device:d1", Measure::Messages, 2.0, Action::Stop);
+        let barn = held("group:barn", Measure::Messages, 3.0, Action::Stop);
+        let set = ledger(&[d1.clone(), barn.clone()]);
+        assert_eq!(set.targets.read().unwrap().on_messages, 2);
+        let verdicts: Vec<bool> =
+            (0..3).map(|i| matches!(set.admit_message("d1", Some("barn"), T + i), Verdict::Run(_))).collect();
+        assert_eq!(verdicts, [true, true, false], "d1's own 2 are used");
+        assert!(matches!(set.admit_message("d2", Some("barn"), T + 3), Verdict::Run(_)), "the group's third");
+        match set.admit_message("d2", Some("barn"), T + 4) {
+            Verdict::Stop(reason) => {
+                assert!(reason.starts_with("budget_exceeded: budget group:barn of 3 messages per 1m"), "{reason}")
+            }
+            other => panic!("the group's 3 are used: {other:?}"),
+        }
+        assert!(matches!(set.admit_message("d3", Some("shed"), T + 5), Verdict::Run(_)), "another group's device");
+        let (d1, barn) = (*d1.lock(T + 5), *barn.lock(T + 5));
+        assert_eq!((d1.admitted, d1.refused), (2, 1));
+        assert_eq!((barn.admitted, barn.refused), (3, 1), "d1's refusal counted in none");
+        let fan_in_barn = Who { function: "fan", feature: None, group: Some("barn") };
+        assert!(matches!(set.admit(&fan_in_barn, T + 6, true), Verdict::Run(_)), "invocations are not messages");
+        set.targets.write().unwrap().remove(&"group:barn".parse().unwrap());
+        assert_eq!(set.targets.read().unwrap().on_messages, 1);
+    }
+
+    #[test]
+    fn a_rebuilt_window_marks_the_thresholds_its_use_passed() {
+        let fan = held("fan", Measure::Invocations, 4.0, Action::Alert);
+        fan.lock(T).admitted = 3;
+        fan.mark_reached(T);
+        let set = ledger(std::slice::from_ref(&fan));
+        let reached = match set.admit(&FAN, T + 1, true) {
+            Verdict::Run(r) => r.iter().map(|r| r.percent).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reached, [100], "50% was passed before the restart: not recorded again");
     }
 
     #[test]

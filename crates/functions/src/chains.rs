@@ -9,11 +9,16 @@
 //! (windows start on the minute) and for at most [`CHAINS_TRACKED_MAX`]
 //! chains; when that many are tracked the counts are cleared, and each
 //! chain counts from zero again.
+//!
+//! Also which chains drive an invocation storm (`storm_chains`), read from
+//! the invocation records, for the incident live diagnosis raises.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use glassbox_core::{DropReason, Event};
+use chrono::{DateTime, Utc};
+use glassbox_core::{DropReason, Event, EventQuery, FUNCTION_INVOKED, QUERY_LIMIT_MAX, TypePattern};
+use glassbox_store::StoreError;
 
 /// Invocations one chain may trigger in a minute; past it, each trigger
 /// on the chain is dropped (`rate_limited`) until the minute ends.
@@ -68,9 +73,65 @@ impl Chains {
     }
 }
 
+/// Invocation records read per function when naming a storm's chains.
+pub const STORM_RECORDS_READ_MAX: usize = 10_000;
+/// Chains a storm names, at most.
+pub const STORM_CHAINS_MAX: usize = 3;
+
+/// A correlation chain and its invocations of one function in a span of time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainCount {
+    pub correlation: String,
+    pub function: String,
+    pub invocations: u64,
+}
+
+impl super::Functions {
+    /// The chains that ran the most invocations of `functions` between
+    /// `since` and `until` (an invocation storm's time), most first: at most
+    /// [`STORM_CHAINS_MAX`], from the newest [`STORM_RECORDS_READ_MAX`]
+    /// `function.invoked` records of each function.
+    pub async fn storm_chains(
+        &self,
+        functions: &[String],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ChainCount>, StoreError> {
+        let mut counts: HashMap<(String, String), u64> = HashMap::new();
+        for function in functions {
+            let mut query = EventQuery {
+                ty: Some(TypePattern::parse(FUNCTION_INVOKED)),
+                source: Some(format!("glassbox/functions/{function}")),
+                since: Some(since),
+                until: Some(until),
+                limit: QUERY_LIMIT_MAX,
+                ..EventQuery::default()
+            };
+            let mut read = 0;
+            loop {
+                let page = self.pipeline.store().query(&query).await?;
+                read += page.events.len();
+                for recorded in page.events {
+                    *counts.entry((recorded.event.correlationid, function.clone())).or_default() += 1;
+                }
+                match page.next_cursor {
+                    Some(cursor) if read < STORM_RECORDS_READ_MAX => query.cursor = Some(cursor),
+                    _ => break,
+                }
+            }
+        }
+        let mut chains: Vec<ChainCount> = counts
+            .into_iter()
+            .map(|((correlation, function), invocations)| ChainCount { correlation, function, invocations })
+            .collect();
+        chains.sort_by(|a, b| b.invocations.cmp(&a.invocations).then_with(|| a.correlation.cmp(&b.correlation)));
+        chains.truncate(STORM_CHAINS_MAX);
+        Ok(chains)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use glassbox_core::{Draft, IdMinter};
 
     use super::*;

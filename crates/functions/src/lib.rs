@@ -50,6 +50,7 @@ mod sandbox;
 mod scheduler;
 mod services;
 mod spec;
+mod windows;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ use tokio::sync::Semaphore;
 
 pub use budgets::{BUDGETS_MAX, BudgetCheck, BudgetError, Budgets, THROTTLED_MAX, Usage};
 pub use chains::{CHAIN_INVOCATIONS_MAX, CHAINS_TRACKED_MAX};
+pub use chains::{ChainCount, STORM_CHAINS_MAX, STORM_RECORDS_READ_MAX};
 pub use dead_letters::{DEAD_LETTERS_MAX, OpenDeadLetter, Redrive, Redriven};
 pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
@@ -371,6 +373,8 @@ impl Functions {
                 tracing::error!(function = %version.name, version = version.version, error = %e, "could not load a function");
             }
         }
+        // Before dispatch and before the gateway asks: the windows count what the last run did.
+        functions.rebuild_budget_windows().await;
         tokio::spawn(dispatch(Arc::downgrade(&functions), functions.pipeline.consumer(position::CONSUMER)));
         tokio::spawn(scheduler::run(Arc::downgrade(&functions)));
         tokio::spawn(retire_idle(Arc::downgrade(&functions)));
@@ -381,6 +385,11 @@ impl Functions {
     /// The budgets, set, listed and deleted through it; checked at dispatch.
     pub fn budgets(&self) -> &Arc<Budgets> {
         &self.budgets
+    }
+
+    /// The message budgets as the gateway asks them, once per PUBLISH.
+    pub fn message_budgets(self: &Arc<Self>) -> Arc<dyn glassbox_link::MessageBudgets> {
+        Arc::new(budgets::MessageGate(Arc::downgrade(self)))
     }
 
     /// The functions' own figures for `/metrics`.

@@ -133,6 +133,12 @@ impl Functions {
         if !self.budgets.ledger().any_group() {
             return None;
         }
+        self.device_group(device)
+    }
+
+    /// The group of `device`, remembered, or looked up in the background
+    /// (none until the answer is in).
+    pub(super) fn device_group(self: &Arc<Self>, device: &str) -> Option<String> {
         if let Some(known) = self.budgets.group_of(device) {
             return known;
         }

@@ -6,7 +6,9 @@
 //! [`Reserved`]. The MQTT gateway implements the first and calls the second;
 //! neither side names the other's types, so services stay below the
 //! transport, and a cluster can put a link that routes to the node holding a
-//! device's session behind the same trait.
+//! device's session behind the same trait. The gateway asks
+//! [`MessageBudgets`] whether a device may publish one more message (the
+//! budgets service implements it, in memory).
 //!
 //! Owns no state and no I/O: only the contract.
 
@@ -140,4 +142,23 @@ pub struct ReservedPublish<'a> {
     pub payload: &'a [u8],
     pub correlation: Option<&'a [u8]>,
     pub event: EventId,
+}
+
+/// Per-device message budgets, as the gateway sees them: asked once per
+/// PUBLISH a device sends (after the rate limit and the ACL), in memory,
+/// without I/O, so it must be cheap. Implemented by the budgets service.
+pub trait MessageBudgets: Send + Sync + 'static {
+    /// Whether `device` may publish one more message now; a message
+    /// admitted is counted against its budgets.
+    fn admit_message(&self, device: &str) -> MessageVerdict;
+}
+
+/// The answer of [`MessageBudgets::admit_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageVerdict {
+    /// Take it.
+    Admit,
+    /// Refuse it (`budget_exceeded`), for this reason: the budget, its
+    /// use and when its window rolls over.
+    Refuse(String),
 }

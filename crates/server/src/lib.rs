@@ -430,6 +430,7 @@ impl Services {
         )
         .await
         .context("starting the function runtime")?;
+        broker.set_message_budgets(functions.message_budgets());
         let link = Arc::new(broker.clone());
         let retained = Arc::new(glassbox_control::RetainedMessages::new(link.clone(), pipeline.clone()));
         let certificates = glassbox_control::Certificates::start(

@@ -179,6 +179,18 @@ async fn a_recursion_storm_is_one_incident_caused_by_its_deploy() {
     assert!(incident["summary"].as_str().unwrap().contains("invocations jumped"), "{incident:#}");
     assert_eq!(incident["causes"][0]["change"]["kind"], "deploy", "{incident:#}");
     assert_eq!(incident["causes"][0]["verdict"], "likely", "{incident:#}");
+    // It names the chains driving it, most invocations first: the seeds' chains.
+    let chains = incident["chains"].as_array().unwrap();
+    assert!(!chains.is_empty() && chains.len() <= 3, "{incident:#}");
+    let (_, seeds) = server.call(reqwest::Method::GET, "/api/v1/events?type=test.echo&source=test", None).await;
+    let seeds: Vec<&str> = seeds["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let counts: Vec<u64> = chains.iter().map(|c| c["invocations"].as_u64().unwrap()).collect();
+    for chain in chains {
+        assert_eq!(chain["function"], "loopy", "{chain:#}");
+        assert!(seeds.contains(&chain["correlation"].as_str().unwrap()), "a seed's chain: {chain:#}");
+    }
+    // Each chain runs loopy at most 16 times (hops 0 to 15); the incident's time may start after a chain's first.
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]) && counts[0] > 1 && counts[0] <= 16, "{counts:?}");
     // One alert for the storm's invocation series, however many buckets it spans.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, alerts) = server.call(reqwest::Method::GET, "/api/v1/events?type=anomaly.detected", None).await;

@@ -40,6 +40,8 @@ fn incident(i: &Incident, watch: &Watch) -> api::Incident {
         acknowledged: said.acknowledged.as_ref().map(triaged),
         resolved: said.resolved.as_ref().map(triaged),
         silenced,
+        // Filled by the API from the record (it reads the store; the watch does not).
+        chains: Vec::new(),
     }
 }
 

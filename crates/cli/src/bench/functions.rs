@@ -42,7 +42,8 @@ pub struct FunctionsBenchArgs {
     reuse: u32,
     /// Also measure the dispatcher's budget check per invocation, with this
     /// many budgets set (one on the function, one on its feature, the rest
-    /// on other functions) and with none; 0: skip.
+    /// on other functions) and with none, and the gateway's message budget
+    /// check per device PUBLISH with this many device budgets; 0: skip.
     #[arg(long, default_value_t = 0)]
     budgets: usize,
 }
@@ -64,6 +65,32 @@ fn budget_check_ns(set: usize, n: u32) -> (f64, f64) {
     let time = |check: &glassbox_functions::BudgetCheck| {
         let started = Instant::now();
         let admitted = (0..n).filter(|_| check.check(std::hint::black_box("bench"), Some("bench"))).count();
+        std::hint::black_box(admitted);
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(n.max(1))
+    };
+    let with = time(&glassbox_functions::BudgetCheck::new(budgets));
+    let without = time(&glassbox_functions::BudgetCheck::new(Vec::new()));
+    (with, without)
+}
+
+/// Nanoseconds per message budget check (as the gateway makes it at each
+/// device PUBLISH), over `n` checks, with `set` device budgets held (one on
+/// the publishing device) and with none.
+fn message_check_ns(set: usize, n: u32) -> (f64, f64) {
+    use glassbox_core::budget::{Action, Limit, Measure, Per};
+    let budget = |device: String| glassbox_core::Budget {
+        target: glassbox_core::BudgetTarget::Device(device),
+        // Never reached within a run: every check is the full path to "admit".
+        limit: Limit { measure: Measure::Messages, amount: 1e15 },
+        per: Per::Day,
+        action: Action::Stop,
+        at: vec![50, 80, 100],
+    };
+    let budgets: Vec<_> =
+        std::iter::once("bench".to_string()).chain((1..set).map(|i| format!("d-{i}"))).map(budget).collect();
+    let time = |check: &glassbox_functions::BudgetCheck| {
+        let started = Instant::now();
+        let admitted = (0..n).filter(|_| check.check_message(std::hint::black_box("bench"))).count();
         std::hint::black_box(admitted);
         started.elapsed().as_secs_f64() * 1e9 / f64::from(n.max(1))
     };
@@ -195,7 +222,11 @@ pub async fn run(args: FunctionsBenchArgs) -> anyhow::Result<()> {
         set => {
             let (with, without) = budget_check_ns(set, args.invocations.max(1) * args.threads.max(1));
             println!("budget check per invocation: {with:.0} ns with {set} budgets set, {without:.0} ns with none");
-            format!(" budget_check_ns={with:.0} budget_check_none_ns={without:.0}")
+            let (message, no_message) = message_check_ns(set, args.invocations.max(1) * args.threads.max(1));
+            println!(
+                "message budget check per device PUBLISH: {message:.0} ns with {set} device budgets set, {no_message:.0} ns with none"
+            );
+            format!(" budget_check_ns={with:.0} budget_check_none_ns={without:.0} message_check_ns={message:.0}")
         }
     };
     println!(

@@ -215,6 +215,8 @@ pub(crate) struct Shared {
     pub deliveries: deliveries::Deliveries,
     pub flapping: Mutex<FlapDetector>,
     pub reserved: std::sync::OnceLock<Arc<dyn Reserved>>,
+    /// Per-device message budgets, asked at each device PUBLISH (set once, at start).
+    pub budgets: std::sync::OnceLock<Arc<dyn glassbox_link::MessageBudgets>>,
     /// The live connections of clients logged in with a named token, by
     /// token name, so a revocation closes them at once. Pruned of closed
     /// connections whenever one is added, so it holds the live ones.
@@ -440,6 +442,7 @@ impl Broker {
             deliveries,
             flapping,
             reserved: std::sync::OnceLock::new(),
+            budgets: std::sync::OnceLock::new(),
             stopping: tokio::sync::watch::channel(false).0,
         };
         let broker = Self { shared: Arc::new(shared) };
@@ -670,6 +673,12 @@ impl Broker {
     /// handler, which the broker itself holds.
     pub fn downgrade(&self) -> WeakBroker {
         WeakBroker(Arc::downgrade(&self.shared))
+    }
+
+    /// Hands the per-device message budgets to the broker (once, at start):
+    /// each device PUBLISH is checked against them before it is recorded.
+    pub fn set_message_budgets(&self, budgets: Arc<dyn glassbox_link::MessageBudgets>) {
+        let _ = self.shared.budgets.set(budgets);
     }
 
     /// Hands the reserved topics to the platform (once, at start).

@@ -9,6 +9,7 @@
 
 mod acks;
 mod admit;
+mod budget;
 mod publish;
 mod stream;
 mod subscriptions;
@@ -246,6 +247,8 @@ struct Connection {
     /// Their packet ids: reusing one while in flight is a protocol error.
     unanswered_ids: HashSet<u16>,
     rate: RateLimit,
+    /// Refusals by a message budget, recorded at most one per interval.
+    budget: budget::BudgetRefusals,
 }
 
 /// What the server grants a CONNECT: its session expiry and keep-alive,
@@ -496,6 +499,7 @@ impl Connection {
             unanswered: 0,
             unanswered_ids: HashSet::new(),
             rate: RateLimit::new(rate),
+            budget: budget::BudgetRefusals::default(),
         })
     }
 

@@ -161,8 +161,15 @@ impl Connection {
             let recorded = self.rate.refused(topic);
             return Some(Refusal { reason: DropReason::RateLimited, detail, code: 0x96, recorded });
         }
-        let denied = self.shared.acl.check_publish(&self.role, topic).err()?;
-        Some(Refusal { reason: DropReason::AclDenied, detail: denied.to_string(), code: 0x87, recorded: Some(0) })
+        if let Err(denied) = self.shared.acl.check_publish(&self.role, topic) {
+            return Some(Refusal {
+                reason: DropReason::AclDenied,
+                detail: denied.to_string(),
+                code: 0x87,
+                recorded: Some(0),
+            });
+        }
+        self.over_budget(topic)
     }
 
     pub(super) fn start_recording(&mut self) {
@@ -319,6 +326,7 @@ impl Connection {
     /// Records the over-rate refusals counted since the last one recorded,
     /// when the connection closes.
     pub(super) async fn record_unrecorded_refusals(&mut self) {
+        self.record_unrecorded_budget_refusals().await;
         let unrecorded = std::mem::take(&mut self.rate.unrecorded);
         if unrecorded == 0 {
             return;
