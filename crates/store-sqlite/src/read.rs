@@ -151,30 +151,45 @@ pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Li
         .optional()
 }
 
-/// A chain's events: those indexed under its correlation id (`?1`) and
-/// its first event, found by its id (`?2`): the indexer keeps no row for
-/// an event whose correlation id is its own (`indexer::starts_chain`).
-/// `UNION` also drops the row older index files keep for it.
-const CHAIN: &str = "(SELECT id FROM idx.by_correlation WHERE correlationid = ?1
-        UNION SELECT id FROM events WHERE id = ?2 AND correlationid = ?1) k
-    JOIN events e ON e.id = k.id";
+/// The id of a chain's first event, if `correlationid` can be one. The
+/// indexer keeps no `by_correlation` row for an event whose correlation id
+/// is its own (`indexer::starts_chain`), so readers take the index rows
+/// *after* this id (older index files still hold its row) and add the
+/// event itself, found by id. It is the chain's oldest: every other event
+/// of the chain was caused by it, so minted after it.
+fn chain_root(correlationid: &str) -> Option<EventId> {
+    correlationid.parse::<EventId>().ok().filter(|_| correlationid.len() == 26)
+}
 
-/// The id a chain's first event has, if `correlationid` can be one (bound
-/// as `?2` of [`CHAIN`]; NULL matches nothing).
-fn chain_root(correlationid: &str) -> Value {
-    match correlationid.parse::<EventId>() {
-        Ok(id) if correlationid.len() == 26 => Value::Blob(id_bytes(id).to_vec()),
-        _ => Value::Null,
-    }
+/// Ids above this bound skip a chain's first event: its id, or the empty
+/// blob (below every id) when the chain cannot have one.
+fn after_root(root: Option<EventId>) -> Value {
+    Value::Blob(root.map_or_else(Vec::new, |id| id_bytes(id).to_vec()))
 }
 
 pub(super) fn chain(conn: &Connection, correlationid: &str, limit: usize) -> rusqlite::Result<Chain> {
+    let root = chain_root(correlationid);
+    let first = match root {
+        Some(id) => conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e LEFT JOIN nodes n ON n.id = e.node
+                 WHERE e.id = ?1 AND e.correlationid = ?2"
+            ))?
+            .query_row((&id_bytes(id)[..], correlationid), event_row)
+            .optional()?,
+        None => None,
+    };
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM {CHAIN} LEFT JOIN nodes n ON n.id = e.node ORDER BY k.id LIMIT ?3"
+        "SELECT {EVENT_COLUMNS} FROM idx.by_correlation k JOIN events e ON e.id = k.id
+         LEFT JOIN nodes n ON n.id = e.node WHERE k.correlationid = ?1 AND k.id > ?2 ORDER BY k.id LIMIT ?3"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let values = (correlationid, chain_root(correlationid), limit as i64 + 1);
-    let mut rows: Vec<RecordedEvent> = stmt.query_map(values, event_row)?.collect::<Result<_, _>>()?;
+    let values =
+        params_from_iter([Value::Text(correlationid.into()), after_root(root), Value::Integer(limit as i64 + 1)]);
+    let mut rows: Vec<RecordedEvent> = first.into_iter().collect();
+    for row in stmt.query_map(values, event_row)? {
+        rows.push(row?);
+    }
     let truncated = rows.len() > limit;
     rows.truncate(limit);
     Ok(Chain { events: with_states(conn, rows)?, truncated })
@@ -202,11 +217,6 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
     let limit = q.page_size();
     let mut filters = Filters::default();
     let (from, order) = drive(q, &mut filters);
-    // The correlation's table binds `?1` and `?2` before any `?` of the WHERE.
-    let mut values = match &q.correlation {
-        Some(c) => vec![Value::Text(c.clone()), chain_root(c)],
-        None => Vec::new(),
-    };
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
     if let Some(since) = q.since {
         filters.push("e.id >= ?", id_value(first_id_at(since)));
@@ -239,20 +249,45 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
             Value::Integer(state.code() as i64),
         ),
     }
-    // Ordering by the driving table's id lets SQLite walk its index backwards.
+    let root = q.correlation.as_deref().and_then(chain_root);
+    let mut rows = match &q.correlation {
+        Some(c) => {
+            let mut walk = filters.clone();
+            walk.push("k.correlationid = ?", Value::Text(c.clone()));
+            walk.push("k.id > ?", after_root(root));
+            page_rows(conn, from, order, walk, limit + 1)?
+        }
+        None => page_rows(conn, from, order, filters.clone(), limit + 1)?,
+    };
+    // The chain's first event is its oldest: it ends the last page.
+    if let Some(root) = root
+        && rows.len() <= limit
+    {
+        filters.push("e.id = ?", Value::Blob(id_bytes(root).to_vec()));
+        rows.extend(page_rows(conn, "events e", "e.id", filters, 1)?);
+    }
+    let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].event.id.to_string());
+    rows.truncate(limit);
+    Ok(Page { events: with_states(conn, rows)?, next_cursor })
+}
+
+/// Up to `limit` rows from `from` matching `filters`, newest first.
+/// Ordering by the driving table's id lets SQLite walk its index backwards.
+fn page_rows(
+    conn: &Connection,
+    from: &str,
+    order: &str,
+    mut filters: Filters,
+    limit: usize,
+) -> rusqlite::Result<Vec<RecordedEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM {from} LEFT JOIN nodes n ON n.id = e.node
          WHERE {} ORDER BY {order} DESC LIMIT ?",
         filters.clause().replace("e.id", order)
     );
-    values.extend(filters.values);
-    values.push(Value::Integer(limit as i64 + 1));
+    filters.values.push(Value::Integer(limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<RecordedEvent> =
-        stmt.query_map(params_from_iter(values), event_row)?.collect::<Result<_, _>>()?;
-    let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].event.id.to_string());
-    rows.truncate(limit);
-    Ok(Page { events: with_states(conn, rows)?, next_cursor })
+    stmt.query_map(params_from_iter(filters.values), event_row)?.collect()
 }
 
 /// The tables a query scans, and the id column it is ordered by.
@@ -261,8 +296,9 @@ fn drive(q: &EventQuery, filters: &mut Filters) -> (&'static str, &'static str) 
         filters.push(clause, Value::Text(value.to_string()));
         (table, "k.id")
     };
+    // The correlation's key clause is the caller's: its first event is read without the index.
     if q.correlation.is_some() {
-        return (CHAIN, "k.id");
+        return ("idx.by_correlation k JOIN events e ON e.id = k.id", "k.id");
     }
     if let Some(d) = &q.device {
         return key(filters, "idx.by_device k JOIN events e ON e.id = k.id", "k.device = ?", d);
@@ -276,7 +312,7 @@ fn drive(q: &EventQuery, filters: &mut Filters) -> (&'static str, &'static str) 
     ("events e", "e.id")
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Filters {
     clauses: Vec<&'static str>,
     values: Vec<Value>,

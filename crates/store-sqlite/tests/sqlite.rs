@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::{Data, Event, EventQuery, IdMinter, State};
+use glassbox_core::{Data, Event, EventQuery, IdMinter, State, TypePattern};
 use glassbox_store::{EventStore, Ingress, SettingStore, StoreError, Transition};
 use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
 use glassbox_testkit::events::{event, ingress};
@@ -191,6 +191,9 @@ async fn a_chains_first_event_is_found_by_its_id_not_an_index_row() {
     let first = store.query(&paged).await.unwrap();
     let second = store.query(&EventQuery { cursor: first.next_cursor.clone(), ..paged }).await.unwrap();
     assert_eq!((first.events[0].event.id, second.events[0].event.id), (child.id, root.id));
+    let children = EventQuery { ty: Some(TypePattern::Exact("out".into())), ..by_correlation.clone() };
+    let only_child: Vec<_> = store.query(&children).await.unwrap().events.iter().map(|e| e.event.id).collect();
+    assert_eq!(only_child, [child.id], "the first event is read with the query's other filters");
     assert_eq!(store.chain("order-7", 10).await.unwrap().events[0].event.id, named.id);
     store.close().await;
 
