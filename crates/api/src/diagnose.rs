@@ -91,6 +91,8 @@ async fn storm_chains(app: &AppState, incident: &Incident) -> Result<Vec<Inciden
             _ => None,
         })
         .collect();
+    // Episodes are in time order: one function can come back (another outcome, a second swing).
+    storming.sort_unstable();
     storming.dedup();
     if storming.is_empty() {
         return Ok(Vec::new());

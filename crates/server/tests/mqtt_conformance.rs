@@ -313,6 +313,65 @@ async fn qos2_is_exactly_once_in_both_directions() {
     server.stop().await;
 }
 
+// MQTT 5 §4.3.3: a PUBREC of 0x80 or more ends the QoS 2 exchange, so the
+// client may reuse the packet id at once; the next PUBLISH with it is a new
+// message, recorded, not a resend of the refused one.
+#[tokio::test]
+async fn a_refused_qos2_publish_frees_its_packet_id() {
+    let server = start_with(|c| c.mqtt.publish_rate_max = 1).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/devices", server.http))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"id": "q2d"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options = Options {
+        username: Some("q2d".into()),
+        password: created["secret"].as_str().map(str::to_string),
+        protocol: Protocol::V5,
+        ..Options::new("q2d")
+    };
+    let mut device = server.client(options).await;
+    let publish = |id: u16, payload: &'static str| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "devices/q2d/t".into(),
+            packet_id: Some(id),
+            properties: Properties::default(),
+            payload: Bytes::from_static(payload.as_bytes()),
+        })
+    };
+    // Over the device's rate of 1 a second: the second is refused (0x96).
+    device.send(publish(1, "first")).await;
+    device.send(publish(2, "refused")).await;
+    let mut recs = Vec::new();
+    for _ in 0..2 {
+        match device.next().await {
+            Packet::PubRec(rec) => recs.push((rec.packet_id, rec.reason)),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+    }
+    assert_eq!(recs, [(1, 0), (2, 0x96)]);
+    device.send(Packet::PubRel(Ack::new(1))).await;
+    assert!(matches!(device.next().await, Packet::PubComp(c) if c.packet_id == 1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    device.send(publish(2, r#""again""#)).await;
+    assert!(matches!(device.next().await, Packet::PubRec(rec) if rec.packet_id == 2 && rec.reason == 0));
+    device.send(Packet::PubRel(Ack::new(2))).await;
+    assert!(matches!(device.next().await, Packet::PubComp(c) if c.packet_id == 2));
+    eventually("the reused id's message is recorded", async || {
+        server.events_from("q2d").await.iter().any(|e| e["data"] == "again")
+    })
+    .await;
+    server.stop().await;
+}
+
 // MQTT-3.3.1-5..11: a retained message goes to later subscribers with
 // RETAIN set, to established ones without; an empty retained payload
 // clears it. Retained messages survive a restart.

@@ -252,8 +252,12 @@ impl Connection {
         let mut answered = Ok(());
         for (id, ack) in routed.acks {
             self.unanswered_ids.remove(&id);
-            if matches!(ack, Packet::PubRec(_)) {
-                // Recorded: a resend is answered again, not recorded again.
+            // Recorded: a resend is answered again, not recorded again. A 5.0
+            // PUBREC of 0x80 or more (refused) ends the exchange instead: no
+            // PUBREL follows, and the client may reuse the id at once.
+            if let Packet::PubRec(rec) = &ack
+                && rec.reason < 0x80
+            {
                 lock(&self.session).awaiting_release.insert(id);
             }
             if answered.is_ok() {
