@@ -17,7 +17,9 @@
 //! more (a `30d` budget over millions of invocations) starts from the
 //! newest ones read: its use is undercounted by what is older, and a
 //! warning says so. Events admitted but not yet run when the process died
-//! are run after the start (resumed) without being counted again.
+//! are run after the start (resumed) and not counted in the new window at
+//! all (their admission was counted in memory only, their run not yet
+//! recorded): a known gap, documented in docs/cost.md.
 
 use std::collections::HashMap;
 use std::sync::Arc;
