@@ -9,11 +9,11 @@
 
 use std::time::Instant;
 
-use glassbox_core::{DropReason, PublishRefused, State};
+use glassbox_core::{DropReason, PublishRefused};
 use glassbox_link::MessageVerdict;
 
 use super::Connection;
-use super::publish::{RATE_REFUSAL_INTERVAL, Refusal, refused_draft};
+use super::publish::{RATE_REFUSAL_INTERVAL, Refusal};
 
 /// MQTT 5.0 reason code: quota exceeded.
 const QUOTA_EXCEEDED: u8 = 0x97;
@@ -75,15 +75,6 @@ impl Connection {
             detail: format!("{} (counted until the connection closed)", self.budget.unrecorded_detail),
             unrecorded: unrecorded - 1,
         };
-        let draft = refused_draft(&self.client_id, self.device(), &data);
-        match self.shared.recorder.ingest(vec![draft], "mqtt").await {
-            Ok(appended) => {
-                let detail = format!("{}: {}", data.reason, data.detail);
-                for event in appended.iter().filter_map(|a| a.id.parse().ok()) {
-                    self.shared.deliveries.note(event, State::Dropped, "gateway", Some(detail.clone()));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, client = %self.client_id, "could not record refused publishes"),
-        }
+        self.record_refusal_summary(data).await;
     }
 }

@@ -345,6 +345,12 @@ impl Connection {
             detail: format!("over the device publish rate of {limit}/s (counted until the connection closed)"),
             unrecorded: unrecorded - 1,
         };
+        self.record_refusal_summary(data).await;
+    }
+
+    /// Records one `mqtt.publish_refused` standing for the refusals a
+    /// connection counted without recording, dropped by the gateway.
+    pub(super) async fn record_refusal_summary(&mut self, data: PublishRefused) {
         let draft = refused_draft(&self.client_id, self.device(), &data);
         match self.shared.recorder.ingest(vec![draft], "mqtt").await {
             Ok(appended) => {
