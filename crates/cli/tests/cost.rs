@@ -29,12 +29,15 @@ fn clear_of_the_minute_boundary() {
     }
 }
 
-/// Publishes `n` messages on `topic`, one per line, at QoS 1.
-fn publish(mqtt: &str, topic: &str, n: usize) {
+/// Publishes `n` JSON messages at QoS 1 with `mosquitto_pub -l` and `login`
+/// (its login and protocol options) to `topic`; returns its stderr and whether it succeeded.
+fn mosquitto_pub(mqtt: &str, login: &[&str], topic: &str, n: usize) -> (String, bool) {
     let (host, port) = mqtt.rsplit_once(':').unwrap();
     let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", host, "-p", port, "-u", "operator", "-P", TOKEN, "-i", "meter", "-q", "1", "-t", topic, "-l"])
+        .args(["-h", host, "-p", port, "-q", "1", "-t", topic, "-l"])
+        .args(login)
         .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = publisher.stdin.take().unwrap();
@@ -42,7 +45,14 @@ fn publish(mqtt: &str, topic: &str, n: usize) {
         writeln!(stdin, "{{\"n\": {i}}}").unwrap();
     }
     drop(stdin);
-    assert!(publisher.wait().unwrap().success());
+    let out = publisher.wait_with_output().unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
+}
+
+/// Publishes `n` messages on `topic` as the operator.
+fn publish(mqtt: &str, topic: &str, n: usize) {
+    let (stderr, ok) = mosquitto_pub(mqtt, &["-u", "operator", "-P", TOKEN, "-i", "meter"], topic, n);
+    assert!(ok, "{stderr}");
 }
 
 fn count(served: &common::Served, ty: &str) -> Vec<Value> {
@@ -345,22 +355,8 @@ fn a_stop_budget_keeps_its_window_across_a_restart() {
 
 /// Publishes `n` messages at QoS 1 over MQTT 5 as device `id`; returns mosquitto_pub's stderr.
 fn publish_as(mqtt: &str, id: &str, secret: &str, n: usize) -> String {
-    let (host, port) = mqtt.rsplit_once(':').unwrap();
-    let topic = format!("devices/{id}/telemetry");
-    let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-i", id, "-u", id, "-P", secret])
-        .args(["-t", &topic, "-l"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = publisher.stdin.take().unwrap();
-    for i in 0..n {
-        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
-    }
-    drop(stdin);
-    let out = publisher.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let login = ["-V", "mqttv5", "-i", id, "-u", id, "-P", secret];
+    mosquitto_pub(mqtt, &login, &format!("devices/{id}/telemetry"), n).0
 }
 
 fn events_of(served: &common::Served, ty: &str, device: &str) -> Vec<Value> {
