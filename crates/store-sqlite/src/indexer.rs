@@ -3,14 +3,23 @@
 //!
 //! Why a second file: SQLite has one writer per file, and index upkeep is
 //! most of the cost of an append. Splitting it off lets the durable append
-//! (one B-tree) and the index upkeep (four) run on two cores at once. The
+//! (one B-tree) and the index upkeep run on two cores at once. The
 //! indexes are derived data: `synchronous=OFF` is enough, and after a crash
 //! the indexer re-reads recent events from `recorder.db` ([`catch_up`]).
+//!
+//! Device, type and source are indexed by *span*, not by event: one row per
+//! key and block of up to [`BLOCK_EVENTS`] events, holding the lowest and
+//! highest id of that key's events in the block (decision 0026). A batch of
+//! 1,024 messages from four devices is a dozen rows, not 3,072; a reader
+//! scans each span's ids in `events` and filters there (`read::span_rows`).
+//! Correlations stay one row per event: a chain's events are few and far
+//! apart, and the first of each is not indexed at all.
 //!
 //! Readers that need an index wait until it has caught up with every append
 //! acknowledged before their query started, so a client always finds the
 //! events it was told are recorded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +53,18 @@ const INDEX_ATTEMPTS: u32 = 5;
 /// Batches waiting for the indexer; the writer waits (backpressure) when full.
 pub(super) const QUEUE_BATCHES_MAX: usize = 256;
 
+/// Events per block: a span never covers more of the record than this, so a
+/// reader scans at most this many rows to find one key's events in it.
+pub(super) const BLOCK_EVENTS: usize = 1024;
+
+/// How far apart in mint time a span's first and last ids may be. Readers
+/// bound their walk of a key's spans by it: a span ending this much after
+/// a page's upper bound cannot reach below it.
+pub(super) const SPAN_MILLIS_MAX: u64 = 1000;
+
+/// The keys indexed by span, each with its table (`key`, `last`, `first`).
+pub(super) const SPAN_TABLES: [&str; 3] = ["device_spans", "type_spans", "source_spans"];
+
 /// After a crash, events received this long before the watermark are
 /// indexed again (idempotently), covering commits that raced the watermark.
 const CATCH_UP_MARGIN_MICROS: i64 = 60_000_000;
@@ -61,7 +82,7 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Indexes events recorded since the watermark (all of them for a new index
-/// file); returns how many were missing. Runs at open, before the writer
+/// file), again where they already were; returns how many it read. Runs at open, before the writer
 /// accepts anything.
 pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlite::Result<usize> {
     let watermark: i64 = index.query_row("SELECT coalesce(max(received_at), 0) FROM watermark", [], |r| r.get(0))?;
@@ -77,16 +98,17 @@ pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlit
     while let Some(row) = rows.next()? {
         let id: [u8; 16] = row.get(0)?;
         newest = newest.max(row.get(1)?);
-        count += keys.insert(
+        keys.insert(
             &id,
             &row.get::<_, String>(2)?,
             row.get::<_, Option<String>>(3)?.as_deref(),
             &row.get::<_, String>(4)?,
             &row.get::<_, String>(5)?,
-        )? as usize;
+        )?;
+        count += 1;
     }
     keys.watermark(newest)?;
-    drop(keys);
+    keys.finish()?;
     tx.commit()?;
     Ok(count)
 }
@@ -162,13 +184,13 @@ impl Indexer {
                     }
                     last_seq = Some(*seq);
                 }
-                IndexCommand::Purge { keys: rows } => rows.iter().try_for_each(|row| keys.remove(row))?,
+                IndexCommand::Purge { keys: rows } => keys.remove(rows)?,
             }
         }
         if let Some(newest) = newest {
             keys.watermark(newest)?;
         }
-        drop(keys);
+        keys.finish()?;
         tx.commit()?;
         if let Some(seq) = last_seq {
             self.shared.indexed.send_replace(seq);
@@ -177,34 +199,38 @@ impl Indexer {
     }
 }
 
-/// The index tables' statements, prepared once per transaction.
+/// The index tables' statements, prepared once per transaction, and the
+/// spans of the block being indexed.
 struct Keys<'tx> {
     tx: &'tx Transaction<'tx>,
     correlation: CachedStatement<'tx>,
-    remove: [CachedStatement<'tx>; 4],
-    device: CachedStatement<'tx>,
-    ty: CachedStatement<'tx>,
-    source: CachedStatement<'tx>,
+    remove_correlation: CachedStatement<'tx>,
+    spans: [CachedStatement<'tx>; 3],
+    remove_spans: [CachedStatement<'tx>; 3],
+    block: Block,
 }
 
 impl<'tx> Keys<'tx> {
     fn new(tx: &'tx Transaction<'tx>) -> rusqlite::Result<Self> {
+        let span = |table: &str| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO {table} (key, last, first) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key, last) DO UPDATE SET first = min(first, excluded.first)"
+            ))
+        };
+        let remove = |table: &str| tx.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1 AND last <= ?2"));
+        let [device, ty, source] = SPAN_TABLES;
         Ok(Self {
             tx,
             correlation: tx.prepare_cached("INSERT OR IGNORE INTO by_correlation VALUES (?1, ?2)")?,
-            device: tx.prepare_cached("INSERT OR IGNORE INTO by_device VALUES (?1, ?2)")?,
-            ty: tx.prepare_cached("INSERT OR IGNORE INTO by_type VALUES (?1, ?2)")?,
-            source: tx.prepare_cached("INSERT OR IGNORE INTO by_source VALUES (?1, ?2)")?,
-            remove: [
-                tx.prepare_cached("DELETE FROM by_correlation WHERE correlationid = ?1 AND id = ?2")?,
-                tx.prepare_cached("DELETE FROM by_device WHERE device = ?1 AND id = ?2")?,
-                tx.prepare_cached("DELETE FROM by_type WHERE type = ?1 AND id = ?2")?,
-                tx.prepare_cached("DELETE FROM by_source WHERE source = ?1 AND id = ?2")?,
-            ],
+            remove_correlation: tx.prepare_cached("DELETE FROM by_correlation WHERE correlationid = ?1 AND id = ?2")?,
+            spans: [span(device)?, span(ty)?, span(source)?],
+            remove_spans: [remove(device)?, remove(ty)?, remove(source)?],
+            block: Block::default(),
         })
     }
 
-    /// Indexes one event; returns whether it was not indexed before.
+    /// Indexes one event.
     ///
     /// A chain's first event (its correlation id is its own id: every
     /// device message without a `correlationid` property) gets no
@@ -218,34 +244,121 @@ impl<'tx> Keys<'tx> {
         device: Option<&str>,
         ty: &str,
         source: &str,
-    ) -> rusqlite::Result<bool> {
+    ) -> rusqlite::Result<()> {
         if !starts_chain(id, correlation) {
             self.correlation.execute(params![correlation, &id[..]])?;
         }
-        let id = &id[..];
-        if let Some(device) = device {
-            self.device.execute(params![device, id])?;
+        for (kind, key) in [device, Some(ty), Some(source)].into_iter().enumerate() {
+            if let Some(key) = key
+                && let Some(closed) = self.block.add(kind, key, *id)
+            {
+                write_span(&mut self.spans[kind], key, closed)?;
+            }
         }
-        let added = self.ty.execute(params![ty, id])? > 0;
-        self.source.execute(params![source, id])?;
-        Ok(added)
+        self.block.events += 1;
+        if self.block.events >= BLOCK_EVENTS {
+            self.close_block()?;
+        }
+        Ok(())
     }
 
-    fn remove(&mut self, row: &KeyRow) -> rusqlite::Result<()> {
-        let id = &row.id[..];
-        let [correlation, device, ty, source] = &mut self.remove;
-        correlation.execute(params![row.correlationid, id])?;
-        if let Some(d) = &row.device {
-            device.execute(params![d, id])?;
+    /// Writes the open spans: the block ends.
+    fn close_block(&mut self) -> rusqlite::Result<()> {
+        let block = std::mem::take(&mut self.block);
+        for (kind, open) in block.open.into_iter().enumerate() {
+            for (key, span) in open {
+                write_span(&mut self.spans[kind], &key, span)?;
+            }
         }
-        ty.execute(params![row.ty, id])?;
-        source.execute(params![row.source, id])?;
+        Ok(())
+    }
+
+    /// Retention deleted every event up to the newest of `rows`: spans
+    /// that end there are gone; a span reaching past it stays (its scan
+    /// finds only what is left).
+    fn remove(&mut self, rows: &[KeyRow]) -> rusqlite::Result<()> {
+        let Some(newest) = rows.iter().map(|row| row.id).max() else {
+            return Ok(());
+        };
+        let mut seen: [std::collections::HashSet<&str>; 3] = Default::default();
+        for row in rows {
+            let id = &row.id[..];
+            self.remove_correlation.execute(params![row.correlationid, id])?;
+            let keys = [row.device.as_deref(), Some(row.ty.as_str()), Some(row.source.as_str())];
+            for (kind, key) in keys.into_iter().enumerate() {
+                if let Some(key) = key
+                    && seen[kind].insert(key)
+                {
+                    self.remove_spans[kind].execute(params![key, &newest[..]])?;
+                }
+            }
+        }
         Ok(())
     }
 
     fn watermark(&mut self, received_at: i64) -> rusqlite::Result<()> {
         self.tx.execute("INSERT OR REPLACE INTO watermark (one, received_at) VALUES (1, ?1)", [received_at])?;
         Ok(())
+    }
+
+    /// Ends the transaction's last block.
+    fn finish(mut self) -> rusqlite::Result<()> {
+        self.close_block()
+    }
+}
+
+fn write_span(statement: &mut CachedStatement<'_>, key: &str, span: Span) -> rusqlite::Result<()> {
+    statement.execute(params![key, &span.last[..], &span.first[..]])?;
+    Ok(())
+}
+
+/// The lowest and highest id of one key's events in a block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span {
+    first: [u8; 16],
+    last: [u8; 16],
+}
+
+impl Span {
+    fn at(id: [u8; 16]) -> Self {
+        Self { first: id, last: id }
+    }
+
+    /// The span with `id` added, if it stays within [`SPAN_MILLIS_MAX`].
+    fn with(self, id: [u8; 16]) -> Option<Self> {
+        let wider = Self { first: self.first.min(id), last: self.last.max(id) };
+        (millis(&wider.last) - millis(&wider.first) <= SPAN_MILLIS_MAX).then_some(wider)
+    }
+}
+
+/// An id's mint time in milliseconds: its first 48 bits.
+pub(super) fn millis(id: &[u8; 16]) -> u64 {
+    id[..6].iter().fold(0, |ms, b| (ms << 8) | u64::from(*b))
+}
+
+/// The block being indexed: each kind's open spans by key. Bounded by
+/// [`BLOCK_EVENTS`] events, so by that many keys of each kind.
+#[derive(Default)]
+struct Block {
+    open: [HashMap<String, Span>; 3],
+    events: usize,
+}
+
+impl Block {
+    /// Adds `id` to its key's open span; returns the span it closed, if
+    /// `id` lies too far (in time) from it to join.
+    fn add(&mut self, kind: usize, key: &str, id: [u8; 16]) -> Option<Span> {
+        let Some(span) = self.open[kind].get_mut(key) else {
+            self.open[kind].insert(key.to_owned(), Span::at(id));
+            return None;
+        };
+        match span.with(id) {
+            Some(wider) => {
+                *span = wider;
+                None
+            }
+            None => Some(std::mem::replace(span, Span::at(id))),
+        }
     }
 }
 

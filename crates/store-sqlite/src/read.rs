@@ -9,6 +9,7 @@ use glassbox_store::{Chain, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
+use super::indexer::{SPAN_MILLIS_MAX, SPAN_TABLES};
 use super::{from_micros, id_bytes};
 
 const EVENT_COLUMNS: &str = "e.id, e.received_at, e.time, e.source, e.type, e.subject, e.correlationid,
@@ -216,16 +217,14 @@ pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<Option<EventId>, Stor
 pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) -> rusqlite::Result<Page> {
     let limit = q.page_size();
     let mut filters = Filters::default();
-    let (from, order) = drive(q, &mut filters);
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
-    if let Some(since) = q.since {
-        filters.push("e.id >= ?", id_value(first_id_at(since)));
+    let lower = q.since.map(first_id_at);
+    let upper = [q.until.map(first_id_at), cursor].into_iter().flatten().min();
+    if let Some(lower) = lower {
+        filters.push("e.id >= ?", id_value(lower));
     }
-    if let Some(until) = q.until {
-        filters.push("e.id < ?", id_value(first_id_at(until)));
-    }
-    if let Some(cursor) = cursor {
-        filters.push("e.id < ?", id_value(cursor));
+    if let Some(upper) = upper {
+        filters.push("e.id < ?", id_value(upper));
     }
     filters.text("e.correlationid = ?", &q.correlation);
     filters.text("e.device = ?", &q.device);
@@ -250,14 +249,15 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
         ),
     }
     let root = q.correlation.as_deref().and_then(chain_root);
-    let mut rows = match &q.correlation {
-        Some(c) => {
+    let mut rows = match drive(q) {
+        Drive::Correlation(c) => {
             let mut walk = filters.clone();
-            walk.push("k.correlationid = ?", Value::Text(c.clone()));
+            walk.push("k.correlationid = ?", Value::Text(c.to_string()));
             walk.push("k.id > ?", after_root(root));
-            page_rows(conn, from, order, walk, limit + 1)?
+            page_rows(conn, "idx.by_correlation k JOIN events e ON e.id = k.id", "k.id", walk, limit + 1)?
         }
-        None => page_rows(conn, from, order, filters.clone(), limit + 1)?,
+        Drive::Spans { table, key } => span_rows(conn, table, key, &filters, (lower, upper), limit + 1)?,
+        Drive::Scan => page_rows(conn, "events e", "e.id", filters.clone(), limit + 1)?,
     };
     // The chain's first event is its oldest: it ends the last page.
     if let Some(root) = root
@@ -290,26 +290,79 @@ fn page_rows(
     stmt.query_map(params_from_iter(filters.values), event_row)?.collect()
 }
 
-/// The tables a query scans, and the id column it is ordered by.
-fn drive(q: &EventQuery, filters: &mut Filters) -> (&'static str, &'static str) {
-    let key = |filters: &mut Filters, table: &'static str, clause: &'static str, value: &str| {
-        filters.push(clause, Value::Text(value.to_string()));
-        (table, "k.id")
-    };
-    // The correlation's key clause is the caller's: its first event is read without the index.
-    if q.correlation.is_some() {
-        return ("idx.by_correlation k JOIN events e ON e.id = k.id", "k.id");
+/// Above every id: blobs compare byte by byte, then the longer is greater.
+const ABOVE_ALL_IDS: [u8; 17] = [0xFF; 17];
+
+/// Up to `limit` rows of one key, newest first, through its spans (the
+/// indexer's rows: a key's lowest and highest id in a block of events).
+/// Each span's ids are scanned in `events` with every filter, newest span
+/// first. A span reaching below the previous one's first id (a restart
+/// indexes recent events again, in other blocks) is scanned only below
+/// it, so no event is read twice.
+fn span_rows(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    filters: &Filters,
+    (lower, upper): (Option<EventId>, Option<EventId>),
+    limit: usize,
+) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let lower = lower.map_or_else(Vec::new, |id| id_bytes(id).to_vec());
+    // A span is at most SPAN_MILLIS_MAX wide: one ending later starts above `upper`.
+    let reach = upper.map_or_else(
+        || ABOVE_ALL_IDS.to_vec(),
+        |id| {
+            let ms = id.timestamp_ms().saturating_add(SPAN_MILLIS_MAX + 1).min((1 << 48) - 1);
+            id_bytes(EventId::from_parts(ms, 0)).to_vec()
+        },
+    );
+    let sql =
+        format!("SELECT first, last FROM idx.{table} WHERE key = ?1 AND last >= ?2 AND last < ?3 ORDER BY last DESC");
+    let mut walk = conn.prepare_cached(&sql)?;
+    let mut spans = walk.query(rusqlite::params![key, lower, reach])?;
+    let mut floor = ABOVE_ALL_IDS.to_vec();
+    let mut rows = Vec::new();
+    while rows.len() < limit {
+        let Some(span) = spans.next()? else { break };
+        let (first, last): (Vec<u8>, Vec<u8>) = (span.get(0)?, span.get(1)?);
+        if first >= floor {
+            continue;
+        }
+        let mut scan = filters.clone();
+        scan.push("e.id >= ?", Value::Blob(first.clone()));
+        scan.push("e.id <= ?", Value::Blob(last));
+        scan.push("e.id < ?", Value::Blob(floor));
+        rows.extend(page_rows(conn, "events e", "e.id", scan, limit - rows.len())?);
+        floor = first;
+    }
+    Ok(rows)
+}
+
+/// What a query walks.
+enum Drive<'q> {
+    /// A chain's index rows (its first event is read by id).
+    Correlation(&'q str),
+    /// One key's spans.
+    Spans { table: &'static str, key: &'q str },
+    /// The record itself, newest first.
+    Scan,
+}
+
+fn drive(q: &EventQuery) -> Drive<'_> {
+    let [device, ty, source] = SPAN_TABLES;
+    if let Some(c) = &q.correlation {
+        return Drive::Correlation(c);
     }
     if let Some(d) = &q.device {
-        return key(filters, "idx.by_device k JOIN events e ON e.id = k.id", "k.device = ?", d);
+        return Drive::Spans { table: device, key: d };
     }
     if let Some(s) = &q.source {
-        return key(filters, "idx.by_source k JOIN events e ON e.id = k.id", "k.source = ?", s);
+        return Drive::Spans { table: source, key: s };
     }
     if let Some(TypePattern::Exact(t)) = &q.ty {
-        return key(filters, "idx.by_type k JOIN events e ON e.id = k.id", "k.type = ?", t);
+        return Drive::Spans { table: ty, key: t };
     }
-    ("events e", "e.id")
+    Drive::Scan
 }
 
 #[derive(Default, Clone)]

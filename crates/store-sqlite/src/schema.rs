@@ -191,8 +191,8 @@ pub const RECORDER: &[&str] = &[
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and
-/// rebuilt from it when missing. Each key table ends in the event id, so it
-/// serves newest-first scans of one key directly.
+/// rebuilt from it when missing. Each key table ends in an event id, so it
+/// serves newest-first walks of one key directly.
 pub const INDEX: &[&str] = &[
     // 1: one table per queryable attribute, and the indexer's watermark.
     "CREATE TABLE by_correlation (correlationid TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (correlationid, id)) WITHOUT ROWID;
@@ -200,6 +200,16 @@ pub const INDEX: &[&str] = &[
     CREATE TABLE by_type (type TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
     CREATE TABLE by_source (source TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY (source, id)) WITHOUT ROWID;
     CREATE TABLE watermark (one INTEGER PRIMARY KEY CHECK (one = 1), received_at INTEGER NOT NULL);",
+    // 2: device, type and source by span: one row per key and block of
+    // events, its lowest and highest id (decision 0026). Emptying the
+    // watermark makes the next open index the whole record again.
+    "DROP TABLE by_device;
+    DROP TABLE by_type;
+    DROP TABLE by_source;
+    CREATE TABLE device_spans (key TEXT NOT NULL, last BLOB NOT NULL, first BLOB NOT NULL, PRIMARY KEY (key, last)) WITHOUT ROWID;
+    CREATE TABLE type_spans (key TEXT NOT NULL, last BLOB NOT NULL, first BLOB NOT NULL, PRIMARY KEY (key, last)) WITHOUT ROWID;
+    CREATE TABLE source_spans (key TEXT NOT NULL, last BLOB NOT NULL, first BLOB NOT NULL, PRIMARY KEY (key, last)) WITHOUT ROWID;
+    DELETE FROM watermark;",
 ];
 
 /// Brings a database to the length of `migrations`; refuses a newer one.

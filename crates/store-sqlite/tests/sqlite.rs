@@ -269,3 +269,75 @@ async fn data_no_reader_can_parse_is_read_back_as_a_note_not_an_error() {
     assert_eq!(page.events.len(), 2, "the page around it reads");
     assert!(serde_json::to_value(&page.events).is_ok());
 }
+
+/// The ids of a newest-first walk of `query`, page by page.
+async fn walk(store: &SqliteStore, query: EventQuery) -> Vec<glassbox_core::EventId> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(&EventQuery { cursor, ..query.clone() }).await.unwrap();
+        ids.extend(page.events.iter().map(|e| e.event.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn devices_types_and_sources_are_indexed_by_span_and_read_back_event_by_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let events: Vec<Event> = (0..2000)
+        .map(|i| event(&minter, &format!("mqtt/d{}", i % 4), "device.message", Some(&format!("d{}", i % 4))))
+        .collect();
+    let store = open(&dir);
+    for batch in events.chunks(100) {
+        store.append(batch.iter().cloned().map(ingress).collect()).await.unwrap();
+    }
+    let mut d2: Vec<_> = events.iter().filter(|e| e.device.as_deref() == Some("d2")).map(|e| e.id).collect();
+    d2.reverse();
+    let by_device = EventQuery { device: Some("d2".into()), limit: 64, ..Default::default() };
+    assert_eq!(walk(&store, by_device.clone()).await, d2);
+    let by_source = EventQuery { source: Some("mqtt/d2".into()), limit: 64, ..Default::default() };
+    assert_eq!(walk(&store, by_source).await, d2);
+    let by_type =
+        EventQuery { ty: Some(TypePattern::Exact("device.message".into())), limit: 500, ..Default::default() };
+    assert_eq!(walk(&store, by_type).await.len(), 2000);
+    store.close().await;
+    drop(store);
+
+    let index = rusqlite::Connection::open(dir.path().join(glassbox_store_sqlite::INDEX_FILE_NAME)).unwrap();
+    let spans: i64 = index.query_row("SELECT count(*) FROM device_spans", [], |r| r.get(0)).unwrap();
+    assert!(spans <= 4 * 20, "one row per device and block, not per event: {spans}");
+    drop(index);
+
+    // A restart indexes the last minute again, in other blocks: spans overlap, events are read once.
+    let store = open(&dir);
+    assert_eq!(walk(&store, by_device).await, d2);
+}
+
+#[tokio::test]
+async fn a_span_covers_at_most_a_second_so_time_bounded_pages_find_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let base = (Utc::now().timestamp_millis() - 20_000) as u64;
+    let at = |ms: u64, device: &str| Event {
+        id: glassbox_core::EventId::from_parts(base + ms, u128::from(ms) + 1),
+        ..event(&minter, "s", "t", Some(device))
+    };
+    let offsets = [0, 400, 1500, 3000, 3100, 8000];
+    let mut events: Vec<Event> = offsets.iter().flat_map(|&ms| [at(ms, "d"), at(ms + 1, "other")]).collect();
+    events.sort_by_key(|e| e.id);
+    let store = open(&dir);
+    store.append(events.iter().cloned().map(ingress).collect()).await.unwrap();
+    let d: Vec<_> = events.iter().rev().filter(|e| e.device.as_deref() == Some("d")).map(|e| e.id).collect();
+
+    let one_by_one = EventQuery { device: Some("d".into()), limit: 1, ..Default::default() };
+    assert_eq!(walk(&store, one_by_one.clone()).await, d);
+    // 3,050 ms falls inside the span [3000, 3100]: its older half is still found.
+    let until = chrono::DateTime::from_timestamp_millis((base + 3050) as i64).unwrap();
+    let since = chrono::DateTime::from_timestamp_millis((base + 300) as i64).unwrap();
+    let bounded = EventQuery { until: Some(until), since: Some(since), ..one_by_one };
+    assert_eq!(walk(&store, bounded).await, d[2..5]);
+}
