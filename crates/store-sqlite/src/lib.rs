@@ -702,7 +702,7 @@ fn try_open_index(dir: &Path, recorder: &Connection) -> Result<Connection, Store
     let started = std::time::Instant::now();
     let indexed = indexer::catch_up(&mut conn, recorder).map_err(|e| failed(e.to_string()))?;
     if indexed > 0 {
-        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed events the previous run recorded but had not indexed");
+        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed the record's newest events again (all of it for a new index file)");
     }
     Ok(conn)
 }

@@ -87,7 +87,7 @@ fn with_states(conn: &Connection, mut events: Vec<RecordedEvent>) -> rusqlite::R
     let placeholders = vec!["?"; events.len()].join(",");
     let sql = format!(
         "SELECT t.event, t.state, t.at, t.target, t.detail, n.name, t.in_transit_since FROM transitions t
-         LEFT JOIN nodes n ON n.id = t.node WHERE t.event IN ({placeholders}) ORDER BY t.event, t.rowid"
+         LEFT JOIN nodes n ON n.id = t.node WHERE t.event IN ({placeholders}) ORDER BY t.event, t.seq"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut states: HashMap<[u8; 16], Vec<StateRecord>> = HashMap::new();

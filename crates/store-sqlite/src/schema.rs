@@ -188,6 +188,24 @@ pub const RECORDER: &[&str] = &[
     // 13: no query reads transitions by state first (state filters join on
     // the event), so this index only cost every recorded delivery a B-tree insert.
     "DROP INDEX IF EXISTS transitions_state;",
+    // 14: transitions kept in their event's order (one B-tree, not a table
+    // plus an index on `event`): each recorded delivery is one insert.
+    // `seq` orders an event's states as they were recorded (decision 0026).
+    "CREATE TABLE transitions_by_event (
+        event BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        target TEXT,
+        detail TEXT,
+        node INTEGER,
+        in_transit_since INTEGER,
+        PRIMARY KEY (event, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO transitions_by_event (event, seq, at, state, target, detail, node, in_transit_since)
+        SELECT event, rowid, at, state, target, detail, node, in_transit_since FROM transitions;
+    DROP TABLE transitions;
+    ALTER TABLE transitions_by_event RENAME TO transitions;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

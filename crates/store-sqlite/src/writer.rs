@@ -137,6 +137,28 @@ pub(super) struct Writer {
     /// When the oldest commit not yet fsync'd was made.
     unsynced_since: Option<Instant>,
     recent: Recent,
+    seq: TransitionSeq,
+}
+
+/// Orders an event's transitions as they were recorded (the `seq` of the
+/// `transitions` key). Each transaction starts at the writer's clock in
+/// microseconds or one past the last value, whichever is greater, so values
+/// keep increasing across restarts unless the clock went back further than
+/// the last run wrote ahead of it. Only the order within one event matters.
+#[derive(Default)]
+struct TransitionSeq {
+    last: i64,
+}
+
+impl TransitionSeq {
+    fn start(&mut self) {
+        self.last = self.last.max(Utc::now().timestamp_micros() - 1);
+    }
+
+    fn next(&mut self) -> i64 {
+        self.last += 1;
+        self.last
+    }
 }
 
 impl Writer {
@@ -163,6 +185,7 @@ impl Writer {
             syncing,
             unsynced_since,
             recent: Recent::default(),
+            seq: TransitionSeq::default(),
         }
     }
 
@@ -249,7 +272,7 @@ impl Writer {
 
     fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
-        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent)?;
+        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent, &mut self.seq)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch.iter_mut() {
             outcomes.push(apply.command(command)?);
@@ -380,6 +403,7 @@ struct Apply<'tx> {
     /// The audit log's last `seq` and hash, read once the batch holds a change.
     audit_head: Option<(u64, glassbox_audit::Hash)>,
     recent: &'tx Recent,
+    seq: &'tx mut TransitionSeq,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
@@ -393,7 +417,9 @@ impl<'tx> Apply<'tx> {
         node: i64,
         settings: &RecorderSettings,
         recent: &'tx Recent,
+        seq: &'tx mut TransitionSeq,
     ) -> rusqlite::Result<Self> {
+        seq.start();
         Ok(Self {
             tx,
             insert: tx.prepare_cached(INSERT_EVENT)?,
@@ -403,8 +429,8 @@ impl<'tx> Apply<'tx> {
             )?,
             exists: tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?,
             insert_transition: tx.prepare_cached(
-                "INSERT INTO transitions (event, at, state, target, detail, node, in_transit_since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO transitions (event, seq, at, state, target, detail, node, in_transit_since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
             put_setting: tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?,
             node,
@@ -412,6 +438,7 @@ impl<'tx> Apply<'tx> {
             seen: HashMap::new(),
             audit_head: None,
             recent,
+            seq,
         })
     }
 
@@ -519,6 +546,7 @@ impl<'tx> Apply<'tx> {
             }
             self.insert_transition.execute(params![
                 &id[..],
+                self.seq.next(),
                 micros(&t.at),
                 t.state.code(),
                 t.target,
