@@ -8,10 +8,12 @@
 //! the indexer re-reads recent events from `recorder.db` ([`catch_up`]).
 //!
 //! Device, type and source are indexed by *span*, not by event: one row per
-//! key and block of up to [`BLOCK_EVENTS`] events, holding the lowest and
-//! highest id of that key's events in the block (decision 0026). A batch of
-//! 1,024 messages from four devices is a dozen rows, not 3,072; a reader
-//! scans each span's ids in `events` and filters there (`read::span_rows`).
+//! key and run of its events in a block of up to [`BLOCK_EVENTS`] events,
+//! holding the run's lowest and highest id (decision 0026). A run ends
+//! where the key's next event is more than [`SPAN_GAP_EVENTS`] events or
+//! [`SPAN_MILLIS_MAX`] away. A batch of 1,024 messages from four devices is
+//! a dozen rows, not 3,072; a reader scans each span's ids in `events` and
+//! filters there (`read::span_rows`).
 //! Correlations stay one row per event: a chain's events are few and far
 //! apart, and the first of each is not indexed at all.
 //!
@@ -53,9 +55,13 @@ const INDEX_ATTEMPTS: u32 = 5;
 /// Batches waiting for the indexer; the writer waits (backpressure) when full.
 pub(super) const QUEUE_BATCHES_MAX: usize = 256;
 
-/// Events per block: a span never covers more of the record than this, so a
-/// reader scans at most this many rows to find one key's events in it.
+/// Events per block: the most one span row stands for.
 pub(super) const BLOCK_EVENTS: usize = 1024;
+
+/// Events of other keys a span may step over between two of its own: a
+/// reader scans at most this many rows of other keys per event it finds,
+/// so a key with few events in a busy block gets a span per event.
+pub(super) const SPAN_GAP_EVENTS: usize = 32;
 
 /// How far apart in mint time a span's first and last ids may be. Readers
 /// bound their walk of a key's spans by it: a span ending this much after
@@ -312,22 +318,27 @@ fn write_span(statement: &mut CachedStatement<'_>, key: &str, span: Span) -> rus
     Ok(())
 }
 
-/// The lowest and highest id of one key's events in a block.
+/// The lowest and highest id of one key's events in a block, and the
+/// block position of the last event added.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Span {
     first: [u8; 16],
     last: [u8; 16],
+    at: usize,
 }
 
 impl Span {
-    fn at(id: [u8; 16]) -> Self {
-        Self { first: id, last: id }
+    fn new(id: [u8; 16], at: usize) -> Self {
+        Self { first: id, last: id, at }
     }
 
-    /// The span with `id` added, if it stays within [`SPAN_MILLIS_MAX`].
-    fn with(self, id: [u8; 16]) -> Option<Self> {
-        let wider = Self { first: self.first.min(id), last: self.last.max(id) };
-        (millis(&wider.last) - millis(&wider.first) <= SPAN_MILLIS_MAX).then_some(wider)
+    /// The span with `id` (at block position `at`) added, if it stays
+    /// within [`SPAN_MILLIS_MAX`] and steps over at most
+    /// [`SPAN_GAP_EVENTS`] events of other keys.
+    fn with(self, id: [u8; 16], at: usize) -> Option<Self> {
+        let wider = Self { first: self.first.min(id), last: self.last.max(id), at };
+        let narrow = millis(&wider.last) - millis(&wider.first) <= SPAN_MILLIS_MAX;
+        (narrow && at - self.at <= SPAN_GAP_EVENTS + 1).then_some(wider)
     }
 }
 
@@ -348,16 +359,17 @@ impl Block {
     /// Adds `id` to its key's open span; returns the span it closed, if
     /// `id` lies too far (in time) from it to join.
     fn add(&mut self, kind: usize, key: &str, id: [u8; 16]) -> Option<Span> {
+        let at = self.events;
         let Some(span) = self.open[kind].get_mut(key) else {
-            self.open[kind].insert(key.to_owned(), Span::at(id));
+            self.open[kind].insert(key.to_owned(), Span::new(id, at));
             return None;
         };
-        match span.with(id) {
+        match span.with(id, at) {
             Some(wider) => {
                 *span = wider;
                 None
             }
-            None => Some(std::mem::replace(span, Span::at(id))),
+            None => Some(std::mem::replace(span, Span::new(id, at))),
         }
     }
 }

@@ -163,9 +163,10 @@ impl SqliteStore {
         let path = dir.join(FILE_NAME);
         let opened = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(opened)?;
-        configure_writer(&conn, &settings).map_err(opened)?;
+        configure_writer(&conn).map_err(opened)?;
         schema::migrate(&mut conn, schema::RECORDER)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        cap_size(&conn, &settings).map_err(opened)?;
         let node = intern_node(&conn, &settings.node).map_err(opened)?;
         let index_conn = open_index(dir, &conn)?;
 
@@ -629,7 +630,7 @@ impl FunctionStore for SqliteStore {
     }
 }
 
-fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite::Result<()> {
+fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Only takes effect on a new file: 8 KiB pages hold more event rows each.
     conn.pragma_update(None, "page_size", 8192)?;
@@ -640,6 +641,12 @@ fn configure_writer(conn: &Connection, settings: &RecorderSettings) -> rusqlite:
     conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
     conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
+    Ok(())
+}
+
+/// Caps the record's size (`store_bytes_max`). Set after the migrations,
+/// which may need room a full store no longer has (a table copied).
+fn cap_size(conn: &Connection, settings: &RecorderSettings) -> rusqlite::Result<()> {
     if settings.store_bytes_max > 0 {
         let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))? as u64;
         conn.pragma_update(None, "max_page_count", (settings.store_bytes_max / page_size).max(1) as i64)?;
@@ -701,8 +708,9 @@ fn try_open_index(dir: &Path, recorder: &Connection) -> Result<Connection, Store
     schema::migrate(&mut conn, schema::INDEX).map_err(failed)?;
     let started = std::time::Instant::now();
     let indexed = indexer::catch_up(&mut conn, recorder).map_err(|e| failed(e.to_string()))?;
-    if indexed > 0 {
-        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "indexed the record's newest events again (all of it for a new index file)");
+    tracing::debug!(events = indexed, elapsed = ?started.elapsed(), "indexed the record's newest events again");
+    if started.elapsed() > std::time::Duration::from_secs(1) {
+        tracing::info!(events = indexed, elapsed = ?started.elapsed(), "caught the recorder index up with the record (a new index file is built from all of it)");
     }
     Ok(conn)
 }

@@ -190,7 +190,7 @@ pub const RECORDER: &[&str] = &[
     "DROP INDEX IF EXISTS transitions_state;",
     // 14: transitions kept in their event's order (one B-tree, not a table
     // plus an index on `event`): each recorded delivery is one insert.
-    // `seq` orders an event's states as they were recorded (decision 0026).
+    // `seq` numbers an event's states as they were recorded (decision 0026).
     "CREATE TABLE transitions_by_event (
         event BLOB NOT NULL,
         seq INTEGER NOT NULL,
@@ -203,7 +203,7 @@ pub const RECORDER: &[&str] = &[
         PRIMARY KEY (event, seq)
     ) WITHOUT ROWID;
     INSERT INTO transitions_by_event (event, seq, at, state, target, detail, node, in_transit_since)
-        SELECT event, rowid, at, state, target, detail, node, in_transit_since FROM transitions;
+        SELECT event, rowid, at, state, target, detail, node, in_transit_since FROM transitions ORDER BY event, rowid;
     DROP TABLE transitions;
     ALTER TABLE transitions_by_event RENAME TO transitions;",
 ];

@@ -137,28 +137,6 @@ pub(super) struct Writer {
     /// When the oldest commit not yet fsync'd was made.
     unsynced_since: Option<Instant>,
     recent: Recent,
-    seq: TransitionSeq,
-}
-
-/// Orders an event's transitions as they were recorded (the `seq` of the
-/// `transitions` key). Each transaction starts at the writer's clock in
-/// microseconds or one past the last value, whichever is greater, so values
-/// keep increasing across restarts unless the clock went back further than
-/// the last run wrote ahead of it. Only the order within one event matters.
-#[derive(Default)]
-struct TransitionSeq {
-    last: i64,
-}
-
-impl TransitionSeq {
-    fn start(&mut self) {
-        self.last = self.last.max(Utc::now().timestamp_micros() - 1);
-    }
-
-    fn next(&mut self) -> i64 {
-        self.last += 1;
-        self.last
-    }
 }
 
 impl Writer {
@@ -185,7 +163,6 @@ impl Writer {
             syncing,
             unsynced_since,
             recent: Recent::default(),
-            seq: TransitionSeq::default(),
         }
     }
 
@@ -272,7 +249,7 @@ impl Writer {
 
     fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
-        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent, &mut self.seq)?;
+        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch.iter_mut() {
             outcomes.push(apply.command(command)?);
@@ -403,7 +380,6 @@ struct Apply<'tx> {
     /// The audit log's last `seq` and hash, read once the batch holds a change.
     audit_head: Option<(u64, glassbox_audit::Hash)>,
     recent: &'tx Recent,
-    seq: &'tx mut TransitionSeq,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
@@ -417,9 +393,7 @@ impl<'tx> Apply<'tx> {
         node: i64,
         settings: &RecorderSettings,
         recent: &'tx Recent,
-        seq: &'tx mut TransitionSeq,
     ) -> rusqlite::Result<Self> {
-        seq.start();
         Ok(Self {
             tx,
             insert: tx.prepare_cached(INSERT_EVENT)?,
@@ -430,7 +404,8 @@ impl<'tx> Apply<'tx> {
             exists: tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?,
             insert_transition: tx.prepare_cached(
                 "INSERT INTO transitions (event, seq, at, state, target, detail, node, in_transit_since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM transitions WHERE event = ?1),
+                         ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             put_setting: tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?,
             node,
@@ -438,7 +413,6 @@ impl<'tx> Apply<'tx> {
             seen: HashMap::new(),
             audit_head: None,
             recent,
-            seq,
         })
     }
 
@@ -546,7 +520,6 @@ impl<'tx> Apply<'tx> {
             }
             self.insert_transition.execute(params![
                 &id[..],
-                self.seq.next(),
                 micros(&t.at),
                 t.state.code(),
                 t.target,
