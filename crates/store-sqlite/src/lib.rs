@@ -17,6 +17,7 @@
 mod audit;
 mod budgets;
 mod certificates;
+mod checkpointer;
 mod commands;
 mod devices;
 mod functions;
@@ -174,7 +175,9 @@ impl SqliteStore {
         let (index_tx, index_rx) = mpsc::channel::<IndexCommand>(indexer::QUEUE_BATCHES_MAX);
         let indexer = Indexer::new(index_conn, shared.clone(), dir.join(INDEX_CLEAN_MARKER));
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
-        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx);
+        let (stop_checkpoints, checkpoints_stop) = std::sync::mpsc::channel();
+        let checkpointer = checkpointer::Checkpointer::open(&path, checkpoints_stop).map_err(opened)?;
+        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx, stop_checkpoints);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -184,6 +187,7 @@ impl SqliteStore {
         let threads = vec![
             spawn("recorder-indexer", Box::new(move || indexer.run(index_rx)))?,
             spawn("recorder-writer", Box::new(move || writer.run(rx)))?,
+            spawn("recorder-checkpointer", Box::new(move || checkpointer.run()))?,
         ];
         Ok(Self {
             _lock: lock,

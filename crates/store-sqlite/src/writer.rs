@@ -137,6 +137,8 @@ pub(super) struct Writer {
     /// When the oldest commit not yet fsync'd was made.
     unsynced_since: Option<Instant>,
     recent: Recent,
+    /// Dropped when the writer stops, which stops the checkpointer.
+    checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Writer {
@@ -146,6 +148,7 @@ impl Writer {
         settings: RecorderSettings,
         node: i64,
         index: mpsc::Sender<IndexCommand>,
+        checkpointer: std::sync::mpsc::Sender<()>,
     ) -> Self {
         let index_seq = *shared.indexed.borrow();
         let next_retention = Instant::now();
@@ -163,6 +166,7 @@ impl Writer {
             syncing,
             unsynced_since,
             recent: Recent::default(),
+            checkpointer: Some(checkpointer),
         }
     }
 
@@ -187,6 +191,7 @@ impl Writer {
                 Err(_elapsed) => self.sync_if_due(),
             }
         }
+        drop(self.checkpointer.take());
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(error = %e, "final checkpoint failed");
         }

@@ -341,3 +341,22 @@ async fn a_span_covers_at_most_a_second_so_time_bounded_pages_find_every_event()
     let bounded = EventQuery { until: Some(until), since: Some(since), ..one_by_one };
     assert_eq!(walk(&store, bounded).await, d[2..5]);
 }
+
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_without_waiting_for_the_writers_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let store = open(&dir);
+    let file = dir.path().join(glassbox_store_sqlite::FILE_NAME);
+    let before = std::fs::metadata(&file).unwrap().len();
+    // About 2 MB of WAL: far below the writer's own checkpoint threshold (32 MiB).
+    for _ in 0..10 {
+        let batch = (0..1000).map(|_| ingress(event(&minter, "mqtt/d1", "device.message", Some("d1"))));
+        store.append(batch.collect()).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&file).unwrap().len() < before + 1_000_000 {
+        assert!(std::time::Instant::now() < deadline, "the background checkpoint never copied the pages");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
