@@ -6,15 +6,19 @@
 //! also copied them all and fsync'd the file: a pause of milliseconds for
 //! everything waiting on that commit (the tail of acknowledgement and
 //! delivery latency). Passes every [`PASS_EVERY`] from a second connection
-//! copy the pages while the writer goes on; the writer's own checkpoint
-//! then finds almost nothing left to copy, and it is the one that lets the
-//! WAL start over (a pass from here cannot: the writer keeps appending).
+//! copy the pages while the writer goes on, so the writer's own checkpoint
+//! finds almost nothing left to copy. The WAL starts over from its
+//! beginning at the writer's first commit after a checkpoint that copied
+//! everything, whichever connection ran it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+use super::Shared;
 
 /// How often a pass runs: a few megabytes of WAL at 50,000 messages/s, a
 /// tenth of what the writer's checkpoint threshold (32 MiB) lets grow, so
@@ -25,16 +29,17 @@ const PASS_EVERY: Duration = Duration::from_millis(50);
 
 pub(super) struct Checkpointer {
     conn: Connection,
+    shared: Arc<Shared>,
     /// Closed when the writer stops.
     stop: Receiver<()>,
 }
 
 impl Checkpointer {
-    pub(super) fn open(path: &Path, stop: Receiver<()>) -> rusqlite::Result<Self> {
+    pub(super) fn open(path: &Path, shared: Arc<Shared>, stop: Receiver<()>) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         // FULL: a pass fsyncs the WAL before copying and the file after.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Ok(Self { conn, stop })
+        Ok(Self { conn, shared, stop })
     }
 
     /// Runs passes until the writer stops. A failed pass is retried at the
@@ -42,7 +47,8 @@ impl Checkpointer {
     pub(super) fn run(self) {
         let mut failing = false;
         while let Err(RecvTimeoutError::Timeout) = self.stop.recv_timeout(PASS_EVERY) {
-            match self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+            match checkpoint(&self.conn, "PASSIVE").map(|_busy| ()) {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
@@ -52,4 +58,10 @@ impl Checkpointer {
             }
         }
     }
+}
+
+/// Runs a checkpoint in `mode`; whether SQLite answered "busy" (another
+/// checkpoint held the lock: nothing was copied or synced).
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get::<_, i64>(0)).map(|busy| busy != 0)
 }

@@ -180,18 +180,25 @@ impl Indexer {
         let mut keys = Keys::new(&tx)?;
         let mut last_seq = None;
         let mut newest = None;
+        // In id order, not commit order: a commit holds one connection's
+        // messages after another's, minted over the same milliseconds, and
+        // a span's gap bound is only a bound on what readers scan (its id
+        // range) when block positions follow ids.
+        let mut fresh: Vec<&RecordedEvent> = Vec::new();
         for command in batch {
             match command {
                 IndexCommand::Index { seq, events } => {
-                    for recorded in events {
-                        let e = &recorded.event;
-                        keys.insert(&id_bytes(e.id), &e.correlationid, e.device.as_deref(), &e.ty, &e.source)?;
-                        newest = newest.max(recorded.states.first().map(|s| micros(&s.at)));
-                    }
+                    fresh.extend(events.iter().map(Arc::as_ref));
                     last_seq = Some(*seq);
                 }
                 IndexCommand::Purge { keys: rows } => keys.remove(rows)?,
             }
+        }
+        fresh.sort_unstable_by_key(|recorded| recorded.event.id);
+        for recorded in fresh {
+            let e = &recorded.event;
+            keys.insert(&id_bytes(e.id), &e.correlationid, e.device.as_deref(), &e.ty, &e.source)?;
+            newest = newest.max(recorded.states.first().map(|s| micros(&s.at)));
         }
         if let Some(newest) = newest {
             keys.watermark(newest)?;
@@ -357,7 +364,7 @@ struct Block {
 
 impl Block {
     /// Adds `id` to its key's open span; returns the span it closed, if
-    /// `id` lies too far (in time) from it to join.
+    /// `id` lies too far from it (in time or in events between) to join.
     fn add(&mut self, kind: usize, key: &str, id: [u8; 16]) -> Option<Span> {
         let at = self.events;
         let Some(span) = self.open[kind].get_mut(key) else {

@@ -94,6 +94,10 @@ struct Shared {
     events_expired: AtomicU64,
     /// Commits by how long they took (`COMMIT_SECONDS_BUCKETS`).
     commit_seconds: glassbox_core::Histogram,
+    /// Held around every checkpoint run by hand (the checkpointer's passes,
+    /// the writer's syncs and its last one): SQLite lets one run at a time
+    /// and answers a second "busy" without waiting or failing.
+    checkpoints: Mutex<()>,
 }
 
 impl Shared {
@@ -110,6 +114,7 @@ impl Shared {
             commits_fsynced: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
             commit_seconds: glassbox_core::Histogram::new(&glassbox_store::COMMIT_SECONDS_BUCKETS),
+            checkpoints: Mutex::new(()),
         }
     }
 
@@ -176,7 +181,7 @@ impl SqliteStore {
         let indexer = Indexer::new(index_conn, shared.clone(), dir.join(INDEX_CLEAN_MARKER));
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
         let (stop_checkpoints, checkpoints_stop) = std::sync::mpsc::channel();
-        let checkpointer = checkpointer::Checkpointer::open(&path, checkpoints_stop).map_err(opened)?;
+        let checkpointer = checkpointer::Checkpointer::open(&path, shared.clone(), checkpoints_stop).map_err(opened)?;
         let writer = Writer::new(conn, shared.clone(), settings, node, index_tx, stop_checkpoints);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()

@@ -338,7 +338,7 @@ fn span_rows(
     // Everything at or above `below` is read (or out of the page): exclusive.
     let mut below = upper.map_or_else(|| ABOVE_ALL_IDS.to_vec(), |id| id_bytes(id).to_vec());
     let mut rows = Vec::new();
-    while rows.len() < limit {
+    while rows.len() < limit && below > lower {
         let Some(span) = spans.next()? else { break };
         let (first, last): (Vec<u8>, Vec<u8>) = (span.get(0)?, span.get(1)?);
         let from = first.clone().max(lower.clone());

@@ -21,6 +21,7 @@ use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transit
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpointer::checkpoint;
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
 use super::{RecorderSettings, Shared, id_bytes, micros};
@@ -180,7 +181,8 @@ impl Writer {
         loop {
             self.expire_some();
             let idle = match self.unsynced_since {
-                Some(since) => SYNC_WITHIN.saturating_sub(since.elapsed()),
+                // At least a millisecond: a sync that found the lock taken waits before its retry.
+                Some(since) => SYNC_WITHIN.saturating_sub(since.elapsed()).max(Duration::from_millis(1)),
                 None if self.retention_backlog => Duration::ZERO,
                 None => RETENTION_CHECK_EVERY,
             };
@@ -192,8 +194,11 @@ impl Writer {
             }
         }
         drop(self.checkpointer.take());
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-            tracing::warn!(error = %e, "final checkpoint failed");
+        let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        match checkpoint(&self.conn, "TRUNCATE") {
+            Ok(false) => {}
+            Ok(true) => tracing::warn!("the final checkpoint found the WAL busy; the next start replays it"),
+            Err(e) => tracing::warn!(error = %e, "final checkpoint failed; the next start replays the WAL"),
         }
     }
 
@@ -245,8 +250,10 @@ impl Writer {
     /// with nothing else to commit: a checkpoint fsyncs the WAL first.
     fn sync_if_due(&mut self) {
         if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
-            match self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                Ok(()) => self.unsynced_since = None,
+            let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+            match checkpoint(&self.conn, "PASSIVE") {
+                Ok(false) => self.unsynced_since = None,
+                Ok(true) => tracing::debug!("the recorder's sync found a checkpoint running; will retry"),
                 Err(e) => tracing::warn!(error = %e, "could not sync the recorder's last commits; will retry"),
             }
         }

@@ -359,4 +359,5 @@ async fn committed_pages_reach_the_database_file_without_waiting_for_the_writers
         assert!(std::time::Instant::now() < deadline, "the background checkpoint never copied the pages");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    store.close().await;
 }
