@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::{Data, Event, EventQuery, IdMinter, State, TypePattern};
-use glassbox_store::{EventStore, Ingress, SettingStore, StoreError, Transition};
+use glassbox_core::{Data, Event, EventQuery, IdMinter, TypePattern};
+use glassbox_store::{EventStore, Ingress, SettingStore, StoreError};
 use glassbox_store_sqlite::{RecorderSettings, SqliteStore};
 use glassbox_testkit::events::{event, ingress};
 use serde_json::value::RawValue;
@@ -41,58 +41,6 @@ async fn events_survive_reopening_the_store() {
     let store = open(&dir);
     assert_eq!(store.get(e.id).await.unwrap().unwrap().event, e);
     assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
-}
-
-/// The child half of the crash test: records one event of the platform's
-/// own and one acknowledged event, prints their ids, and dies uncleanly.
-async fn record_then_die(dir: &str) -> ! {
-    let store = SqliteStore::open(std::path::Path::new(dir), RecorderSettings::default()).unwrap();
-    let minter = IdMinter::new();
-    let own = event(&minter, "glassbox/functions", "function.invoked", None);
-    store.append(vec![Ingress::new(own.clone(), Utc::now(), "platform", "local")]).await.unwrap();
-    let acked = event(&minter, "mqtt/d1", "device.message", Some("d1"));
-    store.append(vec![Ingress::new(acked.clone(), Utc::now(), "mqtt", "local")]).await.unwrap();
-    println!("recorded: {} {}", own.id, acked.id);
-    std::process::abort();
-}
-
-#[tokio::test]
-async fn the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process() {
-    if let Ok(dir) = std::env::var("GLASSBOX_STORE_CRASH_DIR") {
-        record_then_die(&dir).await;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let minter = IdMinter::new();
-    let own = Ingress::new(event(&minter, "glassbox", "function.invoked", None), Utc::now(), "platform", "local");
-    store.append(vec![own.clone()]).await.unwrap();
-    let processed = Transition::new(own.event().id, State::Processed, Some("fn:f".into()), None);
-    store.record(vec![processed]).await.unwrap();
-    let status = store.status().await;
-    assert_eq!((status.commits, status.commits_durable), (2, 0), "neither waited for the disk");
-    store.append(vec![Ingress::new(event(&minter, "mqtt/d1", "m", None), Utc::now(), "mqtt", "local")]).await.unwrap();
-    let status = store.status().await;
-    assert_eq!((status.commits, status.commits_durable), (3, 1), "an acknowledged event waits for its fsync");
-    store.close().await;
-
-    // A process that dies right after committing loses neither kind.
-    let crashed = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process", "--nocapture"])
-        .env("GLASSBOX_STORE_CRASH_DIR", crashed.path())
-        .output()
-        .unwrap();
-    assert!(!child.status.success(), "the child was to die");
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    let ids: Vec<glassbox_core::EventId> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("recorded: ")?.split_once(" "))
-        .map(|(a, b)| vec![a.parse().unwrap(), b.parse().unwrap()])
-        .unwrap();
-    let store = open(&crashed);
-    for id in ids {
-        assert!(store.get(id).await.unwrap().is_some(), "{id} lost in the crash");
-    }
 }
 
 #[tokio::test]
