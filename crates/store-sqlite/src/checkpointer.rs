@@ -47,8 +47,7 @@ impl Checkpointer {
     pub(super) fn run(self) {
         let mut failing = false;
         while let Err(RecvTimeoutError::Timeout) = self.stop.recv_timeout(PASS_EVERY) {
-            let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
-            match checkpoint(&self.conn, "PASSIVE").map(|_busy| ()) {
+            match self.shared.checkpoint(&self.conn, "PASSIVE").map(|_busy| ()) {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
@@ -58,10 +57,4 @@ impl Checkpointer {
             }
         }
     }
-}
-
-/// Runs a checkpoint in `mode`; whether SQLite answered "busy" (another
-/// checkpoint held the lock: nothing was copied or synced).
-pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get::<_, i64>(0)).map(|busy| busy != 0)
 }

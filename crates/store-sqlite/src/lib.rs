@@ -101,6 +101,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs a checkpoint in `mode` on `conn`, one at a time; whether SQLite
+    /// still answered "busy" (nothing was copied or synced).
+    fn checkpoint(&self, conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
+        let _one_at_a_time = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get::<_, i64>(0)).map(|busy| busy != 0)
+    }
+
     fn new() -> Self {
         Self {
             index_sent: AtomicU64::new(0),

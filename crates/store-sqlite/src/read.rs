@@ -241,13 +241,17 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
             Value::Integer(state.code() as i64),
         ),
     }
-    let root = q.correlation.as_deref().and_then(chain_root);
-    let drive = drive(q);
-    if let Drive::Spans { table, key } = drive {
+    let rows = match drive(q) {
         // Each span's scan is bounded by the page's bounds itself.
-        let rows = span_rows(conn, table, key, &filters, (lower, upper), limit + 1)?;
-        return page(conn, rows, limit);
-    }
+        Drive::Spans { table, key } => span_rows(conn, table, key, &filters, (lower, upper), limit + 1)?,
+        Drive::Correlation(c) => chain_rows(conn, c, with_bounds(filters, lower, upper), limit)?,
+        Drive::Scan => page_rows(conn, "events e", "e.id", with_bounds(filters, lower, upper), limit + 1)?,
+    };
+    page(conn, rows, limit)
+}
+
+/// `filters` with the page's id bounds.
+fn with_bounds(mut filters: Filters, lower: Option<EventId>, upper: Option<EventId>) -> Filters {
     let id_value = |id: EventId| Value::Blob(id_bytes(id).to_vec());
     if let Some(lower) = lower {
         filters.push("e.id >= ?", id_value(lower));
@@ -255,23 +259,29 @@ pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) 
     if let Some(upper) = upper {
         filters.push("e.id < ?", id_value(upper));
     }
-    let mut rows = match drive {
-        Drive::Correlation(c) => {
-            let mut walk = filters.clone();
-            walk.push("k.correlationid = ?", Value::Text(c.to_string()));
-            walk.push("k.id > ?", after_root(root));
-            page_rows(conn, "idx.by_correlation k JOIN events e ON e.id = k.id", "k.id", walk, limit + 1)?
-        }
-        Drive::Spans { .. } | Drive::Scan => page_rows(conn, "events e", "e.id", filters.clone(), limit + 1)?,
-    };
-    // The chain's first event is its oldest: it ends the last page.
+    filters
+}
+
+/// Up to `limit + 1` rows of one chain, newest first: its index rows, then
+/// its first event, read by id (the chain's oldest: it ends the last page).
+fn chain_rows(
+    conn: &Connection,
+    correlationid: &str,
+    mut filters: Filters,
+    limit: usize,
+) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let root = chain_root(correlationid);
+    let mut walk = filters.clone();
+    walk.push("k.correlationid = ?", Value::Text(correlationid.to_string()));
+    walk.push("k.id > ?", after_root(root));
+    let mut rows = page_rows(conn, "idx.by_correlation k JOIN events e ON e.id = k.id", "k.id", walk, limit + 1)?;
     if let Some(root) = root
         && rows.len() <= limit
     {
         filters.push("e.id = ?", Value::Blob(id_bytes(root).to_vec()));
         rows.extend(page_rows(conn, "events e", "e.id", filters, 1)?);
     }
-    page(conn, rows, limit)
+    Ok(rows)
 }
 
 /// A page of `limit` rows of up to `limit + 1`: the extra one says there is a next page.

@@ -21,7 +21,6 @@ use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transit
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpointer::checkpoint;
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
 use super::{RecorderSettings, Shared, id_bytes, micros};
@@ -194,8 +193,7 @@ impl Writer {
             }
         }
         drop(self.checkpointer.take());
-        let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
-        match checkpoint(&self.conn, "TRUNCATE") {
+        match self.shared.checkpoint(&self.conn, "TRUNCATE") {
             Ok(false) => {}
             Ok(true) => tracing::warn!("the final checkpoint found the WAL busy; the next start replays it"),
             Err(e) => tracing::warn!(error = %e, "final checkpoint failed; the next start replays the WAL"),
@@ -250,8 +248,7 @@ impl Writer {
     /// with nothing else to commit: a checkpoint fsyncs the WAL first.
     fn sync_if_due(&mut self) {
         if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
-            let _one_at_a_time = self.shared.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
-            match checkpoint(&self.conn, "PASSIVE") {
+            match self.shared.checkpoint(&self.conn, "PASSIVE") {
                 Ok(false) => self.unsynced_since = None,
                 Ok(true) => tracing::debug!("the recorder's sync found a checkpoint running; will retry"),
                 Err(e) => tracing::warn!(error = %e, "could not sync the recorder's last commits; will retry"),
