@@ -41,7 +41,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Hands recorded events to current subscribers; never blocks.
     fn publish(&self, events: Vec<Arc<RecordedEvent>>);
 
-    /// Events published from now on.
+    /// Events published from now on, each at most once (a [`Consumer`]
+    /// relies on it: it checks bus events only against those it read back;
+    /// a bus that can redeliver, as JetStream can, must drop its repeats).
     fn subscribe(&self) -> Subscription;
 }
 

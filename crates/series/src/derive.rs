@@ -27,15 +27,16 @@ fn sample(metric: &'static Metric, labels: &[&str], value: f64) -> Sample {
 pub const NONE: &str = "none";
 
 /// The samples one recorded event contributes; `group` is its device's
-/// group, when it has a device and the device a group; `topics` label
-/// message topics.
-pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemplates) -> Vec<Sample> {
+/// group, when it has a device and the device a group; `origin` is what
+/// [`origin`] says of it (a message's topic is matched against the
+/// templates once, for its samples and for its drops).
+pub fn samples(recorded: &RecordedEvent, group: Option<&str>, origin: Option<&(String, String)>) -> Vec<Sample> {
     let event = &recorded.event;
     let group = group.unwrap_or(NONE);
     let mut out = vec![sample(&m::EVENTS_RECORDED, &[], 1.0)];
     match event.ty.as_str() {
         DEVICE_MESSAGE => {
-            let topic = topic_label(recorded, topics);
+            let topic = origin.map_or(NONE, |(_, topic)| topic.as_str());
             let bytes = event.data.len() as f64;
             out.push(sample(&m::MQTT_MESSAGES, &[group, topic], 1.0));
             out.push(sample(&m::MQTT_BYTES, &[group, topic], bytes));
@@ -44,7 +45,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
                 out.push(sample(&m::DEVICE_BYTES, &[device], bytes));
             }
         }
-        PUBLISH_REFUSED => out.extend(refused_drop(recorded, group, topics)),
+        PUBLISH_REFUSED => out.extend(refused_drop(recorded, origin)),
         DEVICE_CONNECTED | CLIENT_CONNECTED => out.push(sample(&m::MQTT_CONNECTS, &[], 1.0)),
         DEVICE_DISCONNECTED | CLIENT_DISCONNECTED => {
             let reason = recorded.payload::<Disconnected>().map(|d| d.reason.as_str());
@@ -82,9 +83,9 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemp
 /// A refused publish's one `drops` sample, when it was recorded with an
 /// event-level `dropped` state (no target). A `dropped` state with a target
 /// is counted when it is recorded, by the feed's tap ([`dropped`]), never here.
-fn refused_drop(recorded: &RecordedEvent, group: &str, topics: &TopicTemplates) -> Option<Sample> {
+fn refused_drop(recorded: &RecordedEvent, origin: Option<&(String, String)>) -> Option<Sample> {
     let state = recorded.states.iter().find(|s| s.state == State::Dropped && s.target.is_none())?;
-    Some(dropped(state.detail.as_deref(), origin(recorded, Some(group), topics).as_ref()))
+    Some(dropped(state.detail.as_deref(), origin))
 }
 
 /// Refused CONNECTs: one event stands for every refusal from its peer in
@@ -192,6 +193,11 @@ mod tests {
         }
     }
 
+    /// An event's samples, its topic matched as the feed does.
+    fn derive(recorded: &RecordedEvent, group: Option<&str>, templates: &TopicTemplates) -> Vec<Sample> {
+        samples(recorded, group, origin(recorded, group, templates).as_ref())
+    }
+
     fn names(samples: &[Sample]) -> Vec<&'static str> {
         samples.iter().map(|s| s.metric.name).collect()
     }
@@ -202,7 +208,7 @@ mod tests {
     fn a_refused_publish_counts_only_as_a_drop_by_reason() {
         let templates = TopicTemplates::new(&topics::default_templates()).unwrap();
         let refused = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
-        assert_eq!(names(&samples(&refused, Some("greenhouse"), &templates)), ["events_recorded"]);
+        assert_eq!(names(&derive(&refused, Some("greenhouse"), &templates)), ["events_recorded"]);
 
         let origin = origin(&refused, Some("greenhouse"), &templates);
         let drop = dropped(Some("acl_denied: devices/t-2/telemetry is not yours"), origin.as_ref());
@@ -211,16 +217,16 @@ mod tests {
 
         let mut inline = message(PUBLISH_REFUSED, "devices/t-1/telemetry");
         inline.states.push(dropped_state(None, "rate_limited: over the device publish rate of 1/s"));
-        let derived = samples(&inline, None, &templates);
+        let derived = derive(&inline, None, &templates);
         assert_eq!(names(&derived), ["events_recorded", "drops"]);
         assert_eq!(derived[1].labels, ["rate_limited", "none", "devices/+/telemetry"]);
         // A dropped state with a target (read back after a lag) was counted by the tap.
         let mut read_back = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
         read_back.states.push(dropped_state(Some("acl"), "acl_denied: not yours"));
-        assert_eq!(names(&samples(&read_back, None, &templates)), ["events_recorded"]);
+        assert_eq!(names(&derive(&read_back, None, &templates)), ["events_recorded"]);
 
         let accepted = message("device.message", "devices/t-1/telemetry");
-        let derived = names(&samples(&accepted, Some("greenhouse"), &templates));
+        let derived = names(&derive(&accepted, Some("greenhouse"), &templates));
         assert_eq!(derived, ["events_recorded", "mqtt_messages", "mqtt_bytes", "device_messages", "device_bytes"]);
     }
 
@@ -233,7 +239,7 @@ mod tests {
         let draft = Draft::json("glassbox/gateway", "client.connection_refused", &data);
         let event =
             RecordedEvent { event: draft.into_event(IdMinter::new().mint(), Utc::now(), None), states: Vec::new() };
-        let refused: Vec<_> = samples(&event, None, &templates)
+        let refused: Vec<_> = derive(&event, None, &templates)
             .into_iter()
             .filter(|s| s.metric.name == "mqtt_refused")
             .map(|s| (s.labels[0].clone(), s.value))
@@ -246,7 +252,7 @@ mod tests {
     fn a_message_topic_label_is_its_template_never_the_raw_topic() {
         let templates = TopicTemplates::new(&topics::default_templates()).unwrap();
         let hostile = message("device.message", &format!("{}/x", "a".repeat(30_000)));
-        let derived = samples(&hostile, None, &templates);
+        let derived = derive(&hostile, None, &templates);
         assert_eq!(derived[1].labels, ["none", "other"]);
         assert_eq!(origin(&hostile, None, &templates), Some(("none".into(), "other".into())));
     }

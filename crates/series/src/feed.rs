@@ -99,14 +99,15 @@ async fn derive_loop(
         let mut derived = Vec::with_capacity(batch.len());
         for recorded in batch {
             let group = group_of(&recorded, &devices, &mut groups).await;
-            if let Some(origin) = derive::origin(&recorded, group.as_deref(), series.topics()) {
+            let origin = derive::origin(&recorded, group.as_deref(), series.topics());
+            let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
+            derived.push((derive::samples(&recorded, group.as_deref(), origin.as_ref()), at));
+            if let Some(origin) = origin {
                 if origins.len() >= ORIGINS_CACHED_MAX {
                     origins.clear();
                 }
                 origins.insert(recorded.event.id, origin);
             }
-            let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            derived.push((derive::samples(&recorded, group.as_deref(), series.topics()), at));
         }
         series.add_all(&derived);
     }

@@ -73,6 +73,23 @@ const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Readers open at once; queries beyond this wait for a free connection.
 const READERS_MAX: usize = 4;
 
+/// A query waiting for the indexer, counted while it lives (a cancelled
+/// query stops counting too).
+struct IndexWaiter<'a>(&'a Shared);
+
+impl<'a> IndexWaiter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.index_waiters.fetch_add(1, Ordering::Relaxed);
+        Self(shared)
+    }
+}
+
+impl Drop for IndexWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.index_waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters and health shared by the writer, the indexer and callers.
 #[derive(Debug)]
 struct Shared {
@@ -82,6 +99,9 @@ struct Shared {
     indexed: tokio::sync::watch::Sender<u64>,
     /// Set when the indexer gave up; queries then answer from what is indexed.
     index_error: Mutex<Option<String>>,
+    /// Queries waiting for the indexer: it indexes at once rather than
+    /// waiting for more commits to share a transaction.
+    index_waiters: AtomicU64,
     writable: AtomicBool,
     /// Whether the last failure was the store's size bound: then a small
     /// platform record that still fits does not make it writable again,
@@ -113,6 +133,7 @@ impl Shared {
             index_sent: AtomicU64::new(0),
             indexed: tokio::sync::watch::Sender::new(0),
             index_error: Mutex::new(None),
+            index_waiters: AtomicU64::new(0),
             writable: AtomicBool::new(true),
             full: AtomicBool::new(false),
             last_error: Mutex::new(None),
@@ -130,6 +151,10 @@ impl Shared {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.commits_fsynced.fetch_add(u64::from(fsynced), Ordering::Relaxed);
         self.commit_seconds.observe(took);
+    }
+
+    fn index_waited_for(&self) -> bool {
+        self.index_waiters.load(Ordering::Relaxed) > 0
     }
 
     fn index_failed(&self) -> bool {
@@ -218,6 +243,10 @@ impl SqliteStore {
         }
         let target = self.shared.index_sent.load(Ordering::Acquire);
         let mut indexed = self.shared.indexed.subscribe();
+        if *indexed.borrow() >= target {
+            return;
+        }
+        let _waiting = IndexWaiter::new(&self.shared);
         if tokio::time::timeout(INDEX_WAIT, indexed.wait_for(|done| *done >= target)).await.is_err() {
             tracing::warn!(target, indexed = *indexed.borrow(), "answering a query before the indexes caught up");
         }

@@ -52,14 +52,16 @@ impl Deliveries {
 
 async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transition>) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
-    let mut held: HashMap<Key, Transition> = HashMap::new();
+    // `held` and the next round's map trade places each round, keeping
+    // their room rather than growing a new map from empty every round.
+    let (mut held, mut spare): (HashMap<Key, Transition>, HashMap<Key, Transition>) = Default::default();
     loop {
         let received = match held.is_empty() {
             true => rx.recv_many(&mut batch, BATCH_MAX).await,
             false => tokio::time::timeout(HOLD, rx.recv_many(&mut batch, BATCH_MAX)).await.unwrap_or(0),
         };
         let closed = received == 0 && batch.is_empty() && rx.is_closed();
-        let (mut out, mut next) = (Vec::with_capacity(batch.len()), HashMap::new());
+        let (mut out, mut next) = (Vec::with_capacity(batch.len()), std::mem::take(&mut spare));
         for mut t in batch.drain(..) {
             let key = (t.event, t.target.clone());
             match t.state {
@@ -78,7 +80,8 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
             }
         }
         // Held a whole round without an end: record them on their own.
-        out.extend(std::mem::replace(&mut held, next).into_values());
+        out.extend(held.drain().map(|(_, t)| t));
+        spare = std::mem::replace(&mut held, next);
         if closed {
             out.extend(held.drain().map(|(_, t)| t));
         }
