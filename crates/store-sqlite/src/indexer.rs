@@ -72,7 +72,8 @@ pub(super) const QUEUE_BATCHES_MAX: usize = 256;
 /// hundred events each) cost the indexer three times its share of
 /// the broker's CPU at large ones.
 const LINGER: Duration = Duration::from_millis(10);
-/// How often a lingering indexer looks for more commits and for waiting queries.
+/// How often a lingering indexer looks for more commits (a query that
+/// starts waiting wakes it at once).
 const LINGER_STEP: Duration = Duration::from_millis(1);
 
 /// Events per block: the most one span row stands for.
@@ -153,6 +154,7 @@ impl Indexer {
 
     /// Runs until the writer is gone and the queue is drained.
     pub(super) fn run(mut self, mut commands: mpsc::Receiver<IndexCommand>) {
+        let _ = self.shared.indexer.set(std::thread::current());
         while let Some(first) = commands.blocking_recv() {
             let batch = self.gather(first, &mut commands, std::time::Instant::now() + LINGER);
             self.apply_until_done(&batch);
@@ -191,7 +193,7 @@ impl Indexer {
             if enough || waited_for || std::time::Instant::now() >= deadline {
                 return batch;
             }
-            std::thread::sleep(LINGER_STEP);
+            std::thread::park_timeout(LINGER_STEP);
         }
     }
 
@@ -462,6 +464,7 @@ mod tests {
     #[test]
     fn small_commits_wait_to_share_a_transaction_until_a_query_waits() {
         let indexer = indexer();
+        indexer.shared.indexer.set(std::thread::current()).unwrap();
         let (tx, mut rx) = mpsc::channel(8);
         let shared = indexer.shared.clone();
         let query = std::thread::spawn(move || {

@@ -74,12 +74,17 @@ const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const READERS_MAX: usize = 4;
 
 /// A query waiting for the indexer, counted while it lives (a cancelled
-/// query stops counting too).
+/// query stops counting too). Counting wakes the indexer.
 struct IndexWaiter<'a>(&'a Shared);
 
 impl<'a> IndexWaiter<'a> {
     fn new(shared: &'a Shared) -> Self {
-        shared.index_waiters.fetch_add(1, Ordering::Relaxed);
+        // Release: the indexer's Acquire load then sees the commits queued
+        // before the query read `index_sent`.
+        shared.index_waiters.fetch_add(1, Ordering::Release);
+        if let Some(indexer) = shared.indexer.get() {
+            indexer.unpark();
+        }
         Self(shared)
     }
 }
@@ -102,6 +107,8 @@ struct Shared {
     /// Queries waiting for the indexer: it indexes at once rather than
     /// waiting for more commits to share a transaction.
     index_waiters: AtomicU64,
+    /// The indexer's thread, woken when a query starts waiting.
+    indexer: std::sync::OnceLock<std::thread::Thread>,
     writable: AtomicBool,
     /// Whether the last failure was the store's size bound: then a small
     /// platform record that still fits does not make it writable again,
@@ -134,6 +141,7 @@ impl Shared {
             indexed: tokio::sync::watch::Sender::new(0),
             index_error: Mutex::new(None),
             index_waiters: AtomicU64::new(0),
+            indexer: std::sync::OnceLock::new(),
             writable: AtomicBool::new(true),
             full: AtomicBool::new(false),
             last_error: Mutex::new(None),
@@ -154,7 +162,7 @@ impl Shared {
     }
 
     fn index_waited_for(&self) -> bool {
-        self.index_waiters.load(Ordering::Relaxed) > 0
+        self.index_waiters.load(Ordering::Acquire) > 0
     }
 
     fn index_failed(&self) -> bool {

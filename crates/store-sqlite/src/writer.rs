@@ -10,15 +10,17 @@
 //! never holds ingest up for longer than one chunk.
 
 use std::any::Any;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{Data, EventId, IdSet, first_id_at};
+use glassbox_core::{Data, EventId, IdHasher, first_id_at};
 use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transition};
-use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::devices::{self, DeviceOp};
@@ -92,14 +94,18 @@ enum Outcome {
 const RETENTION_CHUNK_EVENTS: i64 = 2000;
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// Ids of the events this writer committed lately. Delivery states follow
-/// their message within milliseconds, and each must be refused if its event
-/// is unknown: an id found here needs no look-up in `events`. Bounded at
-/// [`RECENT_MAX`], oldest forgotten first (a forgotten id is looked up), and
-/// emptied whenever retention deletes events.
+/// The events this writer committed lately, each with the `seq` of its last
+/// recorded state (0: none yet). Delivery states follow their message within
+/// milliseconds, and each must be refused if its event is unknown and
+/// numbered after its event's last: an event found here needs neither a
+/// look-up in `events` nor one in `transitions`. Exact because this writer
+/// records every state, and an event enters only when its row is committed.
+/// A state whose transaction fails leaves a gap in `seq`, which only orders.
+/// Bounded at [`RECENT_MAX`], oldest forgotten first (a forgotten event is
+/// looked up), and emptied whenever retention deletes events.
 #[derive(Default)]
 struct Recent {
-    ids: IdSet,
+    last_seq: HashMap<EventId, i64, BuildHasherDefault<IdHasher>>,
     order: VecDeque<EventId>,
 }
 
@@ -107,18 +113,26 @@ const RECENT_MAX: usize = 65_536;
 
 impl Recent {
     fn note(&mut self, id: EventId) {
-        if self.ids.insert(id) {
+        if let Entry::Vacant(entry) = self.last_seq.entry(id) {
+            entry.insert(0);
             self.order.push_back(id);
         }
         if self.order.len() > RECENT_MAX
             && let Some(oldest) = self.order.pop_front()
         {
-            self.ids.remove(&oldest);
+            self.last_seq.remove(&oldest);
         }
     }
 
+    /// The `seq` of a state of `event` recorded now, if the event is here.
+    fn next_seq(&mut self, event: EventId) -> Option<i64> {
+        let last = self.last_seq.get_mut(&event)?;
+        *last += 1;
+        Some(*last)
+    }
+
     fn clear(&mut self) {
-        self.ids.clear();
+        self.last_seq.clear();
         self.order.clear();
     }
 }
@@ -258,7 +272,7 @@ impl Writer {
 
     fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
-        let mut apply = Apply::new(&tx, self.node, &self.settings, &self.recent)?;
+        let mut apply = Apply::new(&tx, self.node, &self.settings, &mut self.recent)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for command in batch.iter_mut() {
             outcomes.push(apply.command(command)?);
@@ -381,14 +395,17 @@ struct Apply<'tx> {
     insert: CachedStatement<'tx>,
     find_duplicate: CachedStatement<'tx>,
     exists: CachedStatement<'tx>,
+    /// A state numbered after its event's last in the table.
     insert_transition: CachedStatement<'tx>,
+    /// A state numbered by [`Recent`].
+    insert_transition_at: CachedStatement<'tx>,
     put_setting: CachedStatement<'tx>,
     node: i64,
     dedup_window: Duration,
     seen: HashMap<(String, String), Appended>,
     /// The audit log's last `seq` and hash, read once the batch holds a change.
     audit_head: Option<(u64, glassbox_audit::Hash)>,
-    recent: &'tx Recent,
+    recent: &'tx mut Recent,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
@@ -401,7 +418,7 @@ impl<'tx> Apply<'tx> {
         tx: &'tx Transaction<'tx>,
         node: i64,
         settings: &RecorderSettings,
-        recent: &'tx Recent,
+        recent: &'tx mut Recent,
     ) -> rusqlite::Result<Self> {
         Ok(Self {
             tx,
@@ -415,6 +432,10 @@ impl<'tx> Apply<'tx> {
                 "INSERT INTO transitions (event, seq, at, state, target, detail, node, in_transit_since)
                  VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM transitions WHERE event = ?1),
                          ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            insert_transition_at: tx.prepare_cached(
+                "INSERT INTO transitions (event, at, state, target, detail, node, in_transit_since, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
             put_setting: tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?,
             node,
@@ -520,22 +541,21 @@ impl<'tx> Apply<'tx> {
         let mut known = None;
         for t in transitions {
             let id = id_bytes(t.event);
-            if known != Some(t.event) {
-                if !self.recent.ids.contains(&t.event) && !self.exists.exists([&id[..]])? {
+            // Unknown to `recent`: looked up, and numbered by the table's last.
+            let seq = self.recent.next_seq(t.event);
+            if seq.is_none() && known != Some(t.event) {
+                if !self.exists.exists([&id[..]])? {
                     unknown = Some(t.event);
                     continue;
                 }
                 known = Some(t.event);
             }
-            self.insert_transition.execute(params![
-                &id[..],
-                micros(&t.at),
-                t.state.code(),
-                t.target,
-                t.detail,
-                self.node,
-                t.in_transit_at.as_ref().map(micros),
-            ])?;
+            let (at, state, since) = (micros(&t.at), t.state.code(), t.in_transit_at.as_ref().map(micros));
+            let row: [&dyn ToSql; 8] = [&&id[..], &at, &state, &t.target, &t.detail, &self.node, &since, &seq];
+            match seq {
+                Some(_) => self.insert_transition_at.execute(&row[..]),
+                None => self.insert_transition.execute(&row[..7]),
+            }?;
         }
         Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))
     }

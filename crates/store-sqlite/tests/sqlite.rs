@@ -309,3 +309,40 @@ async fn committed_pages_reach_the_database_file_without_waiting_for_the_writers
     }
     store.close().await;
 }
+
+/// An event's delivery states, by their detail, as read back.
+async fn details(store: &SqliteStore, id: glassbox_core::EventId) -> Vec<String> {
+    let recorded = store.get(id).await.unwrap().unwrap();
+    let deliveries = recorded.states.into_iter().filter(|s| s.state == glassbox_core::State::InTransit);
+    deliveries.filter_map(|s| s.detail).collect()
+}
+
+#[tokio::test]
+async fn an_events_states_keep_their_order_whether_its_writer_numbers_them_or_the_table_does() {
+    use glassbox_core::State;
+    use glassbox_store::Transition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let minter = IdMinter::new();
+    let (fresh, older) = (event(&minter, "s", "t", None), event(&minter, "s", "t", None));
+    let state = |e: &Event, n: usize| Transition::new(e.id, State::InTransit, Some("sub".into()), Some(n.to_string()));
+    {
+        let store = open(&dir);
+        store.append(vec![ingress(older.clone()), ingress(fresh.clone())]).await.unwrap();
+        // Just committed: the writer numbers these itself, in one batch and across batches.
+        store.record(vec![state(&fresh, 1), state(&fresh, 2), state(&older, 1)]).await.unwrap();
+        store.record(vec![state(&fresh, 3)]).await.unwrap();
+        store.close().await;
+    }
+    // A new writer has not seen these events: it numbers after the table's last.
+    let store = open(&dir);
+    store.record(vec![state(&fresh, 4), state(&older, 2)]).await.unwrap();
+    store.append(vec![ingress(event(&minter, "s", "t", None))]).await.unwrap();
+    store.record(vec![state(&fresh, 5)]).await.unwrap();
+    assert_eq!(details(&store, fresh.id).await, ["1", "2", "3", "4", "5"]);
+    assert_eq!(details(&store, older.id).await, ["1", "2"]);
+
+    let unknown = event(&minter, "s", "t", None);
+    let refused = store.record(vec![state(&unknown, 1)]).await;
+    assert!(matches!(refused, Err(StoreError::UnknownEvent(id)) if id == unknown.id), "{refused:?}");
+}
