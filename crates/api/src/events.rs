@@ -132,8 +132,11 @@ async fn ingest_checked(
             }
             err
         })?;
-    let mut accepted =
-        appended.into_iter().map(|a| Accepted { id: a.id, correlationid: a.correlationid, duplicate: a.duplicate });
+    let mut accepted = appended.into_iter().map(|a| Accepted {
+        id: a.id.to_string(),
+        correlationid: a.correlationid,
+        duplicate: a.duplicate,
+    });
     let body = match mode {
         Mode::Single => {
             Ingested::One(accepted.next().ok_or_else(|| super::error::internal("the store appended nothing"))?)

@@ -179,7 +179,7 @@ impl Control {
     ) -> Option<EventId> {
         let draft = draft(device, ty, subject, data, cause);
         match self.pipeline.ingest_platform(vec![draft], "platform").await {
-            Ok(appended) => appended.first().and_then(|a| a.id.parse().ok()),
+            Ok(appended) => appended.first().map(|a| a.id),
             Err(e) => {
                 tracing::error!(device, event = ty, error = %e, "could not record a control event");
                 None

@@ -285,7 +285,7 @@ impl Functions {
             ..Draft::payload("glassbox/http", &request_data(&live, &route, &request))
         };
         let recorded = match self.pipeline.ingest(vec![draft], "http").await {
-            Ok(appended) => match appended.first().and_then(|a| a.id.parse().ok()) {
+            Ok(appended) => match appended.first().map(|a| a.id) {
                 Some(id) => self.pipeline.store().get(id).await.ok().flatten(),
                 None => None,
             },

@@ -63,7 +63,7 @@ impl Functions {
     ) -> Option<String> {
         let draft = about(live, recorded, payload);
         match self.pipeline.ingest(vec![draft], "platform").await {
-            Ok(appended) => appended.first().map(|a| a.id.clone()),
+            Ok(appended) => appended.first().map(|a| a.id.to_string()),
             Err(e) => {
                 tracing::error!(function = %live.version.name, error = %e, "could not record an invocation");
                 None
@@ -100,7 +100,7 @@ impl Functions {
         let mut output_ids = match drafts.is_empty() {
             true => Vec::new(),
             false => match self.pipeline.ingest(drafts, "function").await {
-                Ok(appended) => appended.into_iter().map(|a| a.id).collect(),
+                Ok(appended) => appended.into_iter().map(|a| a.id.to_string()).collect(),
                 Err(e) => {
                     tracing::error!(function = %name, error = %e, "could not record a function's outputs");
                     Vec::new()
@@ -125,9 +125,12 @@ impl Functions {
         self.budgets.record_reached(reached).await;
         let (kinds, drafts): (Vec<bool>, Vec<Draft>) = drafts.into_iter().unzip();
         let ids: Vec<Option<String>> = match self.pipeline.ingest(drafts, "platform").await {
-            Ok(appended) => {
-                kinds.iter().zip(appended).filter(|(invoked, _)| **invoked).map(|(_, a)| Some(a.id)).collect()
-            }
+            Ok(appended) => kinds
+                .iter()
+                .zip(appended)
+                .filter(|(invoked, _)| **invoked)
+                .map(|(_, a)| Some(a.id.to_string()))
+                .collect(),
             Err(e) => {
                 tracing::error!(function = %name, error = %e, "could not record invocations");
                 vec![None; records.len()]

@@ -513,8 +513,7 @@ impl<'tx> Apply<'tx> {
             };
             self.audit_head = Some(super::audit::seal(self.tx, head, draft)?);
         }
-        let appended =
-            Appended { id: event.id.to_string(), correlationid: event.correlationid.clone(), duplicate: false };
+        let appended = Appended { id: event.id, correlationid: event.correlationid.clone(), duplicate: false };
         if let Some(key) = origin_key {
             self.seen.insert(key, Appended { duplicate: true, ..appended.clone() });
         }
@@ -530,7 +529,7 @@ impl<'tx> Apply<'tx> {
         self.find_duplicate
             .query_row(params![key.0, key.1, window_start], |row| {
                 let id: [u8; 16] = row.get(0)?;
-                Ok(Appended { id: EventId::from_bytes(id).to_string(), correlationid: row.get(1)?, duplicate: true })
+                Ok(Appended { id: EventId::from_bytes(id), correlationid: row.get(1)?, duplicate: true })
             })
             .optional()
     }

@@ -112,10 +112,10 @@ impl Ingress {
 }
 
 /// What [`EventStore::append`] did with one event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// The recorded id: the new event's, or for a duplicate the first one's.
-    pub id: String,
+    pub id: EventId,
     pub correlationid: String,
     /// True when this was a retry of an event already recorded (same
     /// `source` and `originid` within the de-duplication window).

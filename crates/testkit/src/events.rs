@@ -36,7 +36,7 @@ pub async fn appended_event_reads_back_with_its_received_state(factory: &impl Fa
     let minter = IdMinter::new();
     let sent = event(&minter, "sensors", "telemetry", Some("d1"));
     let appended = store.append(vec![ingress(sent.clone())]).await.unwrap();
-    assert_eq!(appended[0].id, sent.id.to_string());
+    assert_eq!(appended[0].id, sent.id);
     assert!(!appended[0].duplicate);
 
     let got = store.get(sent.id).await.unwrap().expect("recorded");

@@ -295,7 +295,7 @@ impl Connection {
             if refused.as_ref().is_some_and(|r| r.recorded.is_none()) {
                 continue;
             }
-            let Some(Ok(event)) = appended.next().map(|a| a.id.parse()) else { continue };
+            let Some(event) = appended.next().map(|a| a.id) else { continue };
             if let Some(Refusal { reason, detail, .. }) = refused {
                 let target = if reason == DropReason::AclDenied { "acl" } else { "gateway" };
                 self.shared.deliveries.note(event, State::Dropped, target, Some(format!("{reason}: {detail}")));
@@ -355,7 +355,7 @@ impl Connection {
         match self.shared.recorder.ingest(vec![draft], "mqtt").await {
             Ok(appended) => {
                 let detail = format!("{}: {}", data.reason, data.detail);
-                for event in appended.iter().filter_map(|a| a.id.parse().ok()) {
+                for event in appended.iter().map(|a| a.id) {
                     self.shared.deliveries.note(event, State::Dropped, "gateway", Some(detail.clone()));
                 }
             }

@@ -52,8 +52,8 @@ impl PendingWill {
             None => draft(&self.client_id, device, &publish),
         };
         let recorded = self.shared.recorder.ingest(vec![draft], "mqtt-will").await;
-        let event = match recorded.map(|mut a| a.pop().map(|a| a.id.parse())) {
-            Ok(Some(Ok(event))) => event,
+        let event = match recorded.map(|mut a| a.pop().map(|a| a.id)) {
+            Ok(Some(event)) => event,
             other => return tracing::warn!(client = %self.client_id, ?other, "could not record a will"),
         };
         if let Some(refusal) = refused {
