@@ -31,7 +31,7 @@ MSGS=${MSGS:-50000} PUBS=${PUBS:-4} SIZE=${SIZE:-64}
 LOAD=target/mqttload/release/mqttload
 TOKEN=gbx_bench_token_0123456789
 DIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR" || true' EXIT
 
 [ -x "$LOAD" ] || cargo build --release --manifest-path "${MQTTLOAD_SRC:-../shared/mqttload}/Cargo.toml" \
   --target-dir target/mqttload
