@@ -99,14 +99,18 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// milliseconds, and each must be refused if its event is unknown and
 /// numbered after its event's last: an event found here needs neither a
 /// look-up in `events` nor one in `transitions`. Exact because this writer
-/// records every state, and an event enters only when its row is committed.
-/// A state whose transaction fails leaves a gap in `seq`, which only orders.
-/// Bounded at [`RECENT_MAX`], oldest forgotten first (a forgotten event is
-/// looked up), and emptied whenever retention deletes events.
+/// records every state, and an event enters when its row is inserted, so
+/// before it has any state. A transaction that fails empties it (its
+/// events' rows are gone again); a state in one leaves a gap in `seq`,
+/// which only orders. Bounded at [`RECENT_MAX`], oldest forgotten first (a
+/// forgotten event is looked up), and emptied when retention deletes an
+/// event as new as its oldest.
 #[derive(Default)]
 struct Recent {
     last_seq: HashMap<EventId, i64, BuildHasherDefault<IdHasher>>,
     order: VecDeque<EventId>,
+    /// The oldest id noted since it was last emptied.
+    oldest: Option<EventId>,
 }
 
 const RECENT_MAX: usize = 65_536;
@@ -116,6 +120,7 @@ impl Recent {
         if let Entry::Vacant(entry) = self.last_seq.entry(id) {
             entry.insert(0);
             self.order.push_back(id);
+            self.oldest = Some(self.oldest.map_or(id, |oldest| oldest.min(id)));
         }
         if self.order.len() > RECENT_MAX
             && let Some(oldest) = self.order.pop_front()
@@ -134,6 +139,14 @@ impl Recent {
     fn clear(&mut self) {
         self.last_seq.clear();
         self.order.clear();
+        self.oldest = None;
+    }
+
+    /// Retention deleted every event up to `newest`.
+    fn expired(&mut self, newest: EventId) {
+        if self.oldest.is_some_and(|oldest| oldest <= newest) {
+            self.clear();
+        }
     }
 }
 
@@ -235,10 +248,10 @@ impl Writer {
                 self.shared.mark_writable(batch.iter().any(Command::ingests));
                 self.shared.committed(started.elapsed(), fsync);
                 self.send_to_index(&batch, &outcomes);
-                fresh(&batch, &outcomes).for_each(|ingress| self.recent.note(ingress.event().id));
                 reply_all(batch, outcomes);
             }
             Err(e) => {
+                self.recent.clear();
                 let message = e.to_string();
                 let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
                 if self.shared.mark_failed(&message, full) {
@@ -309,8 +322,8 @@ impl Writer {
         match expire_chunk(&mut self.conn, cutoff) {
             Ok(keys) => {
                 self.retention_backlog = !keys.is_empty();
-                if !keys.is_empty() {
-                    self.recent.clear();
+                if let Some(newest) = keys.iter().map(|k| k.id).max() {
+                    self.recent.expired(EventId::from_bytes(newest));
                 }
                 self.shared.events_expired.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 if !keys.is_empty() {
@@ -506,6 +519,8 @@ impl<'tx> Apply<'tx> {
             ingress.via(),
             self.node,
         ])?;
+        // Before any state of it can be recorded, in this batch or later.
+        self.recent.note(event.id);
         if let Some(draft) = ingress.audit() {
             let head = match self.audit_head {
                 Some(head) => head,

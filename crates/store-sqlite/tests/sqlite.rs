@@ -346,3 +346,29 @@ async fn an_events_states_keep_their_order_whether_its_writer_numbers_them_or_th
     let refused = store.record(vec![state(&unknown, 1)]).await;
     assert!(matches!(refused, Err(StoreError::UnknownEvent(id)) if id == unknown.id), "{refused:?}");
 }
+
+#[tokio::test]
+async fn a_state_recorded_in_its_events_own_commit_is_numbered_in_order() {
+    use glassbox_core::State;
+    use glassbox_store::Transition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minter = IdMinter::new();
+    let state = |e: &Event, n: usize| Transition::new(e.id, State::InTransit, Some("sub".into()), Some(n.to_string()));
+    // Sent together, the append and the state often share a group commit;
+    // the state may also come first, and is then refused (its event is unknown).
+    for _ in 0..50 {
+        let e = event(&minter, "s", "t", None);
+        let (appended, recorded) =
+            tokio::join!(store.append(vec![ingress(e.clone())]), store.record(vec![state(&e, 1)]));
+        appended.unwrap();
+        let first = match recorded {
+            Ok(()) => vec!["1"],
+            Err(StoreError::UnknownEvent(id)) if id == e.id => vec![],
+            Err(other) => panic!("{other:?}"),
+        };
+        store.record(vec![state(&e, 2)]).await.unwrap();
+        assert_eq!(details(&store, e.id).await, [first, vec!["2"]].concat());
+    }
+}
