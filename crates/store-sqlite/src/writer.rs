@@ -94,7 +94,7 @@ enum Outcome {
 const RETENTION_CHUNK_EVENTS: i64 = 2000;
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// The events this writer committed lately, each with the `seq` of its last
+/// The events this writer recorded lately, each with the `seq` of its last
 /// recorded state (0: none yet). Delivery states follow their message within
 /// milliseconds, and each must be refused if its event is unknown and
 /// numbered after its event's last: an event found here needs neither a
