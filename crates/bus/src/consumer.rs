@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use glassbox_core::{EventId, IdSet, RecordedEvent};
+use glassbox_core::{EventId, IdSet, RecentIds, RecordedEvent};
 
 use crate::{BusItem, Subscription};
 
@@ -180,7 +180,6 @@ impl Consumer {
 /// insert and eviction for every event (those cost each consumer about a
 /// third of its CPU in a profile of flat-out QoS 1 MQTT). What was taken
 /// from the bus is looked up only when a read-back needs it.
-#[derive(Default)]
 struct Seen {
     last: Option<EventId>,
     /// Whether the bus handed anything over yet.
@@ -189,10 +188,16 @@ struct Seen {
     order: VecDeque<EventId>,
     /// Ids taken from the recorder whose bus copy may still come, at most
     /// [`SEEN_MAX`] (the oldest forgotten first).
-    recovered: IdSet,
-    recovered_order: VecDeque<EventId>,
+    recovered: RecentIds<()>,
     /// The newest id taken from the recorder.
     recovered_max: Option<EventId>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        let (order, recovered) = (VecDeque::new(), RecentIds::new(SEEN_MAX));
+        Self { last: None, from_bus: false, order, recovered, recovered_max: None }
+    }
 }
 
 impl Seen {
@@ -209,16 +214,10 @@ impl Seen {
     /// An event read from the recorder that the bus had not handed over:
     /// new unless it was read back before.
     fn take_from_recorder(&mut self, id: EventId) -> bool {
-        if !self.recovered.insert(id) {
+        if !self.recovered.insert(id, ()) {
             return false;
         }
-        self.recovered_order.push_back(id);
         self.recovered_max = self.recovered_max.max(Some(id));
-        if self.recovered_order.len() > SEEN_MAX
-            && let Some(oldest) = self.recovered_order.pop_front()
-        {
-            self.recovered.remove(&oldest);
-        }
         self.took(id);
         true
     }

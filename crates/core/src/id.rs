@@ -81,9 +81,75 @@ impl std::hash::Hasher for IdHasher {
 /// A set of event ids, hashed with [`IdHasher`].
 pub type IdSet = std::collections::HashSet<EventId, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// Event ids, each with a value, at most `max` of them: inserting past the
+/// bound forgets the oldest inserted. A cache of recent events; a removed
+/// id's place in the insertion order is freed when its turn comes.
+pub struct RecentIds<V> {
+    values: std::collections::HashMap<EventId, V, std::hash::BuildHasherDefault<IdHasher>>,
+    order: std::collections::VecDeque<EventId>,
+    max: usize,
+}
+
+impl<V> RecentIds<V> {
+    pub fn new(max: usize) -> Self {
+        Self { values: Default::default(), order: Default::default(), max }
+    }
+
+    /// Inserts `id` with `value` unless it is here; whether it was new.
+    pub fn insert(&mut self, id: EventId, value: V) -> bool {
+        let std::collections::hash_map::Entry::Vacant(entry) = self.values.entry(id) else { return false };
+        entry.insert(value);
+        self.order.push_back(id);
+        if self.order.len() > self.max
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.values.remove(&oldest);
+        }
+        true
+    }
+
+    pub fn get_mut(&mut self, id: &EventId) -> Option<&mut V> {
+        self.values.get_mut(id)
+    }
+
+    /// Removes `id`; whether it was here.
+    pub fn remove(&mut self, id: &EventId) -> bool {
+        self.values.remove(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.order.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_ids_keep_at_most_their_bound_forgetting_the_oldest() {
+        let minter = IdMinter::new();
+        let ids: Vec<EventId> = (0..4).map(|_| minter.mint()).collect();
+        let mut recent = RecentIds::new(2);
+        assert!(recent.insert(ids[0], 0) && !recent.insert(ids[0], 9), "once");
+        assert!(recent.insert(ids[1], 1) && recent.insert(ids[2], 2));
+        assert_eq!(recent.len(), 2);
+        assert!(recent.get_mut(&ids[0]).is_none(), "the oldest is forgotten");
+        assert!(recent.remove(&ids[1]) && !recent.remove(&ids[1]));
+        *recent.get_mut(&ids[2]).unwrap() += 1;
+        assert_eq!(recent.get_mut(&ids[2]), Some(&mut 3));
+        recent.clear();
+        assert!(recent.is_empty() && recent.insert(ids[3], 0));
+    }
 
     #[test]
     fn ids_minted_in_one_millisecond_spread_over_the_hash() {

@@ -78,7 +78,7 @@ pub use events::shadow::{
 pub use events::trigger::{HTTP_REQUEST, HttpRequest, SCHEDULE_FIRED, ScheduleFired};
 pub use events::{DEVICE_MESSAGE, Payload, PayloadError, payload_in, payload_of};
 pub use histogram::Histogram;
-pub use id::{EventId, IdHasher, IdMinter, IdSet, first_id_at, last_id_at, minted_at};
+pub use id::{EventId, IdHasher, IdMinter, IdSet, RecentIds, first_id_at, last_id_at, minted_at};
 pub use ingest::{Draft, Limits, Lineage, Problem, ValidationError, check_causationid, check_text, parse_cloudevent};
 pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};

@@ -10,15 +10,13 @@
 //! never holds ingest up for longer than one chunk.
 
 use std::any::Any;
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{Data, EventId, IdHasher, first_id_at};
+use glassbox_core::{Data, EventId, RecentIds, first_id_at};
 use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transition};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
@@ -105,27 +103,24 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// which only orders. Bounded at [`RECENT_MAX`], oldest forgotten first (a
 /// forgotten event is looked up), and emptied when retention deletes an
 /// event as new as its oldest.
-#[derive(Default)]
 struct Recent {
-    last_seq: HashMap<EventId, i64, BuildHasherDefault<IdHasher>>,
-    order: VecDeque<EventId>,
+    last_seq: RecentIds<i64>,
     /// The oldest id noted since it was last emptied.
     oldest: Option<EventId>,
 }
 
 const RECENT_MAX: usize = 65_536;
 
+impl Default for Recent {
+    fn default() -> Self {
+        Self { last_seq: RecentIds::new(RECENT_MAX), oldest: None }
+    }
+}
+
 impl Recent {
     fn note(&mut self, id: EventId) {
-        if let Entry::Vacant(entry) = self.last_seq.entry(id) {
-            entry.insert(0);
-            self.order.push_back(id);
+        if self.last_seq.insert(id, 0) {
             self.oldest = Some(self.oldest.map_or(id, |oldest| oldest.min(id)));
-        }
-        if self.order.len() > RECENT_MAX
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.last_seq.remove(&oldest);
         }
     }
 
@@ -138,7 +133,6 @@ impl Recent {
 
     fn clear(&mut self) {
         self.last_seq.clear();
-        self.order.clear();
         self.oldest = None;
     }
 
