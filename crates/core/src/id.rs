@@ -108,6 +108,10 @@ impl<V> RecentIds<V> {
         true
     }
 
+    pub fn get(&self, id: &EventId) -> Option<&V> {
+        self.values.get(id)
+    }
+
     pub fn get_mut(&mut self, id: &EventId) -> Option<&mut V> {
         self.values.get_mut(id)
     }

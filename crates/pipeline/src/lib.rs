@@ -20,6 +20,18 @@ use glassbox_store::{Appended, EventStore, Ingress, SettingStore, StoreError, Tr
 
 use crate::metrics::Counters;
 
+/// Who waits on an append, which decides whether it waits for the disk
+/// and whether it is audited.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A producer is answered once it is durable (a PUBACK, an HTTP 2xx).
+    Answered,
+    /// Nobody outside is answered (an MQTT QoS 0 PUBLISH).
+    Unanswered,
+    /// The platform's own events; changes among them are audited.
+    Platform,
+}
+
 /// The one way into the recorder: see the crate docs.
 pub struct Pipeline {
     store: Arc<dyn EventStore>,
@@ -74,7 +86,16 @@ impl Pipeline {
     /// never enters the audit log, whatever its type says: see
     /// [`Self::ingest_platform`].
     pub async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.append(drafts, via, false).await
+        self.append(drafts, via, Write::Answered).await
+    }
+
+    /// Records what nobody outside is answered for (MQTT QoS 0 PUBLISHes),
+    /// as [`Self::ingest`] does, except that it resolves once the events
+    /// are committed, before they are on disk: they are put there soon
+    /// after ([`glassbox_store::SYNC_WITHIN`]), and a crash of the process
+    /// loses none of them, only a crash of the machine in between could.
+    pub async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        self.append(drafts, via, Write::Unanswered).await
     }
 
     /// Records the platform's own events, as [`Self::ingest`] does; those
@@ -82,17 +103,21 @@ impl Pipeline {
     /// sealed in the same commit. Only services call this, with changes
     /// they made for a principal: no producer can write an audit entry.
     pub async fn ingest_platform(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.append(drafts, via, true).await
+        self.append(drafts, via, Write::Platform).await
     }
 
-    async fn append(&self, drafts: Vec<Draft>, via: &str, platform: bool) -> Result<Vec<Appended>, StoreError> {
+    async fn append(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Vec<Appended>, StoreError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(drafts.len());
         for draft in drafts {
             let parent = self.parent_of(&draft).await?;
             let event = draft.into_event(self.minter.mint(), now, parent.as_ref());
             let ingress = Ingress::new(event, now, via, &self.node);
-            batch.push(if platform { self.audited(ingress, now) } else { ingress });
+            batch.push(match write {
+                Write::Answered => ingress,
+                Write::Unanswered => ingress.unanswered(),
+                Write::Platform => self.audited(ingress, now),
+            });
         }
         // Recording and publishing run as their own task: a caller that gives
         // up waiting (a timeout, a closed connection) cannot leave an event

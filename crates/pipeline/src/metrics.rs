@@ -123,7 +123,7 @@ impl Counters {
         counter(
             &mut out,
             "glassbox_recorder_commits_fsynced_total",
-            "Group commits that waited for their fsync (the rest held only the platform's own records).",
+            "Group commits that waited for their fsync (the rest held only what nobody outside is answered for: the platform's own records, delivery states, QoS 0 messages).",
             store.commits_durable,
         );
         commit_histogram(&mut out, store);

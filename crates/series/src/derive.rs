@@ -30,13 +30,13 @@ pub const NONE: &str = "none";
 /// group, when it has a device and the device a group; `origin` is what
 /// [`origin`] says of it (a message's topic is matched against the
 /// templates once, for its samples and for its drops).
-pub fn samples(recorded: &RecordedEvent, group: Option<&str>, origin: Option<&(String, String)>) -> Vec<Sample> {
+pub fn samples(recorded: &RecordedEvent, group: Option<&str>, origin: Option<Origin<'_>>) -> Vec<Sample> {
     let event = &recorded.event;
     let group = group.unwrap_or(NONE);
     let mut out = vec![sample(&m::EVENTS_RECORDED, &[], 1.0)];
     match event.ty.as_str() {
         DEVICE_MESSAGE => {
-            let topic = origin.map_or(NONE, |(_, topic)| topic.as_str());
+            let topic = origin.map_or(NONE, |(_, topic)| topic);
             let bytes = event.data.len() as f64;
             out.push(sample(&m::MQTT_MESSAGES, &[group, topic], 1.0));
             out.push(sample(&m::MQTT_BYTES, &[group, topic], bytes));
@@ -83,7 +83,7 @@ pub fn samples(recorded: &RecordedEvent, group: Option<&str>, origin: Option<&(S
 /// A refused publish's one `drops` sample, when it was recorded with an
 /// event-level `dropped` state (no target). A `dropped` state with a target
 /// is counted when it is recorded, by the feed's tap ([`dropped`]), never here.
-fn refused_drop(recorded: &RecordedEvent, origin: Option<&(String, String)>) -> Option<Sample> {
+fn refused_drop(recorded: &RecordedEvent, origin: Option<Origin<'_>>) -> Option<Sample> {
     let state = recorded.states.iter().find(|s| s.state == State::Dropped && s.target.is_none())?;
     Some(dropped(state.detail.as_deref(), origin))
 }
@@ -144,21 +144,24 @@ fn invoked(invocation: &Invocation, recorded: &RecordedEvent, out: &mut Vec<Samp
 
 /// A dropped delivery's sample: its reason (the detail's leading drop
 /// reason), and the group and topic of the message when known.
-pub fn dropped(detail: Option<&str>, origin: Option<&(String, String)>) -> Sample {
+pub fn dropped(detail: Option<&str>, origin: Option<Origin<'_>>) -> Sample {
     let reason = detail.and_then(|d| d.split_once(':')).map_or(NONE, |(reason, _)| reason);
     let reason =
         if !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') { reason } else { NONE };
-    let (group, topic) = origin.map_or((NONE, NONE), |(g, t)| (g.as_str(), t.as_str()));
+    let (group, topic) = origin.unwrap_or((NONE, NONE));
     sample(&m::DROPS, &[reason, group, topic], 1.0)
 }
 
+/// A device message's group and topic labels.
+pub type Origin<'a> = (&'a str, &'a str);
+
 /// The group and topic label of a device message (accepted or refused),
 /// for its drops.
-pub fn origin(recorded: &RecordedEvent, group: Option<&str>, topics: &TopicTemplates) -> Option<(String, String)> {
+pub fn origin<'a>(recorded: &RecordedEvent, group: Option<&'a str>, topics: &'a TopicTemplates) -> Option<Origin<'a>> {
     if !matches!(recorded.event.ty.as_str(), DEVICE_MESSAGE | PUBLISH_REFUSED) {
         return None;
     }
-    Some((group.unwrap_or(NONE).to_string(), topic_label(recorded, topics).to_string()))
+    Some((group.unwrap_or(NONE), topic_label(recorded, topics)))
 }
 
 /// A message's `topic` label: the template its topic matches, never the topic.
@@ -195,7 +198,7 @@ mod tests {
 
     /// An event's samples, its topic matched as the feed does.
     fn derive(recorded: &RecordedEvent, group: Option<&str>, templates: &TopicTemplates) -> Vec<Sample> {
-        samples(recorded, group, origin(recorded, group, templates).as_ref())
+        samples(recorded, group, origin(recorded, group, templates))
     }
 
     fn names(samples: &[Sample]) -> Vec<&'static str> {
@@ -211,7 +214,7 @@ mod tests {
         assert_eq!(names(&derive(&refused, Some("greenhouse"), &templates)), ["events_recorded"]);
 
         let origin = origin(&refused, Some("greenhouse"), &templates);
-        let drop = dropped(Some("acl_denied: devices/t-2/telemetry is not yours"), origin.as_ref());
+        let drop = dropped(Some("acl_denied: devices/t-2/telemetry is not yours"), origin);
         assert_eq!(drop.metric.name, "drops");
         assert_eq!(drop.labels, ["acl_denied", "greenhouse", "devices/+/telemetry"]);
 
@@ -254,6 +257,6 @@ mod tests {
         let hostile = message("device.message", &format!("{}/x", "a".repeat(30_000)));
         let derived = derive(&hostile, None, &templates);
         assert_eq!(derived[1].labels, ["none", "other"]);
-        assert_eq!(origin(&hostile, None, &templates), Some(("none".into(), "other".into())));
+        assert_eq!(origin(&hostile, None, &templates), Some(("none", "other")));
     }
 }

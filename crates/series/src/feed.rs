@@ -3,12 +3,11 @@
 //! written — and handed to the anomaly detectors — every few seconds.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::RecordedEvent;
+use glassbox_core::{EventId, RecentIds, RecordedEvent};
 use glassbox_store::DeviceRegistry;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
@@ -19,6 +18,9 @@ use glassbox_pipeline::Pipeline;
 const GROUPS_CACHED_MAX: usize = 100_000;
 /// Messages whose group and topic are remembered for their drops.
 const ORIGINS_CACHED_MAX: usize = 100_000;
+/// Distinct group and topic label pairs those messages share; beyond this
+/// every origin is forgotten (labels are bounded, so this is rare).
+const ORIGIN_PAIRS_MAX: usize = 4096;
 /// Drops waiting to be counted; beyond this they are not (the recorder has them).
 const DROPS_QUEUE_MAX: usize = 8192;
 
@@ -75,8 +77,7 @@ async fn derive_loop(
     mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
 ) {
     let mut groups: HashMap<String, Option<String>> = HashMap::new();
-    let mut origins: HashMap<glassbox_core::EventId, (String, String), BuildHasherDefault<glassbox_core::IdHasher>> =
-        HashMap::default();
+    let mut origins = Origins::default();
     // Whatever is ready at once is derived in one wake-up and one lock.
     loop {
         let batch = tokio::select! {
@@ -101,15 +102,53 @@ async fn derive_loop(
             let group = group_of(&recorded, &devices, &mut groups).await;
             let origin = derive::origin(&recorded, group.as_deref(), series.topics());
             let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            derived.push((derive::samples(&recorded, group.as_deref(), origin.as_ref()), at));
+            derived.push((derive::samples(&recorded, group.as_deref(), origin), at));
             if let Some(origin) = origin {
-                if origins.len() >= ORIGINS_CACHED_MAX {
-                    origins.clear();
-                }
-                origins.insert(recorded.event.id, origin);
+                origins.note(recorded.event.id, origin);
             }
         }
         series.add_all(&derived);
+    }
+}
+
+/// The group and topic labels of recent device messages, for their drops.
+/// A message keeps only an index into the distinct label pairs, and the
+/// oldest messages are forgotten one at a time: no allocation per message,
+/// and no pause to free a whole table at once (clearing 100,000 entries of
+/// two strings each held a runtime thread for 5 ms).
+struct Origins {
+    recent: RecentIds<u32>,
+    pairs: Vec<(String, String)>,
+    /// Group, then topic label, to the pair's index.
+    index: HashMap<String, HashMap<String, u32>>,
+}
+
+impl Default for Origins {
+    fn default() -> Self {
+        Self { recent: RecentIds::new(ORIGINS_CACHED_MAX), pairs: Vec::new(), index: HashMap::new() }
+    }
+}
+
+impl Origins {
+    fn note(&mut self, event: EventId, (group, topic): derive::Origin<'_>) {
+        let pair = match self.index.get(group).and_then(|topics| topics.get(topic)) {
+            Some(pair) => *pair,
+            None => {
+                if self.pairs.len() >= ORIGIN_PAIRS_MAX {
+                    *self = Self::default();
+                }
+                let pair = self.pairs.len() as u32;
+                self.pairs.push((group.to_string(), topic.to_string()));
+                self.index.entry(group.to_string()).or_default().insert(topic.to_string(), pair);
+                pair
+            }
+        };
+        self.recent.insert(event, pair);
+    }
+
+    fn get(&self, event: &EventId) -> Option<derive::Origin<'_>> {
+        let (group, topic) = self.pairs.get(*self.recent.get(event)? as usize)?;
+        Some((group, topic))
     }
 }
 
@@ -135,4 +174,43 @@ async fn group_of(
     }
     groups.insert(device.to_string(), group.clone());
     group
+}
+
+#[cfg(test)]
+mod tests {
+    use glassbox_core::IdMinter;
+
+    use super::*;
+
+    #[test]
+    fn origins_share_their_labels_and_forget_the_oldest_message_first() {
+        let minter = IdMinter::new();
+        let ids: Vec<EventId> = (0..ORIGINS_CACHED_MAX + 2).map(|_| minter.mint()).collect();
+        let mut origins = Origins::default();
+        for (n, id) in ids.iter().enumerate() {
+            origins.note(*id, ("greenhouse", if n % 2 == 0 { "devices/+/telemetry" } else { "other" }));
+        }
+        assert_eq!(origins.pairs.len(), 2, "two distinct pairs, however many messages");
+        assert_eq!(origins.get(&ids[0]), None, "the oldest are forgotten past the bound");
+        assert_eq!(origins.get(&ids[1]), None);
+        assert_eq!(origins.get(&ids[2]), Some(("greenhouse", "devices/+/telemetry")));
+        assert_eq!(origins.get(&ids[ORIGINS_CACHED_MAX + 1]), Some(("greenhouse", "other")));
+    }
+
+    #[test]
+    fn origins_start_over_past_the_bound_on_distinct_label_pairs() {
+        let minter = IdMinter::new();
+        let mut origins = Origins::default();
+        let first = minter.mint();
+        origins.note(first, ("g-0", "t"));
+        for n in 1..ORIGIN_PAIRS_MAX {
+            origins.note(minter.mint(), (&format!("g-{n}"), "t"));
+        }
+        assert_eq!(origins.get(&first), Some(("g-0", "t")));
+        let newest = minter.mint();
+        origins.note(newest, ("one more", "t"));
+        assert_eq!(origins.pairs.len(), 1);
+        assert_eq!(origins.get(&first), None);
+        assert_eq!(origins.get(&newest), Some(("one more", "t")));
+    }
 }

@@ -523,6 +523,14 @@ impl glassbox_gateway::broker::Recorder for Ingress {
         self.0.ingest(drafts, via).await
     }
 
+    async fn ingest_unanswered(
+        &self,
+        drafts: Vec<glassbox_core::Draft>,
+        via: &str,
+    ) -> Result<Vec<glassbox_store::Appended>, glassbox_store::StoreError> {
+        self.0.ingest_unanswered(drafts, via).await
+    }
+
     async fn record(&self, transitions: Vec<glassbox_store::Transition>) -> Result<(), glassbox_store::StoreError> {
         self.0.record(transitions).await
     }

@@ -14,20 +14,23 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 }
 
 /// The child half of the crash test: records one event of the platform's
-/// own and one acknowledged event, prints their ids, and dies uncleanly.
+/// own, one nobody is answered for (a QoS 0 message) and one acknowledged
+/// event, prints their ids, and dies uncleanly.
 async fn record_then_die(dir: &str) -> ! {
     let store = SqliteStore::open(std::path::Path::new(dir), RecorderSettings::default()).unwrap();
     let minter = IdMinter::new();
     let own = event(&minter, "glassbox/functions", "function.invoked", None);
     store.append(vec![Ingress::new(own.clone(), Utc::now(), "platform", "local")]).await.unwrap();
+    let unanswered = event(&minter, "mqtt/d1", "device.message", Some("d1"));
+    store.append(vec![Ingress::new(unanswered.clone(), Utc::now(), "mqtt", "local").unanswered()]).await.unwrap();
     let acked = event(&minter, "mqtt/d1", "device.message", Some("d1"));
     store.append(vec![Ingress::new(acked.clone(), Utc::now(), "mqtt", "local")]).await.unwrap();
-    println!("recorded: {} {}", own.id, acked.id);
+    println!("recorded: {} {} {}", own.id, unanswered.id, acked.id);
     std::process::abort();
 }
 
 #[tokio::test]
-async fn the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process() {
+async fn records_nobody_is_answered_for_skip_the_fsync_and_survive_a_crash_of_the_process() {
     if let Ok(dir) = std::env::var("GLASSBOX_STORE_CRASH_DIR") {
         record_then_die(&dir).await;
     }
@@ -40,15 +43,23 @@ async fn the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_pro
     store.record(vec![processed]).await.unwrap();
     let status = store.status().await;
     assert_eq!((status.commits, status.commits_durable), (2, 0), "neither waited for the disk");
+    let qos0 = Ingress::new(event(&minter, "mqtt/d1", "m", None), Utc::now(), "mqtt", "local").unanswered();
+    store.append(vec![qos0]).await.unwrap();
+    let status = store.status().await;
+    assert_eq!((status.commits, status.commits_durable), (3, 0), "nor did a message nobody is answered for");
     store.append(vec![Ingress::new(event(&minter, "mqtt/d1", "m", None), Utc::now(), "mqtt", "local")]).await.unwrap();
     let status = store.status().await;
-    assert_eq!((status.commits, status.commits_durable), (3, 1), "an acknowledged event waits for its fsync");
+    assert_eq!((status.commits, status.commits_durable), (4, 1), "an acknowledged event waits for its fsync");
     store.close().await;
 
-    // A process that dies right after committing loses neither kind.
+    // A process that dies right after committing loses none of them.
     let crashed = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_process", "--nocapture"])
+        .args([
+            "--exact",
+            "records_nobody_is_answered_for_skip_the_fsync_and_survive_a_crash_of_the_process",
+            "--nocapture",
+        ])
         .env("GLASSBOX_STORE_CRASH_DIR", crashed.path())
         .output()
         .unwrap();
@@ -56,9 +67,10 @@ async fn the_platforms_own_records_skip_the_fsync_and_survive_a_crash_of_the_pro
     let stdout = String::from_utf8_lossy(&child.stdout);
     let ids: Vec<glassbox_core::EventId> = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("recorded: ")?.split_once(" "))
-        .map(|(a, b)| vec![a.parse().unwrap(), b.parse().unwrap()])
+        .find_map(|l| l.strip_prefix("recorded: "))
+        .map(|ids| ids.split(' ').map(|id| id.parse().unwrap()).collect())
         .unwrap();
+    assert_eq!(ids.len(), 3);
     let store = open(&crashed);
     for id in ids {
         assert!(store.get(id).await.unwrap().is_some(), "{id} lost in the crash");

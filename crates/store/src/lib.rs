@@ -56,7 +56,12 @@ pub use tokens::{TokenRecord, TokenStore};
 /// Shared (`Arc`) so that the same allocation is written by the recorder and
 /// then published on the bus, without copying the data.
 #[derive(Debug, Clone)]
-pub struct Ingress(Arc<RecordedEvent>, Option<Box<glassbox_audit::Draft>>);
+pub struct Ingress {
+    recorded: Arc<RecordedEvent>,
+    audit: Option<Box<glassbox_audit::Draft>>,
+    /// Whether someone outside is answered once it is recorded.
+    answered: bool,
+}
 
 impl Ingress {
     /// `via` names the ingress (`http`, `mqtt`, …) in the `received` state.
@@ -68,46 +73,56 @@ impl Ingress {
             detail: Some(via.to_string()),
             node: Some(node.to_string()),
         };
-        Self(Arc::new(RecordedEvent { event, states: vec![received] }), None)
+        let answered = !matches!(via, "platform" | "function");
+        Self { recorded: Arc::new(RecordedEvent { event, states: vec![received] }), audit: None, answered }
+    }
+
+    /// Nobody outside is answered once this is recorded (an MQTT QoS 0
+    /// PUBLISH): its commit need not wait for the disk, as for the
+    /// platform's own records.
+    pub fn unanswered(mut self) -> Self {
+        self.answered = false;
+        self
     }
 
     /// The event is a change: the store seals `draft` as the audit log's
     /// next entry (next `seq`, chained to the last) in the same commit as
     /// the event, so neither is ever kept without the other.
     pub fn with_audit(mut self, draft: glassbox_audit::Draft) -> Self {
-        self.1 = Some(Box::new(draft));
+        self.audit = Some(Box::new(draft));
         self
     }
 
     /// The audit entry to seal with this event, if it is a change.
     pub fn audit(&self) -> Option<&glassbox_audit::Draft> {
-        self.1.as_deref()
+        self.audit.as_deref()
     }
 
     pub fn event(&self) -> &Event {
-        &self.0.event
+        &self.recorded.event
     }
 
     pub fn received_at(&self) -> DateTime<Utc> {
-        self.0.states[0].at
+        self.recorded.states[0].at
     }
 
     pub fn via(&self) -> Option<&str> {
-        self.0.states[0].detail.as_deref()
+        self.recorded.states[0].detail.as_deref()
     }
 
     /// Whether someone outside the platform is answered once this is
     /// recorded (a device's PUBACK, an HTTP 2xx): its commit is fsync'd
     /// first. What the platform records about its own work (`platform`,
-    /// `function`: outcomes, outputs, alerts) is committed without waiting
-    /// for the disk and fsync'd soon after (see [`SYNC_WITHIN`]).
+    /// `function`: outcomes, outputs, alerts), and what nobody is answered
+    /// for ([`Self::unanswered`]), is committed without waiting for the
+    /// disk and fsync'd soon after (see [`SYNC_WITHIN`]).
     pub fn acknowledged(&self) -> bool {
-        !matches!(self.via(), Some("platform" | "function"))
+        self.answered
     }
 
     /// The event as recorded, to publish once it is durable.
     pub fn recorded(&self) -> Arc<RecordedEvent> {
-        self.0.clone()
+        self.recorded.clone()
     }
 }
 

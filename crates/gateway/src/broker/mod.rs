@@ -50,6 +50,11 @@ use crate::flapping::{FlapDetector, FlapSettings};
 pub trait Recorder: Send + Sync + 'static {
     /// Records events durably; resolves once they are on disk.
     async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;
+    /// Records events nobody is answered for (QoS 0 PUBLISHes); resolves
+    /// once they are committed, and they are on disk soon after.
+    async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        self.ingest(drafts, via).await
+    }
     /// Records delivery states.
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 }

@@ -193,9 +193,14 @@ impl Connection {
             self.recording.push_back(Box::pin(async move { (batch, Ok(Vec::new())) }));
             return;
         }
+        // QoS 0 only: nobody is answered, so the commit need not wait for the disk.
+        let answered = batch.iter().any(|i| i.publish.packet_id.is_some());
         let recorder = self.shared.recorder.clone();
         self.recording.push_back(Box::pin(async move {
-            let result = recorder.ingest(drafts, "mqtt").await;
+            let result = match answered {
+                true => recorder.ingest(drafts, "mqtt").await,
+                false => recorder.ingest_unanswered(drafts, "mqtt").await,
+            };
             (batch, result)
         }));
     }
