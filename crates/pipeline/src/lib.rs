@@ -91,9 +91,9 @@ impl Pipeline {
 
     /// Records what nobody outside is answered for (MQTT QoS 0 PUBLISHes),
     /// as [`Self::ingest`] does, except that it resolves once the events
-    /// are committed, before they are on disk: they are put there soon
-    /// after ([`glassbox_store::SYNC_WITHIN`]), and a crash of the process
-    /// loses none of them, only a crash of the machine in between could.
+    /// are committed, before they are on disk: they are put there within
+    /// [`glassbox_store::SYNC_WITHIN`], and a crash of the process loses
+    /// none of them, only a crash of the machine in between could.
     pub async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
         self.append(drafts, via, Write::Unanswered).await
     }

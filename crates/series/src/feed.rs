@@ -18,9 +18,11 @@ use glassbox_pipeline::Pipeline;
 const GROUPS_CACHED_MAX: usize = 100_000;
 /// Messages whose group and topic are remembered for their drops.
 const ORIGINS_CACHED_MAX: usize = 100_000;
-/// Distinct group and topic label pairs those messages share; beyond this
-/// every origin is forgotten (labels are bounded, so this is rare).
-const ORIGIN_PAIRS_MAX: usize = 4096;
+/// Distinct group and topic label pairs those messages share. Topic labels
+/// are bounded templates, groups are the operator's: a fleet with more pairs
+/// than this forgets every origin each time the table fills (the drops of
+/// the messages forgotten are labelled `none`).
+const ORIGIN_PAIRS_MAX: usize = 16_384;
 /// Drops waiting to be counted; beyond this they are not (the recorder has them).
 const DROPS_QUEUE_MAX: usize = 8192;
 

@@ -155,49 +155,6 @@ async fn a_hostile_topic_flood_leaves_series_scrape_and_metrics_db_bounded() {
     assert!(db <= METRICS_DB_BYTES_BOUND, "metrics.db and its WAL hold {db} bytes");
 }
 
-// Issue 24: nobody is answered for a QoS 0 PUBLISH, so its commit does not
-// wait for the disk (it is synced soon after); a QoS 1 PUBLISH's does, before
-// its PUBACK.
-#[tokio::test]
-async fn only_commits_someone_is_answered_for_wait_for_the_fsync() {
-    let server = start_with(TOKEN, |config| config.mqtt.publish_rate_max = 0).await;
-    let secret = register(&server, "t-1", "greenhouse").await;
-    let device = Options { username: Some("t-1".into()), password: Some(secret), ..Options::new("t-1") };
-    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &device).await.unwrap();
-    // The connection's own record is in (and fsync'd) before counting.
-    server.eventually("/api/v1/events?type=device.connected", |a| a["events"].get(0).map(|_| Value::Null)).await;
-    let (commits, fsynced) = commit_counts(&server).await;
-
-    for n in 0..50 {
-        writer.send(&at_most_once("devices/t-1/telemetry", b"{\"celsius\":20}")).await.unwrap();
-        if n % 10 == 9 {
-            writer.flush().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    server
-        .eventually("/api/v1/metrics/mqtt_messages?since=5m", |answer| {
-            let total: f64 = answer["series"][0]["points"].as_array()?.iter().filter_map(|p| p["value"].as_f64()).sum();
-            (total == 50.0).then_some(Value::Null)
-        })
-        .await;
-    let (after_commits, after_fsynced) = commit_counts(&server).await;
-    assert!(after_commits > commits, "the QoS 0 messages were committed");
-    assert_eq!(after_fsynced, fsynced, "no QoS 0 commit waited for the disk");
-
-    writer.send(&common::publish("devices/t-1/telemetry", &b"{\"celsius\":21}"[..], 1)).await.unwrap();
-    writer.flush().await.unwrap();
-    while !matches!(reader.next().await.unwrap(), Packet::PubAck(_)) {}
-    assert!(commit_counts(&server).await.1 > fsynced, "a QoS 1 PUBACK waited for its commit's fsync");
-}
-
-/// The recorder's commits, and those of them that waited for their fsync.
-async fn commit_counts(server: &Server) -> (u64, u64) {
-    let scrape = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let count = |name| gauge(&scrape, name).parse().unwrap();
-    (count("glassbox_recorder_commits_total"), count("glassbox_recorder_commits_fsynced_total"))
-}
-
 /// Registers a device in `group`; its secret.
 async fn register(server: &Server, id: &str, group: &str) -> String {
     let (_, created) = server.call(Method::POST, "/api/v1/devices", Some(json!({"id": id}).to_string().into())).await;

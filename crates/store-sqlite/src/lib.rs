@@ -112,12 +112,16 @@ struct Shared {
     writable: AtomicBool,
     /// Whether the last failure was the store's size bound: then a small
     /// platform record that still fits does not make it writable again,
-    /// only appending acknowledged events does.
+    /// only appending events from outside does.
     full: AtomicBool,
     last_error: Mutex<Option<String>>,
     events_appended: AtomicU64,
     commits: AtomicU64,
     commits_fsynced: AtomicU64,
+    /// Commits someone waited on the disk for (not counting those fsync'd
+    /// only because earlier ones had waited [`glassbox_store::SYNC_WITHIN`]): the
+    /// checkpointer keeps its passes small while they come.
+    commits_answering: AtomicU64,
     events_expired: AtomicU64,
     /// Commits by how long they took (`COMMIT_SECONDS_BUCKETS`).
     commit_seconds: glassbox_core::Histogram,
@@ -148,6 +152,7 @@ impl Shared {
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             commits_fsynced: AtomicU64::new(0),
+            commits_answering: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
             commit_seconds: glassbox_core::Histogram::new(&glassbox_store::COMMIT_SECONDS_BUCKETS),
             checkpoints: Mutex::new(()),
@@ -155,7 +160,8 @@ impl Shared {
     }
 
     /// Counts one commit that took `took`.
-    fn committed(&self, took: std::time::Duration, fsynced: bool) {
+    fn committed(&self, took: std::time::Duration, fsynced: bool, answering: bool) {
+        self.commits_answering.fetch_add(u64::from(answering), Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.commits_fsynced.fetch_add(u64::from(fsynced), Ordering::Relaxed);
         self.commit_seconds.observe(took);

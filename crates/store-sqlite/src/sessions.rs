@@ -2,7 +2,8 @@
 //! in grouped transactions. `synchronous=NORMAL` in WAL mode: a commit
 //! survives a crash of the process (the case that matters for a restart);
 //! a power loss may lose the last commits, as it may for Mosquitto's
-//! autosave. Published messages themselves are in the recorder, fsync'd.
+//! autosave. Published messages themselves are in the recorder, fsync'd
+//! (QoS 0 ones within 100 ms: decision 0030).
 
 use std::path::Path;
 use std::sync::Mutex;

@@ -1,7 +1,8 @@
 //! The single writer: drains the command queue, applies as many commands as
 //! fit in one transaction (group commit), fsyncs once, then answers them all.
 //! A batch holding nothing anyone outside is answered for (only the
-//! platform's own records and state transitions) commits without the fsync
+//! platform's own records, state transitions and QoS 0 messages) commits
+//! without the fsync
 //! (`synchronous=NORMAL`: safe against a crash of the process, since the
 //! WAL is written); the next fsync'd commit, or a sync at most
 //! [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
@@ -63,10 +64,10 @@ impl Command {
         }
     }
 
-    /// Whether it appends events someone outside waits to see acknowledged:
-    /// only such a commit shows that ingest fits in a store that was full.
+    /// Whether it appends events from outside (devices, clients): only such
+    /// a commit shows that ingest fits in a store that was full.
     fn ingests(&self) -> bool {
-        matches!(self, Command::Append { batch, .. } if batch.iter().any(Ingress::acknowledged))
+        matches!(self, Command::Append { batch, .. } if batch.iter().any(Ingress::from_outside))
     }
 
     fn weight(&self) -> usize {
@@ -234,13 +235,13 @@ impl Writer {
             }
         }
         let started = std::time::Instant::now();
-        let fsync =
-            batch.iter().any(Command::needs_fsync) || self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
+        let answering = batch.iter().any(Command::needs_fsync);
+        let fsync = answering || self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
         match self.set_syncing(fsync).and_then(|()| self.apply(&mut batch)) {
             Ok(outcomes) => {
                 self.unsynced_since = if fsync { None } else { self.unsynced_since.or(Some(started)) };
                 self.shared.mark_writable(batch.iter().any(Command::ingests));
-                self.shared.committed(started.elapsed(), fsync);
+                self.shared.committed(started.elapsed(), fsync, answering);
                 self.send_to_index(&batch, &outcomes);
                 reply_all(batch, outcomes);
             }

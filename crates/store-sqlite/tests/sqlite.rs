@@ -68,6 +68,11 @@ async fn a_full_store_refuses_writes_and_keeps_nothing_partial() {
     for id in acknowledged {
         assert!(store.get(id).await.unwrap().is_some(), "everything acknowledged is kept");
     }
+    // A small message from outside still fits and shows that ingest fits
+    // again, even one nobody is answered for (a QoS 0 PUBLISH).
+    let small = Ingress::new(event(&minter, "mqtt/d1", "device.message", None), Utc::now(), "mqtt", "local");
+    store.append(vec![small.unanswered()]).await.unwrap();
+    assert!(store.status().await.writable, "ingest that fits makes the store writable again");
 }
 
 #[tokio::test]

@@ -73,7 +73,7 @@ impl Ingress {
             detail: Some(via.to_string()),
             node: Some(node.to_string()),
         };
-        let answered = !matches!(via, "platform" | "function");
+        let answered = from_outside(via);
         Self { recorded: Arc::new(RecordedEvent { event, states: vec![received] }), audit: None, answered }
     }
 
@@ -120,10 +120,22 @@ impl Ingress {
         self.answered
     }
 
+    /// Whether it came from outside the platform (a device, a client),
+    /// answered or not.
+    pub fn from_outside(&self) -> bool {
+        self.via().is_some_and(from_outside)
+    }
+
     /// The event as recorded, to publish once it is durable.
     pub fn recorded(&self) -> Arc<RecordedEvent> {
         self.recorded.clone()
     }
+}
+
+/// Whether an ingress is outside the platform: not its own records
+/// (`platform`) nor what functions produce (`function`).
+fn from_outside(via: &str) -> bool {
+    !matches!(via, "platform" | "function")
 }
 
 /// What [`EventStore::append`] did with one event.
@@ -183,7 +195,9 @@ pub struct StoreStatus {
     pub events_appended: u64,
     pub commits: u64,
     /// Commits whose answer waited until they were on disk (the others held
-    /// only the platform's own records, on disk within [`SYNC_WITHIN`]).
+    /// only what nobody outside is answered for — the platform's own
+    /// records, delivery states, QoS 0 messages — on disk within
+    /// [`SYNC_WITHIN`]).
     pub commits_durable: u64,
     /// Events removed by retention since start.
     pub events_expired: u64,
@@ -219,9 +233,10 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// The longest a committed record the platform made about its own work
-/// waits for its fsync: a power loss (not a crash of the process) may lose
-/// this much of them, and never anything acknowledged.
+/// The longest a committed record nobody outside is answered for (the
+/// platform's own, a QoS 0 message) waits for its fsync: a power loss (not
+/// a crash of the process) may lose this much of them, and never anything
+/// acknowledged.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 /// The recorder's storage. Implementations must be safe to share across
@@ -230,7 +245,7 @@ pub const SYNC_WITHIN: Duration = Duration::from_millis(100);
 pub trait EventStore: Send + Sync + 'static {
     /// Records events; resolves once their `received` records are committed:
     /// on disk for [`Ingress::acknowledged`] events, and within
-    /// [`SYNC_WITHIN`] for the platform's own.
+    /// [`SYNC_WITHIN`] for the others.
     async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError>;
 
     /// Records state transitions (committed, on disk within [`SYNC_WITHIN`]:
