@@ -15,17 +15,8 @@ shift $(($# < 2 ? $# : 2))
 # Thread names as the kernel keeps them: 15 characters at most.
 if [ $# -gt 0 ]; then THREADS=("$@"); else THREADS=(recorder-writer recorder-checkp); fi
 BIN=${BIN:-target/release/glassbox}
-DIR=$(mktemp -d)
-TOKEN=gbx_bench_token_0123456789
-PID=
-trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$DIR"' EXIT
-GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn GLASSBOX_MQTT_QUEUE_MESSAGES_MAX=10000000 \
-  GLASSBOX_MQTT_QUEUE_BYTES_MAX=4294967296 GLASSBOX_MQTT_PUBLISH_RATE_MAX=0 \
-  "$BIN" serve --data-dir "$DIR/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 > "$DIR/log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do grep -q "glassbox ready" "$DIR/log" && break; sleep 0.1; done
-MQTT=$(sed -n 's/.* mqtt=127.0.0.1:\([0-9]*\) .*/\1/p' "$DIR/log")
-[ -n "$MQTT" ] || { echo "glassbox did not start:"; cat "$DIR/log"; exit 1; }
+# shellcheck source=scripts/bench-serve.sh
+. scripts/bench-serve.sh
 perf record -e sched:sched_switch -g -a -o "$DIR/perf.data" > /dev/null 2>&1 &
 PERF=$!
 sleep 0.5
