@@ -2,11 +2,13 @@
 # temporary data directory ($DIR/data) as the benchmarks run it (durable
 # PUBACKs, subscriber queues as unbounded as Mosquitto's, no per-device
 # rate limit), and sets PID, MQTT and HTTP (ports), TOKEN (the operator's)
-# and DIR. The EXIT trap stops it and removes DIR.
+# and DIR. The EXIT trap stops it, and any process the caller puts in
+# STOP_TOO (perf, say), and removes DIR.
 DIR=$(mktemp -d)
 TOKEN=gbx_bench_token_0123456789
 PID=
-trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$DIR"' EXIT
+STOP_TOO=
+trap 'for p in $PID $STOP_TOO; do kill -INT "$p" 2>/dev/null || true; done; rm -rf "$DIR"' EXIT
 GLASSBOX_ADMIN_TOKEN=$TOKEN GLASSBOX_LOG=warn GLASSBOX_MQTT_QUEUE_MESSAGES_MAX=10000000 \
   GLASSBOX_MQTT_QUEUE_BYTES_MAX=4294967296 GLASSBOX_MQTT_PUBLISH_RATE_MAX=0 \
   "$BIN" serve --data-dir "$DIR/data" --http 127.0.0.1:0 --mqtt 127.0.0.1:0 > "$DIR/log" 2>&1 &

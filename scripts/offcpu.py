@@ -29,6 +29,8 @@ for block in out.split("\n\n"):
     if nxt == comm and next_pid in left:
         since, stack = left.pop(next_pid)
         waits[stack].append((at - since) * 1e3)
+if first is None:
+    sys.exit(f"no context switches in {data}: did perf record with -e sched:sched_switch -a?")
 print(f"{comm}: off the CPU {sum(map(sum, waits.values())):.0f} ms of {(last - first) * 1e3:.0f} ms recorded")
 for stack, ms in sorted(waits.items(), key=lambda kv: -sum(kv[1]))[:rows]:
     ms.sort()

@@ -175,8 +175,8 @@ impl Shared {
         self.index_error.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
-    /// Records a successful commit; `ingested` when it appended events
-    /// someone outside waits for (see `full`).
+    /// Records a successful commit; `ingested` when it appended events from
+    /// outside, answered or not (`Ingress::from_outside`; see `full`).
     fn mark_writable(&self, ingested: bool) {
         if self.full.load(Ordering::Relaxed) && !ingested {
             return;

@@ -2,10 +2,9 @@
 //! fit in one transaction (group commit), fsyncs once, then answers them all.
 //! A batch holding nothing anyone outside is answered for (only the
 //! platform's own records, state transitions and QoS 0 messages) commits
-//! without the fsync
-//! (`synchronous=NORMAL`: safe against a crash of the process, since the
-//! WAL is written); the next fsync'd commit, or a sync at most
-//! [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
+//! without the fsync (`synchronous=NORMAL`: safe against a crash of the
+//! process, since the WAL is written); the next fsync'd commit, or a sync
+//! at most [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
 //! fsync covers every commit before it: what is on disk is always a prefix.
 //! Between batches it deletes expired events in small chunks, so retention
 //! never holds ingest up for longer than one chunk.

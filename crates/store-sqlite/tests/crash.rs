@@ -13,19 +13,20 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path(), RecorderSettings::default()).unwrap()
 }
 
-/// The child half of the crash test: records one event of the platform's
-/// own, one nobody is answered for (a QoS 0 message) and one acknowledged
-/// event, prints their ids, and dies uncleanly.
+/// The child half of the crash test: records one acknowledged event, then
+/// one of the platform's own and one nobody is answered for (a QoS 0
+/// message), prints their ids, and dies uncleanly.
 async fn record_then_die(dir: &str) -> ! {
     let store = SqliteStore::open(std::path::Path::new(dir), RecorderSettings::default()).unwrap();
     let minter = IdMinter::new();
+    // The acknowledged one first: the two after it are still unsynced at the abort.
+    let acked = event(&minter, "mqtt/d1", "device.message", Some("d1"));
+    store.append(vec![Ingress::new(acked.clone(), Utc::now(), "mqtt", "local")]).await.unwrap();
     let own = event(&minter, "glassbox/functions", "function.invoked", None);
     store.append(vec![Ingress::new(own.clone(), Utc::now(), "platform", "local")]).await.unwrap();
     let unanswered = event(&minter, "mqtt/d1", "device.message", Some("d1"));
     store.append(vec![Ingress::new(unanswered.clone(), Utc::now(), "mqtt", "local").unanswered()]).await.unwrap();
-    let acked = event(&minter, "mqtt/d1", "device.message", Some("d1"));
-    store.append(vec![Ingress::new(acked.clone(), Utc::now(), "mqtt", "local")]).await.unwrap();
-    println!("recorded: {} {} {}", own.id, unanswered.id, acked.id);
+    println!("recorded: {} {} {}", acked.id, own.id, unanswered.id);
     std::process::abort();
 }
 

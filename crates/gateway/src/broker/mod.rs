@@ -52,9 +52,7 @@ pub trait Recorder: Send + Sync + 'static {
     async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;
     /// Records events nobody is answered for (QoS 0 PUBLISHes); resolves
     /// once they are committed, and they are on disk soon after.
-    async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.ingest(drafts, via).await
-    }
+    async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;
     /// Records delivery states.
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError>;
 }
