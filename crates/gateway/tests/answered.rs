@@ -1,7 +1,9 @@
-//! Which PUBLISHes wait for the disk (decision 0030): the broker records a
-//! batch through `Recorder::ingest` (durable before it resolves) whenever
-//! anyone is answered for it, and through `ingest_unanswered` only when all
-//! of it is QoS 0. A fake recorder notes which call took each topic.
+//! Which PUBLISHes wait for the disk, and what waits for it (decisions 0030
+//! and 0031): the broker records a batch through
+//! `Recorder::ingest_committed` whenever anyone is answered for it, routes
+//! it once committed and acknowledges it once durable; through
+//! `ingest_unanswered` only when all of it is QoS 0. A fake recorder notes
+//! which call took each topic, and holds the disk back when told to.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +15,9 @@ use glassbox_core::{Draft, IdMinter};
 use glassbox_gateway::acl::{Acl, Role};
 use glassbox_gateway::broker::{Authenticator, Broker, BrokerSettings, Credentials, Recorder};
 use glassbox_gateway::client::{self, Options, Reader};
-use glassbox_gateway::codec::{Ack, Packet, Properties, Publish, QoS};
-use glassbox_store::{Appended, SessionOp, SessionSnapshot, SessionStore, StoreError, Transition};
+use glassbox_gateway::codec::{Ack, Packet, Properties, Publish, QoS, Subscribe, SubscriptionOptions};
+use glassbox_store::{Appended, Committed, Durable, SessionOp, SessionSnapshot, SessionStore, StoreError, Transition};
+use tokio::sync::watch;
 
 /// Each recorded topic, and whether its call waited for the disk.
 #[derive(Default)]
@@ -27,9 +30,13 @@ impl Calls {
     }
 }
 
+/// What the fake disk answers: `None` while it holds syncs back.
+type Disk = watch::Sender<Option<Result<(), String>>>;
+
 struct FakeRecorder {
     calls: Arc<Calls>,
     minter: IdMinter,
+    disk: Arc<Disk>,
 }
 
 impl FakeRecorder {
@@ -46,6 +53,16 @@ impl FakeRecorder {
 impl Recorder for FakeRecorder {
     async fn ingest(&self, drafts: Vec<Draft>, _via: &str) -> Result<Vec<Appended>, StoreError> {
         self.note(drafts, true)
+    }
+
+    async fn ingest_committed(&self, drafts: Vec<Draft>, _via: &str) -> Result<Committed, StoreError> {
+        let appended = self.note(drafts, true)?;
+        let mut disk = self.disk.subscribe();
+        let durable = Durable::new(async move {
+            let synced = disk.wait_for(Option::is_some).await.map_err(|_| StoreError::Internal("gone".into()))?;
+            synced.clone().unwrap_or(Ok(())).map_err(StoreError::Unavailable)
+        });
+        Ok(Committed { appended, durable })
     }
 
     async fn ingest_unanswered(&self, drafts: Vec<Draft>, _via: &str) -> Result<Vec<Appended>, StoreError> {
@@ -99,13 +116,13 @@ async fn answer(reader: &mut Reader) -> Packet {
     tokio::time::timeout(Duration::from_secs(5), reader.next()).await.expect("an answer in time").unwrap()
 }
 
-#[tokio::test]
-async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
-    let calls = Arc::new(Calls::default());
-    let recorder = Arc::new(FakeRecorder { calls: calls.clone(), minter: IdMinter::new() });
+/// A broker over the fake recorder: its address, what stops it, and its task.
+async fn serve(recorder: FakeRecorder) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let acl = Acl::new(Vec::new(), Vec::new());
     let broker =
-        Broker::open(BrokerSettings::default(), recorder, Arc::new(NoSessions), Arc::new(Anyone), acl).await.unwrap();
+        Broker::open(BrokerSettings::default(), Arc::new(recorder), Arc::new(NoSessions), Arc::new(Anyone), acl)
+            .await
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -116,6 +133,14 @@ async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
             })
             .await
     });
+    (addr, stop, served)
+}
+
+#[tokio::test]
+async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
+    let calls = Arc::new(Calls::default());
+    let disk = Arc::new(watch::Sender::new(Some(Ok(()))));
+    let (addr, stop, served) = serve(FakeRecorder { calls: calls.clone(), minter: IdMinter::new(), disk }).await;
     let (mut reader, mut writer, _) = client::connect(&addr, &Options::new("answered-test")).await.unwrap();
 
     for _ in 0..3 {
@@ -150,6 +175,46 @@ async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
     writer.send(&Packet::PubRel(Ack::new(3))).await.unwrap();
     writer.flush().await.unwrap();
     assert!(matches!(answer(&mut reader).await, Packet::PubComp(_)));
+
+    drop((reader, writer));
+    drop(stop);
+    served.await.unwrap();
+}
+
+#[tokio::test]
+async fn subscribers_get_a_message_once_committed_and_its_publisher_a_puback_once_it_is_on_disk() {
+    let disk = Arc::new(watch::Sender::new(None));
+    let recorder = FakeRecorder { calls: Arc::default(), minter: IdMinter::new(), disk: disk.clone() };
+    let (addr, stop, served) = serve(recorder).await;
+    let (mut reader, mut writer, _) = client::connect(&addr, &Options::new("held-disk")).await.unwrap();
+    let filters = vec![("t/held".to_string(), SubscriptionOptions::qos(QoS::AtMostOnce))];
+    let subscribe = Subscribe { packet_id: 1, properties: Properties::default(), filters };
+    writer.send(&Packet::Subscribe(subscribe)).await.unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(answer(&mut reader).await, Packet::SubAck(_)));
+
+    // The client is its own subscriber: the message comes back while the
+    // disk holds its sync, and the PUBACK only once the disk has it.
+    writer.send(&publish("t/held", QoS::AtLeastOnce, Some(2))).await.unwrap();
+    writer.flush().await.unwrap();
+    match answer(&mut reader).await {
+        Packet::Publish(delivered) => assert_eq!(delivered.topic, "t/held"),
+        other => panic!("the message, routed once committed, came first; got {other:?}"),
+    }
+    let early = tokio::time::timeout(Duration::from_millis(300), reader.next()).await;
+    assert!(early.is_err(), "no PUBACK before the disk has the message: {early:?}");
+    disk.send_replace(Some(Ok(())));
+    assert!(matches!(answer(&mut reader).await, Packet::PubAck(ack) if ack.packet_id == 2));
+
+    // A disk that fails: the message was routed, but its publisher is never
+    // acknowledged; the connection closes so that the client sends it again.
+    disk.send_replace(None);
+    writer.send(&publish("t/held", QoS::AtLeastOnce, Some(3))).await.unwrap();
+    writer.flush().await.unwrap();
+    assert!(matches!(answer(&mut reader).await, Packet::Publish(_)));
+    disk.send_replace(Some(Err("the disk failed".into())));
+    let closed = tokio::time::timeout(Duration::from_secs(5), reader.next()).await.expect("closed in time");
+    assert!(closed.is_err(), "closed without a PUBACK: {closed:?}");
 
     drop((reader, writer));
     drop(stop);

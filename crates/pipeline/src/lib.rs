@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use chrono::{DateTime, Utc};
 use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
 use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, SpanKey, State};
-use glassbox_store::{Appended, EventStore, Ingress, SettingStore, StoreError, Transition};
+use glassbox_store::{Appended, Committed, EventStore, Ingress, SettingStore, StoreError, Transition};
 
 use crate::metrics::Counters;
 
@@ -86,6 +86,16 @@ impl Pipeline {
     /// never enters the audit log, whatever its type says: see
     /// [`Self::ingest_platform`].
     pub async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
+        let Committed { appended, durable } = self.ingest_committed(drafts, via).await?;
+        durable.await?;
+        Ok(appended)
+    }
+
+    /// Records `drafts` as [`Self::ingest`] does, but resolves once they are
+    /// committed and published, before they are on disk: the caller may hand
+    /// them on at once (an MQTT gateway routes them) and acknowledge their
+    /// producer once [`Committed::durable`] resolves.
+    pub async fn ingest_committed(&self, drafts: Vec<Draft>, via: &str) -> Result<Committed, StoreError> {
         self.append(drafts, via, Write::Answered).await
     }
 
@@ -95,7 +105,7 @@ impl Pipeline {
     /// [`glassbox_store::SYNC_WITHIN`], and a crash of the process loses
     /// none of them, only a crash of the machine in between could.
     pub async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.append(drafts, via, Write::Unanswered).await
+        Ok(self.append(drafts, via, Write::Unanswered).await?.appended)
     }
 
     /// Records the platform's own events, as [`Self::ingest`] does; those
@@ -103,10 +113,12 @@ impl Pipeline {
     /// sealed in the same commit. Only services call this, with changes
     /// they made for a principal: no producer can write an audit entry.
     pub async fn ingest_platform(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.append(drafts, via, Write::Platform).await
+        Ok(self.append(drafts, via, Write::Platform).await?.appended)
     }
 
-    async fn append(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Vec<Appended>, StoreError> {
+    /// Records and publishes once committed; only [`Write::Answered`]
+    /// appends have anything to wait for in [`Committed::durable`].
+    async fn append(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Committed, StoreError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(drafts.len());
         for draft in drafts {
@@ -121,17 +133,20 @@ impl Pipeline {
         }
         // Recording and publishing run as their own task: a caller that gives
         // up waiting (a timeout, a closed connection) cannot leave an event
-        // recorded but never published.
+        // recorded but never published. Published once committed, like what
+        // the gateway routes: what is on disk is always a prefix of what was
+        // committed, so nothing a consumer makes of an event outlives it.
         let (store, bus, counters) = (self.store.clone(), self.bus.clone(), self.counters.clone());
         let task = tokio::spawn(async move {
             let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
-            let appended = store.append(batch).await?;
+            let committed = store.append_committed(batch).await?;
+            let appended = &committed.appended;
             let fresh: Vec<_> =
-                recorded.into_iter().zip(&appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect();
+                recorded.into_iter().zip(appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect();
             counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
             counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
             bus.publish(fresh);
-            Ok(appended)
+            Ok(committed)
         });
         task.await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
     }

@@ -98,7 +98,7 @@ impl Counters {
         counter(
             &mut out,
             "glassbox_events_received_total",
-            "Events durably recorded at ingress.",
+            "Events recorded at ingress.",
             self.events_received.load(Ordering::Relaxed),
         );
         counter(
@@ -123,7 +123,7 @@ impl Counters {
         counter(
             &mut out,
             "glassbox_recorder_commits_fsynced_total",
-            "Group commits that waited for their fsync (the rest held only what nobody outside is answered for: the platform's own records, delivery states, QoS 0 messages).",
+            "Group commits whose answer waited for the disk (the rest held only what nobody outside is answered for: the platform's own records, delivery states, QoS 0 messages).",
             store.commits_durable,
         );
         commit_histogram(&mut out, store);
@@ -151,15 +151,23 @@ impl Counters {
     }
 }
 
-/// How long the recorder's commits take (write and fsync), as a histogram.
+/// How long the recorder's commits and its syncs to disk take, as histograms.
 fn commit_histogram(out: &mut String, store: &StoreStatus) {
     histogram(
         out,
         "glassbox_recorder_commit_seconds",
-        "Recorder group commits by duration (write and fsync).",
+        "Recorder group commits by duration (the write, not the wait for the disk).",
         &glassbox_store::COMMIT_SECONDS_BUCKETS,
         &store.commit_seconds_buckets,
         store.commit_seconds_sum,
+    );
+    histogram(
+        out,
+        "glassbox_recorder_sync_seconds",
+        "Recorder syncs of committed writes to disk by duration (one may cover several commits).",
+        &glassbox_store::COMMIT_SECONDS_BUCKETS,
+        &store.sync_seconds_buckets,
+        store.sync_seconds_sum,
     );
 }
 

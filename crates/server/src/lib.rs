@@ -523,6 +523,14 @@ impl glassbox_gateway::broker::Recorder for Ingress {
         self.0.ingest(drafts, via).await
     }
 
+    async fn ingest_committed(
+        &self,
+        drafts: Vec<glassbox_core::Draft>,
+        via: &str,
+    ) -> Result<glassbox_store::Committed, glassbox_store::StoreError> {
+        self.0.ingest_committed(drafts, via).await
+    }
+
     async fn ingest_unanswered(
         &self,
         drafts: Vec<glassbox_core::Draft>,

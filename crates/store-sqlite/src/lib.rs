@@ -2,8 +2,8 @@
 //! default backend, one machine, zero set-up.
 //!
 //! [`SqliteStore`] is the recorder (`recorder.db` in WAL mode with one writer
-//! thread doing group commits with `synchronous=FULL`, so a commit is on disk
-//! when it returns; `recorder-index.db` with the secondary indexes, kept by
+//! thread doing group commits, and a syncer thread putting them on disk
+//! behind it; `recorder-index.db` with the secondary indexes, kept by
 //! the indexer thread; a small pool of reader connections that see both;
 //! retention between batches) and also keeps the device registry, device
 //! certificates, commands and functions. [`SqliteSessions`] keeps MQTT session state
@@ -27,6 +27,7 @@ mod read;
 mod schema;
 mod sessions;
 mod settings;
+mod syncer;
 mod tokens;
 mod writer;
 
@@ -44,8 +45,8 @@ use chrono::{DateTime, Utc};
 use glassbox_audit::{Entry, Hash};
 use glassbox_core::{EventId, EventQuery, Lineage, Page, RecordedEvent};
 use glassbox_store::{
-    Appended, AuditQuery, AuditStore, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain,
-    CommandRecord, CommandState, CommandStore, Device, DeviceRegistry, EventStore, FunctionStore, FunctionVersion,
+    AuditQuery, AuditStore, BudgetRecord, BudgetStore, CertificateRecord, CertificateStore, Chain, CommandRecord,
+    CommandState, CommandStore, Committed, Device, DeviceRegistry, Durable, EventStore, FunctionStore, FunctionVersion,
     Ingress, KvQuota, LiveMove, SecretHash, SettingStore, StoreError, StoreStatus, StoredCheckpoint, TokenRecord,
     TokenStore, Transition,
 };
@@ -117,14 +118,17 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     events_appended: AtomicU64,
     commits: AtomicU64,
-    commits_fsynced: AtomicU64,
-    /// Commits someone waited on the disk for (not counting those fsync'd
+    /// Commits someone waited on the disk for (not counting those synced
     /// only because earlier ones had waited [`glassbox_store::SYNC_WITHIN`]): the
     /// checkpointer keeps its passes small while they come.
     commits_answering: AtomicU64,
     events_expired: AtomicU64,
     /// Commits by how long they took (`COMMIT_SECONDS_BUCKETS`).
     commit_seconds: glassbox_core::Histogram,
+    /// The syncer's syncs by how long they took.
+    sync_seconds: glassbox_core::Histogram,
+    /// Set for good when a sync failed (see `syncer`).
+    sync_failed: std::sync::OnceLock<String>,
     /// Held around every checkpoint run by hand (the checkpointer's passes,
     /// the writer's syncs and its last one): SQLite lets one run at a time
     /// and answers a second "busy" without waiting or failing.
@@ -151,19 +155,20 @@ impl Shared {
             last_error: Mutex::new(None),
             events_appended: AtomicU64::new(0),
             commits: AtomicU64::new(0),
-            commits_fsynced: AtomicU64::new(0),
             commits_answering: AtomicU64::new(0),
             events_expired: AtomicU64::new(0),
             commit_seconds: glassbox_core::Histogram::new(&glassbox_store::COMMIT_SECONDS_BUCKETS),
+            sync_seconds: glassbox_core::Histogram::new(&glassbox_store::COMMIT_SECONDS_BUCKETS),
+            sync_failed: std::sync::OnceLock::new(),
             checkpoints: Mutex::new(()),
         }
     }
 
-    /// Counts one commit that took `took`.
-    fn committed(&self, took: std::time::Duration, fsynced: bool, answering: bool) {
+    /// Counts one commit that took `took`; `answering` when someone waits
+    /// for it to be on disk.
+    fn committed(&self, took: std::time::Duration, answering: bool) {
         self.commits_answering.fetch_add(u64::from(answering), Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.commits_fsynced.fetch_add(u64::from(fsynced), Ordering::Relaxed);
         self.commit_seconds.observe(took);
     }
 
@@ -178,7 +183,7 @@ impl Shared {
     /// Records a successful commit; `ingested` when it appended events from
     /// outside, answered or not (`Ingress::from_outside`; see `full`).
     fn mark_writable(&self, ingested: bool) {
-        if self.full.load(Ordering::Relaxed) && !ingested {
+        if (self.full.load(Ordering::Relaxed) && !ingested) || self.sync_failed.get().is_some() {
             return;
         }
         self.full.store(false, Ordering::Relaxed);
@@ -186,6 +191,12 @@ impl Shared {
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::info!("recorder commits succeed again; ingest resumed");
         }
+    }
+
+    /// Records a failed sync: writes that wait for the disk fail from now on.
+    fn mark_sync_failed(&self, message: &str) {
+        let _ = self.sync_failed.set(message.to_string());
+        self.mark_failed(message, false);
     }
 
     /// Records a failed commit; true when the store was writable until now.
@@ -228,7 +239,9 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(settings.queue_commands_max.max(1));
         let (stop_checkpoints, checkpoints_stop) = std::sync::mpsc::channel();
         let checkpointer = checkpointer::Checkpointer::open(&path, shared.clone(), checkpoints_stop).map_err(opened)?;
-        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx, stop_checkpoints);
+        let (syncs, syncs_rx) = syncer::channel();
+        let syncer = syncer::Syncer::new(dir.join(format!("{FILE_NAME}-wal")), shared.clone());
+        let writer = Writer::new(conn, shared.clone(), settings, node, index_tx, stop_checkpoints, syncs);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -238,6 +251,7 @@ impl SqliteStore {
         let threads = vec![
             spawn("recorder-indexer", Box::new(move || indexer.run(index_rx)))?,
             spawn("recorder-writer", Box::new(move || writer.run(rx)))?,
+            spawn("recorder-syncer", Box::new(move || syncer.run(syncs_rx)))?,
             spawn("recorder-checkpointer", Box::new(move || checkpointer.run()))?,
         ];
         Ok(Self {
@@ -303,13 +317,23 @@ async fn answer<T>(reply: oneshot::Receiver<Result<T, StoreError>>) -> Result<T,
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError> {
+    async fn append_committed(&self, batch: Vec<Ingress>) -> Result<Committed, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Committed { appended: Vec::new(), durable: Durable::ready() });
         }
         let (reply, answered) = oneshot::channel();
-        self.send(Command::Append { batch, reply }).await?;
-        answer(answered).await
+        // Answered once on disk only if someone is answered for one of them.
+        let (durable, synced) = match batch.iter().any(Ingress::acknowledged) {
+            true => {
+                let (durable, synced) = oneshot::channel();
+                (Some(durable), Some(synced))
+            }
+            false => (None, None),
+        };
+        self.send(Command::Append { batch, reply, durable }).await?;
+        let appended = answer(answered).await?;
+        let durable = synced.map_or_else(Durable::ready, |synced| Durable::new(answer(synced)));
+        Ok(Committed { appended, durable })
     }
 
     async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
@@ -357,6 +381,7 @@ impl EventStore for SqliteStore {
     async fn status(&self) -> StoreStatus {
         let s = &self.shared;
         let (commit_seconds_buckets, commit_seconds_sum) = s.commit_seconds.snapshot();
+        let (sync_seconds_buckets, sync_seconds_sum) = s.sync_seconds.snapshot();
         StoreStatus {
             backend: BACKEND,
             writable: s.writable.load(Ordering::Relaxed),
@@ -364,12 +389,14 @@ impl EventStore for SqliteStore {
             writes_waiting: self.queue_depth() as u64,
             events_appended: s.events_appended.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
-            commits_durable: s.commits_fsynced.load(Ordering::Relaxed),
+            commits_durable: s.commits_answering.load(Ordering::Relaxed),
             events_expired: s.events_expired.load(Ordering::Relaxed),
             query_lag: s.index_sent.load(Ordering::Relaxed).saturating_sub(*s.indexed.borrow()),
             query_error: s.index_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             commit_seconds_buckets,
             commit_seconds_sum,
+            sync_seconds_buckets,
+            sync_seconds_sum,
         }
     }
 
@@ -694,9 +721,10 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // Only takes effect on a new file: 8 KiB pages hold more event rows each.
     conn.pragma_update(None, "page_size", 8192)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: the WAL is fsync'd at every commit, which is what makes an
-    // acknowledged event durable. Group commit amortises the fsync.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // NORMAL: a commit writes the WAL and returns; the syncer fsyncs it
+    // behind the writer, and only then is an acknowledged event answered.
+    // Checkpoints still fsync the WAL before copying it and the file after.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
     conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
     conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;

@@ -1,11 +1,15 @@
 //! The single writer: drains the command queue, applies as many commands as
-//! fit in one transaction (group commit), fsyncs once, then answers them all.
-//! A batch holding nothing anyone outside is answered for (only the
-//! platform's own records, state transitions and QoS 0 messages) commits
-//! without the fsync (`synchronous=NORMAL`: safe against a crash of the
-//! process, since the WAL is written); the next fsync'd commit, or a sync
-//! at most [`SYNC_WITHIN`] later, puts it on disk. The WAL is sequential, so an
-//! fsync covers every commit before it: what is on disk is always a prefix.
+//! fit in one transaction (group commit), then answers them all. A commit
+//! writes the WAL without waiting for the disk (`synchronous=NORMAL`: safe
+//! against a crash of the process). What someone outside is answered for
+//! (an acknowledged event, a change to the platform) is answered once the
+//! syncer has put the commit on disk, while this thread goes on to the next
+//! batch; an appended event's commit is answered at once as well, so that
+//! it can be handed on meanwhile. A batch holding nothing anyone waits on
+//! the disk for (the platform's own records, state transitions, QoS 0
+//! messages) is synced with the next that does, or at most [`SYNC_WITHIN`]
+//! later. The WAL is sequential, so a sync covers every commit before it:
+//! what is on disk is always a prefix.
 //! Between batches it deletes expired events in small chunks, so retention
 //! never holds ingest up for longer than one chunk.
 
@@ -23,12 +27,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::devices::{self, DeviceOp};
 use super::indexer::{IndexCommand, KeyRow};
+use super::syncer::Deferred;
 use super::{RecorderSettings, Shared, id_bytes, micros};
 
 pub(super) enum Command {
     Append {
         batch: Vec<Ingress>,
+        /// Answered once committed.
         reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+        /// Answered once on disk, when one of `batch` is acknowledged.
+        durable: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
     Record {
         transitions: Vec<Transition>,
@@ -57,7 +65,7 @@ impl Command {
     /// Whether its answer promises the write is on disk.
     fn needs_fsync(&self) -> bool {
         match self {
-            Command::Append { batch, .. } => batch.iter().any(Ingress::acknowledged),
+            Command::Append { durable, .. } => durable.is_some(),
             Command::Record { .. } => false,
             Command::PutSetting { .. } | Command::Device { .. } | Command::Exec { .. } => true,
         }
@@ -153,9 +161,9 @@ pub(super) struct Writer {
     retention_backlog: bool,
     index: mpsc::Sender<IndexCommand>,
     index_seq: u64,
-    /// The `synchronous` setting in force: FULL (true) or NORMAL.
-    syncing: bool,
-    /// When the oldest commit not yet fsync'd was made.
+    /// Where commits go to be put on disk, with who waits for that.
+    syncs: std::sync::mpsc::SyncSender<Vec<Deferred>>,
+    /// When the oldest commit not yet sent to the syncer was made.
     unsynced_since: Option<Instant>,
     recent: Recent,
     /// Dropped when the writer stops, which stops the checkpointer.
@@ -170,11 +178,10 @@ impl Writer {
         node: i64,
         index: mpsc::Sender<IndexCommand>,
         checkpointer: std::sync::mpsc::Sender<()>,
+        syncs: std::sync::mpsc::SyncSender<Vec<Deferred>>,
     ) -> Self {
         let index_seq = *shared.indexed.borrow();
         let next_retention = Instant::now();
-        // `configure_writer` opened the connection with FULL.
-        let (syncing, unsynced_since) = (true, None);
         Self {
             conn,
             shared,
@@ -184,8 +191,8 @@ impl Writer {
             retention_backlog: false,
             index,
             index_seq,
-            syncing,
-            unsynced_since,
+            syncs,
+            unsynced_since: None,
             recent: Recent::default(),
             checkpointer: Some(checkpointer),
         }
@@ -201,8 +208,7 @@ impl Writer {
         loop {
             self.expire_some();
             let idle = match self.unsynced_since {
-                // At least a millisecond: a sync that found the lock taken waits before its retry.
-                Some(since) => SYNC_WITHIN.saturating_sub(since.elapsed()).max(Duration::from_millis(1)),
+                Some(since) => SYNC_WITHIN.saturating_sub(since.elapsed()),
                 None if self.retention_backlog => Duration::ZERO,
                 None => RETENTION_CHECK_EVERY,
             };
@@ -214,6 +220,8 @@ impl Writer {
             }
         }
         drop(self.checkpointer.take());
+        // The syncer answers what waits, then stops.
+        drop(self.syncs);
         match self.shared.checkpoint(&self.conn, "TRUNCATE") {
             Ok(false) => {}
             Ok(true) => tracing::warn!("the final checkpoint found the WAL busy; the next start replays it"),
@@ -235,14 +243,17 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let answering = batch.iter().any(Command::needs_fsync);
-        let fsync = answering || self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
-        match self.set_syncing(fsync).and_then(|()| self.apply(&mut batch)) {
+        match self.apply(&mut batch) {
             Ok(outcomes) => {
-                self.unsynced_since = if fsync { None } else { self.unsynced_since.or(Some(started)) };
                 self.shared.mark_writable(batch.iter().any(Command::ingests));
-                self.shared.committed(started.elapsed(), fsync, answering);
+                self.shared.committed(started.elapsed(), answering);
                 self.send_to_index(&batch, &outcomes);
-                reply_all(batch, outcomes);
+                let waiting = reply_all(batch, outcomes);
+                let overdue = self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
+                match answering || overdue {
+                    true => self.sync(waiting),
+                    false => drop(self.unsynced_since.get_or_insert(started)),
+                }
             }
             Err(e) => {
                 self.recent.clear();
@@ -256,24 +267,22 @@ impl Writer {
         }
     }
 
-    /// FULL or NORMAL for the next commit (outside any transaction).
-    fn set_syncing(&mut self, fsync: bool) -> rusqlite::Result<()> {
-        if self.syncing != fsync {
-            self.conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
-            self.syncing = fsync;
+    /// Has the syncer put every commit so far on disk, then answer
+    /// `waiting`. Waits for room when [`super::syncer::SYNCS_WAITING_MAX`]
+    /// commits wait already: a disk that slow holds ingest up, as it would
+    /// a commit that synced itself.
+    fn sync(&mut self, waiting: Vec<Deferred>) {
+        self.unsynced_since = None;
+        if let Err(std::sync::mpsc::SendError(waiting)) = self.syncs.send(waiting) {
+            waiting.into_iter().for_each(|answer| answer(Err("the recorder's syncer has stopped")));
         }
-        Ok(())
     }
 
     /// Puts unsynced commits on disk once they have waited [`SYNC_WITHIN`]
-    /// with nothing else to commit: a checkpoint fsyncs the WAL first.
+    /// with nothing else to commit.
     fn sync_if_due(&mut self) {
         if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
-            match self.shared.checkpoint(&self.conn, "PASSIVE") {
-                Ok(false) => self.unsynced_since = None,
-                Ok(true) => tracing::debug!("the recorder's sync found a checkpoint running; will retry"),
-                Err(e) => tracing::warn!(error = %e, "could not sync the recorder's last commits; will retry"),
-            }
+            self.sync(Vec::new());
         }
     }
 
@@ -364,19 +373,39 @@ fn fresh<'a>(batch: &'a [Command], outcomes: &'a [Outcome]) -> impl Iterator<Ite
     })
 }
 
-fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) {
+/// Answers a committed batch: at once what waits only for the commit; the
+/// answers that wait for the disk as well are returned, for the syncer.
+fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) -> Vec<Deferred> {
+    let mut waiting: Vec<Deferred> = Vec::new();
     for (command, outcome) in batch.into_iter().zip(outcomes) {
         match (command, outcome) {
-            (Command::Append { reply, .. }, Outcome::Appended(appended)) => drop(reply.send(Ok(appended))),
+            (Command::Append { reply, durable, .. }, Outcome::Appended(appended)) => {
+                drop(reply.send(Ok(appended)));
+                if let Some(durable) = durable {
+                    waiting.push(Box::new(move |synced| drop(durable.send(synced.map_err(unsynced)))));
+                }
+            }
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
-            (Command::PutSetting { reply, .. }, Outcome::Done) => drop(reply.send(Ok(()))),
-            (Command::Device { reply, .. }, Outcome::Device(result)) => drop(reply.send(result)),
-            (Command::Exec { reply, .. }, Outcome::Exec(value)) => drop(reply.send(Ok(value))),
+            (Command::PutSetting { reply, .. }, Outcome::Done) => {
+                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced)))));
+            }
+            (Command::Device { reply, .. }, Outcome::Device(result)) => {
+                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced).and(result)))));
+            }
+            (Command::Exec { reply, .. }, Outcome::Exec(value)) => {
+                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced).map(|()| value)))));
+            }
             // Outcomes are produced in command order, one per command; should
             // that ever break, the caller hears of it rather than the writer dying.
             (command, _) => fail(command, StoreError::Internal("a write was answered out of order".into())),
         }
     }
+    waiting
+}
+
+/// A sync that failed, as the answer to a write that waited for it.
+fn unsynced(message: &str) -> StoreError {
+    StoreError::Unavailable(message.to_string())
 }
 
 fn fail_all(batch: Vec<Command>, message: &str) {

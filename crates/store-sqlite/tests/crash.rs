@@ -14,8 +14,9 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 }
 
 /// The child half of the crash test: records one acknowledged event, then
-/// one of the platform's own and one nobody is answered for (a QoS 0
-/// message), prints their ids, and dies uncleanly.
+/// one of the platform's own, one nobody is answered for (a QoS 0 message)
+/// and one acknowledged but only committed (its sync not waited for),
+/// prints their ids, and dies uncleanly.
 async fn record_then_die(dir: &str) -> ! {
     let store = SqliteStore::open(std::path::Path::new(dir), RecorderSettings::default()).unwrap();
     let minter = IdMinter::new();
@@ -26,7 +27,9 @@ async fn record_then_die(dir: &str) -> ! {
     store.append(vec![Ingress::new(own.clone(), Utc::now(), "platform", "local")]).await.unwrap();
     let unanswered = event(&minter, "mqtt/d1", "device.message", Some("d1"));
     store.append(vec![Ingress::new(unanswered.clone(), Utc::now(), "mqtt", "local").unanswered()]).await.unwrap();
-    println!("recorded: {} {} {}", acked.id, own.id, unanswered.id);
+    let committed = event(&minter, "mqtt/d1", "device.message", Some("d1"));
+    let _durable = store.append_committed(vec![Ingress::new(committed.clone(), Utc::now(), "mqtt", "local")]).await;
+    println!("recorded: {} {} {} {}", acked.id, own.id, unanswered.id, committed.id);
     std::process::abort();
 }
 
@@ -57,6 +60,14 @@ async fn records_nobody_is_answered_for_skip_the_fsync_and_survive_a_crash_of_th
     store.append(vec![qos0]).await.unwrap();
     let status = store.status().await;
     assert_eq!((status.commits, status.commits_durable), (1, 0), "a QoS 0 message does not wait for the disk");
+    assert_eq!(syncs(&status), 0, "nor is it synced at once");
+    tokio::time::sleep(glassbox_store::SYNC_WITHIN * 3).await;
+    assert_eq!(syncs(&store.status().await), 1, "it is synced within SYNC_WITHIN");
+    let acked = Ingress::new(event(&minter, "mqtt/d1", "m", None), Utc::now(), "mqtt", "local");
+    let committed = store.append_committed(vec![acked]).await.unwrap();
+    assert!(committed.durable.waits(), "an acknowledged event's producer waits for the disk");
+    committed.durable.await.unwrap();
+    assert_eq!(syncs(&store.status().await), 2, "its sync is done when it resolves");
     store.close().await;
 
     // A process that dies right after committing loses none of them.
@@ -77,9 +88,14 @@ async fn records_nobody_is_answered_for_skip_the_fsync_and_survive_a_crash_of_th
         .find_map(|l| l.strip_prefix("recorded: "))
         .map(|ids| ids.split(' ').map(|id| id.parse().unwrap()).collect())
         .unwrap();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
     let store = open(&crashed);
     for id in ids {
         assert!(store.get(id).await.unwrap().is_some(), "{id} lost in the crash");
     }
+}
+
+/// The syncs of committed writes to disk the store made so far.
+fn syncs(status: &glassbox_store::StoreStatus) -> u64 {
+    status.sync_seconds_buckets.iter().sum()
 }

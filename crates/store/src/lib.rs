@@ -21,6 +21,9 @@
 //! Durability contract: [`EventStore::append`] resolves only once the
 //! events' `received` records are durable (on disk), so the caller may then
 //! acknowledge the producer. Many concurrent appends share one commit.
+//! [`EventStore::append_committed`] splits that wait in two: the events
+//! may be handed on once committed, and the producer answered once
+//! [`Committed::durable`] resolves.
 
 pub mod audit;
 pub mod budgets;
@@ -33,7 +36,9 @@ pub mod sessions;
 pub mod settings;
 pub mod tokens;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -149,6 +154,54 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// An append committed: its events are recorded and readable, and a crash
+/// of the process no longer loses them; [`Self::durable`] resolves once
+/// what the append promised on disk is there.
+#[derive(Debug)]
+pub struct Committed {
+    pub appended: Vec<Appended>,
+    pub durable: Durable,
+}
+
+/// The wait for an append's [`Ingress::acknowledged`] events to be on disk:
+/// what a producer is answered on. Nothing to wait for when none is.
+pub struct Durable(Option<DiskWait>);
+
+type DiskWait = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+impl Durable {
+    pub fn new(wait: impl Future<Output = Result<(), StoreError>> + Send + 'static) -> Self {
+        Self(Some(Box::pin(wait)))
+    }
+
+    /// Nothing to wait for.
+    pub fn ready() -> Self {
+        Self(None)
+    }
+
+    /// Whether there is anything to wait for.
+    pub fn waits(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            None => Poll::Ready(Ok(())),
+            Some(wait) => wait.as_mut().poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable").field("waits", &self.waits()).finish()
+    }
+}
+
 /// A state transition of an event, for one target or for the whole event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -207,10 +260,15 @@ pub struct StoreStatus {
     /// Set when filtered queries answer from part of the record until a
     /// restart (e.g. the embedded store's index upkeep failed for good).
     pub query_error: Option<String>,
-    /// Commits by how long they took (write and sync), per bucket of
+    /// Commits by how long they took (the write; the wait for the disk is
+    /// counted apart, in `sync_seconds_*`), per bucket of
     /// [`COMMIT_SECONDS_BUCKETS`] (not cumulative), and their total time.
     pub commit_seconds_buckets: Vec<u64>,
     pub commit_seconds_sum: f64,
+    /// Syncs of committed writes to disk by how long they took, in the
+    /// same buckets; 0 for a backend that syncs inside its commits.
+    pub sync_seconds_buckets: Vec<u64>,
+    pub sync_seconds_sum: f64,
 }
 
 /// Upper bounds (seconds) of the commit-time histogram's buckets.
@@ -246,7 +304,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// Records events; resolves once their `received` records are committed:
     /// on disk for [`Ingress::acknowledged`] events, and within
     /// [`SYNC_WITHIN`] for the others.
-    async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError>;
+    async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError> {
+        let Committed { appended, durable } = self.append_committed(batch).await?;
+        durable.await?;
+        Ok(appended)
+    }
+
+    /// Records events; resolves once they are committed (a crash of the
+    /// process keeps them), before the acknowledged ones are on disk: the
+    /// caller may hand the events on now and answer their producer once
+    /// [`Committed::durable`] resolves. What is on disk is always a prefix
+    /// of what was committed, so nothing written after an event outlives it.
+    async fn append_committed(&self, batch: Vec<Ingress>) -> Result<Committed, StoreError>;
 
     /// Records state transitions (committed, on disk within [`SYNC_WITHIN`]:
     /// no one outside is answered on the strength of a transition).

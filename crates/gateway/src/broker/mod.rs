@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use glassbox_core::{DisconnectReason, Draft};
-use glassbox_store::{Appended, SessionOp, SessionStore, StoreError, Transition};
+use glassbox_store::{Appended, Committed, SessionOp, SessionStore, StoreError, Transition};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -50,6 +50,9 @@ use crate::flapping::{FlapDetector, FlapSettings};
 pub trait Recorder: Send + Sync + 'static {
     /// Records events durably; resolves once they are on disk.
     async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;
+    /// Records events someone is answered for; resolves once they are
+    /// committed (routed then), with the wait for the disk (answered then).
+    async fn ingest_committed(&self, drafts: Vec<Draft>, via: &str) -> Result<Committed, StoreError>;
     /// Records events nobody is answered for (QoS 0 PUBLISHes); resolves
     /// once they are committed, and they are on disk soon after.
     async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError>;

@@ -1,6 +1,7 @@
 //! Inbound PUBLISHes: checked, batched per read, recorded (pipelined, up to
-//! the receive maximum), routed in order, then acknowledged in order once
-//! what routing queued for stored sessions is committed (pipelined too).
+//! the receive maximum), routed in order once committed, then acknowledged
+//! in order once on disk and once what routing queued for stored sessions
+//! is committed (pipelined too).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use glassbox_core::{DEVICE_MESSAGE, Data, DisconnectReason, Draft, DropReason, EventId, PublishRefused, State};
-use glassbox_store::{Appended, SessionOp, StoreError};
+use glassbox_store::{Appended, Committed, Durable, SessionOp, StoreError};
 
 use super::{Connection, lock};
 use crate::broker::message::Message;
@@ -44,9 +45,9 @@ pub(super) struct Routed {
     reserved: Vec<(String, Publish, EventId)>,
 }
 
-pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Vec<Appended>, StoreError>)> + Send>>;
+pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Committed, StoreError>)> + Send>>;
 
-/// A routed batch waiting for the session store's commit.
+/// A routed batch waiting for the disk and for the session store's commit.
 pub(super) type Committing = Pin<Box<dyn Future<Output = (Routed, Result<(), StoreError>)> + Send>>;
 
 /// The event a PUBLISH (or a will) becomes.
@@ -190,33 +191,40 @@ impl Connection {
             .collect();
         if drafts.is_empty() {
             // Nothing to record (all counted refusals): answer in order all the same.
-            self.recording.push_back(Box::pin(async move { (batch, Ok(Vec::new())) }));
+            let nothing = Committed { appended: Vec::new(), durable: Durable::ready() };
+            self.recording.push_back(Box::pin(async move { (batch, Ok(nothing)) }));
             return;
         }
-        // QoS 0 only: nobody is answered, so the commit need not wait for the disk.
+        // QoS 0 only: nobody is answered, so nothing waits for the disk.
         let answered = batch.iter().any(|i| i.publish.packet_id.is_some());
         let recorder = self.shared.recorder.clone();
         self.recording.push_back(Box::pin(async move {
             let result = match answered {
-                true => recorder.ingest(drafts, "mqtt").await,
-                false => recorder.ingest_unanswered(drafts, "mqtt").await,
+                true => recorder.ingest_committed(drafts, "mqtt").await,
+                false => recorder
+                    .ingest_unanswered(drafts, "mqtt")
+                    .await
+                    .map(|appended| Committed { appended, durable: Durable::ready() }),
             };
             (batch, result)
         }));
     }
 
-    /// Routes a recorded batch, then acknowledges it once what routing
-    /// queued for stored sessions is committed: a PUBACK (PUBREC) is sent
-    /// only when the message is in the recorder and in every stored session
-    /// it was queued for, so a crash after it loses nothing acknowledged
-    /// (issue 17). The commit is pipelined: reading goes on meanwhile, and
-    /// batches are answered in order.
+    /// Routes a committed batch, then acknowledges it once it is on disk
+    /// and what routing queued for stored sessions is committed: a PUBACK
+    /// (PUBREC) is sent only when the message is durable in the recorder
+    /// and in every stored session it was queued for, so a crash after it
+    /// loses nothing acknowledged (issue 17). Subscribers get it sooner,
+    /// once committed (decision 0031): a crash of the machine before the
+    /// disk has it loses a message nobody was answered for, which its
+    /// publisher sends again. Both waits are pipelined: reading goes on
+    /// meanwhile, and batches are answered in order.
     pub(super) async fn answer(
         &mut self,
         batch: Vec<Inbound>,
-        result: Result<Vec<Appended>, StoreError>,
+        result: Result<Committed, StoreError>,
     ) -> Result<(), DisconnectReason> {
-        let appended = result.map_err(|e| {
+        let Committed { appended, durable } = result.map_err(|e| {
             self.unanswered -= batch.len();
             tracing::error!(error = %e, client = %self.client_id, "could not record PUBLISHes; closing so the client resends them");
             DisconnectReason::ServerBusy
@@ -227,11 +235,14 @@ impl Connection {
             // QoS 0 only: no acknowledgement waits for the store.
             self.shared.persist(std::mem::take(&mut ops)).await;
         }
-        if ops.is_empty() && self.committing.is_empty() {
+        if ops.is_empty() && !durable.waits() && self.committing.is_empty() {
             return self.acknowledge(routed, Ok(())).await;
         }
         let store = self.shared.store.clone();
-        let mut commit = Box::pin(async move { store.commit(ops).await });
+        let mut commit = Box::pin(async move {
+            let (stored, durable) = futures::join!(store.commit(ops), durable);
+            stored.and(durable)
+        });
         // Started now, so its changes reach the sessions writer before any this
         // connection makes later (a later eviction's removal must not overtake them).
         self.committing.push_back(match futures::poll!(commit.as_mut()) {
@@ -241,9 +252,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends a routed batch's acknowledgements, in order, unless its
-    /// session changes could not be stored; then hands its reserved-topic
-    /// messages to the platform.
+    /// Sends a routed batch's acknowledgements, in order, unless it could
+    /// not be put on disk or its session changes could not be stored; then
+    /// hands its reserved-topic messages to the platform.
     pub(super) async fn acknowledge(
         &mut self,
         routed: Routed,
@@ -251,7 +262,7 @@ impl Connection {
     ) -> Result<(), DisconnectReason> {
         self.unanswered -= routed.count;
         if let Err(e) = committed {
-            tracing::error!(error = %e, client = %self.client_id, "could not store deliveries to persistent sessions; closing without acknowledging so the client resends them");
+            tracing::error!(error = %e, client = %self.client_id, "could not make PUBLISHes durable (in the recorder, or as deliveries to persistent sessions); closing without acknowledging so the client resends them");
             return Err(DisconnectReason::ServerBusy);
         }
         let mut answered = Ok(());
