@@ -6,7 +6,8 @@
 #   routed and queued on the subscriber's session);
 # - `in_transit` -> `delivered` (the subscriber's connection wrote it and
 #   the subscriber's PUBACK came back);
-# as p50/p90/p99 in microseconds, and the recorder's commit-time histogram.
+# as p50/p90/p99 in microseconds, and the recorder's commit-time and
+# sync-time histograms.
 # The stages cover the deliveries whose `in_transit` was folded into their
 # `delivered` state: those acknowledged within the delivery-state task's
 # round (most). The slowest are left out, so both p99s lean low; the count
@@ -25,7 +26,7 @@ PER_PUB=$((RATE / 4))
 "$BIN" bench mqtt --port "$MQTT" --publishers 4 --subscribers 1 --qos "$QOS" --size 64 --rate "$PER_PUB" \
   --messages $((PER_PUB * SECONDS_RUN)) --inflight 64 --username operator --password "$TOKEN" | tail -1
 curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP/metrics" |
-  { grep -E '^glassbox_recorder_commit_seconds_(bucket|sum|count)' || true; } | sed 's/^glassbox_recorder_/  /'
+  { grep -E '^glassbox_recorder_(commit|sync)_seconds_(bucket|sum|count)' || true; } | sed 's/^glassbox_recorder_/  /'
 sleep 1
 kill "$PID"
 wait "$PID" 2>/dev/null || true

@@ -78,17 +78,15 @@ impl Pipeline {
         &self.bus
     }
 
-    /// Records `drafts` as events and publishes them once durable. Resolves
-    /// only after the `received` records are on disk: the caller may then
-    /// acknowledge. `via` names the ingress in the `received` state.
+    /// Records `drafts` as events and publishes them once committed.
+    /// Resolves only after the `received` records are on disk: the caller
+    /// may then acknowledge. `via` names the ingress in the `received` state.
     ///
     /// What producers send (HTTP, MQTT, function outputs) comes this way and
     /// never enters the audit log, whatever its type says: see
     /// [`Self::ingest_platform`].
     pub async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        let Committed { appended, durable } = self.ingest_committed(drafts, via).await?;
-        durable.await?;
-        Ok(appended)
+        self.ingest_committed(drafts, via).await?.on_disk().await
     }
 
     /// Records `drafts` as [`Self::ingest`] does, but resolves once they are
@@ -105,19 +103,22 @@ impl Pipeline {
     /// [`glassbox_store::SYNC_WITHIN`], and a crash of the process loses
     /// none of them, only a crash of the machine in between could.
     pub async fn ingest_unanswered(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        Ok(self.append(drafts, via, Write::Unanswered).await?.appended)
+        self.append(drafts, via, Write::Unanswered).await?.on_disk().await
     }
 
     /// Records the platform's own events, as [`Self::ingest`] does; those
     /// that are changes (`glassbox_audit::ACTIONS`) get their audit entry
     /// sealed in the same commit. Only services call this, with changes
     /// they made for a principal: no producer can write an audit entry.
+    /// A change made through the API (`via` "api") is answered, so this
+    /// resolves once it is on disk; the platform's own records (`via`
+    /// "platform") once committed.
     pub async fn ingest_platform(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        Ok(self.append(drafts, via, Write::Platform).await?.appended)
+        self.append(drafts, via, Write::Platform).await?.on_disk().await
     }
 
-    /// Records and publishes once committed; only [`Write::Answered`]
-    /// appends have anything to wait for in [`Committed::durable`].
+    /// Records and publishes once committed; [`Committed::durable`] waits
+    /// for the disk if one of the events is [`Ingress::acknowledged`].
     async fn append(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Committed, StoreError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(drafts.len());

@@ -6,7 +6,7 @@
 //! also copied them all and fsync'd the file: a pause of milliseconds for
 //! everything waiting on that commit (the tail of acknowledgement and
 //! delivery latency). Passes every [`PASS_EVERY`] (more often while commits
-//! wait for their fsync) from a second connection copy the pages while the
+//! wait for the disk) from a second connection copy the pages while the
 //! writer goes on, so the writer's own checkpoint finds almost nothing left
 //! to copy. The WAL starts over from its
 //! beginning at the writer's first commit after a checkpoint that copied
@@ -22,22 +22,22 @@ use rusqlite::Connection;
 
 use super::Shared;
 
-/// How often a pass runs when no commit waits for its fsync: a few
+/// How often a pass runs when no commit waits for the disk: a few
 /// megabytes of WAL at 50,000 messages/s, a tenth of what the writer's
 /// checkpoint threshold (32 MiB) lets grow, so that checkpoint copies a
 /// few milliseconds' worth at most. Shorter copies the pages every commit
 /// touches (the B-trees' right edges) and syncs both files more often:
 /// +12% broker CPU per message under a QoS 0 flood at 10 ms.
 const PASS_EVERY: Duration = Duration::from_millis(50);
-/// How often a pass runs while commits wait for their fsync (someone is
+/// How often a pass runs while commits wait for the disk (someone is
 /// answered once they are on disk). A pass ends by fsyncing the database
-/// file, and the writer's fsync of the WAL waits behind that write-back on
+/// file, and the syncer's fsync of the WAL waits behind that write-back on
 /// the same disk: smaller passes keep that wait short. At a paced 50,000
 /// QoS 1 messages/s this cut the p99 from publish to delivery by 40%.
 const PASS_EVERY_WHILE_ANSWERING: Duration = Duration::from_millis(10);
 
-/// The wait before the next pass, by whether a commit waited for its
-/// fsync since the last one.
+/// The wait before the next pass, by whether a commit waited for the disk
+/// since the last one.
 fn interval(answering: bool) -> Duration {
     if answering { PASS_EVERY_WHILE_ANSWERING } else { PASS_EVERY }
 }

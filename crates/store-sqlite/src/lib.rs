@@ -183,12 +183,17 @@ impl Shared {
     /// Records a successful commit; `ingested` when it appended events from
     /// outside, answered or not (`Ingress::from_outside`; see `full`).
     fn mark_writable(&self, ingested: bool) {
-        if (self.full.load(Ordering::Relaxed) && !ingested) || self.sync_failed.get().is_some() {
+        if self.full.load(Ordering::Relaxed) && !ingested {
+            return;
+        }
+        // Under the lock `mark_failed` takes, so a sync failing meanwhile is seen.
+        let mut last_error = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if self.sync_failed.get().is_some() {
             return;
         }
         self.full.store(false, Ordering::Relaxed);
         if !self.writable.swap(true, Ordering::Relaxed) {
-            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *last_error = None;
             tracing::info!("recorder commits succeed again; ingest resumed");
         }
     }
@@ -201,8 +206,9 @@ impl Shared {
 
     /// Records a failed commit; true when the store was writable until now.
     fn mark_failed(&self, message: &str, full: bool) -> bool {
+        let mut last_error = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         self.full.store(full, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.to_string());
+        *last_error = Some(message.to_string());
         self.writable.swap(false, Ordering::Relaxed)
     }
 }

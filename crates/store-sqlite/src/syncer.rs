@@ -70,7 +70,11 @@ impl Syncer {
         }
         let wal = match self.wal.take() {
             Some(wal) => wal,
-            None => File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?,
+            // Writable: some systems sync only a handle opened for writing.
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?,
         };
         let started = Instant::now();
         let synced = wal.sync_data();
@@ -78,8 +82,8 @@ impl Syncer {
         self.wal = Some(wal);
         synced.map_err(|e| {
             let failed = format!(
-                "the disk failed to sync {}: {e}; nothing written since can be promised on disk, so writes \
-                 that wait for it fail until the server restarts",
+                "the disk failed to sync {}: {e}; nothing written since can be promised on disk, so the \
+                 recorder refuses writes until the server restarts",
                 self.path.display()
             );
             tracing::error!(error = %failed, "recorder sync failed");

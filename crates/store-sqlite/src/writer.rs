@@ -241,6 +241,10 @@ impl Writer {
                 Err(_) => break,
             }
         }
+        if let Some(failed) = self.shared.sync_failed.get() {
+            // Nothing committed now could be answered: nor is it handed on.
+            return fail_all(batch, failed);
+        }
         let started = std::time::Instant::now();
         let answering = batch.iter().any(Command::needs_fsync);
         match self.apply(&mut batch) {

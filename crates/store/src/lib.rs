@@ -116,11 +116,11 @@ impl Ingress {
     }
 
     /// Whether someone outside the platform is answered once this is
-    /// recorded (a device's PUBACK, an HTTP 2xx): its commit is fsync'd
-    /// first. What the platform records about its own work (`platform`,
-    /// `function`: outcomes, outputs, alerts), and what nobody is answered
-    /// for ([`Self::unanswered`]), is committed without waiting for the
-    /// disk and fsync'd soon after (see [`SYNC_WITHIN`]).
+    /// recorded (a device's PUBACK, an HTTP 2xx): its commit is synced
+    /// before that answer. What the platform records about its own work
+    /// (`platform`, `function`: outcomes, outputs, alerts), and what nobody
+    /// is answered for ([`Self::unanswered`]), is synced with the next that
+    /// is, or within [`SYNC_WITHIN`].
     pub fn acknowledged(&self) -> bool {
         self.answered
     }
@@ -131,7 +131,7 @@ impl Ingress {
         self.via().is_some_and(from_outside)
     }
 
-    /// The event as recorded, to publish once it is durable.
+    /// The event as recorded, to publish once it is committed.
     pub fn recorded(&self) -> Arc<RecordedEvent> {
         self.recorded.clone()
     }
@@ -161,6 +161,14 @@ pub struct Appended {
 pub struct Committed {
     pub appended: Vec<Appended>,
     pub durable: Durable,
+}
+
+impl Committed {
+    /// The events, once what the append promised on disk is there.
+    pub async fn on_disk(self) -> Result<Vec<Appended>, StoreError> {
+        self.durable.await?;
+        Ok(self.appended)
+    }
 }
 
 /// The wait for an append's [`Ingress::acknowledged`] events to be on disk:
@@ -305,9 +313,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// on disk for [`Ingress::acknowledged`] events, and within
     /// [`SYNC_WITHIN`] for the others.
     async fn append(&self, batch: Vec<Ingress>) -> Result<Vec<Appended>, StoreError> {
-        let Committed { appended, durable } = self.append_committed(batch).await?;
-        durable.await?;
-        Ok(appended)
+        self.append_committed(batch).await?.on_disk().await
     }
 
     /// Records events; resolves once they are committed (a crash of the

@@ -81,7 +81,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let indexed = started.elapsed().as_secs_f64();
     println!(
         "append: {} events acknowledged in {elapsed:.2} s = {:.0} events/s, indexed in {indexed:.2} s = {:.0} events/s \
-         ({} producers, batch {}, {commits} commits, {:.0} events/commit, synchronous=FULL)",
+         ({} producers, batch {}, {commits} commits, {:.0} events/commit, each synced before its answer)",
         args.events,
         args.events as f64 / elapsed,
         args.events as f64 / indexed,

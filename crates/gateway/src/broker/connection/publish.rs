@@ -212,9 +212,9 @@ impl Connection {
 
     /// Routes a committed batch, then acknowledges it once it is on disk
     /// and what routing queued for stored sessions is committed: a PUBACK
-    /// (PUBREC) is sent only when the message is durable in the recorder
-    /// and in every stored session it was queued for, so a crash after it
-    /// loses nothing acknowledged (issue 17). Subscribers get it sooner,
+    /// (PUBREC) is sent only when the message is on disk in the recorder
+    /// and committed in every stored session it was queued for, so a crash
+    /// of the process after it loses nothing acknowledged (issue 17). Subscribers get it sooner,
     /// once committed (decision 0031): a crash of the machine before the
     /// disk has it loses a message nobody was answered for, which its
     /// publisher sends again. Both waits are pipelined: reading goes on
