@@ -183,7 +183,9 @@ impl Shared {
     /// Records a successful commit; `ingested` when it appended events from
     /// outside, answered or not (`Ingress::from_outside`; see `full`).
     fn mark_writable(&self, ingested: bool) {
-        if self.full.load(Ordering::Relaxed) && !ingested {
+        // Already writable (the common case, with no lock taken), or still full.
+        let full = self.full.load(Ordering::Relaxed);
+        if (full && !ingested) || (!full && self.writable.load(Ordering::Relaxed)) {
             return;
         }
         // Under the lock `mark_failed` takes, so a sync failing meanwhile is seen.
