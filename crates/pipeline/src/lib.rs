@@ -86,21 +86,15 @@ impl Pipeline {
     /// never enters the audit log, whatever its type says: see
     /// [`Self::ingest_platform`].
     pub async fn ingest(&self, drafts: Vec<Draft>, via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.append(drafts, via, Write::Answered).await?.on_disk().await
+        self.ingest_committed(drafts, via).await?.on_disk().await
     }
 
     /// Records `drafts` as [`Self::ingest`] does, but resolves once they are
     /// committed and published, before they are on disk: the caller may hand
     /// them on at once (an MQTT gateway routes them) and acknowledge their
     /// producer once [`Committed::durable`] resolves.
-    ///
-    /// Runs on the caller's task, which saves a hand-off on the way to the
-    /// subscribers (decision 0031), so the caller must drive it to the end
-    /// (the gateway does, even for a client that has gone): given up
-    /// halfway, it could leave an event recorded but never published.
     pub async fn ingest_committed(&self, drafts: Vec<Draft>, via: &str) -> Result<Committed, StoreError> {
-        let batch = self.minted(drafts, via, Write::Answered).await?;
-        record_and_publish(self.store.clone(), self.bus.clone(), self.counters.clone(), batch).await
+        self.append(drafts, via, Write::Answered).await
     }
 
     /// Records what nobody outside is answered for (MQTT QoS 0 PUBLISHes),
@@ -126,15 +120,6 @@ impl Pipeline {
     /// Records and publishes once committed; [`Committed::durable`] waits
     /// for the disk if one of the events is [`Ingress::acknowledged`].
     async fn append(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Committed, StoreError> {
-        let batch = self.minted(drafts, via, write).await?;
-        // Its own task: a caller that gives up waiting (a timeout, an HTTP
-        // client gone) cannot leave an event recorded but never published.
-        let record = record_and_publish(self.store.clone(), self.bus.clone(), self.counters.clone(), batch);
-        tokio::spawn(record).await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
-    }
-
-    /// The events `drafts` become: ids, lineage, their `received` records.
-    async fn minted(&self, drafts: Vec<Draft>, via: &str, write: Write) -> Result<Vec<Ingress>, StoreError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(drafts.len());
         for draft in drafts {
@@ -147,7 +132,24 @@ impl Pipeline {
                 Write::Platform => self.audited(ingress, now),
             });
         }
-        Ok(batch)
+        // Recording and publishing run as their own task: a caller that gives
+        // up waiting (a timeout, a closed connection) cannot leave an event
+        // recorded but never published. Published once committed, like what
+        // the gateway routes: what is on disk is always a prefix of what was
+        // committed, so nothing a consumer makes of an event outlives it.
+        let (store, bus, counters) = (self.store.clone(), self.bus.clone(), self.counters.clone());
+        let task = tokio::spawn(async move {
+            let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
+            let committed = store.append_committed(batch).await?;
+            let appended = &committed.appended;
+            let fresh: Vec<_> =
+                recorded.into_iter().zip(appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect();
+            counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
+            counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
+            bus.publish(fresh);
+            Ok(committed)
+        });
+        task.await.map_err(|e| StoreError::Internal(format!("ingest task failed: {e}")))?
     }
 
     /// A change's event carries its audit entry's draft, for the store to
@@ -194,25 +196,6 @@ impl Pipeline {
             _ => Ok(None),
         }
     }
-}
-
-/// Records `batch` and publishes its new events once committed, like what
-/// the gateway routes: what is on disk is always a prefix of what was
-/// committed, so nothing a consumer makes of an event outlives it.
-async fn record_and_publish(
-    store: Arc<dyn EventStore>,
-    bus: Arc<dyn Bus>,
-    counters: Arc<Counters>,
-    batch: Vec<Ingress>,
-) -> Result<Committed, StoreError> {
-    let recorded: Vec<_> = batch.iter().map(Ingress::recorded).collect();
-    let committed = store.append_committed(batch).await?;
-    let appended = &committed.appended;
-    let fresh: Vec<_> = recorded.into_iter().zip(appended).filter(|(_, a)| !a.duplicate).map(|(r, _)| r).collect();
-    counters.events_received.fetch_add(fresh.len() as u64, Ordering::Relaxed);
-    counters.events_deduplicated.fetch_add((appended.len() - fresh.len()) as u64, Ordering::Relaxed);
-    bus.publish(fresh);
-    Ok(committed)
 }
 
 /// Most events read back for a consumer that fell behind the bus.
