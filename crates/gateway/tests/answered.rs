@@ -19,14 +19,25 @@ use glassbox_gateway::codec::{Ack, Packet, Properties, Publish, QoS, Subscribe, 
 use glassbox_store::{Appended, Committed, Durable, SessionOp, SessionSnapshot, SessionStore, StoreError, Transition};
 use tokio::sync::watch;
 
-/// Each recorded topic, and whether its call waited for the disk.
+/// Which of the recorder's calls took a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `ingest`: resolves once on disk.
+    Durable,
+    /// `ingest_committed`: resolves once committed, with the wait for the disk.
+    Committed,
+    /// `ingest_unanswered`: nothing waits for the disk.
+    Unanswered,
+}
+
+/// Each recorded topic, and the call that took it.
 #[derive(Default)]
-struct Calls(Mutex<Vec<(String, bool)>>);
+struct Calls(Mutex<Vec<(String, Call)>>);
 
 impl Calls {
-    fn durable(&self, topic: &str) -> Vec<bool> {
+    fn of(&self, topic: &str) -> Vec<Call> {
         let calls = self.0.lock().unwrap();
-        calls.iter().filter(|(t, _)| t == topic).map(|(_, durable)| *durable).collect()
+        calls.iter().filter(|(t, _)| t == topic).map(|(_, call)| *call).collect()
     }
 }
 
@@ -40,11 +51,11 @@ struct FakeRecorder {
 }
 
 impl FakeRecorder {
-    fn note(&self, drafts: Vec<Draft>, durable: bool) -> Result<Vec<Appended>, StoreError> {
+    fn note(&self, drafts: Vec<Draft>, call: Call) -> Result<Vec<Appended>, StoreError> {
         let mut calls = self.calls.0.lock().unwrap();
         let appended =
             drafts.iter().map(|_| Appended { id: self.minter.mint(), correlationid: String::new(), duplicate: false });
-        calls.extend(drafts.iter().map(|d| (d.subject.clone().unwrap_or_default(), durable)));
+        calls.extend(drafts.iter().map(|d| (d.subject.clone().unwrap_or_default(), call)));
         Ok(appended.collect())
     }
 }
@@ -52,11 +63,11 @@ impl FakeRecorder {
 #[async_trait]
 impl Recorder for FakeRecorder {
     async fn ingest(&self, drafts: Vec<Draft>, _via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.note(drafts, true)
+        self.note(drafts, Call::Durable)
     }
 
     async fn ingest_committed(&self, drafts: Vec<Draft>, _via: &str) -> Result<Committed, StoreError> {
-        let appended = self.note(drafts, true)?;
+        let appended = self.note(drafts, Call::Committed)?;
         let mut disk = self.disk.subscribe();
         let durable = Durable::new(async move {
             let synced = disk.wait_for(Option::is_some).await.map_err(|_| StoreError::Internal("gone".into()))?;
@@ -66,7 +77,7 @@ impl Recorder for FakeRecorder {
     }
 
     async fn ingest_unanswered(&self, drafts: Vec<Draft>, _via: &str) -> Result<Vec<Appended>, StoreError> {
-        self.note(drafts, false)
+        self.note(drafts, Call::Unanswered)
     }
 
     async fn record(&self, _transitions: Vec<Transition>) -> Result<(), StoreError> {
@@ -148,17 +159,17 @@ async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
     }
     writer.flush().await.unwrap();
     for _ in 0..500 {
-        if calls.durable("t/zero").len() == 3 {
+        if calls.of("t/zero").len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(calls.durable("t/zero"), [false, false, false], "QoS 0 alone does not wait for the disk");
+    assert_eq!(calls.of("t/zero"), [Call::Unanswered; 3], "QoS 0 alone does not wait for the disk");
 
     writer.send(&publish("t/one", QoS::AtLeastOnce, Some(1))).await.unwrap();
     writer.flush().await.unwrap();
     assert!(matches!(answer(&mut reader).await, Packet::PubAck(_)));
-    assert_eq!(calls.durable("t/one"), [true], "a QoS 1 PUBACK waits for the disk");
+    assert_eq!(calls.of("t/one"), [Call::Committed], "a QoS 1 PUBACK waits for the disk");
 
     // Sent in one write, so read as one batch: a batch holding any QoS 1
     // PUBLISH waits (were the two read apart, each would still be right).
@@ -166,12 +177,12 @@ async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
     writer.send(&publish("t/mixed-one", QoS::AtLeastOnce, Some(2))).await.unwrap();
     writer.flush().await.unwrap();
     assert!(matches!(answer(&mut reader).await, Packet::PubAck(_)));
-    assert_eq!(calls.durable("t/mixed-one"), [true]);
+    assert_eq!(calls.of("t/mixed-one"), [Call::Committed]);
 
     writer.send(&publish("t/two", QoS::ExactlyOnce, Some(3))).await.unwrap();
     writer.flush().await.unwrap();
     assert!(matches!(answer(&mut reader).await, Packet::PubRec(_)));
-    assert_eq!(calls.durable("t/two"), [true], "a QoS 2 PUBREC waits for the disk");
+    assert_eq!(calls.of("t/two"), [Call::Committed], "a QoS 2 PUBREC waits for the disk");
     writer.send(&Packet::PubRel(Ack::new(3))).await.unwrap();
     writer.flush().await.unwrap();
     assert!(matches!(answer(&mut reader).await, Packet::PubComp(_)));

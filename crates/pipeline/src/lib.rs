@@ -1,9 +1,10 @@
-//! The ingest pipeline: drafts → minted, lineage-resolved events → durable
-//! `received` records → the bus. Every ingress (HTTP now, MQTT and
+//! The ingest pipeline: drafts → minted, lineage-resolved events → committed
+//! `received` records → the bus, and the wait for the disk that answers
+//! producers. Every ingress (HTTP now, MQTT and
 //! functions later) goes through [`Pipeline::ingest`], so every event gets
 //! the same identity, chain and record.
 //!
-//! Owns ingest (ids, lineage, the durable record, then the bus), the
+//! Owns ingest (ids, lineage, the record, the bus once committed), the
 //! consumers' read-back and saved cursors, the delivery-end taps and ingest's
 //! counters ([`metrics`]). Must not know an ingress (HTTP, MQTT): they call
 //! [`Pipeline::ingest`] and [`Pipeline::record`]; nor a store backend.

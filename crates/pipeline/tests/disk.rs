@@ -104,7 +104,8 @@ async fn answered_ingest_waits_for_the_disk_and_is_published_before() {
     assert!(still_waiting(&mut api).await, "a change made through the API waits for the disk");
 
     // Committed is handed on meanwhile: the gateway routes it, the bus has it.
-    let committed = pipeline.ingest_committed(vec![draft("mqtt")], "mqtt").await.unwrap();
+    let committed =
+        tokio::time::timeout(timeout, pipeline.ingest_committed(vec![draft("mqtt")], "mqtt")).await.unwrap().unwrap();
     assert!(committed.durable.waits());
     let mut seen = Vec::new();
     while seen.len() < 5 {
