@@ -214,11 +214,12 @@ impl Connection {
     /// and what routing queued for stored sessions is committed: a PUBACK
     /// (PUBREC) is sent only when the message is on disk in the recorder
     /// and committed in every stored session it was queued for, so a crash
-    /// of the process after it loses nothing acknowledged (issue 17). Subscribers get it sooner,
-    /// once committed (decision 0031): a crash of the machine before the
-    /// disk has it loses a message nobody was answered for, which its
-    /// publisher sends again. Both waits are pipelined: reading goes on
-    /// meanwhile, and batches are answered in order.
+    /// of the process after it loses nothing acknowledged (issue 17).
+    /// Subscribers get it sooner, once committed (decision 0031): a crash
+    /// of the machine before the disk has it loses a message nobody was
+    /// answered for, which its publisher sends again. Both waits are
+    /// pipelined: reading goes on meanwhile, and batches are answered in
+    /// order.
     pub(super) async fn answer(
         &mut self,
         batch: Vec<Inbound>,
