@@ -749,6 +749,9 @@ fn cap_size(conn: &Connection, settings: &RecorderSettings) -> rusqlite::Result<
     Ok(())
 }
 
+/// How long opening waits for another holder of the data directory's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Takes the data directory's lock file, so two processes never share one
 /// store. The operating system releases it when the process ends, however.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
@@ -761,6 +764,16 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    // A store closing (a restart in this process, a process still exiting)
+    // lets go within moments: wait that long before calling it in use.
+    let mut waited = std::time::Duration::ZERO;
+    while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        if waited >= LOCK_WAIT {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += std::time::Duration::from_millis(50);
+    }
     if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
