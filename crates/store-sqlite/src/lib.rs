@@ -327,7 +327,7 @@ async fn answer<T>(reply: oneshot::Receiver<Result<T, StoreError>>) -> Result<T,
 impl EventStore for SqliteStore {
     async fn append_committed(&self, batch: Vec<Ingress>) -> Result<Committed, StoreError> {
         if batch.is_empty() {
-            return Ok(Committed { appended: Vec::new(), durable: Durable::ready() });
+            return Ok(Committed::unanswered(Vec::new()));
         }
         let (reply, answered) = oneshot::channel();
         // Answered once on disk only if someone is answered for one of them.
@@ -766,15 +766,12 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     // A store closing (a restart in this process, a process still exiting)
     // lets go within moments: wait that long before calling it in use.
-    let mut waited = std::time::Duration::ZERO;
+    let give_up = std::time::Instant::now() + LOCK_WAIT;
     while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        if waited >= LOCK_WAIT {
-            break;
+        if std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        waited += std::time::Duration::from_millis(50);
-    }
-    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         return Err(StoreError::Unavailable(format!(

@@ -253,10 +253,10 @@ impl Writer {
                 self.shared.committed(started.elapsed(), answering);
                 self.send_to_index(&batch, &outcomes);
                 let waiting = reply_all(batch, outcomes);
-                let overdue = self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN);
-                match answering || overdue {
-                    true => self.sync(waiting),
-                    false => drop(self.unsynced_since.get_or_insert(started)),
+                if answering || self.sync_overdue() {
+                    self.sync(waiting);
+                } else {
+                    self.unsynced_since.get_or_insert(started);
                 }
             }
             Err(e) => {
@@ -285,9 +285,14 @@ impl Writer {
     /// Puts unsynced commits on disk once they have waited [`SYNC_WITHIN`]
     /// with nothing else to commit.
     fn sync_if_due(&mut self) {
-        if self.unsynced_since.is_some_and(|s| s.elapsed() >= SYNC_WITHIN) {
+        if self.sync_overdue() {
             self.sync(Vec::new());
         }
+    }
+
+    /// Whether a commit has waited [`SYNC_WITHIN`] to be synced.
+    fn sync_overdue(&self) -> bool {
+        self.unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN)
     }
 
     fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
@@ -385,20 +390,12 @@ fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) -> Vec<Deferred> {
         match (command, outcome) {
             (Command::Append { reply, durable, .. }, Outcome::Appended(appended)) => {
                 drop(reply.send(Ok(appended)));
-                if let Some(durable) = durable {
-                    waiting.push(Box::new(move |synced| drop(durable.send(synced.map_err(unsynced)))));
-                }
+                waiting.extend(durable.map(|durable| after_sync(durable, Ok(()))));
             }
             (Command::Record { reply, .. }, Outcome::Recorded(result)) => drop(reply.send(result)),
-            (Command::PutSetting { reply, .. }, Outcome::Done) => {
-                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced)))));
-            }
-            (Command::Device { reply, .. }, Outcome::Device(result)) => {
-                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced).and(result)))));
-            }
-            (Command::Exec { reply, .. }, Outcome::Exec(value)) => {
-                waiting.push(Box::new(move |synced| drop(reply.send(synced.map_err(unsynced).map(|()| value)))));
-            }
+            (Command::PutSetting { reply, .. }, Outcome::Done) => waiting.push(after_sync(reply, Ok(()))),
+            (Command::Device { reply, .. }, Outcome::Device(result)) => waiting.push(after_sync(reply, result)),
+            (Command::Exec { reply, .. }, Outcome::Exec(value)) => waiting.push(after_sync(reply, Ok(value))),
             // Outcomes are produced in command order, one per command; should
             // that ever break, the caller hears of it rather than the writer dying.
             (command, _) => fail(command, StoreError::Internal("a write was answered out of order".into())),
@@ -407,9 +404,16 @@ fn reply_all(batch: Vec<Command>, outcomes: Vec<Outcome>) -> Vec<Deferred> {
     waiting
 }
 
-/// A sync that failed, as the answer to a write that waited for it.
-fn unsynced(message: &str) -> StoreError {
-    StoreError::Unavailable(message.to_string())
+/// Sends `result` once the syncer has the commit on disk, or the sync's
+/// failure instead.
+fn after_sync<T: Send + 'static>(
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    result: Result<T, StoreError>,
+) -> Deferred {
+    Box::new(move |synced| {
+        let answer = synced.map_err(|failed| StoreError::Unavailable(failed.to_string())).and(result);
+        drop(reply.send(answer));
+    })
 }
 
 fn fail_all(batch: Vec<Command>, message: &str) {

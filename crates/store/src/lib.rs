@@ -164,6 +164,11 @@ pub struct Committed {
 }
 
 impl Committed {
+    /// Events nobody waits on the disk for: there is nothing to sync.
+    pub fn unanswered(appended: Vec<Appended>) -> Self {
+        Self { appended, durable: Durable::ready() }
+    }
+
     /// The events, once what the append promised on disk is there.
     pub async fn on_disk(self) -> Result<Vec<Appended>, StoreError> {
         self.durable.await?;

@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use glassbox_core::{DEVICE_MESSAGE, Data, DisconnectReason, Draft, DropReason, EventId, PublishRefused, State};
-use glassbox_store::{Appended, Committed, Durable, SessionOp, StoreError};
+use glassbox_store::{Appended, Committed, SessionOp, StoreError};
 
 use super::{Connection, lock};
 use crate::broker::message::Message;
@@ -191,8 +191,7 @@ impl Connection {
             .collect();
         if drafts.is_empty() {
             // Nothing to record (all counted refusals): answer in order all the same.
-            let nothing = Committed { appended: Vec::new(), durable: Durable::ready() };
-            self.recording.push_back(Box::pin(async move { (batch, Ok(nothing)) }));
+            self.recording.push_back(Box::pin(async move { (batch, Ok(Committed::unanswered(Vec::new()))) }));
             return;
         }
         // QoS 0 only: nobody is answered, so nothing waits for the disk.
@@ -201,10 +200,7 @@ impl Connection {
         self.recording.push_back(Box::pin(async move {
             let result = match answered {
                 true => recorder.ingest_committed(drafts, "mqtt").await,
-                false => recorder
-                    .ingest_unanswered(drafts, "mqtt")
-                    .await
-                    .map(|appended| Committed { appended, durable: Durable::ready() }),
+                false => recorder.ingest_unanswered(drafts, "mqtt").await.map(Committed::unanswered),
             };
             (batch, result)
         }));
