@@ -361,7 +361,8 @@ pub async fn tail(
     let stopped = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let stream = app.pipeline.bus().subscribe().take_until(stopped).filter_map(move |item| {
+    let ready = app.pipeline.bus().subscribe().take_until(stopped);
+    let stream = ready.flat_map(futures::stream::iter).filter_map(move |item| {
         let out = match item {
             BusItem::Event(event) if query.matches(&event) => {
                 SseEvent::default().event("event").json_data(&*event).ok()

@@ -34,19 +34,26 @@ pub const SEEN_MAX: usize = 1 << 17;
 /// publishes from its own task), so one with an older id may still have
 /// been on its way.
 pub const READ_BACK_MARGIN: Duration = Duration::from_secs(2);
-/// Events a consumer takes from the bus in one wake-up.
-const BATCH_MAX: usize = 256;
 
 /// An error reading the recorder, as text: the consumer reports it and
 /// goes on; what it could not read is still recorded.
 pub type BacklogError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The recorded stream, read by id: what the bus skipped is here.
+///
+/// A read-back first lists ids, then reads whole events for the few a
+/// consumer did not take: its window (see [`READ_BACK_MARGIN`]) mostly
+/// holds events the consumer already has, and decoding those again cost
+/// more than everything else a flat-out QoS 0 flood asked of the server.
 #[async_trait::async_trait]
 pub trait Backlog: Send + Sync + 'static {
-    /// Events recorded after `after` (by id), oldest first; an
+    /// The ids of events recorded after `after`, oldest first; an
     /// implementation bounds how many one call returns.
-    async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, BacklogError>;
+    async fn ids_after(&self, after: EventId) -> Result<Vec<EventId>, BacklogError>;
+
+    /// The events of `ids` that exist, oldest first, with their `received`
+    /// state alone (as the bus hands them over).
+    async fn recorded(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, BacklogError>;
 }
 
 /// Where each durable consumer's cursor is kept, by consumer name.
@@ -80,7 +87,7 @@ pub struct Unread {
 /// A named reader of the recorded stream (see the module doc).
 pub struct Consumer {
     name: String,
-    live: futures::stream::ReadyChunks<Subscription>,
+    live: Subscription,
     backlog: Arc<dyn Backlog>,
     seen: Seen,
     /// Taken from the bus, not yet handed out.
@@ -95,7 +102,7 @@ impl Consumer {
     pub fn new(name: &str, live: Subscription, backlog: Arc<dyn Backlog>) -> Self {
         Self {
             name: name.to_string(),
-            live: live.ready_chunks(BATCH_MAX),
+            live,
             backlog,
             seen: Seen::default(),
             held: VecDeque::new(),
@@ -160,11 +167,13 @@ impl Consumer {
         let margin = chrono::Duration::from_std(READ_BACK_MARGIN).unwrap_or_default();
         let from = glassbox_core::first_id_at(chrono::DateTime::<chrono::Utc>::from(last.datetime()) - margin);
         let from = self.seen.order.front().map_or(last, |oldest| from.max(*oldest));
-        // The only await: cancelled here, nothing is marked taken yet.
-        let recorded = self.backlog.recorded_after(from).await?;
+        // Cancelled at either await, nothing is marked taken yet.
+        let ids = self.backlog.ids_after(from).await?;
         let taken = self.seen.taken_after(from);
-        let fresh =
-            recorded.into_iter().filter(|r| !taken.contains(&r.event.id) && self.seen.take_from_recorder(r.event.id));
+        let missed =
+            ids.into_iter().filter(|id| !taken.contains(id) && self.seen.recovered.get(id).is_none()).collect();
+        let recorded = self.backlog.recorded(missed).await?;
+        let fresh = recorded.into_iter().filter(|r| self.seen.take_from_recorder(r.event.id));
         Ok(fresh.map(Arc::new).collect())
     }
 }
@@ -378,17 +387,23 @@ mod tests {
         RecordedEvent { event, states: Vec::new() }
     }
 
-    /// A recorder in memory, as the backlog.
+    /// A recorder in memory, as the backlog: its events, whether it is
+    /// closed, and the ids it was asked to read whole.
     #[derive(Default)]
-    struct Recorded(Mutex<Vec<RecordedEvent>>, Mutex<bool>);
+    struct Recorded(Mutex<Vec<RecordedEvent>>, Mutex<bool>, Mutex<Vec<EventId>>);
 
     #[async_trait::async_trait]
     impl Backlog for Recorded {
-        async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, BacklogError> {
+        async fn ids_after(&self, after: EventId) -> Result<Vec<EventId>, BacklogError> {
             if *self.1.lock().unwrap() {
                 return Err("the recorder is closed".into());
             }
-            Ok(self.0.lock().unwrap().iter().filter(|r| r.event.id > after).cloned().collect())
+            Ok(self.0.lock().unwrap().iter().map(|r| r.event.id).filter(|id| *id > after).collect())
+        }
+
+        async fn recorded(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, BacklogError> {
+            self.2.lock().unwrap().extend(&ids);
+            Ok(self.0.lock().unwrap().iter().filter(|r| ids.contains(&r.event.id)).cloned().collect())
         }
     }
 
@@ -427,18 +442,23 @@ mod tests {
         let mut consumer = Consumer::new("test", bus.subscribe(), backlog.clone());
         let events: Vec<RecordedEvent> = (0..10).map(|_| recorded(&minter)).collect();
         backlog.0.lock().unwrap().extend(events.iter().cloned());
-        bus.publish(events[..1].iter().cloned().map(Arc::new).collect());
-        assert_eq!(consumer.next().await.unwrap().events.len(), 1);
-        bus.publish(events[1..].iter().cloned().map(Arc::new).collect());
+        bus.publish(events[..3].iter().cloned().map(Arc::new).collect());
+        assert_eq!(consumer.next().await.unwrap().events.len(), 3);
+        bus.publish(events[3..].iter().cloned().map(Arc::new).collect());
         let mut taken: Vec<EventId> = Vec::new();
-        while taken.len() < 9 {
+        while taken.len() < 7 {
             let batch = consumer.next().await.unwrap();
             assert!(batch.unread.is_none());
             taken.extend(batch.events.iter().map(|r| r.event.id));
         }
-        let want: Vec<EventId> = events[1..].iter().map(|r| r.event.id).collect();
+        let want: Vec<EventId> = events[3..].iter().map(|r| r.event.id).collect();
         taken.sort();
         assert_eq!(taken, want, "every skipped event once, none twice");
+        assert_eq!(
+            *backlog.2.lock().unwrap(),
+            want,
+            "read whole: the events not taken, not the ones in the window the consumer has"
+        );
     }
 
     #[tokio::test]

@@ -20,11 +20,10 @@ pub use consumer::{
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use glassbox_core::RecordedEvent;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// What a subscriber receives.
 #[derive(Debug, Clone)]
@@ -34,8 +33,16 @@ pub enum BusItem {
     Lagged(u64),
 }
 
-/// A live stream of recorded events.
-pub type Subscription = Pin<Box<dyn Stream<Item = BusItem> + Send>>;
+/// A live stream of recorded events, in batches of what was ready (at
+/// most [`READY_MAX`] each, never empty).
+pub type Subscription = Pin<Box<dyn Stream<Item = Vec<BusItem>> + Send>>;
+
+/// Most events a subscriber takes from the bus in one wake-up. Taking
+/// them one `recv` at a time let tokio's cooperative budget (128 per poll)
+/// cap a consumer at 128 events per turn of the scheduler: under a
+/// flat-out QoS 0 flood consumers fell more than a bus behind and read
+/// thousands of events back from the recorder.
+pub const READY_MAX: usize = 1024;
 
 pub trait Bus: Send + Sync + 'static {
     /// Hands recorded events to current subscribers; never blocks.
@@ -85,16 +92,32 @@ impl Bus for LocalBus {
         }
     }
 
+    /// Waits (cooperatively) for the first event, then takes what else is
+    /// ready without waiting.
     fn subscribe(&self) -> Subscription {
-        Box::pin(BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
-            Ok(event) => BusItem::Event(event),
-            Err(BroadcastStreamRecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
+        Box::pin(futures::stream::unfold(self.sender.subscribe(), |mut receiver| async move {
+            let first = match receiver.recv().await {
+                Ok(event) => BusItem::Event(event),
+                Err(RecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
+                Err(RecvError::Closed) => return None,
+            };
+            let mut ready = vec![first];
+            while ready.len() < READY_MAX {
+                match receiver.try_recv() {
+                    Ok(event) => ready.push(BusItem::Event(event)),
+                    Err(TryRecvError::Lagged(skipped)) => ready.push(BusItem::Lagged(skipped)),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            Some((ready, receiver))
         }))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
     use chrono::Utc;
     use glassbox_core::{Draft, IdMinter};
@@ -116,7 +139,18 @@ mod tests {
         let mut sub = bus.subscribe();
         let e = recorded(&minter);
         bus.publish(vec![e.clone()]);
-        assert!(matches!(sub.next().await, Some(BusItem::Event(got)) if got.event.id == e.event.id));
+        let ready = sub.next().await.unwrap();
+        assert!(matches!(&ready[..], [BusItem::Event(got)] if got.event.id == e.event.id));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_takes_what_is_ready_at_once_up_to_a_bound() {
+        let bus = LocalBus::new(4 * READY_MAX);
+        let minter = IdMinter::new();
+        let mut sub = bus.subscribe();
+        bus.publish((0..READY_MAX + 10).map(|_| recorded(&minter)).collect());
+        assert_eq!(sub.next().await.unwrap().len(), READY_MAX, "past tokio's budget of 128 per poll");
+        assert_eq!(sub.next().await.unwrap().len(), 10);
     }
 
     #[tokio::test]
@@ -125,7 +159,10 @@ mod tests {
         let minter = IdMinter::new();
         let mut sub = bus.subscribe();
         bus.publish((0..10).map(|_| recorded(&minter)).collect());
-        assert!(matches!(sub.next().await, Some(BusItem::Lagged(6))));
-        assert!(matches!(sub.next().await, Some(BusItem::Event(_))));
+        let ready = sub.next().await.unwrap();
+        assert!(matches!(
+            &ready[..],
+            [BusItem::Lagged(6), BusItem::Event(_), BusItem::Event(_), BusItem::Event(_), BusItem::Event(_)]
+        ));
     }
 }

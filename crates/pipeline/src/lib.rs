@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use glassbox_bus::{Backlog, BacklogError, Bus, Consumer, Cursors};
-use glassbox_core::{Draft, EventId, EventQuery, IdMinter, Lineage, RecordedEvent, SpanKey, State};
+use glassbox_core::{Draft, EventId, IdMinter, Lineage, RecordedEvent, SpanKey, State};
 use glassbox_store::{Appended, Committed, EventStore, Ingress, SettingStore, StoreError, Transition};
 
 use crate::metrics::Counters;
@@ -167,25 +167,6 @@ impl Pipeline {
         }
     }
 
-    /// Recorded events with ids after `after` (at most [`READ_BACK_MAX`]),
-    /// oldest first: what a bus reader that fell behind missed.
-    pub async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, StoreError> {
-        let since = chrono::DateTime::<Utc>::from(after.datetime());
-        let mut query = EventQuery { since: Some(since), limit: 1000, ..Default::default() };
-        let mut found = Vec::new();
-        loop {
-            let page = self.store.query(&query).await?;
-            let reached = page.events.iter().any(|e| e.event.id <= after);
-            found.extend(page.events.into_iter().filter(|e| e.event.id > after));
-            match page.next_cursor {
-                Some(cursor) if !reached && found.len() < READ_BACK_MAX => query.cursor = Some(cursor),
-                _ => break,
-            }
-        }
-        found.reverse();
-        Ok(found)
-    }
-
     /// The parent's lineage, when the draft names a parent: its chain is
     /// inherited and its depth bounds the child's from below. A draft that
     /// spells out its chain, depth and trace itself (a producer holding the
@@ -199,18 +180,47 @@ impl Pipeline {
     }
 }
 
-/// Most events read back for a consumer that fell behind the bus.
+/// Most ids one read-back lists for a consumer that fell behind the bus.
 pub const READ_BACK_MAX: usize = 200_000;
+/// Ids listed per store call of a read-back.
+const IDS_PAGE: usize = 10_000;
+/// Events read whole per store call of a read-back (one SQL parameter each).
+const EVENTS_PAGE: usize = 1_000;
 
 /// The recorder, read by id: what a [`Consumer`] missed on the bus. Weak,
 /// so that a consumer does not keep the recorder open after a stop.
 struct Recorded(Weak<Pipeline>);
 
+impl Recorded {
+    fn store(&self) -> Result<Arc<dyn EventStore>, BacklogError> {
+        Ok(self.0.upgrade().ok_or("the server is stopping")?.store.clone())
+    }
+}
+
 #[async_trait::async_trait]
 impl Backlog for Recorded {
-    async fn recorded_after(&self, after: EventId) -> Result<Vec<RecordedEvent>, BacklogError> {
-        let pipeline = self.0.upgrade().ok_or("the server is stopping")?;
-        Ok(pipeline.recorded_after(after).await?)
+    async fn ids_after(&self, mut after: EventId) -> Result<Vec<EventId>, BacklogError> {
+        let store = self.store()?;
+        let mut ids = Vec::new();
+        while ids.len() < READ_BACK_MAX {
+            let page = store.ids_after(after, IDS_PAGE.min(READ_BACK_MAX - ids.len())).await?;
+            let (Some(last), full) = (page.last().copied(), page.len() == IDS_PAGE) else { break };
+            ids.extend(page);
+            after = last;
+            if !full {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn recorded(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, BacklogError> {
+        let store = self.store()?;
+        let mut found = Vec::with_capacity(ids.len());
+        for page in ids.chunks(EVENTS_PAGE) {
+            found.extend(store.get_many(page.to_vec()).await?);
+        }
+        Ok(found)
     }
 }
 

@@ -61,6 +61,10 @@ impl EventStore for HeldDisk {
         self.store.read_after(after, limit).await
     }
 
+    async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, StoreError> {
+        self.store.ids_after(after, limit).await
+    }
+
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError> {
         self.store.chain(correlationid, limit).await
     }
@@ -109,9 +113,11 @@ async fn answered_ingest_waits_for_the_disk_and_is_published_before() {
     assert!(committed.durable.waits());
     let mut seen = Vec::new();
     while seen.len() < 5 {
-        match tokio::time::timeout(timeout, published.next()).await.unwrap() {
-            Some(BusItem::Event(event)) => seen.push(event.event.ty.clone()),
-            other => panic!("expected an event on the bus, got {other:?}"),
+        for item in tokio::time::timeout(timeout, published.next()).await.unwrap().expect("the bus is open") {
+            match item {
+                BusItem::Event(event) => seen.push(event.event.ty.clone()),
+                other => panic!("expected an event on the bus, got {other:?}"),
+            }
         }
     }
     seen.sort();

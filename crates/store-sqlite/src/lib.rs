@@ -368,6 +368,10 @@ impl EventStore for SqliteStore {
         self.read(move |conn| read::after(conn, after, limit)).await
     }
 
+    async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, StoreError> {
+        self.read(move |conn| read::ids_after(conn, after, limit)).await
+    }
+
     async fn lineage(&self, id: &str) -> Result<Option<Lineage>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| read::lineage(conn, &id)).await

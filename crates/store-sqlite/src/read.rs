@@ -141,6 +141,15 @@ pub(super) fn after(conn: &Connection, after: EventId, limit: usize) -> rusqlite
     rows.collect()
 }
 
+/// The ids after `after` in id order: the primary key alone, no row decoded.
+pub(super) fn ids_after(conn: &Connection, after: EventId, limit: usize) -> rusqlite::Result<Vec<EventId>> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let ids = stmt.query_map(rusqlite::params![&id_bytes(after)[..], limit as i64], |row| {
+        Ok(EventId::from_bytes(row.get::<_, [u8; 16]>(0)?))
+    })?;
+    ids.collect()
+}
+
 pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Lineage>> {
     let Ok(id) = id.parse::<EventId>() else {
         return Ok(None);

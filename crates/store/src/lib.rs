@@ -350,6 +350,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// forward from a position it keeps.
     async fn read_after(&self, after: EventId, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// The ids of events after `after`, oldest first, at most `limit`: a
+    /// consumer that fell behind lists a window cheaply, then reads whole
+    /// ([`EventStore::get_many`]) only the events it did not take.
+    async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, StoreError>;
+
     /// Every event of a correlation chain (at most `limit`), oldest first.
     async fn chain(&self, correlationid: &str, limit: usize) -> Result<Chain, StoreError>;
 

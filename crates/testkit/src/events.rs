@@ -278,6 +278,19 @@ pub async fn read_after_walks_forward_oldest_first_without_states(factory: &impl
     assert!(store.read_after(events[4].id, 3).await.unwrap().is_empty(), "nothing after the last");
 }
 
+pub async fn ids_after_lists_ids_oldest_first(factory: &impl Factory) {
+    let store = factory.events().await;
+    let minter = IdMinter::new();
+    let before = minter.mint();
+    let events: Vec<Event> = (0..5).map(|_| event(&minter, "s", "t", None)).collect();
+    store.append(events.iter().cloned().map(ingress).collect()).await.unwrap();
+
+    let want: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    assert_eq!(store.ids_after(before, 3).await.unwrap(), want[..3]);
+    assert_eq!(store.ids_after(events[1].id, 10).await.unwrap(), want[2..]);
+    assert!(store.ids_after(events[4].id, 10).await.unwrap().is_empty(), "nothing after the last");
+}
+
 pub async fn queries_see_every_acknowledged_append_at_once(factory: &impl Factory) {
     let store = factory.events().await;
     let minter = IdMinter::new();

@@ -108,6 +108,7 @@ macro_rules! conformance {
                 lineage_of_an_unknown_event_is_none,
                 get_many_returns_the_events_that_exist_in_id_order_without_states,
                 read_after_walks_forward_oldest_first_without_states,
+                ids_after_lists_ids_oldest_first,
                 queries_see_every_acknowledged_append_at_once,
                 status_names_the_backend_and_counts_what_was_recorded,
             ],
