@@ -34,6 +34,11 @@ pub const SEEN_MAX: usize = 1 << 17;
 /// publishes from its own task), so one with an older id may still have
 /// been on its way.
 pub const READ_BACK_MARGIN: Duration = Duration::from_secs(2);
+/// Most events one read-back reads whole; the rest of a larger gap is
+/// reported ([`Batch::unread`]), for a durable consumer's next run.
+pub const READ_BACK_MAX: usize = 200_000;
+/// Ids a read-back lists per call to the recorder.
+const IDS_PAGE: usize = 10_000;
 
 /// An error reading the recorder, as text: the consumer reports it and
 /// goes on; what it could not read is still recorded.
@@ -47,9 +52,8 @@ pub type BacklogError = Box<dyn std::error::Error + Send + Sync>;
 /// more than everything else a flat-out QoS 0 flood asked of the server.
 #[async_trait::async_trait]
 pub trait Backlog: Send + Sync + 'static {
-    /// The ids of events recorded after `after`, oldest first; an
-    /// implementation bounds how many one call returns.
-    async fn ids_after(&self, after: EventId) -> Result<Vec<EventId>, BacklogError>;
+    /// The ids of events recorded after `after`, oldest first, at most `limit`.
+    async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, BacklogError>;
 
     /// The events of `ids` that exist, oldest first, with their `received`
     /// state alone (as the bus hands them over).
@@ -68,8 +72,9 @@ pub trait Cursors: Send + Sync + 'static {
 pub struct Batch {
     /// Events new to this consumer, from the bus or read back.
     pub events: Vec<Arc<RecordedEvent>>,
-    /// Events the bus skipped that could not be read back: they are in
-    /// the recorder, and a durable consumer's next run reads them.
+    /// Events the bus skipped that could not be read back (an error, or
+    /// past [`READ_BACK_MAX`]): they are in the recorder, and a durable
+    /// consumer's next run reads them.
     pub unread: Option<Unread>,
 }
 
@@ -80,7 +85,7 @@ pub struct Unread {
     pub skipped: u64,
     /// Why they could not be read back.
     pub error: String,
-    /// The newest event taken before the gap: the skipped ones follow it.
+    /// The newest event taken before what was not read: the rest follow it.
     pub after: Option<EventId>,
 }
 
@@ -94,6 +99,16 @@ pub struct Consumer {
     held: VecDeque<BusItem>,
     /// Handed out by the next return.
     out: Batch,
+    /// [`READ_BACK_MAX`], smaller in tests.
+    read_back_max: usize,
+}
+
+/// What one read-back found.
+struct ReadBack {
+    /// The events missed, oldest first.
+    events: Vec<Arc<RecordedEvent>>,
+    /// Cut short at the bound: the newest event read, which the rest follow.
+    rest_after: Option<EventId>,
 }
 
 impl Consumer {
@@ -107,6 +122,7 @@ impl Consumer {
             seen: Seen::default(),
             held: VecDeque::new(),
             out: Batch::default(),
+            read_back_max: READ_BACK_MAX,
         }
     }
 
@@ -134,7 +150,13 @@ impl Consumer {
                     tracing::warn!(consumer = %self.name, skipped, "fell behind the event stream; reading the skipped events back");
                     let after = self.seen.last;
                     match self.read_back().await {
-                        Ok(missed) => self.out.events.extend(missed),
+                        Ok(ReadBack { events, rest_after }) => {
+                            self.out.events.extend(events);
+                            if let Some(after) = rest_after {
+                                let error = format!("more than {} events to read back", self.read_back_max);
+                                self.out.unread = Some(Unread { skipped, error, after: Some(after) });
+                            }
+                        }
                         Err(e) => self.out.unread = Some(Unread { skipped, error: e.to_string(), after }),
                     }
                 }
@@ -161,20 +183,29 @@ impl Consumer {
     /// What the bus skipped, oldest first, noted as seen: everything
     /// recorded from a little before the newest event taken that was not
     /// taken — never from before the oldest id still remembered, so
-    /// nothing taken is taken again.
-    async fn read_back(&mut self) -> Result<Vec<Arc<RecordedEvent>>, BacklogError> {
-        let Some(last) = self.seen.last else { return Ok(Vec::new()) };
+    /// nothing taken is taken again — at most `read_back_max` events.
+    /// Whatever is still on the bus is read too: which events those are
+    /// is not known until the bus hands them over.
+    async fn read_back(&mut self) -> Result<ReadBack, BacklogError> {
+        let Some(last) = self.seen.last else { return Ok(ReadBack { events: Vec::new(), rest_after: None }) };
         let margin = chrono::Duration::from_std(READ_BACK_MARGIN).unwrap_or_default();
         let from = glassbox_core::first_id_at(chrono::DateTime::<chrono::Utc>::from(last.datetime()) - margin);
         let from = self.seen.order.front().map_or(last, |oldest| from.max(*oldest));
-        // Cancelled at either await, nothing is marked taken yet.
-        let ids = self.backlog.ids_after(from).await?;
+        // Cancelled at any await, nothing is marked taken yet.
         let taken = self.seen.taken_after(from);
-        let missed =
-            ids.into_iter().filter(|id| !taken.contains(id) && self.seen.recovered.get(id).is_none()).collect();
+        let (mut missed, mut after, mut more) = (Vec::new(), from, true);
+        while more && missed.len() <= self.read_back_max {
+            let page = self.backlog.ids_after(after, IDS_PAGE).await?;
+            (after, more) = (page.last().copied().unwrap_or(after), page.len() == IDS_PAGE);
+            let recovered = &self.seen.recovered;
+            missed.extend(page.into_iter().filter(|id| !taken.contains(id) && recovered.get(id).is_none()));
+        }
+        let cut_short = missed.len() > self.read_back_max;
+        missed.truncate(self.read_back_max);
+        let rest_after = cut_short.then(|| missed.last().copied()).flatten();
         let recorded = self.backlog.recorded(missed).await?;
         let fresh = recorded.into_iter().filter(|r| self.seen.take_from_recorder(r.event.id));
-        Ok(fresh.map(Arc::new).collect())
+        Ok(ReadBack { events: fresh.map(Arc::new).collect(), rest_after })
     }
 }
 
@@ -394,11 +425,11 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Backlog for Recorded {
-        async fn ids_after(&self, after: EventId) -> Result<Vec<EventId>, BacklogError> {
+        async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, BacklogError> {
             if *self.1.lock().unwrap() {
                 return Err("the recorder is closed".into());
             }
-            Ok(self.0.lock().unwrap().iter().map(|r| r.event.id).filter(|id| *id > after).collect())
+            Ok(self.0.lock().unwrap().iter().map(|r| r.event.id).filter(|id| *id > after).take(limit).collect())
         }
 
         async fn recorded(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, BacklogError> {
@@ -459,6 +490,26 @@ mod tests {
             want,
             "read whole: the events not taken, not the ones in the window the consumer has"
         );
+    }
+
+    #[tokio::test]
+    async fn a_gap_larger_than_a_read_back_is_reported_from_where_it_stopped() {
+        let (bus, minter, backlog) = (LocalBus::new(4), IdMinter::new(), Arc::new(Recorded::default()));
+        let mut consumer = Consumer::new("test", bus.subscribe(), backlog.clone());
+        consumer.read_back_max = 3;
+        let events: Vec<RecordedEvent> = (0..11).map(|_| recorded(&minter)).collect();
+        backlog.0.lock().unwrap().extend(events.iter().cloned());
+        bus.publish(events[..1].iter().cloned().map(Arc::new).collect());
+        consumer.next().await.unwrap();
+        // 6 skipped, 4 still on the bus: the read-back reads 3 and stops.
+        bus.publish(events[1..].iter().cloned().map(Arc::new).collect());
+        let batch = consumer.next().await.unwrap();
+        let unread = batch.unread.expect("the rest of the gap is reported");
+        assert_eq!((unread.skipped, unread.after), (6, Some(events[3].event.id)), "{}", unread.error);
+        assert!(unread.error.contains("more than 3 events"), "{}", unread.error);
+        let taken: Vec<EventId> = batch.events.iter().map(|r| r.event.id).collect();
+        let want: Vec<EventId> = events[1..4].iter().chain(&events[7..]).map(|r| r.event.id).collect();
+        assert_eq!(taken, want, "the oldest of the gap, then the bus");
     }
 
     #[tokio::test]

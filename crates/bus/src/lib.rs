@@ -14,13 +14,14 @@
 mod consumer;
 
 pub use consumer::{
-    Acks, Backlog, BacklogError, Batch, Consumer, Cursors, Durable, READ_BACK_MARGIN, SEEN_MAX, Unread, keep_cursor,
+    Acks, Backlog, BacklogError, Batch, Consumer, Cursors, Durable, READ_BACK_MARGIN, READ_BACK_MAX, SEEN_MAX, Unread,
+    keep_cursor,
 };
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use glassbox_core::RecordedEvent;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -95,29 +96,30 @@ impl Bus for LocalBus {
     /// Waits (cooperatively) for the first event, then takes what else is
     /// ready without waiting.
     fn subscribe(&self) -> Subscription {
-        Box::pin(futures::stream::unfold(self.sender.subscribe(), |mut receiver| async move {
-            let first = match receiver.recv().await {
-                Ok(event) => BusItem::Event(event),
-                Err(RecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
-                Err(RecvError::Closed) => return None,
-            };
-            let mut ready = vec![first];
-            while ready.len() < READY_MAX {
-                match receiver.try_recv() {
-                    Ok(event) => ready.push(BusItem::Event(event)),
-                    Err(TryRecvError::Lagged(skipped)) => ready.push(BusItem::Lagged(skipped)),
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        Box::pin(
+            futures::stream::unfold(self.sender.subscribe(), |mut receiver| async move {
+                let first = match receiver.recv().await {
+                    Ok(event) => BusItem::Event(event),
+                    Err(RecvError::Lagged(skipped)) => BusItem::Lagged(skipped),
+                    Err(RecvError::Closed) => return None,
+                };
+                let mut ready = vec![first];
+                while ready.len() < READY_MAX {
+                    match receiver.try_recv() {
+                        Ok(event) => ready.push(BusItem::Event(event)),
+                        Err(TryRecvError::Lagged(skipped)) => ready.push(BusItem::Lagged(skipped)),
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
                 }
-            }
-            Some((ready, receiver))
-        }))
+                Some((ready, receiver))
+            })
+            .fuse(),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
-
     use super::*;
     use chrono::Utc;
     use glassbox_core::{Draft, IdMinter};

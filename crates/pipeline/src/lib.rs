@@ -180,10 +180,6 @@ impl Pipeline {
     }
 }
 
-/// Most ids one read-back lists for a consumer that fell behind the bus.
-pub const READ_BACK_MAX: usize = 200_000;
-/// Ids listed per store call of a read-back.
-const IDS_PAGE: usize = 10_000;
 /// Events read whole per store call of a read-back (one SQL parameter each).
 const EVENTS_PAGE: usize = 1_000;
 
@@ -199,19 +195,8 @@ impl Recorded {
 
 #[async_trait::async_trait]
 impl Backlog for Recorded {
-    async fn ids_after(&self, mut after: EventId) -> Result<Vec<EventId>, BacklogError> {
-        let store = self.store()?;
-        let mut ids = Vec::new();
-        while ids.len() < READ_BACK_MAX {
-            let page = store.ids_after(after, IDS_PAGE.min(READ_BACK_MAX - ids.len())).await?;
-            let (Some(last), full) = (page.last().copied(), page.len() == IDS_PAGE) else { break };
-            ids.extend(page);
-            after = last;
-            if !full {
-                break;
-            }
-        }
-        Ok(ids)
+    async fn ids_after(&self, after: EventId, limit: usize) -> Result<Vec<EventId>, BacklogError> {
+        Ok(self.store()?.ids_after(after, limit).await?)
     }
 
     async fn recorded(&self, ids: Vec<EventId>) -> Result<Vec<RecordedEvent>, BacklogError> {

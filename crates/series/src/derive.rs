@@ -223,7 +223,7 @@ mod tests {
         let derived = derive(&inline, None, &templates);
         assert_eq!(names(&derived), ["events_recorded", "drops"]);
         assert_eq!(derived[1].labels, ["rate_limited", "none", "devices/+/telemetry"]);
-        // A dropped state with a target (read back after a lag) was counted by the tap.
+        // A dropped state with a target is counted by the tap, never here.
         let mut read_back = message(PUBLISH_REFUSED, "devices/t-2/telemetry");
         read_back.states.push(dropped_state(Some("acl"), "acl_denied: not yours"));
         assert_eq!(names(&derive(&read_back, None, &templates)), ["events_recorded"]);

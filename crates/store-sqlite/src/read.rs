@@ -128,7 +128,8 @@ pub(super) fn get(conn: &Connection, id: EventId) -> rusqlite::Result<Option<Rec
 pub(super) fn many(conn: &Connection, ids: &[EventId]) -> rusqlite::Result<Vec<RecordedEvent>> {
     let placeholders = vec!["?"; ids.len()].join(",");
     let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id IN ({placeholders}) ORDER BY e.id");
-    let mut stmt = conn.prepare_cached(&sql)?;
+    // Not cached: a statement per length would push the cache's others out.
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(ids.iter().map(|id| id_bytes(*id))), event_row)?;
     rows.collect()
 }
