@@ -172,7 +172,7 @@ fn resolve(app: &AppState, token: &str, source: Option<String>) -> Result<(Princ
         return Ok((admin, Grant::admin()));
     }
     match app.named_tokens.resolve(token) {
-        Ok(Accepted { name, role }) => {
+        Ok(Accepted { name, role, .. }) => {
             Ok((Principal::token(&name, AuthMethod::BearerToken, source), Grant::token(&name, role)))
         }
         Err(Refused::Unknown) => Err("token not recognised: use the admin token printed at first start or set with \

@@ -57,6 +57,8 @@ struct Known {
 pub struct Accepted {
     pub name: String,
     pub role: Role,
+    /// When it stops working, if it expires.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Why a named token was refused.
@@ -259,7 +261,7 @@ fn check(record: &TokenRecord, secret: &[u8], now: DateTime<Utc>) -> Result<Acce
     }
     match record.expires_at {
         Some(at) if at <= now => Err(Refused::Expired { name, at }),
-        _ => Ok(Accepted { name, role: record.role }),
+        _ => Ok(Accepted { name, role: record.role, expires_at: record.expires_at }),
     }
 }
 
@@ -275,7 +277,10 @@ mod tests {
         let now = Utc::now();
         let (token, record) = mint("ci", Role::Viewer, Some(now + chrono::Duration::hours(1)), now, &admin);
         assert_eq!(name_in(&token), Some("ci"));
-        assert_eq!(check(&record, token.as_bytes(), now), Ok(Accepted { name: "ci".into(), role: Role::Viewer }));
+        assert_eq!(
+            check(&record, token.as_bytes(), now),
+            Ok(Accepted { name: "ci".into(), role: Role::Viewer, expires_at: record.expires_at })
+        );
         assert_eq!(check(&record, b"gbx_ci_wrong", now), Err(Refused::Unknown));
         let later = now + chrono::Duration::hours(2);
         assert!(matches!(check(&record, token.as_bytes(), later), Err(Refused::Expired { .. })));

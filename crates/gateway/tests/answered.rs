@@ -13,7 +13,7 @@ use bytes::Bytes;
 use glassbox_core::DisconnectReason;
 use glassbox_core::{Draft, IdMinter};
 use glassbox_gateway::acl::{Acl, Role};
-use glassbox_gateway::broker::{Authenticator, Broker, BrokerSettings, Credentials, Recorder};
+use glassbox_gateway::broker::{Authenticator, Broker, BrokerSettings, Credentials, Login, Recorder};
 use glassbox_gateway::client::{self, Options, Reader};
 use glassbox_gateway::codec::{Ack, Packet, Properties, Publish, QoS, Subscribe, SubscriptionOptions};
 use glassbox_store::{Appended, Committed, Durable, SessionOp, SessionSnapshot, SessionStore, StoreError, Transition};
@@ -106,8 +106,8 @@ struct Anyone;
 
 #[async_trait]
 impl Authenticator for Anyone {
-    async fn authenticate(&self, _credentials: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)> {
-        Ok(Role::Operator)
+    async fn authenticate(&self, _credentials: &Credentials<'_>) -> Result<Login, (DisconnectReason, String)> {
+        Ok(Role::Operator.into())
     }
 }
 

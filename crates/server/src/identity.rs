@@ -20,7 +20,7 @@ impl glassbox_gateway::broker::TokenLogins for TokenLogins {
             return TokenLogin::NotAToken;
         }
         match self.0.login(name, token) {
-            Ok(accepted) => TokenLogin::Accepted(accepted.role),
+            Ok(accepted) => TokenLogin::Accepted(accepted.role, accepted.expires_at),
             Err(refused) => TokenLogin::Refused(refused.to_string()),
         }
     }

@@ -210,6 +210,31 @@ async fn mqtt_clients_log_in_with_a_token_get_its_roles_rights_and_are_cut_off_o
     }
 }
 
+// A token that expires while its client is connected ends the connection
+// then, as revoking it would, not at the client's next login.
+#[tokio::test]
+async fn an_mqtt_connection_ends_when_its_token_expires() {
+    let server = start_with(TOKEN, |_| {}).await;
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let brief = create(&server, "brief", "viewer", Some(&expires)).await;
+    let (mut reader, mut writer, _) = client::connect(&server.mqtt, &login("brief", &brief, "b-1")).await.unwrap();
+    assert_eq!(subscribe(&mut writer, &mut reader, "plant/#").await, vec![1], "valid until it expires");
+    let closed = loop {
+        match tokio::time::timeout(WAIT, reader.next()).await.expect("closed once the token expired") {
+            Ok(Packet::Disconnect(d)) => break Some(d.reason),
+            Ok(_) => continue,
+            Err(_) => break None,
+        }
+    };
+    assert_eq!(closed, Some(0xA0), "maximum connect time");
+    let ended = server.eventually("/api/v1/events?type=client.disconnected", |b| b["events"].get(0).cloned()).await;
+    assert_eq!(ended["data"]["reason"], "token_expired", "{ended}");
+    match client::connect(&server.mqtt, &login("brief", &brief, "b-2")).await {
+        Err(ClientError::Refused(code)) => assert_eq!(code, 0x86),
+        other => panic!("an expired token logs in no more: {:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test]
 async fn the_admin_token_still_logs_in_as_operator_over_mqtt() {
     let server = start_with(TOKEN, |_| {}).await;

@@ -82,13 +82,15 @@ pub enum DisconnectReason {
     NotAuthorized,
     /// The token the client logged in with was revoked.
     TokenRevoked,
+    /// The token the client logged in with expired while it was connected.
+    TokenExpired,
     /// The client sent more unacknowledged QoS 1/2 PUBLISHes than the
     /// server's receive maximum (`mqtt.inflight_max`).
     ReceiveMaximumExceeded,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 17] = [
+    pub const ALL: [DisconnectReason; 18] = [
         DisconnectReason::ClientDisconnect,
         DisconnectReason::ConnectionLost,
         DisconnectReason::KeepAliveTimeout,
@@ -105,6 +107,7 @@ impl DisconnectReason {
         DisconnectReason::WriteTimeout,
         DisconnectReason::NotAuthorized,
         DisconnectReason::TokenRevoked,
+        DisconnectReason::TokenExpired,
         DisconnectReason::ReceiveMaximumExceeded,
     ];
 
@@ -126,6 +129,7 @@ impl DisconnectReason {
             DisconnectReason::WriteTimeout => "write_timeout",
             DisconnectReason::NotAuthorized => "not_authorized",
             DisconnectReason::TokenRevoked => "token_revoked",
+            DisconnectReason::TokenExpired => "token_expired",
             DisconnectReason::ReceiveMaximumExceeded => "receive_maximum_exceeded",
         }
     }
@@ -146,6 +150,8 @@ impl DisconnectReason {
             DisconnectReason::AuthFailure => Some(0x86),
             DisconnectReason::DeviceDisabled | DisconnectReason::NotAuthorized => Some(0x87),
             DisconnectReason::TokenRevoked => Some(0x98),
+            // "Maximum connect time": the connection's authorised time is up.
+            DisconnectReason::TokenExpired => Some(0xA0),
             DisconnectReason::ServerBusy => Some(0x89),
             DisconnectReason::RateLimited => Some(0x96),
             DisconnectReason::Administrative => Some(0x98),

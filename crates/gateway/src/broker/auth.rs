@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use glassbox_core::access::MqttAccess;
 use glassbox_core::secrets::{SecretHash, matches as secret_matches};
 use glassbox_core::{AuthMethod, DisconnectReason, Principal};
@@ -43,8 +44,23 @@ impl Credentials<'_> {
 
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    /// The client's role, or why the connection is refused.
-    async fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)>;
+    /// Who the client is and until when, or why the connection is refused.
+    async fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Login, (DisconnectReason, String)>;
+}
+
+/// What a CONNECT's credentials came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub role: Role,
+    /// When the credential lapses (a named token's expiry): the connection
+    /// is closed then, with `token_expired`. None: it does not lapse.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl From<Role> for Login {
+    fn from(role: Role) -> Self {
+        Self { role, until: None }
+    }
 }
 
 /// The user name backend clients use with an operator token as password.
@@ -55,7 +71,8 @@ pub const OPERATOR_USERNAME: &str = "operator";
 pub enum TokenLogin {
     /// The password is not a token of that name's form: try it as a device.
     NotAToken,
-    Accepted(glassbox_core::access::Role),
+    /// Its role, and when it expires (if it does).
+    Accepted(glassbox_core::access::Role, Option<DateTime<Utc>>),
     /// A token of that name's form that is unknown, wrong, expired or revoked: why.
     Refused(String),
 }
@@ -96,28 +113,30 @@ pub struct RegistryAuth {
 
 #[async_trait]
 impl Authenticator for RegistryAuth {
-    async fn authenticate(&self, c: &Credentials<'_>) -> Result<Role, (DisconnectReason, String)> {
+    async fn authenticate(&self, c: &Credentials<'_>) -> Result<Login, (DisconnectReason, String)> {
         let refuse = |why: &str| Err((DisconnectReason::AuthFailure, why.to_string()));
         if let (true, Some(certificate)) = (c.by_certificate(), c.certificate) {
-            return self.certificate(c.client_id, c.username, certificate).await;
+            return self.certificate(c.client_id, c.username, certificate).await.map(Login::from);
         }
         match (c.username, c.password) {
             (Some(OPERATOR_USERNAME), Some(token)) => {
                 match self.operator_tokens.iter().any(|h| secret_matches(token, h)) {
-                    true => Ok(Role::Operator),
+                    true => Ok(Role::Operator.into()),
                     false => refuse("operator token not recognised"),
                 }
             }
             (Some(user), Some(secret)) => match self.token(user, secret) {
-                TokenLogin::NotAToken => self.device(c.client_id, user, secret).await,
-                TokenLogin::Accepted(role) if role.mqtt() == MqttAccess::None => Err((
+                TokenLogin::NotAToken => self.device(c.client_id, user, secret).await.map(Login::from),
+                TokenLogin::Accepted(role, _) if role.mqtt() == MqttAccess::None => Err((
                     DisconnectReason::NotAuthorized,
                     format!("token {user:?} has role {role}, which has no MQTT rights"),
                 )),
-                TokenLogin::Accepted(role) => Ok(Role::Token { name: user.to_string(), role }),
+                TokenLogin::Accepted(role, until) => {
+                    Ok(Login { role: Role::Token { name: user.to_string(), role }, until })
+                }
                 TokenLogin::Refused(why) => refuse(&why),
             },
-            (None, None) if self.allow_anonymous => self.anonymous(c.client_id).await,
+            (None, None) if self.allow_anonymous => self.anonymous(c.client_id).await.map(Login::from),
             (None, None) => refuse("no credentials: connect with user name = device id and password = its secret"),
             (Some(_), None) => refuse("a user name without a password"),
             (None, Some(_)) => refuse("a password without a user name"),

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use glassbox_core::DisconnectReason;
 use tokio::sync::watch;
 
@@ -40,6 +41,24 @@ impl Kill {
     /// A receiver to wait on.
     pub fn watch(&self) -> Killed {
         Killed(self.0.subscribe())
+    }
+
+    /// Ends the connection with `reason` at `at` (now, if it is past),
+    /// unless it ends first. The timer holds no strong handle: it ends with
+    /// the connection, however far off `at` is.
+    pub fn at(&self, at: DateTime<Utc>, reason: DisconnectReason) {
+        let (kill, mut killed) = (self.downgrade(), self.watch());
+        let left = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(left) => {
+                    if let Some(kill) = kill.upgrade() {
+                        kill.kill(reason);
+                    }
+                }
+                _ = killed.wait() => {}
+            }
+        });
     }
 }
 
@@ -81,5 +100,32 @@ mod tests {
         assert_eq!(b.wait().await, DisconnectReason::DeviceDisabled);
         // Waiting again resolves at once: a kill is never missed.
         assert_eq!(a.wait().await, DisconnectReason::DeviceDisabled);
+    }
+
+    #[tokio::test]
+    async fn a_kill_at_a_time_comes_then_and_a_past_time_at_once() {
+        let (soon, past) = (Kill::new(), Kill::new());
+        let (mut soon_killed, mut past_killed) = (soon.watch(), past.watch());
+        soon.at(Utc::now() + chrono::Duration::seconds(1), DisconnectReason::TokenExpired);
+        past.at(Utc::now() - chrono::Duration::seconds(1), DisconnectReason::TokenExpired);
+        assert_eq!(past_killed.wait().await, DisconnectReason::TokenExpired);
+        assert!(!soon_killed.0.borrow().is_some(), "not before its time");
+        assert_eq!(soon_killed.wait().await, DisconnectReason::TokenExpired);
+    }
+
+    #[tokio::test]
+    async fn a_timer_far_off_ends_with_its_connection() {
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let kill = Kill::new();
+        kill.at(Utc::now() + chrono::Duration::days(3650), DisconnectReason::TokenExpired);
+        assert_eq!(tasks.num_alive_tasks(), 1);
+        drop(kill);
+        for _ in 0..100 {
+            if tasks.num_alive_tasks() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tasks.num_alive_tasks(), 0, "no timer outlives its connection");
     }
 }

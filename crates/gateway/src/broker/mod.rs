@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use crate::acl::RESERVED_PREFIX;
-pub use auth::{Authenticator, Credentials, OPERATOR_USERNAME, RegistryAuth, TokenLogin, TokenLogins};
+pub use auth::{Authenticator, Credentials, Login, OPERATOR_USERNAME, RegistryAuth, TokenLogin, TokenLogins};
 pub use glassbox_link::Reserved;
 pub use session::{CLEARED_LISTED_MAX, Cleared, ClearedMessage};
 

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use glassbox_core::{DisconnectReason, Flapping, Payload};
 
 use super::stream::{WriteSide, write_all};
 use super::{lock, record_connection_event};
 use crate::acl::Role;
 use crate::broker::Shared;
-use crate::broker::auth::{Credentials, OPERATOR_USERNAME};
+use crate::broker::auth::{Credentials, Login, OPERATOR_USERNAME};
 use crate::broker::refusals::{Refusal, record as record_refusal};
 use crate::codec::{ConnAck, Connect, Packet, Properties, Protocol, encode};
 use crate::flapping::Flap;
@@ -26,6 +27,8 @@ const BACKOFF_DETAIL: &str = "backing off:";
 /// Who a connection was admitted as.
 pub(super) struct Admitted {
     pub role: Role,
+    /// When its credential lapses (see [`Login::until`]).
+    pub until: Option<DateTime<Utc>>,
     /// Its client id: the one it asked for, or one assigned to it.
     pub client_id: Arc<str>,
     /// Whether the client id was assigned (it sent an empty one).
@@ -93,8 +96,8 @@ pub(super) async fn admit(
         refuse(DisconnectReason::RateLimited, detail, refusal_code(DisconnectReason::ServerBusy, protocol)).await;
         return None;
     }
-    let role = match shared.auth.authenticate(&credentials).await {
-        Ok(role) => role,
+    let Login { role, until } = match shared.auth.authenticate(&credentials).await {
+        Ok(login) => login,
         Err((reason, detail)) => {
             if reason == DisconnectReason::AuthFailure {
                 shared.backoff.failed(peer.ip(), claimed, Instant::now());
@@ -127,7 +130,7 @@ pub(super) async fn admit(
         true => Arc::from(format!("auto-{}", ulid::Ulid::new())),
         false => Arc::from(connect.client_id.as_str()),
     };
-    Some(Admitted { role, client_id, assigned, by_certificate })
+    Some(Admitted { role, until, client_id, assigned, by_certificate })
 }
 
 fn refusal_code(reason: DisconnectReason, protocol: Protocol) -> u8 {

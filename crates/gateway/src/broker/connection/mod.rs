@@ -408,7 +408,7 @@ impl Connection {
         tls: Option<TlsSession>,
         mut write: WriteSide,
     ) -> Option<Self> {
-        let Admitted { role, client_id, assigned, by_certificate } = admitted;
+        let Admitted { role, until, client_id, assigned, by_certificate } = admitted;
         let settings = &shared.settings;
         let (protocol, terms) = (connect.protocol, Terms::grant(settings, &connect));
         let device = match &role {
@@ -423,6 +423,9 @@ impl Connection {
             let mut kills = lock(&shared.token_kills);
             kills.retain(|(_, kill)| kill.upgrade().is_some());
             kills.push((name.clone(), kill.downgrade()));
+        }
+        if let Some(until) = until {
+            kill.at(until, DisconnectReason::TokenExpired);
         }
 
         let mut ops = Vec::new();
