@@ -7,8 +7,8 @@ use chrono::Utc;
 use glassbox_api_types::{DeviceInspection, TimelineEntry};
 use glassbox_core::{
     Connected, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING,
-    DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, Disconnected, Flapping, PublishRefused,
-    SessionExpired, ShadowDocument, Silent, SubscribeDenied, payload_in, payload_of,
+    DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, DisconnectReason, Disconnected, Flapping,
+    PublishRefused, SessionExpired, ShadowDocument, Silent, SubscribeDenied, payload_in, payload_of,
 };
 use glassbox_store::Device;
 use serde::de::DeserializeOwned;
@@ -16,26 +16,9 @@ use serde_json::Value;
 
 use crate::render;
 
-/// What each disconnect reason means, for people.
+/// What a recorded disconnect reason means, for people ("" if unknown).
 fn reason_in_words(reason: &str) -> &'static str {
-    match reason {
-        "client_disconnect" => "the device said goodbye (DISCONNECT)",
-        "connection_lost" => "the network connection dropped without a DISCONNECT",
-        "keep_alive_timeout" => "nothing arrived within 1.5 x its keep-alive",
-        "session_takeover" => "another connection used the same client id",
-        "protocol_error" => "it broke the MQTT protocol",
-        "packet_too_large" => "it sent a packet over the size limit",
-        "auth_failure" => "its credentials were refused",
-        "device_disabled" => "the device is disabled",
-        "server_busy" => "the server was at its connection limit",
-        "rate_limited" => "it exceeded a rate limit or was throttled for flapping",
-        "connect_timeout" => "no CONNECT arrived in time",
-        "administrative" => "an operator disconnected it (or deleted it, or rotated its secret)",
-        "server_shutdown" => "the server shut down",
-        "write_timeout" => "it stopped reading what the server sent (mqtt.write_timeout)",
-        "receive_maximum_exceeded" => "it sent more unacknowledged QoS 1/2 messages than the receive maximum",
-        _ => "",
-    }
+    DisconnectReason::ALL.into_iter().find(|r| r.as_str() == reason).map_or("", DisconnectReason::in_words)
 }
 
 fn ago(value: &Value) -> String {

@@ -134,6 +134,32 @@ impl DisconnectReason {
         }
     }
 
+    /// What it means, for people (`glassbox inspect`).
+    pub fn in_words(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientDisconnect => "the client said goodbye (DISCONNECT)",
+            DisconnectReason::ConnectionLost => "the network connection dropped without a DISCONNECT",
+            DisconnectReason::KeepAliveTimeout => "nothing arrived within 1.5 x its keep-alive",
+            DisconnectReason::SessionTakeover => "another connection used the same client id",
+            DisconnectReason::ProtocolError => "it broke the MQTT protocol",
+            DisconnectReason::PacketTooLarge => "it sent a packet over the size limit",
+            DisconnectReason::AuthFailure => "its credentials were refused",
+            DisconnectReason::DeviceDisabled => "the device is disabled",
+            DisconnectReason::ServerBusy => "the server was at its connection limit",
+            DisconnectReason::RateLimited => "it exceeded a rate limit or was throttled for flapping",
+            DisconnectReason::ConnectTimeout => "no CONNECT arrived in time",
+            DisconnectReason::Administrative => "an operator disconnected it (or deleted it, or rotated its secret)",
+            DisconnectReason::ServerShutdown => "the server shut down",
+            DisconnectReason::WriteTimeout => "it stopped reading what the server sent (mqtt.write_timeout)",
+            DisconnectReason::NotAuthorized => "its token's role has no MQTT rights",
+            DisconnectReason::TokenRevoked => "the token it logged in with was revoked",
+            DisconnectReason::TokenExpired => "the token it logged in with expired",
+            DisconnectReason::ReceiveMaximumExceeded => {
+                "it sent more unacknowledged QoS 1/2 messages than the receive maximum"
+            }
+        }
+    }
+
     /// The MQTT 5.0 reason code the server sends for it, where it sends one
     /// (in CONNACK for refusals, in DISCONNECT otherwise).
     pub fn mqtt5_code(self) -> Option<u8> {

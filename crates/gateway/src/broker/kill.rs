@@ -106,7 +106,7 @@ mod tests {
     async fn a_kill_at_a_time_comes_then_and_a_past_time_at_once() {
         let (soon, past) = (Kill::new(), Kill::new());
         let (mut soon_killed, mut past_killed) = (soon.watch(), past.watch());
-        soon.at(Utc::now() + chrono::Duration::seconds(1), DisconnectReason::TokenExpired);
+        soon.at(Utc::now() + chrono::Duration::seconds(3), DisconnectReason::TokenExpired);
         past.at(Utc::now() - chrono::Duration::seconds(1), DisconnectReason::TokenExpired);
         assert_eq!(past_killed.wait().await, DisconnectReason::TokenExpired);
         assert!(!soon_killed.0.borrow().is_some(), "not before its time");
