@@ -86,7 +86,7 @@ pub async fn start_with_log(
     admin_token: Option<&str>,
     platform_log: Arc<PlatformLog>,
 ) -> anyhow::Result<Running> {
-    let stores = Stores::open(&config)?;
+    let stores = Stores::open(&config).await?;
     let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let pipeline = stores.pipeline(&config).await;
     let named_tokens = glassbox_control::NamedTokens::load(stores.tokens.clone(), pipeline.clone())
@@ -269,11 +269,15 @@ struct Stores {
 }
 
 impl Stores {
-    fn open(config: &Config) -> anyhow::Result<Self> {
-        let sqlite = Arc::new(
-            SqliteStore::open(&config.data_dir, config.recorder_settings())
-                .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?,
-        );
+    /// Off the runtime's threads: opening may wait for the directory's lock
+    /// and catch the index up, and a runtime's other tasks go on meanwhile.
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        let (dir, settings) = (config.data_dir.clone(), config.recorder_settings());
+        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, settings))
+            .await
+            .context("opening the recorder panicked")?
+            .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?;
+        let sqlite = Arc::new(sqlite);
         Ok(Self {
             events: sqlite.clone(),
             settings: sqlite.clone(),

@@ -217,8 +217,8 @@ impl Shared {
 
 /// The embedded SQLite event store.
 pub struct SqliteStore {
-    /// Held for the store's life: one process per data directory.
-    _lock: std::fs::File,
+    /// Held until [`EventStore::close`]: one writer per data directory.
+    lock: Mutex<Option<std::fs::File>>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
@@ -263,7 +263,7 @@ impl SqliteStore {
             spawn("recorder-checkpointer", Box::new(move || checkpointer.run()))?,
         ];
         Ok(Self {
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             commands: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             shared,
@@ -417,6 +417,9 @@ impl EventStore for SqliteStore {
         // The writer stops when its queue closes, then the indexer when the writer's sender drops.
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+        // Nothing writes any more: the directory is free for the next store,
+        // even while tasks of this one still hold it (they only read).
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -768,8 +771,9 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    // A store closing (a restart in this process, a process still exiting)
-    // lets go within moments: wait that long before calling it in use.
+    // A process still exiting lets go within moments: wait that long before
+    // calling the directory in use. (A store in this process lets go when
+    // it closes.)
     let give_up = std::time::Instant::now() + LOCK_WAIT;
     while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
         if std::time::Instant::now() < give_up {
