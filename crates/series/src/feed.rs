@@ -2,12 +2,13 @@
 //! (and every dropped delivery) while the server lives, and closed buckets
 //! written — and handed to the anomaly detectors — every few seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
-use glassbox_core::{EventId, RecentIds, RecordedEvent};
+use glassbox_core::{EventId, IdHasher, RecordedEvent};
 use glassbox_store::DeviceRegistry;
 use glassbox_store::metrics::FINE_STEP_SECONDS;
 
@@ -78,8 +79,9 @@ async fn derive_loop(
     mut events: glassbox_bus::Consumer,
     mut drops: tokio::sync::mpsc::Receiver<glassbox_store::Transition>,
 ) {
-    let mut groups: HashMap<String, Option<String>> = HashMap::new();
+    let mut groups: HashMap<String, Option<Arc<str>>> = HashMap::new();
     let mut origins = Origins::default();
+    let mut batch_groups = Vec::new();
     // Whatever is ready at once is derived in one wake-up and one lock.
     loop {
         let batch = tokio::select! {
@@ -90,7 +92,7 @@ async fn derive_loop(
             Some(dropped) = drops.recv() => {
                 let Some(series) = series.upgrade() else { return };
                 let sample = derive::dropped(dropped.detail.as_deref(), origins.get(&dropped.event));
-                series.add_all(&[(vec![sample], dropped.at)]);
+                series.add_all(&[(sample, dropped.at)]);
                 continue;
             }
         };
@@ -99,12 +101,18 @@ async fn derive_loop(
             tracing::warn!(skipped, %error, "metrics fell behind and could not read back; counts are short");
         }
         let batch = batch.events;
-        let mut derived = Vec::with_capacity(batch.len());
-        for recorded in batch {
-            let group = group_of(&recorded, &devices, &mut groups).await;
-            let origin = derive::origin(&recorded, group.as_deref(), series.topics());
+        // Groups first (a look-up changes the cache), so that samples can
+        // borrow their labels from the batch.
+        batch_groups.clear();
+        for recorded in &batch {
+            batch_groups.push(group_of(recorded, &devices, &mut groups).await);
+        }
+        let (mut derived, mut samples) = (Vec::with_capacity(batch.len() * 5), Vec::new());
+        for (recorded, group) in batch.iter().zip(&batch_groups) {
+            let origin = derive::origin(recorded, group.as_deref(), series.topics());
             let at = recorded.states.first().map_or(recorded.event.time, |s| s.at);
-            derived.push((derive::samples(&recorded, group.as_deref(), origin), at));
+            derive::samples(recorded, group.as_deref(), origin, &mut samples);
+            derived.extend(samples.drain(..).map(|sample| (sample, at)));
             if let Some(origin) = origin {
                 origins.note(recorded.event.id, origin);
             }
@@ -114,26 +122,45 @@ async fn derive_loop(
 }
 
 /// The group and topic labels of recent device messages, for their drops.
-/// A message keeps only an index into the distinct label pairs, and the
-/// oldest messages are forgotten one at a time: no allocation per message,
-/// and no pause to free a whole table at once (clearing 100,000 entries of
-/// two strings each held a runtime thread for 5 ms).
+/// A message keeps only an index into the distinct label pairs, in a ring
+/// of the newest ones: noting one is a push, with no hashing. Drops are
+/// rare, so the ring is indexed by event only when one is looked up, from
+/// where the last look-up stopped (during a flood of drops that is one
+/// insert per message, as noting them into a map would be).
+#[derive(Default)]
 struct Origins {
-    recent: RecentIds<u32>,
+    /// `(event, pair)` of the newest messages, oldest first.
+    ring: VecDeque<(EventId, u32)>,
+    /// Messages ever noted: `ring[0]` is number `noted - ring.len()`.
+    noted: u64,
+    /// Event to its number, for the messages numbered below `indexed`;
+    /// numbers that left the ring are stale (rebuilt past twice the ring).
+    by_event: HashMap<EventId, u64, BuildHasherDefault<IdHasher>>,
+    indexed: u64,
     pairs: Vec<(String, String)>,
     /// Group, then topic label, to the pair's index.
-    index: HashMap<String, HashMap<String, u32>>,
-}
-
-impl Default for Origins {
-    fn default() -> Self {
-        Self { recent: RecentIds::new(ORIGINS_CACHED_MAX), pairs: Vec::new(), index: HashMap::new() }
-    }
+    pair_index: HashMap<String, HashMap<String, u32>>,
+    /// The pair noted last: a device's messages come in runs.
+    last: Option<u32>,
 }
 
 impl Origins {
-    fn note(&mut self, event: EventId, (group, topic): derive::Origin<'_>) {
-        let pair = match self.index.get(group).and_then(|topics| topics.get(topic)) {
+    fn note(&mut self, event: EventId, origin: derive::Origin<'_>) {
+        let pair = match self.last.filter(|last| self.get_pair(*last) == Some(origin)) {
+            Some(last) => last,
+            None => self.pair(origin),
+        };
+        self.last = Some(pair);
+        if self.ring.len() >= ORIGINS_CACHED_MAX {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((event, pair));
+        self.noted += 1;
+    }
+
+    /// The index of a pair, added if new.
+    fn pair(&mut self, (group, topic): derive::Origin<'_>) -> u32 {
+        match self.pair_index.get(group).and_then(|topics| topics.get(topic)) {
             Some(pair) => *pair,
             None => {
                 if self.pairs.len() >= ORIGIN_PAIRS_MAX {
@@ -141,15 +168,28 @@ impl Origins {
                 }
                 let pair = self.pairs.len() as u32;
                 self.pairs.push((group.to_string(), topic.to_string()));
-                self.index.entry(group.to_string()).or_default().insert(topic.to_string(), pair);
+                self.pair_index.entry(group.to_string()).or_default().insert(topic.to_string(), pair);
                 pair
             }
-        };
-        self.recent.insert(event, pair);
+        }
     }
 
-    fn get(&self, event: &EventId) -> Option<derive::Origin<'_>> {
-        let (group, topic) = self.pairs.get(*self.recent.get(event)? as usize)?;
+    fn get(&mut self, event: &EventId) -> Option<derive::Origin<'_>> {
+        let first = self.noted - self.ring.len() as u64;
+        if self.by_event.len() > 2 * ORIGINS_CACHED_MAX {
+            self.by_event.retain(|_, number| *number >= first);
+        }
+        for number in self.indexed.max(first)..self.noted {
+            self.by_event.insert(self.ring[(number - first) as usize].0, number);
+        }
+        self.indexed = self.noted;
+        let number = *self.by_event.get(event)?;
+        let (_, pair) = self.ring.get(usize::try_from(number.checked_sub(first)?).ok()?)?;
+        self.get_pair(*pair)
+    }
+
+    fn get_pair(&self, pair: u32) -> Option<derive::Origin<'_>> {
+        let (group, topic) = self.pairs.get(pair as usize)?;
         Some((group, topic))
     }
 }
@@ -158,8 +198,8 @@ impl Origins {
 async fn group_of(
     recorded: &RecordedEvent,
     devices: &Arc<dyn DeviceRegistry>,
-    groups: &mut HashMap<String, Option<String>>,
-) -> Option<String> {
+    groups: &mut HashMap<String, Option<Arc<str>>>,
+) -> Option<Arc<str>> {
     let device = recorded.event.device.as_deref()?;
     if matches!(recorded.event.ty.as_str(), "device.updated" | "device.deleted" | "device.registered") {
         groups.remove(device);
@@ -168,7 +208,7 @@ async fn group_of(
         return group.clone();
     }
     let group = match devices.device(device).await {
-        Ok(Some(d)) => d.meta.group.clone(),
+        Ok(Some(d)) => d.meta.group.map(Arc::from),
         _ => None,
     };
     if groups.len() >= GROUPS_CACHED_MAX {
@@ -197,6 +237,28 @@ mod tests {
         assert_eq!(origins.get(&ids[1]), None);
         assert_eq!(origins.get(&ids[2]), Some(("greenhouse", "devices/+/telemetry")));
         assert_eq!(origins.get(&ids[ORIGINS_CACHED_MAX + 1]), Some(("greenhouse", "other")));
+    }
+
+    #[test]
+    fn origins_indexed_on_look_up_find_the_newest_and_stay_bounded() {
+        let minter = IdMinter::new();
+        let mut origins = Origins::default();
+        let topic = |m: usize| if m.is_multiple_of(3) { "a" } else { "b" };
+        let mut ids = Vec::new();
+        for n in 0..3 * ORIGINS_CACHED_MAX {
+            let id = minter.mint();
+            ids.push(id);
+            origins.note(id, ("g", topic(n)));
+            if n % 1000 == 999 {
+                assert_eq!(origins.get(&ids[n]), Some(("g", topic(n))), "the newest");
+                assert_eq!(origins.get(&ids[n - 500]), Some(("g", topic(n - 500))), "one noted since the last look-up");
+                if n >= ORIGINS_CACHED_MAX {
+                    assert_eq!(origins.get(&ids[n - ORIGINS_CACHED_MAX]), None, "one that left the ring");
+                }
+                assert!(origins.by_event.len() <= 2 * ORIGINS_CACHED_MAX + 1000, "{}", origins.by_event.len());
+            }
+        }
+        assert_eq!(origins.get(&minter.mint()), None, "never noted");
     }
 
     #[test]

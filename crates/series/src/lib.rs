@@ -26,6 +26,7 @@ pub mod topics;
 pub use config::MetricsConfig;
 pub use feed::{ClosedBuckets, start};
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -195,27 +196,46 @@ impl Series {
         &self.settings.topics
     }
 
-    /// Adds the samples of several events (each with its receive time)
-    /// under one lock. Counts and sums of one series in one bucket are
-    /// tallied first: a batch holds many messages of each device and
-    /// topic, and building and looking up a series' key once per batch
-    /// instead of once per event is most of what deriving costs.
-    /// Distribution samples (durations) are added one by one: each value
-    /// has its histogram bucket.
-    pub fn add_all(&self, derived: &[(Vec<Sample>, DateTime<Utc>)]) {
+    /// Adds samples (each with the receive time of its event) under one
+    /// lock. Counts and sums of one series in one bucket are tallied
+    /// first: a batch holds many messages of each device and topic, and
+    /// building and looking up a series' key once per batch instead of
+    /// once per event is most of what deriving costs. A device's messages
+    /// come in runs, so a sample is first compared with its metric's last
+    /// tally, and hashed only when that differs. Distribution samples
+    /// (durations) are added one by one: each value has its histogram
+    /// bucket.
+    pub fn add_all(&self, derived: &[(Sample<'_>, DateTime<Utc>)]) {
         let mut tallies: Vec<(&Sample, i64, Tally)> = Vec::new();
-        let mut seen: HashMap<(&str, &[String], i64), usize> = HashMap::new();
-        for (samples, at) in derived {
+        let mut seen: HashMap<(&str, &[Cow<str>], i64), usize> = HashMap::new();
+        // Each metric's last tally (a handful of metrics: a short list).
+        let mut last: Vec<(&'static Metric, usize)> = Vec::new();
+        for (sample, at) in derived {
             let bucket = bucket_start(*at);
-            for sample in samples {
-                let key = (sample.metric.name, sample.labels.as_slice(), bucket);
-                match seen.get(&key) {
-                    Some(&i) if sample.metric.kind != Kind::Distribution => tallies[i].2.add(sample.value),
-                    _ => {
-                        seen.insert(key, tallies.len());
-                        tallies.push((sample, bucket, Tally::of(sample.value)));
-                    }
+            let metric = sample.metric;
+            if metric.kind != Kind::Distribution {
+                let latest = last.iter().find(|(m, _)| std::ptr::eq(*m, metric)).map(|(_, i)| *i);
+                if let Some(i) = latest.filter(|i| tallies[*i].1 == bucket && tallies[*i].0.labels() == sample.labels())
+                {
+                    tallies[i].2.add(sample.value);
+                    continue;
                 }
+            }
+            let key = (metric.name, sample.labels(), bucket);
+            let i = match seen.get(&key) {
+                Some(&i) if metric.kind != Kind::Distribution => {
+                    tallies[i].2.add(sample.value);
+                    i
+                }
+                _ => {
+                    seen.insert(key, tallies.len());
+                    tallies.push((sample, bucket, Tally::of(sample.value)));
+                    tallies.len() - 1
+                }
+            };
+            match last.iter_mut().find(|(m, _)| std::ptr::eq(*m, metric)) {
+                Some(entry) => entry.1 = i,
+                None => last.push((metric, i)),
             }
         }
         let Ok(mut inner) = self.inner.lock() else { return };
@@ -264,7 +284,7 @@ impl Series {
     /// cap; none when all series together are at [`SERIES_MAX`].
     fn series_of(&self, inner: &mut Inner, sample: &Sample, count: u64) -> Option<String> {
         let metric = sample.metric;
-        let labels: Vec<_> = sample.labels.iter().map(|l| bounded_label(l)).collect();
+        let labels: Vec<_> = sample.labels().iter().map(|l| bounded_label(l)).collect();
         let own = key(metric, &labels);
         if inner.series.contains_key(&own) {
             return Some(own);
@@ -507,8 +527,8 @@ mod tests {
         (Series::new(Arc::new(store), Retention::default(), settings), dir)
     }
 
-    fn invoked(function: &str) -> Sample {
-        Sample { metric: &catalog::FUNCTION_INVOCATIONS, labels: vec![function.into(), "succeeded".into()], value: 1.0 }
+    fn invoked(function: &str) -> (Sample<'static>, DateTime<Utc>) {
+        (Sample::owned(&catalog::FUNCTION_INVOCATIONS, &[function, "succeeded"], 1.0), Utc::now())
     }
 
     // Issue 16, finding 3: one metric's flood folds into its `other` series
@@ -516,15 +536,11 @@ mod tests {
     #[test]
     fn a_metric_at_its_cap_folds_new_label_sets_into_other_and_counts_them() {
         let (series, _dir) = series(100);
-        let flood: Vec<Sample> = (0..3000).map(|i| invoked(&format!("f{i}"))).collect();
-        series.add_all(&[(flood, Utc::now())]);
+        let flood: Vec<_> = (0..3000).map(|i| invoked(&format!("f{i}"))).collect();
+        series.add_all(&flood);
         assert_eq!(series.count(&catalog::FUNCTION_INVOCATIONS), 101, "the cap, and one `other`");
-        let message = Sample {
-            metric: &catalog::MQTT_MESSAGES,
-            labels: vec!["greenhouse".into(), "devices/+/telemetry".into()],
-            value: 1.0,
-        };
-        series.add_all(&[(vec![invoked("f0"), message], Utc::now())]);
+        let message = Sample::new(&catalog::MQTT_MESSAGES, &["greenhouse", "devices/+/telemetry"], 1.0);
+        series.add_all(&[invoked("f0"), (message, Utc::now())]);
         assert_eq!(series.count(&catalog::MQTT_MESSAGES), 1, "another metric still makes series");
 
         let mut out = String::new();
@@ -541,17 +557,29 @@ mod tests {
     #[tokio::test]
     async fn a_batch_tallied_by_series_adds_up_as_its_samples_one_by_one() {
         let (series, _dir) = series(100);
-        let bytes = |value: f64| Sample { metric: &catalog::DEVICE_BYTES, labels: vec!["t-1".into()], value };
-        let duration = |value: f64| Sample { metric: &catalog::FUNCTION_DURATION, labels: vec!["f".into()], value };
         let now = Utc::now();
-        let batch: Vec<_> = (1..=100).map(|i| (vec![bytes(f64::from(i)), duration(f64::from(i))], now)).collect();
+        let bytes = |value: f64| (Sample::new(&catalog::DEVICE_BYTES, &["t-1"], value), now);
+        let duration = |value: f64| (Sample::new(&catalog::FUNCTION_DURATION, &["f"], value), now);
+        let batch: Vec<_> = (1..=100).flat_map(|i| [bytes(f64::from(i)), duration(f64::from(i))]).collect();
         series.add_all(&batch);
-        series.add_all(&[(vec![bytes(1000.0)], now)]);
+        series.add_all(&[bytes(1000.0)]);
+        // Runs broken by another device's samples, and by a later bucket.
+        let other = |value: f64, at| (Sample::new(&catalog::DEVICE_BYTES, &["t-2"], value), at);
+        let later = now + chrono::Duration::seconds(FINE_STEP_SECONDS);
+        let mixed = [bytes(1.0), other(2.0, now), bytes(3.0), other(4.0, later), other(8.0, now), other(16.0, later)];
+        series.add_all(&mixed);
 
         let closed = series.flush(now + chrono::Duration::seconds(60), true).await;
         let point = |metric: &Metric| &closed.iter().find(|c| c.metric.name == metric.name).unwrap().point;
-        let b = point(&catalog::DEVICE_BYTES);
-        assert_eq!((b.count, b.sum, b.min, b.max), (101, 6050.0, 1.0, 1000.0));
+        let bytes_of = |device: &str, at: i64| {
+            let key = key(&catalog::DEVICE_BYTES, &[device]);
+            let mut points = closed.iter().filter(|c| c.point.series == key && c.point.at == at);
+            let p = &points.next().unwrap().point;
+            (p.count, p.sum, p.min, p.max)
+        };
+        assert_eq!(bytes_of("t-1", bucket_start(now)), (103, 6054.0, 1.0, 1000.0));
+        assert_eq!(bytes_of("t-2", bucket_start(now)), (2, 10.0, 2.0, 8.0));
+        assert_eq!(bytes_of("t-2", bucket_start(later)), (2, 20.0, 4.0, 16.0));
         let d = point(&catalog::FUNCTION_DURATION);
         assert_eq!((d.count, d.sum, d.min, d.max), (100, 5050.0, 1.0, 100.0));
         let mut out = String::new();
@@ -571,7 +599,7 @@ mod tests {
         assert_eq!(bounded_label("fan"), "fan");
 
         let (series, _dir) = series(10);
-        series.add_all(&[(vec![invoked(&long)], Utc::now())]);
+        series.add_all(&[invoked(&long)]);
         let mut out = String::new();
         series.render(&mut out);
         let line = out.lines().find(|l| l.starts_with("glassbox_function_invocations_total")).unwrap();

@@ -10,11 +10,12 @@
 //! either state or its time.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use glassbox_core::{EventId, State};
+use glassbox_core::{EventId, IdHasher, State};
 use glassbox_store::Transition;
 use tokio::sync::mpsc;
 
@@ -33,7 +34,11 @@ pub(crate) struct Deliveries {
     pub unrecorded: Arc<AtomicU64>,
 }
 
-type Key = (EventId, Option<String>);
+/// A held `in_transit`'s key: its event, and a digest of its target (a
+/// client id, which clients choose: digested with this process's random
+/// key). Keys copy no string; a digest's match is checked on the target.
+type Key = (EventId, u64);
+type Held = HashMap<Key, Transition, BuildHasherDefault<IdHasher>>;
 
 impl Deliveries {
     pub fn start(recorder: Arc<dyn Recorder>) -> Self {
@@ -54,7 +59,8 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // `held` and the next round's map trade places each round, keeping
     // their room rather than growing a new map from empty every round.
-    let (mut held, mut spare): (HashMap<Key, Transition>, HashMap<Key, Transition>) = Default::default();
+    let (mut held, mut spare): (Held, Held) = Default::default();
+    let digests = RandomState::new();
     loop {
         let received = match held.is_empty() {
             true => rx.recv_many(&mut batch, BATCH_MAX).await,
@@ -63,7 +69,7 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
         let closed = received == 0 && batch.is_empty() && rx.is_closed();
         let (mut out, mut next) = (Vec::with_capacity(batch.len()), std::mem::take(&mut spare));
         for mut t in batch.drain(..) {
-            let key = (t.event, t.target.clone());
+            let key = (t.event, digests.hash_one(&t.target));
             match t.state {
                 State::InTransit => {
                     if let Some(earlier) = next.insert(key, t) {
@@ -71,8 +77,10 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
                     }
                 }
                 State::Delivered | State::Dropped => {
-                    if let Some(in_transit) = held.remove(&key).or_else(|| next.remove(&key)) {
-                        t.in_transit_at = Some(in_transit.at);
+                    match held.remove(&key).or_else(|| next.remove(&key)) {
+                        Some(in_transit) if in_transit.target == t.target => t.in_transit_at = Some(in_transit.at),
+                        Some(other) => out.push(other),
+                        None => {}
                     }
                     out.push(t);
                 }
@@ -93,5 +101,69 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
         if closed {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use glassbox_core::{Draft, IdMinter};
+    use glassbox_store::{Appended, Committed, StoreError};
+
+    use super::*;
+
+    /// Keeps what it is asked to record.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<Transition>>);
+
+    #[async_trait]
+    impl Recorder for Kept {
+        async fn ingest(&self, _: Vec<Draft>, _: &str) -> Result<Vec<Appended>, StoreError> {
+            unreachable!()
+        }
+        async fn ingest_committed(&self, _: Vec<Draft>, _: &str) -> Result<Committed, StoreError> {
+            unreachable!()
+        }
+        async fn ingest_unanswered(&self, _: Vec<Draft>, _: &str) -> Result<Vec<Appended>, StoreError> {
+            unreachable!()
+        }
+        async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend(transitions);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_ending_in_time_is_one_transition_for_its_own_target_and_a_late_one_two() {
+        let kept = Arc::new(Kept::default());
+        let deliveries = Deliveries::start(kept.clone());
+        let (event, slow) = (IdMinter::new().mint(), IdMinter::new().mint());
+        deliveries.note(event, State::InTransit, "a", None);
+        deliveries.note(event, State::InTransit, "b", None);
+        deliveries.note(slow, State::InTransit, "a", None);
+        // A round passes: the in_transit states are held.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        deliveries.note(event, State::Delivered, "c", None);
+        deliveries.note(event, State::Delivered, "b", None);
+        deliveries.note(event, State::Dropped, "a", Some("queue_full: test".into()));
+        tokio::time::sleep(HOLD * 3).await;
+        deliveries.note(slow, State::Delivered, "a", None);
+        tokio::time::sleep(HOLD * 2).await;
+
+        let kept = kept.0.lock().unwrap();
+        let of = |id: EventId, target: &str| -> Vec<(State, bool)> {
+            let mine = kept.iter().filter(|t| t.event == id && t.target.as_deref() == Some(target));
+            mine.map(|t| (t.state, t.in_transit_at.is_some())).collect()
+        };
+        assert_eq!(of(event, "a"), [(State::Dropped, true)], "its end carries when it went in transit");
+        assert_eq!(of(event, "b"), [(State::Delivered, true)]);
+        assert_eq!(of(event, "c"), [(State::Delivered, false)], "never in transit: no one else's time");
+        assert_eq!(
+            of(slow, "a"),
+            [(State::InTransit, false), (State::Delivered, false)],
+            "an end later than the hold: both recorded on their own"
+        );
     }
 }
