@@ -100,6 +100,8 @@ impl SessionStore for NoSessions {
     async fn load(&self) -> Result<SessionSnapshot, StoreError> {
         Ok(SessionSnapshot::default())
     }
+
+    async fn close(&self) {}
 }
 
 struct Anyone;

@@ -1,13 +1,13 @@
 //! Recorded events to metric samples: what each kind of event counts for.
 
+use std::borrow::Cow;
+
 use glassbox_core::{
     CLIENT_CONNECTED, CLIENT_CONNECTION_REFUSED, CLIENT_DISCONNECTED, ConnectionsRefused, DEVICE_CONNECTED,
     DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, DEVICE_SILENT, DeadLetter, Disconnected, Dropped,
     FUNCTION_DEAD_LETTER, FUNCTION_DROPPED, FUNCTION_EGRESS_DENIED, FUNCTION_INVOKED, Invocation, PUBLISH_REFUSED,
     RecordedEvent, State,
 };
-
-use std::borrow::Cow;
 
 use super::catalog::{self as m, Metric};
 use super::topics::TopicTemplates;

@@ -208,13 +208,14 @@ impl Series {
     pub fn add_all(&self, derived: &[(Sample<'_>, DateTime<Utc>)]) {
         let mut tallies: Vec<(&Sample, i64, Tally)> = Vec::new();
         let mut seen: HashMap<(&str, &[Cow<str>], i64), usize> = HashMap::new();
-        // Each metric's last tally (a handful of metrics: a short list).
+        // Each metric's last tally (a handful of metrics: a short list,
+        // matched by name: a catalog constant has no one address).
         let mut last: Vec<(&'static Metric, usize)> = Vec::new();
         for (sample, at) in derived {
             let bucket = bucket_start(*at);
             let metric = sample.metric;
             if metric.kind != Kind::Distribution {
-                let latest = last.iter().find(|(m, _)| std::ptr::eq(*m, metric)).map(|(_, i)| *i);
+                let latest = last.iter().find(|(m, _)| m.name == metric.name).map(|(_, i)| *i);
                 if let Some(i) = latest.filter(|i| tallies[*i].1 == bucket && tallies[*i].0.labels() == sample.labels())
                 {
                     tallies[i].2.add(sample.value);
@@ -233,7 +234,7 @@ impl Series {
                     tallies.len() - 1
                 }
             };
-            match last.iter_mut().find(|(m, _)| std::ptr::eq(*m, metric)) {
+            match last.iter_mut().find(|(m, _)| m.name == metric.name) {
                 Some(entry) => entry.1 = i,
                 None => last.push((metric, i)),
             }

@@ -326,6 +326,8 @@ fn derive_metrics(
 /// listeners bound (TLS when a certificate is configured).
 struct Mqtt {
     broker: Broker,
+    /// Closed by a stop, once the broker has flushed it.
+    sessions: Arc<dyn glassbox_store::SessionStore>,
     listener: TcpListener,
     addr: SocketAddr,
     tls: Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>,
@@ -354,9 +356,10 @@ impl Mqtt {
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
             );
         }
-        let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
+        let sessions: Arc<dyn glassbox_store::SessionStore> =
+            Arc::new(SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?);
         let recorder = Arc::new(Ingress(pipeline.clone()));
-        let broker = Broker::open(config.broker_settings(), recorder, Arc::new(sessions), Arc::new(auth), config.acl())
+        let broker = Broker::open(config.broker_settings(), recorder, sessions.clone(), Arc::new(auth), config.acl())
             .await
             .context("restoring MQTT sessions")?;
         let listener = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
@@ -367,7 +370,7 @@ impl Mqtt {
         })?;
         let tls = Self::tls(config, authority).await?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-        Ok(Self { broker, addr: listener.local_addr()?, listener, tls, tls_addr })
+        Ok(Self { broker, sessions, addr: listener.local_addr()?, listener, tls, tls_addr })
     }
 
     /// The TLS listener: with `mqtt.tls_cert`/`tls_key` when set, else (with
@@ -474,7 +477,7 @@ async fn serve(
     stop: Stopping,
 ) -> anyhow::Result<()> {
     let (broker_stop, broker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let Mqtt { broker, listener: mqtt_listener, tls, .. } = mqtt;
+    let Mqtt { broker, sessions, listener: mqtt_listener, tls, .. } = mqtt;
     let mqtt_task = tokio::spawn(async move {
         // Drains its connections within shutdown_grace before it returns.
         broker.serve(mqtt_listener, tls, async move { drop(broker_stopped.await) }).await;
@@ -510,6 +513,9 @@ async fn serve(
     functions.stop((began + config.shutdown_grace).saturating_duration_since(tokio::time::Instant::now())).await;
     series.flush(chrono::Utc::now(), true).await;
     audit.close().await;
+    // Every writer in the data directory stops before the event store
+    // closes, which frees the directory for the next start.
+    sessions.close().await;
     store.close().await;
     Ok(())
 }

@@ -416,10 +416,15 @@ impl EventStore for SqliteStore {
         drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
         // The writer stops when its queue closes, then the indexer when the writer's sender drops.
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
-        // Nothing writes any more: the directory is free for the next store,
-        // even while tasks of this one still hold it (they only read).
-        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        // Once they have stopped nothing writes any more: the directory is
+        // free for the next store, even while tasks of this one still hold
+        // it (they only read).
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = tokio::task::spawn_blocking(move || {
+            threads.into_iter().for_each(|t| drop(t.join()));
+            drop(lock);
+        })
+        .await;
     }
 }
 

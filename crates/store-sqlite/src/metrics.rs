@@ -26,6 +26,8 @@ impl SqliteMetrics {
         let path = dir.join(METRICS_FILE_NAME);
         let opened = |e: String| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(|e| opened(e.to_string()))?;
+        // A stopped server's last flush may still be writing (a restart in one process).
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| opened(e.to_string()))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| opened(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "OFF").map_err(|e| opened(e.to_string()))?;
         schema::migrate(&mut conn, schema::METRICS).map_err(opened)?;

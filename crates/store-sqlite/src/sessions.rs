@@ -29,9 +29,11 @@ enum Command {
 }
 
 /// The embedded session store. Open it after [`super::SqliteStore`], whose
-/// lock keeps other processes out of the data directory.
+/// lock keeps other processes out of the data directory, and close it
+/// before that store closes, which frees the directory.
 pub struct SqliteSessions {
-    commands: mpsc::Sender<Command>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
 
@@ -50,15 +52,17 @@ impl SqliteSessions {
         schema::migrate(&mut writer, schema::SESSIONS).map_err(opened)?;
         let reader = open().map_err(|e| opened(e.to_string()))?;
         let (commands, rx) = mpsc::channel(QUEUE_MAX);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sessions-writer".into())
             .spawn(move || write_loop(writer, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the sessions writer: {e}")))?;
-        Ok(Self { commands, reader: Mutex::new(reader) })
+        Ok(Self { commands: Mutex::new(Some(commands)), writer: Mutex::new(Some(writer)), reader: Mutex::new(reader) })
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
-        self.commands.send(command).await.map_err(|_| StoreError::Unavailable("the sessions writer has stopped".into()))
+        let sender = self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = sender.ok_or_else(|| StoreError::Unavailable("the session store is closed".into()))?;
+        sender.send(command).await.map_err(|_| StoreError::Unavailable("the sessions writer has stopped".into()))
     }
 }
 
@@ -163,11 +167,35 @@ impl SessionStore for SqliteSessions {
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         load(&conn).map_err(|e| StoreError::Internal(format!("loading sessions: {e}")))
     }
+
+    async fn close(&self) {
+        // The writer commits what it holds and stops when its queue closes.
+        drop(self.commands.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_closed_session_store_keeps_what_was_queued_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteSessions::open(dir.path()).unwrap();
+        let put = |n: u32| vec![SessionOp::PutSession { client_id: format!("c-{n}"), state: vec![1] }];
+        store.apply(put(1)).await.unwrap();
+        store.close().await;
+        let refused = store.apply(put(2)).await.unwrap_err();
+        assert!(refused.to_string().contains("closed"), "{refused}");
+        store.close().await;
+        let reopened = SqliteSessions::open(dir.path()).unwrap();
+        let names: Vec<_> = reopened.load().await.unwrap().sessions.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(names, ["c-1"], "queued before the close: committed");
+    }
 
     // Issue 16, finding 7: subscriptions written inside a session's JSON
     // state (schema 1) move to their own rows, one per subscription.

@@ -65,4 +65,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Everything stored.
     async fn load(&self) -> Result<SessionSnapshot, StoreError>;
+
+    /// Commits what is queued and stops writing; later changes are
+    /// refused. A stop closes it before the event store, whose closing
+    /// frees the data directory.
+    async fn close(&self);
 }
