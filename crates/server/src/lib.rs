@@ -87,6 +87,26 @@ pub async fn start_with_log(
     platform_log: Arc<PlatformLog>,
 ) -> anyhow::Result<Running> {
     let stores = Stores::open(&config).await?;
+    let (sessions, events) = (stores.sessions.clone(), stores.events.clone());
+    match start_on(config, admin_token, platform_log, stores).await {
+        Ok(running) => Ok(running),
+        Err(e) => {
+            // What started holds the stores still: close them, so the data
+            // directory is free for the next start (in this process too).
+            sessions.close().await;
+            events.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// [`start_with_log`] on opened stores.
+async fn start_on(
+    config: Config,
+    admin_token: Option<&str>,
+    platform_log: Arc<PlatformLog>,
+    stores: Stores,
+) -> anyhow::Result<Running> {
     let token = api::admin_token(stores.settings.as_ref(), admin_token).await.context("setting up the admin token")?;
     let pipeline = stores.pipeline(&config).await;
     let named_tokens = glassbox_control::NamedTokens::load(stores.tokens.clone(), pipeline.clone())
@@ -147,8 +167,15 @@ pub async fn start_with_log(
         stopping,
     };
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopping =
-        Stopping { stopped, stopping: stopping_tx, functions: services.functions, series, audit, store: stores.events };
+    let stopping = Stopping {
+        stopped,
+        stopping: stopping_tx,
+        functions: services.functions,
+        series,
+        audit,
+        sessions: stores.sessions,
+        store: stores.events,
+    };
     let task = tokio::spawn(serve(config, listener, extra, state, mqtt, stopping));
     Ok(Running {
         http_addr,
@@ -258,6 +285,8 @@ impl Listeners {
 /// directory. A clustered backend is chosen here, and nowhere else.
 struct Stores {
     events: Arc<dyn EventStore>,
+    /// The MQTT gateway's sessions, in their own file.
+    sessions: Arc<dyn glassbox_store::SessionStore>,
     settings: Arc<dyn SettingStore>,
     tokens: Arc<dyn TokenStore>,
     devices: Arc<dyn DeviceRegistry>,
@@ -278,7 +307,9 @@ impl Stores {
             .context("opening the recorder panicked")?
             .with_context(|| format!("opening the recorder in {}", config.data_dir.display()))?;
         let sqlite = Arc::new(sqlite);
+        let sessions = SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?;
         Ok(Self {
+            sessions: Arc::new(sessions),
             events: sqlite.clone(),
             settings: sqlite.clone(),
             tokens: sqlite.clone(),
@@ -326,8 +357,6 @@ fn derive_metrics(
 /// listeners bound (TLS when a certificate is configured).
 struct Mqtt {
     broker: Broker,
-    /// Closed by a stop, once the broker has flushed it.
-    sessions: Arc<dyn glassbox_store::SessionStore>,
     listener: TcpListener,
     addr: SocketAddr,
     tls: Option<(TcpListener, glassbox_gateway::tls::TlsAcceptor)>,
@@ -356,10 +385,9 @@ impl Mqtt {
                 "MQTT open mode: clients without credentials may publish and subscribe on any topic (mqtt.allow_anonymous)"
             );
         }
-        let sessions: Arc<dyn glassbox_store::SessionStore> =
-            Arc::new(SqliteSessions::open(&config.data_dir).context("opening the MQTT session store")?);
         let recorder = Arc::new(Ingress(pipeline.clone()));
-        let broker = Broker::open(config.broker_settings(), recorder, sessions.clone(), Arc::new(auth), config.acl())
+        let sessions = stores.sessions.clone();
+        let broker = Broker::open(config.broker_settings(), recorder, sessions, Arc::new(auth), config.acl())
             .await
             .context("restoring MQTT sessions")?;
         let listener = TcpListener::bind(&config.mqtt.listen).await.with_context(|| {
@@ -370,7 +398,7 @@ impl Mqtt {
         })?;
         let tls = Self::tls(config, authority).await?;
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-        Ok(Self { broker, sessions, addr: listener.local_addr()?, listener, tls, tls_addr })
+        Ok(Self { broker, addr: listener.local_addr()?, listener, tls, tls_addr })
     }
 
     /// The TLS listener: with `mqtt.tls_cert`/`tls_key` when set, else (with
@@ -462,6 +490,7 @@ struct Stopping {
     functions: Arc<glassbox_functions::Functions>,
     series: Arc<glassbox_series::Series>,
     audit: Arc<glassbox_control::AuditLog>,
+    sessions: Arc<dyn glassbox_store::SessionStore>,
     store: Arc<dyn EventStore>,
 }
 
@@ -477,7 +506,7 @@ async fn serve(
     stop: Stopping,
 ) -> anyhow::Result<()> {
     let (broker_stop, broker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let Mqtt { broker, sessions, listener: mqtt_listener, tls, .. } = mqtt;
+    let Mqtt { broker, listener: mqtt_listener, tls, .. } = mqtt;
     let mqtt_task = tokio::spawn(async move {
         // Drains its connections within shutdown_grace before it returns.
         broker.serve(mqtt_listener, tls, async move { drop(broker_stopped.await) }).await;
@@ -489,7 +518,7 @@ async fn serve(
         connections_max: config.http.connections_max,
         shutdown_grace: config.shutdown_grace,
     };
-    let Stopping { stopped, stopping, functions, series, audit, store } = stop;
+    let Stopping { stopped, stopping, functions, series, audit, sessions, store } = stop;
     let (began_tx, began) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let router = match extra.public.is_some() {
         true => api::admin_router(state.clone()),

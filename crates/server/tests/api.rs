@@ -625,3 +625,20 @@ async fn command_and_inspect_answers_conform_to_the_openapi_document_and_their_t
     assert_eq!((view.device.id.as_str(), view.open_commands, view.session), ("pump-1", 0, None));
     server.stop().await;
 }
+
+// A start that fails after opening the data directory (here: the API's
+// address is taken) closes what it opened, so the next start on the same
+// directory, in the same process, opens it.
+#[tokio::test]
+async fn a_start_that_fails_leaves_the_data_directory_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config { data_dir: dir.path().join("data"), ..Default::default() };
+    config.http.listen = taken.local_addr().unwrap().to_string();
+    config.mqtt.listen = "127.0.0.1:0".into();
+    let failed = glassbox_server::start(config.clone(), Some(TOKEN)).await.err().expect("the address is taken");
+    assert!(format!("{failed:#}").contains("binding the HTTP API"), "{failed:#}");
+    config.http.listen = "127.0.0.1:0".into();
+    let running = glassbox_server::start(config, Some(TOKEN)).await.expect("the directory is free again");
+    running.stop().await.unwrap();
+}
