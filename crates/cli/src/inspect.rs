@@ -18,7 +18,7 @@ use crate::render;
 
 /// What a recorded disconnect reason means, for people ("" if unknown).
 fn reason_in_words(reason: &str) -> &'static str {
-    DisconnectReason::ALL.into_iter().find(|r| r.as_str() == reason).map_or("", DisconnectReason::in_words)
+    reason.parse::<DisconnectReason>().map_or("", DisconnectReason::in_words)
 }
 
 fn ago(value: &Value) -> String {

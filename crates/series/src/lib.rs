@@ -214,17 +214,16 @@ impl Series {
         for (sample, at) in derived {
             let bucket = bucket_start(*at);
             let metric = sample.metric;
-            if metric.kind != Kind::Distribution {
-                let latest = last.iter().find(|(m, _)| m.name == metric.name).map(|(_, i)| *i);
-                if let Some(i) = latest.filter(|i| tallies[*i].1 == bucket && tallies[*i].0.labels() == sample.labels())
-                {
-                    tallies[i].2.add(sample.value);
-                    continue;
-                }
+            let tallied = metric.kind != Kind::Distribution;
+            let slot = last.iter().position(|(m, _)| m.name == metric.name);
+            let same = |i: &usize| tallies[*i].1 == bucket && tallies[*i].0.labels() == sample.labels();
+            if let Some(i) = slot.map(|s| last[s].1).filter(|i| tallied && same(i)) {
+                tallies[i].2.add(sample.value);
+                continue;
             }
             let key = (metric.name, sample.labels(), bucket);
             let i = match seen.get(&key) {
-                Some(&i) if metric.kind != Kind::Distribution => {
+                Some(&i) if tallied => {
                     tallies[i].2.add(sample.value);
                     i
                 }
@@ -234,8 +233,8 @@ impl Series {
                     tallies.len() - 1
                 }
             };
-            match last.iter_mut().find(|(m, _)| m.name == metric.name) {
-                Some(entry) => entry.1 = i,
+            match slot {
+                Some(s) => last[s].1 = i,
                 None => last.push((metric, i)),
             }
         }

@@ -193,6 +193,14 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
+impl std::str::FromStr for DisconnectReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown disconnect reason {s:?}"))
+    }
+}
+
 /// The data of a [`DEVICE_CONNECTED`] / [`CLIENT_CONNECTED`] event, recorded
 /// by the gateway once a CONNECT is admitted; events recorded before `tls`
 /// existed read as plain TCP.

@@ -109,7 +109,7 @@ mod tests {
         soon.at(Utc::now() + chrono::Duration::seconds(3), DisconnectReason::TokenExpired);
         past.at(Utc::now() - chrono::Duration::seconds(1), DisconnectReason::TokenExpired);
         assert_eq!(past_killed.wait().await, DisconnectReason::TokenExpired);
-        assert!(!soon_killed.0.borrow().is_some(), "not before its time");
+        assert!(soon_killed.0.borrow().is_none(), "not before its time");
         assert_eq!(soon_killed.wait().await, DisconnectReason::TokenExpired);
     }
 
