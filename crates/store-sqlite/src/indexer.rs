@@ -26,10 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
-use glassbox_core::{EventId, RecordedEvent, first_id_at};
+use glassbox_core::{Event, EventId, RecordedEvent, first_id_at};
 use rusqlite::{CachedStatement, Connection, Transaction, params};
 use tokio::sync::mpsc;
 
+use super::codec;
 use super::{Shared, id_bytes, micros};
 
 /// Work for the indexer, in commit order.
@@ -57,6 +58,21 @@ pub(super) struct KeyRow {
     pub device: Option<String>,
     pub ty: String,
     pub source: String,
+}
+
+/// The columns [`KeyRow::read`] takes, in its order.
+pub(super) const KEY_COLUMNS: &str = "id, received_at, event";
+
+impl KeyRow {
+    /// The keys of an `events` row selected as [`KEY_COLUMNS`], and its receive time.
+    pub(super) fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Self, i64)> {
+        let id: [u8; 16] = row.get(0)?;
+        let received_at: i64 = row.get(1)?;
+        let stored = codec::decode(EventId::from_bytes(id), received_at, row.get_ref(2)?.as_blob()?)
+            .map_err(super::undecodable)?;
+        let Event { correlationid, device, ty, source, .. } = stored.event;
+        Ok((Self { id, correlationid, device, ty, source }, received_at))
+    }
 }
 
 /// Attempts at one index transaction before the indexer gives up.
@@ -115,23 +131,16 @@ pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlit
     let watermark: i64 = index.query_row("SELECT coalesce(max(received_at), 0) FROM watermark", [], |r| r.get(0))?;
     // Ids carry their mint time, so "received since" is an id range on the primary key.
     let since = DateTime::from_timestamp_micros(watermark.saturating_sub(CATCH_UP_MARGIN_MICROS)).unwrap_or_default();
-    let mut scan =
-        recorder.prepare("SELECT id, received_at, correlationid, device, type, source FROM events WHERE id >= ?1")?;
+    let mut scan = recorder.prepare(&format!("SELECT {KEY_COLUMNS} FROM events WHERE id >= ?1"))?;
     let mut rows = scan.query([&id_bytes(first_id_at(since))[..]])?;
     let tx = index.transaction()?;
     let mut keys = Keys::new(&tx)?;
     let mut count = 0;
     let mut newest = watermark;
     while let Some(row) = rows.next()? {
-        let id: [u8; 16] = row.get(0)?;
-        newest = newest.max(row.get(1)?);
-        keys.insert(
-            &id,
-            &row.get::<_, String>(2)?,
-            row.get::<_, Option<String>>(3)?.as_deref(),
-            &row.get::<_, String>(4)?,
-            &row.get::<_, String>(5)?,
-        )?;
+        let (key, received_at) = KeyRow::read(row)?;
+        newest = newest.max(received_at);
+        keys.insert(&key.id, &key.correlationid, key.device.as_deref(), &key.ty, &key.source)?;
         count += 1;
     }
     keys.watermark(newest)?;

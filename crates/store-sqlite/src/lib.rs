@@ -18,6 +18,7 @@ mod audit;
 mod budgets;
 mod certificates;
 mod checkpointer;
+mod codec;
 mod commands;
 mod devices;
 mod functions;
@@ -29,6 +30,7 @@ mod sessions;
 mod settings;
 mod syncer;
 mod tokens;
+mod upgrade;
 mod writer;
 
 pub use audit::AuditFile;
@@ -237,6 +239,7 @@ impl SqliteStore {
         configure_writer(&conn).map_err(opened)?;
         schema::migrate(&mut conn, schema::RECORDER)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        upgrade::encode_events(&mut conn).map_err(opened)?;
         cap_size(&conn, &settings).map_err(opened)?;
         let node = intern_node(&conn, &settings.node).map_err(opened)?;
         let index_conn = open_index(dir, &conn)?;
@@ -857,6 +860,11 @@ fn micros(time: &DateTime<Utc>) -> i64 {
 /// Ids are stored as their 16 bytes, big-endian, so byte order is time order.
 fn id_bytes(id: EventId) -> [u8; 16] {
     id.0.to_be_bytes()
+}
+
+/// A stored event that does not decode, as the error of the row holding it.
+fn undecodable(e: codec::Undecodable) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, Box::new(e))
 }
 
 fn from_micros(us: i64) -> DateTime<Utc> {

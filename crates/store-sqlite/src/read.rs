@@ -9,19 +9,18 @@ use glassbox_store::{Chain, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
+use super::codec::{self, Stored};
 use super::indexer::{SPAN_MILLIS_MAX, SPAN_TABLES};
 use super::{from_micros, id_bytes};
 
-const EVENT_COLUMNS: &str = "e.id, e.received_at, e.time, e.source, e.type, e.subject, e.correlationid,
-    e.causationid, e.hop, e.traceparent, e.device, e.feature, e.datasubject, e.tenant, e.originid,
-    e.datacontenttype, e.dataschema, e.extensions, e.data_kind, e.data, e.via, n.name";
+const EVENT_COLUMNS: &str = "e.id, e.received_at, e.event, n.name";
 
 const EVENT_FROM: &str = "events e LEFT JOIN nodes n ON n.id = e.node";
 
 /// Stored JSON data, or, for a record no reader could parse back (stored
 /// before ingest checked it), a note of what it is: never an error that
 /// would fail the whole read.
-fn json_data(bytes: Vec<u8>) -> Data {
+pub(super) fn json_data(bytes: Vec<u8>) -> Data {
     let size = bytes.len();
     let error = match String::from_utf8(bytes) {
         Ok(text) => match Data::json_text(&text) {
@@ -34,43 +33,18 @@ fn json_data(bytes: Vec<u8>) -> Data {
     serde_json::value::to_raw_value(&note).map_or(Data::None, Data::Json)
 }
 
+/// A row of [`EVENT_COLUMNS`]: the event, with its `received` state.
 fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
-    let data = match row.get::<_, i64>(18)? {
-        1 => json_data(row.get(19)?),
-        2 => Data::Binary(row.get(19)?),
-        _ => Data::None,
-    };
-    let extensions = match row.get::<_, Option<String>>(17)? {
-        Some(json) => serde_json::from_str(&json).map_err(|e| conversion(17, e))?,
-        None => Default::default(),
-    };
+    let received_at: i64 = row.get(1)?;
+    let Stored { event, via } =
+        codec::decode(id, received_at, row.get_ref(2)?.as_blob()?).map_err(|e| conversion(2, e))?;
     let received = StateRecord {
         state: State::Received,
-        at: from_micros(row.get(1)?),
+        at: from_micros(received_at),
         target: None,
-        detail: row.get(20)?,
-        node: row.get(21)?,
-    };
-    let event = Event {
-        id,
-        time: from_micros(row.get(2)?),
-        source: row.get(3)?,
-        ty: row.get(4)?,
-        subject: row.get(5)?,
-        correlationid: row.get(6)?,
-        causationid: row.get(7)?,
-        hop: row.get(8)?,
-        traceparent: row.get(9)?,
-        device: row.get(10)?,
-        feature: row.get(11)?,
-        datasubject: row.get(12)?,
-        tenant: row.get(13)?,
-        originid: row.get(14)?,
-        datacontenttype: row.get(15)?,
-        dataschema: row.get(16)?,
-        extensions,
-        data,
+        detail: via,
+        node: row.get(3)?,
     };
     Ok(RecordedEvent { event, states: vec![received] })
 }
@@ -155,11 +129,13 @@ pub(super) fn lineage(conn: &Connection, id: &str) -> rusqlite::Result<Option<Li
     let Ok(id) = id.parse::<EventId>() else {
         return Ok(None);
     };
-    conn.prepare_cached("SELECT correlationid, hop, traceparent FROM events WHERE id = ?1")?
-        .query_row([&id_bytes(id)[..]], |r| {
-            Ok(Lineage { correlationid: r.get(0)?, hop: r.get(1)?, traceparent: r.get(2)? })
-        })
-        .optional()
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id = ?1");
+    let row = conn.prepare_cached(&sql)?.query_row([&id_bytes(id)[..]], event_row).optional()?;
+    Ok(row.map(|RecordedEvent { event, .. }| Lineage {
+        correlationid: event.correlationid,
+        hop: event.hop,
+        traceparent: event.traceparent,
+    }))
 }
 
 /// The id of a chain's first event, if `correlationid` can be one. The
@@ -182,12 +158,10 @@ pub(super) fn chain(conn: &Connection, correlationid: &str, limit: usize) -> rus
     let root = chain_root(correlationid);
     let first = match root {
         Some(id) => conn
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events e LEFT JOIN nodes n ON n.id = e.node
-                 WHERE e.id = ?1 AND e.correlationid = ?2"
-            ))?
-            .query_row((&id_bytes(id)[..], correlationid), event_row)
-            .optional()?,
+            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.id = ?1"))?
+            .query_row([&id_bytes(id)[..]], event_row)
+            .optional()?
+            .filter(|first| first.event.correlationid == correlationid),
         None => None,
     };
     let sql = format!(
@@ -223,23 +197,20 @@ pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<Option<EventId>, Stor
 /// The newest-first page. Ids are time-ordered, so time bounds and the
 /// cursor are id bounds. One key filter (correlation, device, source or
 /// type, in that order of selectivity) drives the scan through its index
-/// table; the others are checked on the event rows.
+/// table; the others are checked on the decoded events.
 pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) -> rusqlite::Result<Page> {
     let limit = q.page_size();
-    let mut filters = Filters::default();
+    let mut filters = Filters {
+        attributes: Attributes {
+            correlation: q.correlation.clone(),
+            device: q.device.clone(),
+            source: q.source.clone(),
+            ty: q.ty.clone(),
+        },
+        ..Default::default()
+    };
     let lower = q.since.map(first_id_at);
     let upper = [q.until.map(first_id_at), cursor].into_iter().flatten().min();
-    filters.text("e.correlationid = ?", &q.correlation);
-    filters.text("e.device = ?", &q.device);
-    filters.text("e.source = ?", &q.source);
-    match &q.ty {
-        Some(TypePattern::Exact(ty)) => filters.push("e.type = ?", Value::Text(ty.clone())),
-        Some(TypePattern::Prefix(p)) if !p.is_empty() => {
-            filters.push("e.type >= ?", Value::Text(p.clone()));
-            filters.push("e.type < ?", Value::Text(format!("{p}{}", char::MAX)));
-        }
-        _ => {}
-    }
     match q.state {
         None | Some(State::Received) => {}
         Some(State::InTransit) => filters.push(
@@ -302,25 +273,35 @@ fn page(conn: &Connection, mut rows: Vec<RecordedEvent>, limit: usize) -> rusqli
 }
 
 /// Up to `limit` rows from `from` matching `filters`, newest first.
-/// Ordering by the driving table's id lets SQLite walk its index backwards.
+/// Ordering by the driving table's id lets SQLite walk its index backwards;
+/// the walk stops at the `limit`th event whose attributes match.
 fn page_rows(
     conn: &Connection,
     from: &str,
     order: &str,
-    mut filters: Filters,
+    filters: Filters,
     limit: usize,
 ) -> rusqlite::Result<Vec<RecordedEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM {from} LEFT JOIN nodes n ON n.id = e.node
-         WHERE {} ORDER BY {order} DESC LIMIT ?",
+         WHERE {} ORDER BY {order} DESC",
         filters.clause().replace("e.id", order)
     );
-    filters.values.push(Value::Integer(limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(filters.values), event_row)?.collect();
+    let mut rows = Vec::new();
+    let mut walk = stmt.query(params_from_iter(&filters.values))?;
+    while rows.len() < limit
+        && let Some(row) = walk.next()?
+    {
+        let row = event_row(row)?;
+        if filters.attributes.matches(&row.event) {
+            rows.push(row);
+        }
+    }
+    drop(walk);
     #[cfg(test)]
     tests::VM_STEPS.with(|n| n.set(n.get() + stmt.reset_status(rusqlite::StatementStatus::VmStep) as u64));
-    rows
+    Ok(rows)
 }
 
 /// Above every id: blobs compare byte by byte, then the longer is greater.
@@ -405,10 +386,33 @@ fn drive(q: &EventQuery) -> Drive<'_> {
     Drive::Scan
 }
 
+/// What a page scan asks of its rows: SQL clauses on the id and the
+/// states, and attributes checked on each decoded event.
 #[derive(Default, Clone)]
 struct Filters {
     clauses: Vec<&'static str>,
     values: Vec<Value>,
+    attributes: Attributes,
+}
+
+/// The query's attribute filters: the encoded event (decision 0034) is
+/// checked once decoded, not by SQL.
+#[derive(Default, Clone)]
+struct Attributes {
+    correlation: Option<String>,
+    device: Option<String>,
+    source: Option<String>,
+    ty: Option<TypePattern>,
+}
+
+impl Attributes {
+    fn matches(&self, event: &Event) -> bool {
+        let equal = |wanted: &Option<String>, value: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == value);
+        equal(&self.correlation, Some(&event.correlationid))
+            && equal(&self.device, event.device.as_deref())
+            && equal(&self.source, Some(&event.source))
+            && self.ty.as_ref().is_none_or(|ty| ty.matches(&event.ty))
+    }
 }
 
 impl Filters {
@@ -417,15 +421,10 @@ impl Filters {
         self.values.push(value);
     }
 
-    fn text(&mut self, clause: &'static str, value: &Option<String>) {
-        if let Some(value) = value {
-            self.push(clause, Value::Text(value.clone()));
-        }
-    }
-
     fn extend(&mut self, other: &Filters) {
         self.clauses.extend(&other.clauses);
         self.values.extend(other.values.iter().cloned());
+        self.attributes = other.attributes.clone();
     }
 
     fn clause(&self) -> String {

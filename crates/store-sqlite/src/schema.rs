@@ -206,6 +206,21 @@ pub const RECORDER: &[&str] = &[
         SELECT event, rowid, at, state, target, detail, node, in_transit_since FROM transitions ORDER BY event, rowid;
     DROP TABLE transitions;
     ALTER TABLE transitions_by_event RENAME TO transitions;",
+    // 15: an event is its id, receive time, node and one encoded value
+    // (codec.rs, decision 0034). The rows of the 22 columns before are
+    // moved by `upgrade::encode_events` at open, in chunks, then dropped.
+    "ALTER TABLE events RENAME TO events_by_column;
+    DROP INDEX events_origin;
+    CREATE TABLE events (
+        id BLOB PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        node INTEGER,
+        -- The de-duplication key of an event that has a producer's id.
+        origin_source TEXT,
+        originid TEXT,
+        event BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX events_origin ON events(origin_source, originid) WHERE originid IS NOT NULL;",
 ];
 
 /// `recorder-index.db`: secondary indexes, derived from `recorder.db` and

@@ -14,21 +14,22 @@
 //! never holds ingest up for longer than one chunk.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{Data, EventId, RecentIds, first_id_at};
+use glassbox_core::{EventId, first_id_at};
 use glassbox_store::{Appended, Device, Ingress, SYNC_WITHIN, StoreError, Transition};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::codec;
 use super::devices::{self, DeviceOp};
-use super::indexer::{IndexCommand, KeyRow};
+use super::indexer::{IndexCommand, KEY_COLUMNS, KeyRow};
 use super::syncer::Deferred;
-use super::{RecorderSettings, Shared, id_bytes, micros};
+use super::{RecorderSettings, Shared, id_bytes, micros, undecodable};
 
 pub(super) enum Command {
     Append {
@@ -111,42 +112,48 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// which only orders. Bounded at [`RECENT_MAX`], oldest forgotten first (a
 /// forgotten event is looked up), and emptied when retention deletes an
 /// event as new as its oldest.
+///
+/// Kept in id order: ids are minted in time order and reach the writer
+/// nearly so, which makes noting one a push at the back (a hash set paid a
+/// probe for each insert and another for each eviction, cold in a table of
+/// this size), and a look-up a binary search whose first steps stay cached.
+#[derive(Default)]
 struct Recent {
-    last_seq: RecentIds<i64>,
-    /// The oldest id noted since it was last emptied.
-    oldest: Option<EventId>,
+    last_seq: VecDeque<(EventId, i64)>,
 }
 
 const RECENT_MAX: usize = 65_536;
 
-impl Default for Recent {
-    fn default() -> Self {
-        Self { last_seq: RecentIds::new(RECENT_MAX), oldest: None }
-    }
-}
-
 impl Recent {
     fn note(&mut self, id: EventId) {
-        if self.last_seq.insert(id, 0) {
-            self.oldest = Some(self.oldest.map_or(id, |oldest| oldest.min(id)));
+        match self.last_seq.back() {
+            Some((newest, _)) if *newest >= id => {
+                if let Err(at) = self.last_seq.binary_search_by_key(&id, |(id, _)| *id) {
+                    self.last_seq.insert(at, (id, 0));
+                }
+            }
+            _ => self.last_seq.push_back((id, 0)),
+        }
+        if self.last_seq.len() > RECENT_MAX {
+            self.last_seq.pop_front();
         }
     }
 
     /// The `seq` of a state of `event` recorded now, if the event is here.
     fn next_seq(&mut self, event: EventId) -> Option<i64> {
-        let last = self.last_seq.get_mut(&event)?;
+        let at = self.last_seq.binary_search_by_key(&event, |(id, _)| *id).ok()?;
+        let last = &mut self.last_seq[at].1;
         *last += 1;
         Some(*last)
     }
 
     fn clear(&mut self) {
         self.last_seq.clear();
-        self.oldest = None;
     }
 
     /// Retention deleted every event up to `newest`.
     fn expired(&mut self, newest: EventId) {
-        if self.oldest.is_some_and(|oldest| oldest <= newest) {
+        if self.last_seq.front().is_some_and(|(oldest, _)| *oldest <= newest) {
             self.clear();
         }
     }
@@ -361,10 +368,8 @@ fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Resul
         .optional()?;
     let upper = chunk_end.map_or(cutoff.clone(), |end| end.min(cutoff));
     let keys = tx
-        .prepare("SELECT id, correlationid, device, type, source FROM events WHERE id < ?1")?
-        .query_map([&upper], |r| {
-            Ok(KeyRow { id: r.get(0)?, correlationid: r.get(1)?, device: r.get(2)?, ty: r.get(3)?, source: r.get(4)? })
-        })?
+        .prepare(&format!("SELECT {KEY_COLUMNS} FROM events WHERE id < ?1"))?
+        .query_map([&upper], |r| KeyRow::read(r).map(|(key, _)| key))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.execute("DELETE FROM transitions WHERE event < ?1", [&upper])?;
     tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
@@ -450,12 +455,12 @@ struct Apply<'tx> {
     /// The audit log's last `seq` and hash, read once the batch holds a change.
     audit_head: Option<(u64, glassbox_audit::Hash)>,
     recent: &'tx mut Recent,
+    /// The event being inserted, encoded (reused from row to row).
+    encoded: Vec<u8>,
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (id, received_at, time, source, type, subject, correlationid,
-    causationid, hop, traceparent, device, feature, datasubject, tenant, originid, datacontenttype,
-    dataschema, extensions, data_kind, data, via, node)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, received_at, node, origin_source, originid, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 impl<'tx> Apply<'tx> {
     fn new(
@@ -468,8 +473,8 @@ impl<'tx> Apply<'tx> {
             tx,
             insert: tx.prepare_cached(INSERT_EVENT)?,
             find_duplicate: tx.prepare_cached(
-                "SELECT id, correlationid FROM events WHERE source = ?1 AND originid = ?2 AND received_at >= ?3
-                 ORDER BY id DESC LIMIT 1",
+                "SELECT id, received_at, event FROM events WHERE origin_source = ?1 AND originid = ?2
+                 AND received_at >= ?3 ORDER BY id DESC LIMIT 1",
             )?,
             exists: tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?,
             insert_transition: tx.prepare_cached(
@@ -487,6 +492,7 @@ impl<'tx> Apply<'tx> {
             seen: HashMap::new(),
             audit_head: None,
             recent,
+            encoded: Vec::new(),
         })
     }
 
@@ -517,38 +523,17 @@ impl<'tx> Apply<'tx> {
         {
             return Ok(first);
         }
-        let (data_kind, data): (i64, Option<&[u8]>) = match &event.data {
-            Data::None => (0, None),
-            Data::Json(raw) => (1, Some(raw.get().as_bytes())),
-            Data::Binary(bytes) => (2, Some(bytes.as_slice())),
-        };
-        let extensions = match event.extensions.is_empty() {
-            true => None,
-            false => serde_json::to_string(&event.extensions).ok(),
-        };
+        let received_at = micros(&ingress.received_at());
+        self.encoded.clear();
+        codec::encode(event, received_at, ingress.via(), &mut self.encoded);
+        let origin = origin_key.as_ref().map(|(source, origin)| (source.as_str(), origin.as_str()));
         self.insert.execute(params![
             &id_bytes(event.id)[..],
-            micros(&ingress.received_at()),
-            micros(&event.time),
-            event.source,
-            event.ty,
-            event.subject,
-            event.correlationid,
-            event.causationid,
-            event.hop,
-            event.traceparent,
-            event.device,
-            event.feature,
-            event.datasubject,
-            event.tenant,
-            event.originid,
-            event.datacontenttype,
-            event.dataschema,
-            extensions,
-            data_kind,
-            data,
-            ingress.via(),
+            received_at,
             self.node,
+            origin.map(|o| o.0),
+            origin.map(|o| o.1),
+            &self.encoded[..],
         ])?;
         // Before any state of it can be recorded, in this batch or later.
         self.recent.note(event.id);
@@ -574,8 +559,9 @@ impl<'tx> Apply<'tx> {
         let window_start = micros(&(now - self.dedup_window));
         self.find_duplicate
             .query_row(params![key.0, key.1, window_start], |row| {
-                let id: [u8; 16] = row.get(0)?;
-                Ok(Appended { id: EventId::from_bytes(id), correlationid: row.get(1)?, duplicate: true })
+                let id = EventId::from_bytes(row.get(0)?);
+                let stored = codec::decode(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(undecodable)?;
+                Ok(Appended { id, correlationid: stored.event.correlationid, duplicate: true })
             })
             .optional()
     }
@@ -603,5 +589,32 @@ impl<'tx> Apply<'tx> {
             }?;
         }
         Ok(unknown.map_or(Ok(()), |id| Err(StoreError::UnknownEvent(id))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glassbox_core::IdMinter;
+
+    use super::{RECENT_MAX, Recent};
+
+    #[test]
+    fn recent_events_are_found_in_any_order_they_arrive_and_stay_bounded() {
+        let minter = IdMinter::new();
+        let ids: Vec<_> = (0..RECENT_MAX + 3).map(|_| minter.mint()).collect();
+        let mut recent = Recent::default();
+        // Minted concurrently, an id can reach the writer after a newer one.
+        for pair in ids.chunks(2) {
+            pair.iter().rev().for_each(|id| recent.note(*id));
+        }
+        recent.note(ids[10]);
+        assert_eq!(recent.last_seq.len(), RECENT_MAX);
+        assert!(recent.last_seq.iter().zip(recent.last_seq.iter().skip(1)).all(|(a, b)| a.0 < b.0), "in id order");
+        assert_eq!(recent.next_seq(ids[0]), None, "the oldest are forgotten");
+        assert_eq!((recent.next_seq(ids[RECENT_MAX]), recent.next_seq(ids[RECENT_MAX])), (Some(1), Some(2)));
+        recent.expired(ids[2]);
+        assert_eq!(recent.next_seq(ids[RECENT_MAX + 1]), Some(1), "retention deleted only forgotten events");
+        recent.expired(ids[3]);
+        assert_eq!(recent.next_seq(ids[RECENT_MAX + 1]), None, "retention reached the oldest here: emptied");
     }
 }

@@ -1,0 +1,430 @@
+//! An event's stored form: one compact blob per `events` row (decision 0034).
+//!
+//! What a row's other columns hold (the id, `received_at`, the node) and
+//! what follows from them is not written again: a chain's first event has
+//! the id as its correlation id, an origin's trace context is minted from
+//! the id, and most events' `time` is their receive time. A device message
+//! with a 64-byte payload is then 135 bytes (its source, type, subject,
+//! content type, via and payload) instead of the 270 that 22 columns took,
+//! in one value SQLite copies instead of 22 it binds and encodes.
+//!
+//! Layout (version 1): the version byte, a varint of [`Flags`], then in this
+//! order the time's offset from `received_at` (zigzag varint, unless
+//! `TIME_IS_RECEIVED`), source, type, hop (varint), the correlation id
+//! (unless `CORRELATION_IS_ID`), the trace context (25 bytes with
+//! `TRACE_BINARY`, text with `TRACE_TEXT`, nothing otherwise), `via`, each
+//! present optional attribute in [`optionals`]' order, the extensions, the
+//! data's kind byte and the data itself to the end. Strings are a varint
+//! length and UTF-8 bytes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use glassbox_core::{Data, Event, EventId, TraceParent};
+
+const VERSION: u8 = 1;
+
+/// What the encoding leaves out or how it writes a field.
+struct Flags;
+
+impl Flags {
+    const TIME_IS_RECEIVED: u64 = 1;
+    const CORRELATION_IS_ID: u64 = 1 << 1;
+    /// The trace context a chain's origin gets (`TraceParent::for_origin`).
+    const TRACE_OF_ORIGIN: u64 = 1 << 2;
+    /// A canonical version-00 trace context, as its 25 bytes.
+    const TRACE_BINARY: u64 = 1 << 3;
+    /// Any other trace context, as the producer wrote it.
+    const TRACE_TEXT: u64 = 1 << 4;
+    /// The first presence bit (of `via`, the [`optionals`], the extensions).
+    const OPTIONAL_SHIFT: u32 = 5;
+}
+
+/// The optional text attributes, in the order they are written, after
+/// `via` and before the extensions (as JSON text). A device message's come
+/// first, so its flags fit in two bytes.
+fn optionals(e: &Event) -> [&Option<String>; 9] {
+    [
+        &e.subject,
+        &e.datacontenttype,
+        &e.device,
+        &e.causationid,
+        &e.feature,
+        &e.datasubject,
+        &e.tenant,
+        &e.originid,
+        &e.dataschema,
+    ]
+}
+
+fn optionals_mut(e: &mut Event) -> [&mut Option<String>; 9] {
+    [
+        &mut e.subject,
+        &mut e.datacontenttype,
+        &mut e.device,
+        &mut e.causationid,
+        &mut e.feature,
+        &mut e.datasubject,
+        &mut e.tenant,
+        &mut e.originid,
+        &mut e.dataschema,
+    ]
+}
+
+/// Presence bits, counted from [`Flags::OPTIONAL_SHIFT`]: `via`, then
+/// [`optionals`], then the extensions.
+const VIA_BIT: u32 = 0;
+const FIRST_OPTIONAL_BIT: u32 = 1;
+const EXTENSIONS_BIT: u32 = 10;
+
+const DATA_NONE: u8 = 0;
+const DATA_JSON: u8 = 1;
+const DATA_BINARY: u8 = 2;
+
+/// A stored event that does not decode: written by a newer build, or damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("stored event {id} does not decode: {reason}")]
+pub struct Undecodable {
+    pub id: EventId,
+    pub reason: String,
+}
+
+/// A decoded row: the event and the ingress (`via`) of its `received` state.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub event: Event,
+    pub via: Option<String>,
+}
+
+/// Appends `event`'s stored form to `out`.
+pub(crate) fn encode(event: &Event, received_at: i64, via: Option<&str>, out: &mut Vec<u8>) {
+    let time = event.time.timestamp_micros();
+    let mut flags = 0;
+    if time == received_at {
+        flags |= Flags::TIME_IS_RECEIVED;
+    }
+    if is_id_text(&event.correlationid, event.id) {
+        flags |= Flags::CORRELATION_IS_ID;
+    }
+    let trace = event.traceparent.as_deref().map(|text| (text, canonical_trace(text)));
+    flags |= match trace {
+        None => 0,
+        Some((_, Some(parsed))) if parsed == TraceParent::for_origin(event.id) => Flags::TRACE_OF_ORIGIN,
+        Some((_, Some(_))) => Flags::TRACE_BINARY,
+        Some((_, None)) => Flags::TRACE_TEXT,
+    };
+    let extensions = (!event.extensions.is_empty()).then(|| serde_json::to_string(&event.extensions).ok()).flatten();
+    let present =
+        [via.is_some()].into_iter().chain(optionals(event).map(Option::is_some)).chain([extensions.is_some()]);
+    for (bit, present) in present.enumerate() {
+        if present {
+            flags |= 1 << (Flags::OPTIONAL_SHIFT + bit as u32);
+        }
+    }
+
+    out.push(VERSION);
+    put_varint(out, flags);
+    if flags & Flags::TIME_IS_RECEIVED == 0 {
+        put_varint(out, zigzag(time.wrapping_sub(received_at)));
+    }
+    put_str(out, &event.source);
+    put_str(out, &event.ty);
+    put_varint(out, u64::from(event.hop));
+    if flags & Flags::CORRELATION_IS_ID == 0 {
+        put_str(out, &event.correlationid);
+    }
+    match trace {
+        Some((_, Some(parsed))) if flags & Flags::TRACE_BINARY != 0 => {
+            out.extend_from_slice(&parsed.trace_id.to_be_bytes());
+            out.extend_from_slice(&parsed.parent_id.to_be_bytes());
+            out.push(parsed.flags);
+        }
+        Some((text, None)) => put_str(out, text),
+        _ => {}
+    }
+    for value in [via].into_iter().chain(optionals(event).map(Option::as_deref)).flatten() {
+        put_str(out, value);
+    }
+    if let Some(extensions) = &extensions {
+        put_str(out, extensions);
+    }
+    match &event.data {
+        Data::None => out.push(DATA_NONE),
+        Data::Json(raw) => {
+            out.push(DATA_JSON);
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        Data::Binary(bytes) => {
+            out.push(DATA_BINARY);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// The event stored as `bytes` in the row of `id`.
+pub(crate) fn decode(id: EventId, received_at: i64, bytes: &[u8]) -> Result<Stored, Undecodable> {
+    let undecodable = |reason: &str| Undecodable { id, reason: reason.to_string() };
+    let mut r = Reader { bytes, at: 0 };
+    match r.byte().ok_or_else(|| undecodable("empty"))? {
+        VERSION => {}
+        v => return Err(undecodable(&format!("format version {v} is newer than this build's {VERSION}"))),
+    }
+    let truncated = || undecodable("truncated");
+    let flags = r.varint().ok_or_else(truncated)?;
+    let time = match flags & Flags::TIME_IS_RECEIVED {
+        0 => received_at.wrapping_add(unzigzag(r.varint().ok_or_else(truncated)?)),
+        _ => received_at,
+    };
+    let source = r.string().ok_or_else(truncated)?;
+    let ty = r.string().ok_or_else(truncated)?;
+    let hop = u32::try_from(r.varint().ok_or_else(truncated)?).map_err(|_| undecodable("hop out of range"))?;
+    let correlationid = match flags & Flags::CORRELATION_IS_ID {
+        0 => r.string().ok_or_else(truncated)?,
+        _ => id.to_string(),
+    };
+    let traceparent = if flags & Flags::TRACE_OF_ORIGIN != 0 {
+        Some(TraceParent::for_origin(id).to_string())
+    } else if flags & Flags::TRACE_BINARY != 0 {
+        let raw = r.take(25).ok_or_else(truncated)?;
+        let trace_id = u128::from_be_bytes(raw[..16].try_into().expect("16 bytes"));
+        let parent_id = u64::from_be_bytes(raw[16..24].try_into().expect("8 bytes"));
+        Some(TraceParent { trace_id, parent_id, flags: raw[24] }.to_string())
+    } else if flags & Flags::TRACE_TEXT != 0 {
+        Some(r.string().ok_or_else(truncated)?)
+    } else {
+        None
+    };
+    let mut event = Event {
+        id,
+        source,
+        ty,
+        subject: None,
+        time: DateTime::<Utc>::from_timestamp_micros(time).unwrap_or_default(),
+        datacontenttype: None,
+        dataschema: None,
+        correlationid,
+        causationid: None,
+        hop,
+        traceparent,
+        device: None,
+        feature: None,
+        datasubject: None,
+        tenant: None,
+        originid: None,
+        extensions: BTreeMap::new(),
+        data: Data::None,
+    };
+    let present = |bit: u32| flags & (1 << (Flags::OPTIONAL_SHIFT + bit)) != 0;
+    let via = match present(VIA_BIT) {
+        true => Some(r.string().ok_or_else(truncated)?),
+        false => None,
+    };
+    for (bit, field) in (FIRST_OPTIONAL_BIT..).zip(optionals_mut(&mut event)) {
+        if present(bit) {
+            *field = Some(r.string().ok_or_else(truncated)?);
+        }
+    }
+    if present(EXTENSIONS_BIT) {
+        let json = r.string().ok_or_else(truncated)?;
+        event.extensions = serde_json::from_str(&json).map_err(|e| undecodable(&format!("extensions: {e}")))?;
+    }
+    event.data = match r.byte().ok_or_else(truncated)? {
+        DATA_NONE => Data::None,
+        DATA_JSON => super::read::json_data(r.rest().to_vec()),
+        DATA_BINARY => Data::Binary(r.rest().to_vec()),
+        kind => return Err(undecodable(&format!("unknown data kind {kind}"))),
+    };
+    Ok(Stored { event, via })
+}
+
+/// Whether `text` is `id` as `Display` writes it, so the id gives it back.
+fn is_id_text(text: &str, id: EventId) -> bool {
+    let mut buf = [0; 26];
+    text.len() == buf.len() && text == id.array_to_str(&mut buf)
+}
+
+/// A version-00 trace context in the form `TraceParent`'s `Display` writes
+/// (lowercase hex), so its 25 bytes give the same text back.
+fn canonical_trace(text: &str) -> Option<TraceParent> {
+    let b = text.as_bytes();
+    let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    if !lower_hex(&b[3..35]) || !lower_hex(&b[36..52]) || !lower_hex(&b[53..]) {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id: u128::from_str_radix(&text[3..35], 16).ok()?,
+        parent_id: u64::from_str_radix(&text[36..52], 16).ok()?,
+        flags: u8::from_str_radix(&text[53..], 16).ok()?,
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, value: &str) {
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(len)?;
+        let slice = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(slice)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.bytes[self.at..];
+        self.at = self.bytes.len();
+        rest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use glassbox_core::{IdMinter, TraceParent};
+    use glassbox_testkit::events::event;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    fn round_trip(event: &Event, received_at: i64, via: Option<&str>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode(event, received_at, via, &mut bytes);
+        let stored = decode(event.id, received_at, &bytes).unwrap();
+        assert_eq!(&stored.event, event);
+        assert_eq!(stored.via.as_deref(), via);
+        bytes
+    }
+
+    /// A device message as the gateway records it: everything the row's id
+    /// and receive time give is left out.
+    #[test]
+    fn a_chains_first_event_stores_what_its_id_and_receive_time_do_not_give() {
+        let minter = IdMinter::new();
+        let mut message = event(&minter, "mqtt/bench-1", "device.message", None);
+        message.subject = Some("bench/a".into());
+        message.datacontenttype = Some("application/octet-stream".into());
+        message.data = Data::Binary(vec![7; 64]);
+        let received_at = message.time.timestamp_micros();
+        assert_eq!(message.correlationid, message.id.to_string());
+        assert_eq!(message.traceparent, Some(TraceParent::for_origin(message.id).to_string()));
+        let bytes = round_trip(&message, received_at, Some("mqtt"));
+        // Version, flags (2), source, type, hop, subject, content type, via, kind, data.
+        assert_eq!(bytes.len(), 1 + 2 + 13 + 15 + 1 + 8 + 25 + 5 + 1 + 64);
+    }
+
+    #[test]
+    fn every_attribute_round_trips() {
+        let minter = IdMinter::new();
+        let parent = minter.mint();
+        let mut full = event(&minter, "s", "t", Some("d1"));
+        full.subject = Some("topic/1".into());
+        full.time = DateTime::from_timestamp_micros(full.time.timestamp_micros() - 5_000_000).unwrap();
+        full.correlationid = "chain-7".into();
+        full.causationid = Some(parent.to_string());
+        full.hop = 70_000;
+        full.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        full.feature = Some("f".into());
+        full.datasubject = Some("person-1".into());
+        full.tenant = Some("acme".into());
+        full.originid = Some("o-1".into());
+        full.datacontenttype = Some("application/json".into());
+        full.dataschema = Some("https://example.com/schema".into());
+        full.extensions.insert("region".into(), serde_json::json!("eu"));
+        full.extensions.insert("nested".into(), serde_json::json!({"a": [1, 2]}));
+        full.data = Data::Json(RawValue::from_string(r#"{ "spaced" : 1 }"#.into()).unwrap());
+        let received_at = Utc::now().timestamp_micros();
+        round_trip(&full, received_at, Some("http"));
+        // The producer's time may also be after the receive time.
+        full.time = DateTime::from_timestamp_micros(received_at + 1).unwrap();
+        round_trip(&full, received_at, None);
+    }
+
+    /// Text the encoding could not give back byte for byte is kept as text.
+    #[test]
+    fn values_only_like_derived_ones_are_kept_as_written() {
+        let minter = IdMinter::new();
+        let mut odd = event(&minter, "s", "t", None);
+        odd.correlationid = odd.id.to_string().to_lowercase();
+        odd.traceparent = Some(TraceParent::for_origin(odd.id).to_string().to_uppercase());
+        odd.data = Data::None;
+        round_trip(&odd, 0, None);
+        odd.traceparent = Some(format!(" {}", TraceParent::for_origin(odd.id)));
+        round_trip(&odd, 0, None);
+        odd.traceparent = None;
+        odd.correlationid = String::new();
+        round_trip(&odd, i64::MIN, None);
+    }
+
+    /// Damaged or newer rows are an error naming the event, never a panic.
+    #[test]
+    fn a_damaged_row_does_not_decode() {
+        let minter = IdMinter::new();
+        let mut e = event(&minter, "source", "type", Some("device"));
+        e.correlationid = "chain".into();
+        e.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        e.data = Data::None;
+        let mut bytes = Vec::new();
+        encode(&e, 0, Some("via"), &mut bytes);
+        for len in 0..bytes.len() {
+            let error = decode(e.id, 0, &bytes[..len]).err().unwrap_or_else(|| panic!("{len} bytes decoded"));
+            assert!(error.to_string().contains(&e.id.to_string()), "{error}");
+        }
+        let mut newer = bytes.clone();
+        newer[0] = VERSION + 1;
+        assert!(decode(e.id, 0, &newer).unwrap_err().reason.contains("newer"));
+        let mut kind = bytes.clone();
+        *kind.last_mut().unwrap() = 9;
+        assert!(decode(e.id, 0, &kind).unwrap_err().reason.contains("data kind"));
+        let mut hop = vec![VERSION, (Flags::TIME_IS_RECEIVED | Flags::CORRELATION_IS_ID) as u8, 1, b's', 1, b't'];
+        put_varint(&mut hop, u64::MAX);
+        assert!(decode(e.id, 0, &hop).unwrap_err().reason.contains("hop"));
+    }
+}
