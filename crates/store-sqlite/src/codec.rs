@@ -77,9 +77,9 @@ const VIA_BIT: u32 = 0;
 const FIRST_OPTIONAL_BIT: u32 = 1;
 const EXTENSIONS_BIT: u32 = 10;
 
-const DATA_NONE: u8 = 0;
-const DATA_JSON: u8 = 1;
-const DATA_BINARY: u8 = 2;
+pub(crate) const DATA_NONE: u8 = 0;
+pub(crate) const DATA_JSON: u8 = 1;
+pub(crate) const DATA_BINARY: u8 = 2;
 
 /// A stored event that does not decode: written by a newer build, or damaged.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,25 @@ pub(crate) struct Stored {
 
 /// Appends `event`'s stored form to `out`.
 pub(crate) fn encode(event: &Event, received_at: i64, via: Option<&str>, out: &mut Vec<u8>) {
+    let extensions = (!event.extensions.is_empty()).then(|| serde_json::to_string(&event.extensions).ok()).flatten();
+    encode_attributes(event, extensions.as_deref(), received_at, via, out);
+    match &event.data {
+        Data::None => put_data(DATA_NONE, &[], out),
+        Data::Json(raw) => put_data(DATA_JSON, raw.get().as_bytes(), out),
+        Data::Binary(bytes) => put_data(DATA_BINARY, bytes, out),
+    }
+}
+
+/// Appends everything of `event` but its data, with `extensions` as the
+/// JSON text of its extensions (`event.extensions` is not read). The data
+/// follows with [`put_data`].
+pub(crate) fn encode_attributes(
+    event: &Event,
+    extensions: Option<&str>,
+    received_at: i64,
+    via: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     let time = event.time.timestamp_micros();
     let mut flags = 0;
     if time == received_at {
@@ -113,7 +132,6 @@ pub(crate) fn encode(event: &Event, received_at: i64, via: Option<&str>, out: &m
         Some((_, Some(_))) => Flags::TRACE_BINARY,
         Some((_, None)) => Flags::TRACE_TEXT,
     };
-    let extensions = (!event.extensions.is_empty()).then(|| serde_json::to_string(&event.extensions).ok()).flatten();
     let present =
         [via.is_some()].into_iter().chain(optionals(event).map(Option::is_some)).chain([extensions.is_some()]);
     for (bit, present) in present.enumerate() {
@@ -145,66 +163,140 @@ pub(crate) fn encode(event: &Event, received_at: i64, via: Option<&str>, out: &m
     for value in [via].into_iter().chain(optionals(event).map(Option::as_deref)).flatten() {
         put_str(out, value);
     }
-    if let Some(extensions) = &extensions {
+    if let Some(extensions) = extensions {
         put_str(out, extensions);
     }
-    match &event.data {
-        Data::None => out.push(DATA_NONE),
-        Data::Json(raw) => {
-            out.push(DATA_JSON);
-            out.extend_from_slice(raw.get().as_bytes());
-        }
-        Data::Binary(bytes) => {
-            out.push(DATA_BINARY);
-            out.extend_from_slice(bytes);
+}
+
+/// Appends the data: its kind ([`DATA_NONE`], [`DATA_JSON`] or
+/// [`DATA_BINARY`]) and its bytes, as they are (JSON is checked when read).
+pub(crate) fn put_data(kind: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(kind);
+    out.extend_from_slice(bytes);
+}
+
+/// The attributes a query filters on and the index keeps, borrowed from a
+/// stored event without decoding the rest.
+pub(crate) struct Keys<'a> {
+    pub source: &'a str,
+    pub ty: &'a str,
+    /// `None`: the event's own id (a chain's first event).
+    pub correlationid: Option<&'a str>,
+    pub device: Option<&'a str>,
+}
+
+impl Keys<'_> {
+    /// The correlation id, made from the event's id when it is that.
+    pub fn correlationid(&self, id: EventId) -> String {
+        self.correlationid.map_or_else(|| id.to_string(), str::to_string)
+    }
+
+    /// Whether the correlation id is `wanted`, without making it.
+    pub fn correlates(&self, id: EventId, wanted: &str) -> bool {
+        match self.correlationid {
+            Some(correlationid) => correlationid == wanted,
+            None => is_id_text(wanted, id),
         }
     }
 }
 
-/// The event stored as `bytes` in the row of `id`.
-pub(crate) fn decode(id: EventId, received_at: i64, bytes: &[u8]) -> Result<Stored, Undecodable> {
-    let undecodable = |reason: &str| Undecodable { id, reason: reason.to_string() };
-    let mut r = Reader { bytes, at: 0 };
-    match r.byte().ok_or_else(|| undecodable("empty"))? {
+/// The part every read decodes: up to the presence-flagged attributes.
+struct Head<'a> {
+    flags: u64,
+    time: i64,
+    source: &'a str,
+    ty: &'a str,
+    hop: u32,
+    correlationid: Option<&'a str>,
+    traceparent: Option<Trace<'a>>,
+}
+
+enum Trace<'a> {
+    Origin,
+    Binary(TraceParent),
+    Text(&'a str),
+}
+
+fn head<'a>(id: EventId, received_at: i64, r: &mut Reader<'a>) -> Result<Head<'a>, Undecodable> {
+    match r.byte().ok_or_else(|| undecodable(id, "empty"))? {
         VERSION => {}
-        v => return Err(undecodable(&format!("format version {v} is newer than this build's {VERSION}"))),
+        v => return Err(undecodable(id, &format!("format version {v} is newer than this build's {VERSION}"))),
     }
-    let truncated = || undecodable("truncated");
+    let truncated = || undecodable(id, "truncated");
     let flags = r.varint().ok_or_else(truncated)?;
+    let traces = flags & (Flags::TRACE_OF_ORIGIN | Flags::TRACE_BINARY | Flags::TRACE_TEXT);
+    if flags >> (Flags::OPTIONAL_SHIFT + EXTENSIONS_BIT + 1) != 0 || traces.count_ones() > 1 {
+        return Err(undecodable(id, &format!("flags {flags:#x} are not this format's")));
+    }
     let time = match flags & Flags::TIME_IS_RECEIVED {
         0 => received_at.wrapping_add(unzigzag(r.varint().ok_or_else(truncated)?)),
         _ => received_at,
     };
-    let source = r.string().ok_or_else(truncated)?;
-    let ty = r.string().ok_or_else(truncated)?;
-    let hop = u32::try_from(r.varint().ok_or_else(truncated)?).map_err(|_| undecodable("hop out of range"))?;
+    let source = r.str().ok_or_else(truncated)?;
+    let ty = r.str().ok_or_else(truncated)?;
+    let hop = u32::try_from(r.varint().ok_or_else(truncated)?).map_err(|_| undecodable(id, "hop out of range"))?;
     let correlationid = match flags & Flags::CORRELATION_IS_ID {
-        0 => r.string().ok_or_else(truncated)?,
-        _ => id.to_string(),
+        0 => Some(r.str().ok_or_else(truncated)?),
+        _ => None,
     };
-    let traceparent = if flags & Flags::TRACE_OF_ORIGIN != 0 {
-        Some(TraceParent::for_origin(id).to_string())
-    } else if flags & Flags::TRACE_BINARY != 0 {
-        let raw = r.take(25).ok_or_else(truncated)?;
-        let trace_id = u128::from_be_bytes(raw[..16].try_into().expect("16 bytes"));
-        let parent_id = u64::from_be_bytes(raw[16..24].try_into().expect("8 bytes"));
-        Some(TraceParent { trace_id, parent_id, flags: raw[24] }.to_string())
-    } else if flags & Flags::TRACE_TEXT != 0 {
-        Some(r.string().ok_or_else(truncated)?)
-    } else {
-        None
+    let traceparent = match traces {
+        0 => None,
+        Flags::TRACE_OF_ORIGIN => Some(Trace::Origin),
+        Flags::TRACE_BINARY => {
+            let raw = r.take(25).ok_or_else(truncated)?;
+            let trace_id = u128::from_be_bytes(raw[..16].try_into().expect("16 bytes"));
+            let parent_id = u64::from_be_bytes(raw[16..24].try_into().expect("8 bytes"));
+            Some(Trace::Binary(TraceParent { trace_id, parent_id, flags: raw[24] }))
+        }
+        _ => Some(Trace::Text(r.str().ok_or_else(truncated)?)),
     };
+    Ok(Head { flags, time, source, ty, hop, correlationid, traceparent })
+}
+
+fn present(flags: u64, bit: u32) -> bool {
+    flags & (1 << (Flags::OPTIONAL_SHIFT + bit)) != 0
+}
+
+/// The keys of the event stored as `bytes`: what a filter or the index
+/// reads, without the rest (no allocation, no data copied).
+pub(crate) fn keys(id: EventId, received_at: i64, bytes: &[u8]) -> Result<Keys<'_>, Undecodable> {
+    let mut r = Reader { bytes, at: 0 };
+    let head = head(id, received_at, &mut r)?;
+    let truncated = || undecodable(id, "truncated");
+    let mut device = None;
+    // `via`, then the optionals up to the device (the third).
+    for bit in VIA_BIT..=FIRST_OPTIONAL_BIT + 2 {
+        if present(head.flags, bit) {
+            let value = r.str().ok_or_else(truncated)?;
+            if bit == FIRST_OPTIONAL_BIT + 2 {
+                device = Some(value);
+            }
+        }
+    }
+    Ok(Keys { source: head.source, ty: head.ty, correlationid: head.correlationid, device })
+}
+
+/// The event stored as `bytes` in the row of `id`.
+pub(crate) fn decode(id: EventId, received_at: i64, bytes: &[u8]) -> Result<Stored, Undecodable> {
+    let mut r = Reader { bytes, at: 0 };
+    let head = head(id, received_at, &mut r)?;
+    let truncated = || undecodable(id, "truncated");
+    let traceparent = head.traceparent.map(|trace| match trace {
+        Trace::Origin => TraceParent::for_origin(id).to_string(),
+        Trace::Binary(parsed) => parsed.to_string(),
+        Trace::Text(text) => text.to_string(),
+    });
     let mut event = Event {
         id,
-        source,
-        ty,
+        source: head.source.to_string(),
+        ty: head.ty.to_string(),
         subject: None,
-        time: DateTime::<Utc>::from_timestamp_micros(time).unwrap_or_default(),
+        time: DateTime::<Utc>::from_timestamp_micros(head.time).unwrap_or_default(),
         datacontenttype: None,
         dataschema: None,
-        correlationid,
+        correlationid: head.correlationid.map_or_else(|| id.to_string(), str::to_string),
         causationid: None,
-        hop,
+        hop: head.hop,
         traceparent,
         device: None,
         feature: None,
@@ -214,27 +306,31 @@ pub(crate) fn decode(id: EventId, received_at: i64, bytes: &[u8]) -> Result<Stor
         extensions: BTreeMap::new(),
         data: Data::None,
     };
-    let present = |bit: u32| flags & (1 << (Flags::OPTIONAL_SHIFT + bit)) != 0;
-    let via = match present(VIA_BIT) {
-        true => Some(r.string().ok_or_else(truncated)?),
+    let via = match present(head.flags, VIA_BIT) {
+        true => Some(r.str().ok_or_else(truncated)?.to_string()),
         false => None,
     };
     for (bit, field) in (FIRST_OPTIONAL_BIT..).zip(optionals_mut(&mut event)) {
-        if present(bit) {
-            *field = Some(r.string().ok_or_else(truncated)?);
+        if present(head.flags, bit) {
+            *field = Some(r.str().ok_or_else(truncated)?.to_string());
         }
     }
-    if present(EXTENSIONS_BIT) {
-        let json = r.string().ok_or_else(truncated)?;
-        event.extensions = serde_json::from_str(&json).map_err(|e| undecodable(&format!("extensions: {e}")))?;
+    if present(head.flags, EXTENSIONS_BIT) {
+        let json = r.str().ok_or_else(truncated)?;
+        event.extensions = serde_json::from_str(json).map_err(|e| undecodable(id, &format!("extensions: {e}")))?;
     }
     event.data = match r.byte().ok_or_else(truncated)? {
-        DATA_NONE => Data::None,
+        DATA_NONE if r.rest().is_empty() => Data::None,
+        DATA_NONE => return Err(undecodable(id, "bytes after the end")),
         DATA_JSON => super::read::json_data(r.rest().to_vec()),
         DATA_BINARY => Data::Binary(r.rest().to_vec()),
-        kind => return Err(undecodable(&format!("unknown data kind {kind}"))),
+        kind => return Err(undecodable(id, &format!("unknown data kind {kind}"))),
     };
     Ok(Stored { event, via })
+}
+
+fn undecodable(id: EventId, reason: &str) -> Undecodable {
+    Undecodable { id, reason: reason.to_string() }
 }
 
 /// Whether `text` is `id` as `Display` writes it, so the id gives it back.
@@ -313,9 +409,9 @@ impl<'a> Reader<'a> {
         Some(slice)
     }
 
-    fn string(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let len = usize::try_from(self.varint()?).ok()?;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
+        std::str::from_utf8(self.take(len)?).ok()
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -426,5 +522,37 @@ mod tests {
         let mut hop = vec![VERSION, (Flags::TIME_IS_RECEIVED | Flags::CORRELATION_IS_ID) as u8, 1, b's', 1, b't'];
         put_varint(&mut hop, u64::MAX);
         assert!(decode(e.id, 0, &hop).unwrap_err().reason.contains("hop"));
+        // What this version never writes: more bytes, flags or trace contexts.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(e.id, 0, &longer).unwrap_err().reason.contains("after the end"));
+        for flags in [1 << 16, Flags::TRACE_OF_ORIGIN | Flags::TRACE_TEXT] {
+            let mut odd = vec![VERSION];
+            put_varint(&mut odd, flags);
+            assert!(decode(e.id, 0, &odd).unwrap_err().reason.contains("not this format's"), "{flags:#x}");
+        }
+    }
+
+    /// What filters and the index read, without decoding the rest, agrees
+    /// with the whole event.
+    #[test]
+    fn keys_read_alone_agree_with_the_event() {
+        let minter = IdMinter::new();
+        let mut chained = event(&minter, "mqtt/d1", "device.message", Some("d1"));
+        chained.correlationid = "chain-1".into();
+        chained.subject = Some("t/1".into());
+        chained.datacontenttype = Some("text/plain".into());
+        let origin = event(&minter, "api", "order.created", None);
+        for (e, via) in [(&chained, Some("mqtt")), (&origin, None)] {
+            let mut bytes = Vec::new();
+            encode(e, 0, via, &mut bytes);
+            let keys = keys(e.id, 0, &bytes).unwrap();
+            assert_eq!((keys.source, keys.ty, keys.device), (e.source.as_str(), e.ty.as_str(), e.device.as_deref()));
+            assert_eq!(keys.correlationid(e.id), e.correlationid);
+            assert!(keys.correlates(e.id, &e.correlationid) && !keys.correlates(e.id, "chain-2"));
+        }
+        let mut bytes = Vec::new();
+        encode(&origin, 0, None, &mut bytes);
+        assert!(keys(origin.id, 0, &bytes).unwrap().correlationid.is_none(), "a chain's first: its id, not text");
     }
 }

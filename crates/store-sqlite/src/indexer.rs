@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
-use glassbox_core::{Event, EventId, RecordedEvent, first_id_at};
+use glassbox_core::{EventId, RecordedEvent, first_id_at};
 use rusqlite::{CachedStatement, Connection, Transaction, params};
 use tokio::sync::mpsc;
 
@@ -64,14 +64,25 @@ pub(super) struct KeyRow {
 pub(super) const KEY_COLUMNS: &str = "id, received_at, event";
 
 impl KeyRow {
-    /// The keys of an `events` row selected as [`KEY_COLUMNS`], and its receive time.
-    pub(super) fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Self, i64)> {
+    /// The keys of an `events` row selected as [`KEY_COLUMNS`], and its
+    /// receive time; `Err` inside for a stored event that does not decode,
+    /// which callers pass over (with a warning) rather than stop at.
+    pub(super) fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Self, i64), codec::Undecodable>> {
         let id: [u8; 16] = row.get(0)?;
         let received_at: i64 = row.get(1)?;
-        let stored = codec::decode(EventId::from_bytes(id), received_at, row.get_ref(2)?.as_blob()?)
-            .map_err(super::undecodable)?;
-        let Event { correlationid, device, ty, source, .. } = stored.event;
-        Ok((Self { id, correlationid, device, ty, source }, received_at))
+        let event = EventId::from_bytes(id);
+        let keys = match codec::keys(event, received_at, row.get_ref(2)?.as_blob()?) {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(e)),
+        };
+        let key_row = Self {
+            id,
+            correlationid: keys.correlationid(event),
+            device: keys.device.map(str::to_string),
+            ty: keys.ty.to_string(),
+            source: keys.source.to_string(),
+        };
+        Ok(Ok((key_row, received_at)))
     }
 }
 
@@ -138,7 +149,13 @@ pub(super) fn catch_up(index: &mut Connection, recorder: &Connection) -> rusqlit
     let mut count = 0;
     let mut newest = watermark;
     while let Some(row) = rows.next()? {
-        let (key, received_at) = KeyRow::read(row)?;
+        let (key, received_at) = match KeyRow::read(row)? {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(error = %e, "not indexing an event that does not decode");
+                continue;
+            }
+        };
         newest = newest.max(received_at);
         keys.insert(&key.id, &key.correlationid, key.device.as_deref(), &key.ty, &key.source)?;
         count += 1;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use glassbox_core::{
-    Data, Event, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord, TypePattern, first_id_at,
+    Data, EventId, EventQuery, Lineage, Page, RecordedEvent, State, StateRecord, TypePattern, first_id_at,
 };
 use glassbox_store::{Chain, StoreError};
 use rusqlite::types::Value;
@@ -274,7 +274,8 @@ fn page(conn: &Connection, mut rows: Vec<RecordedEvent>, limit: usize) -> rusqli
 
 /// Up to `limit` rows from `from` matching `filters`, newest first.
 /// Ordering by the driving table's id lets SQLite walk its index backwards;
-/// the walk stops at the `limit`th event whose attributes match.
+/// the walk stops at the `limit`th event whose attributes match, and
+/// decodes only those whole.
 fn page_rows(
     conn: &Connection,
     from: &str,
@@ -293,9 +294,8 @@ fn page_rows(
     while rows.len() < limit
         && let Some(row) = walk.next()?
     {
-        let row = event_row(row)?;
-        if filters.attributes.matches(&row.event) {
-            rows.push(row);
+        if filters.attributes.match_row(row)? {
+            rows.push(event_row(row)?);
         }
     }
     drop(walk);
@@ -406,12 +406,19 @@ struct Attributes {
 }
 
 impl Attributes {
-    fn matches(&self, event: &Event) -> bool {
+    /// Whether a row of [`EVENT_COLUMNS`] matches, read from its keys
+    /// alone: a row that does not is never decoded whole.
+    fn match_row(&self, row: &Row<'_>) -> rusqlite::Result<bool> {
+        if self.correlation.is_none() && self.device.is_none() && self.source.is_none() && self.ty.is_none() {
+            return Ok(true);
+        }
+        let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
+        let keys = codec::keys(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(|e| conversion(2, e))?;
         let equal = |wanted: &Option<String>, value: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == value);
-        equal(&self.correlation, Some(&event.correlationid))
-            && equal(&self.device, event.device.as_deref())
-            && equal(&self.source, Some(&event.source))
-            && self.ty.as_ref().is_none_or(|ty| ty.matches(&event.ty))
+        Ok(self.correlation.as_deref().is_none_or(|wanted| keys.correlates(id, wanted))
+            && equal(&self.device, keys.device)
+            && equal(&self.source, Some(keys.source))
+            && self.ty.as_ref().is_none_or(|ty| ty.matches(keys.ty)))
     }
 }
 

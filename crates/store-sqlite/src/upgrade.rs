@@ -1,5 +1,5 @@
 //! Moves the events a build before migration 15 stored in 22 columns into
-//! their encoded rows (decision 0034). Runs at open, before the writer
+//! their encoded rows (decision 0034), byte for byte where it can. Runs at open, before the writer
 //! starts, a chunk per transaction: a stop half-way leaves the rest to the
 //! next open, and no transaction holds the whole record.
 
@@ -8,7 +8,7 @@ use std::time::Instant;
 use glassbox_core::{Data, Event, EventId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{codec, read};
+use super::codec;
 
 /// Events moved per transaction.
 const CHUNK_EVENTS: usize = 10_000;
@@ -56,9 +56,10 @@ fn move_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
     let mut last: Option<[u8; 16]> = None;
     let mut count = 0;
     while let Some(row) = rows.next()? {
-        let (event, received_at, via, node) = column_row(row)?;
+        let ColumnRow { event, extensions, data_kind, data, received_at, via, node } = column_row(row)?;
         encoded.clear();
-        codec::encode(&event, received_at, via.as_deref(), &mut encoded);
+        codec::encode_attributes(&event, extensions.as_deref(), received_at, via.as_deref(), &mut encoded);
+        codec::put_data(data_kind, &data, &mut encoded);
         let origin_source = event.originid.as_ref().map(|_| event.source.as_str());
         let id = event.id.0.to_be_bytes();
         insert.execute(params![&id[..], received_at, node, origin_source, event.originid, &encoded[..]])?;
@@ -71,21 +72,30 @@ fn move_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
     Ok(count)
 }
 
-/// An event as a row of [`COLUMNS`] held it, its receive time, ingress and node.
-fn column_row(row: &Row<'_>) -> rusqlite::Result<(Event, i64, Option<String>, Option<i64>)> {
-    let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
-    let data = match row.get::<_, i64>(18)? {
-        1 => read::json_data(row.get(19)?),
-        2 => Data::Binary(row.get(19)?),
-        _ => Data::None,
-    };
-    let extensions = match row.get::<_, Option<String>>(17)? {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Text, Box::new(e)))?,
-        None => Default::default(),
+/// An event as a row of [`COLUMNS`] held it. Its extensions and data are
+/// moved as they are, not parsed: what no reader could parse before reads
+/// back the same way after, and nothing in a row can stop the upgrade.
+struct ColumnRow {
+    /// Without its extensions and data.
+    event: Event,
+    extensions: Option<String>,
+    data_kind: u8,
+    data: Vec<u8>,
+    received_at: i64,
+    via: Option<String>,
+    node: Option<i64>,
+}
+
+fn column_row(row: &Row<'_>) -> rusqlite::Result<ColumnRow> {
+    let data: Option<Vec<u8>> = row.get(19)?;
+    // The readers before read any other kind, or none, as no data.
+    let (data_kind, data) = match (row.get::<_, i64>(18)?, data) {
+        (1, Some(bytes)) => (codec::DATA_JSON, bytes),
+        (2, Some(bytes)) => (codec::DATA_BINARY, bytes),
+        _ => (codec::DATA_NONE, Vec::new()),
     };
     let event = Event {
-        id,
+        id: EventId::from_bytes(row.get::<_, [u8; 16]>(0)?),
         time: super::from_micros(row.get(2)?),
         source: row.get(3)?,
         ty: row.get(4)?,
@@ -101,10 +111,18 @@ fn column_row(row: &Row<'_>) -> rusqlite::Result<(Event, i64, Option<String>, Op
         originid: row.get(14)?,
         datacontenttype: row.get(15)?,
         dataschema: row.get(16)?,
-        extensions,
-        data,
+        extensions: Default::default(),
+        data: Data::None,
     };
-    Ok((event, row.get(1)?, row.get(20)?, row.get(21)?))
+    Ok(ColumnRow {
+        event,
+        extensions: row.get(17)?,
+        data_kind,
+        data,
+        received_at: row.get(1)?,
+        via: row.get(20)?,
+        node: row.get(21)?,
+    })
 }
 
 #[cfg(test)]
@@ -114,6 +132,7 @@ mod tests {
     use glassbox_store::{EventStore, Ingress};
     use glassbox_testkit::events::event;
     use rusqlite::params;
+    use serde_json::value::RawValue;
 
     use crate::{FILE_NAME, RecorderSettings, SqliteStore, schema};
 
@@ -173,7 +192,13 @@ mod tests {
         events[7].originid = Some("retried".into());
         events[7].correlationid = "chain-1".into();
         events[7].extensions.insert("region".into(), serde_json::json!("eu"));
+        // Stored before ingest checked JSON: no reader can parse it.
+        events[8].data = glassbox_core::Data::Json(RawValue::from_string(r#"{"x":"\ud800"}"#.into()).unwrap());
         record_by_column(dir.path(), &events);
+        let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let id9 = &events[9].id.0.to_be_bytes()[..];
+        conn.execute("UPDATE events SET extensions = 'not json' WHERE id = ?1", [id9]).unwrap();
+        drop(conn);
 
         let store = SqliteStore::open(dir.path(), RecorderSettings::default()).unwrap();
         for e in [&events[0], &events[7], &events[11_999]] {
@@ -196,6 +221,10 @@ mod tests {
         store.close().await;
 
         let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let kept: Vec<u8> = conn
+            .query_row("SELECT event FROM events WHERE id = ?1", [&events[8].id.0.to_be_bytes()[..]], |r| r.get(0))
+            .unwrap();
+        assert!(kept.ends_with(br#"{"x":"\ud800"}"#), "the bytes themselves are kept");
         let left: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events_by_column'", [], |r| r.get(0))
             .unwrap();

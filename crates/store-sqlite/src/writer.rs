@@ -109,9 +109,9 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// records every state, and an event enters when its row is inserted, so
 /// before it has any state. A transaction that fails empties it (its
 /// events' rows are gone again); a state in one leaves a gap in `seq`,
-/// which only orders. Bounded at [`RECENT_MAX`], oldest forgotten first (a
-/// forgotten event is looked up), and emptied when retention deletes an
-/// event as new as its oldest.
+/// which only orders. Bounded at [`RECENT_MAX`], the smallest id forgotten
+/// first (a forgotten event is looked up), and emptied when retention
+/// deletes an event as new as its oldest.
 ///
 /// Kept in id order: ids are minted in time order and reach the writer
 /// nearly so, which makes noting one a push at the back (a hash set paid a
@@ -339,12 +339,12 @@ impl Writer {
         self.next_retention = Instant::now() + RETENTION_CHECK_EVERY;
         let cutoff = Utc::now() - self.settings.retention;
         match expire_chunk(&mut self.conn, cutoff) {
-            Ok(keys) => {
-                self.retention_backlog = !keys.is_empty();
-                if let Some(newest) = keys.iter().map(|k| k.id).max() {
-                    self.recent.expired(EventId::from_bytes(newest));
+            Ok(Expired { count, newest, keys }) => {
+                self.retention_backlog = count > 0;
+                if let Some(newest) = newest {
+                    self.recent.expired(newest);
                 }
-                self.shared.events_expired.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                self.shared.events_expired.fetch_add(count as u64, Ordering::Relaxed);
                 if !keys.is_empty() {
                     let _ = self.index.blocking_send(IndexCommand::Purge { keys });
                 }
@@ -357,24 +357,47 @@ impl Writer {
     }
 }
 
+/// What one retention chunk deleted.
+struct Expired {
+    count: usize,
+    newest: Option<EventId>,
+    /// The index keys of the deleted events, for the indexer to remove.
+    keys: Vec<KeyRow>,
+}
+
 /// Deletes up to [`RETENTION_CHUNK_EVENTS`] of the oldest events minted
-/// before `cutoff` (an event's age is its id's time: its receive time), and
-/// returns their index keys for the indexer to remove.
-fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<Vec<KeyRow>> {
+/// before `cutoff` (an event's age is its id's time: its receive time).
+/// An event that does not decode is deleted too, with a warning: its index
+/// rows stay (a query finds no event for them) until the index is rebuilt.
+fn expire_chunk(conn: &mut Connection, cutoff: DateTime<Utc>) -> rusqlite::Result<Expired> {
     let tx = conn.transaction()?;
     let cutoff = id_bytes(first_id_at(cutoff)).to_vec();
     let chunk_end: Option<Vec<u8>> = tx
         .query_row("SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1", [RETENTION_CHUNK_EVENTS], |r| r.get(0))
         .optional()?;
     let upper = chunk_end.map_or(cutoff.clone(), |end| end.min(cutoff));
-    let keys = tx
-        .prepare(&format!("SELECT {KEY_COLUMNS} FROM events WHERE id < ?1"))?
-        .query_map([&upper], |r| KeyRow::read(r).map(|(key, _)| key))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut expired = Expired { count: 0, newest: None, keys: Vec::new() };
+    let mut select = tx.prepare(&format!("SELECT {KEY_COLUMNS} FROM events WHERE id < ?1 ORDER BY id"))?;
+    let mut rows = select.query([&upper])?;
+    while let Some(row) = rows.next()? {
+        expired.count += 1;
+        match KeyRow::read(row)? {
+            Ok((key, _)) => {
+                expired.newest = Some(EventId::from_bytes(key.id));
+                expired.keys.push(key);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting an expired event that does not decode; its index rows stay");
+                expired.newest = Some(e.id);
+            }
+        }
+    }
+    drop(rows);
+    drop(select);
     tx.execute("DELETE FROM transitions WHERE event < ?1", [&upper])?;
     tx.execute("DELETE FROM events WHERE id < ?1", [&upper])?;
     tx.commit()?;
-    Ok(keys)
+    Ok(expired)
 }
 
 /// The events a committed batch recorded (not its duplicates).
@@ -560,8 +583,8 @@ impl<'tx> Apply<'tx> {
         self.find_duplicate
             .query_row(params![key.0, key.1, window_start], |row| {
                 let id = EventId::from_bytes(row.get(0)?);
-                let stored = codec::decode(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(undecodable)?;
-                Ok(Appended { id, correlationid: stored.event.correlationid, duplicate: true })
+                let keys = codec::keys(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(undecodable)?;
+                Ok(Appended { id, correlationid: keys.correlationid(id), duplicate: true })
             })
             .optional()
     }
