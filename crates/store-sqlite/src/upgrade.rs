@@ -3,7 +3,7 @@
 //! starts, a chunk per transaction: a stop half-way leaves the rest to the
 //! next open, and no transaction holds the whole record.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glassbox_core::{Data, Event, EventId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -12,6 +12,8 @@ use super::codec;
 
 /// Events moved per transaction.
 const CHUNK_EVENTS: usize = 10_000;
+/// How often a long upgrade says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 const COLUMNS: &str = "id, received_at, time, source, type, subject, correlationid, causationid, hop, traceparent,
     device, feature, datasubject, tenant, originid, datacontenttype, dataschema, extensions, data_kind, data, via, node";
@@ -26,6 +28,7 @@ pub(super) fn encode_events(conn: &mut Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let started = Instant::now();
+    let mut logged = started;
     let mut moved = 0;
     loop {
         let tx = conn.transaction()?;
@@ -37,7 +40,10 @@ pub(super) fn encode_events(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.commit()?;
         moved += chunk;
-        tracing::info!(moved, "encoding the recorded events for this build's format");
+        if logged.elapsed() >= PROGRESS_EVERY {
+            logged = Instant::now();
+            tracing::info!(moved, "encoding the recorded events for this build's format");
+        }
     }
     if moved > 0 {
         tracing::info!(moved, elapsed = ?started.elapsed(), "encoded the recorded events");
