@@ -84,4 +84,4 @@ pub use lifecycle::{Delivery, DropReason, InvalidTransition, State};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use query::{EventQuery, Page, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, TypePattern};
 pub use token_changes::{TOKEN_CREATED, TOKEN_REVOKED, TokenCreated, TokenRevoked};
-pub use trace_context::{SpanKey, TraceParent};
+pub use trace_context::{SpanKey, TRACEPARENT_LEN, TraceParent};

@@ -45,9 +45,29 @@ impl TraceParent {
     }
 }
 
+/// The length of a version-00 `traceparent`.
+pub const TRACEPARENT_LEN: usize = 55;
+
+impl TraceParent {
+    /// The text `Display` writes, into `buf` (an origin's trace context is
+    /// written for each event that starts a chain, and compared with when
+    /// one is recorded: without the formatting machinery).
+    pub fn write_to<'b>(&self, buf: &'b mut [u8; TRACEPARENT_LEN]) -> &'b str {
+        let fields: [(&[u8], std::ops::Range<usize>); 3] =
+            [(&self.trace_id.to_be_bytes(), 3..35), (&self.parent_id.to_be_bytes(), 36..52), (&[self.flags], 53..55)];
+        buf[..3].copy_from_slice(b"00-");
+        buf[35] = b'-';
+        buf[52] = b'-';
+        for (bytes, at) in fields {
+            hex::encode_to_slice(bytes, &mut buf[at]).expect("each field's width is twice its bytes");
+        }
+        std::str::from_utf8(buf).expect("ASCII")
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
+        f.write_str(self.write_to(&mut [0; TRACEPARENT_LEN]))
     }
 }
 
@@ -61,6 +81,14 @@ mod tests {
         let parsed = TraceParent::parse(value).unwrap();
         assert_eq!(parsed.parent_id, 0x00f067aa0ba902b7);
         assert_eq!(parsed.to_string(), value);
+        let extremes = [
+            TraceParent { trace_id: 1, parent_id: u64::MAX, flags: 0 },
+            TraceParent { trace_id: u128::MAX, parent_id: 1, flags: 0xab },
+        ];
+        for tp in extremes {
+            let expected = format!("00-{:032x}-{:016x}-{:02x}", tp.trace_id, tp.parent_id, tp.flags);
+            assert_eq!(tp.to_string(), expected);
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use glassbox_core::{Data, Event, EventId, TraceParent};
+use glassbox_core::{Data, Event, EventId, TRACEPARENT_LEN, TraceParent};
 
 const VERSION: u8 = 1;
 
@@ -125,12 +125,19 @@ pub(crate) fn encode_attributes(
     if is_id_text(&event.correlationid, event.id) {
         flags |= Flags::CORRELATION_IS_ID;
     }
-    let trace = event.traceparent.as_deref().map(|text| (text, canonical_trace(text)));
+    let mut origin = [0; TRACEPARENT_LEN];
+    let origin = TraceParent::for_origin(event.id).write_to(&mut origin);
+    let trace = event.traceparent.as_deref().map(|text| {
+        if text == origin {
+            return Trace::Origin;
+        }
+        canonical_trace(text).map_or(Trace::Text(text), Trace::Binary)
+    });
     flags |= match trace {
         None => 0,
-        Some((_, Some(parsed))) if parsed == TraceParent::for_origin(event.id) => Flags::TRACE_OF_ORIGIN,
-        Some((_, Some(_))) => Flags::TRACE_BINARY,
-        Some((_, None)) => Flags::TRACE_TEXT,
+        Some(Trace::Origin) => Flags::TRACE_OF_ORIGIN,
+        Some(Trace::Binary(_)) => Flags::TRACE_BINARY,
+        Some(Trace::Text(_)) => Flags::TRACE_TEXT,
     };
     let present =
         [via.is_some()].into_iter().chain(optionals(event).map(Option::is_some)).chain([extensions.is_some()]);
@@ -152,13 +159,13 @@ pub(crate) fn encode_attributes(
         put_str(out, &event.correlationid);
     }
     match trace {
-        Some((_, Some(parsed))) if flags & Flags::TRACE_BINARY != 0 => {
+        Some(Trace::Binary(parsed)) => {
             out.extend_from_slice(&parsed.trace_id.to_be_bytes());
             out.extend_from_slice(&parsed.parent_id.to_be_bytes());
             out.push(parsed.flags);
         }
-        Some((text, None)) => put_str(out, text),
-        _ => {}
+        Some(Trace::Text(text)) => put_str(out, text),
+        Some(Trace::Origin) | None => {}
     }
     for value in [via].into_iter().chain(optionals(event).map(Option::as_deref)).flatten() {
         put_str(out, value);
@@ -211,6 +218,7 @@ struct Head<'a> {
     traceparent: Option<Trace<'a>>,
 }
 
+/// How a trace context is stored: see [`Flags`].
 enum Trace<'a> {
     Origin,
     Binary(TraceParent),
@@ -344,7 +352,7 @@ fn is_id_text(text: &str, id: EventId) -> bool {
 fn canonical_trace(text: &str) -> Option<TraceParent> {
     let b = text.as_bytes();
     let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
-    if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
+    if b.len() != TRACEPARENT_LEN || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
     if !lower_hex(&b[3..35]) || !lower_hex(&b[36..52]) || !lower_hex(&b[53..]) {

@@ -197,7 +197,7 @@ pub(super) fn parse_cursor(cursor: Option<&str>) -> Result<Option<EventId>, Stor
 /// The newest-first page. Ids are time-ordered, so time bounds and the
 /// cursor are id bounds. One key filter (correlation, device, source or
 /// type, in that order of selectivity) drives the scan through its index
-/// table; the others are checked on the decoded events.
+/// table; the others are checked on each event's keys.
 pub(super) fn query(conn: &Connection, q: &EventQuery, cursor: Option<EventId>) -> rusqlite::Result<Page> {
     let limit = q.page_size();
     let mut filters = Filters {
@@ -387,7 +387,7 @@ fn drive(q: &EventQuery) -> Drive<'_> {
 }
 
 /// What a page scan asks of its rows: SQL clauses on the id and the
-/// states, and attributes checked on each decoded event.
+/// states, and attributes checked on each row's keys.
 #[derive(Default, Clone)]
 struct Filters {
     clauses: Vec<&'static str>,
@@ -395,8 +395,8 @@ struct Filters {
     attributes: Attributes,
 }
 
-/// The query's attribute filters: the encoded event (decision 0034) is
-/// checked once decoded, not by SQL.
+/// The query's attribute filters, checked on the keys of each encoded
+/// event (decision 0034), not by SQL.
 #[derive(Default, Clone)]
 struct Attributes {
     correlation: Option<String>,
