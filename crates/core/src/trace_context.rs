@@ -53,15 +53,20 @@ impl TraceParent {
     /// written for each event that starts a chain, and compared with when
     /// one is recorded: without the formatting machinery).
     pub fn write_to<'b>(&self, buf: &'b mut [u8; TRACEPARENT_LEN]) -> &'b str {
-        let fields: [(&[u8], std::ops::Range<usize>); 3] =
-            [(&self.trace_id.to_be_bytes(), 3..35), (&self.parent_id.to_be_bytes(), 36..52), (&[self.flags], 53..55)];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let fields: [(&[u8], usize); 3] =
+            [(&self.trace_id.to_be_bytes(), 3), (&self.parent_id.to_be_bytes(), 36), (&[self.flags], 53)];
         buf[..3].copy_from_slice(b"00-");
         buf[35] = b'-';
         buf[52] = b'-';
-        for (bytes, at) in fields {
-            hex::encode_to_slice(bytes, &mut buf[at]).expect("each field's width is twice its bytes");
+        for (bytes, start) in fields {
+            for (i, byte) in bytes.iter().enumerate() {
+                buf[start + 2 * i] = HEX[usize::from(byte >> 4)];
+                buf[start + 2 * i + 1] = HEX[usize::from(byte & 0xf)];
+            }
         }
-        std::str::from_utf8(buf).expect("ASCII")
+        // Every byte written is ASCII: never the empty fallback.
+        std::str::from_utf8(buf).unwrap_or_default()
     }
 }
 

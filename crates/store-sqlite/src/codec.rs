@@ -125,10 +125,9 @@ pub(crate) fn encode_attributes(
     if is_id_text(&event.correlationid, event.id) {
         flags |= Flags::CORRELATION_IS_ID;
     }
-    let mut origin = [0; TRACEPARENT_LEN];
-    let origin = TraceParent::for_origin(event.id).write_to(&mut origin);
     let trace = event.traceparent.as_deref().map(|text| {
-        if text == origin {
+        let mut origin = [0; TRACEPARENT_LEN];
+        if text == TraceParent::for_origin(event.id).write_to(&mut origin) {
             return Trace::Origin;
         }
         canonical_trace(text).map_or(Trace::Text(text), Trace::Binary)
@@ -251,10 +250,10 @@ fn head<'a>(id: EventId, received_at: i64, r: &mut Reader<'a>) -> Result<Head<'a
         0 => None,
         Flags::TRACE_OF_ORIGIN => Some(Trace::Origin),
         Flags::TRACE_BINARY => {
-            let raw = r.take(25).ok_or_else(truncated)?;
-            let trace_id = u128::from_be_bytes(raw[..16].try_into().expect("16 bytes"));
-            let parent_id = u64::from_be_bytes(raw[16..24].try_into().expect("8 bytes"));
-            Some(Trace::Binary(TraceParent { trace_id, parent_id, flags: raw[24] }))
+            let trace_id = u128::from_be_bytes(r.array().ok_or_else(truncated)?);
+            let parent_id = u64::from_be_bytes(r.array().ok_or_else(truncated)?);
+            let flags = r.byte().ok_or_else(truncated)?;
+            Some(Trace::Binary(TraceParent { trace_id, parent_id, flags }))
         }
         _ => Some(Trace::Text(r.str().ok_or_else(truncated)?)),
     };
@@ -415,6 +414,10 @@ impl<'a> Reader<'a> {
         let slice = self.bytes.get(self.at..end)?;
         self.at = end;
         Some(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
     }
 
     fn str(&mut self) -> Option<&'a str> {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use super::codec::{self, Stored};
 use super::indexer::{SPAN_MILLIS_MAX, SPAN_TABLES};
-use super::{from_micros, id_bytes};
+use super::{from_micros, id_bytes, undecodable};
 
 const EVENT_COLUMNS: &str = "e.id, e.received_at, e.event, n.name";
 
@@ -37,8 +37,7 @@ pub(super) fn json_data(bytes: Vec<u8>) -> Data {
 fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
     let received_at: i64 = row.get(1)?;
-    let Stored { event, via } =
-        codec::decode(id, received_at, row.get_ref(2)?.as_blob()?).map_err(|e| conversion(2, e))?;
+    let Stored { event, via } = codec::decode(id, received_at, row.get_ref(2)?.as_blob()?).map_err(undecodable)?;
     let received = StateRecord {
         state: State::Received,
         at: from_micros(received_at),
@@ -47,10 +46,6 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
         node: row.get(3)?,
     };
     Ok(RecordedEvent { event, states: vec![received] })
-}
-
-fn conversion(column: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
 }
 
 /// Attaches each row's recorded transitions, in the order they were recorded.
@@ -413,7 +408,7 @@ impl Attributes {
             return Ok(true);
         }
         let id = EventId::from_bytes(row.get::<_, [u8; 16]>(0)?);
-        let keys = codec::keys(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(|e| conversion(2, e))?;
+        let keys = codec::keys(id, row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(undecodable)?;
         let equal = |wanted: &Option<String>, value: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == value);
         Ok(self.correlation.as_deref().is_none_or(|wanted| keys.correlates(id, wanted))
             && equal(&self.device, keys.device)

@@ -9,6 +9,7 @@ use glassbox_core::{Data, Event, EventId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::codec;
+use super::writer::INSERT_EVENT;
 
 /// Events moved per transaction.
 const CHUNK_EVENTS: usize = 10_000;
@@ -54,9 +55,7 @@ pub(super) fn encode_events(conn: &mut Connection) -> rusqlite::Result<()> {
 /// Moves the oldest [`CHUNK_EVENTS`] rows; how many it moved.
 fn move_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
     let mut select = tx.prepare(&format!("SELECT {COLUMNS} FROM events_by_column ORDER BY id LIMIT ?1"))?;
-    let mut insert = tx.prepare(
-        "INSERT INTO events (id, received_at, node, origin_source, originid, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    let mut insert = tx.prepare(INSERT_EVENT)?;
     let mut rows = select.query([CHUNK_EVENTS as i64])?;
     let mut encoded = Vec::new();
     let mut last: Option<[u8; 16]> = None;

@@ -482,7 +482,8 @@ struct Apply<'tx> {
     encoded: Vec<u8>,
 }
 
-const INSERT_EVENT: &str =
+/// An event's row; the upgrade from rows by column writes it too.
+pub(super) const INSERT_EVENT: &str =
     "INSERT INTO events (id, received_at, node, origin_source, originid, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 impl<'tx> Apply<'tx> {
