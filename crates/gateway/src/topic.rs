@@ -81,20 +81,24 @@ impl<K: Hash + Eq + Clone, V> SubscriptionTree<K, V> {
 
     /// Calls `visit` for every subscription matching topic `name`.
     pub fn for_each_match(&self, name: &str, mut visit: impl FnMut(&K, &V)) {
-        let levels: Vec<&str> = name.split('/').collect();
-        let dollar = name.starts_with('$');
-        Self::visit(&self.root, &levels, dollar, &mut visit);
+        Self::visit(&self.root, Some(name), name.starts_with('$'), &mut visit);
     }
 
-    fn visit(node: &Node<K, V>, levels: &[&str], guard_wildcards: bool, visit: &mut impl FnMut(&K, &V)) {
+    /// `rest`: the topic's levels below `node`, `None` past the last one
+    /// (walked level by level, with no list of them allocated).
+    fn visit(node: &Node<K, V>, rest: Option<&str>, guard_wildcards: bool, visit: &mut impl FnMut(&K, &V)) {
         if !guard_wildcards && let Some(hash) = node.children.get("#") {
             hash.here.iter().for_each(|(k, v)| visit(k, v));
         }
-        let Some((first, rest)) = levels.split_first() else {
+        let Some(rest) = rest else {
             node.here.iter().for_each(|(k, v)| visit(k, v));
             return;
         };
-        if let Some(exact) = node.children.get(*first) {
+        let (first, rest) = match rest.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (rest, None),
+        };
+        if let Some(exact) = node.children.get(first) {
             Self::visit(exact, rest, false, visit);
         }
         if !guard_wildcards && let Some(plus) = node.children.get("+") {
@@ -115,7 +119,7 @@ mod tests {
             tree.insert(f, i, ());
         }
         assert_eq!(tree.len(), filters.len());
-        for name in ["a", "a/b", "a/b/c", "x/b", "$SYS/x", "a/x/c", "/y", "", "a/b/c/d"] {
+        for name in ["a", "a/b", "a/b/c", "x/b", "$SYS/x", "a/x/c", "/y", "", "a/b/c/d", "a/", "/", "a//c", "$SYS"] {
             let mut got: Vec<usize> = Vec::new();
             tree.for_each_match(name, |k, _| got.push(*k));
             got.sort();

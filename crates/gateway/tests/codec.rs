@@ -174,6 +174,39 @@ fn success_acks_use_the_short_form_in_5_0() {
 }
 
 #[test]
+fn packets_of_every_length_size_follow_each_other_in_one_buffer() {
+    // Remaining lengths of 1, 2 and 3 bytes, and both sides of each boundary.
+    let sizes = [0, 100, 122, 123, 124, 16_000, 16_378, 16_379, 70_000];
+    let publish = |size: usize| Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "t/x".into(),
+        packet_id: Some(7),
+        properties: Properties::default(),
+        payload: Bytes::from(vec![0xA5; size]),
+    };
+    for protocol in [Protocol::V311, Protocol::V5] {
+        let mut bytes = vec![0xC0, 0]; // a PINGREQ already waiting in the buffer
+        for size in sizes {
+            encode(&Packet::Publish(publish(size)), protocol, &mut bytes);
+        }
+        // First byte, 3-byte remaining length, topic, packet id, (5.0) no properties, payload.
+        let properties = usize::from(protocol == Protocol::V5);
+        assert_eq!(publish_len(&publish(70_000), protocol), 1 + 3 + (2 + 3) + 2 + properties + 70_000);
+        let (mut rest, mut read) = (&bytes[..], Vec::new());
+        while let Some((packet, used)) = decode(rest, protocol, MAX).unwrap() {
+            read.push(packet);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty(), "{protocol:?}: {} bytes left over", rest.len());
+        let want: Vec<_> =
+            std::iter::once(Packet::PingReq).chain(sizes.iter().map(|s| Packet::Publish(publish(*s)))).collect();
+        assert_eq!(read, want, "{protocol:?}");
+    }
+}
+
+#[test]
 fn partial_input_asks_for_more_bytes() {
     let mut bytes = Vec::new();
     encode(&all_packets(Protocol::V5)[2], Protocol::V5, &mut bytes);

@@ -8,13 +8,18 @@
 //! (the end, carrying when it went in transit), which records the two
 //! states. This halves the recorder's work per delivery without losing
 //! either state or its time.
+//!
+//! Noting a state copies no string: a client target is the session's shared
+//! client id, and a held `in_transit` is found by its event and that id's
+//! address. The target is copied once, when the state goes to the store.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use glassbox_core::{EventId, IdHasher, State};
 use glassbox_store::Transition;
 use tokio::sync::mpsc;
@@ -29,38 +34,95 @@ const BATCH_MAX: usize = 4096;
 const HOLD: Duration = Duration::from_millis(100);
 
 pub(crate) struct Deliveries {
-    queue: mpsc::Sender<Transition>,
+    queue: mpsc::Sender<Noted>,
     /// States that could not be queued (recorder far behind).
     pub unrecorded: Arc<AtomicU64>,
 }
 
-/// A held `in_transit`'s key: its event, and a digest of its target (a
-/// client id, which clients choose: digested with this process's random
-/// key). Keys copy no string; a digest's match is checked on the target.
-type Key = (EventId, u64);
-type Held = HashMap<Key, Transition, BuildHasherDefault<IdHasher>>;
+/// Whom a state is for: a client (its session's id, shared) or a part of
+/// the gateway (`acl`, `retained`, ...).
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Client(Arc<str>),
+    Gateway(&'static str),
+}
+
+impl Target {
+    fn as_str(&self) -> &str {
+        match self {
+            Target::Client(id) => id,
+            Target::Gateway(part) => part,
+        }
+    }
+
+    /// Where the name lives: equal for two notes from the same session.
+    fn address(&self) -> usize {
+        self.as_str().as_ptr() as usize
+    }
+}
+
+impl From<&Arc<str>> for Target {
+    fn from(client: &Arc<str>) -> Self {
+        Target::Client(client.clone())
+    }
+}
+
+impl From<&'static str> for Target {
+    fn from(part: &'static str) -> Self {
+        Target::Gateway(part)
+    }
+}
+
+/// A state as noted, before it goes to the store.
+#[derive(Debug)]
+struct Noted {
+    event: EventId,
+    state: State,
+    at: DateTime<Utc>,
+    target: Target,
+    detail: Option<String>,
+    in_transit_at: Option<DateTime<Utc>>,
+}
+
+impl Noted {
+    fn into_transition(self) -> Transition {
+        Transition {
+            event: self.event,
+            state: self.state,
+            at: self.at,
+            target: Some(self.target.as_str().to_string()),
+            detail: self.detail,
+            in_transit_at: self.in_transit_at,
+        }
+    }
+}
+
+/// A held `in_transit`'s key: its event and its target's address. Two
+/// sessions alive at once never share an address; a freed one reused by
+/// another client is told apart by comparing the names.
+type Key = (EventId, usize);
+type Held = HashMap<Key, Noted, BuildHasherDefault<IdHasher>>;
 
 impl Deliveries {
     pub fn start(recorder: Arc<dyn Recorder>) -> Self {
-        let (queue, rx) = mpsc::channel::<Transition>(QUEUE_MAX);
+        let (queue, rx) = mpsc::channel::<Noted>(QUEUE_MAX);
         tokio::spawn(record_loop(recorder, rx));
         Self { queue, unrecorded: Arc::new(AtomicU64::new(0)) }
     }
 
-    pub fn note(&self, event: EventId, state: State, target: &str, detail: Option<String>) {
-        let t = Transition::new(event, state, Some(target.to_string()), detail);
-        if self.queue.try_send(t).is_err() {
+    pub fn note(&self, event: EventId, state: State, target: impl Into<Target>, detail: Option<String>) {
+        let noted = Noted { event, state, at: Utc::now(), target: target.into(), detail, in_transit_at: None };
+        if self.queue.try_send(noted).is_err() {
             self.unrecorded.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transition>) {
+async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Noted>) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // `held` and the next round's map trade places each round, keeping
     // their room rather than growing a new map from empty every round.
     let (mut held, mut spare): (Held, Held) = Default::default();
-    let digests = RandomState::new();
     loop {
         let received = match held.is_empty() {
             true => rx.recv_many(&mut batch, BATCH_MAX).await,
@@ -68,30 +130,32 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Transit
         };
         let closed = received == 0 && batch.is_empty() && rx.is_closed();
         let (mut out, mut next) = (Vec::with_capacity(batch.len()), std::mem::take(&mut spare));
-        for mut t in batch.drain(..) {
-            let key = (t.event, digests.hash_one(&t.target));
-            match t.state {
+        for mut noted in batch.drain(..) {
+            let key = (noted.event, noted.target.address());
+            match noted.state {
                 State::InTransit => {
-                    if let Some(earlier) = next.insert(key, t) {
-                        out.push(earlier);
+                    if let Some(earlier) = next.insert(key, noted) {
+                        out.push(earlier.into_transition());
                     }
                 }
                 State::Delivered | State::Dropped => {
                     match held.remove(&key).or_else(|| next.remove(&key)) {
-                        Some(in_transit) if in_transit.target == t.target => t.in_transit_at = Some(in_transit.at),
-                        Some(other) => out.push(other),
+                        Some(in_transit) if in_transit.target.as_str() == noted.target.as_str() => {
+                            noted.in_transit_at = Some(in_transit.at)
+                        }
+                        Some(other) => out.push(other.into_transition()),
                         None => {}
                     }
-                    out.push(t);
+                    out.push(noted.into_transition());
                 }
-                _ => out.push(t),
+                _ => out.push(noted.into_transition()),
             }
         }
         // Held a whole round without an end: record them on their own.
-        out.extend(held.drain().map(|(_, t)| t));
+        out.extend(held.drain().map(|(_, noted)| noted.into_transition()));
         spare = std::mem::replace(&mut held, next);
         if closed {
-            out.extend(held.drain().map(|(_, t)| t));
+            out.extend(held.drain().map(|(_, noted)| noted.into_transition()));
         }
         if !out.is_empty()
             && let Err(e) = recorder.record(out).await
@@ -140,16 +204,20 @@ mod tests {
         let kept = Arc::new(Kept::default());
         let deliveries = Deliveries::start(kept.clone());
         let (event, slow) = (IdMinter::new().mint(), IdMinter::new().mint());
-        deliveries.note(event, State::InTransit, "a", None);
-        deliveries.note(event, State::InTransit, "b", None);
-        deliveries.note(slow, State::InTransit, "a", None);
+        let [a, b, c]: [Arc<str>; 3] = ["a".into(), "b".into(), "c".into()];
+        // The same name in another session (a client that reconnected).
+        let a_again: Arc<str> = "a".into();
+        deliveries.note(event, State::InTransit, &a, None);
+        deliveries.note(event, State::InTransit, &b, None);
+        deliveries.note(slow, State::InTransit, &a, None);
         // A round passes: the in_transit states are held.
         tokio::time::sleep(Duration::from_millis(1)).await;
-        deliveries.note(event, State::Delivered, "c", None);
-        deliveries.note(event, State::Delivered, "b", None);
-        deliveries.note(event, State::Dropped, "a", Some("queue_full: test".into()));
+        deliveries.note(event, State::Delivered, &c, None);
+        deliveries.note(event, State::Delivered, &b, None);
+        deliveries.note(event, State::Dropped, &a, Some("queue_full: test".into()));
         tokio::time::sleep(HOLD * 3).await;
-        deliveries.note(slow, State::Delivered, "a", None);
+        deliveries.note(slow, State::Delivered, &a_again, None);
+        deliveries.note(slow, State::Dropped, "retained", Some("retained_limit: test".into()));
         tokio::time::sleep(HOLD * 2).await;
 
         let kept = kept.0.lock().unwrap();
@@ -165,5 +233,23 @@ mod tests {
             [(State::InTransit, false), (State::Delivered, false)],
             "an end later than the hold: both recorded on their own"
         );
+        assert_eq!(of(slow, "retained"), [(State::Dropped, false)], "a part of the gateway is a target too");
+    }
+
+    #[tokio::test]
+    async fn a_session_that_is_not_the_one_in_transit_does_not_take_its_time() {
+        let kept = Arc::new(Kept::default());
+        let deliveries = Deliveries::start(kept.clone());
+        let event = IdMinter::new().mint();
+        let (first, second): (Arc<str>, Arc<str>) = ("first".into(), "second".into());
+        deliveries.note(event, State::InTransit, &first, None);
+        deliveries.note(event, State::Delivered, &second, None);
+        tokio::time::sleep(HOLD * 3).await;
+
+        let kept = kept.0.lock().unwrap();
+        let states: Vec<_> = kept.iter().map(|t| (t.target.as_deref(), t.state, t.in_transit_at.is_some())).collect();
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(states.contains(&(Some("first"), State::InTransit, false)), "{states:?}");
+        assert!(states.contains(&(Some("second"), State::Delivered, false)), "{states:?}");
     }
 }

@@ -63,6 +63,30 @@ impl Plan {
         self.qos = self.qos.max(qos_of(options.qos));
         self.subscription_ids.extend(options.id);
     }
+
+    /// Folds in another plan for the same client.
+    fn merge(&mut self, other: Plan) {
+        self.qos = self.qos.max(other.qos);
+        self.retain_as_published |= other.retain_as_published;
+        self.subscription_ids.extend(other.subscription_ids);
+    }
+}
+
+/// Plans by client: one per client, overlapping subscriptions merged.
+/// Sorted rather than hashed: most messages have a few subscribers, and
+/// one has nothing to merge.
+fn merged(mut plans: Vec<(Arc<str>, Plan)>) -> Vec<(Arc<str>, Plan)> {
+    if plans.len() > 1 {
+        plans.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        plans.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.merge(std::mem::take(&mut later.1));
+            }
+            same
+        });
+    }
+    plans
 }
 
 impl Router {
@@ -134,9 +158,10 @@ impl Router {
         self.retained.len()
     }
 
-    /// Plain subscribers by client, and share groups' members.
-    fn plans(&self, message: &Message) -> (HashMap<Arc<str>, Plan>, Vec<ShareGroup>) {
-        let mut plain: HashMap<Arc<str>, Plan> = HashMap::new();
+    /// Plain subscribers' plans (a client may appear more than once: see
+    /// [`merged`]), and share groups' members.
+    fn plans(&self, message: &Message) -> (Vec<(Arc<str>, Plan)>, Vec<ShareGroup>) {
+        let mut plain = Vec::new();
         let mut groups: HashMap<(Arc<str>, Arc<str>), ShareGroup> = HashMap::new();
         lock(&self.tree).for_each_match(&message.topic, |key, sub| match &key.group {
             Some(group) => groups
@@ -145,9 +170,9 @@ impl Router {
                 .push((key.client.clone(), sub.options.clone())),
             None if sub.options.no_local && key.client == message.publisher => {}
             None => {
-                let plan = plain.entry(key.client.clone()).or_default();
+                let mut plan = Plan { retain_as_published: sub.options.retain_as_published, ..Plan::default() };
                 plan.add(&sub.options);
-                plan.retain_as_published |= sub.options.retain_as_published;
+                plain.push((key.client.clone(), plan));
             }
         });
         let mut groups: Vec<_> = groups.into_values().collect();
@@ -176,9 +201,11 @@ pub(crate) fn route(shared: &Shared, message: &Arc<Message>, retained: bool) -> 
             let turn = |i: usize| &members[(start + i) % members.len()];
             let online = (0..members.len()).map(turn).find(|(c, _)| map.get(c).is_some_and(|s| lock(s).link.is_some()));
             let (client, options) = online.unwrap_or_else(|| turn(0));
-            plans.entry(client.clone()).or_default().add(options);
+            let mut plan = Plan::default();
+            plan.add(options);
+            plans.push((client.clone(), plan));
         }
-        plans.into_iter().filter_map(|(client, plan)| map.get(&client).map(|s| (s.clone(), plan))).collect()
+        merged(plans).into_iter().filter_map(|(client, plan)| map.get(&client).map(|s| (s.clone(), plan))).collect()
     };
     let deliveries = &shared.deliveries;
     if targets.is_empty() {

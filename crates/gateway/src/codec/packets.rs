@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::properties::{Carrier, Properties};
-use super::wire::{Reader, put_binary, put_string, put_varint};
+use super::wire::{Reader, put_binary, put_string, put_varint_into};
 use super::{CodecError, Protocol};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -375,28 +375,29 @@ fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, Codec
 
 pub(super) fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
     let v5 = protocol == Protocol::V5;
-    let mut body = Vec::new();
+    let start = begin_packet(out);
+    let body = &mut *out;
     let first = match packet {
         Packet::Connect(c) => {
-            encode_connect(c, &mut body);
+            encode_connect(c, body);
             0x10
         }
         Packet::ConnAck(c) => {
             body.put_u8(c.session_present as u8);
             body.put_u8(c.reason);
-            put_props(&c.properties, v5, &mut body);
+            put_props(&c.properties, v5, body);
             0x20
         }
-        Packet::Publish(p) => publish_body(p, v5, &mut body),
-        Packet::PubAck(a) => encode_ack(a, v5, &mut body, 0x40),
-        Packet::PubRec(a) => encode_ack(a, v5, &mut body, 0x50),
-        Packet::PubRel(a) => encode_ack(a, v5, &mut body, 0x62),
-        Packet::PubComp(a) => encode_ack(a, v5, &mut body, 0x70),
+        Packet::Publish(p) => publish_body(p, v5, body),
+        Packet::PubAck(a) => encode_ack(a, v5, body, 0x40),
+        Packet::PubRec(a) => encode_ack(a, v5, body, 0x50),
+        Packet::PubRel(a) => encode_ack(a, v5, body, 0x62),
+        Packet::PubComp(a) => encode_ack(a, v5, body, 0x70),
         Packet::Subscribe(s) => {
             body.put_u16(s.packet_id);
-            put_props(&s.properties, v5, &mut body);
+            put_props(&s.properties, v5, body);
             for (filter, o) in &s.filters {
-                put_string(&mut body, filter);
+                put_string(body, filter);
                 let bits = o.qos as u8
                     | (o.no_local as u8) << 2
                     | (o.retain_as_published as u8) << 3
@@ -407,20 +408,20 @@ pub(super) fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
         }
         Packet::SubAck(s) => {
             body.put_u16(s.packet_id);
-            put_props(&s.properties, v5, &mut body);
+            put_props(&s.properties, v5, body);
             body.extend_from_slice(&s.reasons);
             0x90
         }
         Packet::Unsubscribe(u) => {
             body.put_u16(u.packet_id);
-            put_props(&u.properties, v5, &mut body);
-            u.filters.iter().for_each(|f| put_string(&mut body, f));
+            put_props(&u.properties, v5, body);
+            u.filters.iter().for_each(|f| put_string(body, f));
             0xA2
         }
         Packet::UnsubAck(u) => {
             body.put_u16(u.packet_id);
             if v5 {
-                u.properties.encode(&mut body);
+                u.properties.encode(body);
                 body.extend_from_slice(&u.reasons);
             }
             0xB0
@@ -428,26 +429,46 @@ pub(super) fn encode(packet: &Packet, protocol: Protocol, out: &mut Vec<u8>) {
         Packet::PingReq => 0xC0,
         Packet::PingResp => 0xD0,
         Packet::Disconnect(d) => {
-            put_reason_and_props(d.reason, &d.properties, v5, &mut body);
+            put_reason_and_props(d.reason, &d.properties, v5, body);
             0xE0
         }
         Packet::Auth(a) => {
-            put_reason_and_props(a.reason, &a.properties, v5, &mut body);
+            put_reason_and_props(a.reason, &a.properties, v5, body);
             0xF0
         }
     };
-    out.put_u8(first);
-    put_varint(out, body.len() as u32);
-    out.extend_from_slice(&body);
+    end_packet(out, start, first);
 }
 
 /// Encodes a PUBLISH on its own (no [`Packet`] to build around it).
 pub(super) fn encode_publish(p: &Publish, protocol: Protocol, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(p.topic.len() + p.payload.len() + 16);
-    let first = publish_body(p, protocol == Protocol::V5, &mut body);
-    out.put_u8(first);
-    put_varint(out, body.len() as u32);
-    out.extend_from_slice(&body);
+    let start = begin_packet(out);
+    let first = publish_body(p, protocol == Protocol::V5, out);
+    end_packet(out, start, first);
+}
+
+/// The most a fixed header takes: its first byte and a 4-byte remaining length.
+const FIXED_HEADER_MAX: usize = 5;
+
+/// Leaves room for the fixed header, whose length is known only once the
+/// body is written: the body goes straight into `out`, with no buffer of
+/// its own. Returns where the packet starts.
+fn begin_packet(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; FIXED_HEADER_MAX]);
+    start
+}
+
+/// Writes the fixed header in the room [`begin_packet`] left, and moves the
+/// body back over the part of it the header did not need.
+fn end_packet(out: &mut Vec<u8>, start: usize, first: u8) {
+    let body = start + FIXED_HEADER_MAX;
+    let mut length = [0; 4];
+    let length_len = put_varint_into(&mut length, (out.len() - body) as u32);
+    out[start] = first;
+    out[start + 1..start + 1 + length_len].copy_from_slice(&length[..length_len]);
+    out.copy_within(body.., start + 1 + length_len);
+    out.truncate(out.len() - (FIXED_HEADER_MAX - 1 - length_len));
 }
 
 /// Writes a PUBLISH's body; returns its fixed header's first byte.

@@ -109,19 +109,25 @@ pub fn decode_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, CodecError> {
     Ok(None)
 }
 
-pub fn put_varint(out: &mut Vec<u8>, mut value: u32) {
+pub fn put_varint(out: &mut Vec<u8>, value: u32) {
+    let mut bytes = [0; 4];
+    let len = put_varint_into(&mut bytes, value);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// Writes `value` as a variable byte integer into `out`; returns how many
+/// of its bytes it took.
+pub fn put_varint_into(out: &mut [u8; 4], value: u32) -> usize {
     debug_assert!(value <= VARINT_MAX, "callers bound lengths by the maximum packet size");
-    loop {
-        let mut byte = (value % 128) as u8;
+    let mut value = value.min(VARINT_MAX);
+    for (taken, byte) in out.iter_mut().enumerate() {
+        *byte = (value % 128) as u8 | if value >= 128 { 0x80 } else { 0 };
         value /= 128;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
         if value == 0 {
-            break;
+            return taken + 1;
         }
     }
+    out.len()
 }
 
 pub fn put_string(out: &mut Vec<u8>, s: &str) {

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use self::admit::{Admitted, admit, connack, send_now};
-use self::publish::{Committing, Inbound, RateLimit, Recording, draft};
+use self::publish::{Committing, Inbound, RateLimit, Recording, draft, source_of};
 use self::stream::{PacketReader, ReadSide, WriteSide, write_all};
 use self::will::PendingWill;
 use self::writer::Writer;
@@ -226,6 +226,8 @@ struct Connection {
     /// Who the client acts as in what it changes (none: anonymous).
     principal: Option<Principal>,
     client_id: Arc<str>,
+    /// `mqtt/<client id>`: the source of every event the client publishes.
+    source: String,
     protocol: Protocol,
     peer: SocketAddr,
     keep_alive: u16,
@@ -484,6 +486,7 @@ impl Connection {
             conn,
             principal: super::auth::principal(&role, peer, by_certificate),
             role,
+            source: source_of(&client_id),
             client_id,
             protocol,
             peer,

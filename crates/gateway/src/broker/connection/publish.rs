@@ -50,8 +50,13 @@ pub(super) type Recording = Pin<Box<dyn Future<Output = (Vec<Inbound>, Result<Co
 /// A routed batch waiting for the disk and for the session store's commit.
 pub(super) type Committing = Pin<Box<dyn Future<Output = (Routed, Result<(), StoreError>)> + Send>>;
 
-/// The event a PUBLISH (or a will) becomes.
-pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) -> Draft {
+/// The source of what client `client_id` publishes.
+pub(super) fn source_of(client_id: &str) -> String {
+    format!("mqtt/{client_id}")
+}
+
+/// The event a PUBLISH (or a will) becomes; `source` is [`source_of`] its client.
+pub(super) fn draft(source: &str, device: Option<&str>, publish: &Publish) -> Draft {
     let p = &publish.properties;
     let user = |name: &str| p.user_properties.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     // JSON no reader could parse back (too deep, a lone surrogate) is kept as bytes.
@@ -62,7 +67,7 @@ pub(super) fn draft(client_id: &str, device: Option<&str>, publish: &Publish) ->
         None => (Data::Binary(publish.payload.to_vec()), Some("application/octet-stream".to_string())),
     };
     Draft {
-        source: format!("mqtt/{client_id}"),
+        source: source.to_string(),
         ty: DEVICE_MESSAGE.into(),
         subject: Some(publish.topic.clone()),
         datacontenttype: p.content_type.clone().or(content_type),
@@ -88,12 +93,8 @@ pub(super) fn refused_data(publish: &Publish, refusal: &Refusal) -> PublishRefus
 }
 
 /// The event a refused PUBLISH (or will) becomes.
-pub(super) fn refused_draft(client_id: &str, device: Option<&str>, data: &PublishRefused) -> Draft {
-    Draft {
-        subject: Some(data.topic.clone()),
-        device: device.map(str::to_string),
-        ..Draft::payload(format!("mqtt/{client_id}"), data)
-    }
+pub(super) fn refused_draft(source: &str, device: Option<&str>, data: &PublishRefused) -> Draft {
+    Draft { subject: Some(data.topic.clone()), device: device.map(str::to_string), ..Draft::payload(source, data) }
 }
 
 impl Connection {
@@ -182,9 +183,9 @@ impl Connection {
         let drafts: Vec<Draft> = batch
             .iter()
             .filter_map(|i| match &i.refused {
-                None => Some(draft(&self.client_id, device.as_deref(), &i.publish)),
+                None => Some(draft(&self.source, device.as_deref(), &i.publish)),
                 Some(refusal) if refusal.recorded.is_some() => {
-                    Some(refused_draft(&self.client_id, device.as_deref(), &refused_data(&i.publish, refusal)))
+                    Some(refused_draft(&self.source, device.as_deref(), &refused_data(&i.publish, refusal)))
                 }
                 Some(_) => None,
             })
@@ -364,7 +365,7 @@ impl Connection {
     /// Records one `mqtt.publish_refused` standing for the refusals a
     /// connection counted without recording, dropped by the gateway.
     pub(super) async fn record_refusal_summary(&mut self, data: PublishRefused) {
-        let draft = refused_draft(&self.client_id, self.device(), &data);
+        let draft = refused_draft(&self.source, self.device(), &data);
         match self.shared.recorder.ingest(vec![draft], "mqtt").await {
             Ok(appended) => {
                 let detail = format!("{}: {}", data.reason, data.detail);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use glassbox_core::{DropReason, State};
 
-use super::publish::{Refusal, refused_data, refused_draft};
+use super::publish::{Refusal, refused_data, refused_draft, source_of};
 use super::{draft, lock};
 use crate::acl::Role;
 use crate::broker::Shared;
@@ -48,8 +48,8 @@ impl PendingWill {
             recorded: Some(0),
         });
         let draft = match &refused {
-            Some(refusal) => refused_draft(&self.client_id, device, &refused_data(&publish, refusal)),
-            None => draft(&self.client_id, device, &publish),
+            Some(refusal) => refused_draft(&source_of(&self.client_id), device, &refused_data(&publish, refusal)),
+            None => draft(&source_of(&self.client_id), device, &publish),
         };
         let recorded = self.shared.recorder.ingest(vec![draft], "mqtt-will").await;
         let event = match recorded.map(|mut a| a.pop().map(|a| a.id)) {
