@@ -3,13 +3,15 @@
 //! subscriptions, last message, last refused publish and its recent
 //! connection timeline.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use glassbox_api_types::{DeviceInspection, TimelineEntry};
+use glassbox_control::LivenessView;
 use glassbox_core::{
     Connected, ConnectionsRefused, DEVICE_CONNECTED, DEVICE_CONNECTION_REFUSED, DEVICE_DISCONNECTED, DEVICE_FLAPPING,
     DEVICE_SESSION_EXPIRED, DEVICE_SILENT, DEVICE_SUBSCRIBE_DENIED, DisconnectReason, Disconnected, Flapping,
     PublishRefused, SessionExpired, ShadowDocument, Silent, SubscribeDenied, payload_in, payload_of,
 };
+use glassbox_gateway::broker::SessionInfo;
 use glassbox_store::Device;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,9 +24,13 @@ fn reason_in_words(reason: &str) -> &'static str {
 }
 
 fn ago(value: &Value) -> String {
-    let Some(at) = render::time(value) else { return "-".into() };
+    ago_at(render::time(value))
+}
+
+fn ago_at(at: Option<DateTime<Utc>>) -> String {
+    let Some(at) = at else { return "-".into() };
     let ms = render::millis_between(at, Utc::now()).max(0.0);
-    format!("{} ({} ago)", render::short_time(value), render::duration_ms(ms))
+    format!("{} ({} ago)", render::clock(at), render::duration_ms(ms))
 }
 
 fn bytes(n: u64) -> String {
@@ -35,9 +41,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// The inspection as the CLI reads it: the device and shadow typed; the
-/// session, liveness and events as JSON, read part by part below.
-pub type Inspection = DeviceInspection<Device, Value, Value, ShadowDocument, Value>;
+/// The inspection as the CLI reads it: typed as the server writes it,
+/// but the events, which are read as CloudEvents JSON.
+pub type Inspection = DeviceInspection<Device, SessionInfo, LivenessView, ShadowDocument, Value>;
 
 pub fn print(view: &Inspection) {
     let device = &view.device;
@@ -45,8 +51,8 @@ pub fn print(view: &Inspection) {
     let status = if device.disabled { "DISABLED (connections are refused)" } else { "enabled" };
     println!("device {id}: {status}, registered {}", render::clock(device.created_at));
     print_meta(device);
-    print_session(view.session.as_ref().unwrap_or(&Value::Null));
-    print_liveness(view.liveness.as_ref().unwrap_or(&Value::Null));
+    print_session(view.session.as_ref());
+    print_liveness(view.liveness.as_ref());
     match view.open_commands {
         0 => println!("commands: none pending"),
         n => println!("commands: {n} pending (glassbox control commands --device {id})"),
@@ -121,56 +127,55 @@ fn print_meta(device: &Device) {
     }
 }
 
-fn print_liveness(l: &Value) {
-    if l.is_null() {
+fn print_liveness(liveness: Option<&LivenessView>) {
+    let Some(l) = liveness else {
         println!("liveness: nothing heard from it since the server started");
         return;
-    }
-    let cadence = match (l["cadence_seconds"].as_f64(), l["cadence_source"].as_str()) {
-        (Some(c), Some(source)) => format!("{source} cadence every {}", render::duration_ms(c * 1000.0)),
+    };
+    let cadence = match (l.cadence_seconds, l.cadence_source) {
+        (Some(c), Some(source)) => format!("{} cadence every {}", source.as_str(), render::duration_ms(c * 1000.0)),
         _ => "cadence not known yet (declare one with devices set --cadence, or it is learned)".into(),
     };
-    match l["silent"] == true {
+    match l.silent {
         true => println!(
             "liveness: SILENT since {} — {}; {cadence}",
-            render::short_time(&l["silent_since"]),
-            render::text(l, "silent_reason")
+            l.silent_since.map_or_else(|| "-".into(), render::clock),
+            l.silent_reason.as_deref().unwrap_or("-")
         ),
         false => println!("liveness: active; {cadence}"),
     }
 }
 
-fn print_session(s: &Value) {
-    if s.is_null() {
+fn print_session(session: Option<&SessionInfo>) {
+    let Some(s) = session else {
         println!("connection: not connected, and no session is kept (it never connected, or used a clean session)");
         return;
-    }
-    match s["connected"] == true {
-        true => println!("connection: connected since {} {}", ago(&s["since"]), transport(s)),
-        false => {
-            let reason = render::text(s, "last_disconnect");
-            println!("connection: DISCONNECTED since {} — {reason}: {}", ago(&s["since"]), reason_in_words(reason));
+    };
+    match (s.connected, s.last_disconnect) {
+        (true, _) => println!("connection: connected since {} {}", ago_at(s.since), transport(s)),
+        (false, Some(reason)) => {
+            println!("connection: DISCONNECTED since {} — {}: {}", ago_at(s.since), reason.as_str(), reason.in_words())
         }
+        (false, None) => println!("connection: DISCONNECTED since {}", ago_at(s.since)),
     }
-    match s["expiry_seconds"].as_u64() {
+    match s.expiry_seconds {
         Some(0) => println!("session: ends with the connection (clean session)"),
-        Some(secs) => println!("session: kept for {} after a disconnect", render::duration_ms(secs as f64 * 1000.0)),
+        Some(secs) => {
+            println!("session: kept for {} after a disconnect", render::duration_ms(f64::from(secs) * 1000.0))
+        }
         None => println!("session: kept until the device asks for a clean one"),
     }
     println!(
         "queue: {} / {} waiting (bound {} messages / {}, policy {}); {} in flight; {} dropped since the server started",
-        render::count(s["queued"].as_u64().unwrap_or(0) as usize, "message"),
-        bytes(s["queued_bytes"].as_u64().unwrap_or(0)),
-        s["queue_messages_max"],
-        bytes(s["queue_bytes_max"].as_u64().unwrap_or(0)),
-        render::text(s, "queue_policy"),
-        s["inflight"],
-        s["dropped"],
+        render::count(s.queued, "message"),
+        bytes(s.queued_bytes as u64),
+        s.queue_messages_max,
+        bytes(s.queue_bytes_max as u64),
+        s.queue_policy.as_str(),
+        s.inflight,
+        s.dropped,
     );
-    let subscriptions: Vec<String> = s["subscriptions"]
-        .as_array()
-        .map(|subs| subs.iter().map(|x| format!("{} (QoS {})", render::text(x, "filter"), x["qos"])).collect())
-        .unwrap_or_default();
+    let subscriptions: Vec<String> = s.subscriptions.iter().map(|x| format!("{} (QoS {})", x.filter, x.qos)).collect();
     match subscriptions.is_empty() {
         true => println!("subscriptions: none"),
         false => println!("subscriptions: {}", subscriptions.join(", ")),
@@ -178,9 +183,9 @@ fn print_session(s: &Value) {
 }
 
 /// How a connection travels: over TLS (version, cipher) or plain TCP.
-fn transport(connection: &Value) -> String {
-    match (connection["tls"].as_bool(), connection["tls_version"].as_str()) {
-        (Some(true), Some(version)) => format!("over {version} ({})", render::text(connection, "tls_cipher")),
+fn transport(session: &SessionInfo) -> String {
+    match (session.tls, &session.tls_session) {
+        (Some(true), Some(tls)) => format!("over {} ({})", tls.tls_version, tls.tls_cipher),
         (Some(true), None) => "over TLS".into(),
         _ => "over plain TCP (no TLS)".into(),
     }

@@ -237,6 +237,8 @@ fn publishes_are_acknowledged_after_recording_and_delivered_to_subscribers() {
     let refused = line("last refused publish:");
     let refused_id = denied["id"].as_str().unwrap();
     assert!(refused.contains("on devices/other/telemetry — acl_denied") && refused.contains(refused_id), "{inspect}");
+    // Liveness reads back typed (the session: see the TLS test, connected).
+    assert!(line("liveness: active;").contains("cadence"), "{inspect}");
 }
 
 #[test]
@@ -278,19 +280,23 @@ fn a_device_publishes_over_tls_with_mosquitto_pub() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let connected_line = |text: &str| text.lines().find(|l| l.starts_with("connection: connected")).map(str::to_string);
-    let mut line = None;
+    let line_of = |text: &str, prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_string);
+    let mut inspect = String::new();
     for _ in 0..100 {
-        line = connected_line(&served.text(&["devices", "inspect", "tls-1"]));
-        if line.is_some() {
+        inspect = served.text(&["devices", "inspect", "tls-1"]);
+        if line_of(&inspect, "subscriptions: devices/").is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = listening.kill();
     let _ = listening.wait();
-    let line = line.expect("mosquitto_sub connected");
+    let line = line_of(&inspect, "connection: connected").expect("mosquitto_sub connected");
     assert!(line.contains(" over TLS 1.3 (TLS13_"), "{line}");
+    // The session as the server keeps it, read back typed.
+    let queue = line_of(&inspect, "queue: ").unwrap_or_default();
+    assert!(queue.starts_with("queue: 0 messages / 0 B waiting") && queue.contains("policy drop_oldest"), "{inspect}");
+    assert_eq!(line_of(&inspect, "subscriptions: ").as_deref(), Some("subscriptions: devices/tls-1/cmd (QoS 0)"));
     let plain = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port, "-i", "tls-1", "-u", "tls-1", "-P", &secret, "-t", "devices/tls-1/t"])
         .args(["-m", "plain", "-q", "1"])

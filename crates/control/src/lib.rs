@@ -52,7 +52,7 @@ pub use audit::{AuditConfig, AuditError, AuditLog, Consistency, Inclusion};
 pub use certificates::{CaConfig, CertificateError, Certificates, Revoked};
 pub use commands::{CommandError, CommandLimits, NewCommand};
 pub use config::ControlConfig;
-pub use liveness::{LivenessSettings, LivenessView};
+pub use liveness::{CadenceSource, LivenessSettings, LivenessView};
 pub use record::{Changed, record_change};
 pub use registry::{Registry, RegistryError, Toggled, WithSecret};
 pub use retained::{BadFilter, RETAINED_LIST_MAX, RetainedMessages};

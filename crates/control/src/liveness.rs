@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use glassbox_core::{DEVICE_CONNECTED, DEVICE_DISCONNECTED, DEVICE_MESSAGE, RecordedEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How far past its cadence a connected device may go quiet.
 const SILENCE_FACTOR: f64 = 3.0;
@@ -53,24 +53,42 @@ struct Track {
 }
 
 impl Track {
-    fn cadence(&self) -> Option<(f64, &'static str)> {
+    fn cadence(&self) -> Option<(f64, CadenceSource)> {
         match (self.declared, self.learned) {
-            (Some(d), _) => Some((d as f64, "declared")),
-            (None, Some(l)) if self.intervals >= LEARN_AFTER => Some((l, "learned")),
+            (Some(d), _) => Some((d as f64, CadenceSource::Declared)),
+            (None, Some(l)) if self.intervals >= LEARN_AFTER => Some((l, CadenceSource::Learned)),
             _ => None,
         }
     }
 }
 
+/// Where a device's expected cadence comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CadenceSource {
+    /// Its metadata (`devices set --cadence`).
+    Declared,
+    /// The intervals between its messages.
+    Learned,
+}
+
+impl CadenceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CadenceSource::Declared => "declared",
+            CadenceSource::Learned => "learned",
+        }
+    }
+}
+
 /// One device's liveness, as shown by `devices inspect` and the list filters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LivenessView {
     pub connected: bool,
     pub since: Option<DateTime<Utc>>,
     pub last_message: Option<DateTime<Utc>>,
     pub cadence_seconds: Option<f64>,
-    /// `declared` or `learned`.
-    pub cadence_source: Option<&'static str>,
+    pub cadence_source: Option<CadenceSource>,
     pub silent: bool,
     pub silent_since: Option<DateTime<Utc>>,
     pub silent_reason: Option<String>,
@@ -207,8 +225,9 @@ impl Liveness {
                         continue;
                     }
                     format!(
-                        "connected but silent for {}; its {source} cadence is every {}",
+                        "connected but silent for {}; its {} cadence is every {}",
                         humantime::format_duration(round(quiet)),
+                        source.as_str(),
                         humantime::format_duration(round(Duration::from_secs_f64(cadence)))
                     )
                 }
@@ -267,7 +286,7 @@ mod tests {
         for i in 0..5 {
             live.observe(&event("d", "device.message", t0 + Span::seconds(10 * i)));
         }
-        assert_eq!(live.view("d").unwrap().cadence_source, Some("learned"));
+        assert_eq!(live.view("d").unwrap().cadence_source, Some(CadenceSource::Learned));
         assert!(live.check(t0 + Span::seconds(60)).is_empty(), "within 3 x 10 s of the last message");
         let flagged = live.check(t0 + Span::seconds(75));
         assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use glassbox_core::DisconnectReason;
+use glassbox_core::{DisconnectReason, State};
 use glassbox_core::{Draft, IdMinter};
 use glassbox_gateway::acl::{Acl, Role};
 use glassbox_gateway::broker::{Authenticator, Broker, BrokerSettings, Credentials, Login, Recorder};
@@ -48,6 +48,8 @@ struct FakeRecorder {
     calls: Arc<Calls>,
     minter: IdMinter,
     disk: Arc<Disk>,
+    /// The delivery states it was asked to record.
+    states: Arc<Mutex<Vec<Transition>>>,
 }
 
 impl FakeRecorder {
@@ -80,7 +82,8 @@ impl Recorder for FakeRecorder {
         self.note(drafts, Call::Unanswered)
     }
 
-    async fn record(&self, _transitions: Vec<Transition>) -> Result<(), StoreError> {
+    async fn record(&self, transitions: Vec<Transition>) -> Result<(), StoreError> {
+        self.states.lock().unwrap().extend(transitions);
         Ok(())
     }
 }
@@ -153,7 +156,8 @@ async fn serve(recorder: FakeRecorder) -> (String, tokio::sync::oneshot::Sender<
 async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
     let calls = Arc::new(Calls::default());
     let disk = Arc::new(watch::Sender::new(Some(Ok(()))));
-    let (addr, stop, served) = serve(FakeRecorder { calls: calls.clone(), minter: IdMinter::new(), disk }).await;
+    let (addr, stop, served) =
+        serve(FakeRecorder { calls: calls.clone(), minter: IdMinter::new(), disk, states: Arc::default() }).await;
     let (mut reader, mut writer, _) = client::connect(&addr, &Options::new("answered-test")).await.unwrap();
 
     for _ in 0..3 {
@@ -197,7 +201,8 @@ async fn only_batches_of_qos_0_alone_skip_the_wait_for_the_disk() {
 #[tokio::test]
 async fn subscribers_get_a_message_once_committed_and_its_publisher_a_puback_once_it_is_on_disk() {
     let disk = Arc::new(watch::Sender::new(None));
-    let recorder = FakeRecorder { calls: Arc::default(), minter: IdMinter::new(), disk: disk.clone() };
+    let recorder =
+        FakeRecorder { calls: Arc::default(), minter: IdMinter::new(), disk: disk.clone(), states: Arc::default() };
     let (addr, stop, served) = serve(recorder).await;
     let (mut reader, mut writer, _) = client::connect(&addr, &Options::new("held-disk")).await.unwrap();
     let filters = vec![("t/held".to_string(), SubscriptionOptions::qos(QoS::AtMostOnce))];
@@ -230,6 +235,58 @@ async fn subscribers_get_a_message_once_committed_and_its_publisher_a_puback_onc
     assert!(closed.is_err(), "closed without a PUBACK: {closed:?}");
 
     drop((reader, writer));
+    drop(stop);
+    served.await.unwrap();
+}
+
+/// A delivery's `in_transit` and its end go to the recorder as one state
+/// (the end, carrying when it went in transit), for a session made by this
+/// connection and for one resumed by a later connection alike.
+#[tokio::test]
+async fn a_resumed_session_records_each_delivery_as_one_state() {
+    let disk = Arc::new(watch::Sender::new(Some(Ok(()))));
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let recorder = FakeRecorder { calls: Arc::default(), minter: IdMinter::new(), disk, states: states.clone() };
+    let (addr, stop, served) = serve(recorder).await;
+    let options = Options { clean_start: false, ..Options::new("resumer") };
+
+    for (round, packet_id) in [(1, 10), (2, 20)] {
+        let (mut reader, mut writer, connack) = client::connect(&addr, &options).await.unwrap();
+        assert_eq!(connack.session_present, round == 2, "round {round}");
+        if round == 1 {
+            let filters = vec![("t/resumed".to_string(), SubscriptionOptions::qos(QoS::AtLeastOnce))];
+            let subscribe = Subscribe { packet_id: 1, properties: Properties::default(), filters };
+            writer.send(&Packet::Subscribe(subscribe)).await.unwrap();
+            writer.flush().await.unwrap();
+            assert!(matches!(answer(&mut reader).await, Packet::SubAck(_)));
+        }
+        // Its own subscriber: the message comes back, and is acknowledged.
+        writer.send(&publish("t/resumed", QoS::AtLeastOnce, Some(packet_id))).await.unwrap();
+        writer.flush().await.unwrap();
+        for _ in 0..2 {
+            match answer(&mut reader).await {
+                Packet::Publish(delivered) => {
+                    writer.send(&Packet::PubAck(Ack::new(delivered.packet_id.unwrap()))).await.unwrap();
+                    writer.flush().await.unwrap();
+                }
+                Packet::PubAck(_) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        let delivered = |states: &[Transition]| states.iter().filter(|t| t.state == State::Delivered).count();
+        for _ in 0..500 {
+            if delivered(&states.lock().unwrap()) == round {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop((reader, writer));
+    }
+
+    let kinds: Vec<_> =
+        (states.lock().unwrap().iter()).map(|t| (t.state, t.target.clone(), t.in_transit_at.is_some())).collect();
+    let one_state = (State::Delivered, Some("resumer".to_string()), true);
+    assert_eq!(kinds, [one_state.clone(), one_state], "no in_transit recorded apart from its delivery");
     drop(stop);
     served.await.unwrap();
 }

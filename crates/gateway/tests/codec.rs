@@ -175,8 +175,6 @@ fn success_acks_use_the_short_form_in_5_0() {
 
 #[test]
 fn packets_of_every_length_size_follow_each_other_in_one_buffer() {
-    // Remaining lengths of 1, 2 and 3 bytes, and both sides of each boundary.
-    let sizes = [0, 100, 122, 123, 124, 16_000, 16_378, 16_379, 70_000];
     let publish = |size: usize| Publish {
         dup: false,
         qos: QoS::AtLeastOnce,
@@ -187,22 +185,28 @@ fn packets_of_every_length_size_follow_each_other_in_one_buffer() {
         payload: Bytes::from(vec![0xA5; size]),
     };
     for protocol in [Protocol::V311, Protocol::V5] {
+        // The body besides the payload: topic, packet id and (5.0) no properties.
+        let overhead = (2 + 3) + 2 + usize::from(protocol == Protocol::V5);
+        // Remaining lengths on both sides of each size of the length: 1, 2, 3 and 4 bytes.
+        let lengths = [overhead, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152];
+        let sizes: Vec<usize> = lengths.iter().map(|length| length - overhead).collect();
         let mut bytes = vec![0xC0, 0]; // a PINGREQ already waiting in the buffer
-        for size in sizes {
-            encode(&Packet::Publish(publish(size)), protocol, &mut bytes);
+        for size in &sizes {
+            encode(&Packet::Publish(publish(*size)), protocol, &mut bytes);
         }
-        // First byte, 3-byte remaining length, topic, packet id, (5.0) no properties, payload.
-        let properties = usize::from(protocol == Protocol::V5);
-        assert_eq!(publish_len(&publish(70_000), protocol), 1 + 3 + (2 + 3) + 2 + properties + 70_000);
+        for (size, length) in sizes.iter().zip(lengths) {
+            let length_bytes = [127, 16_383, 2_097_151, usize::MAX].iter().position(|max| length <= *max).unwrap() + 1;
+            assert_eq!(publish_len(&publish(*size), protocol), 1 + length_bytes + length, "{protocol:?}");
+        }
         let (mut rest, mut read) = (&bytes[..], Vec::new());
-        while let Some((packet, used)) = decode(rest, protocol, MAX).unwrap() {
+        while let Some((packet, used)) = decode(rest, protocol, 4 * MAX).unwrap() {
             read.push(packet);
             rest = &rest[used..];
         }
         assert!(rest.is_empty(), "{protocol:?}: {} bytes left over", rest.len());
         let want: Vec<_> =
             std::iter::once(Packet::PingReq).chain(sizes.iter().map(|s| Packet::Publish(publish(*s)))).collect();
-        assert_eq!(read, want, "{protocol:?}");
+        assert!(read == want, "{protocol:?}: the packets read back differ");
     }
 }
 

@@ -602,6 +602,8 @@ async fn function_answers_conform_to_the_openapi_document_and_their_types() {
 #[tokio::test]
 async fn command_and_inspect_answers_conform_to_the_openapi_document_and_their_types() {
     use glassbox_api_types::{CommandIssued, CommandList, DeviceInspection};
+    use glassbox_control::LivenessView;
+    use glassbox_gateway::broker::SessionInfo;
     use glassbox_store::Device;
     use reqwest::Method;
 
@@ -621,8 +623,11 @@ async fn command_and_inspect_answers_conform_to_the_openapi_document_and_their_t
     let cancel = ("/api/v1/commands/{id}/cancel", &*format!("/api/v1/commands/{id}/cancel"));
     let _: Value = conforming(s, Method::POST, cancel, None).await;
     let inspect = ("/api/v1/devices/{id}/inspect", "/api/v1/devices/pump-1/inspect");
-    let view: DeviceInspection<Device, Value, Value, Value, Value> = conforming(s, Method::GET, inspect, None).await;
-    assert_eq!((view.device.id.as_str(), view.open_commands, view.session), ("pump-1", 0, None));
+    type Inspection = DeviceInspection<Device, SessionInfo, LivenessView, Value, Value>;
+    let view: Inspection = conforming(s, Method::GET, inspect, None).await;
+    assert_eq!((view.device.id.as_str(), view.open_commands), ("pump-1", 0));
+    assert!(view.session.is_none(), "never connected");
+    assert!(view.liveness.is_none_or(|l| !l.connected && !l.silent), "never heard from");
     server.stop().await;
 }
 

@@ -9,9 +9,10 @@
 //! states. This halves the recorder's work per delivery without losing
 //! either state or its time.
 //!
-//! Noting a state copies no string: a client target is the session's shared
-//! client id, and a held `in_transit` is found by its event and that id's
-//! address. The target is copied once, when the state goes to the store.
+//! Noting a state copies no string: a client target is its session's own
+//! client id (every connection to the session notes with that one), and a
+//! held `in_transit` is found by its event and that id's address. The
+//! target is copied once, when the state goes to the store.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -97,9 +98,9 @@ impl Noted {
     }
 }
 
-/// A held `in_transit`'s key: its event and its target's address. Two
-/// sessions alive at once never share an address; a freed one reused by
-/// another client is told apart by comparing the names.
+/// A held `in_transit`'s key: its event and its target's address. The held
+/// state keeps its target alive, so no other target has that address
+/// meanwhile.
 type Key = (EventId, usize);
 type Held = HashMap<Key, Noted, BuildHasherDefault<IdHasher>>;
 
@@ -139,12 +140,8 @@ async fn record_loop(recorder: Arc<dyn Recorder>, mut rx: mpsc::Receiver<Noted>)
                     }
                 }
                 State::Delivered | State::Dropped => {
-                    match held.remove(&key).or_else(|| next.remove(&key)) {
-                        Some(in_transit) if in_transit.target.as_str() == noted.target.as_str() => {
-                            noted.in_transit_at = Some(in_transit.at)
-                        }
-                        Some(other) => out.push(other.into_transition()),
-                        None => {}
+                    if let Some(in_transit) = held.remove(&key).or_else(|| next.remove(&key)) {
+                        noted.in_transit_at = Some(in_transit.at);
                     }
                     out.push(noted.into_transition());
                 }
@@ -205,8 +202,6 @@ mod tests {
         let deliveries = Deliveries::start(kept.clone());
         let (event, slow) = (IdMinter::new().mint(), IdMinter::new().mint());
         let [a, b, c]: [Arc<str>; 3] = ["a".into(), "b".into(), "c".into()];
-        // The same name in another session (a client that reconnected).
-        let a_again: Arc<str> = "a".into();
         deliveries.note(event, State::InTransit, &a, None);
         deliveries.note(event, State::InTransit, &b, None);
         deliveries.note(slow, State::InTransit, &a, None);
@@ -216,7 +211,7 @@ mod tests {
         deliveries.note(event, State::Delivered, &b, None);
         deliveries.note(event, State::Dropped, &a, Some("queue_full: test".into()));
         tokio::time::sleep(HOLD * 3).await;
-        deliveries.note(slow, State::Delivered, &a_again, None);
+        deliveries.note(slow, State::Delivered, &a, None);
         deliveries.note(slow, State::Dropped, "retained", Some("retained_limit: test".into()));
         tokio::time::sleep(HOLD * 2).await;
 
@@ -237,19 +232,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_session_that_is_not_the_one_in_transit_does_not_take_its_time() {
+    async fn only_the_session_that_took_a_delivery_ends_it() {
         let kept = Arc::new(Kept::default());
         let deliveries = Deliveries::start(kept.clone());
         let event = IdMinter::new().mint();
-        let (first, second): (Arc<str>, Arc<str>) = ("first".into(), "second".into());
+        // Another client, and the same name in another session (a clean start replaced it).
+        let (first, second, first_again): (Arc<str>, Arc<str>, Arc<str>) =
+            ("first".into(), "second".into(), "first".into());
         deliveries.note(event, State::InTransit, &first, None);
         deliveries.note(event, State::Delivered, &second, None);
+        deliveries.note(event, State::Delivered, &first_again, None);
         tokio::time::sleep(HOLD * 3).await;
 
         let kept = kept.0.lock().unwrap();
-        let states: Vec<_> = kept.iter().map(|t| (t.target.as_deref(), t.state, t.in_transit_at.is_some())).collect();
-        assert_eq!(states.len(), 2, "{states:?}");
-        assert!(states.contains(&(Some("first"), State::InTransit, false)), "{states:?}");
-        assert!(states.contains(&(Some("second"), State::Delivered, false)), "{states:?}");
+        let mut states: Vec<_> =
+            kept.iter().map(|t| (t.target.clone().unwrap_or_default(), t.state, t.in_transit_at.is_some())).collect();
+        states.sort_by_key(|(target, state, _)| (target.clone(), state.code()));
+        let unpaired = |target: &str, state| (target.to_string(), state, false);
+        assert_eq!(
+            states,
+            [
+                unpaired("first", State::InTransit),
+                unpaired("first", State::Delivered),
+                unpaired("second", State::Delivered)
+            ],
+            "each recorded on its own"
+        );
     }
 }

@@ -77,6 +77,16 @@ pub enum QueuePolicy {
     RefuseNewest,
 }
 
+impl QueuePolicy {
+    /// The name it is configured and shown by (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueuePolicy::DropOldest => "drop_oldest",
+            QueuePolicy::RefuseNewest => "refuse_newest",
+        }
+    }
+}
+
 /// Bounds of one session's queue: what waits while the device is offline
 /// or slower than its publishers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,7 +283,7 @@ pub struct BrokerStats {
 }
 
 /// One session as an operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SessionInfo {
     pub client_id: String,
     pub device: Option<String>,
@@ -299,7 +309,7 @@ pub struct SessionInfo {
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SessionSubscription {
     pub filter: String,
     pub qos: u8,

@@ -77,7 +77,7 @@ impl Plan {
 /// one has nothing to merge.
 fn merged(mut plans: Vec<(Arc<str>, Plan)>) -> Vec<(Arc<str>, Plan)> {
     if plans.len() > 1 {
-        plans.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        plans.sort_by(|a, b| a.0.cmp(&b.0));
         plans.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
             if same {

@@ -433,6 +433,9 @@ impl Connection {
         let mut ops = Vec::new();
         let (session, present) =
             claim_session(&shared, &client_id, device.clone(), &terms, connect.clean_start, &mut ops);
+        // The session's own id from here on (a resumed session keeps the one
+        // it was made with): delivery states are paired by its address.
+        let client_id = lock(&session).client_id.clone();
         let resend = bind(&session, link, device, terms.expiry, &mut ops);
         shared.persist(ops).await;
 
