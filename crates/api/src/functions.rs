@@ -22,7 +22,7 @@ use super::params::{Parameters, Path, Query};
 use super::{ApiError, AppState};
 use glassbox_functions::{
     DEAD_LETTERS_MAX, FunctionError, IdleView, InFlight, LiveChange, OpenDeadLetter, Plan, RecordedInvocation, Redrive,
-    Redriven, Spec, parse_bytes, parse_rate,
+    Redriven, Replayed, Spec, parse_bytes, parse_rate,
 };
 
 /// Largest component accepted (JS and Python components are tens of MiB).
@@ -362,9 +362,9 @@ pub async fn replay(
     State(app): State<AppState>,
     Path(name): Path<String>,
     JsonBody(r): JsonBody<ReplayBody>,
-) -> Result<Json<Value>, ApiError> {
-    let invocation = app.functions.replay(&name, &r.event_id, r.version, r.dry_run).await.map_err(error)?;
-    Ok(Json(invocation))
+) -> Result<Json<Replayed>, ApiError> {
+    let replayed = app.functions.replay(&name, &r.event_id, r.version, r.dry_run).await.map_err(error)?;
+    Ok(Json(replayed))
 }
 
 /// `?limit=` of the dead-letter list.

@@ -1,11 +1,10 @@
 //! `glassbox debug …`: re-run what happened.
 
 use anyhow::Context as _;
-use glassbox_functions::{KvWrite, ReplayedResponse, Would};
+use glassbox_functions::{KvWrite, Replayed, Would};
 use serde_json::json;
 
 use crate::Remote;
-use crate::render;
 
 #[derive(clap::Subcommand)]
 pub enum DebugCommand {
@@ -50,45 +49,64 @@ pub async fn run(command: DebugCommand) -> anyhow::Result<()> {
         DebugCommand::Replay(a) => {
             let body = json!({ "event_id": a.event, "version": a.version, "dry_run": a.dry_run });
             let path = format!("/api/v1/functions/{}/replay", crate::client::segment(&a.function));
-            let result = a.remote.client()?.post(&path, "application/json", body.to_string()).await?;
+            let answer = a.remote.client()?.post(&path, "application/json", body.to_string()).await?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+                println!("{}", serde_json::to_string_pretty(&answer)?);
                 return Ok(());
             }
-            let dry = if result["dry_run"] == true { " (dry run: nothing recorded, nothing changed)" } else { "" };
-            println!("{} v{} on {}: {}{dry}", a.function, result["version"], a.event, render::text(&result, "outcome"));
-            if let Some(error) = result["error"].as_str() {
-                println!("  error: {error}");
-            }
-            for line in result["logs"].as_array().into_iter().flatten() {
-                println!("  log {:5} {}", render::text(line, "level"), render::text(line, "message"));
-            }
-            // A recorded replay: the ids of the events it recorded.
-            for output in result["outputs"].as_array().into_iter().flatten() {
-                println!("  output {}", output.as_str().map_or_else(|| output.to_string(), str::to_string));
-            }
-            // A dry run: what a real run would have done (a server before
-            // the sandbox answers without it).
-            if let Some(would) = result.get("would").filter(|w| result["dry_run"] == true && !w.is_null()) {
-                let would: Would = serde_json::from_value(would.clone())
-                    .context("reading what the dry run would have done (`would` in the server's answer)")?;
-                for line in would_lines(&would) {
-                    println!("  {line}");
-                }
-            }
-            // An HTTP function's replay: what it answered.
-            if let Some(response) = result.get("response").filter(|r| !r.is_null()) {
-                let response: ReplayedResponse = serde_json::from_value(response.clone())
-                    .context("reading what the function answered (`response` in the server's answer)")?;
-                let said = response.said().chars().take(400).collect::<String>();
-                println!("  response {}: {said}", response.status());
-            }
-            if let Some(id) = result["id"].as_str() {
-                println!("  recorded as {id}: glassbox trace {}", a.event);
+            let replayed: Replayed =
+                serde_json::from_value(answer).context("reading the server's answer to the replay")?;
+            for line in replay_lines(&a.function, &a.event, &replayed) {
+                println!("{line}");
             }
             Ok(())
         }
     }
+}
+
+/// A replay's answer in words: the outcome, the error, the logs, then what
+/// a dry run would have done or what a recorded one recorded, and what an
+/// HTTP function answered.
+fn replay_lines(function: &str, event: &str, replayed: &Replayed) -> Vec<String> {
+    let mut lines = Vec::new();
+    let response = match replayed {
+        Replayed::DryRun(dry) => {
+            lines.push(format!(
+                "{function} v{} on {event}: {} (dry run: nothing recorded, nothing changed)",
+                dry.version, dry.outcome
+            ));
+            lines.extend(dry.error.iter().map(|error| format!("  error: {error}")));
+            lines.extend(dry.logs.iter().map(|l| format!("  log {:5} {}", l.level, l.message)));
+            lines.extend(would_lines(&dry.would).into_iter().map(|line| format!("  {line}")));
+            dry.response.as_ref()
+        }
+        Replayed::Recorded(recorded) => {
+            match &recorded.invocation {
+                Some(run) => {
+                    let invocation = &run.invocation;
+                    lines
+                        .push(format!("{function} v{} on {event}: {}", invocation.key.version, invocation.key.outcome));
+                    lines.extend(invocation.error.iter().map(|error| format!("  error: {error}")));
+                    lines.extend(invocation.logs.iter().map(|l| format!("  log {:5} {}", l.level, l.message)));
+                    lines.extend(invocation.outputs.iter().map(|id| format!("  output {id}")));
+                }
+                None => lines.push(format!(
+                    "{function} on {event}: it ran, but its invocation could not be recorded (see the server's log)"
+                )),
+            }
+            recorded.response.as_ref()
+        }
+    };
+    if let Some(response) = response {
+        let said = response.said().chars().take(400).collect::<String>();
+        lines.push(format!("  response {}: {said}", response.status()));
+    }
+    if let Replayed::Recorded(recorded) = replayed
+        && let Some(run) = &recorded.invocation
+    {
+        lines.push(format!("  recorded as {}: glassbox trace {event}", run.id));
+    }
+    lines
 }
 
 /// The longest data or value shown on one line.

@@ -17,7 +17,7 @@ use glassbox_runtime::{BodyError, Outcome, Reach, Report, read_body};
 use serde_json::{Value, json};
 
 use super::budgets::{Verdict, Who, now_seconds};
-use super::replayed::{RecordedReplay, ReplayError, ReplayedResponse};
+use super::replayed::{RecordedReplay, ReplayError, Replayed, ReplayedResponse};
 use super::{FunctionError, Functions, Live, QUEUE_MAX, Run, spec};
 
 /// Largest request body a function is given.
@@ -448,7 +448,7 @@ impl Functions {
         live: &Arc<Live>,
         recorded: &RecordedEvent,
         dry_run: bool,
-    ) -> Result<Value, FunctionError> {
+    ) -> Result<Replayed, FunctionError> {
         let event_id = recorded.event.id.to_string();
         let request = request_of(recorded).map_err(FunctionError::Invalid)?;
         let (method, path) = (request.method().to_string(), request.uri().path().to_string());
@@ -462,13 +462,12 @@ impl Functions {
         let response = replayed(&answer);
         if let Some(sandbox) = sandbox {
             let shown = super::sandbox::DryRun::new(live, &event_id, report, &sandbox);
-            return Ok(super::sandbox::DryRun { response: Some(response), ..shown }.to_value());
+            return Ok(Replayed::DryRun(Box::new(super::sandbox::DryRun { response: Some(response), ..shown })));
         }
         let route = recorded.payload::<HttpRequest>().ok().map(|r| r.route);
         let http = exchanged_record(&method, &path, route.as_deref(), &answer);
         let run = Run { started, queued: None, replay_of: Some(&event_id), attempt: 1, http: Some(http) };
         let invocation = self.record_invocation(live, recorded, run, report).await;
-        let replay = RecordedReplay { invocation, response };
-        serde_json::to_value(replay).map_err(|e| FunctionError::Invalid(format!("the replay could not be shown: {e}")))
+        Ok(Replayed::Recorded(Box::new(RecordedReplay { invocation, response: Some(response) })))
     }
 }

@@ -73,9 +73,9 @@ pub use http::{HttpTarget, REQUEST_BYTES_MAX, Waiting};
 pub use lifecycle::{InFlight, LiveChange};
 pub use plan::{Change, Difference, Plan};
 pub use record::RecordedInvocation;
-pub use replayed::{RecordedReplay, ReplayError, ReplayedResponse};
+pub use replayed::{RecordedReplay, ReplayError, Replayed, ReplayedResponse};
 pub use retire::{Holds, IdleView, RETIRED_KEY};
-pub use sandbox::{KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
+pub use sandbox::{DryRun, KvWrite, Would, WouldCommand, WouldDesire, WouldEmit, WouldRequest};
 pub use spec::{Route, Spec, Trigger, is_name, parse_bytes, parse_rate};
 
 use glassbox_control::Control;
@@ -570,7 +570,7 @@ impl Functions {
         event_id: &str,
         version: Option<u32>,
         dry_run: bool,
-    ) -> Result<Value, FunctionError> {
+    ) -> Result<Replayed, FunctionError> {
         let live = self.version_to_run(name, version).await?;
         let id = event_id.parse().map_err(|_| FunctionError::Invalid(format!("{event_id:?} is not an event id")))?;
         let recorded = self.pipeline.store().get(id).await?.ok_or_else(|| {
@@ -581,10 +581,10 @@ impl Functions {
         }
         if dry_run {
             let (report, sandbox) = self.dry_run(&live, &recorded).await?;
-            return Ok(sandbox::DryRun::new(&live, event_id, report, &sandbox).to_value());
+            return Ok(Replayed::DryRun(Box::new(sandbox::DryRun::new(&live, event_id, report, &sandbox))));
         }
         let invocation = self.rerun(&live, &recorded).await?;
-        Ok(invocation.and_then(|i| serde_json::to_value(i).ok()).unwrap_or(Value::Null))
+        Ok(Replayed::Recorded(Box::new(RecordedReplay { invocation, response: None })))
     }
 
     /// A version of `name` ready to run: the live one, or version `n`.

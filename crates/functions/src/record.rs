@@ -17,7 +17,7 @@ use super::{Functions, Live, Run};
 
 /// An invocation as recorded, with the id of its `function.invoked`
 /// record: what a replay answers and `functions invocations` lists.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedInvocation {
     pub id: String,
     #[serde(flatten)]
@@ -205,7 +205,7 @@ fn micros(duration: Duration) -> u64 {
 }
 
 /// A runtime log line as the invocation record keeps it.
-fn log_line(line: &glassbox_runtime::LogLine) -> LogLine {
+pub(super) fn log_line(line: &glassbox_runtime::LogLine) -> LogLine {
     LogLine {
         level: line.level.to_string(),
         message: line.message.clone(),
@@ -216,7 +216,7 @@ fn log_line(line: &glassbox_runtime::LogLine) -> LogLine {
 }
 
 /// A runtime outbound request as the invocation record keeps it.
-fn egress_request(r: &EgressRecord) -> EgressRequest {
+pub(super) fn egress_request(r: &EgressRecord) -> EgressRequest {
     EgressRequest {
         host: r.host.clone(),
         port: r.port,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::RecordedInvocation;
+use crate::sandbox::DryRun;
 
 /// The function's answer to a replayed request. Untagged: an answer has a
 /// `body`, a failure an `error`.
@@ -45,13 +46,24 @@ impl ReplayedResponse {
     }
 }
 
-/// A recorded replay of an HTTP function: the invocation as recorded
-/// (absent if recording it failed) and what the function answered.
-#[derive(Debug, Serialize)]
+/// What a replay answers (`POST /api/v1/functions/{name}/replay`), and
+/// what `glassbox debug replay` reads. Untagged: a dry run's answer has
+/// `dry_run` and `would`, a recorded replay's is the invocation record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Replayed {
+    DryRun(Box<DryRun>),
+    Recorded(Box<RecordedReplay>),
+}
+
+/// A recorded replay: the invocation as recorded (absent if recording it
+/// failed) and, for an HTTP function, what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedReplay {
     #[serde(flatten)]
     pub invocation: Option<RecordedInvocation>,
-    pub response: ReplayedResponse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ReplayedResponse>,
 }
 
 #[cfg(test)]
@@ -78,7 +90,40 @@ mod tests {
             status: 502,
             error: ReplayError { code: "failed".into(), message: "no response".into() },
         };
-        let answer = serde_json::to_value(RecordedReplay { invocation: None, response }).unwrap();
+        let replayed = Replayed::Recorded(Box::new(RecordedReplay { invocation: None, response: Some(response) }));
+        let answer = serde_json::to_value(&replayed).unwrap();
         assert_eq!(answer, json!({"response": {"status": 502, "error": {"code": "failed", "message": "no response"}}}));
+        assert_eq!(serde_json::from_value::<Replayed>(answer).unwrap(), replayed, "it reads back");
+    }
+
+    #[test]
+    fn a_dry_run_and_a_recorded_replay_read_back_as_what_they_are() {
+        let dry = Replayed::DryRun(Box::new(DryRun {
+            function: "fan".into(),
+            version: 2,
+            event_id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(),
+            dry_run: true,
+            outcome: "succeeded".into(),
+            error: None,
+            wall_us: 120,
+            logs: Vec::new(),
+            egress: Vec::new(),
+            would: crate::Would::default(),
+            response: None,
+        }));
+        let read: Replayed = serde_json::from_value(serde_json::to_value(&dry).unwrap()).unwrap();
+        assert_eq!(read, dry);
+        let recorded = json!({
+            "id": "01JD6Y8Q1W3N4ZV7K2M5P9R0SB", "function": "fan", "version": 2, "digest": "sha256:00",
+            "event_id": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST", "attempt": 1, "outcome": "failed",
+            "replay_of": "01JD6Y8Q1W3N4ZV7K2M5P9R0ST", "error": "trap", "start": "2026-12-06T10:00:00Z",
+            "outputs": ["01JD6Y8Q1W3N4ZV7K2M5P9R0SC"]
+        });
+        let Replayed::Recorded(read) = serde_json::from_value(recorded.clone()).unwrap() else {
+            panic!("a recorded invocation is no dry run")
+        };
+        let invocation = read.invocation.expect("the invocation");
+        assert_eq!((invocation.id.as_str(), invocation.invocation.outputs.len()), ("01JD6Y8Q1W3N4ZV7K2M5P9R0SB", 1));
+        assert_eq!(read.response, None);
     }
 }

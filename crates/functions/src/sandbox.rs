@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use glassbox_core::EgressRequest;
 use glassbox_devices::Shadow;
-use glassbox_runtime::{EgressRecord, KvQuota, LogLine, Outbound, Output, Report, Services};
+use glassbox_runtime::{KvQuota, Outbound, Output, Report, Services};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -131,19 +132,21 @@ pub struct WouldRequest {
 
 /// What a dry-run replay answers: how the run went, and what it would
 /// have done.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DryRun {
     pub function: String,
     pub version: u32,
     pub event_id: String,
     /// Always true: tells this answer from a recorded invocation.
     pub dry_run: bool,
-    pub outcome: &'static str,
+    /// `succeeded`, `failed`, `timed_out`, …
+    pub outcome: String,
     pub error: Option<String>,
     pub wall_us: u64,
-    pub logs: Vec<LogLine>,
-    /// Its outbound requests as the runtime wrote them down (all denied).
-    pub egress: Vec<EgressRecord>,
+    pub logs: Vec<glassbox_core::LogLine>,
+    /// Its outbound requests as a real run would record them (all denied).
+    pub egress: Vec<EgressRequest>,
+    #[serde(default)]
     pub would: Would,
     /// For an HTTP function: what it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,26 +155,21 @@ pub struct DryRun {
 
 impl DryRun {
     /// The answer for `report`, a dry run of `live` on `event_id` in `sandbox`.
-    pub fn new(live: &Live, event_id: &str, report: Report, sandbox: &Sandbox) -> Self {
+    pub(crate) fn new(live: &Live, event_id: &str, report: Report, sandbox: &Sandbox) -> Self {
         let would = sandbox.would(&report, &live.egress);
         Self {
             function: live.version.name.clone(),
             version: live.version.version,
             event_id: event_id.to_string(),
             dry_run: true,
-            outcome: report.outcome.as_str(),
+            outcome: report.outcome.as_str().to_string(),
             error: report.outcome.detail().map(str::to_string),
             wall_us: report.wall.as_micros() as u64,
-            logs: report.logs,
-            egress: report.egress,
+            logs: report.logs.iter().map(super::record::log_line).collect(),
+            egress: report.egress.iter().map(super::record::egress_request).collect(),
             would,
             response: None,
         }
-    }
-
-    pub fn to_value(&self) -> Value {
-        // Plain data: serializing cannot fail.
-        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

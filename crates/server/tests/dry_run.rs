@@ -13,6 +13,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use glassbox_functions::Replayed;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -48,11 +49,19 @@ impl Server {
         appended["id"].as_str().unwrap().to_string()
     }
 
+    /// The replay's answer, checked against `docs/openapi.json` and read
+    /// back as the type the CLI reads (a dry run's answer as a dry run).
     async fn replay(&self, function: &str, event: &str, dry_run: bool) -> Value {
         let body = json!({ "event_id": event, "dry_run": dry_run }).to_string().into_bytes();
         let (status, answer) =
             self.call(Method::POST, &format!("/api/v1/functions/{function}/replay"), Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
+        let doc = glassbox_api_types::openapi::Document::parse(glassbox_api::OPENAPI).unwrap();
+        let schema = doc.answer("post", "/api/v1/functions/{name}/replay", 200).unwrap();
+        let problems = doc.check(schema, &answer);
+        assert!(problems.is_empty(), "{}\n{answer:#}", problems.join("\n"));
+        let replayed: Replayed = serde_json::from_value(answer.clone()).unwrap();
+        assert_eq!(matches!(replayed, Replayed::DryRun(_)), dry_run, "{answer:#}");
         answer
     }
 

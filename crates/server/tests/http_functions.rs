@@ -203,6 +203,17 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
     let (_, replayed) = replay(json!({"event_id": posted})).await;
     assert_eq!((replayed["replay_of"].clone(), replayed["http"]["status"].clone()), (json!(posted), json!(200)));
     assert_eq!(replayed["response"]["status"], 200, "{replayed}");
+    for answer in [&dry, &replayed] {
+        let doc = glassbox_api_types::openapi::Document::parse(glassbox_api::OPENAPI).unwrap();
+        let problems = doc.check(doc.answer("post", "/api/v1/functions/{name}/replay", 200).unwrap(), answer);
+        assert!(problems.is_empty(), "{}\n{answer:#}", problems.join("\n"));
+        let read: glassbox_functions::Replayed = serde_json::from_value(answer.clone()).unwrap();
+        let response = match read {
+            glassbox_functions::Replayed::DryRun(dry) => dry.response,
+            glassbox_functions::Replayed::Recorded(recorded) => recorded.response,
+        };
+        assert_eq!(response.map(|r| r.status()), Some(200), "{answer:#}");
+    }
     let (_, chain) = server.call(Method::GET, &format!("/api/v1/trace/{posted}"), None).await;
     assert_eq!(chain["invocations"].as_array().unwrap().len(), 2, "the request and its one recorded replay: {chain}");
     // A dry run reaches nothing outside: the fetch that went out is denied.
