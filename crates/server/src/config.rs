@@ -125,7 +125,8 @@ pub struct MqttConfig {
     pub allow_anonymous: bool,
     /// Filters anonymous clients may not subscribe to (open mode). Default none.
     pub deny_subscribe: Vec<String>,
-    /// Largest MQTT packet in bytes. Default 262144 (256 KiB).
+    /// Largest MQTT packet in bytes, from 1024 to 268435460 (MQTT's
+    /// largest). Default 262144 (256 KiB).
     pub packet_bytes_max: usize,
     /// Connections open at once; more are refused (server busy). Default 20000.
     pub connections_max: usize,
@@ -336,6 +337,9 @@ pub const SECRET_KEYS: &[&str] = &["diagnose.webhook", "audit.webhook"];
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "glassbox.toml";
 
+/// The smallest `mqtt.packet_bytes_max`: room for a CONNECT with credentials.
+const PACKET_BYTES_MIN: usize = 1024;
+
 impl Config {
     /// Loads defaults, then `file` (or `./glassbox.toml` if present), then
     /// `GLASSBOX_*` variables from `env`, and validates the result.
@@ -404,6 +408,13 @@ impl Config {
             if glassbox_core::topic::parse_filter(&rule.filter.replace("%d", "x")).is_err() {
                 problems.push(format!("mqtt.acl filter {:?} is not a valid topic filter", rule.filter));
             }
+        }
+        if !(PACKET_BYTES_MIN..=glassbox_gateway::codec::PACKET_BYTES_MAX).contains(&self.mqtt.packet_bytes_max) {
+            problems.push(format!(
+                "mqtt.packet_bytes_max ({}) must be from {PACKET_BYTES_MIN} to {} (the largest packet MQTT can carry)",
+                self.mqtt.packet_bytes_max,
+                glassbox_gateway::codec::PACKET_BYTES_MAX
+            ));
         }
         if self.mqtt.queue_messages_max == 0 || self.mqtt.queue_bytes_max == 0 || self.mqtt.inflight_max == 0 {
             problems.push("mqtt.queue_messages_max, queue_bytes_max and inflight_max must be at least 1".into());
@@ -542,6 +553,15 @@ mod tests {
         assert_eq!(config.recorder.retention, Duration::from_secs(86400));
         assert_eq!(config.recorder.batch_events_max, 50);
         assert_eq!(config.http.listen, "0.0.0.0:80");
+    }
+
+    #[test]
+    fn a_packet_bound_mqtt_cannot_carry_is_refused() {
+        let huge = Config::load(None, env(&[("GLASSBOX_MQTT_PACKET_BYTES_MAX", "4294967296")]));
+        let message = huge.unwrap_err().to_string();
+        assert!(message.contains("mqtt.packet_bytes_max (4294967296) must be from 1024 to 268435460"), "{message}");
+        assert!(Config::load(None, env(&[("GLASSBOX_MQTT_PACKET_BYTES_MAX", "12")])).is_err());
+        assert!(Config::load(None, env(&[("GLASSBOX_MQTT_PACKET_BYTES_MAX", "268435460")])).is_ok());
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub(crate) struct Link {
     pub wake: Arc<Notify>,
     /// Deliveries in flight at once: the client's receive maximum, capped.
     pub window: usize,
-    /// The client's maximum packet size (`usize::MAX`: it set none).
+    /// The largest packet to send it: its maximum packet size, or MQTT's
+    /// largest when the broker's own bound comes near it (`usize::MAX`:
+    /// nothing to check).
     pub packet_bytes_max: usize,
     /// The topic aliases this connection has assigned on what it sent.
     pub aliases: OutboundAliases,
@@ -312,7 +314,7 @@ impl Session {
         let Some(link) = self.link.as_mut() else { return Ok(()) };
         let alias = link.aliases.plan(&publish.topic);
         OutboundAliases::shape(alias, publish);
-        // Measured only for a client that set a maximum (most do not).
+        // Measured only when there is a maximum to keep (most clients set none).
         if link.packet_bytes_max != usize::MAX {
             let size = crate::codec::publish_len(publish, link.protocol);
             if size > link.packet_bytes_max {

@@ -17,7 +17,7 @@ pub use packets::{
     SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::Properties;
-pub use wire::VARINT_MAX;
+pub use wire::{PACKET_BYTES_MAX, VARINT_MAX};
 
 /// The protocol version a connection speaks, from its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

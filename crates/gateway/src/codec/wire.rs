@@ -8,6 +8,10 @@ use super::CodecError;
 /// The largest value a variable byte integer can carry (268,435,455).
 pub const VARINT_MAX: u32 = 268_435_455;
 
+/// The largest packet MQTT can carry: a fixed header of 5 bytes and a
+/// remaining length of [`VARINT_MAX`].
+pub const PACKET_BYTES_MAX: usize = 5 + VARINT_MAX as usize;
+
 /// Reads from one packet's bytes; every read checks the remaining length.
 pub struct Reader<'a> {
     buf: &'a [u8],
@@ -116,7 +120,10 @@ pub fn put_varint(out: &mut Vec<u8>, value: u32) {
 }
 
 /// Writes `value` as a variable byte integer into `out`; returns how many
-/// of its bytes it took.
+/// of its bytes it took. No packet the server sends is longer than
+/// [`PACKET_BYTES_MAX`] (a PUBLISH that would be is dropped for its
+/// subscriber); a larger value would be written as `VARINT_MAX`, never
+/// past `out`.
 pub fn put_varint_into(out: &mut [u8; 4], value: u32) -> usize {
     debug_assert!(value <= VARINT_MAX, "callers bound lengths by the maximum packet size");
     let mut value = value.min(VARINT_MAX);

@@ -44,7 +44,9 @@ use super::session::{Link, NEVER, Session};
 use super::{BrokerSettings, Outbound, Shared, lock};
 use crate::acl::Role;
 use crate::broker::auth::Credentials;
-use crate::codec::{Ack, CodecError, ConnAck, Connect, Packet, Properties, Protocol, QoS, Will, encode};
+use crate::codec::{
+    Ack, CodecError, ConnAck, Connect, PACKET_BYTES_MAX, Packet, Properties, Protocol, QoS, Will, encode,
+};
 
 /// Control packets waiting for the writer (acknowledgements, SUBACK, …).
 const CONTROL_QUEUE_MAX: usize = 1024;
@@ -283,7 +285,7 @@ impl Terms {
             Protocol::V311 => Properties::default(),
             Protocol::V5 => Properties {
                 receive_maximum: Some(settings.inflight_max),
-                maximum_packet_size: Some(settings.packet_bytes_max as u32),
+                maximum_packet_size: Some(u32::try_from(settings.packet_bytes_max).unwrap_or(u32::MAX)),
                 topic_alias_maximum: Some(settings.topic_alias_max),
                 assigned_client_identifier: assigned.map(str::to_string),
                 session_expiry_interval: (self.expiry != self.asked_expiry).then_some(self.expiry),
@@ -313,11 +315,24 @@ impl Link {
             kill,
             wake,
             window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(settings.inflight_max).max(1)),
-            packet_bytes_max: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            packet_bytes_max: packet_bytes_max(p.maximum_packet_size, settings),
             aliases: OutboundAliases::new(p.topic_alias_maximum.unwrap_or(0).min(settings.topic_alias_max)),
             since: Utc::now(),
             tls,
         }
+    }
+}
+
+/// The largest packet to send a client: its Maximum Packet Size, else
+/// none to check (`usize::MAX`), unless what the broker accepts comes
+/// within a MiB of the largest packet MQTT can carry: then a PUBLISH
+/// grown past it by what the broker adds (subscription ids, expiry, an
+/// alias) is dropped for the client rather than sent with a wrong length.
+fn packet_bytes_max(asked: Option<u32>, settings: &BrokerSettings) -> usize {
+    match asked {
+        Some(max) => (max as usize).min(PACKET_BYTES_MAX),
+        None if settings.packet_bytes_max > PACKET_BYTES_MAX - (1 << 20) => PACKET_BYTES_MAX,
+        None => usize::MAX,
     }
 }
 
@@ -700,5 +715,20 @@ impl Connection {
         }
         let data = Disconnected { reason, peer: self.peer.to_string() };
         record_lifecycle(&self.shared, self.device(), &self.client_id, &data).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_sent_never_outgrows_what_mqtt_can_carry() {
+        let near = BrokerSettings { packet_bytes_max: PACKET_BYTES_MAX, ..BrokerSettings::default() };
+        let usual = BrokerSettings::default();
+        assert_eq!(packet_bytes_max(None, &usual), usize::MAX, "nothing to check: what it accepts is far below");
+        assert_eq!(packet_bytes_max(None, &near), PACKET_BYTES_MAX, "a PUBLISH grown by what the broker adds");
+        assert_eq!(packet_bytes_max(Some(64), &near), 64, "the client's own maximum");
+        assert_eq!(packet_bytes_max(Some(u32::MAX), &usual), PACKET_BYTES_MAX);
     }
 }
