@@ -1,6 +1,6 @@
-//! What an HTTP function answered a replayed request, as the replay's
-//! answer shows it (beside the recorded invocation, or in a dry run's
-//! answer) and `glassbox debug replay` reads it.
+//! What a replay answers (`POST /api/v1/functions/{name}/replay`) and
+//! `glassbox debug replay` reads: a dry run's answer, or the invocation as
+//! recorded; for an HTTP function, with what it answered the request.
 
 use std::collections::BTreeMap;
 
@@ -46,10 +46,12 @@ impl ReplayedResponse {
     }
 }
 
-/// What a replay answers (`POST /api/v1/functions/{name}/replay`), and
-/// what `glassbox debug replay` reads. Untagged: a dry run's answer has
-/// `dry_run` and `would`, a recorded replay's is the invocation record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a replay answers. Told apart by their fields: a dry run's answer
+/// has `dry_run`, a recorded replay's is the invocation record (with its
+/// `id`), and one whose invocation could not be recorded has at most the
+/// HTTP function's `response`. Each is read strictly as what its fields
+/// say it is, so a malformed answer is an error, not another kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Replayed {
     DryRun(Box<DryRun>),
@@ -58,12 +60,32 @@ pub enum Replayed {
 
 /// A recorded replay: the invocation as recorded (absent if recording it
 /// failed) and, for an HTTP function, what it answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedReplay {
     #[serde(flatten)]
     pub invocation: Option<RecordedInvocation>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<ReplayedResponse>,
+}
+
+impl<'de> Deserialize<'de> for Replayed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut answer = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        if answer.contains_key("dry_run") {
+            return read::<DryRun, D::Error>(answer.into()).map(|dry| Replayed::DryRun(Box::new(dry)));
+        }
+        let response = answer.remove("response").map(read::<ReplayedResponse, D::Error>).transpose()?;
+        let invocation = match answer.is_empty() {
+            true => None,
+            false => Some(read::<RecordedInvocation, D::Error>(answer.into())?),
+        };
+        Ok(Replayed::Recorded(Box::new(RecordedReplay { invocation, response })))
+    }
+}
+
+/// One part of an answer, read as `T`; its error in the answer's reader's terms.
+fn read<T: serde::de::DeserializeOwned, E: serde::de::Error>(value: serde_json::Value) -> Result<T, E> {
+    serde_json::from_value(value).map_err(E::custom)
 }
 
 #[cfg(test)]
@@ -125,5 +147,30 @@ mod tests {
         let invocation = read.invocation.expect("the invocation");
         assert_eq!((invocation.id.as_str(), invocation.invocation.outputs.len()), ("01JD6Y8Q1W3N4ZV7K2M5P9R0SB", 1));
         assert_eq!(read.response, None);
+        let unrecorded: Replayed = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(unrecorded, Replayed::Recorded(Box::new(RecordedReplay { invocation: None, response: None })));
+    }
+
+    #[test]
+    fn a_malformed_answer_is_an_error_not_another_kind() {
+        let mut dry = serde_json::to_value(DryRun {
+            function: "fan".into(),
+            version: 2,
+            event_id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(),
+            dry_run: true,
+            outcome: "succeeded".into(),
+            error: None,
+            wall_us: 120,
+            logs: Vec::new(),
+            egress: Vec::new(),
+            would: crate::Would::default(),
+            response: None,
+        })
+        .unwrap();
+        dry.as_object_mut().unwrap().remove("would");
+        let error = serde_json::from_value::<Replayed>(dry).unwrap_err().to_string();
+        assert!(error.contains("would"), "{error}");
+        let recorded = json!({"id": "01JD6Y8Q1W3N4ZV7K2M5P9R0SB", "function": "fan"});
+        assert!(serde_json::from_value::<Replayed>(recorded).is_err(), "an invocation without its fields");
     }
 }

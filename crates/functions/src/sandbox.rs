@@ -146,7 +146,6 @@ pub struct DryRun {
     pub logs: Vec<glassbox_core::LogLine>,
     /// Its outbound requests as a real run would record them (all denied).
     pub egress: Vec<EgressRequest>,
-    #[serde(default)]
     pub would: Would,
     /// For an HTTP function: what it answered.
     #[serde(skip_serializing_if = "Option::is_none")]

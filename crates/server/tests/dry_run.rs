@@ -60,8 +60,14 @@ impl Server {
         let schema = doc.answer("post", "/api/v1/functions/{name}/replay", 200).unwrap();
         let problems = doc.check(schema, &answer);
         assert!(problems.is_empty(), "{}\n{answer:#}", problems.join("\n"));
-        let replayed: Replayed = serde_json::from_value(answer.clone()).unwrap();
-        assert_eq!(matches!(replayed, Replayed::DryRun(_)), dry_run, "{answer:#}");
+        match serde_json::from_value::<Replayed>(answer.clone()).unwrap() {
+            Replayed::DryRun(_) => assert!(dry_run, "{answer:#}"),
+            Replayed::Recorded(recorded) => {
+                let invocation = recorded.invocation.unwrap_or_else(|| panic!("recorded: {answer:#}"));
+                assert_eq!(invocation.invocation.key.replay_of.as_deref(), Some(event), "{answer:#}");
+                assert!(!dry_run, "{answer:#}");
+            }
+        }
         answer
     }
 

@@ -210,7 +210,11 @@ async fn an_http_function_answers_on_its_route_and_its_requests_are_traceable() 
         let read: glassbox_functions::Replayed = serde_json::from_value(answer.clone()).unwrap();
         let response = match read {
             glassbox_functions::Replayed::DryRun(dry) => dry.response,
-            glassbox_functions::Replayed::Recorded(recorded) => recorded.response,
+            glassbox_functions::Replayed::Recorded(recorded) => {
+                let invocation = recorded.invocation.unwrap_or_else(|| panic!("recorded: {answer:#}"));
+                assert_eq!(invocation.invocation.key.replay_of.as_deref(), Some(posted.as_str()));
+                recorded.response
+            }
         };
         assert_eq!(response.map(|r| r.status()), Some(200), "{answer:#}");
     }
