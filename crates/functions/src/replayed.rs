@@ -118,9 +118,8 @@ mod tests {
         assert_eq!(serde_json::from_value::<Replayed>(answer).unwrap(), replayed, "it reads back");
     }
 
-    #[test]
-    fn a_dry_run_and_a_recorded_replay_read_back_as_what_they_are() {
-        let dry = Replayed::DryRun(Box::new(DryRun {
+    fn dry_run() -> DryRun {
+        DryRun {
             function: "fan".into(),
             version: 2,
             event_id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(),
@@ -132,7 +131,12 @@ mod tests {
             egress: Vec::new(),
             would: crate::Would::default(),
             response: None,
-        }));
+        }
+    }
+
+    #[test]
+    fn a_dry_run_and_a_recorded_replay_read_back_as_what_they_are() {
+        let dry = Replayed::DryRun(Box::new(dry_run()));
         let read: Replayed = serde_json::from_value(serde_json::to_value(&dry).unwrap()).unwrap();
         assert_eq!(read, dry);
         let recorded = json!({
@@ -153,20 +157,7 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_is_an_error_not_another_kind() {
-        let mut dry = serde_json::to_value(DryRun {
-            function: "fan".into(),
-            version: 2,
-            event_id: "01JD6Y8Q1W3N4ZV7K2M5P9R0ST".into(),
-            dry_run: true,
-            outcome: "succeeded".into(),
-            error: None,
-            wall_us: 120,
-            logs: Vec::new(),
-            egress: Vec::new(),
-            would: crate::Would::default(),
-            response: None,
-        })
-        .unwrap();
+        let mut dry = serde_json::to_value(dry_run()).unwrap();
         dry.as_object_mut().unwrap().remove("would");
         let error = serde_json::from_value::<Replayed>(dry).unwrap_err().to_string();
         assert!(error.contains("would"), "{error}");
