@@ -11,6 +11,8 @@
 //! run it a few times and compare medians. The encoded layouts store a blob
 //! as long as `codec.rs` makes a device message (135 bytes).
 
+use std::error::Error;
+
 use rusqlite::{Connection, Transaction, params};
 
 const BATCH: usize = 256;
@@ -38,19 +40,24 @@ struct Message {
 struct Layout {
     name: &'static str,
     schema: String,
-    insert: fn(&Transaction<'_>, &[Message]),
+    insert: fn(&Transaction<'_>, &[Message]) -> rusqlite::Result<()>,
+}
+
+/// The table of 22 columns, keyed by the id (`WITHOUT ROWID`).
+fn by_column_table() -> String {
+    format!("CREATE TABLE events (id BLOB PRIMARY KEY, {COLUMNS}) WITHOUT ROWID;")
 }
 
 fn layouts() -> Vec<Layout> {
     vec![
         Layout {
             name: "22 columns (before 0034)",
-            schema: format!("CREATE TABLE events (id BLOB PRIMARY KEY, {COLUMNS}) WITHOUT ROWID;"),
+            schema: by_column_table(),
             insert: |tx, batch| by_column(tx, batch, false),
         },
         Layout {
             name: "22 columns, derived values empty",
-            schema: format!("CREATE TABLE events (id BLOB PRIMARY KEY, {COLUMNS}) WITHOUT ROWID;"),
+            schema: by_column_table(),
             insert: |tx, batch| by_column(tx, batch, true),
         },
         Layout {
@@ -64,12 +71,12 @@ fn layouts() -> Vec<Layout> {
                 origin_source TEXT, originid TEXT, event BLOB NOT NULL) WITHOUT ROWID;"
                 .into(),
             insert: |tx, batch| {
-                let mut insert = tx
-                    .prepare_cached("INSERT INTO events (id, received_at, node, event) VALUES (?1, ?2, 1, ?3)")
-                    .unwrap();
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO events (id, received_at, node, event) VALUES (?1, ?2, 1, ?3)")?;
                 for m in batch {
-                    insert.execute(params![&m.id[..], m.received_at, &ENCODED[..]]).unwrap();
+                    insert.execute(params![&m.id[..], m.received_at, &ENCODED[..]])?;
                 }
+                Ok(())
             },
         },
         Layout {
@@ -87,108 +94,112 @@ fn layouts() -> Vec<Layout> {
                 tx.execute(
                     "INSERT INTO segments (last, first, events) VALUES (?1, ?2, ?3)",
                     params![last, first, segment],
-                )
-                .unwrap();
+                )?;
+                Ok(())
             },
         },
     ]
 }
 
-fn by_column(tx: &Transaction<'_>, batch: &[Message], derived_empty: bool) {
-    let mut insert = tx.prepare_cached(INSERT_COLUMNS).unwrap();
+fn by_column(tx: &Transaction<'_>, batch: &[Message], derived_empty: bool) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(INSERT_COLUMNS)?;
     for m in batch {
         let (time, correlationid, traceparent, content_type) = match derived_empty {
             true => (0, "", None, None),
             false => (m.received_at, m.correlationid.as_str(), Some(&m.traceparent), Some("application/octet-stream")),
         };
         let none = None::<&str>;
-        insert
-            .execute(params![
-                &m.id[..],
-                m.received_at,
-                time,
-                "mqtt/bench-1",
-                "device.message",
-                "bench/a",
-                correlationid,
-                none,
-                0,
-                traceparent,
-                none,
-                none,
-                none,
-                none,
-                none,
-                content_type,
-                none,
-                none,
-                2,
-                &PAYLOAD[..],
-                "mqtt",
-            ])
-            .unwrap();
+        insert.execute(params![
+            &m.id[..],
+            m.received_at,
+            time,
+            "mqtt/bench-1",
+            "device.message",
+            "bench/a",
+            correlationid,
+            none,
+            0,
+            traceparent,
+            none,
+            none,
+            none,
+            none,
+            none,
+            content_type,
+            none,
+            none,
+            2,
+            &PAYLOAD[..],
+            "mqtt",
+        ])?;
     }
+    Ok(())
 }
 
-/// This thread's CPU time in seconds (at the kernel's tick).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("Linux /proc");
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+/// This thread's CPU time in seconds (at the kernel's tick), from Linux's `/proc`.
+fn cpu_seconds() -> Result<f64, Box<dyn Error>> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    // After the command name (which may hold spaces): utime and stime are the 12th and 13th fields.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, Box<dyn Error>> {
+        Ok(fields.get(i).ok_or("a short /proc/thread-self/stat")?.parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-fn run(layout: &Layout, messages: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = Connection::open(dir.path().join("recorder.db")).unwrap();
+fn run(layout: &Layout, messages: usize) -> Result<f64, Box<dyn Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut conn = Connection::open(dir.path().join("recorder.db"))?;
     for (pragma, value) in [("page_size", "8192"), ("journal_mode", "WAL"), ("synchronous", "NORMAL")] {
-        conn.pragma_update(None, pragma, value).unwrap();
+        conn.pragma_update(None, pragma, value)?;
     }
-    conn.pragma_update(None, "cache_size", -65536).unwrap();
-    conn.pragma_update(None, "wal_autocheckpoint", 4096).unwrap();
-    conn.execute_batch(&layout.schema).unwrap();
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+    conn.execute_batch(&layout.schema)?;
     conn.execute_batch(
         "CREATE TABLE transitions (event BLOB NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
          state INTEGER NOT NULL, target TEXT, detail TEXT, node INTEGER, in_transit_since INTEGER,
          PRIMARY KEY (event, seq)) WITHOUT ROWID;",
-    )
-    .unwrap();
+    )?;
     let mut minter = ulid::Generator::new();
     let mut spent = 0.0;
     for start in (0..messages).step_by(BATCH) {
         // Made before the clock starts: the writer is handed these strings.
-        let batch: Vec<Message> = (start..(start + BATCH).min(messages))
+        let batch = (start..(start + BATCH).min(messages))
             .map(|n| {
-                let id = minter.generate().unwrap();
-                Message {
+                let id = minter.generate()?;
+                Ok(Message {
                     id: id.0.to_be_bytes(),
                     correlationid: id.to_string(),
                     traceparent: format!("00-{:032x}-{:016x}-01", id.0, id.0 as u64),
                     received_at: 1_796_581_836_267_311 + n as i64,
-                }
+                })
             })
-            .collect();
-        let started = cpu_seconds();
-        let tx = conn.transaction().unwrap();
-        (layout.insert)(&tx, &batch);
-        let mut state = tx
-            .prepare_cached(
-                "INSERT INTO transitions (event, seq, at, state, target, node, in_transit_since)
-                 VALUES (?1, 1, ?2, 5, 'subscriber', 1, ?2)",
-            )
-            .unwrap();
+            .collect::<Result<Vec<Message>, ulid::MonotonicError>>()?;
+        let started = cpu_seconds()?;
+        let tx = conn.transaction()?;
+        (layout.insert)(&tx, &batch)?;
+        let mut state = tx.prepare_cached(
+            "INSERT INTO transitions (event, seq, at, state, target, node, in_transit_since)
+             VALUES (?1, 1, ?2, 5, 'subscriber', 1, ?2)",
+        )?;
         for m in &batch {
-            state.execute(params![&m.id[..], m.received_at]).unwrap();
+            state.execute(params![&m.id[..], m.received_at])?;
         }
         drop(state);
-        tx.commit().unwrap();
-        spent += cpu_seconds() - started;
+        tx.commit()?;
+        spent += cpu_seconds()? - started;
     }
-    spent * 1e6 / messages as f64
+    Ok(spent * 1e6 / messages as f64)
 }
 
-fn main() {
-    let messages = std::env::args().nth(1).map_or(400_000, |n| n.parse().expect("MESSAGES is a number"));
+fn main() -> Result<(), Box<dyn Error>> {
+    let messages = match std::env::args().nth(1) {
+        Some(n) => n.parse().map_err(|_| format!("MESSAGES is a count of messages, like 400000; got {n:?}"))?,
+        None => 400_000,
+    };
     for layout in layouts() {
-        println!("{:>6.2} µs/message  {}", run(&layout, messages), layout.name);
+        println!("{:>6.2} µs/message  {}", run(&layout, messages)?, layout.name);
     }
+    Ok(())
 }
